@@ -1,0 +1,143 @@
+/* fmt.c: the byte-level writers of the exposition: buffer growth, integers,
+ * doubles that parse back to the same bits, and escaping. No snprintf on the
+ * integer path: most sample values are integers, and a scrape writes tens of
+ * thousands of them. */
+#include "internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void om_buf_free(om_buf *buf) {
+  if (buf == NULL)
+    return;
+  free(buf->data);
+  buf->data = NULL;
+  buf->len = buf->cap = 0;
+}
+
+bool om__reserve(om_out *o, size_t n) {
+  om_buf *b = o->buf;
+  if (o->err)
+    return false;
+  if (b->len + n + 1 <= b->cap)
+    return true;
+  size_t cap = b->cap ? b->cap : 4096;
+  while (cap < b->len + n + 1)
+    cap *= 2;
+  char *p = realloc(b->data, cap);
+  if (p == NULL) {
+    o->err = OM_ENOMEM;
+    return false;
+  }
+  b->data = p;
+  b->cap = cap;
+  return true;
+}
+
+void om__put(om_out *o, const char *s, size_t n) {
+  if (!om__reserve(o, n))
+    return;
+  memcpy(o->buf->data + o->buf->len, s, n);
+  o->buf->len += n;
+}
+
+static const char digits2[201] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536"
+    "37383940414243444546474849505152535455565758596061626364656667686970717273"
+    "7475767778798081828384858687888990919293949596979899";
+
+size_t om__fmt_u64(char *dst, uint64_t v) {
+  char tmp[24];
+  size_t i = sizeof tmp;
+  while (v >= 100) {
+    unsigned d = (unsigned)(v % 100) * 2;
+    v /= 100;
+    tmp[--i] = digits2[d + 1];
+    tmp[--i] = digits2[d];
+  }
+  if (v >= 10) {
+    unsigned d = (unsigned)v * 2;
+    tmp[--i] = digits2[d + 1];
+    tmp[--i] = digits2[d];
+  } else {
+    tmp[--i] = (char)('0' + v);
+  }
+  size_t n = sizeof tmp - i;
+  memcpy(dst, tmp + i, n);
+  return n;
+}
+
+/* Shortest of %.15g, %.16g, %.17g that strtod reads back to the same
+ * double; %.17g always does. The caller runs in the C locale. */
+size_t om__fmt_double(char *dst, double v, bool om) {
+  if (isnan(v)) {
+    memcpy(dst, "NaN", 3);
+    return 3;
+  }
+  if (isinf(v)) {
+    memcpy(dst, v > 0 ? "+Inf" : "-Inf", 4);
+    return 4;
+  }
+  size_t n;
+  if (v == trunc(v) && fabs(v) < 1e15) {
+    n = 0;
+    if (signbit(v))
+      dst[n++] = '-';
+    n += om__fmt_u64(dst + n, (uint64_t)fabs(v));
+  } else {
+    char tmp[40];
+    int len = 0;
+    for (int prec = 15; prec <= 17; prec++) {
+      len = snprintf(tmp, sizeof tmp, "%.*g", prec, v);
+      if (prec == 17 || strtod(tmp, NULL) == v)
+        break;
+    }
+    n = (size_t)len;
+    memcpy(dst, tmp, n);
+  }
+  /* OpenMetrics writes bucket bounds as floats: "1.0", not "1". */
+  if (om && memchr(dst, '.', n) == NULL && memchr(dst, 'e', n) == NULL) {
+    dst[n++] = '.';
+    dst[n++] = '0';
+  }
+  return n;
+}
+
+/* Appends s with backslash and newline escaped, and double quotes too when
+ * quote is set (label values; OpenMetrics HELP). */
+void om__put_escaped(om_out *o, const char *s, size_t n, bool quote) {
+  if (!om__reserve(o, 2 * n))
+    return;
+  char *d = o->buf->data + o->buf->len;
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = s[i];
+    if (c == '\\') {
+      d[k++] = '\\';
+      d[k++] = '\\';
+    } else if (c == '\n') {
+      d[k++] = '\\';
+      d[k++] = 'n';
+    } else if (c == '"' && quote) {
+      d[k++] = '\\';
+      d[k++] = '"';
+    } else {
+      d[k++] = c;
+    }
+  }
+  o->buf->len += k;
+}
+
+void om__put_labels(om_out *o, const om_family *fam,
+                    const char *const *values, const size_t *lens) {
+  for (size_t i = 0; i < fam->nlabels; i++) {
+    if (i > 0)
+      om__putc(o, ',');
+    om__put(o, fam->label_names[i], strlen(fam->label_names[i]));
+    om__put(o, "=\"", 2);
+    om__put_escaped(o, values[i], lens[i], true);
+    om__putc(o, '"');
+  }
+}

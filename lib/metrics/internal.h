@@ -1,0 +1,197 @@
+/* internal.h: the structures shared by the files of the metrics library.
+ * Nothing outside lib/metrics includes this. */
+#ifndef OM_INTERNAL_H
+#define OM_INTERNAL_H
+
+#include "orfeas/metrics.h"
+
+#include <locale.h>
+#include <pthread.h>
+#include <stdbool.h>
+
+/* ---- shards (shard.c) ------------------------------------------------ */
+
+/* Counter slots live in chunks of OM_CHUNK counters. A chunk holds, for each
+ * of the OM_SHARDS + 1 shards, OM_CHUNK integer slots, then the same again
+ * for the float parts. So the slot of shard s is always s * OM_SHARD_STRIDE
+ * bytes after shard 0's, whichever counter it is: the inline fast path needs
+ * one thread-local offset and no lookup. Slots of one shard are adjacent, so
+ * the threads that own different shards never write the same cache line. */
+#define OM_CHUNK 512
+#define OM_SHARD_STRIDE ((intptr_t)(OM_CHUNK * sizeof(uint64_t)))
+#define OM_FRAC_OFF ((OM_SHARDS + 1) * OM_SHARD_STRIDE)
+#define OM_CHUNK_BYTES (2 * OM_FRAC_OFF)
+
+/* This thread's shard: 0 unclaimed, -1 shared, 1..OM_SHARDS exclusive. */
+extern _Thread_local int om__tls_shard;
+
+/* Claims an exclusive shard for the calling thread if one is free (else
+ * marks it shared) and returns om__tls_shard. */
+int om__shard_claim(void);
+
+static inline int om__shard(void) {
+  int s = om__tls_shard;
+  return s != 0 ? s : om__shard_claim();
+}
+
+/* ---- children ------------------------------------------------------- */
+
+struct om_counter {
+  struct om__counter_hot hot; /* first: the inline path casts to it */
+  _Atomic int has_frac;       /* set once any float add happened */
+};
+
+struct om_gauge {
+  _Atomic uint64_t bits; /* the double's bits */
+};
+
+struct om_histogram {
+  _Atomic uint64_t *rows; /* (OM_SHARDS + 1) rows of row_words words */
+  size_t row_words;       /* nb + 2 (buckets, +Inf, sum) rounded to 8 */
+  const double *bounds;   /* the family's */
+  size_t nb;              /* number of finite bounds */
+};
+
+/* A series. The metric part comes first, so a handle is the child pointer. */
+typedef struct om_child {
+  union {
+    struct om_counter c;
+    struct om_gauge g;
+    struct om_histogram h;
+  } m;
+  uint64_t hash;
+  const char **values; /* label values as looked up (canonical) */
+  size_t *lens;
+  char *labels;        /* rendered a="x",b="y" (escaped), "" when none */
+  size_t labels_len;
+} om_child;
+
+/* ---- families ------------------------------------------------------- */
+
+/* Open-addressing table of children; grows by copy, the old one is kept on
+ * the family's retired list until the registry is freed, so lock-free
+ * readers never touch freed memory. */
+typedef struct om_table {
+  size_t mask;
+  _Atomic(om_child *) slots[];
+} om_table;
+
+typedef struct om_retired {
+  struct om_retired *next;
+  void *mem;
+} om_retired;
+
+struct om_family {
+  om_registry *reg;
+  om_type type;
+  char *name;       /* as registered */
+  size_t name_len;
+  char *om_name;    /* OpenMetrics family name (counters lose _total) */
+  size_t om_name_len;
+  char *help;
+  char *unit;       /* NULL when none */
+  size_t nlabels;
+  char **label_names;
+  /* histograms */
+  double *bounds;
+  size_t nb;
+  char **le_text; /* bound as text 0.0.4 writes it */
+  char **le_om;   /* bound as OpenMetrics writes it ("1.0") */
+  size_t max_series;
+
+  pthread_mutex_t mu; /* serializes child creation */
+  _Atomic(om_table *) table;
+  _Atomic(om_child **) list; /* children in creation order */
+  size_t list_cap;
+  _Atomic size_t n;
+  om_child *sink;          /* absorbs updates past max_series */
+  om_counter *overflow;    /* this family's child of the overflow counter */
+  om_retired *retired;
+
+  uint64_t seed;           /* label hash seed, random per family */
+  om_collect_fn collect;   /* collector families only */
+  void *collect_user;
+};
+
+/* ---- registry ------------------------------------------------------- */
+
+struct om_registry {
+  pthread_mutex_t mu; /* families array, renders, collectors */
+  om_family **fams;   /* sorted by name */
+  size_t nfams, fams_cap;
+
+  pthread_mutex_t slot_mu; /* counter slot allocator */
+  char **chunks;
+  size_t nchunks, chunks_cap;
+  size_t next_slot;
+
+  om_family *overflow_fam;
+  uint64_t generation;
+  locale_t c_locale; /* renders format numbers in the C locale */
+};
+
+/* registry.c */
+_Atomic uint64_t *om__slot_alloc(om_registry *reg);
+
+/* family.c */
+om_child *om__family_child(om_family *fam, const char *const *values);
+om_child *om__child_new(om_family *fam, const char *const *values,
+                        const size_t *lens, uint64_t hash);
+int om__family_add(om_family *fam, om_child *c); /* fam->mu held */
+void om__child_free(const om_family *fam, om_child *c);
+uint64_t om__new_seed(const om_family *fam);
+void om__family_free(om_family *fam);
+
+/* names.c */
+bool om__valid_metric_name(const char *s);
+bool om__valid_label_name(const char *s);
+size_t om__canon_value(const char *v, char *out, size_t cap);
+
+/* errors.c */
+int om__fail(om_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* fmt.c: writers into an om_buf; a failed growth sets *err. */
+typedef struct om_out {
+  om_buf *buf;
+  int err;
+} om_out;
+
+bool om__reserve(om_out *o, size_t n);
+void om__put(om_out *o, const char *s, size_t n);
+static inline void om__putc(om_out *o, char c) { om__put(o, &c, 1); }
+/* Unchecked appends: callers reserve first. */
+static inline void om__put_raw(om_out *o, const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    o->buf->data[o->buf->len + i] = s[i];
+  o->buf->len += n;
+}
+size_t om__fmt_u64(char *dst, uint64_t v);           /* no NUL */
+size_t om__fmt_double(char *dst, double v, bool om); /* no NUL, <= 32 */
+void om__put_escaped(om_out *o, const char *s, size_t n, bool quote);
+void om__put_labels(om_out *o, const om_family *fam,
+                    const char *const *values, const size_t *lens);
+
+/* render.c: what a collector callback writes through. */
+struct om_collect {
+  om_out *o;
+  om_family *fam;
+  om_format fmt;
+  size_t count;
+  uint64_t generation;
+};
+
+
+void om__render_sample_line(om_out *o, const char *name, size_t name_len,
+                            const char *suffix, const char *labels,
+                            size_t labels_len, const char *extra,
+                            size_t extra_len, const char *value,
+                            size_t value_len);
+
+/* values */
+uint64_t om__counter_ints(const struct om_counter *c);
+double om__counter_total(const struct om_counter *c, bool *integral);
+void om__histogram_read(const struct om_histogram *h, uint64_t *cumulative,
+                        double *sum);
+
+#endif

@@ -1,0 +1,220 @@
+/* render.c: the registry as Prometheus text 0.0.4 or OpenMetrics 1.0.0.
+ *
+ * One pass over the families (sorted at registration) and their children
+ * (creation order), straight into the caller's buffer. Names, label sets and
+ * bucket bounds were turned into text when they were created, so a series
+ * line is a few memcpys and an integer conversion; the buffer is reserved
+ * once per line.
+ */
+#include "internal.h"
+
+#include <string.h>
+
+static const char *type_name(om_type t) {
+  return t == OM_COUNTER ? "counter" : t == OM_GAUGE ? "gauge" : "histogram";
+}
+
+/* Sample name for a family in a format: OpenMetrics counters are
+ * <family>_total, all else is the registered name (plus suffixes). */
+static void sample_name(const om_family *f, om_format fmt, const char **name,
+                        size_t *len, const char **suffix) {
+  if (fmt == OM_FORMAT_OPENMETRICS && f->type == OM_COUNTER) {
+    *name = f->om_name;
+    *len = f->om_name_len;
+    *suffix = "_total";
+  } else {
+    *name = f->name;
+    *len = f->name_len;
+    *suffix = "";
+  }
+}
+
+void om__render_sample_line(om_out *o, const char *name, size_t name_len,
+                            const char *suffix, const char *labels,
+                            size_t labels_len, const char *extra,
+                            size_t extra_len, const char *value,
+                            size_t value_len) {
+  size_t sl = strlen(suffix);
+  if (!om__reserve(o, name_len + sl + labels_len + extra_len + value_len + 6))
+    return;
+  om__put_raw(o, name, name_len);
+  om__put_raw(o, suffix, sl);
+  if (labels_len || extra_len) {
+    om__put_raw(o, "{", 1);
+    om__put_raw(o, labels, labels_len);
+    if (labels_len && extra_len)
+      om__put_raw(o, ",", 1);
+    om__put_raw(o, extra, extra_len);
+    om__put_raw(o, "}", 1);
+  }
+  om__put_raw(o, " ", 1);
+  om__put_raw(o, value, value_len);
+  om__put_raw(o, "\n", 1);
+}
+
+static void render_meta(om_out *o, const om_family *f, om_format fmt) {
+  bool om = fmt == OM_FORMAT_OPENMETRICS;
+  const char *name = om ? f->om_name : f->name;
+  size_t len = om ? f->om_name_len : f->name_len;
+  om__put(o, "# HELP ", 7);
+  om__put(o, name, len);
+  om__putc(o, ' ');
+  /* 0.0.4 escapes only backslash and newline in HELP; OpenMetrics also
+   * escapes double quotes. */
+  om__put_escaped(o, f->help, strlen(f->help), om);
+  om__put(o, "\n# TYPE ", 8);
+  om__put(o, name, len);
+  om__putc(o, ' ');
+  const char *t = type_name(f->type);
+  om__put(o, t, strlen(t));
+  om__putc(o, '\n');
+  if (om && f->unit) {
+    om__put(o, "# UNIT ", 7);
+    om__put(o, name, len);
+    om__putc(o, ' ');
+    om__put(o, f->unit, strlen(f->unit));
+    om__putc(o, '\n');
+  }
+}
+
+static void render_histogram(om_out *o, const om_family *f, om_format fmt,
+                             const om_child *c) {
+  uint64_t cum[1025];
+  double sum;
+  char v[40], le[64];
+  om__histogram_read(&c->m.h, cum, &sum);
+  char **les = fmt == OM_FORMAT_OPENMETRICS ? f->le_om : f->le_text;
+  for (size_t k = 0; k <= f->nb; k++) {
+    size_t ln = strlen(les[k]);
+    memcpy(le, "le=\"", 4);
+    memcpy(le + 4, les[k], ln);
+    le[4 + ln] = '"';
+    size_t vn = om__fmt_u64(v, cum[k]);
+    om__render_sample_line(o, f->name, f->name_len, "_bucket", c->labels,
+                           c->labels_len, le, ln + 5, v, vn);
+  }
+  size_t vn = om__fmt_double(v, sum, false);
+  om__render_sample_line(o, f->name, f->name_len, "_sum", c->labels,
+                         c->labels_len, "", 0, v, vn);
+  vn = om__fmt_u64(v, cum[f->nb]);
+  om__render_sample_line(o, f->name, f->name_len, "_count", c->labels,
+                         c->labels_len, "", 0, v, vn);
+}
+
+static void render_family(om_out *o, om_registry *reg, om_family *f,
+                          om_format fmt) {
+  render_meta(o, f, fmt);
+  if (f->collect) {
+    om_collect ctx = {o, f, fmt, 0, reg->generation};
+    f->collect(&ctx, f->collect_user);
+    return;
+  }
+  const char *name, *suffix;
+  size_t len;
+  sample_name(f, fmt, &name, &len, &suffix);
+  /* Count first, then the list: the list published with it is at least as
+   * new (see om__family_add). */
+  size_t n = atomic_load_explicit(&f->n, memory_order_acquire);
+  om_child **list = atomic_load_explicit(&f->list, memory_order_acquire);
+  char v[40];
+  for (size_t i = 0; i < n; i++) {
+    const om_child *c = list[i];
+    size_t vn;
+    switch (f->type) {
+    case OM_COUNTER: {
+      bool integral;
+      double d = om__counter_total(&c->m.c, &integral);
+      vn = integral ? om__fmt_u64(v, om__counter_ints(&c->m.c))
+                    : om__fmt_double(v, d, false);
+      break;
+    }
+    case OM_GAUGE:
+      vn = om__fmt_double(v, om_gauge_value(&c->m.g), false);
+      break;
+    case OM_HISTOGRAM:
+      render_histogram(o, f, fmt, c);
+      continue;
+    default:
+      continue;
+    }
+    om__render_sample_line(o, name, len, suffix, c->labels, c->labels_len,
+                           "", 0, v, vn);
+  }
+}
+
+int om_registry_render(om_registry *reg, om_format fmt, om_buf *buf) {
+  if (reg == NULL || buf == NULL ||
+      (fmt != OM_FORMAT_TEXT && fmt != OM_FORMAT_OPENMETRICS))
+    return OM_EINVAL;
+  om_out o = {buf, 0};
+  buf->len = 0;
+  pthread_mutex_lock(&reg->mu);
+  /* Numbers and their parse-back check must not depend on the process's
+   * locale (a decimal comma would corrupt the exposition). */
+  locale_t old = uselocale(reg->c_locale);
+  reg->generation++;
+  for (size_t i = 0; i < reg->nfams; i++)
+    render_family(&o, reg, reg->fams[i], fmt);
+  if (fmt == OM_FORMAT_OPENMETRICS)
+    om__put(&o, "# EOF\n", 6);
+  uselocale(old);
+  pthread_mutex_unlock(&reg->mu);
+  if (o.err || !om__reserve(&o, 0)) {
+    buf->len = 0;
+    return OM_ENOMEM;
+  }
+  buf->data[buf->len] = '\0';
+  return OM_OK;
+}
+
+/* ---- collectors ------------------------------------------------------ */
+
+uint64_t om_collect_generation(const om_collect *out) {
+  return out->generation;
+}
+
+int om_collect_value(om_collect *out, const char *const *values, double v) {
+  om_family *f = out->fam;
+  if (f->type == OM_COUNTER && !(v >= 0))
+    return OM_EINVAL;
+  if (f->nlabels && values == NULL)
+    return OM_EINVAL;
+  if (out->count >= f->max_series) {
+    pthread_mutex_lock(&f->mu);
+    om_family *of = f->reg->overflow_fam;
+    if (f->overflow == NULL)
+      f->overflow = om_family_counter(of, OM_LABELS(f->name));
+    pthread_mutex_unlock(&f->mu);
+    if (f->overflow)
+      om_counter_inc(f->overflow);
+    return OM_EOVERFLOW;
+  }
+  out->count++;
+  /* Collected values are not interned, so canonicalize them here. */
+  static _Thread_local char canon[OM_MAX_LABELS][3 * OM_MAX_LABEL_VALUE];
+  const char *vals[OM_MAX_LABELS];
+  size_t lens[OM_MAX_LABELS];
+  for (size_t i = 0; i < f->nlabels; i++) {
+    if (values[i] == NULL)
+      return OM_EINVAL;
+    lens[i] = om__canon_value(values[i], canon[i], sizeof canon[i]);
+    vals[i] = canon[i];
+  }
+  const char *name, *suffix;
+  size_t len;
+  sample_name(f, out->fmt, &name, &len, &suffix);
+  om_out *o = out->o;
+  om__put(o, name, len);
+  om__put(o, suffix, strlen(suffix));
+  if (f->nlabels) {
+    om__putc(o, '{');
+    om__put_labels(o, f, vals, lens);
+    om__putc(o, '}');
+  }
+  char v_txt[40];
+  size_t vn = om__fmt_double(v_txt, v, false);
+  om__putc(o, ' ');
+  om__put(o, v_txt, vn);
+  om__putc(o, '\n');
+  return o->err ? o->err : OM_OK;
+}

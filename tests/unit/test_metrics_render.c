@@ -1,0 +1,218 @@
+/* test_metrics_render.c: the exposition, byte for byte, and negotiation. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <locale.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "metrics_fixture.h"
+
+static char *read_file(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  assert_non_null(f);
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *s = malloc((size_t)n + 1);
+  assert_non_null(s);
+  assert_int_equal(fread(s, 1, (size_t)n, f), (size_t)n);
+  s[n] = '\0';
+  fclose(f);
+  *len = (size_t)n;
+  return s;
+}
+
+/* Compares with a golden file and, on a difference, prints the first
+ * differing line of each so the failure says what changed. */
+static void assert_golden(const om_buf *buf, const char *path) {
+  size_t n;
+  char *want = read_file(path, &n);
+  if (buf->len != n || memcmp(buf->data, want, n) != 0) {
+    size_t i = 0, line = 1, start = 0;
+    while (i < n && i < buf->len && buf->data[i] == want[i]) {
+      if (want[i] == '\n') {
+        line++;
+        start = i + 1;
+      }
+      i++;
+    }
+    fprintf(stderr, "%s differs at line %zu:\n  want: %.*s\n  got:  %.*s\n",
+            path, line, (int)strcspn(want + start, "\n"), want + start,
+            (int)strcspn(buf->data + start, "\n"), buf->data + start);
+    fail();
+  }
+  free(want);
+}
+
+static void golden_text(void **state) {
+  (void)state;
+  om_registry *reg = metrics_fixture_new();
+  assert_non_null(reg);
+  om_buf buf = {0};
+  assert_int_equal(om_registry_render(reg, OM_FORMAT_TEXT, &buf), OM_OK);
+  assert_golden(&buf, "golden/metrics.prom");
+  assert_int_equal(strlen(buf.data), buf.len); /* NUL-terminated */
+  om_buf_free(&buf);
+  om_registry_free(reg);
+}
+
+static void golden_openmetrics(void **state) {
+  (void)state;
+  om_registry *reg = metrics_fixture_new();
+  assert_non_null(reg);
+  om_buf buf = {0};
+  assert_int_equal(om_registry_render(reg, OM_FORMAT_OPENMETRICS, &buf),
+                   OM_OK);
+  assert_golden(&buf, "golden/metrics.om");
+  om_buf_free(&buf);
+  om_registry_free(reg);
+}
+
+/* A reused buffer: the second scrape allocates nothing new (same memory,
+ * same capacity) and gives the same bytes. */
+static void buffer_reuse(void **state) {
+  (void)state;
+  om_registry *reg = metrics_fixture_new();
+  om_buf buf = {0};
+  assert_int_equal(om_registry_render(reg, OM_FORMAT_TEXT, &buf), OM_OK);
+  char *first = strdup(buf.data);
+  char *data = buf.data;
+  size_t cap = buf.cap;
+  assert_int_equal(om_registry_render(reg, OM_FORMAT_TEXT, &buf), OM_OK);
+  assert_ptr_equal(buf.data, data);
+  assert_int_equal(buf.cap, cap);
+  assert_string_equal(buf.data, first);
+  free(first);
+  om_buf_free(&buf);
+  om_registry_free(reg);
+}
+
+/* A decimal-comma locale in the process must not leak into the output. */
+static void locale_independent(void **state) {
+  (void)state;
+  if (setlocale(LC_NUMERIC, "de_DE.UTF-8") == NULL &&
+      setlocale(LC_NUMERIC, "C.UTF-8") == NULL)
+    skip();
+  om_registry *reg = metrics_fixture_new();
+  om_buf buf = {0};
+  assert_int_equal(om_registry_render(reg, OM_FORMAT_TEXT, &buf), OM_OK);
+  assert_golden(&buf, "golden/metrics.prom");
+  setlocale(LC_NUMERIC, "C");
+  om_buf_free(&buf);
+  om_registry_free(reg);
+}
+
+/* Every double we print parses back to the same bits. */
+static void float_round_trip(void **state) {
+  (void)state;
+  om_registry *reg = om_registry_new(NULL);
+  om_gauge *g = om_gauge_new(reg, "g", "h", NULL);
+  om_buf buf = {0};
+  uint64_t x = 0x9e3779b97f4a7c15ull;
+  for (int i = 0; i < 20000; i++) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    double v;
+    memcpy(&v, &x, sizeof v);
+    if (isnan(v))
+      continue;
+    om_gauge_set(g, v);
+    assert_int_equal(om_registry_render(reg, OM_FORMAT_TEXT, &buf), OM_OK);
+    const char *line = strstr(buf.data, "\ng ");
+    assert_non_null(line);
+    double back = strtod(line + 3, NULL);
+    if (memcmp(&back, &v, sizeof v) != 0)
+      fail_msg("%.17g printed as %.40s", v, line + 3);
+  }
+  om_buf_free(&buf);
+  om_registry_free(reg);
+}
+
+static void negotiate(void **state) {
+  (void)state;
+  assert_int_equal(om_format_negotiate(NULL), OM_FORMAT_TEXT);
+  assert_int_equal(om_format_negotiate(""), OM_FORMAT_TEXT);
+  assert_int_equal(om_format_negotiate("*/*"), OM_FORMAT_TEXT);
+  assert_int_equal(om_format_negotiate("text/plain;version=0.0.4"),
+                   OM_FORMAT_TEXT);
+  /* What Prometheus 2.x sends. */
+  assert_int_equal(
+      om_format_negotiate("application/openmetrics-text;version=1.0.0,"
+                          "application/openmetrics-text;version=0.0.1;q=0.75,"
+                          "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"),
+      OM_FORMAT_OPENMETRICS);
+  assert_int_equal(om_format_negotiate("application/openmetrics-text"),
+                   OM_FORMAT_OPENMETRICS);
+  assert_int_equal(
+      om_format_negotiate("application/openmetrics-text;q=0.3, text/plain"),
+      OM_FORMAT_TEXT);
+  assert_int_equal(om_format_negotiate("application/openmetrics-text;q=0"),
+                   OM_FORMAT_TEXT);
+  assert_int_equal(om_format_negotiate("application/openmetrics-textual"),
+                   OM_FORMAT_TEXT);
+  assert_string_equal(om_format_content_type(OM_FORMAT_TEXT),
+                      "text/plain; version=0.0.4; charset=utf-8");
+  assert_string_equal(
+      om_format_content_type(OM_FORMAT_OPENMETRICS),
+      "application/openmetrics-text; version=1.0.0; charset=utf-8");
+}
+
+/* process_* values are real: this process has a start time within the
+ * last hour, some CPU time, resident memory and open fds (stdin/out/err). */
+static void process_collector(void **state) {
+  (void)state;
+  om_registry *reg = om_registry_new(NULL);
+  om_error err;
+  assert_int_equal(om_process_collector_register(reg, &err), OM_OK);
+  /* Burn 50 ms of CPU (clock() measures it), so the tick-granular CPU
+   * counter has something to show. */
+  volatile double spin = 0;
+  for (clock_t t0 = clock(); clock() - t0 < CLOCKS_PER_SEC / 20;)
+    spin += 1;
+  om_buf buf = {0};
+  assert_int_equal(om_registry_render(reg, OM_FORMAT_TEXT, &buf), OM_OK);
+  const char *names[] = {"process_cpu_seconds_total ",
+                         "process_resident_memory_bytes ",
+                         "process_virtual_memory_bytes ", "process_open_fds ",
+                         "process_max_fds ", "process_start_time_seconds "};
+  double v[6];
+  for (int i = 0; i < 6; i++) {
+    char key[64];
+    snprintf(key, sizeof key, "\n%s", names[i]);
+    const char *p = strstr(buf.data, key);
+    assert_non_null(p);
+    v[i] = strtod(p + strlen(key), NULL);
+  }
+  assert_true(v[0] >= 0.04 && v[0] < 3600);
+  assert_true(v[1] > 1 << 20);
+  assert_true(v[2] >= v[1]);
+  assert_true(v[3] >= 3 && v[3] <= v[4]);
+  double now = (double)time(NULL);
+  assert_true(v[5] > now - 3600 && v[5] <= now + 1);
+  /* One more fd open shows up in the next scrape. */
+  FILE *f = fopen("/dev/null", "r");
+  assert_int_equal(om_registry_render(reg, OM_FORMAT_TEXT, &buf), OM_OK);
+  const char *p = strstr(buf.data, "\nprocess_open_fds ");
+  assert_int_equal(strtod(p + 18, NULL), v[3] + 1);
+  fclose(f);
+  om_buf_free(&buf);
+  om_registry_free(reg);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(golden_text),       cmocka_unit_test(golden_openmetrics),
+      cmocka_unit_test(buffer_reuse),      cmocka_unit_test(locale_independent),
+      cmocka_unit_test(float_round_trip),  cmocka_unit_test(negotiate),
+      cmocka_unit_test(process_collector),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
