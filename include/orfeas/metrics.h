@@ -53,6 +53,9 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 /* A C11 header: the inline fast paths use <stdatomic.h> and _Thread_local,
  * which C++ does not accept. */
@@ -229,8 +232,8 @@ om_histogram *om_family_histogram(om_family *fam, const char *const *values);
 
 /* Records one observation: the first bucket whose bound is >= v gets it
  * (NaN goes to +Inf), and v is added to the sum. Any thread; no lock, no
- * allocation. */
-void om_histogram_observe(om_histogram *h, double v);
+ * allocation. (Inline, below.) */
+static inline void om_histogram_observe(om_histogram *h, double v);
 
 /* A consistent snapshot: cumulative[i] for each bound, then +Inf, so the
  * array needs bucket_count + 1 entries (pass n to check). *count equals the
@@ -359,5 +362,72 @@ static inline void om_counter_add_u64(om_counter *c, uint64_t n) {
 
 /* Adds 1. Any thread; no lock, no allocation. */
 static inline void om_counter_inc(om_counter *c) { om_counter_add_u64(c, 1); }
+
+/* This thread's shard: 0 unclaimed, -1 shared, 1..OM_SHARDS exclusive. */
+extern _Thread_local int om__tls_shard;
+int om__shard_claim(void);
+
+struct om__histogram_hot {
+  /* OM_SHARDS + 1 rows; row word 2k counts bucket k (+Inf is k = nb), word
+   * 2k + 1 holds the sum of its observations as double bits. A sum per
+   * bucket, not one per row, so back-to-back observations rarely wait on
+   * the previous one's add (they usually land in different buckets). */
+  _Atomic uint64_t *rows;
+  size_t row_words;       /* words per row (whole cache lines) */
+  const double *bounds;   /* nb bounds, padded to OM__HIST_PAD with +Inf */
+  size_t nb;
+};
+
+#define OM__HIST_PAD 16
+
+size_t om__bucket_search(const double *b, size_t nb, double v);
+void om__histogram_observe_shared(om_histogram *h, size_t i, double v);
+
+/* Index of the first bound >= v (nb when none, NaN included). Short bucket
+ * lists (the common case) are padded to OM__HIST_PAD bounds with +Inf, so
+ * this is a fixed-length, branch-free loop: a mispredicted branch per bound
+ * would cost more than all the comparisons. With SSE2, cmpnle ("not
+ * v <= b", true for NaN) checks two bounds per instruction and subtracting
+ * the all-ones masks counts them. */
+static inline size_t om__bucket_of(const double *b, size_t nb, double v) {
+  if (__builtin_expect(nb > OM__HIST_PAD, 0))
+    return om__bucket_search(b, nb, v);
+  size_t i = 0;
+#ifdef __SSE2__
+  __m128d vv = _mm_set1_pd(v);
+  __m128i acc = _mm_setzero_si128();
+  for (size_t k = 0; k < OM__HIST_PAD; k += 2)
+    acc = _mm_sub_epi64(
+        acc, _mm_castpd_si128(_mm_cmpnle_pd(vv, _mm_loadu_pd(b + k))));
+  i = (size_t)(_mm_cvtsi128_si64(acc) +
+               _mm_cvtsi128_si64(_mm_unpackhi_epi64(acc, acc)));
+#else
+  for (size_t k = 0; k < OM__HIST_PAD; k++)
+    i += !(v <= b[k]);
+#endif
+  return i < nb ? i : nb; /* only NaN passes the +Inf padding */
+}
+
+/* The owner of an exclusive shard is the only writer of its row: plain
+ * loads and stores. Other threads go through atomics on the shared row. */
+static inline void om_histogram_observe(om_histogram *h, double v) {
+  const struct om__histogram_hot *hh = (const struct om__histogram_hot *)h;
+  size_t i = om__bucket_of(hh->bounds, hh->nb, v);
+  int s = om__tls_shard;
+  if (__builtin_expect(s == 0, 0))
+    s = om__shard_claim();
+  if (__builtin_expect(s > 0, 1)) {
+    _Atomic uint64_t *cell = hh->rows + (size_t)s * hh->row_words + 2 * i;
+    atomic_store_explicit(
+        &cell[0], atomic_load_explicit(&cell[0], memory_order_relaxed) + 1,
+        memory_order_relaxed);
+    union { uint64_t u; double d; } sum;
+    sum.u = atomic_load_explicit(&cell[1], memory_order_relaxed);
+    sum.d += v;
+    atomic_store_explicit(&cell[1], sum.u, memory_order_relaxed);
+  } else {
+    om__histogram_observe_shared(h, i, v);
+  }
+}
 
 #endif /* ORFEAS_METRICS_H */

@@ -60,29 +60,33 @@ int om_counter_add(om_counter *c, double v) {
 
 uint64_t om__counter_ints(const struct om_counter *c) {
   uint64_t sum = 0;
-  for (int s = 0; s <= OM_SHARDS; s++)
+  int used = om__shards_used();
+  for (int s = 0; s <= used; s++)
     sum += atomic_load_explicit(slot_at(c, s * OM_SHARD_STRIDE),
                                 memory_order_relaxed);
   return sum;
 }
 
-double om__counter_total(const struct om_counter *c, bool *integral) {
-  uint64_t ints = om__counter_ints(c);
+double om__counter_total(const struct om_counter *c, uint64_t *ints,
+                         bool *integral) {
+  *ints = om__counter_ints(c);
   *integral = true;
   if (!atomic_load_explicit(&c->has_frac, memory_order_relaxed))
-    return (double)ints;
+    return (double)*ints;
   double frac = 0;
-  for (int s = 0; s <= OM_SHARDS; s++) {
+  int used = om__shards_used();
+  for (int s = 0; s <= used; s++) {
     union { uint64_t u; double d; } x;
     x.u = atomic_load_explicit(slot_at(c, OM_FRAC_OFF + s * OM_SHARD_STRIDE),
                                memory_order_relaxed);
     frac += x.d;
   }
   *integral = false;
-  return (double)ints + frac;
+  return (double)*ints + frac;
 }
 
 double om_counter_value(const om_counter *c) {
   bool integral;
-  return c == NULL ? 0 : om__counter_total(c, &integral);
+  uint64_t ints;
+  return c == NULL ? 0 : om__counter_total(c, &ints, &integral);
 }

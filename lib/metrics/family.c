@@ -26,6 +26,7 @@ static inline uint64_t mix(uint64_t a, uint64_t b) {
 static inline uint64_t hash_bytes(uint64_t h, const char *p, size_t n,
                                   uint64_t *hi) {
   uint64_t w;
+  size_t len = n;
   while (n >= 8) {
     memcpy(&w, p, 8);
     *hi |= w;
@@ -33,10 +34,22 @@ static inline uint64_t hash_bytes(uint64_t h, const char *p, size_t n,
     p += 8;
     n -= 8;
   }
-  w = 0;
-  memcpy(&w, p, n);
+  /* The last 0-7 bytes, read without a variable-length memcpy call:
+   * overlapping fixed-size loads cover them all (the length is mixed in
+   * separately, so overlap cannot make two values collide). */
+  const unsigned char *u = (const unsigned char *)p;
+  if (n >= 4) {
+    uint32_t a, b;
+    memcpy(&a, p, 4);
+    memcpy(&b, p + n - 4, 4);
+    w = ((uint64_t)a << 32) | b;
+  } else if (n > 0) {
+    w = ((uint64_t)u[0] << 16) | ((uint64_t)u[n >> 1] << 8) | u[n - 1];
+  } else {
+    w = 0;
+  }
   *hi |= w;
-  return mix(h ^ n, w);
+  return mix(h ^ len, w);
 }
 
 static bool child_matches(const om_child *c, const char *const *vals,
@@ -251,11 +264,11 @@ om_child *om__child_new(om_family *fam, const char *const *vals,
   case OM_GAUGE:
     break; /* calloc: bits of +0.0 */
   case OM_HISTOGRAM: {
-    struct om_histogram *hg = &c->m.h;
+    struct om__histogram_hot *hg = &c->m.h.hot;
     hg->bounds = fam->bounds;
     hg->nb = fam->nb;
     /* Each shard's row starts on its own cache line. */
-    hg->row_words = (fam->nb + 2 + 7) & ~(size_t)7;
+    hg->row_words = (2 * (fam->nb + 1) + 7) & ~(size_t)7;
     size_t bytes = (OM_SHARDS + 1) * hg->row_words * sizeof(uint64_t);
     hg->rows = aligned_alloc(64, bytes);
     if (hg->rows == NULL)
@@ -276,7 +289,7 @@ void om__child_free(const om_family *fam, om_child *c) {
   if (c == NULL)
     return;
   if (fam->type == OM_HISTOGRAM)
-    free(c->m.h.rows);
+    free(c->m.h.hot.rows);
   free(c->values);
   free(c->labels);
   free(c);
@@ -328,6 +341,8 @@ void om__family_free(om_family *fam) {
     free(fam->le_om[i]);
   free(fam->le_text);
   free(fam->le_om);
+  free(fam->le_text_len);
+  free(fam->le_om_len);
   free(fam->bounds);
   free(fam->name);
   free(fam->om_name);

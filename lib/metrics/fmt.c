@@ -69,8 +69,45 @@ size_t om__fmt_u64(char *dst, uint64_t v) {
   return n;
 }
 
-/* Shortest of %.15g, %.16g, %.17g that strtod reads back to the same
- * double; %.17g always does. The caller runs in the C locale. */
+static const double pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,
+                                1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                1e12, 1e13, 1e14, 1e15, 1e16, 1e17};
+
+/* Fixed-point form of a in [1e-4, 1e15) with the fewest fractional digits
+ * k that give back a exactly, or 0 when k would need more than 2^53 as the
+ * integer. Why the check is exact: m and 10^k are both exact doubles, so
+ * m / 10^k is the correctly rounded quotient, which is what strtod makes of
+ * the text "m * 10^-k". No strtod, no snprintf: a few divisions. */
+static size_t fmt_fixed(char *dst, double a) {
+  for (int k = 1; k < (int)(sizeof pow10 / sizeof pow10[0]); k++) {
+    double s = a * pow10[k];
+    if (s >= 9007199254740992.0)
+      return 0;
+    double m = floor(s + 0.5);
+    if (m / pow10[k] != a)
+      continue;
+    char d[24];
+    size_t len = om__fmt_u64(d, (uint64_t)m), n = 0;
+    if (len <= (size_t)k) { /* 0.000ddd */
+      dst[n++] = '0';
+      dst[n++] = '.';
+      for (size_t z = len; z < (size_t)k; z++)
+        dst[n++] = '0';
+      memcpy(dst + n, d, len);
+      return n + len;
+    }
+    memcpy(dst, d, len - (size_t)k);
+    n = len - (size_t)k;
+    dst[n++] = '.';
+    memcpy(dst + n, d + len - (size_t)k, (size_t)k);
+    return n + (size_t)k;
+  }
+  return 0;
+}
+
+/* A double as text that strtod reads back to the same bits: an integer, or
+ * the shortest fixed-point form (fmt_fixed), or else %.17g, which always
+ * round-trips. The caller runs in the C locale. */
 size_t om__fmt_double(char *dst, double v, bool om) {
   if (isnan(v)) {
     memcpy(dst, "NaN", 3);
@@ -87,15 +124,20 @@ size_t om__fmt_double(char *dst, double v, bool om) {
       dst[n++] = '-';
     n += om__fmt_u64(dst + n, (uint64_t)fabs(v));
   } else {
-    char tmp[40];
-    int len = 0;
-    for (int prec = 15; prec <= 17; prec++) {
-      len = snprintf(tmp, sizeof tmp, "%.*g", prec, v);
-      if (prec == 17 || strtod(tmp, NULL) == v)
-        break;
+    double a = fabs(v);
+    size_t sign = signbit(v) ? 1 : 0;
+    n = 0;
+    if (a >= 1e-4 && a < 1e15) {
+      dst[0] = '-';
+      n = fmt_fixed(dst + sign, a);
+      if (n)
+        n += sign;
     }
-    n = (size_t)len;
-    memcpy(dst, tmp, n);
+    if (n == 0) {
+      char tmp[40];
+      n = (size_t)snprintf(tmp, sizeof tmp, "%.17g", v);
+      memcpy(dst, tmp, n);
+    }
   }
   /* OpenMetrics writes bucket bounds as floats: "1.0", not "1". */
   if (om && memchr(dst, '.', n) == NULL && memchr(dst, 'e', n) == NULL) {

@@ -8,6 +8,7 @@
 #include <locale.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <string.h>
 
 /* ---- shards (shard.c) ------------------------------------------------ */
 
@@ -22,17 +23,27 @@
 #define OM_FRAC_OFF ((OM_SHARDS + 1) * OM_SHARD_STRIDE)
 #define OM_CHUNK_BYTES (2 * OM_FRAC_OFF)
 
-/* This thread's shard: 0 unclaimed, -1 shared, 1..OM_SHARDS exclusive. */
-extern _Thread_local int om__tls_shard;
 
-/* Claims an exclusive shard for the calling thread if one is free (else
- * marks it shared) and returns om__tls_shard. */
-int om__shard_claim(void);
+/* Highest shard ever claimed. Shards above it were never written, so a
+ * scrape sums shards 0..om__shards_used() only: with few threads that is a
+ * few loads per series instead of OM_SHARDS + 1. */
+extern _Atomic int om__shard_hw;
+static inline int om__shards_used(void) {
+  return atomic_load_explicit(&om__shard_hw, memory_order_acquire);
+}
+
+/* om__shard_claim() (declared in metrics.h) claims an exclusive shard for
+ * the calling thread if one is free, else marks it shared, and returns
+ * om__tls_shard. */
 
 static inline int om__shard(void) {
   int s = om__tls_shard;
   return s != 0 ? s : om__shard_claim();
 }
+
+/* Histogram bounds arrays hold at least this many entries, padded with +Inf
+ * (see om__bucket_of in metrics.h). */
+#define OM_HIST_PAD OM__HIST_PAD
 
 /* ---- children ------------------------------------------------------- */
 
@@ -46,10 +57,7 @@ struct om_gauge {
 };
 
 struct om_histogram {
-  _Atomic uint64_t *rows; /* (OM_SHARDS + 1) rows of row_words words */
-  size_t row_words;       /* nb + 2 (buckets, +Inf, sum) rounded to 8 */
-  const double *bounds;   /* the family's */
-  size_t nb;              /* number of finite bounds */
+  struct om__histogram_hot hot; /* rows of 2 (nb + 1) words rounded to 8 */
 };
 
 /* A series. The metric part comes first, so a handle is the child pointer. */
@@ -95,8 +103,9 @@ struct om_family {
   /* histograms */
   double *bounds;
   size_t nb;
-  char **le_text; /* bound as text 0.0.4 writes it */
-  char **le_om;   /* bound as OpenMetrics writes it ("1.0") */
+  char **le_text; /* le="<bound>" as text 0.0.4 writes it */
+  char **le_om;   /* le="<bound>" as OpenMetrics writes it ("1.0") */
+  size_t *le_text_len, *le_om_len;
   size_t max_series;
 
   pthread_mutex_t mu; /* serializes child creation */
@@ -162,8 +171,7 @@ void om__put(om_out *o, const char *s, size_t n);
 static inline void om__putc(om_out *o, char c) { om__put(o, &c, 1); }
 /* Unchecked appends: callers reserve first. */
 static inline void om__put_raw(om_out *o, const char *s, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    o->buf->data[o->buf->len + i] = s[i];
+  memcpy(o->buf->data + o->buf->len, s, n);
   o->buf->len += n;
 }
 size_t om__fmt_u64(char *dst, uint64_t v);           /* no NUL */
@@ -183,14 +191,16 @@ struct om_collect {
 
 
 void om__render_sample_line(om_out *o, const char *name, size_t name_len,
-                            const char *suffix, const char *labels,
+                            const char *suffix, size_t suffix_len,
+                            const char *labels,
                             size_t labels_len, const char *extra,
                             size_t extra_len, const char *value,
                             size_t value_len);
 
 /* values */
 uint64_t om__counter_ints(const struct om_counter *c);
-double om__counter_total(const struct om_counter *c, bool *integral);
+double om__counter_total(const struct om_counter *c, uint64_t *ints,
+                         bool *integral);
 void om__histogram_read(const struct om_histogram *h, uint64_t *cumulative,
                         double *sum);
 

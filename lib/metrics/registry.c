@@ -169,24 +169,34 @@ static int setup_buckets(om_family *f, const om_family_opts *o) {
   const double *b = o->buckets ? o->buckets : OM_DEFAULT_BUCKETS;
   size_t nb = o->buckets ? o->bucket_count : 11;
   f->nb = nb;
-  f->bounds = calloc(nb ? nb : 1, sizeof *f->bounds);
+  f->bounds = calloc(nb > OM_HIST_PAD ? nb : OM_HIST_PAD, sizeof *f->bounds);
   f->le_text = calloc(nb + 1, sizeof *f->le_text);
   f->le_om = calloc(nb + 1, sizeof *f->le_om);
-  if (!f->bounds || !f->le_text || !f->le_om)
+  f->le_text_len = calloc(nb + 1, sizeof *f->le_text_len);
+  f->le_om_len = calloc(nb + 1, sizeof *f->le_om_len);
+  if (!f->bounds || !f->le_text || !f->le_om || !f->le_text_len ||
+      !f->le_om_len)
     return OM_ENOMEM;
   for (size_t i = 0; i <= nb; i++) {
-    char t[48], m[48];
-    size_t tn, mn;
+    /* The whole label, le="...", so a scrape copies it in one go. */
+    char t[48] = "le=\"", m[48] = "le=\"";
+    size_t tn = 4, mn = 4;
     if (i < nb) {
       f->bounds[i] = b[i];
-      tn = om__fmt_double(t, b[i], false);
-      mn = om__fmt_double(m, b[i], true);
+      tn += om__fmt_double(t + 4, b[i], false);
+      mn += om__fmt_double(m + 4, b[i], true);
     } else {
-      tn = mn = 4;
-      memcpy(t, "+Inf", 4);
-      memcpy(m, "+Inf", 4);
+      memcpy(t + 4, "+Inf", 4);
+      memcpy(m + 4, "+Inf", 4);
+      tn = mn = 8;
     }
+    t[tn++] = m[mn++] = '"';
     t[tn] = m[mn] = '\0';
+    f->le_text_len[i] = tn;
+    f->le_om_len[i] = mn;
+    if (i == nb) /* pad short lists for the branch-free bucket search */
+      for (size_t k = nb; k < OM_HIST_PAD; k++)
+        f->bounds[k] = INFINITY;
     f->le_text[i] = dup_str(t);
     f->le_om[i] = dup_str(m);
     if (!f->le_text[i] || !f->le_om[i])

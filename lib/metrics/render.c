@@ -30,11 +30,10 @@ static void sample_name(const om_family *f, om_format fmt, const char **name,
 }
 
 void om__render_sample_line(om_out *o, const char *name, size_t name_len,
-                            const char *suffix, const char *labels,
+                            const char *suffix, size_t sl, const char *labels,
                             size_t labels_len, const char *extra,
                             size_t extra_len, const char *value,
                             size_t value_len) {
-  size_t sl = strlen(suffix);
   if (!om__reserve(o, name_len + sl + labels_len + extra_len + value_len + 6))
     return;
   om__put_raw(o, name, name_len);
@@ -81,23 +80,21 @@ static void render_histogram(om_out *o, const om_family *f, om_format fmt,
                              const om_child *c) {
   uint64_t cum[1025];
   double sum;
-  char v[40], le[64];
+  char v[40];
   om__histogram_read(&c->m.h, cum, &sum);
-  char **les = fmt == OM_FORMAT_OPENMETRICS ? f->le_om : f->le_text;
+  bool om = fmt == OM_FORMAT_OPENMETRICS;
+  char **les = om ? f->le_om : f->le_text;
+  size_t *lens = om ? f->le_om_len : f->le_text_len;
   for (size_t k = 0; k <= f->nb; k++) {
-    size_t ln = strlen(les[k]);
-    memcpy(le, "le=\"", 4);
-    memcpy(le + 4, les[k], ln);
-    le[4 + ln] = '"';
     size_t vn = om__fmt_u64(v, cum[k]);
-    om__render_sample_line(o, f->name, f->name_len, "_bucket", c->labels,
-                           c->labels_len, le, ln + 5, v, vn);
+    om__render_sample_line(o, f->name, f->name_len, "_bucket", 7, c->labels,
+                           c->labels_len, les[k], lens[k], v, vn);
   }
   size_t vn = om__fmt_double(v, sum, false);
-  om__render_sample_line(o, f->name, f->name_len, "_sum", c->labels,
+  om__render_sample_line(o, f->name, f->name_len, "_sum", 4, c->labels,
                          c->labels_len, "", 0, v, vn);
   vn = om__fmt_u64(v, cum[f->nb]);
-  om__render_sample_line(o, f->name, f->name_len, "_count", c->labels,
+  om__render_sample_line(o, f->name, f->name_len, "_count", 6, c->labels,
                          c->labels_len, "", 0, v, vn);
 }
 
@@ -112,6 +109,7 @@ static void render_family(om_out *o, om_registry *reg, om_family *f,
   const char *name, *suffix;
   size_t len;
   sample_name(f, fmt, &name, &len, &suffix);
+  size_t slen = strlen(suffix);
   /* Count first, then the list: the list published with it is at least as
    * new (see om__family_add). */
   size_t n = atomic_load_explicit(&f->n, memory_order_acquire);
@@ -123,9 +121,9 @@ static void render_family(om_out *o, om_registry *reg, om_family *f,
     switch (f->type) {
     case OM_COUNTER: {
       bool integral;
-      double d = om__counter_total(&c->m.c, &integral);
-      vn = integral ? om__fmt_u64(v, om__counter_ints(&c->m.c))
-                    : om__fmt_double(v, d, false);
+      uint64_t ints;
+      double d = om__counter_total(&c->m.c, &ints, &integral);
+      vn = integral ? om__fmt_u64(v, ints) : om__fmt_double(v, d, false);
       break;
     }
     case OM_GAUGE:
@@ -137,7 +135,7 @@ static void render_family(om_out *o, om_registry *reg, om_family *f,
     default:
       continue;
     }
-    om__render_sample_line(o, name, len, suffix, c->labels, c->labels_len,
+    om__render_sample_line(o, name, len, suffix, slen, c->labels, c->labels_len,
                            "", 0, v, vn);
   }
 }

@@ -20,6 +20,7 @@ _Thread_local intptr_t om__tls_counter_off;
 _Thread_local int om__tls_shard;
 
 static _Atomic int shard_owned[OM_SHARDS + 1];
+_Atomic int om__shard_hw;
 static pthread_key_t shard_key;
 static pthread_once_t shard_once = PTHREAD_ONCE_INIT;
 static int shard_key_ok;
@@ -52,6 +53,13 @@ int om__shard_claim(void) {
           atomic_store_explicit(&shard_owned[s], 0, memory_order_release);
           break;
         }
+        /* Raise the high-water mark before the first write to the shard:
+         * a scrape that reads the mark (acquire) then sees the slots. */
+        int hw = atomic_load_explicit(&om__shard_hw, memory_order_relaxed);
+        while (hw < s && !atomic_compare_exchange_weak_explicit(
+                             &om__shard_hw, &hw, s, memory_order_release,
+                             memory_order_relaxed))
+          ;
         om__tls_shard = s;
         om__tls_counter_off = s * OM_SHARD_STRIDE;
         return s;
