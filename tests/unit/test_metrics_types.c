@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -176,6 +177,40 @@ static void labelled_children(void **state) {
   om_registry_free(reg);
 }
 
+/* The hot paths allocate nothing: after the children exist and the buffer
+ * has grown once, lookups, updates and scrapes leave the heap as it was.
+ * (glibc's mallinfo2; under ASan its allocator replaces glibc's and the
+ * check is vacuous, the plain run is the one that counts.) */
+static void hot_paths_do_not_allocate(void **state) {
+  (void)state;
+  om_registry *reg = om_registry_new(NULL);
+  om_family *f = om_family_new(
+      reg, OM_COUNTER,
+      &(om_family_opts){.name = "r_total", .help = "h",
+                        .label_names = OM_LABELS("method", "code"),
+                        .label_count = 2},
+      NULL);
+  om_histogram *h = om_histogram_new(reg, "h", "h", NULL, 0, NULL);
+  const char *codes[] = {"200", "404", "500"};
+  for (int i = 0; i < 3; i++)
+    om_family_counter(f, OM_LABELS("GET", codes[i]));
+  om_buf buf = {0};
+  om_registry_render(reg, OM_FORMAT_OPENMETRICS, &buf);
+  om_registry_render(reg, OM_FORMAT_TEXT, &buf);
+  struct mallinfo2 before = mallinfo2();
+  for (int i = 0; i < 10000; i++) {
+    om_counter_inc(om_family_counter(f, OM_LABELS("GET", codes[i % 3])));
+    om_histogram_observe(h, i * 0.001);
+    if (i % 1000 == 0)
+      om_registry_render(reg, OM_FORMAT_TEXT, &buf);
+  }
+  struct mallinfo2 after = mallinfo2();
+  assert_int_equal(after.uordblks, before.uordblks);
+  assert_int_equal(om_family_series(f), 3);
+  om_buf_free(&buf);
+  om_registry_free(reg);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(counter_inc_and_add),
@@ -186,6 +221,7 @@ int main(void) {
       cmocka_unit_test(histogram_buckets),
       cmocka_unit_test(histogram_default_and_long_buckets),
       cmocka_unit_test(labelled_children),
+      cmocka_unit_test(hot_paths_do_not_allocate),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
