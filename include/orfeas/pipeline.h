@@ -214,6 +214,7 @@ typedef struct {
   uint32_t degenerate;      /* triangles with shape q < 1e-6 */
   uint32_t slivers;         /* triangles with 1e-6 <= q < 0.1 */
   double mean_shape;        /* mean q = 4*sqrt(3)*A / (l1^2+l2^2+l3^2) */
+  double p10_shape;         /* 10th percentile of q (1/1024 resolution) */
   double min_shape;
   double volume_mm3;        /* signed: positive when wound outward */
   double area_mm2;

@@ -13,7 +13,8 @@
  *
  * Heights:
  *  - inflate: d = exact distance from each grid vertex to the silhouette,
- *    r = d / dmax, h = H * sqrt(r (2 - r)) (a round cross-section), front at
+ *    r = d / R, h = H * sqrt(r (2 - r)) (a round cross-section) with R the
+ *    largest distance (at least 1/8 of the grid's short side), front at
  *    +(t/2 + h) and the mirrored back at -(t/2 + h);
  *  - relief: the whole image on a flat base at z = 0, the front at
  *    base + (depth - base) * (1 - luminance): dark is thick, as in a
@@ -72,6 +73,14 @@ static orfeas_pl_code inflate_heights(const cells_view *c, const uint8_t *kind,
   for (size_t i = 0; i < nv; i++)
     if (kind[i] == 1 && zt[i] > dmax)
       dmax = zt[i];
+  /* A shape much narrower than the image (strokes, a thin ring) would
+   * otherwise reach the full depth within a cell or two of its rim: spikes,
+   * slivers and a part thicker than it is wide. Below an eighth of the
+   * grid's short side the profile keeps its radius and stays lower. */
+  uint32_t short_side = c->g->gw < c->g->gh ? c->g->gw : c->g->gh;
+  float rmin = (float)short_side / 8.0f;
+  if (dmax < rmin)
+    dmax = rmin;
   double t = depth / 2 < MIN_WALL_MM ? depth / 2 : MIN_WALL_MM;
   double H = (depth - t) / 2;
   for (size_t i = 0; i < nv; i++) {

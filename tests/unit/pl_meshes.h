@@ -1,0 +1,38 @@
+/* pl_meshes.h: small meshes for the pipeline tests (header-only, static). */
+#ifndef ORFEAS_PL_MESHES_H
+#define ORFEAS_PL_MESHES_H
+
+#include <string.h>
+
+#include "orfeas/pipeline.h"
+
+/* An axis-aligned cube of side `side` mm at (ox,0,0), outward CCW; with
+ * `copies` 2, a second cube beside it (two parts). Caller frees. */
+static inline int cube_mesh(orfeas_pl_mesh *m, float side, int copies,
+                            int with_rgb) {
+  static const float v[8][3] = {{0, 0, 0}, {1, 0, 0}, {1, 1, 0}, {0, 1, 0},
+                                {0, 0, 1}, {1, 0, 1}, {1, 1, 1}, {0, 1, 1}};
+  static const uint32_t f[12][3] = {{0, 2, 1}, {0, 3, 2}, {4, 5, 6},
+                                    {4, 6, 7}, {0, 1, 5}, {0, 5, 4},
+                                    {3, 7, 6}, {3, 6, 2}, {0, 4, 7},
+                                    {0, 7, 3}, {1, 2, 6}, {1, 6, 5}};
+  if (orfeas_pl_mesh_alloc(m, 8u * (uint32_t)copies, 12u * (uint32_t)copies,
+                           with_rgb) != ORFEAS_PL_OK)
+    return -1;
+  for (int c = 0; c < copies; c++) {
+    for (int i = 0; i < 8; i++) {
+      for (int k = 0; k < 3; k++)
+        m->pos[(c * 8 + i) * 3 + k] =
+            v[i][k] * side + (k == 0 ? (float)c * 2 * side : 0);
+      if (with_rgb)
+        for (int k = 0; k < 3; k++)
+          m->rgb[(c * 8 + i) * 3 + k] = (uint8_t)(i * 30 + k);
+    }
+    for (int t = 0; t < 12; t++)
+      for (int k = 0; k < 3; k++)
+        m->idx[(c * 12 + t) * 3 + k] = f[t][k] + (uint32_t)c * 8;
+  }
+  return 0;
+}
+
+#endif
