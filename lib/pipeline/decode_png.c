@@ -17,8 +17,16 @@
 #define PNG_CHUNK_LIMIT (1u << 20)
 #define PNG_CACHE_LIMIT (8u << 20)
 
-static orfeas_pl_code map_spng(int err, char *msg, size_t msg_len) {
+static uint32_t be32(const uint8_t *p) {
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
+         (uint32_t)p[3];
+}
+
+/* d/n: the file, so a size refusal can quote the header's own numbers. */
+static orfeas_pl_code map_spng(int err, const uint8_t *d, size_t n,
+                               char *msg, size_t msg_len) {
   switch (err) {
+  case SPNG_IO_EOF: /* the buffer ran out mid-chunk */
   case SPNG_EOF:
   case SPNG_EIDAT_TOO_SHORT:
     return pl_fail(msg, msg_len, ORFEAS_PL_ETRUNCATED,
@@ -27,6 +35,13 @@ static orfeas_pl_code map_spng(int err, char *msg, size_t msg_len) {
   case SPNG_EUSER_HEIGHT:
   case SPNG_EWIDTH:
   case SPNG_EHEIGHT:
+    /* spng stops at its own limit before telling us the size; IHDR is
+     * always the first chunk, at a fixed offset. */
+    if (n >= 24 && memcmp(d + 12, "IHDR", 4) == 0)
+      return pl_fail(msg, msg_len, ORFEAS_PL_ESIZE,
+                     "image is %ux%u px; each side must be %u-%u px",
+                     be32(d + 16), be32(d + 20), ORFEAS_PL_MIN_SIDE,
+                     ORFEAS_PL_MAX_SIDE);
     return pl_fail(msg, msg_len, ORFEAS_PL_ESIZE,
                    "PNG side out of range: each side must be %u-%u px (%s)",
                    ORFEAS_PL_MIN_SIDE, ORFEAS_PL_MAX_SIDE, spng_strerror(err));
@@ -56,7 +71,7 @@ static orfeas_pl_code open_png(const uint8_t *d, size_t n, uint32_t max_side,
     err = spng_get_ihdr(ctx, ihdr);
   if (err) {
     spng_ctx_free(ctx);
-    return map_spng(err, msg, msg_len);
+    return map_spng(err, d, n, msg, msg_len);
   }
   orfeas_pl_code rc = pl_check_dims(ihdr->width, ihdr->height, max_side,
                                     max_pixels, msg, msg_len);
@@ -96,7 +111,7 @@ orfeas_pl_code pl_png_decode(const uint8_t *d, size_t n, uint32_t max_side,
   int err = spng_decoded_image_size(ctx, SPNG_FMT_RGBA8, &size);
   if (err) {
     spng_ctx_free(ctx);
-    return map_spng(err, msg, msg_len);
+    return map_spng(err, d, n, msg, msg_len);
   }
   /* Owned by img from here; orfeas_pl_image_free() releases it. */
   uint8_t *rgba = malloc(size);
@@ -109,7 +124,7 @@ orfeas_pl_code pl_png_decode(const uint8_t *d, size_t n, uint32_t max_side,
   if (err) {
     free(rgba);
     spng_ctx_free(ctx);
-    return map_spng(err, msg, msg_len);
+    return map_spng(err, d, n, msg, msg_len);
   }
   struct spng_trns trns;
   int has_trns = spng_get_trns(ctx, &trns) == 0;

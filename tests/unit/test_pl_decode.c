@@ -207,7 +207,7 @@ static void test_truncated_png(void **s) {
   uint8_t *px = tpl_draw(TPL_THIN, 64, 64, 1, 3);
   size_t len;
   uint8_t *png = tpl_png(px, 64, 64, 4, &len);
-  assert_true(refuse_prefixes(png, len, SIZE_MAX) > 0);
+  assert_true(refuse_prefixes(png, len, 0) > 0);
   free(png);
   free(px);
 }
