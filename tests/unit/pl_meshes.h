@@ -2,6 +2,7 @@
 #ifndef ORFEAS_PL_MESHES_H
 #define ORFEAS_PL_MESHES_H
 
+#include <math.h>
 #include <string.h>
 
 #include "orfeas/pipeline.h"
@@ -33,6 +34,17 @@ static inline int cube_mesh(orfeas_pl_mesh *m, float side, int copies,
         m->idx[(c * 12 + t) * 3 + k] = f[t][k] + (uint32_t)c * 8;
   }
   return 0;
+}
+
+/* The axis-aligned bounds of a mesh's vertices. */
+static inline void mesh_bbox(const orfeas_pl_mesh *m, float lo[3],
+                             float hi[3]) {
+  for (int k = 0; k < 3; k++)
+    lo[k] = INFINITY, hi[k] = -INFINITY;
+  for (size_t i = 0; i < (size_t)m->nverts * 3; i++) {
+    lo[i % 3] = fminf(lo[i % 3], m->pos[i]);
+    hi[i % 3] = fmaxf(hi[i % 3], m->pos[i]);
+  }
 }
 
 #endif

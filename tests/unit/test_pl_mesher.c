@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "pl_meshes.h"
 
 /* A grid over a caller's mask; colour and luminance are a fixed ramp. */
 static void make_grid(pl_grid *g, const uint8_t *fg, uint32_t gw,
@@ -32,15 +33,6 @@ static void make_grid(pl_grid *g, const uint8_t *fg, uint32_t gw,
   }
   assert_int_equal(pl_count_components(g->fg, gw, gh, &g->components),
                    ORFEAS_PL_OK);
-}
-
-static void bbox(const orfeas_pl_mesh *m, float lo[3], float hi[3]) {
-  for (int k = 0; k < 3; k++)
-    lo[k] = INFINITY, hi[k] = -INFINITY;
-  for (size_t i = 0; i < (size_t)m->nverts * 3; i++) {
-    lo[i % 3] = fminf(lo[i % 3], m->pos[i]);
-    hi[i % 3] = fmaxf(hi[i % 3], m->pos[i]);
-  }
 }
 
 /* Builds, checks closed/volume/components, returns the quality report. */
@@ -135,7 +127,7 @@ static void test_dimensions(void **s) {
   float lo[3], hi[3];
   assert_int_equal(pl_shape_build(&g, ORFEAS_PL_MODE_RELIEF, 100, 100, 20, &sh),
                    ORFEAS_PL_OK);
-  bbox(&sh.mesh, lo, hi);
+  mesh_bbox(&sh.mesh, lo, hi);
   assert_float_equal(hi[0] - lo[0], 100, 1e-3);
   assert_float_equal(hi[1] - lo[1], 50, 1e-3);
   assert_float_equal(lo[2], 0, 1e-6); /* flat base */
@@ -150,7 +142,7 @@ static void test_dimensions(void **s) {
   assert_int_equal(
       pl_shape_build(&g, ORFEAS_PL_MODE_INFLATE, 200, 50, 20, &sh),
       ORFEAS_PL_OK);
-  bbox(&sh.mesh, lo, hi);
+  mesh_bbox(&sh.mesh, lo, hi);
   assert_float_equal(hi[0] - lo[0], 36 * 50.0 / 20, 1e-3); /* y limits */
   assert_float_equal(hi[2] - lo[2], 20, 1e-3);
   assert_float_equal(hi[2], -lo[2], 1e-4); /* mirrored back */

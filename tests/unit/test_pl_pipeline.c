@@ -14,6 +14,7 @@
 
 #include "orfeas/pipeline.h"
 #include "pl_images.h"
+#include "pl_meshes.h"
 
 static uint8_t *encode(tpl_shape s, uint32_t w, uint32_t h, int alpha,
                        size_t *len) {
@@ -155,15 +156,6 @@ static void test_options(void **s) {
   free(png);
 }
 
-static void bbox(const orfeas_pl_mesh *m, float lo[3], float hi[3]) {
-  for (int k = 0; k < 3; k++)
-    lo[k] = INFINITY, hi[k] = -INFINITY;
-  for (size_t i = 0; i < (size_t)m->nverts * 3; i++) {
-    lo[i % 3] = fminf(lo[i % 3], m->pos[i]);
-    hi[i % 3] = fmaxf(hi[i % 3], m->pos[i]);
-  }
-}
-
 static void test_modes_and_dimensions(void **s) {
   (void)s;
   size_t len;
@@ -180,7 +172,7 @@ static void test_modes_and_dimensions(void **s) {
                    ORFEAS_PL_OK);
   assert_int_equal(r.mode, ORFEAS_PL_MODE_RELIEF);
   assert_int_equal(r.mask_components, 1);
-  bbox(&r.mesh, lo, hi);
+  mesh_bbox(&r.mesh, lo, hi);
   assert_float_equal(hi[0] - lo[0], 80, 1e-3);
   assert_float_equal(hi[1] - lo[1], 40, 1e-3);
   assert_true(lo[2] == 0 && hi[2] <= 5);
@@ -196,7 +188,7 @@ static void test_modes_and_dimensions(void **s) {
   assert_int_equal(r.mode, ORFEAS_PL_MODE_INFLATE);
   assert_int_equal(r.mask_components, 3);
   assert_int_equal(r.quality.components, 3);
-  bbox(&r.mesh, lo, hi);
+  mesh_bbox(&r.mesh, lo, hi);
   assert_float_equal(hi[2] - lo[2], 30, 0.5);
   orfeas_pl_result_free(&r);
   o.mode = ORFEAS_PL_MODE_RELIEF;

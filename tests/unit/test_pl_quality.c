@@ -158,7 +158,8 @@ static void test_separates_clean_from_damaged(void **s) {
       m->pos[v * 3 + 1] = m->pos[(v - 2) * 3 + 1];
     }
     d = check(m, parts, 0);
-    assert_true(d.score < clean.score - 0.03);
+    assert_true(d.slivers > 0);
+    assert_true(d.score < clean.score - 0.08);
     memcpy(m->pos, save, (size_t)m->nverts * 12);
     free(save);
     /* 4. A large simplification error. */
