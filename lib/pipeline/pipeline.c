@@ -47,10 +47,10 @@ static const char *const stage_names[ORFEAS_PL_STAGE_COUNT] = {
     "texture_synthesis", "mesh_optimization",   "mesh_export",
     "quality_validation"};
 
-/* Share of a typical job's time per stage (measured at the default quality,
+/* Share of a typical job's time per stage (pipeline_1024_glb's split in
  * docs/performance.md), so `overall` moves roughly with the clock. */
 static const double stage_weight[ORFEAS_PL_STAGE_COUNT] = {
-    0.40, 0.10, 0.15, 0.03, 0.02, 0.15, 0.15};
+    0.40, 0.18, 0.08, 0.03, 0.01, 0.10, 0.20};
 
 const char *orfeas_pl_stage_name(orfeas_pl_stage stage) {
   return (unsigned)stage < ORFEAS_PL_STAGE_COUNT ? stage_names[stage] : NULL;

@@ -42,13 +42,14 @@ static void record(const char *name, orfeas_pl_format f, const void *data,
 
 /* One image through all four formats. */
 static void run_case(const char *name, const uint8_t *img, size_t len,
-                     int quality, orfeas_pl_mode mode) {
+                     int quality, orfeas_pl_mode mode, double simplify) {
   for (int f = ORFEAS_PL_STL; f <= ORFEAS_PL_GLB; f++) {
     orfeas_pl_options o;
     orfeas_pl_options_init(&o);
     o.format = (orfeas_pl_format)f;
     o.quality = quality;
     o.mode = mode;
+    o.simplify_ratio = simplify;
     orfeas_pl_result r;
     char msg[256];
     orfeas_pl_code rc = orfeas_pl_run(img, len, &o, &r, msg, sizeof msg);
@@ -78,7 +79,7 @@ static void image_case(tpl_shape s, uint32_t w, uint32_t h, const char *codec,
     fprintf(stderr, "orfeas-pl-gen: cannot encode %s\n", name);
     failures++;
   } else {
-    run_case(name, enc, len, quality, ORFEAS_PL_MODE_AUTO);
+    run_case(name, enc, len, quality, ORFEAS_PL_MODE_AUTO, 1.0);
   }
   free(enc);
   free(px);
@@ -186,8 +187,15 @@ int main(int argc, char **argv) {
     uint8_t *px = tpl_draw(TPL_STAR_HOLE, 96, 64, 0, 1);
     size_t len;
     uint8_t *png = tpl_png(px, 96, 64, 3, &len);
-    if (png)
-      run_case("star_hole_96x64_relief", png, len, 7, ORFEAS_PL_MODE_RELIEF);
+    if (png) {
+      run_case("star_hole_96x64_relief", png, len, 7, ORFEAS_PL_MODE_RELIEF,
+               1.0);
+      /* Simplified meshes go through the same external checks. */
+      run_case("star_hole_96x64_relief_simplified", png, len, 7,
+               ORFEAS_PL_MODE_RELIEF, 0.5);
+      run_case("star_hole_96x64_inflate_simplified", png, len, 7,
+               ORFEAS_PL_MODE_INFLATE, 0.9);
+    }
     free(png);
     free(px);
   }
