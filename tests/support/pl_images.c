@@ -193,6 +193,46 @@ uint8_t *tpl_png_header_only(uint32_t w, uint32_t h, size_t *len) {
   return png;
 }
 
+uint8_t *tpl_png_ztxt_bomb(size_t inflated, size_t *len) {
+  uint8_t *px = tpl_draw(TPL_DISKS, 32, 32, 1, 1);
+  size_t plen = 0;
+  uint8_t *png = px ? tpl_png(px, 32, 32, 4, &plen) : NULL;
+  free(px);
+  /* keyword "Comment", NUL, method 0, then a zlib stream of zeros. */
+  size_t cap = 64 + inflated / 500 + 65536;
+  uint8_t *data = malloc(cap);
+  uint8_t *out = NULL;
+  if (png && data) {
+    memcpy(data, "Comment\0\0", 9);
+    static uint8_t zeros[65536];
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    deflateInit(&z, 9);
+    z.next_out = data + 9;
+    z.avail_out = (uInt)(cap - 9);
+    for (size_t left = inflated; left > 0;) {
+      size_t n = left < sizeof zeros ? left : sizeof zeros;
+      z.next_in = zeros;
+      z.avail_in = (uInt)n;
+      left -= n;
+      deflate(&z, left ? Z_NO_FLUSH : Z_FINISH);
+    }
+    size_t dlen = 9 + z.total_out;
+    deflateEnd(&z);
+    /* Signature + IHDR (33 bytes), then the bomb, then the rest. */
+    out = malloc(plen + dlen + 12);
+    if (out) {
+      memcpy(out, png, 33);
+      uint8_t *p = put_chunk(out + 33, "zTXt", data, (uint32_t)dlen);
+      memcpy(p, png + 33, plen - 33);
+      *len = (size_t)(p - out) + plen - 33;
+    }
+  }
+  free(data);
+  free(png);
+  return out;
+}
+
 uint8_t *tpl_read_file(const char *path, size_t *len) {
   FILE *f = fopen(path, "rb");
   if (f == NULL)

@@ -45,6 +45,10 @@ uint8_t *tpl_jpeg(const uint8_t *rgba, uint32_t w, uint32_t h, size_t *len);
  * when w x h is huge. Caller frees. */
 uint8_t *tpl_png_header_only(uint32_t w, uint32_t h, size_t *len);
 
+/* A valid 32x32 RGBA PNG carrying a zTXt chunk whose text inflates to
+ * `inflated` bytes (a compressed-chunk bomb). Caller frees. */
+uint8_t *tpl_png_ztxt_bomb(size_t inflated, size_t *len);
+
 /* Reads a whole file into malloc'd memory; NULL on failure. */
 uint8_t *tpl_read_file(const char *path, size_t *len);
 /* Writes bytes to a file; 0 on success. */

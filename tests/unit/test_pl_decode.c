@@ -202,6 +202,29 @@ static int refuse_prefixes(const uint8_t *d, size_t len, size_t must_truncate) {
   return truncated;
 }
 
+/* A 200 MB zTXt in a 32x32 image: the chunk limits stop it inflating
+ * (refused as corrupt, naming the limit) with no memory spent on it. */
+static void test_chunk_bomb(void **s) {
+  (void)s;
+  size_t len;
+  uint8_t *png = tpl_png_ztxt_bomb((size_t)200 << 20, &len);
+  assert_non_null(png);
+  assert_true(len < 400000);
+  long before = peak_rss_kb();
+  orfeas_pl_image img;
+  char msg[256] = "";
+  orfeas_pl_code rc = decode(png, len, &img, msg, sizeof msg);
+  assert_int_equal(rc, ORFEAS_PL_ECORRUPT);
+  assert_non_null(strstr(msg, "limits"));
+  assert_null(img.rgba);
+#ifndef __SANITIZE_ADDRESS__
+  assert_true(peak_rss_kb() - before < 16384);
+#else
+  (void)before;
+#endif
+  free(png);
+}
+
 static void test_truncated_png(void **s) {
   (void)s;
   uint8_t *px = tpl_draw(TPL_THIN, 64, 64, 1, 3);
@@ -284,6 +307,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       /* First, so the peak-RSS check sees a fresh process. */
       cmocka_unit_test(test_decompression_bomb),
+      cmocka_unit_test(test_chunk_bomb),
       cmocka_unit_test(test_png_rgba),
       cmocka_unit_test(test_png_rgb),
       cmocka_unit_test(test_png_grey),
