@@ -81,6 +81,10 @@ orfeas_pl_code pl_write_glb(const orfeas_pl_mesh *m, orfeas_pl_buffer *b) {
   float hi[3] = {-INFINITY, -INFINITY, -INFINITY};
   for (size_t i = 0; i < (size_t)V * 3; i++) {
     float f = m->pos[i] * 0.001f;
+    if (!isfinite(f)) { /* JSON has no NaN or Inf for min/max */
+      free(pm);
+      return ORFEAS_PL_EINVAL;
+    }
     pm[i] = f;
     if (f < lo[i % 3])
       lo[i % 3] = f;

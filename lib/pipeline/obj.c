@@ -14,8 +14,10 @@
 /* Writes v with 4 decimals into p (room for 24 bytes); returns the end. */
 static char *put_fixed(char *p, float v) {
   double d = (double)v;
-  if (!isfinite(d))
-    d = 0;
+  /* The cast below is undefined outside uint64's range: clamp (a mesh in
+   * millimetres never comes near 1e12 mm; NaN becomes 0). */
+  if (!(d > -1e12 && d < 1e12))
+    d = d >= 1e12 ? 1e12 : d <= -1e12 ? -1e12 : 0;
   if (d < 0) {
     *p++ = '-';
     d = -d;

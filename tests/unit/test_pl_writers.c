@@ -112,6 +112,15 @@ static void test_obj(void **s) {
   assert_non_null(strstr(text, "\nf 1 3 2\n")); /* 1-based */
   free(text);
   orfeas_pl_buffer_free(&b);
+  /* Out-of-range and NaN coordinates are clamped, not undefined. */
+  m.pos[0] = 1e30f;
+  m.pos[1] = NAN;
+  write(&m, ORFEAS_PL_OBJ, &b);
+  assert_memory_equal(strstr((const char *)b.data, "\nv ") + 1,
+                      "v 1000000000000.0000 0.0000 ", 28);
+  orfeas_pl_buffer_free(&b);
+  /* GLB refuses them: its JSON min/max cannot hold NaN. */
+  assert_int_equal(orfeas_pl_write(&m, ORFEAS_PL_GLB, &b), ORFEAS_PL_EINVAL);
   orfeas_pl_mesh_free(&m);
 }
 
