@@ -11,6 +11,19 @@
 
 #include "internal.h"
 
+/* Writes v in decimal; returns the end. */
+static char *put_uint(char *p, uint64_t v) {
+  char tmp[24];
+  int n = 0;
+  do {
+    tmp[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  while (n)
+    *p++ = tmp[--n];
+  return p;
+}
+
 /* Writes v with 4 decimals into p (room for 24 bytes); returns the end. */
 static char *put_fixed(char *p, float v) {
   double d = (double)v;
@@ -23,34 +36,14 @@ static char *put_fixed(char *p, float v) {
     d = -d;
   }
   uint64_t scaled = (uint64_t)(d * 10000.0 + 0.5);
-  uint64_t ip = scaled / 10000;
   uint32_t fp = (uint32_t)(scaled % 10000);
-  char tmp[24];
-  int n = 0;
-  do {
-    tmp[n++] = (char)('0' + ip % 10);
-    ip /= 10;
-  } while (ip);
-  while (n)
-    *p++ = tmp[--n];
+  p = put_uint(p, scaled / 10000);
   *p++ = '.';
   p[3] = (char)('0' + fp % 10);
   p[2] = (char)('0' + fp / 10 % 10);
   p[1] = (char)('0' + fp / 100 % 10);
   p[0] = (char)('0' + fp / 1000);
   return p + 4;
-}
-
-static char *put_uint(char *p, uint64_t v) {
-  char tmp[24];
-  int n = 0;
-  do {
-    tmp[n++] = (char)('0' + v % 10);
-    v /= 10;
-  } while (v);
-  while (n)
-    *p++ = tmp[--n];
-  return p;
 }
 
 orfeas_pl_code pl_write_obj(const orfeas_pl_mesh *m, orfeas_pl_buffer *b) {

@@ -1,4 +1,5 @@
-/* pl_meshes.h: small meshes for the pipeline tests (header-only, static). */
+/* pl_meshes.h: small meshes and helpers for the pipeline tests (header-only,
+ * static inline). */
 #ifndef ORFEAS_PL_MESHES_H
 #define ORFEAS_PL_MESHES_H
 
@@ -34,6 +35,15 @@ static inline int cube_mesh(orfeas_pl_mesh *m, float side, int copies,
         m->idx[(c * 12 + t) * 3 + k] = f[t][k] + (uint32_t)c * 8;
   }
   return 0;
+}
+
+/* xorshift32: a deterministic stream for random masks and bytes, with no
+ * global state (rand() has some). */
+static inline uint32_t test_rand(uint32_t *x) {
+  *x ^= *x << 13;
+  *x ^= *x >> 17;
+  *x ^= *x << 5;
+  return *x;
 }
 
 /* The axis-aligned bounds of a mesh's vertices. */

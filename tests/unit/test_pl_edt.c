@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "internal.h"
+#include "pl_meshes.h"
 
 static void test_matches_brute_force(void **s) {
   (void)s;
@@ -21,8 +22,7 @@ static void test_matches_brute_force(void **s) {
     float *d = malloc(n * sizeof *d);
     int any = 0;
     for (size_t i = 0; i < n; i++) {
-      x ^= x << 13, x ^= x >> 17, x ^= x << 5;
-      seed[i] = (x % 100) < (uint32_t)(2 + round % 30);
+      seed[i] = (test_rand(&x) % 100) < (uint32_t)(2 + round % 30);
       any |= seed[i];
     }
     if (!any)

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "pl_meshes.h"
 #include "pl_images.h"
 
 static orfeas_pl_image image_of(uint8_t *rgba, uint32_t w, uint32_t h,
@@ -122,8 +123,7 @@ static void test_well_composed(void **s) {
     uint32_t gw = 5 + round % 17, gh = 4 + round % 13;
     uint8_t *m = malloc((size_t)gw * gh), *orig = malloc((size_t)gw * gh);
     for (size_t i = 0; i < (size_t)gw * gh; i++) {
-      x ^= x << 13, x ^= x >> 17, x ^= x << 5;
-      m[i] = orig[i] = (x % 100) < 45;
+      m[i] = orig[i] = (test_rand(&x) % 100) < 45;
     }
     pl_well_composed(m, gw, gh);
     assert_true(pl_is_well_composed(m, gw, gh));

@@ -97,8 +97,7 @@ static void test_random_masks(void **s) {
     size_t n = (size_t)gw * gh;
     uint8_t *m = malloc(n);
     for (size_t i = 0; i < n; i++) {
-      x ^= x << 13, x ^= x >> 17, x ^= x << 5;
-      m[i] = (x % 100) < (uint32_t)(20 + round % 60);
+      m[i] = (test_rand(&x) % 100) < (uint32_t)(20 + round % 60);
     }
     m[n / 2] = 1;
     pl_well_composed(m, gw, gh);
