@@ -221,8 +221,13 @@ typedef struct {
   uint32_t components;      /* connected by shared vertices */
   int64_t euler;            /* V - E + F, E counted from the edges seen */
   double simplify_error;    /* meshoptimizer's relative error (0 = none) */
-  /* Terms and result, see docs/pipeline.md:
-   * score = [F>0 && volume>0] * (0.40 T + 0.15 D + 0.20 S + 0.15 E + 0.10 C)
+  /* Terms and result (docs/pipeline.md explains each):
+   *   T = 1 if closed, else 0.4 * max(0, 1 - 100 (open + dup) / 3F)
+   *   D = 1 - degenerate / F          S = min(1, p10_shape / 0.5)
+   *   E = 1 - min(1, simplify_error / 0.05)
+   *   C = 1 if components == expected (or expected is 0), else min/max
+   *   score = [F>0 && volume>0] * (0.40 T + 0.15 D + 0.20 S + 0.15 E
+   *                                + 0.10 C)
    */
   double t_topology, d_degenerate, s_shape, e_error, c_components;
   double score;             /* 0..1 */
