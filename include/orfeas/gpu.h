@@ -1,0 +1,79 @@
+/* orfeas/gpu.h: the GPU manager. NVIDIA GPUs through NVML, loaded at run
+ * time, sampled by a background thread, exposed as Prometheus metrics.
+ *
+ * ORFEAS builds and runs without CUDA or a GPU: NVML is opened with
+ * dlopen("libnvidia-ml.so.1") (or a path the operator gives), and the few
+ * prototypes and structs we call are declared by us (lib/gpu/nvml_abi.h).
+ * Without the library the manager logs one line and reports
+ * orfeas_gpu_count 0; the service runs normally.
+ *
+ * Sampling: one thread calls NVML every interval; a scrape only reads the
+ * last sample under a mutex and never calls NVML, so /metrics stays fast when
+ * a driver wedges. A call that runs past its deadline marks that GPU down
+ * (orfeas_gpu_up 0) at the next scrape, and since one thread does all the
+ * calls, nothing queues up behind a stuck call. NVML_ERROR_GPU_IS_LOST marks
+ * the GPU down until it answers again. nvmlInit_v2 is called once.
+ *
+ * Metrics (label gpu_id = NVML index): orfeas_gpu_utilization_percent,
+ * orfeas_gpu_memory_used_mb, orfeas_gpu_memory_free_mb,
+ * orfeas_gpu_memory_total_mb (MiB; used = total - free, the same meaning
+ * whichever NVML memory call is available), orfeas_gpu_temperature_celsius,
+ * orfeas_gpu_power_watts, orfeas_gpu_info{gpu_id,name,uuid} 1,
+ * orfeas_gpu_up, orfeas_gpu_last_sample_timestamp_seconds, and without
+ * labels orfeas_gpu_count and orfeas_gpu_sample_duration_seconds (the cost
+ * of the last sampling round), plus orfeas_nvml_errors_total{call,error}.
+ * Value gauges are left out for a GPU that is down: no stale numbers.
+ *
+ * Thread-safety: orfeas_gpu_start/stop from one thread (the service's main);
+ * orfeas_gpu_summary from any thread.
+ */
+#ifndef ORFEAS_GPU_H
+#define ORFEAS_GPU_H
+
+#include <stddef.h>
+
+#include "orfeas/metrics.h"
+
+typedef struct orfeas_gpu orfeas_gpu;
+
+/* Log sink: one line, no trailing newline. */
+typedef void (*orfeas_gpu_log_fn)(void *user, const char *line);
+
+typedef struct orfeas_gpu_opts {
+  const char *nvml_lib;  /* NULL: "libnvidia-ml.so.1" from the loader path */
+  double interval_s;     /* sampling interval; <= 0 means 5 s */
+  double call_timeout_s; /* one NVML call's deadline; <= 0 means 2 s */
+  orfeas_gpu_log_fn log; /* NULL: lines go to stderr prefixed "gpu: " */
+  void *log_user;
+} orfeas_gpu_opts;
+
+/* Registers the GPU metrics on reg and starts sampling. A missing NVML
+ * library is not an error: the manager then reports no GPU. Returns NULL
+ * only when out of memory or when the metrics cannot be registered (a name
+ * already taken), with the reason in err (errlen bytes). The caller owns the
+ * manager. Its collectors read the manager at scrape time: stop rendering
+ * reg before orfeas_gpu_stop(), and stop the manager before freeing reg. */
+orfeas_gpu *orfeas_gpu_start(om_registry *reg, const orfeas_gpu_opts *opts,
+                             char *err, size_t errlen);
+
+/* Stops the sampler and frees the manager. If the sampler is stuck inside
+ * an NVML call for longer than twice the call deadline, it is left to finish
+ * on its own (detached) and its memory is deliberately not freed, since it
+ * still uses it; the process exit reclaims it. */
+void orfeas_gpu_stop(orfeas_gpu *g);
+
+/* What /api/health shows. */
+typedef struct orfeas_gpu_summary {
+  int nvml_loaded;      /* 1 when the library was opened and initialised */
+  unsigned count;       /* GPUs NVML reports */
+  unsigned up;          /* of those, answering within their deadline */
+  double util_max;      /* percent, over GPUs that are up */
+  double temp_max;      /* Celsius */
+  double mem_used_mb;   /* summed over GPUs that are up */
+  double mem_total_mb;
+} orfeas_gpu_summary;
+
+/* Fills s from the last sample (zeros without NVML). Any thread. */
+void orfeas_gpu_summary_get(orfeas_gpu *g, orfeas_gpu_summary *s);
+
+#endif

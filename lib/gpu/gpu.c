@@ -1,0 +1,145 @@
+/* gpu.c: start, stop and summary of the GPU manager. */
+#include "gpu_internal.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+double gpu_now_mono(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+double gpu_now_wall(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void gpu_log(const orfeas_gpu *g, const char *fmt, ...) {
+  char line[320];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  if (g->opts.log)
+    g->opts.log(g->opts.log_user, line);
+  else
+    fprintf(stderr, "gpu: %s\n", line);
+}
+
+static void log_adapter(void *user, const char *line) {
+  gpu_log(user, "%s", line);
+}
+
+void gpu_count_error(orfeas_gpu *g, const char *call, nvmlReturn_t rc) {
+  om_counter *c = om_family_counter(g->errors,
+                                    OM_LABELS(call, nvml_code_name(rc)));
+  if (c)
+    om_counter_inc(c);
+}
+
+orfeas_gpu *orfeas_gpu_start(om_registry *reg, const orfeas_gpu_opts *opts,
+                             char *err, size_t errlen) {
+  orfeas_gpu *g = calloc(1, sizeof *g);
+  if (g == NULL) {
+    snprintf(err, errlen, "out of memory starting the GPU manager");
+    return NULL;
+  }
+  if (opts)
+    g->opts = *opts;
+  if (g->opts.interval_s <= 0)
+    g->opts.interval_s = 5;
+  if (g->opts.call_timeout_s <= 0)
+    g->opts.call_timeout_s = 2;
+  g->busy_gpu = GPU_IDLE;
+  pthread_mutex_init(&g->mu, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&g->wake, &ca);
+  pthread_condattr_destroy(&ca);
+
+  om_error oe = {0};
+  if (gpu_metrics_register(g, reg, &oe) != OM_OK) {
+    snprintf(err, errlen, "GPU metrics: %s", oe.text);
+    orfeas_gpu_stop(g);
+    return NULL;
+  }
+  char why[300];
+  if (!nvml_open(&g->lib, g->opts.nvml_lib, log_adapter, g, why,
+                 sizeof why)) {
+    /* No GPU here is a normal state, not a failure: say it once. */
+    gpu_log(g, "%s; running without GPU metrics (orfeas_gpu_count 0)", why);
+    return g;
+  }
+  g->loaded = true;
+  /* nvmlInit_v2 runs on the sampler thread: a wedged driver can hang it,
+   * and start-up must not hang with it. */
+  int rc = pthread_create(&g->thread, NULL, gpu_sampler_main, g);
+  if (rc != 0) {
+    snprintf(err, errlen, "cannot start the GPU sampler thread: %s",
+             strerror(rc));
+    orfeas_gpu_stop(g);
+    return NULL;
+  }
+  g->thread_started = true;
+  return g;
+}
+
+void orfeas_gpu_stop(orfeas_gpu *g) {
+  if (g == NULL)
+    return;
+  if (g->thread_started) {
+    pthread_mutex_lock(&g->mu);
+    g->stop = true;
+    pthread_cond_signal(&g->wake);
+    pthread_mutex_unlock(&g->mu);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    double wait = 2 * g->opts.call_timeout_s + 1;
+    until.tv_sec += (time_t)wait;
+    int rc = pthread_timedjoin_np(g->thread, NULL, &until);
+    if (rc == ETIMEDOUT) {
+      /* Stuck in NVML: joining could take forever. Leave the thread and the
+       * state it uses (g, the library) alive; the process exit frees them. */
+      gpu_log(g, "sampler stuck in an NVML call; leaving it behind");
+      pthread_detach(g->thread);
+      return;
+    }
+  }
+  if (g->initialised && g->lib.shutdown)
+    g->lib.shutdown();
+  if (g->loaded)
+    nvml_close(&g->lib);
+  pthread_cond_destroy(&g->wake);
+  pthread_mutex_destroy(&g->mu);
+  free(g);
+}
+
+void orfeas_gpu_summary_get(orfeas_gpu *g, orfeas_gpu_summary *s) {
+  memset(s, 0, sizeof *s);
+  if (g == NULL)
+    return;
+  pthread_mutex_lock(&g->mu);
+  s->nvml_loaded = g->loaded && g->initialised;
+  s->count = g->count;
+  double now = gpu_now_mono();
+  for (unsigned i = 0; i < g->count; i++) {
+    const gpu_sample *x = &g->gpus[i];
+    if (!x->up || gpu_call_late(g, i, now))
+      continue;
+    s->up++;
+    if (x->util > s->util_max)
+      s->util_max = x->util;
+    if (x->have_temp && x->temp_c > s->temp_max)
+      s->temp_max = x->temp_c;
+    s->mem_used_mb += x->mem_used_mb;
+    s->mem_total_mb += x->mem_total_mb;
+  }
+  pthread_mutex_unlock(&g->mu);
+}

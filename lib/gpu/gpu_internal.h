@@ -1,0 +1,69 @@
+/* gpu_internal.h: the GPU manager's state, shared by its files. */
+#ifndef ORFEAS_GPU_INTERNAL_H
+#define ORFEAS_GPU_INTERNAL_H
+
+#include "orfeas/gpu.h"
+#include "nvml_loader.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#define GPU_MAX 64
+#define GPU_IDLE (-1) /* busy_gpu: no NVML call in progress */
+#define GPU_ALL (-2)  /* busy_gpu: a call for no one GPU (init, count) */
+
+/* The last sample of one GPU. */
+typedef struct gpu_sample {
+  bool up;          /* answered every call of its last round in time */
+  bool have_info;   /* name and uuid read */
+  char name[NVML_NAME_BUFFER], uuid[NVML_NAME_BUFFER];
+  double util, mem_used_mb, mem_free_mb, mem_total_mb;
+  double temp_c, power_w;
+  bool have_temp, have_power;
+  double last_ok; /* wall-clock seconds of the last good sample, 0 never */
+} gpu_sample;
+
+struct orfeas_gpu {
+  orfeas_gpu_opts opts;
+  nvml_lib lib;
+  bool loaded;      /* library open */
+  bool initialised; /* nvmlInit_v2 succeeded (once) */
+
+  pthread_t thread;
+  bool thread_started;
+  pthread_mutex_t mu; /* guards everything below and stop */
+  pthread_cond_t wake;
+  bool stop;
+  unsigned count;
+  gpu_sample gpus[GPU_MAX];
+  int busy_gpu;        /* GPU of the NVML call in progress, or GPU_* */
+  double call_started; /* monotonic seconds when it began */
+  double round_cost;   /* seconds the last full round took */
+
+  om_family *errors; /* orfeas_nvml_errors_total{call,error} */
+  struct gpu_metric_ctx {
+    struct orfeas_gpu *g;
+    int which;
+  } ctx[16]; /* collector user pointers, one per family */
+};
+
+double gpu_now_mono(void);
+double gpu_now_wall(void);
+void gpu_log(const orfeas_gpu *g, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void gpu_count_error(orfeas_gpu *g, const char *call, nvmlReturn_t rc);
+
+/* True when GPU i must show as down because the call in progress (for it,
+ * or for all GPUs) has run past its deadline. mu held. */
+static inline bool gpu_call_late(const orfeas_gpu *g, unsigned i, double now) {
+  return (g->busy_gpu == (int)i || g->busy_gpu == GPU_ALL) &&
+         now - g->call_started > g->opts.call_timeout_s;
+}
+
+/* gpu_metrics.c */
+int gpu_metrics_register(orfeas_gpu *g, om_registry *reg, om_error *err);
+
+/* gpu_sampler.c */
+void *gpu_sampler_main(void *arg);
+
+#endif

@@ -1,0 +1,110 @@
+/* gpu_metrics.c: the GPU families, filled at scrape time from the last
+ * sample (collectors), so a scrape never waits on NVML. */
+#include "gpu_internal.h"
+
+#include <stdio.h>
+
+enum {
+  M_COUNT, M_UP, M_INFO, M_UTIL, M_MEM_USED, M_MEM_FREE, M_MEM_TOTAL,
+  M_TEMP, M_POWER, M_LAST, M_COST, M_N
+};
+
+static const struct {
+  const char *name, *help;
+  int labels; /* 0: none, 1: gpu_id, 3: gpu_id name uuid */
+} defs[M_N] = {
+    [M_COUNT] = {"orfeas_gpu_count", "GPUs NVML reports (0 without NVML).", 0},
+    [M_UP] = {"orfeas_gpu_up", "1 when the GPU answered every NVML call of "
+              "its last sample within the deadline, else 0.", 1},
+    [M_INFO] = {"orfeas_gpu_info", "GPU identity; always 1.", 3},
+    [M_UTIL] = {"orfeas_gpu_utilization_percent", "Percent of time a kernel "
+                "ran on the GPU over NVML's last sample period.", 1},
+    [M_MEM_USED] = {"orfeas_gpu_memory_used_mb", "GPU memory in use "
+                    "(total - free), MiB.", 1},
+    [M_MEM_FREE] = {"orfeas_gpu_memory_free_mb", "GPU memory free, MiB.", 1},
+    [M_MEM_TOTAL] = {"orfeas_gpu_memory_total_mb", "GPU memory, MiB.", 1},
+    [M_TEMP] = {"orfeas_gpu_temperature_celsius", "GPU core temperature, "
+                "degrees Celsius.", 1},
+    [M_POWER] = {"orfeas_gpu_power_watts", "GPU power draw, watts.", 1},
+    [M_LAST] = {"orfeas_gpu_last_sample_timestamp_seconds", "Unix time of "
+                "the GPU's last good sample.", 1},
+    [M_COST] = {"orfeas_gpu_sample_duration_seconds", "Seconds the last "
+                "sampling round of all GPUs took.", 0},
+};
+
+static void collect(om_collect *out, void *user) {
+  struct gpu_metric_ctx *ctx = user;
+  orfeas_gpu *g = ctx->g;
+  pthread_mutex_lock(&g->mu);
+  if (ctx->which == M_COUNT) {
+    om_collect_value(out, NULL, g->count);
+  } else if (ctx->which == M_COST) {
+    if (g->initialised)
+      om_collect_value(out, NULL, g->round_cost);
+  } else {
+    double now = gpu_now_mono();
+    for (unsigned i = 0; i < g->count; i++) {
+      const gpu_sample *s = &g->gpus[i];
+      char id[16];
+      snprintf(id, sizeof id, "%u", i);
+      bool up = s->up && !gpu_call_late(g, i, now);
+      const char *const *l = OM_LABELS(id);
+      switch (ctx->which) {
+      case M_UP: om_collect_value(out, l, up); break;
+      case M_INFO:
+        if (s->have_info)
+          om_collect_value(out, OM_LABELS(id, s->name, s->uuid), 1);
+        break;
+      case M_LAST:
+        if (s->last_ok > 0)
+          om_collect_value(out, l, s->last_ok);
+        break;
+      default:
+        if (!up) /* no stale numbers for a GPU that is down */
+          break;
+        switch (ctx->which) {
+        case M_UTIL: om_collect_value(out, l, s->util); break;
+        case M_MEM_USED: om_collect_value(out, l, s->mem_used_mb); break;
+        case M_MEM_FREE: om_collect_value(out, l, s->mem_free_mb); break;
+        case M_MEM_TOTAL: om_collect_value(out, l, s->mem_total_mb); break;
+        case M_TEMP:
+          if (s->have_temp)
+            om_collect_value(out, l, s->temp_c);
+          break;
+        case M_POWER:
+          if (s->have_power)
+            om_collect_value(out, l, s->power_w);
+          break;
+        }
+      }
+    }
+  }
+  pthread_mutex_unlock(&g->mu);
+}
+
+int gpu_metrics_register(orfeas_gpu *g, om_registry *reg, om_error *err) {
+  static const char *const one[] = {"gpu_id"};
+  static const char *const three[] = {"gpu_id", "name", "uuid"};
+  for (int m = 0; m < M_N; m++) {
+    g->ctx[m] = (struct gpu_metric_ctx){g, m};
+    om_family_opts o = {.name = defs[m].name,
+                        .help = defs[m].help,
+                        .label_names = defs[m].labels == 3 ? three : one,
+                        .label_count = (size_t)defs[m].labels,
+                        .max_series = 64};
+    int rc = om_collector_new(reg, OM_GAUGE, &o, collect, &g->ctx[m], err);
+    if (rc != OM_OK)
+      return rc;
+  }
+  /* Call names and error names are both from fixed sets: bounded. */
+  g->errors = om_family_new(
+      reg, OM_COUNTER,
+      &(om_family_opts){.name = "orfeas_nvml_errors_total",
+                        .help = "NVML calls that failed or missed their "
+                                "deadline, by call and error.",
+                        .label_names = OM_LABELS("call", "error"),
+                        .label_count = 2,
+                        .max_series = 512},
+      err);
+  return g->errors ? OM_OK : err->code;
+}

@@ -1,0 +1,193 @@
+/* gpu_sampler.c: the thread that calls NVML.
+ *
+ * Every NVML call goes through tracked(): it records, under the mutex, which
+ * GPU the call is for and when it started, and the mutex is NOT held during
+ * the call. A scrape that finds a call older than the deadline reports that
+ * GPU down at once, without waiting for the call to return; when a late call
+ * does return, its round is marked down too and counted as a
+ * DEADLINE_EXCEEDED error. One thread makes all calls, so a wedged driver
+ * stalls sampling, never the service, and no work piles up behind it.
+ */
+#include "gpu_internal.h"
+
+#include <math.h>
+#include <string.h>
+#include <time.h>
+
+#define NVML_DEADLINE_EXCEEDED (-1) /* our pseudo return code */
+
+typedef struct {
+  orfeas_gpu *g;
+  int gpu;
+  bool late; /* some call of this round missed its deadline */
+} round_ctx;
+
+static void call_begin(round_ctx *r) {
+  pthread_mutex_lock(&r->g->mu);
+  r->g->busy_gpu = r->gpu;
+  r->g->call_started = gpu_now_mono();
+  pthread_mutex_unlock(&r->g->mu);
+}
+
+static nvmlReturn_t call_end(round_ctx *r, const char *name,
+                             nvmlReturn_t rc) {
+  pthread_mutex_lock(&r->g->mu);
+  double took = gpu_now_mono() - r->g->call_started;
+  r->g->busy_gpu = GPU_IDLE;
+  pthread_mutex_unlock(&r->g->mu);
+  if (took > r->g->opts.call_timeout_s) {
+    r->late = true;
+    gpu_count_error(r->g, name, NVML_DEADLINE_EXCEEDED);
+  }
+  if (rc != NVML_SUCCESS)
+    gpu_count_error(r->g, name, rc);
+  return rc;
+}
+
+/* Wraps one NVML call: TRACK(r, "nvmlX", g->lib.x(args)). */
+#define TRACK(r, name, call) (call_begin(r), call_end(r, name, (call)))
+
+static void sample_one(orfeas_gpu *g, unsigned i, gpu_sample *s) {
+  round_ctx r = {g, (int)i, false};
+  nvml_lib *L = &g->lib;
+  nvmlDevice_t dev;
+  s->up = false;
+  if (TRACK(&r, "nvmlDeviceGetHandleByIndex_v2", L->get_handle_v2(i, &dev)))
+    return;
+  if (!s->have_info) {
+    if (TRACK(&r, "nvmlDeviceGetName",
+              L->get_name(dev, s->name, sizeof s->name)) == NVML_SUCCESS &&
+        TRACK(&r, "nvmlDeviceGetUUID",
+              L->get_uuid(dev, s->uuid, sizeof s->uuid)) == NVML_SUCCESS)
+      s->have_info = true;
+  }
+  nvmlUtilization_t u;
+  if (TRACK(&r, "nvmlDeviceGetUtilizationRates", L->get_utilization(dev, &u)))
+    return;
+  s->util = u.gpu;
+
+  double total, free_b;
+  nvmlMemory_v2_t m2 = {.version = NVML_MEMORY_V2_VERSION};
+  nvmlReturn_t rc = NVML_ERROR_FUNCTION_NOT_FOUND;
+  if (L->get_memory_v2)
+    rc = TRACK(&r, "nvmlDeviceGetMemoryInfo_v2", L->get_memory_v2(dev, &m2));
+  if (rc == NVML_SUCCESS) {
+    total = (double)m2.total;
+    free_b = (double)m2.free;
+  } else {
+    /* v1 where v2 is missing or refuses this struct version. */
+    nvmlMemory_t m1;
+    if (TRACK(&r, "nvmlDeviceGetMemoryInfo", L->get_memory(dev, &m1)))
+      return;
+    total = (double)m1.total;
+    free_b = (double)m1.free;
+  }
+  /* used = total - free in both versions (v2's used leaves out what the
+   * driver reserves; v1's includes it), so the metric means one thing. */
+  s->mem_total_mb = total / 1048576.0;
+  s->mem_free_mb = free_b / 1048576.0;
+  s->mem_used_mb = (total - free_b) / 1048576.0;
+
+  s->have_temp = false;
+  nvmlTemperature_v1_t t = {.version = NVML_TEMPERATURE_V1_VERSION,
+                            .sensorType = NVML_TEMPERATURE_GPU};
+  rc = NVML_ERROR_FUNCTION_NOT_FOUND;
+  if (L->get_temperature_v)
+    rc = TRACK(&r, "nvmlDeviceGetTemperatureV", L->get_temperature_v(dev, &t));
+  if (rc == NVML_SUCCESS) {
+    s->temp_c = t.temperature;
+    s->have_temp = true;
+  } else if (rc != NVML_ERROR_GPU_IS_LOST && L->get_temperature) {
+    unsigned int tc;
+    rc = TRACK(&r, "nvmlDeviceGetTemperature",
+               L->get_temperature(dev, NVML_TEMPERATURE_GPU, &tc));
+    if (rc == NVML_SUCCESS) {
+      s->temp_c = tc;
+      s->have_temp = true;
+    }
+  }
+  if (rc == NVML_ERROR_GPU_IS_LOST)
+    return;
+
+  s->have_power = false;
+  unsigned int mw;
+  if (L->get_power) {
+    rc = TRACK(&r, "nvmlDeviceGetPowerUsage", L->get_power(dev, &mw));
+    if (rc == NVML_ERROR_GPU_IS_LOST)
+      return;
+    if (rc == NVML_SUCCESS) {
+      s->power_w = mw / 1000.0;
+      s->have_power = true;
+    }
+  }
+  if (r.late)
+    return;
+  s->up = true;
+  s->last_ok = gpu_now_wall();
+}
+
+/* Waits until the next round or stop; mu held. Returns false to stop. */
+static bool wait_next(orfeas_gpu *g, double from) {
+  double next = from + g->opts.interval_s;
+  struct timespec ts = {.tv_sec = (time_t)next,
+                        .tv_nsec = (long)((next - floor(next)) * 1e9)};
+  while (!g->stop && gpu_now_mono() < next)
+    pthread_cond_timedwait(&g->wake, &g->mu, &ts);
+  return !g->stop;
+}
+
+void *gpu_sampler_main(void *arg) {
+  orfeas_gpu *g = arg;
+  round_ctx global = {g, GPU_ALL, false};
+  bool said = false;
+  pthread_mutex_lock(&g->mu);
+  /* nvmlInit_v2 once; retried each interval until it works (a driver can
+   * come up after us), logged the first time only. */
+  while (!g->stop && !g->initialised) {
+    double t0 = gpu_now_mono();
+    pthread_mutex_unlock(&g->mu);
+    nvmlReturn_t rc = TRACK(&global, "nvmlInit_v2", g->lib.init_v2());
+    pthread_mutex_lock(&g->mu);
+    if (rc == NVML_SUCCESS) {
+      g->initialised = true;
+      break;
+    }
+    if (!said) {
+      pthread_mutex_unlock(&g->mu);
+      gpu_log(g, "nvmlInit_v2 failed (%s); retrying every %.3g s",
+              nvml_code_name(rc), g->opts.interval_s);
+      pthread_mutex_lock(&g->mu);
+      said = true;
+    }
+    if (!wait_next(g, t0))
+      break;
+  }
+  while (!g->stop) {
+    double t0 = gpu_now_mono();
+    pthread_mutex_unlock(&g->mu);
+    unsigned n = 0;
+    if (TRACK(&global, "nvmlDeviceGetCount_v2", g->lib.get_count_v2(&n)))
+      n = 0;
+    if (n > GPU_MAX)
+      n = GPU_MAX;
+    for (unsigned i = 0; i < n; i++) {
+      gpu_sample s;
+      pthread_mutex_lock(&g->mu);
+      s = g->gpus[i]; /* keeps name, uuid and last_ok */
+      pthread_mutex_unlock(&g->mu);
+      sample_one(g, i, &s);
+      pthread_mutex_lock(&g->mu);
+      g->gpus[i] = s;
+      if (i + 1 > g->count)
+        g->count = i + 1;
+      pthread_mutex_unlock(&g->mu);
+    }
+    pthread_mutex_lock(&g->mu);
+    g->count = n;
+    g->round_cost = gpu_now_mono() - t0;
+    if (!wait_next(g, t0))
+      break;
+  }
+  pthread_mutex_unlock(&g->mu);
+  return NULL;
+}

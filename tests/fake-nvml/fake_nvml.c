@@ -1,0 +1,279 @@
+/* fake_nvml.c: a stand-in libnvidia-ml for tests and alert drills.
+ *
+ * It exports the same symbols as NVML, so orfeasd loads it through the very
+ * code path that loads the real library (--nvml-lib PATH). On every call it
+ * reads its state from the file named by FAKE_NVML_STATE, lines key=value:
+ *
+ *   gpus=N               number of GPUs (default 1, at most 16)
+ *   hang_ms=M            every call sleeps M ms first (a wedged driver)
+ *   gpuI.util=P          utilization percent (default 0)
+ *   gpuI.mem_used_mb=X   memory used, MiB (default 0)
+ *   gpuI.mem_total_mb=X  memory, MiB (default 16384)
+ *   gpuI.temp=C          temperature, Celsius (default 40)
+ *   gpuI.power_w=W       power, watts (default 50)
+ *   gpuI.name=TEXT       product name (default "Fake NVIDIA GPU I")
+ *   gpuI.lost=1          calls on that GPU return NVML_ERROR_GPU_IS_LOST
+ *
+ * A missing file or key means the default. Built twice: libfake-nvml.so has
+ * every symbol ORFEAS looks up; libfake-nvml-minimal.so (FAKE_NVML_MINIMAL)
+ * lacks the newer optional ones (nvmlDeviceGetMemoryInfo_v2,
+ * nvmlDeviceGetTemperatureV, nvmlDeviceGetPowerUsage) to test fallbacks.
+ * fake_nvml_calls(NAME) tells tests how often a function was called.
+ */
+#include "../../lib/gpu/nvml_abi.h"
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define FAKE_MAX 16
+#define MIB (1024ull * 1024ull)
+
+typedef struct {
+  double util, mem_used, mem_total, temp, power;
+  char name[64];
+  int lost;
+} fake_gpu;
+
+typedef struct {
+  int gpus, hang_ms;
+  fake_gpu g[FAKE_MAX];
+} fake_state;
+
+/* Prototypes of what we export (the real ones live in NVIDIA's header). */
+nvmlReturn_t nvmlInit_v2(void);
+nvmlReturn_t nvmlShutdown(void);
+const char *nvmlErrorString(nvmlReturn_t rc);
+nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *n);
+nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int i, nvmlDevice_t *d);
+nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t d, char *name, unsigned int len);
+nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t d, char *uuid, unsigned int len);
+nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t d,
+                                           nvmlUtilization_t *u);
+nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t d, nvmlMemory_t *m);
+nvmlReturn_t nvmlDeviceGetTemperature(nvmlDevice_t d, int sensor,
+                                      unsigned int *t);
+#ifndef FAKE_NVML_MINIMAL
+nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t d, nvmlMemory_v2_t *m);
+nvmlReturn_t nvmlDeviceGetTemperatureV(nvmlDevice_t d,
+                                       nvmlTemperature_v1_t *t);
+nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t d, unsigned int *mw);
+#endif
+unsigned long fake_nvml_calls(const char *name);
+
+/* ---- call counting ------------------------------------------------------ */
+
+static const char *const names[] = {
+    "nvmlInit_v2", "nvmlShutdown", "nvmlDeviceGetCount_v2",
+    "nvmlDeviceGetHandleByIndex_v2", "nvmlDeviceGetName", "nvmlDeviceGetUUID",
+    "nvmlDeviceGetUtilizationRates", "nvmlDeviceGetMemoryInfo",
+    "nvmlDeviceGetMemoryInfo_v2", "nvmlDeviceGetTemperature",
+    "nvmlDeviceGetTemperatureV", "nvmlDeviceGetPowerUsage"};
+#define NNAMES (sizeof names / sizeof names[0])
+static _Atomic unsigned long calls[NNAMES];
+
+static void count(const char *name) {
+  for (size_t i = 0; i < NNAMES; i++)
+    if (strcmp(names[i], name) == 0)
+      atomic_fetch_add(&calls[i], 1);
+}
+
+unsigned long fake_nvml_calls(const char *name) {
+  for (size_t i = 0; i < NNAMES; i++)
+    if (strcmp(names[i], name) == 0)
+      return atomic_load(&calls[i]);
+  return 0;
+}
+
+/* ---- state -------------------------------------------------------------- */
+
+static void load(fake_state *s) {
+  memset(s, 0, sizeof *s);
+  s->gpus = 1;
+  for (int i = 0; i < FAKE_MAX; i++) {
+    s->g[i].mem_total = 16384;
+    s->g[i].temp = 40;
+    s->g[i].power = 50;
+    snprintf(s->g[i].name, sizeof s->g[i].name, "Fake NVIDIA GPU %d", i);
+  }
+  const char *path = getenv("FAKE_NVML_STATE");
+  FILE *f = path ? fopen(path, "r") : NULL;
+  if (f == NULL)
+    return;
+  char line[256];
+  while (fgets(line, sizeof line, f)) {
+    line[strcspn(line, "\r\n")] = '\0';
+    char *eq = strchr(line, '=');
+    if (eq == NULL)
+      continue;
+    *eq = '\0';
+    const char *k = line, *v = eq + 1;
+    if (strcmp(k, "gpus") == 0) {
+      s->gpus = (int)strtol(v, NULL, 10);
+      if (s->gpus < 0)
+        s->gpus = 0;
+      if (s->gpus > FAKE_MAX)
+        s->gpus = FAKE_MAX;
+    } else if (strcmp(k, "hang_ms") == 0) {
+      s->hang_ms = (int)strtol(v, NULL, 10);
+    } else if (strncmp(k, "gpu", 3) == 0) {
+      char *dot;
+      long i = strtol(k + 3, &dot, 10);
+      if (*dot != '.' || i < 0 || i >= FAKE_MAX)
+        continue;
+      fake_gpu *g = &s->g[i];
+      const char *f2 = dot + 1;
+      double x = strtod(v, NULL);
+      if (strcmp(f2, "util") == 0) g->util = x;
+      else if (strcmp(f2, "mem_used_mb") == 0) g->mem_used = x;
+      else if (strcmp(f2, "mem_total_mb") == 0) g->mem_total = x;
+      else if (strcmp(f2, "temp") == 0) g->temp = x;
+      else if (strcmp(f2, "power_w") == 0) g->power = x;
+      else if (strcmp(f2, "lost") == 0) g->lost = x != 0;
+      else if (strcmp(f2, "name") == 0)
+        snprintf(g->name, sizeof g->name, "%s", v);
+    }
+  }
+  fclose(f);
+}
+
+/* Reads the state, counts the call, sleeps hang_ms. */
+static void enter(fake_state *s, const char *name) {
+  load(s);
+  count(name);
+  if (s->hang_ms > 0) {
+    struct timespec ts = {s->hang_ms / 1000, (s->hang_ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0)
+      ;
+  }
+}
+
+/* The GPU behind a handle, or an error code. Handles are index + 1. */
+static nvmlReturn_t gpu_of(const fake_state *s, nvmlDevice_t d,
+                           const fake_gpu **g, unsigned *idx) {
+  uintptr_t i = (uintptr_t)d;
+  if (i == 0 || i > (uintptr_t)s->gpus)
+    return NVML_ERROR_INVALID_ARGUMENT;
+  *g = &s->g[i - 1];
+  if (idx)
+    *idx = (unsigned)(i - 1);
+  return (*g)->lost ? NVML_ERROR_GPU_IS_LOST : NVML_SUCCESS;
+}
+
+#define DEVICE_CALL(name)                                                    \
+  fake_state s;                                                              \
+  const fake_gpu *g;                                                         \
+  unsigned idx;                                                              \
+  enter(&s, name);                                                           \
+  nvmlReturn_t rc = gpu_of(&s, d, &g, &idx);                                 \
+  if (rc != NVML_SUCCESS)                                                    \
+    return rc;                                                               \
+  (void)idx
+
+/* ---- NVML --------------------------------------------------------------- */
+
+nvmlReturn_t nvmlInit_v2(void) {
+  fake_state s;
+  enter(&s, "nvmlInit_v2");
+  return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlShutdown(void) {
+  count("nvmlShutdown");
+  return NVML_SUCCESS;
+}
+
+const char *nvmlErrorString(nvmlReturn_t rc) {
+  return rc == NVML_SUCCESS ? "Success" : "Fake NVML error";
+}
+
+nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *n) {
+  fake_state s;
+  enter(&s, "nvmlDeviceGetCount_v2");
+  *n = (unsigned)s.gpus;
+  return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int i, nvmlDevice_t *d) {
+  fake_state s;
+  enter(&s, "nvmlDeviceGetHandleByIndex_v2");
+  if (i >= (unsigned)s.gpus)
+    return NVML_ERROR_INVALID_ARGUMENT;
+  /* Like NVIDIA's mock: a lost GPU fails its handle lookup too. */
+  if (s.g[i].lost)
+    return NVML_ERROR_GPU_IS_LOST;
+  *d = (nvmlDevice_t)(uintptr_t)(i + 1);
+  return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t d, char *name, unsigned int len) {
+  DEVICE_CALL("nvmlDeviceGetName");
+  if (strlen(g->name) + 1 > len)
+    return NVML_ERROR_INSUFFICIENT_SIZE;
+  snprintf(name, len, "%s", g->name);
+  return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t d, char *uuid, unsigned int len) {
+  DEVICE_CALL("nvmlDeviceGetUUID");
+  snprintf(uuid, len, "GPU-fa4e0000-0000-4000-8000-%012u", idx);
+  return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t d,
+                                           nvmlUtilization_t *u) {
+  DEVICE_CALL("nvmlDeviceGetUtilizationRates");
+  u->gpu = (unsigned)g->util;
+  u->memory = (unsigned)(g->util / 2);
+  return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t d, nvmlMemory_t *m) {
+  DEVICE_CALL("nvmlDeviceGetMemoryInfo");
+  m->total = (unsigned long long)(g->mem_total * MIB);
+  m->used = (unsigned long long)(g->mem_used * MIB);
+  m->free = m->total - m->used;
+  return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetTemperature(nvmlDevice_t d, int sensor,
+                                      unsigned int *t) {
+  DEVICE_CALL("nvmlDeviceGetTemperature");
+  if (sensor != NVML_TEMPERATURE_GPU)
+    return NVML_ERROR_INVALID_ARGUMENT;
+  *t = (unsigned)g->temp;
+  return NVML_SUCCESS;
+}
+
+#ifndef FAKE_NVML_MINIMAL
+nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t d, nvmlMemory_v2_t *m) {
+  DEVICE_CALL("nvmlDeviceGetMemoryInfo_v2");
+  if (m->version != NVML_MEMORY_V2_VERSION)
+    return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+  /* As the driver does: part of what v1 calls used is reserved. */
+  unsigned long long used = (unsigned long long)(g->mem_used * MIB);
+  m->total = (unsigned long long)(g->mem_total * MIB);
+  m->reserved = used / 8;
+  m->used = used - m->reserved;
+  m->free = m->total - used;
+  return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetTemperatureV(nvmlDevice_t d,
+                                       nvmlTemperature_v1_t *t) {
+  DEVICE_CALL("nvmlDeviceGetTemperatureV");
+  if (t->version != NVML_TEMPERATURE_V1_VERSION)
+    return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+  t->temperature = (int)g->temp;
+  return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t d, unsigned int *mw) {
+  DEVICE_CALL("nvmlDeviceGetPowerUsage");
+  *mw = (unsigned)(g->power * 1000);
+  return NVML_SUCCESS;
+}
+#endif

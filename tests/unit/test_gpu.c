@@ -1,0 +1,250 @@
+/* test_gpu.c: the GPU manager against the fake NVML, loaded with dlopen by
+ * the same code that loads the real libnvidia-ml. Every wait is a condition
+ * polled against a deadline. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "orfeas/gpu.h"
+
+static char state_path[256];
+static char logbuf[4096];
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void capture(void *user, const char *line) {
+  (void)user;
+  pthread_mutex_lock(&log_mu);
+  size_t n = strlen(logbuf);
+  snprintf(logbuf + n, sizeof logbuf - n, "%s\n", line);
+  pthread_mutex_unlock(&log_mu);
+}
+
+static bool log_has(const char *s) {
+  pthread_mutex_lock(&log_mu);
+  bool r = strstr(logbuf, s) != NULL;
+  pthread_mutex_unlock(&log_mu);
+  return r;
+}
+
+static void write_state(const char *text) {
+  char tmp[300];
+  snprintf(tmp, sizeof tmp, "%s.tmp", state_path);
+  FILE *f = fopen(tmp, "w");
+  assert_non_null(f);
+  fputs(text, f);
+  fclose(f);
+  assert_int_equal(rename(tmp, state_path), 0); /* atomic for the reader */
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+typedef struct {
+  om_registry *reg;
+  orfeas_gpu *gpu;
+  om_buf buf;
+  double max_render_s;
+} fixture;
+
+static void render(fixture *f) {
+  double t0 = now_s();
+  assert_int_equal(om_registry_render(f->reg, OM_FORMAT_TEXT, &f->buf), OM_OK);
+  double dt = now_s() - t0;
+  if (dt > f->max_render_s)
+    f->max_render_s = dt;
+}
+
+/* Renders until the exposition contains (or, with want = false, lacks)
+ * text; fails after `seconds`. */
+static void wait_text(fixture *f, const char *text, bool want,
+                      double seconds) {
+  double deadline = now_s() + seconds;
+  for (;;) {
+    render(f);
+    if ((strstr(f->buf.data, text) != NULL) == want)
+      return;
+    if (now_s() > deadline)
+      fail_msg("after %.1f s the exposition %s \"%s\":\n%s", seconds,
+               want ? "still lacks" : "still has", text, f->buf.data);
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+}
+
+static fixture *start(const char *lib, const char *state) {
+  fixture *f = calloc(1, sizeof *f);
+  write_state(state);
+  logbuf[0] = '\0';
+  f->reg = om_registry_new(NULL);
+  orfeas_gpu_opts o = {.nvml_lib = lib, .interval_s = 0.1,
+                       .call_timeout_s = 0.5, .log = capture};
+  char err[256];
+  f->gpu = orfeas_gpu_start(f->reg, &o, err, sizeof err);
+  assert_non_null(f->gpu);
+  return f;
+}
+
+static void finish(fixture *f) {
+  orfeas_gpu_stop(f->gpu);
+  om_buf_free(&f->buf);
+  om_registry_free(f->reg);
+  free(f);
+}
+
+static void values_appear_and_follow_the_state(void **state) {
+  (void)state;
+  fixture *f = start(FAKE_NVML, "gpus=1\ngpu0.util=42\ngpu0.mem_used_mb=1024\n"
+                                "gpu0.mem_total_mb=8192\ngpu0.temp=71\n"
+                                "gpu0.power_w=123.5\ngpu0.name=Tesla Fake\n");
+  wait_text(f, "orfeas_gpu_utilization_percent{gpu_id=\"0\"} 42\n", true, 5);
+  const char *want[] = {
+      "orfeas_gpu_count 1\n",
+      "orfeas_gpu_up{gpu_id=\"0\"} 1\n",
+      "orfeas_gpu_memory_used_mb{gpu_id=\"0\"} 1024\n",
+      "orfeas_gpu_memory_free_mb{gpu_id=\"0\"} 7168\n",
+      "orfeas_gpu_memory_total_mb{gpu_id=\"0\"} 8192\n",
+      "orfeas_gpu_temperature_celsius{gpu_id=\"0\"} 71\n",
+      "orfeas_gpu_power_watts{gpu_id=\"0\"} 123.5\n",
+      "orfeas_gpu_info{gpu_id=\"0\",name=\"Tesla Fake\",uuid=\"GPU-fa4e0000-0000-"
+      "4000-8000-000000000000\"} 1\n",
+      "orfeas_gpu_last_sample_timestamp_seconds{gpu_id=\"0\"} ",
+      "orfeas_gpu_sample_duration_seconds ",
+  };
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+    if (strstr(f->buf.data, want[i]) == NULL)
+      fail_msg("missing %s in:\n%s", want[i], f->buf.data);
+  /* A change in the state shows within an interval or so. */
+  write_state("gpus=1\ngpu0.util=77\n");
+  wait_text(f, "orfeas_gpu_utilization_percent{gpu_id=\"0\"} 77\n", true, 1);
+  orfeas_gpu_summary s;
+  orfeas_gpu_summary_get(f->gpu, &s);
+  assert_int_equal(s.nvml_loaded, 1);
+  assert_int_equal(s.count, 1);
+  assert_int_equal(s.up, 1);
+  /* nvmlInit_v2 once, however many samples. */
+  void *h = dlopen(FAKE_NVML, RTLD_NOW | RTLD_NOLOAD);
+  assert_non_null(h);
+  unsigned long (*calls)(const char *);
+  void *sym = dlsym(h, "fake_nvml_calls");
+  memcpy(&calls, &sym, sizeof sym);
+  assert_true(calls("nvmlDeviceGetUtilizationRates") >= 2);
+  assert_int_equal(calls("nvmlInit_v2"), 1);
+  /* The newer calls are preferred when the library has them. */
+  assert_true(calls("nvmlDeviceGetMemoryInfo_v2") > 0);
+  assert_int_equal(calls("nvmlDeviceGetMemoryInfo"), 0);
+  assert_true(calls("nvmlDeviceGetTemperatureV") > 0);
+  dlclose(h);
+  finish(f);
+}
+
+static void two_gpus_two_label_sets(void **state) {
+  (void)state;
+  fixture *f = start(FAKE_NVML, "gpus=2\ngpu0.util=10\ngpu1.util=90\n");
+  wait_text(f, "orfeas_gpu_utilization_percent{gpu_id=\"1\"} 90\n", true, 5);
+  assert_non_null(strstr(f->buf.data,
+                         "orfeas_gpu_utilization_percent{gpu_id=\"0\"} 10\n"));
+  assert_non_null(strstr(f->buf.data, "orfeas_gpu_count 2\n"));
+  assert_non_null(strstr(f->buf.data, "orfeas_gpu_up{gpu_id=\"1\"} 1\n"));
+  finish(f);
+}
+
+static void lost_gpu_goes_down_and_comes_back(void **state) {
+  (void)state;
+  fixture *f = start(FAKE_NVML, "gpus=2\ngpu0.util=5\n");
+  wait_text(f, "orfeas_gpu_up{gpu_id=\"0\"} 1\n", true, 5);
+  write_state("gpus=2\ngpu0.util=5\ngpu0.lost=1\n");
+  wait_text(f, "orfeas_gpu_up{gpu_id=\"0\"} 0\n", true, 2);
+  /* No stale values for the lost GPU; the other one carries on. */
+  assert_null(strstr(f->buf.data, "orfeas_gpu_utilization_percent{gpu_id=\"0\"}"));
+  assert_non_null(strstr(f->buf.data, "orfeas_gpu_up{gpu_id=\"1\"} 1\n"));
+  wait_text(f, "orfeas_nvml_errors_total{call=\"nvmlDeviceGetHandleByIndex_v2\","
+               "error=\"GPU_IS_LOST\"} ", true, 2);
+  orfeas_gpu_summary s;
+  orfeas_gpu_summary_get(f->gpu, &s);
+  assert_int_equal(s.count, 2);
+  assert_int_equal(s.up, 1);
+  write_state("gpus=2\ngpu0.util=6\n");
+  wait_text(f, "orfeas_gpu_up{gpu_id=\"0\"} 1\n", true, 2);
+  wait_text(f, "orfeas_gpu_utilization_percent{gpu_id=\"0\"} 6\n", true, 2);
+  finish(f);
+}
+
+/* A wedged driver: every call sleeps 3 s. Scrapes stay fast (< 100 ms),
+ * the GPU shows down once the call is past its 0.5 s deadline, the late
+ * calls are counted, and it comes back when the driver does. */
+static void hung_nvml_keeps_scrapes_fast(void **state) {
+  (void)state;
+  fixture *f = start(FAKE_NVML, "gpus=1\ngpu0.util=33\n");
+  wait_text(f, "orfeas_gpu_up{gpu_id=\"0\"} 1\n", true, 5);
+  f->max_render_s = 0;
+  write_state("gpus=1\ngpu0.util=33\nhang_ms=3000\n");
+  wait_text(f, "orfeas_gpu_up{gpu_id=\"0\"} 0\n", true, 2.5);
+  assert_true(f->max_render_s < 0.1);
+  write_state("gpus=1\ngpu0.util=34\n");
+  wait_text(f, "error=\"DEADLINE_EXCEEDED\"} ", true, 8);
+  wait_text(f, "orfeas_gpu_utilization_percent{gpu_id=\"0\"} 34\n", true, 8);
+  assert_true(f->max_render_s < 0.1);
+  finish(f);
+}
+
+static void no_library_means_no_gpu(void **state) {
+  (void)state;
+  fixture *f = start("/nonexistent/libnvidia-ml.so.1", "gpus=1\n");
+  render(f);
+  assert_non_null(strstr(f->buf.data, "orfeas_gpu_count 0\n"));
+  assert_null(strstr(f->buf.data, "orfeas_gpu_up{"));
+  assert_true(log_has("cannot load NVML from /nonexistent/libnvidia-ml.so.1"));
+  assert_true(log_has("running without GPU metrics"));
+  orfeas_gpu_summary s;
+  orfeas_gpu_summary_get(f->gpu, &s);
+  assert_int_equal(s.nvml_loaded, 0);
+  assert_int_equal(s.count, 0);
+  finish(f);
+}
+
+/* An older NVML without the _v2 memory call, TemperatureV or power: the
+ * fallbacks give the same memory figures (used = total - free) and the
+ * temperature, power is left out, and each fallback is logged once. */
+static void missing_optional_symbols_use_fallbacks(void **state) {
+  (void)state;
+  fixture *f = start(FAKE_NVML_MINIMAL, "gpus=1\ngpu0.mem_used_mb=1024\n"
+                                        "gpu0.mem_total_mb=8192\ngpu0.temp=66\n");
+  wait_text(f, "orfeas_gpu_memory_used_mb{gpu_id=\"0\"} 1024\n", true, 5);
+  wait_text(f, "orfeas_gpu_temperature_celsius{gpu_id=\"0\"} 66\n", true, 2);
+  assert_null(strstr(f->buf.data, "orfeas_gpu_power_watts{"));
+  assert_true(log_has("using nvmlDeviceGetMemoryInfo"));
+  assert_true(log_has("using nvmlDeviceGetTemperature"));
+  assert_true(log_has("no power metric"));
+  finish(f);
+}
+
+int main(void) {
+  snprintf(state_path, sizeof state_path, "/tmp/orfeas-test-gpu-%d.state",
+           (int)getpid());
+  setenv("FAKE_NVML_STATE", state_path, 1);
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(values_appear_and_follow_the_state),
+      cmocka_unit_test(two_gpus_two_label_sets),
+      cmocka_unit_test(lost_gpu_goes_down_and_comes_back),
+      cmocka_unit_test(hung_nvml_keeps_scrapes_fast),
+      cmocka_unit_test(no_library_means_no_gpu),
+      cmocka_unit_test(missing_optional_symbols_use_fallbacks),
+  };
+  int rc = cmocka_run_group_tests(tests, NULL, NULL);
+  unlink(state_path);
+  return rc;
+}
