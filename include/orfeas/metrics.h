@@ -376,6 +376,7 @@ struct om__histogram_hot {
   size_t row_words;       /* words per row (whole cache lines) */
   const double *bounds;   /* nb bounds, padded to OM__HIST_PAD with +Inf */
   size_t nb;
+  size_t npad; /* nb rounded up to a multiple of 4 (<= OM__HIST_PAD) */
 };
 
 #define OM__HIST_PAD 16
@@ -389,20 +390,26 @@ void om__histogram_observe_shared(om_histogram *h, size_t i, double v);
  * would cost more than all the comparisons. With SSE2, cmpnle ("not
  * v <= b", true for NaN) checks two bounds per instruction and subtracting
  * the all-ones masks counts them. */
-static inline size_t om__bucket_of(const double *b, size_t nb, double v) {
+static inline size_t om__bucket_of(const double *b, size_t nb, size_t npad,
+                                   double v) {
   if (__builtin_expect(nb > OM__HIST_PAD, 0))
     return om__bucket_search(b, nb, v);
   size_t i = 0;
 #ifdef __SSE2__
+  /* Four bounds per step, in two independent accumulators. */
   __m128d vv = _mm_set1_pd(v);
-  __m128i acc = _mm_setzero_si128();
-  for (size_t k = 0; k < OM__HIST_PAD; k += 2)
-    acc = _mm_sub_epi64(
-        acc, _mm_castpd_si128(_mm_cmpnle_pd(vv, _mm_loadu_pd(b + k))));
-  i = (size_t)(_mm_cvtsi128_si64(acc) +
-               _mm_cvtsi128_si64(_mm_unpackhi_epi64(acc, acc)));
+  __m128i a0 = _mm_setzero_si128(), a1 = _mm_setzero_si128();
+  for (size_t k = 0; k < npad; k += 4) {
+    a0 = _mm_sub_epi64(
+        a0, _mm_castpd_si128(_mm_cmpnle_pd(vv, _mm_loadu_pd(b + k))));
+    a1 = _mm_sub_epi64(
+        a1, _mm_castpd_si128(_mm_cmpnle_pd(vv, _mm_loadu_pd(b + k + 2))));
+  }
+  a0 = _mm_add_epi64(a0, a1);
+  i = (size_t)(_mm_cvtsi128_si64(a0) +
+               _mm_cvtsi128_si64(_mm_unpackhi_epi64(a0, a0)));
 #else
-  for (size_t k = 0; k < OM__HIST_PAD; k++)
+  for (size_t k = 0; k < npad; k++)
     i += !(v <= b[k]);
 #endif
   return i < nb ? i : nb; /* only NaN passes the +Inf padding */
@@ -412,7 +419,7 @@ static inline size_t om__bucket_of(const double *b, size_t nb, double v) {
  * loads and stores. Other threads go through atomics on the shared row. */
 static inline void om_histogram_observe(om_histogram *h, double v) {
   const struct om__histogram_hot *hh = (const struct om__histogram_hot *)h;
-  size_t i = om__bucket_of(hh->bounds, hh->nb, v);
+  size_t i = om__bucket_of(hh->bounds, hh->nb, hh->npad, v);
   int s = om__tls_shard;
   if (__builtin_expect(s == 0, 0))
     s = om__shard_claim();

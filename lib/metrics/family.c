@@ -52,15 +52,41 @@ static inline uint64_t hash_bytes(uint64_t h, const char *p, size_t n,
   return mix(h ^ len, w);
 }
 
-static bool child_matches(const om_child *c, const char *const *vals,
-                          const size_t *lens, size_t n) {
+/* Equality of n bytes; short values (the usual label) without a call into
+ * libc, using the same overlapping fixed-size loads as hash_bytes. */
+static inline bool same_bytes(const char *a, const char *b, size_t n) {
+  if (n > 16)
+    return memcmp(a, b, n) == 0;
+  uint64_t x, y, x2, y2;
+  if (n >= 8) {
+    memcpy(&x, a, 8);
+    memcpy(&y, b, 8);
+    memcpy(&x2, a + n - 8, 8);
+    memcpy(&y2, b + n - 8, 8);
+    return ((x ^ y) | (x2 ^ y2)) == 0;
+  }
+  if (n >= 4) {
+    uint32_t p, q, p2, q2;
+    memcpy(&p, a, 4);
+    memcpy(&q, b, 4);
+    memcpy(&p2, a + n - 4, 4);
+    memcpy(&q2, b + n - 4, 4);
+    return ((p ^ q) | (p2 ^ q2)) == 0;
+  }
+  /* 0-3 bytes: first, middle and last cover them all. */
+  return n == 0 || (a[0] == b[0] && a[n >> 1] == b[n >> 1] &&
+                    a[n - 1] == b[n - 1]);
+}
+
+static inline bool child_matches(const om_child *c, const char *const *vals,
+                                 const size_t *lens, size_t n) {
   for (size_t i = 0; i < n; i++)
-    if (c->lens[i] != lens[i] || memcmp(c->values[i], vals[i], lens[i]) != 0)
+    if (c->lens[i] != lens[i] || !same_bytes(c->values[i], vals[i], lens[i]))
       return false;
   return true;
 }
 
-static om_child *probe(const om_table *t, const char *const *vals,
+static inline om_child *probe(const om_table *t, const char *const *vals,
                        const size_t *lens, size_t n, uint64_t h) {
   if (t == NULL)
     return NULL;
@@ -166,7 +192,7 @@ static om_child *create(om_family *fam, const char *const *vals,
   return c;
 }
 
-static om_child *lookup(om_family *fam, const char *const *vals,
+static inline om_child *lookup(om_family *fam, const char *const *vals,
                         const size_t *lens, uint64_t h) {
   om_child *c = probe(atomic_load_explicit(&fam->table, memory_order_acquire),
                       vals, lens, fam->nlabels, h);
@@ -267,6 +293,7 @@ om_child *om__child_new(om_family *fam, const char *const *vals,
     struct om__histogram_hot *hg = &c->m.h.hot;
     hg->bounds = fam->bounds;
     hg->nb = fam->nb;
+    hg->npad = (fam->nb + 3) & ~(size_t)3;
     /* Each shard's row starts on its own cache line. */
     hg->row_words = (2 * (fam->nb + 1) + 7) & ~(size_t)7;
     size_t bytes = (OM_SHARDS + 1) * hg->row_words * sizeof(uint64_t);
