@@ -1,0 +1,271 @@
+/* gather.c: the PromQL behind every figure, table and chart. Each query
+ * stands alone, so one failing query marks its own section missing and the
+ * rest of the report still comes out. */
+#include "report.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Writes expr with every "$R" replaced by the range (e.g. "86400s") and
+ * every "$J" by the job name. */
+static void expand(char *out, size_t len, const char *expr, const report *r) {
+  size_t o = 0;
+  for (const char *p = expr; *p && o + 1 < len; p++) {
+    if (p[0] == '$' && (p[1] == 'R' || p[1] == 'J' || p[1] == 'W')) {
+      char tmp[128];
+      if (p[1] == 'R')
+        snprintf(tmp, sizeof tmp, "%.0fs", r->o.range_s);
+      else if (p[1] == 'W') /* rate window of a chart point */
+        snprintf(tmp, sizeof tmp, "%.0fs", fmax(2 * r->step, 60));
+      else
+        snprintf(tmp, sizeof tmp, "%s", r->o.job);
+      size_t n = strlen(tmp);
+      if (o + n >= len)
+        break;
+      memcpy(out + o, tmp, n);
+      o += n;
+      p++;
+    } else {
+      out[o++] = *p;
+    }
+  }
+  out[o] = '\0';
+}
+
+/* One scalar at time `at`: the first series' value. */
+static fig_state scalar(report *r, prom *p, const char *expr, double at,
+                        double *v, char *note, size_t note_len,
+                        const char *note_label, char err[PROM_ERR]) {
+  char q[1024];
+  expand(q, sizeof q, expr, r);
+  prom_result res;
+  if (!prom_query(p, q, at, &res, err)) {
+    r->failures++;
+    return FIG_MISSING;
+  }
+  fig_state st = FIG_NO_DATA;
+  if (res.n > 0 && res.s[0].n > 0 && !isnan(res.s[0].v[0])) {
+    *v = res.s[0].v[0];
+    st = FIG_VALUE;
+    if (note_label)
+      prom_label(&res.s[0], note_label, note, note_len);
+  }
+  prom_result_free(&res);
+  return st;
+}
+
+static const struct {
+  const char *key, *title, *unit, *expr, *note_label;
+} FIGS[] = {
+    {"generations", "Generations", "",
+     "sum(increase(orfeas_generation_3d_total[$R]))", NULL},
+    {"generations_success", "Successful generations", "",
+     "sum(increase(orfeas_generation_3d_total{status=\"success\"}[$R]))", NULL},
+    {"success_rate", "Success rate (success / (success + failed))", "%",
+     "100 * sum(increase(orfeas_generation_3d_total{status=\"success\"}[$R]))"
+     " / sum(increase(orfeas_generation_3d_total{status=~\"success|failed\"}"
+     "[$R]))", NULL},
+    {"generation_p50", "Generation time p50", "s",
+     "histogram_quantile(0.5, sum by (le) (increase("
+     "orfeas_generation_3d_duration_seconds_bucket[$R])))", NULL},
+    {"generation_p95", "Generation time p95", "s",
+     "histogram_quantile(0.95, sum by (le) (increase("
+     "orfeas_generation_3d_duration_seconds_bucket[$R])))", NULL},
+    {"generation_p99", "Generation time p99", "s",
+     "histogram_quantile(0.99, sum by (le) (increase("
+     "orfeas_generation_3d_duration_seconds_bucket[$R])))", NULL},
+    {"slowest_stage", "Slowest stage (mean time)", "s",
+     "topk(1, sum by (stage) (increase("
+     "orfeas_pipeline_stage_duration_seconds_sum[$R])) / sum by (stage) ("
+     "increase(orfeas_pipeline_stage_duration_seconds_count[$R])))",
+     "stage"},
+    {"quality_mean", "Mean quality score", "",
+     "sum(increase(orfeas_generation_3d_quality_score_sum[$R])) / sum("
+     "increase(orfeas_generation_3d_quality_score_count[$R]))", NULL},
+    {"cache_hit_rate", "Cache hit rate", "%",
+     "100 * sum(increase(orfeas_cache_hits_total[$R])) / (sum(increase("
+     "orfeas_cache_hits_total[$R])) + sum(increase("
+     "orfeas_cache_misses_total[$R])))", NULL},
+    {"queue_depth_peak", "Peak queue depth", "",
+     "max(max_over_time(orfeas_queue_depth[$R]))", NULL},
+    {"queue_wait_p95", "Queue wait p95", "s",
+     "histogram_quantile(0.95, sum by (le) (increase("
+     "orfeas_queue_wait_time_seconds_bucket[$R])))", NULL},
+    {"gpu_util_mean", "GPU utilisation, mean", "%",
+     "avg(avg_over_time(orfeas_gpu_utilization_percent[$R]))", NULL},
+    {"gpu_util_max", "GPU utilisation, max", "%",
+     "max(max_over_time(orfeas_gpu_utilization_percent[$R]))", NULL},
+    {"gpu_temp_max", "GPU temperature, max", "C",
+     "max(max_over_time(orfeas_gpu_temperature_celsius[$R]))", NULL},
+    {"vram_peak", "VRAM used, peak", "MiB",
+     "max(max_over_time(orfeas_gpu_memory_used_mb[$R]))", NULL},
+    {"uptime", "Uptime at the end of the period", "duration",
+     "max(time() - process_start_time_seconds{job=\"$J\"})", NULL},
+    {"restarts", "Restarts", "",
+     "sum(changes(process_start_time_seconds{job=\"$J\"}[$R]))", NULL},
+};
+
+static void gather_figures(report *r, prom *p) {
+  for (size_t i = 0; i < sizeof FIGS / sizeof FIGS[0]; i++) {
+    figure *f = &r->figs[r->nfigs++];
+    f->key = FIGS[i].key;
+    f->title = FIGS[i].title;
+    f->unit = FIGS[i].unit;
+    f->state = scalar(r, p, FIGS[i].expr, r->o.end, &f->value, f->note,
+                      sizeof f->note, FIGS[i].note_label, f->err);
+    if (r->o.compare_previous) {
+      char note[96], err[PROM_ERR];
+      f->prev_state = scalar(r, p, FIGS[i].expr, r->o.end - r->o.range_s,
+                             &f->prev, note, sizeof note, NULL, err);
+    }
+  }
+}
+
+/* A table from one query: a column per label, then the value. */
+static void table_query(report *r, prom *p, table *t, const char *expr,
+                        const char *const *labels, int nlabels,
+                        const char *unit) {
+  char q[1024];
+  expand(q, sizeof q, expr, r);
+  prom_result res;
+  if (!prom_query(p, q, r->o.end, &res, t->err)) {
+    t->missing = true;
+    r->failures++;
+    return;
+  }
+  for (size_t i = 0; i < res.n && t->nrows < MAX_ROWS; i++) {
+    int row = t->nrows++;
+    for (int c = 0; c < nlabels; c++)
+      prom_label(&res.s[i], labels[c], t->cells[row][c], sizeof t->cells[0][0]);
+    report_fmt_value(unit, res.s[i].v[0], t->cells[row][nlabels],
+                     sizeof t->cells[0][0]);
+  }
+  prom_result_free(&res);
+}
+
+static void gather_tables(report *r, prom *p) {
+  table *t = &r->tables[r->ntables++];
+  *t = (table){.title = "Generations by format and status", .ncols = 3,
+               .cols = {"format", "status", "count"}};
+  table_query(r, p, t,
+              "sort_desc(sum by (format, status) (increase("
+              "orfeas_generation_3d_total[$R])) > 0)",
+              ((const char *const[]){"format", "status"}), 2, "");
+
+  t = &r->tables[r->ntables++];
+  *t = (table){.title = "GPUs", .ncols = 5,
+               .cols = {"gpu_id", "util mean %", "util max %", "temp max C",
+                        "VRAM peak MiB"}};
+  static const char *const exprs[] = {
+      "avg_over_time(orfeas_gpu_utilization_percent[$R])",
+      "max_over_time(orfeas_gpu_utilization_percent[$R])",
+      "max_over_time(orfeas_gpu_temperature_celsius[$R])",
+      "max_over_time(orfeas_gpu_memory_used_mb[$R])"};
+  for (int c = 0; c < 4 && !t->missing; c++) {
+    char q[512];
+    expand(q, sizeof q, exprs[c], r);
+    prom_result res;
+    if (!prom_query(p, q, r->o.end, &res, t->err)) {
+      t->missing = true;
+      r->failures++;
+      break;
+    }
+    for (size_t i = 0; i < res.n; i++) {
+      char id[32];
+      prom_label(&res.s[i], "gpu_id", id, sizeof id);
+      int row = 0;
+      while (row < t->nrows && strcmp(t->cells[row][0], id) != 0)
+        row++;
+      if (row == t->nrows) {
+        if (t->nrows == MAX_ROWS)
+          continue;
+        t->nrows++;
+        snprintf(t->cells[row][0], sizeof t->cells[0][0], "%s", id);
+      }
+      snprintf(t->cells[row][c + 1], sizeof t->cells[0][0], "%.1f",
+               res.s[i].v[0]);
+    }
+    prom_result_free(&res);
+  }
+
+  /* Alerts: ALERTS{alertstate="firing"} exists while an alert fires, so
+   * its samples over the period, times the step, are how long it fired. */
+  t = &r->tables[r->ntables++];
+  *t = (table){.title = "Alerts that fired", .ncols = 3,
+               .cols = {"alert", "severity", "firing for"}};
+  prom_result res;
+  if (!prom_query_range(p, "ALERTS{alertstate=\"firing\"}", r->start,
+                        r->o.end, r->step, &res, t->err)) {
+    t->missing = true;
+    r->failures++;
+    return;
+  }
+  for (size_t i = 0; i < res.n && t->nrows < MAX_ROWS; i++) {
+    int row = t->nrows++;
+    prom_label(&res.s[i], "alertname", t->cells[row][0], sizeof t->cells[0][0]);
+    prom_label(&res.s[i], "severity", t->cells[row][1], sizeof t->cells[0][0]);
+    report_fmt_duration((double)res.s[i].n * r->step, t->cells[row][2],
+                        sizeof t->cells[0][0]);
+  }
+  prom_result_free(&res);
+}
+
+static void chart_query(report *r, prom *p, const char *title,
+                        const char *unit, const char *expr,
+                        const char *name_label, const char *name_prefix) {
+  chart *c = &r->charts[r->ncharts++];
+  c->title = title;
+  c->unit = unit;
+  char q[1024];
+  expand(q, sizeof q, expr, r);
+  if (!prom_query_range(p, q, r->start, r->o.end, r->step, &c->data,
+                        c->err)) {
+    c->missing = true;
+    r->failures++;
+    return;
+  }
+  for (size_t i = 0; i < c->data.n && i < 16; i++) {
+    char v[48];
+    prom_label(&c->data.s[i], name_label, v, sizeof v);
+    snprintf(c->names[i], sizeof c->names[i], "%s%s", name_prefix,
+             v[0] ? v : "all");
+  }
+}
+
+static void gather_charts(report *r, prom *p) {
+  chart_query(r, p, "Generations per hour, by status", "/h",
+              "sum by (status) (rate(orfeas_generation_3d_total[$W])) * 3600",
+              "status", "");
+  chart_query(r, p, "Generation time p50 / p95", "s",
+              "label_replace(histogram_quantile(0.5, sum by (le) (rate("
+              "orfeas_generation_3d_duration_seconds_bucket[$W]))), \"q\", "
+              "\"p50\", \"\", \"\") or label_replace(histogram_quantile(0.95, "
+              "sum by (le) (rate(orfeas_generation_3d_duration_seconds_bucket"
+              "[$W]))), \"q\", \"p95\", \"\", \"\")",
+              "q", "");
+  chart_query(r, p, "GPU utilisation", "%", "orfeas_gpu_utilization_percent",
+              "gpu_id", "GPU ");
+  chart_query(r, p, "GPU temperature", "C", "orfeas_gpu_temperature_celsius",
+              "gpu_id", "GPU ");
+  chart_query(r, p, "Queue depth", "", "sum(orfeas_queue_depth)", "", "");
+}
+
+bool report_gather(report *r, prom *p, char err[PROM_ERR]) {
+  if (!prom_ready(p, err))
+    return false;
+  r->start = r->o.end - r->o.range_s;
+  /* About 120 points per chart, never finer than Prometheus' 15 s
+   * default scrape needs to show a change. */
+  r->step = fmax(r->o.range_s / 120, 5);
+  gather_figures(r, p);
+  gather_tables(r, p);
+  gather_charts(r, p);
+  return true;
+}
+
+void report_free(report *r) {
+  for (int i = 0; i < r->ncharts; i++)
+    prom_result_free(&r->charts[i].data);
+}

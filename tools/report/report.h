@@ -1,0 +1,79 @@
+/* report.h: what orfeas-report gathers and writes. */
+#ifndef ORFEAS_REPORT_H
+#define ORFEAS_REPORT_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "prom.h"
+
+#define MAX_FIGS 24
+#define MAX_ROWS 64
+#define MAX_COLS 6
+#define MAX_CHARTS 6
+
+typedef struct {
+  const char *prometheus; /* base URL */
+  const char *out_dir;
+  const char *job;        /* scrape job of orfeasd, for process_* */
+  double range_s;         /* the period, e.g. 86400 */
+  double end;             /* Unix seconds */
+  bool compare_previous;
+} report_opts;
+
+/* A single number. state: value, no data (the query matched nothing), or
+ * missing (the query failed: err says why). Never a silent zero. */
+typedef enum { FIG_VALUE, FIG_NO_DATA, FIG_MISSING } fig_state;
+
+typedef struct {
+  const char *key, *title, *unit;
+  fig_state state;
+  double value;
+  char note[96]; /* e.g. the slowest stage's name */
+  char err[PROM_ERR];
+  fig_state prev_state; /* --compare-previous */
+  double prev;
+} figure;
+
+typedef struct {
+  const char *title;
+  int ncols;
+  const char *cols[MAX_COLS];
+  int nrows;
+  char cells[MAX_ROWS][MAX_COLS][96];
+  bool missing;
+  char err[PROM_ERR];
+} table;
+
+typedef struct {
+  const char *title, *unit;
+  prom_result data; /* one series per line */
+  char names[16][64];
+  bool missing;
+  char err[PROM_ERR];
+} chart;
+
+typedef struct {
+  report_opts o;
+  double start, step;
+  int nfigs, ntables, ncharts;
+  figure figs[MAX_FIGS];
+  table tables[4];
+  chart charts[MAX_CHARTS];
+  int failures; /* queries that failed */
+} report;
+
+/* gather.c: runs every query. false only when Prometheus is unreachable. */
+bool report_gather(report *r, prom *p, char err[PROM_ERR]);
+void report_free(report *r);
+
+/* write.c */
+bool report_write_md(const report *r, FILE *f);
+bool report_write_html(const report *r, FILE *f);
+bool report_write_json(const report *r, FILE *f);
+
+/* Formats a figure's value with its unit ("12.5 s", "97.0 %"). */
+void report_fmt_value(const char *unit, double v, char *buf, size_t len);
+void report_fmt_duration(double s, char *buf, size_t len);
+
+#endif
