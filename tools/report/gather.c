@@ -59,9 +59,9 @@ static fig_state scalar(report *r, prom *p, const char *expr, double at,
 static const struct {
   const char *key, *title, *unit, *expr, *note_label;
 } FIGS[] = {
-    {"generations", "Generations", "",
+    {"generations", "Generation requests (all outcomes)", "count",
      "sum(increase(orfeas_generation_3d_total[$R]))", NULL},
-    {"generations_success", "Successful generations", "",
+    {"generations_success", "Successful generations", "count",
      "sum(increase(orfeas_generation_3d_total{status=\"success\"}[$R]))", NULL},
     {"success_rate", "Success rate (success / (success + failed))", "%",
      "100 * sum(increase(orfeas_generation_3d_total{status=\"success\"}[$R]))"
@@ -103,7 +103,7 @@ static const struct {
      "max(max_over_time(orfeas_gpu_memory_used_mb[$R]))", NULL},
     {"uptime", "Uptime at the end of the period", "duration",
      "max(time() - process_start_time_seconds{job=\"$J\"})", NULL},
-    {"restarts", "Restarts", "",
+    {"restarts", "Restarts", "count",
      "sum(changes(process_start_time_seconds{job=\"$J\"}[$R]))", NULL},
 };
 
@@ -152,7 +152,7 @@ static void gather_tables(report *r, prom *p) {
   table_query(r, p, t,
               "sort_desc(sum by (format, status) (increase("
               "orfeas_generation_3d_total[$R])) > 0)",
-              ((const char *const[]){"format", "status"}), 2, "");
+              ((const char *const[]){"format", "status"}), 2, "count");
 
   t = &r->tables[r->ntables++];
   *t = (table){.title = "GPUs", .ncols = 5,
@@ -256,9 +256,8 @@ bool report_gather(report *r, prom *p, char err[PROM_ERR]) {
   if (!prom_ready(p, err))
     return false;
   r->start = r->o.end - r->o.range_s;
-  /* About 120 points per chart, never finer than Prometheus' 15 s
-   * default scrape needs to show a change. */
-  r->step = fmax(r->o.range_s / 120, 5);
+  /* About 120 points per chart (a 24 h report: one every 12 min). */
+  r->step = fmax(r->o.range_s / 120, 1);
   gather_figures(r, p);
   gather_tables(r, p);
   gather_charts(r, p);

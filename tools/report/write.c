@@ -22,6 +22,8 @@ void report_fmt_value(const char *unit, double v, char *buf, size_t len) {
     snprintf(buf, len, "NaN");
   else if (strcmp(unit, "duration") == 0)
     report_fmt_duration(v, buf, len);
+  else if (strcmp(unit, "count") == 0) /* increase() extrapolates: 9.06 */
+    snprintf(buf, len, "%.0f", v);
   else if (strcmp(unit, "s") == 0)
     snprintf(buf, len, v < 10 ? "%.3g s" : "%.1f s", v);
   else if (strcmp(unit, "%") == 0)
@@ -55,7 +57,7 @@ static void fig_delta(const figure *f, char *buf, size_t len) {
     return;
   }
   char v[64];
-  report_fmt_value(strcmp(f->unit, "duration") == 0 ? "" : f->unit,
+  report_fmt_value(strcmp(f->unit, "duration") == 0 ? "s" : f->unit,
                    f->value - f->prev, v, sizeof v);
   snprintf(buf, len, "%s%.60s", f->value >= f->prev ? "+" : "", v);
 }
