@@ -396,15 +396,23 @@ static inline size_t om__bucket_of(const double *b, size_t nb, size_t npad,
     return om__bucket_search(b, nb, v);
   size_t i = 0;
 #ifdef __SSE2__
-  /* Four bounds per step, in two independent accumulators. */
+  /* Four bounds per step, in two independent accumulators; the steps are
+   * unrolled (a switch that falls through) so there is no loop to run. */
   __m128d vv = _mm_set1_pd(v);
   __m128i a0 = _mm_setzero_si128(), a1 = _mm_setzero_si128();
-  for (size_t k = 0; k < npad; k += 4) {
-    a0 = _mm_sub_epi64(
-        a0, _mm_castpd_si128(_mm_cmpnle_pd(vv, _mm_loadu_pd(b + k))));
-    a1 = _mm_sub_epi64(
-        a1, _mm_castpd_si128(_mm_cmpnle_pd(vv, _mm_loadu_pd(b + k + 2))));
+#define OM__STEP(k)                                                          \
+  a0 = _mm_sub_epi64(                                                        \
+      a0, _mm_castpd_si128(_mm_cmpnle_pd(vv, _mm_loadu_pd(b + (k)))));       \
+  a1 = _mm_sub_epi64(                                                        \
+      a1, _mm_castpd_si128(_mm_cmpnle_pd(vv, _mm_loadu_pd(b + (k) + 2))))
+  switch (npad) {
+  case 16: OM__STEP(12); /* fall through */
+  case 12: OM__STEP(8);  /* fall through */
+  case 8: OM__STEP(4);   /* fall through */
+  case 4: OM__STEP(0);   /* fall through */
+  default: break;
   }
+#undef OM__STEP
   a0 = _mm_add_epi64(a0, a1);
   i = (size_t)(_mm_cvtsi128_si64(a0) +
                _mm_cvtsi128_si64(_mm_unpackhi_epi64(a0, a0)));
