@@ -7,8 +7,8 @@
  * keep-alive client a new connection. The one exception is a body whose
  * Content-Length is over --max-upload-mb: that gets its 413 at once, before
  * MHD sends "100 Continue" or reads a byte of it (the connection closes).
- * A body without a length (chunked) gets its 413 at the chunk that crosses
- * the limit.
+ * A body without a length (chunked) that crosses the limit is discarded
+ * from there on (never buffered) and gets its 413 at its end.
  *
  * Per-request metrics and the access log line are written in the
  * completion callback, which MHD calls once per request whatever happened,
@@ -260,19 +260,15 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn,
     return MHD_YES;
   }
   req->calls++;
-  if (req->status != 0) {
-    /* Already answered (413): discard what still arrives. */
-    *upload_size = 0;
-    return MHD_YES;
-  }
   if (*upload_size > 0) {
-    if (req->body_len + *upload_size > req->body_limit) {
-      char msg[96];
-      snprintf(msg, sizeof msg, "File too large (max %dMB)", svc->cfg.max_upload_mb);
-      od_metric_validation(&svc->m, "body", "too_large");
+    /* A body without a declared length that crosses the limit: MHD 0.9.75
+     * refuses a response queued mid-body, so the rest is discarded unread
+     * into memory and answered 413 at its end; past 4x the limit the
+     * connection is simply closed. */
+    if (req->overflow > 0 || req->body_len + *upload_size > req->body_limit) {
+      req->overflow += *upload_size;
       *upload_size = 0;
-      return (enum MHD_Result)od_respond_error(svc, conn, req, 413, "payload_too_large",
-                                               msg, NULL);
+      return req->overflow > 4 * (uint64_t)req->body_limit ? MHD_NO : MHD_YES;
     }
     if (req->body_len + *upload_size > req->body_cap) {
       size_t nc = req->body_cap ? req->body_cap : 16384;
@@ -294,20 +290,23 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn,
     *upload_size = 0;
     return MHD_YES;
   }
+  if (req->overflow > 0) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "File too large (max %dMB)", svc->cfg.max_upload_mb);
+    od_metric_validation(&svc->m, "body", "too_large");
+    return (enum MHD_Result)od_respond_error(svc, conn, req, 413, "payload_too_large", msg,
+                                             NULL);
+  }
   od_route_dispatch(svc, conn, req, url);
   if (req->status == 0)
     return MHD_NO; /* could not queue anything: MHD closes the connection */
   return MHD_YES;
 }
 
-static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
-                         enum MHD_RequestTerminationCode toe) {
-  (void)conn;
-  od_service *svc = cls;
-  od_req *req = *con_cls;
-  if (req == NULL)
+void od_req_record(od_service *svc, od_req *req, int aborted) {
+  if (req->recorded)
     return;
-  *con_cls = NULL;
+  req->recorded = 1;
   double dt = od_now() - req->t0;
   int status = req->status ? req->status : 499; /* client went away first */
   if (svc->cfg.http_metrics) {
@@ -327,8 +326,19 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
     log_safe(od_route_template(req->route), path, sizeof path);
     od_log("req %s %s %d %.2fms in=%zu out=%llu client=%s%s", req->method, path,
            status, dt * 1e3, req->body_len, (unsigned long long)req->resp_bytes,
-           req->client, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
+           req->client, aborted ? " (aborted)" : "");
   }
+}
+
+static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+  (void)conn;
+  od_service *svc = cls;
+  od_req *req = *con_cls;
+  if (req == NULL)
+    return;
+  *con_cls = NULL;
+  od_req_record(svc, req, toe != MHD_REQUEST_TERMINATED_COMPLETED_OK);
   free(req->body);
   free(req);
 }

@@ -414,7 +414,14 @@ typedef struct {
   int status;               /* answered status, 0 until then */
   uint64_t resp_bytes;
   char client[48];          /* peer address */
+  int recorded;             /* metrics and log line written */
+  uint64_t overflow;        /* body bytes discarded past the limit */
 } od_req;
+
+/* Writes the request's metrics and access-log line once (http.c). MHD
+ * reports an upgraded connection complete only when it closes, so /ws
+ * requests are recorded when the upgrade happens. */
+void od_req_record(od_service *svc, od_req *req, int aborted);
 
 /* routes.c: answers a complete request (queues exactly one response). */
 void od_route_dispatch(od_service *svc, struct MHD_Connection *conn,

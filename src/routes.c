@@ -312,8 +312,8 @@ static void upgrade_cb(void *cls, struct MHD_Connection *conn, void *con_cls,
                        const char *extra_in, size_t extra_in_size, MHD_socket sock,
                        struct MHD_UpgradeResponseHandle *urh) {
   (void)conn;
-  (void)con_cls;
   od_service *svc = cls;
+  od_req_record(svc, con_cls, 0);
   od_ws_adopt(svc->hub, sock, urh, extra_in, extra_in_size);
 }
 
