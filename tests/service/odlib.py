@@ -23,7 +23,7 @@ import threading
 import time
 
 BUILD = os.environ.get("ORFEAS_BUILD", os.path.join(os.path.dirname(__file__), "../../build"))
-ORFEASD = os.path.join(BUILD, "orfeasd")
+ORFEASD = os.environ.get("ORFEASD_BIN", os.path.join(BUILD, "orfeasd"))
 TESTIMG = os.path.join(BUILD, "tests", "od-testimg")
 
 
