@@ -26,16 +26,6 @@ const char *od_route_template(od_route r) {
   return (unsigned)r < OD_ROUTE_COUNT ? ROUTE_TPL[r] : "other";
 }
 
-static const char *const WS_NAMES[] = {
-#define OD_WS_STR(id, name) name,
-  OD_WS_EVENT_LIST(OD_WS_STR)
-#undef OD_WS_STR
-};
-
-const char *od_ws_event_name(od_ws_event e) {
-  return (unsigned)e < OD_WS_EVENT_COUNT ? WS_NAMES[e] : "error";
-}
-
 static const double GEN_BUCKETS[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20,
                                      30, 60, 90, 120, 180, 300, 450, 600};
 static const double STAGE_BUCKETS[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -190,7 +180,7 @@ int od_metrics_init(od_metrics *m, char *err, size_t err_len) {
     om_family_gauge(m->bottleneck, OM_LABELS(sn));
   }
   for (int ev = 0; ev < OD_WS_EVENT_COUNT; ev++)
-    m->ws_sent[ev] = om_family_counter(sent, OM_LABELS(WS_NAMES[ev]));
+    m->ws_sent[ev] = om_family_counter(sent, OM_LABELS(od_ws_event_name((od_ws_event)ev)));
   static const char *const tiers[] = {"memory", "disk"};
   for (int t = 0; t < OD_CACHE_TIERS; t++) {
     m->cache_hits[t] = om_family_counter(hits, OM_LABELS(tiers[t]));

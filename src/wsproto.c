@@ -16,6 +16,16 @@
 
 #include "orfeasd.h"
 
+static const char *const WS_NAMES[] = {
+#define OD_WS_STR(id, name) name,
+  OD_WS_EVENT_LIST(OD_WS_STR)
+#undef OD_WS_STR
+};
+
+const char *od_ws_event_name(od_ws_event e) {
+  return (unsigned)e < OD_WS_EVENT_COUNT ? WS_NAMES[e] : "error";
+}
+
 od_wsmsg_kind od_wsmsg_parse(const uint8_t *msg, size_t len, char job_id[37],
                              char *err, size_t err_len) {
   job_id[0] = '\0';
