@@ -28,5 +28,6 @@ double bench_median(double *v, int n);
 /* The suites. Each runs the cases bench_wanted() selects. */
 void bench_metrics_suite(bench_report *r);
 void bench_pipeline_suite(bench_report *r);
+void bench_service_suite(bench_report *r);
 
 #endif
