@@ -16,6 +16,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -201,13 +202,38 @@ static od_route match_route(const char *url, od_req *req) {
   return OD_ROUTE_OTHER;
 }
 
-static const char *method_label(const char *m) {
-  static const char *const known[] = {"GET", "POST", "HEAD", "PUT", "DELETE",
-                                      "OPTIONS", "PATCH"};
-  for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
-    if (strcmp(m, known[i]) == 0)
-      return known[i];
-  return "OTHER"; /* never a client string as a label value */
+static const char *const METHODS[OD_METHODS] = {"GET", "POST", "HEAD", "PUT",
+                                                "DELETE", "OPTIONS", "PATCH", "OTHER"};
+
+/* Index into METHODS; "OTHER" for anything else, so a client string never
+ * becomes a label value. */
+static int method_index(const char *m) {
+  for (int i = 0; i < OD_METHODS - 1; i++)
+    if (strcmp(m, METHODS[i]) == 0)
+      return i;
+  return OD_METHODS - 1;
+}
+
+static int status_slot(int status) {
+  static const int known[OD_STATUS_SLOTS] = {200, 202, 101, 400, 404, 405,
+                                             409, 413, 429, 500, 503, 499};
+  for (int i = 0; i < OD_STATUS_SLOTS; i++)
+    if (known[i] == status)
+      return i;
+  return -1;
+}
+
+/* A cached handle, resolved once: concurrent first uses resolve the same
+ * child (the library returns one handle per label set), so the race is
+ * benign and the atomic makes it well defined. */
+static om_histogram *cached_hist(_Atomic(om_histogram *) *slot, om_family *f,
+                                 const char *const *labels) {
+  om_histogram *h = atomic_load_explicit(slot, memory_order_acquire);
+  if (h == NULL) {
+    h = om_family_histogram(f, labels);
+    atomic_store_explicit(slot, h, memory_order_release);
+  }
+  return h;
 }
 
 /* Printable copy of a URL for the log (no control bytes, bounded). */
@@ -233,7 +259,8 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn,
       return MHD_NO;
     *con_cls = req;
     req->t0 = od_now();
-    req->method = method_label(method);
+    req->method_idx = method_index(method);
+    req->method = METHODS[req->method_idx];
     req->route = match_route(url, req);
     req->body_limit = (size_t)svc->cfg.max_upload_mb * 1024 * 1024;
     const union MHD_ConnectionInfo *ci =
@@ -312,13 +339,22 @@ void od_req_record(od_service *svc, od_req *req, int aborted) {
   if (svc->cfg.http_metrics) {
     od_metrics *m = &svc->m;
     const char *ep = od_route_template(req->route);
+    const char *const *lv = OM_LABELS(req->method, ep);
+    int r = req->route, mi = req->method_idx, ss = status_slot(status);
     char code[8];
     snprintf(code, sizeof code, "%d", status);
-    om_counter_inc(om_family_counter(m->http_requests, OM_LABELS(req->method, ep, code)));
-    om_histogram_observe(om_family_histogram(m->http_duration, OM_LABELS(req->method, ep)), dt);
-    om_histogram_observe(om_family_histogram(m->http_req_size, OM_LABELS(req->method, ep)),
+    om_counter *c = ss >= 0 ? atomic_load_explicit(&m->c_req[r][mi][ss], memory_order_acquire)
+                            : NULL;
+    if (c == NULL) {
+      c = om_family_counter(m->http_requests, OM_LABELS(req->method, ep, code));
+      if (ss >= 0)
+        atomic_store_explicit(&m->c_req[r][mi][ss], c, memory_order_release);
+    }
+    om_counter_inc(c);
+    om_histogram_observe(cached_hist(&m->h_dur[r][mi], m->http_duration, lv), dt);
+    om_histogram_observe(cached_hist(&m->h_req[r][mi], m->http_req_size, lv),
                          (double)req->body_len);
-    om_histogram_observe(om_family_histogram(m->http_resp_size, OM_LABELS(req->method, ep)),
+    om_histogram_observe(cached_hist(&m->h_resp[r][mi], m->http_resp_size, lv),
                          (double)req->resp_bytes);
   }
   if (svc->cfg.access_log) {

@@ -234,6 +234,11 @@ typedef enum {
 
 const char *od_ws_event_name(od_ws_event e);
 
+/* Methods with a label of their own ("OTHER" last) and the statuses whose
+ * request-counter handle is cached. */
+#define OD_METHODS 8
+#define OD_STATUS_SLOTS 12
+
 typedef struct {
   om_registry *reg;
   om_family *gen_total;          /* {format,status} */
@@ -261,6 +266,13 @@ typedef struct {
   om_gauge *workers_busy;
   om_gauge *uptime;
   double start_time;             /* CLOCK_MONOTONIC seconds */
+  /* Per-request handles, resolved on first use and kept: the request path
+   * then costs no label hashing (http.c). Indexed by route, method (see
+   * od_method_index) and, for the counter, a status slot. */
+  _Atomic(om_histogram *) h_dur[OD_ROUTE_COUNT][OD_METHODS];
+  _Atomic(om_histogram *) h_req[OD_ROUTE_COUNT][OD_METHODS];
+  _Atomic(om_histogram *) h_resp[OD_ROUTE_COUNT][OD_METHODS];
+  _Atomic(om_counter *) c_req[OD_ROUTE_COUNT][OD_METHODS][OD_STATUS_SLOTS];
 } od_metrics;
 
 /* Registers every family and creates the label sets alerts need at 0.
@@ -407,6 +419,7 @@ typedef struct {
   double t0;
   od_route route;
   const char *method;       /* "GET", "POST", "HEAD", ... or "OTHER" */
+  int method_idx;           /* its index, < OD_METHODS */
   char arg1[64], arg2[160]; /* path pieces: job id, file name */
   uint8_t *body;            /* owned; the request body */
   size_t body_len, body_cap, body_limit;
