@@ -12,7 +12,7 @@
  * searched linearly by key: the entry counts are small (a model is 0.1-80
  * MB, the bounds are MBs to GBs), and a SHA-256 comparison is cheap. Disk
  * writes go to a temporary name and are renamed, so a crash never leaves a
- * half file under a valid key. All under one mutex: file I/O for a put holds
+ * half file under a valid key (fileio.c). All under one mutex: file I/O for a put holds
  * it, which is acceptable because puts happen once per generated model.
  */
 #include <dirent.h>
@@ -248,27 +248,6 @@ static void mem_put(od_cache *c, const uint8_t key[32], const uint8_t *data,
   lru_push_front(t, e);
 }
 
-static uint8_t *read_all(const char *path, size_t expect) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return NULL;
-  uint8_t *buf = malloc(expect ? expect : 1);
-  size_t got = 0;
-  while (buf != NULL && got < expect) {
-    ssize_t n = read(fd, buf + got, expect - got);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0) {
-      free(buf);
-      buf = NULL;
-      break;
-    }
-    got += (size_t)n;
-  }
-  close(fd);
-  return buf;
-}
-
 int od_cache_get(od_cache *c, const uint8_t key[32], uint8_t **data,
                  size_t *len, od_cache_tier *tier_out, unsigned *miss_tiers) {
   unsigned miss = 0;
@@ -291,7 +270,12 @@ int od_cache_get(od_cache *c, const uint8_t key[32], uint8_t **data,
     if (e != NULL) {
       char path[PATH_MAX + 80];
       disk_path(c, key, path, sizeof path);
-      uint8_t *buf = read_all(path, e->len);
+      size_t got = 0;
+      uint8_t *buf = od_file_read(path, &got);
+      if (buf != NULL && got != e->len) {
+        free(buf);
+        buf = NULL;
+      }
       if (buf != NULL) {
         *data = buf;
         *len = e->len;
@@ -316,42 +300,22 @@ int od_cache_get(od_cache *c, const uint8_t key[32], uint8_t **data,
   return hit;
 }
 
-static int write_file(const char *path, const uint8_t *data, size_t len) {
-  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0)
-    return -1;
-  size_t off = 0;
-  while (off < len) {
-    ssize_t n = write(fd, data + off, len - off);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0) {
-      close(fd);
-      return -1;
-    }
-    off += (size_t)n;
-  }
-  return close(fd);
-}
-
 void od_cache_put(od_cache *c, const uint8_t key[32], const uint8_t *data,
                   size_t len) {
   pthread_mutex_lock(&c->mu);
   mem_put(c, key, data, len);
   tier *t = &c->t[OD_CACHE_DISK];
   if (len <= t->bound && lookup(t, key) == NULL) {
-    char path[PATH_MAX + 80], tmp[PATH_MAX + 90];
+    char path[PATH_MAX + 80];
     disk_path(c, key, path, sizeof path);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
     entry *e = calloc(1, sizeof *e);
     if (e != NULL) {
       evict(c, OD_CACHE_DISK, len);
-      if (write_file(tmp, data, len) == 0 && rename(tmp, path) == 0) {
+      if (od_file_write(path, data, len) == 0) {
         memcpy(e->key, key, 32);
         e->len = len;
         lru_push_front(t, e);
       } else {
-        unlink(tmp);
         free(e);
       }
     }

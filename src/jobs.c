@@ -205,31 +205,6 @@ int od_jobs_view(od_jobs *j, const char *id, od_job_view *v) {
 
 /* ---- upload --------------------------------------------------------------- */
 
-static int write_file(const char *path, const uint8_t *data, size_t len) {
-  char tmp[PATH_MAX + 8];
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0)
-    return -1;
-  size_t off = 0;
-  while (off < len) {
-    ssize_t n = write(fd, data + off, len - off);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0) {
-      close(fd);
-      unlink(tmp);
-      return -1;
-    }
-    off += (size_t)n;
-  }
-  if (close(fd) != 0 || rename(tmp, path) != 0) {
-    unlink(tmp);
-    return -1;
-  }
-  return 0;
-}
-
 /* Frees a slot: the oldest job that is neither queued nor processing. Called
  * with mu held; returns the slot index or -1. */
 static long take_slot(od_jobs *j) {
@@ -275,7 +250,7 @@ int od_jobs_add_upload(od_jobs *j, const uint8_t *img, size_t len,
   }
   char path[PATH_MAX + 64];
   job_files(j, job, path, sizeof path, NULL, 0);
-  if (write_file(path, img, len) != 0) {
+  if (od_file_write(path, img, len) != 0) {
     snprintf(err, err_len, "cannot store the upload in %s: %s", j->dir_uploads,
              strerror(errno));
     job_free(job);
@@ -415,7 +390,7 @@ od_gen_result od_jobs_generate(od_jobs *j, const od_generate_req *req,
     job_files(j, job, NULL, 0, out, sizeof out);
     int hdr_ok = cache_header(data, len, job);
     pthread_mutex_unlock(&j->mu);
-    int wrote = hdr_ok == 0 ? write_file(out, data + CACHE_HDR, len - CACHE_HDR) : -1;
+    int wrote = hdr_ok == 0 ? od_file_write(out, data + CACHE_HDR, len - CACHE_HDR) : -1;
     free(data);
     if (wrote == 0) {
       od_job_view v;
@@ -565,29 +540,6 @@ static void finish(od_jobs *j, od_job *job, int ok, const char *error,
   publish_end(j, &v);
 }
 
-static uint8_t *read_file(const char *path, size_t *len) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return NULL;
-  struct stat st;
-  uint8_t *buf = NULL;
-  if (fstat(fd, &st) == 0 && st.st_size >= 0 &&
-      (buf = malloc((size_t)st.st_size + 1)) != NULL) {
-    size_t got = 0;
-    while (got < (size_t)st.st_size) {
-      ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n <= 0)
-        break;
-      got += (size_t)n;
-    }
-    *len = got;
-  }
-  close(fd);
-  return buf;
-}
-
 static void run_job(od_jobs *j, od_job *job) {
   od_metrics *m = &j->svc->m;
   run_ctx rc = {.j = j, .job = job};
@@ -607,7 +559,7 @@ static void run_job(od_jobs *j, od_job *job) {
   od_log("job %s started waited=%.3fs", rc.id, waited);
 
   size_t len = 0;
-  uint8_t *img = read_file(up, &len);
+  uint8_t *img = od_file_read(up, &len);
   if (img == NULL) {
     finish(j, job, 0, "the uploaded image is gone from the data dir", 500);
     return;
@@ -643,7 +595,7 @@ static void run_job(od_jobs *j, od_job *job) {
   uint8_t key[32];
   memcpy(key, job->key, 32);
   pthread_mutex_unlock(&j->mu);
-  if (write_file(out, res.file.data, res.file.size) != 0) {
+  if (od_file_write(out, res.file.data, res.file.size) != 0) {
     char e[PATH_MAX + 80];
     snprintf(e, sizeof e, "cannot write the model in %s: %s", j->dir_outputs,
              strerror(errno));

@@ -8,6 +8,7 @@
  *   multipart.c  the multipart/form-data parser for uploads (pure, fuzzed)
  *   ratelimit.c  per-client-address token buckets
  *   queue.c      the bounded FIFO in front of the workers
+ *   fileio.c     whole-file reads, crash-safe (tmp + rename) writes
  *   cache.c      the result cache: memory LRU + data-dir tier, bounded bytes
  *   jobs.c       the job table, the worker pool, progress and ETA
  *   svc_metrics.c every orfeas_* metric, registered and pre-created at 0
@@ -164,6 +165,14 @@ void od_queue_close(od_queue *q, void (*drop)(void *item, void *user),
 size_t od_queue_depth(od_queue *q);
 /* 0-based position of item, -1 when not queued. */
 int od_queue_position(od_queue *q, const void *item);
+
+/* ---- fileio.c ----------------------------------------------------------- */
+
+/* Writes PATH.tmp and renames it over PATH; 0, or -1 with errno. */
+int od_file_write(const char *path, const uint8_t *data, size_t len);
+/* The whole file, malloc'd (caller frees); NULL on any error or a short
+ * read. */
+uint8_t *od_file_read(const char *path, size_t *len);
 
 /* ---- cache.c ------------------------------------------------------------- */
 

@@ -196,11 +196,18 @@ def case_flow(work):
     check(s.stop() == 0, "second run: exit 0")
 
 
-def case_queue(work):
+def paused_server(work, queue_size):
+    """One worker that holds every job while the pause file exists."""
     img = make_image("png", 256, os.path.join(work, "star.png"))
     pause = os.path.join(work, "pause")
     open(pause, "w").close()
-    s = Server(os.path.join(work, "data"), "--workers", "1", "--queue-size", "2", "--pause-file", pause)
+    s = Server(os.path.join(work, "data"), "--workers", "1", "--queue-size", str(queue_size),
+               "--pause-file", pause)
+    return s, img, pause
+
+
+def case_queue(work):
+    s, img, pause = paused_server(work, 2)
     ids = [s.upload(img)[2]["job_id"] for _ in range(5)]
     st, _, g = s.generate(ids[0], "stl")
     check(st == 202, "job 1 accepted")
@@ -245,10 +252,7 @@ def case_queue(work):
 
 
 def case_drain(work):
-    img = make_image("png", 256, os.path.join(work, "star.png"))
-    pause = os.path.join(work, "pause")
-    open(pause, "w").close()
-    s = Server(os.path.join(work, "data"), "--workers", "1", "--queue-size", "5", "--pause-file", pause)
+    s, img, _ = paused_server(work, 5)
     ids = [s.upload(img)[2]["job_id"] for _ in range(3)]
     ws = WS(s.port)
     ws.recv_event()
