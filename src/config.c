@@ -51,6 +51,8 @@ static const opt_def OPTS[] = {
   {"ws-queue", "ORFEAS_WS_QUEUE", K_INT, OFF(ws_queue), 0, 1, 100000,
    "frames queued per WebSocket client before events are dropped "
    "(default 256)"},
+  {"ws-sndbuf-kb", "ORFEAS_WS_SNDBUF_KB", K_INT, OFF(ws_sndbuf_kb), 0, 4,
+   65536, "kernel send buffer per WebSocket socket, KiB (default 64)"},
   {"rate-limit", "ORFEAS_RATE_LIMIT", K_DOUBLE, OFF(rate_limit_rps), 0, 0,
    1e6, "API requests per second per client address; 0 = off (default 0)"},
   {"rate-burst", "ORFEAS_RATE_BURST", K_INT, OFF(rate_limit_burst), 0, 1,
@@ -85,6 +87,7 @@ void od_config_defaults(od_config *c) {
   c->max_connections = 1024;
   c->max_ws_clients = 1000;
   c->ws_queue = 256;
+  c->ws_sndbuf_kb = 64;
   c->rate_limit_rps = 0;
   c->rate_limit_burst = 20;
   c->cache_memory_mb = 256;

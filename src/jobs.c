@@ -358,6 +358,13 @@ od_gen_result od_jobs_generate(od_jobs *j, const od_generate_req *req,
     return OD_GEN_DRAINING;
   }
   od_job_state prev = job->state;
+  /* A new run replaces the previous model: remove its file (an open
+   * download keeps reading the unlinked file). */
+  if (job->output_name[0]) {
+    char old[PATH_MAX + 128];
+    job_files(j, job, NULL, 0, old, sizeof old);
+    unlink(old);
+  }
   /* Claim the job now (queued), so a second request gets 409 while the
    * cache is searched outside the lock. */
   job->state = OD_JOB_QUEUED;

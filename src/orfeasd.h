@@ -52,6 +52,7 @@ typedef struct {
   int max_connections;      /* MHD connection limit */
   int max_ws_clients;       /* WebSocket clients before 503 */
   int ws_queue;             /* frames queued per WebSocket client */
+  int ws_sndbuf_kb;         /* kernel send buffer per WebSocket socket */
   double rate_limit_rps;    /* tokens per second per address; 0 = off */
   int rate_limit_burst;     /* bucket size */
   int cache_memory_mb;      /* memory tier bound */

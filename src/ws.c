@@ -7,8 +7,9 @@
  * lock. Workers publish events into an outbox (mutex + eventfd); the hub
  * copies each into the wslay send queue of every subscriber.
  *
- * Slow clients: a client whose wslay queue already holds --ws-queue frames
- * gets no more; each refused frame is counted in
+ * Slow clients: each socket's kernel send buffer is --ws-sndbuf-kb; a
+ * client whose wslay queue still holds --ws-queue frames after a flush into
+ * that buffer gets no more progress frames (2x that for the rest); each refused frame is counted in
  * orfeas_websocket_messages_dropped_total. The hub never blocks on a socket
  * (non-blocking sends; EPOLLOUT when the kernel buffer is full), so one
  * stalled reader costs the others nothing. The outbox is bounded too
@@ -45,6 +46,8 @@ typedef struct client {
   int nsubs;
   uint32_t armed;                /* epoll events registered */
   int dead;
+  int closing;                   /* our close frame is queued */
+  int in_recv;                   /* inside wslay_event_recv() */
   struct client *next;
 } client;
 
@@ -122,12 +125,25 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data,
   return r;
 }
 
-/* Queues one text frame to one client, or drops and counts it. */
+/* Queues one text frame to one client, or drops and counts it. A full
+ * queue is first flushed into the socket (a burst of events from two
+ * workers is not a slow client); only a client whose kernel buffer is also
+ * full loses frames. Progress frames go past --ws-queue, the end of a job
+ * (and the replies to the client) only past twice that, so a lagging client
+ * loses intermediate progress first. */
 static void queue_text(client *c, od_ws_event ev, const char *text, size_t len) {
   od_metrics *m = &c->hub->svc->m;
   if (c->dead || !wslay_event_get_write_enabled(c->ctx))
     return;
-  if (wslay_event_get_queued_msg_count(c->ctx) >= (size_t)c->hub->svc->cfg.ws_queue) {
+  size_t cap = (size_t)c->hub->svc->cfg.ws_queue;
+  if (ev != OD_WS_PROGRESS && ev != OD_WS_STAGE_CHANGE)
+    cap *= 2;
+  /* No flush from inside wslay's own receive callback (replies to the
+   * client): wslay is not re-entrant. */
+  if (!c->in_recv && wslay_event_get_queued_msg_count(c->ctx) >= cap &&
+      wslay_event_send(c->ctx) != 0)
+    c->dead = 1;
+  if (c->dead || wslay_event_get_queued_msg_count(c->ctx) >= cap) {
     om_counter_inc(m->ws_dropped);
     return;
   }
@@ -262,6 +278,10 @@ static void adopt_pending(od_hub *h) {
     client *c = list;
     list = c->next;
     int fl = fcntl(c->fd, F_GETFL);
+    /* A bounded kernel buffer too: with the frame cap it bounds what one
+     * client that stopped reading can hold (about 2 x this + the cap). */
+    int sndbuf = h->svc->cfg.ws_sndbuf_kb * 1024;
+    setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
     struct epoll_event ee = {.events = EPOLLIN, .data.ptr = c};
     if (fl < 0 || fcntl(c->fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
         wslay_event_context_server_init(&c->ctx, &CALLBACKS, c) != 0 ||
@@ -285,8 +305,12 @@ static void adopt_pending(od_hub *h) {
                json_pack("{s:s, s:s}", "message", "connected to orfeasd",
                          "version", ORFEASD_VERSION));
     /* Bytes that came with the upgrade request are read now. */
-    if (c->extra_len > 0 && wslay_event_recv(c->ctx) != 0)
-      c->dead = 1;
+    if (c->extra_len > 0) {
+      c->in_recv = 1;
+      if (wslay_event_recv(c->ctx) != 0)
+        c->dead = 1;
+      c->in_recv = 0;
+    }
   }
 }
 
@@ -334,7 +358,7 @@ static void *hub_main(void *arg) {
   struct epoll_event evs[64];
   double stop_deadline = 0;
   for (;;) {
-    int n = epoll_wait(h->epfd, evs, 64, 200);
+    int n = epoll_wait(h->epfd, evs, 64, stop_deadline > 0 ? 10 : 200);
     for (int i = 0; i < n; i++) {
       if (evs[i].data.ptr == NULL) {
         uint64_t v;
@@ -345,8 +369,12 @@ static void *hub_main(void *arg) {
       client *c = evs[i].data.ptr;
       if (c->dead)
         continue;
-      if ((evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && wslay_event_recv(c->ctx) != 0)
-        c->dead = 1;
+      if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+        c->in_recv = 1;
+        if (wslay_event_recv(c->ctx) != 0)
+          c->dead = 1;
+        c->in_recv = 0;
+      }
       if (!c->dead && (evs[i].events & EPOLLOUT) && wslay_event_send(c->ctx) != 0)
         c->dead = 1;
     }
@@ -355,13 +383,20 @@ static void *hub_main(void *arg) {
     pthread_mutex_lock(&h->mu);
     int stop = h->stop;
     pthread_mutex_unlock(&h->mu);
-    if (stop && stop_deadline == 0) {
-      /* Final events are already queued (dispatch_outbox above); say
-       * goodbye and give clients a moment to read it. */
+    if (stop && stop_deadline == 0)
       stop_deadline = od_now() + 2.0;
+    if (stop) {
+      /* Say goodbye (1001) only once a client's queue is empty: wslay sends
+       * control frames ahead of queued messages and nothing after a close,
+       * so an early close would swallow the last job events. Past the
+       * deadline, close anyway. */
+      int late = od_now() > stop_deadline - 1.0;
       for (client *c = h->clients; c; c = c->next)
-        wslay_event_queue_close(c->ctx, WSLAY_CODE_GOING_AWAY,
-                                (const uint8_t *)"server shutting down", 20);
+        if (!c->closing && (late || wslay_event_get_queued_msg_count(c->ctx) == 0)) {
+          c->closing = 1;
+          wslay_event_queue_close(c->ctx, WSLAY_CODE_GOING_AWAY,
+                                  (const uint8_t *)"server shutting down", 20);
+        }
     }
     service_clients(h);
     if (stop && (h->clients == NULL || od_now() > stop_deadline))

@@ -9,6 +9,7 @@ Usage: od_test.py CASE WORKDIR  (ctest runs each case as service.CASE)
             OpenMetrics negotiation
   queue     the bounded queue: 409 while running, 429 with Retry-After when
             full, every accepted job ends; the rate limiter (429, counted)
+  slowclient a WebSocket client that stops reading: drops counted, others unaffected
   drain     SIGTERM with one job running and two queued: the running one
             completes, the queued ones fail with a reason, exit 0
   badinput  every kind of bad input gets a 4xx JSON error and a counted
@@ -251,6 +252,41 @@ def case_queue(work):
     check(s.stop() == 0, "exit 0")
 
 
+def case_slowclient(work):
+    """A WebSocket client that stops reading: its frames are dropped and
+    counted, while jobs and a reading client go on at full speed."""
+    img = make_image("png", 256, os.path.join(work, "star.png"))
+    s = Server(os.path.join(work, "data"), "--workers", "2", "--ws-queue", "4", "--ws-sndbuf-kb", "4")
+    n = 24
+    ids = [s.upload(img)[2]["job_id"] for _ in range(n)]
+    slow = WS(s.port, rcvbuf=2048)  # subscribes, then never reads
+    fast = WS(s.port)
+    fast.recv_event()
+    for jid in ids:
+        for w in (slow, fast):
+            w.send_json({"event": "subscribe", "data": {"job_id": jid}})
+        fast.recv_event()
+    # Each job its own width, so none is a cache hit.
+    codes = [s.generate(jid, "stl", dimensions={"width": 10 + i})[0] for i, jid in enumerate(ids)]
+    check(codes == [202] * n, "%d jobs accepted" % n)
+    done = set()
+    deadline = time.monotonic() + 60
+    while len(done) < n and time.monotonic() < deadline:
+        ev = fast.recv_event(timeout=30)
+        if ev and ev["event"] == "generation_complete":
+            done.add(ev["data"]["job_id"])
+    check(len(done) == n, "the reading client got all %d generation_complete events" % n)
+    for jid in ids:
+        s.wait_job(jid)
+    sm = s.samples()
+    check(total(sm, "orfeas_generation_3d_total", status="success") == n, "all %d jobs succeeded" % n)
+    check(value(sm, "orfeas_websocket_messages_dropped_total") > 0,
+          "frames to the stalled client were dropped and counted (%g)" % value(sm, "orfeas_websocket_messages_dropped_total"))
+    slow.sock.close()
+    fast.close()
+    check(s.stop() == 0, "exit 0")
+
+
 def case_drain(work):
     s, img, _ = paused_server(work, 5)
     ids = [s.upload(img)[2]["job_id"] for _ in range(3)]
@@ -473,4 +509,5 @@ def case_badinput(work):
 
 
 if __name__ == "__main__":
-    main({"flow": case_flow, "queue": case_queue, "drain": case_drain, "badinput": case_badinput})
+    main({"flow": case_flow, "queue": case_queue, "drain": case_drain, "badinput": case_badinput,
+          "slowclient": case_slowclient})
