@@ -63,6 +63,9 @@ static const opt_def OPTS[] = {
    1 << 24, "data-dir tier of the result cache (default 2048)"},
   {"max-jobs", "ORFEAS_MAX_JOBS", K_INT, OFF(max_jobs), 0, 16, 10000000,
    "jobs remembered; the oldest finished ones are forgotten (default 10000)"},
+  {"max-store-mb", "ORFEAS_MAX_STORE_MB", K_INT, OFF(max_store_mb), 0, 1,
+   1 << 24, "uploads + models kept in the data dir; the oldest finished "
+   "jobs are forgotten past it (default 8192)"},
   {"http-metrics", "ORFEAS_HTTP_METRICS", K_BOOL, OFF(http_metrics), 0, 0, 1,
    "1/0: per-request metrics (0 only for the overhead benchmark)"},
   {"access-log", "ORFEAS_ACCESS_LOG", K_BOOL, OFF(access_log), 0, 0, 1,
@@ -93,6 +96,7 @@ void od_config_defaults(od_config *c) {
   c->cache_memory_mb = 256;
   c->cache_disk_mb = 2048;
   c->max_jobs = 10000;
+  c->max_store_mb = 8192;
   c->http_metrics = 1;
   c->access_log = 1;
 }

@@ -50,6 +50,7 @@ typedef struct od_job {
   int printable;
   char error[256];
   int http_status;
+  size_t upload_bytes, output_bytes; /* counted in od_jobs.store_bytes */
   double t_queued, t_started;
   char output_name[96];
   uint64_t seq;
@@ -71,6 +72,7 @@ struct od_jobs {
   double total_win[ETA_WINDOW];
   int total_n, total_pos;
   char dir_uploads[PATH_MAX], dir_outputs[PATH_MAX];
+  size_t store_bytes, store_cap; /* uploads + models on disk, under mu */
 };
 
 const char *od_job_state_name(od_job_state s) {
@@ -205,15 +207,14 @@ int od_jobs_view(od_jobs *j, const char *id, od_job_view *v) {
 
 /* ---- upload --------------------------------------------------------------- */
 
-/* Frees a slot: the oldest job that is neither queued nor processing. Called
- * with mu held; returns the slot index or -1. */
-static long take_slot(od_jobs *j) {
+/* Forgets the oldest job that is neither queued nor processing, files
+ * included. Called with mu held; returns its slot or -1 when every job is
+ * active. */
+static long evict_oldest(od_jobs *j) {
   long oldest = -1;
   for (size_t i = 0; i < j->cap; i++) {
     od_job *job = j->table[i];
-    if (job == NULL)
-      return (long)i;
-    if (job->state == OD_JOB_QUEUED || job->state == OD_JOB_PROCESSING)
+    if (job == NULL || job->state == OD_JOB_QUEUED || job->state == OD_JOB_PROCESSING)
       continue;
     if (oldest < 0 || job->seq < j->table[oldest]->seq)
       oldest = (long)i;
@@ -225,10 +226,19 @@ static long take_slot(od_jobs *j) {
     unlink(up);
     if (job->output_name[0])
       unlink(out);
+    j->store_bytes -= job->upload_bytes + job->output_bytes;
     job_free(job);
     j->table[oldest] = NULL;
   }
   return oldest;
+}
+
+/* A free slot, evicting when the table is full; -1 when all are active. */
+static long take_slot(od_jobs *j) {
+  for (size_t i = 0; i < j->cap; i++)
+    if (j->table[i] == NULL)
+      return (long)i;
+  return evict_oldest(j);
 }
 
 int od_jobs_add_upload(od_jobs *j, const uint8_t *img, size_t len,
@@ -257,17 +267,24 @@ int od_jobs_add_upload(od_jobs *j, const uint8_t *img, size_t len,
     return -1;
   }
   pthread_mutex_lock(&j->mu);
-  long slot = take_slot(j);
+  /* The data dir is bounded too (--max-store-mb): uploads and models of
+   * finished jobs go, oldest first, to make room. */
+  while (j->store_bytes + len > j->store_cap && evict_oldest(j) >= 0)
+    ;
+  long slot = j->store_bytes + len > j->store_cap ? -1 : take_slot(j);
   if (slot >= 0) {
     job->seq = ++j->seq;
+    job->upload_bytes = len;
+    j->store_bytes += len;
     j->table[slot] = job;
   }
   pthread_mutex_unlock(&j->mu);
   if (slot < 0) {
     unlink(path);
     job_free(job);
-    snprintf(err, err_len, "every job slot holds a queued or running job; retry later");
-    return -1;
+    snprintf(err, err_len, "every job slot or the whole --max-store-mb holds queued or "
+             "running jobs; retry later");
+    return -2;
   }
   snprintf(id_out, 37, "%s", job->id);
   od_log("job %s uploaded bytes=%zu type=%s", id_out, len, ext);
@@ -364,6 +381,8 @@ od_gen_result od_jobs_generate(od_jobs *j, const od_generate_req *req,
     char old[PATH_MAX + 128];
     job_files(j, job, NULL, 0, old, sizeof old);
     unlink(old);
+    j->store_bytes -= job->output_bytes;
+    job->output_bytes = 0;
   }
   /* Claim the job now (queued), so a second request gets 409 while the
    * cache is searched outside the lock. */
@@ -404,6 +423,8 @@ od_gen_result od_jobs_generate(od_jobs *j, const od_generate_req *req,
       pthread_mutex_lock(&j->mu);
       job->state = OD_JOB_COMPLETED;
       job->cached = 1;
+      job->output_bytes = len - CACHE_HDR;
+      j->store_bytes += job->output_bytes;
       job->progress = 100;
       job->stage_progress = 1;
       snprintf(job->stage, sizeof job->stage, "completed");
@@ -614,6 +635,10 @@ static void run_job(od_jobs *j, od_job *job) {
   uint8_t *val = cache_value(&res, &vlen);
   if (val != NULL)
     od_cache_put(j->svc->cache, key, val, vlen);
+  pthread_mutex_lock(&j->mu);
+  job->output_bytes = res.file.size;
+  j->store_bytes += res.file.size;
+  pthread_mutex_unlock(&j->mu);
   free(val);
   update_cache_gauges(j);
   double total = od_now() - t0;
@@ -664,6 +689,7 @@ od_jobs *od_jobs_new(od_service *svc, char *err, size_t err_len) {
   j->svc = svc;
   pthread_mutex_init(&j->mu, NULL);
   j->cap = (size_t)svc->cfg.max_jobs;
+  j->store_cap = (size_t)svc->cfg.max_store_mb << 20;
   j->table = calloc(j->cap, sizeof *j->table);
   j->q = od_queue_new((size_t)svc->cfg.queue_size);
   snprintf(j->dir_uploads, sizeof j->dir_uploads, "%.*s/uploads", PATH_MAX - 16,

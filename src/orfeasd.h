@@ -58,6 +58,7 @@ typedef struct {
   int cache_memory_mb;      /* memory tier bound */
   int cache_disk_mb;        /* data-dir tier bound */
   int max_jobs;             /* job table size */
+  int max_store_mb;         /* uploads + models kept in the data dir */
   int http_metrics;         /* 0: request metrics off (the bench baseline) */
   int access_log;           /* 0: no per-request log line */
   char pause_file[PATH_MAX];/* while it exists, workers hold jobs (tests) */
@@ -342,7 +343,8 @@ typedef struct od_jobs od_jobs;
 od_jobs *od_jobs_new(od_service *svc, char *err, size_t err_len);
 /* Starts the worker threads. */
 int od_jobs_start(od_jobs *j, char *err, size_t err_len);
-/* Stores an uploaded image as a new job. */
+/* Stores an uploaded image as a new job. 0; -2 when every slot (or all of
+ * --max-store-mb) is held by active jobs; -1 on other errors. */
 int od_jobs_add_upload(od_jobs *j, const uint8_t *img, size_t len,
                        const char *ext, char id_out[37], char *err,
                        size_t err_len);

@@ -87,10 +87,17 @@ static void handle_upload(od_service *svc, struct MHD_Connection *conn, od_req *
   }
   int is_png = part.len >= 8 && memcmp(part.data, "\x89PNG", 4) == 0;
   char id[37], err[256];
-  if (od_jobs_add_upload(svc->jobs, part.data, part.len, is_png ? "png" : "jpg", id,
-                         err, sizeof err) != 0) {
+  int rc_add = od_jobs_add_upload(svc->jobs, part.data, part.len, is_png ? "png" : "jpg", id,
+                                  err, sizeof err);
+  if (rc_add != 0) {
     od_log("upload failed: %s", err);
-    od_respond_error(svc, conn, req, 503, "internal", err, NULL);
+    if (rc_add == -2)
+      od_respond_json_hdr(conn, req, 503, json_pack("{s:s, s:i}", "error", err, "status", 503),
+                          "Retry-After", "10");
+    else
+      od_respond_error(svc, conn, req, 500, "internal", err, NULL);
+    if (rc_add == -2)
+      od_metric_error(&svc->m, "storage_full", req->route);
     return;
   }
   char safe[128];

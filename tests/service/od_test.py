@@ -251,6 +251,15 @@ def case_queue(work):
           "rate_limit_rejections_total{/api/job-status/{job_id}} = 2")
     check(s.stop() == 0, "exit 0")
 
+    # The job table is bounded: past --max-jobs the oldest finished jobs
+    # (and their files) are forgotten.
+    s = Server(os.path.join(work, "data3"), "--max-jobs", "16")
+    up = [s.upload(img)[2]["job_id"] for _ in range(40)]
+    check(s.json("GET", "/api/job-status/" + up[0])[0] == 404 and s.status(up[-1])["status"] == "uploaded",
+          "40 uploads with --max-jobs 16: the oldest is forgotten, the newest kept")
+    check(len(os.listdir(os.path.join(work, "data3", "uploads"))) == 16, "16 upload files remain")
+    check(s.stop() == 0, "exit 0")
+
 
 def case_slowclient(work):
     """A WebSocket client that stops reading: its frames are dropped and
