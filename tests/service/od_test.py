@@ -16,6 +16,7 @@ Usage: od_test.py CASE WORKDIR  (ctest runs each case as service.CASE)
             metric, and the service keeps serving
 """
 import gzip
+import http.client
 import json
 import os
 import shutil
@@ -101,6 +102,19 @@ def case_flow(work):
     jpg = make_image("jpeg", 256, os.path.join(work, "star.jpg"))
     data_dir = os.path.join(work, "data")
     s = Server(data_dir, "--workers", "2")
+    # Keep-alive holds (MHD closes connections when a response is queued on
+    # the first handler call): three requests, GET and POST, one connection.
+    c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=10)
+    socks = set()
+    for method, path, body in [("GET", "/health", None), ("POST", "/api/generate-3d", "{}"),
+                               ("GET", "/metrics", None)]:
+        c.request(method, path, body=body)
+        r = c.getresponse()
+        r.read()
+        socks.add(id(c.sock))
+        check(r.getheader("Connection", "").lower() != "close", "%s %s keeps the connection open" % (method, path))
+    check(len(socks) == 1 and c.sock is not None, "one connection served all three")
+    c.close()
     ws = WS(s.port)
     check(ws.status == 101, "WebSocket upgrade: 101")
     ev = ws.recv_event()
