@@ -29,5 +29,6 @@ double bench_median(double *v, int n);
 void bench_metrics_suite(bench_report *r);
 void bench_pipeline_suite(bench_report *r);
 void bench_gpu_suite(bench_report *r);
+void bench_service_suite(bench_report *r);
 
 #endif

@@ -1,0 +1,236 @@
+/* config.c: orfeasd's flags and their ORFEAS_* environment twins.
+ *
+ * Every flag --name-with-dashes has a variable ORFEAS_NAME_WITH_UNDERSCORES.
+ * The environment is read first and flags override it, so a systemd unit can
+ * set defaults that a hand-typed flag still beats. Numbers are parsed with
+ * strtol/strtod and checked against a range; a bad value names the flag (or
+ * the variable) and the range in the error.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+
+#include "orfeasd.h"
+
+typedef enum { K_LISTEN, K_STR, K_INT, K_DOUBLE, K_BOOL } kind;
+
+typedef struct {
+  const char *flag; /* without the leading "--" */
+  const char *env;
+  kind k;
+  size_t off;
+  size_t size;      /* K_STR: buffer size */
+  double lo, hi;    /* numeric range */
+  const char *help;
+} opt_def;
+
+#define OFF(f) offsetof(od_config, f)
+#define SZ(f) sizeof(((od_config *)0)->f)
+
+static const opt_def OPTS[] = {
+  {"listen", "ORFEAS_LISTEN", K_LISTEN, 0, 0, 0, 0,
+   "ADDR:PORT to listen on (IPv4; default 127.0.0.1:5000)"},
+  {"data-dir", "ORFEAS_DATA_DIR", K_STR, OFF(data_dir), SZ(data_dir), 0, 0,
+   "uploads, outputs and the disk cache (default ./data)"},
+  {"workers", "ORFEAS_WORKERS", K_INT, OFF(workers), 0, 1, 256,
+   "pipeline threads (default: the number of cores)"},
+  {"queue-size", "ORFEAS_QUEUE_SIZE", K_INT, OFF(queue_size), 0, 1, 100000,
+   "jobs that may wait for a worker; more get 429 (default 100)"},
+  {"max-upload-mb", "ORFEAS_MAX_UPLOAD_MB", K_INT, OFF(max_upload_mb), 0, 1,
+   1024, "largest upload body in MB; larger gets 413 (default 50)"},
+  {"http-threads", "ORFEAS_HTTP_THREADS", K_INT, OFF(http_threads), 0, 1, 64,
+   "HTTP event-loop threads (default 2)"},
+  {"max-connections", "ORFEAS_MAX_CONNECTIONS", K_INT, OFF(max_connections),
+   0, 4, 100000, "open HTTP connections at most (default 1024)"},
+  {"max-ws-clients", "ORFEAS_MAX_WS_CLIENTS", K_INT, OFF(max_ws_clients), 0,
+   1, 100000, "WebSocket clients at most; more get 503 (default 1000)"},
+  {"ws-queue", "ORFEAS_WS_QUEUE", K_INT, OFF(ws_queue), 0, 1, 100000,
+   "frames queued per WebSocket client before events are dropped "
+   "(default 256)"},
+  {"ws-sndbuf-kb", "ORFEAS_WS_SNDBUF_KB", K_INT, OFF(ws_sndbuf_kb), 0, 4,
+   65536, "kernel send buffer per WebSocket socket, KiB (default 64)"},
+  {"rate-limit", "ORFEAS_RATE_LIMIT", K_DOUBLE, OFF(rate_limit_rps), 0, 0,
+   1e6, "API requests per second per client address; 0 = off (default 0)"},
+  {"rate-burst", "ORFEAS_RATE_BURST", K_INT, OFF(rate_limit_burst), 0, 1,
+   1000000, "token-bucket size for --rate-limit (default 20)"},
+  {"cache-memory-mb", "ORFEAS_CACHE_MEMORY_MB", K_INT, OFF(cache_memory_mb),
+   0, 0, 1 << 20, "memory tier of the result cache (default 256)"},
+  {"cache-disk-mb", "ORFEAS_CACHE_DISK_MB", K_INT, OFF(cache_disk_mb), 0, 0,
+   1 << 24, "data-dir tier of the result cache (default 2048)"},
+  {"max-jobs", "ORFEAS_MAX_JOBS", K_INT, OFF(max_jobs), 0, 16, 10000000,
+   "jobs remembered; the oldest finished ones are forgotten (default 10000)"},
+  {"max-store-mb", "ORFEAS_MAX_STORE_MB", K_INT, OFF(max_store_mb), 0, 1,
+   1 << 24, "uploads + models kept in the data dir; the oldest finished "
+   "jobs are forgotten past it (default 8192)"},
+  {"http-metrics", "ORFEAS_HTTP_METRICS", K_BOOL, OFF(http_metrics), 0, 0, 1,
+   "1/0: per-request metrics (0 only for the overhead benchmark)"},
+  {"access-log", "ORFEAS_ACCESS_LOG", K_BOOL, OFF(access_log), 0, 0, 1,
+   "1/0: one stderr line per request (default 1)"},
+  {"pause-file", "ORFEAS_PAUSE_FILE", K_STR, OFF(pause_file), SZ(pause_file),
+   0, 0, "while this file exists, workers hold each job before its first "
+   "stage (tests and alert drills)"},
+};
+
+#define NOPTS (sizeof OPTS / sizeof OPTS[0])
+
+void od_config_defaults(od_config *c) {
+  memset(c, 0, sizeof *c);
+  snprintf(c->listen_host, sizeof c->listen_host, "127.0.0.1");
+  c->listen_port = 5000;
+  snprintf(c->data_dir, sizeof c->data_dir, "data");
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  c->workers = n > 0 && n <= 256 ? (int)n : 2;
+  c->queue_size = 100;
+  c->max_upload_mb = 50;
+  c->http_threads = 2;
+  c->max_connections = 1024;
+  c->max_ws_clients = 1000;
+  c->ws_queue = 256;
+  c->ws_sndbuf_kb = 64;
+  c->rate_limit_rps = 0;
+  c->rate_limit_burst = 20;
+  c->cache_memory_mb = 256;
+  c->cache_disk_mb = 2048;
+  c->max_jobs = 10000;
+  c->max_store_mb = 8192;
+  c->http_metrics = 1;
+  c->access_log = 1;
+}
+
+void od_config_usage(char *buf, size_t len) {
+  size_t used = 0;
+  int n = snprintf(buf, len,
+                   "usage: orfeasd [--flag VALUE]...\n"
+                   "The ORFEAS 2D->3D service (HTTP + WebSocket). Every flag "
+                   "may also come from its ORFEAS_* variable;\nflags win.\n\n");
+  if (n > 0)
+    used = (size_t)n < len ? (size_t)n : len;
+  for (size_t i = 0; i < NOPTS && used < len; i++) {
+    n = snprintf(buf + used, len - used, "  --%-17s %-24s %s\n", OPTS[i].flag,
+                 OPTS[i].env, OPTS[i].help);
+    if (n > 0)
+      used += (size_t)n < len - used ? (size_t)n : len - used;
+  }
+  if (used < len)
+    snprintf(buf + used, len - used, "  --help              print this\n");
+}
+
+static int parse_listen(od_config *c, const char *v, const char *who,
+                        char *err, size_t err_len) {
+  const char *colon = strrchr(v, ':');
+  if (colon == NULL || colon == v || (size_t)(colon - v) >= sizeof c->listen_host) {
+    snprintf(err, err_len, "%s: expected ADDR:PORT (e.g. 127.0.0.1:5000), got \"%s\"", who, v);
+    return -1;
+  }
+  char host[64];
+  memcpy(host, v, (size_t)(colon - v));
+  host[colon - v] = '\0';
+  struct in_addr a;
+  if (inet_pton(AF_INET, host, &a) != 1) {
+    snprintf(err, err_len, "%s: \"%s\" is not a numeric IPv4 address", who, host);
+    return -1;
+  }
+  char *end;
+  errno = 0;
+  long port = strtol(colon + 1, &end, 10);
+  if (errno || end == colon + 1 || *end != '\0' || port < 0 || port > 65535) {
+    snprintf(err, err_len, "%s: port \"%s\" is not a number in 0..65535", who, colon + 1);
+    return -1;
+  }
+  snprintf(c->listen_host, sizeof c->listen_host, "%s", host);
+  c->listen_port = (uint16_t)port;
+  return 0;
+}
+
+static int apply(od_config *c, const opt_def *o, const char *v,
+                 const char *who, char *err, size_t err_len) {
+  char *base = (char *)c;
+  char *end;
+  switch (o->k) {
+  case K_LISTEN:
+    return parse_listen(c, v, who, err, err_len);
+  case K_STR:
+    if (strlen(v) >= o->size) {
+      snprintf(err, err_len, "%s: value longer than %zu bytes", who, o->size - 1);
+      return -1;
+    }
+    snprintf(base + o->off, o->size, "%s", v);
+    return 0;
+  case K_INT:
+  case K_BOOL: {
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (errno || end == v || *end != '\0' || n < (long)o->lo || n > (long)o->hi) {
+      snprintf(err, err_len, "%s: \"%s\" is not an integer in %.0f..%.0f", who,
+               v, o->lo, o->hi);
+      return -1;
+    }
+    *(int *)(void *)(base + o->off) = (int)n;
+    return 0;
+  }
+  case K_DOUBLE: {
+    errno = 0;
+    double d = strtod(v, &end);
+    if (errno || end == v || *end != '\0' || !(d >= o->lo && d <= o->hi)) {
+      snprintf(err, err_len, "%s: \"%s\" is not a number in %g..%g", who, v,
+               o->lo, o->hi);
+      return -1;
+    }
+    *(double *)(void *)(base + o->off) = d;
+    return 0;
+  }
+  }
+  return -1;
+}
+
+int od_config_parse(od_config *c, int argc, char **argv,
+                    const char *(*getenv_fn)(const char *), char *err,
+                    size_t err_len) {
+  /* The environment first, so flags override it. */
+  for (size_t i = 0; getenv_fn != NULL && i < NOPTS; i++) {
+    const char *v = getenv_fn(OPTS[i].env);
+    if (v != NULL && apply(c, &OPTS[i], v, OPTS[i].env, err, err_len) != 0)
+      return -1;
+  }
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+      return 1;
+    if (strncmp(a, "--", 2) != 0) {
+      snprintf(err, err_len, "unexpected argument \"%s\" (flags start with --; see --help)", a);
+      return -1;
+    }
+    /* Both "--flag value" and "--flag=value". */
+    const char *name = a + 2, *eq = strchr(name, '=');
+    size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+    const opt_def *o = NULL;
+    for (size_t k = 0; k < NOPTS; k++)
+      if (strlen(OPTS[k].flag) == nlen && strncmp(OPTS[k].flag, name, nlen) == 0)
+        o = &OPTS[k];
+    if (o == NULL) {
+      snprintf(err, err_len, "unknown flag \"%.*s\" (see --help)", (int)(nlen + 2), a);
+      return -1;
+    }
+    const char *v = eq ? eq + 1 : NULL;
+    if (v == NULL) {
+      if (i + 1 >= argc) {
+        snprintf(err, err_len, "--%s needs a value (see --help)", o->flag);
+        return -1;
+      }
+      v = argv[++i];
+    }
+    char who[64];
+    snprintf(who, sizeof who, "--%s", o->flag);
+    if (apply(c, o, v, who, err, err_len) != 0)
+      return -1;
+  }
+  if (c->data_dir[0] == '\0') {
+    snprintf(err, err_len, "--data-dir: must not be empty");
+    return -1;
+  }
+  return 0;
+}

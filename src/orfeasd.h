@@ -1,0 +1,486 @@
+/* orfeasd.h: the one header every file of the orfeasd service includes.
+ *
+ * orfeasd is split by subsystem (docs/api.md describes what it serves):
+ *
+ *   main.c       start-up, signals, the drain on SIGTERM/SIGINT
+ *   config.c     flags and ORFEAS_* environment variables
+ *   validate.c   job-id (UUID) and file-name checks, JSON request parsing
+ *   multipart.c  the multipart/form-data parser for uploads (pure, fuzzed)
+ *   ratelimit.c  per-client-address token buckets
+ *   queue.c      the bounded FIFO in front of the workers
+ *   fileio.c     whole-file reads, crash-safe (tmp + rename) writes
+ *   cache.c      the result cache: memory LRU + data-dir tier, bounded bytes
+ *   jobs.c       the job table, the worker pool, progress and ETA
+ *   svc_metrics.c every orfeas_* metric, registered and pre-created at 0
+ *   http.c       libmicrohttpd glue: request contexts, bodies, request metrics,
+ *                gzip, the access log
+ *   routes.c     the API handlers
+ *   ws.c         WebSocket upgrade, the hub thread, per-client queues
+ *   wsproto.c    client-message handling shared by the hub and the fuzzer
+ *   gpu_summary.c the GPU part of /api/health (issue #5 replaces it)
+ *
+ * Threads: MHD's pool runs the handlers; `workers` threads run jobs; one hub
+ * thread owns every WebSocket; main waits for a signal. Shared state is the
+ * job table (jobs.c, one mutex), the queue (its own mutex), the cache (its
+ * own mutex) and the hub's outbox (ws.c). Metrics are lock-free.
+ */
+#ifndef ORFEASD_H
+#define ORFEASD_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "orfeas/metrics.h"
+#include "orfeas/pipeline.h"
+
+#define ORFEASD_VERSION "0.1.0"
+
+/* ---- config.c ------------------------------------------------------------ */
+
+typedef struct {
+  char listen_host[64];     /* numeric IPv4 address */
+  uint16_t listen_port;
+  char data_dir[PATH_MAX];
+  int workers;              /* pipeline threads */
+  int queue_size;           /* jobs waiting beyond the running ones */
+  int max_upload_mb;        /* upload body limit */
+  int http_threads;         /* MHD thread pool */
+  int max_connections;      /* MHD connection limit */
+  int max_ws_clients;       /* WebSocket clients before 503 */
+  int ws_queue;             /* frames queued per WebSocket client */
+  int ws_sndbuf_kb;         /* kernel send buffer per WebSocket socket */
+  double rate_limit_rps;    /* tokens per second per address; 0 = off */
+  int rate_limit_burst;     /* bucket size */
+  int cache_memory_mb;      /* memory tier bound */
+  int cache_disk_mb;        /* data-dir tier bound */
+  int max_jobs;             /* job table size */
+  int max_store_mb;         /* uploads + models kept in the data dir */
+  int http_metrics;         /* 0: request metrics off (the bench baseline) */
+  int access_log;           /* 0: no per-request log line */
+  char pause_file[PATH_MAX];/* while it exists, workers hold jobs (tests) */
+} od_config;
+
+/* Defaults (see --help). */
+void od_config_defaults(od_config *c);
+
+/* Reads ORFEAS_* variables through getenv_fn (getenv in the service; tests
+ * pass their own), then argv. Returns 0 on success, 1 when --help was asked
+ * (usage printed to `out` by the caller with od_config_usage), -1 on a bad
+ * value with a sentence naming the flag in err. */
+int od_config_parse(od_config *c, int argc, char **argv,
+                    const char *(*getenv_fn)(const char *), char *err,
+                    size_t err_len);
+void od_config_usage(char *buf, size_t len);
+
+/* ---- validate.c ---------------------------------------------------------- */
+
+/* 1 when s is a canonical lower- or upper-case 8-4-4-4-12 hex UUID. */
+int od_uuid_valid(const char *s);
+/* Writes a version-4 UUID (lower case, 36 chars + NUL) from /dev/urandom or
+ * getrandom; -1 when no randomness is available. */
+int od_uuid_new(char out[37]);
+/* Copies a client-supplied file name as its last path component, keeping
+ * [A-Za-z0-9._-] and replacing anything else by '_', at most out_len-1
+ * bytes, never "", "." or ".." (then "upload"). */
+void od_filename_sanitize(const char *in, size_t in_len, char *out,
+                          size_t out_len);
+/* 1 when name is a plain file name: [A-Za-z0-9._-]{1,128}, no leading dot. */
+int od_filename_plain(const char *name);
+
+/* A parsed and checked POST /api/generate-3d body. */
+typedef struct {
+  char job_id[37];
+  orfeas_pl_format format;
+  orfeas_pl_mode mode;
+  int quality;
+  double width, height, depth;
+} od_generate_req;
+
+/* One field-level problem: field is one of a fixed set of names (it becomes
+ * a metric label, so never a client string) and error_type a fixed word. */
+typedef struct {
+  const char *field;
+  const char *error_type;
+  char message[160];
+} od_field_error;
+
+#define OD_MAX_FIELD_ERRORS 8
+
+/* Parses and checks the JSON body. Returns the number of errors written to
+ * errs (0 = valid). Unknown fields and wrong types are errors. */
+int od_generate_parse(const char *body, size_t len, od_generate_req *req,
+                      od_field_error *errs, int max_errs);
+
+/* ---- multipart.c --------------------------------------------------------- */
+
+/* Finds the boundary parameter in a multipart/form-data Content-Type;
+ * 0 on success. */
+int od_multipart_boundary(const char *content_type, char *boundary,
+                          size_t len);
+
+typedef struct {
+  const uint8_t *data;      /* points into the body */
+  size_t len;
+  char filename[256];       /* as sent (unsanitized), "" when absent */
+  int found;
+} od_multipart_part;
+
+/* Finds the part named `field` in a complete multipart body. Returns 0 when
+ * the body is well formed (part->found says whether the field was there),
+ * -1 when it is malformed (err says how). Never reads outside body. */
+int od_multipart_find(const uint8_t *body, size_t len, const char *boundary,
+                      const char *field, od_multipart_part *part, char *err,
+                      size_t err_len);
+
+/* ---- ratelimit.c --------------------------------------------------------- */
+
+typedef struct od_ratelimit od_ratelimit;
+
+/* rate tokens/s, burst tokens, at most max_clients addresses tracked (the
+ * least recently seen one is forgotten past it). NULL when out of memory. */
+od_ratelimit *od_ratelimit_new(double rate, double burst, size_t max_clients);
+void od_ratelimit_free(od_ratelimit *rl);
+/* Takes a token for `key` at time now_s. Returns 0 when allowed, otherwise
+ * the whole seconds (>= 1) until a token is available. Thread-safe. */
+int od_ratelimit_take(od_ratelimit *rl, const char *key, double now_s);
+
+/* ---- queue.c ------------------------------------------------------------- */
+
+typedef struct od_queue od_queue;
+
+od_queue *od_queue_new(size_t capacity);
+void od_queue_free(od_queue *q);
+/* Appends item; returns its 0-based position, or -1 when full or closed. */
+int od_queue_push(od_queue *q, void *item);
+/* Blocks until an item is there (returns it) or the queue is closed and
+ * empty (returns NULL). */
+void *od_queue_pop(od_queue *q);
+/* Closes the queue: pushes fail, and the items still waiting are handed to
+ * drop(item, user) one by one (in FIFO order) and removed; pops then return
+ * NULL. */
+void od_queue_close(od_queue *q, void (*drop)(void *item, void *user),
+                    void *user);
+size_t od_queue_depth(od_queue *q);
+/* 0-based position of item, -1 when not queued. */
+int od_queue_position(od_queue *q, const void *item);
+
+/* ---- fileio.c ----------------------------------------------------------- */
+
+/* Writes PATH.tmp and renames it over PATH; 0, or -1 with errno. */
+int od_file_write(const char *path, const uint8_t *data, size_t len);
+/* The whole file, malloc'd (caller frees); NULL on any error or a short
+ * read. */
+uint8_t *od_file_read(const char *path, size_t *len);
+
+/* ---- cache.c ------------------------------------------------------------- */
+
+typedef struct od_cache od_cache;
+
+typedef enum { OD_CACHE_MEMORY = 0, OD_CACHE_DISK, OD_CACHE_TIERS } od_cache_tier;
+
+/* dir: the disk tier's folder (created; entries already there are adopted,
+ * oldest first, within disk_bytes). NULL and err filled on failure. */
+od_cache *od_cache_new(size_t mem_bytes, const char *dir, size_t disk_bytes,
+                       char *err, size_t err_len);
+void od_cache_free(od_cache *c);
+/* Looks the key up, memory first, then disk (a disk hit is promoted to
+ * memory). On a hit *data is a malloc'd copy the caller frees, and *tier
+ * says where it was found. Returns 1 hit, 0 miss. miss_tiers (may be NULL)
+ * gets a bit per tier that missed. Thread-safe. */
+int od_cache_get(od_cache *c, const uint8_t key[32], uint8_t **data,
+                 size_t *len, od_cache_tier *tier, unsigned *miss_tiers);
+/* Stores a copy in both tiers, evicting least recently used entries; an
+ * entry larger than a tier's bound skips that tier. Thread-safe. */
+void od_cache_put(od_cache *c, const uint8_t key[32], const uint8_t *data,
+                  size_t len);
+size_t od_cache_bytes(od_cache *c, od_cache_tier tier);
+size_t od_cache_entries(od_cache *c, od_cache_tier tier);
+
+/* ---- svc_metrics.c ------------------------------------------------------- */
+
+#define OD_ROUTE_LIST(X)                                                     \
+  X(UPLOAD, "/api/upload-image")                                             \
+  X(GENERATE, "/api/generate-3d")                                            \
+  X(STATUS, "/api/job-status/{job_id}")                                      \
+  X(DOWNLOAD, "/api/download/{job_id}/{filename}")                           \
+  X(HEALTH, "/health")                                                       \
+  X(READY, "/ready")                                                         \
+  X(API_HEALTH, "/api/health")                                               \
+  X(METRICS, "/metrics")                                                     \
+  X(WS, "/ws")                                                               \
+  X(OTHER, "other")
+
+typedef enum {
+#define OD_ROUTE_ENUM(id, tpl) OD_ROUTE_##id,
+  OD_ROUTE_LIST(OD_ROUTE_ENUM)
+#undef OD_ROUTE_ENUM
+  OD_ROUTE_COUNT
+} od_route;
+
+/* The endpoint label: the route template. */
+const char *od_route_template(od_route r);
+
+/* WebSocket events the server sends (event_type label values). */
+#define OD_WS_EVENT_LIST(X)                                                  \
+  X(CONNECTION_ESTABLISHED, "connection_established")                        \
+  X(SUBSCRIBED, "subscribed")                                                \
+  X(UNSUBSCRIBED, "unsubscribed")                                            \
+  X(PROGRESS, "generation_progress")                                         \
+  X(STAGE_CHANGE, "stage_change")                                            \
+  X(COMPLETE, "generation_complete")                                         \
+  X(ERROR_EVENT, "generation_error")                                         \
+  X(PONG, "pong")                                                            \
+  X(ERROR, "error")
+
+typedef enum {
+#define OD_WS_ENUM(id, name) OD_WS_##id,
+  OD_WS_EVENT_LIST(OD_WS_ENUM)
+#undef OD_WS_ENUM
+  OD_WS_EVENT_COUNT
+} od_ws_event;
+
+const char *od_ws_event_name(od_ws_event e);
+
+/* Methods with a label of their own ("OTHER" last) and the statuses whose
+ * request-counter handle is cached. */
+#define OD_METHODS 8
+#define OD_STATUS_SLOTS 12
+
+typedef struct {
+  om_registry *reg;
+  om_family *gen_total;          /* {format,status} */
+  om_family *gen_duration;       /* {format} */
+  om_histogram *quality_score;
+  om_family *stage_duration;     /* {stage} */
+  om_family *bottleneck;         /* {stage} */
+  om_gauge *ws_active;
+  om_counter *ws_sent[OD_WS_EVENT_COUNT];
+  om_counter *ws_progress;
+  om_counter *ws_dropped;
+  om_gauge *queue_depth;
+  om_histogram *queue_wait;
+  om_counter *cache_hits[OD_CACHE_TIERS];
+  om_counter *cache_misses[OD_CACHE_TIERS];
+  om_gauge *cache_size[OD_CACHE_TIERS];
+  om_family *http_requests;      /* {method,endpoint,status} */
+  om_family *http_duration;      /* {method,endpoint} */
+  om_family *http_req_size;      /* {method,endpoint} */
+  om_family *http_resp_size;     /* {method,endpoint} */
+  om_family *errors;             /* {type,endpoint} */
+  om_family *validation_errors;  /* {field,error_type} */
+  om_family *rate_limited;       /* {endpoint} */
+  om_gauge *active_jobs;
+  om_gauge *workers_busy;
+  om_gauge *uptime;
+  double start_time;             /* CLOCK_MONOTONIC seconds */
+  /* Per-request handles, resolved on first use and kept: the request path
+   * then costs no label hashing (http.c). Indexed by route, method (see
+   * od_method_index) and, for the counter, a status slot. */
+  _Atomic(om_histogram *) h_dur[OD_ROUTE_COUNT][OD_METHODS];
+  _Atomic(om_histogram *) h_req[OD_ROUTE_COUNT][OD_METHODS];
+  _Atomic(om_histogram *) h_resp[OD_ROUTE_COUNT][OD_METHODS];
+  _Atomic(om_counter *) c_req[OD_ROUTE_COUNT][OD_METHODS][OD_STATUS_SLOTS];
+} od_metrics;
+
+/* Registers every family and creates the label sets alerts need at 0.
+ * Returns 0, or -1 with err filled. */
+int od_metrics_init(od_metrics *m, char *err, size_t err_len);
+void od_metrics_free(od_metrics *m);
+void od_metric_error(od_metrics *m, const char *type, od_route r);
+void od_metric_validation(od_metrics *m, const char *field,
+                          const char *error_type);
+
+/* ---- jobs.c -------------------------------------------------------------- */
+
+typedef enum {
+  OD_JOB_UPLOADED = 0, /* an image is stored; no generation asked yet */
+  OD_JOB_QUEUED,
+  OD_JOB_PROCESSING,
+  OD_JOB_COMPLETED,
+  OD_JOB_FAILED
+} od_job_state;
+
+const char *od_job_state_name(od_job_state s);
+
+typedef struct od_service od_service;
+
+/* A snapshot of a job, copied out under the table lock. */
+typedef struct {
+  char id[37];
+  od_job_state state;
+  double progress;          /* 0..100 */
+  char stage[32];
+  double stage_progress;    /* 0..1 */
+  double eta_seconds;
+  int cached;
+  int position;             /* while queued */
+  orfeas_pl_format format;
+  char output_name[96];     /* model_<id>.<fmt> once completed */
+  double score;
+  char grade[3];
+  int printable;
+  char error[256];
+  int http_status;          /* for failed jobs: 400 when the client's fault */
+} od_job_view;
+
+/* Results of od_jobs_generate. */
+typedef enum {
+  OD_GEN_QUEUED = 0,
+  OD_GEN_CACHED,       /* completed at once from the cache */
+  OD_GEN_NOT_FOUND,
+  OD_GEN_CONFLICT,     /* already queued or processing */
+  OD_GEN_QUEUE_FULL,
+  OD_GEN_DRAINING,     /* shutting down */
+  OD_GEN_INTERNAL
+} od_gen_result;
+
+typedef struct od_jobs od_jobs;
+
+od_jobs *od_jobs_new(od_service *svc, char *err, size_t err_len);
+/* Starts the worker threads. */
+int od_jobs_start(od_jobs *j, char *err, size_t err_len);
+/* Stores an uploaded image as a new job. 0; -2 when every slot (or all of
+ * --max-store-mb) is held by active jobs; -1 on other errors. */
+int od_jobs_add_upload(od_jobs *j, const uint8_t *img, size_t len,
+                       const char *ext, char id_out[37], char *err,
+                       size_t err_len);
+od_gen_result od_jobs_generate(od_jobs *j, const od_generate_req *req,
+                               int *position);
+/* 1 and *v filled when the job exists. */
+int od_jobs_view(od_jobs *j, const char *id, od_job_view *v);
+/* Opens the job's model for reading: the fd and size, -1 when the job has
+ * no such file (name must equal the job's output name). */
+int od_jobs_open_output(od_jobs *j, const char *id, const char *name,
+                        uint64_t *size, orfeas_pl_format *fmt);
+/* Closes the queue (failing waiting jobs), then waits for running jobs. */
+void od_jobs_drain(od_jobs *j);
+void od_jobs_free(od_jobs *j);
+int od_jobs_workers_running(od_jobs *j);
+int od_jobs_busy(od_jobs *j);
+size_t od_jobs_queue_depth(od_jobs *j);
+/* Job counts by state (array of 5). */
+void od_jobs_counts(od_jobs *j, int counts[5]);
+
+/* ---- ws.c / wsproto.c ---------------------------------------------------- */
+
+typedef struct od_hub od_hub;
+
+od_hub *od_hub_new(od_service *svc, char *err, size_t err_len);
+int od_hub_start(od_hub *h, char *err, size_t err_len);
+/* Sends the final events still queued, closes every client (1001) and
+ * joins the hub thread. */
+void od_hub_stop(od_hub *h);
+void od_hub_free(od_hub *h);
+/* Queues `json` (a full {"event":..,"data":..} text) for every subscriber
+ * of job_id. Any thread; never blocks on a client. */
+void od_hub_publish(od_hub *h, const char *job_id, od_ws_event ev,
+                    const char *json);
+int od_hub_clients(od_hub *h);
+/* Counts a client in before its upgrade is answered: -1 past
+ * --max-ws-clients (the caller answers 503). od_hub_release undoes it when
+ * the upgrade fails. Any thread. */
+int od_hub_reserve(od_hub *h);
+void od_hub_release(od_hub *h);
+/* Hands an upgraded socket to the hub (from MHD's upgrade callback). */
+struct MHD_UpgradeResponseHandle;
+void od_ws_adopt(od_hub *h, int fd, struct MHD_UpgradeResponseHandle *urh,
+                 const char *extra, size_t extra_len);
+
+/* What a client message asks for (wsproto.c). */
+typedef enum {
+  OD_WSMSG_SUBSCRIBE,
+  OD_WSMSG_UNSUBSCRIBE,
+  OD_WSMSG_PING,
+  OD_WSMSG_BAD
+} od_wsmsg_kind;
+
+/* Parses one text message from a client; job_id filled for (un)subscribe,
+ * err for BAD. */
+od_wsmsg_kind od_wsmsg_parse(const uint8_t *msg, size_t len, char job_id[37],
+                             char *err, size_t err_len);
+/* Builds {"event": name, "data": data} (steals data). malloc'd text. */
+char *od_ws_event_json(od_ws_event ev, json_t *data);
+
+/* ---- gpu_summary.c ------------------------------------------------------- */
+
+/* The "gpu" object of /api/health (new reference). */
+json_t *od_gpu_summary(void);
+
+/* ---- the service --------------------------------------------------------- */
+
+struct od_service {
+  od_config cfg;
+  od_metrics m;
+  od_jobs *jobs;
+  od_hub *hub;
+  od_cache *cache;
+  od_ratelimit *rl;
+  struct MHD_Daemon *daemon;
+  _Atomic int ready;      /* workers started and not draining */
+  _Atomic int draining;
+};
+
+/* One HTTP request, from its first access-handler call to its completion
+ * callback (http.c owns it; routes.c fills the answer). */
+struct MHD_Connection;
+typedef struct {
+  double t0;
+  od_route route;
+  const char *method;       /* "GET", "POST", "HEAD", ... or "OTHER" */
+  int method_idx;           /* its index, < OD_METHODS */
+  char arg1[64], arg2[160]; /* path pieces: job id, file name */
+  uint8_t *body;            /* owned; the request body */
+  size_t body_len, body_cap, body_limit;
+  int calls;
+  int status;               /* answered status, 0 until then */
+  uint64_t resp_bytes;
+  char client[48];          /* peer address */
+  int recorded;             /* metrics and log line written */
+  uint64_t overflow;        /* body bytes discarded past the limit */
+} od_req;
+
+/* Writes the request's metrics and access-log line once (http.c). MHD
+ * reports an upgraded connection complete only when it closes, so /ws
+ * requests are recorded when the upgrade happens. */
+void od_req_record(od_service *svc, od_req *req, int aborted);
+
+/* routes.c: answers a complete request (queues exactly one response). */
+void od_route_dispatch(od_service *svc, struct MHD_Connection *conn,
+                       od_req *req, const char *url);
+/* http.c helpers the routes use. Each queues the response and records the
+ * status; they steal `obj`. */
+int od_respond_json(struct MHD_Connection *conn, od_req *req, int status,
+                    json_t *obj);
+/* The same with one extra header (Retry-After, Allow). */
+int od_respond_json_hdr(struct MHD_Connection *conn, od_req *req, int status,
+                        json_t *obj, const char *header,
+                        const char *value);
+/* {"error": message} (+ details when not NULL, stolen), counted in
+ * orfeas_errors_total{type, endpoint}. */
+int od_respond_error(od_service *svc, struct MHD_Connection *conn,
+                     od_req *req, int status, const char *type,
+                     const char *message, json_t *details);
+struct MHD_Response;
+int od_respond(struct MHD_Connection *conn, od_req *req, int status,
+               struct MHD_Response *resp, uint64_t bytes);
+/* 1 when the Accept-Encoding value allows gzip. */
+int od_accepts_gzip(const char *accept_encoding);
+/* gzip-compresses into a malloc'd buffer; 0 on success. */
+int od_gzip(const void *in, size_t in_len, uint8_t **out, size_t *out_len);
+
+/* http.c */
+int od_http_start(od_service *svc, char *err, size_t err_len);
+void od_http_quiesce(od_service *svc);
+void od_http_stop(od_service *svc);
+
+/* Time helpers (http.c). */
+double od_now(void);        /* CLOCK_MONOTONIC seconds */
+double od_wall(void);       /* CLOCK_REALTIME seconds */
+/* Writes a log line prefixed with the UTC time to stderr. */
+void od_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

@@ -1,0 +1,237 @@
+/* validate.c: checks on everything a client names: job ids, file names, and
+ * the generate-3d JSON body.
+ *
+ * Job ids must be canonical UUIDs before they reach the job table or a path,
+ * so "../" or NUL tricks never get that far. Client file names are never used
+ * to build a path: uploads are stored under the job id, and a download's name
+ * must equal the job's output name exactly. The generate body is checked
+ * field by field; each problem names a field from a fixed list (it becomes a
+ * metric label) and an error type, and the message is for the human.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "orfeasd.h"
+
+static int is_hex(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+         (c >= 'A' && c <= 'F');
+}
+
+int od_uuid_valid(const char *s) {
+  if (s == NULL)
+    return 0;
+  for (int i = 0; i < 36; i++) {
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (s[i] != '-')
+        return 0;
+    } else if (!is_hex(s[i])) {
+      return 0; /* also stops at a NUL before 36 */
+    }
+  }
+  return s[36] == '\0';
+}
+
+int od_uuid_new(char out[37]) {
+  uint8_t b[16];
+  size_t got = 0;
+  while (got < sizeof b) {
+    ssize_t n = getrandom(b + got, sizeof b - got, 0);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return -1;
+    }
+    got += (size_t)n;
+  }
+  b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* version 4 */
+  b[8] = (uint8_t)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+  static const char hx[] = "0123456789abcdef";
+  int o = 0;
+  for (int i = 0; i < 16; i++) {
+    if (i == 4 || i == 6 || i == 8 || i == 10)
+      out[o++] = '-';
+    out[o++] = hx[b[i] >> 4];
+    out[o++] = hx[b[i] & 15];
+  }
+  out[o] = '\0';
+  return 0;
+}
+
+static int plain_char(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+         (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+}
+
+void od_filename_sanitize(const char *in, size_t in_len, char *out,
+                          size_t out_len) {
+  if (out_len == 0)
+    return;
+  /* Keep the last component: both separators count (Windows clients). */
+  size_t start = 0;
+  for (size_t i = 0; i < in_len; i++)
+    if (in[i] == '/' || in[i] == '\\')
+      start = i + 1;
+  size_t o = 0;
+  for (size_t i = start; i < in_len && o + 1 < out_len; i++) {
+    unsigned char c = (unsigned char)in[i];
+    out[o++] = plain_char(c) ? (char)c : '_';
+  }
+  out[o] = '\0';
+  /* A leading dot would make a hidden file or "." / "..". */
+  if (o == 0 || out[0] == '.') {
+    snprintf(out, out_len, "upload");
+  }
+}
+
+int od_filename_plain(const char *name) {
+  size_t n = 0;
+  if (name == NULL || name[0] == '.' || name[0] == '\0')
+    return 0;
+  for (; name[n] != '\0'; n++)
+    if (n >= 128 || !plain_char((unsigned char)name[n]))
+      return 0;
+  return 1;
+}
+
+static int add_err(od_field_error *errs, int n, int max, const char *field,
+                   const char *type, const char *msg) {
+  if (n >= max)
+    return n;
+  errs[n].field = field;
+  errs[n].error_type = type;
+  snprintf(errs[n].message, sizeof errs[n].message, "%s", msg);
+  return n + 1;
+}
+
+/* A number field: integers or reals both accepted, within lo..hi. */
+static int num_field(json_t *obj, const char *key, const char *field,
+                     double lo, double hi, double *out, od_field_error *errs,
+                     int n, int max) {
+  json_t *v = json_object_get(obj, key);
+  if (v == NULL)
+    return n;
+  if (!json_is_number(v))
+    return add_err(errs, n, max, field, "type", "value must be a number");
+  double d = json_number_value(v);
+  if (!(d >= lo && d <= hi)) {
+    char range[64];
+    snprintf(range, sizeof range, "%s must be within %g..%g", key, lo, hi);
+    return add_err(errs, n, max, field, "out_of_range", range);
+  }
+  *out = d;
+  return n;
+}
+
+int od_generate_parse(const char *body, size_t len, od_generate_req *req,
+                      od_field_error *errs, int max_errs) {
+  memset(req, 0, sizeof *req);
+  req->format = ORFEAS_PL_STL;
+  req->mode = ORFEAS_PL_MODE_AUTO;
+  req->quality = 7;
+  req->width = 100;
+  req->height = 100;
+  req->depth = 20;
+  int n = 0;
+  json_error_t jerr;
+  /* JSON_REJECT_DUPLICATES: {"format":"stl","format":"x"} is ambiguous. */
+  json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+  if (root == NULL) {
+    char m[160];
+    snprintf(m, sizeof m, "invalid JSON at line %d column %d: %.100s", jerr.line,
+             jerr.column, jerr.text);
+    return add_err(errs, n, max_errs, "body", "invalid_json", m);
+  }
+  if (!json_is_object(root)) {
+    json_decref(root);
+    return add_err(errs, n, max_errs, "body", "type",
+                   "the body must be a JSON object");
+  }
+  const char *key;
+  json_t *v;
+  json_object_foreach(root, key, v) {
+    if (strcmp(key, "job_id") && strcmp(key, "format") &&
+        strcmp(key, "dimensions") && strcmp(key, "quality") &&
+        strcmp(key, "mode")) {
+      char m[160];
+      snprintf(m, sizeof m, "unknown field \"%.40s\" (allowed: job_id, format, "
+               "dimensions, quality, mode)", key);
+      n = add_err(errs, n, max_errs, "body", "unknown_field", m);
+    }
+  }
+  v = json_object_get(root, "job_id");
+  if (v == NULL)
+    n = add_err(errs, n, max_errs, "job_id", "missing", "job_id is required");
+  else if (!json_is_string(v) || !od_uuid_valid(json_string_value(v)))
+    n = add_err(errs, n, max_errs, "job_id", "invalid_uuid",
+                "job_id must be a UUID (from /api/upload-image)");
+  else
+    snprintf(req->job_id, sizeof req->job_id, "%s", json_string_value(v));
+
+  v = json_object_get(root, "format");
+  if (v != NULL) {
+    const char *f = json_is_string(v) ? json_string_value(v) : "";
+    int found = 0;
+    for (int i = 0; i <= ORFEAS_PL_GLB; i++)
+      if (strcmp(f, orfeas_pl_format_name((orfeas_pl_format)i)) == 0) {
+        req->format = (orfeas_pl_format)i;
+        found = 1;
+      }
+    if (!found)
+      n = add_err(errs, n, max_errs, "format", "invalid",
+                  "format must be one of stl, obj, ply, glb");
+  }
+  v = json_object_get(root, "mode");
+  if (v != NULL) {
+    const char *f = json_is_string(v) ? json_string_value(v) : "";
+    if (strcmp(f, "inflate") == 0)
+      req->mode = ORFEAS_PL_MODE_INFLATE;
+    else if (strcmp(f, "relief") == 0)
+      req->mode = ORFEAS_PL_MODE_RELIEF;
+    else if (strcmp(f, "auto") == 0)
+      req->mode = ORFEAS_PL_MODE_AUTO;
+    else
+      n = add_err(errs, n, max_errs, "mode", "invalid",
+                  "mode must be inflate, relief or auto");
+  }
+  v = json_object_get(root, "quality");
+  if (v != NULL) {
+    if (!json_is_integer(v))
+      n = add_err(errs, n, max_errs, "quality", "type",
+                  "quality must be an integer 1..10");
+    else if (json_integer_value(v) < 1 || json_integer_value(v) > 10)
+      n = add_err(errs, n, max_errs, "quality", "out_of_range",
+                  "quality must be within 1..10");
+    else
+      req->quality = (int)json_integer_value(v);
+  }
+  v = json_object_get(root, "dimensions");
+  if (v != NULL) {
+    if (!json_is_object(v)) {
+      n = add_err(errs, n, max_errs, "dimensions", "type",
+                  "dimensions must be an object {width, height, depth}");
+    } else {
+      const char *dk;
+      json_t *dv;
+      json_object_foreach(v, dk, dv) {
+        if (strcmp(dk, "width") && strcmp(dk, "height") && strcmp(dk, "depth")) {
+          char m[160];
+          snprintf(m, sizeof m, "unknown dimension \"%.40s\" (allowed: width, "
+                   "height, depth)", dk);
+          n = add_err(errs, n, max_errs, "dimensions", "unknown_field", m);
+        }
+      }
+      n = num_field(v, "width", "width", 1, 1000, &req->width, errs, n, max_errs);
+      n = num_field(v, "height", "height", 1, 1000, &req->height, errs, n, max_errs);
+      n = num_field(v, "depth", "depth", 1, 500, &req->depth, errs, n, max_errs);
+    }
+  }
+  json_decref(root);
+  return n;
+}

@@ -1,0 +1,548 @@
+/* ws.c: WebSocket connections, owned by one hub thread.
+ *
+ * MHD answers the upgrade (http.c computes Sec-WebSocket-Accept) and hands
+ * the raw socket to od_ws_adopt() on its own thread; that only pushes the
+ * socket on a pending list and wakes the hub through an eventfd. The hub
+ * thread owns epoll, every socket and every wslay context, so wslay needs no
+ * lock. Workers publish events into an outbox (mutex + eventfd); the hub
+ * copies each into the wslay send queue of every subscriber.
+ *
+ * Slow clients: each socket's kernel send buffer is --ws-sndbuf-kb; a
+ * client whose wslay queue still holds --ws-queue frames after a flush into
+ * that buffer gets no more progress frames (2x that for the rest); each refused frame is counted in
+ * orfeas_websocket_messages_dropped_total. The hub never blocks on a socket
+ * (non-blocking sends; EPOLLOUT when the kernel buffer is full), so one
+ * stalled reader costs the others nothing. The outbox is bounded too
+ * (OUTBOX_MAX frames), in case the hub itself falls behind.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <wslay/wslay.h>
+
+#include "orfeasd.h"
+
+
+#define MAX_SUBS 32
+#define OUTBOX_MAX 65536
+
+typedef struct client {
+  od_hub *hub;
+  int fd;
+  struct MHD_UpgradeResponseHandle *urh;
+  wslay_event_context_ptr ctx;   /* owned */
+  uint8_t *extra;                /* bytes MHD read past the headers; owned */
+  size_t extra_len, extra_off;
+  char subs[MAX_SUBS][37];
+  int nsubs;
+  uint32_t armed;                /* epoll events registered */
+  int dead;
+  int closing;                   /* our close frame is queued */
+  int in_recv;                   /* inside wslay_event_recv() */
+  struct client *next;
+} client;
+
+typedef struct outmsg {
+  char job_id[37];
+  od_ws_event ev;
+  size_t len;
+  struct outmsg *next;
+  char text[];                   /* the frame payload */
+} outmsg;
+
+struct od_hub {
+  od_service *svc;
+  int epfd, evfd;
+  pthread_t thread;
+  int started;
+  pthread_mutex_t mu;            /* pending, outbox, stop */
+  client *pending;
+  outmsg *out_head, *out_tail;
+  size_t out_n;
+  int stop;
+  client *clients;               /* hub thread only */
+  _Atomic int nclients;
+};
+
+static void wake(od_hub *h) {
+  uint64_t one = 1;
+  ssize_t n = write(h->evfd, &one, sizeof one);
+  (void)n; /* a full counter already means "wake up" */
+}
+
+/* ---- wslay callbacks (hub thread) ----------------------------------------- */
+
+static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
+                       int flags, void *user) {
+  (void)flags;
+  client *c = user;
+  if (c->extra_off < c->extra_len) {
+    size_t n = c->extra_len - c->extra_off;
+    if (n > len)
+      n = len;
+    memcpy(buf, c->extra + c->extra_off, n);
+    c->extra_off += n;
+    return (ssize_t)n;
+  }
+  ssize_t r;
+  while ((r = recv(c->fd, buf, len, 0)) < 0 && errno == EINTR)
+    ;
+  if (r < 0) {
+    wslay_event_set_error(ctx, errno == EAGAIN || errno == EWOULDBLOCK
+                                   ? WSLAY_ERR_WOULDBLOCK
+                                   : WSLAY_ERR_CALLBACK_FAILURE);
+    return -1;
+  }
+  if (r == 0) {
+    wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+    return -1;
+  }
+  return r;
+}
+
+static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data,
+                       size_t len, int flags, void *user) {
+  client *c = user;
+  int f = MSG_NOSIGNAL | ((flags & WSLAY_MSG_MORE) ? MSG_MORE : 0);
+  ssize_t r;
+  while ((r = send(c->fd, data, len, f)) < 0 && errno == EINTR)
+    ;
+  if (r < 0) {
+    wslay_event_set_error(ctx, errno == EAGAIN || errno == EWOULDBLOCK
+                                   ? WSLAY_ERR_WOULDBLOCK
+                                   : WSLAY_ERR_CALLBACK_FAILURE);
+    return -1;
+  }
+  return r;
+}
+
+/* Queues one text frame to one client, or drops and counts it. A full
+ * queue is first flushed into the socket (a burst of events from two
+ * workers is not a slow client); only a client whose kernel buffer is also
+ * full loses frames. Progress frames go past --ws-queue, the end of a job
+ * (and the replies to the client) only past twice that, so a lagging client
+ * loses intermediate progress first. */
+static void queue_text(client *c, od_ws_event ev, const char *text, size_t len) {
+  od_metrics *m = &c->hub->svc->m;
+  if (c->dead || !wslay_event_get_write_enabled(c->ctx))
+    return;
+  size_t cap = (size_t)c->hub->svc->cfg.ws_queue;
+  if (ev != OD_WS_PROGRESS && ev != OD_WS_STAGE_CHANGE)
+    cap *= 2;
+  /* No flush from inside wslay's own receive callback (replies to the
+   * client): wslay is not re-entrant. */
+  if (!c->in_recv && wslay_event_get_queued_msg_count(c->ctx) >= cap &&
+      wslay_event_send(c->ctx) != 0)
+    c->dead = 1;
+  if (c->dead || wslay_event_get_queued_msg_count(c->ctx) >= cap) {
+    om_counter_inc(m->ws_dropped);
+    return;
+  }
+  struct wslay_event_msg msg = {WSLAY_TEXT_FRAME, (const uint8_t *)text, len};
+  if (wslay_event_queue_msg(c->ctx, &msg) == 0)
+    om_counter_inc(m->ws_sent[ev]);
+}
+
+static void send_event(client *c, od_ws_event ev, json_t *data) {
+  json_object_set_new(data, "timestamp", json_real(od_wall()));
+  char *text = od_ws_event_json(ev, data);
+  if (text) {
+    queue_text(c, ev, text, strlen(text));
+    free(text);
+  }
+}
+
+static int subscribed(const client *c, const char *id) {
+  for (int i = 0; i < c->nsubs; i++)
+    if (strcmp(c->subs[i], id) == 0)
+      return i;
+  return -1;
+}
+
+/* After a subscribe: tell the client where the job stands, so one that
+ * subscribes after the job ended (or while it runs) still gets its end. */
+static void send_current(client *c, const char *id) {
+  od_job_view v;
+  if (!od_jobs_view(c->hub->svc->jobs, id, &v))
+    return;
+  if (v.state == OD_JOB_COMPLETED) {
+    char url[200];
+    snprintf(url, sizeof url, "/api/download/%s/%s", v.id, v.output_name);
+    send_event(c, OD_WS_COMPLETE,
+               json_pack("{s:s, s:s, s:b, s:{s:f, s:s, s:b}, s:b}", "job_id", id,
+                         "download_url", url, "success", 1, "quality_metrics",
+                         "overall_score", v.score, "grade", v.grade, "printable",
+                         v.printable, "cached", v.cached));
+  } else if (v.state == OD_JOB_FAILED) {
+    send_event(c, OD_WS_ERROR_EVENT,
+               json_pack("{s:s, s:s, s:b}", "job_id", id, "error", v.error,
+                         "recoverable", v.http_status >= 500));
+  } else if (v.state == OD_JOB_PROCESSING || v.state == OD_JOB_QUEUED) {
+    send_event(c, OD_WS_PROGRESS,
+               json_pack("{s:s, s:f, s:s, s:f, s:f}", "job_id", id, "progress",
+                         v.progress, "stage", v.stage, "stage_progress",
+                         v.stage_progress, "eta_seconds", v.eta_seconds));
+  }
+}
+
+static void on_msg(wslay_event_context_ptr ctx,
+                   const struct wslay_event_on_msg_recv_arg *arg, void *user) {
+  (void)ctx;
+  client *c = user;
+  od_metrics *m = &c->hub->svc->m;
+  if (arg->opcode != WSLAY_TEXT_FRAME) {
+    if (arg->opcode == WSLAY_BINARY_FRAME) {
+      od_metric_error(m, "bad_message", OD_ROUTE_WS);
+      od_metric_validation(m, "ws_message", "binary");
+      send_event(c, OD_WS_ERROR, json_pack("{s:s}", "message",
+                                           "binary frames are not used; send JSON text"));
+    }
+    return; /* ping/pong/close: wslay answers them itself */
+  }
+  char id[37], err[160];
+  od_wsmsg_kind k = od_wsmsg_parse(arg->msg, arg->msg_length, id, err, sizeof err);
+  int at;
+  switch (k) {
+  case OD_WSMSG_PING:
+    send_event(c, OD_WS_PONG, json_object());
+    break;
+  case OD_WSMSG_SUBSCRIBE:
+    if (subscribed(c, id) < 0) {
+      if (c->nsubs == MAX_SUBS) {
+        od_metric_error(m, "bad_message", OD_ROUTE_WS);
+        od_metric_validation(m, "ws_message", "too_many_subscriptions");
+        send_event(c, OD_WS_ERROR, json_pack("{s:s}", "message",
+                                             "at most 32 subscriptions per connection"));
+        break;
+      }
+      snprintf(c->subs[c->nsubs++], 37, "%s", id);
+    }
+    send_event(c, OD_WS_SUBSCRIBED, json_pack("{s:s}", "job_id", id));
+    send_current(c, id);
+    break;
+  case OD_WSMSG_UNSUBSCRIBE:
+    at = subscribed(c, id);
+    if (at >= 0) {
+      memcpy(c->subs[at], c->subs[c->nsubs - 1], 37);
+      c->nsubs--;
+    }
+    send_event(c, OD_WS_UNSUBSCRIBED, json_pack("{s:s}", "job_id", id));
+    break;
+  case OD_WSMSG_BAD:
+    od_metric_error(m, "bad_message", OD_ROUTE_WS);
+    od_metric_validation(m, "ws_message", "invalid");
+    send_event(c, OD_WS_ERROR, json_pack("{s:s}", "message", err));
+    break;
+  }
+}
+
+static const struct wslay_event_callbacks CALLBACKS = {
+  recv_cb, send_cb, NULL, NULL, NULL, NULL, on_msg};
+
+/* ---- hub thread ----------------------------------------------------------- */
+
+static void close_client(od_hub *h, client *c) {
+  uint16_t code = wslay_event_get_status_code_sent(c->ctx);
+  /* A close we sent for a broken frame (1002 protocol, 1007 bad UTF-8,
+   * 1009 too big) is a client error worth counting. */
+  if (code == WSLAY_CODE_PROTOCOL_ERROR || code == WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA ||
+      code == WSLAY_CODE_MESSAGE_TOO_BIG) {
+    od_metric_error(&h->svc->m, "ws_protocol", OD_ROUTE_WS);
+    od_metric_validation(&h->svc->m, "ws_frame", code == WSLAY_CODE_MESSAGE_TOO_BIG
+                                                     ? "too_big" : "malformed");
+  }
+  epoll_ctl(h->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+  wslay_event_context_free(c->ctx);
+  MHD_upgrade_action(c->urh, MHD_UPGRADE_ACTION_CLOSE);
+  free(c->extra);
+  free(c);
+  h->nclients--;
+  om_gauge_dec(h->svc->m.ws_active);
+}
+
+static void adopt_pending(od_hub *h) {
+  pthread_mutex_lock(&h->mu);
+  client *list = h->pending;
+  h->pending = NULL;
+  pthread_mutex_unlock(&h->mu);
+  while (list) {
+    client *c = list;
+    list = c->next;
+    int fl = fcntl(c->fd, F_GETFL);
+    /* A bounded kernel buffer too: with the frame cap it bounds what one
+     * client that stopped reading can hold (about 2 x this + the cap). */
+    int sndbuf = h->svc->cfg.ws_sndbuf_kb * 1024;
+    setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+    struct epoll_event ee = {.events = EPOLLIN, .data.ptr = c};
+    if (fl < 0 || fcntl(c->fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+        wslay_event_context_server_init(&c->ctx, &CALLBACKS, c) != 0 ||
+        epoll_ctl(h->epfd, EPOLL_CTL_ADD, c->fd, &ee) != 0) {
+      od_log("ws: cannot adopt a connection: %s", strerror(errno));
+      if (c->ctx)
+        wslay_event_context_free(c->ctx);
+      MHD_upgrade_action(c->urh, MHD_UPGRADE_ACTION_CLOSE);
+      free(c->extra);
+      free(c);
+      h->nclients--;
+      continue;
+    }
+    /* Client messages are small JSON; anything larger is an attack. */
+    wslay_event_config_set_max_recv_msg_length(c->ctx, 4096);
+    c->armed = EPOLLIN;
+    c->next = h->clients;
+    h->clients = c;
+    om_gauge_inc(h->svc->m.ws_active);
+    send_event(c, OD_WS_CONNECTION_ESTABLISHED,
+               json_pack("{s:s, s:s}", "message", "connected to orfeasd",
+                         "version", ORFEASD_VERSION));
+    /* Bytes that came with the upgrade request are read now. */
+    if (c->extra_len > 0) {
+      c->in_recv = 1;
+      if (wslay_event_recv(c->ctx) != 0)
+        c->dead = 1;
+      c->in_recv = 0;
+    }
+  }
+}
+
+static void dispatch_outbox(od_hub *h) {
+  pthread_mutex_lock(&h->mu);
+  outmsg *list = h->out_head;
+  h->out_head = h->out_tail = NULL;
+  h->out_n = 0;
+  pthread_mutex_unlock(&h->mu);
+  while (list) {
+    outmsg *o = list;
+    list = o->next;
+    for (client *c = h->clients; c; c = c->next)
+      if (subscribed(c, o->job_id) >= 0)
+        queue_text(c, o->ev, o->text, o->len);
+    free(o);
+  }
+}
+
+/* Sends what can be sent, re-arms epoll, closes finished clients. */
+static void service_clients(od_hub *h) {
+  client **pp = &h->clients;
+  while (*pp) {
+    client *c = *pp;
+    if (!c->dead && wslay_event_want_write(c->ctx) && wslay_event_send(c->ctx) != 0)
+      c->dead = 1;
+    int wr = wslay_event_want_write(c->ctx), rd = wslay_event_want_read(c->ctx);
+    if (c->dead || (!wr && !rd)) {
+      *pp = c->next;
+      close_client(h, c);
+      continue;
+    }
+    uint32_t want = (rd ? EPOLLIN : 0) | (wr ? EPOLLOUT : 0);
+    if (want != c->armed) {
+      struct epoll_event ee = {.events = want, .data.ptr = c};
+      epoll_ctl(h->epfd, EPOLL_CTL_MOD, c->fd, &ee);
+      c->armed = want;
+    }
+    pp = &c->next;
+  }
+}
+
+static void *hub_main(void *arg) {
+  od_hub *h = arg;
+  struct epoll_event evs[64];
+  double stop_deadline = 0;
+  for (;;) {
+    int n = epoll_wait(h->epfd, evs, 64, stop_deadline > 0 ? 10 : 200);
+    for (int i = 0; i < n; i++) {
+      if (evs[i].data.ptr == NULL) {
+        uint64_t v;
+        ssize_t r = read(h->evfd, &v, sizeof v);
+        (void)r;
+        continue;
+      }
+      client *c = evs[i].data.ptr;
+      if (c->dead)
+        continue;
+      if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+        c->in_recv = 1;
+        if (wslay_event_recv(c->ctx) != 0)
+          c->dead = 1;
+        c->in_recv = 0;
+      }
+      if (!c->dead && (evs[i].events & EPOLLOUT) && wslay_event_send(c->ctx) != 0)
+        c->dead = 1;
+    }
+    adopt_pending(h);
+    dispatch_outbox(h);
+    pthread_mutex_lock(&h->mu);
+    int stop = h->stop;
+    pthread_mutex_unlock(&h->mu);
+    if (stop && stop_deadline == 0)
+      stop_deadline = od_now() + 2.0;
+    if (stop) {
+      /* Say goodbye (1001) only once a client's queue is empty: wslay sends
+       * control frames ahead of queued messages and nothing after a close,
+       * so an early close would swallow the last job events. Past the
+       * deadline, close anyway. */
+      int late = od_now() > stop_deadline - 1.0;
+      for (client *c = h->clients; c; c = c->next)
+        if (!c->closing && (late || wslay_event_get_queued_msg_count(c->ctx) == 0)) {
+          c->closing = 1;
+          wslay_event_queue_close(c->ctx, WSLAY_CODE_GOING_AWAY,
+                                  (const uint8_t *)"server shutting down", 20);
+        }
+    }
+    service_clients(h);
+    if (stop && (h->clients == NULL || od_now() > stop_deadline))
+      break;
+  }
+  while (h->clients) {
+    client *c = h->clients;
+    h->clients = c->next;
+    close_client(h, c);
+  }
+  return NULL;
+}
+
+/* ---- public --------------------------------------------------------------- */
+
+od_hub *od_hub_new(od_service *svc, char *err, size_t err_len) {
+  od_hub *h = calloc(1, sizeof *h);
+  if (h == NULL) {
+    snprintf(err, err_len, "ws: out of memory");
+    return NULL;
+  }
+  h->svc = svc;
+  pthread_mutex_init(&h->mu, NULL);
+  h->epfd = epoll_create1(EPOLL_CLOEXEC);
+  h->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  struct epoll_event ee = {.events = EPOLLIN, .data.ptr = NULL};
+  if (h->epfd < 0 || h->evfd < 0 || epoll_ctl(h->epfd, EPOLL_CTL_ADD, h->evfd, &ee) != 0) {
+    snprintf(err, err_len, "ws: epoll/eventfd: %s", strerror(errno));
+    od_hub_free(h);
+    return NULL;
+  }
+  return h;
+}
+
+int od_hub_start(od_hub *h, char *err, size_t err_len) {
+  int rc = pthread_create(&h->thread, NULL, hub_main, h);
+  if (rc != 0) {
+    snprintf(err, err_len, "ws: cannot start the hub thread: %s", strerror(rc));
+    return -1;
+  }
+  h->started = 1;
+  return 0;
+}
+
+void od_hub_stop(od_hub *h) {
+  if (h == NULL || !h->started)
+    return;
+  pthread_mutex_lock(&h->mu);
+  h->stop = 1;
+  pthread_mutex_unlock(&h->mu);
+  wake(h);
+  pthread_join(h->thread, NULL);
+  h->started = 0;
+}
+
+void od_hub_free(od_hub *h) {
+  if (h == NULL)
+    return;
+  od_hub_stop(h);
+  while (h->out_head) {
+    outmsg *o = h->out_head;
+    h->out_head = o->next;
+    free(o);
+  }
+  while (h->pending) {
+    client *c = h->pending;
+    h->pending = c->next;
+    MHD_upgrade_action(c->urh, MHD_UPGRADE_ACTION_CLOSE);
+    free(c->extra);
+    free(c);
+  }
+  if (h->epfd >= 0)
+    close(h->epfd);
+  if (h->evfd >= 0)
+    close(h->evfd);
+  pthread_mutex_destroy(&h->mu);
+  free(h);
+}
+
+void od_hub_publish(od_hub *h, const char *job_id, od_ws_event ev,
+                    const char *json) {
+  if (h == NULL)
+    return;
+  size_t len = strlen(json);
+  outmsg *o = malloc(sizeof *o + len + 1);
+  if (o == NULL)
+    return;
+  snprintf(o->job_id, sizeof o->job_id, "%s", job_id);
+  o->ev = ev;
+  o->len = len;
+  o->next = NULL;
+  memcpy(o->text, json, len + 1);
+  pthread_mutex_lock(&h->mu);
+  int full = h->out_n >= OUTBOX_MAX || !h->started;
+  if (!full) {
+    if (h->out_tail)
+      h->out_tail->next = o;
+    else
+      h->out_head = o;
+    h->out_tail = o;
+    h->out_n++;
+  }
+  pthread_mutex_unlock(&h->mu);
+  if (full) {
+    om_counter_inc(h->svc->m.ws_dropped);
+    free(o);
+    return;
+  }
+  wake(h);
+}
+
+int od_hub_clients(od_hub *h) { return h ? h->nclients : 0; }
+
+int od_hub_reserve(od_hub *h) {
+  /* Counted at the upgrade request, so the limit holds before adoption. */
+  int n = ++h->nclients;
+  if (n > h->svc->cfg.max_ws_clients) {
+    h->nclients--;
+    return -1;
+  }
+  return 0;
+}
+
+void od_hub_release(od_hub *h) { h->nclients--; }
+
+void od_ws_adopt(od_hub *h, int fd, struct MHD_UpgradeResponseHandle *urh,
+                 const char *extra, size_t extra_len) {
+  client *c = calloc(1, sizeof *c);
+  uint8_t *copy = extra_len ? malloc(extra_len) : NULL;
+  if (c == NULL || (extra_len && copy == NULL)) {
+    free(c);
+    free(copy);
+    h->nclients--;
+    MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+    return;
+  }
+  if (extra_len)
+    memcpy(copy, extra, extra_len);
+  c->hub = h;
+  c->fd = fd;
+  c->urh = urh;
+  c->extra = copy;
+  c->extra_len = extra_len;
+  pthread_mutex_lock(&h->mu);
+  c->next = h->pending;
+  h->pending = c;
+  pthread_mutex_unlock(&h->mu);
+  wake(h);
+}

@@ -1,0 +1,536 @@
+#!/usr/bin/python3
+"""orfeasd integration tests: the real binary on a free loopback port.
+
+Usage: od_test.py CASE WORKDIR  (ctest runs each case as service.CASE)
+
+  flow      upload -> WebSocket subscribe -> generate -> progress -> download,
+            every format; cache hits (memory, then disk after a restart);
+            /metrics values match what the test did; promtool; gzip and
+            OpenMetrics negotiation
+  queue     the bounded queue: 409 while running, 429 with Retry-After when
+            full, every accepted job ends; the rate limiter (429, counted)
+  slowclient a WebSocket client that stops reading: drops counted, others unaffected
+  drain     SIGTERM with one job running and two queued: the running one
+            completes, the queued ones fail with a reason, exit 0
+  badinput  every kind of bad input gets a 4xx JSON error and a counted
+            metric, and the service keeps serving
+"""
+import gzip
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import time
+
+from odlib import (WS, Server, TestFailure, check, main, make_image, multipart, names,
+                   parse_metrics, total, value, wait_for)
+
+FORMATS = ["stl", "obj", "ply", "glb"]
+STAGES = ["image_loading", "image_preprocessing", "shape_generation", "texture_synthesis",
+          "mesh_optimization", "mesh_export", "quality_validation"]
+
+# Every metric name issue #4 asks for (GPU ones come with issue #5).
+ISSUE_NAMES = [
+    "orfeas_generation_3d_total", "orfeas_generation_3d_duration_seconds_bucket",
+    "orfeas_generation_3d_quality_score_bucket", "orfeas_pipeline_stage_duration_seconds_bucket",
+    "orfeas_pipeline_bottleneck_stage", "orfeas_websocket_connections_active",
+    "orfeas_websocket_messages_sent_total", "orfeas_websocket_progress_updates_total",
+    "orfeas_queue_depth", "orfeas_queue_wait_time_seconds_bucket", "orfeas_cache_hits_total",
+    "orfeas_cache_misses_total", "orfeas_cache_size_bytes", "orfeas_http_requests_total",
+    "orfeas_http_request_duration_seconds_bucket", "orfeas_http_request_size_bytes_bucket",
+    "orfeas_http_response_size_bytes_bucket", "orfeas_errors_total",
+    "orfeas_validation_errors_total", "orfeas_rate_limit_rejections_total",
+    "orfeas_active_jobs", "orfeas_uptime_seconds", "orfeas_build_info",
+    "process_cpu_seconds_total", "process_resident_memory_bytes", "process_start_time_seconds",
+    "process_open_fds",
+]
+
+
+def validate_model(fmt, data):
+    if fmt == "stl":
+        n = struct.unpack("<I", data[80:84])[0]
+        return n > 0 and len(data) == 84 + 50 * n
+    if fmt == "glb":
+        magic, ver, length = struct.unpack("<4sII", data[:12])
+        return magic == b"glTF" and ver == 2 and length == len(data)
+    if fmt == "ply":
+        return data.startswith(b"ply\nformat binary_little_endian 1.0\n") and b"end_header\n" in data
+    if fmt == "obj":
+        text = data.decode()
+        return "\nv " in text and "\nf " in text
+    return False
+
+
+def one_job(s, ws, img, fmt, fname="star.png", **kw):
+    """Upload, subscribe, generate, collect events to the end, download."""
+    st, _, up = s.upload(img, fname)
+    check(st == 200 and up["image_info"]["size"] == [256, 256], "upload %s: 200 with image_info %s" % (fname, up.get("image_info")))
+    jid = up["job_id"]
+    ws.send_json({"event": "subscribe", "data": {"job_id": jid}})
+    ev = ws.recv_event()
+    check(ev["event"] == "subscribed" and ev["data"]["job_id"] == jid, "subscribed to %s" % jid)
+    st, _, g = s.generate(jid, fmt, **kw)
+    check(st == 202 and g["status"] == "queued", "generate %s: 202 queued (%s)" % (fmt, g))
+    evs, closed = ws.events_until(lambda e: e["event"] in ("generation_complete", "generation_error"))
+    check(not closed and evs[-1]["event"] == "generation_complete", "generation_complete for %s" % fmt)
+    prog = [e["data"] for e in evs if e["event"] == "generation_progress"]
+    stages = [e["data"]["stage"] for e in evs if e["event"] == "stage_change"]
+    check(stages == STAGES, "stage_change through the 7 stages in order")
+    check(len(prog) == 14 and all(p["job_id"] == jid for p in prog), "14 generation_progress events")
+    pv = [p["progress"] for p in prog]
+    check(pv == sorted(pv) and pv[-1] == 100 and all(p["eta_seconds"] >= 0 for p in prog),
+          "progress rises to 100 with eta_seconds >= 0")
+    done = evs[-1]["data"]
+    check(done["quality_metrics"]["overall_score"] > 0.5, "quality_metrics in generation_complete")
+    st, hd, data = s.request("GET", done["download_url"])
+    mime = {"stl": "model/stl", "obj": "model/obj", "ply": "application/ply", "glb": "model/gltf-binary"}[fmt]
+    check(st == 200 and hd["content-type"] == mime and "attachment" in hd["content-disposition"],
+          "download %s: 200, %s, attachment" % (fmt, mime))
+    check(validate_model(fmt, data), "the %s file is well formed (%d bytes)" % (fmt, len(data)))
+    js = s.status(jid)
+    check(js["status"] == "completed" and js["cached"] is False and js["download_url"] == done["download_url"],
+          "job-status says completed, not cached")
+    return jid, data
+
+
+def case_flow(work):
+    img = make_image("png", 256, os.path.join(work, "star.png"))
+    jpg = make_image("jpeg", 256, os.path.join(work, "star.jpg"))
+    data_dir = os.path.join(work, "data")
+    s = Server(data_dir, "--workers", "2")
+    # Keep-alive holds (MHD closes connections when a response is queued on
+    # the first handler call): three requests, GET and POST, one connection.
+    c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=10)
+    socks = set()
+    for method, path, body in [("GET", "/health", None), ("POST", "/api/generate-3d", "{}"),
+                               ("GET", "/metrics", None)]:
+        c.request(method, path, body=body)
+        r = c.getresponse()
+        r.read()
+        socks.add(id(c.sock))
+        check(r.getheader("Connection", "").lower() != "close", "%s %s keeps the connection open" % (method, path))
+    check(len(socks) == 1 and c.sock is not None, "one connection served all three")
+    c.close()
+    ws = WS(s.port)
+    check(ws.status == 101, "WebSocket upgrade: 101")
+    ev = ws.recv_event()
+    check(ev["event"] == "connection_established", "connection_established first")
+    ws.send_json({"event": "ping"})
+    check(ws.recv_event()["event"] == "pong", "ping -> pong")
+    files = {}
+    first = None
+    for i, fmt in enumerate(FORMATS):
+        jid, data = one_job(s, ws, jpg if fmt == "obj" else img, fmt,
+                            "star.jpg" if fmt == "obj" else "star.png")
+        files[fmt] = data
+        first = first or jid
+
+    # A repeat of the same image and parameters is a memory-cache hit.
+    st, _, g = s.generate(first, "stl")
+    check(st == 202 and g["status"] == "completed" and g["cached"] is True, "repeat generate: cached")
+    js = s.status(first)
+    check(js["cached"] is True and js["quality_metrics"]["grade"], "job-status cached: true, with the quality report")
+    st, _, data = s.request("GET", js["download_url"])
+    check(data == files["stl"], "cached model is byte-identical")
+    # The same bytes uploaded again (a new job) hit too; other dimensions miss.
+    _, _, up = s.upload(img)
+    st, _, g = s.generate(up["job_id"], "stl")
+    check(g["status"] == "completed" and g["cached"], "same image, new job: cached")
+    st, _, g = s.generate(up["job_id"], "stl", dimensions={"width": 50, "height": 50, "depth": 10})
+    check(g["status"] == "queued", "other dimensions: not cached (dimensions are in the key)")
+    s.wait_job(up["job_id"])
+
+    sm = s.samples()
+    for fmt in FORMATS:
+        want = 2 if fmt == "stl" else 1
+        check(value(sm, "orfeas_generation_3d_total", format=fmt, status="success") == want,
+              "generation_3d_total{format=%s,status=success} = %d" % (fmt, want))
+    check(value(sm, "orfeas_generation_3d_total", format="stl", status="cached") == 2, "cached = 2")
+    check(total(sm, "orfeas_generation_3d_total", status="failed") == 0, "failed = 0")
+    check(value(sm, "orfeas_cache_hits_total", cache_type="memory") == 2, "cache hits {memory} = 2")
+    check(value(sm, "orfeas_cache_misses_total", cache_type="memory") == 5, "cache misses {memory} = 5")
+    check(value(sm, "orfeas_cache_size_bytes", cache_type="disk") > 0, "cache_size_bytes{disk} > 0")
+    check(value(sm, "orfeas_websocket_progress_updates_total") == 14 * 5, "progress updates = 14 x 5 jobs")
+    check(value(sm, "orfeas_websocket_messages_sent_total", event_type="generation_complete") == 5,
+          "messages_sent{generation_complete} = 5 (4 runs + 1 cache hit, subscribed)")
+    check(value(sm, "orfeas_websocket_messages_sent_total", event_type="generation_progress") == 56,
+          "messages_sent{generation_progress} = 56")
+    check(value(sm, "orfeas_websocket_connections_active") == 1, "websocket_connections_active = 1")
+    check(value(sm, "orfeas_queue_wait_time_seconds_count") == 5, "queue_wait observations = 5")
+    check(value(sm, "orfeas_generation_3d_quality_score_count") == 5, "quality score observations = 5")
+    for st_name in STAGES:
+        check(value(sm, "orfeas_pipeline_stage_duration_seconds_count", stage=st_name) == 5,
+              "stage %s observed 5 times" % st_name)
+    check(total(sm, "orfeas_pipeline_bottleneck_stage") == 1, "exactly one bottleneck stage")
+    check(value(sm, "orfeas_http_requests_total", method="POST", endpoint="/api/upload-image", status="200") == 5,
+          "http_requests_total{POST,/api/upload-image,200} = 5")
+    check(value(sm, "orfeas_http_requests_total", method="GET", endpoint="/ws", status="101") == 1,
+          "http_requests_total{GET,/ws,101} = 1")
+    check(value(sm, "orfeas_active_jobs") == 0 and value(sm, "orfeas_queue_depth") == 0, "no active or queued job")
+    check(value(sm, "orfeas_generation_3d_duration_seconds_bucket", format="stl", le="600") == 2 and
+          ("orfeas_http_request_duration_seconds_bucket",
+           frozenset({("method", "GET"), ("endpoint", "/health"), ("le", "60")})) in sm,
+          "buckets reach 600 s (generation) and 60 s (HTTP)")
+    missing = [n for n in ISSUE_NAMES if n not in names(sm)]
+    check(not missing, "every metric name of the issue is exposed (missing: %s)" % missing)
+    check(not any("raw" in str(ls) or "/api/job-status/" + first in str(ls) for _, ls in sm),
+          "no raw path in any endpoint label")
+
+    # Exposition formats.
+    st, hd, text = s.metrics()
+    check(hd["content-type"].startswith("text/plain; version=0.0.4") and "content-encoding" not in hd,
+          "default: text 0.0.4, not compressed")
+    p = subprocess.run(["promtool", "check", "metrics"], input=text.encode(), capture_output=True)
+    out = (p.stdout + p.stderr).decode()
+    lint = [ln for ln in out.splitlines() if ln.strip() and "_mb" not in ln]
+    check(p.returncode == 0 and not lint, "promtool check metrics: clean (%s)" % out.strip())
+    st, hd, ztext = s.metrics(gz=True)
+    check(hd.get("content-encoding") == "gzip" and "accept-encoding" in hd.get("vary", "").lower(),
+          "Accept-Encoding: gzip -> Content-Encoding: gzip")
+    check(names(parse_metrics(ztext)) == names(sm), "gzip body has the same families")
+    st, hd, om = s.metrics(accept="application/openmetrics-text; version=1.0.0")
+    check(hd["content-type"].startswith("application/openmetrics-text") and om.rstrip().endswith("# EOF"),
+          "Accept: openmetrics -> OpenMetrics with # EOF")
+    ws.close()
+    check(s.stop() == 0, "SIGTERM: exit 0")
+
+    # The disk tier survives a restart: same image + parameters hit it.
+    s = Server(data_dir, "--workers", "1")
+    _, _, up = s.upload(img)
+    st, _, g = s.generate(up["job_id"], "glb")
+    check(g["status"] == "completed" and g["cached"], "after a restart: cached from disk")
+    st, _, data = s.request("GET", g["download_url"])
+    check(data == files["glb"], "disk-cached GLB is byte-identical")
+    sm = s.samples()
+    check(value(sm, "orfeas_cache_hits_total", cache_type="disk") == 1 and
+          value(sm, "orfeas_cache_misses_total", cache_type="memory") == 1, "cache hits{disk} = 1 after a memory miss")
+    check(s.stop() == 0, "second run: exit 0")
+
+
+def paused_server(work, queue_size):
+    """One worker that holds every job while the pause file exists."""
+    img = make_image("png", 256, os.path.join(work, "star.png"))
+    pause = os.path.join(work, "pause")
+    open(pause, "w").close()
+    s = Server(os.path.join(work, "data"), "--workers", "1", "--queue-size", str(queue_size),
+               "--pause-file", pause)
+    return s, img, pause
+
+
+def case_queue(work):
+    s, img, pause = paused_server(work, 2)
+    ids = [s.upload(img)[2]["job_id"] for _ in range(5)]
+    st, _, g = s.generate(ids[0], "stl")
+    check(st == 202, "job 1 accepted")
+    wait_for(lambda: s.json("GET", "/api/health")[2]["workers"]["busy"] == 1, "the worker to hold job 1")
+    check(s.status(ids[0])["status"] == "processing", "job 1 processing (held by the pause file)")
+    st, _, g2 = s.generate(ids[1], "obj")
+    st3, _, g3 = s.generate(ids[2], "ply")
+    check(st == 202 and g2["position"] == 0 and st3 == 202 and g3["position"] == 1, "jobs 2, 3 queued at 0, 1")
+    js = s.status(ids[2])
+    check(js["status"] == "queued" and js["position"] == 1 and js["eta_seconds"] > 0, "queued job: position and ETA")
+    st, hd, g4 = s.generate(ids[3], "glb")
+    check(st == 429 and hd.get("retry-after") and "error" in g4, "job 4: 429 with Retry-After when the queue is full")
+    st, _, c = s.generate(ids[1], "stl")
+    check(st == 409 and c["error"] == "Generation already in progress", "a queued job again: 409")
+    sm = s.samples()
+    check(value(sm, "orfeas_queue_depth") == 2 and value(sm, "orfeas_active_jobs") == 3, "queue_depth 2, active_jobs 3")
+    check(value(sm, "orfeas_generation_3d_total", format="glb", status="rejected") == 1, "rejected{glb} = 1")
+    check(value(sm, "orfeas_errors_total", type="queue_full", endpoint="/api/generate-3d") == 1, "errors{queue_full} = 1")
+    os.unlink(pause)
+    for jid in ids[:3]:
+        check(s.wait_job(jid)["status"] == "completed", "accepted job %s completed" % jid[:8])
+    st, _, g = s.generate(ids[3], "glb")
+    check(st == 202, "the refused job is accepted once there is room")
+    check(s.wait_job(ids[3])["status"] == "completed", "and completes")
+    sm = s.samples()
+    check(total(sm, "orfeas_generation_3d_total", status="success") == 4 and value(sm, "orfeas_active_jobs") == 0,
+          "every accepted job ended: 4 successes, 0 active")
+    check(value(sm, "orfeas_queue_wait_time_seconds_count") == 4, "4 queue waits observed")
+    check(s.stop() == 0, "exit 0")
+
+    # Rate limit: 2 tokens, 1 per second; health and metrics are exempt.
+    s = Server(os.path.join(work, "data2"), "--rate-limit", "0.5", "--rate-burst", "2")
+    codes = [s.request("GET", "/api/job-status/" + ids[0])[0] for _ in range(3)]
+    st, hd, body = s.request("GET", "/api/job-status/" + ids[0])
+    check(codes[:2] == [404, 404] and codes[2] == 429 and st == 429 and int(hd["retry-after"]) >= 1,
+          "rate limit: the 3rd request in a burst of 2 gets 429 + Retry-After")
+    check(all(s.request("GET", "/health")[0] == 200 for _ in range(5)), "/health is not rate limited")
+    sm = s.samples()
+    check(value(sm, "orfeas_rate_limit_rejections_total", endpoint="/api/job-status/{job_id}") == 2,
+          "rate_limit_rejections_total{/api/job-status/{job_id}} = 2")
+    check(s.stop() == 0, "exit 0")
+
+    # The job table is bounded: past --max-jobs the oldest finished jobs
+    # (and their files) are forgotten.
+    s = Server(os.path.join(work, "data3"), "--max-jobs", "16")
+    up = [s.upload(img)[2]["job_id"] for _ in range(40)]
+    check(s.json("GET", "/api/job-status/" + up[0])[0] == 404 and s.status(up[-1])["status"] == "uploaded",
+          "40 uploads with --max-jobs 16: the oldest is forgotten, the newest kept")
+    check(len(os.listdir(os.path.join(work, "data3", "uploads"))) == 16, "16 upload files remain")
+    check(s.stop() == 0, "exit 0")
+
+
+def case_slowclient(work):
+    """A WebSocket client that stops reading: its frames are dropped and
+    counted, while jobs and a reading client go on at full speed."""
+    img = make_image("png", 256, os.path.join(work, "star.png"))
+    s = Server(os.path.join(work, "data"), "--workers", "2", "--ws-queue", "4", "--ws-sndbuf-kb", "4")
+    n = 24
+    ids = [s.upload(img)[2]["job_id"] for _ in range(n)]
+    slow = WS(s.port, rcvbuf=2048)  # subscribes, then never reads
+    fast = WS(s.port)
+    fast.recv_event()
+    for jid in ids:
+        for w in (slow, fast):
+            w.send_json({"event": "subscribe", "data": {"job_id": jid}})
+        fast.recv_event()
+    # Each job its own width, so none is a cache hit.
+    codes = [s.generate(jid, "stl", dimensions={"width": 10 + i})[0] for i, jid in enumerate(ids)]
+    check(codes == [202] * n, "%d jobs accepted" % n)
+    done = set()
+    deadline = time.monotonic() + 60
+    while len(done) < n and time.monotonic() < deadline:
+        ev = fast.recv_event(timeout=30)
+        if ev and ev["event"] == "generation_complete":
+            done.add(ev["data"]["job_id"])
+    check(len(done) == n, "the reading client got all %d generation_complete events" % n)
+    for jid in ids:
+        s.wait_job(jid)
+    sm = s.samples()
+    check(total(sm, "orfeas_generation_3d_total", status="success") == n, "all %d jobs succeeded" % n)
+    check(value(sm, "orfeas_websocket_messages_dropped_total") > 0,
+          "frames to the stalled client were dropped and counted (%g)" % value(sm, "orfeas_websocket_messages_dropped_total"))
+    slow.sock.close()
+    fast.close()
+    check(s.stop() == 0, "exit 0")
+
+
+def case_drain(work):
+    s, img, _ = paused_server(work, 5)
+    ids = [s.upload(img)[2]["job_id"] for _ in range(3)]
+    ws = WS(s.port)
+    ws.recv_event()
+    for jid in ids:
+        ws.send_json({"event": "subscribe", "data": {"job_id": jid}})
+        ws.recv_event()
+    for jid in ids:
+        check(s.generate(jid, "stl")[0] == 202, "accepted %s" % jid[:8])
+    wait_for(lambda: s.status(ids[0])["status"] == "processing", "job 1 to be running")
+    s.proc.send_signal(signal.SIGTERM)
+    ends = {}
+    deadline = time.monotonic() + 30
+    closed = False
+    while not closed and time.monotonic() < deadline:
+        ev = ws.recv_event(timeout=30)
+        if ev is None:
+            closed = True
+        elif ev["event"] in ("generation_complete", "generation_error"):
+            ends[ev["data"]["job_id"]] = ev
+    check(closed and ws.close_code == 1001, "the hub closes clients with 1001 going away")
+    check(ends.get(ids[0], {}).get("event") == "generation_complete", "the running job completed during the drain (%s)" % ends)
+    for jid in ids[1:]:
+        e = ends.get(jid, {})
+        check(e.get("event") == "generation_error" and "shutting down" in e["data"]["error"],
+              "queued job %s failed: %s" % (jid[:8], e.get("data", {}).get("error")))
+    rc = s.stop()
+    check(rc == 0, "exit code 0 after the drain")
+    check(s.log_has(r"SIGTERM: draining") and s.log_has(r"stopped"), "drain logged")
+    try:
+        socket.create_connection(("127.0.0.1", s.port), timeout=2).close()
+        refused = False
+    except OSError:
+        refused = True
+    check(refused, "nothing listens after exit")
+
+
+def raw_http(port, data, read_timeout=5):
+    sk = socket.create_connection(("127.0.0.1", port), timeout=read_timeout)
+    sk.sendall(data)
+    buf = b""
+    try:
+        while True:
+            chunk = sk.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+            if b"\r\n\r\n" in buf:
+                head, body = buf.split(b"\r\n\r\n", 1)
+                m = [ln for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length:")]
+                if m and len(body) >= int(m[0].split(b":")[1]):
+                    break
+    except socket.timeout:
+        pass
+    sk.close()
+    return buf
+
+
+def case_badinput(work):
+    img = make_image("png", 256, os.path.join(work, "star.png"))
+    big_hdr = make_image("png-big-header", 0 + 1, os.path.join(work, "big.png"))
+    s = Server(os.path.join(work, "data"), "--max-upload-mb", "1", "--max-ws-clients", "3", "--workers", "1")
+    expect = {}  # (field, error_type) -> count
+
+    def bad(st, body, code, field, etype, what):
+        check(st == code and isinstance(body, dict) and body.get("error"), "%s: %d with a JSON error" % (what, code))
+        if field:
+            expect[(field, etype)] = expect.get((field, etype), 0) + 1
+
+    # Uploads.
+    st, _, b = s.json("POST", "/api/upload-image", b"junk", {"Content-Type": "text/plain"})
+    bad(st, b, 400, "body", "not_multipart", "upload without multipart")
+    body, ct = multipart({"image": ("a.png", img)})
+    st, _, b = s.json("POST", "/api/upload-image", body[:len(body) // 2], {"Content-Type": ct})
+    bad(st, b, 400, "body", "malformed_multipart", "truncated multipart")
+    st, _, b = s.json("POST", "/api/upload-image", b"--x\r\nno headers end", {"Content-Type": "multipart/form-data; boundary=x"})
+    bad(st, b, 400, "body", "malformed_multipart", "multipart with unterminated headers")
+    body, ct = multipart({"file": ("a.png", img)})
+    st, _, b = s.json("POST", "/api/upload-image", body, {"Content-Type": ct})
+    bad(st, b, 400, "image", "missing", "no image field")
+    st, _, b = s.upload(b"GIF89a" + os.urandom(500), "x.gif")
+    bad(st, b, 400, "image", "not_image", "non-image bytes")
+    st, _, b = s.upload(b"<?php system($_GET['c']); ?>", "shell.php")
+    bad(st, b, 400, "image", "not_image", "a script as an image")
+    st, _, b = s.upload(big_hdr, "huge.png")
+    bad(st, b, 400, "image", "dimensions", "a PNG header claiming 100000x100000")
+    st, _, b = s.upload(img, "..\\..\\../etc/pass wd.png")
+    check(st == 200 and b["filename"] == "pass_wd.png", "hostile upload filename is sanitized (%s)" % b.get("filename"))
+    jid = b["job_id"]
+    # Oversize: declared length over the limit -> 413 before any body is sent.
+    resp = raw_http(s.port, b"POST /api/upload-image HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=x\r\n"
+                            b"Content-Length: 104857600\r\nExpect: 100-continue\r\n\r\n")
+    check(resp.startswith(b"HTTP/1.1 413") and b"100 Continue" not in resp and b'"error"' in resp,
+          "declared 100 MB: 413 without reading the body")
+    expect[("body", "too_large")] = expect.get(("body", "too_large"), 0) + 1
+    # Oversize without a length (chunked): 413 once the limit is crossed.
+    sk = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+    sk.sendall(b"POST /api/upload-image HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+               b"Content-Type: multipart/form-data; boundary=x\r\n\r\n")
+    chunk = b"%x\r\n%s\r\n" % (65536, b"a" * 65536)
+    got = b""
+    try:
+        for _ in range(40):  # 2.5 MB, more than the 1 MB limit
+            sk.sendall(chunk)
+        sk.sendall(b"0\r\n\r\n")
+    except OSError:
+        pass
+    try:
+        got = sk.recv(4096)
+    except OSError:
+        pass
+    sk.close()
+    check(got.startswith(b"HTTP/1.1 413"), "chunked body over the limit: discarded, 413")
+    expect[("body", "too_large")] += 1
+
+    # generate-3d bodies.
+    for raw, field, etype, what in [
+        (b"{not json", "body", "invalid_json", "bad JSON"),
+        (b"[1,2]", "body", "type", "JSON that is not an object"),
+        (json.dumps({"job_id": jid, "format": "fbx"}), "format", "invalid", "unknown format"),
+        (json.dumps({"job_id": jid, "colour": "red"}), "body", "unknown_field", "unknown field"),
+        (json.dumps({"job_id": jid, "quality": 11}), "quality", "out_of_range", "quality 11"),
+        (json.dumps({"job_id": jid, "quality": "high"}), "quality", "type", "quality as text"),
+        (json.dumps({"job_id": jid, "dimensions": {"width": 5000}}), "width", "out_of_range", "width 5000"),
+        (json.dumps({"job_id": "../../etc/passwd"}), "job_id", "invalid_uuid", "hostile job_id"),
+        (json.dumps({"format": "stl"}), "job_id", "missing", "no job_id"),
+    ]:
+        st, _, b = s.json("POST", "/api/generate-3d", raw)
+        bad(st, b, 400, field, etype, what)
+        check(b.get("details") and b["details"][0]["field"] == field, "  details name the field %s" % field)
+    st, _, b = s.generate("00000000-0000-4000-8000-000000000000")
+    bad(st, b, 404, None, None, "unknown job")
+
+    # Hostile ids and file names in paths.
+    for path in ["/api/job-status/..%2f..%2fetc%2fpasswd", "/api/job-status/" + "a" * 300,
+                 "/api/job-status/00000000-0000-0000-0000-00000000000g", "/api/job-status/%00"]:
+        st, _, b = s.json("GET", path)
+        bad(st, b, 400, "job_id", "invalid_uuid", "hostile job id %s" % path[:40])
+    for name in ["..", ".htaccess", "..%2f..%2fetc%2fpasswd", "a%5cb"]:
+        st, _, b = s.json("GET", "/api/download/%s/%s" % (jid, name))
+        bad(st, b, 400, "filename", "invalid", "hostile file name %s" % name)
+    st, _, b = s.json("GET", "/api/download/%s/model_%s.stl" % (jid, jid))
+    bad(st, b, 404, None, None, "download before generation")
+    st, _, b = s.json("GET", "/api/download/../../etc/passwd")
+    check(st in (400, 404), "traversal in the download path: %d" % st)
+    if st == 400:
+        expect[("job_id", "invalid_uuid")] += 1
+    st, hd, b = s.json("GET", "/api/upload-image")
+    check(st == 405 and hd.get("allow") == "POST", "GET on a POST route: 405 with Allow")
+    st, _, b = s.json("GET", "/nope")
+    check(st == 404, "unknown path: 404 JSON")
+
+    # WebSocket: broken handshakes and frames.
+    st, _, b = s.json("GET", "/ws")
+    bad(st, b, 400, "ws_handshake", "invalid", "/ws without an upgrade")
+    ws = WS(s.port)
+    ws.recv_event()
+    ws.send_frame(1, b"{not json")
+    ev = ws.recv_event()
+    check(ev["event"] == "error", "invalid JSON message: error event")
+    ws.send_json({"event": "subscribe", "data": {"job_id": "nope"}})
+    check(ws.recv_event()["event"] == "error", "subscribe with a bad id: error event")
+    ws.send_json({"event": "dance"})
+    check(ws.recv_event()["event"] == "error", "unknown event: error event")
+    ws.send_frame(2, b"\x00\x01")
+    check(ws.recv_event()["event"] == "error", "binary frame: error event")
+    expect[("ws_message", "invalid")] = 3
+    expect[("ws_message", "binary")] = 1
+    ws.send_frame(1, b'{"event":"ping"}', mask=False)  # clients must mask
+    ev = ws.recv_event()
+    check(ev is None and ws.close_code == 1002, "unmasked frame: close 1002")
+    ws.sock.close()
+    ws = WS(s.port)
+    ws.recv_event()
+    ws.send_frame(1, b"x" * 10000)
+    ev = ws.recv_event()
+    check(ev is None and ws.close_code == 1009, "10 kB message: close 1009 (too big)")
+    ws.sock.close()
+    ws = WS(s.port)
+    ws.recv_event()
+    ws.send_frame(0xB, b"")  # reserved opcode
+    ev = ws.recv_event()
+    check(ev is None and ws.close_code == 1002, "reserved opcode: close 1002")
+    ws.sock.close()
+    expect[("ws_frame", "malformed")] = 2
+    expect[("ws_frame", "too_big")] = 1
+    # Too many WebSocket clients: 503.
+    wss = [WS(s.port) for _ in range(3)]
+    wait_for(lambda: value(s.samples(), "orfeas_websocket_connections_active") == 3, "3 WebSocket clients")
+    extra = WS(s.port)
+    check(extra.status == 503, "4th WebSocket client over --max-ws-clients 3: 503")
+    extra.sock.close()
+    for w in wss:
+        w.close()
+    # Many idle connections: the service keeps answering.
+    socks = []
+    for _ in range(300):
+        socks.append(socket.create_connection(("127.0.0.1", s.port), timeout=5))
+    check(s.request("GET", "/health")[0] == 200, "300 idle connections open: /health still 200")
+    for sk in socks:
+        sk.close()
+
+    wait_for(lambda: value(s.samples(), "orfeas_websocket_connections_active") == 0, "WebSocket clients gone")
+    sm = s.samples()
+    for (field, etype), n in sorted(expect.items()):
+        got = value(sm, "orfeas_validation_errors_total", field=field, error_type=etype)
+        check(got == n, "validation_errors_total{field=%s,error_type=%s} = %d (got %g)" % (field, etype, n, got))
+    check(value(sm, "orfeas_errors_total", type="payload_too_large", endpoint="/api/upload-image") == 2,
+          "errors_total{payload_too_large} = 2")
+    check(value(sm, "orfeas_errors_total", type="ws_protocol", endpoint="/ws") == 3, "errors_total{ws_protocol} = 3")
+    check(value(sm, "orfeas_errors_total", type="ws_limit", endpoint="/ws") == 1, "errors_total{ws_limit} = 1")
+    check(value(sm, "orfeas_errors_total", type="not_found", endpoint="other") == 1, "errors_total{not_found,other} = 1")
+    check(value(sm, "orfeas_http_requests_total", method="POST", endpoint="/api/upload-image", status="413") == 2,
+          "http_requests_total{..., 413} = 2")
+    # Still serving: a full job works after all that.
+    st, _, g = s.generate(jid, "stl")
+    check(st == 202 and s.wait_job(jid)["status"] == "completed", "after all the bad input, a job still completes")
+    check(s.stop() == 0, "exit 0")
+
+
+if __name__ == "__main__":
+    main({"flow": case_flow, "queue": case_queue, "drain": case_drain, "badinput": case_badinput,
+          "slowclient": case_slowclient})

@@ -1,0 +1,111 @@
+/* orfeasd config parsing: defaults, environment, flags over environment,
+ * and an actionable error for each kind of bad value. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "orfeasd.h"
+
+static const char *no_env(const char *name) {
+  (void)name;
+  return NULL;
+}
+
+static const char *test_env(const char *name) {
+  if (strcmp(name, "ORFEAS_WORKERS") == 0)
+    return "3";
+  if (strcmp(name, "ORFEAS_LISTEN") == 0)
+    return "127.0.0.1:6000";
+  if (strcmp(name, "ORFEAS_RATE_LIMIT") == 0)
+    return "2.5";
+  return NULL;
+}
+
+static const char *bad_env(const char *name) {
+  return strcmp(name, "ORFEAS_QUEUE_SIZE") == 0 ? "lots" : NULL;
+}
+
+static int parse(od_config *c, int argc, char **argv,
+                 const char *(*env)(const char *), char *err) {
+  od_config_defaults(c);
+  return od_config_parse(c, argc, argv, env, err, 256);
+}
+
+static void test_defaults(void **state) {
+  (void)state;
+  od_config c;
+  char err[256];
+  char *argv[] = {"orfeasd"};
+  assert_int_equal(parse(&c, 1, argv, no_env, err), 0);
+  assert_string_equal(c.listen_host, "127.0.0.1");
+  assert_int_equal(c.listen_port, 5000);
+  assert_int_equal(c.max_upload_mb, 50);
+  assert_true(c.workers >= 1);
+  assert_true(c.rate_limit_rps == 0); /* rate limit off by default */
+}
+
+static void test_env_then_flags(void **state) {
+  (void)state;
+  od_config c;
+  char err[256];
+  char *argv[] = {"orfeasd", "--workers", "5", "--data-dir=/tmp/x", "--queue-size", "7"};
+  assert_int_equal(parse(&c, 6, argv, test_env, err), 0);
+  assert_int_equal(c.workers, 5); /* the flag beats ORFEAS_WORKERS=3 */
+  assert_int_equal(c.listen_port, 6000);
+  assert_true(c.rate_limit_rps == 2.5);
+  assert_string_equal(c.data_dir, "/tmp/x");
+  assert_int_equal(c.queue_size, 7);
+}
+
+static void test_errors(void **state) {
+  (void)state;
+  od_config c;
+  char err[256];
+  struct {
+    int argc;
+    char *argv[3];
+    const char *needle;
+  } cases[] = {
+    {2, {"orfeasd", "--nope"}, "unknown flag \"--nope\""},
+    {2, {"orfeasd", "--workers"}, "--workers needs a value"},
+    {3, {"orfeasd", "--workers", "0"}, "--workers: \"0\" is not an integer in 1..256"},
+    {3, {"orfeasd", "--workers", "2x"}, "not an integer"},
+    {3, {"orfeasd", "--listen", "localhost:80"}, "not a numeric IPv4 address"},
+    {3, {"orfeasd", "--listen", "127.0.0.1:99999"}, "not a number in 0..65535"},
+    {3, {"orfeasd", "--listen", "5000"}, "expected ADDR:PORT"},
+    {3, {"orfeasd", "--rate-limit", "-1"}, "--rate-limit"},
+    {2, {"orfeasd", "stray"}, "unexpected argument"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    err[0] = '\0';
+    assert_int_equal(parse(&c, cases[i].argc, cases[i].argv, no_env, err), -1);
+    if (strstr(err, cases[i].needle) == NULL)
+      fail_msg("case %zu: \"%s\" lacks \"%s\"", i, err, cases[i].needle);
+  }
+  char *argv[] = {"orfeasd"};
+  assert_int_equal(parse(&c, 1, argv, bad_env, err), -1);
+  assert_non_null(strstr(err, "ORFEAS_QUEUE_SIZE"));
+}
+
+static void test_help(void **state) {
+  (void)state;
+  od_config c;
+  char err[256], usage[4096];
+  char *argv[] = {"orfeasd", "--help"};
+  assert_int_equal(parse(&c, 2, argv, no_env, err), 1);
+  od_config_usage(usage, sizeof usage);
+  assert_non_null(strstr(usage, "--max-upload-mb"));
+  assert_non_null(strstr(usage, "ORFEAS_MAX_UPLOAD_MB"));
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_defaults), cmocka_unit_test(test_env_then_flags),
+    cmocka_unit_test(test_errors), cmocka_unit_test(test_help),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

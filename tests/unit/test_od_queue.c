@@ -1,0 +1,238 @@
+/* orfeasd's bounded queue, rate limiter and result cache: the pure
+ * modules, single-threaded and under concurrent use (run under TSan). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "orfeasd.h"
+
+static void test_queue_bounds(void **state) {
+  (void)state;
+  od_queue *q = od_queue_new(2);
+  int a = 1, b = 2, c = 3;
+  assert_int_equal(od_queue_push(q, &a), 0);
+  assert_int_equal(od_queue_push(q, &b), 1);
+  assert_int_equal(od_queue_push(q, &c), -1); /* full */
+  assert_int_equal(od_queue_position(q, &b), 1);
+  assert_int_equal(od_queue_position(q, &c), -1);
+  assert_ptr_equal(od_queue_pop(q), &a);
+  assert_int_equal(od_queue_push(q, &c), 1);
+  assert_int_equal(od_queue_depth(q), 2);
+  od_queue_free(q);
+}
+
+static int dropped[8], ndropped;
+
+static void drop(void *item, void *user) {
+  (void)user;
+  dropped[ndropped++] = *(int *)item;
+}
+
+static void test_queue_close(void **state) {
+  (void)state;
+  od_queue *q = od_queue_new(4);
+  int v[3] = {10, 20, 30};
+  for (int i = 0; i < 3; i++)
+    od_queue_push(q, &v[i]);
+  ndropped = 0;
+  od_queue_close(q, drop, NULL);
+  assert_int_equal(ndropped, 3); /* every waiting item handed back, FIFO */
+  assert_int_equal(dropped[0], 10);
+  assert_int_equal(dropped[2], 30);
+  assert_null(od_queue_pop(q));
+  assert_int_equal(od_queue_push(q, &v[0]), -1);
+  od_queue_free(q);
+}
+
+#define PRODUCERS 3
+#define PER_PRODUCER 2000
+
+typedef struct {
+  od_queue *q;
+  _Atomic long sum;
+  _Atomic int count;
+} qshared;
+
+static void *producer(void *arg) {
+  qshared *s = arg;
+  for (long i = 1; i <= PER_PRODUCER; i++)
+    while (od_queue_push(s->q, (void *)(intptr_t)i) < 0)
+      sched_yield();
+  return NULL;
+}
+
+static void *consumer(void *arg) {
+  qshared *s = arg;
+  void *it;
+  while ((it = od_queue_pop(s->q)) != NULL) {
+    s->sum += (long)(intptr_t)it;
+    s->count++;
+  }
+  return NULL;
+}
+
+static void test_queue_concurrent(void **state) {
+  (void)state;
+  qshared s = {.q = od_queue_new(8)};
+  pthread_t p[PRODUCERS], c[2];
+  for (int i = 0; i < 2; i++)
+    pthread_create(&c[i], NULL, consumer, &s);
+  for (int i = 0; i < PRODUCERS; i++)
+    pthread_create(&p[i], NULL, producer, &s);
+  for (int i = 0; i < PRODUCERS; i++)
+    pthread_join(p[i], NULL);
+  /* Every item pushed is popped exactly once before close returns NULL. */
+  while (od_queue_depth(s.q) > 0)
+    sched_yield();
+  od_queue_close(s.q, NULL, NULL);
+  for (int i = 0; i < 2; i++)
+    pthread_join(c[i], NULL);
+  assert_int_equal(s.count, PRODUCERS * PER_PRODUCER);
+  assert_int_equal(s.sum, (long)PRODUCERS * PER_PRODUCER * (PER_PRODUCER + 1) / 2);
+  od_queue_free(s.q);
+}
+
+static void test_ratelimit(void **state) {
+  (void)state;
+  od_ratelimit *rl = od_ratelimit_new(1.0, 2, 4);
+  assert_int_equal(od_ratelimit_take(rl, "10.0.0.1", 100.0), 0);
+  assert_int_equal(od_ratelimit_take(rl, "10.0.0.1", 100.0), 0);
+  assert_int_equal(od_ratelimit_take(rl, "10.0.0.1", 100.0), 1); /* empty: wait 1 s */
+  assert_int_equal(od_ratelimit_take(rl, "10.0.0.2", 100.0), 0); /* per address */
+  assert_int_equal(od_ratelimit_take(rl, "10.0.0.1", 101.1), 0); /* refilled */
+  /* More addresses than slots: old ones are forgotten, nothing grows. */
+  char key[32];
+  for (int i = 0; i < 100; i++) {
+    snprintf(key, sizeof key, "192.168.0.%d", i);
+    assert_int_equal(od_ratelimit_take(rl, key, 200.0), 0);
+  }
+  od_ratelimit_free(rl);
+  assert_null(od_ratelimit_new(0, 1, 1));
+}
+
+static void key_of(int i, uint8_t k[32]) {
+  memset(k, 0, 32);
+  k[0] = (uint8_t)i;
+  k[31] = (uint8_t)(i >> 8);
+}
+
+static void test_cache_tiers(void **state) {
+  (void)state;
+  char dir[] = "/tmp/od-cache-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char sub[64], err[256];
+  snprintf(sub, sizeof sub, "%s/c", dir);
+  od_cache *c = od_cache_new(250, sub, 350, err, sizeof err);
+  assert_non_null(c);
+  uint8_t k[32], data[100], *got;
+  size_t len;
+  od_cache_tier tier;
+  unsigned miss;
+  for (int i = 0; i < 4; i++) {
+    memset(data, 'a' + i, sizeof data);
+    key_of(i, k);
+    od_cache_put(c, k, data, sizeof data);
+  }
+  /* Memory holds 2 x 100 (bound 250), disk 3 x 100 (bound 350). */
+  assert_int_equal(od_cache_bytes(c, OD_CACHE_MEMORY), 200);
+  assert_int_equal(od_cache_bytes(c, OD_CACHE_DISK), 300);
+  key_of(3, k);
+  assert_int_equal(od_cache_get(c, k, &got, &len, &tier, &miss), 1);
+  assert_int_equal(tier, OD_CACHE_MEMORY);
+  assert_int_equal(got[0], 'd');
+  free(got);
+  key_of(1, k); /* evicted from memory, still on disk */
+  assert_int_equal(od_cache_get(c, k, &got, &len, &tier, &miss), 1);
+  assert_int_equal(tier, OD_CACHE_DISK);
+  assert_int_equal(miss, 1u << OD_CACHE_MEMORY);
+  assert_int_equal(len, 100);
+  assert_int_equal(got[99], 'b');
+  free(got);
+  key_of(0, k); /* evicted from both */
+  assert_int_equal(od_cache_get(c, k, &got, &len, &tier, &miss), 0);
+  assert_int_equal(miss, (1u << OD_CACHE_MEMORY) | (1u << OD_CACHE_DISK));
+  uint8_t huge[400] = {0};
+  key_of(9, k);
+  od_cache_put(c, k, huge, sizeof huge); /* larger than both bounds: skipped */
+  assert_int_equal(od_cache_get(c, k, &got, &len, &tier, &miss), 0);
+  od_cache_free(c);
+
+  /* A restart adopts the disk tier; a stray temporary file is removed. */
+  char tmp[128];
+  snprintf(tmp, sizeof tmp, "%s/junk.tmp", sub);
+  FILE *f = fopen(tmp, "w");
+  fclose(f);
+  c = od_cache_new(250, sub, 350, err, sizeof err);
+  assert_non_null(c);
+  assert_int_equal(od_cache_bytes(c, OD_CACHE_DISK), 300);
+  assert_int_equal(od_cache_bytes(c, OD_CACHE_MEMORY), 0);
+  assert_int_not_equal(access(tmp, F_OK), 0);
+  key_of(2, k);
+  assert_int_equal(od_cache_get(c, k, &got, &len, &tier, &miss), 1);
+  assert_int_equal(tier, OD_CACHE_DISK);
+  free(got);
+  od_cache_free(c);
+  char cmd[160];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  assert_int_equal(system(cmd), 0);
+}
+
+typedef struct {
+  od_cache *c;
+  int base;
+} cache_arg;
+
+static void *cache_worker(void *arg) {
+  cache_arg *a = arg;
+  uint8_t k[32], data[64], *got;
+  size_t len;
+  od_cache_tier tier;
+  for (int i = 0; i < 300; i++) {
+    key_of((a->base + i) % 40, k);
+    memset(data, i, sizeof data);
+    if (i % 3 == 0)
+      od_cache_put(a->c, k, data, sizeof data);
+    else if (od_cache_get(a->c, k, &got, &len, &tier, NULL))
+      free(got);
+  }
+  return NULL;
+}
+
+static void test_cache_concurrent(void **state) {
+  (void)state;
+  char dir[] = "/tmp/od-cache-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char err[256];
+  od_cache *c = od_cache_new(64 * 10, dir, 64 * 20, err, sizeof err);
+  pthread_t t[3];
+  cache_arg a[3];
+  for (int i = 0; i < 3; i++) {
+    a[i] = (cache_arg){c, i * 7};
+    pthread_create(&t[i], NULL, cache_worker, &a[i]);
+  }
+  for (int i = 0; i < 3; i++)
+    pthread_join(t[i], NULL);
+  assert_true(od_cache_bytes(c, OD_CACHE_MEMORY) <= 640);
+  assert_true(od_cache_bytes(c, OD_CACHE_DISK) <= 1280);
+  od_cache_free(c);
+  char cmd[160];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  assert_int_equal(system(cmd), 0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_queue_bounds), cmocka_unit_test(test_queue_close),
+    cmocka_unit_test(test_queue_concurrent), cmocka_unit_test(test_ratelimit),
+    cmocka_unit_test(test_cache_tiers), cmocka_unit_test(test_cache_concurrent),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
