@@ -70,6 +70,13 @@ static const opt_def OPTS[] = {
    "1/0: per-request metrics (0 only for the overhead benchmark)"},
   {"access-log", "ORFEAS_ACCESS_LOG", K_BOOL, OFF(access_log), 0, 0, 1,
    "1/0: one stderr line per request (default 1)"},
+  {"nvml-lib", "ORFEAS_NVML_LIB", K_STR, OFF(nvml_lib), SZ(nvml_lib), 0, 0,
+   "NVML library to load (default libnvidia-ml.so.1; a fake for tests)"},
+  {"gpu-interval", "ORFEAS_GPU_INTERVAL", K_DOUBLE, OFF(gpu_interval_s), 0,
+   0.05, 3600, "seconds between GPU samples (default 5)"},
+  {"gpu-call-timeout", "ORFEAS_GPU_CALL_TIMEOUT", K_DOUBLE,
+   OFF(gpu_call_timeout_s), 0, 0.01, 600, "seconds an NVML call may take "
+   "before its GPU shows down (default 2)"},
   {"pause-file", "ORFEAS_PAUSE_FILE", K_STR, OFF(pause_file), SZ(pause_file),
    0, 0, "while this file exists, workers hold each job before its first "
    "stage (tests and alert drills)"},
@@ -99,6 +106,8 @@ void od_config_defaults(od_config *c) {
   c->max_store_mb = 8192;
   c->http_metrics = 1;
   c->access_log = 1;
+  c->gpu_interval_s = 5;
+  c->gpu_call_timeout_s = 2;
 }
 
 void od_config_usage(char *buf, size_t len) {

@@ -64,7 +64,9 @@ struct od_jobs {
   uint64_t seq;
   od_queue *q;
   pthread_t *threads;       /* owned */
-  int nthreads;
+  /* Atomic: /ready and ETAs read it on HTTP and worker threads while
+   * start-up and the drain change it on the main thread. */
+  _Atomic int nthreads;
   _Atomic int busy;
   /* ETA and bottleneck window, under mu. */
   double win[ORFEAS_PL_STAGE_COUNT][ETA_WINDOW];
@@ -102,7 +104,7 @@ static double total_mean(const od_jobs *j) {
 /* Called with mu held. */
 static double eta_of(const od_jobs *j, const od_job *job, int pos) {
   if (job->state == OD_JOB_QUEUED)
-    return total_mean(j) * (1.0 + (double)pos / j->nthreads);
+    return total_mean(j) * (1.0 + (double)pos / (j->nthreads > 0 ? j->nthreads : 1));
   if (job->state != OD_JOB_PROCESSING)
     return 0;
   int s = job->stage_idx;

@@ -22,6 +22,11 @@
 
 static const char *env_get(const char *name) { return getenv(name); }
 
+static void gpu_log(void *user, const char *line) {
+  (void)user;
+  od_log("gpu: %s", line);
+}
+
 static int run(od_service *svc) {
   char err[512];
   sigset_t set;
@@ -32,6 +37,15 @@ static int run(od_service *svc) {
   signal(SIGPIPE, SIG_IGN);
 
   if (od_metrics_init(&svc->m, err, sizeof err) != 0)
+    goto fail;
+  /* The GPU sampler starts after the signal mask is set (its thread
+   * inherits it) and its families join the registry before /metrics exists.
+   * A missing NVML is not an error: it logs one line and reports no GPU. */
+  orfeas_gpu_opts gopts = {.nvml_lib = svc->cfg.nvml_lib[0] ? svc->cfg.nvml_lib : NULL,
+                           .interval_s = svc->cfg.gpu_interval_s,
+                           .call_timeout_s = svc->cfg.gpu_call_timeout_s,
+                           .log = gpu_log};
+  if ((svc->gpu = orfeas_gpu_start(svc->m.reg, &gopts, err, sizeof err)) == NULL)
     goto fail;
   if (mkdir(svc->cfg.data_dir, 0700) != 0 && errno != EEXIST) {
     snprintf(err, sizeof err, "--data-dir: cannot create %.300s: %s", svc->cfg.data_dir,
@@ -106,6 +120,8 @@ int main(int argc, char **argv) {
   }
   rc = run(&svc);
   od_http_stop(&svc);
+  /* After HTTP: no scrape reads the GPU collectors any more. */
+  orfeas_gpu_stop(svc.gpu);
   od_hub_free(svc.hub);
   od_jobs_free(svc.jobs);
   od_cache_free(svc.cache);

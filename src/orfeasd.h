@@ -17,7 +17,7 @@
  *   routes.c     the API handlers
  *   ws.c         WebSocket upgrade, the hub thread, per-client queues
  *   wsproto.c    client-message handling shared by the hub and the fuzzer
- *   gpu_summary.c the GPU part of /api/health (issue #5 replaces it)
+ *   gpu_summary.c the GPU part of /api/health, from the GPU manager
  *
  * Threads: MHD's pool runs the handlers; `workers` threads run jobs; one hub
  * thread owns every WebSocket; main waits for a signal. Shared state is the
@@ -34,6 +34,7 @@
 
 #include <jansson.h>
 
+#include "orfeas/gpu.h"
 #include "orfeas/metrics.h"
 #include "orfeas/pipeline.h"
 
@@ -62,6 +63,9 @@ typedef struct {
   int http_metrics;         /* 0: request metrics off (the bench baseline) */
   int access_log;           /* 0: no per-request log line */
   char pause_file[PATH_MAX];/* while it exists, workers hold jobs (tests) */
+  char nvml_lib[PATH_MAX];  /* NVML to load; "" = libnvidia-ml.so.1 */
+  double gpu_interval_s;    /* GPU sampling interval */
+  double gpu_call_timeout_s;/* one NVML call's deadline */
 } od_config;
 
 /* Defaults (see --help). */
@@ -407,8 +411,9 @@ char *od_ws_event_json(od_ws_event ev, json_t *data);
 
 /* ---- gpu_summary.c ------------------------------------------------------- */
 
-/* The "gpu" object of /api/health (new reference). */
-json_t *od_gpu_summary(void);
+/* The "gpu" object of /api/health (new reference), from the GPU manager's
+ * last sample (include/orfeas/gpu.h). */
+json_t *od_gpu_summary(od_service *svc);
 
 /* ---- the service --------------------------------------------------------- */
 
@@ -420,6 +425,7 @@ struct od_service {
   od_cache *cache;
   od_ratelimit *rl;
   struct MHD_Daemon *daemon;
+  orfeas_gpu *gpu;        /* NVML sampler; reports no GPU without NVML */
   _Atomic int ready;      /* workers started and not draining */
   _Atomic int draining;
 };

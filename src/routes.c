@@ -269,7 +269,7 @@ static void handle_api_health(od_service *svc, struct MHD_Connection *conn, od_r
       (json_int_t)od_cache_bytes(svc->cache, OD_CACHE_DISK), "disk_entries",
       (json_int_t)od_cache_entries(svc->cache, OD_CACHE_DISK));
   if (o != NULL)
-    json_object_set_new(o, "gpu", od_gpu_summary());
+    json_object_set_new(o, "gpu", od_gpu_summary(svc));
   od_respond_json(conn, req, 200, o);
 }
 

