@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -660,6 +661,13 @@ static void run_job(od_jobs *j, od_job *job) {
 static void *worker_main(void *arg) {
   od_jobs *j = arg;
   od_job *job;
+  /* Workers run at a lower priority (Linux nice is per thread): when the
+   * pipeline saturates the cores, the HTTP threads and the WebSocket hub
+   * still get a core at once, so health checks, scrapes and progress
+   * events stay fast; the jobs lose only the time those take. */
+  if (j->svc->cfg.worker_nice != 0 &&
+      setpriority(PRIO_PROCESS, (id_t)gettid(), j->svc->cfg.worker_nice) != 0)
+    od_log("worker: cannot set nice %d: %s", j->svc->cfg.worker_nice, strerror(errno));
   while ((job = od_queue_pop(j->q)) != NULL) {
     om_gauge_inc(j->svc->m.workers_busy);
     j->busy++;

@@ -46,6 +46,7 @@ typedef struct {
   uint16_t listen_port;
   char data_dir[PATH_MAX];
   int workers;              /* pipeline threads */
+  int worker_nice;          /* nice value of the worker threads */
   int queue_size;           /* jobs waiting beyond the running ones */
   int max_upload_mb;        /* upload body limit */
   int http_threads;         /* MHD thread pool */
