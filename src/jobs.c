@@ -18,6 +18,7 @@
  * bottleneck stage (orfeas_pipeline_bottleneck_stage).
  */
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -761,6 +762,14 @@ void od_jobs_free(od_jobs *j) {
   od_queue_free(j->q);
   pthread_mutex_destroy(&j->mu);
   free(j);
+}
+
+int od_jobs_retry_after(od_jobs *j) {
+  pthread_mutex_lock(&j->mu);
+  double t = total_mean(j) * (double)(od_queue_depth(j->q) + 1) /
+             (j->nthreads > 0 ? j->nthreads : 1);
+  pthread_mutex_unlock(&j->mu);
+  return t < 1 ? 1 : t > 3600 ? 3600 : (int)ceil(t);
 }
 
 int od_jobs_workers_running(od_jobs *j) { return j->nthreads; }

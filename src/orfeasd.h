@@ -361,6 +361,9 @@ int od_jobs_open_output(od_jobs *j, const char *id, const char *name,
 void od_jobs_drain(od_jobs *j);
 void od_jobs_free(od_jobs *j);
 int od_jobs_workers_running(od_jobs *j);
+/* Seconds until the queue has likely drained by one: the mean job time x
+ * (depth + 1) / workers, 1..3600 (the 429's Retry-After). */
+int od_jobs_retry_after(od_jobs *j);
 int od_jobs_busy(od_jobs *j);
 size_t od_jobs_queue_depth(od_jobs *j);
 /* Job counts by state (array of 5). */
