@@ -8,7 +8,9 @@
  *                        reported (rps_on, rps_off, ratio_on_off).
  *  scrape_under_load     GET /metrics latency (p50, p99, max) over keep-alive
  *                        while every worker runs pipeline jobs (1024 px PNG,
- *                        quality 10, distinct sizes so none is a cache hit).
+ *                        quality 10, distinct sizes so none is a cache hit);
+ *                        once as shipped (workers at nice 10), once with
+ *                        --worker-nice 0 (the *_nice0 figures).
  *
  * Both servers run with --access-log 0 so the log write (identical in both)
  * does not add noise. The binary is the build's orfeasd, next to this one.
@@ -286,10 +288,13 @@ static int cmp_d(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-static void case_scrape(bench_report *r) {
+/* One scrape-under-load run; nice is the workers' --worker-nice, and the
+ * figures get the key suffix sfx ("" for the default, "_nice0" for 0). */
+static void case_scrape(bench_report *r, const char *nice, const char *sfx) {
   const char *name = "scrape_under_load";
   server s = {0};
-  static const char *const args[] = {"--workers", "2", "--queue-size", "1000", NULL};
+  const char *const args[] = {"--workers", "2", "--queue-size", "1000", "--worker-nice", nice,
+                              NULL};
   if (start_server(&s, args) != 0) {
     stop_server(&s);
     return;
@@ -368,12 +373,17 @@ static void case_scrape(bench_report *r) {
   free(buf);
   if (n > 0) {
     qsort(lat, (size_t)n, sizeof lat[0], cmp_d);
-    bench_set(r, name, "p50_ns", lat[n / 2]);
-    bench_set(r, name, "p99_ns", lat[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1]);
-    bench_set(r, name, "max_ns", lat[n - 1]);
-    bench_set(r, name, "scrapes", n);
-    bench_set(r, name, "jobs_accepted", accepted);
-    bench_set(r, name, "workers_busy_throughout", busy_seen);
+    char key[48];
+    snprintf(key, sizeof key, "p50%s_ns", sfx);
+    bench_set(r, name, key, lat[n / 2]);
+    snprintf(key, sizeof key, "p99%s_ns", sfx);
+    bench_set(r, name, key, lat[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1]);
+    snprintf(key, sizeof key, "max%s_ns", sfx);
+    bench_set(r, name, key, lat[n - 1]);
+    snprintf(key, sizeof key, "jobs_accepted%s", sfx);
+    bench_set(r, name, key, accepted);
+    snprintf(key, sizeof key, "workers_busy_throughout%s", sfx);
+    bench_set(r, name, key, busy_seen);
   }
   stop_server(&s);
 }
@@ -381,6 +391,8 @@ static void case_scrape(bench_report *r) {
 void bench_service_suite(bench_report *r) {
   if (bench_wanted(r, "api_metrics_overhead"))
     case_overhead(r);
-  if (bench_wanted(r, "scrape_under_load"))
-    case_scrape(r);
+  if (bench_wanted(r, "scrape_under_load")) {
+    case_scrape(r, "10", "");
+    case_scrape(r, "0", "_nice0"); /* the same without the worker priority */
+  }
 }

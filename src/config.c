@@ -38,6 +38,9 @@ static const opt_def OPTS[] = {
    "uploads, outputs and the disk cache (default ./data)"},
   {"workers", "ORFEAS_WORKERS", K_INT, OFF(workers), 0, 1, 256,
    "pipeline threads (default: the number of cores)"},
+  {"worker-nice", "ORFEAS_WORKER_NICE", K_INT, OFF(worker_nice), 0, 0, 19,
+   "nice value of the worker threads, so HTTP and WebSocket stay responsive "
+   "under load (default 10; 0 = same as the rest)"},
   {"queue-size", "ORFEAS_QUEUE_SIZE", K_INT, OFF(queue_size), 0, 1, 100000,
    "jobs that may wait for a worker; more get 429 (default 100)"},
   {"max-upload-mb", "ORFEAS_MAX_UPLOAD_MB", K_INT, OFF(max_upload_mb), 0, 1,
@@ -92,6 +95,7 @@ void od_config_defaults(od_config *c) {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   c->workers = n > 0 && n <= 256 ? (int)n : 2;
   c->queue_size = 100;
+  c->worker_nice = 10;
   c->max_upload_mb = 50;
   c->http_threads = 2;
   c->max_connections = 1024;

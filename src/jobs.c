@@ -18,10 +18,12 @@
  * bottleneck stage (orfeas_pipeline_bottleneck_stage).
  */
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -662,6 +664,13 @@ static void run_job(od_jobs *j, od_job *job) {
 static void *worker_main(void *arg) {
   od_jobs *j = arg;
   od_job *job;
+  /* Workers run at a lower priority (Linux nice is per thread): when the
+   * pipeline saturates the cores, the HTTP threads and the WebSocket hub
+   * still get a core at once, so health checks, scrapes and progress
+   * events stay fast; the jobs lose only the time those take. */
+  if (j->svc->cfg.worker_nice != 0 &&
+      setpriority(PRIO_PROCESS, (id_t)gettid(), j->svc->cfg.worker_nice) != 0)
+    od_log("worker: cannot set nice %d: %s", j->svc->cfg.worker_nice, strerror(errno));
   while ((job = od_queue_pop(j->q)) != NULL) {
     om_gauge_inc(j->svc->m.workers_busy);
     j->busy++;
@@ -755,6 +764,14 @@ void od_jobs_free(od_jobs *j) {
   od_queue_free(j->q);
   pthread_mutex_destroy(&j->mu);
   free(j);
+}
+
+int od_jobs_retry_after(od_jobs *j) {
+  pthread_mutex_lock(&j->mu);
+  double t = total_mean(j) * (double)(od_queue_depth(j->q) + 1) /
+             (j->nthreads > 0 ? j->nthreads : 1);
+  pthread_mutex_unlock(&j->mu);
+  return t < 1 ? 1 : t > 3600 ? 3600 : (int)ceil(t);
 }
 
 int od_jobs_workers_running(od_jobs *j) { return j->nthreads; }

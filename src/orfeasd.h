@@ -47,6 +47,7 @@ typedef struct {
   uint16_t listen_port;
   char data_dir[PATH_MAX];
   int workers;              /* pipeline threads */
+  int worker_nice;          /* nice value of the worker threads */
   int queue_size;           /* jobs waiting beyond the running ones */
   int max_upload_mb;        /* upload body limit */
   int http_threads;         /* MHD thread pool */
@@ -364,6 +365,9 @@ int od_jobs_open_output(od_jobs *j, const char *id, const char *name,
 void od_jobs_drain(od_jobs *j);
 void od_jobs_free(od_jobs *j);
 int od_jobs_workers_running(od_jobs *j);
+/* Seconds until the queue has likely drained by one: the mean job time x
+ * (depth + 1) / workers, 1..3600 (the 429's Retry-After). */
+int od_jobs_retry_after(od_jobs *j);
 int od_jobs_busy(od_jobs *j);
 size_t od_jobs_queue_depth(od_jobs *j);
 /* Job counts by state (array of 5). */

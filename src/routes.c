@@ -167,6 +167,8 @@ static void handle_generate(od_service *svc, struct MHD_Connection *conn, od_req
                      json_pack("{s:s}", "job_id", g.job_id));
   } else if (r == OD_GEN_QUEUE_FULL || r == OD_GEN_DRAINING) {
     int st = r == OD_GEN_DRAINING ? 503 : 429;
+    char ra[16];
+    snprintf(ra, sizeof ra, "%d", r == OD_GEN_DRAINING ? 10 : od_jobs_retry_after(svc->jobs));
     od_metric_error(&svc->m, r == OD_GEN_DRAINING ? "draining" : "queue_full", req->route);
     od_respond_json_hdr(conn, req, st,
                         json_pack("{s:s, s:i}", "error",
@@ -174,7 +176,7 @@ static void handle_generate(od_service *svc, struct MHD_Connection *conn, od_req
                                       ? "Service shutting down; retry on another instance"
                                       : "Queue full; retry later",
                                   "status", st),
-                        "Retry-After", r == OD_GEN_DRAINING ? "10" : "5");
+                        "Retry-After", ra);
   } else {
     od_respond_error(svc, conn, req, 500, "internal", "3D generation failed to start", NULL);
   }

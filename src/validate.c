@@ -131,13 +131,17 @@ static int num_field(json_t *obj, const char *key, const char *field,
 
 int od_generate_parse(const char *body, size_t len, od_generate_req *req,
                       od_field_error *errs, int max_errs) {
+  /* The pipeline's defaults are the API's (the original's: stl, 7,
+   * 100 x 100 x 20 mm). */
+  orfeas_pl_options def;
+  orfeas_pl_options_init(&def);
   memset(req, 0, sizeof *req);
-  req->format = ORFEAS_PL_STL;
-  req->mode = ORFEAS_PL_MODE_AUTO;
-  req->quality = 7;
-  req->width = 100;
-  req->height = 100;
-  req->depth = 20;
+  req->format = def.format;
+  req->mode = def.mode;
+  req->quality = def.quality;
+  req->width = def.width_mm;
+  req->height = def.height_mm;
+  req->depth = def.depth_mm;
   int n = 0;
   json_error_t jerr;
   /* JSON_REJECT_DUPLICATES: {"format":"stl","format":"x"} is ambiguous. */

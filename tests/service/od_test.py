@@ -3,6 +3,7 @@
 
 Usage: od_test.py CASE WORKDIR  (ctest runs each case as service.CASE)
 
+  cli       --help, bad flags and variables, ORFEAS_* vs flags, SIGINT
   flow      upload -> WebSocket subscribe -> generate -> progress -> download,
             every format; cache hits (memory, then disk after a restart);
             /metrics values match what the test did; promtool; gzip and
@@ -354,6 +355,32 @@ def case_drain(work):
     check(refused, "nothing listens after exit")
 
 
+def case_cli(work):
+    """Flags, ORFEAS_* variables, --help and bad values, on the real binary."""
+    from odlib import ORFEASD
+    p = subprocess.run([ORFEASD, "--help"], capture_output=True, timeout=10)
+    check(p.returncode == 0 and b"--max-upload-mb" in p.stdout and b"ORFEAS_QUEUE_SIZE" in p.stdout,
+          "--help: usage with every flag and its variable, exit 0")
+    for args, env, needle in [(["--workers", "0"], {}, b"--workers: \"0\" is not an integer in 1..256"),
+                              (["--bogus"], {}, b"unknown flag \"--bogus\""),
+                              (["--listen", "0.0.0.0"], {}, b"expected ADDR:PORT"),
+                              ([], {"ORFEAS_QUEUE_SIZE": "many"}, b"ORFEAS_QUEUE_SIZE")]:
+        e = dict(os.environ)
+        e.update(env)
+        p = subprocess.run([ORFEASD] + args, capture_output=True, timeout=10, env=e)
+        check(p.returncode == 2 and needle in p.stderr, "bad value %s%s: exit 2, %s" % (args, env, p.stderr.strip()))
+    s = Server(os.path.join(work, "data"), env={"ORFEAS_WORKERS": "3", "ORFEAS_QUEUE_SIZE": "7"})
+    h = s.json("GET", "/api/health")[2]
+    check(h["workers"]["total"] == 3 and h["queue"]["capacity"] == 7, "ORFEAS_WORKERS / ORFEAS_QUEUE_SIZE apply")
+    check(s.json("GET", "/ready")[0] == 200, "/ready: 200 once the workers run")
+    check(s.stop(signal.SIGINT) == 0, "SIGINT: exit 0")
+    s = Server(os.path.join(work, "data"), "--workers", "1", env={"ORFEAS_WORKERS": "3"})
+    check(s.json("GET", "/api/health")[2]["workers"]["total"] == 1, "a flag beats its variable")
+    check(s.stop() == 0, "exit 0")
+    check(any("req GET /api/health 200" in ln for ln in s.lines) and
+          any("listening on http://127.0.0.1:" in ln for ln in s.lines), "one log line per request on stderr")
+
+
 def raw_http(port, data, read_timeout=5):
     sk = socket.create_connection(("127.0.0.1", port), timeout=read_timeout)
     sk.sendall(data)
@@ -539,4 +566,4 @@ def case_badinput(work):
 
 if __name__ == "__main__":
     main({"flow": case_flow, "queue": case_queue, "drain": case_drain, "badinput": case_badinput,
-          "slowclient": case_slowclient})
+          "slowclient": case_slowclient, "cli": case_cli})

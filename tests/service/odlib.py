@@ -48,6 +48,11 @@ def wait_for(pred, what, timeout=30.0, interval=0.02):
     raise TestFailure("timed out after %.0fs waiting for %s (last: %r)" % (timeout, what, last))
 
 
+# Every server a case starts, so main() can stop the ones a failing case
+# leaves running (by PID, never by name).
+STARTED = []
+
+
 class Server:
     def __init__(self, data_dir, *args, env=None):
         self.data_dir = data_dir
@@ -57,6 +62,7 @@ class Server:
         self.proc = subprocess.Popen(
             [ORFEASD, "--listen", "127.0.0.1:0", "--data-dir", data_dir] + list(args),
             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=e)
+        STARTED.append(self.proc)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         m = wait_for(lambda: self._port(), "orfeasd to listen", timeout=20)
@@ -304,4 +310,9 @@ def main(cases):
     except TestFailure as e:
         print("FAIL:", e, flush=True)
         sys.exit(1)
+    finally:
+        for proc in STARTED:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     print("PASS: %s" % name)
