@@ -656,6 +656,8 @@ static void run_job(od_jobs *j, od_job *job) {
                                            OM_LABELS(orfeas_pl_format_name(req.format))),
                        total);
   om_histogram_observe(m->quality_score, res.quality.score);
+  if (res.quality.printable)
+    om_counter_inc(m->printable);
   orfeas_pl_result_free(&res);
   update_bottleneck(j);
   finish(j, job, 1, NULL, 200);

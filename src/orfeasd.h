@@ -260,6 +260,7 @@ typedef struct {
   om_family *gen_total;          /* {format,status} */
   om_family *gen_duration;       /* {format} */
   om_histogram *quality_score;
+  om_counter *printable;   /* models that are printable */
   om_family *stage_duration;     /* {stage} */
   om_family *bottleneck;         /* {stage} */
   om_gauge *ws_active;

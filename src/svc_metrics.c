@@ -82,6 +82,13 @@ int od_metrics_init(od_metrics *m, char *err, size_t err_len) {
           "Quality score (0..1) of each generated model.", NULL, 0,
           QUALITY_BUCKETS, NB(QUALITY_BUCKETS), &bad, err, err_len);
   m->quality_score = f ? om_family_histogram(f, NULL) : NULL;
+  /* "Printable" needs a closed mesh and a positive volume besides a score of
+   * 0.80, so it cannot be read off the score histogram: its own counter
+   * (the daily report's "share printable" = printable / generated). */
+  f = fam(m, OM_COUNTER, "orfeas_generation_3d_printable_total",
+          "Generated models that are printable (closed, positive volume, score >= 0.80).",
+          NULL, 0, NULL, 0, &bad, err, err_len);
+  m->printable = f ? om_family_counter(f, NULL) : NULL;
   m->stage_duration = fam(m, OM_HISTOGRAM, "orfeas_pipeline_stage_duration_seconds",
                           "Duration of each pipeline stage.", OM_LABELS("stage"),
                           1, STAGE_BUCKETS, NB(STAGE_BUCKETS), &bad, err, err_len);

@@ -110,7 +110,10 @@ $py -c "import sys; sys.exit(0 if float('$v') >= $hits else 1)" && ok "prometheu
 # 3. The report: same figures as Prometheus for the same queries. First let
 # Prometheus collect 15 s of samples (60 scrapes) so the charts have lines.
 wait_for "[[ \$(q 'count_over_time(up{job=\"orfeas-backend\"}[1m])') -ge 60 ]]" 30
-end=$(date +%s)
+# The period ends 3 s ago: every sample up to then is ingested, so the
+# report's queries and ours below see the same data (a scrape in flight at
+# "now" could land between them).
+end=$(($(date +%s) - 3))
 "$report" --prometheus "$P" --range 2m --end "$end" --out "$work/report" || bad "orfeas-report exited non-zero"
 check_fig() { # key, promql
   local want got
@@ -125,6 +128,7 @@ check_fig() { # key, promql
 check_fig generations 'sum(increase(orfeas_generation_3d_total[120s]))'
 check_fig cache_hit_rate '100 * sum(increase(orfeas_cache_hits_total[120s])) / (sum(increase(orfeas_cache_hits_total[120s])) + sum(increase(orfeas_cache_misses_total[120s])))'
 check_fig generation_p95 'histogram_quantile(0.95, sum by (le) (increase(orfeas_generation_3d_duration_seconds_bucket[120s])))'
+check_fig printable_share '100 * sum(increase(orfeas_generation_3d_printable_total[120s])) / sum(increase(orfeas_generation_3d_quality_score_count[120s]))'
 check_fig queue_depth_peak 'max(max_over_time(orfeas_queue_depth[120s]))'
 check_fig gpu_util_max 'max(max_over_time(orfeas_gpu_utilization_percent[120s]))'
 gen=$($py -c "import json; print(json.load(open('$work/report/report.json'))['figures']['generations']['value'])")

@@ -84,6 +84,9 @@ static const struct {
     {"quality_mean", "Mean quality score", "",
      "sum(increase(orfeas_generation_3d_quality_score_sum[$R])) / sum("
      "increase(orfeas_generation_3d_quality_score_count[$R]))", NULL},
+    {"printable_share", "Share printable (of generated models)", "%",
+     "100 * sum(increase(orfeas_generation_3d_printable_total[$R])) / sum("
+     "increase(orfeas_generation_3d_quality_score_count[$R]))", NULL},
     {"cache_hit_rate", "Cache hit rate", "%",
      "100 * sum(increase(orfeas_cache_hits_total[$R])) / (sum(increase("
      "orfeas_cache_hits_total[$R])) + sum(increase("
