@@ -132,10 +132,10 @@ check_fig printable_share '100 * sum(increase(orfeas_generation_3d_printable_tot
 check_fig queue_depth_peak 'max(max_over_time(orfeas_queue_depth[120s]))'
 check_fig gpu_util_max 'max(max_over_time(orfeas_gpu_utilization_percent[120s]))'
 gen=$($py -c "import json; print(json.load(open('$work/report/report.json'))['figures']['generations']['value'])")
-# increase() extrapolates from a series' first sample, and the series of a
-# label pair first used during the load start at 1, not 0: on a short window
-# the figure can exceed the exact count a little (over 24 h it is noise).
-$py -c "import sys; sys.exit(0 if $jobs - 0.01 <= float('$gen') <= $jobs * 1.25 else 1)" && ok "report: $gen generation requests (the load made $jobs)" || bad "report generations $gen vs $jobs"
+# increase() extrapolates from the samples it has, so on a window of a few
+# dozen scrapes it can read a little over or under the exact count (over 24 h
+# the difference is noise); the exact count was checked in 2. above.
+$py -c "import sys; sys.exit(0 if $jobs * 0.75 <= float('$gen') <= $jobs * 1.25 else 1)" && ok "report: $gen generation requests (the load made $jobs)" || bad "report generations $gen vs $jobs"
 grep -q '| Generation requests (all outcomes) |' "$work/report/report.md" && ok "report.md written" || bad "report.md"
 
 # 4. Headless Chromium renders the page; every chart has a line with points.
