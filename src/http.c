@@ -374,6 +374,10 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
   if (req == NULL)
     return;
   *con_cls = NULL;
+  /* A 101 was queued but the upgrade never happened (the client left):
+   * give the WebSocket slot back, or it would leak. */
+  if (req->ws_reserved)
+    od_hub_release(svc->hub);
   od_req_record(svc, req, toe != MHD_REQUEST_TERMINATED_COMPLETED_OK);
   free(req->body);
   free(req);

@@ -451,6 +451,9 @@ typedef struct {
   uint64_t resp_bytes;
   char client[48];          /* peer address */
   int recorded;             /* metrics and log line written */
+  int ws_reserved;          /* holds a WebSocket client slot not yet handed
+                               to the hub (released if the upgrade never
+                               happens: the client left before the 101) */
   uint64_t overflow;        /* body bytes discarded past the limit */
 } od_req;
 

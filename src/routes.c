@@ -322,7 +322,9 @@ static void upgrade_cb(void *cls, struct MHD_Connection *conn, void *con_cls,
                        struct MHD_UpgradeResponseHandle *urh) {
   (void)conn;
   od_service *svc = cls;
-  od_req_record(svc, con_cls, 0);
+  od_req *req = con_cls;
+  od_req_record(svc, req, 0);
+  req->ws_reserved = 0; /* the hub owns the slot from here on */
   od_ws_adopt(svc->hub, sock, urh, extra_in, extra_in_size);
 }
 
@@ -376,6 +378,8 @@ static void handle_ws(od_service *svc, struct MHD_Connection *conn, od_req *req)
   MHD_add_response_header(resp, "Sec-WebSocket-Accept", (const char *)accept);
   if (od_respond(conn, req, MHD_HTTP_SWITCHING_PROTOCOLS, resp, 0) != MHD_YES)
     od_hub_release(svc->hub);
+  else
+    req->ws_reserved = 1; /* until upgrade_cb hands it over, or completed_cb */
 }
 
 /* ---- dispatch ------------------------------------------------------------- */
