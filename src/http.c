@@ -270,6 +270,17 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn,
                 req->client, sizeof req->client);
     else
       snprintf(req->client, sizeof req->client, "unknown");
+    /* Over --max-connections: answer 429 (and close, since the answer is
+     * queued on the first call) instead of letting the kernel or MHD drop
+     * the connection unseen; MHD's own hard limit is set a little higher so
+     * this path sees them. /metrics and /health stay reachable for the
+     * monitoring that must tell an operator about it. */
+    if (atomic_load(&svc->open_conns) > svc->cfg.max_connections &&
+        req->route != OD_ROUTE_METRICS && req->route != OD_ROUTE_HEALTH) {
+      req->calls++;
+      return (enum MHD_Result)od_respond_error(svc, conn, req, 429, "too_many_connections",
+                                               "Too many open connections; retry later", NULL);
+    }
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
     if (cl != NULL) {
       char *end;
@@ -383,6 +394,18 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
   free(req);
 }
 
+/* Counts open connections, for the --max-connections answer in access_cb. */
+static void notify_conn_cb(void *cls, struct MHD_Connection *conn, void **socket_context,
+                           enum MHD_ConnectionNotificationCode toe) {
+  (void)conn;
+  (void)socket_context;
+  od_service *svc = cls;
+  if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+    atomic_fetch_add(&svc->open_conns, 1);
+  else if (toe == MHD_CONNECTION_NOTIFY_CLOSED)
+    atomic_fetch_sub(&svc->open_conns, 1);
+}
+
 static void mhd_logger(void *cls, const char *fmt, va_list ap) {
   (void)cls;
   char msg[512];
@@ -409,7 +432,9 @@ int od_http_start(od_service *svc, char *err, size_t err_len) {
       MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
       MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
       MHD_OPTION_THREAD_POOL_SIZE, (unsigned)svc->cfg.http_threads,
-      MHD_OPTION_CONNECTION_LIMIT, (unsigned)svc->cfg.max_connections,
+      /* The hard limit, past ours (see access_cb): room to answer 429. */
+      MHD_OPTION_CONNECTION_LIMIT, (unsigned)svc->cfg.max_connections + 64u,
+      MHD_OPTION_NOTIFY_CONNECTION, notify_conn_cb, svc,
       MHD_OPTION_CONNECTION_TIMEOUT, 60u,
       MHD_OPTION_NOTIFY_COMPLETED, completed_cb, svc,
       MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,

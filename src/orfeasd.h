@@ -431,6 +431,7 @@ struct od_service {
   od_ratelimit *rl;
   struct MHD_Daemon *daemon;
   orfeas_gpu *gpu;        /* NVML sampler; reports no GPU without NVML */
+  _Atomic int open_conns; /* HTTP connections open now (MHD notifications) */
   _Atomic int ready;      /* workers started and not draining */
   _Atomic int draining;
 };

@@ -44,5 +44,36 @@ def case_slots(work):
     check(rc == 0, "orfeasd exits 0 on SIGTERM (rc=%s)" % rc)
 
 
+def case_connections(work):
+    """Past --max-connections a request gets 429 JSON and is counted; the
+    monitoring endpoints still answer; closing the idle ones restores
+    service."""
+    s = Server(os.path.join(work, "data"), "--max-connections", "4")
+    idle = []
+    try:
+        for _ in range(6):
+            c = socket.create_connection(("127.0.0.1", s.port))
+            idle.append(c)
+        wait_for(lambda: s.request("GET", "/api/health")[0] == 429 or None,
+                 "429 once more than 4 connections are open", timeout=10)
+        st, hd, body = s.request("GET", "/api/health")
+        check(st == 429 and b"Too many open connections" in body,
+              "429 with a JSON error past --max-connections")
+        sm = parse_metrics(s.metrics()[2])
+        check(value(sm, "orfeas_errors_total", type="too_many_connections", endpoint="/api/health") >= 1,
+              "counted in orfeas_errors_total{type=\"too_many_connections\"}")
+        check(s.request("GET", "/health")[0] == 200, "/health still answers")
+        for c in idle:
+            c.close()
+        wait_for(lambda: s.request("GET", "/api/health")[0] == 200 or None,
+                 "service back once the idle connections close", timeout=10)
+        check(True, "200 again after the idle connections closed")
+    finally:
+        for c in idle:
+            c.close()
+        rc = s.stop()
+    check(rc == 0, "orfeasd exits 0 on SIGTERM (rc=%s)" % rc)
+
+
 if __name__ == "__main__":
-    main({"slots": case_slots})
+    main({"slots": case_slots, "connections": case_connections})
