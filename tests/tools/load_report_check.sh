@@ -11,23 +11,8 @@
 # usage: load_report_check.sh ORFEASD ORFEAS_LOAD ORFEAS_REPORT FAKE_NVML PROMETHEUS
 set -euo pipefail
 orfeasd=$1 load=$2 report=$3 fake_nvml=$4 prom=$5
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+. "$(cd "$(dirname "$0")" && pwd)/testlib.sh"
 py=/usr/bin/python3
-free_port() { $py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_for() { # condition, seconds
-  local deadline=$((SECONDS + $2))
-  until eval "$1"; do
-    ((SECONDS < deadline)) || { echo "FAIL: timed out waiting for: $1"; return 1; }
-    sleep 0.2
-  done
-}
 fail=0
 ok() { echo "ok: $*"; }
 bad() { echo "FAIL: $*"; fail=1; }

@@ -5,24 +5,8 @@
 # usage: prometheus_scrape_check.sh PROMETHEUS METRICS_DUMP
 set -euo pipefail
 prom=$1 dump=$2
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
 here=$(cd "$(dirname "$0")" && pwd)
-
-# Waits up to $2 seconds for command $1 to succeed.
-wait_for() {
-  local deadline=$((SECONDS + $2))
-  until eval "$1"; do
-    ((SECONDS < deadline)) || { echo "FAIL: timed out waiting for: $1"; return 1; }
-    sleep 0.2
-  done
-}
+. "$here/testlib.sh"
 
 "$dump" text >"$work/text.prom"
 "$dump" openmetrics >"$work/om.txt"
@@ -32,7 +16,7 @@ wait_for() {
   'application/openmetrics-text; version=1.0.0; charset=utf-8' & pids+=($!)
 wait_for '[[ -s $work/p_text && -s $work/p_om ]]' 10
 pt=$(cat "$work/p_text") po=$(cat "$work/p_om")
-pp=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+pp=$(free_port)
 
 cat >"$work/prometheus.yml" <<YML
 global: {scrape_interval: 1s, scrape_timeout: 1s}
