@@ -6,7 +6,10 @@ BENCH_JSON ?=
 CMAKE      ?= cmake
 JOBS       ?= $(shell nproc)
 
-.PHONY: all deps configure run test bench clean
+REPORT_RANGE ?= 24h
+REPORT_DIR   ?= reports/$(shell date -u +%Y-%m-%dT%H%M)
+
+.PHONY: all deps configure run test bench report clean
 
 all: configure
 	$(CMAKE) --build $(BUILD_DIR) -j $(JOBS)
@@ -26,6 +29,11 @@ test: all
 bench: configure
 	$(CMAKE) --build $(BUILD_DIR) -j $(JOBS) --target orfeas-bench
 	$(BUILD_DIR)/orfeas-bench $(if $(BENCH_JSON),--json $(abspath $(BENCH_JSON)))
+
+# A health report from the running stack's Prometheus (make run), on demand.
+report: all
+	$(BUILD_DIR)/orfeas-report --prometheus http://127.0.0.1:$${PROMETHEUS_PORT:-9090} \
+	  --range $(REPORT_RANGE) --out $(REPORT_DIR)
 
 clean:
 	rm -rf $(BUILD_DIR)
