@@ -4,7 +4,8 @@
  * GPU the call is for and when it started, and the mutex is NOT held during
  * the call. A scrape that finds a call older than the deadline reports that
  * GPU down at once, without waiting for the call to return; when a late call
- * does return, its round is marked down too and counted as a
+ * does return, its GPU (all GPUs for a call for none in particular) stays
+ * down until a round answers in time, and the call is counted as a
  * DEADLINE_EXCEEDED error. One thread makes all calls, so a wedged driver
  * stalls sampling, never the service, and no work piles up behind it.
  */
@@ -31,13 +32,25 @@ static void call_begin(round_ctx *r) {
 
 static nvmlReturn_t call_end(round_ctx *r, const char *name,
                              nvmlReturn_t rc) {
-  pthread_mutex_lock(&r->g->mu);
-  double took = gpu_now_mono() - r->g->call_started;
-  r->g->busy_gpu = GPU_IDLE;
-  pthread_mutex_unlock(&r->g->mu);
-  if (took > r->g->opts.call_timeout_s) {
+  orfeas_gpu *g = r->g;
+  pthread_mutex_lock(&g->mu);
+  double took = gpu_now_mono() - g->call_started;
+  g->busy_gpu = GPU_IDLE;
+  bool late = took > g->opts.call_timeout_s;
+  if (late) {
+    /* Down now, not at the end of the round: until then a scrape between
+     * two late calls would show the previous round's good status, and a
+     * slow driver would flap up/down for a whole round. */
+    if (r->gpu >= 0)
+      g->gpus[r->gpu].up = false;
+    else
+      for (unsigned i = 0; i < g->count; i++)
+        g->gpus[i].up = false;
+  }
+  pthread_mutex_unlock(&g->mu);
+  if (late) {
     r->late = true;
-    gpu_count_error(r->g, name, NVML_DEADLINE_EXCEEDED);
+    gpu_count_error(g, name, NVML_DEADLINE_EXCEEDED);
   }
   if (rc != NVML_SUCCESS)
     gpu_count_error(r->g, name, rc);

@@ -201,6 +201,30 @@ static void hung_nvml_keeps_scrapes_fast(void **state) {
   finish(f);
 }
 
+/* A slow driver: every call takes 0.8 s, past the 0.5 s deadline. Once a
+ * call has been late the GPU stays down: between two late calls a scrape
+ * must not show the previous round's good status (found by the live run's
+ * gpu-hung drill: the flapping kept OrfeasGPUNotResponding pending for a
+ * whole round of late calls). */
+static void slow_nvml_stays_down_between_calls(void **state) {
+  (void)state;
+  fixture *f = start(FAKE_NVML, "gpus=1\ngpu0.util=33\n");
+  wait_text(f, "orfeas_gpu_up{gpu_id=\"0\"} 1\n", true, 5);
+  write_state("gpus=1\ngpu0.util=33\nhang_ms=800\n");
+  wait_text(f, "error=\"DEADLINE_EXCEEDED\"} ", true, 4);
+  double until = now_s() + 2.0; /* more than two late calls */
+  while (now_s() < until) {
+    render(f);
+    if (strstr(f->buf.data, "orfeas_gpu_up{gpu_id=\"0\"} 1\n"))
+      fail_msg("the GPU showed up again between two late calls:\n%s", f->buf.data);
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  write_state("gpus=1\ngpu0.util=35\n");
+  wait_text(f, "orfeas_gpu_utilization_percent{gpu_id=\"0\"} 35\n", true, 8);
+  finish(f);
+}
+
 static void no_library_means_no_gpu(void **state) {
   (void)state;
   fixture *f = start("/nonexistent/libnvidia-ml.so.1", "gpus=1\n");
@@ -241,6 +265,7 @@ int main(void) {
       cmocka_unit_test(two_gpus_two_label_sets),
       cmocka_unit_test(lost_gpu_goes_down_and_comes_back),
       cmocka_unit_test(hung_nvml_keeps_scrapes_fast),
+      cmocka_unit_test(slow_nvml_stays_down_between_calls),
       cmocka_unit_test(no_library_means_no_gpu),
       cmocka_unit_test(missing_optional_symbols_use_fallbacks),
   };
