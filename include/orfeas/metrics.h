@@ -379,13 +379,15 @@ struct om__histogram_hot {
   size_t npad; /* nb rounded up to a multiple of 4 (<= OM__HIST_PAD) */
 };
 
-#define OM__HIST_PAD 16
+#define OM__HIST_PAD 32
 
 size_t om__bucket_search(const double *b, size_t nb, double v);
 void om__histogram_observe_shared(om_histogram *h, size_t i, double v);
 
-/* Index of the first bound >= v (nb when none, NaN included). Short bucket
- * lists (the common case) are padded to OM__HIST_PAD bounds with +Inf, so
+/* Index of the first bound >= v (nb when none, NaN included). Bucket lists
+ * of up to OM__HIST_PAD bounds (the common case: 32 covers hand-made lists
+ * like orfeasd's 17-18 bound ones, where 16 sent them to the binary
+ * search's unpredictable branches) are padded with +Inf, so
  * this is a fixed-length, branch-free loop: a mispredicted branch per bound
  * would cost more than all the comparisons. With SSE2, cmpnle ("not
  * v <= b", true for NaN) checks two bounds per instruction and subtracting
@@ -406,6 +408,10 @@ static inline size_t om__bucket_of(const double *b, size_t nb, size_t npad,
   a1 = _mm_sub_epi64(                                                        \
       a1, _mm_castpd_si128(_mm_cmpnle_pd(vv, _mm_loadu_pd(b + (k) + 2))))
   switch (npad) {
+  case 32: OM__STEP(28); /* fall through */
+  case 28: OM__STEP(24); /* fall through */
+  case 24: OM__STEP(20); /* fall through */
+  case 20: OM__STEP(16); /* fall through */
   case 16: OM__STEP(12); /* fall through */
   case 12: OM__STEP(8);  /* fall through */
   case 8: OM__STEP(4);   /* fall through */

@@ -137,6 +137,35 @@ static void histogram_default_and_long_buckets(void **state) {
   om_registry_free(reg);
 }
 
+/* Every bucket count either side of the padded, branch-free path's limit
+ * (OM__HIST_PAD, 32) and of its 4-bound steps: each value lands in the
+ * bucket of the first bound >= it. */
+static void histogram_bucket_counts_around_padding(void **state) {
+  (void)state;
+  static const size_t sizes[] = {1, 3, 4, 5, 16, 17, 18, 20, 23, 31, 32, 33, 40};
+  for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+    size_t nb = sizes[s];
+    om_registry *reg = om_registry_new(NULL);
+    double b[40];
+    for (size_t i = 0; i < nb; i++)
+      b[i] = (double)(i + 1);
+    om_histogram *h = om_histogram_new(reg, "p", "h", b, nb, NULL);
+    assert_non_null(h);
+    /* k exactly (le is inclusive) and k + 0.5 (the next bound). */
+    for (size_t k = 1; k <= nb; k++) {
+      om_histogram_observe(h, (double)k);
+      om_histogram_observe(h, (double)k + 0.5);
+    }
+    uint64_t cum[41], count;
+    double sum;
+    assert_int_equal(om_histogram_snapshot(h, cum, nb + 1, &count, &sum), OM_OK);
+    for (size_t i = 0; i < nb; i++) /* le=i+1: k <= i+1 and k+0.5 <= i+1 */
+      assert_int_equal(cum[i], 2 * (i + 1) - 1);
+    assert_int_equal(cum[nb], 2 * nb); /* nb + 0.5 only in +Inf */
+    om_registry_free(reg);
+  }
+}
+
 /* Labelled children: resolved once, the same handle every time, and a
  * wrong-type lookup is refused. */
 static void labelled_children(void **state) {
@@ -220,6 +249,7 @@ int main(void) {
       cmocka_unit_test(gauge_ops),
       cmocka_unit_test(histogram_buckets),
       cmocka_unit_test(histogram_default_and_long_buckets),
+      cmocka_unit_test(histogram_bucket_counts_around_padding),
       cmocka_unit_test(labelled_children),
       cmocka_unit_test(hot_paths_do_not_allocate),
   };
