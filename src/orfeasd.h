@@ -290,7 +290,27 @@ typedef struct {
   _Atomic(om_histogram *) h_req[OD_ROUTE_COUNT][OD_METHODS];
   _Atomic(om_histogram *) h_resp[OD_ROUTE_COUNT][OD_METHODS];
   _Atomic(om_counter *) c_req[OD_ROUTE_COUNT][OD_METHODS][OD_STATUS_SLOTS];
+  /* reqstats.c: the per-thread batches of request metrics (owned). */
+  pthread_mutex_t batches_mu;
+  struct od_reqbatch *batches;
+  uint64_t rs_id; /* process-unique; 0 when not set up */
 } od_metrics;
+
+/* reqstats.c: one finished request's metrics, applied in per-thread batches
+ * (why: the comment at the top of reqstats.c). */
+typedef struct od_reqbatch od_reqbatch;
+typedef struct {
+  const char *method; /* static: one of the method label values */
+  int route, method_idx, status;
+  double seconds;
+  uint64_t req_bytes, resp_bytes;
+} od_reqev;
+void od_reqstats_init(od_metrics *m);  /* od_metrics_init calls it */
+void od_reqstats_free(od_metrics *m);  /* od_metrics_free calls it */
+/* Records e; any thread. Visible to the next od_reqstats_flush at latest. */
+void od_reqstats_add(od_metrics *m, const od_reqev *e);
+/* Applies every thread's pending requests: call before rendering. */
+void od_reqstats_flush(od_metrics *m);
 
 /* Registers every family and creates the label sets alerts need at 0.
  * Returns 0, or -1 with err filled. */
@@ -440,7 +460,7 @@ struct od_service {
  * callback (http.c owns it; routes.c fills the answer). */
 struct MHD_Connection;
 typedef struct {
-  double t0;
+  uint64_t t0; /* od_ticks() at the first access-handler call */
   od_route route;
   const char *method;       /* "GET", "POST", "HEAD", ... or "OTHER" */
   int method_idx;           /* its index, < OD_METHODS */
@@ -491,6 +511,22 @@ int od_gzip(const void *in, size_t in_len, uint8_t **out, size_t *out_len);
 int od_http_start(od_service *svc, char *err, size_t err_len);
 void od_http_quiesce(od_service *svc);
 void od_http_stop(od_service *svc);
+
+/* clock.c: the clock for per-request timing. Ticks are TSC cycles where the
+ * kernel keeps time with the TSC, else CLOCK_MONOTONIC nanoseconds; only
+ * differences of two od_ticks() from this process mean anything. */
+enum { OD_CLOCK_MONOTONIC = 0, OD_CLOCK_TSC = 1 };
+/* Picks and calibrates the clock once (20 ms; ORFEAS_CLOCK=monotonic forces
+ * the fallback); call before the threads that time requests start.
+ * Returns the OD_CLOCK_* in use. Thread-safe, idempotent. */
+int od_clock_init(void);
+/* The same, unconditionally, for tests: want_tsc 0 forces the fallback.
+ * Not thread-safe: no od_ticks() may run meanwhile. */
+int od_clock_setup(int want_tsc);
+uint64_t od_ticks(void);
+double od_ticks_seconds(uint64_t from, uint64_t to); /* 0 if to <= from */
+int od_clock_mode(void);
+double od_clock_tsc_hz(void); /* the calibrated TSC rate, 0 on the fallback */
 
 /* Time helpers (http.c). */
 double od_now(void);        /* CLOCK_MONOTONIC seconds */

@@ -279,6 +279,7 @@ static void handle_api_health(od_service *svc, struct MHD_Connection *conn, od_r
 
 static void handle_metrics(od_service *svc, struct MHD_Connection *conn, od_req *req) {
   om_gauge_set(svc->m.uptime, od_now() - svc->m.start_time);
+  od_reqstats_flush(&svc->m); /* every request completed before this one */
   om_format fmt = om_format_negotiate(
       MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept"));
   om_buf buf = {0};

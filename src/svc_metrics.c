@@ -61,6 +61,7 @@ static om_family *fam(od_metrics *m, om_type t, const char *name,
 int od_metrics_init(od_metrics *m, char *err, size_t err_len) {
   memset(m, 0, sizeof *m);
   m->start_time = od_now();
+  od_reqstats_init(m);
   m->reg = om_registry_new(&(om_registry_opts){
       .overflow_name = "orfeas_metrics_series_overflow_total"});
   if (m->reg == NULL) {
@@ -208,6 +209,7 @@ int od_metrics_init(od_metrics *m, char *err, size_t err_len) {
 }
 
 void od_metrics_free(od_metrics *m) {
+  od_reqstats_free(m);
   om_registry_free(m->reg);
   m->reg = NULL;
 }
