@@ -15,6 +15,10 @@ Usage: od_test.py CASE WORKDIR  (ctest runs each case as service.CASE)
             completes, the queued ones fail with a reason, exit 0
   badinput  every kind of bad input gets a 4xx JSON error and a counted
             metric, and the service keeps serving
+  reqmetrics the request metrics' per-thread batches (src/reqstats.c): from
+            several connections at once, scrapes in between never go back or
+            past what was sent, and the end counts are exact; the request
+            clock's start-up line and its ORFEAS_CLOCK=monotonic fallback
 """
 import gzip
 import http.client
@@ -26,6 +30,7 @@ import signal
 import socket
 import struct
 import subprocess
+import threading
 import time
 
 from odlib import (WS, Server, TestFailure, check, main, make_image, multipart, names,
@@ -564,6 +569,81 @@ def case_badinput(work):
     check(s.stop() == 0, "exit 0")
 
 
+def case_reqmetrics(work):
+    # Threads x requests: not a multiple of the batch (32), so the end
+    # counts need the scrape's drain, not only full batches.
+    threads, per = 4, 53
+    s = Server(os.path.join(work, "a"), "--http-threads", "2")
+    check(s.log_has(r"request timing: (TSC at [0-9.]+ GHz|CLOCK_MONOTONIC)"),
+          "start-up log names the request clock")
+
+    def health_count(sm):
+        return value(sm, "orfeas_http_requests_total", method="GET", endpoint="/health", status="200")
+
+    base = health_count(s.samples())
+    check(base == 0, "no /health request before the load")
+    sent = [0] * threads
+    errors = []
+
+    def client(i):
+        c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)  # keep-alive
+        try:
+            for _ in range(per):
+                c.request("GET", "/health")
+                r = c.getresponse()
+                r.read()
+                if r.status != 200:
+                    errors.append(r.status)
+                sent[i] += 1
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(repr(e))
+        finally:
+            c.close()
+
+    ts = [threading.Thread(target=client, args=(i,)) for i in range(threads)]
+    for t in ts:
+        t.start()
+    seen = [base]
+    while any(t.is_alive() for t in ts):
+        got = health_count(s.samples()) - base
+        check(got <= threads * per, "a scrape never counts more than was sent (%g)" % got)
+        seen.append(got)
+    for t in ts:
+        t.join()
+    check(not errors, "every /health answered 200 (%r)" % errors[:3])
+    check(all(b >= a for a, b in zip(seen, seen[1:])), "the count never goes back between scrapes")
+    n = threads * per
+    # Each request is recorded by MHD's completion callback, which may run
+    # just after the client has its answer. Its access-log line is written
+    # after its metrics are queued, so once all n lines are in, a single
+    # scrape must count exactly n: the scrape's drain, not later batches.
+    wait_for(lambda: sum(1 for ln in list(s.lines) if "req GET /health 200" in ln) >= n,
+             "the %d requests' log lines" % n)
+    sm = s.samples()
+    check(health_count(sm) - base == n, "one scrape counts all %d requests (got %g)"
+          % (n, health_count(sm) - base))
+    for fam in ("orfeas_http_request_duration_seconds", "orfeas_http_request_size_bytes",
+                "orfeas_http_response_size_bytes"):
+        # The base scrape ran before any of them; the histograms had the
+        # same base as the counter (one observation per request each).
+        c = value(sm, fam + "_count", method="GET", endpoint="/health")
+        inf = value(sm, fam + "_bucket", method="GET", endpoint="/health", le="+Inf")
+        check(c == inf and c == health_count(sm), "%s: _count = +Inf bucket = requests (%g)" % (fam, c))
+    check(value(sm, "orfeas_http_request_duration_seconds_sum", method="GET", endpoint="/health") > 0,
+          "durations measured (sum > 0)")
+    check(s.stop() == 0, "exit 0")
+
+    # The fallback clock, forced: same metrics, the log says which clock.
+    m = Server(os.path.join(work, "b"), "--access-log", "0", env={"ORFEAS_CLOCK": "monotonic"})
+    check(m.log_has(r"request timing: CLOCK_MONOTONIC"), "ORFEAS_CLOCK=monotonic is honoured")
+    for _ in range(5):
+        check(m.request("GET", "/health")[0] == 200, "/health 200")
+    wait_for(lambda: health_count(m.samples()) >= 5, "5 requests counted")
+    check(value(m.samples(), "orfeas_http_request_duration_seconds_sum", method="GET",
+                endpoint="/health") > 0, "durations measured with CLOCK_MONOTONIC")
+    check(m.stop() == 0, "exit 0")
+
+
 if __name__ == "__main__":
     main({"flow": case_flow, "queue": case_queue, "drain": case_drain, "badinput": case_badinput,
-          "slowclient": case_slowclient, "cli": case_cli})
+          "slowclient": case_slowclient, "cli": case_cli, "reqmetrics": case_reqmetrics})
