@@ -3,7 +3,7 @@
  *  api_metrics_overhead  requests/s of GET /health, request metrics on vs
  *                        --http-metrics 0, with an A/A control: three orfeasd
  *                        processes compared request by request (the design
- *                        and why: above run_overhead). Closed loop: one
+ *                        and why: the comment opening that section below). Closed loop: one
  *                        request in flight per server.
  *  api_metrics_overhead_saturated
  *                        the same with pipelined batches of 16, so the server
@@ -48,6 +48,14 @@ typedef struct {
 /* >= 0: start_server pins the servers it starts (all their threads) to it. */
 static int g_server_cpu = -1;
 
+static void pin_self(int cpu) {
+  cpu_set_t cs;
+  CPU_ZERO(&cs);
+  CPU_SET(cpu, &cs);
+  if (sched_setaffinity(0, sizeof cs, &cs) != 0)
+    fprintf(stderr, "bench_service: could not pin to CPU %d\n", cpu);
+}
+
 static int start_server(server *s, const char *const *extra) {
   char exe[PATH_MAX], bin[PATH_MAX + 16], logp[128];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -73,12 +81,8 @@ static int start_server(server *s, const char *const *extra) {
     int fd = open(logp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (fd >= 0)
       dup2(fd, 2);
-    if (g_server_cpu >= 0) { /* before exec: every thread inherits it */
-      cpu_set_t cs;
-      CPU_ZERO(&cs);
-      CPU_SET(g_server_cpu, &cs);
-      sched_setaffinity(0, sizeof cs, &cs);
-    }
+    if (g_server_cpu >= 0)
+      pin_self(g_server_cpu); /* before exec: every thread inherits it */
     execv(bin, (char *const *)argv);
     _exit(127);
   }
@@ -216,7 +220,6 @@ typedef struct {
   int depth;       /* requests per batch; 1 = plain closed loop */
   int epochs;      /* <= OV_MAX_EPOCHS */
   double seconds;  /* measured time over all epochs */
-  int pin;         /* servers on one CPU, the client on another */
   int verbose;     /* a line per epoch on stderr */
 } ov_plan;
 
@@ -341,14 +344,6 @@ static void pick_cpus(int *server_cpu, int *client_cpu) {
     }
   if (*server_cpu < 0)
     *client_cpu = -1;
-}
-
-static void pin_self(int cpu) {
-  cpu_set_t cs;
-  CPU_ZERO(&cs);
-  CPU_SET(cpu, &cs);
-  if (sched_setaffinity(0, sizeof cs, &cs) != 0)
-    fprintf(stderr, "bench_service: could not pin to CPU %d\n", cpu);
 }
 
 /* One epoch: three fresh servers started in the order first, first+1, ...,
@@ -489,8 +484,7 @@ static void run_overhead(bench_report *r, const ov_plan *pl) {
   int server_cpu = -1, client_cpu = -1;
   cpu_set_t saved;
   int restore = sched_getaffinity(0, sizeof saved, &saved) == 0;
-  if (pl->pin)
-    pick_cpus(&server_cpu, &client_cpu);
+  pick_cpus(&server_cpu, &client_cpu); /* -1 on a one-CPU machine: unpinned */
   if (client_cpu >= 0) {
     pin_self(client_cpu);
     g_server_cpu = server_cpu;
@@ -547,11 +541,11 @@ static void case_overhead(bench_report *r) {
   double k = overhead_scale();
   /* Closed loop: one request per server per cycle, as a client that waits
    * for each answer sees it. */
-  ov_plan closed = {"api_metrics_overhead", 1, 10, 60 * k, 1, verbose};
+  ov_plan closed = {"api_metrics_overhead", 1, 10, 60 * k, verbose};
   /* Saturated: pipelined batches of 16 keep the server's one HTTP thread
    * busy, so the figure is its CPU per request, with no idle time to hide
    * a cost in. Its process-to-process spread is wider: more epochs. */
-  ov_plan sat = {"api_metrics_overhead_saturated", 16, 60, 90 * k, 1, verbose};
+  ov_plan sat = {"api_metrics_overhead_saturated", 16, 60, 90 * k, verbose};
   if (bench_wanted(r, closed.name))
     run_overhead(r, &closed);
   if (bench_wanted(r, sat.name))

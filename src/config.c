@@ -129,7 +129,10 @@ void od_config_usage(char *buf, size_t len) {
       used += (size_t)n < len - used ? (size_t)n : len - used;
   }
   if (used < len)
-    snprintf(buf + used, len - used, "  --help              print this\n");
+    snprintf(buf + used, len - used,
+             "  --help              print this\n\n"
+             "Environment only: ORFEAS_CLOCK=monotonic times requests with CLOCK_MONOTONIC\n"
+             "instead of the TSC (used where the kernel's clocksource is tsc).\n");
 }
 
 static int parse_listen(od_config *c, const char *v, const char *who,
