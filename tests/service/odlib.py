@@ -49,8 +49,24 @@ def wait_for(pred, what, timeout=30.0, interval=0.02):
 
 
 # Every server a case starts, so main() can stop the ones a failing case
-# leaves running (by PID, never by name).
+# leaves running (by PID, never by name) and show what they logged.
 STARTED = []
+SERVERS = []
+SANITIZER_RE = re.compile(r"WARNING: ThreadSanitizer|ERROR: AddressSanitizer|ERROR: LeakSanitizer|"
+                          r"runtime error:")
+
+
+def print_server_logs():
+    """On a failure: each server's sanitizer report, or else its last lines
+    (a failing "exit 0" says nothing without them)."""
+    for i, srv in enumerate(SERVERS):
+        lines = list(srv.lines)
+        first = next((k for k, ln in enumerate(lines) if SANITIZER_RE.search(ln)), None)
+        shown = lines[first:first + 150] if first is not None else lines[-15:]
+        print("--- orfeasd #%d (pid %d, rc %s): %s" % (i + 1, srv.proc.pid, srv.proc.poll(),
+              "sanitizer report" if first is not None else "last %d log lines" % len(shown)))
+        for ln in shown:
+            print("  |", ln)
 
 
 class Server:
@@ -63,6 +79,7 @@ class Server:
             [ORFEASD, "--listen", "127.0.0.1:0", "--data-dir", data_dir] + list(args),
             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=e)
         STARTED.append(self.proc)
+        SERVERS.append(self)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         m = wait_for(lambda: self._port(), "orfeasd to listen", timeout=20)
@@ -309,6 +326,13 @@ def main(cases):
         cases[name](work)
     except TestFailure as e:
         print("FAIL:", e, flush=True)
+        for proc in STARTED:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        for srv in SERVERS:
+            srv.reader.join(timeout=5)
+        print_server_logs()
         sys.exit(1)
     finally:
         for proc in STARTED:
