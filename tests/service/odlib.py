@@ -56,6 +56,13 @@ SANITIZER_RE = re.compile(r"WARNING: ThreadSanitizer|ERROR: AddressSanitizer|ERR
                           r"runtime error:")
 
 
+def kill_started():
+    for proc in STARTED:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def print_server_logs():
     """On a failure: each server's sanitizer report, or else its last lines
     (a failing "exit 0" says nothing without them)."""
@@ -326,17 +333,11 @@ def main(cases):
         cases[name](work)
     except TestFailure as e:
         print("FAIL:", e, flush=True)
-        for proc in STARTED:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        kill_started()
         for srv in SERVERS:
             srv.reader.join(timeout=5)
         print_server_logs()
         sys.exit(1)
     finally:
-        for proc in STARTED:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        kill_started()
     print("PASS: %s" % name)
