@@ -185,13 +185,13 @@ static void handle_generate(od_service *svc, struct MHD_Connection *conn, od_req
 /* ---- GET /api/job-status/{job_id} ----------------------------------------- */
 
 static void handle_status(od_service *svc, struct MHD_Connection *conn, od_req *req) {
-  if (!od_uuid_valid(req->arg1)) {
+  if (!od_uuid_valid(req->rest)) {
     validation_error(svc, conn, req, 400, "job_id", "invalid_uuid",
                      "job_id must be a UUID");
     return;
   }
   od_job_view v;
-  if (!od_jobs_view(svc->jobs, req->arg1, &v)) {
+  if (!od_jobs_view(svc->jobs, req->rest, &v)) {
     od_respond_error(svc, conn, req, 404, "not_found", "Job not found", NULL);
     return;
   }
@@ -383,86 +383,96 @@ static void handle_ws(od_service *svc, struct MHD_Connection *conn, od_req *req)
     req->ws_reserved = 1; /* until upgrade_cb hands it over, or completed_cb */
 }
 
-/* ---- dispatch ------------------------------------------------------------- */
+/* ---- health, 404 --------------------------------------------------------- */
 
-static const char *route_method(od_route r) {
-  return r == OD_ROUTE_UPLOAD || r == OD_ROUTE_GENERATE ? "POST" : "GET";
+static void handle_health(od_service *svc, struct MHD_Connection *conn,
+                          od_req *req) {
+  (void)svc;
+  od_respond_json(conn, req, 200,
+                  json_pack("{s:s, s:s, s:s}", "status", "healthy", "service",
+                            "orfeasd", "version", ORFEASD_VERSION));
 }
 
-void od_route_dispatch(od_service *svc, struct MHD_Connection *conn, od_req *req,
-                       const char *url) {
-  (void)url;
+static void handle_ready(od_service *svc, struct MHD_Connection *conn,
+                         od_req *req) {
+  int ready = svc->ready && !svc->draining;
+  int queue_ok =
+      od_jobs_queue_depth(svc->jobs) < (size_t)svc->cfg.queue_size;
+  od_respond_json(conn, req, ready ? 200 : 503,
+                  json_pack("{s:s, s:{s:s, s:i, s:s}}", "status",
+                            ready ? "ready" : "not_ready", "checks",
+                            "application", svc->draining ? "draining" : "ok",
+                            "workers", od_jobs_workers_running(svc->jobs),
+                            "queue", queue_ok ? "ok" : "full"));
+}
+
+static void handle_not_found(od_service *svc, struct MHD_Connection *conn,
+                             od_req *req) {
+  od_respond_error(svc, conn, req, 404, "not_found", "Not found", NULL);
+}
+
+/* ---- dispatch ------------------------------------------------------------- */
+
+typedef void handler_fn(od_service *, struct MHD_Connection *, od_req *);
+
+static handler_fn *const HANDLERS[OD_ROUTE_COUNT] = {
+#define OD_ROUTE_HANDLER(id, methods, match, path, endpoint, flags, handler)   \
+  [OD_ROUTE_##id] = handler,
+    OD_ROUTE_LIST(OD_ROUTE_HANDLER)
+#undef OD_ROUTE_HANDLER
+};
+
+/* OPTIONS: which methods the route answers, no body. */
+static void answer_options(od_service *svc, struct MHD_Connection *conn,
+                           od_req *req) {
+  (void)svc;
+  struct MHD_Response *resp =
+      MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+  if (resp == NULL)
+    return;
+  MHD_add_response_header(resp, "Allow", od_route_allow_header(req->route));
+  od_respond(conn, req, 204, resp, 0);
+}
+
+/* Rate limit: routes flagged OD_RF_RATE_LIMIT only, so health checks and
+ * scrapes always pass. 1 when the request was answered 429. */
+static int rate_limited(od_service *svc, struct MHD_Connection *conn,
+                        od_req *req) {
+  if (svc->rl == NULL || !(od_route_flags(req->route) & OD_RF_RATE_LIMIT))
+    return 0;
+  int wait = od_ratelimit_take(svc->rl, req->client, od_now());
+  if (wait <= 0)
+    return 0;
+  om_counter_inc(om_family_counter(
+      svc->m.rate_limited, OM_LABELS(od_route_template(req->route))));
+  od_metric_error(&svc->m, "rate_limited", req->route);
+  char msg[96], ra[16];
+  snprintf(msg, sizeof msg, "Rate limit exceeded. Max %g requests per second",
+           svc->cfg.rate_limit_rps);
+  snprintf(ra, sizeof ra, "%d", wait);
+  od_respond_json_hdr(conn, req, 429,
+                      json_pack("{s:s, s:i, s:i}", "error", msg, "status", 429,
+                                "retry_after", wait),
+                      "Retry-After", ra);
+  return 1;
+}
+
+void od_route_dispatch(od_service *svc, struct MHD_Connection *conn,
+                       od_req *req) {
   od_route r = req->route;
-  if (r == OD_ROUTE_OTHER) {
-    od_respond_error(svc, conn, req, 404, "not_found", "Not found", NULL);
+  if (r != OD_ROUTE_OTHER && req->method_idx == OD_METHOD_OPTIONS) {
+    answer_options(svc, conn, req);
     return;
   }
-  const char *want = route_method(r);
-  int head_ok = strcmp(want, "GET") == 0 && strcmp(req->method, "HEAD") == 0;
-  if (strcmp(req->method, want) != 0 && !head_ok) {
+  if (r != OD_ROUTE_OTHER && !od_route_allows(r, (od_method)req->method_idx)) {
     od_metric_error(&svc->m, "method_not_allowed", r);
-    od_respond_json_hdr(conn, req, 405,
-                        json_pack("{s:s, s:i}", "error", "Method not allowed", "status", 405),
-                        "Allow", want);
+    od_respond_json_hdr(
+        conn, req, 405,
+        json_pack("{s:s, s:i}", "error", "Method not allowed", "status", 405),
+        "Allow", od_route_allow_header(r));
     return;
   }
-  /* Rate limit: API routes only, so health checks and scrapes always pass. */
-  if (svc->rl != NULL && r != OD_ROUTE_HEALTH && r != OD_ROUTE_READY &&
-      r != OD_ROUTE_METRICS && r != OD_ROUTE_API_HEALTH) {
-    int wait = od_ratelimit_take(svc->rl, req->client, od_now());
-    if (wait > 0) {
-      om_counter_inc(om_family_counter(svc->m.rate_limited, OM_LABELS(od_route_template(r))));
-      od_metric_error(&svc->m, "rate_limited", r);
-      char msg[96], ra[16];
-      snprintf(msg, sizeof msg, "Rate limit exceeded. Max %g requests per second",
-               svc->cfg.rate_limit_rps);
-      snprintf(ra, sizeof ra, "%d", wait);
-      od_respond_json_hdr(conn, req, 429,
-                          json_pack("{s:s, s:i, s:i}", "error", msg, "status", 429,
-                                    "retry_after", wait),
-                          "Retry-After", ra);
-      return;
-    }
-  }
-  switch (r) {
-  case OD_ROUTE_UPLOAD:
-    handle_upload(svc, conn, req);
-    break;
-  case OD_ROUTE_GENERATE:
-    handle_generate(svc, conn, req);
-    break;
-  case OD_ROUTE_STATUS:
-    handle_status(svc, conn, req);
-    break;
-  case OD_ROUTE_DOWNLOAD:
-    handle_download(svc, conn, req);
-    break;
-  case OD_ROUTE_HEALTH:
-    od_respond_json(conn, req, 200,
-                    json_pack("{s:s, s:s, s:s}", "status", "healthy", "service", "orfeasd",
-                              "version", ORFEASD_VERSION));
-    break;
-  case OD_ROUTE_READY: {
-    int ready = svc->ready && !svc->draining;
-    od_respond_json(conn, req, ready ? 200 : 503,
-                    json_pack("{s:s, s:{s:s, s:i, s:s}}", "status", ready ? "ready" : "not_ready",
-                              "checks", "application", svc->draining ? "draining" : "ok",
-                              "workers", od_jobs_workers_running(svc->jobs), "queue",
-                              od_jobs_queue_depth(svc->jobs) < (size_t)svc->cfg.queue_size
-                                  ? "ok" : "full"));
-    break;
-  }
-  case OD_ROUTE_API_HEALTH:
-    handle_api_health(svc, conn, req);
-    break;
-  case OD_ROUTE_METRICS:
-    handle_metrics(svc, conn, req);
-    break;
-  case OD_ROUTE_WS:
-    handle_ws(svc, conn, req);
-    break;
-  default:
-    od_respond_error(svc, conn, req, 404, "not_found", "Not found", NULL);
-    break;
-  }
+  if (rate_limited(svc, conn, req))
+    return;
+  HANDLERS[r](svc, conn, req);
 }

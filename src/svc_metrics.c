@@ -16,16 +16,6 @@
 
 #include "orfeasd.h"
 
-static const char *const ROUTE_TPL[] = {
-#define OD_ROUTE_STR(id, tpl) tpl,
-  OD_ROUTE_LIST(OD_ROUTE_STR)
-#undef OD_ROUTE_STR
-};
-
-const char *od_route_template(od_route r) {
-  return (unsigned)r < OD_ROUTE_COUNT ? ROUTE_TPL[r] : "other";
-}
-
 static const double GEN_BUCKETS[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20,
                                      30, 60, 90, 120, 180, 300, 450, 600};
 static const double STAGE_BUCKETS[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -195,15 +185,24 @@ int od_metrics_init(od_metrics *m, char *err, size_t err_len) {
     m->cache_misses[t] = om_family_counter(misses, OM_LABELS(tiers[t]));
     m->cache_size[t] = om_family_gauge(size, OM_LABELS(tiers[t]));
   }
+  /* Per route (router.c's table): each of its methods' 200 and 500, its
+   * duration, its internal errors, and its rate-limit refusals if it has
+   * any. */
   for (int r = 0; r < OD_ROUTE_COUNT; r++) {
-    const char *meth = r == OD_ROUTE_UPLOAD || r == OD_ROUTE_GENERATE ? "POST" : "GET";
-    om_family_counter(m->http_requests, OM_LABELS(meth, ROUTE_TPL[r], "200"));
-    om_family_counter(m->http_requests, OM_LABELS(meth, ROUTE_TPL[r], "500"));
-    om_family_histogram(m->http_duration, OM_LABELS(meth, ROUTE_TPL[r]));
-    om_family_counter(m->errors, OM_LABELS("internal", ROUTE_TPL[r]));
+    const char *ep = od_route_template((od_route)r);
+    unsigned methods = od_route_methods((od_route)r);
+    for (int mi = 0; mi < OD_METHODS; mi++) {
+      if (!(methods >> mi & 1u))
+        continue;
+      const char *meth = od_method_name((od_method)mi);
+      om_family_counter(m->http_requests, OM_LABELS(meth, ep, "200"));
+      om_family_counter(m->http_requests, OM_LABELS(meth, ep, "500"));
+      om_family_histogram(m->http_duration, OM_LABELS(meth, ep));
+    }
+    om_family_counter(m->errors, OM_LABELS("internal", ep));
+    if (od_route_flags((od_route)r) & OD_RF_RATE_LIMIT)
+      om_family_counter(m->rate_limited, OM_LABELS(ep));
   }
-  om_family_counter(m->rate_limited, OM_LABELS(ROUTE_TPL[OD_ROUTE_UPLOAD]));
-  om_family_counter(m->rate_limited, OM_LABELS(ROUTE_TPL[OD_ROUTE_GENERATE]));
   om_family_counter(m->validation_errors, OM_LABELS("image", "not_image"));
   return 0;
 }

@@ -501,7 +501,9 @@ def case_badinput(work):
     if st == 400:
         expect[("job_id", "invalid_uuid")] += 1
     st, hd, b = s.json("GET", "/api/upload-image")
-    check(st == 405 and hd.get("allow") == "POST", "GET on a POST route: 405 with Allow")
+    check(st == 405 and hd.get("allow") == "POST, OPTIONS", "GET on a POST route: 405 with Allow")
+    st, hd, _ = s.request("OPTIONS", "/api/job-status/" + jid)
+    check(st == 204 and hd.get("allow") == "GET, HEAD, OPTIONS", "OPTIONS: 204 with the route's Allow")
     st, _, b = s.json("GET", "/nope")
     check(st == 404, "unknown path: 404 JSON")
 
