@@ -73,39 +73,60 @@ int od_respond(struct MHD_Connection *conn, od_req *req, int status,
   return r;
 }
 
-int od_respond_json(struct MHD_Connection *conn, od_req *req, int status,
-                    json_t *obj) {
-  return od_respond_json_hdr(conn, req, status, obj, NULL, NULL);
-}
-
-int od_respond_json_hdr(struct MHD_Connection *conn, od_req *req, int status,
-                        json_t *obj, const char *header, const char *value) {
+/* A JSON response (steals obj): Content-Type and no caching; NULL when out
+ * of memory. */
+static struct MHD_Response *json_response(json_t *obj, size_t *len) {
   char *text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
   json_decref(obj);
   if (text == NULL)
-    return MHD_NO;
-  size_t len = strlen(text);
+    return NULL;
+  *len = strlen(text);
   struct MHD_Response *resp =
-      MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+      MHD_create_response_from_buffer(*len, text, MHD_RESPMEM_MUST_FREE);
   if (resp == NULL) {
     free(text);
-    return MHD_NO;
+    return NULL;
   }
   MHD_add_response_header(resp, "Content-Type", "application/json");
   MHD_add_response_header(resp, "Cache-Control", "no-store");
-  if (header != NULL)
-    MHD_add_response_header(resp, header, value);
-  return od_respond(conn, req, status, resp, len);
+  return resp;
+}
+
+int od_respond_json(struct MHD_Connection *conn, od_req *req, int status,
+                    json_t *obj) {
+  size_t len = 0;
+  return od_respond(conn, req, status, json_response(obj, &len), len);
+}
+
+int od_respond_error_ex(od_service *svc, struct MHD_Connection *conn,
+                        od_req *req, const od_error *e) {
+  od_metric_error(&svc->m, e->type, req->route);
+  json_t *o = json_pack("{s:s, s:i}", "error", e->message, "status", e->status);
+  if (o != NULL && e->details != NULL)
+    json_object_set(o, "details", e->details);
+  json_decref(e->details);
+  if (o != NULL && e->retry_after > 0)
+    json_object_set_new(o, "retry_after", json_integer(e->retry_after));
+  size_t len = 0;
+  struct MHD_Response *resp = json_response(o, &len);
+  if (resp != NULL && e->retry_after > 0) {
+    char ra[16];
+    snprintf(ra, sizeof ra, "%d", e->retry_after);
+    MHD_add_response_header(resp, "Retry-After", ra);
+  }
+  if (resp != NULL && e->allow != NULL)
+    MHD_add_response_header(resp, "Allow", e->allow);
+  return od_respond(conn, req, e->status, resp, len);
 }
 
 int od_respond_error(od_service *svc, struct MHD_Connection *conn,
                      od_req *req, int status, const char *type,
                      const char *message, json_t *details) {
-  od_metric_error(&svc->m, type, req->route);
-  json_t *o = json_pack("{s:s, s:i}", "error", message, "status", status);
-  if (details)
-    json_object_set_new(o, "details", details);
-  return od_respond_json(conn, req, status, o);
+  return od_respond_error_ex(svc, conn, req,
+                             &(od_error){.status = status,
+                                         .type = type,
+                                         .message = message,
+                                         .details = details});
 }
 
 /* ---- gzip ----------------------------------------------------------------- */

@@ -13,7 +13,7 @@
  *   jobs.c       the job table, the worker pool, progress and ETA
  *   svc_metrics.c every orfeas_* metric, registered and pre-created at 0
  *   http.c       libmicrohttpd glue: request contexts, bodies, request metrics,
- *                gzip, the access log
+ *                error answers, gzip, the access log
  *   router.c     the route table (OD_ROUTE_LIST): matching, methods, Allow
  *   routes.c     the API handlers and the dispatch to them
  *   ws.c         WebSocket upgrade, the hub thread, per-client queues
@@ -581,12 +581,23 @@ void od_route_dispatch(od_service *svc, struct MHD_Connection *conn,
  * status; they steal `obj`. */
 int od_respond_json(struct MHD_Connection *conn, od_req *req, int status,
                     json_t *obj);
-/* The same with one extra header (Retry-After, Allow). */
-int od_respond_json_hdr(struct MHD_Connection *conn, od_req *req, int status,
-                        json_t *obj, const char *header,
-                        const char *value);
-/* {"error": message} (+ details when not NULL, stolen), counted in
- * orfeas_errors_total{type, endpoint}. */
+
+/* An error answer: JSON {"error": message, "status": status}, plus
+ * "details" and "retry_after" when set. */
+typedef struct {
+  int status;
+  const char *type;    /* orfeas_errors_total's type: a fixed word */
+  const char *message; /* for the user: what went wrong, what to do */
+  json_t *details;     /* stolen; NULL for none */
+  int retry_after;     /* > 0: seconds, in Retry-After and the body */
+  const char *allow;   /* the Allow header (405) */
+} od_error;
+
+/* The one way an error is answered: queues the JSON answer with its headers
+ * and counts it in orfeas_errors_total{type, endpoint}. */
+int od_respond_error_ex(od_service *svc, struct MHD_Connection *conn,
+                        od_req *req, const od_error *e);
+/* The same without the optional headers (details stolen, may be NULL). */
 int od_respond_error(od_service *svc, struct MHD_Connection *conn,
                      od_req *req, int status, const char *type,
                      const char *message, json_t *details);

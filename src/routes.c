@@ -89,15 +89,21 @@ static void handle_upload(od_service *svc, struct MHD_Connection *conn, od_req *
   char id[37], err[256];
   int rc_add = od_jobs_add_upload(svc->jobs, part.data, part.len, is_png ? "png" : "jpg", id,
                                   err, sizeof err);
+  if (rc_add == -2) { /* every slot, or all of --max-store-mb, is in use */
+    od_respond_error_ex(svc, conn, req,
+                        &(od_error){.status = 503,
+                                    .type = "storage_full",
+                                    .message = err,
+                                    .retry_after = 10});
+    return;
+  }
   if (rc_add != 0) {
+    /* err may name a server path: the log gets it, the client does not. */
     od_log("upload failed: %s", err);
-    if (rc_add == -2)
-      od_respond_json_hdr(conn, req, 503, json_pack("{s:s, s:i}", "error", err, "status", 503),
-                          "Retry-After", "10");
-    else
-      od_respond_error(svc, conn, req, 500, "internal", err, NULL);
-    if (rc_add == -2)
-      od_metric_error(&svc->m, "storage_full", req->route);
+    od_respond_error(svc, conn, req, 500, "internal",
+                     "The upload could not be stored (a server problem; "
+                     "the service log has the reason)",
+                     NULL);
     return;
   }
   char safe[128];
@@ -165,18 +171,21 @@ static void handle_generate(od_service *svc, struct MHD_Connection *conn, od_req
   } else if (r == OD_GEN_CONFLICT) {
     od_respond_error(svc, conn, req, 409, "conflict", "Generation already in progress",
                      json_pack("{s:s}", "job_id", g.job_id));
-  } else if (r == OD_GEN_QUEUE_FULL || r == OD_GEN_DRAINING) {
-    int st = r == OD_GEN_DRAINING ? 503 : 429;
-    char ra[16];
-    snprintf(ra, sizeof ra, "%d", r == OD_GEN_DRAINING ? 10 : od_jobs_retry_after(svc->jobs));
-    od_metric_error(&svc->m, r == OD_GEN_DRAINING ? "draining" : "queue_full", req->route);
-    od_respond_json_hdr(conn, req, st,
-                        json_pack("{s:s, s:i}", "error",
-                                  r == OD_GEN_DRAINING
-                                      ? "Service shutting down; retry on another instance"
-                                      : "Queue full; retry later",
-                                  "status", st),
-                        "Retry-After", ra);
+  } else if (r == OD_GEN_QUEUE_FULL) {
+    od_respond_error_ex(
+        svc, conn, req,
+        &(od_error){.status = 429,
+                    .type = "queue_full",
+                    .message = "Queue full; retry later",
+                    .retry_after = od_jobs_retry_after(svc->jobs)});
+  } else if (r == OD_GEN_DRAINING) {
+    od_respond_error_ex(
+        svc, conn, req,
+        &(od_error){.status = 503,
+                    .type = "draining",
+                    .message = "Service shutting down; retry on another "
+                               "instance",
+                    .retry_after = 10});
   } else {
     od_respond_error(svc, conn, req, 500, "internal", "3D generation failed to start", NULL);
   }
@@ -350,7 +359,11 @@ static void handle_ws(od_service *svc, struct MHD_Connection *conn, od_req *req)
     return;
   }
   if (svc->draining) {
-    od_respond_error(svc, conn, req, 503, "draining", "Service shutting down", NULL);
+    od_respond_error_ex(svc, conn, req,
+                        &(od_error){.status = 503,
+                                    .type = "draining",
+                                    .message = "Service shutting down",
+                                    .retry_after = 10});
     return;
   }
   if (od_hub_reserve(svc->hub) != 0) {
@@ -445,15 +458,14 @@ static int rate_limited(od_service *svc, struct MHD_Connection *conn,
     return 0;
   om_counter_inc(om_family_counter(
       svc->m.rate_limited, OM_LABELS(od_route_template(req->route))));
-  od_metric_error(&svc->m, "rate_limited", req->route);
-  char msg[96], ra[16];
+  char msg[96];
   snprintf(msg, sizeof msg, "Rate limit exceeded. Max %g requests per second",
            svc->cfg.rate_limit_rps);
-  snprintf(ra, sizeof ra, "%d", wait);
-  od_respond_json_hdr(conn, req, 429,
-                      json_pack("{s:s, s:i, s:i}", "error", msg, "status", 429,
-                                "retry_after", wait),
-                      "Retry-After", ra);
+  od_respond_error_ex(svc, conn, req,
+                      &(od_error){.status = 429,
+                                  .type = "rate_limited",
+                                  .message = msg,
+                                  .retry_after = wait});
   return 1;
 }
 
@@ -465,11 +477,11 @@ void od_route_dispatch(od_service *svc, struct MHD_Connection *conn,
     return;
   }
   if (r != OD_ROUTE_OTHER && !od_route_allows(r, (od_method)req->method_idx)) {
-    od_metric_error(&svc->m, "method_not_allowed", r);
-    od_respond_json_hdr(
-        conn, req, 405,
-        json_pack("{s:s, s:i}", "error", "Method not allowed", "status", 405),
-        "Allow", od_route_allow_header(r));
+    od_respond_error_ex(svc, conn, req,
+                        &(od_error){.status = 405,
+                                    .type = "method_not_allowed",
+                                    .message = "Method not allowed",
+                                    .allow = od_route_allow_header(r)});
     return;
   }
   if (rate_limited(svc, conn, req))
