@@ -520,6 +520,10 @@ od_wsmsg_kind od_wsmsg_parse(const uint8_t *msg, size_t len, char job_id[37],
                              char *err, size_t err_len);
 /* Builds {"event": name, "data": data} (steals data). malloc'd text. */
 char *od_ws_event_json(od_ws_event ev, json_t *data);
+/* The handshake answer to a client's Sec-WebSocket-Key: out gets the
+ * Sec-WebSocket-Accept value (28 characters). 0; -1 when the key is not 16
+ * bytes in base64 (RFC 6455 4.1); -2 when SHA-1 is unavailable. Pure. */
+int od_ws_accept_key(const char *key, char out[29]);
 
 /* ---- gpu_summary.c ------------------------------------------------------- */
 

@@ -16,7 +16,6 @@
 
 #include <jansson.h>
 #include <microhttpd.h>
-#include <openssl/evp.h>
 
 #include "orfeasd.h"
 
@@ -352,10 +351,17 @@ static void handle_ws(od_service *svc, struct MHD_Connection *conn, od_req *req)
   const char *co = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Connection");
   const char *ver = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Sec-WebSocket-Version");
   const char *key = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Sec-WebSocket-Key");
-  if (up == NULL || strcasecmp(up, "websocket") != 0 || !header_has_token(co, "upgrade") ||
-      ver == NULL || strcmp(ver, "13") != 0 || key == NULL || strlen(key) != 24) {
+  char accept[29];
+  int key_rc = od_ws_accept_key(key, accept);
+  if (up == NULL || strcasecmp(up, "websocket") != 0 ||
+      !header_has_token(co, "upgrade") || ver == NULL ||
+      strcmp(ver, "13") != 0 || key_rc == -1) {
     validation_error(svc, conn, req, 400, "ws_handshake", "invalid",
                      "a WebSocket upgrade (RFC 6455, version 13) is expected here");
+    return;
+  }
+  if (key_rc != 0) {
+    od_respond_error(svc, conn, req, 500, "internal", "SHA-1 unavailable", NULL);
     return;
   }
   if (svc->draining) {
@@ -371,25 +377,13 @@ static void handle_ws(od_service *svc, struct MHD_Connection *conn, od_req *req)
                      "Too many WebSocket clients; retry later", NULL);
     return;
   }
-  /* Sec-WebSocket-Accept = base64(SHA-1(key + GUID)). */
-  char src[64 + 40];
-  int n = snprintf(src, sizeof src, "%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", key);
-  unsigned char sha[EVP_MAX_MD_SIZE];
-  unsigned int sl = 0;
-  unsigned char accept[64];
-  if (EVP_Digest(src, (size_t)n, sha, &sl, EVP_sha1(), NULL) != 1) {
-    od_hub_release(svc->hub);
-    od_respond_error(svc, conn, req, 500, "internal", "SHA-1 unavailable", NULL);
-    return;
-  }
-  EVP_EncodeBlock(accept, sha, (int)sl);
   struct MHD_Response *resp = MHD_create_response_for_upgrade(upgrade_cb, svc);
   if (resp == NULL) {
     od_hub_release(svc->hub);
     return;
   }
   MHD_add_response_header(resp, MHD_HTTP_HEADER_UPGRADE, "websocket");
-  MHD_add_response_header(resp, "Sec-WebSocket-Accept", (const char *)accept);
+  MHD_add_response_header(resp, "Sec-WebSocket-Accept", accept);
   if (od_respond(conn, req, MHD_HTTP_SWITCHING_PROTOCOLS, resp, 0) != MHD_YES)
     od_hub_release(svc->hub);
   else
