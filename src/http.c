@@ -22,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -30,35 +29,6 @@
 #include <zlib.h>
 
 #include "orfeasd.h"
-
-double od_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-double od_wall(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-void od_log(const char *fmt, ...) {
-  char line[1024];
-  struct timespec ts;
-  struct tm tm;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  gmtime_r(&ts.tv_sec, &tm);
-  size_t n = strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
-  n += (size_t)snprintf(line + n, sizeof line - n, ".%03ldZ orfeasd: ",
-                        ts.tv_nsec / 1000000);
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(line + n, sizeof line - n, fmt, ap);
-  va_end(ap);
-  /* One write per line, so lines from different threads never interleave. */
-  fprintf(stderr, "%s\n", line);
-}
 
 /* ---- responses ------------------------------------------------------------ */
 

@@ -12,6 +12,8 @@
  *   cache.c      the result cache: memory LRU + data-dir tier, bounded bytes
  *   jobs.c       the job table, the worker pool, progress and ETA
  *   svc_metrics.c every orfeas_* metric, registered and pre-created at 0
+ *   clock.c      the request clock (TSC or CLOCK_MONOTONIC), od_now, od_wall
+ *   log.c        the service log (od_log)
  *   http.c       libmicrohttpd glue: request contexts, bodies, request metrics,
  *                error answers, gzip, the access log
  *   router.c     the route table (OD_ROUTE_LIST): matching, methods, Allow
@@ -23,7 +25,9 @@
  * Threads: MHD's pool runs the handlers; `workers` threads run jobs; one hub
  * thread owns every WebSocket; main waits for a signal. Shared state is the
  * job table (jobs.c, one mutex), the queue (its own mutex), the cache (its
- * own mutex) and the hub's outbox (ws.c). Metrics are lock-free.
+ * own mutex) and the hub's outbox (ws.c). Metrics are lock-free, except the
+ * request metrics' per-thread batches, each behind a one-word spin lock
+ * (reqstats.c).
  */
 #ifndef ORFEASD_H
 #define ORFEASD_H
@@ -634,10 +638,11 @@ double od_ticks_seconds(uint64_t from, uint64_t to); /* 0 if to <= from */
 int od_clock_mode(void);
 double od_clock_tsc_hz(void); /* the calibrated TSC rate, 0 on the fallback */
 
-/* Time helpers (http.c). */
-double od_now(void);        /* CLOCK_MONOTONIC seconds */
-double od_wall(void);       /* CLOCK_REALTIME seconds */
-/* Writes a log line prefixed with the UTC time to stderr. */
+double od_now(void);  /* CLOCK_MONOTONIC seconds */
+double od_wall(void); /* CLOCK_REALTIME seconds */
+
+/* log.c: one line, prefixed with the UTC time, to the service log (stderr).
+ * Any thread; never interleaved with another line. */
 void od_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif
