@@ -30,26 +30,6 @@ static int validation_error(od_service *svc, struct MHD_Connection *conn,
 
 /* ---- POST /api/upload-image ----------------------------------------------- */
 
-/* PNG colour types 4 and 6 carry alpha; a tRNS chunk before IDAT adds
- * transparency to the others. */
-static int png_transparent(const uint8_t *d, size_t n) {
-  if (n < 33)
-    return 0;
-  if (d[25] == 4 || d[25] == 6)
-    return 1;
-  size_t p = 8;
-  while (p + 8 <= n) {
-    uint32_t len = (uint32_t)d[p] << 24 | (uint32_t)d[p + 1] << 16 |
-                   (uint32_t)d[p + 2] << 8 | d[p + 3];
-    if (memcmp(d + p + 4, "tRNS", 4) == 0)
-      return 1;
-    if (memcmp(d + p + 4, "IDAT", 4) == 0 || len > n)
-      return 0;
-    p += 12 + (size_t)len;
-  }
-  return 0;
-}
-
 static void handle_upload(od_service *svc, struct MHD_Connection *conn, od_req *req) {
   const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
   char boundary[80], perr[128];
@@ -72,9 +52,10 @@ static void handle_upload(od_service *svc, struct MHD_Connection *conn, od_req *
     validation_error(svc, conn, req, 400, "image", "empty", "No file selected");
     return;
   }
-  uint32_t w = 0, h = 0;
+  orfeas_pl_image_info img;
   char msg[256];
-  orfeas_pl_code rc = orfeas_pl_image_probe(part.data, part.len, 0, 0, &w, &h, msg, sizeof msg);
+  orfeas_pl_code rc =
+      orfeas_pl_image_probe(part.data, part.len, 0, 0, &img, msg, sizeof msg);
   if (rc != ORFEAS_PL_OK) {
     const char *type = rc == ORFEAS_PL_EFORMAT ? "not_image"
                        : rc == ORFEAS_PL_ESIZE || rc == ORFEAS_PL_EPIXELS ? "dimensions"
@@ -84,9 +65,9 @@ static void handle_upload(od_service *svc, struct MHD_Connection *conn, od_req *
     validation_error(svc, conn, req, 400, "image", type, full);
     return;
   }
-  int is_png = part.len >= 8 && memcmp(part.data, "\x89PNG", 4) == 0;
+  const char *ext = img.type == ORFEAS_PL_IMAGE_PNG ? "png" : "jpg";
   char id[37], err[256];
-  int rc_add = od_jobs_add_upload(svc->jobs, part.data, part.len, is_png ? "png" : "jpg", id,
+  int rc_add = od_jobs_add_upload(svc->jobs, part.data, part.len, ext, id,
                                   err, sizeof err);
   if (rc_add == -2) { /* every slot, or all of --max-store-mb, is in use */
     od_respond_error_ex(svc, conn, req,
@@ -110,10 +91,11 @@ static void handle_upload(od_service *svc, struct MHD_Connection *conn, od_req *
   od_respond_json(conn, req, 200,
                   json_pack("{s:s, s:s, s:s, s:s, s:{s:[i,i], s:s, s:b, s:I}}",
                             "job_id", id, "filename", safe, "original_filename", safe,
-                            "status", "uploaded", "image_info", "size", (int)w, (int)h,
-                            "format", is_png ? "PNG" : "JPEG", "has_transparency",
-                            is_png && png_transparent(part.data, part.len),
-                            "file_size", (json_int_t)part.len));
+                            "status", "uploaded", "image_info", "size",
+                            (int)img.width, (int)img.height, "format",
+                            orfeas_pl_image_type_name(img.type),
+                            "has_transparency", img.has_alpha, "file_size",
+                            (json_int_t)part.len));
 }
 
 /* ---- POST /api/generate-3d ------------------------------------------------ */

@@ -75,7 +75,10 @@ def validate_model(fmt, data):
 def one_job(s, ws, img, fmt, fname="star.png", **kw):
     """Upload, subscribe, generate, collect events to the end, download."""
     st, _, up = s.upload(img, fname)
-    check(st == 200 and up["image_info"]["size"] == [256, 256], "upload %s: 200 with image_info %s" % (fname, up.get("image_info")))
+    png = img.startswith(b"\x89PNG")  # od-testimg's PNG is RGBA: transparent
+    want = {"size": [256, 256], "format": "PNG" if png else "JPEG", "has_transparency": png}
+    check(st == 200 and all(up["image_info"][k] == v for k, v in want.items()),
+          "upload %s: 200 with image_info %s" % (fname, up.get("image_info")))
     jid = up["job_id"]
     ws.send_json({"event": "subscribe", "data": {"job_id": jid}})
     ev = ws.recv_event()
