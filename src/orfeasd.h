@@ -355,11 +355,15 @@ typedef struct {
   om_family *stage_duration;     /* {stage} */
   om_family *bottleneck;         /* {stage} */
   om_gauge *ws_active;
+  om_family *ws_sent_family;     /* {event_type} */
   om_counter *ws_sent[OD_WS_EVENT_COUNT];
   om_counter *ws_progress;
   om_counter *ws_dropped;
   om_gauge *queue_depth;
   om_histogram *queue_wait;
+  om_family *cache_hits_family;  /* {cache_type} */
+  om_family *cache_misses_family;
+  om_family *cache_size_family;
   om_counter *cache_hits[OD_CACHE_TIERS];
   om_counter *cache_misses[OD_CACHE_TIERS];
   om_gauge *cache_size[OD_CACHE_TIERS];
