@@ -188,7 +188,7 @@ static void fill_view(od_jobs *j, const od_job *job, od_job_view *v) {
   v->progress = job->progress;
   snprintf(v->stage, sizeof v->stage, "%s", job->stage);
   v->stage_progress = job->stage_progress;
-  v->position = job->state == OD_JOB_QUEUED ? od_queue_position(j->q, job) : -1;
+  v->position = job->state == OD_JOB_QUEUED ? od_queue_position(j->q, job->id) : -1;
   v->eta_seconds = eta_of(j, job, v->position < 0 ? 0 : v->position);
   v->cached = job->cached;
   v->format = job->req.format;
@@ -449,7 +449,7 @@ od_gen_result od_jobs_generate(od_jobs *j, const od_generate_req *req,
 
   pthread_mutex_lock(&j->mu);
   job->t_queued = od_now();
-  int pos = od_queue_push(j->q, job);
+  int pos = od_queue_push(j->q, job->id);
   if (pos < 0) {
     job->state = prev;
     snprintf(job->stage, sizeof job->stage, "%s", od_job_state_name(prev));
@@ -665,7 +665,7 @@ static void run_job(od_jobs *j, od_job *job) {
 
 static void *worker_main(void *arg) {
   od_jobs *j = arg;
-  od_job *job;
+  char id[37];
   /* Workers run at a lower priority (Linux nice is per thread): when the
    * pipeline saturates the cores, the HTTP threads and the WebSocket hub
    * still get a core at once, so health checks, scrapes and progress
@@ -673,7 +673,13 @@ static void *worker_main(void *arg) {
   if (j->svc->cfg.worker_nice != 0 &&
       setpriority(PRIO_PROCESS, (id_t)gettid(), j->svc->cfg.worker_nice) != 0)
     od_log("worker: cannot set nice %d: %s", j->svc->cfg.worker_nice, strerror(errno));
-  while ((job = od_queue_pop(j->q)) != NULL) {
+  while (od_queue_pop(j->q, id, -1) == 0) {
+    /* A queued job is never evicted, so the pointer stays valid. */
+    pthread_mutex_lock(&j->mu);
+    od_job *job = find(j, id);
+    pthread_mutex_unlock(&j->mu);
+    if (job == NULL)
+      continue;
     om_gauge_inc(j->svc->m.workers_busy);
     j->busy++;
     run_job(j, job);
@@ -741,9 +747,14 @@ int od_jobs_start(od_jobs *j, char *err, size_t err_len) {
   return 0;
 }
 
-static void drop_queued(void *item, void *user) {
+static void drop_queued(const char *id, void *user) {
   od_jobs *j = user;
-  finish(j, item, 0,
+  pthread_mutex_lock(&j->mu);
+  od_job *job = find(j, id);
+  pthread_mutex_unlock(&j->mu);
+  if (job == NULL)
+    return;
+  finish(j, job, 0,
          "service shutting down: the job was still queued and was not started; "
          "submit it again", 503);
 }

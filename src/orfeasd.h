@@ -155,23 +155,28 @@ int od_ratelimit_take(od_ratelimit *rl, const char *key, double now_s);
 
 /* ---- queue.c ------------------------------------------------------------- */
 
+/* A bounded FIFO of job ids (UUIDs, 36 chars). Thread-safe. */
 typedef struct od_queue od_queue;
 
 od_queue *od_queue_new(size_t capacity);
 void od_queue_free(od_queue *q);
-/* Appends item; returns its 0-based position, or -1 when full or closed. */
-int od_queue_push(od_queue *q, void *item);
-/* Blocks until an item is there (returns it) or the queue is closed and
- * empty (returns NULL). */
-void *od_queue_pop(od_queue *q);
-/* Closes the queue: pushes fail, and the items still waiting are handed to
- * drop(item, user) one by one (in FIFO order) and removed; pops then return
- * NULL. */
-void od_queue_close(od_queue *q, void (*drop)(void *item, void *user),
+/* Appends a copy of id; returns its 0-based position, or -1 when full or
+ * closed. */
+int od_queue_push(od_queue *q, const char *id);
+/* Takes the oldest id into id[37]. Waits up to timeout_ms for one (-1:
+ * until one comes or the queue is closed; 0: not at all). Returns 0 with an
+ * id, 1 when none came in time, -1 when the queue is closed and empty. */
+int od_queue_pop(od_queue *q, char id[37], int timeout_ms);
+/* Closes the queue: pushes fail, and the ids still waiting are handed to
+ * drop(id, user) one by one (in FIFO order, no queue lock held) and
+ * removed; pops then return -1. */
+void od_queue_close(od_queue *q, void (*drop)(const char *id, void *user),
                     void *user);
 size_t od_queue_depth(od_queue *q);
-/* 0-based position of item, -1 when not queued. */
-int od_queue_position(od_queue *q, const void *item);
+/* 0-based position of id, -1 when not waiting. */
+int od_queue_position(od_queue *q, const char *id);
+/* Copies the oldest id without taking it: 0, or -1 when empty. */
+int od_queue_peek(od_queue *q, char id[37]);
 
 /* ---- fileio.c ----------------------------------------------------------- */
 
