@@ -80,9 +80,9 @@ struct od_jobs {
 };
 
 const char *od_job_state_name(od_job_state s) {
-  static const char *const n[] = {"uploaded", "queued", "processing",
-                                  "completed", "failed"};
-  return (unsigned)s <= OD_JOB_FAILED ? n[s] : "failed";
+  static const char *const n[OD_JOB_STATE_COUNT] = {"uploaded", "queued", "processing",
+                                                    "completed", "failed"};
+  return (unsigned)s < OD_JOB_STATE_COUNT ? n[s] : "failed";
 }
 
 static double stage_mean(const od_jobs *j, int s) {
@@ -791,8 +791,8 @@ int od_jobs_workers_running(od_jobs *j) { return j->nthreads; }
 int od_jobs_busy(od_jobs *j) { return j->busy; }
 size_t od_jobs_queue_depth(od_jobs *j) { return od_queue_depth(j->q); }
 
-void od_jobs_counts(od_jobs *j, int counts[5]) {
-  memset(counts, 0, 5 * sizeof *counts);
+void od_jobs_counts(od_jobs *j, int counts[OD_JOB_STATE_COUNT]) {
+  memset(counts, 0, OD_JOB_STATE_COUNT * sizeof *counts);
   pthread_mutex_lock(&j->mu);
   for (size_t i = 0; i < j->cap; i++)
     if (j->table[i])

@@ -160,8 +160,8 @@ typedef struct od_queue od_queue;
 
 od_queue *od_queue_new(size_t capacity);
 void od_queue_free(od_queue *q);
-/* Appends a copy of id; returns its 0-based position, or -1 when full or
- * closed. */
+/* Appends a copy of id; returns its 0-based position, -1 when full, -2
+ * when closed. */
 int od_queue_push(od_queue *q, const char *id);
 /* Takes the oldest id into id[37]. Waits up to timeout_ms for one (-1:
  * until one comes or the queue is closed; 0: not at all). Returns 0 with an
@@ -332,7 +332,8 @@ typedef enum {
   OD_JOB_QUEUED,
   OD_JOB_PROCESSING,
   OD_JOB_COMPLETED,
-  OD_JOB_FAILED
+  OD_JOB_FAILED,
+  OD_JOB_STATE_COUNT
 } od_job_state;
 
 const char *od_job_state_name(od_job_state s);
@@ -396,8 +397,8 @@ int od_jobs_workers_running(od_jobs *j);
 int od_jobs_retry_after(od_jobs *j);
 int od_jobs_busy(od_jobs *j);
 size_t od_jobs_queue_depth(od_jobs *j);
-/* Job counts by state (array of 5). */
-void od_jobs_counts(od_jobs *j, int counts[5]);
+/* Job counts by state. */
+void od_jobs_counts(od_jobs *j, int counts[OD_JOB_STATE_COUNT]);
 
 /* ---- ws.c / wsproto.c ---------------------------------------------------- */
 

@@ -63,7 +63,7 @@ void od_queue_free(od_queue *q) {
 
 int od_queue_push(od_queue *q, const char *id) {
   pthread_mutex_lock(&q->mu);
-  int pos = -1;
+  int pos = q->closed ? -2 : -1;
   if (!q->closed && q->len < q->cap) {
     snprintf(q->ring[(q->head + q->len) % q->cap].id, sizeof q->ring[0].id, "%s", id);
     pos = (int)q->len++;

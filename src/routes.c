@@ -252,7 +252,7 @@ static void handle_download(od_service *svc, struct MHD_Connection *conn, od_req
 /* ---- health --------------------------------------------------------------- */
 
 static void handle_api_health(od_service *svc, struct MHD_Connection *conn, od_req *req) {
-  int c[5];
+  int c[OD_JOB_STATE_COUNT];
   od_jobs_counts(svc->jobs, c);
   json_t *o = json_pack(
       "{s:s, s:s, s:f, s:f, s:{s:I, s:i}, s:{s:i, s:i}, s:{s:i, s:i, s:i, s:i, s:i},"

@@ -79,7 +79,7 @@ static void test_queue_close(void **state) {
   assert_string_equal(dropped[2], "30");
   char id[37];
   assert_int_equal(od_queue_pop(q, id, -1), -1);
-  assert_int_equal(od_queue_push(q, v[0]), -1);
+  assert_int_equal(od_queue_push(q, v[0]), -2); /* closed, not full */
   od_queue_free(q);
 }
 
