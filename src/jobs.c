@@ -149,7 +149,6 @@ static void job_free(od_job *job) {
 /* ---- publishing ----------------------------------------------------------- */
 
 static void publish(od_jobs *j, const char *id, od_ws_event ev, json_t *data) {
-  json_object_set_new(data, "job_id", json_string(id));
   json_object_set_new(data, "timestamp", json_real(od_wall()));
   char *text = od_ws_event_json(ev, data);
   if (text != NULL) {
@@ -158,25 +157,12 @@ static void publish(od_jobs *j, const char *id, od_ws_event ev, json_t *data) {
   }
 }
 
-static json_t *quality_json(double score, const char *grade, int printable) {
-  return json_pack("{s:f, s:s, s:b}", "overall_score", score, "grade", grade,
-                   "printable", printable);
-}
-
 /* The terminal event of a finished job. */
 static void publish_end(od_jobs *j, const od_job_view *v) {
-  if (v->state == OD_JOB_COMPLETED) {
-    char url[200];
-    snprintf(url, sizeof url, "/api/download/%s/%s", v->id, v->output_name);
-    publish(j, v->id, OD_WS_COMPLETE,
-            json_pack("{s:s, s:b, s:o, s:b}", "download_url", url, "success", 1,
-                      "quality_metrics", quality_json(v->score, v->grade, v->printable),
-                      "cached", v->cached));
-  } else {
-    publish(j, v->id, OD_WS_ERROR_EVENT,
-            json_pack("{s:s, s:b}", "error", v->error, "recoverable",
-                      v->http_status >= 500));
-  }
+  od_ws_event ev;
+  json_t *data = od_job_event_json(v, &ev);
+  if (data != NULL)
+    publish(j, v->id, ev, data);
 }
 
 /* ---- views ---------------------------------------------------------------- */
@@ -512,19 +498,21 @@ static int on_progress(void *user, const orfeas_pl_progress *p) {
   eta = eta_of(j, job, 0);
   pthread_mutex_unlock(&j->mu);
 
+  od_job_view v;
+  memset(&v, 0, sizeof v);
+  snprintf(v.id, sizeof v.id, "%s", rc->id);
+  snprintf(v.stage, sizeof v.stage, "%s", p->stage_name);
+  v.stage_progress = p->progress;
+  v.progress = p->overall * 100.0;
+  v.eta_seconds = eta;
   if (p->event == ORFEAS_PL_EVENT_END)
     om_histogram_observe(om_family_histogram(m->stage_duration,
                                              OM_LABELS(p->stage_name)),
                          (double)p->duration_ns * 1e-9);
   else
-    publish(j, rc->id, OD_WS_STAGE_CHANGE,
-            json_pack("{s:s, s:f}", "stage", p->stage_name, "stage_progress",
-                      p->progress));
+    publish(j, rc->id, OD_WS_STAGE_CHANGE, od_job_stage_json(&v));
   om_counter_inc(m->ws_progress);
-  publish(j, rc->id, OD_WS_PROGRESS,
-          json_pack("{s:f, s:s, s:f, s:f}", "progress", p->overall * 100.0,
-                    "stage", p->stage_name, "stage_progress", p->progress,
-                    "eta_seconds", eta));
+  publish(j, rc->id, OD_WS_PROGRESS, od_job_progress_json(&v));
   return 0;
 }
 

@@ -11,6 +11,7 @@
  *   fileio.c     whole-file reads, crash-safe (tmp + rename) writes
  *   cache.c      the result cache: memory LRU + data-dir tier, bounded bytes
  *   jobs.c       the job table, the worker pool, progress and ETA
+ *   jobjson.c    a job as JSON: job-status, the 202s, the WebSocket events
  *   svc_metrics.c every orfeas_* metric, registered and pre-created at 0
  *   http.c       libmicrohttpd glue: request contexts, bodies, request metrics,
  *                gzip, the access log
@@ -399,6 +400,29 @@ int od_jobs_busy(od_jobs *j);
 size_t od_jobs_queue_depth(od_jobs *j);
 /* Job counts by state. */
 void od_jobs_counts(od_jobs *j, int counts[OD_JOB_STATE_COUNT]);
+
+/* ---- jobjson.c ------------------------------------------------------------ */
+
+/* A job as the API shows it, from a snapshot (docs/api.md). Each returns a
+ * new reference (NULL when out of memory). Event payloads carry "job_id";
+ * the sender adds "timestamp". */
+/* "/api/download/<id>/<output name>", or "" before there is an output. */
+void od_job_download_url(const od_job_view *v, char *out, size_t len);
+/* {overall_score, grade, printable} */
+json_t *od_job_quality_json(const od_job_view *v);
+/* The GET /api/job-status/{job_id} body. */
+json_t *od_job_status_json(const od_job_view *v);
+/* generation_progress and stage_change payloads. */
+json_t *od_job_progress_json(const od_job_view *v);
+json_t *od_job_stage_json(const od_job_view *v);
+/* The event that says where the job stands: generation_complete or
+ * generation_error once it ended, generation_progress while queued or
+ * processing (*ev says which); NULL for a job only uploaded. */
+json_t *od_job_event_json(const od_job_view *v, od_ws_event *ev);
+/* The 202 body of generate-3d: queued at `position` (done NULL), or
+ * completed from the cache (done: the job's view, for its download URL). */
+json_t *od_job_accepted_json(const od_generate_req *g, int position,
+                             const od_job_view *done);
 
 /* ---- ws.c / wsproto.c ---------------------------------------------------- */
 
