@@ -10,7 +10,12 @@
  *   queue.c      the bounded FIFO in front of the workers
  *   fileio.c     whole-file reads, crash-safe (tmp + rename) writes
  *   cache.c      the result cache: memory LRU + data-dir tier, bounded bytes
- *   jobs.c       the job table, the worker pool, progress and ETA
+ *   store.c      the job store: records and the dispatch queue behind one
+ *                interface (store.h), a backend per --store URL scheme
+ *   store_mem.c  the memory: backend
+ *   jobs.c       the job API over the store: upload, generate, view, files
+ *   worker.c     the worker pool and the live progress of running jobs
+ *   eta.c        stage and job durations: ETAs, Retry-After, bottleneck
  *   jobjson.c    a job as JSON: job-status, the 202s, the WebSocket events
  *   svc_metrics.c every orfeas_* metric, registered and pre-created at 0
  *   http.c       libmicrohttpd glue: request contexts, bodies, request metrics,
@@ -22,8 +27,8 @@
  *
  * Threads: MHD's pool runs the handlers; `workers` threads run jobs; one hub
  * thread owns every WebSocket; main waits for a signal. Shared state is the
- * job table (jobs.c, one mutex), the queue (its own mutex), the cache (its
- * own mutex) and the hub's outbox (ws.c). Metrics are lock-free.
+ * job store (its records and its queue, each under its own mutex), the cache
+ * (its own mutex) and the hub's outbox (ws.c). Metrics are lock-free.
  */
 #ifndef ORFEASD_H
 #define ORFEASD_H
@@ -47,6 +52,7 @@ typedef struct {
   char listen_host[64];     /* numeric IPv4 address */
   uint16_t listen_port;
   char data_dir[PATH_MAX];
+  char store[PATH_MAX + 16];/* job store URL (store.h) */
   int workers;              /* pipeline threads */
   int worker_nice;          /* nice value of the worker threads */
   int queue_size;           /* jobs waiting beyond the running ones */
@@ -209,6 +215,14 @@ int od_cache_get(od_cache *c, const uint8_t key[32], uint8_t **data,
 void od_cache_put(od_cache *c, const uint8_t key[32], const uint8_t *data,
                   size_t len);
 size_t od_cache_bytes(od_cache *c, od_cache_tier tier);
+/* A cached result: a 32-byte header with the quality report, then the
+ * model (from byte OD_CACHE_RESULT_HDR). pack: malloc'd (caller frees),
+ * NULL when out of memory. unpack: 0 and the report, -1 when v is not a
+ * result value. */
+#define OD_CACHE_RESULT_HDR 32
+uint8_t *od_cache_result_pack(const orfeas_pl_result *res, size_t *len);
+int od_cache_result_unpack(const uint8_t *v, size_t len, double *score,
+                           char grade[3], int *printable);
 size_t od_cache_entries(od_cache *c, od_cache_tier tier);
 
 /* ---- svc_metrics.c ------------------------------------------------------- */
@@ -326,7 +340,7 @@ void od_metric_error(od_metrics *m, const char *type, od_route r);
 void od_metric_validation(od_metrics *m, const char *field,
                           const char *error_type);
 
-/* ---- jobs.c -------------------------------------------------------------- */
+/* ---- jobs.c (with worker.c, eta.c: jobs_internal.h) ------------------------ */
 
 typedef enum {
   OD_JOB_UPLOADED = 0, /* an image is stored; no generation asked yet */
@@ -341,7 +355,8 @@ const char *od_job_state_name(od_job_state s);
 
 typedef struct od_service od_service;
 
-/* A snapshot of a job, copied out under the table lock. */
+/* A snapshot of a job: its stored record (store.h) with, while it runs,
+ * its live progress, and its place in line and ETA. */
 typedef struct {
   char id[37];
   od_job_state state;
@@ -389,7 +404,8 @@ int od_jobs_view(od_jobs *j, const char *id, od_job_view *v);
  * no such file (name must equal the job's output name). */
 int od_jobs_open_output(od_jobs *j, const char *id, const char *name,
                         uint64_t *size, orfeas_pl_format *fmt);
-/* Closes the queue (failing waiting jobs), then waits for running jobs. */
+/* Closes the store's queue (failing waiting jobs), then waits for running
+ * jobs. */
 void od_jobs_drain(od_jobs *j);
 void od_jobs_free(od_jobs *j);
 int od_jobs_workers_running(od_jobs *j);

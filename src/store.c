@@ -48,34 +48,42 @@ const char *od_store_rc_message(od_store_rc rc) {
   }
 }
 
+/* The backend whose scheme starts url, or NULL with err filled. */
+static const od_store_ops *backend_of(const char *url, char *err, size_t err_len) {
+  const char *colon = strchr(url, ':');
+  size_t slen = colon ? (size_t)(colon - url) : strlen(url);
+  for (size_t i = 0; i < NBACKENDS; i++)
+    if (strlen(BACKENDS[i]->scheme) == slen && strncmp(BACKENDS[i]->scheme, url, slen) == 0)
+      return BACKENDS[i];
+  char known[128] = "";
+  size_t used = 0;
+  for (size_t i = 0; i < NBACKENDS && used < sizeof known; i++) {
+    int n = snprintf(known + used, sizeof known - used, "%s%s:", i ? ", " : "",
+                     BACKENDS[i]->scheme);
+    if (n > 0)
+      used += (size_t)n;
+  }
+  snprintf(err, err_len, "--store: \"%.200s\" names no known job store (known: %s)", url,
+           known);
+  return NULL;
+}
+
+int od_store_url_check(const char *url, char *err, size_t err_len) {
+  return backend_of(url, err, err_len) ? 0 : -1;
+}
+
 od_store *od_store_open(const char *url, const od_store_opts *o, char *err,
                         size_t err_len) {
-  const char *colon = url ? strchr(url, ':') : NULL;
-  size_t slen = colon ? (size_t)(colon - url) : (url ? strlen(url) : 0);
-  const od_store_ops *ops = NULL;
-  for (size_t i = 0; i < NBACKENDS; i++)
-    if (strlen(BACKENDS[i]->scheme) == slen &&
-        strncmp(BACKENDS[i]->scheme, url, slen) == 0)
-      ops = BACKENDS[i];
-  if (ops == NULL) {
-    char known[128] = "";
-    size_t used = 0;
-    for (size_t i = 0; i < NBACKENDS && used < sizeof known; i++) {
-      int n = snprintf(known + used, sizeof known - used, "%s%s:", i ? ", " : "",
-                       BACKENDS[i]->scheme);
-      if (n > 0)
-        used += (size_t)n;
-    }
-    snprintf(err, err_len, "--store: \"%.200s\" names no known job store (known: %s)",
-             url ? url : "", known);
+  const od_store_ops *ops = backend_of(url, err, err_len);
+  if (ops == NULL)
     return NULL;
-  }
   od_store *s = calloc(1, sizeof *s);
   if (s == NULL) {
     snprintf(err, err_len, "--store: out of memory");
     return NULL;
   }
   s->ops = ops;
+  const char *colon = strchr(url, ':');
   char berr[384] = "";
   if (ops->open(colon ? colon + 1 : "", o, &s->be, berr, sizeof berr) != OD_STORE_OK) {
     snprintf(err, err_len, "--store %.200s: %s", url, berr[0] ? berr : "cannot open");

@@ -201,6 +201,9 @@ extern const od_store_ops od_store_memory_ops;
  * cannot start. */
 od_store *od_store_open(const char *url, const od_store_opts *o, char *err,
                         size_t err_len);
+/* 0 when url names a known backend ("scheme:..."), else -1 with a sentence
+ * in err naming the known ones (config.c checks --store with it). */
+int od_store_url_check(const char *url, char *err, size_t err_len);
 /* Closes the queue (if still open) and frees everything. No call may run
  * meanwhile or after. NULL is fine. */
 void od_store_close(od_store *s);
