@@ -78,7 +78,8 @@ void od_eta_add_job(od_eta *e, double seconds) {
   pthread_mutex_unlock(&e->mu);
 }
 
-double od_eta_running(od_eta *e, int stage, double stage_progress, double in_stage_s) {
+double od_eta_running(od_eta *e, int stage, double stage_progress,
+                      double in_stage_s) {
   pthread_mutex_lock(&e->mu);
   double rem = 0;
   if (stage >= 0 && stage < ORFEAS_PL_STAGE_COUNT) {
@@ -97,7 +98,8 @@ double od_eta_running(od_eta *e, int stage, double stage_progress, double in_sta
 
 double od_eta_queued(od_eta *e, int position, int workers) {
   pthread_mutex_lock(&e->mu);
-  double t = job_mean(e) * (1.0 + (double)position / (workers > 0 ? workers : 1));
+  double t =
+      job_mean(e) * (1.0 + (double)position / (workers > 0 ? workers : 1));
   pthread_mutex_unlock(&e->mu);
   return t;
 }

@@ -20,15 +20,16 @@ void od_job_download_url(const od_job_view *v, char *out, size_t len) {
 }
 
 json_t *od_job_quality_json(const od_job_view *v) {
-  return json_pack("{s:f, s:s, s:b}", "overall_score", v->score, "grade", v->grade,
-                   "printable", v->printable);
+  return json_pack("{s:f, s:s, s:b}", "overall_score", v->score, "grade",
+                   v->grade, "printable", v->printable);
 }
 
 json_t *od_job_status_json(const od_job_view *v) {
-  json_t *o = json_pack("{s:s, s:s, s:f, s:s, s:f, s:f, s:b}", "job_id", v->id, "status",
-                        od_job_state_name(v->state), "progress", v->progress, "stage",
-                        v->stage, "stage_progress", v->stage_progress, "eta_seconds",
-                        v->eta_seconds, "cached", v->cached);
+  json_t *o =
+      json_pack("{s:s, s:s, s:f, s:s, s:f, s:f, s:b}", "job_id", v->id,
+                "status", od_job_state_name(v->state), "progress", v->progress,
+                "stage", v->stage, "stage_progress", v->stage_progress,
+                "eta_seconds", v->eta_seconds, "cached", v->cached);
   if (o == NULL)
     return NULL;
   if (v->state == OD_JOB_QUEUED)
@@ -49,14 +50,14 @@ json_t *od_job_status_json(const od_job_view *v) {
 }
 
 json_t *od_job_progress_json(const od_job_view *v) {
-  return json_pack("{s:s, s:f, s:s, s:f, s:f}", "job_id", v->id, "progress", v->progress,
-                   "stage", v->stage, "stage_progress", v->stage_progress, "eta_seconds",
-                   v->eta_seconds);
+  return json_pack("{s:s, s:f, s:s, s:f, s:f}", "job_id", v->id, "progress",
+                   v->progress, "stage", v->stage, "stage_progress",
+                   v->stage_progress, "eta_seconds", v->eta_seconds);
 }
 
 json_t *od_job_stage_json(const od_job_view *v) {
-  return json_pack("{s:s, s:s, s:f}", "job_id", v->id, "stage", v->stage, "stage_progress",
-                   v->stage_progress);
+  return json_pack("{s:s, s:s, s:f}", "job_id", v->id, "stage", v->stage,
+                   "stage_progress", v->stage_progress);
 }
 
 json_t *od_job_event_json(const od_job_view *v, od_ws_event *ev) {
@@ -65,15 +66,15 @@ json_t *od_job_event_json(const od_job_view *v, od_ws_event *ev) {
     char url[200];
     od_job_download_url(v, url, sizeof url);
     *ev = OD_WS_COMPLETE;
-    return json_pack("{s:s, s:s, s:b, s:o, s:b}", "job_id", v->id, "download_url", url,
-                     "success", 1, "quality_metrics", od_job_quality_json(v), "cached",
-                     v->cached);
+    return json_pack("{s:s, s:s, s:b, s:o, s:b}", "job_id", v->id,
+                     "download_url", url, "success", 1, "quality_metrics",
+                     od_job_quality_json(v), "cached", v->cached);
   }
   case OD_JOB_FAILED:
     *ev = OD_WS_ERROR_EVENT;
     /* recoverable: the same request may succeed later (our fault, 5xx). */
-    return json_pack("{s:s, s:s, s:b}", "job_id", v->id, "error", v->error, "recoverable",
-                     v->http_status >= 500);
+    return json_pack("{s:s, s:s, s:b}", "job_id", v->id, "error", v->error,
+                     "recoverable", v->http_status >= 500);
   case OD_JOB_QUEUED:
   case OD_JOB_PROCESSING:
     *ev = OD_WS_PROGRESS;
@@ -83,17 +84,20 @@ json_t *od_job_event_json(const od_job_view *v, od_ws_event *ev) {
   }
 }
 
-json_t *od_job_accepted_json(const od_generate_req *g, int position, const od_job_view *done) {
-  json_t *dims = json_pack("{s:f, s:f, s:f}", "width", g->width, "height", g->height, "depth",
-                           g->depth);
+json_t *od_job_accepted_json(const od_generate_req *g, int position,
+                             const od_job_view *done) {
+  json_t *dims = json_pack("{s:f, s:f, s:f}", "width", g->width, "height",
+                           g->height, "depth", g->depth);
   const char *fmt = orfeas_pl_format_name(g->format);
   if (done == NULL)
-    return json_pack("{s:s, s:s, s:i, s:s, s:i, s:o, s:s}", "job_id", g->job_id, "status",
-                     "queued", "position", position, "format", fmt, "quality", g->quality,
-                     "dimensions", dims, "mode", orfeas_pl_mode_name(g->mode));
+    return json_pack("{s:s, s:s, s:i, s:s, s:i, s:o, s:s}", "job_id", g->job_id,
+                     "status", "queued", "position", position, "format", fmt,
+                     "quality", g->quality, "dimensions", dims, "mode",
+                     orfeas_pl_mode_name(g->mode));
   char url[200];
   od_job_download_url(done, url, sizeof url);
-  return json_pack("{s:s, s:s, s:i, s:b, s:s, s:s, s:i, s:o}", "job_id", g->job_id, "status",
-                   "completed", "position", 0, "cached", 1, "download_url", url, "format", fmt,
-                   "quality", g->quality, "dimensions", dims);
+  return json_pack("{s:s, s:s, s:i, s:b, s:s, s:s, s:i, s:o}", "job_id",
+                   g->job_id, "status", "completed", "position", 0, "cached", 1,
+                   "download_url", url, "format", fmt, "quality", g->quality,
+                   "dimensions", dims);
 }

@@ -34,23 +34,26 @@
 #include "jobs_internal.h"
 
 const char *od_job_state_name(od_job_state s) {
-  static const char *const n[OD_JOB_STATE_COUNT] = {"uploaded", "queued", "processing",
-                                                    "completed", "failed"};
+  static const char *const n[OD_JOB_STATE_COUNT] = {
+      "uploaded", "queued", "processing", "completed", "failed"};
   return (unsigned)s < OD_JOB_STATE_COUNT ? n[s] : "failed";
 }
 
-/* ---- files ---------------------------------------------------------------- */
+/* ---- files --------------------------------------------------------------- */
 
-void od_jobs_upload_path(const od_jobs *j, const od_job_rec *r, char *out, size_t len) {
+void od_jobs_upload_path(const od_jobs *j, const od_job_rec *r, char *out,
+                         size_t len) {
   snprintf(out, len, "%s/%s.%s", j->dir_uploads, r->id, r->ext);
 }
 
-void od_jobs_output_path(const od_jobs *j, const char *name, char *out, size_t len) {
+void od_jobs_output_path(const od_jobs *j, const char *name, char *out,
+                         size_t len) {
   snprintf(out, len, "%s/%s", j->dir_outputs, name);
 }
 
 void od_jobs_output_name(const od_job_rec *r, char *out, size_t len) {
-  snprintf(out, len, "model_%s.%s", r->id, orfeas_pl_format_name(r->req.format));
+  snprintf(out, len, "model_%s.%s", r->id,
+           orfeas_pl_format_name(r->req.format));
 }
 
 /* Deletes a forgotten job's files (its record is already gone). */
@@ -68,7 +71,8 @@ static void remove_files(od_jobs *j, const od_job_rec *gone) {
  * has the same name (it is replaced in place by the rename that writes it;
  * a run that fails removes it, worker.c). An open download keeps reading
  * an unlinked file. */
-static void drop_old_output(od_jobs *j, const od_job_rec *prev, const od_job_rec *now) {
+static void drop_old_output(od_jobs *j, const od_job_rec *prev,
+                            const od_job_rec *now) {
   char name[96], path[PATH_MAX + 128];
   od_jobs_output_name(now, name, sizeof name);
   if (prev->output_name[0] && strcmp(prev->output_name, name) != 0) {
@@ -77,7 +81,7 @@ static void drop_old_output(od_jobs *j, const od_job_rec *prev, const od_job_rec
   }
 }
 
-/* ---- events, views --------------------------------------------------------- */
+/* ---- events, views ------------------------------------------------------- */
 
 void od_jobs_publish(od_jobs *j, const char *id, od_ws_event ev, json_t *data) {
   json_object_set_new(data, "timestamp", json_real(od_wall()));
@@ -137,8 +141,8 @@ int od_jobs_view(od_jobs *j, const char *id, od_job_view *v) {
 }
 
 static void count_gen(od_jobs *j, orfeas_pl_format f, const char *status) {
-  om_counter_inc(om_family_counter(j->svc->m.gen_total,
-                                   OM_LABELS(orfeas_pl_format_name(f), status)));
+  om_counter_inc(om_family_counter(
+      j->svc->m.gen_total, OM_LABELS(orfeas_pl_format_name(f), status)));
 }
 
 od_store_rc od_jobs_end(od_jobs *j, od_job_rec *r, unsigned from, int fence) {
@@ -146,7 +150,8 @@ od_store_rc od_jobs_end(od_jobs *j, od_job_rec *r, unsigned from, int fence) {
   od_store_rc rc = od_store_transition(j->store, r, from, fence, NULL);
   if (rc != OD_STORE_OK) {
     od_log("job %s: its %s was not recorded: %s", r->id,
-           r->state == OD_JOB_COMPLETED ? "completion" : "failure", od_store_rc_message(rc));
+           r->state == OD_JOB_COMPLETED ? "completion" : "failure",
+           od_store_rc_message(rc));
     return rc;
   }
   int ok = r->state == OD_JOB_COMPLETED;
@@ -166,7 +171,7 @@ od_store_rc od_jobs_end(od_jobs *j, od_job_rec *r, unsigned from, int fence) {
   return OD_STORE_OK;
 }
 
-/* ---- upload --------------------------------------------------------------- */
+/* ---- upload -------------------------------------------------------------- */
 
 /* Forgets the oldest idle job, record then files. */
 static od_store_rc evict_oldest(od_jobs *j) {
@@ -193,8 +198,9 @@ static od_store_rc make_room(od_jobs *j, uint64_t len) {
   }
 }
 
-int od_jobs_add_upload(od_jobs *j, const uint8_t *img, size_t len, const char *ext,
-                       char id_out[37], char *err, size_t err_len) {
+int od_jobs_add_upload(od_jobs *j, const uint8_t *img, size_t len,
+                       const char *ext, char id_out[37], char *err,
+                       size_t err_len) {
   od_job_rec r;
   memset(&r, 0, sizeof r);
   if (od_uuid_new(r.id) != 0) {
@@ -203,7 +209,8 @@ int od_jobs_add_upload(od_jobs *j, const uint8_t *img, size_t len, const char *e
   }
   snprintf(r.ext, sizeof r.ext, "%s", ext);
   unsigned int dlen = 0;
-  if (EVP_Digest(img, len, r.image_sha256, &dlen, EVP_sha256(), NULL) != 1 || dlen != 32) {
+  if (EVP_Digest(img, len, r.image_sha256, &dlen, EVP_sha256(), NULL) != 1 ||
+      dlen != 32) {
     snprintf(err, err_len, "SHA-256 unavailable (OpenSSL)");
     return -1;
   }
@@ -222,14 +229,16 @@ int od_jobs_add_upload(od_jobs *j, const uint8_t *img, size_t len, const char *e
    * finished jobs go, oldest first, to make room; so do whole jobs past
    * --max-jobs. */
   od_store_rc rc = make_room(j, len);
-  if (rc == OD_STORE_OK && (rc = od_store_insert(j->store, &r)) == OD_STORE_FULL &&
+  if (rc == OD_STORE_OK &&
+      (rc = od_store_insert(j->store, &r)) == OD_STORE_FULL &&
       evict_oldest(j) == OD_STORE_OK)
     rc = od_store_insert(j->store, &r);
   pthread_mutex_unlock(&j->admit_mu);
   if (rc != OD_STORE_OK) {
     unlink(path);
     if (rc == OD_STORE_FULL) {
-      snprintf(err, err_len, "every job slot or the whole --max-store-mb holds queued or "
+      snprintf(err, err_len,
+               "every job slot or the whole --max-store-mb holds queued or "
                "running jobs; retry later");
       return -2;
     }
@@ -241,21 +250,24 @@ int od_jobs_add_upload(od_jobs *j, const uint8_t *img, size_t len, const char *e
   return 0;
 }
 
-/* ---- generate ------------------------------------------------------------- */
+/* ---- generate ------------------------------------------------------------ */
 
 /* SHA-256(image digest || parameters): every parameter that changes the
  * model is in the key, dimensions included. */
-static int cache_key(const uint8_t digest[32], const od_generate_req *r, uint8_t key[32]) {
+static int cache_key(const uint8_t digest[32], const od_generate_req *r,
+                     uint8_t key[32]) {
   uint8_t buf[32 + 256];
   memcpy(buf, digest, 32);
-  int n = snprintf((char *)buf + 32, sizeof buf - 32,
-                   "|format=%s|mode=%s|quality=%d|w=%.17g|h=%.17g|d=%.17g",
-                   orfeas_pl_format_name(r->format), orfeas_pl_mode_name(r->mode), r->quality,
-                   r->width, r->height, r->depth);
+  int n =
+      snprintf((char *)buf + 32, sizeof buf - 32,
+               "|format=%s|mode=%s|quality=%d|w=%.17g|h=%.17g|d=%.17g",
+               orfeas_pl_format_name(r->format), orfeas_pl_mode_name(r->mode),
+               r->quality, r->width, r->height, r->depth);
   unsigned int out_len = 0;
   if (n < 0 || (size_t)n >= sizeof buf - 32)
     return -1;
-  return EVP_Digest(buf, 32 + (size_t)n, key, &out_len, EVP_sha256(), NULL) == 1 &&
+  return EVP_Digest(buf, 32 + (size_t)n, key, &out_len, EVP_sha256(), NULL) ==
+                     1 &&
                  out_len == 32
              ? 0
              : -1;
@@ -269,13 +281,15 @@ void od_jobs_update_cache_gauges(od_jobs *j) {
 
 /* Completes the job r (queued, held by this request) from the result
  * cache: 0 when done, -1 on a miss (or a hit that could not be used). */
-static int complete_from_cache(od_jobs *j, od_job_rec *r, const od_job_rec *prev, int key_ok) {
+static int complete_from_cache(od_jobs *j, od_job_rec *r,
+                               const od_job_rec *prev, int key_ok) {
   od_metrics *m = &j->svc->m;
   uint8_t *data = NULL;
   size_t len = 0;
   od_cache_tier tier = OD_CACHE_MEMORY;
   unsigned missed = 0;
-  int hit = key_ok && od_cache_get(j->svc->cache, r->cache_key, &data, &len, &tier, &missed);
+  int hit = key_ok && od_cache_get(j->svc->cache, r->cache_key, &data, &len,
+                                   &tier, &missed);
   for (int t = 0; t < OD_CACHE_TIERS; t++)
     if (missed & (1u << t))
       om_counter_inc(m->cache_misses[t]);
@@ -286,8 +300,10 @@ static int complete_from_cache(od_jobs *j, od_job_rec *r, const od_job_rec *prev
   char out[PATH_MAX + 128];
   od_jobs_output_name(&done, done.output_name, sizeof done.output_name);
   od_jobs_output_path(j, done.output_name, out, sizeof out);
-  int used = od_cache_result_unpack(data, len, &done.score, done.grade, &done.printable) == 0 &&
-             od_file_write(out, data + OD_CACHE_RESULT_HDR, len - OD_CACHE_RESULT_HDR) == 0;
+  int used = od_cache_result_unpack(data, len, &done.score, done.grade,
+                                    &done.printable) == 0 &&
+             od_file_write(out, data + OD_CACHE_RESULT_HDR,
+                           len - OD_CACHE_RESULT_HDR) == 0;
   free(data);
   if (!used)
     return -1;
@@ -298,15 +314,15 @@ static int complete_from_cache(od_jobs *j, od_job_rec *r, const od_job_rec *prev
   done.stage_progress = 1;
   snprintf(done.stage, sizeof done.stage, "completed");
   done.t_ended = od_wall();
-  if (od_store_transition(j->store, &done, OD_STATE_BIT(OD_JOB_QUEUED), 0, NULL) !=
-      OD_STORE_OK)
+  if (od_store_transition(j->store, &done, OD_STATE_BIT(OD_JOB_QUEUED), 0,
+                          NULL) != OD_STORE_OK)
     return -1;
   drop_old_output(j, prev, &done);
   od_jobs_update_cache_gauges(j);
   count_gen(j, done.req.format, "cached");
   od_log("job %s completed from the %s cache format=%s bytes=%zu", done.id,
-         tier == OD_CACHE_MEMORY ? "memory" : "disk", orfeas_pl_format_name(done.req.format),
-         len - OD_CACHE_RESULT_HDR);
+         tier == OD_CACHE_MEMORY ? "memory" : "disk",
+         orfeas_pl_format_name(done.req.format), len - OD_CACHE_RESULT_HDR);
   od_job_view v;
   od_ws_event ev;
   view_of(j, &done, &v);
@@ -316,7 +332,8 @@ static int complete_from_cache(od_jobs *j, od_job_rec *r, const od_job_rec *prev
   return 0;
 }
 
-od_gen_result od_jobs_generate(od_jobs *j, const od_generate_req *req, int *position) {
+od_gen_result od_jobs_generate(od_jobs *j, const od_generate_req *req,
+                               int *position) {
   od_metrics *m = &j->svc->m;
   *position = 0;
   od_job_rec r, prev;
@@ -364,7 +381,8 @@ od_gen_result od_jobs_generate(od_jobs *j, const od_generate_req *req, int *posi
     od_store_transition(j->store, &prev, OD_STATE_BIT(OD_JOB_QUEUED), 0, NULL);
     count_gen(j, req->format, "rejected");
     if (rc == OD_STORE_FULL)
-      od_log("job %s rejected: the queue is full (%d)", req->job_id, j->svc->cfg.queue_size);
+      od_log("job %s rejected: the queue is full (%d)", req->job_id,
+             j->svc->cfg.queue_size);
     else
       od_log("job %s rejected: %s", req->job_id, od_store_rc_message(rc));
     return j->svc->draining || rc == OD_STORE_CLOSED ? OD_GEN_DRAINING
@@ -374,12 +392,12 @@ od_gen_result od_jobs_generate(od_jobs *j, const od_generate_req *req, int *posi
   drop_old_output(j, &prev, &r);
   om_gauge_inc(m->active_jobs);
   om_gauge_set(m->queue_depth, (double)od_jobs_queue_depth(j));
-  od_log("job %s queued position=%d format=%s quality=%d", req->job_id, *position,
-         orfeas_pl_format_name(req->format), req->quality);
+  od_log("job %s queued position=%d format=%s quality=%d", req->job_id,
+         *position, orfeas_pl_format_name(req->format), req->quality);
   return OD_GEN_QUEUED;
 }
 
-/* ---- life cycle ----------------------------------------------------------- */
+/* ---- life cycle ---------------------------------------------------------- */
 
 static int make_dir(const char *path, char *err, size_t err_len) {
   if (mkdir(path, 0700) != 0 && errno != EEXIST) {
@@ -412,7 +430,8 @@ od_jobs *od_jobs_new(od_service *svc, char *err, size_t err_len) {
                       .max_jobs = svc->cfg.max_jobs,
                       .data_dir = svc->cfg.data_dir};
   if ((j->store = od_store_open(svc->cfg.store, &so, err, err_len)) == NULL ||
-      (j->workers = od_workers_new(j, svc->cfg.workers, err, err_len)) == NULL) {
+      (j->workers = od_workers_new(j, svc->cfg.workers, err, err_len)) ==
+          NULL) {
     od_jobs_free(j);
     return NULL;
   }
@@ -444,9 +463,10 @@ static void fail_queued(const char *id, void *user) {
   if (od_store_get(j->store, id, &r) != OD_STORE_OK)
     return;
   r.state = OD_JOB_FAILED;
-  snprintf(r.error, sizeof r.error, "%s",
-           "service shutting down: the job was still queued and was not started; "
-           "submit it again");
+  snprintf(
+      r.error, sizeof r.error, "%s",
+      "service shutting down: the job was still queued and was not started; "
+      "submit it again");
   r.http_status = 503;
   r.output_name[0] = '\0';
   r.output_bytes = 0;
@@ -477,19 +497,24 @@ void od_jobs_free(od_jobs *j) {
   free(j);
 }
 
-/* ---- figures -------------------------------------------------------------- */
+/* ---- figures ------------------------------------------------------------- */
 
 int od_jobs_retry_after(od_jobs *j) {
-  double t = od_eta_drain_one(j->eta, od_jobs_queue_depth(j), od_workers_running(j->workers));
+  double t = od_eta_drain_one(j->eta, od_jobs_queue_depth(j),
+                              od_workers_running(j->workers));
   return t < 1 ? 1 : t > 3600 ? 3600 : (int)ceil(t);
 }
 
-int od_jobs_workers_running(od_jobs *j) { return od_workers_running(j->workers); }
+int od_jobs_workers_running(od_jobs *j) {
+  return od_workers_running(j->workers);
+}
 int od_jobs_busy(od_jobs *j) { return od_workers_busy(j->workers); }
 
 size_t od_jobs_queue_depth(od_jobs *j) {
   od_store_stats st;
-  return od_store_get_stats(j->store, &st) == OD_STORE_OK ? (size_t)st.queue_depth : 0;
+  return od_store_get_stats(j->store, &st) == OD_STORE_OK
+             ? (size_t)st.queue_depth
+             : 0;
 }
 
 void od_jobs_counts(od_jobs *j, int counts[OD_JOB_STATE_COUNT]) {
@@ -500,13 +525,14 @@ void od_jobs_counts(od_jobs *j, int counts[OD_JOB_STATE_COUNT]) {
       counts[s] = (int)st.by_state[s];
 }
 
-int od_jobs_open_output(od_jobs *j, const char *id, const char *name, uint64_t *size,
-                        orfeas_pl_format *fmt) {
+int od_jobs_open_output(od_jobs *j, const char *id, const char *name,
+                        uint64_t *size, orfeas_pl_format *fmt) {
   od_job_rec r;
   /* The name must be the job's own output name: a client string never
    * becomes part of a path. */
-  if (od_store_get(j->store, id, &r) != OD_STORE_OK || r.state != OD_JOB_COMPLETED ||
-      !r.output_name[0] || strcmp(r.output_name, name) != 0)
+  if (od_store_get(j->store, id, &r) != OD_STORE_OK ||
+      r.state != OD_JOB_COMPLETED || !r.output_name[0] ||
+      strcmp(r.output_name, name) != 0)
     return -1;
   char out[PATH_MAX + 128];
   od_jobs_output_path(j, r.output_name, out, sizeof out);

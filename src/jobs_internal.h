@@ -27,7 +27,8 @@ void od_eta_add_stage(od_eta *e, int stage, double seconds);
 void od_eta_add_job(od_eta *e, double seconds);
 /* Seconds a running job still needs: in stage (-1 before the first), its
  * progress there (0..1), and the seconds spent there so far. */
-double od_eta_running(od_eta *e, int stage, double stage_progress, double in_stage_s);
+double od_eta_running(od_eta *e, int stage, double stage_progress,
+                      double in_stage_s);
 /* Seconds until a job at `position` in line is done, with `workers`. */
 double od_eta_queued(od_eta *e, int position, int workers);
 /* Seconds until a queue of `depth` has likely drained by one. */
@@ -42,11 +43,11 @@ typedef struct od_workers od_workers;
 /* Where a running job is, between two store writes (never stored). */
 typedef struct {
   char id[37];
-  int stage_idx;            /* -1 before the first stage */
+  int stage_idx; /* -1 before the first stage */
   char stage[32];
-  double progress;          /* 0..100 */
-  double stage_progress;    /* 0..1 */
-  double stage_t0;          /* od_now() when the stage began */
+  double progress;       /* 0..100 */
+  double stage_progress; /* 0..1 */
+  double stage_t0;       /* od_now() when the stage began */
 } od_live;
 
 od_workers *od_workers_new(od_jobs *j, int n, char *err, size_t err_len);
@@ -64,19 +65,21 @@ int od_workers_live(od_workers *w, const char *id, od_live *out);
 
 struct od_jobs {
   od_service *svc;
-  od_store *store;          /* owned */
-  od_eta *eta;              /* owned */
-  od_workers *workers;      /* owned */
+  od_store *store;     /* owned */
+  od_eta *eta;         /* owned */
+  od_workers *workers; /* owned */
   /* Held by an upload while it makes room (evicts) and inserts, so two
    * uploads do not evict for the same room. */
   pthread_mutex_t admit_mu;
-  uint64_t store_cap;       /* --max-store-mb in bytes */
+  uint64_t store_cap; /* --max-store-mb in bytes */
   char dir_uploads[PATH_MAX], dir_outputs[PATH_MAX];
 };
 
 /* DATA/uploads/<id>.<ext> and DATA/outputs/<name>. */
-void od_jobs_upload_path(const od_jobs *j, const od_job_rec *r, char *out, size_t len);
-void od_jobs_output_path(const od_jobs *j, const char *name, char *out, size_t len);
+void od_jobs_upload_path(const od_jobs *j, const od_job_rec *r, char *out,
+                         size_t len);
+void od_jobs_output_path(const od_jobs *j, const char *name, char *out,
+                         size_t len);
 /* model_<id>.<format> of the record's parameters. */
 void od_jobs_output_name(const od_job_rec *r, char *out, size_t len);
 /* Ends a job: writes r (state COMPLETED or FAILED) if the stored state is

@@ -20,8 +20,8 @@ static const od_store_ops *const BACKENDS[] = {&od_store_memory_ops};
 
 const char *od_store_rc_name(od_store_rc rc) {
   static const char *const n[OD_STORE_RC_COUNT] = {
-      "ok",    "not_found", "conflict", "full",
-      "fenced", "empty",    "closed",   "down"};
+      "ok",     "not_found", "conflict", "full",
+      "fenced", "empty",     "closed",   "down"};
   return (unsigned)rc < OD_STORE_RC_COUNT ? n[rc] : "unknown";
 }
 
@@ -34,26 +34,32 @@ const char *od_store_rc_message(od_store_rc rc) {
   case OD_STORE_CONFLICT:
     return "the job is busy (queued or processing); wait for it to end";
   case OD_STORE_FULL:
-    return "the job queue or job table is full; retry after the Retry-After seconds";
+    return "the job queue or job table is full; retry after the Retry-After "
+           "seconds";
   case OD_STORE_FENCED:
-    return "this attempt of the job was superseded by a newer one; its result is dropped";
+    return "this attempt of the job was superseded by a newer one; its result "
+           "is dropped";
   case OD_STORE_EMPTY:
     return "nothing to take";
   case OD_STORE_CLOSED:
-    return "the service is shutting down and takes no new work; retry on another instance";
+    return "the service is shutting down and takes no new work; retry on "
+           "another instance";
   case OD_STORE_DOWN:
-    return "the job store is unavailable; retry shortly (operators: see the log)";
+    return "the job store is unavailable; retry shortly (operators: see the "
+           "log)";
   default:
     return "unknown job-store result";
   }
 }
 
 /* The backend whose scheme starts url, or NULL with err filled. */
-static const od_store_ops *backend_of(const char *url, char *err, size_t err_len) {
+static const od_store_ops *backend_of(const char *url, char *err,
+                                      size_t err_len) {
   const char *colon = strchr(url, ':');
   size_t slen = colon ? (size_t)(colon - url) : strlen(url);
   for (size_t i = 0; i < NBACKENDS; i++)
-    if (strlen(BACKENDS[i]->scheme) == slen && strncmp(BACKENDS[i]->scheme, url, slen) == 0)
+    if (strlen(BACKENDS[i]->scheme) == slen &&
+        strncmp(BACKENDS[i]->scheme, url, slen) == 0)
       return BACKENDS[i];
   char known[128] = "";
   size_t used = 0;
@@ -63,7 +69,8 @@ static const od_store_ops *backend_of(const char *url, char *err, size_t err_len
     if (n > 0)
       used += (size_t)n;
   }
-  snprintf(err, err_len, "--store: \"%.200s\" names no known job store (known: %s)", url,
+  snprintf(err, err_len,
+           "--store: \"%.200s\" names no known job store (known: %s)", url,
            known);
   return NULL;
 }
@@ -85,8 +92,10 @@ od_store *od_store_open(const char *url, const od_store_opts *o, char *err,
   s->ops = ops;
   const char *colon = strchr(url, ':');
   char berr[384] = "";
-  if (ops->open(colon ? colon + 1 : "", o, &s->be, berr, sizeof berr) != OD_STORE_OK) {
-    snprintf(err, err_len, "--store %.200s: %s", url, berr[0] ? berr : "cannot open");
+  if (ops->open(colon ? colon + 1 : "", o, &s->be, berr, sizeof berr) !=
+      OD_STORE_OK) {
+    snprintf(err, err_len, "--store %.200s: %s", url,
+             berr[0] ? berr : "cannot open");
     free(s);
     return NULL;
   }
@@ -104,7 +113,8 @@ void od_store_close(od_store *s) {
 const char *od_store_kind(const od_store *s) { return s->ops->scheme; }
 int od_store_durable(const od_store *s) { return s->ops->durable; }
 
-od_store_rc od_store_recover(od_store *s, void (*each)(const od_job_rec *r, void *u),
+od_store_rc od_store_recover(od_store *s,
+                             void (*each)(const od_job_rec *r, void *u),
                              void *u) {
   return s->ops->recover(s->be, each, u);
 }
@@ -117,8 +127,8 @@ od_store_rc od_store_get(od_store *s, const char *id, od_job_rec *out) {
   return s->ops->get(s->be, id, out);
 }
 
-od_store_rc od_store_transition(od_store *s, const od_job_rec *next, unsigned from,
-                                int fence, od_job_rec *prev) {
+od_store_rc od_store_transition(od_store *s, const od_job_rec *next,
+                                unsigned from, int fence, od_job_rec *prev) {
   return s->ops->transition(s->be, next, from, fence, prev);
 }
 
@@ -143,6 +153,7 @@ od_store_rc od_store_get_stats(od_store *s, od_store_stats *st) {
   return s->ops->stats(s->be, st);
 }
 
-void od_store_close_queue(od_store *s, void (*each)(const char *id, void *u), void *u) {
+void od_store_close_queue(od_store *s, void (*each)(const char *id, void *u),
+                          void *u) {
   s->ops->close_queue(s->be, each, u);
 }

@@ -123,43 +123,43 @@ typedef struct {
   double t_created;
   /* Written by transition. */
   od_job_state state;
-  od_generate_req req;      /* the parameters, from queued on */
-  uint8_t cache_key[32];    /* od_jobs cache key of image + req */
-  int cached;               /* completed from the result cache */
-  char output_name[96];     /* model_<id>.<fmt> once completed, else "" */
+  od_generate_req req;   /* the parameters, from queued on */
+  uint8_t cache_key[32]; /* od_jobs cache key of image + req */
+  int cached;            /* completed from the result cache */
+  char output_name[96];  /* model_<id>.<fmt> once completed, else "" */
   uint64_t output_bytes;
   double score;
   char grade[3];
   int printable;
-  char error[256];          /* why it failed */
-  int http_status;          /* of a failed job: 400 the client's fault */
+  char error[256]; /* why it failed */
+  int http_status; /* of a failed job: 400 the client's fault */
   /* Where the job stood at its last transition (live progress while it
    * runs is kept apart, in worker.c, so it never costs a store write). */
   char stage[32];
-  double progress;          /* 0..100 */
-  double stage_progress;    /* 0..1 */
+  double progress;       /* 0..100 */
+  double stage_progress; /* 0..1 */
   double t_queued, t_started, t_ended;
   /* Owned by claim. */
-  int attempt;              /* 0 until claimed; +1 per claim: the fence */
-  char owner[64];           /* who holds it while processing */
+  int attempt;    /* 0 until claimed; +1 per claim: the fence */
+  char owner[64]; /* who holds it while processing */
 } od_job_rec;
 
 /* Counters over every record, taken in one atomic read. */
 typedef struct {
   int64_t by_state[OD_JOB_STATE_COUNT];
-  int64_t jobs;             /* records held */
-  int64_t queue_depth;      /* enqueued and not yet claimed */
-  double oldest_queued_s;   /* age of the head of the queue; 0 if empty */
-  uint64_t upload_bytes;    /* sum over records */
-  uint64_t output_bytes;    /* sum over records */
+  int64_t jobs;           /* records held */
+  int64_t queue_depth;    /* enqueued and not yet claimed */
+  double oldest_queued_s; /* age of the head of the queue; 0 if empty */
+  uint64_t upload_bytes;  /* sum over records */
+  uint64_t output_bytes;  /* sum over records */
 } od_store_stats;
 
 typedef struct {
-  int queue_size;           /* --queue-size: the dispatch queue's bound */
-  int max_jobs;             /* --max-jobs: records held at most */
-  int max_attempts;         /* claims of one job before it fails (recover;
-                               redis reclaim). 0 = 3 */
-  const char *data_dir;     /* for relative paths; may be NULL */
+  int queue_size;       /* --queue-size: the dispatch queue's bound */
+  int max_jobs;         /* --max-jobs: records held at most */
+  int max_attempts;     /* claims of one job before it fails (recover;
+                           redis reclaim). 0 = 3 */
+  const char *data_dir; /* for relative paths; may be NULL */
 } od_store_opts;
 
 typedef struct od_store od_store;
@@ -169,8 +169,8 @@ typedef struct od_store od_store;
  * Implement every function; the od_store_* wrappers below document each and
  * are what callers use. `be` is the backend's own state from open. */
 typedef struct od_store_ops {
-  const char *scheme;       /* "memory": matches "memory:..." */
-  int durable;              /* 1 when OK means it survives kill -9 */
+  const char *scheme; /* "memory": matches "memory:..." */
+  int durable;        /* 1 when OK means it survives kill -9 */
   /* rest: the URL after "scheme:". */
   od_store_rc (*open)(const char *rest, const od_store_opts *o, void **be,
                       char *err, size_t err_len);
@@ -187,14 +187,13 @@ typedef struct od_store_ops {
   od_store_rc (*position)(void *be, const char *id, int *position);
   od_store_rc (*evict)(void *be, const char *id, od_job_rec *gone);
   od_store_rc (*stats)(void *be, od_store_stats *st);
-  void (*close_queue)(void *be, void (*each)(const char *id, void *u),
-                      void *u);
+  void (*close_queue)(void *be, void (*each)(const char *id, void *u), void *u);
 } od_store_ops;
 
 /* The backends compiled in (store.c lists them). */
 extern const od_store_ops od_store_memory_ops;
 
-/* ---- calls ------------------------------------------------------------- */
+/* ---- calls --------------------------------------------------------------- */
 
 /* Opens the store named by url ("memory:"; see the top). NULL with a
  * sentence in err naming the URL when the scheme is unknown or the backend

@@ -27,21 +27,21 @@
 
 typedef struct {
   od_job_rec r;
-  int32_t hnext;       /* next slot in the same bucket, or the free list */
+  int32_t hnext;        /* next slot in the same bucket, or the free list */
   int32_t older, newer; /* seq-order list */
 } slot;
 
 typedef struct {
   pthread_mutex_t mu;
-  slot *slots;         /* owned; nslots in use or free */
+  slot *slots; /* owned; nslots in use or free */
   int32_t nslots, cap, max;
-  int32_t *buckets;    /* owned; nbuckets = power of two >= 2 * cap */
+  int32_t *buckets; /* owned; nbuckets = power of two >= 2 * cap */
   uint32_t nbuckets;
   int32_t free_head;
   int32_t oldest, newest;
   uint64_t seq;
-  od_store_stats st;   /* by_state, jobs, bytes; queue fields filled on read */
-  od_queue *q;         /* owned: the dispatch queue of job ids */
+  od_store_stats st; /* by_state, jobs, bytes; queue fields filled on read */
+  od_queue *q;       /* owned: the dispatch queue of job ids */
 } mem;
 
 static uint32_t hash_id(const char *id) {
@@ -101,7 +101,8 @@ static int32_t take_slot(mem *m) {
     while (nb < 2u * (uint32_t)ncap)
       nb *= 2;
     if (nb != m->nbuckets)
-      (void)rehash(m, nb); /* on failure the old buckets stay valid, only fuller */
+      (void)rehash(m,
+                   nb); /* on failure the old buckets stay valid, only fuller */
   }
   return m->nslots++;
 }
@@ -181,8 +182,8 @@ static void mem_close(void *be) {
   free(m);
 }
 
-static od_store_rc mem_recover(void *be, void (*each)(const od_job_rec *r, void *u),
-                               void *u) {
+static od_store_rc
+mem_recover(void *be, void (*each)(const od_job_rec *r, void *u), void *u) {
   mem *m = be;
   /* Copied out first: each() runs with no store lock held. */
   pthread_mutex_lock(&m->mu);
@@ -244,8 +245,8 @@ static od_store_rc mem_get(void *be, const char *id, od_job_rec *out) {
   return i != NIL ? OD_STORE_OK : OD_STORE_NOT_FOUND;
 }
 
-static od_store_rc mem_transition(void *be, const od_job_rec *next, unsigned from,
-                                  int fence, od_job_rec *prev) {
+static od_store_rc mem_transition(void *be, const od_job_rec *next,
+                                  unsigned from, int fence, od_job_rec *prev) {
   mem *m = be;
   if ((unsigned)next->state >= OD_JOB_STATE_COUNT)
     return OD_STORE_CONFLICT;
@@ -289,7 +290,8 @@ static od_store_rc mem_enqueue(void *be, const char *id, int *position) {
   od_store_rc rc = OD_STORE_OK;
   if (i == NIL)
     rc = OD_STORE_NOT_FOUND;
-  else if (m->slots[i].r.state != OD_JOB_QUEUED || od_queue_position(m->q, id) >= 0)
+  else if (m->slots[i].r.state != OD_JOB_QUEUED ||
+           od_queue_position(m->q, id) >= 0)
     rc = OD_STORE_CONFLICT;
   if (rc == OD_STORE_OK) {
     int pos = od_queue_push(m->q, id);
@@ -302,7 +304,8 @@ static od_store_rc mem_enqueue(void *be, const char *id, int *position) {
   return rc;
 }
 
-static od_store_rc mem_claim(void *be, const char *owner, int block_ms, od_job_rec *out) {
+static od_store_rc mem_claim(void *be, const char *owner, int block_ms,
+                             od_job_rec *out) {
   mem *m = be;
   char id[37];
   for (;;) {
@@ -334,7 +337,8 @@ static od_store_rc mem_position(void *be, const char *id, int *position) {
   pthread_mutex_lock(&m->mu);
   int32_t i = find(m, id);
   if (i != NIL)
-    *position = m->slots[i].r.state == OD_JOB_QUEUED ? od_queue_position(m->q, id) : -1;
+    *position =
+        m->slots[i].r.state == OD_JOB_QUEUED ? od_queue_position(m->q, id) : -1;
   pthread_mutex_unlock(&m->mu);
   return i != NIL ? OD_STORE_OK : OD_STORE_NOT_FOUND;
 }
@@ -383,7 +387,8 @@ static od_store_rc mem_stats(void *be, od_store_stats *st) {
   return OD_STORE_OK;
 }
 
-static void mem_close_queue(void *be, void (*each)(const char *id, void *u), void *u) {
+static void mem_close_queue(void *be, void (*each)(const char *id, void *u),
+                            void *u) {
   mem *m = be;
   od_queue_close(m->q, each, u);
 }

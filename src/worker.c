@@ -32,14 +32,14 @@ typedef struct {
 struct od_workers {
   od_jobs *j;
   int n;
-  pthread_t *threads;       /* owned, n */
-  worker *args;             /* owned, n */
+  pthread_t *threads; /* owned, n */
+  worker *args;       /* owned, n */
   /* Atomic: /ready and ETAs read them on HTTP and worker threads while
    * start-up and the drain change them on the main thread. */
   _Atomic int nthreads;
   _Atomic int busy;
-  pthread_mutex_t live_mu;  /* guards live */
-  od_live *live;            /* owned, n; id "" when idle */
+  pthread_mutex_t live_mu; /* guards live */
+  od_live *live;           /* owned, n; id "" when idle */
 };
 
 /* A running job, as on_progress sees it. */
@@ -87,8 +87,9 @@ static int on_progress(void *user, const orfeas_pl_progress *p) {
   v.progress = p->overall * 100.0;
   v.eta_seconds = od_eta_running(j->eta, (int)p->stage, p->progress, in_stage);
   if (p->event == ORFEAS_PL_EVENT_END)
-    om_histogram_observe(om_family_histogram(m->stage_duration, OM_LABELS(p->stage_name)),
-                         (double)p->duration_ns * 1e-9);
+    om_histogram_observe(
+        om_family_histogram(m->stage_duration, OM_LABELS(p->stage_name)),
+        (double)p->duration_ns * 1e-9);
   else
     od_jobs_publish(j, v.id, OD_WS_STAGE_CHANGE, od_job_stage_json(&v));
   om_counter_inc(m->ws_progress);
@@ -100,9 +101,10 @@ static int on_progress(void *user, const orfeas_pl_progress *p) {
 static void update_bottleneck(od_jobs *j) {
   int best = od_eta_bottleneck(j->eta);
   for (int s = 0; s < ORFEAS_PL_STAGE_COUNT; s++)
-    om_gauge_set(om_family_gauge(j->svc->m.bottleneck,
-                                 OM_LABELS(orfeas_pl_stage_name((orfeas_pl_stage)s))),
-                 s == best ? 1 : 0);
+    om_gauge_set(
+        om_family_gauge(j->svc->m.bottleneck,
+                        OM_LABELS(orfeas_pl_stage_name((orfeas_pl_stage)s))),
+        s == best ? 1 : 0);
 }
 
 /* Copies where the job stands into its record, for the end transition. */
@@ -129,7 +131,8 @@ static void set_live(od_workers *w, int k, const char *id) {
 /* Ends the claimed job r as failed. Its would-be model name is removed
  * once the failure is written: a previous run's model of the same name may
  * still be there (jobs.c leaves it for this run to replace). */
-static void fail(od_workers *w, int k, od_job_rec *r, const char *msg, int http_status) {
+static void fail(od_workers *w, int k, od_job_rec *r, const char *msg,
+                 int http_status) {
   take_live(w, k, r);
   char name[96], path[PATH_MAX + 128];
   od_jobs_output_name(r, name, sizeof name);
@@ -138,7 +141,8 @@ static void fail(od_workers *w, int k, od_job_rec *r, const char *msg, int http_
   r->http_status = http_status;
   r->output_name[0] = '\0';
   r->output_bytes = 0;
-  if (od_jobs_end(w->j, r, OD_STATE_BIT(OD_JOB_PROCESSING), r->attempt) == OD_STORE_OK) {
+  if (od_jobs_end(w->j, r, OD_STATE_BIT(OD_JOB_PROCESSING), r->attempt) ==
+      OD_STORE_OK) {
     od_jobs_output_path(w->j, name, path, sizeof path);
     unlink(path);
   }
@@ -190,7 +194,8 @@ static void run_job(od_workers *w, int k, od_job_rec *r) {
   od_jobs_output_path(j, r->output_name, out, sizeof out);
   if (od_file_write(out, res.file.data, res.file.size) != 0) {
     char e[PATH_MAX + 80];
-    snprintf(e, sizeof e, "cannot write the model in %s: %s", j->dir_outputs, strerror(errno));
+    snprintf(e, sizeof e, "cannot write the model in %s: %s", j->dir_outputs,
+             strerror(errno));
     orfeas_pl_result_free(&res);
     fail(w, k, r, e, 500);
     return;
@@ -203,9 +208,10 @@ static void run_job(od_workers *w, int k, od_job_rec *r) {
   od_jobs_update_cache_gauges(j);
   double total = od_now() - t0;
   od_eta_add_job(j->eta, total);
-  om_histogram_observe(om_family_histogram(m->gen_duration,
-                                           OM_LABELS(orfeas_pl_format_name(r->req.format))),
-                       total);
+  om_histogram_observe(
+      om_family_histogram(m->gen_duration,
+                          OM_LABELS(orfeas_pl_format_name(r->req.format))),
+      total);
   om_histogram_observe(m->quality_score, res.quality.score);
   if (res.quality.printable)
     om_counter_inc(m->printable);
@@ -232,7 +238,8 @@ static void *worker_main(void *arg) {
    * events stay fast; the jobs lose only the time those take. */
   if (j->svc->cfg.worker_nice != 0 &&
       setpriority(PRIO_PROCESS, (id_t)gettid(), j->svc->cfg.worker_nice) != 0)
-    od_log("worker: cannot set nice %d: %s", j->svc->cfg.worker_nice, strerror(errno));
+    od_log("worker: cannot set nice %d: %s", j->svc->cfg.worker_nice,
+           strerror(errno));
   char owner[16];
   snprintf(owner, sizeof owner, "w%d", me->k);
   for (;;) {

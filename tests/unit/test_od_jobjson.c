@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
 #include <cmocka.h>
 
 #include <stdio.h>
@@ -27,7 +28,9 @@ static od_job_view completed(void) {
   return v;
 }
 
-static const char *str(json_t *o, const char *k) { return json_string_value(json_object_get(o, k)); }
+static const char *str(json_t *o, const char *k) {
+  return json_string_value(json_object_get(o, k));
+}
 
 static void download_url_names_the_job_and_its_file(void **state) {
   (void)state;
@@ -40,12 +43,14 @@ static void download_url_names_the_job_and_its_file(void **state) {
   assert_string_equal(url, ""); /* nothing to download yet */
 }
 
-static void status_of_a_completed_job_has_its_download_and_quality(void **state) {
+static void
+status_of_a_completed_job_has_its_download_and_quality(void **state) {
   (void)state;
   od_job_view v = completed();
   json_t *o = od_job_status_json(&v);
   assert_string_equal(str(o, "status"), "completed");
-  assert_string_equal(str(o, "download_url"), "/api/download/" ID "/model_" ID ".stl");
+  assert_string_equal(str(o, "download_url"),
+                      "/api/download/" ID "/model_" ID ".stl");
   assert_string_equal(str(o, "output_file"), "model_" ID ".stl");
   json_t *q = json_object_get(o, "quality_metrics");
   assert_true(json_real_value(json_object_get(q, "overall_score")) == 0.875);
@@ -90,16 +95,19 @@ static void event_follows_the_state(void **state) {
   json_t *o = od_job_event_json(&v, &ev);
   assert_int_equal(ev, OD_WS_COMPLETE);
   assert_string_equal(str(o, "job_id"), ID);
-  assert_string_equal(str(o, "download_url"), "/api/download/" ID "/model_" ID ".stl");
+  assert_string_equal(str(o, "download_url"),
+                      "/api/download/" ID "/model_" ID ".stl");
   assert_true(json_is_true(json_object_get(o, "success")));
-  assert_null(json_object_get(json_object_get(o, "quality_metrics"), "quality_grade"));
+  assert_null(
+      json_object_get(json_object_get(o, "quality_metrics"), "quality_grade"));
   json_decref(o);
 
   v.state = OD_JOB_FAILED;
   v.http_status = 400;
   o = od_job_event_json(&v, &ev);
   assert_int_equal(ev, OD_WS_ERROR_EVENT);
-  assert_true(json_is_false(json_object_get(o, "recoverable"))); /* the client's fault */
+  assert_true(json_is_false(
+      json_object_get(o, "recoverable"))); /* the client's fault */
   json_decref(o);
   v.http_status = 503;
   o = od_job_event_json(&v, &ev);
@@ -119,21 +127,26 @@ static void event_follows_the_state(void **state) {
 
 static void accepted_body_says_queued_or_cached(void **state) {
   (void)state;
-  od_generate_req g = {.format = ORFEAS_PL_GLB, .quality = 7, .width = 10, .height = 20,
+  od_generate_req g = {.format = ORFEAS_PL_GLB,
+                       .quality = 7,
+                       .width = 10,
+                       .height = 20,
                        .depth = 5};
   snprintf(g.job_id, sizeof g.job_id, ID);
   json_t *o = od_job_accepted_json(&g, 2, NULL);
   assert_string_equal(str(o, "status"), "queued");
   assert_int_equal(json_integer_value(json_object_get(o, "position")), 2);
   assert_string_equal(str(o, "format"), "glb");
-  assert_true(json_real_value(json_object_get(json_object_get(o, "dimensions"), "height")) == 20);
+  assert_true(json_real_value(json_object_get(json_object_get(o, "dimensions"),
+                                              "height")) == 20);
   assert_non_null(str(o, "mode"));
   json_decref(o);
   od_job_view v = completed();
   o = od_job_accepted_json(&g, 0, &v);
   assert_string_equal(str(o, "status"), "completed");
   assert_true(json_is_true(json_object_get(o, "cached")));
-  assert_string_equal(str(o, "download_url"), "/api/download/" ID "/model_" ID ".stl");
+  assert_string_equal(str(o, "download_url"),
+                      "/api/download/" ID "/model_" ID ".stl");
   json_decref(o);
 }
 

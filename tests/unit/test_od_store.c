@@ -13,6 +13,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
 #include <cmocka.h>
 
 #include <pthread.h>
@@ -26,7 +27,7 @@
 #define QSIZE 4    /* queue_size of every store under test */
 #define MAXJOBS 64 /* max_jobs */
 
-/* ---- helpers --------------------------------------------------------------- */
+/* ---- helpers ------------------------------------------------------------- */
 
 static void job_id(int n, char id[37]) {
   snprintf(id, 37, "00000000-0000-4000-8000-%012d", n);
@@ -83,10 +84,11 @@ static od_store_rc complete(od_store *s, const od_job_rec *claimed, int fence) {
   r.state = OD_JOB_COMPLETED;
   r.output_bytes = 1000;
   snprintf(r.output_name, sizeof r.output_name, "model_%s.stl", r.id);
-  return od_store_transition(s, &r, OD_STATE_BIT(OD_JOB_PROCESSING), fence, NULL);
+  return od_store_transition(s, &r, OD_STATE_BIT(OD_JOB_PROCESSING), fence,
+                             NULL);
 }
 
-/* ---- insert and get ---------------------------------------------------------- */
+/* ---- insert and get ------------------------------------------------------ */
 
 static void insert_then_get_returns_the_record(void **state) {
   od_store *s = *state;
@@ -111,8 +113,9 @@ static void insert_gives_each_job_a_later_seq(void **state) {
 static void get_of_an_unknown_job_is_not_found(void **state) {
   od_store *s = *state;
   od_job_rec out;
-  assert_int_equal(od_store_get(s, "00000000-0000-4000-8000-000000000999", &out),
-                   OD_STORE_NOT_FOUND);
+  assert_int_equal(
+      od_store_get(s, "00000000-0000-4000-8000-000000000999", &out),
+      OD_STORE_NOT_FOUND);
 }
 
 static void insert_of_an_existing_id_conflicts(void **state) {
@@ -132,7 +135,7 @@ static void insert_past_max_jobs_is_full_until_one_is_evicted(void **state) {
   assert_int_equal(od_store_insert(s, &extra), OD_STORE_OK);
 }
 
-/* ---- transition (compare-and-set) ----------------------------------------- */
+/* ---- transition (compare-and-set) ---------------------------------------- */
 
 static void transition_writes_from_an_allowed_state(void **state) {
   od_store *s = *state;
@@ -159,16 +162,19 @@ static void transition_returns_the_record_it_replaced(void **state) {
   od_job_rec r = insert_job(s, 1), prev;
   r.state = OD_JOB_FAILED;
   snprintf(r.error, sizeof r.error, "first");
-  assert_int_equal(od_store_transition(s, &r, OD_STATES_IDLE, 0, &prev), OD_STORE_OK);
+  assert_int_equal(od_store_transition(s, &r, OD_STATES_IDLE, 0, &prev),
+                   OD_STORE_OK);
   assert_int_equal(prev.state, OD_JOB_UPLOADED);
   snprintf(r.error, sizeof r.error, "second");
-  assert_int_equal(od_store_transition(s, &r, OD_STATES_IDLE, 0, &prev), OD_STORE_OK);
+  assert_int_equal(od_store_transition(s, &r, OD_STATES_IDLE, 0, &prev),
+                   OD_STORE_OK);
   assert_int_equal(prev.state, OD_JOB_FAILED);
   assert_string_equal(prev.error, "first");
   /* A refused write still says what it found. */
   r.state = OD_JOB_COMPLETED;
-  assert_int_equal(od_store_transition(s, &r, OD_STATE_BIT(OD_JOB_QUEUED), 0, &prev),
-                   OD_STORE_CONFLICT);
+  assert_int_equal(
+      od_store_transition(s, &r, OD_STATE_BIT(OD_JOB_QUEUED), 0, &prev),
+      OD_STORE_CONFLICT);
   assert_int_equal(prev.state, OD_JOB_FAILED);
 }
 
@@ -184,7 +190,8 @@ static void transition_keeps_the_store_owned_fields(void **state) {
   snprintf(next.ext, sizeof next.ext, "jpg");
   snprintf(next.owner, sizeof next.owner, "intruder");
   memset(next.image_sha256, 0xEE, 32);
-  assert_int_equal(od_store_transition(s, &next, OD_STATES_IDLE, 0, NULL), OD_STORE_OK);
+  assert_int_equal(od_store_transition(s, &next, OD_STATES_IDLE, 0, NULL),
+                   OD_STORE_OK);
   assert_int_equal(od_store_get(s, r.id, &out), OD_STORE_OK);
   assert_int_equal(out.state, OD_JOB_FAILED);
   assert_int_equal(out.seq, r.seq);
@@ -200,24 +207,29 @@ static void transition_of_an_unknown_job_is_not_found(void **state) {
   od_store *s = *state;
   od_job_rec r = uploaded(5);
   r.state = OD_JOB_QUEUED;
-  assert_int_equal(od_store_transition(s, &r, OD_STATES_ANY, 0, NULL), OD_STORE_NOT_FOUND);
+  assert_int_equal(od_store_transition(s, &r, OD_STATES_ANY, 0, NULL),
+                   OD_STORE_NOT_FOUND);
 }
 
-/* ---- enqueue and claim ------------------------------------------------------ */
+/* ---- enqueue and claim --------------------------------------------------- */
 
 static void enqueue_needs_a_queued_job_not_yet_enqueued(void **state) {
   od_store *s = *state;
   od_job_rec r = insert_job(s, 1);
   int pos;
-  assert_int_equal(od_store_enqueue(s, r.id, &pos), OD_STORE_CONFLICT); /* uploaded */
+  assert_int_equal(od_store_enqueue(s, r.id, &pos),
+                   OD_STORE_CONFLICT); /* uploaded */
   assert_int_equal(to_queued(s, 1, 5), OD_STORE_OK);
   assert_int_equal(od_store_enqueue(s, r.id, &pos), OD_STORE_OK);
-  assert_int_equal(od_store_enqueue(s, r.id, &pos), OD_STORE_CONFLICT); /* twice */
-  assert_int_equal(od_store_enqueue(s, "00000000-0000-4000-8000-000000000999", &pos),
-                   OD_STORE_NOT_FOUND);
+  assert_int_equal(od_store_enqueue(s, r.id, &pos),
+                   OD_STORE_CONFLICT); /* twice */
+  assert_int_equal(
+      od_store_enqueue(s, "00000000-0000-4000-8000-000000000999", &pos),
+      OD_STORE_NOT_FOUND);
 }
 
-static void enqueue_past_queue_size_is_full_and_the_job_stays_queued(void **state) {
+static void
+enqueue_past_queue_size_is_full_and_the_job_stays_queued(void **state) {
   od_store *s = *state;
   for (int n = 1; n <= QSIZE; n++)
     assert_int_equal(enqueue_new(s, n), n - 1);
@@ -309,11 +321,12 @@ static void position_follows_the_queue(void **state) {
   assert_int_equal(pos, 1);
   assert_int_equal(od_store_position(s, c.id, &pos), OD_STORE_OK);
   assert_int_equal(pos, -1); /* processing */
-  assert_int_equal(od_store_position(s, "00000000-0000-4000-8000-000000000999", &pos),
-                   OD_STORE_NOT_FOUND);
+  assert_int_equal(
+      od_store_position(s, "00000000-0000-4000-8000-000000000999", &pos),
+      OD_STORE_NOT_FOUND);
 }
 
-/* ---- stats and evict ------------------------------------------------------- */
+/* ---- stats and evict ----------------------------------------------------- */
 
 static void stats_count_jobs_by_state_queue_and_bytes(void **state) {
   od_store *s = *state;
@@ -321,12 +334,12 @@ static void stats_count_jobs_by_state_queue_and_bytes(void **state) {
   assert_int_equal(od_store_get_stats(s, &st), OD_STORE_OK);
   assert_int_equal(st.jobs, 0);
   assert_int_equal(st.queue_depth, 0);
-  insert_job(s, 1);        /* uploaded, 101 bytes */
-  enqueue_new(s, 2);       /* 102 */
-  enqueue_new(s, 3);       /* 103 */
+  insert_job(s, 1);  /* uploaded, 101 bytes */
+  enqueue_new(s, 2); /* 102 */
+  enqueue_new(s, 3); /* 103 */
   od_job_rec c;
   assert_int_equal(od_store_claim(s, "w0", 0, &c), OD_STORE_OK); /* job 2 */
-  assert_int_equal(complete(s, &c, c.attempt), OD_STORE_OK);      /* +1000 output */
+  assert_int_equal(complete(s, &c, c.attempt), OD_STORE_OK); /* +1000 output */
   assert_int_equal(od_store_get_stats(s, &st), OD_STORE_OK);
   assert_int_equal(st.jobs, 3);
   assert_int_equal(st.by_state[OD_JOB_UPLOADED], 1);
@@ -348,7 +361,8 @@ static void evict_refuses_an_active_job(void **state) {
   assert_int_equal(od_store_evict(s, id, NULL), OD_STORE_CONFLICT); /* queued */
   od_job_rec c;
   assert_int_equal(od_store_claim(s, "w0", 0, &c), OD_STORE_OK);
-  assert_int_equal(od_store_evict(s, id, NULL), OD_STORE_CONFLICT); /* processing */
+  assert_int_equal(od_store_evict(s, id, NULL),
+                   OD_STORE_CONFLICT); /* processing */
   assert_int_equal(complete(s, &c, c.attempt), OD_STORE_OK);
   assert_int_equal(od_store_evict(s, id, NULL), OD_STORE_OK);
   assert_int_equal(od_store_evict(s, id, NULL), OD_STORE_NOT_FOUND);
@@ -401,7 +415,8 @@ static void close_queue_hands_back_waiting_jobs_in_order(void **state) {
   for (int n = 1; n <= 3; n++)
     enqueue_new(s, n);
   od_job_rec c, out;
-  assert_int_equal(od_store_claim(s, "w0", 0, &c), OD_STORE_OK); /* job 1 runs on */
+  assert_int_equal(od_store_claim(s, "w0", 0, &c),
+                   OD_STORE_OK); /* job 1 runs on */
   nhanded = 0;
   od_store_close_queue(s, collect, NULL);
   assert_int_equal(nhanded, 2);
@@ -418,8 +433,9 @@ static void close_queue_hands_back_waiting_jobs_in_order(void **state) {
   assert_int_equal(to_queued(s, 4, 5), OD_STORE_OK);
   job_id(4, id);
   assert_int_equal(od_store_enqueue(s, id, &pos), OD_STORE_CLOSED);
-  assert_int_equal(complete(s, &c, c.attempt), OD_STORE_OK); /* running job ends */
-  od_store_close_queue(s, collect, NULL);                     /* idempotent */
+  assert_int_equal(complete(s, &c, c.attempt),
+                   OD_STORE_OK);          /* running job ends */
+  od_store_close_queue(s, collect, NULL); /* idempotent */
   assert_int_equal(nhanded, 2);
 }
 
@@ -441,7 +457,7 @@ static void recover_of_a_new_store_finds_nothing(void **state) {
   assert_int_equal(st.jobs, 0);
 }
 
-/* ---- concurrency (run under TSan too) -------------------------------------- */
+/* ---- concurrency (run under TSan too) ------------------------------------ */
 
 #define CJOBS 48
 #define CWORKERS 3
@@ -459,7 +475,8 @@ static void *claimer(void *arg) {
   od_store_rc rc;
   while ((rc = od_store_claim(cr->s, "w", -1, &c)) == OD_STORE_OK) {
     int n = (int)strtol(c.id + 24, NULL, 10);
-    if (n < 1 || n > CJOBS || c.attempt != 1 || complete(cr->s, &c, c.attempt) != OD_STORE_OK)
+    if (n < 1 || n > CJOBS || c.attempt != 1 ||
+        complete(cr->s, &c, c.attempt) != OD_STORE_OK)
       cr->bad++;
     else
       cr->claimed[n]++;
@@ -503,7 +520,7 @@ static void concurrent_claims_take_each_job_once(void **state) {
   assert_int_equal(st.by_state[OD_JOB_COMPLETED], CJOBS);
 }
 
-/* ---- the list, and the backends ------------------------------------------- */
+/* ---- the list, and the backends ------------------------------------------ */
 
 #define STORE_CASES(X)                                                         \
   X(insert_then_get_returns_the_record)                                        \
@@ -549,7 +566,8 @@ static int close_store(void **state) {
   return 0;
 }
 
-#define MEMORY_CASE(name) cmocka_unit_test_setup_teardown(name, open_memory, close_store),
+#define MEMORY_CASE(name)                                                      \
+  cmocka_unit_test_setup_teardown(name, open_memory, close_store),
 
 /* Not a backend case: the URL is checked before any backend runs. */
 static void open_refuses_an_unknown_scheme(void **state) {
@@ -563,7 +581,8 @@ static void open_refuses_an_unknown_scheme(void **state) {
 }
 
 int main(void) {
-  const struct CMUnitTest common[] = {cmocka_unit_test(open_refuses_an_unknown_scheme)};
+  const struct CMUnitTest common[] = {
+      cmocka_unit_test(open_refuses_an_unknown_scheme)};
   const struct CMUnitTest memory[] = {STORE_CASES(MEMORY_CASE)};
   int failed = cmocka_run_group_tests_name("store", common, NULL, NULL);
   failed += cmocka_run_group_tests_name("memory", memory, NULL, NULL);
