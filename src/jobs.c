@@ -364,6 +364,7 @@ od_gen_result od_jobs_generate(od_jobs *j, const od_generate_req *req,
   r.progress = r.stage_progress = 0;
   r.t_queued = od_wall();
   r.t_started = r.t_ended = 0;
+  r.tries = 0;
   rc = od_store_transition(j->store, &r, OD_STATES_IDLE, 0, &prev);
   if (rc == OD_STORE_NOT_FOUND)
     return OD_GEN_NOT_FOUND;

@@ -51,6 +51,17 @@
  * higher and the write is refused with OD_STORE_FENCED, so a late worker can
  * never overwrite the newer attempt's outcome.
  *
+ * Leases (the redis backend, issue #15): claim takes a lease; the backend
+ * renews the leases of this process's running claims itself (a heartbeat
+ * thread) until their end transition, so callers do not change. A claim
+ * whose holder died is taken again by another node's claim (attempt + 1,
+ * tries + 1); the late holder's end is then FENCED. A run claimed
+ * max_attempts times is failed by the backend itself, with a reason, instead
+ * of being returned: at recover (sqlite: the process died) or at claim
+ * (redis: the lease lapsed). Subscribers learn it from the state a
+ * subscribe sends (ws.c) and, in redis, from the event bus the backend
+ * feeds. The queue bound (FULL) is then cluster-wide.
+ *
  * ---- Guarantees ------------------------------------------------------------
  *
  * Thread-safety: every call may be made from any thread at any time between
@@ -139,6 +150,8 @@ typedef struct {
   double progress;       /* 0..100 */
   double stage_progress; /* 0..1 */
   double t_queued, t_started, t_ended;
+  int tries; /* claims of this run: the generate that queues it writes 0,
+                each claim adds 1; past max_attempts the backend fails it */
   /* Owned by claim. */
   int attempt;    /* 0 until claimed; +1 per claim: the fence */
   char owner[64]; /* who holds it while processing */
@@ -247,7 +260,8 @@ od_store_rc od_store_transition(od_store *s, const od_job_rec *next,
 od_store_rc od_store_enqueue(od_store *s, const char *id, int *position);
 
 /* Takes the oldest enqueued job for a worker named owner: its record goes
- * QUEUED -> PROCESSING with attempt + 1, t_started = now and owner set, and
+ * QUEUED -> PROCESSING with attempt and tries + 1, t_started = now and owner
+ * set, and
  * *out is the record as written. Waits up to block_ms for one (-1: until one
  * comes or the queue closes; 0: not at all). EMPTY: none in time; CLOSED:
  * the queue is closed and nothing waits. */

@@ -321,6 +321,7 @@ static od_store_rc mem_claim(void *be, const char *owner, int block_ms,
       account(m, r, -1);
       r->state = OD_JOB_PROCESSING;
       r->attempt++;
+      r->tries++;
       r->t_started = od_wall();
       snprintf(r->owner, sizeof r->owner, "%s", owner ? owner : "");
       account(m, r, +1);

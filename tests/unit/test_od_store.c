@@ -62,6 +62,7 @@ static od_store_rc to_queued(od_store *s, int n, int q) {
   assert_int_equal(od_store_get(s, id, &r), OD_STORE_OK);
   r.state = OD_JOB_QUEUED;
   r.req.quality = q;
+  r.tries = 0; /* a new run */
   r.t_queued = od_wall();
   snprintf(r.stage, sizeof r.stage, "queued");
   return od_store_transition(s, &r, OD_STATES_IDLE, 0, NULL);
@@ -263,18 +264,20 @@ static void claim_marks_processing_and_grows_the_attempt(void **state) {
   assert_int_equal(od_store_claim(s, "node-a:w3", 0, &c), OD_STORE_OK);
   assert_int_equal(c.state, OD_JOB_PROCESSING);
   assert_int_equal(c.attempt, 1);
+  assert_int_equal(c.tries, 1);
   assert_string_equal(c.owner, "node-a:w3");
   assert_true(c.t_started >= c.t_queued);
   assert_int_equal(od_store_get(s, c.id, &out), OD_STORE_OK);
   assert_int_equal(out.state, OD_JOB_PROCESSING);
   assert_int_equal(out.attempt, 1);
-  /* Run again: the next claim is attempt 2. */
+  /* Run again: the next claim is attempt 2, the run's first try. */
   assert_int_equal(complete(s, &c, c.attempt), OD_STORE_OK);
   int pos;
   assert_int_equal(to_queued(s, 1, 6), OD_STORE_OK);
   assert_int_equal(od_store_enqueue(s, c.id, &pos), OD_STORE_OK);
   assert_int_equal(od_store_claim(s, "w0", 0, &c), OD_STORE_OK);
   assert_int_equal(c.attempt, 2);
+  assert_int_equal(c.tries, 1);
 }
 
 static void claim_with_nothing_enqueued_is_empty(void **state) {
