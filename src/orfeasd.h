@@ -340,7 +340,7 @@ void od_metric_error(od_metrics *m, const char *type, od_route r);
 void od_metric_validation(od_metrics *m, const char *field,
                           const char *error_type);
 
-/* ---- jobs.c (with worker.c, eta.c: jobs_internal.h) ------------------------ */
+/* ---- jobs.c (with worker.c, eta.c: jobs_internal.h) ---------------------- */
 
 typedef enum {
   OD_JOB_UPLOADED = 0, /* an image is stored; no generation asked yet */
@@ -417,7 +417,7 @@ size_t od_jobs_queue_depth(od_jobs *j);
 /* Job counts by state. */
 void od_jobs_counts(od_jobs *j, int counts[OD_JOB_STATE_COUNT]);
 
-/* ---- jobjson.c ------------------------------------------------------------ */
+/* ---- jobjson.c ----------------------------------------------------------- */
 
 /* A job as the API shows it, from a snapshot (docs/api.md). Each returns a
  * new reference (NULL when out of memory). Event payloads carry "job_id";
