@@ -25,8 +25,8 @@ void od_log(const char *fmt, ...) {
   clock_gettime(CLOCK_REALTIME, &ts);
   gmtime_r(&ts.tv_sec, &tm);
   size_t n = strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
-  n += (size_t)snprintf(line + n, sizeof line - n, ".%03ldZ orfeasd: ",
-                        ts.tv_nsec / 1000000);
+  n += (size_t)snprintf(line + n, sizeof line - n,
+                        ".%03ldZ orfeasd: ", ts.tv_nsec / 1000000);
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(line + n, sizeof line - n, fmt, ap);
