@@ -16,7 +16,9 @@
 
 #include "store.h"
 
-typedef enum { K_LISTEN, K_STR, K_INT, K_DOUBLE, K_BOOL } kind;
+/* K_FLAG: a switch, on by its bare name (--reuse-port) or set by
+ * --name=1/0 and its variable. */
+typedef enum { K_LISTEN, K_STR, K_INT, K_DOUBLE, K_BOOL, K_FLAG } kind;
 
 typedef struct {
   const char *flag; /* without the leading "--" */
@@ -85,7 +87,33 @@ static const opt_def OPTS[] = {
    "before its GPU shows down (default 2)"},
   {"pause-file", "ORFEAS_PAUSE_FILE", K_STR, OFF(pause_file), SZ(pause_file),
    0, 0, "while this file exists, workers hold each job before its first "
-   "stage (tests and alert drills)"},
+   "stage (tests and alert drills); if it holds the word \"drain\", through "
+   "a drain too, until --drain-timeout cancels the job"},
+  /* The process (issue #13): start-up, shutdown, log, storage, WebSocket
+   * liveness. */
+  {"reuse-port", "ORFEAS_REUSE_PORT", K_FLAG, OFF(reuse_port), 0, 0, 1,
+   "share the port with other processes (SO_REUSEPORT); without it a "
+   "second instance fails with \"address already in use\""},
+  {"drain-timeout", "ORFEAS_DRAIN_TIMEOUT", K_DOUBLE, OFF(drain_timeout_s), 0,
+   1, 3600, "seconds from SIGTERM to exit at most; jobs still running "
+   "past it are cancelled (default 25)"},
+  {"log-level", "ORFEAS_LOG_LEVEL", K_STR, OFF(log_level), SZ(log_level), 0,
+   0, "debug, info, warning or error; scrapes and health checks are "
+   "logged at debug (default info)"},
+  {"log-format", "ORFEAS_LOG_FORMAT", K_STR, OFF(log_format), SZ(log_format),
+   0, 0, "text or json (one JSON object a line) (default text)"},
+  {"log-buffer-kb", "ORFEAS_LOG_BUFFER_KB", K_INT, OFF(log_buffer_kb), 0, 16,
+   1 << 20, "log lines waiting for stderr, KiB; past it lines are dropped "
+   "and counted (default 1024)"},
+  {"min-free-mb", "ORFEAS_MIN_FREE_MB", K_INT, OFF(min_free_mb), 0, 0,
+   1 << 24, "/ready answers 503 while the data dir's filesystem has less "
+   "free; 0 = off (default 256)"},
+  {"ws-ping-interval", "ORFEAS_WS_PING_INTERVAL", K_DOUBLE,
+   OFF(ws_ping_interval_s), 0, 0.05, 3600, "seconds between server pings "
+   "to a /ws client (default 25)"},
+  {"ws-ping-timeout", "ORFEAS_WS_PING_TIMEOUT", K_DOUBLE,
+   OFF(ws_ping_timeout_s), 0, 0.05, 3600, "a /ws client that answers no "
+   "ping for this long is closed as idle (default 20)"},
 };
 
 #define NOPTS (sizeof OPTS / sizeof OPTS[0])
@@ -118,6 +146,14 @@ void od_config_defaults(od_config *c) {
   c->access_log = 1;
   c->gpu_interval_s = 5;
   c->gpu_call_timeout_s = 2;
+  c->drain_timeout_s = 25;
+  snprintf(c->log_level, sizeof c->log_level, "info");
+  snprintf(c->log_format, sizeof c->log_format, "text");
+  c->log_level_n = OD_LOG_INFO;
+  c->log_buffer_kb = 1024;
+  c->min_free_mb = 256;
+  c->ws_ping_interval_s = 25;
+  c->ws_ping_timeout_s = 20;
 }
 
 void od_config_usage(char *buf, size_t len) {
@@ -182,6 +218,7 @@ static int apply(od_config *c, const opt_def *o, const char *v,
     }
     snprintf(base + o->off, o->size, "%s", v);
     return 0;
+  case K_FLAG:
   case K_INT:
   case K_BOOL: {
     errno = 0;
@@ -207,6 +244,25 @@ static int apply(od_config *c, const opt_def *o, const char *v,
   }
   }
   return -1;
+}
+
+/* The process block's values that are words (issue #13). */
+static int check_process(od_config *c, char *err, size_t err_len) {
+  od_log_level lvl;
+  if (od_log_level_parse(c->log_level, &lvl) != 0) {
+    snprintf(err, err_len,
+             "--log-level: \"%s\" is not one of debug, info, warning, error",
+             c->log_level);
+    return -1;
+  }
+  c->log_level_n = (int)lvl;
+  if (strcmp(c->log_format, "text") != 0 && strcmp(c->log_format, "json") != 0) {
+    snprintf(err, err_len, "--log-format: \"%s\" is not text or json",
+             c->log_format);
+    return -1;
+  }
+  c->log_json = c->log_format[0] == 'j';
+  return 0;
 }
 
 int od_config_parse(od_config *c, int argc, char **argv,
@@ -238,6 +294,8 @@ int od_config_parse(od_config *c, int argc, char **argv,
       return -1;
     }
     const char *v = eq ? eq + 1 : NULL;
+    if (v == NULL && o->k == K_FLAG)
+      v = "1";
     if (v == NULL) {
       if (i + 1 >= argc) {
         snprintf(err, err_len, "--%s needs a value (see --help)", o->flag);
@@ -254,5 +312,7 @@ int od_config_parse(od_config *c, int argc, char **argv,
     snprintf(err, err_len, "--data-dir: must not be empty");
     return -1;
   }
+  if (check_process(c, err, err_len) != 0)
+    return -1;
   return od_store_url_check(c->store, err, err_len);
 }

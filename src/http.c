@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -65,7 +66,11 @@ static struct MHD_Response *json_response(json_t *obj, size_t *len) {
 int od_respond_json(struct MHD_Connection *conn, od_req *req, int status,
                     json_t *obj) {
   size_t len = 0;
-  return od_respond(conn, req, status, json_response(obj, &len), len);
+  /* Two statements: an argument list does not order json_response's write
+   * of len before the read of len (GCC read it first: every JSON answer
+   * was counted 0 bytes in orfeas_http_response_size_bytes). */
+  struct MHD_Response *resp = json_response(obj, &len);
+  return od_respond(conn, req, status, resp, len);
 }
 
 int od_respond_error_ex(od_service *svc, struct MHD_Connection *conn,
@@ -304,12 +309,18 @@ void od_req_record(od_service *svc, od_req *req, int aborted) {
                   .req_bytes = req->body_len, .resp_bytes = req->resp_bytes};
     od_reqstats_add(&svc->m, &e);
   }
-  if (svc->cfg.access_log) {
+  /* Scrapes and health checks (the admin routes) are debug lines: at
+   * info they would be most of the log and say nothing. */
+  od_log_level lvl = (od_route_flags(req->route) & OD_RF_ADMIN) && status < 500
+                         ? OD_LOG_DEBUG
+                         : OD_LOG_INFO;
+  if (svc->cfg.access_log && od_log_enabled(lvl)) {
     char path[160];
     log_safe(od_route_template(req->route), path, sizeof path);
-    od_log("req %s %s %d %.2fms in=%zu out=%llu client=%s%s", req->method, path,
-           status, dt * 1e3, req->body_len, (unsigned long long)req->resp_bytes,
-           req->client, aborted ? " (aborted)" : "");
+    od_logl(lvl, "req %s %s %d %.2fms in=%zu out=%llu client=%s%s", req->method,
+            path, status, dt * 1e3, req->body_len,
+            (unsigned long long)req->resp_bytes, req->client,
+            aborted ? " (aborted)" : "");
   }
 }
 
@@ -349,7 +360,58 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap) {
   size_t n = strlen(msg);
   while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
     msg[--n] = '\0';
-  od_log("http: %s", msg);
+  od_logl(OD_LOG_WARN, "http: %s", msg);
+}
+
+int od_listen_socket(const char *host, uint16_t port, int reuse_port,
+                     uint16_t *bound_port, char *err, size_t err_len) {
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(port);
+  if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+    snprintf(err, err_len, "%s is not a numeric IPv4 address", host);
+    return -1;
+  }
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    snprintf(err, err_len, "cannot create a socket: %s", strerror(errno));
+    return -1;
+  }
+  /* SO_REUSEADDR: a restart binds while the last run's connections linger
+   * in TIME_WAIT; it never lets two listeners share the port. Sharing
+   * (SO_REUSEPORT: the kernel splits connections between the processes)
+   * only when asked. */
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (reuse_port &&
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+    snprintf(err, err_len, "--reuse-port: %s", strerror(errno));
+    close(fd);
+    return -1;
+  }
+  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+    int e = errno;
+    snprintf(err, err_len, "cannot listen on %s:%u: %s%s", host, port,
+             strerror(e),
+             e == EADDRINUSE      ? " (another process listens there; "
+                                    "--reuse-port shares a port on purpose)"
+             : e == EADDRNOTAVAIL ? " (not an address of this host)"
+             : e == EACCES ? " (a port below 1024 needs CAP_NET_BIND_SERVICE)"
+                           : "");
+    close(fd);
+    return -1;
+  }
+  socklen_t sl = sizeof sa;
+  if (listen(fd, SOMAXCONN) != 0 ||
+      getsockname(fd, (struct sockaddr *)&sa, &sl) != 0) {
+    snprintf(err, err_len, "cannot listen on %s:%u: %s", host, port,
+             strerror(errno));
+    close(fd);
+    return -1;
+  }
+  *bound_port = ntohs(sa.sin_port);
+  return fd;
 }
 
 int od_http_start(od_service *svc, char *err, size_t err_len) {
@@ -358,37 +420,34 @@ int od_http_start(od_service *svc, char *err, size_t err_len) {
     od_log("request timing: TSC at %.3f GHz", od_clock_tsc_hz() / 1e9);
   else
     od_log("request timing: CLOCK_MONOTONIC");
-  struct sockaddr_in sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(svc->cfg.listen_port);
-  if (inet_pton(AF_INET, svc->cfg.listen_host, &sa.sin_addr) != 1) {
-    snprintf(err, err_len, "--listen: bad address %s", svc->cfg.listen_host);
+  uint16_t port = 0;
+  int lfd = od_listen_socket(svc->cfg.listen_host, svc->cfg.listen_port,
+                             svc->cfg.reuse_port, &port, err, err_len);
+  if (lfd < 0)
     return -1;
-  }
+  /* MHD owns lfd from a successful start on (it closes it at stop). */
   svc->daemon = MHD_start_daemon(
       MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_UPGRADE | MHD_USE_ITC |
           MHD_USE_ERROR_LOG,
       0, NULL, NULL, access_cb, svc,
       MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
-      MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+      MHD_OPTION_LISTEN_SOCKET, (MHD_socket)lfd,
       MHD_OPTION_THREAD_POOL_SIZE, (unsigned)svc->cfg.http_threads,
       /* The hard limit, past ours (see access_cb): room to answer 429. */
       MHD_OPTION_CONNECTION_LIMIT, (unsigned)svc->cfg.max_connections + 64u,
       MHD_OPTION_NOTIFY_CONNECTION, notify_conn_cb, svc,
       MHD_OPTION_CONNECTION_TIMEOUT, 60u,
       MHD_OPTION_NOTIFY_COMPLETED, completed_cb, svc,
-      MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
       MHD_OPTION_END);
   if (svc->daemon == NULL) {
+    close(lfd);
     snprintf(err, err_len,
-             "cannot listen on %s:%u (in use, or not an address of this host?)",
-             svc->cfg.listen_host, svc->cfg.listen_port);
+             "the HTTP server did not start on %s:%u (the log line before "
+             "says why)",
+             svc->cfg.listen_host, port);
     return -1;
   }
-  const union MHD_DaemonInfo *di = MHD_get_daemon_info(svc->daemon, MHD_DAEMON_INFO_BIND_PORT);
-  if (di != NULL)
-    svc->cfg.listen_port = di->port;
+  svc->cfg.listen_port = port;
   return 0;
 }
 

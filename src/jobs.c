@@ -474,12 +474,24 @@ static void fail_queued(const char *id, void *user) {
   od_jobs_end(j, &r, OD_STATE_BIT(OD_JOB_QUEUED), 0);
 }
 
-void od_jobs_drain(od_jobs *j) {
+int od_jobs_drain(od_jobs *j, double finish_by, double cancelled_by) {
   /* The memory store forgets queued jobs at exit, so they fail now with a
    * reason; a durable store will keep them queued for the next start. */
   od_store_close_queue(j->store, fail_queued, j);
   om_gauge_set(j->svc->m.queue_depth, 0);
-  od_workers_join(j->workers);
+  int left = od_workers_wait(j->workers, finish_by);
+  if (left == 0)
+    return 0;
+  od_log("drain: %d job%s still running at the deadline: cancelling", left,
+         left == 1 ? "" : "s");
+  od_workers_cancel(j->workers);
+  left = od_workers_wait(j->workers, cancelled_by);
+  if (left > 0)
+    od_logl(OD_LOG_WARN,
+            "drain: %d worker%s did not stop in time (a stage still running); "
+            "exiting without them",
+            left, left == 1 ? "" : "s");
+  return left;
 }
 
 void od_jobs_free(od_jobs *j) {

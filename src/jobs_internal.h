@@ -55,6 +55,11 @@ od_workers *od_workers_new(od_jobs *j, int n, char *err, size_t err_len);
 int od_workers_start(od_workers *w, char *err, size_t err_len);
 /* Waits for every thread (after od_store_close_queue). */
 void od_workers_join(od_workers *w);
+/* Waits for every thread until `deadline` (od_now() seconds): 0 when all
+ * ended (and are joined), else how many still run. */
+int od_workers_wait(od_workers *w, double deadline);
+/* Running jobs stop at their next stage boundary and end failed. */
+void od_workers_cancel(od_workers *w);
 void od_workers_free(od_workers *w);
 int od_workers_running(od_workers *w);
 int od_workers_busy(od_workers *w);

@@ -1,15 +1,23 @@
 /* main.c: orfeasd start-up and shutdown.
  *
  * Order matters:
- *  1. SIGINT/SIGTERM are blocked before any thread starts (MHD's, the
- *     workers', the hub's), so every thread inherits the mask and only
- *     main's sigwait() ever sees them.
- *  2. Metrics, cache, jobs, hub, workers, then HTTP: nothing is reachable
- *     before what it calls exists. /ready turns 200 once workers run.
- *  3. On a signal: stop accepting (quiesce the listener), mark draining
- *     (/ready 503, generate 503), fail queued jobs with a clear status and
- *     wait for running ones (their events still go out), let the hub
- *     deliver the last events and close clients, then stop HTTP. Exit 0.
+ *  1. SIGINT/SIGTERM are blocked before any thread starts (the log
+ *     writer's, MHD's, the workers', the hub's), so every thread inherits
+ *     the mask and only main ever takes them (sigwait, or sigtimedwait
+ *     between start-up steps: a signal during start-up stops it there and
+ *     exits 0 without opening the listener).
+ *  2. The log writer, metrics, cache, jobs, hub, workers, then HTTP:
+ *     nothing is reachable before what it calls exists. /ready turns 200
+ *     once workers run. Any step that fails logs the reason and main exits
+ *     1 at once: what was started is stopped (threads joined) and freed.
+ *  3. On a signal the process exits within --drain-timeout (D): stop
+ *     accepting (quiesce the listener), mark draining (/ready 503, generate
+ *     503), fail queued jobs with a clear status and give running ones
+ *     until D minus a reserve to finish; past that, cancel them (they end
+ *     failed, "service shutting down") and wait a little more. The hub
+ *     then delivers the last events and closes clients (1001), HTTP stops,
+ *     the log is flushed. Exit 0. A worker stuck inside a stage is not
+ *     waited for: the process exits without freeing what it uses.
  */
 #include <errno.h>
 #include <signal.h>
@@ -27,7 +35,108 @@ static void gpu_log(void *user, const char *line) {
   od_log("gpu: %s", line);
 }
 
-static int run(od_service *svc) {
+/* A signal that came during start-up (taken, not left pending). */
+static int pending_signal(const sigset_t *set) {
+  static const struct timespec zero = {0, 0};
+  int sig = sigtimedwait(set, NULL, &zero);
+  return sig > 0 ? sig : 0;
+}
+
+static const char *signame(int sig) {
+  return sig == SIGTERM ? "SIGTERM" : "SIGINT";
+}
+
+/* Start-up, step by step; 0 when serving, 1 on a failure (err filled), 2
+ * when a signal came first (*sig). */
+static int start(od_service *svc, const sigset_t *set, int *sig, char *err,
+                 size_t err_len) {
+  if (od_metrics_init(&svc->m, err, err_len) != 0)
+    return 1;
+  od_log_set_counter(svc->m.log_dropped);
+  /* The GPU sampler starts after the signal mask is set (its thread
+   * inherits it) and its families join the registry before /metrics exists.
+   * A missing NVML is not an error: it logs one line and reports no GPU. */
+  orfeas_gpu_opts gopts = {.nvml_lib =
+                               svc->cfg.nvml_lib[0] ? svc->cfg.nvml_lib : NULL,
+                           .interval_s = svc->cfg.gpu_interval_s,
+                           .call_timeout_s = svc->cfg.gpu_call_timeout_s,
+                           .log = gpu_log};
+  if ((svc->gpu = orfeas_gpu_start(svc->m.reg, &gopts, err, err_len)) == NULL)
+    return 1;
+  if ((*sig = pending_signal(set)) != 0)
+    return 2;
+  if (mkdir(svc->cfg.data_dir, 0700) != 0 && errno != EEXIST) {
+    snprintf(err, err_len, "--data-dir: cannot create %.300s: %s",
+             svc->cfg.data_dir, strerror(errno));
+    return 1;
+  }
+  char cache_dir[PATH_MAX];
+  snprintf(cache_dir, sizeof cache_dir, "%.*s/cache", PATH_MAX - 16,
+           svc->cfg.data_dir);
+  svc->cache = od_cache_new((size_t)svc->cfg.cache_memory_mb << 20, cache_dir,
+                            (size_t)svc->cfg.cache_disk_mb << 20, err, err_len);
+  if (svc->cache == NULL)
+    return 1;
+  for (int t = 0; t < OD_CACHE_TIERS; t++)
+    om_gauge_set(svc->m.cache_size[t],
+                 (double)od_cache_bytes(svc->cache, (od_cache_tier)t));
+  if (svc->cfg.rate_limit_rps > 0) {
+    svc->rl = od_ratelimit_new(svc->cfg.rate_limit_rps,
+                               svc->cfg.rate_limit_burst, 4096);
+    if (svc->rl == NULL) {
+      snprintf(err, err_len, "out of memory for the rate limiter");
+      return 1;
+    }
+  }
+  if ((svc->jobs = od_jobs_new(svc, err, err_len)) == NULL)
+    return 1;
+  if ((*sig = pending_signal(set)) != 0)
+    return 2;
+  if ((svc->hub = od_hub_new(svc, err, err_len)) == NULL ||
+      od_hub_start(svc->hub, err, err_len) != 0 ||
+      od_jobs_start(svc->jobs, err, err_len) != 0)
+    return 1;
+  if ((*sig = pending_signal(set)) != 0)
+    return 2;
+  return od_http_start(svc, err, err_len) != 0 ? 1 : 0;
+}
+
+static void announce(const od_service *svc) {
+  const char *host = svc->cfg.listen_host;
+  unsigned port = svc->cfg.listen_port;
+  od_log("listening on http://%s:%u (workers=%d queue=%d data-dir=%s)", host,
+         port, svc->cfg.workers, svc->cfg.queue_size, svc->cfg.data_dir);
+  od_log("  API       http://%s:%u/api/upload-image, /api/generate-3d, "
+         "/api/job-status/ID",
+         host, port);
+  od_log("  health    http://%s:%u/health  /ready  /api/health", host, port);
+  od_log("  metrics   http://%s:%u/metrics", host, port);
+  od_log("  websocket ws://%s:%u/ws", host, port);
+}
+
+/* The drain, within --drain-timeout of t0. 0, or the number of workers
+ * left running (main then frees nothing they use). */
+static int drain(od_service *svc, int sig, double t0) {
+  double d = svc->cfg.drain_timeout_s;
+  /* The reserve after the jobs' deadline: the cancellations, the hub's
+   * last events and goodbyes, HTTP's stop and the log's flush. */
+  double reserve = d / 4 < 2.0 ? d / 4 : 2.0;
+  od_log("%s: draining (no new connections; queued jobs fail, running jobs "
+         "have %.3gs to finish)",
+         signame(sig), d - reserve);
+  svc->draining = 1;
+  svc->ready = 0;
+  od_http_quiesce(svc);
+  int left = od_jobs_drain(svc->jobs, t0 + d - reserve, t0 + d - reserve / 2);
+  od_hub_stop(svc->hub, t0 + d - reserve / 4);
+  od_http_stop(svc);
+  od_log("stopped");
+  return left;
+}
+
+/* *left: workers still running after the drain; *exit_by: when the
+ * process must be gone (od_now() seconds; 0 when no drain ran). */
+static int run(od_service *svc, int *left, double *exit_by) {
   char err[512];
   sigset_t set;
   sigemptyset(&set);
@@ -35,71 +144,30 @@ static int run(od_service *svc) {
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   signal(SIGPIPE, SIG_IGN);
-
-  if (od_metrics_init(&svc->m, err, sizeof err) != 0)
-    goto fail;
-  /* The GPU sampler starts after the signal mask is set (its thread
-   * inherits it) and its families join the registry before /metrics exists.
-   * A missing NVML is not an error: it logs one line and reports no GPU. */
-  orfeas_gpu_opts gopts = {.nvml_lib = svc->cfg.nvml_lib[0] ? svc->cfg.nvml_lib : NULL,
-                           .interval_s = svc->cfg.gpu_interval_s,
-                           .call_timeout_s = svc->cfg.gpu_call_timeout_s,
-                           .log = gpu_log};
-  if ((svc->gpu = orfeas_gpu_start(svc->m.reg, &gopts, err, sizeof err)) == NULL)
-    goto fail;
-  if (mkdir(svc->cfg.data_dir, 0700) != 0 && errno != EEXIST) {
-    snprintf(err, sizeof err, "--data-dir: cannot create %.300s: %s", svc->cfg.data_dir,
-             strerror(errno));
-    goto fail;
+  od_log_opts lo = {.level = (od_log_level)svc->cfg.log_level_n,
+                    .json = svc->cfg.log_json,
+                    .buffer_bytes = (size_t)svc->cfg.log_buffer_kb << 10};
+  if (od_log_start(&lo, err, sizeof err) != 0) {
+    fprintf(stderr, "orfeasd: %s\n", err);
+    return 1;
   }
-  char cache_dir[PATH_MAX];
-  snprintf(cache_dir, sizeof cache_dir, "%.*s/cache", PATH_MAX - 16, svc->cfg.data_dir);
-  svc->cache = od_cache_new((size_t)svc->cfg.cache_memory_mb << 20, cache_dir,
-                            (size_t)svc->cfg.cache_disk_mb << 20, err, sizeof err);
-  if (svc->cache == NULL)
-    goto fail;
-  for (int t = 0; t < OD_CACHE_TIERS; t++)
-    om_gauge_set(svc->m.cache_size[t], (double)od_cache_bytes(svc->cache, (od_cache_tier)t));
-  if (svc->cfg.rate_limit_rps > 0) {
-    svc->rl = od_ratelimit_new(svc->cfg.rate_limit_rps, svc->cfg.rate_limit_burst, 4096);
-    if (svc->rl == NULL) {
-      snprintf(err, sizeof err, "out of memory for the rate limiter");
-      goto fail;
-    }
-  }
-  if ((svc->jobs = od_jobs_new(svc, err, sizeof err)) == NULL ||
-      (svc->hub = od_hub_new(svc, err, sizeof err)) == NULL ||
-      od_hub_start(svc->hub, err, sizeof err) != 0 ||
-      od_jobs_start(svc->jobs, err, sizeof err) != 0 ||
-      od_http_start(svc, err, sizeof err) != 0)
-    goto fail;
-  svc->ready = 1;
-  od_log("listening on http://%s:%u (workers=%d queue=%d data-dir=%s)",
-         svc->cfg.listen_host, svc->cfg.listen_port, svc->cfg.workers,
-         svc->cfg.queue_size, svc->cfg.data_dir);
-  od_log("  API       http://%s:%u/api/upload-image, /api/generate-3d, /api/job-status/ID",
-         svc->cfg.listen_host, svc->cfg.listen_port);
-  od_log("  health    http://%s:%u/health  /ready  /api/health", svc->cfg.listen_host,
-         svc->cfg.listen_port);
-  od_log("  metrics   http://%s:%u/metrics", svc->cfg.listen_host, svc->cfg.listen_port);
-  od_log("  websocket ws://%s:%u/ws", svc->cfg.listen_host, svc->cfg.listen_port);
-
   int sig = 0;
+  int rc = start(svc, &set, &sig, err, sizeof err);
+  if (rc == 1) {
+    od_logl(OD_LOG_ERROR, "%s", err);
+    return 1;
+  }
+  if (rc == 2) {
+    od_log("%s during start-up: stopping", signame(sig));
+    return 0;
+  }
+  svc->ready = 1;
+  announce(svc);
   sigwait(&set, &sig);
-  od_log("%s: draining (no new connections; queued jobs fail, running jobs finish)",
-         sig == SIGTERM ? "SIGTERM" : "SIGINT");
-  svc->draining = 1;
-  svc->ready = 0;
-  od_http_quiesce(svc);
-  od_jobs_drain(svc->jobs);
-  od_hub_stop(svc->hub);
-  od_http_stop(svc);
-  od_log("stopped");
+  double t0 = od_now();
+  *exit_by = t0 + svc->cfg.drain_timeout_s;
+  *left = drain(svc, sig, t0);
   return 0;
-
-fail:
-  od_log("error: %s", err);
-  return 1;
 }
 
 int main(int argc, char **argv) {
@@ -109,7 +177,7 @@ int main(int argc, char **argv) {
   od_config_defaults(&svc.cfg);
   int rc = od_config_parse(&svc.cfg, argc, argv, env_get, err, sizeof err);
   if (rc == 1) {
-    char usage[4096];
+    char usage[8192];
     od_config_usage(usage, sizeof usage);
     fputs(usage, stdout);
     return 0;
@@ -118,7 +186,24 @@ int main(int argc, char **argv) {
     fprintf(stderr, "orfeasd: %s\n", err);
     return 2;
   }
-  rc = run(&svc);
+  int left = 0;
+  double exit_by = 0;
+  rc = run(&svc, &left, &exit_by);
+  /* What the log may still take to reach stderr: a second, or less when
+   * the drain's time is shorter (a reader that reads empties the ring in
+   * milliseconds; one that does not is not waited for). */
+  double flush = exit_by > 0 ? exit_by - od_now() : 1.0;
+  if (flush > 1.0)
+    flush = 1.0;
+  if (flush < 0.05)
+    flush = 0.05;
+  if (left > 0) {
+    /* Workers still inside a stage use the jobs, the store, the cache and
+     * the metrics: exit without freeing them. */
+    od_log_stop(flush);
+    return rc;
+  }
+  od_hub_stop(svc.hub, od_now() + 1.0); /* a failed start-up */
   od_http_stop(&svc);
   /* After HTTP: no scrape reads the GPU collectors any more. */
   orfeas_gpu_stop(svc.gpu);
@@ -126,6 +211,8 @@ int main(int argc, char **argv) {
   od_jobs_free(svc.jobs);
   od_cache_free(svc.cache);
   od_ratelimit_free(svc.rl);
+  /* The log last but one: the lines above may still be in its ring. */
+  od_log_stop(flush);
   od_metrics_free(&svc.m);
   return rc;
 }

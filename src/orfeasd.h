@@ -79,6 +79,18 @@ typedef struct {
   char nvml_lib[PATH_MAX];  /* NVML to load; "" = libnvidia-ml.so.1 */
   double gpu_interval_s;    /* GPU sampling interval */
   double gpu_call_timeout_s;/* one NVML call's deadline */
+  /* The process: start-up, shutdown, the log, storage health, WebSocket
+   * liveness (issue #13, branch proc). */
+  int reuse_port;            /* 1: share the port (SO_REUSEPORT) */
+  double drain_timeout_s;    /* SIGTERM to exit, at most */
+  char log_level[16];        /* debug, info, warning, error */
+  char log_format[8];        /* text, json */
+  int log_level_n;           /* log_level parsed: an od_log_level */
+  int log_json;              /* log_format parsed */
+  int log_buffer_kb;         /* the ring between od_log and stderr */
+  int min_free_mb;           /* /ready 503 below this free on the data dir */
+  double ws_ping_interval_s; /* a server ping to a /ws client this often */
+  double ws_ping_timeout_s;  /* ... unanswered this long: closed (idle) */
 } od_config;
 
 /* Defaults (see --help). */
@@ -397,6 +409,8 @@ typedef struct {
   om_gauge *active_jobs;
   om_gauge *workers_busy;
   om_gauge *uptime;
+  /* The process (issue #13, branch proc). */
+  om_counter *log_dropped;
   double start_time;             /* CLOCK_MONOTONIC seconds */
   /* Per-request handles, resolved on first use and kept: the request path
    * then costs no label hashing (http.c). Indexed by route, method (see
@@ -500,8 +514,11 @@ int od_jobs_view(od_jobs *j, const char *id, od_job_view *v);
 int od_jobs_open_output(od_jobs *j, const char *id, const char *name,
                         uint64_t *size, orfeas_pl_format *fmt);
 /* Closes the store's queue (failing waiting jobs), then waits for running
- * jobs. */
-void od_jobs_drain(od_jobs *j);
+ * jobs until finish_by (od_now() seconds); past it cancels them (they end
+ * failed, "service shutting down") and waits until cancelled_by. Returns
+ * how many workers still run then (0: all joined; else the caller must not
+ * free what they use). */
+int od_jobs_drain(od_jobs *j, double finish_by, double cancelled_by);
 void od_jobs_free(od_jobs *j);
 int od_jobs_workers_running(od_jobs *j);
 /* Seconds until the queue has likely drained by one: the mean job time x
@@ -542,8 +559,9 @@ typedef struct od_hub od_hub;
 od_hub *od_hub_new(od_service *svc, char *err, size_t err_len);
 int od_hub_start(od_hub *h, char *err, size_t err_len);
 /* Sends the final events still queued, closes every client (1001) and
- * joins the hub thread. */
-void od_hub_stop(od_hub *h);
+ * joins the hub thread, by `deadline` (od_now() seconds): halfway there a
+ * client still behind gets its close anyway, at it the socket closes. */
+void od_hub_stop(od_hub *h, double deadline);
 void od_hub_free(od_hub *h);
 /* Queues `json` (a full {"event":..,"data":..} text) for every subscriber
  * of job_id. Any thread; never blocks on a client. */
@@ -668,6 +686,12 @@ int od_accepts_gzip(const char *accept_encoding);
 int od_gzip(const void *in, size_t in_len, uint8_t **out, size_t *out_len);
 
 /* http.c */
+/* A listening TCP socket on host:port (numeric IPv4; port 0: any free
+ * one), non-blocking, close-on-exec; SO_REUSEPORT only with reuse_port.
+ * Returns the fd and the port bound, or -1 with the reason in err
+ * ("cannot listen on ADDR:PORT: Address already in use (...)"). */
+int od_listen_socket(const char *host, uint16_t port, int reuse_port,
+                     uint16_t *bound_port, char *err, size_t err_len);
 int od_http_start(od_service *svc, char *err, size_t err_len);
 void od_http_quiesce(od_service *svc);
 void od_http_stop(od_service *svc);
@@ -692,7 +716,40 @@ double od_now(void);  /* CLOCK_MONOTONIC seconds */
 double od_wall(void); /* CLOCK_REALTIME seconds */
 
 /* log.c: one line, prefixed with the UTC time, to the service log (stderr).
- * Any thread; never interleaved with another line. */
+ * Any thread; never interleaved with another line; never blocks on stderr
+ * once od_log_start ran (a full buffer drops the line and counts it). */
+typedef enum {
+  OD_LOG_DEBUG = 0,
+  OD_LOG_INFO,
+  OD_LOG_WARN,
+  OD_LOG_ERROR,
+  OD_LOG_LEVELS
+} od_log_level;
+
+typedef struct {
+  od_log_level level;  /* lines below it are not written */
+  int json;            /* 1: JSON lines {"ts","level","msg"} */
+  size_t buffer_bytes; /* the ring between callers and the writer thread */
+} od_log_opts;
+
+/* od_log is info. */
 void od_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void od_logl(od_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* 1 when a line at `level` would be written (to skip building one). */
+int od_log_enabled(od_log_level level);
+/* "debug", "info", "warning" (or "warn"), "error": 0, or -1. */
+int od_log_level_parse(const char *name, od_log_level *out);
+const char *od_log_level_name(od_log_level level);
+/* Starts the writer thread (call with the signal mask set): lines go
+ * through the ring from here on. 0, or -1 with err filled. */
+int od_log_start(const od_log_opts *o, char *err, size_t err_len);
+/* Lets the writer empty the ring for up to timeout_s, then stops using it
+ * (a writer stuck on an unread stderr is left behind, never waited for). */
+void od_log_stop(double timeout_s);
+/* Counts dropped lines in `dropped` from now on (the ones dropped before
+ * are added at once). */
+void od_log_set_counter(om_counter *dropped);
+uint64_t od_log_dropped(void);
 
 #endif

@@ -149,6 +149,11 @@ static const metric_def METRICS[] = {
     {FIELD(uptime), OM_GAUGE, "orfeas_uptime_seconds",
      "Seconds since the service started (updated at each scrape).", NO_LABELS,
      NO_BUCKETS},
+    /* The process (issue #13). */
+    {FIELD(log_dropped), OM_COUNTER, "orfeas_log_lines_dropped_total",
+     "Log lines dropped because stderr was not read fast enough (the "
+     "--log-buffer-kb ring was full).",
+     NO_LABELS, NO_BUCKETS},
 };
 
 /* Registers one definition and stores its handle in its field (of the

@@ -12,7 +12,16 @@
  * job-status reads it through od_workers_live.
  *
  * Test and drill hook: while --pause-file exists (and no drain runs), a
- * worker holds its job before the first stage.
+ * worker holds its job before the first stage; a pause file that holds the
+ * word "drain" holds it through a drain too (a job that will not finish
+ * in time, for the --drain-timeout tests and drills).
+ *
+ * Shutdown (od_jobs_drain): the dispatch queue closes, and running jobs get
+ * until a deadline to finish; past it od_workers_cancel makes the pipeline
+ * stop at its next stage boundary (the progress callback answers "stop")
+ * and the job ends failed with the reason. od_workers_wait waits for the
+ * threads with a deadline, so a stage that never returns cannot hold the
+ * process past --drain-timeout.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -38,6 +47,10 @@ struct od_workers {
    * start-up and the drain change them on the main thread. */
   _Atomic int nthreads;
   _Atomic int busy;
+  _Atomic int cancel;       /* od_workers_cancel: running jobs stop */
+  pthread_mutex_t alive_mu; /* guards alive */
+  pthread_cond_t alive_cv;  /* on CLOCK_MONOTONIC: a thread ended */
+  int alive;                /* threads started and not yet returned */
   pthread_mutex_t live_mu; /* guards live */
   od_live *live;           /* owned, n; id "" when idle */
 };
@@ -49,9 +62,23 @@ typedef struct {
   const od_job_rec *r;
 } run_ctx;
 
-static int paused(const od_jobs *j) {
+/* The pause file holds the word "drain": the hold outlasts a drain. */
+static int holds_through_drain(const char *pf) {
+  char buf[64];
+  FILE *f = fopen(pf, "r");
+  if (f == NULL)
+    return 0;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  return strstr(buf, "drain") != NULL;
+}
+
+static int paused(const od_jobs *j, const od_workers *w) {
   const char *pf = j->svc->cfg.pause_file;
-  return pf[0] != '\0' && access(pf, F_OK) == 0 && !j->svc->draining;
+  if (pf[0] == '\0' || w->cancel || access(pf, F_OK) != 0)
+    return 0;
+  return !j->svc->draining || holds_through_drain(pf);
 }
 
 static int on_progress(void *user, const orfeas_pl_progress *p) {
@@ -61,10 +88,12 @@ static int on_progress(void *user, const orfeas_pl_progress *p) {
   /* Hold the job at its first stage while the pause file exists (never
    * during a drain, so SIGTERM still finishes). */
   if (p->stage == 0 && p->event == ORFEAS_PL_EVENT_BEGIN)
-    while (paused(j)) {
+    while (paused(j, rc->w)) {
       struct timespec ts = {0, 20 * 1000000};
       nanosleep(&ts, NULL);
     }
+  if (rc->w->cancel)
+    return 1; /* the drain's deadline passed: the pipeline stops here */
   if (p->event == ORFEAS_PL_EVENT_END)
     od_eta_add_stage(j->eta, (int)p->stage, (double)p->duration_ns * 1e-9);
   double now = od_now();
@@ -183,6 +212,15 @@ static void run_job(od_workers *w, int k, od_job_rec *r) {
   double t0 = od_now();
   orfeas_pl_code code = orfeas_pl_run(img, len, &opt, &res, msg, sizeof msg);
   free(img);
+  if (code == ORFEAS_PL_ECANCELLED) {
+    orfeas_pl_result_free(&res);
+    snprintf(msg, sizeof msg,
+             "service shutting down: the job was still running at "
+             "--drain-timeout (%gs) and was cancelled; submit it again",
+             j->svc->cfg.drain_timeout_s);
+    fail(w, k, r, msg, 503);
+    return;
+  }
   if (code != ORFEAS_PL_OK) {
     orfeas_pl_result_free(&res);
     fail(w, k, r, msg, orfeas_pl_is_client_error(code) ? 400 : 500);
@@ -238,8 +276,8 @@ static void *worker_main(void *arg) {
    * events stay fast; the jobs lose only the time those take. */
   if (j->svc->cfg.worker_nice != 0 &&
       setpriority(PRIO_PROCESS, (id_t)gettid(), j->svc->cfg.worker_nice) != 0)
-    od_log("worker: cannot set nice %d: %s", j->svc->cfg.worker_nice,
-           strerror(errno));
+    od_logl(OD_LOG_WARN, "worker: cannot set nice %d: %s",
+            j->svc->cfg.worker_nice, strerror(errno));
   char owner[16];
   snprintf(owner, sizeof owner, "w%d", me->k);
   for (;;) {
@@ -249,7 +287,8 @@ static void *worker_main(void *arg) {
       break;
     if (rc != OD_STORE_OK) {
       /* A store that is down comes back: wait a little, then claim again. */
-      od_log("worker %s: claim: %s", owner, od_store_rc_message(rc));
+      od_logl(OD_LOG_WARN, "worker %s: claim: %s", owner,
+              od_store_rc_message(rc));
       struct timespec ts = {0, 200 * 1000000};
       nanosleep(&ts, NULL);
       continue;
@@ -261,6 +300,10 @@ static void *worker_main(void *arg) {
     w->busy--;
     om_gauge_dec(j->svc->m.workers_busy);
   }
+  pthread_mutex_lock(&w->alive_mu);
+  w->alive--;
+  pthread_cond_broadcast(&w->alive_cv);
+  pthread_mutex_unlock(&w->alive_mu);
   return NULL;
 }
 
@@ -268,6 +311,12 @@ od_workers *od_workers_new(od_jobs *j, int n, char *err, size_t err_len) {
   od_workers *w = calloc(1, sizeof *w);
   if (w != NULL) {
     pthread_mutex_init(&w->live_mu, NULL);
+    pthread_mutex_init(&w->alive_mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->alive_cv, &ca);
+    pthread_condattr_destroy(&ca);
     w->threads = calloc((size_t)n, sizeof *w->threads);
     w->args = calloc((size_t)n, sizeof *w->args);
     w->live = calloc((size_t)n, sizeof *w->live);
@@ -285,8 +334,14 @@ od_workers *od_workers_new(od_jobs *j, int n, char *err, size_t err_len) {
 int od_workers_start(od_workers *w, char *err, size_t err_len) {
   for (int i = 0; i < w->n; i++) {
     w->args[i] = (worker){.w = w, .k = i};
+    pthread_mutex_lock(&w->alive_mu);
+    w->alive++;
+    pthread_mutex_unlock(&w->alive_mu);
     int rc = pthread_create(&w->threads[i], NULL, worker_main, &w->args[i]);
     if (rc != 0) {
+      pthread_mutex_lock(&w->alive_mu);
+      w->alive--;
+      pthread_mutex_unlock(&w->alive_mu);
       snprintf(err, err_len, "cannot start worker %d: %s", i, strerror(rc));
       return -1;
     }
@@ -294,6 +349,24 @@ int od_workers_start(od_workers *w, char *err, size_t err_len) {
   }
   return 0;
 }
+
+int od_workers_wait(od_workers *w, double deadline) {
+  struct timespec until;
+  until.tv_sec = (time_t)deadline;
+  until.tv_nsec = (long)((deadline - (double)until.tv_sec) * 1e9);
+  pthread_mutex_lock(&w->alive_mu);
+  while (w->alive > 0 && pthread_cond_timedwait(&w->alive_cv, &w->alive_mu,
+                                                &until) != ETIMEDOUT)
+    ;
+  int left = w->alive;
+  pthread_mutex_unlock(&w->alive_mu);
+  if (left > 0)
+    return left;
+  od_workers_join(w); /* every thread has returned: no wait */
+  return 0;
+}
+
+void od_workers_cancel(od_workers *w) { w->cancel = 1; }
 
 void od_workers_join(od_workers *w) {
   for (int i = 0; i < w->nthreads; i++)
@@ -305,6 +378,8 @@ void od_workers_free(od_workers *w) {
   if (w == NULL)
     return;
   pthread_mutex_destroy(&w->live_mu);
+  pthread_mutex_destroy(&w->alive_mu);
+  pthread_cond_destroy(&w->alive_cv);
   free(w->threads);
   free(w->args);
   free(w->live);

@@ -48,6 +48,8 @@ typedef struct client {
   uint32_t armed;                /* epoll events registered */
   int dead;
   int closing;                   /* our close frame is queued */
+  double close_by;               /* closing: the socket closes then, whether
+                                    the client answered the close or not */
   int in_recv;                   /* inside wslay_event_recv() */
   struct client *next;
 } client;
@@ -70,6 +72,7 @@ struct od_hub {
   outmsg *out_head, *out_tail;
   size_t out_n;
   int stop;
+  double stop_by;                /* od_now() deadline of od_hub_stop */
   client *clients;               /* hub thread only */
   _Atomic int nclients;
 };
@@ -235,6 +238,21 @@ static const struct wslay_event_callbacks CALLBACKS = {
 
 /* ---- hub thread ----------------------------------------------------------- */
 
+/* A client that does not answer our close frame (or does not even read
+ * it) is not waited for longer than this. */
+#define CLOSE_GRACE_S 1.0
+
+/* Queues our close frame (once) and sets when the socket closes anyway. */
+static void begin_close(client *c, uint16_t code, const char *reason,
+                        double close_by) {
+  if (c->closing)
+    return;
+  c->closing = 1;
+  c->close_by = close_by;
+  wslay_event_queue_close(c->ctx, code, (const uint8_t *)reason,
+                          strlen(reason));
+}
+
 static void close_client(od_hub *h, client *c) {
   uint16_t code = wslay_event_get_status_code_sent(c->ctx);
   /* A close we sent for a broken frame (1002 protocol, 1007 bad UTF-8,
@@ -316,11 +334,13 @@ static void dispatch_outbox(od_hub *h) {
 }
 
 /* Sends what can be sent, re-arms epoll, closes finished clients. */
-static void service_clients(od_hub *h) {
+static void service_clients(od_hub *h, double now) {
   client **pp = &h->clients;
   while (*pp) {
     client *c = *pp;
     if (!c->dead && wslay_event_want_write(c->ctx) && wslay_event_send(c->ctx) != 0)
+      c->dead = 1;
+    if (c->closing && now > c->close_by)
       c->dead = 1;
     int wr = wslay_event_want_write(c->ctx), rd = wslay_event_want_read(c->ctx);
     if (c->dead || (!wr && !rd)) {
@@ -341,7 +361,7 @@ static void service_clients(od_hub *h) {
 static void *hub_main(void *arg) {
   od_hub *h = arg;
   struct epoll_event evs[64];
-  double stop_deadline = 0;
+  double stop_deadline = 0, stop_start = 0;
   for (;;) {
     int n = epoll_wait(h->epfd, evs, 64, stop_deadline > 0 ? 10 : 200);
     for (int i = 0; i < n; i++) {
@@ -367,23 +387,26 @@ static void *hub_main(void *arg) {
     dispatch_outbox(h);
     pthread_mutex_lock(&h->mu);
     int stop = h->stop;
+    if (stop && stop_deadline == 0) {
+      stop_start = od_now();
+      stop_deadline = h->stop_by;
+    }
     pthread_mutex_unlock(&h->mu);
-    if (stop && stop_deadline == 0)
-      stop_deadline = od_now() + 2.0;
     if (stop) {
       /* Say goodbye (1001) only once a client's queue is empty: wslay sends
        * control frames ahead of queued messages and nothing after a close,
-       * so an early close would swallow the last job events. Past the
-       * deadline, close anyway. */
-      int late = od_now() > stop_deadline - 1.0;
+       * so an early close would swallow the last job events. Halfway to
+       * the deadline, say it anyway; at the deadline, close. */
+      double now = od_now();
+      int late = now > (stop_start + stop_deadline) / 2;
+      double by = now + CLOSE_GRACE_S < stop_deadline ? now + CLOSE_GRACE_S
+                                                      : stop_deadline;
       for (client *c = h->clients; c; c = c->next)
-        if (!c->closing && (late || wslay_event_get_queued_msg_count(c->ctx) == 0)) {
-          c->closing = 1;
-          wslay_event_queue_close(c->ctx, WSLAY_CODE_GOING_AWAY,
-                                  (const uint8_t *)"server shutting down", 20);
-        }
+        if (!c->closing &&
+            (late || wslay_event_get_queued_msg_count(c->ctx) == 0))
+          begin_close(c, WSLAY_CODE_GOING_AWAY, "server shutting down", by);
     }
-    service_clients(h);
+    service_clients(h, od_now());
     if (stop && (h->clients == NULL || od_now() > stop_deadline))
       break;
   }
@@ -426,11 +449,12 @@ int od_hub_start(od_hub *h, char *err, size_t err_len) {
   return 0;
 }
 
-void od_hub_stop(od_hub *h) {
+void od_hub_stop(od_hub *h, double deadline) {
   if (h == NULL || !h->started)
     return;
   pthread_mutex_lock(&h->mu);
   h->stop = 1;
+  h->stop_by = deadline;
   pthread_mutex_unlock(&h->mu);
   wake(h);
   pthread_join(h->thread, NULL);
@@ -440,7 +464,7 @@ void od_hub_stop(od_hub *h) {
 void od_hub_free(od_hub *h) {
   if (h == NULL)
     return;
-  od_hub_stop(h);
+  od_hub_stop(h, od_now() + 1.0);
   while (h->out_head) {
     outmsg *o = h->out_head;
     h->out_head = o->next;

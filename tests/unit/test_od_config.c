@@ -100,6 +100,10 @@ static void test_errors(void **state) {
     {3, {"orfeasd", "--listen", "5000"}, "expected ADDR:PORT"},
     {3, {"orfeasd", "--rate-limit", "-1"}, "--rate-limit"},
     {2, {"orfeasd", "stray"}, "unexpected argument"},
+    {3, {"orfeasd", "--log-level", "loud"}, "--log-level: \"loud\" is not one of"},
+    {3, {"orfeasd", "--log-format", "xml"}, "--log-format: \"xml\" is not text or json"},
+    {3, {"orfeasd", "--drain-timeout", "0"}, "--drain-timeout"},
+    {2, {"orfeasd", "--reuse-port=2"}, "--reuse-port: \"2\" is not an integer in 0..1"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     err[0] = '\0';
@@ -112,15 +116,40 @@ static void test_errors(void **state) {
   assert_non_null(strstr(err, "ORFEAS_QUEUE_SIZE"));
 }
 
+/* The process's flags (issue #13): a bare switch, words parsed once. */
+static void test_process_flags(void **state) {
+  (void)state;
+  od_config c;
+  char err[256];
+  char *none[] = {"orfeasd"};
+  assert_int_equal(parse(&c, 1, none, no_env, err), 0);
+  assert_int_equal(c.reuse_port, 0);
+  assert_int_equal(c.log_level_n, OD_LOG_INFO);
+  assert_int_equal(c.log_json, 0);
+  assert_true(c.drain_timeout_s == 25);
+  char *argv[] = {"orfeasd", "--reuse-port", "--log-level", "warn",
+                  "--log-format=json", "--drain-timeout", "2.5"};
+  assert_int_equal(parse(&c, 7, argv, no_env, err), 0);
+  assert_int_equal(c.reuse_port, 1);
+  assert_int_equal(c.log_level_n, OD_LOG_WARN);
+  assert_int_equal(c.log_json, 1);
+  assert_true(c.drain_timeout_s == 2.5);
+  char *off[] = {"orfeasd", "--reuse-port=0", "--log-level", "debug"};
+  assert_int_equal(parse(&c, 4, off, no_env, err), 0);
+  assert_int_equal(c.reuse_port, 0);
+  assert_int_equal(c.log_level_n, OD_LOG_DEBUG);
+}
+
 static void test_help(void **state) {
   (void)state;
   od_config c;
-  char err[256], usage[4096];
+  char err[256], usage[8192];
   char *argv[] = {"orfeasd", "--help"};
   assert_int_equal(parse(&c, 2, argv, no_env, err), 1);
   od_config_usage(usage, sizeof usage);
   assert_non_null(strstr(usage, "--max-upload-mb"));
   assert_non_null(strstr(usage, "ORFEAS_MAX_UPLOAD_MB"));
+  assert_non_null(strstr(usage, "ORFEAS_DRAIN_TIMEOUT"));
 }
 
 int main(void) {
@@ -128,6 +157,7 @@ int main(void) {
     cmocka_unit_test(test_defaults), cmocka_unit_test(test_env_then_flags),
     cmocka_unit_test(test_store_url),
     cmocka_unit_test(test_errors), cmocka_unit_test(test_help),
+    cmocka_unit_test(test_process_flags),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,235 @@
+#!/usr/bin/python3
+"""Issue #13, the process's part: start-up, shutdown, the log, storage
+health and WebSocket limits under attack, each against the real orfeasd on
+loopback, bounded in count and time.
+
+Usage: proc_test.py CASE WORKDIR  (ctest runs each case as reliability.CASE)
+
+  bind       an occupied port: exit 1 within 2 s naming "Address already in
+             use"; a second orfeasd on the same port likewise; --reuse-port
+             on both lets them share it
+  sigterm    SIGTERM in each phase exits 0 within --drain-timeout: during
+             start-up, idle, with jobs running (one held past the deadline
+             is cancelled and ends failed with the reason), and a second
+             SIGTERM while draining
+  log_stall  stderr held by a reader that never reads: /health and a full
+             job still answer within 1 s, orfeas_log_lines_dropped_total
+             counts the lost lines, SIGTERM still exits in time; JSON lines
+             and --log-level
+"""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "service"))
+from odlib import (ORFEASD, STARTED, Server, TestFailure, check, main,  # noqa: E402
+                   make_image, parse_metrics, value, wait_for)
+
+FAST = 1.0  # seconds: what a normal client gets during an attack
+
+
+def probe(s, img, what):
+    """/health and one full job (upload, generate, completed), each request
+    with a FAST deadline, the job done within FAST of its generate."""
+    st = s.request("GET", "/health", timeout=FAST)[0]
+    check(st == 200, "%s: /health 200 within %.0fs" % (what, FAST))
+    st, _, up = s.upload(img)
+    check(st == 200, "%s: upload 200" % what)
+    st, _, _ = s.generate(up["job_id"], "stl", quality=1)
+    check(st == 202, "%s: generate 202" % what)
+    done = s.wait_job(up["job_id"], timeout=FAST)
+    check(done["status"] == "completed", "%s: a full job completed within %.0fs" % (what, FAST))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn(work, name, *args, stderr=subprocess.PIPE):
+    """orfeasd without odlib's Server (no wait for the listening line)."""
+    p = subprocess.Popen([ORFEASD, "--data-dir", os.path.join(work, name)] + list(args),
+                         stdout=subprocess.DEVNULL, stderr=stderr)
+    STARTED.append(p)
+    return p
+
+
+class Attached(Server):
+    """odlib's request helpers on an orfeasd started by spawn()."""
+    def __init__(self, port, proc):
+        self.port, self.proc, self.lines = port, proc, []
+
+
+def exits_within(p, seconds, what):
+    t = time.monotonic()
+    try:
+        rc = p.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        raise TestFailure("%s: still running %.1fs later" % (what, seconds))
+    return rc, time.monotonic() - t
+
+
+# ---- bind -------------------------------------------------------------------
+
+def case_bind(work):
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    p = spawn(work, "a", "--listen", "127.0.0.1:%d" % port)
+    rc, dt = exits_within(p, 2, "orfeasd on an occupied port")
+    err = p.stderr.read().decode()
+    check(rc == 1 and "Address already in use" in err,
+          "occupied port: exit 1 in %.2fs naming the reason (%s)" % (dt, err.strip().splitlines()[-1]))
+    holder.close()
+
+    first = Server(os.path.join(work, "b"))
+    p = spawn(work, "c", "--listen", "127.0.0.1:%d" % first.port)
+    rc, dt = exits_within(p, 2, "a second orfeasd on the same port")
+    err = p.stderr.read().decode()
+    check(rc == 1 and "Address already in use" in err,
+          "a second instance on the same port fails in %.2fs: address already in use" % dt)
+    check(first.request("GET", "/health")[0] == 200, "the first instance keeps serving")
+    check(first.stop() == 0, "first instance: exit 0")
+
+    port = free_port()
+    a = Server(os.path.join(work, "d"), "--reuse-port", listen="127.0.0.1:%d" % port)
+    b = Server(os.path.join(work, "e"), "--reuse-port=1", listen="127.0.0.1:%d" % port)
+    check(a.port == b.port == port, "--reuse-port on both: two instances share port %d" % port)
+    check(a.stop() == 0 and b.stop() == 0, "both exit 0")
+
+
+# ---- sigterm ----------------------------------------------------------------
+
+def case_sigterm(work):
+    img = make_image("png", 64, os.path.join(work, "star.png"))
+    drain = 2.0
+    # Start-up: the signal lands at several points of it; each run exits 0
+    # (stopped between steps, or drained at once) well within the deadline.
+    for delay in (0.0, 0.02, 0.1):
+        p = spawn(work, "startup", "--listen", "127.0.0.1:0", "--drain-timeout", str(drain))
+        time.sleep(delay)
+        p.send_signal(signal.SIGTERM)
+        rc, dt = exits_within(p, drain, "SIGTERM %.2fs into start-up" % delay)
+        check(rc in (0, -signal.SIGTERM), "SIGTERM %.2fs into start-up: exit %d after %.2fs" % (delay, rc, dt))
+
+    # Idle.
+    s = Server(os.path.join(work, "idle"), "--drain-timeout", str(drain))
+    t = time.monotonic()
+    rc = s.stop(timeout=drain)
+    check(rc == 0, "idle: exit 0 after %.2fs" % (time.monotonic() - t))
+
+    # Running jobs: one held by the pause file ("drain": through the drain
+    # too) outlives the drain; it is cancelled at the deadline and ends
+    # failed with the reason, which its subscriber hears.
+    pause = os.path.join(work, "pause")
+    with open(pause, "w") as f:
+        f.write("drain\n")
+    s = Server(os.path.join(work, "busy"), "--drain-timeout", str(drain), "--workers", "1",
+               "--pause-file", pause)
+    from odlib import WS
+    held = s.upload(img)[2]["job_id"]
+    ws = WS(s.port)
+    ws.recv_event()
+    ws.send_json({"event": "subscribe", "data": {"job_id": held}})
+    ws.recv_event()
+    check(s.generate(held, "stl")[0] == 202, "a job accepted")
+    wait_for(lambda: s.status(held)["status"] == "processing", "the job to be running (held)")
+    t = time.monotonic()
+    s.proc.send_signal(signal.SIGTERM)
+    got, closed = ws.events_until(lambda e: e["event"] == "generation_error", timeout=drain + 1)
+    err = got[-1]["data"].get("error", "") if got and not closed else ""
+    check("cancelled" in err and "drain-timeout" in err,
+          "the held job was cancelled at the deadline: %r" % err)
+    rc = s.stop(timeout=drain + 0.5 - (time.monotonic() - t))
+    dt = time.monotonic() - t
+    check(rc == 0 and dt <= drain + 0.5, "jobs running: exit 0 after %.2fs (--drain-timeout %.0f)" % (dt, drain))
+    check(s.log_has(r"cancelling"), "the cancellation is logged")
+
+    # Draining: a second SIGTERM while the drain waits changes nothing.
+    s = Server(os.path.join(work, "twice"), "--drain-timeout", str(drain), "--workers", "1",
+               "--pause-file", pause)
+    held = s.upload(img)[2]["job_id"]
+    s.generate(held, "stl")
+    wait_for(lambda: s.status(held)["status"] == "processing", "the job to be running (held)")
+    t = time.monotonic()
+    s.proc.send_signal(signal.SIGTERM)
+    wait_for(lambda: s.log_has("SIGTERM: draining"), "the drain to begin", timeout=drain)
+    s.proc.send_signal(signal.SIGTERM)
+    rc = s.stop(timeout=drain + 0.5)
+    check(rc == 0, "SIGTERM twice: exit 0 after %.2fs" % (time.monotonic() - t))
+
+
+# ---- log_stall --------------------------------------------------------------
+
+def case_log_stall(work):
+    img = make_image("png", 64, os.path.join(work, "star.png"))
+    drain = 2.0
+    r, w = os.pipe()  # the read end is never read
+    port = free_port()
+    p = spawn(work, "data", "--listen", "127.0.0.1:%d" % port, "--log-level", "debug",
+              "--log-buffer-kb", "16", "--drain-timeout", str(drain), stderr=w)
+    os.close(w)
+
+    s = Attached(port, p)
+    wait_for(lambda: _get(s, "/health") == 200, "orfeasd to answer", timeout=20)
+    # Fill the pipe (64 KiB) and the ring (16 KiB): debug lines for every
+    # request, far more than both hold.
+    for _ in range(1500):
+        _get(s, "/health")
+    dropped = lambda: value(parse_metrics(s.metrics()[2]), "orfeas_log_lines_dropped_total")
+    wait_for(lambda: dropped() > 0, "lines to be dropped", timeout=10)
+    probe(s, img, "stderr never read")
+    for _ in range(200):
+        check_quiet(_get(s, "/health") == 200)
+    check(dropped() > 0, "orfeas_log_lines_dropped_total counts them (%d)" % dropped())
+    t = time.monotonic()
+    p.send_signal(signal.SIGTERM)
+    rc, dt = exits_within(p, drain + 0.5, "SIGTERM with stderr never read")
+    check(rc == 0, "SIGTERM with stderr never read: exit 0 after %.2fs" % (time.monotonic() - t))
+    os.close(r)
+
+    # JSON lines, and the level: scrapes and health checks only at debug.
+    s = Server(os.path.join(work, "json"), "--log-format", "json")
+    s.request("GET", "/health")
+    s.request("GET", "/api/health")
+    s.stop()
+    objs = [json.loads(ln) for ln in s.lines if ln.startswith("{")]
+    check(len(objs) == len(s.lines) and all(set(o) == {"ts", "level", "msg"} for o in objs),
+          "--log-format json: every line a JSON object with ts, level, msg (%d lines)" % len(objs))
+    msgs = [o["msg"] for o in objs]
+    check(any(m.startswith("req GET /api/health 200") for m in msgs) and
+          not any(m.startswith("req GET /health ") for m in msgs),
+          "at info, /api/health is logged and /health is not")
+    port = free_port()
+    p = spawn(work, "warn", "--listen", "127.0.0.1:%d" % port, "--log-level", "warning")
+    s = Attached(port, p)
+    wait_for(lambda: _get(s, "/api/health") == 200, "orfeasd to answer", timeout=20)
+    p.send_signal(signal.SIGTERM)
+    exits_within(p, 25, "SIGTERM")
+    err = p.stderr.read().decode()
+    check("req GET" not in err and "listening" not in err,
+          "--log-level warning: no info lines (%d bytes logged)" % len(err))
+
+
+def check_quiet(cond):
+    if not cond:
+        raise TestFailure("a request failed")
+
+
+def _get(s, path):
+    try:
+        return s.request("GET", path, timeout=FAST)[0]
+    except OSError:
+        return None
+
+
+if __name__ == "__main__":
+    main({"bind": case_bind, "sigterm": case_sigterm, "log_stall": case_log_stall})
