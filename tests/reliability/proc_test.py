@@ -16,6 +16,9 @@ Usage: proc_test.py CASE WORKDIR  (ctest runs each case as reliability.CASE)
              job still answer within 1 s, orfeas_log_lines_dropped_total
              counts the lost lines, SIGTERM still exits in time; JSON lines
              and --log-level
+  systemd    deploy/systemd's units: systemd-analyze security exposure at
+             most 4.0 (offline), and orfeasd.service's ExecStart flags start
+             orfeasd under its LimitNOFILE and stop it within TimeoutStopSec
 """
 import json
 import os
@@ -219,6 +222,89 @@ def case_log_stall(work):
           "--log-level warning: no info lines (%d bytes logged)" % len(err))
 
 
+# ---- systemd ----------------------------------------------------------------
+
+UNITS = os.path.join(os.path.dirname(__file__), "..", "..", "deploy", "systemd")
+MAX_EXPOSURE = 4.0
+
+
+def unit_values(path, key):
+    with open(path) as f:
+        return [ln.split("=", 1)[1].strip() for ln in f if ln.startswith(key + "=")]
+
+
+def exposure(unit):
+    p = subprocess.run(["systemd-analyze", "security", "--offline=true", unit],
+                       capture_output=True, text=True, timeout=30)
+    m = re.search(r"Overall exposure level for \S+: ([0-9.]+)", p.stdout)
+    if not m:
+        raise TestFailure("systemd-analyze security: no overall level (rc %d): %s"
+                          % (p.returncode, (p.stdout + p.stderr)[-500:]))
+    return float(m.group(1))
+
+
+def case_systemd(work):
+    """deploy/systemd: sandboxed (systemd-analyze security --offline, no
+    systemd needed), and orfeasd.service's ExecStart works: every flag is
+    orfeasd's, and orfeasd starts with them under the unit's LimitNOFILE and
+    stops within the unit's TimeoutStopSec."""
+    import resource
+    import shlex
+    for name in ("orfeasd.service", "orfeas-report.service"):
+        e = exposure(os.path.join(UNITS, name))
+        check(e <= MAX_EXPOSURE, "%s: systemd-analyze security exposure %.1f <= %.1f" % (name, e, MAX_EXPOSURE))
+
+    unit = os.path.join(UNITS, "orfeasd.service")
+    argv = shlex.split(unit_values(unit, "ExecStart")[0])
+    check(argv[0].endswith("/orfeasd"), "ExecStart runs orfeasd")
+    helptext = subprocess.run([ORFEASD, "--help"], capture_output=True, text=True, timeout=10).stdout
+    flags = [a.split("=")[0] for a in argv[1:] if a.startswith("--")]
+    unknown = [f for f in flags if not re.search(r"^  %s " % re.escape(f), helptext, re.M)]
+    check(flags and not unknown, "every ExecStart flag is in orfeasd --help (%s)" % " ".join(flags))
+    drain = 25.0
+    for i, a in enumerate(argv):
+        if a == "--drain-timeout":
+            drain = float(argv[i + 1])
+    stop = float(unit_values(unit, "TimeoutStopSec")[0])
+    check(stop > drain, "TimeoutStopSec %g > --drain-timeout %g: orfeasd exits before systemd kills it"
+          % (stop, drain))
+    nofile = int(unit_values(unit, "LimitNOFILE")[0].split(":")[-1])
+    # The same flags, on a free port and a fresh data dir.
+    args = []
+    skip = False
+    for i, a in enumerate(argv[1:]):
+        if skip:
+            skip = False
+        elif a in ("--listen", "--data-dir"):
+            skip = True
+        else:
+            args.append(a)
+    port = free_port()
+    # The unit's limit, or this machine's hard limit when lower (raising the
+    # hard limit needs a privilege a container may not have).
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    nofile = min(nofile, hard) if hard != resource.RLIM_INFINITY else nofile
+    limit = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+    p = subprocess.Popen([ORFEASD, "--listen", "127.0.0.1:%d" % port, "--data-dir",
+                          os.path.join(work, "data")] + args,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=limit)
+    STARTED.append(p)
+    s = Attached(port, p)
+    wait_for(lambda: _get(s, "/ready") == 200, "orfeasd with the unit's flags to be ready", timeout=20)
+    check(True, "orfeasd runs with the unit's flags under LimitNOFILE=%d" % nofile)
+    p.send_signal(signal.SIGTERM)
+    rc, dt = exits_within(p, stop, "SIGTERM (the unit's KillSignal)")
+    check(rc == 0, "exit 0 after %.2fs" % dt)
+
+    report = os.path.join(UNITS, "orfeas-report.service")
+    rargv = shlex.split(unit_values(report, "ExecStart")[0])[-1]  # the sh -c script
+    rhelp = subprocess.run([os.path.join(os.path.dirname(ORFEASD), "orfeas-report"), "--help"],
+                           capture_output=True, text=True, timeout=10).stdout
+    rflags = re.findall(r"(--[a-z-]+)", rargv)
+    check(rflags and all(f in rhelp for f in rflags),
+          "every orfeas-report flag in its unit is in orfeas-report --help (%s)" % " ".join(rflags))
+
+
 def check_quiet(cond):
     if not cond:
         raise TestFailure("a request failed")
@@ -232,4 +318,5 @@ def _get(s, path):
 
 
 if __name__ == "__main__":
-    main({"bind": case_bind, "sigterm": case_sigterm, "log_stall": case_log_stall})
+    main({"bind": case_bind, "sigterm": case_sigterm, "log_stall": case_log_stall,
+          "systemd": case_systemd})
