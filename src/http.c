@@ -219,7 +219,10 @@ static enum MHD_Result req_begin(od_service *svc, struct MHD_Connection *conn,
    * connection unseen; MHD's own hard limit is set a little higher so this
    * path sees them. Monitoring routes (OD_RF_PAST_CONN_LIMIT) stay
    * reachable for whoever must tell an operator about it. */
-  if (atomic_load(&svc->open_conns) > svc->cfg.max_connections &&
+  /* Upgraded sockets (WebSocket clients) are budgeted apart, under
+   * --max-ws-clients (ws.c). */
+  if (atomic_load(&svc->open_conns) - atomic_load(&svc->ws_open) >
+          svc->cfg.max_connections &&
       !(od_route_flags(req->route) & OD_RF_PAST_CONN_LIMIT)) {
     req->calls++;
     return (enum MHD_Result)od_respond_error(
@@ -433,8 +436,11 @@ int od_http_start(od_service *svc, char *err, size_t err_len) {
       MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
       MHD_OPTION_LISTEN_SOCKET, (MHD_socket)lfd,
       MHD_OPTION_THREAD_POOL_SIZE, (unsigned)svc->cfg.http_threads,
-      /* The hard limit, past ours (see access_cb): room to answer 429. */
-      MHD_OPTION_CONNECTION_LIMIT, (unsigned)svc->cfg.max_connections + 64u,
+      /* The hard limit, past ours (see access_cb): room to answer 429, and
+       * the WebSocket clients, which MHD still counts as connections. */
+      MHD_OPTION_CONNECTION_LIMIT,
+      (unsigned)svc->cfg.max_connections + (unsigned)svc->cfg.max_ws_clients +
+          64u,
       MHD_OPTION_NOTIFY_CONNECTION, notify_conn_cb, svc,
       MHD_OPTION_CONNECTION_TIMEOUT, 60u,
       MHD_OPTION_NOTIFY_COMPLETED, completed_cb, svc,

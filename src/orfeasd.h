@@ -375,6 +375,20 @@ typedef enum {
 
 const char *od_ws_event_name(od_ws_event e);
 
+/* Why a WebSocket client went (ws.c): client (it closed or vanished), idle
+ * (no pong within --ws-ping-timeout), flood (sent faster than it read its
+ * answers: 1008), protocol (a broken frame), shutdown, error. */
+typedef enum {
+  OD_WS_CLOSE_CLIENT = 0,
+  OD_WS_CLOSE_IDLE,
+  OD_WS_CLOSE_FLOOD,
+  OD_WS_CLOSE_PROTOCOL,
+  OD_WS_CLOSE_SHUTDOWN,
+  OD_WS_CLOSE_ERROR,
+  OD_WS_CLOSE_REASONS_N
+} od_ws_close_reason;
+extern const char *const OD_WS_CLOSE_REASONS[OD_WS_CLOSE_REASONS_N];
+
 /* The statuses whose request-counter handle is cached. */
 #define OD_STATUS_SLOTS 12
 
@@ -411,6 +425,8 @@ typedef struct {
   om_gauge *uptime;
   /* The process (issue #13, branch proc). */
   om_counter *log_dropped;
+  om_family *ws_closed_family; /* {reason} */
+  om_counter *ws_closed[OD_WS_CLOSE_REASONS_N];
   double start_time;             /* CLOCK_MONOTONIC seconds */
   /* Per-request handles, resolved on first use and kept: the request path
    * then costs no label hashing (http.c). Indexed by route, method (see
@@ -615,6 +631,7 @@ struct od_service {
   struct MHD_Daemon *daemon;
   orfeas_gpu *gpu;        /* NVML sampler; reports no GPU without NVML */
   _Atomic int open_conns; /* HTTP connections open now (MHD notifications) */
+  _Atomic int ws_open;    /* ... of which upgraded to WebSocket (ws.c) */
   _Atomic int ready;      /* workers started and not draining */
   _Atomic int draining;
 };

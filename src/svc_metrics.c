@@ -154,6 +154,11 @@ static const metric_def METRICS[] = {
      "Log lines dropped because stderr was not read fast enough (the "
      "--log-buffer-kb ring was full).",
      NO_LABELS, NO_BUCKETS},
+    {FIELD(ws_closed_family), OM_COUNTER,
+     "orfeas_websocket_disconnections_total",
+     "WebSocket clients gone, by reason (client, idle, flood, protocol, "
+     "shutdown, error).",
+     LABELS("reason"), NO_BUCKETS},
 };
 
 /* Registers one definition and stores its handle in its field (of the
@@ -246,6 +251,9 @@ static void precreate(od_metrics *m) {
       om_family_counter(m->rate_limited, OM_LABELS(ep));
   }
   om_family_counter(m->validation_errors, OM_LABELS("image", "not_image"));
+  for (int r = 0; r < OD_WS_CLOSE_REASONS_N; r++)
+    m->ws_closed[r] = om_family_counter(m->ws_closed_family,
+                                        OM_LABELS(OD_WS_CLOSE_REASONS[r]));
 }
 
 /* Registers every family, the process collector and the build info, then

@@ -15,9 +15,27 @@
  * (non-blocking sends; EPOLLOUT when the kernel buffer is full), so one
  * stalled reader costs the others nothing. The outbox is bounded too
  * (OUTBOX_MAX frames), in case the hub itself falls behind.
+ *
+ * Hostile and dead clients (issue #13):
+ *  - Flood: wslay answers every ping with a pong queued for the client, and
+ *    each text message gets a reply; a client that sends them and never
+ *    reads would grow its queue without end. A client message that finds
+ *    the client's queue at 2 x --ws-queue (the cap of replies) is a flood:
+ *    the hub stops reading from it, queues a close 1008 and closes the
+ *    socket CLOSE_GRACE_S later at the latest.
+ *  - Idle: every --ws-ping-interval the hub sends a ping; a client that
+ *    has not answered with a pong within --ws-ping-timeout (one that does
+ *    not read, or is gone without a FIN) is closed (1001, "idle").
+ *  - Fairness: one recv turn reads at most RECV_TURN_BYTES from a client,
+ *    so a client that sends without pause cannot hold the hub.
+ * Every close is counted by reason in
+ * orfeas_websocket_disconnections_total. Upgraded sockets are budgeted
+ * apart from HTTP connections (--max-ws-clients, not --max-connections:
+ * svc->ws_open, read by http.c).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +53,15 @@
 
 #define MAX_SUBS 32
 #define OUTBOX_MAX 65536
+/* A client that does not answer our close frame (or does not even read
+ * it) is not waited for longer than this. */
+#define CLOSE_GRACE_S 1.0
+#define RECV_TURN_BYTES 65536
+
+/* Why a client went: the reason label of orfeas_websocket_disconnections_total
+ * (svc_metrics.c creates each at 0). */
+const char *const OD_WS_CLOSE_REASONS[OD_WS_CLOSE_REASONS_N] = {
+    "client", "idle", "flood", "protocol", "shutdown", "error"};
 
 typedef struct client {
   od_hub *hub;
@@ -48,6 +75,10 @@ typedef struct client {
   uint32_t armed;                /* epoll events registered */
   int dead;
   int closing;                   /* our close frame is queued */
+  od_ws_close_reason reason;     /* why it closes, once we know */
+  size_t turn_bytes;             /* read in this recv turn */
+  double ping_at;                /* the next ping is due */
+  double pong_by;                /* a pong is due by then; 0 when none */
   double close_by;               /* closing: the socket closes then, whether
                                     the client answered the close or not */
   int in_recv;                   /* inside wslay_event_recv() */
@@ -89,6 +120,10 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
                        int flags, void *user) {
   (void)flags;
   client *c = user;
+  if (c->turn_bytes >= RECV_TURN_BYTES) { /* the rest next turn */
+    wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+    return -1;
+  }
   if (c->extra_off < c->extra_len) {
     size_t n = c->extra_len - c->extra_off;
     if (n > len)
@@ -110,6 +145,7 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
     wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
     return -1;
   }
+  c->turn_bytes += (size_t)r;
   return r;
 }
 
@@ -127,6 +163,33 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data,
     return -1;
   }
   return r;
+}
+
+/* Queues our close frame (once), stops reading, and sets when the socket
+ * closes anyway. */
+static void begin_close(client *c, od_ws_close_reason why, uint16_t code,
+                        const char *text, double close_by) {
+  if (c->closing)
+    return;
+  c->closing = 1;
+  c->reason = why;
+  c->close_by = close_by;
+  wslay_event_queue_close(c->ctx, code, (const uint8_t *)text, strlen(text));
+  if (why != OD_WS_CLOSE_SHUTDOWN)
+    wslay_event_shutdown_read(c->ctx); /* nothing it sends matters now */
+}
+
+/* A client message that needs an answer (a ping, a text message) while the
+ * client's queue is already at the replies' cap: it sends and does not
+ * read. 1 when the client was closed for it. */
+static int flooding(client *c) {
+  size_t cap = 2 * (size_t)c->hub->svc->cfg.ws_queue;
+  if (c->closing || wslay_event_get_queued_msg_count(c->ctx) < cap)
+    return 0;
+  begin_close(c, OD_WS_CLOSE_FLOOD, WSLAY_CODE_POLICY_VIOLATION,
+              "flood: requests faster than their answers are read",
+              od_now() + CLOSE_GRACE_S);
+  return 1;
 }
 
 /* Queues one text frame to one client, or drops and counts it. A full
@@ -187,6 +250,15 @@ static void on_msg(wslay_event_context_ptr ctx,
   (void)ctx;
   client *c = user;
   od_metrics *m = &c->hub->svc->m;
+  if (arg->opcode == WSLAY_PONG) {
+    c->pong_by = 0; /* alive: it reads, and answers */
+    return;
+  }
+  /* A ping's pong is already queued (wslay), a text message's reply is
+   * about to be. */
+  if ((arg->opcode == WSLAY_PING || arg->opcode == WSLAY_TEXT_FRAME) &&
+      flooding(c))
+    return;
   if (arg->opcode != WSLAY_TEXT_FRAME) {
     if (arg->opcode == WSLAY_BINARY_FRAME) {
       od_metric_error(m, "bad_message", OD_ROUTE_WS);
@@ -238,19 +310,27 @@ static const struct wslay_event_callbacks CALLBACKS = {
 
 /* ---- hub thread ----------------------------------------------------------- */
 
-/* A client that does not answer our close frame (or does not even read
- * it) is not waited for longer than this. */
-#define CLOSE_GRACE_S 1.0
-
-/* Queues our close frame (once) and sets when the socket closes anyway. */
-static void begin_close(client *c, uint16_t code, const char *reason,
-                        double close_by) {
-  if (c->closing)
-    return;
-  c->closing = 1;
-  c->close_by = close_by;
-  wslay_event_queue_close(c->ctx, code, (const uint8_t *)reason,
-                          strlen(reason));
+/* Pings every client that is due one; closes a client whose pong is late
+ * (it neither reads nor answers). */
+static void heartbeat(od_hub *h, double now) {
+  const od_config *cfg = &h->svc->cfg;
+  for (client *c = h->clients; c; c = c->next) {
+    if (c->dead || c->closing)
+      continue;
+    if (c->pong_by > 0 && now > c->pong_by) {
+      begin_close(c, OD_WS_CLOSE_IDLE, WSLAY_CODE_GOING_AWAY,
+                  "idle: no pong within --ws-ping-timeout",
+                  now + CLOSE_GRACE_S);
+      continue;
+    }
+    if (now >= c->ping_at) {
+      struct wslay_event_msg ping = {WSLAY_PING, NULL, 0};
+      wslay_event_queue_msg(c->ctx, &ping);
+      c->ping_at = now + cfg->ws_ping_interval_s;
+      if (c->pong_by == 0)
+        c->pong_by = now + cfg->ws_ping_timeout_s;
+    }
+  }
 }
 
 static void close_client(od_hub *h, client *c) {
@@ -262,7 +342,21 @@ static void close_client(od_hub *h, client *c) {
     od_metric_error(&h->svc->m, "ws_protocol", OD_ROUTE_WS);
     od_metric_validation(&h->svc->m, "ws_frame", code == WSLAY_CODE_MESSAGE_TOO_BIG
                                                      ? "too_big" : "malformed");
+    if (c->reason == OD_WS_CLOSE_CLIENT)
+      c->reason = OD_WS_CLOSE_PROTOCOL;
   }
+  om_counter_inc(h->svc->m.ws_closed[c->reason]);
+  if (c->reason == OD_WS_CLOSE_FLOOD || c->reason == OD_WS_CLOSE_IDLE)
+    od_logl(OD_LOG_WARN, "ws: client closed: %s",
+            OD_WS_CLOSE_REASONS[c->reason]);
+  atomic_fetch_sub(&h->svc->ws_open, 1);
+  /* Unread bytes at close make the kernel answer with a reset, which can
+   * cost the client the close frame it has not read yet: read off what
+   * is there (bounded) first. */
+  uint8_t sink[16384];
+  for (int i = 0; i < 64 && recv(c->fd, sink, sizeof sink, MSG_DONTWAIT) > 0;
+       i++)
+    ;
   epoll_ctl(h->epfd, EPOLL_CTL_DEL, c->fd, NULL);
   wslay_event_context_free(c->ctx);
   MHD_upgrade_action(c->urh, MHD_UPGRADE_ACTION_CLOSE);
@@ -296,11 +390,13 @@ static void adopt_pending(od_hub *h) {
       free(c->extra);
       free(c);
       h->nclients--;
+      atomic_fetch_sub(&h->svc->ws_open, 1);
       continue;
     }
     /* Client messages are small JSON; anything larger is an attack. */
     wslay_event_config_set_max_recv_msg_length(c->ctx, 4096);
     c->armed = EPOLLIN;
+    c->ping_at = od_now() + h->svc->cfg.ws_ping_interval_s;
     c->next = h->clients;
     h->clients = c;
     om_gauge_inc(h->svc->m.ws_active);
@@ -374,6 +470,7 @@ static void *hub_main(void *arg) {
       client *c = evs[i].data.ptr;
       if (c->dead)
         continue;
+      c->turn_bytes = 0;
       if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
         c->in_recv = 1;
         if (wslay_event_recv(c->ctx) != 0)
@@ -385,6 +482,7 @@ static void *hub_main(void *arg) {
     }
     adopt_pending(h);
     dispatch_outbox(h);
+    heartbeat(h, od_now());
     pthread_mutex_lock(&h->mu);
     int stop = h->stop;
     if (stop && stop_deadline == 0) {
@@ -404,7 +502,8 @@ static void *hub_main(void *arg) {
       for (client *c = h->clients; c; c = c->next)
         if (!c->closing &&
             (late || wslay_event_get_queued_msg_count(c->ctx) == 0))
-          begin_close(c, WSLAY_CODE_GOING_AWAY, "server shutting down", by);
+          begin_close(c, OD_WS_CLOSE_SHUTDOWN, WSLAY_CODE_GOING_AWAY,
+                      "server shutting down", by);
     }
     service_clients(h, od_now());
     if (stop && (h->clients == NULL || od_now() > stop_deadline))
@@ -476,6 +575,7 @@ void od_hub_free(od_hub *h) {
     MHD_upgrade_action(c->urh, MHD_UPGRADE_ACTION_CLOSE);
     free(c->extra);
     free(c);
+    atomic_fetch_sub(&h->svc->ws_open, 1);
   }
   if (h->epfd >= 0)
     close(h->epfd);
@@ -533,12 +633,16 @@ void od_hub_release(od_hub *h) { h->nclients--; }
 
 void od_ws_adopt(od_hub *h, int fd, struct MHD_UpgradeResponseHandle *urh,
                  const char *extra, size_t extra_len) {
+  /* From here the socket is a WebSocket client, not an HTTP connection
+   * (http.c's --max-connections check subtracts these). */
+  atomic_fetch_add(&h->svc->ws_open, 1);
   client *c = calloc(1, sizeof *c);
   uint8_t *copy = extra_len ? malloc(extra_len) : NULL;
   if (c == NULL || (extra_len && copy == NULL)) {
     free(c);
     free(copy);
     h->nclients--;
+    atomic_fetch_sub(&h->svc->ws_open, 1);
     MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
     return;
   }

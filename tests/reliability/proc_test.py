@@ -16,6 +16,13 @@ Usage: proc_test.py CASE WORKDIR  (ctest runs each case as reliability.CASE)
              job still answer within 1 s, orfeas_log_lines_dropped_total
              counts the lost lines, SIGTERM still exits in time; JSON lines
              and --log-level
+  ws_flood   a client floods pings (and then text messages) and never reads:
+             closed with 1008, counted by reason, orfeasd's RSS bounded, a
+             well-behaved client and /health + a full job unaffected
+  ws_idle    silent WebSocket clients (scaled down) are closed by the idle
+             deadline; meanwhile new WebSocket clients are accepted, HTTP is
+             not refused (upgraded sockets are budgeted apart) and /health +
+             a full job answer within 1 s
   systemd    deploy/systemd's units: systemd-analyze security exposure at
              most 4.0 (offline), and orfeasd.service's ExecStart flags start
              orfeasd under its LimitNOFILE and stop it within TimeoutStopSec
@@ -25,14 +32,15 @@ import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "service"))
-from odlib import (ORFEASD, STARTED, Server, TestFailure, check, main,  # noqa: E402
-                   make_image, parse_metrics, value, wait_for)
+from odlib import (ORFEASD, STARTED, WS, Server, TestFailure, check,  # noqa: E402
+                   main, make_image, parse_metrics, value, wait_for)
 
 FAST = 1.0  # seconds: what a normal client gets during an attack
 
@@ -137,7 +145,6 @@ def case_sigterm(work):
         f.write("drain\n")
     s = Server(os.path.join(work, "busy"), "--drain-timeout", str(drain), "--workers", "1",
                "--pause-file", pause)
-    from odlib import WS
     held = s.upload(img)[2]["job_id"]
     ws = WS(s.port)
     ws.recv_event()
@@ -220,6 +227,139 @@ def case_log_stall(work):
     err = p.stderr.read().decode()
     check("req GET" not in err and "listening" not in err,
           "--log-level warning: no info lines (%d bytes logged)" % len(err))
+
+
+# ---- WebSocket: flood, idle --------------------------------------------------
+
+def rss_mb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for ln in f:
+            if ln.startswith("VmRSS:"):
+                return int(ln.split()[1]) / 1024.0
+    raise TestFailure("no VmRSS for pid %d" % pid)
+
+
+def close_code(ws, timeout=5):
+    """Reads (and drops) frames until the server's close: its code, or None
+    when the connection ends without one."""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            op, payload = ws.recv_frame(timeout=max(0.01, deadline - time.monotonic()))
+            if op == 8:
+                return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
+    except (OSError, EOFError):
+        return None
+    return None
+
+
+def disconnections(s, reason):
+    return value(parse_metrics(s.metrics()[2]), "orfeas_websocket_disconnections_total",
+                 reason=reason)
+
+
+class Answering:
+    """A well-behaved WebSocket client: a thread reads every frame, answers
+    pings with pongs (as browsers do) and keeps the text events."""
+    def __init__(self, port):
+        self.ws = WS(port)
+        self.events, self.closed = [], None
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def _run(self):
+        try:
+            while True:
+                op, payload = self.ws.recv_frame(timeout=60)
+                if op == 9:
+                    self.ws.send_frame(10, payload)
+                elif op == 1:
+                    self.events.append(json.loads(payload))
+                elif op == 8:
+                    self.closed = struct.unpack("!H", payload[:2])[0] if payload else 1005
+                    return
+        except (OSError, EOFError):
+            self.closed = self.closed or -1
+
+
+def flood_send(ws, frame, n):
+    """Sends frame n times, or until the server stops reading (a send
+    blocks for 0.5 s) or cuts the connection; returns how many went."""
+    ws.sock.settimeout(0.5)
+    sent, batch = 0, 1000
+    try:
+        while sent < n:
+            ws.sock.sendall(frame * batch)
+            sent += batch
+    except (socket.timeout, OSError):
+        pass
+    return sent
+
+
+PINGS = 200000      # 1.2 MB of empty masked pings, none of their pongs read
+RSS_BOUND_MB = 16   # orfeasd's RSS growth allowed across the flood
+
+
+def case_ws_flood(work):
+    img = make_image("png", 64, os.path.join(work, "star.png"))
+    s = Server(os.path.join(work, "data"))
+    good = Answering(s.port)
+    wait_for(lambda: good.events, "the good client's connection_established")
+    before = rss_mb(s.proc.pid)
+    flood = WS(s.port, rcvbuf=4096)
+    frame = b"\x89\x80" + os.urandom(4)  # ping, masked, no payload
+    sent = flood_send(flood, frame, PINGS)
+    probe(s, img, "during a ping flood")
+    grown = rss_mb(s.proc.pid) - before
+    check(grown < RSS_BOUND_MB, "%d pings sent, no pong read: RSS grew %.1f MB (bound %d MB)"
+          % (sent, grown, RSS_BOUND_MB))
+    code = close_code(flood)
+    check(code == 1008, "the flooder got close 1008 (policy violation): %s" % code)
+    wait_for(lambda: disconnections(s, "flood") == 1, "orfeas_websocket_disconnections_total{reason=flood} 1",
+             timeout=5)
+    check(True, "counted in orfeas_websocket_disconnections_total{reason=\"flood\"}")
+
+    # The same with text messages: each gets a reply the client never reads.
+    text = WS(s.port, rcvbuf=4096)
+    mask = os.urandom(4)
+    body = json.dumps({"event": "ping"}).encode()
+    msg = bytes([0x81, 0x80 | len(body)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(body))
+    sent = flood_send(text, msg, 20000)
+    check(close_code(text) == 1008, "a text-message flood (%d sent, none read): close 1008 too" % sent)
+    wait_for(lambda: disconnections(s, "flood") == 2, "the second flood counted", timeout=5)
+    check(good.closed is None, "the well-behaved client is still connected")
+    good.ws.send_json({"event": "ping"})
+    wait_for(lambda: any(e["event"] == "pong" for e in good.events), "the good client's pong")
+    check(True, "... and served")
+    check(s.stop() == 0, "exit 0")
+
+
+def case_ws_idle(work):
+    """Scaled down: 10 silent clients (they never read nor answer) against
+    --max-ws-clients 12 and --max-connections 8, pings every 0.3 s, 0.3 s to
+    answer."""
+    img = make_image("png", 64, os.path.join(work, "star.png"))
+    silent_n = 10
+    s = Server(os.path.join(work, "data"), "--max-ws-clients", "12", "--max-connections", "8",
+               "--ws-ping-interval", "0.3", "--ws-ping-timeout", "0.3")
+    silent = [WS(s.port, rcvbuf=4096) for _ in range(silent_n)]
+    check(all(w.status == 101 for w in silent), "%d silent WebSocket clients connected" % silent_n)
+    good = Answering(s.port)
+    check(good.ws.status == 101, "a new client is still accepted beside them")
+    st = s.request("GET", "/api/health", timeout=FAST)[0]
+    check(st == 200, "%d WebSocket clients > --max-connections 8, yet HTTP answers 200 (budgeted apart)"
+          % (silent_n + 1))
+    probe(s, img, "with %d silent WebSocket clients" % silent_n)
+    wait_for(lambda: disconnections(s, "idle") == silent_n, "the silent clients closed as idle", timeout=10)
+    check(True, "the %d silent clients were closed by the idle deadline" % silent_n)
+    codes = [close_code(w, timeout=2) for w in silent]
+    check(all(c in (1001, None) for c in codes), "closed with 1001, or cut off (%s)" % codes)
+    gauge = lambda: value(parse_metrics(s.metrics()[2]), "orfeas_websocket_connections_active")
+    wait_for(lambda: gauge() == 1, "orfeas_websocket_connections_active back to 1")
+    check(good.closed is None, "the client that answers pings stays")
+    more = [Answering(s.port) for _ in range(11)]
+    check(all(m.ws.status == 101 for m in more), "the freed slots take 11 new clients")
+    check(s.stop() == 0, "exit 0")
 
 
 # ---- systemd ----------------------------------------------------------------
@@ -319,4 +459,4 @@ def _get(s, path):
 
 if __name__ == "__main__":
     main({"bind": case_bind, "sigterm": case_sigterm, "log_stall": case_log_stall,
-          "systemd": case_systemd})
+          "systemd": case_systemd, "ws_flood": case_ws_flood, "ws_idle": case_ws_idle})
