@@ -205,14 +205,18 @@ int main(int argc, char **argv) {
   }
   od_hub_stop(svc.hub, od_now() + 1.0); /* a failed start-up */
   od_http_stop(&svc);
-  /* After HTTP: no scrape reads the GPU collectors any more. */
-  orfeas_gpu_stop(svc.gpu);
+  /* After HTTP: no scrape reads the GPU collectors any more. A sampler
+   * stuck in NVML is waited for only within the drain's time; left behind,
+   * it still writes into the metrics, which then stay. */
+  double gpu_wait = exit_by > 0 ? exit_by - od_now() - flush : 1.0;
+  int gpu_left = orfeas_gpu_stop(svc.gpu, gpu_wait > 0.05 ? gpu_wait : 0.05);
   od_hub_free(svc.hub);
   od_jobs_free(svc.jobs);
   od_cache_free(svc.cache);
   od_ratelimit_free(svc.rl);
   /* The log last but one: the lines above may still be in its ring. */
   od_log_stop(flush);
-  od_metrics_free(&svc.m);
+  if (!gpu_left)
+    od_metrics_free(&svc.m);
   return rc;
 }

@@ -56,11 +56,13 @@ typedef struct orfeas_gpu_opts {
 orfeas_gpu *orfeas_gpu_start(om_registry *reg, const orfeas_gpu_opts *opts,
                              char *err, size_t errlen);
 
-/* Stops the sampler and frees the manager. If the sampler is stuck inside
- * an NVML call for longer than twice the call deadline, it is left to finish
- * on its own (detached) and its memory is deliberately not freed, since it
- * still uses it; the process exit reclaims it. */
-void orfeas_gpu_stop(orfeas_gpu *g);
+/* Stops the sampler and frees the manager, waiting at most wait_s seconds
+ * for a sampler that is inside an NVML call (<= 0: twice the call deadline
+ * plus a second). Returns 0 when stopped and freed. Returns 1 when the
+ * sampler was stuck and left to finish on its own (detached): it still uses
+ * the manager and still writes its metrics into reg, so neither may be
+ * freed; the process exit reclaims them. */
+int orfeas_gpu_stop(orfeas_gpu *g, double wait_s);
 
 /* What /api/health shows. */
 typedef struct orfeas_gpu_summary {

@@ -67,7 +67,7 @@ orfeas_gpu *orfeas_gpu_start(om_registry *reg, const orfeas_gpu_opts *opts,
   om_error oe = {0};
   if (gpu_metrics_register(g, reg, &oe) != OM_OK) {
     snprintf(err, errlen, "GPU metrics: %s", oe.text);
-    orfeas_gpu_stop(g);
+    orfeas_gpu_stop(g, 0);
     return NULL;
   }
   char why[300];
@@ -84,16 +84,16 @@ orfeas_gpu *orfeas_gpu_start(om_registry *reg, const orfeas_gpu_opts *opts,
   if (rc != 0) {
     snprintf(err, errlen, "cannot start the GPU sampler thread: %s",
              strerror(rc));
-    orfeas_gpu_stop(g);
+    orfeas_gpu_stop(g, 0);
     return NULL;
   }
   g->thread_started = true;
   return g;
 }
 
-void orfeas_gpu_stop(orfeas_gpu *g) {
+int orfeas_gpu_stop(orfeas_gpu *g, double wait_s) {
   if (g == NULL)
-    return;
+    return 0;
   if (g->thread_started) {
     pthread_mutex_lock(&g->mu);
     g->stop = true;
@@ -101,15 +101,18 @@ void orfeas_gpu_stop(orfeas_gpu *g) {
     pthread_mutex_unlock(&g->mu);
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
-    double wait = 2 * g->opts.call_timeout_s + 1;
-    until.tv_sec += (time_t)wait;
+    double wait = wait_s > 0 ? wait_s : 2 * g->opts.call_timeout_s + 1;
+    double t = (double)until.tv_sec + until.tv_nsec * 1e-9 + wait;
+    until.tv_sec = (time_t)t;
+    until.tv_nsec = (long)((t - (double)until.tv_sec) * 1e9);
     int rc = pthread_timedjoin_np(g->thread, NULL, &until);
     if (rc == ETIMEDOUT) {
       /* Stuck in NVML: joining could take forever. Leave the thread and the
-       * state it uses (g, the library) alive; the process exit frees them. */
+       * state it uses (g, the library, the registry it writes to) alive;
+       * the process exit frees them. */
       gpu_log(g, "sampler stuck in an NVML call; leaving it behind");
       pthread_detach(g->thread);
-      return;
+      return 1;
     }
   }
   if (g->initialised && g->lib.shutdown)
@@ -119,6 +122,7 @@ void orfeas_gpu_stop(orfeas_gpu *g) {
   pthread_cond_destroy(&g->wake);
   pthread_mutex_destroy(&g->mu);
   free(g);
+  return 0;
 }
 
 void orfeas_gpu_summary_get(orfeas_gpu *g, orfeas_gpu_summary *s) {
