@@ -6,8 +6,9 @@ loopback, bounded in count and time.
 Usage: proc_test.py CASE WORKDIR  (ctest runs each case as reliability.CASE)
 
   bind       an occupied port: exit 1 within 2 s naming "Address already in
-             use"; a second orfeasd on the same port likewise; --reuse-port
-             on both lets them share it
+             use"; a data dir that cannot be created likewise; a second
+             orfeasd on the same port likewise; --reuse-port on both lets
+             them share it
   sigterm    SIGTERM in each phase exits 0 within --drain-timeout: during
              start-up, idle, with jobs running (one held past the deadline
              is cancelled and ends failed with the reason), and a second
@@ -100,6 +101,17 @@ def case_bind(work):
     check(rc == 1 and "Address already in use" in err,
           "occupied port: exit 1 in %.2fs naming the reason (%s)" % (dt, err.strip().splitlines()[-1]))
     holder.close()
+    # Another start-up step failing: a data dir that cannot be created.
+    blocker = os.path.join(work, "a-file")
+    open(blocker, "w").close()
+    p = subprocess.Popen([ORFEASD, "--listen", "127.0.0.1:0", "--data-dir",
+                          os.path.join(blocker, "data")],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    STARTED.append(p)
+    rc, dt = exits_within(p, 2, "orfeasd with a data dir it cannot create")
+    err = p.stderr.read().decode()
+    check(rc == 1 and "--data-dir: cannot create" in err,
+          "a data dir that cannot be created: exit 1 in %.2fs naming it" % dt)
 
     first = Server(os.path.join(work, "b"))
     p = spawn(work, "c", "--listen", "127.0.0.1:%d" % first.port)
