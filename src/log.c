@@ -291,6 +291,7 @@ int od_log_start(const od_log_opts *o, char *err, size_t err_len) {
   atomic_store(&g.json, o->json);
   if (atomic_load(&g.state) != ST_DIRECT)
     return 0;
+  g.fd = o->fd > 0 ? o->fd : 2;
   g.cap = o->buffer_bytes < 4096 ? 4096 : o->buffer_bytes;
   g.ring = malloc(g.cap);
   if (g.ring == NULL) {

@@ -747,6 +747,8 @@ typedef struct {
   od_log_level level;  /* lines below it are not written */
   int json;            /* 1: JSON lines {"ts","level","msg"} */
   size_t buffer_bytes; /* the ring between callers and the writer thread */
+  int fd;              /* where lines go; 0 = stderr (the service; tests
+                          give a pipe) */
 } od_log_opts;
 
 /* od_log is info. */

@@ -296,9 +296,14 @@ class WS:
         return b0 & 0x0F, payload
 
     def recv_event(self, timeout=10):
-        """Next text event as a dict; None on a close frame."""
+        """Next text event as a dict; None on a close frame. Pings are
+        answered on the way, as a browser does (orfeasd closes a client that
+        answers no ping within --ws-ping-timeout)."""
         while True:
             op, payload = self.recv_frame(timeout)
+            if op == 9:
+                self.send_frame(10, payload)
+                continue
             if op == 8:
                 self.close_code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
                 return None
