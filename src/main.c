@@ -114,6 +114,10 @@ int main(int argc, char **argv) {
     fputs(usage, stdout);
     return 0;
   }
+  if (rc == 2) {
+    orfeas_print_version(stdout, "orfeasd");
+    return 0;
+  }
   if (rc != 0) {
     fprintf(stderr, "orfeasd: %s\n", err);
     return 2;

@@ -10,6 +10,7 @@
  * accepted job was lost; 1 some were (never completed nor failed before the
  * deadline); 2 bad usage or the target cannot be reached.
  */
+#include "orfeas_build.h"
 #include "synth_png.h"
 #include "ws_client.h"
 
@@ -413,7 +414,8 @@ static void usage(FILE *f) {
           "  --duration S      stop starting jobs after S s; accepted jobs get "
           "%d s more\n"
           "  --quality Q       1-10 (default 3)\n"
-          "  --distinct K      K different images, repeated (cache hits)\n\n"
+          "  --distinct K      K different images, repeated (cache hits)\n"
+          "  --version         print the version, git revision and build type\n\n"
           "Exit: 0 no job lost, 1 an accepted job never ended, 2 usage or "
           "target unreachable.\n",
           MAX_JOBS, GRACE_S);
@@ -483,6 +485,10 @@ int main(int argc, char **argv) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
       usage(stdout);
+      return 0;
+    }
+    if (!strcmp(a, "--version")) {
+      orfeas_print_version(stdout, "orfeas-load");
       return 0;
     }
     if (!strcmp(a, "--synthetic")) {

@@ -7,6 +7,7 @@
  * 2 Prometheus unreachable (nothing written); 3 written, but some queries
  * failed (their sections say "missing" and why).
  */
+#include "orfeas_build.h"
 #include "report.h"
 
 #include <errno.h>
@@ -31,7 +32,9 @@ static void usage(FILE *out) {
           "  --job NAME          scrape job of orfeasd (default "
           "orfeas-backend)\n"
           "  --compare-previous  also show the change against the period "
-          "before\n\n"
+          "before\n"
+          "  --version           print the version, git revision and build "
+          "type\n\n"
           "Exit: 0 ok, 1 usage or write error, 2 Prometheus unreachable, "
           "3 some queries failed.\n");
 }
@@ -75,6 +78,9 @@ int main(int argc, char **argv) {
     const char *val = i + 1 < argc ? argv[i + 1] : NULL;
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
       usage(stdout);
+      return 0;
+    } else if (strcmp(a, "--version") == 0) {
+      orfeas_print_version(stdout, "orfeas-report");
       return 0;
     } else if (strcmp(a, "--compare-previous") == 0) {
       r.o.compare_previous = true;
