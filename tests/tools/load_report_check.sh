@@ -178,7 +178,9 @@ print(f"  {len(charts)} charts drawn, {no_data} sections without data")
 ok = len(charts) >= 3
 for c in charts:
     pts = [p for m in re.findall(r'points="([^"]*)"', c) for p in m.split()]
-    if len(pts) < 2:
+    pts += re.findall(r'<circle class="series"', c)
+    ticks = len(re.findall(r'class="[xy]tick"', c))
+    if len(pts) < 2 or ticks < 4:  # a line, and labelled axes
         ok = False
 sys.exit(0 if ok else 1)
 PY

@@ -174,13 +174,10 @@ static void watch(job *j) {
   }
 }
 
-static void run_job(CURL *c, int i) {
-  job *j = &jobs[i];
+/* Uploads job i's image; on success its id is set. */
+static bool upload(CURL *c, job *j, int i) {
   char url[512];
   json_t *r;
-  j->t_start = now_s();
-  snprintf(j->format, sizeof j->format, "%s", O.formats[i % O.nformats]);
-
   curl_easy_reset(c);
   curl_mime *mime = curl_mime_init(c);
   curl_mimepart *part = curl_mime_addpart(mime);
@@ -197,13 +194,25 @@ static void run_job(CURL *c, int i) {
   if (st != 200 || id == NULL) {
     json_decref(r);
     j->http = st;
-    finish(j, J_UPLOAD_ERR);
-    return;
+    return false;
   }
   pthread_mutex_lock(&stage_mu); /* the WebSocket reader compares ids */
   snprintf(j->id, sizeof j->id, "%s", id);
   pthread_mutex_unlock(&stage_mu);
   json_decref(r);
+  return true;
+}
+
+static void run_job(CURL *c, int i) {
+  job *j = &jobs[i];
+  char url[512];
+  json_t *r;
+  j->t_start = now_s();
+  snprintf(j->format, sizeof j->format, "%s", O.formats[i % O.nformats]);
+  if (!upload(c, j, i)) {
+    finish(j, J_UPLOAD_ERR);
+    return;
+  }
   watch(j);
 
   curl_easy_reset(c);
@@ -216,7 +225,7 @@ static void run_job(CURL *c, int i) {
   curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
   snprintf(url, sizeof url, "%s/api/generate-3d", O.target);
   j->t_submit = now_s();
-  st = perform(c, url, &r);
+  long st = perform(c, url, &r);
   curl_slist_free_all(h);
   /* A cache hit is complete in the 202 itself. */
   bool done = st == 202 && json_is_true(json_object_get(r, "cached"));
@@ -724,7 +733,9 @@ static int load_images(void) {
   return nimages > 0 ? 0 : -1;
 }
 
-int main(int argc, char **argv) {
+/* Reads argv into O and checks it. Returns -1 to go on, or the exit status
+ * (--help, --version: 0; bad usage: 2). */
+static int parse_args(int argc, char **argv) {
   snprintf(O.formats[0], sizeof O.formats[0], "stl");
   O.nformats = 1;
   for (int i = 1; i < argc; i++) {
@@ -787,6 +798,13 @@ int main(int argc, char **argv) {
             O.images_dir ? O.images_dir : "synthetic");
     return 2;
   }
+  return -1;
+}
+
+int main(int argc, char **argv) {
+  int prc = parse_args(argc, argv);
+  if (prc >= 0)
+    return prc;
   curl_global_init(CURL_GLOBAL_DEFAULT);
   /* Reachable at all? One GET /health before any load. */
   CURL *c = curl_easy_init();
