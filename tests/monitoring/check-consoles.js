@@ -18,8 +18,10 @@
 // dashboard page and the runbook. A full-page screenshot of each page goes to
 // OUT_DIR/PAGE.png and must not be blank (at least 2% of its pixels differ
 // from the page's background). --runbook-links: a file with one runbook_url
-// per line (as Alertmanager delivered them): each must open a page whose
-// element with the URL's #anchor is a heading naming the alert.
+// per line (as Alertmanager delivered them), waited for up to 300 s after the
+// pages (the live run writes it once its drills are done, so one browser
+// does both): each must open a page whose element with the URL's #anchor is
+// a heading naming the alert.
 // Prints "ok: ..." / "FAIL: ..." lines; exit 1 on any failure.
 'use strict';
 const fs = require('fs');
@@ -105,6 +107,7 @@ async function inkShare(browser, png) {
 }
 
 async function checkPage(browser, a, name) {
+  const t0 = Date.now();
   const problems = [];
   const page = await browser.newPage();
   await page.setViewport({width: 1280, height: 900});
@@ -145,28 +148,47 @@ async function checkPage(browser, a, name) {
   const png = await page.screenshot({fullPage: true, path: path.join(a.out, name + '.png')});
   const ink = await inkShare(browser, png);
   if (ink < 0.02) problems.push(`${name}: the screenshot is blank (${(ink * 100).toFixed(2)}% ink)`);
-  else console.log(`ok: ${name}: screenshot ${path.join(a.out, name + '.png')} (${(ink * 100).toFixed(1)}% ink)`);
+  else console.log(`ok: ${name}: screenshot ${path.join(a.out, name + '.png')} (${(ink * 100).toFixed(1)}% ink; ` +
+                   `${((Date.now() - t0) / 1000).toFixed(1)} s)`);
   await page.close();
   return problems;
 }
 
-async function checkRunbookLink(browser, link) {
-  const page = await browser.newPage();
-  try {
-    const res = await page.goto(link, {waitUntil: 'load'});
-    const anchor = decodeURIComponent(new URL(link).hash.slice(1));
-    if (!res || res.status() !== 200) return [`runbook link ${link}: HTTP ${res ? res.status() : 'none'}`];
-    const h = await page.evaluate(id => {
-      const el = document.getElementById(id);
-      return el ? {tag: el.tagName, text: el.textContent.trim()} : null;
-    }, anchor);
-    if (!h || !/^H[1-6]$/.test(h.tag) || h.text.toLowerCase() !== anchor)
-      return [`runbook link ${link}: no heading with id '${anchor}' (${JSON.stringify(h)})`];
-    console.log(`ok: runbook link ${link} opens the section "${h.text}"`);
-    return [];
-  } finally {
-    await page.close();
+// Opens each page the links point at once, then checks every link's #anchor
+// in it: the element with that id is a heading naming the alert.
+async function checkRunbookLinks(browser, links) {
+  const problems = [];
+  const byPage = new Map();
+  for (const l of links) {
+    const u = new URL(l);
+    const anchor = decodeURIComponent(u.hash.slice(1));
+    u.hash = '';
+    if (!byPage.has(u.href)) byPage.set(u.href, []);
+    byPage.get(u.href).push([l, anchor]);
   }
+  for (const [href, items] of byPage) {
+    const page = await browser.newPage();
+    try {
+      const res = await page.goto(href, {waitUntil: 'domcontentloaded'});
+      if (!res || res.status() !== 200) {
+        problems.push(`runbook page ${href}: HTTP ${res ? res.status() : 'none'}`);
+        continue;
+      }
+      for (const [link, anchor] of items) {
+        const h = await page.evaluate(id => {
+          const el = document.getElementById(id);
+          return el ? {tag: el.tagName, text: el.textContent.trim()} : null;
+        }, anchor);
+        if (!h || !/^H[1-6]$/.test(h.tag) || h.text.toLowerCase() !== anchor)
+          problems.push(`runbook link ${link}: no heading with id '${anchor}' (${JSON.stringify(h)})`);
+        else
+          console.log(`ok: runbook link ${link} opens the section "${h.text}"`);
+      }
+    } finally {
+      await page.close();
+    }
+  }
+  return problems;
 }
 
 async function main() {
@@ -178,9 +200,12 @@ async function main() {
   try {
     for (const name of a.pages) problems = problems.concat(await checkPage(browser, a, name));
     if (a.runbookLinks) {
-      const links = fs.readFileSync(a.runbookLinks, 'utf8').split('\n').filter(Boolean);
+      for (const until = Date.now() + 300000; !fs.existsSync(a.runbookLinks) && Date.now() < until;)
+        await new Promise(r => setTimeout(r, 200));
+      const links = fs.existsSync(a.runbookLinks)
+          ? fs.readFileSync(a.runbookLinks, 'utf8').split('\n').filter(Boolean) : [];
       if (links.length === 0) problems.push('no runbook link to check');
-      for (const l of links) problems = problems.concat(await checkRunbookLink(browser, l));
+      problems = problems.concat(await checkRunbookLinks(browser, links));
     }
   } finally {
     await browser.close();
