@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "orfeas_build.h" /* generated: version, git revision, build type */
 #include "orfeasd.h"
 
 static const char *env_get(const char *name) { return getenv(name); }

@@ -48,9 +48,9 @@
 #include "orfeas/gpu.h"
 #include "orfeas/metrics.h"
 #include "orfeas/pipeline.h"
-#include "orfeas_build.h" /* generated: version, revision, build type */
-
-#define ORFEASD_VERSION ORFEAS_VERSION
+/* The version is ORFEAS_VERSION of the generated orfeas_build.h (version,
+ * git revision, build type), which the files that print it include: the
+ * fuzz builds compile some of src/ without the build tree. */
 
 /* ---- config.c ------------------------------------------------------------ */
 

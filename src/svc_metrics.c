@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "orfeas_build.h" /* generated: version, git revision, build type */
 #include "orfeasd.h"
 
 static const double GEN_BUCKETS[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20,

@@ -30,6 +30,7 @@
 #include <microhttpd.h>
 #include <wslay/wslay.h>
 
+#include "orfeas_build.h" /* generated: version, git revision, build type */
 #include "orfeasd.h"
 
 
@@ -300,7 +301,7 @@ static void adopt_pending(od_hub *h) {
     om_gauge_inc(h->svc->m.ws_active);
     send_event(c, OD_WS_CONNECTION_ESTABLISHED,
                json_pack("{s:s, s:s}", "message", "connected to orfeasd",
-                         "version", ORFEASD_VERSION));
+                         "version", ORFEAS_VERSION));
     /* Bytes that came with the upgrade request are read now. */
     if (c->extra_len > 0) {
       c->in_recv = 1;
