@@ -18,10 +18,10 @@ source (dashboards.yml). How each Grafana panel type is shown:
 - table: each query's series, label columns and the value column named as
   in the Grafana table.
 
-Variables: the page's URL parameters job and instance (default ".+", the
-"All" of Grafana), rate (for $__rate_interval, default 1m) and range (for
-$__range, default 1h); graphs cover the span in the URL's #pctc part
-(prom_console.js; 1 h by default). Graphs are drawn in the browser from
+Variables: a URL parameter per variable of the source (job and instance;
+default ".+", the "All" of Grafana), rate (for $__rate_interval, default 1m)
+and range (for $__range, default 1h); graphs cover the span in the URL's
+#pctc part (prom_console.js; 1 h by default). Graphs are drawn in the browser from
 /api/v1/query_range, the other panels are rendered by Prometheus itself
 (the template's `query`), so they show without JavaScript.
 
@@ -73,12 +73,15 @@ def js_legend(legend):
     return re.sub(r"\{\{\s*(\w+)\s*\}\}", r"[[\1]]", legend)
 
 
+VARS = ["job", "instance"]  # the source's variables (write_all sets them)
+
+
 def go_expr(expr):
     """Template actions that set $e to EXPR with the page's variables in."""
-    return ("{{ $e := %s | reReplaceAll %s $range | reReplaceAll %s $rate"
-            " | reReplaceAll %s $job | reReplaceAll %s $instance }}"
-            % (go_str(expr), go_str(r"\$__range\b"), go_str(r"\$__rate_interval\b"),
-               go_str(r"\$job\b"), go_str(r"\$instance\b")))
+    subs = [(r"\$__range\b", "$range"), (r"\$__rate_interval\b", "$rate")]
+    subs += [(r"\$%s\b" % v, "$" + v) for v in VARS]
+    return "{{ $e := %s%s }}" % (go_str(expr), "".join(
+        " | reReplaceAll %s %s" % (go_str(pat), var) for pat, var in subs))
 
 
 def threshold_class(p, value="$s.Value"):
@@ -190,13 +193,20 @@ def values_panel(p, expand):
 def page(d, expand):
     """A dashboard as a console page."""
     out = ['{{ template "orfeas_head" %s }}\n' % go_str(d["title"]),
-           '{{ $job := or .Params.job ".+" }}{{ $instance := or .Params.instance ".+" }}'
-           '{{ $rate := or .Params.rate "1m" }}{{ $range := or .Params.range "1h" }}\n',
+           "".join('{{ $%s := or .Params.%s ".+" }}' % (v, v) for v in VARS)
+           + '{{ $rate := or .Params.rate "1m" }}{{ $range := or .Params.range "1h" }}\n',
            f'<h1>{html.escape(d["title"])}</h1>\n<p class="lead">{html.escape(d["description"])} '
            f'The same panels as the Grafana dashboard <code>{d["uid"]}</code> '
            '(monitoring/dashboards/dashboards.yml).</p>\n',
-           '{{ template "orfeas_vars" . }}\n',
-           '{{ template "orfeas_graph_js" (args $job $instance $rate $range) }}\n',
+           '<form class="vars" method="get">\n'
+           + "".join(f'{v} <input name="{v}" value="{{{{ ${v} }}}}">\n' for v in VARS)
+           + 'rate window <input name="rate" value="{{ $rate }}">\n'
+           'instant panels over <input name="range" value="{{ $range }}">\n'
+           '<button type="submit">apply</button>\n{{ template "orfeas_span" }}</form>\n',
+           # The variables for the graphs' queries, as JavaScript strings.
+           "<script>var V = {%s, __rate_interval: {{ $rate }}, __range: {{ $range }}};</script>\n"
+           % ", ".join("%s: {{ $%s }}" % (v, v) for v in VARS),
+           '{{ template "orfeas_graph_js" }}\n',
            '<div class="panels">\n']
     for n, p in enumerate(d["panels"], start=1):
         graph = p["type"] in ("timeseries", "heatmap")
@@ -318,7 +328,9 @@ def runbook_page(md_path, anchor):
             + body + '</article>\n{{ template "orfeas_tail" }}\n')
 
 
-def write_all(out_dir, dashboards, expand, runbook_md, anchor):
+def write_all(out_dir, dashboards, expand, variables, runbook_md, anchor):
+    global VARS
+    VARS = variables
     os.makedirs(out_dir, exist_ok=True)
     files = {"index.html": index(dashboards),
              "runbook.html": runbook_page(runbook_md, anchor)}
