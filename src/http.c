@@ -356,6 +356,19 @@ static void notify_conn_cb(void *cls, struct MHD_Connection *conn, void **socket
     atomic_fetch_sub(&svc->open_conns, 1);
 }
 
+/* MHD's accept policy: while draining, a new connection is closed at once.
+ * The listener itself stays open until MHD_stop_daemon closes it: taking
+ * it away earlier (MHD_quiesce_daemon) races inside MHD 0.9.75 with a pool
+ * thread at its connection limit removing it from its epoll set (a panic,
+ * "Failed to remove listen FD from epoll set", seen at SIGTERM). */
+static enum MHD_Result accept_cb(void *cls, const struct sockaddr *addr,
+                                 socklen_t addrlen) {
+  (void)addr;
+  (void)addrlen;
+  od_service *svc = cls;
+  return atomic_load(&svc->draining) ? MHD_NO : MHD_YES;
+}
+
 static void mhd_logger(void *cls, const char *fmt, va_list ap) {
   (void)cls;
   char msg[512];
@@ -432,7 +445,7 @@ int od_http_start(od_service *svc, char *err, size_t err_len) {
   svc->daemon = MHD_start_daemon(
       MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_UPGRADE | MHD_USE_ITC |
           MHD_USE_ERROR_LOG,
-      0, NULL, NULL, access_cb, svc,
+      0, accept_cb, svc, access_cb, svc,
       MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
       MHD_OPTION_LISTEN_SOCKET, (MHD_socket)lfd,
       MHD_OPTION_THREAD_POOL_SIZE, (unsigned)svc->cfg.http_threads,
@@ -457,13 +470,6 @@ int od_http_start(od_service *svc, char *err, size_t err_len) {
   return 0;
 }
 
-void od_http_quiesce(od_service *svc) {
-  if (svc->daemon == NULL)
-    return;
-  MHD_socket fd = MHD_quiesce_daemon(svc->daemon);
-  if (fd != MHD_INVALID_SOCKET)
-    close(fd);
-}
 
 void od_http_stop(od_service *svc) {
   if (svc->daemon)

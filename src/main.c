@@ -10,8 +10,8 @@
  *     nothing is reachable before what it calls exists. /ready turns 200
  *     once workers run. Any step that fails logs the reason and main exits
  *     1 at once: what was started is stopped (threads joined) and freed.
- *  3. On a signal the process exits within --drain-timeout (D): stop
- *     accepting (quiesce the listener), mark draining (/ready 503, generate
+ *  3. On a signal the process exits within --drain-timeout (D): mark
+ *     draining (new connections are closed at once, /ready 503, generate
  *     503), fail queued jobs with a clear status and give running ones
  *     until D minus a reserve to finish; past that, cancel them (they end
  *     failed, "service shutting down") and wait a little more. The hub
@@ -125,9 +125,10 @@ static int drain(od_service *svc, int sig, double t0) {
   od_log("%s: draining (no new connections; queued jobs fail, running jobs "
          "have %.3gs to finish)",
          signame(sig), d - reserve);
+  /* From here new connections are closed at once (http.c's accept
+   * policy), /ready and generate-3d answer 503. */
   svc->draining = 1;
   svc->ready = 0;
-  od_http_quiesce(svc);
   int left = od_jobs_drain(svc->jobs, t0 + d - reserve, t0 + d - reserve / 2);
   od_hub_stop(svc->hub, t0 + d - reserve / 4);
   od_http_stop(svc);

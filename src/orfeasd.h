@@ -712,7 +712,6 @@ int od_gzip(const void *in, size_t in_len, uint8_t **out, size_t *out_len);
 int od_listen_socket(const char *host, uint16_t port, int reuse_port,
                      uint16_t *bound_port, char *err, size_t err_len);
 int od_http_start(od_service *svc, char *err, size_t err_len);
-void od_http_quiesce(od_service *svc);
 void od_http_stop(od_service *svc);
 
 /* clock.c: the clock for per-request timing. Ticks are TSC cycles where the

@@ -149,6 +149,34 @@ def case_sigterm(work):
     rc = s.stop(timeout=drain)
     check(rc == 0, "idle: exit 0 after %.2fs" % (time.monotonic() - t))
 
+    # At MHD's connection limit (--max-connections 4 + --max-ws-clients 1
+    # + 64): its pool threads take the listener out of their epoll sets,
+    # which raced with MHD_quiesce_daemon at SIGTERM (a panic, seen under
+    # ASan). New connections during the drain are closed at once.
+    for run in range(3):
+        s = Server(os.path.join(work, "full%d" % run), "--drain-timeout", str(drain),
+                   "--max-connections", "4", "--max-ws-clients", "1", "--http-threads", "2")
+        conns = []
+        for _ in range(80):
+            try:
+                conns.append(socket.create_connection(("127.0.0.1", s.port), timeout=2))
+            except OSError:
+                break
+        t = time.monotonic()
+        s.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: s.log_has("SIGTERM: draining"), "the drain to begin", timeout=drain)
+        try:  # refused (it already exited) or closed unanswered
+            with socket.create_connection(("127.0.0.1", s.port), timeout=2) as late:
+                late.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                got = late.recv(100)
+        except OSError:
+            got = b""
+        rc = s.stop(timeout=drain + 0.5)
+        for c in conns:
+            c.close()
+        check(rc == 0 and got == b"", "SIGTERM with %d connections open (limit 69): exit 0 after %.2fs, "
+              "a connection made during the drain closed unanswered" % (len(conns), time.monotonic() - t))
+
     # Running jobs: one held by the pause file ("drain": through the drain
     # too) outlives the drain; it is cancelled at the deadline and ends
     # failed with the reason, which its subscriber hears.
