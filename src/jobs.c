@@ -176,7 +176,8 @@ od_store_rc od_jobs_end(od_jobs *j, od_job_rec *r, unsigned from, int fence) {
 /* Forgets the oldest idle job, record then files. */
 static od_store_rc evict_oldest(od_jobs *j) {
   od_job_rec gone;
-  od_store_rc rc = od_store_evict(j->store, NULL, &gone);
+  od_evict_sel sel = {0};
+  od_store_rc rc = od_store_evict(j->store, &sel, &gone);
   if (rc == OD_STORE_OK)
     remove_files(j, &gone);
   return rc;

@@ -170,6 +170,10 @@ void od_queue_free(od_queue *q);
 /* Appends a copy of id; returns its 0-based position, -1 when full, -2
  * when closed. */
 int od_queue_push(od_queue *q, const char *id);
+/* Puts id past the bound (the ring grows): at the front (a take given
+ * back) or at the end (jobs found queued at start-up). 0, -1 when out of
+ * memory, -2 when closed. */
+int od_queue_push_over(od_queue *q, const char *id, int front);
 /* Takes the oldest id into id[37]. Waits up to timeout_ms for one (-1:
  * until one comes or the queue is closed; 0: not at all). Returns 0 with an
  * id, 1 when none came in time, -1 when the queue is closed and empty. */
@@ -187,8 +191,19 @@ int od_queue_peek(od_queue *q, char id[37]);
 
 /* ---- fileio.c ----------------------------------------------------------- */
 
-/* Writes PATH.tmp and renames it over PATH; 0, or -1 with errno. */
+/* Durable write: PATH.tmp, fdatasync, rename over PATH, fsync of the
+ * directory (fileio.c says why); 0, or -1 with errno (PATH.tmp removed). */
 int od_file_write(const char *path, const uint8_t *data, size_t len);
+/* The same; durable 0 skips both syncs (a file whose loss is harmless). */
+int od_file_write_opt(const char *path, const uint8_t *data, size_t len,
+                      int durable);
+/* Gives the file src a second name path (a hard link through PATH.tmp and a
+ * rename, replacing path; a copy where links are impossible), then, when
+ * durable, fsyncs path's directory. 0, or -1 with errno. */
+int od_file_link(const char *src, const char *path, int durable);
+/* fsync of a directory: its entries (creations, renames) survive power
+ * loss. 0, or -1 with errno. */
+int od_dir_fsync(const char *dir);
 /* The whole file, malloc'd (caller frees); NULL on any error or a short
  * read. */
 uint8_t *od_file_read(const char *path, size_t *len);
