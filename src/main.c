@@ -7,9 +7,11 @@
  *  2. Metrics, cache, jobs, hub, workers, then HTTP: nothing is reachable
  *     before what it calls exists. /ready turns 200 once workers run.
  *  3. On a signal: stop accepting (quiesce the listener), mark draining
- *     (/ready 503, generate 503), fail queued jobs with a clear status and
- *     wait for running ones (their events still go out), let the hub
- *     deliver the last events and close clients, then stop HTTP. Exit 0.
+ *     (/ready 503, generate 503), leave queued jobs queued in a durable
+ *     store (they run after the next start; the memory store fails them
+ *     with a clear status), wait for running ones and for their ends to be
+ *     recorded (their events still go out), let the hub deliver the last
+ *     events and close clients, then stop HTTP. Exit 0.
  */
 #include <errno.h>
 #include <signal.h>
@@ -86,8 +88,9 @@ static int run(od_service *svc) {
 
   int sig = 0;
   sigwait(&set, &sig);
-  od_log("%s: draining (no new connections; queued jobs fail, running jobs finish)",
-         sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  od_log("%s: draining (no new connections; running jobs finish; queued jobs %s)",
+         sig == SIGTERM ? "SIGTERM" : "SIGINT",
+         strncmp(svc->cfg.store, "memory:", 7) == 0 ? "fail" : "stay queued for the next start");
   svc->draining = 1;
   svc->ready = 0;
   od_http_quiesce(svc);
@@ -109,7 +112,7 @@ int main(int argc, char **argv) {
   od_config_defaults(&svc.cfg);
   int rc = od_config_parse(&svc.cfg, argc, argv, env_get, err, sizeof err);
   if (rc == 1) {
-    char usage[4096];
+    char usage[8192];
     od_config_usage(usage, sizeof usage);
     fputs(usage, stdout);
     return 0;

@@ -3,15 +3,18 @@
  * Records are kept by value in a slot array that grows by doubling up to
  * max_jobs (so a large bound costs nothing until it is used), found by id
  * through a chained hash (bucket heads and per-slot links are slot
- * indexes), and threaded on a list in insertion (seq) order, so the oldest
- * idle job is found by walking past the active ones only: at most
- * --queue-size + --workers of them (and, for the --result-ttl sweep, past
- * the jobs still too recent or held).
+ * indexes), and threaded on two lists: every record in insertion (seq)
+ * order (recover and od_memtab_all walk it), and the idle ones (uploaded,
+ * completed, failed) in the order they last changed, so the job an evict
+ * takes, the least recently changed idle one, is the head of that list
+ * (passing over the few held ones), and the --result-ttl sweep stops at
+ * the first job too recent.
  *
  * Tombstones live in a ring of at most max_jobs entries (oldest dropped
  * first) with their own hash; a removed one (its id inserted again) is
  * blanked in place and rotates out with the rest.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,10 +24,21 @@
 #define NIL (-1)
 
 typedef struct {
+  int32_t prev, next; /* slot indexes, NIL at the ends */
+} links;
+
+typedef struct {
+  int32_t head, tail; /* head: the oldest */
+} list;
+
+typedef struct {
   od_job_rec r;
-  int32_t hnext;        /* next slot in the same bucket, or the free list */
-  int32_t older, newer; /* seq-order list */
+  int32_t hnext;   /* next slot in the same bucket, or the free list */
+  links seq, idle; /* seq order; last change, idle records only */
 } slot;
+
+#define SEQ offsetof(slot, seq)
+#define IDLE offsetof(slot, idle)
 
 typedef struct {
   char id[37]; /* "" once dropped */
@@ -44,7 +58,7 @@ struct od_memtab {
   int32_t nslots, cap, max;
   hash h;
   int32_t free_head;
-  int32_t oldest, newest;
+  list all, idle;
   uint64_t seq;
   od_store_stats st; /* by_state, jobs, bytes, tombstones */
   tomb *tombs;       /* owned ring: tcap entries, tlen used from thead */
@@ -81,6 +95,44 @@ static int hash_reset(hash *h, int32_t entries) {
   return 0;
 }
 
+/* ---- lists --------------------------------------------------------------- */
+
+static links *lk(od_memtab *t, int32_t i, size_t off) {
+  return (links *)(void *)((char *)&t->slots[i] + off);
+}
+
+static void list_append(od_memtab *t, list *l, int32_t i, size_t off) {
+  links *n = lk(t, i, off);
+  n->prev = l->tail;
+  n->next = NIL;
+  if (l->tail != NIL)
+    lk(t, l->tail, off)->next = i;
+  else
+    l->head = i;
+  l->tail = i;
+}
+
+static void list_unlink(od_memtab *t, list *l, int32_t i, size_t off) {
+  links *n = lk(t, i, off);
+  if (n->prev != NIL)
+    lk(t, n->prev, off)->next = n->next;
+  else
+    l->head = n->next;
+  if (n->next != NIL)
+    lk(t, n->next, off)->prev = n->prev;
+  else
+    l->tail = n->prev;
+}
+
+static int is_idle(const od_job_rec *r) {
+  return !(OD_STATE_BIT(r->state) & OD_STATES_ACTIVE);
+}
+
+/* When an idle record last changed: its end, or its upload. */
+static double idle_since(const od_job_rec *r) {
+  return r->t_ended > r->t_created ? r->t_ended : r->t_created;
+}
+
 /* ---- records ------------------------------------------------------------- */
 
 static int32_t find(od_memtab *t, const char *id) {
@@ -91,7 +143,7 @@ static int32_t find(od_memtab *t, const char *id) {
 }
 
 static void rehash_records(od_memtab *t) {
-  for (int32_t i = t->oldest; i != NIL; i = t->slots[i].newer) {
+  for (int32_t i = t->all.head; i != NIL; i = t->slots[i].seq.next) {
     int32_t *h = head_of(&t->h, t->slots[i].r.id);
     t->slots[i].hnext = *h;
     *h = i;
@@ -127,16 +179,10 @@ static void unlink_slot(od_memtab *t, int32_t i) {
   while (*h != i)
     h = &t->slots[*h].hnext;
   *h = t->slots[i].hnext;
-  slot *s = &t->slots[i];
-  if (s->older != NIL)
-    t->slots[s->older].newer = s->newer;
-  else
-    t->oldest = s->newer;
-  if (s->newer != NIL)
-    t->slots[s->newer].older = s->older;
-  else
-    t->newest = s->older;
-  s->hnext = t->free_head;
+  list_unlink(t, &t->all, i, SEQ);
+  if (is_idle(&t->slots[i].r))
+    list_unlink(t, &t->idle, i, IDLE);
+  t->slots[i].hnext = t->free_head;
   t->free_head = i;
 }
 
@@ -253,7 +299,8 @@ od_memtab *od_memtab_new(const od_store_opts *o, char *err, size_t err_len) {
   t->cap = o->max_jobs < 1024 ? o->max_jobs : 1024;
   t->slots = malloc((size_t)t->cap * sizeof *t->slots);
   t->q = od_queue_new((size_t)o->queue_size);
-  t->free_head = t->oldest = t->newest = NIL;
+  t->free_head = NIL;
+  t->all = t->idle = (list){NIL, NIL};
   if (t->slots == NULL || t->q == NULL || hash_reset(&t->h, t->cap) != 0) {
     free(t->slots);
     od_queue_free(t->q);
@@ -321,13 +368,9 @@ od_store_rc od_memtab_add(od_memtab *t, od_job_rec *r, int keep_seq) {
   int32_t *h = head_of(&t->h, r->id);
   s->hnext = *h;
   *h = i;
-  s->older = t->newest;
-  s->newer = NIL;
-  if (t->newest != NIL)
-    t->slots[t->newest].newer = i;
-  else
-    t->oldest = i;
-  t->newest = i;
+  list_append(t, &t->all, i, SEQ);
+  if (is_idle(r))
+    list_append(t, &t->idle, i, IDLE);
   account(t, r, +1);
   return OD_STORE_OK;
 }
@@ -363,6 +406,11 @@ void od_memtab_put(od_memtab *t, const od_job_rec *w) {
   int32_t i = find(t, w->id);
   if (i == NIL)
     return;
+  /* An idle record that changes goes to the idle list's tail. */
+  if (is_idle(&t->slots[i].r))
+    list_unlink(t, &t->idle, i, IDLE);
+  if (is_idle(w))
+    list_append(t, &t->idle, i, IDLE);
   account(t, &t->slots[i].r, -1);
   t->slots[i].r = *w;
   account(t, w, +1);
@@ -384,11 +432,6 @@ od_store_rc od_memtab_claim_rec(od_memtab *t, const char *id, const char *owner,
   return OD_STORE_OK;
 }
 
-/* When an idle record last changed: its end, or its upload. */
-static double idle_since(const od_job_rec *r) {
-  return r->t_ended > r->t_created ? r->t_ended : r->t_created;
-}
-
 od_store_rc od_memtab_pick(od_memtab *t, const od_evict_sel *sel, double now,
                            od_job_rec *victim) {
   int32_t i;
@@ -398,12 +441,17 @@ od_store_rc od_memtab_pick(od_memtab *t, const od_evict_sel *sel, double now,
     if (OD_STATE_BIT(t->slots[i].r.state) & OD_STATES_ACTIVE)
       return OD_STORE_CONFLICT;
   } else {
-    for (i = t->oldest; i != NIL; i = t->slots[i].newer) {
+    for (i = t->idle.head; i != NIL; i = t->slots[i].idle.next) {
       const od_job_rec *r = &t->slots[i].r;
-      if (!(OD_STATE_BIT(r->state) & OD_STATES_ACTIVE) &&
-          r->hold_until <= now &&
-          (sel->idle_before <= 0 || idle_since(r) < sel->idle_before))
+      if (r->hold_until > now)
+        continue;
+      if (sel->idle_before <= 0 || idle_since(r) < sel->idle_before)
         break;
+      /* Too recent: the rest changed later still, but for a job given
+       * back after a refused generate (its old t_ended at the tail): it
+       * is then kept a little longer, never removed early. */
+      i = NIL;
+      break;
     }
     if (i == NIL)
       return OD_STORE_EMPTY;
@@ -443,7 +491,7 @@ od_job_rec *od_memtab_all(od_memtab *t, size_t *n) {
   if (all == NULL)
     return NULL;
   size_t k = 0;
-  for (int32_t i = t->oldest; i != NIL && k < *n; i = t->slots[i].newer)
+  for (int32_t i = t->all.head; i != NIL && k < *n; i = t->slots[i].seq.next)
     all[k++] = t->slots[i].r;
   *n = k;
   return all;
@@ -505,4 +553,39 @@ od_store_rc od_memtab_call_stats(void *be, od_store_stats *st) {
 void od_memtab_call_close_queue(void *be, void (*each)(const char *id, void *u),
                                 void *u) {
   od_queue_close(table_of(be)->q, each, u);
+}
+
+/* ---- loading --------------------------------------------------------------
+ */
+
+static const od_memtab *sort_t; /* for by_idle_since (under the table lock) */
+
+static int by_idle_since(const void *a, const void *b) {
+  const od_job_rec *x = &sort_t->slots[*(const int32_t *)a].r;
+  const od_job_rec *y = &sort_t->slots[*(const int32_t *)b].r;
+  double p = idle_since(x), q = idle_since(y);
+  if (p != q)
+    return p < q ? -1 : 1;
+  return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+int od_memtab_sort_idle(od_memtab *t) {
+  size_t n = 0;
+  for (int32_t i = t->idle.head; i != NIL; i = t->slots[i].idle.next)
+    n++;
+  if (n < 2)
+    return 0;
+  int32_t *v = malloc(n * sizeof *v);
+  if (v == NULL)
+    return -1;
+  size_t k = 0;
+  for (int32_t i = t->idle.head; i != NIL; i = t->slots[i].idle.next)
+    v[k++] = i;
+  sort_t = t;
+  qsort(v, n, sizeof *v, by_idle_since);
+  t->idle = (list){NIL, NIL};
+  for (k = 0; k < n; k++)
+    list_append(t, &t->idle, v[k], IDLE);
+  free(v);
+  return 0;
 }

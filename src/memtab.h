@@ -66,6 +66,10 @@ void od_memtab_remove(od_memtab *t, const char *id, const char *reason,
 /* locked: adds a tombstone without a record (loading stored ones). */
 void od_memtab_bury(od_memtab *t, const char *id, const char *reason,
                     double t_gone);
+/* locked: orders the idle records by when they last changed (t_ended, or
+ * t_created): after loading stored records, which od_memtab_add put in the
+ * order given. 0, or -1 when out of memory (the order is then kept). */
+int od_memtab_sort_idle(od_memtab *t);
 /* locked: counts, bytes, queue depth and age of its head. */
 void od_memtab_stats(od_memtab *t, od_store_stats *st);
 /* Whole store calls that only the table answers: both backends put them

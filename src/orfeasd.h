@@ -8,13 +8,18 @@
  *   multipart.c  the multipart/form-data parser for uploads (pure, fuzzed)
  *   ratelimit.c  per-client-address token buckets
  *   queue.c      the bounded FIFO in front of the workers
- *   fileio.c     whole-file reads, crash-safe (tmp + rename) writes
+ *   fileio.c     whole-file reads, durable (tmp, sync, rename) writes
  *   cache.c      the result cache: memory LRU + data-dir tier, bounded bytes
  *   store.c      the job store: records and the dispatch queue behind one
  *                interface (store.h), a backend per --store URL scheme
+ *   memtab.c     the in-memory job table both local backends share
  *   store_mem.c  the memory: backend
+ *   store_sqlite.c the sqlite: backend (the default; survives restarts)
  *   jobs.c       the job API over the store: upload, generate, view, files
+ *   recover.c    start-up: what the store kept, files no job owns
  *   worker.c     the worker pool and the live progress of running jobs
+ *   commit.c     a finished run's model and end recorded off the worker
+ *   janitor.c    store and data-dir health, byte gauges, --result-ttl
  *   eta.c        stage and job durations: ETAs, Retry-After, bottleneck
  *   jobjson.c    a job as JSON: job-status, the 202s, the WebSocket events
  *   svc_metrics.c every orfeas_* metric, registered and pre-created at 0
@@ -53,6 +58,9 @@ typedef struct {
   uint16_t listen_port;
   char data_dir[PATH_MAX];
   char store[PATH_MAX + 16];/* job store URL (store.h) */
+  int max_attempts;         /* runs cut short before a job fails */
+  double result_ttl_s;      /* finished jobs and uploads kept at least */
+  int refused_hold_s;       /* a 429'd upload's slot: Retry-After + this */
   int workers;              /* pipeline threads */
   int worker_nice;          /* nice value of the worker threads */
   int queue_size;           /* jobs waiting beyond the running ones */
@@ -214,30 +222,36 @@ typedef struct od_cache od_cache;
 
 typedef enum { OD_CACHE_MEMORY = 0, OD_CACHE_DISK, OD_CACHE_TIERS } od_cache_tier;
 
-/* dir: the disk tier's folder (created; entries already there are adopted,
- * oldest first, within disk_bytes). NULL and err filled on failure. */
+/* A result's quality report, kept with its model. */
+typedef struct {
+  double score;
+  char grade[3];
+  int printable;
+} od_cache_meta;
+
+/* dir: the disk tier's folder (created; complete entries already there are
+ * adopted, oldest first, within disk_bytes). NULL and err filled on
+ * failure. */
 od_cache *od_cache_new(size_t mem_bytes, const char *dir, size_t disk_bytes,
                        char *err, size_t err_len);
 void od_cache_free(od_cache *c);
-/* Looks the key up, memory first, then disk (a disk hit is promoted to
- * memory). On a hit *data is a malloc'd copy the caller frees, and *tier
- * says where it was found. Returns 1 hit, 0 miss. miss_tiers (may be NULL)
- * gets a bit per tier that missed. Thread-safe. */
-int od_cache_get(od_cache *c, const uint8_t key[32], uint8_t **data,
-                 size_t *len, od_cache_tier *tier, unsigned *miss_tiers);
-/* Stores a copy in both tiers, evicting least recently used entries; an
- * entry larger than a tier's bound skips that tier. Thread-safe. */
-void od_cache_put(od_cache *c, const uint8_t key[32], const uint8_t *data,
-                  size_t len);
+/* Looks the key up, memory first, then disk. On a hit, dest is created as
+ * the model (a hard link to the disk entry, else a durable write of the
+ * memory entry: never a second copy when the disk has it), *meta and *len
+ * are the report and the model's size, *tier where it was found: 1. 0: a
+ * miss. -1: a hit whose model could not be made at dest (errno). miss_tiers
+ * (may be NULL) gets a bit per tier that missed. Thread-safe. */
+int od_cache_get(od_cache *c, const uint8_t key[32], const char *dest,
+                 od_cache_meta *meta, size_t *len, od_cache_tier *tier,
+                 unsigned *miss_tiers);
+/* Stores a result: the memory tier takes model (stolen: the cache frees
+ * it), the disk tier links path (the model file, already durable; NULL:
+ * memory only) with the report beside it; least recently used entries
+ * make room, and an entry larger than a tier's bound skips it.
+ * Thread-safe. */
+void od_cache_put(od_cache *c, const uint8_t key[32], const od_cache_meta *meta,
+                  uint8_t *model, size_t len, const char *path);
 size_t od_cache_bytes(od_cache *c, od_cache_tier tier);
-/* A cached result: a 32-byte header with the quality report, then the
- * model (from byte OD_CACHE_RESULT_HDR). pack: malloc'd (caller frees),
- * NULL when out of memory. unpack: 0 and the report, -1 when v is not a
- * result value. */
-#define OD_CACHE_RESULT_HDR 32
-uint8_t *od_cache_result_pack(const orfeas_pl_result *res, size_t *len);
-int od_cache_result_unpack(const uint8_t *v, size_t len, double *score,
-                           char grade[3], int *printable);
 size_t od_cache_entries(od_cache *c, od_cache_tier tier);
 
 /* ---- svc_metrics.c ------------------------------------------------------- */
@@ -317,6 +331,20 @@ typedef struct {
   om_gauge *active_jobs;
   om_gauge *workers_busy;
   om_gauge *uptime;
+  /* ---- the job store and the data dir (issue #11): svc_metrics.c's
+   * od_metrics_store_init registers them; jobs.c, commit.c and janitor.c
+   * move them. */
+  om_gauge *store_up;
+  om_family *store_op_duration;  /* {op} */
+  om_family *store_errors;       /* {op} */
+  om_family *jobs_recovered;     /* {previous_state} */
+  om_family *jobs_reclaimed;     /* {reason} */
+  om_family *jobs_removed;       /* {reason} */
+  om_gauge *store_bytes[3];      /* {kind}, by OD_BYTES_* */
+  om_gauge *tombstones;
+  om_gauge *commit_queue;
+  om_gauge *data_dir_free;
+  om_gauge *data_dir_writable;
   double start_time;             /* CLOCK_MONOTONIC seconds */
   /* Per-request handles, resolved on first use and kept: the request path
    * then costs no label hashing (http.c). Indexed by route, method (see
@@ -346,6 +374,9 @@ void od_reqstats_free(od_metrics *m);  /* od_metrics_free calls it */
 void od_reqstats_add(od_metrics *m, const od_reqev *e);
 /* Applies every thread's pending requests: call before rendering. */
 void od_reqstats_flush(od_metrics *m);
+
+/* orfeas_store_bytes{kind}. */
+enum { OD_BYTES_UPLOADS, OD_BYTES_OUTPUTS, OD_BYTES_DATABASE };
 
 /* Registers every family and creates the label sets alerts need at 0.
  * Returns 0, or -1 with err filled. */
@@ -398,7 +429,9 @@ typedef enum {
   OD_GEN_CONFLICT,     /* already queued or processing */
   OD_GEN_QUEUE_FULL,
   OD_GEN_DRAINING,     /* shutting down */
-  OD_GEN_INTERNAL
+  OD_GEN_INTERNAL,
+  OD_GEN_GONE,         /* removed (retention): 410 with the reason */
+  OD_GEN_UNAVAILABLE   /* the job store is down: 503 */
 } od_gen_result;
 
 typedef struct od_jobs od_jobs;
@@ -407,7 +440,9 @@ od_jobs *od_jobs_new(od_service *svc, char *err, size_t err_len);
 /* Starts the worker threads. */
 int od_jobs_start(od_jobs *j, char *err, size_t err_len);
 /* Stores an uploaded image as a new job. 0; -2 when every slot (or all of
- * --max-store-mb) is held by active jobs; -1 on other errors. */
+ * --max-store-mb) is held by active or held jobs; -3 when the job store or
+ * the data dir cannot take it now (down, disk full: 503); -1 on other
+ * errors. */
 int od_jobs_add_upload(od_jobs *j, const uint8_t *img, size_t len,
                        const char *ext, char id_out[37], char *err,
                        size_t err_len);
@@ -415,12 +450,26 @@ od_gen_result od_jobs_generate(od_jobs *j, const od_generate_req *req,
                                int *position);
 /* 1 and *v filled when the job exists. */
 int od_jobs_view(od_jobs *j, const char *id, od_job_view *v);
+/* 1 when the job was removed with a reason (retention; it answers 410):
+ * *v is then a failed job whose error says why (http_status 410). */
+int od_jobs_gone(od_jobs *j, const char *id, od_job_view *v);
+
+/* What /ready checks besides the workers and the drain (one struct, so a
+ * new check is one field): the job store answers and writes; a file can
+ * be written in the data dir; the bytes free there. */
+typedef struct {
+  int store_up;
+  int data_dir_writable;
+  uint64_t data_dir_free_bytes;
+} od_health;
+void od_jobs_health(od_jobs *j, od_health *h);
 /* Opens the job's model for reading: the fd and size, -1 when the job has
  * no such file (name must equal the job's output name). */
 int od_jobs_open_output(od_jobs *j, const char *id, const char *name,
                         uint64_t *size, orfeas_pl_format *fmt);
-/* Closes the store's queue (failing waiting jobs), then waits for running
- * jobs. */
+/* Closes the store's queue (a durable store keeps waiting jobs queued for
+ * the next start; the memory store fails them with a reason), then waits
+ * for running jobs and for their ends to be recorded. */
 void od_jobs_drain(od_jobs *j);
 void od_jobs_free(od_jobs *j);
 int od_jobs_workers_running(od_jobs *j);

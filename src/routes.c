@@ -91,13 +91,15 @@ static void handle_upload(od_service *svc, struct MHD_Connection *conn, od_req *
                                   err, sizeof err);
   if (rc_add != 0) {
     od_log("upload failed: %s", err);
-    if (rc_add == -2)
+    if (rc_add == -2 || rc_add == -3)
       od_respond_json_hdr(conn, req, 503, json_pack("{s:s, s:i}", "error", err, "status", 503),
-                          "Retry-After", "10");
+                          "Retry-After", rc_add == -2 ? "10" : "5");
     else
       od_respond_error(svc, conn, req, 500, "internal", err, NULL);
     if (rc_add == -2)
       od_metric_error(&svc->m, "storage_full", req->route);
+    else if (rc_add == -3)
+      od_metric_error(&svc->m, "store_unavailable", req->route);
     return;
   }
   char safe[128];
@@ -139,9 +141,19 @@ static void handle_generate(od_service *svc, struct MHD_Connection *conn, od_req
     od_respond_json(conn, req, 202, od_job_accepted_json(&g, pos, r == OD_GEN_CACHED ? &v : NULL));
     return;
   }
+  od_job_view gone;
   if (r == OD_GEN_NOT_FOUND) {
     od_respond_error(svc, conn, req, 404, "not_found",
                      "Job not found: upload an image first (/api/upload-image)", NULL);
+  } else if (r == OD_GEN_GONE && od_jobs_gone(svc->jobs, g.job_id, &gone)) {
+    od_respond_error(svc, conn, req, 410, "gone", gone.error, NULL);
+  } else if (r == OD_GEN_UNAVAILABLE) {
+    od_metric_error(&svc->m, "store_unavailable", req->route);
+    od_respond_json_hdr(conn, req, 503,
+                        json_pack("{s:s, s:i}", "error",
+                                  "The job store is unavailable; retry shortly", "status",
+                                  503),
+                        "Retry-After", "5");
   } else if (r == OD_GEN_CONFLICT) {
     od_respond_error(svc, conn, req, 409, "conflict", "Generation already in progress",
                      json_pack("{s:s}", "job_id", g.job_id));
@@ -172,7 +184,10 @@ static void handle_status(od_service *svc, struct MHD_Connection *conn, od_req *
   }
   od_job_view v;
   if (!od_jobs_view(svc->jobs, req->arg1, &v)) {
-    od_respond_error(svc, conn, req, 404, "not_found", "Job not found", NULL);
+    if (od_jobs_gone(svc->jobs, req->arg1, &v))
+      od_respond_error(svc, conn, req, 410, "gone", v.error, NULL);
+    else
+      od_respond_error(svc, conn, req, 404, "not_found", "Job not found", NULL);
     return;
   }
   od_respond_json(conn, req, 200, od_job_status_json(&v));
@@ -194,7 +209,11 @@ static void handle_download(od_service *svc, struct MHD_Connection *conn, od_req
   orfeas_pl_format fmt = ORFEAS_PL_STL;
   int fd = od_jobs_open_output(svc->jobs, req->arg1, req->arg2, &size, &fmt);
   if (fd < 0) {
-    od_respond_error(svc, conn, req, 404, "not_found", "File not found", NULL);
+    od_job_view v;
+    if (od_jobs_gone(svc->jobs, req->arg1, &v))
+      od_respond_error(svc, conn, req, 410, "gone", v.error, NULL);
+    else
+      od_respond_error(svc, conn, req, 404, "not_found", "File not found", NULL);
     return;
   }
   struct MHD_Response *resp = MHD_create_response_from_fd64(size, fd);
@@ -405,13 +424,18 @@ void od_route_dispatch(od_service *svc, struct MHD_Connection *conn, od_req *req
                               "version", ORFEASD_VERSION));
     break;
   case OD_ROUTE_READY: {
-    int ready = svc->ready && !svc->draining;
+    od_health h;
+    od_jobs_health(svc->jobs, &h);
+    int ready = svc->ready && !svc->draining && h.store_up && h.data_dir_writable;
     od_respond_json(conn, req, ready ? 200 : 503,
-                    json_pack("{s:s, s:{s:s, s:i, s:s}}", "status", ready ? "ready" : "not_ready",
-                              "checks", "application", svc->draining ? "draining" : "ok",
-                              "workers", od_jobs_workers_running(svc->jobs), "queue",
+                    json_pack("{s:s, s:{s:s, s:i, s:s, s:s, s:s}}", "status",
+                              ready ? "ready" : "not_ready", "checks", "application",
+                              svc->draining ? "draining" : "ok", "workers",
+                              od_jobs_workers_running(svc->jobs), "queue",
                               od_jobs_queue_depth(svc->jobs) < (size_t)svc->cfg.queue_size
-                                  ? "ok" : "full"));
+                                  ? "ok" : "full",
+                              "store", h.store_up ? "ok" : "down", "data_dir",
+                              h.data_dir_writable ? "ok" : "not_writable"));
     break;
   }
   case OD_ROUTE_API_HEALTH:

@@ -516,7 +516,7 @@ static od_store_rc recover_locked(sq *q, loaded *rows, size_t n) {
       }
     }
   }
-  ok = ok && run(q, S_COMMIT) == 0;
+  ok = ok && run(q, S_COMMIT) == 0 && od_memtab_sort_idle(q->t) == 0;
   if (!ok) {
     od_log("job store %s: recovery failed: %s", q->path, sqlite3_errmsg(q->db));
     if (!sqlite3_get_autocommit(q->db))

@@ -14,7 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "orfeasd.h"
+#include "store.h"
 
 static const char *const ROUTE_TPL[] = {
 #define OD_ROUTE_STR(id, tpl) tpl,
@@ -39,6 +39,12 @@ static const double HTTP_BUCKETS[] = {0.0005, 0.001, 0.0025, 0.005, 0.01,
                                       10, 20, 30, 45, 60};
 static const double SIZE_BUCKETS[] = {100, 1000, 10000, 100000, 1e6, 1e7,
                                       5e7, 1e8};
+/* A store call: 1 us (a memory read) to 10 s (a stalled disk); a synced
+ * commit is 0.1-50 ms on a virtual disk (docs/performance.md). */
+static const double STORE_BUCKETS[] = {1e-6,  5e-6,   2.5e-5, 1e-4, 2.5e-4,
+                                       5e-4,  0.001,  0.0025, 0.005, 0.01,
+                                       0.025, 0.05,   0.1,    0.25, 1,
+                                       10};
 
 /* One helper for every registration so each failure names the metric. */
 static om_family *fam(od_metrics *m, om_type t, const char *name,
@@ -57,6 +63,81 @@ static om_family *fam(od_metrics *m, om_type t, const char *name,
 }
 
 #define NB(a) (sizeof a / sizeof a[0])
+
+/* ---- the job store and the data dir (issue #11), in one block -------------
+ * Each family with its label sets at 0. */
+static void store_metrics_init(od_metrics *m, int *bad, char *err,
+                               size_t err_len) {
+  om_family *f;
+  f = fam(m, OM_GAUGE, "orfeas_store_up",
+          "1 while the job store answers and writes (--store), else 0.", NULL,
+          0, NULL, 0, bad, err, err_len);
+  m->store_up = f ? om_family_gauge(f, NULL) : NULL;
+  m->store_op_duration =
+      fam(m, OM_HISTOGRAM, "orfeas_store_op_duration_seconds",
+          "Duration of each job-store call (a synced commit included), by "
+          "call.",
+          OM_LABELS("op"), 1, STORE_BUCKETS, NB(STORE_BUCKETS), bad, err,
+          err_len);
+  m->store_errors = fam(m, OM_COUNTER, "orfeas_store_errors_total",
+                        "Job-store calls that failed (the store was down or "
+                        "a write failed), by call.",
+                        OM_LABELS("op"), 1, NULL, 0, bad, err, err_len);
+  m->jobs_recovered =
+      fam(m, OM_COUNTER, "orfeas_jobs_recovered_total",
+          "Jobs found in the store at start-up, by the state they had.",
+          OM_LABELS("previous_state"), 1, NULL, 0, bad, err, err_len);
+  m->jobs_reclaimed =
+      fam(m, OM_COUNTER, "orfeas_jobs_reclaimed_total",
+          "Runs taken back from a worker that is gone (restart: running "
+          "when the previous process stopped), queued again or failed past "
+          "--max-attempts.",
+          OM_LABELS("reason"), 1, NULL, 0, bad, err, err_len);
+  m->jobs_removed = fam(m, OM_COUNTER, "orfeas_jobs_removed_total",
+                        "Finished jobs and unused uploads removed, by why "
+                        "(expired, space); each answers 410 after.",
+                        OM_LABELS("reason"), 1, NULL, 0, bad, err, err_len);
+  om_family *bytes =
+      fam(m, OM_GAUGE, "orfeas_store_bytes",
+          "Bytes the job store holds, by kind (uploads, outputs: counted "
+          "against --max-store-mb; database: the store's own files).",
+          OM_LABELS("kind"), 1, NULL, 0, bad, err, err_len);
+  f = fam(m, OM_GAUGE, "orfeas_job_tombstones",
+          "Removed jobs remembered (so they answer 410), at most --max-jobs.",
+          NULL, 0, NULL, 0, bad, err, err_len);
+  m->tombstones = f ? om_family_gauge(f, NULL) : NULL;
+  f = fam(m, OM_GAUGE, "orfeas_job_commit_queue_depth",
+          "Finished runs waiting for their model and end to be recorded "
+          "(at most --workers).",
+          NULL, 0, NULL, 0, bad, err, err_len);
+  m->commit_queue = f ? om_family_gauge(f, NULL) : NULL;
+  f = fam(m, OM_GAUGE, "orfeas_data_dir_free_bytes",
+          "Bytes free for orfeasd on the data dir's file system.", NULL, 0,
+          NULL, 0, bad, err, err_len);
+  m->data_dir_free = f ? om_family_gauge(f, NULL) : NULL;
+  f = fam(m, OM_GAUGE, "orfeas_data_dir_writable",
+          "1 while a file can be written in the data dir, else 0.", NULL, 0,
+          NULL, 0, bad, err, err_len);
+  m->data_dir_writable = f ? om_family_gauge(f, NULL) : NULL;
+  if (*bad)
+    return;
+  for (int op = 0; op < OD_STORE_OP_COUNT; op++) {
+    const char *n = od_store_op_name((od_store_op)op);
+    om_family_histogram(m->store_op_duration, OM_LABELS(n));
+    om_family_counter(m->store_errors, OM_LABELS(n));
+  }
+  om_family_counter(m->store_errors, OM_LABELS("claim"));
+  for (int st = 0; st < OD_JOB_STATE_COUNT; st++)
+    om_family_counter(m->jobs_recovered,
+                      OM_LABELS(od_job_state_name((od_job_state)st)));
+  om_family_counter(m->jobs_reclaimed, OM_LABELS("restart"));
+  static const char *const removed[] = {"expired", "space"};
+  for (size_t i = 0; i < NB(removed); i++)
+    om_family_counter(m->jobs_removed, OM_LABELS(removed[i]));
+  static const char *const kinds[] = {"uploads", "outputs", "database"};
+  for (size_t i = 0; i < NB(kinds); i++)
+    m->store_bytes[i] = om_family_gauge(bytes, OM_LABELS(kinds[i]));
+}
 
 int od_metrics_init(od_metrics *m, char *err, size_t err_len) {
   memset(m, 0, sizeof *m);
@@ -161,6 +242,7 @@ int od_metrics_init(od_metrics *m, char *err, size_t err_len) {
           "Seconds since the service started (updated at each scrape).", NULL,
           0, NULL, 0, &bad, err, err_len);
   m->uptime = f ? om_family_gauge(f, NULL) : NULL;
+  store_metrics_init(m, &bad, err, err_len);
   if (bad)
     return -1;
 

@@ -174,7 +174,9 @@ static void send_current(client *c, const char *id) {
   od_job_view v;
   od_ws_event ev;
   json_t *data;
-  if (od_jobs_view(c->hub->svc->jobs, id, &v) && (data = od_job_event_json(&v, &ev)) != NULL)
+  /* A removed job's current state is its removal (generation_error). */
+  if ((od_jobs_view(c->hub->svc->jobs, id, &v) || od_jobs_gone(c->hub->svc->jobs, id, &v)) &&
+      (data = od_job_event_json(&v, &ev)) != NULL)
     send_event(c, ev, data);
 }
 

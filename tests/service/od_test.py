@@ -223,13 +223,13 @@ def case_flow(work):
     check(s.stop() == 0, "second run: exit 0")
 
 
-def paused_server(work, queue_size):
+def paused_server(work, queue_size, *extra):
     """One worker that holds every job while the pause file exists."""
     img = make_image("png", 256, os.path.join(work, "star.png"))
     pause = os.path.join(work, "pause")
     open(pause, "w").close()
     s = Server(os.path.join(work, "data"), "--workers", "1", "--queue-size", str(queue_size),
-               "--pause-file", pause)
+               "--pause-file", pause, *extra)
     return s, img, pause
 
 
@@ -277,12 +277,17 @@ def case_queue(work):
           "rate_limit_rejections_total{/api/job-status/{job_id}} = 2")
     check(s.stop() == 0, "exit 0")
 
-    # The job table is bounded: past --max-jobs the oldest finished jobs
-    # (and their files) are forgotten.
+    # The job table is bounded (--max-jobs), by retention, not eviction by
+    # count: full of jobs younger than --result-ttl, it refuses uploads
+    # (503 + Retry-After) and keeps every job it holds (durable_test.py's
+    # retention case covers the expiry).
     s = Server(os.path.join(work, "data3"), "--max-jobs", "16")
-    up = [s.upload(img)[2]["job_id"] for _ in range(40)]
-    check(s.json("GET", "/api/job-status/" + up[0])[0] == 404 and s.status(up[-1])["status"] == "uploaded",
-          "40 uploads with --max-jobs 16: the oldest is forgotten, the newest kept")
+    up = [s.upload(img)[2]["job_id"] for _ in range(16)]
+    st, hd, body = s.upload(img)
+    check(st == 503 and "--max-jobs" in body["error"] and hd.get("retry-after"),
+          "the 17th upload with --max-jobs 16: 503 naming --max-jobs, with Retry-After")
+    check(s.status(up[0])["status"] == "uploaded" and s.status(up[-1])["status"] == "uploaded",
+          "the oldest and the newest upload are both kept")
     check(len(os.listdir(os.path.join(work, "data3", "uploads"))) == 16, "16 upload files remain")
     check(s.stop() == 0, "exit 0")
 
@@ -327,7 +332,9 @@ def case_slowclient(work):
 
 
 def case_drain(work):
-    s, img, _ = paused_server(work, 5)
+    # The memory store: queued jobs fail at SIGTERM (a durable store keeps
+    # them queued: durable_test.py's sigterm case).
+    s, img, _ = paused_server(work, 5, "--store", "memory:")
     ids = [s.upload(img)[2]["job_id"] for _ in range(3)]
     ws = WS(s.port)
     ws.recv_event()

@@ -38,9 +38,7 @@
 static const od_evict_sel ANY_IDLE = {0};
 
 /* evict(id), no tombstone. */
-static od_evict_sel named(const char *id) {
-  return (od_evict_sel){.id = id};
-}
+static od_evict_sel named(const char *id) { return (od_evict_sel){.id = id}; }
 
 static void job_id(int n, char id[37]) {
   snprintf(id, 37, "00000000-0000-4000-8000-%012d", n);
@@ -375,7 +373,8 @@ static void evict_refuses_an_active_job(void **state) {
   char id[37];
   job_id(1, id);
   od_evict_sel it = named(id);
-  assert_int_equal(od_store_evict(s, &it, NULL), OD_STORE_CONFLICT); /* queued */
+  assert_int_equal(od_store_evict(s, &it, NULL),
+                   OD_STORE_CONFLICT); /* queued */
   od_job_rec c;
   assert_int_equal(od_store_claim(s, "w0", 0, &c), OD_STORE_OK);
   assert_int_equal(od_store_evict(s, &it, NULL),
@@ -537,6 +536,31 @@ static void evict_oldest_passes_over_held_jobs(void **state) {
   assert_int_equal(od_store_evict(s, &it, NULL), OD_STORE_OK);
 }
 
+/* "Oldest" is the idle job that changed longest ago, not the first one
+ * uploaded: a job that just finished goes last. */
+static void evict_takes_the_idle_job_changed_longest_ago(void **state) {
+  od_store *s = *state;
+  enqueue_new(s, 1);
+  insert_job(s, 2);
+  insert_job(s, 3);
+  od_job_rec c, gone;
+  assert_int_equal(od_store_claim(s, "w0", 0, &c), OD_STORE_OK);
+  assert_int_equal(complete(s, &c, c.attempt), OD_STORE_OK); /* job 1 */
+  od_job_rec r3;
+  char id[37];
+  job_id(3, id);
+  assert_int_equal(od_store_get(s, id, &r3), OD_STORE_OK);
+  r3.state = OD_JOB_FAILED; /* job 3 changes after job 1 */
+  assert_int_equal(od_store_transition(s, &r3, OD_STATES_IDLE, 0, NULL),
+                   OD_STORE_OK);
+  static const int order[3] = {2, 1, 3};
+  for (int k = 0; k < 3; k++) {
+    assert_int_equal(od_store_evict(s, &ANY_IDLE, &gone), OD_STORE_OK);
+    job_id(order[k], id);
+    assert_string_equal(gone.id, id);
+  }
+}
+
 static void evict_idle_before_takes_only_jobs_idle_that_long(void **state) {
   od_store *s = *state;
   double now = od_wall();
@@ -648,6 +672,30 @@ static void reopen_keeps_acknowledged_jobs(void **state) {
   /* New jobs come after the old ones. */
   od_job_rec later = insert_job(s, 6);
   assert_true(later.seq > f.seq);
+}
+
+/* The order an evict takes idle jobs in survives a restart. */
+static void reopen_keeps_the_eviction_order(void **state) {
+  od_store *s = *state;
+  double now = od_wall();
+  for (int n = 1; n <= 3; n++) {
+    od_job_rec r = insert_job(s, n);
+    r.state = OD_JOB_FAILED;
+    r.t_ended = now + (n == 1 ? 30 : n == 2 ? 10 : 20); /* 2, 3, 1 */
+    assert_int_equal(od_store_transition(s, &r, OD_STATES_IDLE, 0, NULL),
+                     OD_STORE_OK);
+  }
+  assert_int_equal(reopen(state, 0, 0), 0);
+  s = *state;
+  recover_now(state);
+  static const int order[3] = {2, 3, 1};
+  for (int k = 0; k < 3; k++) {
+    od_job_rec gone;
+    char id[37];
+    assert_int_equal(od_store_evict(s, &ANY_IDLE, &gone), OD_STORE_OK);
+    job_id(order[k], id);
+    assert_string_equal(gone.id, id);
+  }
 }
 
 /* The job that was running when the process died runs again, counted by
@@ -829,12 +877,14 @@ static void concurrent_claims_take_each_job_once(void **state) {
   X(evict_with_a_reason_leaves_a_tombstone)                                    \
   X(tombstones_are_bounded_by_max_jobs)                                        \
   X(evict_oldest_passes_over_held_jobs)                                        \
+  X(evict_takes_the_idle_job_changed_longest_ago)                              \
   X(evict_idle_before_takes_only_jobs_idle_that_long)                          \
   X(ping_answers_ok)                                                           \
   X(concurrent_claims_take_each_job_once)
 
 #define DURABLE_CASES(X)                                                       \
   X(reopen_keeps_acknowledged_jobs)                                            \
+  X(reopen_keeps_the_eviction_order)                                           \
   X(recover_requeues_a_processing_job_below_max_attempts)                      \
   X(recover_fails_a_job_past_max_attempts)                                     \
   X(recover_enqueues_queued_jobs_in_t_queued_order)
@@ -891,8 +941,7 @@ static int reopen_sqlite(void **state, int max_attempts, int queue_size) {
 static int close_sqlite(void **state) {
   od_store_close(*state);
   char path[128];
-  static const char *const files[] = {"jobs.db", "jobs.db-wal",
-                                      "jobs.db-shm"};
+  static const char *const files[] = {"jobs.db", "jobs.db-wal", "jobs.db-shm"};
   for (size_t i = 0; i < 3; i++) {
     snprintf(path, sizeof path, "%s/%s", sq_dir, files[i]);
     unlink(path);
