@@ -95,15 +95,21 @@ static uint64_t database_bytes(od_jobs *j) {
   return sum;
 }
 
+static void set_bytes(od_metrics *m, int kind, uint64_t v) {
+  om_gauge_set(
+      om_family_gauge(m->store_bytes, OM_LABELS(od_store_bytes_kind(kind))),
+      (double)v);
+}
+
 static void byte_gauges(od_jobs *j) {
   od_store_stats st;
   od_metrics *m = &j->svc->m;
   if (od_store_get_stats(j->store, &st) == OD_STORE_OK) {
-    om_gauge_set(m->store_bytes[OD_BYTES_UPLOADS], (double)st.upload_bytes);
-    om_gauge_set(m->store_bytes[OD_BYTES_OUTPUTS], (double)st.output_bytes);
+    set_bytes(m, OD_BYTES_UPLOADS, st.upload_bytes);
+    set_bytes(m, OD_BYTES_OUTPUTS, st.output_bytes);
     om_gauge_set(m->tombstones, (double)st.tombstones);
   }
-  om_gauge_set(m->store_bytes[OD_BYTES_DATABASE], (double)database_bytes(j));
+  set_bytes(m, OD_BYTES_DATABASE, database_bytes(j));
 }
 
 static void expire(od_jobs *j) {

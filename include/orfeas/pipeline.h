@@ -166,12 +166,30 @@ typedef struct {
                       struct, released by orfeas_pl_image_free() */
 } orfeas_pl_image;
 
-/* Reads only the header of a PNG or JPEG and checks it against the limits
- * (max_side/max_pixels as in the options; 0 = default). Allocates nothing
- * for pixels. On success *w and *h are set. */
+typedef enum {
+  ORFEAS_PL_IMAGE_PNG = 1,
+  ORFEAS_PL_IMAGE_JPEG
+} orfeas_pl_image_type;
+
+/* What a probe tells about an image without decoding its pixels. */
+typedef struct {
+  orfeas_pl_image_type type;
+  uint32_t width, height;
+  int has_alpha; /* as orfeas_pl_image.has_alpha: a PNG with an alpha
+                    channel or a tRNS chunk; never a JPEG */
+} orfeas_pl_image_info;
+
+/* "PNG" or "JPEG" ("unknown" for anything else). */
+const char *orfeas_pl_image_type_name(orfeas_pl_image_type t);
+
+/* Reads only the header of a PNG or JPEG (for a PNG, the chunks before its
+ * image data, within the decoder's chunk limits) and checks it against the
+ * limits (max_side/max_pixels as in the options; 0 = default). Allocates
+ * nothing for pixels. On success *info is filled; on failure it is
+ * zeroed. */
 orfeas_pl_code orfeas_pl_image_probe(const uint8_t *data, size_t len,
                                      uint32_t max_side, uint64_t max_pixels,
-                                     uint32_t *w, uint32_t *h, char *msg,
+                                     orfeas_pl_image_info *info, char *msg,
                                      size_t msg_len);
 
 /* Decodes a PNG or JPEG into RGBA8. The header is checked first (as

@@ -75,16 +75,28 @@ static orfeas_pl_code unknown_format(const uint8_t *d, size_t n, char *msg,
                  "not a PNG or JPEG file (unknown magic bytes)");
 }
 
+const char *orfeas_pl_image_type_name(orfeas_pl_image_type t) {
+  return t == ORFEAS_PL_IMAGE_PNG    ? "PNG"
+         : t == ORFEAS_PL_IMAGE_JPEG ? "JPEG"
+                                     : "unknown";
+}
+
 orfeas_pl_code orfeas_pl_image_probe(const uint8_t *data, size_t len,
                                      uint32_t max_side, uint64_t max_pixels,
-                                     uint32_t *w, uint32_t *h, char *msg,
+                                     orfeas_pl_image_info *info, char *msg,
                                      size_t msg_len) {
+  memset(info, 0, sizeof *info);
   pl_limits(&max_side, &max_pixels);
+  orfeas_pl_code rc;
   if (pl_is_png(data, len))
-    return pl_png_probe(data, len, max_side, max_pixels, w, h, msg, msg_len);
-  if (pl_is_jpeg(data, len))
-    return pl_jpeg_probe(data, len, max_side, max_pixels, w, h, msg, msg_len);
-  return unknown_format(data, len, msg, msg_len);
+    rc = pl_png_probe(data, len, max_side, max_pixels, info, msg, msg_len);
+  else if (pl_is_jpeg(data, len))
+    rc = pl_jpeg_probe(data, len, max_side, max_pixels, info, msg, msg_len);
+  else
+    rc = unknown_format(data, len, msg, msg_len);
+  if (rc != ORFEAS_PL_OK)
+    memset(info, 0, sizeof *info);
+  return rc;
 }
 
 orfeas_pl_code orfeas_pl_image_decode(const uint8_t *data, size_t len,
