@@ -198,6 +198,19 @@ static void write_worked(sq *q) {
   q->up = 1;
 }
 
+/* The end of a write: 0 when ok; else what was begun is rolled back, the
+ * store is marked down, and -1. */
+static int write_done(sq *q, int ok, const char *what) {
+  if (!ok) {
+    write_failed(q, what);
+    if (!sqlite3_get_autocommit(q->db))
+      run(q, S_ROLLBACK);
+    return -1;
+  }
+  write_worked(q);
+  return 0;
+}
+
 static int set_sync(sq *q, int full) {
   if (q->sync_full == full)
     return 0;
@@ -221,14 +234,7 @@ static int put_row(sq *q, const od_job_rec *r, int full, int unbury) {
   }
   if (unbury)
     ok = ok && run(q, S_COMMIT) == 0;
-  if (!ok) {
-    write_failed(q, "a job write");
-    if (!sqlite3_get_autocommit(q->db))
-      run(q, S_ROLLBACK);
-    return -1;
-  }
-  write_worked(q);
-  return 0;
+  return write_done(q, ok, "a job write");
 }
 
 /* Deletes a row and, with a reason, buries it (bounded), in one commit. */
@@ -247,14 +253,7 @@ static int delete_row(sq *q, const char *id, const char *reason,
     ok = ok && run(q, S_TRIM) == 0;
   }
   ok = ok && run(q, S_COMMIT) == 0;
-  if (!ok) {
-    write_failed(q, "a job removal");
-    if (!sqlite3_get_autocommit(q->db))
-      run(q, S_ROLLBACK);
-    return -1;
-  }
-  write_worked(q);
-  return 0;
+  return write_done(q, ok, "a job removal");
 }
 
 /* ---- open and close ------------------------------------------------------ */
