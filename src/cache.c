@@ -5,7 +5,13 @@
  * report (od_cache_meta), so a hit reports the same score as the run that
  * made it.
  *
- *   memory  entries hold the model's bytes; bounded by mem_bytes; LRU.
+ *   memory  an index of recent results (key, report, size); bounded by
+ *           mem_bytes of the sizes it indexes; LRU. It holds a model's
+ *           bytes only when the disk tier cannot (a model larger than the
+ *           disk bound, or no disk tier): with the disk entry a link, a hit
+ *           never reads the model, so keeping the bytes in memory as well
+ *           would buy nothing, and the fresh memory they need costs page
+ *           faults (expensive on a VM: docs/performance.md).
  *   disk    DIR/<hex key>.bin, a hard link to the model file the job wrote
  *           (so storing a result writes no second copy), and
  *           DIR/<hex key>.meta, its report and length; bounded by
@@ -40,7 +46,7 @@
 typedef struct entry {
   uint8_t key[32];
   size_t len;
-  uint8_t *data; /* memory tier only; owned */
+  uint8_t *data; /* memory tier, when the disk tier has no copy; owned */
   od_cache_meta meta;
   double stamp;              /* disk tier at adoption: mtime, for ordering */
   struct entry *prev, *next; /* LRU: head = most recent */
@@ -317,30 +323,51 @@ void od_cache_free(od_cache *c) {
   free(c);
 }
 
+/* Indexes a result in the memory tier (data: its bytes, taken; NULL when
+ * the disk tier has them), evicting to make room. 0 when indexed (data
+ * then belongs to the entry), -1 when not (too large, already there, out
+ * of memory). Lock held. */
+static int mem_index(od_cache *c, const uint8_t key[32],
+                     const od_cache_meta *meta, size_t len, uint8_t *data) {
+  tier *t = &c->t[OD_CACHE_MEMORY];
+  entry *e;
+  if (len > t->bound || lookup(t, key) != NULL ||
+      (e = calloc(1, sizeof *e)) == NULL)
+    return -1;
+  memcpy(e->key, key, 32);
+  e->data = data;
+  e->len = len;
+  e->meta = *meta;
+  evict(c, OD_CACHE_MEMORY, len);
+  lru_push_front(t, e);
+  return 0;
+}
+
 /* Makes dest the model of a hit: a link to the disk entry when there is
  * one, else a write of the memory entry's bytes. Lock held. */
-static int materialize(od_cache *c, const uint8_t key[32], const entry *mem,
-                       const char *dest) {
+static int materialize(od_cache *c, const uint8_t key[32], entry *mem,
+                       const char *dest, int durable) {
   entry *d = lookup(&c->t[OD_CACHE_DISK], key);
   if (d != NULL) {
     char path[PATH_MAX + 80];
     disk_path(c, key, "bin", path, sizeof path);
-    if (od_file_link(path, dest, 1) == 0)
+    if (od_file_link(path, dest, durable) == 0)
       return 0;
-    if (mem == NULL) {
-      /* The file went (a hand-made clean-up): forget the entry. */
-      int e = errno;
-      drop(c, OD_CACHE_DISK, d);
-      errno = e;
-      return -1;
-    }
+    /* The file went (a hand-made clean-up): forget the entry. */
+    int e = errno;
+    drop(c, OD_CACHE_DISK, d);
+    errno = e;
   }
-  return mem != NULL ? od_file_write(dest, mem->data, mem->len) : -1;
+  if (mem != NULL && mem->data != NULL)
+    return od_file_write_opt(dest, mem->data, mem->len, durable);
+  if (mem != NULL) /* an index entry whose disk copy is gone */
+    drop(c, OD_CACHE_MEMORY, mem);
+  return -1;
 }
 
 int od_cache_get(od_cache *c, const uint8_t key[32], const char *dest,
-                 od_cache_meta *meta, size_t *len, od_cache_tier *tier_out,
-                 unsigned *miss_tiers) {
+                 int durable, od_cache_meta *meta, size_t *len,
+                 od_cache_tier *tier_out, unsigned *miss_tiers) {
   unsigned miss = 0;
   int hit = 0;
   pthread_mutex_lock(&c->mu);
@@ -358,11 +385,14 @@ int od_cache_get(od_cache *c, const uint8_t key[32], const char *dest,
     *tier_out = where;
     lru_unlink(&c->t[where], e);
     lru_push_front(&c->t[where], e);
-    hit = materialize(c, key, where == OD_CACHE_MEMORY ? e : NULL, dest) == 0
+    hit = materialize(c, key, where == OD_CACHE_MEMORY ? e : NULL, dest,
+                      durable) == 0
               ? 1
               : -1;
     if (hit < 0 && where == OD_CACHE_DISK)
       miss |= 1u << OD_CACHE_DISK; /* its file was gone */
+    if (hit > 0 && where == OD_CACHE_DISK)
+      mem_index(c, key, meta, *len, NULL); /* the next hit is memory's */
   }
   pthread_mutex_unlock(&c->mu);
   if (miss_tiers)
@@ -373,21 +403,10 @@ int od_cache_get(od_cache *c, const uint8_t key[32], const char *dest,
 void od_cache_put(od_cache *c, const uint8_t key[32], const od_cache_meta *meta,
                   uint8_t *model, size_t len, const char *path) {
   pthread_mutex_lock(&c->mu);
-  tier *t = &c->t[OD_CACHE_MEMORY];
+  tier *t = &c->t[OD_CACHE_DISK];
   entry *e = NULL;
-  if (len <= t->bound && lookup(t, key) == NULL &&
-      (e = calloc(1, sizeof *e)) != NULL) {
-    memcpy(e->key, key, 32);
-    e->data = model;
-    model = NULL; /* the entry owns it */
-    e->len = len;
-    e->meta = *meta;
-    evict(c, OD_CACHE_MEMORY, len);
-    lru_push_front(t, e);
-  }
-  free(model);
-  t = &c->t[OD_CACHE_DISK];
-  if (path != NULL && len <= t->bound && lookup(t, key) == NULL &&
+  int on_disk = lookup(t, key) != NULL;
+  if (!on_disk && path != NULL && len <= t->bound &&
       (e = calloc(1, sizeof *e)) != NULL) {
     char mp[PATH_MAX + 80], bp[PATH_MAX + 80];
     uint8_t mv[META_LEN];
@@ -401,11 +420,16 @@ void od_cache_put(od_cache *c, const uint8_t key[32], const od_cache_meta *meta,
       e->len = len;
       e->meta = *meta;
       lru_push_front(t, e);
+      on_disk = 1;
     } else {
       unlink(mp);
       free(e);
     }
   }
+  /* The bytes stay in memory only where the disk has no copy. */
+  if (mem_index(c, key, meta, len, on_disk ? NULL : model) == 0 && !on_disk)
+    model = NULL; /* the entry owns it */
+  free(model);
   pthread_mutex_unlock(&c->mu);
 }
 

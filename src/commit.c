@@ -70,7 +70,7 @@ static void store_model(od_committer *c, od_end *e) {
   od_jobs_output_path(j, e->r.output_name, path, sizeof path);
   /* Room first: the data dir never holds more than --max-store-mb. */
   od_jobs_fit_budget(j, e->model_len);
-  if (od_file_write(path, e->model, e->model_len) != 0) {
+  if (od_file_write_opt(path, e->model, e->model_len, j->durable) != 0) {
     int err = errno;
     od_jobs_dir_failed(j, err);
     e->r.state = OD_JOB_FAILED;
@@ -132,6 +132,7 @@ static void record(od_committer *c, od_end *e) {
 
 static void *committer_main(void *arg) {
   od_committer *c = arg;
+  pthread_setname_np(pthread_self(), "od-commit");
   pthread_mutex_lock(&c->mu);
   for (;;) {
     while (c->len == 0 && !c->stopping)

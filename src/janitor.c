@@ -130,6 +130,7 @@ void od_jobs_housekeep(od_jobs *j) {
 
 static void *janitor_main(void *arg) {
   od_janitor *k = arg;
+  pthread_setname_np(pthread_self(), "od-janitor");
   pthread_mutex_lock(&k->mu);
   while (!k->stop) {
     pthread_mutex_unlock(&k->mu);

@@ -279,7 +279,7 @@ int od_jobs_add_upload(od_jobs *j, const uint8_t *img, size_t len,
   r.t_created = od_wall();
   char path[PATH_MAX + 64];
   od_jobs_upload_path(j, &r, path, sizeof path);
-  if (od_file_write(path, img, len) != 0) {
+  if (od_file_write_opt(path, img, len, j->durable) != 0) {
     int e = errno;
     od_jobs_dir_failed(j, e);
     od_log("upload: cannot write %s: %s", path, strerror(e));
@@ -370,8 +370,8 @@ static int complete_from_cache(od_jobs *j, od_job_rec *r,
   size_t len = 0;
   od_cache_tier tier = OD_CACHE_MEMORY;
   unsigned missed = 0;
-  int hit = key_ok ? od_cache_get(j->svc->cache, r->cache_key, out, &meta,
-                                  &len, &tier, &missed)
+  int hit = key_ok ? od_cache_get(j->svc->cache, r->cache_key, out,
+                                  j->durable, &meta, &len, &tier, &missed)
                    : 0;
   for (int t = 0; t < OD_CACHE_TIERS; t++)
     if (missed & (1u << t))
@@ -558,6 +558,7 @@ od_jobs *od_jobs_new(od_service *svc, char *err, size_t err_len) {
     return NULL;
   }
   od_store_set_observer(j->store, on_store_op, j);
+  j->durable = od_store_durable(j->store);
   j->eta = od_eta_new();
   j->janitor = od_janitor_new(j);
   if (j->eta == NULL || j->janitor == NULL) {

@@ -118,6 +118,10 @@ struct od_jobs {
    * uploads do not evict for the same room. */
   pthread_mutex_t admit_mu;
   uint64_t store_cap; /* --max-store-mb in bytes */
+  /* Files are synced only for a store that survives the process: with
+   * memory: nothing points at them after a restart (recover.c removes
+   * them), so their syncs would buy nothing. */
+  int durable;
   char dir_uploads[PATH_MAX], dir_outputs[PATH_MAX];
   /* The store's call metrics, by od_store_op (on_store_op). */
   om_histogram *op_duration[OD_STORE_OP_COUNT];

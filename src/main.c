@@ -14,6 +14,7 @@
  *     events and close clients, then stop HTTP. Exit 0.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,6 +109,16 @@ fail:
 int main(int argc, char **argv) {
   /* Owned by main for the life of the process. */
   static od_service svc;
+  /* A job allocates and frees tens of MB (the decoded image, the grid, the
+   * mesh, the model). glibc's defaults hand that back to the kernel between
+   * jobs in the workers' arenas, and the next job faults it in again: on a
+   * VM a page fault costs 10-20 us, about 20 ms of a 31 ms job at 1024 px
+   * (docs/performance.md, api_vs_pipeline). Keep freed memory for the next
+   * job: blocks under 32 MB come from the arenas, and an arena keeps up to
+   * 128 MB free at its top. Larger blocks (a 4096 px image) are still
+   * mapped and unmapped per job. */
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 128 << 20);
   char err[512];
   od_config_defaults(&svc.cfg);
   int rc = od_config_parse(&svc.cfg, argc, argv, env_get, err, sizeof err);

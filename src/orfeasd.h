@@ -242,13 +242,14 @@ od_cache *od_cache_new(size_t mem_bytes, const char *dir, size_t disk_bytes,
 void od_cache_free(od_cache *c);
 /* Looks the key up, memory first, then disk. On a hit, dest is created as
  * the model (a hard link to the disk entry, else a durable write of the
- * memory entry: never a second copy when the disk has it), *meta and *len
- * are the report and the model's size, *tier where it was found: 1. 0: a
- * miss. -1: a hit whose model could not be made at dest (errno). miss_tiers
- * (may be NULL) gets a bit per tier that missed. Thread-safe. */
+ * memory entry: never a second copy when the disk has it; synced when
+ * durable), *meta and *len are the report and the model's size, *tier
+ * where it was found: 1. 0: a miss. -1: a hit whose model could not be made
+ * at dest (errno). miss_tiers (may be NULL) gets a bit per tier that
+ * missed. Thread-safe. */
 int od_cache_get(od_cache *c, const uint8_t key[32], const char *dest,
-                 od_cache_meta *meta, size_t *len, od_cache_tier *tier,
-                 unsigned *miss_tiers);
+                 int durable, od_cache_meta *meta, size_t *len,
+                 od_cache_tier *tier, unsigned *miss_tiers);
 /* Stores a result: the memory tier takes model (stolen: the cache frees
  * it), the disk tier links path (the model file, already durable; NULL:
  * memory only) with the report beside it; least recently used entries

@@ -235,6 +235,9 @@ static void *worker_main(void *arg) {
            strerror(errno));
   char owner[16];
   snprintf(owner, sizeof owner, "w%d", me->k);
+  char name[16]; /* top and perf show it */
+  snprintf(name, sizeof name, "od-worker-%d", me->k);
+  pthread_setname_np(pthread_self(), name);
   for (;;) {
     od_job_rec r;
     od_store_rc rc = od_store_claim(j->store, owner, -1, &r);

@@ -342,6 +342,7 @@ static void service_clients(od_hub *h) {
 
 static void *hub_main(void *arg) {
   od_hub *h = arg;
+  pthread_setname_np(pthread_self(), "od-hub");
   struct epoll_event evs[64];
   double stop_deadline = 0;
   for (;;) {

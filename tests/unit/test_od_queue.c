@@ -183,7 +183,7 @@ static int get_model(od_cache *c, const char *dir, int i, unsigned *miss,
   snprintf(dest, sizeof dest, "%s/out", dir);
   unlink(dest);
   key_of(i, k);
-  int rc = od_cache_get(c, k, dest, &m, &len, &tier, miss);
+  int rc = od_cache_get(c, k, dest, 1, &m, &len, &tier, miss);
   if (rc != 1)
     return -1;
   assert_true(m.score == 0.5 + i);
@@ -286,7 +286,7 @@ static void *cache_worker(void *arg) {
       od_file_write_opt(src, data, 64, 0);
       od_cache_put(a->c, k, &m, data, 64, src);
     } else {
-      od_cache_get(a->c, k, dest, &m, &len, &tier, NULL);
+      od_cache_get(a->c, k, dest, 0, &m, &len, &tier, NULL);
     }
   }
   return NULL;
