@@ -1,4 +1,4 @@
-/* commit.c: the committer, one thread that records the end of every run.
+/* commit.c: the committer, threads that record the end of every run.
  *
  * Why a thread: a finished run's model must be durable before the record
  * that points at it commits (fileio.c: write, fdatasync, rename, fsync of
@@ -24,9 +24,16 @@
  *              most: a job whose end could not be recorded stays
  *              processing in the store, and the next start runs it again.
  *
+ * As many committer threads as workers: their syncs overlap (the model
+ * files' own, and the store's group commit shares the WAL's between them),
+ * so a slow disk costs latency, not throughput, up to --workers ends at
+ * once. Ends of different jobs are independent; one job's end is recorded
+ * by one thread.
+ *
  * Bound: --workers ends wait at most (a worker with one more waits: a
  * stalled disk slows the workers down instead of filling memory with
- * models). orfeas_job_commit_queue_depth shows it.
+ * models). orfeas_job_commit_queue_depth shows them, waiting and being
+ * recorded.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -40,17 +47,24 @@
 #define RETRY_MS 200
 #define DRAIN_GIVE_UP_S 5.0
 
+/* One committer thread: what it records now. */
+typedef struct {
+  od_committer *c;
+  od_end cur;
+  int busy;
+} committer_thread;
+
 struct od_committer {
   od_jobs *j;
   pthread_mutex_t mu;
   pthread_cond_t nonempty, nonfull;
   od_end *ring; /* owned; cap entries, len waiting from head */
   int cap, head, len;
-  od_end cur; /* being recorded, when busy */
-  int busy;
+  int nbusy; /* threads recording an end */
   int stopping;
-  int started;
-  pthread_t th;
+  int n, started;          /* threads, threads running */
+  pthread_t *th;           /* owned, n */
+  committer_thread *slots; /* owned, n */
 };
 
 static void sleep_ms(int ms) {
@@ -59,7 +73,7 @@ static void sleep_ms(int ms) {
 }
 
 static void set_depth(od_committer *c) {
-  om_gauge_set(c->j->svc->m.commit_queue, (double)(c->len + c->busy));
+  om_gauge_set(c->j->svc->m.commit_queue, (double)(c->len + c->nbusy));
 }
 
 /* A completed run: its model made durable, then cached. On failure the
@@ -131,7 +145,8 @@ static void record(od_committer *c, od_end *e) {
 }
 
 static void *committer_main(void *arg) {
-  od_committer *c = arg;
+  committer_thread *me = arg;
+  od_committer *c = me->c;
   pthread_setname_np(pthread_self(), "od-commit");
   pthread_mutex_lock(&c->mu);
   for (;;) {
@@ -139,18 +154,20 @@ static void *committer_main(void *arg) {
       pthread_cond_wait(&c->nonempty, &c->mu);
     if (c->len == 0)
       break;
-    c->cur = c->ring[c->head];
+    me->cur = c->ring[c->head];
     c->head = (c->head + 1) % c->cap;
     c->len--;
-    c->busy = 1;
+    me->busy = 1;
+    c->nbusy++;
     pthread_cond_signal(&c->nonfull);
     pthread_mutex_unlock(&c->mu);
-    if (c->cur.r.state == OD_JOB_COMPLETED)
-      store_model(c, &c->cur);
-    record(c, &c->cur);
-    free(c->cur.model);
+    if (me->cur.r.state == OD_JOB_COMPLETED)
+      store_model(c, &me->cur);
+    record(c, &me->cur);
+    free(me->cur.model);
     pthread_mutex_lock(&c->mu);
-    c->busy = 0;
+    me->busy = 0;
+    c->nbusy--;
     set_depth(c);
   }
   pthread_mutex_unlock(&c->mu);
@@ -160,16 +177,23 @@ static void *committer_main(void *arg) {
 od_committer *od_committer_new(od_jobs *j, int bound, char *err,
                                size_t err_len) {
   od_committer *c = calloc(1, sizeof *c);
-  if (c != NULL && (c->ring = calloc((size_t)bound, sizeof *c->ring)) == NULL) {
-    free(c);
-    c = NULL;
+  if (c != NULL) {
+    c->ring = calloc((size_t)bound, sizeof *c->ring);
+    c->th = calloc((size_t)bound, sizeof *c->th);
+    c->slots = calloc((size_t)bound, sizeof *c->slots);
   }
-  if (c == NULL) {
+  if (c == NULL || c->ring == NULL || c->th == NULL || c->slots == NULL) {
+    if (c != NULL) {
+      free(c->ring);
+      free(c->th);
+      free(c->slots);
+    }
+    free(c);
     snprintf(err, err_len, "out of memory for the committer");
     return NULL;
   }
   c->j = j;
-  c->cap = bound;
+  c->cap = c->n = bound;
   pthread_mutex_init(&c->mu, NULL);
   pthread_cond_init(&c->nonempty, NULL);
   pthread_cond_init(&c->nonfull, NULL);
@@ -177,12 +201,15 @@ od_committer *od_committer_new(od_jobs *j, int bound, char *err,
 }
 
 int od_committer_start(od_committer *c, char *err, size_t err_len) {
-  int rc = pthread_create(&c->th, NULL, committer_main, c);
-  if (rc != 0) {
-    snprintf(err, err_len, "cannot start the committer: %s", strerror(rc));
-    return -1;
+  for (int i = 0; i < c->n; i++) {
+    c->slots[i].c = c;
+    int rc = pthread_create(&c->th[i], NULL, committer_main, &c->slots[i]);
+    if (rc != 0) {
+      snprintf(err, err_len, "cannot start committer %d: %s", i, strerror(rc));
+      return -1;
+    }
+    c->started++;
   }
-  c->started = 1;
   return 0;
 }
 
@@ -211,10 +238,11 @@ static void live_of(const od_end *e, od_live *out) {
 int od_committer_holds(od_committer *c, const char *id, od_live *out) {
   int found = 0;
   pthread_mutex_lock(&c->mu);
-  if (c->busy && strcmp(c->cur.r.id, id) == 0) {
-    live_of(&c->cur, out);
-    found = 1;
-  }
+  for (int i = 0; i < c->n && !found; i++)
+    if (c->slots[i].busy && strcmp(c->slots[i].cur.r.id, id) == 0) {
+      live_of(&c->slots[i].cur, out);
+      found = 1;
+    }
   for (int i = 0; i < c->len && !found; i++) {
     const od_end *e = &c->ring[(c->head + i) % c->cap];
     if (strcmp(e->r.id, id) == 0) {
@@ -228,7 +256,7 @@ int od_committer_holds(od_committer *c, const char *id, od_live *out) {
 
 size_t od_committer_depth(od_committer *c) {
   pthread_mutex_lock(&c->mu);
-  size_t n = (size_t)(c->len + c->busy);
+  size_t n = (size_t)(c->len + c->nbusy);
   pthread_mutex_unlock(&c->mu);
   return n;
 }
@@ -240,7 +268,8 @@ void od_committer_stop(od_committer *c) {
   c->stopping = 1;
   pthread_cond_broadcast(&c->nonempty);
   pthread_mutex_unlock(&c->mu);
-  pthread_join(c->th, NULL);
+  for (int i = 0; i < c->started; i++)
+    pthread_join(c->th[i], NULL);
   c->started = 0;
 }
 
@@ -254,5 +283,7 @@ void od_committer_free(od_committer *c) {
   pthread_cond_destroy(&c->nonfull);
   pthread_mutex_destroy(&c->mu);
   free(c->ring);
+  free(c->th);
+  free(c->slots);
   free(c);
 }

@@ -15,13 +15,27 @@
  *   gone   tombstones (id, reason, when), at most max_jobs: the oldest go
  *   probe  one row a ping rewrites while the store is down
  *
- * Durability: journal_mode=WAL. synchronous=FULL (the WAL is synced at
- * each commit) for insert, transition and evict: the writes a 2xx rests on
- * (upload, generate's queued or cached completion, a job's end) and the
- * removals whose files are deleted next. A claim commits with NORMAL (no
- * sync: it survives kill -9, and a power loss only means the job runs
- * again). The pragma is switched between transactions on the one
- * connection.
+ * Durability: journal_mode=WAL, synchronous=NORMAL, and a group commit of
+ * our own on top: insert, transition and evict (the writes a 2xx rests on:
+ * upload, generate's queued or cached completion, a job's end; and the
+ * removals whose files are deleted next) return only once the WAL holding
+ * their commit is fdatasync'ed, which is what synchronous=FULL does at each
+ * commit, except that the sync is shared: a thread that finds a sync
+ * running for its commit waits for it, and one sync covers every commit
+ * written before it started (commits are sequential in the WAL, so syncing
+ * it up to a point makes everything before that point durable). Under
+ * concurrent requests a sync then serves many; it is also done outside
+ * `wmu`, so the next change is decided and written while the disk works. A
+ * claim does not wait (it survives kill -9, and a power loss only means
+ * the job runs again). SQLite's own checkpoints sync the WAL and the
+ * database file as NORMAL prescribes.
+ *
+ * Readers see only what is durable: between its commit and its sync a
+ * change is applied to the table (the next change's compare-and-set must
+ * see it) but the record as it was stays as a shadow, and get answers from
+ * the shadow until the sync; an insert's shadow says "no such job". The
+ * shadows live under the table's lock, so a get sees either a shadow or a
+ * durable record.
  *
  * Start-up (recover): every row is loaded; a processing row belonged to
  * the dead process: below --max-attempts tries it is queued again, else it
@@ -36,10 +50,12 @@
  * until one succeeds) and logs once per outage.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -111,8 +127,6 @@ enum {
   S_UNBURY, /* DELETE FROM gone WHERE id=? */
   S_TRIM,   /* the tombstones past max_jobs */
   S_PROBE,  /* ping's write */
-  S_FULL,   /* PRAGMA synchronous=FULL */
-  S_NORMAL, /* PRAGMA synchronous=NORMAL */
   S_BEGIN,
   S_COMMIT,
   S_ROLLBACK,
@@ -126,10 +140,26 @@ typedef struct {
   sqlite3_stmt *st[NSTMT];
   char path[PATH_MAX];
   int max_jobs, max_attempts;
-  int sync_full;     /* the connection's synchronous setting now */
   _Atomic int up;    /* 0 after a failed write, until a write succeeds */
   double last_probe; /* under wmu */
+  /* Group commit: commits counted under wmu; syncs of the WAL under smu. */
+  int wal_fd;                 /* owned: PATH-wal, for fdatasync */
+  _Atomic uint64_t committed; /* commits written to the WAL so far */
+  pthread_mutex_t smu;
+  pthread_cond_t synced_cv;
+  uint64_t synced; /* commits known durable (under smu) */
+  int syncing;     /* a thread is in fdatasync (under smu) */
+  /* Records as they were before a commit not yet synced (under the
+   * table's lock); at most one per writer waiting for a sync. */
+  struct shadow *shadows; /* owned */
+  size_t nshadows, cap_shadows;
 } sq;
+
+typedef struct shadow {
+  uint64_t seq;   /* the commit it hides */
+  int absent;     /* the job did not exist before it (an insert) */
+  od_job_rec rec; /* else the record before it */
+} shadow;
 
 /* ---- rows ---------------------------------------------------------------- */
 
@@ -211,19 +241,103 @@ static int write_done(sq *q, int ok, const char *what) {
   return 0;
 }
 
-static int set_sync(sq *q, int full) {
-  if (q->sync_full == full)
-    return 0;
-  if (run(q, full ? S_FULL : S_NORMAL) != 0)
-    return -1;
-  q->sync_full = full;
+/* Waits until commit number seq is durable: syncs the WAL itself (for
+ * every commit written so far) unless a sync that covers seq is running or
+ * done. 0, or -1 when the sync failed (the store is then down). Called
+ * without wmu. */
+static int wait_durable(sq *q, uint64_t seq) {
+  int rc = 0;
+  pthread_mutex_lock(&q->smu);
+  while (q->synced < seq && rc == 0) {
+    if (q->syncing) {
+      pthread_cond_wait(&q->synced_cv, &q->smu);
+      continue;
+    }
+    q->syncing = 1;
+    uint64_t target = q->committed;
+    pthread_mutex_unlock(&q->smu);
+    int e = fdatasync(q->wal_fd) == 0 ? 0 : errno;
+    pthread_mutex_lock(&q->smu);
+    q->syncing = 0;
+    if (e == 0 && target > q->synced)
+      q->synced = target;
+    if (e != 0) {
+      od_log("job store %s: syncing the WAL failed: %s", q->path, strerror(e));
+      q->up = 0;
+      rc = -1;
+    }
+    pthread_cond_broadcast(&q->synced_cv);
+  }
+  pthread_mutex_unlock(&q->smu);
+  return rc;
+}
+
+/* Hides commit seq's change of a job from readers until it is durable:
+ * before (NULL: the job did not exist). Under the table's lock, before the
+ * change is applied. -1 when out of memory (the caller then waits for the
+ * sync before applying). */
+static int shadow_add(sq *q, uint64_t seq, const od_job_rec *before,
+                      const char *id) {
+  if (q->nshadows == q->cap_shadows) {
+    size_t nc = q->cap_shadows ? q->cap_shadows * 2 : 16;
+    shadow *g = realloc(q->shadows, nc * sizeof *g);
+    if (g == NULL)
+      return -1;
+    q->shadows = g;
+    q->cap_shadows = nc;
+  }
+  shadow *h = &q->shadows[q->nshadows++];
+  h->seq = seq;
+  h->absent = before == NULL;
+  if (before != NULL)
+    h->rec = *before;
+  else
+    snprintf(h->rec.id, sizeof h->rec.id, "%s", id);
   return 0;
 }
 
-/* One committed write of record r (insert or replace). */
-static int put_row(sq *q, const od_job_rec *r, int full, int unbury) {
-  int ok = set_sync(q, full) == 0;
-  if (ok && unbury) {
+/* The shadow of commit seq goes (it is durable now). Table's lock. */
+static void shadow_drop(sq *q, uint64_t seq) {
+  for (size_t i = 0; i < q->nshadows; i++)
+    if (q->shadows[i].seq == seq) {
+      q->shadows[i] = q->shadows[--q->nshadows];
+      return;
+    }
+}
+
+/* Applies a committed change to the table behind a shadow, waits for its
+ * sync, then lifts the shadow. apply(q, arg) runs under the table's lock.
+ * Called with wmu held; returns with it released. 0, or -1 when the sync
+ * failed. */
+static int apply_durably(sq *q, uint64_t seq, const od_job_rec *before,
+                         const char *id, void (*apply)(sq *q, const void *a),
+                         const void *arg) {
+  od_memtab_lock(q->t);
+  int shadowed = shadow_add(q, seq, before, id) == 0;
+  if (shadowed)
+    apply(q, arg);
+  od_memtab_unlock(q->t);
+  if (!shadowed) { /* out of memory: apply once durable, wmu still held */
+    int rc = wait_durable(q, seq);
+    od_memtab_lock(q->t);
+    apply(q, arg);
+    od_memtab_unlock(q->t);
+    pthread_mutex_unlock(&q->wmu);
+    return rc;
+  }
+  pthread_mutex_unlock(&q->wmu);
+  int rc = wait_durable(q, seq);
+  od_memtab_lock(q->t);
+  shadow_drop(q, seq);
+  od_memtab_unlock(q->t);
+  return rc;
+}
+
+/* One committed write of record r (insert or replace); the commit's number
+ * for wait_durable, 0 on failure. */
+static uint64_t put_row(sq *q, const od_job_rec *r, int unbury) {
+  int ok = 1;
+  if (unbury) {
     ok = run(q, S_BEGIN) == 0;
     sqlite3_bind_text(q->st[S_UNBURY], 1, r->id, -1, SQLITE_STATIC);
     ok = ok && run(q, S_UNBURY) == 0;
@@ -234,13 +348,14 @@ static int put_row(sq *q, const od_job_rec *r, int full, int unbury) {
   }
   if (unbury)
     ok = ok && run(q, S_COMMIT) == 0;
-  return write_done(q, ok, "a job write");
+  return write_done(q, ok, "a job write") == 0 ? ++q->committed : 0;
 }
 
-/* Deletes a row and, with a reason, buries it (bounded), in one commit. */
-static int delete_row(sq *q, const char *id, const char *reason,
-                      double t_gone) {
-  int ok = set_sync(q, 1) == 0 && run(q, S_BEGIN) == 0;
+/* Deletes a row and, with a reason, buries it (bounded), in one commit;
+ * the commit's number, 0 on failure. */
+static uint64_t delete_row(sq *q, const char *id, const char *reason,
+                           double t_gone) {
+  int ok = run(q, S_BEGIN) == 0;
   sqlite3_bind_text(q->st[S_DEL], 1, id, -1, SQLITE_STATIC);
   ok = ok && run(q, S_DEL) == 0;
   if (ok && reason != NULL) {
@@ -253,7 +368,7 @@ static int delete_row(sq *q, const char *id, const char *reason,
     ok = ok && run(q, S_TRIM) == 0;
   }
   ok = ok && run(q, S_COMMIT) == 0;
-  return write_done(q, ok, "a job removal");
+  return write_done(q, ok, "a job removal") == 0 ? ++q->committed : 0;
 }
 
 /* ---- open and close ------------------------------------------------------ */
@@ -275,7 +390,12 @@ static void sq_free(sq *q) {
   for (int k = 0; k < NSTMT; k++)
     sqlite3_finalize(q->st[k]);
   sqlite3_close(q->db);
+  if (q->wal_fd >= 0)
+    close(q->wal_fd);
   od_memtab_free(q->t);
+  free(q->shadows);
+  pthread_cond_destroy(&q->synced_cv);
+  pthread_mutex_destroy(&q->smu);
   pthread_mutex_destroy(&q->wmu);
   free(q);
 }
@@ -360,8 +480,6 @@ static int prepare_all(sq *q, char *err, size_t err_len) {
       [S_UNBURY] = "DELETE FROM gone WHERE id=?",
       [S_TRIM] = "DELETE FROM gone WHERE n <= ?",
       [S_PROBE] = "INSERT OR REPLACE INTO probe VALUES(1, ?)",
-      [S_FULL] = "PRAGMA synchronous=FULL",
-      [S_NORMAL] = "PRAGMA synchronous=NORMAL",
       [S_BEGIN] = "BEGIN",
       [S_COMMIT] = "COMMIT",
       [S_ROLLBACK] = "ROLLBACK",
@@ -372,8 +490,21 @@ static int prepare_all(sq *q, char *err, size_t err_len) {
                sqlite3_errmsg(q->db));
       return -1;
     }
-  q->sync_full = 0;
-  return set_sync(q, 1) == 0 ? 0 : -1;
+  /* NORMAL: the group commit syncs the WAL itself (the top says why). A
+   * first write makes sure the WAL file exists, to hold its descriptor. */
+  char *msg = NULL;
+  char wal[PATH_MAX + 8];
+  snprintf(wal, sizeof wal, "%s-wal", q->path);
+  sqlite3_bind_double(q->st[S_PROBE], 1, od_wall());
+  if (sqlite3_exec(q->db, "PRAGMA synchronous=NORMAL", NULL, NULL, &msg) !=
+          SQLITE_OK ||
+      run(q, S_PROBE) != 0 || (q->wal_fd = open(wal, O_RDWR | O_CLOEXEC)) < 0) {
+    snprintf(err, err_len, "%s: cannot set up its write-ahead log: %s", q->path,
+             msg ? msg : strerror(errno));
+    sqlite3_free(msg);
+    return -1;
+  }
+  return 0;
 }
 
 static od_store_rc sq_open(const char *rest, const od_store_opts *o, void **be,
@@ -388,6 +519,9 @@ static od_store_rc sq_open(const char *rest, const od_store_opts *o, void **be,
     return OD_STORE_DOWN;
   }
   pthread_mutex_init(&q->wmu, NULL);
+  pthread_mutex_init(&q->smu, NULL);
+  pthread_cond_init(&q->synced_cv, NULL);
+  q->wal_fd = -1;
   q->up = 1;
   q->max_jobs = o->max_jobs;
   q->max_attempts = o->max_attempts > 0 ? o->max_attempts : 3;
@@ -490,7 +624,7 @@ static int load(sq *q, loaded **out, size_t *n) {
 static od_store_rc recover_locked(sq *q, loaded *rows, size_t n) {
   double now = od_wall();
   size_t changed = 0;
-  int ok = set_sync(q, 1) == 0 && run(q, S_BEGIN) == 0;
+  int ok = run(q, S_BEGIN) == 0;
   for (size_t i = 0; ok && i < n; i++) {
     od_job_rec *r = &rows[i].r;
     if (r->state == OD_JOB_PROCESSING) {
@@ -515,7 +649,8 @@ static od_store_rc recover_locked(sq *q, loaded *rows, size_t n) {
       }
     }
   }
-  ok = ok && run(q, S_COMMIT) == 0 && od_memtab_sort_idle(q->t) == 0;
+  ok = ok && run(q, S_COMMIT) == 0 && fdatasync(q->wal_fd) == 0 &&
+       od_memtab_sort_idle(q->t) == 0;
   if (!ok) {
     od_log("job store %s: recovery failed: %s", q->path, sqlite3_errmsg(q->db));
     if (!sqlite3_get_autocommit(q->db))
@@ -575,19 +710,42 @@ static od_store_rc sq_insert(void *be, od_job_rec *r) {
     return OD_STORE_CONFLICT;
   od_job_rec old;
   pthread_mutex_lock(&q->wmu);
+  /* Added first (it assigns the seq and finds a full table), hidden by a
+   * shadow until its commit is durable. */
+  uint64_t next = q->committed + 1; /* what put_row will return */
   od_memtab_lock(q->t);
   int buried = od_memtab_get(q->t, r->id, &old) == OD_STORE_GONE;
   od_store_rc rc = od_memtab_add(q->t, r, 0);
+  int shadowed = rc == OD_STORE_OK && shadow_add(q, next, NULL, r->id) == 0;
   od_memtab_unlock(q->t);
-  /* Visible before its commit, but nobody knows the id before the 200. */
-  if (rc == OD_STORE_OK && put_row(q, r, 1, buried) != 0) {
+  uint64_t seq = 0;
+  if (rc == OD_STORE_OK && (seq = put_row(q, r, buried)) == 0) {
     od_memtab_lock(q->t);
     od_memtab_remove(q->t, r->id, buried ? old.error : NULL, old.t_ended);
     od_memtab_unlock(q->t);
     rc = OD_STORE_DOWN;
   }
   pthread_mutex_unlock(&q->wmu);
+  if (seq > 0 && wait_durable(q, seq) != 0)
+    rc = OD_STORE_DOWN;
+  if (shadowed) {
+    od_memtab_lock(q->t);
+    shadow_drop(q, next);
+    od_memtab_unlock(q->t);
+  }
   return rc;
+}
+
+static void apply_put(sq *q, const void *w) { od_memtab_put(q->t, w); }
+
+typedef struct {
+  const char *id, *reason;
+  double t_gone;
+} removal;
+
+static void apply_remove(sq *q, const void *a) {
+  const removal *rm = a;
+  od_memtab_remove(q->t, rm->id, rm->reason, rm->t_gone);
 }
 
 static od_store_rc sq_transition(void *be, const od_job_rec *next,
@@ -598,17 +756,18 @@ static od_store_rc sq_transition(void *be, const od_job_rec *next,
   od_memtab_lock(q->t);
   od_store_rc rc = od_memtab_check(q->t, next, from, fence, prev, &w);
   od_memtab_unlock(q->t);
-  if (rc == OD_STORE_OK) {
-    if (put_row(q, &w, 1, 0) != 0) {
-      rc = OD_STORE_DOWN;
-    } else {
-      od_memtab_lock(q->t);
-      od_memtab_put(q->t, &w);
-      od_memtab_unlock(q->t);
-    }
+  uint64_t seq = rc == OD_STORE_OK ? put_row(q, &w, 0) : 0;
+  if (seq == 0) {
+    pthread_mutex_unlock(&q->wmu);
+    return rc == OD_STORE_OK ? OD_STORE_DOWN : rc;
   }
-  pthread_mutex_unlock(&q->wmu);
-  return rc;
+  od_job_rec before;
+  od_memtab_lock(q->t);
+  od_memtab_get(q->t, w.id, &before);
+  od_memtab_unlock(q->t);
+  return apply_durably(q, seq, &before, w.id, apply_put, &w) == 0
+             ? OD_STORE_OK
+             : OD_STORE_DOWN;
 }
 
 static od_store_rc sq_claim(void *be, const char *owner, int block_ms,
@@ -624,7 +783,7 @@ static od_store_rc sq_claim(void *be, const char *owner, int block_ms,
     od_memtab_lock(q->t);
     od_store_rc rc = od_memtab_claim_rec(q->t, id, owner, od_wall(), out);
     od_memtab_unlock(q->t);
-    if (rc == OD_STORE_OK && put_row(q, out, 0, 0) != 0) {
+    if (rc == OD_STORE_OK && put_row(q, out, 0) == 0) {
       /* Not recorded: the job goes back to the head of the line. */
       od_queue_push_over(dq, id, 1);
       rc = OD_STORE_DOWN;
@@ -648,18 +807,35 @@ static od_store_rc sq_evict(void *be, const od_evict_sel *sel,
   od_memtab_lock(q->t);
   od_store_rc rc = od_memtab_pick(q->t, sel, now, &v);
   od_memtab_unlock(q->t);
-  if (rc == OD_STORE_OK) {
-    if (delete_row(q, v.id, sel->reason, now) != 0) {
-      rc = OD_STORE_DOWN;
-    } else {
-      od_memtab_lock(q->t);
-      od_memtab_remove(q->t, v.id, sel->reason, now);
-      od_memtab_unlock(q->t);
-      if (gone)
-        *gone = v;
-    }
+  uint64_t seq = rc == OD_STORE_OK ? delete_row(q, v.id, sel->reason, now) : 0;
+  if (seq == 0) {
+    pthread_mutex_unlock(&q->wmu);
+    return rc == OD_STORE_OK ? OD_STORE_DOWN : rc;
   }
-  pthread_mutex_unlock(&q->wmu);
+  if (gone)
+    *gone = v;
+  /* The caller deletes the files next: the removal must be durable. */
+  removal rm = {.id = v.id, .reason = sel->reason, .t_gone = now};
+  return apply_durably(q, seq, &v, v.id, apply_remove, &rm) == 0
+             ? OD_STORE_OK
+             : OD_STORE_DOWN;
+}
+
+static od_store_rc sq_get(void *be, const char *id, od_job_rec *out) {
+  sq *q = be;
+  od_memtab_lock(q->t);
+  /* The oldest shadow of the job is its durable record. */
+  const shadow *h = NULL;
+  for (size_t i = 0; i < q->nshadows; i++)
+    if (strcmp(q->shadows[i].rec.id, id) == 0 &&
+        (h == NULL || q->shadows[i].seq < h->seq))
+      h = &q->shadows[i];
+  od_store_rc rc = h == NULL   ? od_memtab_get(q->t, id, out)
+                   : h->absent ? OD_STORE_NOT_FOUND
+                               : OD_STORE_OK;
+  if (h != NULL && !h->absent)
+    *out = h->rec;
+  od_memtab_unlock(q->t);
   return rc;
 }
 
@@ -672,7 +848,7 @@ static od_store_rc sq_ping(void *be) {
   if (!q->up && now - q->last_probe >= PROBE_EVERY_S) {
     q->last_probe = now;
     sqlite3_bind_double(q->st[S_PROBE], 1, od_wall());
-    if (set_sync(q, 1) == 0 && run(q, S_PROBE) == 0)
+    if (run(q, S_PROBE) == 0 && fdatasync(q->wal_fd) == 0)
       write_worked(q);
   }
   pthread_mutex_unlock(&q->wmu);
@@ -686,7 +862,7 @@ const od_store_ops od_store_sqlite_ops = {
     .close = sq_close,
     .recover = sq_recover,
     .insert = sq_insert,
-    .get = od_memtab_call_get,
+    .get = sq_get,
     .transition = sq_transition,
     .enqueue = od_memtab_call_enqueue,
     .claim = sq_claim,

@@ -319,7 +319,8 @@ def case_retention(work):
     st, _, body = wait_for(lambda: (lambda r: r if r[0] == 410 else None)(s.json("GET", "/api/job-status/" + a)),
                            "job A to expire", timeout=10)
     check("expired" in body["error"] and "--result-ttl" in body["error"], "job-status: 410, %s" % body["error"])
-    check(s.json("GET", "/api/job-status/" + b)[0] == 410, "the unused upload B expired too")
+    wait_for(lambda: s.json("GET", "/api/job-status/" + b)[0] == 410, "the unused upload B to expire too",
+             timeout=10)
     check(s.request("GET", url)[0] == 410, "download: 410")
     check(s.generate(a, "stl")[0] == 410, "generate: 410")
     ws = WS(s.port)
