@@ -94,9 +94,11 @@
  *
  * Durability: when a call that changes a record returns OK, the change is as
  * durable as the backend promises (od_store_durable): memory - never;
- * sqlite - survives kill -9 and power loss (synchronous=FULL) for insert,
- * transition and evict; claim (synchronous=NORMAL) survives kill -9 and may
- * be rolled back by a power loss, which only means the job runs again. A caller answers 2xx only
+ * sqlite - survives kill -9 and power loss (the WAL synced before the call
+ * returns, as synchronous=FULL; store_sqlite.c shares one sync between
+ * concurrent callers) for insert, transition and evict; claim (no sync)
+ * survives kill -9 and may be rolled back by a power loss, which only means
+ * the job runs again. A get never shows a change before it is durable. A caller answers 2xx only
  * after the call that backs it returned OK.
  *
  * Errors: every call returns an od_store_rc; od_store_rc_message() turns it

@@ -6,9 +6,10 @@
  * stats: no SQL on the hot paths) and makes every decision (the
  * compare-and-set, the fence, which job a claim or an evict takes); the
  * database is the record. A change is: lock `wmu` (one writer at a time),
- * decide in the table, write the row and commit, then apply the change to
- * the table. A reader therefore never sees a change before it is durable,
- * except a fresh insert (nobody knows its id before the 200).
+ * decide in the table, write the row and commit, apply the change to the
+ * table behind a shadow, release `wmu`, wait for the WAL's sync (shared,
+ * below), lift the shadow. A reader never sees a change before it is
+ * durable.
  *
  *   jobs   one row per record, every od_job_rec field a column (the list
  *          JOB_COLUMNS below makes the schema, the INSERT and the read)
