@@ -26,7 +26,7 @@
  * process's for the pipeline): cpu_ratio = pipeline CPU / API CPU per job
  * is the throughput ratio a machine with nothing else running would give,
  * and moves much less with other load than the wall-clock ratio does.
- * Each round's jobs get their own width, so no job is a cache hit. Servers run
+ * Each job gets dimensions of its own, so none is a cache hit. Servers run
  * --worker-nice 0 here: nice only matters against other processes, and the
  * pipeline threads it is compared with run at nice 0. ORFEAS_BENCH_JOBS_SCALE
  * scales the pairs (default 1).
@@ -118,15 +118,16 @@ static int upload(int fd, const uint8_t *png, size_t len, char id[37],
   return 0;
 }
 
-/* POST /api/generate-3d (GLB, default quality, the given width); the
- * status, and whether the answer says "completed" (a cache hit). */
-static int generate(int fd, const char *id, int width, int *completed,
-                    char **buf, size_t *cap) {
-  char json[160], req[512];
+/* POST /api/generate-3d (GLB, default quality; dimensions from the serial
+ * number n, so two serials never share a cache key); the status, and
+ * whether the answer says "completed" (a cache hit). */
+static int generate(int fd, const char *id, int n, int *completed, char **buf,
+                    size_t *cap) {
+  char json[192], req[512];
   int jl = snprintf(json, sizeof json,
                     "{\"job_id\":\"%s\",\"format\":\"glb\","
-                    "\"dimensions\":{\"width\":%d}}",
-                    id, width);
+                    "\"dimensions\":{\"width\":%d,\"height\":%d}}",
+                    id, 10 + n % 990, 10 + n / 990 % 990);
   int rl = snprintf(req, sizeof req,
                     "POST /api/generate-3d HTTP/1.1\r\nHost: b\r\n"
                     "Content-Type: application/json\r\nContent-Length: %d\r\n"
@@ -273,9 +274,12 @@ typedef struct {
   const server *s;
   const images *im;
   ws_sub *w;
-  int base;
   _Atomic int next, bad;
 } round_ctx;
+
+/* Every generate of a bench run gets its own serial (its dimensions), so
+ * no job is a cache hit of another, across rounds and cases. */
+static _Atomic int serial = 1;
 
 static void *submitter(void *arg) {
   round_ctx *rc = arg;
@@ -288,7 +292,7 @@ static void *submitter(void *arg) {
     snprintf(sub, sizeof sub,
              "{\"event\":\"subscribe\",\"data\":{\"job_id\":\"%s\"}}", id);
     ok = ok && ws_send(rc->w, sub) == 0 &&
-         generate(fd, id, rc->base + i, NULL, &buf, &cap) == 202;
+         generate(fd, id, serial++, NULL, &buf, &cap) == 202;
     if (!ok)
       rc->bad++;
   }
@@ -300,18 +304,17 @@ static void *submitter(void *arg) {
   return NULL;
 }
 
-/* Runs the JOBS images through s (widths base + i): jobs per second from
- * the first upload to the last end event, or -1; *cpu: orfeasd's CPU
+/* Runs the JOBS images through s (dimensions of their own): jobs per second
+ * from the first upload to the last end event, or -1; *cpu: orfeasd's CPU
  * seconds per job meanwhile. */
-static double api_round(const server *s, const images *im, int base,
-                        double *cpu) {
+static double api_round(const server *s, const images *im, double *cpu) {
   ws_sub w;
   if (ws_open(&w, s->port) != 0) {
     fprintf(stderr, "bench_jobs: cannot connect to orfeasd\n");
     return -1;
   }
   pthread_create(&w.th, NULL, ws_reader, &w);
-  round_ctx rc = {.s = s, .im = im, .w = &w, .base = base};
+  round_ctx rc = {.s = s, .im = im, .w = &w};
   pthread_t t[SUBMITTERS];
   double c0 = proc_cpu_s(s->pid);
   double t0 = now_s();
@@ -389,9 +392,8 @@ static int workers(void) {
 }
 
 /* Pairs of rounds a / b; records the mean ratio b / a with its interval,
- * the mean rates and CPU per job. side(ctx, which, base, &cpu) runs a
- * round. */
-typedef double (*round_fn)(void *ctx, int which, int base, double *cpu);
+ * the mean rates and CPU per job. side(ctx, which, &cpu) runs a round. */
+typedef double (*round_fn)(void *ctx, int which, double *cpu);
 
 static int compare(bench_report *r, const char *name, const char *a_name,
                    const char *b_name, round_fn side, void *ctx,
@@ -406,7 +408,7 @@ static int compare(bench_report *r, const char *name, const char *a_name,
     double x[2], c[2];
     for (int k = 0; k < 2; k++) {
       int which = (p + k) % 2; /* a b, b a, a b, ... */
-      x[which] = side(ctx, which, 10 + (p * 2 + k) * JOBS, &c[which]);
+      x[which] = side(ctx, which, &c[which]);
       if (x[which] <= 0)
         return -1;
     }
@@ -444,15 +446,15 @@ typedef struct {
   int threads;
 } ctx_t;
 
-static double servers_round(void *c, int which, int base, double *cpu) {
+static double servers_round(void *c, int which, double *cpu) {
   ctx_t *x = c;
-  return api_round(x->srv[which], x->im, base, cpu);
+  return api_round(x->srv[which], x->im, cpu);
 }
 
-static double api_or_pipeline_round(void *c, int which, int base, double *cpu) {
+static double api_or_pipeline_round(void *c, int which, double *cpu) {
   ctx_t *x = c;
   return which == 0 ? pipeline_round(x->im, x->threads, cpu)
-                    : api_round(x->srv[1], x->im, base, cpu);
+                    : api_round(x->srv[1], x->im, cpu);
 }
 
 static void case_cache_hit(bench_report *r, server *s, const images *im) {
@@ -464,7 +466,7 @@ static void case_cache_hit(bench_report *r, server *s, const images *im) {
   double lat[CACHE_HITS], gen[CACHE_HITS];
   /* The first run fills the cache (memory and disk tiers). */
   int ok = fd >= 0 && upload(fd, im->png[0], im->len[0], id, &buf, &cap) == 0 &&
-           generate(fd, id, 7, &done, &buf, &cap) == 202;
+           generate(fd, id, 0, &done, &buf, &cap) == 202;
   for (int t = 0; ok && t < 2000; t++) { /* wait for it: 20 s at most */
     char st[2048], head[160];
     snprintf(head, sizeof head,
@@ -480,7 +482,7 @@ static void case_cache_hit(bench_report *r, server *s, const images *im) {
     double t0 = bench_now_ns();
     ok = upload(fd, im->png[0], im->len[0], id, &buf, &cap) == 0;
     double t1 = bench_now_ns();
-    ok = ok && generate(fd, id, 7, &done, &buf, &cap) == 202 && done;
+    ok = ok && generate(fd, id, 0, &done, &buf, &cap) == 202 && done;
     lat[n] = bench_now_ns() - t0;
     gen[n] = bench_now_ns() - t1;
   }
