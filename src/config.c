@@ -44,7 +44,8 @@ static const opt_def OPTS[] = {
    "reason (default 3)"},
   {"result-ttl", "ORFEAS_RESULT_TTL", K_DOUBLE, OFF(result_ttl_s), 0, 1,
    3.2e8, "seconds finished jobs and unused uploads are kept at least, "
-   "unless --max-store-mb or --max-jobs needs the room (default 86400)"},
+   "unless --max-store-mb needs the room; then they answer 410 "
+   "(default 86400)"},
   {"refused-hold", "ORFEAS_REFUSED_HOLD", K_INT, OFF(refused_hold_s), 0, 0,
    86400, "seconds past its Retry-After an upload whose generate got 429 "
    "keeps its slot (default 60)"},
