@@ -1,11 +1,14 @@
 /* orfeas/pipeline.h: the ORFEAS 2D->3D pipeline, the whole public API.
  *
- * An uploaded PNG or JPEG becomes a closed, 2-manifold triangle mesh that is
+ * An uploaded PNG, JPEG, WebP, GIF or BMP becomes a closed, 2-manifold
+ * triangle mesh that is
  * written as binary STL, OBJ, binary PLY or GLB 2.0, together with a quality
  * report. The work is classical geometry (no neural model), in seven stages
  * whose names are the `stage` label values and the WebSocket stage names:
  *
- *   image_loading        decode PNG (libspng) or JPEG (TurboJPEG), limits first
+ *   image_loading        decode PNG (libspng), JPEG (TurboJPEG), WebP
+ *                        (libwebp), GIF (giflib) or BMP (our own parser),
+ *                        limits first
  *   image_preprocessing  foreground mask (alpha, else Otsu), quality grid,
  *                        well-composed fix
  *   shape_generation     inflate (distance transform) or relief mesh, in mm
@@ -46,14 +49,17 @@ extern "C" {
 typedef enum {
   ORFEAS_PL_OK = 0,
   ORFEAS_PL_EINVAL,      /* an option or argument is out of range (400) */
-  ORFEAS_PL_EFORMAT,     /* not a PNG or JPEG file (400) */
+  ORFEAS_PL_EFORMAT,     /* not an image of any known type (400) */
   ORFEAS_PL_ETRUNCATED,  /* the image data ends early (400) */
   ORFEAS_PL_ECORRUPT,    /* the image data is malformed (400) */
   ORFEAS_PL_ESIZE,       /* a side is outside 32..4096 px (400) */
   ORFEAS_PL_EPIXELS,     /* more pixels than allowed (16,777,216) (400) */
   ORFEAS_PL_ENOMEM,      /* an allocation failed (500/507) */
   ORFEAS_PL_ECANCELLED,  /* the progress callback asked to stop */
-  ORFEAS_PL_EINTERNAL    /* a mesh failed the closed-manifold check: a bug */
+  ORFEAS_PL_EINTERNAL,   /* a mesh failed the closed-manifold check: a bug */
+  ORFEAS_PL_EUNSUPPORTED /* an image type (or a variant of one) that is
+                            recognised but not decoded: TIFF, RLE BMP...
+                            (415; the message names the accepted types) */
 } orfeas_pl_code;
 
 /* A static English description of `code` ("image side out of range").
@@ -166,7 +172,27 @@ typedef struct {
                       struct, released by orfeas_pl_image_free() */
 } orfeas_pl_image;
 
-/* Reads only the header of a PNG or JPEG and checks it against the limits
+/* The image types uploads may use, sniffed from the magic bytes. */
+typedef enum {
+  ORFEAS_PL_IMG_UNKNOWN = 0,
+  ORFEAS_PL_IMG_PNG,
+  ORFEAS_PL_IMG_JPEG,
+  ORFEAS_PL_IMG_WEBP,       /* still, or the first frame of an animation */
+  ORFEAS_PL_IMG_GIF,        /* the first frame */
+  ORFEAS_PL_IMG_BMP         /* 1/4/8/16/24/32 bit, uncompressed or bit fields */
+} orfeas_pl_image_type;
+
+/* What the accepted types are called in messages. */
+#define ORFEAS_PL_ACCEPTED_TYPES "PNG, JPEG, WebP, GIF or BMP"
+
+/* The type from the first bytes alone (nothing is decoded). */
+orfeas_pl_image_type orfeas_pl_image_sniff(const uint8_t *data, size_t len);
+/* "png", "jpeg", "webp", "gif", "bmp" (a file extension); NULL for UNKNOWN. */
+const char *orfeas_pl_image_type_name(orfeas_pl_image_type t);
+/* "image/png", ... ; "application/octet-stream" for UNKNOWN. */
+const char *orfeas_pl_image_type_mime(orfeas_pl_image_type t);
+
+/* Reads only the header of an image and checks it against the limits
  * (max_side/max_pixels as in the options; 0 = default). Allocates nothing
  * for pixels. On success *w and *h are set. */
 orfeas_pl_code orfeas_pl_image_probe(const uint8_t *data, size_t len,
@@ -174,7 +200,7 @@ orfeas_pl_code orfeas_pl_image_probe(const uint8_t *data, size_t len,
                                      uint32_t *w, uint32_t *h, char *msg,
                                      size_t msg_len);
 
-/* Decodes a PNG or JPEG into RGBA8. The header is checked first (as
+/* Decodes an image into RGBA8. The header is checked first (as
  * orfeas_pl_image_probe), so oversized or malformed headers are refused
  * before any pixel memory is allocated. On failure `img` is left zeroed. */
 orfeas_pl_code orfeas_pl_image_decode(const uint8_t *data, size_t len,
