@@ -103,6 +103,7 @@ typedef struct {
   orfeas_pl_mode mode;
   int quality;
   double width, height, depth;
+  int unknown_fields; /* fields ignored (top level and in dimensions) */
 } od_generate_req;
 
 /* One field-level problem: field is one of a fixed set of names (it becomes
@@ -116,7 +117,8 @@ typedef struct {
 #define OD_MAX_FIELD_ERRORS 8
 
 /* Parses and checks the JSON body. Returns the number of errors written to
- * errs (0 = valid). Unknown fields and wrong types are errors. */
+ * errs (0 = valid). Wrong types and values are errors; unknown fields are
+ * ignored (the original API's behaviour) and counted in unknown_fields. */
 int od_generate_parse(const char *body, size_t len, od_generate_req *req,
                       od_field_error *errs, int max_errs);
 
@@ -279,6 +281,7 @@ typedef struct {
   om_family *errors;             /* {type,endpoint} */
   om_family *validation_errors;  /* {field,error_type} */
   om_family *rate_limited;       /* {endpoint} */
+  om_counter *gen_unknown_fields; /* generate-3d fields ignored */
   om_gauge *active_jobs;
   om_gauge *workers_busy;
   om_gauge *uptime;

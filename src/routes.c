@@ -77,18 +77,26 @@ static void handle_upload(od_service *svc, struct MHD_Connection *conn, od_req *
   char msg[256];
   orfeas_pl_code rc = orfeas_pl_image_probe(part.data, part.len, 0, 0, &w, &h, msg, sizeof msg);
   if (rc != ORFEAS_PL_OK) {
-    const char *type = rc == ORFEAS_PL_EFORMAT ? "not_image"
+    /* A type we know but do not decode (TIFF, HEIF...) is 415 and its
+     * message names the accepted types; anything else is the client's bad
+     * bytes, 400. */
+    int unsupported = rc == ORFEAS_PL_EUNSUPPORTED;
+    const char *type = unsupported ? "unsupported_type"
+                       : rc == ORFEAS_PL_EFORMAT ? "not_image"
                        : rc == ORFEAS_PL_ESIZE || rc == ORFEAS_PL_EPIXELS ? "dimensions"
                                                                           : "corrupt";
     char full[320];
     snprintf(full, sizeof full, "Security validation failed: %s", msg);
-    validation_error(svc, conn, req, 400, "image", type, full);
+    validation_error(svc, conn, req, unsupported ? 415 : 400, "image", type, full);
     return;
   }
-  int is_png = part.len >= 8 && memcmp(part.data, "\x89PNG", 4) == 0;
+  orfeas_pl_image_type itype = orfeas_pl_image_sniff(part.data, part.len);
+  int is_png = itype == ORFEAS_PL_IMG_PNG;
+  static const char *const FORMAT_NAMES[] = {"", "PNG", "JPEG", "WEBP", "GIF", "BMP"};
   char id[37], err[256];
-  int rc_add = od_jobs_add_upload(svc->jobs, part.data, part.len, is_png ? "png" : "jpg", id,
-                                  err, sizeof err);
+  /* Stored as uploads/<id>.<ext>; JPEG keeps the "jpg" it always had. */
+  const char *ext = itype == ORFEAS_PL_IMG_JPEG ? "jpg" : orfeas_pl_image_type_name(itype);
+  int rc_add = od_jobs_add_upload(svc->jobs, part.data, part.len, ext, id, err, sizeof err);
   if (rc_add != 0) {
     od_log("upload failed: %s", err);
     if (rc_add == -2)
@@ -106,7 +114,7 @@ static void handle_upload(od_service *svc, struct MHD_Connection *conn, od_req *
                   json_pack("{s:s, s:s, s:s, s:s, s:{s:[i,i], s:s, s:b, s:I}}",
                             "job_id", id, "filename", safe, "original_filename", safe,
                             "status", "uploaded", "image_info", "size", (int)w, (int)h,
-                            "format", is_png ? "PNG" : "JPEG", "has_transparency",
+                            "format", FORMAT_NAMES[itype], "has_transparency",
                             is_png && png_transparent(part.data, part.len),
                             "file_size", (json_int_t)part.len));
 }
@@ -118,6 +126,8 @@ static void handle_generate(od_service *svc, struct MHD_Connection *conn, od_req
   od_field_error errs[OD_MAX_FIELD_ERRORS];
   int n = od_generate_parse((const char *)req->body, req->body_len, &g, errs,
                             OD_MAX_FIELD_ERRORS);
+  if (g.unknown_fields > 0)
+    om_counter_add_u64(svc->m.gen_unknown_fields, (uint64_t)g.unknown_fields);
   if (n > 0) {
     json_t *details = json_array();
     for (int i = 0; i < n; i++) {

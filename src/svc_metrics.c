@@ -151,6 +151,13 @@ int od_metrics_init(od_metrics *m, char *err, size_t err_len) {
   m->rate_limited = fam(m, OM_COUNTER, "orfeas_rate_limit_rejections_total",
                         "Requests refused by the per-address rate limit.",
                         OM_LABELS("endpoint"), 1, NULL, 0, &bad, err, err_len);
+  /* The original API ignored unknown generate-3d fields, and its clients
+   * send some; we ignore them too, but count them so an operator sees a
+   * client that believes it is setting something. */
+  f = fam(m, OM_COUNTER, "orfeas_generate_unknown_fields_total",
+          "Unknown fields in generate-3d bodies, ignored (not an error).",
+          NULL, 0, NULL, 0, &bad, err, err_len);
+  m->gen_unknown_fields = f ? om_family_counter(f, NULL) : NULL;
   f = fam(m, OM_GAUGE, "orfeas_active_jobs",
           "Jobs queued or processing.", NULL, 0, NULL, 0, &bad, err, err_len);
   m->active_jobs = f ? om_family_gauge(f, NULL) : NULL;

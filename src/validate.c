@@ -157,17 +157,17 @@ int od_generate_parse(const char *body, size_t len, od_generate_req *req,
     return add_err(errs, n, max_errs, "body", "type",
                    "the body must be a JSON object");
   }
+  /* Unknown fields are ignored, as the original API did (its clients send
+   * extras such as "method" or "mesh_format"), and counted: the caller adds
+   * req->unknown_fields to orfeas_generate_unknown_fields_total. Their names
+   * are client strings, so they never become label values. */
   const char *key;
   json_t *v;
   json_object_foreach(root, key, v) {
     if (strcmp(key, "job_id") && strcmp(key, "format") &&
         strcmp(key, "dimensions") && strcmp(key, "quality") &&
-        strcmp(key, "mode")) {
-      char m[160];
-      snprintf(m, sizeof m, "unknown field \"%.40s\" (allowed: job_id, format, "
-               "dimensions, quality, mode)", key);
-      n = add_err(errs, n, max_errs, "body", "unknown_field", m);
-    }
+        strcmp(key, "mode"))
+      req->unknown_fields++;
   }
   v = json_object_get(root, "job_id");
   if (v == NULL)
@@ -224,12 +224,8 @@ int od_generate_parse(const char *body, size_t len, od_generate_req *req,
       const char *dk;
       json_t *dv;
       json_object_foreach(v, dk, dv) {
-        if (strcmp(dk, "width") && strcmp(dk, "height") && strcmp(dk, "depth")) {
-          char m[160];
-          snprintf(m, sizeof m, "unknown dimension \"%.40s\" (allowed: width, "
-                   "height, depth)", dk);
-          n = add_err(errs, n, max_errs, "dimensions", "unknown_field", m);
-        }
+        if (strcmp(dk, "width") && strcmp(dk, "height") && strcmp(dk, "depth"))
+          req->unknown_fields++;
       }
       n = num_field(v, "width", "width", 1, 1000, &req->width, errs, n, max_errs);
       n = num_field(v, "height", "height", 1, 1000, &req->height, errs, n, max_errs);
