@@ -17,6 +17,7 @@
  *   routes.c     the API handlers
  *   ws.c         WebSocket upgrade, the hub thread, per-client queues
  *   wsproto.c    client-message handling shared by the hub and the fuzzer
+ *   socketio.c   Engine.IO v4 / Socket.IO v5 framing for /socket.io/ (pure)
  *   gpu_summary.c the GPU part of /api/health, from the GPU manager
  *
  * Threads: MHD's pool runs the handlers; `workers` threads run jobs; one hub
@@ -436,6 +437,58 @@ od_wsmsg_kind od_wsmsg_parse(const uint8_t *msg, size_t len, char job_id[37],
                              char *err, size_t err_len);
 /* Builds {"event": name, "data": data} (steals data). malloc'd text. */
 char *od_ws_event_json(od_ws_event ev, json_t *data);
+
+/* ---- socketio.c ---------------------------------------------------------- */
+
+/* Engine.IO v4 / Socket.IO v5 over the WebSocket transport (the framing is
+ * described at the top of socketio.c). Pure functions: the hub (ws.c)
+ * owns the sockets and calls these. */
+#define OD_SIO_PING_INTERVAL_MS 25000
+#define OD_SIO_PING_TIMEOUT_MS 20000
+#define OD_SIO_MAX_PAYLOAD 4096 /* = the hub's message limit */
+
+/* Engine.IO's handshake error codes (the 400's {"code", "message"}). */
+enum {
+  OD_SIO_ERR_TRANSPORT = 0, /* "Transport unknown": polling */
+  OD_SIO_ERR_SID = 1,       /* "Session ID unknown": an upgrade */
+  OD_SIO_ERR_VERSION = 5    /* "Unsupported protocol version": EIO != 4 */
+};
+
+/* Checks the handshake's query values (NULL when absent): 0 when this is a
+ * websocket handshake for EIO=4 without a sid, else the code above and a
+ * sentence in msg for the 400. */
+int od_sio_query_check(const char *eio, const char *transport, const char *sid,
+                       char *msg, size_t msg_len);
+
+/* One connection's protocol state (the hub keeps one per client). */
+typedef struct {
+  char sid[37];  /* the Engine.IO session id (a UUID) */
+  int connected; /* joined namespace "/" */
+} od_sio_conn;
+
+typedef enum {
+  OD_SIO_NOTHING = 0, /* handled (noop, upgrade, ACK, a client ping) */
+  OD_SIO_PONG,        /* the answer to our ping */
+  OD_SIO_CONNECTED,   /* joined "/": *reply is the CONNECT answer */
+  OD_SIO_SUBSCRIBE,   /* subscribe_job: job_id filled */
+  OD_SIO_UNSUBSCRIBE, /* unsubscribe_job: job_id filled */
+  OD_SIO_CLOSE,       /* Engine.IO close, or DISCONNECT from "/" */
+  OD_SIO_BAD          /* err says why; *reply may carry it to the client */
+} od_sio_kind;
+
+/* Handles one text frame from a client. *reply is a malloc'd text frame to
+ * send back (or NULL); the caller frees it. */
+od_sio_kind od_sio_handle(od_sio_conn *c, const uint8_t *msg, size_t len,
+                          char job_id[37], char **reply, char *err,
+                          size_t err_len);
+/* "0{...}": the open packet. malloc'd. */
+char *od_sio_open(const char *sid);
+/* 42["name", data] (steals data; NULL = {}). malloc'd. */
+char *od_sio_event_text(const char *name, json_t *data);
+/* The hub's event text ({"event", "data"}, as od_ws_event_json makes it)
+ * as 42["job_update", {...}], or NULL for events that are not about a
+ * job's progress or end. malloc'd. */
+char *od_sio_job_update(const char *hub_json, size_t len);
 
 /* ---- gpu_summary.c ------------------------------------------------------- */
 
