@@ -80,6 +80,9 @@ static const opt_def OPTS[] = {
   {"gpu-call-timeout", "ORFEAS_GPU_CALL_TIMEOUT", K_DOUBLE,
    OFF(gpu_call_timeout_s), 0, 0.01, 600, "seconds an NVML call may take "
    "before its GPU shows down (default 2)"},
+  {"static-dir", "ORFEAS_STATIC_DIR", K_STR, OFF(static_dir), SZ(static_dir),
+   0, 0, "the Studio page's folder, served at / and /static/ (default: "
+   "static/ next to the binary, as make installs it)"},
   {"pause-file", "ORFEAS_PAUSE_FILE", K_STR, OFF(pause_file), SZ(pause_file),
    0, 0, "while this file exists, workers hold each job before its first "
    "stage (tests and alert drills)"},

@@ -186,6 +186,18 @@ static od_route match_route(const char *url, od_req *req) {
       return exact[i].r;
   /* The two templated routes: the pieces are copied (bounded) and checked
    * later; an over-long or extra piece simply fails validation. */
+  /* The Studio page (static.c): "/" and "/studio" are index.html. */
+  if (strcmp(url, "/") == 0 || strcmp(url, "/studio") == 0) {
+    snprintf(req->arg2, sizeof req->arg2, "index.html");
+    return OD_ROUTE_PAGE;
+  }
+  if (strncmp(url, "/static/", 8) == 0) {
+    if (strlen(url + 8) >= sizeof req->arg2)
+      req->arg2[0] = '\0'; /* too long: never a valid path */
+    else
+      snprintf(req->arg2, sizeof req->arg2, "%s", url + 8);
+    return OD_ROUTE_STATIC;
+  }
   if (strncmp(url, "/api/job-status/", 16) == 0) {
     snprintf(req->arg1, sizeof req->arg1, "%s", url + 16);
     return OD_ROUTE_STATUS;

@@ -18,6 +18,7 @@
  *   ws.c         WebSocket upgrade, the hub thread, per-client queues
  *   wsproto.c    client-message handling shared by the hub and the fuzzer
  *   socketio.c   Engine.IO v4 / Socket.IO v5 framing for /socket.io/ (pure)
+ *   static.c     the Studio page and its files from --static-dir
  *   gpu_summary.c the GPU part of /api/health, from the GPU manager
  *
  * Threads: MHD's pool runs the handlers; `workers` threads run jobs; one hub
@@ -32,6 +33,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -68,6 +70,7 @@ typedef struct {
   char nvml_lib[PATH_MAX];  /* NVML to load; "" = libnvidia-ml.so.1 */
   double gpu_interval_s;    /* GPU sampling interval */
   double gpu_call_timeout_s;/* one NVML call's deadline */
+  char static_dir[PATH_MAX];/* the Studio page; "" = next to the binary */
 } od_config;
 
 /* Defaults (see --help). */
@@ -220,6 +223,8 @@ size_t od_cache_entries(od_cache *c, od_cache_tier tier);
   X(API_HEALTH, "/api/health")                                               \
   X(METRICS, "/metrics")                                                     \
   X(WS, "/ws")                                                               \
+  X(PAGE, "/")                                                               \
+  X(STATIC, "/static/{path}")                                                \
   X(OTHER, "other")
 
 typedef enum {
@@ -490,6 +495,32 @@ char *od_sio_event_text(const char *name, json_t *data);
  * job's progress or end. malloc'd. */
 char *od_sio_job_update(const char *hub_json, size_t len);
 
+/* ---- static.c ------------------------------------------------------------ */
+
+/* The Studio page's Content-Security-Policy. */
+extern const char OD_STATIC_CSP[];
+/* 1 when path (relative, no leading slash) may name a static file: plain
+ * components, none starting with a dot, at most 8 deep, 255 bytes. */
+int od_static_path_ok(const char *path);
+/* The Content-Type for path's extension; NULL when not served. */
+const char *od_static_type(const char *path);
+/* 1 for files under vendor/NAME-VERSION/ (cached for a year, immutable). */
+int od_static_immutable(const char *path);
+/* Opens path under dirfd without following any symbolic link; a regular
+ * file's fd (caller closes) with its size and mtime, or -1. */
+int od_static_open(int dirfd, const char *path, uint64_t *size,
+                   time_t *mtime);
+/* Finds the static folder (--static-dir, else next to the binary `exe`)
+ * and opens it (svc->static_fd). 0, also when none is installed (then the
+ * page is 404); -1 with err when --static-dir names no page. */
+int od_static_init(od_service *svc, const char *exe, char *err,
+                   size_t err_len);
+void od_static_free(od_service *svc);
+struct MHD_Connection;
+struct MHD_Response;
+/* nosniff, and for HTML the CSP and frame/referrer headers. */
+void od_static_headers(struct MHD_Response *resp, const char *type);
+
 /* ---- gpu_summary.c ------------------------------------------------------- */
 
 /* The "gpu" object of /api/health (new reference), from the GPU manager's
@@ -510,6 +541,8 @@ struct od_service {
   _Atomic int open_conns; /* HTTP connections open now (MHD notifications) */
   _Atomic int ready;      /* workers started and not draining */
   _Atomic int draining;
+  int static_fd;          /* the Studio folder (static.c); -1 when none */
+  char static_path[PATH_MAX];
 };
 
 /* One HTTP request, from its first access-handler call to its completion
@@ -538,6 +571,11 @@ typedef struct {
  * reports an upgraded connection complete only when it closes, so /ws
  * requests are recorded when the upgrade happens. */
 void od_req_record(od_service *svc, od_req *req, int aborted);
+
+/* static.c: answers GET/HEAD for a static file (path relative to the
+ * static folder, already checked by nothing: od_static_path_ok runs). */
+void od_static_serve(od_service *svc, struct MHD_Connection *conn, od_req *req,
+                     const char *path);
 
 /* routes.c: answers a complete request (queues exactly one response). */
 void od_route_dispatch(od_service *svc, struct MHD_Connection *conn,

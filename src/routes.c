@@ -416,9 +416,11 @@ void od_route_dispatch(od_service *svc, struct MHD_Connection *conn, od_req *req
                         "Allow", want);
     return;
   }
-  /* Rate limit: API routes only, so health checks and scrapes always pass. */
+  /* Rate limit: API routes only, so health checks, scrapes and the page's
+   * own files (a dozen per load) always pass. */
   if (svc->rl != NULL && r != OD_ROUTE_HEALTH && r != OD_ROUTE_READY &&
-      r != OD_ROUTE_METRICS && r != OD_ROUTE_API_HEALTH) {
+      r != OD_ROUTE_METRICS && r != OD_ROUTE_API_HEALTH && r != OD_ROUTE_PAGE &&
+      r != OD_ROUTE_STATIC) {
     int wait = od_ratelimit_take(svc->rl, req->client, od_now());
     if (wait > 0) {
       om_counter_inc(om_family_counter(svc->m.rate_limited, OM_LABELS(od_route_template(r))));
@@ -470,6 +472,10 @@ void od_route_dispatch(od_service *svc, struct MHD_Connection *conn, od_req *req
     break;
   case OD_ROUTE_WS:
     handle_ws(svc, conn, req);
+    break;
+  case OD_ROUTE_PAGE:
+  case OD_ROUTE_STATIC:
+    od_static_serve(svc, conn, req, req->arg2);
     break;
   default:
     od_respond_error(svc, conn, req, 404, "not_found", "Not found", NULL);

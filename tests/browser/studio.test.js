@@ -1,0 +1,277 @@
+#!/usr/bin/env node
+// studio.test.js BUILD_DIR OUT_DIR: the Studio page in a real browser
+// (ctest: browser.studio; docs/studio.md).
+//
+// Starts its own orfeasd (127.0.0.1, port 0, a fresh data dir under OUT_DIR,
+// --max-upload-mb 1) and one headless Chromium (Debian's, driven by
+// puppeteer-core: nothing downloads a browser; WebGL through SwiftShader),
+// then, in that one browser:
+//   desktop 1280x800: the page loads with no CSP violation and no script
+//     error, every request stays on orfeasd's origin; an image is chosen
+//     through input[type=file] and previewed; "Generate" (GLB); progress
+//     frames arrive over the WebSocket and the stage label moves; the
+//     canvas shows the model (pixels painted on the transparent canvas);
+//     the a[href*="/api/download/"] link fetches a GLB the Khronos
+//     validator accepts; an oversize file shows the 413's message in words.
+//   phone 390x844 (touch): nothing overflows sideways; an STL job ends in
+//     the canvas and its download passes admesh.
+// Screenshots of both go to OUT_DIR. Every wait has a deadline.
+'use strict';
+const fs = require('fs');
+const path = require('path');
+const http = require('http');
+const { spawn, execFileSync } = require('child_process');
+
+const ROOT = path.resolve(__dirname, '../..');
+const puppeteer = require(path.join(ROOT, 'node_modules', 'puppeteer-core'));
+
+const [BUILD, OUT] = process.argv.slice(2).map((p) => path.resolve(p));
+if (!BUILD || !OUT) {
+  console.error('usage: studio.test.js BUILD_DIR OUT_DIR');
+  process.exit(2);
+}
+const ORFEASD = process.env.ORFEASD_BIN || path.join(BUILD, 'orfeasd');
+const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
+
+let failures = 0;
+const T0 = Date.now();
+function check(cond, what) {
+  const t = ((Date.now() - T0) / 1000).toFixed(1).padStart(5);
+  if (!cond) {
+    failures++;
+    console.log(`FAIL [${t}s]:`, what);
+    throw new Error(what);
+  }
+  console.log(`ok [${t}s]:`, what);
+}
+
+function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
+
+// ---- orfeasd ----------------------------------------------------------------
+
+function startServer(dataDir) {
+  const proc = spawn(ORFEASD, ['--listen', '127.0.0.1:0', '--data-dir', dataDir,
+    '--max-upload-mb', '1', '--workers', '1'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const log = [];
+  let port = 0;
+  proc.stderr.setEncoding('utf8');
+  let buf = '';
+  proc.stderr.on('data', (d) => {
+    buf += d;
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      log.push(line);
+      const m = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(line);
+      if (m) port = Number(m[1]);
+    }
+  });
+  const ready = (async () => {
+    const deadline = Date.now() + 20000;
+    while (!port) {
+      if (proc.exitCode !== null) throw new Error(`orfeasd exited early (${proc.exitCode}):\n${log.join('\n')}`);
+      if (Date.now() > deadline) throw new Error('orfeasd did not listen within 20 s');
+      await sleep(20);
+    }
+    return port;
+  })();
+  return { proc, log, ready };
+}
+
+function stopServer(srv) {
+  return new Promise((resolve) => {
+    if (srv.proc.exitCode !== null) return resolve(srv.proc.exitCode);
+    const t = setTimeout(() => { srv.proc.kill('SIGKILL'); }, 30000);
+    srv.proc.once('exit', (code) => { clearTimeout(t); resolve(code); });
+    srv.proc.kill('SIGTERM');
+  });
+}
+
+function get(url) {
+  return new Promise((resolve, reject) => {
+    http.get(url, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
+    }).on('error', reject).setTimeout(20000, function () { this.destroy(new Error('timeout')); });
+  });
+}
+
+// ---- the page -----------------------------------------------------------------
+
+// Records the stage labels the page shows and the job frames the WebSocket
+// brings (through the DevTools protocol: what the browser really received).
+async function instrument(page) {
+  const frames = [];
+  const cdp = await page.createCDPSession();
+  await cdp.send('Network.enable');
+  cdp.on('Network.webSocketFrameReceived', (e) => {
+    try { frames.push(JSON.parse(e.response.payloadData)); } catch { /* not JSON */ }
+  });
+  return frames;
+}
+
+async function watchStages(page) {
+  await page.evaluate(() => {
+    window.__stages = [];
+    const el = document.getElementById('stage');
+    new MutationObserver(() => window.__stages.push(el.textContent))
+      .observe(el, { childList: true, characterData: true, subtree: true });
+  });
+}
+
+// Pixels the renderer painted: the canvas is transparent where there is
+// no model.
+function paintedShare(page) {
+  return page.evaluate(() => {
+    const src = document.getElementById('canvas');
+    const c = document.createElement('canvas');
+    c.width = src.width;
+    c.height = src.height;
+    const ctx = c.getContext('2d');
+    ctx.drawImage(src, 0, 0);
+    const d = ctx.getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+    return n / (c.width * c.height);
+  });
+}
+
+async function generateOnce(page, base, image, format, frames, what) {
+  const input = await page.$('input[type=file]');
+  await input.uploadFile(image);
+  await page.waitForFunction(() => {
+    const img = document.getElementById('preview');
+    return !img.hidden && img.naturalWidth > 0;
+  }, { timeout: 10000 });
+  check(true, `${what}: the chosen image is previewed`);
+  await page.select('#format', format);
+  // The quality slider, moved as a user would (a 96 px image caps the mesh
+  // anyway, so the job stays small).
+  await page.$eval('#quality', (q) => { q.value = '3'; q.dispatchEvent(new Event('input')); });
+  await watchStages(page);
+  const before = frames.length;
+  const [button] = await page.$$('xpath/.//button[normalize-space(text())="Generate"]');
+  check(!!button, `${what}: a button whose text is "Generate"`);
+  await button.click();
+  const link = await page.waitForSelector('a[href*="/api/download/"]:not([hidden])', { timeout: 60000 });
+  await page.waitForFunction(() => Number(document.getElementById('canvas').dataset.triangles) > 0,
+    { timeout: 30000 });
+  const href = await link.evaluate((a) => a.getAttribute('href'));
+  const id = /\/api\/download\/([0-9a-f-]{36})\//.exec(href)[1];
+  const mine = frames.slice(before).filter((f) => f && f.data && f.data.job_id === id);
+  const progress = mine.filter((f) => f.event === 'generation_progress');
+  check(progress.length >= 7, `${what}: ${progress.length} progress frames arrived over the WebSocket`);
+  check(mine.some((f) => f.event === 'generation_complete'), `${what}: generation_complete arrived`);
+  const stages = await page.evaluate(() => window.__stages);
+  check(stages.includes('Done') && new Set(stages).size >= 4,
+    `${what}: the stage label moved (${[...new Set(stages)].join(' > ')})`);
+  const share = await paintedShare(page);
+  check(share > 0.02, `${what}: the canvas shows the model (${(share * 100).toFixed(1)}% of its pixels)`);
+  const grade = await page.$eval('#grade', (e) => e.textContent);
+  const printable = await page.$eval('#printable', (e) => e.textContent);
+  check(/^[A-F][+-]?$/.test(grade) && /printable/.test(printable),
+    `${what}: quality grade ${grade} and "${printable}" shown`);
+  const res = await get(base + href);
+  check(res.status === 200 && res.body.length > 100, `${what}: the download link answers 200 (${res.body.length} bytes)`);
+  const file = path.join(OUT, `model.${format}`);
+  fs.writeFileSync(file, res.body);
+  return file;
+}
+
+async function main() {
+  fs.rmSync(OUT, { recursive: true, force: true });
+  fs.mkdirSync(OUT, { recursive: true });
+  const star = path.join(OUT, 'star.png');
+  execFileSync(path.join(BUILD, 'tests', 'od-testimg'), ['png', '96', star]);
+  const big = path.join(OUT, 'big.png');
+  fs.writeFileSync(big, Buffer.concat([Buffer.from('\x89PNG\r\n\x1a\n', 'latin1'), Buffer.alloc(1536 * 1024, 7)]));
+
+  const srv = startServer(path.join(OUT, 'data'));
+  let browser = null;
+  const t0 = Date.now();
+  try {
+    const port = await srv.ready;
+    const base = `http://127.0.0.1:${port}`;
+    browser = await puppeteer.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      // WebGL without a GPU: ANGLE on SwiftShader, opted in explicitly.
+      args: ['--no-sandbox', '--use-angle=swiftshader', '--enable-unsafe-swiftshader',
+        '--disable-dev-shm-usage', '--no-first-run', '--disable-extensions'],
+      timeout: 30000,
+    });
+    console.log(`chromium up after ${Date.now() - t0} ms`);
+    const page = await browser.newPage();
+    console.log(`page open after ${Date.now() - t0} ms`);
+    page.setDefaultTimeout(30000);
+    const problems = [], offOrigin = [];
+    page.on('pageerror', (e) => problems.push(`script error: ${e.message}`));
+    page.on('console', (m) => {
+      const t = m.text();
+      if (/Content Security Policy|Refused to/.test(t)) problems.push(`CSP: ${t}`);
+    });
+    page.on('request', (r) => {
+      const u = r.url();
+      if (!u.startsWith(base + '/') && !u.startsWith('blob:') && !u.startsWith('data:') &&
+          !u.startsWith(`ws://127.0.0.1:${port}/`)) offOrigin.push(u);
+    });
+    const frames = await instrument(page);
+
+    // ---- desktop ----
+    await page.setViewport({ width: 1280, height: 800 });
+    const resp = await page.goto(base + '/', { waitUntil: 'load' });
+    const h = resp.headers();
+    check(resp.status() === 200 && /script-src 'self'/.test(h['content-security-policy'] || '') &&
+      !/unsafe-inline|unsafe-eval/.test(h['content-security-policy']),
+    'GET /: 200 with a strict Content-Security-Policy');
+    await page.waitForFunction(() => document.getElementById('live').textContent === 'live', { timeout: 15000 });
+    check(true, 'desktop: the WebSocket is live');
+    const glb = await generateOnce(page, base, star, 'glb', frames, 'desktop GLB');
+    const v = execFileSync('node', [path.join(ROOT, 'tests', 'pipeline', 'gltf-validate.js'), glb],
+      { encoding: 'utf8' });
+    check(/errors=0/.test(v), `desktop GLB: the Khronos glTF validator accepts it (${v.trim()})`);
+    await page.screenshot({ path: path.join(OUT, 'desktop-1280x800.png') });
+    check((await page.$$('#jobs li')).length === 1, 'desktop: the job is listed under "Your jobs"');
+
+    // The error path: a file over --max-upload-mb 1.
+    const input = await page.$('input[type=file]');
+    await input.uploadFile(big);
+    const [button] = await page.$$('xpath/.//button[normalize-space(text())="Generate"]');
+    await button.click();
+    await page.waitForFunction(() => !document.getElementById('error').hidden, { timeout: 15000 });
+    const err = await page.$eval('#error', (e) => e.textContent);
+    check(/too large/i.test(err) && /1MB/.test(err), `oversize file: the page says "${err}"`);
+    await page.screenshot({ path: path.join(OUT, 'desktop-413.png') });
+
+    // ---- phone ----
+    await page.setViewport({ width: 390, height: 844, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+    await page.reload({ waitUntil: 'load' });
+    await page.waitForFunction(() => document.getElementById('live').textContent === 'live', { timeout: 15000 });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    check(overflow <= 0, `phone 390x844: nothing overflows sideways (${overflow} px)`);
+    check((await page.$$('#jobs li')).length === 1, 'phone: the job list survived the reload (localStorage)');
+    const stl = await generateOnce(page, base, star, 'stl', frames, 'phone STL');
+    const adm = execFileSync('admesh', [stl], { encoding: 'utf8' });
+    const facets = /Number of facets\s*:\s*(\d+)/.exec(adm);
+    const disc = /Total disconnected facets\s*:\s*(\d+)/.exec(adm);
+    check(facets && Number(facets[1]) > 0 && disc && disc[1] === '0',
+      `phone STL: admesh reads ${facets && facets[1]} facets, none disconnected`);
+    await page.screenshot({ path: path.join(OUT, 'phone-390x844.png') });
+
+    check(problems.length === 0, `no script error and no CSP violation (${problems.join('; ') || 'none'})`);
+    check(offOrigin.length === 0, `every request stayed on orfeasd (${offOrigin.join(', ') || 'all local'})`);
+  } finally {
+    if (browser) await browser.close().catch(() => browser.process() && browser.process().kill('SIGKILL'));
+    const rc = await stopServer(srv);
+    if (failures) console.log(srv.log.slice(-20).map((l) => `  | ${l}`).join('\n'));
+    check(rc === 0, `orfeasd exited 0 after SIGTERM (${rc})`);
+  }
+  console.log(`browser.studio: all checks passed in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+}
+
+main().catch((e) => {
+  console.error(e && e.stack ? e.stack : e);
+  process.exit(1);
+});
