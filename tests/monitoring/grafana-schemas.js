@@ -17,8 +17,11 @@ const panels = {
 };
 
 function generator(file) {
+  // The tsconfig beside this file lists no ambient types: the schema must not
+  // depend on which @types/* other npm packages happen to install.
   return tsj.createGenerator({ path: file, type: '*', skipTypeCheck: true, expose: 'export',
-                               topRef: true, additionalProperties: false });
+                               topRef: true, additionalProperties: false,
+                               tsconfig: path.join(__dirname, 'grafana-schemas.tsconfig.json') });
 }
 
 const out = {
