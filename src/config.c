@@ -83,6 +83,12 @@ static const opt_def OPTS[] = {
   {"static-dir", "ORFEAS_STATIC_DIR", K_STR, OFF(static_dir), SZ(static_dir),
    0, 0, "the Studio page's folder, served at / and /static/ (default: "
    "static/ next to the binary, as make installs it)"},
+  {"sio-ping-interval", "ORFEAS_SIO_PING_INTERVAL", K_DOUBLE,
+   OFF(sio_ping_interval_s), 0, 0.1, 3600, "seconds between Engine.IO pings "
+   "to Socket.IO clients (/socket.io/; default 25)"},
+  {"sio-ping-timeout", "ORFEAS_SIO_PING_TIMEOUT", K_DOUBLE,
+   OFF(sio_ping_timeout_s), 0, 0.1, 3600, "seconds a Socket.IO client has "
+   "to answer a ping before it is closed (default 20)"},
   {"pause-file", "ORFEAS_PAUSE_FILE", K_STR, OFF(pause_file), SZ(pause_file),
    0, 0, "while this file exists, workers hold each job before its first "
    "stage (tests and alert drills)"},
@@ -115,6 +121,8 @@ void od_config_defaults(od_config *c) {
   c->access_log = 1;
   c->gpu_interval_s = 5;
   c->gpu_call_timeout_s = 2;
+  c->sio_ping_interval_s = 25; /* python-socketio's and socket.io's defaults */
+  c->sio_ping_timeout_s = 20;
 }
 
 void od_config_usage(char *buf, size_t len) {

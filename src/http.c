@@ -186,6 +186,9 @@ static od_route match_route(const char *url, od_req *req) {
       return exact[i].r;
   /* The two templated routes: the pieces are copied (bounded) and checked
    * later; an over-long or extra piece simply fails validation. */
+  /* Socket.IO's default path, with or without its trailing slash. */
+  if (strcmp(url, "/socket.io/") == 0 || strcmp(url, "/socket.io") == 0)
+    return OD_ROUTE_SOCKETIO;
   /* The Studio page (static.c): "/" and "/studio" are index.html. */
   if (strcmp(url, "/") == 0 || strcmp(url, "/studio") == 0) {
     snprintf(req->arg2, sizeof req->arg2, "index.html");

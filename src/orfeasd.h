@@ -71,6 +71,8 @@ typedef struct {
   double gpu_interval_s;    /* GPU sampling interval */
   double gpu_call_timeout_s;/* one NVML call's deadline */
   char static_dir[PATH_MAX];/* the Studio page; "" = next to the binary */
+  double sio_ping_interval_s; /* Engine.IO pings to Socket.IO clients */
+  double sio_ping_timeout_s;  /* a pong later than this closes the client */
 } od_config;
 
 /* Defaults (see --help). */
@@ -223,6 +225,7 @@ size_t od_cache_entries(od_cache *c, od_cache_tier tier);
   X(API_HEALTH, "/api/health")                                               \
   X(METRICS, "/metrics")                                                     \
   X(WS, "/ws")                                                               \
+  X(SOCKETIO, "/socket.io/")                                                 \
   X(PAGE, "/")                                                               \
   X(STATIC, "/static/{path}")                                                \
   X(OTHER, "other")
@@ -427,6 +430,11 @@ void od_hub_release(od_hub *h);
 struct MHD_UpgradeResponseHandle;
 void od_ws_adopt(od_hub *h, int fd, struct MHD_UpgradeResponseHandle *urh,
                  const char *extra, size_t extra_len);
+/* The same for a Socket.IO client (/socket.io/): the hub speaks Engine.IO
+ * to it (socketio.c) and sends it the job events as job_update. */
+void od_ws_adopt_socketio(od_hub *h, int fd,
+                          struct MHD_UpgradeResponseHandle *urh,
+                          const char *extra, size_t extra_len);
 
 /* What a client message asks for (wsproto.c). */
 typedef enum {
@@ -448,8 +456,6 @@ char *od_ws_event_json(od_ws_event ev, json_t *data);
 /* Engine.IO v4 / Socket.IO v5 over the WebSocket transport (the framing is
  * described at the top of socketio.c). Pure functions: the hub (ws.c)
  * owns the sockets and calls these. */
-#define OD_SIO_PING_INTERVAL_MS 25000
-#define OD_SIO_PING_TIMEOUT_MS 20000
 #define OD_SIO_MAX_PAYLOAD 4096 /* = the hub's message limit */
 
 /* Engine.IO's handshake error codes (the 400's {"code", "message"}). */
@@ -460,10 +466,10 @@ enum {
 };
 
 /* Checks the handshake's query values (NULL when absent): 0 when this is a
- * websocket handshake for EIO=4 without a sid, else the code above and a
- * sentence in msg for the 400. */
+ * websocket handshake for EIO=4 without a sid, else -1 with *code (above)
+ * and a sentence in msg for the 400. */
 int od_sio_query_check(const char *eio, const char *transport, const char *sid,
-                       char *msg, size_t msg_len);
+                       int *code, char *msg, size_t msg_len);
 
 /* One connection's protocol state (the hub keeps one per client). */
 typedef struct {
@@ -486,8 +492,10 @@ typedef enum {
 od_sio_kind od_sio_handle(od_sio_conn *c, const uint8_t *msg, size_t len,
                           char job_id[37], char **reply, char *err,
                           size_t err_len);
-/* "0{...}": the open packet. malloc'd. */
-char *od_sio_open(const char *sid);
+/* "0{...}": the open packet, with the heartbeat the hub keeps (seconds;
+ * --sio-ping-interval, --sio-ping-timeout). malloc'd. */
+char *od_sio_open(const char *sid, double ping_interval_s,
+                  double ping_timeout_s);
 /* 42["name", data] (steals data; NULL = {}). malloc'd. */
 char *od_sio_event_text(const char *name, json_t *data);
 /* The hub's event text ({"event", "data"}, as od_ws_event_json makes it)

@@ -336,7 +336,10 @@ static void upgrade_cb(void *cls, struct MHD_Connection *conn, void *con_cls,
   od_req *req = con_cls;
   od_req_record(svc, req, 0);
   req->ws_reserved = 0; /* the hub owns the slot from here on */
-  od_ws_adopt(svc->hub, sock, urh, extra_in, extra_in_size);
+  if (req->route == OD_ROUTE_SOCKETIO)
+    od_ws_adopt_socketio(svc->hub, sock, urh, extra_in, extra_in_size);
+  else
+    od_ws_adopt(svc->hub, sock, urh, extra_in, extra_in_size);
 }
 
 static int header_has_token(const char *v, const char *tok) {
@@ -348,6 +351,8 @@ static int header_has_token(const char *v, const char *tok) {
   return 0;
 }
 
+/* The WebSocket handshake of /ws and /socket.io/ (upgrade_cb hands the
+ * socket to the hub as the route says). */
 static void handle_ws(od_service *svc, struct MHD_Connection *conn, od_req *req) {
   const char *up = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Upgrade");
   const char *co = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Connection");
@@ -391,6 +396,31 @@ static void handle_ws(od_service *svc, struct MHD_Connection *conn, od_req *req)
     od_hub_release(svc->hub);
   else
     req->ws_reserved = 1; /* until upgrade_cb hands it over, or completed_cb */
+}
+
+/* ---- /socket.io/ ------------------------------------------------------------ */
+
+/* Engine.IO's handshake: only EIO=4 over the websocket transport. Polling
+ * (every other Engine.IO request) gets Engine.IO's own 400 shape, at once,
+ * so a client configured for both transports moves on to websocket. */
+static void handle_socketio(od_service *svc, struct MHD_Connection *conn, od_req *req) {
+  char msg[200];
+  int code = 0;
+  if (od_sio_query_check(MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "EIO"),
+                         MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "transport"),
+                         MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "sid"),
+                         &code, msg, sizeof msg) != 0) {
+    od_metric_validation(&svc->m, "socketio",
+                         code == OD_SIO_ERR_VERSION ? "version"
+                         : code == OD_SIO_ERR_SID   ? "sid"
+                                                    : "transport");
+    od_metric_error(&svc->m, "validation", req->route);
+    od_respond_json(conn, req, 400,
+                    json_pack("{s:i, s:s, s:s, s:i}", "code", code, "message", msg,
+                              "error", msg, "status", 400));
+    return;
+  }
+  handle_ws(svc, conn, req);
 }
 
 /* ---- dispatch ------------------------------------------------------------- */
@@ -472,6 +502,9 @@ void od_route_dispatch(od_service *svc, struct MHD_Connection *conn, od_req *req
     break;
   case OD_ROUTE_WS:
     handle_ws(svc, conn, req);
+    break;
+  case OD_ROUTE_SOCKETIO:
+    handle_socketio(svc, conn, req);
     break;
   case OD_ROUTE_PAGE:
   case OD_ROUTE_STATIC:

@@ -45,24 +45,27 @@
  */
 
 int od_sio_query_check(const char *eio, const char *transport, const char *sid,
-                       char *msg, size_t msg_len) {
+                       int *code, char *msg, size_t msg_len) {
   if (eio == NULL || strcmp(eio, "4") != 0) {
     snprintf(msg, msg_len,
              "Unsupported protocol version: orfeasd speaks Engine.IO 4 "
              "(Socket.IO 3 and 4 clients, EIO=4)");
-    return OD_SIO_ERR_VERSION;
+    *code = OD_SIO_ERR_VERSION;
+    return -1;
   }
   if (transport == NULL || strcmp(transport, "websocket") != 0) {
     snprintf(msg, msg_len,
              "Transport unknown: orfeasd serves Socket.IO over the websocket "
              "transport only; connect with transports: [\"websocket\"]");
-    return OD_SIO_ERR_TRANSPORT;
+    *code = OD_SIO_ERR_TRANSPORT;
+    return -1;
   }
   if (sid != NULL) {
     snprintf(msg, msg_len,
              "Session ID unknown: there are no polling sessions to upgrade; "
              "connect with transports: [\"websocket\"]");
-    return OD_SIO_ERR_SID;
+    *code = OD_SIO_ERR_SID;
+    return -1;
   }
   return 0;
 }
@@ -88,11 +91,13 @@ static char *prefixed(const char *prefix, json_t *o) {
   return out;
 }
 
-char *od_sio_open(const char *sid) {
+char *od_sio_open(const char *sid, double ping_interval_s,
+                  double ping_timeout_s) {
   return prefixed(
-      "0", json_pack("{s:s, s:[], s:i, s:i, s:i}", "sid", sid, "upgrades",
-                     "pingInterval", OD_SIO_PING_INTERVAL_MS, "pingTimeout",
-                     OD_SIO_PING_TIMEOUT_MS, "maxPayload", OD_SIO_MAX_PAYLOAD));
+      "0", json_pack("{s:s, s:[], s:I, s:I, s:i}", "sid", sid, "upgrades",
+                     "pingInterval", (json_int_t)(ping_interval_s * 1000 + 0.5),
+                     "pingTimeout", (json_int_t)(ping_timeout_s * 1000 + 0.5),
+                     "maxPayload", OD_SIO_MAX_PAYLOAD));
 }
 
 char *od_sio_event_text(const char *name, json_t *data) {

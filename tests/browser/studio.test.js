@@ -19,8 +19,9 @@
 'use strict';
 const fs = require('fs');
 const path = require('path');
-const http = require('http');
-const { spawn, execFileSync } = require('child_process');
+const { execFileSync } = require('child_process');
+const lib = require('./lib.js');
+const { check, startServer, stopServer } = lib;
 
 const ROOT = path.resolve(__dirname, '../..');
 const puppeteer = require(path.join(ROOT, 'node_modules', 'puppeteer-core'));
@@ -33,70 +34,8 @@ if (!BUILD || !OUT) {
 const ORFEASD = process.env.ORFEASD_BIN || path.join(BUILD, 'orfeasd');
 const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 
-let failures = 0;
-const T0 = Date.now();
-function check(cond, what) {
-  const t = ((Date.now() - T0) / 1000).toFixed(1).padStart(5);
-  if (!cond) {
-    failures++;
-    console.log(`FAIL [${t}s]:`, what);
-    throw new Error(what);
-  }
-  console.log(`ok [${t}s]:`, what);
-}
-
-function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
-
-// ---- orfeasd ----------------------------------------------------------------
-
-function startServer(dataDir) {
-  const proc = spawn(ORFEASD, ['--listen', '127.0.0.1:0', '--data-dir', dataDir,
-    '--max-upload-mb', '1', '--workers', '1'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  const log = [];
-  let port = 0;
-  proc.stderr.setEncoding('utf8');
-  let buf = '';
-  proc.stderr.on('data', (d) => {
-    buf += d;
-    let i;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      log.push(line);
-      const m = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(line);
-      if (m) port = Number(m[1]);
-    }
-  });
-  const ready = (async () => {
-    const deadline = Date.now() + 20000;
-    while (!port) {
-      if (proc.exitCode !== null) throw new Error(`orfeasd exited early (${proc.exitCode}):\n${log.join('\n')}`);
-      if (Date.now() > deadline) throw new Error('orfeasd did not listen within 20 s');
-      await sleep(20);
-    }
-    return port;
-  })();
-  return { proc, log, ready };
-}
-
-function stopServer(srv) {
-  return new Promise((resolve) => {
-    if (srv.proc.exitCode !== null) return resolve(srv.proc.exitCode);
-    const t = setTimeout(() => { srv.proc.kill('SIGKILL'); }, 30000);
-    srv.proc.once('exit', (code) => { clearTimeout(t); resolve(code); });
-    srv.proc.kill('SIGTERM');
-  });
-}
-
-function get(url) {
-  return new Promise((resolve, reject) => {
-    http.get(url, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
-    }).on('error', reject).setTimeout(20000, function () { this.destroy(new Error('timeout')); });
-  });
-}
+// GET on orfeasd: {status, headers, body}.
+function get(port, p) { return lib.request(port, 'GET', p); }
 
 // ---- the page -----------------------------------------------------------------
 
@@ -138,7 +77,7 @@ function paintedShare(page) {
   });
 }
 
-async function generateOnce(page, base, image, format, frames, what) {
+async function generateOnce(page, port, image, format, frames, what) {
   const input = await page.$('input[type=file]');
   await input.uploadFile(image);
   await page.waitForFunction(() => {
@@ -173,7 +112,7 @@ async function generateOnce(page, base, image, format, frames, what) {
   const printable = await page.$eval('#printable', (e) => e.textContent);
   check(/^[A-F][+-]?$/.test(grade) && /printable/.test(printable),
     `${what}: quality grade ${grade} and "${printable}" shown`);
-  const res = await get(base + href);
+  const res = await get(port, href);
   check(res.status === 200 && res.body.length > 100, `${what}: the download link answers 200 (${res.body.length} bytes)`);
   const file = path.join(OUT, `model.${format}`);
   fs.writeFileSync(file, res.body);
@@ -188,7 +127,7 @@ async function main() {
   const big = path.join(OUT, 'big.png');
   fs.writeFileSync(big, Buffer.concat([Buffer.from('\x89PNG\r\n\x1a\n', 'latin1'), Buffer.alloc(1536 * 1024, 7)]));
 
-  const srv = startServer(path.join(OUT, 'data'));
+  const srv = startServer(ORFEASD, path.join(OUT, 'data'), ['--max-upload-mb', '1', '--workers', '1']);
   let browser = null;
   const t0 = Date.now();
   try {
@@ -228,7 +167,7 @@ async function main() {
     'GET /: 200 with a strict Content-Security-Policy');
     await page.waitForFunction(() => document.getElementById('live').textContent === 'live', { timeout: 15000 });
     check(true, 'desktop: the WebSocket is live');
-    const glb = await generateOnce(page, base, star, 'glb', frames, 'desktop GLB');
+    const glb = await generateOnce(page, port, star, 'glb', frames, 'desktop GLB');
     const v = execFileSync('node', [path.join(ROOT, 'tests', 'pipeline', 'gltf-validate.js'), glb],
       { encoding: 'utf8' });
     check(/errors=0/.test(v), `desktop GLB: the Khronos glTF validator accepts it (${v.trim()})`);
@@ -252,7 +191,7 @@ async function main() {
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     check(overflow <= 0, `phone 390x844: nothing overflows sideways (${overflow} px)`);
     check((await page.$$('#jobs li')).length === 1, 'phone: the job list survived the reload (localStorage)');
-    const stl = await generateOnce(page, base, star, 'stl', frames, 'phone STL');
+    const stl = await generateOnce(page, port, star, 'stl', frames, 'phone STL');
     const adm = execFileSync('admesh', [stl], { encoding: 'utf8' });
     const facets = /Number of facets\s*:\s*(\d+)/.exec(adm);
     const disc = /Total disconnected facets\s*:\s*(\d+)/.exec(adm);
@@ -265,7 +204,7 @@ async function main() {
   } finally {
     if (browser) await browser.close().catch(() => browser.process() && browser.process().kill('SIGKILL'));
     const rc = await stopServer(srv);
-    if (failures) console.log(srv.log.slice(-20).map((l) => `  | ${l}`).join('\n'));
+    if (lib.failures()) console.log(srv.log.slice(-20).map((l) => `  | ${l}`).join('\n'));
     check(rc === 0, `orfeasd exited 0 after SIGTERM (${rc})`);
   }
   console.log(`browser.studio: all checks passed in ${((Date.now() - t0) / 1000).toFixed(1)} s`);

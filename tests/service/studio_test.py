@@ -5,6 +5,10 @@ argv: CASE WORKDIR, like od_test.py. Cases:
            caching, CSP and nosniff, HEAD and 304; hostile paths (raw
            requests, so no client normalises them), symbolic links out of
            the folder, a missing --static-dir.
+  socketio /socket.io/ at the frame level: Engine.IO's 400s (polling, old
+           EIO, a sid, no upgrade), the open packet, CONNECT, bad packets
+           (error events, counted), the heartbeat closing a client that
+           never answers a ping, and a client's close packet.
 """
 import os
 import re
@@ -13,7 +17,11 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from odlib import ORFEASD, Server, check, main, parse_metrics, value  # noqa: E402
+import json  # noqa: E402
+import struct  # noqa: E402
+import time  # noqa: E402
+
+from odlib import ORFEASD, WS, Server, check, main, parse_metrics, value  # noqa: E402
 
 
 def raw_request(port, target, method="GET", headers=""):
@@ -117,5 +125,96 @@ def case_static(work):
           "--static-dir naming no page: start-up fails naming the flag (%r)" % r.stderr[-160:])
 
 
+def sio_frames(ws, n, timeout=5):
+    """The next n text frames (strings); None for a close or EOF."""
+    out = []
+    while len(out) < n:
+        try:
+            op, payload = ws.recv_frame(timeout)
+        except (OSError, Exception):  # EOF or a timeout: the caller checks
+            return out + [None]
+        if op == 8:
+            ws.close_code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
+            return out + [None]
+        if op == 1:
+            out.append(payload.decode())
+    return out
+
+
+def sio_next(ws, timeout=5):
+    """The next frame that is not a ping, answering pings on the way."""
+    while True:
+        f = sio_frames(ws, 1, timeout)[0]
+        if f != "2":
+            return f
+        ws.send_frame(1, b"3")
+
+
+def case_socketio(work):
+    s = Server(os.path.join(work, "data"), "--sio-ping-interval", "0.3", "--sio-ping-timeout", "0.6")
+    for query, code, what in [("EIO=4&transport=polling", 0, "polling"), ("EIO=3&transport=websocket", 5, "EIO=3"),
+                              ("transport=websocket", 5, "no EIO"),
+                              ("EIO=4&transport=websocket&sid=abc", 1, "an upgrade with a sid")]:
+        st, _, body = raw_request(s.port, "/socket.io/?" + query)
+        b = json.loads(body)
+        check(st == 400 and b["code"] == code and b["message"], "%s: 400 {code %d, %s}" % (what, code, b["message"]))
+    st, _, body = raw_request(s.port, "/socket.io/?EIO=4&transport=websocket")
+    check(st == 400 and b"WebSocket upgrade" in body, "no upgrade headers: 400 naming the WebSocket upgrade")
+
+    ws = WS(s.port, path="/socket.io/?EIO=4&transport=websocket")
+    check(ws.status == 101, "the websocket handshake: 101")
+    first = sio_frames(ws, 1)[0]
+    o = json.loads(first[1:])
+    check(first[0] == "0" and len(o["sid"]) == 36 and o["upgrades"] == [] and o["pingInterval"] == 300
+          and o["pingTimeout"] == 600, "the open packet: sid, no upgrades, the heartbeat (%s)" % first)
+    ws.send_frame(1, b"40")
+    got = [sio_next(ws), sio_next(ws)]
+    check(got[0] == '40{"sid":"%s"}' % o["sid"] and got[1].startswith('42["connected",'),
+          "CONNECT to /: 40{sid}, then the connected event")
+    for bad in [b'42["launch"]', b'451-["subscribe_job",{"_placeholder":true,"num":0}]', b"x", b'42["subscribe_job",{}]']:
+        ws.send_frame(1, bad)
+        reply = sio_next(ws)
+        check(reply and reply.startswith('42["error"'), "%s: an error event (%s)" % (bad.decode(), reply))
+    ws.send_frame(2, b"\x00\x01")  # binary: counted, not answered
+    # The heartbeat: a ping arrives; it is never answered, so the server
+    # closes the connection within the timeout.
+    t = time.monotonic()
+    frames = sio_frames(ws, 20, timeout=3)
+    check("2" in frames and frames[-1] is None and time.monotonic() - t < 3,
+          "a ping, unanswered: the server closes within the timeout (%s)" % frames)
+    ws.sock.close()
+
+    # A client that answers pings stays; its close packet closes cleanly.
+    ws = WS(s.port, path="/socket.io/")  # the query is required: 400
+    check(ws.status == 400, "/socket.io/ without a query: 400")
+    ws.sock.close()
+    ws = WS(s.port, path="/socket.io/?EIO=4&transport=websocket")
+    sio_frames(ws, 1)
+    ws.send_frame(1, b"40")
+    sio_frames(ws, 2)
+    pongs = 0
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:
+        f = sio_frames(ws, 1, timeout=1)[0]
+        check(f is not None, "a client answering pings is not closed")
+        if f == "2":
+            ws.send_frame(1, b"3")
+            pongs += 1
+    check(pongs >= 3, "%d pings answered over 1.5 s, still connected" % pongs)
+    ws.send_frame(1, b"1")
+    check(sio_frames(ws, 5)[-1] is None and ws.close_code == 1000, "the close packet: closed with 1000")
+    ws.sock.close()
+
+    sm = parse_metrics(s.metrics()[2])
+    check(value(sm, "orfeas_errors_total", type="ws_timeout", endpoint="/socket.io/") == 1,
+          "errors_total{ws_timeout, /socket.io/} = 1")
+    check(value(sm, "orfeas_errors_total", type="bad_message", endpoint="/socket.io/") == 5,
+          "errors_total{bad_message, /socket.io/} = 5 (4 bad packets, 1 binary frame)")
+    for et, n in [("transport", 1), ("version", 3), ("sid", 1)]:  # version: also the bare /socket.io/
+        check(value(sm, "orfeas_validation_errors_total", field="socketio", error_type=et) == n,
+              "validation_errors_total{socketio, %s} = %d" % (et, n))
+    check(s.stop() == 0, "exit 0")
+
+
 if __name__ == "__main__":
-    main({"static": case_static})
+    main({"static": case_static, "socketio": case_socketio})

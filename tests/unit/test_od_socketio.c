@@ -21,24 +21,34 @@
 static void test_query(void **s) {
   (void)s;
   char m[200];
-  assert_int_equal(od_sio_query_check("4", "websocket", NULL, m, sizeof m), 0);
-  assert_int_equal(od_sio_query_check("3", "websocket", NULL, m, sizeof m),
-                   OD_SIO_ERR_VERSION);
-  assert_non_null(strstr(m, "EIO=4"));
-  assert_int_equal(od_sio_query_check(NULL, "websocket", NULL, m, sizeof m),
-                   OD_SIO_ERR_VERSION);
-  assert_int_equal(od_sio_query_check("4", "polling", NULL, m, sizeof m),
-                   OD_SIO_ERR_TRANSPORT);
-  assert_non_null(strstr(m, "websocket"));
-  assert_int_equal(od_sio_query_check("4", NULL, NULL, m, sizeof m),
-                   OD_SIO_ERR_TRANSPORT);
-  assert_int_equal(od_sio_query_check("4", "websocket", "abc", m, sizeof m),
-                   OD_SIO_ERR_SID);
+  int code = 99;
+  assert_int_equal(
+      od_sio_query_check("4", "websocket", NULL, &code, m, sizeof m), 0);
+  assert_int_equal(code, 99); /* untouched when accepted */
+  struct {
+    const char *eio, *transport, *sid, *says;
+    int code;
+  } bad[] = {
+      {"3", "websocket", NULL, "EIO=4", OD_SIO_ERR_VERSION},
+      {NULL, "websocket", NULL, "EIO=4", OD_SIO_ERR_VERSION},
+      {"4", "polling", NULL, "websocket", OD_SIO_ERR_TRANSPORT},
+      {"4", NULL, NULL, "websocket", OD_SIO_ERR_TRANSPORT},
+      {"4", "websocket", "abc", "Session ID", OD_SIO_ERR_SID},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    code = 99;
+    m[0] = '\0';
+    assert_int_equal(od_sio_query_check(bad[i].eio, bad[i].transport,
+                                        bad[i].sid, &code, m, sizeof m),
+                     -1);
+    assert_int_equal(code, bad[i].code);
+    assert_non_null(strstr(m, bad[i].says));
+  }
 }
 
 static void test_open_packet(void **s) {
   (void)s;
-  char *o = od_sio_open(UUID);
+  char *o = od_sio_open(UUID, 25, 20.5);
   assert_non_null(o);
   assert_int_equal(o[0], '0');
   json_t *j = json_loads(o + 1, 0, NULL);
@@ -47,9 +57,9 @@ static void test_open_packet(void **s) {
   assert_true(json_is_array(json_object_get(j, "upgrades")));
   assert_int_equal(json_array_size(json_object_get(j, "upgrades")), 0);
   assert_int_equal(json_integer_value(json_object_get(j, "pingInterval")),
-                   OD_SIO_PING_INTERVAL_MS);
+                   25000);
   assert_int_equal(json_integer_value(json_object_get(j, "pingTimeout")),
-                   OD_SIO_PING_TIMEOUT_MS);
+                   20500);
   assert_int_equal(json_integer_value(json_object_get(j, "maxPayload")),
                    OD_SIO_MAX_PAYLOAD);
   json_decref(j);
