@@ -1,7 +1,9 @@
 /* cache.c: the content-addressed result cache, two tiers.
  *
- * Key: 32 bytes, SHA-256 of the image bytes followed by every generation
- * parameter (jobs.c builds it). Value: the model file's bytes.
+ * Key: 32 bytes, SHA-256 of the image's SHA-256 digest followed by every
+ * generation parameter (jobs.c builds it). Value: a result (the model and
+ * its quality report, od_cache_result_pack below); the tiers treat it as
+ * bytes.
  *
  *   memory  entries hold the bytes; bounded by mem_bytes; LRU eviction.
  *   disk    files DIR/<hex key>.bin; bounded by disk_bytes; LRU eviction by
@@ -335,4 +337,34 @@ size_t od_cache_entries(od_cache *c, od_cache_tier which) {
   size_t n = c->t[which].count;
   pthread_mutex_unlock(&c->mu);
   return n;
+}
+
+/* ---- the result value ------------------------------------------------------
+ * A 32-byte header, then the model, so a hit reports the same score as the
+ * run that made it: "OQ1\0", 4 bytes of padding, the score (a double, host
+ * order), the printable flag (byte 16), the two-letter grade (bytes 20-21). */
+
+uint8_t *od_cache_result_pack(const orfeas_pl_result *res, size_t *len) {
+  uint8_t *v = malloc(OD_CACHE_RESULT_HDR + res->file.size);
+  if (v == NULL)
+    return NULL;
+  memset(v, 0, OD_CACHE_RESULT_HDR);
+  memcpy(v, "OQ1", 4);
+  memcpy(v + 8, &res->quality.score, sizeof(double));
+  v[16] = (uint8_t)(res->quality.printable != 0);
+  memcpy(v + 20, res->quality.grade, 3);
+  memcpy(v + OD_CACHE_RESULT_HDR, res->file.data, res->file.size);
+  *len = OD_CACHE_RESULT_HDR + res->file.size;
+  return v;
+}
+
+int od_cache_result_unpack(const uint8_t *v, size_t len, double *score, char grade[3],
+                           int *printable) {
+  if (len < OD_CACHE_RESULT_HDR || memcmp(v, "OQ1", 4) != 0)
+    return -1;
+  memcpy(score, v + 8, sizeof(double));
+  *printable = v[16];
+  memcpy(grade, v + 20, 2);
+  grade[2] = '\0';
+  return 0;
 }

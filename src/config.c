@@ -14,7 +14,7 @@
 
 #include <arpa/inet.h>
 
-#include "orfeasd.h"
+#include "store.h"
 
 typedef enum { K_LISTEN, K_STR, K_INT, K_DOUBLE, K_BOOL } kind;
 
@@ -36,6 +36,9 @@ static const opt_def OPTS[] = {
    "ADDR:PORT to listen on (IPv4; default 127.0.0.1:5000)"},
   {"data-dir", "ORFEAS_DATA_DIR", K_STR, OFF(data_dir), SZ(data_dir), 0, 0,
    "uploads, outputs and the disk cache (default ./data)"},
+  {"store", "ORFEAS_STORE", K_STR, OFF(store), SZ(store), 0, 0,
+   "where job records live: memory: (this process; forgotten at exit) "
+   "(default memory:)"},
   {"workers", "ORFEAS_WORKERS", K_INT, OFF(workers), 0, 1, 256,
    "pipeline threads (default: the number of cores)"},
   {"worker-nice", "ORFEAS_WORKER_NICE", K_INT, OFF(worker_nice), 0, 0, 19,
@@ -101,6 +104,9 @@ void od_config_defaults(od_config *c) {
   snprintf(c->listen_host, sizeof c->listen_host, "127.0.0.1");
   c->listen_port = 5000;
   snprintf(c->data_dir, sizeof c->data_dir, "data");
+  /* memory: is the behaviour orfeasd always had. With the SQLite store
+   * (issue #11's second half) the default becomes sqlite:DATA_DIR/jobs.db. */
+  snprintf(c->store, sizeof c->store, "memory:");
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   c->workers = n > 0 && n <= 256 ? (int)n : 2;
   c->queue_size = 100;
@@ -259,5 +265,5 @@ int od_config_parse(od_config *c, int argc, char **argv,
     snprintf(err, err_len, "--data-dir: must not be empty");
     return -1;
   }
-  return 0;
+  return od_store_url_check(c->store, err, err_len);
 }

@@ -10,7 +10,13 @@
  *   queue.c      the bounded FIFO in front of the workers
  *   fileio.c     whole-file reads, crash-safe (tmp + rename) writes
  *   cache.c      the result cache: memory LRU + data-dir tier, bounded bytes
- *   jobs.c       the job table, the worker pool, progress and ETA
+ *   store.c      the job store: records and the dispatch queue behind one
+ *                interface (store.h), a backend per --store URL scheme
+ *   store_mem.c  the memory: backend
+ *   jobs.c       the job API over the store: upload, generate, view, files
+ *   worker.c     the worker pool and the live progress of running jobs
+ *   eta.c        stage and job durations: ETAs, Retry-After, bottleneck
+ *   jobjson.c    a job as JSON: job-status, the 202s, the WebSocket events
  *   svc_metrics.c every orfeas_* metric, registered and pre-created at 0
  *   http.c       libmicrohttpd glue: request contexts, bodies, request metrics,
  *                gzip, the access log
@@ -23,8 +29,8 @@
  *
  * Threads: MHD's pool runs the handlers; `workers` threads run jobs; one hub
  * thread owns every WebSocket; main waits for a signal. Shared state is the
- * job table (jobs.c, one mutex), the queue (its own mutex), the cache (its
- * own mutex) and the hub's outbox (ws.c). Metrics are lock-free.
+ * job store (its records and its queue, each under its own mutex), the cache
+ * (its own mutex) and the hub's outbox (ws.c). Metrics are lock-free.
  */
 #ifndef ORFEASD_H
 #define ORFEASD_H
@@ -49,6 +55,7 @@ typedef struct {
   char listen_host[64];     /* numeric IPv4 address */
   uint16_t listen_port;
   char data_dir[PATH_MAX];
+  char store[PATH_MAX + 16];/* job store URL (store.h) */
   int workers;              /* pipeline threads */
   int worker_nice;          /* nice value of the worker threads */
   int queue_size;           /* jobs waiting beyond the running ones */
@@ -163,23 +170,28 @@ int od_ratelimit_take(od_ratelimit *rl, const char *key, double now_s);
 
 /* ---- queue.c ------------------------------------------------------------- */
 
+/* A bounded FIFO of job ids (UUIDs, 36 chars). Thread-safe. */
 typedef struct od_queue od_queue;
 
 od_queue *od_queue_new(size_t capacity);
 void od_queue_free(od_queue *q);
-/* Appends item; returns its 0-based position, or -1 when full or closed. */
-int od_queue_push(od_queue *q, void *item);
-/* Blocks until an item is there (returns it) or the queue is closed and
- * empty (returns NULL). */
-void *od_queue_pop(od_queue *q);
-/* Closes the queue: pushes fail, and the items still waiting are handed to
- * drop(item, user) one by one (in FIFO order) and removed; pops then return
- * NULL. */
-void od_queue_close(od_queue *q, void (*drop)(void *item, void *user),
+/* Appends a copy of id; returns its 0-based position, -1 when full, -2
+ * when closed. */
+int od_queue_push(od_queue *q, const char *id);
+/* Takes the oldest id into id[37]. Waits up to timeout_ms for one (-1:
+ * until one comes or the queue is closed; 0: not at all). Returns 0 with an
+ * id, 1 when none came in time, -1 when the queue is closed and empty. */
+int od_queue_pop(od_queue *q, char id[37], int timeout_ms);
+/* Closes the queue: pushes fail, and the ids still waiting are handed to
+ * drop(id, user) one by one (in FIFO order, no queue lock held) and
+ * removed; pops then return -1. */
+void od_queue_close(od_queue *q, void (*drop)(const char *id, void *user),
                     void *user);
 size_t od_queue_depth(od_queue *q);
-/* 0-based position of item, -1 when not queued. */
-int od_queue_position(od_queue *q, const void *item);
+/* 0-based position of id, -1 when not waiting. */
+int od_queue_position(od_queue *q, const char *id);
+/* Copies the oldest id without taking it: 0, or -1 when empty. */
+int od_queue_peek(od_queue *q, char id[37]);
 
 /* ---- fileio.c ----------------------------------------------------------- */
 
@@ -211,6 +223,14 @@ int od_cache_get(od_cache *c, const uint8_t key[32], uint8_t **data,
 void od_cache_put(od_cache *c, const uint8_t key[32], const uint8_t *data,
                   size_t len);
 size_t od_cache_bytes(od_cache *c, od_cache_tier tier);
+/* A cached result: a 32-byte header with the quality report, then the
+ * model (from byte OD_CACHE_RESULT_HDR). pack: malloc'd (caller frees),
+ * NULL when out of memory. unpack: 0 and the report, -1 when v is not a
+ * result value. */
+#define OD_CACHE_RESULT_HDR 32
+uint8_t *od_cache_result_pack(const orfeas_pl_result *res, size_t *len);
+int od_cache_result_unpack(const uint8_t *v, size_t len, double *score,
+                           char grade[3], int *printable);
 size_t od_cache_entries(od_cache *c, od_cache_tier tier);
 
 /* ---- svc_metrics.c ------------------------------------------------------- */
@@ -332,21 +352,23 @@ void od_metric_error(od_metrics *m, const char *type, od_route r);
 void od_metric_validation(od_metrics *m, const char *field,
                           const char *error_type);
 
-/* ---- jobs.c -------------------------------------------------------------- */
+/* ---- jobs.c (with worker.c, eta.c: jobs_internal.h) ---------------------- */
 
 typedef enum {
   OD_JOB_UPLOADED = 0, /* an image is stored; no generation asked yet */
   OD_JOB_QUEUED,
   OD_JOB_PROCESSING,
   OD_JOB_COMPLETED,
-  OD_JOB_FAILED
+  OD_JOB_FAILED,
+  OD_JOB_STATE_COUNT
 } od_job_state;
 
 const char *od_job_state_name(od_job_state s);
 
 typedef struct od_service od_service;
 
-/* A snapshot of a job, copied out under the table lock. */
+/* A snapshot of a job: its stored record (store.h) with, while it runs,
+ * its live progress, and its place in line and ETA. */
 typedef struct {
   char id[37];
   od_job_state state;
@@ -394,7 +416,8 @@ int od_jobs_view(od_jobs *j, const char *id, od_job_view *v);
  * no such file (name must equal the job's output name). */
 int od_jobs_open_output(od_jobs *j, const char *id, const char *name,
                         uint64_t *size, orfeas_pl_format *fmt);
-/* Closes the queue (failing waiting jobs), then waits for running jobs. */
+/* Closes the store's queue (failing waiting jobs), then waits for running
+ * jobs. */
 void od_jobs_drain(od_jobs *j);
 void od_jobs_free(od_jobs *j);
 int od_jobs_workers_running(od_jobs *j);
@@ -403,8 +426,31 @@ int od_jobs_workers_running(od_jobs *j);
 int od_jobs_retry_after(od_jobs *j);
 int od_jobs_busy(od_jobs *j);
 size_t od_jobs_queue_depth(od_jobs *j);
-/* Job counts by state (array of 5). */
-void od_jobs_counts(od_jobs *j, int counts[5]);
+/* Job counts by state. */
+void od_jobs_counts(od_jobs *j, int counts[OD_JOB_STATE_COUNT]);
+
+/* ---- jobjson.c ----------------------------------------------------------- */
+
+/* A job as the API shows it, from a snapshot (docs/api.md). Each returns a
+ * new reference (NULL when out of memory). Event payloads carry "job_id";
+ * the sender adds "timestamp". */
+/* "/api/download/<id>/<output name>", or "" before there is an output. */
+void od_job_download_url(const od_job_view *v, char *out, size_t len);
+/* {overall_score, grade, printable} */
+json_t *od_job_quality_json(const od_job_view *v);
+/* The GET /api/job-status/{job_id} body. */
+json_t *od_job_status_json(const od_job_view *v);
+/* generation_progress and stage_change payloads. */
+json_t *od_job_progress_json(const od_job_view *v);
+json_t *od_job_stage_json(const od_job_view *v);
+/* The event that says where the job stands: generation_complete or
+ * generation_error once it ended, generation_progress while queued or
+ * processing (*ev says which); NULL for a job only uploaded. */
+json_t *od_job_event_json(const od_job_view *v, od_ws_event *ev);
+/* The 202 body of generate-3d: queued at `position` (done NULL), or
+ * completed from the cache (done: the job's view, for its download URL). */
+json_t *od_job_accepted_json(const od_generate_req *g, int position,
+                             const od_job_view *done);
 
 /* ---- ws.c / wsproto.c ---------------------------------------------------- */
 

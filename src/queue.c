@@ -1,18 +1,32 @@
 /* queue.c: the bounded FIFO between the API and the worker pool.
  *
- * A ring of item pointers under one mutex and one condition variable. The
- * bound is what turns overload into an immediate 429 rather than unbounded
- * memory and latency. Closing hands every waiting item back to the caller
- * (who fails the job with a reason), so no accepted job is ever lost.
+ * A ring of job ids (copied in, 37 bytes each) under one mutex and one
+ * condition variable. Ids, not pointers: the queue then means the same thing
+ * to a store whose records live elsewhere (store.h), and a position is a
+ * place in line, not an address. The bound is what turns overload into an
+ * immediate 429 rather than unbounded memory and latency. Closing hands every
+ * waiting id back to the caller (who decides what becomes of the job), so no
+ * accepted job is ever silently lost.
+ *
+ * Position and membership are found by a linear scan of the ring: the queue
+ * is short (--queue-size, default 100) and scanned only by job-status.
  */
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 #include "orfeasd.h"
 
+typedef struct {
+  char id[37];
+} slot;
+
 struct od_queue {
   pthread_mutex_t mu;
-  pthread_cond_t cv;
-  void **ring; /* owned; items are not */
+  pthread_cond_t cv; /* on CLOCK_MONOTONIC, for timed pops */
+  slot *ring;        /* owned */
   size_t cap, head, len;
   int closed;
 };
@@ -30,7 +44,11 @@ od_queue *od_queue_new(size_t capacity) {
   }
   q->cap = capacity;
   pthread_mutex_init(&q->mu, NULL);
-  pthread_cond_init(&q->cv, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&q->cv, &ca);
+  pthread_condattr_destroy(&ca);
   return q;
 }
 
@@ -43,11 +61,11 @@ void od_queue_free(od_queue *q) {
   free(q);
 }
 
-int od_queue_push(od_queue *q, void *item) {
+int od_queue_push(od_queue *q, const char *id) {
   pthread_mutex_lock(&q->mu);
-  int pos = -1;
+  int pos = q->closed ? -2 : -1;
   if (!q->closed && q->len < q->cap) {
-    q->ring[(q->head + q->len) % q->cap] = item;
+    snprintf(q->ring[(q->head + q->len) % q->cap].id, sizeof q->ring[0].id, "%s", id);
     pos = (int)q->len++;
     pthread_cond_signal(&q->cv);
   }
@@ -55,28 +73,46 @@ int od_queue_push(od_queue *q, void *item) {
   return pos;
 }
 
-void *od_queue_pop(od_queue *q) {
-  pthread_mutex_lock(&q->mu);
-  while (q->len == 0 && !q->closed)
-    pthread_cond_wait(&q->cv, &q->mu);
-  void *item = NULL;
-  if (q->len > 0) {
-    item = q->ring[q->head];
-    q->head = (q->head + 1) % q->cap;
-    q->len--;
+/* The absolute CLOCK_MONOTONIC deadline timeout_ms from now. */
+static struct timespec deadline(int timeout_ms) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  ts.tv_sec += timeout_ms / 1000;
+  ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+  if (ts.tv_nsec >= 1000000000L) {
+    ts.tv_sec++;
+    ts.tv_nsec -= 1000000000L;
   }
-  pthread_mutex_unlock(&q->mu);
-  return item;
+  return ts;
 }
 
-void od_queue_close(od_queue *q, void (*drop)(void *item, void *user),
-                    void *user) {
+int od_queue_pop(od_queue *q, char id[37], int timeout_ms) {
+  struct timespec until = deadline(timeout_ms > 0 ? timeout_ms : 0);
+  pthread_mutex_lock(&q->mu);
+  while (q->len == 0 && !q->closed && timeout_ms != 0) {
+    if (timeout_ms < 0)
+      pthread_cond_wait(&q->cv, &q->mu);
+    else if (pthread_cond_timedwait(&q->cv, &q->mu, &until) == ETIMEDOUT)
+      break;
+  }
+  int rc = q->closed ? -1 : 1;
+  if (q->len > 0) {
+    memcpy(id, q->ring[q->head].id, 37);
+    q->head = (q->head + 1) % q->cap;
+    q->len--;
+    rc = 0;
+  }
+  pthread_mutex_unlock(&q->mu);
+  return rc;
+}
+
+void od_queue_close(od_queue *q, void (*drop)(const char *id, void *user), void *user) {
   pthread_mutex_lock(&q->mu);
   q->closed = 1;
-  /* Take the items out under the lock, hand them back outside it, so drop()
+  /* Take the ids out under the lock, hand them back outside it, so drop()
    * may take other locks without an ordering problem. */
   size_t n = q->len;
-  void **items = n ? malloc(n * sizeof *items) : NULL;
+  slot *items = n ? malloc(n * sizeof *items) : NULL;
   if (items != NULL || n == 0) {
     for (size_t i = 0; i < n; i++)
       items[i] = q->ring[(q->head + i) % q->cap];
@@ -85,16 +121,16 @@ void od_queue_close(od_queue *q, void (*drop)(void *item, void *user),
   pthread_cond_broadcast(&q->cv);
   pthread_mutex_unlock(&q->mu);
   if (items == NULL && n > 0) {
-    /* Out of memory: drop them one by one under no lock at all instead. */
-    void *it;
-    while ((it = od_queue_pop(q)) != NULL)
+    /* Out of memory: hand them back one by one instead (FIFO all the same). */
+    char id[37];
+    while (od_queue_pop(q, id, 0) == 0)
       if (drop)
-        drop(it, user);
+        drop(id, user);
     return;
   }
   for (size_t i = 0; i < n; i++)
     if (drop)
-      drop(items[i], user);
+      drop(items[i].id, user);
   free(items);
 }
 
@@ -105,14 +141,25 @@ size_t od_queue_depth(od_queue *q) {
   return n;
 }
 
-int od_queue_position(od_queue *q, const void *item) {
+int od_queue_position(od_queue *q, const char *id) {
   pthread_mutex_lock(&q->mu);
   int pos = -1;
   for (size_t i = 0; i < q->len; i++)
-    if (q->ring[(q->head + i) % q->cap] == item) {
+    if (strcmp(q->ring[(q->head + i) % q->cap].id, id) == 0) {
       pos = (int)i;
       break;
     }
   pthread_mutex_unlock(&q->mu);
   return pos;
+}
+
+int od_queue_peek(od_queue *q, char id[37]) {
+  pthread_mutex_lock(&q->mu);
+  int rc = -1;
+  if (q->len > 0) {
+    memcpy(id, q->ring[q->head].id, 37);
+    rc = 0;
+  }
+  pthread_mutex_unlock(&q->mu);
+  return rc;
 }

@@ -142,33 +142,13 @@ static void handle_generate(od_service *svc, struct MHD_Connection *conn, od_req
   }
   int pos = 0;
   od_gen_result r = od_jobs_generate(svc->jobs, &g, &pos);
-  json_t *dims = json_pack("{s:f, s:f, s:f}", "width", g.width, "height", g.height,
-                           "depth", g.depth);
-  const char *fmt = orfeas_pl_format_name(g.format);
-  switch (r) {
-  case OD_GEN_QUEUED:
-    od_respond_json(conn, req, 202,
-                    json_pack("{s:s, s:s, s:i, s:s, s:i, s:o, s:s}", "job_id", g.job_id,
-                              "status", "queued", "position", pos, "format", fmt,
-                              "quality", g.quality, "dimensions", dims, "mode",
-                              orfeas_pl_mode_name(g.mode)));
-    return;
-  case OD_GEN_CACHED: {
-    od_job_view v;
-    char url[200] = "";
-    if (od_jobs_view(svc->jobs, g.job_id, &v))
-      snprintf(url, sizeof url, "/api/download/%s/%s", v.id, v.output_name);
-    od_respond_json(conn, req, 202,
-                    json_pack("{s:s, s:s, s:i, s:b, s:s, s:s, s:i, s:o}", "job_id",
-                              g.job_id, "status", "completed", "position", 0, "cached", 1,
-                              "download_url", url, "format", fmt, "quality", g.quality,
-                              "dimensions", dims));
+  if (r == OD_GEN_QUEUED || r == OD_GEN_CACHED) {
+    od_job_view v = {0};
+    if (r == OD_GEN_CACHED)
+      od_jobs_view(svc->jobs, g.job_id, &v);
+    od_respond_json(conn, req, 202, od_job_accepted_json(&g, pos, r == OD_GEN_CACHED ? &v : NULL));
     return;
   }
-  default:
-    break;
-  }
-  json_decref(dims);
   if (r == OD_GEN_NOT_FOUND) {
     od_respond_error(svc, conn, req, 404, "not_found",
                      "Job not found: upload an image first (/api/upload-image)", NULL);
@@ -205,25 +185,7 @@ static void handle_status(od_service *svc, struct MHD_Connection *conn, od_req *
     od_respond_error(svc, conn, req, 404, "not_found", "Job not found", NULL);
     return;
   }
-  json_t *o = json_pack("{s:s, s:s, s:f, s:s, s:f, s:f, s:b}", "job_id", v.id, "status",
-                        od_job_state_name(v.state), "progress", v.progress, "stage",
-                        v.stage, "stage_progress", v.stage_progress, "eta_seconds",
-                        v.eta_seconds, "cached", v.cached);
-  if (v.state == OD_JOB_QUEUED)
-    json_object_set_new(o, "position", json_integer(v.position));
-  if (v.state == OD_JOB_COMPLETED) {
-    char url[200];
-    snprintf(url, sizeof url, "/api/download/%s/%s", v.id, v.output_name);
-    json_object_set_new(o, "download_url", json_string(url));
-    json_object_set_new(o, "output_file", json_string(v.output_name));
-    json_object_set_new(o, "quality_metrics",
-                        json_pack("{s:f, s:s, s:s, s:b}", "overall_score", v.score, "grade",
-                                  v.grade, "quality_grade", v.grade, "printable",
-                                  v.printable));
-  }
-  if (v.state == OD_JOB_FAILED)
-    json_object_set_new(o, "error", json_string(v.error));
-  od_respond_json(conn, req, 200, o);
+  od_respond_json(conn, req, 200, od_job_status_json(&v));
 }
 
 /* ---- GET /api/download/{job_id}/{filename} -------------------------------- */
@@ -262,7 +224,7 @@ static void handle_download(od_service *svc, struct MHD_Connection *conn, od_req
 /* ---- health --------------------------------------------------------------- */
 
 static void handle_api_health(od_service *svc, struct MHD_Connection *conn, od_req *req) {
-  int c[5];
+  int c[OD_JOB_STATE_COUNT];
   od_jobs_counts(svc->jobs, c);
   json_t *o = json_pack(
       "{s:s, s:s, s:f, s:f, s:{s:I, s:i}, s:{s:i, s:i}, s:{s:i, s:i, s:i, s:i, s:i},"

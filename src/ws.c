@@ -209,26 +209,10 @@ static int subscribed(const client *c, const char *id) {
  * subscribes after the job ended (or while it runs) still gets its end. */
 static void send_current(client *c, const char *id) {
   od_job_view v;
-  if (!od_jobs_view(c->hub->svc->jobs, id, &v))
-    return;
-  if (v.state == OD_JOB_COMPLETED) {
-    char url[200];
-    snprintf(url, sizeof url, "/api/download/%s/%s", v.id, v.output_name);
-    send_event(c, OD_WS_COMPLETE,
-               json_pack("{s:s, s:s, s:b, s:{s:f, s:s, s:b}, s:b}", "job_id", id,
-                         "download_url", url, "success", 1, "quality_metrics",
-                         "overall_score", v.score, "grade", v.grade, "printable",
-                         v.printable, "cached", v.cached));
-  } else if (v.state == OD_JOB_FAILED) {
-    send_event(c, OD_WS_ERROR_EVENT,
-               json_pack("{s:s, s:s, s:b}", "job_id", id, "error", v.error,
-                         "recoverable", v.http_status >= 500));
-  } else if (v.state == OD_JOB_PROCESSING || v.state == OD_JOB_QUEUED) {
-    send_event(c, OD_WS_PROGRESS,
-               json_pack("{s:s, s:f, s:s, s:f, s:f}", "job_id", id, "progress",
-                         v.progress, "stage", v.stage, "stage_progress",
-                         v.stage_progress, "eta_seconds", v.eta_seconds));
-  }
+  od_ws_event ev;
+  json_t *data;
+  if (od_jobs_view(c->hub->svc->jobs, id, &v) && (data = od_job_event_json(&v, &ev)) != NULL)
+    send_event(c, ev, data);
 }
 
 /* Adds a subscription (at most MAX_SUBS); 0, or -1 when full (counted). */

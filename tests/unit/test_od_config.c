@@ -46,6 +46,27 @@ static void test_defaults(void **state) {
   assert_int_equal(c.max_upload_mb, 50);
   assert_true(c.workers >= 1);
   assert_true(c.rate_limit_rps == 0); /* rate limit off by default */
+  assert_string_equal(c.store, "memory:");
+}
+
+static const char *store_env(const char *name) {
+  return strcmp(name, "ORFEAS_STORE") == 0 ? "memory:" : NULL;
+}
+
+/* --store / ORFEAS_STORE: a URL whose scheme names a job store; an unknown
+ * one is refused at parse time, naming the known ones. */
+static void test_store_url(void **state) {
+  (void)state;
+  od_config c;
+  char err[256];
+  char *ok[] = {"orfeasd"};
+  assert_int_equal(parse(&c, 1, ok, store_env, err), 0);
+  assert_string_equal(c.store, "memory:");
+  char *bad[] = {"orfeasd", "--store", "mongodb://db/jobs"};
+  assert_int_equal(parse(&c, 3, bad, no_env, err), -1);
+  assert_non_null(strstr(err, "--store"));
+  assert_non_null(strstr(err, "mongodb://db/jobs"));
+  assert_non_null(strstr(err, "memory:"));
 }
 
 static void test_env_then_flags(void **state) {
@@ -105,6 +126,7 @@ static void test_help(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_defaults), cmocka_unit_test(test_env_then_flags),
+    cmocka_unit_test(test_store_url),
     cmocka_unit_test(test_errors), cmocka_unit_test(test_help),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -17,38 +17,69 @@
 static void test_queue_bounds(void **state) {
   (void)state;
   od_queue *q = od_queue_new(2);
-  int a = 1, b = 2, c = 3;
-  assert_int_equal(od_queue_push(q, &a), 0);
-  assert_int_equal(od_queue_push(q, &b), 1);
-  assert_int_equal(od_queue_push(q, &c), -1); /* full */
-  assert_int_equal(od_queue_position(q, &b), 1);
-  assert_int_equal(od_queue_position(q, &c), -1);
-  assert_ptr_equal(od_queue_pop(q), &a);
-  assert_int_equal(od_queue_push(q, &c), 1);
+  char id[37];
+  assert_int_equal(od_queue_push(q, "a"), 0);
+  assert_int_equal(od_queue_push(q, "b"), 1);
+  assert_int_equal(od_queue_push(q, "c"), -1); /* full */
+  assert_int_equal(od_queue_position(q, "b"), 1);
+  assert_int_equal(od_queue_position(q, "c"), -1);
+  assert_int_equal(od_queue_peek(q, id), 0);
+  assert_string_equal(id, "a");
+  assert_int_equal(od_queue_pop(q, id, -1), 0);
+  assert_string_equal(id, "a");
+  assert_int_equal(od_queue_push(q, "c"), 1);
   assert_int_equal(od_queue_depth(q), 2);
   od_queue_free(q);
 }
 
-static int dropped[8], ndropped;
+/* The queue holds copies: the caller's buffer may change after a push. */
+static void test_queue_copies_ids(void **state) {
+  (void)state;
+  od_queue *q = od_queue_new(2);
+  char mine[37] = "11111111-1111-4111-8111-111111111111", got[37];
+  assert_int_equal(od_queue_push(q, mine), 0);
+  memset(mine, 'x', 36);
+  assert_int_equal(od_queue_pop(q, got, 0), 0);
+  assert_string_equal(got, "11111111-1111-4111-8111-111111111111");
+  od_queue_free(q);
+}
 
-static void drop(void *item, void *user) {
+/* A pop with a timeout on an empty queue comes back empty-handed (1), not
+ * closed (-1); a zero timeout does not wait at all. */
+static void test_queue_pop_times_out(void **state) {
+  (void)state;
+  od_queue *q = od_queue_new(2);
+  char id[37];
+  assert_int_equal(od_queue_pop(q, id, 0), 1);
+  assert_int_equal(od_queue_pop(q, id, 20), 1);
+  assert_int_equal(od_queue_peek(q, id), -1);
+  od_queue_close(q, NULL, NULL);
+  assert_int_equal(od_queue_pop(q, id, 20), -1);
+  od_queue_free(q);
+}
+
+static char dropped[8][37];
+static int ndropped;
+
+static void drop(const char *id, void *user) {
   (void)user;
-  dropped[ndropped++] = *(int *)item;
+  snprintf(dropped[ndropped++], 37, "%s", id);
 }
 
 static void test_queue_close(void **state) {
   (void)state;
   od_queue *q = od_queue_new(4);
-  int v[3] = {10, 20, 30};
+  const char *v[3] = {"10", "20", "30"};
   for (int i = 0; i < 3; i++)
-    od_queue_push(q, &v[i]);
+    od_queue_push(q, v[i]);
   ndropped = 0;
   od_queue_close(q, drop, NULL);
-  assert_int_equal(ndropped, 3); /* every waiting item handed back, FIFO */
-  assert_int_equal(dropped[0], 10);
-  assert_int_equal(dropped[2], 30);
-  assert_null(od_queue_pop(q));
-  assert_int_equal(od_queue_push(q, &v[0]), -1);
+  assert_int_equal(ndropped, 3); /* every waiting id handed back, FIFO */
+  assert_string_equal(dropped[0], "10");
+  assert_string_equal(dropped[2], "30");
+  char id[37];
+  assert_int_equal(od_queue_pop(q, id, -1), -1);
+  assert_int_equal(od_queue_push(q, v[0]), -2); /* closed, not full */
   od_queue_free(q);
 }
 
@@ -63,17 +94,20 @@ typedef struct {
 
 static void *producer(void *arg) {
   qshared *s = arg;
-  for (long i = 1; i <= PER_PRODUCER; i++)
-    while (od_queue_push(s->q, (void *)(intptr_t)i) < 0)
+  char id[37];
+  for (long i = 1; i <= PER_PRODUCER; i++) {
+    snprintf(id, sizeof id, "%ld", i);
+    while (od_queue_push(s->q, id) < 0)
       sched_yield();
+  }
   return NULL;
 }
 
 static void *consumer(void *arg) {
   qshared *s = arg;
-  void *it;
-  while ((it = od_queue_pop(s->q)) != NULL) {
-    s->sum += (long)(intptr_t)it;
+  char id[37];
+  while (od_queue_pop(s->q, id, -1) == 0) {
+    s->sum += strtol(id, NULL, 10);
     s->count++;
   }
   return NULL;
@@ -89,7 +123,7 @@ static void test_queue_concurrent(void **state) {
     pthread_create(&p[i], NULL, producer, &s);
   for (int i = 0; i < PRODUCERS; i++)
     pthread_join(p[i], NULL);
-  /* Every item pushed is popped exactly once before close returns NULL. */
+  /* Every id pushed is popped exactly once before close ends the pops. */
   while (od_queue_depth(s.q) > 0)
     sched_yield();
   od_queue_close(s.q, NULL, NULL);
@@ -230,7 +264,8 @@ static void test_cache_concurrent(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test(test_queue_bounds), cmocka_unit_test(test_queue_close),
+    cmocka_unit_test(test_queue_bounds), cmocka_unit_test(test_queue_copies_ids),
+    cmocka_unit_test(test_queue_pop_times_out), cmocka_unit_test(test_queue_close),
     cmocka_unit_test(test_queue_concurrent), cmocka_unit_test(test_ratelimit),
     cmocka_unit_test(test_cache_tiers), cmocka_unit_test(test_cache_concurrent),
   };

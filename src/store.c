@@ -1,0 +1,159 @@
+/* store.c: picks a job-store backend by URL scheme and forwards each call
+ * to it (store.h is the contract). The wrappers are the one place every
+ * store call passes through: the place for per-operation timing and error
+ * counts when the store gets its metrics.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store.h"
+
+struct od_store {
+  const od_store_ops *ops;
+  void *be; /* the backend's state; owned through ops->close */
+};
+
+static const od_store_ops *const BACKENDS[] = {&od_store_memory_ops};
+
+#define NBACKENDS (sizeof BACKENDS / sizeof BACKENDS[0])
+
+const char *od_store_rc_name(od_store_rc rc) {
+  static const char *const n[OD_STORE_RC_COUNT] = {
+      "ok",     "not_found", "conflict", "full",
+      "fenced", "empty",     "closed",   "down"};
+  return (unsigned)rc < OD_STORE_RC_COUNT ? n[rc] : "unknown";
+}
+
+const char *od_store_rc_message(od_store_rc rc) {
+  switch (rc) {
+  case OD_STORE_OK:
+    return "ok";
+  case OD_STORE_NOT_FOUND:
+    return "no such job: it was never created here or has been forgotten";
+  case OD_STORE_CONFLICT:
+    return "the job is busy (queued or processing); wait for it to end";
+  case OD_STORE_FULL:
+    return "the job queue or job table is full; retry after the Retry-After "
+           "seconds";
+  case OD_STORE_FENCED:
+    return "this attempt of the job was superseded by a newer one; its result "
+           "is dropped";
+  case OD_STORE_EMPTY:
+    return "nothing to take";
+  case OD_STORE_CLOSED:
+    return "the service is shutting down and takes no new work; retry on "
+           "another instance";
+  case OD_STORE_DOWN:
+    return "the job store is unavailable; retry shortly (operators: see the "
+           "log)";
+  default:
+    return "unknown job-store result";
+  }
+}
+
+/* The backend whose scheme starts url, or NULL with err filled. */
+static const od_store_ops *backend_of(const char *url, char *err,
+                                      size_t err_len) {
+  const char *colon = strchr(url, ':');
+  size_t slen = colon ? (size_t)(colon - url) : strlen(url);
+  for (size_t i = 0; i < NBACKENDS; i++)
+    if (strlen(BACKENDS[i]->scheme) == slen &&
+        strncmp(BACKENDS[i]->scheme, url, slen) == 0)
+      return BACKENDS[i];
+  char known[128] = "";
+  size_t used = 0;
+  for (size_t i = 0; i < NBACKENDS && used < sizeof known; i++) {
+    int n = snprintf(known + used, sizeof known - used, "%s%s:", i ? ", " : "",
+                     BACKENDS[i]->scheme);
+    if (n > 0)
+      used += (size_t)n;
+  }
+  snprintf(err, err_len,
+           "--store: \"%.200s\" names no known job store (known: %s)", url,
+           known);
+  return NULL;
+}
+
+int od_store_url_check(const char *url, char *err, size_t err_len) {
+  return backend_of(url, err, err_len) ? 0 : -1;
+}
+
+od_store *od_store_open(const char *url, const od_store_opts *o, char *err,
+                        size_t err_len) {
+  const od_store_ops *ops = backend_of(url, err, err_len);
+  if (ops == NULL)
+    return NULL;
+  od_store *s = calloc(1, sizeof *s);
+  if (s == NULL) {
+    snprintf(err, err_len, "--store: out of memory");
+    return NULL;
+  }
+  s->ops = ops;
+  const char *colon = strchr(url, ':');
+  char berr[384] = "";
+  if (ops->open(colon ? colon + 1 : "", o, &s->be, berr, sizeof berr) !=
+      OD_STORE_OK) {
+    snprintf(err, err_len, "--store %.200s: %s", url,
+             berr[0] ? berr : "cannot open");
+    free(s);
+    return NULL;
+  }
+  return s;
+}
+
+void od_store_close(od_store *s) {
+  if (s == NULL)
+    return;
+  od_store_close_queue(s, NULL, NULL);
+  s->ops->close(s->be);
+  free(s);
+}
+
+const char *od_store_kind(const od_store *s) { return s->ops->scheme; }
+int od_store_durable(const od_store *s) { return s->ops->durable; }
+
+od_store_rc od_store_recover(od_store *s,
+                             void (*each)(const od_job_rec *r, void *u),
+                             void *u) {
+  return s->ops->recover(s->be, each, u);
+}
+
+od_store_rc od_store_insert(od_store *s, od_job_rec *r) {
+  return s->ops->insert(s->be, r);
+}
+
+od_store_rc od_store_get(od_store *s, const char *id, od_job_rec *out) {
+  return s->ops->get(s->be, id, out);
+}
+
+od_store_rc od_store_transition(od_store *s, const od_job_rec *next,
+                                unsigned from, int fence, od_job_rec *prev) {
+  return s->ops->transition(s->be, next, from, fence, prev);
+}
+
+od_store_rc od_store_enqueue(od_store *s, const char *id, int *position) {
+  return s->ops->enqueue(s->be, id, position);
+}
+
+od_store_rc od_store_claim(od_store *s, const char *owner, int block_ms,
+                           od_job_rec *out) {
+  return s->ops->claim(s->be, owner, block_ms, out);
+}
+
+od_store_rc od_store_position(od_store *s, const char *id, int *position) {
+  return s->ops->position(s->be, id, position);
+}
+
+od_store_rc od_store_evict(od_store *s, const char *id, od_job_rec *gone) {
+  return s->ops->evict(s->be, id, gone);
+}
+
+od_store_rc od_store_get_stats(od_store *s, od_store_stats *st) {
+  return s->ops->stats(s->be, st);
+}
+
+void od_store_close_queue(od_store *s, void (*each)(const char *id, void *u),
+                          void *u) {
+  s->ops->close_queue(s->be, each, u);
+}

@@ -1,0 +1,327 @@
+/* worker.c: the worker pool (--workers threads).
+ *
+ * Each thread claims the oldest waiting job from the store (queued ->
+ * processing, attempt + 1), runs the pipeline on its upload, writes the
+ * model, fills the result cache and ends the job through od_jobs_end,
+ * fenced by its claim's attempt; then claims the next, until the store's
+ * dispatch queue is closed (od_jobs_drain).
+ *
+ * Progress: the pipeline reports each stage twice (begin, end). Where a
+ * running job stands is kept here, one slot per worker, never written to
+ * the store: a durable store would otherwise be written 14 times per job.
+ * job-status reads it through od_workers_live.
+ *
+ * Test and drill hook: while --pause-file exists (and no drain runs), a
+ * worker holds its job before the first stage.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "jobs_internal.h"
+
+typedef struct {
+  od_workers *w;
+  int k; /* index: its live slot, its owner name */
+} worker;
+
+struct od_workers {
+  od_jobs *j;
+  int n;
+  pthread_t *threads; /* owned, n */
+  worker *args;       /* owned, n */
+  /* Atomic: /ready and ETAs read them on HTTP and worker threads while
+   * start-up and the drain change them on the main thread. */
+  _Atomic int nthreads;
+  _Atomic int busy;
+  pthread_mutex_t live_mu; /* guards live */
+  od_live *live;           /* owned, n; id "" when idle */
+};
+
+/* A running job, as on_progress sees it. */
+typedef struct {
+  od_workers *w;
+  int k;
+  const od_job_rec *r;
+} run_ctx;
+
+static int paused(const od_jobs *j) {
+  const char *pf = j->svc->cfg.pause_file;
+  return pf[0] != '\0' && access(pf, F_OK) == 0 && !j->svc->draining;
+}
+
+static int on_progress(void *user, const orfeas_pl_progress *p) {
+  run_ctx *rc = user;
+  od_jobs *j = rc->w->j;
+  od_metrics *m = &j->svc->m;
+  /* Hold the job at its first stage while the pause file exists (never
+   * during a drain, so SIGTERM still finishes). */
+  if (p->stage == 0 && p->event == ORFEAS_PL_EVENT_BEGIN)
+    while (paused(j)) {
+      struct timespec ts = {0, 20 * 1000000};
+      nanosleep(&ts, NULL);
+    }
+  if (p->event == ORFEAS_PL_EVENT_END)
+    od_eta_add_stage(j->eta, (int)p->stage, (double)p->duration_ns * 1e-9);
+  double now = od_now();
+  pthread_mutex_lock(&rc->w->live_mu);
+  od_live *l = &rc->w->live[rc->k];
+  l->stage_idx = (int)p->stage;
+  snprintf(l->stage, sizeof l->stage, "%s", p->stage_name);
+  l->stage_progress = p->progress;
+  l->progress = p->overall * 100.0;
+  if (p->event == ORFEAS_PL_EVENT_BEGIN)
+    l->stage_t0 = now;
+  double in_stage = now - l->stage_t0;
+  pthread_mutex_unlock(&rc->w->live_mu);
+
+  od_job_view v;
+  memset(&v, 0, sizeof v);
+  snprintf(v.id, sizeof v.id, "%s", rc->r->id);
+  snprintf(v.stage, sizeof v.stage, "%s", p->stage_name);
+  v.stage_progress = p->progress;
+  v.progress = p->overall * 100.0;
+  v.eta_seconds = od_eta_running(j->eta, (int)p->stage, p->progress, in_stage);
+  if (p->event == ORFEAS_PL_EVENT_END)
+    om_histogram_observe(
+        om_family_histogram(m->stage_duration, OM_LABELS(p->stage_name)),
+        (double)p->duration_ns * 1e-9);
+  else
+    od_jobs_publish(j, v.id, OD_WS_STAGE_CHANGE, od_job_stage_json(&v));
+  om_counter_inc(m->ws_progress);
+  od_jobs_publish(j, v.id, OD_WS_PROGRESS, od_job_progress_json(&v));
+  return 0;
+}
+
+/* Marks the bottleneck stage: the largest mean over the window. */
+static void update_bottleneck(od_jobs *j) {
+  int best = od_eta_bottleneck(j->eta);
+  for (int s = 0; s < ORFEAS_PL_STAGE_COUNT; s++)
+    om_gauge_set(
+        om_family_gauge(j->svc->m.bottleneck,
+                        OM_LABELS(orfeas_pl_stage_name((orfeas_pl_stage)s))),
+        s == best ? 1 : 0);
+}
+
+/* Copies where the job stands into its record, for the end transition. */
+static void take_live(od_workers *w, int k, od_job_rec *r) {
+  pthread_mutex_lock(&w->live_mu);
+  const od_live *l = &w->live[k];
+  snprintf(r->stage, sizeof r->stage, "%s", l->stage);
+  r->progress = l->progress;
+  r->stage_progress = l->stage_progress;
+  pthread_mutex_unlock(&w->live_mu);
+}
+
+static void set_live(od_workers *w, int k, const char *id) {
+  pthread_mutex_lock(&w->live_mu);
+  od_live *l = &w->live[k];
+  memset(l, 0, sizeof *l);
+  snprintf(l->id, sizeof l->id, "%s", id);
+  l->stage_idx = -1;
+  snprintf(l->stage, sizeof l->stage, "%s", id[0] ? "starting" : "");
+  l->stage_t0 = od_now();
+  pthread_mutex_unlock(&w->live_mu);
+}
+
+/* Ends the claimed job r as failed. Its would-be model name is removed
+ * once the failure is written: a previous run's model of the same name may
+ * still be there (jobs.c leaves it for this run to replace). */
+static void fail(od_workers *w, int k, od_job_rec *r, const char *msg,
+                 int http_status) {
+  take_live(w, k, r);
+  char name[96], path[PATH_MAX + 128];
+  od_jobs_output_name(r, name, sizeof name);
+  r->state = OD_JOB_FAILED;
+  snprintf(r->error, sizeof r->error, "%s", msg);
+  r->http_status = http_status;
+  r->output_name[0] = '\0';
+  r->output_bytes = 0;
+  if (od_jobs_end(w->j, r, OD_STATE_BIT(OD_JOB_PROCESSING), r->attempt) ==
+      OD_STORE_OK) {
+    od_jobs_output_path(w->j, name, path, sizeof path);
+    unlink(path);
+  }
+}
+
+static void run_job(od_workers *w, int k, od_job_rec *r) {
+  od_jobs *j = w->j;
+  od_metrics *m = &j->svc->m;
+  double waited = r->t_started - r->t_queued;
+  if (waited < 0)
+    waited = 0; /* the wall clock stepped back */
+  om_histogram_observe(m->queue_wait, waited);
+  om_gauge_set(m->queue_depth, (double)od_jobs_queue_depth(j));
+  od_log("job %s started waited=%.3fs", r->id, waited);
+  set_live(w, k, r->id);
+
+  char up[PATH_MAX + 64];
+  od_jobs_upload_path(j, r, up, sizeof up);
+  size_t len = 0;
+  uint8_t *img = od_file_read(up, &len);
+  if (img == NULL) {
+    fail(w, k, r, "the uploaded image is gone from the data dir", 500);
+    return;
+  }
+  orfeas_pl_options opt;
+  orfeas_pl_options_init(&opt);
+  opt.format = r->req.format;
+  opt.mode = r->req.mode;
+  opt.quality = r->req.quality;
+  opt.width_mm = r->req.width;
+  opt.height_mm = r->req.height;
+  opt.depth_mm = r->req.depth;
+  run_ctx rc = {.w = w, .k = k, .r = r};
+  opt.progress = on_progress;
+  opt.progress_user = &rc;
+  orfeas_pl_result res;
+  char msg[256];
+  double t0 = od_now();
+  orfeas_pl_code code = orfeas_pl_run(img, len, &opt, &res, msg, sizeof msg);
+  free(img);
+  if (code != ORFEAS_PL_OK) {
+    orfeas_pl_result_free(&res);
+    fail(w, k, r, msg, orfeas_pl_is_client_error(code) ? 400 : 500);
+    update_bottleneck(j);
+    return;
+  }
+  char out[PATH_MAX + 128];
+  od_jobs_output_name(r, r->output_name, sizeof r->output_name);
+  od_jobs_output_path(j, r->output_name, out, sizeof out);
+  if (od_file_write(out, res.file.data, res.file.size) != 0) {
+    char e[PATH_MAX + 80];
+    snprintf(e, sizeof e, "cannot write the model in %s: %s", j->dir_outputs,
+             strerror(errno));
+    orfeas_pl_result_free(&res);
+    fail(w, k, r, e, 500);
+    return;
+  }
+  size_t vlen = 0;
+  uint8_t *val = od_cache_result_pack(&res, &vlen);
+  if (val != NULL)
+    od_cache_put(j->svc->cache, r->cache_key, val, vlen);
+  free(val);
+  od_jobs_update_cache_gauges(j);
+  double total = od_now() - t0;
+  od_eta_add_job(j->eta, total);
+  om_histogram_observe(
+      om_family_histogram(m->gen_duration,
+                          OM_LABELS(orfeas_pl_format_name(r->req.format))),
+      total);
+  om_histogram_observe(m->quality_score, res.quality.score);
+  if (res.quality.printable)
+    om_counter_inc(m->printable);
+  update_bottleneck(j);
+  take_live(w, k, r);
+  r->state = OD_JOB_COMPLETED;
+  r->output_bytes = res.file.size;
+  r->score = res.quality.score;
+  snprintf(r->grade, sizeof r->grade, "%s", res.quality.grade);
+  r->printable = res.quality.printable;
+  r->progress = 100;
+  snprintf(r->stage, sizeof r->stage, "completed");
+  orfeas_pl_result_free(&res);
+  od_jobs_end(j, r, OD_STATE_BIT(OD_JOB_PROCESSING), r->attempt);
+}
+
+static void *worker_main(void *arg) {
+  worker *me = arg;
+  od_workers *w = me->w;
+  od_jobs *j = w->j;
+  /* Workers run at a lower priority (Linux nice is per thread): when the
+   * pipeline saturates the cores, the HTTP threads and the WebSocket hub
+   * still get a core at once, so health checks, scrapes and progress
+   * events stay fast; the jobs lose only the time those take. */
+  if (j->svc->cfg.worker_nice != 0 &&
+      setpriority(PRIO_PROCESS, (id_t)gettid(), j->svc->cfg.worker_nice) != 0)
+    od_log("worker: cannot set nice %d: %s", j->svc->cfg.worker_nice,
+           strerror(errno));
+  char owner[16];
+  snprintf(owner, sizeof owner, "w%d", me->k);
+  for (;;) {
+    od_job_rec r;
+    od_store_rc rc = od_store_claim(j->store, owner, -1, &r);
+    if (rc == OD_STORE_CLOSED)
+      break;
+    if (rc != OD_STORE_OK) {
+      /* A store that is down comes back: wait a little, then claim again. */
+      od_log("worker %s: claim: %s", owner, od_store_rc_message(rc));
+      struct timespec ts = {0, 200 * 1000000};
+      nanosleep(&ts, NULL);
+      continue;
+    }
+    om_gauge_inc(j->svc->m.workers_busy);
+    w->busy++;
+    run_job(w, me->k, &r);
+    set_live(w, me->k, "");
+    w->busy--;
+    om_gauge_dec(j->svc->m.workers_busy);
+  }
+  return NULL;
+}
+
+od_workers *od_workers_new(od_jobs *j, int n, char *err, size_t err_len) {
+  od_workers *w = calloc(1, sizeof *w);
+  if (w != NULL) {
+    pthread_mutex_init(&w->live_mu, NULL);
+    w->threads = calloc((size_t)n, sizeof *w->threads);
+    w->args = calloc((size_t)n, sizeof *w->args);
+    w->live = calloc((size_t)n, sizeof *w->live);
+  }
+  if (w == NULL || w->threads == NULL || w->args == NULL || w->live == NULL) {
+    snprintf(err, err_len, "out of memory for %d workers", n);
+    od_workers_free(w);
+    return NULL;
+  }
+  w->j = j;
+  w->n = n;
+  return w;
+}
+
+int od_workers_start(od_workers *w, char *err, size_t err_len) {
+  for (int i = 0; i < w->n; i++) {
+    w->args[i] = (worker){.w = w, .k = i};
+    int rc = pthread_create(&w->threads[i], NULL, worker_main, &w->args[i]);
+    if (rc != 0) {
+      snprintf(err, err_len, "cannot start worker %d: %s", i, strerror(rc));
+      return -1;
+    }
+    w->nthreads++;
+  }
+  return 0;
+}
+
+void od_workers_join(od_workers *w) {
+  for (int i = 0; i < w->nthreads; i++)
+    pthread_join(w->threads[i], NULL);
+  w->nthreads = 0;
+}
+
+void od_workers_free(od_workers *w) {
+  if (w == NULL)
+    return;
+  pthread_mutex_destroy(&w->live_mu);
+  free(w->threads);
+  free(w->args);
+  free(w->live);
+  free(w);
+}
+
+int od_workers_running(od_workers *w) { return w->nthreads; }
+int od_workers_busy(od_workers *w) { return w->busy; }
+
+int od_workers_live(od_workers *w, const char *id, od_live *out) {
+  int found = 0;
+  pthread_mutex_lock(&w->live_mu);
+  for (int i = 0; i < w->n && !found; i++)
+    if (strcmp(w->live[i].id, id) == 0) {
+      *out = w->live[i];
+      found = 1;
+    }
+  pthread_mutex_unlock(&w->live_mu);
+  return found;
+}
