@@ -92,6 +92,10 @@ static const opt_def OPTS[] = {
   {"sio-ping-timeout", "ORFEAS_SIO_PING_TIMEOUT", K_DOUBLE,
    OFF(sio_ping_timeout_s), 0, 0.1, 3600, "seconds a Socket.IO client has "
    "to answer a ping before it is closed (default 20)"},
+  {"cors-origins", "ORFEAS_CORS_ORIGINS", K_STR, OFF(cors_origins),
+   SZ(cors_origins), 0, 0, "comma list of browser origins (scheme://host"
+   "[:port], or *) allowed to call /api/ and open WebSockets; default none: "
+   "same-origin only"},
   {"pause-file", "ORFEAS_PAUSE_FILE", K_STR, OFF(pause_file), SZ(pause_file),
    0, 0, "while this file exists, workers hold each job before its first "
    "stage (tests and alert drills)"},

@@ -68,6 +68,15 @@ int od_respond(struct MHD_Connection *conn, od_req *req, int status,
     return MHD_NO;
   req->status = status;
   req->resp_bytes = bytes;
+  /* CORS (cors.c): decided when the request arrived, added to every answer
+   * of an /api/ route, errors included, so a page can read them. */
+  if (req->cors)
+    MHD_add_response_header(resp, "Vary", "Origin");
+  if (req->acao[0]) {
+    MHD_add_response_header(resp, "Access-Control-Allow-Origin", req->acao);
+    MHD_add_response_header(resp, "Access-Control-Expose-Headers",
+                            OD_CORS_EXPOSE_HEADERS);
+  }
   enum MHD_Result r = MHD_queue_response(conn, (unsigned)status, resp);
   MHD_destroy_response(resp);
   return r;
@@ -171,6 +180,16 @@ int od_gzip(const void *in, size_t in_len, uint8_t **out, size_t *out_len) {
 
 /* ---- routing -------------------------------------------------------------- */
 
+/* "{job_id}/{filename}" into arg1 and arg2 (bounded; checked later). */
+static void split_id_file(const char *rest, od_req *req) {
+  const char *slash = strchr(rest, '/');
+  size_t n = slash ? (size_t)(slash - rest) : strlen(rest);
+  snprintf(req->arg1, sizeof req->arg1, "%.*s", (int)(n < 63 ? n : 63), rest);
+  if (n >= sizeof req->arg1)
+    req->arg1[0] = '!'; /* too long: can never be a UUID */
+  snprintf(req->arg2, sizeof req->arg2, "%s", slash ? slash + 1 : "");
+}
+
 static od_route match_route(const char *url, od_req *req) {
   static const struct {
     od_route r;
@@ -179,7 +198,7 @@ static od_route match_route(const char *url, od_req *req) {
     {OD_ROUTE_UPLOAD, "/api/upload-image"}, {OD_ROUTE_GENERATE, "/api/generate-3d"},
     {OD_ROUTE_HEALTH, "/health"}, {OD_ROUTE_READY, "/ready"},
     {OD_ROUTE_API_HEALTH, "/api/health"}, {OD_ROUTE_METRICS, "/metrics"},
-    {OD_ROUTE_WS, "/ws"},
+    {OD_ROUTE_WS, "/ws"}, {OD_ROUTE_MODELS_INFO, "/api/models-info"},
   };
   for (size_t i = 0; i < sizeof exact / sizeof exact[0]; i++)
     if (strcmp(url, exact[i].path) == 0)
@@ -205,13 +224,16 @@ static od_route match_route(const char *url, od_req *req) {
     snprintf(req->arg1, sizeof req->arg1, "%s", url + 16);
     return OD_ROUTE_STATUS;
   }
+  if (strncmp(url, "/api/preview/", 13) == 0) {
+    snprintf(req->arg1, sizeof req->arg1, "%s", url + 13);
+    return OD_ROUTE_PREVIEW;
+  }
+  if (strncmp(url, "/api/download-base64/", 21) == 0) {
+    split_id_file(url + 21, req);
+    return OD_ROUTE_DOWNLOAD_B64;
+  }
   if (strncmp(url, "/api/download/", 14) == 0) {
-    const char *rest = url + 14, *slash = strchr(rest, '/');
-    size_t n = slash ? (size_t)(slash - rest) : strlen(rest);
-    snprintf(req->arg1, sizeof req->arg1, "%.*s", (int)(n < 63 ? n : 63), rest);
-    if (n >= sizeof req->arg1)
-      req->arg1[0] = '!'; /* too long: can never be a UUID */
-    snprintf(req->arg2, sizeof req->arg2, "%s", slash ? slash + 1 : "");
+    split_id_file(url + 14, req);
     return OD_ROUTE_DOWNLOAD;
   }
   return OD_ROUTE_OTHER;
@@ -256,6 +278,13 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn,
     req->method_idx = method_index(method);
     req->method = METHODS[req->method_idx];
     req->route = match_route(url, req);
+    if (strncmp(od_route_template(req->route), "/api/", 5) == 0) {
+      const char *acao = od_cors_allow(
+          &svc->cors, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin"));
+      req->cors = 1;
+      if (acao != NULL && strlen(acao) < sizeof req->acao)
+        snprintf(req->acao, sizeof req->acao, "%s", acao);
+    }
     req->body_limit = (size_t)svc->cfg.max_upload_mb * 1024 * 1024;
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);

@@ -122,6 +122,8 @@ int main(int argc, char **argv) {
     fputs(usage, stdout);
     return 0;
   }
+  if (rc == 0)
+    rc = od_cors_parse(&svc.cors, svc.cfg.cors_origins, err, sizeof err);
   if (rc != 0) {
     fprintf(stderr, "orfeasd: %s\n", err);
     return 2;

@@ -25,6 +25,7 @@
  *   wsproto.c    client-message handling shared by the hub and the fuzzer
  *   socketio.c   Engine.IO v4 / Socket.IO v5 framing for /socket.io/ (pure)
  *   static.c     the Studio page and its files from --static-dir
+ *   cors.c       --cors-origins: which browser origins may call the API
  *   gpu_summary.c the GPU part of /api/health, from the GPU manager
  *
  * Threads: MHD's pool runs the handlers; `workers` threads run jobs; one hub
@@ -80,6 +81,7 @@ typedef struct {
   char static_dir[PATH_MAX];/* the Studio page; "" = next to the binary */
   double sio_ping_interval_s; /* Engine.IO pings to Socket.IO clients */
   double sio_ping_timeout_s;  /* a pong later than this closes the client */
+  char cors_origins[2048];  /* --cors-origins, as given (cors.c parses it) */
 } od_config;
 
 /* Defaults (see --help). */
@@ -108,6 +110,14 @@ void od_filename_sanitize(const char *in, size_t in_len, char *out,
                           size_t out_len);
 /* 1 when name is a plain file name: [A-Za-z0-9._-]{1,128}, no leading dot. */
 int od_filename_plain(const char *name);
+
+/* The generate-3d limits (validate.c checks them, /api/models-info
+ * publishes them; the pipeline's own check agrees). */
+#define OD_QUALITY_MIN 1
+#define OD_QUALITY_MAX 10
+#define OD_SIDE_MM_MIN 1.0
+#define OD_SIDE_MM_MAX 1000.0 /* width and height */
+#define OD_DEPTH_MM_MAX 500.0
 
 /* A parsed and checked POST /api/generate-3d body. */
 typedef struct {
@@ -246,6 +256,9 @@ size_t od_cache_entries(od_cache *c, od_cache_tier tier);
   X(METRICS, "/metrics")                                                     \
   X(WS, "/ws")                                                               \
   X(SOCKETIO, "/socket.io/")                                                 \
+  X(MODELS_INFO, "/api/models-info")                                         \
+  X(DOWNLOAD_B64, "/api/download-base64/{job_id}/{filename}")                \
+  X(PREVIEW, "/api/preview/{job_id}")                                        \
   X(PAGE, "/")                                                               \
   X(STATIC, "/static/{path}")                                                \
   X(OTHER, "other")
@@ -416,6 +429,11 @@ int od_jobs_view(od_jobs *j, const char *id, od_job_view *v);
  * no such file (name must equal the job's output name). */
 int od_jobs_open_output(od_jobs *j, const char *id, const char *name,
                         uint64_t *size, orfeas_pl_format *fmt);
+/* Opens the job's uploaded image (the preview): the fd, its size and its
+ * stored extension ("png", "jpg", "webp", "gif", "bmp"); -1 when the job or
+ * its file is gone. */
+int od_jobs_open_upload(od_jobs *j, const char *id, uint64_t *size,
+                        char ext[8]);
 /* Closes the store's queue (failing waiting jobs), then waits for running
  * jobs. */
 void od_jobs_drain(od_jobs *j);
@@ -549,6 +567,34 @@ char *od_sio_event_text(const char *name, json_t *data);
  * job's progress or end. malloc'd. */
 char *od_sio_job_update(const char *hub_json, size_t len);
 
+/* ---- cors.c -------------------------------------------------------------- */
+
+#define OD_CORS_MAX 32         /* origins in --cors-origins */
+#define OD_CORS_ORIGIN_MAX 256 /* bytes of one origin */
+
+typedef struct {
+  int any; /* "*" was listed */
+  int n;
+  char origins[OD_CORS_MAX][OD_CORS_ORIGIN_MAX];
+} od_cors;
+
+/* The request headers a preflight may ask for (what the original clients
+ * send), and the response headers a page may read. */
+extern const char OD_CORS_ALLOW_HEADERS[];
+extern const char OD_CORS_EXPOSE_HEADERS[];
+/* Parses "--cors-origins": a comma list of scheme://host[:port] or "*".
+ * 0, or -1 with err naming the bad entry. */
+int od_cors_parse(od_cors *c, const char *spec, char *err, size_t err_len);
+/* The Access-Control-Allow-Origin value for a request's Origin: "*", the
+ * origin itself (a static pointer into c or the origin passed), or NULL
+ * when the origin is not allowed (or absent). */
+const char *od_cors_allow(const od_cors *c, const char *origin);
+/* 1 when Origin names the Host this request was sent to (scheme aside). */
+int od_cors_same_origin(const char *origin, const char *host);
+/* The WebSocket rule: no Origin (not a browser), this server's own, or an
+ * allowed one. */
+int od_cors_ws_allowed(const od_cors *c, const char *origin, const char *host);
+
 /* ---- static.c ------------------------------------------------------------ */
 
 /* The Studio page's Content-Security-Policy. */
@@ -597,6 +643,7 @@ struct od_service {
   _Atomic int draining;
   int static_fd;          /* the Studio folder (static.c); -1 when none */
   char static_path[PATH_MAX];
+  od_cors cors;           /* --cors-origins, parsed */
 };
 
 /* One HTTP request, from its first access-handler call to its completion
@@ -614,6 +661,8 @@ typedef struct {
   int status;               /* answered status, 0 until then */
   uint64_t resp_bytes;
   char client[48];          /* peer address */
+  int cors;                 /* an /api/ route: answers carry Vary: Origin */
+  char acao[OD_CORS_ORIGIN_MAX]; /* Access-Control-Allow-Origin, "" = none */
   int recorded;             /* metrics and log line written */
   int ws_reserved;          /* holds a WebSocket client slot not yet handed
                                to the hub (released if the upgrade never

@@ -148,13 +148,14 @@ int od_static_open(int dirfd, const char *path, uint64_t *size, time_t *mtime) {
 int od_static_init(od_service *svc, const char *exe, char *err,
                    size_t err_len) {
   svc->static_fd = -1;
-  char cand[2][PATH_MAX];
+  char cand[3][PATH_MAX];
   int ncand = 0;
   if (svc->cfg.static_dir[0] != '\0') {
     snprintf(cand[ncand++], PATH_MAX, "%s", svc->cfg.static_dir);
   } else if (exe != NULL) {
-    /* Installed with the binary: build/static next to build/orfeasd (and
-     * build/tests/orfeasd_asan looks one folder up). */
+    /* Installed with the binary: build/static next to build/orfeasd
+     * (build/tests/orfeasd_asan looks one folder up), or, installed as a
+     * service, PREFIX/share/orfeas/static for PREFIX/bin/orfeasd. */
     char bin[PATH_MAX];
     if (realpath(exe, bin) != NULL) {
       char *slash = strrchr(bin, '/');
@@ -162,6 +163,8 @@ int od_static_init(od_service *svc, const char *exe, char *err,
         *slash = '\0';
         snprintf(cand[ncand++], PATH_MAX, "%.*s/static", PATH_MAX - 16, bin);
         snprintf(cand[ncand++], PATH_MAX, "%.*s/../static", PATH_MAX - 16, bin);
+        snprintf(cand[ncand++], PATH_MAX, "%.*s/../share/orfeas/static",
+                 PATH_MAX - 32, bin);
       }
     }
   }

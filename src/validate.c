@@ -209,7 +209,7 @@ int od_generate_parse(const char *body, size_t len, od_generate_req *req,
     if (!json_is_integer(v))
       n = add_err(errs, n, max_errs, "quality", "type",
                   "quality must be an integer 1..10");
-    else if (json_integer_value(v) < 1 || json_integer_value(v) > 10)
+    else if (json_integer_value(v) < OD_QUALITY_MIN || json_integer_value(v) > OD_QUALITY_MAX)
       n = add_err(errs, n, max_errs, "quality", "out_of_range",
                   "quality must be within 1..10");
     else
@@ -227,9 +227,12 @@ int od_generate_parse(const char *body, size_t len, od_generate_req *req,
         if (strcmp(dk, "width") && strcmp(dk, "height") && strcmp(dk, "depth"))
           req->unknown_fields++;
       }
-      n = num_field(v, "width", "width", 1, 1000, &req->width, errs, n, max_errs);
-      n = num_field(v, "height", "height", 1, 1000, &req->height, errs, n, max_errs);
-      n = num_field(v, "depth", "depth", 1, 500, &req->depth, errs, n, max_errs);
+      n = num_field(v, "width", "width", OD_SIDE_MM_MIN, OD_SIDE_MM_MAX, &req->width, errs,
+                    n, max_errs);
+      n = num_field(v, "height", "height", OD_SIDE_MM_MIN, OD_SIDE_MM_MAX, &req->height,
+                    errs, n, max_errs);
+      n = num_field(v, "depth", "depth", OD_SIDE_MM_MIN, OD_DEPTH_MM_MAX, &req->depth, errs,
+                    n, max_errs);
     }
   }
   json_decref(root);

@@ -9,6 +9,14 @@ argv: CASE WORKDIR, like od_test.py. Cases:
            EIO, a sid, no upgrade), the open packet, CONNECT, bad packets
            (error events, counted), the heartbeat closing a client that
            never answers a ping, and a client's close packet.
+  cors     --cors-origins: preflights from an allowed and a refused origin
+           (the headers the original clients send), ACAO on answers and
+           errors, Vary: Origin, never credentials, "*", the default
+           (same-origin only), the WebSocket origin rule, a bad flag.
+  routes   the routes the original clients call: /api/models-info (with
+           the "device" its page requires), preview_url and /api/preview,
+           /api/download-base64 (the same bytes as the download), each
+           with bad input; generate-3d with the original pages' bodies.
 """
 import os
 import re
@@ -17,11 +25,12 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
+import base64  # noqa: E402
 import json  # noqa: E402
 import struct  # noqa: E402
 import time  # noqa: E402
 
-from odlib import ORFEASD, WS, Server, check, main, parse_metrics, value  # noqa: E402
+from odlib import ORFEASD, WS, Server, check, main, make_image, parse_metrics, value  # noqa: E402
 
 
 def raw_request(port, target, method="GET", headers=""):
@@ -216,5 +225,135 @@ def case_socketio(work):
     check(s.stop() == 0, "exit 0")
 
 
+def preflight(s, path, origin, method="POST", req_headers="content-type"):
+    return s.request("OPTIONS", path, headers={"Origin": origin, "Access-Control-Request-Method": method,
+                                               "Access-Control-Request-Headers": req_headers})
+
+
+def case_cors(work):
+    ok_origin, evil = "http://localhost:8000", "http://evil.example"
+    s = Server(os.path.join(work, "data"), "--cors-origins", "http://localhost:8000, https://studio.example")
+    # The original pages' preflights: synexa's custom header, generate's JSON.
+    for path, method, asked in [("/api/upload-image", "POST", "ngrok-skip-browser-warning"),
+                                ("/api/generate-3d", "POST", "content-type,ngrok-skip-browser-warning"),
+                                ("/api/models-info", "GET", "cache-control,pragma,ngrok-skip-browser-warning"),
+                                ("/api/job-status/00000000-0000-4000-8000-000000000000", "GET", "")]:
+        st, hd, body = preflight(s, path, ok_origin, method, asked)
+        allow_h = hd.get("access-control-allow-headers", "").lower()
+        check(st == 204 and hd.get("access-control-allow-origin") == ok_origin and
+              method in hd.get("access-control-allow-methods", "") and
+              all(h in allow_h for h in ["content-type", "cache-control", "pragma", "ngrok-skip-browser-warning"])
+              and "origin" in hd.get("vary", "").lower() and "access-control-allow-credentials" not in hd,
+              "preflight %s %s from an allowed origin: 204 with its methods and headers, no credentials" % (method, path))
+        st, hd, body = preflight(s, path, evil, method, asked)
+        check(st == 403 and "access-control-allow-origin" not in hd and json.loads(body)["error"],
+              "preflight %s from a refused origin: 403 JSON, no ACAO" % path)
+    st, hd, _ = s.request("OPTIONS", "/api/generate-3d")
+    check(st == 204 and hd.get("allow") == "POST, OPTIONS", "a plain OPTIONS: 204 with Allow")
+    st, hd, _ = preflight(s, "/metrics", ok_origin, "GET")
+    check(st == 403 and "access-control-allow-origin" not in hd, "no CORS outside /api/: a preflight on /metrics is 403")
+
+    st, hd, _ = s.request("GET", "/api/health", headers={"Origin": "https://studio.example"})
+    check(st == 200 and hd.get("access-control-allow-origin") == "https://studio.example"
+          and "Retry-After" in hd.get("access-control-expose-headers", "") and "origin" in hd.get("vary", "").lower(),
+          "GET from an allowed origin: ACAO echoes it, Retry-After exposed, Vary: Origin")
+    st, hd, _ = s.request("GET", "/api/health", headers={"Origin": evil})
+    check(st == 200 and "access-control-allow-origin" not in hd and "origin" in hd.get("vary", "").lower(),
+          "GET from another origin: no ACAO (the browser withholds it), Vary: Origin")
+    st, hd, _ = s.request("GET", "/api/job-status/not-a-uuid", headers={"Origin": ok_origin})
+    check(st == 400 and hd.get("access-control-allow-origin") == ok_origin,
+          "an error answer carries ACAO too (the page can read the message)")
+    # WebSockets: the page's origin, this server's own, none; others 403.
+    for path in ["/ws", "/socket.io/?EIO=4&transport=websocket"]:
+        for origin, want in [(ok_origin, 101), ("http://127.0.0.1:%d" % s.port, 101), (None, 101), (evil, 403)]:
+            w = WS(s.port, path=path, headers="Origin: %s\r\n" % origin if origin else "")
+            check(w.status == want, "%s from origin %s: %d" % (path.split("?")[0], origin, want))
+            if w.status == 101:
+                w.close()
+            else:
+                w.sock.close()
+    sm = parse_metrics(s.metrics()[2])
+    check(value(sm, "orfeas_errors_total", type="cors_refused", endpoint="/ws") == 1 and
+          value(sm, "orfeas_errors_total", type="cors_refused", endpoint="/api/upload-image") == 1,
+          "refusals counted in errors_total{type=cors_refused}")
+    check(s.stop() == 0, "exit 0")
+
+    s = Server(os.path.join(work, "data2"))
+    st, hd, _ = s.request("GET", "/api/health", headers={"Origin": ok_origin})
+    check("access-control-allow-origin" not in hd, "default (no --cors-origins): same-origin only, no ACAO")
+    st, _, _ = preflight(s, "/api/upload-image", ok_origin)
+    check(st == 403, "default: a preflight is 403")
+    check(s.stop() == 0, "exit 0")
+    s = Server(os.path.join(work, "data3"), "--cors-origins", "*")
+    st, hd, _ = s.request("GET", "/api/health", headers={"Origin": evil})
+    check(hd.get("access-control-allow-origin") == "*" and "access-control-allow-credentials" not in hd,
+          "--cors-origins '*': ACAO * (never with credentials)")
+    check(s.stop() == 0, "exit 0")
+    r = subprocess.run([ORFEASD, "--cors-origins", "localhost:8000"], stderr=subprocess.PIPE,
+                       stdout=subprocess.DEVNULL, timeout=30)
+    check(r.returncode == 2 and b"--cors-origins" in r.stderr, "a bad origin: exit 2 naming the flag")
+
+
+def case_routes(work):
+    s = Server(os.path.join(work, "data"), "--max-upload-mb", "2", "--workers", "1")
+    st, hd, info = s.json("GET", "/api/models-info", headers={"Cache-Control": "no-cache", "Pragma": "no-cache",
+                                                              "ngrok-skip-browser-warning": "1"})
+    check(st == 200 and "application/json" in hd["content-type"] and info["device"],
+          "models-info: 200 JSON with a truthy device (%s)" % info.get("device"))
+    check(info["formats"] == ["stl", "obj", "ply", "glb"] and info["input_types"] == ["png", "jpeg", "webp", "gif", "bmp"]
+          and len(info["stages"]) == 7 and info["limits"]["max_upload_mb"] == 2
+          and info["limits"]["dimensions_mm"]["depth"]["max"] == 500 and info["limits"]["quality"]["max"] == 10
+          and "count" in info["gpu"], "models-info: formats, input types, 7 stages, limits from the flags, the GPU summary")
+    st, _, _ = s.json("POST", "/api/models-info", {})
+    check(st == 405, "POST /api/models-info: 405")
+
+    img = make_image("png", 96, os.path.join(work, "star.png"))
+    st, _, up = s.upload(img, "star.png")
+    jid = up["job_id"]
+    check(st == 200 and up["preview_url"] == "/api/preview/" + jid, "upload: preview_url names the job's preview")
+    st, hd, body = s.request("GET", up["preview_url"])
+    check(st == 200 and body == img and hd["content-type"] == "image/png" and hd["x-content-type-options"] == "nosniff"
+          and "sandbox" in hd["content-security-policy"], "preview: the upload's own bytes, image/png, nosniff, sandboxed")
+    gif = make_image("gif", 64, os.path.join(work, "star.gif"))
+    st, _, up2 = s.upload(gif, "star.gif")
+    st, hd, body = s.request("GET", up2["preview_url"])
+    check(st == 200 and body == gif and hd["content-type"] == "image/gif", "preview of a GIF upload: image/gif")
+    for path, code in [("/api/preview/not-a-uuid", 400), ("/api/preview/00000000-0000-4000-8000-000000000000", 404),
+                       ("/api/preview/..%2f..%2fetc%2fpasswd", 400), ("/api/preview/" + jid + "/x", 400),
+                       ("/api/preview/", 400)]:
+        st, _, b = s.json("GET", path)
+        check(st == code and b.get("error"), "%s: %d JSON" % (path[:48], code))
+
+    # The original pages' generate bodies (synexa: obj with dimensions 256;
+    # orfeas-studio: stl 100x100x20, quality 7); unknown fields ignored.
+    st, _, g = s.generate(jid, "obj", quality=7, dimensions={"width": 256, "height": 256, "depth": 256},
+                          method="orfeas", mesh_format="obj")
+    check(st == 202, "synexa's generate body with extra fields: 202")
+    done = s.wait_job(jid)
+    check(done["status"] == "completed", "the job completes")
+    name = done["output_file"]
+    st, _, model = s.request("GET", done["download_url"])
+    st, hd, b64 = s.json("GET", "/api/download-base64/%s/%s" % (jid, name))
+    data = base64.b64decode(b64["data"])
+    check(st == 200 and b64["status"] == "success" and b64["filename"] == name and data == model
+          and b64["original_size"] == len(model) and b64["encoded_size"] == len(b64["data"]),
+          "download-base64: the download's bytes, with sizes (%d -> %d)" % (len(model), len(b64["data"])))
+    for path, code in [("/api/download-base64/%s/model_%s.stl" % (jid, jid), 404),
+                       ("/api/download-base64/%s/..%%2f..%%2fetc%%2fpasswd" % jid, 400),
+                       ("/api/download-base64/%s/.hidden" % jid, 400),
+                       ("/api/download-base64/not-a-uuid/%s" % name, 400),
+                       ("/api/download-base64/%s/%s" % (up2["job_id"], name), 404),
+                       ("/api/download-base64/" + "a" * 300, 400)]:
+        st, _, b = s.json("GET", path)
+        check(st == code and b.get("error"), "%s: %d JSON" % (path[:60], code))
+    sm = parse_metrics(s.metrics()[2])
+    check(value(sm, "orfeas_http_requests_total", method="GET", endpoint="/api/download-base64/{job_id}/{filename}",
+                status="200") == 1 and
+          value(sm, "orfeas_http_requests_total", method="GET", endpoint="/api/preview/{job_id}", status="200") == 2 and
+          value(sm, "orfeas_http_requests_total", method="GET", endpoint="/api/models-info", status="200") == 1,
+          "the new routes are counted under their templates")
+    check(s.stop() == 0, "exit 0")
+
+
 if __name__ == "__main__":
-    main({"static": case_static, "socketio": case_socketio})
+    main({"static": case_static, "socketio": case_socketio, "cors": case_cors, "routes": case_routes})
