@@ -15,10 +15,18 @@
 //     validator accepts; an oversize file shows the 413's message in words.
 //   phone 390x844 (touch): nothing overflows sideways; an STL job ends in
 //     the canvas and its download passes admesh.
+//   the original clients' way: a page written against the original ORFEAS
+//     API (tests/browser/original-client/, with socket.io-client's browser
+//     build), served from another origin by a small server in this process:
+//     allowed by --cors-origins, it runs models-info (with the original's
+//     extra headers: preflighted), upload, generate-3d, job_update over
+//     Socket.IO, download-base64, download and preview; from an origin not
+//     allowed, the browser refuses it the API.
 // Screenshots of both go to OUT_DIR. Every wait has a deadline.
 'use strict';
 const fs = require('fs');
 const path = require('path');
+const http = require('http');
 const { execFileSync } = require('child_process');
 const lib = require('./lib.js');
 const { check, startServer, stopServer } = lib;
@@ -33,6 +41,25 @@ if (!BUILD || !OUT) {
 }
 const ORFEASD = process.env.ORFEASD_BIN || path.join(BUILD, 'orfeasd');
 const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
+
+// The original-style page and socket.io-client's browser build, served from
+// another origin than orfeasd (any path not listed is 404).
+function startPageServer() {
+  const dir = path.join(__dirname, 'original-client');
+  const files = {
+    '/': [path.join(dir, 'index.html'), 'text/html; charset=utf-8'],
+    '/client.js': [path.join(dir, 'client.js'), 'text/javascript'],
+    '/socket.io.min.js': [path.join(ROOT, 'node_modules', 'socket.io-client', 'dist', 'socket.io.min.js'),
+      'text/javascript'],
+  };
+  const server = http.createServer((req, res) => {
+    const f = files[new URL(req.url, 'http://x').pathname];
+    if (!f) { res.writeHead(404); res.end(); return; }
+    res.writeHead(200, { 'Content-Type': f[1] });
+    res.end(fs.readFileSync(f[0]));
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
 
 // GET on orfeasd: {status, headers, body}.
 function get(port, p) { return lib.request(port, 'GET', p); }
@@ -127,7 +154,10 @@ async function main() {
   const big = path.join(OUT, 'big.png');
   fs.writeFileSync(big, Buffer.concat([Buffer.from('\x89PNG\r\n\x1a\n', 'latin1'), Buffer.alloc(1536 * 1024, 7)]));
 
-  const srv = startServer(ORFEASD, path.join(OUT, 'data'), ['--max-upload-mb', '1', '--workers', '1']);
+  const pages = await startPageServer();
+  const pagePort = pages.address().port;
+  const srv = startServer(ORFEASD, path.join(OUT, 'data'), ['--max-upload-mb', '1', '--workers', '1',
+    '--cors-origins', `http://127.0.0.1:${pagePort}`]);
   let browser = null;
   const t0 = Date.now();
   try {
@@ -201,8 +231,32 @@ async function main() {
 
     check(problems.length === 0, `no script error and no CSP violation (${problems.join('; ') || 'none'})`);
     check(offOrigin.length === 0, `every request stayed on orfeasd (${offOrigin.join(', ') || 'all local'})`);
+
+    // ---- a page written for the original API, from another origin ----
+    const other = await browser.newPage();
+    other.setDefaultTimeout(30000);
+    const api = `?api=http://127.0.0.1:${port}`;
+    await other.goto(`http://127.0.0.1:${pagePort}/${api}`, { waitUntil: 'load' });
+    await (await other.$('#image')).uploadFile(star);
+    const seen = await other.evaluate(() => window.runFlow());
+    const steps = seen.updates.map((u) => u.status);
+    check(seen.device === 'cpu' && seen.transport === 'websocket',
+      'original-style page (allowed origin): models-info has a device; Socket.IO over websocket');
+    check(steps.includes('processing') && steps[steps.length - 1] === 'completed',
+      `original-style page: job_update ${steps.length} times, processing to completed`);
+    check(seen.base64Bytes === seen.originalSize && seen.downloadBytes === seen.originalSize &&
+      seen.previewType === 'image/png',
+    `original-style page: download-base64 and download agree (${seen.originalSize} bytes), preview is image/png`);
+    // The same page from an origin not in --cors-origins (localhost is not
+    // 127.0.0.1 to a browser): the browser keeps the API from it.
+    await other.goto(`http://localhost:${pagePort}/${api}`, { waitUntil: 'load' });
+    await (await other.$('#image')).uploadFile(star);
+    const refused = await other.evaluate(() => window.runFlow().then(() => 'ran', (e) => String(e)));
+    check(refused !== 'ran', `original-style page from a refused origin: the browser refuses it (${refused})`);
+    await other.close();
   } finally {
     if (browser) await browser.close().catch(() => browser.process() && browser.process().kill('SIGKILL'));
+    pages.close();
     const rc = await stopServer(srv);
     if (lib.failures()) console.log(srv.log.slice(-20).map((l) => `  | ${l}`).join('\n'));
     check(rc === 0, `orfeasd exited 0 after SIGTERM (${rc})`);
