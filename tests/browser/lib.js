@@ -30,10 +30,10 @@ async function waitFor(pred, what, ms = 20000) {
   }
 }
 
-// Starts bin with --listen 127.0.0.1:0 --data-dir dataDir and args;
-// srv.ready resolves to the port.
-function startServer(bin, dataDir, args) {
-  const proc = spawn(bin, ['--listen', '127.0.0.1:0', '--data-dir', dataDir, ...args],
+// Starts bin with --listen 127.0.0.1:PORT (0: a free one) --data-dir
+// dataDir and args; srv.ready resolves to the port.
+function startServer(bin, dataDir, args, port = 0) {
+  const proc = spawn(bin, ['--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, ...args],
     { stdio: ['ignore', 'ignore', 'pipe'] });
   const srv = { proc, log: [], port: 0 };
   let buf = '';

@@ -12,7 +12,9 @@
 //     frames arrive over the WebSocket and the stage label moves; the
 //     canvas shows the model (pixels painted on the transparent canvas);
 //     the a[href*="/api/download/"] link fetches a GLB the Khronos
-//     validator accepts; an oversize file shows the 413's message in words.
+//     validator accepts; an oversize file shows the 413's message in words;
+//     orfeasd restarted on the same port: the page's live channel goes
+//     offline and reconnects by itself.
 //   phone 390x844 (touch): nothing overflows sideways; an STL job ends in
 //     the canvas and its download passes admesh.
 //   the original clients' way: a page written against the original ORFEAS
@@ -156,8 +158,8 @@ async function main() {
 
   const pages = await startPageServer();
   const pagePort = pages.address().port;
-  const srv = startServer(ORFEASD, path.join(OUT, 'data'), ['--max-upload-mb', '1', '--workers', '1',
-    '--cors-origins', `http://127.0.0.1:${pagePort}`]);
+  const args = ['--max-upload-mb', '1', '--workers', '1', '--cors-origins', `http://127.0.0.1:${pagePort}`];
+  let srv = startServer(ORFEASD, path.join(OUT, 'data'), args);
   let browser = null;
   const t0 = Date.now();
   try {
@@ -213,6 +215,17 @@ async function main() {
     const err = await page.$eval('#error', (e) => e.textContent);
     check(/too large/i.test(err) && /1MB/.test(err), `oversize file: the page says "${err}"`);
     await page.screenshot({ path: path.join(OUT, 'desktop-413.png') });
+
+    // Reconnection: orfeasd stops (its close frame reaches the page) and a
+    // new one starts on the same port; the page reconnects by itself.
+    const live = () => page.$eval('#live', (e) => e.textContent);
+    check(await stopServer(srv) === 0, 'orfeasd stopped (SIGTERM, exit 0)');
+    await page.waitForFunction(() => document.getElementById('live').textContent !== 'live', { timeout: 10000 });
+    const down = await live();
+    srv = startServer(ORFEASD, path.join(OUT, 'data2'), args, port);
+    await srv.ready;
+    await page.waitForFunction(() => document.getElementById('live').textContent === 'live', { timeout: 15000 });
+    check(true, `reconnection: the page showed "${down}", then "live" again with the restarted orfeasd`);
 
     // ---- phone ----
     await page.setViewport({ width: 390, height: 844, isMobile: true, hasTouch: true, deviceScaleFactor: 1 });
