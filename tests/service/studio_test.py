@@ -330,7 +330,8 @@ def case_routes(work):
                           method="orfeas", mesh_format="obj")
     check(st == 202, "synexa's generate body with extra fields: 202")
     done = s.wait_job(jid)
-    check(done["status"] == "completed", "the job completes")
+    check(done["status"] == "completed" and done["step"] == done["stage"] and done["message"],
+          "the job completes; job-status has the original's step and message (%s)" % done["message"])
     name = done["output_file"]
     st, _, model = s.request("GET", done["download_url"])
     st, hd, b64 = s.json("GET", "/api/download-base64/%s/%s" % (jid, name))
