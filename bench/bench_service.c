@@ -578,7 +578,10 @@ static int http_simple(int port, const char *head, const void *body, size_t blen
 }
 
 /* One scrape-under-load run; nice is the workers' --worker-nice, and the
- * figures get the key suffix sfx ("" for the default, "_nice0" for 0). */
+ * figures get the key suffix sfx ("" for the default, "_nice0" for 0).
+ * Long on purpose (97 lines): start the server, upload and generate the
+ * jobs, scrape while both workers are busy, stop, report; one benchmark
+ * case, readable top to bottom. */
 static void case_scrape(bench_report *r, const char *nice, const char *sfx) {
   const char *name = "scrape_under_load";
   server s = {0};

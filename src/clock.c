@@ -16,6 +16,10 @@
  * else (another clocksource, another architecture, ORFEAS_CLOCK=monotonic)
  * ticks are CLOCK_MONOTONIC nanoseconds. A few ns of skew from the missing
  * serialisation does not matter to durations of tens of microseconds.
+ *
+ * The service's two plain clocks live here too: od_now() (CLOCK_MONOTONIC
+ * seconds, for intervals, ETAs and uptime) and od_wall() (CLOCK_REALTIME
+ * seconds, for timestamps users read).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -37,6 +41,18 @@
 static int g_mode = OD_CLOCK_MONOTONIC;
 static double g_sec_per_tick = 1e-9;
 static double g_tsc_hz;
+
+double od_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+double od_wall(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
 
 static uint64_t mono_ns(void) {
   struct timespec ts;

@@ -22,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -30,35 +29,6 @@
 #include <zlib.h>
 
 #include "orfeasd.h"
-
-double od_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-double od_wall(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-void od_log(const char *fmt, ...) {
-  char line[1024];
-  struct timespec ts;
-  struct tm tm;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  gmtime_r(&ts.tv_sec, &tm);
-  size_t n = strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
-  n += (size_t)snprintf(line + n, sizeof line - n, ".%03ldZ orfeasd: ",
-                        ts.tv_nsec / 1000000);
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(line + n, sizeof line - n, fmt, ap);
-  va_end(ap);
-  /* One write per line, so lines from different threads never interleave. */
-  fprintf(stderr, "%s\n", line);
-}
 
 /* ---- responses ------------------------------------------------------------ */
 
@@ -82,39 +52,60 @@ int od_respond(struct MHD_Connection *conn, od_req *req, int status,
   return r;
 }
 
-int od_respond_json(struct MHD_Connection *conn, od_req *req, int status,
-                    json_t *obj) {
-  return od_respond_json_hdr(conn, req, status, obj, NULL, NULL);
-}
-
-int od_respond_json_hdr(struct MHD_Connection *conn, od_req *req, int status,
-                        json_t *obj, const char *header, const char *value) {
+/* A JSON response (steals obj): Content-Type and no caching; NULL when out
+ * of memory. */
+static struct MHD_Response *json_response(json_t *obj, size_t *len) {
   char *text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
   json_decref(obj);
   if (text == NULL)
-    return MHD_NO;
-  size_t len = strlen(text);
+    return NULL;
+  *len = strlen(text);
   struct MHD_Response *resp =
-      MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+      MHD_create_response_from_buffer(*len, text, MHD_RESPMEM_MUST_FREE);
   if (resp == NULL) {
     free(text);
-    return MHD_NO;
+    return NULL;
   }
   MHD_add_response_header(resp, "Content-Type", "application/json");
   MHD_add_response_header(resp, "Cache-Control", "no-store");
-  if (header != NULL)
-    MHD_add_response_header(resp, header, value);
-  return od_respond(conn, req, status, resp, len);
+  return resp;
+}
+
+int od_respond_json(struct MHD_Connection *conn, od_req *req, int status,
+                    json_t *obj) {
+  size_t len = 0;
+  return od_respond(conn, req, status, json_response(obj, &len), len);
+}
+
+int od_respond_error_ex(od_service *svc, struct MHD_Connection *conn,
+                        od_req *req, const od_error *e) {
+  od_metric_error(&svc->m, e->type, req->route);
+  json_t *o = json_pack("{s:s, s:i}", "error", e->message, "status", e->status);
+  if (o != NULL && e->details != NULL)
+    json_object_set(o, "details", e->details);
+  json_decref(e->details);
+  if (o != NULL && e->retry_after > 0)
+    json_object_set_new(o, "retry_after", json_integer(e->retry_after));
+  size_t len = 0;
+  struct MHD_Response *resp = json_response(o, &len);
+  if (resp != NULL && e->retry_after > 0) {
+    char ra[16];
+    snprintf(ra, sizeof ra, "%d", e->retry_after);
+    MHD_add_response_header(resp, "Retry-After", ra);
+  }
+  if (resp != NULL && e->allow != NULL)
+    MHD_add_response_header(resp, "Allow", e->allow);
+  return od_respond(conn, req, e->status, resp, len);
 }
 
 int od_respond_error(od_service *svc, struct MHD_Connection *conn,
                      od_req *req, int status, const char *type,
                      const char *message, json_t *details) {
-  od_metric_error(&svc->m, type, req->route);
-  json_t *o = json_pack("{s:s, s:i}", "error", message, "status", status);
-  if (details)
-    json_object_set_new(o, "details", details);
-  return od_respond_json(conn, req, status, o);
+  return od_respond_error_ex(svc, conn, req,
+                             &(od_error){.status = status,
+                                         .type = type,
+                                         .message = message,
+                                         .details = details});
 }
 
 /* ---- gzip ----------------------------------------------------------------- */
@@ -178,78 +169,7 @@ int od_gzip(const void *in, size_t in_len, uint8_t **out, size_t *out_len) {
   return 0;
 }
 
-/* ---- routing -------------------------------------------------------------- */
-
-/* "{job_id}/{filename}" into arg1 and arg2 (bounded; checked later). */
-static void split_id_file(const char *rest, od_req *req) {
-  const char *slash = strchr(rest, '/');
-  size_t n = slash ? (size_t)(slash - rest) : strlen(rest);
-  snprintf(req->arg1, sizeof req->arg1, "%.*s", (int)(n < 63 ? n : 63), rest);
-  if (n >= sizeof req->arg1)
-    req->arg1[0] = '!'; /* too long: can never be a UUID */
-  snprintf(req->arg2, sizeof req->arg2, "%s", slash ? slash + 1 : "");
-}
-
-static od_route match_route(const char *url, od_req *req) {
-  static const struct {
-    od_route r;
-    const char *path;
-  } exact[] = {
-    {OD_ROUTE_UPLOAD, "/api/upload-image"}, {OD_ROUTE_GENERATE, "/api/generate-3d"},
-    {OD_ROUTE_HEALTH, "/health"}, {OD_ROUTE_READY, "/ready"},
-    {OD_ROUTE_API_HEALTH, "/api/health"}, {OD_ROUTE_METRICS, "/metrics"},
-    {OD_ROUTE_WS, "/ws"}, {OD_ROUTE_MODELS_INFO, "/api/models-info"},
-  };
-  for (size_t i = 0; i < sizeof exact / sizeof exact[0]; i++)
-    if (strcmp(url, exact[i].path) == 0)
-      return exact[i].r;
-  /* The two templated routes: the pieces are copied (bounded) and checked
-   * later; an over-long or extra piece simply fails validation. */
-  /* Socket.IO's default path, with or without its trailing slash. */
-  if (strcmp(url, "/socket.io/") == 0 || strcmp(url, "/socket.io") == 0)
-    return OD_ROUTE_SOCKETIO;
-  /* The Studio page (static.c): "/" and "/studio" are index.html. */
-  if (strcmp(url, "/") == 0 || strcmp(url, "/studio") == 0) {
-    snprintf(req->arg2, sizeof req->arg2, "index.html");
-    return OD_ROUTE_PAGE;
-  }
-  if (strncmp(url, "/static/", 8) == 0) {
-    if (strlen(url + 8) >= sizeof req->arg2)
-      req->arg2[0] = '\0'; /* too long: never a valid path */
-    else
-      snprintf(req->arg2, sizeof req->arg2, "%s", url + 8);
-    return OD_ROUTE_STATIC;
-  }
-  if (strncmp(url, "/api/job-status/", 16) == 0) {
-    snprintf(req->arg1, sizeof req->arg1, "%s", url + 16);
-    return OD_ROUTE_STATUS;
-  }
-  if (strncmp(url, "/api/preview/", 13) == 0) {
-    snprintf(req->arg1, sizeof req->arg1, "%s", url + 13);
-    return OD_ROUTE_PREVIEW;
-  }
-  if (strncmp(url, "/api/download-base64/", 21) == 0) {
-    split_id_file(url + 21, req);
-    return OD_ROUTE_DOWNLOAD_B64;
-  }
-  if (strncmp(url, "/api/download/", 14) == 0) {
-    split_id_file(url + 14, req);
-    return OD_ROUTE_DOWNLOAD;
-  }
-  return OD_ROUTE_OTHER;
-}
-
-static const char *const METHODS[OD_METHODS] = {"GET", "POST", "HEAD", "PUT",
-                                                "DELETE", "OPTIONS", "PATCH", "OTHER"};
-
-/* Index into METHODS; "OTHER" for anything else, so a client string never
- * becomes a label value. */
-static int method_index(const char *m) {
-  for (int i = 0; i < OD_METHODS - 1; i++)
-    if (strcmp(m, METHODS[i]) == 0)
-      return i;
-  return OD_METHODS - 1;
-}
+/* ---- requests ------------------------------------------------------------ */
 
 /* Printable copy of a URL for the log (no control bytes, bounded). */
 static void log_safe(const char *in, char *out, size_t len) {
@@ -261,6 +181,111 @@ static void log_safe(const char *in, char *out, size_t len) {
 
 /* ---- MHD callbacks -------------------------------------------------------- */
 
+/* 413, for a declared length over the limit and for a body that crossed
+ * it. */
+static int too_large(od_service *svc, struct MHD_Connection *conn,
+                     od_req *req) {
+  char msg[96];
+  snprintf(msg, sizeof msg, "File too large (max %dMB)",
+           svc->cfg.max_upload_mb);
+  od_metric_validation(&svc->m, "body", "too_large");
+  return od_respond_error(svc, conn, req, 413, "payload_too_large", msg,
+                          NULL);
+}
+
+/* The first call, with the headers: the request's context, its route, and
+ * the two answers given at once (over --max-connections, a declared body
+ * over --max-upload-mb). */
+static enum MHD_Result req_begin(od_service *svc, struct MHD_Connection *conn,
+                                 const char *url, const char *method,
+                                 void **con_cls) {
+  od_req *req = calloc(1, sizeof *req);
+  if (req == NULL)
+    return MHD_NO;
+  *con_cls = req;
+  if (svc->cfg.http_metrics || svc->cfg.access_log)
+    req->t0 = od_ticks();
+  req->method_idx = (int)od_method_index(method);
+  req->method = od_method_name((od_method)req->method_idx);
+  od_route_match(url, req);
+  /* CORS (cors.c): decided here, applied to every answer (od_respond). */
+  if (od_route_flags(req->route) & OD_RF_CORS) {
+    const char *acao = od_cors_allow(
+        &svc->cors, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin"));
+    req->cors = 1;
+    if (acao != NULL && strlen(acao) < sizeof req->acao)
+      snprintf(req->acao, sizeof req->acao, "%s", acao);
+  }
+  req->body_limit = (size_t)svc->cfg.max_upload_mb * 1024 * 1024;
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET)
+    inet_ntop(AF_INET,
+              &((const struct sockaddr_in *)(const void *)ci->client_addr)
+                   ->sin_addr,
+              req->client, sizeof req->client);
+  else
+    snprintf(req->client, sizeof req->client, "unknown");
+  /* Over --max-connections: answer 429 (and close, since the answer is
+   * queued on the first call) instead of letting the kernel or MHD drop the
+   * connection unseen; MHD's own hard limit is set a little higher so this
+   * path sees them. Monitoring routes (OD_RF_PAST_CONN_LIMIT) stay
+   * reachable for whoever must tell an operator about it. */
+  if (atomic_load(&svc->open_conns) > svc->cfg.max_connections &&
+      !(od_route_flags(req->route) & OD_RF_PAST_CONN_LIMIT)) {
+    req->calls++;
+    return (enum MHD_Result)od_respond_error(
+        svc, conn, req, 429, "too_many_connections",
+        "Too many open connections; retry later", NULL);
+  }
+  const char *cl =
+      MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+  if (cl != NULL) {
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(cl, &end, 10);
+    if (errno == 0 && end != cl && n > req->body_limit) {
+      req->calls++;
+      return (enum MHD_Result)too_large(svc, conn, req);
+    }
+  }
+  return MHD_YES;
+}
+
+/* A body chunk: kept up to the limit. A body without a declared length that
+ * crosses the limit: MHD 0.9.75 refuses a response queued mid-body, so the
+ * rest is discarded unread into memory and answered 413 at its end (see
+ * access_cb); past 4x the limit the connection is simply closed. */
+static enum MHD_Result req_body(od_service *svc, struct MHD_Connection *conn,
+                                od_req *req, const char *data,
+                                size_t *size) {
+  if (req->overflow > 0 || req->body_len + *size > req->body_limit) {
+    req->overflow += *size;
+    *size = 0;
+    return req->overflow > 4 * (uint64_t)req->body_limit ? MHD_NO : MHD_YES;
+  }
+  if (req->body_len + *size > req->body_cap) {
+    size_t nc = req->body_cap ? req->body_cap : 16384;
+    while (nc < req->body_len + *size)
+      nc *= 2;
+    if (nc > req->body_limit)
+      nc = req->body_limit;
+    uint8_t *nb = realloc(req->body, nc);
+    if (nb == NULL) {
+      *size = 0;
+      return (enum MHD_Result)od_respond_error(
+          svc, conn, req, 503, "internal",
+          "out of memory for the request body", NULL);
+    }
+    req->body = nb;
+    req->body_cap = nc;
+  }
+  memcpy(req->body + req->body_len, data, *size);
+  req->body_len += *size;
+  *size = 0;
+  return MHD_YES;
+}
+
 static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn,
                                  const char *url, const char *method,
                                  const char *version, const char *upload_data,
@@ -268,97 +293,15 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn,
   (void)version;
   od_service *svc = cls;
   od_req *req = *con_cls;
-  if (req == NULL) {
-    req = calloc(1, sizeof *req);
-    if (req == NULL)
-      return MHD_NO;
-    *con_cls = req;
-    if (svc->cfg.http_metrics || svc->cfg.access_log)
-      req->t0 = od_ticks();
-    req->method_idx = method_index(method);
-    req->method = METHODS[req->method_idx];
-    req->route = match_route(url, req);
-    if (strncmp(od_route_template(req->route), "/api/", 5) == 0) {
-      const char *acao = od_cors_allow(
-          &svc->cors, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin"));
-      req->cors = 1;
-      if (acao != NULL && strlen(acao) < sizeof req->acao)
-        snprintf(req->acao, sizeof req->acao, "%s", acao);
-    }
-    req->body_limit = (size_t)svc->cfg.max_upload_mb * 1024 * 1024;
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET)
-      inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)ci->client_addr)->sin_addr,
-                req->client, sizeof req->client);
-    else
-      snprintf(req->client, sizeof req->client, "unknown");
-    /* Over --max-connections: answer 429 (and close, since the answer is
-     * queued on the first call) instead of letting the kernel or MHD drop
-     * the connection unseen; MHD's own hard limit is set a little higher so
-     * this path sees them. /metrics and /health stay reachable for the
-     * monitoring that must tell an operator about it. */
-    if (atomic_load(&svc->open_conns) > svc->cfg.max_connections &&
-        req->route != OD_ROUTE_METRICS && req->route != OD_ROUTE_HEALTH) {
-      req->calls++;
-      return (enum MHD_Result)od_respond_error(svc, conn, req, 429, "too_many_connections",
-                                               "Too many open connections; retry later", NULL);
-    }
-    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-    if (cl != NULL) {
-      char *end;
-      errno = 0;
-      unsigned long long n = strtoull(cl, &end, 10);
-      if (errno == 0 && end != cl && n > req->body_limit) {
-        req->calls++;
-        char msg[96];
-        snprintf(msg, sizeof msg, "File too large (max %dMB)", svc->cfg.max_upload_mb);
-        od_metric_validation(&svc->m, "body", "too_large");
-        return (enum MHD_Result)od_respond_error(svc, conn, req, 413, "payload_too_large",
-                                                 msg, NULL);
-      }
-    }
-    return MHD_YES;
-  }
+  if (req == NULL)
+    return req_begin(svc, conn, url, method, con_cls);
   req->calls++;
-  if (*upload_size > 0) {
-    /* A body without a declared length that crosses the limit: MHD 0.9.75
-     * refuses a response queued mid-body, so the rest is discarded unread
-     * into memory and answered 413 at its end; past 4x the limit the
-     * connection is simply closed. */
-    if (req->overflow > 0 || req->body_len + *upload_size > req->body_limit) {
-      req->overflow += *upload_size;
-      *upload_size = 0;
-      return req->overflow > 4 * (uint64_t)req->body_limit ? MHD_NO : MHD_YES;
-    }
-    if (req->body_len + *upload_size > req->body_cap) {
-      size_t nc = req->body_cap ? req->body_cap : 16384;
-      while (nc < req->body_len + *upload_size)
-        nc *= 2;
-      if (nc > req->body_limit)
-        nc = req->body_limit;
-      uint8_t *nb = realloc(req->body, nc);
-      if (nb == NULL) {
-        *upload_size = 0;
-        return (enum MHD_Result)od_respond_error(svc, conn, req, 503, "internal",
-                                                 "out of memory for the request body", NULL);
-      }
-      req->body = nb;
-      req->body_cap = nc;
-    }
-    memcpy(req->body + req->body_len, upload_data, *upload_size);
-    req->body_len += *upload_size;
-    *upload_size = 0;
-    return MHD_YES;
-  }
-  if (req->overflow > 0) {
-    char msg[96];
-    snprintf(msg, sizeof msg, "File too large (max %dMB)", svc->cfg.max_upload_mb);
-    od_metric_validation(&svc->m, "body", "too_large");
-    return (enum MHD_Result)od_respond_error(svc, conn, req, 413, "payload_too_large", msg,
-                                             NULL);
-  }
-  od_route_dispatch(svc, conn, req, url);
+  if (*upload_size > 0)
+    return req_body(svc, conn, req, upload_data, upload_size);
+  /* The whole request is in: answer it. */
+  if (req->overflow > 0)
+    return (enum MHD_Result)too_large(svc, conn, req);
+  od_route_dispatch(svc, conn, req);
   if (req->status == 0)
     return MHD_NO; /* could not queue anything: MHD closes the connection */
   return MHD_YES;

@@ -90,6 +90,29 @@ static int disp_param(const char *v, size_t vlen, const char *param,
   return 0;
 }
 
+/* Scans a part's header lines [h, hend) for Content-Disposition and copies
+ * its name and filename parameters; 1 when the header is there. */
+static int disposition(const uint8_t *h, const uint8_t *hend, char *name,
+                       size_t name_len, char *filename, size_t filename_len) {
+  int found = 0;
+  while (h < hend) {
+    const uint8_t *eol = find(h, (size_t)(hend + 2 - h), "\r\n", 2);
+    if (eol == NULL)
+      eol = hend;
+    size_t hl = (size_t)(eol - h);
+    if (hl > 20 &&
+        strncasecmp((const char *)h, "content-disposition:", 20) == 0) {
+      found = 1;
+      const char *v = (const char *)h + 20;
+      size_t vl = hl - 20;
+      disp_param(v, vl, "name", name, name_len);
+      disp_param(v, vl, "filename", filename, filename_len);
+    }
+    h = eol + 2;
+  }
+  return found;
+}
+
 int od_multipart_find(const uint8_t *body, size_t len, const char *boundary,
                       const char *field, od_multipart_part *part, char *err,
                       size_t err_len) {
@@ -136,25 +159,8 @@ int od_multipart_find(const uint8_t *body, size_t len, const char *boundary,
       snprintf(err, err_len, "multipart part is not terminated by the boundary");
       return -1;
     }
-    /* Scan the header lines for Content-Disposition. */
     char name[128] = "", filename[256] = "";
-    int disposition = 0;
-    const uint8_t *h = p;
-    while (h < hend) {
-      const uint8_t *eol = find(h, (size_t)(hend + 2 - h), "\r\n", 2);
-      if (eol == NULL)
-        eol = hend;
-      size_t hl = (size_t)(eol - h);
-      if (hl > 20 && strncasecmp((const char *)h, "content-disposition:", 20) == 0) {
-        disposition = 1;
-        const char *v = (const char *)h + 20;
-        size_t vl = hl - 20;
-        disp_param(v, vl, "name", name, sizeof name);
-        disp_param(v, vl, "filename", filename, sizeof filename);
-      }
-      h = eol + 2;
-    }
-    if (!disposition) {
+    if (!disposition(p, hend, name, sizeof name, filename, sizeof filename)) {
       snprintf(err, err_len, "multipart part has no Content-Disposition");
       return -1;
     }

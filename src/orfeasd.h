@@ -18,9 +18,12 @@
  *   eta.c        stage and job durations: ETAs, Retry-After, bottleneck
  *   jobjson.c    a job as JSON: job-status, the 202s, the WebSocket events
  *   svc_metrics.c every orfeas_* metric, registered and pre-created at 0
+ *   clock.c      the request clock (TSC or CLOCK_MONOTONIC), od_now, od_wall
+ *   log.c        the service log (od_log)
  *   http.c       libmicrohttpd glue: request contexts, bodies, request metrics,
- *                gzip, the access log
- *   routes.c     the API handlers
+ *                error answers, gzip, the access log
+ *   router.c     the route table (OD_ROUTE_LIST): matching, methods, Allow
+ *   routes.c     the API handlers and the dispatch to them
  *   ws.c         WebSocket upgrade, the hub thread, per-client queues
  *   wsproto.c    client-message handling shared by the hub and the fuzzer
  *   socketio.c   Engine.IO v4 / Socket.IO v5 framing for /socket.io/ (pure)
@@ -31,7 +34,9 @@
  * Threads: MHD's pool runs the handlers; `workers` threads run jobs; one hub
  * thread owns every WebSocket; main waits for a signal. Shared state is the
  * job store (its records and its queue, each under its own mutex), the cache
- * (its own mutex) and the hub's outbox (ws.c). Metrics are lock-free.
+ * (its own mutex) and the hub's outbox (ws.c). Metrics are lock-free, except
+ * the request metrics' per-thread batches, each behind a one-word spin lock
+ * (reqstats.c).
  */
 #ifndef ORFEASD_H
 #define ORFEASD_H
@@ -243,35 +248,132 @@ int od_cache_result_unpack(const uint8_t *v, size_t len, double *score,
                            char grade[3], int *printable);
 size_t od_cache_entries(od_cache *c, od_cache_tier tier);
 
-/* ---- svc_metrics.c ------------------------------------------------------- */
+/* ---- router.c ------------------------------------------------------------ */
 
-#define OD_ROUTE_LIST(X)                                                     \
-  X(UPLOAD, "/api/upload-image")                                             \
-  X(GENERATE, "/api/generate-3d")                                            \
-  X(STATUS, "/api/job-status/{job_id}")                                      \
-  X(DOWNLOAD, "/api/download/{job_id}/{filename}")                           \
-  X(HEALTH, "/health")                                                       \
-  X(READY, "/ready")                                                         \
-  X(API_HEALTH, "/api/health")                                               \
-  X(METRICS, "/metrics")                                                     \
-  X(WS, "/ws")                                                               \
-  X(SOCKETIO, "/socket.io/")                                                 \
-  X(MODELS_INFO, "/api/models-info")                                         \
-  X(DOWNLOAD_B64, "/api/download-base64/{job_id}/{filename}")                \
-  X(PREVIEW, "/api/preview/{job_id}")                                        \
-  X(PAGE, "/")                                                               \
-  X(STATIC, "/static/{path}")                                                \
-  X(OTHER, "other")
+/* Methods with a label of their own ("OTHER" last: any other method, so a
+ * client string never becomes a label value). */
+typedef enum {
+  OD_METHOD_GET = 0,
+  OD_METHOD_POST,
+  OD_METHOD_HEAD,
+  OD_METHOD_PUT,
+  OD_METHOD_DELETE,
+  OD_METHOD_OPTIONS,
+  OD_METHOD_PATCH,
+  OD_METHOD_OTHER,
+  OD_METHODS
+} od_method;
+
+/* Method sets, for the route table. HEAD is implied by GET and OPTIONS is
+ * answered on every route (router.c, od_route_allows). */
+#define OD_M_GET (1u << OD_METHOD_GET)
+#define OD_M_POST (1u << OD_METHOD_POST)
+#define OD_M_PUT (1u << OD_METHOD_PUT)
+#define OD_M_DELETE (1u << OD_METHOD_DELETE)
+#define OD_M_PATCH (1u << OD_METHOD_PATCH)
 
 typedef enum {
-#define OD_ROUTE_ENUM(id, tpl) OD_ROUTE_##id,
+  OD_MATCH_EXACT,  /* the path equals the route's path */
+  OD_MATCH_PREFIX, /* the path starts with it; the rest is the argument */
+  OD_MATCH_NONE    /* "other": matched when nothing else is */
+} od_match;
+
+/* Route flags: what a route takes part in besides its handler.
+ * RATE_LIMIT: counted against --rate-limit, per client address.
+ * PAST_CONN_LIMIT: still answered past --max-connections (the monitoring
+ *   that must tell an operator about the overload).
+ * ADMIN: a monitoring route, for an admin-only listener (issue #13).
+ * CORS: a browser API route: CORS headers and preflight (issue #14). */
+#define OD_RF_RATE_LIMIT 0x1u
+#define OD_RF_PAST_CONN_LIMIT 0x2u
+#define OD_RF_ADMIN 0x4u
+#define OD_RF_CORS 0x8u
+#define OD_RF_API (OD_RF_RATE_LIMIT | OD_RF_CORS)
+#define OD_RF_MONITORING (OD_RF_ADMIN | OD_RF_PAST_CONN_LIMIT)
+
+/* THE route table: every path orfeasd serves, in matching order (the first
+ * route that matches wins: a path that starts with a prefix route's path
+ * must come before that route). It drives the matcher, the 405 and OPTIONS
+ * answers and their Allow header (router.c), the dispatch to the handler
+ * (routes.c) and the request metrics created at 0 for each route and method
+ * (svc_metrics.c).
+ *
+ *   X(ID, METHODS, MATCH, PATH, ENDPOINT, FLAGS, HANDLER)
+ *
+ * ENDPOINT is the route's `endpoint` label (fixed: users' dashboards hold
+ * it). A prefix route gets the rest of the path in od_req.rest (and split
+ * at its first '/' in arg1/arg2). HANDLER is a static function of routes.c:
+ * void HANDLER(od_service *, struct MHD_Connection *, od_req *).
+ * To add a route: one line here, and its handler in routes.c. */
+/* clang-format off */
+#define OD_ROUTE_LIST(X)                                                       \
+  X(UPLOAD,     OD_M_POST, OD_MATCH_EXACT,  "/api/upload-image",               \
+    "/api/upload-image",                 OD_RF_API,        handle_upload)      \
+  X(GENERATE,   OD_M_POST, OD_MATCH_EXACT,  "/api/generate-3d",                \
+    "/api/generate-3d",                  OD_RF_API,        handle_generate)    \
+  X(STATUS,     OD_M_GET,  OD_MATCH_PREFIX, "/api/job-status/",                \
+    "/api/job-status/{job_id}",          OD_RF_API,        handle_status)      \
+  X(DOWNLOAD,   OD_M_GET,  OD_MATCH_PREFIX, "/api/download/",                  \
+    "/api/download/{job_id}/{filename}", OD_RF_API,        handle_download)    \
+  X(HEALTH,     OD_M_GET,  OD_MATCH_EXACT,  "/health",                         \
+    "/health",                           OD_RF_MONITORING, handle_health)      \
+  X(READY,      OD_M_GET,  OD_MATCH_EXACT,  "/ready",                          \
+    "/ready",                            OD_RF_ADMIN,      handle_ready)       \
+  X(API_HEALTH, OD_M_GET,  OD_MATCH_EXACT,  "/api/health",                     \
+    "/api/health",                       OD_RF_CORS,       handle_api_health)  \
+  X(METRICS,    OD_M_GET,  OD_MATCH_EXACT,  "/metrics",                        \
+    "/metrics",                          OD_RF_MONITORING, handle_metrics)     \
+  X(WS,         OD_M_GET,  OD_MATCH_EXACT,  "/ws",                             \
+    "/ws",                               OD_RF_RATE_LIMIT, handle_ws)          \
+  X(SOCKETIO,   OD_M_GET,  OD_MATCH_EXACT,  "/socket.io/",                     \
+    "/socket.io/",                       OD_RF_RATE_LIMIT, handle_socketio)    \
+  X(MODELS_INFO, OD_M_GET, OD_MATCH_EXACT,  "/api/models-info",                \
+    "/api/models-info",                  OD_RF_API,        handle_models_info) \
+  X(DOWNLOAD_B64, OD_M_GET, OD_MATCH_PREFIX, "/api/download-base64/",          \
+    "/api/download-base64/{job_id}/{filename}", OD_RF_API, handle_download_b64) \
+  X(PREVIEW,    OD_M_GET,  OD_MATCH_PREFIX, "/api/preview/",                   \
+    "/api/preview/{job_id}",             OD_RF_API,        handle_preview)     \
+  /* The Studio page and its files (static.c): no rate limit, no CORS. */     \
+  X(PAGE,       OD_M_GET,  OD_MATCH_EXACT,  "/",                               \
+    "/",                                 0,                handle_page)        \
+  X(STUDIO,     OD_M_GET,  OD_MATCH_EXACT,  "/studio",                         \
+    "/studio",                           0,                handle_page)        \
+  X(STATIC,     OD_M_GET,  OD_MATCH_PREFIX, "/static/",                        \
+    "/static/{path}",                    0,                handle_static)      \
+  /* Last: no path; GET is only the method of its series created at 0. */      \
+  X(OTHER,      OD_M_GET,  OD_MATCH_NONE,   "",                                \
+    "other",                             0,                handle_not_found)
+/* clang-format on */
+
+typedef enum {
+#define OD_ROUTE_ENUM(id, methods, match, path, endpoint, flags, handler)      \
+  OD_ROUTE_##id,
   OD_ROUTE_LIST(OD_ROUTE_ENUM)
 #undef OD_ROUTE_ENUM
   OD_ROUTE_COUNT
 } od_route;
 
-/* The endpoint label: the route template. */
+typedef struct od_req od_req;
+
+/* Finds the route of a request path (no query string) and fills req->route,
+ * req->rest, req->arg1 and req->arg2. Pure. */
+void od_route_match(const char *path, od_req *req);
+/* The endpoint label: the route template ("other" out of range). */
 const char *od_route_template(od_route r);
+unsigned od_route_flags(od_route r);
+/* The route's method set (OD_M_*), as written in the table. */
+unsigned od_route_methods(od_route r);
+/* 1 when the route serves method m: its own methods, HEAD where GET is, and
+ * OPTIONS everywhere but "other". */
+int od_route_allows(od_route r, od_method m);
+/* The Allow header for the route ("GET, HEAD, OPTIONS"); "" for "other". */
+const char *od_route_allow_header(od_route r);
+/* The method's index (OD_METHOD_OTHER for anything not listed) and its
+ * label value. */
+od_method od_method_index(const char *method);
+const char *od_method_name(od_method m);
+
+/* ---- svc_metrics.c ------------------------------------------------------- */
 
 /* WebSocket events the server sends (event_type label values). */
 #define OD_WS_EVENT_LIST(X)                                                  \
@@ -294,9 +396,7 @@ typedef enum {
 
 const char *od_ws_event_name(od_ws_event e);
 
-/* Methods with a label of their own ("OTHER" last) and the statuses whose
- * request-counter handle is cached. */
-#define OD_METHODS 8
+/* The statuses whose request-counter handle is cached. */
 #define OD_STATUS_SLOTS 12
 
 typedef struct {
@@ -308,11 +408,15 @@ typedef struct {
   om_family *stage_duration;     /* {stage} */
   om_family *bottleneck;         /* {stage} */
   om_gauge *ws_active;
+  om_family *ws_sent_family;     /* {event_type} */
   om_counter *ws_sent[OD_WS_EVENT_COUNT];
   om_counter *ws_progress;
   om_counter *ws_dropped;
   om_gauge *queue_depth;
   om_histogram *queue_wait;
+  om_family *cache_hits_family;  /* {cache_type} */
+  om_family *cache_misses_family;
+  om_family *cache_size_family;
   om_counter *cache_hits[OD_CACHE_TIERS];
   om_counter *cache_misses[OD_CACHE_TIERS];
   om_gauge *cache_size[OD_CACHE_TIERS];
@@ -514,6 +618,10 @@ od_wsmsg_kind od_wsmsg_parse(const uint8_t *msg, size_t len, char job_id[37],
                              char *err, size_t err_len);
 /* Builds {"event": name, "data": data} (steals data). malloc'd text. */
 char *od_ws_event_json(od_ws_event ev, json_t *data);
+/* The handshake answer to a client's Sec-WebSocket-Key: out gets the
+ * Sec-WebSocket-Accept value (28 characters). 0; -1 when the key is not 16
+ * bytes in base64 (RFC 6455 4.1); -2 when SHA-1 is unavailable. Pure. */
+int od_ws_accept_key(const char *key, char out[29]);
 
 /* ---- socketio.c ---------------------------------------------------------- */
 
@@ -649,12 +757,16 @@ struct od_service {
 /* One HTTP request, from its first access-handler call to its completion
  * callback (http.c owns it; routes.c fills the answer). */
 struct MHD_Connection;
-typedef struct {
+struct od_req {
   uint64_t t0; /* od_ticks() at the first access-handler call */
   od_route route;
   const char *method;       /* "GET", "POST", "HEAD", ... or "OTHER" */
-  int method_idx;           /* its index, < OD_METHODS */
-  char arg1[64], arg2[160]; /* path pieces: job id, file name */
+  int method_idx;           /* its od_method */
+  /* A prefix route's rest of the path, and the same split at its first
+   * '/'. A piece too long for its field starts with '!' (it then fails
+   * every validation: no id, name or path has a '!'). */
+  char rest[256];
+  char arg1[64], arg2[160]; /* e.g. job id, file name */
   uint8_t *body;            /* owned; the request body */
   size_t body_len, body_cap, body_limit;
   int calls;
@@ -668,7 +780,7 @@ typedef struct {
                                to the hub (released if the upgrade never
                                happens: the client left before the 101) */
   uint64_t overflow;        /* body bytes discarded past the limit */
-} od_req;
+};
 
 /* Writes the request's metrics and access-log line once (http.c). MHD
  * reports an upgraded connection complete only when it closes, so /ws
@@ -682,17 +794,28 @@ void od_static_serve(od_service *svc, struct MHD_Connection *conn, od_req *req,
 
 /* routes.c: answers a complete request (queues exactly one response). */
 void od_route_dispatch(od_service *svc, struct MHD_Connection *conn,
-                       od_req *req, const char *url);
+                       od_req *req);
 /* http.c helpers the routes use. Each queues the response and records the
  * status; they steal `obj`. */
 int od_respond_json(struct MHD_Connection *conn, od_req *req, int status,
                     json_t *obj);
-/* The same with one extra header (Retry-After, Allow). */
-int od_respond_json_hdr(struct MHD_Connection *conn, od_req *req, int status,
-                        json_t *obj, const char *header,
-                        const char *value);
-/* {"error": message} (+ details when not NULL, stolen), counted in
- * orfeas_errors_total{type, endpoint}. */
+
+/* An error answer: JSON {"error": message, "status": status}, plus
+ * "details" and "retry_after" when set. */
+typedef struct {
+  int status;
+  const char *type;    /* orfeas_errors_total's type: a fixed word */
+  const char *message; /* for the user: what went wrong, what to do */
+  json_t *details;     /* stolen; NULL for none */
+  int retry_after;     /* > 0: seconds, in Retry-After and the body */
+  const char *allow;   /* the Allow header (405) */
+} od_error;
+
+/* The one way an error is answered: queues the JSON answer with its headers
+ * and counts it in orfeas_errors_total{type, endpoint}. */
+int od_respond_error_ex(od_service *svc, struct MHD_Connection *conn,
+                        od_req *req, const od_error *e);
+/* The same without the optional headers (details stolen, may be NULL). */
 int od_respond_error(od_service *svc, struct MHD_Connection *conn,
                      od_req *req, int status, const char *type,
                      const char *message, json_t *details);
@@ -725,10 +848,11 @@ double od_ticks_seconds(uint64_t from, uint64_t to); /* 0 if to <= from */
 int od_clock_mode(void);
 double od_clock_tsc_hz(void); /* the calibrated TSC rate, 0 on the fallback */
 
-/* Time helpers (http.c). */
-double od_now(void);        /* CLOCK_MONOTONIC seconds */
-double od_wall(void);       /* CLOCK_REALTIME seconds */
-/* Writes a log line prefixed with the UTC time to stderr. */
+double od_now(void);  /* CLOCK_MONOTONIC seconds */
+double od_wall(void); /* CLOCK_REALTIME seconds */
+
+/* log.c: one line, prefixed with the UTC time, to the service log (stderr).
+ * Any thread; never interleaved with another line. */
 void od_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

@@ -31,26 +31,6 @@ static int validation_error(od_service *svc, struct MHD_Connection *conn,
 
 /* ---- POST /api/upload-image ----------------------------------------------- */
 
-/* PNG colour types 4 and 6 carry alpha; a tRNS chunk before IDAT adds
- * transparency to the others. */
-static int png_transparent(const uint8_t *d, size_t n) {
-  if (n < 33)
-    return 0;
-  if (d[25] == 4 || d[25] == 6)
-    return 1;
-  size_t p = 8;
-  while (p + 8 <= n) {
-    uint32_t len = (uint32_t)d[p] << 24 | (uint32_t)d[p + 1] << 16 |
-                   (uint32_t)d[p + 2] << 8 | d[p + 3];
-    if (memcmp(d + p + 4, "tRNS", 4) == 0)
-      return 1;
-    if (memcmp(d + p + 4, "IDAT", 4) == 0 || len > n)
-      return 0;
-    p += 12 + (size_t)len;
-  }
-  return 0;
-}
-
 static void handle_upload(od_service *svc, struct MHD_Connection *conn, od_req *req) {
   const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
   char boundary[80], perr[128];
@@ -73,9 +53,10 @@ static void handle_upload(od_service *svc, struct MHD_Connection *conn, od_req *
     validation_error(svc, conn, req, 400, "image", "empty", "No file selected");
     return;
   }
-  uint32_t w = 0, h = 0;
+  orfeas_pl_image_info img;
   char msg[256];
-  orfeas_pl_code rc = orfeas_pl_image_probe(part.data, part.len, 0, 0, &w, &h, msg, sizeof msg);
+  orfeas_pl_code rc =
+      orfeas_pl_image_probe(part.data, part.len, 0, 0, &img, msg, sizeof msg);
   if (rc != ORFEAS_PL_OK) {
     /* A type we know but do not decode (TIFF, HEIF...) is 415 and its
      * message names the accepted types; anything else is the client's bad
@@ -90,22 +71,26 @@ static void handle_upload(od_service *svc, struct MHD_Connection *conn, od_req *
     validation_error(svc, conn, req, unsupported ? 415 : 400, "image", type, full);
     return;
   }
-  orfeas_pl_image_type itype = orfeas_pl_image_sniff(part.data, part.len);
-  int is_png = itype == ORFEAS_PL_IMG_PNG;
-  static const char *const FORMAT_NAMES[] = {"", "PNG", "JPEG", "WEBP", "GIF", "BMP"};
+  /* Stored as uploads/<id>.<ext>: png, jpg, webp, gif, bmp. */
+  const char *ext = orfeas_pl_image_type_ext(img.type);
   char id[37], err[256];
-  /* Stored as uploads/<id>.<ext>; JPEG keeps the "jpg" it always had. */
-  const char *ext = itype == ORFEAS_PL_IMG_JPEG ? "jpg" : orfeas_pl_image_type_name(itype);
-  int rc_add = od_jobs_add_upload(svc->jobs, part.data, part.len, ext, id, err, sizeof err);
+  int rc_add = od_jobs_add_upload(svc->jobs, part.data, part.len, ext, id,
+                                  err, sizeof err);
+  if (rc_add == -2) { /* every slot, or all of --max-store-mb, is in use */
+    od_respond_error_ex(svc, conn, req,
+                        &(od_error){.status = 503,
+                                    .type = "storage_full",
+                                    .message = err,
+                                    .retry_after = 10});
+    return;
+  }
   if (rc_add != 0) {
+    /* err may name a server path: the log gets it, the client does not. */
     od_log("upload failed: %s", err);
-    if (rc_add == -2)
-      od_respond_json_hdr(conn, req, 503, json_pack("{s:s, s:i}", "error", err, "status", 503),
-                          "Retry-After", "10");
-    else
-      od_respond_error(svc, conn, req, 500, "internal", err, NULL);
-    if (rc_add == -2)
-      od_metric_error(&svc->m, "storage_full", req->route);
+    od_respond_error(svc, conn, req, 500, "internal",
+                     "The upload could not be stored (a server problem; "
+                     "the service log has the reason)",
+                     NULL);
     return;
   }
   char safe[128];
@@ -116,10 +101,11 @@ static void handle_upload(od_service *svc, struct MHD_Connection *conn, od_req *
                   json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:[i,i], s:i, s:i, s:s, s:b, s:I}}",
                             "job_id", id, "filename", safe, "original_filename", safe,
                             "status", "uploaded", "preview_url", preview, "image_info",
-                            "size", (int)w, (int)h, "width", (int)w, "height", (int)h,
-                            "format", FORMAT_NAMES[itype], "has_transparency",
-                            is_png && png_transparent(part.data, part.len),
-                            "file_size", (json_int_t)part.len));
+                            "size", (int)img.width, (int)img.height, "width",
+                            (int)img.width, "height", (int)img.height, "format",
+                            orfeas_pl_image_type_name(img.type),
+                            "has_transparency", img.has_alpha, "file_size",
+                            (json_int_t)part.len));
 }
 
 /* ---- POST /api/generate-3d ------------------------------------------------ */
@@ -158,18 +144,21 @@ static void handle_generate(od_service *svc, struct MHD_Connection *conn, od_req
   } else if (r == OD_GEN_CONFLICT) {
     od_respond_error(svc, conn, req, 409, "conflict", "Generation already in progress",
                      json_pack("{s:s}", "job_id", g.job_id));
-  } else if (r == OD_GEN_QUEUE_FULL || r == OD_GEN_DRAINING) {
-    int st = r == OD_GEN_DRAINING ? 503 : 429;
-    char ra[16];
-    snprintf(ra, sizeof ra, "%d", r == OD_GEN_DRAINING ? 10 : od_jobs_retry_after(svc->jobs));
-    od_metric_error(&svc->m, r == OD_GEN_DRAINING ? "draining" : "queue_full", req->route);
-    od_respond_json_hdr(conn, req, st,
-                        json_pack("{s:s, s:i}", "error",
-                                  r == OD_GEN_DRAINING
-                                      ? "Service shutting down; retry on another instance"
-                                      : "Queue full; retry later",
-                                  "status", st),
-                        "Retry-After", ra);
+  } else if (r == OD_GEN_QUEUE_FULL) {
+    od_respond_error_ex(
+        svc, conn, req,
+        &(od_error){.status = 429,
+                    .type = "queue_full",
+                    .message = "Queue full; retry later",
+                    .retry_after = od_jobs_retry_after(svc->jobs)});
+  } else if (r == OD_GEN_DRAINING) {
+    od_respond_error_ex(
+        svc, conn, req,
+        &(od_error){.status = 503,
+                    .type = "draining",
+                    .message = "Service shutting down; retry on another "
+                               "instance",
+                    .retry_after = 10});
   } else {
     od_respond_error(svc, conn, req, 500, "internal", "3D generation failed to start", NULL);
   }
@@ -178,13 +167,13 @@ static void handle_generate(od_service *svc, struct MHD_Connection *conn, od_req
 /* ---- GET /api/job-status/{job_id} ----------------------------------------- */
 
 static void handle_status(od_service *svc, struct MHD_Connection *conn, od_req *req) {
-  if (!od_uuid_valid(req->arg1)) {
+  if (!od_uuid_valid(req->rest)) {
     validation_error(svc, conn, req, 400, "job_id", "invalid_uuid",
                      "job_id must be a UUID");
     return;
   }
   od_job_view v;
-  if (!od_jobs_view(svc->jobs, req->arg1, &v)) {
+  if (!od_jobs_view(svc->jobs, req->rest, &v)) {
     od_respond_error(svc, conn, req, 404, "not_found", "Job not found", NULL);
     return;
   }
@@ -343,13 +332,13 @@ static void handle_download_b64(od_service *svc, struct MHD_Connection *conn, od
  * own file (by its id; no client string reaches the path), with the type it
  * was stored as, never sniffed, and no active content. */
 static void handle_preview(od_service *svc, struct MHD_Connection *conn, od_req *req) {
-  if (!od_uuid_valid(req->arg1)) {
+  if (!od_uuid_valid(req->rest)) {
     validation_error(svc, conn, req, 400, "job_id", "invalid_uuid", "job_id must be a UUID");
     return;
   }
   uint64_t size = 0;
   char ext[8];
-  int fd = od_jobs_open_upload(svc->jobs, req->arg1, &size, ext);
+  int fd = od_jobs_open_upload(svc->jobs, req->rest, &size, ext);
   if (fd < 0) {
     od_respond_error(svc, conn, req, 404, "not_found", "No uploaded image for this job", NULL);
     return;
@@ -396,8 +385,16 @@ static void handle_models_info(od_service *svc, struct MHD_Connection *conn, od_
     json_array_append_new(formats, json_string(orfeas_pl_format_name((orfeas_pl_format)f)));
   for (int st = 0; st < ORFEAS_PL_STAGE_COUNT; st++)
     json_array_append_new(stages, json_string(orfeas_pl_stage_name((orfeas_pl_stage)st)));
-  for (int t = ORFEAS_PL_IMG_PNG; t <= ORFEAS_PL_IMG_BMP; t++)
-    json_array_append_new(types, json_string(orfeas_pl_image_type_name((orfeas_pl_image_type)t)));
+  /* Lower-case type names: "png", "jpeg", "webp", "gif", "bmp". */
+  for (int t = ORFEAS_PL_IMAGE_PNG; t <= ORFEAS_PL_IMAGE_BMP; t++) {
+    char lower[8];
+    const char *n = orfeas_pl_image_type_name((orfeas_pl_image_type)t);
+    size_t i = 0;
+    for (; n[i] && i + 1 < sizeof lower; i++)
+      lower[i] = (char)(n[i] >= 'A' && n[i] <= 'Z' ? n[i] + 32 : n[i]);
+    lower[i] = '\0';
+    json_array_append_new(types, json_string(lower));
+  }
   json_t *limits = json_pack(
       "{s:i, s:{s:i, s:i, s:I}, s:{s:i, s:i, s:i}, s:{s:o, s:o, s:o}, s:i, s:i, s:f}",
       "max_upload_mb", svc->cfg.max_upload_mb, "image", "min_side", (int)ORFEAS_PL_MIN_SIDE,
@@ -526,14 +523,25 @@ static void handle_ws(od_service *svc, struct MHD_Connection *conn, od_req *req)
   const char *co = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Connection");
   const char *ver = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Sec-WebSocket-Version");
   const char *key = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Sec-WebSocket-Key");
-  if (up == NULL || strcasecmp(up, "websocket") != 0 || !header_has_token(co, "upgrade") ||
-      ver == NULL || strcmp(ver, "13") != 0 || key == NULL || strlen(key) != 24) {
+  char accept[29];
+  int key_rc = od_ws_accept_key(key, accept);
+  if (up == NULL || strcasecmp(up, "websocket") != 0 ||
+      !header_has_token(co, "upgrade") || ver == NULL ||
+      strcmp(ver, "13") != 0 || key_rc == -1) {
     validation_error(svc, conn, req, 400, "ws_handshake", "invalid",
                      "a WebSocket upgrade (RFC 6455, version 13) is expected here");
     return;
   }
+  if (key_rc != 0) {
+    od_respond_error(svc, conn, req, 500, "internal", "SHA-1 unavailable", NULL);
+    return;
+  }
   if (svc->draining) {
-    od_respond_error(svc, conn, req, 503, "draining", "Service shutting down", NULL);
+    od_respond_error_ex(svc, conn, req,
+                        &(od_error){.status = 503,
+                                    .type = "draining",
+                                    .message = "Service shutting down",
+                                    .retry_after = 10});
     return;
   }
   if (od_hub_reserve(svc->hub) != 0) {
@@ -541,25 +549,13 @@ static void handle_ws(od_service *svc, struct MHD_Connection *conn, od_req *req)
                      "Too many WebSocket clients; retry later", NULL);
     return;
   }
-  /* Sec-WebSocket-Accept = base64(SHA-1(key + GUID)). */
-  char src[64 + 40];
-  int n = snprintf(src, sizeof src, "%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", key);
-  unsigned char sha[EVP_MAX_MD_SIZE];
-  unsigned int sl = 0;
-  unsigned char accept[64];
-  if (EVP_Digest(src, (size_t)n, sha, &sl, EVP_sha1(), NULL) != 1) {
-    od_hub_release(svc->hub);
-    od_respond_error(svc, conn, req, 500, "internal", "SHA-1 unavailable", NULL);
-    return;
-  }
-  EVP_EncodeBlock(accept, sha, (int)sl);
   struct MHD_Response *resp = MHD_create_response_for_upgrade(upgrade_cb, svc);
   if (resp == NULL) {
     od_hub_release(svc->hub);
     return;
   }
   MHD_add_response_header(resp, MHD_HTTP_HEADER_UPGRADE, "websocket");
-  MHD_add_response_header(resp, "Sec-WebSocket-Accept", (const char *)accept);
+  MHD_add_response_header(resp, "Sec-WebSocket-Accept", accept);
   if (od_respond(conn, req, MHD_HTTP_SWITCHING_PROTOCOLS, resp, 0) != MHD_YES)
     od_hub_release(svc->hub);
   else
@@ -591,28 +587,79 @@ static void handle_socketio(od_service *svc, struct MHD_Connection *conn, od_req
   handle_ws(svc, conn, req);
 }
 
-/* ---- OPTIONS: CORS preflight ---------------------------------------------- */
+/* ---- the Studio page ------------------------------------------------------ */
 
-/* A preflight (Origin + Access-Control-Request-Method) for an /api/ route
- * from an allowed origin: 204 with what the route accepts; from any other
- * origin (or for a route without CORS): 403. A plain OPTIONS: 204 + Allow. */
-static void handle_options(od_service *svc, struct MHD_Connection *conn, od_req *req,
-                           const char *allow) {
+static void handle_page(od_service *svc, struct MHD_Connection *conn, od_req *req) {
+  od_static_serve(svc, conn, req, "index.html");
+}
+
+static void handle_static(od_service *svc, struct MHD_Connection *conn, od_req *req) {
+  od_static_serve(svc, conn, req, req->rest);
+}
+
+/* ---- health, 404 --------------------------------------------------------- */
+
+static void handle_health(od_service *svc, struct MHD_Connection *conn,
+                          od_req *req) {
+  (void)svc;
+  od_respond_json(conn, req, 200,
+                  json_pack("{s:s, s:s, s:s}", "status", "healthy", "service",
+                            "orfeasd", "version", ORFEASD_VERSION));
+}
+
+static void handle_ready(od_service *svc, struct MHD_Connection *conn,
+                         od_req *req) {
+  int ready = svc->ready && !svc->draining;
+  int queue_ok =
+      od_jobs_queue_depth(svc->jobs) < (size_t)svc->cfg.queue_size;
+  od_respond_json(conn, req, ready ? 200 : 503,
+                  json_pack("{s:s, s:{s:s, s:i, s:s}}", "status",
+                            ready ? "ready" : "not_ready", "checks",
+                            "application", svc->draining ? "draining" : "ok",
+                            "workers", od_jobs_workers_running(svc->jobs),
+                            "queue", queue_ok ? "ok" : "full"));
+}
+
+static void handle_not_found(od_service *svc, struct MHD_Connection *conn,
+                             od_req *req) {
+  od_respond_error(svc, conn, req, 404, "not_found", "Not found", NULL);
+}
+
+/* ---- dispatch ------------------------------------------------------------- */
+
+typedef void handler_fn(od_service *, struct MHD_Connection *, od_req *);
+
+static handler_fn *const HANDLERS[OD_ROUTE_COUNT] = {
+#define OD_ROUTE_HANDLER(id, methods, match, path, endpoint, flags, handler)   \
+  [OD_ROUTE_##id] = handler,
+    OD_ROUTE_LIST(OD_ROUTE_HANDLER)
+#undef OD_ROUTE_HANDLER
+};
+
+/* OPTIONS: which methods the route answers, no body. A CORS preflight
+ * (Origin + Access-Control-Request-Method) on a route flagged OD_RF_CORS
+ * from an allowed origin (cors.c) also gets the methods and headers a page
+ * may use; from any other origin, or on a route without CORS, 403. */
+static void answer_options(od_service *svc, struct MHD_Connection *conn,
+                           od_req *req) {
   const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
   const char *want = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                  "Access-Control-Request-Method");
-  if (origin != NULL && want != NULL && req->acao[0] == '\0') {
+  int preflight = origin != NULL && want != NULL;
+  if (preflight && req->acao[0] == '\0') {
     od_respond_error(svc, conn, req, 403, "cors_refused",
                      req->cors ? "This origin is not allowed to call the API (see --cors-origins)"
                                : "No cross-origin access to this route",
                      NULL);
     return;
   }
-  struct MHD_Response *resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+  struct MHD_Response *resp =
+      MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
   if (resp == NULL)
     return;
+  const char *allow = od_route_allow_header(req->route);
   MHD_add_response_header(resp, "Allow", allow);
-  if (origin != NULL && want != NULL) {
+  if (preflight) {
     MHD_add_response_header(resp, "Access-Control-Allow-Methods", allow);
     MHD_add_response_header(resp, "Access-Control-Allow-Headers", OD_CORS_ALLOW_HEADERS);
     MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
@@ -620,109 +667,44 @@ static void handle_options(od_service *svc, struct MHD_Connection *conn, od_req 
   od_respond(conn, req, 204, resp, 0);
 }
 
-/* ---- dispatch ------------------------------------------------------------- */
-
-static const char *route_method(od_route r) {
-  return r == OD_ROUTE_UPLOAD || r == OD_ROUTE_GENERATE ? "POST" : "GET";
+/* Rate limit: routes flagged OD_RF_RATE_LIMIT only, so health checks and
+ * scrapes always pass. 1 when the request was answered 429. */
+static int rate_limited(od_service *svc, struct MHD_Connection *conn,
+                        od_req *req) {
+  if (svc->rl == NULL || !(od_route_flags(req->route) & OD_RF_RATE_LIMIT))
+    return 0;
+  int wait = od_ratelimit_take(svc->rl, req->client, od_now());
+  if (wait <= 0)
+    return 0;
+  om_counter_inc(om_family_counter(
+      svc->m.rate_limited, OM_LABELS(od_route_template(req->route))));
+  char msg[96];
+  snprintf(msg, sizeof msg, "Rate limit exceeded. Max %g requests per second",
+           svc->cfg.rate_limit_rps);
+  od_respond_error_ex(svc, conn, req,
+                      &(od_error){.status = 429,
+                                  .type = "rate_limited",
+                                  .message = msg,
+                                  .retry_after = wait});
+  return 1;
 }
 
-void od_route_dispatch(od_service *svc, struct MHD_Connection *conn, od_req *req,
-                       const char *url) {
-  (void)url;
+void od_route_dispatch(od_service *svc, struct MHD_Connection *conn,
+                       od_req *req) {
   od_route r = req->route;
-  if (r == OD_ROUTE_OTHER) {
-    od_respond_error(svc, conn, req, 404, "not_found", "Not found", NULL);
+  if (r != OD_ROUTE_OTHER && req->method_idx == OD_METHOD_OPTIONS) {
+    answer_options(svc, conn, req);
     return;
   }
-  const char *want = route_method(r);
-  if (strcmp(req->method, "OPTIONS") == 0) {
-    handle_options(svc, conn, req,
-                   strcmp(want, "GET") == 0 ? "GET, HEAD, OPTIONS" : "POST, OPTIONS");
+  if (r != OD_ROUTE_OTHER && !od_route_allows(r, (od_method)req->method_idx)) {
+    od_respond_error_ex(svc, conn, req,
+                        &(od_error){.status = 405,
+                                    .type = "method_not_allowed",
+                                    .message = "Method not allowed",
+                                    .allow = od_route_allow_header(r)});
     return;
   }
-  int head_ok = strcmp(want, "GET") == 0 && strcmp(req->method, "HEAD") == 0;
-  if (strcmp(req->method, want) != 0 && !head_ok) {
-    od_metric_error(&svc->m, "method_not_allowed", r);
-    od_respond_json_hdr(conn, req, 405,
-                        json_pack("{s:s, s:i}", "error", "Method not allowed", "status", 405),
-                        "Allow", want);
+  if (rate_limited(svc, conn, req))
     return;
-  }
-  /* Rate limit: API routes only, so health checks, scrapes and the page's
-   * own files (a dozen per load) always pass. */
-  if (svc->rl != NULL && r != OD_ROUTE_HEALTH && r != OD_ROUTE_READY &&
-      r != OD_ROUTE_METRICS && r != OD_ROUTE_API_HEALTH && r != OD_ROUTE_PAGE &&
-      r != OD_ROUTE_STATIC) {
-    int wait = od_ratelimit_take(svc->rl, req->client, od_now());
-    if (wait > 0) {
-      om_counter_inc(om_family_counter(svc->m.rate_limited, OM_LABELS(od_route_template(r))));
-      od_metric_error(&svc->m, "rate_limited", r);
-      char msg[96], ra[16];
-      snprintf(msg, sizeof msg, "Rate limit exceeded. Max %g requests per second",
-               svc->cfg.rate_limit_rps);
-      snprintf(ra, sizeof ra, "%d", wait);
-      od_respond_json_hdr(conn, req, 429,
-                          json_pack("{s:s, s:i, s:i}", "error", msg, "status", 429,
-                                    "retry_after", wait),
-                          "Retry-After", ra);
-      return;
-    }
-  }
-  switch (r) {
-  case OD_ROUTE_UPLOAD:
-    handle_upload(svc, conn, req);
-    break;
-  case OD_ROUTE_GENERATE:
-    handle_generate(svc, conn, req);
-    break;
-  case OD_ROUTE_STATUS:
-    handle_status(svc, conn, req);
-    break;
-  case OD_ROUTE_DOWNLOAD:
-    handle_download(svc, conn, req);
-    break;
-  case OD_ROUTE_HEALTH:
-    od_respond_json(conn, req, 200,
-                    json_pack("{s:s, s:s, s:s}", "status", "healthy", "service", "orfeasd",
-                              "version", ORFEASD_VERSION));
-    break;
-  case OD_ROUTE_READY: {
-    int ready = svc->ready && !svc->draining;
-    od_respond_json(conn, req, ready ? 200 : 503,
-                    json_pack("{s:s, s:{s:s, s:i, s:s}}", "status", ready ? "ready" : "not_ready",
-                              "checks", "application", svc->draining ? "draining" : "ok",
-                              "workers", od_jobs_workers_running(svc->jobs), "queue",
-                              od_jobs_queue_depth(svc->jobs) < (size_t)svc->cfg.queue_size
-                                  ? "ok" : "full"));
-    break;
-  }
-  case OD_ROUTE_API_HEALTH:
-    handle_api_health(svc, conn, req);
-    break;
-  case OD_ROUTE_METRICS:
-    handle_metrics(svc, conn, req);
-    break;
-  case OD_ROUTE_WS:
-    handle_ws(svc, conn, req);
-    break;
-  case OD_ROUTE_SOCKETIO:
-    handle_socketio(svc, conn, req);
-    break;
-  case OD_ROUTE_MODELS_INFO:
-    handle_models_info(svc, conn, req);
-    break;
-  case OD_ROUTE_DOWNLOAD_B64:
-    handle_download_b64(svc, conn, req);
-    break;
-  case OD_ROUTE_PREVIEW:
-    handle_preview(svc, conn, req);
-    break;
-  case OD_ROUTE_PAGE:
-  case OD_ROUTE_STATIC:
-    od_static_serve(svc, conn, req, req->arg2);
-    break;
-  default:
-    od_respond_error(svc, conn, req, 404, "not_found", "Not found", NULL);
-    break;
-  }
+  HANDLERS[r](svc, conn, req);
 }

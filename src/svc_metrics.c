@@ -11,20 +11,11 @@
  * around the 120 s alert; HTTP reaches 60 s with bounds at 10, 20, 30, 45 s
  * around the 30 s alert.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "orfeasd.h"
-
-static const char *const ROUTE_TPL[] = {
-#define OD_ROUTE_STR(id, tpl) tpl,
-  OD_ROUTE_LIST(OD_ROUTE_STR)
-#undef OD_ROUTE_STR
-};
-
-const char *od_route_template(od_route r) {
-  return (unsigned)r < OD_ROUTE_COUNT ? ROUTE_TPL[r] : "other";
-}
 
 static const double GEN_BUCKETS[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20,
                                      30, 60, 90, 120, 180, 300, 450, 600};
@@ -40,24 +31,227 @@ static const double HTTP_BUCKETS[] = {0.0005, 0.001, 0.0025, 0.005, 0.01,
 static const double SIZE_BUCKETS[] = {100, 1000, 10000, 100000, 1e6, 1e7,
                                       5e7, 1e8};
 
-/* One helper for every registration so each failure names the metric. */
-static om_family *fam(od_metrics *m, om_type t, const char *name,
-                      const char *help, const char *const *labels, size_t n,
-                      const double *b, size_t nb, int *bad, char *err,
-                      size_t err_len) {
-  om_error e;
-  om_family *f = om_family_new(m->reg, t, &(om_family_opts){
-      .name = name, .help = help, .label_names = labels, .label_count = n,
-      .buckets = b, .bucket_count = nb, .max_series = 2000}, &e);
-  if (f == NULL && !*bad) {
-    *bad = 1;
-    snprintf(err, err_len, "metrics: %s: %s", name, e.text);
-  }
-  return f;
-}
+/* ---- the metrics, as data ------------------------------------------------ */
 
+/* What a definition's od_metrics field holds: the family (labelled metrics)
+ * or the one child of an unlabelled family, of the field's own type. */
+typedef enum { HOLD_FAMILY, HOLD_COUNTER, HOLD_GAUGE, HOLD_HISTOGRAM } hold;
+
+typedef struct {
+  size_t offset; /* of the field in od_metrics */
+  hold holds;
+  om_type type;
+  const char *name, *help;
+  const char *const *labels;
+  size_t nlabels;
+  const double *buckets;
+  size_t nbuckets;
+} metric_def;
+
+/* FIELD(f): where the handle goes, and what it is, read off the field's
+ * declared type (so a table line cannot store a gauge in a counter). */
+#define FIELD(f)                                                               \
+  offsetof(od_metrics, f), _Generic(((od_metrics *)0)->f,                      \
+                                    om_family *: HOLD_FAMILY,                  \
+                                    om_counter *: HOLD_COUNTER,                \
+                                    om_gauge *: HOLD_GAUGE,                    \
+                                    om_histogram *: HOLD_HISTOGRAM)
+#define LABELS(...) OM_LABELS(__VA_ARGS__), NB(OM_LABELS(__VA_ARGS__))
+#define NO_LABELS NULL, 0
+#define BUCKETS(b) b, NB(b)
+#define NO_BUCKETS NULL, 0
 #define NB(a) (sizeof a / sizeof a[0])
 
+/* Every orfeas_* family, in exposition order. To add a metric: a field in
+ * od_metrics (orfeasd.h), a line here, a row in docs/metrics.md. */
+static const metric_def METRICS[] = {
+    {FIELD(gen_total), OM_COUNTER, "orfeas_generation_3d_total",
+     "3D generations by output format and outcome (success, failed, cached, "
+     "rejected).",
+     LABELS("format", "status"), NO_BUCKETS},
+    {FIELD(gen_duration), OM_HISTOGRAM,
+     "orfeas_generation_3d_duration_seconds",
+     "Wall time of a 3D generation, from a worker taking the job to the "
+     "model being stored.",
+     LABELS("format"), BUCKETS(GEN_BUCKETS)},
+    {FIELD(quality_score), OM_HISTOGRAM, "orfeas_generation_3d_quality_score",
+     "Quality score (0..1) of each generated model.", NO_LABELS,
+     BUCKETS(QUALITY_BUCKETS)},
+    /* "Printable" needs a closed mesh and a positive volume besides a score
+     * of 0.80, so it cannot be read off the score histogram: its own
+     * counter (the daily report's "share printable" = printable /
+     * generated). */
+    {FIELD(printable), OM_COUNTER, "orfeas_generation_3d_printable_total",
+     "Generated models that are printable (closed, positive volume, score "
+     ">= 0.80).",
+     NO_LABELS, NO_BUCKETS},
+    {FIELD(stage_duration), OM_HISTOGRAM,
+     "orfeas_pipeline_stage_duration_seconds",
+     "Duration of each pipeline stage.", LABELS("stage"),
+     BUCKETS(STAGE_BUCKETS)},
+    {FIELD(bottleneck), OM_GAUGE, "orfeas_pipeline_bottleneck_stage",
+     "1 for the stage with the largest mean duration over the last 100 jobs, "
+     "0 for the others.",
+     LABELS("stage"), NO_BUCKETS},
+    {FIELD(ws_active), OM_GAUGE, "orfeas_websocket_connections_active",
+     "Open WebSocket connections.", NO_LABELS, NO_BUCKETS},
+    {FIELD(ws_sent_family), OM_COUNTER, "orfeas_websocket_messages_sent_total",
+     "WebSocket messages queued to clients, by event.", LABELS("event_type"),
+     NO_BUCKETS},
+    {FIELD(ws_progress), OM_COUNTER, "orfeas_websocket_progress_updates_total",
+     "Progress updates published by running jobs (one per stage start and "
+     "end).",
+     NO_LABELS, NO_BUCKETS},
+    {FIELD(ws_dropped), OM_COUNTER, "orfeas_websocket_messages_dropped_total",
+     "WebSocket messages not queued because the client's queue was full (a "
+     "slow client).",
+     NO_LABELS, NO_BUCKETS},
+    {FIELD(queue_depth), OM_GAUGE, "orfeas_queue_depth",
+     "Jobs waiting for a worker.", NO_LABELS, NO_BUCKETS},
+    {FIELD(queue_wait), OM_HISTOGRAM, "orfeas_queue_wait_time_seconds",
+     "Time a job waited in the queue before a worker took it.", NO_LABELS,
+     BUCKETS(WAIT_BUCKETS)},
+    {FIELD(cache_hits_family), OM_COUNTER, "orfeas_cache_hits_total",
+     "Result-cache hits by tier (memory, disk).", LABELS("cache_type"),
+     NO_BUCKETS},
+    {FIELD(cache_misses_family), OM_COUNTER, "orfeas_cache_misses_total",
+     "Result-cache misses by tier (memory, disk).", LABELS("cache_type"),
+     NO_BUCKETS},
+    {FIELD(cache_size_family), OM_GAUGE, "orfeas_cache_size_bytes",
+     "Bytes held by each result-cache tier.", LABELS("cache_type"),
+     NO_BUCKETS},
+    {FIELD(http_requests), OM_COUNTER, "orfeas_http_requests_total",
+     "HTTP requests by method, route template and status.",
+     LABELS("method", "endpoint", "status"), NO_BUCKETS},
+    {FIELD(http_duration), OM_HISTOGRAM,
+     "orfeas_http_request_duration_seconds",
+     "HTTP request duration, first byte in to last byte queued.",
+     LABELS("method", "endpoint"), BUCKETS(HTTP_BUCKETS)},
+    {FIELD(http_req_size), OM_HISTOGRAM, "orfeas_http_request_size_bytes",
+     "HTTP request body sizes.", LABELS("method", "endpoint"),
+     BUCKETS(SIZE_BUCKETS)},
+    {FIELD(http_resp_size), OM_HISTOGRAM, "orfeas_http_response_size_bytes",
+     "HTTP response body sizes.", LABELS("method", "endpoint"),
+     BUCKETS(SIZE_BUCKETS)},
+    {FIELD(errors), OM_COUNTER, "orfeas_errors_total",
+     "Requests answered with an error, by kind and route template.",
+     LABELS("type", "endpoint"), NO_BUCKETS},
+    {FIELD(validation_errors), OM_COUNTER, "orfeas_validation_errors_total",
+     "Rejected request fields, by field and problem.",
+     LABELS("field", "error_type"), NO_BUCKETS},
+    {FIELD(rate_limited), OM_COUNTER, "orfeas_rate_limit_rejections_total",
+     "Requests refused by the per-address rate limit.", LABELS("endpoint"),
+     NO_BUCKETS},
+    /* The original API ignored unknown generate-3d fields, and its clients
+     * send some; ignored here too, but counted, so an operator sees a
+     * client that believes it is setting something. */
+    {FIELD(gen_unknown_fields), OM_COUNTER,
+     "orfeas_generate_unknown_fields_total",
+     "Unknown fields in generate-3d bodies, ignored (not an error).",
+     NO_LABELS, NO_BUCKETS},
+    {FIELD(active_jobs), OM_GAUGE, "orfeas_active_jobs",
+     "Jobs queued or processing.", NO_LABELS, NO_BUCKETS},
+    {FIELD(workers_busy), OM_GAUGE, "orfeas_workers_busy",
+     "Workers running a job now.", NO_LABELS, NO_BUCKETS},
+    {FIELD(uptime), OM_GAUGE, "orfeas_uptime_seconds",
+     "Seconds since the service started (updated at each scrape).", NO_LABELS,
+     NO_BUCKETS},
+};
+
+/* Registers one definition and stores its handle in its field (of the
+ * type FIELD read). 0, or -1 with err naming the metric. */
+static int define(od_metrics *m, const metric_def *d, char *err,
+                  size_t err_len) {
+  om_error e = {0};
+  om_family *f = om_family_new(
+      m->reg, d->type,
+      &(om_family_opts){.name = d->name, .help = d->help,
+                        .label_names = d->labels, .label_count = d->nlabels,
+                        .buckets = d->buckets, .bucket_count = d->nbuckets,
+                        .max_series = 2000},
+      &e);
+  if (f == NULL) {
+    snprintf(err, err_len, "metrics: %s: %s", d->name, e.text);
+    return -1;
+  }
+  void *field = (char *)m + d->offset;
+  void *handle = NULL;
+  switch (d->holds) {
+  case HOLD_FAMILY:
+    handle = *(om_family **)field = d->nlabels > 0 ? f : NULL;
+    break;
+  case HOLD_COUNTER:
+    handle = *(om_counter **)field = om_family_counter(f, NULL);
+    break;
+  case HOLD_GAUGE:
+    handle = *(om_gauge **)field = om_family_gauge(f, NULL);
+    break;
+  case HOLD_HISTOGRAM:
+    handle = *(om_histogram **)field = om_family_histogram(f, NULL);
+    break;
+  }
+  if (handle == NULL) { /* a table line that does not fit its field */
+    snprintf(err, err_len, "metrics: %s: its od_metrics field holds %s",
+             d->name,
+             d->holds == HOLD_FAMILY ? "a family, but it has no labels"
+                                     : "a child of another type, or it has "
+                                       "labels");
+    return -1;
+  }
+  return 0;
+}
+
+/* The label sets alerts and dashboards select on, created at 0 so a rate()
+ * over them exists before the first event. */
+static void precreate(od_metrics *m) {
+  static const char *const statuses[] = {"success", "failed", "cached",
+                                         "rejected"};
+  for (int fm = 0; fm <= ORFEAS_PL_GLB; fm++) {
+    const char *fn = orfeas_pl_format_name((orfeas_pl_format)fm);
+    for (size_t s = 0; s < NB(statuses); s++)
+      om_family_counter(m->gen_total, OM_LABELS(fn, statuses[s]));
+    om_family_histogram(m->gen_duration, OM_LABELS(fn));
+  }
+  for (int s = 0; s < ORFEAS_PL_STAGE_COUNT; s++) {
+    const char *sn = orfeas_pl_stage_name((orfeas_pl_stage)s);
+    om_family_histogram(m->stage_duration, OM_LABELS(sn));
+    om_family_gauge(m->bottleneck, OM_LABELS(sn));
+  }
+  for (int ev = 0; ev < OD_WS_EVENT_COUNT; ev++)
+    m->ws_sent[ev] = om_family_counter(
+        m->ws_sent_family, OM_LABELS(od_ws_event_name((od_ws_event)ev)));
+  static const char *const tiers[OD_CACHE_TIERS] = {"memory", "disk"};
+  for (int t = 0; t < OD_CACHE_TIERS; t++) {
+    m->cache_hits[t] =
+        om_family_counter(m->cache_hits_family, OM_LABELS(tiers[t]));
+    m->cache_misses[t] =
+        om_family_counter(m->cache_misses_family, OM_LABELS(tiers[t]));
+    m->cache_size[t] =
+        om_family_gauge(m->cache_size_family, OM_LABELS(tiers[t]));
+  }
+  /* Per route (router.c's table): each of its methods' 200 and 500, its
+   * duration, its internal errors, and its rate-limit refusals if it has
+   * any. */
+  for (int r = 0; r < OD_ROUTE_COUNT; r++) {
+    const char *ep = od_route_template((od_route)r);
+    unsigned methods = od_route_methods((od_route)r);
+    for (int mi = 0; mi < OD_METHODS; mi++) {
+      if (!(methods >> mi & 1u))
+        continue;
+      const char *meth = od_method_name((od_method)mi);
+      om_family_counter(m->http_requests, OM_LABELS(meth, ep, "200"));
+      om_family_counter(m->http_requests, OM_LABELS(meth, ep, "500"));
+      om_family_histogram(m->http_duration, OM_LABELS(meth, ep));
+    }
+    om_family_counter(m->errors, OM_LABELS("internal", ep));
+    if (od_route_flags((od_route)r) & OD_RF_RATE_LIMIT)
+      om_family_counter(m->rate_limited, OM_LABELS(ep));
+  }
+  om_family_counter(m->validation_errors, OM_LABELS("image", "not_image"));
+}
+
+/* Registers every family, the process collector and the build info, then
+ * the series at 0. */
 int od_metrics_init(od_metrics *m, char *err, size_t err_len) {
   memset(m, 0, sizeof *m);
   m->start_time = od_now();
@@ -68,150 +262,20 @@ int od_metrics_init(od_metrics *m, char *err, size_t err_len) {
     snprintf(err, err_len, "metrics: out of memory");
     return -1;
   }
-  int bad = 0;
-  om_family *f;
-  m->gen_total = fam(m, OM_COUNTER, "orfeas_generation_3d_total",
-                     "3D generations by output format and outcome (success, "
-                     "failed, cached, rejected).",
-                     OM_LABELS("format", "status"), 2, NULL, 0, &bad, err, err_len);
-  m->gen_duration = fam(m, OM_HISTOGRAM, "orfeas_generation_3d_duration_seconds",
-                        "Wall time of a 3D generation, from a worker taking "
-                        "the job to the model being stored.",
-                        OM_LABELS("format"), 1, GEN_BUCKETS, NB(GEN_BUCKETS),
-                        &bad, err, err_len);
-  f = fam(m, OM_HISTOGRAM, "orfeas_generation_3d_quality_score",
-          "Quality score (0..1) of each generated model.", NULL, 0,
-          QUALITY_BUCKETS, NB(QUALITY_BUCKETS), &bad, err, err_len);
-  m->quality_score = f ? om_family_histogram(f, NULL) : NULL;
-  /* "Printable" needs a closed mesh and a positive volume besides a score of
-   * 0.80, so it cannot be read off the score histogram: its own counter
-   * (the daily report's "share printable" = printable / generated). */
-  f = fam(m, OM_COUNTER, "orfeas_generation_3d_printable_total",
-          "Generated models that are printable (closed, positive volume, score >= 0.80).",
-          NULL, 0, NULL, 0, &bad, err, err_len);
-  m->printable = f ? om_family_counter(f, NULL) : NULL;
-  m->stage_duration = fam(m, OM_HISTOGRAM, "orfeas_pipeline_stage_duration_seconds",
-                          "Duration of each pipeline stage.", OM_LABELS("stage"),
-                          1, STAGE_BUCKETS, NB(STAGE_BUCKETS), &bad, err, err_len);
-  m->bottleneck = fam(m, OM_GAUGE, "orfeas_pipeline_bottleneck_stage",
-                      "1 for the stage with the largest mean duration over the "
-                      "last 100 jobs, 0 for the others.",
-                      OM_LABELS("stage"), 1, NULL, 0, &bad, err, err_len);
-  f = fam(m, OM_GAUGE, "orfeas_websocket_connections_active",
-          "Open WebSocket connections.", NULL, 0, NULL, 0, &bad, err, err_len);
-  m->ws_active = f ? om_family_gauge(f, NULL) : NULL;
-  om_family *sent = fam(m, OM_COUNTER, "orfeas_websocket_messages_sent_total",
-                        "WebSocket messages queued to clients, by event.",
-                        OM_LABELS("event_type"), 1, NULL, 0, &bad, err, err_len);
-  f = fam(m, OM_COUNTER, "orfeas_websocket_progress_updates_total",
-          "Progress updates published by running jobs (one per stage start "
-          "and end).", NULL, 0, NULL, 0, &bad, err, err_len);
-  m->ws_progress = f ? om_family_counter(f, NULL) : NULL;
-  f = fam(m, OM_COUNTER, "orfeas_websocket_messages_dropped_total",
-          "WebSocket messages not queued because the client's queue was "
-          "full (a slow client).", NULL, 0, NULL, 0, &bad, err, err_len);
-  m->ws_dropped = f ? om_family_counter(f, NULL) : NULL;
-  f = fam(m, OM_GAUGE, "orfeas_queue_depth", "Jobs waiting for a worker.",
-          NULL, 0, NULL, 0, &bad, err, err_len);
-  m->queue_depth = f ? om_family_gauge(f, NULL) : NULL;
-  f = fam(m, OM_HISTOGRAM, "orfeas_queue_wait_time_seconds",
-          "Time a job waited in the queue before a worker took it.", NULL, 0,
-          WAIT_BUCKETS, NB(WAIT_BUCKETS), &bad, err, err_len);
-  m->queue_wait = f ? om_family_histogram(f, NULL) : NULL;
-  om_family *hits = fam(m, OM_COUNTER, "orfeas_cache_hits_total",
-                        "Result-cache hits by tier (memory, disk).",
-                        OM_LABELS("cache_type"), 1, NULL, 0, &bad, err, err_len);
-  om_family *misses = fam(m, OM_COUNTER, "orfeas_cache_misses_total",
-                          "Result-cache misses by tier (memory, disk).",
-                          OM_LABELS("cache_type"), 1, NULL, 0, &bad, err, err_len);
-  om_family *size = fam(m, OM_GAUGE, "orfeas_cache_size_bytes",
-                        "Bytes held by each result-cache tier.",
-                        OM_LABELS("cache_type"), 1, NULL, 0, &bad, err, err_len);
-  m->http_requests = fam(m, OM_COUNTER, "orfeas_http_requests_total",
-                         "HTTP requests by method, route template and status.",
-                         OM_LABELS("method", "endpoint", "status"), 3, NULL, 0,
-                         &bad, err, err_len);
-  m->http_duration = fam(m, OM_HISTOGRAM, "orfeas_http_request_duration_seconds",
-                         "HTTP request duration, first byte in to last byte "
-                         "queued.", OM_LABELS("method", "endpoint"), 2,
-                         HTTP_BUCKETS, NB(HTTP_BUCKETS), &bad, err, err_len);
-  m->http_req_size = fam(m, OM_HISTOGRAM, "orfeas_http_request_size_bytes",
-                         "HTTP request body sizes.", OM_LABELS("method", "endpoint"),
-                         2, SIZE_BUCKETS, NB(SIZE_BUCKETS), &bad, err, err_len);
-  m->http_resp_size = fam(m, OM_HISTOGRAM, "orfeas_http_response_size_bytes",
-                          "HTTP response body sizes.", OM_LABELS("method", "endpoint"),
-                          2, SIZE_BUCKETS, NB(SIZE_BUCKETS), &bad, err, err_len);
-  m->errors = fam(m, OM_COUNTER, "orfeas_errors_total",
-                  "Requests answered with an error, by kind and route template.",
-                  OM_LABELS("type", "endpoint"), 2, NULL, 0, &bad, err, err_len);
-  m->validation_errors = fam(m, OM_COUNTER, "orfeas_validation_errors_total",
-                             "Rejected request fields, by field and problem.",
-                             OM_LABELS("field", "error_type"), 2, NULL, 0, &bad,
-                             err, err_len);
-  m->rate_limited = fam(m, OM_COUNTER, "orfeas_rate_limit_rejections_total",
-                        "Requests refused by the per-address rate limit.",
-                        OM_LABELS("endpoint"), 1, NULL, 0, &bad, err, err_len);
-  /* The original API ignored unknown generate-3d fields, and its clients
-   * send some; we ignore them too, but count them so an operator sees a
-   * client that believes it is setting something. */
-  f = fam(m, OM_COUNTER, "orfeas_generate_unknown_fields_total",
-          "Unknown fields in generate-3d bodies, ignored (not an error).",
-          NULL, 0, NULL, 0, &bad, err, err_len);
-  m->gen_unknown_fields = f ? om_family_counter(f, NULL) : NULL;
-  f = fam(m, OM_GAUGE, "orfeas_active_jobs",
-          "Jobs queued or processing.", NULL, 0, NULL, 0, &bad, err, err_len);
-  m->active_jobs = f ? om_family_gauge(f, NULL) : NULL;
-  f = fam(m, OM_GAUGE, "orfeas_workers_busy",
-          "Workers running a job now.", NULL, 0, NULL, 0, &bad, err, err_len);
-  m->workers_busy = f ? om_family_gauge(f, NULL) : NULL;
-  f = fam(m, OM_GAUGE, "orfeas_uptime_seconds",
-          "Seconds since the service started (updated at each scrape).", NULL,
-          0, NULL, 0, &bad, err, err_len);
-  m->uptime = f ? om_family_gauge(f, NULL) : NULL;
-  if (bad)
-    return -1;
-
+  for (size_t i = 0; i < NB(METRICS); i++)
+    if (define(m, &METRICS[i], err, err_len) != 0)
+      return -1;
   om_error e;
   if (om_process_collector_register(m->reg, &e) != OM_OK ||
       om_build_info_register(m->reg, "orfeas_build_info",
                              "orfeasd version; always 1.",
                              OM_LABELS("version", "service"),
-                             OM_LABELS(ORFEASD_VERSION, "orfeasd"), 2, &e) != OM_OK) {
+                             OM_LABELS(ORFEASD_VERSION, "orfeasd"), 2,
+                             &e) != OM_OK) {
     snprintf(err, err_len, "metrics: %s", e.text);
     return -1;
   }
-
-  /* The label sets alerts and dashboards need, at 0. */
-  static const char *const statuses[] = {"success", "failed", "cached", "rejected"};
-  for (int fm = 0; fm <= ORFEAS_PL_GLB; fm++) {
-    const char *fn = orfeas_pl_format_name((orfeas_pl_format)fm);
-    for (size_t s = 0; s < 4; s++)
-      om_family_counter(m->gen_total, OM_LABELS(fn, statuses[s]));
-    om_family_histogram(m->gen_duration, OM_LABELS(fn));
-  }
-  for (int s = 0; s < ORFEAS_PL_STAGE_COUNT; s++) {
-    const char *sn = orfeas_pl_stage_name((orfeas_pl_stage)s);
-    om_family_histogram(m->stage_duration, OM_LABELS(sn));
-    om_family_gauge(m->bottleneck, OM_LABELS(sn));
-  }
-  for (int ev = 0; ev < OD_WS_EVENT_COUNT; ev++)
-    m->ws_sent[ev] = om_family_counter(sent, OM_LABELS(od_ws_event_name((od_ws_event)ev)));
-  static const char *const tiers[] = {"memory", "disk"};
-  for (int t = 0; t < OD_CACHE_TIERS; t++) {
-    m->cache_hits[t] = om_family_counter(hits, OM_LABELS(tiers[t]));
-    m->cache_misses[t] = om_family_counter(misses, OM_LABELS(tiers[t]));
-    m->cache_size[t] = om_family_gauge(size, OM_LABELS(tiers[t]));
-  }
-  for (int r = 0; r < OD_ROUTE_COUNT; r++) {
-    const char *meth = r == OD_ROUTE_UPLOAD || r == OD_ROUTE_GENERATE ? "POST" : "GET";
-    om_family_counter(m->http_requests, OM_LABELS(meth, ROUTE_TPL[r], "200"));
-    om_family_counter(m->http_requests, OM_LABELS(meth, ROUTE_TPL[r], "500"));
-    om_family_histogram(m->http_duration, OM_LABELS(meth, ROUTE_TPL[r]));
-    om_family_counter(m->errors, OM_LABELS("internal", ROUTE_TPL[r]));
-  }
-  om_family_counter(m->rate_limited, OM_LABELS(ROUTE_TPL[OD_ROUTE_UPLOAD]));
-  om_family_counter(m->rate_limited, OM_LABELS(ROUTE_TPL[OD_ROUTE_GENERATE]));
-  om_family_counter(m->validation_errors, OM_LABELS("image", "not_image"));
+  precreate(m);
   return 0;
 }
 

@@ -100,33 +100,127 @@ int od_filename_plain(const char *name) {
   return 1;
 }
 
-static int add_err(od_field_error *errs, int n, int max, const char *field,
-                   const char *type, const char *msg) {
-  if (n >= max)
-    return n;
-  errs[n].field = field;
-  errs[n].error_type = type;
-  snprintf(errs[n].message, sizeof errs[n].message, "%s", msg);
-  return n + 1;
+/* The errors found so far: at most max are kept. */
+typedef struct {
+  od_field_error *errs;
+  int n, max;
+} errlist;
+
+static void add_err(errlist *e, const char *field, const char *type,
+                    const char *msg) {
+  if (e->n >= e->max)
+    return;
+  e->errs[e->n].field = field;
+  e->errs[e->n].error_type = type;
+  snprintf(e->errs[e->n].message, sizeof e->errs[0].message, "%s", msg);
+  e->n++;
+}
+
+/* The keys of obj that are not in allowed (NULL-terminated). Unknown
+ * fields are ignored, as the original API did (its clients send extras such
+ * as "method" or "mesh_format"), and counted: the caller adds the count to
+ * orfeas_generate_unknown_fields_total. Their names are client strings, so
+ * they never become label values. */
+static int unknown_keys(json_t *obj, const char *const *allowed) {
+  int n = 0;
+  const char *key;
+  json_t *v;
+  json_object_foreach(obj, key, v) {
+    size_t i = 0;
+    while (allowed[i] != NULL && strcmp(key, allowed[i]) != 0)
+      i++;
+    n += allowed[i] == NULL;
+  }
+  return n;
 }
 
 /* A number field: integers or reals both accepted, within lo..hi. */
-static int num_field(json_t *obj, const char *key, const char *field,
-                     double lo, double hi, double *out, od_field_error *errs,
-                     int n, int max) {
+static void num_field(json_t *obj, const char *key, double lo, double hi,
+                      double *out, errlist *e) {
   json_t *v = json_object_get(obj, key);
   if (v == NULL)
-    return n;
-  if (!json_is_number(v))
-    return add_err(errs, n, max, field, "type", "value must be a number");
+    return;
+  if (!json_is_number(v)) {
+    add_err(e, key, "type", "value must be a number");
+    return;
+  }
   double d = json_number_value(v);
   if (!(d >= lo && d <= hi)) {
     char range[64];
     snprintf(range, sizeof range, "%s must be within %g..%g", key, lo, hi);
-    return add_err(errs, n, max, field, "out_of_range", range);
+    add_err(e, key, "out_of_range", range);
+    return;
   }
   *out = d;
-  return n;
+}
+
+static void parse_job_id(json_t *root, od_generate_req *req, errlist *e) {
+  json_t *v = json_object_get(root, "job_id");
+  if (v == NULL)
+    add_err(e, "job_id", "missing", "job_id is required");
+  else if (!json_is_string(v) || !od_uuid_valid(json_string_value(v)))
+    add_err(e, "job_id", "invalid_uuid",
+            "job_id must be a UUID (from /api/upload-image)");
+  else
+    snprintf(req->job_id, sizeof req->job_id, "%s", json_string_value(v));
+}
+
+static void parse_format(json_t *root, od_generate_req *req, errlist *e) {
+  json_t *v = json_object_get(root, "format");
+  if (v == NULL)
+    return;
+  const char *f = json_is_string(v) ? json_string_value(v) : "";
+  for (int i = 0; i <= ORFEAS_PL_GLB; i++)
+    if (strcmp(f, orfeas_pl_format_name((orfeas_pl_format)i)) == 0) {
+      req->format = (orfeas_pl_format)i;
+      return;
+    }
+  add_err(e, "format", "invalid", "format must be one of stl, obj, ply, glb");
+}
+
+static void parse_mode(json_t *root, od_generate_req *req, errlist *e) {
+  json_t *v = json_object_get(root, "mode");
+  if (v == NULL)
+    return;
+  const char *f = json_is_string(v) ? json_string_value(v) : "";
+  if (strcmp(f, "inflate") == 0)
+    req->mode = ORFEAS_PL_MODE_INFLATE;
+  else if (strcmp(f, "relief") == 0)
+    req->mode = ORFEAS_PL_MODE_RELIEF;
+  else if (strcmp(f, "auto") == 0)
+    req->mode = ORFEAS_PL_MODE_AUTO;
+  else
+    add_err(e, "mode", "invalid", "mode must be inflate, relief or auto");
+}
+
+static void parse_quality(json_t *root, od_generate_req *req, errlist *e) {
+  json_t *v = json_object_get(root, "quality");
+  if (v == NULL)
+    return;
+  if (!json_is_integer(v))
+    add_err(e, "quality", "type", "quality must be an integer 1..10");
+  else if (json_integer_value(v) < OD_QUALITY_MIN ||
+           json_integer_value(v) > OD_QUALITY_MAX)
+    add_err(e, "quality", "out_of_range", "quality must be within 1..10");
+  else
+    req->quality = (int)json_integer_value(v);
+}
+
+static void parse_dimensions(json_t *root, od_generate_req *req,
+                             errlist *e) {
+  json_t *v = json_object_get(root, "dimensions");
+  if (v == NULL)
+    return;
+  if (!json_is_object(v)) {
+    add_err(e, "dimensions", "type",
+            "dimensions must be an object {width, height, depth}");
+    return;
+  }
+  static const char *const keys[] = {"width", "height", "depth", NULL};
+  req->unknown_fields += unknown_keys(v, keys);
+  num_field(v, "width", OD_SIDE_MM_MIN, OD_SIDE_MM_MAX, &req->width, e);
+  num_field(v, "height", OD_SIDE_MM_MIN, OD_SIDE_MM_MAX, &req->height, e);
+  num_field(v, "depth", OD_SIDE_MM_MIN, OD_DEPTH_MM_MAX, &req->depth, e);
 }
 
 int od_generate_parse(const char *body, size_t len, od_generate_req *req,
@@ -142,99 +236,30 @@ int od_generate_parse(const char *body, size_t len, od_generate_req *req,
   req->width = def.width_mm;
   req->height = def.height_mm;
   req->depth = def.depth_mm;
-  int n = 0;
+  errlist e = {errs, 0, max_errs};
   json_error_t jerr;
   /* JSON_REJECT_DUPLICATES: {"format":"stl","format":"x"} is ambiguous. */
   json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
   if (root == NULL) {
     char m[160];
-    snprintf(m, sizeof m, "invalid JSON at line %d column %d: %.100s", jerr.line,
-             jerr.column, jerr.text);
-    return add_err(errs, n, max_errs, "body", "invalid_json", m);
+    snprintf(m, sizeof m, "invalid JSON at line %d column %d: %.100s",
+             jerr.line, jerr.column, jerr.text);
+    add_err(&e, "body", "invalid_json", m);
+    return e.n;
   }
   if (!json_is_object(root)) {
     json_decref(root);
-    return add_err(errs, n, max_errs, "body", "type",
-                   "the body must be a JSON object");
+    add_err(&e, "body", "type", "the body must be a JSON object");
+    return e.n;
   }
-  /* Unknown fields are ignored, as the original API did (its clients send
-   * extras such as "method" or "mesh_format"), and counted: the caller adds
-   * req->unknown_fields to orfeas_generate_unknown_fields_total. Their names
-   * are client strings, so they never become label values. */
-  const char *key;
-  json_t *v;
-  json_object_foreach(root, key, v) {
-    if (strcmp(key, "job_id") && strcmp(key, "format") &&
-        strcmp(key, "dimensions") && strcmp(key, "quality") &&
-        strcmp(key, "mode"))
-      req->unknown_fields++;
-  }
-  v = json_object_get(root, "job_id");
-  if (v == NULL)
-    n = add_err(errs, n, max_errs, "job_id", "missing", "job_id is required");
-  else if (!json_is_string(v) || !od_uuid_valid(json_string_value(v)))
-    n = add_err(errs, n, max_errs, "job_id", "invalid_uuid",
-                "job_id must be a UUID (from /api/upload-image)");
-  else
-    snprintf(req->job_id, sizeof req->job_id, "%s", json_string_value(v));
-
-  v = json_object_get(root, "format");
-  if (v != NULL) {
-    const char *f = json_is_string(v) ? json_string_value(v) : "";
-    int found = 0;
-    for (int i = 0; i <= ORFEAS_PL_GLB; i++)
-      if (strcmp(f, orfeas_pl_format_name((orfeas_pl_format)i)) == 0) {
-        req->format = (orfeas_pl_format)i;
-        found = 1;
-      }
-    if (!found)
-      n = add_err(errs, n, max_errs, "format", "invalid",
-                  "format must be one of stl, obj, ply, glb");
-  }
-  v = json_object_get(root, "mode");
-  if (v != NULL) {
-    const char *f = json_is_string(v) ? json_string_value(v) : "";
-    if (strcmp(f, "inflate") == 0)
-      req->mode = ORFEAS_PL_MODE_INFLATE;
-    else if (strcmp(f, "relief") == 0)
-      req->mode = ORFEAS_PL_MODE_RELIEF;
-    else if (strcmp(f, "auto") == 0)
-      req->mode = ORFEAS_PL_MODE_AUTO;
-    else
-      n = add_err(errs, n, max_errs, "mode", "invalid",
-                  "mode must be inflate, relief or auto");
-  }
-  v = json_object_get(root, "quality");
-  if (v != NULL) {
-    if (!json_is_integer(v))
-      n = add_err(errs, n, max_errs, "quality", "type",
-                  "quality must be an integer 1..10");
-    else if (json_integer_value(v) < OD_QUALITY_MIN || json_integer_value(v) > OD_QUALITY_MAX)
-      n = add_err(errs, n, max_errs, "quality", "out_of_range",
-                  "quality must be within 1..10");
-    else
-      req->quality = (int)json_integer_value(v);
-  }
-  v = json_object_get(root, "dimensions");
-  if (v != NULL) {
-    if (!json_is_object(v)) {
-      n = add_err(errs, n, max_errs, "dimensions", "type",
-                  "dimensions must be an object {width, height, depth}");
-    } else {
-      const char *dk;
-      json_t *dv;
-      json_object_foreach(v, dk, dv) {
-        if (strcmp(dk, "width") && strcmp(dk, "height") && strcmp(dk, "depth"))
-          req->unknown_fields++;
-      }
-      n = num_field(v, "width", "width", OD_SIDE_MM_MIN, OD_SIDE_MM_MAX, &req->width, errs,
-                    n, max_errs);
-      n = num_field(v, "height", "height", OD_SIDE_MM_MIN, OD_SIDE_MM_MAX, &req->height,
-                    errs, n, max_errs);
-      n = num_field(v, "depth", "depth", OD_SIDE_MM_MIN, OD_DEPTH_MM_MAX, &req->depth, errs,
-                    n, max_errs);
-    }
-  }
+  static const char *const keys[] = {"job_id",  "format", "dimensions",
+                                     "quality", "mode",   NULL};
+  req->unknown_fields += unknown_keys(root, keys);
+  parse_job_id(root, req, &e);
+  parse_format(root, req, &e);
+  parse_mode(root, req, &e);
+  parse_quality(root, req, &e);
+  parse_dimensions(root, req, &e);
   json_decref(root);
-  return n;
+  return e.n;
 }

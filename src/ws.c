@@ -1,11 +1,12 @@
 /* ws.c: WebSocket connections, owned by one hub thread.
  *
- * MHD answers the upgrade (http.c computes Sec-WebSocket-Accept) and hands
- * the raw socket to od_ws_adopt() on its own thread; that only pushes the
- * socket on a pending list and wakes the hub through an eventfd. The hub
- * thread owns epoll, every socket and every wslay context, so wslay needs no
- * lock. Workers publish events into an outbox (mutex + eventfd); the hub
- * copies each into the wslay send queue of every subscriber.
+ * routes.c answers the upgrade (Sec-WebSocket-Accept from wsproto.c's
+ * od_ws_accept_key) and MHD hands the raw socket to od_ws_adopt() on its
+ * own thread; that only pushes the socket on a pending list and wakes the
+ * hub through an eventfd. The hub thread owns epoll, every socket and every
+ * wslay context, so wslay needs no lock. Workers publish events into an
+ * outbox (mutex + eventfd); the hub copies each into the wslay send queue of
+ * every subscriber.
  *
  * Slow clients: each socket's kernel send buffer is --ws-sndbuf-kb; a
  * client whose wslay queue still holds --ws-queue frames after a flush into

@@ -5,6 +5,9 @@
  * job id is also accepted at the top level ({"event": "subscribe", "job_id":
  * ...}). Server -> client: {"event": NAME, "data": {...}}.
  *
+ * The handshake's Sec-WebSocket-Accept is computed here too (routes.c
+ * answers the upgrade with it).
+ *
  * Kept separate from ws.c so the fuzzer (tests/fuzz/fuzz_ws_frames.c) runs
  * the same code on frames decoded by wslay.
  */
@@ -13,6 +16,7 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <openssl/evp.h>
 
 #include "orfeasd.h"
 
@@ -68,4 +72,33 @@ char *od_ws_event_json(od_ws_event ev, json_t *data) {
   char *s = json_dumps(o, JSON_COMPACT);
   json_decref(o);
   return s;
+}
+
+/* RFC 6455 4.1: the key is 16 random bytes in base64, so 22 base64
+ * characters and "==". */
+static int ws_key_valid(const char *key) {
+  static const char b64[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  if (key == NULL || strlen(key) != 24 || strcmp(key + 22, "==") != 0)
+    return 0;
+  for (int i = 0; i < 22; i++)
+    if (strchr(b64, key[i]) == NULL)
+      return 0;
+  return 1;
+}
+
+int od_ws_accept_key(const char *key, char out[29]) {
+  out[0] = '\0';
+  if (!ws_key_valid(key))
+    return -1;
+  /* Sec-WebSocket-Accept = base64(SHA-1(key + the protocol's GUID)). */
+  char src[24 + 36 + 1];
+  int n = snprintf(src, sizeof src, "%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11",
+                   key);
+  unsigned char sha[EVP_MAX_MD_SIZE];
+  unsigned int sl = 0;
+  if (EVP_Digest(src, (size_t)n, sha, &sl, EVP_sha1(), NULL) != 1 || sl != 20)
+    return -2;
+  EVP_EncodeBlock((unsigned char *)out, sha, (int)sl); /* 28 chars + NUL */
+  return 0;
 }

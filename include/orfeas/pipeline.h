@@ -174,30 +174,47 @@ typedef struct {
 
 /* The image types uploads may use, sniffed from the magic bytes. */
 typedef enum {
-  ORFEAS_PL_IMG_UNKNOWN = 0,
-  ORFEAS_PL_IMG_PNG,
-  ORFEAS_PL_IMG_JPEG,
-  ORFEAS_PL_IMG_WEBP,       /* still, or the first frame of an animation */
-  ORFEAS_PL_IMG_GIF,        /* the first frame */
-  ORFEAS_PL_IMG_BMP         /* 1/4/8/16/24/32 bit, uncompressed or bit fields */
+  ORFEAS_PL_IMAGE_UNKNOWN = 0,
+  ORFEAS_PL_IMAGE_PNG = 1,
+  ORFEAS_PL_IMAGE_JPEG,
+  ORFEAS_PL_IMAGE_WEBP, /* still, or the first frame of an animation */
+  ORFEAS_PL_IMAGE_GIF,  /* the first frame */
+  ORFEAS_PL_IMAGE_BMP   /* 1/4/8/16/24/32 bit, uncompressed or bit fields */
 } orfeas_pl_image_type;
 
 /* What the accepted types are called in messages. */
 #define ORFEAS_PL_ACCEPTED_TYPES "PNG, JPEG, WebP, GIF or BMP"
 
+/* What a probe tells about an image without decoding its pixels. */
+typedef struct {
+  orfeas_pl_image_type type;
+  uint32_t width, height;
+  int has_alpha; /* as orfeas_pl_image.has_alpha, by the decoder's own rule:
+                    a PNG with an alpha channel or a tRNS chunk, a WebP with
+                    alpha, a GIF whose first frame has a transparent index or
+                    leaves part of its screen unpainted, a BMP whose alpha
+                    mask is not 0 everywhere; never a JPEG */
+} orfeas_pl_image_info;
+
 /* The type from the first bytes alone (nothing is decoded). */
 orfeas_pl_image_type orfeas_pl_image_sniff(const uint8_t *data, size_t len);
-/* "png", "jpeg", "webp", "gif", "bmp" (a file extension); NULL for UNKNOWN. */
+/* "PNG", "JPEG", "WEBP", "GIF", "BMP" ("unknown" for anything else). */
 const char *orfeas_pl_image_type_name(orfeas_pl_image_type t);
-/* "image/png", ... ; "application/octet-stream" for UNKNOWN. */
+/* The file extension: "png", "jpg", "webp", "gif", "bmp"; NULL for
+ * anything else. */
+const char *orfeas_pl_image_type_ext(orfeas_pl_image_type t);
+/* "image/png", ... ; "application/octet-stream" for anything else. */
 const char *orfeas_pl_image_type_mime(orfeas_pl_image_type t);
 
-/* Reads only the header of an image and checks it against the limits
- * (max_side/max_pixels as in the options; 0 = default). Allocates nothing
- * for pixels. On success *w and *h are set. */
+/* Reads only the header of an image (for a PNG, the chunks before its
+ * image data, within the decoder's chunk limits; for a GIF, the records
+ * before its first image; for a BMP, its headers and, with an alpha mask,
+ * the alpha bytes) and checks it against the limits (max_side/max_pixels as
+ * in the options; 0 = default). Allocates nothing for pixels. On success
+ * *info is filled; on failure it is zeroed. */
 orfeas_pl_code orfeas_pl_image_probe(const uint8_t *data, size_t len,
                                      uint32_t max_side, uint64_t max_pixels,
-                                     uint32_t *w, uint32_t *h, char *msg,
+                                     orfeas_pl_image_info *info, char *msg,
                                      size_t msg_len);
 
 /* Decodes an image into RGBA8. The header is checked first (as

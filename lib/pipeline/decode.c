@@ -94,31 +94,39 @@ static const char *unsupported_type(const uint8_t *d, size_t n) {
 
 orfeas_pl_image_type orfeas_pl_image_sniff(const uint8_t *d, size_t n) {
   if (d == NULL)
-    return ORFEAS_PL_IMG_UNKNOWN;
+    return ORFEAS_PL_IMAGE_UNKNOWN;
   if (pl_is_png(d, n))
-    return ORFEAS_PL_IMG_PNG;
+    return ORFEAS_PL_IMAGE_PNG;
   if (pl_is_jpeg(d, n))
-    return ORFEAS_PL_IMG_JPEG;
+    return ORFEAS_PL_IMAGE_JPEG;
   if (is_webp(d, n))
-    return ORFEAS_PL_IMG_WEBP;
+    return ORFEAS_PL_IMAGE_WEBP;
   if (is_gif(d, n))
-    return ORFEAS_PL_IMG_GIF;
+    return ORFEAS_PL_IMAGE_GIF;
   if (is_bmp(d, n))
-    return ORFEAS_PL_IMG_BMP;
-  return ORFEAS_PL_IMG_UNKNOWN;
+    return ORFEAS_PL_IMAGE_BMP;
+  return ORFEAS_PL_IMAGE_UNKNOWN;
 }
 
 const char *orfeas_pl_image_type_name(orfeas_pl_image_type t) {
-  static const char *const names[] = {NULL, "png", "jpeg", "webp", "gif", "bmp"};
-  return (unsigned)t < sizeof names / sizeof names[0] ? names[t] : NULL;
+  static const char *const names[] = {"unknown", "PNG", "JPEG",
+                                      "WEBP",    "GIF", "BMP"};
+  return (unsigned)t < sizeof names / sizeof names[0] ? names[t] : names[0];
+}
+
+const char *orfeas_pl_image_type_ext(orfeas_pl_image_type t) {
+  static const char *const exts[] = {NULL, "png", "jpg", "webp", "gif", "bmp"};
+  return (unsigned)t < sizeof exts / sizeof exts[0] ? exts[t] : NULL;
 }
 
 const char *orfeas_pl_image_type_mime(orfeas_pl_image_type t) {
-  static const char *const mimes[] = {"application/octet-stream", "image/png",
-                                      "image/jpeg", "image/webp", "image/gif",
+  static const char *const mimes[] = {"application/octet-stream",
+                                      "image/png",
+                                      "image/jpeg",
+                                      "image/webp",
+                                      "image/gif",
                                       "image/bmp"};
-  return (unsigned)t < sizeof mimes / sizeof mimes[0] ? mimes[t]
-                                                      : mimes[0];
+  return (unsigned)t < sizeof mimes / sizeof mimes[0] ? mimes[t] : mimes[0];
 }
 
 /* A prefix of a signature is a truncated file, not a foreign one: the
@@ -127,8 +135,11 @@ static int is_signature_prefix(const uint8_t *d, size_t n) {
   static const struct {
     const char *sig;
     size_t len;
-  } sigs[] = {{"\x89PNG\r\n\x1a\n", 8}, {"\xff\xd8\xff", 3}, {"GIF87a", 6},
-              {"GIF89a", 6}, {"RIFF", 4}};
+  } sigs[] = {{"\x89PNG\r\n\x1a\n", 8},
+              {"\xff\xd8\xff", 3},
+              {"GIF87a", 6},
+              {"GIF89a", 6},
+              {"RIFF", 4}};
   if (n == 0)
     return 0;
   for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
@@ -159,12 +170,10 @@ static orfeas_pl_code unknown_format(const uint8_t *d, size_t n, char *msg,
                  ORFEAS_PL_ACCEPTED_TYPES);
 }
 
-typedef orfeas_pl_code (*probe_fn)(const uint8_t *, size_t, uint32_t,
-                                   uint64_t, uint32_t *, uint32_t *, char *,
-                                   size_t);
-typedef orfeas_pl_code (*decode_fn)(const uint8_t *, size_t, uint32_t,
-                                    uint64_t, orfeas_pl_image *, char *,
-                                    size_t);
+typedef orfeas_pl_code (*probe_fn)(const uint8_t *, size_t, uint32_t, uint64_t,
+                                   orfeas_pl_image_info *, char *, size_t);
+typedef orfeas_pl_code (*decode_fn)(const uint8_t *, size_t, uint32_t, uint64_t,
+                                    orfeas_pl_image *, char *, size_t);
 
 /* Indexed by orfeas_pl_image_type. */
 static const struct {
@@ -181,14 +190,20 @@ static const struct {
 
 orfeas_pl_code orfeas_pl_image_probe(const uint8_t *data, size_t len,
                                      uint32_t max_side, uint64_t max_pixels,
-                                     uint32_t *w, uint32_t *h, char *msg,
+                                     orfeas_pl_image_info *info, char *msg,
                                      size_t msg_len) {
+  memset(info, 0, sizeof *info);
   pl_limits(&max_side, &max_pixels);
   orfeas_pl_image_type t = orfeas_pl_image_sniff(data, len);
-  if (t == ORFEAS_PL_IMG_UNKNOWN)
-    return unknown_format(data, len, msg, msg_len);
-  return DECODERS[t].probe(data, len, max_side, max_pixels, w, h, msg,
-                           msg_len);
+  orfeas_pl_code rc = t == ORFEAS_PL_IMAGE_UNKNOWN
+                          ? unknown_format(data, len, msg, msg_len)
+                          : DECODERS[t].probe(data, len, max_side, max_pixels,
+                                              info, msg, msg_len);
+  if (rc != ORFEAS_PL_OK)
+    memset(info, 0, sizeof *info);
+  else
+    info->type = t;
+  return rc;
 }
 
 orfeas_pl_code orfeas_pl_image_decode(const uint8_t *data, size_t len,
@@ -198,10 +213,10 @@ orfeas_pl_code orfeas_pl_image_decode(const uint8_t *data, size_t len,
   memset(img, 0, sizeof *img);
   pl_limits(&max_side, &max_pixels);
   orfeas_pl_image_type t = orfeas_pl_image_sniff(data, len);
-  if (t == ORFEAS_PL_IMG_UNKNOWN)
+  if (t == ORFEAS_PL_IMAGE_UNKNOWN)
     return unknown_format(data, len, msg, msg_len);
-  orfeas_pl_code rc = DECODERS[t].decode(data, len, max_side, max_pixels, img,
-                                         msg, msg_len);
+  orfeas_pl_code rc =
+      DECODERS[t].decode(data, len, max_side, max_pixels, img, msg, msg_len);
   if (rc != ORFEAS_PL_OK) {
     /* Whatever a decoder left behind, a failure leaves img zeroed. */
     free(img->rgba);

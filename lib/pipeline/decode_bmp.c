@@ -208,19 +208,47 @@ static orfeas_pl_code parse_header(const uint8_t *d, size_t n,
   if (bi->data_off < 14 + (uint64_t)hs)
     return pl_fail(msg, msg_len, ORFEAS_PL_ECORRUPT,
                    "corrupt BMP: the pixel data starts inside the header");
+  /* The whole pixel array must be in the file: every row read afterwards
+   * is then inside the buffer. (w, h <= 4096 and bpp <= 32: no overflow.) */
+  if (bi->data_off + bi->stride * bi->h > n)
+    return pl_fail(msg, msg_len, ORFEAS_PL_ETRUNCATED,
+                   "the BMP data ends early (%zu bytes; its pixels need %llu)",
+                   n, (unsigned long long)(bi->data_off + bi->stride * bi->h));
   return ORFEAS_PL_OK;
 }
 
+/* Pixel (x, y) of a 16 or 32 bit image, y counted from the top. */
+static uint32_t px_at(const uint8_t *d, const bmp_info *bi, uint32_t x,
+                      uint32_t y) {
+  uint32_t sy = bi->top_down ? y : bi->h - 1 - y;
+  const uint8_t *row = d + bi->data_off + bi->stride * sy;
+  return bi->bpp == 16 ? le16(row + (size_t)x * 2) : le32(row + (size_t)x * 4);
+}
+
+/* The alpha rule: an alpha mask, and a pixel whose alpha is not 0 (writers
+ * often leave the alpha bytes 0 meaning "unused"; browsers then draw the
+ * image opaque, and so do we). */
+static int alpha_used(const uint8_t *d, const bmp_info *bi) {
+  if (bi->c[3].mask == 0)
+    return 0;
+  for (uint32_t y = 0; y < bi->h; y++)
+    for (uint32_t x = 0; x < bi->w; x++)
+      if (chan_value(&bi->c[3], px_at(d, bi, x, y)) != 0)
+        return 1;
+  return 0;
+}
+
 orfeas_pl_code pl_bmp_probe(const uint8_t *d, size_t n, uint32_t max_side,
-                            uint64_t max_pixels, uint32_t *w, uint32_t *h,
+                            uint64_t max_pixels, orfeas_pl_image_info *info,
                             char *msg, size_t msg_len) {
   bmp_info bi;
   orfeas_pl_code rc =
       parse_header(d, n, max_side, max_pixels, &bi, msg, msg_len);
   if (rc != ORFEAS_PL_OK)
     return rc;
-  *w = bi.w;
-  *h = bi.h;
+  info->width = bi.w;
+  info->height = bi.h;
+  info->has_alpha = alpha_used(d, &bi);
   return ORFEAS_PL_OK;
 }
 
@@ -232,12 +260,6 @@ orfeas_pl_code pl_bmp_decode(const uint8_t *d, size_t n, uint32_t max_side,
       parse_header(d, n, max_side, max_pixels, &bi, msg, msg_len);
   if (rc != ORFEAS_PL_OK)
     return rc;
-  /* The whole pixel array must be in the file: every row read below is then
-   * inside the buffer. (w, h <= 4096 and bpp <= 32: no overflow.) */
-  if (bi.data_off + bi.stride * bi.h > n)
-    return pl_fail(msg, msg_len, ORFEAS_PL_ETRUNCATED,
-                   "the BMP data ends early (%zu bytes; its pixels need %llu)",
-                   n, (unsigned long long)(bi.data_off + bi.stride * bi.h));
   size_t size = (size_t)bi.w * bi.h * 4;
   /* Owned by img once the decode succeeds. */
   uint8_t *rgba = malloc(size);
@@ -245,8 +267,7 @@ orfeas_pl_code pl_bmp_decode(const uint8_t *d, size_t n, uint32_t max_side,
     return pl_fail(msg, msg_len, ORFEAS_PL_ENOMEM, "out of memory (%zu bytes)",
                    size);
   const uint8_t *pal = d + bi.pal_off;
-  int alpha = bi.c[3].mask != 0;
-  int any_alpha = 0;
+  int alpha = alpha_used(d, &bi); /* else every pixel is opaque */
   for (uint32_t y = 0; y < bi.h; y++) {
     uint32_t sy = bi.top_down ? y : bi.h - 1 - y;
     const uint8_t *row = d + bi.data_off + bi.stride * sy;
@@ -267,26 +288,18 @@ orfeas_pl_code pl_bmp_decode(const uint8_t *d, size_t n, uint32_t max_side,
         const uint8_t *p = row + (size_t)x * 3;
         out[0] = p[2], out[1] = p[1], out[2] = p[0];
       } else {
-        uint32_t px = bi.bpp == 16 ? le16(row + (size_t)x * 2)
-                                   : le32(row + (size_t)x * 4);
+        uint32_t px = px_at(d, &bi, x, y);
         out[0] = chan_value(&bi.c[0], px);
         out[1] = chan_value(&bi.c[1], px);
         out[2] = chan_value(&bi.c[2], px);
-        if (alpha) {
+        if (alpha)
           out[3] = chan_value(&bi.c[3], px);
-          any_alpha |= out[3] != 0;
-        }
       }
     }
   }
-  /* Writers often leave the alpha bytes 0 meaning "unused": an image whose
-   * alpha is 0 everywhere is read as opaque, as browsers do. */
-  if (alpha && !any_alpha)
-    for (size_t i = 3; i < size; i += 4)
-      rgba[i] = 255;
   img->width = bi.w;
   img->height = bi.h;
-  img->has_alpha = alpha && any_alpha;
+  img->has_alpha = alpha;
   img->rgba = rgba;
   return ORFEAS_PL_OK;
 }

@@ -87,25 +87,41 @@ static orfeas_pl_code open_gif(gif_src *src, uint32_t max_side,
   return ORFEAS_PL_OK;
 }
 
-orfeas_pl_code pl_gif_probe(const uint8_t *d, size_t n, uint32_t max_side,
-                            uint64_t max_pixels, uint32_t *w, uint32_t *h,
-                            char *msg, size_t msg_len) {
-  gif_src src = {d, n, 0, 0};
-  GifFileType *g;
-  orfeas_pl_code rc = open_gif(&src, max_side, max_pixels, &g, msg, msg_len);
-  if (rc != ORFEAS_PL_OK)
-    return rc;
-  *w = (uint32_t)g->SWidth;
-  *h = (uint32_t)g->SHeight;
-  int err;
-  DGifCloseFile(g, &err);
-  return ORFEAS_PL_OK;
-}
-
-/* Paints the current frame (g->Image) into the canvas, row by row. */
-static orfeas_pl_code paint_frame(const gif_src *src, GifFileType *g,
-                                  uint8_t *rgba, int transp, char *msg,
-                                  size_t msg_len) {
+/* Reads the records up to the first image and its descriptor (g->Image):
+ * the frame must lie inside the screen and have a colour map. *transp is
+ * the transparent index its graphic control block names (-1: none). */
+static orfeas_pl_code first_image(gif_src *src, GifFileType *g, int *transp,
+                                  char *msg, size_t msg_len) {
+  *transp = -1;
+  for (;;) {
+    GifRecordType rt;
+    if (DGifGetRecordType(g, &rt) != GIF_OK)
+      return map_gif(src, g->Error, msg, msg_len);
+    if (rt == IMAGE_DESC_RECORD_TYPE)
+      break;
+    if (rt == TERMINATE_RECORD_TYPE)
+      return pl_fail(msg, msg_len, ORFEAS_PL_ECORRUPT,
+                     "corrupt GIF: the file has no image");
+    if (rt != EXTENSION_RECORD_TYPE)
+      return pl_fail(msg, msg_len, ORFEAS_PL_ECORRUPT,
+                     "corrupt GIF: unexpected record");
+    int code = 0;
+    GifByteType *ext = NULL;
+    if (DGifGetExtension(g, &code, &ext) != GIF_OK)
+      return map_gif(src, g->Error, msg, msg_len);
+    /* The graphic control block before the first image says which index
+     * is transparent; ext[0] is the block's length. */
+    if (code == GRAPHICS_EXT_FUNC_CODE && ext != NULL && ext[0] >= 4) {
+      GraphicsControlBlock gcb;
+      if (DGifExtensionToGCB(ext[0], ext + 1, &gcb) == GIF_OK)
+        *transp = gcb.TransparentColor;
+    }
+    while (ext != NULL)
+      if (DGifGetExtensionNext(g, &ext) != GIF_OK)
+        return map_gif(src, g->Error, msg, msg_len);
+  }
+  if (DGifGetImageDesc(g) != GIF_OK)
+    return map_gif(src, g->Error, msg, msg_len);
   const GifImageDesc *im = &g->Image;
   int sw = g->SWidth, sh = g->SHeight;
   if (im->Width <= 0 || im->Height <= 0 || im->Left < 0 || im->Top < 0 ||
@@ -118,6 +134,43 @@ static orfeas_pl_code paint_frame(const gif_src *src, GifFileType *g,
   if (cm == NULL || cm->Colors == NULL || cm->ColorCount <= 0)
     return pl_fail(msg, msg_len, ORFEAS_PL_ECORRUPT,
                    "corrupt GIF: the first frame has no colour map");
+  return ORFEAS_PL_OK;
+}
+
+/* The decoder's alpha rule: a transparent index, or a first frame that
+ * leaves part of the screen unpainted. */
+static int gif_has_alpha(const GifFileType *g, int transp) {
+  return transp >= 0 || g->Image.Width != g->SWidth ||
+         g->Image.Height != g->SHeight;
+}
+
+orfeas_pl_code pl_gif_probe(const uint8_t *d, size_t n, uint32_t max_side,
+                            uint64_t max_pixels, orfeas_pl_image_info *info,
+                            char *msg, size_t msg_len) {
+  gif_src src = {d, n, 0, 0};
+  GifFileType *g;
+  orfeas_pl_code rc = open_gif(&src, max_side, max_pixels, &g, msg, msg_len);
+  if (rc != ORFEAS_PL_OK)
+    return rc;
+  int transp, err;
+  rc = first_image(&src, g, &transp, msg, msg_len);
+  if (rc == ORFEAS_PL_OK) {
+    info->width = (uint32_t)g->SWidth;
+    info->height = (uint32_t)g->SHeight;
+    info->has_alpha = gif_has_alpha(g, transp);
+  }
+  DGifCloseFile(g, &err);
+  return rc;
+}
+
+/* Paints the first frame (g->Image, checked by first_image) into the
+ * canvas, row by row. */
+static orfeas_pl_code paint_frame(const gif_src *src, GifFileType *g,
+                                  uint8_t *rgba, int transp, char *msg,
+                                  size_t msg_len) {
+  const GifImageDesc *im = &g->Image;
+  const ColorMapObject *cm = im->ColorMap ? im->ColorMap : g->SColorMap;
+  int sw = g->SWidth;
   /* One line of palette indexes; owned here. */
   GifPixelType *line = malloc((size_t)im->Width);
   if (line == NULL)
@@ -158,60 +211,19 @@ orfeas_pl_code pl_gif_decode(const uint8_t *d, size_t n, uint32_t max_side,
   orfeas_pl_code rc = open_gif(&src, max_side, max_pixels, &g, msg, msg_len);
   if (rc != ORFEAS_PL_OK)
     return rc;
+  int transp, err = 0;
+  rc = first_image(&src, g, &transp, msg, msg_len);
   uint32_t w = (uint32_t)g->SWidth, h = (uint32_t)g->SHeight;
   size_t size = (size_t)w * h * 4;
   /* Owned by img once the decode succeeds. Starts transparent: what the
    * first frame does not paint is not part of the picture. */
-  uint8_t *rgba = calloc(size, 1);
-  int err = 0;
-  if (rgba == NULL) {
-    DGifCloseFile(g, &err);
-    return pl_fail(msg, msg_len, ORFEAS_PL_ENOMEM, "out of memory (%zu bytes)",
-                   size);
-  }
-  int transp = -1, painted = 0, full = 0;
-  while (rc == ORFEAS_PL_OK && !painted) {
-    GifRecordType rt;
-    if (DGifGetRecordType(g, &rt) != GIF_OK) {
-      rc = map_gif(&src, g->Error, msg, msg_len);
-      break;
-    }
-    if (rt == IMAGE_DESC_RECORD_TYPE) {
-      if (DGifGetImageDesc(g) != GIF_OK) {
-        rc = map_gif(&src, g->Error, msg, msg_len);
-        break;
-      }
-      rc = paint_frame(&src, g, rgba, transp, msg, msg_len);
-      full = g->Image.Width == g->SWidth && g->Image.Height == g->SHeight;
-      painted = 1;
-    } else if (rt == EXTENSION_RECORD_TYPE) {
-      int code = 0;
-      GifByteType *ext = NULL;
-      if (DGifGetExtension(g, &code, &ext) != GIF_OK) {
-        rc = map_gif(&src, g->Error, msg, msg_len);
-        break;
-      }
-      /* The graphic control block before the first image says which index
-       * is transparent; ext[0] is the block's length. */
-      if (code == GRAPHICS_EXT_FUNC_CODE && ext != NULL && ext[0] >= 4) {
-        GraphicsControlBlock gcb;
-        if (DGifExtensionToGCB(ext[0], ext + 1, &gcb) == GIF_OK)
-          transp = gcb.TransparentColor;
-      }
-      while (ext != NULL) {
-        if (DGifGetExtensionNext(g, &ext) != GIF_OK) {
-          rc = map_gif(&src, g->Error, msg, msg_len);
-          break;
-        }
-      }
-    } else if (rt == TERMINATE_RECORD_TYPE) {
-      rc = pl_fail(msg, msg_len, ORFEAS_PL_ECORRUPT,
-                   "corrupt GIF: the file has no image");
-    } else {
-      rc = pl_fail(msg, msg_len, ORFEAS_PL_ECORRUPT,
-                   "corrupt GIF: unexpected record");
-    }
-  }
+  uint8_t *rgba = rc == ORFEAS_PL_OK ? calloc(size, 1) : NULL;
+  if (rc == ORFEAS_PL_OK && rgba == NULL)
+    rc = pl_fail(msg, msg_len, ORFEAS_PL_ENOMEM, "out of memory (%zu bytes)",
+                 size);
+  if (rc == ORFEAS_PL_OK)
+    rc = paint_frame(&src, g, rgba, transp, msg, msg_len);
+  int alpha = gif_has_alpha(g, transp);
   DGifCloseFile(g, &err);
   if (rc != ORFEAS_PL_OK) {
     free(rgba);
@@ -219,7 +231,7 @@ orfeas_pl_code pl_gif_decode(const uint8_t *d, size_t n, uint32_t max_side,
   }
   img->width = w;
   img->height = h;
-  img->has_alpha = transp >= 0 || !full;
+  img->has_alpha = alpha;
   img->rgba = rgba;
   return ORFEAS_PL_OK;
 }

@@ -59,14 +59,17 @@ static orfeas_pl_code open_jpeg(const uint8_t *d, size_t n, uint32_t max_side,
 }
 
 orfeas_pl_code pl_jpeg_probe(const uint8_t *d, size_t n, uint32_t max_side,
-                             uint64_t max_pixels, uint32_t *w, uint32_t *h,
+                             uint64_t max_pixels, orfeas_pl_image_info *info,
                              char *msg, size_t msg_len) {
   tjhandle tj;
-  orfeas_pl_code rc =
-      open_jpeg(d, n, max_side, max_pixels, &tj, w, h, msg, msg_len);
-  if (rc == ORFEAS_PL_OK)
-    tjDestroy(tj);
-  return rc;
+  orfeas_pl_code rc = open_jpeg(d, n, max_side, max_pixels, &tj, &info->width,
+                                &info->height, msg, msg_len);
+  if (rc != ORFEAS_PL_OK)
+    return rc;
+  tjDestroy(tj);
+  info->type = ORFEAS_PL_IMAGE_JPEG;
+  info->has_alpha = 0;
+  return ORFEAS_PL_OK;
 }
 
 orfeas_pl_code pl_jpeg_decode(const uint8_t *d, size_t n, uint32_t max_side,

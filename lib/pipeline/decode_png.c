@@ -83,8 +83,19 @@ static orfeas_pl_code open_png(const uint8_t *d, size_t n, uint32_t max_side,
   return ORFEAS_PL_OK;
 }
 
+/* Transparency: an alpha channel (colour types 4 and 6), or a tRNS chunk
+ * for the others. Reading tRNS makes spng read the chunks before the image
+ * data (within the chunk limits); one that cannot be read counts as none. */
+static int png_has_alpha(spng_ctx *ctx, const struct spng_ihdr *ihdr) {
+  if (ihdr->color_type == SPNG_COLOR_TYPE_GRAYSCALE_ALPHA ||
+      ihdr->color_type == SPNG_COLOR_TYPE_TRUECOLOR_ALPHA)
+    return 1;
+  struct spng_trns trns;
+  return spng_get_trns(ctx, &trns) == 0;
+}
+
 orfeas_pl_code pl_png_probe(const uint8_t *d, size_t n, uint32_t max_side,
-                            uint64_t max_pixels, uint32_t *w, uint32_t *h,
+                            uint64_t max_pixels, orfeas_pl_image_info *info,
                             char *msg, size_t msg_len) {
   spng_ctx *ctx;
   struct spng_ihdr ihdr;
@@ -92,8 +103,10 @@ orfeas_pl_code pl_png_probe(const uint8_t *d, size_t n, uint32_t max_side,
       open_png(d, n, max_side, max_pixels, &ctx, &ihdr, msg, msg_len);
   if (rc != ORFEAS_PL_OK)
     return rc;
-  *w = ihdr.width;
-  *h = ihdr.height;
+  info->type = ORFEAS_PL_IMAGE_PNG;
+  info->width = ihdr.width;
+  info->height = ihdr.height;
+  info->has_alpha = png_has_alpha(ctx, &ihdr);
   spng_ctx_free(ctx);
   return ORFEAS_PL_OK;
 }
@@ -126,12 +139,9 @@ orfeas_pl_code pl_png_decode(const uint8_t *d, size_t n, uint32_t max_side,
     spng_ctx_free(ctx);
     return map_spng(err, d, n, msg, msg_len);
   }
-  struct spng_trns trns;
-  int has_trns = spng_get_trns(ctx, &trns) == 0;
   img->width = ihdr.width;
   img->height = ihdr.height;
-  img->has_alpha = has_trns || ihdr.color_type == SPNG_COLOR_TYPE_GRAYSCALE_ALPHA ||
-                   ihdr.color_type == SPNG_COLOR_TYPE_TRUECOLOR_ALPHA;
+  img->has_alpha = png_has_alpha(ctx, &ihdr);
   img->rgba = rgba;
   spng_ctx_free(ctx);
   return ORFEAS_PL_OK;

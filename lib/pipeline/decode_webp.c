@@ -50,14 +50,15 @@ static orfeas_pl_code open_webp(const uint8_t *d, size_t n, uint32_t max_side,
 }
 
 orfeas_pl_code pl_webp_probe(const uint8_t *d, size_t n, uint32_t max_side,
-                             uint64_t max_pixels, uint32_t *w, uint32_t *h,
+                             uint64_t max_pixels, orfeas_pl_image_info *info,
                              char *msg, size_t msg_len) {
   WebPBitstreamFeatures f;
   orfeas_pl_code rc = open_webp(d, n, max_side, max_pixels, &f, msg, msg_len);
   if (rc != ORFEAS_PL_OK)
     return rc;
-  *w = (uint32_t)f.width;
-  *h = (uint32_t)f.height;
+  info->width = (uint32_t)f.width;
+  info->height = (uint32_t)f.height;
+  info->has_alpha = f.has_alpha;
   return ORFEAS_PL_OK;
 }
 

@@ -59,122 +59,121 @@ static orfeas_pl_code vertex_normals(const orfeas_pl_mesh *m, float *out) {
 
 static size_t pad4(size_t n) { return (n + 3) & ~(size_t)3; }
 
-orfeas_pl_code pl_write_glb(const orfeas_pl_mesh *m, orfeas_pl_buffer *b) {
+/* Sizes and offsets of the BIN chunk's parts, and POSITION's bounds. */
+typedef struct {
+  uint32_t nverts;
+  int rgb;  /* COLOR_0 present */
+  int wide; /* uint32 indices */
+  size_t pos_len, nrm_len, col_len, idx_len, bin_len;
+  float lo[3], hi[3];
+} glb_layout;
+
+static orfeas_pl_code glb_layout_of(const orfeas_pl_mesh *m, glb_layout *L) {
   if (m->ntris == 0 || m->nverts == 0)
     return ORFEAS_PL_EINVAL;
-  uint32_t V = m->nverts;
-  int rgb = m->rgb != NULL;
-  int wide = V >= 65536;
-  size_t pos_len = (size_t)V * 12, nrm_len = pos_len;
-  size_t col_len = rgb ? (size_t)V * 4 : 0;
-  size_t idx_len = (size_t)m->ntris * 3 * (wide ? 4 : 2);
-  size_t bin_len = pos_len + nrm_len + col_len + pad4(idx_len);
-  if (bin_len > UINT32_MAX / 2)
+  L->nverts = m->nverts;
+  L->rgb = m->rgb != NULL;
+  L->wide = m->nverts >= 65536;
+  L->pos_len = L->nrm_len = (size_t)m->nverts * 12;
+  L->col_len = L->rgb ? (size_t)m->nverts * 4 : 0;
+  L->idx_len = (size_t)m->ntris * 3 * (L->wide ? 4 : 2);
+  L->bin_len = L->pos_len + L->nrm_len + L->col_len + pad4(L->idx_len);
+  if (L->bin_len > UINT32_MAX / 2)
     return ORFEAS_PL_ENOMEM;
+  return ORFEAS_PL_OK;
+}
 
-  /* Positions in metres first, so min/max come from the written floats. */
-  float *pm = malloc(pos_len + nrm_len);
-  if (pm == NULL)
-    return ORFEAS_PL_ENOMEM;
-  float *nm = pm + (size_t)V * 3;
-  float lo[3] = {INFINITY, INFINITY, INFINITY};
-  float hi[3] = {-INFINITY, -INFINITY, -INFINITY};
-  for (size_t i = 0; i < (size_t)V * 3; i++) {
+/* Positions in metres into pm, then normals after them (3 * nverts floats
+ * each); POSITION's min/max from the very floats written. */
+static orfeas_pl_code glb_vertices(const orfeas_pl_mesh *m, glb_layout *L,
+                                   float *pm) {
+  for (int k = 0; k < 3; k++) {
+    L->lo[k] = INFINITY;
+    L->hi[k] = -INFINITY;
+  }
+  for (size_t i = 0; i < (size_t)m->nverts * 3; i++) {
     float f = m->pos[i] * 0.001f;
-    if (!isfinite(f)) { /* JSON has no NaN or Inf for min/max */
-      free(pm);
+    if (!isfinite(f)) /* JSON has no NaN or Inf for min/max */
       return ORFEAS_PL_EINVAL;
-    }
     pm[i] = f;
-    if (f < lo[i % 3])
-      lo[i % 3] = f;
-    if (f > hi[i % 3])
-      hi[i % 3] = f;
+    if (f < L->lo[i % 3])
+      L->lo[i % 3] = f;
+    if (f > L->hi[i % 3])
+      L->hi[i % 3] = f;
   }
-  orfeas_pl_code rc = vertex_normals(m, nm);
-  if (rc != ORFEAS_PL_OK) {
-    free(pm);
-    return rc;
-  }
+  return vertex_normals(m, pm + (size_t)m->nverts * 3);
+}
 
-  orfeas_pl_buffer js = {0};
-  size_t o_nrm = pos_len, o_col = o_nrm + nrm_len, o_idx = o_col + col_len;
-  rc = pl_buf_printf(
-      &js,
+/* The JSON chunk's text (unpadded): one mesh, its buffer views in BIN
+ * order, its accessors. */
+static orfeas_pl_code glb_json(const orfeas_pl_mesh *m, const glb_layout *L,
+                               orfeas_pl_buffer *js) {
+  size_t o_nrm = L->pos_len, o_col = o_nrm + L->nrm_len;
+  size_t o_idx = o_col + L->col_len;
+  orfeas_pl_code rc = pl_buf_printf(
+      js,
       "{\"asset\":{\"version\":\"2.0\",\"generator\":\"ORFEAS pipeline\"},"
       "\"scene\":0,\"scenes\":[{\"nodes\":[0]}],\"nodes\":[{\"mesh\":0}],"
       "\"meshes\":[{\"primitives\":[{\"attributes\":{\"POSITION\":0,"
       "\"NORMAL\":1%s},\"indices\":%d,\"mode\":4}]}],"
       "\"buffers\":[{\"byteLength\":%zu}],",
-      rgb ? ",\"COLOR_0\":2" : "", rgb ? 3 : 2, bin_len);
+      L->rgb ? ",\"COLOR_0\":2" : "", L->rgb ? 3 : 2, L->bin_len);
   if (rc == ORFEAS_PL_OK)
     rc = pl_buf_printf(
-        &js,
+        js,
         "\"bufferViews\":[{\"buffer\":0,\"byteOffset\":0,\"byteLength\":%zu,"
         "\"target\":34962},{\"buffer\":0,\"byteOffset\":%zu,"
         "\"byteLength\":%zu,\"target\":34962},",
-        pos_len, o_nrm, nrm_len);
-  if (rc == ORFEAS_PL_OK && rgb)
-    rc = pl_buf_printf(&js,
+        L->pos_len, o_nrm, L->nrm_len);
+  if (rc == ORFEAS_PL_OK && L->rgb)
+    rc = pl_buf_printf(js,
                        "{\"buffer\":0,\"byteOffset\":%zu,\"byteLength\":%zu,"
                        "\"target\":34962},",
-                       o_col, col_len);
+                       o_col, L->col_len);
   if (rc == ORFEAS_PL_OK)
-    rc = pl_buf_printf(&js,
+    rc = pl_buf_printf(js,
                        "{\"buffer\":0,\"byteOffset\":%zu,\"byteLength\":%zu,"
                        "\"target\":34963}],",
-                       o_idx, idx_len);
+                       o_idx, L->idx_len);
   if (rc == ORFEAS_PL_OK)
     rc = pl_buf_printf(
-        &js,
+        js,
         "\"accessors\":[{\"bufferView\":0,\"componentType\":5126,"
         "\"count\":%u,\"type\":\"VEC3\",\"min\":[%.17g,%.17g,%.17g],"
         "\"max\":[%.17g,%.17g,%.17g]},{\"bufferView\":1,"
         "\"componentType\":5126,\"count\":%u,\"type\":\"VEC3\"},",
-        V, (double)lo[0], (double)lo[1], (double)lo[2], (double)hi[0],
-        (double)hi[1], (double)hi[2], V);
-  if (rc == ORFEAS_PL_OK && rgb)
-    rc = pl_buf_printf(&js,
+        L->nverts, (double)L->lo[0], (double)L->lo[1], (double)L->lo[2],
+        (double)L->hi[0], (double)L->hi[1], (double)L->hi[2], L->nverts);
+  if (rc == ORFEAS_PL_OK && L->rgb)
+    rc = pl_buf_printf(js,
                        "{\"bufferView\":2,\"componentType\":5121,"
                        "\"normalized\":true,\"count\":%u,\"type\":\"VEC4\"},",
-                       V);
+                       L->nverts);
   if (rc == ORFEAS_PL_OK)
-    rc = pl_buf_printf(&js,
+    rc = pl_buf_printf(js,
                        "{\"bufferView\":%d,\"componentType\":%d,\"count\":%zu,"
                        "\"type\":\"SCALAR\"}]}",
-                       rgb ? 3 : 2, wide ? 5125 : 5123,
+                       L->rgb ? 3 : 2, L->wide ? 5125 : 5123,
                        (size_t)m->ntris * 3);
-  size_t json_len = pad4(js.size);
-  size_t total = 12 + 8 + json_len + 8 + bin_len;
-  if (rc == ORFEAS_PL_OK)
-    rc = pl_buf_reserve(b, total);
-  if (rc != ORFEAS_PL_OK) {
-    free(pm);
-    orfeas_pl_buffer_free(&js);
-    return rc;
-  }
+  return rc;
+}
 
-  uint8_t *p = b->data + b->size;
-  pl_put_u32(p, GLB_MAGIC);
-  pl_put_u32(p + 4, 2);
-  pl_put_u32(p + 8, (uint32_t)total);
-  pl_put_u32(p + 12, (uint32_t)json_len);
-  pl_put_u32(p + 16, GLB_JSON);
-  memcpy(p + 20, js.data, js.size);
-  memset(p + 20 + js.size, ' ', json_len - js.size);
-  p += 20 + json_len;
-  pl_put_u32(p, (uint32_t)bin_len);
+/* The BIN chunk at p (its 8-byte header, then positions, normals, colours,
+ * indices, zero padding): L->bin_len + 8 bytes. */
+static void glb_bin(const orfeas_pl_mesh *m, const glb_layout *L,
+                    const float *pm, uint8_t *p) {
+  pl_put_u32(p, (uint32_t)L->bin_len);
   pl_put_u32(p + 4, GLB_BIN);
   p += 8;
-  for (size_t i = 0; i < (size_t)V * 6; i++, p += 4)
-    pl_put_f32(p, pm[i]); /* positions then normals: pm and nm are adjacent */
-  if (rgb)
-    for (uint32_t v = 0; v < V; v++, p += 4) {
+  for (size_t i = 0; i < (size_t)L->nverts * 6; i++, p += 4)
+    pl_put_f32(p, pm[i]); /* positions, then the normals right after them */
+  if (L->rgb)
+    for (uint32_t v = 0; v < L->nverts; v++, p += 4) {
       memcpy(p, m->rgb + (size_t)v * 3, 3);
       p[3] = 255;
     }
   for (size_t i = 0; i < (size_t)m->ntris * 3; i++) {
-    if (wide) {
+    if (L->wide) {
       pl_put_u32(p, m->idx[i]);
       p += 4;
     } else {
@@ -182,9 +181,38 @@ orfeas_pl_code pl_write_glb(const orfeas_pl_mesh *m, orfeas_pl_buffer *b) {
       p += 2;
     }
   }
-  memset(p, 0, pad4(idx_len) - idx_len);
-  b->size += total;
+  memset(p, 0, pad4(L->idx_len) - L->idx_len);
+}
+
+orfeas_pl_code pl_write_glb(const orfeas_pl_mesh *m, orfeas_pl_buffer *b) {
+  glb_layout L;
+  orfeas_pl_code rc = glb_layout_of(m, &L);
+  if (rc != ORFEAS_PL_OK)
+    return rc;
+  float *pm = malloc(L.pos_len + L.nrm_len); /* positions, then normals */
+  if (pm == NULL)
+    return ORFEAS_PL_ENOMEM;
+  orfeas_pl_buffer js = {0};
+  rc = glb_vertices(m, &L, pm);
+  if (rc == ORFEAS_PL_OK)
+    rc = glb_json(m, &L, &js);
+  size_t json_len = pad4(js.size);
+  size_t total = 12 + 8 + json_len + 8 + L.bin_len;
+  if (rc == ORFEAS_PL_OK)
+    rc = pl_buf_reserve(b, total);
+  if (rc == ORFEAS_PL_OK) {
+    uint8_t *p = b->data + b->size;
+    pl_put_u32(p, GLB_MAGIC);
+    pl_put_u32(p + 4, 2);
+    pl_put_u32(p + 8, (uint32_t)total);
+    pl_put_u32(p + 12, (uint32_t)json_len);
+    pl_put_u32(p + 16, GLB_JSON);
+    memcpy(p + 20, js.data, js.size);
+    memset(p + 20 + js.size, ' ', json_len - js.size);
+    glb_bin(m, &L, pm, p + 20 + json_len);
+    b->size += total;
+  }
   free(pm);
   orfeas_pl_buffer_free(&js);
-  return ORFEAS_PL_OK;
+  return rc;
 }

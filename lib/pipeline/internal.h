@@ -29,13 +29,13 @@ orfeas_pl_code pl_check_dims(uint32_t w, uint32_t h, uint32_t max_side,
 int pl_is_png(const uint8_t *d, size_t n);
 int pl_is_jpeg(const uint8_t *d, size_t n);
 orfeas_pl_code pl_png_probe(const uint8_t *d, size_t n, uint32_t max_side,
-                            uint64_t max_pixels, uint32_t *w, uint32_t *h,
+                            uint64_t max_pixels, orfeas_pl_image_info *info,
                             char *msg, size_t msg_len);
 orfeas_pl_code pl_png_decode(const uint8_t *d, size_t n, uint32_t max_side,
                              uint64_t max_pixels, orfeas_pl_image *img,
                              char *msg, size_t msg_len);
 orfeas_pl_code pl_jpeg_probe(const uint8_t *d, size_t n, uint32_t max_side,
-                             uint64_t max_pixels, uint32_t *w, uint32_t *h,
+                             uint64_t max_pixels, orfeas_pl_image_info *info,
                              char *msg, size_t msg_len);
 orfeas_pl_code pl_jpeg_decode(const uint8_t *d, size_t n, uint32_t max_side,
                               uint64_t max_pixels, orfeas_pl_image *img,
@@ -45,19 +45,19 @@ orfeas_pl_code pl_jpeg_decode(const uint8_t *d, size_t n, uint32_t max_side,
  * Same contract as the PNG and JPEG pair: dimensions checked before any
  * pixel allocation. */
 orfeas_pl_code pl_webp_probe(const uint8_t *d, size_t n, uint32_t max_side,
-                             uint64_t max_pixels, uint32_t *w, uint32_t *h,
+                             uint64_t max_pixels, orfeas_pl_image_info *info,
                              char *msg, size_t msg_len);
 orfeas_pl_code pl_webp_decode(const uint8_t *d, size_t n, uint32_t max_side,
                               uint64_t max_pixels, orfeas_pl_image *img,
                               char *msg, size_t msg_len);
 orfeas_pl_code pl_gif_probe(const uint8_t *d, size_t n, uint32_t max_side,
-                            uint64_t max_pixels, uint32_t *w, uint32_t *h,
+                            uint64_t max_pixels, orfeas_pl_image_info *info,
                             char *msg, size_t msg_len);
 orfeas_pl_code pl_gif_decode(const uint8_t *d, size_t n, uint32_t max_side,
                              uint64_t max_pixels, orfeas_pl_image *img,
                              char *msg, size_t msg_len);
 orfeas_pl_code pl_bmp_probe(const uint8_t *d, size_t n, uint32_t max_side,
-                            uint64_t max_pixels, uint32_t *w, uint32_t *h,
+                            uint64_t max_pixels, orfeas_pl_image_info *info,
                             char *msg, size_t msg_len);
 orfeas_pl_code pl_bmp_decode(const uint8_t *d, size_t n, uint32_t max_side,
                              uint64_t max_pixels, orfeas_pl_image *img,

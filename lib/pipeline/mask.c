@@ -180,6 +180,10 @@ void pl_grid_free(pl_grid *g) {
   memset(g, 0, sizeof *g);
 }
 
+/* Over 80 lines on purpose: one pass over the image in bands of cell rows
+ * (the band's scratch, its accumulation, its cells), then the
+ * well-composed fix, the foreground count and the components; split, the
+ * band loop's state would have to be handed around. */
 orfeas_pl_code pl_grid_build(const orfeas_pl_image *img, uint32_t grid_long,
                              pl_grid *g) {
   memset(g, 0, sizeof *g);

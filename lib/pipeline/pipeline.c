@@ -212,6 +212,9 @@ static void job_free(job_state *st) {
   pl_shape_free(&st->shape);
 }
 
+/* The seven stages in order, each between STAGE_BEGIN and STAGE_END (the
+ * progress events and cancellation); over 80 lines because each stage is a
+ * few lines of calls into its own file, and they read best in a row. */
 static orfeas_pl_code stages(job *j, job_state *st, const uint8_t *image,
                              size_t image_len, char *msg, size_t msg_len) {
   const orfeas_pl_options *o = j->opt;

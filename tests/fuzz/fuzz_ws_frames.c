@@ -11,6 +11,8 @@
  * messages, and the job_update translation of hub events), since the hub
  * runs the same frames through it for Socket.IO clients.
  * Broken frames must end in a close frame, never a crash, leak or overread.
+ * The input's first bytes also go through the handshake's accept-key
+ * computation, as a client's Sec-WebSocket-Key header.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,7 +81,24 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
   }
 }
 
+/* The first line of the input as a Sec-WebSocket-Key: a valid key must
+ * give 28 characters, anything else be refused. */
+static void accept_key(const uint8_t *data, size_t size) {
+  char key[64], out[29];
+  size_t n = 0;
+  while (n < size && n < sizeof key - 1 && data[n] != '\n' && data[n] != 0)
+    n++;
+  memcpy(key, data, n);
+  key[n] = '\0';
+  int rc = od_ws_accept_key(key, out);
+  if (rc == 0 && strlen(out) != 28)
+    abort();
+  if (rc == 0 && n != 24)
+    abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  accept_key(data, size);
   static const struct wslay_event_callbacks cb = {recv_cb, send_cb, NULL, NULL, NULL, NULL, on_msg};
   feed f = {data, size, 0};
   memset(&sio, 0, sizeof sio);

@@ -75,7 +75,10 @@ def validate_model(fmt, data):
 def one_job(s, ws, img, fmt, fname="star.png", **kw):
     """Upload, subscribe, generate, collect events to the end, download."""
     st, _, up = s.upload(img, fname)
-    check(st == 200 and up["image_info"]["size"] == [256, 256], "upload %s: 200 with image_info %s" % (fname, up.get("image_info")))
+    png = img.startswith(b"\x89PNG")  # od-testimg's PNG is RGBA: transparent
+    want = {"size": [256, 256], "format": "PNG" if png else "JPEG", "has_transparency": png}
+    check(st == 200 and all(up["image_info"][k] == v for k, v in want.items()),
+          "upload %s: 200 with image_info %s" % (fname, up.get("image_info")))
     jid = up["job_id"]
     ws.send_json({"event": "subscribe", "data": {"job_id": jid}})
     ev = ws.recv_event()
@@ -510,7 +513,9 @@ def case_badinput(work):
     if st == 400:
         expect[("job_id", "invalid_uuid")] += 1
     st, hd, b = s.json("GET", "/api/upload-image")
-    check(st == 405 and hd.get("allow") == "POST", "GET on a POST route: 405 with Allow")
+    check(st == 405 and hd.get("allow") == "POST, OPTIONS", "GET on a POST route: 405 with Allow")
+    st, hd, _ = s.request("OPTIONS", "/api/job-status/" + jid)
+    check(st == 204 and hd.get("allow") == "GET, HEAD, OPTIONS", "OPTIONS: 204 with the route's Allow")
     st, _, b = s.json("GET", "/nope")
     check(st == 404, "unknown path: 404 JSON")
 

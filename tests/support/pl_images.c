@@ -99,30 +99,39 @@ uint8_t *tpl_draw(tpl_shape s, uint32_t w, uint32_t h, int alpha,
   return img;
 }
 
-uint8_t *tpl_png(const uint8_t *rgba, uint32_t w, uint32_t h, int channels,
-                 size_t *len) {
+/* channels 1, 2 (grey + alpha), 3 or 4; trns (may be NULL) adds a tRNS
+ * chunk. */
+static uint8_t *encode_png(const uint8_t *rgba, uint32_t w, uint32_t h,
+                           int channels, struct spng_trns *trns, size_t *len) {
   size_t n = (size_t)w * h;
   uint8_t *px = malloc(n * (size_t)channels);
   if (px == NULL)
     return NULL;
   for (size_t i = 0; i < n; i++) {
     const uint8_t *s = rgba + i * 4;
-    if (channels == 1)
-      px[i] = (uint8_t)((77u * s[0] + 150u * s[1] + 29u * s[2]) >> 8);
-    else
+    uint8_t grey = (uint8_t)((77u * s[0] + 150u * s[1] + 29u * s[2]) >> 8);
+    if (channels == 1) {
+      px[i] = grey;
+    } else if (channels == 2) {
+      px[i * 2] = grey;
+      px[i * 2 + 1] = s[3];
+    } else {
       memcpy(px + i * (size_t)channels, s, (size_t)channels);
+    }
   }
+  static const uint8_t types[5] = {0, SPNG_COLOR_TYPE_GRAYSCALE,
+                                   SPNG_COLOR_TYPE_GRAYSCALE_ALPHA,
+                                   SPNG_COLOR_TYPE_TRUECOLOR,
+                                   SPNG_COLOR_TYPE_TRUECOLOR_ALPHA};
   spng_ctx *enc = spng_ctx_new(SPNG_CTX_ENCODER);
-  struct spng_ihdr ihdr = {w, h, 8,
-                           channels == 1   ? SPNG_COLOR_TYPE_GRAYSCALE
-                           : channels == 3 ? SPNG_COLOR_TYPE_TRUECOLOR
-                                           : SPNG_COLOR_TYPE_TRUECOLOR_ALPHA,
-                           0, 0, 0};
+  struct spng_ihdr ihdr = {w, h, 8, types[channels], 0, 0, 0};
   int err = enc == NULL;
   if (!err)
     err = spng_set_option(enc, SPNG_ENCODE_TO_BUFFER, 1);
   if (!err)
     err = spng_set_ihdr(enc, &ihdr);
+  if (!err && trns != NULL)
+    err = spng_set_trns(enc, trns);
   if (!err)
     err = spng_encode_image(enc, px, n * (size_t)channels, SPNG_FMT_PNG,
                             SPNG_ENCODE_FINALIZE);
@@ -135,6 +144,19 @@ uint8_t *tpl_png(const uint8_t *rgba, uint32_t w, uint32_t h, int channels,
   spng_ctx_free(enc);
   free(px);
   return err ? NULL : out;
+}
+
+uint8_t *tpl_png(const uint8_t *rgba, uint32_t w, uint32_t h, int channels,
+                 size_t *len) {
+  if (channels < 1 || channels > 4)
+    return NULL;
+  return encode_png(rgba, w, h, channels, NULL, len);
+}
+
+uint8_t *tpl_png_trns(const uint8_t *rgba, uint32_t w, uint32_t h,
+                      size_t *len) {
+  struct spng_trns trns = {.red = rgba[0], .green = rgba[1], .blue = rgba[2]};
+  return encode_png(rgba, w, h, 3, &trns, len);
 }
 
 /* A malloc'd copy of an encoder's output, so every helper's result is

@@ -30,11 +30,16 @@ const char *tpl_shape_name(tpl_shape s);
 uint8_t *tpl_draw(tpl_shape s, uint32_t w, uint32_t h, int alpha,
                   uint32_t seed);
 
-/* Encodes RGBA pixels as PNG with `channels` 1 (grey), 3 (RGB) or 4 (RGBA)
- * per pixel. Returns malloc'd bytes (caller frees) and sets *len; NULL on
- * failure. */
+/* Encodes RGBA pixels as PNG with `channels` 1 (grey), 2 (grey + alpha),
+ * 3 (RGB) or 4 (RGBA) per pixel. Returns malloc'd bytes (caller frees) and
+ * sets *len; NULL on failure. */
 uint8_t *tpl_png(const uint8_t *rgba, uint32_t w, uint32_t h, int channels,
                  size_t *len);
+
+/* An RGB PNG whose tRNS chunk makes the colour of the first pixel
+ * transparent. Caller frees. */
+uint8_t *tpl_png_trns(const uint8_t *rgba, uint32_t w, uint32_t h,
+                      size_t *len);
 
 /* Encodes RGBA pixels (alpha ignored) as a baseline JPEG, quality 90.
  * Returns malloc'd bytes (caller frees, free()) and sets *len. */

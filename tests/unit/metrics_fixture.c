@@ -19,6 +19,8 @@ static void collect_gpus(om_collect *out, void *user) {
     }                                                                        \
   } while (0)
 
+/* Long on purpose: one straight list of every family and child the golden
+ * files hold, in their order, so the fixture reads like the exposition. */
 om_registry *metrics_fixture_new(void) {
   om_error err = {0};
   om_registry *reg = om_registry_new(NULL);

@@ -183,35 +183,12 @@ static void test_gzip_negotiation(void **state) {
   free(z);
 }
 
-static void test_ws_messages(void **state) {
-  (void)state;
-  char id[37], err[160];
-  const char *sub = "{\"event\":\"subscribe\",\"data\":{\"job_id\":\"123e4567-e89b-42d3-a456-426614174000\"}}";
-  assert_int_equal(od_wsmsg_parse((const uint8_t *)sub, strlen(sub), id, err, sizeof err),
-                   OD_WSMSG_SUBSCRIBE);
-  assert_string_equal(id, "123e4567-e89b-42d3-a456-426614174000");
-  const char *top = "{\"event\":\"unsubscribe\",\"job_id\":\"123e4567-e89b-42d3-a456-426614174000\"}";
-  assert_int_equal(od_wsmsg_parse((const uint8_t *)top, strlen(top), id, err, sizeof err),
-                   OD_WSMSG_UNSUBSCRIBE);
-  assert_int_equal(od_wsmsg_parse((const uint8_t *)"{\"event\":\"ping\"}", 16, id, err, sizeof err),
-                   OD_WSMSG_PING);
-  const char *bad[] = {"", "[]", "{\"event\":1}", "{\"event\":\"subscribe\"}",
-                       "{\"event\":\"subscribe\",\"data\":{\"job_id\":\"../x\"}}", "{\"event\":\"x\"}"};
-  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-    assert_int_equal(od_wsmsg_parse((const uint8_t *)bad[i], strlen(bad[i]), id, err, sizeof err),
-                     OD_WSMSG_BAD);
-  char *s = od_ws_event_json(OD_WS_PONG, json_object());
-  assert_string_equal(s, "{\"event\":\"pong\",\"data\":{}}");
-  free(s);
-}
-
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_uuid), cmocka_unit_test(test_filenames),
     cmocka_unit_test(test_generate_ok), cmocka_unit_test(test_generate_errors),
     cmocka_unit_test(test_generate_unknown_fields),
     cmocka_unit_test(test_multipart), cmocka_unit_test(test_gzip_negotiation),
-    cmocka_unit_test(test_ws_messages),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -58,11 +58,13 @@ static void test_jpeg(void **s) {
   uint8_t *jpg = tpl_jpeg(px, 40, 33, &len);
   assert_non_null(jpg);
   orfeas_pl_image img;
-  uint32_t w = 0, h = 0;
-  assert_int_equal(orfeas_pl_image_probe(jpg, len, 0, 0, &w, &h, NULL, 0),
+  orfeas_pl_image_info info;
+  assert_int_equal(orfeas_pl_image_probe(jpg, len, 0, 0, &info, NULL, 0),
                    ORFEAS_PL_OK);
-  assert_int_equal(w, 40);
-  assert_int_equal(h, 33);
+  assert_int_equal(info.type, ORFEAS_PL_IMAGE_JPEG);
+  assert_int_equal(info.width, 40);
+  assert_int_equal(info.height, 33);
+  assert_int_equal(info.has_alpha, 0);
   assert_int_equal(decode(jpg, len, &img, NULL, 0), ORFEAS_PL_OK);
   assert_int_equal(img.has_alpha, 0);
   /* JPEG is lossy: a flat background pixel stays within a few levels. */
@@ -101,9 +103,9 @@ static void test_sizes_refused(void **s) {
   expect_refusal(png, len, ORFEAS_PL_ESIZE);
   free(png);
   /* Sides at the limits pass the header check. */
-  uint32_t w, h;
+  orfeas_pl_image_info info;
   png = tpl_png_header_only(4096, 32, &len);
-  assert_int_equal(orfeas_pl_image_probe(png, len, 0, 0, &w, &h, NULL, 0),
+  assert_int_equal(orfeas_pl_image_probe(png, len, 0, 0, &info, NULL, 0),
                    ORFEAS_PL_OK);
   free(png);
 }
@@ -112,17 +114,70 @@ static void test_pixel_limit(void **s) {
   (void)s;
   size_t len;
   uint8_t *png = tpl_png_header_only(2000, 2000, &len);
-  uint32_t w, h;
+  orfeas_pl_image_info info;
   char msg[200];
   /* A service may lower the limit; 4 M pixels > 3 M allowed. */
-  assert_int_equal(orfeas_pl_image_probe(png, len, 0, 3000000, &w, &h, msg,
+  assert_int_equal(orfeas_pl_image_probe(png, len, 0, 3000000, &info, msg,
                                          sizeof msg),
                    ORFEAS_PL_EPIXELS);
   assert_non_null(strstr(msg, "4000000"));
+  assert_int_equal(info.width, 0); /* zeroed on a refusal */
   /* The default cannot be raised: 0 or a bigger value means 16,777,216. */
-  assert_int_equal(orfeas_pl_image_probe(png, len, 0, UINT64_MAX, &w, &h,
+  assert_int_equal(orfeas_pl_image_probe(png, len, 0, UINT64_MAX, &info,
                                          NULL, 0),
                    ORFEAS_PL_OK);
+  free(png);
+}
+
+/* The probe reports what the upload answer needs (type, size, whether the
+ * image has transparency) the way the decoder would see it, without
+ * decoding: every PNG colour type, tRNS, and JPEG above. */
+static void probe_png(int channels, int trns, int want_alpha) {
+  uint8_t *px = tpl_draw(TPL_STAR_HOLE, 64, 48, 1, 1);
+  size_t len;
+  uint8_t *png = trns ? tpl_png_trns(px, 64, 48, &len)
+                      : tpl_png(px, 64, 48, channels, &len);
+  assert_non_null(png);
+  orfeas_pl_image_info info;
+  assert_int_equal(orfeas_pl_image_probe(png, len, 0, 0, &info, NULL, 0),
+                   ORFEAS_PL_OK);
+  assert_int_equal(info.type, ORFEAS_PL_IMAGE_PNG);
+  assert_string_equal(orfeas_pl_image_type_name(info.type), "PNG");
+  assert_int_equal(info.width, 64);
+  assert_int_equal(info.height, 48);
+  assert_int_equal(info.has_alpha, want_alpha);
+  orfeas_pl_image img;
+  assert_int_equal(decode(png, len, &img, NULL, 0), ORFEAS_PL_OK);
+  assert_int_equal(img.has_alpha, want_alpha); /* the decoder agrees */
+  orfeas_pl_image_free(&img);
+  free(png);
+  free(px);
+}
+
+static void probe_reports_png_transparency(void **s) {
+  (void)s;
+  probe_png(1, 0, 0);
+  probe_png(2, 0, 1); /* grey + alpha */
+  probe_png(3, 0, 0);
+  probe_png(4, 0, 1);
+  probe_png(3, 1, 1); /* RGB + tRNS */
+}
+
+static void probe_refuses_what_decode_refuses(void **s) {
+  (void)s;
+  orfeas_pl_image_info info;
+  char msg[200] = "";
+  const uint8_t pdf[] = "%PDF-1.7 not an image";
+  assert_int_equal(
+      orfeas_pl_image_probe(pdf, sizeof pdf, 0, 0, &info, msg, sizeof msg),
+      ORFEAS_PL_EFORMAT);
+  assert_true(strlen(msg) > 10);
+  assert_int_equal(info.type, 0);
+  assert_string_equal(orfeas_pl_image_type_name(info.type), "unknown");
+  size_t len;
+  uint8_t *png = tpl_png_header_only(1, 1, &len);
+  assert_int_equal(orfeas_pl_image_probe(png, len, 0, 0, &info, NULL, 0),
+                   ORFEAS_PL_ESIZE);
   free(png);
 }
 
@@ -317,6 +372,8 @@ int main(void) {
       cmocka_unit_test(test_jpeg),
       cmocka_unit_test(test_sizes_refused),
       cmocka_unit_test(test_pixel_limit),
+      cmocka_unit_test(probe_reports_png_transparency),
+      cmocka_unit_test(probe_refuses_what_decode_refuses),
       cmocka_unit_test(test_truncated_png),
       cmocka_unit_test(test_truncated_jpeg),
       cmocka_unit_test(test_corrupt),

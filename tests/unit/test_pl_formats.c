@@ -61,6 +61,22 @@ static void refuse_prefixes(const uint8_t *d, size_t len) {
   }
 }
 
+/* The probe reads the type and size and, without decoding the pixels,
+ * says has_alpha exactly as the decoder does. */
+static void probe_agrees(const uint8_t *d, size_t n, orfeas_pl_image_type t,
+                         uint32_t w, uint32_t h) {
+  orfeas_pl_image_info info;
+  assert_int_equal(orfeas_pl_image_probe(d, n, 0, 0, &info, NULL, 0),
+                   ORFEAS_PL_OK);
+  assert_int_equal(info.type, t);
+  assert_int_equal(info.width, w);
+  assert_int_equal(info.height, h);
+  orfeas_pl_image img;
+  assert_int_equal(decode(d, n, &img, NULL, 0), ORFEAS_PL_OK);
+  assert_int_equal(info.has_alpha, img.has_alpha);
+  orfeas_pl_image_free(&img);
+}
+
 /* ---- WebP ------------------------------------------------------------- */
 
 static void test_webp_lossless(void **s) {
@@ -69,13 +85,10 @@ static void test_webp_lossless(void **s) {
   size_t len;
   uint8_t *w = tpl_webp(px, 64, 48, 1, &len);
   assert_non_null(w);
-  assert_int_equal(orfeas_pl_image_sniff(w, len), ORFEAS_PL_IMG_WEBP);
-  assert_string_equal(orfeas_pl_image_type_name(ORFEAS_PL_IMG_WEBP), "webp");
-  uint32_t pw = 0, ph = 0;
-  assert_int_equal(orfeas_pl_image_probe(w, len, 0, 0, &pw, &ph, NULL, 0),
-                   ORFEAS_PL_OK);
-  assert_int_equal(pw, 64);
-  assert_int_equal(ph, 48);
+  assert_int_equal(orfeas_pl_image_sniff(w, len), ORFEAS_PL_IMAGE_WEBP);
+  assert_string_equal(orfeas_pl_image_type_name(ORFEAS_PL_IMAGE_WEBP), "WEBP");
+  assert_string_equal(orfeas_pl_image_type_ext(ORFEAS_PL_IMAGE_WEBP), "webp");
+  probe_agrees(w, len, ORFEAS_PL_IMAGE_WEBP, 64, 48);
   orfeas_pl_image img;
   assert_int_equal(decode(w, len, &img, NULL, 0), ORFEAS_PL_OK);
   assert_int_equal(img.has_alpha, 1);
@@ -117,6 +130,7 @@ static void test_webp_animated(void **s) {
   size_t len;
   uint8_t *w = tpl_webp_anim(px, 48, 40, 3, &len);
   assert_non_null(w);
+  probe_agrees(w, len, ORFEAS_PL_IMAGE_WEBP, 48, 40);
   orfeas_pl_image img;
   assert_int_equal(decode(w, len, &img, NULL, 0), ORFEAS_PL_OK);
   assert_int_equal(img.width, 48);
@@ -192,12 +206,8 @@ static void test_gif(void **s) {
     size_t len;
     uint8_t *g = tpl_gif(px, 70, 50, 1, interlace, &len);
     assert_non_null(g);
-    assert_int_equal(orfeas_pl_image_sniff(g, len), ORFEAS_PL_IMG_GIF);
-    uint32_t pw, ph;
-    assert_int_equal(orfeas_pl_image_probe(g, len, 0, 0, &pw, &ph, NULL, 0),
-                     ORFEAS_PL_OK);
-    assert_int_equal(pw, 70);
-    assert_int_equal(ph, 50);
+    assert_int_equal(orfeas_pl_image_sniff(g, len), ORFEAS_PL_IMAGE_GIF);
+    probe_agrees(g, len, ORFEAS_PL_IMAGE_GIF, 70, 50);
     orfeas_pl_image img;
     assert_int_equal(decode(g, len, &img, NULL, 0), ORFEAS_PL_OK);
     assert_int_equal(img.has_alpha, 1);
@@ -216,6 +226,7 @@ static void test_gif_animation_first_frame(void **s) {
   size_t len;
   uint8_t *g = tpl_gif(px, 256, 256, 200, 0, &len);
   assert_non_null(g);
+  probe_agrees(g, len, ORFEAS_PL_IMAGE_GIF, 256, 256);
   orfeas_pl_image img;
   assert_int_equal(decode(g, len, &img, NULL, 0), ORFEAS_PL_OK);
   orfeas_pl_image_free(&img);
@@ -300,12 +311,8 @@ static void test_bmp(void **s) {
     for (int td = 0; td <= 1; td++) {
       size_t len;
       uint8_t *b = tpl_bmp(px, 45, 37, depths[k], td, &len);
-      assert_int_equal(orfeas_pl_image_sniff(b, len), ORFEAS_PL_IMG_BMP);
-      uint32_t pw, ph;
-      assert_int_equal(orfeas_pl_image_probe(b, len, 0, 0, &pw, &ph, NULL, 0),
-                       ORFEAS_PL_OK);
-      assert_int_equal(pw, 45);
-      assert_int_equal(ph, 37);
+      assert_int_equal(orfeas_pl_image_sniff(b, len), ORFEAS_PL_IMAGE_BMP);
+      probe_agrees(b, len, ORFEAS_PL_IMAGE_BMP, 45, 37);
       orfeas_pl_image img;
       assert_int_equal(decode(b, len, &img, NULL, 0), ORFEAS_PL_OK);
       assert_int_equal(img.has_alpha, depths[k] == 32);
@@ -393,6 +400,7 @@ static void test_bmp_hostile(void **s) {
   put_le32(b + 54, 0x00ff0000);
   for (size_t i = 0; i < (size_t)40 * 40; i++)
     b[len - 1 - 4 * i] = 0;
+  probe_agrees(b, len, ORFEAS_PL_IMAGE_BMP, 40, 40);
   orfeas_pl_image img;
   assert_int_equal(decode(b, len, &img, NULL, 0), ORFEAS_PL_OK);
   assert_int_equal(img.has_alpha, 0);
@@ -422,10 +430,11 @@ static void test_unsupported_types(void **s) {
     assert_int_equal(decode(files[i], lens[i], &img, msg, sizeof msg),
                      ORFEAS_PL_EUNSUPPORTED);
     assert_non_null(strstr(msg, ORFEAS_PL_ACCEPTED_TYPES));
-    uint32_t w, h;
+    orfeas_pl_image_info info;
     assert_int_equal(
-        orfeas_pl_image_probe(files[i], lens[i], 0, 0, &w, &h, NULL, 0),
+        orfeas_pl_image_probe(files[i], lens[i], 0, 0, &info, NULL, 0),
         ORFEAS_PL_EUNSUPPORTED);
+    assert_int_equal(info.type, ORFEAS_PL_IMAGE_UNKNOWN);
   }
   expect_refusal((const uint8_t *)"RIFF\0\0\0\0WAVEfmt ", 16,
                  ORFEAS_PL_EFORMAT);
@@ -433,10 +442,13 @@ static void test_unsupported_types(void **s) {
   expect_refusal((const uint8_t *)"BM\0\0", 4, ORFEAS_PL_ETRUNCATED);
   assert_int_equal(
       orfeas_pl_image_sniff((const uint8_t *)"BM hello there, friend", 22),
-      ORFEAS_PL_IMG_UNKNOWN);
-  assert_string_equal(orfeas_pl_image_type_mime(ORFEAS_PL_IMG_GIF),
+      ORFEAS_PL_IMAGE_UNKNOWN);
+  assert_string_equal(orfeas_pl_image_type_mime(ORFEAS_PL_IMAGE_GIF),
                       "image/gif");
-  assert_null(orfeas_pl_image_type_name(ORFEAS_PL_IMG_UNKNOWN));
+  assert_string_equal(orfeas_pl_image_type_name(ORFEAS_PL_IMAGE_UNKNOWN),
+                      "unknown");
+  assert_null(orfeas_pl_image_type_ext(ORFEAS_PL_IMAGE_UNKNOWN));
+  assert_string_equal(orfeas_pl_image_type_ext(ORFEAS_PL_IMAGE_JPEG), "jpg");
 }
 
 /* Random bytes behind each signature reach each decoder. */

@@ -122,6 +122,9 @@ static long perform(CURL *c, const char *url, json_t **json) {
   return status;
 }
 
+/* One job as a client runs it: upload, (subscribe,) generate, poll to the
+ * end, download. Over 80 lines because the steps share the handle, the
+ * job record and its early exits; each step is a few lines. */
 static void run_job(CURL *c, int i) {
   job *j = &jobs[i];
   char url[512];
@@ -476,7 +479,8 @@ static int load_images(void) {
   return nimages > 0 ? 0 : -1;
 }
 
-int main(int argc, char **argv) {
+/* The flags into O: -1 to go on, else the exit status (0 after --help). */
+static int parse_args(int argc, char **argv) {
   snprintf(O.formats[0], sizeof O.formats[0], "stl");
   O.nformats = 1;
   for (int i = 1; i < argc; i++) {
@@ -522,6 +526,13 @@ int main(int argc, char **argv) {
     fprintf(stderr, "orfeas-load: a value is out of range (see --help)\n");
     return 2;
   }
+  return -1;
+}
+
+int main(int argc, char **argv) {
+  int rc = parse_args(argc, argv);
+  if (rc >= 0)
+    return rc;
   if (parse_target() != 0) {
     fprintf(stderr, "orfeas-load: --target must be http://HOST:PORT\n");
     return 2;
@@ -585,7 +596,7 @@ int main(int argc, char **argv) {
     pthread_join(ws[i], NULL);
   if (tty)
     fputc('\n', stderr);
-  int rc = summary(now_s() - t_start);
+  rc = summary(now_s() - t_start);
   for (int i = 0; i < nimages; i++)
     free(images[i].data);
   curl_global_cleanup();

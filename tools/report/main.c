@@ -63,13 +63,14 @@ static FILE *open_out(const char *dir, const char *name, char *path,
   return f;
 }
 
-int main(int argc, char **argv) {
-  static report r;
-  r.o.prometheus = "http://127.0.0.1:9090";
-  r.o.out_dir = ".";
-  r.o.job = "orfeas-backend";
-  r.o.range_s = 86400;
-  r.o.end = (double)time(NULL);
+/* The flags into *o (defaults first): -1 to go on, else the exit status (0
+ * after --help). */
+static int parse_args(int argc, char **argv, report_opts *o) {
+  o->prometheus = "http://127.0.0.1:9090";
+  o->out_dir = ".";
+  o->job = "orfeas-backend";
+  o->range_s = 86400;
+  o->end = (double)time(NULL);
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -77,7 +78,7 @@ int main(int argc, char **argv) {
       usage(stdout);
       return 0;
     } else if (strcmp(a, "--compare-previous") == 0) {
-      r.o.compare_previous = true;
+      o->compare_previous = true;
       continue;
     }
     if (val == NULL) {
@@ -87,22 +88,22 @@ int main(int argc, char **argv) {
     }
     i++;
     if (strcmp(a, "--prometheus") == 0)
-      r.o.prometheus = val;
+      o->prometheus = val;
     else if (strcmp(a, "--out") == 0)
-      r.o.out_dir = val;
+      o->out_dir = val;
     else if (strcmp(a, "--job") == 0)
-      r.o.job = val;
+      o->job = val;
     else if (strcmp(a, "--range") == 0) {
-      r.o.range_s = parse_duration(val);
-      if (r.o.range_s <= 0) {
+      o->range_s = parse_duration(val);
+      if (o->range_s <= 0) {
         fprintf(stderr, "orfeas-report: bad --range '%s' (use e.g. 24h, 90m, "
                         "7d)\n", val);
         return 1;
       }
     } else if (strcmp(a, "--end") == 0) {
       char *e;
-      r.o.end = strtod(val, &e);
-      if (*e != '\0' || r.o.end <= 0) {
+      o->end = strtod(val, &e);
+      if (*e != '\0' || o->end <= 0) {
         fprintf(stderr, "orfeas-report: bad --end '%s' (Unix seconds)\n", val);
         return 1;
       }
@@ -112,6 +113,14 @@ int main(int argc, char **argv) {
       return 1;
     }
   }
+  return -1;
+}
+
+int main(int argc, char **argv) {
+  static report r;
+  int prc = parse_args(argc, argv, &r.o);
+  if (prc >= 0)
+    return prc;
   if (mkdir(r.o.out_dir, 0755) != 0 && errno != EEXIST) {
     fprintf(stderr, "orfeas-report: cannot create %s: %s\n", r.o.out_dir,
             strerror(errno));

@@ -200,6 +200,8 @@ static void svg_chart(FILE *f, const report *r, const chart *c) {
   fputs("</svg>\n", f);
 }
 
+/* Long on purpose: the page from top to bottom, one section after the
+ * other, so the code reads in the order of the HTML it writes. */
 bool report_write_html(const report *r, FILE *f) {
   char per[96], v[400], d[64];
   period(r, per, sizeof per);
