@@ -12,18 +12,18 @@
 //     frames arrive over the WebSocket and the stage label moves; the
 //     canvas shows the model (pixels painted on the transparent canvas);
 //     the a[href*="/api/download/"] link fetches a GLB the Khronos
-//     validator accepts; an oversize file shows the 413's message in words;
-//     orfeasd restarted on the same port: the page's live channel goes
-//     offline and reconnects by itself.
-//   phone 390x844 (touch): nothing overflows sideways; an STL job ends in
-//     the canvas and its download passes admesh.
+//     validator accepts; an oversize file shows the 413's message in words.
+//   phone 390x844 (touch): nothing overflows sideways; the job list
+//     survived the reload and its "View" shows the model again.
 //   the original clients' way: a page written against the original ORFEAS
 //     API (tests/browser/original-client/, with socket.io-client's browser
 //     build), served from another origin by a small server in this process:
 //     allowed by --cors-origins, it runs models-info (with the original's
 //     extra headers: preflighted), upload, generate-3d, job_update over
-//     Socket.IO, download-base64, download and preview; from an origin not
-//     allowed, the browser refuses it the API.
+//     Socket.IO, download-base64, download (an STL admesh accepts) and
+//     preview; from an origin not allowed, the browser refuses it the API.
+//   reconnection: orfeasd restarted on the same port under the open page:
+//     its live channel goes offline and comes back by itself.
 // Screenshots of both go to OUT_DIR. Every wait has a deadline.
 'use strict';
 const fs = require('fs');
@@ -216,6 +216,24 @@ async function main() {
     check(/too large/i.test(err) && /1MB/.test(err), `oversize file: the page says "${err}"`);
     await page.screenshot({ path: path.join(OUT, 'desktop-413.png') });
 
+    // ---- phone ----
+    await page.setViewport({ width: 390, height: 844, isMobile: true, hasTouch: true, deviceScaleFactor: 1 });
+    await page.reload({ waitUntil: 'load' });
+    await page.waitForFunction(() => document.getElementById('live').textContent === 'live', { timeout: 15000 });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    check(overflow <= 0, `phone 390x844: nothing overflows sideways (${overflow} px)`);
+    check((await page.$$('#jobs li')).length === 1, 'phone: the job list survived the reload (localStorage)');
+    // The finished job, shown again from the list ("View"): the viewer at
+    // phone size, without a second generation.
+    const [view] = await page.$$('xpath/.//li//button[normalize-space(text())="View"]');
+    check(!!view, 'phone: the listed job offers "View"');
+    await view.click();
+    await page.waitForFunction(() => Number(document.getElementById('canvas').dataset.triangles) > 0,
+      { timeout: 30000 });
+    const share = await paintedShare(page);
+    check(share > 0.02, `phone: "View" shows the model again (${(share * 100).toFixed(1)}% of the canvas)`);
+    await page.screenshot({ path: path.join(OUT, 'phone-390x844.png') });
+
     // Reconnection: orfeasd stops (its close frame reaches the page) and a
     // new one starts on the same port; the page reconnects by itself.
     const live = () => page.$eval('#live', (e) => e.textContent);
@@ -226,21 +244,6 @@ async function main() {
     await srv.ready;
     await page.waitForFunction(() => document.getElementById('live').textContent === 'live', { timeout: 15000 });
     check(true, `reconnection: the page showed "${down}", then "live" again with the restarted orfeasd`);
-
-    // ---- phone ----
-    await page.setViewport({ width: 390, height: 844, isMobile: true, hasTouch: true, deviceScaleFactor: 1 });
-    await page.reload({ waitUntil: 'load' });
-    await page.waitForFunction(() => document.getElementById('live').textContent === 'live', { timeout: 15000 });
-    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-    check(overflow <= 0, `phone 390x844: nothing overflows sideways (${overflow} px)`);
-    check((await page.$$('#jobs li')).length === 1, 'phone: the job list survived the reload (localStorage)');
-    const stl = await generateOnce(page, port, star, 'stl', frames, 'phone STL');
-    const adm = execFileSync('admesh', [stl], { encoding: 'utf8' });
-    const facets = /Number of facets\s*:\s*(\d+)/.exec(adm);
-    const disc = /Total disconnected facets\s*:\s*(\d+)/.exec(adm);
-    check(facets && Number(facets[1]) > 0 && disc && disc[1] === '0',
-      `phone STL: admesh reads ${facets && facets[1]} facets, none disconnected`);
-    await page.screenshot({ path: path.join(OUT, 'phone-390x844.png') });
 
     check(problems.length === 0, `no script error and no CSP violation (${problems.join('; ') || 'none'})`);
     check(offOrigin.length === 0, `every request stayed on orfeasd (${offOrigin.join(', ') || 'all local'})`);
@@ -259,6 +262,13 @@ async function main() {
     check(seen.base64Bytes === seen.originalSize && seen.downloadBytes === seen.originalSize &&
       seen.previewType === 'image/png',
     `original-style page: download-base64 and download agree (${seen.originalSize} bytes), preview is image/png`);
+    const stl = path.join(OUT, 'model.stl');
+    fs.writeFileSync(stl, (await get(port, seen.downloadUrl)).body);
+    const adm = execFileSync('admesh', [stl], { encoding: 'utf8' });
+    const facets = /Number of facets\s*:\s*(\d+)/.exec(adm);
+    const disc = /Total disconnected facets\s*:\s*(\d+)/.exec(adm);
+    check(facets && Number(facets[1]) > 0 && disc && disc[1] === '0',
+      `original-style page's STL: admesh reads ${facets && facets[1]} facets, none disconnected`);
     // The same page from an origin not in --cors-origins (localhost is not
     // 127.0.0.1 to a browser): the browser keeps the API from it.
     await other.goto(`http://localhost:${pagePort}/${api}`, { waitUntil: 'load' });

@@ -54,6 +54,7 @@
     const b64 = await (await fetch(`${API}/api/download-base64/${up.job_id}/${end.output_file}`, { headers: extra })).json();
     seen.base64Bytes = atob(b64.data).length;
     seen.originalSize = b64.original_size;
+    seen.downloadUrl = end.download_url;
     const model = await fetch(API + end.download_url);
     seen.downloadBytes = (await model.arrayBuffer()).byteLength;
     const preview = await fetch(API + up.preview_url);
