@@ -18,6 +18,7 @@
 #include <microhttpd.h>
 #include <openssl/evp.h>
 
+#include "orfeas_build.h" /* generated: version, git revision, build type */
 #include "orfeasd.h"
 
 static int validation_error(od_service *svc, struct MHD_Connection *conn,
@@ -406,7 +407,7 @@ static void handle_models_info(od_service *svc, struct MHD_Connection *conn, od_
       "max_ws_clients", svc->cfg.max_ws_clients, "rate_limit_rps", svc->cfg.rate_limit_rps);
   json_t *o = json_pack(
       "{s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:[sss], s:o, s:o, s:o, s:o}", "status", "ok",
-      "service", "orfeasd", "version", ORFEASD_VERSION, "mode", "geometry", "device", "cpu",
+      "service", "orfeasd", "version", ORFEAS_VERSION, "mode", "geometry", "device", "cpu",
       "processor", "orfeasd: classical 2D->3D geometry (silhouette inflation or relief), no model weights",
       "formats", formats, "modes", "auto", "inflate", "relief", "input_types", types, "stages",
       stages, "limits", limits, "gpu", od_gpu_summary(svc));
@@ -425,7 +426,7 @@ static void handle_api_health(od_service *svc, struct MHD_Connection *conn, od_r
   json_t *o = json_pack(
       "{s:s, s:s, s:f, s:f, s:{s:I, s:i}, s:{s:i, s:i}, s:{s:i, s:i, s:i, s:i, s:i},"
       " s:i, s:{s:i}, s:{s:I, s:I, s:I, s:I}}",
-      "status", svc->draining ? "draining" : "healthy", "version", ORFEASD_VERSION,
+      "status", svc->draining ? "draining" : "healthy", "version", ORFEAS_VERSION,
       "timestamp", od_wall(), "uptime_seconds", od_now() - svc->m.start_time,
       "queue", "depth", (json_int_t)od_jobs_queue_depth(svc->jobs), "capacity",
       svc->cfg.queue_size, "workers", "total", od_jobs_workers_running(svc->jobs), "busy",
@@ -604,7 +605,7 @@ static void handle_health(od_service *svc, struct MHD_Connection *conn,
   (void)svc;
   od_respond_json(conn, req, 200,
                   json_pack("{s:s, s:s, s:s}", "status", "healthy", "service",
-                            "orfeasd", "version", ORFEASD_VERSION));
+                            "orfeasd", "version", ORFEAS_VERSION));
 }
 
 static void handle_ready(od_service *svc, struct MHD_Connection *conn,

@@ -38,6 +38,7 @@
 #include <microhttpd.h>
 #include <wslay/wslay.h>
 
+#include "orfeas_build.h" /* generated: version, git revision, build type */
 #include "orfeasd.h"
 
 
@@ -137,6 +138,28 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data,
   return r;
 }
 
+static int subscribed(const client *c, const char *id) {
+  for (int i = 0; i < c->nsubs; i++)
+    if (strcmp(c->subs[i], id) == 0)
+      return i;
+  return -1;
+}
+
+static void unsubscribe(client *c, const char *id) {
+  int at = id ? subscribed(c, id) : -1;
+  if (at >= 0) {
+    memcpy(c->subs[at], c->subs[c->nsubs - 1], 37);
+    c->nsubs--;
+  }
+}
+
+/* A job's end (complete or error) is the last event it has: once it is
+ * queued to a client, that subscription is over and frees its slot, so a
+ * client following many jobs in turn never reaches MAX_SUBS. */
+static int is_end(od_ws_event ev) {
+  return ev == OD_WS_COMPLETE || ev == OD_WS_ERROR_EVENT;
+}
+
 /* Queues one text frame to one client, or drops and counts it. A full
  * queue is first flushed into the socket (a burst of events from two
  * workers is not a slow client); only a client whose kernel buffer is also
@@ -191,19 +214,14 @@ static void queue_raw(client *c, const char *text) {
 }
 
 static void send_event(client *c, od_ws_event ev, json_t *data) {
+  if (is_end(ev)) /* send_current: the job had ended before the subscribe */
+    unsubscribe(c, json_string_value(json_object_get(data, "job_id")));
   json_object_set_new(data, "timestamp", json_real(od_wall()));
   char *text = od_ws_event_json(ev, data);
   if (text) {
     queue_text(c, ev, text, strlen(text));
     free(text);
   }
-}
-
-static int subscribed(const client *c, const char *id) {
-  for (int i = 0; i < c->nsubs; i++)
-    if (strcmp(c->subs[i], id) == 0)
-      return i;
-  return -1;
 }
 
 /* After a subscribe: tell the client where the job stands, so one that
@@ -229,14 +247,6 @@ static int subscribe(client *c, const char *id, od_route r) {
   return 0;
 }
 
-static void unsubscribe(client *c, const char *id) {
-  int at = subscribed(c, id);
-  if (at >= 0) {
-    memcpy(c->subs[at], c->subs[c->nsubs - 1], 37);
-    c->nsubs--;
-  }
-}
-
 /* One text frame from a Socket.IO client (socketio.c parses it). */
 static void sio_on_msg(client *c, const uint8_t *msg, size_t len) {
   od_metrics *m = &c->hub->svc->m;
@@ -252,7 +262,7 @@ static void sio_on_msg(client *c, const uint8_t *msg, size_t len) {
     reply = od_sio_event_text("connected",
                               json_pack("{s:s, s:s, s:s}", "status", "connected",
                                         "mode", "orfeasd", "version",
-                                        ORFEASD_VERSION));
+                                        ORFEAS_VERSION));
     break;
   case OD_SIO_SUBSCRIBE:
     if (subscribe(c, id, OD_ROUTE_SOCKETIO) != 0) {
@@ -426,7 +436,7 @@ static void adopt_pending(od_hub *h) {
     } else {
       send_event(c, OD_WS_CONNECTION_ESTABLISHED,
                  json_pack("{s:s, s:s}", "message", "connected to orfeasd",
-                           "version", ORFEASD_VERSION));
+                           "version", ORFEAS_VERSION));
     }
     /* Bytes that came with the upgrade request are read now. */
     if (c->extra_len > 0) {
@@ -448,8 +458,11 @@ static void dispatch_outbox(od_hub *h) {
     outmsg *o = list;
     list = o->next;
     for (client *c = h->clients; c; c = c->next)
-      if (subscribed(c, o->job_id) >= 0)
+      if (subscribed(c, o->job_id) >= 0) {
         queue_text(c, o->ev, o->text, o->len);
+        if (is_end(o->ev))
+          unsubscribe(c, o->job_id);
+      }
     free(o);
   }
 }
