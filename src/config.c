@@ -94,6 +94,19 @@ static const opt_def OPTS[] = {
   {"gpu-call-timeout", "ORFEAS_GPU_CALL_TIMEOUT", K_DOUBLE,
    OFF(gpu_call_timeout_s), 0, 0.01, 600, "seconds an NVML call may take "
    "before its GPU shows down (default 2)"},
+  {"static-dir", "ORFEAS_STATIC_DIR", K_STR, OFF(static_dir), SZ(static_dir),
+   0, 0, "the Studio page's folder, served at / and /static/ (default: "
+   "static/ next to the binary, as make installs it)"},
+  {"sio-ping-interval", "ORFEAS_SIO_PING_INTERVAL", K_DOUBLE,
+   OFF(sio_ping_interval_s), 0, 0.1, 3600, "seconds between Engine.IO pings "
+   "to Socket.IO clients (/socket.io/; default 25)"},
+  {"sio-ping-timeout", "ORFEAS_SIO_PING_TIMEOUT", K_DOUBLE,
+   OFF(sio_ping_timeout_s), 0, 0.1, 3600, "seconds a Socket.IO client has "
+   "to answer a ping before it is closed (default 20)"},
+  {"cors-origins", "ORFEAS_CORS_ORIGINS", K_STR, OFF(cors_origins),
+   SZ(cors_origins), 0, 0, "comma list of browser origins (scheme://host"
+   "[:port], or *) allowed to call /api/ and open WebSockets; default none: "
+   "same-origin only"},
   {"pause-file", "ORFEAS_PAUSE_FILE", K_STR, OFF(pause_file), SZ(pause_file),
    0, 0, "while this file exists, workers hold each job before its first "
    "stage (tests and alert drills)"},
@@ -131,6 +144,8 @@ void od_config_defaults(od_config *c) {
   c->access_log = 1;
   c->gpu_interval_s = 5;
   c->gpu_call_timeout_s = 2;
+  c->sio_ping_interval_s = 25; /* python-socketio's and socket.io's defaults */
+  c->sio_ping_timeout_s = 20;
 }
 
 void od_config_usage(char *buf, size_t len) {

@@ -696,3 +696,24 @@ int od_jobs_open_output(od_jobs *j, const char *id, const char *name,
   *size = (uint64_t)st.st_size;
   return fd;
 }
+
+int od_jobs_open_upload(od_jobs *j, const char *id, uint64_t *size,
+                        char ext[8]) {
+  od_job_rec r;
+  if (od_store_get(j->store, id, &r) != OD_STORE_OK)
+    return -1;
+  char up[PATH_MAX + 64];
+  od_jobs_upload_path(j, &r, up, sizeof up);
+  /* The job's own file, by the id it was stored under: no client string
+   * reaches the path. */
+  int fd = open(up, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fd >= 0)
+      close(fd);
+    return -1;
+  }
+  *size = (uint64_t)st.st_size;
+  snprintf(ext, 8, "%s", r.ext);
+  return fd;
+}

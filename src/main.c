@@ -71,6 +71,8 @@ static int run(od_service *svc) {
       goto fail;
     }
   }
+  if (od_static_init(svc, "/proc/self/exe", err, sizeof err) != 0)
+    goto fail;
   if ((svc->jobs = od_jobs_new(svc, err, sizeof err)) == NULL ||
       (svc->hub = od_hub_new(svc, err, sizeof err)) == NULL ||
       od_hub_start(svc->hub, err, sizeof err) != 0 ||
@@ -87,6 +89,11 @@ static int run(od_service *svc) {
          svc->cfg.listen_port);
   od_log("  metrics   http://%s:%u/metrics", svc->cfg.listen_host, svc->cfg.listen_port);
   od_log("  websocket ws://%s:%u/ws", svc->cfg.listen_host, svc->cfg.listen_port);
+  if (svc->static_fd >= 0)
+    od_log("  studio    http://%s:%u/  (page from %s)", svc->cfg.listen_host,
+           svc->cfg.listen_port, svc->static_path);
+  else
+    od_log("  studio    not installed (no static/ next to the binary; see --static-dir)");
 
   int sig = 0;
   sigwait(&set, &sig);
@@ -121,6 +128,7 @@ int main(int argc, char **argv) {
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 128 << 20);
   char err[512];
+  svc.static_fd = -1;
   od_config_defaults(&svc.cfg);
   int rc = od_config_parse(&svc.cfg, argc, argv, env_get, err, sizeof err);
   if (rc == 1) {
@@ -133,6 +141,8 @@ int main(int argc, char **argv) {
     orfeas_print_version(stdout, "orfeasd");
     return 0;
   }
+  if (rc == 0)
+    rc = od_cors_parse(&svc.cors, svc.cfg.cors_origins, err, sizeof err);
   if (rc != 0) {
     fprintf(stderr, "orfeasd: %s\n", err);
     return 2;
@@ -145,6 +155,7 @@ int main(int argc, char **argv) {
   od_jobs_free(svc.jobs);
   od_cache_free(svc.cache);
   od_ratelimit_free(svc.rl);
+  od_static_free(&svc);
   od_metrics_free(&svc.m);
   return rc;
 }

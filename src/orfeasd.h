@@ -31,6 +31,9 @@
  *   routes.c     the API handlers and the dispatch to them
  *   ws.c         WebSocket upgrade, the hub thread, per-client queues
  *   wsproto.c    client-message handling shared by the hub and the fuzzer
+ *   socketio.c   Engine.IO v4 / Socket.IO v5 framing for /socket.io/ (pure)
+ *   static.c     the Studio page and its files from --static-dir
+ *   cors.c       --cors-origins: which browser origins may call the API
  *   gpu_summary.c the GPU part of /api/health, from the GPU manager
  *
  * Threads: MHD's pool runs the handlers; `workers` threads run jobs; one hub
@@ -47,6 +50,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -88,6 +92,10 @@ typedef struct {
   char nvml_lib[PATH_MAX];  /* NVML to load; "" = libnvidia-ml.so.1 */
   double gpu_interval_s;    /* GPU sampling interval */
   double gpu_call_timeout_s;/* one NVML call's deadline */
+  char static_dir[PATH_MAX];/* the Studio page; "" = next to the binary */
+  double sio_ping_interval_s; /* Engine.IO pings to Socket.IO clients */
+  double sio_ping_timeout_s;  /* a pong later than this closes the client */
+  char cors_origins[2048];  /* --cors-origins, as given (cors.c parses it) */
 } od_config;
 
 /* Defaults (see --help). */
@@ -118,6 +126,14 @@ void od_filename_sanitize(const char *in, size_t in_len, char *out,
 /* 1 when name is a plain file name: [A-Za-z0-9._-]{1,128}, no leading dot. */
 int od_filename_plain(const char *name);
 
+/* The generate-3d limits (validate.c checks them, /api/models-info
+ * publishes them; the pipeline's own check agrees). */
+#define OD_QUALITY_MIN 1
+#define OD_QUALITY_MAX 10
+#define OD_SIDE_MM_MIN 1.0
+#define OD_SIDE_MM_MAX 1000.0 /* width and height */
+#define OD_DEPTH_MM_MAX 500.0
+
 /* A parsed and checked POST /api/generate-3d body. */
 typedef struct {
   char job_id[37];
@@ -125,6 +141,7 @@ typedef struct {
   orfeas_pl_mode mode;
   int quality;
   double width, height, depth;
+  int unknown_fields; /* fields ignored (top level and in dimensions) */
 } od_generate_req;
 
 /* One field-level problem: field is one of a fixed set of names (it becomes
@@ -138,7 +155,8 @@ typedef struct {
 #define OD_MAX_FIELD_ERRORS 8
 
 /* Parses and checks the JSON body. Returns the number of errors written to
- * errs (0 = valid). Unknown fields and wrong types are errors. */
+ * errs (0 = valid). Wrong types and values are errors; unknown fields are
+ * ignored (the original API's behaviour) and counted in unknown_fields. */
 int od_generate_parse(const char *body, size_t len, od_generate_req *req,
                       od_field_error *errs, int max_errs);
 
@@ -339,6 +357,21 @@ typedef enum {
     "/metrics",                          OD_RF_MONITORING, handle_metrics)     \
   X(WS,         OD_M_GET,  OD_MATCH_EXACT,  "/ws",                             \
     "/ws",                               OD_RF_RATE_LIMIT, handle_ws)          \
+  X(SOCKETIO,   OD_M_GET,  OD_MATCH_EXACT,  "/socket.io/",                     \
+    "/socket.io/",                       OD_RF_RATE_LIMIT, handle_socketio)    \
+  X(MODELS_INFO, OD_M_GET, OD_MATCH_EXACT,  "/api/models-info",                \
+    "/api/models-info",                  OD_RF_API,        handle_models_info) \
+  X(DOWNLOAD_B64, OD_M_GET, OD_MATCH_PREFIX, "/api/download-base64/",          \
+    "/api/download-base64/{job_id}/{filename}", OD_RF_API, handle_download_b64) \
+  X(PREVIEW,    OD_M_GET,  OD_MATCH_PREFIX, "/api/preview/",                   \
+    "/api/preview/{job_id}",             OD_RF_API,        handle_preview)     \
+  /* The Studio page and its files (static.c): no rate limit, no CORS. */     \
+  X(PAGE,       OD_M_GET,  OD_MATCH_EXACT,  "/",                               \
+    "/",                                 0,                handle_page)        \
+  X(STUDIO,     OD_M_GET,  OD_MATCH_EXACT,  "/studio",                         \
+    "/studio",                           0,                handle_page)        \
+  X(STATIC,     OD_M_GET,  OD_MATCH_PREFIX, "/static/",                        \
+    "/static/{path}",                    0,                handle_static)      \
   /* Last: no path; GET is only the method of its series created at 0. */      \
   X(OTHER,      OD_M_GET,  OD_MATCH_NONE,   "",                                \
     "other",                             0,                handle_not_found)
@@ -426,6 +459,7 @@ typedef struct {
   om_family *errors;             /* {type,endpoint} */
   om_family *validation_errors;  /* {field,error_type} */
   om_family *rate_limited;       /* {endpoint} */
+  om_counter *gen_unknown_fields; /* generate-3d fields ignored */
   om_gauge *active_jobs;
   om_gauge *workers_busy;
   om_gauge *uptime;
@@ -566,6 +600,11 @@ void od_jobs_health(od_jobs *j, od_health *h);
  * no such file (name must equal the job's output name). */
 int od_jobs_open_output(od_jobs *j, const char *id, const char *name,
                         uint64_t *size, orfeas_pl_format *fmt);
+/* Opens the job's uploaded image (the preview): the fd, its size and its
+ * stored extension ("png", "jpg", "webp", "gif", "bmp"); -1 when the job or
+ * its file is gone. */
+int od_jobs_open_upload(od_jobs *j, const char *id, uint64_t *size,
+                        char ext[8]);
 /* Closes the store's queue (a durable store keeps waiting jobs queued for
  * the next start; the memory store fails them with a reason), then waits
  * for running jobs and for their ends to be recorded. */
@@ -627,6 +666,11 @@ void od_hub_release(od_hub *h);
 struct MHD_UpgradeResponseHandle;
 void od_ws_adopt(od_hub *h, int fd, struct MHD_UpgradeResponseHandle *urh,
                  const char *extra, size_t extra_len);
+/* The same for a Socket.IO client (/socket.io/): the hub speaks Engine.IO
+ * to it (socketio.c) and sends it the job events as job_update. */
+void od_ws_adopt_socketio(od_hub *h, int fd,
+                          struct MHD_UpgradeResponseHandle *urh,
+                          const char *extra, size_t extra_len);
 
 /* What a client message asks for (wsproto.c). */
 typedef enum {
@@ -646,6 +690,112 @@ char *od_ws_event_json(od_ws_event ev, json_t *data);
  * Sec-WebSocket-Accept value (28 characters). 0; -1 when the key is not 16
  * bytes in base64 (RFC 6455 4.1); -2 when SHA-1 is unavailable. Pure. */
 int od_ws_accept_key(const char *key, char out[29]);
+
+/* ---- socketio.c ---------------------------------------------------------- */
+
+/* Engine.IO v4 / Socket.IO v5 over the WebSocket transport (the framing is
+ * described at the top of socketio.c). Pure functions: the hub (ws.c)
+ * owns the sockets and calls these. */
+#define OD_SIO_MAX_PAYLOAD 4096 /* = the hub's message limit */
+
+/* Engine.IO's handshake error codes (the 400's {"code", "message"}). */
+enum {
+  OD_SIO_ERR_TRANSPORT = 0, /* "Transport unknown": polling */
+  OD_SIO_ERR_SID = 1,       /* "Session ID unknown": an upgrade */
+  OD_SIO_ERR_VERSION = 5    /* "Unsupported protocol version": EIO != 4 */
+};
+
+/* Checks the handshake's query values (NULL when absent): 0 when this is a
+ * websocket handshake for EIO=4 without a sid, else -1 with *code (above)
+ * and a sentence in msg for the 400. */
+int od_sio_query_check(const char *eio, const char *transport, const char *sid,
+                       int *code, char *msg, size_t msg_len);
+
+/* One connection's protocol state (the hub keeps one per client). */
+typedef struct {
+  char sid[37];  /* the Engine.IO session id (a UUID) */
+  int connected; /* joined namespace "/" */
+} od_sio_conn;
+
+typedef enum {
+  OD_SIO_NOTHING = 0, /* handled (noop, upgrade, ACK, a client ping) */
+  OD_SIO_PONG,        /* the answer to our ping */
+  OD_SIO_CONNECTED,   /* joined "/": *reply is the CONNECT answer */
+  OD_SIO_SUBSCRIBE,   /* subscribe_job: job_id filled */
+  OD_SIO_UNSUBSCRIBE, /* unsubscribe_job: job_id filled */
+  OD_SIO_CLOSE,       /* Engine.IO close, or DISCONNECT from "/" */
+  OD_SIO_BAD          /* err says why; *reply may carry it to the client */
+} od_sio_kind;
+
+/* Handles one text frame from a client. *reply is a malloc'd text frame to
+ * send back (or NULL); the caller frees it. */
+od_sio_kind od_sio_handle(od_sio_conn *c, const uint8_t *msg, size_t len,
+                          char job_id[37], char **reply, char *err,
+                          size_t err_len);
+/* "0{...}": the open packet, with the heartbeat the hub keeps (seconds;
+ * --sio-ping-interval, --sio-ping-timeout). malloc'd. */
+char *od_sio_open(const char *sid, double ping_interval_s,
+                  double ping_timeout_s);
+/* 42["name", data] (steals data; NULL = {}). malloc'd. */
+char *od_sio_event_text(const char *name, json_t *data);
+/* The hub's event text ({"event", "data"}, as od_ws_event_json makes it)
+ * as 42["job_update", {...}], or NULL for events that are not about a
+ * job's progress or end. malloc'd. */
+char *od_sio_job_update(const char *hub_json, size_t len);
+
+/* ---- cors.c -------------------------------------------------------------- */
+
+#define OD_CORS_MAX 32         /* origins in --cors-origins */
+#define OD_CORS_ORIGIN_MAX 256 /* bytes of one origin */
+
+typedef struct {
+  int any; /* "*" was listed */
+  int n;
+  char origins[OD_CORS_MAX][OD_CORS_ORIGIN_MAX];
+} od_cors;
+
+/* The request headers a preflight may ask for (what the original clients
+ * send), and the response headers a page may read. */
+extern const char OD_CORS_ALLOW_HEADERS[];
+extern const char OD_CORS_EXPOSE_HEADERS[];
+/* Parses "--cors-origins": a comma list of scheme://host[:port] or "*".
+ * 0, or -1 with err naming the bad entry. */
+int od_cors_parse(od_cors *c, const char *spec, char *err, size_t err_len);
+/* The Access-Control-Allow-Origin value for a request's Origin: "*", the
+ * origin itself (a static pointer into c or the origin passed), or NULL
+ * when the origin is not allowed (or absent). */
+const char *od_cors_allow(const od_cors *c, const char *origin);
+/* 1 when Origin names the Host this request was sent to (scheme aside). */
+int od_cors_same_origin(const char *origin, const char *host);
+/* The WebSocket rule: no Origin (not a browser), this server's own, or an
+ * allowed one. */
+int od_cors_ws_allowed(const od_cors *c, const char *origin, const char *host);
+
+/* ---- static.c ------------------------------------------------------------ */
+
+/* The Studio page's Content-Security-Policy. */
+extern const char OD_STATIC_CSP[];
+/* 1 when path (relative, no leading slash) may name a static file: plain
+ * components, none starting with a dot, at most 8 deep, 255 bytes. */
+int od_static_path_ok(const char *path);
+/* The Content-Type for path's extension; NULL when not served. */
+const char *od_static_type(const char *path);
+/* 1 for files under vendor/NAME-VERSION/ (cached for a year, immutable). */
+int od_static_immutable(const char *path);
+/* Opens path under dirfd without following any symbolic link; a regular
+ * file's fd (caller closes) with its size and mtime, or -1. */
+int od_static_open(int dirfd, const char *path, uint64_t *size,
+                   time_t *mtime);
+/* Finds the static folder (--static-dir, else next to the binary `exe`)
+ * and opens it (svc->static_fd). 0, also when none is installed (then the
+ * page is 404); -1 with err when --static-dir names no page. */
+int od_static_init(od_service *svc, const char *exe, char *err,
+                   size_t err_len);
+void od_static_free(od_service *svc);
+struct MHD_Connection;
+struct MHD_Response;
+/* nosniff, and for HTML the CSP and frame/referrer headers. */
+void od_static_headers(struct MHD_Response *resp, const char *type);
 
 /* ---- gpu_summary.c ------------------------------------------------------- */
 
@@ -667,6 +817,9 @@ struct od_service {
   _Atomic int open_conns; /* HTTP connections open now (MHD notifications) */
   _Atomic int ready;      /* workers started and not draining */
   _Atomic int draining;
+  int static_fd;          /* the Studio folder (static.c); -1 when none */
+  char static_path[PATH_MAX];
+  od_cors cors;           /* --cors-origins, parsed */
 };
 
 /* One HTTP request, from its first access-handler call to its completion
@@ -688,6 +841,8 @@ struct od_req {
   int status;               /* answered status, 0 until then */
   uint64_t resp_bytes;
   char client[48];          /* peer address */
+  int cors;                 /* an /api/ route: answers carry Vary: Origin */
+  char acao[OD_CORS_ORIGIN_MAX]; /* Access-Control-Allow-Origin, "" = none */
   int recorded;             /* metrics and log line written */
   int ws_reserved;          /* holds a WebSocket client slot not yet handed
                                to the hub (released if the upgrade never
@@ -699,6 +854,11 @@ struct od_req {
  * reports an upgraded connection complete only when it closes, so /ws
  * requests are recorded when the upgrade happens. */
 void od_req_record(od_service *svc, od_req *req, int aborted);
+
+/* static.c: answers GET/HEAD for a static file (path relative to the
+ * static folder, already checked by nothing: od_static_path_ok runs). */
+void od_static_serve(od_service *svc, struct MHD_Connection *conn, od_req *req,
+                     const char *path);
 
 /* routes.c: answers a complete request (queues exactly one response). */
 void od_route_dispatch(od_service *svc, struct MHD_Connection *conn,

@@ -149,6 +149,13 @@ static const metric_def METRICS[] = {
     {FIELD(rate_limited), OM_COUNTER, "orfeas_rate_limit_rejections_total",
      "Requests refused by the per-address rate limit.", LABELS("endpoint"),
      NO_BUCKETS},
+    /* The original API ignored unknown generate-3d fields, and its clients
+     * send some; ignored here too, but counted, so an operator sees a
+     * client that believes it is setting something. */
+    {FIELD(gen_unknown_fields), OM_COUNTER,
+     "orfeas_generate_unknown_fields_total",
+     "Unknown fields in generate-3d bodies, ignored (not an error).",
+     NO_LABELS, NO_BUCKETS},
     {FIELD(active_jobs), OM_GAUGE, "orfeas_active_jobs",
      "Jobs queued or processing.", NO_LABELS, NO_BUCKETS},
     {FIELD(workers_busy), OM_GAUGE, "orfeas_workers_busy",

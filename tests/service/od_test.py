@@ -445,8 +445,11 @@ def case_badinput(work):
     body, ct = multipart({"file": ("a.png", img)})
     st, _, b = s.json("POST", "/api/upload-image", body, {"Content-Type": ct})
     bad(st, b, 400, "image", "missing", "no image field")
-    st, _, b = s.upload(b"GIF89a" + os.urandom(500), "x.gif")
+    st, _, b = s.upload(b"NOTANIMAGE" + os.urandom(500), "x.gif")
     bad(st, b, 400, "image", "not_image", "non-image bytes")
+    st, _, b = s.upload(b"II*\x00\x08\x00\x00\x00" + os.urandom(200), "scan.tif")
+    bad(st, b, 415, "image", "unsupported_type", "a TIFF (a type not decoded)")
+    check("PNG, JPEG, WebP, GIF or BMP" in b["error"], "the 415 names the accepted types (%s)" % b["error"])
     st, _, b = s.upload(b"<?php system($_GET['c']); ?>", "shell.php")
     bad(st, b, 400, "image", "not_image", "a script as an image")
     st, _, b = s.upload(big_hdr, "huge.png")
@@ -485,7 +488,6 @@ def case_badinput(work):
         (b"{not json", "body", "invalid_json", "bad JSON"),
         (b"[1,2]", "body", "type", "JSON that is not an object"),
         (json.dumps({"job_id": jid, "format": "fbx"}), "format", "invalid", "unknown format"),
-        (json.dumps({"job_id": jid, "colour": "red"}), "body", "unknown_field", "unknown field"),
         (json.dumps({"job_id": jid, "quality": 11}), "quality", "out_of_range", "quality 11"),
         (json.dumps({"job_id": jid, "quality": "high"}), "quality", "type", "quality as text"),
         (json.dumps({"job_id": jid, "dimensions": {"width": 5000}}), "width", "out_of_range", "width 5000"),
@@ -497,6 +499,13 @@ def case_badinput(work):
         check(b.get("details") and b["details"][0]["field"] == field, "  details name the field %s" % field)
     st, _, b = s.generate("00000000-0000-4000-8000-000000000000")
     bad(st, b, 404, None, None, "unknown job")
+    # Unknown fields are ignored (the original API's behaviour) and counted:
+    # here the job is unknown, so the answer is the 404, not a 400.
+    st, _, b = s.json("POST", "/api/generate-3d", {"job_id": "00000000-0000-4000-8000-000000000000",
+                                                   "colour": "red", "dimensions": {"scale": 2}})
+    bad(st, b, 404, None, None, "unknown fields ignored (then the unknown job)")
+    check(value(s.samples(), "orfeas_generate_unknown_fields_total") == 2,
+          "orfeas_generate_unknown_fields_total counts both unknown fields")
 
     # Hostile ids and file names in paths.
     for path in ["/api/job-status/..%2f..%2fetc%2fpasswd", "/api/job-status/" + "a" * 300,
@@ -584,6 +593,19 @@ def case_badinput(work):
     # Still serving: a full job works after all that.
     st, _, g = s.generate(jid, "stl")
     check(st == 202 and s.wait_job(jid)["status"] == "completed", "after all the bad input, a job still completes")
+    # The other upload types: WebP, GIF, BMP (and an animated WebP) are
+    # accepted and named; one of them goes all the way to a model.
+    gif_id = None
+    for kind, name in [("webp", "WEBP"), ("webp-anim", "WEBP"), ("gif", "GIF"), ("bmp", "BMP"),
+                       ("bmp8", "BMP")]:
+        data = make_image(kind, 64, os.path.join(work, "star." + kind))
+        st, _, b = s.upload(data, "star." + kind)
+        check(st == 200 and b["image_info"]["format"] == name and b["image_info"]["size"] == [64, 64],
+              "%s upload: 200, format %s, 64x64" % (kind, name))
+        if kind == "gif":
+            gif_id = b["job_id"]
+    st, _, g = s.generate(gif_id, "glb", quality=1)
+    check(st == 202 and s.wait_job(gif_id)["status"] == "completed", "a GIF upload becomes a model")
     check(s.stop() == 0, "exit 0")
 
 
