@@ -39,6 +39,15 @@ int od_respond(struct MHD_Connection *conn, od_req *req, int status,
     return MHD_NO;
   req->status = status;
   req->resp_bytes = bytes;
+  /* CORS (cors.c): decided when the request arrived, added to every answer
+   * of an /api/ route, errors included, so a page can read them. */
+  if (req->cors)
+    MHD_add_response_header(resp, "Vary", "Origin");
+  if (req->acao[0]) {
+    MHD_add_response_header(resp, "Access-Control-Allow-Origin", req->acao);
+    MHD_add_response_header(resp, "Access-Control-Expose-Headers",
+                            OD_CORS_EXPOSE_HEADERS);
+  }
   enum MHD_Result r = MHD_queue_response(conn, (unsigned)status, resp);
   MHD_destroy_response(resp);
   return r;
@@ -204,6 +213,14 @@ static enum MHD_Result req_begin(od_service *svc, struct MHD_Connection *conn,
   req->method_idx = (int)od_method_index(method);
   req->method = od_method_name((od_method)req->method_idx);
   od_route_match(url, req);
+  /* CORS (cors.c): decided here, applied to every answer (od_respond). */
+  if (od_route_flags(req->route) & OD_RF_CORS) {
+    const char *acao = od_cors_allow(
+        &svc->cors, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin"));
+    req->cors = 1;
+    if (acao != NULL && strlen(acao) < sizeof req->acao)
+      snprintf(req->acao, sizeof req->acao, "%s", acao);
+  }
   req->body_limit = (size_t)svc->cfg.max_upload_mb * 1024 * 1024;
   const union MHD_ConnectionInfo *ci =
       MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);

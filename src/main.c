@@ -12,20 +12,24 @@
  *     1 at once: what was started is stopped (threads joined) and freed.
  *  3. On a signal the process exits within --drain-timeout (D): mark
  *     draining (new connections are closed at once, /ready 503, generate
- *     503), fail queued jobs with a clear status and give running ones
- *     until D minus a reserve to finish; past that, cancel them (they end
- *     failed, "service shutting down") and wait a little more. The hub
+ *     503), leave queued jobs queued in a durable store (they run after the
+ *     next start; the memory store fails them with a clear status) and give
+ *     running ones until D minus a reserve to finish and have their ends
+ *     recorded; past that, cancel them (they end failed, "service shutting
+ *     down") and wait a little more. The hub
  *     then delivers the last events and closes clients (1001), HTTP stops,
  *     the log is flushed. Exit 0. A worker stuck inside a stage is not
  *     waited for: the process exits without freeing what it uses.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "orfeas_build.h" /* generated: version, git revision, build type */
 #include "orfeas_build.h" /* generated: version, git revision, build type */
 #include "orfeasd.h"
 
@@ -89,6 +93,8 @@ static int start(od_service *svc, const sigset_t *set, int *sig, char *err,
       return 1;
     }
   }
+  if (od_static_init(svc, "/proc/self/exe", err, err_len) != 0)
+    return 1;
   if ((svc->jobs = od_jobs_new(svc, err, err_len)) == NULL)
     return 1;
   if ((*sig = pending_signal(set)) != 0)
@@ -113,6 +119,12 @@ static void announce(const od_service *svc) {
   od_log("  health    http://%s:%u/health  /ready  /api/health", host, port);
   od_log("  metrics   http://%s:%u/metrics", host, port);
   od_log("  websocket ws://%s:%u/ws", host, port);
+  if (svc->static_fd >= 0)
+    od_log("  studio    http://%s:%u/  (page from %s)", host, port,
+           svc->static_path);
+  else
+    od_log("  studio    not installed (no static/ next to the binary; see "
+           "--static-dir)");
 }
 
 /* The drain, within --drain-timeout of t0. 0, or the number of workers
@@ -122,9 +134,13 @@ static int drain(od_service *svc, int sig, double t0) {
   /* The reserve after the jobs' deadline: the cancellations, the hub's
    * last events and goodbyes, HTTP's stop and the log's flush. */
   double reserve = d / 4 < 2.0 ? d / 4 : 2.0;
-  od_log("%s: draining (no new connections; queued jobs fail, running jobs "
+  od_log("%s: draining (no new connections; queued jobs %s; running jobs "
          "have %.3gs to finish)",
-         signame(sig), d - reserve);
+         signame(sig),
+         strncmp(svc->cfg.store, "memory:", 7) == 0
+             ? "fail"
+             : "stay queued for the next start",
+         d - reserve);
   /* From here new connections are closed at once (http.c's accept
    * policy), /ready and generate-3d answer 503. */
   svc->draining = 1;
@@ -175,7 +191,18 @@ static int run(od_service *svc, int *left, double *exit_by) {
 int main(int argc, char **argv) {
   /* Owned by main for the life of the process. */
   static od_service svc;
+  /* A job allocates and frees tens of MB (the decoded image, the grid, the
+   * mesh, the model). glibc's defaults hand that back to the kernel between
+   * jobs in the workers' arenas, and the next job faults it in again: on a
+   * VM a page fault costs 10-20 us, about 20 ms of a 31 ms job at 1024 px
+   * (docs/performance.md, api_vs_pipeline). Keep freed memory for the next
+   * job: blocks under 32 MB come from the arenas, and an arena keeps up to
+   * 128 MB free at its top. Larger blocks (a 4096 px image) are still
+   * mapped and unmapped per job. */
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 128 << 20);
   char err[512];
+  svc.static_fd = -1;
   od_config_defaults(&svc.cfg);
   int rc = od_config_parse(&svc.cfg, argc, argv, env_get, err, sizeof err);
   if (rc == 1) {
@@ -188,6 +215,8 @@ int main(int argc, char **argv) {
     orfeas_print_version(stdout, "orfeasd");
     return 0;
   }
+  if (rc == 0)
+    rc = od_cors_parse(&svc.cors, svc.cfg.cors_origins, err, sizeof err);
   if (rc != 0) {
     fprintf(stderr, "orfeasd: %s\n", err);
     return 2;
@@ -220,6 +249,7 @@ int main(int argc, char **argv) {
   od_jobs_free(svc.jobs);
   od_cache_free(svc.cache);
   od_ratelimit_free(svc.rl);
+  od_static_free(&svc);
   /* The log last but one: the lines above may still be in its ring. */
   od_log_stop(flush);
   if (!gpu_left)
