@@ -88,6 +88,7 @@ static void store_model(od_committer *c, od_end *e) {
   if (od_file_write_opt(path, e->model, e->model_len, j->durable) != 0) {
     int err = errno;
     od_jobs_dir_failed(j, err);
+    e->why = od_fail_reason_of_errno(err);
     e->r.state = OD_JOB_FAILED;
     snprintf(e->r.error, sizeof e->r.error,
              "cannot store the model in the data dir: %s; submit it again",
@@ -116,12 +117,14 @@ static void record(od_committer *c, od_end *e) {
   double give_up_at = 0;
   for (;;) {
     od_store_rc rc =
-        od_jobs_end(j, &e->r, OD_STATE_BIT(OD_JOB_PROCESSING), e->r.attempt);
+        od_jobs_end(j, &e->r, OD_STATE_BIT(OD_JOB_PROCESSING), e->r.attempt,
+                    e->why);
     if (rc == OD_STORE_OK && e->r.state == OD_JOB_FAILED)
       unlink(path); /* a previous run's model of the same name */
     if (rc != OD_STORE_DOWN)
       return;
     if (e->r.state == OD_JOB_COMPLETED) {
+      e->why = OD_FAIL_STORAGE;
       e->r.state = OD_JOB_FAILED;
       snprintf(e->r.error, sizeof e->r.error,
                "the job store could not record its result (is the disk "

@@ -174,7 +174,15 @@ static void count_gen(od_jobs *j, orfeas_pl_format f, const char *status) {
       j->svc->m.gen_total, OM_LABELS(orfeas_pl_format_name(f), status)));
 }
 
-od_store_rc od_jobs_end(od_jobs *j, od_job_rec *r, unsigned from, int fence) {
+const char *const OD_FAIL_REASON_NAMES[OD_FAIL_REASONS] = {
+    "decode", "pipeline", "disk_full", "storage", "shutdown", "internal"};
+
+od_fail_reason od_fail_reason_of_errno(int e) {
+  return e == ENOSPC || e == EDQUOT ? OD_FAIL_DISK_FULL : OD_FAIL_STORAGE;
+}
+
+od_store_rc od_jobs_end(od_jobs *j, od_job_rec *r, unsigned from, int fence,
+                        od_fail_reason why) {
   r->t_ended = od_wall();
   od_store_rc rc = od_store_transition(j->store, r, from, fence, NULL);
   if (rc != OD_STORE_OK) {
@@ -186,6 +194,8 @@ od_store_rc od_jobs_end(od_jobs *j, od_job_rec *r, unsigned from, int fence) {
   int ok = r->state == OD_JOB_COMPLETED;
   om_gauge_dec(j->svc->m.active_jobs);
   count_gen(j, r->req.format, ok ? "success" : "failed");
+  if (!ok && (unsigned)why < OD_FAIL_REASONS)
+    om_counter_inc(j->svc->m.gen_failures[why]);
   if (ok)
     od_log("job %s completed format=%s score=%.3f grade=%s", r->id,
            orfeas_pl_format_name(r->req.format), r->score, r->grade);
@@ -258,6 +268,13 @@ void od_jobs_fit_budget(od_jobs *j, uint64_t extra) {
   pthread_mutex_unlock(&j->admit_mu);
 }
 
+/* Less than --min-free-mb (plus `more` bytes about to be written) free on
+ * the data dir's file system, as the janitor last measured it. */
+static int space_low(od_jobs *j, uint64_t more) {
+  uint64_t min = (uint64_t)j->svc->cfg.min_free_mb << 20;
+  return min > 0 && j->dir_free < min + more;
+}
+
 int od_jobs_add_upload(od_jobs *j, const uint8_t *img, size_t len,
                        const char *ext, char id_out[37], char *err,
                        size_t err_len) {
@@ -273,6 +290,13 @@ int od_jobs_add_upload(od_jobs *j, const uint8_t *img, size_t len,
       dlen != 32) {
     snprintf(err, err_len, "SHA-256 unavailable (OpenSSL)");
     return -1;
+  }
+  if (space_low(j, len)) {
+    /* Keep the last --min-free-mb for the models of jobs already taken. */
+    snprintf(err, err_len,
+             "the server's disk is nearly full (less than --min-free-mb "
+             "would be left); retry later");
+    return -2;
   }
   r.state = OD_JOB_UPLOADED;
   r.upload_bytes = len;
@@ -595,7 +619,7 @@ static void fail_queued(const char *id, void *user) {
   r.http_status = 503;
   r.output_name[0] = '\0';
   r.output_bytes = 0;
-  od_jobs_end(j, &r, OD_STATE_BIT(OD_JOB_QUEUED), 0);
+  od_jobs_end(j, &r, OD_STATE_BIT(OD_JOB_QUEUED), 0, OD_FAIL_SHUTDOWN);
 }
 
 static void count_kept(const char *id, void *user) {
@@ -659,6 +683,7 @@ void od_jobs_health(od_jobs *j, od_health *h) {
   h->store_up = od_store_ping(j->store) == OD_STORE_OK;
   h->data_dir_writable = j->dir_writable;
   h->data_dir_free_bytes = j->dir_free;
+  h->data_dir_low = space_low(j, 0);
 }
 
 /* ---- figures ------------------------------------------------------------- */

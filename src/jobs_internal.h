@@ -82,6 +82,7 @@ typedef struct {
                         FAILED, fenced by r.attempt */
   uint8_t *model;    /* owned: a completed run's model, NULL otherwise */
   size_t model_len;
+  od_fail_reason why; /* a failed run's reason (the metric's label) */
 } od_end;
 
 /* bound: ends waiting at most (a worker handing over one more waits). */
@@ -170,9 +171,11 @@ void od_jobs_output_path(const od_jobs *j, const char *name, char *out,
 void od_jobs_output_name(const od_job_rec *r, char *out, size_t len);
 /* Ends a job: writes r (state COMPLETED or FAILED) if the stored state is
  * in `from` and, with fence > 0, the stored attempt is fence; then, only
- * when written, the metrics, the log line and the terminal event. Returns
+ * when written, the metrics (a failure counted with `why`), the log line
+ * and the terminal event. Returns
  * the store's rc (FENCED: a newer attempt owns the job; nothing is sent). */
-od_store_rc od_jobs_end(od_jobs *j, od_job_rec *r, unsigned from, int fence);
+od_store_rc od_jobs_end(od_jobs *j, od_job_rec *r, unsigned from, int fence,
+                        od_fail_reason why);
 /* Queues an event for the job's subscribers (adds the timestamp; steals
  * data). */
 void od_jobs_publish(od_jobs *j, const char *id, od_ws_event ev, json_t *data);

@@ -454,6 +454,27 @@ typedef enum {
 } od_ws_close_reason;
 extern const char *const OD_WS_CLOSE_REASONS[OD_WS_CLOSE_REASONS_N];
 
+/* Why a generation failed: the reason label of
+ * orfeas_generation_failures_total (jobs.c names them; svc_metrics.c
+ * creates each at 0). decode: the image cannot be made into a model (the
+ * client's input); pipeline: a pipeline error; disk_full: the model could
+ * not be written, no space (ENOSPC, EDQUOT); storage: another write
+ * failure (read-only, I/O error) or the job store refused the end;
+ * shutdown: queued or running at SIGTERM; internal: anything else (the
+ * upload vanished). */
+typedef enum {
+  OD_FAIL_DECODE = 0,
+  OD_FAIL_PIPELINE,
+  OD_FAIL_DISK_FULL,
+  OD_FAIL_STORAGE,
+  OD_FAIL_SHUTDOWN,
+  OD_FAIL_INTERNAL,
+  OD_FAIL_REASONS
+} od_fail_reason;
+extern const char *const OD_FAIL_REASON_NAMES[OD_FAIL_REASONS];
+/* disk_full for ENOSPC/EDQUOT, storage for any other errno. */
+od_fail_reason od_fail_reason_of_errno(int e);
+
 /* The statuses whose request-counter handle is cached. */
 #define OD_STATUS_SLOTS 12
 
@@ -507,6 +528,9 @@ typedef struct {
   om_counter *log_dropped;
   om_family *ws_closed_family; /* {reason} */
   om_counter *ws_closed[OD_WS_CLOSE_REASONS_N];
+  om_family *gen_failures_family; /* {reason} */
+  om_counter *gen_failures[OD_FAIL_REASONS];
+  om_gauge *data_dir_min_free;
   double start_time;             /* CLOCK_MONOTONIC seconds */
   /* Per-request handles, resolved on first use and kept: the request path
    * then costs no label hashing (http.c). Indexed by route, method (see
@@ -624,6 +648,7 @@ typedef struct {
   int store_up;
   int data_dir_writable;
   uint64_t data_dir_free_bytes;
+  int data_dir_low; /* free below --min-free-mb (issue #13) */
 } od_health;
 void od_jobs_health(od_jobs *j, od_health *h);
 /* Opens the job's model for reading: the fd and size, -1 when the job has

@@ -214,6 +214,15 @@ static const metric_def METRICS[] = {
      "WebSocket clients gone, by reason (client, idle, flood, protocol, "
      "shutdown, error).",
      LABELS("reason"), NO_BUCKETS},
+    {FIELD(gen_failures_family), OM_COUNTER,
+     "orfeas_generation_failures_total",
+     "Generations that ended failed, by reason (decode, pipeline, disk_full, "
+     "storage, shutdown, internal).",
+     LABELS("reason"), NO_BUCKETS},
+    {FIELD(data_dir_min_free), OM_GAUGE, "orfeas_data_dir_min_free_bytes",
+     "--min-free-mb in bytes: below it on the data dir's file system /ready "
+     "answers 503 and uploads 503 (0: off).",
+     NO_LABELS, NO_BUCKETS},
 };
 
 /* Registers one definition and stores its handle in its field (of the
@@ -325,6 +334,9 @@ static void precreate(od_metrics *m) {
   for (int r = 0; r < OD_WS_CLOSE_REASONS_N; r++)
     m->ws_closed[r] = om_family_counter(m->ws_closed_family,
                                         OM_LABELS(OD_WS_CLOSE_REASONS[r]));
+  for (int r = 0; r < OD_FAIL_REASONS; r++)
+    m->gen_failures[r] = om_family_counter(m->gen_failures_family,
+                                           OM_LABELS(OD_FAIL_REASON_NAMES[r]));
 }
 
 /* Registers every family, the process collector and the build info, then

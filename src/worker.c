@@ -162,26 +162,26 @@ static void set_live(od_workers *w, int k, const char *id) {
 /* Hands the end of run r to the committer: completed with model (taken),
  * or failed (model NULL). */
 static void hand_over(od_workers *w, int k, od_job_rec *r, uint8_t *model,
-                      size_t len) {
+                      size_t len, od_fail_reason why) {
   take_live(w, k, r);
   if (r->state == OD_JOB_COMPLETED) {
     r->progress = 100;
     snprintf(r->stage, sizeof r->stage, "completed");
   }
-  od_end e = {.r = *r, .model = model, .model_len = len};
+  od_end e = {.r = *r, .model = model, .model_len = len, .why = why};
   od_committer_push(w->j->committer, &e);
 }
 
 /* Ends the claimed job r as failed (the committer removes a previous
  * run's model of the same name once the failure is recorded). */
 static void fail(od_workers *w, int k, od_job_rec *r, const char *msg,
-                 int http_status) {
+                 int http_status, od_fail_reason why) {
   r->state = OD_JOB_FAILED;
   snprintf(r->error, sizeof r->error, "%s", msg);
   r->http_status = http_status;
   r->output_name[0] = '\0';
   r->output_bytes = 0;
-  hand_over(w, k, r, NULL, 0);
+  hand_over(w, k, r, NULL, 0, why);
 }
 
 static void run_job(od_workers *w, int k, od_job_rec *r) {
@@ -200,7 +200,8 @@ static void run_job(od_workers *w, int k, od_job_rec *r) {
   size_t len = 0;
   uint8_t *img = od_file_read(up, &len);
   if (img == NULL) {
-    fail(w, k, r, "the uploaded image is gone from the data dir", 500);
+    fail(w, k, r, "the uploaded image is gone from the data dir", 500,
+         OD_FAIL_INTERNAL);
     return;
   }
   orfeas_pl_options opt;
@@ -225,12 +226,14 @@ static void run_job(od_workers *w, int k, od_job_rec *r) {
              "service shutting down: the job was still running at "
              "--drain-timeout (%gs) and was cancelled; submit it again",
              j->svc->cfg.drain_timeout_s);
-    fail(w, k, r, msg, 503);
+    fail(w, k, r, msg, 503, OD_FAIL_SHUTDOWN);
     return;
   }
   if (code != ORFEAS_PL_OK) {
     orfeas_pl_result_free(&res);
-    fail(w, k, r, msg, orfeas_pl_is_client_error(code) ? 400 : 500);
+    int client = orfeas_pl_is_client_error(code);
+    fail(w, k, r, msg, client ? 400 : 500,
+         client ? OD_FAIL_DECODE : OD_FAIL_PIPELINE);
     update_bottleneck(j);
     return;
   }
@@ -256,7 +259,7 @@ static void run_job(od_workers *w, int k, od_job_rec *r) {
   res.file.data = NULL;
   res.file.size = res.file.cap = 0;
   orfeas_pl_result_free(&res);
-  hand_over(w, k, r, model, model_len);
+  hand_over(w, k, r, model, model_len, OD_FAIL_INTERNAL);
 }
 
 static void *worker_main(void *arg) {

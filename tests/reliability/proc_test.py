@@ -24,6 +24,10 @@ Usage: proc_test.py CASE WORKDIR  (ctest runs each case as reliability.CASE)
              deadline; meanwhile new WebSocket clients are accepted, HTTP is
              not refused (upgraded sockets are budgeted apart) and /health +
              a full job answer within 1 s
+  disk       the data dir on a small tmpfs: below --min-free-mb, full and
+             read-only, /ready says 503 and why, the metrics and the failure
+             reasons count it, clients see no server path; space back, 200
+             (skipped, exit 77, only where a tmpfs cannot be mounted)
   systemd    deploy/systemd's units: systemd-analyze security exposure at
              most 4.0 (offline), and orfeasd.service's ExecStart flags start
              orfeasd under its LimitNOFILE and stop it within TimeoutStopSec
@@ -402,6 +406,117 @@ def case_ws_idle(work):
     check(s.stop() == 0, "exit 0")
 
 
+# ---- disk --------------------------------------------------------------------
+
+def ready(s):
+    st, _, body = s.json("GET", "/ready")
+    return st, body.get("checks", {}).get("data_dir")
+
+
+def fill(path, nbytes=None):
+    """Writes zeros to path until nbytes are written or the disk is full."""
+    chunk = b"\0" * 65536
+    done = 0
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        while nbytes is None or done < nbytes:
+            n = len(chunk) if nbytes is None else min(len(chunk), nbytes - done)
+            done += os.write(fd, chunk[:n])
+    except OSError:  # ENOSPC: full
+        pass
+    finally:
+        os.close(fd)
+    return done
+
+
+def case_disk(work):
+    """The data dir on a small tmpfs (the job store on the normal disk, so
+    the model's write is what fails): below --min-free-mb /ready is 503
+    (low_space) and uploads 503; full, a generation fails with reason
+    disk_full and a message without a server path; read-only, /ready 503
+    (not_writable) and a generation fails with reason storage; space back,
+    /ready 200 and a job completes."""
+    mnt = os.path.join(work, "mnt")
+    os.makedirs(mnt)
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", mnt],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        print("SKIP: cannot mount a tmpfs here (%s): the disk case needs root and "
+              "CAP_SYS_ADMIN" % p.stderr.strip())
+        sys.exit(77)
+    try:
+        disk_cases(work, mnt)
+    finally:
+        for srv in list(STARTED):
+            if srv.poll() is None:
+                srv.kill()
+                srv.wait()
+        subprocess.run(["umount", "-l", mnt], capture_output=True)
+
+
+def disk_cases(work, mnt):
+    img = make_image("png", 64, os.path.join(work, "star.png"))
+    data = os.path.join(mnt, "data")
+    s = Server(data, "--min-free-mb", "2", "--store", "sqlite:" + os.path.join(work, "jobs.db"),
+               "--cache-disk-mb", "0")
+    sm = lambda: parse_metrics(s.metrics()[2])
+    check(ready(s) == (200, "ok"), "/ready 200 on an empty 8 MB data dir")
+    check(value(sm(), "orfeas_data_dir_min_free_bytes") == 2 << 20,
+          "orfeas_data_dir_min_free_bytes is --min-free-mb")
+    held = s.upload(img)[2]["job_id"]
+
+    # Below --min-free-mb.
+    free = value(sm(), "orfeas_data_dir_free_bytes")
+    fill(os.path.join(mnt, "filler1"), int(free) - (1 << 20))
+    wait_for(lambda: ready(s) == (503, "low_space"), "/ready 503 low_space", timeout=5)
+    check(True, "less than --min-free-mb free: /ready 503 (low_space)")
+    free = value(sm(), "orfeas_data_dir_free_bytes")
+    check(free < 2 << 20, "orfeas_data_dir_free_bytes says why (%d)" % free)
+    st, hd, body = s.upload(img)
+    check(st == 503 and body.get("error", "").startswith("the server's disk is nearly full")
+          and "retry-after" in hd, "an upload then: 503 with Retry-After (%s)" % body.get("error"))
+
+    # Full: the model cannot be written.
+    fill(os.path.join(mnt, "filler2"))
+    check(s.generate(held, "stl")[0] == 202, "a generate is still accepted")
+    done = s.wait_job(held, timeout=10)
+    err = done.get("error", "")
+    check(done["status"] == "failed" and "/" not in err.replace("--", ""),
+          "with the disk full the job fails, the message names no server path: %r" % err)
+    wait_for(lambda: value(sm(), "orfeas_generation_failures_total", reason="disk_full") == 1,
+             "orfeas_generation_failures_total{reason=disk_full} 1", timeout=5)
+    check(True, "counted: orfeas_generation_failures_total{reason=\"disk_full\"} 1")
+    st, _ = ready(s)
+    check(st == 503, "/ready 503 while full")
+
+    # Space back.
+    os.unlink(os.path.join(mnt, "filler1"))
+    os.unlink(os.path.join(mnt, "filler2"))
+    wait_for(lambda: ready(s) == (200, "ok"), "/ready 200 once space is back", timeout=5)
+    check(True, "space back: /ready 200 again")
+    check(s.generate(held, "stl")[0] == 202 and s.wait_job(held, timeout=10)["status"] == "completed",
+          "... and the job completes")
+
+    # Read-only.
+    job = s.upload(img)[2]["job_id"]
+    subprocess.run(["mount", "-o", "remount,ro", mnt], check=True)
+    try:
+        wait_for(lambda: ready(s) == (503, "not_writable"), "/ready 503 not_writable", timeout=5)
+        check(True, "a read-only data dir: /ready 503 (not_writable)")
+        check(s.generate(job, "obj")[0] == 202, "a generate is accepted")
+        done = s.wait_job(job, timeout=10)
+        check(done["status"] == "failed" and "/" not in done.get("error", "").replace("--", ""),
+              "... and fails without a server path: %r" % done.get("error"))
+        wait_for(lambda: value(sm(), "orfeas_generation_failures_total", reason="storage") == 1,
+                 "orfeas_generation_failures_total{reason=storage} 1", timeout=5)
+        check(True, "counted with reason storage")
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", mnt], check=True)
+    wait_for(lambda: ready(s) == (200, "ok"), "/ready 200 once writable", timeout=5)
+    check(True, "writable again: /ready 200")
+    check(s.stop() == 0, "exit 0")
+
+
 # ---- systemd ----------------------------------------------------------------
 
 UNITS = os.path.join(os.path.dirname(__file__), "..", "..", "deploy", "systemd")
@@ -499,4 +614,5 @@ def _get(s, path):
 
 if __name__ == "__main__":
     main({"bind": case_bind, "sigterm": case_sigterm, "log_stall": case_log_stall,
-          "systemd": case_systemd, "ws_flood": case_ws_flood, "ws_idle": case_ws_idle})
+          "systemd": case_systemd, "ws_flood": case_ws_flood, "ws_idle": case_ws_idle,
+          "disk": case_disk})

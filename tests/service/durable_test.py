@@ -393,7 +393,10 @@ def fill(path):
 def fulldisk_on(work, data):
     img = make_image("png", 128, os.path.join(work, "star.png"))
     pause = os.path.join(work, "pause")
-    s = Server(data, "--workers", "1", "--pause-file", pause)
+    # --min-free-mb 0: a 3 MB disk is below any sensible threshold; this
+    # case is about the writes themselves failing (the threshold has
+    # reliability.disk).
+    s = Server(data, "--workers", "1", "--pause-file", pause, "--min-free-mb", "0")
     a, c = (s.upload(img)[2]["job_id"] for _ in range(2))
     open(pause, "w").close()
     check(s.generate(a, "stl")[0] == 202, "job A accepted (held before its first stage)")
@@ -414,7 +417,7 @@ def fulldisk_on(work, data):
     check(s.generate(c, "stl", quality=1)[0] == 202 and s.wait_job(c)["status"] == "completed",
           "service resumes: job C completes")
     check(s.stop() == 0, "exit 0")
-    s = Server(data, "--workers", "1")
+    s = Server(data, "--workers", "1", "--min-free-mb", "0")
     check(s.status(a) == js, "after a restart job A is failed with the same reason")
     check(s.status(c)["status"] == "completed", "and job C completed")
     check(s.stop() == 0, "exit 0")

@@ -138,6 +138,8 @@ static void test_process_flags(void **state) {
   assert_int_equal(c.log_level_n, OD_LOG_INFO);
   assert_int_equal(c.log_json, 0);
   assert_true(c.drain_timeout_s == 25);
+  assert_int_equal(c.min_free_mb, 256);
+  assert_true(c.ws_ping_interval_s == 25 && c.ws_ping_timeout_s == 20);
   char *argv[] = {"orfeasd", "--reuse-port", "--log-level", "warn",
                   "--log-format=json", "--drain-timeout", "2.5"};
   assert_int_equal(parse(&c, 7, argv, no_env, err), 0);
