@@ -539,6 +539,8 @@ int od_jobs_open_output(od_jobs *j, const char *id, const char *name,
   od_jobs_output_path(j, r.output_name, out, sizeof out);
   *fmt = r.req.format;
   int fd = open(out, O_RDONLY | O_CLOEXEC);
+  if (fd < 0 && od_errno_is_fd_exhaustion(errno))
+    return -2;
   struct stat st;
   if (fd < 0 || fstat(fd, &st) != 0) {
     if (fd >= 0)
