@@ -6,8 +6,9 @@ BENCH_JSON ?=
 CMAKE      ?= cmake
 JOBS       ?= $(shell nproc)
 
-REPORT_RANGE ?= 24h
-REPORT_DIR   ?= reports/$(shell date -u +%Y-%m-%dT%H%M)
+REPORT_RANGE   ?= 24h
+REPORT_DIR     ?= reports/$(shell date -u +%Y-%m-%dT%H%M)
+REPORT_MAIL_TO ?=
 
 .PHONY: all deps configure run test bench report clean
 
@@ -30,10 +31,11 @@ bench: configure
 	$(CMAKE) --build $(BUILD_DIR) -j $(JOBS) --target orfeas-bench
 	$(BUILD_DIR)/orfeas-bench $(if $(BENCH_JSON),--json $(abspath $(BENCH_JSON)))
 
-# A health report from the running stack's Prometheus (make run), on demand.
+# A health report from the running stack's Prometheus (make run), on demand;
+# REPORT_MAIL_TO=addr[,addr] also mails it (docs/reports.md).
 report: all
 	$(BUILD_DIR)/orfeas-report --prometheus http://127.0.0.1:$${PROMETHEUS_PORT:-9090} \
-	  --range $(REPORT_RANGE) --out $(REPORT_DIR)
+	  --range $(REPORT_RANGE) --out $(REPORT_DIR) $(if $(REPORT_MAIL_TO),--mail-to $(REPORT_MAIL_TO))
 
 clean:
 	rm -rf $(BUILD_DIR)

@@ -52,7 +52,7 @@ void bench_gpu_suite(bench_report *r) {
     om_registry_render(reg, OM_FORMAT_TEXT, &buf);
     double t1 = bench_now_ns();
     const char *p = strstr(buf.data, "\norfeas_gpu_sample_duration_seconds ");
-    if (p == NULL || strstr(buf.data, "orfeas_gpu_count 4\n") == NULL)
+    if (p == NULL || strstr(buf.data, "orfeas_gpus 4\n") == NULL)
       continue;
     rounds[n] = strtod(p + 36, NULL) * 1e9 / 4;
     scrapes[n] = t1 - t0;

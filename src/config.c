@@ -173,7 +173,8 @@ void od_config_usage(char *buf, size_t len) {
   }
   if (used < len)
     snprintf(buf + used, len - used,
-             "  --help              print this\n\n"
+             "  --help              print this\n"
+             "  --version           print the version, git revision and build type\n\n"
              "Environment only: ORFEAS_CLOCK=monotonic times requests with CLOCK_MONOTONIC\n"
              "instead of the TSC (used where the kernel's clocksource is tsc).\n");
 }
@@ -261,6 +262,8 @@ int od_config_parse(od_config *c, int argc, char **argv,
     const char *a = argv[i];
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
       return 1;
+    if (strcmp(a, "--version") == 0)
+      return 2;
     if (strncmp(a, "--", 2) != 0) {
       snprintf(err, err_len, "unexpected argument \"%s\" (flags start with --; see --help)", a);
       return -1;

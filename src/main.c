@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "orfeas_build.h" /* generated: version, git revision, build type */
 #include "orfeasd.h"
 
 static const char *env_get(const char *name) { return getenv(name); }
@@ -112,6 +113,10 @@ int main(int argc, char **argv) {
     char usage[16384];
     od_config_usage(usage, sizeof usage);
     fputs(usage, stdout);
+    return 0;
+  }
+  if (rc == 2) {
+    orfeas_print_version(stdout, "orfeasd");
     return 0;
   }
   if (rc != 0) {

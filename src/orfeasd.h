@@ -48,8 +48,9 @@
 #include "orfeas/gpu.h"
 #include "orfeas/metrics.h"
 #include "orfeas/pipeline.h"
-
-#define ORFEASD_VERSION "0.1.0"
+/* The version is ORFEAS_VERSION of the generated orfeas_build.h (version,
+ * git revision, build type), which the files that print it include: the
+ * fuzz builds compile some of src/ without the build tree. */
 
 /* ---- config.c ------------------------------------------------------------ */
 
@@ -96,7 +97,8 @@ void od_config_defaults(od_config *c);
 
 /* Reads ORFEAS_* variables through getenv_fn (getenv in the service; tests
  * pass their own), then argv. Returns 0 on success, 1 when --help was asked
- * (usage printed to `out` by the caller with od_config_usage), -1 on a bad
+ * (usage printed to `out` by the caller with od_config_usage), 2 when
+ * --version was asked (orfeas_print_version), -1 on a bad
  * value with a sentence naming the flag in err. */
 int od_config_parse(od_config *c, int argc, char **argv,
                     const char *(*getenv_fn)(const char *), char *err,

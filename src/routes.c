@@ -17,6 +17,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 
+#include "orfeas_build.h" /* generated: version, git revision, build type */
 #include "orfeasd.h"
 
 static int validation_error(od_service *svc, struct MHD_Connection *conn,
@@ -240,7 +241,7 @@ static void handle_api_health(od_service *svc, struct MHD_Connection *conn, od_r
   json_t *o = json_pack(
       "{s:s, s:s, s:f, s:f, s:{s:I, s:i}, s:{s:i, s:i}, s:{s:i, s:i, s:i, s:i, s:i},"
       " s:i, s:{s:i}, s:{s:I, s:I, s:I, s:I}}",
-      "status", svc->draining ? "draining" : "healthy", "version", ORFEASD_VERSION,
+      "status", svc->draining ? "draining" : "healthy", "version", ORFEAS_VERSION,
       "timestamp", od_wall(), "uptime_seconds", od_now() - svc->m.start_time,
       "queue", "depth", (json_int_t)od_jobs_queue_depth(svc->jobs), "capacity",
       svc->cfg.queue_size, "workers", "total", od_jobs_workers_running(svc->jobs), "busy",
@@ -372,7 +373,7 @@ static void handle_health(od_service *svc, struct MHD_Connection *conn,
   (void)svc;
   od_respond_json(conn, req, 200,
                   json_pack("{s:s, s:s, s:s}", "status", "healthy", "service",
-                            "orfeasd", "version", ORFEASD_VERSION));
+                            "orfeasd", "version", ORFEAS_VERSION));
 }
 
 static void handle_ready(od_service *svc, struct MHD_Connection *conn,

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "orfeas_build.h" /* generated: version, git revision, build type */
 #include "orfeasd.h"
 
 static const double GEN_BUCKETS[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20,
@@ -321,10 +322,13 @@ int od_metrics_init(od_metrics *m, char *err, size_t err_len) {
   om_error e;
   if (om_process_collector_register(m->reg, &e) != OM_OK ||
       om_build_info_register(m->reg, "orfeas_build_info",
-                             "orfeasd version; always 1.",
-                             OM_LABELS("version", "service"),
-                             OM_LABELS(ORFEASD_VERSION, "orfeasd"), 2,
-                             &e) != OM_OK) {
+                             "orfeasd's version, git revision and build type "
+                             "(as --version prints them); always 1.",
+                             OM_LABELS("version", "revision", "build_type",
+                                       "service"),
+                             OM_LABELS(ORFEAS_VERSION, orfeas_revision,
+                                       ORFEAS_BUILD_TYPE, "orfeasd"),
+                             4, &e) != OM_OK) {
     snprintf(err, err_len, "metrics: %s", e.text);
     return -1;
   }

@@ -30,6 +30,7 @@
 #include <microhttpd.h>
 #include <wslay/wslay.h>
 
+#include "orfeas_build.h" /* generated: version, git revision, build type */
 #include "orfeasd.h"
 
 
@@ -126,6 +127,28 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data,
   return r;
 }
 
+static int subscribed(const client *c, const char *id) {
+  for (int i = 0; i < c->nsubs; i++)
+    if (strcmp(c->subs[i], id) == 0)
+      return i;
+  return -1;
+}
+
+static void unsubscribe(client *c, const char *id) {
+  int at = id ? subscribed(c, id) : -1;
+  if (at >= 0) {
+    memcpy(c->subs[at], c->subs[c->nsubs - 1], 37);
+    c->nsubs--;
+  }
+}
+
+/* A job's end (complete or error) is the last event it has: once it is
+ * queued to a client, that subscription is over and frees its slot, so a
+ * client following many jobs in turn never reaches MAX_SUBS. */
+static int is_end(od_ws_event ev) {
+  return ev == OD_WS_COMPLETE || ev == OD_WS_ERROR_EVENT;
+}
+
 /* Queues one text frame to one client, or drops and counts it. A full
  * queue is first flushed into the socket (a burst of events from two
  * workers is not a slow client); only a client whose kernel buffer is also
@@ -154,19 +177,14 @@ static void queue_text(client *c, od_ws_event ev, const char *text, size_t len) 
 }
 
 static void send_event(client *c, od_ws_event ev, json_t *data) {
+  if (is_end(ev)) /* send_current: the job had ended before the subscribe */
+    unsubscribe(c, json_string_value(json_object_get(data, "job_id")));
   json_object_set_new(data, "timestamp", json_real(od_wall()));
   char *text = od_ws_event_json(ev, data);
   if (text) {
     queue_text(c, ev, text, strlen(text));
     free(text);
   }
-}
-
-static int subscribed(const client *c, const char *id) {
-  for (int i = 0; i < c->nsubs; i++)
-    if (strcmp(c->subs[i], id) == 0)
-      return i;
-  return -1;
 }
 
 /* After a subscribe: tell the client where the job stands, so one that
@@ -195,7 +213,6 @@ static void on_msg(wslay_event_context_ptr ctx,
   }
   char id[37], err[160];
   od_wsmsg_kind k = od_wsmsg_parse(arg->msg, arg->msg_length, id, err, sizeof err);
-  int at;
   switch (k) {
   case OD_WSMSG_PING:
     send_event(c, OD_WS_PONG, json_object());
@@ -215,11 +232,7 @@ static void on_msg(wslay_event_context_ptr ctx,
     send_current(c, id);
     break;
   case OD_WSMSG_UNSUBSCRIBE:
-    at = subscribed(c, id);
-    if (at >= 0) {
-      memcpy(c->subs[at], c->subs[c->nsubs - 1], 37);
-      c->nsubs--;
-    }
+    unsubscribe(c, id);
     send_event(c, OD_WS_UNSUBSCRIBED, json_pack("{s:s}", "job_id", id));
     break;
   case OD_WSMSG_BAD:
@@ -288,7 +301,7 @@ static void adopt_pending(od_hub *h) {
     om_gauge_inc(h->svc->m.ws_active);
     send_event(c, OD_WS_CONNECTION_ESTABLISHED,
                json_pack("{s:s, s:s}", "message", "connected to orfeasd",
-                         "version", ORFEASD_VERSION));
+                         "version", ORFEAS_VERSION));
     /* Bytes that came with the upgrade request are read now. */
     if (c->extra_len > 0) {
       c->in_recv = 1;
@@ -309,8 +322,11 @@ static void dispatch_outbox(od_hub *h) {
     outmsg *o = list;
     list = o->next;
     for (client *c = h->clients; c; c = c->next)
-      if (subscribed(c, o->job_id) >= 0)
+      if (subscribed(c, o->job_id) >= 0) {
         queue_text(c, o->ev, o->text, o->len);
+        if (is_end(o->ev))
+          unsubscribe(c, o->job_id);
+      }
     free(o);
   }
 }

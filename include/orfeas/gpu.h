@@ -5,7 +5,7 @@
  * dlopen("libnvidia-ml.so.1") (or a path the operator gives), and the few
  * prototypes and structs we call are declared by us (lib/gpu/nvml_abi.h).
  * Without the library the manager logs one line and reports
- * orfeas_gpu_count 0; the service runs normally.
+ * orfeas_gpus 0; the service runs normally.
  *
  * Sampling: one thread calls NVML every interval; a scrape only reads the
  * last sample under a mutex and never calls NVML, so /metrics stays fast when
@@ -20,7 +20,7 @@
  * whichever NVML memory call is available), orfeas_gpu_temperature_celsius,
  * orfeas_gpu_power_watts, orfeas_gpu_info{gpu_id,name,uuid} 1,
  * orfeas_gpu_up, orfeas_gpu_last_sample_timestamp_seconds, and without
- * labels orfeas_gpu_count and orfeas_gpu_sample_duration_seconds (the cost
+ * labels orfeas_gpus and orfeas_gpu_sample_duration_seconds (the cost
  * of the last sampling round), plus orfeas_nvml_errors_total{call,error}.
  * Value gauges are left out for a GPU that is down: no stale numbers.
  *

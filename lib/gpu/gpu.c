@@ -74,7 +74,7 @@ orfeas_gpu *orfeas_gpu_start(om_registry *reg, const orfeas_gpu_opts *opts,
   if (!nvml_open(&g->lib, g->opts.nvml_lib, log_adapter, g, why,
                  sizeof why)) {
     /* No GPU here is a normal state, not a failure: say it once. */
-    gpu_log(g, "%s; running without GPU metrics (orfeas_gpu_count 0)", why);
+    gpu_log(g, "%s; running without GPU metrics (orfeas_gpus 0)", why);
     return g;
   }
   g->loaded = true;

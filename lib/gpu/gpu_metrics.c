@@ -5,7 +5,7 @@
 #include <stdio.h>
 
 enum {
-  M_COUNT, M_UP, M_INFO, M_UTIL, M_MEM_USED, M_MEM_FREE, M_MEM_TOTAL,
+  M_GPUS, M_UP, M_INFO, M_UTIL, M_MEM_USED, M_MEM_FREE, M_MEM_TOTAL,
   M_TEMP, M_POWER, M_LAST, M_COST, M_N
 };
 
@@ -13,7 +13,7 @@ static const struct {
   const char *name, *help;
   int labels; /* 0: none, 1: gpu_id, 3: gpu_id name uuid */
 } defs[M_N] = {
-    [M_COUNT] = {"orfeas_gpu_count", "GPUs NVML reports (0 without NVML).", 0},
+    [M_GPUS] = {"orfeas_gpus", "GPUs NVML reports (0 without NVML).", 0},
     [M_UP] = {"orfeas_gpu_up", "1 when the GPU answered every NVML call of "
               "its last sample within the deadline, else 0.", 1},
     [M_INFO] = {"orfeas_gpu_info", "GPU identity; always 1.", 3},
@@ -36,7 +36,7 @@ static void collect(om_collect *out, void *user) {
   struct gpu_metric_ctx *ctx = user;
   orfeas_gpu *g = ctx->g;
   pthread_mutex_lock(&g->mu);
-  if (ctx->which == M_COUNT) {
+  if (ctx->which == M_GPUS) {
     om_collect_value(out, NULL, g->count);
   } else if (ctx->which == M_COST) {
     if (g->initialised)

@@ -5,7 +5,8 @@ usage: webhook-logger.py [--listen HOST:PORT] [--log FILE] [--port-file FILE]
 
 Every POST to /alerts/<receiver> is appended to FILE (default: stdout) as
 one JSON line: {"time", "path", "receiver", "status", "alerts": [{alertname,
-severity, status, labels}]}. GET /alerts returns those lines (the drills
+severity, status, labels, annotations}]} (annotations: summary, description,
+runbook_url). GET /alerts returns those lines (the drills
 and tests read them). Port 0 picks a free port, written to --port-file.
 The compose stack runs it as `alert-webhook`, scripts/stack natively.
 """
@@ -45,7 +46,8 @@ def main():
                 "alerts": [{"alertname": x.get("labels", {}).get("alertname"),
                             "severity": x.get("labels", {}).get("severity"),
                             "status": x.get("status"),
-                            "labels": x.get("labels", {})}
+                            "labels": x.get("labels", {}),
+                            "annotations": x.get("annotations", {})}
                            for x in d.get("alerts", [])],
             }
             line = json.dumps(rec, sort_keys=True)

@@ -7,7 +7,7 @@ Cases (argv[1]), each with a fresh work dir (argv[2]):
          2 GPUs give 2 label sets; lost=1 -> orfeas_gpu_up 0 and back;
          hang_ms=3000 -> /metrics still answers in < 100 ms and the GPU shows
          down; cleared -> up again.
-  nogpu  no NVML library: orfeas_gpu_count 0, one log line, /health, /ready
+  nogpu  no NVML library: orfeas_gpus 0, one log line, /health, /ready
          and a generation all work.
 """
 import json
@@ -37,7 +37,7 @@ def case_gpu(work):
     try:
         sm = wait_for(lambda: (lambda x: x if value(x, "orfeas_gpu_utilization_percent", gpu_id="1") == 12
                                else None)(s.samples()), "both GPUs sampled", timeout=10)
-        check(value(sm, "orfeas_gpu_count") == 2, "orfeas_gpu_count 2")
+        check(value(sm, "orfeas_gpus") == 2, "orfeas_gpus 2")
         check(value(sm, "orfeas_gpu_utilization_percent", gpu_id="0") == 97, "GPU 0 utilization 97")
         check(value(sm, "orfeas_gpu_temperature_celsius", gpu_id="0") == 88, "GPU 0 temperature 88")
         check(value(sm, "orfeas_gpu_memory_used_mb", gpu_id="0") == 15000, "GPU 0 VRAM used 15000 MiB")
@@ -93,7 +93,7 @@ def case_nogpu(work):
     s = Server(os.path.join(work, "data"), "--nvml-lib", "/nonexistent/libnvidia-ml.so.1")
     try:
         sm = s.samples()
-        check(value(sm, "orfeas_gpu_count") == 0, "orfeas_gpu_count 0 without NVML")
+        check(value(sm, "orfeas_gpus") == 0, "orfeas_gpus 0 without NVML")
         check(not any(k[0] == "orfeas_gpu_up" for k in sm), "no per-GPU series")
         check(s.log_has(r"gpu: cannot load NVML from /nonexistent/libnvidia-ml\.so\.1.*running without GPU"),
               "one log line says NVML is missing")

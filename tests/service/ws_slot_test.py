@@ -2,7 +2,9 @@
 """WebSocket client slots are never lost (issue #4): with --max-ws-clients 1,
 clients that send an upgrade request and vanish at once (before or while the
 101 goes out, RST on close) must all give their slot back, whichever way
-orfeasd learns of it, so a real client can connect afterwards.
+orfeasd learns of it, so a real client can connect afterwards. Subscriptions
+end with their job (issue #16): one connection follows more jobs than its 32
+subscriptions without unsubscribing.
 argv: CASE WORKDIR, like od_test.py."""
 import os
 import socket
@@ -10,7 +12,8 @@ import struct
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from odlib import WS, Server, check, main, parse_metrics, value, wait_for  # noqa: E402
+from odlib import (WS, Server, TestFailure, check, main, make_image, parse_metrics,  # noqa: E402
+                   value, wait_for)
 
 
 def abort_upgrade(port):
@@ -75,5 +78,55 @@ def case_connections(work):
     check(rc == 0, "orfeasd exits 0 on SIGTERM (rc=%s)" % rc)
 
 
+def case_subscriptions(work):
+    """One connection, 40 jobs (more than its 32 subscriptions), never an
+    unsubscribe: 20 subscribed before they run (the end comes through the
+    hub's outbox) and 20 subscribed after they ended (the end comes from
+    the subscribe's answer). Every subscribe is answered `subscribed`, every
+    job's end arrives, and no subscription is refused."""
+    img = make_image("png", 64, os.path.join(work, "small.png"))
+    s = Server(os.path.join(work, "data"), "--workers", "2")
+    w = WS(s.port)
+    try:
+        def generate(job_id):
+            st = s.generate(job_id)[0]
+            if st != 202:
+                raise TestFailure("generate-3d %s answered %d" % (job_id, st))
+
+        def follow(job_id, late):
+            """True when the subscribe is answered and the job's end arrives."""
+            if late:
+                s.wait_job(job_id)
+            w.send_json({"event": "subscribe", "data": {"job_id": job_id}})
+            if not late:
+                generate(job_id)
+            got, closed = w.events_until(
+                lambda e: e.get("event") in ("error", "generation_complete", "generation_error")
+                and e.get("data", {}).get("job_id", job_id) == job_id, timeout=30)
+            events = [e["event"] for e in got]
+            if closed or events[-1] != "generation_complete" or "subscribed" not in events:
+                print("job %s (%s): %s" % (job_id, "late" if late else "early", events))
+                return False
+            return True
+        ids = []
+        for i in range(40):
+            job_id = s.upload(img)[2]["job_id"]
+            if i >= 20:  # ended before anyone subscribes
+                generate(job_id)
+            ids.append(job_id)
+        followed = sum(follow(job_id, late=i >= 20) for i, job_id in enumerate(ids))
+        check(followed == 40, "%d of 40 jobs followed on one connection: subscribed, "
+              "and the end received" % followed)
+        sm = parse_metrics(s.metrics()[2])
+        refused = value(sm, "orfeas_validation_errors_total", field="ws_message",
+                        error_type="too_many_subscriptions") or 0
+        check(refused == 0, "no subscription refused (too_many_subscriptions %s)" % refused)
+    finally:
+        w.close()
+        rc = s.stop()
+    check(rc == 0, "orfeasd exits 0 on SIGTERM (rc=%s)" % rc)
+
+
 if __name__ == "__main__":
-    main({"slots": case_slots, "connections": case_connections})
+    main({"slots": case_slots, "connections": case_connections,
+          "subscriptions": case_subscriptions})

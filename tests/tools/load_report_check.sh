@@ -13,9 +13,6 @@ set -euo pipefail
 orfeasd=$1 load=$2 report=$3 fake_nvml=$4 prom=$5
 . "$(cd "$(dirname "$0")" && pwd)/testlib.sh"
 py=/usr/bin/python3
-fail=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*"; fail=1; }
 
 # Big enough images (2048 px, quality 10) that each job takes a while: with
 # one worker the queue stays non-empty for seconds, which 4 scrapes a second
@@ -44,15 +41,16 @@ PY
 
 printf 'gpus=2\ngpu0.util=55\ngpu0.temp=61\ngpu0.mem_used_mb=2048\ngpu1.util=70\ngpu1.temp=66\n' >"$work/gpu.state"
 export FAKE_NVML_STATE=$work/gpu.state
-po=$(free_port)
+read -r po pp <<<"$(free_ports 2)"
 gpu_flags=()
 "$orfeasd" --help 2>&1 | grep -q -- '--nvml-lib' && gpu_flags=(--nvml-lib "$fake_nvml" --gpu-interval 0.5)
 "$orfeasd" --listen "127.0.0.1:$po" --data-dir "$work/data" --workers 1 \
   --queue-size 64 "${gpu_flags[@]}" >"$work/orfeasd.log" 2>&1 &
 pids+=($!)
-wait_for "curl -fs http://127.0.0.1:$po/health >/dev/null" 20
+testlib_logs+=("$work/orfeasd.log")
+healthy() { curl -fs -o /dev/null "http://127.0.0.1:$po/health"; }
+wait_for "orfeasd's /health" healthy 20
 
-pp=$(free_port)
 # Every window below starts before Prometheus' first scrape, so it holds each
 # series' pre-created 0 sample (docs/api.md): increase() then never reads
 # under the true count, however slow this machine is.
@@ -66,40 +64,47 @@ YML
 "$prom" --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" \
   --web.listen-address="127.0.0.1:$pp" --log.level=warn >"$work/prom.log" 2>&1 &
 pids+=($!)
-P=http://127.0.0.1:$pp
-q() { # instant query -> first value, or "none"
-  curl -fsS --get "$P/api/v1/query" --data-urlencode "query=$1" ${2:+--data-urlencode "time=$2"} |
-    $py -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "none")'
+testlib_logs+=("$work/prom.log")
+PROM=http://127.0.0.1:$pp
+P=$PROM
+q() { # instant query -> the first series' value, or "none"
+  local v
+  v=$(promql "$@" | head -n 1 | cut -f2)
+  echo "${v:-none}"
 }
 # Prometheus starts scraping a few seconds after start-up.
-wait_for '[[ $(q "up{job=\"orfeas-backend\"}" 2>/dev/null) == 1 ]]' 40
+scraped() { [[ $(q 'up{job="orfeas-backend"}' 2>/dev/null) == 1 ]]; }
+wait_for "Prometheus' first scrape of orfeasd" scraped 40
 
 # 1. The load: 12 jobs over 6 distinct images: the repeats are cache hits.
 jobs=12
 "$load" --target "http://127.0.0.1:$po" --images "$work/images" --jobs $jobs \
   --distinct 6 --concurrency 4 --formats stl,glb --ws-clients 2 --quality 10 \
-  --duration 120 >"$work/load.txt" 2>"$work/load.err" || { cat "$work/load.txt" "$work/load.err"; bad "orfeas-load exited non-zero"; }
+  --duration 120 >"$work/load.txt" 2>"$work/load.err" || { cat "$work/load.txt" "$work/load.err"; fail "orfeas-load exited non-zero"; }
 cat "$work/load.txt"
-grep -q "accepted $jobs, completed $jobs, failed 0" "$work/load.txt" && ok "load: $jobs accepted and completed" || bad "load summary"
-grep -q ", lost 0$" "$work/load.txt" && ok "load: no job lost" || bad "a job was lost"
+check "load: $jobs accepted and completed" grep -q "accepted $jobs, completed $jobs, failed 0" "$work/load.txt"
+check "load: no job lost" grep -q ", lost 0$" "$work/load.txt"
 hits=$(sed -n 's/^  cache hits \([0-9]*\)$/\1/p' "$work/load.txt")
-((hits >= 1)) && ok "load: $hits cache hits" || bad "no cache hits reported"
+check "load: ${hits:-no} cache hits" num_cmp "$hits" '>=' 1
 
 # 2. Prometheus saw it.
-wait_for "[[ \$(q 'sum(orfeas_generation_3d_total)') == $jobs ]]" 20 && ok "prometheus: orfeas_generation_3d_total = $jobs" || bad "generation counter"
+all_counted() { [[ $(q 'sum(orfeas_generation_3d_total)') == "$jobs" ]]; }
+wait_for "orfeas_generation_3d_total = $jobs in Prometheus" all_counted 20
+ok "prometheus: orfeas_generation_3d_total = $jobs"
 win() { echo "$(($(date +%s) - t0 + 5))s"; }
 v=$(q "sum(increase(orfeas_http_requests_total{endpoint=\"/api/upload-image\"}[$(win)]))")
-$py -c "import sys; sys.exit(0 if float('$v') >= $jobs * 0.9 else 1)" && ok "prometheus: upload request rate moved ($v)" || bad "upload requests: $v"
+check "prometheus: upload request rate moved ($v)" num_cmp "$v" '>=' "$((jobs * 9 / 10))"
 v=$(q 'sum(orfeas_generation_3d_duration_seconds_count)')
-$py -c "import sys; sys.exit(0 if float('$v') >= 1 else 1)" && ok "prometheus: generation histogram count $v" || bad "generation histogram: $v"
+check "prometheus: generation histogram count $v" num_cmp "$v" '>=' 1
 v=$(q "max_over_time(orfeas_queue_depth[$(win)])")
-$py -c "import sys; sys.exit(0 if float('$v') >= 1 else 1)" && ok "prometheus: queue depth peaked at $v" || bad "queue depth never above 0"
+check "prometheus: queue depth peaked at $v" num_cmp "$v" '>=' 1
 v=$(q 'sum(orfeas_cache_hits_total)')
-$py -c "import sys; sys.exit(0 if float('$v') >= $hits else 1)" && ok "prometheus: cache hits $v >= $hits" || bad "cache hits: $v"
+check "prometheus: cache hits $v >= $hits" num_cmp "$v" '>=' "$hits"
 
 # 3. The report: same figures as Prometheus for the same queries. First let
 # Prometheus collect 15 s of samples (60 scrapes) so the charts have lines.
-wait_for "[[ \$(q 'count_over_time(up{job=\"orfeas-backend\"}[1m])') -ge 60 ]]" 30
+sixty_scrapes() { num_cmp "$(q 'count_over_time(up{job="orfeas-backend"}[1m])')" '>=' 60; }
+wait_for "60 scrapes in the last minute" sixty_scrapes 30
 # The period ends after the scrape that showed all $jobs generations (the
 # counter read $jobs above, so that scrape's timestamp is before now, and
 # end = now + 1 s is past it whatever the rounding). Wait until Prometheus
@@ -108,19 +113,27 @@ wait_for "[[ \$(q 'count_over_time(up{job=\"orfeas-backend\"}[1m])') -ge 60 ]]" 
 # below see the same data. (An end in the past, as this test once had, could
 # cut the period before the last jobs' samples: CI read 8.2 of 12.)
 end=$(($(date +%s) + 1))
-later() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "none" && a + 0 > b + 0) }'; }
-wait_for "later \$(q 'timestamp(up{job=\"orfeas-backend\"})') $end" 20
+scraped_after_end() { num_cmp "$(q 'timestamp(up{job="orfeas-backend"})')" '>' "$end"; }
+wait_for "a scrape after the period's end" scraped_after_end 20
 range=$((end - t0 + 5))
-"$report" --prometheus "$P" --range "${range}s" --end "$end" --out "$work/report" || bad "orfeas-report exited non-zero"
+check "orfeas-report exits 0" "$report" --prometheus "$P" --range "${range}s" --end "$end" --out "$work/report"
+fig() { # the report's figure KEY, or "none"
+  $py - "$work/report/report.json" "$1" <<'PY'
+import json, sys
+f = json.load(open(sys.argv[1]))["figures"][sys.argv[2]]
+print(f["value"] if f["value"] is not None else "none")
+PY
+}
+same() { # two figures, equal to 1e-9 (relative), or both "none"
+  [[ $1 == none && $2 == none ]] && return 0
+  [[ $1 != none && $2 != none ]] || return 1
+  $py -c 'import sys; a, b = map(float, sys.argv[1:]); sys.exit(abs(a - b) > 1e-9 * max(1, abs(a)))' "$1" "$2"
+}
 check_fig() { # key, promql
   local want got
   want=$(q "$2" "$end")
-  got=$($py -c "import json; f=json.load(open('$work/report/report.json'))['figures']['$1']; print(f['value'] if f['value'] is not None else 'none')")
-  if $py -c "import sys; a,b='$want','$got'; sys.exit(0 if (a==b=='none') or (a!='none' and b!='none' and abs(float(a)-float(b))<=1e-9*max(1,abs(float(a)))) else 1)"; then
-    ok "report $1 = $got (Prometheus: $want)"
-  else
-    bad "report $1 = $got, Prometheus says $want"
-  fi
+  got=$(fig "$1")
+  check "report $1 = $got (Prometheus: $want)" same "$got" "$want"
 }
 check_fig generations "sum(increase(orfeas_generation_3d_total[${range}s]))"
 check_fig cache_hit_rate "100 * sum(increase(orfeas_cache_hits_total[${range}s])) / (sum(increase(orfeas_cache_hits_total[${range}s])) + sum(increase(orfeas_cache_misses_total[${range}s])))"
@@ -128,15 +141,16 @@ check_fig generation_p95 "histogram_quantile(0.95, sum by (le) (increase(orfeas_
 check_fig printable_share "100 * sum(increase(orfeas_generation_3d_printable_total[${range}s])) / sum(increase(orfeas_generation_3d_quality_score_count[${range}s]))"
 check_fig queue_depth_peak "max(max_over_time(orfeas_queue_depth[${range}s]))"
 check_fig gpu_util_max "max(max_over_time(orfeas_gpu_utilization_percent[${range}s]))"
-gen=$($py -c "import json; print(json.load(open('$work/report/report.json'))['figures']['generations']['value'])")
+gen=$(fig generations)
 # Every generation series starts at 0 inside the period, so increase() cannot
 # read under the exact count; it reads over it only by extrapolating from the
 # last scrape to the period's end (under 1.1 scrape intervals, beside the
 # 15 s or more of samples): within 10% above.
-if $py -c "import sys; sys.exit(0 if $jobs <= float('$gen') <= $jobs * 1.1 else 1)"; then
+within() { num_cmp "$1" '>=' "$jobs" && num_cmp "$1" '<=' "$((jobs * 11 / 10))"; }
+if within "$gen"; then
   ok "report: $gen generation requests (the load made $jobs)"
 else
-  bad "report generations $gen vs $jobs"
+  echo "FAIL: report generations $gen vs $jobs"; failures=$((failures + 1))
   # What Prometheus holds, sample by sample, so the cause can be read off.
   curl -fsS --get "$P/api/v1/query" --data-urlencode "query=orfeas_generation_3d_total[${range}s]" \
     --data-urlencode "time=$end" | $py -c '
@@ -149,12 +163,13 @@ for r in json.load(sys.stdin)["data"]["result"]:
     $py -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"][0]["values"]; print("   up:", len(r), "samples", r[0][0], "..", r[-1][0], "zeros:", sum(1 for _,x in r if x=="0"))'
   echo "   end=$end"; tail -5 "$work/prom.log"
 fi
-grep -q '| Generation requests (all outcomes) |' "$work/report/report.md" && ok "report.md written" || bad "report.md"
+check "report.md written" grep -q '| Generation requests (all outcomes) |' "$work/report/report.md"
 
 # 4. Headless Chromium renders the page; every chart has a line with points.
-chromium --headless --no-sandbox --disable-gpu --dump-dom "file://$work/report/report.html" \
-  >"$work/dom.html" 2>"$work/chromium.log" || bad "chromium could not render the report"
-$py - "$work/dom.html" <<'PY' && ok "every chart drawn with data points" || bad "a chart has no points"
+check "chromium renders the report" chromium --headless --no-sandbox --disable-gpu --dump-dom \
+  "file://$work/report/report.html" >"$work/dom.html" 2>"$work/chromium.log"
+charts_drawn() {
+  $py - "$work/dom.html" <<'PY'
 import re, sys
 dom = open(sys.argv[1]).read()
 charts = re.findall(r'<svg class="chart".*?</svg>', dom, re.S)
@@ -163,12 +178,16 @@ print(f"  {len(charts)} charts drawn, {no_data} sections without data")
 ok = len(charts) >= 3
 for c in charts:
     pts = [p for m in re.findall(r'points="([^"]*)"', c) for p in m.split()]
-    if len(pts) < 2:
+    pts += re.findall(r'<circle class="series"', c)
+    ticks = len(re.findall(r'class="[xy]tick"', c))
+    if len(pts) < 2 or ticks < 4:  # a line, and labelled axes
         ok = False
 sys.exit(0 if ok else 1)
 PY
+}
+check "every chart drawn with data points" charts_drawn
 chromium --headless --no-sandbox --disable-gpu --window-size=1000,2400 \
   --screenshot="$work/report.png" "file://$work/report/report.html" >/dev/null 2>&1 || true
-[[ -s $work/report.png ]] && ok "screenshot taken" || bad "no screenshot"
-[[ -n ${KEEP_REPORT:-} ]] && cp -r "$work/report" "$work/report.png" "$KEEP_REPORT/"
-exit $fail
+check "screenshot taken" test -s "$work/report.png"
+if [[ -n ${KEEP_REPORT:-} ]]; then cp -r "$work/report" "$work/report.png" "$KEEP_REPORT/"; fi
+finish

@@ -14,9 +14,10 @@ here=$(cd "$(dirname "$0")" && pwd)
   'text/plain; version=0.0.4; charset=utf-8' & pids+=($!)
 /usr/bin/python3 "$here/serve_file.py" "$work/p_om" "$work/om.txt" \
   'application/openmetrics-text; version=1.0.0; charset=utf-8' & pids+=($!)
-wait_for '[[ -s $work/p_text && -s $work/p_om ]]' 10
+ports_written() { [[ -s $work/p_text && -s $work/p_om ]]; }
+wait_for "the two file servers' ports" ports_written 10
 pt=$(cat "$work/p_text") po=$(cat "$work/p_om")
-pp=$(free_port)
+read -r pp <<<"$(free_ports 1)"
 
 cat >"$work/prometheus.yml" <<YML
 global: {scrape_interval: 1s, scrape_timeout: 1s}
@@ -29,32 +30,32 @@ YML
 "$prom" --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/data" \
   --web.listen-address="127.0.0.1:$pp" --log.level=warn >"$work/prom.log" 2>&1 &
 pids+=($!)
+testlib_logs+=("$work/prom.log")
+PROM=http://127.0.0.1:$pp
 
-api="http://127.0.0.1:$pp/api/v1/query"
-q() { curl -fsS --get "$api" --data-urlencode "query=$1"; }
 # One scrape of each target has happened when both report up.
-wait_for '[[ $(q "count(up == 1)" 2>/dev/null | grep -o "\"[0-9]*\"]" ) == "\"2\"]" ]]' 30 || {
-  cat "$work/prom.log"; q 'up' || true; exit 1; }
+both_up() { [[ $(promql 'count(up == 1)' 2>/dev/null) == $'{}\t2' ]]; }
+wait_for "both targets up" both_up 30
 
-fail=0
-check() { # query, expected value
+has() { # query, expected values (sorted, comma-separated)
   local got
-  got=$(q "$1" | /usr/bin/python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(",".join(sorted(x["value"][1] for x in r)))')
-  if [[ $got == "$2" ]]; then echo "ok: $1 = $2"; else echo "FAIL: $1 = '$got', want '$2'"; fail=1; fi
+  got=$(promql "$1" | cut -f2 | sort | paste -sd, -)
+  [[ $got == "$2" ]] || { echo "  $1 = '$got', want '$2'"; return 1; }
 }
 want_samples=$(grep -vc '^#' "$work/text.prom")
-check 'scrape_samples_scraped{job="text"}' "$want_samples"
-check 'scrape_samples_scraped{job="openmetrics"}' "$want_samples"
+for job in text openmetrics; do
+  check "$job: every sample ingested ($want_samples)" has "scrape_samples_scraped{job=\"$job\"}" "$want_samples"
+done
 # Prometheus 2.x stores le as written: "1" from text, "1.0" from OpenMetrics.
 declare -A le=([text]=1 [openmetrics]=1.0)
 for job in text openmetrics; do
-  check "app_requests_total{job=\"$job\",path=\"we\\\"ird\\\\path\\nx\"}" 2
-  check "app_bytes_total{job=\"$job\"}" 1.75
-  check "app_special{job=\"$job\",kind=\"third\"}" 0.30000000000000004
-  check "app_special{job=\"$job\",kind=\"ninf\"}" -Inf
-  check "app_latency_seconds_bucket{job=\"$job\",le=\"${le[$job]}\"}" 3
-  check "app_latency_seconds_count{job=\"$job\"}" 5
-  check "app_collected{job=\"$job\",gpu=\"1\\\"x\"}" 2
-  check "metrics_series_overflow_total{job=\"$job\"}" 2
+  check "$job: escaped label values" has "app_requests_total{job=\"$job\",path=\"we\\\"ird\\\\path\\nx\"}" 2
+  check "$job: a float counter" has "app_bytes_total{job=\"$job\"}" 1.75
+  check "$job: a float gauge" has "app_special{job=\"$job\",kind=\"third\"}" 0.30000000000000004
+  check "$job: -Inf" has "app_special{job=\"$job\",kind=\"ninf\"}" -Inf
+  check "$job: a bucket (le=${le[$job]})" has "app_latency_seconds_bucket{job=\"$job\",le=\"${le[$job]}\"}" 3
+  check "$job: a histogram count" has "app_latency_seconds_count{job=\"$job\"}" 5
+  check "$job: a collected gauge" has "app_collected{job=\"$job\",gpu=\"1\\\"x\"}" 2
+  check "$job: the overflow counter" has "metrics_series_overflow_total{job=\"$job\"}" 2
 done
-exit $fail
+finish

@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # promtool check metrics on the metrics fixture: the good exposition must pass
 # with no lint output, the broken one must fail naming its problem.
-set -u
+# usage: promtool_check.sh PROMTOOL METRICS_DUMP
+set -euo pipefail
 promtool=$1 dump=$2
-out=$("$dump" text | "$promtool" check metrics 2>&1); rc=$?
-if [[ $rc -ne 0 || -n $out ]]; then
-  echo "FAIL: promtool rejected the fixture (rc=$rc):"; echo "$out"; exit 1
-fi
-echo "ok: promtool accepts the fixture ($("$dump" text | grep -vc '^#') samples)"
-out=$("$dump" broken | "$promtool" check metrics 2>&1); rc=$?
-if [[ $rc -eq 0 || $out != *'bad_counter counter metrics should have "_total" suffix'* ]]; then
-  echo "FAIL: promtool did not reject the broken exposition (rc=$rc): $out"; exit 1
-fi
-echo "ok: promtool rejects the broken exposition: $out"
+. "$(cd "$(dirname "$0")" && pwd)/testlib.sh"
+
+"$dump" text >"$work/good.prom"
+"$dump" broken >"$work/broken.prom"
+rc=0
+out=$("$promtool" check metrics <"$work/good.prom" 2>&1) || rc=$?
+[[ $rc -eq 0 && -z $out ]] || fail "promtool rejected the fixture (rc=$rc): $out"
+ok "promtool accepts the fixture ($(grep -vc '^#' "$work/good.prom") samples)"
+rc=0
+out=$("$promtool" check metrics <"$work/broken.prom" 2>&1) || rc=$?
+[[ $rc -ne 0 && $out == *'bad_counter counter metrics should have "_total" suffix'* ]] ||
+  fail "promtool did not reject the broken exposition (rc=$rc): $out"
+ok "promtool rejects the broken exposition: $out"

@@ -112,7 +112,7 @@ static void values_appear_and_follow_the_state(void **state) {
                                 "gpu0.power_w=123.5\ngpu0.name=Tesla Fake\n");
   wait_text(f, "orfeas_gpu_utilization_percent{gpu_id=\"0\"} 42\n", true, 5);
   const char *want[] = {
-      "orfeas_gpu_count 1\n",
+      "orfeas_gpus 1\n",
       "orfeas_gpu_up{gpu_id=\"0\"} 1\n",
       "orfeas_gpu_memory_used_mb{gpu_id=\"0\"} 1024\n",
       "orfeas_gpu_memory_free_mb{gpu_id=\"0\"} 7168\n",
@@ -157,7 +157,7 @@ static void two_gpus_two_label_sets(void **state) {
   wait_text(f, "orfeas_gpu_utilization_percent{gpu_id=\"1\"} 90\n", true, 5);
   assert_non_null(strstr(f->buf.data,
                          "orfeas_gpu_utilization_percent{gpu_id=\"0\"} 10\n"));
-  assert_non_null(strstr(f->buf.data, "orfeas_gpu_count 2\n"));
+  assert_non_null(strstr(f->buf.data, "orfeas_gpus 2\n"));
   assert_non_null(strstr(f->buf.data, "orfeas_gpu_up{gpu_id=\"1\"} 1\n"));
   finish(f);
 }
@@ -229,7 +229,7 @@ static void no_library_means_no_gpu(void **state) {
   (void)state;
   fixture *f = start("/nonexistent/libnvidia-ml.so.1", "gpus=1\n");
   render(f);
-  assert_non_null(strstr(f->buf.data, "orfeas_gpu_count 0\n"));
+  assert_non_null(strstr(f->buf.data, "orfeas_gpus 0\n"));
   assert_null(strstr(f->buf.data, "orfeas_gpu_up{"));
   assert_true(log_has("cannot load NVML from /nonexistent/libnvidia-ml.so.1"));
   assert_true(log_has("running without GPU metrics"));

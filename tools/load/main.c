@@ -5,11 +5,16 @@
  *
  * Each job: upload an image, ask for a model, follow it to completed or
  * failed (polling job-status, the source of truth), while WebSocket clients
- * subscribed to every job record the stage events. Loops are bounded by
- * --jobs and --duration, and only --target is contacted. Exit status: 0 no
- * accepted job was lost; 1 some were (never completed nor failed before the
- * deadline); 2 bad usage or the target cannot be reached.
+ * subscribed to every job record the stage events and unsubscribe when it
+ * ends. Loops are bounded by --jobs and --duration, and only --target is
+ * contacted. Counts are of what ran (a job --duration kept from starting is
+ * not counted); latency runs from the generate request to the job's end,
+ * without the tool's own upload and subscribe (docs/load.md says what each
+ * figure means). Exit status: 0 no accepted job was lost; 1 some were (never
+ * completed nor failed before the deadline); 2 bad usage or the target cannot
+ * be reached.
  */
+#include "orfeas_build.h"
 #include "synth_png.h"
 #include "ws_client.h"
 
@@ -18,6 +23,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,10 +48,15 @@ typedef struct {
   _Atomic int st;
   char id[64];
   char format[8];
-  double t0, t1;
+  double t_start;  /* the upload began: the job ran (0: never started) */
+  double t_submit; /* the generate request was sent */
+  double t_end;    /* job-status (or the 202 of a cache hit) said it ended */
   bool cached;
+  long http;       /* the failing request's HTTP status (0: no answer) */
+  char error[96];  /* a failed job's error, as job-status gives it */
   _Atomic int sub_ack; /* WebSocket client 0 confirmed the subscription */
-  double stage_t[NSTAGES + 1]; /* first time each stage was seen; [7] end */
+  bool sub_late;       /* ... not within 1 s (counted as an error) */
+  double stage_t[NSTAGES + 1]; /* client 0 saw each stage first; [7] the end */
 } job;
 
 static struct {
@@ -57,17 +68,20 @@ static struct {
   double rate, duration;
   char formats[4][8];
   int nformats;
+  bool json;
 } O = {.target = "http://127.0.0.1:5000", .jobs = 20, .concurrency = 2,
        .ws_clients = 1, .quality = 3, .duration = 120};
 
 static job jobs[MAX_JOBS];
-static _Atomic int next_job, watch_n;
-static char watch_ids[MAX_JOBS][64]; /* jobs the WebSocket clients follow */
+static _Atomic int next_job, watch_n, unwatch_n;
+/* Jobs the WebSocket clients subscribe to, and (once each ended, whatever
+ * the outcome) unsubscribe from: append-only, each client reads on. */
+static char watch_ids[MAX_JOBS][64], unwatch_ids[MAX_JOBS][64];
 static _Atomic int done_flag, workers_running;
 static double t_start;
 static struct { unsigned char *data; size_t len; } images[MAX_IMAGES];
 static int nimages;
-static _Atomic long ws_messages;
+static _Atomic long ws_messages, ws_errors;
 static pthread_mutex_t stage_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static double now_s(void) {
@@ -122,16 +136,48 @@ static long perform(CURL *c, const char *url, json_t **json) {
   return status;
 }
 
-/* One job as a client runs it: upload, (subscribe,) generate, poll to the
- * end, download. Over 80 lines because the steps share the handle, the
- * job record and its early exits; each step is a few lines. */
-static void run_job(CURL *c, int i) {
-  job *j = &jobs[i];
+/* The job ended (any outcome): the WebSocket clients unsubscribe from it. */
+static void unwatch(const job *j) {
+  if (O.ws_clients == 0 || j->id[0] == '\0')
+    return;
+  pthread_mutex_lock(&stage_mu); /* the count moves after the id is there */
+  int k = atomic_load(&unwatch_n);
+  memcpy(unwatch_ids[k], j->id, sizeof j->id);
+  atomic_fetch_add(&unwatch_n, 1);
+  pthread_mutex_unlock(&stage_mu);
+}
+
+static void finish(job *j, jstate st) {
+  if (j->t_end == 0)
+    j->t_end = now_s();
+  atomic_store(&j->st, st);
+  unwatch(j);
+}
+
+/* Subscribes the WebSocket clients before generating, so no stage event is
+ * missed; waits for client 0's "subscribed", at most 1 s (job-status is the
+ * source of truth either way). Not part of the job's latency. */
+static void watch(job *j) {
+  if (O.ws_clients == 0)
+    return;
+  pthread_mutex_lock(&stage_mu);
+  int k = atomic_load(&watch_n);
+  memcpy(watch_ids[k], j->id, sizeof j->id);
+  atomic_fetch_add(&watch_n, 1);
+  pthread_mutex_unlock(&stage_mu);
+  for (double until = now_s() + 1; !atomic_load(&j->sub_ack);) {
+    if (now_s() >= until) {
+      j->sub_late = true;
+      break;
+    }
+    sleep_s(0.001);
+  }
+}
+
+/* Uploads job i's image; on success its id is set. */
+static bool upload(CURL *c, job *j, int i) {
   char url[512];
   json_t *r;
-  j->t0 = now_s();
-  snprintf(j->format, sizeof j->format, "%s", O.formats[i % O.nformats]);
-
   curl_easy_reset(c);
   curl_mime *mime = curl_mime_init(c);
   curl_mimepart *part = curl_mime_addpart(mime);
@@ -147,24 +193,27 @@ static void run_job(CURL *c, int i) {
   const char *id = json_string_value(json_object_get(r, "job_id"));
   if (st != 200 || id == NULL) {
     json_decref(r);
-    atomic_store(&j->st, J_UPLOAD_ERR);
-    return;
+    j->http = st;
+    return false;
   }
   pthread_mutex_lock(&stage_mu); /* the WebSocket reader compares ids */
   snprintf(j->id, sizeof j->id, "%s", id);
   pthread_mutex_unlock(&stage_mu);
   json_decref(r);
+  return true;
+}
 
-  /* Subscribe before generating, so no stage event is missed; wait for the
-   * "subscribed" answer, but at most 1 s (the job-status poll below is the
-   * source of truth either way). */
-  if (O.ws_clients > 0) {
-    int k = atomic_fetch_add(&watch_n, 1);
-    memcpy(watch_ids[k], j->id, sizeof j->id);
-    for (double until = now_s() + 1; !atomic_load(&j->sub_ack) &&
-                                     now_s() < until;)
-      sleep_s(0.002);
+static void run_job(CURL *c, int i) {
+  job *j = &jobs[i];
+  char url[512];
+  json_t *r;
+  j->t_start = now_s();
+  snprintf(j->format, sizeof j->format, "%s", O.formats[i % O.nformats]);
+  if (!upload(c, j, i)) {
+    finish(j, J_UPLOAD_ERR);
+    return;
   }
+  watch(j);
 
   curl_easy_reset(c);
   char body[256];
@@ -175,37 +224,52 @@ static void run_job(CURL *c, int i) {
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
   curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
   snprintf(url, sizeof url, "%s/api/generate-3d", O.target);
-  st = perform(c, url, &r);
+  j->t_submit = now_s();
+  long st = perform(c, url, &r);
   curl_slist_free_all(h);
+  /* A cache hit is complete in the 202 itself. */
+  bool done = st == 202 && json_is_true(json_object_get(r, "cached"));
   json_decref(r);
-  if (st == 429) {
-    atomic_store(&j->st, J_REJECTED);
+  if (st != 202) {
+    j->http = st;
+    finish(j, st == 429 ? J_REJECTED : J_SUBMIT_ERR);
     return;
   }
-  if (st != 202) {
-    atomic_store(&j->st, J_SUBMIT_ERR);
+  if (done) {
+    j->cached = true;
+    finish(j, J_COMPLETED);
     return;
   }
   atomic_store(&j->st, J_ACCEPTED);
 
-  /* Follow to the end; the deadline bounds the loop. */
-  double deadline = t_start + O.duration + GRACE_S;
+  /* Follow to the end, polling soon at first (5 ms, doubling up to 100 ms:
+   * the poll interval bounds how late the end is seen); the deadline bounds
+   * the loop. */
+  double deadline = t_start + O.duration + GRACE_S, wait = 0.005;
   snprintf(url, sizeof url, "%s/api/job-status/%s", O.target, j->id);
   while (now_s() < deadline) {
     curl_easy_reset(c);
     st = perform(c, url, &r);
+    double t = now_s();
     const char *s = json_string_value(json_object_get(r, "status"));
-    if (st == 200 && s && (!strcmp(s, "completed") || !strcmp(s, "failed"))) {
-      j->t1 = now_s();
+    int end = st != 200 || s == NULL ? J_TODO
+              : !strcmp(s, "completed") ? J_COMPLETED
+              : !strcmp(s, "failed")    ? J_FAILED
+                                        : J_TODO;
+    if (end != J_TODO) {
+      j->t_end = t;
       j->cached = json_is_true(json_object_get(r, "cached"));
-      atomic_store(&j->st, !strcmp(s, "completed") ? J_COMPLETED : J_FAILED);
+      const char *e = json_string_value(json_object_get(r, "error"));
+      snprintf(j->error, sizeof j->error, "%s", e ? e : "");
       json_decref(r);
+      finish(j, (jstate)end);
       return;
     }
     json_decref(r);
-    sleep_s(0.1);
+    sleep_s(wait);
+    wait = fmin(wait * 2, 0.1);
   }
-  atomic_store(&j->st, J_LOST);
+  finish(j, J_LOST);
 }
 
 static void *worker(void *arg) {
@@ -250,38 +314,49 @@ static void record_stage(const char *id, const char *stage, bool end) {
   pthread_mutex_unlock(&stage_mu);
 }
 
+/* Sends {"event": EVENT, "data": {"job_id": ID}}. */
+static void ws_job_event(ws_client *c, const char *event, const char *id) {
+  char m[160];
+  int len = snprintf(m, sizeof m, "{\"event\":\"%s\",\"data\":{\"job_id\":\"%s\"}}",
+                     event, id);
+  ws_send_text(c, m, (size_t)len);
+}
+
+/* One WebSocket client: subscribes to each job as the workers list it, and
+ * unsubscribes once the job ended (orfeasd frees an ended job's
+ * subscription too: docs/api.md), so it never holds more than the jobs in
+ * flight. Client 0 keeps the stage timings; every client counts messages
+ * and the error events orfeasd sends. */
 static void *ws_thread(void *arg) {
   int index = (int)(intptr_t)arg;
   ws_client c;
   char err[160], msg[8192];
   if (!ws_connect(&c, O.host, O.port, "/ws", err, sizeof err)) {
     fprintf(stderr, "orfeas-load: WebSocket client %d: %s\n", index, err);
+    atomic_fetch_add(&ws_errors, 1);
     return NULL;
   }
-  int subscribed = 0;
+  int subscribed = 0, unsubscribed = 0;
   while (!atomic_load(&done_flag)) {
-    int n = atomic_load(&watch_n);
-    for (; subscribed < n; subscribed++) {
-      char sub[160];
-      int len = snprintf(sub, sizeof sub,
-                         "{\"event\":\"subscribe\",\"data\":{\"job_id\":\"%s\"}}",
-                         watch_ids[subscribed]);
-      ws_send_text(&c, sub, (size_t)len);
-    }
-    int r = ws_recv_text(&c, msg, sizeof msg, 100);
+    for (int n = atomic_load(&watch_n); subscribed < n; subscribed++)
+      ws_job_event(&c, "subscribe", watch_ids[subscribed]);
+    for (int n = atomic_load(&unwatch_n); unsubscribed < n; unsubscribed++)
+      ws_job_event(&c, "unsubscribe", unwatch_ids[unsubscribed]);
+    /* A short wait: a subscribe waits in the lists until the next round. */
+    int r = ws_recv_text(&c, msg, sizeof msg, 10);
     if (r < 0)
       break;
     if (r == 0)
       continue;
     atomic_fetch_add(&ws_messages, 1);
-    if (index != 0)
-      continue; /* one client keeps the stage timings */
     json_t *m = json_loads(msg, 0, NULL);
     const char *ev = json_string_value(json_object_get(m, "event"));
     json_t *d = json_object_get(m, "data");
     const char *id = json_string_value(json_object_get(d, "job_id"));
     const char *stage = json_string_value(json_object_get(d, "stage"));
-    if (ev && id) {
+    if (ev && !strcmp(ev, "error"))
+      atomic_fetch_add(&ws_errors, 1);
+    else if (ev && id && index == 0) {
       if (!strcmp(ev, "subscribed"))
         record_stage(id, NULL, false);
       else if (stage && (!strcmp(ev, "stage_change") ||
@@ -299,33 +374,23 @@ static void *ws_thread(void *arg) {
 
 /* ---- summary -------------------------------------------------------------- */
 
-static int cmp_d(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double pct(const double *v, int n, double p) {
-  if (n == 0)
-    return NAN;
-  int k = (int)ceil(p / 100.0 * n) - 1;
-  return v[k < 0 ? 0 : k];
-}
-
 typedef struct {
-  int started, done, accepted, completed, failed, rejected, upload_err,
-      submit_err, lost, cached, in_flight;
+  int started, done, uploaded, accepted, completed, cached, failed, rejected,
+      upload_err, submit_err, lost, in_flight, sub_late;
 } counts;
 
 static counts count_jobs(void) {
   counts c = {0};
   for (int i = 0; i < O.jobs; i++) {
-    int st = atomic_load(&jobs[i].st);
-    if (jobs[i].t0 > 0)
-      c.started++;
+    const job *j = &jobs[i];
+    int st = atomic_load(&j->st);
+    c.started += j->t_start > 0;
+    c.uploaded += st != J_TODO && st != J_UPLOAD_ERR;
+    c.sub_late += j->sub_late;
     switch (st) {
     case J_ACCEPTED: c.accepted++; c.in_flight++; break;
     case J_COMPLETED: c.accepted++; c.completed++; c.done++;
-      c.cached += jobs[i].cached; break;
+      c.cached += j->cached; break;
     case J_FAILED: c.accepted++; c.failed++; c.done++; break;
     case J_LOST: c.accepted++; c.lost++; c.done++; break;
     case J_REJECTED: c.rejected++; c.done++; break;
@@ -352,16 +417,123 @@ static void progress(bool tty) {
   }
 }
 
-static int summary(double elapsed) {
-  counts c = count_jobs();
-  static double e2e[MAX_JOBS];
-  int n = 0;
-  double stage_sum[NSTAGES] = {0};
+/* A completed job's latency: from its generate request to its end, the
+ * earlier of what job-status said and what WebSocket client 0 saw. The
+ * upload and the wait for the subscription are the tool's set-up, not the
+ * service's time. */
+static double latency(const job *j) {
+  double end = j->t_end, ws = j->stage_t[NSTAGES];
+  if (ws > j->t_submit && ws < end)
+    end = ws;
+  return end - j->t_submit;
+}
+
+typedef struct {
+  int n;
+  double p50, p90, p99, max; /* NaN when n == 0 */
+} dist;
+
+static int cmp_d(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* Nearest rank: the smallest value with at least p% of the values at or
+ * below it. v is sorted in place. */
+static dist distribution(double *v, int n) {
+  qsort(v, (size_t)n, sizeof v[0], cmp_d);
+  dist d = {n, NAN, NAN, NAN, NAN};
+  if (n == 0)
+    return d;
+  double *p[] = {&d.p50, &d.p90, &d.p99};
+  const double at[] = {50, 90, 99};
+  for (int i = 0; i < 3; i++) {
+    int k = (int)ceil(at[i] / 100.0 * n) - 1;
+    *p[i] = v[k < 0 ? 0 : k];
+  }
+  d.max = v[n - 1];
+  return d;
+}
+
+#define MAX_ERROR_KINDS 16
+
+typedef struct {
+  char kind[112];
+  int n;
+} error_kind;
+
+typedef struct {
+  counts c;
+  double elapsed, active_s, throughput;
+  dist all, generated, cached;
+  double stage_mean[NSTAGES]; /* NaN when no job showed the stage */
+  error_kind errors[MAX_ERROR_KINDS];
+  int nerrors;
+  long ws_messages, ws_errors;
+} results;
+
+/* Counts one error of KIND (the last slot takes every kind past the bound). */
+static void add_error(results *r, int n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void add_error(results *r, int n, const char *fmt, ...) {
+  if (n == 0)
+    return;
+  char kind[sizeof r->errors[0].kind];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(kind, sizeof kind, fmt, ap);
+  va_end(ap);
+  int i = 0;
+  while (i < r->nerrors && strcmp(r->errors[i].kind, kind) != 0)
+    i++;
+  if (i == r->nerrors) {
+    if (r->nerrors == MAX_ERROR_KINDS)
+      i = MAX_ERROR_KINDS - 1;
+    else
+      r->nerrors++;
+    snprintf(r->errors[i].kind, sizeof r->errors[i].kind, "%s",
+             i == MAX_ERROR_KINDS - 1 ? "other errors" : kind);
+  }
+  r->errors[i].n += n;
+}
+
+static void job_error(results *r, const job *j, int st) {
+  const char *req = st == J_UPLOAD_ERR ? "upload" : "generate-3d";
+  if (st == J_UPLOAD_ERR || st == J_SUBMIT_ERR) {
+    if (j->http)
+      add_error(r, 1, "%s: HTTP %ld", req, j->http);
+    else
+      add_error(r, 1, "%s: no answer", req);
+  } else if (st == J_REJECTED) {
+    add_error(r, 1, "generate-3d: HTTP 429 (queue full or rate limited)");
+  } else if (st == J_FAILED) {
+    add_error(r, 1, "job failed: %.80s", j->error[0] ? j->error : "no reason given");
+  } else if (st == J_LOST || st == J_ACCEPTED) {
+    add_error(r, 1, "lost: no end before the deadline");
+  }
+}
+
+static void collect(results *r, double elapsed) {
+  static double all[MAX_JOBS], gen[MAX_JOBS], hit[MAX_JOBS];
+  int na = 0, ng = 0, nh = 0;
+  double first = INFINITY, last = 0, stage_sum[NSTAGES] = {0};
   int stage_n[NSTAGES] = {0};
+  r->c = count_jobs();
+  r->elapsed = elapsed;
   for (int i = 0; i < O.jobs; i++) {
-    job *j = &jobs[i];
-    if (atomic_load(&j->st) == J_COMPLETED)
-      e2e[n++] = j->t1 - j->t0;
+    const job *j = &jobs[i];
+    int st = atomic_load(&j->st);
+    job_error(r, j, st);
+    if (st == J_COMPLETED) {
+      double l = latency(j);
+      all[na++] = l;
+      if (j->cached)
+        hit[nh++] = l;
+      else
+        gen[ng++] = l;
+      first = fmin(first, j->t_submit);
+      last = fmax(last, j->t_submit + l);
+    }
     /* A stage lasts from its first event to the next stage's (or the
      * end's); stages a cached job skipped have no events. */
     for (int s = 0; s < NSTAGES; s++) {
@@ -375,23 +547,102 @@ static int summary(double elapsed) {
         }
     }
   }
-  qsort(e2e, (size_t)n, sizeof e2e[0], cmp_d);
-  printf("orfeas-load: %d jobs against %s in %.1f s\n", O.jobs, O.target,
-         elapsed);
+  add_error(r, r->c.sub_late, "websocket: a subscription not confirmed within 1 s");
+  r->ws_messages = atomic_load(&ws_messages);
+  r->ws_errors = atomic_load(&ws_errors);
+  add_error(r, (int)r->ws_errors, "websocket: error events or failed connections");
+  r->all = distribution(all, na);
+  r->generated = distribution(gen, ng);
+  r->cached = distribution(hit, nh);
+  r->active_s = na ? last - first : 0;
+  r->throughput = r->active_s > 0 ? na / r->active_s : NAN;
+  for (int s = 0; s < NSTAGES; s++)
+    r->stage_mean[s] = stage_n[s] ? stage_sum[s] / stage_n[s] : NAN;
+}
+
+static void print_dist(const char *what, const dist *d) {
+  if (d->n == 0)
+    printf("  %s: none\n", what);
+  else
+    printf("  %s: p50 %.3f s, p90 %.3f s, p99 %.3f s, max %.3f s (%d jobs)\n",
+           what, d->p50, d->p90, d->p99, d->max, d->n);
+}
+
+static void print_text(const results *r) {
+  const counts *c = &r->c;
+  printf("orfeas-load: %d of %d planned jobs ran against %s in %.1f s%s\n",
+         c->started, O.jobs, O.target, r->elapsed,
+         c->started < O.jobs ? " (--duration stopped the rest)" : "");
   printf("  started %d, accepted %d, completed %d, failed %d, rejected (429) "
          "%d, upload errors %d, submit errors %d, lost %d\n",
-         c.started, c.accepted, c.completed, c.failed, c.rejected,
-         c.upload_err, c.submit_err, c.lost + c.in_flight);
-  printf("  cache hits %d\n", c.cached);
-  printf("  end-to-end (completed): p50 %.3f s, p95 %.3f s, p99 %.3f s\n",
-         pct(e2e, n, 50), pct(e2e, n, 95), pct(e2e, n, 99));
+         c->started, c->accepted, c->completed, c->failed, c->rejected,
+         c->upload_err, c->submit_err, c->lost + c->in_flight);
+  printf("  cache hits %d\n", c->cached);
+  if (isnan(r->throughput))
+    printf("  throughput: no job completed\n");
+  else
+    printf("  throughput: %.2f completed jobs/s (%d in %.1f s, first request "
+           "to last end)\n", r->throughput, c->completed, r->active_s);
+  print_dist("latency, generate request to end (completed)", &r->all);
+  print_dist("  generated", &r->generated);
+  print_dist("  cache hits", &r->cached);
   printf("  stage means:");
   for (int s = 0; s < NSTAGES; s++)
-    if (stage_n[s])
-      printf(" %s %.3f s", STAGES[s], stage_sum[s] / stage_n[s]);
-  printf("\n  websocket: %d clients, %ld messages\n", O.ws_clients,
-         atomic_load(&ws_messages));
-  return c.lost + c.in_flight > 0 ? 1 : 0;
+    if (!isnan(r->stage_mean[s]))
+      printf(" %s %.3f s", STAGES[s], r->stage_mean[s]);
+  printf("\n  errors:%s\n", r->nerrors ? "" : " none");
+  for (int i = 0; i < r->nerrors; i++)
+    printf("    %d %s\n", r->errors[i].n, r->errors[i].kind);
+  printf("  websocket: %d clients, %ld messages, %ld error events\n",
+         O.ws_clients, r->ws_messages, r->ws_errors);
+}
+
+static json_t *num(double v) { return isnan(v) ? json_null() : json_real(v); }
+
+static json_t *dist_json(const dist *d) {
+  return json_pack("{s:i, s:o, s:o, s:o, s:o}", "jobs", d->n, "p50", num(d->p50),
+                   "p90", num(d->p90), "p99", num(d->p99), "max", num(d->max));
+}
+
+static void print_json(const results *r) {
+  const counts *c = &r->c;
+  json_t *stages = json_object(), *errors = json_object();
+  for (int s = 0; s < NSTAGES; s++)
+    json_object_set_new(stages, STAGES[s], num(r->stage_mean[s]));
+  for (int i = 0; i < r->nerrors; i++)
+    json_object_set_new(errors, r->errors[i].kind, json_integer(r->errors[i].n));
+  json_t *o = json_pack(
+      "{s:s, s:i, s:f, s:{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i},"
+      " s:o, s:f, s:{s:o, s:o, s:o}, s:o, s:o, s:{s:i, s:I, s:I, s:i}}",
+      "target", O.target, "planned", O.jobs, "elapsed_s", r->elapsed,
+      "jobs", "started", c->started, "uploaded", c->uploaded, "accepted",
+      c->accepted, "completed", c->completed, "generated",
+      c->completed - c->cached, "cache_hits", c->cached, "failed", c->failed,
+      "rejected", c->rejected, "upload_errors", c->upload_err,
+      "submit_errors", c->submit_err, "lost", c->lost + c->in_flight,
+      "throughput_per_s", num(r->throughput), "active_s", r->active_s,
+      "latency_s", "completed", dist_json(&r->all), "generated",
+      dist_json(&r->generated), "cache_hits", dist_json(&r->cached),
+      "stage_mean_s", stages, "errors", errors, "websocket", "clients",
+      O.ws_clients, "messages", (json_int_t)r->ws_messages, "error_events",
+      (json_int_t)r->ws_errors, "unconfirmed_subscriptions", c->sub_late);
+  char *text = o ? json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(6)) : NULL;
+  if (text)
+    puts(text);
+  else
+    fprintf(stderr, "orfeas-load: cannot build the JSON summary\n");
+  free(text);
+  json_decref(o);
+}
+
+static int summary(double elapsed) {
+  static results r;
+  collect(&r, elapsed);
+  if (O.json)
+    print_json(&r);
+  else
+    print_text(&r);
+  return r.c.lost + r.c.in_flight > 0 ? 1 : 0;
 }
 
 /* ---- options ---------------------------------------------------------------- */
@@ -401,7 +652,8 @@ static void usage(FILE *f) {
           "usage: orfeas-load [--target URL] (--synthetic | --images DIR)\n"
           "                   [--jobs N] [--rate R | --concurrency C]\n"
           "                   [--formats stl,obj,ply,glb] [--ws-clients W]\n"
-          "                   [--duration SECONDS] [--quality Q] [--distinct K]\n\n"
+          "                   [--duration SECONDS] [--quality Q] [--distinct K]\n"
+          "                   [--json]\n\n"
           "  --target URL      orfeasd, http://HOST:PORT (default "
           "http://127.0.0.1:5000)\n"
           "  --synthetic       generated PNG shapes (default when no --images)\n"
@@ -416,7 +668,9 @@ static void usage(FILE *f) {
           "  --duration S      stop starting jobs after S s; accepted jobs get "
           "%d s more\n"
           "  --quality Q       1-10 (default 3)\n"
-          "  --distinct K      K different images, repeated (cache hits)\n\n"
+          "  --distinct K      K different images, repeated (cache hits)\n"
+          "  --json            the summary as JSON on stdout (docs/load.md)\n"
+          "  --version         print the version, git revision and build type\n\n"
           "Exit: 0 no job lost, 1 an accepted job never ended, 2 usage or "
           "target unreachable.\n",
           MAX_JOBS, GRACE_S);
@@ -479,7 +733,8 @@ static int load_images(void) {
   return nimages > 0 ? 0 : -1;
 }
 
-/* The flags into O: -1 to go on, else the exit status (0 after --help). */
+/* Reads argv into O and checks it. Returns -1 to go on, or the exit status
+ * (--help, --version: 0; bad usage: 2). */
 static int parse_args(int argc, char **argv) {
   snprintf(O.formats[0], sizeof O.formats[0], "stl");
   O.nformats = 1;
@@ -489,8 +744,16 @@ static int parse_args(int argc, char **argv) {
       usage(stdout);
       return 0;
     }
+    if (!strcmp(a, "--version")) {
+      orfeas_print_version(stdout, "orfeas-load");
+      return 0;
+    }
     if (!strcmp(a, "--synthetic")) {
       O.images_dir = NULL;
+      continue;
+    }
+    if (!strcmp(a, "--json")) {
+      O.json = true;
       continue;
     }
     if (v == NULL) {
@@ -526,13 +789,6 @@ static int parse_args(int argc, char **argv) {
     fprintf(stderr, "orfeas-load: a value is out of range (see --help)\n");
     return 2;
   }
-  return -1;
-}
-
-int main(int argc, char **argv) {
-  int rc = parse_args(argc, argv);
-  if (rc >= 0)
-    return rc;
   if (parse_target() != 0) {
     fprintf(stderr, "orfeas-load: --target must be http://HOST:PORT\n");
     return 2;
@@ -542,6 +798,13 @@ int main(int argc, char **argv) {
             O.images_dir ? O.images_dir : "synthetic");
     return 2;
   }
+  return -1;
+}
+
+int main(int argc, char **argv) {
+  int prc = parse_args(argc, argv);
+  if (prc >= 0)
+    return prc;
   curl_global_init(CURL_GLOBAL_DEFAULT);
   /* Reachable at all? One GET /health before any load. */
   CURL *c = curl_easy_init();
@@ -596,7 +859,7 @@ int main(int argc, char **argv) {
     pthread_join(ws[i], NULL);
   if (tty)
     fputc('\n', stderr);
-  rc = summary(now_s() - t_start);
+  int rc = summary(now_s() - t_start);
   for (int i = 0; i < nimages; i++)
     free(images[i].data);
   curl_global_cleanup();

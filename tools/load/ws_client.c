@@ -177,12 +177,12 @@ int ws_recv_text(ws_client *c, char *out, size_t cap, int timeout_ms) {
     size_t hl = 2;
     if (len == 126) {
       if ((f = fill(c, 4, timeout_ms)) <= 0)
-        return f ? f : -1;
+        return f; /* 0: timed out mid-frame; the bytes stay in buf */
       len = ((uint64_t)b[2] << 8) | b[3];
       hl = 4;
     } else if (len == 127) {
       if ((f = fill(c, 10, timeout_ms)) <= 0)
-        return f ? f : -1;
+        return f; /* 0: timed out mid-frame; the bytes stay in buf */
       len = 0;
       for (int i = 0; i < 8; i++)
         len = (len << 8) | b[2 + i];
@@ -191,7 +191,7 @@ int ws_recv_text(ws_client *c, char *out, size_t cap, int timeout_ms) {
     if (hl + len > sizeof c->buf) /* larger than we ever expect: give up */
       return -1;
     if ((f = fill(c, hl + (size_t)len, timeout_ms)) <= 0)
-      return f ? f : -1;
+      return f; /* 0: timed out mid-frame; the bytes stay in buf */
     const char *payload = c->buf + hl;
     int result = -2;
     if (op == 1) { /* text */

@@ -100,7 +100,7 @@ static const struct {
      "avg(avg_over_time(orfeas_gpu_utilization_percent[$R]))", NULL},
     {"gpu_util_max", "GPU utilisation, max", "%",
      "max(max_over_time(orfeas_gpu_utilization_percent[$R]))", NULL},
-    {"gpu_temp_max", "GPU temperature, max", "C",
+    {"gpu_temp_max", "GPU temperature, max", "°C",
      "max(max_over_time(orfeas_gpu_temperature_celsius[$R]))", NULL},
     {"vram_peak", "VRAM used, peak", "MiB",
      "max(max_over_time(orfeas_gpu_memory_used_mb[$R]))", NULL},
@@ -118,7 +118,7 @@ static void gather_figures(report *r, prom *p) {
     f->unit = FIGS[i].unit;
     f->state = scalar(r, p, FIGS[i].expr, r->o.end, &f->value, f->note,
                       sizeof f->note, FIGS[i].note_label, f->err);
-    if (r->o.compare_previous) {
+    if (!r->o.no_compare) {
       char note[96], err[PROM_ERR];
       f->prev_state = scalar(r, p, FIGS[i].expr, r->o.end - r->o.range_s,
                              &f->prev, note, sizeof note, NULL, err);
@@ -148,6 +148,113 @@ static void table_query(report *r, prom *p, table *t, const char *expr,
   prom_result_free(&res);
 }
 
+/* A table of several queries that share key labels (the first nkeys
+ * columns): one row per key, one column per query (its value in UNITS[i];
+ * "-" where a query has no series for that key). */
+static void table_merged(report *r, prom *p, table *t, int nkeys,
+                         const char *const *exprs, const char *const *units,
+                         int nexprs) {
+  for (int c = 0; c < nexprs && !t->missing; c++) {
+    char q[1024];
+    expand(q, sizeof q, exprs[c], r);
+    prom_result res;
+    if (!prom_query(p, q, r->o.end, &res, t->err)) {
+      t->missing = true;
+      r->failures++;
+      break;
+    }
+    for (size_t i = 0; i < res.n; i++) {
+      char key[MAX_COLS][96];
+      for (int k = 0; k < nkeys; k++)
+        prom_label(&res.s[i], t->cols[k], key[k], sizeof key[k]);
+      int row = 0;
+      for (; row < t->nrows; row++) {
+        int k = 0;
+        while (k < nkeys && strcmp(t->cells[row][k], key[k]) == 0)
+          k++;
+        if (k == nkeys)
+          break;
+      }
+      if (row == t->nrows) {
+        if (t->nrows == MAX_ROWS)
+          continue;
+        t->nrows++;
+        for (int k = 0; k < nkeys; k++)
+          memcpy(t->cells[row][k], key[k], sizeof key[k]);
+        for (int k = nkeys; k < t->ncols; k++)
+          snprintf(t->cells[row][k], sizeof t->cells[0][0], "-");
+      }
+      report_fmt_value(units[c], res.s[i].v[0], t->cells[row][nkeys + c],
+                       sizeof t->cells[0][0]);
+    }
+    prom_result_free(&res);
+  }
+}
+
+/* Alerts that fired: ALERTS{alertstate="firing"} has a sample at every rule
+ * evaluation while an alert fires. Its raw samples over the period give
+ * when each alert (one label set) first fired, for how long in total
+ * (episodes: runs of samples without a gap of more than 2.5 evaluation
+ * intervals; each lasts from its first sample to its last plus one
+ * interval) and how many times. Exact whatever the period: no step. */
+static void alert_row(report *r, const prom_series *s) {
+  double spacing = 0;
+  for (size_t j = 1; j < s->n; j++) {
+    double d = s->t[j] - s->t[j - 1];
+    if (d > 0 && (spacing == 0 || d < spacing))
+      spacing = d; /* the evaluation interval */
+  }
+  double total = 0, begin = s->t[0];
+  int episodes = 1;
+  for (size_t j = 1; j <= s->n; j++) {
+    if (j == s->n || s->t[j] - s->t[j - 1] > 2.5 * spacing) {
+      total += s->t[j - 1] - begin + spacing;
+      if (j < s->n) {
+        begin = s->t[j];
+        episodes++;
+      }
+    }
+  }
+  alert_fired *a = &r->alerts[r->nalerts++];
+  prom_label(s, "alertname", a->name, sizeof a->name);
+  prom_label(s, "severity", a->severity, sizeof a->severity);
+  /* Where: the labels that tell one instance of the alert from another. */
+  static const char *const where[] = {"instance", "gpu_id", "source", "mountpoint"};
+  a->where[0] = '\0';
+  for (size_t k = 0; k < sizeof where / sizeof where[0]; k++) {
+    char v[64];
+    if (prom_label(s, where[k], v, sizeof v)[0] == '\0')
+      continue;
+    size_t off = strlen(a->where);
+    snprintf(a->where + off, sizeof a->where - off, "%s%s=%s", off ? " " : "",
+             where[k], v);
+  }
+  a->first = s->t[0];
+  a->seconds = total;
+  a->episodes = episodes;
+}
+
+static int cmp_alert(const void *x, const void *y) {
+  const alert_fired *a = x, *b = y;
+  return (a->first > b->first) - (a->first < b->first);
+}
+
+static void gather_alerts(report *r, prom *p) {
+  char q[128];
+  prom_result res;
+  snprintf(q, sizeof q, "ALERTS{alertstate=\"firing\"}[%.0fs]", r->o.range_s);
+  if (!prom_query(p, q, r->o.end, &res, r->alerts_err)) {
+    r->alerts_missing = true;
+    r->failures++;
+    return;
+  }
+  for (size_t i = 0; i < res.n && r->nalerts < MAX_ALERTS; i++)
+    if (res.s[i].n > 0)
+      alert_row(r, &res.s[i]);
+  prom_result_free(&res);
+  qsort(r->alerts, (size_t)r->nalerts, sizeof r->alerts[0], cmp_alert);
+}
+
 static void gather_tables(report *r, prom *p) {
   table *t = &r->tables[r->ntables++];
   *t = (table){.title = "Generations by format and status", .ncols = 3,
@@ -157,62 +264,37 @@ static void gather_tables(report *r, prom *p) {
               "orfeas_generation_3d_total[$R])) > 0)",
               ((const char *const[]){"format", "status"}), 2, "count");
 
+  /* Per node: every orfeasd the job scrapes (one row each). */
   t = &r->tables[r->ntables++];
-  *t = (table){.title = "GPUs", .ncols = 5,
-               .cols = {"gpu_id", "util mean %", "util max %", "temp max C",
-                        "VRAM peak MiB"}};
-  static const char *const exprs[] = {
+  *t = (table){.title = "Nodes", .ncols = 6,
+               .cols = {"instance", "generations", "success rate",
+                        "generation p95", "uptime at the end", "restarts"}};
+  static const char *const node_exprs[] = {
+      "sum by (instance) (increase(orfeas_generation_3d_total[$R]))",
+      "100 * sum by (instance) (increase(orfeas_generation_3d_total"
+      "{status=\"success\"}[$R])) / sum by (instance) (increase("
+      "orfeas_generation_3d_total{status=~\"success|failed\"}[$R]))",
+      "histogram_quantile(0.95, sum by (instance, le) (increase("
+      "orfeas_generation_3d_duration_seconds_bucket[$R])))",
+      "max by (instance) (time() - process_start_time_seconds{job=\"$J\"})",
+      "sum by (instance) (changes(process_start_time_seconds{job=\"$J\"}"
+      "[$R]))"};
+  static const char *const node_units[] = {"count", "%", "s", "duration",
+                                           "count"};
+  table_merged(r, p, t, 1, node_exprs, node_units, 5);
+
+  /* Per GPU (a GPU is its node and its id). */
+  t = &r->tables[r->ntables++];
+  *t = (table){.title = "GPUs", .ncols = 6,
+               .cols = {"instance", "gpu_id", "utilisation mean",
+                        "utilisation max", "temperature max", "VRAM peak"}};
+  static const char *const gpu_exprs[] = {
       "avg_over_time(orfeas_gpu_utilization_percent[$R])",
       "max_over_time(orfeas_gpu_utilization_percent[$R])",
       "max_over_time(orfeas_gpu_temperature_celsius[$R])",
       "max_over_time(orfeas_gpu_memory_used_mb[$R])"};
-  for (int c = 0; c < 4 && !t->missing; c++) {
-    char q[512];
-    expand(q, sizeof q, exprs[c], r);
-    prom_result res;
-    if (!prom_query(p, q, r->o.end, &res, t->err)) {
-      t->missing = true;
-      r->failures++;
-      break;
-    }
-    for (size_t i = 0; i < res.n; i++) {
-      char id[32];
-      prom_label(&res.s[i], "gpu_id", id, sizeof id);
-      int row = 0;
-      while (row < t->nrows && strcmp(t->cells[row][0], id) != 0)
-        row++;
-      if (row == t->nrows) {
-        if (t->nrows == MAX_ROWS)
-          continue;
-        t->nrows++;
-        snprintf(t->cells[row][0], sizeof t->cells[0][0], "%s", id);
-      }
-      snprintf(t->cells[row][c + 1], sizeof t->cells[0][0], "%.1f",
-               res.s[i].v[0]);
-    }
-    prom_result_free(&res);
-  }
-
-  /* Alerts: ALERTS{alertstate="firing"} exists while an alert fires, so
-   * its samples over the period, times the step, are how long it fired. */
-  t = &r->tables[r->ntables++];
-  *t = (table){.title = "Alerts that fired", .ncols = 3,
-               .cols = {"alert", "severity", "firing for"}};
-  prom_result res;
-  if (!prom_query_range(p, "ALERTS{alertstate=\"firing\"}", r->start,
-                        r->o.end, r->step, &res, t->err)) {
-    t->missing = true;
-    r->failures++;
-    return;
-  }
-  for (size_t i = 0; i < res.n && t->nrows < MAX_ROWS; i++) {
-    int row = t->nrows++;
-    prom_label(&res.s[i], "alertname", t->cells[row][0], sizeof t->cells[0][0]);
-    prom_label(&res.s[i], "severity", t->cells[row][1], sizeof t->cells[0][0]);
-    report_fmt_duration((double)res.s[i].n * r->step, t->cells[row][2],
-                        sizeof t->cells[0][0]);
-  }
-  prom_result_free(&res);
+  static const char *const gpu_units[] = {"%", "%", "°C", "MiB"};
+  table_merged(r, p, t, 2, gpu_exprs, gpu_units, 4);
 }
 
 static void chart_query(report *r, prom *p, const char *title,
@@ -238,7 +320,7 @@ static void chart_query(report *r, prom *p, const char *title,
 }
 
 static void gather_charts(report *r, prom *p) {
-  chart_query(r, p, "Generations per hour, by status", "/h",
+  chart_query(r, p, "Generations per hour, by status", "generations/h",
               "sum by (status) (rate(orfeas_generation_3d_total[$W])) * 3600",
               "status", "");
   chart_query(r, p, "Generation time p50 / p95", "s",
@@ -250,9 +332,9 @@ static void gather_charts(report *r, prom *p) {
               "q", "");
   chart_query(r, p, "GPU utilisation", "%", "orfeas_gpu_utilization_percent",
               "gpu_id", "GPU ");
-  chart_query(r, p, "GPU temperature", "C", "orfeas_gpu_temperature_celsius",
+  chart_query(r, p, "GPU temperature", "°C", "orfeas_gpu_temperature_celsius",
               "gpu_id", "GPU ");
-  chart_query(r, p, "Queue depth", "", "sum(orfeas_queue_depth)", "", "");
+  chart_query(r, p, "Queue depth", "jobs", "sum(orfeas_queue_depth)", "", "");
 }
 
 bool report_gather(report *r, prom *p, char err[PROM_ERR]) {
@@ -262,6 +344,7 @@ bool report_gather(report *r, prom *p, char err[PROM_ERR]) {
   /* About 120 points per chart (a 24 h report: one every 12 min). */
   r->step = fmax(r->o.range_s / 120, 1);
   gather_figures(r, p);
+  gather_alerts(r, p);
   gather_tables(r, p);
   gather_charts(r, p);
   return true;

@@ -11,6 +11,7 @@
 #define MAX_ROWS 64
 #define MAX_COLS 6
 #define MAX_CHARTS 6
+#define MAX_ALERTS 64
 
 typedef struct {
   const char *prometheus; /* base URL */
@@ -18,7 +19,10 @@ typedef struct {
   const char *job;        /* scrape job of orfeasd, for process_* */
   double range_s;         /* the period, e.g. 86400 */
   double end;             /* Unix seconds */
-  bool compare_previous;
+  bool no_compare;        /* --no-compare: no previous period */
+  const char *mail_to;    /* comma-separated addresses, or NULL */
+  const char *mail_from;
+  const char *sendmail;   /* the sendmail interface, e.g. /usr/sbin/sendmail */
 } report_opts;
 
 /* A single number. state: value, no data (the query matched nothing), or
@@ -31,7 +35,7 @@ typedef struct {
   double value;
   char note[96]; /* e.g. the slowest stage's name */
   char err[PROM_ERR];
-  fig_state prev_state; /* --compare-previous */
+  fig_state prev_state; /* the period before (unless --no-compare) */
   double prev;
 } figure;
 
@@ -44,6 +48,14 @@ typedef struct {
   bool missing;
   char err[PROM_ERR];
 } table;
+
+/* One alert (a label set of ALERTS) that fired in the period. */
+typedef struct {
+  char name[96], severity[16], where[160];
+  double first;   /* Unix seconds of its first firing sample */
+  double seconds; /* firing time in the period */
+  int episodes;   /* separate firings */
+} alert_fired;
 
 typedef struct {
   const char *title, *unit;
@@ -60,6 +72,10 @@ typedef struct {
   figure figs[MAX_FIGS];
   table tables[4];
   chart charts[MAX_CHARTS];
+  alert_fired alerts[MAX_ALERTS];
+  int nalerts;
+  bool alerts_missing;
+  char alerts_err[PROM_ERR];
   int failures; /* queries that failed */
 } report;
 
@@ -71,6 +87,11 @@ void report_free(report *r);
 bool report_write_md(const report *r, FILE *f);
 bool report_write_html(const report *r, FILE *f);
 bool report_write_json(const report *r, FILE *f);
+
+/* mail.c: sends report.md and report.html as one message (text and HTML
+ * alternatives) through the sendmail interface. false + err on failure. */
+bool report_mail(const report *r, const char *md_path, const char *html_path,
+                 char *err, size_t err_len);
 
 /* Formats a figure's value with its unit ("12.5 s", "97.0 %"). */
 void report_fmt_value(const char *unit, double v, char *buf, size_t len);
