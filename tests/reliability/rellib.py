@@ -22,7 +22,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "service"))
-from odlib import (ORFEASD, Server, TestFailure, check, main, make_image, multipart,  # noqa: E402,F401
+from odlib import (ORFEASD, STARTED, WS, Server, TestFailure, check, main, make_image, multipart,  # noqa: E402,F401
                    parse_metrics, value, wait_for)
 
 FULL = os.environ.get("ORFEAS_ATTACK_SCALE") == "full"
