@@ -141,7 +141,7 @@ def case_nginx(work):
         ws.close()
         # Limits at the edge.
         got = raw(ng.port, b"POST /api/upload-image HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
-                           b"boundary=x\r\nContent-Length: 52428801\r\n\r\n", timeout=5)
+                           b"boundary=x\r\nContent-Length: 52428801\r\n\r\n", timeout=10, until=b"\r\n\r\n")
         check(got.startswith(b"HTTP/1.1 413"), "a body over 50 MB (orfeasd's --max-upload-mb): nginx's 413 "
               "before the body")
         check(request(ng.port, "GET", "/metrics")[0] == 404, "/metrics is not published through nginx")

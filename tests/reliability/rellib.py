@@ -155,10 +155,10 @@ class Attack:
         return s
 
 
-def raw(port, data, timeout=DEADLINE, source=None):
+def raw(port, data, timeout=DEADLINE, source=None, until=None):
     """Sends raw bytes on a new connection and reads until the server closes
-    it or stops sending for `timeout` s. Everything received; raw.closed
-    says whether the server closed the connection."""
+    it, stops sending for `timeout` s, or sent `until`. Everything received;
+    raw.closed says whether the server closed the connection."""
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout,
                                  source_address=(source, 0) if source else None)
     got = b""
@@ -171,6 +171,8 @@ def raw(port, data, timeout=DEADLINE, source=None):
                 raw.closed = True
                 break
             got += chunk
+            if until is not None and until in got:
+                break
     except socket.timeout:
         pass
     except OSError:
