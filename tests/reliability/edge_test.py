@@ -233,8 +233,14 @@ def case_bodies(work):
             check(got.startswith(b"HTTP/1.1 503") and b"\r\nRetry-After: " in got and b"max-body-inflight-mb" in got
                   and b"100 Continue" not in got,
                   "a 9th big upload past --max-body-inflight-mb: 503 with Retry-After, before its body")
-            check(value(samples(s), "orfeas_http_request_body_rejections_total") == 1,
-                  "counted in orfeas_http_request_body_rejections_total")
+            chunk = b"%x\r\n%s\r\n" % (65536, b"c" * 65536)
+            got = raw(s.port, b"POST /api/upload-image HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                      b"Content-Type: multipart/form-data; boundary=x\r\n\r\n" + chunk * 48 + b"0\r\n\r\n",
+                      timeout=5, until=b"\r\n\r\n")
+            check(got.startswith(b"HTTP/1.1 503") and b"\r\nRetry-After: " in got,
+                  "a chunked upload crossing the budget: read to its end, not stored, 503")
+            check(value(samples(s), "orfeas_http_request_body_rejections_total") == 2,
+                  "both counted in orfeas_http_request_body_rejections_total")
         # Stalled: cut at the body rate, and their files go with them.
         wait_for(lambda: value(samples(s), "orfeas_http_connections_closed_total", reason="body_too_slow") == 8,
                  "the 8 stalled uploads cut below --body-min-rate", timeout=60 if FULL else 10)
@@ -328,6 +334,10 @@ def case_protocol(work):
               "each counted in orfeas_http_connections_closed_total{reason=\"bad_framing\"} (%d)" % len(SMUGGLE))
         check(value(sm, "orfeas_http_requests_total", method="GET", endpoint="/api/health", status="200") == 0,
               "no hidden /api/health request ever ran")
+        got = raw(s.port, b"POST /api/generate-3d HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: 70000\r\n\r\n", timeout=3, until=b"}")
+        check(got.startswith(b"HTTP/1.1 413") and b"64 KiB" in got,
+              "a 70 kB generate-3d body (--max-json-kb 64): 413 before it is read")
         got = raw(s.port, b"POST /api/generate-3d HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2"
                           b"\r\nConnection: close\r\n\r\n{}", timeout=3)
         check(got.startswith(b"HTTP/1.1 400") and b"job_id" in got,
