@@ -162,7 +162,8 @@ static void cut(od_edge *e, od_conn *c, od_close_reason why) {
   od_edge_count_close(e, why);
 }
 
-/* One pass over the table: the header deadline and the body rate. */
+/* One pass over the table: the header deadline and the body rate. Called
+ * with mu held. */
 static void sweep(od_edge *e, double now) {
   for (od_conn *c = e->head; c != NULL; c = c->next) {
     if (c->cut)
@@ -203,6 +204,12 @@ static void *sweeper_main(void *arg) {
   }
   pthread_mutex_unlock(&e->mu);
   return NULL;
+}
+
+void od_edge_sweep(od_edge *e, double now) {
+  pthread_mutex_lock(&e->mu);
+  sweep(e, now);
+  pthread_mutex_unlock(&e->mu);
 }
 
 int od_edge_start(od_edge *e, char *err, size_t err_len) {

@@ -430,7 +430,12 @@ typedef enum {
 /* clang-format on */
 typedef struct od_service od_service;
 od_edge *od_edge_new(od_service *svc, char *err, size_t err_len);
+/* Starts the sweeper thread: od_edge_sweep a few times per
+ * --header-timeout. */
 int od_edge_start(od_edge *e, char *err, size_t err_len);
+/* One pass at time `now` (od_now() seconds): shuts down connections past
+ * the header deadline or below the body rate (tests call it directly). */
+void od_edge_sweep(od_edge *e, double now);
 /* Stops the sweeper; call after the HTTP daemons stopped. */
 void od_edge_free(od_edge *e);
 /* MHD's accept policy: 1 to accept, 0 past --max-conns-per-address

@@ -114,13 +114,15 @@ static int shut(int s) {
   return recv(s, &b, 1, MSG_DONTWAIT) == 0;
 }
 
-static void sweeper_cuts_late_headers_and_slow_bodies(void **state) {
+/* The sweep, at chosen times (deterministic): a connection waiting for
+ * headers past --header-timeout (0.2 s) is cut, one being answered is not;
+ * a body below --body-min-rate over a window is cut, one above it is not. */
+static void sweep_cuts_late_headers_and_slow_bodies(void **state) {
   (void)state;
   od_service *svc = service(16, 0);
   svc->cfg.body_min_rate = 1000;
   char err[256];
   od_edge *e = od_edge_new(svc, err, sizeof err);
-  assert_int_equal(od_edge_start(e, err, sizeof err), 0);
   int idle[2], busy[2], body[2], fast[2];
   assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, idle), 0);
   assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, busy), 0);
@@ -133,20 +135,24 @@ static void sweeper_cuts_late_headers_and_slow_bodies(void **state) {
   od_edge_phase(e, cb, OD_CONN_BUSY);
   od_edge_phase(e, cs, OD_CONN_BODY);
   od_edge_phase(e, cf, OD_CONN_BODY);
-  /* 1.2 s: past the 0.2 s deadline many times; the fast body keeps up. */
-  for (int i = 0; i < 24; i++) {
-    od_edge_body(cf, 200);
-    od_edge_body(cs, 1);
-    nanosleep(&(struct timespec){0, 50 * 1000 * 1000}, NULL);
-  }
+  double t0 = od_now();
+  od_edge_sweep(e, t0 + 0.1); /* within every deadline */
+  assert_false(shut(idle[1]) || shut(body[1]) || shut(fast[1]));
+  od_edge_body(cf, 1000); /* 1000 B in 0.5 s: 2000 B/s */
+  od_edge_body(cs, 10);   /* 20 B/s */
+  od_edge_sweep(e, t0 + 0.5);
   assert_true(shut(idle[1]));
   assert_false(shut(busy[1]));
   assert_true(shut(body[1]));
   assert_false(shut(fast[1]));
+  /* The fast body's next window: nothing more came, so it is cut too. */
+  od_edge_sweep(e, t0 + 1.0);
+  assert_true(shut(fast[1]));
+  assert_false(shut(busy[1]));
   assert_int_equal(
       om_counter_value(svc->m.conns_closed[OD_CLOSE_HEADER_TIMEOUT]), 1);
   assert_int_equal(
-      om_counter_value(svc->m.conns_closed[OD_CLOSE_BODY_TOO_SLOW]), 1);
+      om_counter_value(svc->m.conns_closed[OD_CLOSE_BODY_TOO_SLOW]), 2);
   od_edge_close(e, ci);
   od_edge_close(e, cb);
   od_edge_close(e, cs);
@@ -158,6 +164,30 @@ static void sweeper_cuts_late_headers_and_slow_bodies(void **state) {
     close(body[i]);
     close(fast[i]);
   }
+  service_free(svc);
+}
+
+/* The sweeper thread does it on its own (within a generous deadline: the
+ * machine may be loaded). */
+static void sweeper_thread_runs(void **state) {
+  (void)state;
+  od_service *svc = service(16, 0);
+  char err[256];
+  od_edge *e = od_edge_new(svc, err, sizeof err);
+  assert_int_equal(od_edge_start(e, err, sizeof err), 0);
+  int idle[2];
+  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, idle), 0);
+  od_conn *ci = od_edge_open(e, idle[0], NULL, 0);
+  int cut = 0;
+  for (int i = 0; i < 500 && !cut; i++) {
+    nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+    cut = shut(idle[1]);
+  }
+  assert_true(cut);
+  od_edge_close(e, ci);
+  od_edge_free(e);
+  close(idle[0]);
+  close(idle[1]);
   service_free(svc);
 }
 
@@ -258,7 +288,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(per_address_counts),
       cmocka_unit_test(trusted_and_admin_are_not_counted),
-      cmocka_unit_test(sweeper_cuts_late_headers_and_slow_bodies),
+      cmocka_unit_test(sweep_cuts_late_headers_and_slow_bodies),
+      cmocka_unit_test(sweeper_thread_runs),
       cmocka_unit_test(body_budget),
       cmocka_unit_test(bodies_in_memory_and_in_files),
       cmocka_unit_test(fd_need_adds_up),
