@@ -25,10 +25,46 @@ double bench_now_ns(void);
 /* Median of n values (sorts the array in place). */
 double bench_median(double *v, int n);
 
+/* ---- orfeasd helpers (bench_service.c), shared with bench_jobs.c ------- */
+
+#include <limits.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+typedef struct {
+  pid_t pid;
+  int port;
+  char dir[PATH_MAX]; /* its temporary folder (data dir and log inside) */
+} server;
+
+/* Starts the build's orfeasd (next to the bench) on a free port with a
+ * fresh data dir beside the bench binary and the extra flags (NULL-ended);
+ * 0, or -1. stop_server sends SIGTERM, waits and removes the folder. */
+int start_server(server *s, const char *const *extra);
+void stop_server(server *s);
+/* A loopback TCP connection with TCP_NODELAY, or -1. */
+int connect_to(int port);
+int send_all(int fd, const void *data, size_t len);
+/* Appends what the socket has to *buf; the new fill, or -1. */
+ssize_t recv_more(int fd, char **buf, size_t *cap, size_t have);
+/* Sends req and reads one response; its status (-1 on error), *len bytes
+ * in *buf, the body from *body_at. */
+int roundtrip(int fd, const void *req, size_t req_len, char **buf, size_t *cap,
+              size_t *len, size_t *body_at);
+/* One request on a fresh connection; the body (NUL-ended) into out. */
+int http_simple(int port, const char *head, const void *body, size_t blen,
+                char *out, size_t out_len);
+int cmp_d(const void *a, const void *b);
+/* User + system CPU seconds a process has used (/proc/PID/stat). */
+double proc_cpu_s(pid_t pid);
+/* Mean of v[0..n) and the half-width of its 95% confidence interval. */
+double mean_ci(const double *v, int n, double *half);
+
 /* The suites. Each runs the cases bench_wanted() selects. */
 void bench_metrics_suite(bench_report *r);
 void bench_pipeline_suite(bench_report *r);
 void bench_gpu_suite(bench_report *r);
 void bench_service_suite(bench_report *r);
+void bench_jobs_suite(bench_report *r);
 
 #endif

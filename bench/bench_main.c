@@ -130,6 +130,7 @@ int main(int argc, char **argv) {
   bench_pipeline_suite(&report);
   bench_gpu_suite(&report);
   bench_service_suite(&report);
+  bench_jobs_suite(&report);
   print_table(&report);
   if (json != NULL) {
     if (write_json(&report, json) != 0)

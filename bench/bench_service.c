@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -39,11 +40,6 @@
 #include "orfeasd.h"
 #include "pl_images.h"
 
-typedef struct {
-  pid_t pid;
-  int port;
-  char dir[64];
-} server;
 
 /* >= 0: start_server pins the servers it starts (all their threads) to it. */
 static int g_server_cpu = -1;
@@ -56,8 +52,8 @@ static void pin_self(int cpu) {
     fprintf(stderr, "bench_service: could not pin to CPU %d\n", cpu);
 }
 
-static int start_server(server *s, const char *const *extra) {
-  char exe[PATH_MAX], bin[PATH_MAX + 16], logp[128];
+int start_server(server *s, const char *const *extra) {
+  char exe[PATH_MAX], bin[PATH_MAX + 16], logp[PATH_MAX + 16];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
   if (n <= 0)
     return -1;
@@ -65,11 +61,16 @@ static int start_server(server *s, const char *const *extra) {
   char *slash = strrchr(exe, '/');
   *slash = '\0';
   snprintf(bin, sizeof bin, "%s/orfeasd", exe);
-  snprintf(s->dir, sizeof s->dir, "/tmp/orfeas-bench-XXXXXX");
+  /* Beside the bench binary, not in /tmp: the job store's syncs must cost
+   * what they cost on the disk the service would use (a tmpfs /tmp would
+   * make them free). */
+  if (snprintf(s->dir, sizeof s->dir, "%.3900s/bench-tmp", exe) > 0)
+    mkdir(s->dir, 0700);
+  snprintf(s->dir, sizeof s->dir, "%.3900s/bench-tmp/orfeas-bench-XXXXXX", exe);
   if (mkdtemp(s->dir) == NULL)
     return -1;
   snprintf(logp, sizeof logp, "%s/log", s->dir);
-  char data[96];
+  char data[PATH_MAX + 16];
   snprintf(data, sizeof data, "%s/data", s->dir);
   const char *argv[24] = {bin, "--listen", "127.0.0.1:0", "--data-dir", data, "--access-log", "0"};
   int a = 7;
@@ -107,18 +108,18 @@ static int start_server(server *s, const char *const *extra) {
   return -1;
 }
 
-static void stop_server(server *s) {
+void stop_server(server *s) {
   if (s->pid > 0) {
     kill(s->pid, SIGTERM);
     waitpid(s->pid, NULL, 0);
   }
-  char cmd[128];
+  char cmd[PATH_MAX + 16];
   snprintf(cmd, sizeof cmd, "rm -rf %s", s->dir);
   if (system(cmd) != 0)
     fprintf(stderr, "bench_service: could not remove %s\n", s->dir);
 }
 
-static int connect_to(int port) {
+int connect_to(int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -133,7 +134,7 @@ static int connect_to(int port) {
 }
 
 /* Writes all of data; 0, or -1 on error. */
-static int send_all(int fd, const void *data, size_t len) {
+int send_all(int fd, const void *data, size_t len) {
   size_t off = 0;
   while (off < len) {
     ssize_t w = send(fd, (const char *)data + off, len - off, MSG_NOSIGNAL);
@@ -146,7 +147,7 @@ static int send_all(int fd, const void *data, size_t len) {
 
 /* Appends what the socket has to *buf (grown as needed, NUL-terminated);
  * returns the new fill, -1 on error or EOF. */
-static ssize_t recv_more(int fd, char **buf, size_t *cap, size_t have) {
+ssize_t recv_more(int fd, char **buf, size_t *cap, size_t have) {
   if (have + 65536 > *cap) {
     size_t nc = (*cap ? *cap * 2 : 131072) + have;
     char *nb = realloc(*buf, nc);
@@ -165,7 +166,7 @@ static ssize_t recv_more(int fd, char **buf, size_t *cap, size_t have) {
 
 /* Sends req and reads one response (headers + Content-Length body) into
  * buf; returns the status, -1 on error. *body_at gets the body offset. */
-static int roundtrip(int fd, const void *req, size_t req_len, char **buf, size_t *cap,
+int roundtrip(int fd, const void *req, size_t req_len, char **buf, size_t *cap,
                      size_t *len, size_t *body_at) {
   if (send_all(fd, req, req_len) != 0)
     return -1;
@@ -233,7 +234,7 @@ static double overhead_scale(void) {
   return v >= 0.1 && v <= 60.0 ? v : 1.0;
 }
 
-static int cmp_d(const void *a, const void *b) {
+int cmp_d(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
 }
@@ -292,7 +293,7 @@ static void *health_loop(void *p) {
 }
 
 /* user + system CPU of a process, in seconds (/proc/PID/stat fields 14, 15). */
-static double proc_cpu_s(pid_t pid) {
+double proc_cpu_s(pid_t pid) {
   char path[64], buf[1024];
   snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
   FILE *f = fopen(path, "r");
@@ -441,7 +442,7 @@ static double t975(int df) {
 }
 
 /* Mean of v[0..n) and the half-width of its 95% confidence interval. */
-static double mean_ci(const double *v, int n, double *half) {
+double mean_ci(const double *v, int n, double *half) {
   double m = 0, ss = 0;
   for (int i = 0; i < n; i++)
     m += v[i];
@@ -552,7 +553,7 @@ static void case_overhead(bench_report *r) {
     run_overhead(r, &sat);
 }
 
-static int http_simple(int port, const char *head, const void *body, size_t blen, char *out,
+int http_simple(int port, const char *head, const void *body, size_t blen, char *out,
                        size_t out_len) {
   int fd = connect_to(port);
   if (fd < 0)

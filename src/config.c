@@ -38,8 +38,18 @@ static const opt_def OPTS[] = {
   {"data-dir", "ORFEAS_DATA_DIR", K_STR, OFF(data_dir), SZ(data_dir), 0, 0,
    "uploads, outputs and the disk cache (default ./data)"},
   {"store", "ORFEAS_STORE", K_STR, OFF(store), SZ(store), 0, 0,
-   "where job records live: memory: (this process; forgotten at exit) "
-   "(default memory:)"},
+   "where job records live: sqlite:PATH (kept across restarts) or memory: "
+   "(this process; forgotten at exit) (default sqlite:DATA_DIR/jobs.db)"},
+  {"max-attempts", "ORFEAS_MAX_ATTEMPTS", K_INT, OFF(max_attempts), 0, 1, 100,
+   "runs of a job cut short by a crash or restart before it fails with a "
+   "reason (default 3)"},
+  {"result-ttl", "ORFEAS_RESULT_TTL", K_DOUBLE, OFF(result_ttl_s), 0, 1,
+   3.2e8, "seconds finished jobs and unused uploads are kept at least, "
+   "unless --max-store-mb needs the room; then they answer 410 "
+   "(default 86400)"},
+  {"refused-hold", "ORFEAS_REFUSED_HOLD", K_INT, OFF(refused_hold_s), 0, 0,
+   86400, "seconds past its Retry-After an upload whose generate got 429 "
+   "keeps its slot (default 60)"},
   {"workers", "ORFEAS_WORKERS", K_INT, OFF(workers), 0, 1, 256,
    "pipeline threads (default: the number of cores)"},
   {"worker-nice", "ORFEAS_WORKER_NICE", K_INT, OFF(worker_nice), 0, 0, 19,
@@ -99,10 +109,11 @@ static const opt_def OPTS[] = {
   {"cache-disk-mb", "ORFEAS_CACHE_DISK_MB", K_INT, OFF(cache_disk_mb), 0, 0,
    1 << 24, "data-dir tier of the result cache (default 2048)"},
   {"max-jobs", "ORFEAS_MAX_JOBS", K_INT, OFF(max_jobs), 0, 16, 10000000,
-   "jobs remembered; the oldest finished ones are forgotten (default 10000)"},
+   "jobs kept (about 1 KB of memory each), and as many removed ones that "
+   "answer 410; a full table refuses uploads (default 100000)"},
   {"max-store-mb", "ORFEAS_MAX_STORE_MB", K_INT, OFF(max_store_mb), 0, 1,
-   1 << 24, "uploads + models kept in the data dir; the oldest finished "
-   "jobs are forgotten past it (default 8192)"},
+   1 << 24, "uploads + models kept in the data dir; past it the finished "
+   "jobs changed longest ago are removed (410) (default 8192)"},
   {"http-metrics", "ORFEAS_HTTP_METRICS", K_BOOL, OFF(http_metrics), 0, 0, 1,
    "1/0: per-request metrics (0 only for the overhead benchmark)"},
   {"access-log", "ORFEAS_ACCESS_LOG", K_BOOL, OFF(access_log), 0, 0, 1,
@@ -114,6 +125,19 @@ static const opt_def OPTS[] = {
   {"gpu-call-timeout", "ORFEAS_GPU_CALL_TIMEOUT", K_DOUBLE,
    OFF(gpu_call_timeout_s), 0, 0.01, 600, "seconds an NVML call may take "
    "before its GPU shows down (default 2)"},
+  {"static-dir", "ORFEAS_STATIC_DIR", K_STR, OFF(static_dir), SZ(static_dir),
+   0, 0, "the Studio page's folder, served at / and /static/ (default: "
+   "static/ next to the binary, as make installs it)"},
+  {"sio-ping-interval", "ORFEAS_SIO_PING_INTERVAL", K_DOUBLE,
+   OFF(sio_ping_interval_s), 0, 0.1, 3600, "seconds between Engine.IO pings "
+   "to Socket.IO clients (/socket.io/; default 25)"},
+  {"sio-ping-timeout", "ORFEAS_SIO_PING_TIMEOUT", K_DOUBLE,
+   OFF(sio_ping_timeout_s), 0, 0.1, 3600, "seconds a Socket.IO client has "
+   "to answer a ping before it is closed (default 20)"},
+  {"cors-origins", "ORFEAS_CORS_ORIGINS", K_STR, OFF(cors_origins),
+   SZ(cors_origins), 0, 0, "comma list of browser origins (scheme://host"
+   "[:port], or *) allowed to call /api/ and open WebSockets; default none: "
+   "same-origin only"},
   {"pause-file", "ORFEAS_PAUSE_FILE", K_STR, OFF(pause_file), SZ(pause_file),
    0, 0, "while this file exists, workers hold each job before its first "
    "stage (tests and alert drills)"},
@@ -126,9 +150,11 @@ void od_config_defaults(od_config *c) {
   snprintf(c->listen_host, sizeof c->listen_host, "127.0.0.1");
   c->listen_port = 5000;
   snprintf(c->data_dir, sizeof c->data_dir, "data");
-  /* memory: is the behaviour orfeasd always had. With the SQLite store
-   * (issue #11's second half) the default becomes sqlite:DATA_DIR/jobs.db. */
-  snprintf(c->store, sizeof c->store, "memory:");
+  /* "" until parsed: then sqlite:DATA_DIR/jobs.db, once DATA_DIR is known. */
+  c->store[0] = '\0';
+  c->max_attempts = 3;
+  c->result_ttl_s = 86400;
+  c->refused_hold_s = 60;
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   c->workers = n > 0 && n <= 256 ? (int)n : 2;
   c->queue_size = 100;
@@ -143,12 +169,14 @@ void od_config_defaults(od_config *c) {
   c->rate_limit_burst = 20;
   c->cache_memory_mb = 256;
   c->cache_disk_mb = 2048;
-  c->max_jobs = 10000;
+  c->max_jobs = 100000;
   c->max_store_mb = 8192;
   c->http_metrics = 1;
   c->access_log = 1;
   c->gpu_interval_s = 5;
   c->gpu_call_timeout_s = 2;
+  c->sio_ping_interval_s = 25; /* python-socketio's and socket.io's defaults */
+  c->sio_ping_timeout_s = 20;
   c->admin_connections = 16;
   c->header_timeout_s = 10;
   c->body_min_rate = 1024;
@@ -294,6 +322,12 @@ int od_config_parse(od_config *c, int argc, char **argv,
   }
   if (c->data_dir[0] == '\0') {
     snprintf(err, err_len, "--data-dir: must not be empty");
+    return -1;
+  }
+  if (c->store[0] == '\0' &&
+      snprintf(c->store, sizeof c->store, "sqlite:%s/jobs.db", c->data_dir) >=
+          (int)sizeof c->store) {
+    snprintf(err, err_len, "--data-dir: too long for the job store's path");
     return -1;
   }
   od_proxies proxies;

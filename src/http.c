@@ -38,6 +38,15 @@ int od_respond(struct MHD_Connection *conn, od_req *req, int status,
     return MHD_NO;
   req->status = status;
   req->resp_bytes = bytes;
+  /* CORS (cors.c): decided when the request arrived, added to every answer
+   * of an /api/ route, errors included, so a page can read them. */
+  if (req->cors)
+    MHD_add_response_header(resp, "Vary", "Origin");
+  if (req->acao[0]) {
+    MHD_add_response_header(resp, "Access-Control-Allow-Origin", req->acao);
+    MHD_add_response_header(resp, "Access-Control-Expose-Headers",
+                            OD_CORS_EXPOSE_HEADERS);
+  }
   enum MHD_Result r = MHD_queue_response(conn, (unsigned)status, resp);
   MHD_destroy_response(resp);
   return r;
@@ -227,14 +236,22 @@ static int body_failed(od_service *svc, struct MHD_Connection *conn,
   if (od_errno_is_fd_exhaustion(e))
     return od_respond_fd_exhausted(svc, conn, req, OD_FD_UPLOAD);
   od_log("request body not stored: %s", strerror(e));
-  if (e == ENOSPC || e == EDQUOT || e == ENOMEM)
+  if (e == ENOSPC || e == EDQUOT) /* as the store answers a full disk */
     return od_respond_error_ex(
         svc, conn, req,
         &(od_error){.status = 503,
-                    .type = "storage_full",
-                    .message = "The server has no room for the request body "
-                               "now; retry later",
-                    .retry_after = 30});
+                    .type = "store_unavailable",
+                    .message = "No disk space left on the server for the "
+                               "request body; retry later",
+                    .retry_after = 5});
+  if (e == ENOMEM)
+    return od_respond_error_ex(
+        svc, conn, req,
+        &(od_error){.status = 503,
+                    .type = "internal",
+                    .message = "Out of memory for the request body; retry "
+                               "shortly",
+                    .retry_after = 5});
   return od_respond_error(svc, conn, req, 500, "internal",
                           "The request body could not be stored (a server "
                           "problem; the service log has the reason)",
@@ -346,6 +363,14 @@ static enum MHD_Result req_begin(od_service *svc, int admin,
   req->method_idx = (int)od_method_index(method);
   req->method = od_method_name((od_method)req->method_idx);
   od_route_match(url, req);
+  /* CORS (cors.c): decided here, applied to every answer (od_respond). */
+  if (od_route_flags(req->route) & OD_RF_CORS) {
+    const char *acao = od_cors_allow(
+        &svc->cors, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin"));
+    req->cors = 1;
+    if (acao != NULL && strlen(acao) < sizeof req->acao)
+      snprintf(req->acao, sizeof req->acao, "%s", acao);
+  }
   req->conn = conn_of(conn);
   req->admin = admin;
   req->body_limit = req->route == OD_ROUTE_UPLOAD

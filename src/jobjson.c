@@ -32,6 +32,21 @@ json_t *od_job_status_json(const od_job_view *v) {
                 "eta_seconds", v->eta_seconds, "cached", v->cached);
   if (o == NULL)
     return NULL;
+  /* The original API's clients poll this and read "step" (orfeas-studio)
+   * or "message" (synexa-style-studio): the stage again, and a sentence. */
+  char msg[300];
+  if (v->state == OD_JOB_QUEUED)
+    snprintf(msg, sizeof msg, "Waiting for a worker (position %d)", v->position);
+  else if (v->state == OD_JOB_PROCESSING)
+    snprintf(msg, sizeof msg, "Processing: %s", v->stage);
+  else if (v->state == OD_JOB_COMPLETED)
+    snprintf(msg, sizeof msg, "%s", "3D model ready");
+  else if (v->state == OD_JOB_FAILED)
+    snprintf(msg, sizeof msg, "Failed: %s", v->error);
+  else
+    snprintf(msg, sizeof msg, "%s", "Image uploaded; generation not asked yet");
+  json_object_set_new(o, "step", json_string(v->stage));
+  json_object_set_new(o, "message", json_string(msg));
   if (v->state == OD_JOB_QUEUED)
     json_object_set_new(o, "position", json_integer(v->position));
   if (v->state == OD_JOB_COMPLETED) {

@@ -1,19 +1,29 @@
 /* jobs.c: the job API (od_jobs_* in orfeasd.h) over the job store.
  *
- * A job is born at upload (state uploaded, its image stored as
+ * A job is born at upload (state uploaded, its image stored durably as
  * DATA/uploads/<id>.<ext> before its record is inserted) and its record
  * lives in the store (store.h, --store). generate-3d moves it to queued (or
- * straight to completed on a cache hit), a worker (worker.c) to processing,
- * and the worker always ends it completed or failed with a reason: the
- * pipeline's own message, or "service shutting down" for jobs still queued
- * at SIGTERM (od_jobs_drain). Every state change is one store call
- * (insert, transition, claim, evict); the store decides races (a second
- * generate gets CONFLICT, the 409), this file decides what they mean.
+ * straight to completed on a cache hit: its model a link to the cached
+ * one), a worker (worker.c) to processing, and the committer (commit.c)
+ * always ends it completed or failed with a reason: the pipeline's own
+ * message, a full disk, or, with the memory store only, "service shutting
+ * down" for jobs still queued at SIGTERM (od_jobs_drain; a durable store
+ * keeps them queued for the next start). Every state change is one store
+ * call (insert, transition, claim, evict); the store decides races (a
+ * second generate gets CONFLICT, the 409), this file decides what they
+ * mean. A 2xx is sent only after the store call that backs it returned OK
+ * (durable with sqlite:). Start-up recovery is recover.c.
  *
- * Room: --max-jobs records and --max-store-mb of uploads + models. An
- * upload that does not fit evicts the oldest job that is neither queued
- * nor processing, record first, then its files; when only active jobs
- * remain it is refused (503).
+ * Room: jobs are kept at least --result-ttl after they last changed
+ * (janitor.c removes them then) unless the data dir's budget needs the
+ * room: an upload that does not fit in --max-store-mb removes the idle job
+ * (uploaded, completed, failed) that changed longest ago and is not held
+ * (an upload whose generate got 429 keeps its slot for its Retry-After
+ * plus --refused-hold), record first, then its files, leaving a
+ * tombstone: it answers 410 with the reason. When only active or held
+ * jobs remain, or the job table (--max-jobs) is full of jobs younger than
+ * --result-ttl, the upload is refused (503): retention, not eviction by
+ * count.
  *
  * Locks: admit_mu serializes uploads while they make room and insert. No
  * lock of this module is held while the hub, the cache or the metrics are
@@ -56,7 +66,7 @@ void od_jobs_output_name(const od_job_rec *r, char *out, size_t len) {
            orfeas_pl_format_name(r->req.format));
 }
 
-/* Deletes a forgotten job's files (its record is already gone). */
+/* Deletes a removed job's files (its record is already gone). */
 static void remove_files(od_jobs *j, const od_job_rec *gone) {
   char path[PATH_MAX + 128];
   od_jobs_upload_path(j, gone, path, sizeof path);
@@ -118,7 +128,8 @@ static void view_of(od_jobs *j, const od_job_rec *r, od_job_view *v) {
     v->eta_seconds = od_eta_queued(j->eta, pos < 0 ? 0 : pos, workers);
   } else if (r->state == OD_JOB_PROCESSING) {
     od_live l;
-    if (od_workers_live(j->workers, r->id, &l)) {
+    if (od_workers_live(j->workers, r->id, &l) ||
+        od_committer_holds(j->committer, r->id, &l)) {
       snprintf(v->stage, sizeof v->stage, "%s", l.stage);
       v->progress = l.progress;
       v->stage_progress = l.stage_progress;
@@ -137,6 +148,24 @@ int od_jobs_view(od_jobs *j, const char *id, od_job_view *v) {
   if (od_store_get(j->store, id, &r) != OD_STORE_OK)
     return 0;
   view_of(j, &r, v);
+  return 1;
+}
+
+/* A removed job as a failed one whose error is the removal's reason. */
+static void gone_view(const od_job_rec *r, od_job_view *v) {
+  memset(v, 0, sizeof *v);
+  snprintf(v->id, sizeof v->id, "%s", r->id);
+  v->state = OD_JOB_FAILED;
+  v->position = -1;
+  snprintf(v->error, sizeof v->error, "job removed: %.240s", r->error);
+  v->http_status = 410;
+}
+
+int od_jobs_gone(od_jobs *j, const char *id, od_job_view *v) {
+  od_job_rec r;
+  if (od_store_get(j->store, id, &r) != OD_STORE_GONE)
+    return 0;
+  gone_view(&r, v);
   return 1;
 }
 
@@ -173,17 +202,41 @@ od_store_rc od_jobs_end(od_jobs *j, od_job_rec *r, unsigned from, int fence) {
 
 /* ---- upload -------------------------------------------------------------- */
 
-/* Forgets the oldest idle job, record then files. */
-static od_store_rc evict_oldest(od_jobs *j) {
+static const char *const RM_LABEL[OD_RM_COUNT] = {"expired", "space"};
+
+/* The tombstone's reason (the 410's message after "job removed: "). */
+static void rm_reason(const od_jobs *j, od_rm why, char *out, size_t len) {
+  if (why == OD_RM_EXPIRED)
+    snprintf(out, len,
+             "expired: finished jobs and unused uploads are kept "
+             "--result-ttl %g s after they last changed; upload the image "
+             "again",
+             j->svc->cfg.result_ttl_s);
+  else
+    snprintf(out, len,
+             "space: the data dir was full (--max-store-mb) and this was the "
+             "finished job or unused upload that had waited longest; upload "
+             "the image again");
+}
+
+od_store_rc od_jobs_remove(od_jobs *j, od_evict_sel *sel, od_rm why) {
+  char reason[256];
+  rm_reason(j, why, reason, sizeof reason);
+  sel->reason = reason;
   od_job_rec gone;
-  od_store_rc rc = od_store_evict(j->store, NULL, &gone);
-  if (rc == OD_STORE_OK)
+  od_store_rc rc = od_store_evict(j->store, sel, &gone);
+  if (rc == OD_STORE_OK) {
     remove_files(j, &gone);
+    om_counter_inc(
+        om_family_counter(j->svc->m.jobs_removed, OM_LABELS(RM_LABEL[why])));
+    od_log("job %s removed (%s, state %s)", gone.id, RM_LABEL[why],
+           od_job_state_name(gone.state));
+  }
   return rc;
 }
 
-/* Evicts until `len` more bytes fit in --max-store-mb. Called with
- * admit_mu held. FULL when only active jobs are left. */
+/* Removes jobs until `len` more bytes fit in --max-store-mb. Called with
+ * admit_mu held. FULL when only active or held jobs are left. */
 static od_store_rc make_room(od_jobs *j, uint64_t len) {
   for (;;) {
     od_store_stats st;
@@ -192,10 +245,17 @@ static od_store_rc make_room(od_jobs *j, uint64_t len) {
       return rc;
     if (st.upload_bytes + st.output_bytes + len <= j->store_cap)
       return OD_STORE_OK;
-    rc = evict_oldest(j);
+    od_evict_sel sel = {0};
+    rc = od_jobs_remove(j, &sel, OD_RM_SPACE);
     if (rc != OD_STORE_OK)
       return rc == OD_STORE_EMPTY ? OD_STORE_FULL : rc;
   }
+}
+
+void od_jobs_fit_budget(od_jobs *j, uint64_t extra) {
+  pthread_mutex_lock(&j->admit_mu);
+  make_room(j, extra);
+  pthread_mutex_unlock(&j->admit_mu);
 }
 
 int od_jobs_add_upload(od_jobs *j, const uint8_t *img, size_t len,
@@ -219,31 +279,47 @@ int od_jobs_add_upload(od_jobs *j, const uint8_t *img, size_t len,
   r.t_created = od_wall();
   char path[PATH_MAX + 64];
   od_jobs_upload_path(j, &r, path, sizeof path);
-  if (od_file_write(path, img, len) != 0) {
-    snprintf(err, err_len, "cannot store the upload in %s: %s", j->dir_uploads,
-             strerror(errno));
-    return -1;
+  if (od_file_write_opt(path, img, len, j->durable) != 0) {
+    int e = errno;
+    od_jobs_dir_failed(j, e);
+    od_log("upload: cannot write %s: %s", path, strerror(e));
+    snprintf(err, err_len, "cannot store the upload in the data dir: %s",
+             strerror(e));
+    return e == ENOSPC || e == EDQUOT || e == EROFS ? -3 : -1;
   }
   pthread_mutex_lock(&j->admit_mu);
   /* The data dir is bounded too (--max-store-mb): uploads and models of
    * finished jobs go, oldest first, to make room; so do whole jobs past
    * --max-jobs. */
   od_store_rc rc = make_room(j, len);
+  int table_full = 0;
   if (rc == OD_STORE_OK &&
-      (rc = od_store_insert(j->store, &r)) == OD_STORE_FULL &&
-      evict_oldest(j) == OD_STORE_OK)
-    rc = od_store_insert(j->store, &r);
+      (rc = od_store_insert(j->store, &r)) == OD_STORE_FULL) {
+    /* Retention, not eviction by count: only a job past --result-ttl
+     * (which the janitor is about to remove anyway) makes room here. */
+    od_evict_sel sel = {.idle_before = od_wall() - j->svc->cfg.result_ttl_s};
+    table_full = 1;
+    if (od_jobs_remove(j, &sel, OD_RM_EXPIRED) == OD_STORE_OK)
+      rc = od_store_insert(j->store, &r);
+  }
   pthread_mutex_unlock(&j->admit_mu);
   if (rc != OD_STORE_OK) {
     unlink(path);
+    if (rc == OD_STORE_FULL && table_full) {
+      snprintf(err, err_len,
+               "the job table is full (--max-jobs %d) of jobs younger than "
+               "--result-ttl; retry later",
+               j->svc->cfg.max_jobs);
+      return -2;
+    }
     if (rc == OD_STORE_FULL) {
       snprintf(err, err_len,
-               "every job slot or the whole --max-store-mb holds queued or "
-               "running jobs; retry later");
+               "the whole --max-store-mb holds queued or running jobs, or "
+               "uploads waiting out a Retry-After; retry later");
       return -2;
     }
     snprintf(err, err_len, "%s", od_store_rc_message(rc));
-    return -1;
+    return rc == OD_STORE_DOWN ? -3 : -1;
   }
   snprintf(id_out, 37, "%s", r.id);
   od_log("job %s uploaded bytes=%zu type=%s", id_out, len, ext);
@@ -280,49 +356,56 @@ void od_jobs_update_cache_gauges(od_jobs *j) {
 }
 
 /* Completes the job r (queued, held by this request) from the result
- * cache: 0 when done, -1 on a miss (or a hit that could not be used). */
+ * cache: its model is made a link to the cached one (no copy), then the
+ * completion is recorded. 0 when done, -1 on a miss (or a hit that could
+ * not be used: the job runs), -2 when the store could not record it. */
 static int complete_from_cache(od_jobs *j, od_job_rec *r,
                                const od_job_rec *prev, int key_ok) {
   od_metrics *m = &j->svc->m;
-  uint8_t *data = NULL;
-  size_t len = 0;
-  od_cache_tier tier = OD_CACHE_MEMORY;
-  unsigned missed = 0;
-  int hit = key_ok && od_cache_get(j->svc->cache, r->cache_key, &data, &len,
-                                   &tier, &missed);
-  for (int t = 0; t < OD_CACHE_TIERS; t++)
-    if (missed & (1u << t))
-      om_counter_inc(m->cache_misses[t]);
-  if (!hit)
-    return -1;
-  om_counter_inc(m->cache_hits[tier]);
   od_job_rec done = *r;
   char out[PATH_MAX + 128];
   od_jobs_output_name(&done, done.output_name, sizeof done.output_name);
   od_jobs_output_path(j, done.output_name, out, sizeof out);
-  int used = od_cache_result_unpack(data, len, &done.score, done.grade,
-                                    &done.printable) == 0 &&
-             od_file_write(out, data + OD_CACHE_RESULT_HDR,
-                           len - OD_CACHE_RESULT_HDR) == 0;
-  free(data);
-  if (!used)
+  od_cache_meta meta;
+  size_t len = 0;
+  od_cache_tier tier = OD_CACHE_MEMORY;
+  unsigned missed = 0;
+  int hit = key_ok ? od_cache_get(j->svc->cache, r->cache_key, out,
+                                  j->durable, &meta, &len, &tier, &missed)
+                   : 0;
+  for (int t = 0; t < OD_CACHE_TIERS; t++)
+    if (missed & (1u << t))
+      om_counter_inc(m->cache_misses[t]);
+  if (hit < 0) {
+    od_jobs_dir_failed(j, errno);
+    od_log("job %s: a cache hit could not be linked (%s); running it",
+           r->id, strerror(errno));
+  }
+  if (hit != 1)
     return -1;
+  om_counter_inc(m->cache_hits[tier]);
   done.state = OD_JOB_COMPLETED;
   done.cached = 1;
-  done.output_bytes = len - OD_CACHE_RESULT_HDR;
+  done.output_bytes = len;
+  done.score = meta.score;
+  snprintf(done.grade, sizeof done.grade, "%s", meta.grade);
+  done.printable = meta.printable;
   done.progress = 100;
   done.stage_progress = 1;
   snprintf(done.stage, sizeof done.stage, "completed");
   done.t_ended = od_wall();
+  od_jobs_fit_budget(j, len); /* the linked model counts as the job's */
   if (od_store_transition(j->store, &done, OD_STATE_BIT(OD_JOB_QUEUED), 0,
-                          NULL) != OD_STORE_OK)
-    return -1;
+                          NULL) != OD_STORE_OK) {
+    unlink(out);
+    return -2;
+  }
   drop_old_output(j, prev, &done);
   od_jobs_update_cache_gauges(j);
   count_gen(j, done.req.format, "cached");
   od_log("job %s completed from the %s cache format=%s bytes=%zu", done.id,
          tier == OD_CACHE_MEMORY ? "memory" : "disk",
-         orfeas_pl_format_name(done.req.format), len - OD_CACHE_RESULT_HDR);
+         orfeas_pl_format_name(done.req.format), len);
   od_job_view v;
   od_ws_event ev;
   view_of(j, &done, &v);
@@ -332,6 +415,16 @@ static int complete_from_cache(od_jobs *j, od_job_rec *r,
   return 0;
 }
 
+/* A refused generate: the job as it was, its previous model included,
+ * held (when the queue was full) so its client finds it after Retry-After
+ * (+ --refused-hold) even if uploads need room meanwhile. */
+static void give_back(od_jobs *j, od_job_rec *prev, int hold) {
+  if (hold)
+    prev->hold_until = od_wall() + od_jobs_retry_after(j) +
+                       j->svc->cfg.refused_hold_s;
+  od_store_transition(j->store, prev, OD_STATE_BIT(OD_JOB_QUEUED), 0, NULL);
+}
+
 od_gen_result od_jobs_generate(od_jobs *j, const od_generate_req *req,
                                int *position) {
   od_metrics *m = &j->svc->m;
@@ -339,7 +432,9 @@ od_gen_result od_jobs_generate(od_jobs *j, const od_generate_req *req,
   od_job_rec r, prev;
   od_store_rc rc = od_store_get(j->store, req->job_id, &r);
   if (rc != OD_STORE_OK)
-    return rc == OD_STORE_NOT_FOUND ? OD_GEN_NOT_FOUND : OD_GEN_INTERNAL;
+    return rc == OD_STORE_NOT_FOUND ? OD_GEN_NOT_FOUND
+           : rc == OD_STORE_GONE    ? OD_GEN_GONE
+                                    : OD_GEN_UNAVAILABLE;
   if (OD_STATE_BIT(r.state) & OD_STATES_ACTIVE)
     return OD_GEN_CONFLICT;
   if (j->svc->draining) {
@@ -365,21 +460,26 @@ od_gen_result od_jobs_generate(od_jobs *j, const od_generate_req *req,
   r.t_queued = od_wall();
   r.t_started = r.t_ended = 0;
   r.tries = 0;
+  r.hold_until = 0;
   rc = od_store_transition(j->store, &r, OD_STATES_IDLE, 0, &prev);
   if (rc == OD_STORE_NOT_FOUND)
     return OD_GEN_NOT_FOUND;
   if (rc == OD_STORE_CONFLICT)
     return OD_GEN_CONFLICT;
   if (rc != OD_STORE_OK)
-    return OD_GEN_INTERNAL;
+    return OD_GEN_UNAVAILABLE;
 
-  if (complete_from_cache(j, &r, &prev, key_ok) == 0)
+  int cached = complete_from_cache(j, &r, &prev, key_ok);
+  if (cached == 0)
     return OD_GEN_CACHED;
+  if (cached == -2) {
+    give_back(j, &prev, 0);
+    return OD_GEN_UNAVAILABLE;
+  }
 
   rc = od_store_enqueue(j->store, r.id, position);
   if (rc != OD_STORE_OK) {
-    /* Give the job back as it was, its previous model included. */
-    od_store_transition(j->store, &prev, OD_STATE_BIT(OD_JOB_QUEUED), 0, NULL);
+    give_back(j, &prev, rc == OD_STORE_FULL);
     count_gen(j, req->format, "rejected");
     if (rc == OD_STORE_FULL)
       od_log("job %s rejected: the queue is full (%d)", req->job_id,
@@ -388,7 +488,7 @@ od_gen_result od_jobs_generate(od_jobs *j, const od_generate_req *req,
       od_log("job %s rejected: %s", req->job_id, od_store_rc_message(rc));
     return j->svc->draining || rc == OD_STORE_CLOSED ? OD_GEN_DRAINING
            : rc == OD_STORE_FULL                     ? OD_GEN_QUEUE_FULL
-                                                     : OD_GEN_INTERNAL;
+                                                     : OD_GEN_UNAVAILABLE;
   }
   drop_old_output(j, &prev, &r);
   om_gauge_inc(m->active_jobs);
@@ -408,6 +508,15 @@ static int make_dir(const char *path, char *err, size_t err_len) {
   return 0;
 }
 
+/* The store's call metrics (store.c's observer). */
+static void on_store_op(void *u, od_store_op op, od_store_rc rc,
+                        double seconds) {
+  od_jobs *j = u;
+  om_histogram_observe(j->op_duration[op], seconds);
+  if (rc == OD_STORE_DOWN)
+    om_counter_inc(j->op_errors[op]);
+}
+
 od_jobs *od_jobs_new(od_service *svc, char *err, size_t err_len) {
   od_jobs *j = calloc(1, sizeof *j);
   if (j == NULL) {
@@ -417,10 +526,19 @@ od_jobs *od_jobs_new(od_service *svc, char *err, size_t err_len) {
   j->svc = svc;
   pthread_mutex_init(&j->admit_mu, NULL);
   j->store_cap = (uint64_t)svc->cfg.max_store_mb << 20;
+  j->store_up = j->dir_writable = 1;
   snprintf(j->dir_uploads, sizeof j->dir_uploads, "%.*s/uploads", PATH_MAX - 16,
            svc->cfg.data_dir);
   snprintf(j->dir_outputs, sizeof j->dir_outputs, "%.*s/outputs", PATH_MAX - 16,
            svc->cfg.data_dir);
+  od_metrics *m = &svc->m;
+  for (int op = 0; op < OD_STORE_OP_COUNT; op++) {
+    const char *n = od_store_op_name((od_store_op)op);
+    j->op_duration[op] =
+        om_family_histogram(m->store_op_duration, OM_LABELS(n));
+    j->op_errors[op] = om_family_counter(m->store_errors, OM_LABELS(n));
+  }
+  j->claim_errors = om_family_counter(m->store_errors, OM_LABELS("claim"));
   /* main.c made the data dir itself. */
   if (make_dir(j->dir_uploads, err, err_len) != 0 ||
       make_dir(j->dir_outputs, err, err_len) != 0) {
@@ -429,33 +547,39 @@ od_jobs *od_jobs_new(od_service *svc, char *err, size_t err_len) {
   }
   od_store_opts so = {.queue_size = svc->cfg.queue_size,
                       .max_jobs = svc->cfg.max_jobs,
+                      .max_attempts = svc->cfg.max_attempts,
                       .data_dir = svc->cfg.data_dir};
   if ((j->store = od_store_open(svc->cfg.store, &so, err, err_len)) == NULL ||
       (j->workers = od_workers_new(j, svc->cfg.workers, err, err_len)) ==
+          NULL ||
+      (j->committer = od_committer_new(j, svc->cfg.workers, err, err_len)) ==
           NULL) {
     od_jobs_free(j);
     return NULL;
   }
+  od_store_set_observer(j->store, on_store_op, j);
+  j->durable = od_store_durable(j->store);
   j->eta = od_eta_new();
-  if (j->eta == NULL) {
+  j->janitor = od_janitor_new(j);
+  if (j->eta == NULL || j->janitor == NULL) {
     snprintf(err, err_len, "out of memory");
     od_jobs_free(j);
     return NULL;
   }
-  /* What a previous run left (nothing, for memory:). The durable store's
-   * start-up hands each kept job to a callback here (its files, gauges). */
-  od_store_rc rc = od_store_recover(j->store, NULL, NULL);
-  if (rc != OD_STORE_OK) {
-    snprintf(err, err_len, "--store %s: recovery failed: %s", svc->cfg.store,
-             od_store_rc_message(rc));
+  /* What a previous run left behind (recover.c). */
+  if (od_jobs_recover(j, err, err_len) != 0) {
     od_jobs_free(j);
     return NULL;
   }
+  od_jobs_housekeep(j);
   return j;
 }
 
 int od_jobs_start(od_jobs *j, char *err, size_t err_len) {
-  return od_workers_start(j->workers, err, err_len);
+  return od_committer_start(j->committer, err, err_len) != 0 ||
+                 od_janitor_start(j->janitor, err, err_len) != 0
+             ? -1
+             : od_workers_start(j->workers, err, err_len);
 }
 
 static void fail_queued(const char *id, void *user) {
@@ -474,12 +598,28 @@ static void fail_queued(const char *id, void *user) {
   od_jobs_end(j, &r, OD_STATE_BIT(OD_JOB_QUEUED), 0);
 }
 
+static void count_kept(const char *id, void *user) {
+  (void)id;
+  (*(int *)user)++;
+}
+
 void od_jobs_drain(od_jobs *j) {
   /* The memory store forgets queued jobs at exit, so they fail now with a
-   * reason; a durable store will keep them queued for the next start. */
-  od_store_close_queue(j->store, fail_queued, j);
+   * reason; a durable store keeps them queued for the next start. */
+  if (od_store_durable(j->store)) {
+    int kept = 0;
+    od_store_close_queue(j->store, count_kept, &kept);
+    if (kept > 0)
+      od_log("%d queued job(s) stay queued in the store and run after the "
+             "next start",
+             kept);
+  } else {
+    od_store_close_queue(j->store, fail_queued, j);
+  }
   om_gauge_set(j->svc->m.queue_depth, 0);
   od_workers_join(j->workers);
+  od_committer_stop(j->committer);
+  od_janitor_stop(j->janitor);
 }
 
 void od_jobs_free(od_jobs *j) {
@@ -491,11 +631,19 @@ void od_jobs_free(od_jobs *j) {
     od_store_close_queue(j->store, NULL, NULL);
     od_workers_join(j->workers);
   }
+  od_committer_free(j->committer);
+  od_janitor_free(j->janitor);
   od_workers_free(j->workers);
   od_store_close(j->store);
   od_eta_free(j->eta);
   pthread_mutex_destroy(&j->admit_mu);
   free(j);
+}
+
+void od_jobs_health(od_jobs *j, od_health *h) {
+  h->store_up = od_store_ping(j->store) == OD_STORE_OK;
+  h->data_dir_writable = j->dir_writable;
+  h->data_dir_free_bytes = j->dir_free;
 }
 
 /* ---- figures ------------------------------------------------------------- */
@@ -548,5 +696,28 @@ int od_jobs_open_output(od_jobs *j, const char *id, const char *name,
     return -1;
   }
   *size = (uint64_t)st.st_size;
+  return fd;
+}
+
+int od_jobs_open_upload(od_jobs *j, const char *id, uint64_t *size,
+                        char ext[8]) {
+  od_job_rec r;
+  if (od_store_get(j->store, id, &r) != OD_STORE_OK)
+    return -1;
+  char up[PATH_MAX + 64];
+  od_jobs_upload_path(j, &r, up, sizeof up);
+  /* The job's own file, by the id it was stored under: no client string
+   * reaches the path. */
+  int fd = open(up, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0 && od_errno_is_fd_exhaustion(errno))
+    return -2;
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fd >= 0)
+      close(fd);
+    return -1;
+  }
+  *size = (uint64_t)st.st_size;
+  snprintf(ext, 8, "%s", r.ext);
   return fd;
 }

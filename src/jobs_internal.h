@@ -1,15 +1,21 @@
 /* jobs_internal.h: what the jobs module's files share, and nothing else
- * includes. The module is three files around the job store (store.h):
+ * includes. The module is six files around the job store (store.h):
  *
- *   jobs.c    the public od_jobs_* API (orfeasd.h): upload, generate, view,
- *             download, counts, drain; the job files; every state change's
- *             metrics, log line and WebSocket event (od_jobs_end)
- *   worker.c  the worker pool: claim, run the pipeline, live progress
- *   eta.c     stage and job durations: ETAs, Retry-After, the bottleneck
+ *   jobs.c     the public od_jobs_* API (orfeasd.h): upload, generate, view,
+ *              download, counts, drain; the job files; every state
+ *              change's metrics, log line and WebSocket event (od_jobs_end)
+ *   recover.c  start-up: the jobs the store kept, files no job owns
+ *   worker.c   the worker pool: claim, run the pipeline, live progress
+ *   commit.c   the committer: a finished job's model made durable, cached,
+ *              and its end recorded, off the worker thread
+ *   janitor.c  once a second: store and data-dir health, byte gauges, and
+ *              the removal of jobs past --result-ttl
+ *   eta.c      stage and job durations: ETAs, Retry-After, the bottleneck
  *
- * Locks: the store has its own; eta.c and worker.c's live-progress table
- * have one each, held only to copy numbers. None of them is held while the
- * store, the hub, the cache or the metrics are called.
+ * Locks: the store has its own; eta.c, worker.c's live-progress table and
+ * commit.c's queue have one each, held only to copy. None of them is held
+ * while the store, the hub, the cache or the metrics are called (commit.c
+ * holds the cache's only inside od_cache_put).
  */
 #ifndef ORFEAS_JOBS_INTERNAL_H
 #define ORFEAS_JOBS_INTERNAL_H
@@ -61,19 +67,91 @@ int od_workers_busy(od_workers *w);
 /* 1 and *out filled when job id is running on a worker. */
 int od_workers_live(od_workers *w, const char *id, od_live *out);
 
-/* ---- jobs.c: shared with worker.c ---------------------------------------- */
+/* ---- commit.c ------------------------------------------------------------ */
+
+typedef struct od_committer od_committer;
+
+/* A finished run, as a worker hands it over. */
+typedef struct {
+  od_job_rec r;      /* the end to record: COMPLETED (output_name set) or
+                        FAILED, fenced by r.attempt */
+  uint8_t *model;    /* owned: a completed run's model, NULL otherwise */
+  size_t model_len;
+} od_end;
+
+/* bound: ends waiting at most (a worker handing over one more waits). */
+od_committer *od_committer_new(od_jobs *j, int bound, char *err,
+                               size_t err_len);
+int od_committer_start(od_committer *c, char *err, size_t err_len);
+/* Takes e (and e->model); waits while `bound` ends wait. Any thread. */
+void od_committer_push(od_committer *c, od_end *e);
+/* 1 and *out (the stage and progress the run ended with) when the end of
+ * job id is waiting or being recorded. */
+int od_committer_holds(od_committer *c, const char *id, od_live *out);
+size_t od_committer_depth(od_committer *c);
+/* Records every end handed over, then stops the thread (the drain). */
+void od_committer_stop(od_committer *c);
+void od_committer_free(od_committer *c);
+
+/* ---- janitor.c ----------------------------------------------------------- */
+
+typedef struct od_janitor od_janitor;
+
+od_janitor *od_janitor_new(od_jobs *j);
+int od_janitor_start(od_janitor *k, char *err, size_t err_len);
+void od_janitor_stop(od_janitor *k);
+void od_janitor_free(od_janitor *k);
+/* One pass (the thread runs it every second; start-up once): store ping,
+ * data-dir probe, byte gauges, removal of expired jobs. */
+void od_jobs_housekeep(od_jobs *j);
+
+/* ---- jobs.c: shared with worker.c, commit.c, janitor.c ------------------- */
 
 struct od_jobs {
   od_service *svc;
-  od_store *store;     /* owned */
-  od_eta *eta;         /* owned */
-  od_workers *workers; /* owned */
+  od_store *store;         /* owned */
+  od_eta *eta;             /* owned */
+  od_workers *workers;     /* owned */
+  od_committer *committer; /* owned */
+  od_janitor *janitor;     /* owned */
   /* Held by an upload while it makes room (evicts) and inserts, so two
    * uploads do not evict for the same room. */
   pthread_mutex_t admit_mu;
   uint64_t store_cap; /* --max-store-mb in bytes */
+  /* Files are synced only for a store that survives the process: with
+   * memory: nothing points at them after a restart (recover.c removes
+   * them), so their syncs would buy nothing. */
+  int durable;
   char dir_uploads[PATH_MAX], dir_outputs[PATH_MAX];
+  /* The store's call metrics, by od_store_op (on_store_op). */
+  om_histogram *op_duration[OD_STORE_OP_COUNT];
+  om_counter *op_errors[OD_STORE_OP_COUNT];
+  om_counter *claim_errors;
+  /* Health, refreshed by the janitor (and a failed write). */
+  _Atomic int store_up;
+  _Atomic int dir_writable;
+  _Atomic uint64_t dir_free;
 };
+
+/* recover.c: settles what the store kept from a previous run (metrics,
+ * completed jobs whose model is missing), then removes the files in
+ * uploads/ and outputs/ that no job owns. 0, or -1 with err filled. */
+int od_jobs_recover(od_jobs *j, char *err, size_t err_len);
+
+/* Why a job is removed (its tombstone, the 410's message) and the label
+ * of orfeas_jobs_removed_total. */
+typedef enum { OD_RM_EXPIRED, OD_RM_SPACE, OD_RM_COUNT } od_rm;
+/* Removes a job chosen by sel with the reason of `why` (its tombstone),
+ * then its files; counts it. The store's rc. */
+od_store_rc od_jobs_remove(od_jobs *j, od_evict_sel *sel, od_rm why);
+/* Removes finished jobs (changed longest ago first) until uploads +
+ * models + extra bytes fit in --max-store-mb: before a model is stored.
+ * When only active or held jobs are left it leaves it at that (a model
+ * is never refused for space it already holds in memory). */
+void od_jobs_fit_budget(od_jobs *j, uint64_t extra);
+/* Notes that a write in the data dir failed with errno e: the data dir is
+ * not writable (/ready 503) until the janitor's probe succeeds again. */
+void od_jobs_dir_failed(od_jobs *j, int e);
 
 /* DATA/uploads/<id>.<ext> and DATA/outputs/<name>. */
 void od_jobs_upload_path(const od_jobs *j, const od_job_rec *r, char *out,

@@ -7,11 +7,14 @@
  *  2. Metrics, cache, jobs, hub, workers, then HTTP: nothing is reachable
  *     before what it calls exists. /ready turns 200 once workers run.
  *  3. On a signal: stop accepting (quiesce the listener), mark draining
- *     (/ready 503, generate 503), fail queued jobs with a clear status and
- *     wait for running ones (their events still go out), let the hub
- *     deliver the last events and close clients, then stop HTTP. Exit 0.
+ *     (/ready 503, generate 503), leave queued jobs queued in a durable
+ *     store (they run after the next start; the memory store fails them
+ *     with a clear status), wait for running ones and for their ends to be
+ *     recorded (their events still go out), let the hub deliver the last
+ *     events and close clients, then stop HTTP. Exit 0.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +71,8 @@ static int run(od_service *svc) {
       goto fail;
     }
   }
+  if (od_static_init(svc, "/proc/self/exe", err, sizeof err) != 0)
+    goto fail;
   if ((svc->jobs = od_jobs_new(svc, err, sizeof err)) == NULL ||
       (svc->hub = od_hub_new(svc, err, sizeof err)) == NULL ||
       od_hub_start(svc->hub, err, sizeof err) != 0 ||
@@ -84,11 +89,17 @@ static int run(od_service *svc) {
          svc->cfg.listen_port);
   od_log("  metrics   http://%s:%u/metrics", svc->cfg.listen_host, svc->cfg.listen_port);
   od_log("  websocket ws://%s:%u/ws", svc->cfg.listen_host, svc->cfg.listen_port);
+  if (svc->static_fd >= 0)
+    od_log("  studio    http://%s:%u/  (page from %s)", svc->cfg.listen_host,
+           svc->cfg.listen_port, svc->static_path);
+  else
+    od_log("  studio    not installed (no static/ next to the binary; see --static-dir)");
 
   int sig = 0;
   sigwait(&set, &sig);
-  od_log("%s: draining (no new connections; queued jobs fail, running jobs finish)",
-         sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  od_log("%s: draining (no new connections; running jobs finish; queued jobs %s)",
+         sig == SIGTERM ? "SIGTERM" : "SIGINT",
+         strncmp(svc->cfg.store, "memory:", 7) == 0 ? "fail" : "stay queued for the next start");
   svc->draining = 1;
   svc->ready = 0;
   od_http_quiesce(svc);
@@ -106,7 +117,18 @@ fail:
 int main(int argc, char **argv) {
   /* Owned by main for the life of the process. */
   static od_service svc;
+  /* A job allocates and frees tens of MB (the decoded image, the grid, the
+   * mesh, the model). glibc's defaults hand that back to the kernel between
+   * jobs in the workers' arenas, and the next job faults it in again: on a
+   * VM a page fault costs 10-20 us, about 20 ms of a 31 ms job at 1024 px
+   * (docs/performance.md, api_vs_pipeline). Keep freed memory for the next
+   * job: blocks under 32 MB come from the arenas, and an arena keeps up to
+   * 128 MB free at its top. Larger blocks (a 4096 px image) are still
+   * mapped and unmapped per job. */
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 128 << 20);
   char err[512];
+  svc.static_fd = -1;
   od_config_defaults(&svc.cfg);
   int rc = od_config_parse(&svc.cfg, argc, argv, env_get, err, sizeof err);
   if (rc == 1) {
@@ -119,6 +141,8 @@ int main(int argc, char **argv) {
     orfeas_print_version(stdout, "orfeasd");
     return 0;
   }
+  if (rc == 0)
+    rc = od_cors_parse(&svc.cors, svc.cfg.cors_origins, err, sizeof err);
   if (rc != 0) {
     fprintf(stderr, "orfeasd: %s\n", err);
     return 2;
@@ -131,6 +155,7 @@ int main(int argc, char **argv) {
   od_jobs_free(svc.jobs);
   od_cache_free(svc.cache);
   od_ratelimit_free(svc.rl);
+  od_static_free(&svc);
   od_metrics_free(&svc.m);
   return rc;
 }

@@ -8,13 +8,18 @@
  *   multipart.c  the multipart/form-data parser for uploads (pure, fuzzed)
  *   ratelimit.c  per-client-address token buckets
  *   queue.c      the bounded FIFO in front of the workers
- *   fileio.c     whole-file reads, crash-safe (tmp + rename) writes
+ *   fileio.c     whole-file reads, durable (tmp, sync, rename) writes
  *   cache.c      the result cache: memory LRU + data-dir tier, bounded bytes
  *   store.c      the job store: records and the dispatch queue behind one
  *                interface (store.h), a backend per --store URL scheme
+ *   memtab.c     the in-memory job table both local backends share
  *   store_mem.c  the memory: backend
+ *   store_sqlite.c the sqlite: backend (the default; survives restarts)
  *   jobs.c       the job API over the store: upload, generate, view, files
+ *   recover.c    start-up: what the store kept, files no job owns
  *   worker.c     the worker pool and the live progress of running jobs
+ *   commit.c     a finished run's model and end recorded off the worker
+ *   janitor.c    store and data-dir health, byte gauges, --result-ttl
  *   eta.c        stage and job durations: ETAs, Retry-After, bottleneck
  *   jobjson.c    a job as JSON: job-status, the 202s, the WebSocket events
  *   svc_metrics.c every orfeas_* metric, registered and pre-created at 0
@@ -26,6 +31,9 @@
  *   routes.c     the API handlers and the dispatch to them
  *   ws.c         WebSocket upgrade, the hub thread, per-client queues
  *   wsproto.c    client-message handling shared by the hub and the fuzzer
+ *   socketio.c   Engine.IO v4 / Socket.IO v5 framing for /socket.io/ (pure)
+ *   static.c     the Studio page and its files from --static-dir
+ *   cors.c       --cors-origins: which browser origins may call the API
  *   gpu_summary.c the GPU part of /api/health, from the GPU manager
  *
  * Threads: MHD's pool runs the handlers; `workers` threads run jobs; one hub
@@ -42,6 +50,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -59,6 +68,9 @@ typedef struct {
   uint16_t listen_port;
   char data_dir[PATH_MAX];
   char store[PATH_MAX + 16];/* job store URL (store.h) */
+  int max_attempts;         /* runs cut short before a job fails */
+  double result_ttl_s;      /* finished jobs and uploads kept at least */
+  int refused_hold_s;       /* a 429'd upload's slot: Retry-After + this */
   int workers;              /* pipeline threads */
   int worker_nice;          /* nice value of the worker threads */
   int queue_size;           /* jobs waiting beyond the running ones */
@@ -80,6 +92,10 @@ typedef struct {
   char nvml_lib[PATH_MAX];  /* NVML to load; "" = libnvidia-ml.so.1 */
   double gpu_interval_s;    /* GPU sampling interval */
   double gpu_call_timeout_s;/* one NVML call's deadline */
+  char static_dir[PATH_MAX];/* the Studio page; "" = next to the binary */
+  double sio_ping_interval_s; /* Engine.IO pings to Socket.IO clients */
+  double sio_ping_timeout_s;  /* a pong later than this closes the client */
+  char cors_origins[2048];  /* --cors-origins, as given (cors.c parses it) */
   /* The HTTP edge (issue #13: http.c, edge.c, body.c, proxy.c, fdlimit.c) */
   char admin_host[64]; /* --admin-listen; "" = admin routes on --listen */
   uint16_t admin_port;
@@ -120,6 +136,14 @@ void od_filename_sanitize(const char *in, size_t in_len, char *out,
 /* 1 when name is a plain file name: [A-Za-z0-9._-]{1,128}, no leading dot. */
 int od_filename_plain(const char *name);
 
+/* The generate-3d limits (validate.c checks them, /api/models-info
+ * publishes them; the pipeline's own check agrees). */
+#define OD_QUALITY_MIN 1
+#define OD_QUALITY_MAX 10
+#define OD_SIDE_MM_MIN 1.0
+#define OD_SIDE_MM_MAX 1000.0 /* width and height */
+#define OD_DEPTH_MM_MAX 500.0
+
 /* A parsed and checked POST /api/generate-3d body. */
 typedef struct {
   char job_id[37];
@@ -127,6 +151,7 @@ typedef struct {
   orfeas_pl_mode mode;
   int quality;
   double width, height, depth;
+  int unknown_fields; /* fields ignored (top level and in dimensions) */
 } od_generate_req;
 
 /* One field-level problem: field is one of a fixed set of names (it becomes
@@ -140,7 +165,8 @@ typedef struct {
 #define OD_MAX_FIELD_ERRORS 8
 
 /* Parses and checks the JSON body. Returns the number of errors written to
- * errs (0 = valid). Unknown fields and wrong types are errors. */
+ * errs (0 = valid). Wrong types and values are errors; unknown fields are
+ * ignored (the original API's behaviour) and counted in unknown_fields. */
 int od_generate_parse(const char *body, size_t len, od_generate_req *req,
                       od_field_error *errs, int max_errs);
 
@@ -187,6 +213,10 @@ void od_queue_free(od_queue *q);
 /* Appends a copy of id; returns its 0-based position, -1 when full, -2
  * when closed. */
 int od_queue_push(od_queue *q, const char *id);
+/* Puts id past the bound (the ring grows): at the front (a take given
+ * back) or at the end (jobs found queued at start-up). 0, -1 when out of
+ * memory, -2 when closed. */
+int od_queue_push_over(od_queue *q, const char *id, int front);
 /* Takes the oldest id into id[37]. Waits up to timeout_ms for one (-1:
  * until one comes or the queue is closed; 0: not at all). Returns 0 with an
  * id, 1 when none came in time, -1 when the queue is closed and empty. */
@@ -204,8 +234,19 @@ int od_queue_peek(od_queue *q, char id[37]);
 
 /* ---- fileio.c ----------------------------------------------------------- */
 
-/* Writes PATH.tmp and renames it over PATH; 0, or -1 with errno. */
+/* Durable write: PATH.tmp, fdatasync, rename over PATH, fsync of the
+ * directory (fileio.c says why); 0, or -1 with errno (PATH.tmp removed). */
 int od_file_write(const char *path, const uint8_t *data, size_t len);
+/* The same; durable 0 skips both syncs (a file whose loss is harmless). */
+int od_file_write_opt(const char *path, const uint8_t *data, size_t len,
+                      int durable);
+/* Gives the file src a second name path (a hard link through PATH.tmp and a
+ * rename, replacing path; a copy where links are impossible), then, when
+ * durable, fsyncs path's directory. 0, or -1 with errno. */
+int od_file_link(const char *src, const char *path, int durable);
+/* fsync of a directory: its entries (creations, renames) survive power
+ * loss. 0, or -1 with errno. */
+int od_dir_fsync(const char *dir);
 /* The whole file, malloc'd (caller frees); NULL on any error or a short
  * read. */
 uint8_t *od_file_read(const char *path, size_t *len);
@@ -216,30 +257,37 @@ typedef struct od_cache od_cache;
 
 typedef enum { OD_CACHE_MEMORY = 0, OD_CACHE_DISK, OD_CACHE_TIERS } od_cache_tier;
 
-/* dir: the disk tier's folder (created; entries already there are adopted,
- * oldest first, within disk_bytes). NULL and err filled on failure. */
+/* A result's quality report, kept with its model. */
+typedef struct {
+  double score;
+  char grade[3];
+  int printable;
+} od_cache_meta;
+
+/* dir: the disk tier's folder (created; complete entries already there are
+ * adopted, oldest first, within disk_bytes). NULL and err filled on
+ * failure. */
 od_cache *od_cache_new(size_t mem_bytes, const char *dir, size_t disk_bytes,
                        char *err, size_t err_len);
 void od_cache_free(od_cache *c);
-/* Looks the key up, memory first, then disk (a disk hit is promoted to
- * memory). On a hit *data is a malloc'd copy the caller frees, and *tier
- * says where it was found. Returns 1 hit, 0 miss. miss_tiers (may be NULL)
- * gets a bit per tier that missed. Thread-safe. */
-int od_cache_get(od_cache *c, const uint8_t key[32], uint8_t **data,
-                 size_t *len, od_cache_tier *tier, unsigned *miss_tiers);
-/* Stores a copy in both tiers, evicting least recently used entries; an
- * entry larger than a tier's bound skips that tier. Thread-safe. */
-void od_cache_put(od_cache *c, const uint8_t key[32], const uint8_t *data,
-                  size_t len);
+/* Looks the key up, memory first, then disk. On a hit, dest is created as
+ * the model (a hard link to the disk entry, else a durable write of the
+ * memory entry: never a second copy when the disk has it; synced when
+ * durable), *meta and *len are the report and the model's size, *tier
+ * where it was found: 1. 0: a miss. -1: a hit whose model could not be made
+ * at dest (errno). miss_tiers (may be NULL) gets a bit per tier that
+ * missed. Thread-safe. */
+int od_cache_get(od_cache *c, const uint8_t key[32], const char *dest,
+                 int durable, od_cache_meta *meta, size_t *len,
+                 od_cache_tier *tier, unsigned *miss_tiers);
+/* Stores a result: the memory tier takes model (stolen: the cache frees
+ * it), the disk tier links path (the model file, already durable; NULL:
+ * memory only) with the report beside it; least recently used entries
+ * make room, and an entry larger than a tier's bound skips it.
+ * Thread-safe. */
+void od_cache_put(od_cache *c, const uint8_t key[32], const od_cache_meta *meta,
+                  uint8_t *model, size_t len, const char *path);
 size_t od_cache_bytes(od_cache *c, od_cache_tier tier);
-/* A cached result: a 32-byte header with the quality report, then the
- * model (from byte OD_CACHE_RESULT_HDR). pack: malloc'd (caller frees),
- * NULL when out of memory. unpack: 0 and the report, -1 when v is not a
- * result value. */
-#define OD_CACHE_RESULT_HDR 32
-uint8_t *od_cache_result_pack(const orfeas_pl_result *res, size_t *len);
-int od_cache_result_unpack(const uint8_t *v, size_t len, double *score,
-                           char grade[3], int *printable);
 size_t od_cache_entries(od_cache *c, od_cache_tier tier);
 
 /* ---- router.c ------------------------------------------------------------ */
@@ -319,6 +367,21 @@ typedef enum {
     "/metrics",                          OD_RF_MONITORING, handle_metrics)     \
   X(WS,         OD_M_GET,  OD_MATCH_EXACT,  "/ws",                             \
     "/ws",                               OD_RF_RATE_LIMIT, handle_ws)          \
+  X(SOCKETIO,   OD_M_GET,  OD_MATCH_EXACT,  "/socket.io/",                     \
+    "/socket.io/",                       OD_RF_RATE_LIMIT, handle_socketio)    \
+  X(MODELS_INFO, OD_M_GET, OD_MATCH_EXACT,  "/api/models-info",                \
+    "/api/models-info",                  OD_RF_API,        handle_models_info) \
+  X(DOWNLOAD_B64, OD_M_GET, OD_MATCH_PREFIX, "/api/download-base64/",          \
+    "/api/download-base64/{job_id}/{filename}", OD_RF_API, handle_download_b64) \
+  X(PREVIEW,    OD_M_GET,  OD_MATCH_PREFIX, "/api/preview/",                   \
+    "/api/preview/{job_id}",             OD_RF_API,        handle_preview)     \
+  /* The Studio page and its files (static.c): no rate limit, no CORS. */     \
+  X(PAGE,       OD_M_GET,  OD_MATCH_EXACT,  "/",                               \
+    "/",                                 0,                handle_page)        \
+  X(STUDIO,     OD_M_GET,  OD_MATCH_EXACT,  "/studio",                         \
+    "/studio",                           0,                handle_page)        \
+  X(STATIC,     OD_M_GET,  OD_MATCH_PREFIX, "/static/",                        \
+    "/static/{path}",                    0,                handle_static)      \
   /* Last: no path; GET is only the method of its series created at 0. */      \
   X(OTHER,      OD_M_GET,  OD_MATCH_NONE,   "",                                \
     "other",                             0,                handle_not_found)
@@ -567,9 +630,24 @@ typedef struct {
   om_family *errors;             /* {type,endpoint} */
   om_family *validation_errors;  /* {field,error_type} */
   om_family *rate_limited;       /* {endpoint} */
+  om_counter *gen_unknown_fields; /* generate-3d fields ignored */
   om_gauge *active_jobs;
   om_gauge *workers_busy;
   om_gauge *uptime;
+  /* ---- the job store and the data dir (issue #11): svc_metrics.c's
+   * od_metrics_store_init registers them; jobs.c, commit.c and janitor.c
+   * move them. */
+  om_gauge *store_up;
+  om_family *store_op_duration;  /* {op} */
+  om_family *store_errors;       /* {op} */
+  om_family *jobs_recovered;     /* {previous_state} */
+  om_family *jobs_reclaimed;     /* {reason} */
+  om_family *jobs_removed;       /* {reason} */
+  om_family *store_bytes;        /* {kind}: od_store_bytes_kind() */
+  om_gauge *tombstones;
+  om_gauge *commit_queue;
+  om_gauge *data_dir_free;
+  om_gauge *data_dir_writable;
   /* The HTTP edge (issue #13). */
   om_family *conns_closed_family; /* {reason} */
   om_counter *conns_closed[OD_CLOSE_REASONS];
@@ -610,6 +688,10 @@ void od_reqstats_free(od_metrics *m);  /* od_metrics_free calls it */
 void od_reqstats_add(od_metrics *m, const od_reqev *e);
 /* Applies every thread's pending requests: call before rendering. */
 void od_reqstats_flush(od_metrics *m);
+
+/* orfeas_store_bytes{kind}: the kinds, and their label values. */
+enum { OD_BYTES_UPLOADS, OD_BYTES_OUTPUTS, OD_BYTES_DATABASE, OD_BYTES_KINDS };
+const char *od_store_bytes_kind(int kind);
 
 /* Registers every family and creates the label sets alerts need at 0.
  * Returns 0, or -1 with err filled. */
@@ -662,7 +744,9 @@ typedef enum {
   OD_GEN_CONFLICT,     /* already queued or processing */
   OD_GEN_QUEUE_FULL,
   OD_GEN_DRAINING,     /* shutting down */
-  OD_GEN_INTERNAL
+  OD_GEN_INTERNAL,
+  OD_GEN_GONE,         /* removed (retention): 410 with the reason */
+  OD_GEN_UNAVAILABLE   /* the job store is down: 503 */
 } od_gen_result;
 
 typedef struct od_jobs od_jobs;
@@ -671,7 +755,9 @@ od_jobs *od_jobs_new(od_service *svc, char *err, size_t err_len);
 /* Starts the worker threads. */
 int od_jobs_start(od_jobs *j, char *err, size_t err_len);
 /* Stores an uploaded image as a new job. 0; -2 when every slot (or all of
- * --max-store-mb) is held by active jobs; -1 on other errors. */
+ * --max-store-mb) is held by active or held jobs; -3 when the job store or
+ * the data dir cannot take it now (down, disk full: 503); -1 on other
+ * errors. */
 int od_jobs_add_upload(od_jobs *j, const uint8_t *img, size_t len,
                        const char *ext, char id_out[37], char *err,
                        size_t err_len);
@@ -679,13 +765,32 @@ od_gen_result od_jobs_generate(od_jobs *j, const od_generate_req *req,
                                int *position);
 /* 1 and *v filled when the job exists. */
 int od_jobs_view(od_jobs *j, const char *id, od_job_view *v);
+/* 1 when the job was removed with a reason (retention; it answers 410):
+ * *v is then a failed job whose error says why (http_status 410). */
+int od_jobs_gone(od_jobs *j, const char *id, od_job_view *v);
+
+/* What /ready checks besides the workers and the drain (one struct, so a
+ * new check is one field): the job store answers and writes; a file can
+ * be written in the data dir; the bytes free there. */
+typedef struct {
+  int store_up;
+  int data_dir_writable;
+  uint64_t data_dir_free_bytes;
+} od_health;
+void od_jobs_health(od_jobs *j, od_health *h);
 /* Opens the job's model for reading: the fd and size, -1 when the job has
  * no such file (name must equal the job's output name), -2 when the process
  * is out of file descriptors. */
 int od_jobs_open_output(od_jobs *j, const char *id, const char *name,
                         uint64_t *size, orfeas_pl_format *fmt);
-/* Closes the store's queue (failing waiting jobs), then waits for running
- * jobs. */
+/* Opens the job's uploaded image (the preview): the fd, its size and its
+ * stored extension ("png", "jpg", "webp", "gif", "bmp"); -1 when the job or
+ * its file is gone, -2 when the process is out of file descriptors. */
+int od_jobs_open_upload(od_jobs *j, const char *id, uint64_t *size,
+                        char ext[8]);
+/* Closes the store's queue (a durable store keeps waiting jobs queued for
+ * the next start; the memory store fails them with a reason), then waits
+ * for running jobs and for their ends to be recorded. */
 void od_jobs_drain(od_jobs *j);
 void od_jobs_free(od_jobs *j);
 int od_jobs_workers_running(od_jobs *j);
@@ -744,6 +849,11 @@ void od_hub_release(od_hub *h);
 struct MHD_UpgradeResponseHandle;
 void od_ws_adopt(od_hub *h, int fd, struct MHD_UpgradeResponseHandle *urh,
                  const char *extra, size_t extra_len);
+/* The same for a Socket.IO client (/socket.io/): the hub speaks Engine.IO
+ * to it (socketio.c) and sends it the job events as job_update. */
+void od_ws_adopt_socketio(od_hub *h, int fd,
+                          struct MHD_UpgradeResponseHandle *urh,
+                          const char *extra, size_t extra_len);
 
 /* What a client message asks for (wsproto.c). */
 typedef enum {
@@ -763,6 +873,112 @@ char *od_ws_event_json(od_ws_event ev, json_t *data);
  * Sec-WebSocket-Accept value (28 characters). 0; -1 when the key is not 16
  * bytes in base64 (RFC 6455 4.1); -2 when SHA-1 is unavailable. Pure. */
 int od_ws_accept_key(const char *key, char out[29]);
+
+/* ---- socketio.c ---------------------------------------------------------- */
+
+/* Engine.IO v4 / Socket.IO v5 over the WebSocket transport (the framing is
+ * described at the top of socketio.c). Pure functions: the hub (ws.c)
+ * owns the sockets and calls these. */
+#define OD_SIO_MAX_PAYLOAD 4096 /* = the hub's message limit */
+
+/* Engine.IO's handshake error codes (the 400's {"code", "message"}). */
+enum {
+  OD_SIO_ERR_TRANSPORT = 0, /* "Transport unknown": polling */
+  OD_SIO_ERR_SID = 1,       /* "Session ID unknown": an upgrade */
+  OD_SIO_ERR_VERSION = 5    /* "Unsupported protocol version": EIO != 4 */
+};
+
+/* Checks the handshake's query values (NULL when absent): 0 when this is a
+ * websocket handshake for EIO=4 without a sid, else -1 with *code (above)
+ * and a sentence in msg for the 400. */
+int od_sio_query_check(const char *eio, const char *transport, const char *sid,
+                       int *code, char *msg, size_t msg_len);
+
+/* One connection's protocol state (the hub keeps one per client). */
+typedef struct {
+  char sid[37];  /* the Engine.IO session id (a UUID) */
+  int connected; /* joined namespace "/" */
+} od_sio_conn;
+
+typedef enum {
+  OD_SIO_NOTHING = 0, /* handled (noop, upgrade, ACK, a client ping) */
+  OD_SIO_PONG,        /* the answer to our ping */
+  OD_SIO_CONNECTED,   /* joined "/": *reply is the CONNECT answer */
+  OD_SIO_SUBSCRIBE,   /* subscribe_job: job_id filled */
+  OD_SIO_UNSUBSCRIBE, /* unsubscribe_job: job_id filled */
+  OD_SIO_CLOSE,       /* Engine.IO close, or DISCONNECT from "/" */
+  OD_SIO_BAD          /* err says why; *reply may carry it to the client */
+} od_sio_kind;
+
+/* Handles one text frame from a client. *reply is a malloc'd text frame to
+ * send back (or NULL); the caller frees it. */
+od_sio_kind od_sio_handle(od_sio_conn *c, const uint8_t *msg, size_t len,
+                          char job_id[37], char **reply, char *err,
+                          size_t err_len);
+/* "0{...}": the open packet, with the heartbeat the hub keeps (seconds;
+ * --sio-ping-interval, --sio-ping-timeout). malloc'd. */
+char *od_sio_open(const char *sid, double ping_interval_s,
+                  double ping_timeout_s);
+/* 42["name", data] (steals data; NULL = {}). malloc'd. */
+char *od_sio_event_text(const char *name, json_t *data);
+/* The hub's event text ({"event", "data"}, as od_ws_event_json makes it)
+ * as 42["job_update", {...}], or NULL for events that are not about a
+ * job's progress or end. malloc'd. */
+char *od_sio_job_update(const char *hub_json, size_t len);
+
+/* ---- cors.c -------------------------------------------------------------- */
+
+#define OD_CORS_MAX 32         /* origins in --cors-origins */
+#define OD_CORS_ORIGIN_MAX 256 /* bytes of one origin */
+
+typedef struct {
+  int any; /* "*" was listed */
+  int n;
+  char origins[OD_CORS_MAX][OD_CORS_ORIGIN_MAX];
+} od_cors;
+
+/* The request headers a preflight may ask for (what the original clients
+ * send), and the response headers a page may read. */
+extern const char OD_CORS_ALLOW_HEADERS[];
+extern const char OD_CORS_EXPOSE_HEADERS[];
+/* Parses "--cors-origins": a comma list of scheme://host[:port] or "*".
+ * 0, or -1 with err naming the bad entry. */
+int od_cors_parse(od_cors *c, const char *spec, char *err, size_t err_len);
+/* The Access-Control-Allow-Origin value for a request's Origin: "*", the
+ * origin itself (a static pointer into c or the origin passed), or NULL
+ * when the origin is not allowed (or absent). */
+const char *od_cors_allow(const od_cors *c, const char *origin);
+/* 1 when Origin names the Host this request was sent to (scheme aside). */
+int od_cors_same_origin(const char *origin, const char *host);
+/* The WebSocket rule: no Origin (not a browser), this server's own, or an
+ * allowed one. */
+int od_cors_ws_allowed(const od_cors *c, const char *origin, const char *host);
+
+/* ---- static.c ------------------------------------------------------------ */
+
+/* The Studio page's Content-Security-Policy. */
+extern const char OD_STATIC_CSP[];
+/* 1 when path (relative, no leading slash) may name a static file: plain
+ * components, none starting with a dot, at most 8 deep, 255 bytes. */
+int od_static_path_ok(const char *path);
+/* The Content-Type for path's extension; NULL when not served. */
+const char *od_static_type(const char *path);
+/* 1 for files under vendor/NAME-VERSION/ (cached for a year, immutable). */
+int od_static_immutable(const char *path);
+/* Opens path under dirfd without following any symbolic link; a regular
+ * file's fd (caller closes) with its size and mtime, or -1. */
+int od_static_open(int dirfd, const char *path, uint64_t *size,
+                   time_t *mtime);
+/* Finds the static folder (--static-dir, else next to the binary `exe`)
+ * and opens it (svc->static_fd). 0, also when none is installed (then the
+ * page is 404); -1 with err when --static-dir names no page. */
+int od_static_init(od_service *svc, const char *exe, char *err,
+                   size_t err_len);
+void od_static_free(od_service *svc);
+struct MHD_Connection;
+struct MHD_Response;
+/* nosniff, and for HTML the CSP and frame/referrer headers. */
+void od_static_headers(struct MHD_Response *resp, const char *type);
 
 /* ---- gpu_summary.c ------------------------------------------------------- */
 
@@ -784,6 +1000,9 @@ struct od_service {
   _Atomic int open_conns; /* HTTP connections open now (MHD notifications) */
   _Atomic int ready;      /* workers started and not draining */
   _Atomic int draining;
+  int static_fd;          /* the Studio folder (static.c); -1 when none */
+  char static_path[PATH_MAX];
+  od_cors cors;           /* --cors-origins, parsed */
   /* The HTTP edge (issue #13). */
   struct MHD_Daemon *admin_daemon; /* --admin-listen; NULL when unset */
   int quiesced; /* quiesced_fd holds the public listening socket after
@@ -819,6 +1038,8 @@ struct od_req {
   int status;               /* answered status, 0 until then */
   uint64_t resp_bytes;
   char client[48];          /* peer address */
+  int cors;                 /* an /api/ route: answers carry Vary: Origin */
+  char acao[OD_CORS_ORIGIN_MAX]; /* Access-Control-Allow-Origin, "" = none */
   int recorded;             /* metrics and log line written */
   int ws_reserved;          /* holds a WebSocket client slot not yet handed
                                to the hub (released if the upgrade never
@@ -838,6 +1059,11 @@ struct od_req {
  * reports an upgraded connection complete only when it closes, so /ws
  * requests are recorded when the upgrade happens. */
 void od_req_record(od_service *svc, od_req *req, int aborted);
+
+/* static.c: answers GET/HEAD for a static file (path relative to the
+ * static folder, already checked by nothing: od_static_path_ok runs). */
+void od_static_serve(od_service *svc, struct MHD_Connection *conn, od_req *req,
+                     const char *path);
 
 /* routes.c: answers a complete request (queues exactly one response). */
 void od_route_dispatch(od_service *svc, struct MHD_Connection *conn,

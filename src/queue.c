@@ -26,8 +26,10 @@ typedef struct {
 struct od_queue {
   pthread_mutex_t mu;
   pthread_cond_t cv; /* on CLOCK_MONOTONIC, for timed pops */
-  slot *ring;        /* owned */
+  slot *ring;        /* owned; cap slots, >= bound */
   size_t cap, head, len;
+  size_t bound;      /* what od_queue_push accepts; od_queue_push_over
+                        may go past it (the ring grows) */
   int closed;
 };
 
@@ -42,7 +44,7 @@ od_queue *od_queue_new(size_t capacity) {
     free(q);
     return NULL;
   }
-  q->cap = capacity;
+  q->cap = q->bound = capacity;
   pthread_mutex_init(&q->mu, NULL);
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
@@ -64,13 +66,49 @@ void od_queue_free(od_queue *q) {
 int od_queue_push(od_queue *q, const char *id) {
   pthread_mutex_lock(&q->mu);
   int pos = q->closed ? -2 : -1;
-  if (!q->closed && q->len < q->cap) {
+  if (!q->closed && q->len < q->bound) {
     snprintf(q->ring[(q->head + q->len) % q->cap].id, sizeof q->ring[0].id, "%s", id);
     pos = (int)q->len++;
     pthread_cond_signal(&q->cv);
   }
   pthread_mutex_unlock(&q->mu);
   return pos;
+}
+
+/* Makes room for one more id past the bound (the ring doubles); 0, or -1
+ * when out of memory. Called with the lock held. */
+static int grow(od_queue *q) {
+  if (q->len < q->cap)
+    return 0;
+  size_t ncap = q->cap * 2;
+  slot *r = malloc(ncap * sizeof *r);
+  if (r == NULL)
+    return -1;
+  for (size_t i = 0; i < q->len; i++)
+    r[i] = q->ring[(q->head + i) % q->cap];
+  free(q->ring);
+  q->ring = r;
+  q->cap = ncap;
+  q->head = 0;
+  return 0;
+}
+
+int od_queue_push_over(od_queue *q, const char *id, int front) {
+  pthread_mutex_lock(&q->mu);
+  int rc = q->closed ? -2 : grow(q);
+  if (rc == 0) {
+    if (front) {
+      q->head = (q->head + q->cap - 1) % q->cap;
+      snprintf(q->ring[q->head].id, sizeof q->ring[0].id, "%s", id);
+    } else {
+      snprintf(q->ring[(q->head + q->len) % q->cap].id, sizeof q->ring[0].id,
+               "%s", id);
+    }
+    q->len++;
+    pthread_cond_signal(&q->cv);
+  }
+  pthread_mutex_unlock(&q->mu);
+  return rc;
 }
 
 /* The absolute CLOCK_MONOTONIC deadline timeout_ms from now. */

@@ -16,6 +16,7 @@
 
 #include <jansson.h>
 #include <microhttpd.h>
+#include <openssl/evp.h>
 
 #include "orfeas_build.h" /* generated: version, git revision, build type */
 #include "orfeasd.h"
@@ -57,14 +58,20 @@ static int check_image(od_service *svc, struct MHD_Connection *conn,
                                     .retry_after = 5});
     return -1;
   }
-  const char *type = rc == ORFEAS_PL_EFORMAT ? "not_image"
+  /* A type we know but do not decode (TIFF, HEIF...) is 415 and its
+   * message names the accepted types; anything else is the client's bad
+   * bytes, 400. */
+  int unsupported = rc == ORFEAS_PL_EUNSUPPORTED;
+  const char *type = unsupported                 ? "unsupported_type"
+                     : rc == ORFEAS_PL_EFORMAT   ? "not_image"
                      : rc == ORFEAS_PL_ESIZE || rc == ORFEAS_PL_EPIXELS
                          ? "dimensions"
                      : rc == ORFEAS_PL_ETRUNCATED ? "truncated"
                                                   : "corrupt";
   char full[320];
   snprintf(full, sizeof full, "Security validation failed: %s", msg);
-  validation_error(svc, conn, req, 400, "image", type, full);
+  validation_error(svc, conn, req, unsupported ? 415 : 400, "image", type,
+                   full);
   return -1;
 }
 
@@ -93,16 +100,20 @@ static void handle_upload(od_service *svc, struct MHD_Connection *conn, od_req *
   orfeas_pl_image_info img;
   if (check_image(svc, conn, req, part.data, part.len, &img) != 0)
     return;
-  const char *ext = img.type == ORFEAS_PL_IMAGE_PNG ? "png" : "jpg";
+  /* Stored as uploads/<id>.<ext>: png, jpg, webp, gif, bmp. */
+  const char *ext = orfeas_pl_image_type_ext(img.type);
   char id[37], err[256];
   int rc_add = od_jobs_add_upload(svc->jobs, part.data, part.len, ext, id,
                                   err, sizeof err);
-  if (rc_add == -2) { /* every slot, or all of --max-store-mb, is in use */
+  if (rc_add == -2 || rc_add == -3) {
+    /* -2: no room (--max-store-mb or --max-jobs); -3: the store or the
+     * data dir cannot take a write now (a full disk). err names no path. */
     od_respond_error_ex(svc, conn, req,
                         &(od_error){.status = 503,
-                                    .type = "storage_full",
+                                    .type = rc_add == -2 ? "storage_full"
+                                                         : "store_unavailable",
                                     .message = err,
-                                    .retry_after = 10});
+                                    .retry_after = rc_add == -2 ? 10 : 5});
     return;
   }
   if (rc_add != 0) {
@@ -116,11 +127,14 @@ static void handle_upload(od_service *svc, struct MHD_Connection *conn, od_req *
   }
   char safe[128];
   od_filename_sanitize(part.filename, strlen(part.filename), safe, sizeof safe);
+  char preview[64];
+  snprintf(preview, sizeof preview, "/api/preview/%s", id);
   od_respond_json(conn, req, 200,
-                  json_pack("{s:s, s:s, s:s, s:s, s:{s:[i,i], s:s, s:b, s:I}}",
+                  json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:[i,i], s:i, s:i, s:s, s:b, s:I}}",
                             "job_id", id, "filename", safe, "original_filename", safe,
-                            "status", "uploaded", "image_info", "size",
-                            (int)img.width, (int)img.height, "format",
+                            "status", "uploaded", "preview_url", preview, "image_info",
+                            "size", (int)img.width, (int)img.height, "width",
+                            (int)img.width, "height", (int)img.height, "format",
                             orfeas_pl_image_type_name(img.type),
                             "has_transparency", img.has_alpha, "file_size",
                             (json_int_t)part.len));
@@ -133,6 +147,8 @@ static void handle_generate(od_service *svc, struct MHD_Connection *conn, od_req
   od_field_error errs[OD_MAX_FIELD_ERRORS];
   int n = od_generate_parse((const char *)req->body, req->body_len, &g, errs,
                             OD_MAX_FIELD_ERRORS);
+  if (g.unknown_fields > 0)
+    om_counter_add_u64(svc->m.gen_unknown_fields, (uint64_t)g.unknown_fields);
   if (n > 0) {
     json_t *details = json_array();
     for (int i = 0; i < n; i++) {
@@ -154,9 +170,19 @@ static void handle_generate(od_service *svc, struct MHD_Connection *conn, od_req
     od_respond_json(conn, req, 202, od_job_accepted_json(&g, pos, r == OD_GEN_CACHED ? &v : NULL));
     return;
   }
+  od_job_view gone;
   if (r == OD_GEN_NOT_FOUND) {
     od_respond_error(svc, conn, req, 404, "not_found",
                      "Job not found: upload an image first (/api/upload-image)", NULL);
+  } else if (r == OD_GEN_GONE && od_jobs_gone(svc->jobs, g.job_id, &gone)) {
+    od_respond_error(svc, conn, req, 410, "gone", gone.error, NULL);
+  } else if (r == OD_GEN_UNAVAILABLE) {
+    od_respond_error_ex(svc, conn, req,
+                        &(od_error){.status = 503,
+                                    .type = "store_unavailable",
+                                    .message = "The job store cannot record the "
+                                               "request now; retry shortly",
+                                    .retry_after = 5});
   } else if (r == OD_GEN_CONFLICT) {
     od_respond_error(svc, conn, req, 409, "conflict", "Generation already in progress",
                      json_pack("{s:s}", "job_id", g.job_id));
@@ -190,7 +216,10 @@ static void handle_status(od_service *svc, struct MHD_Connection *conn, od_req *
   }
   od_job_view v;
   if (!od_jobs_view(svc->jobs, req->rest, &v)) {
-    od_respond_error(svc, conn, req, 404, "not_found", "Job not found", NULL);
+    if (od_jobs_gone(svc->jobs, req->rest, &v))
+      od_respond_error(svc, conn, req, 410, "gone", v.error, NULL);
+    else
+      od_respond_error(svc, conn, req, 404, "not_found", "Job not found", NULL);
     return;
   }
   od_respond_json(conn, req, 200, od_job_status_json(&v));
@@ -198,27 +227,40 @@ static void handle_status(od_service *svc, struct MHD_Connection *conn, od_req *
 
 /* ---- GET /api/download/{job_id}/{filename} -------------------------------- */
 
-static void handle_download(od_service *svc, struct MHD_Connection *conn, od_req *req) {
+/* The model of /api/download and /api/download-base64: the checked job id
+ * and file name, then the job's own file. The fd, or -1 once answered. */
+static int open_model(od_service *svc, struct MHD_Connection *conn, od_req *req,
+                      uint64_t *size, orfeas_pl_format *fmt) {
   if (!od_uuid_valid(req->arg1)) {
     validation_error(svc, conn, req, 400, "job_id", "invalid_uuid", "job_id must be a UUID");
-    return;
+    return -1;
   }
   if (!od_filename_plain(req->arg2)) {
     validation_error(svc, conn, req, 400, "filename", "invalid",
                      "Invalid file path: a plain file name is expected");
-    return;
+    return -1;
   }
-  uint64_t size = 0;
-  orfeas_pl_format fmt = ORFEAS_PL_STL;
-  int fd = od_jobs_open_output(svc->jobs, req->arg1, req->arg2, &size, &fmt);
+  int fd = od_jobs_open_output(svc->jobs, req->arg1, req->arg2, size, fmt);
   if (fd == -2) { /* the file is there; the process is out of fds */
     od_respond_fd_exhausted(svc, conn, req, OD_FD_DOWNLOAD);
-    return;
+    return -1;
   }
   if (fd < 0) {
-    od_respond_error(svc, conn, req, 404, "not_found", "File not found", NULL);
-    return;
+    od_job_view v;
+    if (od_jobs_gone(svc->jobs, req->arg1, &v))
+      od_respond_error(svc, conn, req, 410, "gone", v.error, NULL);
+    else
+      od_respond_error(svc, conn, req, 404, "not_found", "File not found", NULL);
   }
+  return fd;
+}
+
+static void handle_download(od_service *svc, struct MHD_Connection *conn, od_req *req) {
+  uint64_t size = 0;
+  orfeas_pl_format fmt = ORFEAS_PL_STL;
+  int fd = open_model(svc, conn, req, &size, &fmt);
+  if (fd < 0)
+    return;
   struct MHD_Response *resp = MHD_create_response_from_fd64(size, fd);
   if (resp == NULL) {
     close(fd);
@@ -231,6 +273,210 @@ static void handle_download(od_service *svc, struct MHD_Connection *conn, od_req
   MHD_add_response_header(resp, "Content-Disposition", disp);
   MHD_add_response_header(resp, "Cache-Control", "no-cache, no-store, must-revalidate");
   od_respond(conn, req, 200, resp, size);
+}
+
+/* ---- GET /api/download-base64/{job_id}/{filename} ------------------------- */
+
+/* The original API's JSON download (its 3D preview reads it):
+ * {"status", "filename", "original_size", "encoded_size", "data"}. The body
+ * is streamed: the file is read and base64-encoded a slice at a time while
+ * MHD sends, so a model of any size costs one 48 KiB read buffer and its
+ * 64 KiB encoding, never the whole file in memory. */
+#define B64_GROUPS 16384 /* 4-character groups per slice: 48 KiB read */
+
+typedef struct {
+  int fd;                  /* owned: the model */
+  uint64_t size;           /* bytes of the model */
+  char head[320];          /* everything up to the data's opening quote */
+  size_t head_len;
+  uint64_t b64_len;        /* 4 * ceil(size / 3) */
+  uint8_t in[3 * B64_GROUPS];
+  uint8_t out[4 * B64_GROUPS + 1];
+} b64_stream;
+
+static ssize_t b64_read(void *cls, uint64_t pos, char *buf, size_t max) {
+  b64_stream *st = cls;
+  static const char tail[] = "\"}";
+  size_t done = 0;
+  while (done < max) {
+    uint64_t p = pos + done;
+    if (p < st->head_len) {
+      size_t n = st->head_len - (size_t)p;
+      n = n < max - done ? n : max - done;
+      memcpy(buf + done, st->head + p, n);
+      done += n;
+      continue;
+    }
+    p -= st->head_len;
+    if (p < st->b64_len) {
+      /* Whole groups from the one holding p; copy from p's place in it. */
+      uint64_t g = p / 4, left = st->b64_len / 4 - g;
+      size_t skip = (size_t)(p % 4);
+      size_t groups = (max - done + skip + 3) / 4;
+      if (groups > B64_GROUPS)
+        groups = B64_GROUPS;
+      if (groups > left)
+        groups = (size_t)left;
+      ssize_t got = pread(st->fd, st->in, groups * 3, (off_t)(g * 3));
+      if (got <= 0)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+      size_t enc = (size_t)EVP_EncodeBlock(st->out, st->in, (int)got);
+      size_t n = enc > skip ? enc - skip : 0;
+      n = n < max - done ? n : max - done;
+      if (n == 0)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+      memcpy(buf + done, st->out + skip, n);
+      done += n;
+      continue;
+    }
+    p -= st->b64_len;
+    if (p >= sizeof tail - 1)
+      break;
+    size_t n = sizeof tail - 1 - (size_t)p;
+    n = n < max - done ? n : max - done;
+    memcpy(buf + done, tail + p, n);
+    done += n;
+  }
+  return done > 0 ? (ssize_t)done : MHD_CONTENT_READER_END_OF_STREAM;
+}
+
+static void b64_free(void *cls) {
+  b64_stream *st = cls;
+  close(st->fd);
+  free(st);
+}
+
+static void handle_download_b64(od_service *svc, struct MHD_Connection *conn, od_req *req) {
+  uint64_t size = 0;
+  orfeas_pl_format fmt = ORFEAS_PL_STL;
+  int fd = open_model(svc, conn, req, &size, &fmt);
+  if (fd < 0)
+    return;
+  b64_stream *st = malloc(sizeof *st); /* owned by the response from here */
+  if (st == NULL) {
+    close(fd);
+    od_respond_error(svc, conn, req, 500, "internal", "out of memory", NULL);
+    return;
+  }
+  st->fd = fd;
+  st->size = size;
+  st->b64_len = (size + 2) / 3 * 4;
+  /* The file name is plain ([A-Za-z0-9._-], checked): no JSON escaping. */
+  int hl = snprintf(st->head, sizeof st->head,
+                    "{\"status\":\"success\",\"filename\":\"%s\",\"original_size\":%llu,"
+                    "\"encoded_size\":%llu,\"data\":\"",
+                    req->arg2, (unsigned long long)size, (unsigned long long)st->b64_len);
+  st->head_len = (size_t)hl;
+  uint64_t total = st->head_len + st->b64_len + 2;
+  struct MHD_Response *resp =
+      MHD_create_response_from_callback(total, sizeof st->in, b64_read, st, b64_free);
+  if (resp == NULL) {
+    b64_free(st);
+    od_respond_error(svc, conn, req, 500, "internal", "cannot send the file", NULL);
+    return;
+  }
+  MHD_add_response_header(resp, "Content-Type", "application/json");
+  MHD_add_response_header(resp, "Cache-Control", "no-cache, no-store, must-revalidate");
+  od_respond(conn, req, 200, resp, total);
+}
+
+/* ---- GET /api/preview/{job_id} --------------------------------------------- */
+
+/* The uploaded image back, for the original page's preview: only the job's
+ * own file (by its id; no client string reaches the path), with the type it
+ * was stored as, never sniffed, and no active content. */
+static void handle_preview(od_service *svc, struct MHD_Connection *conn, od_req *req) {
+  if (!od_uuid_valid(req->rest)) {
+    validation_error(svc, conn, req, 400, "job_id", "invalid_uuid", "job_id must be a UUID");
+    return;
+  }
+  uint64_t size = 0;
+  char ext[8];
+  int fd = od_jobs_open_upload(svc->jobs, req->rest, &size, ext);
+  if (fd == -2) {
+    od_respond_fd_exhausted(svc, conn, req, OD_FD_DOWNLOAD);
+    return;
+  }
+  if (fd < 0) {
+    od_job_view v;
+    if (od_jobs_gone(svc->jobs, req->rest, &v))
+      od_respond_error(svc, conn, req, 410, "gone", v.error, NULL);
+    else
+      od_respond_error(svc, conn, req, 404, "not_found", "No uploaded image for this job", NULL);
+    return;
+  }
+  static const struct {
+    const char *ext, *type;
+  } TYPES[] = {{"png", "image/png"},   {"jpg", "image/jpeg"}, {"webp", "image/webp"},
+               {"gif", "image/gif"},   {"bmp", "image/bmp"}};
+  const char *type = "application/octet-stream";
+  for (size_t i = 0; i < sizeof TYPES / sizeof TYPES[0]; i++)
+    if (strcmp(ext, TYPES[i].ext) == 0)
+      type = TYPES[i].type;
+  struct MHD_Response *resp = MHD_create_response_from_fd64(size, fd);
+  if (resp == NULL) {
+    close(fd);
+    od_respond_error(svc, conn, req, 500, "internal", "cannot send the file", NULL);
+    return;
+  }
+  char disp[64];
+  snprintf(disp, sizeof disp, "inline; filename=\"preview.%s\"", ext);
+  MHD_add_response_header(resp, "Content-Type", type);
+  MHD_add_response_header(resp, "Content-Disposition", disp);
+  MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+  MHD_add_response_header(resp, "Content-Security-Policy", "default-src 'none'; sandbox");
+  MHD_add_response_header(resp, "Cache-Control", "private, max-age=300");
+  od_respond(conn, req, 200, resp, size);
+}
+
+/* ---- GET /api/models-info -------------------------------------------------- */
+
+/* What this server can produce, for pages written for the original API
+ * (which require "device") and for the Studio (limits). The pipeline is
+ * classical geometry on the CPU, so "device" is "cpu" whatever GPUs the GPU
+ * manager sees (they are summarised under "gpu"). */
+static json_t *range(double lo, double hi, double def) {
+  return json_pack("{s:f, s:f, s:f}", "min", lo, "max", hi, "default", def);
+}
+
+static void handle_models_info(od_service *svc, struct MHD_Connection *conn, od_req *req) {
+  orfeas_pl_options def;
+  orfeas_pl_options_init(&def);
+  json_t *formats = json_array(), *stages = json_array(), *types = json_array();
+  for (int f = 0; f <= ORFEAS_PL_GLB; f++)
+    json_array_append_new(formats, json_string(orfeas_pl_format_name((orfeas_pl_format)f)));
+  for (int st = 0; st < ORFEAS_PL_STAGE_COUNT; st++)
+    json_array_append_new(stages, json_string(orfeas_pl_stage_name((orfeas_pl_stage)st)));
+  /* Lower-case type names: "png", "jpeg", "webp", "gif", "bmp". */
+  for (int t = ORFEAS_PL_IMAGE_PNG; t <= ORFEAS_PL_IMAGE_BMP; t++) {
+    char lower[8];
+    const char *n = orfeas_pl_image_type_name((orfeas_pl_image_type)t);
+    size_t i = 0;
+    for (; n[i] && i + 1 < sizeof lower; i++)
+      lower[i] = (char)(n[i] >= 'A' && n[i] <= 'Z' ? n[i] + 32 : n[i]);
+    lower[i] = '\0';
+    json_array_append_new(types, json_string(lower));
+  }
+  json_t *limits = json_pack(
+      "{s:i, s:{s:i, s:i, s:I}, s:{s:i, s:i, s:i}, s:{s:o, s:o, s:o}, s:i, s:i, s:f}",
+      "max_upload_mb", svc->cfg.max_upload_mb, "image", "min_side", (int)ORFEAS_PL_MIN_SIDE,
+      "max_side", (int)ORFEAS_PL_MAX_SIDE, "max_pixels", (json_int_t)ORFEAS_PL_MAX_PIXELS,
+      "quality", "min", OD_QUALITY_MIN, "max", OD_QUALITY_MAX, "default", def.quality,
+      "dimensions_mm", "width", range(OD_SIDE_MM_MIN, OD_SIDE_MM_MAX, def.width_mm), "height",
+      range(OD_SIDE_MM_MIN, OD_SIDE_MM_MAX, def.height_mm), "depth",
+      range(OD_SIDE_MM_MIN, OD_DEPTH_MM_MAX, def.depth_mm), "queue_size", svc->cfg.queue_size,
+      "max_ws_clients", svc->cfg.max_ws_clients, "rate_limit_rps", svc->cfg.rate_limit_rps);
+  json_t *o = json_pack(
+      "{s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:[sss], s:o, s:o, s:o, s:o}", "status", "ok",
+      "service", "orfeasd", "version", ORFEAS_VERSION, "mode", "geometry", "device", "cpu",
+      "processor", "orfeasd: classical 2D->3D geometry (silhouette inflation or relief), no model weights",
+      "formats", formats, "modes", "auto", "inflate", "relief", "input_types", types, "stages",
+      stages, "limits", limits, "gpu", od_gpu_summary(svc));
+  if (o == NULL) {
+    od_respond_error(svc, conn, req, 500, "internal", "out of memory", NULL);
+    return;
+  }
+  od_respond_json(conn, req, 200, o);
 }
 
 /* ---- health --------------------------------------------------------------- */
@@ -310,7 +556,10 @@ static void upgrade_cb(void *cls, struct MHD_Connection *conn, void *con_cls,
   od_req *req = con_cls;
   od_req_record(svc, req, 0);
   req->ws_reserved = 0; /* the hub owns the slot from here on */
-  od_ws_adopt(svc->hub, sock, urh, extra_in, extra_in_size);
+  if (req->route == OD_ROUTE_SOCKETIO)
+    od_ws_adopt_socketio(svc->hub, sock, urh, extra_in, extra_in_size);
+  else
+    od_ws_adopt(svc->hub, sock, urh, extra_in, extra_in_size);
 }
 
 static int header_has_token(const char *v, const char *tok) {
@@ -322,7 +571,16 @@ static int header_has_token(const char *v, const char *tok) {
   return 0;
 }
 
+/* The WebSocket handshake of /ws and /socket.io/ (upgrade_cb hands the
+ * socket to the hub as the route says). */
 static void handle_ws(od_service *svc, struct MHD_Connection *conn, od_req *req) {
+  const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+  if (!od_cors_ws_allowed(&svc->cors, origin,
+                          MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host"))) {
+    od_respond_error(svc, conn, req, 403, "cors_refused",
+                     "This origin may not open a WebSocket here (see --cors-origins)", NULL);
+    return;
+  }
   const char *up = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Upgrade");
   const char *co = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Connection");
   const char *ver = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Sec-WebSocket-Version");
@@ -366,6 +624,41 @@ static void handle_ws(od_service *svc, struct MHD_Connection *conn, od_req *req)
     req->ws_reserved = 1; /* until upgrade_cb hands it over, or completed_cb */
 }
 
+/* ---- /socket.io/ ------------------------------------------------------------ */
+
+/* Engine.IO's handshake: only EIO=4 over the websocket transport. Polling
+ * (every other Engine.IO request) gets Engine.IO's own 400 shape, at once,
+ * so a client configured for both transports moves on to websocket. */
+static void handle_socketio(od_service *svc, struct MHD_Connection *conn, od_req *req) {
+  char msg[200];
+  int code = 0;
+  if (od_sio_query_check(MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "EIO"),
+                         MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "transport"),
+                         MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "sid"),
+                         &code, msg, sizeof msg) != 0) {
+    od_metric_validation(&svc->m, "socketio",
+                         code == OD_SIO_ERR_VERSION ? "version"
+                         : code == OD_SIO_ERR_SID   ? "sid"
+                                                    : "transport");
+    od_metric_error(&svc->m, "validation", req->route);
+    od_respond_json(conn, req, 400,
+                    json_pack("{s:i, s:s, s:s, s:i}", "code", code, "message", msg,
+                              "error", msg, "status", 400));
+    return;
+  }
+  handle_ws(svc, conn, req);
+}
+
+/* ---- the Studio page ------------------------------------------------------ */
+
+static void handle_page(od_service *svc, struct MHD_Connection *conn, od_req *req) {
+  od_static_serve(svc, conn, req, "index.html");
+}
+
+static void handle_static(od_service *svc, struct MHD_Connection *conn, od_req *req) {
+  od_static_serve(svc, conn, req, req->rest);
+}
+
 /* ---- health, 404 --------------------------------------------------------- */
 
 static void handle_health(od_service *svc, struct MHD_Connection *conn,
@@ -378,15 +671,19 @@ static void handle_health(od_service *svc, struct MHD_Connection *conn,
 
 static void handle_ready(od_service *svc, struct MHD_Connection *conn,
                          od_req *req) {
-  int ready = svc->ready && !svc->draining;
+  od_health h;
+  od_jobs_health(svc->jobs, &h);
+  int ready = svc->ready && !svc->draining && h.store_up && h.data_dir_writable;
   int queue_ok =
       od_jobs_queue_depth(svc->jobs) < (size_t)svc->cfg.queue_size;
   od_respond_json(conn, req, ready ? 200 : 503,
-                  json_pack("{s:s, s:{s:s, s:i, s:s}}", "status",
+                  json_pack("{s:s, s:{s:s, s:i, s:s, s:s, s:s}}", "status",
                             ready ? "ready" : "not_ready", "checks",
                             "application", svc->draining ? "draining" : "ok",
                             "workers", od_jobs_workers_running(svc->jobs),
-                            "queue", queue_ok ? "ok" : "full"));
+                            "queue", queue_ok ? "ok" : "full", "store",
+                            h.store_up ? "ok" : "down", "data_dir",
+                            h.data_dir_writable ? "ok" : "not_writable"));
 }
 
 static void handle_not_found(od_service *svc, struct MHD_Connection *conn,
@@ -405,15 +702,34 @@ static handler_fn *const HANDLERS[OD_ROUTE_COUNT] = {
 #undef OD_ROUTE_HANDLER
 };
 
-/* OPTIONS: which methods the route answers, no body. */
+/* OPTIONS: which methods the route answers, no body. A CORS preflight
+ * (Origin + Access-Control-Request-Method) on a route flagged OD_RF_CORS
+ * from an allowed origin (cors.c) also gets the methods and headers a page
+ * may use; from any other origin, or on a route without CORS, 403. */
 static void answer_options(od_service *svc, struct MHD_Connection *conn,
                            od_req *req) {
-  (void)svc;
+  const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+  const char *want = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                 "Access-Control-Request-Method");
+  int preflight = origin != NULL && want != NULL;
+  if (preflight && req->acao[0] == '\0') {
+    od_respond_error(svc, conn, req, 403, "cors_refused",
+                     req->cors ? "This origin is not allowed to call the API (see --cors-origins)"
+                               : "No cross-origin access to this route",
+                     NULL);
+    return;
+  }
   struct MHD_Response *resp =
       MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
   if (resp == NULL)
     return;
-  MHD_add_response_header(resp, "Allow", od_route_allow_header(req->route));
+  const char *allow = od_route_allow_header(req->route);
+  MHD_add_response_header(resp, "Allow", allow);
+  if (preflight) {
+    MHD_add_response_header(resp, "Access-Control-Allow-Methods", allow);
+    MHD_add_response_header(resp, "Access-Control-Allow-Headers", OD_CORS_ALLOW_HEADERS);
+    MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
+  }
   od_respond(conn, req, 204, resp, 0);
 }
 

@@ -1,27 +1,32 @@
 /* store.c: picks a job-store backend by URL scheme and forwards each call
  * to it (store.h is the contract). The wrappers are the one place every
- * store call passes through: the place for per-operation timing and error
- * counts when the store gets its metrics.
+ * store call passes through: each is timed and its result handed to the
+ * observer (jobs.c turns that into orfeas_store_operation_duration_seconds
+ * and orfeas_store_errors_total).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "store.h"
 
 struct od_store {
   const od_store_ops *ops;
   void *be; /* the backend's state; owned through ops->close */
+  void (*obs)(void *u, od_store_op op, od_store_rc rc, double seconds);
+  void *obs_u;
 };
 
-static const od_store_ops *const BACKENDS[] = {&od_store_memory_ops};
+static const od_store_ops *const BACKENDS[] = {&od_store_sqlite_ops,
+                                               &od_store_memory_ops};
 
 #define NBACKENDS (sizeof BACKENDS / sizeof BACKENDS[0])
 
 const char *od_store_rc_name(od_store_rc rc) {
   static const char *const n[OD_STORE_RC_COUNT] = {
-      "ok",     "not_found", "conflict", "full",
-      "fenced", "empty",     "closed",   "down"};
+      "ok",    "not_found", "conflict", "full", "fenced",
+      "empty", "closed",    "down",     "gone"};
   return (unsigned)rc < OD_STORE_RC_COUNT ? n[rc] : "unknown";
 }
 
@@ -47,6 +52,8 @@ const char *od_store_rc_message(od_store_rc rc) {
   case OD_STORE_DOWN:
     return "the job store is unavailable; retry shortly (operators: see the "
            "log)";
+  case OD_STORE_GONE:
+    return "the job was removed (its results are no longer kept)";
   default:
     return "unknown job-store result";
   }
@@ -113,27 +120,63 @@ void od_store_close(od_store *s) {
 const char *od_store_kind(const od_store *s) { return s->ops->scheme; }
 int od_store_durable(const od_store *s) { return s->ops->durable; }
 
+const char *od_store_op_name(od_store_op op) {
+  static const char *const n[OD_STORE_OP_COUNT] = {
+#define OD_STORE_OP_NAME(id, name) name,
+      OD_STORE_OP_LIST(OD_STORE_OP_NAME)
+#undef OD_STORE_OP_NAME
+  };
+  return (unsigned)op < OD_STORE_OP_COUNT ? n[op] : "unknown";
+}
+
+void od_store_set_observer(od_store *s,
+                           void (*fn)(void *u, od_store_op op, od_store_rc rc,
+                                      double seconds),
+                           void *u) {
+  s->obs = fn;
+  s->obs_u = u;
+}
+
+static double mono(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Runs CALL (an expression of type od_store_rc), timed for the observer. */
+#define OBSERVED(s, op, CALL)                                                  \
+  do {                                                                         \
+    if ((s)->obs == NULL)                                                      \
+      return CALL;                                                             \
+    double t0_ = mono();                                                       \
+    od_store_rc rc_ = CALL;                                                    \
+    (s)->obs((s)->obs_u, op, rc_, mono() - t0_);                               \
+    return rc_;                                                                \
+  } while (0)
+
 od_store_rc od_store_recover(od_store *s,
-                             void (*each)(const od_job_rec *r, void *u),
+                             void (*each)(const od_job_rec *r,
+                                          od_job_state was, void *u),
                              void *u) {
-  return s->ops->recover(s->be, each, u);
+  OBSERVED(s, OD_STORE_OP_RECOVER, s->ops->recover(s->be, each, u));
 }
 
 od_store_rc od_store_insert(od_store *s, od_job_rec *r) {
-  return s->ops->insert(s->be, r);
+  OBSERVED(s, OD_STORE_OP_INSERT, s->ops->insert(s->be, r));
 }
 
 od_store_rc od_store_get(od_store *s, const char *id, od_job_rec *out) {
-  return s->ops->get(s->be, id, out);
+  OBSERVED(s, OD_STORE_OP_GET, s->ops->get(s->be, id, out));
 }
 
 od_store_rc od_store_transition(od_store *s, const od_job_rec *next,
                                 unsigned from, int fence, od_job_rec *prev) {
-  return s->ops->transition(s->be, next, from, fence, prev);
+  OBSERVED(s, OD_STORE_OP_TRANSITION,
+           s->ops->transition(s->be, next, from, fence, prev));
 }
 
 od_store_rc od_store_enqueue(od_store *s, const char *id, int *position) {
-  return s->ops->enqueue(s->be, id, position);
+  OBSERVED(s, OD_STORE_OP_ENQUEUE, s->ops->enqueue(s->be, id, position));
 }
 
 od_store_rc od_store_claim(od_store *s, const char *owner, int block_ms,
@@ -142,18 +185,25 @@ od_store_rc od_store_claim(od_store *s, const char *owner, int block_ms,
 }
 
 od_store_rc od_store_position(od_store *s, const char *id, int *position) {
-  return s->ops->position(s->be, id, position);
+  OBSERVED(s, OD_STORE_OP_POSITION, s->ops->position(s->be, id, position));
 }
 
-od_store_rc od_store_evict(od_store *s, const char *id, od_job_rec *gone) {
-  return s->ops->evict(s->be, id, gone);
+od_store_rc od_store_evict(od_store *s, const od_evict_sel *sel,
+                           od_job_rec *gone) {
+  OBSERVED(s, OD_STORE_OP_EVICT, s->ops->evict(s->be, sel, gone));
 }
 
 od_store_rc od_store_get_stats(od_store *s, od_store_stats *st) {
-  return s->ops->stats(s->be, st);
+  OBSERVED(s, OD_STORE_OP_STATS, s->ops->stats(s->be, st));
 }
 
 void od_store_close_queue(od_store *s, void (*each)(const char *id, void *u),
                           void *u) {
   s->ops->close_queue(s->be, each, u);
+}
+
+od_store_rc od_store_ping(od_store *s) {
+  if (s->ops->ping == NULL)
+    return OD_STORE_OK;
+  OBSERVED(s, OD_STORE_OP_PING, s->ops->ping(s->be));
 }

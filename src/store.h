@@ -8,10 +8,32 @@
  * loop:
  *
  *   memory:            this process's memory; gone at exit (store_mem.c).
- *                      Today's behaviour, and the test double.
- *   sqlite:PATH        (next: issue #11's second half) one SQLite file in WAL
- *                      mode; the default will be sqlite:DATA_DIR/jobs.db.
+ *                      The test double, and the bench's baseline.
+ *   sqlite:PATH        one SQLite file in WAL mode (store_sqlite.c); the
+ *                      default, sqlite:DATA_DIR/jobs.db. Survives kill -9.
  *   redis://HOST:PORT  (issue #15) Streams + hashes, shared by several nodes.
+ *
+ * Both local backends keep every record in one in-memory table (memtab.h):
+ * memory: is that table alone; sqlite: is that table as a read cache in
+ * front of the database, which is the record (each change is committed
+ * before it shows in the table).
+ *
+ * ---- Changes since the first version (issue #11's second half) ------------
+ *
+ * Backends must follow these (the redis one of #15 included):
+ *  - OD_STORE_GONE (new rc, last before OD_STORE_RC_COUNT): get of a job that
+ *    was removed with a reason (a tombstone). A retention removal must
+ *    answer 410 with its reason, never a bare 404, so the reason lives
+ *    where the record lived. Tombstones are bounded by max_jobs.
+ *  - evict takes an od_evict_sel (which job; only idle before a time, for
+ *    --result-ttl; the tombstone's reason) instead of an id. evict(NULL...)
+ *    skips held jobs (the new od_job_rec.hold_until: an upload whose
+ *    generate got 429 keeps its slot until its Retry-After has passed).
+ *  - recover's callback also gets the state the job had before recovery
+ *    (`was`), so the caller can count what it reclaimed.
+ *  - ping (optional, NULL = always up): /ready and orfeas_store_up ask it.
+ *  - od_store_stats.tombstones; od_store_opts.max_attempts is used (sqlite
+ *    recover); od_store_set_observer times every call (store.c).
  *
  * ---- The model -------------------------------------------------------------
  *
@@ -21,7 +43,8 @@
  *               the caller's). Every other state change goes through it.
  *   enqueue     hands a queued record to the dispatch queue (bounded)
  *   claim       queued -> processing for one worker; attempt + 1
- *   evict       removes an idle record (uploaded, completed, failed)
+ *   evict       removes an idle record (uploaded, completed, failed),
+ *               leaving a tombstone with the reason when one is given
  *
  *              insert            transition            claim
  *   (none) ----------> UPLOADED ----------> QUEUED ------------> PROCESSING
@@ -71,9 +94,11 @@
  *
  * Durability: when a call that changes a record returns OK, the change is as
  * durable as the backend promises (od_store_durable): memory - never;
- * sqlite - survives kill -9 and power loss (synchronous=FULL) for insert and
- * for transitions to queued/completed/failed; claim may be rolled back by a
- * power loss, which only means the job runs again. A caller answers 2xx only
+ * sqlite - survives kill -9 and power loss (the WAL synced before the call
+ * returns, as synchronous=FULL; store_sqlite.c shares one sync between
+ * concurrent callers) for insert, transition and evict; claim (no sync)
+ * survives kill -9 and may be rolled back by a power loss, which only means
+ * the job runs again. A get never shows a change before it is durable. A caller answers 2xx only
  * after the call that backs it returned OK.
  *
  * Errors: every call returns an od_store_rc; od_store_rc_message() turns it
@@ -105,6 +130,7 @@ typedef enum {
                          idle job to remove */
   OD_STORE_CLOSED,    /* the dispatch queue is closed (shutting down) */
   OD_STORE_DOWN,      /* the backend is unreachable or failed (503) */
+  OD_STORE_GONE,      /* get: the job was removed with a reason (410) */
   OD_STORE_RC_COUNT
 } od_store_rc;
 
@@ -152,6 +178,8 @@ typedef struct {
   double t_queued, t_started, t_ended;
   int tries; /* claims of this run: the generate that queues it writes 0,
                 each claim adds 1; past max_attempts the backend fails it */
+  double hold_until; /* evict(NULL) passes over the job until then (wall
+                        clock): an upload refused with 429 keeps its slot */
   /* Owned by claim. */
   int attempt;    /* 0 until claimed; +1 per claim: the fence */
   char owner[64]; /* who holds it while processing */
@@ -165,7 +193,18 @@ typedef struct {
   double oldest_queued_s; /* age of the head of the queue; 0 if empty */
   uint64_t upload_bytes;  /* sum over records */
   uint64_t output_bytes;  /* sum over records */
+  int64_t tombstones;     /* removed jobs remembered (at most max_jobs) */
 } od_store_stats;
+
+/* Which job evict removes, and what it leaves behind. */
+typedef struct {
+  const char *id;     /* this job; NULL: the oldest idle job (lowest seq)
+                         not held (hold_until <= now) */
+  double idle_before; /* id NULL and > 0: only a job idle since before this
+                         wall time (t_ended; t_created if it never ran) */
+  const char *reason; /* its tombstone (get answers GONE with it, at most
+                         255 bytes); NULL: none, get says NOT_FOUND */
+} od_evict_sel;
 
 typedef struct {
   int queue_size;       /* --queue-size: the dispatch queue's bound */
@@ -188,7 +227,9 @@ typedef struct od_store_ops {
   od_store_rc (*open)(const char *rest, const od_store_opts *o, void **be,
                       char *err, size_t err_len);
   void (*close)(void *be);
-  od_store_rc (*recover)(void *be, void (*each)(const od_job_rec *r, void *u),
+  od_store_rc (*recover)(void *be,
+                         void (*each)(const od_job_rec *r, od_job_state was,
+                                      void *u),
                          void *u);
   od_store_rc (*insert)(void *be, od_job_rec *r);
   od_store_rc (*get)(void *be, const char *id, od_job_rec *out);
@@ -198,13 +239,15 @@ typedef struct od_store_ops {
   od_store_rc (*claim)(void *be, const char *owner, int block_ms,
                        od_job_rec *out);
   od_store_rc (*position)(void *be, const char *id, int *position);
-  od_store_rc (*evict)(void *be, const char *id, od_job_rec *gone);
+  od_store_rc (*evict)(void *be, const od_evict_sel *sel, od_job_rec *gone);
   od_store_rc (*stats)(void *be, od_store_stats *st);
   void (*close_queue)(void *be, void (*each)(const char *id, void *u), void *u);
+  od_store_rc (*ping)(void *be); /* may be NULL: always up */
 } od_store_ops;
 
 /* The backends compiled in (store.c lists them). */
 extern const od_store_ops od_store_memory_ops;
+extern const od_store_ops od_store_sqlite_ops;
 
 /* ---- calls --------------------------------------------------------------- */
 
@@ -225,13 +268,16 @@ const char *od_store_kind(const od_store *s);
 int od_store_durable(const od_store *s);
 
 /* Start-up, once, before any claim: settles what a previous run of the
- * service left behind (a durable backend re-queues processing jobs below
- * max_attempts and fails the others with a reason, and re-enqueues queued
- * jobs in t_queued order) and then calls each(record) once for every job
- * kept, so the caller can account for files and gauges. memory: nothing was
- * left behind; each() is called for every record held (none after open). */
+ * service left behind (a durable backend re-queues processing jobs whose
+ * tries are below max_attempts, fails the others with a reason, and
+ * re-enqueues queued jobs in t_queued order, past queue_size if need be)
+ * and then calls each(record, was) once for every job kept, in seq order,
+ * with `was` the state stored before recovery, so the caller can account
+ * for files and gauges. memory: nothing was left behind; each() is called
+ * for every record held (none after open). */
 od_store_rc od_store_recover(od_store *s,
-                             void (*each)(const od_job_rec *r, void *u),
+                             void (*each)(const od_job_rec *r,
+                                          od_job_state was, void *u),
                              void *u);
 
 /* Adds a new job (r->state must be UPLOADED). Assigns r->seq, zeroes
@@ -240,7 +286,9 @@ od_store_rc od_store_recover(od_store *s,
  * records are held (evict one, then retry). */
 od_store_rc od_store_insert(od_store *s, od_job_rec *r);
 
-/* Copies a job's record. NOT_FOUND when there is none. */
+/* Copies a job's record. NOT_FOUND when there is none; GONE when it was
+ * evicted with a reason: then (only) out->id, out->error (the reason) and
+ * out->t_ended (when) are set, the rest zero. */
 od_store_rc od_store_get(od_store *s, const char *id, od_job_rec *out);
 
 /* Compare-and-set: replaces the record next->id with next (store-owned
@@ -272,12 +320,14 @@ od_store_rc od_store_claim(od_store *s, const char *owner, int block_ms,
  * there (not queued, or claimed-but-not-enqueued). NOT_FOUND: no such job. */
 od_store_rc od_store_position(od_store *s, const char *id, int *position);
 
-/* Removes an idle job (uploaded, completed or failed) and copies what it
- * was into *gone (may be NULL), so the caller can delete its files (after:
- * the record goes first). id NULL: the oldest idle job (lowest seq).
- * CONFLICT: the named job is queued or processing; NOT_FOUND: no such job;
- * EMPTY (id NULL): every job is active or there is none. */
-od_store_rc od_store_evict(od_store *s, const char *id, od_job_rec *gone);
+/* Removes an idle job (uploaded, completed or failed) chosen by sel (see
+ * od_evict_sel), leaves a tombstone when sel->reason is set, and copies
+ * what the job was into *gone (may be NULL), so the caller can delete its
+ * files (after: the record goes first). CONFLICT: the named job is queued
+ * or processing; NOT_FOUND: no such job; EMPTY (id NULL): no idle job fits
+ * (every job is active, held or too recent, or there is none). */
+od_store_rc od_store_evict(od_store *s, const od_evict_sel *sel,
+                          od_job_rec *gone);
 
 /* Counts by state, queue depth and age, stored bytes. */
 od_store_rc od_store_get_stats(od_store *s, od_store_stats *st);
@@ -289,5 +339,38 @@ od_store_rc od_store_get_stats(od_store *s, od_store_stats *st);
  * or leave it queued for the next start of a durable store). Idempotent. */
 void od_store_close_queue(od_store *s, void (*each)(const char *id, void *u),
                           void *u);
+
+/* OK while the backend can read and write; DOWN otherwise (sqlite: its last
+ * write failed and a probe write still fails; redis: no connection). Cheap
+ * enough for every /ready. */
+od_store_rc od_store_ping(od_store *s);
+
+/* ---- observation (store.c) ------------------------------------------------
+ * Every call but claim (it waits for work) is timed and its rc reported to
+ * fn, for the orfeas_store_* metrics. fn runs on the calling thread, must
+ * be quick and must not call the store. Set before any other thread uses
+ * the store. */
+typedef enum {
+#define OD_STORE_OP_LIST(X)                                                    \
+  X(RECOVER, "recover")                                                        \
+  X(INSERT, "insert")                                                          \
+  X(GET, "get")                                                                \
+  X(TRANSITION, "transition")                                                  \
+  X(ENQUEUE, "enqueue")                                                        \
+  X(POSITION, "position")                                                      \
+  X(EVICT, "evict")                                                            \
+  X(STATS, "stats")                                                            \
+  X(PING, "ping")
+#define OD_STORE_OP_ENUM(id, name) OD_STORE_OP_##id,
+  OD_STORE_OP_LIST(OD_STORE_OP_ENUM)
+#undef OD_STORE_OP_ENUM
+      OD_STORE_OP_COUNT
+} od_store_op;
+/* "insert", ...: the op label. */
+const char *od_store_op_name(od_store_op op);
+void od_store_set_observer(od_store *s,
+                           void (*fn)(void *u, od_store_op op, od_store_rc rc,
+                                      double seconds),
+                           void *u);
 
 #endif

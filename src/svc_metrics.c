@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "orfeas_build.h" /* generated: version, git revision, build type */
-#include "orfeasd.h"
+#include "store.h"
 
 static const double GEN_BUCKETS[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20,
                                      30, 60, 90, 120, 180, 300, 450, 600};
@@ -31,6 +31,12 @@ static const double HTTP_BUCKETS[] = {0.0005, 0.001, 0.0025, 0.005, 0.01,
                                       10, 20, 30, 45, 60};
 static const double SIZE_BUCKETS[] = {100, 1000, 10000, 100000, 1e6, 1e7,
                                       5e7, 1e8};
+/* A store call: 1 us (a memory read) to 10 s (a stalled disk); a synced
+ * commit is 0.1-50 ms on a virtual disk (docs/performance.md). */
+static const double STORE_BUCKETS[] = {1e-6,  5e-6,  2.5e-5, 1e-4,  2.5e-4,
+                                       5e-4,  0.001, 0.0025, 0.005, 0.01,
+                                       0.025, 0.05,  0.1,    0.25,  1,
+                                       10};
 
 /* ---- the metrics, as data ------------------------------------------------ */
 
@@ -140,6 +146,13 @@ static const metric_def METRICS[] = {
     {FIELD(rate_limited), OM_COUNTER, "orfeas_rate_limit_rejections_total",
      "Requests refused by the per-address rate limit.", LABELS("endpoint"),
      NO_BUCKETS},
+    /* The original API ignored unknown generate-3d fields, and its clients
+     * send some; ignored here too, but counted, so an operator sees a
+     * client that believes it is setting something. */
+    {FIELD(gen_unknown_fields), OM_COUNTER,
+     "orfeas_generate_unknown_fields_total",
+     "Unknown fields in generate-3d bodies, ignored (not an error).",
+     NO_LABELS, NO_BUCKETS},
     {FIELD(active_jobs), OM_GAUGE, "orfeas_active_jobs",
      "Jobs queued or processing.", NO_LABELS, NO_BUCKETS},
     {FIELD(workers_busy), OM_GAUGE, "orfeas_workers_busy",
@@ -175,6 +188,47 @@ static const metric_def METRICS[] = {
      LABELS("result"), NO_BUCKETS},
     {FIELD(uptime), OM_GAUGE, "orfeas_uptime_seconds",
      "Seconds since the service started (updated at each scrape).", NO_LABELS,
+     NO_BUCKETS},
+    /* The job store and the data dir (issue #11). */
+    {FIELD(store_up), OM_GAUGE, "orfeas_store_up",
+     "1 while the job store answers and writes (--store), else 0.", NO_LABELS,
+     NO_BUCKETS},
+    {FIELD(store_op_duration), OM_HISTOGRAM,
+     "orfeas_store_op_duration_seconds",
+     "Duration of each job-store call (a synced commit included), by call.",
+     LABELS("op"), BUCKETS(STORE_BUCKETS)},
+    {FIELD(store_errors), OM_COUNTER, "orfeas_store_errors_total",
+     "Job-store calls that failed (the store was down or a write failed), "
+     "by call.",
+     LABELS("op"), NO_BUCKETS},
+    {FIELD(jobs_recovered), OM_COUNTER, "orfeas_jobs_recovered_total",
+     "Jobs found in the store at start-up, by the state they had.",
+     LABELS("previous_state"), NO_BUCKETS},
+    {FIELD(jobs_reclaimed), OM_COUNTER, "orfeas_jobs_reclaimed_total",
+     "Runs taken back from a worker that is gone (restart: running when the "
+     "previous process stopped), queued again or failed past "
+     "--max-attempts.",
+     LABELS("reason"), NO_BUCKETS},
+    {FIELD(jobs_removed), OM_COUNTER, "orfeas_jobs_removed_total",
+     "Finished jobs and unused uploads removed, by why (expired, space); "
+     "each answers 410 after.",
+     LABELS("reason"), NO_BUCKETS},
+    {FIELD(tombstones), OM_GAUGE, "orfeas_job_tombstones",
+     "Removed jobs remembered (so they answer 410), at most --max-jobs.",
+     NO_LABELS, NO_BUCKETS},
+    {FIELD(commit_queue), OM_GAUGE, "orfeas_job_commit_queue_depth",
+     "Finished runs waiting for their model and end to be recorded (at most "
+     "--workers).",
+     NO_LABELS, NO_BUCKETS},
+    {FIELD(store_bytes), OM_GAUGE, "orfeas_store_bytes",
+     "Bytes the job store holds, by kind (uploads, outputs: counted against "
+     "--max-store-mb; database: the store's own files).",
+     LABELS("kind"), NO_BUCKETS},
+    {FIELD(data_dir_free), OM_GAUGE, "orfeas_data_dir_free_bytes",
+     "Bytes free for orfeasd on the data dir's file system.", NO_LABELS,
+     NO_BUCKETS},
+    {FIELD(data_dir_writable), OM_GAUGE, "orfeas_data_dir_writable",
+     "1 while a file can be written in the data dir, else 0.", NO_LABELS,
      NO_BUCKETS},
 };
 
@@ -301,6 +355,22 @@ static void precreate(od_metrics *m) {
       om_family_counter(m->rate_limited, OM_LABELS(ep));
   }
   om_family_counter(m->validation_errors, OM_LABELS("image", "not_image"));
+  /* The job store: every call, every state, every reason, every kind. */
+  for (int op = 0; op < OD_STORE_OP_COUNT; op++) {
+    const char *n = od_store_op_name((od_store_op)op);
+    om_family_histogram(m->store_op_duration, OM_LABELS(n));
+    om_family_counter(m->store_errors, OM_LABELS(n));
+  }
+  om_family_counter(m->store_errors, OM_LABELS("claim"));
+  for (int st = 0; st < OD_JOB_STATE_COUNT; st++)
+    om_family_counter(m->jobs_recovered,
+                      OM_LABELS(od_job_state_name((od_job_state)st)));
+  om_family_counter(m->jobs_reclaimed, OM_LABELS("restart"));
+  static const char *const removed[] = {"expired", "space"};
+  for (size_t i = 0; i < NB(removed); i++)
+    om_family_counter(m->jobs_removed, OM_LABELS(removed[i]));
+  for (int k = 0; k < OD_BYTES_KINDS; k++)
+    om_family_gauge(m->store_bytes, OM_LABELS(od_store_bytes_kind(k)));
   precreate_edge(m);
 }
 
@@ -350,6 +420,12 @@ void od_metric_validation(od_metrics *m, const char *field,
                           const char *error_type) {
   om_counter_inc(om_family_counter(m->validation_errors,
                                    OM_LABELS(field, error_type)));
+}
+
+const char *od_store_bytes_kind(int kind) {
+  static const char *const n[OD_BYTES_KINDS] = {"uploads", "outputs",
+                                                "database"};
+  return kind >= 0 && kind < OD_BYTES_KINDS ? n[kind] : "other";
 }
 
 void od_metric_fd_exhausted(od_service *svc, od_fd_op op) {

@@ -116,27 +116,22 @@ static void add_err(errlist *e, const char *field, const char *type,
   e->n++;
 }
 
-/* Every key of obj must be one of allowed (NULL-terminated); each other one
- * is an unknown_field error on `field`, named as a `noun`. */
-static void unknown_keys(json_t *obj, const char *const *allowed,
-                         const char *field, const char *noun, errlist *e) {
-  char list[96] = "";
-  for (size_t i = 0, o = 0; allowed[i] != NULL && o < sizeof list; i++)
-    o += (size_t)snprintf(list + o, sizeof list - o, "%s%s", i ? ", " : "",
-                          allowed[i]);
+/* The keys of obj that are not in allowed (NULL-terminated). Unknown
+ * fields are ignored, as the original API did (its clients send extras such
+ * as "method" or "mesh_format"), and counted: the caller adds the count to
+ * orfeas_generate_unknown_fields_total. Their names are client strings, so
+ * they never become label values. */
+static int unknown_keys(json_t *obj, const char *const *allowed) {
+  int n = 0;
   const char *key;
   json_t *v;
   json_object_foreach(obj, key, v) {
     size_t i = 0;
     while (allowed[i] != NULL && strcmp(key, allowed[i]) != 0)
       i++;
-    if (allowed[i] == NULL) {
-      char m[160];
-      snprintf(m, sizeof m, "unknown %s \"%.40s\" (allowed: %s)", noun, key,
-               list);
-      add_err(e, field, "unknown_field", m);
-    }
+    n += allowed[i] == NULL;
   }
+  return n;
 }
 
 /* A number field: integers or reals both accepted, within lo..hi. */
@@ -204,7 +199,8 @@ static void parse_quality(json_t *root, od_generate_req *req, errlist *e) {
     return;
   if (!json_is_integer(v))
     add_err(e, "quality", "type", "quality must be an integer 1..10");
-  else if (json_integer_value(v) < 1 || json_integer_value(v) > 10)
+  else if (json_integer_value(v) < OD_QUALITY_MIN ||
+           json_integer_value(v) > OD_QUALITY_MAX)
     add_err(e, "quality", "out_of_range", "quality must be within 1..10");
   else
     req->quality = (int)json_integer_value(v);
@@ -221,10 +217,10 @@ static void parse_dimensions(json_t *root, od_generate_req *req,
     return;
   }
   static const char *const keys[] = {"width", "height", "depth", NULL};
-  unknown_keys(v, keys, "dimensions", "dimension", e);
-  num_field(v, "width", 1, 1000, &req->width, e);
-  num_field(v, "height", 1, 1000, &req->height, e);
-  num_field(v, "depth", 1, 500, &req->depth, e);
+  req->unknown_fields += unknown_keys(v, keys);
+  num_field(v, "width", OD_SIDE_MM_MIN, OD_SIDE_MM_MAX, &req->width, e);
+  num_field(v, "height", OD_SIDE_MM_MIN, OD_SIDE_MM_MAX, &req->height, e);
+  num_field(v, "depth", OD_SIDE_MM_MIN, OD_DEPTH_MM_MAX, &req->depth, e);
 }
 
 int od_generate_parse(const char *body, size_t len, od_generate_req *req,
@@ -258,7 +254,7 @@ int od_generate_parse(const char *body, size_t len, od_generate_req *req,
   }
   static const char *const keys[] = {"job_id",  "format", "dimensions",
                                      "quality", "mode",   NULL};
-  unknown_keys(root, keys, "body", "field", &e);
+  req->unknown_fields += unknown_keys(root, keys);
   parse_job_id(root, req, &e);
   parse_format(root, req, &e);
   parse_mode(root, req, &e);

@@ -1,10 +1,12 @@
 /* worker.c: the worker pool (--workers threads).
  *
  * Each thread claims the oldest waiting job from the store (queued ->
- * processing, attempt + 1), runs the pipeline on its upload, writes the
- * model, fills the result cache and ends the job through od_jobs_end,
- * fenced by its claim's attempt; then claims the next, until the store's
- * dispatch queue is closed (od_jobs_drain).
+ * processing, attempt + 1), runs the pipeline on its upload and hands the
+ * run's end (the model, or the failure) to the committer (commit.c), which
+ * makes the model durable, fills the result cache and records the end,
+ * fenced by the claim's attempt; the worker claims its next job at once,
+ * until the store's dispatch queue is closed (od_jobs_drain). A claim the
+ * store cannot record (it is down) is logged and tried again every 200 ms.
  *
  * Progress: the pipeline reports each stage twice (begin, end). Where a
  * running job stands is kept here, one slot per worker, never written to
@@ -128,24 +130,29 @@ static void set_live(od_workers *w, int k, const char *id) {
   pthread_mutex_unlock(&w->live_mu);
 }
 
-/* Ends the claimed job r as failed. Its would-be model name is removed
- * once the failure is written: a previous run's model of the same name may
- * still be there (jobs.c leaves it for this run to replace). */
+/* Hands the end of run r to the committer: completed with model (taken),
+ * or failed (model NULL). */
+static void hand_over(od_workers *w, int k, od_job_rec *r, uint8_t *model,
+                      size_t len) {
+  take_live(w, k, r);
+  if (r->state == OD_JOB_COMPLETED) {
+    r->progress = 100;
+    snprintf(r->stage, sizeof r->stage, "completed");
+  }
+  od_end e = {.r = *r, .model = model, .model_len = len};
+  od_committer_push(w->j->committer, &e);
+}
+
+/* Ends the claimed job r as failed (the committer removes a previous
+ * run's model of the same name once the failure is recorded). */
 static void fail(od_workers *w, int k, od_job_rec *r, const char *msg,
                  int http_status) {
-  take_live(w, k, r);
-  char name[96], path[PATH_MAX + 128];
-  od_jobs_output_name(r, name, sizeof name);
   r->state = OD_JOB_FAILED;
   snprintf(r->error, sizeof r->error, "%s", msg);
   r->http_status = http_status;
   r->output_name[0] = '\0';
   r->output_bytes = 0;
-  if (od_jobs_end(w->j, r, OD_STATE_BIT(OD_JOB_PROCESSING), r->attempt) ==
-      OD_STORE_OK) {
-    od_jobs_output_path(w->j, name, path, sizeof path);
-    unlink(path);
-  }
+  hand_over(w, k, r, NULL, 0);
 }
 
 static void run_job(od_workers *w, int k, od_job_rec *r) {
@@ -203,23 +210,6 @@ static void run_job(od_workers *w, int k, od_job_rec *r) {
     update_bottleneck(j);
     return;
   }
-  char out[PATH_MAX + 128];
-  od_jobs_output_name(r, r->output_name, sizeof r->output_name);
-  od_jobs_output_path(j, r->output_name, out, sizeof out);
-  if (od_file_write(out, res.file.data, res.file.size) != 0) {
-    char e[PATH_MAX + 80];
-    snprintf(e, sizeof e, "cannot write the model in %s: %s", j->dir_outputs,
-             strerror(errno));
-    orfeas_pl_result_free(&res);
-    fail(w, k, r, e, 500);
-    return;
-  }
-  size_t vlen = 0;
-  uint8_t *val = od_cache_result_pack(&res, &vlen);
-  if (val != NULL)
-    od_cache_put(j->svc->cache, r->cache_key, val, vlen);
-  free(val);
-  od_jobs_update_cache_gauges(j);
   double total = od_now() - t0;
   od_eta_add_job(j->eta, total);
   om_histogram_observe(
@@ -230,16 +220,19 @@ static void run_job(od_workers *w, int k, od_job_rec *r) {
   if (res.quality.printable)
     om_counter_inc(m->printable);
   update_bottleneck(j);
-  take_live(w, k, r);
   r->state = OD_JOB_COMPLETED;
+  od_jobs_output_name(r, r->output_name, sizeof r->output_name);
   r->output_bytes = res.file.size;
   r->score = res.quality.score;
   snprintf(r->grade, sizeof r->grade, "%s", res.quality.grade);
   r->printable = res.quality.printable;
-  r->progress = 100;
-  snprintf(r->stage, sizeof r->stage, "completed");
+  /* The model's bytes go to the committer as they are (no copy). */
+  uint8_t *model = res.file.data;
+  size_t model_len = res.file.size;
+  res.file.data = NULL;
+  res.file.size = res.file.cap = 0;
   orfeas_pl_result_free(&res);
-  od_jobs_end(j, r, OD_STATE_BIT(OD_JOB_PROCESSING), r->attempt);
+  hand_over(w, k, r, model, model_len);
 }
 
 static void *worker_main(void *arg) {
@@ -256,6 +249,9 @@ static void *worker_main(void *arg) {
            strerror(errno));
   char owner[16];
   snprintf(owner, sizeof owner, "w%d", me->k);
+  char name[16]; /* top and perf show it */
+  snprintf(name, sizeof name, "od-worker-%d", me->k);
+  pthread_setname_np(pthread_self(), name);
   for (;;) {
     od_job_rec r;
     od_store_rc rc = od_store_claim(j->store, owner, -1, &r);
@@ -263,6 +259,7 @@ static void *worker_main(void *arg) {
       break;
     if (rc != OD_STORE_OK) {
       /* A store that is down comes back: wait a little, then claim again. */
+      om_counter_inc(j->claim_errors);
       od_log("worker %s: claim: %s", owner, od_store_rc_message(rc));
       struct timespec ts = {0, 200 * 1000000};
       nanosleep(&ts, NULL);

@@ -15,6 +15,14 @@
  * (non-blocking sends; EPOLLOUT when the kernel buffer is full), so one
  * stalled reader costs the others nothing. The outbox is bounded too
  * (OUTBOX_MAX frames), in case the hub itself falls behind.
+ *
+ * Socket.IO clients (/socket.io/, the original ORFEAS page's protocol) are
+ * the same kind of client with a protocol state (c->sio): their frames go
+ * through socketio.c (sio_on_msg), the hub's job events reach them as
+ * job_update (queue_text translates), and the hub sends them Engine.IO
+ * pings every --sio-ping-interval and closes one whose pong is later than
+ * --sio-ping-timeout (sio_heartbeat). Everything else (subscriptions,
+ * queues, limits, drops) is shared.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -50,6 +58,9 @@ typedef struct client {
   int dead;
   int closing;                   /* our close frame is queued */
   int in_recv;                   /* inside wslay_event_recv() */
+  od_sio_conn *sio;              /* Socket.IO state (owned); NULL for /ws */
+  double sio_ping_at;            /* when the next Engine.IO ping is due */
+  double sio_pong_by;            /* deadline for the pong; 0 when none due */
   struct client *next;
 } client;
 
@@ -159,6 +170,15 @@ static void queue_text(client *c, od_ws_event ev, const char *text, size_t len) 
   od_metrics *m = &c->hub->svc->m;
   if (c->dead || !wslay_event_get_write_enabled(c->ctx))
     return;
+  char *sio_text = NULL;
+  if (c->sio != NULL) {
+    /* A Socket.IO client hears the job events only, as job_update. */
+    sio_text = od_sio_job_update(text, len);
+    if (sio_text == NULL)
+      return;
+    text = sio_text;
+    len = strlen(sio_text);
+  }
   size_t cap = (size_t)c->hub->svc->cfg.ws_queue;
   if (ev != OD_WS_PROGRESS && ev != OD_WS_STAGE_CHANGE)
     cap *= 2;
@@ -169,11 +189,28 @@ static void queue_text(client *c, od_ws_event ev, const char *text, size_t len) 
     c->dead = 1;
   if (c->dead || wslay_event_get_queued_msg_count(c->ctx) >= cap) {
     om_counter_inc(m->ws_dropped);
+    free(sio_text);
     return;
   }
   struct wslay_event_msg msg = {WSLAY_TEXT_FRAME, (const uint8_t *)text, len};
   if (wslay_event_queue_msg(c->ctx, &msg) == 0)
     om_counter_inc(m->ws_sent[ev]);
+  free(sio_text);
+}
+
+/* A protocol frame of the client's own (Socket.IO replies, pings): queued
+ * unless the client is dead or hopelessly behind (2x --ws-queue). */
+static void queue_raw(client *c, const char *text) {
+  if (text == NULL || c->dead || !wslay_event_get_write_enabled(c->ctx))
+    return;
+  if (wslay_event_get_queued_msg_count(c->ctx) >=
+      2 * (size_t)c->hub->svc->cfg.ws_queue) {
+    om_counter_inc(c->hub->svc->m.ws_dropped);
+    return;
+  }
+  struct wslay_event_msg msg = {WSLAY_TEXT_FRAME, (const uint8_t *)text,
+                                strlen(text)};
+  wslay_event_queue_msg(c->ctx, &msg);
 }
 
 static void send_event(client *c, od_ws_event ev, json_t *data) {
@@ -193,8 +230,94 @@ static void send_current(client *c, const char *id) {
   od_job_view v;
   od_ws_event ev;
   json_t *data;
-  if (od_jobs_view(c->hub->svc->jobs, id, &v) && (data = od_job_event_json(&v, &ev)) != NULL)
+  /* A removed job's current state is its removal (generation_error). */
+  if ((od_jobs_view(c->hub->svc->jobs, id, &v) || od_jobs_gone(c->hub->svc->jobs, id, &v)) &&
+      (data = od_job_event_json(&v, &ev)) != NULL)
     send_event(c, ev, data);
+}
+
+/* Adds a subscription (at most MAX_SUBS); 0, or -1 when full (counted). */
+static int subscribe(client *c, const char *id, od_route r) {
+  if (subscribed(c, id) >= 0)
+    return 0;
+  if (c->nsubs == MAX_SUBS) {
+    od_metric_error(&c->hub->svc->m, "bad_message", r);
+    od_metric_validation(&c->hub->svc->m, "ws_message", "too_many_subscriptions");
+    return -1;
+  }
+  snprintf(c->subs[c->nsubs++], 37, "%s", id);
+  return 0;
+}
+
+/* One text frame from a Socket.IO client (socketio.c parses it). */
+static void sio_on_msg(client *c, const uint8_t *msg, size_t len) {
+  od_metrics *m = &c->hub->svc->m;
+  char id[37], err[160], *reply = NULL;
+  od_sio_kind k = od_sio_handle(c->sio, msg, len, id, &reply, err, sizeof err);
+  switch (k) {
+  case OD_SIO_PONG:
+    c->sio_pong_by = 0;
+    break;
+  case OD_SIO_CONNECTED:
+    queue_raw(c, reply);
+    free(reply);
+    reply = od_sio_event_text("connected",
+                              json_pack("{s:s, s:s, s:s}", "status", "connected",
+                                        "mode", "orfeasd", "version",
+                                        ORFEAS_VERSION));
+    break;
+  case OD_SIO_SUBSCRIBE:
+    if (subscribe(c, id, OD_ROUTE_SOCKETIO) != 0) {
+      free(reply);
+      reply = od_sio_event_text(
+          "error", json_pack("{s:s}", "message",
+                             "at most 32 subscriptions per connection"));
+      break;
+    }
+    queue_raw(c, reply);
+    free(reply);
+    reply = NULL;
+    send_current(c, id); /* where the job stands, as a job_update */
+    break;
+  case OD_SIO_UNSUBSCRIBE:
+    unsubscribe(c, id);
+    break;
+  case OD_SIO_CLOSE:
+    if (!c->closing) {
+      c->closing = 1;
+      wslay_event_queue_close(c->ctx, WSLAY_CODE_NORMAL_CLOSURE, NULL, 0);
+    }
+    break;
+  case OD_SIO_BAD:
+    od_metric_error(m, "bad_message", OD_ROUTE_SOCKETIO);
+    od_metric_validation(m, "ws_message", "invalid");
+    break;
+  case OD_SIO_NOTHING:
+    break;
+  }
+  queue_raw(c, reply);
+  free(reply);
+}
+
+/* Engine.IO's heartbeat, from the hub loop: a ping every interval, and a
+ * client that has not answered one within the timeout is closed. */
+static void sio_heartbeat(od_hub *h, double now) {
+  const od_config *cfg = &h->svc->cfg;
+  for (client *c = h->clients; c; c = c->next) {
+    if (c->sio == NULL || c->dead || c->closing)
+      continue;
+    if (c->sio_pong_by > 0 && now > c->sio_pong_by) {
+      od_metric_error(&h->svc->m, "ws_timeout", OD_ROUTE_SOCKETIO);
+      c->dead = 1;
+      continue;
+    }
+    if (now >= c->sio_ping_at) {
+      queue_raw(c, "2");
+      c->sio_ping_at = now + cfg->sio_ping_interval_s;
+      if (c->sio_pong_by == 0)
+        c->sio_pong_by = now + cfg->sio_ping_timeout_s;
+    }
+  }
 }
 
 static void on_msg(wslay_event_context_ptr ctx,
@@ -202,6 +325,15 @@ static void on_msg(wslay_event_context_ptr ctx,
   (void)ctx;
   client *c = user;
   od_metrics *m = &c->hub->svc->m;
+  if (c->sio != NULL) {
+    if (arg->opcode == WSLAY_TEXT_FRAME) {
+      sio_on_msg(c, arg->msg, arg->msg_length);
+    } else if (arg->opcode == WSLAY_BINARY_FRAME) {
+      od_metric_error(m, "bad_message", OD_ROUTE_SOCKETIO);
+      od_metric_validation(m, "ws_message", "binary");
+    }
+    return;
+  }
   if (arg->opcode != WSLAY_TEXT_FRAME) {
     if (arg->opcode == WSLAY_BINARY_FRAME) {
       od_metric_error(m, "bad_message", OD_ROUTE_WS);
@@ -218,15 +350,10 @@ static void on_msg(wslay_event_context_ptr ctx,
     send_event(c, OD_WS_PONG, json_object());
     break;
   case OD_WSMSG_SUBSCRIBE:
-    if (subscribed(c, id) < 0) {
-      if (c->nsubs == MAX_SUBS) {
-        od_metric_error(m, "bad_message", OD_ROUTE_WS);
-        od_metric_validation(m, "ws_message", "too_many_subscriptions");
-        send_event(c, OD_WS_ERROR, json_pack("{s:s}", "message",
-                                             "at most 32 subscriptions per connection"));
-        break;
-      }
-      snprintf(c->subs[c->nsubs++], 37, "%s", id);
+    if (subscribe(c, id, OD_ROUTE_WS) != 0) {
+      send_event(c, OD_WS_ERROR, json_pack("{s:s}", "message",
+                                           "at most 32 subscriptions per connection"));
+      break;
     }
     send_event(c, OD_WS_SUBSCRIBED, json_pack("{s:s}", "job_id", id));
     send_current(c, id);
@@ -254,7 +381,7 @@ static void close_client(od_hub *h, client *c) {
    * 1009 too big) is a client error worth counting. */
   if (code == WSLAY_CODE_PROTOCOL_ERROR || code == WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA ||
       code == WSLAY_CODE_MESSAGE_TOO_BIG) {
-    od_metric_error(&h->svc->m, "ws_protocol", OD_ROUTE_WS);
+    od_metric_error(&h->svc->m, "ws_protocol", c->sio ? OD_ROUTE_SOCKETIO : OD_ROUTE_WS);
     od_metric_validation(&h->svc->m, "ws_frame", code == WSLAY_CODE_MESSAGE_TOO_BIG
                                                      ? "too_big" : "malformed");
   }
@@ -262,6 +389,7 @@ static void close_client(od_hub *h, client *c) {
   wslay_event_context_free(c->ctx);
   MHD_upgrade_action(c->urh, MHD_UPGRADE_ACTION_CLOSE);
   free(c->extra);
+  free(c->sio);
   free(c);
   h->nclients--;
   om_gauge_dec(h->svc->m.ws_active);
@@ -289,6 +417,7 @@ static void adopt_pending(od_hub *h) {
         wslay_event_context_free(c->ctx);
       MHD_upgrade_action(c->urh, MHD_UPGRADE_ACTION_CLOSE);
       free(c->extra);
+      free(c->sio);
       free(c);
       h->nclients--;
       continue;
@@ -299,9 +428,18 @@ static void adopt_pending(od_hub *h) {
     c->next = h->clients;
     h->clients = c;
     om_gauge_inc(h->svc->m.ws_active);
-    send_event(c, OD_WS_CONNECTION_ESTABLISHED,
-               json_pack("{s:s, s:s}", "message", "connected to orfeasd",
-                         "version", ORFEAS_VERSION));
+    if (c->sio != NULL) {
+      /* Engine.IO's open packet; the first ping is due an interval later. */
+      char *open = od_sio_open(c->sio->sid, h->svc->cfg.sio_ping_interval_s,
+                               h->svc->cfg.sio_ping_timeout_s);
+      queue_raw(c, open);
+      free(open);
+      c->sio_ping_at = od_now() + h->svc->cfg.sio_ping_interval_s;
+    } else {
+      send_event(c, OD_WS_CONNECTION_ESTABLISHED,
+                 json_pack("{s:s, s:s}", "message", "connected to orfeasd",
+                           "version", ORFEAS_VERSION));
+    }
     /* Bytes that came with the upgrade request are read now. */
     if (c->extra_len > 0) {
       c->in_recv = 1;
@@ -356,6 +494,7 @@ static void service_clients(od_hub *h) {
 
 static void *hub_main(void *arg) {
   od_hub *h = arg;
+  pthread_setname_np(pthread_self(), "od-hub");
   struct epoll_event evs[64];
   double stop_deadline = 0;
   for (;;) {
@@ -381,6 +520,7 @@ static void *hub_main(void *arg) {
     }
     adopt_pending(h);
     dispatch_outbox(h);
+    sio_heartbeat(h, od_now());
     pthread_mutex_lock(&h->mu);
     int stop = h->stop;
     pthread_mutex_unlock(&h->mu);
@@ -467,6 +607,7 @@ void od_hub_free(od_hub *h) {
     h->pending = c->next;
     MHD_upgrade_action(c->urh, MHD_UPGRADE_ACTION_CLOSE);
     free(c->extra);
+    free(c->sio);
     free(c);
   }
   if (h->epfd >= 0)
@@ -523,17 +664,21 @@ int od_hub_reserve(od_hub *h) {
 
 void od_hub_release(od_hub *h) { h->nclients--; }
 
-void od_ws_adopt(od_hub *h, int fd, struct MHD_UpgradeResponseHandle *urh,
-                 const char *extra, size_t extra_len) {
+static void adopt(od_hub *h, int fd, struct MHD_UpgradeResponseHandle *urh,
+                  const char *extra, size_t extra_len, int socketio) {
   client *c = calloc(1, sizeof *c);
   uint8_t *copy = extra_len ? malloc(extra_len) : NULL;
-  if (c == NULL || (extra_len && copy == NULL)) {
+  od_sio_conn *sio = socketio ? calloc(1, sizeof *sio) : NULL;
+  if (c == NULL || (extra_len && copy == NULL) || (socketio && sio == NULL) ||
+      (sio && od_uuid_new(sio->sid) != 0)) {
     free(c);
     free(copy);
+    free(sio);
     h->nclients--;
     MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
     return;
   }
+  c->sio = sio;
   if (extra_len)
     memcpy(copy, extra, extra_len);
   c->hub = h;
@@ -546,4 +691,15 @@ void od_ws_adopt(od_hub *h, int fd, struct MHD_UpgradeResponseHandle *urh,
   h->pending = c;
   pthread_mutex_unlock(&h->mu);
   wake(h);
+}
+
+void od_ws_adopt(od_hub *h, int fd, struct MHD_UpgradeResponseHandle *urh,
+                 const char *extra, size_t extra_len) {
+  adopt(h, fd, urh, extra, extra_len, 0);
+}
+
+void od_ws_adopt_socketio(od_hub *h, int fd,
+                          struct MHD_UpgradeResponseHandle *urh,
+                          const char *extra, size_t extra_len) {
+  adopt(h, fd, urh, extra, extra_len, 1);
 }

@@ -1,11 +1,14 @@
 /* orfeas/pipeline.h: the ORFEAS 2D->3D pipeline, the whole public API.
  *
- * An uploaded PNG or JPEG becomes a closed, 2-manifold triangle mesh that is
+ * An uploaded PNG, JPEG, WebP, GIF or BMP becomes a closed, 2-manifold
+ * triangle mesh that is
  * written as binary STL, OBJ, binary PLY or GLB 2.0, together with a quality
  * report. The work is classical geometry (no neural model), in seven stages
  * whose names are the `stage` label values and the WebSocket stage names:
  *
- *   image_loading        decode PNG (libspng) or JPEG (TurboJPEG), limits first
+ *   image_loading        decode PNG (libspng), JPEG (TurboJPEG), WebP
+ *                        (libwebp), GIF (giflib) or BMP (our own parser),
+ *                        limits first
  *   image_preprocessing  foreground mask (alpha, else Otsu), quality grid,
  *                        well-composed fix
  *   shape_generation     inflate (distance transform) or relief mesh, in mm
@@ -46,14 +49,17 @@ extern "C" {
 typedef enum {
   ORFEAS_PL_OK = 0,
   ORFEAS_PL_EINVAL,      /* an option or argument is out of range (400) */
-  ORFEAS_PL_EFORMAT,     /* not a PNG or JPEG file (400) */
+  ORFEAS_PL_EFORMAT,     /* not an image of any known type (400) */
   ORFEAS_PL_ETRUNCATED,  /* the image data ends early (400) */
   ORFEAS_PL_ECORRUPT,    /* the image data is malformed (400) */
   ORFEAS_PL_ESIZE,       /* a side is outside 32..4096 px (400) */
   ORFEAS_PL_EPIXELS,     /* more pixels than allowed (16,777,216) (400) */
   ORFEAS_PL_ENOMEM,      /* an allocation failed (500/507) */
   ORFEAS_PL_ECANCELLED,  /* the progress callback asked to stop */
-  ORFEAS_PL_EINTERNAL    /* a mesh failed the closed-manifold check: a bug */
+  ORFEAS_PL_EINTERNAL,   /* a mesh failed the closed-manifold check: a bug */
+  ORFEAS_PL_EUNSUPPORTED /* an image type (or a variant of one) that is
+                            recognised but not decoded: TIFF, RLE BMP...
+                            (415; the message names the accepted types) */
 } orfeas_pl_code;
 
 /* A static English description of `code` ("image side out of range").
@@ -166,33 +172,52 @@ typedef struct {
                       struct, released by orfeas_pl_image_free() */
 } orfeas_pl_image;
 
+/* The image types uploads may use, sniffed from the magic bytes. */
 typedef enum {
+  ORFEAS_PL_IMAGE_UNKNOWN = 0,
   ORFEAS_PL_IMAGE_PNG = 1,
-  ORFEAS_PL_IMAGE_JPEG
+  ORFEAS_PL_IMAGE_JPEG,
+  ORFEAS_PL_IMAGE_WEBP, /* still, or the first frame of an animation */
+  ORFEAS_PL_IMAGE_GIF,  /* the first frame */
+  ORFEAS_PL_IMAGE_BMP   /* 1/4/8/16/24/32 bit, uncompressed or bit fields */
 } orfeas_pl_image_type;
+
+/* What the accepted types are called in messages. */
+#define ORFEAS_PL_ACCEPTED_TYPES "PNG, JPEG, WebP, GIF or BMP"
 
 /* What a probe tells about an image without decoding its pixels. */
 typedef struct {
   orfeas_pl_image_type type;
   uint32_t width, height;
-  int has_alpha; /* as orfeas_pl_image.has_alpha: a PNG with an alpha
-                    channel or a tRNS chunk; never a JPEG */
+  int has_alpha; /* as orfeas_pl_image.has_alpha, by the decoder's own rule:
+                    a PNG with an alpha channel or a tRNS chunk, a WebP with
+                    alpha, a GIF whose first frame has a transparent index or
+                    leaves part of its screen unpainted, a BMP whose alpha
+                    mask is not 0 everywhere; never a JPEG */
 } orfeas_pl_image_info;
 
-/* "PNG" or "JPEG" ("unknown" for anything else). */
+/* The type from the first bytes alone (nothing is decoded). */
+orfeas_pl_image_type orfeas_pl_image_sniff(const uint8_t *data, size_t len);
+/* "PNG", "JPEG", "WEBP", "GIF", "BMP" ("unknown" for anything else). */
 const char *orfeas_pl_image_type_name(orfeas_pl_image_type t);
+/* The file extension: "png", "jpg", "webp", "gif", "bmp"; NULL for
+ * anything else. */
+const char *orfeas_pl_image_type_ext(orfeas_pl_image_type t);
+/* "image/png", ... ; "application/octet-stream" for anything else. */
+const char *orfeas_pl_image_type_mime(orfeas_pl_image_type t);
 
-/* Reads only the header of a PNG or JPEG (for a PNG, the chunks before its
- * image data, within the decoder's chunk limits) and checks it against the
- * limits (max_side/max_pixels as in the options; 0 = default). Allocates
- * nothing for pixels. On success *info is filled; on failure it is
- * zeroed. */
+/* Reads only the header of an image (for a PNG, the chunks before its
+ * image data, within the decoder's chunk limits; for a GIF, the records
+ * before its first image; for a BMP, its headers and, with an alpha mask,
+ * the alpha bytes) and checks it against the limits (max_side/max_pixels as
+ * in the options; 0 = default). Allocates nothing for pixels. On success
+ * *info is filled; on failure it is zeroed. */
 orfeas_pl_code orfeas_pl_image_probe(const uint8_t *data, size_t len,
                                      uint32_t max_side, uint64_t max_pixels,
                                      orfeas_pl_image_info *info, char *msg,
                                      size_t msg_len);
 
-/* Decodes a PNG or JPEG into RGBA8. The header is checked first (as
+/* Decodes an image into RGBA8. The header is checked first (as
  * orfeas_pl_image_probe), so oversized or malformed headers are refused
  * before any pixel memory is allocated. On failure `img` is left zeroed. */
 orfeas_pl_code orfeas_pl_image_decode(const uint8_t *data, size_t len,

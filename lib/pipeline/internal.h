@@ -46,6 +46,28 @@ orfeas_pl_code pl_jpeg_probe(const uint8_t *d, size_t n, uint32_t max_side,
 orfeas_pl_code pl_jpeg_decode(const uint8_t *d, size_t n, uint32_t max_side,
                               uint64_t max_pixels, orfeas_pl_image *img,
                               char *msg, size_t msg_len);
+/* WebP (libwebp; an animation gives its first frame), GIF (giflib; the
+ * first frame on its logical screen), BMP (decode_bmp.c, our own parser).
+ * Same contract as the PNG and JPEG pair: dimensions checked before any
+ * pixel allocation. */
+orfeas_pl_code pl_webp_probe(const uint8_t *d, size_t n, uint32_t max_side,
+                             uint64_t max_pixels, orfeas_pl_image_info *info,
+                             char *msg, size_t msg_len);
+orfeas_pl_code pl_webp_decode(const uint8_t *d, size_t n, uint32_t max_side,
+                              uint64_t max_pixels, orfeas_pl_image *img,
+                              char *msg, size_t msg_len);
+orfeas_pl_code pl_gif_probe(const uint8_t *d, size_t n, uint32_t max_side,
+                            uint64_t max_pixels, orfeas_pl_image_info *info,
+                            char *msg, size_t msg_len);
+orfeas_pl_code pl_gif_decode(const uint8_t *d, size_t n, uint32_t max_side,
+                             uint64_t max_pixels, orfeas_pl_image *img,
+                             char *msg, size_t msg_len);
+orfeas_pl_code pl_bmp_probe(const uint8_t *d, size_t n, uint32_t max_side,
+                            uint64_t max_pixels, orfeas_pl_image_info *info,
+                            char *msg, size_t msg_len);
+orfeas_pl_code pl_bmp_decode(const uint8_t *d, size_t n, uint32_t max_side,
+                             uint64_t max_pixels, orfeas_pl_image *img,
+                             char *msg, size_t msg_len);
 
 /* ---- mask (image_preprocessing) ---------------------------------------- */
 

@@ -17,7 +17,7 @@ const char *orfeas_pl_strerror(orfeas_pl_code code) {
   case ORFEAS_PL_EINVAL:
     return "invalid option or argument";
   case ORFEAS_PL_EFORMAT:
-    return "unsupported image format (PNG or JPEG expected)";
+    return "not an image (PNG, JPEG, WebP, GIF or BMP expected)";
   case ORFEAS_PL_ETRUNCATED:
     return "truncated image data";
   case ORFEAS_PL_ECORRUPT:
@@ -32,6 +32,8 @@ const char *orfeas_pl_strerror(orfeas_pl_code code) {
     return "cancelled";
   case ORFEAS_PL_EINTERNAL:
     return "internal error: mesh failed the closed-manifold check";
+  case ORFEAS_PL_EUNSUPPORTED:
+    return "image type not supported (PNG, JPEG, WebP, GIF or BMP expected)";
   }
   return "unknown error";
 }
@@ -39,7 +41,8 @@ const char *orfeas_pl_strerror(orfeas_pl_code code) {
 int orfeas_pl_is_client_error(orfeas_pl_code code) {
   return code == ORFEAS_PL_EINVAL || code == ORFEAS_PL_EFORMAT ||
          code == ORFEAS_PL_ETRUNCATED || code == ORFEAS_PL_ECORRUPT ||
-         code == ORFEAS_PL_ESIZE || code == ORFEAS_PL_EPIXELS;
+         code == ORFEAS_PL_ESIZE || code == ORFEAS_PL_EPIXELS ||
+         code == ORFEAS_PL_EUNSUPPORTED;
 }
 
 static const char *const stage_names[ORFEAS_PL_STAGE_COUNT] = {

@@ -6,10 +6,15 @@
  * A wslay server context (configured as the hub configures it: 4 KiB
  * message limit) reads them and hands each complete text message to the
  * hub's message parser, whose answer is rendered as the hub would send it.
+ * Each message also goes through the Socket.IO path (/socket.io/: the
+ * Engine.IO/Socket.IO framing with one connection's state kept across the
+ * messages, and the job_update translation of hub events), since the hub
+ * runs the same frames through it for Socket.IO clients.
  * Broken frames must end in a close frame, never a crash, leak or overread.
  * The input's first bytes also go through the handshake's accept-key
  * computation, as a client's Sec-WebSocket-Key header.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,11 +59,17 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
   return (ssize_t)len;
 }
 
+static od_sio_conn sio; /* one connection's state, reset per input */
+
 static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
                    void *user) {
   (void)user;
   if (arg->opcode != WSLAY_TEXT_FRAME)
     return;
+  char sid[37], serr[160], *reply = NULL;
+  od_sio_handle(&sio, arg->msg, arg->msg_length, sid, &reply, serr, sizeof serr);
+  free(reply);
+  free(od_sio_job_update((const char *)arg->msg, arg->msg_length));
   char id[37], err[160];
   od_wsmsg_kind k = od_wsmsg_parse(arg->msg, arg->msg_length, id, err, sizeof err);
   json_t *d = k == OD_WSMSG_BAD ? json_pack("{s:s}", "message", err) : json_pack("{s:s}", "job_id", id);
@@ -90,6 +101,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   accept_key(data, size);
   static const struct wslay_event_callbacks cb = {recv_cb, send_cb, NULL, NULL, NULL, NULL, on_msg};
   feed f = {data, size, 0};
+  memset(&sio, 0, sizeof sio);
+  snprintf(sio.sid, sizeof sio.sid, "123e4567-e89b-42d3-a456-426614174000");
   wslay_event_context_ptr ctx;
   if (wslay_event_context_server_init(&ctx, &cb, &f) != 0)
     return 0;

@@ -228,13 +228,13 @@ def case_flow(work):
     check(s.stop() == 0, "second run: exit 0")
 
 
-def paused_server(work, queue_size):
+def paused_server(work, queue_size, *extra):
     """One worker that holds every job while the pause file exists."""
     img = make_image("png", 256, os.path.join(work, "star.png"))
     pause = os.path.join(work, "pause")
     open(pause, "w").close()
     s = Server(os.path.join(work, "data"), "--workers", "1", "--queue-size", str(queue_size),
-               "--pause-file", pause)
+               "--pause-file", pause, *extra)
     return s, img, pause
 
 
@@ -282,12 +282,17 @@ def case_queue(work):
           "rate_limit_rejections_total{/api/job-status/{job_id}} = 2")
     check(s.stop() == 0, "exit 0")
 
-    # The job table is bounded: past --max-jobs the oldest finished jobs
-    # (and their files) are forgotten.
+    # The job table is bounded (--max-jobs), by retention, not eviction by
+    # count: full of jobs younger than --result-ttl, it refuses uploads
+    # (503 + Retry-After) and keeps every job it holds (durable_test.py's
+    # retention case covers the expiry).
     s = Server(os.path.join(work, "data3"), "--max-jobs", "16")
-    up = [s.upload(img)[2]["job_id"] for _ in range(40)]
-    check(s.json("GET", "/api/job-status/" + up[0])[0] == 404 and s.status(up[-1])["status"] == "uploaded",
-          "40 uploads with --max-jobs 16: the oldest is forgotten, the newest kept")
+    up = [s.upload(img)[2]["job_id"] for _ in range(16)]
+    st, hd, body = s.upload(img)
+    check(st == 503 and "--max-jobs" in body["error"] and hd.get("retry-after"),
+          "the 17th upload with --max-jobs 16: 503 naming --max-jobs, with Retry-After")
+    check(s.status(up[0])["status"] == "uploaded" and s.status(up[-1])["status"] == "uploaded",
+          "the oldest and the newest upload are both kept")
     check(len(os.listdir(os.path.join(work, "data3", "uploads"))) == 16, "16 upload files remain")
     check(s.stop() == 0, "exit 0")
 
@@ -332,7 +337,9 @@ def case_slowclient(work):
 
 
 def case_drain(work):
-    s, img, _ = paused_server(work, 5)
+    # The memory store: queued jobs fail at SIGTERM (a durable store keeps
+    # them queued: durable_test.py's sigterm case).
+    s, img, _ = paused_server(work, 5, "--store", "memory:")
     ids = [s.upload(img)[2]["job_id"] for _ in range(3)]
     ws = WS(s.port)
     ws.recv_event()
@@ -438,8 +445,11 @@ def case_badinput(work):
     body, ct = multipart({"file": ("a.png", img)})
     st, _, b = s.json("POST", "/api/upload-image", body, {"Content-Type": ct})
     bad(st, b, 400, "image", "missing", "no image field")
-    st, _, b = s.upload(b"GIF89a" + os.urandom(500), "x.gif")
+    st, _, b = s.upload(b"NOTANIMAGE" + os.urandom(500), "x.gif")
     bad(st, b, 400, "image", "not_image", "non-image bytes")
+    st, _, b = s.upload(b"II*\x00\x08\x00\x00\x00" + os.urandom(200), "scan.tif")
+    bad(st, b, 415, "image", "unsupported_type", "a TIFF (a type not decoded)")
+    check("PNG, JPEG, WebP, GIF or BMP" in b["error"], "the 415 names the accepted types (%s)" % b["error"])
     st, _, b = s.upload(b"<?php system($_GET['c']); ?>", "shell.php")
     bad(st, b, 400, "image", "not_image", "a script as an image")
     st, _, b = s.upload(big_hdr, "huge.png")
@@ -478,7 +488,6 @@ def case_badinput(work):
         (b"{not json", "body", "invalid_json", "bad JSON"),
         (b"[1,2]", "body", "type", "JSON that is not an object"),
         (json.dumps({"job_id": jid, "format": "fbx"}), "format", "invalid", "unknown format"),
-        (json.dumps({"job_id": jid, "colour": "red"}), "body", "unknown_field", "unknown field"),
         (json.dumps({"job_id": jid, "quality": 11}), "quality", "out_of_range", "quality 11"),
         (json.dumps({"job_id": jid, "quality": "high"}), "quality", "type", "quality as text"),
         (json.dumps({"job_id": jid, "dimensions": {"width": 5000}}), "width", "out_of_range", "width 5000"),
@@ -490,6 +499,13 @@ def case_badinput(work):
         check(b.get("details") and b["details"][0]["field"] == field, "  details name the field %s" % field)
     st, _, b = s.generate("00000000-0000-4000-8000-000000000000")
     bad(st, b, 404, None, None, "unknown job")
+    # Unknown fields are ignored (the original API's behaviour) and counted:
+    # here the job is unknown, so the answer is the 404, not a 400.
+    st, _, b = s.json("POST", "/api/generate-3d", {"job_id": "00000000-0000-4000-8000-000000000000",
+                                                   "colour": "red", "dimensions": {"scale": 2}})
+    bad(st, b, 404, None, None, "unknown fields ignored (then the unknown job)")
+    check(value(s.samples(), "orfeas_generate_unknown_fields_total") == 2,
+          "orfeas_generate_unknown_fields_total counts both unknown fields")
 
     # Hostile ids and file names in paths.
     for path in ["/api/job-status/..%2f..%2fetc%2fpasswd", "/api/job-status/" + "a" * 300,
@@ -582,6 +598,19 @@ def case_badinput(work):
     # Still serving: a full job works after all that.
     st, _, g = s.generate(jid, "stl")
     check(st == 202 and s.wait_job(jid)["status"] == "completed", "after all the bad input, a job still completes")
+    # The other upload types: WebP, GIF, BMP (and an animated WebP) are
+    # accepted and named; one of them goes all the way to a model.
+    gif_id = None
+    for kind, name in [("webp", "WEBP"), ("webp-anim", "WEBP"), ("gif", "GIF"), ("bmp", "BMP"),
+                       ("bmp8", "BMP")]:
+        data = make_image(kind, 64, os.path.join(work, "star." + kind))
+        st, _, b = s.upload(data, "star." + kind)
+        check(st == 200 and b["image_info"]["format"] == name and b["image_info"]["size"] == [64, 64],
+              "%s upload: 200, format %s, 64x64" % (kind, name))
+        if kind == "gif":
+            gif_id = b["job_id"]
+    st, _, g = s.generate(gif_id, "glb", quality=1)
+    check(st == 202 and s.wait_job(gif_id)["status"] == "completed", "a GIF upload becomes a model")
     check(s.stop() == 0, "exit 0")
 
 

@@ -1,6 +1,8 @@
 /* od-testimg KIND SIDE OUT: writes a test image for the service tests.
- * KIND: png (RGBA star with a hole), jpeg (the star, JPEG), png-big-header
- * (a PNG header claiming 100000x100000 px). Images are drawn by the shared
+ * KIND: png (RGBA star with a hole), jpeg (the star, JPEG), webp (lossless,
+ * with alpha), webp-anim (3 frames), gif (transparent background), bmp
+ * (32-bit with alpha), bmp8 (palette), png-big-header (a PNG header
+ * claiming 100000x100000 px). Images are drawn by the shared
  * pipeline test helpers (tests/support), so no image files are committed. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,7 +12,8 @@
 
 int main(int argc, char **argv) {
   if (argc != 4) {
-    fprintf(stderr, "usage: od-testimg png|jpeg|png-big-header SIDE OUT\n");
+    fprintf(stderr, "usage: od-testimg png|jpeg|webp|webp-anim|gif|bmp|bmp8|png-big-header "
+                    "SIDE OUT\n");
     return 2;
   }
   char *end;
@@ -29,6 +32,16 @@ int main(int argc, char **argv) {
       img = tpl_png(px, (uint32_t)side, (uint32_t)side, 4, &len);
     else if (px != NULL && strcmp(argv[1], "jpeg") == 0)
       img = tpl_jpeg(px, (uint32_t)side, (uint32_t)side, &len);
+    else if (px != NULL && strcmp(argv[1], "webp") == 0)
+      img = tpl_webp(px, (uint32_t)side, (uint32_t)side, 1, &len);
+    else if (px != NULL && strcmp(argv[1], "webp-anim") == 0)
+      img = tpl_webp_anim(px, (uint32_t)side, (uint32_t)side, 3, &len);
+    else if (px != NULL && strcmp(argv[1], "gif") == 0)
+      img = tpl_gif(px, (uint32_t)side, (uint32_t)side, 1, 0, &len);
+    else if (px != NULL && strcmp(argv[1], "bmp") == 0)
+      img = tpl_bmp(px, (uint32_t)side, (uint32_t)side, 32, 0, &len);
+    else if (px != NULL && strcmp(argv[1], "bmp8") == 0)
+      img = tpl_bmp(px, (uint32_t)side, (uint32_t)side, 8, 1, &len);
     free(px);
   }
   if (img == NULL || tpl_write_file(argv[3], img, len) != 0) {

@@ -9,6 +9,10 @@
 #include <turbojpeg.h>
 #include <zlib.h>
 
+#include <gif_lib.h>
+#include <webp/encode.h>
+#include <webp/mux.h>
+
 const char *tpl_shape_name(tpl_shape s) {
   static const char *const names[TPL_SHAPE_COUNT] = {
       "star_hole", "thin", "noise", "disks", "empty", "photo"};
@@ -155,6 +159,17 @@ uint8_t *tpl_png_trns(const uint8_t *rgba, uint32_t w, uint32_t h,
   return encode_png(rgba, w, h, 3, &trns, len);
 }
 
+/* A malloc'd copy of an encoder's output, so every helper's result is
+ * free()d alike (the encoders' own buffers need their own free). */
+static uint8_t *copy_out(const void *d, size_t n, size_t *len) {
+  uint8_t *out = malloc(n ? n : 1);
+  if (out) {
+    memcpy(out, d, n);
+    *len = n;
+  }
+  return out;
+}
+
 uint8_t *tpl_jpeg(const uint8_t *rgba, uint32_t w, uint32_t h, size_t *len) {
   tjhandle tj = tjInitCompress();
   if (tj == NULL)
@@ -168,13 +183,204 @@ uint8_t *tpl_jpeg(const uint8_t *rgba, uint32_t w, uint32_t h, size_t *len) {
     tjFree(jpg);
     return NULL;
   }
-  /* Copy into malloc'd memory so every helper's result is free()d alike. */
-  uint8_t *out = malloc(sz);
-  if (out)
-    memcpy(out, jpg, sz);
+  uint8_t *out = copy_out(jpg, sz, len);
   tjFree(jpg);
-  *len = sz;
   return out;
+}
+
+uint8_t *tpl_webp(const uint8_t *rgba, uint32_t w, uint32_t h, int lossless,
+                  size_t *len) {
+  uint8_t *enc = NULL;
+  size_t n = lossless ? WebPEncodeLosslessRGBA(rgba, (int)w, (int)h, (int)w * 4, &enc)
+                      : WebPEncodeRGBA(rgba, (int)w, (int)h, (int)w * 4, 90, &enc);
+  if (n == 0) {
+    WebPFree(enc);
+    return NULL;
+  }
+  uint8_t *out = copy_out(enc, n, len);
+  WebPFree(enc);
+  return out;
+}
+
+uint8_t *tpl_webp_anim(const uint8_t *rgba, uint32_t w, uint32_t h,
+                       int frames, size_t *len) {
+  WebPAnimEncoderOptions ao;
+  WebPConfig cfg;
+  if (!WebPAnimEncoderOptionsInit(&ao) || !WebPConfigInit(&cfg))
+    return NULL;
+  cfg.lossless = 1;
+  WebPAnimEncoder *enc = WebPAnimEncoderNew((int)w, (int)h, &ao);
+  uint8_t *inv = malloc((size_t)w * h * 4);
+  uint8_t *out = NULL;
+  int ok = enc != NULL && inv != NULL;
+  for (int k = 0; ok && k < frames; k++) {
+    for (size_t i = 0; i < (size_t)w * h * 4; i++)
+      inv[i] = (k % 2 && i % 4 != 3) ? (uint8_t)(255 - rgba[i]) : rgba[i];
+    WebPPicture pic;
+    ok = WebPPictureInit(&pic);
+    pic.use_argb = 1;
+    pic.width = (int)w;
+    pic.height = (int)h;
+    ok = ok && WebPPictureImportRGBA(&pic, inv, (int)w * 4) &&
+         WebPAnimEncoderAdd(enc, &pic, k * 100, &cfg);
+    WebPPictureFree(&pic);
+  }
+  WebPData data;
+  WebPDataInit(&data);
+  if (ok && WebPAnimEncoderAdd(enc, NULL, frames * 100, NULL) &&
+      WebPAnimEncoderAssemble(enc, &data)) {
+    out = copy_out(data.bytes, data.size, len);
+  }
+  WebPDataClear(&data);
+  WebPAnimEncoderDelete(enc);
+  free(inv);
+  return out;
+}
+
+int tpl_cube_index(const uint8_t *rgb) {
+  int q[3];
+  for (int c = 0; c < 3; c++)
+    q[c] = (rgb[c] * 5 + 127) / 255;
+  return q[0] * 36 + q[1] * 6 + q[2];
+}
+
+void tpl_cube_colour(int index, uint8_t rgb[3]) {
+  rgb[0] = (uint8_t)(index / 36 * 51);
+  rgb[1] = (uint8_t)(index / 6 % 6 * 51);
+  rgb[2] = (uint8_t)(index % 6 * 51);
+}
+
+/* A growing memory buffer for giflib's output callback. */
+typedef struct {
+  uint8_t *d;
+  size_t n, cap;
+} membuf;
+
+static int gif_write(GifFileType *g, const GifByteType *buf, int len) {
+  membuf *m = g->UserData;
+  if (m->n + (size_t)len > m->cap) {
+    size_t nc = m->cap ? m->cap * 2 : 4096;
+    while (nc < m->n + (size_t)len)
+      nc *= 2;
+    uint8_t *nd = realloc(m->d, nc);
+    if (nd == NULL)
+      return 0;
+    m->d = nd;
+    m->cap = nc;
+  }
+  memcpy(m->d + m->n, buf, (size_t)len);
+  m->n += (size_t)len;
+  return len;
+}
+
+uint8_t *tpl_gif(const uint8_t *rgba, uint32_t w, uint32_t h, int frames,
+                 int interlace, size_t *len) {
+  enum { TRANSPARENT = 216 };
+  GifColorType cols[256];
+  memset(cols, 0, sizeof cols);
+  for (int i = 0; i < 216; i++) {
+    uint8_t c[3];
+    tpl_cube_colour(i, c);
+    cols[i].Red = c[0], cols[i].Green = c[1], cols[i].Blue = c[2];
+  }
+  size_t n = (size_t)w * h;
+  GifByteType *idx = malloc(n);
+  ColorMapObject *map = GifMakeMapObject(256, cols);
+  membuf m = {0};
+  int err = 0, any_transparent = 0;
+  GifFileType *g = idx && map ? EGifOpen(&m, gif_write, &err) : NULL;
+  int ok = g != NULL;
+  for (size_t i = 0; ok && i < n; i++) {
+    any_transparent |= rgba[i * 4 + 3] < 128;
+    idx[i] = rgba[i * 4 + 3] < 128 ? TRANSPARENT : (GifByteType)tpl_cube_index(rgba + i * 4);
+  }
+  if (ok) {
+    EGifSetGifVersion(g, true);
+    ok = EGifPutScreenDesc(g, (int)w, (int)h, 8, 0, map) == GIF_OK;
+  }
+  for (int f = 0; ok && f < frames; f++) {
+    if (any_transparent) {
+      GraphicsControlBlock gcb = {DISPOSAL_UNSPECIFIED, false, 10, TRANSPARENT};
+      GifByteType ext[4];
+      size_t el = EGifGCBToExtension(&gcb, ext);
+      ok = EGifPutExtension(g, GRAPHICS_EXT_FUNC_CODE, (int)el, ext) == GIF_OK;
+    }
+    ok = ok && EGifPutImageDesc(g, 0, 0, (int)w, (int)h, interlace, NULL) == GIF_OK;
+    static const int start[4] = {0, 4, 2, 1}, step[4] = {8, 8, 4, 2};
+    for (int p = 0; ok && p < (interlace ? 4 : 1); p++)
+      for (uint32_t y = interlace ? (uint32_t)start[p] : 0; ok && y < h;
+           y += interlace ? (uint32_t)step[p] : 1)
+        ok = EGifPutLine(g, idx + (size_t)y * w, (int)w) == GIF_OK;
+  }
+  if (g != NULL && EGifCloseFile(g, &err) != GIF_OK)
+    ok = 0;
+  GifFreeMapObject(map);
+  free(idx);
+  if (!ok) {
+    free(m.d);
+    return NULL;
+  }
+  *len = m.n;
+  return m.d;
+}
+
+static void put16(uint8_t *p, uint32_t v) { p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8); }
+static void put32(uint8_t *p, uint32_t v) {
+  for (int i = 0; i < 4; i++)
+    p[i] = (uint8_t)(v >> (8 * i));
+}
+
+uint8_t *tpl_bmp(const uint8_t *rgba, uint32_t w, uint32_t h, int bpp,
+                 int top_down, size_t *len) {
+  uint32_t hs = bpp == 32 ? 124 : 40;
+  uint32_t pal = bpp == 8 ? 256 * 4 : 0;
+  uint32_t stride = ((w * (uint32_t)bpp + 31) / 32) * 4;
+  uint32_t off = 14 + hs + pal;
+  size_t total = off + (size_t)stride * h;
+  uint8_t *b = calloc(total, 1);
+  if (b == NULL)
+    return NULL;
+  b[0] = 'B', b[1] = 'M';
+  put32(b + 2, (uint32_t)total);
+  put32(b + 10, off);
+  uint8_t *d = b + 14;
+  put32(d, hs);
+  put32(d + 4, w);
+  put32(d + 8, top_down ? (uint32_t)-(int32_t)h : h);
+  put16(d + 12, 1);
+  put16(d + 14, (uint32_t)bpp);
+  put32(d + 16, bpp == 32 ? 3 : 0); /* BI_BITFIELDS : BI_RGB */
+  put32(d + 20, stride * h);
+  if (bpp == 8)
+    put32(d + 32, 216);
+  if (bpp == 32) {
+    put32(d + 40, 0x00ff0000), put32(d + 44, 0x0000ff00);
+    put32(d + 48, 0x000000ff), put32(d + 52, 0xff000000);
+    memcpy(d + 56, "BGRs", 4); /* LCS_WINDOWS_COLOR_SPACE, little-endian */
+  }
+  for (int i = 0; bpp == 8 && i < 216; i++) {
+    uint8_t c[3];
+    tpl_cube_colour(i, c);
+    uint8_t *e = b + 14 + hs + 4 * i;
+    e[0] = c[2], e[1] = c[1], e[2] = c[0];
+  }
+  for (uint32_t y = 0; y < h; y++) {
+    uint32_t sy = top_down ? y : h - 1 - y;
+    uint8_t *row = b + off + (size_t)stride * sy;
+    for (uint32_t x = 0; x < w; x++) {
+      const uint8_t *p = rgba + ((size_t)y * w + x) * 4;
+      if (bpp == 8) {
+        row[x] = (uint8_t)tpl_cube_index(p);
+      } else if (bpp == 24) {
+        row[x * 3] = p[2], row[x * 3 + 1] = p[1], row[x * 3 + 2] = p[0];
+      } else {
+        row[x * 4] = p[2], row[x * 4 + 1] = p[1], row[x * 4 + 2] = p[0];
+        row[x * 4 + 3] = p[3];
+      }
+    }
+  }
+  *len = total;
+  return b;
 }
 
 static uint8_t *put_chunk(uint8_t *p, const char type[4], const uint8_t *d,

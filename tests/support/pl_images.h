@@ -45,6 +45,34 @@ uint8_t *tpl_png_trns(const uint8_t *rgba, uint32_t w, uint32_t h,
  * Returns malloc'd bytes (caller frees, free()) and sets *len. */
 uint8_t *tpl_jpeg(const uint8_t *rgba, uint32_t w, uint32_t h, size_t *len);
 
+/* Encodes RGBA pixels as WebP: lossless (alpha kept) when lossless != 0,
+ * else lossy at quality 90. Caller frees (free()). */
+uint8_t *tpl_webp(const uint8_t *rgba, uint32_t w, uint32_t h, int lossless,
+                  size_t *len);
+
+/* An animated WebP of `frames` frames (frame k is the image with its colours
+ * inverted when k is odd), lossless. Caller frees. */
+uint8_t *tpl_webp_anim(const uint8_t *rgba, uint32_t w, uint32_t h,
+                       int frames, size_t *len);
+
+/* Encodes RGBA pixels as GIF89a: colours quantised to a 6x6x6 cube, alpha
+ * below 128 becomes the transparent index (then a graphic control block is
+ * written); `frames` > 1 repeats the image (an animation), `interlace`
+ * writes the rows in the four interlaced passes. Caller frees. */
+uint8_t *tpl_gif(const uint8_t *rgba, uint32_t w, uint32_t h, int frames,
+                 int interlace, size_t *len);
+
+/* Encodes RGBA pixels as BMP with `bpp` 8 (a 6x6x6 palette), 24, or 32
+ * (v5 header with an alpha mask); top_down writes a negative height.
+ * Caller frees. */
+uint8_t *tpl_bmp(const uint8_t *rgba, uint32_t w, uint32_t h, int bpp,
+                 int top_down, size_t *len);
+
+/* The 6x6x6 palette index of an RGB colour and that index's colour (for
+ * tests that compare GIF/BMP-8 pixels). */
+int tpl_cube_index(const uint8_t *rgb);
+void tpl_cube_colour(int index, uint8_t rgb[3]);
+
 /* A PNG made of a signature, an IHDR for w x h (8-bit RGBA) and then
  * `idat_len` bytes of a zlib stream of zeros, and IEND: a header-only bomb
  * when w x h is huge. Caller frees. */

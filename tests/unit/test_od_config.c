@@ -46,7 +46,14 @@ static void test_defaults(void **state) {
   assert_int_equal(c.max_upload_mb, 50);
   assert_true(c.workers >= 1);
   assert_true(c.rate_limit_rps == 0); /* rate limit off by default */
-  assert_string_equal(c.store, "memory:");
+  /* The durable store in the data dir, and its retention. */
+  assert_string_equal(c.store, "sqlite:data/jobs.db");
+  assert_int_equal(c.max_attempts, 3);
+  assert_true(c.result_ttl_s == 86400);
+  assert_int_equal(c.refused_hold_s, 60);
+  char *dir[] = {"orfeasd", "--data-dir", "/srv/orfeas"};
+  assert_int_equal(parse(&c, 3, dir, no_env, err), 0);
+  assert_string_equal(c.store, "sqlite:/srv/orfeas/jobs.db");
 }
 
 static const char *store_env(const char *name) {
@@ -67,6 +74,10 @@ static void test_store_url(void **state) {
   assert_non_null(strstr(err, "--store"));
   assert_non_null(strstr(err, "mongodb://db/jobs"));
   assert_non_null(strstr(err, "memory:"));
+  assert_non_null(strstr(err, "sqlite:"));
+  char *mem[] = {"orfeasd", "--store", "memory:", "--max-attempts", "0"};
+  assert_int_equal(parse(&c, 5, mem, no_env, err), -1);
+  assert_non_null(strstr(err, "--max-attempts"));
 }
 
 static void test_env_then_flags(void **state) {
@@ -115,7 +126,7 @@ static void test_errors(void **state) {
 static void test_help(void **state) {
   (void)state;
   od_config c;
-  char err[256], usage[4096];
+  char err[256], usage[8192];
   char *argv[] = {"orfeasd", "--help"};
   assert_int_equal(parse(&c, 2, argv, no_env, err), 1);
   od_config_usage(usage, sizeof usage);

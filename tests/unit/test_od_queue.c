@@ -158,6 +158,46 @@ static void key_of(int i, uint8_t k[32]) {
   k[31] = (uint8_t)(i >> 8);
 }
 
+/* A model file dir/m<i> of 100 bytes of 'a' + i, put under key i (the
+ * memory tier takes a copy of its bytes). */
+static void put_model(od_cache *c, const char *dir, int i, size_t n) {
+  char path[128];
+  uint8_t k[32], *data = malloc(n);
+  assert_non_null(data);
+  memset(data, 'a' + i, n);
+  snprintf(path, sizeof path, "%s/m%d", dir, i);
+  assert_int_equal(od_file_write(path, data, n), 0);
+  key_of(i, k);
+  od_cache_meta m = {.score = 0.5 + i, .grade = "B", .printable = i % 2};
+  od_cache_put(c, k, &m, data, n, path);
+}
+
+/* Gets key i into dir/out; the hit's tier, -1 on a miss. */
+static int get_model(od_cache *c, const char *dir, int i, unsigned *miss,
+                     uint8_t first_last[2]) {
+  char dest[128];
+  uint8_t k[32];
+  od_cache_meta m;
+  size_t len = 0, n = 0;
+  od_cache_tier tier;
+  snprintf(dest, sizeof dest, "%s/out", dir);
+  unlink(dest);
+  key_of(i, k);
+  int rc = od_cache_get(c, k, dest, 1, &m, &len, &tier, miss);
+  if (rc != 1)
+    return -1;
+  assert_true(m.score == 0.5 + i);
+  assert_string_equal(m.grade, "B");
+  assert_int_equal(m.printable, i % 2);
+  uint8_t *got = od_file_read(dest, &n);
+  assert_non_null(got);
+  assert_int_equal(n, len);
+  first_last[0] = got[0];
+  first_last[1] = got[n - 1];
+  free(got);
+  return (int)tier;
+}
+
 static void test_cache_tiers(void **state) {
   (void)state;
   char dir[] = "/tmp/od-cache-XXXXXX";
@@ -166,53 +206,56 @@ static void test_cache_tiers(void **state) {
   snprintf(sub, sizeof sub, "%s/c", dir);
   od_cache *c = od_cache_new(250, sub, 350, err, sizeof err);
   assert_non_null(c);
-  uint8_t k[32], data[100], *got;
-  size_t len;
-  od_cache_tier tier;
+  uint8_t fl[2];
   unsigned miss;
-  for (int i = 0; i < 4; i++) {
-    memset(data, 'a' + i, sizeof data);
-    key_of(i, k);
-    od_cache_put(c, k, data, sizeof data);
-  }
+  for (int i = 0; i < 4; i++)
+    put_model(c, dir, i, 100);
   /* Memory holds 2 x 100 (bound 250), disk 3 x 100 (bound 350). */
   assert_int_equal(od_cache_bytes(c, OD_CACHE_MEMORY), 200);
   assert_int_equal(od_cache_bytes(c, OD_CACHE_DISK), 300);
-  key_of(3, k);
-  assert_int_equal(od_cache_get(c, k, &got, &len, &tier, &miss), 1);
-  assert_int_equal(tier, OD_CACHE_MEMORY);
-  assert_int_equal(got[0], 'd');
-  free(got);
-  key_of(1, k); /* evicted from memory, still on disk */
-  assert_int_equal(od_cache_get(c, k, &got, &len, &tier, &miss), 1);
-  assert_int_equal(tier, OD_CACHE_DISK);
+  assert_int_equal(get_model(c, dir, 3, &miss, fl), OD_CACHE_MEMORY);
+  assert_int_equal(fl[0], 'd');
+  /* The disk entry is the model file itself, not a copy. */
+  char m3[128], b3[128], hx[65] = "";
+  struct stat st;
+  snprintf(m3, sizeof m3, "%s/m3", dir);
+  assert_int_equal(stat(m3, &st), 0);
+  assert_int_equal(st.st_nlink, 3); /* m3, the cache entry, out */
+  assert_int_equal(get_model(c, dir, 1, &miss, fl), OD_CACHE_DISK);
   assert_int_equal(miss, 1u << OD_CACHE_MEMORY);
-  assert_int_equal(len, 100);
-  assert_int_equal(got[99], 'b');
-  free(got);
-  key_of(0, k); /* evicted from both */
-  assert_int_equal(od_cache_get(c, k, &got, &len, &tier, &miss), 0);
+  assert_int_equal(fl[1], 'b');
+  assert_int_equal(get_model(c, dir, 0, &miss, fl), -1); /* evicted from both */
   assert_int_equal(miss, (1u << OD_CACHE_MEMORY) | (1u << OD_CACHE_DISK));
-  uint8_t huge[400] = {0};
-  key_of(9, k);
-  od_cache_put(c, k, huge, sizeof huge); /* larger than both bounds: skipped */
-  assert_int_equal(od_cache_get(c, k, &got, &len, &tier, &miss), 0);
+  put_model(c, dir, 9, 400); /* larger than both bounds: skipped */
+  assert_int_equal(get_model(c, dir, 9, &miss, fl), -1);
   od_cache_free(c);
 
-  /* A restart adopts the disk tier; a stray temporary file is removed. */
-  char tmp[128];
+  /* A restart adopts the disk tier's complete entries; a stray temporary
+   * file, a model without its report and an old one-file entry go. */
+  char tmp[128], lone[200];
   snprintf(tmp, sizeof tmp, "%s/junk.tmp", sub);
   FILE *f = fopen(tmp, "w");
+  fclose(f);
+  for (int i = 0; i < 64; i++)
+    hx[i] = "0123456789abcdef"[(i * 7) % 16];
+  snprintf(lone, sizeof lone, "%s/%s.bin", sub, hx);
+  f = fopen(lone, "w");
   fclose(f);
   c = od_cache_new(250, sub, 350, err, sizeof err);
   assert_non_null(c);
   assert_int_equal(od_cache_bytes(c, OD_CACHE_DISK), 300);
   assert_int_equal(od_cache_bytes(c, OD_CACHE_MEMORY), 0);
   assert_int_not_equal(access(tmp, F_OK), 0);
-  key_of(2, k);
-  assert_int_equal(od_cache_get(c, k, &got, &len, &tier, &miss), 1);
-  assert_int_equal(tier, OD_CACHE_DISK);
-  free(got);
+  assert_int_not_equal(access(lone, F_OK), 0);
+  assert_int_equal(get_model(c, dir, 2, &miss, fl), OD_CACHE_DISK);
+  assert_int_equal(fl[0], 'c');
+  /* A half entry (its model's length differs from its report's) goes. */
+  snprintf(b3, sizeof b3, "%s/m3", dir);
+  od_cache_free(c);
+  assert_int_equal(truncate(b3, 10), 0); /* the same inode as the entry */
+  c = od_cache_new(250, sub, 350, err, sizeof err);
+  assert_int_equal(od_cache_bytes(c, OD_CACHE_DISK), 200);
+  assert_int_equal(get_model(c, dir, 3, &miss, fl), -1);
   od_cache_free(c);
   char cmd[160];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
@@ -221,21 +264,30 @@ static void test_cache_tiers(void **state) {
 
 typedef struct {
   od_cache *c;
+  const char *dir;
   int base;
 } cache_arg;
 
 static void *cache_worker(void *arg) {
   cache_arg *a = arg;
-  uint8_t k[32], data[64], *got;
+  uint8_t k[32];
+  od_cache_meta m = {.score = 1, .grade = "A"};
   size_t len;
   od_cache_tier tier;
+  char src[128], dest[128];
+  snprintf(dest, sizeof dest, "%s/out%d", a->dir, a->base);
   for (int i = 0; i < 300; i++) {
-    key_of((a->base + i) % 40, k);
-    memset(data, i, sizeof data);
-    if (i % 3 == 0)
-      od_cache_put(a->c, k, data, sizeof data);
-    else if (od_cache_get(a->c, k, &got, &len, &tier, NULL))
-      free(got);
+    int n = (a->base + i) % 40;
+    key_of(n, k);
+    if (i % 3 == 0) {
+      uint8_t *data = malloc(64);
+      memset(data, i, 64);
+      snprintf(src, sizeof src, "%s/src%d", a->dir, a->base);
+      od_file_write_opt(src, data, 64, 0);
+      od_cache_put(a->c, k, &m, data, 64, src);
+    } else {
+      od_cache_get(a->c, k, dest, 0, &m, &len, &tier, NULL);
+    }
   }
   return NULL;
 }
@@ -244,12 +296,13 @@ static void test_cache_concurrent(void **state) {
   (void)state;
   char dir[] = "/tmp/od-cache-XXXXXX";
   assert_non_null(mkdtemp(dir));
-  char err[256];
-  od_cache *c = od_cache_new(64 * 10, dir, 64 * 20, err, sizeof err);
+  char err[256], sub[64];
+  snprintf(sub, sizeof sub, "%s/c", dir);
+  od_cache *c = od_cache_new(64 * 10, sub, 64 * 20, err, sizeof err);
   pthread_t t[3];
   cache_arg a[3];
   for (int i = 0; i < 3; i++) {
-    a[i] = (cache_arg){c, i * 7};
+    a[i] = (cache_arg){c, dir, i * 7};
     pthread_create(&t[i], NULL, cache_worker, &a[i]);
   }
   for (int i = 0; i < 3; i++)

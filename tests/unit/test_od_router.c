@@ -31,6 +31,10 @@ static void every_exact_path_is_its_route(void **state) {
       {"/api/health", OD_ROUTE_API_HEALTH},
       {"/metrics", OD_ROUTE_METRICS},
       {"/ws", OD_ROUTE_WS},
+      {"/socket.io/", OD_ROUTE_SOCKETIO},
+      {"/api/models-info", OD_ROUTE_MODELS_INFO},
+      {"/", OD_ROUTE_PAGE},
+      {"/studio", OD_ROUTE_STUDIO},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     assert_int_equal(route_of(cases[i].path, &q), cases[i].r);
@@ -42,7 +46,10 @@ static void near_misses_are_other(void **state) {
   (void)state;
   od_req q;
   const char *paths[] = {"",
-                         "/",
+                         "//",
+                         "/studio/",
+                         "/static",
+                         "/socket.io",
                          "/metrics/",
                          "/metricsX",
                          "/HEALTH",
@@ -73,6 +80,15 @@ static void prefix_routes_split_their_rest(void **state) {
   assert_int_equal(route_of("/api/job-status/", &q), OD_ROUTE_STATUS);
   assert_string_equal(q.rest, "");
   assert_string_equal(q.arg2, "");
+  /* download-base64 is not download's prefix ("-" is not "/"). */
+  assert_int_equal(route_of("/api/download-base64/ID/model_ID.glb", &q),
+                   OD_ROUTE_DOWNLOAD_B64);
+  assert_string_equal(q.arg1, "ID");
+  assert_string_equal(q.arg2, "model_ID.glb");
+  assert_int_equal(route_of("/api/preview/ID/x", &q), OD_ROUTE_PREVIEW);
+  assert_string_equal(q.rest, "ID/x"); /* the handler checks all of it */
+  assert_int_equal(route_of("/static/vendor/three.js", &q), OD_ROUTE_STATIC);
+  assert_string_equal(q.rest, "vendor/three.js");
 }
 
 static void a_piece_too_long_is_marked_not_cut(void **state) {

@@ -3,11 +3,14 @@
  * the same tests on epoll, kqueue and IOCP). Each case gets a fresh, empty
  * store from its set-up and closes it in the tear-down.
  *
- * Today: memory. A new backend joins by adding an open_<backend>() set-up
- * and one line in main() (the SQLite one with a temp file, the Redis one
- * with a redis-server started by its group set-up). Cases that only a
- * durable backend can pass (reopen keeps acknowledged jobs, recover re-queues
- * a processing job) go in a second list run only where od_store_durable().
+ * Backends: memory, sqlite (a fresh file in a temp folder per case). A new
+ * one joins by adding an open_<backend>() set-up and one line in main()
+ * (the Redis one with a redis-server started by its group set-up). Cases
+ * that only a durable backend can pass (reopen keeps acknowledged jobs,
+ * recover re-queues a processing job) are in DURABLE_CASES, run where
+ * od_store_durable(); they reopen the store through the backend's
+ * reopen(), which a durable set-up provides. The sqlite group adds the
+ * cases of a damaged or foreign file at open.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,6 +24,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "store.h"
 
@@ -28,6 +33,12 @@
 #define MAXJOBS 64 /* max_jobs */
 
 /* ---- helpers ------------------------------------------------------------- */
+
+/* evict(NULL): the oldest idle job, no tombstone. */
+static const od_evict_sel ANY_IDLE = {0};
+
+/* evict(id), no tombstone. */
+static od_evict_sel named(const char *id) { return (od_evict_sel){.id = id}; }
 
 static void job_id(int n, char id[37]) {
   snprintf(id, 37, "00000000-0000-4000-8000-%012d", n);
@@ -132,7 +143,7 @@ static void insert_past_max_jobs_is_full_until_one_is_evicted(void **state) {
     insert_job(s, n);
   od_job_rec extra = uploaded(MAXJOBS + 1);
   assert_int_equal(od_store_insert(s, &extra), OD_STORE_FULL);
-  assert_int_equal(od_store_evict(s, NULL, NULL), OD_STORE_OK);
+  assert_int_equal(od_store_evict(s, &ANY_IDLE, NULL), OD_STORE_OK);
   assert_int_equal(od_store_insert(s, &extra), OD_STORE_OK);
 }
 
@@ -361,14 +372,16 @@ static void evict_refuses_an_active_job(void **state) {
   enqueue_new(s, 1);
   char id[37];
   job_id(1, id);
-  assert_int_equal(od_store_evict(s, id, NULL), OD_STORE_CONFLICT); /* queued */
+  od_evict_sel it = named(id);
+  assert_int_equal(od_store_evict(s, &it, NULL),
+                   OD_STORE_CONFLICT); /* queued */
   od_job_rec c;
   assert_int_equal(od_store_claim(s, "w0", 0, &c), OD_STORE_OK);
-  assert_int_equal(od_store_evict(s, id, NULL),
+  assert_int_equal(od_store_evict(s, &it, NULL),
                    OD_STORE_CONFLICT); /* processing */
   assert_int_equal(complete(s, &c, c.attempt), OD_STORE_OK);
-  assert_int_equal(od_store_evict(s, id, NULL), OD_STORE_OK);
-  assert_int_equal(od_store_evict(s, id, NULL), OD_STORE_NOT_FOUND);
+  assert_int_equal(od_store_evict(s, &it, NULL), OD_STORE_OK);
+  assert_int_equal(od_store_evict(s, &it, NULL), OD_STORE_NOT_FOUND);
 }
 
 static void evict_oldest_skips_active_jobs(void **state) {
@@ -378,19 +391,20 @@ static void evict_oldest_skips_active_jobs(void **state) {
   insert_job(s, 3);
   od_job_rec gone;
   char id[37];
-  assert_int_equal(od_store_evict(s, NULL, &gone), OD_STORE_OK);
+  assert_int_equal(od_store_evict(s, &ANY_IDLE, &gone), OD_STORE_OK);
   job_id(2, id);
   assert_string_equal(gone.id, id);
-  assert_int_equal(od_store_evict(s, NULL, &gone), OD_STORE_OK);
+  assert_int_equal(od_store_evict(s, &ANY_IDLE, &gone), OD_STORE_OK);
   job_id(3, id);
   assert_string_equal(gone.id, id);
-  assert_int_equal(od_store_evict(s, NULL, &gone), OD_STORE_EMPTY);
+  assert_int_equal(od_store_evict(s, &ANY_IDLE, &gone), OD_STORE_EMPTY);
 }
 
 static void evict_forgets_the_job_and_its_bytes(void **state) {
   od_store *s = *state;
   od_job_rec r = insert_job(s, 1), gone, out;
-  assert_int_equal(od_store_evict(s, r.id, &gone), OD_STORE_OK);
+  od_evict_sel it = named(r.id);
+  assert_int_equal(od_store_evict(s, &it, &gone), OD_STORE_OK);
   assert_string_equal(gone.id, r.id);
   assert_int_equal(gone.upload_bytes, r.upload_bytes);
   assert_int_equal(od_store_get(s, r.id, &out), OD_STORE_NOT_FOUND);
@@ -444,8 +458,9 @@ static void close_queue_hands_back_waiting_jobs_in_order(void **state) {
 
 static int recovered;
 
-static void count_recovered(const od_job_rec *r, void *u) {
+static void count_recovered(const od_job_rec *r, od_job_state was, void *u) {
   (void)r;
+  (void)was;
   (void)u;
   recovered++;
 }
@@ -458,6 +473,316 @@ static void recover_of_a_new_store_finds_nothing(void **state) {
   od_store_stats st;
   assert_int_equal(od_store_get_stats(s, &st), OD_STORE_OK);
   assert_int_equal(st.jobs, 0);
+}
+
+/* ---- retention: tombstones, holds, age ---------------------------------- */
+
+static void evict_with_a_reason_leaves_a_tombstone(void **state) {
+  od_store *s = *state;
+  od_job_rec r = insert_job(s, 1), out;
+  od_evict_sel sel = {.id = r.id, .reason = "removed for space"};
+  assert_int_equal(od_store_evict(s, &sel, NULL), OD_STORE_OK);
+  assert_int_equal(od_store_get(s, r.id, &out), OD_STORE_GONE);
+  assert_string_equal(out.id, r.id);
+  assert_string_equal(out.error, "removed for space");
+  assert_true(out.t_ended > 0);
+  od_store_stats st;
+  assert_int_equal(od_store_get_stats(s, &st), OD_STORE_OK);
+  assert_int_equal(st.jobs, 0);
+  assert_int_equal(st.tombstones, 1);
+  /* The id may be used again: the tombstone goes. */
+  od_job_rec again = uploaded(1);
+  assert_int_equal(od_store_insert(s, &again), OD_STORE_OK);
+  assert_int_equal(od_store_get(s, r.id, &out), OD_STORE_OK);
+  assert_int_equal(od_store_get_stats(s, &st), OD_STORE_OK);
+  assert_int_equal(st.tombstones, 0);
+}
+
+static void tombstones_are_bounded_by_max_jobs(void **state) {
+  od_store *s = *state;
+  od_evict_sel sel = {.reason = "expired"};
+  for (int n = 1; n <= MAXJOBS + 5; n++) {
+    insert_job(s, n);
+    assert_int_equal(od_store_evict(s, &sel, NULL), OD_STORE_OK);
+  }
+  od_store_stats st;
+  assert_int_equal(od_store_get_stats(s, &st), OD_STORE_OK);
+  assert_int_equal(st.tombstones, MAXJOBS);
+  char id[37];
+  od_job_rec out;
+  job_id(5, id);
+  assert_int_equal(od_store_get(s, id, &out), OD_STORE_NOT_FOUND); /* gone */
+  job_id(6, id);
+  assert_int_equal(od_store_get(s, id, &out), OD_STORE_GONE);
+  job_id(MAXJOBS + 5, id);
+  assert_int_equal(od_store_get(s, id, &out), OD_STORE_GONE);
+}
+
+/* An upload whose generate got 429 keeps its slot while it is held. */
+static void evict_oldest_passes_over_held_jobs(void **state) {
+  od_store *s = *state;
+  od_job_rec r = insert_job(s, 1), gone;
+  insert_job(s, 2);
+  r.hold_until = od_wall() + 60;
+  assert_int_equal(od_store_transition(s, &r, OD_STATES_IDLE, 0, NULL),
+                   OD_STORE_OK);
+  assert_int_equal(od_store_evict(s, &ANY_IDLE, &gone), OD_STORE_OK);
+  char id[37];
+  job_id(2, id);
+  assert_string_equal(gone.id, id);
+  assert_int_equal(od_store_evict(s, &ANY_IDLE, &gone), OD_STORE_EMPTY);
+  /* Named, it goes all the same (the caller decides). */
+  od_evict_sel it = named(r.id);
+  assert_int_equal(od_store_evict(s, &it, NULL), OD_STORE_OK);
+}
+
+/* "Oldest" is the idle job that changed longest ago, not the first one
+ * uploaded: a job that just finished goes last. */
+static void evict_takes_the_idle_job_changed_longest_ago(void **state) {
+  od_store *s = *state;
+  enqueue_new(s, 1);
+  insert_job(s, 2);
+  insert_job(s, 3);
+  od_job_rec c, gone;
+  assert_int_equal(od_store_claim(s, "w0", 0, &c), OD_STORE_OK);
+  assert_int_equal(complete(s, &c, c.attempt), OD_STORE_OK); /* job 1 */
+  od_job_rec r3;
+  char id[37];
+  job_id(3, id);
+  assert_int_equal(od_store_get(s, id, &r3), OD_STORE_OK);
+  r3.state = OD_JOB_FAILED; /* job 3 changes after job 1 */
+  assert_int_equal(od_store_transition(s, &r3, OD_STATES_IDLE, 0, NULL),
+                   OD_STORE_OK);
+  static const int order[3] = {2, 1, 3};
+  for (int k = 0; k < 3; k++) {
+    assert_int_equal(od_store_evict(s, &ANY_IDLE, &gone), OD_STORE_OK);
+    job_id(order[k], id);
+    assert_string_equal(gone.id, id);
+  }
+}
+
+static void evict_idle_before_takes_only_jobs_idle_that_long(void **state) {
+  od_store *s = *state;
+  double now = od_wall();
+  od_job_rec old = insert_job(s, 1);
+  insert_job(s, 2); /* uploaded now: idle since its t_created */
+  old.state = OD_JOB_FAILED;
+  old.t_ended = now + 0.5;
+  assert_int_equal(od_store_transition(s, &old, OD_STATES_IDLE, 0, NULL),
+                   OD_STORE_OK);
+  /* Job 1 ended after job 2 was uploaded: job 2 goes first though older
+   * in seq only if it is idle long enough; nothing is before now - 10. */
+  od_evict_sel sel = {.idle_before = now - 10, .reason = "expired"};
+  assert_int_equal(od_store_evict(s, &sel, NULL), OD_STORE_EMPTY);
+  sel.idle_before = now + 0.25; /* job 2 (t_created < now + 0.25) only */
+  od_job_rec gone;
+  assert_int_equal(od_store_evict(s, &sel, &gone), OD_STORE_OK);
+  char id[37];
+  job_id(2, id);
+  assert_string_equal(gone.id, id);
+  assert_int_equal(od_store_evict(s, &sel, &gone), OD_STORE_EMPTY);
+  sel.idle_before = now + 1;
+  assert_int_equal(od_store_evict(s, &sel, &gone), OD_STORE_OK);
+  assert_string_equal(gone.id, old.id);
+}
+
+static void ping_answers_ok(void **state) {
+  assert_int_equal(od_store_ping(*state), OD_STORE_OK);
+}
+
+/* ---- durable backends: reopen and recover -------------------------------- */
+
+/* Set by a durable set-up: closes the store in *state and opens it again
+ * on the same file with max_attempts (0: the default), without
+ * recovering. */
+static int (*reopen)(void **state, int max_attempts, int queue_size);
+
+static od_job_state was_of[8];
+static int nwas;
+
+static void note_was(const od_job_rec *r, od_job_state was, void *u) {
+  (void)r;
+  (void)u;
+  if (nwas < 8)
+    was_of[nwas++] = was;
+}
+
+static void recover_now(void **state) {
+  nwas = 0;
+  assert_int_equal(od_store_recover(*state, note_was, NULL), OD_STORE_OK);
+}
+
+static void reopen_keeps_acknowledged_jobs(void **state) {
+  od_store *s = *state;
+  od_job_rec up = insert_job(s, 1);
+  enqueue_new(s, 2);
+  enqueue_new(s, 3);
+  od_job_rec c, out;
+  assert_int_equal(od_store_claim(s, "w0", 0, &c), OD_STORE_OK); /* job 2 */
+  c.score = 0.75;
+  snprintf(c.grade, sizeof c.grade, "B+");
+  assert_int_equal(complete(s, &c, c.attempt), OD_STORE_OK);
+  od_job_rec f = insert_job(s, 4);
+  f.state = OD_JOB_FAILED;
+  snprintf(f.error, sizeof f.error, "bad image");
+  f.http_status = 400;
+  assert_int_equal(od_store_transition(s, &f, OD_STATES_IDLE, 0, NULL),
+                   OD_STORE_OK);
+  od_evict_sel sel = {.id = f.id, .reason = "removed for space"};
+  insert_job(s, 5);
+  sel.id = "00000000-0000-4000-8000-000000000005";
+  assert_int_equal(od_store_evict(s, &sel, NULL), OD_STORE_OK);
+  assert_int_equal(reopen(state, 0, 0), 0);
+  s = *state;
+  recover_now(state);
+  assert_int_equal(nwas, 4);
+  assert_int_equal(od_store_get(s, up.id, &out), OD_STORE_OK);
+  assert_int_equal(out.state, OD_JOB_UPLOADED);
+  assert_memory_equal(out.image_sha256, up.image_sha256, 32);
+  assert_int_equal(out.seq, up.seq);
+  assert_true(out.t_created == up.t_created);
+  assert_int_equal(od_store_get(s, c.id, &out), OD_STORE_OK);
+  assert_int_equal(out.state, OD_JOB_COMPLETED);
+  assert_int_equal(out.req.quality, 5);
+  assert_string_equal(out.req.job_id, c.id);
+  char name[96];
+  snprintf(name, sizeof name, "model_%s.stl", c.id);
+  assert_string_equal(out.output_name, name);
+  assert_int_equal(out.output_bytes, 1000);
+  assert_true(out.score == 0.75);
+  assert_string_equal(out.grade, "B+");
+  assert_int_equal(out.attempt, 1);
+  assert_int_equal(od_store_get(s, f.id, &out), OD_STORE_OK);
+  assert_string_equal(out.error, "bad image");
+  assert_int_equal(out.http_status, 400);
+  assert_int_equal(od_store_get(s, sel.id, &out), OD_STORE_GONE);
+  assert_string_equal(out.error, "removed for space");
+  /* Job 3 is still queued and first in line. */
+  char id[37];
+  job_id(3, id);
+  int pos = -9;
+  assert_int_equal(od_store_position(s, id, &pos), OD_STORE_OK);
+  assert_int_equal(pos, 0);
+  od_store_stats st;
+  assert_int_equal(od_store_get_stats(s, &st), OD_STORE_OK);
+  assert_int_equal(st.jobs, 4);
+  assert_int_equal(st.upload_bytes, 101 + 102 + 103 + 104);
+  assert_int_equal(st.output_bytes, 1000);
+  assert_int_equal(st.tombstones, 1);
+  /* New jobs come after the old ones. */
+  od_job_rec later = insert_job(s, 6);
+  assert_true(later.seq > f.seq);
+}
+
+/* The order an evict takes idle jobs in survives a restart. */
+static void reopen_keeps_the_eviction_order(void **state) {
+  od_store *s = *state;
+  double now = od_wall();
+  for (int n = 1; n <= 3; n++) {
+    od_job_rec r = insert_job(s, n);
+    r.state = OD_JOB_FAILED;
+    r.t_ended = now + (n == 1 ? 30 : n == 2 ? 10 : 20); /* 2, 3, 1 */
+    assert_int_equal(od_store_transition(s, &r, OD_STATES_IDLE, 0, NULL),
+                     OD_STORE_OK);
+  }
+  assert_int_equal(reopen(state, 0, 0), 0);
+  s = *state;
+  recover_now(state);
+  static const int order[3] = {2, 3, 1};
+  for (int k = 0; k < 3; k++) {
+    od_job_rec gone;
+    char id[37];
+    assert_int_equal(od_store_evict(s, &ANY_IDLE, &gone), OD_STORE_OK);
+    job_id(order[k], id);
+    assert_string_equal(gone.id, id);
+  }
+}
+
+/* The job that was running when the process died runs again, counted by
+ * its tries (not its attempt, which grows over the job's whole life). */
+static void recover_requeues_a_processing_job_below_max_attempts(void **state) {
+  od_store *s = *state;
+  enqueue_new(s, 1);
+  od_job_rec c, out;
+  assert_int_equal(od_store_claim(s, "w0", 0, &c), OD_STORE_OK);
+  assert_int_equal(complete(s, &c, c.attempt), OD_STORE_OK); /* attempt 1 */
+  int pos;
+  assert_int_equal(to_queued(s, 1, 6), OD_STORE_OK); /* run 2 */
+  assert_int_equal(od_store_enqueue(s, c.id, &pos), OD_STORE_OK);
+  assert_int_equal(od_store_claim(s, "w0", 0, &c), OD_STORE_OK);
+  assert_int_equal(c.attempt, 2);
+  assert_int_equal(c.tries, 1);
+  assert_int_equal(reopen(state, 2, 0), 0); /* killed while processing */
+  s = *state;
+  recover_now(state);
+  assert_int_equal(nwas, 1);
+  assert_int_equal(was_of[0], OD_JOB_PROCESSING);
+  assert_int_equal(od_store_get(s, c.id, &out), OD_STORE_OK);
+  assert_int_equal(out.state, OD_JOB_QUEUED);
+  assert_string_equal(out.owner, "");
+  assert_int_equal(out.req.quality, 6);
+  assert_int_equal(od_store_position(s, c.id, &pos), OD_STORE_OK);
+  assert_int_equal(pos, 0);
+  assert_int_equal(od_store_claim(s, "w1", 0, &c), OD_STORE_OK);
+  assert_int_equal(c.attempt, 3);
+  assert_int_equal(c.tries, 2);
+  /* A fenced end by the dead process's attempt would be refused. */
+  assert_int_equal(complete(s, &c, 2), OD_STORE_FENCED);
+  assert_int_equal(complete(s, &c, c.attempt), OD_STORE_OK);
+}
+
+static void recover_fails_a_job_past_max_attempts(void **state) {
+  od_store *s = *state;
+  enqueue_new(s, 1);
+  od_job_rec c, out;
+  for (int k = 1; k <= 2; k++) {
+    assert_int_equal(od_store_claim(s, "w0", 0, &c), OD_STORE_OK);
+    assert_int_equal(c.tries, k);
+    assert_int_equal(reopen(state, 2, 0), 0);
+    s = *state;
+    recover_now(state);
+    assert_int_equal(was_of[0], OD_JOB_PROCESSING);
+  }
+  assert_int_equal(od_store_get(s, c.id, &out), OD_STORE_OK);
+  assert_int_equal(out.state, OD_JOB_FAILED);
+  assert_non_null(strstr(out.error, "stopped 2 times"));
+  assert_int_equal(out.http_status, 500);
+  assert_true(out.t_ended > 0);
+  assert_int_equal(od_store_claim(s, "w0", 0, &c), OD_STORE_EMPTY);
+  od_store_stats st;
+  assert_int_equal(od_store_get_stats(s, &st), OD_STORE_OK);
+  assert_int_equal(st.by_state[OD_JOB_FAILED], 1);
+  assert_int_equal(st.queue_depth, 0);
+}
+
+/* Queued jobs run after a restart in the order they were queued, all of
+ * them, even past a --queue-size lowered meanwhile. */
+static void recover_enqueues_queued_jobs_in_t_queued_order(void **state) {
+  od_store *s = *state;
+  static const double when[3] = {300, 100, 200}; /* jobs 1, 2, 3 */
+  for (int n = 1; n <= 3; n++) {
+    od_job_rec r = insert_job(s, n);
+    r.state = OD_JOB_QUEUED;
+    r.t_queued = od_wall() - 1000 + when[n - 1];
+    assert_int_equal(od_store_transition(s, &r, OD_STATES_IDLE, 0, NULL),
+                     OD_STORE_OK);
+    int pos;
+    assert_int_equal(od_store_enqueue(s, r.id, &pos), OD_STORE_OK);
+  }
+  assert_int_equal(reopen(state, 0, 2), 0);
+  s = *state;
+  recover_now(state);
+  od_store_stats st;
+  assert_int_equal(od_store_get_stats(s, &st), OD_STORE_OK);
+  assert_int_equal(st.queue_depth, 3);
+  static const int order[3] = {2, 3, 1};
+  for (int k = 0; k < 3; k++) {
+    od_job_rec c;
+    char id[37];
+    job_id(order[k], id);
+    assert_int_equal(od_store_claim(s, "w0", 0, &c), OD_STORE_OK);
+    assert_string_equal(c.id, id);
+  }
 }
 
 /* ---- concurrency (run under TSan too) ------------------------------------ */
@@ -549,7 +874,20 @@ static void concurrent_claims_take_each_job_once(void **state) {
   X(evict_forgets_the_job_and_its_bytes)                                       \
   X(close_queue_hands_back_waiting_jobs_in_order)                              \
   X(recover_of_a_new_store_finds_nothing)                                      \
+  X(evict_with_a_reason_leaves_a_tombstone)                                    \
+  X(tombstones_are_bounded_by_max_jobs)                                        \
+  X(evict_oldest_passes_over_held_jobs)                                        \
+  X(evict_takes_the_idle_job_changed_longest_ago)                              \
+  X(evict_idle_before_takes_only_jobs_idle_that_long)                          \
+  X(ping_answers_ok)                                                           \
   X(concurrent_claims_take_each_job_once)
+
+#define DURABLE_CASES(X)                                                       \
+  X(reopen_keeps_acknowledged_jobs)                                            \
+  X(reopen_keeps_the_eviction_order)                                           \
+  X(recover_requeues_a_processing_job_below_max_attempts)                      \
+  X(recover_fails_a_job_past_max_attempts)                                     \
+  X(recover_enqueues_queued_jobs_in_t_queued_order)
 
 static const od_store_opts OPTS = {.queue_size = QSIZE, .max_jobs = MAXJOBS};
 
@@ -569,8 +907,53 @@ static int close_store(void **state) {
   return 0;
 }
 
+/* sqlite: a fresh folder per case (the WAL and its index lie beside the
+ * file), removed in the tear-down. */
+static char sq_dir[64], sq_url[128];
+
+/* The folder only: for the cases that open nothing themselves. */
+static int sqlite_folder(void **state) {
+  *state = NULL;
+  snprintf(sq_dir, sizeof sq_dir, "/tmp/od-store-test-XXXXXX");
+  if (mkdtemp(sq_dir) == NULL)
+    return -1;
+  snprintf(sq_url, sizeof sq_url, "sqlite:%s/jobs.db", sq_dir);
+  return 0;
+}
+
+static int open_sqlite(void **state) {
+  return sqlite_folder(state) == 0 ? open_url(state, sq_url) : -1;
+}
+
+static int reopen_sqlite(void **state, int max_attempts, int queue_size) {
+  od_store_close(*state);
+  od_store_opts o = OPTS;
+  o.max_attempts = max_attempts;
+  if (queue_size > 0)
+    o.queue_size = queue_size;
+  char err[256];
+  *state = od_store_open(sq_url, &o, err, sizeof err);
+  if (*state == NULL)
+    print_error("reopen %s: %s\n", sq_url, err);
+  return *state ? 0 : -1;
+}
+
+static int close_sqlite(void **state) {
+  od_store_close(*state);
+  char path[128];
+  static const char *const files[] = {"jobs.db", "jobs.db-wal", "jobs.db-shm"};
+  for (size_t i = 0; i < 3; i++) {
+    snprintf(path, sizeof path, "%s/%s", sq_dir, files[i]);
+    unlink(path);
+  }
+  rmdir(sq_dir);
+  return 0;
+}
+
 #define MEMORY_CASE(name)                                                      \
   cmocka_unit_test_setup_teardown(name, open_memory, close_store),
+#define SQLITE_CASE(name)                                                      \
+  cmocka_unit_test_setup_teardown(name, open_sqlite, close_sqlite),
 
 /* Not a backend case: the URL is checked before any backend runs. */
 static void open_refuses_an_unknown_scheme(void **state) {
@@ -579,15 +962,102 @@ static void open_refuses_an_unknown_scheme(void **state) {
   assert_null(od_store_open("postgres://x", &OPTS, err, sizeof err));
   assert_non_null(strstr(err, "postgres://x"));
   assert_non_null(strstr(err, "memory:"));
+  assert_non_null(strstr(err, "sqlite:"));
   assert_null(od_store_open("memory:/some/path", &OPTS, err, sizeof err));
   assert_non_null(strstr(err, "takes no path"));
+  assert_null(od_store_open("sqlite:", &OPTS, err, sizeof err));
+  assert_non_null(strstr(err, "sqlite:PATH"));
+}
+
+/* ---- sqlite: what open refuses ------------------------------------------- */
+
+static void write_file(const char *path, const void *data, size_t len) {
+  FILE *f = fopen(path, "wb");
+  assert_non_null(f);
+  assert_int_equal(fwrite(data, 1, len, f), len);
+  fclose(f);
+}
+
+/* A file that is not SQLite: a clear error naming it, never a fresh store. */
+static void sqlite_open_refuses_a_file_that_is_not_a_database(void **state) {
+  (void)state;
+  char path[128], err[512], junk[8192];
+  snprintf(path, sizeof path, "%s/jobs.db", sq_dir);
+  for (size_t i = 0; i < sizeof junk; i++)
+    junk[i] = (char)(i * 131 + 7);
+  write_file(path, junk, sizeof junk);
+  assert_null(od_store_open(sq_url, &OPTS, err, sizeof err));
+  assert_non_null(strstr(err, path));
+  assert_non_null(strstr(err, "not a readable job store"));
+  struct stat st;
+  assert_int_equal(stat(path, &st), 0);
+  assert_int_equal(st.st_size, sizeof junk); /* left as it was */
+}
+
+/* A database whose pages are damaged past its header. */
+static void sqlite_open_refuses_a_damaged_database(void **state) {
+  od_store *s = *state;
+  for (int n = 1; n <= 40; n++)
+    insert_job(s, n);
+  od_store_close(s);
+  *state = NULL;
+  char path[128], wal[140], err[512];
+  snprintf(path, sizeof path, "%s/jobs.db", sq_dir);
+  snprintf(wal, sizeof wal, "%s-wal", path);
+  unlink(wal); /* closing checkpointed it into the file */
+  size_t len = 0;
+  uint8_t *db = od_file_read(path, &len);
+  assert_non_null(db);
+  assert_true(len > 4096);
+  for (size_t i = 4096 + 100; i < len; i += 7)
+    db[i] ^= 0x5A; /* every page after the first */
+  write_file(path, db, len);
+  free(db);
+  assert_null(od_store_open(sq_url, &OPTS, err, sizeof err));
+  assert_non_null(strstr(err, path));
+}
+
+static void sqlite_open_refuses_a_newer_schema(void **state) {
+  od_store_close(*state);
+  *state = NULL;
+  char cmd[256], err[512];
+  snprintf(cmd, sizeof cmd,
+           "sqlite3 %s/jobs.db 'PRAGMA user_version=7' >/dev/null", sq_dir);
+  assert_int_equal(system(cmd), 0);
+  assert_null(od_store_open(sq_url, &OPTS, err, sizeof err));
+  assert_non_null(strstr(err, "jobs.db"));
+  assert_non_null(strstr(err, "version 7"));
+  assert_non_null(strstr(err, "up to 1"));
+}
+
+static void sqlite_open_refuses_a_folder(void **state) {
+  (void)state;
+  char path[128], err[512];
+  snprintf(path, sizeof path, "%s/jobs.db", sq_dir);
+  assert_int_equal(mkdir(path, 0700), 0);
+  assert_null(od_store_open(sq_url, &OPTS, err, sizeof err));
+  assert_non_null(strstr(err, path));
+  rmdir(path);
 }
 
 int main(void) {
   const struct CMUnitTest common[] = {
       cmocka_unit_test(open_refuses_an_unknown_scheme)};
   const struct CMUnitTest memory[] = {STORE_CASES(MEMORY_CASE)};
+  const struct CMUnitTest sqlite[] = {
+      STORE_CASES(SQLITE_CASE) DURABLE_CASES(SQLITE_CASE)
+          cmocka_unit_test_setup_teardown(
+              sqlite_open_refuses_a_file_that_is_not_a_database, sqlite_folder,
+              close_sqlite),
+      cmocka_unit_test_setup_teardown(sqlite_open_refuses_a_damaged_database,
+                                      open_sqlite, close_sqlite),
+      cmocka_unit_test_setup_teardown(sqlite_open_refuses_a_newer_schema,
+                                      open_sqlite, close_sqlite),
+      cmocka_unit_test_setup_teardown(sqlite_open_refuses_a_folder,
+                                      sqlite_folder, close_sqlite)};
   int failed = cmocka_run_group_tests_name("store", common, NULL, NULL);
   failed += cmocka_run_group_tests_name("memory", memory, NULL, NULL);
+  reopen = reopen_sqlite;
+  failed += cmocka_run_group_tests_name("sqlite", sqlite, NULL, NULL);
   return failed;
 }

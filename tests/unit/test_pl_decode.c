@@ -167,9 +167,9 @@ static void probe_refuses_what_decode_refuses(void **s) {
   (void)s;
   orfeas_pl_image_info info;
   char msg[200] = "";
-  const uint8_t gif[] = "GIF89a\x01\x00\x01\x00";
+  const uint8_t pdf[] = "%PDF-1.7 not an image";
   assert_int_equal(
-      orfeas_pl_image_probe(gif, sizeof gif, 0, 0, &info, msg, sizeof msg),
+      orfeas_pl_image_probe(pdf, sizeof pdf, 0, 0, &info, msg, sizeof msg),
       ORFEAS_PL_EFORMAT);
   assert_true(strlen(msg) > 10);
   assert_int_equal(info.type, 0);
@@ -342,7 +342,9 @@ static void test_random_bytes(void **s) {
     assert_true(orfeas_pl_is_client_error(rc));
     assert_true(msg[0] != '\0');
   }
-  expect_refusal((const uint8_t *)"GIF89a....", 10, ORFEAS_PL_EFORMAT);
+  /* A GIF signature with no screen descriptor after it: a cut file. */
+  expect_refusal((const uint8_t *)"GIF89a....", 10, ORFEAS_PL_ETRUNCATED);
+  expect_refusal((const uint8_t *)"not an image at all", 19, ORFEAS_PL_EFORMAT);
   expect_refusal((const uint8_t *)"", 0, ORFEAS_PL_ETRUNCATED);
   expect_refusal((const uint8_t *)"\x89PN", 3, ORFEAS_PL_ETRUNCATED);
 }
@@ -410,13 +412,14 @@ static void test_verify_memory(void **s) {
 
 static void test_strerror(void **s) {
   (void)s;
-  for (int c = ORFEAS_PL_OK; c <= ORFEAS_PL_EINTERNAL; c++)
+  for (int c = ORFEAS_PL_OK; c <= ORFEAS_PL_EUNSUPPORTED; c++)
     assert_true(strlen(orfeas_pl_strerror((orfeas_pl_code)c)) > 3);
   assert_string_equal(orfeas_pl_strerror((orfeas_pl_code)999),
                       "unknown error");
   assert_false(orfeas_pl_is_client_error(ORFEAS_PL_ENOMEM));
   assert_false(orfeas_pl_is_client_error(ORFEAS_PL_OK));
   assert_true(orfeas_pl_is_client_error(ORFEAS_PL_ESIZE));
+  assert_true(orfeas_pl_is_client_error(ORFEAS_PL_EUNSUPPORTED));
 }
 
 int main(void) {

@@ -1,0 +1,192 @@
+/* janitor.c: the jobs module's housekeeping, once a second on its own
+ * thread (and once at start-up, before the listener opens):
+ *
+ *   store     od_store_ping: orfeas_store_up, and /ready's "store" check
+ *   data dir  statvfs (free bytes: orfeas_data_dir_free_bytes; a read-only
+ *             mount) and a probe write of DATA/.write-probe: /ready's
+ *             "data_dir" check and orfeas_data_dir_writable. A failed
+ *             write elsewhere (od_jobs_dir_failed) marks it unwritable at
+ *             once; the next successful probe clears it.
+ *   bytes     orfeas_store_bytes{kind}: uploads and outputs (the store's
+ *             sums), database (the store's files, for sqlite:)
+ *   retention jobs idle past --result-ttl are removed, at most EXPIRE_BATCH
+ *             a pass, each leaving a tombstone (410 with the reason)
+ *
+ * The checks live in od_jobs_health (orfeasd.h), so /ready and any later
+ * check (a free-space threshold, issue #13) read one struct.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "jobs_internal.h"
+
+#define EXPIRE_BATCH 256
+
+struct od_janitor {
+  od_jobs *j;
+  pthread_mutex_t mu;
+  pthread_cond_t cv; /* on CLOCK_MONOTONIC */
+  int stop, started;
+  pthread_t th;
+};
+
+void od_jobs_dir_failed(od_jobs *j, int e) {
+  if (e == ENOSPC || e == EDQUOT || e == EROFS || e == EIO || e == EACCES) {
+    if (j->dir_writable)
+      od_log("data dir %s: a write failed: %s; /ready answers 503 until a "
+             "write works again",
+             j->svc->cfg.data_dir, strerror(e));
+    j->dir_writable = 0;
+  }
+}
+
+/* Writable: not a read-only mount, and a small file can be written. */
+static void probe_dir(od_jobs *j) {
+  const char *dir = j->svc->cfg.data_dir;
+  struct statvfs v;
+  int ok = 0;
+  if (statvfs(dir, &v) == 0) {
+    j->dir_free = (uint64_t)v.f_bavail * v.f_frsize;
+    ok = !(v.f_flag & ST_RDONLY);
+  }
+  char path[PATH_MAX + 32];
+  snprintf(path, sizeof path, "%s/.write-probe", dir);
+  int fd = ok ? open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
+  int e = errno;
+  if (fd >= 0) {
+    ok = write(fd, "ok\n", 3) == 3;
+    e = errno;
+    ok = close(fd) == 0 && ok;
+    unlink(path);
+  } else {
+    ok = 0;
+  }
+  if (ok && !j->dir_writable)
+    od_log("data dir %s: writable again", dir);
+  else if (!ok && j->dir_writable)
+    od_log("data dir %s: not writable: %s; /ready answers 503", dir,
+           strerror(e));
+  j->dir_writable = ok;
+  om_gauge_set(j->svc->m.data_dir_free, (double)j->dir_free);
+  om_gauge_set(j->svc->m.data_dir_writable, ok);
+}
+
+/* Bytes of the store's own files (sqlite: the database and its WAL). */
+static uint64_t database_bytes(od_jobs *j) {
+  const char *url = j->svc->cfg.store;
+  if (strncmp(url, "sqlite:", 7) != 0)
+    return 0;
+  uint64_t sum = 0;
+  static const char *const ext[] = {"", "-wal", "-shm"};
+  for (size_t i = 0; i < 3; i++) {
+    char path[PATH_MAX + 32];
+    struct stat st;
+    snprintf(path, sizeof path, "%s%s", url + 7, ext[i]);
+    if (stat(path, &st) == 0)
+      sum += (uint64_t)st.st_size;
+  }
+  return sum;
+}
+
+static void set_bytes(od_metrics *m, int kind, uint64_t v) {
+  om_gauge_set(
+      om_family_gauge(m->store_bytes, OM_LABELS(od_store_bytes_kind(kind))),
+      (double)v);
+}
+
+static void byte_gauges(od_jobs *j) {
+  od_store_stats st;
+  od_metrics *m = &j->svc->m;
+  if (od_store_get_stats(j->store, &st) == OD_STORE_OK) {
+    set_bytes(m, OD_BYTES_UPLOADS, st.upload_bytes);
+    set_bytes(m, OD_BYTES_OUTPUTS, st.output_bytes);
+    om_gauge_set(m->tombstones, (double)st.tombstones);
+  }
+  set_bytes(m, OD_BYTES_DATABASE, database_bytes(j));
+}
+
+static void expire(od_jobs *j) {
+  od_evict_sel sel = {.idle_before = od_wall() - j->svc->cfg.result_ttl_s};
+  for (int n = 0; n < EXPIRE_BATCH; n++)
+    if (od_jobs_remove(j, &sel, OD_RM_EXPIRED) != OD_STORE_OK)
+      break;
+}
+
+void od_jobs_housekeep(od_jobs *j) {
+  j->store_up = od_store_ping(j->store) == OD_STORE_OK;
+  om_gauge_set(j->svc->m.store_up, j->store_up);
+  probe_dir(j);
+  if (j->store_up)
+    expire(j);
+  byte_gauges(j);
+}
+
+static void *janitor_main(void *arg) {
+  od_janitor *k = arg;
+  pthread_setname_np(pthread_self(), "od-janitor");
+  pthread_mutex_lock(&k->mu);
+  while (!k->stop) {
+    pthread_mutex_unlock(&k->mu);
+    od_jobs_housekeep(k->j);
+    pthread_mutex_lock(&k->mu);
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += 1;
+    while (!k->stop &&
+           pthread_cond_timedwait(&k->cv, &k->mu, &until) != ETIMEDOUT)
+      ;
+  }
+  pthread_mutex_unlock(&k->mu);
+  return NULL;
+}
+
+od_janitor *od_janitor_new(od_jobs *j) {
+  od_janitor *k = calloc(1, sizeof *k);
+  if (k == NULL)
+    return NULL;
+  k->j = j;
+  pthread_mutex_init(&k->mu, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&k->cv, &ca);
+  pthread_condattr_destroy(&ca);
+  return k;
+}
+
+int od_janitor_start(od_janitor *k, char *err, size_t err_len) {
+  int rc = pthread_create(&k->th, NULL, janitor_main, k);
+  if (rc != 0) {
+    snprintf(err, err_len, "cannot start the janitor: %s", strerror(rc));
+    return -1;
+  }
+  k->started = 1;
+  return 0;
+}
+
+void od_janitor_stop(od_janitor *k) {
+  if (k == NULL || !k->started)
+    return;
+  pthread_mutex_lock(&k->mu);
+  k->stop = 1;
+  pthread_cond_signal(&k->cv);
+  pthread_mutex_unlock(&k->mu);
+  pthread_join(k->th, NULL);
+  k->started = 0;
+}
+
+void od_janitor_free(od_janitor *k) {
+  if (k == NULL)
+    return;
+  od_janitor_stop(k);
+  pthread_cond_destroy(&k->cv);
+  pthread_mutex_destroy(&k->mu);
+  free(k);
+}

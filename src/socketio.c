@@ -1,0 +1,311 @@
+/* socketio.c: Engine.IO v4 / Socket.IO v5 framing over the WebSocket
+ * transport, apart from the sockets (the hub in ws.c owns those).
+ *
+ * The original ORFEAS page talks Socket.IO to its server: it connects to
+ * /socket.io/?EIO=4&transport=websocket, joins namespace "/", emits
+ * subscribe_job {job_id} after generate-3d and listens for job_update. This
+ * file speaks just enough of the protocol for that, and says clearly what
+ * it does not do:
+ *
+ *   Engine.IO (one text frame = one packet, first byte = type):
+ *     0 open    server -> client: {"sid","upgrades":[],"pingInterval",
+ *               "pingTimeout","maxPayload"}
+ *     1 close   client -> server: the hub closes the connection
+ *     2 ping    server -> client every pingInterval; "2probe" -> "3probe"
+ *     3 pong    client -> server: the answer the hub waits pingTimeout for
+ *     4 message a Socket.IO packet follows
+ *     5 upgrade, 6 noop: nothing to do (no polling transport to leave)
+ *   Socket.IO (after the 4): type digit, optional "/nsp,", optional ack id,
+ *   optional JSON:
+ *     0 CONNECT     to "/" only: answered 40{"sid"}; any other namespace
+ *                   gets 44/nsp,{"message"} (CONNECT_ERROR)
+ *     1 DISCONNECT  the client left "/": the hub closes
+ *     2 EVENT       ["subscribe_job", {"job_id"}] / ["unsubscribe_job", ...]
+ *                   (an ack id is answered 43<id>[{"status","job_id"}])
+ *     3 ACK         ignored (the server asks for none)
+ *     5, 6 binary   refused: nothing here is binary
+ *   Server events: 42["connected",{...}], 42["job_update",{job_id, status,
+ *   progress, step, stage, output_file, download_url, cached, error, ...}],
+ *   42["error",{"message"}] for a message it cannot act on.
+ *
+ * Only the websocket transport exists: the HTTP long-polling transport
+ * (and an upgrade from it, which carries a sid) is refused with Engine.IO's
+ * own 400 error shape, so a client configured for both falls back to
+ * websocket at once (od_sio_query_check).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "orfeasd.h"
+
+/* ---- the handshake's query ------------------------------------------------
+ */
+
+int od_sio_query_check(const char *eio, const char *transport, const char *sid,
+                       int *code, char *msg, size_t msg_len) {
+  if (eio == NULL || strcmp(eio, "4") != 0) {
+    snprintf(msg, msg_len,
+             "Unsupported protocol version: orfeasd speaks Engine.IO 4 "
+             "(Socket.IO 3 and 4 clients, EIO=4)");
+    *code = OD_SIO_ERR_VERSION;
+    return -1;
+  }
+  if (transport == NULL || strcmp(transport, "websocket") != 0) {
+    snprintf(msg, msg_len,
+             "Transport unknown: orfeasd serves Socket.IO over the websocket "
+             "transport only; connect with transports: [\"websocket\"]");
+    *code = OD_SIO_ERR_TRANSPORT;
+    return -1;
+  }
+  if (sid != NULL) {
+    snprintf(msg, msg_len,
+             "Session ID unknown: there are no polling sessions to upgrade; "
+             "connect with transports: [\"websocket\"]");
+    *code = OD_SIO_ERR_SID;
+    return -1;
+  }
+  return 0;
+}
+
+/* ---- server -> client -----------------------------------------------------
+ */
+
+/* Dumps o (stolen) after a prefix; malloc'd text or NULL. */
+static char *prefixed(const char *prefix, json_t *o) {
+  if (o == NULL)
+    return NULL;
+  char *body = json_dumps(o, JSON_COMPACT | JSON_ENCODE_ANY);
+  json_decref(o);
+  if (body == NULL)
+    return NULL;
+  size_t pl = strlen(prefix), bl = strlen(body);
+  char *out = malloc(pl + bl + 1);
+  if (out != NULL) {
+    memcpy(out, prefix, pl);
+    memcpy(out + pl, body, bl + 1);
+  }
+  free(body);
+  return out;
+}
+
+char *od_sio_open(const char *sid, double ping_interval_s,
+                  double ping_timeout_s) {
+  return prefixed(
+      "0", json_pack("{s:s, s:[], s:I, s:I, s:i}", "sid", sid, "upgrades",
+                     "pingInterval", (json_int_t)(ping_interval_s * 1000 + 0.5),
+                     "pingTimeout", (json_int_t)(ping_timeout_s * 1000 + 0.5),
+                     "maxPayload", OD_SIO_MAX_PAYLOAD));
+}
+
+char *od_sio_event_text(const char *name, json_t *data) {
+  json_t *arr = json_array();
+  json_array_append_new(arr, json_string(name));
+  json_array_append_new(arr, data ? data : json_object());
+  return prefixed("42", arr);
+}
+
+static char *connect_error(const char *nsp, const char *message) {
+  char prefix[80];
+  snprintf(prefix, sizeof prefix, "44%s,", nsp);
+  return prefixed(prefix, json_pack("{s:s}", "message", message));
+}
+
+/* The last path component of a download URL: the model's file name. */
+static const char *base_name(const char *url) {
+  const char *slash = strrchr(url, '/');
+  return slash ? slash + 1 : url;
+}
+
+char *od_sio_job_update(const char *hub_json, size_t len) {
+  json_t *root = json_loadb(hub_json, len, 0, NULL);
+  json_t *ev = json_object_get(root, "event");
+  json_t *d = json_object_get(root, "data");
+  const char *name = json_string_value(ev);
+  const char *id = json_string_value(json_object_get(d, "job_id"));
+  if (name == NULL || !json_is_object(d) || id == NULL) {
+    json_decref(root);
+    return NULL;
+  }
+  json_t *u = NULL;
+  const char *stage = json_string_value(json_object_get(d, "stage"));
+  if (strcmp(name, od_ws_event_name(OD_WS_PROGRESS)) == 0) {
+    int queued = stage != NULL && strcmp(stage, "queued") == 0;
+    u = json_pack("{s:s, s:s, s:O?, s:s?, s:s?, s:O?, s:O?}", "job_id", id,
+                  "status", queued ? "queued" : "processing", "progress",
+                  json_object_get(d, "progress"), "step", stage, "stage", stage,
+                  "stage_progress", json_object_get(d, "stage_progress"),
+                  "eta_seconds", json_object_get(d, "eta_seconds"));
+  } else if (strcmp(name, od_ws_event_name(OD_WS_COMPLETE)) == 0) {
+    const char *url = json_string_value(json_object_get(d, "download_url"));
+    json_t *cached = json_object_get(d, "cached");
+    u = json_pack("{s:s, s:s, s:f, s:s, s:s, s:s?, s:s?, s:b, s:O?}", "job_id",
+                  id, "status", "completed", "progress", 100.0, "step",
+                  "completed", "stage", "completed", "download_url", url,
+                  "output_file", url ? base_name(url) : NULL, "cached",
+                  json_is_true(cached), "quality_metrics",
+                  json_object_get(d, "quality_metrics"));
+  } else if (strcmp(name, od_ws_event_name(OD_WS_ERROR_EVENT)) == 0) {
+    u = json_pack("{s:s, s:s, s:f, s:s, s:s, s:s?}", "job_id", id, "status",
+                  "failed", "progress", 0.0, "step", "failed", "stage",
+                  "failed", "error",
+                  json_string_value(json_object_get(d, "error")));
+  }
+  json_decref(root);
+  return u ? od_sio_event_text("job_update", u) : NULL;
+}
+
+/* ---- client -> server -----------------------------------------------------
+ */
+
+/* Reads "subscribe_job"/"unsubscribe_job" and its job id from an EVENT's
+ * JSON array; the id comes as {"job_id": ...} or as a bare string. */
+static od_sio_kind parse_event(const char *p, size_t n, char job_id[37],
+                               char *err, size_t err_len) {
+  json_error_t jerr;
+  json_t *arr = json_loadb(p, n, JSON_REJECT_DUPLICATES, &jerr);
+  od_sio_kind kind = OD_SIO_BAD;
+  const char *name = json_string_value(json_array_get(arr, 0));
+  if (arr == NULL) {
+    snprintf(err, err_len, "invalid JSON in an EVENT at column %d: %s",
+             jerr.column, jerr.text);
+  } else if (!json_is_array(arr) || name == NULL) {
+    snprintf(err, err_len, "an EVENT is [\"name\", data...]");
+  } else if (strcmp(name, "subscribe_job") == 0 ||
+             strcmp(name, "unsubscribe_job") == 0) {
+    json_t *a = json_array_get(arr, 1);
+    json_t *id = json_is_object(a) ? json_object_get(a, "job_id") : a;
+    if (!json_is_string(id) || !od_uuid_valid(json_string_value(id))) {
+      snprintf(err, err_len, "%s needs {\"job_id\": UUID}", name);
+    } else {
+      snprintf(job_id, 37, "%s", json_string_value(id));
+      kind = name[0] == 's' ? OD_SIO_SUBSCRIBE : OD_SIO_UNSUBSCRIBE;
+    }
+  } else {
+    snprintf(err, err_len,
+             "unknown event \"%.40s\" (subscribe_job, unsubscribe_job)", name);
+  }
+  json_decref(arr);
+  return kind;
+}
+
+/* A Socket.IO packet (the bytes after Engine.IO's "4"). */
+static od_sio_kind handle_sio(od_sio_conn *c, const char *p, size_t n,
+                              char job_id[37], char **reply, char *err,
+                              size_t err_len) {
+  if (n == 0 || p[0] < '0' || p[0] > '6') {
+    snprintf(err, err_len, "not a Socket.IO packet (type 0-6 expected)");
+    return OD_SIO_BAD;
+  }
+  int type = p[0] - '0';
+  size_t i = 1;
+  if (type == 5 || type == 6) {
+    snprintf(err, err_len, "binary packets are not supported: send JSON");
+    return OD_SIO_BAD;
+  }
+  /* The namespace: "/name," ("/" itself is written as nothing). */
+  char nsp[64] = "/";
+  if (i < n && p[i] == '/') {
+    size_t s = i;
+    while (i < n && p[i] != ',')
+      i++;
+    if (i - s >= sizeof nsp) {
+      snprintf(err, err_len, "namespace name too long");
+      return OD_SIO_BAD;
+    }
+    memcpy(nsp, p + s, i - s);
+    nsp[i - s] = '\0';
+    if (i < n)
+      i++; /* the comma */
+  }
+  /* An acknowledgement id: digits before the payload. */
+  long ack = -1;
+  size_t digits = 0;
+  while (i < n && p[i] >= '0' && p[i] <= '9') {
+    if (++digits > 9) {
+      snprintf(err, err_len, "acknowledgement id too long");
+      return OD_SIO_BAD;
+    }
+    ack = (ack < 0 ? 0 : ack * 10) + (p[i++] - '0');
+  }
+  int root_nsp = strcmp(nsp, "/") == 0;
+  switch (type) {
+  case 0: /* CONNECT (its payload, the auth object, is not used) */
+    if (!root_nsp) {
+      *reply = connect_error(nsp, "Invalid namespace");
+      snprintf(err, err_len, "namespace %.40s does not exist (only \"/\")",
+               nsp);
+      return OD_SIO_BAD;
+    }
+    c->connected = 1;
+    *reply = prefixed("40", json_pack("{s:s}", "sid", c->sid));
+    return OD_SIO_CONNECTED;
+  case 1: /* DISCONNECT */
+    if (root_nsp)
+      c->connected = 0;
+    return root_nsp ? OD_SIO_CLOSE : OD_SIO_NOTHING;
+  case 2: { /* EVENT */
+    if (!root_nsp || !c->connected) {
+      snprintf(err, err_len, "an EVENT before CONNECT to namespace \"/\"");
+      return OD_SIO_BAD;
+    }
+    od_sio_kind k = parse_event(p + i, n - i, job_id, err, err_len);
+    if (k != OD_SIO_BAD && ack >= 0) {
+      char prefix[24];
+      snprintf(prefix, sizeof prefix, "43%ld", ack);
+      *reply =
+          prefixed(prefix, json_pack("[{s:s, s:s}]", "status",
+                                     k == OD_SIO_SUBSCRIBE ? "subscribed"
+                                                           : "unsubscribed",
+                                     "job_id", job_id));
+    }
+    return k;
+  }
+  case 3: /* ACK: we never ask for one */
+    return OD_SIO_NOTHING;
+  default: /* 4: CONNECT_ERROR is the server's to send */
+    snprintf(err, err_len, "CONNECT_ERROR is sent by servers, not clients");
+    return OD_SIO_BAD;
+  }
+}
+
+od_sio_kind od_sio_handle(od_sio_conn *c, const uint8_t *msg, size_t len,
+                          char job_id[37], char **reply, char *err,
+                          size_t err_len) {
+  *reply = NULL;
+  job_id[0] = '\0';
+  err[0] = '\0';
+  const char *p = (const char *)msg;
+  od_sio_kind k = OD_SIO_BAD;
+  if (len == 0) {
+    snprintf(err, err_len, "empty Engine.IO packet");
+  } else if (p[0] == '4') {
+    k = handle_sio(c, p + 1, len - 1, job_id, reply, err, err_len);
+  } else if (p[0] == '3') {
+    k = OD_SIO_PONG;
+  } else if (p[0] == '2') {
+    /* A ping from the client (v3 habits, or the "probe" of an upgrade):
+     * answered with the same payload. */
+    k = OD_SIO_NOTHING;
+    *reply = malloc(len + 1);
+    if (*reply != NULL) {
+      memcpy(*reply, msg, len);
+      (*reply)[0] = '3';
+      (*reply)[len] = '\0';
+    }
+  } else if (p[0] == '1') {
+    k = OD_SIO_CLOSE;
+  } else if (p[0] == '5' || p[0] == '6') {
+    k = OD_SIO_NOTHING;
+  } else {
+    snprintf(err, err_len,
+             "not an Engine.IO packet (type 1-6 expected; binary and "
+             "base64 payloads are not supported)");
+  }
+  /* A client that has joined "/" hears why its message was refused. */
+  if (k == OD_SIO_BAD && *reply == NULL && c->connected)
+    *reply = od_sio_event_text("error", json_pack("{s:s}", "message", err));
+  return k;
+}

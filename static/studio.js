@@ -1,0 +1,369 @@
+// studio.js: the ORFEAS Studio page (docs/studio.md). Choose an image,
+// set the format, quality, size and mode, Generate, watch the stages go by
+// live, turn the model around and download it. Jobs started here are
+// listed (this browser only).
+//
+// Rule for everything that comes from the API or from storage: it reaches
+// the page through textContent or a checked attribute, never as HTML.
+
+import * as api from './api.js';
+import * as jobs from './jobs.js';
+import { Live } from './live.js';
+
+const $ = (id) => document.getElementById(id);
+
+const STAGES = {
+  queued: 'Waiting for a worker',
+  image_loading: 'Loading the image',
+  image_preprocessing: 'Finding the shape',
+  shape_generation: 'Building the mesh',
+  texture_synthesis: 'Colouring',
+  mesh_optimization: 'Optimising the mesh',
+  mesh_export: 'Writing the file',
+  quality_validation: 'Checking the quality',
+  completed: 'Done',
+  failed: 'Failed',
+};
+
+const ui = {
+  file: $('file'), drop: $('drop'), preview: $('preview'), dropText: $('drop-text'),
+  fileInfo: $('file-info'), form: $('settings'), generate: $('generate'),
+  format: $('format'), mode: $('mode'), quality: $('quality'), qualityOut: $('quality-out'),
+  width: $('width'), height: $('height'), depth: $('depth'), error: $('error'),
+  progress: $('progress'), stage: $('stage'), percent: $('percent'), bar: $('bar'), eta: $('eta'),
+  canvas: $('canvas'), hint: $('viewer-hint'), result: $('result'), grade: $('grade'),
+  printable: $('printable'), tris: $('tris'), download: $('download'),
+  jobs: $('jobs'), clearJobs: $('clear-jobs'), live: $('live'), accepted: $('accepted'),
+};
+
+const state = {
+  file: null,
+  previewUrl: null,
+  job: null,        // {job_id, format} being followed
+  busy: false,
+  pollTimer: 0,
+  lastEvent: 0,
+  heard: false,     // an event of the current job has arrived
+  viewer: null,     // a Promise of the Viewer (three.js loads on first use)
+  maxUploadMb: 0,   // from /api/models-info when the server says
+};
+
+const live = new Live('/ws');
+
+// ---- messages ---------------------------------------------------------------
+
+function showError(text) {
+  ui.error.textContent = text;
+  ui.error.hidden = !text;
+}
+
+function setStage(stage, pct, eta) {
+  ui.progress.hidden = false;
+  ui.stage.textContent = STAGES[stage] || String(stage || '');
+  const p = Math.max(0, Math.min(100, Number(pct) || 0));
+  ui.percent.textContent = `${Math.round(p)}%`;
+  ui.bar.value = p;
+  ui.eta.textContent = Number.isFinite(eta) && eta > 0.5 && p < 100 ? `about ${Math.ceil(eta)} s left` : '';
+}
+
+// ---- choosing an image --------------------------------------------------------
+
+function choose(file) {
+  if (!file) return;
+  showError('');
+  state.file = file;
+  if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
+  state.previewUrl = URL.createObjectURL(file);
+  ui.preview.src = state.previewUrl;
+  ui.preview.hidden = false;
+  ui.dropText.hidden = true;
+  const kb = file.size / 1024;
+  ui.fileInfo.textContent = `${file.name} · ${kb < 1024 ? `${kb.toFixed(0)} KB` : `${(kb / 1024).toFixed(1)} MB`}`;
+  ui.generate.disabled = state.busy;
+}
+
+ui.file.addEventListener('change', () => choose(ui.file.files && ui.file.files[0]));
+for (const ev of ['dragenter', 'dragover']) {
+  ui.drop.addEventListener(ev, (e) => { e.preventDefault(); ui.drop.classList.add('over'); });
+}
+for (const ev of ['dragleave', 'drop']) {
+  ui.drop.addEventListener(ev, () => ui.drop.classList.remove('over'));
+}
+ui.drop.addEventListener('drop', (e) => {
+  e.preventDefault();
+  const f = e.dataTransfer && e.dataTransfer.files && e.dataTransfer.files[0];
+  if (f) choose(f);
+});
+ui.preview.addEventListener('error', () => {
+  // The browser cannot show it (a BMP variant, say): the server may still
+  // take it, so only the preview goes.
+  ui.preview.hidden = true;
+  ui.dropText.hidden = false;
+});
+ui.quality.addEventListener('input', () => { ui.qualityOut.textContent = ui.quality.value; });
+
+// ---- settings -------------------------------------------------------------------
+
+function readSettings() {
+  const dims = {};
+  for (const k of ['width', 'height', 'depth']) {
+    const el = ui[k];
+    const v = Number(el.value);
+    const lo = Number(el.min), hi = Number(el.max);
+    if (!Number.isFinite(v) || v < lo || v > hi) {
+      throw new Error(`The ${k} must be a number from ${lo} to ${hi} mm.`);
+    }
+    dims[k] = v;
+  }
+  return {
+    format: ui.format.value,
+    mode: ui.mode.value,
+    quality: Number.parseInt(ui.quality.value, 10),
+    dimensions: dims,
+  };
+}
+
+// The server's own limits, when it publishes them (/api/models-info).
+async function applyLimits() {
+  const info = await api.modelsInfo();
+  const lim = info && info.limits;
+  if (!lim) return;
+  const dims = lim.dimensions_mm || {};
+  for (const k of ['width', 'height', 'depth']) {
+    const d = dims[k];
+    if (d && Number.isFinite(d.min) && Number.isFinite(d.max)) {
+      ui[k].min = String(d.min);
+      ui[k].max = String(d.max);
+    }
+  }
+  if (lim.quality && Number.isFinite(lim.quality.max)) ui.quality.max = String(lim.quality.max);
+  if (Number.isFinite(lim.max_upload_mb)) state.maxUploadMb = lim.max_upload_mb;
+  if (Array.isArray(info.input_types) && info.input_types.length) {
+    ui.accepted.textContent = info.input_types.filter((t) => typeof t === 'string')
+      .map((t) => t.toUpperCase()).join(', ');
+  }
+}
+
+// ---- generating -------------------------------------------------------------------
+
+ui.form.addEventListener('submit', (e) => {
+  e.preventDefault();
+  run().catch((err) => showError(err && err.message ? err.message : String(err)));
+});
+
+async function run() {
+  if (state.busy) return;
+  showError('');
+  if (!state.file) throw new Error('Choose an image first.');
+  const settings = readSettings();
+  state.busy = true;
+  ui.generate.disabled = true;
+  ui.result.hidden = true;
+  try {
+    setStage('queued', 0);
+    ui.stage.textContent = 'Uploading the image';
+    // On a phone the model panel is below the settings: bring it up.
+    if (window.matchMedia('(max-width: 720px)').matches) {
+      ui.progress.scrollIntoView({ behavior: 'smooth', block: 'start' });
+    }
+    const up = await api.upload(state.file);
+    if (!up || !api.isJobId(up.job_id)) throw new Error('The server did not return a job id.');
+    const id = up.job_id;
+    renderJobs(jobs.put({ job_id: id, name: state.file.name, format: settings.format, status: 'uploaded', created: Date.now() }));
+    state.job = { job_id: id, format: settings.format };
+    state.heard = false;
+    live.follow(id); // before generate-3d, so no event is missed
+    const g = await api.generate({ job_id: id, ...settings });
+    renderJobs(jobs.put({ job_id: id, status: g && g.status === 'completed' ? 'completed' : 'queued' }));
+    if (g && g.status === 'completed') {
+      // A cache hit: the model already exists.
+      await finished(id, await api.jobStatus(id));
+    } else {
+      // Events may already have come (a short job, a fast socket): the
+      // queued label is only for a job not heard from yet.
+      if (!state.heard) setStage('queued', 0);
+      watch(id);
+    }
+  } catch (err) {
+    finishBusy();
+    ui.progress.hidden = true;
+    throw err;
+  }
+}
+
+function finishBusy() {
+  state.busy = false;
+  ui.generate.disabled = !state.file;
+  clearTimeout(state.pollTimer);
+}
+
+// Progress comes over the WebSocket; while it is down (or silent for a
+// while) job-status is polled instead, so the page never hangs.
+function watch(id) {
+  state.lastEvent = Date.now();
+  const tick = async () => {
+    if (!state.job || state.job.job_id !== id) return;
+    if (!live.open || Date.now() - state.lastEvent > 8000) {
+      try {
+        const s = await api.jobStatus(id);
+        if (state.job && state.job.job_id === id) onStatus(id, s);
+      } catch (err) {
+        if (err.status === 404) {
+          fail(id, 'The server no longer knows this job.');
+          return;
+        }
+      }
+    }
+    if (state.job && state.job.job_id === id && state.busy) state.pollTimer = setTimeout(tick, 1500);
+  };
+  clearTimeout(state.pollTimer);
+  state.pollTimer = setTimeout(tick, 1500);
+}
+
+function onStatus(id, s) {
+  if (!s) return;
+  if (s.status === 'completed') finished(id, s);
+  else if (s.status === 'failed') fail(id, s.error);
+  else setStage(s.status === 'queued' ? 'queued' : s.stage, s.progress, s.eta_seconds);
+}
+
+live.addEventListener('job', (e) => {
+  const { event, data } = e.detail;
+  const id = data.job_id;
+  if (!state.job || state.job.job_id !== id || !state.busy) return;
+  state.lastEvent = Date.now();
+  state.heard = true;
+  if (event === 'generation_progress') {
+    setStage(data.stage, data.progress, data.eta_seconds);
+  } else if (event === 'generation_complete') {
+    finished(id, data).catch((err) => showError(err.message));
+  } else if (event === 'generation_error') {
+    fail(id, data.error);
+  }
+});
+
+function fail(id, reason) {
+  if (!state.job || state.job.job_id !== id) return;
+  const why = typeof reason === 'string' && reason ? reason : 'no reason given';
+  renderJobs(jobs.put({ job_id: id, status: 'failed', error: why }));
+  setStage('failed', 0);
+  showError(`The job failed: ${why}`);
+  live.unfollow(id);
+  state.job = null;
+  finishBusy();
+}
+
+async function finished(id, s) {
+  if (!state.job || state.job.job_id !== id) return;
+  const format = state.job.format;
+  state.job = null;
+  live.unfollow(id);
+  const url = api.safeDownloadUrl(s.download_url);
+  const q = s.quality_metrics || {};
+  renderJobs(jobs.put({ job_id: id, status: 'completed', download_url: url, grade: q.grade }));
+  setStage('completed', 100);
+  finishBusy();
+  showResult(q, url);
+  if (url) await preview(url, format);
+}
+
+function showResult(q, url) {
+  ui.result.hidden = false;
+  ui.grade.textContent = typeof q.grade === 'string' ? q.grade : '–';
+  const printable = q.printable === true;
+  ui.printable.textContent = printable ? 'printable' : 'not printable';
+  ui.printable.className = `pill ${printable ? 'ok' : 'bad'}`;
+  if (url) {
+    ui.download.href = url;
+    ui.download.hidden = false;
+  } else {
+    ui.download.hidden = true;
+  }
+}
+
+// ---- the 3D preview -------------------------------------------------------------
+
+function viewer() {
+  if (!state.viewer) {
+    state.viewer = import('./viewer.js').then((m) => {
+      if (!m.webglAvailable()) throw new Error('The 3D preview needs WebGL, which this browser does not offer; the download still works.');
+      return new m.Viewer(ui.canvas);
+    });
+    state.viewer.catch(() => { state.viewer = null; });
+  }
+  return state.viewer;
+}
+
+async function preview(url, format) {
+  ui.hint.textContent = 'Loading the model…';
+  try {
+    const [v, bytes] = await Promise.all([viewer(), api.fetchModel(url)]);
+    const tris = await v.show(bytes, format);
+    ui.tris.textContent = `${tris.toLocaleString()} triangles`;
+    ui.hint.textContent = 'Drag to orbit, scroll or pinch to zoom.';
+  } catch (err) {
+    ui.hint.textContent = err && err.message ? err.message : 'The preview failed; the download still works.';
+  }
+}
+
+// ---- the jobs list ----------------------------------------------------------------
+
+function renderJobs(list) {
+  ui.jobs.replaceChildren();
+  for (const j of list) {
+    const li = document.createElement('li');
+    const name = document.createElement('span');
+    name.className = 'name';
+    name.textContent = j.name;
+    name.title = j.job_id;
+    li.append(name);
+    if (j.status === 'completed' && j.download_url) {
+      const show = document.createElement('button');
+      show.type = 'button';
+      show.className = 'link';
+      show.textContent = 'View';
+      show.addEventListener('click', () => {
+        showResult({ grade: j.grade }, j.download_url);
+        preview(j.download_url, j.format);
+      });
+      li.append(show);
+    } else {
+      li.append(document.createElement('span'));
+    }
+    const meta = document.createElement('span');
+    meta.className = 'meta';
+    const when = new Date(j.created).toLocaleString();
+    meta.textContent = `${j.format.toUpperCase()} · ${j.status}${j.grade ? ` · ${j.grade}` : ''}${j.error ? ` · ${j.error}` : ''} · ${when}`;
+    li.append(meta);
+    ui.jobs.append(li);
+  }
+}
+
+ui.clearJobs.addEventListener('click', () => renderJobs(jobs.clear()));
+
+// Jobs left unfinished by an earlier visit: ask where they stand.
+async function refreshJobs() {
+  for (const j of jobs.load()) {
+    if (j.status === 'completed' || j.status === 'failed') continue;
+    try {
+      const s = await api.jobStatus(j.job_id);
+      const q = s.quality_metrics || {};
+      jobs.put({ job_id: j.job_id, status: s.status, download_url: s.download_url, grade: q.grade, error: s.error });
+    } catch (err) {
+      if (err.status === 404) jobs.put({ job_id: j.job_id, status: 'failed', error: 'forgotten by the server' });
+    }
+  }
+  renderJobs(jobs.load());
+}
+
+// ---- start --------------------------------------------------------------------------
+
+live.addEventListener('state', (e) => {
+  const s = e.detail;
+  ui.live.textContent = s === 'open' ? 'live' : s === 'connecting' ? 'connecting…' : 'offline: retrying';
+  ui.live.className = `pill ${s === 'open' ? 'ok' : s === 'closed' ? 'bad' : ''}`;
+});
+live.start();
+renderJobs(jobs.load());
+refreshJobs();
+applyLimits();

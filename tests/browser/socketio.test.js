@@ -1,0 +1,137 @@
+#!/usr/bin/env node
+// socketio.test.js BUILD_DIR OUT_DIR: orfeasd's /socket.io/ against the real
+// socket.io-client 4.8.4 from npm (ctest: compat.socketio; docs/api.md).
+//
+// Starts its own orfeasd (127.0.0.1, port 0) with a fast Engine.IO heartbeat
+// (--sio-ping-interval 0.3) and, as the original ORFEAS page does:
+//   io(base, {transports: ['websocket', 'polling']}) connects, hears
+//   "connected"; an image is uploaded, subscribe_job {job_id} is emitted
+//   (with an ack) and generate-3d asked; job_update arrives through
+//   processing to completed with rising progress, step names, output_file
+//   and a download_url that serves the model. The connection survives
+//   several heartbeats. A polling-only client is refused at once (the 400),
+//   and one listing polling first falls back to websocket (tryAllTransports).
+'use strict';
+const fs = require('fs');
+const path = require('path');
+const { execFileSync } = require('child_process');
+const { check, waitFor, startServer, stopServer, request } = require('./lib.js');
+
+const ROOT = path.resolve(__dirname, '../..');
+const { io } = require(path.join(ROOT, 'node_modules', 'socket.io-client'));
+
+const [BUILD, OUT] = process.argv.slice(2).map((p) => path.resolve(p));
+const ORFEASD = process.env.ORFEASD_BIN || path.join(BUILD, 'orfeasd');
+
+function multipart(field, name, data) {
+  const b = '----orfeasSocketIoTest';
+  const body = Buffer.concat([
+    Buffer.from(`--${b}\r\nContent-Disposition: form-data; name="${field}"; filename="${name}"\r\n` +
+      'Content-Type: application/octet-stream\r\n\r\n'),
+    data, Buffer.from(`\r\n--${b}--\r\n`)]);
+  return { body, type: `multipart/form-data; boundary=${b}` };
+}
+
+function connect(base, opts) {
+  const s = io(base, { reconnection: false, timeout: 10000, ...opts });
+  const out = { socket: s, events: [], error: null, connected: false };
+  s.on('connect', () => { out.connected = true; });
+  s.on('connect_error', (e) => { out.error = e; });
+  s.onAny((name, data) => out.events.push({ name, data }));
+  return out;
+}
+
+async function main() {
+  fs.rmSync(OUT, { recursive: true, force: true });
+  fs.mkdirSync(OUT, { recursive: true });
+  const img = path.join(OUT, 'star.png');
+  execFileSync(path.join(BUILD, 'tests', 'od-testimg'), ['png', '96', img]);
+  const srv = startServer(ORFEASD, path.join(OUT, 'data'), ['--workers', '1',
+    '--sio-ping-interval', '0.3', '--sio-ping-timeout', '5']);
+  const clients = [];
+  try {
+    await srv.ready;
+    check(srv.port > 0, `orfeasd listening on ${srv.port}`);
+    const base = `http://127.0.0.1:${srv.port}`;
+
+    // The original page's options: websocket first, polling listed too.
+    const c = connect(base, { transports: ['websocket', 'polling'] });
+    clients.push(c);
+    await waitFor(() => c.connected || c.error, 'connect');
+    check(c.connected && c.socket.io.engine.transport.name === 'websocket',
+      'socket.io-client 4.8.4 connects over the websocket transport');
+    await waitFor(() => c.events.find((e) => e.name === 'connected'), '"connected"');
+    check(true, 'the server says "connected" (as the original did)');
+    let pings = 0;
+    c.socket.io.engine.on('ping', () => { pings++; });
+
+    const up = multipart('image', 'star.png', fs.readFileSync(img));
+    const r = await request(srv.port, 'POST', '/api/upload-image', up.body, { 'Content-Type': up.type });
+    const job = JSON.parse(r.body).job_id;
+    check(r.status === 200 && /^[0-9a-f-]{36}$/.test(job), `uploaded: job ${job}`);
+    const ack = await c.socket.timeout(5000).emitWithAck('subscribe_job', { job_id: job });
+    check(ack && ack.status === 'subscribed' && ack.job_id === job, 'subscribe_job is acknowledged');
+    const g = await request(srv.port, 'POST', '/api/generate-3d',
+      JSON.stringify({ job_id: job, format: 'stl', quality: 3, method: 'orfeas' }),
+      { 'Content-Type': 'application/json' });
+    check(g.status === 202, 'generate-3d with an unknown field ("method") is accepted: 202');
+    await waitFor(() => c.events.find((e) => e.name === 'job_update' &&
+      ['completed', 'failed'].includes(e.data.status)), 'job_update completed', 60000);
+    const ups = c.events.filter((e) => e.name === 'job_update').map((e) => e.data);
+    check(ups.every((u) => u.job_id === job), `${ups.length} job_update events, all for the job`);
+    const running = ups.filter((u) => u.status === 'processing');
+    const prog = running.map((u) => u.progress);
+    check(running.length >= 7 && prog.every((p, i) => i === 0 || p >= prog[i - 1]),
+      `processing updates with rising progress (${prog.map((p) => Math.round(p)).join(' ')})`);
+    const steps = new Set(running.map((u) => u.step));
+    check(steps.has('image_loading') && steps.has('mesh_export') && steps.size >= 5,
+      `step names the stages (${[...steps].join(', ')})`);
+    const done = ups[ups.length - 1];
+    check(done.status === 'completed' && done.progress === 100 && done.output_file === `model_${job}.stl` &&
+      done.download_url === `/api/download/${job}/model_${job}.stl` && done.cached === false,
+    'the last job_update: completed, 100, output_file, download_url, cached false');
+    const dl = await request(srv.port, 'GET', done.download_url);
+    const n = dl.body.length >= 84 ? dl.body.readUInt32LE(80) : -1;
+    check(dl.status === 200 && n > 0 && dl.body.length === 84 + 50 * n,
+      `the download_url serves a well-formed STL (${n} facets)`);
+    // Subscribing to a finished job answers where it stands.
+    const before = c.events.length;
+    c.socket.emit('subscribe_job', { job_id: job });
+    await waitFor(() => c.events.slice(before).find((e) => e.name === 'job_update' && e.data.status === 'completed'),
+      'the state of a finished job on subscribe');
+    check(true, 'subscribing to a finished job sends its completed job_update');
+    c.socket.emit('launch_rockets', {});
+    await waitFor(() => c.events.find((e) => e.name === 'error'), 'an error event');
+    check(/unknown event/.test(c.events.find((e) => e.name === 'error').data.message),
+      'an unknown event is answered with an error event naming it');
+    await waitFor(() => pings >= 3, 'three heartbeats', 10000);
+    check(c.socket.connected, `still connected after ${pings} Engine.IO pings`);
+
+    // Polling only: refused at once with the 400, never a hang.
+    const t = Date.now();
+    const p = connect(base, { transports: ['polling'] });
+    clients.push(p);
+    await waitFor(() => p.connected || p.error, 'the polling client to give up', 10000);
+    check(!p.connected && Date.now() - t < 5000,
+      `polling only: connect_error in ${Date.now() - t} ms (${p.error && p.error.message})`);
+    const raw = await request(srv.port, 'GET', '/socket.io/?EIO=4&transport=polling');
+    const body = JSON.parse(raw.body);
+    check(raw.status === 400 && body.code === 0 && /websocket/.test(body.message),
+      `GET /socket.io/?transport=polling: 400 {code 0, "${body.message}"}`);
+    // Polling listed first: the client moves on to websocket.
+    const f = connect(base, { transports: ['polling', 'websocket'], tryAllTransports: true });
+    clients.push(f);
+    await waitFor(() => f.connected || (f.error && !f.socket.active), 'fallback', 10000);
+    check(f.connected && f.socket.io.engine.transport.name === 'websocket',
+      'polling listed first (tryAllTransports): falls back to websocket');
+  } finally {
+    for (const c of clients) c.socket.close();
+    const rc = await stopServer(srv);
+    check(rc === 0, `orfeasd exited 0 (${rc})`);
+  }
+}
+
+main().catch((e) => {
+  console.error(e && e.stack ? e.stack : e);
+  process.exit(1);
+});

@@ -1,0 +1,291 @@
+#!/usr/bin/env node
+// studio.test.js BUILD_DIR OUT_DIR: the Studio page in a real browser
+// (ctest: browser.studio; docs/studio.md).
+//
+// Starts its own orfeasd (127.0.0.1, port 0, a fresh data dir under OUT_DIR,
+// --max-upload-mb 1) and one headless Chromium (Debian's, driven by
+// puppeteer-core: nothing downloads a browser; WebGL through SwiftShader),
+// then, in that one browser:
+//   desktop 1280x800: the page loads with no CSP violation and no script
+//     error, every request stays on orfeasd's origin; an image is chosen
+//     through input[type=file] and previewed; "Generate" (GLB); progress
+//     frames arrive over the WebSocket and the stage label moves; the
+//     canvas shows the model (pixels painted on the transparent canvas);
+//     the a[href*="/api/download/"] link fetches a GLB the Khronos
+//     validator accepts; an oversize file shows the 413's message in words.
+//   phone 390x844 (touch): nothing overflows sideways; the job list
+//     survived the reload and its "View" shows the model again.
+//   the original clients' way: a page written against the original ORFEAS
+//     API (tests/browser/original-client/, with socket.io-client's browser
+//     build), served from another origin by a small server in this process:
+//     allowed by --cors-origins, it runs models-info (with the original's
+//     extra headers: preflighted), upload, generate-3d, job_update over
+//     Socket.IO, download-base64, download (an STL admesh accepts) and
+//     preview; from an origin not allowed, the browser refuses it the API.
+//   reconnection: orfeasd restarted on the same port under the open page:
+//     its live channel goes offline and comes back by itself.
+// Screenshots of both go to OUT_DIR. Every wait has a deadline.
+'use strict';
+const fs = require('fs');
+const path = require('path');
+const http = require('http');
+const { execFileSync } = require('child_process');
+const lib = require('./lib.js');
+const { check, startServer, stopServer } = lib;
+
+const ROOT = path.resolve(__dirname, '../..');
+const puppeteer = require(path.join(ROOT, 'node_modules', 'puppeteer-core'));
+
+const [BUILD, OUT] = process.argv.slice(2).map((p) => path.resolve(p));
+if (!BUILD || !OUT) {
+  console.error('usage: studio.test.js BUILD_DIR OUT_DIR');
+  process.exit(2);
+}
+const ORFEASD = process.env.ORFEASD_BIN || path.join(BUILD, 'orfeasd');
+const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
+
+// The original-style page and socket.io-client's browser build, served from
+// another origin than orfeasd (any path not listed is 404).
+function startPageServer() {
+  const dir = path.join(__dirname, 'original-client');
+  const files = {
+    '/': [path.join(dir, 'index.html'), 'text/html; charset=utf-8'],
+    '/client.js': [path.join(dir, 'client.js'), 'text/javascript'],
+    '/socket.io.min.js': [path.join(ROOT, 'node_modules', 'socket.io-client', 'dist', 'socket.io.min.js'),
+      'text/javascript'],
+  };
+  const server = http.createServer((req, res) => {
+    const f = files[new URL(req.url, 'http://x').pathname];
+    if (!f) { res.writeHead(404); res.end(); return; }
+    res.writeHead(200, { 'Content-Type': f[1] });
+    res.end(fs.readFileSync(f[0]));
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
+// GET on orfeasd: {status, headers, body}.
+function get(port, p) { return lib.request(port, 'GET', p); }
+
+// ---- the page -----------------------------------------------------------------
+
+// Records the stage labels the page shows and the job frames the WebSocket
+// brings (through the DevTools protocol: what the browser really received).
+async function instrument(page) {
+  const frames = [];
+  const cdp = await page.createCDPSession();
+  await cdp.send('Network.enable');
+  cdp.on('Network.webSocketFrameReceived', (e) => {
+    try { frames.push(JSON.parse(e.response.payloadData)); } catch { /* not JSON */ }
+  });
+  return frames;
+}
+
+async function watchStages(page) {
+  await page.evaluate(() => {
+    window.__stages = [];
+    const el = document.getElementById('stage');
+    new MutationObserver(() => window.__stages.push(el.textContent))
+      .observe(el, { childList: true, characterData: true, subtree: true });
+  });
+}
+
+// Pixels the renderer painted: the canvas is transparent where there is
+// no model.
+function paintedShare(page) {
+  return page.evaluate(() => {
+    const src = document.getElementById('canvas');
+    const c = document.createElement('canvas');
+    c.width = src.width;
+    c.height = src.height;
+    const ctx = c.getContext('2d');
+    ctx.drawImage(src, 0, 0);
+    const d = ctx.getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+    return n / (c.width * c.height);
+  });
+}
+
+async function generateOnce(page, port, image, format, frames, what) {
+  const input = await page.$('input[type=file]');
+  await input.uploadFile(image);
+  await page.waitForFunction(() => {
+    const img = document.getElementById('preview');
+    return !img.hidden && img.naturalWidth > 0;
+  }, { timeout: 10000 });
+  check(true, `${what}: the chosen image is previewed`);
+  await page.select('#format', format);
+  // The quality slider, moved as a user would (a 96 px image caps the mesh
+  // anyway, so the job stays small).
+  await page.$eval('#quality', (q) => { q.value = '3'; q.dispatchEvent(new Event('input')); });
+  await watchStages(page);
+  const before = frames.length;
+  const [button] = await page.$$('xpath/.//button[normalize-space(text())="Generate"]');
+  check(!!button, `${what}: a button whose text is "Generate"`);
+  await button.click();
+  const link = await page.waitForSelector('a[href*="/api/download/"]:not([hidden])', { timeout: 60000 });
+  await page.waitForFunction(() => Number(document.getElementById('canvas').dataset.triangles) > 0,
+    { timeout: 30000 });
+  const href = await link.evaluate((a) => a.getAttribute('href'));
+  const id = /\/api\/download\/([0-9a-f-]{36})\//.exec(href)[1];
+  const mine = frames.slice(before).filter((f) => f && f.data && f.data.job_id === id);
+  const progress = mine.filter((f) => f.event === 'generation_progress');
+  check(progress.length >= 7, `${what}: ${progress.length} progress frames arrived over the WebSocket`);
+  check(mine.some((f) => f.event === 'generation_complete'), `${what}: generation_complete arrived`);
+  const stages = await page.evaluate(() => window.__stages);
+  check(stages.includes('Done') && new Set(stages).size >= 4,
+    `${what}: the stage label moved (${[...new Set(stages)].join(' > ')})`);
+  const share = await paintedShare(page);
+  check(share > 0.02, `${what}: the canvas shows the model (${(share * 100).toFixed(1)}% of its pixels)`);
+  const grade = await page.$eval('#grade', (e) => e.textContent);
+  const printable = await page.$eval('#printable', (e) => e.textContent);
+  check(/^[A-F][+-]?$/.test(grade) && /printable/.test(printable),
+    `${what}: quality grade ${grade} and "${printable}" shown`);
+  const res = await get(port, href);
+  check(res.status === 200 && res.body.length > 100, `${what}: the download link answers 200 (${res.body.length} bytes)`);
+  const file = path.join(OUT, `model.${format}`);
+  fs.writeFileSync(file, res.body);
+  return file;
+}
+
+async function main() {
+  fs.rmSync(OUT, { recursive: true, force: true });
+  fs.mkdirSync(OUT, { recursive: true });
+  const star = path.join(OUT, 'star.png');
+  execFileSync(path.join(BUILD, 'tests', 'od-testimg'), ['png', '96', star]);
+  const big = path.join(OUT, 'big.png');
+  fs.writeFileSync(big, Buffer.concat([Buffer.from('\x89PNG\r\n\x1a\n', 'latin1'), Buffer.alloc(1536 * 1024, 7)]));
+
+  const pages = await startPageServer();
+  const pagePort = pages.address().port;
+  const args = ['--max-upload-mb', '1', '--workers', '1', '--cors-origins', `http://127.0.0.1:${pagePort}`];
+  let srv = startServer(ORFEASD, path.join(OUT, 'data'), args);
+  let browser = null;
+  const t0 = Date.now();
+  try {
+    const port = await srv.ready;
+    const base = `http://127.0.0.1:${port}`;
+    browser = await puppeteer.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      // WebGL without a GPU: ANGLE on SwiftShader, opted in explicitly.
+      args: ['--no-sandbox', '--use-angle=swiftshader', '--enable-unsafe-swiftshader',
+        '--disable-dev-shm-usage', '--no-first-run', '--disable-extensions'],
+      timeout: 30000,
+    });
+    console.log(`chromium up after ${Date.now() - t0} ms`);
+    const page = await browser.newPage();
+    console.log(`page open after ${Date.now() - t0} ms`);
+    page.setDefaultTimeout(30000);
+    const problems = [], offOrigin = [];
+    page.on('pageerror', (e) => problems.push(`script error: ${e.message}`));
+    page.on('console', (m) => {
+      const t = m.text();
+      if (/Content Security Policy|Refused to/.test(t)) problems.push(`CSP: ${t}`);
+    });
+    page.on('request', (r) => {
+      const u = r.url();
+      if (!u.startsWith(base + '/') && !u.startsWith('blob:') && !u.startsWith('data:') &&
+          !u.startsWith(`ws://127.0.0.1:${port}/`)) offOrigin.push(u);
+    });
+    const frames = await instrument(page);
+
+    // ---- desktop ----
+    await page.setViewport({ width: 1280, height: 800 });
+    const resp = await page.goto(base + '/', { waitUntil: 'load' });
+    const h = resp.headers();
+    check(resp.status() === 200 && /script-src 'self'/.test(h['content-security-policy'] || '') &&
+      !/unsafe-inline|unsafe-eval/.test(h['content-security-policy']),
+    'GET /: 200 with a strict Content-Security-Policy');
+    await page.waitForFunction(() => document.getElementById('live').textContent === 'live', { timeout: 15000 });
+    check(true, 'desktop: the WebSocket is live');
+    const glb = await generateOnce(page, port, star, 'glb', frames, 'desktop GLB');
+    const v = execFileSync('node', [path.join(ROOT, 'tests', 'pipeline', 'gltf-validate.js'), glb],
+      { encoding: 'utf8' });
+    check(/errors=0/.test(v), `desktop GLB: the Khronos glTF validator accepts it (${v.trim()})`);
+    await page.screenshot({ path: path.join(OUT, 'desktop-1280x800.png') });
+    check((await page.$$('#jobs li')).length === 1, 'desktop: the job is listed under "Your jobs"');
+
+    // The error path: a file over --max-upload-mb 1.
+    const input = await page.$('input[type=file]');
+    await input.uploadFile(big);
+    const [button] = await page.$$('xpath/.//button[normalize-space(text())="Generate"]');
+    await button.click();
+    await page.waitForFunction(() => !document.getElementById('error').hidden, { timeout: 15000 });
+    const err = await page.$eval('#error', (e) => e.textContent);
+    check(/too large/i.test(err) && /1MB/.test(err), `oversize file: the page says "${err}"`);
+    await page.screenshot({ path: path.join(OUT, 'desktop-413.png') });
+
+    // ---- phone ----
+    await page.setViewport({ width: 390, height: 844, isMobile: true, hasTouch: true, deviceScaleFactor: 1 });
+    await page.reload({ waitUntil: 'load' });
+    await page.waitForFunction(() => document.getElementById('live').textContent === 'live', { timeout: 15000 });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    check(overflow <= 0, `phone 390x844: nothing overflows sideways (${overflow} px)`);
+    check((await page.$$('#jobs li')).length === 1, 'phone: the job list survived the reload (localStorage)');
+    // The finished job, shown again from the list ("View"): the viewer at
+    // phone size, without a second generation.
+    const [view] = await page.$$('xpath/.//li//button[normalize-space(text())="View"]');
+    check(!!view, 'phone: the listed job offers "View"');
+    await view.click();
+    await page.waitForFunction(() => Number(document.getElementById('canvas').dataset.triangles) > 0,
+      { timeout: 30000 });
+    const share = await paintedShare(page);
+    check(share > 0.02, `phone: "View" shows the model again (${(share * 100).toFixed(1)}% of the canvas)`);
+    await page.screenshot({ path: path.join(OUT, 'phone-390x844.png') });
+
+    // Reconnection: orfeasd stops (its close frame reaches the page) and a
+    // new one starts on the same port; the page reconnects by itself.
+    const live = () => page.$eval('#live', (e) => e.textContent);
+    check(await stopServer(srv) === 0, 'orfeasd stopped (SIGTERM, exit 0)');
+    await page.waitForFunction(() => document.getElementById('live').textContent !== 'live', { timeout: 10000 });
+    const down = await live();
+    srv = startServer(ORFEASD, path.join(OUT, 'data2'), args, port);
+    await srv.ready;
+    await page.waitForFunction(() => document.getElementById('live').textContent === 'live', { timeout: 15000 });
+    check(true, `reconnection: the page showed "${down}", then "live" again with the restarted orfeasd`);
+
+    check(problems.length === 0, `no script error and no CSP violation (${problems.join('; ') || 'none'})`);
+    check(offOrigin.length === 0, `every request stayed on orfeasd (${offOrigin.join(', ') || 'all local'})`);
+
+    // ---- a page written for the original API, from another origin ----
+    const other = page; // the same tab: a new one costs a renderer start
+    const api = `?api=http://127.0.0.1:${port}`;
+    await other.goto(`http://127.0.0.1:${pagePort}/${api}`, { waitUntil: 'load' });
+    await (await other.$('#image')).uploadFile(star);
+    const seen = await other.evaluate(() => window.runFlow());
+    const steps = seen.updates.map((u) => u.status);
+    check(seen.device === 'cpu' && seen.transport === 'websocket',
+      'original-style page (allowed origin): models-info has a device; Socket.IO over websocket');
+    check(steps.includes('processing') && steps[steps.length - 1] === 'completed',
+      `original-style page: job_update ${steps.length} times, processing to completed`);
+    check(seen.base64Bytes === seen.originalSize && seen.downloadBytes === seen.originalSize &&
+      seen.previewType === 'image/png',
+    `original-style page: download-base64 and download agree (${seen.originalSize} bytes), preview is image/png`);
+    const stl = path.join(OUT, 'model.stl');
+    fs.writeFileSync(stl, (await get(port, seen.downloadUrl)).body);
+    const adm = execFileSync('admesh', [stl], { encoding: 'utf8' });
+    const facets = /Number of facets\s*:\s*(\d+)/.exec(adm);
+    const disc = /Total disconnected facets\s*:\s*(\d+)/.exec(adm);
+    check(facets && Number(facets[1]) > 0 && disc && disc[1] === '0',
+      `original-style page's STL: admesh reads ${facets && facets[1]} facets, none disconnected`);
+    // The same page from an origin not in --cors-origins (localhost is not
+    // 127.0.0.1 to a browser): the browser keeps the API from it.
+    await other.goto(`http://localhost:${pagePort}/${api}`, { waitUntil: 'load' });
+    await (await other.$('#image')).uploadFile(star);
+    const refused = await other.evaluate(() => window.runFlow().then(() => 'ran', (e) => String(e)));
+    check(refused !== 'ran', `original-style page from a refused origin: the browser refuses it (${refused})`);
+  } finally {
+    if (browser) await browser.close().catch(() => browser.process() && browser.process().kill('SIGKILL'));
+    pages.close();
+    const rc = await stopServer(srv);
+    if (lib.failures()) console.log(srv.log.slice(-20).map((l) => `  | ${l}`).join('\n'));
+    check(rc === 0, `orfeasd exited 0 after SIGTERM (${rc})`);
+  }
+  console.log(`browser.studio: all checks passed in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+}
+
+main().catch((e) => {
+  console.error(e && e.stack ? e.stack : e);
+  process.exit(1);
+});

@@ -1,0 +1,432 @@
+#!/usr/bin/python3
+"""Durable jobs (issue #11) on the real binary and its default store
+(sqlite:DATA/jobs.db): what a crash, a restart, overload, a full disk and
+retention do to jobs that got a 2xx.
+
+  crash      kill -9 with jobs in every state (uploaded, queued x2,
+             processing, completed, failed); restart: every job that got a
+             2xx ends completed or failed with a reason, queued ones in
+             order, the finished model downloads byte-identical, the
+             metrics count what was recovered, a subscriber gets the end.
+  sigterm    the same stop by SIGTERM: the running job finishes, the
+             queued ones stay queued and run after the restart.
+  torn       kill -9 while a model (and an upload) sits written but not yet
+             renamed (ORFEAS_TEST_RENAME_PAUSE_FILE): no half file under a
+             final name, the .tmp is swept at start, the job runs again.
+  budget     --max-store-mb holds over 3 kill -9/restart rounds, with
+             orphan files dropped in between; jobs removed for space
+             answer 410 with the reason.
+  polite     overload: a client that obeys Retry-After loses none of its
+             uploads to a flood of others that needs the room (held
+             slots), and every one of its jobs completes and downloads.
+  retention  --result-ttl: a finished job is removed after it (410 with
+             the reason on status, download, generate and subscribe), and
+             still 410 after a restart.
+  badstore   a jobs.db that is not a job store, or from a newer schema:
+             orfeasd exits non-zero naming the file (no fresh database).
+  fulldisk   a full disk (a small tmpfs): the job fails with the reason,
+             uploads get 503, /ready 503; space back: service resumes, and
+             a restart finds the store consistent. Skipped (with why) where
+             no tmpfs can be mounted.
+
+argv: CASE WORKDIR, like od_test.py.
+"""
+import glob
+import os
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from odlib import ORFEASD, WS, Server, check, kill_started, main, make_image, value, wait_for  # noqa: E402
+
+
+def data_files(data):
+    """{relative path: size} of uploads/ and outputs/."""
+    out = {}
+    for sub in ("uploads", "outputs"):
+        for p in glob.glob(os.path.join(data, sub, "*")):
+            out[os.path.join(sub, os.path.basename(p))] = os.path.getsize(p)
+    return out
+
+
+def failing_upload(s, img):
+    """An uploaded job whose generation will fail: uploads are decoded whole
+    before their 200 (issue #13), so instead of a broken image its stored
+    image is deleted from the data dir: its worker fails it ("the uploaded
+    image is gone")."""
+    jid = s.upload(img)[2]["job_id"]
+    for name in os.listdir(os.path.join(s.data_dir, "uploads")):
+        if name.startswith(jid + "."):
+            os.unlink(os.path.join(s.data_dir, "uploads", name))
+    return jid
+
+
+def started_order(srv, ids):
+    """The jobs in the order this server started them (its log)."""
+    order = []
+    for ln in srv.lines:
+        for jid in ids:
+            if ("job %s started" % jid) in ln and jid not in order:
+                order.append(jid)
+    return order
+
+
+def every_state(work, data, pause):
+    """A server holding one job of each state; returns it, the ids and the
+    finished model's bytes."""
+    img = make_image("png", 256, os.path.join(work, "star.png"))
+    s = Server(data, "--workers", "1", "--pause-file", pause)
+    ids = {}
+    ids["completed"] = s.upload(img)[2]["job_id"]
+    check(s.generate(ids["completed"], "stl", quality=1)[0] == 202 and
+          s.wait_job(ids["completed"])["status"] == "completed", "job C completed")
+    model = s.request("GET", s.status(ids["completed"])["download_url"])[2]
+    ids["failed"] = failing_upload(s, img)
+    check(s.generate(ids["failed"], "stl")[0] == 202, "job F accepted")
+    failed = s.wait_job(ids["failed"])
+    check(failed["status"] == "failed" and failed["error"], "job F failed: %s" % failed.get("error"))
+    open(pause, "w").close()
+    ids["processing"] = s.upload(img)[2]["job_id"]
+    check(s.generate(ids["processing"], "obj", quality=1)[0] == 202, "job R accepted")
+    wait_for(lambda: s.status(ids["processing"])["status"] == "processing", "job R to be held running")
+    for k in ("queued1", "queued2"):
+        ids[k] = s.upload(img)[2]["job_id"]
+        check(s.generate(ids[k], "ply", quality=1)[0] == 202, "job %s accepted" % k)
+    ids["uploaded"] = s.upload(img)[2]["job_id"]
+    states = {k: s.status(v)["status"] for k, v in ids.items()}
+    check(states == {"completed": "completed", "failed": "failed", "processing": "processing",
+                     "queued1": "queued", "queued2": "queued", "uploaded": "uploaded"},
+          "one job in every state: %s" % states)
+    return s, ids, model, failed["error"]
+
+
+def after_restart(s, ids, model, failed_error, was_running):
+    """What must hold once orfeasd is back (no pause file)."""
+    for k in ("processing", "queued1", "queued2"):
+        js = s.wait_job(ids[k])
+        check(js["status"] == "completed", "job %s (202 before the stop) completed after it" % k)
+        st, hd, body = s.request("GET", js["download_url"])
+        check(st == 200 and len(body) > 84, "its model downloads")
+    order = started_order(s, [ids[k] for k in ("processing", "queued1", "queued2")])
+    want = [ids[k] for k in (("processing",) if was_running else ()) + ("queued1", "queued2")]
+    check(order == want, "they ran in the order they were queued (%s)" % [i[:8] for i in order])
+    js = s.status(ids["completed"])
+    check(js["status"] == "completed", "the finished job still answers completed")
+    st, _, again = s.request("GET", js["download_url"])
+    check(st == 200 and again == model, "its model downloads byte-identical (%d bytes)" % len(again))
+    js = s.status(ids["failed"])
+    check(js["status"] == "failed" and js["error"] == failed_error, "the failed job keeps its reason")
+    check(s.status(ids["uploaded"])["status"] == "uploaded", "the upload is kept")
+    check(s.generate(ids["uploaded"], "stl", quality=1)[0] == 202 and
+          s.wait_job(ids["uploaded"])["status"] == "completed", "and can be generated")
+    ws = WS(s.port)
+    ws.recv_event()
+    ws.send_json({"event": "subscribe", "data": {"job_id": ids["processing"]}})
+    got, _ = ws.events_until(lambda ev: ev["event"] == "generation_complete", timeout=10)
+    check(got[-1]["event"] == "generation_complete", "a subscriber after the restart gets its end")
+    ws.close()
+    leftovers = [p for p in data_files(s.data_dir) if p.endswith(".tmp")]
+    check(not leftovers, "no temporary file left (%s)" % leftovers)
+
+
+def case_crash(work):
+    data, pause = os.path.join(work, "data"), os.path.join(work, "pause")
+    s, ids, model, failed_error = every_state(work, data, pause)
+    s.proc.kill()
+    s.proc.wait()
+    os.unlink(pause)
+    s = Server(data, "--workers", "1", "--pause-file", pause)
+    sm = s.samples()
+    for state, n in (("uploaded", 1), ("queued", 2), ("processing", 1), ("completed", 1), ("failed", 1)):
+        check(value(sm, "orfeas_jobs_recovered_total", previous_state=state) == n,
+              "orfeas_jobs_recovered_total{previous_state=%s} = %d" % (state, n))
+    check(value(sm, "orfeas_jobs_reclaimed_total", reason="restart") == 1, "reclaimed{restart} = 1")
+    after_restart(s, ids, model, failed_error, True)
+    check(s.stop() == 0, "exit 0")
+
+
+def case_sigterm(work):
+    data, pause = os.path.join(work, "data"), os.path.join(work, "pause")
+    s, ids, model, failed_error = every_state(work, data, pause)
+    check(s.stop() == 0, "SIGTERM: exit 0")
+    check(s.log_has(r"2 queued job\(s\) stay queued"), "the drain kept the 2 queued jobs queued")
+    os.unlink(pause)
+    s2 = Server(data, "--workers", "1", "--pause-file", pause)
+    js = s2.status(ids["processing"])
+    check(js["status"] == "completed", "the running job finished during the drain")
+    sm = s2.samples()
+    check(value(sm, "orfeas_jobs_recovered_total", previous_state="queued") == 2 and
+          value(sm, "orfeas_jobs_reclaimed_total", reason="restart") == 0,
+          "recovered{queued} = 2, nothing reclaimed")
+    after_restart(s2, ids, model, failed_error, False)
+    check(s2.stop() == 0, "exit 0")
+
+
+def case_torn(work):
+    data, hook = os.path.join(work, "data"), os.path.join(work, "hold-rename")
+    img = make_image("png", 128, os.path.join(work, "star.png"))
+    s = Server(data, "--workers", "1", env={"ORFEAS_TEST_RENAME_PAUSE_FILE": hook})
+    x = s.upload(img)[2]["job_id"]
+    open(hook, "w").close()
+    check(s.generate(x, "stl")[0] == 202, "job X accepted")
+    tmp = os.path.join(data, "outputs", "model_%s.stl.tmp" % x)
+    final = os.path.join(data, "outputs", "model_%s.stl" % x)
+    wait_for(lambda: os.path.exists(tmp) and os.path.getsize(tmp) > 84, "the model written, not renamed")
+    # An upload caught the same way: its client never gets an answer.
+    def stuck_upload():
+        try:
+            s.upload(img)
+        except OSError:
+            pass  # killed before it answered, as intended
+    threading.Thread(target=stuck_upload, daemon=True).start()
+    wait_for(lambda: glob.glob(os.path.join(data, "uploads", "*.tmp")), "an upload written, not renamed")
+    s.proc.kill()
+    s.proc.wait()
+    os.unlink(hook)
+    check(not os.path.exists(final), "no model under its final name after the kill")
+    check(len(glob.glob(os.path.join(data, "uploads", "*.png"))) == 1, "only X's upload has a final name")
+    s = Server(data, "--workers", "1")
+    check(not glob.glob(os.path.join(data, "*", "*.tmp")), "the temporary files are swept at start")
+    js = s.wait_job(x)
+    check(js["status"] == "completed", "X (processing when killed) ran again and completed")
+    st, _, body = s.request("GET", js["download_url"])
+    n = int.from_bytes(body[80:84], "little") if len(body) >= 84 else -1
+    check(st == 200 and len(body) == 84 + 50 * n, "its STL is whole (84 + 50 x %d bytes)" % n)
+    check(s.stop() == 0, "exit 0")
+
+
+def case_budget(work):
+    """--max-store-mb 1 with 340 KB models: 3 rounds of jobs, a kill -9
+    with one running and orphans dropped; the data dir never exceeds it."""
+    data, pause = os.path.join(work, "data"), os.path.join(work, "pause")
+    img = make_image("png", 64, os.path.join(work, "star.png"))
+    cap = 1 << 20
+    removed, held = [], None
+
+    def stored(s):
+        sm = s.samples()
+        return value(sm, "orfeas_store_bytes", kind="uploads") + value(sm, "orfeas_store_bytes", kind="outputs")
+
+    for rnd in range(3):
+        s = Server(data, "--workers", "1", "--max-store-mb", "1", "--pause-file", pause)
+        files = data_files(data)
+        check(sum(files.values()) <= cap, "round %d start: %d bytes in uploads/ + outputs/ (cap %d)" %
+              (rnd, sum(files.values()), cap))
+        if held:
+            check(s.wait_job(held)["status"] == "completed", "the job killed running completed")
+        wait_for(lambda: stored(s) == sum(data_files(data).values()),
+                 "orfeas_store_bytes{uploads+outputs} to equal the files on disk")
+        check(sum(data_files(data).values()) <= cap, "and they are within the cap")
+        ids = []
+        for k in range(4):
+            jid = s.upload(img)[2]["job_id"]
+            # Each its own width: none is a cache hit.
+            check(s.generate(jid, "stl", quality=1, dimensions={"width": 10 + 5 * rnd + k})[0] == 202,
+                  "round %d job %d accepted" % (rnd, k))
+            check(s.wait_job(jid)["status"] == "completed", "and completed")
+            ids.append(jid)
+        check(sum(data_files(data).values()) <= cap, "round %d: still within the cap after 4 models" % rnd)
+        gone = [j for j in ids if s.json("GET", "/api/job-status/" + j)[0] == 410]
+        check(gone, "the oldest finished jobs were removed for space")
+        st, _, body = s.json("GET", "/api/job-status/" + gone[0])
+        check("space" in body["error"] and "--max-store-mb" in body["error"], "410 says why: %s" % body["error"])
+        removed += gone
+        open(pause, "w").close()
+        held = s.upload(img)[2]["job_id"]
+        s.generate(held, "stl", quality=1, dimensions={"width": 100 + rnd})
+        wait_for(lambda: s.status(held)["status"] == "processing", "a job held running")
+        s.proc.kill()
+        s.proc.wait()
+        os.unlink(pause)
+        with open(os.path.join(data, "outputs", "model_00000000-0000-4000-8000-%012d.stl" % rnd), "wb") as f:
+            f.write(b"\0" * 300000)  # no job owns it
+        with open(os.path.join(data, "uploads", "stray.png.tmp"), "wb") as f:
+            f.write(b"\0" * 300000)
+    s = Server(data, "--workers", "1", "--max-store-mb", "1")
+    check(sum(data_files(data).values()) <= cap, "after 3 crash/restart rounds: %d bytes (cap %d)" %
+          (sum(data_files(data).values()), cap))
+    check(all(s.json("GET", "/api/job-status/" + j)[0] == 410 for j in removed),
+          "the %d jobs removed for space still answer 410" % len(removed))
+    check(s.stop() == 0, "exit 0")
+
+
+def noise_png(side, seed):
+    """A PNG of random RGB pixels: it does not compress, so an upload of it
+    takes its full size (side * side * 3 bytes) of the data dir."""
+    import random
+    import struct
+    import zlib
+    rnd = random.Random(seed)
+    raw = b"".join(b"\0" + bytes(rnd.getrandbits(8) for _ in range(side * 3)) for _ in range(side))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)) +
+            chunk(b"IDAT", zlib.compress(raw, 0)) + chunk(b"IEND", b""))
+
+
+def case_polite(work):
+    """The issue's overload: one worker, a queue of 1, a data dir for a few
+    uploads. A polite client uploads 4 images and generates them; those
+    refused with 429 wait out their Retry-After while a flood of other
+    uploads needs the room. Without the hold, the flood would remove the
+    waiting uploads (they are the oldest idle jobs); with it, every one of
+    the polite client's jobs is still there when it retries, and completes."""
+    data, pause = os.path.join(work, "data"), os.path.join(work, "pause")
+    img = make_image("png", 64, os.path.join(work, "star.png"))
+    flood_img = noise_png(256, 1)  # ~197 KB each
+    open(pause, "w").close()
+    s = Server(data, "--workers", "1", "--queue-size", "1", "--max-store-mb", "2", "--pause-file", pause)
+    polite = [s.upload(img)[2]["job_id"] for _ in range(4)]
+    waiting = {}
+    for jid in polite:
+        st, hd, _ = s.generate(jid, "stl", quality=1)
+        check(st in (202, 429), "generate %s: 202 or 429 (%d)" % (jid[:8], st))
+        if st == 429:
+            waiting[jid] = int(hd["retry-after"])
+    check(len(waiting) >= 2, "overload: %d of 4 generates refused with 429 + Retry-After" % len(waiting))
+    # While they wait, others upload 3 MB into a 2 MB data dir.
+    flood_ok = sum(1 for _ in range(16) if s.upload(flood_img)[0] == 200)
+    sm = s.samples()
+    check(value(sm, "orfeas_jobs_removed_total", reason="space") >= 4,
+          "the flood needed the room: %d uploads, %d jobs removed for space" %
+          (flood_ok, value(sm, "orfeas_jobs_removed_total", reason="space")))
+    os.unlink(pause)
+    done, rounds = set(), 0
+    while len(done) < 4 and rounds < 40:
+        rounds += 1
+        for jid in polite:
+            if jid in done:
+                continue
+            st, _, js = s.json("GET", "/api/job-status/" + jid)
+            check(st == 200, "the polite client's job %s is still there (%d)" % (jid[:8], st))
+            if js["status"] == "completed":
+                st, _, body = s.request("GET", js["download_url"])
+                check(st == 200 and len(body) > 84, "job %s completed; its model downloads" % jid[:8])
+                done.add(jid)
+            elif js["status"] == "uploaded":
+                st, hd, _ = s.generate(jid, "stl", quality=1)
+                check(st in (202, 429), "retry of %s after its Retry-After: %d" % (jid[:8], st))
+                if st == 429:
+                    waiting[jid] = int(hd["retry-after"])
+                else:
+                    waiting.pop(jid, None)
+        if len(done) < 4:
+            # Obey the Retry-After given (the behaviour under test), or
+            # give a running job a moment.
+            time.sleep(max(waiting.values()) if waiting else 0.1)
+    check(len(done) == 4, "all 4 of the polite client's jobs completed and downloaded (%d rounds)" % rounds)
+    check(s.stop() == 0, "exit 0")
+
+
+def case_retention(work):
+    data = os.path.join(work, "data")
+    img = make_image("png", 64, os.path.join(work, "star.png"))
+    s = Server(data, "--workers", "1", "--result-ttl", "2")
+    a = s.upload(img)[2]["job_id"]
+    check(s.generate(a, "stl", quality=1)[0] == 202 and s.wait_job(a)["status"] == "completed", "job A completed")
+    url = s.status(a)["download_url"]
+    b = s.upload(img)[2]["job_id"]
+    st, _, body = wait_for(lambda: (lambda r: r if r[0] == 410 else None)(s.json("GET", "/api/job-status/" + a)),
+                           "job A to expire", timeout=10)
+    check("expired" in body["error"] and "--result-ttl" in body["error"], "job-status: 410, %s" % body["error"])
+    wait_for(lambda: s.json("GET", "/api/job-status/" + b)[0] == 410, "the unused upload B to expire too",
+             timeout=10)
+    check(s.request("GET", url)[0] == 410, "download: 410")
+    check(s.generate(a, "stl")[0] == 410, "generate: 410")
+    ws = WS(s.port)
+    ws.recv_event()
+    ws.send_json({"event": "subscribe", "data": {"job_id": a}})
+    got, _ = ws.events_until(lambda ev: ev["event"] == "generation_error", timeout=5)
+    check("removed" in got[-1]["data"]["error"] and got[-1]["data"]["recoverable"] is False,
+          "a subscriber gets generation_error: %s" % got[-1]["data"]["error"])
+    ws.close()
+    check(data_files(data) == {}, "their files are gone")
+    sm = s.samples()
+    check(value(sm, "orfeas_jobs_removed_total", reason="expired") == 2 and value(sm, "orfeas_job_tombstones") == 2,
+          "removed{expired} = 2, 2 tombstones")
+    check(s.stop() == 0, "exit 0")
+    s = Server(data, "--workers", "1")
+    check(s.json("GET", "/api/job-status/" + a)[0] == 410, "after a restart: still 410")
+    check(s.stop() == 0, "exit 0")
+
+
+def case_badstore(work):
+    for name, make, needle in (
+            ("junk", lambda p: open(p, "wb").write(os.urandom(8192)), b"not a readable job store"),
+            ("newer", lambda p: subprocess.run(["sqlite3", p, "PRAGMA user_version=9"], check=True),
+             b"schema version 9")):
+        data = os.path.join(work, name)
+        os.makedirs(data)
+        db = os.path.join(data, "jobs.db")
+        make(db)
+        before = open(db, "rb").read()
+        p = subprocess.run([ORFEASD, "--listen", "127.0.0.1:0", "--data-dir", data], capture_output=True,
+                           timeout=20)
+        check(p.returncode != 0 and needle in p.stderr and db.encode() in p.stderr,
+              "%s jobs.db: exit %d, %s" % (name, p.returncode, p.stderr.strip().splitlines()[-1:]))
+        check(open(db, "rb").read() == before, "the file is left as it was")
+
+
+def case_fulldisk(work):
+    mnt = os.path.join(work, "small")
+    os.makedirs(mnt)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", mnt], capture_output=True)
+    if r.returncode != 0:
+        print("SKIP: cannot mount a tmpfs here (%s): the full-disk case needs root and mount" %
+              r.stderr.decode().strip())
+        return
+    try:
+        fulldisk_on(work, os.path.join(mnt, "data"))
+    finally:
+        kill_started()
+        subprocess.run(["umount", "-l", mnt])
+
+
+def fill(path):
+    """Writes zeros to path until the file system is full."""
+    with open(path, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+
+
+def fulldisk_on(work, data):
+    img = make_image("png", 128, os.path.join(work, "star.png"))
+    pause = os.path.join(work, "pause")
+    s = Server(data, "--workers", "1", "--pause-file", pause)
+    a, c = (s.upload(img)[2]["job_id"] for _ in range(2))
+    open(pause, "w").close()
+    check(s.generate(a, "stl")[0] == 202, "job A accepted (held before its first stage)")
+    wait_for(lambda: s.status(a)["status"] == "processing", "job A running")
+    filler = os.path.join(os.path.dirname(data), "filler")
+    fill(filler)
+    os.unlink(pause)  # A runs on: its model cannot be written
+    wait_for(lambda: s.json("GET", "/ready")[0] == 503, "/ready 503 on a full disk")
+    st, _, body = s.upload(img)
+    check(st == 503 and "space" in body["error"].lower(), "an upload: 503 (%s)" % body["error"])
+    st, _, body = s.generate(c, "stl")
+    check(st == 503 and s.status(c)["status"] == "uploaded",
+          "a generate: 503 (%s), and job C stays as it was" % body.get("error"))
+    os.unlink(filler)
+    js = s.wait_job(a)
+    check(js["status"] == "failed" and "space" in js["error"].lower(), "job A failed with the reason: %s" % js["error"])
+    wait_for(lambda: s.json("GET", "/ready")[0] == 200, "/ready 200 once there is space again")
+    check(s.generate(c, "stl", quality=1)[0] == 202 and s.wait_job(c)["status"] == "completed",
+          "service resumes: job C completes")
+    check(s.stop() == 0, "exit 0")
+    s = Server(data, "--workers", "1")
+    check(s.status(a) == js, "after a restart job A is failed with the same reason")
+    check(s.status(c)["status"] == "completed", "and job C completed")
+    check(s.stop() == 0, "exit 0")
+
+
+if __name__ == "__main__":
+    main({"crash": case_crash, "sigterm": case_sigterm, "torn": case_torn, "budget": case_budget,
+          "polite": case_polite, "retention": case_retention, "badstore": case_badstore,
+          "fulldisk": case_fulldisk})

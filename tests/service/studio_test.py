@@ -1,0 +1,362 @@
+#!/usr/bin/python3
+"""The Studio's server side (issue #14), against the real orfeasd.
+argv: CASE WORKDIR, like od_test.py. Cases:
+  static   the page at / and /studio and its files under /static/: types,
+           caching, CSP and nosniff, HEAD and 304; hostile paths (raw
+           requests, so no client normalises them), symbolic links out of
+           the folder, a missing --static-dir.
+  socketio /socket.io/ at the frame level: Engine.IO's 400s (polling, old
+           EIO, a sid, no upgrade), the open packet, CONNECT, bad packets
+           (error events, counted), the heartbeat closing a client that
+           never answers a ping, and a client's close packet.
+  cors     --cors-origins: preflights from an allowed and a refused origin
+           (the headers the original clients send), ACAO on answers and
+           errors, Vary: Origin, never credentials, "*", the default
+           (same-origin only), the WebSocket origin rule, a bad flag.
+  routes   the routes the original clients call: /api/models-info (with
+           the "device" its page requires), preview_url and /api/preview,
+           /api/download-base64 (the same bytes as the download), each
+           with bad input; generate-3d with the original pages' bodies.
+"""
+import os
+import re
+import socket
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+import base64  # noqa: E402
+import json  # noqa: E402
+import struct  # noqa: E402
+import time  # noqa: E402
+
+from odlib import ORFEASD, WS, Server, check, main, make_image, parse_metrics, value  # noqa: E402
+
+
+def raw_request(port, target, method="GET", headers=""):
+    """One request exactly as written (no client normalises the path);
+    returns (status, head text, body bytes)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(("%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n%s\r\n" % (method, target, headers))
+              .encode("latin-1"))
+    buf = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    s.close()
+    head, _, body = buf.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), head.decode("latin-1"), body
+
+
+def case_static(work):
+    s = Server(os.path.join(work, "data"))
+    st, hd, page = s.request("GET", "/")
+    csp = hd.get("content-security-policy", "")
+    check(st == 200 and hd["content-type"] == "text/html; charset=utf-8" and b"ORFEAS Studio" in page,
+          "GET /: the Studio page, text/html")
+    check("script-src 'self'" in csp and "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
+          and "unsafe-inline" not in csp and "unsafe-eval" not in csp, "a strict CSP (%s)" % csp)
+    check(hd.get("x-content-type-options") == "nosniff" and hd.get("x-frame-options") == "DENY",
+          "nosniff and X-Frame-Options: DENY")
+    check(hd.get("cache-control") == "public, max-age=60" and hd.get("last-modified"),
+          "the page: cached a minute, with Last-Modified")
+    st, _, page2 = s.request("GET", "/studio")
+    check(st == 200 and page2 == page, "GET /studio: the same page")
+    st, hd, body = s.request("HEAD", "/")
+    check(st == 200 and body == b"" and hd.get("content-length") == str(len(page)), "HEAD /: headers only")
+    st, hd304, body = s.request("GET", "/", headers={"If-Modified-Since": hd["last-modified"]})
+    check(st == 304 and body == b"", "If-Modified-Since the same date: 304")
+    st, _, _ = s.request("POST", "/")
+    check(st == 405, "POST /: 405")
+
+    for path, ctype in [("/static/studio.js", "text/javascript; charset=utf-8"),
+                        ("/static/studio.css", "text/css; charset=utf-8"),
+                        ("/static/favicon.svg", "image/svg+xml"),
+                        ("/static/vendor/three.js", "text/javascript; charset=utf-8")]:
+        st, hd, _ = s.request("GET", path)
+        check(st == 200 and hd["content-type"] == ctype and hd.get("x-content-type-options") == "nosniff"
+              and "content-security-policy" not in hd and hd["cache-control"] == "public, max-age=60",
+              "%s: 200, %s, nosniff, cached a minute" % (path, ctype))
+    st, hd, body = s.request("GET", "/static/vendor/three.js")
+    m = re.search(rb"three-([0-9.]+)/three\.module\.js", body)
+    check(m is not None, "vendor/three.js names the versioned three.js")
+    st, hd, body = s.request("GET", "/static/vendor/three-%s/three.module.js" % m.group(1).decode())
+    check(st == 200 and hd["cache-control"] == "public, max-age=31536000, immutable" and len(body) > 100000,
+          "three.js itself: 200, immutable for a year (%d bytes)" % len(body))
+    st, _, body = s.request("GET", "/static/vendor/three-%s/addons/loaders/GLTFLoader.js" % m.group(1).decode())
+    check(st == 200 and b"from 'three'" not in body and b"from '../../three.module.js'" in body,
+          "the addons import three.js by a relative path (no import map needed)")
+
+    # Hostile paths, sent raw. None may leave the folder or reach a file
+    # that is not the page's; each is a JSON 404 (or 400 from MHD itself).
+    cache = open(os.path.join(os.environ.get("ORFEAS_BUILD", ""), "CMakeCache.txt"), "rb").read(200) \
+        if os.path.exists(os.path.join(os.environ.get("ORFEAS_BUILD", ""), "CMakeCache.txt")) else b"CMAKE"
+    for target in ["/static/../CMakeCache.txt", "/static/%2e%2e/CMakeCache.txt",
+                   "/static/..%2fCMakeCache.txt", "/static/vendor/../../orfeasd",
+                   "/static//etc/passwd", "/static/%2fetc%2fpasswd", "/static/.hidden",
+                   "/static/a%00.js", "/static/vendor", "/static/vendor/", "/static/studio.js/",
+                   "/static/" + "a/" * 20 + "x.js", "/static/" + "a" * 300 + ".js",
+                   "/static/..\\..\\CMakeCache.txt", "/static/index.html.bak", "/static/../../../../etc/passwd"]:
+        st, head, body = raw_request(s.port, target)
+        check(st in (400, 404) and cache[:40] not in body and b"root:" not in body,
+              "hostile path %s: %d, nothing leaked" % (target[:50], st))
+    sm = parse_metrics(s.metrics()[2])
+    check(value(sm, "orfeas_http_requests_total", method="GET", endpoint="/static/{path}", status="200") >= 6,
+          "static files are counted under endpoint /static/{path}")
+    check(value(sm, "orfeas_http_requests_total", method="GET", endpoint="/", status="200") >= 1 and
+          value(sm, "orfeas_http_requests_total", method="GET", endpoint="/studio", status="200") == 1,
+          "the page is counted under endpoints / and /studio")
+    check(s.stop() == 0, "exit 0")
+
+    # --static-dir: a folder with links out of it. Only its own files.
+    site = os.path.join(work, "site")
+    os.makedirs(os.path.join(site, "sub"))
+    with open(os.path.join(site, "index.html"), "w") as f:
+        f.write("<!doctype html><title>mine</title>")
+    with open(os.path.join(work, "secret.txt"), "w") as f:
+        f.write("secret-bytes")
+    os.symlink(os.path.join(work, "secret.txt"), os.path.join(site, "leak.txt"))
+    os.symlink(work, os.path.join(site, "up"))
+    os.mkfifo(os.path.join(site, "fifo.txt"))
+    s = Server(os.path.join(work, "data2"), "--static-dir", site)
+    st, _, body = s.request("GET", "/")
+    check(st == 200 and b"mine" in body, "--static-dir: its index.html is the page")
+    for target in ["/static/leak.txt", "/static/up/secret.txt", "/static/fifo.txt", "/static/sub"]:
+        st, _, body = raw_request(s.port, target)
+        check(st == 404 and b"secret-bytes" not in body, "%s (a link out, a FIFO, a folder): 404" % target)
+    check(s.stop() == 0, "exit 0")
+
+    r = subprocess.run([ORFEASD, "--listen", "127.0.0.1:0", "--data-dir", os.path.join(work, "d3"),
+                        "--static-dir", os.path.join(work, "missing")],
+                       stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, timeout=30)
+    check(r.returncode != 0 and b"--static-dir" in r.stderr,
+          "--static-dir naming no page: start-up fails naming the flag (%r)" % r.stderr[-160:])
+
+
+def sio_frames(ws, n, timeout=5):
+    """The next n text frames (strings); None for a close or EOF."""
+    out = []
+    while len(out) < n:
+        try:
+            op, payload = ws.recv_frame(timeout)
+        except (OSError, Exception):  # EOF or a timeout: the caller checks
+            return out + [None]
+        if op == 8:
+            ws.close_code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
+            return out + [None]
+        if op == 1:
+            out.append(payload.decode())
+    return out
+
+
+def sio_next(ws, timeout=5):
+    """The next frame that is not a ping, answering pings on the way."""
+    while True:
+        f = sio_frames(ws, 1, timeout)[0]
+        if f != "2":
+            return f
+        ws.send_frame(1, b"3")
+
+
+def case_socketio(work):
+    # Pings every 0.3 s, 2 s to answer: quick, with room for a loaded machine.
+    s = Server(os.path.join(work, "data"), "--sio-ping-interval", "0.3", "--sio-ping-timeout", "2")
+    for query, code, what in [("EIO=4&transport=polling", 0, "polling"), ("EIO=3&transport=websocket", 5, "EIO=3"),
+                              ("transport=websocket", 5, "no EIO"),
+                              ("EIO=4&transport=websocket&sid=abc", 1, "an upgrade with a sid")]:
+        st, _, body = raw_request(s.port, "/socket.io/?" + query)
+        b = json.loads(body)
+        check(st == 400 and b["code"] == code and b["message"], "%s: 400 {code %d, %s}" % (what, code, b["message"]))
+    st, _, body = raw_request(s.port, "/socket.io/?EIO=4&transport=websocket")
+    check(st == 400 and b"WebSocket upgrade" in body, "no upgrade headers: 400 naming the WebSocket upgrade")
+
+    ws = WS(s.port, path="/socket.io/?EIO=4&transport=websocket")
+    check(ws.status == 101, "the websocket handshake: 101")
+    first = sio_frames(ws, 1)[0]
+    o = json.loads(first[1:])
+    check(first[0] == "0" and len(o["sid"]) == 36 and o["upgrades"] == [] and o["pingInterval"] == 300
+          and o["pingTimeout"] == 2000, "the open packet: sid, no upgrades, the heartbeat (%s)" % first)
+    ws.send_frame(1, b"40")
+    got = [sio_next(ws), sio_next(ws)]
+    check(got[0] == '40{"sid":"%s"}' % o["sid"] and got[1].startswith('42["connected",'),
+          "CONNECT to /: 40{sid}, then the connected event")
+    for bad in [b'42["launch"]', b'451-["subscribe_job",{"_placeholder":true,"num":0}]', b"x", b'42["subscribe_job",{}]']:
+        ws.send_frame(1, bad)
+        reply = sio_next(ws)
+        check(reply and reply.startswith('42["error"'), "%s: an error event (%s)" % (bad.decode(), reply))
+    ws.send_frame(2, b"\x00\x01")  # binary: counted, not answered
+    # The heartbeat: a ping arrives; it is never answered, so the server
+    # closes the connection within the timeout.
+    t = time.monotonic()
+    frames = sio_frames(ws, 50, timeout=8)
+    check("2" in frames and frames[-1] is None and time.monotonic() - t < 8,
+          "a ping, unanswered: the server closes after the timeout (%s, %.1f s)" % (frames, time.monotonic() - t))
+    ws.sock.close()
+
+    # A client that answers pings stays; its close packet closes cleanly.
+    ws = WS(s.port, path="/socket.io/")  # the query is required: 400
+    check(ws.status == 400, "/socket.io/ without a query: 400")
+    ws.sock.close()
+    ws = WS(s.port, path="/socket.io/?EIO=4&transport=websocket")
+    sio_frames(ws, 1)
+    ws.send_frame(1, b"40")
+    sio_frames(ws, 2)
+    pongs = 0
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:
+        f = sio_frames(ws, 1, timeout=5)[0]
+        check(f is not None, "a client answering pings is not closed")
+        if f == "2":
+            ws.send_frame(1, b"3")
+            pongs += 1
+    check(pongs >= 3, "%d pings answered over 1.5 s, still connected" % pongs)
+    ws.send_frame(1, b"1")
+    check(sio_frames(ws, 5)[-1] is None and ws.close_code == 1000, "the close packet: closed with 1000")
+    ws.sock.close()
+
+    sm = parse_metrics(s.metrics()[2])
+    check(value(sm, "orfeas_errors_total", type="ws_timeout", endpoint="/socket.io/") == 1,
+          "errors_total{ws_timeout, /socket.io/} = 1")
+    check(value(sm, "orfeas_errors_total", type="bad_message", endpoint="/socket.io/") == 5,
+          "errors_total{bad_message, /socket.io/} = 5 (4 bad packets, 1 binary frame)")
+    for et, n in [("transport", 1), ("version", 3), ("sid", 1)]:  # version: also the bare /socket.io/
+        check(value(sm, "orfeas_validation_errors_total", field="socketio", error_type=et) == n,
+              "validation_errors_total{socketio, %s} = %d" % (et, n))
+    check(s.stop() == 0, "exit 0")
+
+
+def preflight(s, path, origin, method="POST", req_headers="content-type"):
+    return s.request("OPTIONS", path, headers={"Origin": origin, "Access-Control-Request-Method": method,
+                                               "Access-Control-Request-Headers": req_headers})
+
+
+def case_cors(work):
+    ok_origin, evil = "http://localhost:8000", "http://evil.example"
+    s = Server(os.path.join(work, "data"), "--cors-origins", "http://localhost:8000, https://studio.example")
+    # The original pages' preflights: synexa's custom header, generate's JSON.
+    for path, method, asked in [("/api/upload-image", "POST", "ngrok-skip-browser-warning"),
+                                ("/api/generate-3d", "POST", "content-type,ngrok-skip-browser-warning"),
+                                ("/api/models-info", "GET", "cache-control,pragma,ngrok-skip-browser-warning"),
+                                ("/api/job-status/00000000-0000-4000-8000-000000000000", "GET", "")]:
+        st, hd, body = preflight(s, path, ok_origin, method, asked)
+        allow_h = hd.get("access-control-allow-headers", "").lower()
+        check(st == 204 and hd.get("access-control-allow-origin") == ok_origin and
+              method in hd.get("access-control-allow-methods", "") and
+              all(h in allow_h for h in ["content-type", "cache-control", "pragma", "ngrok-skip-browser-warning"])
+              and "origin" in hd.get("vary", "").lower() and "access-control-allow-credentials" not in hd,
+              "preflight %s %s from an allowed origin: 204 with its methods and headers, no credentials" % (method, path))
+        st, hd, body = preflight(s, path, evil, method, asked)
+        check(st == 403 and "access-control-allow-origin" not in hd and json.loads(body)["error"],
+              "preflight %s from a refused origin: 403 JSON, no ACAO" % path)
+    st, hd, _ = s.request("OPTIONS", "/api/generate-3d")
+    check(st == 204 and hd.get("allow") == "POST, OPTIONS", "a plain OPTIONS: 204 with Allow")
+    st, hd, _ = preflight(s, "/metrics", ok_origin, "GET")
+    check(st == 403 and "access-control-allow-origin" not in hd, "no CORS outside /api/: a preflight on /metrics is 403")
+
+    st, hd, _ = s.request("GET", "/api/health", headers={"Origin": "https://studio.example"})
+    check(st == 200 and hd.get("access-control-allow-origin") == "https://studio.example"
+          and "Retry-After" in hd.get("access-control-expose-headers", "") and "origin" in hd.get("vary", "").lower(),
+          "GET from an allowed origin: ACAO echoes it, Retry-After exposed, Vary: Origin")
+    st, hd, _ = s.request("GET", "/api/health", headers={"Origin": evil})
+    check(st == 200 and "access-control-allow-origin" not in hd and "origin" in hd.get("vary", "").lower(),
+          "GET from another origin: no ACAO (the browser withholds it), Vary: Origin")
+    st, hd, _ = s.request("GET", "/api/job-status/not-a-uuid", headers={"Origin": ok_origin})
+    check(st == 400 and hd.get("access-control-allow-origin") == ok_origin,
+          "an error answer carries ACAO too (the page can read the message)")
+    # WebSockets: the page's origin, this server's own, none; others 403.
+    for path in ["/ws", "/socket.io/?EIO=4&transport=websocket"]:
+        for origin, want in [(ok_origin, 101), ("http://127.0.0.1:%d" % s.port, 101), (None, 101), (evil, 403)]:
+            w = WS(s.port, path=path, headers="Origin: %s\r\n" % origin if origin else "")
+            check(w.status == want, "%s from origin %s: %d" % (path.split("?")[0], origin, want))
+            if w.status == 101:
+                w.close()
+            else:
+                w.sock.close()
+    sm = parse_metrics(s.metrics()[2])
+    check(value(sm, "orfeas_errors_total", type="cors_refused", endpoint="/ws") == 1 and
+          value(sm, "orfeas_errors_total", type="cors_refused", endpoint="/api/upload-image") == 1,
+          "refusals counted in errors_total{type=cors_refused}")
+    check(s.stop() == 0, "exit 0")
+
+    s = Server(os.path.join(work, "data2"))
+    st, hd, _ = s.request("GET", "/api/health", headers={"Origin": ok_origin})
+    check("access-control-allow-origin" not in hd, "default (no --cors-origins): same-origin only, no ACAO")
+    st, _, _ = preflight(s, "/api/upload-image", ok_origin)
+    check(st == 403, "default: a preflight is 403")
+    check(s.stop() == 0, "exit 0")
+    s = Server(os.path.join(work, "data3"), "--cors-origins", "*")
+    st, hd, _ = s.request("GET", "/api/health", headers={"Origin": evil})
+    check(hd.get("access-control-allow-origin") == "*" and "access-control-allow-credentials" not in hd,
+          "--cors-origins '*': ACAO * (never with credentials)")
+    check(s.stop() == 0, "exit 0")
+    r = subprocess.run([ORFEASD, "--cors-origins", "localhost:8000"], stderr=subprocess.PIPE,
+                       stdout=subprocess.DEVNULL, timeout=30)
+    check(r.returncode == 2 and b"--cors-origins" in r.stderr, "a bad origin: exit 2 naming the flag")
+
+
+def case_routes(work):
+    s = Server(os.path.join(work, "data"), "--max-upload-mb", "2", "--workers", "1")
+    st, hd, info = s.json("GET", "/api/models-info", headers={"Cache-Control": "no-cache", "Pragma": "no-cache",
+                                                              "ngrok-skip-browser-warning": "1"})
+    check(st == 200 and "application/json" in hd["content-type"] and info["device"],
+          "models-info: 200 JSON with a truthy device (%s)" % info.get("device"))
+    check(info["formats"] == ["stl", "obj", "ply", "glb"] and info["input_types"] == ["png", "jpeg", "webp", "gif", "bmp"]
+          and len(info["stages"]) == 7 and info["limits"]["max_upload_mb"] == 2
+          and info["limits"]["dimensions_mm"]["depth"]["max"] == 500 and info["limits"]["quality"]["max"] == 10
+          and "count" in info["gpu"], "models-info: formats, input types, 7 stages, limits from the flags, the GPU summary")
+    st, _, _ = s.json("POST", "/api/models-info", {})
+    check(st == 405, "POST /api/models-info: 405")
+
+    img = make_image("png", 96, os.path.join(work, "star.png"))
+    st, _, up = s.upload(img, "star.png")
+    jid = up["job_id"]
+    check(st == 200 and up["preview_url"] == "/api/preview/" + jid, "upload: preview_url names the job's preview")
+    st, hd, body = s.request("GET", up["preview_url"])
+    check(st == 200 and body == img and hd["content-type"] == "image/png" and hd["x-content-type-options"] == "nosniff"
+          and "sandbox" in hd["content-security-policy"], "preview: the upload's own bytes, image/png, nosniff, sandboxed")
+    gif = make_image("gif", 64, os.path.join(work, "star.gif"))
+    st, _, up2 = s.upload(gif, "star.gif")
+    st, hd, body = s.request("GET", up2["preview_url"])
+    check(st == 200 and body == gif and hd["content-type"] == "image/gif", "preview of a GIF upload: image/gif")
+    for path, code in [("/api/preview/not-a-uuid", 400), ("/api/preview/00000000-0000-4000-8000-000000000000", 404),
+                       ("/api/preview/..%2f..%2fetc%2fpasswd", 400), ("/api/preview/" + jid + "/x", 400),
+                       ("/api/preview/", 400)]:
+        st, _, b = s.json("GET", path)
+        check(st == code and b.get("error"), "%s: %d JSON" % (path[:48], code))
+
+    # The original pages' generate bodies (synexa: obj with dimensions 256;
+    # orfeas-studio: stl 100x100x20, quality 7); unknown fields ignored.
+    st, _, g = s.generate(jid, "obj", quality=7, dimensions={"width": 256, "height": 256, "depth": 256},
+                          method="orfeas", mesh_format="obj")
+    check(st == 202, "synexa's generate body with extra fields: 202")
+    done = s.wait_job(jid)
+    check(done["status"] == "completed" and done["step"] == done["stage"] and done["message"],
+          "the job completes; job-status has the original's step and message (%s)" % done["message"])
+    name = done["output_file"]
+    st, _, model = s.request("GET", done["download_url"])
+    st, hd, b64 = s.json("GET", "/api/download-base64/%s/%s" % (jid, name))
+    data = base64.b64decode(b64["data"])
+    check(st == 200 and b64["status"] == "success" and b64["filename"] == name and data == model
+          and b64["original_size"] == len(model) and b64["encoded_size"] == len(b64["data"]),
+          "download-base64: the download's bytes, with sizes (%d -> %d)" % (len(model), len(b64["data"])))
+    for path, code in [("/api/download-base64/%s/model_%s.stl" % (jid, jid), 404),
+                       ("/api/download-base64/%s/..%%2f..%%2fetc%%2fpasswd" % jid, 400),
+                       ("/api/download-base64/%s/.hidden" % jid, 400),
+                       ("/api/download-base64/not-a-uuid/%s" % name, 400),
+                       ("/api/download-base64/%s/%s" % (up2["job_id"], name), 404),
+                       ("/api/download-base64/" + "a" * 300, 400)]:
+        st, _, b = s.json("GET", path)
+        check(st == code and b.get("error"), "%s: %d JSON" % (path[:60], code))
+    sm = parse_metrics(s.metrics()[2])
+    check(value(sm, "orfeas_http_requests_total", method="GET", endpoint="/api/download-base64/{job_id}/{filename}",
+                status="200") == 1 and
+          value(sm, "orfeas_http_requests_total", method="GET", endpoint="/api/preview/{job_id}", status="200") == 2 and
+          value(sm, "orfeas_http_requests_total", method="GET", endpoint="/api/models-info", status="200") == 1,
+          "the new routes are counted under their templates")
+    check(s.stop() == 0, "exit 0")
+
+
+if __name__ == "__main__":
+    main({"static": case_static, "socketio": case_socketio, "cors": case_cors, "routes": case_routes})

@@ -1,0 +1,252 @@
+/* test_od_socketio.c: the Engine.IO v4 / Socket.IO v5 framing
+ * (src/socketio.c): the handshake's query checks, the open packet, CONNECT
+ * to "/" and to other namespaces, subscribe_job with and without an ack,
+ * pings and pongs, and a clear refusal (with an error event once connected)
+ * for everything else; the hub's events as job_update. Also under ASan. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* After the four above, which it needs. */
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "orfeasd.h"
+
+#define UUID "123e4567-e89b-42d3-a456-426614174000"
+
+static void test_query(void **s) {
+  (void)s;
+  char m[200];
+  int code = 99;
+  assert_int_equal(
+      od_sio_query_check("4", "websocket", NULL, &code, m, sizeof m), 0);
+  assert_int_equal(code, 99); /* untouched when accepted */
+  struct {
+    const char *eio, *transport, *sid, *says;
+    int code;
+  } bad[] = {
+      {"3", "websocket", NULL, "EIO=4", OD_SIO_ERR_VERSION},
+      {NULL, "websocket", NULL, "EIO=4", OD_SIO_ERR_VERSION},
+      {"4", "polling", NULL, "websocket", OD_SIO_ERR_TRANSPORT},
+      {"4", NULL, NULL, "websocket", OD_SIO_ERR_TRANSPORT},
+      {"4", "websocket", "abc", "Session ID", OD_SIO_ERR_SID},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    code = 99;
+    m[0] = '\0';
+    assert_int_equal(od_sio_query_check(bad[i].eio, bad[i].transport,
+                                        bad[i].sid, &code, m, sizeof m),
+                     -1);
+    assert_int_equal(code, bad[i].code);
+    assert_non_null(strstr(m, bad[i].says));
+  }
+}
+
+static void test_open_packet(void **s) {
+  (void)s;
+  char *o = od_sio_open(UUID, 25, 20.5);
+  assert_non_null(o);
+  assert_int_equal(o[0], '0');
+  json_t *j = json_loads(o + 1, 0, NULL);
+  assert_non_null(j);
+  assert_string_equal(json_string_value(json_object_get(j, "sid")), UUID);
+  assert_true(json_is_array(json_object_get(j, "upgrades")));
+  assert_int_equal(json_array_size(json_object_get(j, "upgrades")), 0);
+  assert_int_equal(json_integer_value(json_object_get(j, "pingInterval")),
+                   25000);
+  assert_int_equal(json_integer_value(json_object_get(j, "pingTimeout")),
+                   20500);
+  assert_int_equal(json_integer_value(json_object_get(j, "maxPayload")),
+                   OD_SIO_MAX_PAYLOAD);
+  json_decref(j);
+  free(o);
+}
+
+/* Runs one frame; returns the kind, the reply in *reply (caller frees). */
+static od_sio_kind run(od_sio_conn *c, const char *frame, char **reply,
+                       char id[37], char *err) {
+  return od_sio_handle(c, (const uint8_t *)frame, strlen(frame), id, reply, err,
+                       160);
+}
+
+static void expect(od_sio_conn *c, const char *frame, od_sio_kind want,
+                   const char *reply_prefix) {
+  char *reply, id[37], err[160];
+  od_sio_kind k = run(c, frame, &reply, id, err);
+  if (k != want)
+    fail_msg("%s: kind %d, wanted %d (%s)", frame, k, want, err);
+  if (want == OD_SIO_BAD)
+    assert_true(strlen(err) > 5);
+  if (reply_prefix == NULL) {
+    if (reply != NULL)
+      fail_msg("%s: unexpected reply %s", frame, reply);
+  } else {
+    assert_non_null(reply);
+    if (strncmp(reply, reply_prefix, strlen(reply_prefix)) != 0)
+      fail_msg("%s: reply %s, wanted %s...", frame, reply, reply_prefix);
+  }
+  free(reply);
+}
+
+static void test_connect_and_subscribe(void **s) {
+  (void)s;
+  od_sio_conn c = {UUID, 0};
+  /* Nothing of Socket.IO works before CONNECT to "/". */
+  expect(&c, "42[\"subscribe_job\",{\"job_id\":\"" UUID "\"}]", OD_SIO_BAD,
+         NULL);
+  expect(&c, "40/admin,", OD_SIO_BAD, "44/admin,{\"message\":");
+  assert_false(c.connected);
+  expect(&c, "40", OD_SIO_CONNECTED, "40{\"sid\":\"" UUID "\"}");
+  assert_true(c.connected);
+  /* With an auth payload (ignored), again. */
+  expect(&c, "40{\"token\":\"x\"}", OD_SIO_CONNECTED, "40{");
+
+  char *reply, id[37], err[160];
+  od_sio_kind k = run(&c, "42[\"subscribe_job\",{\"job_id\":\"" UUID "\"}]",
+                      &reply, id, err);
+  assert_int_equal(k, OD_SIO_SUBSCRIBE);
+  assert_string_equal(id, UUID);
+  assert_null(reply);
+  /* An ack id is answered with the same id. */
+  k = run(&c, "4217[\"subscribe_job\",{\"job_id\":\"" UUID "\"}]", &reply, id,
+          err);
+  assert_int_equal(k, OD_SIO_SUBSCRIBE);
+  assert_string_equal(
+      reply, "4317[{\"status\":\"subscribed\",\"job_id\":\"" UUID "\"}]");
+  free(reply);
+  k = run(&c, "42[\"unsubscribe_job\",\"" UUID "\"]", &reply, id, err);
+  assert_int_equal(k, OD_SIO_UNSUBSCRIBE);
+  assert_string_equal(id, UUID);
+  assert_null(reply);
+
+  /* Refusals, each told to the (connected) client as an error event. */
+  static const char *const bad[] = {
+      "42[\"subscribe_job\",{\"job_id\":\"../../etc\"}]",
+      "42[\"subscribe_job\"]",
+      "42[\"launch\",{}]",
+      "42{\"not\":\"an array\"}",
+      "42[1,2]",
+      "42[\"subscribe_job\",{\"job_id\":\"" UUID "\"}",
+      "451-[\"subscribe_job\",{\"_placeholder\":true,\"num\":0}]",
+      "4",
+      "49",
+      "44{\"message\":\"x\"}",
+      "421234567890[\"subscribe_job\",\"" UUID "\"]",
+      "0{\"sid\":\"x\"}",
+      "x",
+      "b4AAAA",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    expect(&c, bad[i], OD_SIO_BAD, "42[\"error\",{\"message\":");
+  char longns[200] = "40/";
+  memset(longns + 3, 'a', 150);
+  longns[153] = '\0';
+  expect(&c, longns, OD_SIO_BAD, "42[\"error\"");
+  assert_int_equal(run(&c, "", &reply, id, err), OD_SIO_BAD);
+  free(reply);
+
+  /* Engine.IO's own packets. */
+  expect(&c, "3", OD_SIO_PONG, NULL);
+  expect(&c, "2probe", OD_SIO_NOTHING, "3probe");
+  expect(&c, "2", OD_SIO_NOTHING, "3");
+  expect(&c, "6", OD_SIO_NOTHING, NULL);
+  expect(&c, "5", OD_SIO_NOTHING, NULL);
+  expect(&c, "43[]", OD_SIO_NOTHING, NULL);
+  /* Leaving another namespace changes nothing; leaving "/" closes. */
+  expect(&c, "41/admin,", OD_SIO_NOTHING, NULL);
+  assert_true(c.connected);
+  expect(&c, "41", OD_SIO_CLOSE, NULL);
+  assert_false(c.connected);
+  expect(&c, "1", OD_SIO_CLOSE, NULL);
+}
+
+static void test_event_text(void **s) {
+  (void)s;
+  char *t =
+      od_sio_event_text("connected", json_pack("{s:s}", "status", "connected"));
+  assert_string_equal(t, "42[\"connected\",{\"status\":\"connected\"}]");
+  free(t);
+  t = od_sio_event_text("ping", NULL);
+  assert_string_equal(t, "42[\"ping\",{}]");
+  free(t);
+}
+
+/* The hub's event (as od_ws_event_json makes it) as job_update. */
+static json_t *update_of(od_ws_event ev, json_t *data) {
+  char *hub = od_ws_event_json(ev, data);
+  char *t = od_sio_job_update(hub, strlen(hub));
+  free(hub);
+  if (t == NULL)
+    return NULL;
+  assert_memory_equal(t, "42[\"job_update\",", 16);
+  json_t *arr = json_loads(t + 2, 0, NULL);
+  free(t);
+  assert_non_null(arr);
+  json_t *u = json_incref(json_array_get(arr, 1));
+  json_decref(arr);
+  assert_string_equal(json_string_value(json_object_get(u, "job_id")), UUID);
+  return u;
+}
+
+static const char *str(json_t *o, const char *k) {
+  return json_string_value(json_object_get(o, k));
+}
+
+static void test_job_update(void **s) {
+  (void)s;
+  json_t *u = update_of(OD_WS_PROGRESS,
+                        json_pack("{s:s, s:f, s:s, s:f, s:f}", "job_id", UUID,
+                                  "progress", 42.5, "stage", "shape_generation",
+                                  "stage_progress", 0.0, "eta_seconds", 1.5));
+  assert_string_equal(str(u, "status"), "processing");
+  assert_string_equal(str(u, "step"), "shape_generation");
+  assert_true(json_real_value(json_object_get(u, "progress")) == 42.5);
+  assert_true(json_real_value(json_object_get(u, "eta_seconds")) == 1.5);
+  json_decref(u);
+  u = update_of(OD_WS_PROGRESS, json_pack("{s:s, s:f, s:s}", "job_id", UUID,
+                                          "progress", 0.0, "stage", "queued"));
+  assert_string_equal(str(u, "status"), "queued");
+  json_decref(u);
+  u = update_of(
+      OD_WS_COMPLETE,
+      json_pack("{s:s, s:s, s:b, s:{s:f}, s:b}", "job_id", UUID, "download_url",
+                "/api/download/" UUID "/model_" UUID ".glb", "success", 1,
+                "quality_metrics", "overall_score", 0.9, "cached", 1));
+  assert_string_equal(str(u, "status"), "completed");
+  assert_string_equal(str(u, "output_file"), "model_" UUID ".glb");
+  assert_string_equal(str(u, "download_url"),
+                      "/api/download/" UUID "/model_" UUID ".glb");
+  assert_true(json_is_true(json_object_get(u, "cached")));
+  assert_true(json_real_value(json_object_get(u, "progress")) == 100);
+  assert_non_null(json_object_get(u, "quality_metrics"));
+  json_decref(u);
+  u = update_of(OD_WS_ERROR_EVENT,
+                json_pack("{s:s, s:s, s:b}", "job_id", UUID, "error",
+                          "image is 1x1 px", "recoverable", 0));
+  assert_string_equal(str(u, "status"), "failed");
+  assert_string_equal(str(u, "error"), "image is 1x1 px");
+  json_decref(u);
+  /* Not job events, or not the hub's shape: nothing. */
+  assert_null(update_of(OD_WS_SUBSCRIBED, json_pack("{s:s}", "job_id", UUID)));
+  assert_null(update_of(OD_WS_STAGE_CHANGE,
+                        json_pack("{s:s, s:s}", "job_id", UUID, "stage", "x")));
+  assert_null(od_sio_job_update("{", 1));
+  assert_null(od_sio_job_update("[]", 2));
+  const char *noid = "{\"event\":\"generation_progress\",\"data\":{}}";
+  assert_null(od_sio_job_update(noid, strlen(noid)));
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_query),
+      cmocka_unit_test(test_open_packet),
+      cmocka_unit_test(test_connect_and_subscribe),
+      cmocka_unit_test(test_event_text),
+      cmocka_unit_test(test_job_update),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
