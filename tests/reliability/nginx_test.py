@@ -6,12 +6,14 @@ temporary prefix (its pid file, logs and temp folders in WORKDIR), on a free
 127.0.0.1 port; the deploy file is included as it is, only its `listen` line
 and its upstream's port rewritten. orfeasd runs with --trusted-proxies
 127.0.0.1/32. Checks: a whole job through nginx, a WebSocket through nginx
-(its events), the body limit (nginx's 413 before the body), /metrics not
+(its events), Socket.IO's handshake through /socket.io/, the body limit
+(nginx's 413 before the body), /metrics not
 published, and the rate limit keyed by the real client (two clients on
 127.0.0.2 and 127.0.0.3, one of them forging X-Forwarded-For).
 
 Usage: nginx_test.py CASE WORKDIR  (ctest: reliability.nginx)
 """
+import base64
 import json
 import os
 import re
@@ -98,6 +100,21 @@ class Nginx:
                 self.proc.wait()
 
 
+def socketio_open(port):
+    """A Socket.IO websocket handshake through `port`: the first frame's
+    payload (the Engine.IO open packet, "0{...}")."""
+    key = base64.b64encode(os.urandom(16))
+    got = raw(port, b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+              b"Connection: Upgrade\r\nSec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n",
+              timeout=5, until=b"}")
+    if not got.startswith(b"HTTP/1.1 101"):
+        raise TestFailure("Socket.IO handshake through nginx: %r" % got[:200])
+    frame = got.split(b"\r\n\r\n", 1)[1]
+    n = frame[1] & 0x7F
+    off = 4 if n == 126 else 2
+    return frame[off:]
+
+
 class Via:
     """What normal_client() needs of a server: a port (nginx's)."""
 
@@ -139,6 +156,8 @@ def case_nginx(work):
         check(not closed and kinds[-1] == "generation_complete" and "stage_change" in kinds,
               "the job's events arrive over the WebSocket through nginx (%d events)" % len(kinds))
         ws.close()
+        check(socketio_open(ng.port).startswith(b"0{"), "Socket.IO (/socket.io/, EIO=4 websocket) through nginx: "
+              "101 and the Engine.IO open packet")
         # Limits at the edge.
         got = raw(ng.port, b"POST /api/upload-image HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
                            b"boundary=x\r\nContent-Length: 52428801\r\n\r\n", timeout=10, until=b"\r\n\r\n")
