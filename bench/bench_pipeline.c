@@ -8,9 +8,14 @@
  *                         ours_ns (median of 3) and peak_rss_bytes, the
  *                         high-water mark of a child process that runs only
  *                         these jobs (must stay under 2 GiB).
+ *  upload_verify_4096     the upload check (issue #13) on a 4096x4096 PNG and
+ *                         JPEG: orfeas_pl_image_verify (ours_ns, PNG;
+ *                         ours_jpeg_ns) against a full RGBA decode,
+ *                         orfeas_pl_image_decode (peer_ns, peer_jpeg_ns),
+ *                         median of 9 each, and the ratios.
  *
  * The images are drawn and encoded before timing starts; only
- * orfeas_pl_run() is inside the clock.
+ * orfeas_pl_run() (or the decode) is inside the clock.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -148,9 +153,54 @@ static void case_4096(bench_report *r) {
   set_stages(r, name, in + 3);
 }
 
+/* Median of 9 verify or decode calls; -1 when one fails. */
+static double time_check(const uint8_t *d, size_t len, int full) {
+  double t[9];
+  for (int i = 0; i < 9; i++) {
+    orfeas_pl_image img;
+    double t0 = bench_now_ns();
+    orfeas_pl_code rc =
+        full ? orfeas_pl_image_decode(d, len, 0, 0, &img, NULL, 0)
+             : orfeas_pl_image_verify(d, len, 0, 0, NULL, 0);
+    t[i] = bench_now_ns() - t0;
+    if (full)
+      orfeas_pl_image_free(&img);
+    if (rc != ORFEAS_PL_OK)
+      return -1;
+  }
+  return bench_median(t, 9);
+}
+
+static void case_verify(bench_report *r) {
+  const char *name = "upload_verify_4096";
+  size_t plen = 0, jlen = 0;
+  uint8_t *png = make_png(4096, &plen);
+  uint8_t *px = tpl_draw(TPL_STAR_HOLE, 4096, 4096, 0, 1);
+  uint8_t *jpg = px ? tpl_jpeg(px, 4096, 4096, &jlen) : NULL;
+  free(px);
+  double v = png ? time_check(png, plen, 0) : -1;
+  double d = png ? time_check(png, plen, 1) : -1;
+  double vj = jpg ? time_check(jpg, jlen, 0) : -1;
+  double dj = jpg ? time_check(jpg, jlen, 1) : -1;
+  free(png);
+  free(jpg);
+  if (v <= 0 || d <= 0 || vj <= 0 || dj <= 0) {
+    fprintf(stderr, "bench_pipeline: the verify case failed\n");
+    return;
+  }
+  bench_set(r, name, "ours_ns", v);
+  bench_set(r, name, "peer_ns", d);
+  bench_set(r, name, "peer_vs_ours", d / v);
+  bench_set(r, name, "ours_jpeg_ns", vj);
+  bench_set(r, name, "peer_jpeg_ns", dj);
+  bench_set(r, name, "peer_vs_ours_jpeg", dj / vj);
+}
+
 void bench_pipeline_suite(bench_report *r) {
   if (bench_wanted(r, "pipeline_1024_glb"))
     case_1024(r);
   if (bench_wanted(r, "pipeline_4096_stl_q10"))
     case_4096(r);
+  if (bench_wanted(r, "upload_verify_4096"))
+    case_verify(r);
 }

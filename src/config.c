@@ -34,8 +34,9 @@ typedef struct {
 #define SZ(f) sizeof(((od_config *)0)->f)
 
 static const opt_def OPTS[] = {
-  {"listen", "ORFEAS_LISTEN", K_LISTEN, 0, 0, 0, 0,
-   "ADDR:PORT to listen on (IPv4; default 127.0.0.1:5000)"},
+  /* K_LISTEN: off is the host field, size the port field's offset. */
+  {"listen", "ORFEAS_LISTEN", K_LISTEN, OFF(listen_host), OFF(listen_port), 0,
+   0, "ADDR:PORT to listen on (IPv4; default 127.0.0.1:5000)"},
   {"data-dir", "ORFEAS_DATA_DIR", K_STR, OFF(data_dir), SZ(data_dir), 0, 0,
    "uploads, outputs and the disk cache (default ./data)"},
   {"store", "ORFEAS_STORE", K_STR, OFF(store), SZ(store), 0, 0,
@@ -75,6 +76,36 @@ static const opt_def OPTS[] = {
    1e6, "API requests per second per client address; 0 = off (default 0)"},
   {"rate-burst", "ORFEAS_RATE_BURST", K_INT, OFF(rate_limit_burst), 0, 1,
    1000000, "token-bucket size for --rate-limit (default 20)"},
+  /* The HTTP edge (issue #13; docs/api.md "Limits"). */
+  {"admin-listen", "ORFEAS_ADMIN_LISTEN", K_LISTEN, OFF(admin_host),
+   OFF(admin_port), 0, 0, "ADDR:PORT of a second listener that alone serves "
+   "/health, /ready and /metrics, with its own connections (default: none, "
+   "they are served on --listen)"},
+  {"admin-connections", "ORFEAS_ADMIN_CONNECTIONS", K_INT,
+   OFF(admin_connections), 0, 1, 10000, "open connections on "
+   "--admin-listen at most (default 16)"},
+  {"header-timeout", "ORFEAS_HEADER_TIMEOUT", K_DOUBLE, OFF(header_timeout_s),
+   0, 0.1, 3600, "seconds a connection may take to send a request's "
+   "headers (also the longest idle keep-alive wait); later it is closed "
+   "(default 10)"},
+  {"body-min-rate", "ORFEAS_BODY_MIN_RATE", K_INT, OFF(body_min_rate), 0, 0,
+   1 << 30, "bytes/s a request body must average over each "
+   "--header-timeout window; slower is closed; 0 = off (default 1024)"},
+  {"max-conns-per-address", "ORFEAS_MAX_CONNS_PER_ADDRESS", K_INT,
+   OFF(max_conns_per_addr), 0, 0, 1000000, "open connections per client "
+   "address (trusted proxies exempt); more are refused; 0 = off "
+   "(default 128)"},
+  {"max-body-inflight-mb", "ORFEAS_MAX_BODY_INFLIGHT_MB", K_INT,
+   OFF(max_body_inflight_mb), 0, 1, 1 << 20, "request bodies being "
+   "received at once, all connections together, MB; past it 503 "
+   "(default 512)"},
+  {"max-json-kb", "ORFEAS_MAX_JSON_KB", K_INT, OFF(max_json_kb), 0, 1,
+   1 << 20, "largest body of a request other than an upload, KiB; larger "
+   "gets 413 (default 64)"},
+  {"trusted-proxies", "ORFEAS_TRUSTED_PROXIES", K_STR, OFF(trusted_proxies),
+   SZ(trusted_proxies), 0, 0, "comma list of IPv4 CIDRs of reverse proxies "
+   "whose X-Forwarded-For names the client (rate limits, logs); default "
+   "none: the peer address is the client"},
   {"cache-memory-mb", "ORFEAS_CACHE_MEMORY_MB", K_INT, OFF(cache_memory_mb),
    0, 0, 1 << 20, "memory tier of the result cache (default 256)"},
   {"cache-disk-mb", "ORFEAS_CACHE_DISK_MB", K_INT, OFF(cache_disk_mb), 0, 0,
@@ -174,6 +205,12 @@ void od_config_defaults(od_config *c) {
   c->gpu_call_timeout_s = 2;
   c->sio_ping_interval_s = 25; /* python-socketio's and socket.io's defaults */
   c->sio_ping_timeout_s = 20;
+  c->admin_connections = 16;
+  c->header_timeout_s = 10;
+  c->body_min_rate = 1024;
+  c->max_conns_per_addr = 128;
+  c->max_body_inflight_mb = 512;
+  c->max_json_kb = 64;
   c->drain_timeout_s = 25;
   snprintf(c->log_level, sizeof c->log_level, "info");
   snprintf(c->log_format, sizeof c->log_format, "text");
@@ -206,10 +243,11 @@ void od_config_usage(char *buf, size_t len) {
              "instead of the TSC (used where the kernel's clocksource is tsc).\n");
 }
 
-static int parse_listen(od_config *c, const char *v, const char *who,
-                        char *err, size_t err_len) {
+/* ADDR:PORT into the host field (64 bytes) and the port field. */
+static int parse_listen(char *host_out, uint16_t *port_out, const char *v,
+                        const char *who, char *err, size_t err_len) {
   const char *colon = strrchr(v, ':');
-  if (colon == NULL || colon == v || (size_t)(colon - v) >= sizeof c->listen_host) {
+  if (colon == NULL || colon == v || (size_t)(colon - v) >= 64) {
     snprintf(err, err_len, "%s: expected ADDR:PORT (e.g. 127.0.0.1:5000), got \"%s\"", who, v);
     return -1;
   }
@@ -228,8 +266,8 @@ static int parse_listen(od_config *c, const char *v, const char *who,
     snprintf(err, err_len, "%s: port \"%s\" is not a number in 0..65535", who, colon + 1);
     return -1;
   }
-  snprintf(c->listen_host, sizeof c->listen_host, "%s", host);
-  c->listen_port = (uint16_t)port;
+  snprintf(host_out, 64, "%s", host);
+  *port_out = (uint16_t)port;
   return 0;
 }
 
@@ -239,7 +277,8 @@ static int apply(od_config *c, const opt_def *o, const char *v,
   char *end;
   switch (o->k) {
   case K_LISTEN:
-    return parse_listen(c, v, who, err, err_len);
+    return parse_listen(base + o->off, (uint16_t *)(void *)(base + o->size),
+                        v, who, err, err_len);
   case K_STR:
     if (strlen(v) >= o->size) {
       snprintf(err, err_len, "%s: value longer than %zu bytes", who, o->size - 1);
@@ -347,6 +386,14 @@ int od_config_parse(od_config *c, int argc, char **argv,
       snprintf(c->store, sizeof c->store, "sqlite:%s/jobs.db", c->data_dir) >=
           (int)sizeof c->store) {
     snprintf(err, err_len, "--data-dir: too long for the job store's path");
+    return -1;
+  }
+  od_proxies proxies;
+  if (od_proxies_parse(&proxies, c->trusted_proxies, err, err_len) != 0)
+    return -1;
+  if (c->admin_host[0] && strcmp(c->admin_host, c->listen_host) == 0 &&
+      c->admin_port == c->listen_port && c->listen_port != 0) {
+    snprintf(err, err_len, "--admin-listen: must differ from --listen");
     return -1;
   }
   if (check_process(c, err, err_len) != 0)

@@ -186,28 +186,186 @@ static void log_safe(const char *in, char *out, size_t len) {
 
 /* ---- MHD callbacks -------------------------------------------------------- */
 
+/* The connection's entry in the edge table (edge.c). */
+static od_conn *conn_of(struct MHD_Connection *conn) {
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  return ci ? ci->socket_context : NULL;
+}
+
 /* 413, for a declared length over the limit and for a body that crossed
  * it. */
 static int too_large(od_service *svc, struct MHD_Connection *conn,
                      od_req *req) {
   char msg[96];
-  snprintf(msg, sizeof msg, "File too large (max %dMB)",
-           svc->cfg.max_upload_mb);
+  if (req->route == OD_ROUTE_UPLOAD)
+    snprintf(msg, sizeof msg, "File too large (max %dMB)",
+             svc->cfg.max_upload_mb);
+  else
+    snprintf(msg, sizeof msg, "Request body too large (max %d KiB)",
+             svc->cfg.max_json_kb);
   od_metric_validation(&svc->m, "body", "too_large");
   return od_respond_error(svc, conn, req, 413, "payload_too_large", msg,
                           NULL);
 }
 
-/* The first call, with the headers: the request's context, its route, and
- * the two answers given at once (over --max-connections, a declared body
- * over --max-upload-mb). */
-static enum MHD_Result req_begin(od_service *svc, struct MHD_Connection *conn,
-                                 const char *url, const char *method,
-                                 void **con_cls) {
-  od_req *req = calloc(1, sizeof *req);
-  if (req == NULL)
-    return MHD_NO;
-  *con_cls = req;
+/* 503 past --max-body-inflight-mb. */
+static int over_budget(od_service *svc, struct MHD_Connection *conn,
+                       od_req *req) {
+  om_counter_inc(svc->m.body_rejected);
+  return od_respond_error_ex(
+      svc, conn, req,
+      &(od_error){.status = 503,
+                  .type = "body_budget",
+                  .message = "The server is receiving as many request bodies "
+                             "as it allows (--max-body-inflight-mb); retry "
+                             "shortly",
+                  .retry_after = 5});
+}
+
+int od_respond_fd_exhausted(od_service *svc, struct MHD_Connection *conn,
+                            od_req *req, od_fd_op op) {
+  od_metric_fd_exhausted(svc, op);
+  return od_respond_error_ex(
+      svc, conn, req,
+      &(od_error){.status = 503,
+                  .type = "fd_exhausted",
+                  .message = "The server is out of file descriptors; retry "
+                             "shortly",
+                  .retry_after = 5});
+}
+
+/* The answer to a body that could not be stored (errno e). */
+static int body_failed(od_service *svc, struct MHD_Connection *conn,
+                       od_req *req, int e) {
+  if (od_errno_is_fd_exhaustion(e))
+    return od_respond_fd_exhausted(svc, conn, req, OD_FD_UPLOAD);
+  od_log("request body not stored: %s", strerror(e));
+  if (e == ENOSPC || e == EDQUOT) /* as the store answers a full disk */
+    return od_respond_error_ex(
+        svc, conn, req,
+        &(od_error){.status = 503,
+                    .type = "store_unavailable",
+                    .message = "No disk space left on the server for the "
+                               "request body; retry later",
+                    .retry_after = 5});
+  if (e == ENOMEM)
+    return od_respond_error_ex(
+        svc, conn, req,
+        &(od_error){.status = 503,
+                    .type = "internal",
+                    .message = "Out of memory for the request body; retry "
+                               "shortly",
+                    .retry_after = 5});
+  return od_respond_error(svc, conn, req, 500, "internal",
+                          "The request body could not be stored (a server "
+                          "problem; the service log has the reason)",
+                          NULL);
+}
+
+/* What one pass over the request headers collects: the framing (framing.c)
+ * and X-Forwarded-For, every such header joined with ','. */
+typedef struct {
+  od_framing f;
+  char xff[1024];
+  size_t xff_len;
+  int xff_seen, xff_too_long;
+} header_scan;
+
+static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind,
+                                   const char *key, const char *value) {
+  (void)kind;
+  header_scan *h = cls;
+  od_framing_header(&h->f, key, value);
+  if (key != NULL && value != NULL && strcasecmp(key, "X-Forwarded-For") == 0) {
+    size_t n = strlen(value);
+    if (h->xff_len + n + 2 > sizeof h->xff) {
+      h->xff_too_long = 1;
+    } else {
+      if (h->xff_seen)
+        h->xff[h->xff_len++] = ',';
+      memcpy(h->xff + h->xff_len, value, n + 1);
+      h->xff_len += n;
+    }
+    h->xff_seen = 1;
+  }
+  return MHD_YES;
+}
+
+/* req->client: the peer, or the client a trusted proxy names. */
+static void client_of(od_service *svc, struct MHD_Connection *conn, od_req *req,
+                      const header_scan *h) {
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  uint32_t peer = 0;
+  if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET)
+    peer = ntohl(((const struct sockaddr_in *)(const void *)ci->client_addr)
+                     ->sin_addr.s_addr);
+  const char *xff = h->xff_seen ? (h->xff_too_long ? "" : h->xff) : NULL;
+  od_xff_result r = od_client_address(&svc->proxies, peer, xff, req->client,
+                                      sizeof req->client);
+  if (r != OD_XFF_NONE)
+    om_counter_inc(svc->m.xff[r]);
+}
+
+/* The answers given on the first call, before any body is read (MHD then
+ * closes the connection: whatever the client sent after the headers is
+ * never parsed as a request). 1 when one was queued (*rc set). */
+static int refuse_early(od_service *svc, struct MHD_Connection *conn,
+                        od_req *req, const header_scan *h,
+                        enum MHD_Result *rc) {
+  const char *framing = od_framing_verdict(&h->f);
+  if (req->bad_path) {
+    od_metric_validation(&svc->m, "path", "control_character");
+    *rc = (enum MHD_Result)od_respond_error(
+        svc, conn, req, 400, "bad_path",
+        "The request path holds a control character (such as %00)", NULL);
+  } else if (framing != NULL) {
+    od_edge_count_close(svc->edge, OD_CLOSE_BAD_FRAMING);
+    *rc = (enum MHD_Result)od_respond_error(svc, conn, req, 400, "bad_framing",
+                                            framing, NULL);
+  } else if (!req->admin &&
+             atomic_load(&svc->open_conns) - atomic_load(&svc->ws_open) >
+                 svc->cfg.max_connections &&
+             !(od_route_flags(req->route) & OD_RF_PAST_CONN_LIMIT)) {
+    /* Upgraded sockets (WebSocket clients) are budgeted apart, under
+     * --max-ws-clients (ws.c). */
+    /* Over --max-connections: answer 429 instead of letting the kernel or
+     * MHD drop the connection unseen; MHD's own hard limit is set a little
+     * higher so this path sees them. Monitoring routes
+     * (OD_RF_PAST_CONN_LIMIT) stay reachable for whoever must tell an
+     * operator about it. */
+    *rc = (enum MHD_Result)od_respond_error(
+        svc, conn, req, 429, "too_many_connections",
+        "Too many open connections; retry later", NULL);
+  } else if (h->f.lengths > 0 && h->f.length > req->body_limit) {
+    *rc = (enum MHD_Result)too_large(svc, conn, req);
+  } else if (h->f.lengths > 0 && h->f.length > 0 &&
+             od_edge_reserve(svc->edge, h->f.length) != 0) {
+    *rc = (enum MHD_Result)over_budget(svc, conn, req);
+  } else {
+    if (h->f.lengths > 0)
+      req->b.reserved = h->f.length;
+    return 0;
+  }
+  req->calls++;
+  return 1;
+}
+
+/* The first call, with the headers: the request's context (made by
+ * uri_cb when MHD got the request line), its route, its client, the
+ * answers given at once (refuse_early), and where its body will go. */
+static enum MHD_Result req_begin(od_service *svc, int admin,
+                                 struct MHD_Connection *conn, const char *url,
+                                 const char *method, void **con_cls) {
+  od_req *req = *con_cls;
+  if (req == NULL) {
+    if ((req = calloc(1, sizeof *req)) == NULL)
+      return MHD_NO;
+    od_body_init(&req->b);
+    *con_cls = req;
+  }
+  req->begun = 1;
   if (svc->cfg.http_metrics || svc->cfg.access_log)
     req->t0 = od_ticks();
   req->method_idx = (int)od_method_index(method);
@@ -221,76 +379,79 @@ static enum MHD_Result req_begin(od_service *svc, struct MHD_Connection *conn,
     if (acao != NULL && strlen(acao) < sizeof req->acao)
       snprintf(req->acao, sizeof req->acao, "%s", acao);
   }
-  req->body_limit = (size_t)svc->cfg.max_upload_mb * 1024 * 1024;
-  const union MHD_ConnectionInfo *ci =
-      MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-  if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET)
-    inet_ntop(AF_INET,
-              &((const struct sockaddr_in *)(const void *)ci->client_addr)
-                   ->sin_addr,
-              req->client, sizeof req->client);
-  else
-    snprintf(req->client, sizeof req->client, "unknown");
-  /* Over --max-connections: answer 429 (and close, since the answer is
-   * queued on the first call) instead of letting the kernel or MHD drop the
-   * connection unseen; MHD's own hard limit is set a little higher so this
-   * path sees them. Monitoring routes (OD_RF_PAST_CONN_LIMIT) stay
-   * reachable for whoever must tell an operator about it. */
-  /* Upgraded sockets (WebSocket clients) are budgeted apart, under
-   * --max-ws-clients (ws.c). */
-  if (atomic_load(&svc->open_conns) - atomic_load(&svc->ws_open) >
-          svc->cfg.max_connections &&
-      !(od_route_flags(req->route) & OD_RF_PAST_CONN_LIMIT)) {
+  req->conn = conn_of(conn);
+  req->admin = admin;
+  req->body_limit = req->route == OD_ROUTE_UPLOAD
+                        ? (size_t)svc->cfg.max_upload_mb << 20
+                        : (size_t)svc->cfg.max_json_kb << 10;
+  header_scan h;
+  memset(&h, 0, sizeof h);
+  MHD_get_connection_values(conn, MHD_HEADER_KIND, scan_header, &h);
+  client_of(svc, conn, req, &h);
+  enum MHD_Result rc = MHD_YES;
+  if (refuse_early(svc, conn, req, &h, &rc)) {
+    od_edge_phase(svc->edge, req->conn, OD_CONN_BUSY);
+    return rc;
+  }
+  int has_body = (h.f.lengths > 0 && h.f.length > 0) || h.f.codings > 0;
+  if (has_body && req->route == OD_ROUTE_UPLOAD &&
+      od_body_to_file(&req->b, svc->tmp_dir) != 0) {
     req->calls++;
-    return (enum MHD_Result)od_respond_error(
-        svc, conn, req, 429, "too_many_connections",
-        "Too many open connections; retry later", NULL);
+    od_edge_phase(svc->edge, req->conn, OD_CONN_BUSY);
+    return (enum MHD_Result)body_failed(svc, conn, req, errno);
   }
-  const char *cl =
-      MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-  if (cl != NULL) {
-    char *end;
-    errno = 0;
-    unsigned long long n = strtoull(cl, &end, 10);
-    if (errno == 0 && end != cl && n > req->body_limit) {
-      req->calls++;
-      return (enum MHD_Result)too_large(svc, conn, req);
-    }
-  }
+  od_edge_phase(svc->edge, req->conn, has_body ? OD_CONN_BODY : OD_CONN_BUSY);
   return MHD_YES;
 }
 
-/* A body chunk: kept up to the limit. A body without a declared length that
- * crosses the limit: MHD 0.9.75 refuses a response queued mid-body, so the
- * rest is discarded unread into memory and answered 413 at its end (see
- * access_cb); past 4x the limit the connection is simply closed. */
-static enum MHD_Result req_body(od_service *svc, struct MHD_Connection *conn,
-                                od_req *req, const char *data,
+/* A body chunk: stored up to the limit. A body without a declared length
+ * takes its bytes from the body budget as they come. A body that crosses
+ * the limit or the budget, or that cannot be stored: MHD 0.9.75 refuses a
+ * response queued mid-body, so the rest is discarded unread and answered
+ * at its end (see access_cb); past 4x the limit the connection is simply
+ * closed. */
+static enum MHD_Result req_body(od_service *svc, od_req *req, const char *data,
                                 size_t *size) {
-  if (req->overflow > 0 || req->body_len + *size > req->body_limit) {
-    req->overflow += *size;
-    *size = 0;
-    return req->overflow > 4 * (uint64_t)req->body_limit ? MHD_NO : MHD_YES;
-  }
-  if (req->body_len + *size > req->body_cap) {
-    size_t nc = req->body_cap ? req->body_cap : 16384;
-    while (nc < req->body_len + *size)
-      nc *= 2;
-    if (nc > req->body_limit)
-      nc = req->body_limit;
-    uint8_t *nb = realloc(req->body, nc);
-    if (nb == NULL) {
-      *size = 0;
-      return (enum MHD_Result)od_respond_error(
-          svc, conn, req, 503, "internal",
-          "out of memory for the request body", NULL);
-    }
-    req->body = nb;
-    req->body_cap = nc;
-  }
-  memcpy(req->body + req->body_len, data, *size);
-  req->body_len += *size;
+  size_t n = *size;
   *size = 0;
+  od_edge_body(req->conn, n);
+  if (req->overflow == 0 && !req->over_budget && !req->body_error) {
+    if (req->b.len + n > req->body_limit) {
+      req->overflow = 1; /* counted below */
+    } else if (req->b.len + n > req->b.reserved) {
+      uint64_t more = req->b.len + n - req->b.reserved;
+      if (od_edge_reserve(svc->edge, more) == 0)
+        req->b.reserved += more;
+      else
+        req->over_budget = 1;
+    }
+    if (req->overflow == 0 && !req->over_budget &&
+        od_body_append(&req->b, data, n) != 0)
+      req->body_error = errno ? errno : EIO;
+    if (req->overflow == 0 && !req->over_budget && !req->body_error)
+      return MHD_YES;
+  }
+  req->overflow += n;
+  return req->overflow > 4 * (uint64_t)req->body_limit ? MHD_NO : MHD_YES;
+}
+
+/* The whole request is in: answer it. */
+static enum MHD_Result req_end(od_service *svc, struct MHD_Connection *conn,
+                               od_req *req) {
+  od_edge_phase(svc->edge, req->conn, OD_CONN_BUSY);
+  if (req->body_error)
+    return (enum MHD_Result)body_failed(svc, conn, req, req->body_error);
+  if (req->over_budget)
+    return (enum MHD_Result)over_budget(svc, conn, req);
+  if (req->overflow > 0)
+    return (enum MHD_Result)too_large(svc, conn, req);
+  req->body = od_body_data(&req->b);
+  req->body_len = req->b.len;
+  if (req->body_len > 0 && req->body == NULL)
+    return (enum MHD_Result)body_failed(svc, conn, req, errno ? errno : EIO);
+  od_route_dispatch(svc, conn, req);
+  if (req->status == 0)
+    return MHD_NO; /* could not queue anything: MHD closes the connection */
   return MHD_YES;
 }
 
@@ -299,34 +460,49 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn,
                                  const char *version, const char *upload_data,
                                  size_t *upload_size, void **con_cls) {
   (void)version;
-  od_service *svc = cls;
+  const struct od_listener *l = cls;
+  od_service *svc = l->svc;
   od_req *req = *con_cls;
-  if (req == NULL)
-    return req_begin(svc, conn, url, method, con_cls);
+  if (req == NULL || !req->begun)
+    return req_begin(svc, l->admin, conn, url, method, con_cls);
   req->calls++;
   if (*upload_size > 0)
-    return req_body(svc, conn, req, upload_data, upload_size);
-  /* The whole request is in: answer it. */
-  if (req->overflow > 0)
-    return (enum MHD_Result)too_large(svc, conn, req);
-  od_route_dispatch(svc, conn, req);
-  if (req->status == 0)
-    return MHD_NO; /* could not queue anything: MHD closes the connection */
-  return MHD_YES;
+    return req_body(svc, req, upload_data, upload_size);
+  return req_end(svc, conn, req);
+}
+
+/* MHD has the request line: the request's context starts here, while the
+ * raw target is still there to check (MHD decodes %XX before the access
+ * handler sees the path). */
+static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *conn) {
+  (void)cls;
+  (void)conn;
+  od_req *req = calloc(1, sizeof *req);
+  if (req == NULL)
+    return NULL; /* req_begin tries again */
+  od_body_init(&req->b);
+  req->bad_path = od_path_has_control(uri);
+  return req;
 }
 
 void od_req_record(od_service *svc, od_req *req, int aborted) {
   if (req->recorded)
     return;
   req->recorded = 1;
+  if (!req->begun)
+    return; /* the headers never came: counted by the edge, not here */
   if (!svc->cfg.http_metrics && !svc->cfg.access_log)
     return; /* the overhead benchmark's baseline: no clock read either */
   double dt = od_ticks_seconds(req->t0, od_ticks());
   int status = req->status ? req->status : 499; /* client went away first */
   if (svc->cfg.http_metrics) {
-    od_reqev e = {.method = req->method, .route = (int)req->route,
-                  .method_idx = req->method_idx, .status = status, .seconds = dt,
-                  .req_bytes = req->body_len, .resp_bytes = req->resp_bytes};
+    od_reqev e = {.method = req->method,
+                  .route = (int)req->route,
+                  .method_idx = req->method_idx,
+                  .status = status,
+                  .seconds = dt,
+                  .req_bytes = req->body_len ? req->body_len : req->b.len,
+                  .resp_bytes = req->resp_bytes};
     od_reqstats_add(&svc->m, &e);
   }
   /* Scrapes and health checks (the admin routes) are debug lines: at
@@ -338,7 +514,7 @@ void od_req_record(od_service *svc, od_req *req, int aborted) {
     char path[160];
     log_safe(od_route_template(req->route), path, sizeof path);
     od_logl(lvl, "req %s %s %d %.2fms in=%zu out=%llu client=%s%s", req->method,
-            path, status, dt * 1e3, req->body_len,
+            path, status, dt * 1e3, req->b.len,
             (unsigned long long)req->resp_bytes, req->client,
             aborted ? " (aborted)" : "");
   }
@@ -346,8 +522,7 @@ void od_req_record(od_service *svc, od_req *req, int aborted) {
 
 static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
-  (void)conn;
-  od_service *svc = cls;
+  od_service *svc = ((const struct od_listener *)cls)->svc;
   od_req *req = *con_cls;
   if (req == NULL)
     return;
@@ -357,42 +532,83 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
   if (req->ws_reserved)
     od_hub_release(svc->hub);
   od_req_record(svc, req, toe != MHD_REQUEST_TERMINATED_COMPLETED_OK);
-  free(req->body);
+  od_edge_release(svc->edge, req->b.reserved);
+  od_body_free(&req->b);
+  /* Keep-alive: the next request's headers are due within
+   * --header-timeout. */
+  od_edge_phase(svc->edge, conn_of(conn), OD_CONN_HEADERS);
   free(req);
 }
 
-/* Counts open connections, for the --max-connections answer in access_cb. */
-static void notify_conn_cb(void *cls, struct MHD_Connection *conn, void **socket_context,
-                           enum MHD_ConnectionNotificationCode toe) {
-  (void)conn;
-  (void)socket_context;
-  od_service *svc = cls;
-  if (toe == MHD_CONNECTION_NOTIFY_STARTED)
-    atomic_fetch_add(&svc->open_conns, 1);
-  else if (toe == MHD_CONNECTION_NOTIFY_CLOSED)
-    atomic_fetch_sub(&svc->open_conns, 1);
-}
-
-/* MHD's accept policy: while draining, a new connection is closed at once.
- * The listener itself stays open until MHD_stop_daemon closes it: taking
- * it away earlier (MHD_quiesce_daemon) races inside MHD 0.9.75 with a pool
- * thread at its connection limit removing it from its epoll set (a panic,
- * "Failed to remove listen FD from epoll set", seen at SIGTERM). */
+/* MHD's accept policy, before it sets a connection up. While draining, a
+ * new public connection is closed at once: the listener itself stays open
+ * until MHD_stop_daemon closes it (taking it away earlier with
+ * MHD_quiesce_daemon races inside MHD 0.9.75 with a pool thread at its
+ * connection limit removing it from its epoll set: a panic, "Failed to
+ * remove listen FD from epoll set", seen at SIGTERM). Then the edge's
+ * per-address limit. */
 static enum MHD_Result accept_cb(void *cls, const struct sockaddr *addr,
                                  socklen_t addrlen) {
-  (void)addr;
   (void)addrlen;
-  od_service *svc = cls;
-  return atomic_load(&svc->draining) ? MHD_NO : MHD_YES;
+  od_service *svc = ((const struct od_listener *)cls)->svc;
+  if (atomic_load(&svc->draining))
+    return MHD_NO;
+  return od_edge_admit(svc->edge, addr) ? MHD_YES : MHD_NO;
+}
+
+/* Tracks connections in the edge table, and counts open public ones for
+ * the --max-connections answer in refuse_early. */
+static void notify_conn_cb(void *cls, struct MHD_Connection *conn,
+                           void **socket_context,
+                           enum MHD_ConnectionNotificationCode toe) {
+  const struct od_listener *l = cls;
+  od_service *svc = l->svc;
+  int admin = l->admin;
+  if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+    if (!admin)
+      atomic_fetch_add(&svc->open_conns, 1);
+    const union MHD_ConnectionInfo *fi =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const union MHD_ConnectionInfo *ai =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    *socket_context = fi == NULL
+                          ? NULL
+                          : od_edge_open(svc->edge, fi->connect_fd,
+                                         ai ? ai->client_addr : NULL, admin);
+  } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+    if (!admin)
+      atomic_fetch_sub(&svc->open_conns, 1);
+    od_edge_close(svc->edge, *socket_context);
+    *socket_context = NULL;
+  }
 }
 
 static void mhd_logger(void *cls, const char *fmt, va_list ap) {
-  (void)cls;
+  od_service *svc = cls;
+  int e = errno; /* MHD logs a failed accept() right after it */
   char msg[512];
   vsnprintf(msg, sizeof msg, fmt, ap);
   size_t n = strlen(msg);
   while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
     msg[--n] = '\0';
+  /* MHD 0.9.75 says "Error accepting connection: <strerror>" and, out of
+   * descriptors, stops accepting until a connection closes. */
+  if (svc != NULL && strncmp(msg, "Error accepting connection", 26) == 0 &&
+      (od_errno_is_fd_exhaustion(e) || strstr(msg, strerror(EMFILE)) ||
+       strstr(msg, strerror(ENFILE))))
+    od_metric_fd_exhausted(svc, OD_FD_ACCEPT);
+  /* MHD answers a Content-Length that is not a number with its own 400
+   * (and closes) before the access handler: counted as framing abuse like
+   * the ones refuse_early answers. */
+  if (svc != NULL && svc->edge != NULL &&
+      strncmp(msg, "Failed to parse `Content-Length' header", 39) == 0)
+    od_edge_count_close(svc->edge, OD_CLOSE_BAD_FRAMING);
+  /* A client that leaves mid-request (or that the edge cut, edge.c) is
+   * counted already (a 499, orfeas_http_connections_closed_total); a line
+   * for each would let a slowloris flood the log. */
+  if (strncmp(msg, "Connection socket is closed", 27) == 0 ||
+      strncmp(msg, "Connection was closed by remote side", 36) == 0)
+    return;
   od_logl(OD_LOG_WARN, "http: %s", msg);
 }
 
@@ -447,34 +663,105 @@ int od_listen_socket(const char *host, uint16_t port, int reuse_port,
   return fd;
 }
 
+/* --admin-listen: one event-loop thread, its own small connection limit,
+ * the same handlers (od_route_dispatch serves only the OD_RF_ADMIN routes
+ * there). The header deadline applies; the per-address limit does not
+ * (an admin address is for the monitoring, on a private network). */
+static int start_admin(od_service *svc, char *err, size_t err_len) {
+  struct od_listener *l = &svc->listeners[1];
+  char why[400];
+  uint16_t port = 0;
+  /* Never shared (--reuse-port is for the public port's rolling restarts). */
+  int lfd = od_listen_socket(svc->cfg.admin_host, svc->cfg.admin_port, 0,
+                             &port, why, sizeof why);
+  if (lfd < 0) {
+    snprintf(err, err_len, "--admin-listen: %s", why);
+    return -1;
+  }
+  svc->admin_daemon = MHD_start_daemon(
+      MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG, 0, NULL,
+      NULL, access_cb, l, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, svc,
+      MHD_OPTION_LISTEN_SOCKET, (MHD_socket)lfd, MHD_OPTION_CONNECTION_LIMIT,
+      (unsigned)svc->cfg.admin_connections, MHD_OPTION_NOTIFY_CONNECTION,
+      notify_conn_cb, l, MHD_OPTION_URI_LOG_CALLBACK, uri_cb, l,
+      MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_NOTIFY_COMPLETED,
+      completed_cb, l, MHD_OPTION_END);
+  if (svc->admin_daemon == NULL) {
+    close(lfd);
+    snprintf(err, err_len,
+             "--admin-listen: the HTTP server did not start on %s:%u (the log "
+             "line before says why)",
+             svc->cfg.admin_host, port);
+    return -1;
+  }
+  svc->cfg.admin_port = port;
+  return 0;
+}
+
+/* What the edge needs before the first connection: the trusted proxies,
+ * the file-descriptor budget, the upload folder (emptied of what a
+ * previous run left) and the connection table with its sweeper. */
+static int edge_start(od_service *svc, char *err, size_t err_len) {
+  if (od_proxies_parse(&svc->proxies, svc->cfg.trusted_proxies, err, err_len) !=
+      0)
+    return -1;
+  od_fd_parts fds;
+  char msg[512];
+  if (od_fd_ensure(&svc->cfg, &fds, msg, sizeof msg) != 0) {
+    snprintf(err, err_len, "%s", msg);
+    return -1;
+  }
+  od_log("%s", msg);
+  snprintf(svc->tmp_dir, sizeof svc->tmp_dir, "%.*s/tmp", PATH_MAX - 16,
+           svc->cfg.data_dir);
+  int removed = 0;
+  if (od_body_sweep(svc->tmp_dir, &removed, err, err_len) != 0)
+    return -1;
+  if (removed > 0)
+    od_log("removed %d upload body file(s) a previous run left in %s", removed,
+           svc->tmp_dir);
+  if ((svc->edge = od_edge_new(svc, err, err_len)) == NULL ||
+      od_edge_start(svc->edge, err, err_len) != 0)
+    return -1;
+  return 0;
+}
+
 int od_http_start(od_service *svc, char *err, size_t err_len) {
   /* Before the daemon's threads exist: they read the clock it picks. */
   if (od_clock_init() == OD_CLOCK_TSC)
     od_log("request timing: TSC at %.3f GHz", od_clock_tsc_hz() / 1e9);
   else
     od_log("request timing: CLOCK_MONOTONIC");
+  if (edge_start(svc, err, err_len) != 0)
+    return -1;
   uint16_t port = 0;
   int lfd = od_listen_socket(svc->cfg.listen_host, svc->cfg.listen_port,
                              svc->cfg.reuse_port, &port, err, err_len);
   if (lfd < 0)
     return -1;
+  struct od_listener *l = &svc->listeners[0];
+  svc->listeners[0] = (struct od_listener){.svc = svc, .admin = 0};
+  svc->listeners[1] = (struct od_listener){.svc = svc, .admin = 1};
   /* MHD owns lfd from a successful start on (it closes it at stop). */
   svc->daemon = MHD_start_daemon(
       MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_UPGRADE | MHD_USE_ITC |
           MHD_USE_ERROR_LOG,
-      0, accept_cb, svc, access_cb, svc,
-      MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
-      MHD_OPTION_LISTEN_SOCKET, (MHD_socket)lfd,
+      0, accept_cb, l, access_cb, l, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger,
+      svc, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)lfd,
       MHD_OPTION_THREAD_POOL_SIZE, (unsigned)svc->cfg.http_threads,
-      /* The hard limit, past ours (see access_cb): room to answer 429, and
-       * the WebSocket clients, which MHD still counts as connections. */
+      /* The hard limit, past ours (see refuse_early): room to answer 429,
+       * and the WebSocket clients, which MHD still counts as connections
+       * (they are budgeted apart, under --max-ws-clients). */
       MHD_OPTION_CONNECTION_LIMIT,
       (unsigned)svc->cfg.max_connections + (unsigned)svc->cfg.max_ws_clients +
-          64u,
-      MHD_OPTION_NOTIFY_CONNECTION, notify_conn_cb, svc,
-      MHD_OPTION_CONNECTION_TIMEOUT, 60u,
-      MHD_OPTION_NOTIFY_COMPLETED, completed_cb, svc,
-      MHD_OPTION_END);
+          OD_CONN_HEADROOM,
+      MHD_OPTION_NOTIFY_CONNECTION, notify_conn_cb, l,
+      MHD_OPTION_URI_LOG_CALLBACK, uri_cb, l,
+      /* MHD's own idle timeout (renewed by every byte): for answers a
+       * client does not read. Headers and bodies have the edge's
+       * deadlines (edge.c). */
+      MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_NOTIFY_COMPLETED,
+      completed_cb, l, MHD_OPTION_END);
   if (svc->daemon == NULL) {
     close(lfd);
     snprintf(err, err_len,
@@ -484,6 +771,11 @@ int od_http_start(od_service *svc, char *err, size_t err_len) {
     return -1;
   }
   svc->cfg.listen_port = port;
+  if (svc->cfg.admin_host[0] && start_admin(svc, err, err_len) != 0)
+    return -1;
+  if (svc->admin_daemon != NULL)
+    od_log("admin listener on http://%s:%u (/health /ready /metrics)",
+           svc->cfg.admin_host, svc->cfg.admin_port);
   return 0;
 }
 
@@ -492,4 +784,10 @@ void od_http_stop(od_service *svc) {
   if (svc->daemon)
     MHD_stop_daemon(svc->daemon);
   svc->daemon = NULL;
+  if (svc->admin_daemon)
+    MHD_stop_daemon(svc->admin_daemon);
+  svc->admin_daemon = NULL;
+  /* After the daemons: every connection has left the table. */
+  od_edge_free(svc->edge);
+  svc->edge = NULL;
 }

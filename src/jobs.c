@@ -727,6 +727,8 @@ int od_jobs_open_output(od_jobs *j, const char *id, const char *name,
   od_jobs_output_path(j, r.output_name, out, sizeof out);
   *fmt = r.req.format;
   int fd = open(out, O_RDONLY | O_CLOEXEC);
+  if (fd < 0 && od_errno_is_fd_exhaustion(errno))
+    return -2;
   struct stat st;
   if (fd < 0 || fstat(fd, &st) != 0) {
     if (fd >= 0)
@@ -747,6 +749,8 @@ int od_jobs_open_upload(od_jobs *j, const char *id, uint64_t *size,
   /* The job's own file, by the id it was stored under: no client string
    * reaches the path. */
   int fd = open(up, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0 && od_errno_is_fd_exhaustion(errno))
+    return -2;
   struct stat st;
   if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     if (fd >= 0)

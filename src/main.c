@@ -207,7 +207,7 @@ int main(int argc, char **argv) {
   od_config_defaults(&svc.cfg);
   int rc = od_config_parse(&svc.cfg, argc, argv, env_get, err, sizeof err);
   if (rc == 1) {
-    char usage[8192];
+    char usage[16384];
     od_config_usage(usage, sizeof usage);
     fputs(usage, stdout);
     return 0;

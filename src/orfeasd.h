@@ -96,6 +96,16 @@ typedef struct {
   double sio_ping_interval_s; /* Engine.IO pings to Socket.IO clients */
   double sio_ping_timeout_s;  /* a pong later than this closes the client */
   char cors_origins[2048];  /* --cors-origins, as given (cors.c parses it) */
+  /* The HTTP edge (issue #13: http.c, edge.c, body.c, proxy.c, fdlimit.c) */
+  char admin_host[64]; /* --admin-listen; "" = admin routes on --listen */
+  uint16_t admin_port;
+  int admin_connections;      /* connections the admin listener holds */
+  double header_timeout_s;    /* a request's headers must arrive within it */
+  int body_min_rate;          /* bytes/s a body must keep up; 0 = off */
+  int max_conns_per_addr;     /* open connections per client address; 0 = off */
+  int max_body_inflight_mb;   /* request bodies being received, all together */
+  int max_json_kb;            /* bodies of routes other than uploads */
+  char trusted_proxies[1024]; /* CIDR list whose X-Forwarded-For is believed */
   /* The process: start-up, shutdown, the log, storage health, WebSocket
    * liveness (issue #13, branch proc). */
   int reuse_port;            /* 1: share the port (SO_REUSEPORT) */
@@ -417,6 +427,167 @@ const char *od_route_allow_header(od_route r);
 od_method od_method_index(const char *method);
 const char *od_method_name(od_method m);
 
+/* ---- the HTTP edge (issue #13) ------------------------------------------- */
+
+/* proxy.c: --trusted-proxies and the client address of a request. */
+#define OD_PROXIES_MAX 32
+typedef struct {
+  uint32_t net, mask; /* IPv4, host order */
+} od_cidr4;
+typedef struct {
+  int n;
+  od_cidr4 nets[OD_PROXIES_MAX];
+} od_proxies;
+/* Parses "CIDR,CIDR,..." (IPv4 ADDR or ADDR/BITS); "" = none. 0, or -1
+ * with err naming the bad entry. */
+int od_proxies_parse(od_proxies *p, const char *spec, char *err,
+                     size_t err_len);
+/* 1 when addr (IPv4, host order) is inside one of the networks. */
+int od_proxies_trusted_v4(const od_proxies *p, uint32_t addr);
+/* What X-Forwarded-For did for a request (orfeas_http_forwarded_for_total's
+ * result label, "none" not counted). */
+typedef enum {
+  OD_XFF_NONE = 0,  /* no header: the peer is the client */
+  OD_XFF_USED,      /* a trusted proxy's header named the client */
+  OD_XFF_IGNORED,   /* a header from a peer that is not a trusted proxy */
+  OD_XFF_MALFORMED, /* a trusted proxy's header held a non-address */
+  OD_XFF_RESULTS
+} od_xff_result;
+const char *od_xff_result_name(od_xff_result r);
+/* The client address of a request from peer (IPv4, host order) with the
+ * X-Forwarded-For value xff (several headers joined with ','; NULL when
+ * none): the rightmost address that is not a trusted proxy when the peer
+ * is trusted, else the peer. Canonical text into out. Pure. */
+od_xff_result od_client_address(const od_proxies *p, uint32_t peer,
+                                const char *xff, char *out, size_t out_len);
+
+/* framing.c: the headers that say where a request's body ends. */
+typedef struct {
+  int lengths; /* Content-Length headers seen */
+  unsigned long long length;
+  int bad_length; /* one is not a number, or two differ */
+  int codings;    /* Transfer-Encoding headers seen */
+  int bad_coding; /* one is not exactly "chunked" */
+} od_framing;
+/* Feeds one request header (zero the struct first). */
+void od_framing_header(od_framing *f, const char *name, const char *value);
+/* NULL when the body's end is unambiguous, else why not (a sentence for
+ * the client: the request is refused with 400 and its connection closed). */
+const char *od_framing_verdict(const od_framing *f);
+/* 1 when the path of a raw request target (before '?') holds a control
+ * byte (0x00-0x1f, 0x7f), raw or percent-encoded. */
+int od_path_has_control(const char *raw_uri);
+
+/* edge.c: the connection table (header deadline, body rate, per-address
+ * count) and the in-flight body budget. Thread-safe. */
+#define OD_CONN_HEADROOM 64 /* MHD's hard limit past --max-connections */
+typedef struct od_edge od_edge;
+typedef struct od_conn od_conn;
+typedef enum {
+  OD_CONN_HEADERS = 0, /* waiting for a request's headers */
+  OD_CONN_BODY,        /* receiving a body (--body-min-rate applies) */
+  OD_CONN_BUSY         /* being answered, or a WebSocket */
+} od_conn_phase;
+/* Why the server closed or refused a connection (the reason label of
+ * orfeas_http_connections_closed_total). */
+#define OD_CLOSE_REASON_LIST(X)                                                \
+  X(HEADER_TIMEOUT, "header_timeout")                                          \
+  X(BODY_TOO_SLOW, "body_too_slow")                                            \
+  X(PER_ADDRESS, "per_address_limit")                                          \
+  X(BAD_FRAMING, "bad_framing")
+/* clang-format off */
+typedef enum {
+#define OD_CLOSE_ENUM(id, name) OD_CLOSE_##id,
+  OD_CLOSE_REASON_LIST(OD_CLOSE_ENUM)
+#undef OD_CLOSE_ENUM
+  OD_CLOSE_REASONS
+} od_close_reason;
+/* clang-format on */
+typedef struct od_service od_service;
+od_edge *od_edge_new(od_service *svc, char *err, size_t err_len);
+/* Starts the sweeper thread: od_edge_sweep a few times per
+ * --header-timeout. */
+int od_edge_start(od_edge *e, char *err, size_t err_len);
+/* One pass at time `now` (od_now() seconds): shuts down connections past
+ * the header deadline or below the body rate (tests call it directly). */
+void od_edge_sweep(od_edge *e, double now);
+/* Stops the sweeper; call after the HTTP daemons stopped. */
+void od_edge_free(od_edge *e);
+/* MHD's accept policy: 1 to accept, 0 past --max-conns-per-address
+ * (counted). */
+struct sockaddr;
+int od_edge_admit(od_edge *e, const struct sockaddr *sa);
+/* A connection opened (tracked from here; NULL when out of memory) and
+ * closed (call before its fd is closed). */
+od_conn *od_edge_open(od_edge *e, int fd, const struct sockaddr *sa, int admin);
+void od_edge_close(od_edge *e, od_conn *c);
+/* What the connection does now (restarts its clock). */
+void od_edge_phase(od_edge *e, od_conn *c, od_conn_phase phase);
+/* Body bytes received (for --body-min-rate). */
+void od_edge_body(od_conn *c, size_t n);
+/* Open public connections from sa's address (tests, logs). */
+int od_edge_conns_of(od_edge *e, const struct sockaddr *sa);
+/* Takes bytes from --max-body-inflight-mb: 0, or -1 when they do not fit
+ * (nothing taken). od_edge_release gives them back. */
+int od_edge_reserve(od_edge *e, uint64_t bytes);
+void od_edge_release(od_edge *e, uint64_t bytes);
+void od_edge_count_close(od_edge *e, od_close_reason why);
+
+/* body.c: a request body, in memory or in a file under DATA/tmp. */
+typedef struct {
+  uint8_t *mem; /* owned: a memory body */
+  size_t cap;
+  size_t len; /* bytes stored */
+  int fd;     /* owned: the body file, -1 for a memory body */
+  char path[PATH_MAX];
+  void *map;         /* owned: the file mapped for the handler */
+  uint64_t reserved; /* bytes it holds in the edge's body budget */
+} od_body;
+void od_body_init(od_body *b);
+/* Makes b a file body: a new DATA/tmp/body-XXXXXX. 0, or -1 with errno. */
+int od_body_to_file(od_body *b, const char *tmp_dir);
+/* Stores n more bytes. 0, or -1 with errno (ENOSPC, EIO, ENOMEM...). */
+int od_body_append(od_body *b, const void *data, size_t n);
+/* The whole body, readable until od_body_free (a file is mapped); NULL
+ * when empty or the mapping failed. */
+const uint8_t *od_body_data(od_body *b);
+/* Releases memory, mapping, descriptor and file. */
+void od_body_free(od_body *b);
+/* Start-up: creates tmp_dir and deletes the body files a previous run
+ * left. 0 (*removed set), or -1 with err. */
+int od_body_sweep(const char *tmp_dir, int *removed, char *err, size_t err_len);
+
+/* fdlimit.c: the file descriptors the configured limits need. */
+typedef struct {
+  uint64_t http, admin, websocket, workers, base, total;
+  uint64_t soft_before, soft, hard;
+} od_fd_parts;
+/* Adds up what the flags allow at once. Pure. */
+void od_fd_need(const od_config *c, od_fd_parts *p);
+/* od_fd_need, then raises the soft RLIMIT_NOFILE to the hard limit when it
+ * is below the need. 0 with a summary line in msg; -1 with the numbers
+ * when the hard limit is below the need (the caller refuses to start). */
+int od_fd_ensure(const od_config *c, od_fd_parts *p, char *msg, size_t msg_len);
+/* 1 for EMFILE and ENFILE. */
+int od_errno_is_fd_exhaustion(int e);
+/* Where the process ran out of descriptors (orfeas_fd_exhausted_total's op
+ * label). */
+#define OD_FD_OP_LIST(X)                                                       \
+  X(ACCEPT, "accept")                                                          \
+  X(UPLOAD, "upload")                                                          \
+  X(DOWNLOAD, "download")                                                      \
+  X(JOB, "job")
+/* clang-format off */
+typedef enum {
+#define OD_FD_OP_ENUM(id, name) OD_FD_##id,
+  OD_FD_OP_LIST(OD_FD_OP_ENUM)
+#undef OD_FD_OP_ENUM
+  OD_FD_OPS
+} od_fd_op;
+/* clang-format on */
+/* Counts one (any thread). */
+void od_metric_fd_exhausted(od_service *svc, od_fd_op op);
+
 /* ---- svc_metrics.c ------------------------------------------------------- */
 
 /* WebSocket events the server sends (event_type label values). */
@@ -524,6 +695,17 @@ typedef struct {
   om_gauge *commit_queue;
   om_gauge *data_dir_free;
   om_gauge *data_dir_writable;
+  /* The HTTP edge (issue #13). */
+  om_family *conns_closed_family; /* {reason} */
+  om_counter *conns_closed[OD_CLOSE_REASONS];
+  om_family *conns_open_family; /* {listener}: public, admin */
+  om_gauge *conns_open[2];
+  om_gauge *body_inflight;
+  om_counter *body_rejected;
+  om_family *fd_exhausted_family; /* {op} */
+  om_counter *fd_exhausted[OD_FD_OPS];
+  om_family *xff_family; /* {result} */
+  om_counter *xff[OD_XFF_RESULTS];
   /* The process (issue #13, branch proc). */
   om_counter *log_dropped;
   om_family *ws_closed_family; /* {reason} */
@@ -652,12 +834,13 @@ typedef struct {
 } od_health;
 void od_jobs_health(od_jobs *j, od_health *h);
 /* Opens the job's model for reading: the fd and size, -1 when the job has
- * no such file (name must equal the job's output name). */
+ * no such file (name must equal the job's output name), -2 when the process
+ * is out of file descriptors. */
 int od_jobs_open_output(od_jobs *j, const char *id, const char *name,
                         uint64_t *size, orfeas_pl_format *fmt);
 /* Opens the job's uploaded image (the preview): the fd, its size and its
  * stored extension ("png", "jpg", "webp", "gif", "bmp"); -1 when the job or
- * its file is gone. */
+ * its file is gone, -2 when the process is out of file descriptors. */
 int od_jobs_open_upload(od_jobs *j, const char *id, uint64_t *size,
                         char ext[8]);
 /* Closes the store's queue (a durable store keeps waiting jobs queued for
@@ -881,6 +1064,17 @@ struct od_service {
   int static_fd;          /* the Studio folder (static.c); -1 when none */
   char static_path[PATH_MAX];
   od_cors cors;           /* --cors-origins, parsed */
+  /* The HTTP edge (issue #13). */
+  struct MHD_Daemon *admin_daemon; /* --admin-listen; NULL when unset */
+  /* Each daemon's callback context (http.c): [0] public, [1] admin. Set
+   * before the daemons start; their threads only read it. */
+  struct od_listener {
+    od_service *svc;
+    int admin;
+  } listeners[2];
+  od_edge *edge;
+  od_proxies proxies;     /* --trusted-proxies, parsed */
+  char tmp_dir[PATH_MAX]; /* DATA/tmp: upload bodies while they arrive */
 };
 
 /* One HTTP request, from its first access-handler call to its completion
@@ -896,8 +1090,8 @@ struct od_req {
    * every validation: no id, name or path has a '!'). */
   char rest[256];
   char arg1[64], arg2[160]; /* e.g. job id, file name */
-  uint8_t *body;            /* owned; the request body */
-  size_t body_len, body_cap, body_limit;
+  const uint8_t *body;      /* the whole body (b's), set before dispatch */
+  size_t body_len, body_limit;
   int calls;
   int status;               /* answered status, 0 until then */
   uint64_t resp_bytes;
@@ -909,6 +1103,14 @@ struct od_req {
                                to the hub (released if the upgrade never
                                happens: the client left before the 101) */
   uint64_t overflow;        /* body bytes discarded past the limit */
+  /* The HTTP edge (issue #13). */
+  od_body b;       /* where the body is kept (body.c) */
+  od_conn *conn;   /* the connection's entry in the edge table */
+  int admin;       /* came in on the --admin-listen listener */
+  int begun;       /* the headers were seen (first handler call) */
+  int bad_path;    /* the raw path holds a control byte */
+  int body_error;  /* errno of a failed body write, 0 = none */
+  int over_budget; /* a chunked body crossed the body budget */
 };
 
 /* Writes the request's metrics and access-log line once (http.c). MHD
@@ -944,6 +1146,10 @@ typedef struct {
  * and counts it in orfeas_errors_total{type, endpoint}. */
 int od_respond_error_ex(od_service *svc, struct MHD_Connection *conn,
                         od_req *req, const od_error *e);
+/* 503 fd_exhausted (Retry-After: 5), counted in orfeas_fd_exhausted_total
+ * under op: the answer whenever EMFILE/ENFILE stops a request. */
+int od_respond_fd_exhausted(od_service *svc, struct MHD_Connection *conn,
+                            od_req *req, od_fd_op op);
 /* The same without the optional headers (details stolen, may be NULL). */
 int od_respond_error(od_service *svc, struct MHD_Connection *conn,
                      od_req *req, int status, const char *type,

@@ -32,6 +32,49 @@ static int validation_error(od_service *svc, struct MHD_Connection *conn,
 
 /* ---- POST /api/upload-image ----------------------------------------------- */
 
+/* The image must be whole before the 200: its header is probed (type, size
+ * limits), then all of it is decoded with the pipeline's limits without
+ * keeping the pixels (orfeas_pl_image_verify: a PNG a row at a time, a JPEG
+ * at 1/8 scale), so a truncated or corrupt file is a 400 now, not a failed
+ * job later. It runs on the HTTP thread; its cost is in
+ * docs/performance.md ("Upload check"). 0 when the image is good (*img
+ * filled), -1 when answered. */
+static int check_image(od_service *svc, struct MHD_Connection *conn,
+                       od_req *req, const uint8_t *data, size_t len,
+                       orfeas_pl_image_info *img) {
+  char msg[256];
+  orfeas_pl_code rc =
+      orfeas_pl_image_probe(data, len, 0, 0, img, msg, sizeof msg);
+  if (rc == ORFEAS_PL_OK)
+    rc = orfeas_pl_image_verify(data, len, 0, 0, msg, sizeof msg);
+  if (rc == ORFEAS_PL_OK)
+    return 0;
+  if (rc == ORFEAS_PL_ENOMEM) {
+    od_respond_error_ex(svc, conn, req,
+                        &(od_error){.status = 503,
+                                    .type = "internal",
+                                    .message = "Out of memory checking the "
+                                               "image; retry shortly",
+                                    .retry_after = 5});
+    return -1;
+  }
+  /* A type we know but do not decode (TIFF, HEIF...) is 415 and its
+   * message names the accepted types; anything else is the client's bad
+   * bytes, 400. */
+  int unsupported = rc == ORFEAS_PL_EUNSUPPORTED;
+  const char *type = unsupported                 ? "unsupported_type"
+                     : rc == ORFEAS_PL_EFORMAT   ? "not_image"
+                     : rc == ORFEAS_PL_ESIZE || rc == ORFEAS_PL_EPIXELS
+                         ? "dimensions"
+                     : rc == ORFEAS_PL_ETRUNCATED ? "truncated"
+                                                  : "corrupt";
+  char full[320];
+  snprintf(full, sizeof full, "Security validation failed: %s", msg);
+  validation_error(svc, conn, req, unsupported ? 415 : 400, "image", type,
+                   full);
+  return -1;
+}
+
 static void handle_upload(od_service *svc, struct MHD_Connection *conn, od_req *req) {
   const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
   char boundary[80], perr[128];
@@ -55,23 +98,8 @@ static void handle_upload(od_service *svc, struct MHD_Connection *conn, od_req *
     return;
   }
   orfeas_pl_image_info img;
-  char msg[256];
-  orfeas_pl_code rc =
-      orfeas_pl_image_probe(part.data, part.len, 0, 0, &img, msg, sizeof msg);
-  if (rc != ORFEAS_PL_OK) {
-    /* A type we know but do not decode (TIFF, HEIF...) is 415 and its
-     * message names the accepted types; anything else is the client's bad
-     * bytes, 400. */
-    int unsupported = rc == ORFEAS_PL_EUNSUPPORTED;
-    const char *type = unsupported ? "unsupported_type"
-                       : rc == ORFEAS_PL_EFORMAT ? "not_image"
-                       : rc == ORFEAS_PL_ESIZE || rc == ORFEAS_PL_EPIXELS ? "dimensions"
-                                                                          : "corrupt";
-    char full[320];
-    snprintf(full, sizeof full, "Security validation failed: %s", msg);
-    validation_error(svc, conn, req, unsupported ? 415 : 400, "image", type, full);
+  if (check_image(svc, conn, req, part.data, part.len, &img) != 0)
     return;
-  }
   /* Stored as uploads/<id>.<ext>: png, jpg, webp, gif, bmp. */
   const char *ext = orfeas_pl_image_type_ext(img.type);
   char id[37], err[256];
@@ -213,6 +241,10 @@ static int open_model(od_service *svc, struct MHD_Connection *conn, od_req *req,
     return -1;
   }
   int fd = od_jobs_open_output(svc->jobs, req->arg1, req->arg2, size, fmt);
+  if (fd == -2) { /* the file is there; the process is out of fds */
+    od_respond_fd_exhausted(svc, conn, req, OD_FD_DOWNLOAD);
+    return -1;
+  }
   if (fd < 0) {
     od_job_view v;
     if (od_jobs_gone(svc->jobs, req->arg1, &v))
@@ -361,6 +393,10 @@ static void handle_preview(od_service *svc, struct MHD_Connection *conn, od_req 
   uint64_t size = 0;
   char ext[8];
   int fd = od_jobs_open_upload(svc->jobs, req->rest, &size, ext);
+  if (fd == -2) {
+    od_respond_fd_exhausted(svc, conn, req, OD_FD_DOWNLOAD);
+    return;
+  }
   if (fd < 0) {
     od_job_view v;
     if (od_jobs_gone(svc->jobs, req->rest, &v))
@@ -727,6 +763,13 @@ static int rate_limited(od_service *svc, struct MHD_Connection *conn,
 void od_route_dispatch(od_service *svc, struct MHD_Connection *conn,
                        od_req *req) {
   od_route r = req->route;
+  /* With --admin-listen the admin routes are served there and only
+   * there. */
+  int admin_route = (od_route_flags(r) & OD_RF_ADMIN) != 0;
+  if (svc->cfg.admin_host[0] && admin_route != req->admin) {
+    handle_not_found(svc, conn, req);
+    return;
+  }
   if (r != OD_ROUTE_OTHER && req->method_idx == OD_METHOD_OPTIONS) {
     answer_options(svc, conn, req);
     return;

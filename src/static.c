@@ -228,7 +228,12 @@ void od_static_serve(od_service *svc, struct MHD_Connection *conn, od_req *req,
   const char *type = od_static_type(path);
   uint64_t size = 0;
   time_t mtime = 0;
+  errno = 0;
   int fd = type ? od_static_open(svc->static_fd, path, &size, &mtime) : -1;
+  if (fd < 0 && type && od_errno_is_fd_exhaustion(errno)) {
+    od_respond_fd_exhausted(svc, conn, req, OD_FD_DOWNLOAD); /* not a 404 */
+    return;
+  }
   if (fd < 0) {
     od_respond_error(svc, conn, req, 404, "not_found", "File not found", NULL);
     return;

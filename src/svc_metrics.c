@@ -76,8 +76,7 @@ static const metric_def METRICS[] = {
      "3D generations by output format and outcome (success, failed, cached, "
      "rejected).",
      LABELS("format", "status"), NO_BUCKETS},
-    {FIELD(gen_duration), OM_HISTOGRAM,
-     "orfeas_generation_3d_duration_seconds",
+    {FIELD(gen_duration), OM_HISTOGRAM, "orfeas_generation_3d_duration_seconds",
      "Wall time of a 3D generation, from a worker taking the job to the "
      "model being stored.",
      LABELS("format"), BUCKETS(GEN_BUCKETS)},
@@ -125,13 +124,11 @@ static const metric_def METRICS[] = {
      "Result-cache misses by tier (memory, disk).", LABELS("cache_type"),
      NO_BUCKETS},
     {FIELD(cache_size_family), OM_GAUGE, "orfeas_cache_size_bytes",
-     "Bytes held by each result-cache tier.", LABELS("cache_type"),
-     NO_BUCKETS},
+     "Bytes held by each result-cache tier.", LABELS("cache_type"), NO_BUCKETS},
     {FIELD(http_requests), OM_COUNTER, "orfeas_http_requests_total",
      "HTTP requests by method, route template and status.",
      LABELS("method", "endpoint", "status"), NO_BUCKETS},
-    {FIELD(http_duration), OM_HISTOGRAM,
-     "orfeas_http_request_duration_seconds",
+    {FIELD(http_duration), OM_HISTOGRAM, "orfeas_http_request_duration_seconds",
      "HTTP request duration, first byte in to last byte queued.",
      LABELS("method", "endpoint"), BUCKETS(HTTP_BUCKETS)},
     {FIELD(http_req_size), OM_HISTOGRAM, "orfeas_http_request_size_bytes",
@@ -160,6 +157,35 @@ static const metric_def METRICS[] = {
      "Jobs queued or processing.", NO_LABELS, NO_BUCKETS},
     {FIELD(workers_busy), OM_GAUGE, "orfeas_workers_busy",
      "Workers running a job now.", NO_LABELS, NO_BUCKETS},
+    /* The HTTP edge (issue #13; docs/api.md "Limits"). */
+    {FIELD(conns_closed_family), OM_COUNTER,
+     "orfeas_http_connections_closed_total",
+     "Connections the server closed or refused because of a limit, by "
+     "reason (header_timeout, body_too_slow, per_address_limit, "
+     "bad_framing).",
+     LABELS("reason"), NO_BUCKETS},
+    {FIELD(conns_open_family), OM_GAUGE, "orfeas_http_connections_open",
+     "Open HTTP connections (WebSocket ones included) by listener (public, "
+     "admin).",
+     LABELS("listener"), NO_BUCKETS},
+    {FIELD(body_inflight), OM_GAUGE, "orfeas_http_request_body_inflight_bytes",
+     "Request-body bytes reserved by requests being received "
+     "(--max-body-inflight-mb).",
+     NO_LABELS, NO_BUCKETS},
+    {FIELD(body_rejected), OM_COUNTER,
+     "orfeas_http_request_body_rejections_total",
+     "Requests answered 503 because their body did not fit in "
+     "--max-body-inflight-mb.",
+     NO_LABELS, NO_BUCKETS},
+    {FIELD(fd_exhausted_family), OM_COUNTER, "orfeas_fd_exhausted_total",
+     "Operations that failed because the process or the system was out of "
+     "file descriptors (EMFILE, ENFILE), by operation.",
+     LABELS("op"), NO_BUCKETS},
+    {FIELD(xff_family), OM_COUNTER, "orfeas_http_forwarded_for_total",
+     "Requests with X-Forwarded-For, by what was done with it (used: a "
+     "trusted proxy named the client; ignored: the peer is not a trusted "
+     "proxy; malformed: a trusted proxy's header held a non-address).",
+     LABELS("result"), NO_BUCKETS},
     {FIELD(uptime), OM_GAUGE, "orfeas_uptime_seconds",
      "Seconds since the service started (updated at each scrape).", NO_LABELS,
      NO_BUCKETS},
@@ -268,6 +294,39 @@ static int define(od_metrics *m, const metric_def *d, char *err,
   return 0;
 }
 
+/* One counter per value of a one-label family, kept in out[]. */
+static void counters_of(om_family *f, const char *const *values, int n,
+                        om_counter **out) {
+  for (int i = 0; i < n; i++)
+    if (values[i] != NULL)
+      out[i] = om_family_counter(f, OM_LABELS(values[i]));
+}
+
+/* The HTTP edge's series (issue #13), every label value at 0. */
+static void precreate_edge(od_metrics *m) {
+  static const char *const reasons[OD_CLOSE_REASONS] = {
+#define OD_CLOSE_NAME(id, name) name,
+      OD_CLOSE_REASON_LIST(OD_CLOSE_NAME)
+#undef OD_CLOSE_NAME
+  };
+  static const char *const ops[OD_FD_OPS] = {
+#define OD_FD_OP_NAME(id, name) name,
+      OD_FD_OP_LIST(OD_FD_OP_NAME)
+#undef OD_FD_OP_NAME
+  };
+  /* "none" (no header) is not counted. */
+  static const char *const xff[OD_XFF_RESULTS] = {
+      [OD_XFF_USED] = "used",
+      [OD_XFF_IGNORED] = "ignored",
+      [OD_XFF_MALFORMED] = "malformed"};
+  counters_of(m->conns_closed_family, reasons, OD_CLOSE_REASONS,
+              m->conns_closed);
+  counters_of(m->fd_exhausted_family, ops, OD_FD_OPS, m->fd_exhausted);
+  counters_of(m->xff_family, xff, OD_XFF_RESULTS, m->xff);
+  m->conns_open[0] = om_family_gauge(m->conns_open_family, OM_LABELS("public"));
+  m->conns_open[1] = om_family_gauge(m->conns_open_family, OM_LABELS("admin"));
+}
+
 /* The label sets alerts and dashboards select on, created at 0 so a rate()
  * over them exists before the first event. */
 static void precreate(od_metrics *m) {
@@ -331,6 +390,7 @@ static void precreate(od_metrics *m) {
     om_family_counter(m->jobs_removed, OM_LABELS(removed[i]));
   for (int k = 0; k < OD_BYTES_KINDS; k++)
     om_family_gauge(m->store_bytes, OM_LABELS(od_store_bytes_kind(k)));
+  precreate_edge(m);
   for (int r = 0; r < OD_WS_CLOSE_REASONS_N; r++)
     m->ws_closed[r] = om_family_counter(m->ws_closed_family,
                                         OM_LABELS(OD_WS_CLOSE_REASONS[r]));
@@ -391,4 +451,9 @@ const char *od_store_bytes_kind(int kind) {
   static const char *const n[OD_BYTES_KINDS] = {"uploads", "outputs",
                                                 "database"};
   return kind >= 0 && kind < OD_BYTES_KINDS ? n[kind] : "other";
+}
+
+void od_metric_fd_exhausted(od_service *svc, od_fd_op op) {
+  if ((unsigned)op < OD_FD_OPS)
+    om_counter_inc(svc->m.fd_exhausted[op]);
 }

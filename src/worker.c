@@ -200,8 +200,22 @@ static void run_job(od_workers *w, int k, od_job_rec *r) {
   size_t len = 0;
   uint8_t *img = od_file_read(up, &len);
   if (img == NULL) {
-    fail(w, k, r, "the uploaded image is gone from the data dir", 500,
-         OD_FAIL_INTERNAL);
+    int e = errno;
+    if (od_errno_is_fd_exhaustion(e)) {
+      od_metric_fd_exhausted(j->svc, OD_FD_JOB);
+      fail(w, k, r,
+           "the server is out of file descriptors (EMFILE/ENFILE); the "
+           "image is kept: submit the generation again",
+           503, OD_FAIL_INTERNAL);
+    } else if (e == ENOENT) {
+      fail(w, k, r, "the uploaded image is gone from the data dir", 500,
+           OD_FAIL_INTERNAL);
+    } else {
+      char msg[160];
+      snprintf(msg, sizeof msg, "the uploaded image cannot be read: %s",
+               strerror(e));
+      fail(w, k, r, msg, 500, OD_FAIL_STORAGE);
+    }
     return;
   }
   orfeas_pl_options opt;

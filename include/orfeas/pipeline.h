@@ -227,6 +227,15 @@ orfeas_pl_code orfeas_pl_image_decode(const uint8_t *data, size_t len,
 
 void orfeas_pl_image_free(orfeas_pl_image *img);
 
+/* Checks that the whole image decodes (truncated or damaged data is
+ * ORFEAS_PL_ETRUNCATED / ORFEAS_PL_ECORRUPT, as orfeas_pl_image_decode
+ * would say) without keeping its pixels: a PNG is inflated a row at a time,
+ * a JPEG decoded at 1/8 scale; any other type is decoded and dropped. The
+ * header is checked first, as orfeas_pl_image_probe. */
+orfeas_pl_code orfeas_pl_image_verify(const uint8_t *data, size_t len,
+                                      uint32_t max_side, uint64_t max_pixels,
+                                      char *msg, size_t msg_len);
+
 /* ---- Meshes ------------------------------------------------------------ */
 
 /* An indexed triangle mesh in millimetres: X right, Y the image's up, Z out

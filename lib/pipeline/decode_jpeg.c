@@ -103,3 +103,35 @@ orfeas_pl_code pl_jpeg_decode(const uint8_t *d, size_t n, uint32_t max_side,
   img->rgba = rgba;
   return ORFEAS_PL_OK;
 }
+
+orfeas_pl_code pl_jpeg_verify(const uint8_t *d, size_t n, uint32_t max_side,
+                              uint64_t max_pixels, char *msg, size_t msg_len) {
+  tjhandle tj;
+  uint32_t w, h;
+  orfeas_pl_code rc =
+      open_jpeg(d, n, max_side, max_pixels, &tj, &w, &h, msg, msg_len);
+  if (rc != ORFEAS_PL_OK)
+    return rc;
+  /* The smallest scale TurboJPEG offers (1/8: DC coefficients only), in
+   * grey: every entropy-coded segment is still read and checked, a
+   * truncated or damaged scan still stops the decode, and the output is
+   * 1/64 of the pixels. */
+  int nsf = 0;
+  tjscalingfactor *sf = tjGetScalingFactors(&nsf);
+  tjscalingfactor best = {1, 1};
+  for (int i = 0; sf != NULL && i < nsf; i++)
+    if (sf[i].num * best.denom < best.num * sf[i].denom)
+      best = sf[i];
+  int sw = TJSCALED((int)w, best), sh = TJSCALED((int)h, best);
+  uint8_t *grey = malloc((size_t)sw * (size_t)sh);
+  if (grey == NULL) {
+    tjDestroy(tj);
+    return pl_fail(msg, msg_len, ORFEAS_PL_ENOMEM, "out of memory");
+  }
+  if (tjDecompress2(tj, d, (unsigned long)n, grey, sw, 0, sh, TJPF_GRAY,
+                    TJFLAG_STOPONWARNING | TJFLAG_LIMITSCANS) != 0)
+    rc = jpeg_error(tj, d, n, msg, msg_len);
+  free(grey);
+  tjDestroy(tj);
+  return rc;
+}

@@ -34,6 +34,12 @@ orfeas_pl_code pl_png_probe(const uint8_t *d, size_t n, uint32_t max_side,
 orfeas_pl_code pl_png_decode(const uint8_t *d, size_t n, uint32_t max_side,
                              uint64_t max_pixels, orfeas_pl_image *img,
                              char *msg, size_t msg_len);
+/* Reads and checks every byte of the image data, keeping one row (PNG) or a
+ * 1/8-scale grey copy (JPEG): orfeas_pl_image_verify. */
+orfeas_pl_code pl_png_verify(const uint8_t *d, size_t n, uint32_t max_side,
+                             uint64_t max_pixels, char *msg, size_t msg_len);
+orfeas_pl_code pl_jpeg_verify(const uint8_t *d, size_t n, uint32_t max_side,
+                              uint64_t max_pixels, char *msg, size_t msg_len);
 orfeas_pl_code pl_jpeg_probe(const uint8_t *d, size_t n, uint32_t max_side,
                              uint64_t max_pixels, orfeas_pl_image_info *info,
                              char *msg, size_t msg_len);

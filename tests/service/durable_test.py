@@ -51,10 +51,16 @@ def data_files(data):
     return out
 
 
-def broken_png(img):
-    """A PNG whose header passes the upload checks but whose pixels end
-    early: its job fails in image_loading with a 400-class reason."""
-    return img[:len(img) // 2]
+def failing_upload(s, img):
+    """An uploaded job whose generation will fail: uploads are decoded whole
+    before their 200 (issue #13), so instead of a broken image its stored
+    image is deleted from the data dir: its worker fails it ("the uploaded
+    image is gone")."""
+    jid = s.upload(img)[2]["job_id"]
+    for name in os.listdir(os.path.join(s.data_dir, "uploads")):
+        if name.startswith(jid + "."):
+            os.unlink(os.path.join(s.data_dir, "uploads", name))
+    return jid
 
 
 def started_order(srv, ids):
@@ -77,7 +83,7 @@ def every_state(work, data, pause):
     check(s.generate(ids["completed"], "stl", quality=1)[0] == 202 and
           s.wait_job(ids["completed"])["status"] == "completed", "job C completed")
     model = s.request("GET", s.status(ids["completed"])["download_url"])[2]
-    ids["failed"] = s.upload(broken_png(img))[2]["job_id"]
+    ids["failed"] = failing_upload(s, img)
     check(s.generate(ids["failed"], "stl")[0] == 202, "job F accepted")
     failed = s.wait_job(ids["failed"])
     check(failed["status"] == "failed" and failed["error"], "job F failed: %s" % failed.get("error"))

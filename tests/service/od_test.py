@@ -509,9 +509,11 @@ def case_badinput(work):
 
     # Hostile ids and file names in paths.
     for path in ["/api/job-status/..%2f..%2fetc%2fpasswd", "/api/job-status/" + "a" * 300,
-                 "/api/job-status/00000000-0000-0000-0000-00000000000g", "/api/job-status/%00"]:
+                 "/api/job-status/00000000-0000-0000-0000-00000000000g"]:
         st, _, b = s.json("GET", path)
         bad(st, b, 400, "job_id", "invalid_uuid", "hostile job id %s" % path[:40])
+    st, _, b = s.json("GET", "/api/job-status/%00")  # a control byte in the path (issue #13)
+    bad(st, b, 400, "path", "control_character", "NUL in the path")
     for name in ["..", ".htaccess", "..%2f..%2fetc%2fpasswd", "a%5cb"]:
         st, _, b = s.json("GET", "/api/download/%s/%s" % (jid, name))
         bad(st, b, 400, "filename", "invalid", "hostile file name %s" % name)
@@ -570,10 +572,13 @@ def case_badinput(work):
     extra.sock.close()
     for w in wss:
         w.close()
-    # Many idle connections: the service keeps answering.
+    # Many idle connections: the service keeps answering. They come from
+    # other loopback addresses (127.0.0.2-4, 100 each), within the default
+    # --max-conns-per-address (128) each, so this client is not refused.
     socks = []
-    for _ in range(300):
-        socks.append(socket.create_connection(("127.0.0.1", s.port), timeout=5))
+    for i in range(300):
+        socks.append(socket.create_connection(("127.0.0.1", s.port), timeout=5,
+                                              source_address=("127.0.0.%d" % (2 + i // 100), 0)))
     check(s.request("GET", "/health")[0] == 200, "300 idle connections open: /health still 200")
     for sk in socks:
         sk.close()

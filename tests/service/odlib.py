@@ -77,13 +77,15 @@ def print_server_logs():
 
 
 class Server:
-    def __init__(self, data_dir, *args, env=None, listen="127.0.0.1:0"):
+    def __init__(self, data_dir, *args, env=None, wrap=None, listen="127.0.0.1:0"):
+        """wrap: a command that execs the rest (e.g. prlimit), so proc.pid
+        is still orfeasd's."""
         self.data_dir = data_dir
         self.lines = []
         e = dict(os.environ)
         e.update(env or {})
         self.proc = subprocess.Popen(
-            [ORFEASD, "--listen", listen, "--data-dir", data_dir] + list(args),
+            list(wrap or []) + [ORFEASD, "--listen", listen, "--data-dir", data_dir] + list(args),
             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=e)
         STARTED.append(self.proc)
         SERVERS.append(self)

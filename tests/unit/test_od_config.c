@@ -165,8 +165,89 @@ static void test_help(void **state) {
   assert_non_null(strstr(usage, "ORFEAS_DRAIN_TIMEOUT"));
 }
 
+static const char *edge_env(const char *name) {
+  static const struct {
+    const char *name, *value;
+  } env[] = {{"ORFEAS_ADMIN_LISTEN", "127.0.0.1:9101"},
+             {"ORFEAS_ADMIN_CONNECTIONS", "8"},
+             {"ORFEAS_HEADER_TIMEOUT", "2.5"},
+             {"ORFEAS_BODY_MIN_RATE", "4096"},
+             {"ORFEAS_MAX_CONNS_PER_ADDRESS", "32"},
+             {"ORFEAS_MAX_BODY_INFLIGHT_MB", "100"},
+             {"ORFEAS_MAX_JSON_KB", "16"},
+             {"ORFEAS_TRUSTED_PROXIES", "127.0.0.1/32,10.0.0.0/8"}};
+  for (size_t i = 0; i < sizeof env / sizeof env[0]; i++)
+    if (strcmp(name, env[i].name) == 0)
+      return env[i].value;
+  return NULL;
+}
+
+/* The HTTP edge's flags (issue #13): defaults, each from its variable and
+ * its flag, listed in --help, and refused when bad. */
+static void test_edge_flags(void **state) {
+  (void)state;
+  od_config c;
+  char err[256];
+  char *none[] = {"orfeasd"};
+  assert_int_equal(parse(&c, 1, none, no_env, err), 0);
+  assert_string_equal(c.admin_host, "");
+  assert_true(c.header_timeout_s == 10);
+  assert_int_equal(c.body_min_rate, 1024);
+  assert_int_equal(c.max_conns_per_addr, 128);
+  assert_int_equal(c.max_body_inflight_mb, 512);
+  assert_int_equal(c.max_json_kb, 64);
+  assert_int_equal(c.admin_connections, 16);
+  assert_int_equal(parse(&c, 1, none, edge_env, err), 0);
+  assert_string_equal(c.admin_host, "127.0.0.1");
+  assert_int_equal(c.admin_port, 9101);
+  assert_int_equal(c.listen_port, 5000); /* --listen is its own field */
+  assert_int_equal(c.admin_connections, 8);
+  assert_true(c.header_timeout_s == 2.5);
+  assert_int_equal(c.body_min_rate, 4096);
+  assert_int_equal(c.max_conns_per_addr, 32);
+  assert_int_equal(c.max_body_inflight_mb, 100);
+  assert_int_equal(c.max_json_kb, 16);
+  assert_string_equal(c.trusted_proxies, "127.0.0.1/32,10.0.0.0/8");
+  char *flags[] = {"orfeasd", "--admin-listen", "127.0.0.2:0",
+                   "--max-conns-per-address", "0"};
+  assert_int_equal(parse(&c, 5, flags, edge_env, err), 0);
+  assert_string_equal(c.admin_host, "127.0.0.2");
+  assert_int_equal(c.admin_port, 0);
+  assert_int_equal(c.max_conns_per_addr, 0);
+  struct {
+    int argc;
+    char *argv[3];
+    const char *needle;
+  } bad[] = {
+      {3, {"orfeasd", "--trusted-proxies", "10.0.0.0/40"}, "--trusted-proxies"},
+      {3, {"orfeasd", "--trusted-proxies", "::1"}, "not an IPv4 address"},
+      {3, {"orfeasd", "--admin-listen", "9101"}, "expected ADDR:PORT"},
+      {3, {"orfeasd", "--admin-listen", "127.0.0.1:5000"}, "must differ"},
+      {3, {"orfeasd", "--header-timeout", "0"}, "--header-timeout"},
+      {3, {"orfeasd", "--max-json-kb", "0"}, "--max-json-kb"},
+      {3, {"orfeasd", "--body-min-rate", "-1"}, "--body-min-rate"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    err[0] = '\0';
+    assert_int_equal(parse(&c, bad[i].argc, bad[i].argv, no_env, err), -1);
+    if (strstr(err, bad[i].needle) == NULL)
+      fail_msg("case %zu: \"%s\" lacks \"%s\"", i, err, bad[i].needle);
+  }
+  char usage[16384];
+  od_config_usage(usage, sizeof usage);
+  static const char *const listed[] = {
+      "--admin-listen", "ORFEAS_ADMIN_LISTEN", "--admin-connections",
+      "--header-timeout", "ORFEAS_HEADER_TIMEOUT", "--body-min-rate",
+      "--max-conns-per-address", "ORFEAS_MAX_CONNS_PER_ADDRESS",
+      "--max-body-inflight-mb", "--max-json-kb", "--trusted-proxies",
+      "ORFEAS_TRUSTED_PROXIES"};
+  for (size_t i = 0; i < sizeof listed / sizeof listed[0]; i++)
+    assert_non_null(strstr(usage, listed[i]));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_edge_flags),
     cmocka_unit_test(test_defaults), cmocka_unit_test(test_env_then_flags),
     cmocka_unit_test(test_store_url),
     cmocka_unit_test(test_errors), cmocka_unit_test(test_help),

@@ -349,6 +349,67 @@ static void test_random_bytes(void **s) {
   expect_refusal((const uint8_t *)"\x89PN", 3, ORFEAS_PL_ETRUNCATED);
 }
 
+/* orfeas_pl_image_verify (the upload check): the same verdict as a full
+ * decode on whole, cut and damaged files, without the pixels' memory. */
+static void verify_agrees(const uint8_t *d, size_t n) {
+  orfeas_pl_image img;
+  char m1[256] = "", m2[256] = "";
+  orfeas_pl_code full = decode(d, n, &img, m1, sizeof m1);
+  orfeas_pl_image_free(&img);
+  orfeas_pl_code rc = orfeas_pl_image_verify(d, n, 0, 0, m2, sizeof m2);
+  assert_int_equal(rc, full);
+  if (rc != ORFEAS_PL_OK)
+    assert_true(strlen(m2) > 10);
+}
+
+static void test_verify(void **s) {
+  (void)s;
+  uint8_t *px = tpl_draw(TPL_STAR_HOLE, 96, 64, 1, 7);
+  size_t len;
+  for (int ch = 1; ch <= 4; ch++) {
+    uint8_t *png = tpl_png(px, 96, 64, ch, &len);
+    verify_agrees(png, len);
+    for (size_t cut = 0; cut < len; cut += 1 + cut / 10)
+      verify_agrees(png, cut);
+    png[len - 20] ^= 0x5a;
+    verify_agrees(png, len);
+    free(png);
+  }
+  uint8_t *jpg = tpl_jpeg(px, 96, 64, &len);
+  verify_agrees(jpg, len);
+  for (size_t cut = 700; cut < len; cut += 1 + cut / 10)
+    verify_agrees(jpg, cut);
+  for (size_t k = len / 2; k < len / 2 + 24; k++)
+    jpg[k] = k % 2 ? 0xff : 0xd9;
+  verify_agrees(jpg, len);
+  free(jpg);
+  free(px);
+  verify_agrees((const uint8_t *)"GIF89a....", 10);
+  verify_agrees((const uint8_t *)"", 0);
+  size_t hl;
+  uint8_t *bomb = tpl_png_header_only(60000, 60000, &hl);
+  verify_agrees(bomb, hl);
+  free(bomb);
+}
+
+/* A 2048 x 2048 PNG (16 MiB of RGBA) is verified in a row's memory. */
+static void test_verify_memory(void **s) {
+  (void)s;
+  uint8_t *px = tpl_draw(TPL_DISKS, 2048, 2048, 1, 8);
+  size_t len;
+  uint8_t *png = tpl_png(px, 2048, 2048, 4, &len);
+  free(px);
+  long before = peak_rss_kb();
+  assert_int_equal(orfeas_pl_image_verify(png, len, 0, 0, NULL, 0),
+                   ORFEAS_PL_OK);
+#ifndef __SANITIZE_ADDRESS__
+  assert_true(peak_rss_kb() - before < 4096);
+#else
+  (void)before;
+#endif
+  free(png);
+}
+
 static void test_strerror(void **s) {
   (void)s;
   for (int c = ORFEAS_PL_OK; c <= ORFEAS_PL_EUNSUPPORTED; c++)
@@ -379,6 +440,8 @@ int main(void) {
       cmocka_unit_test(test_corrupt),
       cmocka_unit_test(test_random_bytes),
       cmocka_unit_test(test_strerror),
+      cmocka_unit_test(test_verify),
+      cmocka_unit_test(test_verify_memory),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

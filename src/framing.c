@@ -1,0 +1,116 @@
+/* framing.c: where a request ends, and what its path may hold.
+ *
+ * Request smuggling lives in the disagreement between two parsers on where
+ * a body ends: a proxy that goes by Content-Length and a server that goes
+ * by Transfer-Encoding (or by another Content-Length) see a different
+ * second request in the same bytes. libmicrohttpd 0.9.75 takes chunked
+ * over a length and the first of two lengths, so a request that carries
+ * both, two lengths that differ, a length that is not a number, or a
+ * transfer coding other than a single "chunked" is refused here with 400
+ * and its connection closed, before a byte of its body is read: whatever
+ * follows on that connection is never parsed as a request.
+ *
+ * Paths: MHD decodes %XX before the access handler sees the path, so
+ * "/health%00.png" would reach the router as "/health". The raw request
+ * target is checked instead (od_path_has_control, from MHD's URI log
+ * callback, which sees it before decoding): a control byte in the path,
+ * raw or percent-encoded, is a 400. Pure functions
+ * (tests/unit/test_od_framing.c).
+ */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "orfeasd.h"
+
+/* Parses a Content-Length value: digits, or a comma list of equal digit
+ * runs (a proxy that merged two identical headers). 0, or -1. */
+static int parse_length(const char *v, unsigned long long *out) {
+  int have = 0;
+  unsigned long long first = 0;
+  const char *p = v;
+  for (;;) {
+    while (*p == ' ' || *p == '\t')
+      p++;
+    if (!isdigit((unsigned char)*p))
+      return -1;
+    unsigned long long n = 0;
+    for (; isdigit((unsigned char)*p); p++) {
+      if (n > (~0ull - 9) / 10)
+        return -1; /* more than 2^64 */
+      n = n * 10 + (unsigned)(*p - '0');
+    }
+    if (have && n != first)
+      return -1;
+    first = n;
+    have = 1;
+    while (*p == ' ' || *p == '\t')
+      p++;
+    if (*p == '\0')
+      break;
+    if (*p++ != ',')
+      return -1;
+  }
+  *out = first;
+  return 0;
+}
+
+void od_framing_header(od_framing *f, const char *name, const char *value) {
+  if (name == NULL)
+    return;
+  if (strcasecmp(name, "Content-Length") == 0) {
+    unsigned long long n = 0;
+    if (value == NULL || parse_length(value, &n) != 0)
+      f->bad_length = 1;
+    else if (f->lengths > 0 && n != f->length)
+      f->bad_length = 1;
+    f->length = n;
+    f->lengths++;
+  } else if (strcasecmp(name, "Transfer-Encoding") == 0) {
+    f->codings++;
+    const char *v = value ? value : "";
+    while (*v == ' ' || *v == '\t')
+      v++;
+    size_t n = strlen(v);
+    while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+      n--;
+    if (n != 7 || strncasecmp(v, "chunked", 7) != 0)
+      f->bad_coding = 1;
+  }
+}
+
+const char *od_framing_verdict(const od_framing *f) {
+  if (f->lengths > 0 && f->codings > 0)
+    return "the request has both Content-Length and Transfer-Encoding";
+  if (f->bad_length)
+    return f->lengths > 1 ? "the request has Content-Length headers that "
+                            "differ"
+                          : "Content-Length is not a number";
+  if (f->codings > 1 || f->bad_coding)
+    return "Transfer-Encoding other than a single \"chunked\" is not "
+           "supported";
+  return NULL;
+}
+
+static int hexval(int c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  c = tolower(c);
+  return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+int od_path_has_control(const char *uri) {
+  for (const char *p = uri; p != NULL && *p && *p != '?'; p++) {
+    unsigned char c = (unsigned char)*p;
+    if (c == '%') {
+      int hi = hexval((unsigned char)p[1]);
+      int lo = hi < 0 ? -1 : hexval((unsigned char)p[2]);
+      if (hi >= 0 && lo >= 0)
+        c = (unsigned char)(hi << 4 | lo);
+    }
+    if (c < 0x20 || c == 0x7f)
+      return 1;
+  }
+  return 0;
+}

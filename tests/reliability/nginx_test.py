@@ -1,0 +1,188 @@
+#!/usr/bin/python3
+"""deploy/nginx/orfeas.conf in front of orfeasd, on loopback (issue #13).
+
+nginx (Debian's) runs in the foreground as a child of this test, with a
+temporary prefix (its pid file, logs and temp folders in WORKDIR), on a free
+127.0.0.1 port; the deploy file is included as it is, only its `listen` line
+and its upstream's port rewritten. orfeasd runs with --trusted-proxies
+127.0.0.1/32. Checks: a whole job through nginx, a WebSocket through nginx
+(its events), Socket.IO's handshake through /socket.io/, the body limit
+(nginx's 413 before the body), /metrics not
+published, and the rate limit keyed by the real client (two clients on
+127.0.0.2 and 127.0.0.3, one of them forging X-Forwarded-For).
+
+Usage: nginx_test.py CASE WORKDIR  (ctest: reliability.nginx)
+"""
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+from rellib import (STARTED, WS, Server, TestFailure, check, main, make_image, multipart, normal_client,
+                    raw, request, samples, value, wait_for)
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+CONF = os.path.join(ROOT, "deploy", "nginx", "orfeas.conf")
+STATUS = "/api/job-status/00000000-0000-4000-8000-000000000000"  # rate limited, 404
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def nginx_conf(work, port, upstream):
+    """The deploy file with its listen line and upstream port rewritten,
+    inside a main context whose files all live in `work`."""
+    text = open(CONF).read()
+    text, n1 = re.subn(r"(?m)^(\s*)listen 80;", r"\1listen 127.0.0.1:%d;" % port, text)
+    text, n2 = re.subn(r"(?m)^(\s*)server 127\.0\.0\.1:5000;", r"\1server 127.0.0.1:%d;" % upstream, text)
+    if n1 != 1 or n2 != 1:
+        raise TestFailure("deploy/nginx/orfeas.conf: expected one `listen 80;` and one upstream "
+                          "`server 127.0.0.1:5000;` (found %d, %d)" % (n1, n2))
+    with open(os.path.join(work, "orfeas.conf"), "w") as f:
+        f.write(text)
+    temps = "".join("    %s_temp_path %s/%s;\n" % (k, work, k)
+                    for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    main_conf = os.path.join(work, "nginx.conf")
+    with open(main_conf, "w") as f:
+        f.write("daemon off;\nworker_processes 1;\npid %s/nginx.pid;\nerror_log %s/error.log info;\n"
+                "events { worker_connections 256; }\nhttp {\n    access_log %s/access.log;\n%s"
+                "    include %s/orfeas.conf;\n}\n" % (work, work, work, temps, work))
+    return main_conf
+
+
+class Nginx:
+    def __init__(self, work, upstream):
+        self.work = os.path.join(work, "nginx")
+        os.makedirs(self.work, exist_ok=True)
+        os.chmod(self.work, 0o755)  # its workers run as nobody when we are root
+        self.port = free_port()
+        conf = nginx_conf(self.work, self.port, upstream)
+        p = subprocess.run(["nginx", "-t", "-q", "-p", self.work, "-c", conf, "-e", self.work + "/error.log"],
+                           capture_output=True, text=True, timeout=30)
+        check(p.returncode == 0, "nginx -t accepts deploy/nginx/orfeas.conf%s" % (": " + p.stderr if p.stderr else ""))
+        self.proc = subprocess.Popen(["nginx", "-p", self.work, "-c", conf, "-e", self.work + "/error.log"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        STARTED.append(self.proc)
+        wait_for(lambda: self._up(), "nginx to listen on 127.0.0.1:%d" % self.port, timeout=20)
+
+    def _up(self):
+        if self.proc.poll() is not None:
+            raise TestFailure("nginx exited (rc=%s): %s" % (self.proc.returncode, self.log()))
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    def log(self):
+        try:
+            return open(os.path.join(self.work, "error.log")).read()[-2000:]
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)  # graceful: workers finish
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def socketio_open(port):
+    """A Socket.IO websocket handshake through `port`: the first frame's
+    payload (the Engine.IO open packet, "0{...}")."""
+    key = base64.b64encode(os.urandom(16))
+    got = raw(port, b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+              b"Connection: Upgrade\r\nSec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n",
+              timeout=5, until=b"}")
+    if not got.startswith(b"HTTP/1.1 101"):
+        raise TestFailure("Socket.IO handshake through nginx: %r" % got[:200])
+    frame = got.split(b"\r\n\r\n", 1)[1]
+    n = frame[1] & 0x7F
+    off = 4 if n == 126 else 2
+    return frame[off:]
+
+
+class Via:
+    """What normal_client() needs of a server: a port (nginx's)."""
+
+    def __init__(self, port):
+        self.port = port
+
+
+def limited(port, source, xff=None):
+    h = {"X-Forwarded-For": xff} if xff else {}
+    return request(port, "GET", STATUS, headers=h, source=source)[0]
+
+
+def case_nginx(work):
+    if shutil.which("nginx") is None:
+        raise TestFailure("nginx is not installed (scripts/install-deps installs nginx-light)")
+    img = make_image("png", 64, os.path.join(work, "n.png"))
+    s = Server(os.path.join(work, "data"), "--trusted-proxies", "127.0.0.1/32", "--rate-limit", "0.1",
+               "--rate-burst", "30", "--workers", "1")
+    ng = Nginx(work, s.port)
+    try:
+        via = Via(ng.port)
+        # A whole job through nginx, a WebSocket watching it.
+        ws = WS(ng.port)
+        check(ws.status == 101, "WebSocket upgrade through nginx: 101")
+        ev = ws.recv_event()
+        check(ev and ev["event"] == "connection_established", "  connection_established through nginx")
+        normal_client(via, img, job_deadline=5)
+        body, ct = multipart({"image": ("n.png", img)})
+        st, _, b = request(ng.port, "POST", "/api/upload-image", body, {"Content-Type": ct})
+        jid = json.loads(b)["job_id"]
+        ws.send_json({"event": "subscribe", "data": {"job_id": jid}})
+        st, _, _ = request(ng.port, "POST", "/api/generate-3d",
+                           '{"job_id": "%s", "format": "stl", "dimensions": {"width": 77}}' % jid,
+                           {"Content-Type": "application/json"})
+        check(st == 202, "generate through nginx: 202")
+        got, closed = ws.events_until(lambda e: e["event"] in ("generation_complete", "generation_error"),
+                                      timeout=30)
+        kinds = [e["event"] for e in got]
+        check(not closed and kinds[-1] == "generation_complete" and "stage_change" in kinds,
+              "the job's events arrive over the WebSocket through nginx (%d events)" % len(kinds))
+        ws.close()
+        check(socketio_open(ng.port).startswith(b"0{"), "Socket.IO (/socket.io/, EIO=4 websocket) through nginx: "
+              "101 and the Engine.IO open packet")
+        # Limits at the edge.
+        got = raw(ng.port, b"POST /api/upload-image HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+                           b"boundary=x\r\nContent-Length: 52428801\r\n\r\n", timeout=10, until=b"\r\n\r\n")
+        check(got.startswith(b"HTTP/1.1 413"), "a body over 50 MB (orfeasd's --max-upload-mb): nginx's 413 "
+              "before the body")
+        check(request(ng.port, "GET", "/metrics")[0] == 404, "/metrics is not published through nginx")
+        # The rate limit sees the client, not nginx.
+        # (burst 30: the jobs above, from 127.0.0.1, stay within it)
+        a = [limited(ng.port, "127.0.0.2") for _ in range(31)]
+        b_ = limited(ng.port, "127.0.0.3")
+        forged = limited(ng.port, "127.0.0.2", xff="198.51.100.9")
+        check(a == [404] * 30 + [429] and b_ == 404 and forged == 429,
+              "rate limit per real client behind nginx: 127.0.0.2 429 after its burst of 30, 127.0.0.3 %d, "
+              "127.0.0.2 forging X-Forwarded-For %d" % (b_, forged))
+        check(s.log_has(r"req GET /api/job-status/\{job_id\} 429 .* client=127\.0\.0\.2$"),
+              "orfeasd's access log names the client (127.0.0.2), not nginx")
+        sm = samples(s)
+        check(value(sm, "orfeas_http_forwarded_for_total", result="used") >= 6,
+              "orfeas_http_forwarded_for_total{result=\"used\"} counts them")
+    finally:
+        ng.stop()
+        rc = s.stop()
+    check(ng.proc.returncode == 0, "nginx stopped cleanly")
+    check(rc == 0, "orfeasd exit 0")
+
+
+if __name__ == "__main__":
+    main({"nginx": case_nginx})
