@@ -62,7 +62,7 @@ struct od_committer {
   int cap, head, len;
   int nbusy; /* threads recording an end */
   int stopping;
-  double give_up_by; /* od_now(): ends not recorded by then are left */
+  double give_up_by;       /* od_now(): ends not recorded by then are left */
   int n, started;          /* threads, threads running */
   pthread_t *th;           /* owned, n */
   committer_thread *slots; /* owned, n */
@@ -116,9 +116,8 @@ static void record(od_committer *c, od_end *e) {
   od_jobs_output_path(j, name, path, sizeof path);
   double give_up_at = 0;
   for (;;) {
-    od_store_rc rc =
-        od_jobs_end(j, &e->r, OD_STATE_BIT(OD_JOB_PROCESSING), e->r.attempt,
-                    e->why);
+    od_store_rc rc = od_jobs_end(j, &e->r, OD_STATE_BIT(OD_JOB_PROCESSING),
+                                 e->r.attempt, e->why);
     if (rc == OD_STORE_OK && e->r.state == OD_JOB_FAILED)
       unlink(path); /* a previous run's model of the same name */
     if (rc != OD_STORE_DOWN)

@@ -672,8 +672,8 @@ static int start_admin(od_service *svc, char *err, size_t err_len) {
   char why[400];
   uint16_t port = 0;
   /* Never shared (--reuse-port is for the public port's rolling restarts). */
-  int lfd = od_listen_socket(svc->cfg.admin_host, svc->cfg.admin_port, 0,
-                             &port, why, sizeof why);
+  int lfd = od_listen_socket(svc->cfg.admin_host, svc->cfg.admin_port, 0, &port,
+                             why, sizeof why);
   if (lfd < 0) {
     snprintf(err, err_len, "--admin-listen: %s", why);
     return -1;
@@ -778,7 +778,6 @@ int od_http_start(od_service *svc, char *err, size_t err_len) {
            svc->cfg.admin_host, svc->cfg.admin_port);
   return 0;
 }
-
 
 void od_http_stop(od_service *svc) {
   if (svc->daemon)

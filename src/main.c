@@ -30,7 +30,6 @@
 #include <sys/stat.h>
 
 #include "orfeas_build.h" /* generated: version, git revision, build type */
-#include "orfeas_build.h" /* generated: version, git revision, build type */
 #include "orfeasd.h"
 
 static const char *env_get(const char *name) { return getenv(name); }
@@ -82,7 +81,8 @@ static int start(od_service *svc, const sigset_t *set, int *sig, char *err,
                             (size_t)svc->cfg.cache_disk_mb << 20, err, err_len);
   if (svc->cache == NULL)
     return 1;
-  om_gauge_set(svc->m.data_dir_min_free, (double)svc->cfg.min_free_mb * 1048576);
+  om_gauge_set(svc->m.data_dir_min_free,
+               (double)svc->cfg.min_free_mb * 1048576);
   for (int t = 0; t < OD_CACHE_TIERS; t++)
     om_gauge_set(svc->m.cache_size[t],
                  (double)od_cache_bytes(svc->cache, (od_cache_tier)t));

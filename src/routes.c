@@ -678,17 +678,17 @@ static void handle_ready(od_service *svc, struct MHD_Connection *conn,
   int queue_ok =
       od_jobs_queue_depth(svc->jobs) < (size_t)svc->cfg.queue_size;
   const char *dir = !h.data_dir_writable ? "not_writable"
-                    : h.data_dir_low      ? "low_space"
-                                          : "ok";
-  od_respond_json(
-      conn, req, ready ? 200 : 503,
-      json_pack("{s:s, s:{s:s, s:i, s:s, s:s, s:s}, s:I}", "status",
-                ready ? "ready" : "not_ready", "checks", "application",
-                svc->draining ? "draining" : "ok", "workers",
-                od_jobs_workers_running(svc->jobs), "queue",
-                queue_ok ? "ok" : "full", "store", h.store_up ? "ok" : "down",
-                "data_dir", dir, "data_dir_free_bytes",
-                (json_int_t)h.data_dir_free_bytes));
+                    : h.data_dir_low     ? "low_space"
+                                         : "ok";
+  od_respond_json(conn, req, ready ? 200 : 503,
+                  json_pack("{s:s, s:{s:s, s:i, s:s, s:s, s:s}, s:I}", "status",
+                            ready ? "ready" : "not_ready", "checks",
+                            "application", svc->draining ? "draining" : "ok",
+                            "workers", od_jobs_workers_running(svc->jobs),
+                            "queue", queue_ok ? "ok" : "full", "store",
+                            h.store_up ? "ok" : "down", "data_dir", dir,
+                            "data_dir_free_bytes",
+                            (json_int_t)h.data_dir_free_bytes));
 }
 
 static void handle_not_found(od_service *svc, struct MHD_Connection *conn,

@@ -240,8 +240,7 @@ static const metric_def METRICS[] = {
      "WebSocket clients gone, by reason (client, idle, flood, protocol, "
      "shutdown, error).",
      LABELS("reason"), NO_BUCKETS},
-    {FIELD(gen_failures_family), OM_COUNTER,
-     "orfeas_generation_failures_total",
+    {FIELD(gen_failures_family), OM_COUNTER, "orfeas_generation_failures_total",
      "Generations that ended failed, by reason (decode, pipeline, disk_full, "
      "storage, shutdown, internal).",
      LABELS("reason"), NO_BUCKETS},

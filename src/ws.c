@@ -447,7 +447,8 @@ static void heartbeat(od_hub *h, double now) {
       continue;
     }
     if (now >= c->ping_at) {
-      double every = c->sio ? cfg->sio_ping_interval_s : cfg->ws_ping_interval_s;
+      double every =
+          c->sio ? cfg->sio_ping_interval_s : cfg->ws_ping_interval_s;
       double within = c->sio ? cfg->sio_ping_timeout_s : cfg->ws_ping_timeout_s;
       if (c->sio != NULL) {
         queue_raw(c, "2");
