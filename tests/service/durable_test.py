@@ -187,8 +187,13 @@ def case_torn(work):
     os.unlink(hook)
     check(not os.path.exists(final), "no model under its final name after the kill")
     check(len(glob.glob(os.path.join(data, "uploads", "*.png"))) == 1, "only X's upload has a final name")
-    s = Server(data, "--workers", "1")
+    # Paused, so the re-queued X cannot write a new model_X.stl.tmp before
+    # the sweep is looked at (CI saw exactly that race).
+    pause = os.path.join(work, "pause")
+    open(pause, "w").close()
+    s = Server(data, "--workers", "1", "--pause-file", pause)
     check(not glob.glob(os.path.join(data, "*", "*.tmp")), "the temporary files are swept at start")
+    os.unlink(pause)
     js = s.wait_job(x)
     check(js["status"] == "completed", "X (processing when killed) ran again and completed")
     st, _, body = s.request("GET", js["download_url"])
