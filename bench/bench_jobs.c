@@ -606,7 +606,7 @@ static void case_cache_hit(bench_report *r, server *s, const images *im) {
     snprintf(head, sizeof head,
              "GET /api/job-status/%s HTTP/1.1\r\nHost: b\r\n\r\n", id);
     if (http_simple(s->port, head, NULL, 0, st, sizeof st) == 200 &&
-        strstr(st, "\"completed\"") != NULL)
+        strstr(st, "\"status\":\"completed\"") != NULL)
       break;
     struct timespec ts = {0, 10 * 1000000};
     nanosleep(&ts, NULL);
@@ -633,8 +633,10 @@ static void case_cache_hit(bench_report *r, server *s, const images *im) {
     bench_set(r, name, "sync_chain_new_bytes_p50_ns", five);
   }
   if (!ok || n < CACHE_HITS) {
-    fprintf(stderr, "bench_jobs: cache_hit_job: a request failed or missed "
-                    "the cache\n");
+    fprintf(stderr,
+            "bench_jobs: cache_hit_job: a request failed or missed the cache "
+            "(sample %d of %d)\n",
+            n, CACHE_HITS);
     return;
   }
   qsort(lat, (size_t)n, sizeof lat[0], cmp_d);
