@@ -572,7 +572,9 @@ od_jobs *od_jobs_new(od_service *svc, char *err, size_t err_len) {
   od_store_opts so = {.queue_size = svc->cfg.queue_size,
                       .max_jobs = svc->cfg.max_jobs,
                       .max_attempts = svc->cfg.max_attempts,
-                      .data_dir = svc->cfg.data_dir};
+                      .data_dir = svc->cfg.data_dir,
+                      .node_id = svc->cfg.node_id,
+                      .lease_s = svc->cfg.store_lease_s};
   if ((j->store = od_store_open(svc->cfg.store, &so, err, err_len)) == NULL ||
       (j->workers = od_workers_new(j, svc->cfg.workers, err, err_len)) ==
           NULL ||

@@ -18,8 +18,8 @@ struct od_store {
   void *obs_u;
 };
 
-static const od_store_ops *const BACKENDS[] = {&od_store_sqlite_ops,
-                                               &od_store_memory_ops};
+static const od_store_ops *const BACKENDS[] = {
+    &od_store_sqlite_ops, &od_store_memory_ops, &od_store_redis_ops};
 
 #define NBACKENDS (sizeof BACKENDS / sizeof BACKENDS[0])
 
@@ -119,6 +119,7 @@ void od_store_close(od_store *s) {
 
 const char *od_store_kind(const od_store *s) { return s->ops->scheme; }
 int od_store_durable(const od_store *s) { return s->ops->durable; }
+int od_store_shared(const od_store *s) { return s->ops->shared; }
 
 const char *od_store_op_name(od_store_op op) {
   static const char *const n[OD_STORE_OP_COUNT] = {
@@ -155,8 +156,8 @@ static double mono(void) {
   } while (0)
 
 od_store_rc od_store_recover(od_store *s,
-                             void (*each)(const od_job_rec *r,
-                                          od_job_state was, void *u),
+                             void (*each)(const od_job_rec *r, od_job_state was,
+                                          void *u),
                              void *u) {
   OBSERVED(s, OD_STORE_OP_RECOVER, s->ops->recover(s->be, each, u));
 }

@@ -98,8 +98,8 @@
  * returns, as synchronous=FULL; store_sqlite.c shares one sync between
  * concurrent callers) for insert, transition and evict; claim (no sync)
  * survives kill -9 and may be rolled back by a power loss, which only means
- * the job runs again. A get never shows a change before it is durable. A caller answers 2xx only
- * after the call that backs it returned OK.
+ * the job runs again. A get never shows a change before it is durable. A caller
+ * answers 2xx only after the call that backs it returned OK.
  *
  * Errors: every call returns an od_store_rc; od_store_rc_message() turns it
  * into a sentence for the client and the log. Out-parameters are written
@@ -194,6 +194,9 @@ typedef struct {
   uint64_t upload_bytes;  /* sum over records */
   uint64_t output_bytes;  /* sum over records */
   int64_t tombstones;     /* removed jobs remembered (at most max_jobs) */
+  /* redis (issue #15), counted by this process since open; 0 elsewhere: */
+  int64_t reclaimed; /* claims it took over from a lapsed lease */
+  int64_t fenced;    /* lease renewals refused: another node took the job */
 } od_store_stats;
 
 /* Which job evict removes, and what it leaves behind. */
@@ -212,6 +215,10 @@ typedef struct {
   int max_attempts;     /* claims of one job before it fails (recover;
                            redis reclaim). 0 = 3 */
   const char *data_dir; /* for relative paths; may be NULL */
+  const char *node_id;  /* redis: this node's name (--node-id), in owners
+                           and as its stream consumer; may be NULL */
+  double lease_s;       /* redis: a claim not renewed this long is taken
+                           over by another node (--store-lease). 0 = 10 */
 } od_store_opts;
 
 typedef struct od_store od_store;
@@ -223,6 +230,7 @@ typedef struct od_store od_store;
 typedef struct od_store_ops {
   const char *scheme; /* "memory": matches "memory:..." */
   int durable;        /* 1 when OK means it survives kill -9 */
+  int shared;         /* 1 when other orfeasd processes use it too */
   /* rest: the URL after "scheme:". */
   od_store_rc (*open)(const char *rest, const od_store_opts *o, void **be,
                       char *err, size_t err_len);
@@ -248,6 +256,7 @@ typedef struct od_store_ops {
 /* The backends compiled in (store.c lists them). */
 extern const od_store_ops od_store_memory_ops;
 extern const od_store_ops od_store_sqlite_ops;
+extern const od_store_ops od_store_redis_ops;
 
 /* ---- calls --------------------------------------------------------------- */
 
@@ -266,6 +275,10 @@ void od_store_close(od_store *s);
 const char *od_store_kind(const od_store *s);
 /* 1 when an OK survives kill -9 (see Durability above). */
 int od_store_durable(const od_store *s);
+/* 1 when other orfeasd nodes use the same store (redis): the records and
+ * the data dir are not this process's alone, so start-up removes no file
+ * as an orphan and counts no running job as its own. */
+int od_store_shared(const od_store *s);
 
 /* Start-up, once, before any claim: settles what a previous run of the
  * service left behind (a durable backend re-queues processing jobs whose
@@ -276,8 +289,8 @@ int od_store_durable(const od_store *s);
  * for files and gauges. memory: nothing was left behind; each() is called
  * for every record held (none after open). */
 od_store_rc od_store_recover(od_store *s,
-                             void (*each)(const od_job_rec *r,
-                                          od_job_state was, void *u),
+                             void (*each)(const od_job_rec *r, od_job_state was,
+                                          void *u),
                              void *u);
 
 /* Adds a new job (r->state must be UPLOADED). Assigns r->seq, zeroes
@@ -327,7 +340,7 @@ od_store_rc od_store_position(od_store *s, const char *id, int *position);
  * or processing; NOT_FOUND: no such job; EMPTY (id NULL): no idle job fits
  * (every job is active, held or too recent, or there is none). */
 od_store_rc od_store_evict(od_store *s, const od_evict_sel *sel,
-                          od_job_rec *gone);
+                           od_job_rec *gone);
 
 /* Counts by state, queue depth and age, stored bytes. */
 od_store_rc od_store_get_stats(od_store *s, od_store_stats *st);
