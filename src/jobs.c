@@ -539,6 +539,9 @@ static void on_store_op(void *u, od_store_op op, od_store_rc rc,
   om_histogram_observe(j->op_duration[op], seconds);
   if (rc == OD_STORE_DOWN)
     om_counter_inc(j->op_errors[op]);
+  /* A run's end refused: another node took the job over (issue #15). */
+  if (rc == OD_STORE_FENCED)
+    om_counter_inc(j->svc->m.jobs_fenced);
 }
 
 od_jobs *od_jobs_new(od_service *svc, char *err, size_t err_len) {

@@ -136,6 +136,7 @@ struct od_jobs {
   om_histogram *op_duration[OD_STORE_OP_COUNT];
   om_counter *op_errors[OD_STORE_OP_COUNT];
   om_counter *claim_errors;
+  int64_t seen_reclaimed, seen_fenced; /* janitor: store counts added */
   /* Health, refreshed by the janitor (and a failed write). */
   _Atomic int store_up;
   _Atomic int dir_writable;

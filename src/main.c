@@ -54,7 +54,7 @@ static const char *signame(int sig) {
  * when a signal came first (*sig). */
 static int start(od_service *svc, const sigset_t *set, int *sig, char *err,
                  size_t err_len) {
-  if (od_metrics_init(&svc->m, err, err_len) != 0)
+  if (od_metrics_init(&svc->m, svc->cfg.node_id, err, err_len) != 0)
     return 1;
   od_log_set_counter(svc->m.log_dropped);
   /* The GPU sampler starts after the signal mask is set (its thread

@@ -695,6 +695,8 @@ typedef struct {
   om_family *jobs_removed;       /* {reason} */
   om_family *store_bytes;        /* {kind}: od_store_bytes_kind() */
   om_gauge *tombstones;
+  om_gauge *store_oldest_queued; /* issue #15 */
+  om_counter *jobs_fenced;
   om_gauge *commit_queue;
   om_gauge *data_dir_free;
   om_gauge *data_dir_writable;
@@ -752,7 +754,9 @@ const char *od_store_bytes_kind(int kind);
 
 /* Registers every family and creates the label sets alerts need at 0.
  * Returns 0, or -1 with err filled. */
-int od_metrics_init(od_metrics *m, char *err, size_t err_len);
+/* node_id: the node label of orfeas_build_info (--node-id). */
+int od_metrics_init(od_metrics *m, const char *node_id, char *err,
+                    size_t err_len);
 void od_metrics_free(od_metrics *m);
 void od_metric_error(od_metrics *m, const char *type, od_route r);
 void od_metric_validation(od_metrics *m, const char *field,
