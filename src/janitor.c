@@ -111,6 +111,8 @@ static void store_gauges(od_jobs *j, const od_store_stats *st) {
   if (!od_store_shared(j->store))
     return;
   om_gauge_set(m->queue_depth, (double)st->queue_depth);
+  om_gauge_set(m->active_jobs, (double)(st->by_state[OD_JOB_QUEUED] +
+                                        st->by_state[OD_JOB_PROCESSING]));
   if (st->reclaimed > j->seen_reclaimed)
     om_counter_add_u64(
         om_family_counter(m->jobs_reclaimed, OM_LABELS("lease_expired")),

@@ -246,6 +246,7 @@ int main(int argc, char **argv) {
    * it still writes into the metrics, which then stay. */
   double gpu_wait = exit_by > 0 ? exit_by - od_now() - flush : 1.0;
   int gpu_left = orfeas_gpu_stop(svc.gpu, gpu_wait > 0.05 ? gpu_wait : 0.05);
+  od_jobs_quiet(svc.jobs); /* no event reaches the hub any more */
   od_hub_free(svc.hub);
   od_jobs_free(svc.jobs);
   od_cache_free(svc.cache);

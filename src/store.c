@@ -203,6 +203,23 @@ void od_store_close_queue(od_store *s, void (*each)(const char *id, void *u),
   s->ops->close_queue(s->be, each, u);
 }
 
+int od_store_has_bus(const od_store *s) { return s->ops->publish != NULL; }
+
+od_store_rc od_store_publish(od_store *s, const char *id, int ev,
+                             const char *text) {
+  return s->ops->publish ? s->ops->publish(s->be, id, ev, text)
+                         : OD_STORE_EMPTY;
+}
+
+int od_store_listen(od_store *s, const od_store_listener *l, char *err,
+                    size_t err_len) {
+  if (s->ops->listen == NULL) {
+    snprintf(err, err_len, "the %s store has no event bus", s->ops->scheme);
+    return -1;
+  }
+  return s->ops->listen(s->be, l, err, err_len);
+}
+
 od_store_rc od_store_ping(od_store *s) {
   if (s->ops->ping == NULL)
     return OD_STORE_OK;

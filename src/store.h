@@ -223,6 +223,17 @@ typedef struct {
 
 typedef struct od_store od_store;
 
+/* What a node does with the events of the cluster's event bus (redis). */
+typedef struct {
+  /* A job's event, published by some node (this one included): ev is an
+   * od_ws_event, text its JSON; or ev -1 (text ""): the job's state
+   * changed without an event (the store failed it), look it up. */
+  void (*on_event)(void *u, const char *id, int ev, const char *text);
+  /* The bus was (re)connected: messages may have been lost meanwhile. */
+  void (*on_resync)(void *u);
+  void *u;
+} od_store_listener;
+
 /* ---- the backend interface ------------------------------------------------
  *
  * Implement every function; the od_store_* wrappers below document each and
@@ -251,6 +262,10 @@ typedef struct od_store_ops {
   od_store_rc (*stats)(void *be, od_store_stats *st);
   void (*close_queue)(void *be, void (*each)(const char *id, void *u), void *u);
   od_store_rc (*ping)(void *be); /* may be NULL: always up */
+  /* The event bus (redis; NULL elsewhere): see od_store_publish. */
+  od_store_rc (*publish)(void *be, const char *id, int ev, const char *text);
+  int (*listen)(void *be, const od_store_listener *l, char *err,
+                size_t err_len);
 } od_store_ops;
 
 /* The backends compiled in (store.c lists them). */
@@ -357,6 +372,25 @@ void od_store_close_queue(od_store *s, void (*each)(const char *id, void *u),
  * write failed and a probe write still fails; redis: no connection). Cheap
  * enough for every /ready. */
 od_store_rc od_store_ping(od_store *s);
+
+/* ---- the event bus (issue #15) ------------------------------------------
+ * A shared store carries the jobs' progress events between nodes: a node
+ * publishes each event of a job it runs, and every node (itself included)
+ * gets it back through its listener and forwards it to its own WebSocket
+ * clients. Delivery is at most once (Redis pub/sub): the job's record
+ * stays the truth, which a subscribe, and on_resync, send again. */
+
+/* 1 when the store has an event bus (then events go through it). */
+int od_store_has_bus(const od_store *s);
+/* Hands an event to the bus without waiting for Redis (a bounded queue,
+ * sent in order by one thread). FULL: the queue is full, dropped; EMPTY:
+ * no bus. */
+od_store_rc od_store_publish(od_store *s, const char *id, int ev,
+                             const char *text);
+/* Starts the listener thread (once; it stops at od_store_close). 0, or -1
+ * with err filled (no bus, or no thread). */
+int od_store_listen(od_store *s, const od_store_listener *l, char *err,
+                    size_t err_len);
 
 /* ---- observation (store.c) ------------------------------------------------
  * Every call but claim (it waits for work) is timed and its rc reported to

@@ -66,6 +66,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -79,6 +80,9 @@
 #define HELD_MAX 1024        /* claims this process renews (>= workers) */
 #define DEFAULT_LEASE_S 10.0 /* od_store_opts.lease_s 0 */
 #define LAYOUT_VERSION 1     /* bump when od_job_rec's meaning changes */
+#define PUBQ_MAX 4096        /* events waiting for the publisher */
+#define PUB_BATCH 256        /* events sent in one pipelined write */
+#define BUS_CHANNEL "orfeas:ev"
 
 /* The scripts return store.h's codes; the claim script adds these. */
 _Static_assert(OD_STORE_NOT_FOUND == 1 && OD_STORE_CONFLICT == 2 &&
@@ -325,6 +329,17 @@ typedef struct {
   int nheld;
   int hb_stop, hb_started;
   pthread_t hb;
+
+  /* The event bus: a queue the publisher thread empties, and the
+   * listener thread (bus_mu guards all but the threads' own state). */
+  pthread_mutex_t bus_mu;
+  pthread_cond_t bus_cv;
+  char *pubq[PUBQ_MAX]; /* owned: "<id> <ev> <json>" */
+  int pub_head, pub_n;
+  int bus_stop, pub_started, sub_started;
+  pthread_t pub_th, sub_th;
+  od_store_listener lis;
+  int sub_fd; /* the listener's socket, -1 when none */
 } rds;
 
 static struct timeval tv_of(double s) {
@@ -506,6 +521,8 @@ static void sha_hex(const char *body, char out[41]) {
 }
 
 static void *heartbeat(void *arg);
+static void *publisher(void *arg);
+static void rd_close(void *be);
 
 /* "//HOST:PORT[/DB]" into d; -1 with err filled. */
 static int parse_url(rds *d, const char *rest, char *err, size_t err_len) {
@@ -569,6 +586,10 @@ static int check_layout(rds *d, redisContext *c, char *err, size_t err_len) {
 static void rd_free(rds *d) {
   for (int i = 0; i < d->npool; i++)
     redisFree(d->pool[i]);
+  for (int i = 0; i < d->pub_n; i++)
+    free(d->pubq[(d->pub_head + i) % PUBQ_MAX]);
+  pthread_mutex_destroy(&d->bus_mu);
+  pthread_cond_destroy(&d->bus_cv);
   pthread_mutex_destroy(&d->pool_mu);
   pthread_mutex_destroy(&d->held_mu);
   pthread_cond_destroy(&d->hb_cv);
@@ -588,7 +609,10 @@ static od_store_rc rd_open(const char *rest, const od_store_opts *o, void **be,
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_cond_init(&d->hb_cv, &ca);
+  pthread_mutex_init(&d->bus_mu, NULL);
+  pthread_cond_init(&d->bus_cv, &ca);
   pthread_condattr_destroy(&ca);
+  d->sub_fd = -1;
   if (parse_url(d, rest, err, err_len) != 0) {
     rd_free(d);
     return OD_STORE_DOWN;
@@ -638,12 +662,29 @@ static od_store_rc rd_open(const char *rest, const od_store_opts *o, void **be,
     return OD_STORE_DOWN;
   }
   d->hb_started = 1;
+  if ((rc = pthread_create(&d->pub_th, NULL, publisher, d)) != 0) {
+    snprintf(err, err_len, "cannot start the event publisher: %s",
+             strerror(rc));
+    rd_close(d);
+    return OD_STORE_DOWN;
+  }
+  d->pub_started = 1;
   *be = d;
   return OD_STORE_OK;
 }
 
 static void rd_close(void *be) {
   rds *d = be;
+  pthread_mutex_lock(&d->bus_mu);
+  d->bus_stop = 1;
+  if (d->sub_fd >= 0)
+    shutdown(d->sub_fd, SHUT_RDWR); /* wakes the listener's read */
+  pthread_cond_broadcast(&d->bus_cv);
+  pthread_mutex_unlock(&d->bus_mu);
+  if (d->pub_started)
+    pthread_join(d->pub_th, NULL);
+  if (d->sub_started)
+    pthread_join(d->sub_th, NULL);
   if (d->hb_started) {
     pthread_mutex_lock(&d->held_mu);
     d->hb_stop = 1;
@@ -729,6 +770,152 @@ static void *heartbeat(void *arg) {
   }
   pthread_mutex_unlock(&d->held_mu);
   return NULL;
+}
+
+/* ---- the event bus ------------------------------------------------------- */
+
+static od_store_rc rd_publish(void *be, const char *id, int ev,
+                              const char *text) {
+  rds *d = be;
+  size_t n = strlen(id) + strlen(text) + 16;
+  char *m = malloc(n);
+  if (m == NULL)
+    return OD_STORE_FULL;
+  snprintf(m, n, "%s %d %s", id, ev, text);
+  pthread_mutex_lock(&d->bus_mu);
+  int ok = d->pub_n < PUBQ_MAX && !d->bus_stop;
+  if (ok) {
+    d->pubq[(d->pub_head + d->pub_n) % PUBQ_MAX] = m;
+    d->pub_n++;
+    pthread_cond_signal(&d->bus_cv);
+  }
+  pthread_mutex_unlock(&d->bus_mu);
+  if (!ok)
+    free(m);
+  return ok ? OD_STORE_OK : OD_STORE_FULL;
+}
+
+/* Sends the queued events in order, a batch per pipelined write; what
+ * cannot be sent (Redis down) is dropped: subscribers get the job's state
+ * again at their listener's resync. Sends what is left at close. */
+static void *publisher(void *arg) {
+  rds *d = arg;
+  pthread_setname_np(pthread_self(), "od-store-pub");
+  char *batch[PUB_BATCH];
+  pthread_mutex_lock(&d->bus_mu);
+  for (;;) {
+    while (d->pub_n == 0 && !d->bus_stop)
+      pthread_cond_wait(&d->bus_cv, &d->bus_mu);
+    if (d->pub_n == 0)
+      break;
+    int n = d->pub_n < PUB_BATCH ? d->pub_n : PUB_BATCH;
+    for (int i = 0; i < n; i++)
+      batch[i] = d->pubq[(d->pub_head + i) % PUBQ_MAX];
+    d->pub_head = (d->pub_head + n) % PUBQ_MAX;
+    d->pub_n -= n;
+    pthread_mutex_unlock(&d->bus_mu);
+    redisContext *c = ctx_get(d);
+    int ok = c != NULL;
+    for (int i = 0; i < n && ok; i++)
+      ok = redisAppendCommand(c, "PUBLISH " BUS_CHANNEL " %s", batch[i]) ==
+           REDIS_OK;
+    for (int i = 0; i < n && ok; i++) {
+      redisReply *r = NULL;
+      ok = redisGetReply(c, (void **)&r) == REDIS_OK;
+      if (r)
+        freeReplyObject(r);
+    }
+    ctx_put(d, c, ok);
+    for (int i = 0; i < n; i++)
+      free(batch[i]);
+    pthread_mutex_lock(&d->bus_mu);
+  }
+  pthread_mutex_unlock(&d->bus_mu);
+  return NULL;
+}
+
+/* One message "<id> <ev> <json>" to the listener. */
+static void deliver(rds *d, const char *msg, size_t len) {
+  char id[40];
+  int ev = 0, off = 0;
+  if (len > 1 << 20 || sscanf(msg, "%39s %d %n", id, &ev, &off) < 2 ||
+      off <= 0 || (size_t)off > len)
+    return;
+  d->lis.on_event(d->lis.u, id, ev, msg + off);
+}
+
+/* The listener: SUBSCRIBE on a context of its own (no read timeout: it
+ * waits for messages; keepalive finds a dead peer, close shuts the socket
+ * down), again after each loss, with on_resync once subscribed. */
+static void *listener(void *arg) {
+  rds *d = arg;
+  pthread_setname_np(pthread_self(), "od-store-sub");
+  for (;;) {
+    pthread_mutex_lock(&d->bus_mu);
+    int stop = d->bus_stop;
+    pthread_mutex_unlock(&d->bus_mu);
+    if (stop)
+      break;
+    redisContext *c = ctx_get(d);
+    redisReply *r = c ? redisCommand(c, "SUBSCRIBE " BUS_CHANNEL) : NULL;
+    int ok = r != NULL && r->type == REDIS_REPLY_ARRAY;
+    if (r)
+      freeReplyObject(r);
+    if (ok) {
+      redisEnableKeepAlive(c);
+      redisSetTimeout(c, (struct timeval){0, 0});
+      pthread_mutex_lock(&d->bus_mu);
+      d->sub_fd = c->fd;
+      ok = !d->bus_stop;
+      pthread_mutex_unlock(&d->bus_mu);
+    }
+    if (ok && d->lis.on_resync)
+      d->lis.on_resync(d->lis.u);
+    while (ok) {
+      r = NULL;
+      if (redisGetReply(c, (void **)&r) != REDIS_OK || r == NULL)
+        break;
+      if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+          r->element[2]->type == REDIS_REPLY_STRING &&
+          strcmp(r->element[0]->str, "message") == 0)
+        deliver(d, r->element[2]->str, r->element[2]->len);
+      freeReplyObject(r);
+    }
+    pthread_mutex_lock(&d->bus_mu);
+    d->sub_fd = -1;
+    stop = d->bus_stop;
+    if (!stop) { /* lost: wait a little, then again */
+      struct timespec until;
+      clock_gettime(CLOCK_MONOTONIC, &until);
+      until.tv_nsec += 200 * 1000000L;
+      if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+      }
+      pthread_cond_timedwait(&d->bus_cv, &d->bus_mu, &until);
+    }
+    pthread_mutex_unlock(&d->bus_mu);
+    if (c)
+      redisFree(c);
+  }
+  return NULL;
+}
+
+static int rd_listen(void *be, const od_store_listener *l, char *err,
+                     size_t err_len) {
+  rds *d = be;
+  if (d->sub_started || l->on_event == NULL) {
+    snprintf(err, err_len, "the event bus has a listener already");
+    return -1;
+  }
+  d->lis = *l;
+  int rc = pthread_create(&d->sub_th, NULL, listener, d);
+  if (rc != 0) {
+    snprintf(err, err_len, "cannot start the event listener: %s", strerror(rc));
+    return -1;
+  }
+  d->sub_started = 1;
+  return 0;
 }
 
 /* ---- calls --------------------------------------------------------------- */
@@ -910,8 +1097,10 @@ static void fail_lost(rds *d, od_job_rec *r) {
   f.output_bytes = 0;
   f.t_ended = od_wall();
   if (rd_transition(d, &f, OD_STATE_BIT(OD_JOB_PROCESSING), r->attempt, NULL) ==
-      OD_STORE_OK)
+      OD_STORE_OK) {
     fprintf(stderr, "orfeasd: job %s failed: %s\n", r->id, f.error);
+    rd_publish(d, r->id, -1, ""); /* subscribers: look it up */
+  }
 }
 
 /* One pass of the claim script (entry "" = take; else start that entry).
@@ -1112,4 +1301,6 @@ const od_store_ops od_store_redis_ops = {
     .stats = rd_stats,
     .close_queue = rd_close_queue,
     .ping = rd_ping,
+    .publish = rd_publish,
+    .listen = rd_listen,
 };
