@@ -219,11 +219,13 @@ static const char LUA_CLAIM[] = LUA_COMMON
     "local s=start(x[1],x[2][2]) if s then return s end end end end\n"
     "return {5}\n";
 
-/* ARGV: id attempt consumer entry */
+/* ARGV: id attempt consumer entry. 0 renewed, 4 another attempt holds
+ * the job (fenced), 1 it ended or went (nothing to renew). */
 static const char LUA_RENEW[] =
     LUA_COMMON "local h=redis.call('HMGET',jk(ARGV[1]),'state','attempt')\n"
-               "if tonumber(h[1])~=2 or tonumber(h[2])~=tonumber(ARGV[2]) then "
-               "return 4 end\n"
+               "if not h[1] then return 1 end\n"
+               "if tonumber(h[2])~=tonumber(ARGV[2]) then return 4 end\n"
+               "if tonumber(h[1])~=2 then return 1 end\n"
                "redis.call('XCLAIM',S,G,ARGV[3],0,ARGV[4],'JUSTID')\n"
                "return 0\n";
 
@@ -708,16 +710,19 @@ static void hold(rds *d, const od_job_rec *r, const char *entry) {
   pthread_mutex_unlock(&d->held_mu);
 }
 
-/* Forgets the claim of id at attempt (any attempt when attempt is 0). */
-static void unhold(rds *d, const char *id, int attempt) {
+/* Forgets the claim of id at attempt (any attempt when attempt is 0); 1
+ * when it was held. */
+static int unhold(rds *d, const char *id, int attempt) {
+  int found = 0;
   pthread_mutex_lock(&d->held_mu);
-  for (int i = 0; i < d->nheld; i++)
+  for (int i = 0; i < d->nheld && !found; i++)
     if (strcmp(d->held[i].id, id) == 0 &&
         (attempt == 0 || d->held[i].attempt == attempt)) {
       d->held[i] = d->held[--d->nheld];
-      break;
+      found = 1;
     }
   pthread_mutex_unlock(&d->held_mu);
+  return found;
 }
 
 static void *heartbeat(void *arg) {
@@ -754,9 +759,12 @@ static void *heartbeat(void *arg) {
         c = NULL;
         break;
       }
-      if (code_of(r) == OD_STORE_FENCED) {
+      int code = code_of(r);
+      /* Counted only while this node still holds the claim: a run that
+       * ended since the snapshot (and was claimed again) was not fenced. */
+      if (code != OD_STORE_OK && unhold(d, snap[i].id, snap[i].attempt) &&
+          code == OD_STORE_FENCED) {
         d->fenced++;
-        unhold(d, snap[i].id, snap[i].attempt);
         fprintf(stderr,
                 "orfeasd: job %s: attempt %d was taken over by another node "
                 "(its lease of %.1f s lapsed); this node's result will be "

@@ -19,6 +19,8 @@
 
 #include <cmocka.h>
 
+#include <hiredis/hiredis.h>
+
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -1057,7 +1059,18 @@ static void sqlite_open_refuses_a_folder(void **state) {
 
 #define LEASE_S 0.4
 
-static char rd_url[128], rd_cli[160];
+static char rd_url[128];
+static redisContext *rd_admin; /* the test's own connection (FLUSHALL...) */
+
+/* A command on the test's connection; 0 when Redis answered without an
+ * error. */
+static int admin(const char *fmt, const char *arg) {
+  redisReply *r = redisCommand(rd_admin, fmt, arg);
+  int ok = r != NULL && r->type != REDIS_REPLY_ERROR;
+  if (r)
+    freeReplyObject(r);
+  return ok ? 0 : -1;
+}
 
 static od_store *open_node(const char *node, int max_attempts) {
   od_store_opts o = OPTS;
@@ -1072,9 +1085,7 @@ static od_store *open_node(const char *node, int max_attempts) {
 }
 
 static int open_redis(void **state) {
-  char cmd[256];
-  snprintf(cmd, sizeof cmd, "%s flushall >/dev/null", rd_cli);
-  if (system(cmd) != 0)
+  if (admin("FLUSHALL", NULL) != 0)
     return -1;
   *state = open_node(NULL, 0);
   return *state ? 0 : -1;
@@ -1154,10 +1165,7 @@ static void a_superseded_claim_is_fenced_at_renewal(void **state) {
   enqueue_new(a, 1);
   od_job_rec c;
   assert_int_equal(od_store_claim(a, "w0", 0, &c), OD_STORE_OK);
-  char cmd[256];
-  snprintf(cmd, sizeof cmd, "%s hincrby orfeas:job:%s attempt 1 >/dev/null",
-           rd_cli, c.id);
-  assert_int_equal(system(cmd), 0);
+  assert_int_equal(admin("HINCRBY orfeas:job:%s attempt 1", c.id), 0);
   wait_stat(a, offsetof(od_store_stats, fenced), 1);
   assert_int_equal(complete(a, &c, c.attempt), OD_STORE_FENCED);
 }
@@ -1247,14 +1255,21 @@ static void open_refuses_an_unreachable_redis(void **state) {
 static int run_redis(const char *where) {
   snprintf(rd_url, sizeof rd_url, "redis://%s", where);
   const char *colon = strrchr(where, ':');
-  snprintf(rd_cli, sizeof rd_cli, "redis-cli -h %.*s -p %s",
-           colon ? (int)(colon - where) : 0, where, colon ? colon + 1 : "0");
+  char host[64];
+  snprintf(host, sizeof host, "%.*s", colon ? (int)(colon - where) : 0, where);
+  rd_admin = redisConnect(host, colon ? atoi(colon + 1) : 0);
+  if (rd_admin == NULL || rd_admin->err) {
+    fprintf(stderr, "cannot connect to Redis at %s\n", where);
+    return 1;
+  }
   const struct CMUnitTest redis[] = {
       STORE_CASES(REDIS_CASE) REOPEN_CASES(REDIS_CASE)
           REDIS_ONLY_CASES(REDIS_CASE)
               cmocka_unit_test(open_refuses_an_unreachable_redis)};
   reopen = reopen_redis;
-  return cmocka_run_group_tests_name("redis", redis, NULL, NULL);
+  int failed = cmocka_run_group_tests_name("redis", redis, NULL, NULL);
+  redisFree(rd_admin);
+  return failed;
 }
 
 int main(void) {
