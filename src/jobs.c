@@ -108,6 +108,14 @@ void od_jobs_publish(od_jobs *j, const char *id, od_ws_event ev, json_t *data) {
 
 int od_jobs_shared(od_jobs *j) { return j->fanout != NULL; }
 
+int od_jobs_rate_take(od_jobs *j, const char *key, double rate, double burst,
+                      int *wait_s) {
+  return j != NULL && od_store_rate_take(j->store, key, rate, burst, wait_s) ==
+                          OD_STORE_OK
+             ? 0
+             : -1;
+}
+
 void od_jobs_quiet(od_jobs *j) {
   if (j != NULL)
     od_fanout_quiet(j->fanout);

@@ -269,6 +269,23 @@ static const char LUA_EVICT[] = LUA_COMMON
     "end\n"
     "return {0,cur}\n";
 
+/* ARGV: key rate burst. Returns the whole seconds to wait (0: taken). */
+static const char LUA_RATE[] =
+    "local k='orfeas:rl:'..ARGV[1]\n"
+    "local rate,burst=tonumber(ARGV[2]),tonumber(ARGV[3])\n"
+    "local t=redis.call('TIME')\n"
+    "local now=tonumber(t[1])+tonumber(t[2])/1e6\n"
+    "local h=redis.call('HMGET',k,'tok','last')\n"
+    "local tok,last=tonumber(h[1]) or burst,tonumber(h[2]) or now\n"
+    "tok=math.min(burst,tok+math.max(0,now-last)*rate)\n"
+    "local wait=0\n"
+    "if tok>=1 then tok=tok-1 else wait=math.max(1,math.ceil((1-tok)/rate)) "
+    "end\n"
+    "redis.call('HSET',k,'tok',string.format('%.6f',tok),'last',"
+    "string.format('%.6f',now))\n"
+    "redis.call('PEXPIRE',k,math.ceil((burst/rate+1)*1000))\n"
+    "return wait\n";
+
 static const char LUA_STATS[] = LUA_COMMON
     "grp()\n"
     "local s=redis.call('HMGET','orfeas:stats','s0','s1','s2','s3','s4',"
@@ -296,6 +313,7 @@ enum {
   S_RENEW,
   S_EVICT,
   S_STATS,
+  S_RATE,
   S_COUNT
 };
 
@@ -636,7 +654,7 @@ static od_store_rc rd_open(const char *rest, const od_store_opts *o, void **be,
     snprintf(d->consumer, sizeof d->consumer, "pid%ld", (long)getpid());
   static const char *const bodies[S_COUNT] = {
       LUA_INSERT, LUA_GET,   LUA_TRANSITION, LUA_ENQUEUE, LUA_POSITION,
-      LUA_CLAIM,  LUA_RENEW, LUA_EVICT,      LUA_STATS};
+      LUA_CLAIM,  LUA_RENEW, LUA_EVICT,      LUA_STATS, LUA_RATE};
   for (int k = 0; k < S_COUNT; k++) {
     d->sc[k].body = bodies[k];
     sha_hex(bodies[k], d->sc[k].sha);
@@ -1272,6 +1290,21 @@ static od_store_rc rd_stats(void *be, od_store_stats *st) {
   return OD_STORE_OK;
 }
 
+static od_store_rc rd_rate_take(void *be, const char *key, double rate,
+                                double burst, int *wait_s) {
+  rds *d = be;
+  char r[32], b[32];
+  snprintf(r, sizeof r, "%.6f", rate);
+  snprintf(b, sizeof b, "%.6f", burst);
+  const char *av[3] = {key, r, b};
+  redisReply *x = call(d, S_RATE, 3, av, NULL);
+  if (x == NULL)
+    return OD_STORE_DOWN;
+  *wait_s = (int)int_of(x);
+  freeReplyObject(x);
+  return OD_STORE_OK;
+}
+
 static void rd_close_queue(void *be, void (*each)(const char *id, void *u),
                            void *u) {
   (void)each;
@@ -1311,4 +1344,5 @@ const od_store_ops od_store_redis_ops = {
     .ping = rd_ping,
     .publish = rd_publish,
     .listen = rd_listen,
+    .rate_take = rd_rate_take,
 };

@@ -17,6 +17,8 @@ Short leases (--store-lease 1) keep it fast.
   redis      Redis kill -9 with jobs running and queued: /ready and the API
              answer 503 while it is down; restarted on the same folder, every
              accepted job completes.
+  ratelimit  --rate-limit is one bucket per client for the whole cluster: a
+             client that spent its burst on node a gets 429 on node b.
 
 argv: CASE WORKDIR, like od_test.py.
 """
@@ -217,5 +219,22 @@ def case_redis(work):
     check(True, "all 3 accepted jobs (1 running, 2 queued at the crash) completed after Redis came back")
 
 
+def case_ratelimit(work):
+    redis = Redis(work)
+    # 0.05/s: a token back every 20 s, so none returns during the case.
+    a, b = (node(work, redis, n, "--rate-limit", "0.05", "--rate-burst", "3", pause=False) for n in ("a", "b"))
+    path = "/api/job-status/00000000-0000-4000-8000-000000000001"
+    got = [srv.request("GET", path)[0] for srv in (a, a, b)]
+    check(got == [404, 404, 404], "3 requests (the burst) over nodes a, a, b: served (%s)" % got)
+    st, hd, _ = b.request("GET", path)
+    check(st == 429 and int(hd.get("retry-after", "0")) >= 1,
+          "the 4th, on node b, gets 429 with Retry-After (%d, %s)" % (st, hd.get("retry-after")))
+    st, _, _ = a.request("GET", path)
+    check(st == 429, "and so does the 5th, on node a (%d)" % st)
+    check(metric(b, "orfeas_rate_limit_rejections_total", endpoint="/api/job-status/{job_id}") == 1,
+          "node b counted its rejection")
+
+
 if __name__ == "__main__":
-    main({"once": case_once, "kill9": case_kill9, "partition": case_partition, "redis": case_redis})
+    main({"once": case_once, "kill9": case_kill9, "partition": case_partition, "redis": case_redis,
+          "ratelimit": case_ratelimit})
