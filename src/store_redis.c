@@ -210,9 +210,15 @@ static const char LUA_CLAIM[] = LUA_COMMON
     "end\n"
     "grp()\n"
     "if ARGV[6]~='' then return start(ARGV[6],ARGV[7]) or {5} end\n"
-    "local r=redis.call('XAUTOCLAIM',S,G,ARGV[1],ARGV[5],'0-0','COUNT',1)\n"
-    "for _,x in ipairs(r[2]) do if x[2] then local s=start(x[1],x[2][2]) "
+    /* XAUTOCLAIM looks at ~10 pending entries per call (COUNT 1): walk
+     * the whole pending list (running jobs: bounded by the workers). */
+    "local cur='0-0'\n"
+    "repeat\n"
+    " local r=redis.call('XAUTOCLAIM',S,G,ARGV[1],ARGV[5],cur,'COUNT',1)\n"
+    " for _,x in ipairs(r[2]) do if x[2] then local s=start(x[1],x[2][2]) "
     "if s then return s end end end\n"
+    " cur=r[1]\n"
+    "until cur=='0-0'\n"
     "local n=redis.call('XREADGROUP','GROUP',G,ARGV[1],'COUNT',1,'STREAMS',"
     "S,'>')\n"
     "if n then for _,x in ipairs(n[1][2]) do if x[2] then "

@@ -1144,6 +1144,24 @@ static void a_lapsed_claim_is_taken_over_by_another_node(void **state) {
   *state = b;
 }
 
+/* The lapsed claim is found behind many live ones (XAUTOCLAIM looks at a
+ * few pending entries per call). */
+static void a_lapsed_claim_behind_live_ones_is_found(void **state) {
+  od_store *b = *state, *a = open_node("node-a", 3);
+  assert_non_null(a);
+  od_job_rec c, lost;
+  for (int n = 1; n <= 12; n++) { /* b runs 1..12, renewing them */
+    enqueue_new(b, n);
+    assert_int_equal(od_store_claim(b, "w0", 0, &c), OD_STORE_OK);
+  }
+  enqueue_new(a, 13);
+  assert_int_equal(od_store_claim(a, "w0", 0, &lost), OD_STORE_OK);
+  od_store_close(a); /* node a dies */
+  assert_int_equal(od_store_claim(b, "w1", 5000, &c), OD_STORE_OK);
+  assert_string_equal(c.id, lost.id);
+  assert_int_equal(c.attempt, 2);
+}
+
 /* A live node's heartbeat keeps its claim past many leases. */
 static void a_renewed_claim_is_not_taken(void **state) {
   od_store *a = *state, *b = open_node("node-b", 3);
@@ -1243,6 +1261,7 @@ static void open_refuses_an_unreachable_redis(void **state) {
 
 #define REDIS_ONLY_CASES(X)                                                    \
   X(a_lapsed_claim_is_taken_over_by_another_node)                              \
+  X(a_lapsed_claim_behind_live_ones_is_found)                                  \
   X(a_renewed_claim_is_not_taken)                                              \
   X(a_superseded_claim_is_fenced_at_renewal)                                   \
   X(a_job_lost_max_attempts_times_fails)                                       \
