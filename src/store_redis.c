@@ -861,6 +861,13 @@ static void *publisher(void *arg) {
     for (int i = 0; i < n; i++)
       free(batch[i]);
     pthread_mutex_lock(&d->bus_mu);
+    /* Closing with Redis unreachable: the rest would only wait for the
+     * connect timeout, batch after batch. */
+    if (!ok && d->bus_stop) {
+      for (int i = 0; i < d->pub_n; i++)
+        free(d->pubq[(d->pub_head + i) % PUBQ_MAX]);
+      d->pub_n = 0;
+    }
   }
   pthread_mutex_unlock(&d->bus_mu);
   return NULL;
