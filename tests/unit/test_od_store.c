@@ -3,14 +3,19 @@
  * the same tests on epoll, kqueue and IOCP). Each case gets a fresh, empty
  * store from its set-up and closes it in the tear-down.
  *
- * Backends: memory, sqlite (a fresh file in a temp folder per case). A new
- * one joins by adding an open_<backend>() set-up and one line in main()
- * (the Redis one with a redis-server started by its group set-up). Cases
- * that only a durable backend can pass (reopen keeps acknowledged jobs,
- * recover re-queues a processing job) are in DURABLE_CASES, run where
- * od_store_durable(); they reopen the store through the backend's
- * reopen(), which a durable set-up provides. The sqlite group adds the
- * cases of a damaged or foreign file at open.
+ * Backends: memory, sqlite (a fresh file in a temp folder per case), redis
+ * (issue #15: run by tests/support/with-redis.sh, which starts a
+ * redis-server of its own and names it in ORFEAS_TEST_REDIS; the binary
+ * then runs the redis group only, on a Redis emptied before each case). A
+ * new one joins by adding an open_<backend>() set-up and one line in main().
+ * STORE_CASES hold for every backend; LOCAL_QUEUE_CASES where the dispatch
+ * queue is the process's own (not redis: there the waiting jobs stay for
+ * the other nodes); REOPEN_CASES for durable backends (a reopen keeps
+ * acknowledged jobs), through the backend's reopen(); RECOVER_CASES where
+ * the start-up settles what a dead process held (sqlite; redis leaves that
+ * to leases, tested by REDIS_ONLY_CASES with two stores on one Redis as two
+ * nodes). The sqlite group adds the cases of a damaged or foreign file at
+ * open.
  */
 #include <setjmp.h>
 #include <stdarg.h>
