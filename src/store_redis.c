@@ -24,6 +24,8 @@
  *   orfeas:seq, orfeas:tseq   counters
  *   orfeas:layout      the record layout of the nodes using this Redis: a
  *                      node of another build refuses to start
+ *   orfeas:ev          the event bus (pub/sub channel): "<id> <ev> <json>"
+ *   orfeas:rl:<addr>   a client's rate-limit bucket (expires when full)
  *
  * Every change is one Lua script (EVALSHA, EVAL when Redis lost its script
  * cache), so each call is atomic as store.h asks.
@@ -36,7 +38,9 @@
  * seen) and starts what that delivered. Starting a job writes processing,
  * attempt + 1, tries + 1 and the owner. A job taken from a lapsed lease is
  * counted (stats.reclaimed); past max_attempts tries it is failed with a
- * reason instead of run ("the worker running this job was lost N times").
+ * reason instead of run ("the node running this job was lost N times"),
+ * and "look it up" is published for its subscribers. The pending list is
+ * walked whole for lapsed claims (XAUTOCLAIM looks at ~10 per call).
  * A heartbeat thread renews this process's claims every lease/3 (XCLAIM of
  * its own entry, min-idle 0, JUSTID: idle time reset, delivery count
  * kept), inside a script that first checks the job still has the claim's
@@ -51,6 +55,12 @@
  * gets its block time on top), so a dead or stalled Redis is OD_STORE_DOWN
  * (503), never a hang. A context that failed is dropped; the next call
  * connects again.
+ *
+ * The event bus (store.h): od_store_publish queues the event (bounded,
+ * PUBQ_MAX; full = dropped, the caller then hands it to its own hub); one
+ * publisher thread sends the queue in order, pipelined; one listener
+ * thread per process SUBSCRIBEs on a context of its own and calls the
+ * listener's on_event per message and on_resync after each (re)connect.
  *
  * Shutdown: close_queue only stops this node taking work; the jobs waiting
  * in the stream stay there for the other nodes (each() is never called).
