@@ -17,6 +17,8 @@ Short leases (--store-lease 1) keep it fast.
   redis      Redis kill -9 with jobs running and queued: /ready and the API
              answer 503 while it is down; restarted on the same folder, every
              accepted job completes.
+  progress   a job running on node b, read on node a: job-status shows its
+             stage and progress while it runs (from b's events).
   ratelimit  --rate-limit is one bucket per client for the whole cluster: a
              client that spent its burst on node a gets 429 on node b.
 
@@ -106,7 +108,8 @@ def submit(srv, img):
 
 def case_once(work):
     redis = Redis(work)
-    nodes = [node(work, redis, n, pause=False) for n in ("a", "b", "c")]
+    # A long lease: no takeover of a node slowed down by a loaded machine.
+    nodes = [node(work, redis, n, "--store-lease", "5", pause=False) for n in ("a", "b", "c")]
     ids = []
     for i in range(30):
         img = make_image("png", 64 + 2 * i, os.path.join(work, "img%d.png" % i))
@@ -221,6 +224,25 @@ def case_redis(work):
     check(True, "all 3 accepted jobs (1 running, 2 queued at the crash) completed after Redis came back")
 
 
+def case_progress(work):
+    redis = Redis(work)
+    a = node(work, redis, "a", "--store-lease", "5")  # its one worker holds a decoy job
+    decoy = submit(a, make_image("png", 64, os.path.join(work, "decoy.png")))
+    held_on(a, decoy)
+    b = node(work, redis, "b", "--store-lease", "5", pause=False)
+    jid = submit(a, make_image("png", 3072, os.path.join(work, "big.png")))  # a few 100 ms
+
+    def running_or_done():
+        st = a.status(jid)
+        if st.get("status") == "completed" or (st.get("status") == "processing" and st.get("progress", 0) > 0):
+            return st
+        return None
+    st = wait_for(running_or_done, "node a to see the job run or end", timeout=30)
+    check(st["status"] == "processing" and st["stage"] not in ("starting", "queued"),
+          "node a's job-status of the job b runs: processing, stage %r, %.1f%%" % (st["stage"], st["progress"]))
+    check(b.wait_job(jid, timeout=30)["status"] == "completed" and started(b, jid) == 1, "node b ran it to the end")
+
+
 def case_ratelimit(work):
     redis = Redis(work)
     # 0.05/s: a token back every 20 s, so none returns during the case.
@@ -239,4 +261,4 @@ def case_ratelimit(work):
 
 if __name__ == "__main__":
     main({"once": case_once, "kill9": case_kill9, "partition": case_partition, "redis": case_redis,
-          "ratelimit": case_ratelimit})
+          "progress": case_progress, "ratelimit": case_ratelimit})
