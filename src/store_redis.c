@@ -670,7 +670,7 @@ static od_store_rc rd_open(const char *rest, const od_store_opts *o, void **be,
     snprintf(d->consumer, sizeof d->consumer, "pid%ld", (long)getpid());
   static const char *const bodies[S_COUNT] = {
       LUA_INSERT, LUA_GET,   LUA_TRANSITION, LUA_ENQUEUE, LUA_POSITION,
-      LUA_CLAIM,  LUA_RENEW, LUA_EVICT,      LUA_STATS, LUA_RATE};
+      LUA_CLAIM,  LUA_RENEW, LUA_EVICT,      LUA_STATS,   LUA_RATE};
   for (int k = 0; k < S_COUNT; k++) {
     d->sc[k].body = bodies[k];
     sha_hex(bodies[k], d->sc[k].sha);
