@@ -11,7 +11,9 @@
  *   pixels   the RGBA the check decoded whole (every type but JPEG, whose
  *            check is a cheap 1/8-scale decode), until a worker takes them
  *            for orfeas_pl_run_decoded: one decode per job instead of two
- *            (the check's and the pipeline's image_loading).
+ *            (the check's and the pipeline's image_loading). The worker
+ *            uses them only while the job's stored upload exists: the
+ *            upload stays the job's input, the pixels a cache of it.
  *
  * Bound: --image-memo-mb, counting the pixels plus 16 KiB per entry.
  * Pixels are only a saving: a worker that finds none reads the upload from

@@ -28,7 +28,9 @@ retention do to jobs that got a 2xx.
              serve its run (pixels_used); the same bytes again skip the
              check and are stored as a hard link to the first file; a
              generate that hits the cache answers completed at once, its
-             model a link to the first model; after kill -9 both jobs
+             model a link to the first model; a job whose stored upload
+             is deleted fails although the memo kept its pixels (the
+             upload is the job's input); after kill -9 both jobs
              answer as before and both models download byte-identical.
   fulldisk   a full disk (a small tmpfs): the job fails with the reason,
              uploads get 503, /ready 503; space back: service resumes, and
@@ -399,6 +401,13 @@ def case_memo(work):
     st, _, body = s.generate(b, "stl", quality=1)
     check(st == 202 and body["status"] == "completed", "B's generate hits the cache: 202 completed")
     model = s.request("GET", s.status(a)["download_url"])[2]
+    fresh = make_image("png", 120, os.path.join(work, "fresh.png"))
+    c = s.upload(fresh)[2]["job_id"]
+    os.unlink(os.path.join(data, "uploads", c + ".png"))
+    check(s.generate(c, "stl", quality=1)[0] == 202, "job C accepted")
+    js = s.wait_job(c)
+    check(js["status"] == "failed" and "gone" in js["error"],
+          "its stored upload deleted, job C fails though its pixels were kept: %s" % js.get("error"))
     s.proc.kill()
     s.proc.wait()
     s = Server(data, "--workers", "1")
