@@ -17,6 +17,10 @@
  *    its subscriptions at od_hub_resync and asks for each);
  *  - a job the store changed without an event (failed after being lost
  *    --max-attempts times): the store publishes "look it up".
+ * The listener also keeps the last stage and progress of each running job
+ * (LIVE_SLOTS, direct-mapped: a collision forgets the older job, which then
+ * shows "starting"), so a job-status on this node of a job running on
+ * another shows where it stands (od_fanout_live, jobs.c's view).
  * The refresher's queue is bounded (REFRESH_MAX): a request past it is
  * dropped, counted in orfeas_websocket_dropped_messages_total like a hub
  * outbox overflow.
@@ -32,6 +36,13 @@
 #include "jobs_internal.h"
 
 #define REFRESH_MAX 1024
+#define LIVE_SLOTS 1024 /* jobs running elsewhere whose progress is kept */
+
+/* Where a job running on another node stands, from its events. */
+typedef struct {
+  char id[37]; /* "" when free */
+  od_live l;
+} remote;
 
 struct od_fanout {
   od_jobs *j;
@@ -41,7 +52,63 @@ struct od_fanout {
   int head, n;
   int quiet, started;
   pthread_t th;
+  remote live[LIVE_SLOTS]; /* direct-mapped by the id's hash */
 };
+
+static remote *slot_of(od_fanout *f, const char *id) {
+  uint32_t h = 2166136261u; /* FNV-1a */
+  for (const char *p = id; *p; p++)
+    h = (h ^ (uint8_t)*p) * 16777619u;
+  return &f->live[h & (LIVE_SLOTS - 1)];
+}
+
+/* Under f->mu: a progress or stage event kept as the job's live state (a
+ * job-status on this node shows it), an end forgets it. */
+static void note_live(od_fanout *f, const char *id, od_ws_event ev,
+                      const char *text) {
+  remote *s = slot_of(f, id);
+  if (ev == OD_WS_COMPLETE || ev == OD_WS_ERROR_EVENT) {
+    if (strcmp(s->id, id) == 0)
+      s->id[0] = '\0';
+    return;
+  }
+  if (ev != OD_WS_PROGRESS && ev != OD_WS_STAGE_CHANGE)
+    return;
+  json_t *root = json_loads(text, 0, NULL);
+  json_t *data = json_object_get(root, "data");
+  const char *stage = json_string_value(json_object_get(data, "stage"));
+  if (stage != NULL) {
+    if (strcmp(s->id, id) != 0) {
+      memset(s, 0, sizeof *s);
+      snprintf(s->id, sizeof s->id, "%s", id);
+      s->l.stage_idx = -1;
+      s->l.stage_t0 = od_now();
+    }
+    if (strcmp(s->l.stage, stage) != 0)
+      s->l.stage_t0 = od_now();
+    snprintf(s->l.stage, sizeof s->l.stage, "%s", stage);
+    s->l.stage_progress =
+        json_number_value(json_object_get(data, "stage_progress"));
+    json_t *p = json_object_get(data, "progress");
+    if (p != NULL)
+      s->l.progress = json_number_value(p);
+  }
+  json_decref(root);
+}
+
+int od_fanout_live(od_fanout *f, const char *id, od_live *out) {
+  if (f == NULL)
+    return 0;
+  pthread_mutex_lock(&f->mu);
+  remote *s = slot_of(f, id);
+  int found = strcmp(s->id, id) == 0;
+  if (found) {
+    *out = s->l;
+    snprintf(out->id, sizeof out->id, "%s", id);
+  }
+  pthread_mutex_unlock(&f->mu);
+  return found;
+}
 
 /* Under f->mu: into this node's hub, unless quiet. */
 static void forward(od_fanout *f, const char *id, od_ws_event ev,
@@ -59,6 +126,7 @@ static void on_event(void *u, const char *id, int ev, const char *text) {
   if (ev < 0 || ev >= OD_WS_EVENT_COUNT)
     return;
   pthread_mutex_lock(&f->mu);
+  note_live(f, id, (od_ws_event)ev, text);
   forward(f, id, (od_ws_event)ev, text);
   pthread_mutex_unlock(&f->mu);
 }

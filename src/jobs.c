@@ -108,6 +108,14 @@ void od_jobs_publish(od_jobs *j, const char *id, od_ws_event ev, json_t *data) {
 
 int od_jobs_shared(od_jobs *j) { return j->fanout != NULL; }
 
+int od_jobs_rate_take(od_jobs *j, const char *key, double rate, double burst,
+                      int *wait_s) {
+  return j != NULL && od_store_rate_take(j->store, key, rate, burst, wait_s) ==
+                          OD_STORE_OK
+             ? 0
+             : -1;
+}
+
 void od_jobs_quiet(od_jobs *j) {
   if (j != NULL)
     od_fanout_quiet(j->fanout);
@@ -146,6 +154,11 @@ static void view_of(od_jobs *j, const od_job_rec *r, od_job_view *v) {
       v->stage_progress = l.stage_progress;
       v->eta_seconds = od_eta_running(j->eta, l.stage_idx, l.stage_progress,
                                       od_now() - l.stage_t0);
+    } else if (od_fanout_live(j->fanout, r->id, &l)) { /* another node's */
+      snprintf(v->stage, sizeof v->stage, "%s", l.stage);
+      v->progress = l.progress;
+      v->stage_progress = l.stage_progress;
+      v->eta_seconds = od_eta_running(j->eta, -1, 0, 0);
     } else { /* claimed, not started yet */
       snprintf(v->stage, sizeof v->stage, "starting");
       v->progress = v->stage_progress = 0;

@@ -125,6 +125,9 @@ int od_fanout_start(od_fanout *f, char *err, size_t err_len);
 void od_fanout_quiet(od_fanout *f);
 /* After the store is closed (its listener calls into f). */
 void od_fanout_free(od_fanout *f);
+/* 1 and *out (stage, progress, stage_progress, stage_t0; stage_idx -1)
+ * when a job running on another node sent progress; f may be NULL. */
+int od_fanout_live(od_fanout *f, const char *id, od_live *out);
 
 /* ---- jobs.c: shared with worker.c, commit.c, janitor.c ------------------- */
 

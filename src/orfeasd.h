@@ -838,6 +838,11 @@ int od_jobs_shared(od_jobs *j);
 void od_jobs_refresh(od_jobs *j, const char *id);
 /* Stops events reaching the hub: before the hub is freed. Idempotent. */
 void od_jobs_quiet(od_jobs *j);
+/* The cluster's rate limit (a shared store's): 0 and *wait_s as
+ * od_ratelimit_take; -1 when there is none or the store is down (the
+ * caller uses its own, per-node limiter). */
+int od_jobs_rate_take(od_jobs *j, const char *key, double rate, double burst,
+                      int *wait_s);
 
 /* What /ready checks besides the workers and the drain (one struct, so a
  * new check is one field): the job store answers and writes; a file can

@@ -752,7 +752,12 @@ static int rate_limited(od_service *svc, struct MHD_Connection *conn,
                         od_req *req) {
   if (svc->rl == NULL || !(od_route_flags(req->route) & OD_RF_RATE_LIMIT))
     return 0;
-  int wait = od_ratelimit_take(svc->rl, req->client, od_now());
+  /* Cluster mode: one bucket per client for every node (issue #15); this
+   * node's own when the store has none or is down. */
+  int wait;
+  if (od_jobs_rate_take(svc->jobs, req->client, svc->cfg.rate_limit_rps,
+                        svc->cfg.rate_limit_burst, &wait) != 0)
+    wait = od_ratelimit_take(svc->rl, req->client, od_now());
   if (wait <= 0)
     return 0;
   om_counter_inc(om_family_counter(

@@ -220,6 +220,12 @@ int od_store_listen(od_store *s, const od_store_listener *l, char *err,
   return s->ops->listen(s->be, l, err, err_len);
 }
 
+od_store_rc od_store_rate_take(od_store *s, const char *key, double rate,
+                               double burst, int *wait_s) {
+  return s->ops->rate_take ? s->ops->rate_take(s->be, key, rate, burst, wait_s)
+                           : OD_STORE_EMPTY;
+}
+
 od_store_rc od_store_ping(od_store *s) {
   if (s->ops->ping == NULL)
     return OD_STORE_OK;

@@ -266,6 +266,10 @@ typedef struct od_store_ops {
   od_store_rc (*publish)(void *be, const char *id, int ev, const char *text);
   int (*listen)(void *be, const od_store_listener *l, char *err,
                 size_t err_len);
+  /* A cluster-wide rate limit (redis; NULL elsewhere): see
+   * od_store_rate_take. */
+  od_store_rc (*rate_take)(void *be, const char *key, double rate,
+                           double burst, int *wait_s);
 } od_store_ops;
 
 /* The backends compiled in (store.c lists them). */
@@ -391,6 +395,14 @@ od_store_rc od_store_publish(od_store *s, const char *id, int ev,
  * with err filled (no bus, or no thread). */
 int od_store_listen(od_store *s, const od_store_listener *l, char *err,
                     size_t err_len);
+
+/* A token of key's bucket (rate tokens/s, burst tokens) shared by every
+ * node (redis: one hash per key with Redis' clock, expiring once it would
+ * be full again, so the keys held are the clients of the last burst/rate
+ * seconds). OK and *wait_s: 0 allowed, else whole seconds (>= 1) until a
+ * token; EMPTY: the store has no shared limiter; DOWN. */
+od_store_rc od_store_rate_take(od_store *s, const char *key, double rate,
+                               double burst, int *wait_s);
 
 /* ---- observation (store.c) ------------------------------------------------
  * Every call but claim (it waits for work) is timed and its rc reported to

@@ -24,6 +24,8 @@
  *   orfeas:seq, orfeas:tseq   counters
  *   orfeas:layout      the record layout of the nodes using this Redis: a
  *                      node of another build refuses to start
+ *   orfeas:ev          the event bus (pub/sub channel): "<id> <ev> <json>"
+ *   orfeas:rl:<addr>   a client's rate-limit bucket (expires when full)
  *
  * Every change is one Lua script (EVALSHA, EVAL when Redis lost its script
  * cache), so each call is atomic as store.h asks.
@@ -36,7 +38,9 @@
  * seen) and starts what that delivered. Starting a job writes processing,
  * attempt + 1, tries + 1 and the owner. A job taken from a lapsed lease is
  * counted (stats.reclaimed); past max_attempts tries it is failed with a
- * reason instead of run ("the worker running this job was lost N times").
+ * reason instead of run ("the node running this job was lost N times"),
+ * and "look it up" is published for its subscribers. The pending list is
+ * walked whole for lapsed claims (XAUTOCLAIM looks at ~10 per call).
  * A heartbeat thread renews this process's claims every lease/3 (XCLAIM of
  * its own entry, min-idle 0, JUSTID: idle time reset, delivery count
  * kept), inside a script that first checks the job still has the claim's
@@ -51,6 +55,12 @@
  * gets its block time on top), so a dead or stalled Redis is OD_STORE_DOWN
  * (503), never a hang. A context that failed is dropped; the next call
  * connects again.
+ *
+ * The event bus (store.h): od_store_publish queues the event (bounded,
+ * PUBQ_MAX; full = dropped, the caller then hands it to its own hub); one
+ * publisher thread sends the queue in order, pipelined; one listener
+ * thread per process SUBSCRIBEs on a context of its own and calls the
+ * listener's on_event per message and on_resync after each (re)connect.
  *
  * Shutdown: close_queue only stops this node taking work; the jobs waiting
  * in the stream stay there for the other nodes (each() is never called).
@@ -210,20 +220,28 @@ static const char LUA_CLAIM[] = LUA_COMMON
     "end\n"
     "grp()\n"
     "if ARGV[6]~='' then return start(ARGV[6],ARGV[7]) or {5} end\n"
-    "local r=redis.call('XAUTOCLAIM',S,G,ARGV[1],ARGV[5],'0-0','COUNT',1)\n"
-    "for _,x in ipairs(r[2]) do if x[2] then local s=start(x[1],x[2][2]) "
+    /* XAUTOCLAIM looks at ~10 pending entries per call (COUNT 1): walk
+     * the whole pending list (running jobs: bounded by the workers). */
+    "local cur='0-0'\n"
+    "repeat\n"
+    " local r=redis.call('XAUTOCLAIM',S,G,ARGV[1],ARGV[5],cur,'COUNT',1)\n"
+    " for _,x in ipairs(r[2]) do if x[2] then local s=start(x[1],x[2][2]) "
     "if s then return s end end end\n"
+    " cur=r[1]\n"
+    "until cur=='0-0'\n"
     "local n=redis.call('XREADGROUP','GROUP',G,ARGV[1],'COUNT',1,'STREAMS',"
     "S,'>')\n"
     "if n then for _,x in ipairs(n[1][2]) do if x[2] then "
     "local s=start(x[1],x[2][2]) if s then return s end end end end\n"
     "return {5}\n";
 
-/* ARGV: id attempt consumer entry */
+/* ARGV: id attempt consumer entry. 0 renewed, 4 another attempt holds
+ * the job (fenced), 1 it ended or went (nothing to renew). */
 static const char LUA_RENEW[] =
     LUA_COMMON "local h=redis.call('HMGET',jk(ARGV[1]),'state','attempt')\n"
-               "if tonumber(h[1])~=2 or tonumber(h[2])~=tonumber(ARGV[2]) then "
-               "return 4 end\n"
+               "if not h[1] then return 1 end\n"
+               "if tonumber(h[2])~=tonumber(ARGV[2]) then return 4 end\n"
+               "if tonumber(h[1])~=2 then return 1 end\n"
                "redis.call('XCLAIM',S,G,ARGV[3],0,ARGV[4],'JUSTID')\n"
                "return 0\n";
 
@@ -267,6 +285,23 @@ static const char LUA_EVICT[] = LUA_COMMON
     "end\n"
     "return {0,cur}\n";
 
+/* ARGV: key rate burst. Returns the whole seconds to wait (0: taken). */
+static const char LUA_RATE[] =
+    "local k='orfeas:rl:'..ARGV[1]\n"
+    "local rate,burst=tonumber(ARGV[2]),tonumber(ARGV[3])\n"
+    "local t=redis.call('TIME')\n"
+    "local now=tonumber(t[1])+tonumber(t[2])/1e6\n"
+    "local h=redis.call('HMGET',k,'tok','last')\n"
+    "local tok,last=tonumber(h[1]) or burst,tonumber(h[2]) or now\n"
+    "tok=math.min(burst,tok+math.max(0,now-last)*rate)\n"
+    "local wait=0\n"
+    "if tok>=1 then tok=tok-1 else wait=math.max(1,math.ceil((1-tok)/rate)) "
+    "end\n"
+    "redis.call('HSET',k,'tok',string.format('%.6f',tok),'last',"
+    "string.format('%.6f',now))\n"
+    "redis.call('PEXPIRE',k,math.ceil((burst/rate+1)*1000))\n"
+    "return wait\n";
+
 static const char LUA_STATS[] = LUA_COMMON
     "grp()\n"
     "local s=redis.call('HMGET','orfeas:stats','s0','s1','s2','s3','s4',"
@@ -294,6 +329,7 @@ enum {
   S_RENEW,
   S_EVICT,
   S_STATS,
+  S_RATE,
   S_COUNT
 };
 
@@ -634,7 +670,7 @@ static od_store_rc rd_open(const char *rest, const od_store_opts *o, void **be,
     snprintf(d->consumer, sizeof d->consumer, "pid%ld", (long)getpid());
   static const char *const bodies[S_COUNT] = {
       LUA_INSERT, LUA_GET,   LUA_TRANSITION, LUA_ENQUEUE, LUA_POSITION,
-      LUA_CLAIM,  LUA_RENEW, LUA_EVICT,      LUA_STATS};
+      LUA_CLAIM,  LUA_RENEW, LUA_EVICT,      LUA_STATS,   LUA_RATE};
   for (int k = 0; k < S_COUNT; k++) {
     d->sc[k].body = bodies[k];
     sha_hex(bodies[k], d->sc[k].sha);
@@ -708,16 +744,19 @@ static void hold(rds *d, const od_job_rec *r, const char *entry) {
   pthread_mutex_unlock(&d->held_mu);
 }
 
-/* Forgets the claim of id at attempt (any attempt when attempt is 0). */
-static void unhold(rds *d, const char *id, int attempt) {
+/* Forgets the claim of id at attempt (any attempt when attempt is 0); 1
+ * when it was held. */
+static int unhold(rds *d, const char *id, int attempt) {
+  int found = 0;
   pthread_mutex_lock(&d->held_mu);
-  for (int i = 0; i < d->nheld; i++)
+  for (int i = 0; i < d->nheld && !found; i++)
     if (strcmp(d->held[i].id, id) == 0 &&
         (attempt == 0 || d->held[i].attempt == attempt)) {
       d->held[i] = d->held[--d->nheld];
-      break;
+      found = 1;
     }
   pthread_mutex_unlock(&d->held_mu);
+  return found;
 }
 
 static void *heartbeat(void *arg) {
@@ -754,9 +793,12 @@ static void *heartbeat(void *arg) {
         c = NULL;
         break;
       }
-      if (code_of(r) == OD_STORE_FENCED) {
+      int code = code_of(r);
+      /* Counted only while this node still holds the claim: a run that
+       * ended since the snapshot (and was claimed again) was not fenced. */
+      if (code != OD_STORE_OK && unhold(d, snap[i].id, snap[i].attempt) &&
+          code == OD_STORE_FENCED) {
         d->fenced++;
-        unhold(d, snap[i].id, snap[i].attempt);
         fprintf(stderr,
                 "orfeasd: job %s: attempt %d was taken over by another node "
                 "(its lease of %.1f s lapsed); this node's result will be "
@@ -829,6 +871,13 @@ static void *publisher(void *arg) {
     for (int i = 0; i < n; i++)
       free(batch[i]);
     pthread_mutex_lock(&d->bus_mu);
+    /* Closing with Redis unreachable: the rest would only wait for the
+     * connect timeout, batch after batch. */
+    if (!ok && d->bus_stop) {
+      for (int i = 0; i < d->pub_n; i++)
+        free(d->pubq[(d->pub_head + i) % PUBQ_MAX]);
+      d->pub_n = 0;
+    }
   }
   pthread_mutex_unlock(&d->bus_mu);
   return NULL;
@@ -1264,6 +1313,21 @@ static od_store_rc rd_stats(void *be, od_store_stats *st) {
   return OD_STORE_OK;
 }
 
+static od_store_rc rd_rate_take(void *be, const char *key, double rate,
+                                double burst, int *wait_s) {
+  rds *d = be;
+  char r[32], b[32];
+  snprintf(r, sizeof r, "%.6f", rate);
+  snprintf(b, sizeof b, "%.6f", burst);
+  const char *av[3] = {key, r, b};
+  redisReply *x = call(d, S_RATE, 3, av, NULL);
+  if (x == NULL)
+    return OD_STORE_DOWN;
+  *wait_s = (int)int_of(x);
+  freeReplyObject(x);
+  return OD_STORE_OK;
+}
+
 static void rd_close_queue(void *be, void (*each)(const char *id, void *u),
                            void *u) {
   (void)each;
@@ -1303,4 +1367,5 @@ const od_store_ops od_store_redis_ops = {
     .ping = rd_ping,
     .publish = rd_publish,
     .listen = rd_listen,
+    .rate_take = rd_rate_take,
 };

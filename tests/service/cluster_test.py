@@ -17,6 +17,10 @@ Short leases (--store-lease 1) keep it fast.
   redis      Redis kill -9 with jobs running and queued: /ready and the API
              answer 503 while it is down; restarted on the same folder, every
              accepted job completes.
+  progress   a job running on node b, read on node a: job-status shows its
+             stage and progress while it runs (from b's events).
+  ratelimit  --rate-limit is one bucket per client for the whole cluster: a
+             client that spent its burst on node a gets 429 on node b.
 
 argv: CASE WORKDIR, like od_test.py.
 """
@@ -104,7 +108,8 @@ def submit(srv, img):
 
 def case_once(work):
     redis = Redis(work)
-    nodes = [node(work, redis, n, pause=False) for n in ("a", "b", "c")]
+    # A long lease: no takeover of a node slowed down by a loaded machine.
+    nodes = [node(work, redis, n, "--store-lease", "5", pause=False) for n in ("a", "b", "c")]
     ids = []
     for i in range(30):
         img = make_image("png", 64 + 2 * i, os.path.join(work, "img%d.png" % i))
@@ -121,8 +126,10 @@ def case_once(work):
     check(ok == 30, "the nodes counted 30 successes between them (got %d)" % ok)
     per_node = [sum(started(s, jid) for jid in ids) for s in nodes]
     print("jobs run per node:", per_node)
-    depth = [metric(s, "orfeas_queue_depth") for s in nodes]
-    check(depth == [0, 0, 0], "every node reports the same empty cluster backlog: %s" % depth)
+    # Each node reads the cluster's backlog from Redis once a second.
+    wait_for(lambda: [metric(s, "orfeas_queue_depth") for s in nodes] == [0, 0, 0],
+             "every node to report the empty cluster backlog", timeout=5)
+    check(True, "every node reports the same empty cluster backlog")
     check(redis.cli("xlen", "orfeas:jobs") == "0", "the stream holds no entry once all ended")
 
 
@@ -217,5 +224,41 @@ def case_redis(work):
     check(True, "all 3 accepted jobs (1 running, 2 queued at the crash) completed after Redis came back")
 
 
+def case_progress(work):
+    redis = Redis(work)
+    a = node(work, redis, "a", "--store-lease", "5")  # its one worker holds a decoy job
+    decoy = submit(a, make_image("png", 64, os.path.join(work, "decoy.png")))
+    held_on(a, decoy)
+    b = node(work, redis, "b", "--store-lease", "5", pause=False)
+    jid = submit(a, make_image("png", 3072, os.path.join(work, "big.png")))  # a few 100 ms
+
+    def running_or_done():
+        st = a.status(jid)
+        if st.get("status") == "completed" or (st.get("status") == "processing" and st.get("progress", 0) > 0):
+            return st
+        return None
+    st = wait_for(running_or_done, "node a to see the job run or end", timeout=30)
+    check(st["status"] == "processing" and st["stage"] not in ("starting", "queued"),
+          "node a's job-status of the job b runs: processing, stage %r, %.1f%%" % (st["stage"], st["progress"]))
+    check(b.wait_job(jid, timeout=30)["status"] == "completed" and started(b, jid) == 1, "node b ran it to the end")
+
+
+def case_ratelimit(work):
+    redis = Redis(work)
+    # 0.05/s: a token back every 20 s, so none returns during the case.
+    a, b = (node(work, redis, n, "--rate-limit", "0.05", "--rate-burst", "3", pause=False) for n in ("a", "b"))
+    path = "/api/job-status/00000000-0000-4000-8000-000000000001"
+    got = [srv.request("GET", path)[0] for srv in (a, a, b)]
+    check(got == [404, 404, 404], "3 requests (the burst) over nodes a, a, b: served (%s)" % got)
+    st, hd, _ = b.request("GET", path)
+    check(st == 429 and int(hd.get("retry-after", "0")) >= 1,
+          "the 4th, on node b, gets 429 with Retry-After (%d, %s)" % (st, hd.get("retry-after")))
+    st, _, _ = a.request("GET", path)
+    check(st == 429, "and so does the 5th, on node a (%d)" % st)
+    check(metric(b, "orfeas_rate_limit_rejections_total", endpoint="/api/job-status/{job_id}") == 1,
+          "node b counted its rejection")
+
+
 if __name__ == "__main__":
-    main({"once": case_once, "kill9": case_kill9, "partition": case_partition, "redis": case_redis})
+    main({"once": case_once, "kill9": case_kill9, "partition": case_partition, "redis": case_redis,
+          "progress": case_progress, "ratelimit": case_ratelimit})
