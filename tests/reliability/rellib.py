@@ -22,13 +22,12 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "service"))
-from odlib import (ORFEASD, STARTED, WS, Server, TestFailure, check, main, make_image, multipart,  # noqa: E402,F401
-                   parse_metrics, value, wait_for)
+from odlib import (ORFEASD, SANITIZED, STARTED, WS, Server, TestFailure, check, main, make_image,  # noqa: E402,F401
+                   multipart, parse_metrics, value, wait_for)
 
 FULL = os.environ.get("ORFEAS_ATTACK_SCALE") == "full"
-# Under ASan/TSan (ORFEASD_BIN=.../orfeasd_asan) memory is padded and kept in
-# quarantine: RSS bounds are 4x.
-SANITIZED = re.search(r"orfeasd_(asan|tsan)$", ORFEASD) is not None
+# Under ASan/TSan (odlib.SANITIZED) memory is padded and kept in quarantine:
+# RSS bounds are 4x.
 
 
 def rss_bound(kib):

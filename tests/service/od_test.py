@@ -33,7 +33,7 @@ import subprocess
 import threading
 import time
 
-from odlib import (WS, Server, TestFailure, check, main, make_image, multipart, names,
+from odlib import (SANITIZED, WS, Server, TestFailure, check, main, make_image, multipart, names,
                    parse_metrics, total, value, wait_for)
 
 FORMATS = ["stl", "obj", "ply", "glb"]
@@ -302,7 +302,11 @@ def case_slowclient(work):
     counted, while jobs and a reading client go on at full speed."""
     img = make_image("png", 256, os.path.join(work, "star.png"))
     s = Server(os.path.join(work, "data"), "--workers", "2", "--ws-queue", "4", "--ws-sndbuf-kb", "4")
-    n = 24
+    # Each job sends the stalled client ~23 frames, past its 4-frame queue
+    # and 4 kB + 2 kB of socket buffers within the first job or two: 8 jobs
+    # are plenty for the sanitizers (21 s -> 8 s under TSan), 24 for the
+    # plain build's volume.
+    n = 8 if SANITIZED else 24
     ids = [s.upload(img)[2]["job_id"] for _ in range(n)]
     slow = WS(s.port, rcvbuf=2048)  # subscribes, then never reads
     fast = WS(s.port)
