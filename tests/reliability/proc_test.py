@@ -44,7 +44,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "service"))
-from odlib import (ORFEASD, STARTED, WS, Server, TestFailure, check,  # noqa: E402
+from odlib import (ORFEASD, STARTED, WS, Server, TestFailure, check, check_within,  # noqa: E402
                    main, make_image, parse_metrics, value, wait_for)
 
 FAST = 1.0  # seconds: what a normal client gets during an attack
@@ -256,7 +256,7 @@ def case_log_stall(work):
     s.request("GET", "/api/health")
     s.stop()
     objs = [json.loads(ln) for ln in s.lines if ln.startswith("{")]
-    check(len(objs) == len(s.lines) and all(set(o) == {"ts", "level", "msg"} for o in objs),
+    check(objs and len(objs) == len(s.lines) and all(set(o) == {"ts", "level", "msg"} for o in objs),
           "--log-format json: every line a JSON object with ts, level, msg (%d lines)" % len(objs))
     msgs = [o["msg"] for o in objs]
     check(any(m.startswith("req GET /api/health 200") for m in msgs) and
@@ -359,9 +359,8 @@ def case_ws_flood(work):
           % (sent, grown, RSS_BOUND_MB))
     code = close_code(flood)
     check(code == 1008, "the flooder got close 1008 (policy violation): %s" % code)
-    wait_for(lambda: disconnections(s, "flood") == 1, "orfeas_websocket_disconnections_total{reason=flood} 1",
-             timeout=5)
-    check(True, "counted in orfeas_websocket_disconnections_total{reason=\"flood\"}")
+    check_within(lambda: disconnections(s, "flood") == 1,
+                 "counted in orfeas_websocket_disconnections_total{reason=\"flood\"}", timeout=5)
 
     # The same with text messages: each gets a reply the client never reads.
     text = WS(s.port, rcvbuf=4096)
@@ -373,8 +372,7 @@ def case_ws_flood(work):
     wait_for(lambda: disconnections(s, "flood") == 2, "the second flood counted", timeout=5)
     check(good.closed is None, "the well-behaved client is still connected")
     good.ws.send_json({"event": "ping"})
-    wait_for(lambda: any(e["event"] == "pong" for e in good.events), "the good client's pong")
-    check(True, "... and served")
+    check_within(lambda: any(e["event"] == "pong" for e in good.events), "... and served (its ping's pong)")
     check(s.stop() == 0, "exit 0")
 
 
@@ -394,8 +392,8 @@ def case_ws_idle(work):
     check(st == 200, "%d WebSocket clients > --max-connections 8, yet HTTP answers 200 (budgeted apart)"
           % (silent_n + 1))
     probe(s, img, "with %d silent WebSocket clients" % silent_n)
-    wait_for(lambda: disconnections(s, "idle") == silent_n, "the silent clients closed as idle", timeout=10)
-    check(True, "the %d silent clients were closed by the idle deadline" % silent_n)
+    check_within(lambda: disconnections(s, "idle") == silent_n,
+                 "the %d silent clients were closed by the idle deadline" % silent_n, timeout=10)
     codes = [close_code(w, timeout=2) for w in silent]
     check(all(c in (1001, None) for c in codes), "closed with 1001, or cut off (%s)" % codes)
     gauge = lambda: value(parse_metrics(s.metrics()[2]), "orfeas_websocket_connections_active")
@@ -468,8 +466,8 @@ def disk_cases(work, mnt):
     # Below --min-free-mb.
     free = value(sm(), "orfeas_data_dir_free_bytes")
     fill(os.path.join(mnt, "filler1"), int(free) - (1 << 20))
-    wait_for(lambda: ready(s) == (503, "low_space"), "/ready 503 low_space", timeout=5)
-    check(True, "less than --min-free-mb free: /ready 503 (low_space)")
+    check_within(lambda: ready(s) == (503, "low_space"), "less than --min-free-mb free: /ready 503 (low_space)",
+                 timeout=5)
     free = value(sm(), "orfeas_data_dir_free_bytes")
     check(free < 2 << 20, "orfeas_data_dir_free_bytes says why (%d)" % free)
     st, hd, body = s.upload(img)
@@ -483,17 +481,15 @@ def disk_cases(work, mnt):
     err = done.get("error", "")
     check(done["status"] == "failed" and "/" not in err.replace("--", ""),
           "with the disk full the job fails, the message names no server path: %r" % err)
-    wait_for(lambda: value(sm(), "orfeas_generation_failures_total", reason="disk_full") == 1,
-             "orfeas_generation_failures_total{reason=disk_full} 1", timeout=5)
-    check(True, "counted: orfeas_generation_failures_total{reason=\"disk_full\"} 1")
+    check_within(lambda: value(sm(), "orfeas_generation_failures_total", reason="disk_full") == 1,
+                 "counted: orfeas_generation_failures_total{reason=\"disk_full\"} 1", timeout=5)
     st, _ = ready(s)
     check(st == 503, "/ready 503 while full")
 
     # Space back.
     os.unlink(os.path.join(mnt, "filler1"))
     os.unlink(os.path.join(mnt, "filler2"))
-    wait_for(lambda: ready(s) == (200, "ok"), "/ready 200 once space is back", timeout=5)
-    check(True, "space back: /ready 200 again")
+    check_within(lambda: ready(s) == (200, "ok"), "space back: /ready 200 again", timeout=5)
     check(s.generate(held, "stl")[0] == 202 and s.wait_job(held, timeout=10)["status"] == "completed",
           "... and the job completes")
 
@@ -501,19 +497,17 @@ def disk_cases(work, mnt):
     job = s.upload(img)[2]["job_id"]
     subprocess.run(["mount", "-o", "remount,ro", mnt], check=True)
     try:
-        wait_for(lambda: ready(s) == (503, "not_writable"), "/ready 503 not_writable", timeout=5)
-        check(True, "a read-only data dir: /ready 503 (not_writable)")
+        check_within(lambda: ready(s) == (503, "not_writable"), "a read-only data dir: /ready 503 (not_writable)",
+                     timeout=5)
         check(s.generate(job, "obj")[0] == 202, "a generate is accepted")
         done = s.wait_job(job, timeout=10)
         check(done["status"] == "failed" and "/" not in done.get("error", "").replace("--", ""),
               "... and fails without a server path: %r" % done.get("error"))
-        wait_for(lambda: value(sm(), "orfeas_generation_failures_total", reason="storage") == 1,
-                 "orfeas_generation_failures_total{reason=storage} 1", timeout=5)
-        check(True, "counted with reason storage")
+        check_within(lambda: value(sm(), "orfeas_generation_failures_total", reason="storage") == 1,
+                     "counted: orfeas_generation_failures_total{reason=\"storage\"} 1", timeout=5)
     finally:
         subprocess.run(["mount", "-o", "remount,rw", mnt], check=True)
-    wait_for(lambda: ready(s) == (200, "ok"), "/ready 200 once writable", timeout=5)
-    check(True, "writable again: /ready 200")
+    check_within(lambda: ready(s) == (200, "ok"), "writable again: /ready 200", timeout=5)
     check(s.stop() == 0, "exit 0")
 
 
@@ -585,8 +579,8 @@ def case_systemd(work):
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=limit)
     STARTED.append(p)
     s = Attached(port, p)
-    wait_for(lambda: _get(s, "/ready") == 200, "orfeasd with the unit's flags to be ready", timeout=20)
-    check(True, "orfeasd runs with the unit's flags under LimitNOFILE=%d" % nofile)
+    check_within(lambda: _get(s, "/ready") == 200,
+                 "orfeasd runs with the unit's flags under LimitNOFILE=%d: /ready 200" % nofile, timeout=20)
     p.send_signal(signal.SIGTERM)
     rc, dt = exits_within(p, stop, "SIGTERM (the unit's KillSignal)")
     check(rc == 0, "exit 0 after %.2fs" % dt)

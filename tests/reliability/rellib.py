@@ -22,8 +22,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "service"))
-from odlib import (ORFEASD, SANITIZED, STARTED, WS, Server, TestFailure, check, main, make_image,  # noqa: E402,F401
-                   multipart, parse_metrics, value, wait_for)
+from odlib import (ORFEASD, SANITIZED, STARTED, WS, Server, TestFailure, check, check_within, exposed,  # noqa: E402,F401
+                   main, make_image, multipart, parse_metrics, value, wait_for)
 
 FULL = os.environ.get("ORFEAS_ATTACK_SCALE") == "full"
 # Under ASan/TSan (odlib.SANITIZED) memory is padded and kept in quarantine:

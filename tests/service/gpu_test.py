@@ -16,7 +16,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from odlib import BUILD, Server, check, main, parse_metrics, value, wait_for  # noqa: E402
+from odlib import BUILD, Server, check, check_within, exposed, main, parse_metrics, value, wait_for  # noqa: E402
 
 FAKE = os.path.join(BUILD, "libfake-nvml.so")
 
@@ -53,7 +53,7 @@ def case_gpu(work):
               "/api/health gpu: count 2, up 2, max temperature 88")
 
         write_state(state, "gpus=2\ngpu0.util=97\ngpu1.lost=1\n")
-        wait_for(lambda: value(s.samples(), "orfeas_gpu_up", gpu_id="1") == 0 or None,
+        wait_for(lambda: exposed(s.samples(), "orfeas_gpu_up", gpu_id="1") == 0 or None,
                  "lost GPU 1 to show down", timeout=5)
         sm = s.samples()
         check(value(sm, "orfeas_gpu_up", gpu_id="0") == 1, "GPU 0 still up while GPU 1 is lost")
@@ -62,9 +62,9 @@ def case_gpu(work):
         check(value(sm, "orfeas_nvml_errors_total", call="nvmlDeviceGetHandleByIndex_v2",
                     error="GPU_IS_LOST") >= 1, "GPU_IS_LOST counted")
         write_state(state, "gpus=2\ngpu0.util=97\ngpu1.util=13\n")
-        wait_for(lambda: value(s.samples(), "orfeas_gpu_utilization_percent", gpu_id="1") == 13 or None,
-                 "GPU 1 back", timeout=5)
-        check(True, "GPU 1 answers again: up, values back")
+        sm = check_within(lambda: (lambda x: x if value(x, "orfeas_gpu_utilization_percent", gpu_id="1") == 13
+                                   else None)(s.samples()), "GPU 1 answers again: its utilization back", timeout=5)
+        check(value(sm, "orfeas_gpu_up", gpu_id="1") == 1, "... and orfeas_gpu_up 1")
 
         # A wedged driver: every NVML call sleeps 3 s.
         write_state(state, "gpus=2\ngpu0.util=97\ngpu1.util=13\nhang_ms=3000\n")
@@ -75,7 +75,7 @@ def case_gpu(work):
             st, _, text = s.metrics()
             slowest[0] = max(slowest[0], time.monotonic() - t0)
             x = parse_metrics(text)
-            return value(x, "orfeas_gpu_up", gpu_id="0") == 0 and value(x, "orfeas_gpu_up", gpu_id="1") == 0
+            return exposed(x, "orfeas_gpu_up", gpu_id="0") == 0 and exposed(x, "orfeas_gpu_up", gpu_id="1") == 0
         wait_for(down, "GPUs down while NVML hangs", timeout=5)
         check(slowest[0] < 0.1, "/metrics answered within 100 ms while NVML hung (slowest %.3f s)" % slowest[0])
         write_state(state, "gpus=2\ngpu0.util=96\ngpu1.util=13\n")
@@ -93,7 +93,7 @@ def case_nogpu(work):
     s = Server(os.path.join(work, "data"), "--nvml-lib", "/nonexistent/libnvidia-ml.so.1")
     try:
         sm = s.samples()
-        check(value(sm, "orfeas_gpus") == 0, "orfeas_gpus 0 without NVML")
+        check(exposed(sm, "orfeas_gpus") == 0, "orfeas_gpus 0 without NVML")
         check(not any(k[0] == "orfeas_gpu_up" for k in sm), "no per-GPU series")
         check(s.log_has(r"gpu: cannot load NVML from /nonexistent/libnvidia-ml\.so\.1.*running without GPU"),
               "one log line says NVML is missing")

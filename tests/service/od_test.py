@@ -33,7 +33,7 @@ import subprocess
 import threading
 import time
 
-from odlib import (SANITIZED, WS, Server, TestFailure, check, main, make_image, multipart, names,
+from odlib import (SANITIZED, WS, Server, TestFailure, check, exposed, main, make_image, multipart, names,
                    parse_metrics, total, value, wait_for)
 
 FORMATS = ["stl", "obj", "ply", "glb"]
@@ -182,7 +182,7 @@ def case_flow(work):
           "http_requests_total{POST,/api/upload-image,200} = 5")
     check(value(sm, "orfeas_http_requests_total", method="GET", endpoint="/ws", status="101") == 1,
           "http_requests_total{GET,/ws,101} = 1")
-    check(value(sm, "orfeas_active_jobs") == 0 and value(sm, "orfeas_queue_depth") == 0, "no active or queued job")
+    check(exposed(sm, "orfeas_active_jobs") == 0 and exposed(sm, "orfeas_queue_depth") == 0, "no active or queued job")
     check(value(sm, "orfeas_generation_3d_duration_seconds_bucket", format="stl", le="600") == 2 and
           ("orfeas_http_request_duration_seconds_bucket",
            frozenset({("method", "GET"), ("endpoint", "/health"), ("le", "60")})) in sm,
@@ -265,7 +265,7 @@ def case_queue(work):
     check(st == 202, "the refused job is accepted once there is room")
     check(s.wait_job(ids[3])["status"] == "completed", "and completes")
     sm = s.samples()
-    check(total(sm, "orfeas_generation_3d_total", status="success") == 4 and value(sm, "orfeas_active_jobs") == 0,
+    check(total(sm, "orfeas_generation_3d_total", status="success") == 4 and exposed(sm, "orfeas_active_jobs") == 0,
           "every accepted job ended: 4 successes, 0 active")
     check(value(sm, "orfeas_queue_wait_time_seconds_count") == 4, "4 queue waits observed")
     check(s.stop() == 0, "exit 0")
@@ -587,7 +587,7 @@ def case_badinput(work):
     for sk in socks:
         sk.close()
 
-    wait_for(lambda: value(s.samples(), "orfeas_websocket_connections_active") == 0, "WebSocket clients gone")
+    wait_for(lambda: exposed(s.samples(), "orfeas_websocket_connections_active") == 0, "WebSocket clients gone")
     sm = s.samples()
     for (field, etype), n in sorted(expect.items()):
         got = value(sm, "orfeas_validation_errors_total", field=field, error_type=etype)
@@ -629,7 +629,7 @@ def case_reqmetrics(work):
           "start-up log names the request clock")
 
     def health_count(sm):
-        return value(sm, "orfeas_http_requests_total", method="GET", endpoint="/health", status="200")
+        return exposed(sm, "orfeas_http_requests_total", method="GET", endpoint="/health", status="200")
 
     base = health_count(s.samples())
     check(base == 0, "no /health request before the load")
@@ -655,14 +655,17 @@ def case_reqmetrics(work):
     for t in ts:
         t.start()
     seen = [base]
-    while any(t.is_alive() for t in ts):
+    while True:  # at least one scrape, however fast the clients are done
         got = health_count(s.samples()) - base
         check(got <= threads * per, "a scrape never counts more than was sent (%g)" % got)
         seen.append(got)
+        if not any(t.is_alive() for t in ts):
+            break
     for t in ts:
         t.join()
     check(not errors, "every /health answered 200 (%r)" % errors[:3])
-    check(all(b >= a for a, b in zip(seen, seen[1:])), "the count never goes back between scrapes")
+    check(all(b >= a for a, b in zip(seen, seen[1:])),
+          "the count never goes back between scrapes (%d scrapes)" % (len(seen) - 1))
     n = threads * per
     # Each request is recorded by MHD's completion callback, which may run
     # just after the client has its answer. Its access-log line is written

@@ -52,6 +52,15 @@ def wait_for(pred, what, timeout=30.0, interval=0.02):
     raise TestFailure("timed out after %.0fs waiting for %s (last: %r)" % (timeout, what, last))
 
 
+def check_within(pred, what, timeout=30.0, interval=0.02):
+    """check() for a condition that must come true within `timeout` seconds:
+    "ok: what" once pred() holds (its value returned), else a failure with
+    what pred() last returned."""
+    got = wait_for(pred, what, timeout, interval)
+    check(got, what)
+    return got
+
+
 # Every server a case starts, so main() can stop the ones a failing case
 # leaves running (by PID, never by name) and show what they logged.
 STARTED = []
@@ -215,10 +224,24 @@ def value(samples, name, **labels):
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
+def exposed(samples, name, **labels):
+    """value(), but a failure when the series is not exposed: a check for 0
+    must not pass on a series that is missing (orfeasd pre-creates its
+    series, docs/api.md)."""
+    key = (name, frozenset(labels.items()))
+    if key not in samples:
+        raise TestFailure("%s{%s} is not exposed" % (name, ",".join("%s=%r" % kv for kv in sorted(labels.items()))))
+    return samples[key]
+
+
 def total(samples, name, **labels):
-    """Sum over every sample of name whose labels include these."""
+    """Sum over every sample of name whose labels include these; a failure
+    when there is none (a sum over nothing would pass a check for 0)."""
     want = set(labels.items())
-    return sum(v for (n, ls), v in samples.items() if n == name and want <= set(ls))
+    got = [v for (n, ls), v in samples.items() if n == name and want <= set(ls)]
+    if not got:
+        raise TestFailure("no %s{%s} series is exposed" % (name, ",".join("%s=%r" % kv for kv in sorted(labels.items()))))
+    return sum(got)
 
 
 def names(samples):
