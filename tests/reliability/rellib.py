@@ -55,10 +55,11 @@ def admin_port(srv):
 
 
 def request(port, method, path, body=None, headers=None, timeout=DEADLINE, source=None):
-    """One request on a fresh connection; the whole exchange within
-    `timeout` seconds (a socket timeout is per operation, so the deadline is
-    also checked at the end). (status, headers, body)."""
-    t0 = time.monotonic()
+    """One request on a fresh connection, answered within `timeout` seconds:
+    a deadline on the request (the socket's timeout, for the connect and
+    each send and read), not a duration measured afterwards on this
+    client's clock, which a loaded machine stretches (issue #12).
+    (status, headers, body)."""
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout,
                                    source_address=(source, 0) if source else None)
     try:
@@ -69,9 +70,6 @@ def request(port, method, path, body=None, headers=None, timeout=DEADLINE, sourc
         raise TestFailure("%s %s: no answer within %.1fs: %r" % (method, path, timeout, e))
     finally:
         c.close()
-    took = time.monotonic() - t0
-    if took > timeout:
-        raise TestFailure("%s %s: answered after %.2fs, past the %.1fs deadline" % (method, path, took, timeout))
     return r.status, dict((k.lower(), v) for k, v in r.getheaders()), data
 
 

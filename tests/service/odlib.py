@@ -8,6 +8,7 @@ WS is a minimal RFC 6455 client (masked frames, as a browser sends), also
 able to send broken frames on purpose.
 """
 import base64
+import datetime
 import gzip
 import http.client
 import json
@@ -122,6 +123,19 @@ class Server:
 
     def log_has(self, pattern):
         return any(re.search(pattern, ln) for ln in list(self.lines))
+
+    def log_time(self, pattern):
+        """When orfeasd logged the first line matching pattern, in seconds
+        (its own clock, the line's timestamp): durations the server saw,
+        which a client's clock on a loaded machine overstates."""
+        for ln in list(self.lines):
+            if re.search(pattern, ln):
+                m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z ", ln)
+                if not m:
+                    raise TestFailure("no timestamp on the log line %r" % ln)
+                return datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f").replace(
+                    tzinfo=datetime.timezone.utc).timestamp()
+        raise TestFailure("no log line matches %r" % pattern)
 
     def request(self, method, path, body=None, headers=None, timeout=30):
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
