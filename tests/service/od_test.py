@@ -9,7 +9,9 @@ Usage: od_test.py CASE WORKDIR  (ctest runs each case as service.CASE)
             /metrics values match what the test did; promtool; gzip and
             OpenMetrics negotiation
   queue     the bounded queue: 409 while running, 429 with Retry-After when
-            full, every accepted job ends; the rate limiter (429, counted)
+            full, every accepted job ends
+  ratelimit the rate limiter: 429 with Retry-After, counted; /health exempt
+  maxjobs   the job table's bound (--max-jobs): 503 naming it, jobs kept
   slowclient a WebSocket client that stops reading: drops counted, others unaffected
   drain     SIGTERM with one job running and two queued: the running one
             completes, the queued ones fail with a reason, exit 0
@@ -273,10 +275,14 @@ def case_queue(work):
     check(value(sm, "orfeas_queue_wait_time_seconds_count") == 4, "4 queue waits observed")
     check(s.stop() == 0, "exit 0")
 
-    # Rate limit: 2 tokens, 1 per second; health and metrics are exempt.
-    s = Server(os.path.join(work, "data2"), "--rate-limit", "0.5", "--rate-burst", "2")
-    codes = [s.request("GET", "/api/job-status/" + ids[0])[0] for _ in range(3)]
-    st, hd, body = s.request("GET", "/api/job-status/" + ids[0])
+
+def case_ratelimit(work):
+    """The rate limiter: 2 tokens, 1 per second; past them 429 with
+    Retry-After, counted; /health and /metrics are exempt."""
+    s = Server(os.path.join(work, "data"), "--rate-limit", "0.5", "--rate-burst", "2")
+    unknown = "/api/job-status/00000000-0000-4000-8000-000000000000"
+    codes = [s.request("GET", unknown)[0] for _ in range(3)]
+    st, hd, body = s.request("GET", unknown)
     check(codes[:2] == [404, 404] and codes[2] == 429 and st == 429 and int(hd["retry-after"]) >= 1,
           "rate limit: the 3rd request in a burst of 2 gets 429 + Retry-After")
     check(all(s.request("GET", "/health")[0] == 200 for _ in range(5)), "/health is not rate limited")
@@ -285,10 +291,13 @@ def case_queue(work):
           "rate_limit_rejections_total{/api/job-status/{job_id}} = 2")
     check(s.stop() == 0, "exit 0")
 
-    # The job table is bounded (--max-jobs), by retention, not eviction by
-    # count: full of jobs younger than --result-ttl, it refuses uploads
-    # (503 + Retry-After) and keeps every job it holds (durable_test.py's
-    # retention case covers the expiry).
+
+def case_maxjobs(work):
+    """The job table is bounded (--max-jobs), by retention, not eviction by
+    count: full of jobs younger than --result-ttl, it refuses uploads
+    (503 + Retry-After) and keeps every job it holds (durable_test.py's
+    retention case covers the expiry)."""
+    img = make_image("png", 64, os.path.join(work, "star.png"))
     s = Server(os.path.join(work, "data3"), "--max-jobs", "16")
     up = [s.upload(img)[2]["job_id"] for _ in range(16)]
     st, hd, body = s.upload(img)
@@ -763,4 +772,5 @@ if __name__ == "__main__":
           "badinput_upload": case_badinput_upload, "badinput_body": case_badinput_body,
           "badinput_paths": case_badinput_paths, "badinput_ws": case_badinput_ws,
           "badinput_limits": case_badinput_limits,
+          "ratelimit": case_ratelimit, "maxjobs": case_maxjobs,
           "slowclient": case_slowclient, "cli": case_cli, "reqmetrics": case_reqmetrics})
