@@ -9,10 +9,11 @@ Usage: proc_test.py CASE WORKDIR  (ctest runs each case as reliability.CASE)
              use"; a data dir that cannot be created likewise; a second
              orfeasd on the same port likewise; --reuse-port on both lets
              them share it
-  sigterm    SIGTERM in each phase exits 0 within --drain-timeout: during
-             start-up, idle, with jobs running (one held past the deadline
-             is cancelled and ends failed with the reason), and a second
-             SIGTERM while draining
+  sigterm_startup, sigterm_full, sigterm_jobs, sigterm_twice
+             SIGTERM in each phase exits 0 within --drain-timeout: during
+             start-up and idle; at MHD's connection limit; with a job
+             running (held past the deadline, it is cancelled and ends
+             failed with the reason); and a second SIGTERM while draining
   log_stall  stderr held by a reader that never reads: /health and a full
              job still answer within 1 s, orfeas_log_lines_dropped_total
              counts the lost lines, SIGTERM still exits in time; JSON lines
@@ -135,30 +136,34 @@ def case_bind(work):
 
 # ---- sigterm ----------------------------------------------------------------
 
-def case_sigterm(work):
-    img = make_image("png", 64, os.path.join(work, "star.png"))
-    drain = 2.0
+DRAIN = 2.0  # --drain-timeout of the sigterm cases
+
+
+def case_sigterm_startup(work):
+    """SIGTERM at several points of start-up, and idle: exit 0 in time."""
     # Start-up: the signal lands at several points of it; each run exits 0
     # (stopped between steps, or drained at once) well within the deadline.
     for delay in (0.0, 0.02, 0.1):
-        p = spawn(work, "startup", "--listen", "127.0.0.1:0", "--drain-timeout", str(drain))
+        p = spawn(work, "startup", "--listen", "127.0.0.1:0", "--drain-timeout", str(DRAIN))
         time.sleep(delay)
         p.send_signal(signal.SIGTERM)
-        rc, dt = exits_within(p, drain, "SIGTERM %.2fs into start-up" % delay)
+        rc, dt = exits_within(p, DRAIN, "SIGTERM %.2fs into start-up" % delay)
         check(rc in (0, -signal.SIGTERM), "SIGTERM %.2fs into start-up: exit %d after %.2fs" % (delay, rc, dt))
 
     # Idle.
-    s = Server(os.path.join(work, "idle"), "--drain-timeout", str(drain))
+    s = Server(os.path.join(work, "idle"), "--drain-timeout", str(DRAIN))
     t = time.monotonic()
-    rc = s.stop(timeout=drain)
+    rc = s.stop(timeout=DRAIN)
     check(rc == 0, "idle: exit 0 after %.2fs" % (time.monotonic() - t))
 
-    # At MHD's connection limit (--max-connections 4 + --max-ws-clients 1
-    # + 64): its pool threads take the listener out of their epoll sets,
-    # which raced with MHD_quiesce_daemon at SIGTERM (a panic, seen under
-    # ASan). New connections during the drain are closed at once.
+
+def case_sigterm_full(work):
+    """At MHD's connection limit (--max-connections 4 + --max-ws-clients 1
+    + 64): its pool threads take the listener out of their epoll sets,
+    which raced with MHD_quiesce_daemon at SIGTERM (a panic, seen under
+    ASan). New connections during the drain are closed at once."""
     for run in range(3):
-        s = Server(os.path.join(work, "full%d" % run), "--drain-timeout", str(drain),
+        s = Server(os.path.join(work, "full%d" % run), "--drain-timeout", str(DRAIN),
                    "--max-connections", "4", "--max-ws-clients", "1", "--http-threads", "2")
         conns = []
         for _ in range(80):
@@ -168,28 +173,36 @@ def case_sigterm(work):
                 break
         t = time.monotonic()
         s.proc.send_signal(signal.SIGTERM)
-        wait_for(lambda: s.log_has("SIGTERM: draining"), "the drain to begin", timeout=drain)
+        wait_for(lambda: s.log_has("SIGTERM: draining"), "the drain to begin", timeout=DRAIN)
         try:  # refused (it already exited) or closed unanswered
             with socket.create_connection(("127.0.0.1", s.port), timeout=2) as late:
                 late.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
                 got = late.recv(100)
         except OSError:
             got = b""
-        rc = s.stop(timeout=drain + 0.5)
+        rc = s.stop(timeout=DRAIN + 0.5)
         for c in conns:
             c.close()
         check(rc == 0 and got == b"", "SIGTERM with %d connections open (limit 69): exit 0 after %.2fs, "
               "a connection made during the drain closed unanswered" % (len(conns), time.monotonic() - t))
 
-    # Running jobs: one held by the pause file ("drain": through the drain
-    # too) outlives the drain; it is cancelled at the deadline and ends
-    # failed with the reason, which its subscriber hears.
+
+def held_job(work, name, *extra):
+    """orfeasd with one job held running by the pause file ("drain": through
+    the drain too): (server, job id)."""
+    img = make_image("png", 64, os.path.join(work, "star.png"))
     pause = os.path.join(work, "pause")
     with open(pause, "w") as f:
         f.write("drain\n")
-    s = Server(os.path.join(work, "busy"), "--drain-timeout", str(drain), "--workers", "1",
-               "--pause-file", pause)
-    held = s.upload(img)[2]["job_id"]
+    s = Server(os.path.join(work, name), "--drain-timeout", str(DRAIN), "--workers", "1",
+               "--pause-file", pause, *extra)
+    return s, s.upload(img)[2]["job_id"]
+
+
+def case_sigterm_jobs(work):
+    """A running job that outlives the drain is cancelled at the deadline
+    and ends failed with the reason, which its subscriber hears; exit 0."""
+    s, held = held_job(work, "busy")
     ws = WS(s.port)
     ws.recv_event()
     ws.send_json({"event": "subscribe", "data": {"job_id": held}})
@@ -197,28 +210,28 @@ def case_sigterm(work):
     check(s.generate(held, "stl")[0] == 202, "a job accepted")
     wait_for(lambda: s.status(held)["status"] == "processing", "the job to be running (held)")
     s.proc.send_signal(signal.SIGTERM)
-    got, closed = ws.events_until(lambda e: e["event"] == "generation_error", timeout=drain + 1)
+    got, closed = ws.events_until(lambda e: e["event"] == "generation_error", timeout=DRAIN + 1)
     err = got[-1]["data"].get("error", "") if got and not closed else ""
     check("cancelled" in err and "drain-timeout" in err,
           "the held job was cancelled at the deadline: %r" % err)
-    rc = s.stop(timeout=drain + 5)
+    rc = s.stop(timeout=DRAIN + 5)
     # The drain's length by orfeasd's own log (SIGTERM's line to "stopped").
     dt = s.log_time(r"orfeasd: stopped$") - s.log_time(r"SIGTERM: draining")
-    check(rc == 0 and dt <= drain + 0.5,
-          "jobs running: exit 0, stopped %.2fs after the SIGTERM by its log (--drain-timeout %.0f)" % (dt, drain))
+    check(rc == 0 and dt <= DRAIN + 0.5,
+          "jobs running: exit 0, stopped %.2fs after the SIGTERM by its log (--drain-timeout %.0f)" % (dt, DRAIN))
     check(s.log_has(r"cancelling"), "the cancellation is logged")
 
-    # Draining: a second SIGTERM while the drain waits changes nothing.
-    s = Server(os.path.join(work, "twice"), "--drain-timeout", str(drain), "--workers", "1",
-               "--pause-file", pause)
-    held = s.upload(img)[2]["job_id"]
+
+def case_sigterm_twice(work):
+    """A second SIGTERM while the drain waits changes nothing: exit 0."""
+    s, held = held_job(work, "twice")
     s.generate(held, "stl")
     wait_for(lambda: s.status(held)["status"] == "processing", "the job to be running (held)")
     t = time.monotonic()
     s.proc.send_signal(signal.SIGTERM)
-    wait_for(lambda: s.log_has("SIGTERM: draining"), "the drain to begin", timeout=drain)
+    wait_for(lambda: s.log_has("SIGTERM: draining"), "the drain to begin", timeout=DRAIN)
     s.proc.send_signal(signal.SIGTERM)
-    rc = s.stop(timeout=drain + 0.5)
+    rc = s.stop(timeout=DRAIN + 0.5)
     check(rc == 0, "SIGTERM twice: exit 0 after %.2fs" % (time.monotonic() - t))
 
 
@@ -608,6 +621,7 @@ def _get(s, path):
 
 
 if __name__ == "__main__":
-    main({"bind": case_bind, "sigterm": case_sigterm, "log_stall": case_log_stall,
+    main({"bind": case_bind, "sigterm_startup": case_sigterm_startup, "sigterm_full": case_sigterm_full,
+          "sigterm_jobs": case_sigterm_jobs, "sigterm_twice": case_sigterm_twice, "log_stall": case_log_stall,
           "systemd": case_systemd, "ws_flood": case_ws_flood, "ws_idle": case_ws_idle,
           "disk": case_disk})
