@@ -5,7 +5,7 @@
 Cases (argv[1]), each with a fresh work dir (argv[2]):
   gpu    state values reach /metrics and /api/health within an interval;
          2 GPUs give 2 label sets; lost=1 -> orfeas_gpu_up 0 and back;
-         hang_ms=3000 -> each scrape still served in < 100 ms by orfeasd's
+         hang_ms=1500 -> each scrape still served in < 100 ms by orfeasd's
          own measure (its request log line: a client's clock on a loaded
          machine read 0.226 s where the server took 5 ms) and the GPU shows
          down; cleared -> up again.
@@ -69,8 +69,8 @@ def case_gpu(work):
                                    else None)(s.samples()), "GPU 1 answers again: its utilization back", timeout=5)
         check(value(sm, "orfeas_gpu_up", gpu_id="1") == 1, "... and orfeas_gpu_up 1")
 
-        # A wedged driver: every NVML call sleeps 3 s.
-        write_state(state, "gpus=2\ngpu0.util=97\ngpu1.util=13\nhang_ms=3000\n")
+        # A wedged driver: every NVML call sleeps 1.5 s (3 x --gpu-call-timeout).
+        write_state(state, "gpus=2\ngpu0.util=97\ngpu1.util=13\nhang_ms=1500\n")
         scrapes = [0]
 
         def down():

@@ -238,13 +238,17 @@ def value(samples, name, **labels):
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
+def _series(name, labels):
+    return "%s{%s}" % (name, ",".join("%s=%r" % kv for kv in sorted(labels.items())))
+
+
 def exposed(samples, name, **labels):
     """value(), but a failure when the series is not exposed: a check for 0
     must not pass on a series that is missing (orfeasd pre-creates its
     series, docs/api.md)."""
     key = (name, frozenset(labels.items()))
     if key not in samples:
-        raise TestFailure("%s{%s} is not exposed" % (name, ",".join("%s=%r" % kv for kv in sorted(labels.items()))))
+        raise TestFailure("%s is not exposed" % _series(name, labels))
     return samples[key]
 
 
@@ -254,7 +258,7 @@ def total(samples, name, **labels):
     want = set(labels.items())
     got = [v for (n, ls), v in samples.items() if n == name and want <= set(ls)]
     if not got:
-        raise TestFailure("no %s{%s} series is exposed" % (name, ",".join("%s=%r" % kv for kv in sorted(labels.items()))))
+        raise TestFailure("no %s series is exposed" % _series(name, labels))
     return sum(got)
 
 

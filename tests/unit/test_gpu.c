@@ -209,14 +209,15 @@ static void lost_gpu_goes_down_and_comes_back(void **state) {
   finish(f);
 }
 
-/* A wedged driver: every call sleeps 3 s. Scrapes never wait on it, the
- * GPU shows down once the call is past its 0.5 s deadline, the late calls
- * are counted, and it comes back when the driver does. */
+/* A wedged driver: every call sleeps 1.5 s (3 times the 0.5 s deadline;
+ * not more, as the recovery waits the last call out). Scrapes never wait on
+ * it, the GPU shows down once the call is past its 0.5 s deadline, the late
+ * calls are counted, and it comes back when the driver does. */
 static void hung_nvml_keeps_scrapes_fast(void **state) {
   (void)state;
   fixture *f = start(FAKE_NVML, "gpus=1\ngpu0.util=33\n");
   wait_text(f, "orfeas_gpu_up{gpu_id=\"0\"} 1\n", true, 5);
-  write_state("gpus=1\ngpu0.util=33\nhang_ms=3000\n");
+  write_state("gpus=1\ngpu0.util=33\nhang_ms=1500\n");
   render_returns_while_nvml_hangs(f);
   wait_text(f, "orfeas_gpu_up{gpu_id=\"0\"} 0\n", true, 2.5);
   render_returns_while_nvml_hangs(f);
