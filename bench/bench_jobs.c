@@ -13,6 +13,26 @@
  *                   image, generate -> 202 "completed" (its model a link to
  *                   the cached one), on one keep-alive connection; p50 of
  *                   the client's round trips. Target: p50 <= 2 ms.
+ *  cluster_overhead (issue #15) what cluster mode adds to one job: its whole
+ *                   life in the job store (insert, queued, enqueue, claim,
+ *                   ~20 progress events on the bus, its end) on
+ *                   redis://, a redis-server of the bench's own
+ *                   (appendonly yes, appendfsync everysec: Redis' default;
+ *                   and beside it appendfsync always, every write fsynced
+ *                   before its reply, which costs what the disk's fsync
+ *                   costs, ~5 per job), minus the same on memory:, per job,
+ *                   beside
+ *                   the pipeline time of the same job (orfeas_pl_run, GLB,
+ *                   1024 px). The lease heartbeat adds one round trip per
+ *                   running job per lease/3 (3.3 s by default): nothing
+ *                   at this scale. Target: <= 2 ms per job.
+ *  cluster_scaling  full-API jobs/s of a 2-node cluster (one Redis, each
+ *                   node --workers = the cores) against 1 node, jobs
+ *                   submitted to the first node, both clusters idle while
+ *                   the other runs; cpu_ms_per_job sums the nodes. Reported
+ *                   with the cores: no target (on 2 cores, 2 nodes have the
+ *                   same cores as 1, so the ratio shows the coordination's
+ *                   cost, not scaling).
  *
  * How the throughput cases are run: each round runs JOBS jobs (1024 px
  * PNGs with alpha, distinct images, GLB at the default quality: the
@@ -44,9 +64,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
 #include "bench.h"
 #include "orfeas/pipeline.h"
 #include "pl_images.h"
+#include "store.h"
 
 #define SIDE 1024
 #define JOBS 24        /* per round */
@@ -506,11 +534,238 @@ static void case_cache_hit(bench_report *r, server *s, const images *im) {
   bench_set(r, name, "met", lat[n / 2] <= 2e6);
 }
 
+/* ---- cluster mode (issue #15) ------------------------------------------- */
+
+/* A redis-server of the bench's own, in a folder beside the bench binary
+ * (the AOF's fsyncs cost what the disk makes them cost), on a free port:
+ * s->port, appendonly with appendfsync `fsync` (always, everysec); 0 or
+ * -1. stop_server stops it (SIGTERM) and removes the folder. */
+static int start_redis(server *s, const char *fsync) {
+  char exe[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0)
+    return -1;
+  exe[n] = '\0';
+  *strrchr(exe, '/') = '\0';
+  snprintf(s->dir, sizeof s->dir, "%.3900s/bench-tmp", exe);
+  mkdir(s->dir, 0700);
+  snprintf(s->dir, sizeof s->dir, "%.3900s/bench-tmp/redis-XXXXXX", exe);
+  if (mkdtemp(s->dir) == NULL)
+    return -1;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET};
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t sl = sizeof sa;
+  if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+      getsockname(fd, (struct sockaddr *)&sa, &sl) != 0) {
+    if (fd >= 0)
+      close(fd);
+    return -1;
+  }
+  s->port = ntohs(sa.sin_port);
+  close(fd);
+  char port[16];
+  snprintf(port, sizeof port, "%d", s->port);
+  s->pid = fork();
+  if (s->pid == 0) {
+    int null = open("/dev/null", O_WRONLY);
+    if (null >= 0) {
+      dup2(null, 1);
+      dup2(null, 2);
+    }
+    execlp("redis-server", "redis-server", "--port", port, "--bind",
+           "127.0.0.1", "--dir", s->dir, "--appendonly", "yes", "--appendfsync",
+           fsync, "--save", "", (char *)NULL);
+    _exit(127);
+  }
+  for (int t = 0; t < 500; t++) { /* 5 s at most */
+    char out[64];
+    int c = connect_to(s->port);
+    if (c >= 0) {
+      ssize_t got = send_all(c, "PING\r\n", 6) == 0
+                        ? recv(c, out, sizeof out - 1, 0)
+                        : -1;
+      close(c);
+      if (got >= 5 && strncmp(out, "+PONG", 5) == 0)
+        return 0;
+    }
+    struct timespec ts = {0, 10 * 1000000};
+    nanosleep(&ts, NULL);
+  }
+  fprintf(stderr,
+          "bench_jobs: redis-server did not start (is it installed?)\n");
+  return -1;
+}
+
+#define LIFE_JOBS 300 /* store lives per side */
+#define LIFE_EVENTS 20
+
+/* Mean wall seconds of one job's life in the store at url (see the top),
+ * or -1. */
+static double store_lives(const char *url, int base) {
+  od_store_opts o = {.queue_size = 64,
+                     .max_jobs = 4 * LIFE_JOBS,
+                     .node_id = "bench",
+                     .lease_s = 10};
+  char err[512];
+  od_store *s = od_store_open(url, &o, err, sizeof err);
+  if (s == NULL) {
+    fprintf(stderr, "bench_jobs: %s\n", err);
+    return -1;
+  }
+  static const char ev[] =
+      "{\"event\":\"generation_progress\",\"data\":{\"job_id\":\"x\","
+      "\"progress\":42.5,\"stage\":\"mesh\",\"timestamp\":1}}";
+  int ok = 1;
+  double t0 = now_s();
+  for (int i = 0; i < LIFE_JOBS && ok; i++) {
+    od_job_rec r, c;
+    memset(&r, 0, sizeof r);
+    snprintf(r.id, sizeof r.id, "00000000-0000-4000-8000-%012d", base + i);
+    snprintf(r.ext, sizeof r.ext, "png");
+    r.t_created = od_wall();
+    r.upload_bytes = 1000;
+    int pos;
+    ok = od_store_insert(s, &r) == OD_STORE_OK;
+    ok = ok && od_store_get(s, r.id, &r) == OD_STORE_OK;
+    r.state = OD_JOB_QUEUED;
+    r.t_queued = od_wall();
+    ok = ok &&
+         od_store_transition(s, &r, OD_STATES_IDLE, 0, NULL) == OD_STORE_OK;
+    ok = ok && od_store_enqueue(s, r.id, &pos) == OD_STORE_OK;
+    ok = ok && od_store_claim(s, "w0", 0, &c) == OD_STORE_OK;
+    for (int e = 0; ok && e < LIFE_EVENTS && od_store_has_bus(s); e++)
+      od_store_publish(s, c.id, 3, ev);
+    c.state = OD_JOB_COMPLETED;
+    c.t_ended = od_wall();
+    ok = ok && od_store_transition(s, &c, OD_STATE_BIT(OD_JOB_PROCESSING),
+                                   c.attempt, NULL) == OD_STORE_OK;
+  }
+  od_store_close(s); /* waits for the publisher to send what is queued */
+  double t = now_s() - t0;
+  return ok ? t / LIFE_JOBS : -1;
+}
+
+static void case_cluster_overhead(bench_report *r, const images *im,
+                                  const server *always) {
+  const char *name = "cluster_overhead";
+  server every = {0};
+  char url[64], url_always[64];
+  snprintf(url_always, sizeof url_always, "redis://127.0.0.1:%d", always->port);
+  double rds = -1, rds_always = store_lives(url_always, 1);
+  if (start_redis(&every, "everysec") == 0) {
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", every.port);
+    rds = store_lives(url, 1);
+  }
+  stop_server(&every);
+  double mem = store_lives("memory:", 1);
+  orfeas_pl_options o;
+  orfeas_pl_options_init(&o);
+  o.format = ORFEAS_PL_GLB;
+  double pl[3];
+  for (int k = 0; k < 3; k++) {
+    orfeas_pl_result res;
+    char msg[256];
+    double t0 = now_s();
+    int rc = orfeas_pl_run(im->png[0], im->len[0], &o, &res, msg, sizeof msg);
+    pl[k] = rc == ORFEAS_PL_OK ? now_s() - t0 : -1;
+    orfeas_pl_result_free(&res);
+  }
+  qsort(pl, 3, sizeof pl[0], cmp_d);
+  if (mem < 0 || rds < 0 || rds_always < 0 || pl[0] < 0) {
+    fprintf(stderr, "bench_jobs: cluster_overhead did not complete\n");
+    return;
+  }
+  double coord = rds - mem;
+  bench_set(r, name, "coordination_ms_per_job", coord * 1e3);
+  bench_set(r, name, "redis_store_ms_per_job", rds * 1e3);
+  bench_set(r, name, "memory_store_ms_per_job", mem * 1e3);
+  bench_set(r, name, "coordination_fsync_always_ms_per_job",
+            (rds_always - mem) * 1e3);
+  bench_set(r, name, "pipeline_ms_per_job", pl[1] * 1e3);
+  bench_set(r, name, "coordination_share", coord / pl[1]);
+  bench_set(r, name, "events_per_job", LIFE_EVENTS);
+  bench_set(r, name, "jobs", LIFE_JOBS);
+  bench_set(r, name, "target_ms", 2);
+  bench_set(r, name, "met", coord <= 2e-3);
+}
+
+typedef struct {
+  server *one, *two[2];
+  const images *im;
+} cluster_ctx;
+
+static double cluster_round(void *c, int which, double *cpu) {
+  cluster_ctx *x = c;
+  server *const *nodes = which == 0 ? &x->one : x->two;
+  int n = which == 0 ? 1 : 2;
+  double c0 = 0, ignored;
+  for (int k = 0; k < n; k++)
+    c0 += proc_cpu_s(nodes[k]->pid);
+  double rate = api_round(nodes[0], x->im, &ignored);
+  double c1 = 0;
+  for (int k = 0; k < n; k++)
+    c1 += proc_cpu_s(nodes[k]->pid);
+  *cpu = (c1 - c0) / JOBS;
+  return rate;
+}
+
+static void cluster_suite(bench_report *r, const images *im, int want_over,
+                          int want_scale) {
+  server ra = {0}, rb = {0}, one = {0}, two_a = {0}, two_b = {0};
+  if (start_redis(&ra, "always") != 0 || start_redis(&rb, "always") != 0) {
+    stop_server(&ra);
+    stop_server(&rb);
+    return;
+  }
+  if (want_over)
+    case_cluster_overhead(r, im, &ra);
+  char nw[16], qs[16], url_a[64], url_b[64];
+  snprintf(nw, sizeof nw, "%d", workers());
+  snprintf(qs, sizeof qs, "%d", JOBS * 2);
+  snprintf(url_a, sizeof url_a, "redis://127.0.0.1:%d/1", ra.port);
+  snprintf(url_b, sizeof url_b, "redis://127.0.0.1:%d/1", rb.port);
+  const char *const one_args[] = {
+      "--workers", nw,        "--worker-nice", "0",         "--queue-size",
+      qs,          "--store", url_a,           "--node-id", "one",
+      NULL};
+  const char *const a_args[] = {
+      "--workers", nw,        "--worker-nice", "0",         "--queue-size",
+      qs,          "--store", url_b,           "--node-id", "two-a",
+      NULL};
+  char shared[PATH_MAX + 16];
+  const char *const b_args[] = {
+      "--workers", nw,    "--worker-nice", "0",     "--queue-size", qs,
+      "--store",   url_b, "--node-id",     "two-b", "--data-dir",   shared,
+      NULL};
+  /* Node b on a's data dir (its own flag comes later and wins), as on a
+   * shared mount. */
+  if (want_scale && start_server(&one, one_args) == 0 &&
+      start_server(&two_a, a_args) == 0 &&
+      snprintf(shared, sizeof shared, "%s/data", two_a.dir) > 0 &&
+      start_server(&two_b, b_args) == 0) {
+    cluster_ctx c = {.one = &one, .two = {&two_a, &two_b}, .im = im};
+    if (compare(r, "cluster_scaling", "one_node", "two_nodes", cluster_round,
+                &c, 0) != 0)
+      fprintf(stderr, "bench_jobs: cluster_scaling did not complete\n");
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    bench_set(r, "cluster_scaling", "cores", (double)cores);
+    bench_set(r, "cluster_scaling", "workers_per_node", workers());
+  }
+  stop_server(&one);
+  stop_server(&two_a);
+  stop_server(&two_b);
+  stop_server(&ra);
+  stop_server(&rb);
+}
+
 void bench_jobs_suite(bench_report *r) {
   int want_store = bench_wanted(r, "store_overhead");
   int want_api = bench_wanted(r, "api_vs_pipeline");
   int want_hit = bench_wanted(r, "cache_hit_job");
-  if (!want_store && !want_api && !want_hit)
+  int want_over = bench_wanted(r, "cluster_overhead");
+  int want_scale = bench_wanted(r, "cluster_scaling");
+  if (!want_store && !want_api && !want_hit && !want_over && !want_scale)
     return;
   images im;
   memset(&im, 0, sizeof im);
@@ -527,8 +782,11 @@ void bench_jobs_suite(bench_report *r) {
       qs,          "--store", "memory:",       NULL};
   const char *const sql_args[] = {
       "--workers", nw, "--worker-nice", "0", "--queue-size", qs, NULL};
+  if (want_over || want_scale)
+    cluster_suite(r, &im, want_over, want_scale);
   server mem = {0}, sql = {0};
-  if (start_server(&mem, mem_args) == 0 && start_server(&sql, sql_args) == 0) {
+  if ((want_store || want_api || want_hit) &&
+      start_server(&mem, mem_args) == 0 && start_server(&sql, sql_args) == 0) {
     ctx_t c = {.srv = {&mem, &sql}, .im = &im, .threads = workers()};
     if (want_store && compare(r, "store_overhead", "memory", "sqlite",
                               servers_round, &c, 0.97) != 0)
@@ -540,7 +798,7 @@ void bench_jobs_suite(bench_report *r) {
       bench_set(r, "api_vs_pipeline", "threads", c.threads);
     if (want_hit)
       case_cache_hit(r, &sql, &im);
-  } else {
+  } else if (want_store || want_api || want_hit) {
     fprintf(stderr, "bench_jobs: orfeasd did not start\n");
   }
   stop_server(&mem);

@@ -459,7 +459,7 @@ static double instr_ns_in_process(void) {
   static od_service svc;
   char err[256];
   od_clock_init();
-  if (od_metrics_init(&svc.m, err, sizeof err) != 0)
+  if (od_metrics_init(&svc.m, "bench", err, sizeof err) != 0)
     return -1;
   svc.cfg.http_metrics = 1;
   enum { N = 1000000 };

@@ -40,8 +40,18 @@ static const opt_def OPTS[] = {
   {"data-dir", "ORFEAS_DATA_DIR", K_STR, OFF(data_dir), SZ(data_dir), 0, 0,
    "uploads, outputs and the disk cache (default ./data)"},
   {"store", "ORFEAS_STORE", K_STR, OFF(store), SZ(store), 0, 0,
-   "where job records live: sqlite:PATH (kept across restarts) or memory: "
-   "(this process; forgotten at exit) (default sqlite:DATA_DIR/jobs.db)"},
+   "where job records live: sqlite:PATH (kept across restarts), memory: "
+   "(this process; forgotten at exit) or redis://HOST:PORT[/DB] (shared "
+   "by every node of a cluster; docs/scaling.md) (default "
+   "sqlite:DATA_DIR/jobs.db)"},
+  {"node-id", "ORFEAS_NODE_ID", K_STR, OFF(node_id), SZ(node_id), 0, 0,
+   "this node's name in a cluster: in job owners, the node label of "
+   "orfeas_build_info and the Redis consumer group (default the --listen "
+   "ADDR:PORT)"},
+  {"store-lease", "ORFEAS_STORE_LEASE", K_DOUBLE, OFF(store_lease_s), 0, 0.2,
+   3600, "redis store: seconds a running job's claim lasts unless its node "
+   "renews it (every third of it); a node silent this long has its jobs "
+   "taken over by another (default 10)"},
   {"max-attempts", "ORFEAS_MAX_ATTEMPTS", K_INT, OFF(max_attempts), 0, 1, 100,
    "runs of a job cut short by a crash or restart before it fails with a "
    "reason (default 3)"},
@@ -181,6 +191,7 @@ void od_config_defaults(od_config *c) {
   /* "" until parsed: then sqlite:DATA_DIR/jobs.db, once DATA_DIR is known. */
   c->store[0] = '\0';
   c->max_attempts = 3;
+  c->store_lease_s = 10;
   c->result_ttl_s = 86400;
   c->refused_hold_s = 60;
   long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -388,6 +399,9 @@ int od_config_parse(od_config *c, int argc, char **argv,
     snprintf(err, err_len, "--data-dir: too long for the job store's path");
     return -1;
   }
+  if (c->node_id[0] == '\0')
+    snprintf(c->node_id, sizeof c->node_id, "%.50s:%u", c->listen_host,
+             (unsigned)c->listen_port);
   od_proxies proxies;
   if (od_proxies_parse(&proxies, c->trusted_proxies, err, err_len) != 0)
     return -1;

@@ -101,6 +101,28 @@ static void set_bytes(od_metrics *m, int kind, uint64_t v) {
       (double)v);
 }
 
+/* What the store reports beside the bytes: the head of the queue's age;
+ * with a shared store the cluster backlog (other nodes change it) and what
+ * the backend counted itself (lease takeovers, refused renewals), added
+ * to the counters as it grows. */
+static void store_gauges(od_jobs *j, const od_store_stats *st) {
+  od_metrics *m = &j->svc->m;
+  om_gauge_set(m->store_oldest_queued, st->oldest_queued_s);
+  if (!od_store_shared(j->store))
+    return;
+  om_gauge_set(m->queue_depth, (double)st->queue_depth);
+  om_gauge_set(m->active_jobs, (double)(st->by_state[OD_JOB_QUEUED] +
+                                        st->by_state[OD_JOB_PROCESSING]));
+  if (st->reclaimed > j->seen_reclaimed)
+    om_counter_add_u64(
+        om_family_counter(m->jobs_reclaimed, OM_LABELS("lease_expired")),
+        (uint64_t)(st->reclaimed - j->seen_reclaimed));
+  if (st->fenced > j->seen_fenced)
+    om_counter_add_u64(m->jobs_fenced, (uint64_t)(st->fenced - j->seen_fenced));
+  j->seen_reclaimed = st->reclaimed;
+  j->seen_fenced = st->fenced;
+}
+
 static void byte_gauges(od_jobs *j) {
   od_store_stats st;
   od_metrics *m = &j->svc->m;
@@ -108,6 +130,7 @@ static void byte_gauges(od_jobs *j) {
     set_bytes(m, OD_BYTES_UPLOADS, st.upload_bytes);
     set_bytes(m, OD_BYTES_OUTPUTS, st.output_bytes);
     om_gauge_set(m->tombstones, (double)st.tombstones);
+    store_gauges(j, &st);
   }
   set_bytes(m, OD_BYTES_DATABASE, database_bytes(j));
 }

@@ -96,10 +96,29 @@ static void drop_old_output(od_jobs *j, const od_job_rec *prev,
 void od_jobs_publish(od_jobs *j, const char *id, od_ws_event ev, json_t *data) {
   json_object_set_new(data, "timestamp", json_real(od_wall()));
   char *text = od_ws_event_json(ev, data);
-  if (text != NULL) {
+  if (text == NULL)
+    return;
+  /* Cluster mode: to every node through the bus (this one's hub gets it
+   * back from the listener, fanout.c); here only if the bus refused. */
+  if (j->fanout == NULL ||
+      od_store_publish(j->store, id, (int)ev, text) != OD_STORE_OK)
     od_hub_publish(j->svc->hub, id, ev, text);
-    free(text);
-  }
+  free(text);
+}
+
+int od_jobs_shared(od_jobs *j) { return j->fanout != NULL; }
+
+int od_jobs_rate_take(od_jobs *j, const char *key, double rate, double burst,
+                      int *wait_s) {
+  return j != NULL && od_store_rate_take(j->store, key, rate, burst, wait_s) ==
+                          OD_STORE_OK
+             ? 0
+             : -1;
+}
+
+void od_jobs_quiet(od_jobs *j) {
+  if (j != NULL)
+    od_fanout_quiet(j->fanout);
 }
 
 /* A record as the API shows it: for a running job, where it stands now
@@ -135,6 +154,11 @@ static void view_of(od_jobs *j, const od_job_rec *r, od_job_view *v) {
       v->stage_progress = l.stage_progress;
       v->eta_seconds = od_eta_running(j->eta, l.stage_idx, l.stage_progress,
                                       od_now() - l.stage_t0);
+    } else if (od_fanout_live(j->fanout, r->id, &l)) { /* another node's */
+      snprintf(v->stage, sizeof v->stage, "%s", l.stage);
+      v->progress = l.progress;
+      v->stage_progress = l.stage_progress;
+      v->eta_seconds = od_eta_running(j->eta, -1, 0, 0);
     } else { /* claimed, not started yet */
       snprintf(v->stage, sizeof v->stage, "starting");
       v->progress = v->stage_progress = 0;
@@ -163,7 +187,18 @@ static void gone_view(const od_job_rec *r, od_job_view *v) {
 
 int od_jobs_gone(od_jobs *j, const char *id, od_job_view *v) {
   od_job_rec r;
-  if (od_store_get(j->store, id, &r) != OD_STORE_GONE)
+  od_store_rc rc = od_store_get(j->store, id, &r);
+  if (rc == OD_STORE_DOWN) { /* cannot tell: never a 404 (issue #15) */
+    memset(v, 0, sizeof *v);
+    snprintf(v->id, sizeof v->id, "%s", id);
+    v->state = OD_JOB_FAILED;
+    v->position = -1;
+    snprintf(v->error, sizeof v->error, "%s",
+             od_store_rc_message(OD_STORE_DOWN));
+    v->http_status = 503;
+    return 1;
+  }
+  if (rc != OD_STORE_GONE)
     return 0;
   gone_view(&r, v);
   return 1;
@@ -192,7 +227,8 @@ od_store_rc od_jobs_end(od_jobs *j, od_job_rec *r, unsigned from, int fence,
     return rc;
   }
   int ok = r->state == OD_JOB_COMPLETED;
-  om_gauge_dec(j->svc->m.active_jobs);
+  if (j->fanout == NULL) /* cluster mode: the janitor sets it */
+    om_gauge_dec(j->svc->m.active_jobs);
   count_gen(j, r->req.format, ok ? "success" : "failed");
   if (!ok && (unsigned)why < OD_FAIL_REASONS)
     om_counter_inc(j->svc->m.gen_failures[why]);
@@ -515,7 +551,8 @@ od_gen_result od_jobs_generate(od_jobs *j, const od_generate_req *req,
                                                      : OD_GEN_UNAVAILABLE;
   }
   drop_old_output(j, &prev, &r);
-  om_gauge_inc(m->active_jobs);
+  if (j->fanout == NULL) /* cluster mode: the janitor sets it */
+    om_gauge_inc(m->active_jobs);
   om_gauge_set(m->queue_depth, (double)od_jobs_queue_depth(j));
   od_log("job %s queued position=%d format=%s quality=%d", req->job_id,
          *position, orfeas_pl_format_name(req->format), req->quality);
@@ -539,6 +576,9 @@ static void on_store_op(void *u, od_store_op op, od_store_rc rc,
   om_histogram_observe(j->op_duration[op], seconds);
   if (rc == OD_STORE_DOWN)
     om_counter_inc(j->op_errors[op]);
+  /* A run's end refused: another node took the job over (issue #15). */
+  if (rc == OD_STORE_FENCED)
+    om_counter_inc(j->svc->m.jobs_fenced);
 }
 
 od_jobs *od_jobs_new(od_service *svc, char *err, size_t err_len) {
@@ -572,7 +612,9 @@ od_jobs *od_jobs_new(od_service *svc, char *err, size_t err_len) {
   od_store_opts so = {.queue_size = svc->cfg.queue_size,
                       .max_jobs = svc->cfg.max_jobs,
                       .max_attempts = svc->cfg.max_attempts,
-                      .data_dir = svc->cfg.data_dir};
+                      .data_dir = svc->cfg.data_dir,
+                      .node_id = svc->cfg.node_id,
+                      .lease_s = svc->cfg.store_lease_s};
   if ((j->store = od_store_open(svc->cfg.store, &so, err, err_len)) == NULL ||
       (j->workers = od_workers_new(j, svc->cfg.workers, err, err_len)) ==
           NULL ||
@@ -585,7 +627,10 @@ od_jobs *od_jobs_new(od_service *svc, char *err, size_t err_len) {
   j->durable = od_store_durable(j->store);
   j->eta = od_eta_new();
   j->janitor = od_janitor_new(j);
-  if (j->eta == NULL || j->janitor == NULL) {
+  if (od_store_has_bus(j->store))
+    j->fanout = od_fanout_new(j);
+  if (j->eta == NULL || j->janitor == NULL ||
+      (od_store_has_bus(j->store) && j->fanout == NULL)) {
     snprintf(err, err_len, "out of memory");
     od_jobs_free(j);
     return NULL;
@@ -600,6 +645,8 @@ od_jobs *od_jobs_new(od_service *svc, char *err, size_t err_len) {
 }
 
 int od_jobs_start(od_jobs *j, char *err, size_t err_len) {
+  if (j->fanout != NULL && od_fanout_start(j->fanout, err, err_len) != 0)
+    return -1;
   return od_committer_start(j->committer, err, err_len) != 0 ||
                  od_janitor_start(j->janitor, err, err_len) != 0
              ? -1
@@ -641,6 +688,7 @@ int od_jobs_drain(od_jobs *j, double finish_by, double cancelled_by) {
     od_store_close_queue(j->store, fail_queued, j);
   }
   om_gauge_set(j->svc->m.queue_depth, 0);
+  od_fanout_quiet(j->fanout); /* the hub stops after the drain */
   int left = od_workers_wait(j->workers, finish_by);
   if (left > 0) {
     od_log("drain: %d job%s still running at the deadline: cancelling", left,
@@ -673,7 +721,9 @@ void od_jobs_free(od_jobs *j) {
   od_committer_free(j->committer);
   od_janitor_free(j->janitor);
   od_workers_free(j->workers);
-  od_store_close(j->store);
+  od_fanout_quiet(j->fanout);
+  od_store_close(j->store); /* its listener calls into the fan-out */
+  od_fanout_free(j->fanout);
   od_eta_free(j->eta);
   pthread_mutex_destroy(&j->admit_mu);
   free(j);

@@ -114,6 +114,21 @@ void od_janitor_free(od_janitor *k);
  * data-dir probe, byte gauges, removal of expired jobs. */
 void od_jobs_housekeep(od_jobs *j);
 
+/* ---- fanout.c (issue #15) ------------------------------------------------ */
+
+typedef struct od_fanout od_fanout;
+
+od_fanout *od_fanout_new(od_jobs *j);
+/* Starts the refresher and the store's listener. */
+int od_fanout_start(od_fanout *f, char *err, size_t err_len);
+/* From now on nothing reaches the hub (idempotent). */
+void od_fanout_quiet(od_fanout *f);
+/* After the store is closed (its listener calls into f). */
+void od_fanout_free(od_fanout *f);
+/* 1 and *out (stage, progress, stage_progress, stage_t0; stage_idx -1)
+ * when a job running on another node sent progress; f may be NULL. */
+int od_fanout_live(od_fanout *f, const char *id, od_live *out);
+
 /* ---- jobs.c: shared with worker.c, commit.c, janitor.c ------------------- */
 
 struct od_jobs {
@@ -123,6 +138,7 @@ struct od_jobs {
   od_workers *workers;     /* owned */
   od_committer *committer; /* owned */
   od_janitor *janitor;     /* owned */
+  od_fanout *fanout;       /* owned; NULL without an event bus */
   /* Held by an upload while it makes room (evicts) and inserts, so two
    * uploads do not evict for the same room. */
   pthread_mutex_t admit_mu;
@@ -136,6 +152,7 @@ struct od_jobs {
   om_histogram *op_duration[OD_STORE_OP_COUNT];
   om_counter *op_errors[OD_STORE_OP_COUNT];
   om_counter *claim_errors;
+  int64_t seen_reclaimed, seen_fenced; /* janitor: store counts added */
   /* Health, refreshed by the janitor (and a failed write). */
   _Atomic int store_up;
   _Atomic int dir_writable;

@@ -54,7 +54,7 @@ static const char *signame(int sig) {
  * when a signal came first (*sig). */
 static int start(od_service *svc, const sigset_t *set, int *sig, char *err,
                  size_t err_len) {
-  if (od_metrics_init(&svc->m, err, err_len) != 0)
+  if (od_metrics_init(&svc->m, svc->cfg.node_id, err, err_len) != 0)
     return 1;
   od_log_set_counter(svc->m.log_dropped);
   /* The GPU sampler starts after the signal mask is set (its thread
@@ -246,6 +246,7 @@ int main(int argc, char **argv) {
    * it still writes into the metrics, which then stay. */
   double gpu_wait = exit_by > 0 ? exit_by - od_now() - flush : 1.0;
   int gpu_left = orfeas_gpu_stop(svc.gpu, gpu_wait > 0.05 ? gpu_wait : 0.05);
+  od_jobs_quiet(svc.jobs); /* no event reaches the hub any more */
   od_hub_free(svc.hub);
   od_jobs_free(svc.jobs);
   od_cache_free(svc.cache);

@@ -68,6 +68,9 @@ typedef struct {
   uint16_t listen_port;
   char data_dir[PATH_MAX];
   char store[PATH_MAX + 16];/* job store URL (store.h) */
+  char node_id[64];         /* --node-id: this node's name (cluster mode);
+                               default LISTEN_HOST:LISTEN_PORT */
+  double store_lease_s;     /* --store-lease: redis claim lease */
   int max_attempts;         /* runs cut short before a job fails */
   double result_ttl_s;      /* finished jobs and uploads kept at least */
   int refused_hold_s;       /* a 429'd upload's slot: Retry-After + this */
@@ -692,6 +695,8 @@ typedef struct {
   om_family *jobs_removed;       /* {reason} */
   om_family *store_bytes;        /* {kind}: od_store_bytes_kind() */
   om_gauge *tombstones;
+  om_gauge *store_oldest_queued; /* issue #15 */
+  om_counter *jobs_fenced;
   om_gauge *commit_queue;
   om_gauge *data_dir_free;
   om_gauge *data_dir_writable;
@@ -749,7 +754,9 @@ const char *od_store_bytes_kind(int kind);
 
 /* Registers every family and creates the label sets alerts need at 0.
  * Returns 0, or -1 with err filled. */
-int od_metrics_init(od_metrics *m, char *err, size_t err_len);
+/* node_id: the node label of orfeas_build_info (--node-id). */
+int od_metrics_init(od_metrics *m, const char *node_id, char *err,
+                    size_t err_len);
 void od_metrics_free(od_metrics *m);
 void od_metric_error(od_metrics *m, const char *type, od_route r);
 void od_metric_validation(od_metrics *m, const char *field,
@@ -820,8 +827,22 @@ od_gen_result od_jobs_generate(od_jobs *j, const od_generate_req *req,
 /* 1 and *v filled when the job exists. */
 int od_jobs_view(od_jobs *j, const char *id, od_job_view *v);
 /* 1 when the job was removed with a reason (retention; it answers 410):
- * *v is then a failed job whose error says why (http_status 410). */
+ * *v is then a failed job whose error says why (http_status 410); also 1
+ * when the store is down (http_status 503: the job's fate is unknown). */
 int od_jobs_gone(od_jobs *j, const char *id, od_job_view *v);
+/* Cluster mode (issue #15, fanout.c): 1 when job events travel through the
+ * store's event bus; then a subscribe asks od_jobs_refresh for the job's
+ * current state (read off the hub's thread, then published into the hub)
+ * instead of reading the store itself. Never blocks. */
+int od_jobs_shared(od_jobs *j);
+void od_jobs_refresh(od_jobs *j, const char *id);
+/* Stops events reaching the hub: before the hub is freed. Idempotent. */
+void od_jobs_quiet(od_jobs *j);
+/* The cluster's rate limit (a shared store's): 0 and *wait_s as
+ * od_ratelimit_take; -1 when there is none or the store is down (the
+ * caller uses its own, per-node limiter). */
+int od_jobs_rate_take(od_jobs *j, const char *key, double rate, double burst,
+                      int *wait_s);
 
 /* What /ready checks besides the workers and the drain (one struct, so a
  * new check is one field): the job store answers and writes; a file can
@@ -900,6 +921,9 @@ void od_hub_free(od_hub *h);
 void od_hub_publish(od_hub *h, const char *job_id, od_ws_event ev,
                     const char *json);
 int od_hub_clients(od_hub *h);
+/* Soon, on the hub's thread: od_jobs_refresh for every job a client
+ * follows (the cluster's event bus reconnected: events may be lost). */
+void od_hub_resync(od_hub *h);
 /* Counts a client in before its upgrade is answered: -1 past
  * --max-ws-clients (the caller answers 503). od_hub_release undoes it when
  * the upgrade fails. Any thread. */

@@ -78,7 +78,9 @@ static void on_job(const od_job_rec *r, od_job_state was, void *u) {
   od_metrics *m = &j->svc->m;
   om_counter_inc(
       om_family_counter(m->jobs_recovered, OM_LABELS(od_job_state_name(was))));
-  if (was == OD_JOB_PROCESSING) {
+  /* A shared store's running jobs run on other nodes (a dead node's are
+   * taken over by lease, not here). */
+  if (was == OD_JOB_PROCESSING && !od_store_shared(j->store)) {
     rv->reclaimed++;
     om_counter_inc(om_family_counter(m->jobs_reclaimed, OM_LABELS("restart")));
     if (r->state == OD_JOB_FAILED) {
@@ -157,8 +159,13 @@ int od_jobs_recover(od_jobs *j, char *err, size_t err_len) {
     qsort(rv.out, rv.nout, sizeof *rv.out, by_name);
   int files = 0;
   uint64_t bytes = 0;
-  sweep(j->dir_uploads, rv.up, rv.nup, &files, &bytes);
-  sweep(j->dir_outputs, rv.out, rv.nout, &files, &bytes);
+  /* With a shared store the data dir is shared too (docs/scaling.md): a
+   * file no job owns yet may be another node's upload whose record is
+   * being written, so nothing is removed as an orphan. */
+  if (!od_store_shared(j->store)) {
+    sweep(j->dir_uploads, rv.up, rv.nup, &files, &bytes);
+    sweep(j->dir_outputs, rv.out, rv.nout, &files, &bytes);
+  }
   free(rv.up);
   free(rv.out);
   od_metrics *m = &j->svc->m;

@@ -206,6 +206,25 @@ static void handle_generate(od_service *svc, struct MHD_Connection *conn, od_req
   }
 }
 
+/* A job (or its file) that is not there: 410 with the reason when it was
+ * removed, 503 when the job store cannot say (redis down: issue #15),
+ * else 404 with not_found. */
+static void respond_missing(od_service *svc, struct MHD_Connection *conn,
+                            od_req *req, const char *id,
+                            const char *not_found) {
+  od_job_view v;
+  if (!od_jobs_gone(svc->jobs, id, &v))
+    od_respond_error(svc, conn, req, 404, "not_found", not_found, NULL);
+  else if (v.http_status == 503)
+    od_respond_error_ex(svc, conn, req,
+                        &(od_error){.status = 503,
+                                    .type = "store_unavailable",
+                                    .message = v.error,
+                                    .retry_after = 5});
+  else
+    od_respond_error(svc, conn, req, 410, "gone", v.error, NULL);
+}
+
 /* ---- GET /api/job-status/{job_id} ----------------------------------------- */
 
 static void handle_status(od_service *svc, struct MHD_Connection *conn, od_req *req) {
@@ -216,10 +235,7 @@ static void handle_status(od_service *svc, struct MHD_Connection *conn, od_req *
   }
   od_job_view v;
   if (!od_jobs_view(svc->jobs, req->rest, &v)) {
-    if (od_jobs_gone(svc->jobs, req->rest, &v))
-      od_respond_error(svc, conn, req, 410, "gone", v.error, NULL);
-    else
-      od_respond_error(svc, conn, req, 404, "not_found", "Job not found", NULL);
+    respond_missing(svc, conn, req, req->rest, "Job not found");
     return;
   }
   od_respond_json(conn, req, 200, od_job_status_json(&v));
@@ -245,13 +261,8 @@ static int open_model(od_service *svc, struct MHD_Connection *conn, od_req *req,
     od_respond_fd_exhausted(svc, conn, req, OD_FD_DOWNLOAD);
     return -1;
   }
-  if (fd < 0) {
-    od_job_view v;
-    if (od_jobs_gone(svc->jobs, req->arg1, &v))
-      od_respond_error(svc, conn, req, 410, "gone", v.error, NULL);
-    else
-      od_respond_error(svc, conn, req, 404, "not_found", "File not found", NULL);
-  }
+  if (fd < 0)
+    respond_missing(svc, conn, req, req->arg1, "File not found");
   return fd;
 }
 
@@ -398,11 +409,8 @@ static void handle_preview(od_service *svc, struct MHD_Connection *conn, od_req 
     return;
   }
   if (fd < 0) {
-    od_job_view v;
-    if (od_jobs_gone(svc->jobs, req->rest, &v))
-      od_respond_error(svc, conn, req, 410, "gone", v.error, NULL);
-    else
-      od_respond_error(svc, conn, req, 404, "not_found", "No uploaded image for this job", NULL);
+    respond_missing(svc, conn, req, req->rest,
+                    "No uploaded image for this job");
     return;
   }
   static const struct {
@@ -744,7 +752,12 @@ static int rate_limited(od_service *svc, struct MHD_Connection *conn,
                         od_req *req) {
   if (svc->rl == NULL || !(od_route_flags(req->route) & OD_RF_RATE_LIMIT))
     return 0;
-  int wait = od_ratelimit_take(svc->rl, req->client, od_now());
+  /* Cluster mode: one bucket per client for every node (issue #15); this
+   * node's own when the store has none or is down. */
+  int wait;
+  if (od_jobs_rate_take(svc->jobs, req->client, svc->cfg.rate_limit_rps,
+                        svc->cfg.rate_limit_burst, &wait) != 0)
+    wait = od_ratelimit_take(svc->rl, req->client, od_now());
   if (wait <= 0)
     return 0;
   om_counter_inc(om_family_counter(

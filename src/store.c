@@ -18,8 +18,8 @@ struct od_store {
   void *obs_u;
 };
 
-static const od_store_ops *const BACKENDS[] = {&od_store_sqlite_ops,
-                                               &od_store_memory_ops};
+static const od_store_ops *const BACKENDS[] = {
+    &od_store_sqlite_ops, &od_store_memory_ops, &od_store_redis_ops};
 
 #define NBACKENDS (sizeof BACKENDS / sizeof BACKENDS[0])
 
@@ -119,6 +119,7 @@ void od_store_close(od_store *s) {
 
 const char *od_store_kind(const od_store *s) { return s->ops->scheme; }
 int od_store_durable(const od_store *s) { return s->ops->durable; }
+int od_store_shared(const od_store *s) { return s->ops->shared; }
 
 const char *od_store_op_name(od_store_op op) {
   static const char *const n[OD_STORE_OP_COUNT] = {
@@ -155,8 +156,8 @@ static double mono(void) {
   } while (0)
 
 od_store_rc od_store_recover(od_store *s,
-                             void (*each)(const od_job_rec *r,
-                                          od_job_state was, void *u),
+                             void (*each)(const od_job_rec *r, od_job_state was,
+                                          void *u),
                              void *u) {
   OBSERVED(s, OD_STORE_OP_RECOVER, s->ops->recover(s->be, each, u));
 }
@@ -200,6 +201,29 @@ od_store_rc od_store_get_stats(od_store *s, od_store_stats *st) {
 void od_store_close_queue(od_store *s, void (*each)(const char *id, void *u),
                           void *u) {
   s->ops->close_queue(s->be, each, u);
+}
+
+int od_store_has_bus(const od_store *s) { return s->ops->publish != NULL; }
+
+od_store_rc od_store_publish(od_store *s, const char *id, int ev,
+                             const char *text) {
+  return s->ops->publish ? s->ops->publish(s->be, id, ev, text)
+                         : OD_STORE_EMPTY;
+}
+
+int od_store_listen(od_store *s, const od_store_listener *l, char *err,
+                    size_t err_len) {
+  if (s->ops->listen == NULL) {
+    snprintf(err, err_len, "the %s store has no event bus", s->ops->scheme);
+    return -1;
+  }
+  return s->ops->listen(s->be, l, err, err_len);
+}
+
+od_store_rc od_store_rate_take(od_store *s, const char *key, double rate,
+                               double burst, int *wait_s) {
+  return s->ops->rate_take ? s->ops->rate_take(s->be, key, rate, burst, wait_s)
+                           : OD_STORE_EMPTY;
 }
 
 od_store_rc od_store_ping(od_store *s) {

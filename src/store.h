@@ -98,8 +98,8 @@
  * returns, as synchronous=FULL; store_sqlite.c shares one sync between
  * concurrent callers) for insert, transition and evict; claim (no sync)
  * survives kill -9 and may be rolled back by a power loss, which only means
- * the job runs again. A get never shows a change before it is durable. A caller answers 2xx only
- * after the call that backs it returned OK.
+ * the job runs again. A get never shows a change before it is durable. A caller
+ * answers 2xx only after the call that backs it returned OK.
  *
  * Errors: every call returns an od_store_rc; od_store_rc_message() turns it
  * into a sentence for the client and the log. Out-parameters are written
@@ -194,6 +194,9 @@ typedef struct {
   uint64_t upload_bytes;  /* sum over records */
   uint64_t output_bytes;  /* sum over records */
   int64_t tombstones;     /* removed jobs remembered (at most max_jobs) */
+  /* redis (issue #15), counted by this process since open; 0 elsewhere: */
+  int64_t reclaimed; /* claims it took over from a lapsed lease */
+  int64_t fenced;    /* lease renewals refused: another node took the job */
 } od_store_stats;
 
 /* Which job evict removes, and what it leaves behind. */
@@ -212,9 +215,24 @@ typedef struct {
   int max_attempts;     /* claims of one job before it fails (recover;
                            redis reclaim). 0 = 3 */
   const char *data_dir; /* for relative paths; may be NULL */
+  const char *node_id;  /* redis: this node's name (--node-id), in owners
+                           and as its stream consumer; may be NULL */
+  double lease_s;       /* redis: a claim not renewed this long is taken
+                           over by another node (--store-lease). 0 = 10 */
 } od_store_opts;
 
 typedef struct od_store od_store;
+
+/* What a node does with the events of the cluster's event bus (redis). */
+typedef struct {
+  /* A job's event, published by some node (this one included): ev is an
+   * od_ws_event, text its JSON; or ev -1 (text ""): the job's state
+   * changed without an event (the store failed it), look it up. */
+  void (*on_event)(void *u, const char *id, int ev, const char *text);
+  /* The bus was (re)connected: messages may have been lost meanwhile. */
+  void (*on_resync)(void *u);
+  void *u;
+} od_store_listener;
 
 /* ---- the backend interface ------------------------------------------------
  *
@@ -223,6 +241,7 @@ typedef struct od_store od_store;
 typedef struct od_store_ops {
   const char *scheme; /* "memory": matches "memory:..." */
   int durable;        /* 1 when OK means it survives kill -9 */
+  int shared;         /* 1 when other orfeasd processes use it too */
   /* rest: the URL after "scheme:". */
   od_store_rc (*open)(const char *rest, const od_store_opts *o, void **be,
                       char *err, size_t err_len);
@@ -243,11 +262,20 @@ typedef struct od_store_ops {
   od_store_rc (*stats)(void *be, od_store_stats *st);
   void (*close_queue)(void *be, void (*each)(const char *id, void *u), void *u);
   od_store_rc (*ping)(void *be); /* may be NULL: always up */
+  /* The event bus (redis; NULL elsewhere): see od_store_publish. */
+  od_store_rc (*publish)(void *be, const char *id, int ev, const char *text);
+  int (*listen)(void *be, const od_store_listener *l, char *err,
+                size_t err_len);
+  /* A cluster-wide rate limit (redis; NULL elsewhere): see
+   * od_store_rate_take. */
+  od_store_rc (*rate_take)(void *be, const char *key, double rate,
+                           double burst, int *wait_s);
 } od_store_ops;
 
 /* The backends compiled in (store.c lists them). */
 extern const od_store_ops od_store_memory_ops;
 extern const od_store_ops od_store_sqlite_ops;
+extern const od_store_ops od_store_redis_ops;
 
 /* ---- calls --------------------------------------------------------------- */
 
@@ -266,6 +294,10 @@ void od_store_close(od_store *s);
 const char *od_store_kind(const od_store *s);
 /* 1 when an OK survives kill -9 (see Durability above). */
 int od_store_durable(const od_store *s);
+/* 1 when other orfeasd nodes use the same store (redis): the records and
+ * the data dir are not this process's alone, so start-up removes no file
+ * as an orphan and counts no running job as its own. */
+int od_store_shared(const od_store *s);
 
 /* Start-up, once, before any claim: settles what a previous run of the
  * service left behind (a durable backend re-queues processing jobs whose
@@ -276,8 +308,8 @@ int od_store_durable(const od_store *s);
  * for files and gauges. memory: nothing was left behind; each() is called
  * for every record held (none after open). */
 od_store_rc od_store_recover(od_store *s,
-                             void (*each)(const od_job_rec *r,
-                                          od_job_state was, void *u),
+                             void (*each)(const od_job_rec *r, od_job_state was,
+                                          void *u),
                              void *u);
 
 /* Adds a new job (r->state must be UPLOADED). Assigns r->seq, zeroes
@@ -327,7 +359,7 @@ od_store_rc od_store_position(od_store *s, const char *id, int *position);
  * or processing; NOT_FOUND: no such job; EMPTY (id NULL): no idle job fits
  * (every job is active, held or too recent, or there is none). */
 od_store_rc od_store_evict(od_store *s, const od_evict_sel *sel,
-                          od_job_rec *gone);
+                           od_job_rec *gone);
 
 /* Counts by state, queue depth and age, stored bytes. */
 od_store_rc od_store_get_stats(od_store *s, od_store_stats *st);
@@ -344,6 +376,33 @@ void od_store_close_queue(od_store *s, void (*each)(const char *id, void *u),
  * write failed and a probe write still fails; redis: no connection). Cheap
  * enough for every /ready. */
 od_store_rc od_store_ping(od_store *s);
+
+/* ---- the event bus (issue #15) ------------------------------------------
+ * A shared store carries the jobs' progress events between nodes: a node
+ * publishes each event of a job it runs, and every node (itself included)
+ * gets it back through its listener and forwards it to its own WebSocket
+ * clients. Delivery is at most once (Redis pub/sub): the job's record
+ * stays the truth, which a subscribe, and on_resync, send again. */
+
+/* 1 when the store has an event bus (then events go through it). */
+int od_store_has_bus(const od_store *s);
+/* Hands an event to the bus without waiting for Redis (a bounded queue,
+ * sent in order by one thread). FULL: the queue is full, dropped; EMPTY:
+ * no bus. */
+od_store_rc od_store_publish(od_store *s, const char *id, int ev,
+                             const char *text);
+/* Starts the listener thread (once; it stops at od_store_close). 0, or -1
+ * with err filled (no bus, or no thread). */
+int od_store_listen(od_store *s, const od_store_listener *l, char *err,
+                    size_t err_len);
+
+/* A token of key's bucket (rate tokens/s, burst tokens) shared by every
+ * node (redis: one hash per key with Redis' clock, expiring once it would
+ * be full again, so the keys held are the clients of the last burst/rate
+ * seconds). OK and *wait_s: 0 allowed, else whole seconds (>= 1) until a
+ * token; EMPTY: the store has no shared limiter; DOWN. */
+od_store_rc od_store_rate_take(od_store *s, const char *key, double rate,
+                               double burst, int *wait_s);
 
 /* ---- observation (store.c) ------------------------------------------------
  * Every call but claim (it waits for work) is timed and its rc reported to

@@ -206,13 +206,25 @@ static const metric_def METRICS[] = {
      LABELS("previous_state"), NO_BUCKETS},
     {FIELD(jobs_reclaimed), OM_COUNTER, "orfeas_jobs_reclaimed_total",
      "Runs taken back from a worker that is gone (restart: running when the "
-     "previous process stopped), queued again or failed past "
-     "--max-attempts.",
+     "previous process stopped; lease_expired: a cluster node stopped "
+     "renewing its claim, counted by the node that took it), run again or "
+     "failed past --max-attempts.",
      LABELS("reason"), NO_BUCKETS},
     {FIELD(jobs_removed), OM_COUNTER, "orfeas_jobs_removed_total",
      "Finished jobs and unused uploads removed, by why (expired, space); "
      "each answers 410 after.",
      LABELS("reason"), NO_BUCKETS},
+    /* Cluster mode (issue #15; both stores report the first). */
+    {FIELD(store_oldest_queued), OM_GAUGE,
+     "orfeas_store_oldest_queued_seconds",
+     "How long the job at the head of the queue has waited (redis: the "
+     "cluster's queue, the same on every node; aggregate with max).",
+     NO_LABELS, NO_BUCKETS},
+    {FIELD(jobs_fenced), OM_COUNTER, "orfeas_jobs_fenced_total",
+     "Writes of a run refused because another node took the job over "
+     "after this node's lease lapsed (its end, or a lease renewal): the "
+     "run's result is dropped.",
+     NO_LABELS, NO_BUCKETS},
     {FIELD(tombstones), OM_GAUGE, "orfeas_job_tombstones",
      "Removed jobs remembered (so they answer 410), at most --max-jobs.",
      NO_LABELS, NO_BUCKETS},
@@ -384,6 +396,7 @@ static void precreate(od_metrics *m) {
     om_family_counter(m->jobs_recovered,
                       OM_LABELS(od_job_state_name((od_job_state)st)));
   om_family_counter(m->jobs_reclaimed, OM_LABELS("restart"));
+  om_family_counter(m->jobs_reclaimed, OM_LABELS("lease_expired"));
   static const char *const removed[] = {"expired", "space"};
   for (size_t i = 0; i < NB(removed); i++)
     om_family_counter(m->jobs_removed, OM_LABELS(removed[i]));
@@ -400,7 +413,8 @@ static void precreate(od_metrics *m) {
 
 /* Registers every family, the process collector and the build info, then
  * the series at 0. */
-int od_metrics_init(od_metrics *m, char *err, size_t err_len) {
+int od_metrics_init(od_metrics *m, const char *node_id, char *err,
+                    size_t err_len) {
   memset(m, 0, sizeof *m);
   m->start_time = od_now();
   od_reqstats_init(m);
@@ -419,10 +433,11 @@ int od_metrics_init(od_metrics *m, char *err, size_t err_len) {
                              "orfeasd's version, git revision and build type "
                              "(as --version prints them); always 1.",
                              OM_LABELS("version", "revision", "build_type",
-                                       "service"),
+                                       "service", "node"),
                              OM_LABELS(ORFEAS_VERSION, orfeas_revision,
-                                       ORFEAS_BUILD_TYPE, "orfeasd"),
-                             4, &e) != OM_OK) {
+                                       ORFEAS_BUILD_TYPE, "orfeasd",
+                                       node_id ? node_id : ""),
+                             5, &e) != OM_OK) {
     snprintf(err, err_len, "metrics: %s", e.text);
     return -1;
   }

@@ -116,6 +116,7 @@ struct od_hub {
   double stop_by;                /* od_now() deadline of od_hub_stop */
   client *clients;               /* hub thread only */
   _Atomic int nclients;
+  _Atomic int resync; /* od_hub_resync asked */
 };
 
 static void wake(od_hub *h) {
@@ -294,6 +295,12 @@ static void send_current(client *c, const char *id) {
   od_job_view v;
   od_ws_event ev;
   json_t *data;
+  /* Cluster mode: the store is Redis, never read on the hub's thread; the
+   * state comes back through od_hub_publish to every subscriber (fanout.c). */
+  if (od_jobs_shared(c->hub->svc->jobs)) {
+    od_jobs_refresh(c->hub->svc->jobs, id);
+    return;
+  }
   /* A removed job's current state is its removal (generation_error). */
   if ((od_jobs_view(c->hub->svc->jobs, id, &v) || od_jobs_gone(c->hub->svc->jobs, id, &v)) &&
       (data = od_job_event_json(&v, &ev)) != NULL)
@@ -628,6 +635,10 @@ static void *hub_main(void *arg) {
     }
     adopt_pending(h);
     dispatch_outbox(h);
+    if (atomic_exchange(&h->resync, 0))
+      for (client *c = h->clients; c; c = c->next)
+        for (int k = 0; k < c->nsubs; k++)
+          od_jobs_refresh(h->svc->jobs, c->subs[k]);
     heartbeat(h, od_now());
     pthread_mutex_lock(&h->mu);
     int stop = h->stop;
@@ -765,6 +776,13 @@ void od_hub_publish(od_hub *h, const char *job_id, od_ws_event ev,
 }
 
 int od_hub_clients(od_hub *h) { return h ? h->nclients : 0; }
+
+void od_hub_resync(od_hub *h) {
+  if (h == NULL)
+    return;
+  h->resync = 1;
+  wake(h);
+}
 
 int od_hub_reserve(od_hub *h) {
   /* Counted at the upgrade request, so the limit holds before adoption. */

@@ -31,7 +31,7 @@ static od_service *service(int max_conns, int per_addr) {
   svc->cfg.header_timeout_s = 0.2;
   svc->cfg.max_body_inflight_mb = 1;
   char err[256];
-  assert_int_equal(od_metrics_init(&svc->m, err, sizeof err), 0);
+  assert_int_equal(od_metrics_init(&svc->m, "test", err, sizeof err), 0);
   return svc;
 }
 

@@ -3,14 +3,19 @@
  * the same tests on epoll, kqueue and IOCP). Each case gets a fresh, empty
  * store from its set-up and closes it in the tear-down.
  *
- * Backends: memory, sqlite (a fresh file in a temp folder per case). A new
- * one joins by adding an open_<backend>() set-up and one line in main()
- * (the Redis one with a redis-server started by its group set-up). Cases
- * that only a durable backend can pass (reopen keeps acknowledged jobs,
- * recover re-queues a processing job) are in DURABLE_CASES, run where
- * od_store_durable(); they reopen the store through the backend's
- * reopen(), which a durable set-up provides. The sqlite group adds the
- * cases of a damaged or foreign file at open.
+ * Backends: memory, sqlite (a fresh file in a temp folder per case), redis
+ * (issue #15: run by tests/support/with-redis.sh, which starts a
+ * redis-server of its own and names it in ORFEAS_TEST_REDIS; the binary
+ * then runs the redis group only, on a Redis emptied before each case). A
+ * new one joins by adding an open_<backend>() set-up and one line in main().
+ * STORE_CASES hold for every backend; LOCAL_QUEUE_CASES where the dispatch
+ * queue is the process's own (not redis: there the waiting jobs stay for
+ * the other nodes); REOPEN_CASES for durable backends (a reopen keeps
+ * acknowledged jobs), through the backend's reopen(); RECOVER_CASES where
+ * the start-up settles what a dead process held (sqlite; redis leaves that
+ * to leases, tested by REDIS_ONLY_CASES with two stores on one Redis as two
+ * nodes). The sqlite group adds the cases of a damaged or foreign file at
+ * open.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,12 +24,15 @@
 
 #include <cmocka.h>
 
+#include <hiredis/hiredis.h>
+
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "store.h"
@@ -872,7 +880,6 @@ static void concurrent_claims_take_each_job_once(void **state) {
   X(evict_refuses_an_active_job)                                               \
   X(evict_oldest_skips_active_jobs)                                            \
   X(evict_forgets_the_job_and_its_bytes)                                       \
-  X(close_queue_hands_back_waiting_jobs_in_order)                              \
   X(recover_of_a_new_store_finds_nothing)                                      \
   X(evict_with_a_reason_leaves_a_tombstone)                                    \
   X(tombstones_are_bounded_by_max_jobs)                                        \
@@ -882,9 +889,18 @@ static void concurrent_claims_take_each_job_once(void **state) {
   X(ping_answers_ok)                                                           \
   X(concurrent_claims_take_each_job_once)
 
-#define DURABLE_CASES(X)                                                       \
+/* Backends whose dispatch queue is this process's (not redis: there the
+ * waiting jobs stay for the other nodes). */
+#define LOCAL_QUEUE_CASES(X) X(close_queue_hands_back_waiting_jobs_in_order)
+
+/* Durable backends: what a reopen keeps. */
+#define REOPEN_CASES(X)                                                        \
   X(reopen_keeps_acknowledged_jobs)                                            \
-  X(reopen_keeps_the_eviction_order)                                           \
+  X(reopen_keeps_the_eviction_order)
+
+/* A durable backend of one process: its start-up settles what the dead
+ * process held (redis leaves that to the leases, below). */
+#define RECOVER_CASES(X)                                                       \
   X(recover_requeues_a_processing_job_below_max_attempts)                      \
   X(recover_fails_a_job_past_max_attempts)                                     \
   X(recover_enqueues_queued_jobs_in_t_queued_order)
@@ -1040,15 +1056,271 @@ static void sqlite_open_refuses_a_folder(void **state) {
   rmdir(path);
 }
 
+/* ---- redis: several nodes on one Redis (issue #15) -----------------------
+ *
+ * Run by tests/support/with-redis.sh, which starts a redis-server of its
+ * own and names it in ORFEAS_TEST_REDIS; each case starts on an emptied
+ * Redis. A second od_store on the same URL is another node. */
+
+#define LEASE_S 0.4
+
+static char rd_url[128];
+static redisContext *rd_admin; /* the test's own connection (FLUSHALL...) */
+
+/* A command on the test's connection; 0 when Redis answered without an
+ * error. */
+static int admin(const char *fmt, const char *arg) {
+  redisReply *r = redisCommand(rd_admin, fmt, arg);
+  int ok = r != NULL && r->type != REDIS_REPLY_ERROR;
+  if (r)
+    freeReplyObject(r);
+  return ok ? 0 : -1;
+}
+
+static od_store *open_node_lease(const char *node, int max_attempts,
+                                 double lease_s) {
+  od_store_opts o = OPTS;
+  o.node_id = node;
+  o.lease_s = lease_s;
+  o.max_attempts = max_attempts;
+  char err[512];
+  od_store *s = od_store_open(rd_url, &o, err, sizeof err);
+  if (s == NULL)
+    print_error("open %s: %s\n", rd_url, err);
+  return s;
+}
+
+static od_store *open_node(const char *node, int max_attempts) {
+  return open_node_lease(node, max_attempts, LEASE_S);
+}
+
+static int open_redis(void **state) {
+  if (admin("FLUSHALL", NULL) != 0)
+    return -1;
+  *state = open_node(NULL, 0);
+  return *state ? 0 : -1;
+}
+
+static int reopen_redis(void **state, int max_attempts, int queue_size) {
+  (void)queue_size;
+  od_store_close(*state);
+  *state = open_node(NULL, max_attempts);
+  return *state ? 0 : -1;
+}
+
+/* Waits up to 5 s for node's stats to satisfy want (its field >= n). */
+static int64_t stat_field(od_store *s, size_t off) {
+  od_store_stats st;
+  assert_int_equal(od_store_get_stats(s, &st), OD_STORE_OK);
+  return *(int64_t *)(void *)((char *)&st + off);
+}
+
+static void wait_stat(od_store *s, size_t off, int64_t n) {
+  double until = od_now() + 5;
+  while (stat_field(s, off) < n && od_now() < until) {
+    struct timespec ts = {0, 20 * 1000000};
+    nanosleep(&ts, NULL);
+  }
+  assert_true(stat_field(s, off) >= n);
+}
+
+/* A node that stops (its process gone: no more renewals) has its job taken
+ * over by another node after the lease, as the next attempt; the dead
+ * node's late end is fenced. */
+static void a_lapsed_claim_is_taken_over_by_another_node(void **state) {
+  od_store *a = *state, *b = open_node("node-b", 3);
+  assert_non_null(b);
+  enqueue_new(a, 1);
+  od_job_rec first, second, out;
+  assert_int_equal(od_store_claim(a, "w0", 0, &first), OD_STORE_OK);
+  od_store_stats st;
+  assert_int_equal(od_store_get_stats(b, &st), OD_STORE_OK);
+  assert_int_equal(st.queue_depth, 0); /* running is not backlog */
+  assert_int_equal(od_store_claim(b, "w0", 0, &second), OD_STORE_EMPTY);
+  od_store_close(a); /* node a dies: its heartbeat stops */
+  *state = NULL;
+  assert_int_equal(od_store_claim(b, "w0", 5000, &second), OD_STORE_OK);
+  assert_string_equal(second.id, first.id);
+  assert_int_equal(second.attempt, 2);
+  assert_int_equal(second.tries, 2);
+  assert_string_equal(second.owner, "node-b:w0");
+  assert_int_equal(od_store_get_stats(b, &st), OD_STORE_OK);
+  assert_int_equal(st.reclaimed, 1);
+  assert_int_equal(complete(b, &first, first.attempt), OD_STORE_FENCED);
+  assert_int_equal(complete(b, &second, second.attempt), OD_STORE_OK);
+  assert_int_equal(od_store_get(b, first.id, &out), OD_STORE_OK);
+  assert_int_equal(out.state, OD_JOB_COMPLETED);
+  assert_int_equal(out.attempt, 2);
+  *state = b;
+}
+
+/* The lapsed claim is found behind many live ones (XAUTOCLAIM looks at a
+ * few pending entries per call). */
+static void a_lapsed_claim_behind_live_ones_is_found(void **state) {
+  od_store *b = *state, *a = open_node("node-a", 3);
+  assert_non_null(a);
+  od_job_rec c, lost;
+  for (int n = 1; n <= 12; n++) { /* b runs 1..12, renewing them */
+    enqueue_new(b, n);
+    assert_int_equal(od_store_claim(b, "w0", 0, &c), OD_STORE_OK);
+  }
+  enqueue_new(a, 13);
+  assert_int_equal(od_store_claim(a, "w0", 0, &lost), OD_STORE_OK);
+  od_store_close(a); /* node a dies */
+  assert_int_equal(od_store_claim(b, "w1", 5000, &c), OD_STORE_OK);
+  assert_string_equal(c.id, lost.id);
+  assert_int_equal(c.attempt, 2);
+}
+
+/* A live node's heartbeat keeps its claim past many leases. */
+static void a_renewed_claim_is_not_taken(void **state) {
+  /* A 1 s lease (renewed every 0.33 s): only a stall of 0.67 s on a loaded
+   * machine would let b take it over. */
+  od_store_close(*state);
+  od_store *a = open_node_lease("node-a", 3, 1.0),
+           *b = open_node_lease("node-b", 3, 1.0);
+  *state = a;
+  assert_non_null(a);
+  assert_non_null(b);
+  enqueue_new(a, 1);
+  od_job_rec c, other;
+  assert_int_equal(od_store_claim(a, "w0", 0, &c), OD_STORE_OK);
+  assert_int_equal(od_store_claim(b, "w0", 1600, &other), OD_STORE_EMPTY);
+  assert_int_equal(complete(a, &c, c.attempt), OD_STORE_OK);
+  od_store_close(b);
+}
+
+/* When another node has taken the job, the heartbeat's renewal is refused
+ * (counted) and the claim dropped. The takeover is made by hand here, as
+ * a node that found the lease lapsed while this one was cut off would. */
+static void a_superseded_claim_is_fenced_at_renewal(void **state) {
+  od_store *a = *state;
+  enqueue_new(a, 1);
+  od_job_rec c;
+  assert_int_equal(od_store_claim(a, "w0", 0, &c), OD_STORE_OK);
+  assert_int_equal(admin("HINCRBY orfeas:job:%s attempt 1", c.id), 0);
+  wait_stat(a, offsetof(od_store_stats, fenced), 1);
+  assert_int_equal(complete(a, &c, c.attempt), OD_STORE_FENCED);
+}
+
+/* Lost max_attempts times: the job fails with a reason, not run again. */
+static void a_job_lost_max_attempts_times_fails(void **state) {
+  od_store_close(*state);
+  od_store *a = open_node("node-a", 1), *b = open_node("node-b", 1);
+  *state = b;
+  assert_non_null(a);
+  enqueue_new(a, 1);
+  od_job_rec c, out;
+  assert_int_equal(od_store_claim(a, "w0", 0, &c), OD_STORE_OK);
+  od_store_close(a);
+  assert_int_equal(od_store_claim(b, "w0", (int)(LEASE_S * 4000), &out),
+                   OD_STORE_EMPTY);
+  assert_int_equal(od_store_get(b, c.id, &out), OD_STORE_OK);
+  assert_int_equal(out.state, OD_JOB_FAILED);
+  assert_non_null(strstr(out.error, "lost 1 times"));
+  assert_int_equal(out.http_status, 500);
+  od_store_stats st;
+  assert_int_equal(od_store_get_stats(b, &st), OD_STORE_OK);
+  assert_int_equal(st.by_state[OD_JOB_FAILED], 1);
+  assert_int_equal(st.by_state[OD_JOB_PROCESSING], 0);
+  assert_int_equal(st.queue_depth, 0);
+}
+
+/* Shutdown of one node leaves the waiting jobs to the others. */
+static void close_queue_leaves_waiting_jobs_to_other_nodes(void **state) {
+  od_store *a = *state, *b = open_node("node-b", 3);
+  assert_non_null(b);
+  for (int n = 1; n <= 2; n++)
+    enqueue_new(a, n);
+  nhanded = 0;
+  od_store_close_queue(a, collect, NULL);
+  assert_int_equal(nhanded, 0);
+  od_job_rec c;
+  assert_int_equal(od_store_claim(a, "w0", -1, &c), OD_STORE_CLOSED);
+  for (int n = 1; n <= 2; n++) {
+    char id[37];
+    job_id(n, id);
+    assert_int_equal(od_store_claim(b, "w0", 0, &c), OD_STORE_OK);
+    assert_string_equal(c.id, id);
+  }
+  od_store_close(b);
+}
+
+/* The queue bound holds across nodes. */
+static void the_queue_bound_is_cluster_wide(void **state) {
+  od_store *a = *state, *b = open_node("node-b", 3);
+  assert_non_null(b);
+  for (int n = 1; n <= QSIZE; n++)
+    enqueue_new(n % 2 ? a : b, n);
+  insert_job(b, 99);
+  assert_int_equal(to_queued(b, 99, 5), OD_STORE_OK);
+  int pos;
+  char id[37];
+  job_id(99, id);
+  assert_int_equal(od_store_enqueue(b, id, &pos), OD_STORE_FULL);
+  od_store_stats st;
+  assert_int_equal(od_store_get_stats(b, &st), OD_STORE_OK);
+  assert_int_equal(st.queue_depth, QSIZE);
+  assert_true(st.oldest_queued_s >= 0 && st.oldest_queued_s < 60);
+  od_store_close(b);
+}
+
+static void open_refuses_an_unreachable_redis(void **state) {
+  (void)state;
+  char err[512];
+  assert_null(od_store_open("redis://127.0.0.1:1", &OPTS, err, sizeof err));
+  assert_non_null(strstr(err, "cannot connect to Redis at 127.0.0.1:1"));
+  assert_null(od_store_open("redis://nohost", &OPTS, err, sizeof err));
+  assert_non_null(strstr(err, "redis://HOST:PORT"));
+}
+
+#define REDIS_ONLY_CASES(X)                                                    \
+  X(a_lapsed_claim_is_taken_over_by_another_node)                              \
+  X(a_lapsed_claim_behind_live_ones_is_found)                                  \
+  X(a_renewed_claim_is_not_taken)                                              \
+  X(a_superseded_claim_is_fenced_at_renewal)                                   \
+  X(a_job_lost_max_attempts_times_fails)                                       \
+  X(close_queue_leaves_waiting_jobs_to_other_nodes)                            \
+  X(the_queue_bound_is_cluster_wide)
+
+#define REDIS_CASE(name)                                                       \
+  cmocka_unit_test_setup_teardown(name, open_redis, close_store),
+
+static int run_redis(const char *where) {
+  snprintf(rd_url, sizeof rd_url, "redis://%s", where);
+  const char *colon = strrchr(where, ':');
+  char host[64];
+  snprintf(host, sizeof host, "%.*s", colon ? (int)(colon - where) : 0, where);
+  rd_admin = redisConnect(host, colon ? atoi(colon + 1) : 0);
+  if (rd_admin == NULL || rd_admin->err) {
+    fprintf(stderr, "cannot connect to Redis at %s\n", where);
+    return 1;
+  }
+  const struct CMUnitTest redis[] = {
+      STORE_CASES(REDIS_CASE) REOPEN_CASES(REDIS_CASE)
+          REDIS_ONLY_CASES(REDIS_CASE)
+              cmocka_unit_test(open_refuses_an_unreachable_redis)};
+  reopen = reopen_redis;
+  int failed = cmocka_run_group_tests_name("redis", redis, NULL, NULL);
+  redisFree(rd_admin);
+  return failed;
+}
+
 int main(void) {
+  /* tests/support/with-redis.sh names its server: the redis group only. */
+  const char *where = getenv("ORFEAS_TEST_REDIS");
+  if (where != NULL && where[0] != '\0')
+    return run_redis(where);
   const struct CMUnitTest common[] = {
       cmocka_unit_test(open_refuses_an_unknown_scheme)};
-  const struct CMUnitTest memory[] = {STORE_CASES(MEMORY_CASE)};
+  const struct CMUnitTest memory[] = {STORE_CASES(MEMORY_CASE)
+                                          LOCAL_QUEUE_CASES(MEMORY_CASE)};
   const struct CMUnitTest sqlite[] = {
-      STORE_CASES(SQLITE_CASE) DURABLE_CASES(SQLITE_CASE)
-          cmocka_unit_test_setup_teardown(
-              sqlite_open_refuses_a_file_that_is_not_a_database, sqlite_folder,
-              close_sqlite),
+      STORE_CASES(SQLITE_CASE) LOCAL_QUEUE_CASES(SQLITE_CASE)
+          REOPEN_CASES(SQLITE_CASE) RECOVER_CASES(SQLITE_CASE)
+              cmocka_unit_test_setup_teardown(
+                  sqlite_open_refuses_a_file_that_is_not_a_database,
+                  sqlite_folder, close_sqlite),
       cmocka_unit_test_setup_teardown(sqlite_open_refuses_a_damaged_database,
                                       open_sqlite, close_sqlite),
       cmocka_unit_test_setup_teardown(sqlite_open_refuses_a_newer_schema,

@@ -1,0 +1,235 @@
+/* fanout.c: a cluster's job events on this node (issue #15).
+ *
+ * With a store that has an event bus (redis), a job's events do not go to
+ * this node's WebSocket hub directly: od_jobs_publish hands them to the
+ * bus, and every node, this one included, gets them back through the
+ * store's listener thread, which forwards each into its own hub
+ * (od_hub_publish: a copy into the hub's outbox, no I/O). A client
+ * connected to node A so sees every event of a job that runs on node B.
+ *
+ * The bus delivers at most once, so the job's record is the truth, sent
+ * again when it matters, by the refresher thread here (the hub never reads
+ * the store: a Redis round trip would stall every client):
+ *  - a subscribe (ws.c asks od_jobs_refresh for the job): its current
+ *    state, whatever happened before;
+ *  - after the listener (re)connected (messages may have been lost): the
+ *    current state of every job this node's clients follow (the hub walks
+ *    its subscriptions at od_hub_resync and asks for each);
+ *  - a job the store changed without an event (failed after being lost
+ *    --max-attempts times): the store publishes "look it up".
+ * The listener also keeps the last stage and progress of each running job
+ * (LIVE_SLOTS, direct-mapped: a collision forgets the older job, which then
+ * shows "starting"), so a job-status on this node of a job running on
+ * another shows where it stands (od_fanout_live, jobs.c's view).
+ * The refresher's queue is bounded (REFRESH_MAX): a request past it is
+ * dropped, counted in orfeas_websocket_dropped_messages_total like a hub
+ * outbox overflow.
+ *
+ * Shutdown: od_fanout_quiet (the drain, or before the hub is freed) stops
+ * both threads' forwarding under the lock they forward under, so neither
+ * touches the hub after; the listener itself ends with the store.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jobs_internal.h"
+
+#define REFRESH_MAX 1024
+#define LIVE_SLOTS 1024 /* jobs running elsewhere whose progress is kept */
+
+/* Where a job running on another node stands, from its events. */
+typedef struct {
+  char id[37]; /* "" when free */
+  od_live l;
+} remote;
+
+struct od_fanout {
+  od_jobs *j;
+  pthread_mutex_t mu; /* the queue, quiet; held while forwarding */
+  pthread_cond_t cv;
+  char ids[REFRESH_MAX][37];
+  int head, n;
+  int quiet, started;
+  pthread_t th;
+  remote live[LIVE_SLOTS]; /* direct-mapped by the id's hash */
+};
+
+static remote *slot_of(od_fanout *f, const char *id) {
+  uint32_t h = 2166136261u; /* FNV-1a */
+  for (const char *p = id; *p; p++)
+    h = (h ^ (uint8_t)*p) * 16777619u;
+  return &f->live[h & (LIVE_SLOTS - 1)];
+}
+
+/* Under f->mu: a progress or stage event kept as the job's live state (a
+ * job-status on this node shows it), an end forgets it. */
+static void note_live(od_fanout *f, const char *id, od_ws_event ev,
+                      const char *text) {
+  remote *s = slot_of(f, id);
+  if (ev == OD_WS_COMPLETE || ev == OD_WS_ERROR_EVENT) {
+    if (strcmp(s->id, id) == 0)
+      s->id[0] = '\0';
+    return;
+  }
+  if (ev != OD_WS_PROGRESS && ev != OD_WS_STAGE_CHANGE)
+    return;
+  json_t *root = json_loads(text, 0, NULL);
+  json_t *data = json_object_get(root, "data");
+  const char *stage = json_string_value(json_object_get(data, "stage"));
+  if (stage != NULL) {
+    if (strcmp(s->id, id) != 0) {
+      memset(s, 0, sizeof *s);
+      snprintf(s->id, sizeof s->id, "%s", id);
+      s->l.stage_idx = -1;
+      s->l.stage_t0 = od_now();
+    }
+    if (strcmp(s->l.stage, stage) != 0)
+      s->l.stage_t0 = od_now();
+    snprintf(s->l.stage, sizeof s->l.stage, "%s", stage);
+    s->l.stage_progress =
+        json_number_value(json_object_get(data, "stage_progress"));
+    json_t *p = json_object_get(data, "progress");
+    if (p != NULL)
+      s->l.progress = json_number_value(p);
+  }
+  json_decref(root);
+}
+
+int od_fanout_live(od_fanout *f, const char *id, od_live *out) {
+  if (f == NULL)
+    return 0;
+  pthread_mutex_lock(&f->mu);
+  remote *s = slot_of(f, id);
+  int found = strcmp(s->id, id) == 0;
+  if (found) {
+    *out = s->l;
+    snprintf(out->id, sizeof out->id, "%s", id);
+  }
+  pthread_mutex_unlock(&f->mu);
+  return found;
+}
+
+/* Under f->mu: into this node's hub, unless quiet. */
+static void forward(od_fanout *f, const char *id, od_ws_event ev,
+                    const char *text) {
+  if (!f->quiet)
+    od_hub_publish(f->j->svc->hub, id, ev, text);
+}
+
+static void on_event(void *u, const char *id, int ev, const char *text) {
+  od_fanout *f = u;
+  if (ev == -1) {
+    od_jobs_refresh(f->j, id);
+    return;
+  }
+  if (ev < 0 || ev >= OD_WS_EVENT_COUNT)
+    return;
+  pthread_mutex_lock(&f->mu);
+  note_live(f, id, (od_ws_event)ev, text);
+  forward(f, id, (od_ws_event)ev, text);
+  pthread_mutex_unlock(&f->mu);
+}
+
+static void on_resync(void *u) {
+  od_fanout *f = u;
+  pthread_mutex_lock(&f->mu);
+  if (!f->quiet)
+    od_hub_resync(f->j->svc->hub);
+  pthread_mutex_unlock(&f->mu);
+}
+
+void od_jobs_refresh(od_jobs *j, const char *id) {
+  od_fanout *f = j->fanout;
+  if (f == NULL)
+    return;
+  pthread_mutex_lock(&f->mu);
+  int ok = f->n < REFRESH_MAX && !f->quiet;
+  if (ok) {
+    snprintf(f->ids[(f->head + f->n) % REFRESH_MAX], 37, "%s", id);
+    f->n++;
+    pthread_cond_signal(&f->cv);
+  }
+  pthread_mutex_unlock(&f->mu);
+  if (!ok)
+    om_counter_inc(j->svc->m.ws_dropped);
+}
+
+/* The refresher: a job's current state, read from the store, as the event
+ * a subscribe sends (job_update, or its end), into the hub. */
+static void *refresher(void *arg) {
+  od_fanout *f = arg;
+  pthread_setname_np(pthread_self(), "od-fanout");
+  pthread_mutex_lock(&f->mu);
+  for (;;) {
+    while (f->n == 0 && !f->quiet)
+      pthread_cond_wait(&f->cv, &f->mu);
+    if (f->quiet)
+      break;
+    char id[37];
+    memcpy(id, f->ids[f->head], sizeof id);
+    f->head = (f->head + 1) % REFRESH_MAX;
+    f->n--;
+    pthread_mutex_unlock(&f->mu);
+    od_job_view v;
+    od_ws_event ev;
+    json_t *data = NULL;
+    if (od_jobs_view(f->j, id, &v) ||
+        (od_jobs_gone(f->j, id, &v) && v.http_status != 503))
+      data = od_job_event_json(&v, &ev);
+    char *text = NULL;
+    if (data != NULL) {
+      json_object_set_new(data, "timestamp", json_real(od_wall()));
+      text = od_ws_event_json(ev, data); /* takes data */
+    }
+    pthread_mutex_lock(&f->mu);
+    if (text != NULL) {
+      forward(f, id, ev, text);
+      free(text);
+    }
+  }
+  pthread_mutex_unlock(&f->mu);
+  return NULL;
+}
+
+od_fanout *od_fanout_new(od_jobs *j) {
+  od_fanout *f = calloc(1, sizeof *f);
+  if (f == NULL)
+    return NULL;
+  f->j = j;
+  pthread_mutex_init(&f->mu, NULL);
+  pthread_cond_init(&f->cv, NULL);
+  return f;
+}
+
+int od_fanout_start(od_fanout *f, char *err, size_t err_len) {
+  int rc = pthread_create(&f->th, NULL, refresher, f);
+  if (rc != 0) {
+    snprintf(err, err_len, "cannot start the event fan-out: %s", strerror(rc));
+    return -1;
+  }
+  f->started = 1;
+  od_store_listener l = {.on_event = on_event, .on_resync = on_resync, .u = f};
+  return od_store_listen(f->j->store, &l, err, err_len);
+}
+
+void od_fanout_quiet(od_fanout *f) {
+  if (f == NULL)
+    return;
+  pthread_mutex_lock(&f->mu);
+  f->quiet = 1;
+  pthread_cond_signal(&f->cv);
+  pthread_mutex_unlock(&f->mu);
+  if (f->started)
+    pthread_join(f->th, NULL);
+  f->started = 0;
+}
+
+void od_fanout_free(od_fanout *f) {
+  if (f == NULL)
+    return;
+  od_fanout_quiet(f);
+  pthread_cond_destroy(&f->cv);
+  pthread_mutex_destroy(&f->mu);
+  free(f);
+}

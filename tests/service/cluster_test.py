@@ -1,0 +1,264 @@
+#!/usr/bin/python3
+"""Cluster mode (issue #15) on the real binary: several orfeasd nodes, one
+shared --data-dir and one real redis-server (a free loopback port, its own
+folder, appendonly yes + appendfsync always), every process stopped by PID.
+Short leases (--store-lease 1) keep it fast.
+
+  once       3 nodes, 30 distinct jobs submitted round-robin: each completes,
+             and each was started exactly once in the whole cluster.
+  kill9      kill -9 of the node running a job: another node takes it over
+             after the lease (attempt 2, counted as lease_expired) and
+             completes it; WebSocket clients on both surviving nodes (so one
+             is on a node that did not run it) get the completion.
+  partition  the node running a job is frozen (SIGSTOP) past its lease:
+             another node completes it; thawed, the frozen node's end is
+             refused (orfeas_jobs_fenced_total > 0) and the newer attempt's
+             result stands.
+  redis      Redis kill -9 with jobs running and queued: /ready and the API
+             answer 503 while it is down; restarted on the same folder, every
+             accepted job completes.
+  progress   a job running on node b, read on node a: job-status shows its
+             stage and progress while it runs (from b's events).
+  ratelimit  --rate-limit is one bucket per client for the whole cluster: a
+             client that spent its burst on node a gets 429 on node b.
+
+argv: CASE WORKDIR, like od_test.py.
+"""
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+from odlib import STARTED, WS, Server, TestFailure, check, main, make_image, parse_metrics, value, wait_for  # noqa: E402
+
+LEASE = "1"
+
+
+class Redis:
+    """A redis-server of the test's own; restart() keeps its folder."""
+
+    def __init__(self, work):
+        self.dir = os.path.join(work, "redis")
+        os.makedirs(self.dir, exist_ok=True)
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        self.port = s.getsockname()[1]
+        s.close()
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
+             "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no",
+             "--logfile", os.path.join(self.dir, "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        STARTED.append(self.proc)
+        wait_for(lambda: self.ping(), "redis-server to answer", timeout=10)
+
+    def ping(self):
+        if self.proc.poll() is not None:
+            raise TestFailure("redis-server exited (rc=%s)" % self.proc.returncode)
+        return self.cli("ping") == "PONG"
+
+    def cli(self, *args):
+        r = subprocess.run(["redis-cli", "-p", str(self.port)] + list(args), capture_output=True, text=True)
+        return r.stdout.strip()
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    @property
+    def url(self):
+        return "redis://127.0.0.1:%d" % self.port
+
+
+def node(work, redis, name, *args, pause=True):
+    """A node on the shared data dir; its pause file (held jobs) is
+    WORK/NAME.pause, created when pause is set."""
+    pf = os.path.join(work, name + ".pause")
+    if pause:
+        open(pf, "w").close()
+    s = Server(os.path.join(work, "shared"), "--store", redis.url, "--node-id", name,
+               "--workers", "1", "--store-lease", LEASE, "--pause-file", pf, *args)
+    s.name, s.pause = name, pf
+    return s
+
+
+def started(srv, jid):
+    return sum(1 for ln in list(srv.lines) if ("job %s started" % jid) in ln)
+
+
+def metric(srv, name, **labels):
+    return value(parse_metrics(srv.metrics()[2]), name, **labels) or 0
+
+
+def submit(srv, img):
+    st, _, body = srv.upload(img)
+    check(st == 200, "upload via %s: 200" % srv.name)
+    jid = body["job_id"]
+    st, _, body = srv.generate(jid)
+    if st != 202:
+        raise TestFailure("generate via %s: %d %r" % (srv.name, st, body))
+    return jid
+
+
+def case_once(work):
+    redis = Redis(work)
+    # A long lease: no takeover of a node slowed down by a loaded machine.
+    nodes = [node(work, redis, n, "--store-lease", "5", pause=False) for n in ("a", "b", "c")]
+    ids = []
+    for i in range(30):
+        img = make_image("png", 64 + 2 * i, os.path.join(work, "img%d.png" % i))
+        ids.append(submit(nodes[i % 3], img))
+    for k, jid in enumerate(ids):
+        st = nodes[(k + 1) % 3].wait_job(jid, timeout=60)  # asked on another node
+        if st["status"] != "completed":
+            raise TestFailure("job %s: %r" % (jid, st))
+    check(True, "30 jobs submitted round-robin to 3 nodes all completed (status read on another node)")
+    runs = {jid: sum(started(s, jid) for s in nodes) for jid in ids}
+    check(all(n == 1 for n in runs.values()), "each job was started exactly once in the cluster: %s" %
+          sorted(set(runs.values())))
+    ok = sum(metric(s, "orfeas_generation_3d_total", format="stl", status="success") for s in nodes)
+    check(ok == 30, "the nodes counted 30 successes between them (got %d)" % ok)
+    per_node = [sum(started(s, jid) for jid in ids) for s in nodes]
+    print("jobs run per node:", per_node)
+    # Each node reads the cluster's backlog from Redis once a second.
+    wait_for(lambda: [metric(s, "orfeas_queue_depth") for s in nodes] == [0, 0, 0],
+             "every node to report the empty cluster backlog", timeout=5)
+    check(True, "every node reports the same empty cluster backlog")
+    check(redis.cli("xlen", "orfeas:jobs") == "0", "the stream holds no entry once all ended")
+
+
+def held_on(srv, jid):
+    """srv runs jid, held at its first stage by the pause file."""
+    wait_for(lambda: started(srv, jid) > 0, "%s to start job %s" % (srv.name, jid), timeout=20)
+
+
+def case_kill9(work):
+    redis = Redis(work)
+    img = make_image("png", 128, os.path.join(work, "star.png"))
+    b = node(work, redis, "b")  # alone: it takes the job, and holds it
+    jid = submit(b, img)
+    held_on(b, jid)
+    a = node(work, redis, "a", pause=False)
+    c = node(work, redis, "c", pause=False)
+    clients = {}
+    for s in (a, c):  # whichever takes the job over, one client is elsewhere
+        ws = WS(s.port)
+        ws.recv_event()
+        ws.send_json({"event": "subscribe", "data": {"job_id": jid}})
+        clients[s.name] = ws
+    b.proc.send_signal(signal.SIGKILL)
+    b.proc.wait()
+    for name, ws in clients.items():
+        got, _ = ws.events_until(lambda ev: ev["event"] == "generation_complete", timeout=20)
+        check(got is not None, "the client on node %s got generation_complete" % name)
+        ws.close()
+    st = a.wait_job(jid, timeout=10)
+    check(st["status"] == "completed", "the job is completed (read on node a)")
+    ran = [s for s in (a, c) if started(s, jid) == 1]
+    check(len(ran) == 1 and started(a, jid) + started(c, jid) == 1,
+          "exactly one surviving node ran it after b died: %s" % [s.name for s in ran])
+    r = ran[0]
+    check(r.log_has(r"job %s: .*taken over as attempt 2" % jid), "node %s took it over as attempt 2" % r.name)
+    wait_for(lambda: metric(r, "orfeas_jobs_reclaimed_total", reason="lease_expired") == 1,
+             "node %s to count the takeover" % r.name, timeout=5)
+    check(True, "orfeas_jobs_reclaimed_total{reason=\"lease_expired\"} is 1 on node %s" % r.name)
+    st, _, data = a.request("GET", st["download_url"])
+    check(st == 200 and len(data) > 84, "the model downloads from node a (%d bytes)" % len(data))
+    check(redis.cli("xpending", "orfeas:jobs", "workers").split("\n")[0] == "0",
+          "no claim is left pending in the stream")
+
+
+def case_partition(work):
+    redis = Redis(work)
+    img = make_image("png", 128, os.path.join(work, "star.png"))
+    b = node(work, redis, "b")
+    jid = submit(b, img)
+    held_on(b, jid)
+    b.proc.send_signal(signal.SIGSTOP)  # frozen: no renewals, no progress
+    a = node(work, redis, "a", pause=False)
+    st = a.wait_job(jid, timeout=20)
+    check(st["status"] == "completed" and started(a, jid) == 1, "node a took the job over and completed it")
+    done = os.path.getmtime(os.path.join(work, "shared", "outputs", st["output_file"]))
+    os.unlink(b.pause)
+    b.proc.send_signal(signal.SIGCONT)
+    wait_for(lambda: metric(b, "orfeas_jobs_fenced_total") >= 1, "node b to count its refused write", timeout=15)
+    check(True, "thawed node b: orfeas_jobs_fenced_total >= 1")
+    wait_for(lambda: b.log_has(r"job %s: its completion was not recorded" % jid) or
+             b.log_has(r"job %s: attempt 1 was taken over" % jid), "node b to log its dropped attempt", timeout=10)
+    st2 = a.status(jid)
+    check(st2["status"] == "completed" and st2 == st, "the job's record is attempt 2's, unchanged")
+    ok_b = metric(b, "orfeas_generation_3d_total", format="stl", status="success")
+    check(ok_b == 0, "node b counted no success for the superseded run")
+    print("model mtime before/after thaw:", done,
+          os.path.getmtime(os.path.join(work, "shared", "outputs", st["output_file"])))
+
+
+def case_redis(work):
+    redis = Redis(work)
+    a = node(work, redis, "a")
+    ids = [submit(a, make_image("png", 100 + 4 * i, os.path.join(work, "i%d.png" % i))) for i in range(3)]
+    held_on(a, ids[0])  # one held running, two queued
+    redis.kill9()
+    wait_for(lambda: a.request("GET", "/ready")[0] == 503, "/ready to answer 503 with Redis down", timeout=10)
+    check(True, "/ready 503 while Redis is down")
+    st, _, body = a.json("GET", "/api/job-status/" + ids[1])
+    check(st == 503, "job-status answers 503 while Redis is down (%d %r)" % (st, body))
+    img = make_image("png", 90, os.path.join(work, "late.png"))
+    st, _, body = a.upload(img)
+    check(st == 503, "an upload answers 503 while Redis is down (%d)" % st)
+    wait_for(lambda: metric(a, "orfeas_store_up") == 0, "orfeas_store_up to read 0", timeout=5)
+    check(True, "orfeas_store_up is 0")
+    redis.start()  # same folder: the AOF brings every acknowledged write back
+    wait_for(lambda: a.request("GET", "/ready")[0] == 200, "/ready to answer 200 again", timeout=10)
+    os.unlink(a.pause)
+    for jid in ids:
+        st = a.wait_job(jid, timeout=30)
+        if st["status"] != "completed":
+            raise TestFailure("job %s after the Redis restart: %r" % (jid, st))
+    check(True, "all 3 accepted jobs (1 running, 2 queued at the crash) completed after Redis came back")
+
+
+def case_progress(work):
+    redis = Redis(work)
+    a = node(work, redis, "a", "--store-lease", "5")  # its one worker holds a decoy job
+    decoy = submit(a, make_image("png", 64, os.path.join(work, "decoy.png")))
+    held_on(a, decoy)
+    b = node(work, redis, "b", "--store-lease", "5", pause=False)
+    jid = submit(a, make_image("png", 3072, os.path.join(work, "big.png")))  # a few 100 ms
+
+    def running_or_done():
+        st = a.status(jid)
+        if st.get("status") == "completed" or (st.get("status") == "processing" and st.get("progress", 0) > 0):
+            return st
+        return None
+    st = wait_for(running_or_done, "node a to see the job run or end", timeout=30)
+    check(st["status"] == "processing" and st["stage"] not in ("starting", "queued"),
+          "node a's job-status of the job b runs: processing, stage %r, %.1f%%" % (st["stage"], st["progress"]))
+    check(b.wait_job(jid, timeout=30)["status"] == "completed" and started(b, jid) == 1, "node b ran it to the end")
+
+
+def case_ratelimit(work):
+    redis = Redis(work)
+    # 0.05/s: a token back every 20 s, so none returns during the case.
+    a, b = (node(work, redis, n, "--rate-limit", "0.05", "--rate-burst", "3", pause=False) for n in ("a", "b"))
+    path = "/api/job-status/00000000-0000-4000-8000-000000000001"
+    got = [srv.request("GET", path)[0] for srv in (a, a, b)]
+    check(got == [404, 404, 404], "3 requests (the burst) over nodes a, a, b: served (%s)" % got)
+    st, hd, _ = b.request("GET", path)
+    check(st == 429 and int(hd.get("retry-after", "0")) >= 1,
+          "the 4th, on node b, gets 429 with Retry-After (%d, %s)" % (st, hd.get("retry-after")))
+    st, _, _ = a.request("GET", path)
+    check(st == 429, "and so does the 5th, on node a (%d)" % st)
+    check(metric(b, "orfeas_rate_limit_rejections_total", endpoint="/api/job-status/{job_id}") == 1,
+          "node b counted its rejection")
+
+
+if __name__ == "__main__":
+    main({"once": case_once, "kill9": case_kill9, "partition": case_partition, "redis": case_redis,
+          "progress": case_progress, "ratelimit": case_ratelimit})
