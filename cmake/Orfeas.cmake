@@ -106,3 +106,25 @@ function(orfeas_unit_test name)
       ENVIRONMENT "ASAN_OPTIONS=detect_leaks=1:abort_on_error=1;UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1;TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1")
   endforeach()
 endfunction()
+
+# ctest labels from each test's name and cost, for `ctest -L` / `-LE`: its
+# family (the name's prefix: unit, asan, tsan, service, reliability,
+# monitoring, browser, compat, fuzz, pipeline, tools, docs, promtool,
+# prometheus), "sanitizer" for a run under ASan or TSan, "long" for a COST
+# of 10 s or more (docs/testing.md). Every tests/*/CMakeLists.txt that adds
+# tests starts with cmake_language(DEFER CALL orfeas_label_tests), so the
+# labels cover the tests added anywhere in that file.
+function(orfeas_label_tests)
+  get_property(tests DIRECTORY PROPERTY TESTS)
+  foreach(t IN LISTS tests)
+    string(REGEX MATCH "^[^.]+" labels "${t}")
+    if(t MATCHES "(^|[._])(asan|tsan)[._]")
+      list(APPEND labels sanitizer)
+    endif()
+    get_test_property(${t} COST cost)
+    if(cost AND cost GREATER_EQUAL 10)
+      list(APPEND labels long)
+    endif()
+    set_tests_properties(${t} PROPERTIES LABELS "${labels}")
+  endforeach()
+endfunction()

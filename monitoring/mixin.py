@@ -31,6 +31,7 @@ def config(path=CONFIG, runbook_base=None):
         c["runbookURLPattern"] = runbook_base + "#%s"
     c["orfeasSelector"] = f'job="{c["orfeasJob"]}"'
     c["nodeSelector"] = f'job="{c["nodeJob"]}"'
+    c["redisSelector"] = f'job="{c["redisJob"]}"'
     c["runbookBase"] = c["runbookURLPattern"].split("#", 1)[0]
     c["runbookInTests"] = c["runbookBase"].replace("{{ $externalURL }}", "")
     return c

@@ -18,6 +18,19 @@ function check(cond, what) {
   }
 }
 
+// check() for a condition that must come true within a deadline: `wait` is
+// the promise that waits for it (waitFor, page.waitForFunction: each has its
+// deadline); "ok" when it resolves, "FAIL" naming why when it rejects.
+async function checkWithin(wait, what) {
+  let why = '';
+  try {
+    await wait;
+  } catch (e) {
+    why = e.message || String(e);
+  }
+  check(why === '', why ? `${what} (${why})` : what);
+}
+
 function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
 
 async function waitFor(pred, what, ms = 20000) {
@@ -81,4 +94,4 @@ function request(port, method, path, body, headers = {}) {
   });
 }
 
-module.exports = { check, sleep, waitFor, startServer, stopServer, request, failures: () => failures };
+module.exports = { check, checkWithin, sleep, waitFor, startServer, stopServer, request, failures: () => failures };

@@ -31,7 +31,7 @@ const path = require('path');
 const http = require('http');
 const { execFileSync } = require('child_process');
 const lib = require('./lib.js');
-const { check, startServer, stopServer } = lib;
+const { check, checkWithin, startServer, stopServer, waitFor } = lib;
 
 const ROOT = path.resolve(__dirname, '../..');
 const puppeteer = require(path.join(ROOT, 'node_modules', 'puppeteer-core'));
@@ -109,11 +109,10 @@ function paintedShare(page) {
 async function generateOnce(page, port, image, format, frames, what) {
   const input = await page.$('input[type=file]');
   await input.uploadFile(image);
-  await page.waitForFunction(() => {
+  await checkWithin(page.waitForFunction(() => {
     const img = document.getElementById('preview');
     return !img.hidden && img.naturalWidth > 0;
-  }, { timeout: 10000 });
-  check(true, `${what}: the chosen image is previewed`);
+  }, { timeout: 10000 }), `${what}: the chosen image is previewed`);
   await page.select('#format', format);
   // The quality slider, moved as a user would (a 96 px image caps the mesh
   // anyway, so the job stays small).
@@ -197,8 +196,8 @@ async function main() {
     check(resp.status() === 200 && /script-src 'self'/.test(h['content-security-policy'] || '') &&
       !/unsafe-inline|unsafe-eval/.test(h['content-security-policy']),
     'GET /: 200 with a strict Content-Security-Policy');
-    await page.waitForFunction(() => document.getElementById('live').textContent === 'live', { timeout: 15000 });
-    check(true, 'desktop: the WebSocket is live');
+    await checkWithin(page.waitForFunction(() => document.getElementById('live').textContent === 'live',
+      { timeout: 15000 }), 'desktop: the WebSocket is live');
     const glb = await generateOnce(page, port, star, 'glb', frames, 'desktop GLB');
     const v = execFileSync('node', [path.join(ROOT, 'tests', 'pipeline', 'gltf-validate.js'), glb],
       { encoding: 'utf8' });
@@ -240,10 +239,15 @@ async function main() {
     check(await stopServer(srv) === 0, 'orfeasd stopped (SIGTERM, exit 0)');
     await page.waitForFunction(() => document.getElementById('live').textContent !== 'live', { timeout: 10000 });
     const down = await live();
-    srv = startServer(ORFEASD, path.join(OUT, 'data2'), args, port);
+    // The restarted one holds jobs while `pause` exists (--pause-file): the
+    // original-style page below subscribes after its generate-3d, as the
+    // original client did, and a small job can end before that.
+    const pause = path.join(OUT, 'pause');
+    fs.writeFileSync(pause, '');
+    srv = startServer(ORFEASD, path.join(OUT, 'data2'), [...args, '--pause-file', pause], port);
     await srv.ready;
-    await page.waitForFunction(() => document.getElementById('live').textContent === 'live', { timeout: 15000 });
-    check(true, `reconnection: the page showed "${down}", then "live" again with the restarted orfeasd`);
+    await checkWithin(page.waitForFunction(() => document.getElementById('live').textContent === 'live',
+      { timeout: 15000 }), `reconnection: the page showed "${down}", then "live" again with the restarted orfeasd`);
 
     check(problems.length === 0, `no script error and no CSP violation (${problems.join('; ') || 'none'})`);
     check(offOrigin.length === 0, `every request stayed on orfeasd (${offOrigin.join(', ') || 'all local'})`);
@@ -253,7 +257,14 @@ async function main() {
     const api = `?api=http://127.0.0.1:${port}`;
     await other.goto(`http://127.0.0.1:${pagePort}/${api}`, { waitUntil: 'load' });
     await (await other.$('#image')).uploadFile(star);
-    const seen = await other.evaluate(() => window.runFlow());
+    // Its job is held running until the page has heard where it stands
+    // (the subscribe's answer), then goes on: "processing" is seen on a
+    // loaded machine too (it ended before the subscribe once, under load).
+    const flow = other.evaluate(() => window.runFlow());
+    await waitFor(() => other.evaluate(() => (window.flowSeen ? window.flowSeen.updates.length : 0)),
+      'the original-style page\'s first job_update');
+    fs.unlinkSync(pause);
+    const seen = await flow;
     const steps = seen.updates.map((u) => u.status);
     check(seen.device === 'cpu' && seen.transport === 'websocket',
       'original-style page (allowed origin): models-info has a device; Socket.IO over websocket');

@@ -18,7 +18,10 @@
  * every symbol ORFEAS looks up; libfake-nvml-minimal.so (FAKE_NVML_MINIMAL)
  * lacks the newer optional ones (nvmlDeviceGetMemoryInfo_v2,
  * nvmlDeviceGetTemperatureV, nvmlDeviceGetPowerUsage) to test fallbacks.
- * fake_nvml_calls(NAME) tells tests how often a function was called.
+ * fake_nvml_calls(NAME) tells tests how often a function was called;
+ * fake_nvml_hanging() how many calls are inside their hang_ms sleep now,
+ * fake_nvml_hangs_done() how many have come out of it (so a test can tell
+ * that something finished while one call was still hung, with no clock).
  */
 #include "../../lib/gpu/nvml_abi.h"
 
@@ -63,6 +66,8 @@ nvmlReturn_t nvmlDeviceGetTemperatureV(nvmlDevice_t d,
 nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t d, unsigned int *mw);
 #endif
 unsigned long fake_nvml_calls(const char *name);
+unsigned long fake_nvml_hanging(void);
+unsigned long fake_nvml_hangs_done(void);
 
 /* ---- call counting ------------------------------------------------------ */
 
@@ -87,6 +92,12 @@ unsigned long fake_nvml_calls(const char *name) {
       return atomic_load(&calls[i]);
   return 0;
 }
+
+static _Atomic unsigned long hanging, hangs_done;
+
+unsigned long fake_nvml_hanging(void) { return atomic_load(&hanging); }
+
+unsigned long fake_nvml_hangs_done(void) { return atomic_load(&hangs_done); }
 
 /* ---- state -------------------------------------------------------------- */
 
@@ -146,8 +157,11 @@ static void enter(fake_state *s, const char *name) {
   count(name);
   if (s->hang_ms > 0) {
     struct timespec ts = {s->hang_ms / 1000, (s->hang_ms % 1000) * 1000000L};
+    atomic_fetch_add(&hanging, 1);
     while (nanosleep(&ts, &ts) != 0)
       ;
+    atomic_fetch_sub(&hanging, 1);
+    atomic_fetch_add(&hangs_done, 1);
   }
 }
 

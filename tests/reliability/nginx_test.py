@@ -23,7 +23,7 @@ import socket
 import subprocess
 import time
 
-from rellib import (STARTED, WS, Server, TestFailure, check, main, make_image, multipart, normal_client,
+from rellib import (STARTED, WS, Server, TestFailure, check, check_within, main, make_image, multipart, normal_client,
                     raw, request, samples, value, wait_for)
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
@@ -172,8 +172,11 @@ def case_nginx(work):
         check(a == [404] * 30 + [429] and b_ == 404 and forged == 429,
               "rate limit per real client behind nginx: 127.0.0.2 429 after its burst of 30, 127.0.0.3 %d, "
               "127.0.0.2 forging X-Forwarded-For %d" % (b_, forged))
-        check(s.log_has(r"req GET /api/job-status/\{job_id\} 429 .* client=127\.0\.0\.2$"),
-              "orfeasd's access log names the client (127.0.0.2), not nginx")
+        # orfeasd logs a request once it is done, after the answer (and the
+        # test reads its stderr on a thread): the line comes soon, not at once
+        # (a check without the wait failed under stress --cpu 2).
+        check_within(lambda: s.log_has(r"req GET /api/job-status/\{job_id\} 429 .* client=127\.0\.0\.2$"),
+                     "orfeasd's access log names the client (127.0.0.2), not nginx", timeout=5)
         sm = samples(s)
         check(value(sm, "orfeas_http_forwarded_for_total", result="used") >= 6,
               "orfeas_http_forwarded_for_total{result=\"used\"} counts them")

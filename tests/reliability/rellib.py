@@ -22,13 +22,12 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "service"))
-from odlib import (ORFEASD, STARTED, WS, Server, TestFailure, check, main, make_image, multipart,  # noqa: E402,F401
-                   parse_metrics, value, wait_for)
+from odlib import (ORFEASD, SANITIZED, STARTED, WS, Server, TestFailure, check, check_within, exposed,  # noqa: E402,F401
+                   main, make_image, multipart, parse_metrics, value, wait_for)
 
 FULL = os.environ.get("ORFEAS_ATTACK_SCALE") == "full"
-# Under ASan/TSan (ORFEASD_BIN=.../orfeasd_asan) memory is padded and kept in
-# quarantine: RSS bounds are 4x.
-SANITIZED = re.search(r"orfeasd_(asan|tsan)$", ORFEASD) is not None
+# Under ASan/TSan (odlib.SANITIZED) memory is padded and kept in quarantine:
+# RSS bounds are 4x.
 
 
 def rss_bound(kib):
@@ -56,10 +55,11 @@ def admin_port(srv):
 
 
 def request(port, method, path, body=None, headers=None, timeout=DEADLINE, source=None):
-    """One request on a fresh connection; the whole exchange within
-    `timeout` seconds (a socket timeout is per operation, so the deadline is
-    also checked at the end). (status, headers, body)."""
-    t0 = time.monotonic()
+    """One request on a fresh connection, answered within `timeout` seconds:
+    a deadline on the request (the socket's timeout, for the connect and
+    each send and read), not a duration measured afterwards on this
+    client's clock, which a loaded machine stretches (issue #12).
+    (status, headers, body)."""
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout,
                                    source_address=(source, 0) if source else None)
     try:
@@ -70,9 +70,6 @@ def request(port, method, path, body=None, headers=None, timeout=DEADLINE, sourc
         raise TestFailure("%s %s: no answer within %.1fs: %r" % (method, path, timeout, e))
     finally:
         c.close()
-    took = time.monotonic() - t0
-    if took > timeout:
-        raise TestFailure("%s %s: answered after %.2fs, past the %.1fs deadline" % (method, path, took, timeout))
     return r.status, dict((k.lower(), v) for k, v in r.getheaders()), data
 
 

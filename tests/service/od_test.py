@@ -9,12 +9,17 @@ Usage: od_test.py CASE WORKDIR  (ctest runs each case as service.CASE)
             /metrics values match what the test did; promtool; gzip and
             OpenMetrics negotiation
   queue     the bounded queue: 409 while running, 429 with Retry-After when
-            full, every accepted job ends; the rate limiter (429, counted)
+            full, every accepted job ends
+  ratelimit the rate limiter: 429 with Retry-After, counted; /health exempt
+  maxjobs   the job table's bound (--max-jobs): 503 naming it, jobs kept
   slowclient a WebSocket client that stops reading: drops counted, others unaffected
   drain     SIGTERM with one job running and two queued: the running one
             completes, the queued ones fail with a reason, exit 0
-  badinput  every kind of bad input gets a 4xx JSON error and a counted
-            metric, and the service keeps serving
+  badinput_upload, badinput_body, badinput_paths, badinput_ws, badinput_limits
+            every kind of bad input (uploads, generate-3d bodies, ids and
+            file names in paths, WebSocket handshakes/messages/frames, the
+            size and client limits) gets a 4xx JSON error (or a close) and a
+            counted metric, and the service keeps serving
   reqmetrics the request metrics' per-thread batches (src/reqstats.c): from
             several connections at once, scrapes in between never go back or
             past what was sent, and the end counts are exact; the request
@@ -33,7 +38,7 @@ import subprocess
 import threading
 import time
 
-from odlib import (WS, Server, TestFailure, check, main, make_image, multipart, names,
+from odlib import (SANITIZED, WS, Server, TestFailure, check, exposed, main, make_image, multipart, names,
                    parse_metrics, total, value, wait_for)
 
 FORMATS = ["stl", "obj", "ply", "glb"]
@@ -182,7 +187,7 @@ def case_flow(work):
           "http_requests_total{POST,/api/upload-image,200} = 5")
     check(value(sm, "orfeas_http_requests_total", method="GET", endpoint="/ws", status="101") == 1,
           "http_requests_total{GET,/ws,101} = 1")
-    check(value(sm, "orfeas_active_jobs") == 0 and value(sm, "orfeas_queue_depth") == 0, "no active or queued job")
+    check(exposed(sm, "orfeas_active_jobs") == 0 and exposed(sm, "orfeas_queue_depth") == 0, "no active or queued job")
     check(value(sm, "orfeas_generation_3d_duration_seconds_bucket", format="stl", le="600") == 2 and
           ("orfeas_http_request_duration_seconds_bucket",
            frozenset({("method", "GET"), ("endpoint", "/health"), ("le", "60")})) in sm,
@@ -265,15 +270,19 @@ def case_queue(work):
     check(st == 202, "the refused job is accepted once there is room")
     check(s.wait_job(ids[3])["status"] == "completed", "and completes")
     sm = s.samples()
-    check(total(sm, "orfeas_generation_3d_total", status="success") == 4 and value(sm, "orfeas_active_jobs") == 0,
+    check(total(sm, "orfeas_generation_3d_total", status="success") == 4 and exposed(sm, "orfeas_active_jobs") == 0,
           "every accepted job ended: 4 successes, 0 active")
     check(value(sm, "orfeas_queue_wait_time_seconds_count") == 4, "4 queue waits observed")
     check(s.stop() == 0, "exit 0")
 
-    # Rate limit: 2 tokens, 1 per second; health and metrics are exempt.
-    s = Server(os.path.join(work, "data2"), "--rate-limit", "0.5", "--rate-burst", "2")
-    codes = [s.request("GET", "/api/job-status/" + ids[0])[0] for _ in range(3)]
-    st, hd, body = s.request("GET", "/api/job-status/" + ids[0])
+
+def case_ratelimit(work):
+    """The rate limiter: 2 tokens, 1 per second; past them 429 with
+    Retry-After, counted; /health and /metrics are exempt."""
+    s = Server(os.path.join(work, "data"), "--rate-limit", "0.5", "--rate-burst", "2")
+    unknown = "/api/job-status/00000000-0000-4000-8000-000000000000"
+    codes = [s.request("GET", unknown)[0] for _ in range(3)]
+    st, hd, body = s.request("GET", unknown)
     check(codes[:2] == [404, 404] and codes[2] == 429 and st == 429 and int(hd["retry-after"]) >= 1,
           "rate limit: the 3rd request in a burst of 2 gets 429 + Retry-After")
     check(all(s.request("GET", "/health")[0] == 200 for _ in range(5)), "/health is not rate limited")
@@ -282,10 +291,13 @@ def case_queue(work):
           "rate_limit_rejections_total{/api/job-status/{job_id}} = 2")
     check(s.stop() == 0, "exit 0")
 
-    # The job table is bounded (--max-jobs), by retention, not eviction by
-    # count: full of jobs younger than --result-ttl, it refuses uploads
-    # (503 + Retry-After) and keeps every job it holds (durable_test.py's
-    # retention case covers the expiry).
+
+def case_maxjobs(work):
+    """The job table is bounded (--max-jobs), by retention, not eviction by
+    count: full of jobs younger than --result-ttl, it refuses uploads
+    (503 + Retry-After) and keeps every job it holds (durable_test.py's
+    retention case covers the expiry)."""
+    img = make_image("png", 64, os.path.join(work, "star.png"))
     s = Server(os.path.join(work, "data3"), "--max-jobs", "16")
     up = [s.upload(img)[2]["job_id"] for _ in range(16)]
     st, hd, body = s.upload(img)
@@ -302,7 +314,11 @@ def case_slowclient(work):
     counted, while jobs and a reading client go on at full speed."""
     img = make_image("png", 256, os.path.join(work, "star.png"))
     s = Server(os.path.join(work, "data"), "--workers", "2", "--ws-queue", "4", "--ws-sndbuf-kb", "4")
-    n = 24
+    # Each job sends the stalled client ~23 frames, past its 4-frame queue
+    # and 4 kB + 2 kB of socket buffers within the first job or two: 8 jobs
+    # are plenty for the sanitizers (21 s -> 8 s under TSan), 24 for the
+    # plain build's volume.
+    n = 8 if SANITIZED else 24
     ids = [s.upload(img)[2]["job_id"] for _ in range(n)]
     slow = WS(s.port, rcvbuf=2048)  # subscribes, then never reads
     fast = WS(s.port)
@@ -423,46 +439,207 @@ def raw_http(port, data, read_timeout=5):
     return buf
 
 
-def case_badinput(work):
-    img = make_image("png", 256, os.path.join(work, "star.png"))
-    big_hdr = make_image("png-big-header", 0 + 1, os.path.join(work, "big.png"))
-    s = Server(os.path.join(work, "data"), "--max-upload-mb", "1", "--max-ws-clients", "3", "--workers", "1")
-    expect = {}  # (field, error_type) -> count
+class Counted:
+    """The validation errors a bad-input case provokes, to check against
+    orfeas_validation_errors_total at its end: (field, error_type) -> n."""
 
-    def bad(st, body, code, field, etype, what):
+    def __init__(self):
+        self.n = {}
+
+    def add(self, field, etype, n=1):
+        self.n[(field, etype)] = self.n.get((field, etype), 0) + n
+
+    def bad(self, st, body, code, field, etype, what):
+        """An answer that must be `code` with a JSON error, counted under
+        (field, etype) when field is given."""
         check(st == code and isinstance(body, dict) and body.get("error"), "%s: %d with a JSON error" % (what, code))
         if field:
-            expect[(field, etype)] = expect.get((field, etype), 0) + 1
+            self.add(field, etype)
 
-    # Uploads.
+    def check(self, s):
+        check(self.n, "the case provoked counted validation errors")
+        sm = s.samples()
+        for (field, etype), n in sorted(self.n.items()):
+            got = value(sm, "orfeas_validation_errors_total", field=field, error_type=etype)
+            check(got == n, "validation_errors_total{field=%s,error_type=%s} = %d (got %g)" % (field, etype, n, got))
+        return sm
+
+
+def badinput_server(work, *flags):
+    # 64 px, and quality 1 for still_serves' job: the cases' checks are
+    # about the answers, the job only shows the service still works.
+    img = make_image("png", 64, os.path.join(work, "star.png"))
+    return Server(os.path.join(work, "data"), "--workers", "1", *flags), img, Counted()
+
+
+def still_serves(s, img, jid=None):
+    """After the bad input, a full job still completes; then exit 0."""
+    jid = jid or s.upload(img)[2]["job_id"]
+    st, _, _ = s.generate(jid, "stl", quality=1)
+    check(st == 202 and s.wait_job(jid)["status"] == "completed", "after the bad input, a job still completes")
+    check(s.stop() == 0, "exit 0")
+
+
+def case_badinput_upload(work):
+    """Bad uploads: each a 400 or 415 JSON error, counted by field and type;
+    a hostile file name is sanitized; WebP, GIF and BMP are accepted and
+    named, and a GIF becomes a model."""
+    s, img, counted = badinput_server(work)
+    big_hdr = make_image("png-big-header", 0 + 1, os.path.join(work, "big.png"))
     st, _, b = s.json("POST", "/api/upload-image", b"junk", {"Content-Type": "text/plain"})
-    bad(st, b, 400, "body", "not_multipart", "upload without multipart")
+    counted.bad(st, b, 400, "body", "not_multipart", "upload without multipart")
     body, ct = multipart({"image": ("a.png", img)})
     st, _, b = s.json("POST", "/api/upload-image", body[:len(body) // 2], {"Content-Type": ct})
-    bad(st, b, 400, "body", "malformed_multipart", "truncated multipart")
+    counted.bad(st, b, 400, "body", "malformed_multipart", "truncated multipart")
     st, _, b = s.json("POST", "/api/upload-image", b"--x\r\nno headers end", {"Content-Type": "multipart/form-data; boundary=x"})
-    bad(st, b, 400, "body", "malformed_multipart", "multipart with unterminated headers")
+    counted.bad(st, b, 400, "body", "malformed_multipart", "multipart with unterminated headers")
     body, ct = multipart({"file": ("a.png", img)})
     st, _, b = s.json("POST", "/api/upload-image", body, {"Content-Type": ct})
-    bad(st, b, 400, "image", "missing", "no image field")
+    counted.bad(st, b, 400, "image", "missing", "no image field")
     st, _, b = s.upload(b"NOTANIMAGE" + os.urandom(500), "x.gif")
-    bad(st, b, 400, "image", "not_image", "non-image bytes")
+    counted.bad(st, b, 400, "image", "not_image", "non-image bytes")
     st, _, b = s.upload(b"II*\x00\x08\x00\x00\x00" + os.urandom(200), "scan.tif")
-    bad(st, b, 415, "image", "unsupported_type", "a TIFF (a type not decoded)")
+    counted.bad(st, b, 415, "image", "unsupported_type", "a TIFF (a type not decoded)")
     check("PNG, JPEG, WebP, GIF or BMP" in b["error"], "the 415 names the accepted types (%s)" % b["error"])
     st, _, b = s.upload(b"<?php system($_GET['c']); ?>", "shell.php")
-    bad(st, b, 400, "image", "not_image", "a script as an image")
+    counted.bad(st, b, 400, "image", "not_image", "a script as an image")
     st, _, b = s.upload(big_hdr, "huge.png")
-    bad(st, b, 400, "image", "dimensions", "a PNG header claiming 100000x100000")
+    counted.bad(st, b, 400, "image", "dimensions", "a PNG header claiming 100000x100000")
     st, _, b = s.upload(img, "..\\..\\../etc/pass wd.png")
     check(st == 200 and b["filename"] == "pass_wd.png", "hostile upload filename is sanitized (%s)" % b.get("filename"))
     jid = b["job_id"]
+    counted.check(s)
+    # The other upload types: WebP, GIF, BMP (and an animated WebP) are
+    # accepted and named; one of them goes all the way to a model.
+    gif_id = None
+    for kind, name in [("webp", "WEBP"), ("webp-anim", "WEBP"), ("gif", "GIF"), ("bmp", "BMP"),
+                       ("bmp8", "BMP")]:
+        data = make_image(kind, 64, os.path.join(work, "star." + kind))
+        st, _, b = s.upload(data, "star." + kind)
+        check(st == 200 and b["image_info"]["format"] == name and b["image_info"]["size"] == [64, 64],
+              "%s upload: 200, format %s, 64x64" % (kind, name))
+        if kind == "gif":
+            gif_id = b["job_id"]
+    st, _, g = s.generate(gif_id, "glb", quality=1)
+    check(st == 202 and s.wait_job(gif_id)["status"] == "completed", "a GIF upload becomes a model")
+    still_serves(s, img, jid)
+
+
+def case_badinput_body(work):
+    """Bad generate-3d bodies: 400 naming the field in details, counted;
+    an unknown job 404; unknown fields ignored and counted."""
+    s, img, counted = badinput_server(work)
+    jid = s.upload(img)[2]["job_id"]
+    for raw, field, etype, what in [
+        (b"{not json", "body", "invalid_json", "bad JSON"),
+        (b"[1,2]", "body", "type", "JSON that is not an object"),
+        (json.dumps({"job_id": jid, "format": "fbx"}), "format", "invalid", "unknown format"),
+        (json.dumps({"job_id": jid, "quality": 11}), "quality", "out_of_range", "quality 11"),
+        (json.dumps({"job_id": jid, "quality": "high"}), "quality", "type", "quality as text"),
+        (json.dumps({"job_id": jid, "dimensions": {"width": 5000}}), "width", "out_of_range", "width 5000"),
+        (json.dumps({"job_id": "../../etc/passwd"}), "job_id", "invalid_uuid", "hostile job_id"),
+        (json.dumps({"format": "stl"}), "job_id", "missing", "no job_id"),
+    ]:
+        st, _, b = s.json("POST", "/api/generate-3d", raw)
+        counted.bad(st, b, 400, field, etype, what)
+        check(b.get("details") and b["details"][0]["field"] == field, "  details name the field %s" % field)
+    st, _, b = s.generate("00000000-0000-4000-8000-000000000000")
+    counted.bad(st, b, 404, None, None, "unknown job")
+    # Unknown fields are ignored (the original API's behaviour) and counted:
+    # here the job is unknown, so the answer is the 404, not a 400.
+    st, _, b = s.json("POST", "/api/generate-3d", {"job_id": "00000000-0000-4000-8000-000000000000",
+                                                   "colour": "red", "dimensions": {"scale": 2}})
+    counted.bad(st, b, 404, None, None, "unknown fields ignored (then the unknown job)")
+    sm = counted.check(s)
+    check(value(sm, "orfeas_generate_unknown_fields_total") == 2,
+          "orfeas_generate_unknown_fields_total counts both unknown fields")
+    still_serves(s, img, jid)
+
+
+def case_badinput_paths(work):
+    """Hostile ids and file names in paths: 400 (counted) or 404, never a
+    file outside the data dir; 405 with Allow, OPTIONS, an unknown path."""
+    s, img, counted = badinput_server(work)
+    jid = s.upload(img)[2]["job_id"]
+    for path in ["/api/job-status/..%2f..%2fetc%2fpasswd", "/api/job-status/" + "a" * 300,
+                 "/api/job-status/00000000-0000-0000-0000-00000000000g"]:
+        st, _, b = s.json("GET", path)
+        counted.bad(st, b, 400, "job_id", "invalid_uuid", "hostile job id %s" % path[:40])
+    st, _, b = s.json("GET", "/api/job-status/%00")  # a control byte in the path (issue #13)
+    counted.bad(st, b, 400, "path", "control_character", "NUL in the path")
+    for name in ["..", ".htaccess", "..%2f..%2fetc%2fpasswd", "a%5cb"]:
+        st, _, b = s.json("GET", "/api/download/%s/%s" % (jid, name))
+        counted.bad(st, b, 400, "filename", "invalid", "hostile file name %s" % name)
+    st, _, b = s.json("GET", "/api/download/%s/model_%s.stl" % (jid, jid))
+    counted.bad(st, b, 404, None, None, "download before generation")
+    st, _, b = s.json("GET", "/api/download/../../etc/passwd")
+    check(st in (400, 404), "traversal in the download path: %d" % st)
+    if st == 400:
+        counted.add("job_id", "invalid_uuid")
+    st, hd, b = s.json("GET", "/api/upload-image")
+    check(st == 405 and hd.get("allow") == "POST, OPTIONS", "GET on a POST route: 405 with Allow")
+    st, hd, _ = s.request("OPTIONS", "/api/job-status/" + jid)
+    check(st == 204 and hd.get("allow") == "GET, HEAD, OPTIONS", "OPTIONS: 204 with the route's Allow")
+    st, _, b = s.json("GET", "/nope")
+    check(st == 404, "unknown path: 404 JSON")
+    sm = counted.check(s)
+    check(value(sm, "orfeas_errors_total", type="not_found", endpoint="other") == 1, "errors_total{not_found,other} = 1")
+    still_serves(s, img, jid)
+
+
+def case_badinput_ws(work):
+    """Broken WebSocket handshakes, messages and frames: an error event for
+    a bad message, a close with the right code for a bad frame, counted."""
+    s, img, counted = badinput_server(work)
+    st, _, b = s.json("GET", "/ws")
+    counted.bad(st, b, 400, "ws_handshake", "invalid", "/ws without an upgrade")
+    ws = WS(s.port)
+    ws.recv_event()
+    ws.send_frame(1, b"{not json")
+    ev = ws.recv_event()
+    check(ev["event"] == "error", "invalid JSON message: error event")
+    ws.send_json({"event": "subscribe", "data": {"job_id": "nope"}})
+    check(ws.recv_event()["event"] == "error", "subscribe with a bad id: error event")
+    ws.send_json({"event": "dance"})
+    check(ws.recv_event()["event"] == "error", "unknown event: error event")
+    ws.send_frame(2, b"\x00\x01")
+    check(ws.recv_event()["event"] == "error", "binary frame: error event")
+    counted.add("ws_message", "invalid", 3)
+    counted.add("ws_message", "binary")
+    ws.send_frame(1, b'{"event":"ping"}', mask=False)  # clients must mask
+    ev = ws.recv_event()
+    check(ev is None and ws.close_code == 1002, "unmasked frame: close 1002")
+    ws.sock.close()
+    ws = WS(s.port)
+    ws.recv_event()
+    ws.send_frame(1, b"x" * 10000)
+    ev = ws.recv_event()
+    check(ev is None and ws.close_code == 1009, "10 kB message: close 1009 (too big)")
+    ws.sock.close()
+    ws = WS(s.port)
+    ws.recv_event()
+    ws.send_frame(0xB, b"")  # reserved opcode
+    ev = ws.recv_event()
+    check(ev is None and ws.close_code == 1002, "reserved opcode: close 1002")
+    ws.sock.close()
+    counted.add("ws_frame", "malformed", 2)
+    counted.add("ws_frame", "too_big")
+    sm = counted.check(s)
+    check(value(sm, "orfeas_errors_total", type="ws_protocol", endpoint="/ws") == 3, "errors_total{ws_protocol} = 3")
+    still_serves(s, img)
+
+
+def case_badinput_limits(work):
+    """Past the limits: an upload over --max-upload-mb (declared, or
+    chunked) 413; a WebSocket client over --max-ws-clients 503; 300 idle
+    connections leave the service answering."""
+    s, img, counted = badinput_server(work, "--max-upload-mb", "1", "--max-ws-clients", "3")
     # Oversize: declared length over the limit -> 413 before any body is sent.
     resp = raw_http(s.port, b"POST /api/upload-image HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=x\r\n"
                             b"Content-Length: 104857600\r\nExpect: 100-continue\r\n\r\n")
     check(resp.startswith(b"HTTP/1.1 413") and b"100 Continue" not in resp and b'"error"' in resp,
           "declared 100 MB: 413 without reading the body")
-    expect[("body", "too_large")] = expect.get(("body", "too_large"), 0) + 1
+    counted.add("body", "too_large")
     # Oversize without a length (chunked): 413 once the limit is crossed.
     sk = socket.create_connection(("127.0.0.1", s.port), timeout=10)
     sk.sendall(b"POST /api/upload-image HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
@@ -481,89 +658,7 @@ def case_badinput(work):
         pass
     sk.close()
     check(got.startswith(b"HTTP/1.1 413"), "chunked body over the limit: discarded, 413")
-    expect[("body", "too_large")] += 1
-
-    # generate-3d bodies.
-    for raw, field, etype, what in [
-        (b"{not json", "body", "invalid_json", "bad JSON"),
-        (b"[1,2]", "body", "type", "JSON that is not an object"),
-        (json.dumps({"job_id": jid, "format": "fbx"}), "format", "invalid", "unknown format"),
-        (json.dumps({"job_id": jid, "quality": 11}), "quality", "out_of_range", "quality 11"),
-        (json.dumps({"job_id": jid, "quality": "high"}), "quality", "type", "quality as text"),
-        (json.dumps({"job_id": jid, "dimensions": {"width": 5000}}), "width", "out_of_range", "width 5000"),
-        (json.dumps({"job_id": "../../etc/passwd"}), "job_id", "invalid_uuid", "hostile job_id"),
-        (json.dumps({"format": "stl"}), "job_id", "missing", "no job_id"),
-    ]:
-        st, _, b = s.json("POST", "/api/generate-3d", raw)
-        bad(st, b, 400, field, etype, what)
-        check(b.get("details") and b["details"][0]["field"] == field, "  details name the field %s" % field)
-    st, _, b = s.generate("00000000-0000-4000-8000-000000000000")
-    bad(st, b, 404, None, None, "unknown job")
-    # Unknown fields are ignored (the original API's behaviour) and counted:
-    # here the job is unknown, so the answer is the 404, not a 400.
-    st, _, b = s.json("POST", "/api/generate-3d", {"job_id": "00000000-0000-4000-8000-000000000000",
-                                                   "colour": "red", "dimensions": {"scale": 2}})
-    bad(st, b, 404, None, None, "unknown fields ignored (then the unknown job)")
-    check(value(s.samples(), "orfeas_generate_unknown_fields_total") == 2,
-          "orfeas_generate_unknown_fields_total counts both unknown fields")
-
-    # Hostile ids and file names in paths.
-    for path in ["/api/job-status/..%2f..%2fetc%2fpasswd", "/api/job-status/" + "a" * 300,
-                 "/api/job-status/00000000-0000-0000-0000-00000000000g"]:
-        st, _, b = s.json("GET", path)
-        bad(st, b, 400, "job_id", "invalid_uuid", "hostile job id %s" % path[:40])
-    st, _, b = s.json("GET", "/api/job-status/%00")  # a control byte in the path (issue #13)
-    bad(st, b, 400, "path", "control_character", "NUL in the path")
-    for name in ["..", ".htaccess", "..%2f..%2fetc%2fpasswd", "a%5cb"]:
-        st, _, b = s.json("GET", "/api/download/%s/%s" % (jid, name))
-        bad(st, b, 400, "filename", "invalid", "hostile file name %s" % name)
-    st, _, b = s.json("GET", "/api/download/%s/model_%s.stl" % (jid, jid))
-    bad(st, b, 404, None, None, "download before generation")
-    st, _, b = s.json("GET", "/api/download/../../etc/passwd")
-    check(st in (400, 404), "traversal in the download path: %d" % st)
-    if st == 400:
-        expect[("job_id", "invalid_uuid")] += 1
-    st, hd, b = s.json("GET", "/api/upload-image")
-    check(st == 405 and hd.get("allow") == "POST, OPTIONS", "GET on a POST route: 405 with Allow")
-    st, hd, _ = s.request("OPTIONS", "/api/job-status/" + jid)
-    check(st == 204 and hd.get("allow") == "GET, HEAD, OPTIONS", "OPTIONS: 204 with the route's Allow")
-    st, _, b = s.json("GET", "/nope")
-    check(st == 404, "unknown path: 404 JSON")
-
-    # WebSocket: broken handshakes and frames.
-    st, _, b = s.json("GET", "/ws")
-    bad(st, b, 400, "ws_handshake", "invalid", "/ws without an upgrade")
-    ws = WS(s.port)
-    ws.recv_event()
-    ws.send_frame(1, b"{not json")
-    ev = ws.recv_event()
-    check(ev["event"] == "error", "invalid JSON message: error event")
-    ws.send_json({"event": "subscribe", "data": {"job_id": "nope"}})
-    check(ws.recv_event()["event"] == "error", "subscribe with a bad id: error event")
-    ws.send_json({"event": "dance"})
-    check(ws.recv_event()["event"] == "error", "unknown event: error event")
-    ws.send_frame(2, b"\x00\x01")
-    check(ws.recv_event()["event"] == "error", "binary frame: error event")
-    expect[("ws_message", "invalid")] = 3
-    expect[("ws_message", "binary")] = 1
-    ws.send_frame(1, b'{"event":"ping"}', mask=False)  # clients must mask
-    ev = ws.recv_event()
-    check(ev is None and ws.close_code == 1002, "unmasked frame: close 1002")
-    ws.sock.close()
-    ws = WS(s.port)
-    ws.recv_event()
-    ws.send_frame(1, b"x" * 10000)
-    ev = ws.recv_event()
-    check(ev is None and ws.close_code == 1009, "10 kB message: close 1009 (too big)")
-    ws.sock.close()
-    ws = WS(s.port)
-    ws.recv_event()
-    ws.send_frame(0xB, b"")  # reserved opcode
-    ev = ws.recv_event()
-    check(ev is None and ws.close_code == 1002, "reserved opcode: close 1002")
-    ws.sock.close()
-    expect[("ws_frame", "malformed")] = 2
-    expect[("ws_frame", "too_big")] = 1
+    counted.add("body", "too_large")
     # Too many WebSocket clients: 503.
     wss = [WS(s.port) for _ in range(3)]
     wait_for(lambda: value(s.samples(), "orfeas_websocket_connections_active") == 3, "3 WebSocket clients")
@@ -582,36 +677,14 @@ def case_badinput(work):
     check(s.request("GET", "/health")[0] == 200, "300 idle connections open: /health still 200")
     for sk in socks:
         sk.close()
-
-    wait_for(lambda: value(s.samples(), "orfeas_websocket_connections_active") == 0, "WebSocket clients gone")
-    sm = s.samples()
-    for (field, etype), n in sorted(expect.items()):
-        got = value(sm, "orfeas_validation_errors_total", field=field, error_type=etype)
-        check(got == n, "validation_errors_total{field=%s,error_type=%s} = %d (got %g)" % (field, etype, n, got))
+    wait_for(lambda: exposed(s.samples(), "orfeas_websocket_connections_active") == 0, "WebSocket clients gone")
+    sm = counted.check(s)
     check(value(sm, "orfeas_errors_total", type="payload_too_large", endpoint="/api/upload-image") == 2,
           "errors_total{payload_too_large} = 2")
-    check(value(sm, "orfeas_errors_total", type="ws_protocol", endpoint="/ws") == 3, "errors_total{ws_protocol} = 3")
-    check(value(sm, "orfeas_errors_total", type="ws_limit", endpoint="/ws") == 1, "errors_total{ws_limit} = 1")
-    check(value(sm, "orfeas_errors_total", type="not_found", endpoint="other") == 1, "errors_total{not_found,other} = 1")
     check(value(sm, "orfeas_http_requests_total", method="POST", endpoint="/api/upload-image", status="413") == 2,
           "http_requests_total{..., 413} = 2")
-    # Still serving: a full job works after all that.
-    st, _, g = s.generate(jid, "stl")
-    check(st == 202 and s.wait_job(jid)["status"] == "completed", "after all the bad input, a job still completes")
-    # The other upload types: WebP, GIF, BMP (and an animated WebP) are
-    # accepted and named; one of them goes all the way to a model.
-    gif_id = None
-    for kind, name in [("webp", "WEBP"), ("webp-anim", "WEBP"), ("gif", "GIF"), ("bmp", "BMP"),
-                       ("bmp8", "BMP")]:
-        data = make_image(kind, 64, os.path.join(work, "star." + kind))
-        st, _, b = s.upload(data, "star." + kind)
-        check(st == 200 and b["image_info"]["format"] == name and b["image_info"]["size"] == [64, 64],
-              "%s upload: 200, format %s, 64x64" % (kind, name))
-        if kind == "gif":
-            gif_id = b["job_id"]
-    st, _, g = s.generate(gif_id, "glb", quality=1)
-    check(st == 202 and s.wait_job(gif_id)["status"] == "completed", "a GIF upload becomes a model")
-    check(s.stop() == 0, "exit 0")
+    check(value(sm, "orfeas_errors_total", type="ws_limit", endpoint="/ws") == 1, "errors_total{ws_limit} = 1")
+    still_serves(s, img)
 
 
 def case_reqmetrics(work):
@@ -625,7 +698,7 @@ def case_reqmetrics(work):
           "start-up log names the request clock")
 
     def health_count(sm):
-        return value(sm, "orfeas_http_requests_total", method="GET", endpoint="/health", status="200")
+        return exposed(sm, "orfeas_http_requests_total", method="GET", endpoint="/health", status="200")
 
     base = health_count(s.samples())
     check(base == 0, "no /health request before the load")
@@ -651,14 +724,17 @@ def case_reqmetrics(work):
     for t in ts:
         t.start()
     seen = [base]
-    while any(t.is_alive() for t in ts):
+    while True:  # at least one scrape, however fast the clients are done
         got = health_count(s.samples()) - base
         check(got <= threads * per, "a scrape never counts more than was sent (%g)" % got)
         seen.append(got)
+        if not any(t.is_alive() for t in ts):
+            break
     for t in ts:
         t.join()
     check(not errors, "every /health answered 200 (%r)" % errors[:3])
-    check(all(b >= a for a, b in zip(seen, seen[1:])), "the count never goes back between scrapes")
+    check(all(b >= a for a, b in zip(seen, seen[1:])),
+          "the count never goes back between scrapes (%d scrapes)" % (len(seen) - 1))
     n = threads * per
     # Each request is recorded by MHD's completion callback, which may run
     # just after the client has its answer. Its access-log line is written
@@ -692,5 +768,9 @@ def case_reqmetrics(work):
 
 
 if __name__ == "__main__":
-    main({"flow": case_flow, "queue": case_queue, "drain": case_drain, "badinput": case_badinput,
+    main({"flow": case_flow, "queue": case_queue, "drain": case_drain,
+          "badinput_upload": case_badinput_upload, "badinput_body": case_badinput_body,
+          "badinput_paths": case_badinput_paths, "badinput_ws": case_badinput_ws,
+          "badinput_limits": case_badinput_limits,
+          "ratelimit": case_ratelimit, "maxjobs": case_maxjobs,
           "slowclient": case_slowclient, "cli": case_cli, "reqmetrics": case_reqmetrics})

@@ -8,6 +8,7 @@ WS is a minimal RFC 6455 client (masked frames, as a browser sends), also
 able to send broken frames on purpose.
 """
 import base64
+import datetime
 import gzip
 import http.client
 import json
@@ -25,6 +26,10 @@ import time
 BUILD = os.environ.get("ORFEAS_BUILD", os.path.join(os.path.dirname(__file__), "../../build"))
 ORFEASD = os.environ.get("ORFEASD_BIN", os.path.join(BUILD, "orfeasd"))
 TESTIMG = os.path.join(BUILD, "tests", "od-testimg")
+# orfeasd built with ASan or TSan (ORFEASD_BIN=.../tests/orfeasd_asan): cases
+# that repeat a long scenario run it at a smaller size there (the sanitizer
+# needs the paths run, not the volume), RSS bounds are wider.
+SANITIZED = re.search(r"orfeasd_(asan|tsan)$", ORFEASD) is not None
 
 
 class TestFailure(Exception):
@@ -46,6 +51,15 @@ def wait_for(pred, what, timeout=30.0, interval=0.02):
             return last
         time.sleep(interval)
     raise TestFailure("timed out after %.0fs waiting for %s (last: %r)" % (timeout, what, last))
+
+
+def check_within(pred, what, timeout=30.0, interval=0.02):
+    """check() for a condition that must come true within `timeout` seconds:
+    "ok: what" once pred() holds (its value returned), else a failure with
+    what pred() last returned."""
+    got = wait_for(pred, what, timeout, interval)
+    check(got, what)
+    return got
 
 
 # Every server a case starts, so main() can stop the ones a failing case
@@ -109,6 +123,19 @@ class Server:
 
     def log_has(self, pattern):
         return any(re.search(pattern, ln) for ln in list(self.lines))
+
+    def log_time(self, pattern):
+        """When orfeasd logged the first line matching pattern, in seconds
+        (its own clock, the line's timestamp): durations the server saw,
+        which a client's clock on a loaded machine overstates."""
+        for ln in list(self.lines):
+            if re.search(pattern, ln):
+                m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z ", ln)
+                if not m:
+                    raise TestFailure("no timestamp on the log line %r" % ln)
+                return datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f").replace(
+                    tzinfo=datetime.timezone.utc).timestamp()
+        raise TestFailure("no log line matches %r" % pattern)
 
     def request(self, method, path, body=None, headers=None, timeout=30):
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
@@ -211,10 +238,28 @@ def value(samples, name, **labels):
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
+def _series(name, labels):
+    return "%s{%s}" % (name, ",".join("%s=%r" % kv for kv in sorted(labels.items())))
+
+
+def exposed(samples, name, **labels):
+    """value(), but a failure when the series is not exposed: a check for 0
+    must not pass on a series that is missing (orfeasd pre-creates its
+    series, docs/api.md)."""
+    key = (name, frozenset(labels.items()))
+    if key not in samples:
+        raise TestFailure("%s is not exposed" % _series(name, labels))
+    return samples[key]
+
+
 def total(samples, name, **labels):
-    """Sum over every sample of name whose labels include these."""
+    """Sum over every sample of name whose labels include these; a failure
+    when there is none (a sum over nothing would pass a check for 0)."""
     want = set(labels.items())
-    return sum(v for (n, ls), v in samples.items() if n == name and want <= set(ls))
+    got = [v for (n, ls), v in samples.items() if n == name and want <= set(ls)]
+    if not got:
+        raise TestFailure("no %s series is exposed" % _series(name, labels))
+    return sum(got)
 
 
 def names(samples):

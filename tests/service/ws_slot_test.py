@@ -12,7 +12,7 @@ import struct
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from odlib import (WS, Server, TestFailure, check, main, make_image, parse_metrics,  # noqa: E402
+from odlib import (WS, Server, TestFailure, check, check_within, exposed, main, make_image, parse_metrics,  # noqa: E402
                    value, wait_for)
 
 
@@ -36,12 +36,10 @@ def case_slots(work):
             ok = w.status == 101
             w.close()
             return ok
-        wait_for(can_connect, "a WebSocket client to get the one slot after 30 aborted upgrades",
-                 timeout=15, interval=0.1)
-        check(True, "30 aborted upgrades gave their slots back")
-        wait_for(lambda: value(parse_metrics(s.metrics()[2]), "orfeas_websocket_connections_active") == 0
-                 or None, "no WebSocket connection left open", timeout=10)
-        check(True, "orfeas_websocket_connections_active back to 0")
+        check_within(can_connect, "30 aborted upgrades gave their slots back: a WebSocket client gets "
+                     "the one slot", timeout=15, interval=0.1)
+        check_within(lambda: exposed(parse_metrics(s.metrics()[2]), "orfeas_websocket_connections_active") == 0
+                     or None, "orfeas_websocket_connections_active back to 0", timeout=10)
     finally:
         rc = s.stop()
     check(rc == 0, "orfeasd exits 0 on SIGTERM (rc=%s)" % rc)
@@ -68,9 +66,8 @@ def case_connections(work):
         check(s.request("GET", "/health")[0] == 200, "/health still answers")
         for c in idle:
             c.close()
-        wait_for(lambda: s.request("GET", "/api/health")[0] == 200 or None,
-                 "service back once the idle connections close", timeout=10)
-        check(True, "200 again after the idle connections closed")
+        check_within(lambda: s.request("GET", "/api/health")[0] == 200 or None,
+                     "200 again after the idle connections closed", timeout=10)
     finally:
         for c in idle:
             c.close()

@@ -334,7 +334,9 @@ static void gather_charts(report *r, prom *p) {
               "gpu_id", "GPU ");
   chart_query(r, p, "GPU temperature", "°C", "orfeas_gpu_temperature_celsius",
               "gpu_id", "GPU ");
-  chart_query(r, p, "Queue depth", "jobs", "sum(orfeas_queue_depth)", "", "");
+  /* max, not sum: on the Redis store every node reports the cluster's
+   * backlog (issue #15), so a sum would count it once per node. */
+  chart_query(r, p, "Queue depth", "jobs", "max(orfeas_queue_depth)", "", "");
 }
 
 bool report_gather(report *r, prom *p, char err[PROM_ERR]) {

@@ -27,6 +27,7 @@
 
   window.runFlow = async function () {
     const seen = { updates: [], transport: '' };
+    window.flowSeen = seen; // the test watches its job_update events arrive
     seen.device = (await modelsInfo()).device;
     const socket = await connect();
     seen.transport = socket.io.engine.transport.name;
