@@ -55,6 +55,9 @@ int roundtrip(int fd, const void *req, size_t req_len, char **buf, size_t *cap,
 int http_simple(int port, const char *head, const void *body, size_t blen,
                 char *out, size_t out_len);
 int cmp_d(const void *a, const void *b);
+/* Process pid's CPU seconds (user + system) and minor page faults so far,
+ * from /proc/PID/stat (either pointer may be NULL); 0, or -1. */
+int proc_stat(pid_t pid, double *cpu_s, double *minflt);
 /* User + system CPU seconds a process has used (/proc/PID/stat). */
 double proc_cpu_s(pid_t pid);
 /* Mean of v[0..n) and the half-width of its 95% confidence interval. */

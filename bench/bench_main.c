@@ -39,8 +39,19 @@ double bench_median(double *v, int n) {
   return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+/* --filter A,B: a case runs when its name contains any of the parts. */
 int bench_wanted(const bench_report *r, const char *case_name) {
-  return r->filter == NULL || strstr(case_name, r->filter) != NULL;
+  if (r->filter == NULL)
+    return 1;
+  for (const char *p = r->filter; *p;) {
+    size_t n = strcspn(p, ",");
+    char part[64];
+    snprintf(part, sizeof part, "%.*s", (int)n, p);
+    if (n > 0 && strstr(case_name, part) != NULL)
+      return 1;
+    p += n + (p[n] == ',');
+  }
+  return 0;
 }
 
 void bench_set(bench_report *r, const char *case_name, const char *key,
@@ -104,10 +115,11 @@ static int write_json(const bench_report *r, const char *path) {
 }
 
 static void usage(FILE *out) {
-  fprintf(out,
-          "usage: orfeas-bench [--json FILE] [--filter SUBSTRING]\n"
-          "  Runs the ORFEAS benchmarks side by side with their peers and\n"
-          "  prints one row per case; --json also writes the figures.\n");
+  fprintf(
+      out,
+      "usage: orfeas-bench [--json FILE] [--filter SUBSTRING[,SUBSTRING...]]\n"
+      "  Runs the ORFEAS benchmarks side by side with their peers and\n"
+      "  prints one row per case; --json also writes the figures.\n");
 }
 
 int main(int argc, char **argv) {

@@ -293,7 +293,7 @@ static void *health_loop(void *p) {
 }
 
 /* user + system CPU of a process, in seconds (/proc/PID/stat fields 14, 15). */
-double proc_cpu_s(pid_t pid) {
+int proc_stat(pid_t pid, double *cpu_s, double *minflt) {
   char path[64], buf[1024];
   snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
   FILE *f = fopen(path, "r");
@@ -303,11 +303,21 @@ double proc_cpu_s(pid_t pid) {
   fclose(f);
   buf[n] = '\0';
   char *p = strrchr(buf, ')'); /* the command name may hold spaces */
-  unsigned long ut = 0, st = 0;
-  if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
-                          &ut, &st) != 2)
+  unsigned long mf = 0, ut = 0, st = 0;
+  if (p == NULL ||
+      sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %lu %*u %*u %*u %lu %lu",
+             &mf, &ut, &st) != 3)
     return -1;
-  return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+  if (cpu_s)
+    *cpu_s = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+  if (minflt)
+    *minflt = (double)mf;
+  return 0;
+}
+
+double proc_cpu_s(pid_t pid) {
+  double c;
+  return proc_stat(pid, &c, NULL) == 0 ? c : -1;
 }
 
 /* Server CPU per request at saturation: 4 connections for `seconds`. */

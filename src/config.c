@@ -118,6 +118,10 @@ static const opt_def OPTS[] = {
    "none: the peer address is the client"},
   {"cache-memory-mb", "ORFEAS_CACHE_MEMORY_MB", K_INT, OFF(cache_memory_mb),
    0, 0, 1 << 20, "memory tier of the result cache (default 256)"},
+  {"image-memo-mb", "ORFEAS_IMAGE_MEMO_MB", K_INT, OFF(image_memo_mb), 0, 0,
+   1 << 20, "uploads' decoded pixels kept for their job's run, and which "
+   "images passed the upload check; 0 decodes every image twice (default "
+   "128)"},
   {"cache-disk-mb", "ORFEAS_CACHE_DISK_MB", K_INT, OFF(cache_disk_mb), 0, 0,
    1 << 24, "data-dir tier of the result cache (default 2048)"},
   {"max-jobs", "ORFEAS_MAX_JOBS", K_INT, OFF(max_jobs), 0, 16, 10000000,
@@ -207,6 +211,7 @@ void od_config_defaults(od_config *c) {
   c->rate_limit_rps = 0;
   c->rate_limit_burst = 20;
   c->cache_memory_mb = 256;
+  c->image_memo_mb = 128;
   c->cache_disk_mb = 2048;
   c->max_jobs = 100000;
   c->max_store_mb = 8192;

@@ -14,6 +14,13 @@
  * a durable file the same way (link to PATH.tmp, rename, fsync the
  * directory). Reads retry short reads and EINTR.
  *
+ * The folder's fsync is shared (a group commit, as the job store's WAL
+ * sync): a rename is durable once an fsync of its folder that began after
+ * it has returned, so a thread whose rename is covered by an fsync already
+ * running waits for the next one, and that one covers every rename made
+ * while it waited. Concurrent uploads (and the committer threads' models)
+ * then share one fsync of uploads/ (outputs/) instead of one each.
+ *
  * Test hook: while the file named by ORFEAS_TEST_RENAME_PAUSE_FILE exists, a
  * durable write waits after its fdatasync and before its rename (the
  * service test that kills orfeasd in the middle of a model write uses it).
@@ -21,6 +28,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +60,76 @@ int od_dir_fsync(const char *dir) {
   return rc;
 }
 
+/* The shared fsync of one folder (the top). A few folders are ever synced
+ * (uploads/, outputs/, a link's folder): past DIR_SLOTS, a plain fsync. */
+#define DIR_SLOTS 8
+
+typedef struct {
+  char path[PATH_MAX];
+  pthread_cond_t cv;
+  uint64_t renamed; /* renames announced so far */
+  uint64_t synced;  /* renames known durable */
+  uint64_t failed;  /* renames whose covering fsync failed (up to) */
+  int err;          /* that fsync's errno */
+  int syncing;
+} dir_slot;
+
+static pthread_mutex_t dir_mu = PTHREAD_MUTEX_INITIALIZER;
+static dir_slot dir_slots[DIR_SLOTS];
+static int dir_nslots;
+
+static dir_slot *slot_of(const char *dir) {
+  for (int i = 0; i < dir_nslots; i++)
+    if (strcmp(dir_slots[i].path, dir) == 0)
+      return &dir_slots[i];
+  if (dir_nslots == DIR_SLOTS || strlen(dir) >= PATH_MAX)
+    return NULL;
+  dir_slot *d = &dir_slots[dir_nslots++];
+  snprintf(d->path, sizeof d->path, "%s", dir);
+  pthread_cond_init(&d->cv, NULL);
+  return d;
+}
+
+/* Makes every rename already done in dir durable (the top). */
+static int dir_fsync_shared(const char *dir) {
+  pthread_mutex_lock(&dir_mu);
+  dir_slot *d = slot_of(dir);
+  if (d == NULL) {
+    pthread_mutex_unlock(&dir_mu);
+    return od_dir_fsync(dir);
+  }
+  uint64_t ticket = ++d->renamed;
+  int rc = 0;
+  for (;;) {
+    if (d->failed >= ticket) { /* an fsync meant to cover it failed */
+      errno = d->err;
+      rc = -1;
+      break;
+    }
+    if (d->synced >= ticket)
+      break;
+    if (d->syncing) {
+      pthread_cond_wait(&d->cv, &dir_mu);
+      continue;
+    }
+    d->syncing = 1;
+    uint64_t target = d->renamed;
+    pthread_mutex_unlock(&dir_mu);
+    int e = od_dir_fsync(dir) == 0 ? 0 : errno;
+    pthread_mutex_lock(&dir_mu);
+    d->syncing = 0;
+    if (e == 0 && target > d->synced)
+      d->synced = target;
+    if (e != 0 && target > d->failed) {
+      d->failed = target;
+      d->err = e;
+    }
+    pthread_cond_broadcast(&d->cv);
+  }
+  pthread_mutex_unlock(&dir_mu);
+  return rc;
+}
+
 static void test_pause(void) {
   const char *p = getenv("ORFEAS_TEST_RENAME_PAUSE_FILE");
   while (p != NULL && p[0] != '\0' && access(p, F_OK) == 0) {
@@ -73,7 +151,7 @@ static int commit_name(const char *tmp, const char *path, int durable) {
     errno = e;
     return -1;
   }
-  return durable ? od_dir_fsync(dir) : 0;
+  return durable ? dir_fsync_shared(dir) : 0;
 }
 
 int od_file_write_opt(const char *path, const uint8_t *data, size_t len,

@@ -311,9 +311,26 @@ static int space_low(od_jobs *j, uint64_t more) {
   return min > 0 && j->dir_free < min + more;
 }
 
+/* The same bytes stored before (the image memo knows a job's upload file
+ * of this digest, durable since its record committed): path becomes a
+ * hard link to it, no write and no sync of the data (the link's rename is
+ * made durable). 1 when done; 0 when there is none, or it is gone (that
+ * job was removed): then the bytes are written. */
+static int link_same_upload(od_jobs *j, const od_job_rec *r, const char *path) {
+  char name[48], src[PATH_MAX + 64];
+  if (!od_imgmemo_stored_as(j->svc->imgmemo, r->image_sha256, name,
+                            sizeof name))
+    return 0;
+  const char *dot = strrchr(name, '.');
+  if (dot == NULL || strcmp(dot + 1, r->ext) != 0)
+    return 0;
+  snprintf(src, sizeof src, "%s/%s", j->dir_uploads, name);
+  return od_file_link(src, path, j->durable) == 0;
+}
+
 int od_jobs_add_upload(od_jobs *j, const uint8_t *img, size_t len,
-                       const char *ext, char id_out[37], char *err,
-                       size_t err_len) {
+                       const uint8_t sha256[32], const char *ext,
+                       char id_out[37], char *err, size_t err_len) {
   od_job_rec r;
   memset(&r, 0, sizeof r);
   if (od_uuid_new(r.id) != 0) {
@@ -321,12 +338,7 @@ int od_jobs_add_upload(od_jobs *j, const uint8_t *img, size_t len,
     return -1;
   }
   snprintf(r.ext, sizeof r.ext, "%s", ext);
-  unsigned int dlen = 0;
-  if (EVP_Digest(img, len, r.image_sha256, &dlen, EVP_sha256(), NULL) != 1 ||
-      dlen != 32) {
-    snprintf(err, err_len, "SHA-256 unavailable (OpenSSL)");
-    return -1;
-  }
+  memcpy(r.image_sha256, sha256, 32);
   if (space_low(j, len)) {
     /* Keep the last --min-free-mb for the models of jobs already taken. */
     snprintf(err, err_len,
@@ -339,7 +351,8 @@ int od_jobs_add_upload(od_jobs *j, const uint8_t *img, size_t len,
   r.t_created = od_wall();
   char path[PATH_MAX + 64];
   od_jobs_upload_path(j, &r, path, sizeof path);
-  if (od_file_write_opt(path, img, len, j->durable) != 0) {
+  if (!link_same_upload(j, &r, path) &&
+      od_file_write_opt(path, img, len, j->durable) != 0) {
     int e = errno;
     od_jobs_dir_failed(j, e);
     od_log("upload: cannot write %s: %s", path, strerror(e));
@@ -382,6 +395,7 @@ int od_jobs_add_upload(od_jobs *j, const uint8_t *img, size_t len,
     return rc == OD_STORE_DOWN ? -3 : -1;
   }
   snprintf(id_out, 37, "%s", r.id);
+  od_imgmemo_stored(j->svc->imgmemo, r.image_sha256, r.id, r.ext);
   od_log("job %s uploaded bytes=%zu type=%s", id_out, len, ext);
   return 0;
 }
@@ -415,14 +429,19 @@ void od_jobs_update_cache_gauges(od_jobs *j) {
                  (double)od_cache_bytes(j->svc->cache, (od_cache_tier)t));
 }
 
-/* Completes the job r (queued, held by this request) from the result
- * cache: its model is made a link to the cached one (no copy), then the
- * completion is recorded. 0 when done, -1 on a miss (or a hit that could
- * not be used: the job runs), -2 when the store could not record it. */
-static int complete_from_cache(od_jobs *j, od_job_rec *r,
-                               const od_job_rec *prev, int key_ok) {
+/* Completes the job r (idle in the store, r its next record as generate
+ * would queue it) from the result cache: its model is made a link to the
+ * cached one (no copy, durable: od_file_link), then the completion is
+ * recorded by one compare-and-set from the idle states, one synced commit.
+ * Called with the job's gen_mu held, so no other generate of this job runs
+ * in this process meanwhile; the compare-and-set decides against anything
+ * else (an eviction, another process on a shared store). OD_GEN_CACHED when
+ * done; *miss = 1 on a miss (or a hit that could not be used: the job
+ * runs); else why it was refused (the link is removed again). */
+static od_gen_result complete_from_cache(od_jobs *j, const od_job_rec *r,
+                                         int key_ok, int *miss) {
   od_metrics *m = &j->svc->m;
-  od_job_rec done = *r;
+  od_job_rec done = *r, prev;
   char out[PATH_MAX + 128];
   od_jobs_output_name(&done, done.output_name, sizeof done.output_name);
   od_jobs_output_path(j, done.output_name, out, sizeof out);
@@ -441,8 +460,9 @@ static int complete_from_cache(od_jobs *j, od_job_rec *r,
     od_log("job %s: a cache hit could not be linked (%s); running it",
            r->id, strerror(errno));
   }
+  *miss = hit != 1;
   if (hit != 1)
-    return -1;
+    return OD_GEN_QUEUED;
   om_counter_inc(m->cache_hits[tier]);
   done.state = OD_JOB_COMPLETED;
   done.cached = 1;
@@ -455,12 +475,19 @@ static int complete_from_cache(od_jobs *j, od_job_rec *r,
   snprintf(done.stage, sizeof done.stage, "completed");
   done.t_ended = od_wall();
   od_jobs_fit_budget(j, len); /* the linked model counts as the job's */
-  if (od_store_transition(j->store, &done, OD_STATE_BIT(OD_JOB_QUEUED), 0,
-                          NULL) != OD_STORE_OK) {
-    unlink(out);
-    return -2;
+  od_store_rc rc =
+      od_store_transition(j->store, &done, OD_STATES_IDLE, 0, &prev);
+  if (rc != OD_STORE_OK) {
+    /* Nothing points at the link: the job is gone, or no longer idle
+     * (only another process can have moved it: this one holds gen_mu). */
+    if (rc != OD_STORE_CONFLICT)
+      unlink(out);
+    return rc == OD_STORE_NOT_FOUND  ? OD_GEN_NOT_FOUND
+           : rc == OD_STORE_GONE     ? OD_GEN_GONE
+           : rc == OD_STORE_CONFLICT ? OD_GEN_CONFLICT
+                                     : OD_GEN_UNAVAILABLE;
   }
-  drop_old_output(j, prev, &done);
+  drop_old_output(j, &prev, &done);
   od_jobs_update_cache_gauges(j);
   count_gen(j, done.req.format, "cached");
   od_log("job %s completed from the %s cache format=%s bytes=%zu", done.id,
@@ -472,7 +499,7 @@ static int complete_from_cache(od_jobs *j, od_job_rec *r,
   json_t *ev_data = od_job_event_json(&v, &ev);
   if (ev_data != NULL)
     od_jobs_publish(j, done.id, ev, ev_data);
-  return 0;
+  return OD_GEN_CACHED;
 }
 
 /* A refused generate: the job as it was, its previous model included,
@@ -485,8 +512,9 @@ static void give_back(od_jobs *j, od_job_rec *prev, int hold) {
   od_store_transition(j->store, prev, OD_STATE_BIT(OD_JOB_QUEUED), 0, NULL);
 }
 
-od_gen_result od_jobs_generate(od_jobs *j, const od_generate_req *req,
-                               int *position) {
+/* Called with the job's gen_mu held (od_jobs_generate). */
+static od_gen_result generate_locked(od_jobs *j, const od_generate_req *req,
+                                     int *position) {
   od_metrics *m = &j->svc->m;
   *position = 0;
   od_job_rec r, prev;
@@ -501,9 +529,6 @@ od_gen_result od_jobs_generate(od_jobs *j, const od_generate_req *req,
     count_gen(j, req->format, "rejected");
     return OD_GEN_DRAINING;
   }
-  /* Claim the job now (queued), so a second request gets 409 while the
-   * cache is searched. The store compares and sets: of two racing
-   * requests, one wins. */
   r.state = OD_JOB_QUEUED;
   r.req = *req;
   int key_ok = cache_key(r.image_sha256, req, r.cache_key) == 0;
@@ -521,21 +546,25 @@ od_gen_result od_jobs_generate(od_jobs *j, const od_generate_req *req,
   r.t_started = r.t_ended = 0;
   r.tries = 0;
   r.hold_until = 0;
+
+  /* A cache hit goes from idle to completed in one commit (one sync where
+   * a queued commit first would cost two). */
+  int miss = 1;
+  od_gen_result g = complete_from_cache(j, &r, key_ok, &miss);
+  if (!miss)
+    return g;
+
+  /* Queued now: of two racing requests (here, or in another process on a
+   * shared store) the store's compare-and-set lets one win. */
   rc = od_store_transition(j->store, &r, OD_STATES_IDLE, 0, &prev);
   if (rc == OD_STORE_NOT_FOUND)
     return OD_GEN_NOT_FOUND;
+  if (rc == OD_STORE_GONE)
+    return OD_GEN_GONE;
   if (rc == OD_STORE_CONFLICT)
     return OD_GEN_CONFLICT;
   if (rc != OD_STORE_OK)
     return OD_GEN_UNAVAILABLE;
-
-  int cached = complete_from_cache(j, &r, &prev, key_ok);
-  if (cached == 0)
-    return OD_GEN_CACHED;
-  if (cached == -2) {
-    give_back(j, &prev, 0);
-    return OD_GEN_UNAVAILABLE;
-  }
 
   rc = od_store_enqueue(j->store, r.id, position);
   if (rc != OD_STORE_OK) {
@@ -557,6 +586,19 @@ od_gen_result od_jobs_generate(od_jobs *j, const od_generate_req *req,
   od_log("job %s queued position=%d format=%s quality=%d", req->job_id,
          *position, orfeas_pl_format_name(req->format), req->quality);
   return OD_GEN_QUEUED;
+}
+
+od_gen_result od_jobs_generate(od_jobs *j, const od_generate_req *req,
+                               int *position) {
+  /* FNV-1a of the id picks the stripe. */
+  uint32_t h = 2166136261u;
+  for (const char *p = req->job_id; *p; p++)
+    h = (h ^ (uint8_t)*p) * 16777619u;
+  pthread_mutex_t *mu = &j->gen_mu[h % OD_GEN_STRIPES];
+  pthread_mutex_lock(mu);
+  od_gen_result g = generate_locked(j, req, position);
+  pthread_mutex_unlock(mu);
+  return g;
 }
 
 /* ---- life cycle ---------------------------------------------------------- */
@@ -589,6 +631,8 @@ od_jobs *od_jobs_new(od_service *svc, char *err, size_t err_len) {
   }
   j->svc = svc;
   pthread_mutex_init(&j->admit_mu, NULL);
+  for (int k = 0; k < OD_GEN_STRIPES; k++)
+    pthread_mutex_init(&j->gen_mu[k], NULL);
   j->store_cap = (uint64_t)svc->cfg.max_store_mb << 20;
   j->store_up = j->dir_writable = 1;
   snprintf(j->dir_uploads, sizeof j->dir_uploads, "%.*s/uploads", PATH_MAX - 16,
@@ -726,6 +770,8 @@ void od_jobs_free(od_jobs *j) {
   od_fanout_free(j->fanout);
   od_eta_free(j->eta);
   pthread_mutex_destroy(&j->admit_mu);
+  for (int k = 0; k < OD_GEN_STRIPES; k++)
+    pthread_mutex_destroy(&j->gen_mu[k]);
   free(j);
 }
 

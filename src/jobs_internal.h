@@ -131,6 +131,8 @@ int od_fanout_live(od_fanout *f, const char *id, od_live *out);
 
 /* ---- jobs.c: shared with worker.c, commit.c, janitor.c ------------------- */
 
+#define OD_GEN_STRIPES 16
+
 struct od_jobs {
   od_service *svc;
   od_store *store;         /* owned */
@@ -142,6 +144,9 @@ struct od_jobs {
   /* Held by an upload while it makes room (evicts) and inserts, so two
    * uploads do not evict for the same room. */
   pthread_mutex_t admit_mu;
+  /* generate-3d of one job id at a time in this process (jobs.c: a cache
+   * hit is decided and recorded without a queued commit first). */
+  pthread_mutex_t gen_mu[OD_GEN_STRIPES];
   uint64_t store_cap; /* --max-store-mb in bytes */
   /* Files are synced only for a store that survives the process: with
    * memory: nothing points at them after a restart (recover.c removes

@@ -81,6 +81,11 @@ static int start(od_service *svc, const sigset_t *set, int *sig, char *err,
                             (size_t)svc->cfg.cache_disk_mb << 20, err, err_len);
   if (svc->cache == NULL)
     return 1;
+  svc->imgmemo = od_imgmemo_new((size_t)svc->cfg.image_memo_mb << 20);
+  if (svc->imgmemo == NULL) {
+    snprintf(err, err_len, "out of memory for the image memo");
+    return 1;
+  }
   om_gauge_set(svc->m.data_dir_min_free,
                (double)svc->cfg.min_free_mb * 1048576);
   for (int t = 0; t < OD_CACHE_TIERS; t++)
@@ -250,6 +255,7 @@ int main(int argc, char **argv) {
   od_hub_free(svc.hub);
   od_jobs_free(svc.jobs);
   od_cache_free(svc.cache);
+  od_imgmemo_free(svc.imgmemo);
   od_ratelimit_free(svc.rl);
   od_static_free(&svc);
   /* The log last but one: the lines above may still be in its ring. */

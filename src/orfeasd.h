@@ -57,6 +57,45 @@
 #include "orfeas/gpu.h"
 #include "orfeas/metrics.h"
 #include "orfeas/pipeline.h"
+
+/* ---- the image memo (imgmemo.c) ----------------------------------------- */
+
+typedef struct od_imgmemo od_imgmemo;
+
+/* bound: bytes (pixels + a fixed cost per entry); 0 keeps nothing. */
+od_imgmemo *od_imgmemo_new(size_t bound);
+void od_imgmemo_free(od_imgmemo *m);
+/* 1 when a w x h image's pixels would be kept (at most a quarter of the
+ * bound). */
+int od_imgmemo_keeps_pixels(const od_imgmemo *m, uint32_t w, uint32_t h);
+/* 1 when an image with this SHA-256 passed the upload check before. */
+int od_imgmemo_checked(od_imgmemo *m, const uint8_t digest[32]);
+/* Remembers that the image passed, with its pixels when img is not NULL
+ * (taken: *img is zeroed, or freed when the memo cannot keep it). */
+void od_imgmemo_put(od_imgmemo *m, const uint8_t digest[32],
+                    orfeas_pl_image *img);
+/* Moves the image's pixels out to *out (the image stays remembered as
+ * checked): 1, or 0 when none are kept (*out zeroed). */
+int od_imgmemo_take(od_imgmemo *m, const uint8_t digest[32],
+                    orfeas_pl_image *out);
+/* Notes that job id stored these bytes as uploads/<id>.<ext>, durably. */
+void od_imgmemo_stored(od_imgmemo *m, const uint8_t digest[32], const char *id,
+                       const char *ext);
+/* The "<id>.<ext>" file name of such an upload: 1, or 0 when none. */
+int od_imgmemo_stored_as(od_imgmemo *m, const uint8_t digest[32], char *name,
+                         size_t len);
+size_t od_imgmemo_bytes(od_imgmemo *m);
+
+/* What the memo saved (orfeas_image_memo_events_total{event}): an upload
+ * not checked again, a run on the check's pixels, a run that decoded the
+ * upload itself (no pixels kept for it). */
+typedef enum {
+  OD_MEMO_CHECK_SKIPPED = 0,
+  OD_MEMO_PIXELS_USED,
+  OD_MEMO_PIXELS_DECODED,
+  OD_MEMO_EVENTS
+} od_memo_event;
+extern const char *const OD_MEMO_EVENT_NAMES[OD_MEMO_EVENTS];
 /* The version is ORFEAS_VERSION of the generated orfeas_build.h (version,
  * git revision, build type), which the files that print it include: the
  * fuzz builds compile some of src/ without the build tree. */
@@ -86,6 +125,7 @@ typedef struct {
   double rate_limit_rps;    /* tokens per second per address; 0 = off */
   int rate_limit_burst;     /* bucket size */
   int cache_memory_mb;      /* memory tier bound */
+  int image_memo_mb;        /* imgmemo.c bound */
   int cache_disk_mb;        /* data-dir tier bound */
   int max_jobs;             /* job table size */
   int max_store_mb;         /* uploads + models kept in the data dir */
@@ -718,6 +758,10 @@ typedef struct {
   om_family *gen_failures_family; /* {reason} */
   om_counter *gen_failures[OD_FAIL_REASONS];
   om_gauge *data_dir_min_free;
+  /* The image memo (imgmemo.c). */
+  om_gauge *image_memo_bytes;
+  om_family *image_memo_family; /* {event} */
+  om_counter *image_memo[OD_MEMO_EVENTS];
   double start_time;             /* CLOCK_MONOTONIC seconds */
   /* Per-request handles, resolved on first use and kept: the request path
    * then costs no label hashing (http.c). Indexed by route, method (see
@@ -815,13 +859,13 @@ typedef struct od_jobs od_jobs;
 od_jobs *od_jobs_new(od_service *svc, char *err, size_t err_len);
 /* Starts the worker threads. */
 int od_jobs_start(od_jobs *j, char *err, size_t err_len);
-/* Stores an uploaded image as a new job. 0; -2 when every slot (or all of
- * --max-store-mb) is held by active or held jobs; -3 when the job store or
- * the data dir cannot take it now (down, disk full: 503); -1 on other
- * errors. */
+/* Stores an uploaded image (sha256: its digest) as a new job. 0; -2 when
+ * every slot (or all of --max-store-mb) is held by active or held jobs; -3
+ * when the job store or the data dir cannot take it now (down, disk full:
+ * 503); -1 on other errors. */
 int od_jobs_add_upload(od_jobs *j, const uint8_t *img, size_t len,
-                       const char *ext, char id_out[37], char *err,
-                       size_t err_len);
+                       const uint8_t sha256[32], const char *ext,
+                       char id_out[37], char *err, size_t err_len);
 od_gen_result od_jobs_generate(od_jobs *j, const od_generate_req *req,
                                int *position);
 /* 1 and *v filled when the job exists. */
@@ -1078,6 +1122,7 @@ struct od_service {
   od_jobs *jobs;
   od_hub *hub;
   od_cache *cache;
+  od_imgmemo *imgmemo; /* uploads' check results and pixels */
   od_ratelimit *rl;
   struct MHD_Daemon *daemon;
   orfeas_gpu *gpu;        /* NVML sampler; reports no GPU without NVML */

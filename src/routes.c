@@ -33,22 +33,49 @@ static int validation_error(od_service *svc, struct MHD_Connection *conn,
 /* ---- POST /api/upload-image ----------------------------------------------- */
 
 /* The image must be whole before the 200: its header is probed (type, size
- * limits), then all of it is decoded with the pipeline's limits without
- * keeping the pixels (orfeas_pl_image_verify: a PNG a row at a time, a JPEG
- * at 1/8 scale), so a truncated or corrupt file is a 400 now, not a failed
- * job later. It runs on the HTTP thread; its cost is in
- * docs/performance.md ("Upload check"). 0 when the image is good (*img
- * filled), -1 when answered. */
+ * limits), then all of it is decoded with the pipeline's limits, so a
+ * truncated or corrupt file is a 400 now, not a failed job later. It runs
+ * on the HTTP thread; its cost is in docs/performance.md ("Upload check").
+ * The image memo (imgmemo.c) skips it for bytes that passed before (same
+ * SHA-256: the same verdict), and keeps the pixels of a whole decode for
+ * the job's run, so the pipeline does not decode the image again; a JPEG
+ * (checked at 1/8 scale) or an image too large for the memo is checked
+ * without keeping pixels (orfeas_pl_image_verify: a PNG a row at a time).
+ * 0 when the image is good (*img and sha256 filled), -1 when answered. */
 static int check_image(od_service *svc, struct MHD_Connection *conn,
                        od_req *req, const uint8_t *data, size_t len,
-                       orfeas_pl_image_info *img) {
+                       orfeas_pl_image_info *img, uint8_t sha256[32]) {
   char msg[256];
+  unsigned int dlen = 0;
+  if (EVP_Digest(data, len, sha256, &dlen, EVP_sha256(), NULL) != 1 ||
+      dlen != 32) {
+    od_respond_error(svc, conn, req, 500, "internal",
+                     "SHA-256 unavailable (OpenSSL)", NULL);
+    return -1;
+  }
   orfeas_pl_code rc =
       orfeas_pl_image_probe(data, len, 0, 0, img, msg, sizeof msg);
-  if (rc == ORFEAS_PL_OK)
-    rc = orfeas_pl_image_verify(data, len, 0, 0, msg, sizeof msg);
-  if (rc == ORFEAS_PL_OK)
+  if (rc == ORFEAS_PL_OK && od_imgmemo_checked(svc->imgmemo, sha256)) {
+    om_counter_inc(svc->m.image_memo[OD_MEMO_CHECK_SKIPPED]);
     return 0;
+  }
+  if (rc == ORFEAS_PL_OK && img->type != ORFEAS_PL_IMAGE_JPEG &&
+      od_imgmemo_keeps_pixels(svc->imgmemo, img->width, img->height)) {
+    orfeas_pl_image px;
+    rc = orfeas_pl_image_decode(data, len, 0, 0, &px, msg, sizeof msg);
+    if (rc == ORFEAS_PL_OK) {
+      od_imgmemo_put(svc->imgmemo, sha256, &px);
+      om_gauge_set(svc->m.image_memo_bytes,
+                   (double)od_imgmemo_bytes(svc->imgmemo));
+      return 0;
+    }
+  } else if (rc == ORFEAS_PL_OK) {
+    rc = orfeas_pl_image_verify(data, len, 0, 0, msg, sizeof msg);
+    if (rc == ORFEAS_PL_OK) {
+      od_imgmemo_put(svc->imgmemo, sha256, NULL);
+      return 0;
+    }
+  }
   if (rc == ORFEAS_PL_ENOMEM) {
     od_respond_error_ex(svc, conn, req,
                         &(od_error){.status = 503,
@@ -98,13 +125,14 @@ static void handle_upload(od_service *svc, struct MHD_Connection *conn, od_req *
     return;
   }
   orfeas_pl_image_info img;
-  if (check_image(svc, conn, req, part.data, part.len, &img) != 0)
+  uint8_t sha256[32];
+  if (check_image(svc, conn, req, part.data, part.len, &img, sha256) != 0)
     return;
   /* Stored as uploads/<id>.<ext>: png, jpg, webp, gif, bmp. */
   const char *ext = orfeas_pl_image_type_ext(img.type);
   char id[37], err[256];
-  int rc_add = od_jobs_add_upload(svc->jobs, part.data, part.len, ext, id,
-                                  err, sizeof err);
+  int rc_add = od_jobs_add_upload(svc->jobs, part.data, part.len, sha256, ext,
+                                  id, err, sizeof err);
   if (rc_add == -2 || rc_add == -3) {
     /* -2: no room (--max-store-mb or --max-jobs); -3: the store or the
      * data dir cannot take a write now (a full disk). err names no path. */

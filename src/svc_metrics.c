@@ -260,7 +260,19 @@ static const metric_def METRICS[] = {
      "--min-free-mb in bytes: below it on the data dir's file system /ready "
      "answers 503 and uploads 503 (0: off).",
      NO_LABELS, NO_BUCKETS},
+    {FIELD(image_memo_bytes), OM_GAUGE, "orfeas_image_memo_bytes",
+     "Bytes the image memo holds (uploads' decoded pixels waiting for their "
+     "run, 16 KiB per remembered image); bound --image-memo-mb.",
+     NO_LABELS, NO_BUCKETS},
+    {FIELD(image_memo_family), OM_COUNTER, "orfeas_image_memo_events_total",
+     "Image memo: uploads whose check was skipped (the same bytes passed "
+     "before), runs on the check's pixels, runs that decoded the upload "
+     "again.",
+     LABELS("event"), NO_BUCKETS},
 };
+
+const char *const OD_MEMO_EVENT_NAMES[OD_MEMO_EVENTS] = {
+    "check_skipped", "pixels_used", "pixels_decoded"};
 
 /* Registers one definition and stores its handle in its field (of the
  * type FIELD read). 0, or -1 with err naming the metric. */
@@ -409,6 +421,9 @@ static void precreate(od_metrics *m) {
   for (int r = 0; r < OD_FAIL_REASONS; r++)
     m->gen_failures[r] = om_family_counter(m->gen_failures_family,
                                            OM_LABELS(OD_FAIL_REASON_NAMES[r]));
+  for (int e = 0; e < OD_MEMO_EVENTS; e++)
+    m->image_memo[e] = om_family_counter(m->image_memo_family,
+                                         OM_LABELS(OD_MEMO_EVENT_NAMES[e]));
 }
 
 /* Registers every family, the process collector and the build info, then

@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -195,11 +196,29 @@ static void run_job(od_workers *w, int k, od_job_rec *r) {
   od_log("job %s started waited=%.3fs", r->id, waited);
   set_live(w, k, r->id);
 
+  /* The upload check's pixels when the memo kept them (imgmemo.c): the
+   * image is then decoded once per job; else the upload is read back. The
+   * job's input stays its stored upload: the pixels are used only while
+   * that file is there (a job whose upload is gone fails as it always
+   * did). */
+  orfeas_pl_image px;
+  uint8_t *img = NULL;
+  size_t len = 0;
   char up[PATH_MAX + 64];
   od_jobs_upload_path(j, r, up, sizeof up);
-  size_t len = 0;
-  uint8_t *img = od_file_read(up, &len);
-  if (img == NULL) {
+  int have_px = od_imgmemo_take(j->svc->imgmemo, r->image_sha256, &px);
+  if (have_px) {
+    om_gauge_set(m->image_memo_bytes,
+                 (double)od_imgmemo_bytes(j->svc->imgmemo));
+    struct stat st;
+    if (stat(up, &st) != 0) {
+      orfeas_pl_image_free(&px);
+      have_px = 0;
+    }
+  }
+  om_counter_inc(
+      m->image_memo[have_px ? OD_MEMO_PIXELS_USED : OD_MEMO_PIXELS_DECODED]);
+  if (!have_px && (img = od_file_read(up, &len)) == NULL) {
     int e = errno;
     if (od_errno_is_fd_exhaustion(e)) {
       od_metric_fd_exhausted(j->svc, OD_FD_JOB);
@@ -232,7 +251,9 @@ static void run_job(od_workers *w, int k, od_job_rec *r) {
   orfeas_pl_result res;
   char msg[256];
   double t0 = od_now();
-  orfeas_pl_code code = orfeas_pl_run(img, len, &opt, &res, msg, sizeof msg);
+  orfeas_pl_code code =
+      have_px ? orfeas_pl_run_decoded(&px, &opt, &res, msg, sizeof msg)
+              : orfeas_pl_run(img, len, &opt, &res, msg, sizeof msg);
   free(img);
   if (code == ORFEAS_PL_ECANCELLED) {
     orfeas_pl_result_free(&res);

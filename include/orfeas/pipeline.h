@@ -344,6 +344,15 @@ orfeas_pl_code orfeas_pl_run(const uint8_t *image, size_t image_len,
                              orfeas_pl_result *res, char *msg,
                              size_t msg_len);
 
+/* As orfeas_pl_run() on an image already decoded (a caller that had to
+ * decode it whole anyway, e.g. to check an upload): image_loading only
+ * checks its size against the options' limits. `img` is taken: its pixels
+ * are released by the run, success or not, and *img is zeroed. */
+orfeas_pl_code orfeas_pl_run_decoded(orfeas_pl_image *img,
+                                     const orfeas_pl_options *opt,
+                                     orfeas_pl_result *res, char *msg,
+                                     size_t msg_len);
+
 /* As orfeas_pl_run(), and also keeps the final mesh in res->mesh (tests,
  * tools). */
 orfeas_pl_code orfeas_pl_run_keep_mesh(const uint8_t *image, size_t image_len,

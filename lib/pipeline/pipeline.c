@@ -217,6 +217,7 @@ static void job_free(job_state *st) {
  * few lines of calls into its own file, and they read best in a row. */
 static orfeas_pl_code stages(job *j, job_state *st, const uint8_t *image,
                              size_t image_len, char *msg, size_t msg_len) {
+  /* st->img already set: the decoded image (orfeas_pl_run_decoded). */
   const orfeas_pl_options *o = j->opt;
   orfeas_pl_result *r = j->res;
   orfeas_pl_code rc;
@@ -229,8 +230,11 @@ static orfeas_pl_code stages(job *j, job_state *st, const uint8_t *image,
 #define OOM(what) pl_fail(msg, msg_len, ORFEAS_PL_ENOMEM, "out of memory in %s", what)
 
   STAGE_BEGIN(ORFEAS_PL_STAGE_IMAGE_LOADING);
-  rc = orfeas_pl_image_decode(image, image_len, o->max_side, o->max_pixels,
-                              &st->img, msg, msg_len);
+  rc = st->img.rgba == NULL
+           ? orfeas_pl_image_decode(image, image_len, o->max_side,
+                                    o->max_pixels, &st->img, msg, msg_len)
+           : pl_check_dims(st->img.width, st->img.height, o->max_side,
+                           o->max_pixels, msg, msg_len);
   if (rc != ORFEAS_PL_OK)
     return rc;
   r->image_width = st->img.width;
@@ -299,19 +303,29 @@ static orfeas_pl_code stages(job *j, job_state *st, const uint8_t *image,
 }
 
 static orfeas_pl_code run(const uint8_t *image, size_t image_len,
+                          orfeas_pl_image *decoded,
                           const orfeas_pl_options *opt, orfeas_pl_result *res,
                           char *msg, size_t msg_len, int keep_mesh) {
-  if (res == NULL)
-    return pl_fail(msg, msg_len, ORFEAS_PL_EINVAL, "result is NULL");
+  job_state st;
+  memset(&st, 0, sizeof st);
+  if (decoded != NULL) { /* taken, whatever happens next */
+    st.img = *decoded;
+    memset(decoded, 0, sizeof *decoded);
+  }
+  if (res == NULL || (decoded != NULL && st.img.rgba == NULL)) {
+    job_free(&st);
+    return pl_fail(msg, msg_len, ORFEAS_PL_EINVAL,
+                   res == NULL ? "result is NULL" : "no image");
+  }
   memset(res, 0, sizeof *res);
   if (msg != NULL && msg_len > 0)
     msg[0] = '\0';
   orfeas_pl_code rc = orfeas_pl_options_check(opt, msg, msg_len);
-  if (rc != ORFEAS_PL_OK)
+  if (rc != ORFEAS_PL_OK) {
+    job_free(&st);
     return rc;
+  }
   job j = {opt, res, 0, 0};
-  job_state st;
-  memset(&st, 0, sizeof st);
   rc = stages(&j, &st, image, image_len, msg, msg_len);
   if (rc == ORFEAS_PL_OK && keep_mesh) {
     res->mesh = st.shape.mesh; /* ownership moves to the result */
@@ -335,12 +349,19 @@ orfeas_pl_code orfeas_pl_run(const uint8_t *image, size_t image_len,
                              const orfeas_pl_options *opt,
                              orfeas_pl_result *res, char *msg,
                              size_t msg_len) {
-  return run(image, image_len, opt, res, msg, msg_len, 0);
+  return run(image, image_len, NULL, opt, res, msg, msg_len, 0);
+}
+
+orfeas_pl_code orfeas_pl_run_decoded(orfeas_pl_image *img,
+                                     const orfeas_pl_options *opt,
+                                     orfeas_pl_result *res, char *msg,
+                                     size_t msg_len) {
+  return run(NULL, 0, img, opt, res, msg, msg_len, 0);
 }
 
 orfeas_pl_code orfeas_pl_run_keep_mesh(const uint8_t *image, size_t image_len,
                                        const orfeas_pl_options *opt,
                                        orfeas_pl_result *res, char *msg,
                                        size_t msg_len) {
-  return run(image, image_len, opt, res, msg, msg_len, 1);
+  return run(image, image_len, NULL, opt, res, msg, msg_len, 1);
 }

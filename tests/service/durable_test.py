@@ -24,6 +24,14 @@ retention do to jobs that got a 2xx.
              still 410 after a restart.
   badstore   a jobs.db that is not a job store, or from a newer schema:
              orfeasd exits non-zero naming the file (no fresh database).
+  memo       the image memo (--image-memo-mb): a first upload's pixels
+             serve its run (pixels_used); the same bytes again skip the
+             check and are stored as a hard link to the first file; a
+             generate that hits the cache answers completed at once, its
+             model a link to the first model; a job whose stored upload
+             is deleted fails although the memo kept its pixels (the
+             upload is the job's input); after kill -9 both jobs
+             answer as before and both models download byte-identical.
   fulldisk   a full disk (a small tmpfs): the job fails with the reason,
              uploads get 503, /ready 503; space back: service resumes, and
              a restart finds the store consistent. Skipped (with why) where
@@ -375,6 +383,41 @@ def case_badstore(work):
         check(open(db, "rb").read() == before, "the file is left as it was")
 
 
+def case_memo(work):
+    data = os.path.join(work, "data")
+    img = make_image("png", 200, os.path.join(work, "memo.png"))
+    s = Server(data, "--workers", "1")
+    a = s.upload(img)[2]["job_id"]
+    check(s.generate(a, "stl", quality=1)[0] == 202 and s.wait_job(a)["status"] == "completed", "job A completed")
+    sm = s.samples()
+    check(value(sm, "orfeas_image_memo_events_total", event="pixels_used") == 1 and
+          value(sm, "orfeas_image_memo_events_total", event="pixels_decoded") == 0,
+          "job A ran on the upload check's pixels (pixels_used 1, pixels_decoded 0)")
+    b = s.upload(img)[2]["job_id"]
+    check(value(s.samples(), "orfeas_image_memo_events_total", event="check_skipped") == 1,
+          "the same bytes again: check_skipped 1")
+    up = {j: os.stat(os.path.join(data, "uploads", j + ".png")) for j in (a, b)}
+    check(up[a].st_ino == up[b].st_ino and up[b].st_nlink == 2, "B's upload is a hard link to A's")
+    st, _, body = s.generate(b, "stl", quality=1)
+    check(st == 202 and body["status"] == "completed", "B's generate hits the cache: 202 completed")
+    model = s.request("GET", s.status(a)["download_url"])[2]
+    fresh = make_image("png", 120, os.path.join(work, "fresh.png"))
+    c = s.upload(fresh)[2]["job_id"]
+    os.unlink(os.path.join(data, "uploads", c + ".png"))
+    check(s.generate(c, "stl", quality=1)[0] == 202, "job C accepted")
+    js = s.wait_job(c)
+    check(js["status"] == "failed" and "gone" in js["error"],
+          "its stored upload deleted, job C fails though its pixels were kept: %s" % js.get("error"))
+    s.proc.kill()
+    s.proc.wait()
+    s = Server(data, "--workers", "1")
+    for j in (a, b):
+        js = s.status(j)
+        check(js["status"] == "completed", "after kill -9 job %s is completed" % j[:8])
+        check(s.request("GET", js["download_url"])[2] == model, "and its model downloads byte-identical")
+    check(s.stop() == 0, "exit 0")
+
+
 def case_fulldisk(work):
     mnt = os.path.join(work, "small")
     os.makedirs(mnt)
@@ -437,4 +480,4 @@ def fulldisk_on(work, data):
 if __name__ == "__main__":
     main({"crash": case_crash, "sigterm": case_sigterm, "torn": case_torn, "budget": case_budget,
           "polite": case_polite, "retention": case_retention, "badstore": case_badstore,
-          "fulldisk": case_fulldisk})
+          "memo": case_memo, "fulldisk": case_fulldisk})

@@ -272,8 +272,44 @@ static void test_extreme_sides(void **s) {
   free(png);
 }
 
+/* orfeas_pl_run_decoded on the decoded image gives the same file as
+ * orfeas_pl_run on its bytes; it takes the pixels in every case, and an
+ * image outside the limits fails in image_loading as a decode would. */
+static void test_run_decoded(void **s) {
+  (void)s;
+  size_t len;
+  uint8_t *png = encode(TPL_STAR_HOLE, 320, 240, 1, &len);
+  orfeas_pl_options o;
+  orfeas_pl_options_init(&o);
+  o.format = ORFEAS_PL_GLB;
+  orfeas_pl_result a, b;
+  assert_int_equal(orfeas_pl_run(png, len, &o, &a, NULL, 0), ORFEAS_PL_OK);
+  orfeas_pl_image img;
+  assert_int_equal(orfeas_pl_image_decode(png, len, 0, 0, &img, NULL, 0),
+                   ORFEAS_PL_OK);
+  assert_int_equal(orfeas_pl_run_decoded(&img, &o, &b, NULL, 0), ORFEAS_PL_OK);
+  assert_null(img.rgba); /* taken */
+  assert_int_equal(b.image_width, 320);
+  assert_int_equal(a.file.size, b.file.size);
+  assert_memory_equal(a.file.data, b.file.data, a.file.size);
+  assert_int_equal(a.quality.score == b.quality.score, 1);
+  orfeas_pl_result_free(&a);
+  orfeas_pl_result_free(&b);
+  /* Outside the options' limits: refused, pixels still released. */
+  assert_int_equal(orfeas_pl_image_decode(png, len, 0, 0, &img, NULL, 0),
+                   ORFEAS_PL_OK);
+  o.max_side = 256;
+  char msg[128];
+  assert_int_equal(orfeas_pl_run_decoded(&img, &o, &b, msg, sizeof msg),
+                   ORFEAS_PL_ESIZE);
+  assert_null(img.rgba);
+  orfeas_pl_result_free(&b);
+  free(png);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_run_decoded),
       cmocka_unit_test(test_progress),
       cmocka_unit_test(test_cancel),
       cmocka_unit_test(test_options),
