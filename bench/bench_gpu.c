@@ -59,7 +59,8 @@ void bench_gpu_suite(bench_report *r) {
     n++;
   }
   if (n > 0) {
-    bench_set(r, "gpu_sample_round", "ours_ns_per_gpu", bench_median(rounds, n));
+    bench_set(r, "gpu_sample_round", "ours_ns_per_gpu",
+              bench_median(rounds, n));
     bench_set(r, "gpu_scrape", "ours_ns", bench_median(scrapes, n));
   }
   int left = orfeas_gpu_stop(g, 0); /* 1: the sampler still uses reg */

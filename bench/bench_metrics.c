@@ -13,8 +13,8 @@
 
 #include <math.h>
 #include <pthread.h>
-#include <stdbool.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +30,7 @@ static const double bounds[11] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
 static const char *const methods[10] = {"GET", "GET",  "GET", "POST", "POST",
                                         "PUT", "HEAD", "GET", "POST", "GET"};
 static const char *const codes[10] = {"200", "404", "500", "200", "400",
-                                      "201", "200",  "304", "500", "429"};
+                                      "201", "200", "304", "500", "429"};
 
 const double *bench_values(void);
 const double *bench_bounds(void);
@@ -189,8 +189,8 @@ static void render_case(bench_report *r, const char *name, peer *p,
                       .buckets = bounds,
                       .bucket_count = 11,
                       .max_series = (size_t)series};
-  om_family *f = om_family_new(c.reg, histograms ? OM_HISTOGRAM : OM_COUNTER,
-                               &o, NULL);
+  om_family *f =
+      om_family_new(c.reg, histograms ? OM_HISTOGRAM : OM_COUNTER, &o, NULL);
   char id[16];
   for (int i = 0; i < series; i++) {
     snprintf(id, sizeof id, "%d", i);
@@ -224,7 +224,8 @@ void bench_metrics_suite(bench_report *r) {
       om_histogram_new(reg, "bench_histogram", "h", bounds, 11, NULL);
   om_family *lf = om_family_new(
       reg, OM_COUNTER,
-      &(om_family_opts){.name = "bench_lookup_total", .help = "h",
+      &(om_family_opts){.name = "bench_lookup_total",
+                        .help = "h",
                         .label_names = OM_LABELS("method", "code"),
                         .label_count = 2},
       NULL);
@@ -236,8 +237,8 @@ void bench_metrics_suite(bench_report *r) {
   op_case(r, "counter_inc_2t", ours_counter_loop, c, peer_counter_loop, p, 2);
   op_case(r, "histogram_observe_1t", ours_histogram_loop, h,
           peer_histogram_loop, p, 1);
-  op_case(r, "labeled_lookup_inc_1t", ours_lookup_loop, lf, peer_lookup_loop,
-          p, 1);
+  op_case(r, "labeled_lookup_inc_1t", ours_lookup_loop, lf, peer_lookup_loop, p,
+          1);
   render_case(r, "render_10k_counters", p, false, 10000);
   render_case(r, "render_1k_histograms", p, true, 1000);
 

@@ -39,9 +39,8 @@ static uint8_t *make_png(uint32_t side, size_t *len) {
 }
 
 /* Runs the job n times; fills the median total and per-stage times. */
-static int time_jobs(const uint8_t *png, size_t len,
-                     const orfeas_pl_options *o, int n, double *total,
-                     double stage[ORFEAS_PL_STAGE_COUNT],
+static int time_jobs(const uint8_t *png, size_t len, const orfeas_pl_options *o,
+                     int n, double *total, double stage[ORFEAS_PL_STAGE_COUNT],
                      orfeas_pl_quality *q, size_t *file_bytes) {
   double t[32], st[ORFEAS_PL_STAGE_COUNT][32];
   for (int i = 0; i < n && i < 32; i++) {

@@ -3,9 +3,8 @@
  *  api_metrics_overhead  requests/s of GET /health, request metrics on vs
  *                        --http-metrics 0, with an A/A control: three orfeasd
  *                        processes compared request by request (the design
- *                        and why: the comment opening that section below). Closed loop: one
- *                        request in flight per server.
- *  api_metrics_overhead_saturated
+ *                        and why: the comment opening that section below).
+ * Closed loop: one request in flight per server. api_metrics_overhead_saturated
  *                        the same with pipelined batches of 16, so the server
  *                        is busy the whole time.
  *  scrape_under_load     GET /metrics latency (p50, p99, max) over keep-alive
@@ -15,7 +14,8 @@
  *                        --worker-nice 0 (the *_nice0 figures).
  *
  * Servers run with --access-log 0: the log line is not request metrics, and
- * its write would only add noise. The binary is the build's orfeasd, next to this one.
+ * its write would only add noise. The binary is the build's orfeasd, next to
+ * this one.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -39,7 +39,6 @@
 #include "bench.h"
 #include "orfeasd.h"
 #include "pl_images.h"
-
 
 /* >= 0: start_server pins the servers it starts (all their threads) to it. */
 static int g_server_cpu = -1;
@@ -72,7 +71,8 @@ int start_server(server *s, const char *const *extra) {
   snprintf(logp, sizeof logp, "%s/log", s->dir);
   char data[PATH_MAX + 16];
   snprintf(data, sizeof data, "%s/data", s->dir);
-  const char *argv[24] = {bin, "--listen", "127.0.0.1:0", "--data-dir", data, "--access-log", "0"};
+  const char *argv[24] = {
+      bin, "--listen", "127.0.0.1:0", "--data-dir", data, "--access-log", "0"};
   int a = 7;
   for (int i = 0; extra && extra[i] && a < 22; i++)
     argv[a++] = extra[i];
@@ -121,7 +121,8 @@ void stop_server(server *s) {
 
 int connect_to(int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  struct sockaddr_in sa = {.sin_family = AF_INET,
+                           .sin_port = htons((uint16_t)port)};
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
     if (fd >= 0)
@@ -167,7 +168,7 @@ ssize_t recv_more(int fd, char **buf, size_t *cap, size_t have) {
 /* Sends req and reads one response (headers + Content-Length body) into
  * buf; returns the status, -1 on error. *body_at gets the body offset. */
 int roundtrip(int fd, const void *req, size_t req_len, char **buf, size_t *cap,
-                     size_t *len, size_t *body_at) {
+              size_t *len, size_t *body_at) {
   if (send_all(fd, req, req_len) != 0)
     return -1;
   size_t have = 0, need = 0;
@@ -179,7 +180,8 @@ int roundtrip(int fd, const void *req, size_t req_len, char **buf, size_t *cap,
     have = (size_t)h;
     if (hend == NULL && (hend = strstr(*buf, "\r\n\r\n")) != NULL) {
       char *cl = strcasestr(*buf, "content-length:");
-      need = (size_t)(hend + 4 - *buf) + (cl && cl < hend ? strtoul(cl + 15, NULL, 10) : 0);
+      need = (size_t)(hend + 4 - *buf) +
+             (cl && cl < hend ? strtoul(cl + 15, NULL, 10) : 0);
     }
     if (hend != NULL && have >= need)
       break;
@@ -218,10 +220,10 @@ enum { OV_ON, OV_OFF, OV_CTL, OV_NS };
 
 typedef struct {
   const char *name;
-  int depth;       /* requests per batch; 1 = plain closed loop */
-  int epochs;      /* <= OV_MAX_EPOCHS */
-  double seconds;  /* measured time over all epochs */
-  int verbose;     /* a line per epoch on stderr */
+  int depth;      /* requests per batch; 1 = plain closed loop */
+  int epochs;     /* <= OV_MAX_EPOCHS */
+  double seconds; /* measured time over all epochs */
+  int verbose;    /* a line per epoch on stderr */
 } ov_plan;
 
 enum { OV_MAX_EPOCHS = 256 };
@@ -241,8 +243,8 @@ int cmp_d(const void *a, const void *b) {
 
 /* Pipelined: sends `depth` copies of req in one write and reads `depth`
  * responses; returns how many were 200, -1 on error. */
-static int batch_roundtrip(int fd, const char *reqs, size_t reqs_len, int depth, char **buf,
-                           size_t *cap) {
+static int batch_roundtrip(int fd, const char *reqs, size_t reqs_len, int depth,
+                           char **buf, size_t *cap) {
   if (send_all(fd, reqs, reqs_len) != 0)
     return -1;
   int got = 0, ok = 0;
@@ -257,7 +259,8 @@ static int batch_roundtrip(int fd, const char *reqs, size_t reqs_len, int depth,
       if (h == NULL)
         break;
       char *cl = strcasestr(*buf + pos, "content-length:");
-      size_t need = (size_t)(h + 4 - *buf) + (cl && cl < h ? strtoul(cl + 15, NULL, 10) : 0);
+      size_t need = (size_t)(h + 4 - *buf) +
+                    (cl && cl < h ? strtoul(cl + 15, NULL, 10) : 0);
       if (need > have)
         break;
       ok += strncmp(*buf + pos + 9, "200", 3) == 0;
@@ -305,8 +308,8 @@ int proc_stat(pid_t pid, double *cpu_s, double *minflt) {
   char *p = strrchr(buf, ')'); /* the command name may hold spaces */
   unsigned long mf = 0, ut = 0, st = 0;
   if (p == NULL ||
-      sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %lu %*u %*u %*u %lu %lu",
-             &mf, &ut, &st) != 3)
+      sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %lu %*u %*u %*u %lu %lu", &mf,
+             &ut, &st) != 3)
     return -1;
   if (cpu_s)
     *cpu_s = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
@@ -364,10 +367,12 @@ static void pick_cpus(int *server_cpu, int *client_cpu) {
  * also measures the off server's CPU per request at saturation. Returns
  * the cycles run, -1 on failure. */
 static long overhead_epoch(const ov_plan *pl, int first, double seconds,
-                           double *lat, long cap_cycles, double *q, double *med_off,
-                           double *med_ctl, double *sum, double *cpu_ns) {
+                           double *lat, long cap_cycles, double *q,
+                           double *med_off, double *med_ctl, double *sum,
+                           double *cpu_ns) {
   static const char *const on_args[] = {"--http-threads", "1", NULL};
-  static const char *const off_args[] = {"--http-threads", "1", "--http-metrics", "0", NULL};
+  static const char *const off_args[] = {"--http-threads", "1",
+                                         "--http-metrics", "0", NULL};
   static const char one[] = "GET /health HTTP/1.1\r\nHost: bench\r\n\r\n";
   size_t one_len = sizeof one - 1, reqs_len = one_len * (size_t)pl->depth;
   char *reqs = malloc(reqs_len);
@@ -387,18 +392,20 @@ static long overhead_epoch(const ov_plan *pl, int first, double seconds,
   double end = bench_now_ns() + 0.3e9; /* warm-up, not recorded */
   for (long c = 0; ok && bench_now_ns() < end; c++)
     for (int j = 0; j < OV_NS && ok; j++)
-      ok = pl->depth > 1
-               ? batch_roundtrip(fd[(c + j) % OV_NS], reqs, reqs_len, pl->depth, &buf, &cap) ==
-                     pl->depth
-               : roundtrip(fd[(c + j) % OV_NS], one, one_len, &buf, &cap, &len, &at) == 200;
+      ok = pl->depth > 1 ? batch_roundtrip(fd[(c + j) % OV_NS], reqs, reqs_len,
+                                           pl->depth, &buf, &cap) == pl->depth
+                         : roundtrip(fd[(c + j) % OV_NS], one, one_len, &buf,
+                                     &cap, &len, &at) == 200;
   end = bench_now_ns() + seconds * 1e9;
   while (ok && n < cap_cycles && bench_now_ns() < end) {
     double *l = lat + (size_t)n * OV_NS;
     for (int j = 0; j < OV_NS && ok; j++) {
-      int k = (int)((n + j) % OV_NS); /* each server first, second, third in turn */
+      int k =
+          (int)((n + j) % OV_NS); /* each server first, second, third in turn */
       double t0 = bench_now_ns();
       ok = pl->depth > 1
-               ? batch_roundtrip(fd[k], reqs, reqs_len, pl->depth, &buf, &cap) == pl->depth
+               ? batch_roundtrip(fd[k], reqs, reqs_len, pl->depth, &buf,
+                                 &cap) == pl->depth
                : roundtrip(fd[k], one, one_len, &buf, &cap, &len, &at) == 200;
       l[k] = bench_now_ns() - t0;
     }
@@ -426,11 +433,15 @@ static long overhead_epoch(const ov_plan *pl, int first, double seconds,
       *cpu_ns = server_cpu_ns_per_request(&sv[OV_OFF], 3.0);
   } else {
     if (ok)
-      fprintf(stderr, "bench_service: %s: only %ld cycles in an epoch; raise "
-              "ORFEAS_BENCH_OVERHEAD_SCALE\n", pl->name, n);
+      fprintf(stderr,
+              "bench_service: %s: only %ld cycles in an epoch; raise "
+              "ORFEAS_BENCH_OVERHEAD_SCALE\n",
+              pl->name, n);
     else
-      fprintf(stderr, "bench_service: %s: a server did not start or a request failed "
-              "(after %ld cycles)\n", pl->name, n);
+      fprintf(stderr,
+              "bench_service: %s: a server did not start or a request failed "
+              "(after %ld cycles)\n",
+              pl->name, n);
     n = -1;
   }
   for (int k = 0; k < OV_NS; k++)
@@ -441,14 +452,16 @@ static long overhead_epoch(const ov_plan *pl, int first, double seconds,
 /* The 97.5% quantile of Student's t with df degrees of freedom: a table to
  * 30, past it the Cornish-Fisher expansion around z = 1.96 (error < 1e-3). */
 static double t975(int df) {
-  static const double t[31] = {0,     12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365,
-                               2.306, 2.262,  2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-                               2.120, 2.110,  2.101, 2.093, 2.086, 2.080, 2.074, 2.069,
-                               2.064, 2.060,  2.056, 2.052, 2.048, 2.045, 2.042};
+  static const double t[31] = {0,     12.706, 4.303, 3.182, 2.776, 2.571, 2.447,
+                               2.365, 2.306,  2.262, 2.228, 2.201, 2.179, 2.160,
+                               2.145, 2.131,  2.120, 2.110, 2.101, 2.093, 2.086,
+                               2.080, 2.074,  2.069, 2.064, 2.060, 2.056, 2.052,
+                               2.048, 2.045,  2.042};
   if (df <= 30)
     return t[df < 1 ? 1 : df];
   double z = 1.959964, v = df;
-  return z + (z * z * z + z) / (4 * v) + (5 * pow(z, 5) + 16 * z * z * z + 3 * z) / (96 * v * v);
+  return z + (z * z * z + z) / (4 * v) +
+         (5 * pow(z, 5) + 16 * z * z * z + 3 * z) / (96 * v * v);
 }
 
 /* Mean of v[0..n) and the half-width of its 95% confidence interval. */
@@ -473,7 +486,10 @@ static double instr_ns_in_process(void) {
     return -1;
   svc.cfg.http_metrics = 1;
   enum { N = 1000000 };
-  od_req rq = {.route = OD_ROUTE_HEALTH, .method = "GET", .method_idx = 0, .status = 200,
+  od_req rq = {.route = OD_ROUTE_HEALTH,
+               .method = "GET",
+               .method_idx = 0,
+               .status = 200,
                .resp_bytes = 58};
   double t0 = bench_now_ns();
   for (int i = 0; i < N; i++) {
@@ -488,10 +504,12 @@ static double instr_ns_in_process(void) {
 
 static void run_overhead(bench_report *r, const ov_plan *pl) {
   double per_epoch = pl->seconds / pl->epochs;
-  long cap_cycles = (long)(per_epoch * 40000) + 1000; /* above any rate seen here */
+  long cap_cycles =
+      (long)(per_epoch * 40000) + 1000; /* above any rate seen here */
   double *lat = malloc(sizeof(double) * OV_NS * (size_t)cap_cycles);
   double *q = malloc(sizeof(double) * 2 * (size_t)cap_cycles);
-  double med_off[OV_MAX_EPOCHS], med_ctl[OV_MAX_EPOCHS], sum[OV_NS] = {0}, cpu_ns = -1;
+  double med_off[OV_MAX_EPOCHS], med_ctl[OV_MAX_EPOCHS], sum[OV_NS] = {0},
+                                                         cpu_ns = -1;
   int server_cpu = -1, client_cpu = -1;
   cpu_set_t saved;
   int restore = sched_getaffinity(0, sizeof saved, &saved) == 0;
@@ -503,14 +521,15 @@ static void run_overhead(bench_report *r, const ov_plan *pl) {
   long cycles = 0;
   int e = 0;
   for (; lat != NULL && q != NULL && e < pl->epochs; e++) {
-    long n = overhead_epoch(pl, e % OV_NS, per_epoch, lat, cap_cycles, q,
-                            &med_off[e], &med_ctl[e], sum, e == 0 ? &cpu_ns : NULL);
+    long n =
+        overhead_epoch(pl, e % OV_NS, per_epoch, lat, cap_cycles, q,
+                       &med_off[e], &med_ctl[e], sum, e == 0 ? &cpu_ns : NULL);
     if (n < 0)
       break;
     cycles += n;
     if (pl->verbose)
-      fprintf(stderr, "%s epoch %d: %ld cycles, on/off %.4f, on/control %.4f\n", pl->name, e,
-              n, med_off[e], med_ctl[e]);
+      fprintf(stderr, "%s epoch %d: %ld cycles, on/off %.4f, on/control %.4f\n",
+              pl->name, e, n, med_off[e], med_ctl[e]);
   }
   g_server_cpu = -1;
   if (restore)
@@ -520,14 +539,18 @@ static void run_overhead(bench_report *r, const ov_plan *pl) {
   if (e < pl->epochs)
     return;
   double h, hc;
-  double ratio = mean_ci(med_off, pl->epochs, &h), ctl = mean_ci(med_ctl, pl->epochs, &hc);
+  double ratio = mean_ci(med_off, pl->epochs, &h),
+         ctl = mean_ci(med_ctl, pl->epochs, &hc);
   double per_cycle = pl->depth; /* requests per cycle and server */
   bench_set(r, pl->name, "epochs", pl->epochs);
   bench_set(r, pl->name, "cycles", (double)cycles);
   bench_set(r, pl->name, "pinned", client_cpu >= 0);
-  bench_set(r, pl->name, "rps_on", (double)cycles * per_cycle * 1e9 / sum[OV_ON]);
-  bench_set(r, pl->name, "rps_off", (double)cycles * per_cycle * 1e9 / sum[OV_OFF]);
-  bench_set(r, pl->name, "rps_control", (double)cycles * per_cycle * 1e9 / sum[OV_CTL]);
+  bench_set(r, pl->name, "rps_on",
+            (double)cycles * per_cycle * 1e9 / sum[OV_ON]);
+  bench_set(r, pl->name, "rps_off",
+            (double)cycles * per_cycle * 1e9 / sum[OV_OFF]);
+  bench_set(r, pl->name, "rps_control",
+            (double)cycles * per_cycle * 1e9 / sum[OV_CTL]);
   bench_set(r, pl->name, "ratio_on_off", ratio);
   bench_set(r, pl->name, "ratio_on_off_ci_lo", ratio - h);
   bench_set(r, pl->name, "ratio_on_off_ci_hi", ratio + h);
@@ -563,8 +586,8 @@ static void case_overhead(bench_report *r) {
     run_overhead(r, &sat);
 }
 
-int http_simple(int port, const char *head, const void *body, size_t blen, char *out,
-                       size_t out_len) {
+int http_simple(int port, const char *head, const void *body, size_t blen,
+                char *out, size_t out_len) {
   int fd = connect_to(port);
   if (fd < 0)
     return -1;
@@ -596,8 +619,8 @@ int http_simple(int port, const char *head, const void *body, size_t blen, char 
 static void case_scrape(bench_report *r, const char *nice, const char *sfx) {
   const char *name = "scrape_under_load";
   server s = {0};
-  const char *const args[] = {"--workers", "2", "--queue-size", "1000", "--worker-nice", nice,
-                              NULL};
+  const char *const args[] = {
+      "--workers", "2", "--queue-size", "1000", "--worker-nice", nice, NULL};
   if (start_server(&s, args) != 0) {
     stop_server(&s);
     return;
@@ -614,8 +637,10 @@ static void case_scrape(bench_report *r, const char *nice, const char *sfx) {
   free(px);
   static const char bnd[] = "benchBoundary";
   char pre[256], post[64];
-  int pl = snprintf(pre, sizeof pre, "--%s\r\nContent-Disposition: form-data; name=\"image\"; "
-                    "filename=\"b.png\"\r\n\r\n", bnd);
+  int pl = snprintf(pre, sizeof pre,
+                    "--%s\r\nContent-Disposition: form-data; name=\"image\"; "
+                    "filename=\"b.png\"\r\n\r\n",
+                    bnd);
   int ql = snprintf(post, sizeof post, "\r\n--%s--\r\n", bnd);
   size_t blen = (size_t)pl + plen + (size_t)ql;
   uint8_t *body = png ? malloc(blen) : NULL;
@@ -623,8 +648,10 @@ static void case_scrape(bench_report *r, const char *nice, const char *sfx) {
     memcpy(body, pre, (size_t)pl);
     memcpy(body + pl, png, plen);
     memcpy(body + pl + plen, post, (size_t)ql);
-    snprintf(head, sizeof head, "POST /api/upload-image HTTP/1.1\r\nHost: b\r\nContent-Type: "
-             "multipart/form-data; boundary=%s\r\nContent-Length: %zu\r\n\r\n", bnd, blen);
+    snprintf(head, sizeof head,
+             "POST /api/upload-image HTTP/1.1\r\nHost: b\r\nContent-Type: "
+             "multipart/form-data; boundary=%s\r\nContent-Length: %zu\r\n\r\n",
+             bnd, blen);
     for (int i = 0; i < JOBS; i++) {
       char *p;
       if (http_simple(s.port, head, body, blen, resp, sizeof resp) == 200 &&
@@ -642,10 +669,14 @@ static void case_scrape(bench_report *r, const char *nice, const char *sfx) {
   int accepted = 0;
   for (int i = 0; i < njobs; i++) {
     char json[256];
-    int jl = snprintf(json, sizeof json, "{\"job_id\":\"%s\",\"format\":\"stl\",\"quality\":10,"
-                      "\"dimensions\":{\"width\":%d}}", ids[i], 100 + i);
-    snprintf(head, sizeof head, "POST /api/generate-3d HTTP/1.1\r\nHost: b\r\nContent-Type: "
-             "application/json\r\nContent-Length: %d\r\n\r\n", jl);
+    int jl = snprintf(json, sizeof json,
+                      "{\"job_id\":\"%s\",\"format\":\"stl\",\"quality\":10,"
+                      "\"dimensions\":{\"width\":%d}}",
+                      ids[i], 100 + i);
+    snprintf(head, sizeof head,
+             "POST /api/generate-3d HTTP/1.1\r\nHost: b\r\nContent-Type: "
+             "application/json\r\nContent-Length: %d\r\n\r\n",
+             jl);
     if (http_simple(s.port, head, json, (size_t)jl, NULL, 0) == 202)
       accepted++;
   }
@@ -657,8 +688,9 @@ static void case_scrape(bench_report *r, const char *nice, const char *sfx) {
   char *buf = NULL;
   size_t cap = 0, len, at;
   char health[2048];
-  if (http_simple(s.port, "GET /api/health HTTP/1.1\r\nHost: b\r\n\r\n", NULL, 0, health,
-                  sizeof health) == 200 && strstr(health, "\"busy\":2"))
+  if (http_simple(s.port, "GET /api/health HTTP/1.1\r\nHost: b\r\n\r\n", NULL,
+                  0, health, sizeof health) == 200 &&
+      strstr(health, "\"busy\":2"))
     busy_seen = 1;
   while (fd >= 0 && n < SCRAPES) {
     double t0 = bench_now_ns();
@@ -668,8 +700,9 @@ static void case_scrape(bench_report *r, const char *nice, const char *sfx) {
     struct timespec ts = {0, 5 * 1000000}; /* 200 scrapes/s at most */
     nanosleep(&ts, NULL);
   }
-  if (http_simple(s.port, "GET /api/health HTTP/1.1\r\nHost: b\r\n\r\n", NULL, 0, health,
-                  sizeof health) == 200 && !strstr(health, "\"busy\":2"))
+  if (http_simple(s.port, "GET /api/health HTTP/1.1\r\nHost: b\r\n\r\n", NULL,
+                  0, health, sizeof health) == 200 &&
+      !strstr(health, "\"busy\":2"))
     busy_seen = 0; /* the load must cover the whole scrape window */
   if (fd >= 0)
     close(fd);

@@ -14,9 +14,9 @@
 #include <string>
 #include <vector>
 
-extern "C" const double *bench_values(void);  // 4096 values, bench_metrics.c
-extern "C" const double *bench_bounds(void);  // 11 bounds
-extern "C" const char *const *bench_methods(void);  // 10 label pairs
+extern "C" const double *bench_values(void); // 4096 values, bench_metrics.c
+extern "C" const double *bench_bounds(void); // 11 bounds
+extern "C" const char *const *bench_methods(void); // 10 label pairs
 extern "C" const char *const *bench_codes(void);
 
 struct peer {
@@ -37,12 +37,12 @@ extern "C" peer *peer_new(void) {
                     .Register(*p->reg)
                     .Add({});
   const double *b = bench_bounds();
-  p->histogram = &prometheus::BuildHistogram()
-                      .Name("bench_histogram")
-                      .Help("h")
-                      .Register(*p->reg)
-                      .Add({}, prometheus::Histogram::BucketBoundaries(
-                                   b, b + 11));
+  p->histogram =
+      &prometheus::BuildHistogram()
+           .Name("bench_histogram")
+           .Help("h")
+           .Register(*p->reg)
+           .Add({}, prometheus::Histogram::BucketBoundaries(b, b + 11));
   p->lookup_family = &prometheus::BuildCounter()
                           .Name("bench_lookup_total")
                           .Help("h")

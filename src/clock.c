@@ -79,7 +79,8 @@ double od_clock_tsc_hz(void) { return g_mode == OD_CLOCK_TSC ? g_tsc_hz : 0.0; }
 #if OD_HAVE_TSC
 /* 1 when the kernel's current clocksource is the TSC. */
 static int kernel_uses_tsc(void) {
-  FILE *f = fopen("/sys/devices/system/clocksource/clocksource0/current_clocksource", "r");
+  FILE *f = fopen(
+      "/sys/devices/system/clocksource/clocksource0/current_clocksource", "r");
   char cs[32] = "";
   if (f == NULL)
     return 0;

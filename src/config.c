@@ -25,8 +25,8 @@ typedef struct {
   const char *env;
   kind k;
   size_t off;
-  size_t size;      /* K_STR: buffer size */
-  double lo, hi;    /* numeric range */
+  size_t size;   /* K_STR: buffer size */
+  double lo, hi; /* numeric range */
   const char *help;
 } opt_def;
 
@@ -34,155 +34,180 @@ typedef struct {
 #define SZ(f) sizeof(((od_config *)0)->f)
 
 static const opt_def OPTS[] = {
-  /* K_LISTEN: off is the host field, size the port field's offset. */
-  {"listen", "ORFEAS_LISTEN", K_LISTEN, OFF(listen_host), OFF(listen_port), 0,
-   0, "ADDR:PORT to listen on (IPv4; default 127.0.0.1:5000)"},
-  {"data-dir", "ORFEAS_DATA_DIR", K_STR, OFF(data_dir), SZ(data_dir), 0, 0,
-   "uploads, outputs and the disk cache (default ./data)"},
-  {"store", "ORFEAS_STORE", K_STR, OFF(store), SZ(store), 0, 0,
-   "where job records live: sqlite:PATH (kept across restarts), memory: "
-   "(this process; forgotten at exit) or redis://HOST:PORT[/DB] (shared "
-   "by every node of a cluster; docs/scaling.md) (default "
-   "sqlite:DATA_DIR/jobs.db)"},
-  {"node-id", "ORFEAS_NODE_ID", K_STR, OFF(node_id), SZ(node_id), 0, 0,
-   "this node's name in a cluster: in job owners, the node label of "
-   "orfeas_build_info and the Redis consumer group (default the --listen "
-   "ADDR:PORT)"},
-  {"store-lease", "ORFEAS_STORE_LEASE", K_DOUBLE, OFF(store_lease_s), 0, 0.2,
-   3600, "redis store: seconds a running job's claim lasts unless its node "
-   "renews it (every third of it); a node silent this long has its jobs "
-   "taken over by another (default 10)"},
-  {"max-attempts", "ORFEAS_MAX_ATTEMPTS", K_INT, OFF(max_attempts), 0, 1, 100,
-   "runs of a job cut short by a crash or restart before it fails with a "
-   "reason (default 3)"},
-  {"result-ttl", "ORFEAS_RESULT_TTL", K_DOUBLE, OFF(result_ttl_s), 0, 1,
-   3.2e8, "seconds finished jobs and unused uploads are kept at least, "
-   "unless --max-store-mb needs the room; then they answer 410 "
-   "(default 86400)"},
-  {"refused-hold", "ORFEAS_REFUSED_HOLD", K_INT, OFF(refused_hold_s), 0, 0,
-   86400, "seconds past its Retry-After an upload whose generate got 429 "
-   "keeps its slot (default 60)"},
-  {"workers", "ORFEAS_WORKERS", K_INT, OFF(workers), 0, 1, 256,
-   "pipeline threads (default: the number of cores)"},
-  {"worker-nice", "ORFEAS_WORKER_NICE", K_INT, OFF(worker_nice), 0, 0, 19,
-   "nice value of the worker threads, so HTTP and WebSocket stay responsive "
-   "under load (default 10; 0 = same as the rest)"},
-  {"queue-size", "ORFEAS_QUEUE_SIZE", K_INT, OFF(queue_size), 0, 1, 100000,
-   "jobs that may wait for a worker; more get 429 (default 100)"},
-  {"max-upload-mb", "ORFEAS_MAX_UPLOAD_MB", K_INT, OFF(max_upload_mb), 0, 1,
-   1024, "largest upload body in MB; larger gets 413 (default 50)"},
-  {"http-threads", "ORFEAS_HTTP_THREADS", K_INT, OFF(http_threads), 0, 1, 64,
-   "HTTP event-loop threads (default 2)"},
-  {"max-connections", "ORFEAS_MAX_CONNECTIONS", K_INT, OFF(max_connections),
-   0, 4, 100000, "open HTTP connections at most (default 1024)"},
-  {"max-ws-clients", "ORFEAS_MAX_WS_CLIENTS", K_INT, OFF(max_ws_clients), 0,
-   1, 100000, "WebSocket clients at most; more get 503 (default 1000)"},
-  {"ws-queue", "ORFEAS_WS_QUEUE", K_INT, OFF(ws_queue), 0, 1, 100000,
-   "frames queued per WebSocket client before events are dropped "
-   "(default 256)"},
-  {"ws-sndbuf-kb", "ORFEAS_WS_SNDBUF_KB", K_INT, OFF(ws_sndbuf_kb), 0, 4,
-   65536, "kernel send buffer per WebSocket socket, KiB (default 64)"},
-  {"rate-limit", "ORFEAS_RATE_LIMIT", K_DOUBLE, OFF(rate_limit_rps), 0, 0,
-   1e6, "API requests per second per client address; 0 = off (default 0)"},
-  {"rate-burst", "ORFEAS_RATE_BURST", K_INT, OFF(rate_limit_burst), 0, 1,
-   1000000, "token-bucket size for --rate-limit (default 20)"},
-  /* The HTTP edge (issue #13; docs/api.md "Limits"). */
-  {"admin-listen", "ORFEAS_ADMIN_LISTEN", K_LISTEN, OFF(admin_host),
-   OFF(admin_port), 0, 0, "ADDR:PORT of a second listener that alone serves "
-   "/health, /ready and /metrics, with its own connections (default: none, "
-   "they are served on --listen)"},
-  {"admin-connections", "ORFEAS_ADMIN_CONNECTIONS", K_INT,
-   OFF(admin_connections), 0, 1, 10000, "open connections on "
-   "--admin-listen at most (default 16)"},
-  {"header-timeout", "ORFEAS_HEADER_TIMEOUT", K_DOUBLE, OFF(header_timeout_s),
-   0, 0.1, 3600, "seconds a connection may take to send a request's "
-   "headers (also the longest idle keep-alive wait); later it is closed "
-   "(default 10)"},
-  {"body-min-rate", "ORFEAS_BODY_MIN_RATE", K_INT, OFF(body_min_rate), 0, 0,
-   1 << 30, "bytes/s a request body must average over each "
-   "--header-timeout window; slower is closed; 0 = off (default 1024)"},
-  {"max-conns-per-address", "ORFEAS_MAX_CONNS_PER_ADDRESS", K_INT,
-   OFF(max_conns_per_addr), 0, 0, 1000000, "open connections per client "
-   "address (trusted proxies exempt); more are refused; 0 = off "
-   "(default 128)"},
-  {"max-body-inflight-mb", "ORFEAS_MAX_BODY_INFLIGHT_MB", K_INT,
-   OFF(max_body_inflight_mb), 0, 1, 1 << 20, "request bodies being "
-   "received at once, all connections together, MB; past it 503 "
-   "(default 512)"},
-  {"max-json-kb", "ORFEAS_MAX_JSON_KB", K_INT, OFF(max_json_kb), 0, 1,
-   1 << 20, "largest body of a request other than an upload, KiB; larger "
-   "gets 413 (default 64)"},
-  {"trusted-proxies", "ORFEAS_TRUSTED_PROXIES", K_STR, OFF(trusted_proxies),
-   SZ(trusted_proxies), 0, 0, "comma list of IPv4 CIDRs of reverse proxies "
-   "whose X-Forwarded-For names the client (rate limits, logs); default "
-   "none: the peer address is the client"},
-  {"cache-memory-mb", "ORFEAS_CACHE_MEMORY_MB", K_INT, OFF(cache_memory_mb),
-   0, 0, 1 << 20, "memory tier of the result cache (default 256)"},
-  {"image-memo-mb", "ORFEAS_IMAGE_MEMO_MB", K_INT, OFF(image_memo_mb), 0, 0,
-   1 << 20, "uploads' decoded pixels kept for their job's run, and which "
-   "images passed the upload check; 0 decodes every image twice (default "
-   "128)"},
-  {"cache-disk-mb", "ORFEAS_CACHE_DISK_MB", K_INT, OFF(cache_disk_mb), 0, 0,
-   1 << 24, "data-dir tier of the result cache (default 2048)"},
-  {"max-jobs", "ORFEAS_MAX_JOBS", K_INT, OFF(max_jobs), 0, 16, 10000000,
-   "jobs kept (about 1 KB of memory each), and as many removed ones that "
-   "answer 410; a full table refuses uploads (default 100000)"},
-  {"max-store-mb", "ORFEAS_MAX_STORE_MB", K_INT, OFF(max_store_mb), 0, 1,
-   1 << 24, "uploads + models kept in the data dir; past it the finished "
-   "jobs changed longest ago are removed (410) (default 8192)"},
-  {"http-metrics", "ORFEAS_HTTP_METRICS", K_BOOL, OFF(http_metrics), 0, 0, 1,
-   "1/0: per-request metrics (0 only for the overhead benchmark)"},
-  {"access-log", "ORFEAS_ACCESS_LOG", K_BOOL, OFF(access_log), 0, 0, 1,
-   "1/0: one stderr line per request (default 1)"},
-  {"nvml-lib", "ORFEAS_NVML_LIB", K_STR, OFF(nvml_lib), SZ(nvml_lib), 0, 0,
-   "NVML library to load (default libnvidia-ml.so.1; a fake for tests)"},
-  {"gpu-interval", "ORFEAS_GPU_INTERVAL", K_DOUBLE, OFF(gpu_interval_s), 0,
-   0.05, 3600, "seconds between GPU samples (default 5)"},
-  {"gpu-call-timeout", "ORFEAS_GPU_CALL_TIMEOUT", K_DOUBLE,
-   OFF(gpu_call_timeout_s), 0, 0.01, 600, "seconds an NVML call may take "
-   "before its GPU shows down (default 2)"},
-  {"static-dir", "ORFEAS_STATIC_DIR", K_STR, OFF(static_dir), SZ(static_dir),
-   0, 0, "the Studio page's folder, served at / and /static/ (default: "
-   "static/ next to the binary, as make installs it)"},
-  {"sio-ping-interval", "ORFEAS_SIO_PING_INTERVAL", K_DOUBLE,
-   OFF(sio_ping_interval_s), 0, 0.1, 3600, "seconds between Engine.IO pings "
-   "to Socket.IO clients (/socket.io/; default 25)"},
-  {"sio-ping-timeout", "ORFEAS_SIO_PING_TIMEOUT", K_DOUBLE,
-   OFF(sio_ping_timeout_s), 0, 0.1, 3600, "seconds a Socket.IO client has "
-   "to answer a ping before it is closed (default 20)"},
-  {"cors-origins", "ORFEAS_CORS_ORIGINS", K_STR, OFF(cors_origins),
-   SZ(cors_origins), 0, 0, "comma list of browser origins (scheme://host"
-   "[:port], or *) allowed to call /api/ and open WebSockets; default none: "
-   "same-origin only"},
-  {"pause-file", "ORFEAS_PAUSE_FILE", K_STR, OFF(pause_file), SZ(pause_file),
-   0, 0, "while this file exists, workers hold each job before its first "
-   "stage (tests and alert drills); if it holds the word \"drain\", through "
-   "a drain too, until --drain-timeout cancels the job"},
-  /* The process (issue #13): start-up, shutdown, log, storage, WebSocket
-   * liveness. */
-  {"reuse-port", "ORFEAS_REUSE_PORT", K_FLAG, OFF(reuse_port), 0, 0, 1,
-   "share the port with other processes (SO_REUSEPORT); without it a "
-   "second instance fails with \"address already in use\""},
-  {"drain-timeout", "ORFEAS_DRAIN_TIMEOUT", K_DOUBLE, OFF(drain_timeout_s), 0,
-   1, 3600, "seconds from SIGTERM to exit at most; jobs still running "
-   "past it are cancelled (default 25)"},
-  {"log-level", "ORFEAS_LOG_LEVEL", K_STR, OFF(log_level), SZ(log_level), 0,
-   0, "debug, info, warning or error; scrapes and health checks are "
-   "logged at debug (default info)"},
-  {"log-format", "ORFEAS_LOG_FORMAT", K_STR, OFF(log_format), SZ(log_format),
-   0, 0, "text or json (one JSON object a line) (default text)"},
-  {"log-buffer-kb", "ORFEAS_LOG_BUFFER_KB", K_INT, OFF(log_buffer_kb), 0, 16,
-   1 << 20, "log lines waiting for stderr, KiB; past it lines are dropped "
-   "and counted (default 1024)"},
-  {"min-free-mb", "ORFEAS_MIN_FREE_MB", K_INT, OFF(min_free_mb), 0, 0,
-   1 << 24, "/ready answers 503 while the data dir's filesystem has less "
-   "free; 0 = off (default 256)"},
-  {"ws-ping-interval", "ORFEAS_WS_PING_INTERVAL", K_DOUBLE,
-   OFF(ws_ping_interval_s), 0, 0.05, 3600, "seconds between server pings "
-   "to a /ws client (default 25)"},
-  {"ws-ping-timeout", "ORFEAS_WS_PING_TIMEOUT", K_DOUBLE,
-   OFF(ws_ping_timeout_s), 0, 0.05, 3600, "a /ws client that answers no "
-   "ping for this long is closed as idle (default 20)"},
+    /* K_LISTEN: off is the host field, size the port field's offset. */
+    {"listen", "ORFEAS_LISTEN", K_LISTEN, OFF(listen_host), OFF(listen_port), 0,
+     0, "ADDR:PORT to listen on (IPv4; default 127.0.0.1:5000)"},
+    {"data-dir", "ORFEAS_DATA_DIR", K_STR, OFF(data_dir), SZ(data_dir), 0, 0,
+     "uploads, outputs and the disk cache (default ./data)"},
+    {"store", "ORFEAS_STORE", K_STR, OFF(store), SZ(store), 0, 0,
+     "where job records live: sqlite:PATH (kept across restarts), memory: "
+     "(this process; forgotten at exit) or redis://HOST:PORT[/DB] (shared "
+     "by every node of a cluster; docs/scaling.md) (default "
+     "sqlite:DATA_DIR/jobs.db)"},
+    {"node-id", "ORFEAS_NODE_ID", K_STR, OFF(node_id), SZ(node_id), 0, 0,
+     "this node's name in a cluster: in job owners, the node label of "
+     "orfeas_build_info and the Redis consumer group (default the --listen "
+     "ADDR:PORT)"},
+    {"store-lease", "ORFEAS_STORE_LEASE", K_DOUBLE, OFF(store_lease_s), 0, 0.2,
+     3600,
+     "redis store: seconds a running job's claim lasts unless its node "
+     "renews it (every third of it); a node silent this long has its jobs "
+     "taken over by another (default 10)"},
+    {"max-attempts", "ORFEAS_MAX_ATTEMPTS", K_INT, OFF(max_attempts), 0, 1, 100,
+     "runs of a job cut short by a crash or restart before it fails with a "
+     "reason (default 3)"},
+    {"result-ttl", "ORFEAS_RESULT_TTL", K_DOUBLE, OFF(result_ttl_s), 0, 1,
+     3.2e8,
+     "seconds finished jobs and unused uploads are kept at least, "
+     "unless --max-store-mb needs the room; then they answer 410 "
+     "(default 86400)"},
+    {"refused-hold", "ORFEAS_REFUSED_HOLD", K_INT, OFF(refused_hold_s), 0, 0,
+     86400,
+     "seconds past its Retry-After an upload whose generate got 429 "
+     "keeps its slot (default 60)"},
+    {"workers", "ORFEAS_WORKERS", K_INT, OFF(workers), 0, 1, 256,
+     "pipeline threads (default: the number of cores)"},
+    {"worker-nice", "ORFEAS_WORKER_NICE", K_INT, OFF(worker_nice), 0, 0, 19,
+     "nice value of the worker threads, so HTTP and WebSocket stay responsive "
+     "under load (default 10; 0 = same as the rest)"},
+    {"queue-size", "ORFEAS_QUEUE_SIZE", K_INT, OFF(queue_size), 0, 1, 100000,
+     "jobs that may wait for a worker; more get 429 (default 100)"},
+    {"max-upload-mb", "ORFEAS_MAX_UPLOAD_MB", K_INT, OFF(max_upload_mb), 0, 1,
+     1024, "largest upload body in MB; larger gets 413 (default 50)"},
+    {"http-threads", "ORFEAS_HTTP_THREADS", K_INT, OFF(http_threads), 0, 1, 64,
+     "HTTP event-loop threads (default 2)"},
+    {"max-connections", "ORFEAS_MAX_CONNECTIONS", K_INT, OFF(max_connections),
+     0, 4, 100000, "open HTTP connections at most (default 1024)"},
+    {"max-ws-clients", "ORFEAS_MAX_WS_CLIENTS", K_INT, OFF(max_ws_clients), 0,
+     1, 100000, "WebSocket clients at most; more get 503 (default 1000)"},
+    {"ws-queue", "ORFEAS_WS_QUEUE", K_INT, OFF(ws_queue), 0, 1, 100000,
+     "frames queued per WebSocket client before events are dropped "
+     "(default 256)"},
+    {"ws-sndbuf-kb", "ORFEAS_WS_SNDBUF_KB", K_INT, OFF(ws_sndbuf_kb), 0, 4,
+     65536, "kernel send buffer per WebSocket socket, KiB (default 64)"},
+    {"rate-limit", "ORFEAS_RATE_LIMIT", K_DOUBLE, OFF(rate_limit_rps), 0, 0,
+     1e6, "API requests per second per client address; 0 = off (default 0)"},
+    {"rate-burst", "ORFEAS_RATE_BURST", K_INT, OFF(rate_limit_burst), 0, 1,
+     1000000, "token-bucket size for --rate-limit (default 20)"},
+    /* The HTTP edge (issue #13; docs/api.md "Limits"). */
+    {"admin-listen", "ORFEAS_ADMIN_LISTEN", K_LISTEN, OFF(admin_host),
+     OFF(admin_port), 0, 0,
+     "ADDR:PORT of a second listener that alone serves "
+     "/health, /ready and /metrics, with its own connections (default: none, "
+     "they are served on --listen)"},
+    {"admin-connections", "ORFEAS_ADMIN_CONNECTIONS", K_INT,
+     OFF(admin_connections), 0, 1, 10000,
+     "open connections on "
+     "--admin-listen at most (default 16)"},
+    {"header-timeout", "ORFEAS_HEADER_TIMEOUT", K_DOUBLE, OFF(header_timeout_s),
+     0, 0.1, 3600,
+     "seconds a connection may take to send a request's "
+     "headers (also the longest idle keep-alive wait); later it is closed "
+     "(default 10)"},
+    {"body-min-rate", "ORFEAS_BODY_MIN_RATE", K_INT, OFF(body_min_rate), 0, 0,
+     1 << 30,
+     "bytes/s a request body must average over each "
+     "--header-timeout window; slower is closed; 0 = off (default 1024)"},
+    {"max-conns-per-address", "ORFEAS_MAX_CONNS_PER_ADDRESS", K_INT,
+     OFF(max_conns_per_addr), 0, 0, 1000000,
+     "open connections per client "
+     "address (trusted proxies exempt); more are refused; 0 = off "
+     "(default 128)"},
+    {"max-body-inflight-mb", "ORFEAS_MAX_BODY_INFLIGHT_MB", K_INT,
+     OFF(max_body_inflight_mb), 0, 1, 1 << 20,
+     "request bodies being "
+     "received at once, all connections together, MB; past it 503 "
+     "(default 512)"},
+    {"max-json-kb", "ORFEAS_MAX_JSON_KB", K_INT, OFF(max_json_kb), 0, 1,
+     1 << 20,
+     "largest body of a request other than an upload, KiB; larger "
+     "gets 413 (default 64)"},
+    {"trusted-proxies", "ORFEAS_TRUSTED_PROXIES", K_STR, OFF(trusted_proxies),
+     SZ(trusted_proxies), 0, 0,
+     "comma list of IPv4 CIDRs of reverse proxies "
+     "whose X-Forwarded-For names the client (rate limits, logs); default "
+     "none: the peer address is the client"},
+    {"cache-memory-mb", "ORFEAS_CACHE_MEMORY_MB", K_INT, OFF(cache_memory_mb),
+     0, 0, 1 << 20, "memory tier of the result cache (default 256)"},
+    {"image-memo-mb", "ORFEAS_IMAGE_MEMO_MB", K_INT, OFF(image_memo_mb), 0, 0,
+     1 << 20,
+     "uploads' decoded pixels kept for their job's run, and which "
+     "images passed the upload check; 0 decodes every image twice (default "
+     "128)"},
+    {"cache-disk-mb", "ORFEAS_CACHE_DISK_MB", K_INT, OFF(cache_disk_mb), 0, 0,
+     1 << 24, "data-dir tier of the result cache (default 2048)"},
+    {"max-jobs", "ORFEAS_MAX_JOBS", K_INT, OFF(max_jobs), 0, 16, 10000000,
+     "jobs kept (about 1 KB of memory each), and as many removed ones that "
+     "answer 410; a full table refuses uploads (default 100000)"},
+    {"max-store-mb", "ORFEAS_MAX_STORE_MB", K_INT, OFF(max_store_mb), 0, 1,
+     1 << 24,
+     "uploads + models kept in the data dir; past it the finished "
+     "jobs changed longest ago are removed (410) (default 8192)"},
+    {"http-metrics", "ORFEAS_HTTP_METRICS", K_BOOL, OFF(http_metrics), 0, 0, 1,
+     "1/0: per-request metrics (0 only for the overhead benchmark)"},
+    {"access-log", "ORFEAS_ACCESS_LOG", K_BOOL, OFF(access_log), 0, 0, 1,
+     "1/0: one stderr line per request (default 1)"},
+    {"nvml-lib", "ORFEAS_NVML_LIB", K_STR, OFF(nvml_lib), SZ(nvml_lib), 0, 0,
+     "NVML library to load (default libnvidia-ml.so.1; a fake for tests)"},
+    {"gpu-interval", "ORFEAS_GPU_INTERVAL", K_DOUBLE, OFF(gpu_interval_s), 0,
+     0.05, 3600, "seconds between GPU samples (default 5)"},
+    {"gpu-call-timeout", "ORFEAS_GPU_CALL_TIMEOUT", K_DOUBLE,
+     OFF(gpu_call_timeout_s), 0, 0.01, 600,
+     "seconds an NVML call may take "
+     "before its GPU shows down (default 2)"},
+    {"static-dir", "ORFEAS_STATIC_DIR", K_STR, OFF(static_dir), SZ(static_dir),
+     0, 0,
+     "the Studio page's folder, served at / and /static/ (default: "
+     "static/ next to the binary, as make installs it)"},
+    {"sio-ping-interval", "ORFEAS_SIO_PING_INTERVAL", K_DOUBLE,
+     OFF(sio_ping_interval_s), 0, 0.1, 3600,
+     "seconds between Engine.IO pings "
+     "to Socket.IO clients (/socket.io/; default 25)"},
+    {"sio-ping-timeout", "ORFEAS_SIO_PING_TIMEOUT", K_DOUBLE,
+     OFF(sio_ping_timeout_s), 0, 0.1, 3600,
+     "seconds a Socket.IO client has "
+     "to answer a ping before it is closed (default 20)"},
+    {"cors-origins", "ORFEAS_CORS_ORIGINS", K_STR, OFF(cors_origins),
+     SZ(cors_origins), 0, 0,
+     "comma list of browser origins (scheme://host"
+     "[:port], or *) allowed to call /api/ and open WebSockets; default none: "
+     "same-origin only"},
+    {"pause-file", "ORFEAS_PAUSE_FILE", K_STR, OFF(pause_file), SZ(pause_file),
+     0, 0,
+     "while this file exists, workers hold each job before its first "
+     "stage (tests and alert drills); if it holds the word \"drain\", through "
+     "a drain too, until --drain-timeout cancels the job"},
+    /* The process (issue #13): start-up, shutdown, log, storage, WebSocket
+     * liveness. */
+    {"reuse-port", "ORFEAS_REUSE_PORT", K_FLAG, OFF(reuse_port), 0, 0, 1,
+     "share the port with other processes (SO_REUSEPORT); without it a "
+     "second instance fails with \"address already in use\""},
+    {"drain-timeout", "ORFEAS_DRAIN_TIMEOUT", K_DOUBLE, OFF(drain_timeout_s), 0,
+     1, 3600,
+     "seconds from SIGTERM to exit at most; jobs still running "
+     "past it are cancelled (default 25)"},
+    {"log-level", "ORFEAS_LOG_LEVEL", K_STR, OFF(log_level), SZ(log_level), 0,
+     0,
+     "debug, info, warning or error; scrapes and health checks are "
+     "logged at debug (default info)"},
+    {"log-format", "ORFEAS_LOG_FORMAT", K_STR, OFF(log_format), SZ(log_format),
+     0, 0, "text or json (one JSON object a line) (default text)"},
+    {"log-buffer-kb", "ORFEAS_LOG_BUFFER_KB", K_INT, OFF(log_buffer_kb), 0, 16,
+     1 << 20,
+     "log lines waiting for stderr, KiB; past it lines are dropped "
+     "and counted (default 1024)"},
+    {"min-free-mb", "ORFEAS_MIN_FREE_MB", K_INT, OFF(min_free_mb), 0, 0,
+     1 << 24,
+     "/ready answers 503 while the data dir's filesystem has less "
+     "free; 0 = off (default 256)"},
+    {"ws-ping-interval", "ORFEAS_WS_PING_INTERVAL", K_DOUBLE,
+     OFF(ws_ping_interval_s), 0, 0.05, 3600,
+     "seconds between server pings "
+     "to a /ws client (default 25)"},
+    {"ws-ping-timeout", "ORFEAS_WS_PING_TIMEOUT", K_DOUBLE,
+     OFF(ws_ping_timeout_s), 0, 0.05, 3600,
+     "a /ws client that answers no "
+     "ping for this long is closed as idle (default 20)"},
 };
 
 #define NOPTS (sizeof OPTS / sizeof OPTS[0])
@@ -252,11 +277,14 @@ void od_config_usage(char *buf, size_t len) {
       used += (size_t)n < len - used ? (size_t)n : len - used;
   }
   if (used < len)
-    snprintf(buf + used, len - used,
-             "  --help              print this\n"
-             "  --version           print the version, git revision and build type\n\n"
-             "Environment only: ORFEAS_CLOCK=monotonic times requests with CLOCK_MONOTONIC\n"
-             "instead of the TSC (used where the kernel's clocksource is tsc).\n");
+    snprintf(
+        buf + used, len - used,
+        "  --help              print this\n"
+        "  --version           print the version, git revision and build "
+        "type\n\n"
+        "Environment only: ORFEAS_CLOCK=monotonic times requests with "
+        "CLOCK_MONOTONIC\n"
+        "instead of the TSC (used where the kernel's clocksource is tsc).\n");
 }
 
 /* ADDR:PORT into the host field (64 bytes) and the port field. */
@@ -264,7 +292,9 @@ static int parse_listen(char *host_out, uint16_t *port_out, const char *v,
                         const char *who, char *err, size_t err_len) {
   const char *colon = strrchr(v, ':');
   if (colon == NULL || colon == v || (size_t)(colon - v) >= 64) {
-    snprintf(err, err_len, "%s: expected ADDR:PORT (e.g. 127.0.0.1:5000), got \"%s\"", who, v);
+    snprintf(err, err_len,
+             "%s: expected ADDR:PORT (e.g. 127.0.0.1:5000), got \"%s\"", who,
+             v);
     return -1;
   }
   char host[64];
@@ -272,14 +302,16 @@ static int parse_listen(char *host_out, uint16_t *port_out, const char *v,
   host[colon - v] = '\0';
   struct in_addr a;
   if (inet_pton(AF_INET, host, &a) != 1) {
-    snprintf(err, err_len, "%s: \"%s\" is not a numeric IPv4 address", who, host);
+    snprintf(err, err_len, "%s: \"%s\" is not a numeric IPv4 address", who,
+             host);
     return -1;
   }
   char *end;
   errno = 0;
   long port = strtol(colon + 1, &end, 10);
   if (errno || end == colon + 1 || *end != '\0' || port < 0 || port > 65535) {
-    snprintf(err, err_len, "%s: port \"%s\" is not a number in 0..65535", who, colon + 1);
+    snprintf(err, err_len, "%s: port \"%s\" is not a number in 0..65535", who,
+             colon + 1);
     return -1;
   }
   snprintf(host_out, 64, "%s", host);
@@ -287,17 +319,18 @@ static int parse_listen(char *host_out, uint16_t *port_out, const char *v,
   return 0;
 }
 
-static int apply(od_config *c, const opt_def *o, const char *v,
-                 const char *who, char *err, size_t err_len) {
+static int apply(od_config *c, const opt_def *o, const char *v, const char *who,
+                 char *err, size_t err_len) {
   char *base = (char *)c;
   char *end;
   switch (o->k) {
   case K_LISTEN:
-    return parse_listen(base + o->off, (uint16_t *)(void *)(base + o->size),
-                        v, who, err, err_len);
+    return parse_listen(base + o->off, (uint16_t *)(void *)(base + o->size), v,
+                        who, err, err_len);
   case K_STR:
     if (strlen(v) >= o->size) {
-      snprintf(err, err_len, "%s: value longer than %zu bytes", who, o->size - 1);
+      snprintf(err, err_len, "%s: value longer than %zu bytes", who,
+               o->size - 1);
       return -1;
     }
     snprintf(base + o->off, o->size, "%s", v);
@@ -307,7 +340,8 @@ static int apply(od_config *c, const opt_def *o, const char *v,
   case K_BOOL: {
     errno = 0;
     long n = strtol(v, &end, 10);
-    if (errno || end == v || *end != '\0' || n < (long)o->lo || n > (long)o->hi) {
+    if (errno || end == v || *end != '\0' || n < (long)o->lo ||
+        n > (long)o->hi) {
       snprintf(err, err_len, "%s: \"%s\" is not an integer in %.0f..%.0f", who,
                v, o->lo, o->hi);
       return -1;
@@ -340,7 +374,8 @@ static int check_process(od_config *c, char *err, size_t err_len) {
     return -1;
   }
   c->log_level_n = (int)lvl;
-  if (strcmp(c->log_format, "text") != 0 && strcmp(c->log_format, "json") != 0) {
+  if (strcmp(c->log_format, "text") != 0 &&
+      strcmp(c->log_format, "json") != 0) {
     snprintf(err, err_len, "--log-format: \"%s\" is not text or json",
              c->log_format);
     return -1;
@@ -365,7 +400,9 @@ int od_config_parse(od_config *c, int argc, char **argv,
     if (strcmp(a, "--version") == 0)
       return 2;
     if (strncmp(a, "--", 2) != 0) {
-      snprintf(err, err_len, "unexpected argument \"%s\" (flags start with --; see --help)", a);
+      snprintf(err, err_len,
+               "unexpected argument \"%s\" (flags start with --; see --help)",
+               a);
       return -1;
     }
     /* Both "--flag value" and "--flag=value". */
@@ -373,10 +410,12 @@ int od_config_parse(od_config *c, int argc, char **argv,
     size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
     const opt_def *o = NULL;
     for (size_t k = 0; k < NOPTS; k++)
-      if (strlen(OPTS[k].flag) == nlen && strncmp(OPTS[k].flag, name, nlen) == 0)
+      if (strlen(OPTS[k].flag) == nlen &&
+          strncmp(OPTS[k].flag, name, nlen) == 0)
         o = &OPTS[k];
     if (o == NULL) {
-      snprintf(err, err_len, "unknown flag \"%.*s\" (see --help)", (int)(nlen + 2), a);
+      snprintf(err, err_len, "unknown flag \"%.*s\" (see --help)",
+               (int)(nlen + 2), a);
       return -1;
     }
     const char *v = eq ? eq + 1 : NULL;

@@ -16,8 +16,8 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <stdatomic.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +31,7 @@
 
 #include "orfeasd.h"
 
-/* ---- responses ------------------------------------------------------------ */
+/* ---- responses ----------------------------------------------------------- */
 
 int od_respond(struct MHD_Connection *conn, od_req *req, int status,
                struct MHD_Response *resp, uint64_t bytes) {
@@ -103,9 +103,9 @@ int od_respond_error_ex(od_service *svc, struct MHD_Connection *conn,
   return od_respond(conn, req, e->status, resp, len);
 }
 
-int od_respond_error(od_service *svc, struct MHD_Connection *conn,
-                     od_req *req, int status, const char *type,
-                     const char *message, json_t *details) {
+int od_respond_error(od_service *svc, struct MHD_Connection *conn, od_req *req,
+                     int status, const char *type, const char *message,
+                     json_t *details) {
   return od_respond_error_ex(svc, conn, req,
                              &(od_error){.status = status,
                                          .type = type,
@@ -113,7 +113,7 @@ int od_respond_error(od_service *svc, struct MHD_Connection *conn,
                                          .details = details});
 }
 
-/* ---- gzip ----------------------------------------------------------------- */
+/* ---- gzip ---------------------------------------------------------------- */
 
 int od_accepts_gzip(const char *ae) {
   if (ae == NULL)
@@ -140,7 +140,8 @@ int od_accepts_gzip(const char *ae) {
     while (*p && *p != ',')
       p++;
     if (((tl == 4 && strncasecmp(tok, "gzip", 4) == 0) ||
-         (tl == 1 && tok[0] == '*')) && q > 0)
+         (tl == 1 && tok[0] == '*')) &&
+        q > 0)
       return 1;
   }
   return 0;
@@ -184,7 +185,7 @@ static void log_safe(const char *in, char *out, size_t len) {
   out[o] = '\0';
 }
 
-/* ---- MHD callbacks -------------------------------------------------------- */
+/* ---- MHD callbacks ------------------------------------------------------- */
 
 /* The connection's entry in the edge table (edge.c). */
 static od_conn *conn_of(struct MHD_Connection *conn) {
@@ -205,8 +206,7 @@ static int too_large(od_service *svc, struct MHD_Connection *conn,
     snprintf(msg, sizeof msg, "Request body too large (max %d KiB)",
              svc->cfg.max_json_kb);
   od_metric_validation(&svc->m, "body", "too_large");
-  return od_respond_error(svc, conn, req, 413, "payload_too_large", msg,
-                          NULL);
+  return od_respond_error(svc, conn, req, 413, "payload_too_large", msg, NULL);
 }
 
 /* 503 past --max-body-inflight-mb. */
@@ -374,7 +374,8 @@ static enum MHD_Result req_begin(od_service *svc, int admin,
   /* CORS (cors.c): decided here, applied to every answer (od_respond). */
   if (od_route_flags(req->route) & OD_RF_CORS) {
     const char *acao = od_cors_allow(
-        &svc->cors, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin"));
+        &svc->cors,
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin"));
     req->cors = 1;
     if (acao != NULL && strlen(acao) < sizeof req->acao)
       snprintf(req->acao, sizeof req->acao, "%s", acao);

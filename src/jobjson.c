@@ -36,7 +36,8 @@ json_t *od_job_status_json(const od_job_view *v) {
    * or "message" (synexa-style-studio): the stage again, and a sentence. */
   char msg[300];
   if (v->state == OD_JOB_QUEUED)
-    snprintf(msg, sizeof msg, "Waiting for a worker (position %d)", v->position);
+    snprintf(msg, sizeof msg, "Waiting for a worker (position %d)",
+             v->position);
   else if (v->state == OD_JOB_PROCESSING)
     snprintf(msg, sizeof msg, "Processing: %s", v->stage);
   else if (v->state == OD_JOB_COMPLETED)

@@ -449,16 +449,16 @@ static od_gen_result complete_from_cache(od_jobs *j, const od_job_rec *r,
   size_t len = 0;
   od_cache_tier tier = OD_CACHE_MEMORY;
   unsigned missed = 0;
-  int hit = key_ok ? od_cache_get(j->svc->cache, r->cache_key, out,
-                                  j->durable, &meta, &len, &tier, &missed)
+  int hit = key_ok ? od_cache_get(j->svc->cache, r->cache_key, out, j->durable,
+                                  &meta, &len, &tier, &missed)
                    : 0;
   for (int t = 0; t < OD_CACHE_TIERS; t++)
     if (missed & (1u << t))
       om_counter_inc(m->cache_misses[t]);
   if (hit < 0) {
     od_jobs_dir_failed(j, errno);
-    od_log("job %s: a cache hit could not be linked (%s); running it",
-           r->id, strerror(errno));
+    od_log("job %s: a cache hit could not be linked (%s); running it", r->id,
+           strerror(errno));
   }
   *miss = hit != 1;
   if (hit != 1)
@@ -507,8 +507,8 @@ static od_gen_result complete_from_cache(od_jobs *j, const od_job_rec *r,
  * (+ --refused-hold) even if uploads need room meanwhile. */
 static void give_back(od_jobs *j, od_job_rec *prev, int hold) {
   if (hold)
-    prev->hold_until = od_wall() + od_jobs_retry_after(j) +
-                       j->svc->cfg.refused_hold_s;
+    prev->hold_until =
+        od_wall() + od_jobs_retry_after(j) + j->svc->cfg.refused_hold_s;
   od_store_transition(j->store, prev, OD_STATE_BIT(OD_JOB_QUEUED), 0, NULL);
 }
 

@@ -78,9 +78,9 @@ typedef struct od_committer od_committer;
 
 /* A finished run, as a worker hands it over. */
 typedef struct {
-  od_job_rec r;      /* the end to record: COMPLETED (output_name set) or
-                        FAILED, fenced by r.attempt */
-  uint8_t *model;    /* owned: a completed run's model, NULL otherwise */
+  od_job_rec r;   /* the end to record: COMPLETED (output_name set) or
+                     FAILED, fenced by r.attempt */
+  uint8_t *model; /* owned: a completed run's model, NULL otherwise */
   size_t model_len;
   od_fail_reason why; /* a failed run's reason (the metric's label) */
 } od_end;

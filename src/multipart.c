@@ -58,8 +58,8 @@ static const uint8_t *find(const uint8_t *hay, size_t hlen, const void *needle,
 
 /* Reads a parameter like name="image" from a Content-Disposition value held
  * in [v, v+vlen). Writes it NUL-terminated; 1 when found. */
-static int disp_param(const char *v, size_t vlen, const char *param,
-                      char *out, size_t out_len) {
+static int disp_param(const char *v, size_t vlen, const char *param, char *out,
+                      size_t out_len) {
   size_t plen = strlen(param);
   for (size_t i = 0; i + plen + 1 < vlen; i++) {
     /* The parameter must start after ';' or whitespace, so "filename="
@@ -156,7 +156,8 @@ int od_multipart_find(const uint8_t *body, size_t len, const char *boundary,
     int tn = snprintf(term, sizeof term, "\r\n%s", delim);
     const uint8_t *dend = find(data, (size_t)(end - data), term, (size_t)tn);
     if (dend == NULL) {
-      snprintf(err, err_len, "multipart part is not terminated by the boundary");
+      snprintf(err, err_len,
+               "multipart part is not terminated by the boundary");
       return -1;
     }
     char name[128] = "", filename[256] = "";

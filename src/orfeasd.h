@@ -103,42 +103,42 @@ extern const char *const OD_MEMO_EVENT_NAMES[OD_MEMO_EVENTS];
 /* ---- config.c ------------------------------------------------------------ */
 
 typedef struct {
-  char listen_host[64];     /* numeric IPv4 address */
+  char listen_host[64]; /* numeric IPv4 address */
   uint16_t listen_port;
   char data_dir[PATH_MAX];
-  char store[PATH_MAX + 16];/* job store URL (store.h) */
-  char node_id[64];         /* --node-id: this node's name (cluster mode);
-                               default LISTEN_HOST:LISTEN_PORT */
-  double store_lease_s;     /* --store-lease: redis claim lease */
-  int max_attempts;         /* runs cut short before a job fails */
-  double result_ttl_s;      /* finished jobs and uploads kept at least */
-  int refused_hold_s;       /* a 429'd upload's slot: Retry-After + this */
-  int workers;              /* pipeline threads */
-  int worker_nice;          /* nice value of the worker threads */
-  int queue_size;           /* jobs waiting beyond the running ones */
-  int max_upload_mb;        /* upload body limit */
-  int http_threads;         /* MHD thread pool */
-  int max_connections;      /* MHD connection limit */
-  int max_ws_clients;       /* WebSocket clients before 503 */
-  int ws_queue;             /* frames queued per WebSocket client */
-  int ws_sndbuf_kb;         /* kernel send buffer per WebSocket socket */
-  double rate_limit_rps;    /* tokens per second per address; 0 = off */
-  int rate_limit_burst;     /* bucket size */
-  int cache_memory_mb;      /* memory tier bound */
-  int image_memo_mb;        /* imgmemo.c bound */
-  int cache_disk_mb;        /* data-dir tier bound */
-  int max_jobs;             /* job table size */
-  int max_store_mb;         /* uploads + models kept in the data dir */
-  int http_metrics;         /* 0: request metrics off (the bench baseline) */
-  int access_log;           /* 0: no per-request log line */
-  char pause_file[PATH_MAX];/* while it exists, workers hold jobs (tests) */
-  char nvml_lib[PATH_MAX];  /* NVML to load; "" = libnvidia-ml.so.1 */
-  double gpu_interval_s;    /* GPU sampling interval */
-  double gpu_call_timeout_s;/* one NVML call's deadline */
-  char static_dir[PATH_MAX];/* the Studio page; "" = next to the binary */
+  char store[PATH_MAX + 16];  /* job store URL (store.h) */
+  char node_id[64];           /* --node-id: this node's name (cluster mode);
+                                 default LISTEN_HOST:LISTEN_PORT */
+  double store_lease_s;       /* --store-lease: redis claim lease */
+  int max_attempts;           /* runs cut short before a job fails */
+  double result_ttl_s;        /* finished jobs and uploads kept at least */
+  int refused_hold_s;         /* a 429'd upload's slot: Retry-After + this */
+  int workers;                /* pipeline threads */
+  int worker_nice;            /* nice value of the worker threads */
+  int queue_size;             /* jobs waiting beyond the running ones */
+  int max_upload_mb;          /* upload body limit */
+  int http_threads;           /* MHD thread pool */
+  int max_connections;        /* MHD connection limit */
+  int max_ws_clients;         /* WebSocket clients before 503 */
+  int ws_queue;               /* frames queued per WebSocket client */
+  int ws_sndbuf_kb;           /* kernel send buffer per WebSocket socket */
+  double rate_limit_rps;      /* tokens per second per address; 0 = off */
+  int rate_limit_burst;       /* bucket size */
+  int cache_memory_mb;        /* memory tier bound */
+  int image_memo_mb;          /* imgmemo.c bound */
+  int cache_disk_mb;          /* data-dir tier bound */
+  int max_jobs;               /* job table size */
+  int max_store_mb;           /* uploads + models kept in the data dir */
+  int http_metrics;           /* 0: request metrics off (the bench baseline) */
+  int access_log;             /* 0: no per-request log line */
+  char pause_file[PATH_MAX];  /* while it exists, workers hold jobs (tests) */
+  char nvml_lib[PATH_MAX];    /* NVML to load; "" = libnvidia-ml.so.1 */
+  double gpu_interval_s;      /* GPU sampling interval */
+  double gpu_call_timeout_s;  /* one NVML call's deadline */
+  char static_dir[PATH_MAX];  /* the Studio page; "" = next to the binary */
   double sio_ping_interval_s; /* Engine.IO pings to Socket.IO clients */
   double sio_ping_timeout_s;  /* a pong later than this closes the client */
-  char cors_origins[2048];  /* --cors-origins, as given (cors.c parses it) */
+  char cors_origins[2048];    /* --cors-origins, as given (cors.c parses it) */
   /* The HTTP edge (issue #13: http.c, edge.c, body.c, proxy.c, fdlimit.c) */
   char admin_host[64]; /* --admin-listen; "" = admin routes on --listen */
   uint16_t admin_port;
@@ -229,13 +229,12 @@ int od_generate_parse(const char *body, size_t len, od_generate_req *req,
 
 /* Finds the boundary parameter in a multipart/form-data Content-Type;
  * 0 on success. */
-int od_multipart_boundary(const char *content_type, char *boundary,
-                          size_t len);
+int od_multipart_boundary(const char *content_type, char *boundary, size_t len);
 
 typedef struct {
-  const uint8_t *data;      /* points into the body */
+  const uint8_t *data; /* points into the body */
   size_t len;
-  char filename[256];       /* as sent (unsanitized), "" when absent */
+  char filename[256]; /* as sent (unsanitized), "" when absent */
   int found;
 } od_multipart_part;
 
@@ -310,7 +309,11 @@ uint8_t *od_file_read(const char *path, size_t *len);
 
 typedef struct od_cache od_cache;
 
-typedef enum { OD_CACHE_MEMORY = 0, OD_CACHE_DISK, OD_CACHE_TIERS } od_cache_tier;
+typedef enum {
+  OD_CACHE_MEMORY = 0,
+  OD_CACHE_DISK,
+  OD_CACHE_TIERS
+} od_cache_tier;
 
 /* A result's quality report, kept with its model. */
 typedef struct {
@@ -447,7 +450,7 @@ typedef enum {
   OD_ROUTE_##id,
   OD_ROUTE_LIST(OD_ROUTE_ENUM)
 #undef OD_ROUTE_ENUM
-  OD_ROUTE_COUNT
+      OD_ROUTE_COUNT
 } od_route;
 
 typedef struct od_req od_req;
@@ -634,22 +637,22 @@ void od_metric_fd_exhausted(od_service *svc, od_fd_op op);
 /* ---- svc_metrics.c ------------------------------------------------------- */
 
 /* WebSocket events the server sends (event_type label values). */
-#define OD_WS_EVENT_LIST(X)                                                  \
-  X(CONNECTION_ESTABLISHED, "connection_established")                        \
-  X(SUBSCRIBED, "subscribed")                                                \
-  X(UNSUBSCRIBED, "unsubscribed")                                            \
-  X(PROGRESS, "generation_progress")                                         \
-  X(STAGE_CHANGE, "stage_change")                                            \
-  X(COMPLETE, "generation_complete")                                         \
-  X(ERROR_EVENT, "generation_error")                                         \
-  X(PONG, "pong")                                                            \
+#define OD_WS_EVENT_LIST(X)                                                    \
+  X(CONNECTION_ESTABLISHED, "connection_established")                          \
+  X(SUBSCRIBED, "subscribed")                                                  \
+  X(UNSUBSCRIBED, "unsubscribed")                                              \
+  X(PROGRESS, "generation_progress")                                           \
+  X(STAGE_CHANGE, "stage_change")                                              \
+  X(COMPLETE, "generation_complete")                                           \
+  X(ERROR_EVENT, "generation_error")                                           \
+  X(PONG, "pong")                                                              \
   X(ERROR, "error")
 
 typedef enum {
 #define OD_WS_ENUM(id, name) OD_WS_##id,
   OD_WS_EVENT_LIST(OD_WS_ENUM)
 #undef OD_WS_ENUM
-  OD_WS_EVENT_COUNT
+      OD_WS_EVENT_COUNT
 } od_ws_event;
 
 const char *od_ws_event_name(od_ws_event e);
@@ -694,32 +697,32 @@ od_fail_reason od_fail_reason_of_errno(int e);
 
 typedef struct {
   om_registry *reg;
-  om_family *gen_total;          /* {format,status} */
-  om_family *gen_duration;       /* {format} */
+  om_family *gen_total;    /* {format,status} */
+  om_family *gen_duration; /* {format} */
   om_histogram *quality_score;
-  om_counter *printable;   /* models that are printable */
-  om_family *stage_duration;     /* {stage} */
-  om_family *bottleneck;         /* {stage} */
+  om_counter *printable;     /* models that are printable */
+  om_family *stage_duration; /* {stage} */
+  om_family *bottleneck;     /* {stage} */
   om_gauge *ws_active;
-  om_family *ws_sent_family;     /* {event_type} */
+  om_family *ws_sent_family; /* {event_type} */
   om_counter *ws_sent[OD_WS_EVENT_COUNT];
   om_counter *ws_progress;
   om_counter *ws_dropped;
   om_gauge *queue_depth;
   om_histogram *queue_wait;
-  om_family *cache_hits_family;  /* {cache_type} */
+  om_family *cache_hits_family; /* {cache_type} */
   om_family *cache_misses_family;
   om_family *cache_size_family;
   om_counter *cache_hits[OD_CACHE_TIERS];
   om_counter *cache_misses[OD_CACHE_TIERS];
   om_gauge *cache_size[OD_CACHE_TIERS];
-  om_family *http_requests;      /* {method,endpoint,status} */
-  om_family *http_duration;      /* {method,endpoint} */
-  om_family *http_req_size;      /* {method,endpoint} */
-  om_family *http_resp_size;     /* {method,endpoint} */
-  om_family *errors;             /* {type,endpoint} */
-  om_family *validation_errors;  /* {field,error_type} */
-  om_family *rate_limited;       /* {endpoint} */
+  om_family *http_requests;       /* {method,endpoint,status} */
+  om_family *http_duration;       /* {method,endpoint} */
+  om_family *http_req_size;       /* {method,endpoint} */
+  om_family *http_resp_size;      /* {method,endpoint} */
+  om_family *errors;              /* {type,endpoint} */
+  om_family *validation_errors;   /* {field,error_type} */
+  om_family *rate_limited;        /* {endpoint} */
   om_counter *gen_unknown_fields; /* generate-3d fields ignored */
   om_gauge *active_jobs;
   om_gauge *workers_busy;
@@ -728,12 +731,12 @@ typedef struct {
    * od_metrics_store_init registers them; jobs.c, commit.c and janitor.c
    * move them. */
   om_gauge *store_up;
-  om_family *store_op_duration;  /* {op} */
-  om_family *store_errors;       /* {op} */
-  om_family *jobs_recovered;     /* {previous_state} */
-  om_family *jobs_reclaimed;     /* {reason} */
-  om_family *jobs_removed;       /* {reason} */
-  om_family *store_bytes;        /* {kind}: od_store_bytes_kind() */
+  om_family *store_op_duration; /* {op} */
+  om_family *store_errors;      /* {op} */
+  om_family *jobs_recovered;    /* {previous_state} */
+  om_family *jobs_reclaimed;    /* {reason} */
+  om_family *jobs_removed;      /* {reason} */
+  om_family *store_bytes;       /* {kind}: od_store_bytes_kind() */
   om_gauge *tombstones;
   om_gauge *store_oldest_queued; /* issue #15 */
   om_counter *jobs_fenced;
@@ -762,7 +765,7 @@ typedef struct {
   om_gauge *image_memo_bytes;
   om_family *image_memo_family; /* {event} */
   om_counter *image_memo[OD_MEMO_EVENTS];
-  double start_time;             /* CLOCK_MONOTONIC seconds */
+  double start_time; /* CLOCK_MONOTONIC seconds */
   /* Per-request handles, resolved on first use and kept: the request path
    * then costs no label hashing (http.c). Indexed by route, method (see
    * od_method_index) and, for the counter, a status slot. */
@@ -785,8 +788,8 @@ typedef struct {
   double seconds;
   uint64_t req_bytes, resp_bytes;
 } od_reqev;
-void od_reqstats_init(od_metrics *m);  /* od_metrics_init calls it */
-void od_reqstats_free(od_metrics *m);  /* od_metrics_free calls it */
+void od_reqstats_init(od_metrics *m); /* od_metrics_init calls it */
+void od_reqstats_free(od_metrics *m); /* od_metrics_free calls it */
 /* Records e; any thread. Visible to the next od_reqstats_flush at latest. */
 void od_reqstats_add(od_metrics *m, const od_reqev *e);
 /* Applies every thread's pending requests: call before rendering. */
@@ -826,32 +829,32 @@ typedef struct od_service od_service;
 typedef struct {
   char id[37];
   od_job_state state;
-  double progress;          /* 0..100 */
+  double progress; /* 0..100 */
   char stage[32];
-  double stage_progress;    /* 0..1 */
+  double stage_progress; /* 0..1 */
   double eta_seconds;
   int cached;
-  int position;             /* while queued */
+  int position; /* while queued */
   orfeas_pl_format format;
-  char output_name[96];     /* model_<id>.<fmt> once completed */
+  char output_name[96]; /* model_<id>.<fmt> once completed */
   double score;
   char grade[3];
   int printable;
   char error[256];
-  int http_status;          /* for failed jobs: 400 when the client's fault */
+  int http_status; /* for failed jobs: 400 when the client's fault */
 } od_job_view;
 
 /* Results of od_jobs_generate. */
 typedef enum {
   OD_GEN_QUEUED = 0,
-  OD_GEN_CACHED,       /* completed at once from the cache */
+  OD_GEN_CACHED, /* completed at once from the cache */
   OD_GEN_NOT_FOUND,
-  OD_GEN_CONFLICT,     /* already queued or processing */
+  OD_GEN_CONFLICT, /* already queued or processing */
   OD_GEN_QUEUE_FULL,
-  OD_GEN_DRAINING,     /* shutting down */
+  OD_GEN_DRAINING, /* shutting down */
   OD_GEN_INTERNAL,
-  OD_GEN_GONE,         /* removed (retention): 410 with the reason */
-  OD_GEN_UNAVAILABLE   /* the job store is down: 503 */
+  OD_GEN_GONE,       /* removed (retention): 410 with the reason */
+  OD_GEN_UNAVAILABLE /* the job store is down: 503 */
 } od_gen_result;
 
 typedef struct od_jobs od_jobs;
@@ -1095,13 +1098,11 @@ const char *od_static_type(const char *path);
 int od_static_immutable(const char *path);
 /* Opens path under dirfd without following any symbolic link; a regular
  * file's fd (caller closes) with its size and mtime, or -1. */
-int od_static_open(int dirfd, const char *path, uint64_t *size,
-                   time_t *mtime);
+int od_static_open(int dirfd, const char *path, uint64_t *size, time_t *mtime);
 /* Finds the static folder (--static-dir, else next to the binary `exe`)
  * and opens it (svc->static_fd). 0, also when none is installed (then the
  * page is 404); -1 with err when --static-dir names no page. */
-int od_static_init(od_service *svc, const char *exe, char *err,
-                   size_t err_len);
+int od_static_init(od_service *svc, const char *exe, char *err, size_t err_len);
 void od_static_free(od_service *svc);
 struct MHD_Connection;
 struct MHD_Response;
@@ -1130,9 +1131,9 @@ struct od_service {
   _Atomic int ws_open;    /* ... of which upgraded to WebSocket (ws.c) */
   _Atomic int ready;      /* workers started and not draining */
   _Atomic int draining;
-  int static_fd;          /* the Studio folder (static.c); -1 when none */
+  int static_fd; /* the Studio folder (static.c); -1 when none */
   char static_path[PATH_MAX];
-  od_cors cors;           /* --cors-origins, parsed */
+  od_cors cors; /* --cors-origins, parsed */
   /* The HTTP edge (issue #13). */
   struct MHD_Daemon *admin_daemon; /* --admin-listen; NULL when unset */
   /* Each daemon's callback context (http.c): [0] public, [1] admin. Set
@@ -1152,8 +1153,8 @@ struct MHD_Connection;
 struct od_req {
   uint64_t t0; /* od_ticks() at the first access-handler call */
   od_route route;
-  const char *method;       /* "GET", "POST", "HEAD", ... or "OTHER" */
-  int method_idx;           /* its od_method */
+  const char *method; /* "GET", "POST", "HEAD", ... or "OTHER" */
+  int method_idx;     /* its od_method */
   /* A prefix route's rest of the path, and the same split at its first
    * '/'. A piece too long for its field starts with '!' (it then fails
    * every validation: no id, name or path has a '!'). */
@@ -1162,16 +1163,16 @@ struct od_req {
   const uint8_t *body;      /* the whole body (b's), set before dispatch */
   size_t body_len, body_limit;
   int calls;
-  int status;               /* answered status, 0 until then */
+  int status; /* answered status, 0 until then */
   uint64_t resp_bytes;
-  char client[48];          /* peer address */
-  int cors;                 /* an /api/ route: answers carry Vary: Origin */
+  char client[48]; /* peer address */
+  int cors;        /* an /api/ route: answers carry Vary: Origin */
   char acao[OD_CORS_ORIGIN_MAX]; /* Access-Control-Allow-Origin, "" = none */
-  int recorded;             /* metrics and log line written */
-  int ws_reserved;          /* holds a WebSocket client slot not yet handed
-                               to the hub (released if the upgrade never
-                               happens: the client left before the 101) */
-  uint64_t overflow;        /* body bytes discarded past the limit */
+  int recorded;                  /* metrics and log line written */
+  int ws_reserved;               /* holds a WebSocket client slot not yet handed
+                                    to the hub (released if the upgrade never
+                                    happens: the client left before the 101) */
+  uint64_t overflow;             /* body bytes discarded past the limit */
   /* The HTTP edge (issue #13). */
   od_body b;       /* where the body is kept (body.c) */
   od_conn *conn;   /* the connection's entry in the edge table */
@@ -1220,9 +1221,9 @@ int od_respond_error_ex(od_service *svc, struct MHD_Connection *conn,
 int od_respond_fd_exhausted(od_service *svc, struct MHD_Connection *conn,
                             od_req *req, od_fd_op op);
 /* The same without the optional headers (details stolen, may be NULL). */
-int od_respond_error(od_service *svc, struct MHD_Connection *conn,
-                     od_req *req, int status, const char *type,
-                     const char *message, json_t *details);
+int od_respond_error(od_service *svc, struct MHD_Connection *conn, od_req *req,
+                     int status, const char *type, const char *message,
+                     json_t *details);
 struct MHD_Response;
 int od_respond(struct MHD_Connection *conn, od_req *req, int status,
                struct MHD_Response *resp, uint64_t bytes);

@@ -28,8 +28,8 @@ struct od_queue {
   pthread_cond_t cv; /* on CLOCK_MONOTONIC, for timed pops */
   slot *ring;        /* owned; cap slots, >= bound */
   size_t cap, head, len;
-  size_t bound;      /* what od_queue_push accepts; od_queue_push_over
-                        may go past it (the ring grows) */
+  size_t bound; /* what od_queue_push accepts; od_queue_push_over
+                   may go past it (the ring grows) */
   int closed;
 };
 
@@ -67,7 +67,8 @@ int od_queue_push(od_queue *q, const char *id) {
   pthread_mutex_lock(&q->mu);
   int pos = q->closed ? -2 : -1;
   if (!q->closed && q->len < q->bound) {
-    snprintf(q->ring[(q->head + q->len) % q->cap].id, sizeof q->ring[0].id, "%s", id);
+    snprintf(q->ring[(q->head + q->len) % q->cap].id, sizeof q->ring[0].id,
+             "%s", id);
     pos = (int)q->len++;
     pthread_cond_signal(&q->cv);
   }
@@ -144,7 +145,8 @@ int od_queue_pop(od_queue *q, char id[37], int timeout_ms) {
   return rc;
 }
 
-void od_queue_close(od_queue *q, void (*drop)(const char *id, void *user), void *user) {
+void od_queue_close(od_queue *q, void (*drop)(const char *id, void *user),
+                    void *user) {
   pthread_mutex_lock(&q->mu);
   q->closed = 1;
   /* Take the ids out under the lock, hand them back outside it, so drop()

@@ -82,7 +82,8 @@ static void apply(od_metrics *m, const od_reqev *e) {
   const char *const *lv = OM_LABELS(e->method, ep);
   int r = e->route, mi = e->method_idx, ss = status_slot(e->status);
   om_counter *c =
-      ss >= 0 ? atomic_load_explicit(&m->c_req[r][mi][ss], memory_order_acquire) : NULL;
+      ss >= 0 ? atomic_load_explicit(&m->c_req[r][mi][ss], memory_order_acquire)
+              : NULL;
   if (c == NULL) {
     /* First request of this route/method/status (or a status without a
      * cache slot): look the child up by its labels. */
@@ -93,7 +94,8 @@ static void apply(od_metrics *m, const od_reqev *e) {
       atomic_store_explicit(&m->c_req[r][mi][ss], c, memory_order_release);
   }
   om_counter_inc(c);
-  om_histogram_observe(cached_hist(&m->h_dur[r][mi], m->http_duration, lv), e->seconds);
+  om_histogram_observe(cached_hist(&m->h_dur[r][mi], m->http_duration, lv),
+                       e->seconds);
   om_histogram_observe(cached_hist(&m->h_req[r][mi], m->http_req_size, lv),
                        (double)e->req_bytes);
   om_histogram_observe(cached_hist(&m->h_resp[r][mi], m->http_resp_size, lv),
@@ -101,7 +103,8 @@ static void apply(od_metrics *m, const od_reqev *e) {
 }
 
 static void batch_lock(od_reqbatch *b) {
-  for (int spins = 0; atomic_exchange_explicit(&b->busy, 1, memory_order_acquire); spins++)
+  for (int spins = 0;
+       atomic_exchange_explicit(&b->busy, 1, memory_order_acquire); spins++)
     if (spins > 64)
       sched_yield(); /* the holder is draining 32 records: let it finish */
 }

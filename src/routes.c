@@ -27,10 +27,11 @@ static int validation_error(od_service *svc, struct MHD_Connection *conn,
   od_metric_validation(&svc->m, field, error_type);
   return od_respond_error(svc, conn, req, status, "validation", message,
                           json_pack("[{s:s, s:s, s:s}]", "field", field,
-                                    "error_type", error_type, "message", message));
+                                    "error_type", error_type, "message",
+                                    message));
 }
 
-/* ---- POST /api/upload-image ----------------------------------------------- */
+/* ---- POST /api/upload-image ---------------------------------------------- */
 
 /* The image must be whole before the 200: its header is probed (type, size
  * limits), then all of it is decoded with the pipeline's limits, so a
@@ -89,8 +90,8 @@ static int check_image(od_service *svc, struct MHD_Connection *conn,
    * message names the accepted types; anything else is the client's bad
    * bytes, 400. */
   int unsupported = rc == ORFEAS_PL_EUNSUPPORTED;
-  const char *type = unsupported                 ? "unsupported_type"
-                     : rc == ORFEAS_PL_EFORMAT   ? "not_image"
+  const char *type = unsupported               ? "unsupported_type"
+                     : rc == ORFEAS_PL_EFORMAT ? "not_image"
                      : rc == ORFEAS_PL_ESIZE || rc == ORFEAS_PL_EPIXELS
                          ? "dimensions"
                      : rc == ORFEAS_PL_ETRUNCATED ? "truncated"
@@ -102,22 +103,26 @@ static int check_image(od_service *svc, struct MHD_Connection *conn,
   return -1;
 }
 
-static void handle_upload(od_service *svc, struct MHD_Connection *conn, od_req *req) {
-  const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
+static void handle_upload(od_service *svc, struct MHD_Connection *conn,
+                          od_req *req) {
+  const char *ct =
+      MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
   char boundary[80], perr[128];
   if (od_multipart_boundary(ct, boundary, sizeof boundary) != 0) {
-    validation_error(svc, conn, req, 400, "body", "not_multipart",
-                     "send multipart/form-data with the image in field \"image\"");
+    validation_error(
+        svc, conn, req, 400, "body", "not_multipart",
+        "send multipart/form-data with the image in field \"image\"");
     return;
   }
   od_multipart_part part;
-  if (od_multipart_find(req->body, req->body_len, boundary, "image", &part, perr,
-                        sizeof perr) != 0) {
+  if (od_multipart_find(req->body, req->body_len, boundary, "image", &part,
+                        perr, sizeof perr) != 0) {
     validation_error(svc, conn, req, 400, "body", "malformed_multipart", perr);
     return;
   }
   if (!part.found) {
-    validation_error(svc, conn, req, 400, "image", "missing", "No image file provided");
+    validation_error(svc, conn, req, 400, "image", "missing",
+                     "No image file provided");
     return;
   }
   if (part.len == 0) {
@@ -136,12 +141,12 @@ static void handle_upload(od_service *svc, struct MHD_Connection *conn, od_req *
   if (rc_add == -2 || rc_add == -3) {
     /* -2: no room (--max-store-mb or --max-jobs); -3: the store or the
      * data dir cannot take a write now (a full disk). err names no path. */
-    od_respond_error_ex(svc, conn, req,
-                        &(od_error){.status = 503,
-                                    .type = rc_add == -2 ? "storage_full"
-                                                         : "store_unavailable",
-                                    .message = err,
-                                    .retry_after = rc_add == -2 ? 10 : 5});
+    od_respond_error_ex(
+        svc, conn, req,
+        &(od_error){.status = 503,
+                    .type = rc_add == -2 ? "storage_full" : "store_unavailable",
+                    .message = err,
+                    .retry_after = rc_add == -2 ? 10 : 5});
     return;
   }
   if (rc_add != 0) {
@@ -157,20 +162,22 @@ static void handle_upload(od_service *svc, struct MHD_Connection *conn, od_req *
   od_filename_sanitize(part.filename, strlen(part.filename), safe, sizeof safe);
   char preview[64];
   snprintf(preview, sizeof preview, "/api/preview/%s", id);
-  od_respond_json(conn, req, 200,
-                  json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:[i,i], s:i, s:i, s:s, s:b, s:I}}",
-                            "job_id", id, "filename", safe, "original_filename", safe,
-                            "status", "uploaded", "preview_url", preview, "image_info",
-                            "size", (int)img.width, (int)img.height, "width",
-                            (int)img.width, "height", (int)img.height, "format",
-                            orfeas_pl_image_type_name(img.type),
-                            "has_transparency", img.has_alpha, "file_size",
-                            (json_int_t)part.len));
+  od_respond_json(
+      conn, req, 200,
+      json_pack(
+          "{s:s, s:s, s:s, s:s, s:s, s:{s:[i,i], s:i, s:i, s:s, s:b, s:I}}",
+          "job_id", id, "filename", safe, "original_filename", safe, "status",
+          "uploaded", "preview_url", preview, "image_info", "size",
+          (int)img.width, (int)img.height, "width", (int)img.width, "height",
+          (int)img.height, "format", orfeas_pl_image_type_name(img.type),
+          "has_transparency", img.has_alpha, "file_size",
+          (json_int_t)part.len));
 }
 
-/* ---- POST /api/generate-3d ------------------------------------------------ */
+/* ---- POST /api/generate-3d ----------------------------------------------- */
 
-static void handle_generate(od_service *svc, struct MHD_Connection *conn, od_req *req) {
+static void handle_generate(od_service *svc, struct MHD_Connection *conn,
+                            od_req *req) {
   od_generate_req g;
   od_field_error errs[OD_MAX_FIELD_ERRORS];
   int n = od_generate_parse((const char *)req->body, req->body_len, &g, errs,
@@ -181,12 +188,13 @@ static void handle_generate(od_service *svc, struct MHD_Connection *conn, od_req
     json_t *details = json_array();
     for (int i = 0; i < n; i++) {
       od_metric_validation(&svc->m, errs[i].field, errs[i].error_type);
-      json_array_append_new(details, json_pack("{s:s, s:s, s:s}", "field", errs[i].field,
-                                               "error_type", errs[i].error_type,
-                                               "message", errs[i].message));
+      json_array_append_new(details,
+                            json_pack("{s:s, s:s, s:s}", "field", errs[i].field,
+                                      "error_type", errs[i].error_type,
+                                      "message", errs[i].message));
     }
-    od_respond_error(svc, conn, req, 400, "validation", "Invalid request parameters",
-                     details);
+    od_respond_error(svc, conn, req, 400, "validation",
+                     "Invalid request parameters", details);
     return;
   }
   int pos = 0;
@@ -195,24 +203,29 @@ static void handle_generate(od_service *svc, struct MHD_Connection *conn, od_req
     od_job_view v = {0};
     if (r == OD_GEN_CACHED)
       od_jobs_view(svc->jobs, g.job_id, &v);
-    od_respond_json(conn, req, 202, od_job_accepted_json(&g, pos, r == OD_GEN_CACHED ? &v : NULL));
+    od_respond_json(
+        conn, req, 202,
+        od_job_accepted_json(&g, pos, r == OD_GEN_CACHED ? &v : NULL));
     return;
   }
   od_job_view gone;
   if (r == OD_GEN_NOT_FOUND) {
     od_respond_error(svc, conn, req, 404, "not_found",
-                     "Job not found: upload an image first (/api/upload-image)", NULL);
+                     "Job not found: upload an image first (/api/upload-image)",
+                     NULL);
   } else if (r == OD_GEN_GONE && od_jobs_gone(svc->jobs, g.job_id, &gone)) {
     od_respond_error(svc, conn, req, 410, "gone", gone.error, NULL);
   } else if (r == OD_GEN_UNAVAILABLE) {
     od_respond_error_ex(svc, conn, req,
                         &(od_error){.status = 503,
                                     .type = "store_unavailable",
-                                    .message = "The job store cannot record the "
-                                               "request now; retry shortly",
+                                    .message =
+                                        "The job store cannot record the "
+                                        "request now; retry shortly",
                                     .retry_after = 5});
   } else if (r == OD_GEN_CONFLICT) {
-    od_respond_error(svc, conn, req, 409, "conflict", "Generation already in progress",
+    od_respond_error(svc, conn, req, 409, "conflict",
+                     "Generation already in progress",
                      json_pack("{s:s}", "job_id", g.job_id));
   } else if (r == OD_GEN_QUEUE_FULL) {
     od_respond_error_ex(
@@ -230,7 +243,8 @@ static void handle_generate(od_service *svc, struct MHD_Connection *conn, od_req
                                "instance",
                     .retry_after = 10});
   } else {
-    od_respond_error(svc, conn, req, 500, "internal", "3D generation failed to start", NULL);
+    od_respond_error(svc, conn, req, 500, "internal",
+                     "3D generation failed to start", NULL);
   }
 }
 
@@ -253,9 +267,10 @@ static void respond_missing(od_service *svc, struct MHD_Connection *conn,
     od_respond_error(svc, conn, req, 410, "gone", v.error, NULL);
 }
 
-/* ---- GET /api/job-status/{job_id} ----------------------------------------- */
+/* ---- GET /api/job-status/{job_id} ---------------------------------------- */
 
-static void handle_status(od_service *svc, struct MHD_Connection *conn, od_req *req) {
+static void handle_status(od_service *svc, struct MHD_Connection *conn,
+                          od_req *req) {
   if (!od_uuid_valid(req->rest)) {
     validation_error(svc, conn, req, 400, "job_id", "invalid_uuid",
                      "job_id must be a UUID");
@@ -269,14 +284,15 @@ static void handle_status(od_service *svc, struct MHD_Connection *conn, od_req *
   od_respond_json(conn, req, 200, od_job_status_json(&v));
 }
 
-/* ---- GET /api/download/{job_id}/{filename} -------------------------------- */
+/* ---- GET /api/download/{job_id}/{filename} ------------------------------- */
 
 /* The model of /api/download and /api/download-base64: the checked job id
  * and file name, then the job's own file. The fd, or -1 once answered. */
 static int open_model(od_service *svc, struct MHD_Connection *conn, od_req *req,
                       uint64_t *size, orfeas_pl_format *fmt) {
   if (!od_uuid_valid(req->arg1)) {
-    validation_error(svc, conn, req, 400, "job_id", "invalid_uuid", "job_id must be a UUID");
+    validation_error(svc, conn, req, 400, "job_id", "invalid_uuid",
+                     "job_id must be a UUID");
     return -1;
   }
   if (!od_filename_plain(req->arg2)) {
@@ -294,7 +310,8 @@ static int open_model(od_service *svc, struct MHD_Connection *conn, od_req *req,
   return fd;
 }
 
-static void handle_download(od_service *svc, struct MHD_Connection *conn, od_req *req) {
+static void handle_download(od_service *svc, struct MHD_Connection *conn,
+                            od_req *req) {
   uint64_t size = 0;
   orfeas_pl_format fmt = ORFEAS_PL_STL;
   int fd = open_model(svc, conn, req, &size, &fmt);
@@ -303,18 +320,20 @@ static void handle_download(od_service *svc, struct MHD_Connection *conn, od_req
   struct MHD_Response *resp = MHD_create_response_from_fd64(size, fd);
   if (resp == NULL) {
     close(fd);
-    od_respond_error(svc, conn, req, 500, "internal", "cannot send the file", NULL);
+    od_respond_error(svc, conn, req, 500, "internal", "cannot send the file",
+                     NULL);
     return;
   }
   char disp[256];
   snprintf(disp, sizeof disp, "attachment; filename=\"%s\"", req->arg2);
   MHD_add_response_header(resp, "Content-Type", orfeas_pl_format_mime(fmt));
   MHD_add_response_header(resp, "Content-Disposition", disp);
-  MHD_add_response_header(resp, "Cache-Control", "no-cache, no-store, must-revalidate");
+  MHD_add_response_header(resp, "Cache-Control",
+                          "no-cache, no-store, must-revalidate");
   od_respond(conn, req, 200, resp, size);
 }
 
-/* ---- GET /api/download-base64/{job_id}/{filename} ------------------------- */
+/* ---- GET /api/download-base64/{job_id}/{filename} ------------------------ */
 
 /* The original API's JSON download (its 3D preview reads it):
  * {"status", "filename", "original_size", "encoded_size", "data"}. The body
@@ -324,11 +343,11 @@ static void handle_download(od_service *svc, struct MHD_Connection *conn, od_req
 #define B64_GROUPS 16384 /* 4-character groups per slice: 48 KiB read */
 
 typedef struct {
-  int fd;                  /* owned: the model */
-  uint64_t size;           /* bytes of the model */
-  char head[320];          /* everything up to the data's opening quote */
+  int fd;         /* owned: the model */
+  uint64_t size;  /* bytes of the model */
+  char head[320]; /* everything up to the data's opening quote */
   size_t head_len;
-  uint64_t b64_len;        /* 4 * ceil(size / 3) */
+  uint64_t b64_len; /* 4 * ceil(size / 3) */
   uint8_t in[3 * B64_GROUPS];
   uint8_t out[4 * B64_GROUPS + 1];
 } b64_stream;
@@ -385,7 +404,8 @@ static void b64_free(void *cls) {
   free(st);
 }
 
-static void handle_download_b64(od_service *svc, struct MHD_Connection *conn, od_req *req) {
+static void handle_download_b64(od_service *svc, struct MHD_Connection *conn,
+                                od_req *req) {
   uint64_t size = 0;
   orfeas_pl_format fmt = ORFEAS_PL_STL;
   int fd = open_model(svc, conn, req, &size, &fmt);
@@ -401,32 +421,37 @@ static void handle_download_b64(od_service *svc, struct MHD_Connection *conn, od
   st->size = size;
   st->b64_len = (size + 2) / 3 * 4;
   /* The file name is plain ([A-Za-z0-9._-], checked): no JSON escaping. */
-  int hl = snprintf(st->head, sizeof st->head,
-                    "{\"status\":\"success\",\"filename\":\"%s\",\"original_size\":%llu,"
-                    "\"encoded_size\":%llu,\"data\":\"",
-                    req->arg2, (unsigned long long)size, (unsigned long long)st->b64_len);
+  int hl = snprintf(
+      st->head, sizeof st->head,
+      "{\"status\":\"success\",\"filename\":\"%s\",\"original_size\":%llu,"
+      "\"encoded_size\":%llu,\"data\":\"",
+      req->arg2, (unsigned long long)size, (unsigned long long)st->b64_len);
   st->head_len = (size_t)hl;
   uint64_t total = st->head_len + st->b64_len + 2;
-  struct MHD_Response *resp =
-      MHD_create_response_from_callback(total, sizeof st->in, b64_read, st, b64_free);
+  struct MHD_Response *resp = MHD_create_response_from_callback(
+      total, sizeof st->in, b64_read, st, b64_free);
   if (resp == NULL) {
     b64_free(st);
-    od_respond_error(svc, conn, req, 500, "internal", "cannot send the file", NULL);
+    od_respond_error(svc, conn, req, 500, "internal", "cannot send the file",
+                     NULL);
     return;
   }
   MHD_add_response_header(resp, "Content-Type", "application/json");
-  MHD_add_response_header(resp, "Cache-Control", "no-cache, no-store, must-revalidate");
+  MHD_add_response_header(resp, "Cache-Control",
+                          "no-cache, no-store, must-revalidate");
   od_respond(conn, req, 200, resp, total);
 }
 
-/* ---- GET /api/preview/{job_id} --------------------------------------------- */
+/* ---- GET /api/preview/{job_id} ------------------------------------------- */
 
 /* The uploaded image back, for the original page's preview: only the job's
  * own file (by its id; no client string reaches the path), with the type it
  * was stored as, never sniffed, and no active content. */
-static void handle_preview(od_service *svc, struct MHD_Connection *conn, od_req *req) {
+static void handle_preview(od_service *svc, struct MHD_Connection *conn,
+                           od_req *req) {
   if (!od_uuid_valid(req->rest)) {
-    validation_error(svc, conn, req, 400, "job_id", "invalid_uuid", "job_id must be a UUID");
+    validation_error(svc, conn, req, 400, "job_id", "invalid_uuid",
+                     "job_id must be a UUID");
     return;
   }
   uint64_t size = 0;
@@ -443,8 +468,11 @@ static void handle_preview(od_service *svc, struct MHD_Connection *conn, od_req 
   }
   static const struct {
     const char *ext, *type;
-  } TYPES[] = {{"png", "image/png"},   {"jpg", "image/jpeg"}, {"webp", "image/webp"},
-               {"gif", "image/gif"},   {"bmp", "image/bmp"}};
+  } TYPES[] = {{"png", "image/png"},
+               {"jpg", "image/jpeg"},
+               {"webp", "image/webp"},
+               {"gif", "image/gif"},
+               {"bmp", "image/bmp"}};
   const char *type = "application/octet-stream";
   for (size_t i = 0; i < sizeof TYPES / sizeof TYPES[0]; i++)
     if (strcmp(ext, TYPES[i].ext) == 0)
@@ -452,7 +480,8 @@ static void handle_preview(od_service *svc, struct MHD_Connection *conn, od_req 
   struct MHD_Response *resp = MHD_create_response_from_fd64(size, fd);
   if (resp == NULL) {
     close(fd);
-    od_respond_error(svc, conn, req, 500, "internal", "cannot send the file", NULL);
+    od_respond_error(svc, conn, req, 500, "internal", "cannot send the file",
+                     NULL);
     return;
   }
   char disp[64];
@@ -460,12 +489,13 @@ static void handle_preview(od_service *svc, struct MHD_Connection *conn, od_req 
   MHD_add_response_header(resp, "Content-Type", type);
   MHD_add_response_header(resp, "Content-Disposition", disp);
   MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-  MHD_add_response_header(resp, "Content-Security-Policy", "default-src 'none'; sandbox");
+  MHD_add_response_header(resp, "Content-Security-Policy",
+                          "default-src 'none'; sandbox");
   MHD_add_response_header(resp, "Cache-Control", "private, max-age=300");
   od_respond(conn, req, 200, resp, size);
 }
 
-/* ---- GET /api/models-info -------------------------------------------------- */
+/* ---- GET /api/models-info ------------------------------------------------ */
 
 /* What this server can produce, for pages written for the original API
  * (which require "device") and for the Studio (limits). The pipeline is
@@ -475,14 +505,17 @@ static json_t *range(double lo, double hi, double def) {
   return json_pack("{s:f, s:f, s:f}", "min", lo, "max", hi, "default", def);
 }
 
-static void handle_models_info(od_service *svc, struct MHD_Connection *conn, od_req *req) {
+static void handle_models_info(od_service *svc, struct MHD_Connection *conn,
+                               od_req *req) {
   orfeas_pl_options def;
   orfeas_pl_options_init(&def);
   json_t *formats = json_array(), *stages = json_array(), *types = json_array();
   for (int f = 0; f <= ORFEAS_PL_GLB; f++)
-    json_array_append_new(formats, json_string(orfeas_pl_format_name((orfeas_pl_format)f)));
+    json_array_append_new(
+        formats, json_string(orfeas_pl_format_name((orfeas_pl_format)f)));
   for (int st = 0; st < ORFEAS_PL_STAGE_COUNT; st++)
-    json_array_append_new(stages, json_string(orfeas_pl_stage_name((orfeas_pl_stage)st)));
+    json_array_append_new(
+        stages, json_string(orfeas_pl_stage_name((orfeas_pl_stage)st)));
   /* Lower-case type names: "png", "jpeg", "webp", "gif", "bmp". */
   for (int t = ORFEAS_PL_IMAGE_PNG; t <= ORFEAS_PL_IMAGE_BMP; t++) {
     char lower[8];
@@ -494,20 +527,26 @@ static void handle_models_info(od_service *svc, struct MHD_Connection *conn, od_
     json_array_append_new(types, json_string(lower));
   }
   json_t *limits = json_pack(
-      "{s:i, s:{s:i, s:i, s:I}, s:{s:i, s:i, s:i}, s:{s:o, s:o, s:o}, s:i, s:i, s:f}",
-      "max_upload_mb", svc->cfg.max_upload_mb, "image", "min_side", (int)ORFEAS_PL_MIN_SIDE,
-      "max_side", (int)ORFEAS_PL_MAX_SIDE, "max_pixels", (json_int_t)ORFEAS_PL_MAX_PIXELS,
-      "quality", "min", OD_QUALITY_MIN, "max", OD_QUALITY_MAX, "default", def.quality,
-      "dimensions_mm", "width", range(OD_SIDE_MM_MIN, OD_SIDE_MM_MAX, def.width_mm), "height",
+      "{s:i, s:{s:i, s:i, s:I}, s:{s:i, s:i, s:i}, s:{s:o, s:o, s:o}, s:i, "
+      "s:i, s:f}",
+      "max_upload_mb", svc->cfg.max_upload_mb, "image", "min_side",
+      (int)ORFEAS_PL_MIN_SIDE, "max_side", (int)ORFEAS_PL_MAX_SIDE,
+      "max_pixels", (json_int_t)ORFEAS_PL_MAX_PIXELS, "quality", "min",
+      OD_QUALITY_MIN, "max", OD_QUALITY_MAX, "default", def.quality,
+      "dimensions_mm", "width",
+      range(OD_SIDE_MM_MIN, OD_SIDE_MM_MAX, def.width_mm), "height",
       range(OD_SIDE_MM_MIN, OD_SIDE_MM_MAX, def.height_mm), "depth",
-      range(OD_SIDE_MM_MIN, OD_DEPTH_MM_MAX, def.depth_mm), "queue_size", svc->cfg.queue_size,
-      "max_ws_clients", svc->cfg.max_ws_clients, "rate_limit_rps", svc->cfg.rate_limit_rps);
+      range(OD_SIDE_MM_MIN, OD_DEPTH_MM_MAX, def.depth_mm), "queue_size",
+      svc->cfg.queue_size, "max_ws_clients", svc->cfg.max_ws_clients,
+      "rate_limit_rps", svc->cfg.rate_limit_rps);
   json_t *o = json_pack(
-      "{s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:[sss], s:o, s:o, s:o, s:o}", "status", "ok",
-      "service", "orfeasd", "version", ORFEAS_VERSION, "mode", "geometry", "device", "cpu",
-      "processor", "orfeasd: classical 2D->3D geometry (silhouette inflation or relief), no model weights",
-      "formats", formats, "modes", "auto", "inflate", "relief", "input_types", types, "stages",
-      stages, "limits", limits, "gpu", od_gpu_summary(svc));
+      "{s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:[sss], s:o, s:o, s:o, s:o}",
+      "status", "ok", "service", "orfeasd", "version", ORFEAS_VERSION, "mode",
+      "geometry", "device", "cpu", "processor",
+      "orfeasd: classical 2D->3D geometry (silhouette inflation or relief), no "
+      "model weights",
+      "formats", formats, "modes", "auto", "inflate", "relief", "input_types",
+      types, "stages", stages, "limits", limits, "gpu", od_gpu_summary(svc));
   if (o == NULL) {
     od_respond_error(svc, conn, req, 500, "internal", "out of memory", NULL);
     return;
@@ -515,21 +554,25 @@ static void handle_models_info(od_service *svc, struct MHD_Connection *conn, od_
   od_respond_json(conn, req, 200, o);
 }
 
-/* ---- health --------------------------------------------------------------- */
+/* ---- health -------------------------------------------------------------- */
 
-static void handle_api_health(od_service *svc, struct MHD_Connection *conn, od_req *req) {
+static void handle_api_health(od_service *svc, struct MHD_Connection *conn,
+                              od_req *req) {
   int c[OD_JOB_STATE_COUNT];
   od_jobs_counts(svc->jobs, c);
   json_t *o = json_pack(
-      "{s:s, s:s, s:f, s:f, s:{s:I, s:i}, s:{s:i, s:i}, s:{s:i, s:i, s:i, s:i, s:i},"
+      "{s:s, s:s, s:f, s:f, s:{s:I, s:i}, s:{s:i, s:i}, s:{s:i, s:i, s:i, s:i, "
+      "s:i},"
       " s:i, s:{s:i}, s:{s:I, s:I, s:I, s:I}}",
-      "status", svc->draining ? "draining" : "healthy", "version", ORFEAS_VERSION,
-      "timestamp", od_wall(), "uptime_seconds", od_now() - svc->m.start_time,
-      "queue", "depth", (json_int_t)od_jobs_queue_depth(svc->jobs), "capacity",
-      svc->cfg.queue_size, "workers", "total", od_jobs_workers_running(svc->jobs), "busy",
-      od_jobs_busy(svc->jobs), "jobs", "uploaded", c[OD_JOB_UPLOADED], "queued",
-      c[OD_JOB_QUEUED], "processing", c[OD_JOB_PROCESSING], "completed",
-      c[OD_JOB_COMPLETED], "failed", c[OD_JOB_FAILED], "active_jobs",
+      "status", svc->draining ? "draining" : "healthy", "version",
+      ORFEAS_VERSION, "timestamp", od_wall(), "uptime_seconds",
+      od_now() - svc->m.start_time, "queue", "depth",
+      (json_int_t)od_jobs_queue_depth(svc->jobs), "capacity",
+      svc->cfg.queue_size, "workers", "total",
+      od_jobs_workers_running(svc->jobs), "busy", od_jobs_busy(svc->jobs),
+      "jobs", "uploaded", c[OD_JOB_UPLOADED], "queued", c[OD_JOB_QUEUED],
+      "processing", c[OD_JOB_PROCESSING], "completed", c[OD_JOB_COMPLETED],
+      "failed", c[OD_JOB_FAILED], "active_jobs",
       c[OD_JOB_QUEUED] + c[OD_JOB_PROCESSING], "websocket", "clients",
       od_hub_clients(svc->hub), "cache", "memory_bytes",
       (json_int_t)od_cache_bytes(svc->cache, OD_CACHE_MEMORY), "memory_entries",
@@ -541,9 +584,10 @@ static void handle_api_health(od_service *svc, struct MHD_Connection *conn, od_r
   od_respond_json(conn, req, 200, o);
 }
 
-/* ---- /metrics ------------------------------------------------------------- */
+/* ---- /metrics ------------------------------------------------------------ */
 
-static void handle_metrics(od_service *svc, struct MHD_Connection *conn, od_req *req) {
+static void handle_metrics(od_service *svc, struct MHD_Connection *conn,
+                           od_req *req) {
   om_gauge_set(svc->m.uptime, od_now() - svc->m.start_time);
   od_reqstats_flush(&svc->m); /* every request completed before this one */
   om_format fmt = om_format_negotiate(
@@ -551,13 +595,14 @@ static void handle_metrics(od_service *svc, struct MHD_Connection *conn, od_req 
   om_buf buf = {0};
   if (om_registry_render(svc->m.reg, fmt, &buf) != OM_OK) {
     om_buf_free(&buf);
-    od_respond_error(svc, conn, req, 500, "internal", "out of memory rendering metrics", NULL);
+    od_respond_error(svc, conn, req, 500, "internal",
+                     "out of memory rendering metrics", NULL);
     return;
   }
   void *body = buf.data;
   size_t len = buf.len;
-  int gz = od_accepts_gzip(MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                       "Accept-Encoding"));
+  int gz = od_accepts_gzip(
+      MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept-Encoding"));
   if (gz) {
     uint8_t *z;
     size_t zl;
@@ -570,7 +615,8 @@ static void handle_metrics(od_service *svc, struct MHD_Connection *conn, od_req 
     }
   }
   /* The buffer is handed to MHD, which frees it after sending. */
-  struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+  struct MHD_Response *resp =
+      MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
   if (resp == NULL) {
     free(body);
     return;
@@ -582,11 +628,11 @@ static void handle_metrics(od_service *svc, struct MHD_Connection *conn, od_req 
   od_respond(conn, req, 200, resp, len);
 }
 
-/* ---- /ws ------------------------------------------------------------------ */
+/* ---- /ws ----------------------------------------------------------------- */
 
 static void upgrade_cb(void *cls, struct MHD_Connection *conn, void *con_cls,
-                       const char *extra_in, size_t extra_in_size, MHD_socket sock,
-                       struct MHD_UpgradeResponseHandle *urh) {
+                       const char *extra_in, size_t extra_in_size,
+                       MHD_socket sock, struct MHD_UpgradeResponseHandle *urh) {
   (void)conn;
   od_service *svc = cls;
   od_req *req = con_cls;
@@ -601,7 +647,8 @@ static void upgrade_cb(void *cls, struct MHD_Connection *conn, void *con_cls,
 static int header_has_token(const char *v, const char *tok) {
   size_t tl = strlen(tok);
   for (const char *p = v; p && *p; p++)
-    if (strncasecmp(p, tok, tl) == 0 && (p == v || p[-1] == ' ' || p[-1] == ',') &&
+    if (strncasecmp(p, tok, tl) == 0 &&
+        (p == v || p[-1] == ' ' || p[-1] == ',') &&
         (p[tl] == '\0' || p[tl] == ',' || p[tl] == ' '))
       return 1;
   return 0;
@@ -609,29 +656,39 @@ static int header_has_token(const char *v, const char *tok) {
 
 /* The WebSocket handshake of /ws and /socket.io/ (upgrade_cb hands the
  * socket to the hub as the route says). */
-static void handle_ws(od_service *svc, struct MHD_Connection *conn, od_req *req) {
-  const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
-  if (!od_cors_ws_allowed(&svc->cors, origin,
-                          MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host"))) {
-    od_respond_error(svc, conn, req, 403, "cors_refused",
-                     "This origin may not open a WebSocket here (see --cors-origins)", NULL);
+static void handle_ws(od_service *svc, struct MHD_Connection *conn,
+                      od_req *req) {
+  const char *origin =
+      MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+  if (!od_cors_ws_allowed(
+          &svc->cors, origin,
+          MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host"))) {
+    od_respond_error(
+        svc, conn, req, 403, "cors_refused",
+        "This origin may not open a WebSocket here (see --cors-origins)", NULL);
     return;
   }
-  const char *up = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Upgrade");
-  const char *co = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Connection");
-  const char *ver = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Sec-WebSocket-Version");
-  const char *key = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Sec-WebSocket-Key");
+  const char *up =
+      MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Upgrade");
+  const char *co =
+      MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Connection");
+  const char *ver = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                "Sec-WebSocket-Version");
+  const char *key =
+      MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Sec-WebSocket-Key");
   char accept[29];
   int key_rc = od_ws_accept_key(key, accept);
   if (up == NULL || strcasecmp(up, "websocket") != 0 ||
       !header_has_token(co, "upgrade") || ver == NULL ||
       strcmp(ver, "13") != 0 || key_rc == -1) {
-    validation_error(svc, conn, req, 400, "ws_handshake", "invalid",
-                     "a WebSocket upgrade (RFC 6455, version 13) is expected here");
+    validation_error(
+        svc, conn, req, 400, "ws_handshake", "invalid",
+        "a WebSocket upgrade (RFC 6455, version 13) is expected here");
     return;
   }
   if (key_rc != 0) {
-    od_respond_error(svc, conn, req, 500, "internal", "SHA-1 unavailable", NULL);
+    od_respond_error(svc, conn, req, 500, "internal", "SHA-1 unavailable",
+                     NULL);
     return;
   }
   if (svc->draining) {
@@ -660,38 +717,42 @@ static void handle_ws(od_service *svc, struct MHD_Connection *conn, od_req *req)
     req->ws_reserved = 1; /* until upgrade_cb hands it over, or completed_cb */
 }
 
-/* ---- /socket.io/ ------------------------------------------------------------ */
+/* ---- /socket.io/ --------------------------------------------------------- */
 
 /* Engine.IO's handshake: only EIO=4 over the websocket transport. Polling
  * (every other Engine.IO request) gets Engine.IO's own 400 shape, at once,
  * so a client configured for both transports moves on to websocket. */
-static void handle_socketio(od_service *svc, struct MHD_Connection *conn, od_req *req) {
+static void handle_socketio(od_service *svc, struct MHD_Connection *conn,
+                            od_req *req) {
   char msg[200];
   int code = 0;
-  if (od_sio_query_check(MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "EIO"),
-                         MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "transport"),
-                         MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "sid"),
-                         &code, msg, sizeof msg) != 0) {
+  if (od_sio_query_check(
+          MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "EIO"),
+          MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "transport"),
+          MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "sid"),
+          &code, msg, sizeof msg) != 0) {
     od_metric_validation(&svc->m, "socketio",
                          code == OD_SIO_ERR_VERSION ? "version"
                          : code == OD_SIO_ERR_SID   ? "sid"
                                                     : "transport");
     od_metric_error(&svc->m, "validation", req->route);
     od_respond_json(conn, req, 400,
-                    json_pack("{s:i, s:s, s:s, s:i}", "code", code, "message", msg,
-                              "error", msg, "status", 400));
+                    json_pack("{s:i, s:s, s:s, s:i}", "code", code, "message",
+                              msg, "error", msg, "status", 400));
     return;
   }
   handle_ws(svc, conn, req);
 }
 
-/* ---- the Studio page ------------------------------------------------------ */
+/* ---- the Studio page ----------------------------------------------------- */
 
-static void handle_page(od_service *svc, struct MHD_Connection *conn, od_req *req) {
+static void handle_page(od_service *svc, struct MHD_Connection *conn,
+                        od_req *req) {
   od_static_serve(svc, conn, req, "index.html");
 }
 
-static void handle_static(od_service *svc, struct MHD_Connection *conn, od_req *req) {
+static void handle_static(od_service *svc, struct MHD_Connection *conn,
+                          od_req *req) {
   od_static_serve(svc, conn, req, req->rest);
 }
 
@@ -711,8 +772,7 @@ static void handle_ready(od_service *svc, struct MHD_Connection *conn,
   od_jobs_health(svc->jobs, &h);
   int ready = svc->ready && !svc->draining && h.store_up &&
               h.data_dir_writable && !h.data_dir_low;
-  int queue_ok =
-      od_jobs_queue_depth(svc->jobs) < (size_t)svc->cfg.queue_size;
+  int queue_ok = od_jobs_queue_depth(svc->jobs) < (size_t)svc->cfg.queue_size;
   const char *dir = !h.data_dir_writable ? "not_writable"
                     : h.data_dir_low     ? "low_space"
                                          : "ok";
@@ -732,7 +792,7 @@ static void handle_not_found(od_service *svc, struct MHD_Connection *conn,
   od_respond_error(svc, conn, req, 404, "not_found", "Not found", NULL);
 }
 
-/* ---- dispatch ------------------------------------------------------------- */
+/* ---- dispatch ------------------------------------------------------------ */
 
 typedef void handler_fn(od_service *, struct MHD_Connection *, od_req *);
 
@@ -749,15 +809,18 @@ static handler_fn *const HANDLERS[OD_ROUTE_COUNT] = {
  * may use; from any other origin, or on a route without CORS, 403. */
 static void answer_options(od_service *svc, struct MHD_Connection *conn,
                            od_req *req) {
-  const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
-  const char *want = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                 "Access-Control-Request-Method");
+  const char *origin =
+      MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+  const char *want = MHD_lookup_connection_value(
+      conn, MHD_HEADER_KIND, "Access-Control-Request-Method");
   int preflight = origin != NULL && want != NULL;
   if (preflight && req->acao[0] == '\0') {
-    od_respond_error(svc, conn, req, 403, "cors_refused",
-                     req->cors ? "This origin is not allowed to call the API (see --cors-origins)"
-                               : "No cross-origin access to this route",
-                     NULL);
+    od_respond_error(
+        svc, conn, req, 403, "cors_refused",
+        req->cors
+            ? "This origin is not allowed to call the API (see --cors-origins)"
+            : "No cross-origin access to this route",
+        NULL);
     return;
   }
   struct MHD_Response *resp =
@@ -768,7 +831,8 @@ static void answer_options(od_service *svc, struct MHD_Connection *conn,
   MHD_add_response_header(resp, "Allow", allow);
   if (preflight) {
     MHD_add_response_header(resp, "Access-Control-Allow-Methods", allow);
-    MHD_add_response_header(resp, "Access-Control-Allow-Headers", OD_CORS_ALLOW_HEADERS);
+    MHD_add_response_header(resp, "Access-Control-Allow-Headers",
+                            OD_CORS_ALLOW_HEADERS);
     MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
   }
   od_respond(conn, req, 204, resp, 0);
@@ -788,8 +852,8 @@ static int rate_limited(od_service *svc, struct MHD_Connection *conn,
     wait = od_ratelimit_take(svc->rl, req->client, od_now());
   if (wait <= 0)
     return 0;
-  om_counter_inc(om_family_counter(
-      svc->m.rate_limited, OM_LABELS(od_route_template(req->route))));
+  om_counter_inc(om_family_counter(svc->m.rate_limited,
+                                   OM_LABELS(od_route_template(req->route))));
   char msg[96];
   snprintf(msg, sizeof msg, "Rate limit exceeded. Max %g requests per second",
            svc->cfg.rate_limit_rps);

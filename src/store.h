@@ -268,8 +268,8 @@ typedef struct od_store_ops {
                 size_t err_len);
   /* A cluster-wide rate limit (redis; NULL elsewhere): see
    * od_store_rate_take. */
-  od_store_rc (*rate_take)(void *be, const char *key, double rate,
-                           double burst, int *wait_s);
+  od_store_rc (*rate_take)(void *be, const char *key, double rate, double burst,
+                           int *wait_s);
 } od_store_ops;
 
 /* The backends compiled in (store.c lists them). */

@@ -18,25 +18,26 @@
 #include "orfeas_build.h" /* generated: version, git revision, build type */
 #include "store.h"
 
-static const double GEN_BUCKETS[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20,
-                                     30, 60, 90, 120, 180, 300, 450, 600};
+static const double GEN_BUCKETS[] = {0.05, 0.1, 0.25, 0.5, 1,  2.5,
+                                     5,    10,  20,   30,  60, 90,
+                                     120,  180, 300,  450, 600};
 static const double STAGE_BUCKETS[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                       0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300};
-static const double QUALITY_BUCKETS[] = {0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7,
-                                         0.8, 0.85, 0.9, 0.95, 1.0};
-static const double WAIT_BUCKETS[] = {0.001, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5,
-                                      10, 30, 60, 120, 300, 600};
-static const double HTTP_BUCKETS[] = {0.0005, 0.001, 0.0025, 0.005, 0.01,
-                                      0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
-                                      10, 20, 30, 45, 60};
-static const double SIZE_BUCKETS[] = {100, 1000, 10000, 100000, 1e6, 1e7,
-                                      5e7, 1e8};
+                                       0.25,  0.5,   1,    2.5,   5,    10,
+                                       30,    60,    120,  300};
+static const double QUALITY_BUCKETS[] = {0.1, 0.2, 0.3,  0.4, 0.5,  0.6,
+                                         0.7, 0.8, 0.85, 0.9, 0.95, 1.0};
+static const double WAIT_BUCKETS[] = {0.001, 0.01, 0.05, 0.1, 0.5, 1,   2.5,
+                                      5,     10,   30,   60,  120, 300, 600};
+static const double HTTP_BUCKETS[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                      0.05,   0.1,   0.25,   0.5,   1,    2.5,
+                                      5,      10,    20,     30,    45,   60};
+static const double SIZE_BUCKETS[] = {100, 1000, 10000, 100000,
+                                      1e6, 1e7,  5e7,   1e8};
 /* A store call: 1 us (a memory read) to 10 s (a stalled disk); a synced
  * commit is 0.1-50 ms on a virtual disk (docs/performance.md). */
-static const double STORE_BUCKETS[] = {1e-6,  5e-6,  2.5e-5, 1e-4,  2.5e-4,
-                                       5e-4,  0.001, 0.0025, 0.005, 0.01,
-                                       0.025, 0.05,  0.1,    0.25,  1,
-                                       10};
+static const double STORE_BUCKETS[] = {
+    1e-6,  5e-6, 2.5e-5, 1e-4, 2.5e-4, 5e-4, 0.001, 0.0025,
+    0.005, 0.01, 0.025,  0.05, 0.1,    0.25, 1,     10};
 
 /* ---- the metrics, as data ------------------------------------------------ */
 
@@ -58,11 +59,11 @@ typedef struct {
 /* FIELD(f): where the handle goes, and what it is, read off the field's
  * declared type (so a table line cannot store a gauge in a counter). */
 #define FIELD(f)                                                               \
-  offsetof(od_metrics, f), _Generic(((od_metrics *)0)->f,                      \
-                                    om_family *: HOLD_FAMILY,                  \
-                                    om_counter *: HOLD_COUNTER,                \
-                                    om_gauge *: HOLD_GAUGE,                    \
-                                    om_histogram *: HOLD_HISTOGRAM)
+  offsetof(od_metrics, f), _Generic(((od_metrics *)0)->f, om_family *          \
+                                    : HOLD_FAMILY, om_counter *                \
+                                    : HOLD_COUNTER, om_gauge *                 \
+                                    : HOLD_GAUGE, om_histogram *               \
+                                    : HOLD_HISTOGRAM)
 #define LABELS(...) OM_LABELS(__VA_ARGS__), NB(OM_LABELS(__VA_ARGS__))
 #define NO_LABELS NULL, 0
 #define BUCKETS(b) b, NB(b)
@@ -151,8 +152,8 @@ static const metric_def METRICS[] = {
      * client that believes it is setting something. */
     {FIELD(gen_unknown_fields), OM_COUNTER,
      "orfeas_generate_unknown_fields_total",
-     "Unknown fields in generate-3d bodies, ignored (not an error).",
-     NO_LABELS, NO_BUCKETS},
+     "Unknown fields in generate-3d bodies, ignored (not an error).", NO_LABELS,
+     NO_BUCKETS},
     {FIELD(active_jobs), OM_GAUGE, "orfeas_active_jobs",
      "Jobs queued or processing.", NO_LABELS, NO_BUCKETS},
     {FIELD(workers_busy), OM_GAUGE, "orfeas_workers_busy",
@@ -193,8 +194,7 @@ static const metric_def METRICS[] = {
     {FIELD(store_up), OM_GAUGE, "orfeas_store_up",
      "1 while the job store answers and writes (--store), else 0.", NO_LABELS,
      NO_BUCKETS},
-    {FIELD(store_op_duration), OM_HISTOGRAM,
-     "orfeas_store_op_duration_seconds",
+    {FIELD(store_op_duration), OM_HISTOGRAM, "orfeas_store_op_duration_seconds",
      "Duration of each job-store call (a synced commit included), by call.",
      LABELS("op"), BUCKETS(STORE_BUCKETS)},
     {FIELD(store_errors), OM_COUNTER, "orfeas_store_errors_total",
@@ -215,8 +215,7 @@ static const metric_def METRICS[] = {
      "each answers 410 after.",
      LABELS("reason"), NO_BUCKETS},
     /* Cluster mode (issue #15; both stores report the first). */
-    {FIELD(store_oldest_queued), OM_GAUGE,
-     "orfeas_store_oldest_queued_seconds",
+    {FIELD(store_oldest_queued), OM_GAUGE, "orfeas_store_oldest_queued_seconds",
      "How long the job at the head of the queue has waited (redis: the "
      "cluster's queue, the same on every node; aggregate with max).",
      NO_LABELS, NO_BUCKETS},
@@ -279,13 +278,15 @@ const char *const OD_MEMO_EVENT_NAMES[OD_MEMO_EVENTS] = {
 static int define(od_metrics *m, const metric_def *d, char *err,
                   size_t err_len) {
   om_error e = {0};
-  om_family *f = om_family_new(
-      m->reg, d->type,
-      &(om_family_opts){.name = d->name, .help = d->help,
-                        .label_names = d->labels, .label_count = d->nlabels,
-                        .buckets = d->buckets, .bucket_count = d->nbuckets,
-                        .max_series = 2000},
-      &e);
+  om_family *f = om_family_new(m->reg, d->type,
+                               &(om_family_opts){.name = d->name,
+                                                 .help = d->help,
+                                                 .label_names = d->labels,
+                                                 .label_count = d->nlabels,
+                                                 .buckets = d->buckets,
+                                                 .bucket_count = d->nbuckets,
+                                                 .max_series = 2000},
+                               &e);
   if (f == NULL) {
     snprintf(err, err_len, "metrics: %s: %s", d->name, e.text);
     return -1;
@@ -338,10 +339,10 @@ static void precreate_edge(od_metrics *m) {
 #undef OD_FD_OP_NAME
   };
   /* "none" (no header) is not counted. */
-  static const char *const xff[OD_XFF_RESULTS] = {
-      [OD_XFF_USED] = "used",
-      [OD_XFF_IGNORED] = "ignored",
-      [OD_XFF_MALFORMED] = "malformed"};
+  static const char *const xff[OD_XFF_RESULTS] = {[OD_XFF_USED] = "used",
+                                                  [OD_XFF_IGNORED] = "ignored",
+                                                  [OD_XFF_MALFORMED] =
+                                                      "malformed"};
   counters_of(m->conns_closed_family, reasons, OD_CLOSE_REASONS,
               m->conns_closed);
   counters_of(m->fd_exhausted_family, ops, OD_FD_OPS, m->fd_exhausted);
@@ -444,15 +445,14 @@ int od_metrics_init(od_metrics *m, const char *node_id, char *err,
       return -1;
   om_error e;
   if (om_process_collector_register(m->reg, &e) != OM_OK ||
-      om_build_info_register(m->reg, "orfeas_build_info",
-                             "orfeasd's version, git revision and build type "
-                             "(as --version prints them); always 1.",
-                             OM_LABELS("version", "revision", "build_type",
-                                       "service", "node"),
-                             OM_LABELS(ORFEAS_VERSION, orfeas_revision,
-                                       ORFEAS_BUILD_TYPE, "orfeasd",
-                                       node_id ? node_id : ""),
-                             5, &e) != OM_OK) {
+      om_build_info_register(
+          m->reg, "orfeas_build_info",
+          "orfeasd's version, git revision and build type "
+          "(as --version prints them); always 1.",
+          OM_LABELS("version", "revision", "build_type", "service", "node"),
+          OM_LABELS(ORFEAS_VERSION, orfeas_revision, ORFEAS_BUILD_TYPE,
+                    "orfeasd", node_id ? node_id : ""),
+          5, &e) != OM_OK) {
     snprintf(err, err_len, "metrics: %s", e.text);
     return -1;
   }
@@ -467,13 +467,14 @@ void od_metrics_free(od_metrics *m) {
 }
 
 void od_metric_error(od_metrics *m, const char *type, od_route r) {
-  om_counter_inc(om_family_counter(m->errors, OM_LABELS(type, od_route_template(r))));
+  om_counter_inc(
+      om_family_counter(m->errors, OM_LABELS(type, od_route_template(r))));
 }
 
 void od_metric_validation(od_metrics *m, const char *field,
                           const char *error_type) {
-  om_counter_inc(om_family_counter(m->validation_errors,
-                                   OM_LABELS(field, error_type)));
+  om_counter_inc(
+      om_family_counter(m->validation_errors, OM_LABELS(field, error_type)));
 }
 
 const char *od_store_bytes_kind(int kind) {

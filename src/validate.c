@@ -206,8 +206,7 @@ static void parse_quality(json_t *root, od_generate_req *req, errlist *e) {
     req->quality = (int)json_integer_value(v);
 }
 
-static void parse_dimensions(json_t *root, od_generate_req *req,
-                             errlist *e) {
+static void parse_dimensions(json_t *root, od_generate_req *req, errlist *e) {
   json_t *v = json_object_get(root, "dimensions");
   if (v == NULL)
     return;

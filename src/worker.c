@@ -54,8 +54,8 @@ struct od_workers {
   pthread_mutex_t alive_mu; /* guards alive */
   pthread_cond_t alive_cv;  /* on CLOCK_MONOTONIC: a thread ended */
   int alive;                /* threads started and not yet returned */
-  pthread_mutex_t live_mu; /* guards live */
-  od_live *live;           /* owned, n; id "" when idle */
+  pthread_mutex_t live_mu;  /* guards live */
+  od_live *live;            /* owned, n; id "" when idle */
 };
 
 /* A running job, as on_progress sees it. */

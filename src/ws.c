@@ -10,11 +10,11 @@
  *
  * Slow clients: each socket's kernel send buffer is --ws-sndbuf-kb; a
  * client whose wslay queue still holds --ws-queue frames after a flush into
- * that buffer gets no more progress frames (2x that for the rest); each refused frame is counted in
- * orfeas_websocket_messages_dropped_total. The hub never blocks on a socket
- * (non-blocking sends; EPOLLOUT when the kernel buffer is full), so one
- * stalled reader costs the others nothing. The outbox is bounded too
- * (OUTBOX_MAX frames), in case the hub itself falls behind.
+ * that buffer gets no more progress frames (2x that for the rest); each refused
+ * frame is counted in orfeas_websocket_messages_dropped_total. The hub never
+ * blocks on a socket (non-blocking sends; EPOLLOUT when the kernel buffer is
+ * full), so one stalled reader costs the others nothing. The outbox is bounded
+ * too (OUTBOX_MAX frames), in case the hub itself falls behind.
  *
  * Hostile and dead clients (issue #13):
  *  - Flood: wslay answers every ping with a pong queued for the client, and
@@ -59,7 +59,6 @@
 #include "orfeas_build.h" /* generated: version, git revision, build type */
 #include "orfeasd.h"
 
-
 #define MAX_SUBS 32
 #define OUTBOX_MAX 65536
 /* A client that does not answer our close frame (or does not even read
@@ -76,22 +75,22 @@ typedef struct client {
   od_hub *hub;
   int fd;
   struct MHD_UpgradeResponseHandle *urh;
-  wslay_event_context_ptr ctx;   /* owned */
-  uint8_t *extra;                /* bytes MHD read past the headers; owned */
+  wslay_event_context_ptr ctx; /* owned */
+  uint8_t *extra;              /* bytes MHD read past the headers; owned */
   size_t extra_len, extra_off;
   char subs[MAX_SUBS][37];
   int nsubs;
-  uint32_t armed;                /* epoll events registered */
+  uint32_t armed; /* epoll events registered */
   int dead;
-  int closing;                   /* our close frame is queued */
-  od_ws_close_reason reason;     /* why it closes, once we know */
-  size_t turn_bytes;             /* read in this recv turn */
-  double ping_at;                /* the next ping is due */
-  double pong_by;                /* a pong is due by then; 0 when none */
-  double close_by;               /* closing: the socket closes then, whether
-                                    the client answered the close or not */
-  int in_recv;                   /* inside wslay_event_recv() */
-  od_sio_conn *sio;              /* Socket.IO state (owned); NULL for /ws */
+  int closing;               /* our close frame is queued */
+  od_ws_close_reason reason; /* why it closes, once we know */
+  size_t turn_bytes;         /* read in this recv turn */
+  double ping_at;            /* the next ping is due */
+  double pong_by;            /* a pong is due by then; 0 when none */
+  double close_by;           /* closing: the socket closes then, whether
+                                the client answered the close or not */
+  int in_recv;               /* inside wslay_event_recv() */
+  od_sio_conn *sio;          /* Socket.IO state (owned); NULL for /ws */
   struct client *next;
 } client;
 
@@ -100,7 +99,7 @@ typedef struct outmsg {
   od_ws_event ev;
   size_t len;
   struct outmsg *next;
-  char text[];                   /* the frame payload */
+  char text[]; /* the frame payload */
 } outmsg;
 
 struct od_hub {
@@ -108,13 +107,13 @@ struct od_hub {
   int epfd, evfd;
   pthread_t thread;
   int started;
-  pthread_mutex_t mu;            /* pending, outbox, stop */
+  pthread_mutex_t mu; /* pending, outbox, stop */
   client *pending;
   outmsg *out_head, *out_tail;
   size_t out_n;
   int stop;
-  double stop_by;                /* od_now() deadline of od_hub_stop */
-  client *clients;               /* hub thread only */
+  double stop_by;  /* od_now() deadline of od_hub_stop */
+  client *clients; /* hub thread only */
   _Atomic int nclients;
   _Atomic int resync; /* od_hub_resync asked */
 };
@@ -125,7 +124,7 @@ static void wake(od_hub *h) {
   (void)n; /* a full counter already means "wake up" */
 }
 
-/* ---- wslay callbacks (hub thread) ----------------------------------------- */
+/* ---- wslay callbacks (hub thread) ---------------------------------------- */
 
 static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
                        int flags, void *user) {
@@ -231,7 +230,8 @@ static int is_end(od_ws_event ev) {
  * full loses frames. Progress frames go past --ws-queue, the end of a job
  * (and the replies to the client) only past twice that, so a lagging client
  * loses intermediate progress first. */
-static void queue_text(client *c, od_ws_event ev, const char *text, size_t len) {
+static void queue_text(client *c, od_ws_event ev, const char *text,
+                       size_t len) {
   od_metrics *m = &c->hub->svc->m;
   if (c->dead || !wslay_event_get_write_enabled(c->ctx))
     return;
@@ -302,7 +302,8 @@ static void send_current(client *c, const char *id) {
     return;
   }
   /* A removed job's current state is its removal (generation_error). */
-  if ((od_jobs_view(c->hub->svc->jobs, id, &v) || od_jobs_gone(c->hub->svc->jobs, id, &v)) &&
+  if ((od_jobs_view(c->hub->svc->jobs, id, &v) ||
+       od_jobs_gone(c->hub->svc->jobs, id, &v)) &&
       (data = od_job_event_json(&v, &ev)) != NULL)
     send_event(c, ev, data);
 }
@@ -313,7 +314,8 @@ static int subscribe(client *c, const char *id, od_route r) {
     return 0;
   if (c->nsubs == MAX_SUBS) {
     od_metric_error(&c->hub->svc->m, "bad_message", r);
-    od_metric_validation(&c->hub->svc->m, "ws_message", "too_many_subscriptions");
+    od_metric_validation(&c->hub->svc->m, "ws_message",
+                         "too_many_subscriptions");
     return -1;
   }
   snprintf(c->subs[c->nsubs++], 37, "%s", id);
@@ -332,10 +334,9 @@ static void sio_on_msg(client *c, const uint8_t *msg, size_t len) {
   case OD_SIO_CONNECTED:
     queue_raw(c, reply);
     free(reply);
-    reply = od_sio_event_text("connected",
-                              json_pack("{s:s, s:s, s:s}", "status", "connected",
-                                        "mode", "orfeasd", "version",
-                                        ORFEAS_VERSION));
+    reply = od_sio_event_text(
+        "connected", json_pack("{s:s, s:s, s:s}", "status", "connected", "mode",
+                               "orfeasd", "version", ORFEAS_VERSION));
     break;
   case OD_SIO_SUBSCRIBE:
     if (subscribe(c, id, OD_ROUTE_SOCKETIO) != 0) {
@@ -397,21 +398,24 @@ static void on_msg(wslay_event_context_ptr ctx,
     if (arg->opcode == WSLAY_BINARY_FRAME) {
       od_metric_error(m, "bad_message", OD_ROUTE_WS);
       od_metric_validation(m, "ws_message", "binary");
-      send_event(c, OD_WS_ERROR, json_pack("{s:s}", "message",
-                                           "binary frames are not used; send JSON text"));
+      send_event(c, OD_WS_ERROR,
+                 json_pack("{s:s}", "message",
+                           "binary frames are not used; send JSON text"));
     }
     return; /* ping/pong/close: wslay answers them itself */
   }
   char id[37], err[160];
-  od_wsmsg_kind k = od_wsmsg_parse(arg->msg, arg->msg_length, id, err, sizeof err);
+  od_wsmsg_kind k =
+      od_wsmsg_parse(arg->msg, arg->msg_length, id, err, sizeof err);
   switch (k) {
   case OD_WSMSG_PING:
     send_event(c, OD_WS_PONG, json_object());
     break;
   case OD_WSMSG_SUBSCRIBE:
     if (subscribe(c, id, OD_ROUTE_WS) != 0) {
-      send_event(c, OD_WS_ERROR, json_pack("{s:s}", "message",
-                                           "at most 32 subscriptions per connection"));
+      send_event(c, OD_WS_ERROR,
+                 json_pack("{s:s}", "message",
+                           "at most 32 subscriptions per connection"));
       break;
     }
     send_event(c, OD_WS_SUBSCRIBED, json_pack("{s:s}", "job_id", id));
@@ -430,9 +434,9 @@ static void on_msg(wslay_event_context_ptr ctx,
 }
 
 static const struct wslay_event_callbacks CALLBACKS = {
-  recv_cb, send_cb, NULL, NULL, NULL, NULL, on_msg};
+    recv_cb, send_cb, NULL, NULL, NULL, NULL, on_msg};
 
-/* ---- hub thread ----------------------------------------------------------- */
+/* ---- hub thread ---------------------------------------------------------- */
 
 /* One heartbeat for both protocols, from the hub loop: a ping every
  * interval (a WebSocket ping frame to /ws clients, Engine.IO's "2" to
@@ -474,11 +478,14 @@ static void close_client(od_hub *h, client *c) {
   uint16_t code = wslay_event_get_status_code_sent(c->ctx);
   /* A close we sent for a broken frame (1002 protocol, 1007 bad UTF-8,
    * 1009 too big) is a client error worth counting. */
-  if (code == WSLAY_CODE_PROTOCOL_ERROR || code == WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA ||
+  if (code == WSLAY_CODE_PROTOCOL_ERROR ||
+      code == WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA ||
       code == WSLAY_CODE_MESSAGE_TOO_BIG) {
-    od_metric_error(&h->svc->m, "ws_protocol", c->sio ? OD_ROUTE_SOCKETIO : OD_ROUTE_WS);
-    od_metric_validation(&h->svc->m, "ws_frame", code == WSLAY_CODE_MESSAGE_TOO_BIG
-                                                     ? "too_big" : "malformed");
+    od_metric_error(&h->svc->m, "ws_protocol",
+                    c->sio ? OD_ROUTE_SOCKETIO : OD_ROUTE_WS);
+    od_metric_validation(&h->svc->m, "ws_frame",
+                         code == WSLAY_CODE_MESSAGE_TOO_BIG ? "too_big"
+                                                            : "malformed");
     if (c->reason == OD_WS_CLOSE_CLIENT)
       c->reason = OD_WS_CLOSE_PROTOCOL;
   }
@@ -586,7 +593,8 @@ static void service_clients(od_hub *h, double now) {
   client **pp = &h->clients;
   while (*pp) {
     client *c = *pp;
-    if (!c->dead && wslay_event_want_write(c->ctx) && wslay_event_send(c->ctx) != 0)
+    if (!c->dead && wslay_event_want_write(c->ctx) &&
+        wslay_event_send(c->ctx) != 0)
       c->dead = 1;
     if (c->closing && now > c->close_by)
       c->dead = 1;
@@ -630,7 +638,8 @@ static void *hub_main(void *arg) {
           c->dead = 1;
         c->in_recv = 0;
       }
-      if (!c->dead && (evs[i].events & EPOLLOUT) && wslay_event_send(c->ctx) != 0)
+      if (!c->dead && (evs[i].events & EPOLLOUT) &&
+          wslay_event_send(c->ctx) != 0)
         c->dead = 1;
     }
     adopt_pending(h);
@@ -674,7 +683,7 @@ static void *hub_main(void *arg) {
   return NULL;
 }
 
-/* ---- public --------------------------------------------------------------- */
+/* ---- public -------------------------------------------------------------- */
 
 od_hub *od_hub_new(od_service *svc, char *err, size_t err_len) {
   od_hub *h = calloc(1, sizeof *h);
@@ -687,7 +696,8 @@ od_hub *od_hub_new(od_service *svc, char *err, size_t err_len) {
   h->epfd = epoll_create1(EPOLL_CLOEXEC);
   h->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   struct epoll_event ee = {.events = EPOLLIN, .data.ptr = NULL};
-  if (h->epfd < 0 || h->evfd < 0 || epoll_ctl(h->epfd, EPOLL_CTL_ADD, h->evfd, &ee) != 0) {
+  if (h->epfd < 0 || h->evfd < 0 ||
+      epoll_ctl(h->epfd, EPOLL_CTL_ADD, h->evfd, &ee) != 0) {
     snprintf(err, err_len, "ws: epoll/eventfd: %s", strerror(errno));
     od_hub_free(h);
     return NULL;

@@ -22,7 +22,7 @@
 
 static const char *const WS_NAMES[] = {
 #define OD_WS_STR(id, name) name,
-  OD_WS_EVENT_LIST(OD_WS_STR)
+    OD_WS_EVENT_LIST(OD_WS_STR)
 #undef OD_WS_STR
 };
 
@@ -34,9 +34,11 @@ od_wsmsg_kind od_wsmsg_parse(const uint8_t *msg, size_t len, char job_id[37],
                              char *err, size_t err_len) {
   job_id[0] = '\0';
   json_error_t jerr;
-  json_t *root = json_loadb((const char *)msg, len, JSON_REJECT_DUPLICATES, &jerr);
+  json_t *root =
+      json_loadb((const char *)msg, len, JSON_REJECT_DUPLICATES, &jerr);
   if (root == NULL) {
-    snprintf(err, err_len, "invalid JSON at column %d: %s", jerr.column, jerr.text);
+    snprintf(err, err_len, "invalid JSON at column %d: %s", jerr.column,
+             jerr.text);
     return OD_WSMSG_BAD;
   }
   od_wsmsg_kind kind = OD_WSMSG_BAD;
@@ -46,7 +48,8 @@ od_wsmsg_kind od_wsmsg_parse(const uint8_t *msg, size_t len, char job_id[37],
     snprintf(err, err_len, "a message is {\"event\": NAME, \"data\": {...}}");
   } else if (strcmp(name, "ping") == 0) {
     kind = OD_WSMSG_PING;
-  } else if (strcmp(name, "subscribe") == 0 || strcmp(name, "unsubscribe") == 0) {
+  } else if (strcmp(name, "subscribe") == 0 ||
+             strcmp(name, "unsubscribe") == 0) {
     json_t *data = json_object_get(root, "data");
     json_t *id = json_is_object(data) ? json_object_get(data, "job_id") : NULL;
     if (id == NULL)
@@ -58,7 +61,8 @@ od_wsmsg_kind od_wsmsg_parse(const uint8_t *msg, size_t len, char job_id[37],
       kind = name[0] == 's' ? OD_WSMSG_SUBSCRIBE : OD_WSMSG_UNSUBSCRIBE;
     }
   } else {
-    snprintf(err, err_len, "unknown event \"%.40s\" (subscribe, unsubscribe, ping)", name);
+    snprintf(err, err_len,
+             "unknown event \"%.40s\" (subscribe, unsubscribe, ping)", name);
   }
   json_decref(root);
   return kind;
@@ -93,8 +97,8 @@ int od_ws_accept_key(const char *key, char out[29]) {
     return -1;
   /* Sec-WebSocket-Accept = base64(SHA-1(key + the protocol's GUID)). */
   char src[24 + 36 + 1];
-  int n = snprintf(src, sizeof src, "%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11",
-                   key);
+  int n =
+      snprintf(src, sizeof src, "%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", key);
   unsigned char sha[EVP_MAX_MD_SIZE];
   unsigned int sl = 0;
   if (EVP_Digest(src, (size_t)n, sha, &sl, EVP_sha1(), NULL) != 1 || sl != 20)

@@ -66,12 +66,12 @@ int orfeas_gpu_stop(orfeas_gpu *g, double wait_s);
 
 /* What /api/health shows. */
 typedef struct orfeas_gpu_summary {
-  int nvml_loaded;      /* 1 when the library was opened and initialised */
-  unsigned count;       /* GPUs NVML reports */
-  unsigned up;          /* of those, answering within their deadline */
-  double util_max;      /* percent, over GPUs that are up */
-  double temp_max;      /* Celsius */
-  double mem_used_mb;   /* summed over GPUs that are up */
+  int nvml_loaded;    /* 1 when the library was opened and initialised */
+  unsigned count;     /* GPUs NVML reports */
+  unsigned up;        /* of those, answering within their deadline */
+  double util_max;    /* percent, over GPUs that are up */
+  double temp_max;    /* Celsius */
+  double mem_used_mb; /* summed over GPUs that are up */
   double mem_total_mb;
 } orfeas_gpu_summary;
 

@@ -69,15 +69,15 @@
 
 typedef enum om_status {
   OM_OK = 0,
-  OM_EINVAL = -1,      /* an argument is NULL, out of range or not finite */
-  OM_EBADNAME = -2,    /* metric name not [a-zA-Z_:][a-zA-Z0-9_:]* */
-  OM_EBADLABEL = -3,   /* label name invalid, reserved (__*, le) or repeated */
-  OM_EEXISTS = -4,     /* a family of that name is already registered */
-  OM_ENOMEM = -5,      /* out of memory */
-  OM_ETYPE = -6,       /* wrong metric type for this call */
-  OM_EBUCKETS = -7,    /* histogram bounds not finite and strictly increasing */
-  OM_EUNIT = -8,       /* unit invalid or not the last part of the name */
-  OM_EOVERFLOW = -9    /* the family's series cap is reached */
+  OM_EINVAL = -1,    /* an argument is NULL, out of range or not finite */
+  OM_EBADNAME = -2,  /* metric name not [a-zA-Z_:][a-zA-Z0-9_:]* */
+  OM_EBADLABEL = -3, /* label name invalid, reserved (__*, le) or repeated */
+  OM_EEXISTS = -4,   /* a family of that name is already registered */
+  OM_ENOMEM = -5,    /* out of memory */
+  OM_ETYPE = -6,     /* wrong metric type for this call */
+  OM_EBUCKETS = -7,  /* histogram bounds not finite and strictly increasing */
+  OM_EUNIT = -8,     /* unit invalid or not the last part of the name */
+  OM_EOVERFLOW = -9  /* the family's series cap is reached */
 } om_status;
 
 /* Filled by calls that take one (may be NULL). text is a full sentence. */
@@ -133,10 +133,10 @@ extern const double OM_DEFAULT_BUCKETS[11];
 #define OM_MAX_LABELS 16
 
 typedef struct om_family_opts {
-  const char *name;  /* required; counters conventionally end in _total */
-  const char *help;  /* required; any UTF-8, escaped on output */
-  const char *unit;  /* optional (OpenMetrics # UNIT): [a-z0-9_]+, and the
-                        name (less _total) must end in "_" unit */
+  const char *name; /* required; counters conventionally end in _total */
+  const char *help; /* required; any UTF-8, escaped on output */
+  const char *unit; /* optional (OpenMetrics # UNIT): [a-z0-9_]+, and the
+                       name (less _total) must end in "_" unit */
   const char *const *label_names; /* label_count names, or NULL */
   size_t label_count;
   /* Histograms: finite, strictly increasing upper bounds; +Inf is implicit.
@@ -172,17 +172,17 @@ typedef struct om_counter om_counter;
 
 /* Registers an unlabelled counter family and returns its only child (NULL
  * and err filled on failure, as om_family_new). Any thread. */
-om_counter *om_counter_new(om_registry *reg, const char *name,
-                           const char *help, om_error *err);
+om_counter *om_counter_new(om_registry *reg, const char *name, const char *help,
+                           om_error *err);
 
 /* The child of a counter family for these label values (label_count strings,
  * any bytes; NULL when the family has no labels). A value longer than
  * OM_MAX_LABEL_VALUE bytes is cut to that length (at a UTF-8 character
  * boundary), and bytes that are not valid UTF-8 are replaced by U+FFFD, so
- * hostile values can neither grow memory nor break the exposition. Created at 0 on first use;
- * later calls return the same handle without allocating. Returns the sink
- * child when the series cap is reached or memory runs out, and NULL only
- * when fam is not a counter family or an argument is NULL. Any thread. */
+ * hostile values can neither grow memory nor break the exposition. Created at 0
+ * on first use; later calls return the same handle without allocating. Returns
+ * the sink child when the series cap is reached or memory runs out, and NULL
+ * only when fam is not a counter family or an argument is NULL. Any thread. */
 om_counter *om_family_counter(om_family *fam, const char *const *values);
 
 static inline void om_counter_inc(om_counter *c);
@@ -239,8 +239,8 @@ static inline void om_histogram_observe(om_histogram *h, double v);
  * array needs bucket_count + 1 entries (pass n to check). *count equals the
  * +Inf bucket by construction. Returns OM_EINVAL when n is too small. The
  * sum may miss observations that are in flight during the call. Any thread.*/
-int om_histogram_snapshot(const om_histogram *h, uint64_t *cumulative,
-                          size_t n, uint64_t *count, double *sum);
+int om_histogram_snapshot(const om_histogram *h, uint64_t *cumulative, size_t n,
+                          uint64_t *count, double *sum);
 
 /* ------------------------------------------------------------------ */
 /* Collectors: values produced at scrape time                          */
@@ -258,9 +258,8 @@ typedef void (*om_collect_fn)(om_collect *out, void *user);
  * scrape (for values the process does not update itself: /proc, a GPU
  * sampler's last sample). opts as in om_family_new; max_series caps the
  * series fn may report per scrape. Returns an om_status. Any thread. */
-int om_collector_new(om_registry *reg, om_type type,
-                     const om_family_opts *opts, om_collect_fn fn, void *user,
-                     om_error *err);
+int om_collector_new(om_registry *reg, om_type type, const om_family_opts *opts,
+                     om_collect_fn fn, void *user, om_error *err);
 
 /* Reports one series from inside a collector callback. values as in
  * om_family_counter. Returns OM_EINVAL for a counter value that is negative
@@ -281,8 +280,8 @@ int om_process_collector_register(om_registry *reg, om_error *err);
 /* Registers a gauge NAME (e.g. "orfeas_build_info") with the given labels,
  * set to 1: the usual way to expose version and build details. Returns an
  * om_status. Any thread. */
-int om_build_info_register(om_registry *reg, const char *name,
-                           const char *help, const char *const *label_names,
+int om_build_info_register(om_registry *reg, const char *name, const char *help,
+                           const char *const *label_names,
                            const char *const *label_values, size_t n,
                            om_error *err);
 
@@ -352,9 +351,8 @@ static inline void om_counter_add_u64(om_counter *c, uint64_t n) {
     _Atomic uint64_t *p =
         (_Atomic uint64_t *)((char *)((struct om__counter_hot *)c)->slots +
                              off);
-    atomic_store_explicit(
-        p, atomic_load_explicit(p, memory_order_relaxed) + n,
-        memory_order_relaxed);
+    atomic_store_explicit(p, atomic_load_explicit(p, memory_order_relaxed) + n,
+                          memory_order_relaxed);
   } else {
     om__counter_add_slow(c, n);
   }
@@ -373,8 +371,8 @@ struct om__histogram_hot {
    * bucket, not one per row, so back-to-back observations rarely wait on
    * the previous one's add (they usually land in different buckets). */
   _Atomic uint64_t *rows;
-  size_t row_words;       /* words per row (whole cache lines) */
-  const double *bounds;   /* nb bounds, padded to OM__HIST_PAD with +Inf */
+  size_t row_words;     /* words per row (whole cache lines) */
+  const double *bounds; /* nb bounds, padded to OM__HIST_PAD with +Inf */
   size_t nb;
   size_t npad; /* nb rounded up to a multiple of 4 (<= OM__HIST_PAD) */
 };
@@ -402,21 +400,30 @@ static inline size_t om__bucket_of(const double *b, size_t nb, size_t npad,
    * unrolled (a switch that falls through) so there is no loop to run. */
   __m128d vv = _mm_set1_pd(v);
   __m128i a0 = _mm_setzero_si128(), a1 = _mm_setzero_si128();
-#define OM__STEP(k)                                                          \
-  a0 = _mm_sub_epi64(                                                        \
-      a0, _mm_castpd_si128(_mm_cmpnle_pd(vv, _mm_loadu_pd(b + (k)))));       \
-  a1 = _mm_sub_epi64(                                                        \
+#define OM__STEP(k)                                                            \
+  a0 = _mm_sub_epi64(                                                          \
+      a0, _mm_castpd_si128(_mm_cmpnle_pd(vv, _mm_loadu_pd(b + (k)))));         \
+  a1 = _mm_sub_epi64(                                                          \
       a1, _mm_castpd_si128(_mm_cmpnle_pd(vv, _mm_loadu_pd(b + (k) + 2))))
   switch (npad) {
-  case 32: OM__STEP(28); /* fall through */
-  case 28: OM__STEP(24); /* fall through */
-  case 24: OM__STEP(20); /* fall through */
-  case 20: OM__STEP(16); /* fall through */
-  case 16: OM__STEP(12); /* fall through */
-  case 12: OM__STEP(8);  /* fall through */
-  case 8: OM__STEP(4);   /* fall through */
-  case 4: OM__STEP(0);   /* fall through */
-  default: break;
+  case 32:
+    OM__STEP(28); /* fall through */
+  case 28:
+    OM__STEP(24); /* fall through */
+  case 24:
+    OM__STEP(20); /* fall through */
+  case 20:
+    OM__STEP(16); /* fall through */
+  case 16:
+    OM__STEP(12); /* fall through */
+  case 12:
+    OM__STEP(8); /* fall through */
+  case 8:
+    OM__STEP(4); /* fall through */
+  case 4:
+    OM__STEP(0); /* fall through */
+  default:
+    break;
   }
 #undef OM__STEP
   a0 = _mm_add_epi64(a0, a1);
@@ -442,7 +449,10 @@ static inline void om_histogram_observe(om_histogram *h, double v) {
     atomic_store_explicit(
         &cell[0], atomic_load_explicit(&cell[0], memory_order_relaxed) + 1,
         memory_order_relaxed);
-    union { uint64_t u; double d; } sum;
+    union {
+      uint64_t u;
+      double d;
+    } sum;
     sum.u = atomic_load_explicit(&cell[1], memory_order_relaxed);
     sum.d += v;
     atomic_store_explicit(&cell[1], sum.u, memory_order_relaxed);

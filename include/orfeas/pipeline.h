@@ -93,11 +93,11 @@ typedef enum {
 
 typedef struct {
   orfeas_pl_stage stage;
-  const char *stage_name;  /* orfeas_pl_stage_name(stage); static */
+  const char *stage_name; /* orfeas_pl_stage_name(stage); static */
   orfeas_pl_event event;
-  double progress;         /* 0..1 within the stage */
-  double overall;          /* 0..1 over the whole job (weighted by stage) */
-  uint64_t duration_ns;    /* the stage's wall time; set on EVENT_END only */
+  double progress;      /* 0..1 within the stage */
+  double overall;       /* 0..1 over the whole job (weighted by stage) */
+  uint64_t duration_ns; /* the stage's wall time; set on EVENT_END only */
 } orfeas_pl_progress;
 
 /* Called on the thread that runs orfeas_pl_run(), twice per stage (BEGIN and
@@ -131,12 +131,12 @@ typedef enum {
 const char *orfeas_pl_mode_name(orfeas_pl_mode mode);
 
 typedef struct {
-  orfeas_pl_format format;  /* default STL */
-  orfeas_pl_mode mode;      /* default AUTO */
-  int quality;              /* 1..10, default 7: picks the grid (docs) */
-  double width_mm;          /* 1..1000, default 100 */
-  double height_mm;         /* 1..1000, default 100 */
-  double depth_mm;          /* 1..500, default 20 */
+  orfeas_pl_format format; /* default STL */
+  orfeas_pl_mode mode;     /* default AUTO */
+  int quality;             /* 1..10, default 7: picks the grid (docs) */
+  double width_mm;         /* 1..1000, default 100 */
+  double height_mm;        /* 1..1000, default 100 */
+  double depth_mm;         /* 1..500, default 20 */
   /* Triangle ratio kept by meshoptimizer, in (0,1]; 1 (the default) skips
    * simplification. The result is always verified: see mesh_optimization. */
   double simplify_ratio;
@@ -152,8 +152,8 @@ typedef struct {
 void orfeas_pl_options_init(orfeas_pl_options *opt);
 
 /* Checks every option; ORFEAS_PL_EINVAL with a message naming the field. */
-orfeas_pl_code orfeas_pl_options_check(const orfeas_pl_options *opt,
-                                       char *msg, size_t msg_len);
+orfeas_pl_code orfeas_pl_options_check(const orfeas_pl_options *opt, char *msg,
+                                       size_t msg_len);
 
 /* Grid cells along the image's long side for a quality 1..10 (64..1024);
  * the grid never has more cells than the image has pixels. */
@@ -167,9 +167,9 @@ uint32_t orfeas_pl_quality_grid(int quality);
 
 typedef struct {
   uint32_t width, height;
-  int has_alpha;   /* the file carries transparency (alpha channel or tRNS) */
-  uint8_t *rgba;   /* width*height*4 bytes, rows top to bottom; owned by the
-                      struct, released by orfeas_pl_image_free() */
+  int has_alpha; /* the file carries transparency (alpha channel or tRNS) */
+  uint8_t *rgba; /* width*height*4 bytes, rows top to bottom; owned by the
+                    struct, released by orfeas_pl_image_free() */
 } orfeas_pl_image;
 
 /* The image types uploads may use, sniffed from the magic bytes. */
@@ -244,9 +244,9 @@ orfeas_pl_code orfeas_pl_image_verify(const uint8_t *data, size_t len,
 typedef struct {
   uint32_t nverts;
   uint32_t ntris;
-  float *pos;      /* nverts*3 */
-  uint8_t *rgb;    /* nverts*3, or NULL (no colour) */
-  uint32_t *idx;   /* ntris*3 */
+  float *pos;    /* nverts*3 */
+  uint8_t *rgb;  /* nverts*3, or NULL (no colour) */
+  uint32_t *idx; /* ntris*3 */
 } orfeas_pl_mesh;
 
 /* Allocates room for nverts/ntris (rgb too when with_rgb); contents are
@@ -259,20 +259,20 @@ void orfeas_pl_mesh_free(orfeas_pl_mesh *m);
 
 typedef struct {
   uint32_t triangles, vertices;
-  uint64_t open_edges;      /* directed edges (a,b) with no twin (b,a) */
-  uint64_t dup_edges;       /* directed edges used more than once */
-  int closed;               /* open == 0 && dup == 0: watertight and
-                               consistently wound */
-  uint32_t degenerate;      /* triangles with shape q < 1e-6 */
-  uint32_t slivers;         /* triangles with 1e-6 <= q < 0.1 */
-  double mean_shape;        /* mean q = 4*sqrt(3)*A / (l1^2+l2^2+l3^2) */
-  double p10_shape;         /* 10th percentile of q (1/1024 resolution) */
+  uint64_t open_edges; /* directed edges (a,b) with no twin (b,a) */
+  uint64_t dup_edges;  /* directed edges used more than once */
+  int closed;          /* open == 0 && dup == 0: watertight and
+                          consistently wound */
+  uint32_t degenerate; /* triangles with shape q < 1e-6 */
+  uint32_t slivers;    /* triangles with 1e-6 <= q < 0.1 */
+  double mean_shape;   /* mean q = 4*sqrt(3)*A / (l1^2+l2^2+l3^2) */
+  double p10_shape;    /* 10th percentile of q (1/1024 resolution) */
   double min_shape;
-  double volume_mm3;        /* signed: positive when wound outward */
+  double volume_mm3; /* signed: positive when wound outward */
   double area_mm2;
-  uint32_t components;      /* connected by shared vertices */
-  int64_t euler;            /* V - E + F, E counted from the edges seen */
-  double simplify_error;    /* meshoptimizer's relative error (0 = none) */
+  uint32_t components;   /* connected by shared vertices */
+  int64_t euler;         /* V - E + F, E counted from the edges seen */
+  double simplify_error; /* meshoptimizer's relative error (0 = none) */
   /* Terms and result (docs/pipeline.md explains each):
    *   T = 1 if closed, else 0.4 * max(0, 1 - 100 (open + dup) / 3F)
    *   D = 1 - degenerate / F          S = min(1, p10_shape / 0.5)
@@ -282,9 +282,9 @@ typedef struct {
    *                                + 0.10 C)
    */
   double t_topology, d_degenerate, s_shape, e_error, c_components;
-  double score;             /* 0..1 */
-  char grade[3];            /* "A+", "A", "A-", "B+", ..., "D", "F" */
-  int printable;            /* closed && volume > 0 && score >= 0.80 */
+  double score;  /* 0..1 */
+  char grade[3]; /* "A+", "A", "A-", "B+", ..., "D", "F" */
+  int printable; /* closed && volume > 0 && score >= 0.80 */
 } orfeas_pl_quality;
 
 /* The O(F) pass over `m`. expected_components is what the caller built
@@ -302,7 +302,7 @@ const char *orfeas_pl_grade(double score);
 /* ---- Writers ----------------------------------------------------------- */
 
 typedef struct {
-  uint8_t *data;   /* malloc'd; owned by the struct (orfeas_pl_buffer_free) */
+  uint8_t *data; /* malloc'd; owned by the struct (orfeas_pl_buffer_free) */
   size_t size;
   size_t cap;
 } orfeas_pl_buffer;
@@ -314,25 +314,24 @@ void orfeas_pl_buffer_free(orfeas_pl_buffer *b);
  * printer lays the piece flat, front up); GLB is in metres with +Y the
  * image's up and carries unit vertex normals and, when m->rgb is set,
  * COLOR_0. */
-orfeas_pl_code orfeas_pl_write(const orfeas_pl_mesh *m,
-                               orfeas_pl_format format,
+orfeas_pl_code orfeas_pl_write(const orfeas_pl_mesh *m, orfeas_pl_format format,
                                orfeas_pl_buffer *out);
 
 /* ---- The whole pipeline ------------------------------------------------ */
 
 typedef struct {
-  orfeas_pl_buffer file;        /* the model file's bytes */
+  orfeas_pl_buffer file; /* the model file's bytes */
   orfeas_pl_format format;
-  orfeas_pl_mode mode;          /* the mode actually used (never AUTO) */
+  orfeas_pl_mode mode; /* the mode actually used (never AUTO) */
   uint32_t image_width, image_height;
-  uint32_t grid_width, grid_height;  /* cells */
-  uint32_t mask_components;     /* foreground parts (1 for relief) */
-  int simplified;               /* 1 when the simplified mesh was shipped */
-  int simplify_fallback;        /* 1 when a simplification was rejected */
+  uint32_t grid_width, grid_height; /* cells */
+  uint32_t mask_components;         /* foreground parts (1 for relief) */
+  int simplified;                   /* 1 when the simplified mesh was shipped */
+  int simplify_fallback;            /* 1 when a simplification was rejected */
   orfeas_pl_quality quality;
   uint64_t stage_ns[ORFEAS_PL_STAGE_COUNT];
   uint64_t total_ns;
-  orfeas_pl_mesh mesh;          /* kept only with orfeas_pl_run_keep_mesh() */
+  orfeas_pl_mesh mesh; /* kept only with orfeas_pl_run_keep_mesh() */
 } orfeas_pl_result;
 
 /* Runs all seven stages on an image file held in memory. On success `res`
@@ -341,8 +340,7 @@ typedef struct {
  * orfeas_pl_result_free() in both cases. */
 orfeas_pl_code orfeas_pl_run(const uint8_t *image, size_t image_len,
                              const orfeas_pl_options *opt,
-                             orfeas_pl_result *res, char *msg,
-                             size_t msg_len);
+                             orfeas_pl_result *res, char *msg, size_t msg_len);
 
 /* As orfeas_pl_run() on an image already decoded (a caller that had to
  * decode it whole anyway, e.g. to check an upload): image_loading only

@@ -37,8 +37,8 @@ static void log_adapter(void *user, const char *line) {
 }
 
 void gpu_count_error(orfeas_gpu *g, const char *call, nvmlReturn_t rc) {
-  om_counter *c = om_family_counter(g->errors,
-                                    OM_LABELS(call, nvml_code_name(rc)));
+  om_counter *c =
+      om_family_counter(g->errors, OM_LABELS(call, nvml_code_name(rc)));
   if (c)
     om_counter_inc(c);
 }
@@ -71,8 +71,7 @@ orfeas_gpu *orfeas_gpu_start(om_registry *reg, const orfeas_gpu_opts *opts,
     return NULL;
   }
   char why[300];
-  if (!nvml_open(&g->lib, g->opts.nvml_lib, log_adapter, g, why,
-                 sizeof why)) {
+  if (!nvml_open(&g->lib, g->opts.nvml_lib, log_adapter, g, why, sizeof why)) {
     /* No GPU here is a normal state, not a failure: say it once. */
     gpu_log(g, "%s; running without GPU metrics (orfeas_gpus 0)", why);
     return g;

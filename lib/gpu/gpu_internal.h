@@ -2,8 +2,8 @@
 #ifndef ORFEAS_GPU_INTERNAL_H
 #define ORFEAS_GPU_INTERNAL_H
 
-#include "orfeas/gpu.h"
 #include "nvml_loader.h"
+#include "orfeas/gpu.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -14,8 +14,8 @@
 
 /* The last sample of one GPU. */
 typedef struct gpu_sample {
-  bool up;          /* answered every call of its last round in time */
-  bool have_info;   /* name and uuid read */
+  bool up;        /* answered every call of its last round in time */
+  bool have_info; /* name and uuid read */
   char name[NVML_NAME_BUFFER], uuid[NVML_NAME_BUFFER];
   double util, mem_used_mb, mem_free_mb, mem_total_mb;
   double temp_c, power_w;

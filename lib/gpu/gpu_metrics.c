@@ -5,8 +5,18 @@
 #include <stdio.h>
 
 enum {
-  M_GPUS, M_UP, M_INFO, M_UTIL, M_MEM_USED, M_MEM_FREE, M_MEM_TOTAL,
-  M_TEMP, M_POWER, M_LAST, M_COST, M_N
+  M_GPUS,
+  M_UP,
+  M_INFO,
+  M_UTIL,
+  M_MEM_USED,
+  M_MEM_FREE,
+  M_MEM_TOTAL,
+  M_TEMP,
+  M_POWER,
+  M_LAST,
+  M_COST,
+  M_N
 };
 
 static const struct {
@@ -14,22 +24,34 @@ static const struct {
   int labels; /* 0: none, 1: gpu_id, 3: gpu_id name uuid */
 } defs[M_N] = {
     [M_GPUS] = {"orfeas_gpus", "GPUs NVML reports (0 without NVML).", 0},
-    [M_UP] = {"orfeas_gpu_up", "1 when the GPU answered every NVML call of "
-              "its last sample within the deadline, else 0.", 1},
+    [M_UP] = {"orfeas_gpu_up",
+              "1 when the GPU answered every NVML call of "
+              "its last sample within the deadline, else 0.",
+              1},
     [M_INFO] = {"orfeas_gpu_info", "GPU identity; always 1.", 3},
-    [M_UTIL] = {"orfeas_gpu_utilization_percent", "Percent of time a kernel "
-                "ran on the GPU over NVML's last sample period.", 1},
-    [M_MEM_USED] = {"orfeas_gpu_memory_used_mb", "GPU memory in use "
-                    "(total - free), MiB.", 1},
+    [M_UTIL] = {"orfeas_gpu_utilization_percent",
+                "Percent of time a kernel "
+                "ran on the GPU over NVML's last sample period.",
+                1},
+    [M_MEM_USED] = {"orfeas_gpu_memory_used_mb",
+                    "GPU memory in use "
+                    "(total - free), MiB.",
+                    1},
     [M_MEM_FREE] = {"orfeas_gpu_memory_free_mb", "GPU memory free, MiB.", 1},
     [M_MEM_TOTAL] = {"orfeas_gpu_memory_total_mb", "GPU memory, MiB.", 1},
-    [M_TEMP] = {"orfeas_gpu_temperature_celsius", "GPU core temperature, "
-                "degrees Celsius.", 1},
+    [M_TEMP] = {"orfeas_gpu_temperature_celsius",
+                "GPU core temperature, "
+                "degrees Celsius.",
+                1},
     [M_POWER] = {"orfeas_gpu_power_watts", "GPU power draw, watts.", 1},
-    [M_LAST] = {"orfeas_gpu_last_sample_timestamp_seconds", "Unix time of "
-                "the GPU's last good sample.", 1},
-    [M_COST] = {"orfeas_gpu_sample_duration_seconds", "Seconds the last "
-                "sampling round of all GPUs took.", 0},
+    [M_LAST] = {"orfeas_gpu_last_sample_timestamp_seconds",
+                "Unix time of "
+                "the GPU's last good sample.",
+                1},
+    [M_COST] = {"orfeas_gpu_sample_duration_seconds",
+                "Seconds the last "
+                "sampling round of all GPUs took.",
+                0},
 };
 
 static void collect(om_collect *out, void *user) {
@@ -50,7 +72,9 @@ static void collect(om_collect *out, void *user) {
       bool up = s->up && !gpu_call_late(g, i, now);
       const char *const *l = OM_LABELS(id);
       switch (ctx->which) {
-      case M_UP: om_collect_value(out, l, up); break;
+      case M_UP:
+        om_collect_value(out, l, up);
+        break;
       case M_INFO:
         if (s->have_info)
           om_collect_value(out, OM_LABELS(id, s->name, s->uuid), 1);
@@ -63,10 +87,18 @@ static void collect(om_collect *out, void *user) {
         if (!up) /* no stale numbers for a GPU that is down */
           break;
         switch (ctx->which) {
-        case M_UTIL: om_collect_value(out, l, s->util); break;
-        case M_MEM_USED: om_collect_value(out, l, s->mem_used_mb); break;
-        case M_MEM_FREE: om_collect_value(out, l, s->mem_free_mb); break;
-        case M_MEM_TOTAL: om_collect_value(out, l, s->mem_total_mb); break;
+        case M_UTIL:
+          om_collect_value(out, l, s->util);
+          break;
+        case M_MEM_USED:
+          om_collect_value(out, l, s->mem_used_mb);
+          break;
+        case M_MEM_FREE:
+          om_collect_value(out, l, s->mem_free_mb);
+          break;
+        case M_MEM_TOTAL:
+          om_collect_value(out, l, s->mem_total_mb);
+          break;
         case M_TEMP:
           if (s->have_temp)
             om_collect_value(out, l, s->temp_c);

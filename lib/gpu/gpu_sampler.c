@@ -30,8 +30,7 @@ static void call_begin(round_ctx *r) {
   pthread_mutex_unlock(&r->g->mu);
 }
 
-static nvmlReturn_t call_end(round_ctx *r, const char *name,
-                             nvmlReturn_t rc) {
+static nvmlReturn_t call_end(round_ctx *r, const char *name, nvmlReturn_t rc) {
   orfeas_gpu *g = r->g;
   pthread_mutex_lock(&g->mu);
   double took = gpu_now_mono() - g->call_started;

@@ -45,14 +45,15 @@ typedef struct { /* v2: total = reserved + free + used */
   unsigned int version;
   unsigned long long total, reserved, free, used;
 } nvmlMemory_v2_t;
-#define NVML_MEMORY_V2_VERSION ((unsigned)(sizeof(nvmlMemory_v2_t) | (2u << 24)))
+#define NVML_MEMORY_V2_VERSION                                                 \
+  ((unsigned)(sizeof(nvmlMemory_v2_t) | (2u << 24)))
 
 typedef struct {
   unsigned int version;
   unsigned int sensorType;
   int temperature;
 } nvmlTemperature_v1_t;
-#define NVML_TEMPERATURE_V1_VERSION                                          \
+#define NVML_TEMPERATURE_V1_VERSION                                            \
   ((unsigned)(sizeof(nvmlTemperature_v1_t) | (1u << 24)))
 
 #endif

@@ -9,10 +9,10 @@
 
 /* ISO C forbids converting a void * to a function pointer; POSIX requires it
  * to work for dlsym. Copying the bytes is the portable spelling. */
-#define LOOKUP(lib, field, name)                                             \
-  do {                                                                       \
-    void *sym_ = dlsym((lib)->handle, name);                                 \
-    memcpy(&(lib)->field, &sym_, sizeof sym_);                               \
+#define LOOKUP(lib, field, name)                                               \
+  do {                                                                         \
+    void *sym_ = dlsym((lib)->handle, name);                                   \
+    memcpy(&(lib)->field, &sym_, sizeof sym_);                                 \
   } while (0)
 
 bool nvml_open(nvml_lib *lib, const char *path, nvml_log_fn log, void *user,
@@ -56,16 +56,18 @@ bool nvml_open(nvml_lib *lib, const char *path, nvml_log_fn log, void *user,
   LOOKUP(lib, get_power, "nvmlDeviceGetPowerUsage");
   char line[160];
   if (lib->get_memory_v2 == NULL && log) {
-    snprintf(line, sizeof line, "NVML has no nvmlDeviceGetMemoryInfo_v2 "
-                                "(before 11.6): using nvmlDeviceGetMemoryInfo");
+    snprintf(line, sizeof line,
+             "NVML has no nvmlDeviceGetMemoryInfo_v2 "
+             "(before 11.6): using nvmlDeviceGetMemoryInfo");
     log(user, line);
   }
   if (lib->get_temperature_v == NULL && log) {
     snprintf(line, sizeof line,
              "NVML has no nvmlDeviceGetTemperatureV (before 12.8): using "
              "nvmlDeviceGetTemperature%s",
-             lib->get_temperature ? "" : ", which is missing too: no "
-                                         "temperature");
+             lib->get_temperature ? ""
+                                  : ", which is missing too: no "
+                                    "temperature");
     log(user, line);
   }
   if (lib->get_power == NULL && log)
@@ -81,25 +83,45 @@ void nvml_close(nvml_lib *lib) {
 
 const char *nvml_code_name(nvmlReturn_t rc) {
   switch (rc) {
-  case NVML_SUCCESS: return "SUCCESS";
-  case NVML_ERROR_UNINITIALIZED: return "UNINITIALIZED";
-  case NVML_ERROR_INVALID_ARGUMENT: return "INVALID_ARGUMENT";
-  case NVML_ERROR_NOT_SUPPORTED: return "NOT_SUPPORTED";
-  case NVML_ERROR_NO_PERMISSION: return "NO_PERMISSION";
-  case NVML_ERROR_NOT_FOUND: return "NOT_FOUND";
-  case NVML_ERROR_INSUFFICIENT_SIZE: return "INSUFFICIENT_SIZE";
-  case NVML_ERROR_DRIVER_NOT_LOADED: return "DRIVER_NOT_LOADED";
-  case NVML_ERROR_TIMEOUT: return "TIMEOUT";
-  case NVML_ERROR_LIBRARY_NOT_FOUND: return "LIBRARY_NOT_FOUND";
-  case NVML_ERROR_FUNCTION_NOT_FOUND: return "FUNCTION_NOT_FOUND";
-  case NVML_ERROR_GPU_IS_LOST: return "GPU_IS_LOST";
-  case NVML_ERROR_RESET_REQUIRED: return "RESET_REQUIRED";
-  case NVML_ERROR_LIB_RM_VERSION_MISMATCH: return "LIB_RM_VERSION_MISMATCH";
-  case NVML_ERROR_ARGUMENT_VERSION_MISMATCH: return "ARGUMENT_VERSION_MISMATCH";
-  case NVML_ERROR_DEPRECATED: return "DEPRECATED";
-  case NVML_ERROR_GPU_NOT_FOUND: return "GPU_NOT_FOUND";
-  case NVML_ERROR_UNKNOWN: return "UNKNOWN";
-  case -1: return "DEADLINE_EXCEEDED"; /* ours: a call past its deadline */
-  default: return "OTHER";
+  case NVML_SUCCESS:
+    return "SUCCESS";
+  case NVML_ERROR_UNINITIALIZED:
+    return "UNINITIALIZED";
+  case NVML_ERROR_INVALID_ARGUMENT:
+    return "INVALID_ARGUMENT";
+  case NVML_ERROR_NOT_SUPPORTED:
+    return "NOT_SUPPORTED";
+  case NVML_ERROR_NO_PERMISSION:
+    return "NO_PERMISSION";
+  case NVML_ERROR_NOT_FOUND:
+    return "NOT_FOUND";
+  case NVML_ERROR_INSUFFICIENT_SIZE:
+    return "INSUFFICIENT_SIZE";
+  case NVML_ERROR_DRIVER_NOT_LOADED:
+    return "DRIVER_NOT_LOADED";
+  case NVML_ERROR_TIMEOUT:
+    return "TIMEOUT";
+  case NVML_ERROR_LIBRARY_NOT_FOUND:
+    return "LIBRARY_NOT_FOUND";
+  case NVML_ERROR_FUNCTION_NOT_FOUND:
+    return "FUNCTION_NOT_FOUND";
+  case NVML_ERROR_GPU_IS_LOST:
+    return "GPU_IS_LOST";
+  case NVML_ERROR_RESET_REQUIRED:
+    return "RESET_REQUIRED";
+  case NVML_ERROR_LIB_RM_VERSION_MISMATCH:
+    return "LIB_RM_VERSION_MISMATCH";
+  case NVML_ERROR_ARGUMENT_VERSION_MISMATCH:
+    return "ARGUMENT_VERSION_MISMATCH";
+  case NVML_ERROR_DEPRECATED:
+    return "DEPRECATED";
+  case NVML_ERROR_GPU_NOT_FOUND:
+    return "GPU_NOT_FOUND";
+  case NVML_ERROR_UNKNOWN:
+    return "UNKNOWN";
+  case -1:
+    return "DEADLINE_EXCEEDED"; /* ours: a call past its deadline */
+  default:
+    return "OTHER";
   }
 }

@@ -30,7 +30,10 @@ void om__counter_add_slow(om_counter *c, uint64_t n) {
 /* Adds v to a double kept as bits. Exclusive owners store directly; the
  * shared shard needs a compare-and-swap loop. */
 static void add_double_bits(_Atomic uint64_t *p, double v, bool exclusive) {
-  union { uint64_t u; double d; } old, upd;
+  union {
+    uint64_t u;
+    double d;
+  } old, upd;
   old.u = atomic_load_explicit(p, memory_order_relaxed);
   if (exclusive) {
     upd.d = old.d + v;
@@ -76,7 +79,10 @@ double om__counter_total(const struct om_counter *c, uint64_t *ints,
   double frac = 0;
   int used = om__shards_used();
   for (int s = 0; s <= used; s++) {
-    union { uint64_t u; double d; } x;
+    union {
+      uint64_t u;
+      double d;
+    } x;
     x.u = atomic_load_explicit(slot_at(c, OM_FRAC_OFF + s * OM_SHARD_STRIDE),
                                memory_order_relaxed);
     frac += x.d;

@@ -6,17 +6,28 @@
 
 const char *om_strerror(int status) {
   switch (status) {
-  case OM_OK: return "success";
-  case OM_EINVAL: return "invalid argument";
-  case OM_EBADNAME: return "invalid metric name";
-  case OM_EBADLABEL: return "invalid label name";
-  case OM_EEXISTS: return "metric already registered";
-  case OM_ENOMEM: return "out of memory";
-  case OM_ETYPE: return "wrong metric type";
-  case OM_EBUCKETS: return "invalid histogram buckets";
-  case OM_EUNIT: return "invalid unit";
-  case OM_EOVERFLOW: return "series limit reached";
-  default: return "unknown error";
+  case OM_OK:
+    return "success";
+  case OM_EINVAL:
+    return "invalid argument";
+  case OM_EBADNAME:
+    return "invalid metric name";
+  case OM_EBADLABEL:
+    return "invalid label name";
+  case OM_EEXISTS:
+    return "metric already registered";
+  case OM_ENOMEM:
+    return "out of memory";
+  case OM_ETYPE:
+    return "wrong metric type";
+  case OM_EBUCKETS:
+    return "invalid histogram buckets";
+  case OM_EUNIT:
+    return "invalid unit";
+  case OM_EOVERFLOW:
+    return "series limit reached";
+  default:
+    return "unknown error";
   }
 }
 

@@ -74,8 +74,8 @@ static inline bool same_bytes(const char *a, const char *b, size_t n) {
     return ((p ^ q) | (p2 ^ q2)) == 0;
   }
   /* 0-3 bytes: first, middle and last cover them all. */
-  return n == 0 || (a[0] == b[0] && a[n >> 1] == b[n >> 1] &&
-                    a[n - 1] == b[n - 1]);
+  return n == 0 ||
+         (a[0] == b[0] && a[n >> 1] == b[n >> 1] && a[n - 1] == b[n - 1]);
 }
 
 static inline bool child_matches(const om_child *c, const char *const *vals,
@@ -87,7 +87,7 @@ static inline bool child_matches(const om_child *c, const char *const *vals,
 }
 
 static inline om_child *probe(const om_table *t, const char *const *vals,
-                       const size_t *lens, size_t n, uint64_t h) {
+                              const size_t *lens, size_t n, uint64_t h) {
   if (t == NULL)
     return NULL;
   for (size_t i = h & t->mask;; i = (i + 1) & t->mask) {
@@ -125,8 +125,7 @@ int om__family_add(om_family *fam, om_child *c) {
     size_t cap = t ? t->mask + 1 : 0;
     if ((n + 1) * 2 > cap) { /* keep the load at most 1/2: short probes */
       size_t ncap = cap ? 2 * cap : 16;
-      om_table *nt =
-          calloc(1, sizeof *nt + ncap * sizeof(_Atomic(om_child *)));
+      om_table *nt = calloc(1, sizeof *nt + ncap * sizeof(_Atomic(om_child *)));
       if (nt == NULL)
         return OM_ENOMEM;
       nt->mask = ncap - 1;
@@ -193,7 +192,7 @@ static om_child *create(om_family *fam, const char *const *vals,
 }
 
 static inline om_child *lookup(om_family *fam, const char *const *vals,
-                        const size_t *lens, uint64_t h) {
+                               const size_t *lens, uint64_t h) {
   om_child *c = probe(atomic_load_explicit(&fam->table, memory_order_acquire),
                       vals, lens, fam->nlabels, h);
   return c ? c : create(fam, vals, lens, h);
@@ -336,8 +335,7 @@ om_gauge *om_family_gauge(om_family *fam, const char *const *values) {
   return c ? &c->m.g : NULL;
 }
 
-om_histogram *om_family_histogram(om_family *fam,
-                                  const char *const *values) {
+om_histogram *om_family_histogram(om_family *fam, const char *const *values) {
   if (fam == NULL || fam->type != OM_HISTOGRAM || fam->collect)
     return NULL;
   om_child *c = om__family_child(fam, values);

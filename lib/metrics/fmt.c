@@ -70,8 +70,8 @@ size_t om__fmt_u64(char *dst, uint64_t v) {
 }
 
 static const double pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,
-                                1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
-                                1e12, 1e13, 1e14, 1e15, 1e16, 1e17};
+                               1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                               1e12, 1e13, 1e14, 1e15, 1e16, 1e17};
 
 /* Fixed-point form of a in [1e-4, 1e15) with the fewest fractional digits
  * k that give back a exactly, or 0 when k would need more than 2^53 as the
@@ -172,8 +172,8 @@ void om__put_escaped(om_out *o, const char *s, size_t n, bool quote) {
   o->buf->len += k;
 }
 
-void om__put_labels(om_out *o, const om_family *fam,
-                    const char *const *values, const size_t *lens) {
+void om__put_labels(om_out *o, const om_family *fam, const char *const *values,
+                    const size_t *lens) {
   for (size_t i = 0; i < fam->nlabels; i++) {
     if (i > 0)
       om__putc(o, ',');

@@ -12,7 +12,6 @@
  */
 #include "internal.h"
 
-
 typedef union {
   uint64_t u;
   double d;
@@ -55,10 +54,9 @@ void om__histogram_read(const struct om_histogram *hg, uint64_t *cumulative,
   for (int s = 0; s <= used; s++) {
     const _Atomic uint64_t *row = h->rows + (size_t)s * h->row_words;
     for (size_t k = 0; k <= h->nb; k++) {
-      cumulative[k] +=
-          atomic_load_explicit(&row[2 * k], memory_order_relaxed);
-      bits b = {.u = atomic_load_explicit(&row[2 * k + 1],
-                                          memory_order_relaxed)};
+      cumulative[k] += atomic_load_explicit(&row[2 * k], memory_order_relaxed);
+      bits b = {
+          .u = atomic_load_explicit(&row[2 * k + 1], memory_order_relaxed)};
       total += b.d;
     }
   }
@@ -67,8 +65,8 @@ void om__histogram_read(const struct om_histogram *hg, uint64_t *cumulative,
   *sum = total;
 }
 
-int om_histogram_snapshot(const om_histogram *h, uint64_t *cumulative,
-                          size_t n, uint64_t *count, double *sum) {
+int om_histogram_snapshot(const om_histogram *h, uint64_t *cumulative, size_t n,
+                          uint64_t *count, double *sum) {
   if (h == NULL || cumulative == NULL || n < h->hot.nb + 1)
     return OM_EINVAL;
   double s;

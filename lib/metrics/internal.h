@@ -23,7 +23,6 @@
 #define OM_FRAC_OFF ((OM_SHARDS + 1) * OM_SHARD_STRIDE)
 #define OM_CHUNK_BYTES (2 * OM_FRAC_OFF)
 
-
 /* Highest shard ever claimed. Shards above it were never written, so a
  * scrape sums shards 0..om__shards_used() only: with few threads that is a
  * few loads per series instead of OM_SHARDS + 1. */
@@ -70,7 +69,7 @@ typedef struct om_child {
   uint64_t hash;
   const char **values; /* label values as looked up (canonical) */
   size_t *lens;
-  char *labels;        /* rendered a="x",b="y" (escaped), "" when none */
+  char *labels; /* rendered a="x",b="y" (escaped), "" when none */
   size_t labels_len;
 } om_child;
 
@@ -92,12 +91,12 @@ typedef struct om_retired {
 struct om_family {
   om_registry *reg;
   om_type type;
-  char *name;       /* as registered */
+  char *name; /* as registered */
   size_t name_len;
-  char *om_name;    /* OpenMetrics family name (counters lose _total) */
+  char *om_name; /* OpenMetrics family name (counters lose _total) */
   size_t om_name_len;
   char *help;
-  char *unit;       /* NULL when none */
+  char *unit; /* NULL when none */
   size_t nlabels;
   char **label_names;
   /* histograms */
@@ -113,12 +112,12 @@ struct om_family {
   _Atomic(om_child **) list; /* children in creation order */
   size_t list_cap;
   _Atomic size_t n;
-  om_child *sink;          /* absorbs updates past max_series */
-  om_counter *overflow;    /* this family's child of the overflow counter */
+  om_child *sink;       /* absorbs updates past max_series */
+  om_counter *overflow; /* this family's child of the overflow counter */
   om_retired *retired;
 
-  uint64_t seed;           /* label hash seed, random per family */
-  om_collect_fn collect;   /* collector families only */
+  uint64_t seed;         /* label hash seed, random per family */
+  om_collect_fn collect; /* collector families only */
   void *collect_user;
 };
 
@@ -191,8 +190,8 @@ static inline void om__put_raw(om_out *o, const char *s, size_t n) {
 size_t om__fmt_u64(char *dst, uint64_t v);           /* no NUL */
 size_t om__fmt_double(char *dst, double v, bool om); /* no NUL, <= 32 */
 void om__put_escaped(om_out *o, const char *s, size_t n, bool quote);
-void om__put_labels(om_out *o, const om_family *fam,
-                    const char *const *values, const size_t *lens);
+void om__put_labels(om_out *o, const om_family *fam, const char *const *values,
+                    const size_t *lens);
 
 /* render.c: what a collector callback writes through. */
 struct om_collect {
@@ -203,13 +202,11 @@ struct om_collect {
   uint64_t generation;
 };
 
-
 void om__render_sample_line(om_out *o, const char *name, size_t name_len,
                             const char *suffix, size_t suffix_len,
-                            const char *labels,
-                            size_t labels_len, const char *extra,
-                            size_t extra_len, const char *value,
-                            size_t value_len);
+                            const char *labels, size_t labels_len,
+                            const char *extra, size_t extra_len,
+                            const char *value, size_t value_len);
 
 /* values */
 uint64_t om__counter_ints(const struct om_counter *c);

@@ -109,22 +109,25 @@ int om_process_collector_register(om_registry *reg, om_error *err) {
     const char *name, *help;
     om_type type;
   } m[] = {
-      {"process_cpu_seconds_total", "Total user and system CPU time spent "
-       "in seconds.", OM_COUNTER},
+      {"process_cpu_seconds_total",
+       "Total user and system CPU time spent "
+       "in seconds.",
+       OM_COUNTER},
       {"process_resident_memory_bytes", "Resident memory size in bytes.",
        OM_GAUGE},
       {"process_virtual_memory_bytes", "Virtual memory size in bytes.",
        OM_GAUGE},
       {"process_open_fds", "Number of open file descriptors.", OM_GAUGE},
-      {"process_max_fds", "Maximum number of open file descriptors.",
+      {"process_max_fds", "Maximum number of open file descriptors.", OM_GAUGE},
+      {"process_start_time_seconds",
+       "Start time of the process since unix "
+       "epoch in seconds.",
        OM_GAUGE},
-      {"process_start_time_seconds", "Start time of the process since unix "
-       "epoch in seconds.", OM_GAUGE},
   };
   for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {
     om_family_opts o = {.name = m[i].name, .help = m[i].help};
-    int rc = om_collector_new(reg, m[i].type, &o, collect,
-                              (void *)(intptr_t)i, err);
+    int rc =
+        om_collector_new(reg, m[i].type, &o, collect, (void *)(intptr_t)i, err);
     if (rc != OM_OK)
       return rc;
   }

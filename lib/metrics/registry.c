@@ -109,8 +109,7 @@ static int check_opts(om_type type, const om_family_opts *o, om_error *err) {
                     "'_' and ':', not starting with a digit",
                     o->name);
   if (o->help == NULL)
-    return om__fail(err, OM_EINVAL, "metric %.80s needs a help text",
-                    o->name);
+    return om__fail(err, OM_EINVAL, "metric %.80s needs a help text", o->name);
   if (o->label_count > OM_MAX_LABELS)
     return om__fail(err, OM_EBADLABEL, "metric %.80s has %zu labels (max %d)",
                     o->name, o->label_count, OM_MAX_LABELS);
@@ -132,8 +131,8 @@ static int check_opts(om_type type, const om_family_opts *o, om_error *err) {
     for (size_t j = 0; j < i; j++)
       if (strcmp(l, o->label_names[j]) == 0)
         return om__fail(err, OM_EBADLABEL,
-                        "metric %.80s: label \"%.60s\" appears twice",
-                        o->name, l);
+                        "metric %.80s: label \"%.60s\" appears twice", o->name,
+                        l);
   }
   if (o->unit != NULL) {
     size_t n = strlen(o->name), u = strlen(o->unit);
@@ -256,8 +255,8 @@ static int family_insert(om_registry *reg, om_family *f, om_error *err) {
     om_family *g = reg->fams[pos];
     if (strcmp(g->name, f->name) == 0 || strcmp(g->om_name, f->om_name) == 0)
       return om__fail(err, OM_EEXISTS,
-                      "metric %.80s is already registered (as %.80s)",
-                      f->name, g->name);
+                      "metric %.80s is already registered (as %.80s)", f->name,
+                      g->name);
   }
   for (pos = 0; pos < reg->nfams && strcmp(reg->fams[pos]->name, f->name) < 0;
        pos++)
@@ -279,9 +278,8 @@ static int family_insert(om_registry *reg, om_family *f, om_error *err) {
 }
 
 static om_family *family_register(om_registry *reg, om_type type,
-                                  const om_family_opts *opts,
-                                  om_collect_fn fn, void *user,
-                                  om_error *err) {
+                                  const om_family_opts *opts, om_collect_fn fn,
+                                  void *user, om_error *err) {
   if (reg == NULL) {
     om__fail(err, OM_EINVAL, "registry is NULL");
     return NULL;
@@ -332,9 +330,8 @@ om_family *om_family_new(om_registry *reg, om_type type,
   return family_register(reg, type, opts, NULL, NULL, err);
 }
 
-int om_collector_new(om_registry *reg, om_type type,
-                     const om_family_opts *opts, om_collect_fn fn, void *user,
-                     om_error *err) {
+int om_collector_new(om_registry *reg, om_type type, const om_family_opts *opts,
+                     om_collect_fn fn, void *user, om_error *err) {
   if (fn == NULL)
     return om__fail(err, OM_EINVAL, "collector callback is NULL");
   if (type == OM_HISTOGRAM)
@@ -358,8 +355,8 @@ static om_child *single_child(om_registry *reg, om_type type,
   return f ? om__family_child(f, NULL) : NULL;
 }
 
-om_counter *om_counter_new(om_registry *reg, const char *name,
-                           const char *help, om_error *err) {
+om_counter *om_counter_new(om_registry *reg, const char *name, const char *help,
+                           om_error *err) {
   om_family_opts o = {.name = name, .help = help};
   om_child *c = single_child(reg, OM_COUNTER, &o, err);
   return c ? &c->m.c : NULL;
@@ -375,18 +372,23 @@ om_gauge *om_gauge_new(om_registry *reg, const char *name, const char *help,
 om_histogram *om_histogram_new(om_registry *reg, const char *name,
                                const char *help, const double *buckets,
                                size_t bucket_count, om_error *err) {
-  om_family_opts o = {.name = name, .help = help, .buckets = buckets,
+  om_family_opts o = {.name = name,
+                      .help = help,
+                      .buckets = buckets,
                       .bucket_count = bucket_count};
   om_child *c = single_child(reg, OM_HISTOGRAM, &o, err);
   return c ? &c->m.h : NULL;
 }
 
-int om_build_info_register(om_registry *reg, const char *name,
-                           const char *help, const char *const *label_names,
+int om_build_info_register(om_registry *reg, const char *name, const char *help,
+                           const char *const *label_names,
                            const char *const *label_values, size_t n,
                            om_error *err) {
-  om_family_opts o = {.name = name, .help = help, .label_names = label_names,
-                      .label_count = n, .max_series = 1};
+  om_family_opts o = {.name = name,
+                      .help = help,
+                      .label_names = label_names,
+                      .label_count = n,
+                      .max_series = 1};
   om_family *f = om_family_new(reg, OM_GAUGE, &o, err);
   if (f == NULL)
     return err ? err->code : OM_EINVAL;

@@ -46,8 +46,8 @@ int om__shard_claim(void) {
     for (int s = 1; s <= OM_SHARDS; s++) {
       int expected = 0;
       if (atomic_load_explicit(&shard_owned[s], memory_order_relaxed) == 0 &&
-          atomic_compare_exchange_strong_explicit(&shard_owned[s], &expected,
-                                                  1, memory_order_acquire,
+          atomic_compare_exchange_strong_explicit(&shard_owned[s], &expected, 1,
+                                                  memory_order_acquire,
                                                   memory_order_relaxed)) {
         if (pthread_setspecific(shard_key, (void *)(intptr_t)s) != 0) {
           atomic_store_explicit(&shard_owned[s], 0, memory_order_release);

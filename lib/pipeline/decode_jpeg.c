@@ -24,9 +24,8 @@ static orfeas_pl_code jpeg_error(tjhandle tj, const uint8_t *d, size_t n,
 }
 
 static orfeas_pl_code open_jpeg(const uint8_t *d, size_t n, uint32_t max_side,
-                                uint64_t max_pixels, tjhandle *out,
-                                uint32_t *w, uint32_t *h, char *msg,
-                                size_t msg_len) {
+                                uint64_t max_pixels, tjhandle *out, uint32_t *w,
+                                uint32_t *h, char *msg, size_t msg_len) {
   *out = NULL;
   if (n > (size_t)0x7fffffff)
     return pl_fail(msg, msg_len, ORFEAS_PL_ECORRUPT, "JPEG file too large");
@@ -89,8 +88,8 @@ orfeas_pl_code pl_jpeg_decode(const uint8_t *d, size_t n, uint32_t max_side,
     return pl_fail(msg, msg_len, ORFEAS_PL_ENOMEM, "out of memory (%zu bytes)",
                    size);
   }
-  if (tjDecompress2(tj, d, (unsigned long)n, rgba, (int)w, 0, (int)h,
-                    TJPF_RGBA, TJFLAG_STOPONWARNING | TJFLAG_LIMITSCANS) != 0) {
+  if (tjDecompress2(tj, d, (unsigned long)n, rgba, (int)w, 0, (int)h, TJPF_RGBA,
+                    TJFLAG_STOPONWARNING | TJFLAG_LIMITSCANS) != 0) {
     rc = jpeg_error(tj, d, n, msg, msg_len);
     free(rgba);
     tjDestroy(tj);

@@ -23,8 +23,8 @@ static uint32_t be32(const uint8_t *p) {
 }
 
 /* d/n: the file, so a size refusal can quote the header's own numbers. */
-static orfeas_pl_code map_spng(int err, const uint8_t *d, size_t n,
-                               char *msg, size_t msg_len) {
+static orfeas_pl_code map_spng(int err, const uint8_t *d, size_t n, char *msg,
+                               size_t msg_len) {
   switch (err) {
   case SPNG_IO_EOF: /* the buffer ran out mid-chunk */
   case SPNG_EOF:

@@ -47,8 +47,7 @@ static void edt_1d(const float *f, float *d, uint32_t n, uint32_t *v,
   }
 }
 
-orfeas_pl_code pl_edt(const uint8_t *seed, uint32_t w, uint32_t h,
-                      float *out) {
+orfeas_pl_code pl_edt(const uint8_t *seed, uint32_t w, uint32_t h, float *out) {
   uint32_t n = w > h ? w : h;
   /* Scratch owned here: one line in, one line out, and the envelope. */
   float *f = calloc(n + 1, sizeof *f);

@@ -75,16 +75,16 @@ typedef enum { PL_MASK_ALPHA = 0, PL_MASK_OTSU } pl_mask_source;
 
 /* The image brought down to the quality grid: one cell per block of pixels. */
 typedef struct {
-  uint32_t gw, gh;       /* cells */
-  uint8_t *fg;           /* gw*gh: 1 = foreground (owned) */
-  uint8_t *rgb;          /* gw*gh*3: mean colour of the cell (owned) */
-  uint8_t *lum;          /* gw*gh: mean luminance of the cell (owned) */
+  uint32_t gw, gh; /* cells */
+  uint8_t *fg;     /* gw*gh: 1 = foreground (owned) */
+  uint8_t *rgb;    /* gw*gh*3: mean colour of the cell (owned) */
+  uint8_t *lum;    /* gw*gh: mean luminance of the cell (owned) */
   pl_mask_source source;
-  int otsu_threshold;    /* when source == OTSU */
-  int otsu_fg_dark;      /* 1: foreground is the dark side */
+  int otsu_threshold; /* when source == OTSU */
+  int otsu_fg_dark;   /* 1: foreground is the dark side */
   uint32_t fg_cells;
-  uint32_t components;   /* 4-connected foreground parts (after the fix) */
-  uint32_t fixes;        /* cells filled by the well-composed fix */
+  uint32_t components; /* 4-connected foreground parts (after the fix) */
+  uint32_t fixes;      /* cells filled by the well-composed fix */
 } pl_grid;
 
 orfeas_pl_code pl_grid_build(const orfeas_pl_image *img, uint32_t grid_long,
@@ -96,8 +96,8 @@ uint32_t pl_well_composed(uint8_t *fg, uint32_t gw, uint32_t gh);
 /* Nonzero when no 2x2 block of fg is diagonal-only. */
 int pl_is_well_composed(const uint8_t *fg, uint32_t gw, uint32_t gh);
 /* 4-connected foreground components; ORFEAS_PL_ENOMEM on failure. */
-orfeas_pl_code pl_count_components(const uint8_t *fg, uint32_t gw,
-                                   uint32_t gh, uint32_t *out);
+orfeas_pl_code pl_count_components(const uint8_t *fg, uint32_t gw, uint32_t gh,
+                                   uint32_t *out);
 /* Otsu's threshold of a 256-bin histogram (pixels <= t are one class). */
 int pl_otsu(const uint64_t hist[256]);
 
@@ -106,15 +106,14 @@ int pl_otsu(const uint64_t hist[256]);
 /* Exact Euclidean distance transform (Felzenszwalb-Huttenlocher) of a
  * w x h grid: out[i] = distance from i to the nearest cell with seed[i] != 0
  * (0 on seeds; a large value when there is no seed). */
-orfeas_pl_code pl_edt(const uint8_t *seed, uint32_t w, uint32_t h,
-                      float *out);
+orfeas_pl_code pl_edt(const uint8_t *seed, uint32_t w, uint32_t h, float *out);
 
 /* ---- mesher (shape_generation) ----------------------------------------- */
 
 typedef struct {
-  orfeas_pl_mesh mesh;   /* rgb left NULL here; color.c fills it */
-  uint32_t *vgrid;       /* nverts: the grid vertex each mesh vertex sits on
-                            (owned) */
+  orfeas_pl_mesh mesh; /* rgb left NULL here; color.c fills it */
+  uint32_t *vgrid;     /* nverts: the grid vertex each mesh vertex sits on
+                          (owned) */
   uint32_t gw, gh;
 } pl_shape;
 
@@ -132,9 +131,9 @@ orfeas_pl_code pl_colour(const pl_grid *g, orfeas_pl_mode mode, pl_shape *s);
 /* ---- simplify (mesh_optimization) -------------------------------------- */
 
 typedef struct {
-  int simplified;       /* the shipped mesh is the simplified one */
-  int fallback;         /* at least one attempt was rejected */
-  double error;         /* meshoptimizer's relative error of the shipped mesh */
+  int simplified; /* the shipped mesh is the simplified one */
+  int fallback;   /* at least one attempt was rejected */
+  double error;   /* meshoptimizer's relative error of the shipped mesh */
 } pl_simplify_report;
 
 /* Simplifies m in place toward ratio*ntris triangles when ratio < 1, keeping

@@ -89,8 +89,8 @@ int pl_is_well_composed(const uint8_t *fg, uint32_t gw, uint32_t gh) {
   return 1;
 }
 
-orfeas_pl_code pl_count_components(const uint8_t *fg, uint32_t gw,
-                                   uint32_t gh, uint32_t *out) {
+orfeas_pl_code pl_count_components(const uint8_t *fg, uint32_t gw, uint32_t gh,
+                                   uint32_t *out) {
   size_t n = (size_t)gw * gh;
   /* Scratch owned here: a visited map and the flood-fill stack. */
   uint8_t *seen = calloc(n ? n : 1, 1);

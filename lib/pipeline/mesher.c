@@ -49,8 +49,8 @@ static void vertex_kinds(const cells_view *c, uint8_t *kind) {
   for (uint32_t j = 0; j < vh; j++)
     for (uint32_t i = 0; i < vw; i++) {
       int n = cell_in(c, (int64_t)i - 1, (int64_t)j - 1) +
-              cell_in(c, i, (int64_t)j - 1) +
-              cell_in(c, (int64_t)i - 1, j) + cell_in(c, i, j);
+              cell_in(c, i, (int64_t)j - 1) + cell_in(c, (int64_t)i - 1, j) +
+              cell_in(c, i, j);
       kind[(size_t)j * vw + i] = (uint8_t)((n > 0) | ((n < 4) << 1));
     }
 }
@@ -127,8 +127,8 @@ void pl_shape_free(pl_shape *s) {
 
 /* Appends the two triangles of quad p0 p1 p2 p3 (counter-clockwise seen from
  * the side its normal points to). */
-static inline uint32_t *quad(uint32_t *t, uint32_t p0, uint32_t p1,
-                             uint32_t p2, uint32_t p3) {
+static inline uint32_t *quad(uint32_t *t, uint32_t p0, uint32_t p1, uint32_t p2,
+                             uint32_t p3) {
   t[0] = p0, t[1] = p1, t[2] = p2;
   t[3] = p0, t[4] = p2, t[5] = p3;
   return t + 6;

@@ -47,15 +47,15 @@ static char *put_fixed(char *p, float v) {
 }
 
 orfeas_pl_code pl_write_obj(const orfeas_pl_mesh *m, orfeas_pl_buffer *b) {
-  orfeas_pl_code rc = pl_buf_printf(
-      b, "# ORFEAS, millimetres\n# %u vertices, %u triangles\n", m->nverts,
-      m->ntris);
+  orfeas_pl_code rc =
+      pl_buf_printf(b, "# ORFEAS, millimetres\n# %u vertices, %u triangles\n",
+                    m->nverts, m->ntris);
   /* Upper bounds per line: "v " + 3 x (sign + 20 digits + . + 4) + spaces,
    * and "f " + 3 x 10 digits + spaces. */
   const size_t vline = 2 + 3 * 27 + 1, fline = 2 + 3 * 11 + 1;
   if (rc == ORFEAS_PL_OK)
-    rc = pl_buf_reserve(b, (size_t)m->nverts * vline +
-                               (size_t)m->ntris * fline);
+    rc =
+        pl_buf_reserve(b, (size_t)m->nverts * vline + (size_t)m->ntris * fline);
   if (rc != ORFEAS_PL_OK)
     return rc;
   char *start = (char *)b->data + b->size, *p = start;

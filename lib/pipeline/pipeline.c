@@ -117,13 +117,12 @@ orfeas_pl_code orfeas_pl_options_check(const orfeas_pl_options *o, char *msg,
     return pl_fail(msg, msg_len, ORFEAS_PL_EINVAL,
                    "width and height must be 1-1000 mm");
   if (!in_range(o->depth_mm, 1, 500))
-    return pl_fail(msg, msg_len, ORFEAS_PL_EINVAL,
-                   "depth must be 1-500 mm");
+    return pl_fail(msg, msg_len, ORFEAS_PL_EINVAL, "depth must be 1-500 mm");
   if (!(o->simplify_ratio > 0 && o->simplify_ratio <= 1))
     return pl_fail(msg, msg_len, ORFEAS_PL_EINVAL,
                    "simplify_ratio must be in (0, 1]");
-  if (o->max_side != 0 && (o->max_side < ORFEAS_PL_MIN_SIDE ||
-                           o->max_side > ORFEAS_PL_MAX_SIDE))
+  if (o->max_side != 0 &&
+      (o->max_side < ORFEAS_PL_MIN_SIDE || o->max_side > ORFEAS_PL_MAX_SIDE))
     return pl_fail(msg, msg_len, ORFEAS_PL_EINVAL,
                    "max_side must be 0 or %u-%u", ORFEAS_PL_MIN_SIDE,
                    ORFEAS_PL_MAX_SIDE);
@@ -174,8 +173,8 @@ static orfeas_pl_code notify(job *j, orfeas_pl_stage s, orfeas_pl_event ev,
                              uint64_t dur) {
   if (j->opt->progress == NULL)
     return ORFEAS_PL_OK;
-  orfeas_pl_progress p = {s, stage_names[s], ev, ev == ORFEAS_PL_EVENT_END,
-                          j->done, dur};
+  orfeas_pl_progress p = {
+      s, stage_names[s], ev, ev == ORFEAS_PL_EVENT_END, j->done, dur};
   if (p.overall > 1)
     p.overall = 1;
   return j->opt->progress(j->opt->progress_user, &p) ? ORFEAS_PL_ECANCELLED
@@ -227,7 +226,8 @@ static orfeas_pl_code stages(job *j, job_state *st, const uint8_t *image,
 #define STAGE_END(s)                                                           \
   if ((rc = end(j, s)) != ORFEAS_PL_OK)                                        \
     return pl_fail(msg, msg_len, rc, "cancelled after %s", stage_names[s]);
-#define OOM(what) pl_fail(msg, msg_len, ORFEAS_PL_ENOMEM, "out of memory in %s", what)
+#define OOM(what)                                                              \
+  pl_fail(msg, msg_len, ORFEAS_PL_ENOMEM, "out of memory in %s", what)
 
   STAGE_BEGIN(ORFEAS_PL_STAGE_IMAGE_LOADING);
   rc = st->img.rgba == NULL
@@ -347,8 +347,7 @@ static orfeas_pl_code run(const uint8_t *image, size_t image_len,
 
 orfeas_pl_code orfeas_pl_run(const uint8_t *image, size_t image_len,
                              const orfeas_pl_options *opt,
-                             orfeas_pl_result *res, char *msg,
-                             size_t msg_len) {
+                             orfeas_pl_result *res, char *msg, size_t msg_len) {
   return run(image, image_len, NULL, opt, res, msg, msg_len, 0);
 }
 

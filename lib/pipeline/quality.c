@@ -35,9 +35,8 @@ const char *orfeas_pl_grade(double s) {
   static const struct {
     double min;
     const char *g;
-  } table[] = {{.95, "A+"}, {.90, "A"},  {.85, "A-"}, {.80, "B+"},
-               {.75, "B"},  {.70, "B-"}, {.65, "C+"}, {.60, "C"},
-               {.55, "D"}};
+  } table[] = {{.95, "A+"}, {.90, "A"},  {.85, "A-"}, {.80, "B+"}, {.75, "B"},
+               {.70, "B-"}, {.65, "C+"}, {.60, "C"},  {.55, "D"}};
   for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
     if (s >= table[i].min)
       return table[i].g;

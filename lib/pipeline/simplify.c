@@ -31,9 +31,9 @@ static orfeas_pl_code attempt(const orfeas_pl_mesh *m, double ratio,
     return ORFEAS_PL_ENOMEM;
   }
   float rel = 0;
-  size_t got = meshopt_simplify(dst, m->idx, n, m->pos, m->nverts,
-                                3 * sizeof(float), target, SIMPLIFY_MAX_ERROR,
-                                0, &rel);
+  size_t got =
+      meshopt_simplify(dst, m->idx, n, m->pos, m->nverts, 3 * sizeof(float),
+                       target, SIMPLIFY_MAX_ERROR, 0, &rel);
   size_t nv = meshopt_optimizeVertexFetchRemap(remap, dst, got, m->nverts);
   orfeas_pl_code rc = orfeas_pl_mesh_alloc(out, (uint32_t)nv,
                                            (uint32_t)(got / 3), m->rgb != NULL);

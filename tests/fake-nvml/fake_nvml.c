@@ -61,8 +61,7 @@ nvmlReturn_t nvmlDeviceGetTemperature(nvmlDevice_t d, int sensor,
                                       unsigned int *t);
 #ifndef FAKE_NVML_MINIMAL
 nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t d, nvmlMemory_v2_t *m);
-nvmlReturn_t nvmlDeviceGetTemperatureV(nvmlDevice_t d,
-                                       nvmlTemperature_v1_t *t);
+nvmlReturn_t nvmlDeviceGetTemperatureV(nvmlDevice_t d, nvmlTemperature_v1_t *t);
 nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t d, unsigned int *mw);
 #endif
 unsigned long fake_nvml_calls(const char *name);
@@ -71,12 +70,18 @@ unsigned long fake_nvml_hangs_done(void);
 
 /* ---- call counting ------------------------------------------------------ */
 
-static const char *const names[] = {
-    "nvmlInit_v2", "nvmlShutdown", "nvmlDeviceGetCount_v2",
-    "nvmlDeviceGetHandleByIndex_v2", "nvmlDeviceGetName", "nvmlDeviceGetUUID",
-    "nvmlDeviceGetUtilizationRates", "nvmlDeviceGetMemoryInfo",
-    "nvmlDeviceGetMemoryInfo_v2", "nvmlDeviceGetTemperature",
-    "nvmlDeviceGetTemperatureV", "nvmlDeviceGetPowerUsage"};
+static const char *const names[] = {"nvmlInit_v2",
+                                    "nvmlShutdown",
+                                    "nvmlDeviceGetCount_v2",
+                                    "nvmlDeviceGetHandleByIndex_v2",
+                                    "nvmlDeviceGetName",
+                                    "nvmlDeviceGetUUID",
+                                    "nvmlDeviceGetUtilizationRates",
+                                    "nvmlDeviceGetMemoryInfo",
+                                    "nvmlDeviceGetMemoryInfo_v2",
+                                    "nvmlDeviceGetTemperature",
+                                    "nvmlDeviceGetTemperatureV",
+                                    "nvmlDeviceGetPowerUsage"};
 #define NNAMES (sizeof names / sizeof names[0])
 static _Atomic unsigned long calls[NNAMES];
 
@@ -138,12 +143,18 @@ static void load(fake_state *s) {
       fake_gpu *g = &s->g[i];
       const char *f2 = dot + 1;
       double x = strtod(v, NULL);
-      if (strcmp(f2, "util") == 0) g->util = x;
-      else if (strcmp(f2, "mem_used_mb") == 0) g->mem_used = x;
-      else if (strcmp(f2, "mem_total_mb") == 0) g->mem_total = x;
-      else if (strcmp(f2, "temp") == 0) g->temp = x;
-      else if (strcmp(f2, "power_w") == 0) g->power = x;
-      else if (strcmp(f2, "lost") == 0) g->lost = x != 0;
+      if (strcmp(f2, "util") == 0)
+        g->util = x;
+      else if (strcmp(f2, "mem_used_mb") == 0)
+        g->mem_used = x;
+      else if (strcmp(f2, "mem_total_mb") == 0)
+        g->mem_total = x;
+      else if (strcmp(f2, "temp") == 0)
+        g->temp = x;
+      else if (strcmp(f2, "power_w") == 0)
+        g->power = x;
+      else if (strcmp(f2, "lost") == 0)
+        g->lost = x != 0;
       else if (strcmp(f2, "name") == 0)
         snprintf(g->name, sizeof g->name, "%s", v);
     }
@@ -177,14 +188,14 @@ static nvmlReturn_t gpu_of(const fake_state *s, nvmlDevice_t d,
   return (*g)->lost ? NVML_ERROR_GPU_IS_LOST : NVML_SUCCESS;
 }
 
-#define DEVICE_CALL(name)                                                    \
-  fake_state s;                                                              \
-  const fake_gpu *g;                                                         \
-  unsigned idx;                                                              \
-  enter(&s, name);                                                           \
-  nvmlReturn_t rc = gpu_of(&s, d, &g, &idx);                                 \
-  if (rc != NVML_SUCCESS)                                                    \
-    return rc;                                                               \
+#define DEVICE_CALL(name)                                                      \
+  fake_state s;                                                                \
+  const fake_gpu *g;                                                           \
+  unsigned idx;                                                                \
+  enter(&s, name);                                                             \
+  nvmlReturn_t rc = gpu_of(&s, d, &g, &idx);                                   \
+  if (rc != NVML_SUCCESS)                                                      \
+    return rc;                                                                 \
   (void)idx
 
 /* ---- NVML --------------------------------------------------------------- */

@@ -1,7 +1,8 @@
 /* fuzz_image_loading.c: libFuzzer target for image_loading (and whatever
  * runs behind it when the bytes decode).
  *
- *   scripts/fuzz [SECONDS]        builds with clang and runs it (docs/pipeline.md)
+ *   scripts/fuzz [SECONDS]        builds with clang and runs it
+ * (docs/pipeline.md)
  *
  * Every input must end in ORFEAS_PL_OK or a clean error with a message,
  * never a crash, leak, hang or sanitizer report. The pixel limit is lowered

@@ -31,13 +31,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char boundary[80], err[128];
   if (od_multipart_boundary(ct, boundary, sizeof boundary) == 0) {
     od_multipart_part p;
-    if (od_multipart_find(body, blen, boundary, "image", &p, err, sizeof err) == 0 && p.found &&
-        (p.data < body || p.data + p.len > body + blen))
+    if (od_multipart_find(body, blen, boundary, "image", &p, err, sizeof err) ==
+            0 &&
+        p.found && (p.data < body || p.data + p.len > body + blen))
       abort();
   }
   od_generate_req req;
   od_field_error errs[OD_MAX_FIELD_ERRORS];
-  int n = od_generate_parse((const char *)body, blen, &req, errs, OD_MAX_FIELD_ERRORS);
+  int n = od_generate_parse((const char *)body, blen, &req, errs,
+                            OD_MAX_FIELD_ERRORS);
   if (n < 0 || n > OD_MAX_FIELD_ERRORS)
     abort();
   for (int i = 0; i < n; i++)

@@ -29,8 +29,8 @@ typedef struct {
   size_t len, off;
 } feed;
 
-static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
-                       void *user) {
+static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
+                       int flags, void *user) {
   (void)flags;
   feed *f = user;
   if (f->off == f->len) {
@@ -50,8 +50,8 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
   return (ssize_t)n;
 }
 
-static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
-                       void *user) {
+static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data,
+                       size_t len, int flags, void *user) {
   (void)ctx;
   (void)data;
   (void)flags;
@@ -61,21 +61,26 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
 
 static od_sio_conn sio; /* one connection's state, reset per input */
 
-static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
-                   void *user) {
+static void on_msg(wslay_event_context_ptr ctx,
+                   const struct wslay_event_on_msg_recv_arg *arg, void *user) {
   (void)user;
   if (arg->opcode != WSLAY_TEXT_FRAME)
     return;
   char sid[37], serr[160], *reply = NULL;
-  od_sio_handle(&sio, arg->msg, arg->msg_length, sid, &reply, serr, sizeof serr);
+  od_sio_handle(&sio, arg->msg, arg->msg_length, sid, &reply, serr,
+                sizeof serr);
   free(reply);
   free(od_sio_job_update((const char *)arg->msg, arg->msg_length));
   char id[37], err[160];
-  od_wsmsg_kind k = od_wsmsg_parse(arg->msg, arg->msg_length, id, err, sizeof err);
-  json_t *d = k == OD_WSMSG_BAD ? json_pack("{s:s}", "message", err) : json_pack("{s:s}", "job_id", id);
-  char *text = od_ws_event_json(k == OD_WSMSG_BAD ? OD_WS_ERROR : OD_WS_SUBSCRIBED, d);
+  od_wsmsg_kind k =
+      od_wsmsg_parse(arg->msg, arg->msg_length, id, err, sizeof err);
+  json_t *d = k == OD_WSMSG_BAD ? json_pack("{s:s}", "message", err)
+                                : json_pack("{s:s}", "job_id", id);
+  char *text =
+      od_ws_event_json(k == OD_WSMSG_BAD ? OD_WS_ERROR : OD_WS_SUBSCRIBED, d);
   if (text) {
-    struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)text, strlen(text)};
+    struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)text,
+                                strlen(text)};
     wslay_event_queue_msg(ctx, &m);
     free(text);
   }
@@ -99,7 +104,8 @@ static void accept_key(const uint8_t *data, size_t size) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   accept_key(data, size);
-  static const struct wslay_event_callbacks cb = {recv_cb, send_cb, NULL, NULL, NULL, NULL, on_msg};
+  static const struct wslay_event_callbacks cb = {recv_cb, send_cb, NULL,  NULL,
+                                                  NULL,    NULL,    on_msg};
   feed f = {data, size, 0};
   memset(&sio, 0, sizeof sio);
   snprintf(sio.sid, sizeof sio.sid, "123e4567-e89b-42d3-a456-426614174000");

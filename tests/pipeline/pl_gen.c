@@ -69,9 +69,9 @@ static void image_case(tpl_shape s, uint32_t w, uint32_t h, const char *codec,
                        int alpha, int quality) {
   uint8_t *px = tpl_draw(s, w, h, alpha, w ^ h);
   size_t len = 0;
-  uint8_t *enc = strcmp(codec, "jpeg") == 0 ? tpl_jpeg(px, w, h, &len)
-                                            : tpl_png(px, w, h, alpha ? 4 : 3,
-                                                      &len);
+  uint8_t *enc = strcmp(codec, "jpeg") == 0
+                     ? tpl_jpeg(px, w, h, &len)
+                     : tpl_png(px, w, h, alpha ? 4 : 3, &len);
   char name[128];
   snprintf(name, sizeof name, "%s_%ux%u_%s%s_q%d", tpl_shape_name(s), w, h,
            codec, alpha ? "_alpha" : "", quality);
@@ -116,7 +116,7 @@ static void broken_cases(void) {
     memcpy(b.idx, m->idx, (size_t)m->ntris * 12);
     b.nverts = m->nverts;
     uint32_t t = m->ntris / 2; /* a front-sheet triangle */
-    if (k == 1) { /* a hole: drop one triangle */
+    if (k == 1) {              /* a hole: drop one triangle */
       memmove(b.idx + t * 3, b.idx + (t + 1) * 3,
               ((size_t)m->ntris - t - 1) * 12);
       b.ntris--;
@@ -145,8 +145,8 @@ static void broken_cases(void) {
       snprintf(path, sizeof path, "%s/%s.stl", outdir, names[k]);
       if (tpl_write_file(path, out.data, out.size) != 0)
         failures++;
-      fprintf(manifest, "%s broken-stl %u %u %d\n", path, b.ntris,
-              q.components, q.closed);
+      fprintf(manifest, "%s broken-stl %u %u %d\n", path, b.ntris, q.components,
+              q.closed);
     }
     orfeas_pl_buffer_free(&out);
     orfeas_pl_mesh_free(&b);

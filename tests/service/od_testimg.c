@@ -12,8 +12,10 @@
 
 int main(int argc, char **argv) {
   if (argc != 4) {
-    fprintf(stderr, "usage: od-testimg png|jpeg|webp|webp-anim|gif|bmp|bmp8|png-big-header "
-                    "SIDE OUT\n");
+    fprintf(
+        stderr,
+        "usage: od-testimg png|jpeg|webp|webp-anim|gif|bmp|bmp8|png-big-header "
+        "SIDE OUT\n");
     return 2;
   }
   char *end;

@@ -36,8 +36,7 @@ static int in_star(double x, double y) {
   return r <= 0.95 * lim;
 }
 
-static int inside(tpl_shape s, double x, double y, double px,
-                  uint32_t *seed) {
+static int inside(tpl_shape s, double x, double y, double px, uint32_t *seed) {
   /* x, y in [-1, 1] (y down); px = one pixel in these units. */
   switch (s) {
   case TPL_STAR_HOLE:
@@ -46,8 +45,8 @@ static int inside(tpl_shape s, double x, double y, double px,
     double r = sqrt(x * x + y * y);
     int ring = fabs(r - 0.8) < 0.06;
     int bar = fabs(y) < 0.05 && fabs(x) < 0.75;
-    int stroke1 = fabs(x + 0.4) < 1.0 * px && fabs(y) < 0.6;  /* 2 px */
-    int stroke3 = fabs(x - 0.4) < 1.5 * px && fabs(y) < 0.6;  /* 3 px */
+    int stroke1 = fabs(x + 0.4) < 1.0 * px && fabs(y) < 0.6; /* 2 px */
+    int stroke3 = fabs(x - 0.4) < 1.5 * px && fabs(y) < 0.6; /* 3 px */
     return ring || bar || stroke1 || stroke3;
   }
   case TPL_NOISE: {
@@ -119,10 +118,9 @@ static uint8_t *encode_png(const uint8_t *rgba, uint32_t w, uint32_t h,
       memcpy(px + i * (size_t)channels, s, (size_t)channels);
     }
   }
-  static const uint8_t types[5] = {0, SPNG_COLOR_TYPE_GRAYSCALE,
-                                   SPNG_COLOR_TYPE_GRAYSCALE_ALPHA,
-                                   SPNG_COLOR_TYPE_TRUECOLOR,
-                                   SPNG_COLOR_TYPE_TRUECOLOR_ALPHA};
+  static const uint8_t types[5] = {
+      0, SPNG_COLOR_TYPE_GRAYSCALE, SPNG_COLOR_TYPE_GRAYSCALE_ALPHA,
+      SPNG_COLOR_TYPE_TRUECOLOR, SPNG_COLOR_TYPE_TRUECOLOR_ALPHA};
   spng_ctx *enc = spng_ctx_new(SPNG_CTX_ENCODER);
   struct spng_ihdr ihdr = {w, h, 8, types[channels], 0, 0, 0};
   int err = enc == NULL;
@@ -191,8 +189,9 @@ uint8_t *tpl_jpeg(const uint8_t *rgba, uint32_t w, uint32_t h, size_t *len) {
 uint8_t *tpl_webp(const uint8_t *rgba, uint32_t w, uint32_t h, int lossless,
                   size_t *len) {
   uint8_t *enc = NULL;
-  size_t n = lossless ? WebPEncodeLosslessRGBA(rgba, (int)w, (int)h, (int)w * 4, &enc)
-                      : WebPEncodeRGBA(rgba, (int)w, (int)h, (int)w * 4, 90, &enc);
+  size_t n =
+      lossless ? WebPEncodeLosslessRGBA(rgba, (int)w, (int)h, (int)w * 4, &enc)
+               : WebPEncodeRGBA(rgba, (int)w, (int)h, (int)w * 4, 90, &enc);
   if (n == 0) {
     WebPFree(enc);
     return NULL;
@@ -202,8 +201,8 @@ uint8_t *tpl_webp(const uint8_t *rgba, uint32_t w, uint32_t h, int lossless,
   return out;
 }
 
-uint8_t *tpl_webp_anim(const uint8_t *rgba, uint32_t w, uint32_t h,
-                       int frames, size_t *len) {
+uint8_t *tpl_webp_anim(const uint8_t *rgba, uint32_t w, uint32_t h, int frames,
+                       size_t *len) {
   WebPAnimEncoderOptions ao;
   WebPConfig cfg;
   if (!WebPAnimEncoderOptionsInit(&ao) || !WebPConfigInit(&cfg))
@@ -292,7 +291,8 @@ uint8_t *tpl_gif(const uint8_t *rgba, uint32_t w, uint32_t h, int frames,
   int ok = g != NULL;
   for (size_t i = 0; ok && i < n; i++) {
     any_transparent |= rgba[i * 4 + 3] < 128;
-    idx[i] = rgba[i * 4 + 3] < 128 ? TRANSPARENT : (GifByteType)tpl_cube_index(rgba + i * 4);
+    idx[i] = rgba[i * 4 + 3] < 128 ? TRANSPARENT
+                                   : (GifByteType)tpl_cube_index(rgba + i * 4);
   }
   if (ok) {
     EGifSetGifVersion(g, true);
@@ -305,7 +305,8 @@ uint8_t *tpl_gif(const uint8_t *rgba, uint32_t w, uint32_t h, int frames,
       size_t el = EGifGCBToExtension(&gcb, ext);
       ok = EGifPutExtension(g, GRAPHICS_EXT_FUNC_CODE, (int)el, ext) == GIF_OK;
     }
-    ok = ok && EGifPutImageDesc(g, 0, 0, (int)w, (int)h, interlace, NULL) == GIF_OK;
+    ok = ok &&
+         EGifPutImageDesc(g, 0, 0, (int)w, (int)h, interlace, NULL) == GIF_OK;
     static const int start[4] = {0, 4, 2, 1}, step[4] = {8, 8, 4, 2};
     for (int p = 0; ok && p < (interlace ? 4 : 1); p++)
       for (uint32_t y = interlace ? (uint32_t)start[p] : 0; ok && y < h;
@@ -324,7 +325,9 @@ uint8_t *tpl_gif(const uint8_t *rgba, uint32_t w, uint32_t h, int frames,
   return m.d;
 }
 
-static void put16(uint8_t *p, uint32_t v) { p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8); }
+static void put16(uint8_t *p, uint32_t v) {
+  p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8);
+}
 static void put32(uint8_t *p, uint32_t v) {
   for (int i = 0; i < 4; i++)
     p[i] = (uint8_t)(v >> (8 * i));
@@ -346,7 +349,7 @@ uint8_t *tpl_bmp(const uint8_t *rgba, uint32_t w, uint32_t h, int bpp,
   uint8_t *d = b + 14;
   put32(d, hs);
   put32(d + 4, w);
-  put32(d + 8, top_down ? (uint32_t)-(int32_t)h : h);
+  put32(d + 8, top_down ? (uint32_t) - (int32_t)h : h);
   put16(d + 12, 1);
   put16(d + 14, (uint32_t)bpp);
   put32(d + 16, bpp == 32 ? 3 : 0); /* BI_BITFIELDS : BI_RGB */
@@ -409,11 +412,19 @@ uint8_t *tpl_png_header_only(uint32_t w, uint32_t h, size_t *len) {
     return NULL;
   static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
   memcpy(png, sig, 8);
-  uint8_t ihdr[13] = {(uint8_t)(w >> 24), (uint8_t)(w >> 16),
-                      (uint8_t)(w >> 8),  (uint8_t)w,
-                      (uint8_t)(h >> 24), (uint8_t)(h >> 16),
-                      (uint8_t)(h >> 8),  (uint8_t)h,
-                      8, 6, 0, 0, 0};
+  uint8_t ihdr[13] = {(uint8_t)(w >> 24),
+                      (uint8_t)(w >> 16),
+                      (uint8_t)(w >> 8),
+                      (uint8_t)w,
+                      (uint8_t)(h >> 24),
+                      (uint8_t)(h >> 16),
+                      (uint8_t)(h >> 8),
+                      (uint8_t)h,
+                      8,
+                      6,
+                      0,
+                      0,
+                      0};
   uint8_t *p = put_chunk(png + 8, "IHDR", ihdr, 13);
   p = put_chunk(p, "IDAT", z, (uint32_t)zl);
   p = put_chunk(p, "IEND", NULL, 0);

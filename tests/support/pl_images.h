@@ -38,8 +38,7 @@ uint8_t *tpl_png(const uint8_t *rgba, uint32_t w, uint32_t h, int channels,
 
 /* An RGB PNG whose tRNS chunk makes the colour of the first pixel
  * transparent. Caller frees. */
-uint8_t *tpl_png_trns(const uint8_t *rgba, uint32_t w, uint32_t h,
-                      size_t *len);
+uint8_t *tpl_png_trns(const uint8_t *rgba, uint32_t w, uint32_t h, size_t *len);
 
 /* Encodes RGBA pixels (alpha ignored) as a baseline JPEG, quality 90.
  * Returns malloc'd bytes (caller frees, free()) and sets *len. */
@@ -52,8 +51,8 @@ uint8_t *tpl_webp(const uint8_t *rgba, uint32_t w, uint32_t h, int lossless,
 
 /* An animated WebP of `frames` frames (frame k is the image with its colours
  * inverted when k is odd), lossless. Caller frees. */
-uint8_t *tpl_webp_anim(const uint8_t *rgba, uint32_t w, uint32_t h,
-                       int frames, size_t *len);
+uint8_t *tpl_webp_anim(const uint8_t *rgba, uint32_t w, uint32_t h, int frames,
+                       size_t *len);
 
 /* Encodes RGBA pixels as GIF89a: colours quantised to a 6x6x6 cube, alpha
  * below 128 becomes the transparent index (then a graphic control block is

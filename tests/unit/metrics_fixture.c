@@ -10,13 +10,13 @@ static void collect_gpus(om_collect *out, void *user) {
   om_collect_value(out, OM_LABELS("1\"x"), 2);
 }
 
-#define CHECK(x)                                                             \
-  do {                                                                       \
-    if (!(x)) {                                                              \
-      fprintf(stderr, "fixture: %s failed: %s\n", #x, err.text);            \
-      om_registry_free(reg);                                                 \
-      return NULL;                                                           \
-    }                                                                        \
+#define CHECK(x)                                                               \
+  do {                                                                         \
+    if (!(x)) {                                                                \
+      fprintf(stderr, "fixture: %s failed: %s\n", #x, err.text);               \
+      om_registry_free(reg);                                                   \
+      return NULL;                                                             \
+    }                                                                          \
   } while (0)
 
 /* Long on purpose: one straight list of every family and child the golden
@@ -45,34 +45,33 @@ om_registry *metrics_fixture_new(void) {
   CHECK(weird);
   om_counter_add(weird, 2);
 
-  om_family *bytes = om_family_new(
-      reg, OM_COUNTER,
-      &(om_family_opts){.name = "app_bytes_total",
-                        .help = "Bytes written.",
-                        .unit = "bytes"},
-      &err);
+  om_family *bytes = om_family_new(reg, OM_COUNTER,
+                                   &(om_family_opts){.name = "app_bytes_total",
+                                                     .help = "Bytes written.",
+                                                     .unit = "bytes"},
+                                   &err);
   CHECK(bytes);
   om_counter *b = om_family_counter(bytes, NULL);
   for (int i = 0; i < 3; i++)
     om_counter_add(b, 0.25);
   om_counter_add(b, 1);
 
-  om_family *temp = om_family_new(
-      reg, OM_GAUGE,
-      &(om_family_opts){.name = "app_temperature_celsius",
-                        .help = "Temperature.",
-                        .unit = "celsius"},
-      &err);
+  om_family *temp =
+      om_family_new(reg, OM_GAUGE,
+                    &(om_family_opts){.name = "app_temperature_celsius",
+                                      .help = "Temperature.",
+                                      .unit = "celsius"},
+                    &err);
   CHECK(temp);
   om_gauge_set(om_family_gauge(temp, NULL), -12.5);
 
-  om_family *special = om_family_new(
-      reg, OM_GAUGE,
-      &(om_family_opts){.name = "app_special",
-                        .help = "Special floats.",
-                        .label_names = OM_LABELS("kind"),
-                        .label_count = 1},
-      &err);
+  om_family *special =
+      om_family_new(reg, OM_GAUGE,
+                    &(om_family_opts){.name = "app_special",
+                                      .help = "Special floats.",
+                                      .label_names = OM_LABELS("kind"),
+                                      .label_count = 1},
+                    &err);
   CHECK(special);
   om_gauge_set(om_family_gauge(special, OM_LABELS("nan")), NAN);
   om_gauge_set(om_family_gauge(special, OM_LABELS("pinf")), INFINITY);
@@ -80,20 +79,23 @@ om_registry *metrics_fixture_new(void) {
   om_gauge_set(om_family_gauge(special, OM_LABELS("third")), 0.1 + 0.2);
   om_gauge_set(om_family_gauge(special, OM_LABELS("big")), 1e21);
   om_gauge_set(om_family_gauge(special, OM_LABELS("negzero")), -0.0);
-  om_gauge_set(om_family_gauge(special, OM_LABELS("max")), 1.7976931348623157e308);
-  om_gauge_set(om_family_gauge(special, OM_LABELS("bad\xff" "utf8")), 1);
+  om_gauge_set(om_family_gauge(special, OM_LABELS("max")),
+               1.7976931348623157e308);
+  om_gauge_set(om_family_gauge(special, OM_LABELS("bad\xff"
+                                                  "utf8")),
+               1);
 
   static const double bounds[] = {0.1, 1, 10};
-  om_family *lat = om_family_new(
-      reg, OM_HISTOGRAM,
-      &(om_family_opts){.name = "app_latency_seconds",
-                        .help = "Latency.",
-                        .unit = "seconds",
-                        .label_names = OM_LABELS("route"),
-                        .label_count = 1,
-                        .buckets = bounds,
-                        .bucket_count = 3},
-      &err);
+  om_family *lat =
+      om_family_new(reg, OM_HISTOGRAM,
+                    &(om_family_opts){.name = "app_latency_seconds",
+                                      .help = "Latency.",
+                                      .unit = "seconds",
+                                      .label_names = OM_LABELS("route"),
+                                      .label_count = 1,
+                                      .buckets = bounds,
+                                      .bucket_count = 3},
+                    &err);
   CHECK(lat);
   om_histogram *x = om_family_histogram(lat, OM_LABELS("/x"));
   const double obs[] = {0.05, 0.1, 0.5, 5, 50};
@@ -114,14 +116,14 @@ om_registry *metrics_fixture_new(void) {
                                OM_LABELS("version", "revision"),
                                OM_LABELS("1.2.3", "abc"), 2, &err) == OM_OK);
 
-  om_family *capped = om_family_new(
-      reg, OM_COUNTER,
-      &(om_family_opts){.name = "app_capped_total",
-                        .help = "Two series at most.",
-                        .label_names = OM_LABELS("user"),
-                        .label_count = 1,
-                        .max_series = 2},
-      &err);
+  om_family *capped =
+      om_family_new(reg, OM_COUNTER,
+                    &(om_family_opts){.name = "app_capped_total",
+                                      .help = "Two series at most.",
+                                      .label_names = OM_LABELS("user"),
+                                      .label_count = 1,
+                                      .max_series = 2},
+                    &err);
   CHECK(capped);
   const char *users[] = {"a", "b", "c", "d"};
   for (int i = 0; i < 4; i++)

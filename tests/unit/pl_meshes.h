@@ -14,10 +14,9 @@ static inline int cube_mesh(orfeas_pl_mesh *m, float side, int copies,
                             int with_rgb) {
   static const float v[8][3] = {{0, 0, 0}, {1, 0, 0}, {1, 1, 0}, {0, 1, 0},
                                 {0, 0, 1}, {1, 0, 1}, {1, 1, 1}, {0, 1, 1}};
-  static const uint32_t f[12][3] = {{0, 2, 1}, {0, 3, 2}, {4, 5, 6},
-                                    {4, 6, 7}, {0, 1, 5}, {0, 5, 4},
-                                    {3, 7, 6}, {3, 6, 2}, {0, 4, 7},
-                                    {0, 7, 3}, {1, 2, 6}, {1, 6, 5}};
+  static const uint32_t f[12][3] = {{0, 2, 1}, {0, 3, 2}, {4, 5, 6}, {4, 6, 7},
+                                    {0, 1, 5}, {0, 5, 4}, {3, 7, 6}, {3, 6, 2},
+                                    {0, 4, 7}, {0, 7, 3}, {1, 2, 6}, {1, 6, 5}};
   if (orfeas_pl_mesh_alloc(m, 8u * (uint32_t)copies, 12u * (uint32_t)copies,
                            with_rgb) != ORFEAS_PL_OK)
     return -1;

@@ -95,8 +95,7 @@ static void render_returns_while_nvml_hangs(fixture *f) {
 
 /* Renders until the exposition contains (or, with want = false, lacks)
  * text; fails after `seconds`. */
-static void wait_text(fixture *f, const char *text, bool want,
-                      double seconds) {
+static void wait_text(fixture *f, const char *text, bool want, double seconds) {
   double deadline = now_s() + seconds;
   for (;;) {
     render(f);
@@ -115,8 +114,10 @@ static fixture *start(const char *lib, const char *state) {
   write_state(state);
   logbuf[0] = '\0';
   f->reg = om_registry_new(NULL);
-  orfeas_gpu_opts o = {.nvml_lib = lib, .interval_s = 0.1,
-                       .call_timeout_s = 0.5, .log = capture};
+  orfeas_gpu_opts o = {.nvml_lib = lib,
+                       .interval_s = 0.1,
+                       .call_timeout_s = 0.5,
+                       .log = capture};
   char err[256];
   f->gpu = orfeas_gpu_start(f->reg, &o, err, sizeof err);
   assert_non_null(f->gpu);
@@ -145,7 +146,8 @@ static void values_appear_and_follow_the_state(void **state) {
       "orfeas_gpu_memory_total_mb{gpu_id=\"0\"} 8192\n",
       "orfeas_gpu_temperature_celsius{gpu_id=\"0\"} 71\n",
       "orfeas_gpu_power_watts{gpu_id=\"0\"} 123.5\n",
-      "orfeas_gpu_info{gpu_id=\"0\",name=\"Tesla Fake\",uuid=\"GPU-fa4e0000-0000-"
+      "orfeas_gpu_info{gpu_id=\"0\",name=\"Tesla "
+      "Fake\",uuid=\"GPU-fa4e0000-0000-"
       "4000-8000-000000000000\"} 1\n",
       "orfeas_gpu_last_sample_timestamp_seconds{gpu_id=\"0\"} ",
       "orfeas_gpu_sample_duration_seconds ",
@@ -181,8 +183,8 @@ static void two_gpus_two_label_sets(void **state) {
   (void)state;
   fixture *f = start(FAKE_NVML, "gpus=2\ngpu0.util=10\ngpu1.util=90\n");
   wait_text(f, "orfeas_gpu_utilization_percent{gpu_id=\"1\"} 90\n", true, 5);
-  assert_non_null(strstr(f->buf.data,
-                         "orfeas_gpu_utilization_percent{gpu_id=\"0\"} 10\n"));
+  assert_non_null(
+      strstr(f->buf.data, "orfeas_gpu_utilization_percent{gpu_id=\"0\"} 10\n"));
   assert_non_null(strstr(f->buf.data, "orfeas_gpus 2\n"));
   assert_non_null(strstr(f->buf.data, "orfeas_gpu_up{gpu_id=\"1\"} 1\n"));
   finish(f);
@@ -195,10 +197,13 @@ static void lost_gpu_goes_down_and_comes_back(void **state) {
   write_state("gpus=2\ngpu0.util=5\ngpu0.lost=1\n");
   wait_text(f, "orfeas_gpu_up{gpu_id=\"0\"} 0\n", true, 2);
   /* No stale values for the lost GPU; the other one carries on. */
-  assert_null(strstr(f->buf.data, "orfeas_gpu_utilization_percent{gpu_id=\"0\"}"));
+  assert_null(
+      strstr(f->buf.data, "orfeas_gpu_utilization_percent{gpu_id=\"0\"}"));
   assert_non_null(strstr(f->buf.data, "orfeas_gpu_up{gpu_id=\"1\"} 1\n"));
-  wait_text(f, "orfeas_nvml_errors_total{call=\"nvmlDeviceGetHandleByIndex_v2\","
-               "error=\"GPU_IS_LOST\"} ", true, 2);
+  wait_text(f,
+            "orfeas_nvml_errors_total{call=\"nvmlDeviceGetHandleByIndex_v2\","
+            "error=\"GPU_IS_LOST\"} ",
+            true, 2);
   orfeas_gpu_summary s;
   orfeas_gpu_summary_get(f->gpu, &s);
   assert_int_equal(s.count, 2);
@@ -242,7 +247,8 @@ static void slow_nvml_stays_down_between_calls(void **state) {
   while (now_s() < until) {
     render(f);
     if (strstr(f->buf.data, "orfeas_gpu_up{gpu_id=\"0\"} 1\n"))
-      fail_msg("the GPU showed up again between two late calls:\n%s", f->buf.data);
+      fail_msg("the GPU showed up again between two late calls:\n%s",
+               f->buf.data);
     struct timespec ts = {0, 10 * 1000 * 1000};
     nanosleep(&ts, NULL);
   }
@@ -271,8 +277,9 @@ static void no_library_means_no_gpu(void **state) {
  * temperature, power is left out, and each fallback is logged once. */
 static void missing_optional_symbols_use_fallbacks(void **state) {
   (void)state;
-  fixture *f = start(FAKE_NVML_MINIMAL, "gpus=1\ngpu0.mem_used_mb=1024\n"
-                                        "gpu0.mem_total_mb=8192\ngpu0.temp=66\n");
+  fixture *f =
+      start(FAKE_NVML_MINIMAL, "gpus=1\ngpu0.mem_used_mb=1024\n"
+                               "gpu0.mem_total_mb=8192\ngpu0.temp=66\n");
   wait_text(f, "orfeas_gpu_memory_used_mb{gpu_id=\"0\"} 1024\n", true, 5);
   wait_text(f, "orfeas_gpu_temperature_celsius{gpu_id=\"0\"} 66\n", true, 2);
   assert_null(strstr(f->buf.data, "orfeas_gpu_power_watts{"));

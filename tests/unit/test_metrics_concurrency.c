@@ -97,12 +97,13 @@ static void *create_same(void *arg) {
 static void concurrent_creation(void **state) {
   (void)state;
   om_registry *reg = om_registry_new(NULL);
-  shared s = {.fam = om_family_new(
-                  reg, OM_COUNTER,
-                  &(om_family_opts){.name = "k_total", .help = "h",
-                                    .label_names = OM_LABELS("k", "x"),
-                                    .label_count = 2},
-                  NULL)};
+  shared s = {
+      .fam = om_family_new(reg, OM_COUNTER,
+                           &(om_family_opts){.name = "k_total",
+                                             .help = "h",
+                                             .label_names = OM_LABELS("k", "x"),
+                                             .label_count = 2},
+                           NULL)};
   pthread_t t[8];
   pthread_barrier_t b;
   pthread_barrier_init(&b, NULL, 8);
@@ -153,7 +154,8 @@ static void scrape_during_updates(void **state) {
       .c = om_counter_new(reg, "c_total", "h", NULL),
       .h = om_histogram_new(reg, "h", "h", bounds, 3, NULL),
       .fam = om_family_new(reg, OM_COUNTER,
-                           &(om_family_opts){.name = "s_total", .help = "h",
+                           &(om_family_opts){.name = "s_total",
+                                             .help = "h",
                                              .label_names = OM_LABELS("n"),
                                              .label_count = 1},
                            NULL),

@@ -29,11 +29,10 @@ static void bad_names_refused(void **state) {
   (void)state;
   const char *bad[] = {"", "1abc", "a-b", "a b", "é", "a\n"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-    assert_true(reg_fails(OM_COUNTER, (om_family_opts){.name = bad[i],
-                                                       .help = "h"},
+    assert_true(reg_fails(OM_COUNTER,
+                          (om_family_opts){.name = bad[i], .help = "h"},
                           OM_EBADNAME));
-  assert_true(reg_fails(OM_COUNTER, (om_family_opts){.help = "h"},
-                        OM_EINVAL));
+  assert_true(reg_fails(OM_COUNTER, (om_family_opts){.help = "h"}, OM_EINVAL));
   assert_true(reg_fails(OM_COUNTER, (om_family_opts){.name = "ok"},
                         OM_EINVAL)); /* no help */
   om_registry *reg = om_registry_new(NULL);
@@ -46,18 +45,20 @@ static void bad_labels_refused(void **state) {
   (void)state;
   const char *bad[] = {"__reserved", "1a", "a-b", ""};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-    assert_true(reg_fails(OM_GAUGE,
-                          (om_family_opts){.name = "g", .help = "h",
-                                           .label_names = &bad[i],
-                                           .label_count = 1},
-                          OM_EBADLABEL));
+    assert_true(reg_fails(
+        OM_GAUGE,
+        (om_family_opts){
+            .name = "g", .help = "h", .label_names = &bad[i], .label_count = 1},
+        OM_EBADLABEL));
   assert_true(reg_fails(OM_GAUGE,
-                        (om_family_opts){.name = "g", .help = "h",
+                        (om_family_opts){.name = "g",
+                                         .help = "h",
                                          .label_names = OM_LABELS("a", "a"),
                                          .label_count = 2},
                         OM_EBADLABEL));
   assert_true(reg_fails(OM_HISTOGRAM,
-                        (om_family_opts){.name = "h", .help = "h",
+                        (om_family_opts){.name = "h",
+                                         .help = "h",
                                          .label_names = OM_LABELS("le"),
                                          .label_count = 1},
                         OM_EBADLABEL));
@@ -72,28 +73,27 @@ static void bad_buckets_refused(void **state) {
   const double *all[] = {dec, dup, inf, nan};
   size_t n[] = {2, 2, 2, 1};
   for (int i = 0; i < 4; i++)
-    assert_true(reg_fails(OM_HISTOGRAM,
-                          (om_family_opts){.name = "h", .help = "h",
-                                           .buckets = all[i],
-                                           .bucket_count = n[i]},
-                          OM_EBUCKETS));
+    assert_true(reg_fails(
+        OM_HISTOGRAM,
+        (om_family_opts){
+            .name = "h", .help = "h", .buckets = all[i], .bucket_count = n[i]},
+        OM_EBUCKETS));
 }
 
 static void units(void **state) {
   (void)state;
-  assert_true(reg_fails(OM_GAUGE,
-                        (om_family_opts){.name = "temp", .help = "h",
-                                         .unit = "celsius"},
-                        OM_EUNIT));
-  assert_true(reg_fails(OM_GAUGE,
-                        (om_family_opts){.name = "x_Celsius", .help = "h",
-                                         .unit = "Cel-sius"},
-                        OM_EUNIT));
+  assert_true(reg_fails(
+      OM_GAUGE,
+      (om_family_opts){.name = "temp", .help = "h", .unit = "celsius"},
+      OM_EUNIT));
+  assert_true(reg_fails(
+      OM_GAUGE,
+      (om_family_opts){.name = "x_Celsius", .help = "h", .unit = "Cel-sius"},
+      OM_EUNIT));
   om_registry *reg = om_registry_new(NULL);
   assert_non_null(om_family_new(
       reg, OM_COUNTER,
-      &(om_family_opts){.name = "io_bytes_total", .help = "h",
-                        .unit = "bytes"},
+      &(om_family_opts){.name = "io_bytes_total", .help = "h", .unit = "bytes"},
       NULL));
   om_registry_free(reg);
 }
@@ -119,12 +119,14 @@ static void duplicates_refused(void **state) {
 static void cardinality_cap(void **state) {
   (void)state;
   om_registry *reg = om_registry_new(NULL);
-  om_family *f = om_family_new(
-      reg, OM_COUNTER,
-      &(om_family_opts){.name = "u_total", .help = "h",
-                        .label_names = OM_LABELS("user"), .label_count = 1,
-                        .max_series = 100},
-      NULL);
+  om_family *f =
+      om_family_new(reg, OM_COUNTER,
+                    &(om_family_opts){.name = "u_total",
+                                      .help = "h",
+                                      .label_names = OM_LABELS("user"),
+                                      .label_count = 1,
+                                      .max_series = 100},
+                    NULL);
   char v[32];
   om_counter *first = NULL;
   for (int i = 0; i < 10000; i++) {
@@ -153,11 +155,12 @@ static void cardinality_cap(void **state) {
 static void hostile_label_values(void **state) {
   (void)state;
   om_registry *reg = om_registry_new(NULL);
-  om_family *f = om_family_new(
-      reg, OM_GAUGE,
-      &(om_family_opts){.name = "g", .help = "h",
-                        .label_names = OM_LABELS("v"), .label_count = 1},
-      NULL);
+  om_family *f = om_family_new(reg, OM_GAUGE,
+                               &(om_family_opts){.name = "g",
+                                                 .help = "h",
+                                                 .label_names = OM_LABELS("v"),
+                                                 .label_count = 1},
+                               NULL);
   size_t big = 1 << 20;
   char *huge = malloc(big + 1);
   memset(huge, 'a', big);
@@ -213,7 +216,8 @@ static void collector_cap(void **state) {
                        &(om_family_opts){.name = "gpu_events_total",
                                          .help = "h",
                                          .label_names = OM_LABELS("gpu"),
-                                         .label_count = 1, .max_series = 1},
+                                         .label_count = 1,
+                                         .max_series = 1},
                        collect3, NULL, &err),
       OM_OK);
   assert_int_equal(om_collector_new(reg, OM_HISTOGRAM,
@@ -234,10 +238,14 @@ static void collector_cap(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(bad_names_refused),  cmocka_unit_test(bad_labels_refused),
-      cmocka_unit_test(bad_buckets_refused), cmocka_unit_test(units),
-      cmocka_unit_test(duplicates_refused), cmocka_unit_test(cardinality_cap),
-      cmocka_unit_test(hostile_label_values), cmocka_unit_test(collector_cap),
+      cmocka_unit_test(bad_names_refused),
+      cmocka_unit_test(bad_labels_refused),
+      cmocka_unit_test(bad_buckets_refused),
+      cmocka_unit_test(units),
+      cmocka_unit_test(duplicates_refused),
+      cmocka_unit_test(cardinality_cap),
+      cmocka_unit_test(hostile_label_values),
+      cmocka_unit_test(collector_cap),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -68,8 +68,7 @@ static void golden_openmetrics(void **state) {
   om_registry *reg = metrics_fixture_new();
   assert_non_null(reg);
   om_buf buf = {0};
-  assert_int_equal(om_registry_render(reg, OM_FORMAT_OPENMETRICS, &buf),
-                   OM_OK);
+  assert_int_equal(om_registry_render(reg, OM_FORMAT_OPENMETRICS, &buf), OM_OK);
   assert_golden(&buf, "golden/metrics.om");
   om_buf_free(&buf);
   om_registry_free(reg);
@@ -129,7 +128,8 @@ static void float_round_trip(void **state) {
       v = (double)(x % 100000000) / pow(10, (double)(x >> 60));
       break;
     default: /* arbitrary values in the fixed-point range */
-      v = (double)(x >> 11) / 9007199254740992.0 * pow(10, (double)(x % 19) - 4);
+      v = (double)(x >> 11) / 9007199254740992.0 *
+          pow(10, (double)(x % 19) - 4);
       break;
     }
     if (isnan(v))
@@ -193,8 +193,10 @@ static void process_collector(void **state) {
   assert_int_equal(om_registry_render(reg, OM_FORMAT_TEXT, &buf), OM_OK);
   const char *names[] = {"process_cpu_seconds_total ",
                          "process_resident_memory_bytes ",
-                         "process_virtual_memory_bytes ", "process_open_fds ",
-                         "process_max_fds ", "process_start_time_seconds "};
+                         "process_virtual_memory_bytes ",
+                         "process_open_fds ",
+                         "process_max_fds ",
+                         "process_start_time_seconds "};
   double v[6];
   for (int i = 0; i < 6; i++) {
     char key[64];

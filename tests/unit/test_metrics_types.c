@@ -142,7 +142,8 @@ static void histogram_default_and_long_buckets(void **state) {
  * bucket of the first bound >= it. */
 static void histogram_bucket_counts_around_padding(void **state) {
   (void)state;
-  static const size_t sizes[] = {1, 3, 4, 5, 16, 17, 18, 20, 23, 31, 32, 33, 40};
+  static const size_t sizes[] = {1,  3,  4,  5,  16, 17, 18,
+                                 20, 23, 31, 32, 33, 40};
   for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
     size_t nb = sizes[s];
     om_registry *reg = om_registry_new(NULL);
@@ -158,7 +159,8 @@ static void histogram_bucket_counts_around_padding(void **state) {
     }
     uint64_t cum[41], count;
     double sum;
-    assert_int_equal(om_histogram_snapshot(h, cum, nb + 1, &count, &sum), OM_OK);
+    assert_int_equal(om_histogram_snapshot(h, cum, nb + 1, &count, &sum),
+                     OM_OK);
     for (size_t i = 0; i < nb; i++) /* le=i+1: k <= i+1 and k+0.5 <= i+1 */
       assert_int_equal(cum[i], 2 * (i + 1) - 1);
     assert_int_equal(cum[nb], 2 * nb); /* nb + 0.5 only in +Inf */
@@ -173,7 +175,8 @@ static void labelled_children(void **state) {
   om_registry *reg = om_registry_new(NULL);
   om_family *f = om_family_new(
       reg, OM_COUNTER,
-      &(om_family_opts){.name = "r_total", .help = "h",
+      &(om_family_opts){.name = "r_total",
+                        .help = "h",
                         .label_names = OM_LABELS("method", "code"),
                         .label_count = 2},
       NULL);
@@ -215,7 +218,8 @@ static void hot_paths_do_not_allocate(void **state) {
   om_registry *reg = om_registry_new(NULL);
   om_family *f = om_family_new(
       reg, OM_COUNTER,
-      &(om_family_opts){.name = "r_total", .help = "h",
+      &(om_family_opts){.name = "r_total",
+                        .help = "h",
                         .label_names = OM_LABELS("method", "code"),
                         .label_count = 2},
       NULL);

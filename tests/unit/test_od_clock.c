@@ -56,7 +56,8 @@ static void test_tsc_mode(void **state) {
   if (od_clock_setup(1) != OD_CLOCK_TSC) {
     /* The kernel does not keep time with the TSC here (or not x86): the
      * fallback is what orfeasd uses, and test_monotonic_mode covers it. */
-    print_message("clocksource is not tsc: the TSC path is not exercised here\n");
+    print_message(
+        "clocksource is not tsc: the TSC path is not exercised here\n");
     skip();
   }
   double hz = od_clock_tsc_hz();

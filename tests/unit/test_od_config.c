@@ -84,7 +84,8 @@ static void test_env_then_flags(void **state) {
   (void)state;
   od_config c;
   char err[256];
-  char *argv[] = {"orfeasd", "--workers", "5", "--data-dir=/tmp/x", "--queue-size", "7"};
+  char *argv[] = {"orfeasd",           "--workers",    "5",
+                  "--data-dir=/tmp/x", "--queue-size", "7"};
   assert_int_equal(parse(&c, 6, argv, test_env, err), 0);
   assert_int_equal(c.workers, 5); /* the flag beats ORFEAS_WORKERS=3 */
   assert_int_equal(c.listen_port, 6000);
@@ -102,19 +103,31 @@ static void test_errors(void **state) {
     char *argv[3];
     const char *needle;
   } cases[] = {
-    {2, {"orfeasd", "--nope"}, "unknown flag \"--nope\""},
-    {2, {"orfeasd", "--workers"}, "--workers needs a value"},
-    {3, {"orfeasd", "--workers", "0"}, "--workers: \"0\" is not an integer in 1..256"},
-    {3, {"orfeasd", "--workers", "2x"}, "not an integer"},
-    {3, {"orfeasd", "--listen", "localhost:80"}, "not a numeric IPv4 address"},
-    {3, {"orfeasd", "--listen", "127.0.0.1:99999"}, "not a number in 0..65535"},
-    {3, {"orfeasd", "--listen", "5000"}, "expected ADDR:PORT"},
-    {3, {"orfeasd", "--rate-limit", "-1"}, "--rate-limit"},
-    {2, {"orfeasd", "stray"}, "unexpected argument"},
-    {3, {"orfeasd", "--log-level", "loud"}, "--log-level: \"loud\" is not one of"},
-    {3, {"orfeasd", "--log-format", "xml"}, "--log-format: \"xml\" is not text or json"},
-    {3, {"orfeasd", "--drain-timeout", "0"}, "--drain-timeout"},
-    {2, {"orfeasd", "--reuse-port=2"}, "--reuse-port: \"2\" is not an integer in 0..1"},
+      {2, {"orfeasd", "--nope"}, "unknown flag \"--nope\""},
+      {2, {"orfeasd", "--workers"}, "--workers needs a value"},
+      {3,
+       {"orfeasd", "--workers", "0"},
+       "--workers: \"0\" is not an integer in 1..256"},
+      {3, {"orfeasd", "--workers", "2x"}, "not an integer"},
+      {3,
+       {"orfeasd", "--listen", "localhost:80"},
+       "not a numeric IPv4 address"},
+      {3,
+       {"orfeasd", "--listen", "127.0.0.1:99999"},
+       "not a number in 0..65535"},
+      {3, {"orfeasd", "--listen", "5000"}, "expected ADDR:PORT"},
+      {3, {"orfeasd", "--rate-limit", "-1"}, "--rate-limit"},
+      {2, {"orfeasd", "stray"}, "unexpected argument"},
+      {3,
+       {"orfeasd", "--log-level", "loud"},
+       "--log-level: \"loud\" is not one of"},
+      {3,
+       {"orfeasd", "--log-format", "xml"},
+       "--log-format: \"xml\" is not text or json"},
+      {3, {"orfeasd", "--drain-timeout", "0"}, "--drain-timeout"},
+      {2,
+       {"orfeasd", "--reuse-port=2"},
+       "--reuse-port: \"2\" is not an integer in 0..1"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     err[0] = '\0';
@@ -140,7 +153,7 @@ static void test_process_flags(void **state) {
   assert_true(c.drain_timeout_s == 25);
   assert_int_equal(c.min_free_mb, 256);
   assert_true(c.ws_ping_interval_s == 25 && c.ws_ping_timeout_s == 20);
-  char *argv[] = {"orfeasd", "--reuse-port", "--log-level", "warn",
+  char *argv[] = {"orfeasd",           "--reuse-port",    "--log-level", "warn",
                   "--log-format=json", "--drain-timeout", "2.5"};
   assert_int_equal(parse(&c, 7, argv, no_env, err), 0);
   assert_int_equal(c.reuse_port, 1);
@@ -236,22 +249,22 @@ static void test_edge_flags(void **state) {
   char usage[16384];
   od_config_usage(usage, sizeof usage);
   static const char *const listed[] = {
-      "--admin-listen", "ORFEAS_ADMIN_LISTEN", "--admin-connections",
-      "--header-timeout", "ORFEAS_HEADER_TIMEOUT", "--body-min-rate",
+      "--admin-listen",          "ORFEAS_ADMIN_LISTEN",
+      "--admin-connections",     "--header-timeout",
+      "ORFEAS_HEADER_TIMEOUT",   "--body-min-rate",
       "--max-conns-per-address", "ORFEAS_MAX_CONNS_PER_ADDRESS",
-      "--max-body-inflight-mb", "--max-json-kb", "--trusted-proxies",
-      "ORFEAS_TRUSTED_PROXIES"};
+      "--max-body-inflight-mb",  "--max-json-kb",
+      "--trusted-proxies",       "ORFEAS_TRUSTED_PROXIES"};
   for (size_t i = 0; i < sizeof listed / sizeof listed[0]; i++)
     assert_non_null(strstr(usage, listed[i]));
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test(test_edge_flags),
-    cmocka_unit_test(test_defaults), cmocka_unit_test(test_env_then_flags),
-    cmocka_unit_test(test_store_url),
-    cmocka_unit_test(test_errors), cmocka_unit_test(test_help),
-    cmocka_unit_test(test_process_flags),
+      cmocka_unit_test(test_edge_flags),     cmocka_unit_test(test_defaults),
+      cmocka_unit_test(test_env_then_flags), cmocka_unit_test(test_store_url),
+      cmocka_unit_test(test_errors),         cmocka_unit_test(test_help),
+      cmocka_unit_test(test_process_flags),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -130,7 +130,8 @@ static void test_queue_concurrent(void **state) {
   for (int i = 0; i < 2; i++)
     pthread_join(c[i], NULL);
   assert_int_equal(s.count, PRODUCERS * PER_PRODUCER);
-  assert_int_equal(s.sum, (long)PRODUCERS * PER_PRODUCER * (PER_PRODUCER + 1) / 2);
+  assert_int_equal(s.sum,
+                   (long)PRODUCERS * PER_PRODUCER * (PER_PRODUCER + 1) / 2);
   od_queue_free(s.q);
 }
 
@@ -139,8 +140,10 @@ static void test_ratelimit(void **state) {
   od_ratelimit *rl = od_ratelimit_new(1.0, 2, 4);
   assert_int_equal(od_ratelimit_take(rl, "10.0.0.1", 100.0), 0);
   assert_int_equal(od_ratelimit_take(rl, "10.0.0.1", 100.0), 0);
-  assert_int_equal(od_ratelimit_take(rl, "10.0.0.1", 100.0), 1); /* empty: wait 1 s */
-  assert_int_equal(od_ratelimit_take(rl, "10.0.0.2", 100.0), 0); /* per address */
+  assert_int_equal(od_ratelimit_take(rl, "10.0.0.1", 100.0),
+                   1); /* empty: wait 1 s */
+  assert_int_equal(od_ratelimit_take(rl, "10.0.0.2", 100.0),
+                   0); /* per address */
   assert_int_equal(od_ratelimit_take(rl, "10.0.0.1", 101.1), 0); /* refilled */
   /* More addresses than slots: old ones are forgotten, nothing grows. */
   char key[32];
@@ -317,10 +320,14 @@ static void test_cache_concurrent(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test(test_queue_bounds), cmocka_unit_test(test_queue_copies_ids),
-    cmocka_unit_test(test_queue_pop_times_out), cmocka_unit_test(test_queue_close),
-    cmocka_unit_test(test_queue_concurrent), cmocka_unit_test(test_ratelimit),
-    cmocka_unit_test(test_cache_tiers), cmocka_unit_test(test_cache_concurrent),
+      cmocka_unit_test(test_queue_bounds),
+      cmocka_unit_test(test_queue_copies_ids),
+      cmocka_unit_test(test_queue_pop_times_out),
+      cmocka_unit_test(test_queue_close),
+      cmocka_unit_test(test_queue_concurrent),
+      cmocka_unit_test(test_ratelimit),
+      cmocka_unit_test(test_cache_tiers),
+      cmocka_unit_test(test_cache_concurrent),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

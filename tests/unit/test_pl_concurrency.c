@@ -75,9 +75,9 @@ static void test_parallel_runs_match_lone_runs(void **s) {
     o.format = jobs[k].format;
     o.quality = 3;
     orfeas_pl_result r;
-    assert_int_equal(orfeas_pl_run(jobs[k].input, jobs[k].input_len, &o, &r,
-                                   NULL, 0),
-                     ORFEAS_PL_OK);
+    assert_int_equal(
+        orfeas_pl_run(jobs[k].input, jobs[k].input_len, &o, &r, NULL, 0),
+        ORFEAS_PL_OK);
     jobs[k].expect = r.file; /* ownership moves to the job */
     memset(&r.file, 0, sizeof r.file);
     orfeas_pl_result_free(&r);

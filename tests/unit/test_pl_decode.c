@@ -47,9 +47,18 @@ static void png_roundtrip(int channels, int alpha) {
   free(px);
 }
 
-static void test_png_rgba(void **s) { (void)s; png_roundtrip(4, 1); }
-static void test_png_rgb(void **s) { (void)s; png_roundtrip(3, 0); }
-static void test_png_grey(void **s) { (void)s; png_roundtrip(1, 0); }
+static void test_png_rgba(void **s) {
+  (void)s;
+  png_roundtrip(4, 1);
+}
+static void test_png_rgb(void **s) {
+  (void)s;
+  png_roundtrip(3, 0);
+}
+static void test_png_grey(void **s) {
+  (void)s;
+  png_roundtrip(1, 0);
+}
 
 static void test_jpeg(void **s) {
   (void)s;
@@ -117,15 +126,15 @@ static void test_pixel_limit(void **s) {
   orfeas_pl_image_info info;
   char msg[200];
   /* A service may lower the limit; 4 M pixels > 3 M allowed. */
-  assert_int_equal(orfeas_pl_image_probe(png, len, 0, 3000000, &info, msg,
-                                         sizeof msg),
-                   ORFEAS_PL_EPIXELS);
+  assert_int_equal(
+      orfeas_pl_image_probe(png, len, 0, 3000000, &info, msg, sizeof msg),
+      ORFEAS_PL_EPIXELS);
   assert_non_null(strstr(msg, "4000000"));
   assert_int_equal(info.width, 0); /* zeroed on a refusal */
   /* The default cannot be raised: 0 or a bigger value means 16,777,216. */
-  assert_int_equal(orfeas_pl_image_probe(png, len, 0, UINT64_MAX, &info,
-                                         NULL, 0),
-                   ORFEAS_PL_OK);
+  assert_int_equal(
+      orfeas_pl_image_probe(png, len, 0, UINT64_MAX, &info, NULL, 0),
+      ORFEAS_PL_OK);
   free(png);
 }
 
@@ -414,8 +423,7 @@ static void test_strerror(void **s) {
   (void)s;
   for (int c = ORFEAS_PL_OK; c <= ORFEAS_PL_EUNSUPPORTED; c++)
     assert_true(strlen(orfeas_pl_strerror((orfeas_pl_code)c)) > 3);
-  assert_string_equal(orfeas_pl_strerror((orfeas_pl_code)999),
-                      "unknown error");
+  assert_string_equal(orfeas_pl_strerror((orfeas_pl_code)999), "unknown error");
   assert_false(orfeas_pl_is_client_error(ORFEAS_PL_ENOMEM));
   assert_false(orfeas_pl_is_client_error(ORFEAS_PL_OK));
   assert_true(orfeas_pl_is_client_error(ORFEAS_PL_ESIZE));

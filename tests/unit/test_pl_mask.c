@@ -11,8 +11,8 @@
 #include <string.h>
 
 #include "internal.h"
-#include "pl_meshes.h"
 #include "pl_images.h"
+#include "pl_meshes.h"
 
 static orfeas_pl_image image_of(uint8_t *rgba, uint32_t w, uint32_t h,
                                 int alpha) {
@@ -147,8 +147,8 @@ static void test_components(void **s) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_otsu),        cmocka_unit_test(test_polarity),
-      cmocka_unit_test(test_alpha),       cmocka_unit_test(test_grid_sizes),
+      cmocka_unit_test(test_otsu),          cmocka_unit_test(test_polarity),
+      cmocka_unit_test(test_alpha),         cmocka_unit_test(test_grid_sizes),
       cmocka_unit_test(test_well_composed), cmocka_unit_test(test_components),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

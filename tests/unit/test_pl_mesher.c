@@ -16,8 +16,7 @@
 #include "pl_meshes.h"
 
 /* A grid over a caller's mask; colour and luminance are a fixed ramp. */
-static void make_grid(pl_grid *g, const uint8_t *fg, uint32_t gw,
-                      uint32_t gh) {
+static void make_grid(pl_grid *g, const uint8_t *fg, uint32_t gw, uint32_t gh) {
   memset(g, 0, sizeof *g);
   size_t n = (size_t)gw * gh;
   g->gw = gw;
@@ -103,8 +102,8 @@ static void test_random_masks(void **s) {
     pl_well_composed(m, gw, gh);
     pl_grid g;
     make_grid(&g, m, gw, gh);
-    orfeas_pl_quality q = check_closed(&g, ORFEAS_PL_MODE_INFLATE,
-                                       g.components);
+    orfeas_pl_quality q =
+        check_closed(&g, ORFEAS_PL_MODE_INFLATE, g.components);
     /* Euler = 2 (components - genus): even, and at most 2 per part. */
     assert_int_equal(q.euler % 2, 0);
     assert_true(q.euler <= 2 * (int64_t)g.components);
@@ -138,9 +137,8 @@ static void test_dimensions(void **s) {
     for (int x2 = 2; x2 < 38; x2++)
       g.fg[y * 40 + x2] = 1;
   g.fg_cells = 16 * 36;
-  assert_int_equal(
-      pl_shape_build(&g, ORFEAS_PL_MODE_INFLATE, 200, 50, 20, &sh),
-      ORFEAS_PL_OK);
+  assert_int_equal(pl_shape_build(&g, ORFEAS_PL_MODE_INFLATE, 200, 50, 20, &sh),
+                   ORFEAS_PL_OK);
   mesh_bbox(&sh.mesh, lo, hi);
   assert_float_equal(hi[0] - lo[0], 36 * 50.0 / 20, 1e-3); /* y limits */
   assert_float_equal(hi[2] - lo[2], 20, 1e-3);

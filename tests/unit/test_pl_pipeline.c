@@ -64,8 +64,8 @@ static void test_progress(void **s) {
     assert_int_equal(p->stage, i / 2);
     assert_string_equal(p->stage_name, names[i / 2]);
     assert_string_equal(orfeas_pl_stage_name(p->stage), names[i / 2]);
-    assert_int_equal(p->event, i % 2 ? ORFEAS_PL_EVENT_END
-                                     : ORFEAS_PL_EVENT_BEGIN);
+    assert_int_equal(p->event,
+                     i % 2 ? ORFEAS_PL_EVENT_END : ORFEAS_PL_EVENT_BEGIN);
     double want = (i % 2) ? 1.0 : 0.0;
     assert_float_equal(p->progress, want, 0);
     assert_true(p->overall >= last && p->overall <= 1.0);

@@ -102,9 +102,9 @@ static void test_grades(void **s) {
   static const struct {
     double score;
     const char *grade;
-  } g[] = {{1.0, "A+"},   {0.95, "A+"},  {0.9499, "A"}, {0.90, "A"},
-           {0.85, "A-"},  {0.80, "B+"},  {0.7999, "B"}, {0.70, "B-"},
-           {0.65, "C+"},  {0.60, "C"},   {0.55, "D"},   {0.5499, "F"},
+  } g[] = {{1.0, "A+"},  {0.95, "A+"}, {0.9499, "A"}, {0.90, "A"},
+           {0.85, "A-"}, {0.80, "B+"}, {0.7999, "B"}, {0.70, "B-"},
+           {0.65, "C+"}, {0.60, "C"},  {0.55, "D"},   {0.5499, "F"},
            {0.0, "F"}};
   for (size_t i = 0; i < sizeof g / sizeof g[0]; i++)
     assert_string_equal(orfeas_pl_grade(g[i].score), g[i].grade);

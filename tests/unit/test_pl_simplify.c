@@ -33,16 +33,15 @@ static void test_never_ships_open(void **s) {
   (void)s;
   const double ratios[] = {0.1, 0.25, 0.5, 0.75, 0.9};
   int simplified = 0, fell_back = 0;
-  for (int mode = ORFEAS_PL_MODE_INFLATE; mode <= ORFEAS_PL_MODE_RELIEF;
-       mode++)
+  for (int mode = ORFEAS_PL_MODE_INFLATE; mode <= ORFEAS_PL_MODE_RELIEF; mode++)
     for (int shape = TPL_STAR_HOLE; shape <= TPL_DISKS; shape++) {
       orfeas_pl_result r;
       pipeline_mesh((tpl_shape)shape, (orfeas_pl_mode)mode, &r);
       for (size_t k = 0; k < sizeof ratios / sizeof ratios[0]; k++) {
         orfeas_pl_mesh m;
-        assert_int_equal(orfeas_pl_mesh_alloc(&m, r.mesh.nverts,
-                                              r.mesh.ntris, 1),
-                         ORFEAS_PL_OK);
+        assert_int_equal(
+            orfeas_pl_mesh_alloc(&m, r.mesh.nverts, r.mesh.ntris, 1),
+            ORFEAS_PL_OK);
         memcpy(m.pos, r.mesh.pos, (size_t)m.nverts * 12);
         memcpy(m.rgb, r.mesh.rgb, (size_t)m.nverts * 3);
         memcpy(m.idx, r.mesh.idx, (size_t)m.ntris * 12);

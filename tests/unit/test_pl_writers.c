@@ -156,8 +156,7 @@ static void test_glb(void **s) {
   snprintf(want, sizeof want, "\"min\":[%.17g,0,0]", (double)(-3.3f * 0.001f));
   assert_non_null(strstr(json, want));
   snprintf(want, sizeof want, "\"max\":[%.17g,%.17g,%.17g]",
-           (double)(10 * 0.001f), (double)(10 * 0.001f),
-           (double)(10 * 0.001f));
+           (double)(10 * 0.001f), (double)(10 * 0.001f), (double)(10 * 0.001f));
   assert_non_null(strstr(json, want));
   assert_float_equal(rdf(bin), -3.3f * 0.001f, 0);
   assert_non_null(strstr(json, "\"COLOR_0\":2"));
@@ -216,8 +215,8 @@ static void test_names(void **s) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_stl), cmocka_unit_test(test_ply),
-      cmocka_unit_test(test_obj), cmocka_unit_test(test_glb),
+      cmocka_unit_test(test_stl),   cmocka_unit_test(test_ply),
+      cmocka_unit_test(test_obj),   cmocka_unit_test(test_glb),
       cmocka_unit_test(test_names),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -37,12 +37,20 @@
 #define GRACE_S 60 /* how long past --duration accepted jobs may finish */
 
 static const char *const STAGES[NSTAGES] = {
-    "image_loading",   "image_preprocessing", "shape_generation",
-    "texture_synthesis", "mesh_optimization", "mesh_export",
+    "image_loading",     "image_preprocessing", "shape_generation",
+    "texture_synthesis", "mesh_optimization",   "mesh_export",
     "quality_validation"};
 
-typedef enum { J_TODO, J_UPLOAD_ERR, J_SUBMIT_ERR, J_REJECTED, J_ACCEPTED,
-               J_COMPLETED, J_FAILED, J_LOST } jstate;
+typedef enum {
+  J_TODO,
+  J_UPLOAD_ERR,
+  J_SUBMIT_ERR,
+  J_REJECTED,
+  J_ACCEPTED,
+  J_COMPLETED,
+  J_FAILED,
+  J_LOST
+} jstate;
 
 typedef struct {
   _Atomic int st;
@@ -52,8 +60,8 @@ typedef struct {
   double t_submit; /* the generate request was sent */
   double t_end;    /* job-status (or the 202 of a cache hit) said it ended */
   bool cached;
-  long http;       /* the failing request's HTTP status (0: no answer) */
-  char error[96];  /* a failed job's error, as job-status gives it */
+  long http;           /* the failing request's HTTP status (0: no answer) */
+  char error[96];      /* a failed job's error, as job-status gives it */
   _Atomic int sub_ack; /* WebSocket client 0 confirmed the subscription */
   bool sub_late;       /* ... not within 1 s (counted as an error) */
   double stage_t[NSTAGES + 1]; /* client 0 saw each stage first; [7] the end */
@@ -69,8 +77,12 @@ static struct {
   char formats[4][8];
   int nformats;
   bool json;
-} O = {.target = "http://127.0.0.1:5000", .jobs = 20, .concurrency = 2,
-       .ws_clients = 1, .quality = 3, .duration = 120};
+} O = {.target = "http://127.0.0.1:5000",
+       .jobs = 20,
+       .concurrency = 2,
+       .ws_clients = 1,
+       .quality = 3,
+       .duration = 120};
 
 static job jobs[MAX_JOBS];
 static _Atomic int next_job, watch_n, unwatch_n;
@@ -79,7 +91,10 @@ static _Atomic int next_job, watch_n, unwatch_n;
 static char watch_ids[MAX_JOBS][64], unwatch_ids[MAX_JOBS][64];
 static _Atomic int done_flag, workers_running;
 static double t_start;
-static struct { unsigned char *data; size_t len; } images[MAX_IMAGES];
+static struct {
+  unsigned char *data;
+  size_t len;
+} images[MAX_IMAGES];
 static int nimages;
 static _Atomic long ws_messages, ws_errors;
 static pthread_mutex_t stage_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -220,7 +235,8 @@ static void run_job(CURL *c, int i) {
   snprintf(body, sizeof body,
            "{\"job_id\":\"%s\",\"format\":\"%s\",\"quality\":%d}", j->id,
            j->format, O.quality);
-  struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+  struct curl_slist *h =
+      curl_slist_append(NULL, "Content-Type: application/json");
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
   curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
   snprintf(url, sizeof url, "%s/api/generate-3d", O.target);
@@ -252,7 +268,7 @@ static void run_job(CURL *c, int i) {
     st = perform(c, url, &r);
     double t = now_s();
     const char *s = json_string_value(json_object_get(r, "status"));
-    int end = st != 200 || s == NULL ? J_TODO
+    int end = st != 200 || s == NULL    ? J_TODO
               : !strcmp(s, "completed") ? J_COMPLETED
               : !strcmp(s, "failed")    ? J_FAILED
                                         : J_TODO;
@@ -317,8 +333,9 @@ static void record_stage(const char *id, const char *stage, bool end) {
 /* Sends {"event": EVENT, "data": {"job_id": ID}}. */
 static void ws_job_event(ws_client *c, const char *event, const char *id) {
   char m[160];
-  int len = snprintf(m, sizeof m, "{\"event\":\"%s\",\"data\":{\"job_id\":\"%s\"}}",
-                     event, id);
+  int len =
+      snprintf(m, sizeof m, "{\"event\":\"%s\",\"data\":{\"job_id\":\"%s\"}}",
+               event, id);
   ws_send_text(c, m, (size_t)len);
 }
 
@@ -360,7 +377,7 @@ static void *ws_thread(void *arg) {
       if (!strcmp(ev, "subscribed"))
         record_stage(id, NULL, false);
       else if (stage && (!strcmp(ev, "stage_change") ||
-                    !strcmp(ev, "generation_progress")))
+                         !strcmp(ev, "generation_progress")))
         record_stage(id, stage, false);
       else if (!strcmp(ev, "generation_complete") ||
                !strcmp(ev, "generation_error"))
@@ -372,7 +389,7 @@ static void *ws_thread(void *arg) {
   return NULL;
 }
 
-/* ---- summary -------------------------------------------------------------- */
+/* ---- summary ------------------------------------------------------------- */
 
 typedef struct {
   int started, done, uploaded, accepted, completed, cached, failed, rejected,
@@ -388,15 +405,40 @@ static counts count_jobs(void) {
     c.uploaded += st != J_TODO && st != J_UPLOAD_ERR;
     c.sub_late += j->sub_late;
     switch (st) {
-    case J_ACCEPTED: c.accepted++; c.in_flight++; break;
-    case J_COMPLETED: c.accepted++; c.completed++; c.done++;
-      c.cached += j->cached; break;
-    case J_FAILED: c.accepted++; c.failed++; c.done++; break;
-    case J_LOST: c.accepted++; c.lost++; c.done++; break;
-    case J_REJECTED: c.rejected++; c.done++; break;
-    case J_UPLOAD_ERR: c.upload_err++; c.done++; break;
-    case J_SUBMIT_ERR: c.submit_err++; c.done++; break;
-    default: break;
+    case J_ACCEPTED:
+      c.accepted++;
+      c.in_flight++;
+      break;
+    case J_COMPLETED:
+      c.accepted++;
+      c.completed++;
+      c.done++;
+      c.cached += j->cached;
+      break;
+    case J_FAILED:
+      c.accepted++;
+      c.failed++;
+      c.done++;
+      break;
+    case J_LOST:
+      c.accepted++;
+      c.lost++;
+      c.done++;
+      break;
+    case J_REJECTED:
+      c.rejected++;
+      c.done++;
+      break;
+    case J_UPLOAD_ERR:
+      c.upload_err++;
+      c.done++;
+      break;
+    case J_SUBMIT_ERR:
+      c.submit_err++;
+      c.done++;
+      break;
+    default:
+      break;
     }
   }
   return c;
@@ -406,13 +448,15 @@ static void progress(bool tty) {
   counts c = count_jobs();
   if (tty) {
     int w = 30, fill = O.jobs ? c.done * w / O.jobs : w;
-    fprintf(stderr, "\r[%.*s%*s] %d/%d done, %d in flight, %d failed, "
-                    "%d rejected ",
+    fprintf(stderr,
+            "\r[%.*s%*s] %d/%d done, %d in flight, %d failed, "
+            "%d rejected ",
             fill, "##############################", w - fill, "", c.done,
             O.jobs, c.in_flight, c.failed, c.rejected);
   } else {
-    fprintf(stderr, "orfeas-load: %d/%d done, %d in flight, %d failed, %d "
-                    "rejected\n",
+    fprintf(stderr,
+            "orfeas-load: %d/%d done, %d in flight, %d failed, %d "
+            "rejected\n",
             c.done, O.jobs, c.in_flight, c.failed, c.rejected);
   }
 }
@@ -507,7 +551,8 @@ static void job_error(results *r, const job *j, int st) {
   } else if (st == J_REJECTED) {
     add_error(r, 1, "generate-3d: HTTP 429 (queue full or rate limited)");
   } else if (st == J_FAILED) {
-    add_error(r, 1, "job failed: %.80s", j->error[0] ? j->error : "no reason given");
+    add_error(r, 1, "job failed: %.80s",
+              j->error[0] ? j->error : "no reason given");
   } else if (st == J_LOST || st == J_ACCEPTED) {
     add_error(r, 1, "lost: no end before the deadline");
   }
@@ -547,10 +592,12 @@ static void collect(results *r, double elapsed) {
         }
     }
   }
-  add_error(r, r->c.sub_late, "websocket: a subscription not confirmed within 1 s");
+  add_error(r, r->c.sub_late,
+            "websocket: a subscription not confirmed within 1 s");
   r->ws_messages = atomic_load(&ws_messages);
   r->ws_errors = atomic_load(&ws_errors);
-  add_error(r, (int)r->ws_errors, "websocket: error events or failed connections");
+  add_error(r, (int)r->ws_errors,
+            "websocket: error events or failed connections");
   r->all = distribution(all, na);
   r->generated = distribution(gen, ng);
   r->cached = distribution(hit, nh);
@@ -582,7 +629,8 @@ static void print_text(const results *r) {
     printf("  throughput: no job completed\n");
   else
     printf("  throughput: %.2f completed jobs/s (%d in %.1f s, first request "
-           "to last end)\n", r->throughput, c->completed, r->active_s);
+           "to last end)\n",
+           r->throughput, c->completed, r->active_s);
   print_dist("latency, generate request to end (completed)", &r->all);
   print_dist("  generated", &r->generated);
   print_dist("  cache hits", &r->cached);
@@ -600,8 +648,9 @@ static void print_text(const results *r) {
 static json_t *num(double v) { return isnan(v) ? json_null() : json_real(v); }
 
 static json_t *dist_json(const dist *d) {
-  return json_pack("{s:i, s:o, s:o, s:o, s:o}", "jobs", d->n, "p50", num(d->p50),
-                   "p90", num(d->p90), "p99", num(d->p99), "max", num(d->max));
+  return json_pack("{s:i, s:o, s:o, s:o, s:o}", "jobs", d->n, "p50",
+                   num(d->p50), "p90", num(d->p90), "p99", num(d->p99), "max",
+                   num(d->max));
 }
 
 static void print_json(const results *r) {
@@ -610,23 +659,26 @@ static void print_json(const results *r) {
   for (int s = 0; s < NSTAGES; s++)
     json_object_set_new(stages, STAGES[s], num(r->stage_mean[s]));
   for (int i = 0; i < r->nerrors; i++)
-    json_object_set_new(errors, r->errors[i].kind, json_integer(r->errors[i].n));
+    json_object_set_new(errors, r->errors[i].kind,
+                        json_integer(r->errors[i].n));
   json_t *o = json_pack(
-      "{s:s, s:i, s:f, s:{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i},"
+      "{s:s, s:i, s:f, s:{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, "
+      "s:i},"
       " s:o, s:f, s:{s:o, s:o, s:o}, s:o, s:o, s:{s:i, s:I, s:I, s:i}}",
-      "target", O.target, "planned", O.jobs, "elapsed_s", r->elapsed,
-      "jobs", "started", c->started, "uploaded", c->uploaded, "accepted",
-      c->accepted, "completed", c->completed, "generated",
-      c->completed - c->cached, "cache_hits", c->cached, "failed", c->failed,
-      "rejected", c->rejected, "upload_errors", c->upload_err,
-      "submit_errors", c->submit_err, "lost", c->lost + c->in_flight,
-      "throughput_per_s", num(r->throughput), "active_s", r->active_s,
-      "latency_s", "completed", dist_json(&r->all), "generated",
-      dist_json(&r->generated), "cache_hits", dist_json(&r->cached),
-      "stage_mean_s", stages, "errors", errors, "websocket", "clients",
-      O.ws_clients, "messages", (json_int_t)r->ws_messages, "error_events",
-      (json_int_t)r->ws_errors, "unconfirmed_subscriptions", c->sub_late);
-  char *text = o ? json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(6)) : NULL;
+      "target", O.target, "planned", O.jobs, "elapsed_s", r->elapsed, "jobs",
+      "started", c->started, "uploaded", c->uploaded, "accepted", c->accepted,
+      "completed", c->completed, "generated", c->completed - c->cached,
+      "cache_hits", c->cached, "failed", c->failed, "rejected", c->rejected,
+      "upload_errors", c->upload_err, "submit_errors", c->submit_err, "lost",
+      c->lost + c->in_flight, "throughput_per_s", num(r->throughput),
+      "active_s", r->active_s, "latency_s", "completed", dist_json(&r->all),
+      "generated", dist_json(&r->generated), "cache_hits",
+      dist_json(&r->cached), "stage_mean_s", stages, "errors", errors,
+      "websocket", "clients", O.ws_clients, "messages",
+      (json_int_t)r->ws_messages, "error_events", (json_int_t)r->ws_errors,
+      "unconfirmed_subscriptions", c->sub_late);
+  char *text =
+      o ? json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(6)) : NULL;
   if (text)
     puts(text);
   else
@@ -645,35 +697,36 @@ static int summary(double elapsed) {
   return r.c.lost + r.c.in_flight > 0 ? 1 : 0;
 }
 
-/* ---- options ---------------------------------------------------------------- */
+/* ---- options ------------------------------------------------------------- */
 
 static void usage(FILE *f) {
-  fprintf(f,
-          "usage: orfeas-load [--target URL] (--synthetic | --images DIR)\n"
-          "                   [--jobs N] [--rate R | --concurrency C]\n"
-          "                   [--formats stl,obj,ply,glb] [--ws-clients W]\n"
-          "                   [--duration SECONDS] [--quality Q] [--distinct K]\n"
-          "                   [--json]\n\n"
-          "  --target URL      orfeasd, http://HOST:PORT (default "
-          "http://127.0.0.1:5000)\n"
-          "  --synthetic       generated PNG shapes (default when no --images)\n"
-          "  --images DIR      the .png/.jpg files of DIR\n"
-          "  --jobs N          jobs to run (default 20, at most %d)\n"
-          "  --rate R          start R jobs per second (with --concurrency "
-          "workers)\n"
-          "  --concurrency C   jobs in flight (default 2)\n"
-          "  --formats LIST    formats, used in turn (default stl)\n"
-          "  --ws-clients W    WebSocket clients subscribed to every job "
-          "(default 1)\n"
-          "  --duration S      stop starting jobs after S s; accepted jobs get "
-          "%d s more\n"
-          "  --quality Q       1-10 (default 3)\n"
-          "  --distinct K      K different images, repeated (cache hits)\n"
-          "  --json            the summary as JSON on stdout (docs/load.md)\n"
-          "  --version         print the version, git revision and build type\n\n"
-          "Exit: 0 no job lost, 1 an accepted job never ended, 2 usage or "
-          "target unreachable.\n",
-          MAX_JOBS, GRACE_S);
+  fprintf(
+      f,
+      "usage: orfeas-load [--target URL] (--synthetic | --images DIR)\n"
+      "                   [--jobs N] [--rate R | --concurrency C]\n"
+      "                   [--formats stl,obj,ply,glb] [--ws-clients W]\n"
+      "                   [--duration SECONDS] [--quality Q] [--distinct K]\n"
+      "                   [--json]\n\n"
+      "  --target URL      orfeasd, http://HOST:PORT (default "
+      "http://127.0.0.1:5000)\n"
+      "  --synthetic       generated PNG shapes (default when no --images)\n"
+      "  --images DIR      the .png/.jpg files of DIR\n"
+      "  --jobs N          jobs to run (default 20, at most %d)\n"
+      "  --rate R          start R jobs per second (with --concurrency "
+      "workers)\n"
+      "  --concurrency C   jobs in flight (default 2)\n"
+      "  --formats LIST    formats, used in turn (default stl)\n"
+      "  --ws-clients W    WebSocket clients subscribed to every job "
+      "(default 1)\n"
+      "  --duration S      stop starting jobs after S s; accepted jobs get "
+      "%d s more\n"
+      "  --quality Q       1-10 (default 3)\n"
+      "  --distinct K      K different images, repeated (cache hits)\n"
+      "  --json            the summary as JSON on stdout (docs/load.md)\n"
+      "  --version         print the version, git revision and build type\n\n"
+      "Exit: 0 no job lost, 1 an accepted job never ended, 2 usage or "
+      "target unreachable.\n",
+      MAX_JOBS, GRACE_S);
 }
 
 static int parse_target(void) {
@@ -682,8 +735,9 @@ static int parse_target(void) {
     return -1;
   p += 7;
   const char *colon = strchr(p, ':'), *slash = strchr(p, '/');
-  size_t hl = colon ? (size_t)(colon - p) : slash ? (size_t)(slash - p)
-                                                  : strlen(p);
+  size_t hl = colon   ? (size_t)(colon - p)
+              : slash ? (size_t)(slash - p)
+                      : strlen(p);
   if (hl == 0 || hl >= sizeof O.host)
     return -1;
   memcpy(O.host, p, hl);
@@ -695,8 +749,8 @@ static int parse_target(void) {
 static int load_images(void) {
   if (O.images_dir == NULL) {
     for (nimages = 0; nimages < 30; nimages++) {
-      images[nimages].data = synth_png(256, (unsigned)nimages,
-                                       &images[nimages].len);
+      images[nimages].data =
+          synth_png(256, (unsigned)nimages, &images[nimages].len);
       if (images[nimages].data == NULL)
         return -1;
     }
@@ -708,8 +762,8 @@ static int load_images(void) {
   struct dirent *e;
   while ((e = readdir(d)) && nimages < MAX_IMAGES) {
     const char *dot = strrchr(e->d_name, '.');
-    if (!dot || (strcmp(dot, ".png") && strcmp(dot, ".jpg") &&
-                 strcmp(dot, ".jpeg")))
+    if (!dot ||
+        (strcmp(dot, ".png") && strcmp(dot, ".jpg") && strcmp(dot, ".jpeg")))
       continue;
     char path[1024];
     snprintf(path, sizeof path, "%s/%s", O.images_dir, e->d_name);
@@ -761,15 +815,24 @@ static int parse_args(int argc, char **argv) {
       return 2;
     }
     i++;
-    if (!strcmp(a, "--target")) O.target = v;
-    else if (!strcmp(a, "--images")) O.images_dir = v;
-    else if (!strcmp(a, "--jobs")) O.jobs = (int)strtol(v, NULL, 10);
-    else if (!strcmp(a, "--rate")) O.rate = strtod(v, NULL);
-    else if (!strcmp(a, "--concurrency")) O.concurrency = (int)strtol(v, NULL, 10);
-    else if (!strcmp(a, "--ws-clients")) O.ws_clients = (int)strtol(v, NULL, 10);
-    else if (!strcmp(a, "--duration")) O.duration = strtod(v, NULL);
-    else if (!strcmp(a, "--quality")) O.quality = (int)strtol(v, NULL, 10);
-    else if (!strcmp(a, "--distinct")) O.distinct = (int)strtol(v, NULL, 10);
+    if (!strcmp(a, "--target"))
+      O.target = v;
+    else if (!strcmp(a, "--images"))
+      O.images_dir = v;
+    else if (!strcmp(a, "--jobs"))
+      O.jobs = (int)strtol(v, NULL, 10);
+    else if (!strcmp(a, "--rate"))
+      O.rate = strtod(v, NULL);
+    else if (!strcmp(a, "--concurrency"))
+      O.concurrency = (int)strtol(v, NULL, 10);
+    else if (!strcmp(a, "--ws-clients"))
+      O.ws_clients = (int)strtol(v, NULL, 10);
+    else if (!strcmp(a, "--duration"))
+      O.duration = strtod(v, NULL);
+    else if (!strcmp(a, "--quality"))
+      O.quality = (int)strtol(v, NULL, 10);
+    else if (!strcmp(a, "--distinct"))
+      O.distinct = (int)strtol(v, NULL, 10);
     else if (!strcmp(a, "--formats")) {
       O.nformats = 0;
       char tmp[64];

@@ -52,23 +52,24 @@ unsigned char *synth_png(unsigned side, unsigned variant, size_t *out_len) {
   uLongf zlen = compressBound(raw_len);
   unsigned char *z = malloc(zlen);
   unsigned char *png = malloc(zlen + 128);
-  if (z == NULL || png == NULL || compress2(z, &zlen, raw, raw_len, 6) != Z_OK) {
+  if (z == NULL || png == NULL ||
+      compress2(z, &zlen, raw, raw_len, 6) != Z_OK) {
     free(raw);
     free(z);
     free(png);
     return NULL;
   }
   free(raw);
-  static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a,
-                                       '\n'};
+  static const unsigned char sig[8] = {0x89, 'P',  'N',  'G',
+                                       '\r', '\n', 0x1a, '\n'};
   size_t n = 0;
   memcpy(png, sig, 8);
   n = 8;
   unsigned char ihdr[13];
   put32(ihdr, side);
   put32(ihdr + 4, side);
-  ihdr[8] = 8;  /* bit depth */
-  ihdr[9] = 6;  /* RGBA */
+  ihdr[8] = 8; /* bit depth */
+  ihdr[9] = 6; /* RGBA */
   ihdr[10] = ihdr[11] = ihdr[12] = 0;
   n += chunk(png + n, "IHDR", ihdr, 13);
   n += chunk(png + n, "IDAT", z, (uint32_t)zlen);

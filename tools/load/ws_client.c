@@ -110,8 +110,7 @@ bool ws_connect(ws_client *c, const char *host, int port, const char *path,
   return true;
 }
 
-static bool send_frame(ws_client *c, int opcode, const void *data,
-                       size_t len) {
+static bool send_frame(ws_client *c, int opcode, const void *data, size_t len) {
   unsigned char h[14];
   size_t hl = 0;
   h[hl++] = (unsigned char)(0x80 | opcode);

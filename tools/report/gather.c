@@ -66,16 +66,20 @@ static const struct {
     {"success_rate", "Success rate (success / (success + failed))", "%",
      "100 * sum(increase(orfeas_generation_3d_total{status=\"success\"}[$R]))"
      " / sum(increase(orfeas_generation_3d_total{status=~\"success|failed\"}"
-     "[$R]))", NULL},
+     "[$R]))",
+     NULL},
     {"generation_p50", "Generation time p50", "s",
      "histogram_quantile(0.5, sum by (le) (increase("
-     "orfeas_generation_3d_duration_seconds_bucket[$R])))", NULL},
+     "orfeas_generation_3d_duration_seconds_bucket[$R])))",
+     NULL},
     {"generation_p95", "Generation time p95", "s",
      "histogram_quantile(0.95, sum by (le) (increase("
-     "orfeas_generation_3d_duration_seconds_bucket[$R])))", NULL},
+     "orfeas_generation_3d_duration_seconds_bucket[$R])))",
+     NULL},
     {"generation_p99", "Generation time p99", "s",
      "histogram_quantile(0.99, sum by (le) (increase("
-     "orfeas_generation_3d_duration_seconds_bucket[$R])))", NULL},
+     "orfeas_generation_3d_duration_seconds_bucket[$R])))",
+     NULL},
     {"slowest_stage", "Slowest stage (mean time)", "s",
      "topk(1, sum by (stage) (increase("
      "orfeas_pipeline_stage_duration_seconds_sum[$R])) / sum by (stage) ("
@@ -83,19 +87,23 @@ static const struct {
      "stage"},
     {"quality_mean", "Mean quality score", "",
      "sum(increase(orfeas_generation_3d_quality_score_sum[$R])) / sum("
-     "increase(orfeas_generation_3d_quality_score_count[$R]))", NULL},
+     "increase(orfeas_generation_3d_quality_score_count[$R]))",
+     NULL},
     {"printable_share", "Share printable (of generated models)", "%",
      "100 * sum(increase(orfeas_generation_3d_printable_total[$R])) / sum("
-     "increase(orfeas_generation_3d_quality_score_count[$R]))", NULL},
+     "increase(orfeas_generation_3d_quality_score_count[$R]))",
+     NULL},
     {"cache_hit_rate", "Cache hit rate", "%",
      "100 * sum(increase(orfeas_cache_hits_total[$R])) / (sum(increase("
      "orfeas_cache_hits_total[$R])) + sum(increase("
-     "orfeas_cache_misses_total[$R])))", NULL},
+     "orfeas_cache_misses_total[$R])))",
+     NULL},
     {"queue_depth_peak", "Peak queue depth", "",
      "max(max_over_time(orfeas_queue_depth[$R]))", NULL},
     {"queue_wait_p95", "Queue wait p95", "s",
      "histogram_quantile(0.95, sum by (le) (increase("
-     "orfeas_queue_wait_time_seconds_bucket[$R])))", NULL},
+     "orfeas_queue_wait_time_seconds_bucket[$R])))",
+     NULL},
     {"gpu_util_mean", "GPU utilisation, mean", "%",
      "avg(avg_over_time(orfeas_gpu_utilization_percent[$R]))", NULL},
     {"gpu_util_max", "GPU utilisation, max", "%",
@@ -219,7 +227,8 @@ static void alert_row(report *r, const prom_series *s) {
   prom_label(s, "alertname", a->name, sizeof a->name);
   prom_label(s, "severity", a->severity, sizeof a->severity);
   /* Where: the labels that tell one instance of the alert from another. */
-  static const char *const where[] = {"instance", "gpu_id", "source", "mountpoint"};
+  static const char *const where[] = {"instance", "gpu_id", "source",
+                                      "mountpoint"};
   a->where[0] = '\0';
   for (size_t k = 0; k < sizeof where / sizeof where[0]; k++) {
     char v[64];
@@ -257,7 +266,8 @@ static void gather_alerts(report *r, prom *p) {
 
 static void gather_tables(report *r, prom *p) {
   table *t = &r->tables[r->ntables++];
-  *t = (table){.title = "Generations by format and status", .ncols = 3,
+  *t = (table){.title = "Generations by format and status",
+               .ncols = 3,
                .cols = {"format", "status", "count"}};
   table_query(r, p, t,
               "sort_desc(sum by (format, status) (increase("
@@ -266,7 +276,8 @@ static void gather_tables(report *r, prom *p) {
 
   /* Per node: every orfeasd the job scrapes (one row each). */
   t = &r->tables[r->ntables++];
-  *t = (table){.title = "Nodes", .ncols = 6,
+  *t = (table){.title = "Nodes",
+               .ncols = 6,
                .cols = {"instance", "generations", "success rate",
                         "generation p95", "uptime at the end", "restarts"}};
   static const char *const node_exprs[] = {
@@ -285,7 +296,8 @@ static void gather_tables(report *r, prom *p) {
 
   /* Per GPU (a GPU is its node and its id). */
   t = &r->tables[r->ntables++];
-  *t = (table){.title = "GPUs", .ncols = 6,
+  *t = (table){.title = "GPUs",
+               .ncols = 6,
                .cols = {"instance", "gpu_id", "utilisation mean",
                         "utilisation max", "temperature max", "VRAM peak"}};
   static const char *const gpu_exprs[] = {
@@ -297,16 +309,15 @@ static void gather_tables(report *r, prom *p) {
   table_merged(r, p, t, 2, gpu_exprs, gpu_units, 4);
 }
 
-static void chart_query(report *r, prom *p, const char *title,
-                        const char *unit, const char *expr,
-                        const char *name_label, const char *name_prefix) {
+static void chart_query(report *r, prom *p, const char *title, const char *unit,
+                        const char *expr, const char *name_label,
+                        const char *name_prefix) {
   chart *c = &r->charts[r->ncharts++];
   c->title = title;
   c->unit = unit;
   char q[1024];
   expand(q, sizeof q, expr, r);
-  if (!prom_query_range(p, q, r->start, r->o.end, r->step, &c->data,
-                        c->err)) {
+  if (!prom_query_range(p, q, r->start, r->o.end, r->step, &c->data, c->err)) {
     c->missing = true;
     r->failures++;
     return;

@@ -33,8 +33,7 @@ static bool address_ok(const char *a) {
 }
 
 /* Writes the file at PATH base64-encoded in 76-character lines. */
-static bool put_base64(FILE *out, const char *path, char *err,
-                       size_t err_len) {
+static bool put_base64(FILE *out, const char *path, char *err, size_t err_len) {
   static const char tab[] =
       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   FILE *in = fopen(path, "rb");
@@ -46,7 +45,8 @@ static bool put_base64(FILE *out, const char *path, char *err,
   size_t n;
   while ((n = fread(b, 1, sizeof b, in)) > 0) {
     for (size_t i = 0; i < n; i += 3) {
-      unsigned v = (unsigned)b[i] << 16 | (i + 1 < n ? (unsigned)b[i + 1] << 8 : 0) |
+      unsigned v = (unsigned)b[i] << 16 |
+                   (i + 1 < n ? (unsigned)b[i + 1] << 8 : 0) |
                    (i + 2 < n ? b[i + 2] : 0);
       fputc(tab[v >> 18 & 63], out);
       fputc(tab[v >> 12 & 63], out);
@@ -63,12 +63,13 @@ static bool put_base64(FILE *out, const char *path, char *err,
 }
 
 static void write_message(const report *r, FILE *out, const char *to,
-                          const char *md_path, const char *html_path,
-                          char *err, size_t err_len, bool *ok) {
+                          const char *md_path, const char *html_path, char *err,
+                          size_t err_len, bool *ok) {
   char date[64], a[32], b[32], boundary[64];
   time_t now = time(NULL), s = (time_t)r->start, e = (time_t)r->o.end;
   struct tm tm;
-  strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S +0000", gmtime_r(&now, &tm));
+  strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S +0000",
+           gmtime_r(&now, &tm));
   strftime(a, sizeof a, "%Y-%m-%d %H:%M", gmtime_r(&s, &tm));
   strftime(b, sizeof b, "%Y-%m-%d %H:%M", gmtime_r(&e, &tm));
   snprintf(boundary, sizeof boundary, "orfeas-report-%ld-%d", (long)now,
@@ -86,8 +87,9 @@ static void write_message(const report *r, FILE *out, const char *to,
   const char *paths[] = {md_path, html_path};
   const char *types[] = {"text/plain", "text/html"};
   for (int i = 0; i < 2 && *ok; i++) {
-    fprintf(out, "\r\n--%s\r\nContent-Type: %s; charset=utf-8\r\n"
-                 "Content-Transfer-Encoding: base64\r\n\r\n",
+    fprintf(out,
+            "\r\n--%s\r\nContent-Type: %s; charset=utf-8\r\n"
+            "Content-Transfer-Encoding: base64\r\n\r\n",
             boundary, types[i]);
     *ok = put_base64(out, paths[i], err, err_len);
   }
@@ -101,23 +103,27 @@ bool report_mail(const report *r, const char *md_path, const char *html_path,
   snprintf(list, sizeof list, "%s", r->o.mail_to);
   char *rcpt[MAX_RCPT];
   int n = 0;
-  for (char *save, *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+  for (char *save, *t = strtok_r(list, ",", &save); t;
+       t = strtok_r(NULL, ",", &save)) {
     while (*t == ' ')
       t++;
     if (n == MAX_RCPT || !address_ok(t)) {
-      snprintf(err, err_len, "--mail-to: '%.80s' is not an address (or more than %d)",
-               t, MAX_RCPT);
+      snprintf(err, err_len,
+               "--mail-to: '%.80s' is not an address (or more than %d)", t,
+               MAX_RCPT);
       return false;
     }
     rcpt[n++] = t;
   }
   if (n == 0 || !address_ok(r->o.mail_from)) {
-    snprintf(err, err_len, "--mail-to needs an address, --mail-from a valid one");
+    snprintf(err, err_len,
+             "--mail-to needs an address, --mail-from a valid one");
     return false;
   }
   char to[1100] = "";
   for (int i = 0; i < n; i++)
-    snprintf(to + strlen(to), sizeof to - strlen(to), "%s%s", i ? ", " : "", rcpt[i]);
+    snprintf(to + strlen(to), sizeof to - strlen(to), "%s%s", i ? ", " : "",
+             rcpt[i]);
 
   int fds[2];
   if (pipe(fds) != 0) {
@@ -132,7 +138,8 @@ bool report_mail(const report *r, const char *md_path, const char *html_path,
     return false;
   }
   if (pid == 0) { /* the child: sendmail -i -f FROM -- RCPT... on the pipe */
-    char *argv[MAX_RCPT + 6] = {"sendmail", "-i", "-f", (char *)r->o.mail_from, "--"};
+    char *argv[MAX_RCPT + 6] = {"sendmail", "-i", "-f", (char *)r->o.mail_from,
+                                "--"};
     for (int i = 0; i < n; i++)
       argv[5 + i] = rcpt[i];
     argv[5 + n] = NULL;
@@ -140,8 +147,9 @@ bool report_mail(const report *r, const char *md_path, const char *html_path,
     close(fds[0]);
     close(fds[1]);
     execv(r->o.sendmail, argv);
-    fprintf(stderr, "orfeas-report: cannot run %s: %s (install msmtp-mta and "
-                    "set up /etc/msmtprc, or give --sendmail)\n",
+    fprintf(stderr,
+            "orfeas-report: cannot run %s: %s (install msmtp-mta and "
+            "set up /etc/msmtprc, or give --sendmail)\n",
             r->o.sendmail, strerror(errno));
     _exit(127);
   }
@@ -154,7 +162,8 @@ bool report_mail(const report *r, const char *md_path, const char *html_path,
   if (out) {
     write_message(r, out, to, md_path, html_path, err, err_len, &ok);
     if (fclose(out) != 0 && ok) {
-      snprintf(err, err_len, "%s did not take the whole message", r->o.sendmail);
+      snprintf(err, err_len, "%s did not take the whole message",
+               r->o.sendmail);
       ok = false;
     }
   } else {
@@ -167,7 +176,8 @@ bool report_mail(const report *r, const char *md_path, const char *html_path,
   signal(SIGPIPE, old);
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     if (ok)
-      snprintf(err, err_len, "%s failed (exit status %d): the mail was not sent",
+      snprintf(err, err_len,
+               "%s failed (exit status %d): the mail was not sent",
                r->o.sendmail, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
     return false;
   }

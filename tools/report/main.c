@@ -140,8 +140,10 @@ static int parse_args(report_opts *o, int argc, char **argv) {
     else if (strcmp(a, "--range") == 0) {
       o->range_s = parse_duration(val);
       if (o->range_s <= 0) {
-        fprintf(stderr, "orfeas-report: bad --range '%s' (use e.g. 24h, 90m, "
-                        "7d)\n", val);
+        fprintf(stderr,
+                "orfeas-report: bad --range '%s' (use e.g. 24h, 90m, "
+                "7d)\n",
+                val);
         return 1;
       }
     } else if (strcmp(a, "--end") == 0) {
@@ -222,8 +224,10 @@ int main(int argc, char **argv) {
       fprintf(stderr, "orfeas-report: %s: %s\n", r.figs[i].title,
               r.figs[i].err);
   if (rc == 0 && r.failures > 0) {
-    fprintf(stderr, "orfeas-report: %d queries failed; their sections are "
-                    "marked missing\n", r.failures);
+    fprintf(stderr,
+            "orfeas-report: %d queries failed; their sections are "
+            "marked missing\n",
+            r.failures);
     rc = 3;
   }
   if (rc == 0 || rc == 3)

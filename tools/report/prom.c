@@ -82,8 +82,8 @@ static bool get(prom *p, const char *url, body *b, long *status,
   curl_easy_setopt(p->curl, CURLOPT_NOSIGNAL, 1L);
   CURLcode rc = curl_easy_perform(p->curl);
   if (rc != CURLE_OK) {
-    snprintf(err, PROM_ERR, "cannot reach Prometheus at %.120s: %.100s", p->base,
-             curl_easy_strerror(rc));
+    snprintf(err, PROM_ERR, "cannot reach Prometheus at %.120s: %.100s",
+             p->base, curl_easy_strerror(rc));
     return false;
   }
   curl_easy_getinfo(p->curl, CURLINFO_RESPONSE_CODE, status);
@@ -127,8 +127,8 @@ static bool parse(const char *text, prom_result *res, const char *expr,
   json_error_t je;
   json_t *root = json_loads(text, 0, &je);
   if (root == NULL) {
-    snprintf(err, PROM_ERR, "query %.80s: bad JSON from Prometheus: %.100s", expr,
-             je.text);
+    snprintf(err, PROM_ERR, "query %.80s: bad JSON from Prometheus: %.100s",
+             expr, je.text);
     return false;
   }
   const char *status = json_string_value(json_object_get(root, "status"));
@@ -166,9 +166,9 @@ static bool parse(const char *text, prom_result *res, const char *expr,
     size_t off = 0;
     json_object_foreach(metric, k, v) {
       if (off < sizeof s->labels)
-        off += (size_t)snprintf(s->labels + off, sizeof s->labels - off,
-                                "%s%s=%s", off ? "," : "", k,
-                                json_string_value(v));
+        off +=
+            (size_t)snprintf(s->labels + off, sizeof s->labels - off, "%s%s=%s",
+                             off ? "," : "", k, json_string_value(v));
     }
     s->metric_json = json_dumps(metric, JSON_COMPACT | JSON_SORT_KEYS);
     json_t *values = json_object_get(item, "values");
@@ -177,8 +177,8 @@ static bool parse(const char *text, prom_result *res, const char *expr,
     s->t = calloc(m ? m : 1, sizeof *s->t);
     s->v = calloc(m ? m : 1, sizeof *s->v);
     for (size_t j = 0; j < m; j++)
-      s->v[j] = parse_value(values ? json_array_get(values, j) : value,
-                            &s->t[j]);
+      s->v[j] =
+          parse_value(values ? json_array_get(values, j) : value, &s->t[j]);
     s->n = m;
     res->n++;
   }
@@ -186,8 +186,8 @@ static bool parse(const char *text, prom_result *res, const char *expr,
   return true;
 }
 
-static bool run(prom *p, const char *path, const char *expr,
-                const char *params, prom_result *res, char err[PROM_ERR]) {
+static bool run(prom *p, const char *path, const char *expr, const char *params,
+                prom_result *res, char err[PROM_ERR]) {
   char *q = curl_easy_escape(p->curl, expr, 0);
   size_t len = strlen(p->base) + strlen(path) + strlen(q) + strlen(params) + 16;
   char *url = malloc(len);
@@ -218,8 +218,8 @@ bool prom_query(prom *p, const char *expr, double at, prom_result *res,
 bool prom_query_range(prom *p, const char *expr, double start, double end,
                       double step, prom_result *res, char err[PROM_ERR]) {
   char params[128];
-  snprintf(params, sizeof params, "&start=%.3f&end=%.3f&step=%.3f", start,
-           end, step);
+  snprintf(params, sizeof params, "&start=%.3f&end=%.3f&step=%.3f", start, end,
+           step);
   return run(p, "/api/v1/query_range", expr, params, res, err);
 }
 

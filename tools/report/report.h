@@ -16,13 +16,13 @@
 typedef struct {
   const char *prometheus; /* base URL */
   const char *out_dir;
-  const char *job;        /* scrape job of orfeasd, for process_* */
-  double range_s;         /* the period, e.g. 86400 */
-  double end;             /* Unix seconds */
-  bool no_compare;        /* --no-compare: no previous period */
-  const char *mail_to;    /* comma-separated addresses, or NULL */
+  const char *job;     /* scrape job of orfeasd, for process_* */
+  double range_s;      /* the period, e.g. 86400 */
+  double end;          /* Unix seconds */
+  bool no_compare;     /* --no-compare: no previous period */
+  const char *mail_to; /* comma-separated addresses, or NULL */
   const char *mail_from;
-  const char *sendmail;   /* the sendmail interface, e.g. /usr/sbin/sendmail */
+  const char *sendmail; /* the sendmail interface, e.g. /usr/sbin/sendmail */
 } report_opts;
 
 /* A single number. state: value, no data (the query matched nothing), or

@@ -173,11 +173,20 @@ bool report_write_md(const report *r, FILE *f) {
 static void html_text(FILE *f, const char *s) {
   for (; *s; s++) {
     switch (*s) {
-    case '<': fputs("&lt;", f); break;
-    case '>': fputs("&gt;", f); break;
-    case '&': fputs("&amp;", f); break;
-    case '"': fputs("&quot;", f); break;
-    default: fputc(*s, f);
+    case '<':
+      fputs("&lt;", f);
+      break;
+    case '>':
+      fputs("&gt;", f);
+      break;
+    case '&':
+      fputs("&amp;", f);
+      break;
+    case '"':
+      fputs("&quot;", f);
+      break;
+    default:
+      fputc(*s, f);
     }
   }
 }
@@ -195,9 +204,9 @@ static double nice_step(double span, int n) {
 
 /* Time-axis steps: the first that gives at most 8 ticks over the period. */
 static double time_step(double span) {
-  static const double steps[] = {10, 30, 60, 300, 600, 900, 1800, 3600,
-                                 7200, 10800, 21600, 43200, 86400, 172800,
-                                 604800};
+  static const double steps[] = {10,    30,    60,    300,    600,
+                                 900,   1800,  3600,  7200,   10800,
+                                 21600, 43200, 86400, 172800, 604800};
   for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++)
     if (span / steps[i] <= 8)
       return steps[i];
@@ -231,9 +240,10 @@ static void svg_axes(FILE *f, const frame *g, const char *unit) {
   for (double v = ceil(g->lo / ys) * ys; v <= g->hi + ys / 1e6; v += ys) {
     char lab[32];
     tick_label(v, ys, lab, sizeof lab);
-    fprintf(f, "<line class=\"grid\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" "
-               "y2=\"%.1f\" stroke=\"#e0e0e0\"/><text class=\"ytick\" x=\"%.1f\" "
-               "y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%s</text>\n",
+    fprintf(f,
+            "<line class=\"grid\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" "
+            "y2=\"%.1f\" stroke=\"#e0e0e0\"/><text class=\"ytick\" x=\"%.1f\" "
+            "y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%s</text>\n",
             g->L, g->W - g->R, fy(g, v), fy(g, v), g->L - 4, fy(g, v) + 4, lab);
   }
   double span = g->t1 - g->t0, ts = time_step(span);
@@ -241,19 +251,25 @@ static void svg_axes(FILE *f, const frame *g, const char *unit) {
     char lab[32];
     time_t sec = (time_t)t;
     struct tm tm;
-    strftime(lab, sizeof lab, span > 86400 ? "%d %b %H:%M" : ts < 60 ? "%H:%M:%S" : "%H:%M",
+    strftime(lab, sizeof lab,
+             span > 86400 ? "%d %b %H:%M"
+             : ts < 60    ? "%H:%M:%S"
+                          : "%H:%M",
              gmtime_r(&sec, &tm));
-    fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" "
-               "stroke=\"#999\"/><text class=\"xtick\" x=\"%.1f\" y=\"%.1f\" "
-               "font-size=\"11\" text-anchor=\"middle\">%s</text>\n",
+    fprintf(f,
+            "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" "
+            "stroke=\"#999\"/><text class=\"xtick\" x=\"%.1f\" y=\"%.1f\" "
+            "font-size=\"11\" text-anchor=\"middle\">%s</text>\n",
             fx(g, t), fx(g, t), g->H - g->B, g->H - g->B + 4, fx(g, t),
             g->H - g->B + 16, lab);
   }
-  fprintf(f, "<text class=\"xtitle\" x=\"%.1f\" y=\"%.1f\" font-size=\"11\" "
-             "text-anchor=\"middle\">time (UTC)</text>\n",
+  fprintf(f,
+          "<text class=\"xtitle\" x=\"%.1f\" y=\"%.1f\" font-size=\"11\" "
+          "text-anchor=\"middle\">time (UTC)</text>\n",
           (g->L + g->W - g->R) / 2, g->H - 4);
-  fprintf(f, "<text class=\"ytitle\" x=\"12\" y=\"%.1f\" font-size=\"11\" "
-             "text-anchor=\"middle\" transform=\"rotate(-90 12 %.1f)\">",
+  fprintf(f,
+          "<text class=\"ytitle\" x=\"12\" y=\"%.1f\" font-size=\"11\" "
+          "text-anchor=\"middle\" transform=\"rotate(-90 12 %.1f)\">",
           (g->T + g->H - g->B) / 2, (g->T + g->H - g->B) / 2);
   html_text(f, unit[0] ? unit : "value");
   fputs("</text>\n", f);
@@ -276,11 +292,15 @@ static void svg_series(FILE *f, const report *r, const frame *g,
            sr->t[k] - sr->t[k - 1] <= 1.5 * r->step)
       k++;
     if (k - j == 1) {
-      fprintf(f, "<circle class=\"series\" cx=\"%.1f\" cy=\"%.1f\" r=\"2\" "
-                 "fill=\"%s\" data-name=\"", fx(g, sr->t[j]), fy(g, sr->v[j]), color);
+      fprintf(f,
+              "<circle class=\"series\" cx=\"%.1f\" cy=\"%.1f\" r=\"2\" "
+              "fill=\"%s\" data-name=\"",
+              fx(g, sr->t[j]), fy(g, sr->v[j]), color);
     } else {
-      fprintf(f, "<polyline class=\"series\" fill=\"none\" stroke=\"%s\" "
-                 "stroke-width=\"2\" data-name=\"", color);
+      fprintf(f,
+              "<polyline class=\"series\" fill=\"none\" stroke=\"%s\" "
+              "stroke-width=\"2\" data-name=\"",
+              color);
     }
     html_text(f, name);
     if (k - j > 1) {
@@ -296,8 +316,14 @@ static void svg_series(FILE *f, const report *r, const frame *g,
 /* A line chart: one series per line, time on x, the value from 0 (or the
  * minimum) to the maximum on y, both axes with ticks and titles. */
 static void svg_chart(FILE *f, const report *r, const chart *c) {
-  frame g = {.W = 680, .H = 240, .L = 64, .R = 12, .T = 24, .B = 40,
-             .t0 = r->start, .t1 = r->o.end};
+  frame g = {.W = 680,
+             .H = 240,
+             .L = 64,
+             .R = 12,
+             .T = 24,
+             .B = 40,
+             .t0 = r->start,
+             .t1 = r->o.end};
   bool any = false;
   for (size_t i = 0; i < c->data.n; i++)
     for (size_t j = 0; j < c->data.s[i].n; j++) {
@@ -315,19 +341,22 @@ static void svg_chart(FILE *f, const report *r, const chart *c) {
   if (g.hi <= g.lo)
     g.hi = g.lo + 1;
   g.hi = ceil(g.hi / nice_step(g.hi - g.lo, 5)) * nice_step(g.hi - g.lo, 5);
-  fprintf(f, "<svg class=\"chart\" width=\"%.0f\" height=\"%.0f\" "
-             "viewBox=\"0 0 %.0f %.0f\" xmlns=\"http://www.w3.org/2000/svg\" "
-             "role=\"img\" aria-label=\"",
+  fprintf(f,
+          "<svg class=\"chart\" width=\"%.0f\" height=\"%.0f\" "
+          "viewBox=\"0 0 %.0f %.0f\" xmlns=\"http://www.w3.org/2000/svg\" "
+          "role=\"img\" aria-label=\"",
           g.W, g.H, g.W, g.H);
   html_text(f, c->title);
-  fprintf(f, "\">\n<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" "
-             "fill=\"#fafafa\" stroke=\"#ccc\"/>\n",
+  fprintf(f,
+          "\">\n<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" "
+          "fill=\"#fafafa\" stroke=\"#ccc\"/>\n",
           g.L, g.T, g.W - g.L - g.R, g.H - g.T - g.B);
   svg_axes(f, &g, c->unit);
   for (size_t i = 0; i < c->data.n && i < 16; i++) {
     svg_series(f, r, &g, &c->data.s[i], palette[i % 6], c->names[i]);
-    fprintf(f, "<text class=\"legend\" x=\"%.0f\" y=\"%.0f\" font-size=\"11\" "
-               "fill=\"%s\">",
+    fprintf(f,
+            "<text class=\"legend\" x=\"%.0f\" y=\"%.0f\" font-size=\"11\" "
+            "fill=\"%s\">",
             g.L + 8 + 100.0 * (double)(i % 6), 14.0 + 12.0 * (double)(i / 6),
             palette[i % 6]);
     html_text(f, c->names[i]);
@@ -349,7 +378,8 @@ static void html_alerts(const report *r, FILE *f) {
     return;
   }
   fputs("<table class=\"alerts\"><tr><th>alert</th><th>severity</th><th>where"
-        "</th><th>first fired</th><th>firing for</th></tr>\n", f);
+        "</th><th>first fired</th><th>firing for</th></tr>\n",
+        f);
   for (int i = 0; i < r->nalerts; i++) {
     const alert_fired *a = &r->alerts[i];
     char first[48], dur[64];
@@ -380,8 +410,8 @@ static void html_figures(const report *r, FILE *f) {
     fig_delta(fg, d, sizeof d);
     fprintf(f, "<tr data-key=\"%s\"><td>", fg->key);
     html_text(f, fg->title);
-    fprintf(f, "</td><td%s>", fg->state == FIG_MISSING ? " class=\"missing\""
-                                                       : "");
+    fprintf(f, "</td><td%s>",
+            fg->state == FIG_MISSING ? " class=\"missing\"" : "");
     html_text(f, v);
     fputs("</td>", f);
     if (!r->o.no_compare) {
