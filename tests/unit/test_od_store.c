@@ -1291,7 +1291,14 @@ static int run_redis(const char *where) {
   const char *colon = strrchr(where, ':');
   char host[64];
   snprintf(host, sizeof host, "%.*s", colon ? (int)(colon - where) : 0, where);
-  rd_admin = redisConnect(host, colon ? atoi(colon + 1) : 0);
+  char *end = NULL;
+  long port = colon ? strtol(colon + 1, &end, 10) : 0;
+  if (colon == NULL || end == colon + 1 || *end != '\0' || port < 1 ||
+      port > 65535) {
+    fprintf(stderr, "ORFEAS_TEST_REDIS: want HOST:PORT, got %s\n", where);
+    return 1;
+  }
+  rd_admin = redisConnect(host, (int)port);
   if (rd_admin == NULL || rd_admin->err) {
     fprintf(stderr, "cannot connect to Redis at %s\n", where);
     return 1;
