@@ -83,6 +83,10 @@ static const opt_def OPTS[] = {
     {"ws-queue", "ORFEAS_WS_QUEUE", K_INT, OFF(ws_queue), 0, 1, 100000,
      "frames queued per WebSocket client before events are dropped "
      "(default 256)"},
+    {"ws-max-subscriptions", "ORFEAS_WS_MAX_SUBSCRIPTIONS", K_INT,
+     OFF(ws_max_subs), 0, 1, 1024,
+     "jobs one WebSocket connection follows at once; one more is refused "
+     "(counted) (default 32)"},
     {"ws-sndbuf-kb", "ORFEAS_WS_SNDBUF_KB", K_INT, OFF(ws_sndbuf_kb), 0, 4,
      65536, "kernel send buffer per WebSocket socket, KiB (default 64)"},
     {"rate-limit", "ORFEAS_RATE_LIMIT", K_DOUBLE, OFF(rate_limit_rps), 0, 0,
@@ -233,6 +237,7 @@ void od_config_defaults(od_config *c) {
   c->max_ws_clients = 1000;
   c->ws_queue = 256;
   c->ws_sndbuf_kb = 64;
+  c->ws_max_subs = 32;
   c->rate_limit_rps = 0;
   c->rate_limit_burst = 20;
   c->cache_memory_mb = 256;

@@ -122,6 +122,7 @@ typedef struct {
   int max_ws_clients;         /* WebSocket clients before 503 */
   int ws_queue;               /* frames queued per WebSocket client */
   int ws_sndbuf_kb;           /* kernel send buffer per WebSocket socket */
+  int ws_max_subs;            /* jobs one WebSocket connection follows */
   double rate_limit_rps;      /* tokens per second per address; 0 = off */
   int rate_limit_burst;       /* bucket size */
   int cache_memory_mb;        /* memory tier bound */

@@ -59,7 +59,6 @@
 #include "orfeas_build.h" /* generated: version, git revision, build type */
 #include "orfeasd.h"
 
-#define MAX_SUBS 32
 #define OUTBOX_MAX 65536
 /* A client that does not answer our close frame (or does not even read
  * it) is not waited for longer than this. */
@@ -78,9 +77,8 @@ typedef struct client {
   wslay_event_context_ptr ctx; /* owned */
   uint8_t *extra;              /* bytes MHD read past the headers; owned */
   size_t extra_len, extra_off;
-  char subs[MAX_SUBS][37];
-  int nsubs;
-  uint32_t armed; /* epoll events registered */
+  int nsubs, max_subs; /* subs[] holds max_subs (--ws-max-subscriptions) */
+  uint32_t armed;      /* epoll events registered */
   int dead;
   int closing;               /* our close frame is queued */
   od_ws_close_reason reason; /* why it closes, once we know */
@@ -92,6 +90,7 @@ typedef struct client {
   int in_recv;               /* inside wslay_event_recv() */
   od_sio_conn *sio;          /* Socket.IO state (owned); NULL for /ws */
   struct client *next;
+  char subs[][37]; /* the jobs followed; allocated with the client */
 } client;
 
 typedef struct outmsg {
@@ -219,7 +218,7 @@ static void unsubscribe(client *c, const char *id) {
 
 /* A job's end (complete or error) is the last event it has: once it is
  * queued to a client, that subscription is over and frees its slot, so a
- * client following many jobs in turn never reaches MAX_SUBS. */
+ * client following many jobs in turn never reaches --ws-max-subscriptions. */
 static int is_end(od_ws_event ev) {
   return ev == OD_WS_COMPLETE || ev == OD_WS_ERROR_EVENT;
 }
@@ -308,11 +307,22 @@ static void send_current(client *c, const char *id) {
     send_event(c, ev, data);
 }
 
-/* Adds a subscription (at most MAX_SUBS); 0, or -1 when full (counted). */
+/* The answer to a subscribe past --ws-max-subscriptions. */
+static json_t *too_many_subs(const client *c) {
+  char msg[160];
+  snprintf(msg, sizeof msg,
+           "at most %d subscriptions per connection (--ws-max-subscriptions): "
+           "unsubscribe from a job first, or wait for one to end",
+           c->max_subs);
+  return json_pack("{s:s}", "message", msg);
+}
+
+/* Adds a subscription (at most --ws-max-subscriptions); 0, or -1 when full
+ * (counted). */
 static int subscribe(client *c, const char *id, od_route r) {
   if (subscribed(c, id) >= 0)
     return 0;
-  if (c->nsubs == MAX_SUBS) {
+  if (c->nsubs == c->max_subs) {
     od_metric_error(&c->hub->svc->m, "bad_message", r);
     od_metric_validation(&c->hub->svc->m, "ws_message",
                          "too_many_subscriptions");
@@ -341,9 +351,7 @@ static void sio_on_msg(client *c, const uint8_t *msg, size_t len) {
   case OD_SIO_SUBSCRIBE:
     if (subscribe(c, id, OD_ROUTE_SOCKETIO) != 0) {
       free(reply);
-      reply = od_sio_event_text(
-          "error", json_pack("{s:s}", "message",
-                             "at most 32 subscriptions per connection"));
+      reply = od_sio_event_text("error", too_many_subs(c));
       break;
     }
     queue_raw(c, reply);
@@ -413,9 +421,7 @@ static void on_msg(wslay_event_context_ptr ctx,
     break;
   case OD_WSMSG_SUBSCRIBE:
     if (subscribe(c, id, OD_ROUTE_WS) != 0) {
-      send_event(c, OD_WS_ERROR,
-                 json_pack("{s:s}", "message",
-                           "at most 32 subscriptions per connection"));
+      send_event(c, OD_WS_ERROR, too_many_subs(c));
       break;
     }
     send_event(c, OD_WS_SUBSCRIBED, json_pack("{s:s}", "job_id", id));
@@ -811,7 +817,10 @@ static void adopt(od_hub *h, int fd, struct MHD_UpgradeResponseHandle *urh,
   /* From here the socket is a WebSocket client, not an HTTP connection
    * (http.c's --max-connections check subtracts these). */
   atomic_fetch_add(&h->svc->ws_open, 1);
-  client *c = calloc(1, sizeof *c);
+  /* The subscriptions are part of the client's one allocation (37 bytes
+   * each: --ws-max-subscriptions x --max-ws-clients bounds them all). */
+  int max_subs = h->svc->cfg.ws_max_subs;
+  client *c = calloc(1, sizeof *c + (size_t)max_subs * sizeof c->subs[0]);
   uint8_t *copy = extra_len ? malloc(extra_len) : NULL;
   od_sio_conn *sio = socketio ? calloc(1, sizeof *sio) : NULL;
   if (c == NULL || (extra_len && copy == NULL) || (socketio && sio == NULL) ||
@@ -825,6 +834,7 @@ static void adopt(od_hub *h, int fd, struct MHD_UpgradeResponseHandle *urh,
     return;
   }
   c->sio = sio;
+  c->max_subs = max_subs;
   if (extra_len)
     memcpy(copy, extra, extra_len);
   c->hub = h;

@@ -4,8 +4,10 @@ clients that send an upgrade request and vanish at once (before or while the
 101 goes out, RST on close) must all give their slot back, whichever way
 orfeasd learns of it, so a real client can connect afterwards. Subscriptions
 end with their job (issue #16): one connection follows more jobs than its 32
-subscriptions without unsubscribing.
+subscriptions without unsubscribing, and --ws-max-subscriptions bounds what
+it follows at once.
 argv: CASE WORKDIR, like od_test.py."""
+import json
 import os
 import socket
 import struct
@@ -124,6 +126,44 @@ def case_subscriptions(work):
     check(rc == 0, "orfeasd exits 0 on SIGTERM (rc=%s)" % rc)
 
 
+def case_subscription_limit(work):
+    """--ws-max-subscriptions 2: a third job followed at once is refused
+    with an error that names the flag, and counted; unsubscribing frees the
+    slot. (Uploaded jobs never end, so their subscriptions stay.)"""
+    img = make_image("png", 64, os.path.join(work, "small.png"))
+    s = Server(os.path.join(work, "data"), "--ws-max-subscriptions", "2")
+    w = WS(s.port)
+    try:
+        ids = [s.upload(img)[2]["job_id"] for _ in range(3)]
+
+        def answer(event, job_id):
+            """The first subscribed/unsubscribed/error event after sending."""
+            w.send_json({"event": event, "data": {"job_id": job_id}})
+            got, closed = w.events_until(
+                lambda e: e.get("event") in ("subscribed", "unsubscribed", "error"), timeout=10)
+            if closed or not got:
+                raise TestFailure("no answer to %s %s (events %s)" % (event, job_id, got))
+            return got[-1]
+        for job_id in ids[:2]:
+            ev = answer("subscribe", job_id)
+            check(ev["event"] == "subscribed", "subscribe %s answered %s" % (job_id[:8], ev["event"]))
+        ev = answer("subscribe", ids[2])
+        msg = ev.get("data", {}).get("message", "")
+        check(ev["event"] == "error" and "at most 2 subscriptions" in msg and "--ws-max-subscriptions" in msg,
+              "a third subscription is refused with an error naming the flag: %s" % json.dumps(ev))
+        check_within(lambda: (value(parse_metrics(s.metrics()[2]), "orfeas_validation_errors_total",
+                                    field="ws_message", error_type="too_many_subscriptions") or 0) == 1 or None,
+                     "the refusal counted in orfeas_validation_errors_total{error_type=\"too_many_subscriptions\"}",
+                     timeout=10)
+        check(answer("unsubscribe", ids[0])["event"] == "unsubscribed", "unsubscribe answered")
+        ev = answer("subscribe", ids[2])
+        check(ev["event"] == "subscribed", "after an unsubscribe the third job can be followed (%s)" % ev["event"])
+    finally:
+        w.close()
+        rc = s.stop()
+    check(rc == 0, "orfeasd exits 0 on SIGTERM (rc=%s)" % rc)
+
+
 if __name__ == "__main__":
     main({"slots": case_slots, "connections": case_connections,
-          "subscriptions": case_subscriptions})
+          "subscriptions": case_subscriptions, "subscription_limit": case_subscription_limit})
