@@ -668,6 +668,7 @@ typedef enum {
   OD_WS_CLOSE_PROTOCOL,
   OD_WS_CLOSE_SHUTDOWN,
   OD_WS_CLOSE_ERROR,
+  OD_WS_CLOSE_SLOW, /* a job's end could not be queued: see ws.c */
   OD_WS_CLOSE_REASONS_N
 } od_ws_close_reason;
 extern const char *const OD_WS_CLOSE_REASONS[OD_WS_CLOSE_REASONS_N];

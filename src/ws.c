@@ -11,7 +11,12 @@
  * Slow clients: each socket's kernel send buffer is --ws-sndbuf-kb; a
  * client whose wslay queue still holds --ws-queue frames after a flush into
  * that buffer gets no more progress frames (2x that for the rest); each refused
- * frame is counted in orfeas_websocket_messages_dropped_total. The hub never
+ * frame is counted in orfeas_websocket_messages_dropped_total. A job's end
+ * (generation_complete/_error) is never dropped silently: a client too far
+ * behind to take one is closed (1008, reason "slow"), so it knows it missed
+ * something; reconnecting and subscribing again gives it each job's current
+ * state, ends included (send_current). Progress frames are only dropped:
+ * the next one, or the end, says where the job stands. The hub never
  * blocks on a socket (non-blocking sends; EPOLLOUT when the kernel buffer is
  * full), so one stalled reader costs the others nothing. The outbox is bounded
  * too (OUTBOX_MAX frames), in case the hub itself falls behind.
@@ -68,7 +73,7 @@
 /* Why a client went: the reason label of orfeas_websocket_disconnections_total
  * (svc_metrics.c creates each at 0). */
 const char *const OD_WS_CLOSE_REASONS[OD_WS_CLOSE_REASONS_N] = {
-    "client", "idle", "flood", "protocol", "shutdown", "error"};
+    "client", "idle", "flood", "protocol", "shutdown", "error", "slow"};
 
 typedef struct client {
   od_hub *hub;
@@ -228,7 +233,8 @@ static int is_end(od_ws_event ev) {
  * workers is not a slow client); only a client whose kernel buffer is also
  * full loses frames. Progress frames go past --ws-queue, the end of a job
  * (and the replies to the client) only past twice that, so a lagging client
- * loses intermediate progress first. */
+ * loses intermediate progress first; an end that does not fit closes the
+ * client as slow instead of leaving it waiting for an end that never comes. */
 static void queue_text(client *c, od_ws_event ev, const char *text,
                        size_t len) {
   od_metrics *m = &c->hub->svc->m;
@@ -254,6 +260,11 @@ static void queue_text(client *c, od_ws_event ev, const char *text,
   if (c->dead || wslay_event_get_queued_msg_count(c->ctx) >= cap) {
     om_counter_inc(m->ws_dropped);
     free(sio_text);
+    /* 1008: wslay 1.1 refuses 1013 (try again later). */
+    if (is_end(ev) && !c->dead)
+      begin_close(c, OD_WS_CLOSE_SLOW, WSLAY_CODE_POLICY_VIOLATION,
+                  "slow: events were dropped; reconnect and subscribe again",
+                  od_now() + CLOSE_GRACE_S);
     return;
   }
   struct wslay_event_msg msg = {WSLAY_TEXT_FRAME, (const uint8_t *)text, len};

@@ -38,7 +38,7 @@ import subprocess
 import threading
 import time
 
-from odlib import (SANITIZED, WS, Server, TestFailure, check, exposed, main, make_image, multipart, names,
+from odlib import (SANITIZED, WS, Server, TestFailure, check, check_within, exposed, main, make_image, multipart, names,
                    parse_metrics, total, value, wait_for)
 
 FORMATS = ["stl", "obj", "ply", "glb"]
@@ -310,8 +310,14 @@ def case_maxjobs(work):
 
 
 def case_slowclient(work):
-    """A WebSocket client that stops reading: its frames are dropped and
-    counted, while jobs and a reading client go on at full speed."""
+    """A WebSocket client that stops reading: its progress frames are dropped
+    and counted, and once a job's end cannot be queued to it, it is closed
+    as slow (1008, counted) rather than left waiting for an end that never
+    comes; jobs and a reading client go on at full speed. The reading
+    client does what static/live.js does: if it is ever closed for lagging
+    (a loaded machine can deschedule it past the small --ws-queue of this
+    test), it reconnects and subscribes again, and each job's current state
+    gives it the ends it missed."""
     img = make_image("png", 256, os.path.join(work, "star.png"))
     s = Server(os.path.join(work, "data"), "--workers", "2", "--ws-queue", "4", "--ws-sndbuf-kb", "4")
     # Each job sends the stalled client ~23 frames, past its 4-frame queue
@@ -320,35 +326,92 @@ def case_slowclient(work):
     # plain build's volume.
     n = 8 if SANITIZED else 24
     ids = [s.upload(img)[2]["job_id"] for _ in range(n)]
-    slow = WS(s.port, rcvbuf=2048)  # subscribes, then never reads
-    fast = WS(s.port)
-    fast.recv_event()
+    # Subscribes (reading each answer, so it is not taken for a flood),
+    # then never reads again.
+    slow = WS(s.port, rcvbuf=2048)
+    slow.recv_event()
     for jid in ids:
-        for w in (slow, fast):
+        slow.send_json({"event": "subscribe", "data": {"job_id": jid}})
+        slow.events_until(lambda e: e.get("event") == "subscribed", timeout=30)
+    done = set()
+    closes = []
+
+    def lagged(w):
+        """w was closed: only ever for lagging (1008 slow; or flood, when
+        the hub could not even queue the answer to a subscribe)."""
+        closes.append((w.close_code, w.close_reason))
+        check(w.close_code == 1008 and w.close_reason.startswith(("slow", "flood")),
+              "the reading client was closed only for lagging (%s %r)" % (w.close_code, w.close_reason))
+        w.sock.close()
+
+    def reader():
+        """A reading client following every job not seen to end yet, one
+        subscribe answered at a time; None when it was closed meanwhile."""
+        w = WS(s.port)
+        w.recv_event()
+        for jid in ids:
+            if jid in done:
+                continue
             w.send_json({"event": "subscribe", "data": {"job_id": jid}})
-        fast.recv_event()
+            while True:
+                ev = w.recv_event(timeout=30)
+                if ev is None:
+                    lagged(w)
+                    return None
+                if ev["event"] == "generation_complete":
+                    done.add(ev["data"]["job_id"])
+                if ev["event"] == "subscribed" and ev["data"]["job_id"] == jid:
+                    break
+        return w
+    fast = reader()
     # Each job its own width, so none is a cache hit.
     codes = [s.generate(jid, "stl", dimensions={"width": 10 + i})[0] for i, jid in enumerate(ids)]
     check(codes == [202] * n, "%d jobs accepted" % n)
-    done = set()
     # 14 s under TSan on an idle 2-core machine; 150 s (under ctest's 180 s)
     # leaves room for a machine that is also running other tests.
     deadline = time.monotonic() + 150
     while len(done) < n and time.monotonic() < deadline:
-        ev = fast.recv_event(timeout=30)
-        if ev and ev["event"] == "generation_complete":
+        if fast is None:
+            fast = reader()
+            continue
+        try:
+            ev = fast.recv_event(timeout=max(0.1, min(30, deadline - time.monotonic())))
+        except (OSError, EOFError) as e:  # a timeout, or closed without a close frame
+            print("reading client: %r" % e)
+            break
+        if ev is None:
+            lagged(fast)
+            fast = None
+        elif ev["event"] == "generation_complete":
             done.add(ev["data"]["job_id"])
+    reconnects = len(closes)
+    slow_closes = sum(1 for _, why in closes if why.startswith("slow"))
     finished = sum(1 for jid in ids if s.status(jid)["status"] in ("completed", "failed"))
-    check(len(done) == n, "the reading client got all %d generation_complete events (got %d; "
-          "the server says %d jobs finished)" % (n, len(done), finished))
+    check(len(done) == n, "the reading client got all %d generation_complete events (got %d over %d "
+          "reconnects; the server says %d jobs finished)" % (n, len(done), reconnects, finished))
     for jid in ids:
         s.wait_job(jid)
     sm = s.samples()
     check(total(sm, "orfeas_generation_3d_total", status="success") == n, "all %d jobs succeeded" % n)
     check(value(sm, "orfeas_websocket_messages_dropped_total") > 0,
           "frames to the stalled client were dropped and counted (%g)" % value(sm, "orfeas_websocket_messages_dropped_total"))
+    seen = []
+
+    def closed_slow():
+        seen.append(value(s.samples(), "orfeas_websocket_disconnections_total", reason="slow") or 0)
+        return seen[-1] >= 1 + slow_closes or None
+    try:
+        check_within(closed_slow, "the stalled client closed as slow once an end could not be queued to it "
+                     "(and the reading client as often as it was), counted in "
+                     "orfeas_websocket_disconnections_total{reason=\"slow\"}", timeout=10)
+    except TestFailure:
+        print("read %s of %d; by reason: %s" % (seen[-1:], 1 + slow_closes, {
+            r: value(s.samples(), "orfeas_websocket_disconnections_total", reason=r)
+            for r in ("client", "idle", "flood", "protocol", "shutdown", "error", "slow")}))
+        raise
     slow.sock.close()
-    fast.close()
+    if fast is not None:
+        fast.close()
     check(s.stop() == 0, "exit 0")
 
 

@@ -353,6 +353,7 @@ class WS:
                 continue
             if op == 8:
                 self.close_code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
+                self.close_reason = payload[2:].decode("utf-8", "replace")
                 return None
             if op == 1:
                 return json.loads(payload)
