@@ -507,9 +507,22 @@ def disk_cases(work, mnt):
     check(s.generate(held, "stl")[0] == 202 and s.wait_job(held, timeout=10)["status"] == "completed",
           "... and the job completes")
 
-    # Read-only.
+    # Read-only. The remount is refused (EBUSY) while a file on it is open
+    # for writing: the upload's body file is closed when MHD completes the
+    # request, which can be just after the client has its answer (a
+    # failure seen under `stress --cpu 2`), so it is retried until then.
     job = s.upload(img)[2]["job_id"]
-    subprocess.run(["mount", "-o", "remount,ro", mnt], check=True)
+
+    def remount_ro():
+        p = subprocess.run(["mount", "-o", "remount,ro", mnt], capture_output=True, text=True)
+        remount_ro.last = p.stderr.strip()
+        return p.returncode == 0 or None
+    remount_ro.last = ""
+    try:
+        wait_for(remount_ro, "the data dir remounted read-only", timeout=10, interval=0.05)
+    except TestFailure:
+        print("mount -o remount,ro: %s" % remount_ro.last)
+        raise
     try:
         check_within(lambda: ready(s) == (503, "not_writable"), "a read-only data dir: /ready 503 (not_writable)",
                      timeout=5)
