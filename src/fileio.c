@@ -183,8 +183,8 @@ static int write_all(int fd, const uint8_t *data, size_t len) {
  * anyway. On the VMs this was measured on, a 2 MB file written through the
  * page cache and fdatasync'ed cost 3.5-5 ms of CPU when the file is kept
  * (fresh page-cache pages, delayed allocation, writeback in the caller),
- * against 0.2-0.3 ms with O_DIRECT (docs/performance.md, "Files without
- * the page cache"): a tenth of a job's CPU. Non-durable writes (the memory
+ * against 0.2-0.3 ms with O_DIRECT (docs/performance.md, "Files past the
+ * page cache"): a tenth of a job's CPU. Non-durable writes (the memory
  * store) take the same path so that the store_overhead bench compares the
  * stores, not two ways of writing files. The price: the file is not in the
  * page cache afterwards, so its first read (a download, a worker that lost
@@ -249,7 +249,7 @@ int od_file_write_opt(const char *path, const uint8_t *data, size_t len,
   int flags = O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC;
   int direct = len >= DIRECT_MIN;
   int fd = direct ? open(tmp, flags | O_DIRECT, 0600) : -1;
-  if (fd < 0) {
+  if (fd < 0 && (!direct || errno == EINVAL)) {
     direct = 0;
     fd = open(tmp, flags, 0600);
   }
