@@ -82,9 +82,31 @@ export class Live extends EventTarget {
     if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(obj));
   }
 
-  follow(jobId) {
+  // Follows a job. The promise settles once the server has answered the
+  // subscription ("subscribed": every event it publishes for the job after
+  // that reaches us), or after `ms` without an answer, or at once while the
+  // socket is down (a reconnect subscribes again and the server answers with
+  // where the job stands). It resolves true only on the server's answer.
+  // Sending the subscribe is not enough: the server reads the socket on
+  // another thread than the HTTP request that starts the job, and a job of a
+  // few milliseconds could end before it reads the subscribe.
+  follow(jobId, ms = 2000) {
     this.jobs.add(jobId);
-    this.send({ event: 'subscribe', data: { job_id: jobId } });
+    if (!this.open) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      let timer = 0;
+      const onJob = (e) => {
+        if (e.detail.event === 'subscribed' && e.detail.data.job_id === jobId) settle(true);
+      };
+      const settle = (ok) => {
+        clearTimeout(timer);
+        this.removeEventListener('job', onJob);
+        resolve(ok);
+      };
+      this.addEventListener('job', onJob);
+      timer = setTimeout(() => settle(false), ms);
+      this.send({ event: 'subscribe', data: { job_id: jobId } });
+    });
   }
 
   unfollow(jobId) {

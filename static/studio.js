@@ -172,7 +172,9 @@ async function run() {
     renderJobs(jobs.put({ job_id: id, name: state.file.name, format: settings.format, status: 'uploaded', created: Date.now() }));
     state.job = { job_id: id, format: settings.format };
     state.heard = false;
-    live.follow(id); // before generate-3d, so no event is missed
+    // Subscribed (the server's answer awaited) before generate-3d, so no
+    // event of even a job of a few milliseconds is missed.
+    await live.follow(id);
     const g = await api.generate({ job_id: id, ...settings });
     renderJobs(jobs.put({ job_id: id, status: g && g.status === 'completed' ? 'completed' : 'queued' }));
     if (g && g.status === 'completed') {
@@ -230,7 +232,7 @@ function onStatus(id, s) {
 live.addEventListener('job', (e) => {
   const { event, data } = e.detail;
   const id = data.job_id;
-  if (!state.job || state.job.job_id !== id || !state.busy) return;
+  if (!state.job || state.job.job_id !== id || !state.busy || event === 'subscribed') return;
   state.lastEvent = Date.now();
   state.heard = true;
   if (event === 'generation_progress') {

@@ -71,11 +71,21 @@ function get(port, p) { return lib.request(port, 'GET', p); }
 // Records the stage labels the page shows and the job frames the WebSocket
 // brings (through the DevTools protocol: what the browser really received).
 async function instrument(page) {
+  // Frames as they arrive, each object given the browser's receive time
+  // (__ts); frames.posts: the POSTs the page sent, with the same clock's
+  // time (both are CDP's Network.MonotonicTime).
   const frames = [];
+  frames.posts = [];
   const cdp = await page.createCDPSession();
   await cdp.send('Network.enable');
   cdp.on('Network.webSocketFrameReceived', (e) => {
-    try { frames.push(JSON.parse(e.response.payloadData)); } catch { /* not JSON */ }
+    let f;
+    try { f = JSON.parse(e.response.payloadData); } catch { return; /* not JSON */ }
+    if (f && typeof f === 'object') f.__ts = e.timestamp;
+    frames.push(f);
+  });
+  cdp.on('Network.requestWillBeSent', (e) => {
+    if (e.request.method === 'POST') frames.posts.push({ url: e.request.url, ts: e.timestamp });
   });
   return frames;
 }
@@ -118,7 +128,7 @@ async function generateOnce(page, port, image, format, frames, what) {
   // anyway, so the job stays small).
   await page.$eval('#quality', (q) => { q.value = '3'; q.dispatchEvent(new Event('input')); });
   await watchStages(page);
-  const before = frames.length;
+  const before = frames.length, postsBefore = frames.posts.length;
   const [button] = await page.$$('xpath/.//button[normalize-space(text())="Generate"]');
   check(!!button, `${what}: a button whose text is "Generate"`);
   await button.click();
@@ -128,6 +138,13 @@ async function generateOnce(page, port, image, format, frames, what) {
   const href = await link.evaluate((a) => a.getAttribute('href'));
   const id = /\/api\/download\/([0-9a-f-]{36})\//.exec(href)[1];
   const mine = frames.slice(before).filter((f) => f && f.data && f.data.job_id === id);
+  // The page follows the job and waits for the server's "subscribed" before
+  // generate-3d (static/live.js): a job of a few milliseconds ends before a
+  // subscribe the server has not read yet, and its progress is lost.
+  const subscribed = mine.find((f) => f.event === 'subscribed');
+  const post = frames.posts.slice(postsBefore).find((p) => p.url.endsWith('/api/generate-3d'));
+  check(subscribed && post && subscribed.__ts <= post.ts,
+    `${what}: "subscribed" arrived before the page sent generate-3d (${subscribed ? subscribed.__ts : 'none'} <= ${post ? post.ts : 'none'}, CDP monotonic s)`);
   const progress = mine.filter((f) => f.event === 'generation_progress');
   check(progress.length >= 7, `${what}: ${progress.length} progress frames arrived over the WebSocket`);
   check(mine.some((f) => f.event === 'generation_complete'), `${what}: generation_complete arrived`);
