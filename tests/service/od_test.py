@@ -317,14 +317,25 @@ def case_slowclient(work):
     client does what static/live.js does: if it is ever closed for lagging
     (a loaded machine can deschedule it past the small --ws-queue of this
     test), it reconnects and subscribes again, and each job's current state
-    gives it the ends it missed."""
+    gives it the ends it missed.
+
+    Two rounds, so that the close does not depend on timing: the first
+    round's frames fill the stalled client's socket buffers (4 kB + 2 kB
+    set, ~13 kB as the kernel counts them: the first two or three jobs'
+    frames) and its queue; the second round starts once the first has ended
+    and its frames have been dropped, so the kernel takes no more, and of
+    the second round's ends at most --ws-queue (4) fit in the queue above
+    the 4 progress frames: the fifth cannot be queued. (One round of 8 let
+    the kernel drain a few frames between ends while the buffers were still
+    filling, under ASan and background load: every end fitted, 1 run in
+    about 30.)"""
     img = make_image("png", 256, os.path.join(work, "star.png"))
     s = Server(os.path.join(work, "data"), "--workers", "2", "--ws-queue", "4", "--ws-sndbuf-kb", "4")
-    # Each job sends the stalled client ~23 frames, past its 4-frame queue
-    # and 4 kB + 2 kB of socket buffers within the first job or two: 8 jobs
-    # are plenty for the sanitizers (21 s -> 8 s under TSan), 24 for the
-    # plain build's volume.
-    n = 8 if SANITIZED else 24
+    # Each job sends the stalled client ~23 frames (~4.6 kB): the first
+    # round offers it 28 kB (sanitizers) or 83 kB. The second round needs
+    # 5 ends past the queue; 6 leaves one to spare.
+    first, second = (6, 6) if SANITIZED else (18, 6)
+    n = first + second
     ids = [s.upload(img)[2]["job_id"] for _ in range(n)]
     # Subscribes (reading each answer, so it is not taken for a flood),
     # then never reads again.
@@ -364,37 +375,44 @@ def case_slowclient(work):
                     break
         return w
     fast = reader()
-    # Each job its own width, so none is a cache hit.
-    codes = [s.generate(jid, "stl", dimensions={"width": 10 + i})[0] for i, jid in enumerate(ids)]
-    check(codes == [202] * n, "%d jobs accepted" % n)
     # 14 s under TSan on an idle 2-core machine; 150 s (under ctest's 180 s)
     # leaves room for a machine that is also running other tests.
     deadline = time.monotonic() + 150
-    while len(done) < n and time.monotonic() < deadline:
-        if fast is None:
-            fast = reader()
-            continue
-        try:
-            ev = fast.recv_event(timeout=max(0.1, min(30, deadline - time.monotonic())))
-        except (OSError, EOFError) as e:  # a timeout, or closed without a close frame
-            print("reading client: %r" % e)
-            break
-        if ev is None:
-            lagged(fast)
-            fast = None
-        elif ev["event"] == "generation_complete":
-            done.add(ev["data"]["job_id"])
-    reconnects = len(closes)
+
+    def run_round(round_ids, offset):
+        """Generates round_ids (each its own width, so none is a cache
+        hit) and reads until the reading client has every end so far."""
+        nonlocal fast
+        codes = [s.generate(jid, "stl", dimensions={"width": 10 + offset + i})[0]
+                 for i, jid in enumerate(round_ids)]
+        check(codes == [202] * len(round_ids), "%d jobs accepted" % len(round_ids))
+        want = offset + len(round_ids)
+        while len(done) < want and time.monotonic() < deadline:
+            if fast is None:
+                fast = reader()
+                continue
+            try:
+                ev = fast.recv_event(timeout=max(0.1, min(30, deadline - time.monotonic())))
+            except (OSError, EOFError) as e:  # a timeout, or closed without a close frame
+                print("reading client: %r" % e)
+                break
+            if ev is None:
+                lagged(fast)
+                fast = None
+            elif ev["event"] == "generation_complete":
+                done.add(ev["data"]["job_id"])
+        finished = sum(1 for jid in ids if s.status(jid)["status"] in ("completed", "failed"))
+        check(len(done) == want, "the reading client got all %d generation_complete events so far (got %d "
+              "over %d reconnects; the server says %d jobs finished)" % (want, len(done), len(closes), finished))
+    run_round(ids[:first], 0)
+    dropped = value(s.samples(), "orfeas_websocket_messages_dropped_total")
+    check(dropped > 0, "the first round filled the stalled client: frames to it were dropped and counted (%g)" % dropped)
+    run_round(ids[first:], first)
     slow_closes = sum(1 for _, why in closes if why.startswith("slow"))
-    finished = sum(1 for jid in ids if s.status(jid)["status"] in ("completed", "failed"))
-    check(len(done) == n, "the reading client got all %d generation_complete events (got %d over %d "
-          "reconnects; the server says %d jobs finished)" % (n, len(done), reconnects, finished))
     for jid in ids:
         s.wait_job(jid)
     sm = s.samples()
     check(total(sm, "orfeas_generation_3d_total", status="success") == n, "all %d jobs succeeded" % n)
-    check(value(sm, "orfeas_websocket_messages_dropped_total") > 0,
-          "frames to the stalled client were dropped and counted (%g)" % value(sm, "orfeas_websocket_messages_dropped_total"))
     seen = []
 
     def closed_slow():
@@ -405,9 +423,10 @@ def case_slowclient(work):
                      "(and the reading client as often as it was), counted in "
                      "orfeas_websocket_disconnections_total{reason=\"slow\"}", timeout=10)
     except TestFailure:
-        print("read %s of %d; by reason: %s" % (seen[-1:], 1 + slow_closes, {
+        print("read %s of %d; by reason: %s; messages sent by event: %s" % (seen[-1:], 1 + slow_closes, {
             r: value(s.samples(), "orfeas_websocket_disconnections_total", reason=r)
-            for r in ("client", "idle", "flood", "protocol", "shutdown", "error", "slow")}))
+            for r in ("client", "idle", "flood", "protocol", "shutdown", "error", "slow")},
+            {"%s%s" % (k[0], dict(k[1])): v for k, v in s.samples().items() if k[0].startswith("orfeas_websocket_messages")}))
         raise
     slow.sock.close()
     if fast is not None:
