@@ -310,6 +310,24 @@ static int open_model(od_service *svc, struct MHD_Connection *conn, od_req *req,
   return fd;
 }
 
+/* A 200 of the open file fd (taken: closed by MHD, or here on failure)
+ * with its type and disposition; the caller adds its other headers and
+ * answers with od_respond. NULL: a 500 has been answered. */
+static struct MHD_Response *
+file_response(od_service *svc, struct MHD_Connection *conn, od_req *req, int fd,
+              uint64_t size, const char *type, const char *disposition) {
+  struct MHD_Response *resp = MHD_create_response_from_fd64(size, fd);
+  if (resp == NULL) {
+    close(fd);
+    od_respond_error(svc, conn, req, 500, "internal", "cannot send the file",
+                     NULL);
+    return NULL;
+  }
+  MHD_add_response_header(resp, "Content-Type", type);
+  MHD_add_response_header(resp, "Content-Disposition", disposition);
+  return resp;
+}
+
 static void handle_download(od_service *svc, struct MHD_Connection *conn,
                             od_req *req) {
   uint64_t size = 0;
@@ -317,17 +335,12 @@ static void handle_download(od_service *svc, struct MHD_Connection *conn,
   int fd = open_model(svc, conn, req, &size, &fmt);
   if (fd < 0)
     return;
-  struct MHD_Response *resp = MHD_create_response_from_fd64(size, fd);
-  if (resp == NULL) {
-    close(fd);
-    od_respond_error(svc, conn, req, 500, "internal", "cannot send the file",
-                     NULL);
-    return;
-  }
   char disp[256];
   snprintf(disp, sizeof disp, "attachment; filename=\"%s\"", req->arg2);
-  MHD_add_response_header(resp, "Content-Type", orfeas_pl_format_mime(fmt));
-  MHD_add_response_header(resp, "Content-Disposition", disp);
+  struct MHD_Response *resp =
+      file_response(svc, conn, req, fd, size, orfeas_pl_format_mime(fmt), disp);
+  if (resp == NULL)
+    return;
   MHD_add_response_header(resp, "Cache-Control",
                           "no-cache, no-store, must-revalidate");
   od_respond(conn, req, 200, resp, size);
@@ -477,17 +490,12 @@ static void handle_preview(od_service *svc, struct MHD_Connection *conn,
   for (size_t i = 0; i < sizeof TYPES / sizeof TYPES[0]; i++)
     if (strcmp(ext, TYPES[i].ext) == 0)
       type = TYPES[i].type;
-  struct MHD_Response *resp = MHD_create_response_from_fd64(size, fd);
-  if (resp == NULL) {
-    close(fd);
-    od_respond_error(svc, conn, req, 500, "internal", "cannot send the file",
-                     NULL);
-    return;
-  }
   char disp[64];
   snprintf(disp, sizeof disp, "inline; filename=\"preview.%s\"", ext);
-  MHD_add_response_header(resp, "Content-Type", type);
-  MHD_add_response_header(resp, "Content-Disposition", disp);
+  struct MHD_Response *resp =
+      file_response(svc, conn, req, fd, size, type, disp);
+  if (resp == NULL)
+    return;
   MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
   MHD_add_response_header(resp, "Content-Security-Policy",
                           "default-src 'none'; sandbox");

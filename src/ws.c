@@ -491,6 +491,17 @@ static void heartbeat(od_hub *h, double now) {
   }
 }
 
+/* Hands the connection back to MHD to close and frees the client with
+ * what it owns (its wslay context, if it got one). The caller counts. */
+static void client_free(client *c) {
+  if (c->ctx)
+    wslay_event_context_free(c->ctx);
+  MHD_upgrade_action(c->urh, MHD_UPGRADE_ACTION_CLOSE);
+  free(c->extra);
+  free(c->sio);
+  free(c);
+}
+
 static void close_client(od_hub *h, client *c) {
   uint16_t code = wslay_event_get_status_code_sent(c->ctx);
   /* A close we sent for a broken frame (1002 protocol, 1007 bad UTF-8,
@@ -519,11 +530,7 @@ static void close_client(od_hub *h, client *c) {
        i++)
     ;
   epoll_ctl(h->epfd, EPOLL_CTL_DEL, c->fd, NULL);
-  wslay_event_context_free(c->ctx);
-  MHD_upgrade_action(c->urh, MHD_UPGRADE_ACTION_CLOSE);
-  free(c->extra);
-  free(c->sio);
-  free(c);
+  client_free(c);
   h->nclients--;
   om_gauge_dec(h->svc->m.ws_active);
 }
@@ -546,12 +553,7 @@ static void adopt_pending(od_hub *h) {
         wslay_event_context_server_init(&c->ctx, &CALLBACKS, c) != 0 ||
         epoll_ctl(h->epfd, EPOLL_CTL_ADD, c->fd, &ee) != 0) {
       od_log("ws: cannot adopt a connection: %s", strerror(errno));
-      if (c->ctx)
-        wslay_event_context_free(c->ctx);
-      MHD_upgrade_action(c->urh, MHD_UPGRADE_ACTION_CLOSE);
-      free(c->extra);
-      free(c->sio);
-      free(c);
+      client_free(c);
       h->nclients--;
       atomic_fetch_sub(&h->svc->ws_open, 1);
       continue;
@@ -756,10 +758,7 @@ void od_hub_free(od_hub *h) {
   while (h->pending) {
     client *c = h->pending;
     h->pending = c->next;
-    MHD_upgrade_action(c->urh, MHD_UPGRADE_ACTION_CLOSE);
-    free(c->extra);
-    free(c->sio);
-    free(c);
+    client_free(c);
     atomic_fetch_sub(&h->svc->ws_open, 1);
   }
   if (h->epfd >= 0)
