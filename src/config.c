@@ -189,7 +189,8 @@ static const opt_def OPTS[] = {
     {"drain-timeout", "ORFEAS_DRAIN_TIMEOUT", K_DOUBLE, OFF(drain_timeout_s), 0,
      1, 3600,
      "seconds from SIGTERM to exit at most; jobs still running "
-     "past it are cancelled (default 25)"},
+     "past it are cancelled: kept running in a durable store, they run again "
+     "after the restart (memory: they fail) (default 25)"},
     {"log-level", "ORFEAS_LOG_LEVEL", K_STR, OFF(log_level), SZ(log_level), 0,
      0,
      "debug, info, warning or error; scrapes and health checks are "

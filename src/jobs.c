@@ -7,8 +7,9 @@
  * one), a worker (worker.c) to processing, and the committer (commit.c)
  * always ends it completed or failed with a reason: the pipeline's own
  * message, a full disk, or, with the memory store only, "service shutting
- * down" for jobs still queued at SIGTERM (od_jobs_drain; a durable store
- * keeps them queued for the next start). Every state change is one store
+ * down" for jobs still queued at SIGTERM or still running at the drain's
+ * deadline (od_jobs_drain; a durable store keeps them queued, or running,
+ * for the next start: worker.c). Every state change is one store
  * call (insert, transition, claim, evict); the store decides races (a
  * second generate gets CONFLICT, the 409), this file decides what they
  * mean. A 2xx is sent only after the store call that backs it returned OK

@@ -255,6 +255,20 @@ static void run_job(od_workers *w, int k, od_job_rec *r) {
       have_px ? orfeas_pl_run_decoded(&px, &opt, &res, msg, sizeof msg)
               : orfeas_pl_run(img, len, &opt, &res, msg, sizeof msg);
   free(img);
+  if (code == ORFEAS_PL_ECANCELLED && j->durable) {
+    /* A durable store keeps the job as running: it is what a crash leaves,
+     * and the next start runs it again ahead of the queued jobs (recover.c;
+     * in a cluster, another node once its lease lapses), as one more try
+     * (--max-attempts). A planned stop does not lose accepted work, nor ask
+     * the client to submit it again. */
+    orfeas_pl_result_free(&res);
+    od_log("job %s: still running at --drain-timeout (%gs): stopped; it stays "
+           "in the store and runs again after the restart (try %d of "
+           "--max-attempts %d)",
+           r->id, j->svc->cfg.drain_timeout_s, r->tries + 1,
+           j->svc->cfg.max_attempts);
+    return;
+  }
   if (code == ORFEAS_PL_ECANCELLED) {
     orfeas_pl_result_free(&res);
     snprintf(msg, sizeof msg,

@@ -12,8 +12,10 @@ Usage: proc_test.py CASE WORKDIR  (ctest runs each case as reliability.CASE)
   sigterm_startup, sigterm_full, sigterm_jobs, sigterm_twice
              SIGTERM in each phase exits 0 within --drain-timeout: during
              start-up and idle; at MHD's connection limit; with a job
-             running (held past the deadline, it is cancelled and ends
-             failed with the reason); and a second SIGTERM while draining
+             running (held past the deadline, it is cancelled: with
+             --store memory: it ends failed with the reason, with the
+             durable store it stays running in the store and completes
+             after the restart); and a second SIGTERM while draining
   log_stall  stderr held by a reader that never reads: /health and a full
              job still answer within 1 s, orfeas_log_lines_dropped_total
              counts the lost lines, SIGTERM still exits in time; JSON lines
@@ -199,10 +201,11 @@ def held_job(work, name, *extra):
     return s, s.upload(img)[2]["job_id"]
 
 
-def case_sigterm_jobs(work):
-    """A running job that outlives the drain is cancelled at the deadline
-    and ends failed with the reason, which its subscriber hears; exit 0."""
-    s, held = held_job(work, "busy")
+def sigterm_held(s, held):
+    """SIGTERM with held running past the drain, its subscriber listening:
+    the events it got until the close frame (or a failure), and whether the
+    close came first. Checks the exit (0, within --drain-timeout by
+    orfeasd's own log) and that the cancellation is logged."""
     ws = WS(s.port)
     ws.recv_event()
     ws.send_json({"event": "subscribe", "data": {"job_id": held}})
@@ -210,16 +213,46 @@ def case_sigterm_jobs(work):
     check(s.generate(held, "stl")[0] == 202, "a job accepted")
     wait_for(lambda: s.status(held)["status"] == "processing", "the job to be running (held)")
     s.proc.send_signal(signal.SIGTERM)
-    got, closed = ws.events_until(lambda e: e["event"] == "generation_error", timeout=DRAIN + 1)
-    err = got[-1]["data"].get("error", "") if got and not closed else ""
-    check("cancelled" in err and "drain-timeout" in err,
-          "the held job was cancelled at the deadline: %r" % err)
+    got, closed = ws.events_until(lambda e: e["event"] in ("generation_error", "generation_complete"),
+                                  timeout=DRAIN + 1)
     rc = s.stop(timeout=DRAIN + 5)
     # The drain's length by orfeasd's own log (SIGTERM's line to "stopped").
     dt = s.log_time(r"orfeasd: stopped$") - s.log_time(r"SIGTERM: draining")
     check(rc == 0 and dt <= DRAIN + 0.5,
           "jobs running: exit 0, stopped %.2fs after the SIGTERM by its log (--drain-timeout %.0f)" % (dt, DRAIN))
     check(s.log_has(r"cancelling"), "the cancellation is logged")
+    return got, closed, getattr(ws, "close_code", None)
+
+
+def case_sigterm_jobs(work):
+    """A running job that outlives the drain is cancelled at the deadline.
+    With --store memory: it ends failed with the reason, which its
+    subscriber hears. With the durable default it stays in the store as
+    running (no failure sent, the subscriber gets the close 1001) and the
+    next start runs it to completion as its second try. Exit 0 both times."""
+    s, held = held_job(work, "memory", "--store", "memory:")
+    got, closed, _ = sigterm_held(s, held)
+    err = got[-1]["data"].get("error", "") if got and not closed else ""
+    check("cancelled" in err and "drain-timeout" in err,
+          "memory store: the held job was cancelled at the deadline: %r" % err)
+
+    s, held = held_job(work, "durable")
+    got, closed, code = sigterm_held(s, held)
+    ends = [e["event"] for e in got if e["event"] in ("generation_error", "generation_complete")]
+    check(closed and not ends and code == 1001,
+          "durable store: no end sent for the held job, the subscriber closed with %s" % code)
+    check(s.log_has(r"job %s: still running at --drain-timeout .* stays in the store" % held),
+          "the log says the job stays in the store")
+    os.unlink(os.path.join(work, "pause"))
+    s = Server(os.path.join(work, "durable"), "--workers", "1")
+    js = s.wait_job(held)
+    check(js["status"] == "completed", "after the restart the job completed: %s" % js.get("error"))
+    check(value(s.samples(), "orfeas_jobs_reclaimed_total", reason="restart") == 1 and
+          s.log_has(r"job %s was running when orfeasd stopped: queued again \(try 2 of 3\)" % held),
+          "it ran again as its second try (reclaimed{restart} = 1)")
+    st, _, body = s.request("GET", js["download_url"])
+    check(st == 200 and len(body) > 84, "its model downloads (%d bytes)" % len(body))
+    check(s.stop() == 0, "exit 0")
 
 
 def case_sigterm_twice(work):
