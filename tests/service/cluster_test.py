@@ -10,6 +10,9 @@ Short leases (--store-lease 1) keep it fast.
              after the lease (attempt 2, counted as lease_expired) and
              completes it; WebSocket clients on both surviving nodes (so one
              is on a node that did not run it) get the completion.
+  drain      SIGTERM to the node running a job held past --drain-timeout:
+             it exits 0 without ending the job, and another node takes the
+             job over after the lease (attempt 2) and completes it.
   partition  the node running a job is frozen (SIGSTOP) past its lease:
              another node completes it; thawed, the frozen node's end is
              refused (orfeas_jobs_fenced_total > 0) and the newer attempt's
@@ -176,6 +179,24 @@ def case_kill9(work):
           "no claim is left pending in the stream")
 
 
+def case_drain(work):
+    redis = Redis(work)
+    img = make_image("png", 128, os.path.join(work, "star.png"))
+    b = node(work, redis, "b", "--drain-timeout", "1")
+    with open(b.pause, "w") as f:
+        f.write("drain\n")  # held through the drain too
+    jid = submit(b, img)
+    held_on(b, jid)
+    a = node(work, redis, "a", pause=False)
+    check(b.stop(timeout=10) == 0, "node b: SIGTERM with the job held, exit 0")
+    check(b.log_has(r"job %s: still running at --drain-timeout .* stays in the store" % jid),
+          "node b left the job running in the store (its log)")
+    check(not b.log_has(r"job %s (completed|failed)" % jid), "node b ended nothing")
+    st = a.wait_job(jid, timeout=20)
+    check(st["status"] == "completed" and started(a, jid) == 1, "node a took the job over and completed it")
+    check(a.log_has(r"job %s: .*taken over as attempt 2" % jid), "as attempt 2")
+
+
 def case_partition(work):
     redis = Redis(work)
     img = make_image("png", 128, os.path.join(work, "star.png"))
@@ -258,5 +279,5 @@ def case_ratelimit(work):
 
 
 if __name__ == "__main__":
-    main({"once": case_once, "kill9": case_kill9, "partition": case_partition, "redis": case_redis,
+    main({"once": case_once, "kill9": case_kill9, "drain": case_drain, "partition": case_partition, "redis": case_redis,
           "progress": case_progress, "ratelimit": case_ratelimit})
