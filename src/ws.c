@@ -318,14 +318,15 @@ static void send_current(client *c, const char *id) {
     send_event(c, ev, data);
 }
 
-/* The answer to a subscribe past --ws-max-subscriptions. */
-static json_t *too_many_subs(const client *c) {
+/* The answer to a subscribe past --ws-max-subscriptions; it names the job,
+ * so a client waiting for that job's "subscribed" stops waiting at once. */
+static json_t *too_many_subs(const client *c, const char *id) {
   char msg[160];
   snprintf(msg, sizeof msg,
            "at most %d subscriptions per connection (--ws-max-subscriptions): "
            "unsubscribe from a job first, or wait for one to end",
            c->max_subs);
-  return json_pack("{s:s}", "message", msg);
+  return json_pack("{s:s, s:s}", "message", msg, "job_id", id);
 }
 
 /* Adds a subscription (at most --ws-max-subscriptions); 0, or -1 when full
@@ -362,7 +363,7 @@ static void sio_on_msg(client *c, const uint8_t *msg, size_t len) {
   case OD_SIO_SUBSCRIBE:
     if (subscribe(c, id, OD_ROUTE_SOCKETIO) != 0) {
       free(reply);
-      reply = od_sio_event_text("error", too_many_subs(c));
+      reply = od_sio_event_text("error", too_many_subs(c, id));
       break;
     }
     queue_raw(c, reply);
@@ -432,7 +433,7 @@ static void on_msg(wslay_event_context_ptr ctx,
     break;
   case OD_WSMSG_SUBSCRIBE:
     if (subscribe(c, id, OD_ROUTE_WS) != 0) {
-      send_event(c, OD_WS_ERROR, too_many_subs(c));
+      send_event(c, OD_WS_ERROR, too_many_subs(c, id));
       break;
     }
     send_event(c, OD_WS_SUBSCRIBED, json_pack("{s:s}", "job_id", id));

@@ -84,9 +84,11 @@ export class Live extends EventTarget {
 
   // Follows a job. The promise settles once the server has answered the
   // subscription ("subscribed": every event it publishes for the job after
-  // that reaches us), or after `ms` without an answer, or at once while the
-  // socket is down (a reconnect subscribes again and the server answers with
-  // where the job stands). It resolves true only on the server's answer.
+  // that reaches us; "error" with the job's id: refused, over
+  // --ws-max-subscriptions), or after `ms` without an answer, or at once
+  // while the socket is down (a reconnect subscribes again and the server
+  // answers with where the job stands). It resolves true only on
+  // "subscribed".
   // Sending the subscribe is not enough: the server reads the socket on
   // another thread than the HTTP request that starts the job, and a job of a
   // few milliseconds could end before it reads the subscribe.
@@ -96,7 +98,9 @@ export class Live extends EventTarget {
     return new Promise((resolve) => {
       let timer = 0;
       const onJob = (e) => {
-        if (e.detail.event === 'subscribed' && e.detail.data.job_id === jobId) settle(true);
+        if (e.detail.data.job_id !== jobId) return;
+        if (e.detail.event === 'subscribed') settle(true);
+        else if (e.detail.event === 'error') settle(false);
       };
       const settle = (ok) => {
         clearTimeout(timer);

@@ -232,7 +232,8 @@ function onStatus(id, s) {
 live.addEventListener('job', (e) => {
   const { event, data } = e.detail;
   const id = data.job_id;
-  if (!state.job || state.job.job_id !== id || !state.busy || event === 'subscribed') return;
+  if (!state.job || state.job.job_id !== id || !state.busy) return;
+  if (event === 'subscribed' || event === 'error') return; // Live.follow's answers
   state.lastEvent = Date.now();
   state.heard = true;
   if (event === 'generation_progress') {

@@ -12,7 +12,8 @@
 //     frames arrive over the WebSocket and the stage label moves; the
 //     canvas shows the model (pixels painted on the transparent canvas);
 //     the a[href*="/api/download/"] link fetches a GLB the Khronos
-//     validator accepts; an oversize file shows the 413's message in words.
+//     validator accepts; an oversize file shows the 413's message in words;
+//     a subscription past --ws-max-subscriptions settles Live.follow at once.
 //   phone 390x844 (touch): nothing overflows sideways; the job list
 //     survived the reload and its "View" shows the model again.
 //   the original clients' way: a page written against the original ORFEAS
@@ -231,6 +232,25 @@ async function main() {
     const err = await page.$eval('#error', (e) => e.textContent);
     check(/too large/i.test(err) && /1MB/.test(err), `oversize file: the page says "${err}"`);
     await page.screenshot({ path: path.join(OUT, 'desktop-413.png') });
+
+    // A subscription the server refuses (one past --ws-max-subscriptions,
+    // 32): the refusal names the job, so Live.follow settles false at once
+    // instead of waiting out its timer (60 s here; 10 s is the page's
+    // deadline for an answer). A second Live of the page's own module.
+    const answers = await page.evaluate(async () => {
+      const { Live } = await import('/static/live.js');
+      const l = new Live('/ws');
+      const opened = new Promise((resolve) => l.addEventListener('state', () => l.open && resolve()));
+      l.start();
+      await opened;
+      const ids = Array.from({ length: 33 }, () => crypto.randomUUID());
+      const late = new Promise((resolve) => setTimeout(() => resolve('no answer in 10 s'), 10000));
+      const got = await Promise.all(ids.map((id) => Promise.race([l.follow(id, 60000), late])));
+      for (const id of ids) l.unfollow(id);
+      return got;
+    });
+    check(answers.slice(0, 32).every((a) => a === true) && answers[32] === false,
+      `33 follows on one socket: 32 subscribed, the 33rd refused and settled at once (${answers.slice(30)})`);
 
     // ---- phone ----
     await page.setViewport({ width: 390, height: 844, isMobile: true, hasTouch: true, deviceScaleFactor: 1 });

@@ -149,8 +149,9 @@ def case_subscription_limit(work):
             check(ev["event"] == "subscribed", "subscribe %s answered %s" % (job_id[:8], ev["event"]))
         ev = answer("subscribe", ids[2])
         msg = ev.get("data", {}).get("message", "")
-        check(ev["event"] == "error" and "at most 2 subscriptions" in msg and "--ws-max-subscriptions" in msg,
-              "a third subscription is refused with an error naming the flag: %s" % json.dumps(ev))
+        check(ev["event"] == "error" and "at most 2 subscriptions" in msg and "--ws-max-subscriptions" in msg and
+              ev["data"].get("job_id") == ids[2],
+              "a third subscription is refused with an error naming the flag and the job: %s" % json.dumps(ev))
         check_within(lambda: (value(parse_metrics(s.metrics()[2]), "orfeas_validation_errors_total",
                                     field="ws_message", error_type="too_many_subscriptions") or 0) == 1 or None,
                      "the refusal counted in orfeas_validation_errors_total{error_type=\"too_many_subscriptions\"}",
