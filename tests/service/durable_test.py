@@ -32,6 +32,12 @@ retention do to jobs that got a 2xx.
              is deleted fails although the memo kept its pixels (the
              upload is the job's input); after kill -9 both jobs
              answer as before and both models download byte-identical.
+  load_restart
+             orfeas-load (4 jobs held queued, one WebSocket client) across a
+             SIGTERM and a restart on the same port: no job lost, every one
+             completed, its WebSocket client reconnected and subscribed
+             again (the new process answered the subscriptions and sent the
+             ends of the jobs it ran).
   fulldisk   a full disk (a small tmpfs): the job fails with the reason,
              uploads get 503, /ready 503; space back: service resumes, and
              a restart finds the store consistent. Skipped (with why) where
@@ -40,6 +46,7 @@ retention do to jobs that got a 2xx.
 argv: CASE WORKDIR, like od_test.py.
 """
 import glob
+import json
 import os
 import subprocess
 import sys
@@ -47,7 +54,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from odlib import ORFEASD, WS, Server, check, exposed, kill_started, main, make_image, value, wait_for  # noqa: E402
+from odlib import (BUILD, ORFEASD, STARTED, WS, Server, TestFailure, check, exposed, kill_started, main,  # noqa: E402
+                   make_image, value, wait_for)
 
 
 def data_files(data):
@@ -477,7 +485,41 @@ def fulldisk_on(work, data):
     check(s.stop() == 0, "exit 0")
 
 
+def case_load_restart(work):
+    data, pause = os.path.join(work, "data"), os.path.join(work, "pause")
+    open(pause, "w").close()  # holds jobs before their first stage
+    s = Server(data, "--workers", "1", "--pause-file", pause)
+    port = s.port
+    load = subprocess.Popen([os.path.join(BUILD, "orfeas-load"), "--target", "http://127.0.0.1:%d" % port,
+                             "--synthetic", "--jobs", "4", "--concurrency", "4", "--ws-clients", "1",
+                             "--quality", "1", "--duration", "60", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    STARTED.append(load)
+    wait_for(lambda: value(s.samples(), "orfeas_queue_depth") == 3, "4 jobs accepted (1 held running, 3 queued)")
+    # The pause file lifts at the drain: the held job finishes; 3 stay queued.
+    check(s.stop() == 0, "SIGTERM under load: exit 0")
+    os.unlink(pause)
+    s = Server(data, "--workers", "1", listen="127.0.0.1:%d" % port)
+    try:
+        out, err = load.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        load.kill()
+        raise TestFailure("orfeas-load did not finish within 90 s")
+    check(load.returncode == 0, "orfeas-load: exit 0, no job lost (stderr: %s)" % err.decode()[-300:])
+    r = json.loads(out)
+    check(r["jobs"]["completed"] == 4 and r["jobs"]["lost"] == 0,
+          "all 4 jobs completed across the restart: %s" % r["jobs"])
+    check(r["websocket"]["reconnects"] >= 1 and r["websocket"]["error_events"] == 0,
+          "its WebSocket client reconnected (%s)" % r["websocket"])
+    sm = s.samples()
+    subs = value(sm, "orfeas_websocket_messages_sent_total", event_type="subscribed") or 0
+    ends = value(sm, "orfeas_websocket_messages_sent_total", event_type="generation_complete") or 0
+    check(subs >= 3 and ends >= 3,
+          "the new process answered %d subscriptions and sent %d ends: the client subscribed again" % (subs, ends))
+    check(s.stop() == 0, "exit 0")
+
+
 if __name__ == "__main__":
     main({"crash": case_crash, "sigterm": case_sigterm, "torn": case_torn, "budget": case_budget,
           "polite": case_polite, "retention": case_retention, "badstore": case_badstore,
-          "memo": case_memo, "fulldisk": case_fulldisk})
+          "memo": case_memo, "fulldisk": case_fulldisk, "load_restart": case_load_restart})

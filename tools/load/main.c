@@ -89,6 +89,7 @@ static _Atomic int next_job, watch_n, unwatch_n;
 /* Jobs the WebSocket clients subscribe to, and (once each ended, whatever
  * the outcome) unsubscribe from: append-only, each client reads on. */
 static char watch_ids[MAX_JOBS][64], unwatch_ids[MAX_JOBS][64];
+static int watch_job[MAX_JOBS]; /* watch_ids[k] is jobs[watch_job[k]] */
 static _Atomic int done_flag, workers_running;
 static double t_start;
 static struct {
@@ -96,7 +97,7 @@ static struct {
   size_t len;
 } images[MAX_IMAGES];
 static int nimages;
-static _Atomic long ws_messages, ws_errors;
+static _Atomic long ws_messages, ws_errors, ws_reconnects;
 static pthread_mutex_t stage_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static double now_s(void) {
@@ -178,6 +179,7 @@ static void watch(job *j) {
   pthread_mutex_lock(&stage_mu);
   int k = atomic_load(&watch_n);
   memcpy(watch_ids[k], j->id, sizeof j->id);
+  watch_job[k] = (int)(j - jobs);
   atomic_fetch_add(&watch_n, 1);
   pthread_mutex_unlock(&stage_mu);
   for (double until = now_s() + 1; !atomic_load(&j->sub_ack);) {
@@ -339,11 +341,41 @@ static void ws_job_event(ws_client *c, const char *event, const char *id) {
   ws_send_text(c, m, (size_t)len);
 }
 
+/* After a reconnect: subscribes again to the first n jobs listed that have
+ * not ended (the server answers each with where the job stands). */
+static void resubscribe(ws_client *c, int n) {
+  for (int k = 0; k < n; k++) {
+    int st = atomic_load(&jobs[watch_job[k]].st);
+    if (st != J_COMPLETED && st != J_FAILED && st != J_LOST)
+      ws_job_event(c, "subscribe", watch_ids[k]);
+  }
+}
+
+/* Connects again after orfeasd closed the socket (a restart, or 1008 when
+ * this client fell too far behind: docs/api.md), 0.1 s doubling to 2 s
+ * between tries, until the run is done; false then. */
+static bool reconnect(ws_client *c, int index) {
+  char err[160];
+  ws_close(c);
+  for (double wait = 0.1; !atomic_load(&done_flag); wait *= 2) {
+    sleep_s(wait < 2 ? wait : 2);
+    if (ws_connect(c, O.host, O.port, "/ws", err, sizeof err)) {
+      atomic_fetch_add(&ws_reconnects, 1);
+      return true;
+    }
+  }
+  fprintf(stderr, "orfeas-load: WebSocket client %d: closed, not reconnected\n",
+          index);
+  return false;
+}
+
 /* One WebSocket client: subscribes to each job as the workers list it, and
  * unsubscribes once the job ended (orfeasd frees an ended job's
  * subscription too: docs/api.md), so it never holds more than the jobs in
- * flight. Client 0 keeps the stage timings; every client counts messages
- * and the error events orfeasd sends. */
+ * flight. Closed by orfeasd, it reconnects and subscribes again to the jobs
+ * still in flight (counted in the summary's reconnects). Client 0 keeps the
+ * stage timings; every client counts messages and the error events orfeasd
+ * sends. */
 static void *ws_thread(void *arg) {
   int index = (int)(intptr_t)arg;
   ws_client c;
@@ -361,8 +393,12 @@ static void *ws_thread(void *arg) {
       ws_job_event(&c, "unsubscribe", unwatch_ids[unsubscribed]);
     /* A short wait: a subscribe waits in the lists until the next round. */
     int r = ws_recv_text(&c, msg, sizeof msg, 10);
-    if (r < 0)
-      break;
+    if (r < 0) {
+      if (!reconnect(&c, index))
+        break;
+      resubscribe(&c, subscribed);
+      continue;
+    }
     if (r == 0)
       continue;
     atomic_fetch_add(&ws_messages, 1);
@@ -513,7 +549,7 @@ typedef struct {
   double stage_mean[NSTAGES]; /* NaN when no job showed the stage */
   error_kind errors[MAX_ERROR_KINDS];
   int nerrors;
-  long ws_messages, ws_errors;
+  long ws_messages, ws_errors, ws_reconnects;
 } results;
 
 /* Counts one error of KIND (the last slot takes every kind past the bound). */
@@ -596,6 +632,7 @@ static void collect(results *r, double elapsed) {
             "websocket: a subscription not confirmed within 1 s");
   r->ws_messages = atomic_load(&ws_messages);
   r->ws_errors = atomic_load(&ws_errors);
+  r->ws_reconnects = atomic_load(&ws_reconnects);
   add_error(r, (int)r->ws_errors,
             "websocket: error events or failed connections");
   r->all = distribution(all, na);
@@ -641,8 +678,9 @@ static void print_text(const results *r) {
   printf("\n  errors:%s\n", r->nerrors ? "" : " none");
   for (int i = 0; i < r->nerrors; i++)
     printf("    %d %s\n", r->errors[i].n, r->errors[i].kind);
-  printf("  websocket: %d clients, %ld messages, %ld error events\n",
-         O.ws_clients, r->ws_messages, r->ws_errors);
+  printf("  websocket: %d clients, %ld messages, %ld error events, %ld "
+         "reconnects\n",
+         O.ws_clients, r->ws_messages, r->ws_errors, r->ws_reconnects);
 }
 
 static json_t *num(double v) { return isnan(v) ? json_null() : json_real(v); }
@@ -664,7 +702,7 @@ static void print_json(const results *r) {
   json_t *o = json_pack(
       "{s:s, s:i, s:f, s:{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, "
       "s:i},"
-      " s:o, s:f, s:{s:o, s:o, s:o}, s:o, s:o, s:{s:i, s:I, s:I, s:i}}",
+      " s:o, s:f, s:{s:o, s:o, s:o}, s:o, s:o, s:{s:i, s:I, s:I, s:i, s:I}}",
       "target", O.target, "planned", O.jobs, "elapsed_s", r->elapsed, "jobs",
       "started", c->started, "uploaded", c->uploaded, "accepted", c->accepted,
       "completed", c->completed, "generated", c->completed - c->cached,
@@ -676,7 +714,8 @@ static void print_json(const results *r) {
       dist_json(&r->cached), "stage_mean_s", stages, "errors", errors,
       "websocket", "clients", O.ws_clients, "messages",
       (json_int_t)r->ws_messages, "error_events", (json_int_t)r->ws_errors,
-      "unconfirmed_subscriptions", c->sub_late);
+      "unconfirmed_subscriptions", c->sub_late, "reconnects",
+      (json_int_t)r->ws_reconnects);
   char *text =
       o ? json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(6)) : NULL;
   if (text)
