@@ -498,8 +498,12 @@ def case_load_restart(work):
     wait_for(lambda: value(s.samples(), "orfeas_queue_depth") == 3, "4 jobs accepted (1 held running, 3 queued)")
     # The pause file lifts at the drain: the held job finishes; 3 stay queued.
     check(s.stop() == 0, "SIGTERM under load: exit 0")
+    # Back on the same port, still holding jobs: they may end only once the
+    # client has subscribed again (else it could find them all ended).
+    s = Server(data, "--workers", "1", "--pause-file", pause, listen="127.0.0.1:%d" % port)
+    wait_for(lambda: (value(s.samples(), "orfeas_websocket_messages_sent_total", event_type="subscribed") or 0) >= 3,
+             "the load's WebSocket client to reconnect and subscribe again to the 3 queued jobs", timeout=30)
     os.unlink(pause)
-    s = Server(data, "--workers", "1", listen="127.0.0.1:%d" % port)
     try:
         out, err = load.communicate(timeout=90)
     except subprocess.TimeoutExpired:
