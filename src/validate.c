@@ -10,7 +10,9 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <unistd.h>
@@ -134,17 +136,49 @@ static int unknown_keys(json_t *obj, const char *const *allowed) {
   return n;
 }
 
-/* A number field: integers or reals both accepted, within lo..hi. */
+/* The original API's fields went through pydantic's lax mode, which took
+ * a number written as a string ("7", " 256 ") and a real without a
+ * fraction (7.0) for an integer; clients written against it may send them
+ * (a form field's value is a string). The same is accepted here: 1 and *out
+ * for a JSON number, or a string that is one whole decimal number
+ * (surrounding blanks allowed; no hex, inf or nan); 0 for anything else. */
+static int lax_number(json_t *v, double *out) {
+  if (json_is_number(v)) {
+    *out = json_number_value(v);
+    return 1;
+  }
+  if (!json_is_string(v))
+    return 0;
+  const char *p = json_string_value(v);
+  while (*p == ' ' || *p == '\t')
+    p++;
+  const char *q = p + (*p == '-' || *p == '+');
+  if (!(*q >= '0' && *q <= '9') && !(*q == '.' && q[1] >= '0' && q[1] <= '9'))
+    return 0; /* strtod would also take "inf", "nan", "0x10" */
+  if (strpbrk(q, "xX") != NULL)
+    return 0;
+  char *end;
+  double d = strtod(p, &end);
+  while (*end == ' ' || *end == '\t')
+    end++;
+  if (end == p || *end != '\0' || !isfinite(d))
+    return 0;
+  *out = d;
+  return 1;
+}
+
+/* A number field: integers or reals both accepted (or a string of one:
+ * lax_number), within lo..hi. */
 static void num_field(json_t *obj, const char *key, double lo, double hi,
                       double *out, errlist *e) {
   json_t *v = json_object_get(obj, key);
   if (v == NULL)
     return;
-  if (!json_is_number(v)) {
+  double d;
+  if (!lax_number(v, &d)) {
     add_err(e, key, "type", "value must be a number");
     return;
   }
-  double d = json_number_value(v);
   if (!(d >= lo && d <= hi)) {
     char range[64];
     snprintf(range, sizeof range, "%s must be within %g..%g", key, lo, hi);
@@ -197,13 +231,13 @@ static void parse_quality(json_t *root, od_generate_req *req, errlist *e) {
   json_t *v = json_object_get(root, "quality");
   if (v == NULL)
     return;
-  if (!json_is_integer(v))
+  double d; /* 7, 7.0 and "7" (lax_number); not 7.5 */
+  if (json_is_boolean(v) || !lax_number(v, &d) || d != floor(d))
     add_err(e, "quality", "type", "quality must be an integer 1..10");
-  else if (json_integer_value(v) < OD_QUALITY_MIN ||
-           json_integer_value(v) > OD_QUALITY_MAX)
+  else if (d < OD_QUALITY_MIN || d > OD_QUALITY_MAX)
     add_err(e, "quality", "out_of_range", "quality must be within 1..10");
   else
-    req->quality = (int)json_integer_value(v);
+    req->quality = (int)d;
 }
 
 static void parse_dimensions(json_t *root, od_generate_req *req, errlist *e) {

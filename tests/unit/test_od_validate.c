@@ -89,6 +89,27 @@ static void test_generate_ok(void **state) {
   assert_int_equal(r.unknown_fields, 0);
 }
 
+/* Numbers the original's pydantic (lax mode) took: "7" and 7.0 for the
+ * integer quality, numeric strings for the dimensions. */
+static void test_generate_lax(void **state) {
+  (void)state;
+  od_generate_req r;
+  od_field_error e[OD_MAX_FIELD_ERRORS];
+  const char *body =
+      "{\"job_id\":\"123e4567-e89b-42d3-a456-426614174000\",\"quality\":\"4\","
+      "\"dimensions\":{\"width\":\" 256 \",\"height\":\"60.5\",\"depth\":"
+      "\"+20\"}}";
+  assert_int_equal(
+      od_generate_parse(body, strlen(body), &r, e, OD_MAX_FIELD_ERRORS), 0);
+  assert_int_equal(r.quality, 4);
+  assert_true(r.width == 256 && r.height == 60.5 && r.depth == 20);
+  const char *real = "{\"job_id\":\"123e4567-e89b-42d3-a456-426614174000\","
+                     "\"quality\":9.0}";
+  assert_int_equal(
+      od_generate_parse(real, strlen(real), &r, e, OD_MAX_FIELD_ERRORS), 0);
+  assert_int_equal(r.quality, 9);
+}
+
 /* Unknown fields are ignored and counted, as the original API ignored them;
  * a known field next to them still counts and is still checked. */
 static void test_generate_unknown_fields(void **state) {
@@ -135,8 +156,28 @@ static void test_generate_errors(void **state) {
        "\"depth\":501}}",
        "depth", "out_of_range"},
       {"{\"job_id\":\"123e4567-e89b-42d3-a456-426614174000\",\"dimensions\":{"
-       "\"width\":\"9\"}}",
+       "\"width\":\"nine\"}}",
        "width", "type"},
+      {"{\"job_id\":\"123e4567-e89b-42d3-a456-426614174000\",\"dimensions\":{"
+       "\"width\":\"0x10\"}}",
+       "width", "type"},
+      {"{\"job_id\":\"123e4567-e89b-42d3-a456-426614174000\",\"dimensions\":{"
+       "\"height\":\"inf\"}}",
+       "height", "type"},
+      {"{\"job_id\":\"123e4567-e89b-42d3-a456-426614174000\",\"dimensions\":{"
+       "\"depth\":\"9 mm\"}}",
+       "depth", "type"},
+      {"{\"job_id\":\"123e4567-e89b-42d3-a456-426614174000\",\"quality\":"
+       "\"7.5\"}",
+       "quality", "type"},
+      {"{\"job_id\":\"123e4567-e89b-42d3-a456-426614174000\",\"quality\":"
+       "\"\"}",
+       "quality", "type"},
+      {"{\"job_id\":\"123e4567-e89b-42d3-a456-426614174000\",\"quality\":true}",
+       "quality", "type"},
+      {"{\"job_id\":\"123e4567-e89b-42d3-a456-426614174000\",\"quality\":"
+       "\"11\"}",
+       "quality", "out_of_range"},
       {"{\"job_id\":\"123e4567-e89b-42d3-a456-426614174000\",\"dimensions\":[]"
        "}",
        "dimensions", "type"},
@@ -245,6 +286,7 @@ int main(void) {
       cmocka_unit_test(test_filenames),
       cmocka_unit_test(test_generate_ok),
       cmocka_unit_test(test_generate_errors),
+      cmocka_unit_test(test_generate_lax),
       cmocka_unit_test(test_generate_unknown_fields),
       cmocka_unit_test(test_multipart),
       cmocka_unit_test(test_gzip_negotiation),
