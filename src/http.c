@@ -598,17 +598,25 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap) {
       (od_errno_is_fd_exhaustion(e) || strstr(msg, strerror(EMFILE)) ||
        strstr(msg, strerror(ENFILE))))
     od_metric_fd_exhausted(svc, OD_FD_ACCEPT);
-  /* MHD answers a Content-Length that is not a number with its own 400
-   * (and closes) before the access handler: counted as framing abuse like
-   * the ones refuse_early answers. */
-  if (svc != NULL && svc->edge != NULL &&
-      strncmp(msg, "Failed to parse `Content-Length' header", 39) == 0)
+  /* MHD answers a Content-Length that is not a number (400) or that does
+   * not fit in 64 bits (413) with its own HTML page (and closes) before
+   * the access handler: counted as framing abuse like the ones
+   * refuse_early answers, and not logged (below). */
+  int bad_length =
+      strncmp(msg, "Failed to parse `Content-Length' header", 39) == 0 ||
+      strncmp(msg, "Too large value of 'Content-Length' header", 42) == 0;
+  if (bad_length && svc != NULL && svc->edge != NULL)
     od_edge_count_close(svc->edge, OD_CLOSE_BAD_FRAMING);
   /* A client that leaves mid-request (or that the edge cut, edge.c) is
-   * counted already (a 499, orfeas_http_connections_closed_total); a line
-   * for each would let a slowloris flood the log. */
-  if (strncmp(msg, "Connection socket is closed", 27) == 0 ||
-      strncmp(msg, "Connection was closed by remote side", 36) == 0)
+   * counted already (a 499, orfeas_http_connections_closed_total), and so
+   * is a bad length with MHD's answer to it (its second line names the
+   * header): a line for each would let a slowloris or a stream of bad
+   * requests flood the log. */
+  if (bad_length || strncmp(msg, "Connection socket is closed", 27) == 0 ||
+      strncmp(msg, "Connection was closed by remote side", 36) == 0 ||
+      (strncmp(msg, "Error processing request (HTTP response code is 4", 49) ==
+           0 &&
+       strstr(msg, "<b>Content-Length</b>") != NULL))
     return;
   od_logl(OD_LOG_WARN, "http: %s", msg);
 }

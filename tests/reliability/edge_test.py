@@ -329,9 +329,14 @@ def case_protocol(work):
             # (MHD answers a non-numeric length itself, its 400's head twice.)
             check(got.startswith(b"HTTP/1.1 400") and b"HTTP/1.1 200" not in got and raw.closed,
                   "%s: 400, connection closed, the hidden request not run" % what)
+        got = raw(s.port, b"POST /api/generate-3d HTTP/1.1\r\nHost: x\r\n"
+                          b"Content-Length: 99999999999999999999999\r\n\r\n{}" + HIDDEN, timeout=3)
+        check(got.startswith(b"HTTP/1.1 413") and b"HTTP/1.1 200" not in got and raw.closed,
+              "a Content-Length past 64 bits: 413 (MHD's), connection closed, the hidden request not run")
         sm = samples(s)
-        check(value(sm, "orfeas_http_connections_closed_total", reason="bad_framing") == len(SMUGGLE),
-              "each counted in orfeas_http_connections_closed_total{reason=\"bad_framing\"} (%d)" % len(SMUGGLE))
+        check(value(sm, "orfeas_http_connections_closed_total", reason="bad_framing") == len(SMUGGLE) + 1,
+              "each counted in orfeas_http_connections_closed_total{reason=\"bad_framing\"} (%d)"
+              % (len(SMUGGLE) + 1))
         check(exposed(sm, "orfeas_http_requests_total", method="GET", endpoint="/api/health", status="200") == 0,
               "no hidden /api/health request ever ran")
         got = raw(s.port, b"POST /api/generate-3d HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -374,7 +379,10 @@ def case_protocol(work):
               % (atk.sent, atk.errors[:2]))
         check(rss_kb(s.proc.pid) - rss0 < rss_bound(10 * 1024), "RSS within %d MiB of where it was" % rss_bound(10))
         check(value(samples(s), "orfeas_http_connections_closed_total", reason="bad_framing")
-              == len(SMUGGLE) + atk.sent, "every attempt counted")
+              == len(SMUGGLE) + 1 + atk.sent, "every attempt counted")
+        noisy = [ln for ln in s.lines if "Content-Length" in ln]
+        check(not noisy, "no log line per bad length (%d attempts; e.g. %s)"
+              % (atk.sent // len(SMUGGLE), noisy[:1]))
     finally:
         atk.stop()
     check(s.stop() == 0, "exit 0")
