@@ -41,13 +41,19 @@ static const opt_def OPTS[] = {
      "uploads, outputs and the disk cache (default ./data)"},
     {"store", "ORFEAS_STORE", K_STR, OFF(store), SZ(store), 0, 0,
      "where job records live: sqlite:PATH (kept across restarts), memory: "
-     "(this process; forgotten at exit) or redis://HOST:PORT[/DB] (shared "
-     "by every node of a cluster; docs/scaling.md) (default "
+     "(this process; forgotten at exit) or redis://[USER@]HOST:PORT[/DB] "
+     "(shared by every node of a cluster; --store-password-file; "
+     "docs/scaling.md) (default "
      "sqlite:DATA_DIR/jobs.db)"},
     {"node-id", "ORFEAS_NODE_ID", K_STR, OFF(node_id), SZ(node_id), 0, 0,
      "this node's name in a cluster: in job owners, the node label of "
      "orfeas_build_info and the Redis consumer group (default the --listen "
      "ADDR:PORT)"},
+    {"store-password-file", "ORFEAS_STORE_PASSWORD_FILE", K_STR,
+     OFF(store_password_file), SZ(store_password_file), 0, 0,
+     "redis store: a file whose first line is the password orfeasd gives "
+     "Redis (AUTH; the user, if any, is redis://USER@HOST:PORT); keep it "
+     "mode 600. A password in the URL is refused (default none)"},
     {"store-lease", "ORFEAS_STORE_LEASE", K_DOUBLE, OFF(store_lease_s), 0, 0.2,
      3600,
      "redis store: seconds a running job's claim lasts unless its node "

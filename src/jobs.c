@@ -659,7 +659,8 @@ od_jobs *od_jobs_new(od_service *svc, char *err, size_t err_len) {
                       .max_attempts = svc->cfg.max_attempts,
                       .data_dir = svc->cfg.data_dir,
                       .node_id = svc->cfg.node_id,
-                      .lease_s = svc->cfg.store_lease_s};
+                      .lease_s = svc->cfg.store_lease_s,
+                      .password_file = svc->cfg.store_password_file};
   if ((j->store = od_store_open(svc->cfg.store, &so, err, err_len)) == NULL ||
       (j->workers = od_workers_new(j, svc->cfg.workers, err, err_len)) ==
           NULL ||

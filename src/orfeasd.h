@@ -106,11 +106,12 @@ typedef struct {
   char listen_host[64]; /* numeric IPv4 address */
   uint16_t listen_port;
   char data_dir[PATH_MAX];
-  char store[PATH_MAX + 16];  /* job store URL (store.h) */
-  char node_id[64];           /* --node-id: this node's name (cluster mode);
-                                 default LISTEN_HOST:LISTEN_PORT */
-  double store_lease_s;       /* --store-lease: redis claim lease */
-  int max_attempts;           /* runs cut short before a job fails */
+  char store[PATH_MAX + 16]; /* job store URL (store.h) */
+  char node_id[64];          /* --node-id: this node's name (cluster mode);
+                                default LISTEN_HOST:LISTEN_PORT */
+  double store_lease_s;      /* --store-lease: redis claim lease */
+  char store_password_file[PATH_MAX]; /* --store-password-file: redis AUTH */
+  int max_attempts;                   /* runs cut short before a job fails */
   double result_ttl_s;        /* finished jobs and uploads kept at least */
   int refused_hold_s;         /* a 429'd upload's slot: Retry-After + this */
   int workers;                /* pipeline threads */

@@ -86,6 +86,19 @@ int od_store_url_check(const char *url, char *err, size_t err_len) {
   return backend_of(url, err, err_len) ? 0 : -1;
 }
 
+/* url as messages may show it: the user part of "scheme://USER:PASS@..."
+ * replaced by "***" (a password never belongs in a URL: the redis backend
+ * refuses one, and says so without echoing it). */
+static void redact(const char *url, char *out, size_t size) {
+  const char *auth = strstr(url, "://");
+  const char *at = auth ? strchr(auth + 3, '@') : NULL;
+  const char *slash = auth ? strchr(auth + 3, '/') : NULL;
+  if (at != NULL && (slash == NULL || at < slash))
+    snprintf(out, size, "%.*s***%.200s", (int)(auth + 3 - url), url, at);
+  else
+    snprintf(out, size, "%.200s", url);
+}
+
 od_store *od_store_open(const char *url, const od_store_opts *o, char *err,
                         size_t err_len) {
   const od_store_ops *ops = backend_of(url, err, err_len);
@@ -98,10 +111,18 @@ od_store *od_store_open(const char *url, const od_store_opts *o, char *err,
   }
   s->ops = ops;
   const char *colon = strchr(url, ':');
-  char berr[384] = "";
+  char berr[384] = "", shown[256];
+  redact(url, shown, sizeof shown);
+  if (o->password_file != NULL && o->password_file[0] &&
+      strcmp(ops->scheme, "redis") != 0) {
+    snprintf(err, err_len,
+             "--store-password-file is for a redis:// store, not %s", shown);
+    free(s);
+    return NULL;
+  }
   if (ops->open(colon ? colon + 1 : "", o, &s->be, berr, sizeof berr) !=
       OD_STORE_OK) {
-    snprintf(err, err_len, "--store %.200s: %s", url,
+    snprintf(err, err_len, "--store %s: %s", shown,
              berr[0] ? berr : "cannot open");
     free(s);
     return NULL;

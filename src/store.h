@@ -210,15 +210,18 @@ typedef struct {
 } od_evict_sel;
 
 typedef struct {
-  int queue_size;       /* --queue-size: the dispatch queue's bound */
-  int max_jobs;         /* --max-jobs: records held at most */
-  int max_attempts;     /* claims of one job before it fails (recover;
-                           redis reclaim). 0 = 3 */
-  const char *data_dir; /* for relative paths; may be NULL */
-  const char *node_id;  /* redis: this node's name (--node-id), in owners
-                           and as its stream consumer; may be NULL */
-  double lease_s;       /* redis: a claim not renewed this long is taken
-                           over by another node (--store-lease). 0 = 10 */
+  int queue_size;            /* --queue-size: the dispatch queue's bound */
+  int max_jobs;              /* --max-jobs: records held at most */
+  int max_attempts;          /* claims of one job before it fails (recover;
+                                redis reclaim). 0 = 3 */
+  const char *data_dir;      /* for relative paths; may be NULL */
+  const char *node_id;       /* redis: this node's name (--node-id), in owners
+                                and as its stream consumer; may be NULL */
+  double lease_s;            /* redis: a claim not renewed this long is taken
+                                over by another node (--store-lease). 0 = 10 */
+  const char *password_file; /* redis: AUTH's password is this file's first
+                                line (--store-password-file); NULL: none.
+                                Other backends refuse it */
 } od_store_opts;
 
 typedef struct od_store od_store;

@@ -1,5 +1,6 @@
 /* store_redis.c: the job store shared by several orfeasd nodes on one Redis
- * ("redis://HOST:PORT[/DB]", issue #15; docs/scaling.md).
+ * ("redis://[USER@]HOST:PORT[/DB]", AUTH from --store-password-file;
+ * issue #15; docs/scaling.md).
  *
  * Keys (one Redis, one DB; Redis Cluster is not supported: the scripts
  * touch keys they are not handed):
@@ -70,6 +71,7 @@
  * acknowledged write; docs/scaling.md).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -344,6 +346,8 @@ typedef struct {
 typedef struct {
   char host[256];
   int port, db;
+  char user[128]; /* AUTH's user (redis://USER@...), "" for the default */
+  char pass[512]; /* AUTH's password (--store-password-file), "" for none */
   char url[320];
   int queue_size, max_jobs, max_attempts;
   double lease_s;
@@ -383,32 +387,78 @@ static struct timeval tv_of(double s) {
   return tv;
 }
 
+/* One command of a new connection's set-up (AUTH, SELECT): 0, or -1 with
+ * err (when given) saying what Redis answered. */
+static int setup_cmd(rds *d, redisContext *c, redisReply *r, const char *what,
+                     char *err, size_t err_len) {
+  int ok = r != NULL && r->type == REDIS_REPLY_STATUS;
+  if (!ok && err != NULL) {
+    const char *said = r == NULL                      ? c->errstr
+                       : r->type == REDIS_REPLY_ERROR ? r->str
+                                                      : "an unexpected reply";
+    if (r != NULL && r->type == REDIS_REPLY_ERROR &&
+        (strncmp(said, "WRONGPASS", 9) == 0 ||
+         strstr(said, "invalid password") != NULL))
+      snprintf(err, err_len,
+               "Redis at %s:%d refused the password of "
+               "--store-password-file%s%s (%s)",
+               d->host, d->port, d->user[0] ? " for user " : "", d->user, said);
+    else if (r != NULL && r->type == REDIS_REPLY_ERROR &&
+             strncmp(said, "NOAUTH", 6) == 0)
+      snprintf(err, err_len,
+               "Redis at %s:%d requires a password: give it in a file with "
+               "--store-password-file (%s)",
+               d->host, d->port, said);
+    else
+      snprintf(err, err_len, "Redis at %s:%d: %s failed: %s", d->host, d->port,
+               what, said);
+  }
+  if (r)
+    freeReplyObject(r);
+  return ok ? 0 : -1;
+}
+
+/* A new connection, authenticated (AUTH, when a password was given) and on
+ * the URL's DB; NULL when Redis cannot be reached or refuses it, with err
+ * (when given) saying why. */
+static redisContext *ctx_connect(rds *d, char *err, size_t err_len) {
+  redisContext *c =
+      redisConnectWithTimeout(d->host, d->port, tv_of(OP_TIMEOUT_S));
+  if (c == NULL || c->err) {
+    if (err != NULL)
+      snprintf(err, err_len,
+               "cannot connect to Redis at %s:%d: %s (is redis-server "
+               "running and reachable?)",
+               d->host, d->port, c ? c->errstr : "out of memory");
+    if (c)
+      redisFree(c);
+    return NULL;
+  }
+  redisSetTimeout(c, tv_of(OP_TIMEOUT_S));
+  int rc = 0;
+  if (d->pass[0] && d->user[0])
+    rc = setup_cmd(d, c, redisCommand(c, "AUTH %s %s", d->user, d->pass),
+                   "AUTH", err, err_len);
+  else if (d->pass[0])
+    rc = setup_cmd(d, c, redisCommand(c, "AUTH %s", d->pass), "AUTH", err,
+                   err_len);
+  if (rc == 0 && d->db != 0)
+    rc = setup_cmd(d, c, redisCommand(c, "SELECT %d", d->db), "SELECT", err,
+                   err_len);
+  if (rc != 0) {
+    redisFree(c);
+    return NULL;
+  }
+  return c;
+}
+
 /* A context from the pool, or a new connection; NULL when Redis cannot be
  * reached (DOWN). */
 static redisContext *ctx_get(rds *d) {
   pthread_mutex_lock(&d->pool_mu);
   redisContext *c = d->npool > 0 ? d->pool[--d->npool] : NULL;
   pthread_mutex_unlock(&d->pool_mu);
-  if (c != NULL)
-    return c;
-  c = redisConnectWithTimeout(d->host, d->port, tv_of(OP_TIMEOUT_S));
-  if (c == NULL || c->err) {
-    if (c)
-      redisFree(c);
-    return NULL;
-  }
-  redisSetTimeout(c, tv_of(OP_TIMEOUT_S));
-  if (d->db != 0) {
-    redisReply *r = redisCommand(c, "SELECT %d", d->db);
-    int ok = r != NULL && r->type == REDIS_REPLY_STATUS;
-    if (r)
-      freeReplyObject(r);
-    if (!ok) {
-      redisFree(c);
-      return NULL;
-    }
-  }
-  return c;
+  return c != NULL ? c : ctx_connect(d, NULL, 0);
 }
 
 /* Back to the pool; a context that failed (ok 0 or c->err) is dropped. */
@@ -560,12 +610,30 @@ static void *heartbeat(void *arg);
 static void *publisher(void *arg);
 static void rd_close(void *be);
 
-/* "//HOST:PORT[/DB]" into d; -1 with err filled. */
+/* "//[USER@]HOST:PORT[/DB]" into d; -1 with err filled. A password in the
+ * URL is refused: the URL shows in ps, in the environment and in messages;
+ * it goes in a file (--store-password-file). */
 static int parse_url(rds *d, const char *rest, char *err, size_t err_len) {
   const char *p = rest;
   if (strncmp(p, "//", 2) != 0)
     goto bad;
   p += 2;
+  const char *at = strrchr(p, '@');
+  if (at != NULL) {
+    if (memchr(p, ':', (size_t)(at - p)) != NULL) {
+      snprintf(err, err_len,
+               "a password in the URL would show in ps, the environment and "
+               "the logs: put it alone in a file (mode 600) and give "
+               "--store-password-file FILE; redis://USER@HOST:PORT names "
+               "an ACL user");
+      return -1;
+    }
+    if (at == p || (size_t)(at - p) >= sizeof d->user)
+      goto bad;
+    memcpy(d->user, p, (size_t)(at - p));
+    d->user[at - p] = '\0';
+    p = at + 1;
+  }
   const char *colon = strrchr(p, ':');
   if (colon == NULL || colon == p || (size_t)(colon - p) >= sizeof d->host)
     goto bad;
@@ -588,9 +656,44 @@ static int parse_url(rds *d, const char *rest, char *err, size_t err_len) {
   return 0;
 bad:
   snprintf(err, err_len,
-           "expected redis://HOST:PORT or redis://HOST:PORT/DB (HOST an "
-           "address or name, DB a number)");
+           "expected redis://[USER@]HOST:PORT[/DB] (HOST an address or name, "
+           "DB a number)");
   return -1;
+}
+
+/* The first line of path into out (a password): 0, or -1 with err. */
+static int read_secret(const char *path, char *out, size_t size, char *err,
+                       size_t err_len) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    snprintf(err, err_len, "--store-password-file %s: %s", path,
+             strerror(errno));
+    return -1;
+  }
+  ssize_t n = read(fd, out, size - 1);
+  int e = errno;
+  close(fd);
+  if (n < 0) {
+    snprintf(err, err_len, "--store-password-file %s: %s", path, strerror(e));
+    return -1;
+  }
+  out[n] = '\0';
+  out[strcspn(out, "\r\n")] = '\0';
+  if (out[0] == '\0') {
+    snprintf(err, err_len,
+             "--store-password-file %s: its first line is empty (the "
+             "password goes there)",
+             path);
+    return -1;
+  }
+  if ((size_t)n == size - 1 && strlen(out) == size - 1) {
+    snprintf(err, err_len,
+             "--store-password-file %s: the password is longer than %zu "
+             "bytes",
+             path, size - 2);
+    return -1;
+  }
+  return 0;
 }
 
 /* The layout key: refuses a Redis whose jobs another build wrote. */
@@ -601,6 +704,17 @@ static int check_layout(rds *d, redisContext *c, char *err, size_t err_len) {
   if (r == NULL) {
     snprintf(err, err_len, "no answer from Redis at %s:%d: %s", d->host,
              d->port, c->errstr);
+    return -1;
+  }
+  if (r->type == REDIS_REPLY_ERROR) {
+    snprintf(err, err_len, "Redis at %s:%d: %s%s", d->host, d->port, r->str,
+             strncmp(r->str, "NOAUTH", 6) == 0
+                 ? " (it requires a password: --store-password-file)"
+             : strncmp(r->str, "NOPERM", 6) == 0
+                 ? " (the ACL user needs the orfeas:* keys and EVALSHA, "
+                   "XADD, SUBSCRIBE...: docs/scaling.md)"
+                 : "");
+    freeReplyObject(r);
     return -1;
   }
   int ok = r->type == REDIS_REPLY_NIL ||
@@ -629,6 +743,7 @@ static void rd_free(rds *d) {
   pthread_mutex_destroy(&d->pool_mu);
   pthread_mutex_destroy(&d->held_mu);
   pthread_cond_destroy(&d->hb_cv);
+  explicit_bzero(d->pass, sizeof d->pass);
   free(d);
 }
 
@@ -649,7 +764,10 @@ static od_store_rc rd_open(const char *rest, const od_store_opts *o, void **be,
   pthread_cond_init(&d->bus_cv, &ca);
   pthread_condattr_destroy(&ca);
   d->sub_fd = -1;
-  if (parse_url(d, rest, err, err_len) != 0) {
+  if (parse_url(d, rest, err, err_len) != 0 ||
+      (o->password_file != NULL && o->password_file[0] &&
+       read_secret(o->password_file, d->pass, sizeof d->pass, err, err_len) !=
+           0)) {
     rd_free(d);
     return OD_STORE_DOWN;
   }
@@ -675,12 +793,8 @@ static od_store_rc rd_open(const char *rest, const od_store_opts *o, void **be,
     d->sc[k].body = bodies[k];
     sha_hex(bodies[k], d->sc[k].sha);
   }
-  redisContext *c = ctx_get(d);
+  redisContext *c = ctx_connect(d, err, err_len);
   if (c == NULL) {
-    snprintf(err, err_len,
-             "cannot connect to Redis at %s:%d (is redis-server running and "
-             "reachable?)",
-             d->host, d->port);
     rd_free(d);
     return OD_STORE_DOWN;
   }

@@ -10,6 +10,10 @@ Short leases (--store-lease 1) keep it fast.
              after the lease (attempt 2, counted as lease_expired) and
              completes it; WebSocket clients on both surviving nodes (so one
              is on a node that did not run it) get the completion.
+  auth       a Redis that requires a password: --store-password-file (and
+             an ACL user, redis://USER@...) works; no password, a wrong one,
+             one in the URL, a missing file, a file for sqlite: start-up stops
+             (exit 1) saying what to do; no password in any log.
   drain      SIGTERM to the node running a job held past --drain-timeout:
              it exits 0 without ending the job, and another node takes the
              job over after the lease (attempt 2) and completes it.
@@ -35,7 +39,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from odlib import (STARTED, WS, Server, TestFailure, check, check_within, exposed, main, make_image,  # noqa: E402
+from odlib import (ORFEASD, STARTED, WS, Server, TestFailure, check, check_within, exposed, main, make_image,  # noqa: E402
                    parse_metrics, wait_for)
 
 LEASE = "1"
@@ -44,7 +48,10 @@ LEASE = "1"
 class Redis:
     """A redis-server of the test's own; restart() keeps its folder."""
 
-    def __init__(self, work):
+    def __init__(self, work, *extra, password=None):
+        self.extra, self.password = list(extra), password
+        if password:
+            self.extra += ["--requirepass", password]
         self.dir = os.path.join(work, "redis")
         os.makedirs(self.dir, exist_ok=True)
         s = socket.socket()
@@ -57,7 +64,7 @@ class Redis:
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
              "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no",
-             "--logfile", os.path.join(self.dir, "redis.log")],
+             "--logfile", os.path.join(self.dir, "redis.log")] + self.extra,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         STARTED.append(self.proc)
         wait_for(lambda: self.ping(), "redis-server to answer", timeout=10)
@@ -68,7 +75,8 @@ class Redis:
         return self.cli("ping") == "PONG"
 
     def cli(self, *args):
-        r = subprocess.run(["redis-cli", "-p", str(self.port)] + list(args), capture_output=True, text=True)
+        auth = ["--no-auth-warning", "-a", self.password] if self.password else []
+        r = subprocess.run(["redis-cli", "-p", str(self.port)] + auth + list(args), capture_output=True, text=True)
         return r.stdout.strip()
 
     def kill9(self):
@@ -197,6 +205,58 @@ def case_drain(work):
     check(a.log_has(r"job %s: .*taken over as attempt 2" % jid), "as attempt 2")
 
 
+def start_fails(work, name, *args):
+    """orfeasd that must stop at start-up: (exit status, its stderr)."""
+    r = subprocess.run([ORFEASD, "--listen", "127.0.0.1:0", "--data-dir", os.path.join(work, name)] + list(args),
+                       capture_output=True, text=True, timeout=30)
+    return r.returncode, r.stderr
+
+
+def case_auth(work):
+    secret = "s3cret-%d-pw" % os.getpid()
+    redis = Redis(work, password=secret)
+    img = make_image("png", 64, os.path.join(work, "star.png"))
+    pw = os.path.join(work, "redis.pw")
+    with open(pw, "w") as f:
+        f.write(secret + "\n")
+    os.chmod(pw, 0o600)
+    s = node(work, redis, "a", "--store-password-file", pw, pause=False)
+    jid = submit(s, img)
+    check(s.wait_job(jid, timeout=20)["status"] == "completed", "with --store-password-file: a job completes")
+    check(s.stop() == 0, "exit 0")
+    # An ACL user with its own password, limited to ORFEAS' keys and channel.
+    check(redis.cli("ACL", "SETUSER", "orfeas", "on", ">user-pw-%d" % os.getpid(), "~orfeas:*", "&orfeas:*",
+                    "+@all") == "OK", "an ACL user for orfeasd")
+    upw = os.path.join(work, "user.pw")
+    with open(upw, "w") as f:
+        f.write("user-pw-%d\n" % os.getpid())
+    url_user = "redis://orfeas@127.0.0.1:%d" % redis.port
+    s = Server(os.path.join(work, "shared"), "--store", url_user, "--node-id", "u", "--workers", "1",
+               "--store-password-file", upw)
+    s.name = "u"
+    jid = submit(s, img)
+    check(s.wait_job(jid, timeout=20)["status"] == "completed", "as ACL user orfeas (~orfeas:* &orfeas:*): a job completes")
+    check(s.stop() == 0, "exit 0")
+    log = "\n".join(s.lines)
+    bad = os.path.join(work, "bad.pw")
+    with open(bad, "w") as f:
+        f.write("not-the-password\n")
+    cases = [
+        ("no password", ("--store", redis.url), "requires a password"),
+        ("a wrong password", ("--store", redis.url, "--store-password-file", bad), "refused the password"),
+        ("the password in the URL", ("--store", "redis://:%s@127.0.0.1:%d" % (secret, redis.port)),
+         "--store-password-file"),
+        ("a missing password file", ("--store", redis.url, "--store-password-file", os.path.join(work, "none")),
+         "No such file"),
+        ("a password file for sqlite", ("--store-password-file", pw), "is for a redis:// store"),
+    ]
+    for what, args, says in cases:
+        rc, err = start_fails(work, "bad", *args)
+        log += err
+        check(rc == 1 and says in err, "%s: start-up stops (exit %d) saying %r: %s" % (what, rc, says, err.strip()[-200:]))
+    check(secret not in log and "user-pw" not in log, "no password ever written to the log")
+
+
 def case_partition(work):
     redis = Redis(work)
     img = make_image("png", 128, os.path.join(work, "star.png"))
@@ -279,5 +339,5 @@ def case_ratelimit(work):
 
 
 if __name__ == "__main__":
-    main({"once": case_once, "kill9": case_kill9, "drain": case_drain, "partition": case_partition, "redis": case_redis,
+    main({"once": case_once, "kill9": case_kill9, "drain": case_drain, "auth": case_auth, "partition": case_partition, "redis": case_redis,
           "progress": case_progress, "ratelimit": case_ratelimit})

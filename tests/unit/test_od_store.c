@@ -1271,7 +1271,19 @@ static void open_refuses_an_unreachable_redis(void **state) {
   assert_null(od_store_open("redis://127.0.0.1:1", &OPTS, err, sizeof err));
   assert_non_null(strstr(err, "cannot connect to Redis at 127.0.0.1:1"));
   assert_null(od_store_open("redis://nohost", &OPTS, err, sizeof err));
-  assert_non_null(strstr(err, "redis://HOST:PORT"));
+  assert_non_null(strstr(err, "HOST:PORT"));
+  /* A password in the URL: refused, and not repeated in the message. */
+  assert_null(
+      od_store_open("redis://u:hunter2@127.0.0.1:1", &OPTS, err, sizeof err));
+  assert_non_null(strstr(err, "--store-password-file"));
+  assert_null(strstr(err, "hunter2"));
+  assert_null(
+      od_store_open("redis://:hunter2@127.0.0.1:1", &OPTS, err, sizeof err));
+  assert_null(strstr(err, "hunter2"));
+  /* A user is fine (the connection then fails: nothing listens there). */
+  assert_null(
+      od_store_open("redis://orfeas@127.0.0.1:1", &OPTS, err, sizeof err));
+  assert_non_null(strstr(err, "cannot connect to Redis at 127.0.0.1:1"));
 }
 
 #define REDIS_ONLY_CASES(X)                                                    \
