@@ -54,6 +54,11 @@ static const opt_def OPTS[] = {
      "redis store: a file whose first line is the password orfeasd gives "
      "Redis (AUTH; the user, if any, is redis://USER@HOST:PORT); keep it "
      "mode 600. A password in the URL is refused (default none)"},
+    {"orphan-age", "ORFEAS_ORPHAN_AGE", K_DOUBLE, OFF(orphan_age_s), 0, 60,
+     3.2e8,
+     "redis store (shared data dir): a file no job owns is removed once "
+     "older than this many seconds; swept every quarter of it, at most "
+     "every 10 minutes (default 3600)"},
     {"store-lease", "ORFEAS_STORE_LEASE", K_DOUBLE, OFF(store_lease_s), 0, 0.2,
      3600,
      "redis store: seconds a running job's claim lasts unless its node "
@@ -233,6 +238,7 @@ void od_config_defaults(od_config *c) {
   c->max_attempts = 3;
   c->store_lease_s = 10;
   c->result_ttl_s = 86400;
+  c->orphan_age_s = 3600;
   c->refused_hold_s = 60;
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   c->workers = n > 0 && n <= 256 ? (int)n : 2;

@@ -11,6 +11,8 @@
  *             sums), database (the store's files, for sqlite:)
  *   retention jobs idle past --result-ttl are removed, at most EXPIRE_BATCH
  *             a pass, each leaving a tombstone (410 with the reason)
+ *   orphans   with a shared store, every quarter of --orphan-age (at most
+ *             10 min): files no job owns removed (orphans.c)
  *
  * The checks live in od_jobs_health (orfeasd.h), so /ready and any later
  * check (a free-space threshold, issue #13) read one struct.
@@ -142,6 +144,12 @@ static void expire(od_jobs *j) {
       break;
 }
 
+/* The orphan sweep's period: a quarter of --orphan-age, at most 10 min. */
+static double orphan_period(const od_jobs *j) {
+  double p = j->svc->cfg.orphan_age_s / 4;
+  return p < 600 ? p : 600;
+}
+
 void od_jobs_housekeep(od_jobs *j) {
   j->store_up = od_store_ping(j->store) == OD_STORE_OK;
   om_gauge_set(j->svc->m.store_up, j->store_up);
@@ -149,6 +157,12 @@ void od_jobs_housekeep(od_jobs *j) {
   if (j->store_up)
     expire(j);
   byte_gauges(j);
+  double now = od_now();
+  if (j->store_up && od_store_shared(j->store) &&
+      (j->t_orphans == 0 || now - j->t_orphans >= orphan_period(j))) {
+    j->t_orphans = now;
+    od_jobs_sweep_orphans(j);
+  }
 }
 
 static void *janitor_main(void *arg) {

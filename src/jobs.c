@@ -648,6 +648,10 @@ od_jobs *od_jobs_new(od_service *svc, char *err, size_t err_len) {
     j->op_errors[op] = om_family_counter(m->store_errors, OM_LABELS(n));
   }
   j->claim_errors = om_family_counter(m->store_errors, OM_LABELS("claim"));
+  j->orphans_removed[0] =
+      om_family_counter(m->orphans_removed, OM_LABELS("uploads"));
+  j->orphans_removed[1] =
+      om_family_counter(m->orphans_removed, OM_LABELS("outputs"));
   /* main.c made the data dir itself. */
   if (make_dir(j->dir_uploads, err, err_len) != 0 ||
       make_dir(j->dir_outputs, err, err_len) != 0) {

@@ -111,8 +111,15 @@ int od_janitor_start(od_janitor *k, char *err, size_t err_len);
 void od_janitor_stop(od_janitor *k);
 void od_janitor_free(od_janitor *k);
 /* One pass (the thread runs it every second; start-up once): store ping,
- * data-dir probe, byte gauges, removal of expired jobs. */
+ * data-dir probe, byte gauges, removal of expired jobs; with a shared
+ * store, now and then the orphan sweep. */
 void od_jobs_housekeep(od_jobs *j);
+
+/* ---- orphans.c ----------------------------------------------------------- */
+
+/* Removes the files of the shared data dir that no job owns, older than
+ * --orphan-age (at most 1000 a pass). */
+void od_jobs_sweep_orphans(od_jobs *j);
 
 /* ---- fanout.c (issue #15) ------------------------------------------------ */
 
@@ -158,6 +165,8 @@ struct od_jobs {
   om_counter *op_errors[OD_STORE_OP_COUNT];
   om_counter *claim_errors;
   int64_t seen_reclaimed, seen_fenced; /* janitor: store counts added */
+  double t_orphans;                    /* janitor: the last sweep (od_now) */
+  om_counter *orphans_removed[2];      /* {dir}: uploads, outputs */
   /* Health, refreshed by the janitor (and a failed write). */
   _Atomic int store_up;
   _Atomic int dir_writable;

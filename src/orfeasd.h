@@ -110,6 +110,7 @@ typedef struct {
   char node_id[64];          /* --node-id: this node's name (cluster mode);
                                 default LISTEN_HOST:LISTEN_PORT */
   double store_lease_s;      /* --store-lease: redis claim lease */
+  double orphan_age_s;       /* --orphan-age: shared data dir sweep */
   char store_password_file[PATH_MAX]; /* --store-password-file: redis AUTH */
   int max_attempts;                   /* runs cut short before a job fails */
   double result_ttl_s;        /* finished jobs and uploads kept at least */
@@ -739,6 +740,7 @@ typedef struct {
   om_family *jobs_recovered;    /* {previous_state} */
   om_family *jobs_reclaimed;    /* {reason} */
   om_family *jobs_removed;      /* {reason} */
+  om_family *orphans_removed;   /* {dir}: orphans.c */
   om_family *store_bytes;       /* {kind}: od_store_bytes_kind() */
   om_gauge *tombstones;
   om_gauge *store_oldest_queued; /* issue #15 */

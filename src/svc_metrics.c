@@ -210,6 +210,10 @@ static const metric_def METRICS[] = {
      "renewing its claim, counted by the node that took it), run again or "
      "failed past --max-attempts.",
      LABELS("reason"), NO_BUCKETS},
+    {FIELD(orphans_removed), OM_COUNTER, "orfeas_orphan_files_removed_total",
+     "Files of a shared data dir that no job owned, removed by the sweep "
+     "once older than --orphan-age (redis store), by folder.",
+     LABELS("dir"), NO_BUCKETS},
     {FIELD(jobs_removed), OM_COUNTER, "orfeas_jobs_removed_total",
      "Finished jobs and unused uploads removed, by why (expired, space); "
      "each answers 410 after.",

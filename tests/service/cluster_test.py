@@ -14,6 +14,9 @@ Short leases (--store-lease 1) keep it fast.
              an ACL user, redis://USER@...) works; no password, a wrong one,
              one in the URL, a missing file, a file for sqlite: start-up stops
              (exit 1) saying what to do; no password in any log.
+  orphans    files of the shared data dir no job owns (an upload, a model,
+             a .tmp), older than --orphan-age, are removed by the sweep;
+             young files, foreign names and a live job's files stay.
   drain      SIGTERM to the node running a job held past --drain-timeout:
              it exits 0 without ending the job, and another node takes the
              job over after the lease (attempt 2) and completes it.
@@ -37,6 +40,8 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+import uuid
 
 sys.path.insert(0, os.path.dirname(__file__))
 from odlib import (ORFEASD, STARTED, WS, Server, TestFailure, check, check_within, exposed, main, make_image,  # noqa: E402
@@ -257,6 +262,46 @@ def case_auth(work):
     check(secret not in log and "user-pw" not in log, "no password ever written to the log")
 
 
+def case_orphans(work):
+    """Files on the shared data dir that no job owns, older than
+    --orphan-age, are swept (the first pass runs at start-up); a live job's
+    files, young files and names that are not ORFEAS' stay."""
+    redis = Redis(work)
+    img = make_image("png", 64, os.path.join(work, "star.png"))
+    a = node(work, redis, "a", pause=False)
+    done = submit(a, img)
+    st = a.wait_job(done, timeout=20)
+    check(st["status"] == "completed", "a job completed")
+    check(a.stop() == 0, "exit 0")
+    shared = os.path.join(work, "shared")
+    old = time.time() - 7200
+    lost_up = os.path.join(shared, "uploads", "%s.png" % uuid.uuid4())
+    lost_tmp = os.path.join(shared, "outputs", "model_%s.stl.tmp" % uuid.uuid4())
+    lost_model = os.path.join(shared, "outputs", "model_%s.glb" % uuid.uuid4())
+    young = os.path.join(shared, "uploads", "%s.png" % uuid.uuid4())
+    foreign = os.path.join(shared, "uploads", "README")
+    for p in (lost_up, lost_tmp, lost_model, young, foreign):
+        with open(p, "wb") as f:
+            f.write(b"x" * 1000)
+    for p in (lost_up, lost_tmp, lost_model, foreign):
+        os.utime(p, (old, old))
+    live = [os.path.join(shared, "uploads", n) for n in os.listdir(os.path.join(shared, "uploads"))
+            if n.startswith(done)] + [os.path.join(shared, "outputs", st["output_file"])]
+    for p in live:
+        os.utime(p, (old, old))
+    b = node(work, redis, "b", "--orphan-age", "3600", pause=False)
+    check_within(lambda: metric(b, "orfeas_orphan_files_removed_total", dir="uploads") == 1 and
+                 metric(b, "orfeas_orphan_files_removed_total", dir="outputs") == 2,
+                 "the start-up sweep removed 1 upload and 2 outputs (a model and a .tmp)", timeout=10)
+    gone = [p for p in (lost_up, lost_tmp, lost_model) if not os.path.exists(p)]
+    check(len(gone) == 3, "the three old files no job owns are gone")
+    check(all(os.path.exists(p) for p in [young, foreign] + live),
+          "a young file, a foreign name and the live job's upload and model stay")
+    check(b.log_has(r"orphans: removed 3 file\(s\) no job owns"), "the sweep is logged")
+    st2, _, body = b.request("GET", st["download_url"])
+    check(st2 == 200 and len(body) > 84, "the live job's model still downloads")
+
+
 def case_partition(work):
     redis = Redis(work)
     img = make_image("png", 128, os.path.join(work, "star.png"))
@@ -339,5 +384,5 @@ def case_ratelimit(work):
 
 
 if __name__ == "__main__":
-    main({"once": case_once, "kill9": case_kill9, "drain": case_drain, "auth": case_auth, "partition": case_partition, "redis": case_redis,
+    main({"once": case_once, "kill9": case_kill9, "drain": case_drain, "auth": case_auth, "orphans": case_orphans, "partition": case_partition, "redis": case_redis,
           "progress": case_progress, "ratelimit": case_ratelimit})
