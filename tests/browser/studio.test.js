@@ -23,8 +23,11 @@
 //     extra headers: preflighted), upload, generate-3d, job_update over
 //     Socket.IO, download-base64, download (an STL admesh accepts) and
 //     preview; from an origin not allowed, the browser refuses it the API.
-//   reconnection: orfeasd restarted on the same port under the open page:
-//     its live channel goes offline and comes back by itself.
+//   reconnection: orfeasd restarted on the same port and data dir under the
+//     open page, with the page's job running (held past --drain-timeout, so
+//     the drain leaves it in the store): the live channel goes offline and
+//     comes back by itself, and the page shows that job finish after the
+//     restart (its download link, its model).
 // Screenshots of both go to OUT_DIR. Every wait has a deadline.
 'use strict';
 const fs = require('fs');
@@ -175,7 +178,13 @@ async function main() {
 
   const pages = await startPageServer();
   const pagePort = pages.address().port;
-  const args = ['--max-upload-mb', '1', '--workers', '1', '--cors-origins', `http://127.0.0.1:${pagePort}`];
+  // Jobs are held before their first stage while `pause` exists
+  // (--pause-file; "drain" in it: through a drain too, until
+  // --drain-timeout stops the job).
+  const pause = path.join(OUT, 'pause');
+  if (fs.existsSync(pause)) fs.unlinkSync(pause);
+  const args = ['--max-upload-mb', '1', '--workers', '1', '--cors-origins', `http://127.0.0.1:${pagePort}`,
+    '--drain-timeout', '2', '--pause-file', pause];
   let srv = startServer(ORFEASD, path.join(OUT, 'data'), args);
   let browser = null;
   const t0 = Date.now();
@@ -270,21 +279,42 @@ async function main() {
     check(share > 0.02, `phone: "View" shows the model again (${(share * 100).toFixed(1)}% of the canvas)`);
     await page.screenshot({ path: path.join(OUT, 'phone-390x844.png') });
 
-    // Reconnection: orfeasd stops (its close frame reaches the page) and a
-    // new one starts on the same port; the page reconnects by itself.
+    // Reconnection with a job running: the page's job is held running
+    // through the drain, so SIGTERM stops it at --drain-timeout and it stays
+    // in the store; orfeasd stops (its close frame reaches the page) and a
+    // new one starts on the same port and data dir; the page reconnects by
+    // itself and shows the job it was following finish there.
+    fs.writeFileSync(pause, 'drain\n');
+    const input2 = await page.$('input[type=file]');
+    await input2.uploadFile(star);
+    await page.waitForFunction(() => !document.getElementById('preview').hidden, { timeout: 10000 });
+    const framesBefore = frames.length;
+    const [again] = await page.$$('xpath/.//button[normalize-space(text())="Generate"]');
+    await again.click();
+    const heldId = await waitFor(() => {
+      const f = frames.slice(framesBefore).find((x) => x && x.event === 'subscribed');
+      return f ? f.data.job_id : null;
+    }, 'the page to follow its new job', 10000);
+    await waitFor(async () => JSON.parse((await get(port, `/api/job-status/${heldId}`)).body).status === 'processing',
+      'the page\'s job to be running (held)', 10000);
     const live = () => page.$eval('#live', (e) => e.textContent);
-    check(await stopServer(srv) === 0, 'orfeasd stopped (SIGTERM, exit 0)');
+    check(await stopServer(srv) === 0, 'orfeasd stopped with the page\'s job running (SIGTERM, exit 0)');
+    check(srv.log.some((l) => l.includes(`job ${heldId}: still running at --drain-timeout`) &&
+      l.includes('stays in the store')), 'the drain left the job in the store (the log)');
     await page.waitForFunction(() => document.getElementById('live').textContent !== 'live', { timeout: 10000 });
     const down = await live();
-    // The restarted one holds jobs while `pause` exists (--pause-file): the
-    // original-style page below subscribes after its generate-3d, as the
-    // original client did, and a small job can end before that.
-    const pause = path.join(OUT, 'pause');
-    fs.writeFileSync(pause, '');
-    srv = startServer(ORFEASD, path.join(OUT, 'data2'), [...args, '--pause-file', pause], port);
+    srv = startServer(ORFEASD, path.join(OUT, 'data'), args, port);
     await srv.ready;
     await checkWithin(page.waitForFunction(() => document.getElementById('live').textContent === 'live',
       { timeout: 15000 }), `reconnection: the page showed "${down}", then "live" again with the restarted orfeasd`);
+    fs.unlinkSync(pause); // the restarted orfeasd runs the job again
+    await checkWithin(page.waitForSelector(`a[href*="/api/download/${heldId}/"]:not([hidden])`, { timeout: 30000 }),
+      'the job running at the restart finished after it, and the page shows its download link');
+    await checkWithin(page.waitForFunction(() => Number(document.getElementById('canvas').dataset.triangles) > 0,
+      { timeout: 30000 }), 'and its model in the viewer');
+    // The original-style page below subscribes after its generate-3d, as the
+    // original client did, and a small job can end before that: held again.
+    fs.writeFileSync(pause, '');
 
     check(problems.length === 0, `no script error and no CSP violation (${problems.join('; ') || 'none'})`);
     check(offOrigin.length === 0, `every request stayed on orfeasd (${offOrigin.join(', ') || 'all local'})`);
