@@ -360,6 +360,7 @@ typedef struct {
   int npool;
 
   _Atomic int closed;
+  _Atomic int down_logged; /* ctx_get: an outage was logged */
   _Atomic int64_t reclaimed, fenced;
 
   /* The claims the heartbeat renews. */
@@ -453,12 +454,25 @@ static redisContext *ctx_connect(rds *d, char *err, size_t err_len) {
 }
 
 /* A context from the pool, or a new connection; NULL when Redis cannot be
- * reached (DOWN). */
+ * reached or refuses the connection (DOWN). The first failure of an outage
+ * is logged with its reason (unreachable, a password Redis no longer
+ * takes...), and the first connection after it: the pager's OrfeasStoreDown
+ * then has its why in the log, once. */
 static redisContext *ctx_get(rds *d) {
   pthread_mutex_lock(&d->pool_mu);
   redisContext *c = d->npool > 0 ? d->pool[--d->npool] : NULL;
   pthread_mutex_unlock(&d->pool_mu);
-  return c != NULL ? c : ctx_connect(d, NULL, 0);
+  if (c != NULL)
+    return c;
+  char why[384];
+  c = ctx_connect(d, why, sizeof why);
+  if (c == NULL && !atomic_exchange(&d->down_logged, 1))
+    od_log("job store: %s; the store is down until Redis answers again "
+           "(/ready 503)",
+           why);
+  else if (c != NULL && atomic_exchange(&d->down_logged, 0))
+    od_log("job store: Redis at %s:%d answers again", d->host, d->port);
+  return c;
 }
 
 /* Back to the pool; a context that failed (ok 0 or c->err) is dropped. */

@@ -340,8 +340,14 @@ def case_redis(work):
     st, _, body = a.upload(img)
     check(st == 503, "an upload answers 503 while Redis is down (%d)" % st)
     check_within(lambda: metric(a, "orfeas_store_up") == 0, "orfeas_store_up is 0", timeout=5)
+    check_within(lambda: a.log_has(r"job store: cannot connect to Redis at 127\.0\.0\.1:%d: .*the store is down"
+                                   % redis.port), "the outage is logged with its reason", timeout=5)
     redis.start()  # same folder: the AOF brings every acknowledged write back
     wait_for(lambda: a.request("GET", "/ready")[0] == 200, "/ready to answer 200 again", timeout=10)
+    check_within(lambda: a.log_has(r"job store: Redis at 127\.0\.0\.1:%d answers again" % redis.port),
+                 "and its end", timeout=5)
+    check(sum(1 for ln in list(a.lines) if "the store is down until" in ln) == 1,
+          "the outage is logged once, not per retry")
     os.unlink(a.pause)
     ends = [a.wait_job(jid, timeout=30)["status"] for jid in ids]
     check(ends == ["completed"] * 3,
