@@ -52,8 +52,9 @@ static const opt_def OPTS[] = {
     {"store-password-file", "ORFEAS_STORE_PASSWORD_FILE", K_STR,
      OFF(store_password_file), SZ(store_password_file), 0, 0,
      "redis store: a file whose first line is the password orfeasd gives "
-     "Redis (AUTH; the user, if any, is redis://USER@HOST:PORT); keep it "
-     "mode 600. A password in the URL is refused (default none)"},
+     "Redis (AUTH; the user, if any, is redis://USER@HOST:PORT), read at "
+     "each new connection (rotation without a restart); keep it mode 600. "
+     "A password in the URL is refused (default none)"},
     {"orphan-age", "ORFEAS_ORPHAN_AGE", K_DOUBLE, OFF(orphan_age_s), 0, 60,
      3.2e8,
      "redis store (shared data dir): a file no job owns is removed once "

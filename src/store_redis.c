@@ -347,7 +347,10 @@ typedef struct {
   char host[256];
   int port, db;
   char user[128]; /* AUTH's user (redis://USER@...), "" for the default */
-  char pass[512]; /* AUTH's password (--store-password-file), "" for none */
+  /* AUTH's password is this file's first line (--store-password-file),
+   * read at each new connection, so a password rotated in Redis and in
+   * the file is taken without a restart; "" for none. */
+  char pass_file[4096];
   char url[320];
   int queue_size, max_jobs, max_attempts;
   double lease_s;
@@ -386,6 +389,42 @@ typedef struct {
 static struct timeval tv_of(double s) {
   struct timeval tv = {(time_t)s, (suseconds_t)((s - floor(s)) * 1e6)};
   return tv;
+}
+
+/* The first line of path into out (a password): 0, or -1 with err. */
+static int read_secret(const char *path, char *out, size_t size, char *err,
+                       size_t err_len) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    snprintf(err, err_len, "--store-password-file %.200s: %s", path,
+             strerror(errno));
+    return -1;
+  }
+  ssize_t n = read(fd, out, size - 1);
+  int e = errno;
+  close(fd);
+  if (n < 0) {
+    snprintf(err, err_len, "--store-password-file %.200s: %s", path,
+             strerror(e));
+    return -1;
+  }
+  out[n] = '\0';
+  out[strcspn(out, "\r\n")] = '\0';
+  if (out[0] == '\0') {
+    snprintf(err, err_len,
+             "--store-password-file %.200s: its first line is empty (the "
+             "password goes there)",
+             path);
+    return -1;
+  }
+  if ((size_t)n == size - 1 && strlen(out) == size - 1) {
+    snprintf(err, err_len,
+             "--store-password-file %.200s: the password is longer than %zu "
+             "bytes",
+             path, size - 2);
+    return -1;
+  }
+  return 0;
 }
 
 /* One command of a new connection's set-up (AUTH, SELECT): 0, or -1 with
@@ -437,12 +476,20 @@ static redisContext *ctx_connect(rds *d, char *err, size_t err_len) {
   }
   redisSetTimeout(c, tv_of(OP_TIMEOUT_S));
   int rc = 0;
-  if (d->pass[0] && d->user[0])
-    rc = setup_cmd(d, c, redisCommand(c, "AUTH %s %s", d->user, d->pass),
-                   "AUTH", err, err_len);
-  else if (d->pass[0])
-    rc = setup_cmd(d, c, redisCommand(c, "AUTH %s", d->pass), "AUTH", err,
-                   err_len);
+  char pass[512], ferr[384];
+  if (d->pass_file[0] &&
+      read_secret(d->pass_file, pass, sizeof pass, ferr, sizeof ferr) != 0) {
+    if (err != NULL)
+      snprintf(err, err_len, "%s", ferr);
+    rc = -1;
+  } else if (d->pass_file[0] && d->user[0]) {
+    rc = setup_cmd(d, c, redisCommand(c, "AUTH %s %s", d->user, pass), "AUTH",
+                   err, err_len);
+  } else if (d->pass_file[0]) {
+    rc =
+        setup_cmd(d, c, redisCommand(c, "AUTH %s", pass), "AUTH", err, err_len);
+  }
+  explicit_bzero(pass, sizeof pass);
   if (rc == 0 && d->db != 0)
     rc = setup_cmd(d, c, redisCommand(c, "SELECT %d", d->db), "SELECT", err,
                    err_len);
@@ -475,12 +522,28 @@ static redisContext *ctx_get(rds *d) {
   return c;
 }
 
-/* Back to the pool; a context that failed (ok 0 or c->err) is dropped. */
+/* Back to the pool; a context that failed (ok 0 or c->err) is dropped.
+ * One whose connection the server closed (Redis restarted, the connection
+ * was killed) drops the pooled ones too: they are most likely dead as well, and
+ * each would fail one more request. The command is not retried: it may
+ * have run before the connection went (a script is not always idempotent),
+ * so its caller answers 503 and its client retries. */
 static void ctx_put(rds *d, redisContext *c, int ok) {
   if (c == NULL)
     return;
   if (!ok || c->err) {
+    /* The server closed it (EOF) or reset it; not a timeout, which a
+     * slow Redis gives every connection and a flush would only multiply. */
+    int lost = c->err == REDIS_ERR_EOF ||
+               (c->err == REDIS_ERR_IO && (strstr(c->errstr, "reset") != NULL ||
+                                           strstr(c->errstr, "pipe") != NULL));
     redisFree(c);
+    if (lost) {
+      pthread_mutex_lock(&d->pool_mu);
+      while (d->npool > 0)
+        redisFree(d->pool[--d->npool]);
+      pthread_mutex_unlock(&d->pool_mu);
+    }
     return;
   }
   pthread_mutex_lock(&d->pool_mu);
@@ -675,41 +738,6 @@ bad:
   return -1;
 }
 
-/* The first line of path into out (a password): 0, or -1 with err. */
-static int read_secret(const char *path, char *out, size_t size, char *err,
-                       size_t err_len) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    snprintf(err, err_len, "--store-password-file %s: %s", path,
-             strerror(errno));
-    return -1;
-  }
-  ssize_t n = read(fd, out, size - 1);
-  int e = errno;
-  close(fd);
-  if (n < 0) {
-    snprintf(err, err_len, "--store-password-file %s: %s", path, strerror(e));
-    return -1;
-  }
-  out[n] = '\0';
-  out[strcspn(out, "\r\n")] = '\0';
-  if (out[0] == '\0') {
-    snprintf(err, err_len,
-             "--store-password-file %s: its first line is empty (the "
-             "password goes there)",
-             path);
-    return -1;
-  }
-  if ((size_t)n == size - 1 && strlen(out) == size - 1) {
-    snprintf(err, err_len,
-             "--store-password-file %s: the password is longer than %zu "
-             "bytes",
-             path, size - 2);
-    return -1;
-  }
-  return 0;
-}
-
 /* The layout key: refuses a Redis whose jobs another build wrote. */
 static int check_layout(rds *d, redisContext *c, char *err, size_t err_len) {
   char want[48];
@@ -757,7 +785,6 @@ static void rd_free(rds *d) {
   pthread_mutex_destroy(&d->pool_mu);
   pthread_mutex_destroy(&d->held_mu);
   pthread_cond_destroy(&d->hb_cv);
-  explicit_bzero(d->pass, sizeof d->pass);
   free(d);
 }
 
@@ -778,10 +805,14 @@ static od_store_rc rd_open(const char *rest, const od_store_opts *o, void **be,
   pthread_cond_init(&d->bus_cv, &ca);
   pthread_condattr_destroy(&ca);
   d->sub_fd = -1;
-  if (parse_url(d, rest, err, err_len) != 0 ||
-      (o->password_file != NULL && o->password_file[0] &&
-       read_secret(o->password_file, d->pass, sizeof d->pass, err, err_len) !=
-           0)) {
+  if (o->password_file != NULL && o->password_file[0] &&
+      snprintf(d->pass_file, sizeof d->pass_file, "%s", o->password_file) >=
+          (int)sizeof d->pass_file) {
+    snprintf(err, err_len, "--store-password-file: the path is too long");
+    rd_free(d);
+    return OD_STORE_DOWN;
+  }
+  if (parse_url(d, rest, err, err_len) != 0) {
     rd_free(d);
     return OD_STORE_DOWN;
   }
