@@ -605,8 +605,10 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap) {
   int bad_length =
       strncmp(msg, "Failed to parse `Content-Length' header", 39) == 0 ||
       strncmp(msg, "Too large value of 'Content-Length' header", 42) == 0;
-  if (bad_length && svc != NULL && svc->edge != NULL)
+  if (bad_length && svc != NULL && svc->edge != NULL) {
     od_edge_count_close(svc->edge, OD_CLOSE_BAD_FRAMING);
+    od_metric_error(&svc->m, "bad_framing", OD_ROUTE_OTHER); /* no route */
+  }
   /* A client that leaves mid-request (or that the edge cut, edge.c) is
    * counted already (a 499, orfeas_http_connections_closed_total), and so
    * is a bad length with MHD's answer to it (its second line names the

@@ -339,6 +339,11 @@ def case_protocol(work):
               % (len(SMUGGLE) + 1))
         check(exposed(sm, "orfeas_http_requests_total", method="GET", endpoint="/api/health", status="200") == 0,
               "no hidden /api/health request ever ran")
+        framing_errors = sum(v for (name, labels), v in sm.items()
+                             if name == "orfeas_errors_total" and dict(labels).get("type") == "bad_framing")
+        check(framing_errors == len(SMUGGLE) + 1,
+              "and in orfeas_errors_total{type=\"bad_framing\"}, those libmicrohttpd answers itself too (%d)"
+              % framing_errors)
         got = raw(s.port, b"POST /api/generate-3d HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                           b"Content-Length: 70000\r\n\r\n", timeout=3, until=b"}")
         check(got.startswith(b"HTTP/1.1 413") and b"64 KiB" in got,
