@@ -20,12 +20,10 @@
  * nothing is not counted. Counted in orfeas_orphan_files_removed_total.
  */
 #include <dirent.h>
-#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "jobs_internal.h"

@@ -427,32 +427,44 @@ static int read_secret(const char *path, char *out, size_t size, char *err,
   return 0;
 }
 
+/* A sentence for Redis' error `said` to the command `what`: the access
+ * refusals (a wrong password, none given, an ACL user without the
+ * rights) say what to do. */
+static void explain(const rds *d, const char *what, const char *said, char *err,
+                    size_t err_len) {
+  if (strncmp(said, "WRONGPASS", 9) == 0 ||
+      strstr(said, "invalid password") != NULL)
+    snprintf(err, err_len,
+             "Redis at %s:%d refused the password of "
+             "--store-password-file%s%s (%s)",
+             d->host, d->port, d->user[0] ? " for user " : "", d->user, said);
+  else if (strncmp(said, "NOAUTH", 6) == 0)
+    snprintf(err, err_len,
+             "Redis at %s:%d requires a password: give it in a file with "
+             "--store-password-file (%s)",
+             d->host, d->port, said);
+  else if (strncmp(said, "NOPERM", 6) == 0)
+    snprintf(err, err_len,
+             "Redis at %s:%d: %s: %s (the ACL user needs the orfeas:* keys "
+             "and channel and the commands of ORFEAS' scripts: "
+             "docs/scaling.md)",
+             d->host, d->port, what, said);
+  else
+    snprintf(err, err_len, "Redis at %s:%d: %s failed: %s", d->host, d->port,
+             what, said);
+}
+
 /* One command of a new connection's set-up (AUTH, SELECT): 0, or -1 with
  * err (when given) saying what Redis answered. */
 static int setup_cmd(rds *d, redisContext *c, redisReply *r, const char *what,
                      char *err, size_t err_len) {
   int ok = r != NULL && r->type == REDIS_REPLY_STATUS;
-  if (!ok && err != NULL) {
-    const char *said = r == NULL                      ? c->errstr
-                       : r->type == REDIS_REPLY_ERROR ? r->str
-                                                      : "an unexpected reply";
-    if (r != NULL && r->type == REDIS_REPLY_ERROR &&
-        (strncmp(said, "WRONGPASS", 9) == 0 ||
-         strstr(said, "invalid password") != NULL))
-      snprintf(err, err_len,
-               "Redis at %s:%d refused the password of "
-               "--store-password-file%s%s (%s)",
-               d->host, d->port, d->user[0] ? " for user " : "", d->user, said);
-    else if (r != NULL && r->type == REDIS_REPLY_ERROR &&
-             strncmp(said, "NOAUTH", 6) == 0)
-      snprintf(err, err_len,
-               "Redis at %s:%d requires a password: give it in a file with "
-               "--store-password-file (%s)",
-               d->host, d->port, said);
-    else
-      snprintf(err, err_len, "Redis at %s:%d: %s failed: %s", d->host, d->port,
-               what, said);
-  }
+  if (!ok && err != NULL)
+    explain(d, what,
+            r == NULL                      ? c->errstr
+            : r->type == REDIS_REPLY_ERROR ? r->str
+                                           : "an unexpected reply",
+            err, err_len);
   if (r)
     freeReplyObject(r);
   return ok ? 0 : -1;
@@ -749,13 +761,7 @@ static int check_layout(rds *d, redisContext *c, char *err, size_t err_len) {
     return -1;
   }
   if (r->type == REDIS_REPLY_ERROR) {
-    snprintf(err, err_len, "Redis at %s:%d: %s%s", d->host, d->port, r->str,
-             strncmp(r->str, "NOAUTH", 6) == 0
-                 ? " (it requires a password: --store-password-file)"
-             : strncmp(r->str, "NOPERM", 6) == 0
-                 ? " (the ACL user needs the orfeas:* keys and EVALSHA, "
-                   "XADD, SUBSCRIBE...: docs/scaling.md)"
-                 : "");
+    explain(d, "SET orfeas:layout", r->str, err, err_len);
     freeReplyObject(r);
     return -1;
   }

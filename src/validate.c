@@ -232,7 +232,7 @@ static void parse_quality(json_t *root, od_generate_req *req, errlist *e) {
   if (v == NULL)
     return;
   double d; /* 7, 7.0 and "7" (lax_number); not 7.5 */
-  if (json_is_boolean(v) || !lax_number(v, &d) || d != floor(d))
+  if (!lax_number(v, &d) || d != floor(d))
     add_err(e, "quality", "type", "quality must be an integer 1..10");
   else if (d < OD_QUALITY_MIN || d > OD_QUALITY_MAX)
     add_err(e, "quality", "out_of_range", "quality must be within 1..10");
