@@ -61,10 +61,9 @@ static int sweep_dir(od_jobs *j, const char *dir, int which, double older,
         fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
         !S_ISREG(st.st_mode) || (double)st.st_mtime > older)
       continue;
-    int tmp = is_tmp(de->d_name);
-    if (!id_of(de->d_name, id) && !tmp)
-      continue; /* not a name of ours */
-    if (!tmp) {
+    if (!id_of(de->d_name, id))
+      continue; /* not a name of ours (ours carry a job id, .tmp too) */
+    if (!is_tmp(de->d_name)) {
       od_job_rec r;
       od_store_rc got = od_store_get(j->store, id, &r);
       if (got == OD_STORE_OK)

@@ -300,10 +300,11 @@ def case_orphans(work):
     lost_model = os.path.join(shared, "outputs", "model_%s.glb" % uuid.uuid4())
     young = os.path.join(shared, "uploads", "%s.png" % uuid.uuid4())
     foreign = os.path.join(shared, "uploads", "README")
-    for p in (lost_up, lost_tmp, lost_model, young, foreign):
+    foreign_tmp = os.path.join(shared, "outputs", "backup.tmp")
+    for p in (lost_up, lost_tmp, lost_model, young, foreign, foreign_tmp):
         with open(p, "wb") as f:
             f.write(b"x" * 1000)
-    for p in (lost_up, lost_tmp, lost_model, foreign):
+    for p in (lost_up, lost_tmp, lost_model, foreign, foreign_tmp):
         os.utime(p, (old, old))
     live = [os.path.join(shared, "uploads", n) for n in os.listdir(os.path.join(shared, "uploads"))
             if n.startswith(done)] + [os.path.join(shared, "outputs", st["output_file"])]
@@ -315,8 +316,8 @@ def case_orphans(work):
                  "the start-up sweep removed 1 upload and 2 outputs (a model and a .tmp)", timeout=10)
     gone = [p for p in (lost_up, lost_tmp, lost_model) if not os.path.exists(p)]
     check(len(gone) == 3, "the three old files no job owns are gone")
-    check(all(os.path.exists(p) for p in [young, foreign] + live),
-          "a young file, a foreign name and the live job's upload and model stay")
+    check(all(os.path.exists(p) for p in [young, foreign, foreign_tmp] + live),
+          "a young file, foreign names (a .tmp too) and the live job's upload and model stay")
     check(b.log_has(r"orphans: removed 3 file\(s\) no job owns"), "the sweep is logged")
     st2, _, body = b.request("GET", st["download_url"])
     check(st2 == 200 and len(body) > 84, "the live job's model still downloads")
