@@ -14,8 +14,20 @@
  *            (the check's and the pipeline's image_loading). The worker
  *            uses them only while the job's stored upload exists: the
  *            upload stays the job's input, the pixels a cache of it.
+ *   grid     what the pixels become at generate-3d (od_imgmemo_prepare,
+ *            on the request's thread, right after the upload on the same
+ *            connection in the usual case): orfeas_pl_prepare runs the
+ *            job's image_preprocessing (the only stage that reads pixels)
+ *            while they are still in that core's cache, and the memo keeps
+ *            the quality's grid instead, a few hundred KB. The worker then
+ *            starts from the grid (orfeas_pl_run_prepared, the same model
+ *            byte for byte). Without this the pixels wait in memory while
+ *            the queue drains and the worker read them cold: 1.7 ms more a
+ *            1024 px job (docs/performance.md, api_vs_pipeline).
  *
- * Bound: --image-memo-mb, counting the pixels plus 16 KiB per entry.
+ * Bound: --image-memo-mb, counting the pixels or grid plus 16 KiB per
+ * entry (a grid larger than its pixels, quality 10, is kept only if it
+ * fits).
  * Pixels are only a saving: a worker that finds none reads the upload from
  * the data dir and decodes it, as after a restart. So when new pixels do
  * not fit, the least recently used entries that hold none go first, then
@@ -43,7 +55,8 @@ typedef struct memo_entry {
   uint8_t digest[32];
   double t_put;        /* od_now() when the pixels came */
   char upload[48];     /* "<job id>.<ext>": a stored upload of these bytes */
-  orfeas_pl_image img; /* rgba NULL: checked only */
+  orfeas_pl_image img; /* rgba NULL: no pixels */
+  orfeas_pl_prepared *prep; /* the pixels made a grid (never with img) */
   struct memo_entry *prev, *next;
 } memo_entry;
 
@@ -55,7 +68,19 @@ struct od_imgmemo {
 
 static size_t cost(const memo_entry *e) {
   return ENTRY_COST +
-         (e->img.rgba ? (size_t)e->img.width * e->img.height * 4 : 0);
+         (e->img.rgba ? (size_t)e->img.width * e->img.height * 4 : 0) +
+         orfeas_pl_prepared_bytes(e->prep);
+}
+
+/* 1 when the entry holds pixels or their grid: a saving for its job. */
+static int holds(const memo_entry *e) {
+  return e->img.rgba != NULL || e->prep != NULL;
+}
+
+static void entry_free(memo_entry *e) {
+  orfeas_pl_image_free(&e->img);
+  orfeas_pl_prepared_free(e->prep);
+  free(e);
 }
 
 static void unlink_entry(od_imgmemo *m, memo_entry *e) {
@@ -101,8 +126,7 @@ void od_imgmemo_free(od_imgmemo *m) {
   while (m->head) {
     memo_entry *e = m->head;
     unlink_entry(m, e);
-    orfeas_pl_image_free(&e->img);
-    free(e);
+    entry_free(e);
   }
   pthread_mutex_destroy(&m->mu);
   free(m);
@@ -154,7 +178,7 @@ void od_imgmemo_put(od_imgmemo *m, const uint8_t digest[32],
     for (memo_entry *t = m->tail, *p; t && m->bytes + cost(e) > m->bound;
          t = p) {
       p = t->prev;
-      if (pass == 0 ? t->img.rgba != NULL : e->t_put - t->t_put < PIXELS_TTL_S)
+      if (pass == 0 ? holds(t) : e->t_put - t->t_put < PIXELS_TTL_S)
         continue;
       unlink_entry(m, t);
       m->bytes -= cost(t);
@@ -173,35 +197,73 @@ void od_imgmemo_put(od_imgmemo *m, const uint8_t digest[32],
   }
   pthread_mutex_unlock(&m->mu);
   orfeas_pl_image_free(&unkept);
-  if (e != NULL) {
-    orfeas_pl_image_free(&e->img);
-    free(e);
-  }
+  if (e != NULL)
+    entry_free(e);
   while (gone) {
     memo_entry *n = gone->next;
-    orfeas_pl_image_free(&gone->img);
-    free(gone);
+    entry_free(gone);
     gone = n;
   }
 }
 
-int od_imgmemo_take(od_imgmemo *m, const uint8_t digest[32],
-                    orfeas_pl_image *out) {
+void od_imgmemo_prepare(od_imgmemo *m, const uint8_t digest[32], int quality) {
+  if (m == NULL)
+    return;
+  orfeas_pl_image px = {0};
+  pthread_mutex_lock(&m->mu);
+  memo_entry *e = find(m, digest);
+  if (e != NULL && e->img.rgba != NULL) { /* out while the grid is made */
+    m->bytes -= cost(e);
+    px = e->img;
+    memset(&e->img, 0, sizeof e->img);
+    m->bytes += cost(e);
+  }
+  pthread_mutex_unlock(&m->mu);
+  orfeas_pl_prepared *p = NULL;
+  char msg[128];
+  /* Out of memory: the pixels are gone and the worker decodes the upload. */
+  if (px.rgba == NULL ||
+      orfeas_pl_prepare(&px, quality, &p, msg, sizeof msg) != ORFEAS_PL_OK)
+    return;
+  pthread_mutex_lock(&m->mu);
+  e = find(m, digest); /* it may have gone meanwhile */
+  if (e != NULL && !holds(e) &&
+      m->bytes + orfeas_pl_prepared_bytes(p) <= m->bound) {
+    e->prep = p;
+    m->bytes += orfeas_pl_prepared_bytes(p);
+    p = NULL;
+  }
+  pthread_mutex_unlock(&m->mu);
+  orfeas_pl_prepared_free(p);
+}
+
+int od_imgmemo_take(od_imgmemo *m, const uint8_t digest[32], int quality,
+                    orfeas_pl_image *out, orfeas_pl_prepared **prep) {
   memset(out, 0, sizeof *out);
+  *prep = NULL;
   if (m == NULL)
     return 0;
   pthread_mutex_lock(&m->mu);
   memo_entry *e = find(m, digest);
-  if (e != NULL && e->img.rgba != NULL) {
+  /* A grid of another quality stays (another job of the same bytes may
+   * want it; it goes as pixels do). */
+  int grid = e != NULL && e->prep != NULL &&
+             orfeas_pl_prepared_quality(e->prep) == quality;
+  if (e != NULL && (grid || e->img.rgba != NULL)) {
     m->bytes -= cost(e);
-    *out = e->img;
-    memset(&e->img, 0, sizeof e->img); /* still remembered as checked */
-    unlink_entry(m, e);                /* and recently used */
+    if (grid) {
+      *prep = e->prep;
+      e->prep = NULL;
+    } else {
+      *out = e->img;
+      memset(&e->img, 0, sizeof e->img);
+    }
+    unlink_entry(m, e); /* still remembered as checked, and recently used */
     push_front(m, e);
     m->bytes += cost(e);
   }
   pthread_mutex_unlock(&m->mu);
-  return out->rgba != NULL;
+  return out->rgba != NULL || *prep != NULL;
 }
 
 void od_imgmemo_stored(od_imgmemo *m, const uint8_t digest[32], const char *id,

@@ -74,10 +74,14 @@ int od_imgmemo_checked(od_imgmemo *m, const uint8_t digest[32]);
  * (taken: *img is zeroed, or freed when the memo cannot keep it). */
 void od_imgmemo_put(od_imgmemo *m, const uint8_t digest[32],
                     orfeas_pl_image *img);
-/* Moves the image's pixels out to *out (the image stays remembered as
- * checked): 1, or 0 when none are kept (*out zeroed). */
-int od_imgmemo_take(od_imgmemo *m, const uint8_t digest[32],
-                    orfeas_pl_image *out);
+/* Makes the image's kept pixels the grid of quality (orfeas_pl_prepare),
+ * on the calling thread; nothing when no pixels are kept. */
+void od_imgmemo_prepare(od_imgmemo *m, const uint8_t digest[32], int quality);
+/* Moves out what the memo kept for a run at quality (the image stays
+ * remembered as checked): its grid of that quality to *prep, or else its
+ * pixels to *out. 1, or 0 when neither is kept (*out zeroed, *prep NULL). */
+int od_imgmemo_take(od_imgmemo *m, const uint8_t digest[32], int quality,
+                    orfeas_pl_image *out, orfeas_pl_prepared **prep);
 /* Notes that job id stored these bytes as uploads/<id>.<ext>, durably. */
 void od_imgmemo_stored(od_imgmemo *m, const uint8_t digest[32], const char *id,
                        const char *ext);

@@ -196,23 +196,27 @@ static void run_job(od_workers *w, int k, od_job_rec *r) {
   od_log("job %s started waited=%.3fs", r->id, waited);
   set_live(w, k, r->id);
 
-  /* The upload check's pixels when the memo kept them (imgmemo.c): the
-   * image is then decoded once per job; else the upload is read back. The
-   * job's input stays its stored upload: the pixels are used only while
-   * that file is there (a job whose upload is gone fails as it always
-   * did). */
+  /* The upload check's pixels, or the grid generate-3d made of them, when
+   * the memo kept them (imgmemo.c): the image is then decoded once per
+   * job; else the upload is read back. The job's input stays its stored
+   * upload: the pixels are used only while that file is there (a job whose
+   * upload is gone fails as it always did). */
   orfeas_pl_image px;
+  orfeas_pl_prepared *prep;
   uint8_t *img = NULL;
   size_t len = 0;
   char up[PATH_MAX + 64];
   od_jobs_upload_path(j, r, up, sizeof up);
-  int have_px = od_imgmemo_take(j->svc->imgmemo, r->image_sha256, &px);
+  int have_px = od_imgmemo_take(j->svc->imgmemo, r->image_sha256,
+                                r->req.quality, &px, &prep);
   if (have_px) {
     om_gauge_set(m->image_memo_bytes,
                  (double)od_imgmemo_bytes(j->svc->imgmemo));
     struct stat st;
     if (stat(up, &st) != 0) {
       orfeas_pl_image_free(&px);
+      orfeas_pl_prepared_free(prep);
+      prep = NULL;
       have_px = 0;
     }
   }
@@ -252,8 +256,9 @@ static void run_job(od_workers *w, int k, od_job_rec *r) {
   char msg[256];
   double t0 = od_now();
   orfeas_pl_code code =
-      have_px ? orfeas_pl_run_decoded(&px, &opt, &res, msg, sizeof msg)
-              : orfeas_pl_run(img, len, &opt, &res, msg, sizeof msg);
+      prep      ? orfeas_pl_run_prepared(&prep, &opt, &res, msg, sizeof msg)
+      : have_px ? orfeas_pl_run_decoded(&px, &opt, &res, msg, sizeof msg)
+                : orfeas_pl_run(img, len, &opt, &res, msg, sizeof msg);
   free(img);
   if (code == ORFEAS_PL_ECANCELLED && j->durable) {
     /* A durable store keeps the job as running: it is what a crash leaves,

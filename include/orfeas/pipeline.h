@@ -351,6 +351,35 @@ orfeas_pl_code orfeas_pl_run_decoded(orfeas_pl_image *img,
                                      orfeas_pl_result *res, char *msg,
                                      size_t msg_len);
 
+/* An image reduced to what the stages after image_preprocessing read: the
+ * quality's grid of cells (its mask, colours and luminance), a few hundred
+ * KB where the pixels it came from take MBs. Opaque; owned by whoever holds
+ * the pointer, released by orfeas_pl_prepared_free() or by the run that
+ * takes it. */
+typedef struct orfeas_pl_prepared orfeas_pl_prepared;
+
+/* Runs image_preprocessing on `img` for `quality` (1-10) now, e.g. while a
+ * caller that just decoded the image still has its pixels in cache: *out
+ * then holds the grid and the time the stage took. `img` is taken: its
+ * pixels are released, success or not, and *img is zeroed. */
+orfeas_pl_code orfeas_pl_prepare(orfeas_pl_image *img, int quality,
+                                 orfeas_pl_prepared **out, char *msg,
+                                 size_t msg_len);
+/* The quality it was prepared for; its size in bytes. */
+int orfeas_pl_prepared_quality(const orfeas_pl_prepared *p);
+size_t orfeas_pl_prepared_bytes(const orfeas_pl_prepared *p);
+void orfeas_pl_prepared_free(orfeas_pl_prepared *p);
+
+/* As orfeas_pl_run_decoded() from a prepared image: the same model byte for
+ * byte. image_loading checks the image's size against the options' limits;
+ * image_preprocessing reports the time orfeas_pl_prepare() took.
+ * opt->quality must be the one it was prepared for (ORFEAS_PL_EINVAL
+ * otherwise). `*p` is taken, success or not, and set to NULL. */
+orfeas_pl_code orfeas_pl_run_prepared(orfeas_pl_prepared **p,
+                                      const orfeas_pl_options *opt,
+                                      orfeas_pl_result *res, char *msg,
+                                      size_t msg_len);
+
 /* As orfeas_pl_run(), and also keeps the final mesh in res->mesh (tests,
  * tools). */
 orfeas_pl_code orfeas_pl_run_keep_mesh(const uint8_t *image, size_t image_len,

@@ -5,6 +5,7 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -160,7 +161,8 @@ typedef struct {
   const orfeas_pl_options *opt;
   orfeas_pl_result *res;
   uint64_t t0;
-  double done; /* weight of the finished stages */
+  uint64_t carried_ns; /* the stage's time spent before the run (prepare) */
+  double done;         /* weight of the finished stages */
 } job;
 
 static uint64_t now_ns(void) {
@@ -187,7 +189,8 @@ static orfeas_pl_code begin(job *j, orfeas_pl_stage s) {
 }
 
 static orfeas_pl_code end(job *j, orfeas_pl_stage s) {
-  uint64_t d = now_ns() - j->t0;
+  uint64_t d = now_ns() - j->t0 + j->carried_ns;
+  j->carried_ns = 0;
   j->res->stage_ns[s] = d;
   j->res->total_ns += d;
   j->done += stage_weight[s];
@@ -201,12 +204,22 @@ static orfeas_pl_code end(job *j, orfeas_pl_stage s) {
  * by job_free(). */
 typedef struct {
   orfeas_pl_image img;
+  orfeas_pl_prepared *prep; /* orfeas_pl_run_prepared: the grid, made */
   pl_grid grid;
   pl_shape shape;
 } job_state;
 
+struct orfeas_pl_prepared {
+  pl_grid grid;
+  uint32_t width, height; /* the image's */
+  int quality;
+  uint64_t ns; /* what image_preprocessing took */
+};
+
 static void job_free(job_state *st) {
   orfeas_pl_image_free(&st->img);
+  orfeas_pl_prepared_free(st->prep);
+  st->prep = NULL;
   pl_grid_free(&st->grid);
   pl_shape_free(&st->shape);
 }
@@ -230,20 +243,29 @@ static orfeas_pl_code stages(job *j, job_state *st, const uint8_t *image,
   pl_fail(msg, msg_len, ORFEAS_PL_ENOMEM, "out of memory in %s", what)
 
   STAGE_BEGIN(ORFEAS_PL_STAGE_IMAGE_LOADING);
-  rc = st->img.rgba == NULL
+  /* Decoded or prepared before the run: only the size is checked. */
+  r->image_width = st->prep ? st->prep->width : st->img.width;
+  r->image_height = st->prep ? st->prep->height : st->img.height;
+  rc = st->prep == NULL && st->img.rgba == NULL
            ? orfeas_pl_image_decode(image, image_len, o->max_side,
                                     o->max_pixels, &st->img, msg, msg_len)
-           : pl_check_dims(st->img.width, st->img.height, o->max_side,
+           : pl_check_dims(r->image_width, r->image_height, o->max_side,
                            o->max_pixels, msg, msg_len);
   if (rc != ORFEAS_PL_OK)
     return rc;
-  r->image_width = st->img.width;
-  r->image_height = st->img.height;
+  if (st->prep == NULL) {
+    r->image_width = st->img.width;
+    r->image_height = st->img.height;
+  }
   STAGE_END(ORFEAS_PL_STAGE_IMAGE_LOADING);
 
   STAGE_BEGIN(ORFEAS_PL_STAGE_IMAGE_PREPROCESSING);
-  if (pl_grid_build(&st->img, orfeas_pl_quality_grid(o->quality), &st->grid) !=
-      ORFEAS_PL_OK)
+  if (st->prep != NULL) { /* made by orfeas_pl_prepare(), timed there */
+    st->grid = st->prep->grid;
+    memset(&st->prep->grid, 0, sizeof st->prep->grid);
+    j->carried_ns = st->prep->ns;
+  } else if (pl_grid_build(&st->img, orfeas_pl_quality_grid(o->quality),
+                           &st->grid) != ORFEAS_PL_OK)
     return OOM("image_preprocessing");
   orfeas_pl_image_free(&st->img); /* the grid has all later stages need */
   pl_grid *g = &st->grid;
@@ -302,17 +324,25 @@ static orfeas_pl_code stages(job *j, job_state *st, const uint8_t *image,
   return ORFEAS_PL_OK;
 }
 
+/* One of image (a file), decoded or prepared is the input; decoded and
+ * prepared are taken, whatever happens. */
 static orfeas_pl_code run(const uint8_t *image, size_t image_len,
                           orfeas_pl_image *decoded,
+                          orfeas_pl_prepared **prepared,
                           const orfeas_pl_options *opt, orfeas_pl_result *res,
                           char *msg, size_t msg_len, int keep_mesh) {
   job_state st;
   memset(&st, 0, sizeof st);
-  if (decoded != NULL) { /* taken, whatever happens next */
+  if (decoded != NULL) {
     st.img = *decoded;
     memset(decoded, 0, sizeof *decoded);
   }
-  if (res == NULL || (decoded != NULL && st.img.rgba == NULL)) {
+  if (prepared != NULL) {
+    st.prep = *prepared;
+    *prepared = NULL;
+  }
+  if (res == NULL || (decoded != NULL && st.img.rgba == NULL) ||
+      (prepared != NULL && st.prep == NULL)) {
     job_free(&st);
     return pl_fail(msg, msg_len, ORFEAS_PL_EINVAL,
                    res == NULL ? "result is NULL" : "no image");
@@ -321,11 +351,15 @@ static orfeas_pl_code run(const uint8_t *image, size_t image_len,
   if (msg != NULL && msg_len > 0)
     msg[0] = '\0';
   orfeas_pl_code rc = orfeas_pl_options_check(opt, msg, msg_len);
+  if (rc == ORFEAS_PL_OK && st.prep != NULL && st.prep->quality != opt->quality)
+    rc = pl_fail(msg, msg_len, ORFEAS_PL_EINVAL,
+                 "the image was prepared for quality %d, not %d",
+                 st.prep->quality, opt->quality);
   if (rc != ORFEAS_PL_OK) {
     job_free(&st);
     return rc;
   }
-  job j = {opt, res, 0, 0};
+  job j = {opt, res, 0, 0, 0};
   rc = stages(&j, &st, image, image_len, msg, msg_len);
   if (rc == ORFEAS_PL_OK && keep_mesh) {
     res->mesh = st.shape.mesh; /* ownership moves to the result */
@@ -348,19 +382,81 @@ static orfeas_pl_code run(const uint8_t *image, size_t image_len,
 orfeas_pl_code orfeas_pl_run(const uint8_t *image, size_t image_len,
                              const orfeas_pl_options *opt,
                              orfeas_pl_result *res, char *msg, size_t msg_len) {
-  return run(image, image_len, NULL, opt, res, msg, msg_len, 0);
+  return run(image, image_len, NULL, NULL, opt, res, msg, msg_len, 0);
 }
 
 orfeas_pl_code orfeas_pl_run_decoded(orfeas_pl_image *img,
                                      const orfeas_pl_options *opt,
                                      orfeas_pl_result *res, char *msg,
                                      size_t msg_len) {
-  return run(NULL, 0, img, opt, res, msg, msg_len, 0);
+  return run(NULL, 0, img, NULL, opt, res, msg, msg_len, 0);
+}
+
+orfeas_pl_code orfeas_pl_run_prepared(orfeas_pl_prepared **p,
+                                      const orfeas_pl_options *opt,
+                                      orfeas_pl_result *res, char *msg,
+                                      size_t msg_len) {
+  orfeas_pl_prepared *none = NULL;
+  return run(NULL, 0, NULL, p ? p : &none, opt, res, msg, msg_len, 0);
+}
+
+orfeas_pl_code orfeas_pl_prepare(orfeas_pl_image *img, int quality,
+                                 orfeas_pl_prepared **out, char *msg,
+                                 size_t msg_len) {
+  orfeas_pl_image im = {0};
+  if (img != NULL) { /* taken, whatever happens next */
+    im = *img;
+    memset(img, 0, sizeof *img);
+  }
+  orfeas_pl_code rc = ORFEAS_PL_OK;
+  if (out == NULL || im.rgba == NULL)
+    rc = pl_fail(msg, msg_len, ORFEAS_PL_EINVAL,
+                 out == NULL ? "out is NULL" : "no image");
+  else if (quality < 1 || quality > 10)
+    rc = pl_fail(msg, msg_len, ORFEAS_PL_EINVAL,
+                 "quality must be 1-10 (got %d)", quality);
+  orfeas_pl_prepared *p = rc == ORFEAS_PL_OK ? calloc(1, sizeof *p) : NULL;
+  if (rc == ORFEAS_PL_OK && p == NULL)
+    rc = pl_fail(msg, msg_len, ORFEAS_PL_ENOMEM, "out of memory");
+  if (rc == ORFEAS_PL_OK) {
+    uint64_t t0 = now_ns();
+    if (pl_grid_build(&im, orfeas_pl_quality_grid(quality), &p->grid) !=
+        ORFEAS_PL_OK) {
+      free(p);
+      p = NULL;
+      rc = pl_fail(msg, msg_len, ORFEAS_PL_ENOMEM,
+                   "out of memory in image_preprocessing");
+    } else {
+      p->width = im.width;
+      p->height = im.height;
+      p->quality = quality;
+      p->ns = now_ns() - t0;
+    }
+  }
+  orfeas_pl_image_free(&im);
+  if (out != NULL)
+    *out = p;
+  return rc;
+}
+
+int orfeas_pl_prepared_quality(const orfeas_pl_prepared *p) {
+  return p ? p->quality : 0;
+}
+
+size_t orfeas_pl_prepared_bytes(const orfeas_pl_prepared *p) {
+  return p ? sizeof *p + (size_t)p->grid.gw * p->grid.gh * 5 : 0;
+}
+
+void orfeas_pl_prepared_free(orfeas_pl_prepared *p) {
+  if (p == NULL)
+    return;
+  pl_grid_free(&p->grid);
+  free(p);
 }
 
 orfeas_pl_code orfeas_pl_run_keep_mesh(const uint8_t *image, size_t image_len,
                                        const orfeas_pl_options *opt,
                                        orfeas_pl_result *res, char *msg,
                                        size_t msg_len) {
-  return run(image, image_len, NULL, opt, res, msg, msg_len, 1);
+  return run(image, image_len, NULL, NULL, opt, res, msg, msg_len, 1);
 }

@@ -25,7 +25,9 @@ retention do to jobs that got a 2xx.
   badstore   a jobs.db that is not a job store, or from a newer schema:
              orfeasd exits non-zero naming the file (no fresh database).
   memo       the image memo (--image-memo-mb): a first upload's pixels
-             serve its run (pixels_used); the same bytes again skip the
+             serve its run (pixels_used), as its quality's grid once it
+             is generated (the memo's bytes fall from the pixels' to the
+             grid's while the job waits); the same bytes again skip the
              check and are stored as a hard link to the first file; a
              generate that hits the cache answers completed at once, its
              model a link to the first model; a job whose stored upload
@@ -423,6 +425,37 @@ def case_memo(work):
         js = s.status(j)
         check(js["status"] == "completed", "after kill -9 job %s is completed" % j[:8])
         check(s.request("GET", js["download_url"])[2] == model, "and its model downloads byte-identical")
+    check(s.stop() == 0, "exit 0")
+    memo_grid(work, data)
+
+
+def memo_grid(work, data):
+    """A generate makes the kept pixels its quality's grid (imgmemo.c): the
+    memo then holds the grid's cells (5 bytes each) instead of w*h*4 bytes
+    of pixels, and the worker runs from it."""
+    pause = os.path.join(work, "pause")
+    open(pause, "w").close()
+    s = Server(data, "--workers", "1", "--pause-file", pause)
+    hold = s.upload(make_image("png", 150, os.path.join(work, "hold.png")))[2]["job_id"]
+    check(s.generate(hold, "stl", quality=1)[0] == 202, "a job holds the worker (pause file)")
+    wait_for(lambda: s.status(hold)["status"] == "processing", "the held job is processing")
+    held = value(s.samples(), "orfeas_image_memo_bytes")
+    side, entry = 210, 16384  # imgmemo.c's ENTRY_COST
+    d = s.upload(make_image("png", side, os.path.join(work, "grid.png")))[2]["job_id"]
+    pixels = value(s.samples(), "orfeas_image_memo_bytes") - held
+    check(pixels == entry + side * side * 4, "its upload kept %d bytes: the pixels and the entry" % pixels)
+    check(s.generate(d, "stl", quality=1)[0] == 202, "job D queued behind it")
+    grid = value(s.samples(), "orfeas_image_memo_bytes") - held
+    check(entry + 64 * 64 * 5 <= grid < entry + 64 * 64 * 5 + 1024,
+          "its generate left %d bytes: quality 1's 64 x 64 grid, not the pixels" % grid)
+    os.unlink(pause)
+    check(s.wait_job(d)["status"] == "completed" and s.wait_job(hold)["status"] == "completed",
+          "both complete")
+    sm = s.samples()
+    check(value(sm, "orfeas_image_memo_events_total", event="pixels_used") == 2 and
+          value(sm, "orfeas_image_memo_events_total", event="pixels_decoded") == 0,
+          "both ran on their checks' decodes (pixels_used 2, pixels_decoded 0)")
+    check(value(sm, "orfeas_image_memo_bytes") == 2 * entry, "the memo keeps neither grid nor pixels after")
     check(s.stop() == 0, "exit 0")
 
 

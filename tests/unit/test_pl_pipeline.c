@@ -307,9 +307,104 @@ static void test_run_decoded(void **s) {
   free(png);
 }
 
+/* orfeas_pl_run_prepared on a grid made by orfeas_pl_prepare gives the
+ * same file and report as orfeas_pl_run on the bytes, at every quality and
+ * in every format; the stages' events are the same seven, and
+ * image_preprocessing reports the time prepare took. Ownership: prepare
+ * takes the pixels and run_prepared the grid, success or not; a grid of
+ * another quality, an image outside the limits and a bad quality are
+ * refused. */
+static void test_run_prepared(void **s) {
+  (void)s;
+  size_t len;
+  uint8_t *png = encode(TPL_STAR_HOLE, 320, 240, 1, &len);
+  static const int qualities[] = {1, 7, 10};
+  for (int qi = 0; qi < 3; qi++)
+    for (int f = ORFEAS_PL_STL; f <= ORFEAS_PL_GLB; f++) {
+      orfeas_pl_options o;
+      orfeas_pl_options_init(&o);
+      o.format = (orfeas_pl_format)f;
+      o.quality = qualities[qi];
+      orfeas_pl_result a, b;
+      assert_int_equal(orfeas_pl_run(png, len, &o, &a, NULL, 0), ORFEAS_PL_OK);
+      orfeas_pl_image img;
+      assert_int_equal(orfeas_pl_image_decode(png, len, 0, 0, &img, NULL, 0),
+                       ORFEAS_PL_OK);
+      orfeas_pl_prepared *p = NULL;
+      assert_int_equal(orfeas_pl_prepare(&img, o.quality, &p, NULL, 0),
+                       ORFEAS_PL_OK);
+      assert_null(img.rgba); /* taken */
+      assert_non_null(p);
+      assert_int_equal(orfeas_pl_prepared_quality(p), o.quality);
+      /* The grid's cells, 5 bytes each, not the 320 x 240 x 4 pixels. */
+      assert_true(orfeas_pl_prepared_bytes(p) >=
+                  (size_t)a.grid_width * a.grid_height * 5);
+      recorder rec = {.n = 0, .cancel_at = -1};
+      o.progress = record;
+      o.progress_user = &rec;
+      assert_int_equal(orfeas_pl_run_prepared(&p, &o, &b, NULL, 0),
+                       ORFEAS_PL_OK);
+      assert_null(p); /* taken */
+      assert_int_equal(a.file.size, b.file.size);
+      assert_memory_equal(a.file.data, b.file.data, a.file.size);
+      assert_int_equal(b.image_width, 320);
+      assert_int_equal(b.image_height, 240);
+      assert_int_equal(b.grid_width, a.grid_width);
+      assert_int_equal(b.mask_components, a.mask_components);
+      assert_true(a.quality.score == b.quality.score);
+      assert_int_equal(rec.n, 14);
+      for (int i = 0; i < 14; i++)
+        assert_int_equal(rec.ev[i].stage, i / 2);
+      assert_true(b.stage_ns[ORFEAS_PL_STAGE_IMAGE_PREPROCESSING] > 0);
+      assert_int_equal(rec.ev[3].duration_ns,
+                       b.stage_ns[ORFEAS_PL_STAGE_IMAGE_PREPROCESSING]);
+      orfeas_pl_result_free(&a);
+      orfeas_pl_result_free(&b);
+    }
+  orfeas_pl_options o;
+  orfeas_pl_options_init(&o);
+  orfeas_pl_result b;
+  char msg[128];
+  orfeas_pl_image img;
+  orfeas_pl_prepared *p = NULL;
+  /* Another quality: refused with both numbers, the grid released. */
+  assert_int_equal(orfeas_pl_image_decode(png, len, 0, 0, &img, NULL, 0),
+                   ORFEAS_PL_OK);
+  assert_int_equal(orfeas_pl_prepare(&img, 3, &p, NULL, 0), ORFEAS_PL_OK);
+  assert_int_equal(orfeas_pl_run_prepared(&p, &o, &b, msg, sizeof msg),
+                   ORFEAS_PL_EINVAL);
+  assert_null(p);
+  assert_non_null(strstr(msg, "quality 3, not 7"));
+  orfeas_pl_result_free(&b);
+  /* Outside the options' limits: image_loading refuses it, as a decode. */
+  assert_int_equal(orfeas_pl_image_decode(png, len, 0, 0, &img, NULL, 0),
+                   ORFEAS_PL_OK);
+  assert_int_equal(orfeas_pl_prepare(&img, 7, &p, NULL, 0), ORFEAS_PL_OK);
+  o.max_side = 256;
+  assert_int_equal(orfeas_pl_run_prepared(&p, &o, &b, msg, sizeof msg),
+                   ORFEAS_PL_ESIZE);
+  assert_null(p);
+  orfeas_pl_result_free(&b);
+  /* A bad quality or no pixels: refused, the pixels still released. */
+  assert_int_equal(orfeas_pl_image_decode(png, len, 0, 0, &img, NULL, 0),
+                   ORFEAS_PL_OK);
+  assert_int_equal(orfeas_pl_prepare(&img, 11, &p, msg, sizeof msg),
+                   ORFEAS_PL_EINVAL);
+  assert_null(img.rgba);
+  assert_null(p);
+  assert_non_null(strstr(msg, "quality"));
+  assert_int_equal(orfeas_pl_prepare(&img, 7, &p, NULL, 0), ORFEAS_PL_EINVAL);
+  p = NULL;
+  assert_int_equal(orfeas_pl_run_prepared(&p, &o, &b, NULL, 0),
+                   ORFEAS_PL_EINVAL);
+  orfeas_pl_result_free(&b);
+  free(png);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_run_decoded),
+      cmocka_unit_test(test_run_prepared),
       cmocka_unit_test(test_progress),
       cmocka_unit_test(test_cancel),
       cmocka_unit_test(test_options),
