@@ -51,9 +51,12 @@
  * is the throughput ratio a machine with nothing else running would give,
  * and moves much less with other load than the wall-clock ratio does.
  * Each job gets dimensions of its own, so none is a cache hit. Servers run
- * --worker-nice 0 here: nice only matters against other processes, and the
- * pipeline threads it is compared with run at nice 0. ORFEAS_BENCH_JOBS_SCALE
- * scales the pairs (default 1).
+ * as shipped, workers at the default --worker-nice 10: nice weighs
+ * orfeasd's own threads against each other too, and at 0 the workers took
+ * the cores from the HTTP threads' upload checks, so the queue ran dry
+ * between uploads (throughput ratio 0.74-0.76 at 0 against 0.79-0.84 at
+ * 10 in one A/B, CPU per job the same; docs/performance.md).
+ * ORFEAS_BENCH_JOBS_SCALE scales the pairs (default 1).
  *
  * Server data dirs are beside the bench binary (bench_service.c), on the
  * disk the build is on: the syncs cost what they cost there.
@@ -866,19 +869,16 @@ static void cluster_suite(bench_report *r, const images *im, int want_over,
   snprintf(qs, sizeof qs, "%d", JOBS * 2);
   snprintf(url_a, sizeof url_a, "redis://127.0.0.1:%d/1", ra.port);
   snprintf(url_b, sizeof url_b, "redis://127.0.0.1:%d/1", rb.port);
-  const char *const one_args[] = {
-      "--workers", nw,        "--worker-nice", "0",         "--queue-size",
-      qs,          "--store", url_a,           "--node-id", "one",
-      NULL};
-  const char *const a_args[] = {
-      "--workers", nw,        "--worker-nice", "0",         "--queue-size",
-      qs,          "--store", url_b,           "--node-id", "two-a",
-      NULL};
+  const char *const one_args[] = {"--workers", nw,        "--queue-size",
+                                  qs,          "--store", url_a,
+                                  "--node-id", "one",     NULL};
+  const char *const a_args[] = {"--workers", nw,        "--queue-size",
+                                qs,          "--store", url_b,
+                                "--node-id", "two-a",   NULL};
   char shared[PATH_MAX + 16];
   const char *const b_args[] = {
-      "--workers", nw,    "--worker-nice", "0",     "--queue-size", qs,
-      "--store",   url_b, "--node-id",     "two-b", "--data-dir",   shared,
-      NULL};
+      "--workers", nw,      "--queue-size", qs,     "--store", url_b,
+      "--node-id", "two-b", "--data-dir",   shared, NULL};
   /* Node b on a's data dir (its own flag comes later and wins), as on a
    * shared mount. */
   if (want_scale && start_server(&one, one_args) == 0 &&
@@ -919,10 +919,8 @@ void bench_jobs_suite(bench_report *r) {
   snprintf(nw, sizeof nw, "%d", workers());
   snprintf(qs, sizeof qs, "%d", JOBS * 2);
   const char *const mem_args[] = {
-      "--workers", nw,        "--worker-nice", "0", "--queue-size",
-      qs,          "--store", "memory:",       NULL};
-  const char *const sql_args[] = {
-      "--workers", nw, "--worker-nice", "0", "--queue-size", qs, NULL};
+      "--workers", nw, "--queue-size", qs, "--store", "memory:", NULL};
+  const char *const sql_args[] = {"--workers", nw, "--queue-size", qs, NULL};
   if (want_over || want_scale)
     cluster_suite(r, &im, want_over, want_scale);
   server mem = {0}, sql = {0};
