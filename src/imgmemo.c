@@ -221,9 +221,11 @@ void od_imgmemo_prepare(od_imgmemo *m, const uint8_t digest[32], int quality) {
   pthread_mutex_unlock(&m->mu);
   orfeas_pl_prepared *p = NULL;
   char msg[128];
-  /* Out of memory: the pixels are gone and the worker decodes the upload. */
-  if (px.rgba == NULL ||
-      orfeas_pl_prepare(&px, quality, &p, msg, sizeof msg) != ORFEAS_PL_OK)
+  /* Out of memory: no grid, and the worker decodes the upload. */
+  if (px.rgba != NULL)
+    (void)orfeas_pl_prepare(&px, quality, &p, msg, sizeof msg);
+  orfeas_pl_image_free(&px); /* the grid has what the run needs */
+  if (p == NULL)
     return;
   pthread_mutex_lock(&m->mu);
   e = find(m, digest); /* it may have gone meanwhile */

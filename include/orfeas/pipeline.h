@@ -360,9 +360,9 @@ typedef struct orfeas_pl_prepared orfeas_pl_prepared;
 
 /* Runs image_preprocessing on `img` for `quality` (1-10) now, e.g. while a
  * caller that just decoded the image still has its pixels in cache: *out
- * then holds the grid and the time the stage took. `img` is taken: its
- * pixels are released, success or not, and *img is zeroed. */
-orfeas_pl_code orfeas_pl_prepare(orfeas_pl_image *img, int quality,
+ * then holds the grid and the time the stage took (NULL on failure). `img`
+ * is only read: the caller still owns and frees its pixels. */
+orfeas_pl_code orfeas_pl_prepare(const orfeas_pl_image *img, int quality,
                                  orfeas_pl_prepared **out, char *msg,
                                  size_t msg_len);
 /* The quality it was prepared for; its size in bytes. */

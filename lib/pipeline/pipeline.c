@@ -400,43 +400,31 @@ orfeas_pl_code orfeas_pl_run_prepared(orfeas_pl_prepared **p,
   return run(NULL, 0, NULL, p ? p : &none, opt, res, msg, msg_len, 0);
 }
 
-orfeas_pl_code orfeas_pl_prepare(orfeas_pl_image *img, int quality,
+orfeas_pl_code orfeas_pl_prepare(const orfeas_pl_image *img, int quality,
                                  orfeas_pl_prepared **out, char *msg,
                                  size_t msg_len) {
-  orfeas_pl_image im = {0};
-  if (img != NULL) { /* taken, whatever happens next */
-    im = *img;
-    memset(img, 0, sizeof *img);
-  }
-  orfeas_pl_code rc = ORFEAS_PL_OK;
-  if (out == NULL || im.rgba == NULL)
-    rc = pl_fail(msg, msg_len, ORFEAS_PL_EINVAL,
-                 out == NULL ? "out is NULL" : "no image");
-  else if (quality < 1 || quality > 10)
-    rc = pl_fail(msg, msg_len, ORFEAS_PL_EINVAL,
-                 "quality must be 1-10 (got %d)", quality);
-  orfeas_pl_prepared *p = rc == ORFEAS_PL_OK ? calloc(1, sizeof *p) : NULL;
-  if (rc == ORFEAS_PL_OK && p == NULL)
-    rc = pl_fail(msg, msg_len, ORFEAS_PL_ENOMEM, "out of memory");
-  if (rc == ORFEAS_PL_OK) {
-    uint64_t t0 = now_ns();
-    if (pl_grid_build(&im, orfeas_pl_quality_grid(quality), &p->grid) !=
-        ORFEAS_PL_OK) {
-      free(p);
-      p = NULL;
-      rc = pl_fail(msg, msg_len, ORFEAS_PL_ENOMEM,
-                   "out of memory in image_preprocessing");
-    } else {
-      p->width = im.width;
-      p->height = im.height;
-      p->quality = quality;
-      p->ns = now_ns() - t0;
-    }
-  }
-  orfeas_pl_image_free(&im);
   if (out != NULL)
-    *out = p;
-  return rc;
+    *out = NULL;
+  if (out == NULL || img == NULL || img->rgba == NULL)
+    return pl_fail(msg, msg_len, ORFEAS_PL_EINVAL,
+                   out == NULL ? "out is NULL" : "no image");
+  if (quality < 1 || quality > 10)
+    return pl_fail(msg, msg_len, ORFEAS_PL_EINVAL,
+                   "quality must be 1-10 (got %d)", quality);
+  orfeas_pl_prepared *p = calloc(1, sizeof *p);
+  uint64_t t0 = now_ns();
+  if (p == NULL || pl_grid_build(img, orfeas_pl_quality_grid(quality),
+                                 &p->grid) != ORFEAS_PL_OK) {
+    free(p);
+    return pl_fail(msg, msg_len, ORFEAS_PL_ENOMEM,
+                   "out of memory in image_preprocessing");
+  }
+  p->width = img->width;
+  p->height = img->height;
+  p->quality = quality;
+  p->ns = now_ns() - t0;
+  *out = p;
+  return ORFEAS_PL_OK;
 }
 
 int orfeas_pl_prepared_quality(const orfeas_pl_prepared *p) {

@@ -311,13 +311,16 @@ static void test_run_decoded(void **s) {
  * same file and report as orfeas_pl_run on the bytes, at every quality and
  * in every format; the stages' events are the same seven, and
  * image_preprocessing reports the time prepare took. Ownership: prepare
- * takes the pixels and run_prepared the grid, success or not; a grid of
- * another quality, an image outside the limits and a bad quality are
- * refused. */
+ * only reads the pixels (one decode serves every quality here) and
+ * run_prepared takes the grid, success or not; a grid of another quality,
+ * an image outside the limits, a bad quality and no pixels are refused. */
 static void test_run_prepared(void **s) {
   (void)s;
   size_t len;
   uint8_t *png = encode(TPL_STAR_HOLE, 320, 240, 1, &len);
+  orfeas_pl_image img;
+  assert_int_equal(orfeas_pl_image_decode(png, len, 0, 0, &img, NULL, 0),
+                   ORFEAS_PL_OK);
   static const int qualities[] = {1, 7, 10};
   for (int qi = 0; qi < 3; qi++)
     for (int f = ORFEAS_PL_STL; f <= ORFEAS_PL_GLB; f++) {
@@ -327,13 +330,10 @@ static void test_run_prepared(void **s) {
       o.quality = qualities[qi];
       orfeas_pl_result a, b;
       assert_int_equal(orfeas_pl_run(png, len, &o, &a, NULL, 0), ORFEAS_PL_OK);
-      orfeas_pl_image img;
-      assert_int_equal(orfeas_pl_image_decode(png, len, 0, 0, &img, NULL, 0),
-                       ORFEAS_PL_OK);
       orfeas_pl_prepared *p = NULL;
       assert_int_equal(orfeas_pl_prepare(&img, o.quality, &p, NULL, 0),
                        ORFEAS_PL_OK);
-      assert_null(img.rgba); /* taken */
+      assert_non_null(img.rgba); /* still the caller's */
       assert_non_null(p);
       assert_int_equal(orfeas_pl_prepared_quality(p), o.quality);
       /* The grid's cells, 5 bytes each, not the 320 x 240 x 4 pixels. */
@@ -365,11 +365,8 @@ static void test_run_prepared(void **s) {
   orfeas_pl_options_init(&o);
   orfeas_pl_result b;
   char msg[128];
-  orfeas_pl_image img;
   orfeas_pl_prepared *p = NULL;
   /* Another quality: refused with both numbers, the grid released. */
-  assert_int_equal(orfeas_pl_image_decode(png, len, 0, 0, &img, NULL, 0),
-                   ORFEAS_PL_OK);
   assert_int_equal(orfeas_pl_prepare(&img, 3, &p, NULL, 0), ORFEAS_PL_OK);
   assert_int_equal(orfeas_pl_run_prepared(&p, &o, &b, msg, sizeof msg),
                    ORFEAS_PL_EINVAL);
@@ -377,24 +374,21 @@ static void test_run_prepared(void **s) {
   assert_non_null(strstr(msg, "quality 3, not 7"));
   orfeas_pl_result_free(&b);
   /* Outside the options' limits: image_loading refuses it, as a decode. */
-  assert_int_equal(orfeas_pl_image_decode(png, len, 0, 0, &img, NULL, 0),
-                   ORFEAS_PL_OK);
   assert_int_equal(orfeas_pl_prepare(&img, 7, &p, NULL, 0), ORFEAS_PL_OK);
   o.max_side = 256;
   assert_int_equal(orfeas_pl_run_prepared(&p, &o, &b, msg, sizeof msg),
                    ORFEAS_PL_ESIZE);
   assert_null(p);
   orfeas_pl_result_free(&b);
-  /* A bad quality or no pixels: refused, the pixels still released. */
-  assert_int_equal(orfeas_pl_image_decode(png, len, 0, 0, &img, NULL, 0),
-                   ORFEAS_PL_OK);
+  /* A bad quality, no pixels, no grid: refused, *out NULL. */
+  p = (orfeas_pl_prepared *)&o; /* must be overwritten */
   assert_int_equal(orfeas_pl_prepare(&img, 11, &p, msg, sizeof msg),
                    ORFEAS_PL_EINVAL);
-  assert_null(img.rgba);
   assert_null(p);
   assert_non_null(strstr(msg, "quality"));
+  orfeas_pl_image_free(&img);
   assert_int_equal(orfeas_pl_prepare(&img, 7, &p, NULL, 0), ORFEAS_PL_EINVAL);
-  p = NULL;
+  assert_null(p);
   assert_int_equal(orfeas_pl_run_prepared(&p, &o, &b, NULL, 0),
                    ORFEAS_PL_EINVAL);
   orfeas_pl_result_free(&b);
