@@ -88,6 +88,12 @@ static const opt_def OPTS[] = {
      1024, "largest upload body in MB; larger gets 413 (default 50)"},
     {"http-threads", "ORFEAS_HTTP_THREADS", K_INT, OFF(http_threads), 0, 1, 64,
      "HTTP event-loop threads (default 2)"},
+    {"request-threads", "ORFEAS_REQUEST_THREADS", K_INT, OFF(request_threads),
+     0, 0, 64,
+     "threads that answer upload-image and generate-3d (the image check, "
+     "the syncs and commits), so the HTTP threads keep serving other "
+     "connections meanwhile; 0 = on the HTTP threads (default: the number "
+     "of cores, at least 2)"},
     {"max-connections", "ORFEAS_MAX_CONNECTIONS", K_INT, OFF(max_connections),
      0, 4, 100000, "open HTTP connections at most (default 1024)"},
     {"max-ws-clients", "ORFEAS_MAX_WS_CLIENTS", K_INT, OFF(max_ws_clients), 0,
@@ -247,6 +253,7 @@ void od_config_defaults(od_config *c) {
   c->worker_nice = 10;
   c->max_upload_mb = 50;
   c->http_threads = 2;
+  c->request_threads = n >= 2 && n <= 64 ? (int)n : n > 64 ? 64 : 2;
   c->max_connections = 1024;
   c->max_ws_clients = 1000;
   c->ws_queue = 256;

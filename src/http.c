@@ -48,6 +48,12 @@ int od_respond(struct MHD_Connection *conn, od_req *req, int status,
     MHD_add_response_header(resp, "Access-Control-Expose-Headers",
                             OD_CORS_EXPOSE_HEADERS);
   }
+  if (req->offloaded == OD_OFFLOAD_QUEUED) {
+    /* On a request thread (offload.c): MHD queues responses only from its
+     * own callback, so req_end does once the connection is resumed. */
+    req->deferred = resp;
+    return MHD_YES;
+  }
   enum MHD_Result r = MHD_queue_response(conn, (unsigned)status, resp);
   MHD_destroy_response(resp);
   return r;
@@ -436,9 +442,23 @@ static enum MHD_Result req_body(od_service *svc, od_req *req, const char *data,
   return req->overflow > 4 * (uint64_t)req->body_limit ? MHD_NO : MHD_YES;
 }
 
+/* The answer a request thread made, now that MHD called back. */
+static enum MHD_Result send_deferred(struct MHD_Connection *conn, od_req *req) {
+  struct MHD_Response *resp = req->deferred;
+  req->deferred = NULL;
+  req->offloaded = OD_OFFLOAD_NONE;
+  if (resp == NULL)
+    return MHD_NO; /* nothing could be made: MHD closes the connection */
+  enum MHD_Result r = MHD_queue_response(conn, (unsigned)req->status, resp);
+  MHD_destroy_response(resp);
+  return r;
+}
+
 /* The whole request is in: answer it. */
 static enum MHD_Result req_end(od_service *svc, struct MHD_Connection *conn,
                                od_req *req) {
+  if (req->offloaded == OD_OFFLOAD_ANSWERED)
+    return send_deferred(conn, req);
   od_edge_phase(svc->edge, req->conn, OD_CONN_BUSY);
   if (req->body_error)
     return (enum MHD_Result)body_failed(svc, conn, req, req->body_error);
@@ -450,6 +470,13 @@ static enum MHD_Result req_end(od_service *svc, struct MHD_Connection *conn,
   req->body_len = req->b.len;
   if (req->body_len > 0 && req->body == NULL)
     return (enum MHD_Result)body_failed(svc, conn, req, errno ? errno : EIO);
+  /* The routes that decode, write, sync and commit go to a request thread
+   * (offload.c); MHD calls this handler again once it is done. Not on the
+   * admin listener: it serves none of them, and its daemon cannot suspend
+   * (MHD aborts). */
+  if (!req->admin && (od_route_flags(req->route) & OD_RF_OFFLOAD) &&
+      od_offload_submit(svc->offload, conn, req))
+    return MHD_YES;
   od_route_dispatch(svc, conn, req);
   if (req->status == 0)
     return MHD_NO; /* could not queue anything: MHD closes the connection */
@@ -533,6 +560,10 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
   if (req->ws_reserved)
     od_hub_release(svc->hub);
   od_req_record(svc, req, toe != MHD_REQUEST_TERMINATED_COMPLETED_OK);
+  /* A request thread's answer MHD never asked for (closed after the
+   * resume, e.g. at stop). */
+  if (req->deferred != NULL)
+    MHD_destroy_response(req->deferred);
   od_edge_release(svc->edge, req->b.reserved);
   od_body_free(&req->b);
   /* Keep-alive: the next request's headers are due within
@@ -754,9 +785,15 @@ int od_http_start(od_service *svc, char *err, size_t err_len) {
   svc->listeners[0] = (struct od_listener){.svc = svc, .admin = 0};
   svc->listeners[1] = (struct od_listener){.svc = svc, .admin = 1};
   /* MHD owns lfd from a successful start on (it closes it at stop). */
+  if (svc->cfg.request_threads > 0 &&
+      (svc->offload = od_offload_start(svc, svc->cfg.request_threads, err,
+                                       err_len)) == NULL) {
+    close(lfd);
+    return -1;
+  }
   svc->daemon = MHD_start_daemon(
       MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_UPGRADE | MHD_USE_ITC |
-          MHD_USE_ERROR_LOG,
+          MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
       0, accept_cb, l, access_cb, l, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger,
       svc, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)lfd,
       MHD_OPTION_THREAD_POOL_SIZE, (unsigned)svc->cfg.http_threads,
@@ -775,6 +812,8 @@ int od_http_start(od_service *svc, char *err, size_t err_len) {
       completed_cb, l, MHD_OPTION_END);
   if (svc->daemon == NULL) {
     close(lfd);
+    od_offload_stop(svc->offload);
+    svc->offload = NULL;
     snprintf(err, err_len,
              "the HTTP server did not start on %s:%u (the log line before "
              "says why)",
@@ -791,6 +830,9 @@ int od_http_start(od_service *svc, char *err, size_t err_len) {
 }
 
 void od_http_stop(od_service *svc) {
+  /* First: MHD aborts when stopped with a connection suspended. */
+  od_offload_stop(svc->offload);
+  svc->offload = NULL;
   if (svc->daemon)
     MHD_stop_daemon(svc->daemon);
   svc->daemon = NULL;

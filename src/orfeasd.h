@@ -61,6 +61,7 @@
 /* ---- the image memo (imgmemo.c) ----------------------------------------- */
 
 typedef struct od_imgmemo od_imgmemo;
+typedef struct od_offload od_offload;
 
 /* bound: bytes (pixels + a fixed cost per entry); 0 keeps nothing. */
 od_imgmemo *od_imgmemo_new(size_t bound);
@@ -124,6 +125,7 @@ typedef struct {
   int queue_size;             /* jobs waiting beyond the running ones */
   int max_upload_mb;          /* upload body limit */
   int http_threads;           /* MHD thread pool */
+  int request_threads;        /* offload.c: uploads and generates */
   int max_connections;        /* MHD connection limit */
   int max_ws_clients;         /* WebSocket clients before 503 */
   int ws_queue;               /* frames queued per WebSocket client */
@@ -390,11 +392,14 @@ typedef enum {
  * PAST_CONN_LIMIT: still answered past --max-connections (the monitoring
  *   that must tell an operator about the overload).
  * ADMIN: a monitoring route, for an admin-only listener (issue #13).
- * CORS: a browser API route: CORS headers and preflight (issue #14). */
+ * CORS: a browser API route: CORS headers and preflight (issue #14).
+ * OFFLOAD: answered on a request thread, not the HTTP thread (offload.c):
+ *   the routes that decode images, write files and wait for syncs. */
 #define OD_RF_RATE_LIMIT 0x1u
 #define OD_RF_PAST_CONN_LIMIT 0x2u
 #define OD_RF_ADMIN 0x4u
 #define OD_RF_CORS 0x8u
+#define OD_RF_OFFLOAD 0x10u
 #define OD_RF_API (OD_RF_RATE_LIMIT | OD_RF_CORS)
 #define OD_RF_MONITORING (OD_RF_ADMIN | OD_RF_PAST_CONN_LIMIT)
 
@@ -415,9 +420,9 @@ typedef enum {
 /* clang-format off */
 #define OD_ROUTE_LIST(X)                                                       \
   X(UPLOAD,     OD_M_POST, OD_MATCH_EXACT,  "/api/upload-image",               \
-    "/api/upload-image",                 OD_RF_API,        handle_upload)      \
+    "/api/upload-image",  OD_RF_API | OD_RF_OFFLOAD,       handle_upload)      \
   X(GENERATE,   OD_M_POST, OD_MATCH_EXACT,  "/api/generate-3d",                \
-    "/api/generate-3d",                  OD_RF_API,        handle_generate)    \
+    "/api/generate-3d",   OD_RF_API | OD_RF_OFFLOAD,       handle_generate)    \
   X(STATUS,     OD_M_GET,  OD_MATCH_PREFIX, "/api/job-status/",                \
     "/api/job-status/{job_id}",          OD_RF_API,        handle_status)      \
   X(DOWNLOAD,   OD_M_GET,  OD_MATCH_PREFIX, "/api/download/",                  \
@@ -772,6 +777,7 @@ typedef struct {
   om_gauge *data_dir_min_free;
   /* The image memo (imgmemo.c). */
   om_gauge *image_memo_bytes;
+  om_gauge *http_offloaded;     /* offload.c: waiting or running */
   om_family *image_memo_family; /* {event} */
   om_counter *image_memo[OD_MEMO_EVENTS];
   double start_time; /* CLOCK_MONOTONIC seconds */
@@ -1133,6 +1139,7 @@ struct od_service {
   od_hub *hub;
   od_cache *cache;
   od_imgmemo *imgmemo; /* uploads' check results and pixels */
+  od_offload *offload; /* request threads (NULL: answered inline) */
   od_ratelimit *rl;
   struct MHD_Daemon *daemon;
   orfeas_gpu *gpu;        /* NVML sampler; reports no GPU without NVML */
@@ -1190,7 +1197,33 @@ struct od_req {
   int bad_path;    /* the raw path holds a control byte */
   int body_error;  /* errno of a failed body write, 0 = none */
   int over_budget; /* a chunked body crossed the body budget */
+  /* offload.c: answered on a request thread, the connection suspended. */
+  int offloaded;                   /* an od_offload_state */
+  struct MHD_Response *deferred;   /* the answer, until MHD calls back */
+  struct MHD_Connection *off_conn; /* while queued or running */
+  struct od_req *off_next;         /* the queue's link */
 };
+
+/* ---- request threads (offload.c) ----------------------------------------- */
+
+typedef enum {
+  OD_OFFLOAD_NONE = 0, /* answered on the HTTP thread */
+  OD_OFFLOAD_QUEUED,   /* suspended, queued or being answered */
+  OD_OFFLOAD_ANSWERED  /* resumed: od_req.deferred holds the answer */
+} od_offload_state;
+
+/* Starts `threads` request threads; NULL with err set when they cannot
+ * start, NULL and no error for 0 (everything answered inline). */
+od_offload *od_offload_start(od_service *svc, int threads, char *err,
+                             size_t err_len);
+/* From the access handler, the request's body in: suspends the connection
+ * and queues the request for od_route_dispatch on a request thread (1), or
+ * 0 when the caller must answer it itself (no request threads, or
+ * stopping). */
+int od_offload_submit(od_offload *o, struct MHD_Connection *conn, od_req *req);
+/* Answers what is queued, resumes every connection, joins the threads and
+ * frees o. Before the HTTP daemon stops. */
+void od_offload_stop(od_offload *o);
 
 /* Writes the request's metrics and access-log line once (http.c). MHD
  * reports an upgraded connection complete only when it closes, so /ws

@@ -264,8 +264,14 @@ static const metric_def METRICS[] = {
      "answers 503 and uploads 503 (0: off).",
      NO_LABELS, NO_BUCKETS},
     {FIELD(image_memo_bytes), OM_GAUGE, "orfeas_image_memo_bytes",
-     "Bytes the image memo holds (uploads' decoded pixels waiting for their "
-     "run, 16 KiB per remembered image); bound --image-memo-mb.",
+     "Bytes the image memo holds (uploads' decoded pixels, or the grid "
+     "generate-3d made of them, waiting for their run; 16 KiB per "
+     "remembered image); bound --image-memo-mb.",
+     NO_LABELS, NO_BUCKETS},
+    {FIELD(http_offloaded), OM_GAUGE, "orfeas_http_offloaded_requests",
+     "Requests (upload-image, generate-3d) waiting for or running on a "
+     "request thread (--request-threads), their connections suspended; at "
+     "most one per connection (--max-connections).",
      NO_LABELS, NO_BUCKETS},
     {FIELD(image_memo_family), OM_COUNTER, "orfeas_image_memo_events_total",
      "Image memo: uploads whose check was skipped (the same bytes passed "

@@ -20,6 +20,10 @@ Usage: od_test.py CASE WORKDIR  (ctest runs each case as service.CASE)
             file names in paths, WebSocket handshakes/messages/frames, the
             size and client limits) gets a 4xx JSON error (or a close) and a
             counted metric, and the service keeps serving
+  offload   upload-image on a request thread (--request-threads): a scrape
+            on another connection sharing the only HTTP thread is answered
+            while three large uploads' checks wait or run (and is not, with
+            --request-threads 0)
   reqmetrics the request metrics' per-thread batches (src/reqstats.c): from
             several connections at once, scrapes in between never go back or
             past what was sent, and the end counts are exact; the request
@@ -32,6 +36,7 @@ import os
 import re
 import shutil
 import signal
+import select
 import socket
 import struct
 import subprocess
@@ -781,6 +786,65 @@ def case_badinput_limits(work):
     still_serves(s, img)
 
 
+def case_offload(work):
+    """upload-image is answered on a request thread (--request-threads,
+    src/offload.c), its connection suspended: with one HTTP thread for every
+    connection and one request thread, three 4096 px uploads (each check a
+    whole decode of 16 MP) queue there while /metrics on another connection
+    is answered, showing them in orfeas_http_offloaded_requests. On the HTTP
+    thread (--request-threads 0) that scrape could only be answered after
+    the uploads, with nothing pending."""
+    # Bytes of their own: no check is skipped as already passed.
+    bodies = [multipart({"image": ("big.png", make_image("png", side, os.path.join(work, "big.png")))})
+              for side in (4096, 4095, 4094)]
+    for threads in ("1", "0"):
+        s = Server(os.path.join(work, "data" + threads), "--http-threads", "1", "--request-threads", threads)
+        socks = []
+        for body, ctype in bodies:
+            a = socket.create_connection(("127.0.0.1", s.port), timeout=60)
+            a.sendall(("POST /api/upload-image HTTP/1.1\r\nHost: t\r\nContent-Type: %s\r\n"
+                       "Content-Length: %d\r\n\r\n" % (ctype, len(body))).encode() + body)
+            socks.append(a)
+        # Scrapes until one shows an upload pending, or every upload is
+        # answered (their bodies may still be read when the first comes).
+        deadline, seen = time.monotonic() + 60, 0
+        while not seen and time.monotonic() < deadline:
+            answered = all(select.select([a], [], [], 0)[0] for a in socks)
+            seen = value(s.samples(), "orfeas_http_offloaded_requests")
+            if answered:
+                break
+        if threads == "1":
+            check(seen is not None and seen >= 1,
+                  "a scrape on another connection answered while the uploads wait or run: %s pending" % seen)
+        else:
+            check(not seen, "--request-threads 0: the scrape came after the uploads (%s pending)" % seen)
+        for a in socks:
+            resp = b""
+            while b"\r\n\r\n" not in resp or not resp.rstrip().endswith(b"}"):
+                chunk = a.recv(65536)
+                if not chunk:
+                    break
+                resp += chunk
+            a.close()
+            check(resp.startswith(b"HTTP/1.1 200") and b'"job_id"' in resp, "each upload answered 200: %r" % resp[:40])
+        check(value(s.samples(), "orfeas_http_offloaded_requests") in (0, None), "nothing pending after")
+        check(s.stop() == 0, "exit 0")
+    # The admin listener serves no upload: 404 there, on its own daemon
+    # (which cannot suspend a connection: offloading one would abort).
+    s = Server(os.path.join(work, "data_admin"), "--admin-listen", "127.0.0.1:0")
+    port = wait_for(lambda: next((int(m.group(1)) for m in (re.search(r"admin listener on http://127\.0\.0\.1:(\d+)", ln)
+                                                             for ln in list(s.lines)) if m), None),
+                    "the admin listener's start-up line", timeout=10)
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    body, ctype = bodies[0]
+    c.request("POST", "/api/upload-image", body=body, headers={"Content-Type": ctype})
+    st = c.getresponse().status
+    c.close()
+    check(st == 404 and s.status("0" * 8 + "-0000-4000-8000-" + "0" * 12) is not None,
+          "an upload to the admin listener: 404, and orfeasd still answers")
+    check(s.stop() == 0, "exit 0")
+
+
 def case_reqmetrics(work):
     # Threads x requests: not a multiple of the batch (32), so the end
     # counts need the scrape's drain, not only full batches.
@@ -862,7 +926,7 @@ def case_reqmetrics(work):
 
 
 if __name__ == "__main__":
-    main({"flow": case_flow, "queue": case_queue, "drain": case_drain,
+    main({"offload": case_offload, "flow": case_flow, "queue": case_queue, "drain": case_drain,
           "badinput_upload": case_badinput_upload, "badinput_body": case_badinput_body,
           "badinput_paths": case_badinput_paths, "badinput_ws": case_badinput_ws,
           "badinput_limits": case_badinput_limits,
