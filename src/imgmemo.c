@@ -15,10 +15,10 @@
  *            uses them only while the job's stored upload exists: the
  *            upload stays the job's input, the pixels a cache of it.
  *   grid     what the pixels become at generate-3d (od_imgmemo_prepare,
- *            on the request's thread, right after the upload on the same
- *            connection in the usual case): orfeas_pl_prepare runs the
- *            job's image_preprocessing (the only stage that reads pixels)
- *            while they are still in that core's cache, and the memo keeps
+ *            on the request's thread, moments after the upload's check as
+ *            a rule: the client's next request): orfeas_pl_prepare runs
+ *            the job's image_preprocessing (the only stage that reads
+ *            pixels) while they are still likely in cache, and the memo keeps
  *            the quality's grid instead, a few hundred KB. The worker then
  *            starts from the grid (orfeas_pl_run_prepared, the same model
  *            byte for byte). Without this the pixels wait in memory while

@@ -555,9 +555,9 @@ static od_gen_result generate_locked(od_jobs *j, const od_generate_req *req,
   if (!miss)
     return g;
 
-  /* The upload check's pixels, while still in this core's cache (the
-   * upload came on this connection just before, as a rule), become the
-   * grid the worker starts from (imgmemo.c). */
+  /* The upload check's pixels, decoded moments ago as a rule (the upload
+   * came on this connection just before), become the grid the worker
+   * starts from (imgmemo.c). */
   od_imgmemo_prepare(j->svc->imgmemo, r.image_sha256, req->quality);
   om_gauge_set(m->image_memo_bytes, (double)od_imgmemo_bytes(j->svc->imgmemo));
 

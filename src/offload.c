@@ -35,7 +35,8 @@ struct od_offload {
   pthread_cond_t work; /* a request queued, or stopping */
   pthread_cond_t idle; /* nothing queued or running */
   od_req *head, *tail; /* queued, oldest first (od_req.off_next) */
-  int pending;         /* queued + running */
+  int pending;         /* queued + running: the gauge */
+  int resuming;        /* answered, MHD_resume_connection not yet back */
   int stopping;
   int nthreads;
   pthread_t th[MAX_THREADS];
@@ -64,11 +65,17 @@ static void *run(void *arg) {
     struct MHD_Connection *conn = req->off_conn;
     od_route_dispatch(o->svc, conn, req);
     req->offloaded = OD_OFFLOAD_ANSWERED;
-    MHD_resume_connection(conn);
+    /* Off the gauge before the client can have its answer; still counted
+     * for od_offload_stop until the resume is done. */
     pthread_mutex_lock(&o->mu);
     o->pending--;
+    o->resuming++;
     set_gauge(o);
-    if (o->pending == 0)
+    pthread_mutex_unlock(&o->mu);
+    MHD_resume_connection(conn);
+    pthread_mutex_lock(&o->mu);
+    o->resuming--;
+    if (o->pending == 0 && o->resuming == 0)
       pthread_cond_broadcast(&o->idle);
   }
   pthread_mutex_unlock(&o->mu);
@@ -132,7 +139,7 @@ void od_offload_stop(od_offload *o) {
   pthread_mutex_lock(&o->mu);
   o->stopping = 1;
   pthread_cond_broadcast(&o->work);
-  while (o->pending > 0)
+  while (o->pending > 0 || o->resuming > 0)
     pthread_cond_wait(&o->idle, &o->mu);
   pthread_mutex_unlock(&o->mu);
   for (int i = 0; i < o->nthreads; i++)
