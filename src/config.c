@@ -66,8 +66,8 @@ static const opt_def OPTS[] = {
      "renews it (every third of it); a node silent this long has its jobs "
      "taken over by another (default 10)"},
     {"max-attempts", "ORFEAS_MAX_ATTEMPTS", K_INT, OFF(max_attempts), 0, 1, 100,
-     "runs of a job cut short by a crash or restart before it fails with a "
-     "reason (default 3)"},
+     "runs of a job cut short by a crash before it fails with a reason; a "
+     "run a drain stopped at --drain-timeout does not count (default 3)"},
     {"result-ttl", "ORFEAS_RESULT_TTL", K_DOUBLE, OFF(result_ttl_s), 0, 1,
      3.2e8,
      "seconds finished jobs and unused uploads are kept at least, "

@@ -263,15 +263,23 @@ static void run_job(od_workers *w, int k, od_job_rec *r) {
   if (code == ORFEAS_PL_ECANCELLED && j->durable) {
     /* A durable store keeps the job as running: it is what a crash leaves,
      * and the next start runs it again ahead of the queued jobs (recover.c;
-     * in a cluster, another node once its lease lapses), as one more try
-     * (--max-attempts). A planned stop does not lose accepted work, nor ask
-     * the client to submit it again. */
+     * in a cluster, another node once its lease lapses). A planned stop
+     * does not lose accepted work, nor ask the client to submit it again,
+     * nor count against the job's --max-attempts: the claim counted this
+     * run, so the count goes back (fenced, as the run's end would be).
+     * Otherwise a job longer than --drain-timeout failed after that many
+     * rolling restarts. If the write fails the run counts, as a crash's. */
     orfeas_pl_result_free(&res);
+    od_job_rec back = *r;
+    back.tries = r->tries > 0 ? r->tries - 1 : 0;
+    od_store_rc brc = od_store_transition(
+        j->store, &back, OD_STATE_BIT(OD_JOB_PROCESSING), r->attempt, NULL);
     od_log("job %s: still running at --drain-timeout (%gs): stopped; it stays "
-           "in the store and runs again after the restart (try %d of "
-           "--max-attempts %d)",
-           r->id, j->svc->cfg.drain_timeout_s, r->tries + 1,
-           j->svc->cfg.max_attempts);
+           "in the store and runs again after the restart (%s)",
+           r->id, j->svc->cfg.drain_timeout_s,
+           brc == OD_STORE_OK ? "not counted as a try"
+                              : "counted as a try: its count could not be "
+                                "written back");
     return;
   }
   if (code == ORFEAS_PL_ECANCELLED) {
