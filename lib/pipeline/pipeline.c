@@ -244,19 +244,16 @@ static orfeas_pl_code stages(job *j, job_state *st, const uint8_t *image,
 
   STAGE_BEGIN(ORFEAS_PL_STAGE_IMAGE_LOADING);
   /* Decoded or prepared before the run: only the size is checked. */
-  r->image_width = st->prep ? st->prep->width : st->img.width;
-  r->image_height = st->prep ? st->prep->height : st->img.height;
   rc = st->prep == NULL && st->img.rgba == NULL
            ? orfeas_pl_image_decode(image, image_len, o->max_side,
                                     o->max_pixels, &st->img, msg, msg_len)
-           : pl_check_dims(r->image_width, r->image_height, o->max_side,
-                           o->max_pixels, msg, msg_len);
+           : pl_check_dims(st->prep ? st->prep->width : st->img.width,
+                           st->prep ? st->prep->height : st->img.height,
+                           o->max_side, o->max_pixels, msg, msg_len);
   if (rc != ORFEAS_PL_OK)
     return rc;
-  if (st->prep == NULL) {
-    r->image_width = st->img.width;
-    r->image_height = st->img.height;
-  }
+  r->image_width = st->prep ? st->prep->width : st->img.width;
+  r->image_height = st->prep ? st->prep->height : st->img.height;
   STAGE_END(ORFEAS_PL_STAGE_IMAGE_LOADING);
 
   STAGE_BEGIN(ORFEAS_PL_STAGE_IMAGE_PREPROCESSING);
