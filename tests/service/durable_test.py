@@ -438,9 +438,12 @@ def memo_grid(work, data):
     s = Server(data, "--workers", "1", "--pause-file", pause)
     hold = s.upload(make_image("png", 150, os.path.join(work, "hold.png")))[2]["job_id"]
     check(s.generate(hold, "stl", quality=1)[0] == 202, "a job holds the worker (pause file)")
-    wait_for(lambda: s.status(hold)["status"] == "processing", "the held job is processing")
-    held = value(s.samples(), "orfeas_image_memo_bytes")
     side, entry = 210, 16384  # imgmemo.c's ENTRY_COST
+    # Held at its first stage: its worker has taken its grid (the status
+    # says processing a moment before that), its entry alone is left.
+    wait_for(lambda: s.status(hold)["status"] == "processing" and
+             value(s.samples(), "orfeas_image_memo_bytes") == entry, "the held job to have taken its grid")
+    held = entry
     d = s.upload(make_image("png", side, os.path.join(work, "grid.png")))[2]["job_id"]
     pixels = value(s.samples(), "orfeas_image_memo_bytes") - held
     check(pixels == entry + side * side * 4, "its upload kept %d bytes: the pixels and the entry" % pixels)
