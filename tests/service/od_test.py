@@ -23,7 +23,8 @@ Usage: od_test.py CASE WORKDIR  (ctest runs each case as service.CASE)
   offload   upload-image on a request thread (--request-threads): a scrape
             on another connection sharing the only HTTP thread is answered
             while three large uploads' checks wait or run (and is not, with
-            --request-threads 0)
+            --request-threads 0); clients that leave mid-check leave nothing
+            pending; the admin listener answers an upload 404
   reqmetrics the request metrics' per-thread batches (src/reqstats.c): from
             several connections at once, scrapes in between never go back or
             past what was sent, and the end counts are exact; the request
@@ -828,6 +829,18 @@ def case_offload(work):
             a.close()
             check(resp.startswith(b"HTTP/1.1 200") and b'"job_id"' in resp, "each upload answered 200: %r" % resp[:40])
         check(value(s.samples(), "orfeas_http_offloaded_requests") in (0, None), "nothing pending after")
+        if threads == "1":
+            # Clients that leave while their uploads wait or run: nothing
+            # stays pending or reserved, and orfeasd goes on answering.
+            for body, ctype in bodies:
+                a = socket.create_connection(("127.0.0.1", s.port), timeout=60)
+                a.sendall(("POST /api/upload-image HTTP/1.1\r\nHost: t\r\nContent-Type: %s\r\n"
+                           "Content-Length: %d\r\n\r\n" % (ctype, len(body))).encode() + body)
+                a.close()
+            wait_for(lambda: (lambda sm: value(sm, "orfeas_http_offloaded_requests") == 0 and
+                              value(sm, "orfeas_http_request_body_inflight_bytes") == 0)(s.samples()),
+                     "the left clients' uploads to be done with and their body bytes released")
+            check(s.request("GET", "/health")[0] == 200, "clients that left mid-check: orfeasd still answers")
         check(s.stop() == 0, "exit 0")
     # The admin listener serves no upload: 404 there, on its own daemon
     # (which cannot suspend a connection: offloading one would abort).
