@@ -64,18 +64,17 @@ static int check_image(od_service *svc, struct MHD_Connection *conn,
       od_imgmemo_keeps_pixels(svc->imgmemo, img->width, img->height)) {
     orfeas_pl_image px;
     rc = orfeas_pl_image_decode(data, len, 0, 0, &px, msg, sizeof msg);
-    if (rc == ORFEAS_PL_OK) {
+    if (rc == ORFEAS_PL_OK)
       od_imgmemo_put(svc->imgmemo, sha256, &px);
-      om_gauge_set(svc->m.image_memo_bytes,
-                   (double)od_imgmemo_bytes(svc->imgmemo));
-      return 0;
-    }
   } else if (rc == ORFEAS_PL_OK) {
     rc = orfeas_pl_image_verify(data, len, 0, 0, msg, sizeof msg);
-    if (rc == ORFEAS_PL_OK) {
+    if (rc == ORFEAS_PL_OK)
       od_imgmemo_put(svc->imgmemo, sha256, NULL);
-      return 0;
-    }
+  }
+  if (rc == ORFEAS_PL_OK) { /* remembered, with or without its pixels */
+    om_gauge_set(svc->m.image_memo_bytes,
+                 (double)od_imgmemo_bytes(svc->imgmemo));
+    return 0;
   }
   if (rc == ORFEAS_PL_ENOMEM) {
     od_respond_error_ex(svc, conn, req,

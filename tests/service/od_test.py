@@ -829,6 +829,10 @@ def case_offload(work):
             a.close()
             check(resp.startswith(b"HTTP/1.1 200") and b'"job_id"' in resp, "each upload answered 200: %r" % resp[:40])
         check(value(s.samples(), "orfeas_http_offloaded_requests") in (0, None), "nothing pending after")
+        # 64 MB of RGBA each, over a quarter of --image-memo-mb: checked a
+        # row at a time and remembered without pixels, 16 KiB each.
+        memo = value(s.samples(), "orfeas_image_memo_bytes")
+        check(memo == 3 * 16384, "the image memo shows the three images remembered: %s bytes" % memo)
         if threads == "1":
             # Clients that leave while their uploads wait or run: nothing
             # stays pending or reserved, and orfeasd goes on answering.
