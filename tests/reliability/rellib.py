@@ -15,15 +15,14 @@ tests/service/odlib.py (the server, the HTTP and WebSocket clients).
 import http.client
 import json
 import os
-import re
 import socket
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "service"))
-from odlib import (ORFEASD, SANITIZED, STARTED, WS, Server, TestFailure, check, check_within, exposed,  # noqa: E402,F401
-                   main, make_image, multipart, parse_metrics, value, wait_for)
+from odlib import (ORFEASD, SANITIZED, STARTED, WS, Server, TestFailure, admin_port, check, check_within,  # noqa: E402,F401
+                   exposed, main, make_image, multipart, parse_metrics, value, wait_for)
 
 FULL = os.environ.get("ORFEAS_ATTACK_SCALE") == "full"
 # Under ASan/TSan (odlib.SANITIZED) memory is padded and kept in quarantine:
@@ -41,17 +40,6 @@ def rss_kb(pid):
             if ln.startswith("VmRSS:"):
                 return int(ln.split()[1])
     raise TestFailure("no VmRSS for pid %d" % pid)
-
-
-def admin_port(srv):
-    """The --admin-listen port, from the start-up line."""
-    def find():
-        for ln in list(srv.lines):
-            m = re.search(r"admin listener on http://127\.0\.0\.1:(\d+)", ln)
-            if m:
-                return int(m.group(1))
-        return None
-    return wait_for(find, "the admin listener's start-up line", timeout=10)
 
 
 def request(port, method, path, body=None, headers=None, timeout=DEADLINE, source=None):

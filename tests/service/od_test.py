@@ -44,8 +44,8 @@ import subprocess
 import threading
 import time
 
-from odlib import (SANITIZED, WS, Server, TestFailure, check, check_within, exposed, main, make_image, multipart, names,
-                   parse_metrics, total, value, wait_for)
+from odlib import (SANITIZED, WS, Server, TestFailure, admin_port, check, check_within, exposed, main, make_image,
+                   multipart, names, parse_metrics, total, value, wait_for)
 
 FORMATS = ["stl", "obj", "ply", "glb"]
 STAGES = ["image_loading", "image_preprocessing", "shape_generation", "texture_synthesis",
@@ -849,10 +849,7 @@ def case_offload(work):
     # The admin listener serves no upload: 404 there, on its own daemon
     # (which cannot suspend a connection: offloading one would abort).
     s = Server(os.path.join(work, "data_admin"), "--admin-listen", "127.0.0.1:0")
-    port = wait_for(lambda: next((int(m.group(1)) for m in (re.search(r"admin listener on http://127\.0\.0\.1:(\d+)", ln)
-                                                             for ln in list(s.lines)) if m), None),
-                    "the admin listener's start-up line", timeout=10)
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    c = http.client.HTTPConnection("127.0.0.1", admin_port(s), timeout=30)
     body, ctype = bodies[0]
     c.request("POST", "/api/upload-image", body=body, headers={"Content-Type": ctype})
     st = c.getresponse().status

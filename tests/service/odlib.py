@@ -266,6 +266,17 @@ def names(samples):
     return set(n for n, _ in samples)
 
 
+def admin_port(srv):
+    """The --admin-listen port, from the start-up line."""
+    def find():
+        for ln in list(srv.lines):
+            m = re.search(r"admin listener on http://127\.0\.0\.1:(\d+)", ln)
+            if m:
+                return int(m.group(1))
+        return None
+    return wait_for(find, "the admin listener's start-up line", timeout=10)
+
+
 def make_image(kind, side, path):
     subprocess.run([TESTIMG, kind, str(side), path], check=True)
     with open(path, "rb") as f:
