@@ -8,9 +8,9 @@
  * always ends it completed or failed with a reason: the pipeline's own
  * message, a full disk, or, with the memory store only, "service shutting
  * down" for jobs still queued at SIGTERM or still running at the drain's
- * deadline (od_jobs_drain; a durable store keeps them queued, or running,
- * for the next start: worker.c). Every state change is one store
- * call (insert, transition, claim, evict); the store decides races (a
+ * deadline (od_jobs_drain; a durable store keeps them queued, the running
+ * ones queued again, for the next start: worker.c). Every state change is one
+ * store call (insert, transition, claim, evict); the store decides races (a
  * second generate gets CONFLICT, the 409), this file decides what they
  * mean. A 2xx is sent only after the store call that backs it returned OK
  * (durable with sqlite:). Start-up recovery is recover.c.

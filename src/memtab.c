@@ -416,6 +416,13 @@ void od_memtab_put(od_memtab *t, const od_job_rec *w) {
   account(t, w, +1);
 }
 
+void od_memtab_released(od_memtab *t, od_job_state was, const od_job_rec *w) {
+  /* Out of memory growing the ring: the job waits for the next start, as a
+   * closed queue's would. */
+  if (was == OD_JOB_PROCESSING && w->state == OD_JOB_QUEUED)
+    (void)od_queue_push_over(t->q, w->id, 1);
+}
+
 od_store_rc od_memtab_claim_rec(od_memtab *t, const char *id, const char *owner,
                                 double now, od_job_rec *w) {
   int32_t i = find(t, id);

@@ -50,6 +50,11 @@ od_store_rc od_memtab_check(od_memtab *t, const od_job_rec *next, unsigned from,
                             int fence, od_job_rec *prev, od_job_rec *w);
 /* locked: replaces the record w->id by w (it must exist). */
 void od_memtab_put(od_memtab *t, const od_job_rec *w);
+/* A transition from PROCESSING (was) to QUEUED released its claim (store.h):
+ * the job goes back to the head of the dispatch queue, past its bound. A
+ * closed queue takes nothing (a drain): the record stays QUEUED and the
+ * next start queues it (recover). Not locked: the queue has its own. */
+void od_memtab_released(od_memtab *t, od_job_state was, const od_job_rec *w);
 /* locked: what a claim by owner at wall time now would write for id: OK
  * and *w (processing, attempt and tries + 1) when the record is QUEUED,
  * else NOT_FOUND (nothing to run under that id). */

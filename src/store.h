@@ -53,6 +53,16 @@
  *                        |  +-------------- COMPLETED <--- transition --+
  *                        +----------------- FAILED    <--- (fenced) ---+
  *
+ * Release: a fenced transition PROCESSING -> QUEUED hands a claim back
+ * (a drain stops a run it cannot wait for). The job goes back to the
+ * dispatch queue ahead of the jobs waiting, past queue_size: local
+ * backends put it at the head of their queue (a closed queue takes
+ * nothing: the record stays QUEUED and the next start's recover queues it
+ * in t_queued order); redis keeps its stream entry pending and marks it
+ * long idle, so the next claim of any node takes it before new entries, as
+ * a queued job (attempt + 1, tries + 1 from what the release wrote; not
+ * counted in stats.reclaimed).
+ *
  * A generate first transitions an idle job to QUEUED (so a second one gets
  * CONFLICT, the API's 409), then either completes it from the result cache
  * (QUEUED -> COMPLETED) or enqueues it; when the queue is FULL the caller

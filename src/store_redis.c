@@ -120,6 +120,11 @@ _Static_assert(OD_JOB_UPLOADED == 0 && OD_JOB_QUEUED == 1 &&
   "local function unq(k) local e=redis.call('HGET',k,'entry') "                \
   "if e and e~='' then redis.call('XACK',S,G,e) redis.call('XDEL',S,e) "       \
   "redis.call('HSET',k,'entry','') end end\n"                                  \
+  "local function rel(k,id) local e=redis.call('HGET',k,'entry') "             \
+  "local p=e and e~='' and redis.call('XPENDING',S,G,e,e,1)[1] "               \
+  "if p then redis.call('XCLAIM',S,G,p[2],0,e,'IDLE','1000000000000',"         \
+  "'JUSTID') else unq(k) grp() "                                               \
+  "redis.call('HSET',k,'entry',redis.call('XADD',S,'*','job',id)) end end\n"   \
   "local function cnt(f,d) redis.call('HINCRBY','orfeas:stats',f,d) end\n"     \
   "local function idle(id,st,sc) if st==1 or st==2 then "                      \
   "redis.call('ZREM','orfeas:idle',id) else "                                  \
@@ -159,7 +164,12 @@ static const char LUA_GET[] = LUA_COMMON
     "return {1}\n";
 
 /* ARGV: id from fence rec state tries t_started hold since output_bytes
- * score */
+ * score. PROCESSING -> QUEUED releases the claim (store.h): the job's
+ * stream entry stays pending and is marked idle for ~30 years (XCLAIM
+ * IDLE; a larger value would read as "now"), so the next claim of any node
+ * finds it first among the lapsed ones (LUA_CLAIM) and starts it as a
+ * queued job: a fresh claim, not a takeover. An entry gone meanwhile gets
+ * a new one at the stream's end. */
 static const char LUA_TRANSITION[] = LUA_COMMON
     "local k=jk(ARGV[1])\n"
     "if redis.call('EXISTS',k)==0 then return {1} end\n"
@@ -173,7 +183,8 @@ static const char LUA_TRANSITION[] = LUA_COMMON
     "local ob=tonumber(redis.call('HGET',k,'ob'))\n"
     "redis.call('HSET',k,'rec',ARGV[4],'state',ns,'tries',ARGV[6],'ts',"
     "ARGV[7],'hold',ARGV[8],'since',ARGV[9],'ob',ARGV[10])\n"
-    "if ns~=2 and not (st==1 and ns==1) then unq(k) end\n"
+    "if st==2 and ns==1 then rel(k,ARGV[1])\n"
+    "elseif ns~=2 and not (st==1 and ns==1) then unq(k) end\n"
     "if not (st==ns and (st==1 or st==2)) then idle(ARGV[1],ns,ARGV[11]) end\n"
     "cnt('s'..st,-1) cnt('s'..ns,1) cnt('ob',tonumber(ARGV[10])-ob)\n"
     "return {0,cur}\n";

@@ -766,9 +766,10 @@ static od_store_rc sq_transition(void *be, const od_job_rec *next,
   od_memtab_lock(q->t);
   od_memtab_get(q->t, w.id, &before);
   od_memtab_unlock(q->t);
-  return apply_durably(q, seq, &before, w.id, apply_put, &w) == 0
-             ? OD_STORE_OK
-             : OD_STORE_DOWN;
+  if (apply_durably(q, seq, &before, w.id, apply_put, &w) != 0)
+    return OD_STORE_DOWN;
+  od_memtab_released(q->t, before.state, &w);
+  return OD_STORE_OK;
 }
 
 static od_store_rc sq_claim(void *be, const char *owner, int block_ms,

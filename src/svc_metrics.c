@@ -206,9 +206,10 @@ static const metric_def METRICS[] = {
      LABELS("previous_state"), NO_BUCKETS},
     {FIELD(jobs_reclaimed), OM_COUNTER, "orfeas_jobs_reclaimed_total",
      "Runs taken back from a worker that is gone (restart: running when the "
-     "previous process stopped; lease_expired: a cluster node stopped "
+     "previous process died; lease_expired: a cluster node stopped "
      "renewing its claim, counted by the node that took it), run again or "
-     "failed past --max-attempts.",
+     "failed past --max-attempts. A run a drain stopped is handed back as "
+     "queued, not counted.",
      LABELS("reason"), NO_BUCKETS},
     {FIELD(orphans_removed), OM_COUNTER, "orfeas_orphan_files_removed_total",
      "Files of a shared data dir that no job owned, removed by the sweep "

@@ -261,25 +261,35 @@ static void run_job(od_workers *w, int k, od_job_rec *r) {
                 : orfeas_pl_run(img, len, &opt, &res, msg, sizeof msg);
   free(img);
   if (code == ORFEAS_PL_ECANCELLED && j->durable) {
-    /* A durable store keeps the job as running: it is what a crash leaves,
-     * and the next start runs it again ahead of the queued jobs (recover.c;
-     * in a cluster, another node once its lease lapses). A planned stop
-     * does not lose accepted work, nor ask the client to submit it again,
-     * nor count against the job's --max-attempts: the claim counted this
-     * run, so the count goes back (fenced, as the run's end would be).
-     * Otherwise a job longer than --drain-timeout failed after that many
-     * rolling restarts. If the write fails the run counts, as a crash's. */
+    /* A durable store keeps the job: the worker hands its claim back
+     * (PROCESSING -> QUEUED, fenced as the run's end would be: store.h),
+     * and the job runs again ahead of the jobs queued after it: at the next
+     * start (recover.c queues it in t_queued order), or in a cluster on the
+     * next node that claims (its stream entry is taken first). A planned
+     * stop does not lose accepted work, nor ask the client to submit it
+     * again, nor count against the job's --max-attempts (the claim counted
+     * this run, so the count goes back; otherwise a job longer than
+     * --drain-timeout failed after that many rolling restarts), nor count
+     * as a reclaimed run (orfeas_jobs_reclaimed_total: OrfeasJobsReclaimed
+     * is for crashes and lost nodes, not for planned restarts). If the
+     * write fails, the job stays processing, as a crash leaves it: the next
+     * start or a lapsed lease runs it again, counted as a try. */
     orfeas_pl_result_free(&res);
     od_job_rec back = *r;
+    back.state = OD_JOB_QUEUED;
     back.tries = r->tries > 0 ? r->tries - 1 : 0;
+    snprintf(back.stage, sizeof back.stage, "queued");
+    back.progress = back.stage_progress = 0;
+    back.t_started = 0;
     od_store_rc brc = od_store_transition(
         j->store, &back, OD_STATE_BIT(OD_JOB_PROCESSING), r->attempt, NULL);
-    od_log("job %s: still running at --drain-timeout (%gs): stopped; it stays "
-           "in the store and runs again after the restart (%s)",
-           r->id, j->svc->cfg.drain_timeout_s,
-           brc == OD_STORE_OK ? "not counted as a try"
-                              : "counted as a try: its count could not be "
-                                "written back");
+    od_log("job %s: still running at --drain-timeout (%gs): stopped; %s", r->id,
+           j->svc->cfg.drain_timeout_s,
+           brc == OD_STORE_OK
+               ? "queued again, ahead of the jobs queued after it (not "
+                 "counted as a try)"
+               : "its claim could not be handed back: it runs again after "
+                 "the restart or once its lease lapses, counted as a try");
     return;
   }
   if (code == ORFEAS_PL_ECANCELLED) {

@@ -48,7 +48,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "service"))
 from odlib import (ORFEASD, STARTED, WS, Server, TestFailure, check, check_within,  # noqa: E402
-                   main, make_image, parse_metrics, value, wait_for)
+                   exposed, main, make_image, parse_metrics, value, wait_for)
 
 FAST = 1.0  # seconds: what a normal client gets during an attack
 
@@ -227,10 +227,12 @@ def sigterm_held(s, held):
 def case_sigterm_jobs(work):
     """A running job that outlives the drain is cancelled at the deadline.
     With --store memory: it ends failed with the reason, which its
-    subscriber hears. With the durable default it stays in the store as
-    running (no failure sent, the subscriber gets the close 1001) and the
-    next start runs it to completion: a planned stop is not one of its
-    tries, so even --max-attempts 1 lets it run again. Exit 0 both times."""
+    subscriber hears. With the durable default its claim is handed back
+    (no failure sent, the subscriber gets the close 1001): the next start
+    finds it queued, not running, and runs it to completion: a planned stop
+    is neither one of its tries (even --max-attempts 1 lets it run again)
+    nor a reclaimed run (OrfeasJobsReclaimed is for crashes). Exit 0 both
+    times."""
     s, held = held_job(work, "memory", "--store", "memory:")
     got, closed, _ = sigterm_held(s, held)
     err = got[-1]["data"].get("error", "") if got and not closed else ""
@@ -242,15 +244,19 @@ def case_sigterm_jobs(work):
     ends = [e["event"] for e in got if e["event"] in ("generation_error", "generation_complete")]
     check(closed and not ends and code == 1001,
           "durable store: no end sent for the held job, the subscriber closed with %s" % code)
-    check(s.log_has(r"job %s: still running at --drain-timeout .* stays in the store .*not counted as a try"
-                    % held), "the log says the job stays in the store, not counted as a try")
+    check(s.log_has(r"job %s: still running at --drain-timeout .* stopped; queued again, ahead of the jobs "
+                    r"queued after it \(not counted as a try\)" % held),
+          "the log says the job is queued again, not counted as a try")
     os.unlink(os.path.join(work, "pause"))
     s = Server(os.path.join(work, "durable"), "--workers", "1", "--max-attempts", "1")
     js = s.wait_job(held)
     check(js["status"] == "completed", "after the restart the job completed: %s" % js.get("error"))
-    check(value(s.samples(), "orfeas_jobs_reclaimed_total", reason="restart") == 1 and
-          s.log_has(r"job %s was running when orfeasd stopped: queued again \(try 1 of 1\)" % held),
-          "it ran again as its first try of --max-attempts 1 (reclaimed{restart} = 1)")
+    sm = s.samples()
+    check(value(sm, "orfeas_jobs_recovered_total", previous_state="queued") == 1 and
+          exposed(sm, "orfeas_jobs_recovered_total", previous_state="processing") == 0 and
+          exposed(sm, "orfeas_jobs_reclaimed_total", reason="restart") == 0 and
+          not s.log_has(r"job %s was running when orfeasd stopped" % held),
+          "it was found queued, ran as its first try of --max-attempts 1, nothing reclaimed")
     st, _, body = s.request("GET", js["download_url"])
     check(st == 200 and len(body) > 84, "its model downloads (%d bytes)" % len(body))
     check(s.stop() == 0, "exit 0")

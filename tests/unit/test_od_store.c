@@ -108,6 +108,18 @@ static od_store_rc complete(od_store *s, const od_job_rec *claimed, int fence) {
                              NULL);
 }
 
+/* Hands a claim back as a drain does (PROCESSING -> QUEUED, fenced by
+ * the claim's attempt, its try given back); returns the rc. */
+static od_store_rc release(od_store *s, const od_job_rec *claimed, int fence) {
+  od_job_rec r = *claimed;
+  r.state = OD_JOB_QUEUED;
+  r.tries = claimed->tries - 1;
+  snprintf(r.stage, sizeof r.stage, "queued");
+  r.t_started = 0;
+  return od_store_transition(s, &r, OD_STATE_BIT(OD_JOB_PROCESSING), fence,
+                             NULL);
+}
+
 /* ---- insert and get ------------------------------------------------------ */
 
 static void insert_then_get_returns_the_record(void **state) {
@@ -326,6 +338,41 @@ static void finish_with_a_stale_attempt_is_fenced(void **state) {
   assert_int_equal(out.state, OD_JOB_PROCESSING);
   assert_int_equal(out.attempt, 2);
   assert_int_equal(complete(s, &second, second.attempt), OD_STORE_OK);
+}
+
+/* A released claim (a drain's stop) is queued again ahead of the jobs
+ * waiting: the next claim, of any worker or node, takes it, as a new
+ * attempt with the try given back; a stale attempt cannot release it. */
+static void a_released_claim_is_claimed_again_first(void **state) {
+  od_store *s = *state;
+  enqueue_new(s, 1);
+  enqueue_new(s, 2);
+  od_job_rec c, again, out, next;
+  assert_int_equal(od_store_claim(s, "node-a:w0", 0, &c), OD_STORE_OK);
+  assert_int_equal(c.tries, 1);
+  assert_int_equal(release(s, &c, c.attempt + 1), OD_STORE_FENCED);
+  assert_int_equal(release(s, &c, c.attempt), OD_STORE_OK);
+  assert_int_equal(od_store_get(s, c.id, &out), OD_STORE_OK);
+  assert_int_equal(out.state, OD_JOB_QUEUED);
+  assert_int_equal(out.tries, 0);
+  /* Its old attempt can no longer end it. */
+  assert_int_equal(complete(s, &c, c.attempt), OD_STORE_CONFLICT);
+  assert_int_equal(od_store_claim(s, "node-b:w1", 200, &again), OD_STORE_OK);
+  assert_string_equal(again.id, c.id);
+  assert_int_equal(again.attempt, c.attempt + 1);
+  assert_int_equal(again.tries, 1);
+  assert_string_equal(again.owner, "node-b:w1");
+  assert_int_equal(od_store_claim(s, "node-b:w1", 200, &next), OD_STORE_OK);
+  assert_string_not_equal(next.id, c.id);
+  assert_int_equal(complete(s, &again, again.attempt), OD_STORE_OK);
+  assert_int_equal(complete(s, &next, next.attempt), OD_STORE_OK);
+  od_store_stats st;
+  assert_int_equal(od_store_get_stats(s, &st), OD_STORE_OK);
+  assert_int_equal(st.by_state[OD_JOB_COMPLETED], 2);
+  assert_int_equal(st.by_state[OD_JOB_QUEUED], 0);
+  assert_int_equal(st.by_state[OD_JOB_PROCESSING], 0);
+  assert_int_equal(st.reclaimed, 0); /* redis: not a lease takeover */
+  assert_int_equal(od_store_claim(s, "w0", 0, &next), OD_STORE_EMPTY);
 }
 
 static void position_follows_the_queue(void **state) {
@@ -739,6 +786,28 @@ static void recover_requeues_a_processing_job_below_max_attempts(void **state) {
   assert_int_equal(complete(s, &c, c.attempt), OD_STORE_OK);
 }
 
+/* A job released by a drain (the queue closed, the process about to exit)
+ * is queued at the next start ahead of the jobs queued after it, as
+ * queued, not as a run the dead process held. */
+static void recover_queues_a_released_job_first(void **state) {
+  od_store *s = *state;
+  enqueue_new(s, 1);
+  enqueue_new(s, 2);
+  od_job_rec c, out;
+  assert_int_equal(od_store_claim(s, "w0", 0, &c), OD_STORE_OK);
+  od_store_close_queue(s, NULL, NULL);
+  assert_int_equal(release(s, &c, c.attempt), OD_STORE_OK);
+  assert_int_equal(reopen(state, 1, 0), 0);
+  s = *state;
+  recover_now(state);
+  assert_int_equal(nwas, 2);
+  assert_int_equal(was_of[0], OD_JOB_QUEUED);
+  assert_int_equal(was_of[1], OD_JOB_QUEUED);
+  assert_int_equal(od_store_claim(s, "w1", 0, &out), OD_STORE_OK);
+  assert_string_equal(out.id, c.id);
+  assert_int_equal(out.tries, 1); /* --max-attempts 1: still runs */
+}
+
 static void recover_fails_a_job_past_max_attempts(void **state) {
   od_store *s = *state;
   enqueue_new(s, 1);
@@ -875,6 +944,7 @@ static void concurrent_claims_take_each_job_once(void **state) {
   X(claim_marks_processing_and_grows_the_attempt)                              \
   X(claim_with_nothing_enqueued_is_empty)                                      \
   X(finish_with_a_stale_attempt_is_fenced)                                     \
+  X(a_released_claim_is_claimed_again_first)                                   \
   X(position_follows_the_queue)                                                \
   X(stats_count_jobs_by_state_queue_and_bytes)                                 \
   X(evict_refuses_an_active_job)                                               \
@@ -903,6 +973,7 @@ static void concurrent_claims_take_each_job_once(void **state) {
 #define RECOVER_CASES(X)                                                       \
   X(recover_requeues_a_processing_job_below_max_attempts)                      \
   X(recover_fails_a_job_past_max_attempts)                                     \
+  X(recover_queues_a_released_job_first)                                       \
   X(recover_enqueues_queued_jobs_in_t_queued_order)
 
 static const od_store_opts OPTS = {.queue_size = QSIZE, .max_jobs = MAXJOBS};
