@@ -83,6 +83,37 @@ static void test_alpha(void **s) {
   free(px);
 }
 
+/* The alpha path is taken when one pixel's alpha differs, wherever it
+ * lies (the scan goes two pixels a word, 64 a block, then a tail), and
+ * only for an image that has alpha. */
+static void test_alpha_varies_anywhere(void **s) {
+  (void)s;
+  enum { W = 67, H = 31, N = W * H }; /* 2077: 32 blocks and a tail of 29 */
+  uint8_t *px = tpl_draw(TPL_DISKS, W, H, 0, 1);
+  for (size_t i = 0; i < N; i++)
+    px[i * 4 + 3] = 200;
+  orfeas_pl_image img = image_of(px, W, H, 1);
+  pl_grid g;
+  assert_int_equal(pl_grid_build(&img, 64, &g), ORFEAS_PL_OK);
+  assert_int_equal(g.source, PL_MASK_OTSU);
+  pl_grid_free(&g);
+  static const size_t at[] = {0, 1, 62, 63, 64, 2046, 2047, 2048, 2076};
+  for (size_t k = 0; k < sizeof at / sizeof at[0]; k++) {
+    px[at[k] * 4 + 3] = 199;
+    assert_int_equal(pl_grid_build(&img, 64, &g), ORFEAS_PL_OK);
+    if (g.source != PL_MASK_ALPHA)
+      fail_msg("alpha differing at pixel %zu was not seen", at[k]);
+    pl_grid_free(&g);
+    img.has_alpha = 0; /* no alpha channel: its bytes mean nothing */
+    assert_int_equal(pl_grid_build(&img, 64, &g), ORFEAS_PL_OK);
+    assert_int_equal(g.source, PL_MASK_OTSU);
+    pl_grid_free(&g);
+    img.has_alpha = 1;
+    px[at[k] * 4 + 3] = 200;
+  }
+  free(px);
+}
+
 static void test_grid_sizes(void **s) {
   (void)s;
   static const struct {
@@ -147,9 +178,13 @@ static void test_components(void **s) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_otsu),          cmocka_unit_test(test_polarity),
-      cmocka_unit_test(test_alpha),         cmocka_unit_test(test_grid_sizes),
-      cmocka_unit_test(test_well_composed), cmocka_unit_test(test_components),
+      cmocka_unit_test(test_otsu),
+      cmocka_unit_test(test_polarity),
+      cmocka_unit_test(test_alpha),
+      cmocka_unit_test(test_alpha_varies_anywhere),
+      cmocka_unit_test(test_grid_sizes),
+      cmocka_unit_test(test_well_composed),
+      cmocka_unit_test(test_components),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
