@@ -166,7 +166,8 @@ struct od_jobs {
   om_counter *claim_errors;
   int64_t seen_reclaimed, seen_fenced; /* janitor: store counts added */
   double t_orphans;                    /* janitor: the last sweep (od_now) */
-  om_counter *orphans_removed[2];      /* {dir}: uploads, outputs */
+  double t_stranded; /* janitor: the last requeue_stranded (od_now) */
+  om_counter *orphans_removed[2]; /* {dir}: uploads, outputs */
   /* Health, refreshed by the janitor (and a failed write). */
   _Atomic int store_up;
   _Atomic int dir_writable;

@@ -557,6 +557,38 @@ od_store_rc od_memtab_call_stats(void *be, od_store_stats *st) {
   return OD_STORE_OK;
 }
 
+/* The QUEUED records old enough are copied out under the table's lock;
+ * whether each waits in the queue is then asked of the queue (its own
+ * lock, O(depth) a job: only jobs queued over a minute ago are asked). */
+od_store_rc od_memtab_call_requeue_stranded(void *be, double before, int *n) {
+  od_memtab *t = table_of(be);
+  *n = 0;
+  od_memtab_lock(t);
+  size_t cap = (size_t)t->st.by_state[OD_JOB_QUEUED], k = 0;
+  char(*ids)[37] = cap ? malloc(cap * sizeof *ids) : NULL;
+  for (int32_t i = t->all.head; ids && i != NIL && k < cap;
+       i = t->slots[i].seq.next) {
+    const od_job_rec *r = &t->slots[i].r;
+    if (r->state == OD_JOB_QUEUED && r->t_queued < before)
+      memcpy(ids[k++], r->id, sizeof ids[0]);
+  }
+  od_memtab_unlock(t);
+  if (cap && ids == NULL)
+    return OD_STORE_DOWN; /* out of memory: the next sweep tries again */
+  od_store_rc rc = OD_STORE_OK;
+  for (size_t i = 0; i < k && rc == OD_STORE_OK; i++) {
+    if (od_queue_position(t->q, ids[i]) >= 0)
+      continue;
+    int p = od_queue_push_over(t->q, ids[i], 0);
+    if (p == 0)
+      (*n)++;
+    else
+      rc = p == -2 ? OD_STORE_CLOSED : OD_STORE_DOWN;
+  }
+  free(ids);
+  return rc;
+}
+
 void od_memtab_call_close_queue(void *be, void (*each)(const char *id, void *u),
                                 void *u) {
   od_queue_close(table_of(be)->q, each, u);

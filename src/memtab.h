@@ -86,6 +86,7 @@ od_store_rc od_memtab_call_get(void *be, const char *id, od_job_rec *out);
 od_store_rc od_memtab_call_enqueue(void *be, const char *id, int *position);
 od_store_rc od_memtab_call_position(void *be, const char *id, int *position);
 od_store_rc od_memtab_call_stats(void *be, od_store_stats *st);
+od_store_rc od_memtab_call_requeue_stranded(void *be, double before, int *n);
 void od_memtab_call_close_queue(void *be, void (*each)(const char *id, void *u),
                                 void *u);
 

@@ -754,6 +754,7 @@ typedef struct {
   om_gauge *tombstones;
   om_gauge *store_oldest_queued; /* issue #15 */
   om_counter *jobs_fenced;
+  om_counter *jobs_requeued;
   om_gauge *commit_queue;
   om_gauge *data_dir_free;
   om_gauge *data_dir_writable;

@@ -210,6 +210,10 @@ od_store_rc od_store_position(od_store *s, const char *id, int *position) {
   OBSERVED(s, OD_STORE_OP_POSITION, s->ops->position(s->be, id, position));
 }
 
+od_store_rc od_store_requeue_stranded(od_store *s, double before, int *n) {
+  OBSERVED(s, OD_STORE_OP_REQUEUE, s->ops->requeue_stranded(s->be, before, n));
+}
+
 od_store_rc od_store_evict(od_store *s, const od_evict_sel *sel,
                            od_job_rec *gone) {
   OBSERVED(s, OD_STORE_OP_EVICT, s->ops->evict(s->be, sel, gone));

@@ -271,6 +271,7 @@ typedef struct od_store_ops {
   od_store_rc (*claim)(void *be, const char *owner, int block_ms,
                        od_job_rec *out);
   od_store_rc (*position)(void *be, const char *id, int *position);
+  od_store_rc (*requeue_stranded)(void *be, double before, int *n);
   od_store_rc (*evict)(void *be, const od_evict_sel *sel, od_job_rec *gone);
   od_store_rc (*stats)(void *be, od_store_stats *st);
   void (*close_queue)(void *be, void (*each)(const char *id, void *u), void *u);
@@ -361,6 +362,18 @@ od_store_rc od_store_enqueue(od_store *s, const char *id, int *position);
 od_store_rc od_store_claim(od_store *s, const char *owner, int block_ms,
                            od_job_rec *out);
 
+/* Dispatches again the QUEUED jobs queued (t_queued) before `before`, wall
+ * clock, that wait in no dispatch queue: a request that queued one (a
+ * generate's transition) and died or lost the store before its next write
+ * (the enqueue, or the give-back of a refused one) left it so, and nothing
+ * else would ever run or release it (a client's new generate gets 409).
+ * They go to the end of the queue, past queue_size; *n: how many. A
+ * request holds such a record only for its next store call, so `before`
+ * must be well past any call's time (jobs.c: a minute ago). Duplicates
+ * are harmless: a claim skips an id that is not QUEUED any more. CLOSED:
+ * the queue is closed (the next start's recover queues them). */
+od_store_rc od_store_requeue_stranded(od_store *s, double before, int *n);
+
 /* The job's 0-based place in the dispatch queue, -1 when it does not wait
  * there (not queued, or claimed-but-not-enqueued). NOT_FOUND: no such job. */
 od_store_rc od_store_position(od_store *s, const char *id, int *position);
@@ -431,6 +444,7 @@ typedef enum {
   X(ENQUEUE, "enqueue")                                                        \
   X(POSITION, "position")                                                      \
   X(EVICT, "evict")                                                            \
+  X(REQUEUE, "requeue")                                                        \
   X(STATS, "stats")                                                            \
   X(PING, "ping")
 #define OD_STORE_OP_ENUM(id, name) OD_STORE_OP_##id,

@@ -135,6 +135,7 @@ const od_store_ops od_store_memory_ops = {
     .enqueue = od_memtab_call_enqueue,
     .claim = mem_claim,
     .position = od_memtab_call_position,
+    .requeue_stranded = od_memtab_call_requeue_stranded,
     .evict = mem_evict,
     .stats = od_memtab_call_stats,
     .close_queue = od_memtab_call_close_queue,

@@ -19,6 +19,11 @@
  *   orfeas:idle        zset of idle job ids by when they last changed
  *                      (the later of the change and of t_ended): the
  *                      order an evict takes them in
+ *   orfeas:held        zset of QUEUED job ids without a stream entry, by
+ *                      t_queued: held by the request that queued them
+ *                      until its enqueue or give-back; one left there long
+ *                      (the request died between) is enqueued again by
+ *                      requeue_stranded
  *   orfeas:tombs, orfeas:tomb:<id>   tombstones, at most --max-jobs
  *   orfeas:stats       hash of counters kept by the scripts (by state,
  *                      jobs, bytes): stats is O(1)
@@ -164,7 +169,7 @@ static const char LUA_GET[] = LUA_COMMON
     "return {1}\n";
 
 /* ARGV: id from fence rec state tries t_started hold since output_bytes
- * score. PROCESSING -> QUEUED releases the claim (store.h): the job's
+ * score t_queued. PROCESSING -> QUEUED releases the claim (store.h): the job's
  * stream entry stays pending and is marked idle for ~30 years (XCLAIM
  * IDLE; a larger value would read as "now"), so the next claim of any node
  * finds it first among the lapsed ones (LUA_CLAIM) and starts it as a
@@ -185,6 +190,9 @@ static const char LUA_TRANSITION[] = LUA_COMMON
     "ARGV[7],'hold',ARGV[8],'since',ARGV[9],'ob',ARGV[10])\n"
     "if st==2 and ns==1 then rel(k,ARGV[1])\n"
     "elseif ns~=2 and not (st==1 and ns==1) then unq(k) end\n"
+    "if ns==1 and st~=1 and st~=2 then "
+    "redis.call('ZADD','orfeas:held',ARGV[12],ARGV[1])\n"
+    "elseif ns~=1 then redis.call('ZREM','orfeas:held',ARGV[1]) end\n"
     "if not (st==ns and (st==1 or st==2)) then idle(ARGV[1],ns,ARGV[11]) end\n"
     "cnt('s'..st,-1) cnt('s'..ns,1) cnt('ob',tonumber(ARGV[10])-ob)\n"
     "return {0,cur}\n";
@@ -199,7 +207,24 @@ static const char LUA_ENQUEUE[] = LUA_COMMON
     "local d=redis.call('XLEN',S)-redis.call('XPENDING',S,G)[1]\n"
     "if d>=tonumber(ARGV[2]) then return {3} end\n"
     "redis.call('HSET',k,'entry',redis.call('XADD',S,'*','job',ARGV[1]))\n"
+    "redis.call('ZREM','orfeas:held',ARGV[1])\n"
     "return {0,d}\n";
+
+/* ARGV: before max. The held jobs queued before `before` that are still
+ * QUEUED without an entry get one (past --queue-size: they were let in);
+ * every id looked at leaves the set. Returns {0, how many}. */
+static const char LUA_REQUEUE[] = LUA_COMMON
+    "local n=0\n"
+    "for _,id in ipairs(redis.call('ZRANGEBYSCORE','orfeas:held','-inf',"
+    "'('..ARGV[1],'LIMIT',0,tonumber(ARGV[2]))) do\n"
+    " local k=jk(id)\n"
+    " local h=redis.call('HMGET',k,'state','entry')\n"
+    " if tonumber(h[1])==1 and (not h[2] or h[2]=='') then grp()\n"
+    "  redis.call('HSET',k,'entry',redis.call('XADD',S,'*','job',id)) n=n+1 "
+    "end\n"
+    " redis.call('ZREM','orfeas:held',id)\n"
+    "end\n"
+    "return {0,n}\n";
 
 /* ARGV: id */
 static const char LUA_POSITION[] = LUA_COMMON
@@ -343,6 +368,7 @@ enum {
   S_EVICT,
   S_STATS,
   S_RATE,
+  S_REQUEUE,
   S_COUNT
 };
 
@@ -849,8 +875,9 @@ static od_store_rc rd_open(const char *rest, const od_store_opts *o, void **be,
   else
     snprintf(d->consumer, sizeof d->consumer, "pid%ld", (long)getpid());
   static const char *const bodies[S_COUNT] = {
-      LUA_INSERT, LUA_GET,   LUA_TRANSITION, LUA_ENQUEUE, LUA_POSITION,
-      LUA_CLAIM,  LUA_RENEW, LUA_EVICT,      LUA_STATS,   LUA_RATE};
+      LUA_INSERT,   LUA_GET,   LUA_TRANSITION, LUA_ENQUEUE,
+      LUA_POSITION, LUA_CLAIM, LUA_RENEW,      LUA_EVICT,
+      LUA_STATS,    LUA_RATE,  LUA_REQUEUE};
   for (int k = 0; k < S_COUNT; k++) {
     d->sc[k].body = bodies[k];
     sha_hex(bodies[k], d->sc[k].sha);
@@ -1260,15 +1287,16 @@ static od_store_rc rd_transition(void *be, const od_job_rec *next,
   snprintf(hold_s, sizeof hold_s, "%.6f", next->hold_until);
   snprintf(since, sizeof since, "%.6f", idle_since(next));
   snprintf(ob, sizeof ob, "%llu", (unsigned long long)next->output_bytes);
-  char score[32];
+  char score[32], tq[32];
   snprintf(score, sizeof score, "%.6f", idle_score(next));
-  const char *av[11] = {next->id, sfrom, sfence, (const char *)next,
+  snprintf(tq, sizeof tq, "%.6f", next->t_queued);
+  const char *av[12] = {next->id, sfrom, sfence, (const char *)next,
                         st,       tries, ts,     hold_s,
-                        since,    ob,    score};
-  size_t al[11];
-  for (int i = 0; i < 11; i++)
+                        since,    ob,    score,  tq};
+  size_t al[12];
+  for (int i = 0; i < 12; i++)
     al[i] = i == 3 ? sizeof *next : strlen(av[i]);
-  redisReply *x = call(d, S_TRANSITION, 11, av, al);
+  redisReply *x = call(d, S_TRANSITION, 12, av, al);
   if (x == NULL)
     return OD_STORE_DOWN;
   od_store_rc rc = (od_store_rc)code_of(x);
@@ -1294,6 +1322,24 @@ static od_store_rc rd_enqueue(void *be, const char *id, int *position) {
   od_store_rc rc = call_num(d, S_ENQUEUE, 2, av, NULL, &pos);
   if (rc == OD_STORE_OK)
     *position = (int)pos;
+  return rc;
+}
+
+#define REQUEUE_BATCH 1000 /* a call's work; the rest waits a sweep */
+
+static od_store_rc rd_requeue_stranded(void *be, double before, int *n) {
+  rds *d = be;
+  *n = 0;
+  if (d->closed)
+    return OD_STORE_CLOSED;
+  char b[32], mx[16];
+  snprintf(b, sizeof b, "%.6f", before);
+  snprintf(mx, sizeof mx, "%d", REQUEUE_BATCH);
+  const char *av[2] = {b, mx};
+  long long got = 0;
+  od_store_rc rc = call_num(d, S_REQUEUE, 2, av, NULL, &got);
+  if (rc == OD_STORE_OK)
+    *n = (int)got;
   return rc;
 }
 
@@ -1537,6 +1583,7 @@ const od_store_ops od_store_redis_ops = {
     .enqueue = rd_enqueue,
     .claim = rd_claim,
     .position = rd_position,
+    .requeue_stranded = rd_requeue_stranded,
     .evict = rd_evict,
     .stats = rd_stats,
     .close_queue = rd_close_queue,

@@ -869,6 +869,7 @@ const od_store_ops od_store_sqlite_ops = {
     .enqueue = od_memtab_call_enqueue,
     .claim = sq_claim,
     .position = od_memtab_call_position,
+    .requeue_stranded = od_memtab_call_requeue_stranded,
     .evict = sq_evict,
     .stats = od_memtab_call_stats,
     .close_queue = od_memtab_call_close_queue,

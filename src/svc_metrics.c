@@ -224,6 +224,11 @@ static const metric_def METRICS[] = {
      "How long the job at the head of the queue has waited (redis: the "
      "cluster's queue, the same on every node; aggregate with max).",
      NO_LABELS, NO_BUCKETS},
+    {FIELD(jobs_requeued), OM_COUNTER, "orfeas_jobs_requeued_total",
+     "Queued jobs found in no dispatch queue a minute after they were "
+     "queued (the generate-3d request that queued one died or lost the "
+     "store between its two writes), queued again by the janitor.",
+     NO_LABELS, NO_BUCKETS},
     {FIELD(jobs_fenced), OM_COUNTER, "orfeas_jobs_fenced_total",
      "Writes of a run refused because another node took the job over "
      "after this node's lease lapsed (its end, or a lease renewal): the "

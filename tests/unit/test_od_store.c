@@ -375,6 +375,56 @@ static void a_released_claim_is_claimed_again_first(void **state) {
   assert_int_equal(od_store_claim(s, "w0", 0, &next), OD_STORE_EMPTY);
 }
 
+/* A job left QUEUED outside the queue (its request died between its
+ * transition and its enqueue) is dispatched again once it is older than
+ * the caller's bound, once; jobs waiting in the queue and recent ones are
+ * left alone. */
+static void a_stranded_queued_job_is_requeued(void **state) {
+  od_store *s = *state;
+  enqueue_new(s, 1); /* waiting in the queue */
+  insert_job(s, 2);
+  assert_int_equal(to_queued(s, 2, 5), OD_STORE_OK); /* never enqueued */
+  int n = -1;
+  assert_int_equal(od_store_requeue_stranded(s, od_wall() - 60, &n),
+                   OD_STORE_OK);
+  assert_int_equal(n, 0); /* queued just now: its request may hold it */
+  assert_int_equal(od_store_requeue_stranded(s, od_wall() + 1, &n),
+                   OD_STORE_OK);
+  assert_int_equal(n, 1);
+  assert_int_equal(od_store_requeue_stranded(s, od_wall() + 1, &n),
+                   OD_STORE_OK);
+  assert_int_equal(n, 0); /* once */
+  char id1[37], id2[37];
+  job_id(1, id1);
+  job_id(2, id2);
+  od_job_rec a, b, none;
+  assert_int_equal(od_store_claim(s, "w0", 200, &a), OD_STORE_OK);
+  assert_string_equal(a.id, id1);
+  assert_int_equal(od_store_claim(s, "w0", 200, &b), OD_STORE_OK);
+  assert_string_equal(b.id, id2);
+  assert_int_equal(b.tries, 1);
+  assert_int_equal(od_store_claim(s, "w0", 0, &none), OD_STORE_EMPTY);
+  /* Running or ended jobs are not queued again. */
+  assert_int_equal(complete(s, &a, a.attempt), OD_STORE_OK);
+  assert_int_equal(od_store_requeue_stranded(s, od_wall() + 1, &n),
+                   OD_STORE_OK);
+  assert_int_equal(n, 0);
+  /* A refused generate's give-back (QUEUED -> idle) leaves nothing. */
+  insert_job(s, 3);
+  assert_int_equal(to_queued(s, 3, 5), OD_STORE_OK);
+  char id3[37];
+  job_id(3, id3);
+  od_job_rec r;
+  assert_int_equal(od_store_get(s, id3, &r), OD_STORE_OK);
+  r.state = OD_JOB_UPLOADED;
+  assert_int_equal(
+      od_store_transition(s, &r, OD_STATE_BIT(OD_JOB_QUEUED), 0, NULL),
+      OD_STORE_OK);
+  assert_int_equal(od_store_requeue_stranded(s, od_wall() + 1, &n),
+                   OD_STORE_OK);
+  assert_int_equal(n, 0);
+}
+
 static void position_follows_the_queue(void **state) {
   od_store *s = *state;
   for (int n = 1; n <= 3; n++)
@@ -945,6 +995,7 @@ static void concurrent_claims_take_each_job_once(void **state) {
   X(claim_with_nothing_enqueued_is_empty)                                      \
   X(finish_with_a_stale_attempt_is_fenced)                                     \
   X(a_released_claim_is_claimed_again_first)                                   \
+  X(a_stranded_queued_job_is_requeued)                                         \
   X(position_follows_the_queue)                                                \
   X(stats_count_jobs_by_state_queue_and_bytes)                                 \
   X(evict_refuses_an_active_job)                                               \
