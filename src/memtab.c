@@ -34,7 +34,8 @@ typedef struct {
 typedef struct {
   od_job_rec r;
   int32_t hnext;   /* next slot in the same bucket, or the free list */
-  links seq, idle; /* seq order; last change, idle records only */
+  links seq, idle; /* seq order; last change, idle records only (an active
+                      one is threaded on `active` by the same links) */
 } slot;
 
 #define SEQ offsetof(slot, seq)
@@ -58,7 +59,7 @@ struct od_memtab {
   int32_t nslots, cap, max;
   hash h;
   int32_t free_head;
-  list all, idle;
+  list all, idle, active; /* active: queued and processing, any order */
   uint64_t seq;
   od_store_stats st; /* by_state, jobs, bytes, tombstones */
   tomb *tombs;       /* owned ring: tcap entries, tlen used from thead */
@@ -128,6 +129,11 @@ static int is_idle(const od_job_rec *r) {
   return !(OD_STATE_BIT(r->state) & OD_STATES_ACTIVE);
 }
 
+/* The list a record is threaded on by its `idle` links. */
+static list *state_list(od_memtab *t, const od_job_rec *r) {
+  return is_idle(r) ? &t->idle : &t->active;
+}
+
 /* When an idle record last changed: its end, or its upload. */
 static double idle_since(const od_job_rec *r) {
   return r->t_ended > r->t_created ? r->t_ended : r->t_created;
@@ -180,8 +186,7 @@ static void unlink_slot(od_memtab *t, int32_t i) {
     h = &t->slots[*h].hnext;
   *h = t->slots[i].hnext;
   list_unlink(t, &t->all, i, SEQ);
-  if (is_idle(&t->slots[i].r))
-    list_unlink(t, &t->idle, i, IDLE);
+  list_unlink(t, state_list(t, &t->slots[i].r), i, IDLE);
   t->slots[i].hnext = t->free_head;
   t->free_head = i;
 }
@@ -300,7 +305,7 @@ od_memtab *od_memtab_new(const od_store_opts *o, char *err, size_t err_len) {
   t->slots = malloc((size_t)t->cap * sizeof *t->slots);
   t->q = od_queue_new((size_t)o->queue_size);
   t->free_head = NIL;
-  t->all = t->idle = (list){NIL, NIL};
+  t->all = t->idle = t->active = (list){NIL, NIL};
   if (t->slots == NULL || t->q == NULL || hash_reset(&t->h, t->cap) != 0) {
     free(t->slots);
     od_queue_free(t->q);
@@ -369,8 +374,7 @@ od_store_rc od_memtab_add(od_memtab *t, od_job_rec *r, int keep_seq) {
   s->hnext = *h;
   *h = i;
   list_append(t, &t->all, i, SEQ);
-  if (is_idle(r))
-    list_append(t, &t->idle, i, IDLE);
+  list_append(t, state_list(t, r), i, IDLE);
   account(t, r, +1);
   return OD_STORE_OK;
 }
@@ -407,10 +411,8 @@ void od_memtab_put(od_memtab *t, const od_job_rec *w) {
   if (i == NIL)
     return;
   /* An idle record that changes goes to the idle list's tail. */
-  if (is_idle(&t->slots[i].r))
-    list_unlink(t, &t->idle, i, IDLE);
-  if (is_idle(w))
-    list_append(t, &t->idle, i, IDLE);
+  list_unlink(t, state_list(t, &t->slots[i].r), i, IDLE);
+  list_append(t, state_list(t, w), i, IDLE);
   account(t, &t->slots[i].r, -1);
   t->slots[i].r = *w;
   account(t, w, +1);
@@ -557,35 +559,45 @@ od_store_rc od_memtab_call_stats(void *be, od_store_stats *st) {
   return OD_STORE_OK;
 }
 
-/* The QUEUED records old enough are copied out under the table's lock;
- * whether each waits in the queue is then asked of the queue (its own
- * lock, O(depth) a job: only jobs queued over a minute ago are asked). */
+static int cmp_id(const void *a, const void *b) { return strcmp(a, b); }
+
+/* The old QUEUED records are found on the active list (queued and running
+ * jobs: --queue-size and the workers, not the whole table) under the
+ * table's lock; whether each waits in the queue is then looked up in a
+ * sorted copy of the queue's ids. */
 od_store_rc od_memtab_call_requeue_stranded(void *be, double before, int *n) {
   od_memtab *t = table_of(be);
   *n = 0;
   od_memtab_lock(t);
   size_t cap = (size_t)t->st.by_state[OD_JOB_QUEUED], k = 0;
-  char(*ids)[37] = cap ? malloc(cap * sizeof *ids) : NULL;
-  for (int32_t i = t->all.head; ids && i != NIL && k < cap;
-       i = t->slots[i].seq.next) {
+  char(*old)[37] = cap ? malloc(cap * sizeof *old) : NULL;
+  for (int32_t i = t->active.head; old && i != NIL && k < cap;
+       i = t->slots[i].idle.next) {
     const od_job_rec *r = &t->slots[i].r;
     if (r->state == OD_JOB_QUEUED && r->t_queued < before)
-      memcpy(ids[k++], r->id, sizeof ids[0]);
+      memcpy(old[k++], r->id, sizeof old[0]);
   }
   od_memtab_unlock(t);
-  if (cap && ids == NULL)
+  char *waiting = NULL;
+  size_t nw = 0;
+  if ((cap && old == NULL) || (k && od_queue_ids(t->q, &waiting, &nw) != 0)) {
+    free(old);
     return OD_STORE_DOWN; /* out of memory: the next sweep tries again */
+  }
+  if (nw)
+    qsort(waiting, nw, 37, cmp_id);
   od_store_rc rc = OD_STORE_OK;
   for (size_t i = 0; i < k && rc == OD_STORE_OK; i++) {
-    if (od_queue_position(t->q, ids[i]) >= 0)
+    if (nw && bsearch(old[i], waiting, nw, 37, cmp_id) != NULL)
       continue;
-    int p = od_queue_push_over(t->q, ids[i], 0);
+    int p = od_queue_push_over(t->q, old[i], 0);
     if (p == 0)
       (*n)++;
     else
       rc = p == -2 ? OD_STORE_CLOSED : OD_STORE_DOWN;
   }
-  free(ids);
+  free(waiting);
+  free(old);
   return rc;
 }
 

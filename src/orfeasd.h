@@ -292,6 +292,10 @@ void od_queue_close(od_queue *q, void (*drop)(const char *id, void *user),
 size_t od_queue_depth(od_queue *q);
 /* 0-based position of id, -1 when not waiting. */
 int od_queue_position(od_queue *q, const char *id);
+/* A copy of the waiting ids in FIFO order: *ids (malloc'd, the caller
+ * frees it; NULL when none) holds *n of them, 37 bytes each. 0, or -1 when
+ * out of memory. */
+int od_queue_ids(od_queue *q, char **ids, size_t *n);
 /* Copies the oldest id without taking it: 0, or -1 when empty. */
 int od_queue_peek(od_queue *q, char id[37]);
 

@@ -9,7 +9,9 @@
  * accepted job is ever silently lost.
  *
  * Position and membership are found by a linear scan of the ring: the queue
- * is short (--queue-size, default 100) and scanned only by job-status.
+ * is short (--queue-size, default 100) and scanned only by job-status. The
+ * janitor's look for stranded jobs takes a copy of all ids (od_queue_ids)
+ * once per pass instead of asking per job.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -191,6 +193,21 @@ int od_queue_position(od_queue *q, const char *id) {
     }
   pthread_mutex_unlock(&q->mu);
   return pos;
+}
+
+int od_queue_ids(od_queue *q, char **ids, size_t *n) {
+  pthread_mutex_lock(&q->mu);
+  *n = q->len;
+  *ids = q->len ? malloc(q->len * sizeof(slot)) : NULL;
+  for (size_t i = 0; *ids && i < q->len; i++)
+    memcpy(*ids + i * sizeof(slot), q->ring[(q->head + i) % q->cap].id,
+           sizeof(slot));
+  pthread_mutex_unlock(&q->mu);
+  if (*n && *ids == NULL) {
+    *n = 0;
+    return -1;
+  }
+  return 0;
 }
 
 int od_queue_peek(od_queue *q, char id[37]) {

@@ -44,6 +44,30 @@ static void test_queue_copies_ids(void **state) {
   od_queue_free(q);
 }
 
+/* The waiting ids, copied in FIFO order, across the ring's wrap. */
+static void test_queue_ids(void **state) {
+  (void)state;
+  od_queue *q = od_queue_new(3);
+  char *ids = (char *)1;
+  size_t n = 9;
+  assert_int_equal(od_queue_ids(q, &ids, &n), 0);
+  assert_null(ids);
+  assert_int_equal(n, 0);
+  char got[37];
+  assert_int_equal(od_queue_push(q, "a"), 0); /* push: the position */
+  assert_int_equal(od_queue_push(q, "b"), 1);
+  assert_int_equal(od_queue_pop(q, got, 0), 0); /* head moves on */
+  assert_int_equal(od_queue_push(q, "c"), 1);
+  assert_int_equal(od_queue_push(q, "d"), 2); /* wraps */
+  assert_int_equal(od_queue_ids(q, &ids, &n), 0);
+  assert_int_equal(n, 3);
+  assert_string_equal(ids, "b");
+  assert_string_equal(ids + 37, "c");
+  assert_string_equal(ids + 74, "d");
+  free(ids);
+  od_queue_free(q);
+}
+
 /* A pop with a timeout on an empty queue comes back empty-handed (1), not
  * closed (-1); a zero timeout does not wait at all. */
 static void test_queue_pop_times_out(void **state) {
@@ -322,6 +346,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_queue_bounds),
       cmocka_unit_test(test_queue_copies_ids),
+      cmocka_unit_test(test_queue_ids),
       cmocka_unit_test(test_queue_pop_times_out),
       cmocka_unit_test(test_queue_close),
       cmocka_unit_test(test_queue_concurrent),
