@@ -76,16 +76,14 @@ static od_store_rc mem_insert(void *be, od_job_rec *r) {
 static od_store_rc mem_transition(void *be, const od_job_rec *next,
                                   unsigned from, int fence, od_job_rec *prev) {
   od_memtab *t = ((mem *)be)->t;
-  od_job_rec w, was;
+  od_job_rec w, mine, *was = prev ? prev : &mine; /* the record before */
   od_memtab_lock(t);
-  od_store_rc rc = od_memtab_check(t, next, from, fence, &was, &w);
+  od_store_rc rc = od_memtab_check(t, next, from, fence, was, &w);
   if (rc == OD_STORE_OK)
     od_memtab_put(t, &w);
   od_memtab_unlock(t);
   if (rc == OD_STORE_OK)
-    od_memtab_released(t, was.state, &w);
-  if (prev && rc != OD_STORE_NOT_FOUND)
-    *prev = was;
+    od_memtab_released(t, was->state, &w);
   return rc;
 }
 
