@@ -60,6 +60,13 @@ static const opt_def OPTS[] = {
      "redis store (shared data dir): a file no job owns is removed once "
      "older than this many seconds; swept every quarter of it, at most "
      "every 10 minutes (default 3600)"},
+    {"stranded-age", "ORFEAS_STRANDED_AGE", K_DOUBLE, OFF(stranded_age_s), 0, 1,
+     86400,
+     "a queued job found in no dispatch queue this many seconds after it "
+     "was queued (its generate-3d died or lost the store between two "
+     "writes) is queued again; looked for every 10 s, or every this many "
+     "seconds if fewer; keep it above the store's slowest call (default "
+     "60)"},
     {"store-lease", "ORFEAS_STORE_LEASE", K_DOUBLE, OFF(store_lease_s), 0, 0.2,
      3600,
      "redis store: seconds a running job's claim lasts unless its node "
@@ -198,7 +205,9 @@ static const opt_def OPTS[] = {
      0, 0,
      "while this file exists, workers hold each job before its first "
      "stage (tests and alert drills); if it holds the word \"drain\", through "
-     "a drain too, until --drain-timeout cancels the job"},
+     "a drain too, until --drain-timeout cancels the job; if it holds "
+     "\"enqueue\", each generate-3d also waits between queuing its job and "
+     "enqueuing it (crash drills)"},
     /* The process (issue #13): start-up, shutdown, log, storage, WebSocket
      * liveness. */
     {"reuse-port", "ORFEAS_REUSE_PORT", K_FLAG, OFF(reuse_port), 0, 0, 1,
@@ -246,6 +255,7 @@ void od_config_defaults(od_config *c) {
   c->store_lease_s = 10;
   c->result_ttl_s = 86400;
   c->orphan_age_s = 3600;
+  c->stranded_age_s = 60;
   c->refused_hold_s = 60;
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   c->workers = n > 0 && n <= 256 ? (int)n : 2;

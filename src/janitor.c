@@ -13,8 +13,9 @@
  *             a pass, each leaving a tombstone (410 with the reason)
  *   orphans   with a shared store, every quarter of --orphan-age (at most
  *             10 min): files no job owns removed (orphans.c)
- *   stranded  every STRANDED_PERIOD_S: jobs queued over STRANDED_AGE_S ago
- *             that wait in no dispatch queue are queued again
+ *   stranded  every STRANDED_PERIOD_S (or --stranded-age if shorter): jobs
+ *             queued over --stranded-age ago that wait in no dispatch queue
+ *             are queued again
  *             (od_store_requeue_stranded: the generate-3d that queued one
  *             died or lost the store between its two writes, and nothing
  *             else would ever run it; its client's new generate got 409).
@@ -36,11 +37,11 @@
 #include "jobs_internal.h"
 
 #define EXPIRE_BATCH 256
-/* A request holds a queued job outside the queue for one store call (the
- * enqueue, or the give-back of a refused one): seconds at most, even with
- * a store that answers slowly (redis: OP_TIMEOUT_S). A minute is well
- * past that, and short enough that a stranded job runs soon after. */
-#define STRANDED_AGE_S 60.0
+/* --stranded-age (default 60 s): a request holds a queued job outside the
+ * queue for one store call (the enqueue, or the give-back of a refused
+ * one): seconds at most, even with a store that answers slowly (redis:
+ * OP_TIMEOUT_S). A minute is well past that, and short enough that a
+ * stranded job runs soon after. */
 #define STRANDED_PERIOD_S 10.0
 
 struct od_janitor {
@@ -164,14 +165,14 @@ static double orphan_period(const od_jobs *j) {
 
 static void requeue_stranded(od_jobs *j) {
   int n = 0;
-  od_store_rc rc =
-      od_store_requeue_stranded(j->store, od_wall() - STRANDED_AGE_S, &n);
+  double age = j->svc->cfg.stranded_age_s;
+  od_store_rc rc = od_store_requeue_stranded(j->store, od_wall() - age, &n);
   if (n > 0) {
     om_counter_add_u64(j->svc->m.jobs_requeued, (uint64_t)n);
     od_log("%d queued job%s found in no dispatch queue %gs after being "
            "queued (their generate-3d request died or lost the store "
            "before enqueuing them): queued again",
-           n, n == 1 ? "" : "s", STRANDED_AGE_S);
+           n, n == 1 ? "" : "s", age);
   }
   if (rc != OD_STORE_OK && rc != OD_STORE_CLOSED)
     od_log("janitor: looking for stranded queued jobs: %s",
@@ -186,8 +187,11 @@ void od_jobs_housekeep(od_jobs *j) {
     expire(j);
   byte_gauges(j);
   double now = od_now();
+  double every = j->svc->cfg.stranded_age_s < STRANDED_PERIOD_S
+                     ? j->svc->cfg.stranded_age_s
+                     : STRANDED_PERIOD_S;
   if (j->store_up && !j->svc->draining &&
-      (j->t_stranded == 0 || now - j->t_stranded >= STRANDED_PERIOD_S)) {
+      (j->t_stranded == 0 || now - j->t_stranded >= every)) {
     j->t_stranded = now;
     requeue_stranded(j);
   }

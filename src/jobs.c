@@ -513,6 +513,18 @@ static void give_back(od_jobs *j, od_job_rec *prev, int hold) {
   od_store_transition(j->store, prev, OD_STATE_BIT(OD_JOB_QUEUED), 0, NULL);
 }
 
+/* Crash-drill hook: while --pause-file holds the word "enqueue" (and no
+ * drain runs), a generate waits here, its job queued in the store and in
+ * no dispatch queue: the instant a crash strands it (janitor.c,
+ * --stranded-age; service.cluster_stranded kills the node here). */
+static void hold_before_enqueue(od_jobs *j) {
+  while (!j->svc->draining &&
+         od_pause_file_says(j->svc->cfg.pause_file, "enqueue")) {
+    struct timespec ts = {0, 20 * 1000000};
+    nanosleep(&ts, NULL);
+  }
+}
+
 /* Called with the job's gen_mu held (od_jobs_generate). */
 static od_gen_result generate_locked(od_jobs *j, const od_generate_req *req,
                                      int *position) {
@@ -573,6 +585,7 @@ static od_gen_result generate_locked(od_jobs *j, const od_generate_req *req,
   if (rc != OD_STORE_OK)
     return OD_GEN_UNAVAILABLE;
 
+  hold_before_enqueue(j);
   rc = od_store_enqueue(j->store, r.id, position);
   if (rc != OD_STORE_OK) {
     give_back(j, &prev, rc == OD_STORE_FULL);

@@ -59,6 +59,9 @@ typedef struct {
 od_workers *od_workers_new(od_jobs *j, int n, char *err, size_t err_len);
 /* Starts the threads; each claims from the store until its queue closes. */
 int od_workers_start(od_workers *w, char *err, size_t err_len);
+/* The test and drill hook (--pause-file, worker.c): 1 when the file pf
+ * exists and its first bytes hold word ("drain", "enqueue"). */
+int od_pause_file_says(const char *pf, const char *word);
 /* Waits for every thread (after od_store_close_queue). */
 void od_workers_join(od_workers *w);
 /* Waits for every thread until `deadline` (od_now() seconds): 0 when all

@@ -116,6 +116,7 @@ typedef struct {
                                 default LISTEN_HOST:LISTEN_PORT */
   double store_lease_s;      /* --store-lease: redis claim lease */
   double orphan_age_s;       /* --orphan-age: shared data dir sweep */
+  double stranded_age_s;     /* --stranded-age: janitor.c requeue_stranded */
   char store_password_file[PATH_MAX]; /* --store-password-file: redis AUTH */
   int max_attempts;                   /* runs cut short before a job fails */
   double result_ttl_s;        /* finished jobs and uploads kept at least */

@@ -16,7 +16,8 @@
  * Test and drill hook: while --pause-file exists (and no drain runs), a
  * worker holds its job before the first stage; a pause file that holds the
  * word "drain" holds it through a drain too (a job that will not finish
- * in time, for the --drain-timeout tests and drills).
+ * in time, for the --drain-timeout tests and drills); one that holds
+ * "enqueue" also holds generate-3d between its two store writes (jobs.c).
  *
  * Shutdown (od_jobs_drain): the dispatch queue closes, and running jobs get
  * until a deadline to finish; past it od_workers_cancel makes the pipeline
@@ -65,23 +66,23 @@ typedef struct {
   const od_job_rec *r;
 } run_ctx;
 
-/* The pause file holds the word "drain": the hold outlasts a drain. */
-static int holds_through_drain(const char *pf) {
+int od_pause_file_says(const char *pf, const char *word) {
   char buf[64];
-  FILE *f = fopen(pf, "r");
+  FILE *f = pf[0] ? fopen(pf, "r") : NULL;
   if (f == NULL)
     return 0;
   size_t n = fread(buf, 1, sizeof buf - 1, f);
   fclose(f);
   buf[n] = '\0';
-  return strstr(buf, "drain") != NULL;
+  return strstr(buf, word) != NULL;
 }
 
 static int paused(const od_jobs *j, const od_workers *w) {
   const char *pf = j->svc->cfg.pause_file;
   if (pf[0] == '\0' || w->cancel || access(pf, F_OK) != 0)
     return 0;
-  return !j->svc->draining || holds_through_drain(pf);
+  /* "drain": the hold outlasts a drain. */
+  return !j->svc->draining || od_pause_file_says(pf, "drain");
 }
 
 static int on_progress(void *user, const orfeas_pl_progress *p) {

@@ -36,12 +36,14 @@ Short leases (--store-lease 1) keep it fast.
 
 argv: CASE WORKDIR, like od_test.py.
 """
+import json
 import os
 import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -219,6 +221,41 @@ def case_drain(work):
           "node a claimed it as a queued job, nothing reclaimed (reclaimed{lease_expired} 0)")
     check(redis.cli("xpending", "orfeas:jobs", "workers").split("\n")[0] == "0",
           "no claim is left pending in the stream")
+
+
+def case_stranded(work):
+    """A node killed between generate-3d's two store writes (the job queued
+    in Redis, not yet in the stream; held there by the pause file's word
+    "enqueue") leaves a job nothing would run, and whose client's new
+    generate gets 409; another node's janitor queues it again once it is
+    --stranded-age old, and it runs."""
+    redis = Redis(work)
+    img = make_image("png", 96, os.path.join(work, "star.png"))
+    a = node(work, redis, "a")
+    with open(a.pause, "w") as f:
+        f.write("enqueue\n")
+    st, _, body = a.upload(img)
+    check(st == 200, "upload via a: 200")
+    jid = body["job_id"]
+    answer = []
+    t = threading.Thread(target=lambda: answer.append(a.request("POST", "/api/generate-3d", json.dumps(
+        {"job_id": jid, "format": "stl"}).encode(), {"Content-Type": "application/json"})), daemon=True)
+    t.start()
+    wait_for(lambda: a.status(jid).get("status") == "queued", "the job to be queued in the store")
+    check(redis.cli("zscore", "orfeas:held", jid) != "" and redis.cli("xlen", "orfeas:jobs") == "0",
+          "it is held (orfeas:held) and not in the stream")
+    a.proc.send_signal(signal.SIGKILL)
+    a.proc.wait()
+    t.join(timeout=10)
+    check(not answer or answer[0][0] != 202, "its generate never got a 202")
+    b = node(work, redis, "b", "--stranded-age", "1", pause=False)
+    st, _, _ = b.generate(jid)
+    check(st == 409, "a new generate meanwhile: 409 (the job is queued), got %d" % st)
+    done = b.wait_job(jid, timeout=30)
+    check(done["status"] == "completed" and started(b, jid) == 1, "node b queued it again and ran it")
+    check(b.log_has(r"1 queued job found in no dispatch queue .* queued again"), "node b's log says so")
+    check(metric(b, "orfeas_jobs_requeued_total") == 1, "orfeas_jobs_requeued_total is 1 on node b")
+    check(redis.cli("zcard", "orfeas:held") == "0", "nothing is left held")
 
 
 def start_fails(work, name, *args):
@@ -421,4 +458,4 @@ def case_ratelimit(work):
 
 if __name__ == "__main__":
     main({"once": case_once, "kill9": case_kill9, "drain": case_drain, "auth": case_auth, "orphans": case_orphans, "partition": case_partition, "redis": case_redis,
-          "progress": case_progress, "ratelimit": case_ratelimit})
+          "progress": case_progress, "ratelimit": case_ratelimit, "stranded": case_stranded})
