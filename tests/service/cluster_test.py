@@ -248,9 +248,14 @@ def case_stranded(work):
     a.proc.wait()
     t.join(timeout=10)
     check(not answer or answer[0][0] != 202, "its generate never got a 202")
-    b = node(work, redis, "b", "--stranded-age", "1", pause=False)
+    # b holds what it runs (its own pause file): whether its janitor has
+    # queued the job again yet or not, it is queued or held, never done,
+    # when the new generate arrives.
+    b = node(work, redis, "b", "--stranded-age", "1")
     st, _, _ = b.generate(jid)
-    check(st == 409, "a new generate meanwhile: 409 (the job is queued), got %d" % st)
+    check(st == 409, "a new generate meanwhile: 409 (the job is queued or held), got %d" % st)
+    held_on(b, jid)
+    os.unlink(b.pause)
     done = b.wait_job(jid, timeout=30)
     check(done["status"] == "completed" and started(b, jid) == 1, "node b queued it again and ran it")
     check(b.log_has(r"1 queued job found in no dispatch queue .* queued again"), "node b's log says so")
