@@ -21,22 +21,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 
-from rellib import (STARTED, WS, Server, TestFailure, check, check_within, main, make_image, multipart, normal_client,
-                    raw, request, samples, value, wait_for)
+from rellib import (STARTED, WS, Server, TestFailure, check, check_within, free_port, main, make_image, multipart,
+                    normal_client, raw, request, samples, value, wait_for)
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 CONF = os.path.join(ROOT, "deploy", "nginx", "orfeas.conf")
 STATUS = "/api/job-status/00000000-0000-4000-8000-000000000000"  # rate limited, 404
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def nginx_conf(work, port, upstream):

@@ -48,7 +48,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "service"))
 from odlib import (ORFEASD, STARTED, WS, Server, TestFailure, check, check_within,  # noqa: E402
-                   exposed, main, make_image, parse_metrics, value, wait_for)
+                   exposed, free_port, main, make_image, parse_metrics, value, wait_for)
 
 FAST = 1.0  # seconds: what a normal client gets during an attack
 
@@ -64,12 +64,6 @@ def probe(s, img, what):
     check(st == 202, "%s: generate 202" % what)
     done = s.wait_job(up["job_id"], timeout=FAST)
     check(done["status"] == "completed", "%s: a full job completed within %.0fs" % (what, FAST))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def spawn(work, name, *args, stderr=subprocess.PIPE):

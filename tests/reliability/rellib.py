@@ -22,7 +22,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "service"))
 from odlib import (ORFEASD, SANITIZED, STARTED, WS, Server, TestFailure, admin_port, check, check_within,  # noqa: E402,F401
-                   exposed, main, make_image, multipart, parse_metrics, value, wait_for)
+                   exposed, free_port, main, make_image, multipart, parse_metrics, value, wait_for)
 
 FULL = os.environ.get("ORFEAS_ATTACK_SCALE") == "full"
 # Under ASan/TSan (odlib.SANITIZED) memory is padded and kept in quarantine:

@@ -39,7 +39,6 @@ argv: CASE WORKDIR, like od_test.py.
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -47,8 +46,8 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(__file__))
-from odlib import (ORFEASD, STARTED, WS, Server, TestFailure, check, check_within, exposed, main, make_image,  # noqa: E402
-                   parse_metrics, wait_for)
+from odlib import (ORFEASD, STARTED, WS, Server, TestFailure, check, check_within, exposed, free_port, main,  # noqa: E402
+                   make_image, parse_metrics, wait_for)
 
 LEASE = "1"
 
@@ -62,10 +61,7 @@ class Redis:
             self.extra += ["--requirepass", password]
         self.dir = os.path.join(work, "redis")
         os.makedirs(self.dir, exist_ok=True)
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        self.port = s.getsockname()[1]
-        s.close()
+        self.port = free_port()
         self.start()
 
     def start(self):

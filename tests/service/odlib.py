@@ -36,6 +36,45 @@ class TestFailure(Exception):
     pass
 
 
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+        return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def free_ports(n):
+    """n distinct loopback ports free now, for a server a test starts later.
+    Picked at random outside the kernel's ephemeral range: a port found by
+    binding port 0 comes from that range, where every outgoing connection of
+    every test running beside this one takes its local port, so one of them
+    could hold it by the time the server binds (monitoring.stack_native's
+    webhook once failed so: EADDRINUSE under ctest -j2). Another test that
+    picks the same way can still choose the same port in the moment before
+    the server binds it: ~1 in 27000 a port."""
+    import random
+    lo, hi = _ephemeral_range()
+    pool = [p for p in range(10000, 65536) if not lo <= p <= hi]
+    rnd, got = random.SystemRandom(), []
+    while len(got) < n:
+        p = rnd.choice(pool)
+        if p in got:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", p))
+            except OSError:
+                continue
+        got.append(p)
+    return got
+
+
+def free_port():
+    return free_ports(1)[0]
+
+
 def check(cond, what):
     if not cond:
         raise TestFailure(what)

@@ -12,11 +12,13 @@ deliver to it in the live run. Stops on SIGTERM.
 """
 import os
 import signal
-import socket
 import sys
 import threading
 
 from aiosmtpd.controller import Controller
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "service"))
+from odlib import free_port  # noqa: E402
 
 
 class Keep:
@@ -41,10 +43,7 @@ class Keep:
 def main():
     out, port_file = sys.argv[1], sys.argv[2]
     os.makedirs(out, exist_ok=True)
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    port = free_port()  # outside the ephemeral range (odlib says why)
     c = Controller(Keep(out), hostname="127.0.0.1", port=port)
     c.start()  # returns once the server answers
     with open(port_file + ".tmp", "w") as f:
