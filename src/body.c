@@ -1,14 +1,23 @@
 /* body.c: where a request body waits while it arrives.
  *
- * Uploads (up to --max-upload-mb) go to a temporary file, DATA/tmp/body-*,
+ * An upload (up to --max-upload-mb) with a declared length of at most an
+ * eighth of --body-memory-mb waits in memory while that budget has room
+ * (edge.c): the buffer is allocated at the headers and filled as the
+ * chunks come. Any other upload goes to a temporary file, DATA/tmp/body-*,
  * written as the chunks come: a client that sends most of a big body and
- * stops holds disk (within --max-body-inflight-mb, edge.c) and a file
- * descriptor, not memory. When the body is complete the file is mapped
+ * stops holds disk (within --max-body-inflight-mb) and a file descriptor,
+ * not memory; so do slow clients once the memory budget is taken, and
+ * every upload with --body-memory-mb 0. Why both: a file costs an
+ * ordinary 1 MB upload a create, a copy into the page cache, ~20 page
+ * faults of its mapping, an unmap (a TLB shootdown on every core) and an
+ * unlink (which, on ext4, later file creations pay for): ~0.3 ms of CPU per
+ * job (docs/performance.md). When the body is complete a file is mapped
  * read-only for the handler (the multipart parser, the image check and the
- * SHA-256 read it in place), and the mapping, the descriptor and the file
- * go when the request completes, however it ends (MHD calls the completion
- * callback for aborted and timed-out requests too). A crash leaves files
- * behind: start-up deletes every body-* file in DATA/tmp (od_body_sweep).
+ * SHA-256 read either kind in place), and the memory, the mapping, the
+ * descriptor and the file go when the request completes, however it ends
+ * (MHD calls the completion callback for aborted and timed-out requests
+ * too). A crash leaves files behind: start-up deletes every body-* file in
+ * DATA/tmp (od_body_sweep).
  *
  * Every other body (the JSON of generate-3d) is small (--max-json-kb) and
  * stays in memory.
@@ -30,6 +39,16 @@
 void od_body_init(od_body *b) {
   memset(b, 0, sizeof *b);
   b->fd = -1;
+}
+
+int od_body_to_memory(od_body *b, size_t n) {
+  b->mem = malloc(n ? n : 1);
+  if (b->mem == NULL) {
+    errno = ENOMEM;
+    return -1;
+  }
+  b->cap = n;
+  return 0;
 }
 
 int od_body_to_file(od_body *b, const char *tmp_dir) {

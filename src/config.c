@@ -147,6 +147,12 @@ static const opt_def OPTS[] = {
      "request bodies being "
      "received at once, all connections together, MB; past it 503 "
      "(default 512)"},
+    {"body-memory-mb", "ORFEAS_BODY_MEMORY_MB", K_INT, OFF(body_memory_mb), 0,
+     0, 1 << 20,
+     "upload bodies received into memory instead of a file in "
+     "DATA/tmp, all together, MB; a body of at most an eighth of it that "
+     "fits goes to memory, any other to a file; 0 = every upload to a "
+     "file (default 32)"},
     {"max-json-kb", "ORFEAS_MAX_JSON_KB", K_INT, OFF(max_json_kb), 0, 1,
      1 << 20,
      "largest body of a request other than an upload, KiB; larger "
@@ -287,6 +293,7 @@ void od_config_defaults(od_config *c) {
   c->body_min_rate = 1024;
   c->max_conns_per_addr = 128;
   c->max_body_inflight_mb = 512;
+  c->body_memory_mb = 32;
   c->max_json_kb = 64;
   c->drain_timeout_s = 25;
   snprintf(c->log_level, sizeof c->log_level, "info");

@@ -83,6 +83,8 @@ struct od_edge {
   pthread_t sweeper;
   _Atomic uint64_t body_inflight; /* reserved body bytes */
   uint64_t body_budget;
+  _Atomic uint64_t body_memory; /* upload bodies held in memory */
+  uint64_t memory_budget;       /* --body-memory-mb */
   double header_timeout;
   double min_rate;
 };
@@ -150,6 +152,7 @@ od_edge *od_edge_new(od_service *svc, char *err, size_t err_len) {
   pthread_cond_init(&e->wake, &ca);
   pthread_condattr_destroy(&ca);
   e->body_budget = (uint64_t)svc->cfg.max_body_inflight_mb << 20;
+  e->memory_budget = (uint64_t)svc->cfg.body_memory_mb << 20;
   e->header_timeout = svc->cfg.header_timeout_s;
   e->min_rate = svc->cfg.body_min_rate;
   return e;
@@ -350,24 +353,48 @@ int od_edge_conns_of(od_edge *e, const struct sockaddr *sa) {
   return n;
 }
 
-/* ---- the body budget ------------------------------------------------------
+/* ---- the body budgets (--max-body-inflight-mb, --body-memory-mb) ---------
  */
 
-int od_edge_reserve(od_edge *e, uint64_t bytes) {
-  uint64_t cur = atomic_load(&e->body_inflight);
+/* Takes bytes from a budget (used: what is taken), or -1 with nothing
+ * taken when they do not fit; g shows what is taken. */
+static int take(_Atomic uint64_t *used, uint64_t budget, uint64_t bytes,
+                om_gauge *g) {
+  uint64_t cur = atomic_load(used);
   do {
-    if (cur + bytes > e->body_budget || cur + bytes < cur)
+    if (cur + bytes > budget || cur + bytes < cur)
       return -1;
-  } while (!atomic_compare_exchange_weak(&e->body_inflight, &cur, cur + bytes));
-  om_gauge_add(e->svc->m.body_inflight, (double)bytes);
+  } while (!atomic_compare_exchange_weak(used, &cur, cur + bytes));
+  om_gauge_add(g, (double)bytes);
   return 0;
 }
 
-void od_edge_release(od_edge *e, uint64_t bytes) {
+static void give(_Atomic uint64_t *used, uint64_t bytes, om_gauge *g) {
   if (bytes == 0)
     return;
-  atomic_fetch_sub(&e->body_inflight, bytes);
-  om_gauge_add(e->svc->m.body_inflight, -(double)bytes);
+  atomic_fetch_sub(used, bytes);
+  om_gauge_add(g, -(double)bytes);
+}
+
+int od_edge_reserve(od_edge *e, uint64_t bytes) {
+  return take(&e->body_inflight, e->body_budget, bytes,
+              e->svc->m.body_inflight);
+}
+
+void od_edge_release(od_edge *e, uint64_t bytes) {
+  give(&e->body_inflight, bytes, e->svc->m.body_inflight);
+}
+
+/* An eighth of the budget at most for one body, so that one large upload
+ * cannot take the memory every ordinary one would use. */
+int od_edge_reserve_memory(od_edge *e, uint64_t bytes) {
+  if (bytes == 0 || bytes > e->memory_budget / 8)
+    return -1;
+  return take(&e->body_memory, e->memory_budget, bytes, e->svc->m.body_memory);
+}
+
+void od_edge_release_memory(od_edge *e, uint64_t bytes) {
+  give(&e->body_memory, bytes, e->svc->m.body_memory);
 }
 
 void od_edge_count_close(od_edge *e, od_close_reason why) {

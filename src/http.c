@@ -358,6 +358,23 @@ static int refuse_early(od_service *svc, struct MHD_Connection *conn,
   return 1;
 }
 
+/* Where an upload's body waits (body.c): memory when its declared length
+ * fits in --body-memory-mb, else a file. 0, or -1 with errno. */
+static int upload_body(od_service *svc, od_req *req, const header_scan *h) {
+  if (h->f.lengths > 0 && od_edge_reserve_memory(svc->edge, h->f.length) == 0) {
+    if (od_body_to_memory(&req->b, (size_t)h->f.length) == 0) {
+      req->b.held = h->f.length;
+      om_counter_inc(svc->m.bodies[0]);
+      return 0;
+    }
+    od_edge_release_memory(svc->edge, h->f.length); /* then try a file */
+  }
+  if (od_body_to_file(&req->b, svc->tmp_dir) != 0)
+    return -1;
+  om_counter_inc(svc->m.bodies[1]);
+  return 0;
+}
+
 /* The first call, with the headers: the request's context (made by
  * uri_cb when MHD got the request line), its route, its client, the
  * answers given at once (refuse_early), and where its body will go. */
@@ -402,7 +419,7 @@ static enum MHD_Result req_begin(od_service *svc, int admin,
   }
   int has_body = (h.f.lengths > 0 && h.f.length > 0) || h.f.codings > 0;
   if (has_body && req->route == OD_ROUTE_UPLOAD &&
-      od_body_to_file(&req->b, svc->tmp_dir) != 0) {
+      upload_body(svc, req, &h) != 0) {
     req->calls++;
     od_edge_phase(svc->edge, req->conn, OD_CONN_BUSY);
     return (enum MHD_Result)body_failed(svc, conn, req, errno);
@@ -565,6 +582,7 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
   if (req->deferred != NULL)
     MHD_destroy_response(req->deferred);
   od_edge_release(svc->edge, req->b.reserved);
+  od_edge_release_memory(svc->edge, req->b.held);
   od_body_free(&req->b);
   /* Keep-alive: the next request's headers are due within
    * --header-timeout. */

@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -312,6 +313,15 @@ static int space_low(od_jobs *j, uint64_t more) {
   return min > 0 && j->dir_free < min + more;
 }
 
+/* 1 when the data dir's file system is full (under 1 MiB free: a SQLite
+ * commit needs room for its WAL frames): a store write that failed then
+ * most likely failed for it, and the client is told so. */
+static int disk_full(const od_jobs *j) {
+  struct statvfs v;
+  return statvfs(j->dir_uploads, &v) == 0 &&
+         (uint64_t)v.f_bavail * v.f_frsize < (1u << 20);
+}
+
 /* The same bytes stored before (the image memo knows a job's upload file
  * of this digest, durable since its record committed): path becomes a
  * hard link to it, no write and no sync of the data (the link's rename is
@@ -392,7 +402,12 @@ int od_jobs_add_upload(od_jobs *j, const uint8_t *img, size_t len,
                "uploads waiting out a Retry-After; retry later");
       return -2;
     }
-    snprintf(err, err_len, "%s", od_store_rc_message(rc));
+    if (rc == OD_STORE_DOWN && disk_full(j))
+      snprintf(err, err_len,
+               "the job store cannot commit: no disk space left on the "
+               "server; retry later");
+    else
+      snprintf(err, err_len, "%s", od_store_rc_message(rc));
     return rc == OD_STORE_DOWN ? -3 : -1;
   }
   snprintf(id_out, 37, "%s", r.id);

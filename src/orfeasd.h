@@ -157,6 +157,7 @@ typedef struct {
   int body_min_rate;          /* bytes/s a body must keep up; 0 = off */
   int max_conns_per_addr;     /* open connections per client address; 0 = off */
   int max_body_inflight_mb;   /* request bodies being received, all together */
+  int body_memory_mb;         /* of which upload bodies kept in memory */
   int max_json_kb;            /* bodies of routes other than uploads */
   char trusted_proxies[1024]; /* CIDR list whose X-Forwarded-For is believed */
   /* The process: start-up, shutdown, the log, storage health, WebSocket
@@ -594,6 +595,11 @@ int od_edge_conns_of(od_edge *e, const struct sockaddr *sa);
  * (nothing taken). od_edge_release gives them back. */
 int od_edge_reserve(od_edge *e, uint64_t bytes);
 void od_edge_release(od_edge *e, uint64_t bytes);
+/* Takes bytes from --body-memory-mb for an upload body kept in memory: 0,
+ * or -1 when the body is over an eighth of it or does not fit (nothing
+ * taken: the body goes to a file). od_edge_release_memory gives them back. */
+int od_edge_reserve_memory(od_edge *e, uint64_t bytes);
+void od_edge_release_memory(od_edge *e, uint64_t bytes);
 void od_edge_count_close(od_edge *e, od_close_reason why);
 
 /* body.c: a request body, in memory or in a file under DATA/tmp. */
@@ -605,8 +611,12 @@ typedef struct {
   char path[PATH_MAX];
   void *map;         /* owned: the file mapped for the handler */
   uint64_t reserved; /* bytes it holds in the edge's body budget */
+  uint64_t held;     /* bytes it holds in --body-memory-mb (memory body) */
 } od_body;
 void od_body_init(od_body *b);
+/* Makes b a memory body for a declared length of n bytes (allocated now,
+ * touched as they arrive). 0, or -1 with errno ENOMEM. */
+int od_body_to_memory(od_body *b, size_t n);
 /* Makes b a file body: a new DATA/tmp/body-XXXXXX. 0, or -1 with errno. */
 int od_body_to_file(od_body *b, const char *tmp_dir);
 /* Stores n more bytes. 0, or -1 with errno (ENOSPC, EIO, ENOMEM...). */
@@ -769,6 +779,9 @@ typedef struct {
   om_family *conns_open_family; /* {listener}: public, admin */
   om_gauge *conns_open[2];
   om_gauge *body_inflight;
+  om_gauge *body_memory;
+  om_family *bodies_family; /* {kept} */
+  om_counter *bodies[2];    /* memory, file */
   om_counter *body_rejected;
   om_family *fd_exhausted_family; /* {op} */
   om_counter *fd_exhausted[OD_FD_OPS];

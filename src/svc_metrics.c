@@ -173,6 +173,14 @@ static const metric_def METRICS[] = {
      "Request-body bytes reserved by requests being received "
      "(--max-body-inflight-mb).",
      NO_LABELS, NO_BUCKETS},
+    {FIELD(body_memory), OM_GAUGE, "orfeas_http_request_body_memory_bytes",
+     "Upload-body bytes held in memory by requests being received "
+     "(--body-memory-mb; declared lengths).",
+     NO_LABELS, NO_BUCKETS},
+    {FIELD(bodies_family), OM_COUNTER, "orfeas_http_request_bodies_total",
+     "Upload bodies by where they waited while they arrived (memory: "
+     "within --body-memory-mb; file: DATA/tmp).",
+     LABELS("kept"), NO_BUCKETS},
     {FIELD(body_rejected), OM_COUNTER,
      "orfeas_http_request_body_rejections_total",
      "Requests answered 503 because their body did not fit in "
@@ -363,6 +371,8 @@ static void precreate_edge(od_metrics *m) {
               m->conns_closed);
   counters_of(m->fd_exhausted_family, ops, OD_FD_OPS, m->fd_exhausted);
   counters_of(m->xff_family, xff, OD_XFF_RESULTS, m->xff);
+  static const char *const kept[2] = {"memory", "file"};
+  counters_of(m->bodies_family, kept, 2, m->bodies);
   m->conns_open[0] = om_family_gauge(m->conns_open_family, OM_LABELS("public"));
   m->conns_open[1] = om_family_gauge(m->conns_open_family, OM_LABELS("admin"));
 }

@@ -209,7 +209,9 @@ def case_bodies(work):
         flags = ["--max-upload-mb", "4", "--max-body-inflight-mb", "32",
                  "--header-timeout", "2", "--body-min-rate", "5000"]
         declared, send, bound = 3900 * 1024, 3600 * 1024, 8 * 1024
-    s = Server(data, "--workers", "1", "--cache-memory-mb", "0", *flags)
+    # 16 MB of bodies in memory, 2 MB at most each: the big stalled bodies
+    # below go to files; the memory case after them fills the 16 MB.
+    s = Server(data, "--workers", "1", "--cache-memory-mb", "0", "--body-memory-mb", "16", *flags)
     atk = Attack()
     try:
         normal_client(s, img)
@@ -246,10 +248,32 @@ def case_bodies(work):
                  "the 8 stalled uploads cut below --body-min-rate", timeout=60 if FULL else 10)
         wait_for(lambda: body_files(data) == [], "their body files deleted", timeout=10)
         check(exposed(samples(s), "orfeas_http_request_body_inflight_bytes") == 0, "the body budget is all back")
-        # A client that gives up mid-upload: its file goes too.
+        # Bodies of at most 2 MB wait in memory while --body-memory-mb has
+        # room: 8 of 1.9 MB fit in 16 MB, the 9th goes to a file.
+        kept0 = value(samples(s), "orfeas_http_request_bodies_total", kept="memory")
+        small = 1900 * 1024
+        for i in range(8):
+            atk.spawn(staller, atk, s.port, "127.0.0.%d" % (20 + i), small, small // 2)
+        wait_for(lambda: value(samples(s), "orfeas_http_request_body_memory_bytes") == 8 * small,
+                 "8 stalled 1.9 MB uploads held in memory: orfeas_http_request_body_memory_bytes = 8 x %d" % small,
+                 timeout=10)
+        check(body_files(data) == [], "no body file for them")
+        atk.spawn(staller, atk, s.port, "127.0.0.30", small, small // 2)
+        wait_for(lambda: len(body_files(data)) == 1, "a 9th does not fit in --body-memory-mb 16: its body in a file",
+                 timeout=10)
+        sm = samples(s)
+        check(value(sm, "orfeas_http_request_bodies_total", kept="memory") - kept0 == 8
+              and value(sm, "orfeas_http_request_body_memory_bytes") == 8 * small,
+              "orfeas_http_request_bodies_total{kept=\"memory\"} +8, the memory gauge unchanged")
+        wait_for(lambda: value(samples(s), "orfeas_http_connections_closed_total", reason="body_too_slow") == 17,
+                 "the 9 stalled uploads cut below --body-min-rate", timeout=60 if FULL else 10)
+        wait_for(lambda: exposed(samples(s), "orfeas_http_request_body_memory_bytes") == 0 and body_files(data) == [],
+                 "their memory given back, their file deleted", timeout=10)
+        # A client that gives up mid-upload (a body over 2 MB: a file): its
+        # file goes too.
         c = socket.create_connection(("127.0.0.1", s.port), timeout=5)
         c.sendall(b"POST /api/upload-image HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
-                  b"boundary=x\r\nContent-Length: 100000\r\n\r\n" + b"q" * 50000)
+                  b"boundary=x\r\nContent-Length: 3000000\r\n\r\n" + b"q" * 50000)
         wait_for(lambda: len(body_files(data)) == 1, "the aborted upload's body file", timeout=10)
         c.close()
         wait_for(lambda: body_files(data) == [], "the aborted upload's body file deleted", timeout=10)
@@ -437,7 +461,8 @@ def case_fds(work):
 
     # Out of descriptors at run time (another process's fault, or ENFILE):
     # the running service's soft limit lowered to what it has open.
-    s = Server(os.path.join(work, "d2"), "--workers", "1")
+    # Bodies to files: the upload below must need a descriptor for its body.
+    s = Server(os.path.join(work, "d2"), "--workers", "1", "--body-memory-mb", "0")
     pid = s.proc.pid
     st, _, up = s.upload(img)
     jid = up["job_id"]

@@ -211,6 +211,35 @@ static void body_budget(void **state) {
   service_free(svc);
 }
 
+/* --body-memory-mb: one body at most an eighth of it, all of them within
+ * it; a body that does not fit takes nothing. */
+static void body_memory_budget(void **state) {
+  (void)state;
+  od_service *svc = service(16, 0);
+  svc->cfg.body_memory_mb = 1; /* 128 KiB a body at most */
+  char err[256];
+  od_edge *e = od_edge_new(svc, err, sizeof err);
+  assert_int_equal(od_edge_reserve_memory(e, (128 << 10) + 1), -1);
+  assert_int_equal(od_edge_reserve_memory(e, 0), -1);
+  for (int i = 0; i < 8; i++)
+    assert_int_equal(od_edge_reserve_memory(e, 128 << 10), 0);
+  assert_int_equal(od_edge_reserve_memory(e, 1), -1);
+  assert_int_equal(om_gauge_value(svc->m.body_memory), 1 << 20);
+  od_edge_release_memory(e, 128 << 10);
+  assert_int_equal(od_edge_reserve_memory(e, 100 << 10), 0);
+  assert_int_equal(od_edge_reserve_memory(e, 100 << 10), -1);
+  od_edge_release_memory(e, 100 << 10);
+  for (int i = 0; i < 7; i++)
+    od_edge_release_memory(e, 128 << 10);
+  assert_int_equal(om_gauge_value(svc->m.body_memory), 0);
+  od_edge_free(e);
+  svc->cfg.body_memory_mb = 0; /* off: every body to a file */
+  e = od_edge_new(svc, err, sizeof err);
+  assert_int_equal(od_edge_reserve_memory(e, 1), -1);
+  od_edge_free(e);
+  service_free(svc);
+}
+
 static void bodies_in_memory_and_in_files(void **state) {
   (void)state;
   char dir[] = "/tmp/od-edge-XXXXXX";
@@ -229,6 +258,18 @@ static void bodies_in_memory_and_in_files(void **state) {
     assert_int_equal(od_body_append(&m, "0123456789", 10), 0);
   assert_int_equal(m.len, 10000);
   assert_memory_equal(od_body_data(&m) + 9990, "0123456789", 10);
+  /* An upload's memory body: its declared length allocated at once. */
+  od_body u;
+  od_body_init(&u);
+  assert_int_equal(od_body_to_memory(&u, 20000), 0);
+  assert_int_equal(u.fd, -1);
+  assert_int_equal(u.cap, 20000);
+  for (int i = 0; i < 2000; i++)
+    assert_int_equal(od_body_append(&u, "9876543210", 10), 0);
+  assert_int_equal(u.len, 20000);
+  assert_int_equal(u.cap, 20000);
+  assert_memory_equal(od_body_data(&u) + 19990, "9876543210", 10);
+  od_body_free(&u);
   assert_int_equal(od_body_to_file(&f, tmp), 0);
   char path[PATH_MAX];
   snprintf(path, sizeof path, "%s", f.path);
@@ -291,6 +332,7 @@ int main(void) {
       cmocka_unit_test(sweep_cuts_late_headers_and_slow_bodies),
       cmocka_unit_test(sweeper_thread_runs),
       cmocka_unit_test(body_budget),
+      cmocka_unit_test(body_memory_budget),
       cmocka_unit_test(bodies_in_memory_and_in_files),
       cmocka_unit_test(fd_need_adds_up),
   };
