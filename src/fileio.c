@@ -174,10 +174,11 @@ static int write_all(int fd, const uint8_t *data, size_t len) {
 }
 
 /* Files of at least DIRECT_MIN bytes (uploads, models) bypass the page
- * cache (O_DIRECT) for their whole 4 KiB blocks, through a bounce buffer
- * of DIRECT_CHUNK bytes aligned to 4 KiB (the pipeline's and the request's
- * buffers are not); the tail goes through the page cache, and a durable
- * write's fdatasync after covers both.
+ * cache (O_DIRECT) for their whole 4 KiB blocks: from the data itself when
+ * it is aligned to 4 KiB (the pipeline's large output buffers are), else
+ * through a bounce buffer of DIRECT_CHUNK bytes so aligned (an upload's
+ * part of its request body is not); the tail goes through the page cache,
+ * and a durable write's fdatasync after covers both.
  *
  * Why: these files are kept, and a durable one must reach the disk at once
  * anyway. On the VMs this was measured on, a 2 MB file written through the
@@ -203,13 +204,18 @@ static int write_direct(int fd, const uint8_t *data, size_t len, size_t *done) {
   size_t off = 0;
   void *bounce = NULL;
   int rc = 0;
-  size_t chunk = whole < DIRECT_CHUNK ? whole : DIRECT_CHUNK;
-  if (posix_memalign(&bounce, DIRECT_ALIGN, chunk) != 0)
+  /* An aligned source (the pipeline's models) is written as it is; any
+   * other is copied through the bounce buffer. */
+  int aligned = ((uintptr_t)data & (DIRECT_ALIGN - 1)) == 0;
+  size_t chunk = aligned || whole < DIRECT_CHUNK ? whole : DIRECT_CHUNK;
+  if (!aligned && posix_memalign(&bounce, DIRECT_ALIGN, chunk) != 0)
     bounce = NULL; /* all of it buffered below */
-  while (bounce != NULL && off < whole) {
+  while ((aligned || bounce != NULL) && off < whole) {
     size_t n = whole - off < chunk ? whole - off : chunk;
-    memcpy(bounce, data + off, n);
-    ssize_t w = pwrite(fd, bounce, n, (off_t)off);
+    const void *src = data + off;
+    if (!aligned)
+      src = memcpy(bounce, data + off, n);
+    ssize_t w = pwrite(fd, src, n, (off_t)off);
     if (w < 0 && errno == EINTR)
       continue;
     if (w < 0 && errno == EINVAL)

@@ -302,7 +302,10 @@ const char *orfeas_pl_grade(double score);
 /* ---- Writers ----------------------------------------------------------- */
 
 typedef struct {
-  uint8_t *data; /* malloc'd; owned by the struct (orfeas_pl_buffer_free) */
+  /* malloc'd (one of 64 KiB or more made by a writer starts 4 KiB-aligned,
+   * for O_DIRECT writes without a copy); owned by the struct
+   * (orfeas_pl_buffer_free) */
+  uint8_t *data;
   size_t size;
   size_t cap;
 } orfeas_pl_buffer;

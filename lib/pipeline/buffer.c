@@ -15,6 +15,9 @@ void orfeas_pl_buffer_free(orfeas_pl_buffer *b) {
   memset(b, 0, sizeof *b);
 }
 
+#define PL_BUF_ALIGN 4096
+#define PL_BUF_ALIGN_MIN (64u << 10)
+
 orfeas_pl_code pl_buf_reserve(orfeas_pl_buffer *b, size_t extra) {
   if (extra > SIZE_MAX - b->size)
     return ORFEAS_PL_ENOMEM;
@@ -24,7 +27,15 @@ orfeas_pl_code pl_buf_reserve(orfeas_pl_buffer *b, size_t extra) {
   size_t cap = b->cap ? b->cap : 4096;
   while (cap < need)
     cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-  uint8_t *p = realloc(b->data, cap);
+  uint8_t *p;
+  if (b->data == NULL && cap >= PL_BUF_ALIGN_MIN) {
+    /* A large buffer starts page-aligned: orfeasd writes models with
+     * O_DIRECT, which then needs no copy (src/fileio.c). */
+    void *q = NULL;
+    p = posix_memalign(&q, PL_BUF_ALIGN, cap) == 0 ? q : NULL;
+  } else {
+    p = realloc(b->data, cap);
+  }
   if (p == NULL)
     return ORFEAS_PL_ENOMEM;
   b->data = p;

@@ -24,9 +24,16 @@
 #define GLB_BIN 0x004E4942u
 
 static orfeas_pl_code vertex_normals(const orfeas_pl_mesh *m, float *out) {
-  double *acc = calloc((size_t)m->nverts * 3 + 1, sizeof *acc);
+  /* Zeroed by a write, not calloc: fresh pages that calloc leaves untouched
+   * would be read first by the += below, map the zero page, and then be
+   * copied on the first write, a second fault and a TLB shootdown on every
+   * core the process runs on (a long-running service's arena grows into
+   * fresh pages now and then). */
+  size_t acc_len = ((size_t)m->nverts * 3 + 1) * sizeof(double);
+  double *acc = malloc(acc_len);
   if (acc == NULL)
     return ORFEAS_PL_ENOMEM;
+  memset(acc, 0, acc_len);
   for (size_t t = 0; t < m->ntris; t++) {
     const uint32_t *i = m->idx + t * 3;
     const float *a = m->pos + (size_t)i[0] * 3, *b = m->pos + (size_t)i[1] * 3,

@@ -182,6 +182,8 @@ static void test_glb(void **s) {
     big.pos[i] = (float)(i % 7);
   big.idx[0] = 0, big.idx[1] = 1, big.idx[2] = 69999;
   write(&big, ORFEAS_PL_GLB, &b);
+  /* A large output starts 4 KiB-aligned (orfeasd's O_DIRECT writes). */
+  assert_true(b.size >= 65536 && (uintptr_t)b.data % 4096 == 0);
   json = glb_chunks(&b, &bin, &bl);
   assert_non_null(strstr(json, "\"componentType\":5125"));
   assert_null(strstr(json, "COLOR_0"));
