@@ -28,12 +28,13 @@ static orfeas_pl_code vertex_normals(const orfeas_pl_mesh *m, float *out) {
    * would be read first by the += below, map the zero page, and then be
    * copied on the first write, a second fault and a TLB shootdown on every
    * core the process runs on (a long-running service's arena grows into
-   * fresh pages now and then). */
+   * fresh pages now and then). posix_memalign, because the compiler turns
+   * malloc + memset back into calloc. */
   size_t acc_len = ((size_t)m->nverts * 3 + 1) * sizeof(double);
-  double *acc = malloc(acc_len);
-  if (acc == NULL)
+  void *mem = NULL;
+  if (posix_memalign(&mem, 64, acc_len) != 0)
     return ORFEAS_PL_ENOMEM;
-  memset(acc, 0, acc_len);
+  double *acc = memset(mem, 0, acc_len);
   for (size_t t = 0; t < m->ntris; t++) {
     const uint32_t *i = m->idx + t * 3;
     const float *a = m->pos + (size_t)i[0] * 3, *b = m->pos + (size_t)i[1] * 3,
