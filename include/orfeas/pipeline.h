@@ -302,8 +302,8 @@ const char *orfeas_pl_grade(double score);
 /* ---- Writers ----------------------------------------------------------- */
 
 typedef struct {
-  /* malloc'd (one of 64 KiB or more made by a writer starts 4 KiB-aligned,
-   * for O_DIRECT writes without a copy); owned by the struct
+  /* malloc'd (a writer's buffer of 64 KiB or more is 4 KiB-aligned, for
+   * O_DIRECT writes without a copy); owned by the struct
    * (orfeas_pl_buffer_free) */
   uint8_t *data;
   size_t size;

@@ -28,13 +28,19 @@ orfeas_pl_code pl_buf_reserve(orfeas_pl_buffer *b, size_t extra) {
   while (cap < need)
     cap = cap > SIZE_MAX / 2 ? need : cap * 2;
   uint8_t *p;
-  if (b->data == NULL && cap >= PL_BUF_ALIGN_MIN) {
-    /* A large buffer starts page-aligned: orfeasd writes models with
-     * O_DIRECT, which then needs no copy (src/fileio.c). */
+  if (cap < PL_BUF_ALIGN_MIN) {
+    p = realloc(b->data, cap);
+  } else {
+    /* A large buffer is page-aligned, however it grew (OBJ and PLY print
+     * a header first): orfeasd writes models with O_DIRECT, which then
+     * needs no copy (src/fileio.c). */
     void *q = NULL;
     p = posix_memalign(&q, PL_BUF_ALIGN, cap) == 0 ? q : NULL;
-  } else {
-    p = realloc(b->data, cap);
+    if (p != NULL) {
+      if (b->size)
+        memcpy(p, b->data, b->size);
+      free(b->data);
+    }
   }
   if (p == NULL)
     return ORFEAS_PL_ENOMEM;
