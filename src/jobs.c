@@ -602,6 +602,20 @@ static od_gen_result generate_locked(od_jobs *j, const od_generate_req *req,
 
   hold_before_enqueue(j);
   rc = od_store_enqueue(j->store, r.id, position);
+  if (rc == OD_STORE_CONFLICT) {
+    /* Dispatched already: only the janitor enqueues a job this request
+     * queued (the gen stripe and the transition keep other generates
+     * out), after this request held it past --stranded-age between its
+     * two writes. The job was accepted and runs (or ran): a 202, and
+     * nothing given back, which would take a running job's record. */
+    od_log("job %s was queued again by the janitor while its generate-3d "
+           "waited (over --stranded-age) to enqueue it",
+           req->job_id);
+    if (od_store_position(j->store, r.id, position) != OD_STORE_OK ||
+        *position < 0)
+      *position = 0;
+    rc = OD_STORE_OK;
+  }
   if (rc != OD_STORE_OK) {
     give_back(j, &prev, rc == OD_STORE_FULL);
     count_gen(j, req->format, "rejected");

@@ -40,6 +40,11 @@ retention do to jobs that got a 2xx.
              completed, its WebSocket client reconnected and subscribed
              again (the new process answered the subscriptions and sent the
              ends of the jobs it ran).
+  stranded   a generate-3d held between its two store writes (the pause
+             file's word "enqueue") past --stranded-age: the janitor queues
+             the job again and a worker takes it; the held generate then
+             answers 202 (it was accepted), not 503, and the job completes
+             once, with orfeas_active_jobs back at 0.
   fulldisk   a full disk (a small tmpfs): the job fails with the reason,
              uploads get 503, /ready 503; space back: service resumes, and
              a restart finds the store consistent. Skipped (with why) where
@@ -462,6 +467,33 @@ def memo_grid(work, data):
     check(s.stop() == 0, "exit 0")
 
 
+def case_stranded(work):
+    data = os.path.join(work, "data")
+    pause = os.path.join(work, "pause")
+    with open(pause, "w") as f:
+        f.write("enqueue\n")
+    s = Server(data, "--workers", "1", "--pause-file", pause, "--stranded-age", "1")
+    jid = s.upload(make_image("png", 96, os.path.join(work, "star.png")))[2]["job_id"]
+    answer = []
+    t = threading.Thread(target=lambda: answer.append(s.generate(jid)), daemon=True)
+    t.start()
+    # The pause file also holds the worker at the job's first stage.
+    wait_for(lambda: value(s.samples(), "orfeas_jobs_requeued_total") == 1 and
+             s.status(jid)["status"] == "processing",
+             "the janitor to queue the held job again and a worker to take it")
+    check(not answer, "its generate-3d is still held")
+    os.unlink(pause)
+    t.join(timeout=30)
+    check(answer and answer[0][0] == 202 and answer[0][2].get("job_id") == jid,
+          "the held generate answers 202 for the job (it was accepted), got %s" % (answer[0][:1] if answer else None))
+    check(s.wait_job(jid)["status"] == "completed", "the job completes")
+    check(s.log_has(r"job %s was queued again by the janitor while its generate-3d waited" % jid),
+          "the log says what happened")
+    wait_for(lambda: value(s.samples(), "orfeas_active_jobs") == 0, "orfeas_active_jobs to be back at 0")
+    check(len([ln for ln in s.lines if "job %s started" % jid in ln]) == 1, "it ran once")
+    check(s.stop() == 0, "exit 0")
+
+
 def case_fulldisk(work):
     mnt = os.path.join(work, "small")
     os.makedirs(mnt)
@@ -562,4 +594,4 @@ def case_load_restart(work):
 if __name__ == "__main__":
     main({"crash": case_crash, "sigterm": case_sigterm, "torn": case_torn, "budget": case_budget,
           "polite": case_polite, "retention": case_retention, "badstore": case_badstore,
-          "memo": case_memo, "fulldisk": case_fulldisk, "load_restart": case_load_restart})
+          "memo": case_memo, "fulldisk": case_fulldisk, "stranded": case_stranded, "load_restart": case_load_restart})
