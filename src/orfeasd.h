@@ -1068,7 +1068,8 @@ typedef struct {
 typedef enum {
   OD_SIO_NOTHING = 0, /* handled (noop, upgrade, ACK, a client ping) */
   OD_SIO_PONG,        /* the answer to our ping */
-  OD_SIO_CONNECTED,   /* joined "/": *reply is the CONNECT answer */
+  OD_SIO_CONNECTED,   /* joined "/": *reply is the CONNECT answer; job_id
+                         the job a reconnecting client followed, or "" */
   OD_SIO_SUBSCRIBE,   /* subscribe_job: job_id filled */
   OD_SIO_UNSUBSCRIBE, /* unsubscribe_job: job_id filled */
   OD_SIO_CLOSE,       /* Engine.IO close, or DISCONNECT from "/" */
@@ -1087,8 +1088,9 @@ char *od_sio_open(const char *sid, double ping_interval_s,
 /* 42["name", data] (steals data; NULL = {}). malloc'd. */
 char *od_sio_event_text(const char *name, json_t *data);
 /* The hub's event text ({"event", "data"}, as od_ws_event_json makes it)
- * as 42["job_update", {...}], or NULL for events that are not about a
- * job's progress or end. malloc'd. */
+ * as 42["job_update", {...}, "<job_id>"] (the job id is the offset a
+ * reconnecting client sends back: socketio.c), or NULL for events that are
+ * not about a job's progress or end. malloc'd. */
 char *od_sio_job_update(const char *hub_json, size_t len);
 
 /* ---- cors.c -------------------------------------------------------------- */

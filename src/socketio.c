@@ -17,16 +17,37 @@
  *     5 upgrade, 6 noop: nothing to do (no polling transport to leave)
  *   Socket.IO (after the 4): type digit, optional "/nsp,", optional ack id,
  *   optional JSON:
- *     0 CONNECT     to "/" only: answered 40{"sid"}; any other namespace
- *                   gets 44/nsp,{"message"} (CONNECT_ERROR)
+ *     0 CONNECT     to "/" only: answered 40{"sid","pid"}; any other
+ *                   namespace gets 44/nsp,{"message"} (CONNECT_ERROR).
+ *                   Its payload (the auth object) is read for one thing:
+ *                   a reconnecting socket.io-client (4.6 and later, once
+ *                   a CONNECT answer carried a "pid") sends {"pid",
+ *                   "offset"} with the offset of the last event it heard;
+ *                   a job_update's offset is its job id (below), so the
+ *                   client is subscribed again to that job (see
+ *                   "Reconnects").
  *     1 DISCONNECT  the client left "/": the hub closes
  *     2 EVENT       ["subscribe_job", {"job_id"}] / ["unsubscribe_job", ...]
  *                   (an ack id is answered 43<id>[{"status","job_id"}])
  *     3 ACK         ignored (the server asks for none)
  *     5, 6 binary   refused: nothing here is binary
  *   Server events: 42["connected",{...}], 42["job_update",{job_id, status,
- *   progress, step, stage, output_file, download_url, cached, error, ...}],
- *   42["error",{"message"}] for a message it cannot act on.
+ *   progress, step, stage, output_file, download_url, cached, error, ...},
+ *   "<job_id>"], 42["error",{"message"}] for a message it cannot act on.
+ *
+ * Reconnects. Updates go to a job's subscribers only, and the original page
+ * subscribes once, after generate-3d; when orfeasd restarts (or the
+ * connection drops) its client reconnects with a new session and would
+ * hear nothing more of the job it follows. Socket.IO's connection state
+ * recovery gives the way back without any state kept here: every
+ * job_update carries its job id as a last string argument, which
+ * socket.io-client records as the session's offset (a handler that takes
+ * one argument never sees it), and sends back in the CONNECT of its next
+ * session, beside the pid. That CONNECT subscribes the connection to the
+ * job (and the hub sends where it stands); the answer's pid is the new
+ * session's, so the client reports recovered = false: missed updates are
+ * not replayed, the current state replaces them. A client could name any
+ * job that way, as subscribe_job already lets it.
  *
  * Only the websocket transport exists: the HTTP long-polling transport
  * (and an upgrade from it, which carries a sid) is refused with Engine.IO's
@@ -100,11 +121,18 @@ char *od_sio_open(const char *sid, double ping_interval_s,
                      "maxPayload", OD_SIO_MAX_PAYLOAD));
 }
 
-char *od_sio_event_text(const char *name, json_t *data) {
+/* 42["name", data] or, with an offset, 42["name", data, "offset"]. */
+static char *event_text(const char *name, json_t *data, const char *offset) {
   json_t *arr = json_array();
   json_array_append_new(arr, json_string(name));
   json_array_append_new(arr, data ? data : json_object());
+  if (offset != NULL)
+    json_array_append_new(arr, json_string(offset));
   return prefixed("42", arr);
+}
+
+char *od_sio_event_text(const char *name, json_t *data) {
+  return event_text(name, data, NULL);
 }
 
 static char *connect_error(const char *nsp, const char *message) {
@@ -153,8 +181,10 @@ char *od_sio_job_update(const char *hub_json, size_t len) {
                   "failed", "error",
                   json_string_value(json_object_get(d, "error")));
   }
+  /* The job id is the offset (the top says why). */
+  char *text = u ? event_text("job_update", u, id) : NULL;
   json_decref(root);
-  return u ? od_sio_event_text("job_update", u) : NULL;
+  return text;
 }
 
 /* ---- client -> server -----------------------------------------------------
@@ -189,6 +219,21 @@ static od_sio_kind parse_event(const char *p, size_t n, char job_id[37],
   }
   json_decref(arr);
   return kind;
+}
+
+/* The job a reconnecting client followed: the offset of a CONNECT's auth
+ * object {"pid", "offset"} (the top's "Reconnects") when it is a job id,
+ * into job_id; else job_id stays "". Anything else in the payload, or a
+ * payload that is not JSON, is ignored, as Socket.IO servers do. */
+static void reconnect_job(const char *p, size_t n, char job_id[37]) {
+  if (n == 0)
+    return;
+  json_t *auth = json_loadb(p, n, 0, NULL);
+  const char *offset = json_string_value(json_object_get(auth, "offset"));
+  if (json_is_string(json_object_get(auth, "pid")) && offset != NULL &&
+      od_uuid_valid(offset))
+    snprintf(job_id, 37, "%s", offset);
+  json_decref(auth);
 }
 
 /* A Socket.IO packet (the bytes after Engine.IO's "4"). */
@@ -232,7 +277,7 @@ static od_sio_kind handle_sio(od_sio_conn *c, const char *p, size_t n,
   }
   int root_nsp = strcmp(nsp, "/") == 0;
   switch (type) {
-  case 0: /* CONNECT (its payload, the auth object, is not used) */
+  case 0: /* CONNECT (of its payload only a reconnect's offset is used) */
     if (!root_nsp) {
       *reply = connect_error(nsp, "Invalid namespace");
       snprintf(err, err_len, "namespace %.40s does not exist (only \"/\")",
@@ -240,7 +285,10 @@ static od_sio_kind handle_sio(od_sio_conn *c, const char *p, size_t n,
       return OD_SIO_BAD;
     }
     c->connected = 1;
-    *reply = prefixed("40", json_pack("{s:s}", "sid", c->sid));
+    reconnect_job(p + i, n - i, job_id);
+    /* The pid turns connection state recovery on in the client. */
+    *reply =
+        prefixed("40", json_pack("{s:s, s:s}", "sid", c->sid, "pid", c->sid));
     return OD_SIO_CONNECTED;
   case 1: /* DISCONNECT */
     if (root_nsp)

@@ -359,6 +359,13 @@ static void sio_on_msg(client *c, const uint8_t *msg, size_t len) {
     reply = od_sio_event_text(
         "connected", json_pack("{s:s, s:s, s:s}", "status", "connected", "mode",
                                "orfeasd", "version", ORFEAS_VERSION));
+    if (id[0] != '\0' && subscribe(c, id, OD_ROUTE_SOCKETIO) == 0) {
+      /* A reconnect: the job its last session followed (socketio.c). */
+      queue_raw(c, reply);
+      free(reply);
+      reply = NULL;
+      send_current(c, id);
+    }
     break;
   case OD_SIO_SUBSCRIBE:
     if (subscribe(c, id, OD_ROUTE_SOCKETIO) != 0) {

@@ -11,6 +11,12 @@
 //   and a download_url that serves the model. The connection survives
 //   several heartbeats. A polling-only client is refused at once (the 400),
 //   and one listing polling first falls back to websocket (tryAllTransports).
+// Then a restart while such a client follows a job (reconnection on, one
+// subscribe_job after generate-3d, the job held running by the pause
+// file): orfeasd is killed (-9) and started again on the same port and data
+// dir; the client reconnects by itself, sends back the offset of the last
+// job_update it heard (the job id: socketio.c, "Reconnects") and hears the
+// job complete on the new process.
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -37,8 +43,48 @@ function connect(base, opts) {
   const out = { socket: s, events: [], error: null, connected: false };
   s.on('connect', () => { out.connected = true; });
   s.on('connect_error', (e) => { out.error = e; });
-  s.onAny((name, data) => out.events.push({ name, data }));
+  s.onAny((name, data, offset) => out.events.push({ name, data, offset }));
   return out;
+}
+
+async function restart(img) {
+  const data = path.join(OUT, 'restart-data');
+  const pause = path.join(OUT, 'pause');
+  fs.writeFileSync(pause, '');
+  let srv = startServer(ORFEASD, data, ['--workers', '1', '--pause-file', pause]);
+  let c = null;
+  try {
+    const port = await srv.ready;
+    c = connect(`http://127.0.0.1:${port}`, { transports: ['websocket', 'polling'], reconnection: true,
+      reconnectionDelay: 100, reconnectionDelayMax: 500 });
+    let connects = 0;
+    c.socket.on('connect', () => { connects++; });
+    await waitFor(() => c.connected, 'connect');
+    const up = multipart('image', 'star.png', fs.readFileSync(img));
+    const job = JSON.parse((await request(port, 'POST', '/api/upload-image', up.body,
+      { 'Content-Type': up.type })).body).job_id;
+    const g = await request(port, 'POST', '/api/generate-3d', JSON.stringify({ job_id: job, format: 'stl' }),
+      { 'Content-Type': 'application/json' });
+    check(g.status === 202, 'restart case: generate-3d 202');
+    c.socket.emit('subscribe_job', { job_id: job }); // as the original page: once, after generate-3d
+    const seen = await waitFor(() => c.events.find((e) => e.name === 'job_update' &&
+      e.data.status === 'processing'), 'the held job processing');
+    check(seen.offset === job, 'a job_update carries the job id as its offset');
+    const exited = new Promise((r) => srv.proc.once('exit', r));
+    srv.proc.kill('SIGKILL');
+    await exited;
+    fs.unlinkSync(pause);
+    srv = startServer(ORFEASD, data, ['--workers', '1'], port);
+    await srv.ready;
+    await checkWithin(waitFor(() => c.events.find((e) => e.name === 'job_update' && e.data.status === 'completed'),
+      'the job_update completed after the restart', 30000),
+    'after kill -9 and a restart the client reconnected by itself and heard the job complete');
+    check(connects >= 2 && c.socket.connected && !c.socket.recovered,
+      `reconnected (${connects} connects), subscribed again by the offset, recovered false (no replay)`);
+  } finally {
+    if (c) c.socket.close();
+    await stopServer(srv);
+  }
 }
 
 async function main() {
@@ -123,6 +169,7 @@ async function main() {
     await waitFor(() => f.connected || (f.error && !f.socket.active), 'fallback', 10000);
     check(f.connected && f.socket.io.engine.transport.name === 'websocket',
       'polling listed first (tryAllTransports): falls back to websocket');
+    await restart(img);
   } finally {
     for (const c of clients) c.socket.close();
     const rc = await stopServer(srv);

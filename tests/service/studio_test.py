@@ -185,8 +185,8 @@ def case_socketio(work):
           and o["pingTimeout"] == 2000, "the open packet: sid, no upgrades, the heartbeat (%s)" % first)
     ws.send_frame(1, b"40")
     got = [sio_next(ws), sio_next(ws)]
-    check(got[0] == '40{"sid":"%s"}' % o["sid"] and got[1].startswith('42["connected",'),
-          "CONNECT to /: 40{sid}, then the connected event")
+    check(got[0] == '40{"sid":"%s","pid":"%s"}' % (o["sid"], o["sid"]) and got[1].startswith('42["connected",'),
+          "CONNECT to /: 40{sid, pid}, then the connected event")
     for bad in [b'42["launch"]', b'451-["subscribe_job",{"_placeholder":true,"num":0}]', b"x", b'42["subscribe_job",{}]']:
         ws.send_frame(1, bad)
         reply = sio_next(ws)

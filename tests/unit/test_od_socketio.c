@@ -100,14 +100,39 @@ static void test_connect_and_subscribe(void **s) {
          NULL);
   expect(&c, "40/admin,", OD_SIO_BAD, "44/admin,{\"message\":");
   assert_false(c.connected);
-  expect(&c, "40", OD_SIO_CONNECTED, "40{\"sid\":\"" UUID "\"}");
+  /* The pid turns socket.io-client's connection state recovery on. */
+  expect(&c, "40", OD_SIO_CONNECTED,
+         "40{\"sid\":\"" UUID "\",\"pid\":\"" UUID "\"}");
   assert_true(c.connected);
   /* With an auth payload (ignored), again. */
   expect(&c, "40{\"token\":\"x\"}", OD_SIO_CONNECTED, "40{");
 
   char *reply, id[37], err[160];
-  od_sio_kind k = run(&c, "42[\"subscribe_job\",{\"job_id\":\"" UUID "\"}]",
+  /* A reconnect: the offset (the last job_update's job id) names the job
+   * to follow again; anything else names none. */
+  od_sio_kind k = run(&c, "40{\"pid\":\"old-session\",\"offset\":\"" UUID "\"}",
                       &reply, id, err);
+  assert_int_equal(k, OD_SIO_CONNECTED);
+  assert_string_equal(id, UUID);
+  free(reply);
+  static const char *const no_job[] = {
+      "40",
+      "40{\"offset\":\"" UUID "\"}",
+      "40{\"pid\":\"p\",\"offset\":\"../" UUID "\"}",
+      "40{\"pid\":\"p\",\"offset\":7}",
+      "40{\"pid\":\"p\"}",
+      "40[\"" UUID "\"]",
+      "40{\"pid\":",
+  };
+  for (size_t i = 0; i < sizeof no_job / sizeof *no_job; i++) {
+    k = run(&c, no_job[i], &reply, id, err);
+    if (k != OD_SIO_CONNECTED || id[0] != '\0')
+      fail_msg("%s: kind %d, job \"%s\"", no_job[i], k, id);
+    free(reply);
+  }
+
+  k = run(&c, "42[\"subscribe_job\",{\"job_id\":\"" UUID "\"}]", &reply, id,
+          err);
   assert_int_equal(k, OD_SIO_SUBSCRIBE);
   assert_string_equal(id, UUID);
   assert_null(reply);
@@ -186,6 +211,9 @@ static json_t *update_of(od_ws_event ev, json_t *data) {
   json_t *arr = json_loads(t + 2, 0, NULL);
   free(t);
   assert_non_null(arr);
+  /* The offset a reconnecting client sends back: the job id. */
+  assert_int_equal(json_array_size(arr), 3);
+  assert_string_equal(json_string_value(json_array_get(arr, 2)), UUID);
   json_t *u = json_incref(json_array_get(arr, 1));
   json_decref(arr);
   assert_string_equal(json_string_value(json_object_get(u, "job_id")), UUID);
