@@ -809,6 +809,8 @@ int od_http_start(od_service *svc, char *err, size_t err_len) {
     close(lfd);
     return -1;
   }
+  om_gauge_set(svc->m.http_request_threads,
+               svc->offload != NULL ? svc->cfg.request_threads : 0);
   svc->daemon = MHD_start_daemon(
       MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_UPGRADE | MHD_USE_ITC |
           MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,

@@ -796,8 +796,9 @@ typedef struct {
   om_gauge *data_dir_min_free;
   /* The image memo (imgmemo.c). */
   om_gauge *image_memo_bytes;
-  om_gauge *http_offloaded;     /* offload.c: waiting or running */
-  om_family *image_memo_family; /* {event} */
+  om_gauge *http_offloaded;       /* offload.c: waiting or running */
+  om_gauge *http_request_threads; /* --request-threads (0: inline) */
+  om_family *image_memo_family;   /* {event} */
   om_counter *image_memo[OD_MEMO_EVENTS];
   double start_time; /* CLOCK_MONOTONIC seconds */
   /* Per-request handles, resolved on first use and kept: the request path

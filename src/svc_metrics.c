@@ -287,6 +287,11 @@ static const metric_def METRICS[] = {
      "request thread (--request-threads), their connections suspended; at "
      "most one per connection (--max-connections).",
      NO_LABELS, NO_BUCKETS},
+    {FIELD(http_request_threads), OM_GAUGE, "orfeas_http_request_threads",
+     "Request threads (--request-threads; 0: upload-image and generate-3d "
+     "are answered on the HTTP threads). orfeas_http_offloaded_requests "
+     "above it means requests wait for one.",
+     NO_LABELS, NO_BUCKETS},
     {FIELD(image_memo_family), OM_COUNTER, "orfeas_image_memo_events_total",
      "Image memo: uploads whose check was skipped (the same bytes passed "
      "before), runs on the check's pixels, runs that decoded the upload "
