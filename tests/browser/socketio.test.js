@@ -12,7 +12,7 @@
 //   several heartbeats. A polling-only client is refused at once (the 400),
 //   and one listing polling first falls back to websocket (tryAllTransports).
 // Then a restart while such a client follows a job (reconnection on, one
-// subscribe_job after generate-3d, the job held running by the pause
+// subscribe_job after generate-3d, the job held by the pause
 // file): orfeasd is killed (-9) and started again on the same port and data
 // dir; the client reconnects by itself, sends back the offset of the last
 // job_update it heard (the job id: socketio.c, "Reconnects") and hears the
@@ -67,9 +67,13 @@ async function restart(img) {
       { 'Content-Type': 'application/json' });
     check(g.status === 202, 'restart case: generate-3d 202');
     c.socket.emit('subscribe_job', { job_id: job }); // as the original page: once, after generate-3d
-    const seen = await waitFor(() => c.events.find((e) => e.name === 'job_update' &&
-      e.data.status === 'processing'), 'the held job processing');
-    check(seen.offset === job, 'a job_update carries the job id as its offset');
+    // Queued or processing (held before its first stage: no progress is
+    // published while held), never ended: what the client heard last is
+    // an update of the job, whose offset it will send back.
+    const seen = await waitFor(() => c.events.find((e) => e.name === 'job_update' && e.data.job_id === job),
+      'a job_update of the held job');
+    check(['queued', 'processing'].includes(seen.data.status) && seen.offset === job,
+      `a job_update (${seen.data.status}) carries the job id as its offset`);
     const exited = new Promise((r) => srv.proc.once('exit', r));
     srv.proc.kill('SIGKILL');
     await exited;
