@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -59,6 +60,16 @@ int od_dir_fsync(const char *dir) {
   close(fd);
   errno = e;
   return rc;
+}
+
+int od_fs_space(const char *dir, uint64_t *free_bytes, int *read_only) {
+  struct statvfs v;
+  if (statvfs(dir, &v) != 0)
+    return -1;
+  *free_bytes = (uint64_t)v.f_bavail * v.f_frsize;
+  if (read_only != NULL)
+    *read_only = (v.f_flag & ST_RDONLY) != 0;
+  return 0;
 }
 
 /* The shared fsync of one folder (the top). A few folders are ever synced

@@ -30,7 +30,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -65,11 +64,11 @@ void od_jobs_dir_failed(od_jobs *j, int e) {
 /* Writable: not a read-only mount, and a small file can be written. */
 static void probe_dir(od_jobs *j) {
   const char *dir = j->svc->cfg.data_dir;
-  struct statvfs v;
-  int ok = 0;
-  if (statvfs(dir, &v) == 0) {
-    j->dir_free = (uint64_t)v.f_bavail * v.f_frsize;
-    ok = !(v.f_flag & ST_RDONLY);
+  uint64_t free_bytes;
+  int ok = 0, read_only = 1;
+  if (od_fs_space(dir, &free_bytes, &read_only) == 0) {
+    j->dir_free = free_bytes;
+    ok = !read_only;
   }
   char path[PATH_MAX + 32];
   snprintf(path, sizeof path, "%s/.write-probe", dir);

@@ -37,7 +37,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -317,9 +316,9 @@ static int space_low(od_jobs *j, uint64_t more) {
  * commit needs room for its WAL frames): a store write that failed then
  * most likely failed for it, and the client is told so. */
 static int disk_full(const od_jobs *j) {
-  struct statvfs v;
-  return statvfs(j->dir_uploads, &v) == 0 &&
-         (uint64_t)v.f_bavail * v.f_frsize < (1u << 20);
+  uint64_t free_bytes;
+  return od_fs_space(j->dir_uploads, &free_bytes, NULL) == 0 &&
+         free_bytes < (1u << 20);
 }
 
 /* The same bytes stored before (the image memo knows a job's upload file

@@ -316,6 +316,10 @@ int od_file_link(const char *src, const char *path, int durable);
 /* fsync of a directory: its entries (creations, renames) survive power
  * loss. 0, or -1 with errno. */
 int od_dir_fsync(const char *dir);
+/* The bytes an unprivileged writer has free on dir's file system, and
+ * whether it is mounted read-only (read_only may be NULL). 0, or -1 with
+ * errno. */
+int od_fs_space(const char *dir, uint64_t *free_bytes, int *read_only);
 /* The whole file, malloc'd (caller frees); NULL on any error or a short
  * read. */
 uint8_t *od_file_read(const char *path, size_t *len);
