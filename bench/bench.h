@@ -39,9 +39,11 @@ typedef struct {
 
 /* Starts the build's orfeasd (next to the bench) on a free port with a
  * fresh data dir beside the bench binary and the extra flags (NULL-ended);
- * 0, or -1. stop_server sends SIGTERM, waits and removes the folder. */
+ * 0, or -1. stop_server sends SIGTERM and waits; the folder is removed by
+ * bench_remove_folders, when the bench ends. */
 int start_server(server *s, const char *const *extra);
 void stop_server(server *s);
+void bench_remove_folders(void);
 /* A loopback TCP connection with TCP_NODELAY, or -1. */
 int connect_to(int port);
 int send_all(int fd, const void *data, size_t len);

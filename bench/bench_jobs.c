@@ -683,7 +683,7 @@ static void case_cache_hit(bench_report *r, server *s, const images *im) {
 /* A redis-server of the bench's own, in a folder beside the bench binary
  * (the AOF's fsyncs cost what the disk makes them cost), on a free port:
  * s->port, appendonly with appendfsync `fsync` (always, everysec); 0 or
- * -1. stop_server stops it (SIGTERM) and removes the folder. */
+ * -1. stop_server stops it (SIGTERM); the folder goes when the bench ends. */
 static int start_redis(server *s, const char *fsync) {
   char exe[PATH_MAX];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -947,7 +947,6 @@ void bench_jobs_suite(bench_report *r) {
        * back (the memory store never syncs them): flushed first, so the
        * hits' syncs do not queue behind that writeback. */
       stop_server(&mem);
-      mem.pid = 0;
       sync();
       case_cache_hit(r, &sql, &im);
     }

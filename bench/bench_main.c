@@ -143,6 +143,7 @@ int main(int argc, char **argv) {
   bench_gpu_suite(&report);
   bench_service_suite(&report);
   bench_jobs_suite(&report);
+  bench_remove_folders();
   print_table(&report);
   if (json != NULL) {
     if (write_json(&report, json) != 0)
