@@ -276,6 +276,7 @@ typedef struct {
   char xff[1024];
   size_t xff_len;
   int xff_seen, xff_too_long;
+  int expect_continue; /* Expect: 100-continue */
 } header_scan;
 
 static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind,
@@ -283,6 +284,9 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind,
   (void)kind;
   header_scan *h = cls;
   od_framing_header(&h->f, key, value);
+  if (key != NULL && value != NULL && strcasecmp(key, "Expect") == 0 &&
+      strcasecmp(value, "100-continue") == 0)
+    h->expect_continue = 1;
   if (key != NULL && value != NULL && strcasecmp(key, "X-Forwarded-For") == 0) {
     size_t n = strlen(value);
     if (h->xff_len + n + 2 > sizeof h->xff) {
@@ -314,11 +318,25 @@ static void client_of(od_service *svc, struct MHD_Connection *conn, od_req *req,
     om_counter_inc(svc->m.xff[r]);
 }
 
+/* A request with a body takes its rate-limit token with its headers, so a
+ * limited client's body is never stored and holds no budget. When refused:
+ * answered now if the client waits for 100 Continue (its body not sent;
+ * 1), else 0, and its body is discarded as it comes and the 429 answered
+ * at its end (req_body, req_end): a client that sends its body at once
+ * would see the connection reset under it, not the 429 and its
+ * Retry-After. */
+static int rate_limited_early(od_service *svc, struct MHD_Connection *conn,
+                              od_req *req, const header_scan *h) {
+  od_route_rate_take(svc, req);
+  return req->rate_wait > 0 && h->expect_continue &&
+         od_route_rate_limited(svc, conn, req);
+}
+
 /* The answers given on the first call, before any body is read (MHD then
  * closes the connection: whatever the client sent after the headers is
  * never parsed as a request). 1 when one was queued (*rc set). */
 static int refuse_early(od_service *svc, struct MHD_Connection *conn,
-                        od_req *req, const header_scan *h,
+                        od_req *req, const header_scan *h, int has_body,
                         enum MHD_Result *rc) {
   const char *framing = od_framing_verdict(&h->f);
   if (req->bad_path) {
@@ -346,11 +364,13 @@ static int refuse_early(od_service *svc, struct MHD_Connection *conn,
         "Too many open connections; retry later", NULL);
   } else if (h->f.lengths > 0 && h->f.length > req->body_limit) {
     *rc = (enum MHD_Result)too_large(svc, conn, req);
-  } else if (h->f.lengths > 0 && h->f.length > 0 &&
+  } else if (has_body && rate_limited_early(svc, conn, req, h)) {
+    *rc = MHD_YES; /* the 429 */
+  } else if (req->rate_wait == 0 && h->f.lengths > 0 && h->f.length > 0 &&
              od_edge_reserve(svc->edge, h->f.length) != 0) {
     *rc = (enum MHD_Result)over_budget(svc, conn, req);
   } else {
-    if (h->f.lengths > 0)
+    if (h->f.lengths > 0 && req->rate_wait == 0)
       req->b.reserved = h->f.length;
     return 0;
   }
@@ -413,12 +433,12 @@ static enum MHD_Result req_begin(od_service *svc, int admin,
   MHD_get_connection_values(conn, MHD_HEADER_KIND, scan_header, &h);
   client_of(svc, conn, req, &h);
   enum MHD_Result rc = MHD_YES;
-  if (refuse_early(svc, conn, req, &h, &rc)) {
+  int has_body = (h.f.lengths > 0 && h.f.length > 0) || h.f.codings > 0;
+  if (refuse_early(svc, conn, req, &h, has_body, &rc)) {
     od_edge_phase(svc->edge, req->conn, OD_CONN_BUSY);
     return rc;
   }
-  int has_body = (h.f.lengths > 0 && h.f.length > 0) || h.f.codings > 0;
-  if (has_body && req->route == OD_ROUTE_UPLOAD &&
+  if (has_body && req->route == OD_ROUTE_UPLOAD && req->rate_wait == 0 &&
       upload_body(svc, req, &h) != 0) {
     req->calls++;
     od_edge_phase(svc->edge, req->conn, OD_CONN_BUSY);
@@ -430,16 +450,17 @@ static enum MHD_Result req_begin(od_service *svc, int admin,
 
 /* A body chunk: stored up to the limit. A body without a declared length
  * takes its bytes from the body budget as they come. A body that crosses
- * the limit or the budget, or that cannot be stored: MHD 0.9.75 refuses a
- * response queued mid-body, so the rest is discarded unread and answered
- * at its end (see access_cb); past 4x the limit the connection is simply
- * closed. */
+ * the limit or the budget, or that cannot be stored, or a rate-limited
+ * request's: MHD 0.9.75 refuses a response queued mid-body, so the rest is
+ * discarded unread and answered at its end (see access_cb); past 4x the
+ * limit the connection is simply closed. */
 static enum MHD_Result req_body(od_service *svc, od_req *req, const char *data,
                                 size_t *size) {
   size_t n = *size;
   *size = 0;
   od_edge_body(req->conn, n);
-  if (req->overflow == 0 && !req->over_budget && !req->body_error) {
+  if (req->overflow == 0 && !req->over_budget && !req->body_error &&
+      req->rate_wait == 0) {
     if (req->b.len + n > req->body_limit) {
       req->overflow = 1; /* counted below */
     } else if (req->b.len + n > req->b.reserved) {
@@ -477,6 +498,10 @@ static enum MHD_Result req_end(od_service *svc, struct MHD_Connection *conn,
   if (req->offloaded == OD_OFFLOAD_ANSWERED)
     return send_deferred(conn, req);
   od_edge_phase(svc->edge, req->conn, OD_CONN_BUSY);
+  if (req->rate_wait > 0) { /* its body discarded: the 429 (or a 404/405) */
+    od_route_dispatch(svc, conn, req);
+    return req->status ? MHD_YES : MHD_NO;
+  }
   if (req->body_error)
     return (enum MHD_Result)body_failed(svc, conn, req, req->body_error);
   if (req->over_budget)

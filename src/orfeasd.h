@@ -1223,6 +1223,8 @@ struct od_req {
   int bad_path;    /* the raw path holds a control byte */
   int body_error;  /* errno of a failed body write, 0 = none */
   int over_budget; /* a chunked body crossed the body budget */
+  int rate_taken;  /* od_route_rate_take ran */
+  int rate_wait;   /* > 0: rate limited, Retry-After seconds */
   /* offload.c: answered on a request thread, the connection suspended. */
   int offloaded;                   /* an od_offload_state */
   struct MHD_Response *deferred;   /* the answer, until MHD calls back */
@@ -1264,6 +1266,16 @@ void od_static_serve(od_service *svc, struct MHD_Connection *conn, od_req *req,
 /* routes.c: answers a complete request (queues exactly one response). */
 void od_route_dispatch(od_service *svc, struct MHD_Connection *conn,
                        od_req *req);
+/* The rate limit (--rate-limit): takes req's token once, if its route is
+ * limited; req->rate_wait > 0 (Retry-After seconds) when it had none.
+ * http.c takes it when a request with a body begins, so a limited client's
+ * body is never stored (discarded as it comes, or not sent at all after
+ * Expect: 100-continue); od_route_dispatch otherwise. */
+void od_route_rate_take(od_service *svc, od_req *req);
+/* Takes the token (if not yet) and, when refused, counts it and answers
+ * 429 with Retry-After: 1 then, else 0. */
+int od_route_rate_limited(od_service *svc, struct MHD_Connection *conn,
+                          od_req *req);
 /* http.c helpers the routes use. Each queues the response and records the
  * status; they steal `obj`. */
 int od_respond_json(struct MHD_Connection *conn, od_req *req, int status,

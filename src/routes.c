@@ -847,17 +847,25 @@ static void answer_options(od_service *svc, struct MHD_Connection *conn,
 
 /* Rate limit: routes flagged OD_RF_RATE_LIMIT only, so health checks and
  * scrapes always pass. 1 when the request was answered 429. */
-static int rate_limited(od_service *svc, struct MHD_Connection *conn,
-                        od_req *req) {
+void od_route_rate_take(od_service *svc, od_req *req) {
+  if (req->rate_taken)
+    return;
+  req->rate_taken = 1;
   if (svc->rl == NULL || !(od_route_flags(req->route) & OD_RF_RATE_LIMIT))
-    return 0;
+    return;
   /* Cluster mode: one bucket per client for every node (issue #15); this
    * node's own when the store has none or is down. */
   int wait;
   if (od_jobs_rate_take(svc->jobs, req->client, svc->cfg.rate_limit_rps,
                         svc->cfg.rate_limit_burst, &wait) != 0)
     wait = od_ratelimit_take(svc->rl, req->client, od_now());
-  if (wait <= 0)
+  req->rate_wait = wait > 0 ? wait : 0;
+}
+
+int od_route_rate_limited(od_service *svc, struct MHD_Connection *conn,
+                          od_req *req) {
+  od_route_rate_take(svc, req);
+  if (req->rate_wait <= 0)
     return 0;
   om_counter_inc(om_family_counter(svc->m.rate_limited,
                                    OM_LABELS(od_route_template(req->route))));
@@ -868,7 +876,7 @@ static int rate_limited(od_service *svc, struct MHD_Connection *conn,
                       &(od_error){.status = 429,
                                   .type = "rate_limited",
                                   .message = msg,
-                                  .retry_after = wait});
+                                  .retry_after = req->rate_wait});
   return 1;
 }
 
@@ -894,7 +902,7 @@ void od_route_dispatch(od_service *svc, struct MHD_Connection *conn,
                                     .allow = od_route_allow_header(r)});
     return;
   }
-  if (rate_limited(svc, conn, req))
+  if (od_route_rate_limited(svc, conn, req))
     return;
   HANDLERS[r](svc, conn, req);
 }

@@ -284,17 +284,37 @@ def case_queue(work):
 
 def case_ratelimit(work):
     """The rate limiter: 2 tokens, 1 per second; past them 429 with
-    Retry-After, counted; /health and /metrics are exempt."""
+    Retry-After, counted; /health and /metrics are exempt. A request with a
+    body takes its token when its headers arrive, once: a limited upload is
+    refused before its body is read (no 100 Continue, nothing taken in)."""
     s = Server(os.path.join(work, "data"), "--rate-limit", "0.5", "--rate-burst", "2")
     unknown = "/api/job-status/00000000-0000-4000-8000-000000000000"
-    codes = [s.request("GET", unknown)[0] for _ in range(3)]
+    st, _, up = s.upload(make_image("png", 64, os.path.join(work, "star.png")))
+    check(st == 200 and up.get("job_id"), "an upload within the burst: 200")
+    codes = [s.request("GET", unknown)[0] for _ in range(2)]
     st, hd, body = s.request("GET", unknown)
-    check(codes[:2] == [404, 404] and codes[2] == 429 and st == 429 and int(hd["retry-after"]) >= 1,
-          "rate limit: the 3rd request in a burst of 2 gets 429 + Retry-After")
+    check(codes == [404, 429] and st == 429 and int(hd["retry-after"]) >= 1,
+          "rate limit: the upload took one token (not two), the 3rd request in a burst of 2 gets 429 + Retry-After")
+    # Headers only, asking for 100 Continue: the 429 comes without the body.
+    got = raw_http(s.port, b"POST /api/upload-image HTTP/1.1\r\nHost: x\r\n"
+                   b"Content-Type: multipart/form-data; boundary=b\r\n"
+                   b"Content-Length: 1000000\r\nExpect: 100-continue\r\n\r\n", read_timeout=10)
+    check(got.startswith(b"HTTP/1.1 429") and b"100 Continue" not in got,
+          "a limited upload's headers: 429 before the body (got %r)" % got[:40])
+    # Sent with its body at once (1.5 MB, no Expect): the body is discarded
+    # and the 429 comes at its end, not a reset.
+    body, ct = multipart({"image": ("big.png", b"\x89PNG" + os.urandom(1500000))})
+    st, hd, _ = s.request("POST", "/api/upload-image", body, {"Content-Type": ct})
+    check(st == 429 and int(hd["retry-after"]) >= 1, "a limited upload sent whole: 429 + Retry-After (got %d)" % st)
+    sm = s.samples()
+    check(total(sm, "orfeas_http_request_bodies_total") == 1,
+          "only the admitted upload's body was kept (bodies_total %g)" % total(sm, "orfeas_http_request_bodies_total"))
     check(all(s.request("GET", "/health")[0] == 200 for _ in range(5)), "/health is not rate limited")
     sm = s.samples()
     check(value(sm, "orfeas_rate_limit_rejections_total", endpoint="/api/job-status/{job_id}") == 2,
           "rate_limit_rejections_total{/api/job-status/{job_id}} = 2")
+    check(value(sm, "orfeas_rate_limit_rejections_total", endpoint="/api/upload-image") == 2,
+          "rate_limit_rejections_total{/api/upload-image} = 2")
     check(s.stop() == 0, "exit 0")
 
 
