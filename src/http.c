@@ -275,9 +275,43 @@ typedef struct {
   od_framing f;
   char xff[1024];
   size_t xff_len;
-  int xff_seen, xff_too_long;
+  int xff_seen, xff_cut;
   int expect_continue; /* Expect: 100-continue */
 } header_scan;
+
+/* Joins one X-Forwarded-For header to those before it. Past the buffer the
+ * rightmost bytes are kept (h->xff_cut; client_of then drops the first,
+ * partial, entry): the walk reads from the right (proxy.c), and a proxy
+ * such as nginx appends the address it saw to whatever the client wrote,
+ * so a client that writes 1 KB of its own must not push that address out
+ * (it did: the whole header was then malformed and the proxy became the
+ * client). */
+static void xff_append(header_scan *h, const char *value) {
+  const size_t cap = sizeof h->xff - 1;
+  size_t n = strlen(value), sep = h->xff_seen ? 1 : 0;
+  h->xff_seen = 1;
+  if (h->xff_len + sep + n > cap) {
+    h->xff_cut = 1;
+    size_t drop = h->xff_len + sep + n - cap;
+    if (n >= cap) { /* this header alone: its tail */
+      value += n - cap;
+      n = cap;
+      h->xff_len = 0;
+      sep = 0;
+    } else if (drop >= h->xff_len) { /* all before it goes */
+      h->xff_len = 0;
+      sep = 0;
+    } else {
+      memmove(h->xff, h->xff + drop, h->xff_len - drop);
+      h->xff_len -= drop;
+    }
+  }
+  if (sep)
+    h->xff[h->xff_len++] = ',';
+  memcpy(h->xff + h->xff_len, value, n);
+  h->xff_len += n;
+  h->xff[h->xff_len] = '\0';
+}
 
 static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind,
                                    const char *key, const char *value) {
@@ -287,18 +321,8 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind,
   if (key != NULL && value != NULL && strcasecmp(key, "Expect") == 0 &&
       strcasecmp(value, "100-continue") == 0)
     h->expect_continue = 1;
-  if (key != NULL && value != NULL && strcasecmp(key, "X-Forwarded-For") == 0) {
-    size_t n = strlen(value);
-    if (h->xff_len + n + 2 > sizeof h->xff) {
-      h->xff_too_long = 1;
-    } else {
-      if (h->xff_seen)
-        h->xff[h->xff_len++] = ',';
-      memcpy(h->xff + h->xff_len, value, n + 1);
-      h->xff_len += n;
-    }
-    h->xff_seen = 1;
-  }
+  if (key != NULL && value != NULL && strcasecmp(key, "X-Forwarded-For") == 0)
+    xff_append(h, value);
   return MHD_YES;
 }
 
@@ -311,7 +335,11 @@ static void client_of(od_service *svc, struct MHD_Connection *conn, od_req *req,
   if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET)
     peer = ntohl(((const struct sockaddr_in *)(const void *)ci->client_addr)
                      ->sin_addr.s_addr);
-  const char *xff = h->xff_seen ? (h->xff_too_long ? "" : h->xff) : NULL;
+  const char *xff = h->xff_seen ? h->xff : NULL;
+  if (xff != NULL && h->xff_cut) { /* the first entry is cut: from the next */
+    const char *comma = strchr(xff, ',');
+    xff = comma ? comma + 1 : "";
+  }
   od_xff_result r = od_client_address(&svc->proxies, peer, xff, req->client,
                                       sizeof req->client);
   if (r != OD_XFF_NONE)

@@ -544,10 +544,21 @@ def case_proxy(work):
               "from a peer that is not a trusted proxy, X-Forwarded-For is ignored: the peer's bucket (%s)" % seq)
         seq = [limited(s.port, "unknown") for _ in range(3)]
         check(seq == [404, 404, 429], "a trusted proxy's malformed header: its own (peer) bucket (%s)" % seq)
+        # 1.2 KB written by the client on the left (past orfeasd's 1 KB of
+        # header kept): the proxy's entry on the right still keys it.
+        junk = ", ".join(["198.51.100.200"] * 80)
+        seq = [limited(s.port, junk + ", 203.0.113.44") for _ in range(3)]
+        check(seq == [404, 404, 429] and limited(s.port, "203.0.113.44") == 429,
+              "  a 1.2 KB header: the rightmost address (203.0.113.44) keys it, not the proxy (%s)" % seq)
+        two = ("GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Forwarded-For: %s\r\n"
+               "X-Forwarded-For: 203.0.113.45\r\n\r\n" % (STATUS, ", ".join(["198.51.100.201"] * 66))).encode()
+        seq = [int(raw(s.port, two).split(b" ", 2)[1]) for _ in range(3)]
+        check(seq == [404, 404, 429],
+              "  a second header past the first's 1 KB: its address (203.0.113.45) keys it (%s)" % seq)
         check_within(lambda: s.log_has(r"req GET /api/job-status/\{job_id\} 429 .* client=203\.0\.113\.7"),
                      "the access log names the client, not the proxy", timeout=5)  # logged after the answer
         sm = samples(s)
-        for res, n in (("used", 11), ("ignored", 3), ("malformed", 3)):
+        for res, n in (("used", 18), ("ignored", 3), ("malformed", 3)):
             got = value(sm, "orfeas_http_forwarded_for_total", result=res)
             check(got == n, "orfeas_http_forwarded_for_total{result=\"%s\"} = %d (got %g)" % (res, n, got))
         # The per-address connection limit spares trusted proxies.
