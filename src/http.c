@@ -476,6 +476,31 @@ static enum MHD_Result req_begin(od_service *svc, int admin,
   return MHD_YES;
 }
 
+/* A body cut past 4x its limit: MHD closes the connection with nothing
+ * answered, so the request is counted as the answer it was due (not as a
+ * client that left: 499), and the connection as cut. */
+static void body_cut(od_service *svc, od_req *req) {
+  const char *type = "payload_too_large";
+  req->status = 413;
+  if (req->rate_wait > 0) {
+    om_counter_inc(om_family_counter(svc->m.rate_limited,
+                                     OM_LABELS(od_route_template(req->route))));
+    type = "rate_limited";
+    req->status = 429;
+  } else if (req->body_error) {
+    type = "internal";
+    req->status = 500;
+  } else if (req->over_budget) {
+    om_counter_inc(svc->m.body_rejected);
+    type = "body_budget";
+    req->status = 503;
+  } else {
+    od_metric_validation(&svc->m, "body", "too_large");
+  }
+  od_metric_error(&svc->m, type, req->route);
+  od_edge_count_close(svc->edge, OD_CLOSE_BODY_CUT);
+}
+
 /* A body chunk: stored up to the limit. A body without a declared length
  * takes its bytes from the body budget as they come. A body that crosses
  * the limit or the budget, or that cannot be stored, or a rate-limited
@@ -505,7 +530,10 @@ static enum MHD_Result req_body(od_service *svc, od_req *req, const char *data,
       return MHD_YES;
   }
   req->overflow += n;
-  return req->overflow > 4 * (uint64_t)req->body_limit ? MHD_NO : MHD_YES;
+  if (req->overflow <= 4 * (uint64_t)req->body_limit)
+    return MHD_YES;
+  body_cut(svc, req);
+  return MHD_NO;
 }
 
 /* The answer a request thread made, now that MHD called back. */
@@ -711,16 +739,25 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap) {
     od_edge_count_close(svc->edge, OD_CLOSE_BAD_FRAMING);
     od_metric_error(&svc->m, "bad_framing", OD_ROUTE_OTHER); /* no route */
   }
+  /* Any other request MHD answers itself (a header past its memory, 431; a
+   * request line too long, 414; an unknown HTTP version, 505; a header
+   * line without a colon, 400) never reaches the access handler: counted
+   * here as bad_request, and not logged (one cheap request, one line).
+   * The Content-Length ones are bad_framing (above; MHD's second line
+   * names the header). */
+  int mhd_answered =
+      strncmp(msg, "Error processing request (HTTP response code is ", 48) == 0;
+  if (mhd_answered && strstr(msg, "<b>Content-Length</b>") == NULL &&
+      svc != NULL)
+    od_metric_error(&svc->m, "bad_request", OD_ROUTE_OTHER);
   /* A client that leaves mid-request (or that the edge cut, edge.c) is
    * counted already (a 499, orfeas_http_connections_closed_total), and so
    * is a bad length with MHD's answer to it (its second line names the
    * header): a line for each would let a slowloris or a stream of bad
    * requests flood the log. */
-  if (bad_length || strncmp(msg, "Connection socket is closed", 27) == 0 ||
-      strncmp(msg, "Connection was closed by remote side", 36) == 0 ||
-      (strncmp(msg, "Error processing request (HTTP response code is 4", 49) ==
-           0 &&
-       strstr(msg, "<b>Content-Length</b>") != NULL))
+  if (bad_length || mhd_answered ||
+      strncmp(msg, "Connection socket is closed", 27) == 0 ||
+      strncmp(msg, "Connection was closed by remote side", 36) == 0)
     return;
   od_logl(OD_LOG_WARN, "http: %s", msg);
 }

@@ -562,7 +562,8 @@ typedef enum {
   X(HEADER_TIMEOUT, "header_timeout")                                          \
   X(BODY_TOO_SLOW, "body_too_slow")                                            \
   X(PER_ADDRESS, "per_address_limit")                                          \
-  X(BAD_FRAMING, "bad_framing")
+  X(BAD_FRAMING, "bad_framing")                                                \
+  X(BODY_CUT, "body_cut")
 /* clang-format off */
 typedef enum {
 #define OD_CLOSE_ENUM(id, name) OD_CLOSE_##id,

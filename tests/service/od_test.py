@@ -751,8 +751,10 @@ def case_badinput_ws(work):
 
 def case_badinput_limits(work):
     """Past the limits: an upload over --max-upload-mb (declared, or
-    chunked) 413; a WebSocket client over --max-ws-clients 503; 300 idle
-    connections leave the service answering."""
+    chunked) 413, a chunked one past 4x the limit cut and counted as 413; a
+    request libmicrohttpd answers itself counted; a WebSocket client over
+    --max-ws-clients 503; 300 idle connections leave the service
+    answering."""
     s, img, counted = badinput_server(work, "--max-upload-mb", "1", "--max-ws-clients", "3")
     # Oversize: declared length over the limit -> 413 before any body is sent.
     resp = raw_http(s.port, b"POST /api/upload-image HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=x\r\n"
@@ -779,6 +781,26 @@ def case_badinput_limits(work):
     sk.close()
     check(got.startswith(b"HTTP/1.1 413"), "chunked body over the limit: discarded, 413")
     counted.add("body", "too_large")
+    # Past 4x the limit the connection is cut, nothing answered: counted as
+    # the 413 it was due and as a cut connection, not as a client that left.
+    sk = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+    sk.sendall(b"POST /api/upload-image HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+               b"Content-Type: multipart/form-data; boundary=x\r\n\r\n")
+    try:
+        for _ in range(100):  # 6.5 MB: past 4 MB
+            sk.sendall(chunk)
+    except OSError:
+        pass
+    sk.close()
+    counted.add("body", "too_large")
+    wait_for(lambda: value(s.samples(), "orfeas_http_connections_closed_total", reason="body_cut") == 1,
+             "the chunked body past 4x the limit cut and counted (body_cut)")
+    # A request libmicrohttpd answers itself (a header line with no colon:
+    # its 400), counted though no handler saw it.
+    resp = raw_http(s.port, b"GET /health HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n")
+    check(resp.startswith(b"HTTP/1.1 400"), "a header line without a colon: libmicrohttpd's 400")
+    wait_for(lambda: value(s.samples(), "orfeas_errors_total", type="bad_request", endpoint="other") == 1,
+             "  counted in errors_total{bad_request}")
     # Too many WebSocket clients: 503.
     wss = [WS(s.port) for _ in range(3)]
     wait_for(lambda: value(s.samples(), "orfeas_websocket_connections_active") == 3, "3 WebSocket clients")
@@ -799,10 +821,10 @@ def case_badinput_limits(work):
         sk.close()
     wait_for(lambda: exposed(s.samples(), "orfeas_websocket_connections_active") == 0, "WebSocket clients gone")
     sm = counted.check(s)
-    check(value(sm, "orfeas_errors_total", type="payload_too_large", endpoint="/api/upload-image") == 2,
-          "errors_total{payload_too_large} = 2")
-    check(value(sm, "orfeas_http_requests_total", method="POST", endpoint="/api/upload-image", status="413") == 2,
-          "http_requests_total{..., 413} = 2")
+    check(value(sm, "orfeas_errors_total", type="payload_too_large", endpoint="/api/upload-image") == 3,
+          "errors_total{payload_too_large} = 3")
+    check(value(sm, "orfeas_http_requests_total", method="POST", endpoint="/api/upload-image", status="413") == 3,
+          "http_requests_total{..., 413} = 3")
     check(value(sm, "orfeas_errors_total", type="ws_limit", endpoint="/ws") == 1, "errors_total{ws_limit} = 1")
     still_serves(s, img)
 
