@@ -526,6 +526,11 @@ const char *od_xff_result_name(od_xff_result r);
  * X-Forwarded-For value xff (several headers joined with ','; NULL when
  * none): the rightmost address that is not a trusted proxy when the peer
  * is trusted, else the peer. Canonical text into out. Pure. */
+/* The rate limit's key for a client address (od_client_address's text):
+ * an IPv6 address by its /64 ("2001:db8:1:2::/64"), the prefix a site or
+ * a host is given (a client holds every address in it, and would take a
+ * new bucket with each); anything else as it is. Pure. */
+void od_rate_key(const char *client, char *out, size_t out_len);
 od_xff_result od_client_address(const od_proxies *p, uint32_t peer,
                                 const char *xff, char *out, size_t out_len);
 

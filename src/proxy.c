@@ -120,6 +120,19 @@ static int parse_entry(const char *s, size_t len, char *out, size_t out_len,
   return -1;
 }
 
+void od_rate_key(const char *client, char *out, size_t out_len) {
+  struct in6_addr a6;
+  char text[INET6_ADDRSTRLEN];
+  if (strchr(client, ':') != NULL && inet_pton(AF_INET6, client, &a6) == 1) {
+    memset(a6.s6_addr + 8, 0, 8);
+    if (inet_ntop(AF_INET6, &a6, text, sizeof text) != NULL) {
+      snprintf(out, out_len, "%s/64", text);
+      return;
+    }
+  }
+  snprintf(out, out_len, "%s", client);
+}
+
 od_xff_result od_client_address(const od_proxies *p, uint32_t peer,
                                 const char *xff, char *out, size_t out_len) {
   struct in_addr pa = {.s_addr = htonl(peer)};

@@ -856,9 +856,11 @@ void od_route_rate_take(od_service *svc, od_req *req) {
   /* Cluster mode: one bucket per client for every node (issue #15); this
    * node's own when the store has none or is down. */
   int wait;
-  if (od_jobs_rate_take(svc->jobs, req->client, svc->cfg.rate_limit_rps,
+  char key[64];
+  od_rate_key(req->client, key, sizeof key);
+  if (od_jobs_rate_take(svc->jobs, key, svc->cfg.rate_limit_rps,
                         svc->cfg.rate_limit_burst, &wait) != 0)
-    wait = od_ratelimit_take(svc->rl, req->client, od_now());
+    wait = od_ratelimit_take(svc->rl, key, od_now());
   req->rate_wait = wait > 0 ? wait : 0;
 }
 

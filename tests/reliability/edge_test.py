@@ -539,6 +539,8 @@ def case_proxy(work):
               "  trusted hops on the right are skipped (10.9.0.0/16): 203.0.113.9's bucket")
         check(limited(s.port, "[2001:db8::1]:443") == 404 and limited(s.port, "2001:DB8:0::1") == 404
               and limited(s.port, "2001:db8::1") == 429, "  IPv6, with a port or not, one canonical bucket")
+        check(limited(s.port, "2001:db8::2") == 429 and limited(s.port, "2001:db8:0:1::1") == 404,
+              "  IPv6 by its /64: 2001:db8::2 shares 2001:db8::1's bucket, 2001:db8:0:1::1 has its own")
         seq = [limited(s.port, "203.0.113.%d" % (60 + i), source="127.0.0.2") for i in range(3)]
         check(seq == [404, 404, 429],
               "from a peer that is not a trusted proxy, X-Forwarded-For is ignored: the peer's bucket (%s)" % seq)
@@ -558,7 +560,7 @@ def case_proxy(work):
         check_within(lambda: s.log_has(r"req GET /api/job-status/\{job_id\} 429 .* client=203\.0\.113\.7"),
                      "the access log names the client, not the proxy", timeout=5)  # logged after the answer
         sm = samples(s)
-        for res, n in (("used", 18), ("ignored", 3), ("malformed", 3)):
+        for res, n in (("used", 20), ("ignored", 3), ("malformed", 3)):
             got = value(sm, "orfeas_http_forwarded_for_total", result=res)
             check(got == n, "orfeas_http_forwarded_for_total{result=\"%s\"} = %d (got %g)" % (res, n, got))
         # The per-address connection limit spares trusted proxies.

@@ -143,8 +143,24 @@ static void untrusted_peer_is_the_client(void **state) {
   assert_string_equal(od_xff_result_name(OD_XFF_IGNORED), "ignored");
 }
 
+static void rate_key_is_the_v6_prefix(void **state) {
+  (void)state;
+  char out[64];
+  od_rate_key("2001:db8:1:2:aaaa:bbbb:cccc:dddd", out, sizeof out);
+  assert_string_equal(out, "2001:db8:1:2::/64");
+  od_rate_key("2001:db8:1:2::1", out, sizeof out);
+  assert_string_equal(out, "2001:db8:1:2::/64");
+  od_rate_key("2001:db8::1", out, sizeof out);
+  assert_string_equal(out, "2001:db8::/64");
+  od_rate_key("203.0.113.7", out, sizeof out);
+  assert_string_equal(out, "203.0.113.7");
+  od_rate_key("unknown", out, sizeof out);
+  assert_string_equal(out, "unknown");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(rate_key_is_the_v6_prefix),
       cmocka_unit_test(parses_cidr_lists),
       cmocka_unit_test(refuses_bad_entries),
       cmocka_unit_test(rightmost_untrusted_is_the_client),
