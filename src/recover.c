@@ -7,7 +7,13 @@
  *     each kept job here: it is counted by the state it had
  *     (orfeas_jobs_recovered_total, orfeas_jobs_reclaimed_total), and a
  *     completed job whose model file is missing (deleted by hand) is
- *     failed with that reason, so it never points at nothing.
+ *     failed with that reason, so it never points at nothing. Not with a
+ *     shared store (redis://): the record is the cluster's and the data
+ *     dir is a mount this node may not see whole (not mounted, the wrong
+ *     path), and another node may be writing the job's new result; one
+ *     node's view must not fail every completed job of the cluster. The
+ *     missing models are counted and logged once, the records left as
+ *     they are (a download answers what the mount holds).
  *  2. The files in uploads/ and outputs/ that no kept job owns are
  *     deleted: an upload whose record never committed, a model whose job
  *     was removed before its files went, a temporary file of a write cut
@@ -39,6 +45,8 @@ typedef struct {
   int oom;
   int64_t by_state[OD_JOB_STATE_COUNT];
   int reclaimed;
+  int64_t unseen; /* shared store: completed jobs whose model is not here */
+  char first_unseen[96];
 } recovery;
 
 static void own(recovery *rv, owned **v, size_t *n, size_t *cap,
@@ -101,10 +109,14 @@ static void on_job(const od_job_rec *r, od_job_state was, void *u) {
   if (r->output_name[0]) {
     struct stat st;
     od_jobs_output_path(j, r->output_name, name, sizeof name);
-    if (r->state == OD_JOB_COMPLETED && stat(name, &st) != 0) {
+    int gone = r->state == OD_JOB_COMPLETED && stat(name, &st) != 0;
+    if (gone && !od_store_shared(j->store)) {
       model_missing(j, r);
       now = OD_JOB_FAILED;
     } else {
+      if (gone && rv->unseen++ == 0)
+        snprintf(rv->first_unseen, sizeof rv->first_unseen, "%s",
+                 r->output_name);
       own(rv, &rv->out, &rv->nout, &rv->cap_out, r->output_name);
     }
   }
@@ -183,5 +195,10 @@ int od_jobs_recover(od_jobs *j, char *err, size_t err_len) {
       (long long)rv.by_state[OD_JOB_QUEUED], rv.reclaimed,
       (long long)rv.by_state[OD_JOB_COMPLETED],
       (long long)rv.by_state[OD_JOB_FAILED], files, (unsigned long long)bytes);
+  if (rv.unseen > 0)
+    od_log("start-up: %lld completed job(s) of the shared store have no model "
+           "file in %s (%s, ...): left completed (is the shared data dir "
+           "mounted there?)",
+           (long long)rv.unseen, j->dir_outputs, rv.first_unseen);
   return 0;
 }

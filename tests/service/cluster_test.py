@@ -33,6 +33,10 @@ Short leases (--store-lease 1) keep it fast.
              stage and progress while it runs (from b's events).
   ratelimit  --rate-limit is one bucket per client for the whole cluster: a
              client that spent its burst on node a gets 429 on node b.
+  emptydir   a node started on an empty --data-dir (the mount missing)
+             sees a completed job of the cluster without its model: it logs
+             that once, with a count, and leaves the job completed for
+             every node (the model still downloads from the others).
 
 argv: CASE WORKDIR, like od_test.py.
 """
@@ -471,6 +475,27 @@ def case_ratelimit(work):
           "node b counted its rejection")
 
 
+def case_emptydir(work):
+    redis = Redis(work)
+    a = node(work, redis, "a", pause=False)
+    jid = submit(a, make_image("png", 96, os.path.join(work, "star.png")))
+    st = a.wait_job(jid, timeout=20)
+    check(st["status"] == "completed", "node a completed a job")
+    # Node e's data dir is not the shared one (an unmounted mount point).
+    e = Server(os.path.join(work, "not-mounted"), "--store", redis.url, "--node-id", "e", "--workers", "1",
+               "--store-lease", LEASE)
+    e.name = "e"
+    check(a.status(jid) == st and e.status(jid)["status"] == "completed",
+          "the job is still completed, unchanged, on node a (and on node e)")
+    logged(lambda: e.log_has(r"start-up: 1 completed job\(s\) of the shared store have no model file in "
+                             r".*not-mounted/outputs \(%s, \.\.\.\): left completed" % st["output_file"]),
+           "node e logged the missing model once, with the count")
+    check(not e.log_has(r"job %s: its model file" % jid), "node e failed no job")
+    got, _, data = a.request("GET", st["download_url"])
+    check(got == 200 and len(data) > 84, "its model still downloads from node a")
+
+
 if __name__ == "__main__":
     main({"once": case_once, "kill9": case_kill9, "drain": case_drain, "auth": case_auth, "orphans": case_orphans, "partition": case_partition, "redis": case_redis,
-          "progress": case_progress, "ratelimit": case_ratelimit, "stranded": case_stranded})
+          "progress": case_progress, "ratelimit": case_ratelimit, "stranded": case_stranded,
+          "emptydir": case_emptydir})
