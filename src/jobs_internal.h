@@ -20,6 +20,8 @@
 #ifndef ORFEAS_JOBS_INTERNAL_H
 #define ORFEAS_JOBS_INTERNAL_H
 
+#include <sys/stat.h>
+
 #include "store.h"
 
 /* ---- eta.c --------------------------------------------------------------- */
@@ -123,6 +125,9 @@ void od_jobs_housekeep(od_jobs *j);
 /* Removes the files of the shared data dir that no job owns, older than
  * --orphan-age (at most 1000 a pass). */
 void od_jobs_sweep_orphans(od_jobs *j);
+/* When a file of the data dir was last written or given a name (the later
+ * of its mtime and its ctime): what the sweep ages it from. */
+double od_orphan_time(const struct stat *st);
 
 /* ---- fanout.c (issue #15) ------------------------------------------------ */
 

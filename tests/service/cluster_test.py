@@ -18,7 +18,11 @@ Short leases (--store-lease 1) keep it fast.
              (exit 1) saying what to do; no password in any log.
   orphans    files of the shared data dir no job owns (an upload, a model,
              a .tmp), older than --orphan-age, are removed by the sweep;
-             young files, foreign names and a live job's files stay.
+             young files, foreign names and a live job's files stay. The
+             sweep ages a file from its ctime too, which cannot be set
+             back: the node's clock for it is put 2 h ahead
+             (ORFEAS_TEST_ORPHAN_AHEAD_S) instead; unit.od_orphans checks
+             that a name just linked to an old file is young.
   drain      SIGTERM to the node running a job held past --drain-timeout:
              it exits 0 without ending the job, and another node takes the
              job over after the lease (attempt 2) and completes it.
@@ -96,14 +100,14 @@ class Redis:
         return "redis://127.0.0.1:%d" % self.port
 
 
-def node(work, redis, name, *args, pause=True):
+def node(work, redis, name, *args, pause=True, env=None):
     """A node on the shared data dir; its pause file (held jobs) is
     WORK/NAME.pause, created when pause is set."""
     pf = os.path.join(work, name + ".pause")
     if pause:
         open(pf, "w").close()
     s = Server(os.path.join(work, "shared"), "--store", redis.url, "--node-id", name,
-               "--workers", "1", "--store-lease", LEASE, "--pause-file", pf, *args)
+               "--workers", "1", "--store-lease", LEASE, "--pause-file", pf, *args, env=env)
     s.name, s.pause = name, pf
     return s
 
@@ -348,7 +352,10 @@ def case_auth(work):
 def case_orphans(work):
     """Files on the shared data dir that no job owns, older than
     --orphan-age, are swept (the first pass runs at start-up); a live job's
-    files, young files and names that are not ORFEAS' stay."""
+    files, young files and names that are not ORFEAS' stay. Node b's sweep
+    takes files as 2 h older than they are (a file's ctime, which the
+    sweep ages from too, cannot be set back), so a file made now is 2 h
+    old to it and a young one has its mtime set 2 h ahead."""
     redis = Redis(work)
     img = make_image("png", 64, os.path.join(work, "star.png"))
     a = node(work, redis, "a", pause=False)
@@ -369,11 +376,14 @@ def case_orphans(work):
             f.write(b"x" * 1000)
     for p in (lost_up, lost_tmp, lost_model, foreign, foreign_tmp):
         os.utime(p, (old, old))
+    ahead = 7200
+    os.utime(young, (time.time() + ahead, time.time() + ahead))
     live = [os.path.join(shared, "uploads", n) for n in os.listdir(os.path.join(shared, "uploads"))
             if n.startswith(done)] + [os.path.join(shared, "outputs", st["output_file"])]
     for p in live:
         os.utime(p, (old, old))
-    b = node(work, redis, "b", "--orphan-age", "3600", pause=False)
+    b = node(work, redis, "b", "--orphan-age", "3600", pause=False,
+             env={"ORFEAS_TEST_ORPHAN_AHEAD_S": str(ahead)})
     check_within(lambda: metric(b, "orfeas_orphan_files_removed_total", dir="uploads") == 1 and
                  metric(b, "orfeas_orphan_files_removed_total", dir="outputs") == 2,
                  "the start-up sweep removed 1 upload and 2 outputs (a model and a .tmp)", timeout=10)
