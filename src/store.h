@@ -459,4 +459,12 @@ void od_store_set_observer(od_store *s,
                                       double seconds),
                            void *u);
 
+/* ---- test hook (redis) ---------------------------------------------------
+ * NULL in orfeasd. When set (tests/unit/test_od_store.c, before any claim),
+ * a redis claim calls it on the claiming thread with "" just before each
+ * blocking XREADGROUP, and with the entry that read delivered just before
+ * it starts it: a test can add the entry then, and stall a node between
+ * the delivery and the start past its lease. */
+extern void (*od_store_redis_claim_hook)(const char *entry);
+
 #endif

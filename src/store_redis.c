@@ -41,12 +41,14 @@
  * min-idle = --store-lease), else one new entry (XREADGROUP without
  * BLOCK); then, only with nothing to take, it blocks in XREADGROUP ...
  * BLOCK (at most half a lease, so lapsed leases and a closed queue are
- * seen) and starts what that delivered. Starting a job writes processing,
- * attempt + 1, tries + 1 and the owner. A job taken from a lapsed lease is
- * counted (stats.reclaimed); past max_attempts tries it is failed with a
- * reason instead of run ("the node running this job was lost N times"),
- * and "look it up" is published for its subscribers. The pending list is
- * walked whole for lapsed claims (XAUTOCLAIM looks at ~10 per call).
+ * seen) and starts what that delivered, if it still holds it (a node that
+ * stalled past the lease in between finds it taken and starts nothing).
+ * Starting a job writes processing, attempt + 1, tries + 1 and the owner.
+ * A job taken from a lapsed lease is counted (stats.reclaimed); past
+ * max_attempts tries it is failed with a reason instead of run ("the node
+ * running this job was lost N times"), and "look it up" is published for
+ * its subscribers. The pending list is walked whole for lapsed claims
+ * (XAUTOCLAIM looks at ~10 per call).
  * A heartbeat thread renews this process's claims every lease/3 (XCLAIM of
  * its own entry, min-idle 0, JUSTID: idle time reset, delivery count
  * kept), inside a script that first checks the job still has the claim's
@@ -239,8 +241,13 @@ static const char LUA_POSITION[] = LUA_COMMON
 
 /* ARGV: consumer owner now max_attempts lease_ms entry job
  * entry "": take a lapsed claim or a new entry; else start that entry
- * (just delivered by a blocking XREADGROUP). Returns {code, rec, entry}
- * with code CLAIM_*, or {5} (nothing). */
+ * (just delivered by a blocking XREADGROUP), only while this consumer still
+ * holds it and no other worker runs its job: a node that stalled past the
+ * lease between the delivery and this script had the entry taken by
+ * another node's XAUTOCLAIM (or another worker of its own), which runs the
+ * job now; starting it again would fence that run as a lapsed one. Then
+ * it is left as it is (no XACK: the entry is the new holder's). Returns
+ * {code, rec, entry} with code CLAIM_*, or {5} (nothing). */
 static const char LUA_CLAIM[] = LUA_COMMON
     "local function start(e,id)\n"
     " local k=jk(id)\n"
@@ -257,7 +264,13 @@ static const char LUA_CLAIM[] = LUA_COMMON
     " return {code,rd(k),e}\n"
     "end\n"
     "grp()\n"
-    "if ARGV[6]~='' then return start(ARGV[6],ARGV[7]) or {5} end\n"
+    "if ARGV[6]~='' then\n"
+    " if #redis.call('XPENDING',S,G,ARGV[6],ARGV[6],1,ARGV[1])==0 then "
+    "return {5} end\n"
+    " local h=redis.call('HMGET',jk(ARGV[7]),'state','owner')\n"
+    " if tonumber(h[1])==2 and h[2]~=ARGV[2] then return {5} end\n"
+    " return start(ARGV[6],ARGV[7]) or {5}\n"
+    "end\n"
     /* XAUTOCLAIM looks at ~10 pending entries per call (COUNT 1): walk
      * the whole pending list (running jobs: bounded by the workers). */
     "local cur='0-0'\n"
@@ -1417,6 +1430,8 @@ static od_store_rc claim_once(rds *d, redisContext *c, const char *owner,
   return rc;
 }
 
+void (*od_store_redis_claim_hook)(const char *entry);
+
 static od_store_rc rd_claim(void *be, const char *owner, int block_ms,
                             od_job_rec *out) {
   rds *d = be;
@@ -1448,6 +1463,8 @@ static od_store_rc rd_claim(void *be, const char *owner, int block_ms,
     }
     double wait = left < poll_s ? left : poll_s;
     long wait_ms = (long)(wait * 1000) > 0 ? (long)(wait * 1000) : 1;
+    if (od_store_redis_claim_hook != NULL)
+      od_store_redis_claim_hook("");
     redisSetTimeout(c, tv_of(OP_TIMEOUT_S + wait));
     redisReply *x = redisCommand(
         c,
@@ -1475,6 +1492,8 @@ static od_store_rc rd_claim(void *be, const char *owner, int block_ms,
                  e->element[0]->str);
         snprintf(job, sizeof job, "%.*s", (int)e->element[1]->element[1]->len,
                  e->element[1]->element[1]->str);
+        if (od_store_redis_claim_hook != NULL)
+          od_store_redis_claim_hook(ent);
         rc = claim_once(d, c, who, ent, job, out, &ok);
       }
     }

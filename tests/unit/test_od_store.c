@@ -1217,6 +1217,7 @@ static od_store *open_node(const char *node, int max_attempts) {
 }
 
 static int open_redis(void **state) {
+  od_store_redis_claim_hook = NULL; /* a failed case may have left it */
   if (admin("FLUSHALL", NULL) != 0)
     return -1;
   *state = open_node(NULL, 0);
@@ -1348,6 +1349,70 @@ static void a_job_lost_max_attempts_times_fails(void **state) {
   assert_int_equal(st.queue_depth, 0);
 }
 
+/* A node stalled between its blocking read's delivery of an entry and
+ * starting it (the claim hook stands in for the stall): the first time it
+ * is about to block, job 1 is enqueued, so that read delivers its entry;
+ * then, before the start, stall_taker claims the job, which it can only
+ * do once the entry sat a lease with the stalled node (XAUTOCLAIM). */
+static od_store *stall_taker;
+static od_job_rec stall_took;
+static od_store_rc stall_rc;
+static int stall_enqueued, stall_delivered;
+
+static void stall_past_the_lease(const char *entry) {
+  if (entry[0] == '\0') {
+    if (stall_enqueued++ == 0)
+      enqueue_new(stall_taker, 1);
+  } else if (stall_delivered++ == 0) {
+    stall_rc = od_store_claim(stall_taker, "w0", 5000, &stall_took);
+  }
+}
+
+/* Node y, stalled past its lease with an entry just delivered, resumes
+ * after node x (same_node: another worker of its own node, the same
+ * consumer) took the entry over and started the job: y starts nothing
+ * (no takeover of a healthy run) and x's run ends normally. */
+static void stalled_delivery(void **state, int same_node) {
+  od_store_close(*state);
+  /* A 1 s lease, renewed every 0.33 s: only a stall of 0.67 s of x's
+   * heartbeat on a loaded machine would let y take the job legitimately. */
+  od_store *x = open_node_lease("node-x", 3, 1.0),
+           *y = open_node_lease(same_node ? "node-x" : "node-y", 3, 1.0);
+  *state = x;
+  assert_non_null(x);
+  assert_non_null(y);
+  stall_taker = x;
+  stall_enqueued = stall_delivered = 0;
+  stall_rc = OD_STORE_DOWN;
+  od_store_redis_claim_hook = stall_past_the_lease;
+  od_job_rec cy;
+  od_store_rc rc = od_store_claim(y, "w1", 200, &cy);
+  od_store_redis_claim_hook = NULL;
+  assert_int_equal(stall_delivered, 1);
+  assert_int_equal(stall_rc, OD_STORE_OK);
+  assert_int_equal(stall_took.attempt, 1);
+  assert_string_equal(stall_took.owner, "node-x:w0");
+  assert_int_equal(rc, OD_STORE_EMPTY); /* was: OK, attempt 2 (a takeover) */
+  od_job_rec r;
+  assert_int_equal(od_store_get(x, stall_took.id, &r), OD_STORE_OK);
+  assert_int_equal(r.state, OD_JOB_PROCESSING);
+  assert_int_equal(r.attempt, 1);
+  assert_int_equal(r.tries, 1);
+  assert_string_equal(r.owner, "node-x:w0");
+  assert_int_equal(stat_field(y, offsetof(od_store_stats, reclaimed)), 0);
+  assert_int_equal(complete(x, &stall_took, stall_took.attempt), OD_STORE_OK);
+  assert_int_equal(stat_field(x, offsetof(od_store_stats, fenced)), 0);
+  od_store_close(y);
+}
+
+static void a_stalled_delivery_steals_from_no_other_node(void **state) {
+  stalled_delivery(state, 0);
+}
+
+static void a_stalled_delivery_steals_from_no_other_worker(void **state) {
+  stalled_delivery(state, 1);
+}
+
 /* Shutdown of one node leaves the waiting jobs to the others. */
 static void close_queue_leaves_waiting_jobs_to_other_nodes(void **state) {
   od_store *a = *state, *b = open_node("node-b", 3);
@@ -1414,6 +1479,8 @@ static void open_refuses_an_unreachable_redis(void **state) {
   X(a_renewed_claim_is_not_taken)                                              \
   X(a_superseded_claim_is_fenced_at_renewal)                                   \
   X(a_job_lost_max_attempts_times_fails)                                       \
+  X(a_stalled_delivery_steals_from_no_other_node)                              \
+  X(a_stalled_delivery_steals_from_no_other_worker)                            \
   X(close_queue_leaves_waiting_jobs_to_other_nodes)                            \
   X(the_queue_bound_is_cluster_wide)
 
