@@ -23,6 +23,10 @@
  *              until the store takes it. A drain waits 5 s for that at
  *              most: a job whose end could not be recorded stays
  *              processing in the store, and the next start runs it again.
+ *              A DOWN may hide a write the store made (Redis ran it and
+ *              the reply was lost): a retry refused after a DOWN looks the
+ *              job up, and if it ended with this attempt, that end's
+ *              metrics, log line and event are sent from the record.
  *
  * As many committer threads as workers: their syncs overlap (the model
  * files' own, and the store's group commit shares the WAL's between them),
@@ -108,6 +112,30 @@ static void store_model(od_committer *c, od_end *e) {
   od_jobs_update_cache_gauges(j);
 }
 
+/* After a write that got DOWN, the refusal of the next one (CONFLICT: the
+ * job has ended; FENCED) may mean that the earlier write was made all the
+ * same: the store ran it and its reply was lost (a Redis stalled past the
+ * reply timeout). Nothing was sent for it then, so the job's subscribers
+ * would wait for an end forever. 1 when the job has ended with e's attempt
+ * (that write is in: its metrics, log line and terminal event are sent
+ * now, from the stored record); 0 when not; -1 when the store cannot say
+ * now. */
+static int landed(od_jobs *j, const od_end *e, od_job_state *state) {
+  od_job_rec got;
+  od_store_rc rc = od_store_get(j->store, e->r.id, &got);
+  if (rc == OD_STORE_DOWN)
+    return -1;
+  if (rc != OD_STORE_OK || got.attempt != e->r.attempt ||
+      (got.state != OD_JOB_COMPLETED && got.state != OD_JOB_FAILED))
+    return 0;
+  od_log("job %s: its end was recorded by an earlier write whose answer the "
+         "store lost: %s",
+         e->r.id, od_job_state_name(got.state));
+  od_jobs_ended(j, &got, e->why);
+  *state = got.state;
+  return 1;
+}
+
 /* Records e's end (see the top for the retries). */
 static void record(od_committer *c, od_end *e) {
   od_jobs *j = c->j;
@@ -115,13 +143,23 @@ static void record(od_committer *c, od_end *e) {
   od_jobs_output_name(&e->r, name, sizeof name);
   od_jobs_output_path(j, name, path, sizeof path);
   double give_up_at = 0;
+  int was_down = 0;
   for (;;) {
     od_store_rc rc = od_jobs_end(j, &e->r, OD_STATE_BIT(OD_JOB_PROCESSING),
                                  e->r.attempt, e->why);
-    if (rc == OD_STORE_OK && e->r.state == OD_JOB_FAILED)
+    od_job_state ended = e->r.state;
+    if (was_down && (rc == OD_STORE_CONFLICT || rc == OD_STORE_FENCED)) {
+      int in = landed(j, e, &ended);
+      if (in > 0)
+        rc = OD_STORE_OK;
+      else if (in < 0)
+        rc = OD_STORE_DOWN; /* ask again */
+    }
+    if (rc == OD_STORE_OK && ended == OD_JOB_FAILED)
       unlink(path); /* a previous run's model of the same name */
     if (rc != OD_STORE_DOWN)
       return;
+    was_down = 1;
     if (e->r.state == OD_JOB_COMPLETED) {
       e->why = OD_FAIL_STORAGE;
       e->r.state = OD_JOB_FAILED;

@@ -227,6 +227,11 @@ od_store_rc od_jobs_end(od_jobs *j, od_job_rec *r, unsigned from, int fence,
            od_store_rc_message(rc));
     return rc;
   }
+  od_jobs_ended(j, r, why);
+  return OD_STORE_OK;
+}
+
+void od_jobs_ended(od_jobs *j, const od_job_rec *r, od_fail_reason why) {
   int ok = r->state == OD_JOB_COMPLETED;
   if (j->fanout == NULL) /* cluster mode: the janitor sets it */
     om_gauge_dec(j->svc->m.active_jobs);
@@ -244,7 +249,6 @@ od_store_rc od_jobs_end(od_jobs *j, od_job_rec *r, unsigned from, int fence,
   json_t *data = od_job_event_json(&v, &ev);
   if (data != NULL)
     od_jobs_publish(j, r->id, ev, data);
-  return OD_STORE_OK;
 }
 
 /* ---- upload -------------------------------------------------------------- */

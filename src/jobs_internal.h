@@ -216,6 +216,10 @@ void od_jobs_output_name(const od_job_rec *r, char *out, size_t len);
  * the store's rc (FENCED: a newer attempt owns the job; nothing is sent). */
 od_store_rc od_jobs_end(od_jobs *j, od_job_rec *r, unsigned from, int fence,
                         od_fail_reason why);
+/* What od_jobs_end does once its write is in: the metrics, the log line
+ * and the terminal event of r, an ended record as stored (the committer
+ * calls it when a write whose reply was lost turns out to have been made). */
+void od_jobs_ended(od_jobs *j, const od_job_rec *r, od_fail_reason why);
 /* Queues an event for the job's subscribers (adds the timestamp; steals
  * data). */
 void od_jobs_publish(od_jobs *j, const char *id, od_ws_event ev, json_t *data);

@@ -37,6 +37,10 @@ Short leases (--store-lease 1) keep it fast.
              stage and progress while it runs (from b's events).
   ratelimit  --rate-limit is one bucket per client for the whole cluster: a
              client that spent its burst on node a gets 429 on node b.
+  lostreply  a job's completion that Redis made but whose reply was lost
+             (ORFEAS_TEST_LOST_REPLY_FILE): the retried end is refused
+             (the job has ended) and the node then sends the recorded
+             completion; WebSocket clients on both nodes get it.
   emptydir   a node started on an empty --data-dir (the mount missing)
              sees a completed job of the cluster without its model: it logs
              that once, with a count, and leaves the job completed for
@@ -505,7 +509,46 @@ def case_emptydir(work):
     check(got == 200 and len(data) > 84, "its model still downloads from node a")
 
 
+def case_lostreply(work):
+    redis = Redis(work)
+    lost = os.path.join(work, "lost")
+    a = node(work, redis, "a", env={"ORFEAS_TEST_LOST_REPLY_FILE": lost})
+    b = node(work, redis, "b", pause=False)
+    jid = submit(a, make_image("png", 96, os.path.join(work, "star.png")))
+    held_on(a, jid)
+    clients = {}
+    for s in (a, b):
+        ws = WS(s.port)
+        ws.recv_event()
+        ws.send_json({"event": "subscribe", "data": {"job_id": jid}})
+        clients[s.name] = ws
+    open(lost, "w").close()  # from now on a's end is made but answers DOWN
+    os.unlink(a.pause)
+    # Its completion, then the failure retried in its place, both made by
+    # Redis (the failure refused: the job is completed) and both "lost".
+    logged(lambda: a.log_has(r"job %s: its failure was not recorded" % jid),
+           "node a retried the end as a failure after its completion got no answer")
+    check(a.status(jid)["status"] == "completed", "the completion is in the store")
+    os.unlink(lost)
+    for name, ws in clients.items():
+        try:
+            got, _ = ws.events_until(lambda ev: ev["event"] in ("generation_complete", "generation_error"),
+                                     timeout=10)
+        except TimeoutError:
+            raise TestFailure("the client on node %s got no end of the job within 10 s" % name)
+        check(got and got[-1]["event"] == "generation_complete",
+              "the client on node %s got generation_complete" % name)
+        ws.close()
+    logged(lambda: a.log_has(r"job %s: its end was recorded by an earlier write whose answer the store lost: "
+                             r"completed" % jid), "node a logged why it sent the end late")
+    check(metric(a, "orfeas_generation_3d_total", format="stl", status="success") == 1,
+          "node a counted the success")
+    st = b.wait_job(jid, timeout=5)
+    got, _, data = b.request("GET", st["download_url"])
+    check(st["status"] == "completed" and got == 200 and len(data) > 84, "the model downloads from node b")
+
+
 if __name__ == "__main__":
     main({"once": case_once, "kill9": case_kill9, "drain": case_drain, "auth": case_auth, "orphans": case_orphans, "partition": case_partition, "redis": case_redis,
           "progress": case_progress, "ratelimit": case_ratelimit, "stranded": case_stranded,
-          "emptydir": case_emptydir})
+          "emptydir": case_emptydir, "lostreply": case_lostreply})
