@@ -12,7 +12,8 @@
  *   retention jobs idle past --result-ttl are removed, at most EXPIRE_BATCH
  *             a pass, each leaving a tombstone (410 with the reason)
  *   orphans   with a shared store, every quarter of --orphan-age (at most
- *             10 min): files no job owns removed (orphans.c)
+ *             10 min): files no job owns removed (orphans.c), 500 names
+ *             read a tick until the sweep is through
  *   stranded  every STRANDED_PERIOD_S (or --stranded-age if shorter): jobs
  *             queued over --stranded-age ago that wait in no dispatch queue
  *             are queued again
@@ -195,9 +196,11 @@ void od_jobs_housekeep(od_jobs *j) {
     requeue_stranded(j);
   }
   if (j->store_up && od_store_shared(j->store) &&
-      (j->t_orphans == 0 || now - j->t_orphans >= orphan_period(j))) {
-    j->t_orphans = now;
-    od_jobs_sweep_orphans(j);
+      (j->orphans.running || j->t_orphans == 0 ||
+       now - j->t_orphans >= orphan_period(j))) {
+    if (!j->orphans.running)
+      j->t_orphans = now;
+    od_jobs_sweep_orphans(j); /* a slice; the rest at the next ticks */
   }
 }
 

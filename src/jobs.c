@@ -821,6 +821,7 @@ void od_jobs_free(od_jobs *j) {
   }
   od_committer_free(j->committer);
   od_janitor_free(j->janitor);
+  od_jobs_sweep_orphans_stop(j); /* after its janitor */
   od_workers_free(j->workers);
   od_fanout_quiet(j->fanout);
   od_store_close(j->store); /* its listener calls into the fan-out */

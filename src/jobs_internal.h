@@ -20,6 +20,7 @@
 #ifndef ORFEAS_JOBS_INTERNAL_H
 #define ORFEAS_JOBS_INTERNAL_H
 
+#include <dirent.h>
 #include <sys/stat.h>
 
 #include "store.h"
@@ -122,9 +123,21 @@ void od_jobs_housekeep(od_jobs *j);
 
 /* ---- orphans.c ----------------------------------------------------------- */
 
+/* A sweep of the shared data dir in progress (the janitor's). */
+typedef struct {
+  int running;
+  DIR *dir;       /* owned: the folder being read, NULL between folders */
+  int which;      /* 0 uploads/, 1 outputs/ */
+  int budget;     /* removals left */
+  uint64_t bytes; /* removed */
+  double older;   /* od_wall() cut-off */
+} od_orphan_sweep;
 /* Removes the files of the shared data dir that no job owns, older than
- * --orphan-age (at most 1000 a pass). */
-void od_jobs_sweep_orphans(od_jobs *j);
+ * --orphan-age (at most 1000 a sweep), reading a slice of names a call: 1
+ * while the sweep is not through (call again), 0 when it is. */
+int od_jobs_sweep_orphans(od_jobs *j);
+/* Ends a sweep in progress (closes its folder). */
+void od_jobs_sweep_orphans_stop(od_jobs *j);
 /* When a file of the data dir was last written or given a name (the later
  * of its mtime and its ctime): what the sweep ages it from. */
 double od_orphan_time(const struct stat *st);
@@ -173,8 +186,9 @@ struct od_jobs {
   om_counter *op_errors[OD_STORE_OP_COUNT];
   om_counter *claim_errors;
   int64_t seen_reclaimed, seen_fenced; /* janitor: store counts added */
-  double t_orphans;                    /* janitor: the last sweep (od_now) */
-  double t_stranded; /* janitor: the last requeue_stranded (od_now) */
+  double t_orphans;        /* janitor: the last sweep's start (od_now) */
+  od_orphan_sweep orphans; /* janitor: the sweep in progress */
+  double t_stranded;       /* janitor: the last requeue_stranded (od_now) */
   om_counter *orphans_removed[2]; /* {dir}: uploads, outputs */
   /* Health, refreshed by the janitor (and a failed write). */
   _Atomic int store_up;

@@ -23,6 +23,14 @@
  * is kept whatever it is, and so is a name that is not ORFEAS' (no UUID in
  * it). Several nodes sweeping at once is harmless: an unlink that finds
  * nothing is not counted. Counted in orfeas_orphan_files_removed_total.
+ *
+ * A sweep is read a slice at a time (ORPHAN_SLICE names a call, its
+ * folder's stream kept open between calls): the janitor calls it once a
+ * second until it is through, and between slices does its other work
+ * (the store and data-dir probes behind /ready, expiry). In one call a
+ * mount of 200k files would hold the janitor for the whole walk (an
+ * fstatat each, and a store lookup for each old file), with /ready and
+ * orfeas_store_up frozen meanwhile.
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -34,7 +42,8 @@
 
 #include "jobs_internal.h"
 
-#define ORPHAN_BATCH 1000 /* removals per pass: the rest wait a pass */
+#define ORPHAN_BATCH 1000 /* removals per sweep: the rest wait a sweep */
+#define ORPHAN_SLICE 500  /* names read per call */
 
 /* The job id a data-dir file name carries ("ID.EXT", "model_ID.FMT", each
  * maybe + ".tmp") into id; 0 when there is none. */
@@ -57,20 +66,20 @@ static int is_tmp(const char *name) {
   return n > 4 && strcmp(name + n - 4, ".tmp") == 0;
 }
 
-/* One folder; -1 when the store stopped answering (the pass ends). */
-static int sweep_dir(od_jobs *j, const char *dir, int which, double older,
-                     int *budget, uint64_t *bytes) {
-  DIR *d = opendir(dir);
-  if (d == NULL)
-    return 0;
-  int rc = 0;
+/* Up to *slice names of the folder being read; 1 when it is read to its
+ * end, 0 when the slice ran out first, -1 when the store stopped answering
+ * (the sweep ends). */
+static int sweep_slice(od_jobs *j, int *slice) {
+  od_orphan_sweep *w = &j->orphans;
   struct dirent *de;
-  while (*budget > 0 && (de = readdir(d)) != NULL) {
+  while (w->budget > 0 && (*slice)-- > 0) {
+    if ((de = readdir(w->dir)) == NULL)
+      return 1;
     struct stat st;
     char id[37];
     if (de->d_name[0] == '.' ||
-        fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-        !S_ISREG(st.st_mode) || od_orphan_time(&st) > older)
+        fstatat(dirfd(w->dir), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+        !S_ISREG(st.st_mode) || od_orphan_time(&st) > w->older)
       continue;
     if (!id_of(de->d_name, id))
       continue; /* not a name of ours (ours carry a job id, .tmp too) */
@@ -79,37 +88,72 @@ static int sweep_dir(od_jobs *j, const char *dir, int which, double older,
       od_store_rc got = od_store_get(j->store, id, &r);
       if (got == OD_STORE_OK)
         continue;
-      if (got != OD_STORE_NOT_FOUND && got != OD_STORE_GONE) {
-        rc = -1;
-        break;
-      }
+      if (got != OD_STORE_NOT_FOUND && got != OD_STORE_GONE)
+        return -1;
     }
-    if (unlinkat(dirfd(d), de->d_name, 0) == 0) {
-      (*budget)--;
-      *bytes += (uint64_t)st.st_size;
-      om_counter_inc(j->orphans_removed[which]);
+    if (unlinkat(dirfd(w->dir), de->d_name, 0) == 0) {
+      w->budget--;
+      w->bytes += (uint64_t)st.st_size;
+      om_counter_inc(j->orphans_removed[w->which]);
     }
   }
-  closedir(d);
-  return rc;
+  return w->budget > 0 ? 0 : 1;
 }
 
-void od_jobs_sweep_orphans(od_jobs *j) {
-  double older = od_wall() - j->svc->cfg.orphan_age_s;
-  /* Test hook (never set in production): the sweep takes every file as
-   * this many seconds older than it is. A file's ctime cannot be set back,
-   * so a test cannot make a file old by utime() alone. */
-  const char *ahead = getenv("ORFEAS_TEST_ORPHAN_AHEAD_S");
-  if (ahead != NULL)
-    older += atof(ahead);
-  int budget = ORPHAN_BATCH;
-  uint64_t bytes = 0;
-  if (sweep_dir(j, j->dir_uploads, 0, older, &budget, &bytes) == 0)
-    sweep_dir(j, j->dir_outputs, 1, older, &budget, &bytes);
-  int removed = ORPHAN_BATCH - budget;
+static void sweep_end(od_jobs *j) {
+  od_orphan_sweep *w = &j->orphans;
+  if (w->dir != NULL)
+    closedir(w->dir);
+  w->dir = NULL;
+  w->running = 0;
+  int removed = ORPHAN_BATCH - w->budget;
   if (removed > 0)
     od_log("orphans: removed %d file(s) no job owns, older than "
            "--orphan-age %gs (%llu bytes)%s",
-           removed, j->svc->cfg.orphan_age_s, (unsigned long long)bytes,
-           budget == 0 ? "; more next pass" : "");
+           removed, j->svc->cfg.orphan_age_s, (unsigned long long)w->bytes,
+           w->budget == 0 ? "; more next sweep" : "");
+}
+
+int od_jobs_sweep_orphans(od_jobs *j) {
+  od_orphan_sweep *w = &j->orphans;
+  if (!w->running) {
+    w->running = 1;
+    w->which = -1;
+    w->budget = ORPHAN_BATCH;
+    w->bytes = 0;
+    w->older = od_wall() - j->svc->cfg.orphan_age_s;
+    /* Test hook (never set in production): the sweep takes every file as
+     * this many seconds older than it is. A file's ctime cannot be set
+     * back, so a test cannot make a file old by utime() alone. */
+    const char *ahead = getenv("ORFEAS_TEST_ORPHAN_AHEAD_S");
+    if (ahead != NULL)
+      w->older += atof(ahead);
+  }
+  int slice = ORPHAN_SLICE;
+  while (slice > 0) {
+    if (w->dir == NULL) { /* the next folder: uploads/, then outputs/ */
+      if (++w->which > 1 || w->budget == 0) {
+        sweep_end(j);
+        return 0;
+      }
+      w->dir = opendir(w->which == 0 ? j->dir_uploads : j->dir_outputs);
+      if (w->dir == NULL)
+        continue;
+    }
+    int rc = sweep_slice(j, &slice);
+    if (rc < 0) {
+      sweep_end(j);
+      return 0;
+    }
+    if (rc > 0) {
+      closedir(w->dir);
+      w->dir = NULL;
+    }
+  }
+  return 1;
+}
+
+void od_jobs_sweep_orphans_stop(od_jobs *j) {
+  if (j->orphans.running)
+    sweep_end(j);
 }

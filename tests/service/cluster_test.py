@@ -355,8 +355,9 @@ def case_auth(work):
 
 def case_orphans(work):
     """Files on the shared data dir that no job owns, older than
-    --orphan-age, are swept (the first pass runs at start-up); a live job's
-    files, young files and names that are not ORFEAS' stay. Node b's sweep
+    --orphan-age, are swept (the first sweep starts at start-up, 500 names
+    a janitor tick); a live job's files, young files and names that are
+    not ORFEAS' stay. Node b's sweep
     takes files as 2 h older than they are (a file's ctime, which the
     sweep ages from too, cannot be set back), so a file made now is 2 h
     old to it and a young one has its mtime set 2 h ahead."""
@@ -382,6 +383,14 @@ def case_orphans(work):
         os.utime(p, (old, old))
     ahead = 7200
     os.utime(young, (time.time() + ahead, time.time() + ahead))
+    # 1200 more young uploads: the sweep reads 500 names a janitor tick, so
+    # outputs/ is reached only at its third tick or later (the folder's
+    # stream kept open between ticks).
+    for _ in range(1200):
+        p = os.path.join(shared, "uploads", "%s.png" % uuid.uuid4())
+        with open(p, "wb") as f:
+            f.write(b"y")
+        os.utime(p, (time.time() + ahead, time.time() + ahead))
     live = [os.path.join(shared, "uploads", n) for n in os.listdir(os.path.join(shared, "uploads"))
             if n.startswith(done)] + [os.path.join(shared, "outputs", st["output_file"])]
     for p in live:
