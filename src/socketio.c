@@ -11,7 +11,8 @@
  *     0 open    server -> client: {"sid","upgrades":[],"pingInterval",
  *               "pingTimeout","maxPayload"}
  *     1 close   client -> server: the hub closes the connection
- *     2 ping    server -> client every pingInterval; "2probe" -> "3probe"
+ *     2 ping    server -> client every pingInterval; a client's "2probe"
+ *               is answered "3probe", any other client ping a bare "3"
  *     3 pong    client -> server: the answer the hub waits pingTimeout for
  *     4 message a Socket.IO packet follows
  *     5 upgrade, 6 noop: nothing to do (no polling transport to leave)
@@ -335,14 +336,14 @@ od_sio_kind od_sio_handle(od_sio_conn *c, const uint8_t *msg, size_t len,
     k = OD_SIO_PONG;
   } else if (p[0] == '2') {
     /* A ping from the client (v3 habits, or the "probe" of an upgrade):
-     * answered with the same payload. */
+     * "2probe" is answered "3probe", any other ping a bare "3". Echoing
+     * the payload would let a client that never reads park up to
+     * 2 x --ws-queue replies of OD_SIO_MAX_PAYLOAD bytes each. */
     k = OD_SIO_NOTHING;
-    *reply = malloc(len + 1);
-    if (*reply != NULL) {
-      memcpy(*reply, msg, len);
-      (*reply)[0] = '3';
-      (*reply)[len] = '\0';
-    }
+    const char *pong = len == 6 && memcmp(p, "2probe", 6) == 0 ? "3probe" : "3";
+    *reply = malloc(strlen(pong) + 1);
+    if (*reply != NULL)
+      memcpy(*reply, pong, strlen(pong) + 1);
   } else if (p[0] == '1') {
     k = OD_SIO_CLOSE;
   } else if (p[0] == '5' || p[0] == '6') {

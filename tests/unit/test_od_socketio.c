@@ -178,6 +178,20 @@ static void test_connect_and_subscribe(void **s) {
   expect(&c, "3", OD_SIO_PONG, NULL);
   expect(&c, "2probe", OD_SIO_NOTHING, "3probe");
   expect(&c, "2", OD_SIO_NOTHING, "3");
+  /* Only the probe's payload is echoed: any other ping gets a bare "3", so
+   * a client that never reads cannot park its own 4 KB in each reply. */
+  char big[4002] = "2";
+  memset(big + 1, 'x', 4000);
+  big[4001] = '\0';
+  assert_int_equal(run(&c, big, &reply, id, err), OD_SIO_NOTHING);
+  assert_string_equal(reply, "3");
+  free(reply);
+  assert_int_equal(run(&c, "2probe", &reply, id, err), OD_SIO_NOTHING);
+  assert_string_equal(reply, "3probe");
+  free(reply);
+  assert_int_equal(run(&c, "2probes", &reply, id, err), OD_SIO_NOTHING);
+  assert_string_equal(reply, "3");
+  free(reply);
   expect(&c, "6", OD_SIO_NOTHING, NULL);
   expect(&c, "5", OD_SIO_NOTHING, NULL);
   expect(&c, "43[]", OD_SIO_NOTHING, NULL);
