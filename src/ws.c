@@ -93,6 +93,7 @@ typedef struct client {
   double close_by;           /* closing: the socket closes then, whether
                                 the client answered the close or not */
   int in_recv;               /* inside wslay_event_recv() */
+  int peer_closed;           /* the close we send echoes the client's own */
   od_sio_conn *sio;          /* Socket.IO state (owned); NULL for /ws */
   struct client *next;
   char subs[][37]; /* the jobs followed; allocated with the client */
@@ -400,13 +401,17 @@ static void sio_on_msg(client *c, const uint8_t *msg, size_t len) {
 
 static void on_msg(wslay_event_context_ptr ctx,
                    const struct wslay_event_on_msg_recv_arg *arg, void *user) {
-  (void)ctx;
   client *c = user;
   od_metrics *m = &c->hub->svc->m;
   if (arg->opcode == WSLAY_PONG) {
     c->pong_by = 0; /* alive: it reads, and answers */
     return;
   }
+  /* The client closed first: wslay has queued the echo of its status code
+   * (1002 included), which says nothing of what the client sent us. */
+  if (arg->opcode == WSLAY_CONNECTION_CLOSE && !c->closing &&
+      !wslay_event_get_close_sent(ctx))
+    c->peer_closed = 1;
   /* A ping's pong is already queued (wslay), a text message's reply is
    * about to be. */
   if ((arg->opcode == WSLAY_PING || arg->opcode == WSLAY_TEXT_FRAME) &&
@@ -513,10 +518,12 @@ static void client_free(client *c) {
 static void close_client(od_hub *h, client *c) {
   uint16_t code = wslay_event_get_status_code_sent(c->ctx);
   /* A close we sent for a broken frame (1002 protocol, 1007 bad UTF-8,
-   * 1009 too big) is a client error worth counting. */
-  if (code == WSLAY_CODE_PROTOCOL_ERROR ||
-      code == WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA ||
-      code == WSLAY_CODE_MESSAGE_TOO_BIG) {
+   * 1009 too big) is a client error worth counting; the same code echoed
+   * back to a client that closed with it first is not (any client could
+   * move an alert's counter that way). */
+  if (!c->peer_closed && (code == WSLAY_CODE_PROTOCOL_ERROR ||
+                          code == WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA ||
+                          code == WSLAY_CODE_MESSAGE_TOO_BIG)) {
     od_metric_error(&h->svc->m, "ws_protocol",
                     c->sio ? OD_ROUTE_SOCKETIO : OD_ROUTE_WS);
     od_metric_validation(&h->svc->m, "ws_frame",

@@ -713,6 +713,23 @@ def case_badinput_ws(work):
     s, img, counted = badinput_server(work)
     st, _, b = s.json("GET", "/ws")
     counted.bad(st, b, 400, "ws_handshake", "invalid", "/ws without an upgrade")
+    # A client that closes first with a protocol code: wslay echoes the
+    # code, and that echo is no protocol error of the client's.
+    for code in (1002, 1007, 1009):
+        ws = WS(s.port)
+        ws.recv_event()
+        ws.send_frame(8, struct.pack("!H", code) + b"bye")
+        check(ws.recv_event() is None and ws.close_code == code, "client's close %d: echoed" % code)
+        ws.sock.close()
+    wait_for(lambda: value(s.samples(), "orfeas_websocket_disconnections_total", reason="client") == 3,
+             "3 client closes counted as reason=client")
+    sm = s.samples()
+    check(value(sm, "orfeas_errors_total", type="ws_protocol", endpoint="/ws") == 0,
+          "client's close 1002/1007/1009: no errors_total{ws_protocol}")
+    check(exposed(sm, "orfeas_websocket_disconnections_total", reason="protocol") == 0,
+          "client's close 1002/1007/1009: no disconnections{protocol}")
+    check(value(sm, "orfeas_validation_errors_total", field="ws_frame", error_type="malformed") == 0,
+          "client's close 1002/1007/1009: no validation_errors{ws_frame}")
     ws = WS(s.port)
     ws.recv_event()
     ws.send_frame(1, b"{not json")
@@ -746,6 +763,8 @@ def case_badinput_ws(work):
     counted.add("ws_frame", "too_big")
     sm = counted.check(s)
     check(value(sm, "orfeas_errors_total", type="ws_protocol", endpoint="/ws") == 3, "errors_total{ws_protocol} = 3")
+    wait_for(lambda: value(s.samples(), "orfeas_websocket_disconnections_total", reason="protocol") == 3,
+             "the 3 broken frames: disconnections{reason=protocol} = 3")
     still_serves(s, img)
 
 
