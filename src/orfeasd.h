@@ -191,6 +191,10 @@ void od_config_usage(char *buf, size_t len);
 
 /* 1 when s is a canonical lower- or upper-case 8-4-4-4-12 hex UUID. */
 int od_uuid_valid(const char *s);
+/* The length of s's longest prefix of at most max bytes that is whole,
+ * valid UTF-8 (it stops at a NUL): a message that quotes a client's text
+ * cuts it there, so that the JSON which carries the message can be made. */
+size_t od_utf8_prefix(const char *s, size_t max);
 /* Writes a version-4 UUID (lower case, 36 chars + NUL) from /dev/urandom or
  * getrandom; -1 when no randomness is available. */
 int od_uuid_new(char out[37]);

@@ -216,7 +216,8 @@ static od_sio_kind parse_event(const char *p, size_t n, char job_id[37],
     }
   } else {
     snprintf(err, err_len,
-             "unknown event \"%.40s\" (subscribe_job, unsubscribe_job)", name);
+             "unknown event \"%.*s\" (subscribe_job, unsubscribe_job)",
+             (int)od_utf8_prefix(name, 40), name);
   }
   json_decref(arr);
   return kind;
@@ -281,8 +282,8 @@ static od_sio_kind handle_sio(od_sio_conn *c, const char *p, size_t n,
   case 0: /* CONNECT (of its payload only a reconnect's offset is used) */
     if (!root_nsp) {
       *reply = connect_error(nsp, "Invalid namespace");
-      snprintf(err, err_len, "namespace %.40s does not exist (only \"/\")",
-               nsp);
+      snprintf(err, err_len, "namespace %.*s does not exist (only \"/\")",
+               (int)od_utf8_prefix(nsp, 40), nsp);
       return OD_SIO_BAD;
     }
     c->connected = 1;
@@ -353,6 +354,8 @@ od_sio_kind od_sio_handle(od_sio_conn *c, const uint8_t *msg, size_t len,
              "not an Engine.IO packet (type 1-6 expected; binary and "
              "base64 payloads are not supported)");
   }
+  /* Whole characters only, even where err_len cut the text. */
+  err[od_utf8_prefix(err, err_len)] = '\0';
   /* A client that has joined "/" hears why its message was refused. */
   if (k == OD_SIO_BAD && *reply == NULL && c->connected)
     *reply = od_sio_event_text("error", json_pack("{s:s}", "message", err));

@@ -66,6 +66,38 @@ int od_uuid_new(char out[37]) {
   return 0;
 }
 
+/* RFC 3629: the lengths of the sequences a lead byte starts, and the
+ * range of the byte after it (the others are 0x80-0xBF), which rules out
+ * overlong forms, surrogates and code points past U+10FFFF. */
+size_t od_utf8_prefix(const char *s, size_t max) {
+  const unsigned char *u = (const unsigned char *)s;
+  size_t i = 0;
+  while (i < max && u[i] != '\0') {
+    unsigned char b = u[i], lo = 0x80, hi = 0xBF;
+    size_t n = b < 0x80   ? 1
+               : b < 0xC2 ? 0
+               : b < 0xE0 ? 2
+               : b < 0xF0 ? 3
+               : b < 0xF5 ? 4
+                          : 0;
+    if (b == 0xE0)
+      lo = 0xA0;
+    else if (b == 0xED)
+      hi = 0x9F;
+    else if (b == 0xF0)
+      lo = 0x90;
+    else if (b == 0xF4)
+      hi = 0x8F;
+    if (n == 0 || n > max - i)
+      break;
+    for (size_t k = 1; k < n; k++, lo = 0x80, hi = 0xBF)
+      if (u[i + k] < lo || u[i + k] > hi)
+        return i;
+    i += n;
+  }
+  return i;
+}
+
 static int plain_char(unsigned char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
          (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';

@@ -36,15 +36,13 @@ od_wsmsg_kind od_wsmsg_parse(const uint8_t *msg, size_t len, char job_id[37],
   json_error_t jerr;
   json_t *root =
       json_loadb((const char *)msg, len, JSON_REJECT_DUPLICATES, &jerr);
-  if (root == NULL) {
-    snprintf(err, err_len, "invalid JSON at column %d: %s", jerr.column,
-             jerr.text);
-    return OD_WSMSG_BAD;
-  }
   od_wsmsg_kind kind = OD_WSMSG_BAD;
   json_t *ev = json_object_get(root, "event");
   const char *name = json_is_string(ev) ? json_string_value(ev) : NULL;
-  if (!json_is_object(root) || name == NULL) {
+  if (root == NULL) {
+    snprintf(err, err_len, "invalid JSON at column %d: %s", jerr.column,
+             jerr.text);
+  } else if (!json_is_object(root) || name == NULL) {
     snprintf(err, err_len, "a message is {\"event\": NAME, \"data\": {...}}");
   } else if (strcmp(name, "ping") == 0) {
     kind = OD_WSMSG_PING;
@@ -62,9 +60,13 @@ od_wsmsg_kind od_wsmsg_parse(const uint8_t *msg, size_t len, char job_id[37],
     }
   } else {
     snprintf(err, err_len,
-             "unknown event \"%.40s\" (subscribe, unsubscribe, ping)", name);
+             "unknown event \"%.*s\" (subscribe, unsubscribe, ping)",
+             (int)od_utf8_prefix(name, 40), name);
   }
   json_decref(root);
+  /* Whole characters only, even where err_len cut the text. */
+  if (kind == OD_WSMSG_BAD && err_len > 0)
+    err[od_utf8_prefix(err, err_len)] = '\0';
   return kind;
 }
 

@@ -167,6 +167,25 @@ static void test_connect_and_subscribe(void **s) {
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     expect(&c, bad[i], OD_SIO_BAD, "42[\"error\",{\"message\":");
+  /* Client text quoted in a message is cut at a character's edge, so the
+   * error event still says something: an unknown event and an unknown
+   * namespace, each 61 bytes of "a" + 30 x e acute. */
+  char name[200] = "42[\"a", nsp[200] = "40/a";
+  for (int i = 0; i < 30; i++) {
+    strcat(name, "\xc3\xa9");
+    strcat(nsp, "\xc3\xa9");
+  }
+  strcat(name, "\",{}]");
+  expect(&c, name, OD_SIO_BAD, "42[\"error\",{\"message\":\"unknown event");
+  od_sio_conn c2 = {UUID, 1};
+  expect(&c2, nsp, OD_SIO_BAD, "44/a");
+  assert_int_equal(run(&c2, nsp, &reply, id, err), OD_SIO_BAD);
+  free(reply);
+  assert_non_null(strstr(err, "does not exist"));
+  assert_int_equal(od_utf8_prefix(err, 160), strlen(err));
+  /* jansson's own error text can end inside a character. */
+  expect(&c, "42[\"\\u\xc3\xa9\"]", OD_SIO_BAD,
+         "42[\"error\",{\"message\":\"invalid JSON in an EVENT");
   char longns[200] = "40/";
   memset(longns + 3, 'a', 150);
   longns[153] = '\0';

@@ -34,6 +34,39 @@ static void test_uuid(void **state) {
   assert_string_not_equal(a, b);
 }
 
+/* Whole, valid UTF-8 characters only, never past max or a NUL. */
+static void test_utf8_prefix(void **state) {
+  (void)state;
+  struct {
+    const char *s;
+    size_t max, want;
+  } cases[] = {
+      {"abc", 40, 3},
+      {"abc", 2, 2},
+      {"a\xc3\xa9", 3, 3},     /* a + e acute */
+      {"a\xc3\xa9", 2, 1},     /* the acute cut in half */
+      {"\xe2\x82\xac!", 3, 3}, /* the euro sign */
+      {"\xe2\x82\xac!", 2, 0},
+      {"\xf0\x9f\x98\x80x", 4, 4}, /* an emoji */
+      {"\xf0\x9f\x98\x80x", 3, 0},
+      {"ab\xc3", 40, 2},            /* a lead byte at the end */
+      {"a\xc0\xaf", 40, 1},         /* overlong '/' */
+      {"a\xe0\x80\xaf", 40, 1},     /* overlong, 3 bytes */
+      {"a\xed\xa0\x80", 40, 1},     /* a surrogate */
+      {"a\xf4\x90\x80\x80", 40, 1}, /* past U+10FFFF */
+      {"a\x80"
+       "b",
+       40, 1},           /* a stray continuation byte */
+      {"a\xc3(", 40, 1}, /* a lead byte, no continuation */
+      {"", 40, 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    size_t got = od_utf8_prefix(cases[i].s, cases[i].max);
+    if (got != cases[i].want)
+      fail_msg("case %zu: %zu, wanted %zu", i, got, cases[i].want);
+  }
+}
+
 static void test_filenames(void **state) {
   (void)state;
   char out[32];
@@ -283,6 +316,7 @@ static void test_gzip_negotiation(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_uuid),
+      cmocka_unit_test(test_utf8_prefix),
       cmocka_unit_test(test_filenames),
       cmocka_unit_test(test_generate_ok),
       cmocka_unit_test(test_generate_errors),

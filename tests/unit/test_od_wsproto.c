@@ -11,6 +11,20 @@
 
 #include "orfeasd.h"
 
+/* Parses head + n x e acute + tail, a message refused: err says why. */
+static void bad_accents(const char *head, int n, const char *tail, char *err,
+                        size_t err_len) {
+  char msg[512], id[37];
+  size_t len = strlen(head);
+  memcpy(msg, head, len);
+  for (int i = 0; i < n; i++, len += 2)
+    memcpy(msg + len, "\xc3\xa9", 2);
+  memcpy(msg + len, tail, strlen(tail));
+  len += strlen(tail);
+  assert_int_equal(od_wsmsg_parse((const uint8_t *)msg, len, id, err, err_len),
+                   OD_WSMSG_BAD);
+}
+
 static void test_ws_messages(void **state) {
   (void)state;
   char id[37], err[160];
@@ -39,6 +53,24 @@ static void test_ws_messages(void **state) {
     assert_int_equal(od_wsmsg_parse((const uint8_t *)bad[i], strlen(bad[i]), id,
                                     err, sizeof err),
                      OD_WSMSG_BAD);
+  /* An unknown event's name is quoted cut at 40 bytes, at a character's
+   * edge: the error event must still carry its message. */
+  bad_accents("{\"event\":\"a", 30, "\"}", err, sizeof err);
+  char *ev = od_ws_event_json(OD_WS_ERROR, json_pack("{s:s}", "message", err));
+  json_t *back = json_loads(ev, 0, NULL);
+  free(ev);
+  const char *said = json_string_value(
+      json_object_get(json_object_get(back, "data"), "message"));
+  assert_non_null(said);
+  assert_non_null(strstr(said, "unknown event \"a\xc3\xa9"));
+  assert_non_null(strstr(said, "(subscribe, unsubscribe, ping)"));
+  json_decref(back);
+  /* A JSON error that quotes the client's bytes: jansson's own text can
+   * end inside a character ("invalid escape near '\"\\u\xc3'"); err is
+   * cut before it, so the error event still carries a message. */
+  bad_accents("{\"event\":\"\\u", 1, "\"}", err, sizeof err);
+  assert_non_null(strstr(err, "invalid JSON"));
+  assert_int_equal(od_utf8_prefix(err, sizeof err), strlen(err));
   char *s = od_ws_event_json(OD_WS_PONG, json_object());
   assert_string_equal(s, "{\"event\":\"pong\",\"data\":{}}");
   free(s);
