@@ -34,7 +34,8 @@
  *     5, 6 binary   refused: nothing here is binary
  *   Server events: 42["connected",{...}], 42["job_update",{job_id, status,
  *   progress, step, stage, output_file, download_url, cached, error, ...},
- *   "<job_id>"], 42["error",{"message"}] for a message it cannot act on.
+ *   "<job_id>"], 42["error",{"message"}] for a message it cannot act on
+ *   (before CONNECT too).
  *
  * Reconnects. Updates go to a job's subscribers only, and the original page
  * subscribes once, after generate-3d; when orfeasd restarts (or the
@@ -356,8 +357,10 @@ od_sio_kind od_sio_handle(od_sio_conn *c, const uint8_t *msg, size_t len,
   }
   /* Whole characters only, even where err_len cut the text. */
   err[od_utf8_prefix(err, err_len)] = '\0';
-  /* A client that has joined "/" hears why its message was refused. */
-  if (k == OD_SIO_BAD && *reply == NULL && c->connected)
+  /* The client hears why its message was refused, joined to "/" or not
+   * yet (a packet before CONNECT): one reply per message, which the hub
+   * bounds like every other (2 x --ws-queue, then a flood). */
+  if (k == OD_SIO_BAD && *reply == NULL)
     *reply = od_sio_event_text("error", json_pack("{s:s}", "message", err));
   return k;
 }

@@ -157,9 +157,14 @@ def sio_frames(ws, n, timeout=5):
 
 
 def sio_next(ws, timeout=5):
-    """The next frame that is not a ping, answering pings on the way."""
+    """The next frame that is not a ping, answering pings on the way; None
+    when none came within the timeout (pings do not extend it)."""
+    deadline = time.monotonic() + timeout
     while True:
-        f = sio_frames(ws, 1, timeout)[0]
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        f = sio_frames(ws, 1, left)[0]
         if f != "2":
             return f
         ws.send_frame(1, b"3")
@@ -183,6 +188,11 @@ def case_socketio(work):
     o = json.loads(first[1:])
     check(first[0] == "0" and len(o["sid"]) == 36 and o["upgrades"] == [] and o["pingInterval"] == 300
           and o["pingTimeout"] == 2000, "the open packet: sid, no upgrades, the heartbeat (%s)" % first)
+    # Before CONNECT: refused, and told so (docs/api.md).
+    ws.send_frame(1, b'42["subscribe_job",{"job_id":"123e4567-e89b-42d3-a456-426614174000"}]')
+    reply = sio_next(ws)
+    check(reply and reply.startswith('42["error",{"message":"an EVENT before CONNECT'),
+          "an EVENT before CONNECT: an error event (%s)" % reply)
     ws.send_frame(1, b"40")
     got = [sio_next(ws), sio_next(ws)]
     check(got[0] == '40{"sid":"%s","pid":"%s"}' % (o["sid"], o["sid"]) and got[1].startswith('42["connected",'),
@@ -224,8 +234,8 @@ def case_socketio(work):
     sm = parse_metrics(s.metrics()[2])
     check(value(sm, "orfeas_errors_total", type="ws_timeout", endpoint="/socket.io/") == 1,
           "errors_total{ws_timeout, /socket.io/} = 1")
-    check(value(sm, "orfeas_errors_total", type="bad_message", endpoint="/socket.io/") == 5,
-          "errors_total{bad_message, /socket.io/} = 5 (4 bad packets, 1 binary frame)")
+    check(value(sm, "orfeas_errors_total", type="bad_message", endpoint="/socket.io/") == 6,
+          "errors_total{bad_message, /socket.io/} = 6 (5 bad packets, 1 binary frame)")
     for et, n in [("transport", 1), ("version", 3), ("sid", 1)]:  # version: also the bare /socket.io/
         check(value(sm, "orfeas_validation_errors_total", field="socketio", error_type=et) == n,
               "validation_errors_total{socketio, %s} = %d" % (et, n))

@@ -95,9 +95,11 @@ static void expect(od_sio_conn *c, const char *frame, od_sio_kind want,
 static void test_connect_and_subscribe(void **s) {
   (void)s;
   od_sio_conn c = {UUID, 0};
-  /* Nothing of Socket.IO works before CONNECT to "/". */
+  /* Nothing of Socket.IO works before CONNECT to "/", and the client is
+   * told so (docs/api.md). */
   expect(&c, "42[\"subscribe_job\",{\"job_id\":\"" UUID "\"}]", OD_SIO_BAD,
-         NULL);
+         "42[\"error\",{\"message\":\"an EVENT before CONNECT");
+  expect(&c, "x", OD_SIO_BAD, "42[\"error\",{\"message\":\"not an Engine.IO");
   expect(&c, "40/admin,", OD_SIO_BAD, "44/admin,{\"message\":");
   assert_false(c.connected);
   /* The pid turns socket.io-client's connection state recovery on. */
