@@ -30,7 +30,10 @@
  *    socket CLOSE_GRACE_S later at the latest.
  *  - Idle: every --ws-ping-interval the hub sends a ping; a client that
  *    has not answered with a pong within --ws-ping-timeout (one that does
- *    not read, or is gone without a FIN) is closed (1001, "idle").
+ *    not read, or is gone without a FIN) is closed (1001, "idle"). Each
+ *    ping's payload is the client's random key and the ping's number, and
+ *    only a pong that echoes one counts: an unsolicited pong proves
+ *    nothing about reading.
  *  - Fairness: one recv turn reads at most RECV_TURN_BYTES from a client,
  *    so a client that sends without pause cannot hold the hub.
  * Every close is counted by reason in
@@ -85,16 +88,19 @@ typedef struct client {
   int nsubs, max_subs; /* subs[] holds max_subs (--ws-max-subscriptions) */
   uint32_t armed;      /* epoll events registered */
   int dead;
-  int closing;               /* our close frame is queued */
-  od_ws_close_reason reason; /* why it closes, once we know */
-  size_t turn_bytes;         /* read in this recv turn */
-  double ping_at;            /* the next ping is due */
-  double pong_by;            /* a pong is due by then; 0 when none */
-  double close_by;           /* closing: the socket closes then, whether
-                                the client answered the close or not */
-  int in_recv;               /* inside wslay_event_recv() */
-  int peer_closed;           /* the close we send echoes the client's own */
-  od_sio_conn *sio;          /* Socket.IO state (owned); NULL for /ws */
+  int closing;                   /* our close frame is queued */
+  od_ws_close_reason reason;     /* why it closes, once we know */
+  size_t turn_bytes;             /* read in this recv turn */
+  double ping_at;                /* the next ping is due */
+  double pong_by;                /* a pong is due by then; 0 when none */
+  char ping_key[37];             /* /ws: random, in each ping's payload */
+  unsigned long long pings;      /* /ws: pings sent, the last one's number */
+  unsigned long long armed_ping; /* /ws: the ping that set pong_by */
+  double close_by;               /* closing: the socket closes then, whether
+                                    the client answered the close or not */
+  int in_recv;                   /* inside wslay_event_recv() */
+  int peer_closed;               /* the close we send echoes the client's own */
+  od_sio_conn *sio;              /* Socket.IO state (owned); NULL for /ws */
   struct client *next;
   char subs[][37]; /* the jobs followed; allocated with the client */
 } client;
@@ -399,12 +405,40 @@ static void sio_on_msg(client *c, const uint8_t *msg, size_t len) {
   free(reply);
 }
 
+/* A /ws ping's payload: "<ping_key>.<number>". */
+static int ping_payload(const client *c, unsigned long long n, char *buf,
+                        size_t len) {
+  return snprintf(buf, len, "%s.%llu", c->ping_key, n);
+}
+
+/* 1 when a pong echoes one of our pings since the one that set pong_by:
+ * the client read it. An unsolicited pong (RFC 6455 allows them) or a
+ * stale one proves nothing, or a client that never reads could stay
+ * forever by sending empty pongs. Parsed, not compared with each ping
+ * outstanding: a pong costs its length, however many are. */
+static int answers_ping(const client *c, const uint8_t *msg, size_t len) {
+  const size_t key = sizeof c->ping_key - 1;
+  if (c->armed_ping == 0 || len <= key + 1 || len > key + 1 + 19 ||
+      memcmp(msg, c->ping_key, key) != 0 || msg[key] != '.')
+    return 0;
+  unsigned long long n = 0;
+  for (size_t i = key + 1; i < len; i++) {
+    if (msg[i] < '0' || msg[i] > '9')
+      return 0;
+    n = n * 10 + (unsigned)(msg[i] - '0');
+  }
+  return n >= c->armed_ping && n <= c->pings;
+}
+
 static void on_msg(wslay_event_context_ptr ctx,
                    const struct wslay_event_on_msg_recv_arg *arg, void *user) {
   client *c = user;
   od_metrics *m = &c->hub->svc->m;
   if (arg->opcode == WSLAY_PONG) {
-    c->pong_by = 0; /* alive: it reads, and answers */
+    if (answers_ping(c, arg->msg, arg->msg_length)) {
+      c->pong_by = 0; /* alive: it reads, and answers */
+      c->armed_ping = 0;
+    }
     return;
   }
   /* The client closed first: wslay has queued the echo of its status code
@@ -494,12 +528,18 @@ static void heartbeat(od_hub *h, double now) {
       if (c->sio != NULL) {
         queue_raw(c, "2");
       } else {
-        struct wslay_event_msg ping = {WSLAY_PING, NULL, 0};
+        /* Numbered: only the echo of one of these counts (on_msg). */
+        char payload[80];
+        int n = ping_payload(c, ++c->pings, payload, sizeof payload);
+        struct wslay_event_msg ping = {WSLAY_PING, (const uint8_t *)payload,
+                                       n > 0 ? (size_t)n : 0};
         wslay_event_queue_msg(c->ctx, &ping);
       }
       c->ping_at = now + every;
-      if (c->pong_by == 0)
+      if (c->pong_by == 0) {
         c->pong_by = now + within;
+        c->armed_ping = c->pings;
+      }
     }
   }
 }
@@ -849,7 +889,8 @@ static void adopt(od_hub *h, int fd, struct MHD_UpgradeResponseHandle *urh,
   uint8_t *copy = extra_len ? malloc(extra_len) : NULL;
   od_sio_conn *sio = socketio ? calloc(1, sizeof *sio) : NULL;
   if (c == NULL || (extra_len && copy == NULL) || (socketio && sio == NULL) ||
-      (sio && od_uuid_new(sio->sid) != 0)) {
+      (sio && od_uuid_new(sio->sid) != 0) ||
+      (!socketio && od_uuid_new(c->ping_key) != 0)) {
     free(c);
     free(copy);
     free(sio);

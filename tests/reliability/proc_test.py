@@ -424,24 +424,47 @@ def case_ws_flood(work):
     check(s.stop() == 0, "exit 0")
 
 
+class Ponger:
+    """A client that never reads but sends an empty, unsolicited pong every
+    0.1 s: no answer to any ping of the server's, so it is idle all the
+    same."""
+    def __init__(self, port):
+        self.ws = WS(port, rcvbuf=4096)
+        self.stop = threading.Event()
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def _run(self):
+        while not self.stop.wait(0.1):
+            try:
+                self.ws.send_frame(10, b"")
+            except OSError:  # the server closed it
+                return
+
+
 def case_ws_idle(work):
-    """Scaled down: 10 silent clients (they never read nor answer) against
-    --max-ws-clients 12 and --max-connections 8, pings every 0.3 s, 0.3 s to
-    answer."""
+    """Scaled down: 10 silent clients (they never read nor answer) and one
+    that never reads but sends unsolicited pongs, against --max-ws-clients
+    12 and --max-connections 8, pings every 0.3 s, 0.3 s to answer."""
     img = make_image("png", 64, os.path.join(work, "star.png"))
     silent_n = 10
     s = Server(os.path.join(work, "data"), "--max-ws-clients", "12", "--max-connections", "8",
                "--ws-ping-interval", "0.3", "--ws-ping-timeout", "0.3")
     silent = [WS(s.port, rcvbuf=4096) for _ in range(silent_n)]
     check(all(w.status == 101 for w in silent), "%d silent WebSocket clients connected" % silent_n)
+    ponger = Ponger(s.port)
+    check(ponger.ws.status == 101, "a client sending unsolicited pongs connected")
     good = Answering(s.port)
     check(good.ws.status == 101, "a new client is still accepted beside them")
     st = s.request("GET", "/api/health", timeout=FAST)[0]
     check(st == 200, "%d WebSocket clients > --max-connections 8, yet HTTP answers 200 (budgeted apart)"
-          % (silent_n + 1))
+          % (silent_n + 2))
     probe(s, img, "with %d silent WebSocket clients" % silent_n)
-    check_within(lambda: disconnections(s, "idle") == silent_n,
-                 "the %d silent clients were closed by the idle deadline" % silent_n, timeout=10)
+    check_within(lambda: disconnections(s, "idle") == silent_n + 1,
+                 "the %d silent clients and the one sending unsolicited pongs were closed by the idle deadline"
+                 % silent_n, timeout=10)
+    ponger.stop.set()
+    ponger.t.join(timeout=5)
     codes = [close_code(w, timeout=2) for w in silent]
     check(all(c in (1001, None) for c in codes), "closed with 1001, or cut off (%s)" % codes)
     gauge = lambda: value(parse_metrics(s.metrics()[2]), "orfeas_websocket_connections_active")
