@@ -100,6 +100,9 @@ typedef struct client {
                                     the client answered the close or not */
   int in_recv;                   /* inside wslay_event_recv() */
   int peer_closed;               /* the close we send echoes the client's own */
+  int io_gone;                   /* EOF: the client closed its end */
+  int io_error;                  /* a socket error (a reset, a timeout) */
+  int mid_frame;                 /* part of a frame is out, the rest not */
   od_sio_conn *sio;              /* Socket.IO state (owned); NULL for /ws */
   struct client *next;
   char subs[][37]; /* the jobs followed; allocated with the client */
@@ -156,13 +159,15 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
   ssize_t r;
   while ((r = recv(c->fd, buf, len, 0)) < 0 && errno == EINTR)
     ;
+  if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+    c->io_error = 1;
   if (r < 0) {
-    wslay_event_set_error(ctx, errno == EAGAIN || errno == EWOULDBLOCK
-                                   ? WSLAY_ERR_WOULDBLOCK
-                                   : WSLAY_ERR_CALLBACK_FAILURE);
+    wslay_event_set_error(ctx, c->io_error ? WSLAY_ERR_CALLBACK_FAILURE
+                                           : WSLAY_ERR_WOULDBLOCK);
     return -1;
   }
   if (r == 0) {
+    c->io_gone = 1;
     wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
     return -1;
   }
@@ -177,12 +182,17 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data,
   ssize_t r;
   while ((r = send(c->fd, data, len, f)) < 0 && errno == EINTR)
     ;
+  if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+    c->io_error = 1;
   if (r < 0) {
-    wslay_event_set_error(ctx, errno == EAGAIN || errno == EWOULDBLOCK
-                                   ? WSLAY_ERR_WOULDBLOCK
-                                   : WSLAY_ERR_CALLBACK_FAILURE);
+    wslay_event_set_error(ctx, c->io_error ? WSLAY_ERR_CALLBACK_FAILURE
+                                           : WSLAY_ERR_WOULDBLOCK);
     return -1;
   }
+  /* wslay hands over a frame's header (MSG_MORE when a payload follows),
+   * then the whole rest of its payload: a frame is all out when a call
+   * without MSG_MORE took every byte. */
+  c->mid_frame = (size_t)r < len || (flags & WSLAY_MSG_MORE);
   return r;
 }
 
@@ -211,6 +221,47 @@ static int flooding(client *c) {
               "flood: requests faster than their answers are read",
               od_now() + CLOSE_GRACE_S);
   return 1;
+}
+
+static const struct wslay_event_callbacks CALLBACKS;
+
+/* A broken frame, counted once: by client_recv for the frames wslay's
+ * parser refuses, by close_client for those wslay closes itself. */
+static void count_protocol(client *c, const char *etype) {
+  od_metrics *m = &c->hub->svc->m;
+  od_metric_error(m, "ws_protocol", c->sio ? OD_ROUTE_SOCKETIO : OD_ROUTE_WS);
+  od_metric_validation(m, "ws_frame", etype);
+  if (c->reason == OD_WS_CLOSE_CLIENT)
+    c->reason = OD_WS_CLOSE_PROTOCOL;
+}
+
+/* Reads what the client sent. wslay closes by itself (1002, 1007, 1009)
+ * for what it can read past; a frame its parser refuses (a 64-bit length
+ * with the top bit set, a control frame over 125 bytes or fragmented)
+ * fails the read instead, having queued a close without a status code.
+ * That is told apart from the socket's end (EOF, an error: recv_cb) and
+ * answered with 1002 and the grace period like the others: from a fresh
+ * wslay context when no frame is half sent (always, but for a client that
+ * also stopped reading), else with wslay's close. */
+static void client_recv(client *c) {
+  c->in_recv = 1;
+  int rv = wslay_event_recv(c->ctx);
+  c->in_recv = 0;
+  if (rv == 0 || c->dead)
+    return;
+  if (c->io_gone || c->io_error || rv != WSLAY_ERR_CALLBACK_FAILURE) {
+    c->dead = 1;
+    return;
+  }
+  count_protocol(c, "malformed");
+  wslay_event_context_ptr fresh;
+  if (!c->closing && !c->mid_frame &&
+      wslay_event_context_server_init(&fresh, &CALLBACKS, c) == 0) {
+    wslay_event_context_free(c->ctx);
+    c->ctx = fresh;
+  }
+  begin_close(c, OD_WS_CLOSE_PROTOCOL, WSLAY_CODE_PROTOCOL_ERROR,
+              "malformed frame", od_now() + CLOSE_GRACE_S);
 }
 
 static int subscribed(const client *c, const char *id) {
@@ -561,17 +612,16 @@ static void close_client(od_hub *h, client *c) {
    * 1009 too big) is a client error worth counting; the same code echoed
    * back to a client that closed with it first is not (any client could
    * move an alert's counter that way). */
-  if (!c->peer_closed && (code == WSLAY_CODE_PROTOCOL_ERROR ||
-                          code == WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA ||
-                          code == WSLAY_CODE_MESSAGE_TOO_BIG)) {
-    od_metric_error(&h->svc->m, "ws_protocol",
-                    c->sio ? OD_ROUTE_SOCKETIO : OD_ROUTE_WS);
-    od_metric_validation(&h->svc->m, "ws_frame",
-                         code == WSLAY_CODE_MESSAGE_TOO_BIG ? "too_big"
-                                                            : "malformed");
-    if (c->reason == OD_WS_CLOSE_CLIENT)
-      c->reason = OD_WS_CLOSE_PROTOCOL;
-  }
+  if (!c->peer_closed && c->reason != OD_WS_CLOSE_PROTOCOL &&
+      (code == WSLAY_CODE_PROTOCOL_ERROR ||
+       code == WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA ||
+       code == WSLAY_CODE_MESSAGE_TOO_BIG))
+    count_protocol(c, code == WSLAY_CODE_MESSAGE_TOO_BIG ? "too_big"
+                                                         : "malformed");
+  /* A connection that broke (a reset, a timeout) rather than closed. */
+  if (c->io_error && c->reason == OD_WS_CLOSE_CLIENT && !c->peer_closed &&
+      !wslay_event_get_close_received(c->ctx))
+    c->reason = OD_WS_CLOSE_ERROR;
   om_counter_inc(h->svc->m.ws_closed[c->reason]);
   if (c->reason == OD_WS_CLOSE_FLOOD || c->reason == OD_WS_CLOSE_IDLE)
     od_logl(OD_LOG_WARN, "ws: client closed: %s",
@@ -634,12 +684,8 @@ static void adopt_pending(od_hub *h) {
                            "version", ORFEAS_VERSION));
     }
     /* Bytes that came with the upgrade request are read now. */
-    if (c->extra_len > 0) {
-      c->in_recv = 1;
-      if (wslay_event_recv(c->ctx) != 0)
-        c->dead = 1;
-      c->in_recv = 0;
-    }
+    if (c->extra_len > 0)
+      client_recv(c);
   }
 }
 
@@ -706,12 +752,8 @@ static void *hub_main(void *arg) {
       if (c->dead)
         continue;
       c->turn_bytes = 0;
-      if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-        c->in_recv = 1;
-        if (wslay_event_recv(c->ctx) != 0)
-          c->dead = 1;
-        c->in_recv = 0;
-      }
+      if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+        client_recv(c);
       if (!c->dead && (evs[i].events & EPOLLOUT) &&
           wslay_event_send(c->ctx) != 0)
         c->dead = 1;

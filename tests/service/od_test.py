@@ -730,6 +730,13 @@ def case_badinput_ws(work):
           "client's close 1002/1007/1009: no disconnections{protocol}")
     check(value(sm, "orfeas_validation_errors_total", field="ws_frame", error_type="malformed") == 0,
           "client's close 1002/1007/1009: no validation_errors{ws_frame}")
+    # A connection that breaks (a reset) rather than closes.
+    ws = WS(s.port)
+    ws.recv_event()
+    ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    ws.sock.close()
+    wait_for(lambda: value(s.samples(), "orfeas_websocket_disconnections_total", reason="error") == 1,
+             "a reset connection: disconnections{reason=error} = 1")
     ws = WS(s.port)
     ws.recv_event()
     ws.send_frame(1, b"{not json")
@@ -759,12 +766,28 @@ def case_badinput_ws(work):
     ev = ws.recv_event()
     check(ev is None and ws.close_code == 1002, "reserved opcode: close 1002")
     ws.sock.close()
-    counted.add("ws_frame", "malformed", 2)
+    # Frames wslay's parser refuses outright: 1002 all the same, counted.
+    huge = b"\x81\xff" + struct.pack("!Q", 1 << 63) + os.urandom(4)  # 64-bit length, top bit set
+    for what, send in [("a 64-bit length with the top bit set", lambda w: w.sock.sendall(huge)),
+                       ("a ping of 126 bytes", lambda w: w.send_frame(9, b"x" * 126)),
+                       ("a fragmented ping", lambda w: w.send_frame(9, b"", fin=False))]:
+        ws = WS(s.port)
+        ws.recv_event()
+        send(ws)
+        try:
+            ev = ws.recv_event()
+        except (EOFError, OSError) as e:  # dropped without a close frame
+            ev = e
+        check(ev is None and ws.close_code == 1002, "%s: close 1002 (got %r)" % (what, ev))
+        ws.sock.close()
+    counted.add("ws_frame", "malformed", 2 + 3)
     counted.add("ws_frame", "too_big")
     sm = counted.check(s)
-    check(value(sm, "orfeas_errors_total", type="ws_protocol", endpoint="/ws") == 3, "errors_total{ws_protocol} = 3")
-    wait_for(lambda: value(s.samples(), "orfeas_websocket_disconnections_total", reason="protocol") == 3,
-             "the 3 broken frames: disconnections{reason=protocol} = 3")
+    check(value(sm, "orfeas_errors_total", type="ws_protocol", endpoint="/ws") == 6, "errors_total{ws_protocol} = 6")
+    wait_for(lambda: value(s.samples(), "orfeas_websocket_disconnections_total", reason="protocol") == 6,
+             "the 6 broken frames: disconnections{reason=protocol} = 6")
+    check(exposed(s.samples(), "orfeas_websocket_disconnections_total", reason="client") == 3,
+          "disconnections{reason=client}: only the 3 clients that closed")
     still_serves(s, img)
 
 
