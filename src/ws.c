@@ -249,7 +249,10 @@ static void client_recv(client *c) {
   c->in_recv = 0;
   if (rv == 0 || c->dead)
     return;
-  if (c->io_gone || c->io_error || rv != WSLAY_ERR_CALLBACK_FAILURE) {
+  /* Already closing (our close queued, maybe from the fresh context
+   * below, whose parser then starts mid-frame): dropped, counted once. */
+  if (c->io_gone || c->io_error || rv != WSLAY_ERR_CALLBACK_FAILURE ||
+      c->closing) {
     c->dead = 1;
     return;
   }
