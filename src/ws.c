@@ -121,8 +121,13 @@ struct od_hub {
   int epfd, evfd;
   pthread_t thread;
   int started;
-  pthread_mutex_t mu; /* pending, outbox, stop */
+  pthread_mutex_t mu; /* pending, outbox, stop, exited */
   client *pending;
+  /* No hub thread will adopt what is pending (not started, or gone): an
+   * upgrade then closes at once, from MHD's thread. Else one that came
+   * after the thread's last adopt_pending would wait on pending until
+   * od_hub_free, after the HTTP daemon stopped and freed its handle. */
+  int exited;
   outmsg *out_head, *out_tail;
   size_t out_n;
   int stop;
@@ -799,6 +804,19 @@ static void *hub_main(void *arg) {
     h->clients = c->next;
     close_client(h, c);
   }
+  /* Upgrades made since the last adopt_pending: closed now, while the HTTP
+   * daemon (stopped after the hub) still holds their handles. */
+  pthread_mutex_lock(&h->mu);
+  h->exited = 1;
+  client *late = h->pending;
+  h->pending = NULL;
+  pthread_mutex_unlock(&h->mu);
+  while (late) {
+    client *c = late;
+    late = c->next;
+    client_free(c);
+    atomic_fetch_sub(&h->svc->ws_open, 1);
+  }
   return NULL;
 }
 
@@ -811,6 +829,7 @@ od_hub *od_hub_new(od_service *svc, char *err, size_t err_len) {
     return NULL;
   }
   h->svc = svc;
+  h->exited = 1; /* until od_hub_start */
   pthread_mutex_init(&h->mu, NULL);
   h->epfd = epoll_create1(EPOLL_CLOEXEC);
   h->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -825,8 +844,14 @@ od_hub *od_hub_new(od_service *svc, char *err, size_t err_len) {
 }
 
 int od_hub_start(od_hub *h, char *err, size_t err_len) {
+  pthread_mutex_lock(&h->mu);
+  h->exited = 0;
+  pthread_mutex_unlock(&h->mu);
   int rc = pthread_create(&h->thread, NULL, hub_main, h);
   if (rc != 0) {
+    pthread_mutex_lock(&h->mu);
+    h->exited = 1;
+    pthread_mutex_unlock(&h->mu);
     snprintf(err, err_len, "ws: cannot start the hub thread: %s", strerror(rc));
     return -1;
   }
@@ -954,9 +979,18 @@ static void adopt(od_hub *h, int fd, struct MHD_UpgradeResponseHandle *urh,
   c->extra = copy;
   c->extra_len = extra_len;
   pthread_mutex_lock(&h->mu);
-  c->next = h->pending;
-  h->pending = c;
+  int gone = h->exited;
+  if (!gone) {
+    c->next = h->pending;
+    h->pending = c;
+  }
   pthread_mutex_unlock(&h->mu);
+  if (gone) { /* no hub thread to take it (see od_hub.exited) */
+    client_free(c);
+    h->nclients--;
+    atomic_fetch_sub(&h->svc->ws_open, 1);
+    return;
+  }
   wake(h);
 }
 
