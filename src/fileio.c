@@ -264,6 +264,12 @@ int od_file_write_opt(const char *path, const uint8_t *data, size_t len,
     return -1;
   }
   int flags = O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC;
+  /* A fresh inode, never a leftover PATH.tmp opened in place: one that is a
+   * hard link (a link whose rename found both names on one file leaves its
+   * PATH.tmp behind: od_file_link) would be truncated and rewritten under
+   * every other name it has, finished models and cache entries. */
+  if (unlink(tmp) != 0 && errno != ENOENT)
+    return -1;
   int direct = len >= DIRECT_MIN;
   int fd = direct ? open(tmp, flags | O_DIRECT, 0600) : -1;
   if (fd < 0 && (!direct || errno == EINVAL)) {
@@ -301,9 +307,20 @@ int od_file_link(const char *src, const char *path, int durable) {
     errno = ENAMETOOLONG;
     return -1;
   }
+  /* path already names src's file (a job generated again with the
+   * parameters it had: the cache's entry is its own model): nothing to do.
+   * Linked anyway, rename() would find both names on one inode, do
+   * nothing and leave PATH.tmp, a hard link to the model, behind. */
+  struct stat a, b;
+  if (stat(src, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev &&
+      a.st_ino == b.st_ino)
+    return 0;
   unlink(tmp); /* a leftover of an interrupted link */
-  if (link(src, tmp) == 0)
-    return commit_name(tmp, path, durable);
+  if (link(src, tmp) == 0) {
+    int rc = commit_name(tmp, path, durable);
+    unlink(tmp); /* still there only if path became src's file meanwhile */
+    return rc;
+  }
   if (errno != EXDEV && errno != EPERM && errno != EMLINK)
     return -1;
   /* Another file system, or one without hard links: a copy. */

@@ -45,6 +45,12 @@ retention do to jobs that got a 2xx.
              the job again and a worker takes it; the held generate then
              answers 202 (it was accepted), not 503, and the job completes
              once, with orfeas_active_jobs back at 0.
+  relink     a job generated again with the parameters it had (a cache hit
+             onto its own model), then jobs of the same bytes that hit the
+             cache, then the first job with other parameters (a run): the
+             others' models and the cache's entry keep their bytes (a
+             leftover hard link was opened in place and rewritten), and no
+             .tmp is left in outputs/.
   fulldisk   a full disk (a small tmpfs): the job fails with the reason,
              uploads get 503, /ready 503; space back: service resumes, and
              a restart finds the store consistent. Skipped (with why) where
@@ -53,6 +59,7 @@ retention do to jobs that got a 2xx.
 argv: CASE WORKDIR, like od_test.py.
 """
 import glob
+import hashlib
 import json
 import os
 import subprocess
@@ -494,6 +501,37 @@ def case_stranded(work):
     check(s.stop() == 0, "exit 0")
 
 
+def case_relink(work):
+    data = os.path.join(work, "data")
+    s = Server(data, "--workers", "1")
+    img = make_image("png", 96, os.path.join(work, "star.png"))
+
+    def model(jid):
+        st = s.wait_job(jid)
+        check(st["status"] == "completed", "job %s completed" % jid)
+        code, _, body = s.request("GET", st["download_url"])
+        check(code == 200, "its model downloads")
+        return hashlib.sha256(body).hexdigest()
+
+    x = s.upload(img)[2]["job_id"]
+    check(s.generate(x, "glb")[0] == 202, "x generated")
+    first = model(x)
+    check(s.generate(x, "glb")[0] in (200, 202), "x generated again, same parameters (a hit on its own model)")
+    check(model(x) == first, "x's model unchanged")
+    y = s.upload(img)[2]["job_id"]
+    s.generate(y, "glb")
+    check(model(y) == first, "y (same bytes and parameters) hit the cache")
+    s.generate(x, "glb", dimensions={"width": 50, "height": 70, "depth": 5})
+    check(model(x) != first, "x run again with other dimensions: a new model")
+    check(model(y) == first, "y's model kept its bytes")
+    z = s.upload(img)[2]["job_id"]
+    s.generate(z, "glb")
+    check(model(z) == first, "z (a hit on the cache's entry) gets the first model's bytes")
+    left = [n for n in os.listdir(os.path.join(data, "outputs")) if n.endswith(".tmp")]
+    check(not left, "no .tmp left in outputs/ (%s)" % left)
+    check(s.stop() == 0, "exit 0")
+
+
 def case_fulldisk(work):
     mnt = os.path.join(work, "small")
     os.makedirs(mnt)
@@ -594,4 +632,5 @@ def case_load_restart(work):
 if __name__ == "__main__":
     main({"crash": case_crash, "sigterm": case_sigterm, "torn": case_torn, "budget": case_budget,
           "polite": case_polite, "retention": case_retention, "badstore": case_badstore,
-          "memo": case_memo, "fulldisk": case_fulldisk, "stranded": case_stranded, "load_restart": case_load_restart})
+          "memo": case_memo, "fulldisk": case_fulldisk, "stranded": case_stranded, "load_restart": case_load_restart,
+          "relink": case_relink})
