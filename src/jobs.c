@@ -456,14 +456,33 @@ void od_jobs_update_cache_gauges(od_jobs *j) {
  * in this process meanwhile; the compare-and-set decides against anything
  * else (an eviction, another process on a shared store). OD_GEN_CACHED when
  * done; *miss = 1 on a miss (or a hit that could not be used: the job
- * runs); else why it was refused (the link is removed again). */
-static od_gen_result complete_from_cache(od_jobs *j, const od_job_rec *r,
-                                         int key_ok, int *miss) {
+ * runs); else why it was refused (the link is removed again).
+ *
+ * cur is the job's record as it stands. When its model has the name the
+ * hit would link (the same format again), the link replaces the file that
+ * record points at before the commit: a refused or failed commit would
+ * leave the record completed with another result's model, or with none
+ * once the link is removed. So a hit onto that name is taken only for the
+ * result the job already has (the same cache key: the same bytes, linked
+ * over themselves), and then never removed; another result runs (the run
+ * path queues the record before it writes the model). */
+static od_gen_result complete_from_cache(od_jobs *j, const od_job_rec *cur,
+                                         const od_job_rec *r, int key_ok,
+                                         int *miss) {
   od_metrics *m = &j->svc->m;
   od_job_rec done = *r, prev;
   char out[PATH_MAX + 128];
   od_jobs_output_name(&done, done.output_name, sizeof done.output_name);
   od_jobs_output_path(j, done.output_name, out, sizeof out);
+  int over_own =
+      cur->output_name[0] && strcmp(cur->output_name, done.output_name) == 0;
+  if (over_own && (cur->state != OD_JOB_COMPLETED ||
+                   memcmp(cur->cache_key, r->cache_key, 32) != 0)) {
+    for (int t = 0; t < OD_CACHE_TIERS; t++) /* not answered from it */
+      om_counter_inc(m->cache_misses[t]);
+    *miss = 1;
+    return OD_GEN_QUEUED;
+  }
   od_cache_meta meta;
   size_t len = 0;
   od_cache_tier tier = OD_CACHE_MEMORY;
@@ -498,8 +517,9 @@ static od_gen_result complete_from_cache(od_jobs *j, const od_job_rec *r,
       od_store_transition(j->store, &done, OD_STATES_IDLE, 0, &prev);
   if (rc != OD_STORE_OK) {
     /* Nothing points at the link: the job is gone, or no longer idle
-     * (only another process can have moved it: this one holds gen_mu). */
-    if (rc != OD_STORE_CONFLICT)
+     * (only another process can have moved it: this one holds gen_mu).
+     * Over its own model, the record still points at it. */
+    if (rc != OD_STORE_CONFLICT && !over_own)
       unlink(out);
     return rc == OD_STORE_NOT_FOUND  ? OD_GEN_NOT_FOUND
            : rc == OD_STORE_GONE     ? OD_GEN_GONE
@@ -554,6 +574,7 @@ static od_gen_result generate_locked(od_jobs *j, const od_generate_req *req,
     return rc == OD_STORE_NOT_FOUND ? OD_GEN_NOT_FOUND
            : rc == OD_STORE_GONE    ? OD_GEN_GONE
                                     : OD_GEN_UNAVAILABLE;
+  const od_job_rec cur = r; /* as it stands, for complete_from_cache */
   if (OD_STATE_BIT(r.state) & OD_STATES_ACTIVE)
     return OD_GEN_CONFLICT;
   if (j->svc->draining) {
@@ -581,7 +602,7 @@ static od_gen_result generate_locked(od_jobs *j, const od_generate_req *req,
   /* A cache hit goes from idle to completed in one commit (one sync where
    * a queued commit first would cost two). */
   int miss = 1;
-  od_gen_result g = complete_from_cache(j, &r, key_ok, &miss);
+  od_gen_result g = complete_from_cache(j, &cur, &r, key_ok, &miss);
   if (!miss)
     return g;
 

@@ -565,6 +565,15 @@ def fulldisk_on(work, data):
     # case is about the writes themselves failing (the threshold has
     # reliability.disk).
     s = Server(data, "--workers", "1", "--pause-file", pause, "--min-free-mb", "0")
+    # B finished as GLB; D, the same bytes at other dimensions, puts that
+    # result in the cache.
+    other = {"width": 50, "height": 70, "depth": 5}
+    b, d = (s.upload(img)[2]["job_id"] for _ in range(2))
+    s.generate(b, "glb")
+    sb = s.wait_job(b)
+    b_model = s.request("GET", sb["download_url"])[2]
+    s.generate(d, "glb", dimensions=other)
+    check(sb["status"] == "completed" and s.wait_job(d)["status"] == "completed", "jobs B and D completed")
     a, c = (s.upload(img)[2]["job_id"] for _ in range(2))
     open(pause, "w").close()
     check(s.generate(a, "stl")[0] == 202, "job A accepted (held before its first stage)")
@@ -578,6 +587,15 @@ def fulldisk_on(work, data):
     st, _, body = s.generate(c, "stl")
     check(st == 503 and s.status(c)["status"] == "uploaded",
           "a generate: 503 (%s), and job C stays as it was" % body.get("error"))
+    # B again as GLB at D's dimensions (a cache hit onto B's own model's
+    # name) while nothing can be committed: B stays completed, its model
+    # the one it had.
+    st, _, body = s.generate(b, "glb", dimensions=other)
+    sb2 = s.status(b)
+    code, _, now = s.request("GET", sb["download_url"])
+    check(st == 503 and sb2["status"] == "completed" and code == 200 and now == b_model,
+          "B generated again on a full disk: 503, still completed, its model unchanged (%d, %s, %d)"
+          % (st, sb2["status"], code))
     os.unlink(filler)
     js = s.wait_job(a)
     check(js["status"] == "failed" and "space" in js["error"].lower(), "job A failed with the reason: %s" % js["error"])
