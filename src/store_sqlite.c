@@ -149,6 +149,7 @@ typedef struct {
   pthread_mutex_t smu;
   pthread_cond_t synced_cv;
   uint64_t synced; /* commits known durable (under smu) */
+  uint64_t failed; /* commits a failed sync was to cover, up to (under smu) */
   int syncing;     /* a thread is in fdatasync (under smu) */
   /* Records as they were before a commit not yet synced (under the
    * table's lock); at most one per writer waiting for a sync. */
@@ -245,11 +246,21 @@ static int write_done(sq *q, int ok, const char *what) {
 /* Waits until commit number seq is durable: syncs the WAL itself (for
  * every commit written so far) unless a sync that covers seq is running or
  * done. 0, or -1 when the sync failed (the store is then down). Called
- * without wmu. */
+ * without wmu.
+ *
+ * A failed sync fails every commit written before it returned, not only
+ * its caller's (q->failed): Linux reports a writeback error once per file
+ * description, so a waiter that synced again after it would get 0 for
+ * bytes the failed sync may have lost, and answer 2xx. As fileio.c's
+ * shared folder fsync does for renames. */
 static int wait_durable(sq *q, uint64_t seq) {
   int rc = 0;
   pthread_mutex_lock(&q->smu);
   while (q->synced < seq && rc == 0) {
+    if (q->failed >= seq) {
+      rc = -1;
+      break;
+    }
     if (q->syncing) {
       pthread_cond_wait(&q->synced_cv, &q->smu);
       continue;
@@ -265,6 +276,12 @@ static int wait_durable(sq *q, uint64_t seq) {
     if (e != 0) {
       od_log("job store %s: syncing the WAL failed: %s", q->path, strerror(e));
       q->up = 0;
+      /* Every commit written so far, not only those it was to cover: the
+       * pages of a commit written while it ran may be what failed, and
+       * their error is reported to this sync only. */
+      uint64_t upto = atomic_load(&q->committed);
+      if (upto > q->failed)
+        q->failed = upto;
       rc = -1;
     }
     pthread_cond_broadcast(&q->synced_cv);
