@@ -369,6 +369,19 @@ static uint64_t put_row(sq *q, const od_job_rec *r, int unbury) {
   return write_done(q, ok, "a job write") == 0 ? ++q->committed : 0;
 }
 
+/* A removed job's tombstone (410 with the reason, across restarts), the
+ * oldest past max_jobs trimmed; inside the caller's transaction. 0, or -1. */
+static int bury(sq *q, const char *id, const char *reason, double t_gone) {
+  sqlite3_bind_text(q->st[S_BURY], 1, id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(q->st[S_BURY], 2, reason, -1, SQLITE_STATIC);
+  sqlite3_bind_double(q->st[S_BURY], 3, t_gone);
+  if (run(q, S_BURY) != 0)
+    return -1;
+  sqlite3_int64 last = sqlite3_last_insert_rowid(q->db);
+  sqlite3_bind_int64(q->st[S_TRIM], 1, last - q->max_jobs);
+  return run(q, S_TRIM);
+}
+
 /* Deletes a row and, with a reason, buries it (bounded), in one commit;
  * the commit's number, 0 on failure. */
 static uint64_t delete_row(sq *q, const char *id, const char *reason,
@@ -376,15 +389,8 @@ static uint64_t delete_row(sq *q, const char *id, const char *reason,
   int ok = run(q, S_BEGIN) == 0;
   sqlite3_bind_text(q->st[S_DEL], 1, id, -1, SQLITE_STATIC);
   ok = ok && run(q, S_DEL) == 0;
-  if (ok && reason != NULL) {
-    sqlite3_bind_text(q->st[S_BURY], 1, id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(q->st[S_BURY], 2, reason, -1, SQLITE_STATIC);
-    sqlite3_bind_double(q->st[S_BURY], 3, t_gone);
-    ok = run(q, S_BURY) == 0;
-    sqlite3_int64 last = sqlite3_last_insert_rowid(q->db);
-    sqlite3_bind_int64(q->st[S_TRIM], 1, last - q->max_jobs);
-    ok = ok && run(q, S_TRIM) == 0;
-  }
+  if (ok && reason != NULL)
+    ok = bury(q, id, reason, t_gone) == 0;
   ok = ok && run(q, S_COMMIT) == 0;
   return write_done(q, ok, "a job removal") == 0 ? ++q->committed : 0;
 }
@@ -657,9 +663,9 @@ static od_store_rc recover_locked(sq *q, loaded *rows, size_t n) {
                                     "stored than --max-jobs allows"};
       od_job_rec v;
       ok = od_memtab_pick(q->t, &sel, now, &v) == OD_STORE_OK;
-      if (ok) {
+      if (ok) { /* deleted and buried: 410 after the next restart too */
         sqlite3_bind_text(q->st[S_DEL], 1, v.id, -1, SQLITE_TRANSIENT);
-        ok = run(q, S_DEL) == 0;
+        ok = run(q, S_DEL) == 0 && bury(q, v.id, sel.reason, now) == 0;
       }
       if (ok) {
         od_memtab_remove(q->t, v.id, sel.reason, now);

@@ -51,6 +51,10 @@ retention do to jobs that got a 2xx.
              others' models and the cache's entry keep their bytes (a
              leftover hard link was opened in place and rewritten), and no
              .tmp is left in outputs/.
+  shrink     20 uploads, then a restart with --max-jobs 16: the 4 oldest
+             are removed at start-up and answer 410 with the reason, and
+             still 410 (not 404) after one more restart (their tombstones
+             are stored, not only kept in memory).
   fulldisk   a full disk (a small tmpfs): the job fails with the reason,
              uploads get 503, /ready 503; space back: service resumes, and
              a restart finds the store consistent. Skipped (with why) where
@@ -532,6 +536,23 @@ def case_relink(work):
     check(s.stop() == 0, "exit 0")
 
 
+def case_shrink(work):
+    data = os.path.join(work, "data")
+    img = make_image("png", 32, os.path.join(work, "star.png"))
+    s = Server(data, "--max-jobs", "20")
+    ids = [s.upload(img)[2]["job_id"] for _ in range(20)]
+    check(s.stop() == 0, "exit 0")
+    for round in (1, 2):
+        s = Server(data, "--max-jobs", "16")
+        codes = [s.json("GET", "/api/job-status/" + i)[0] for i in ids]
+        gone = [i for i, c in zip(ids, codes) if c == 410]
+        body = s.json("GET", "/api/job-status/" + gone[0])[2] if gone else {}
+        check(len(gone) == 4 and codes.count(200) == 16 and "max-jobs" in body.get("error", ""),
+              "start %d with --max-jobs 16: 4 jobs answer 410 with the reason, 16 are kept (%s)"
+              % (round, sorted(set(codes))))
+        check(s.stop() == 0, "exit 0")
+
+
 def case_fulldisk(work):
     mnt = os.path.join(work, "small")
     os.makedirs(mnt)
@@ -651,4 +672,4 @@ if __name__ == "__main__":
     main({"crash": case_crash, "sigterm": case_sigterm, "torn": case_torn, "budget": case_budget,
           "polite": case_polite, "retention": case_retention, "badstore": case_badstore,
           "memo": case_memo, "fulldisk": case_fulldisk, "stranded": case_stranded, "load_restart": case_load_restart,
-          "relink": case_relink})
+          "relink": case_relink, "shrink": case_shrink})
