@@ -172,9 +172,12 @@ static orfeas_pl_code parse_header(const uint8_t *d, size_t n,
     const uint8_t *mp;
     int nm = bi->compression == BI_ALPHABITFIELDS ? 4 : 3;
     if (hs >= 52) {
+      /* In the header: R, G, B in a v2 header (52 bytes), + A from 56 on,
+       * whatever the compression says (a 52-byte header with alpha bit
+       * fields read a fourth mask past its end: past the file's, for a
+       * file that ends there). */
       mp = h + 40;
-      if (hs >= 56)
-        nm = 4;
+      nm = hs >= 56 ? 4 : 3;
     } else {
       if (after + 4u * (uint64_t)nm > n)
         return pl_fail(msg, msg_len, ORFEAS_PL_ETRUNCATED,

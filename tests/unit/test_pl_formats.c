@@ -391,6 +391,25 @@ static void test_bmp_hostile(void **s) {
   /* The palette cut by the end of the file. */
   expect_refusal(b, 14 + 40 + 100, ORFEAS_PL_ETRUNCATED);
   free(b);
+  /* A 52-byte (v2) header with alpha bit fields (6), the file ending with
+   * the header: its three masks are read, not a fourth past the end (an
+   * exact allocation, so ASan sees any byte read past it). */
+  uint8_t *v2 = malloc(66);
+  memset(v2, 0, 66);
+  v2[0] = 'B', v2[1] = 'M';
+  put_le32(v2 + 2, 66);
+  put_le32(v2 + 10, 66);
+  put_le32(v2 + 14, 52);
+  put_le32(v2 + 18, 32);
+  put_le32(v2 + 22, 32);
+  put_le16(v2 + 26, 1);
+  put_le16(v2 + 28, 32);
+  put_le32(v2 + 30, 6);
+  put_le32(v2 + 54, 0xff0000);
+  put_le32(v2 + 58, 0xff00);
+  put_le32(v2 + 62, 0xff);
+  expect_refusal(v2, 66, ORFEAS_PL_ETRUNCATED);
+  free(v2);
   /* 16-bit bit fields that are not contiguous (32 bpp file, masks in the
    * v5 header at 54..69). */
   b = tpl_bmp(px, 40, 40, 32, 0, &len);
