@@ -190,8 +190,13 @@ static orfeas_pl_code paint_frame(const gif_src *src, GifFileType *g,
           rgba + ((size_t)(im->Top + row) * (size_t)sw + (size_t)im->Left) * 4;
       for (int x = 0; x < im->Width; x++, out += 4) {
         int idx = line[x];
-        if (idx == transp || idx >= cm->ColorCount)
-          continue; /* stays transparent */
+        if (idx == transp)
+          continue;                  /* stays transparent */
+        if (idx >= cm->ColorCount) { /* past the colour map: opaque black */
+          out[0] = out[1] = out[2] = 0;
+          out[3] = 255;
+          continue;
+        }
         out[0] = cm->Colors[idx].Red;
         out[1] = cm->Colors[idx].Green;
         out[2] = cm->Colors[idx].Blue;

@@ -300,6 +300,62 @@ static void test_gif_hostile(void **s) {
   free(px);
 }
 
+/* Appends code c (3 bits, LSB first) to the bit buffer. */
+static void put_bits3(uint8_t *buf, size_t *nbits, unsigned c) {
+  for (int i = 0; i < 3; i++, (*nbits)++)
+    if ((c >> i) & 1)
+      buf[*nbits / 8] |= (uint8_t)(1u << (*nbits % 8));
+}
+
+/* Palette indexes past the colour map: a 2-colour (white) map, and a
+ * 32x32 block of index 3 in a 64x64 frame (LZW code size 2, a clear code
+ * every two pixels so codes stay 3 bits). Such pixels are painted opaque
+ * black, not left transparent: has_alpha (0, probe and decode alike) must
+ * hold, or the mask took them for black foreground behind a "no alpha"
+ * flag. */
+static void test_gif_index_past_map(void **s) {
+  (void)s;
+  enum { W = 64 };
+  uint8_t lzw[W * W * 2] = {0};
+  size_t nb = 0;
+  put_bits3(lzw, &nb, 4);
+  for (int i = 0; i < W * W; i++) {
+    int x = i % W, y = i / W;
+    put_bits3(lzw, &nb, x >= 16 && x < 48 && y >= 16 && y < 48 ? 3 : 0);
+    if (i % 2 == 1)
+      put_bits3(lzw, &nb, 4);
+  }
+  put_bits3(lzw, &nb, 5);
+  size_t nbytes = (nb + 7) / 8;
+  uint8_t *g = malloc(64 + nbytes + nbytes / 255 + 8);
+  size_t n = 0;
+  static const uint8_t head[] = {
+      'G',  'I',  'F',  '8',  '9', 'a', W, 0, W, 0, 0x80, 0, 0, 0xff, 0xff,
+      0xff, 0xff, 0xff, 0xff, ',', 0,   0, 0, 0, W, 0,    W, 0, 0,    2};
+  memcpy(g, head, sizeof head);
+  n = sizeof head;
+  for (size_t i = 0; i < nbytes; i += 255) {
+    size_t k = nbytes - i < 255 ? nbytes - i : 255;
+    g[n++] = (uint8_t)k;
+    memcpy(g + n, lzw + i, k);
+    n += k;
+  }
+  g[n++] = 0;
+  g[n++] = ';';
+  probe_agrees(g, n, ORFEAS_PL_IMAGE_GIF, W, W);
+  orfeas_pl_image img;
+  assert_int_equal(decode(g, n, &img, NULL, 0), ORFEAS_PL_OK);
+  assert_int_equal(img.has_alpha, 0);
+  const uint8_t *in = img.rgba + ((size_t)20 * W + 20) * 4;
+  const uint8_t *outside = img.rgba;
+  assert_int_equal(in[0], 0);
+  assert_int_equal(in[3], 255);
+  assert_int_equal(outside[0], 255);
+  assert_int_equal(outside[3], 255);
+  orfeas_pl_image_free(&img);
+  free(g);
+}
+
 /* ---- BMP -------------------------------------------------------------- */
 
 static void test_bmp(void **s) {
@@ -537,6 +593,7 @@ int main(void) {
       cmocka_unit_test(test_webp_animated),
       cmocka_unit_test(test_gif),
       cmocka_unit_test(test_gif_hostile),
+      cmocka_unit_test(test_gif_index_past_map),
       cmocka_unit_test(test_bmp),
       cmocka_unit_test(test_bmp_hostile),
       cmocka_unit_test(test_unsupported_types),
