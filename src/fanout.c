@@ -22,8 +22,12 @@
  * shows "starting"), so a job-status on this node of a job running on
  * another shows where it stands (od_fanout_live, jobs.c's view).
  * The refresher's queue is bounded (REFRESH_MAX): a request past it is
- * dropped, counted in orfeas_websocket_dropped_messages_total like a hub
- * outbox overflow.
+ * dropped, counted in orfeas_websocket_messages_dropped_total like a hub
+ * outbox overflow. A job already waiting in it is not queued again: its
+ * refresh, sent to every subscriber of the job, reads the record when it
+ * runs, after the new subscribe. Else one client looping subscribe and
+ * unsubscribe on one job filled the queue, and other clients' late
+ * subscribes were dropped: they never heard their job's end.
  *
  * Shutdown: od_fanout_quiet (the drain, or before the hub is freed) stops
  * both threads' forwarding under the lock they forward under, so neither
@@ -144,6 +148,11 @@ void od_jobs_refresh(od_jobs *j, const char *id) {
   if (f == NULL)
     return;
   pthread_mutex_lock(&f->mu);
+  for (int i = 0; i < f->n; i++)
+    if (strcmp(f->ids[(f->head + i) % REFRESH_MAX], id) == 0) {
+      pthread_mutex_unlock(&f->mu); /* waiting already (see the top) */
+      return;
+    }
   int ok = f->n < REFRESH_MAX && !f->quiet;
   if (ok) {
     snprintf(f->ids[(f->head + f->n) % REFRESH_MAX], 37, "%s", id);

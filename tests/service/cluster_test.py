@@ -498,6 +498,48 @@ def case_ratelimit(work):
           "node b counted its rejection")
 
 
+def case_refreshes(work):
+    """A late subscribe is answered whatever another client does: with Redis
+    frozen (SIGSTOP) the refresher waits on its first read, and one client
+    subscribes and unsubscribes one job 2000 times; a second client then
+    subscribes to a finished job. Once Redis runs again it hears that job's
+    end, and nothing was dropped (each job waits in the refresh queue once:
+    before, the loop filled its 1024 places and the second subscribe was
+    dropped)."""
+    redis = Redis(work)
+    a = node(work, redis, "a", pause=False)
+    img = make_image("png", 64, os.path.join(work, "star.png"))
+    done = submit(a, img)
+    check(a.wait_job(done, timeout=20)["status"] == "completed", "a job completed")
+    other = a.upload(img)[2]["job_id"]
+    looper, late = WS(a.port), WS(a.port)
+    looper.recv_event()
+    late.recv_event()
+    redis.proc.send_signal(signal.SIGSTOP)
+    try:
+        # 2000 rounds, 50 at a time, the replies read between batches (a
+        # client that reads is no flood).
+        for _ in range(40):
+            for _ in range(50):
+                looper.send_json({"event": "subscribe", "data": {"job_id": other}})
+                looper.send_json({"event": "unsubscribe", "data": {"job_id": other}})
+            got = 0
+            while got < 100:
+                ev = looper.recv_event(timeout=20)
+                check(ev is not None, "the looping client stays connected")
+                got += ev["event"] in ("subscribed", "unsubscribed")
+        late.send_json({"event": "subscribe", "data": {"job_id": done}})
+        late.events_until(lambda ev: ev["event"] == "subscribed", timeout=10)
+    finally:
+        redis.proc.send_signal(signal.SIGCONT)
+    evs, _ = late.events_until(lambda ev: ev["event"] == "generation_complete", timeout=20)
+    check(evs and evs[-1]["event"] == "generation_complete",
+          "the late subscriber heard its finished job's end (%s)" % [e["event"] for e in evs])
+    check(metric(a, "orfeas_websocket_messages_dropped_total") == 0, "no refresh dropped")
+    looper.close()
+    late.close()
+
+
 def case_emptydir(work):
     redis = Redis(work)
     a = node(work, redis, "a", pause=False)
@@ -560,4 +602,4 @@ def case_lostreply(work):
 if __name__ == "__main__":
     main({"once": case_once, "kill9": case_kill9, "drain": case_drain, "auth": case_auth, "orphans": case_orphans, "partition": case_partition, "redis": case_redis,
           "progress": case_progress, "ratelimit": case_ratelimit, "stranded": case_stranded,
-          "emptydir": case_emptydir, "lostreply": case_lostreply})
+          "emptydir": case_emptydir, "lostreply": case_lostreply, "refreshes": case_refreshes})
