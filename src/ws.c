@@ -648,11 +648,20 @@ static void close_client(od_hub *h, client *c) {
   om_gauge_dec(h->svc->m.ws_active);
 }
 
-static void adopt_pending(od_hub *h) {
+/* The upgrades waiting for the hub thread, taken off the list; with
+ * exiting, no more are left there after (od_hub.exited). */
+static client *take_pending(od_hub *h, int exiting) {
   pthread_mutex_lock(&h->mu);
   client *list = h->pending;
   h->pending = NULL;
+  if (exiting)
+    h->exited = 1;
   pthread_mutex_unlock(&h->mu);
+  return list;
+}
+
+static void adopt_pending(od_hub *h) {
+  client *list = take_pending(h, 0);
   while (list) {
     client *c = list;
     list = c->next;
@@ -806,11 +815,7 @@ static void *hub_main(void *arg) {
   }
   /* Upgrades made since the last adopt_pending: closed now, while the HTTP
    * daemon (stopped after the hub) still holds their handles. */
-  pthread_mutex_lock(&h->mu);
-  h->exited = 1;
-  client *late = h->pending;
-  h->pending = NULL;
-  pthread_mutex_unlock(&h->mu);
+  client *late = take_pending(h, 1);
   while (late) {
     client *c = late;
     late = c->next;

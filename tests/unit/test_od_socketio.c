@@ -172,12 +172,12 @@ static void test_connect_and_subscribe(void **s) {
   /* Client text quoted in a message is cut at a character's edge, so the
    * error event still says something: an unknown event and an unknown
    * namespace, each 61 bytes of "a" + 30 x e acute. */
-  char name[200] = "42[\"a", nsp[200] = "40/a";
-  for (int i = 0; i < 30; i++) {
-    strcat(name, "\xc3\xa9");
-    strcat(nsp, "\xc3\xa9");
-  }
-  strcat(name, "\",{}]");
+  char name[200], nsp[200], e30[61];
+  for (int i = 0; i < 30; i++)
+    memcpy(e30 + 2 * i, "\xc3\xa9", 2);
+  e30[60] = '\0';
+  snprintf(name, sizeof name, "42[\"a%s\",{}]", e30);
+  snprintf(nsp, sizeof nsp, "40/a%s", e30);
   expect(&c, name, OD_SIO_BAD, "42[\"error\",{\"message\":\"unknown event");
   od_sio_conn c2 = {UUID, 1};
   expect(&c2, nsp, OD_SIO_BAD, "44/a");
