@@ -191,6 +191,12 @@ void od_config_usage(char *buf, size_t len);
 
 /* 1 when s is a canonical lower- or upper-case 8-4-4-4-12 hex UUID. */
 int od_uuid_valid(const char *s);
+/* A client's job id as the service stores it: when s is such a UUID, its
+ * lower-case form into out (which may be s itself) and 1; else 0 and out
+ * untouched. Hex digits are case-insensitive on input (RFC 9562 section
+ * 4), and the service writes ids in lower case (od_uuid_new), so an id a
+ * client upper-cased finds its job instead of a 404. */
+int od_uuid_canon(const char *s, char out[37]);
 /* The length of s's longest prefix of at most max bytes that is whole,
  * valid UTF-8 (it stops at a NUL): a message that quotes a client's text
  * cuts it there, so that the JSON which carries the message can be made. */

@@ -270,7 +270,7 @@ static void respond_missing(od_service *svc, struct MHD_Connection *conn,
 
 static void handle_status(od_service *svc, struct MHD_Connection *conn,
                           od_req *req) {
-  if (!od_uuid_valid(req->rest)) {
+  if (!od_uuid_canon(req->rest, req->rest)) {
     validation_error(svc, conn, req, 400, "job_id", "invalid_uuid",
                      "job_id must be a UUID");
     return;
@@ -289,7 +289,7 @@ static void handle_status(od_service *svc, struct MHD_Connection *conn,
  * and file name, then the job's own file. The fd, or -1 once answered. */
 static int open_model(od_service *svc, struct MHD_Connection *conn, od_req *req,
                       uint64_t *size, orfeas_pl_format *fmt) {
-  if (!od_uuid_valid(req->arg1)) {
+  if (!od_uuid_canon(req->arg1, req->arg1)) {
     validation_error(svc, conn, req, 400, "job_id", "invalid_uuid",
                      "job_id must be a UUID");
     return -1;
@@ -461,7 +461,7 @@ static void handle_download_b64(od_service *svc, struct MHD_Connection *conn,
  * was stored as, never sniffed, and no active content. */
 static void handle_preview(od_service *svc, struct MHD_Connection *conn,
                            od_req *req) {
-  if (!od_uuid_valid(req->rest)) {
+  if (!od_uuid_canon(req->rest, req->rest)) {
     validation_error(svc, conn, req, 400, "job_id", "invalid_uuid",
                      "job_id must be a UUID");
     return;

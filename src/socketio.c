@@ -209,10 +209,9 @@ static od_sio_kind parse_event(const char *p, size_t n, char job_id[37],
              strcmp(name, "unsubscribe_job") == 0) {
     json_t *a = json_array_get(arr, 1);
     json_t *id = json_is_object(a) ? json_object_get(a, "job_id") : a;
-    if (!json_is_string(id) || !od_uuid_valid(json_string_value(id))) {
+    if (!json_is_string(id) || !od_uuid_canon(json_string_value(id), job_id)) {
       snprintf(err, err_len, "%s needs {\"job_id\": UUID}", name);
     } else {
-      snprintf(job_id, 37, "%s", json_string_value(id));
       kind = name[0] == 's' ? OD_SIO_SUBSCRIBE : OD_SIO_UNSUBSCRIBE;
     }
   } else {
@@ -233,9 +232,8 @@ static void reconnect_job(const char *p, size_t n, char job_id[37]) {
     return;
   json_t *auth = json_loadb(p, n, 0, NULL);
   const char *offset = json_string_value(json_object_get(auth, "offset"));
-  if (json_is_string(json_object_get(auth, "pid")) && offset != NULL &&
-      od_uuid_valid(offset))
-    snprintf(job_id, 37, "%s", offset);
+  if (json_is_string(json_object_get(auth, "pid")) && offset != NULL)
+    od_uuid_canon(offset, job_id);
   json_decref(auth);
 }
 

@@ -40,6 +40,14 @@ int od_uuid_valid(const char *s) {
   return s[36] == '\0';
 }
 
+int od_uuid_canon(const char *s, char out[37]) {
+  if (!od_uuid_valid(s))
+    return 0;
+  for (int i = 0; i <= 36; i++)
+    out[i] = s[i] >= 'A' && s[i] <= 'F' ? (char)(s[i] - 'A' + 'a') : s[i];
+  return 1;
+}
+
 int od_uuid_new(char out[37]) {
   uint8_t b[16];
   size_t got = 0;
@@ -224,11 +232,10 @@ static void parse_job_id(json_t *root, od_generate_req *req, errlist *e) {
   json_t *v = json_object_get(root, "job_id");
   if (v == NULL)
     add_err(e, "job_id", "missing", "job_id is required");
-  else if (!json_is_string(v) || !od_uuid_valid(json_string_value(v)))
+  else if (!json_is_string(v) ||
+           !od_uuid_canon(json_string_value(v), req->job_id))
     add_err(e, "job_id", "invalid_uuid",
             "job_id must be a UUID (from /api/upload-image)");
-  else
-    snprintf(req->job_id, sizeof req->job_id, "%s", json_string_value(v));
 }
 
 static void parse_format(json_t *root, od_generate_req *req, errlist *e) {

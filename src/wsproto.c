@@ -52,10 +52,9 @@ od_wsmsg_kind od_wsmsg_parse(const uint8_t *msg, size_t len, char job_id[37],
     json_t *id = json_is_object(data) ? json_object_get(data, "job_id") : NULL;
     if (id == NULL)
       id = json_object_get(root, "job_id");
-    if (!json_is_string(id) || !od_uuid_valid(json_string_value(id))) {
+    if (!json_is_string(id) || !od_uuid_canon(json_string_value(id), job_id)) {
       snprintf(err, err_len, "%s needs data.job_id, a UUID", name);
     } else {
-      snprintf(job_id, 37, "%s", json_string_value(id));
       kind = name[0] == 's' ? OD_WSMSG_SUBSCRIBE : OD_WSMSG_UNSUBSCRIBE;
     }
   } else {

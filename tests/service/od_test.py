@@ -702,6 +702,19 @@ def case_badinput_paths(work):
     check(st == 204 and hd.get("allow") == "GET, HEAD, OPTIONS", "OPTIONS: 204 with the route's Allow")
     st, _, b = s.json("GET", "/nope")
     check(st == 404, "unknown path: 404 JSON")
+    # Hex digits are case-insensitive on input (RFC 9562): an id a client
+    # upper-cased finds its job on every route that takes one.
+    up = jid.upper()
+    st, _, b = s.json("GET", "/api/job-status/" + up)
+    check(st == 200 and b.get("status") == "uploaded", "job-status of the upper-cased id: 200 uploaded (%d)" % st)
+    st, _, b = s.generate(up, "stl")
+    check(st == 202 and b.get("job_id") == jid, "generate-3d with the upper-cased id: 202, the job's own id (%d %s)"
+          % (st, b))
+    s.wait_job(jid)
+    st, _, data = s.request("GET", "/api/download/%s/model_%s.stl" % (up, jid))
+    check(st == 200 and len(data) > 84, "download by the upper-cased id: 200, the model (%d)" % st)
+    st, _, _ = s.request("GET", "/api/preview/" + up)
+    check(st == 200, "preview by the upper-cased id: 200 (%d)" % st)
     sm = counted.check(s)
     check(value(sm, "orfeas_errors_total", type="not_found", endpoint="other") == 1, "errors_total{not_found,other} = 1")
     still_serves(s, img, jid)

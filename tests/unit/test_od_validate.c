@@ -26,6 +26,18 @@ static void test_uuid(void **state) {
   for (int i = 0; bad[i]; i++)
     assert_false(od_uuid_valid(bad[i]));
   assert_false(od_uuid_valid(NULL));
+  /* A client's id in the stored (lower) case, in place too; a bad one
+   * leaves the output as it was. */
+  char c[37] = "untouched", in[256] = "123E4567-e89B-42D3-A456-426614174ABC";
+  assert_true(od_uuid_canon(in, c));
+  assert_string_equal(c, "123e4567-e89b-42d3-a456-426614174abc");
+  assert_true(od_uuid_canon(in, in));
+  assert_string_equal(in, "123e4567-e89b-42d3-a456-426614174abc");
+  snprintf(c, sizeof c, "untouched");
+  for (int i = 0; bad[i]; i++)
+    assert_false(od_uuid_canon(bad[i], c));
+  assert_false(od_uuid_canon(NULL, c));
+  assert_string_equal(c, "untouched");
   char a[37], b[37];
   assert_int_equal(od_uuid_new(a), 0);
   assert_int_equal(od_uuid_new(b), 0);

@@ -34,11 +34,13 @@ static void test_ws_messages(void **state) {
       od_wsmsg_parse((const uint8_t *)sub, strlen(sub), id, err, sizeof err),
       OD_WSMSG_SUBSCRIBE);
   assert_string_equal(id, "123e4567-e89b-42d3-a456-426614174000");
-  const char *top = "{\"event\":\"unsubscribe\",\"job_id\":\"123e4567-e89b-"
-                    "42d3-a456-426614174000\"}";
+  const char *top = "{\"event\":\"unsubscribe\",\"job_id\":\"123E4567-E89B-"
+                    "42d3-a456-42661417400A\"}";
   assert_int_equal(
       od_wsmsg_parse((const uint8_t *)top, strlen(top), id, err, sizeof err),
       OD_WSMSG_UNSUBSCRIBE);
+  /* The id as the service stores it: lower case. */
+  assert_string_equal(id, "123e4567-e89b-42d3-a456-42661417400a");
   assert_int_equal(od_wsmsg_parse((const uint8_t *)"{\"event\":\"ping\"}", 16,
                                   id, err, sizeof err),
                    OD_WSMSG_PING);
