@@ -44,10 +44,11 @@
  * Socket.IO clients (/socket.io/, the original ORFEAS page's protocol) are
  * the same kind of client with a protocol state (c->sio): their frames go
  * through socketio.c (sio_on_msg), the hub's job events reach them as
- * job_update (queue_text translates), and the same heartbeat pings them the
- * Engine.IO way ("2", answered "3") every --sio-ping-interval and closes
- * one whose pong is later than --sio-ping-timeout. Everything else
- * (subscriptions, queues, limits, floods, drops) is shared.
+ * job_update (queue_text translates), and the same heartbeat pings them
+ * every --sio-ping-interval, the Engine.IO way ("2", answered "3") and
+ * with a numbered WebSocket ping, and closes one that has not echoed that
+ * ping within --sio-ping-timeout (a "3" names no ping: heartbeat). Everything
+ * else (subscriptions, queues, limits, floods, drops) is shared.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -93,9 +94,9 @@ typedef struct client {
   size_t turn_bytes;             /* read in this recv turn */
   double ping_at;                /* the next ping is due */
   double pong_by;                /* a pong is due by then; 0 when none */
-  char ping_key[37];             /* /ws: random, in each ping's payload */
-  unsigned long long pings;      /* /ws: pings sent, the last one's number */
-  unsigned long long armed_ping; /* /ws: the ping that set pong_by */
+  char ping_key[37];             /* random, in each ping's payload */
+  unsigned long long pings;      /* pings sent, the last one's number */
+  unsigned long long armed_ping; /* the ping that set pong_by */
   double close_by;               /* closing: the socket closes then, whether
                                     the client answered the close or not */
   int in_recv;                   /* inside wslay_event_recv() */
@@ -417,7 +418,10 @@ static void sio_on_msg(client *c, const uint8_t *msg, size_t len) {
   od_sio_kind k = od_sio_handle(c->sio, msg, len, id, &reply, err, sizeof err);
   switch (k) {
   case OD_SIO_PONG:
-    c->pong_by = 0;
+    /* Engine.IO's pong carries no payload, so it cannot say which ping it
+     * answers: a client that never reads could send "3" on a timer and
+     * stay. The WebSocket ping sent beside each "2" is what proves it
+     * reads (heartbeat). */
     break;
   case OD_SIO_CONNECTED:
     queue_raw(c, reply);
@@ -464,7 +468,7 @@ static void sio_on_msg(client *c, const uint8_t *msg, size_t len) {
   free(reply);
 }
 
-/* A /ws ping's payload: "<ping_key>.<number>". */
+/* A ping's payload: "<ping_key>.<number>". */
 static int ping_payload(const client *c, unsigned long long n, char *buf,
                         size_t len) {
   return snprintf(buf, len, "%s.%llu", c->ping_key, n);
@@ -562,10 +566,13 @@ static const struct wslay_event_callbacks CALLBACKS = {
 /* ---- hub thread ---------------------------------------------------------- */
 
 /* One heartbeat for both protocols, from the hub loop: a ping every
- * interval (a WebSocket ping frame to /ws clients, Engine.IO's "2" to
- * Socket.IO ones, each with its own flags), and a client that has not
- * answered one within the timeout (it neither reads nor answers) is closed
- * as idle. */
+ * interval (a WebSocket ping frame; Socket.IO clients get Engine.IO's "2"
+ * too, which their library waits for, each protocol with its own flags),
+ * and a client that has not answered one within the timeout (it neither
+ * reads nor answers) is closed as idle. Only the echo of a numbered
+ * WebSocket ping counts as an answer (on_msg): every WebSocket stack sends
+ * it on its own (RFC 6455 5.5.2: browsers, socket.io-client's ws), and a
+ * client cannot make it up without reading the ping. */
 static void heartbeat(od_hub *h, double now) {
   const od_config *cfg = &h->svc->cfg;
   for (client *c = h->clients; c; c = c->next) {
@@ -584,16 +591,14 @@ static void heartbeat(od_hub *h, double now) {
       double every =
           c->sio ? cfg->sio_ping_interval_s : cfg->ws_ping_interval_s;
       double within = c->sio ? cfg->sio_ping_timeout_s : cfg->ws_ping_timeout_s;
-      if (c->sio != NULL) {
+      if (c->sio != NULL)
         queue_raw(c, "2");
-      } else {
-        /* Numbered: only the echo of one of these counts (on_msg). */
-        char payload[80];
-        int n = ping_payload(c, ++c->pings, payload, sizeof payload);
-        struct wslay_event_msg ping = {WSLAY_PING, (const uint8_t *)payload,
-                                       n > 0 ? (size_t)n : 0};
-        wslay_event_queue_msg(c->ctx, &ping);
-      }
+      /* Numbered: only the echo of one of these counts (on_msg). */
+      char payload[80];
+      int n = ping_payload(c, ++c->pings, payload, sizeof payload);
+      struct wslay_event_msg ping = {WSLAY_PING, (const uint8_t *)payload,
+                                     n > 0 ? (size_t)n : 0};
+      wslay_event_queue_msg(c->ctx, &ping);
       c->ping_at = now + every;
       if (c->pong_by == 0) {
         c->pong_by = now + within;
@@ -964,8 +969,7 @@ static void adopt(od_hub *h, int fd, struct MHD_UpgradeResponseHandle *urh,
   uint8_t *copy = extra_len ? malloc(extra_len) : NULL;
   od_sio_conn *sio = socketio ? calloc(1, sizeof *sio) : NULL;
   if (c == NULL || (extra_len && copy == NULL) || (socketio && sio == NULL) ||
-      (sio && od_uuid_new(sio->sid) != 0) ||
-      (!socketio && od_uuid_new(c->ping_key) != 0)) {
+      (sio && od_uuid_new(sio->sid) != 0) || od_uuid_new(c->ping_key) != 0) {
     free(c);
     free(copy);
     free(sio);

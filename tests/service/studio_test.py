@@ -28,9 +28,10 @@ sys.path.insert(0, os.path.dirname(__file__))
 import base64  # noqa: E402
 import json  # noqa: E402
 import struct  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 
-from odlib import ORFEASD, WS, Server, check, main, make_image, parse_metrics, value  # noqa: E402
+from odlib import ORFEASD, WS, Server, check, check_within, main, make_image, parse_metrics, value  # noqa: E402
 
 
 def raw_request(port, target, method="GET", headers=""):
@@ -135,9 +136,11 @@ def case_static(work):
           "--static-dir naming no page: start-up fails naming the flag (%r)" % r.stderr[-160:])
 
 
-def sio_frames(ws, n, timeout=5):
+def sio_frames(ws, n, timeout=5, pong=True):
     """The next n text frames (strings); None for a close, EOF or a timeout
-    (ws.timed_out says which)."""
+    (ws.timed_out says which). WebSocket pings are answered with their
+    payload as every WebSocket stack does (a browser, socket.io-client's
+    ws), unless pong is False."""
     out = []
     ws.timed_out = False
     while len(out) < n:
@@ -151,6 +154,8 @@ def sio_frames(ws, n, timeout=5):
         if op == 8:
             ws.close_code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
             return out + [None]
+        if op == 9 and pong:
+            ws.send_frame(10, payload)
         if op == 1:
             out.append(payload.decode())
     return out
@@ -205,7 +210,7 @@ def case_socketio(work):
     # The heartbeat: a ping arrives; it is never answered, so the server
     # closes the connection within the timeout (sio_frames' deadline: 8 s
     # for the ping interval 0.3 s + the timeout 2 s; no measured time).
-    frames = sio_frames(ws, 50, timeout=8)
+    frames = sio_frames(ws, 50, timeout=8, pong=False)
     check("2" in frames and frames[-1] is None and not ws.timed_out,
           "a ping, unanswered: the server closes within 8 s (%s)" % frames)
     ws.sock.close()
@@ -231,9 +236,31 @@ def case_socketio(work):
     check(sio_frames(ws, 5)[-1] is None and ws.close_code == 1000, "the close packet: closed with 1000")
     ws.sock.close()
 
+    # A client that never reads but sends Engine.IO's pong "3" every 0.1 s
+    # answers no ping (a "3" names none): closed as idle all the same.
+    # (It keeps sending while the check waits: one that stopped would be
+    # closed for that.)
+    ws = WS(s.port, path="/socket.io/?EIO=4&transport=websocket", rcvbuf=4096)
+    stop = threading.Event()
+
+    def pong_on_a_timer():
+        try:
+            while not stop.wait(0.1):  # the client's pace
+                ws.send_frame(1, b"3")
+        except OSError:  # the server closed it
+            pass
+    t = threading.Thread(target=pong_on_a_timer, daemon=True)
+    t.start()
+    idle = lambda: value(parse_metrics(s.metrics()[2]), "orfeas_websocket_disconnections_total", reason="idle")
+    check_within(lambda: idle() == 2, "a client sending \"3\" on a timer, never reading: closed as idle",
+                 timeout=10)
+    stop.set()
+    t.join(timeout=5)
+    ws.sock.close()
+
     sm = parse_metrics(s.metrics()[2])
-    check(value(sm, "orfeas_errors_total", type="ws_timeout", endpoint="/socket.io/") == 1,
-          "errors_total{ws_timeout, /socket.io/} = 1")
+    check(value(sm, "orfeas_errors_total", type="ws_timeout", endpoint="/socket.io/") == 2,
+          "errors_total{ws_timeout, /socket.io/} = 2")
     check(value(sm, "orfeas_errors_total", type="bad_message", endpoint="/socket.io/") == 6,
           "errors_total{bad_message, /socket.io/} = 6 (5 bad packets, 1 binary frame)")
     for et, n in [("transport", 1), ("version", 3), ("sid", 1)]:  # version: also the bare /socket.io/
