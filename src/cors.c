@@ -19,6 +19,12 @@
  *    page from an origin that is neither this server's nor allowed gets 403
  *    (a cross-site page cannot borrow a user's view of the jobs). Clients
  *    that send no Origin (curl, the load tool) are not browsers and pass.
+ *  - So do the API's POSTs (upload-image, generate-3d). CORS alone does not
+ *    stop them: a form's multipart POST, or JSON sent as text/plain, is a
+ *    "simple" request that a browser sends with no preflight, hiding only
+ *    the answer from the page. Without this check any web page a user
+ *    opens could make the user's browser fill the store of an orfeasd on
+ *    the user's machine or network (and push other users' jobs out).
  *
  * Pure functions: http.c and routes.c apply them.
  */
@@ -108,4 +114,9 @@ int od_cors_same_origin(const char *origin, const char *host) {
 int od_cors_ws_allowed(const od_cors *c, const char *origin, const char *host) {
   return origin == NULL || od_cors_same_origin(origin, host) ||
          od_cors_allow(c, origin) != NULL;
+}
+
+int od_cors_write_allowed(const od_cors *c, const char *origin,
+                          const char *host) {
+  return od_cors_ws_allowed(c, origin, host);
 }

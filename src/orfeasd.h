@@ -1141,6 +1141,11 @@ int od_cors_same_origin(const char *origin, const char *host);
 /* The WebSocket rule: no Origin (not a browser), this server's own, or an
  * allowed one. */
 int od_cors_ws_allowed(const od_cors *c, const char *origin, const char *host);
+/* The same rule for a POST to the API: a page of another origin may send a
+ * "simple" request (a form's multipart, JSON as text/plain) with no
+ * preflight, so its Origin is checked before the request does anything. */
+int od_cors_write_allowed(const od_cors *c, const char *origin,
+                          const char *host);
 
 /* ---- static.c ------------------------------------------------------------ */
 

@@ -904,6 +904,18 @@ void od_route_dispatch(od_service *svc, struct MHD_Connection *conn,
                                     .allow = od_route_allow_header(r)});
     return;
   }
+  if ((od_route_flags(r) & OD_RF_CORS) && req->method_idx == OD_METHOD_POST &&
+      !od_cors_write_allowed(
+          &svc->cors,
+          MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin"),
+          MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host"))) {
+    /* A page of another origin (cors.c): refused before anything is
+     * stored or started. */
+    od_respond_error(
+        svc, conn, req, 403, "cors_refused",
+        "This origin may not call the API here (see --cors-origins)", NULL);
+    return;
+  }
   if (od_route_rate_limited(svc, conn, req))
     return;
   HANDLERS[r](svc, conn, req);

@@ -149,6 +149,19 @@ def case_nginx(work):
         ws.close()
         check(socketio_open(ng.port).startswith(b"0{"), "Socket.IO (/socket.io/, EIO=4 websocket) through nginx: "
               "101 and the Engine.IO open packet")
+        # A page served through nginx (the Studio) sends its own origin,
+        # port included; orfeasd takes it as its own only if nginx passes
+        # on the Host the browser sent (with $host the port was dropped, and
+        # the page's WebSocket and uploads were refused as another origin's).
+        page = "http://127.0.0.1:%d" % ng.port
+        ws = WS(ng.port, headers="Origin: %s\r\n" % page)
+        check(ws.status == 101, "a WebSocket from the page's own origin through nginx: 101 (%s)" % ws.status)
+        ws.close()
+        st, _, b = request(ng.port, "POST", "/api/upload-image", body, {"Content-Type": ct, "Origin": page})
+        check(st == 200, "an upload from the page's own origin (%s) through nginx: 200 (%d %r)" % (page, st, b[:80]))
+        st, _, _ = request(ng.port, "POST", "/api/upload-image", body,
+                           {"Content-Type": ct, "Origin": "http://evil.example"})
+        check(st == 403, "an upload from another origin through nginx: 403 (%d)" % st)
         # Limits at the edge.
         got = raw(ng.port, b"POST /api/upload-image HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
                            b"boundary=x\r\nContent-Length: 52428801\r\n\r\n", timeout=10, until=b"\r\n\r\n")

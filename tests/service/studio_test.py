@@ -31,7 +31,7 @@ import struct  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 
-from odlib import ORFEASD, WS, Server, check, check_within, main, make_image, parse_metrics, value  # noqa: E402
+from odlib import ORFEASD, WS, Server, check, check_within, main, make_image, multipart, parse_metrics, value  # noqa: E402
 
 
 def raw_request(port, target, method="GET", headers=""):
@@ -320,6 +320,35 @@ def case_cors(work):
     check(value(sm, "orfeas_errors_total", type="cors_refused", endpoint="/ws") == 1 and
           value(sm, "orfeas_errors_total", type="cors_refused", endpoint="/api/upload-image") == 1,
           "refusals counted in errors_total{type=cors_refused}")
+    # Writes from a page of another origin. A form's multipart POST, or JSON
+    # sent as text/plain, is a "simple" request: the browser sends it with no
+    # preflight and only hides the answer, so any web page its user visits
+    # could fill the store. Refused before anything is stored; the page's
+    # own origin, an allowed one and clients that send no Origin go through.
+    img = make_image("png", 64, os.path.join(work, "simple.png"))
+    body, ct = multipart({"image": ("simple.png", img)})
+    ids = []
+    for origin in [ok_origin, "http://127.0.0.1:%d" % s.port, None]:
+        h = {"Content-Type": ct}
+        if origin:
+            h["Origin"] = origin
+        st, _, up = s.json("POST", "/api/upload-image", body, h)
+        check(st == 200 and up.get("job_id"), "upload from origin %s: 200 (%d)" % (origin, st))
+        ids.append(up["job_id"])
+    for origin in [evil, "null", "http://127.0.0.1:%d" % (s.port + 1)]:
+        st, hd, b = s.json("POST", "/api/upload-image", body, {"Content-Type": ct, "Origin": origin})
+        check(st == 403 and b.get("error") and "access-control-allow-origin" not in hd,
+              "upload from origin %s (a simple request): 403, no ACAO (%d)" % (origin, st))
+        st, _, b = s.json("POST", "/api/generate-3d", json.dumps({"job_id": ids[0], "format": "stl"}),
+                          {"Content-Type": "text/plain", "Origin": origin})
+        check(st == 403 and b.get("error"), "generate-3d as text/plain from origin %s: 403 (%d)" % (origin, st))
+    _, _, health = s.json("GET", "/api/health")
+    check(health["jobs"]["uploaded"] == len(ids) and s.status(ids[0])["status"] == "uploaded",
+          "the refused writes stored nothing and started nothing (%s)" % health["jobs"])
+    sm = parse_metrics(s.metrics()[2])
+    check(value(sm, "orfeas_errors_total", type="cors_refused", endpoint="/api/upload-image") == 4 and
+          value(sm, "orfeas_errors_total", type="cors_refused", endpoint="/api/generate-3d") == 4,
+          "refused writes counted in errors_total{type=cors_refused}")
     check(s.stop() == 0, "exit 0")
 
     s = Server(os.path.join(work, "data2"))
@@ -332,6 +361,8 @@ def case_cors(work):
     st, hd, _ = s.request("GET", "/api/health", headers={"Origin": evil})
     check(hd.get("access-control-allow-origin") == "*" and "access-control-allow-credentials" not in hd,
           "--cors-origins '*': ACAO * (never with credentials)")
+    st, _, _ = s.json("POST", "/api/upload-image", body, {"Content-Type": ct, "Origin": evil})
+    check(st == 200, "--cors-origins '*': an upload from any origin is taken (%d)" % st)
     check(s.stop() == 0, "exit 0")
     r = subprocess.run([ORFEASD, "--cors-origins", "localhost:8000"], stderr=subprocess.PIPE,
                        stdout=subprocess.DEVNULL, timeout=30)
