@@ -39,6 +39,11 @@ int od_respond(struct MHD_Connection *conn, od_req *req, int status,
     return MHD_NO;
   req->status = status;
   req->resp_bytes = bytes;
+  /* Every answer's Content-Type is the one meant (as the original API
+   * said on all of them): a downloaded OBJ or PLY is text, a JSON error
+   * may quote what a client sent, and neither is for a browser to guess
+   * at. */
+  MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
   /* CORS (cors.c): decided when the request arrived, added to every answer
    * of an /api/ route, errors included, so a page can read them. */
   if (req->cors)

@@ -1168,7 +1168,7 @@ int od_static_init(od_service *svc, const char *exe, char *err, size_t err_len);
 void od_static_free(od_service *svc);
 struct MHD_Connection;
 struct MHD_Response;
-/* nosniff, and for HTML the CSP and frame/referrer headers. */
+/* For HTML: the CSP and frame/referrer headers (nosniff: od_respond). */
 void od_static_headers(struct MHD_Response *resp, const char *type);
 
 /* ---- gpu_summary.c ------------------------------------------------------- */

@@ -495,7 +495,6 @@ static void handle_preview(od_service *svc, struct MHD_Connection *conn,
       file_response(svc, conn, req, fd, size, type, disp);
   if (resp == NULL)
     return;
-  MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
   MHD_add_response_header(resp, "Content-Security-Policy",
                           "default-src 'none'; sandbox");
   MHD_add_response_header(resp, "Cache-Control", "private, max-age=300");

@@ -16,12 +16,13 @@
  *    FIFO cannot hang a thread), and only types with a known Content-Type;
  *    anything else is 404.
  *
- * Headers: Content-Type from the extension, X-Content-Type-Options: nosniff,
- * a strict Content-Security-Policy (scripts, styles and connections from
- * this origin only; no inline script or style, no eval, no frames), and
- * Cache-Control: a year and immutable under vendor/NAME-VERSION/ (three.js:
- * a new version is a new URL), a minute for the page's own files, which
- * also carry Last-Modified (If-Modified-Since gets a 304).
+ * Headers: Content-Type from the extension, X-Content-Type-Options: nosniff
+ * (od_respond, as on every answer), a strict Content-Security-Policy (scripts,
+ * styles and connections from this origin only; no inline script or style, no
+ * eval, no frames), and Cache-Control: a year and immutable under
+ * vendor/NAME-VERSION/ (three.js: a new version is a new URL), a minute for the
+ * page's own files, which also carry Last-Modified (If-Modified-Since gets a
+ * 304).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -208,7 +209,7 @@ static void http_date(time_t t, char *out, size_t len) {
 }
 
 void od_static_headers(struct MHD_Response *resp, const char *type) {
-  MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+  /* X-Content-Type-Options: nosniff is on every answer (od_respond). */
   if (type != NULL && strncmp(type, "text/html", 9) == 0) {
     MHD_add_response_header(resp, "Content-Security-Policy", OD_STATIC_CSP);
     MHD_add_response_header(resp, "X-Frame-Options", "DENY");

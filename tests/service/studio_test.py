@@ -408,7 +408,16 @@ def case_routes(work):
     check(done["status"] == "completed" and done["step"] == done["stage"] and done["message"],
           "the job completes; job-status has the original's step and message (%s)" % done["message"])
     name = done["output_file"]
-    st, _, model = s.request("GET", done["download_url"])
+    st, hd, model = s.request("GET", done["download_url"])
+    # Every answer says its type is the type (the original sent nosniff on
+    # all of them): an OBJ or PLY is text a browser would otherwise guess at.
+    check(st == 200 and hd["content-type"] == "model/obj" and hd.get("x-content-type-options") == "nosniff"
+          and hd["content-disposition"] == 'attachment; filename="%s"' % name,
+          "download: model/obj, an attachment, nosniff (%s)" % hd.get("x-content-type-options"))
+    for path in ["/api/download-base64/%s/%s" % (jid, name), "/api/job-status/" + jid, "/api/job-status/x",
+                 "/api/models-info", "/api/nothing-here", "/health"]:
+        st, hd, _ = s.request("GET", path)
+        check(hd.get("x-content-type-options") == "nosniff", "%s (%d): nosniff" % (path[:40], st))
     st, hd, b64 = s.json("GET", "/api/download-base64/%s/%s" % (jid, name))
     data = base64.b64decode(b64["data"])
     check(st == 200 and b64["status"] == "success" and b64["filename"] == name and data == model
@@ -424,9 +433,9 @@ def case_routes(work):
         check(st == code and b.get("error"), "%s: %d JSON" % (path[:60], code))
     sm = parse_metrics(s.metrics()[2])
     check(value(sm, "orfeas_http_requests_total", method="GET", endpoint="/api/download-base64/{job_id}/{filename}",
-                status="200") == 1 and
+                status="200") == 2 and
           value(sm, "orfeas_http_requests_total", method="GET", endpoint="/api/preview/{job_id}", status="200") == 2 and
-          value(sm, "orfeas_http_requests_total", method="GET", endpoint="/api/models-info", status="200") == 1,
+          value(sm, "orfeas_http_requests_total", method="GET", endpoint="/api/models-info", status="200") == 2,
           "the new routes are counted under their templates")
     check(s.stop() == 0, "exit 0")
 
