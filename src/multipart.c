@@ -61,7 +61,21 @@ static const uint8_t *find(const uint8_t *hay, size_t hlen, const void *needle,
 static int disp_param(const char *v, size_t vlen, const char *param, char *out,
                       size_t out_len) {
   size_t plen = strlen(param);
+  int quoted = 0;
   for (size_t i = 0; i + plen + 1 < vlen; i++) {
+    /* Never inside another parameter's quoted value: a file named
+     * 'my name=x.png' must not name the field. */
+    if (quoted) {
+      if (v[i] == '\\')
+        i++;
+      else if (v[i] == '"')
+        quoted = 0;
+      continue;
+    }
+    if (v[i] == '"') {
+      quoted = 1;
+      continue;
+    }
     /* The parameter must start after ';' or whitespace, so "filename="
      * is not taken for "name=". */
     if ((i == 0 || v[i - 1] == ';' || v[i - 1] == ' ' || v[i - 1] == '\t') &&

@@ -290,6 +290,25 @@ static void test_multipart(void **state) {
                                      "B", "image", &p, err, sizeof err),
                    0);
   assert_false(p.found);
+  /* A parameter is never read out of another's quoted value: a file named
+   * 'my name=x.png' (filename first, as some clients write it), or one
+   * that spells a second filename. */
+  const char quoted[] =
+      "--B\r\nContent-Disposition: form-data; filename=\"my name=x; "
+      "filename=evil.png\"; name=\"image\"\r\n\r\nx\r\n--B--";
+  assert_int_equal(od_multipart_find((const uint8_t *)quoted, sizeof quoted - 1,
+                                     "B", "image", &p, err, sizeof err),
+                   0);
+  assert_true(p.found);
+  assert_string_equal(p.filename, "my name=x; filename=evil.png");
+  const char quoted2[] =
+      "--B\r\nContent-Disposition: form-data; name=\"other\"; "
+      "filename=\"a; name=image\"\r\n\r\nx\r\n--B--";
+  assert_int_equal(od_multipart_find((const uint8_t *)quoted2,
+                                     sizeof quoted2 - 1, "B", "image", &p, err,
+                                     sizeof err),
+                   0);
+  assert_false(p.found);
   const char *broken[] = {
       "no boundary at all",
       "--B\r\nContent-Disposition: form-data; name=\"image\"\r\n",
