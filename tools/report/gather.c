@@ -93,10 +93,13 @@ static const struct {
      "100 * sum(increase(orfeas_generation_3d_printable_total[$R])) / sum("
      "increase(orfeas_generation_3d_quality_score_count[$R]))",
      NULL},
+    /* Per lookup: a lookup that misses the memory tier goes on to the disk
+     * tier, which counts it again (a hit or a miss), so the lookups are the
+     * hits of both tiers plus the disk tier's misses, not all misses. */
     {"cache_hit_rate", "Cache hit rate", "%",
      "100 * sum(increase(orfeas_cache_hits_total[$R])) / (sum(increase("
      "orfeas_cache_hits_total[$R])) + sum(increase("
-     "orfeas_cache_misses_total[$R])))",
+     "orfeas_cache_misses_total{cache_type=\"disk\"}[$R])))",
      NULL},
     {"queue_depth_peak", "Peak queue depth", "",
      "max(max_over_time(orfeas_queue_depth[$R]))", NULL},
