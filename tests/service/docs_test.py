@@ -20,7 +20,8 @@ def case_metrics_reference(work):
     try:
         url = "http://127.0.0.1:%d/metrics" % s.port
         p = subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "tests/tools/metrics_doc_check.py"),
-                            os.path.join(ROOT, "docs/metrics.md"), url], capture_output=True, text=True)
+                            os.path.join(ROOT, "docs/metrics.md"), url, os.path.join(ROOT, "src")],
+                           capture_output=True, text=True)
         print(p.stdout, end="")
         check(p.returncode == 0, "docs/metrics.md lists exactly the families /metrics exposes")
     finally:
