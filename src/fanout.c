@@ -21,13 +21,23 @@
  * (LIVE_SLOTS, direct-mapped: a collision forgets the older job, which then
  * shows "starting"), so a job-status on this node of a job running on
  * another shows where it stands (od_fanout_live, jobs.c's view).
- * The refresher's queue is bounded (REFRESH_MAX): a request past it is
- * dropped, counted in orfeas_websocket_messages_dropped_total like a hub
- * outbox overflow. A job already waiting in it is not queued again: its
- * refresh, sent to every subscriber of the job, reads the record when it
- * runs, after the new subscribe. Else one client looping subscribe and
- * unsubscribe on one job filled the queue, and other clients' late
- * subscribes were dropped: they never heard their job's end.
+ * The refresher's queue is bounded (REFRESH_MAX). A job already waiting in
+ * it is not queued again: its refresh, sent to every subscriber of the
+ * job, reads the record when it runs, after the new subscribe. Else one
+ * client looping subscribe and unsubscribe on one job filled the queue,
+ * and other clients' late subscribes were dropped: they never heard their
+ * job's end. Each entry also names the connection that asked (its owner),
+ * and one connection may have at most --ws-max-subscriptions refreshes
+ * waiting: a client that follows its jobs never needs more (each of its
+ * subscriptions waits at most once, a resync included), while one looping
+ * subscribe and unsubscribe over distinct ids (any random UUID does) could
+ * otherwise fill the queue faster than the refresher drains it, one Redis
+ * round trip per id. The count is taken in the scan for a duplicate the
+ * queue already made, under the lock, so the hub learns the answer at once
+ * and never reads the store. A refresh refused, past the connection's share
+ * or for a full queue, is not silent: the caller (ws.c) answers the client
+ * with an error naming the job (subscribe again), and it is counted in
+ * orfeas_websocket_refreshes_refused_total{reason}.
  *
  * Shutdown: od_fanout_quiet (the drain, or before the hub is freed) stops
  * both threads' forwarding under the lock they forward under, so neither
@@ -48,11 +58,17 @@ typedef struct {
   od_live l;
 } remote;
 
+/* A refresh waiting: the job, and the connection that asked (0: none). */
+typedef struct {
+  char id[37];
+  uint64_t owner;
+} waiting;
+
 struct od_fanout {
   od_jobs *j;
   pthread_mutex_t mu; /* the queue, quiet; held while forwarding */
   pthread_cond_t cv;
-  char ids[REFRESH_MAX][37];
+  waiting q[REFRESH_MAX];
   int head, n;
   int quiet, started;
   pthread_t th;
@@ -124,7 +140,7 @@ static void forward(od_fanout *f, const char *id, od_ws_event ev,
 static void on_event(void *u, const char *id, int ev, const char *text) {
   od_fanout *f = u;
   if (ev == -1) {
-    od_jobs_refresh(f->j, id);
+    od_jobs_refresh(f->j, id, 0, 0);
     return;
   }
   if (ev < 0 || ev >= OD_WS_EVENT_COUNT)
@@ -143,25 +159,41 @@ static void on_resync(void *u) {
   pthread_mutex_unlock(&f->mu);
 }
 
-void od_jobs_refresh(od_jobs *j, const char *id) {
+const char *const OD_REFRESH_NAMES[OD_REFRESH_N] = {"asked", "client", "full"};
+
+od_refresh od_jobs_refresh(od_jobs *j, const char *id, uint64_t owner,
+                           int max_waiting) {
   od_fanout *f = j->fanout;
   if (f == NULL)
-    return;
+    return OD_REFRESH_ASKED;
   pthread_mutex_lock(&f->mu);
-  for (int i = 0; i < f->n; i++)
-    if (strcmp(f->ids[(f->head + i) % REFRESH_MAX], id) == 0) {
+  int mine = 0;
+  for (int i = 0; i < f->n; i++) {
+    const waiting *w = &f->q[(f->head + i) % REFRESH_MAX];
+    if (strcmp(w->id, id) == 0) {
       pthread_mutex_unlock(&f->mu); /* waiting already (see the top) */
-      return;
+      return OD_REFRESH_ASKED;
     }
-  int ok = f->n < REFRESH_MAX && !f->quiet;
-  if (ok) {
-    snprintf(f->ids[(f->head + f->n) % REFRESH_MAX], 37, "%s", id);
+    mine += owner != 0 && w->owner == owner;
+  }
+  od_refresh r = OD_REFRESH_ASKED;
+  if (f->quiet) {
+    /* Stopping: nothing to tell, the hub closes every client. */
+  } else if (owner != 0 && mine >= max_waiting) {
+    r = OD_REFRESH_CLIENT;
+  } else if (f->n >= REFRESH_MAX) {
+    r = OD_REFRESH_FULL;
+  } else {
+    waiting *w = &f->q[(f->head + f->n) % REFRESH_MAX];
+    snprintf(w->id, sizeof w->id, "%s", id);
+    w->owner = owner;
     f->n++;
     pthread_cond_signal(&f->cv);
   }
   pthread_mutex_unlock(&f->mu);
-  if (!ok)
-    om_counter_inc(j->svc->m.ws_dropped);
+  if (r != OD_REFRESH_ASKED)
+    om_counter_inc(j->svc->m.ws_refused[r]);
+  return r;
 }
 
 /* The refresher: a job's current state, read from the store, as the event
@@ -176,7 +208,7 @@ static void *refresher(void *arg) {
     if (f->quiet)
       break;
     char id[37];
-    memcpy(id, f->ids[f->head], sizeof id);
+    memcpy(id, f->q[f->head].id, sizeof id);
     f->head = (f->head + 1) % REFRESH_MAX;
     f->n--;
     pthread_mutex_unlock(&f->mu);

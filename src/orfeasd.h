@@ -719,6 +719,20 @@ typedef enum {
 } od_ws_close_reason;
 extern const char *const OD_WS_CLOSE_REASONS[OD_WS_CLOSE_REASONS_N];
 
+/* What od_jobs_refresh did: asked for the job's current state (or it was
+ * asked already, or there is no fan-out, or it is stopping), or refused
+ * it: the connection (owner) already has max_waiting refreshes waiting
+ * (client), or the queue is full (full). A refusal is counted in
+ * orfeas_websocket_refreshes_refused_total{reason} (OD_REFRESH_NAMES);
+ * the caller tells the client (ws.c). owner 0: no connection, no share. */
+typedef enum {
+  OD_REFRESH_ASKED = 0,
+  OD_REFRESH_CLIENT,
+  OD_REFRESH_FULL,
+  OD_REFRESH_N
+} od_refresh;
+extern const char *const OD_REFRESH_NAMES[OD_REFRESH_N];
+
 /* Why a generation failed: the reason label of
  * orfeas_generation_failures_total (jobs.c names them; svc_metrics.c
  * creates each at 0). decode: the image cannot be made into a model (the
@@ -811,7 +825,9 @@ typedef struct {
   om_counter *log_dropped;
   om_family *ws_closed_family; /* {reason} */
   om_counter *ws_closed[OD_WS_CLOSE_REASONS_N];
-  om_family *gen_failures_family; /* {reason} */
+  om_family *ws_refused_family;         /* {reason}: client, full */
+  om_counter *ws_refused[OD_REFRESH_N]; /* [OD_REFRESH_ASKED] unused */
+  om_family *gen_failures_family;       /* {reason} */
   om_counter *gen_failures[OD_FAIL_REASONS];
   om_gauge *data_dir_min_free;
   /* The image memo (imgmemo.c). */
@@ -937,7 +953,8 @@ int od_jobs_gone(od_jobs *j, const char *id, od_job_view *v);
  * current state (read off the hub's thread, then published into the hub)
  * instead of reading the store itself. Never blocks. */
 int od_jobs_shared(od_jobs *j);
-void od_jobs_refresh(od_jobs *j, const char *id);
+od_refresh od_jobs_refresh(od_jobs *j, const char *id, uint64_t owner,
+                           int max_waiting);
 /* Stops events reaching the hub: before the hub is freed. Idempotent. */
 void od_jobs_quiet(od_jobs *j);
 /* The cluster's rate limit (a shared store's): 0 and *wait_s as

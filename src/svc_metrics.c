@@ -269,6 +269,14 @@ static const metric_def METRICS[] = {
      "WebSocket clients gone, by reason (client, idle, flood, protocol, "
      "shutdown, error).",
      LABELS("reason"), NO_BUCKETS},
+    /* Cluster mode (fanout.c): subscribes answered without the job's
+     * current state, the client told to subscribe again. */
+    {FIELD(ws_refused_family), OM_COUNTER,
+     "orfeas_websocket_refreshes_refused_total",
+     "Cluster mode: a subscribe's read of its job's current state refused, "
+     "by reason (client: the connection already had --ws-max-subscriptions "
+     "waiting; full: the node's queue of them was full).",
+     LABELS("reason"), NO_BUCKETS},
     {FIELD(gen_failures_family), OM_COUNTER, "orfeas_generation_failures_total",
      "Generations that ended failed, by reason (decode, pipeline, disk_full, "
      "storage, shutdown, internal).",
@@ -450,6 +458,9 @@ static void precreate(od_metrics *m) {
   for (int r = 0; r < OD_WS_CLOSE_REASONS_N; r++)
     m->ws_closed[r] = om_family_counter(m->ws_closed_family,
                                         OM_LABELS(OD_WS_CLOSE_REASONS[r]));
+  for (int r = OD_REFRESH_CLIENT; r < OD_REFRESH_N; r++)
+    m->ws_refused[r] =
+        om_family_counter(m->ws_refused_family, OM_LABELS(OD_REFRESH_NAMES[r]));
   for (int r = 0; r < OD_FAIL_REASONS; r++)
     m->gen_failures[r] = om_family_counter(m->gen_failures_family,
                                            OM_LABELS(OD_FAIL_REASON_NAMES[r]));

@@ -36,6 +36,9 @@
  *    nothing about reading.
  *  - Fairness: one recv turn reads at most RECV_TURN_BYTES from a client,
  *    so a client that sends without pause cannot hold the hub.
+ *  - Churn (cluster mode): a client's subscribes waiting for their job's
+ *    current state are bounded, so one looping subscribe and unsubscribe
+ *    cannot crowd the others out of the node's refresh queue (ask_current).
  * Every close is counted by reason in
  * orfeas_websocket_disconnections_total. Upgraded sockets are budgeted
  * apart from HTTP connections (--max-ws-clients, not --max-connections:
@@ -87,6 +90,7 @@ typedef struct client {
   uint8_t *extra;              /* bytes MHD read past the headers; owned */
   size_t extra_len, extra_off;
   int nsubs, max_subs; /* subs[] holds max_subs (--ws-max-subscriptions) */
+  uint64_t serial;     /* this connection's number: its refreshes' owner */
   uint32_t armed;      /* epoll events registered */
   int dead;
   int closing;                   /* our close frame is queued */
@@ -132,8 +136,9 @@ struct od_hub {
   outmsg *out_head, *out_tail;
   size_t out_n;
   int stop;
-  double stop_by;  /* od_now() deadline of od_hub_stop */
-  client *clients; /* hub thread only */
+  double stop_by;   /* od_now() deadline of od_hub_stop */
+  client *clients;  /* hub thread only */
+  uint64_t serials; /* hub thread only: connections adopted */
   _Atomic int nclients;
   _Atomic int resync; /* od_hub_resync asked */
 };
@@ -366,16 +371,49 @@ static void send_event(client *c, od_ws_event ev, json_t *data) {
   }
 }
 
+/* Cluster mode: asks the refresher for the job's current state, which
+ * comes back through od_hub_publish to every subscriber (fanout.c). The
+ * connection may have --ws-max-subscriptions of them waiting: as many as
+ * it can follow, so only a client that churns subscriptions meets it.
+ * A refusal (that, or the node's queue full) is told to the client with an
+ * error naming the job: nothing else would say that its current state is
+ * not coming, and a job that had already ended would never send its end.
+ * The subscription stands (the job's next events still reach it); a
+ * subscribe again asks again. */
+static void ask_current(client *c, const char *id) {
+  od_refresh r = od_jobs_refresh(c->hub->svc->jobs, id, c->serial, c->max_subs);
+  if (r == OD_REFRESH_ASKED)
+    return;
+  char msg[200];
+  if (r == OD_REFRESH_CLIENT)
+    snprintf(msg, sizeof msg,
+             "no current state sent for this job: this connection already "
+             "has %d subscribes waiting for theirs (--ws-max-subscriptions); "
+             "subscribe again later",
+             c->max_subs);
+  else
+    snprintf(msg, sizeof msg,
+             "no current state sent for this job: this node's queue of "
+             "job-state reads is full; subscribe again later");
+  json_t *data = json_pack("{s:s, s:s}", "message", msg, "job_id", id);
+  if (c->sio != NULL) {
+    char *text = od_sio_event_text("error", data);
+    queue_raw(c, text);
+    free(text);
+  } else {
+    send_event(c, OD_WS_ERROR, data);
+  }
+}
+
 /* After a subscribe: tell the client where the job stands, so one that
  * subscribes after the job ended (or while it runs) still gets its end. */
 static void send_current(client *c, const char *id) {
   od_job_view v;
   od_ws_event ev;
   json_t *data;
-  /* Cluster mode: the store is Redis, never read on the hub's thread; the
-   * state comes back through od_hub_publish to every subscriber (fanout.c). */
+  /* Cluster mode: the store is Redis, never read on the hub's thread. */
   if (od_jobs_shared(c->hub->svc->jobs)) {
-    od_jobs_refresh(c->hub->svc->jobs, id);
+    ask_current(c, id);
     return;
   }
   /* A removed job's current state is its removal (generation_error). */
@@ -688,6 +726,7 @@ static void adopt_pending(od_hub *h) {
     /* Client messages are small JSON; anything larger is an attack. */
     wslay_event_config_set_max_recv_msg_length(c->ctx, 4096);
     c->armed = EPOLLIN;
+    c->serial = ++h->serials; /* never 0, never reused */
     /* The first ping is due an interval later. */
     c->ping_at = od_now() + (c->sio ? h->svc->cfg.sio_ping_interval_s
                                     : h->svc->cfg.ws_ping_interval_s);
@@ -785,7 +824,7 @@ static void *hub_main(void *arg) {
     if (atomic_exchange(&h->resync, 0))
       for (client *c = h->clients; c; c = c->next)
         for (int k = 0; k < c->nsubs; k++)
-          od_jobs_refresh(h->svc->jobs, c->subs[k]);
+          ask_current(c, c->subs[k]);
     heartbeat(h, od_now());
     pthread_mutex_lock(&h->mu);
     int stop = h->stop;

@@ -41,6 +41,11 @@ Short leases (--store-lease 1) keep it fast.
              (ORFEAS_TEST_LOST_REPLY_FILE): the retried end is refused
              (the job has ended) and the node then sends the recorded
              completion; WebSocket clients on both nodes get it.
+  churn      one client subscribes to 2000 distinct ids and unsubscribes
+             each (Redis frozen): past --ws-max-subscriptions waiting
+             refreshes it is refused ("subscribe again", counted), and a
+             late subscribe to a finished job still hears its end; with
+             the refresh queue full, a subscribe is told so, not dropped.
   emptydir   a node started on an empty --data-dir (the mount missing)
              sees a completed job of the cluster without its model: it logs
              that once, with a count, and leaves the job completed for
@@ -51,6 +56,7 @@ argv: CASE WORKDIR, like od_test.py.
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -503,9 +509,9 @@ def case_refreshes(work):
     frozen (SIGSTOP) the refresher waits on its first read, and one client
     subscribes and unsubscribes one job 2000 times; a second client then
     subscribes to a finished job. Once Redis runs again it hears that job's
-    end, and nothing was dropped (each job waits in the refresh queue once:
-    before, the loop filled its 1024 places and the second subscribe was
-    dropped)."""
+    end, and no refresh was refused (each job waits in the refresh queue
+    once: before, the loop filled its 1024 places and the second subscribe
+    was dropped)."""
     redis = Redis(work)
     a = node(work, redis, "a", pause=False)
     img = make_image("png", 64, os.path.join(work, "star.png"))
@@ -535,8 +541,151 @@ def case_refreshes(work):
     evs, _ = late.events_until(lambda ev: ev["event"] == "generation_complete", timeout=20)
     check(evs and evs[-1]["event"] == "generation_complete",
           "the late subscriber heard its finished job's end (%s)" % [e["event"] for e in evs])
-    check(metric(a, "orfeas_websocket_messages_dropped_total") == 0, "no refresh dropped")
+    check(metric(a, "orfeas_websocket_refreshes_refused_total", reason="client") == 0
+          and metric(a, "orfeas_websocket_refreshes_refused_total", reason="full") == 0, "no refresh refused")
     looper.close()
+    late.close()
+
+
+AGAIN = "subscribe again"  # in every refusal of a job's current state
+
+
+def subscribe_all(ws, ids, unsubscribe):
+    """Sends a subscribe (and its unsubscribe) for each id, 50 at a time,
+    then a ping, and reads the replies up to its pong before the next batch
+    (a client that reads is no flood); returns the ids whose current state
+    was refused ("error" naming the job and saying to subscribe again)."""
+    refused, other = [], []
+    for at in range(0, len(ids), 50):
+        batch = ids[at:at + 50]
+        for jid in batch:
+            ws.send_json({"event": "subscribe", "data": {"job_id": jid}})
+            if unsubscribe:
+                ws.send_json({"event": "unsubscribe", "data": {"job_id": jid}})
+        ws.send_json({"event": "ping"})
+        while True:
+            ev = ws.recv_event(timeout=20)
+            if ev is None:
+                raise TestFailure("the subscribing client was closed (%s %s)" % (ws.close_code, ws.close_reason))
+            if ev["event"] == "pong":
+                break
+            if ev["event"] == "error" and AGAIN in ev["data"].get("message", "") \
+                    and ev["data"].get("job_id") in batch:
+                refused.append(ev["data"]["job_id"])
+            elif ev["event"] not in ("subscribed", "unsubscribed"):
+                other.append(ev)
+    check(not other, "only replies and refusals that name their job came (others: %r)" % other[:3])
+    return refused
+
+
+def sio_until(ws, prefix, timeout=10):
+    """The next Socket.IO frame that starts with prefix, answering pings
+    ("2") on the way; a failure when none came within the timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            op, payload = ws.recv_frame(max(0.01, deadline - time.monotonic()))
+        except socket.timeout:
+            raise TestFailure("no Socket.IO frame %r within %d s" % (prefix, timeout))
+        text = payload.decode() if op == 1 else ""
+        if text == "2":
+            ws.send_frame(1, b"3")
+        elif text.startswith(prefix):
+            return text
+
+
+def end_of(ws, jid, timeout):
+    """Waits for jid's end on ws; the events seen, or a failure."""
+    try:
+        evs, closed = ws.events_until(lambda ev: ev["event"] in ("generation_complete", "generation_error")
+                                      and ev["data"].get("job_id") == jid, timeout=timeout)
+    except (socket.timeout, TimeoutError):
+        raise TestFailure("no end of job %s within %d s" % (jid, timeout))
+    check(not closed and evs[-1]["event"] == "generation_complete",
+          "job %s's generation_complete (%s)" % (jid, [e["event"] for e in evs]))
+    return evs
+
+
+def case_churn(work):
+    """A hostile client cannot starve the others' refreshes. With Redis
+    frozen (SIGSTOP: the refresher waits on its read) one client subscribes
+    to 2000 distinct random ids and unsubscribes each at once. At most
+    --ws-max-subscriptions (32) of its refreshes wait at a time; each one
+    past that is refused with an "error" naming the job (subscribe again),
+    counted in orfeas_websocket_refreshes_refused_total{reason="client"}. A
+    second client then subscribes to a job that already completed and,
+    Redis thawed, hears its end. (Before, the churn filled the refresher's
+    1024 places and the late subscribe was dropped in silence.) Then the
+    queue full: 34 clients subscribe to 32 new ids each (1088 refreshes),
+    so the last ones, the late client's subscribe and a Socket.IO
+    client's are refused (reason="full"), each told so, and the late
+    client's subscribe again, once the queue drained, brings the job's
+    end."""
+    redis = Redis(work)
+    a = node(work, redis, "a", pause=False)
+    img = make_image("png", 64, os.path.join(work, "star.png"))
+    done = submit(a, img)
+    check(a.wait_job(done, timeout=20)["status"] == "completed", "a job completed")
+    hostile, late = WS(a.port), WS(a.port)
+    hostile.recv_event()
+    late.recv_event()
+    redis.proc.send_signal(signal.SIGSTOP)
+    try:
+        churned = [str(uuid.uuid4()) for _ in range(2000)]
+        refused = subscribe_all(hostile, churned, unsubscribe=True)
+        late.send_json({"event": "subscribe", "data": {"job_id": done}})
+        evs, _ = late.events_until(lambda ev: ev["event"] in ("subscribed", "error"), timeout=10)
+        check(evs[-1]["event"] == "subscribed", "the late subscribe was taken (%r)" % evs[-1])
+    finally:
+        redis.proc.send_signal(signal.SIGCONT)
+    end_of(late, done, 20)
+    # 32 wait; the refresher took one or two more meanwhile (a SIGSTOP
+    # lands a moment late, then each read waits 2 s for the frozen Redis).
+    check(len(refused) >= 2000 - 32 - 4, "the churning client's refreshes past its 32 were refused (%d of 2000)"
+          % len(refused))
+    check(metric(a, "orfeas_websocket_refreshes_refused_total", reason="client") == len(refused),
+          "each refusal the churning client heard was counted (reason client: %d)" % len(refused))
+    check(metric(a, "orfeas_websocket_refreshes_refused_total", reason="full") == 0, "none for a full queue")
+    hostile.close()
+
+    # The queue full: every refused refresh is told, the late client's too.
+    crowd = [WS(a.port) for _ in range(34)]
+    for ws in crowd:
+        ws.recv_event()
+    sio = WS(a.port, path="/socket.io/?EIO=4&transport=websocket")
+    sio_until(sio, "0{")
+    sio.send_frame(1, b"40")
+    sio_until(sio, '42["connected"')
+    redis.proc.send_signal(signal.SIGSTOP)
+    try:
+        full = sum(len(subscribe_all(ws, [str(uuid.uuid4()) for _ in range(32)], unsubscribe=False))
+                   for ws in crowd)
+        check(full >= 34 * 32 - 1024 - 4, "refreshes past the queue's 1024 places were refused (%d)" % full)
+        late.send_json({"event": "subscribe", "data": {"job_id": done}})
+        evs, _ = late.events_until(lambda ev: ev["event"] == "error", timeout=10)
+        check(evs[-1]["data"].get("job_id") == done and AGAIN in evs[-1]["data"].get("message", ""),
+              "the late subscribe to a full queue was answered: subscribe again (%r)" % evs[-1])
+        sio.send_frame(1, ('42["subscribe_job",{"job_id":"%s"}]' % done).encode())
+        got = json.loads(sio_until(sio, '42["error"')[2:])[1]
+        check(got.get("job_id") == done and AGAIN in got.get("message", ""),
+              "so was a Socket.IO client's, with its error event (%r)" % got)
+        full += 2
+    finally:
+        redis.proc.send_signal(signal.SIGCONT)
+    counted = metric(a, "orfeas_websocket_refreshes_refused_total", reason="full")
+    check(counted == full, "each refusal for a full queue was counted (%d heard, %d counted)" % (full, counted))
+
+    def again():  # what a client told to subscribe again does
+        late.send_json({"event": "subscribe", "data": {"job_id": done}})
+        try:
+            evs, closed = late.events_until(lambda ev: ev["event"] in ("error", "generation_complete"), timeout=10)
+        except socket.timeout:
+            return False
+        check(not closed, "the late client stays connected")
+        return evs[-1]["event"] == "generation_complete"
+    wait_for(again, "the late client's subscribe again to bring the job's end", timeout=20)
+    for ws in crowd + [sio]:
+        ws.close()
     late.close()
 
 
@@ -602,4 +751,5 @@ def case_lostreply(work):
 if __name__ == "__main__":
     main({"once": case_once, "kill9": case_kill9, "drain": case_drain, "auth": case_auth, "orphans": case_orphans, "partition": case_partition, "redis": case_redis,
           "progress": case_progress, "ratelimit": case_ratelimit, "stranded": case_stranded,
-          "emptydir": case_emptydir, "lostreply": case_lostreply, "refreshes": case_refreshes})
+          "emptydir": case_emptydir, "lostreply": case_lostreply, "refreshes": case_refreshes,
+          "churn": case_churn})
