@@ -12,7 +12,9 @@
  * a driver wedges. A call that runs past its deadline marks that GPU down
  * (orfeas_gpu_up 0) at the next scrape, and since one thread does all the
  * calls, nothing queues up behind a stuck call. NVML_ERROR_GPU_IS_LOST marks
- * the GPU down until it answers again. nvmlInit_v2 is called once.
+ * the GPU down until it answers again. NVML_ERROR_NOT_SUPPORTED for one
+ * reading (utilization with MIG on, memory on a unified-memory GB10) leaves
+ * that metric out and the GPU up. nvmlInit_v2 is called once.
  *
  * Metrics (label gpu_id = NVML index): orfeas_gpu_utilization_percent,
  * orfeas_gpu_memory_used_mb, orfeas_gpu_memory_free_mb,
@@ -69,9 +71,9 @@ typedef struct orfeas_gpu_summary {
   int nvml_loaded;    /* 1 when the library was opened and initialised */
   unsigned count;     /* GPUs NVML reports */
   unsigned up;        /* of those, answering within their deadline */
-  double util_max;    /* percent, over GPUs that are up */
+  double util_max;    /* percent, over GPUs that are up and report it */
   double temp_max;    /* Celsius */
-  double mem_used_mb; /* summed over GPUs that are up */
+  double mem_used_mb; /* summed over GPUs that are up and report memory */
   double mem_total_mb;
 } orfeas_gpu_summary;
 

@@ -137,12 +137,14 @@ void orfeas_gpu_summary_get(orfeas_gpu *g, orfeas_gpu_summary *s) {
     if (!x->up || gpu_call_late(g, i, now))
       continue;
     s->up++;
-    if (x->util > s->util_max)
+    if (x->have_util && x->util > s->util_max)
       s->util_max = x->util;
     if (x->have_temp && x->temp_c > s->temp_max)
       s->temp_max = x->temp_c;
-    s->mem_used_mb += x->mem_used_mb;
-    s->mem_total_mb += x->mem_total_mb;
+    if (x->have_mem) {
+      s->mem_used_mb += x->mem_used_mb;
+      s->mem_total_mb += x->mem_total_mb;
+    }
   }
   pthread_mutex_unlock(&g->mu);
 }

@@ -19,7 +19,9 @@ typedef struct gpu_sample {
   char name[NVML_NAME_BUFFER], uuid[NVML_NAME_BUFFER];
   double util, mem_used_mb, mem_free_mb, mem_total_mb;
   double temp_c, power_w;
-  bool have_temp, have_power;
+  /* Readings this GPU gave in its last round; one it lacks (NVML says
+   * NOT_SUPPORTED) is left out without marking the GPU down. */
+  bool have_util, have_mem, have_temp, have_power;
   double last_ok; /* wall-clock seconds of the last good sample, 0 never */
 } gpu_sample;
 

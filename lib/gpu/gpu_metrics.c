@@ -88,16 +88,20 @@ static void collect(om_collect *out, void *user) {
           break;
         switch (ctx->which) {
         case M_UTIL:
-          om_collect_value(out, l, s->util);
+          if (s->have_util)
+            om_collect_value(out, l, s->util);
           break;
         case M_MEM_USED:
-          om_collect_value(out, l, s->mem_used_mb);
+          if (s->have_mem)
+            om_collect_value(out, l, s->mem_used_mb);
           break;
         case M_MEM_FREE:
-          om_collect_value(out, l, s->mem_free_mb);
+          if (s->have_mem)
+            om_collect_value(out, l, s->mem_free_mb);
           break;
         case M_MEM_TOTAL:
-          om_collect_value(out, l, s->mem_total_mb);
+          if (s->have_mem)
+            om_collect_value(out, l, s->mem_total_mb);
           break;
         case M_TEMP:
           if (s->have_temp)

@@ -73,27 +73,43 @@ static void sample_one(orfeas_gpu *g, unsigned i, gpu_sample *s) {
               L->get_uuid(dev, s->uuid, sizeof s->uuid)) == NVML_SUCCESS)
       s->have_info = true;
   }
+  /* NVML_ERROR_NOT_SUPPORTED says the product lacks the reading
+   * (utilization on a MIG-enabled GPU, memory on a unified-memory GB10), not
+   * that the GPU is unwell: that metric is left out and the GPU stays up.
+   * Any other failure of these two still marks it down. */
+  s->have_util = false;
   nvmlUtilization_t u;
-  if (TRACK(&r, "nvmlDeviceGetUtilizationRates", L->get_utilization(dev, &u)))
+  nvmlReturn_t rc =
+      TRACK(&r, "nvmlDeviceGetUtilizationRates", L->get_utilization(dev, &u));
+  if (rc == NVML_SUCCESS) {
+    s->util = u.gpu;
+    s->have_util = true;
+  } else if (rc != NVML_ERROR_NOT_SUPPORTED) {
     return;
-  s->util = u.gpu;
+  }
 
-  double total, free_b;
+  s->have_mem = false;
+  double total = 0, free_b = 0;
   nvmlMemory_v2_t m2 = {.version = NVML_MEMORY_V2_VERSION};
-  nvmlReturn_t rc = NVML_ERROR_FUNCTION_NOT_FOUND;
+  rc = NVML_ERROR_FUNCTION_NOT_FOUND;
   if (L->get_memory_v2)
     rc = TRACK(&r, "nvmlDeviceGetMemoryInfo_v2", L->get_memory_v2(dev, &m2));
   if (rc == NVML_SUCCESS) {
     total = (double)m2.total;
     free_b = (double)m2.free;
-  } else {
+    s->have_mem = true;
+  } else if (rc != NVML_ERROR_GPU_IS_LOST) {
     /* v1 where v2 is missing or refuses this struct version. */
     nvmlMemory_t m1;
-    if (TRACK(&r, "nvmlDeviceGetMemoryInfo", L->get_memory(dev, &m1)))
-      return;
-    total = (double)m1.total;
-    free_b = (double)m1.free;
+    rc = TRACK(&r, "nvmlDeviceGetMemoryInfo", L->get_memory(dev, &m1));
+    if (rc == NVML_SUCCESS) {
+      total = (double)m1.total;
+      free_b = (double)m1.free;
+      s->have_mem = true;
+    }
   }
+  if (rc != NVML_SUCCESS && rc != NVML_ERROR_NOT_SUPPORTED)
+    return;
   /* used = total - free in both versions (v2's used leaves out what the
    * driver reserves; v1's includes it), so the metric means one thing. */
   s->mem_total_mb = total / 1048576.0;

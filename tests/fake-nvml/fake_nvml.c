@@ -13,6 +13,12 @@
  *   gpuI.power_w=W       power, watts (default 50)
  *   gpuI.name=TEXT       product name (default "Fake NVIDIA GPU I")
  *   gpuI.lost=1          calls on that GPU return NVML_ERROR_GPU_IS_LOST
+ *   gpuI.uuid=TEXT       UUID (default
+ * "GPU-fa4e0000-0000-4000-8000-00000000000I") gpuI.not_supported=LIST
+ * comma-separated readings that GPU lacks (util, memory, temp, power): their
+ * calls return NVML_ERROR_NOT_SUPPORTED, as utilization does on a MIG-enabled
+ * GPU and memory on a unified-memory GB10 count_error=CODE
+ * nvmlDeviceGetCount_v2 returns this NVML code
  *
  * A missing file or key means the default. Built twice: libfake-nvml.so has
  * every symbol ORFEAS looks up; libfake-nvml-minimal.so (FAKE_NVML_MINIMAL)
@@ -35,14 +41,17 @@
 #define FAKE_MAX 16
 #define MIB (1024ull * 1024ull)
 
+enum { NS_UTIL = 1, NS_MEMORY = 2, NS_TEMP = 4, NS_POWER = 8 };
+
 typedef struct {
   double util, mem_used, mem_total, temp, power;
-  char name[64];
+  char name[64], uuid[NVML_NAME_BUFFER];
   int lost;
+  int not_supported; /* NS_* bits */
 } fake_gpu;
 
 typedef struct {
-  int gpus, hang_ms;
+  int gpus, hang_ms, count_error;
   fake_gpu g[FAKE_MAX];
 } fake_state;
 
@@ -114,6 +123,8 @@ static void load(fake_state *s) {
     s->g[i].temp = 40;
     s->g[i].power = 50;
     snprintf(s->g[i].name, sizeof s->g[i].name, "Fake NVIDIA GPU %d", i);
+    snprintf(s->g[i].uuid, sizeof s->g[i].uuid,
+             "GPU-fa4e0000-0000-4000-8000-%012d", i);
   }
   const char *path = getenv("FAKE_NVML_STATE");
   FILE *f = path ? fopen(path, "r") : NULL;
@@ -135,6 +146,8 @@ static void load(fake_state *s) {
         s->gpus = FAKE_MAX;
     } else if (strcmp(k, "hang_ms") == 0) {
       s->hang_ms = (int)strtol(v, NULL, 10);
+    } else if (strcmp(k, "count_error") == 0) {
+      s->count_error = (int)strtol(v, NULL, 10);
     } else if (strncmp(k, "gpu", 3) == 0) {
       char *dot;
       long i = strtol(k + 3, &dot, 10);
@@ -157,6 +170,13 @@ static void load(fake_state *s) {
         g->lost = x != 0;
       else if (strcmp(f2, "name") == 0)
         snprintf(g->name, sizeof g->name, "%s", v);
+      else if (strcmp(f2, "uuid") == 0)
+        snprintf(g->uuid, sizeof g->uuid, "%s", v);
+      else if (strcmp(f2, "not_supported") == 0)
+        g->not_supported = (strstr(v, "util") ? NS_UTIL : 0) |
+                           (strstr(v, "memory") ? NS_MEMORY : 0) |
+                           (strstr(v, "temp") ? NS_TEMP : 0) |
+                           (strstr(v, "power") ? NS_POWER : 0);
     }
   }
   fclose(f);
@@ -218,6 +238,8 @@ const char *nvmlErrorString(nvmlReturn_t rc) {
 nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *n) {
   fake_state s;
   enter(&s, "nvmlDeviceGetCount_v2");
+  if (s.count_error != NVML_SUCCESS)
+    return s.count_error;
   *n = (unsigned)s.gpus;
   return NVML_SUCCESS;
 }
@@ -244,13 +266,17 @@ nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t d, char *name, unsigned int len) {
 
 nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t d, char *uuid, unsigned int len) {
   DEVICE_CALL("nvmlDeviceGetUUID");
-  snprintf(uuid, len, "GPU-fa4e0000-0000-4000-8000-%012u", idx);
+  if (strlen(g->uuid) + 1 > len)
+    return NVML_ERROR_INSUFFICIENT_SIZE;
+  snprintf(uuid, len, "%s", g->uuid);
   return NVML_SUCCESS;
 }
 
 nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t d,
                                            nvmlUtilization_t *u) {
   DEVICE_CALL("nvmlDeviceGetUtilizationRates");
+  if (g->not_supported & NS_UTIL)
+    return NVML_ERROR_NOT_SUPPORTED;
   u->gpu = (unsigned)g->util;
   u->memory = (unsigned)(g->util / 2);
   return NVML_SUCCESS;
@@ -258,6 +284,8 @@ nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t d,
 
 nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t d, nvmlMemory_t *m) {
   DEVICE_CALL("nvmlDeviceGetMemoryInfo");
+  if (g->not_supported & NS_MEMORY)
+    return NVML_ERROR_NOT_SUPPORTED;
   m->total = (unsigned long long)(g->mem_total * MIB);
   m->used = (unsigned long long)(g->mem_used * MIB);
   m->free = m->total - m->used;
@@ -267,6 +295,8 @@ nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t d, nvmlMemory_t *m) {
 nvmlReturn_t nvmlDeviceGetTemperature(nvmlDevice_t d, int sensor,
                                       unsigned int *t) {
   DEVICE_CALL("nvmlDeviceGetTemperature");
+  if (g->not_supported & NS_TEMP)
+    return NVML_ERROR_NOT_SUPPORTED;
   if (sensor != NVML_TEMPERATURE_GPU)
     return NVML_ERROR_INVALID_ARGUMENT;
   *t = (unsigned)g->temp;
@@ -276,6 +306,8 @@ nvmlReturn_t nvmlDeviceGetTemperature(nvmlDevice_t d, int sensor,
 #ifndef FAKE_NVML_MINIMAL
 nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t d, nvmlMemory_v2_t *m) {
   DEVICE_CALL("nvmlDeviceGetMemoryInfo_v2");
+  if (g->not_supported & NS_MEMORY)
+    return NVML_ERROR_NOT_SUPPORTED;
   if (m->version != NVML_MEMORY_V2_VERSION)
     return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
   /* As the driver does: part of what v1 calls used is reserved. */
@@ -290,6 +322,8 @@ nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t d, nvmlMemory_v2_t *m) {
 nvmlReturn_t nvmlDeviceGetTemperatureV(nvmlDevice_t d,
                                        nvmlTemperature_v1_t *t) {
   DEVICE_CALL("nvmlDeviceGetTemperatureV");
+  if (g->not_supported & NS_TEMP)
+    return NVML_ERROR_NOT_SUPPORTED;
   if (t->version != NVML_TEMPERATURE_V1_VERSION)
     return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
   t->temperature = (int)g->temp;
@@ -298,6 +332,8 @@ nvmlReturn_t nvmlDeviceGetTemperatureV(nvmlDevice_t d,
 
 nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t d, unsigned int *mw) {
   DEVICE_CALL("nvmlDeviceGetPowerUsage");
+  if (g->not_supported & NS_POWER)
+    return NVML_ERROR_NOT_SUPPORTED;
   *mw = (unsigned)(g->power * 1000);
   return NVML_SUCCESS;
 }

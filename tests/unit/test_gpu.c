@@ -289,6 +289,42 @@ static void missing_optional_symbols_use_fallbacks(void **state) {
   finish(f);
 }
 
+/* NVML_ERROR_NOT_SUPPORTED means the product lacks that reading, not that
+ * the GPU is unwell: utilization on a MIG-enabled A100/H100, memory on a
+ * unified-memory GB10, power on some boards. The GPU stays up, the readings
+ * it has are shown, the ones it lacks are left out, and the health summary
+ * does not count the missing ones as zeros. */
+static void unsupported_readings_leave_the_gpu_up(void **state) {
+  (void)state;
+  fixture *f =
+      start(FAKE_NVML, "gpus=2\ngpu0.not_supported=util,memory,power\n"
+                       "gpu0.temp=55\ngpu1.util=20\n"
+                       "gpu1.mem_used_mb=1000\ngpu1.mem_total_mb=4000\n");
+  wait_text(f, "orfeas_gpu_utilization_percent{gpu_id=\"1\"} 20\n", true, 5);
+  wait_text(f, "orfeas_gpu_temperature_celsius{gpu_id=\"0\"} 55\n", true, 2);
+  const char *want[] = {"orfeas_gpu_up{gpu_id=\"0\"} 1\n",
+                        "orfeas_gpu_up{gpu_id=\"1\"} 1\n",
+                        "orfeas_gpu_memory_total_mb{gpu_id=\"1\"} 4000\n",
+                        "orfeas_gpu_power_watts{gpu_id=\"1\"} 50\n"};
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+    if (strstr(f->buf.data, want[i]) == NULL)
+      fail_msg("missing %s in:\n%s", want[i], f->buf.data);
+  const char *unwanted[] = {"orfeas_gpu_utilization_percent{gpu_id=\"0\"}",
+                            "orfeas_gpu_memory_used_mb{gpu_id=\"0\"}",
+                            "orfeas_gpu_memory_free_mb{gpu_id=\"0\"}",
+                            "orfeas_gpu_memory_total_mb{gpu_id=\"0\"}",
+                            "orfeas_gpu_power_watts{gpu_id=\"0\"}"};
+  for (size_t i = 0; i < sizeof unwanted / sizeof unwanted[0]; i++)
+    if (strstr(f->buf.data, unwanted[i]) != NULL)
+      fail_msg("unexpected %s in:\n%s", unwanted[i], f->buf.data);
+  orfeas_gpu_summary s;
+  orfeas_gpu_summary_get(f->gpu, &s);
+  assert_int_equal(s.up, 2);
+  assert_true(s.mem_total_mb == 4000); /* GPU 0's unknown memory adds nothing */
+  assert_true(s.util_max == 20);
+  finish(f);
+}
+
 int main(void) {
   snprintf(state_path, sizeof state_path, "/tmp/orfeas-test-gpu-%d.state",
            (int)getpid());
@@ -301,6 +337,7 @@ int main(void) {
       cmocka_unit_test(slow_nvml_stays_down_between_calls),
       cmocka_unit_test(no_library_means_no_gpu),
       cmocka_unit_test(missing_optional_symbols_use_fallbacks),
+      cmocka_unit_test(unsupported_readings_leave_the_gpu_up),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   unlink(state_path);
