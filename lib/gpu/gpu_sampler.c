@@ -194,8 +194,18 @@ void *gpu_sampler_main(void *arg) {
     double t0 = gpu_now_mono();
     pthread_mutex_unlock(&g->mu);
     unsigned n = 0;
-    if (TRACK(&global, "nvmlDeviceGetCount_v2", g->lib.get_count_v2(&n)))
-      n = 0;
+    if (TRACK(&global, "nvmlDeviceGetCount_v2", g->lib.get_count_v2(&n))) {
+      /* Keep the GPUs we knew, shown down. Dropping them to a count of 0
+       * would make their series vanish, and an alert on orfeas_gpu_up == 0
+       * would resolve just when NVML stops answering. */
+      pthread_mutex_lock(&g->mu);
+      for (unsigned i = 0; i < g->count; i++)
+        g->gpus[i].up = false;
+      g->round_cost = gpu_now_mono() - t0;
+      if (!wait_next(g, t0))
+        break;
+      continue;
+    }
     if (n > GPU_MAX)
       n = GPU_MAX;
     for (unsigned i = 0; i < n; i++) {

@@ -325,6 +325,26 @@ static void unsupported_readings_leave_the_gpu_up(void **state) {
   finish(f);
 }
 
+/* nvmlDeviceGetCount_v2 failing must not make the GPUs vanish from
+ * /metrics: OrfeasGPUNotResponding fires on orfeas_gpu_up == 0, and a series
+ * that disappears resolves that alert instead. They stay listed, down. */
+static void failing_count_keeps_gpus_shown_down(void **state) {
+  (void)state;
+  fixture *f = start(FAKE_NVML, "gpus=2\n");
+  wait_text(f, "orfeas_gpu_up{gpu_id=\"1\"} 1\n", true, 5);
+  write_state("gpus=2\ncount_error=999\n");
+  wait_text(f,
+            "orfeas_nvml_errors_total{call=\"nvmlDeviceGetCount_v2\","
+            "error=\"UNKNOWN\"} ",
+            true, 2);
+  wait_text(f, "orfeas_gpu_up{gpu_id=\"0\"} 0\n", true, 2);
+  assert_non_null(strstr(f->buf.data, "orfeas_gpu_up{gpu_id=\"1\"} 0\n"));
+  assert_non_null(strstr(f->buf.data, "orfeas_gpus 2\n"));
+  write_state("gpus=2\n");
+  wait_text(f, "orfeas_gpu_up{gpu_id=\"1\"} 1\n", true, 2);
+  finish(f);
+}
+
 int main(void) {
   snprintf(state_path, sizeof state_path, "/tmp/orfeas-test-gpu-%d.state",
            (int)getpid());
@@ -338,6 +358,7 @@ int main(void) {
       cmocka_unit_test(no_library_means_no_gpu),
       cmocka_unit_test(missing_optional_symbols_use_fallbacks),
       cmocka_unit_test(unsupported_readings_leave_the_gpu_up),
+      cmocka_unit_test(failing_count_keeps_gpus_shown_down),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   unlink(state_path);
