@@ -221,6 +221,11 @@ void *gpu_sampler_main(void *arg) {
       pthread_mutex_unlock(&g->mu);
     }
     pthread_mutex_lock(&g->mu);
+    /* Indexes past the new count are forgotten, name and UUID included:
+     * if the count grows again, the GPU at that index may be another board,
+     * and it is read afresh. */
+    for (unsigned i = n; i < g->count; i++)
+      memset(&g->gpus[i], 0, sizeof g->gpus[i]);
     g->count = n;
     g->round_cost = gpu_now_mono() - t0;
     if (!wait_next(g, t0))

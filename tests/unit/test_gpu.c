@@ -345,6 +345,26 @@ static void failing_count_keeps_gpus_shown_down(void **state) {
   finish(f);
 }
 
+/* The name and UUID belong to the board, not to the index: when the device
+ * count shrinks and grows again, the GPU now at an index is read afresh
+ * rather than shown under the old board's identity. */
+static void identity_follows_the_gpu_at_an_index(void **state) {
+  (void)state;
+  fixture *f =
+      start(FAKE_NVML, "gpus=2\ngpu1.name=Old GPU\ngpu1.uuid=GPU-old\n");
+  const char *old_info =
+      "orfeas_gpu_info{gpu_id=\"1\",name=\"Old GPU\",uuid=\"GPU-old\"} 1\n";
+  wait_text(f, old_info, true, 5);
+  write_state("gpus=1\n");
+  wait_text(f, "orfeas_gpus 1\n", true, 2);
+  write_state("gpus=2\ngpu1.name=New GPU\ngpu1.uuid=GPU-new\n");
+  wait_text(
+      f, "orfeas_gpu_info{gpu_id=\"1\",name=\"New GPU\",uuid=\"GPU-new\"} 1\n",
+      true, 2);
+  assert_null(strstr(f->buf.data, old_info));
+  finish(f);
+}
+
 int main(void) {
   snprintf(state_path, sizeof state_path, "/tmp/orfeas-test-gpu-%d.state",
            (int)getpid());
@@ -359,6 +379,7 @@ int main(void) {
       cmocka_unit_test(missing_optional_symbols_use_fallbacks),
       cmocka_unit_test(unsupported_readings_leave_the_gpu_up),
       cmocka_unit_test(failing_count_keeps_gpus_shown_down),
+      cmocka_unit_test(identity_follows_the_gpu_at_an_index),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   unlink(state_path);
