@@ -13,12 +13,17 @@
  *   gpuI.power_w=W       power, watts (default 50)
  *   gpuI.name=TEXT       product name (default "Fake NVIDIA GPU I")
  *   gpuI.lost=1          calls on that GPU return NVML_ERROR_GPU_IS_LOST
- *   gpuI.uuid=TEXT       UUID (default
- * "GPU-fa4e0000-0000-4000-8000-00000000000I") gpuI.not_supported=LIST
- * comma-separated readings that GPU lacks (util, memory, temp, power): their
- * calls return NVML_ERROR_NOT_SUPPORTED, as utilization does on a MIG-enabled
- * GPU and memory on a unified-memory GB10 count_error=CODE
- * nvmlDeviceGetCount_v2 returns this NVML code
+ *   gpuI.uuid=TEXT       UUID (default GPU-fa4e0000-0000-4000-8000-00..0I)
+ *   gpuI.not_supported=L readings that GPU lacks, comma-separated (util,
+ *                        memory, temp, power): their calls return
+ *                        NVML_ERROR_NOT_SUPPORTED, as utilization does with
+ *                        MIG on and memory on a unified-memory GB10
+ *   count_error=CODE     nvmlDeviceGetCount_v2 returns this NVML code
+ *   init_error=CODE      nvmlInit_v2 returns this NVML code (9: no driver)
+ *
+ * Like the real library, every call but nvmlInit_v2 and nvmlShutdown
+ * returns NVML_ERROR_UNINITIALIZED while no nvmlInit_v2 is outstanding, so a
+ * caller that samples before init or after shutdown is caught here too.
  *
  * A missing file or key means the default. Built twice: libfake-nvml.so has
  * every symbol ORFEAS looks up; libfake-nvml-minimal.so (FAKE_NVML_MINIMAL)
@@ -51,7 +56,7 @@ typedef struct {
 } fake_gpu;
 
 typedef struct {
-  int gpus, hang_ms, count_error;
+  int gpus, hang_ms, count_error, init_error;
   fake_gpu g[FAKE_MAX];
 } fake_state;
 
@@ -113,6 +118,9 @@ unsigned long fake_nvml_hanging(void) { return atomic_load(&hanging); }
 
 unsigned long fake_nvml_hangs_done(void) { return atomic_load(&hangs_done); }
 
+/* nvmlInit_v2 calls not yet matched by nvmlShutdown (NVML counts them). */
+static _Atomic int inits;
+
 /* ---- state -------------------------------------------------------------- */
 
 static void load(fake_state *s) {
@@ -148,6 +156,8 @@ static void load(fake_state *s) {
       s->hang_ms = (int)strtol(v, NULL, 10);
     } else if (strcmp(k, "count_error") == 0) {
       s->count_error = (int)strtol(v, NULL, 10);
+    } else if (strcmp(k, "init_error") == 0) {
+      s->init_error = (int)strtol(v, NULL, 10);
     } else if (strncmp(k, "gpu", 3) == 0) {
       char *dot;
       long i = strtol(k + 3, &dot, 10);
@@ -213,6 +223,8 @@ static nvmlReturn_t gpu_of(const fake_state *s, nvmlDevice_t d,
   const fake_gpu *g;                                                           \
   unsigned idx;                                                                \
   enter(&s, name);                                                             \
+  if (atomic_load(&inits) == 0)                                                \
+    return NVML_ERROR_UNINITIALIZED;                                           \
   nvmlReturn_t rc = gpu_of(&s, d, &g, &idx);                                   \
   if (rc != NVML_SUCCESS)                                                      \
     return rc;                                                                 \
@@ -223,11 +235,18 @@ static nvmlReturn_t gpu_of(const fake_state *s, nvmlDevice_t d,
 nvmlReturn_t nvmlInit_v2(void) {
   fake_state s;
   enter(&s, "nvmlInit_v2");
+  if (s.init_error != NVML_SUCCESS)
+    return s.init_error;
+  atomic_fetch_add(&inits, 1);
   return NVML_SUCCESS;
 }
 
 nvmlReturn_t nvmlShutdown(void) {
   count("nvmlShutdown");
+  /* NVML reports no error for more shutdowns than inits. */
+  int n = atomic_load(&inits);
+  while (n > 0 && !atomic_compare_exchange_weak(&inits, &n, n - 1))
+    ;
   return NVML_SUCCESS;
 }
 
@@ -238,6 +257,8 @@ const char *nvmlErrorString(nvmlReturn_t rc) {
 nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *n) {
   fake_state s;
   enter(&s, "nvmlDeviceGetCount_v2");
+  if (atomic_load(&inits) == 0)
+    return NVML_ERROR_UNINITIALIZED;
   if (s.count_error != NVML_SUCCESS)
     return s.count_error;
   *n = (unsigned)s.gpus;
@@ -247,6 +268,8 @@ nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *n) {
 nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int i, nvmlDevice_t *d) {
   fake_state s;
   enter(&s, "nvmlDeviceGetHandleByIndex_v2");
+  if (atomic_load(&inits) == 0)
+    return NVML_ERROR_UNINITIALIZED;
   if (i >= (unsigned)s.gpus)
     return NVML_ERROR_INVALID_ARGUMENT;
   /* Like NVIDIA's mock: a lost GPU fails its handle lookup too. */
@@ -326,6 +349,8 @@ nvmlReturn_t nvmlDeviceGetTemperatureV(nvmlDevice_t d,
     return NVML_ERROR_NOT_SUPPORTED;
   if (t->version != NVML_TEMPERATURE_V1_VERSION)
     return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+  if (t->sensorType != NVML_TEMPERATURE_GPU)
+    return NVML_ERROR_INVALID_ARGUMENT;
   t->temperature = (int)g->temp;
   return NVML_SUCCESS;
 }

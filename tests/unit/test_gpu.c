@@ -365,6 +365,34 @@ static void identity_follows_the_gpu_at_an_index(void **state) {
   finish(f);
 }
 
+/* The driver comes up after orfeasd: nvmlInit_v2 fails (DRIVER_NOT_LOADED),
+ * nothing is sampled meanwhile (the fake, like NVML, refuses calls before
+ * init), the failure is logged once, and sampling starts when init works. */
+static void init_failure_is_retried_until_the_driver_answers(void **state) {
+  (void)state;
+  fixture *f = start(FAKE_NVML, "gpus=1\ninit_error=9\n");
+  wait_text(f,
+            "orfeas_nvml_errors_total{call=\"nvmlInit_v2\","
+            "error=\"DRIVER_NOT_LOADED\"} 2\n",
+            true, 5);
+  assert_true(log_has("nvmlInit_v2 failed (DRIVER_NOT_LOADED)"));
+  assert_non_null(strstr(f->buf.data, "\norfeas_gpus 0\n"));
+  assert_null(strstr(f->buf.data, "\norfeas_gpu_sample_duration_seconds "));
+  orfeas_gpu_summary s;
+  orfeas_gpu_summary_get(f->gpu, &s);
+  assert_int_equal(s.nvml_loaded, 0);
+  write_state("gpus=1\ngpu0.util=12\n");
+  wait_text(f, "orfeas_gpu_utilization_percent{gpu_id=\"0\"} 12\n", true, 2);
+  orfeas_gpu_summary_get(f->gpu, &s);
+  assert_int_equal(s.nvml_loaded, 1);
+  pthread_mutex_lock(&log_mu);
+  const char *first = strstr(logbuf, "nvmlInit_v2 failed");
+  bool twice = first && strstr(first + 1, "nvmlInit_v2 failed");
+  pthread_mutex_unlock(&log_mu);
+  assert_false(twice);
+  finish(f);
+}
+
 int main(void) {
   snprintf(state_path, sizeof state_path, "/tmp/orfeas-test-gpu-%d.state",
            (int)getpid());
@@ -380,6 +408,7 @@ int main(void) {
       cmocka_unit_test(unsupported_readings_leave_the_gpu_up),
       cmocka_unit_test(failing_count_keeps_gpus_shown_down),
       cmocka_unit_test(identity_follows_the_gpu_at_an_index),
+      cmocka_unit_test(init_failure_is_retried_until_the_driver_answers),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   unlink(state_path);
