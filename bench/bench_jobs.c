@@ -182,16 +182,28 @@ static int upload(int fd, const uint8_t *png, size_t len, char id[37],
   return 0;
 }
 
+/* The width and height (mm) of the job with serial number n: two serials
+ * never share them, so never a cache key. The pipeline side runs its jobs
+ * at the same dimensions as the API side's (pl_thread): the mesh's shape
+ * is part of the work (the quality check's triangle pass, the GLB's
+ * floats), and the two sides must do the same. */
+static void job_dims(int n, int *width, int *height) {
+  *width = 10 + n % 990;
+  *height = 10 + n / 990 % 990;
+}
+
 /* POST /api/generate-3d (GLB, default quality; dimensions from the serial
- * number n, so two serials never share a cache key); the status, and
- * whether the answer says "completed" (a cache hit). */
+ * number n: job_dims); the status, and whether the answer says "completed"
+ * (a cache hit). */
 static int generate(int fd, const char *id, int n, int *completed, char **buf,
                     size_t *cap) {
   char json[192], req[512];
+  int w, h;
+  job_dims(n, &w, &h);
   int jl = snprintf(json, sizeof json,
                     "{\"job_id\":\"%s\",\"format\":\"glb\","
                     "\"dimensions\":{\"width\":%d,\"height\":%d}}",
-                    id, 10 + n % 990, 10 + n / 990 % 990);
+                    id, w, h);
   int rl = snprintf(req, sizeof req,
                     "POST /api/generate-3d HTTP/1.1\r\nHost: b\r\n"
                     "Content-Type: application/json\r\nContent-Length: %d\r\n"
@@ -434,6 +446,10 @@ static void *pl_thread(void *arg) {
   for (int i; (i = pw->next++) < JOBS;) {
     orfeas_pl_result r;
     char msg[256];
+    int w, h;
+    job_dims(serial++, &w, &h);
+    o.width_mm = w;
+    o.height_mm = h;
     if (orfeas_pl_run(pw->im->png[i], pw->im->len[i], &o, &r, msg,
                       sizeof msg) != ORFEAS_PL_OK)
       pw->bad++;
