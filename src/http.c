@@ -351,6 +351,12 @@ static void client_of(od_service *svc, struct MHD_Connection *conn, od_req *req,
     om_counter_inc(svc->m.xff[r]);
 }
 
+/* A request answered when its body has been discarded (req_body), not
+ * stored: rate-limited, or a POST from a page of another origin. */
+static int discarding(const od_req *req) {
+  return req->rate_wait > 0 || req->cross_origin;
+}
+
 /* A request with a body takes its rate-limit token with its headers, so a
  * limited client's body is never stored and holds no budget. When refused:
  * answered now if the client waits for 100 Continue (its body not sent;
@@ -395,6 +401,14 @@ static int refuse_early(od_service *svc, struct MHD_Connection *conn,
     *rc = (enum MHD_Result)od_respond_error(
         svc, conn, req, 429, "too_many_connections",
         "Too many open connections; retry later", NULL);
+  } else if (req->cross_origin && (!has_body || h->expect_continue)) {
+    /* Its body (if any) not sent: the 403 now. A browser sends a page's
+     * body without waiting (no Expect): it is discarded as it comes and
+     * the 403 answered at its end, as a rate limit's 429. */
+    od_route_cross_origin(svc, conn, req);
+    *rc = MHD_YES;
+  } else if (req->cross_origin) {
+    return 0; /* no budget, no token taken: discarded (req_body) */
   } else if (h->f.lengths > 0 && h->f.length > req->body_limit) {
     *rc = (enum MHD_Result)too_large(svc, conn, req);
   } else if (has_body && rate_limited_early(svc, conn, req, h)) {
@@ -447,14 +461,20 @@ static enum MHD_Result req_begin(od_service *svc, int admin,
   req->method_idx = (int)od_method_index(method);
   req->method = od_method_name((od_method)req->method_idx);
   od_route_match(url, req);
-  /* CORS (cors.c): decided here, applied to every answer (od_respond). */
+  /* CORS (cors.c): decided here, applied to every answer (od_respond);
+   * a POST from a page of another origin is refused (refuse_early). */
   if (od_route_flags(req->route) & OD_RF_CORS) {
-    const char *acao = od_cors_allow(
-        &svc->cors,
-        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin"));
+    const char *origin =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+    const char *acao = od_cors_allow(&svc->cors, origin);
     req->cors = 1;
     if (acao != NULL && strlen(acao) < sizeof req->acao)
       snprintf(req->acao, sizeof req->acao, "%s", acao);
+    req->cross_origin =
+        req->method_idx == OD_METHOD_POST &&
+        !od_cors_write_allowed(
+            &svc->cors, origin,
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host"));
   }
   req->conn = conn_of(conn);
   req->admin = admin;
@@ -471,7 +491,7 @@ static enum MHD_Result req_begin(od_service *svc, int admin,
     od_edge_phase(svc->edge, req->conn, OD_CONN_BUSY);
     return rc;
   }
-  if (has_body && req->route == OD_ROUTE_UPLOAD && req->rate_wait == 0 &&
+  if (has_body && req->route == OD_ROUTE_UPLOAD && !discarding(req) &&
       upload_body(svc, req, &h) != 0) {
     req->calls++;
     od_edge_phase(svc->edge, req->conn, OD_CONN_BUSY);
@@ -487,7 +507,10 @@ static enum MHD_Result req_begin(od_service *svc, int admin,
 static void body_cut(od_service *svc, od_req *req) {
   const char *type = "payload_too_large";
   req->status = 413;
-  if (req->rate_wait > 0) {
+  if (req->cross_origin) {
+    type = "cors_refused";
+    req->status = 403;
+  } else if (req->rate_wait > 0) {
     om_counter_inc(om_family_counter(svc->m.rate_limited,
                                      OM_LABELS(od_route_template(req->route))));
     type = "rate_limited";
@@ -518,7 +541,7 @@ static enum MHD_Result req_body(od_service *svc, od_req *req, const char *data,
   *size = 0;
   od_edge_body(req->conn, n);
   if (req->overflow == 0 && !req->over_budget && !req->body_error &&
-      req->rate_wait == 0) {
+      !discarding(req)) {
     if (req->b.len + n > req->body_limit) {
       req->overflow = 1; /* counted below */
     } else if (req->b.len + n > req->b.reserved) {
@@ -559,7 +582,7 @@ static enum MHD_Result req_end(od_service *svc, struct MHD_Connection *conn,
   if (req->offloaded == OD_OFFLOAD_ANSWERED)
     return send_deferred(conn, req);
   od_edge_phase(svc->edge, req->conn, OD_CONN_BUSY);
-  if (req->rate_wait > 0) { /* its body discarded: the 429 (or a 404/405) */
+  if (discarding(req)) { /* its body discarded: the 403 or 429 (or 404/405) */
     od_route_dispatch(svc, conn, req);
     return req->status ? MHD_YES : MHD_NO;
   }

@@ -1254,15 +1254,17 @@ struct od_req {
                                     happens: the client left before the 101) */
   uint64_t overflow;             /* body bytes discarded past the limit */
   /* The HTTP edge (issue #13). */
-  od_body b;       /* where the body is kept (body.c) */
-  od_conn *conn;   /* the connection's entry in the edge table */
-  int admin;       /* came in on the --admin-listen listener */
-  int begun;       /* the headers were seen (first handler call) */
-  int bad_path;    /* the raw path holds a control byte */
-  int body_error;  /* errno of a failed body write, 0 = none */
-  int over_budget; /* a chunked body crossed the body budget */
-  int rate_taken;  /* od_route_rate_take ran */
-  int rate_wait;   /* > 0: rate limited, Retry-After seconds */
+  od_body b;        /* where the body is kept (body.c) */
+  od_conn *conn;    /* the connection's entry in the edge table */
+  int admin;        /* came in on the --admin-listen listener */
+  int begun;        /* the headers were seen (first handler call) */
+  int bad_path;     /* the raw path holds a control byte */
+  int body_error;   /* errno of a failed body write, 0 = none */
+  int over_budget;  /* a chunked body crossed the body budget */
+  int rate_taken;   /* od_route_rate_take ran */
+  int rate_wait;    /* > 0: rate limited, Retry-After seconds */
+  int cross_origin; /* a POST from a page of another origin (cors.c): 403,
+                       its body discarded as it comes */
   /* offload.c: answered on a request thread, the connection suspended. */
   int offloaded;                   /* an od_offload_state */
   struct MHD_Response *deferred;   /* the answer, until MHD calls back */
@@ -1314,6 +1316,9 @@ void od_route_rate_take(od_service *svc, od_req *req);
  * 429 with Retry-After: 1 then, else 0. */
 int od_route_rate_limited(od_service *svc, struct MHD_Connection *conn,
                           od_req *req);
+/* The 403 cors_refused of a POST that req->cross_origin marks. */
+void od_route_cross_origin(od_service *svc, struct MHD_Connection *conn,
+                           od_req *req);
 /* http.c helpers the routes use. Each queues the response and records the
  * status; they steal `obj`. */
 int od_respond_json(struct MHD_Connection *conn, od_req *req, int status,

@@ -881,6 +881,16 @@ int od_route_rate_limited(od_service *svc, struct MHD_Connection *conn,
   return 1;
 }
 
+/* A POST from a page of another origin (cors.c, decided with its headers:
+ * http.c req_begin): refused before anything is stored or started, and
+ * before it takes a rate-limit token of its client's. */
+void od_route_cross_origin(od_service *svc, struct MHD_Connection *conn,
+                           od_req *req) {
+  od_respond_error(svc, conn, req, 403, "cors_refused",
+                   "This origin may not call the API here (see --cors-origins)",
+                   NULL);
+}
+
 void od_route_dispatch(od_service *svc, struct MHD_Connection *conn,
                        od_req *req) {
   od_route r = req->route;
@@ -903,16 +913,8 @@ void od_route_dispatch(od_service *svc, struct MHD_Connection *conn,
                                     .allow = od_route_allow_header(r)});
     return;
   }
-  if ((od_route_flags(r) & OD_RF_CORS) && req->method_idx == OD_METHOD_POST &&
-      !od_cors_write_allowed(
-          &svc->cors,
-          MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin"),
-          MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host"))) {
-    /* A page of another origin (cors.c): refused before anything is
-     * stored or started. */
-    od_respond_error(
-        svc, conn, req, 403, "cors_refused",
-        "This origin may not call the API here (see --cors-origins)", NULL);
+  if (req->cross_origin) {
+    od_route_cross_origin(svc, conn, req);
     return;
   }
   if (od_route_rate_limited(svc, conn, req))

@@ -31,7 +31,8 @@ import struct  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 
-from odlib import ORFEASD, WS, Server, check, check_within, main, make_image, multipart, parse_metrics, value  # noqa: E402
+from odlib import (ORFEASD, WS, Server, check, check_within, main, make_image, multipart,  # noqa: E402
+                   parse_metrics, total, value)
 
 
 def raw_request(port, target, method="GET", headers=""):
@@ -349,6 +350,30 @@ def case_cors(work):
     check(value(sm, "orfeas_errors_total", type="cors_refused", endpoint="/api/upload-image") == 4 and
           value(sm, "orfeas_errors_total", type="cors_refused", endpoint="/api/generate-3d") == 4,
           "refused writes counted in errors_total{type=cors_refused}")
+    # Refused with its headers: a client that waits for 100 Continue is
+    # answered before it sends its body; a browser's body (sent at once) is
+    # discarded as it comes, never kept in memory or a file.
+    st, head, _ = raw_request(s.port, "/api/upload-image", "POST",
+                              "Origin: %s\r\nExpect: 100-continue\r\nContent-Type: %s\r\n"
+                              "Content-Length: 2000000\r\n" % (evil, ct))
+    check(st == 403 and "100 Continue" not in head, "Expect: 100-continue from another origin: 403 before the body")
+    kept = lambda sm: total(sm, "orfeas_http_request_bodies_total")
+    before = kept(sm)
+    big, big_ct = multipart({"image": ("big.png", img + b"\0" * 3000000)})
+    st, _, b = s.json("POST", "/api/upload-image", big, {"Content-Type": big_ct, "Origin": evil})
+    sm = parse_metrics(s.metrics()[2])
+    check(st == 403 and kept(sm) == before, "a 3 MB body from another origin: 403, the body kept nowhere (%d, %s -> %s)"
+          % (st, before, kept(sm)))
+    check(s.stop() == 0, "exit 0")
+    # ... and before its client's rate-limit token: a page of another origin
+    # cannot spend its visitor's requests.
+    s = Server(os.path.join(work, "data_rl"), "--rate-limit", "0.1", "--rate-burst", "2")
+    for _ in range(4):
+        st, _, _ = s.json("POST", "/api/upload-image", body, {"Content-Type": ct, "Origin": evil})
+        check(st == 403, "a rate-limited server: an upload from another origin is 403 (%d)" % st)
+    for k in range(2):
+        st, _, _ = s.json("POST", "/api/upload-image", body, {"Content-Type": ct})
+        check(st == 200, "... and the client's own uploads still have their tokens: 200 (%d: %d)" % (k, st))
     check(s.stop() == 0, "exit 0")
 
     s = Server(os.path.join(work, "data2"))
