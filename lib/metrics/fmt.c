@@ -107,8 +107,9 @@ static size_t fmt_fixed(char *dst, double a) {
 
 /* A double as text that strtod reads back to the same bits: an integer, or
  * the shortest fixed-point form (fmt_fixed), or else %.17g, which always
- * round-trips. The caller runs in the C locale. */
-size_t om__fmt_double(char *dst, double v, bool om) {
+ * round-trips. Sample values only: bucket bounds use om__fmt_bound. The
+ * caller runs in the C locale. */
+size_t om__fmt_double(char *dst, double v) {
   if (isnan(v)) {
     memcpy(dst, "NaN", 3);
     return 3;
@@ -139,8 +140,65 @@ size_t om__fmt_double(char *dst, double v, bool om) {
       memcpy(dst, tmp, n);
     }
   }
-  /* OpenMetrics writes bucket bounds as floats: "1.0", not "1". */
-  if (om && memchr(dst, '.', n) == NULL && memchr(dst, 'e', n) == NULL) {
+  return n;
+}
+
+/* A bucket bound as the "le" label value: the OpenMetrics canonical number,
+ * which is Go's strconv.FormatFloat(v, 'g', -1, 64) (the shortest digits
+ * that read back to v; an exponent when it is below -4 or at least 6),
+ * plus ".0" on an integer in OpenMetrics. client_golang and client_python
+ * write the same, and Prometheus 3 rewrites le to it, so the label does not
+ * change with the client or the Prometheus version. Registration time
+ * only (snprintf and strtod), in the C locale. */
+size_t om__fmt_bound(char *dst, double v, bool om) {
+  char e[40];
+  for (int p = 0; p < 17; p++) { /* %.16e always reads back */
+    snprintf(e, sizeof e, "%.*e", p, v);
+    if (strtod(e, NULL) == v)
+      break;
+  }
+  /* e is [-]d[.ddd]e(+|-)xx: gather the digits and the exponent. */
+  const char *s = e;
+  size_t n = 0;
+  if (*s == '-')
+    dst[n++] = *s++;
+  char dig[24];
+  size_t nd = 0;
+  for (; *s != 'e'; s++)
+    if (*s != '.')
+      dig[nd++] = *s;
+  int x = atoi(s + 1);
+  while (nd > 1 && dig[nd - 1] == '0')
+    nd--;
+  if (v == 0)
+    x = 0;
+  if (x < -4 || x >= 6) {
+    dst[n++] = dig[0];
+    if (nd > 1) {
+      dst[n++] = '.';
+      memcpy(dst + n, dig + 1, nd - 1);
+      n += nd - 1;
+    }
+    n += (size_t)snprintf(dst + n, 8, "e%c%02d", x < 0 ? '-' : '+',
+                          x < 0 ? -x : x);
+    return n;
+  }
+  if (x < 0) {
+    dst[n++] = '0';
+    dst[n++] = '.';
+    for (int z = -1; z > x; z--)
+      dst[n++] = '0';
+    memcpy(dst + n, dig, nd);
+    return n + nd;
+  }
+  size_t ip = (size_t)x + 1; /* digits before the point */
+  for (size_t i = 0; i < ip; i++)
+    dst[n++] = i < nd ? dig[i] : '0';
+  if (nd > ip) {
+    dst[n++] = '.';
+    memcpy(dst + n, dig + ip, nd - ip);
+    n += nd - ip;
+  } else if (om) {
     dst[n++] = '.';
     dst[n++] = '0';
   }

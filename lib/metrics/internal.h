@@ -187,8 +187,9 @@ static inline void om__put_raw(om_out *o, const char *s, size_t n) {
   }
   o->buf->len += n;
 }
-size_t om__fmt_u64(char *dst, uint64_t v);           /* no NUL */
-size_t om__fmt_double(char *dst, double v, bool om); /* no NUL, <= 32 */
+size_t om__fmt_u64(char *dst, uint64_t v);          /* no NUL */
+size_t om__fmt_double(char *dst, double v);         /* no NUL, <= 32 */
+size_t om__fmt_bound(char *dst, double v, bool om); /* no NUL, <= 32 */
 void om__put_escaped(om_out *o, const char *s, size_t n, bool quote);
 void om__put_labels(om_out *o, const om_family *fam, const char *const *values,
                     const size_t *lens);

@@ -182,8 +182,8 @@ static int setup_buckets(om_family *f, const om_family_opts *o) {
     size_t tn = 4, mn = 4;
     if (i < nb) {
       f->bounds[i] = b[i];
-      tn += om__fmt_double(t + 4, b[i], false);
-      mn += om__fmt_double(m + 4, b[i], true);
+      tn += om__fmt_bound(t + 4, b[i], false);
+      mn += om__fmt_bound(m + 4, b[i], true);
     } else {
       memcpy(t + 4, "+Inf", 4);
       memcpy(m + 4, "+Inf", 4);

@@ -90,7 +90,7 @@ static void render_histogram(om_out *o, const om_family *f, om_format fmt,
     om__render_sample_line(o, f->name, f->name_len, "_bucket", 7, c->labels,
                            c->labels_len, les[k], lens[k], v, vn);
   }
-  size_t vn = om__fmt_double(v, sum, false);
+  size_t vn = om__fmt_double(v, sum);
   om__render_sample_line(o, f->name, f->name_len, "_sum", 4, c->labels,
                          c->labels_len, "", 0, v, vn);
   vn = om__fmt_u64(v, cum[f->nb]);
@@ -123,11 +123,11 @@ static void render_family(om_out *o, om_registry *reg, om_family *f,
       bool integral;
       uint64_t ints;
       double d = om__counter_total(&c->m.c, &ints, &integral);
-      vn = integral ? om__fmt_u64(v, ints) : om__fmt_double(v, d, false);
+      vn = integral ? om__fmt_u64(v, ints) : om__fmt_double(v, d);
       break;
     }
     case OM_GAUGE:
-      vn = om__fmt_double(v, om_gauge_value(&c->m.g), false);
+      vn = om__fmt_double(v, om_gauge_value(&c->m.g));
       break;
     case OM_HISTOGRAM:
       render_histogram(o, f, fmt, c);
@@ -210,7 +210,7 @@ int om_collect_value(om_collect *out, const char *const *values, double v) {
     om__putc(o, '}');
   }
   char v_txt[40];
-  size_t vn = om__fmt_double(v_txt, v, false);
+  size_t vn = om__fmt_double(v_txt, v);
   om__putc(o, ' ');
   om__put(o, v_txt, vn);
   om__putc(o, '\n');

@@ -148,6 +148,52 @@ static void float_round_trip(void **state) {
   om_registry_free(reg);
 }
 
+/* Bucket bounds are label values, so one number must always be the same
+ * text: the OpenMetrics "canonical numbers" (Go's shortest %g, and ".0" on
+ * an integer in OpenMetrics), which client_golang and client_python write
+ * and Prometheus 3 normalizes to. The spec's own examples, plus the bounds
+ * orfeasd uses for store calls (1e-06 once came out 9.9999999999999995e-07)
+ * and sizes (1e+06, not 1000000). */
+static void le_canonical(void **state) {
+  (void)state;
+  static const double b[] = {-2.5,    0,       1e-10,  1e-09,  1e-06,  5e-06,
+                             1e-05,   2.5e-05, 0.0001, 0.001,  0.1,    0.95,
+                             1,       1.7,     10,     100000, 123456, 1e+06,
+                             1234567, 5e+07,   1e+23,  1.1e+23};
+  static const char *const text[] = {
+      "-2.5",    "0",      "1e-10",  "1e-09", "1e-06",        "5e-06", "1e-05",
+      "2.5e-05", "0.0001", "0.001",  "0.1",   "0.95",         "1",     "1.7",
+      "10",      "100000", "123456", "1e+06", "1.234567e+06", "5e+07", "1e+23",
+      "1.1e+23"};
+  static const char *const om[] = {
+      "-2.5",         "0.0",     "1e-10",  "1e-09",    "1e-06",    "5e-06",
+      "1e-05",        "2.5e-05", "0.0001", "0.001",    "0.1",      "0.95",
+      "1.0",          "1.7",     "10.0",   "100000.0", "123456.0", "1e+06",
+      "1.234567e+06", "5e+07",   "1e+23",  "1.1e+23"};
+  const size_t n = sizeof b / sizeof b[0];
+  om_registry *reg = om_registry_new(NULL);
+  assert_non_null(om_histogram_new(reg, "h", "h", b, n, NULL));
+  om_buf buf = {0};
+  for (int f = 0; f < 2; f++) {
+    om_format fmt = f ? OM_FORMAT_OPENMETRICS : OM_FORMAT_TEXT;
+    assert_int_equal(om_registry_render(reg, fmt, &buf), OM_OK);
+    const char *p = buf.data;
+    for (size_t i = 0; i < n; i++) {
+      char want[64];
+      snprintf(want, sizeof want, "h_bucket{le=\"%s\"} 0\n",
+               f ? om[i] : text[i]);
+      const char *hit = strstr(p, "h_bucket{le=");
+      assert_non_null(hit);
+      if (strncmp(hit, want, strlen(want)) != 0)
+        fail_msg("bound %.17g: want %s got %.*s", b[i], want,
+                 (int)strcspn(hit, "\n"), hit);
+      p = hit + 1;
+    }
+  }
+  om_buf_free(&buf);
+  om_registry_free(reg);
+}
+
 static void negotiate(void **state) {
   (void)state;
   assert_int_equal(om_format_negotiate(NULL), OM_FORMAT_TEXT);
@@ -226,7 +272,7 @@ int main(void) {
       cmocka_unit_test(golden_text),       cmocka_unit_test(golden_openmetrics),
       cmocka_unit_test(buffer_reuse),      cmocka_unit_test(locale_independent),
       cmocka_unit_test(float_round_trip),  cmocka_unit_test(negotiate),
-      cmocka_unit_test(process_collector),
+      cmocka_unit_test(process_collector), cmocka_unit_test(le_canonical),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
