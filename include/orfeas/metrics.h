@@ -320,8 +320,9 @@ int om_registry_render(om_registry *reg, om_format fmt, om_buf *buf);
 const char *om_format_content_type(om_format fmt);
 
 /* Picks the format for an HTTP Accept header (NULL allowed): OpenMetrics
- * when it names application/openmetrics-text with a q above that of any
- * text/plain or wildcard, else text 0.0.4. */
+ * when it names application/openmetrics-text with a q above 0 and at least
+ * as high as that of any text/plain or wildcard, else text 0.0.4. The q
+ * values are read the same whatever the process's locale. */
 om_format om_format_negotiate(const char *accept);
 
 /* ------------------------------------------------------------------ */

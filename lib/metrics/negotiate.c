@@ -12,7 +12,9 @@ const char *om_format_content_type(om_format fmt) {
 }
 
 /* q of one media range "type/sub;a=b;q=0.5" (n bytes): 1 when absent,
- * 0 for a malformed q. */
+ * 0 for a malformed q. Read by hand, not with strtod, whose decimal point
+ * is the locale's: in a de_DE process "0.9" would read as 0. A qvalue is
+ * "0", "1" or either with up to three decimals (RFC 9110 12.4.2). */
 static double range_q(const char *s, size_t n) {
   const char *end = s + n;
   for (const char *p = memchr(s, ';', n); p && p < end;
@@ -21,14 +23,18 @@ static double range_q(const char *s, size_t n) {
     while (k < end && (*k == ' ' || *k == '\t'))
       k++;
     if (end - k >= 2 && (k[0] == 'q' || k[0] == 'Q') && k[1] == '=') {
-      char tmp[16];
-      size_t len = 0;
-      for (k += 2; k < end && *k != ';' && len < sizeof tmp - 1; k++)
-        tmp[len++] = *k;
-      tmp[len] = '\0';
-      char *stop;
-      double q = strtod(tmp, &stop);
-      return (stop == tmp || q < 0 || q > 1) ? 0 : q;
+      k += 2;
+      if (k == end || (*k != '0' && *k != '1'))
+        return 0;
+      int milli = (*k++ - '0') * 1000, scale = 100;
+      if (k < end && *k == '.')
+        for (k++; k < end && *k >= '0' && *k <= '9'; k++, scale /= 10)
+          milli += (*k - '0') * scale;
+      while (k < end && (*k == ' ' || *k == '\t'))
+        k++;
+      if ((k < end && *k != ';') || milli > 1000)
+        return 0;
+      return milli / 1000.0;
     }
   }
   return 1;

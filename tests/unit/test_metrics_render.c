@@ -7,6 +7,7 @@
 
 #include <locale.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,19 +94,75 @@ static void buffer_reuse(void **state) {
   om_registry_free(reg);
 }
 
+/* Switches LC_NUMERIC to a decimal-comma locale (de_DE.UTF-8), built with
+ * localedef into a temporary LOCPATH when the system has none (Debian's
+ * images carry only C and C.UTF-8, whose decimal point is a dot and would
+ * prove nothing). Returns false, and leaves the locale alone, when no such
+ * locale can be had. */
+static char locale_dir[] = "/tmp/om-locale-XXXXXX";
+static void remove_locale_dir(void) {
+  char cmd[64];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", locale_dir);
+  if (system(cmd) != 0)
+    fprintf(stderr, "could not remove %s\n", locale_dir);
+}
+
+static bool decimal_comma_locale(void) {
+  if (setlocale(LC_NUMERIC, "de_DE.UTF-8") == NULL) {
+    static bool tried;
+    if (tried)
+      return false;
+    tried = true;
+    const char *dir = mkdtemp(locale_dir);
+    if (dir == NULL)
+      return false;
+    atexit(remove_locale_dir);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd,
+             "localedef -i de_DE -f UTF-8 %s/de_DE.UTF-8 >/dev/null 2>&1", dir);
+    if (system(cmd) != 0)
+      return false;
+    setenv("LOCPATH", dir, 1);
+    if (setlocale(LC_NUMERIC, "de_DE.UTF-8") == NULL)
+      return false;
+  }
+  if (strtod("1,5", NULL) != 1.5) { /* not a decimal comma after all */
+    setlocale(LC_NUMERIC, "C");
+    return false;
+  }
+  return true;
+}
+
 /* A decimal-comma locale in the process must not leak into the output. */
 static void locale_independent(void **state) {
   (void)state;
-  if (setlocale(LC_NUMERIC, "de_DE.UTF-8") == NULL &&
-      setlocale(LC_NUMERIC, "C.UTF-8") == NULL)
+  if (!decimal_comma_locale())
     skip();
   om_registry *reg = metrics_fixture_new();
   om_buf buf = {0};
   assert_int_equal(om_registry_render(reg, OM_FORMAT_TEXT, &buf), OM_OK);
-  assert_golden(&buf, "golden/metrics.prom");
   setlocale(LC_NUMERIC, "C");
+  assert_golden(&buf, "golden/metrics.prom");
   om_buf_free(&buf);
   om_registry_free(reg);
+}
+
+/* Nor into negotiation: q=0.9 is 0.9, not 0 (strtod in de_DE stops at the
+ * dot), so OpenMetrics at 0.9 still beats text at 0.5. */
+static void negotiate_locale_independent(void **state) {
+  (void)state;
+  if (!decimal_comma_locale())
+    skip();
+  om_format a = om_format_negotiate(
+      "application/openmetrics-text;q=0.9,text/plain;q=0.5");
+  om_format b = om_format_negotiate(
+      "text/plain;q=0.25,application/openmetrics-text;q=0.5");
+  om_format c =
+      om_format_negotiate("application/openmetrics-text;q=0.5,text/plain");
+  setlocale(LC_NUMERIC, "C");
+  assert_int_equal(a, OM_FORMAT_OPENMETRICS);
+  assert_int_equal(b, OM_FORMAT_OPENMETRICS);
+  assert_int_equal(c, OM_FORMAT_TEXT);
 }
 
 /* Every double we print parses back to the same bits. */
@@ -269,10 +326,15 @@ static void process_collector(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(golden_text),       cmocka_unit_test(golden_openmetrics),
-      cmocka_unit_test(buffer_reuse),      cmocka_unit_test(locale_independent),
-      cmocka_unit_test(float_round_trip),  cmocka_unit_test(negotiate),
-      cmocka_unit_test(process_collector), cmocka_unit_test(le_canonical),
+      cmocka_unit_test(golden_text),
+      cmocka_unit_test(golden_openmetrics),
+      cmocka_unit_test(buffer_reuse),
+      cmocka_unit_test(locale_independent),
+      cmocka_unit_test(float_round_trip),
+      cmocka_unit_test(negotiate),
+      cmocka_unit_test(process_collector),
+      cmocka_unit_test(le_canonical),
+      cmocka_unit_test(negotiate_locale_independent),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
