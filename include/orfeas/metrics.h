@@ -231,7 +231,9 @@ om_histogram *om_histogram_new(om_registry *reg, const char *name,
 om_histogram *om_family_histogram(om_family *fam, const char *const *values);
 
 /* Records one observation: the first bucket whose bound is >= v gets it
- * (NaN goes to +Inf), and v is added to the sum. Any thread; no lock, no
+ * (NaN goes to +Inf, -Inf to the first), and v is added to the sum unless
+ * it is NaN or infinite (then _sum would stay NaN or infinite for the life
+ * of the process; OpenMetrics forbids a NaN sum). Any thread; no lock, no
  * allocation. (Inline, below.) */
 static inline void om_histogram_observe(om_histogram *h, double v);
 
@@ -442,6 +444,11 @@ static inline size_t om__bucket_of(const double *b, size_t nb, size_t npad,
 static inline void om_histogram_observe(om_histogram *h, double v) {
   const struct om__histogram_hot *hh = (const struct om__histogram_hot *)h;
   size_t i = om__bucket_of(hh->bounds, hh->nb, hh->npad, v);
+  /* NaN and +-Inf are counted but not summed: one would poison _sum for
+   * good. A compare and a select, no branch ("not |v| <= max" is true for
+   * NaN too). */
+  if (!(__builtin_fabs(v) <= 1.7976931348623157e308))
+    v = 0;
   int s = om__tls_shard;
   if (__builtin_expect(s == 0, 0))
     s = om__shard_claim();

@@ -104,8 +104,36 @@ static void histogram_buckets(void **state) {
   assert_int_equal(cum[2], 7); /* + 3 4 */
   assert_int_equal(cum[3], 9); /* + 5 NaN */
   assert_int_equal(count, 9);
-  assert_true(isnan(sum));
+  assert_true(sum == 10); /* the NaN is counted, not summed */
   assert_int_equal(om_histogram_snapshot(h, cum, 3, &count, &sum), OM_EINVAL);
+  om_registry_free(reg);
+}
+
+/* NaN and the infinities are counted in their bucket (NaN and +Inf in
+ * +Inf, -Inf in the first) but kept out of _sum: one of them would make
+ * _sum NaN or infinite for the rest of the process, and rate(_sum) NaN with
+ * it, while OpenMetrics says a histogram's sum MUST NOT be NaN. */
+static void histogram_nonfinite_not_summed(void **state) {
+  (void)state;
+  om_registry *reg = om_registry_new(NULL);
+  const double b[] = {1, 2, 4};
+  om_histogram *h = om_histogram_new(reg, "h_seconds", "h", b, 3, NULL);
+  const double obs[] = {1, NAN, INFINITY, -INFINITY, 2, -NAN};
+  for (size_t i = 0; i < sizeof obs / sizeof obs[0]; i++)
+    om_histogram_observe(h, obs[i]);
+  uint64_t cum[4], count;
+  double sum;
+  assert_int_equal(om_histogram_snapshot(h, cum, 4, &count, &sum), OM_OK);
+  assert_int_equal(cum[0], 2); /* 1, -Inf */
+  assert_int_equal(cum[1], 3); /* + 2 */
+  assert_int_equal(cum[3], 6); /* + NaN, +Inf, -NaN */
+  assert_int_equal(count, 6);
+  if (sum != 3)
+    fail_msg("sum %g, want 3", sum);
+  om_buf buf = {0};
+  assert_int_equal(om_registry_render(reg, OM_FORMAT_OPENMETRICS, &buf), OM_OK);
+  assert_non_null(strstr(buf.data, "\nh_seconds_sum 3\n"));
+  om_buf_free(&buf);
   om_registry_free(reg);
 }
 
@@ -252,6 +280,7 @@ int main(void) {
       cmocka_unit_test(counter_large_integers_exact),
       cmocka_unit_test(gauge_ops),
       cmocka_unit_test(histogram_buckets),
+      cmocka_unit_test(histogram_nonfinite_not_summed),
       cmocka_unit_test(histogram_default_and_long_buckets),
       cmocka_unit_test(histogram_bucket_counts_around_padding),
       cmocka_unit_test(labelled_children),
