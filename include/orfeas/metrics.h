@@ -312,7 +312,8 @@ void om_buf_free(om_buf *buf);
  * are written so they parse back to the same double; HELP text and label
  * values are escaped (backslash, double quote, newline). OpenMetrics output
  * ends with "# EOF", names counter families without _total, adds # UNIT
- * where a unit was given, and writes integral histogram bounds as "1.0".
+ * where a unit was given, writes integral histogram bounds as "1.0", and
+ * leaves out _sum and _count of a histogram with a negative bound.
  * Returns OM_ENOMEM if buf cannot grow (buf keeps its old memory).
  * Any thread; renders are serialized by a registry lock, and updates go on
  * while a render runs. */

@@ -90,6 +90,10 @@ static void render_histogram(om_out *o, const om_family *f, om_format fmt,
     om__render_sample_line(o, f->name, f->name_len, "_bucket", 7, c->labels,
                            c->labels_len, les[k], lens[k], v, vn);
   }
+  /* OpenMetrics: with a negative bound the sum is no longer a counter and
+   * MUST NOT be exposed, and _count goes with it ("if and only if"). */
+  if (om && f->nb > 0 && f->bounds[0] < 0)
+    return;
   size_t vn = om__fmt_double(v, sum);
   om__render_sample_line(o, f->name, f->name_len, "_sum", 4, c->labels,
                          c->labels_len, "", 0, v, vn);

@@ -251,6 +251,27 @@ static void le_canonical(void **state) {
   om_registry_free(reg);
 }
 
+/* OpenMetrics: a histogram with a negative bound MUST NOT expose a sum
+ * (it is no longer a counter), and _count appears if and only if _sum
+ * does. Text 0.0.4 has no such rule and keeps both. */
+static void negative_bounds_no_sum_in_openmetrics(void **state) {
+  (void)state;
+  om_registry *reg = om_registry_new(NULL);
+  const double b[] = {-1, 0, 1};
+  om_histogram *h = om_histogram_new(reg, "skew_seconds", "h", b, 3, NULL);
+  om_histogram_observe(h, -0.5);
+  om_buf buf = {0};
+  assert_int_equal(om_registry_render(reg, OM_FORMAT_OPENMETRICS, &buf), OM_OK);
+  assert_non_null(strstr(buf.data, "skew_seconds_bucket{le=\"+Inf\"} 1\n"));
+  assert_null(strstr(buf.data, "skew_seconds_sum"));
+  assert_null(strstr(buf.data, "skew_seconds_count"));
+  assert_int_equal(om_registry_render(reg, OM_FORMAT_TEXT, &buf), OM_OK);
+  assert_non_null(strstr(buf.data, "\nskew_seconds_sum -0.5\n"));
+  assert_non_null(strstr(buf.data, "\nskew_seconds_count 1\n"));
+  om_buf_free(&buf);
+  om_registry_free(reg);
+}
+
 static void negotiate(void **state) {
   (void)state;
   assert_int_equal(om_format_negotiate(NULL), OM_FORMAT_TEXT);
@@ -335,6 +356,7 @@ int main(void) {
       cmocka_unit_test(process_collector),
       cmocka_unit_test(le_canonical),
       cmocka_unit_test(negotiate_locale_independent),
+      cmocka_unit_test(negative_bounds_no_sum_in_openmetrics),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
