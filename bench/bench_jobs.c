@@ -160,7 +160,7 @@ static int upload(int fd, const uint8_t *png, size_t len, char id[37],
   int ql = snprintf(post, sizeof post, "\r\n--%s--\r\n", BOUNDARY);
   size_t blen = (size_t)pl + len + (size_t)ql;
   int hl = snprintf(head, sizeof head,
-                    "POST /api/upload-image HTTP/1.1\r\nHost: b\r\n"
+                    "POST /api/upload-image HTTP/1.1\r\nHost: localhost\r\n"
                     "Content-Type: multipart/form-data; boundary=%s\r\n"
                     "Content-Length: %zu\r\n\r\n",
                     BOUNDARY, blen);
@@ -205,7 +205,7 @@ static int generate(int fd, const char *id, int n, int *completed, char **buf,
                     "\"dimensions\":{\"width\":%d,\"height\":%d}}",
                     id, w, h);
   int rl = snprintf(req, sizeof req,
-                    "POST /api/generate-3d HTTP/1.1\r\nHost: b\r\n"
+                    "POST /api/generate-3d HTTP/1.1\r\nHost: localhost\r\n"
                     "Content-Type: application/json\r\nContent-Length: %d\r\n"
                     "\r\n%s",
                     jl, json);
@@ -234,7 +234,7 @@ static int ws_open(ws_sub *w, int port) {
   if ((w->fd = connect_to(port)) < 0)
     return -1;
   static const char hs[] =
-      "GET /ws HTTP/1.1\r\nHost: b\r\nUpgrade: websocket\r\n"
+      "GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
       "Connection: Upgrade\r\n"
       "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
       "Sec-WebSocket-Version: 13\r\n\r\n";
@@ -648,7 +648,7 @@ static void case_cache_hit(bench_report *r, server *s, const images *im) {
   for (int t = 0; ok && t < 2000; t++) { /* wait for it: 20 s at most */
     char st[2048], head[160];
     snprintf(head, sizeof head,
-             "GET /api/job-status/%s HTTP/1.1\r\nHost: b\r\n\r\n", id);
+             "GET /api/job-status/%s HTTP/1.1\r\nHost: localhost\r\n\r\n", id);
     if (http_simple(s->port, head, NULL, 0, st, sizeof st) == 200 &&
         strstr(st, "\"status\":\"completed\"") != NULL)
       break;

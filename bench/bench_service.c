@@ -308,7 +308,7 @@ typedef struct {
 static void *health_loop(void *p) {
   load_arg *a = p;
   int fd = connect_to(a->port);
-  static const char req[] = "GET /health HTTP/1.1\r\nHost: bench\r\n\r\n";
+  static const char req[] = "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n";
   char *buf = NULL;
   size_t cap = 0, len, at;
   double end = bench_now_ns() + a->seconds * 1e9;
@@ -401,7 +401,7 @@ static long overhead_epoch(const ov_plan *pl, int first, double seconds,
   static const char *const on_args[] = {"--http-threads", "1", NULL};
   static const char *const off_args[] = {"--http-threads", "1",
                                          "--http-metrics", "0", NULL};
-  static const char one[] = "GET /health HTTP/1.1\r\nHost: bench\r\n\r\n";
+  static const char one[] = "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n";
   size_t one_len = sizeof one - 1, reqs_len = one_len * (size_t)pl->depth;
   char *reqs = malloc(reqs_len);
   server sv[OV_NS] = {{0}};
@@ -676,10 +676,11 @@ static void case_scrape(bench_report *r, const char *nice, const char *sfx) {
     memcpy(body, pre, (size_t)pl);
     memcpy(body + pl, png, plen);
     memcpy(body + pl + plen, post, (size_t)ql);
-    snprintf(head, sizeof head,
-             "POST /api/upload-image HTTP/1.1\r\nHost: b\r\nContent-Type: "
-             "multipart/form-data; boundary=%s\r\nContent-Length: %zu\r\n\r\n",
-             bnd, blen);
+    snprintf(
+        head, sizeof head,
+        "POST /api/upload-image HTTP/1.1\r\nHost: localhost\r\nContent-Type: "
+        "multipart/form-data; boundary=%s\r\nContent-Length: %zu\r\n\r\n",
+        bnd, blen);
     for (int i = 0; i < JOBS; i++) {
       char *p;
       if (http_simple(s.port, head, body, blen, resp, sizeof resp) == 200 &&
@@ -701,10 +702,11 @@ static void case_scrape(bench_report *r, const char *nice, const char *sfx) {
                       "{\"job_id\":\"%s\",\"format\":\"stl\",\"quality\":10,"
                       "\"dimensions\":{\"width\":%d}}",
                       ids[i], 100 + i);
-    snprintf(head, sizeof head,
-             "POST /api/generate-3d HTTP/1.1\r\nHost: b\r\nContent-Type: "
-             "application/json\r\nContent-Length: %d\r\n\r\n",
-             jl);
+    snprintf(
+        head, sizeof head,
+        "POST /api/generate-3d HTTP/1.1\r\nHost: localhost\r\nContent-Type: "
+        "application/json\r\nContent-Length: %d\r\n\r\n",
+        jl);
     if (http_simple(s.port, head, json, (size_t)jl, NULL, 0) == 202)
       accepted++;
   }
@@ -712,12 +714,12 @@ static void case_scrape(bench_report *r, const char *nice, const char *sfx) {
   enum { SCRAPES = 300 };
   double lat[SCRAPES];
   int fd = connect_to(s.port), n = 0, busy_seen = 0;
-  static const char req[] = "GET /metrics HTTP/1.1\r\nHost: b\r\n\r\n";
+  static const char req[] = "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n";
   char *buf = NULL;
   size_t cap = 0, len, at;
   char health[2048];
-  if (http_simple(s.port, "GET /api/health HTTP/1.1\r\nHost: b\r\n\r\n", NULL,
-                  0, health, sizeof health) == 200 &&
+  if (http_simple(s.port, "GET /api/health HTTP/1.1\r\nHost: localhost\r\n\r\n",
+                  NULL, 0, health, sizeof health) == 200 &&
       strstr(health, "\"busy\":2"))
     busy_seen = 1;
   while (fd >= 0 && n < SCRAPES) {
@@ -728,8 +730,8 @@ static void case_scrape(bench_report *r, const char *nice, const char *sfx) {
     struct timespec ts = {0, 5 * 1000000}; /* 200 scrapes/s at most */
     nanosleep(&ts, NULL);
   }
-  if (http_simple(s.port, "GET /api/health HTTP/1.1\r\nHost: b\r\n\r\n", NULL,
-                  0, health, sizeof health) == 200 &&
+  if (http_simple(s.port, "GET /api/health HTTP/1.1\r\nHost: localhost\r\n\r\n",
+                  NULL, 0, health, sizeof health) == 200 &&
       !strstr(health, "\"busy\":2"))
     busy_seen = 0; /* the load must cover the whole scrape window */
   if (fd >= 0)

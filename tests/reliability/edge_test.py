@@ -56,7 +56,7 @@ def holders(atk, port, source, n, tick, trickle):
                 break
             if trickle:
                 try:
-                    c.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\nX-a: ")
+                    c.sendall(b"GET /api/health HTTP/1.1\r\nHost: localhost\r\nX-a: ")
                 except OSError:
                     continue
             conns.append(c)
@@ -76,7 +76,7 @@ def slow_bodies(atk, port, source, n, rate):
         c = atk.connect(port, source)
         if c is None:
             continue
-        c.sendall(b"POST /api/upload-image HTTP/1.1\r\nHost: x\r\n"
+        c.sendall(b"POST /api/upload-image HTTP/1.1\r\nHost: localhost\r\n"
                   b"Content-Type: multipart/form-data; boundary=x\r\nContent-Length: 1000000\r\n\r\n")
         conns.append(c)
     while not atk.stopping.is_set():
@@ -189,7 +189,7 @@ def staller(atk, port, source, declared, send):
     if c is None:
         atk.errors.append("staller: refused")
         return
-    c.sendall(b"POST /api/upload-image HTTP/1.1\r\nHost: x\r\n"
+    c.sendall(b"POST /api/upload-image HTTP/1.1\r\nHost: localhost\r\n"
               b"Content-Type: multipart/form-data; boundary=x\r\nContent-Length: %d\r\n\r\n" % declared)
     chunk = b"y" * 65536
     left = send
@@ -230,13 +230,13 @@ def case_bodies(work):
               "orfeas_http_request_body_inflight_bytes = 8 x %d" % declared)
         normal_client(s, img)
         if not FULL:
-            got = raw(s.port, b"POST /api/upload-image HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+            got = raw(s.port, b"POST /api/upload-image HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; "
                       b"boundary=x\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n" % declared)
             check(got.startswith(b"HTTP/1.1 503") and b"\r\nRetry-After: " in got and b"max-body-inflight-mb" in got
                   and b"100 Continue" not in got,
                   "a 9th big upload past --max-body-inflight-mb: 503 with Retry-After, before its body")
             chunk = b"%x\r\n%s\r\n" % (65536, b"c" * 65536)
-            got = raw(s.port, b"POST /api/upload-image HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            got = raw(s.port, b"POST /api/upload-image HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n"
                       b"Content-Type: multipart/form-data; boundary=x\r\n\r\n" + chunk * 48 + b"0\r\n\r\n",
                       timeout=5, until=b"\r\n\r\n")
             check(got.startswith(b"HTTP/1.1 503") and b"\r\nRetry-After: " in got,
@@ -272,7 +272,7 @@ def case_bodies(work):
         # A client that gives up mid-upload (a body over 2 MB: a file): its
         # file goes too.
         c = socket.create_connection(("127.0.0.1", s.port), timeout=5)
-        c.sendall(b"POST /api/upload-image HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+        c.sendall(b"POST /api/upload-image HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; "
                   b"boundary=x\r\nContent-Length: 3000000\r\n\r\n" + b"q" * 50000)
         wait_for(lambda: len(body_files(data)) == 1, "the aborted upload's body file", timeout=10)
         c.close()
@@ -293,22 +293,22 @@ def case_bodies(work):
 
 # ---- protocol abuse ----------------------------------------------------------
 
-HIDDEN = b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n"
+HIDDEN = b"GET /api/health HTTP/1.1\r\nHost: localhost\r\n\r\n"
 SMUGGLE = [  # (what, request bytes): each followed by a hidden second request
     ("Content-Length with Transfer-Encoding",
-     b"POST /api/generate-3d HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+     b"POST /api/generate-3d HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
      b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
     ("Transfer-Encoding with Content-Length",
-     b"POST /api/generate-3d HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+     b"POST /api/generate-3d HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n"
      b"Content-Length: 40\r\n\r\n0\r\n\r\n"),
     ("two different Content-Lengths",
-     b"POST /api/generate-3d HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 40\r\n\r\n{}"),
+     b"POST /api/generate-3d HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\nContent-Length: 40\r\n\r\n{}"),
     ("a Content-Length that is not a number",
-     b"POST /api/generate-3d HTTP/1.1\r\nHost: x\r\nContent-Length: 2, 40\r\n\r\n{}"),
+     b"POST /api/generate-3d HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2, 40\r\n\r\n{}"),
     ("Transfer-Encoding: gzip, chunked",
-     b"POST /api/generate-3d HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"),
+     b"POST /api/generate-3d HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"),
     ("two Transfer-Encoding headers",
-     b"POST /api/generate-3d HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+     b"POST /api/generate-3d HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n"
      b"Transfer-Encoding: identity\r\n\r\n0\r\n\r\n"),
 ]
 BAD_PATHS = ["/health%00.png", "/api/job-status/%0a", "/api/upload-image%7f", "/%01metrics"]
@@ -353,7 +353,7 @@ def case_protocol(work):
             # (MHD answers a non-numeric length itself, its 400's head twice.)
             check(got.startswith(b"HTTP/1.1 400") and b"HTTP/1.1 200" not in got and raw.closed,
                   "%s: 400, connection closed, the hidden request not run" % what)
-        got = raw(s.port, b"POST /api/generate-3d HTTP/1.1\r\nHost: x\r\n"
+        got = raw(s.port, b"POST /api/generate-3d HTTP/1.1\r\nHost: localhost\r\n"
                           b"Content-Length: 99999999999999999999999\r\n\r\n{}" + HIDDEN, timeout=3)
         check(got.startswith(b"HTTP/1.1 413") and b"HTTP/1.1 200" not in got and raw.closed,
               "a Content-Length past 64 bits: 413 (MHD's), connection closed, the hidden request not run")
@@ -368,11 +368,11 @@ def case_protocol(work):
         check(framing_errors == len(SMUGGLE) + 1,
               "and in orfeas_errors_total{type=\"bad_framing\"}, those libmicrohttpd answers itself too (%d)"
               % framing_errors)
-        got = raw(s.port, b"POST /api/generate-3d HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        got = raw(s.port, b"POST /api/generate-3d HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                           b"Content-Length: 70000\r\n\r\n", timeout=3, until=b"}")
         check(got.startswith(b"HTTP/1.1 413") and b"64 KiB" in got,
               "a 70 kB generate-3d body (--max-json-kb 64): 413 before it is read")
-        got = raw(s.port, b"POST /api/generate-3d HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2"
+        got = raw(s.port, b"POST /api/generate-3d HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\nContent-Length: 2"
                           b"\r\nConnection: close\r\n\r\n{}", timeout=3)
         check(got.startswith(b"HTTP/1.1 400") and b"job_id" in got,
               "two equal Content-Lengths are one length (the body is parsed: 400 for a missing job_id)")
@@ -552,7 +552,7 @@ def case_proxy(work):
         seq = [limited(s.port, junk + ", 203.0.113.44") for _ in range(3)]
         check(seq == [404, 404, 429] and limited(s.port, "203.0.113.44") == 429,
               "  a 1.2 KB header: the rightmost address (203.0.113.44) keys it, not the proxy (%s)" % seq)
-        two = ("GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Forwarded-For: %s\r\n"
+        two = ("GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nX-Forwarded-For: %s\r\n"
                "X-Forwarded-For: 203.0.113.45\r\n\r\n" % (STATUS, ", ".join(["198.51.100.201"] * 66))).encode()
         seq = [int(raw(s.port, two).split(b" ", 2)[1]) for _ in range(3)]
         check(seq == [404, 404, 429],

@@ -172,7 +172,7 @@ def case_sigterm_full(work):
         wait_for(lambda: s.log_has("SIGTERM: draining"), "the drain to begin", timeout=DRAIN)
         try:  # refused (it already exited) or closed unanswered
             with socket.create_connection(("127.0.0.1", s.port), timeout=2) as late:
-                late.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                late.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
                 got = late.recv(100)
         except OSError:
             got = b""

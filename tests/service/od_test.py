@@ -296,7 +296,7 @@ def case_ratelimit(work):
     check(codes == [404, 429] and st == 429 and int(hd["retry-after"]) >= 1,
           "rate limit: the upload took one token (not two), the 3rd request in a burst of 2 gets 429 + Retry-After")
     # Headers only, asking for 100 Continue: the 429 comes without the body.
-    got = raw_http(s.port, b"POST /api/upload-image HTTP/1.1\r\nHost: x\r\n"
+    got = raw_http(s.port, b"POST /api/upload-image HTTP/1.1\r\nHost: localhost\r\n"
                    b"Content-Type: multipart/form-data; boundary=b\r\n"
                    b"Content-Length: 1000000\r\nExpect: 100-continue\r\n\r\n", read_timeout=10)
     check(got.startswith(b"HTTP/1.1 429") and b"100 Continue" not in got,
@@ -812,14 +812,14 @@ def case_badinput_limits(work):
     answering."""
     s, img, counted = badinput_server(work, "--max-upload-mb", "1", "--max-ws-clients", "3")
     # Oversize: declared length over the limit -> 413 before any body is sent.
-    resp = raw_http(s.port, b"POST /api/upload-image HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=x\r\n"
+    resp = raw_http(s.port, b"POST /api/upload-image HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=x\r\n"
                             b"Content-Length: 104857600\r\nExpect: 100-continue\r\n\r\n")
     check(resp.startswith(b"HTTP/1.1 413") and b"100 Continue" not in resp and b'"error"' in resp,
           "declared 100 MB: 413 without reading the body")
     counted.add("body", "too_large")
     # Oversize without a length (chunked): 413 once the limit is crossed.
     sk = socket.create_connection(("127.0.0.1", s.port), timeout=10)
-    sk.sendall(b"POST /api/upload-image HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+    sk.sendall(b"POST /api/upload-image HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n"
                b"Content-Type: multipart/form-data; boundary=x\r\n\r\n")
     chunk = b"%x\r\n%s\r\n" % (65536, b"a" * 65536)
     got = b""
@@ -839,7 +839,7 @@ def case_badinput_limits(work):
     # Past 4x the limit the connection is cut, nothing answered: counted as
     # the 413 it was due and as a cut connection, not as a client that left.
     sk = socket.create_connection(("127.0.0.1", s.port), timeout=10)
-    sk.sendall(b"POST /api/upload-image HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+    sk.sendall(b"POST /api/upload-image HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n"
                b"Content-Type: multipart/form-data; boundary=x\r\n\r\n")
     try:
         for _ in range(100):  # 6.5 MB: past 4 MB
@@ -852,7 +852,7 @@ def case_badinput_limits(work):
              "the chunked body past 4x the limit cut and counted (body_cut)")
     # A request libmicrohttpd answers itself (a header line with no colon:
     # its 400), counted though no handler saw it.
-    resp = raw_http(s.port, b"GET /health HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n")
+    resp = raw_http(s.port, b"GET /health HTTP/1.1\r\nHost: localhost\r\nNo colon here\r\n\r\n")
     check(resp.startswith(b"HTTP/1.1 400"), "a header line without a colon: libmicrohttpd's 400")
     wait_for(lambda: value(s.samples(), "orfeas_errors_total", type="bad_request", endpoint="other") == 1,
              "  counted in errors_total{bad_request}")
@@ -900,7 +900,7 @@ def case_offload(work):
         socks = []
         for body, ctype in bodies:
             a = socket.create_connection(("127.0.0.1", s.port), timeout=60)
-            a.sendall(("POST /api/upload-image HTTP/1.1\r\nHost: t\r\nContent-Type: %s\r\n"
+            a.sendall(("POST /api/upload-image HTTP/1.1\r\nHost: localhost\r\nContent-Type: %s\r\n"
                        "Content-Length: %d\r\n\r\n" % (ctype, len(body))).encode() + body)
             socks.append(a)
         # Scrapes until one shows an upload pending, or every upload is
@@ -935,7 +935,7 @@ def case_offload(work):
             # stays pending or reserved, and orfeasd goes on answering.
             for body, ctype in bodies:
                 a = socket.create_connection(("127.0.0.1", s.port), timeout=60)
-                a.sendall(("POST /api/upload-image HTTP/1.1\r\nHost: t\r\nContent-Type: %s\r\n"
+                a.sendall(("POST /api/upload-image HTTP/1.1\r\nHost: localhost\r\nContent-Type: %s\r\n"
                            "Content-Length: %d\r\n\r\n" % (ctype, len(body))).encode() + body)
                 a.close()
             wait_for(lambda: (lambda sm: value(sm, "orfeas_http_offloaded_requests") == 0 and

@@ -323,16 +323,19 @@ def make_image(kind, side, path):
 
 
 class WS:
-    def __init__(self, port, timeout=10, host="127.0.0.1", rcvbuf=None, path="/ws", headers=""):
+    def __init__(self, port, timeout=10, host="127.0.0.1", rcvbuf=None, path="/ws", headers="", host_header=None):
+        """host_header: the Host header's value (default HOST:PORT; a name
+        orfeasd does not answer gets 403, see --allowed-hosts)."""
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:  # a small window (set before connect), for slow-client tests
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(timeout)
         self.sock.connect((host, port))
         key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall(("GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
+        self.sock.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
                            "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                           "Sec-WebSocket-Version: 13\r\n%s\r\n" % (path, host, port, key, headers)).encode())
+                           "Sec-WebSocket-Version: 13\r\n%s\r\n"
+                           % (path, host_header or "%s:%d" % (host, port), key, headers)).encode())
         buf = b""
         while b"\r\n\r\n" not in buf:
             chunk = self.sock.recv(4096)

@@ -39,7 +39,7 @@ def raw_request(port, target, method="GET", headers=""):
     """One request exactly as written (no client normalises the path);
     returns (status, head text, body bytes)."""
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    s.sendall(("%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n%s\r\n" % (method, target, headers))
+    s.sendall(("%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n%s\r\n" % (method, target, headers))
               .encode("latin-1"))
     buf = b""
     while True:
