@@ -207,6 +207,15 @@ static const opt_def OPTS[] = {
      "comma list of browser origins (scheme://host"
      "[:port], or *) allowed to call /api/ and open WebSockets; default none: "
      "same-origin only"},
+    {"allowed-hosts", "ORFEAS_ALLOWED_HOSTS", K_STR, OFF(allowed_hosts),
+     SZ(allowed_hosts), 0, 0,
+     "comma list (at most 32) of the host names or IP literals (port "
+     "aside; IPv6 in brackets) this server answers in the Host header, or "
+     "*; other Hosts get 403 (host_refused), against DNS rebinding. "
+     "localhost, *.localhost, 127.x.x.x, [::1] and the listen address always "
+     "pass. Default: only those on a loopback --listen, any Host on another "
+     "address. Set it there (the names clients use) and behind a reverse "
+     "proxy that passes the browser's Host (the site's public names)"},
     {"pause-file", "ORFEAS_PAUSE_FILE", K_STR, OFF(pause_file), SZ(pause_file),
      0, 0,
      "while this file exists, workers hold each job before its first "

@@ -26,6 +26,10 @@
  *    opens could make the user's browser fill the store of an orfeasd on
  *    the user's machine or network (and push other users' jobs out).
  *
+ * None of this stops DNS rebinding (a page whose name is re-pointed at this
+ * server is, to the browser, of this server's origin): that is the Host
+ * allow-list's business (hosts.c, --allowed-hosts).
+ *
  * Pure functions: http.c and routes.c apply them.
  */
 #include <ctype.h>

@@ -352,9 +352,34 @@ static void client_of(od_service *svc, struct MHD_Connection *conn, od_req *req,
 }
 
 /* A request answered when its body has been discarded (req_body), not
- * stored: rate-limited, or a POST from a page of another origin. */
+ * stored: rate-limited, a POST from a page of another origin, or a Host
+ * this listener does not answer. */
 static int discarding(const od_req *req) {
-  return req->rate_wait > 0 || req->cross_origin;
+  return req->rate_wait > 0 || req->cross_origin || req->host_refused;
+}
+
+/* 403 for a Host this listener does not answer (hosts.c: DNS rebinding).
+ * The first refusal is also logged, once per process, so that an operator
+ * who forgot --allowed-hosts behind a proxy finds the flag in the log; the
+ * rest are only counted (an attacker's page may send many). */
+static int refuse_host(od_service *svc, struct MHD_Connection *conn,
+                       od_req *req) {
+  static atomic_int logged;
+  char host[128], msg[256];
+  log_safe(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host"), host,
+           sizeof host);
+  snprintf(msg, sizeof msg,
+           "Host \"%s\" is not one this server answers to: add it to "
+           "--allowed-hosts",
+           host);
+  if (atomic_exchange(&logged, 1) == 0)
+    od_logl(OD_LOG_WARN,
+            "refused a request for Host \"%s\" on the %s listener: not in "
+            "--allowed-hosts (a DNS rebinding page, or a name clients use "
+            "that the flag must list); further refusals are counted in "
+            "orfeas_errors_total{type=\"host_refused\"}, not logged",
+            host, req->admin ? "admin" : "public");
+  return od_respond_error(svc, conn, req, 403, "host_refused", msg, NULL);
 }
 
 /* A request with a body takes its rate-limit token with its headers, so a
@@ -387,6 +412,18 @@ static int refuse_early(od_service *svc, struct MHD_Connection *conn,
     od_edge_count_close(svc->edge, OD_CLOSE_BAD_FRAMING);
     *rc = (enum MHD_Result)od_respond_error(svc, conn, req, 400, "bad_framing",
                                             framing, NULL);
+  } else if (req->host_refused) {
+    /* Before anything else is spent on it (a connection slot's 429, the
+     * rate limit's token, the body budget). A body sent at once, within
+     * the limit, is discarded as it comes and the 403 answered at its end
+     * (req_body, req_end), as for the rate limit and a cross-origin POST:
+     * answered now, the connection would close under the body and the
+     * client (nginx, which sends a buffered upload at once) would see a
+     * reset, not the 403 that names the flag. */
+    if (has_body && !h->expect_continue &&
+        !(h->f.lengths > 0 && h->f.length > req->body_limit))
+      return 0;
+    *rc = (enum MHD_Result)refuse_host(svc, conn, req);
   } else if (!req->admin &&
              atomic_load(&svc->open_conns) - atomic_load(&svc->ws_open) >
                  svc->cfg.max_connections &&
@@ -478,6 +515,12 @@ static enum MHD_Result req_begin(od_service *svc, int admin,
   }
   req->conn = conn_of(conn);
   req->admin = admin;
+  /* DNS rebinding (hosts.c): every request on either listener, every route
+   * and WebSocket or Socket.IO upgrade included, refused in refuse_early
+   * before its body is stored or anything else is done. */
+  req->host_refused = !od_hosts_allowed(
+      &svc->hosts[admin ? 1 : 0],
+      MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host"));
   req->body_limit = req->route == OD_ROUTE_UPLOAD
                         ? (size_t)svc->cfg.max_upload_mb << 20
                         : (size_t)svc->cfg.max_json_kb << 10;
@@ -507,7 +550,10 @@ static enum MHD_Result req_begin(od_service *svc, int admin,
 static void body_cut(od_service *svc, od_req *req) {
   const char *type = "payload_too_large";
   req->status = 413;
-  if (req->cross_origin) {
+  if (req->host_refused) {
+    type = "host_refused";
+    req->status = 403;
+  } else if (req->cross_origin) {
     type = "cors_refused";
     req->status = 403;
   } else if (req->rate_wait > 0) {
@@ -582,6 +628,8 @@ static enum MHD_Result req_end(od_service *svc, struct MHD_Connection *conn,
   if (req->offloaded == OD_OFFLOAD_ANSWERED)
     return send_deferred(conn, req);
   od_edge_phase(svc->edge, req->conn, OD_CONN_BUSY);
+  if (req->host_refused) /* its body discarded (refuse_early) */
+    return (enum MHD_Result)refuse_host(svc, conn, req);
   if (discarding(req)) { /* its body discarded: the 403 or 429 (or 404/405) */
     od_route_dispatch(svc, conn, req);
     return req->status ? MHD_YES : MHD_NO;

@@ -223,6 +223,15 @@ int main(int argc, char **argv) {
   }
   if (rc == 0)
     rc = od_cors_parse(&svc.cors, svc.cfg.cors_origins, err, sizeof err);
+  /* Each listener's Host allow-list: the same --allowed-hosts, its own
+   * address and loopback default (hosts.c). The admin listener's too: a
+   * rebound page could otherwise read /metrics on a loopback admin port. */
+  if (rc == 0)
+    rc = od_hosts_parse(&svc.hosts[0], svc.cfg.allowed_hosts,
+                        svc.cfg.listen_host, err, sizeof err);
+  if (rc == 0)
+    rc = od_hosts_parse(&svc.hosts[1], svc.cfg.allowed_hosts,
+                        svc.cfg.admin_host, err, sizeof err);
   if (rc != 0) {
     fprintf(stderr, "orfeasd: %s\n", err);
     return 2;

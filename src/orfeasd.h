@@ -149,6 +149,7 @@ typedef struct {
   double sio_ping_interval_s; /* Engine.IO pings to Socket.IO clients */
   double sio_ping_timeout_s;  /* a pong later than this closes the client */
   char cors_origins[2048];    /* --cors-origins, as given (cors.c parses it) */
+  char allowed_hosts[2048];   /* --allowed-hosts, as given (hosts.c) */
   /* The HTTP edge (issue #13: http.c, edge.c, body.c, proxy.c, fdlimit.c) */
   char admin_host[64]; /* --admin-listen; "" = admin routes on --listen */
   uint16_t admin_port;
@@ -1164,6 +1165,30 @@ int od_cors_ws_allowed(const od_cors *c, const char *origin, const char *host);
 int od_cors_write_allowed(const od_cors *c, const char *origin,
                           const char *host);
 
+/* ---- hosts.c ------------------------------------------------------------- */
+
+#define OD_HOSTS_MAX 32      /* names in --allowed-hosts */
+#define OD_HOST_NAME_MAX 256 /* bytes of one name, brackets included */
+
+/* The Host header values one listener answers (DNS rebinding: hosts.c). */
+typedef struct {
+  int given;     /* --allowed-hosts named something */
+  int any;       /* "*", or not given on a listener off loopback */
+  char self[64]; /* the listener's address: always allowed */
+  int n;
+  char names[OD_HOSTS_MAX][OD_HOST_NAME_MAX]; /* compared form */
+} od_hosts;
+
+/* Parses --allowed-hosts (a comma list of names, IP literals or "*") for
+ * the listener on listen_addr (IPv4), which decides the default. 0, or -1
+ * with err naming the bad entry. */
+int od_hosts_parse(od_hosts *h, const char *spec, const char *listen_addr,
+                   char *err, size_t err_len);
+/* 1 when a request with this Host header (NULL: none) is answered. */
+int od_hosts_allowed(const od_hosts *h, const char *host);
+/* 1 for a numeric IPv4 address in 127.0.0.0/8. */
+int od_hosts_listen_is_loopback(const char *addr);
+
 /* ---- static.c ------------------------------------------------------------ */
 
 /* The Studio page's Content-Security-Policy. */
@@ -1214,6 +1239,9 @@ struct od_service {
   int static_fd; /* the Studio folder (static.c); -1 when none */
   char static_path[PATH_MAX];
   od_cors cors; /* --cors-origins, parsed */
+  /* --allowed-hosts, parsed per listener ([0] public, [1] admin: each with
+   * its own address and default; hosts.c). */
+  od_hosts hosts[2];
   /* The HTTP edge (issue #13). */
   struct MHD_Daemon *admin_daemon; /* --admin-listen; NULL when unset */
   /* Each daemon's callback context (http.c): [0] public, [1] admin. Set
@@ -1265,6 +1293,7 @@ struct od_req {
   int rate_wait;    /* > 0: rate limited, Retry-After seconds */
   int cross_origin; /* a POST from a page of another origin (cors.c): 403,
                        its body discarded as it comes */
+  int host_refused; /* its Host is not one the listener answers (hosts.c) */
   /* offload.c: answered on a request thread, the connection suspended. */
   int offloaded;                   /* an od_offload_state */
   struct MHD_Response *deferred;   /* the answer, until MHD calls back */

@@ -4,12 +4,16 @@
 nginx (Debian's) runs in the foreground as a child of this test, with a
 temporary prefix (its pid file, logs and temp folders in WORKDIR), on a free
 127.0.0.1 port; the deploy file is included as it is, only its `listen` line
-and its upstream's port rewritten. orfeasd runs with --trusted-proxies
-127.0.0.1/32. Checks: a whole job through nginx, a WebSocket through nginx
-(its events), Socket.IO's handshake through /socket.io/, the body limit
-(nginx's 413 before the body), /metrics not
-published, and the rate limit keyed by the real client (two clients on
-127.0.0.2 and 127.0.0.3, one of them forging X-Forwarded-For).
+and its upstream's port rewritten. orfeasd runs as the file says, with
+--trusted-proxies 127.0.0.1/32 and --allowed-hosts naming the site's public
+name (studio.example here). Checks: a whole job through nginx, a WebSocket
+through nginx (its events), Socket.IO's handshake through /socket.io/, the
+page at http://studio.example (its WebSocket and uploads pass), a rebound
+name's requests and WebSocket refused (403 host_refused: nginx passes the
+browser's Host, and orfeasd checks it), the body limit (nginx's 413 before
+the body), /metrics not published, and the rate limit keyed by the real
+client (two clients on 127.0.0.2 and 127.0.0.3, one of them forging
+X-Forwarded-For).
 
 Usage: nginx_test.py CASE WORKDIR  (ctest: reliability.nginx)
 """
@@ -28,6 +32,7 @@ from rellib import (STARTED, WS, Server, TestFailure, check, check_within, free_
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 CONF = os.path.join(ROOT, "deploy", "nginx", "orfeas.conf")
 STATUS = "/api/job-status/00000000-0000-4000-8000-000000000000"  # rate limited, 404
+SITE = "studio.example"  # the public name nginx serves, in orfeasd's --allowed-hosts
 
 
 def nginx_conf(work, port, upstream):
@@ -95,7 +100,8 @@ def socketio_open(port):
     """A Socket.IO websocket handshake through `port`: the first frame's
     payload (the Engine.IO open packet, "0{...}")."""
     key = base64.b64encode(os.urandom(16))
-    got = raw(port, b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+    got = raw(port, b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: studio.example\r\n"
+              b"Upgrade: websocket\r\n"
               b"Connection: Upgrade\r\nSec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n",
               timeout=5, until=b"}")
     if not got.startswith(b"HTTP/1.1 101"):
@@ -122,8 +128,8 @@ def case_nginx(work):
     if shutil.which("nginx") is None:
         raise TestFailure("nginx is not installed (scripts/install-deps installs nginx-light)")
     img = make_image("png", 64, os.path.join(work, "n.png"))
-    s = Server(os.path.join(work, "data"), "--trusted-proxies", "127.0.0.1/32", "--rate-limit", "0.1",
-               "--rate-burst", "30", "--workers", "1")
+    s = Server(os.path.join(work, "data"), "--trusted-proxies", "127.0.0.1/32", "--allowed-hosts", SITE,
+               "--rate-limit", "0.1", "--rate-burst", "30", "--workers", "1")
     ng = Nginx(work, s.port)
     try:
         via = Via(ng.port)
@@ -162,8 +168,34 @@ def case_nginx(work):
         st, _, _ = request(ng.port, "POST", "/api/upload-image", body,
                            {"Content-Type": ct, "Origin": "http://evil.example"})
         check(st == 403, "an upload from another origin through nginx: 403 (%d)" % st)
+        # The site's public name (what a browser sends through nginx, port
+        # and all) is in --allowed-hosts: its page's WebSocket and uploads
+        # pass. A rebound name (DNS rebinding: a page at attacker.example
+        # whose name now points at this nginx) is the same origin as the
+        # site to the browser, but its Host is refused by orfeasd, which
+        # nginx passes it to ($http_host): every route, the WebSocket too.
+        site = "%s:%d" % (SITE, ng.port)
+        st, _, b = request(ng.port, "GET", "/api/health", headers={"Host": site})
+        check(st == 200, "Host %s (in --allowed-hosts) through nginx: 200 (%d %r)" % (site, st, b[:80]))
+        ws = WS(ng.port, host_header=site, headers="Origin: http://%s\r\n" % site)
+        check(ws.status == 101, "a WebSocket from the page at http://%s through nginx: 101 (%s)" % (site, ws.status))
+        ws.close()
+        st, _, b = request(ng.port, "POST", "/api/upload-image", body,
+                           {"Content-Type": ct, "Host": site, "Origin": "http://" + site})
+        check(st == 200, "an upload from the page at http://%s through nginx: 200 (%d %r)" % (site, st, b[:80]))
+        rebound = "attacker.example:%d" % ng.port
+        for method, path, data, h in [("GET", "/api/health", None, {}), ("GET", STATUS, None, {}),
+                                      ("POST", "/api/upload-image", body, {"Content-Type": ct})]:
+            h = dict(h, Host=rebound, Origin="http://" + rebound)
+            st, _, b = request(ng.port, method, path, data, h)
+            check(st == 403 and json.loads(b)["error"] == 'Host "%s" is not one this server answers to: add it to '
+                  '--allowed-hosts' % rebound, "%s %s with a rebound Host (%s) through nginx: orfeasd's 403 naming "
+                  "the Host and the flag (%d %r)" % (method, path, rebound, st, b[:100]))
+        ws = WS(ng.port, host_header=rebound, headers="Origin: http://%s\r\n" % rebound)
+        check(ws.status == 403, "a WebSocket with a rebound Host through nginx: 403 (%s)" % ws.status)
+        ws.sock.close()
         # Limits at the edge.
-        got = raw(ng.port, b"POST /api/upload-image HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+        got = raw(ng.port, b"POST /api/upload-image HTTP/1.1\r\nHost: studio.example\r\nContent-Type: multipart/form-data; "
                            b"boundary=x\r\nContent-Length: 52428801\r\n\r\n", timeout=10, until=b"\r\n\r\n")
         check(got.startswith(b"HTTP/1.1 413"), "a body over 50 MB (orfeasd's --max-upload-mb): nginx's 413 "
               "before the body")
@@ -184,6 +216,9 @@ def case_nginx(work):
         sm = samples(s)
         check(value(sm, "orfeas_http_forwarded_for_total", result="used") >= 6,
               "orfeas_http_forwarded_for_total{result=\"used\"} counts them")
+        check(value(sm, "orfeas_errors_total", type="host_refused", endpoint="/api/health") == 1 and
+              value(sm, "orfeas_errors_total", type="host_refused", endpoint="/ws") == 1,
+              "the rebound Host's refusals counted in orfeas_errors_total{type=\"host_refused\"}")
     finally:
         ng.stop()
         rc = s.stop()

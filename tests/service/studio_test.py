@@ -13,6 +13,13 @@ argv: CASE WORKDIR, like od_test.py. Cases:
            (the headers the original clients send), ACAO on answers and
            errors, Vary: Origin, never credentials, "*", the default
            (same-origin only), the WebSocket origin rule, a bad flag.
+  hosts    --allowed-hosts (DNS rebinding): the default on loopback refuses
+           a rebound name's Host on every kind of route, on the admin
+           listener, on WebSocket and Socket.IO upgrades and on an upload
+           (403 JSON naming the Host and the flag, counted as host_refused,
+           logged once, nothing stored), and lets loopback names through
+           (any case, any port, HTTP/1.0 without Host); the list from the
+           environment, "*", and bad values (exit 2).
   routes   the routes the original clients call: /api/models-info (with
            the "device" its page requires), preview_url and /api/preview,
            /api/download-base64 (the same bytes as the download), each
@@ -26,13 +33,14 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 import base64  # noqa: E402
+import http.client  # noqa: E402
 import json  # noqa: E402
 import struct  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 
-from odlib import (ORFEASD, WS, Server, check, check_within, main, make_image, multipart,  # noqa: E402
-                   parse_metrics, total, value)
+from odlib import (ORFEASD, WS, Server, admin_port, check, check_within, exposed, main, make_image,  # noqa: E402
+                   multipart, parse_metrics, total, value)
 
 
 def raw_request(port, target, method="GET", headers=""):
@@ -394,6 +402,146 @@ def case_cors(work):
     check(r.returncode == 2 and b"--cors-origins" in r.stderr, "a bad origin: exit 2 naming the flag")
 
 
+def handshake(port, path, host, origin):
+    """A WebSocket handshake with this Host and Origin (a page at `origin`
+    whose name now points at 127.0.0.1); the status code."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\nOrigin: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (path, host, origin, key)).encode())
+    buf = b""
+    while b"\r\n" not in buf:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        buf += chunk
+    s.close()
+    return int(buf.split(b" ")[1]) if buf.startswith(b"HTTP/1.1 ") else buf
+
+
+def case_hosts(work):
+    # The default on a loopback --listen: loopback names only. The admin
+    # listener (also on loopback) follows the same rule.
+    s = Server(os.path.join(work, "data"), "--admin-listen", "127.0.0.1:0")
+    port, aport = s.port, admin_port(s)
+    rebound = "attacker.example:%d" % port
+    page = "http://" + rebound  # its pages' Origin: the same, to the browser
+    refused = [("GET", "/api/health"), ("GET", "/api/job-status/00000000-0000-4000-8000-000000000000"),
+               ("GET", "/api/models-info"), ("GET", "/"), ("GET", "/static/studio.js"),
+               ("GET", "/socket.io/?EIO=4&transport=polling"), ("OPTIONS", "/api/upload-image")]
+    for method, path in refused:
+        st, hd, b = s.request(method, path, headers={"Host": rebound, "Origin": page})
+        msg = json.loads(b).get("error", "") if hd.get("content-type") == "application/json" else b
+        check(st == 403 and msg == 'Host "%s" is not one this server answers to: add it to --allowed-hosts' % rebound,
+              "%s %s with a rebound Host (%s): 403 JSON naming the Host and the flag (%d %r)"
+              % (method, path, rebound, st, msg))
+    for path in ["/ws", "/socket.io/?EIO=4&transport=websocket"]:
+        got = handshake(port, path, rebound, page)
+        check(got == 403, "a WebSocket upgrade of %s with a rebound Host and its own Origin: 403 (%r)"
+              % (path.split("?")[0], got))
+    # An upload sent at once (as a browser's fetch, or nginx with a buffered
+    # body, sends it): its body is read and dropped, the 403 arrives (not a
+    # reset), and nothing is stored.
+    img = make_image("png", 64, os.path.join(work, "h.png"))
+    body, ct = multipart({"image": ("h.png", img + os.urandom(2 << 20))})
+    st, _, b = s.request("POST", "/api/upload-image", body, {"Content-Type": ct, "Host": rebound, "Origin": page})
+    check(st == 403 and "--allowed-hosts" in json.loads(b)["error"],
+          "an upload (2 MB, sent at once) with a rebound Host: 403 (%d %r)" % (st, b[:100]))
+    got = raw_http10(port, "POST /api/upload-image HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\n"
+                           "Content-Length: %d\r\nExpect: 100-continue\r\n\r\n" % (rebound, ct, len(body)))
+    check(got.startswith(b"HTTP/1.1 403"), "an upload that waits for 100 Continue: 403 before its body (%r)"
+          % got[:40])
+    # Loopback names pass: any case, any port or none, a trailing dot.
+    for host in ["127.0.0.1:%d" % port, "localhost:%d" % port, "LOCALHOST:%d" % port, "localhost",
+                 "localhost.:%d" % port, "studio.localhost:%d" % port, "127.0.0.2:%d" % port, "[::1]:%d" % port]:
+        st, _, _ = s.request("GET", "/api/health", headers={"Host": host})
+        check(st == 200, "Host %s: 200 (%d)" % (host, st))
+    got = handshake(port, "/ws", "localhost:%d" % port, "http://localhost:%d" % port)
+    check(got == 101, "a WebSocket upgrade from the page at http://localhost:%d: 101 (%r)" % (port, got))
+    # Names that merely look local are rebinding names.
+    for host in ["localhost.attacker.example:%d" % port, "127.0.0.1.nip.io:%d" % port,
+                 "attacker.example", "[::2]:%d" % port, "localhost:x"]:
+        st, _, _ = s.request("GET", "/api/health", headers={"Host": host})
+        check(st == 403, "Host %s: 403 (%d)" % (host, st))
+    got = raw_http10(port, "GET /api/health HTTP/1.0\r\n\r\n")
+    check(got.startswith(b"HTTP/1.1 200") or got.startswith(b"HTTP/1.0 200"),
+          "HTTP/1.0 without a Host (not a browser): 200 (%r)" % got[:40])
+    # The admin listener: a scrape of 127.0.0.1 passes, a rebound page's
+    # read of /metrics does not.
+    c = http.client.HTTPConnection("127.0.0.1", aport, timeout=30)
+    c.request("GET", "/metrics", headers={"Host": "attacker.example:%d" % aport})
+    r = c.getresponse()
+    check(r.status == 403 and b"--allowed-hosts" in r.read(), "/metrics on the admin listener with a rebound "
+          "Host: 403 (%d)" % r.status)
+    c.close()
+    c = http.client.HTTPConnection("127.0.0.1", aport, timeout=30)
+    c.request("GET", "/metrics")
+    r = c.getresponse()
+    sm = parse_metrics(r.read().decode())
+    c.close()
+    check(r.status == 200, "/metrics on the admin listener with Host 127.0.0.1:%d: 200" % aport)
+    n = len(refused) + 2 + 2 + 5 + 1
+    check(value(sm, "orfeas_errors_total", type="host_refused", endpoint="/api/health") == 1 + 5 and
+          value(sm, "orfeas_errors_total", type="host_refused", endpoint="/ws") == 1 and
+          value(sm, "orfeas_errors_total", type="host_refused", endpoint="/api/upload-image") == 3 and
+          total(sm, "orfeas_errors_total", type="host_refused") == n,
+          "every refusal counted in orfeas_errors_total{type=host_refused} under its route (%d in all)" % n)
+    check(value(sm, "orfeas_http_requests_total", method="POST", endpoint="/api/upload-image", status="403") == 2 and
+          exposed(sm, "orfeas_http_requests_total", method="GET", endpoint="/api/health", status="403") == 6,
+          "and in orfeas_http_requests_total as 403s")
+    _, _, health = s.json("GET", "/api/health")
+    check(health["jobs"]["uploaded"] == 0 and os.listdir(os.path.join(work, "data", "tmp")) == [],
+          "the refused uploads stored nothing (%s)" % health["jobs"])
+    lines = [ln for ln in s.lines if "refused a request for Host" in ln]
+    check(len(lines) == 1 and rebound in lines[0] and "--allowed-hosts" in lines[0],
+          "the first refusal is logged once, naming the Host and the flag (%s)" % lines)
+    check(s.stop() == 0, "exit 0")
+
+    # A list (here from the environment): its names pass, port and case
+    # aside; loopback names still do; others are refused.
+    s = Server(os.path.join(work, "data2"), env={"ORFEAS_ALLOWED_HOSTS": "studio.example, 192.0.2.10,[2001:db8::1]"})
+    port = s.port
+    for host, want in [("studio.example:%d" % port, 200), ("Studio.Example", 200), ("192.0.2.10:%d" % port, 200),
+                       ("[2001:DB8:0::1]:%d" % port, 200), ("localhost:%d" % port, 200),
+                       ("127.0.0.1:%d" % port, 200), ("other.example:%d" % port, 403),
+                       ("studio.example.attacker.example", 403), ("192.0.2.11:%d" % port, 403)]:
+        st, _, _ = s.request("GET", "/api/health", headers={"Host": host})
+        check(st == want, "ORFEAS_ALLOWED_HOSTS=studio.example,...: Host %s: %d (%d)" % (host, want, st))
+    got = handshake(port, "/ws", "studio.example:%d" % port, "http://studio.example:%d" % port)
+    check(got == 101, "a WebSocket from the page at http://studio.example:%d: 101 (%r)" % (port, got))
+    check(s.stop() == 0, "exit 0")
+    # "*": any Host (the defence off).
+    s = Server(os.path.join(work, "data3"), "--allowed-hosts", "*")
+    st, _, _ = s.request("GET", "/api/health", headers={"Host": "attacker.example:%d" % s.port})
+    check(st == 200, "--allowed-hosts '*': any Host passes (%d)" % st)
+    check(s.stop() == 0, "exit 0")
+    for bad, why in [("http://studio.example", "not a URL"), ("studio.example:443", "without its port"),
+                     ("*.example", "wildcard"), ("a b", "not valid")]:
+        r = subprocess.run([ORFEASD, "--allowed-hosts", bad], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                           timeout=30)
+        check(r.returncode == 2 and b"--allowed-hosts" in r.stderr and why.encode() in r.stderr,
+              "--allowed-hosts %r: exit 2, naming the flag and what is wrong (%d %r)" % (bad, r.returncode, r.stderr))
+    r = subprocess.run([ORFEASD, "--help"], stdout=subprocess.PIPE, timeout=30)
+    check(b"--allowed-hosts" in r.stdout and b"ORFEAS_ALLOWED_HOSTS" in r.stdout, "--help lists --allowed-hosts")
+
+
+def raw_http10(port, text):
+    """One request as written; the answer's bytes (up to its headers)."""
+    sk = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sk.sendall(text.encode("latin-1"))
+    buf = b""
+    try:
+        while b"\r\n\r\n" not in buf:
+            chunk = sk.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    except OSError:
+        pass
+    sk.close()
+    return buf
+
+
 def case_routes(work):
     s = Server(os.path.join(work, "data"), "--max-upload-mb", "2", "--workers", "1")
     st, hd, info = s.json("GET", "/api/models-info", headers={"Cache-Control": "no-cache", "Pragma": "no-cache",
@@ -466,4 +614,5 @@ def case_routes(work):
 
 
 if __name__ == "__main__":
-    main({"static": case_static, "socketio": case_socketio, "cors": case_cors, "routes": case_routes})
+    main({"static": case_static, "socketio": case_socketio, "cors": case_cors, "hosts": case_hosts,
+          "routes": case_routes})
