@@ -115,12 +115,8 @@ int od_cors_same_origin(const char *origin, const char *host) {
   return h != NULL && strcasecmp(h + 3, host) == 0;
 }
 
-int od_cors_ws_allowed(const od_cors *c, const char *origin, const char *host) {
+int od_cors_page_allowed(const od_cors *c, const char *origin,
+                         const char *host) {
   return origin == NULL || od_cors_same_origin(origin, host) ||
          od_cors_allow(c, origin) != NULL;
-}
-
-int od_cors_write_allowed(const od_cors *c, const char *origin,
-                          const char *host) {
-  return od_cors_ws_allowed(c, origin, host);
 }

@@ -509,7 +509,7 @@ static enum MHD_Result req_begin(od_service *svc, int admin,
       snprintf(req->acao, sizeof req->acao, "%s", acao);
     req->cross_origin =
         req->method_idx == OD_METHOD_POST &&
-        !od_cors_write_allowed(
+        !od_cors_page_allowed(
             &svc->cors, origin,
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host"));
   }

@@ -1156,14 +1156,13 @@ int od_cors_parse(od_cors *c, const char *spec, char *err, size_t err_len);
 const char *od_cors_allow(const od_cors *c, const char *origin);
 /* 1 when Origin names the Host this request was sent to (scheme aside). */
 int od_cors_same_origin(const char *origin, const char *host);
-/* The WebSocket rule: no Origin (not a browser), this server's own, or an
- * allowed one. */
-int od_cors_ws_allowed(const od_cors *c, const char *origin, const char *host);
-/* The same rule for a POST to the API: a page of another origin may send a
- * "simple" request (a form's multipart, JSON as text/plain) with no
- * preflight, so its Origin is checked before the request does anything. */
-int od_cors_write_allowed(const od_cors *c, const char *origin,
-                          const char *host);
+/* Whether a page of this Origin may act here, for the requests CORS alone
+ * does not stop (a WebSocket handshake; a POST to the API, which a page of
+ * another origin may send as a "simple" request, a form's multipart or
+ * JSON as text/plain, with no preflight): no Origin (not a browser), this
+ * server's own, or an allowed one. */
+int od_cors_page_allowed(const od_cors *c, const char *origin,
+                         const char *host);
 
 /* ---- hosts.c ------------------------------------------------------------- */
 

@@ -666,7 +666,7 @@ static void handle_ws(od_service *svc, struct MHD_Connection *conn,
                       od_req *req) {
   const char *origin =
       MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
-  if (!od_cors_ws_allowed(
+  if (!od_cors_page_allowed(
           &svc->cors, origin,
           MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host"))) {
     od_respond_error(

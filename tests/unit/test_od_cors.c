@@ -79,27 +79,19 @@ static void test_websocket_rule(void **s) {
   assert_true(od_cors_same_origin("https://studio.example", "studio.example"));
   assert_false(od_cors_same_origin("http://127.0.0.1:5001", "127.0.0.1:5000"));
   assert_false(od_cors_same_origin("null", "127.0.0.1:5000"));
-  assert_true(od_cors_ws_allowed(&cors, NULL, "127.0.0.1:5000"));
+  assert_true(od_cors_page_allowed(&cors, NULL, "127.0.0.1:5000"));
   assert_true(
-      od_cors_ws_allowed(&cors, "http://127.0.0.1:5000", "127.0.0.1:5000"));
+      od_cors_page_allowed(&cors, "http://127.0.0.1:5000", "127.0.0.1:5000"));
   assert_true(
-      od_cors_ws_allowed(&cors, "http://localhost:8000", "127.0.0.1:5000"));
+      od_cors_page_allowed(&cors, "http://localhost:8000", "127.0.0.1:5000"));
   assert_false(
-      od_cors_ws_allowed(&cors, "http://evil.example", "127.0.0.1:5000"));
-  assert_false(od_cors_ws_allowed(&cors, "http://evil.example", NULL));
-  /* A POST to the API: the same rule ("null" is a sandboxed frame or a
-   * file:// page, allowed only by "*"). */
-  assert_true(od_cors_write_allowed(&cors, NULL, "127.0.0.1:5000"));
-  assert_true(
-      od_cors_write_allowed(&cors, "http://127.0.0.1:5000", "127.0.0.1:5000"));
-  assert_true(
-      od_cors_write_allowed(&cors, "http://localhost:8000", "127.0.0.1:5000"));
-  assert_false(
-      od_cors_write_allowed(&cors, "http://evil.example", "127.0.0.1:5000"));
-  assert_false(od_cors_write_allowed(&cors, "null", "127.0.0.1:5000"));
-  assert_false(od_cors_write_allowed(&cors, "", "127.0.0.1:5000"));
+      od_cors_page_allowed(&cors, "http://evil.example", "127.0.0.1:5000"));
+  assert_false(od_cors_page_allowed(&cors, "http://evil.example", NULL));
+  /* "null" is a sandboxed frame or a file:// page, allowed only by "*". */
+  assert_false(od_cors_page_allowed(&cors, "null", "127.0.0.1:5000"));
+  assert_false(od_cors_page_allowed(&cors, "", "127.0.0.1:5000"));
   assert_int_equal(od_cors_parse(&cors, "*", err, sizeof err), 0);
-  assert_true(od_cors_write_allowed(&cors, "null", "127.0.0.1:5000"));
+  assert_true(od_cors_page_allowed(&cors, "null", "127.0.0.1:5000"));
 }
 
 int main(void) {
