@@ -126,11 +126,23 @@ int od_respond_error(od_service *svc, struct MHD_Connection *conn, od_req *req,
 
 /* ---- gzip ---------------------------------------------------------------- */
 
+/* A q value (RFC 9110 12.4.2: "0" or "1", up to three decimals) above 0,
+ * read by hand: strtod would follow the locale's decimal point. */
+static int q_positive(const char *v, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (v[i] >= '1' && v[i] <= '9')
+      return 1;
+  return 0;
+}
+
 int od_accepts_gzip(const char *ae) {
   if (ae == NULL)
     return 0;
-  /* Tokens separated by commas, each "coding[;q=x]"; gzip (or *) with a
-   * q above 0. */
+  /* Tokens separated by commas, each "coding[;param=value]...". gzip's own
+   * q decides when gzip is listed ("gzip;q=0" refuses it, whatever "*"
+   * says); else "*"'s, which stands for every coding not listed (RFC 9110
+   * 12.5.3). -1: not listed. */
+  int gzip = -1, star = -1;
   const char *p = ae;
   while (*p) {
     while (*p == ' ' || *p == '\t' || *p == ',')
@@ -139,23 +151,30 @@ int od_accepts_gzip(const char *ae) {
     while (*p && *p != ',' && *p != ';' && *p != ' ' && *p != '\t')
       p++;
     size_t tl = (size_t)(p - tok);
-    double q = 1;
-    while (*p == ' ' || *p == '\t')
-      p++;
-    if (*p == ';') {
-      const char *qp = strstr(p, "q=");
-      const char *next = strchr(p, ',');
-      if (qp && (next == NULL || qp < next))
-        q = strtod(qp + 2, NULL);
+    int ok = 1;
+    while (*p && *p != ',') {
+      while (*p == ' ' || *p == '\t' || *p == ';')
+        p++;
+      const char *name = p;
+      while (*p && *p != '=' && *p != ';' && *p != ',')
+        p++;
+      size_t nl = (size_t)(p - name);
+      while (nl > 0 && (name[nl - 1] == ' ' || name[nl - 1] == '\t'))
+        nl--;
+      if (*p != '=')
+        continue;
+      const char *v = ++p;
+      while (*p && *p != ';' && *p != ',')
+        p++;
+      if (nl == 1 && (name[0] == 'q' || name[0] == 'Q'))
+        ok = q_positive(v, (size_t)(p - v));
     }
-    while (*p && *p != ',')
-      p++;
-    if (((tl == 4 && strncasecmp(tok, "gzip", 4) == 0) ||
-         (tl == 1 && tok[0] == '*')) &&
-        q > 0)
-      return 1;
+    if (tl == 4 && strncasecmp(tok, "gzip", 4) == 0)
+      gzip = ok;
+    else if (tl == 1 && tok[0] == '*')
+      star = ok;
   }
-  return 0;
+  return gzip >= 0 ? gzip : star > 0;
 }
 
 int od_gzip(const void *in, size_t in_len, uint8_t **out, size_t *out_len) {

@@ -336,6 +336,15 @@ static void test_gzip_negotiation(void **state) {
   assert_false(od_accepts_gzip("identity"));
   assert_false(od_accepts_gzip("gzip;q=0"));
   assert_false(od_accepts_gzip("x-gzip"));
+  /* gzip refused by name wins over "*"; q read in any case, only as q. */
+  assert_false(od_accepts_gzip("gzip;q=0, *"));
+  assert_false(od_accepts_gzip("*, gzip;q=0.000"));
+  assert_true(od_accepts_gzip("gzip;Q=0.001"));
+  assert_true(od_accepts_gzip("br;q=0, *;q=0.5"));
+  assert_false(od_accepts_gzip("*;q=0"));
+  assert_true(od_accepts_gzip("gzip;level=q=0"));
+  assert_true(od_accepts_gzip("gzip ; q=1.0"));
+  assert_false(od_accepts_gzip("gzip;q=0;foo=1"));
   uint8_t *z;
   size_t zl;
   const char text[] = "metric 1\nmetric 1\nmetric 1\n";
