@@ -154,6 +154,7 @@ void om__family_free(om_family *fam);
 bool om__valid_metric_name(const char *s);
 bool om__valid_label_name(const char *s);
 size_t om__canon_value(const char *v, char *out, size_t cap);
+bool om__valid_utf8(const char *s);
 
 /* errors.c */
 int om__fail(om_error *err, int code, const char *fmt, ...)

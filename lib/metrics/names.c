@@ -58,6 +58,17 @@ static size_t utf8_seq(const unsigned char *s, size_t n) {
   return len;
 }
 
+/* Whether s is valid UTF-8 throughout (a help text: Prometheus refuses a
+ * whole scrape over one bad byte, so registration refuses it). */
+bool om__valid_utf8(const char *s) {
+  const unsigned char *u = (const unsigned char *)s;
+  size_t n = strlen(s);
+  for (size_t i = 0, len; i < n; i += len)
+    if ((len = utf8_seq(u + i, n - i)) == 0)
+      return false;
+  return true;
+}
+
 /* Writes the canonical form of label value v to out (cap >= 3 *
  * OM_MAX_LABEL_VALUE): at most OM_MAX_LABEL_VALUE bytes of input, cut at a
  * character boundary, each invalid byte replaced by U+FFFD (EF BF BD).

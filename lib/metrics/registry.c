@@ -110,6 +110,11 @@ static int check_opts(om_type type, const om_family_opts *o, om_error *err) {
                     o->name);
   if (o->help == NULL)
     return om__fail(err, OM_EINVAL, "metric %.80s needs a help text", o->name);
+  if (!om__valid_utf8(o->help))
+    return om__fail(err, OM_EINVAL,
+                    "metric %.80s: its help text is not valid UTF-8 (a "
+                    "scrape that carried it would be refused whole)",
+                    o->name);
   if (o->label_count > OM_MAX_LABELS)
     return om__fail(err, OM_EBADLABEL, "metric %.80s has %zu labels (max %d)",
                     o->name, o->label_count, OM_MAX_LABELS);

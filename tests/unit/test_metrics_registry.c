@@ -35,6 +35,12 @@ static void bad_names_refused(void **state) {
   assert_true(reg_fails(OM_COUNTER, (om_family_opts){.help = "h"}, OM_EINVAL));
   assert_true(reg_fails(OM_COUNTER, (om_family_opts){.name = "ok"},
                         OM_EINVAL)); /* no help */
+  const char *bad_help[] = {"\xff", "caf\xc3", "\xed\xa0\x80 surrogate",
+                            "\xc0\xaf overlong"};
+  for (size_t i = 0; i < sizeof bad_help / sizeof bad_help[0]; i++)
+    assert_true(reg_fails(OM_COUNTER,
+                          (om_family_opts){.name = "ok", .help = bad_help[i]},
+                          OM_EINVAL));
   om_registry *reg = om_registry_new(NULL);
   assert_non_null(om_counter_new(reg, "ns:sub_total", "h", NULL));
   assert_non_null(om_counter_new(reg, "_x", "h", NULL));
