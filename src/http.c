@@ -431,18 +431,25 @@ static int refuse_early(od_service *svc, struct MHD_Connection *conn,
     od_edge_count_close(svc->edge, OD_CLOSE_BAD_FRAMING);
     *rc = (enum MHD_Result)od_respond_error(svc, conn, req, 400, "bad_framing",
                                             framing, NULL);
-  } else if (req->host_refused) {
-    /* Before anything else is spent on it (a connection slot's 429, the
-     * rate limit's token, the body budget). A body sent at once, within
-     * the limit, is discarded as it comes and the 403 answered at its end
-     * (req_body, req_end), as for the rate limit and a cross-origin POST:
-     * answered now, the connection would close under the body and the
-     * client (nginx, which sends a buffered upload at once) would see a
-     * reset, not the 403 that names the flag. */
+  } else if (req->host_refused || req->cross_origin) {
+    /* A Host this listener does not answer, or a POST from a page of
+     * another origin: refused before anything else is spent on it (a
+     * connection slot's 429, the rate limit's token, the body budget). A
+     * body sent at once (no Expect: 100-continue), within the limit, is
+     * discarded as it comes and the 403 answered at its end (req_body,
+     * req_end), as a rate limit's 429: answered now, the connection would
+     * close under the body and the client (a browser, or nginx, which sends
+     * a buffered upload at once) would see a reset, not the 403 that says
+     * why. */
     if (has_body && !h->expect_continue &&
         !(h->f.lengths > 0 && h->f.length > req->body_limit))
       return 0;
-    *rc = (enum MHD_Result)refuse_host(svc, conn, req);
+    if (req->host_refused) {
+      *rc = (enum MHD_Result)refuse_host(svc, conn, req);
+    } else {
+      od_route_cross_origin(svc, conn, req);
+      *rc = MHD_YES;
+    }
   } else if (!req->admin &&
              atomic_load(&svc->open_conns) - atomic_load(&svc->ws_open) >
                  svc->cfg.max_connections &&
@@ -457,14 +464,6 @@ static int refuse_early(od_service *svc, struct MHD_Connection *conn,
     *rc = (enum MHD_Result)od_respond_error(
         svc, conn, req, 429, "too_many_connections",
         "Too many open connections; retry later", NULL);
-  } else if (req->cross_origin && (!has_body || h->expect_continue)) {
-    /* Its body (if any) not sent: the 403 now. A browser sends a page's
-     * body without waiting (no Expect): it is discarded as it comes and
-     * the 403 answered at its end, as a rate limit's 429. */
-    od_route_cross_origin(svc, conn, req);
-    *rc = MHD_YES;
-  } else if (req->cross_origin) {
-    return 0; /* no budget, no token taken: discarded (req_body) */
   } else if (h->f.lengths > 0 && h->f.length > req->body_limit) {
     *rc = (enum MHD_Result)too_large(svc, conn, req);
   } else if (has_body && rate_limited_early(svc, conn, req, h)) {
