@@ -62,18 +62,9 @@ static int origin_well_formed(const char *o, size_t n) {
 
 int od_cors_parse(od_cors *c, const char *spec, char *err, size_t err_len) {
   memset(c, 0, sizeof *c);
-  const char *p = spec ? spec : "";
-  while (*p) {
-    while (*p == ' ' || *p == ',')
-      p++;
-    const char *s = p;
-    while (*p && *p != ',')
-      p++;
-    size_t n = (size_t)(p - s);
-    while (n > 0 && s[n - 1] == ' ')
-      n--;
-    if (n == 0)
-      continue;
+  const char *p = spec ? spec : "", *s;
+  size_t n;
+  while ((s = od_list_next(&p, &n)) != NULL) {
     if (n == 1 && s[0] == '*') {
       c->any = 1;
       continue;

@@ -109,18 +109,9 @@ int od_hosts_parse(od_hosts *h, const char *spec, const char *listen_addr,
                    char *err, size_t err_len) {
   memset(h, 0, sizeof *h);
   snprintf(h->self, sizeof h->self, "%s", listen_addr ? listen_addr : "");
-  const char *p = spec ? spec : "";
-  while (*p) {
-    while (*p == ' ' || *p == ',')
-      p++;
-    const char *s = p;
-    while (*p && *p != ',')
-      p++;
-    size_t n = (size_t)(p - s);
-    while (n > 0 && s[n - 1] == ' ')
-      n--;
-    if (n == 0)
-      continue;
+  const char *p = spec ? spec : "", *s;
+  size_t n;
+  while ((s = od_list_next(&p, &n)) != NULL) {
     h->given = 1;
     if (n == 1 && s[0] == '*') {
       h->any = 1;

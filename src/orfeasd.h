@@ -190,6 +190,10 @@ void od_config_usage(char *buf, size_t len);
 
 /* ---- validate.c ---------------------------------------------------------- */
 
+/* The next item of a comma-separated flag value (--cors-origins,
+ * --allowed-hosts) at *p, blanks around it trimmed: its start, its length
+ * in *n (> 0), *p moved past it; NULL at the end. */
+const char *od_list_next(const char **p, size_t *n);
 /* 1 when s is a canonical lower- or upper-case 8-4-4-4-12 hex UUID. */
 int od_uuid_valid(const char *s);
 /* A client's job id as the service stores it: when s is such a UUID, its

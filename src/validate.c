@@ -26,6 +26,23 @@ static int is_hex(char c) {
          (c >= 'A' && c <= 'F');
 }
 
+const char *od_list_next(const char **p, size_t *n) {
+  for (;;) {
+    while (**p == ' ' || **p == ',')
+      (*p)++;
+    if (**p == '\0')
+      return NULL;
+    const char *s = *p;
+    while (**p && **p != ',')
+      (*p)++;
+    *n = (size_t)(*p - s);
+    while (*n > 0 && s[*n - 1] == ' ')
+      (*n)--;
+    if (*n > 0)
+      return s;
+  }
+}
+
 int od_uuid_valid(const char *s) {
   if (s == NULL)
     return 0;

@@ -167,7 +167,7 @@ size_t om__fmt_bound(char *dst, double v, bool om) {
   for (; *s != 'e'; s++)
     if (*s != '.')
       dig[nd++] = *s;
-  int x = atoi(s + 1);
+  int x = (int)strtol(s + 1, NULL, 10);
   while (nd > 1 && dig[nd - 1] == '0')
     nd--;
   if (v == 0)

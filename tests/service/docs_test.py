@@ -11,12 +11,17 @@ from odlib import BUILD, Server, check, main  # noqa: E402
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 
 
-def case_metrics_reference(work):
+def fake_gpu_server(work):
+    """orfeasd with one GPU of the fake NVML, so its GPU families show."""
     state = os.path.join(work, "gpu.state")
     with open(state, "w") as f:
         f.write("gpus=1\n")
-    s = Server(os.path.join(work, "data"), "--nvml-lib", os.path.join(BUILD, "libfake-nvml.so"),
-               env={"FAKE_NVML_STATE": state})
+    return Server(os.path.join(work, "data"), "--nvml-lib", os.path.join(BUILD, "libfake-nvml.so"),
+                  env={"FAKE_NVML_STATE": state})
+
+
+def case_metrics_reference(work):
+    s = fake_gpu_server(work)
     try:
         url = "http://127.0.0.1:%d/metrics" % s.port
         p = subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "tests/tools/metrics_doc_check.py"),
@@ -36,11 +41,7 @@ def case_monitoring_queries(work):
     docs/metrics.md (values that appear with their first event). A
     misspelt label value matches nothing: an empty panel or an alert that
     cannot fire, with no error anywhere."""
-    state = os.path.join(work, "gpu.state")
-    with open(state, "w") as f:
-        f.write("gpus=1\n")
-    s = Server(os.path.join(work, "data"), "--nvml-lib", os.path.join(BUILD, "libfake-nvml.so"),
-               env={"FAKE_NVML_STATE": state})
+    s = fake_gpu_server(work)
     try:
         m = os.path.join(ROOT, "monitoring")
         args = ["--rules", os.path.join(m, "prometheus/recording_rules.yml"),
