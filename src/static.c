@@ -19,10 +19,11 @@
  * Headers: Content-Type from the extension, X-Content-Type-Options: nosniff
  * (od_respond, as on every answer), a strict Content-Security-Policy (scripts,
  * styles and connections from this origin only; no inline script or style, no
- * eval, no frames), and Cache-Control: a year and immutable under
- * vendor/NAME-VERSION/ (three.js: a new version is a new URL), a minute for the
- * page's own files, which also carry Last-Modified (If-Modified-Since gets a
- * 304).
+ * eval, no frames; an SVG gets a sandbox that runs no script, since opened
+ * as a document it would run in this origin), and Cache-Control: a year and
+ * immutable under vendor/NAME-VERSION/ (three.js: a new version is a new URL),
+ * a minute for the page's own files, which also carry Last-Modified
+ * (If-Modified-Since gets a 304).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -214,6 +215,14 @@ void od_static_headers(struct MHD_Response *resp, const char *type) {
     MHD_add_response_header(resp, "Content-Security-Policy", OD_STATIC_CSP);
     MHD_add_response_header(resp, "X-Frame-Options", "DENY");
     MHD_add_response_header(resp, "Referrer-Policy", "same-origin");
+  } else if (type != NULL && strcmp(type, "image/svg+xml") == 0) {
+    /* An SVG opened as a document (a link to /static/x.svg) is a page of
+     * this origin and runs its <script>s: sandboxed, it runs none and
+     * loads nothing. As an <img> or icon it never runs script anyway;
+     * inline styles stay, as SVGs use them for drawing. */
+    MHD_add_response_header(resp, "Content-Security-Policy",
+                            "default-src 'none'; style-src 'unsafe-inline'; "
+                            "sandbox");
   }
 }
 
