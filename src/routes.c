@@ -684,9 +684,12 @@ static void handle_ws(od_service *svc, struct MHD_Connection *conn,
       MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Sec-WebSocket-Key");
   char accept[29];
   int key_rc = od_ws_accept_key(key, accept);
-  if (up == NULL || strcasecmp(up, "websocket") != 0 ||
-      !header_has_token(co, "upgrade") || ver == NULL ||
-      strcmp(ver, "13") != 0 || key_rc == -1) {
+  /* RFC 6455 4.1: the opening handshake is a GET. A HEAD (which the
+   * router lets through where GET is) would get a 101 with no body and a
+   * socket handed to the hub. */
+  if (req->method_idx != OD_METHOD_GET || up == NULL ||
+      strcasecmp(up, "websocket") != 0 || !header_has_token(co, "upgrade") ||
+      ver == NULL || strcmp(ver, "13") != 0 || key_rc == -1) {
     validation_error(
         svc, conn, req, 400, "ws_handshake", "invalid",
         "a WebSocket upgrade (RFC 6455, version 13) is expected here");

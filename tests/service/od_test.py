@@ -726,6 +726,14 @@ def case_badinput_ws(work):
     s, img, counted = badinput_server(work)
     st, _, b = s.json("GET", "/ws")
     counted.bad(st, b, 400, "ws_handshake", "invalid", "/ws without an upgrade")
+    # A HEAD with every upgrade header: RFC 6455 opens with a GET; a HEAD
+    # got 101 and a closed socket (logged as a switch that never was).
+    up = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+          "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+    for path in ("/ws", "/socket.io/?EIO=4&transport=websocket"):
+        st, _, _ = s.request("HEAD", path, headers=up)
+        check(st == 400, "HEAD %s with upgrade headers: 400 (%d)" % (path, st))
+        counted.add("ws_handshake", "invalid")
     # A client that closes first with a protocol code: wslay echoes the
     # code, and that echo is no protocol error of the client's.
     for code in (1002, 1007, 1009):
