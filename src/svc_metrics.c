@@ -477,7 +477,8 @@ int od_metrics_init(od_metrics *m, const char *node_id, char *err,
   m->start_time = od_now();
   od_reqstats_init(m);
   m->reg = om_registry_new(&(om_registry_opts){
-      .overflow_name = "orfeas_metrics_series_overflow_total"});
+      .overflow_name = "orfeas_metrics_series_overflow_total",
+      .duplicate_name = "orfeas_metrics_collector_duplicates_total"});
   if (m->reg == NULL) {
     snprintf(err, err_len, "metrics: out of memory");
     return -1;

@@ -72,7 +72,8 @@ typedef enum om_status {
   OM_EINVAL = -1,    /* an argument is NULL, out of range or not finite */
   OM_EBADNAME = -2,  /* metric name not [a-zA-Z_:][a-zA-Z0-9_:]* */
   OM_EBADLABEL = -3, /* label name invalid, reserved (__*, le) or repeated */
-  OM_EEXISTS = -4,   /* a family of that name is already registered */
+  OM_EEXISTS = -4,   /* a family of that name (or one of its sample names)
+                        is already registered; a collected series repeated */
   OM_ENOMEM = -5,    /* out of memory */
   OM_ETYPE = -6,     /* wrong metric type for this call */
   OM_EBUCKETS = -7,  /* histogram bounds not finite and strictly increasing */
@@ -99,6 +100,10 @@ typedef struct om_registry_opts {
   /* Name of the counter that counts refused series (see max_series);
    * NULL means "metrics_series_overflow_total". It has one label, family. */
   const char *overflow_name;
+  /* Name of the counter that counts series a collector reported twice in
+   * one scrape (see om_collect_value); NULL means
+   * "metrics_collector_duplicates_total". It has one label, family. */
+  const char *duplicate_name;
 } om_registry_opts;
 
 /* Creates an empty registry (opts may be NULL). Returns NULL when out of
@@ -152,8 +157,12 @@ typedef struct om_family_opts {
 
 /* Registers a family. The registry copies every string and array it is
  * given. Returns NULL and fills err on: a bad name or label name
- * (OM_EBADNAME, OM_EBADLABEL), a name already taken (OM_EEXISTS), bad
- * buckets or unit, or no memory. The registry owns the family. Any thread. */
+ * (OM_EBADNAME, OM_EBADLABEL), a name already taken (OM_EEXISTS: no two
+ * families may share a family or sample name in either format, so a
+ * histogram foo refuses a gauge foo_count, foo_sum, foo_bucket or
+ * foo_created, a counter foo a gauge foo_total or foo_created, and the
+ * other way round), bad buckets or unit, or no memory. The registry owns the
+ * family. Any thread. */
 om_family *om_family_new(om_registry *reg, om_type type,
                          const om_family_opts *opts, om_error *err);
 
@@ -264,9 +273,15 @@ int om_collector_new(om_registry *reg, om_type type, const om_family_opts *opts,
                      om_collect_fn fn, void *user, om_error *err);
 
 /* Reports one series from inside a collector callback. values as in
- * om_family_counter. Returns OM_EINVAL for a counter value that is negative
- * or NaN, OM_EOVERFLOW past max_series (the series is dropped and counted).
- * Only from the callback's thread, during the callback. */
+ * om_family_counter (cut to OM_MAX_LABEL_VALUE bytes, bad UTF-8 replaced).
+ * A label set may be reported once per scrape: when two reports are the
+ * same series on the wire (the same values, or values that only differ past
+ * the cut), the first is kept and each later one is dropped, counted in the
+ * duplicates counter {family="<name>"} and answered OM_EEXISTS; it does not
+ * count against max_series. Returns OM_EINVAL for a counter value that is
+ * negative or NaN, OM_EOVERFLOW past max_series distinct series (the series
+ * is dropped and counted). Only from the callback's thread, during the
+ * callback. */
 int om_collect_value(om_collect *out, const char *const *values, double v);
 
 /* A number that grows by one per render, so a collector behind several

@@ -238,6 +238,13 @@ om_child *om__family_child(om_family *fam, const char *const *values) {
   return lookup(fam, values, lens, h);
 }
 
+/* The same hash for other text (a collector's label set, render.c). Out of
+ * line, so the lookup path keeps its own inlined copy. */
+uint64_t om__hash_text(uint64_t seed, const char *p, size_t n) {
+  uint64_t hi = 0;
+  return hash_bytes(seed, p, n, &hi);
+}
+
 uint64_t om__new_seed(const om_family *fam) {
   uint64_t s;
   if (getrandom(&s, sizeof s, GRND_NONBLOCK) != (ssize_t)sizeof s)

@@ -112,8 +112,9 @@ struct om_family {
   _Atomic(om_child **) list; /* children in creation order */
   size_t list_cap;
   _Atomic size_t n;
-  om_child *sink;       /* absorbs updates past max_series */
-  om_counter *overflow; /* this family's child of the overflow counter */
+  om_child *sink;         /* absorbs updates past max_series */
+  om_counter *overflow;   /* this family's child of the overflow counter */
+  om_counter *duplicates; /* collectors: child of the duplicates counter */
   om_retired *retired;
 
   uint64_t seed;         /* label hash seed, random per family */
@@ -122,6 +123,16 @@ struct om_family {
 };
 
 /* ---- registry ------------------------------------------------------- */
+
+/* One series a collector reported in the current callback: the hash of its
+ * label text and where that text lies in the output buffer (an offset: the
+ * buffer may move as it grows). Valid only while stamp is the registry's
+ * current one, so the table is never cleared between callbacks. */
+typedef struct om_seen {
+  uint64_t hash;
+  uint64_t stamp;
+  size_t off, len;
+} om_seen;
 
 struct om_registry {
   pthread_mutex_t mu; /* families array, renders, collectors */
@@ -134,7 +145,14 @@ struct om_registry {
   size_t next_slot;
 
   om_family *overflow_fam;
+  om_family *dup_fam; /* counts series a collector reported twice */
   uint64_t generation;
+  /* Label sets reported by the collector running now (renders hold mu):
+   * an open-addressing table of seen_mask + 1 entries, grown as needed and
+   * kept for the next scrape. */
+  om_seen *seen;
+  size_t seen_mask;
+  uint64_t seen_stamp;
   locale_t c_locale; /* renders format numbers in the C locale */
 };
 
@@ -143,6 +161,7 @@ _Atomic uint64_t *om__slot_alloc(om_registry *reg);
 
 /* family.c */
 om_child *om__family_child(om_family *fam, const char *const *values);
+uint64_t om__hash_text(uint64_t seed, const char *p, size_t n);
 om_child *om__child_new(om_family *fam, const char *const *values,
                         const size_t *lens, uint64_t hash);
 int om__family_add(om_family *fam, om_child *c); /* fam->mu held */
@@ -200,7 +219,7 @@ struct om_collect {
   om_out *o;
   om_family *fam;
   om_format fmt;
-  size_t count;
+  size_t count; /* distinct series reported so far */
   uint64_t generation;
 };
 

@@ -36,7 +36,18 @@ om_registry *om_registry_new(const om_registry_opts *opts) {
       .label_count = 1,
       .max_series = 100000};
   reg->overflow_fam = om_family_new(reg, OM_COUNTER, &fo, NULL);
-  if (reg->overflow_fam == NULL) {
+  om_family_opts fd = {
+      .name = opts && opts->duplicate_name
+                  ? opts->duplicate_name
+                  : "metrics_collector_duplicates_total",
+      .help = "Series a collector reported again in the same scrape, by "
+              "family: the first report is kept, the others are dropped.",
+      .label_names = OM_LABELS("family"),
+      .label_count = 1,
+      .max_series = 100000};
+  if (reg->overflow_fam != NULL)
+    reg->dup_fam = om_family_new(reg, OM_COUNTER, &fd, NULL);
+  if (reg->overflow_fam == NULL || reg->dup_fam == NULL) {
     om_registry_free(reg);
     return NULL;
   }
@@ -52,6 +63,7 @@ void om_registry_free(om_registry *reg) {
   for (size_t i = 0; i < reg->nchunks; i++)
     free(reg->chunks[i]);
   free(reg->chunks);
+  free(reg->seen);
   pthread_mutex_destroy(&reg->mu);
   pthread_mutex_destroy(&reg->slot_mu);
   freelocale(reg->c_locale);
@@ -253,15 +265,92 @@ fail:
   return NULL;
 }
 
+/* The names a family claims on the wire, each a base and a suffix: its
+ * family names and sample names in both formats, and the suffixes its type
+ * reserves (OpenMetrics' _created, unwritten here but meaningful to a
+ * parser). Prometheus's text parser files a foo_count line under a
+ * histogram foo whatever its # TYPE line says, so two families that claim
+ * one name would give it two meanings. Returns the count (at most 8). */
+typedef struct {
+  const char *base;
+  size_t len;
+  const char *suffix;
+} om_claim;
+
+static size_t family_claims(const om_family *f, om_claim *out) {
+  size_t n = 0;
+  out[n++] = (om_claim){f->name, f->name_len, ""};
+  if (f->om_name_len != f->name_len)
+    out[n++] = (om_claim){f->om_name, f->om_name_len, ""};
+  switch (f->type) {
+  case OM_COUNTER:
+    out[n++] = (om_claim){f->om_name, f->om_name_len, "_total"};
+    out[n++] = (om_claim){f->om_name, f->om_name_len, "_created"};
+    break;
+  case OM_HISTOGRAM:
+    out[n++] = (om_claim){f->name, f->name_len, "_bucket"};
+    out[n++] = (om_claim){f->name, f->name_len, "_sum"};
+    out[n++] = (om_claim){f->name, f->name_len, "_count"};
+    out[n++] = (om_claim){f->name, f->name_len, "_created"};
+    break;
+  case OM_GAUGE:
+    break;
+  }
+  return n;
+}
+
+static bool claims_equal(const om_claim *a, const om_claim *b) {
+  size_t as = strlen(a->suffix), bs = strlen(b->suffix);
+  if (a->len + as != b->len + bs)
+    return false;
+  /* Compare base+suffix against base+suffix without joining them. */
+  const om_claim *s = a->len <= b->len ? a : b, *l = s == a ? b : a;
+  return memcmp(s->base, l->base, s->len) == 0 &&
+         memcmp(s->suffix, l->base + s->len, l->len - s->len) == 0 &&
+         strcmp(s->suffix + (l->len - s->len), l->suffix) == 0;
+}
+
+/* Whether f and g claim a common name; fills *what with it. Every name a
+ * family claims starts with its OpenMetrics name, so families whose
+ * OpenMetrics names are not prefixes of one another cannot clash: that
+ * comparison alone settles all but a few pairs. */
+static bool families_clash(const om_family *f, const om_family *g,
+                           om_claim *what) {
+  size_t k = f->om_name_len < g->om_name_len ? f->om_name_len : g->om_name_len;
+  if (memcmp(f->om_name, g->om_name, k) != 0)
+    return false;
+  om_claim fc[8], gc[8];
+  size_t fn = family_claims(f, fc), gn = family_claims(g, gc);
+  for (size_t i = 0; i < fn; i++)
+    for (size_t j = 0; j < gn; j++)
+      if (claims_equal(&fc[i], &gc[j])) {
+        *what = fc[i];
+        return true;
+      }
+  return false;
+}
+
+static const char *type_word(om_type t) {
+  return t == OM_COUNTER ? "counter" : t == OM_GAUGE ? "gauge" : "histogram";
+}
+
 /* Inserts f into the sorted families array; reg->mu held. */
 static int family_insert(om_registry *reg, om_family *f, om_error *err) {
   size_t pos = 0;
   for (; pos < reg->nfams; pos++) {
     om_family *g = reg->fams[pos];
+    om_claim what;
     if (strcmp(g->name, f->name) == 0 || strcmp(g->om_name, f->om_name) == 0)
       return om__fail(err, OM_EEXISTS,
                       "metric %.80s is already registered (as %.80s)", f->name,
                       g->name);
+    if (families_clash(f, g, &what))
+      return om__fail(err, OM_EEXISTS,
+                      "metric %.60s (%s) clashes with the %s %.60s: both "
+                      "would expose the name %.*s%s; rename one",
+                      f->name, type_word(f->type), type_word(g->type), g->name,
+                      (int)(what.len < 60 ? what.len : 60), what.base,
+                      what.suffix);
   }
   for (pos = 0; pos < reg->nfams && strcmp(reg->fams[pos]->name, f->name) < 0;
        pos++)

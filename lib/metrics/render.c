@@ -8,6 +8,7 @@
  */
 #include "internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static const char *type_name(om_type t) {
@@ -106,6 +107,7 @@ static void render_family(om_out *o, om_registry *reg, om_family *f,
                           om_format fmt) {
   render_meta(o, f, fmt);
   if (f->collect) {
+    reg->seen_stamp++; /* forget the previous collector's series */
     om_collect ctx = {o, f, fmt, 0, reg->generation};
     f->collect(&ctx, f->collect_user);
     return;
@@ -175,23 +177,57 @@ uint64_t om_collect_generation(const om_collect *out) {
   return out->generation;
 }
 
+/* Counts a dropped report in the registry's counter c (the overflow or the
+ * duplicates one), through the family's cached child *slot. */
+static void count_dropped(om_family *f, om_family *c, om_counter **slot) {
+  pthread_mutex_lock(&f->mu);
+  if (*slot == NULL)
+    *slot = om_family_counter(c, OM_LABELS(f->name));
+  pthread_mutex_unlock(&f->mu);
+  if (*slot)
+    om_counter_inc(*slot);
+}
+
+/* Finds the label text at buf[off, off + len) among the series the running
+ * collector reported: returns its entry, or the empty entry where it would
+ * go (stamp not current). Grows the table first so it stays at most half
+ * full; NULL when that needs memory there is none of. */
+static om_seen *seen_slot(om_registry *reg, const om_buf *buf, size_t count,
+                          uint64_t h, size_t off, size_t len) {
+  if ((count + 1) * 2 > (reg->seen ? reg->seen_mask + 1 : 0)) {
+    size_t ncap = reg->seen ? 2 * (reg->seen_mask + 1) : 16;
+    om_seen *nt = calloc(ncap, sizeof *nt);
+    if (nt == NULL)
+      return NULL;
+    for (size_t i = 0; reg->seen && i <= reg->seen_mask; i++) {
+      if (reg->seen[i].stamp != reg->seen_stamp)
+        continue;
+      size_t j = reg->seen[i].hash & (ncap - 1);
+      while (nt[j].stamp == reg->seen_stamp)
+        j = (j + 1) & (ncap - 1);
+      nt[j] = reg->seen[i];
+    }
+    free(reg->seen);
+    reg->seen = nt;
+    reg->seen_mask = ncap - 1;
+  }
+  for (size_t i = h & reg->seen_mask;; i = (i + 1) & reg->seen_mask) {
+    om_seen *e = &reg->seen[i];
+    if (e->stamp != reg->seen_stamp)
+      return e;
+    if (e->hash == h && e->len == len &&
+        memcmp(buf->data + e->off, buf->data + off, len) == 0)
+      return e;
+  }
+}
+
 int om_collect_value(om_collect *out, const char *const *values, double v) {
   om_family *f = out->fam;
+  om_registry *reg = f->reg;
   if (f->type == OM_COUNTER && !(v >= 0))
     return OM_EINVAL;
   if (f->nlabels && values == NULL)
     return OM_EINVAL;
-  if (out->count >= f->max_series) {
-    pthread_mutex_lock(&f->mu);
-    om_family *of = f->reg->overflow_fam;
-    if (f->overflow == NULL)
-      f->overflow = om_family_counter(of, OM_LABELS(f->name));
-    pthread_mutex_unlock(&f->mu);
-    if (f->overflow)
-      om_counter_inc(f->overflow);
-    return OM_EOVERFLOW;
-  }
-  out->count++;
   /* Collected values are not interned, so canonicalize them here. */
   static _Thread_local char canon[OM_MAX_LABELS][3 * OM_MAX_LABEL_VALUE];
   const char *vals[OM_MAX_LABELS];
@@ -206,13 +242,39 @@ int om_collect_value(om_collect *out, const char *const *values, double v) {
   size_t len;
   sample_name(f, out->fmt, &name, &len, &suffix);
   om_out *o = out->o;
+  size_t line = o->buf->len;
   om__put(o, name, len);
   om__put(o, suffix, strlen(suffix));
+  /* The label set as written is the series' identity on the wire: values
+   * that differ only past the cut, or in bytes replaced by U+FFFD, write
+   * the same text. So duplicates are found by that text, in place. */
+  size_t key = o->buf->len;
   if (f->nlabels) {
     om__putc(o, '{');
     om__put_labels(o, f, vals, lens);
     om__putc(o, '}');
   }
+  if (o->err)
+    return o->err;
+  size_t key_len = o->buf->len - key;
+  uint64_t h = om__hash_text(f->seed, o->buf->data + key, key_len);
+  om_seen *e = seen_slot(reg, o->buf, out->count, h, key, key_len);
+  if (e == NULL) {
+    o->err = OM_ENOMEM;
+    return OM_ENOMEM;
+  }
+  if (e->stamp == reg->seen_stamp) { /* the first report of it stays */
+    o->buf->len = line;
+    count_dropped(f, reg->dup_fam, &f->duplicates);
+    return OM_EEXISTS;
+  }
+  if (out->count >= f->max_series) {
+    o->buf->len = line;
+    count_dropped(f, reg->overflow_fam, &f->overflow);
+    return OM_EOVERFLOW;
+  }
+  *e = (om_seen){h, reg->seen_stamp, key, key_len};
+  out->count++;
   char v_txt[40];
   size_t vn = om__fmt_double(v_txt, v);
   om__putc(o, ' ');

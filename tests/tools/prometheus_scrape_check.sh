@@ -45,6 +45,9 @@ has() { # query, expected values (sorted, comma-separated)
 want_samples=$(grep -vc '^#' "$work/text.prom")
 for job in text openmetrics; do
   check "$job: every sample ingested ($want_samples)" has "scrape_samples_scraped{job=\"$job\"}" "$want_samples"
+  # As many series as sample lines: no line repeats another's series (the
+  # fixture's collector reports one label set twice; only the first shows).
+  check "$job: every sample its own series" has "count({job=\"$job\",__name__!~\"up|scrape_.*\"})" "$want_samples"
 done
 # Prometheus 2.x stores le as written: "1" from text, "1.0" from OpenMetrics.
 declare -A le=([text]=1 [openmetrics]=1.0)
@@ -56,6 +59,8 @@ for job in text openmetrics; do
   check "$job: a bucket (le=${le[$job]})" has "app_latency_seconds_bucket{job=\"$job\",le=\"${le[$job]}\"}" 3
   check "$job: a histogram count" has "app_latency_seconds_count{job=\"$job\"}" 5
   check "$job: a collected gauge" has "app_collected{job=\"$job\",gpu=\"1\\\"x\"}" 2
+  check "$job: a collector's first report wins" has "app_collected{job=\"$job\",gpu=\"0\"}" 1.5
+  check "$job: the duplicates counter" has "metrics_collector_duplicates_total{job=\"$job\"}" 1
   check "$job: the overflow counter" has "metrics_series_overflow_total{job=\"$job\"}" 2
 done
 finish

@@ -6,7 +6,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <ctype.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -242,6 +244,276 @@ static void collector_cap(void **state) {
   om_registry_free(reg);
 }
 
+/* A strict reading of an exposition, as Prometheus's parsers do it: each
+ * sample belongs to the family of the # TYPE line before it (its name, or
+ * the name plus a suffix its type allows); no name is claimed by two
+ * families (a family claims its name, its samples' names, and the names its
+ * type reserves: _bucket, _sum and _count of a histogram, which the text
+ * parser files under the histogram whatever the # TYPE line says, and in
+ * OpenMetrics _created of a counter or histogram); and no series (name and
+ * label set) appears twice. Returns the number of problems, printing each. */
+enum { MAXN = 256 };
+typedef struct {
+  char *name[MAXN];
+  int fam[MAXN];
+  size_t n;
+  int problems;
+} claims;
+
+static void claim(claims *c, const char *name, size_t len, int fam) {
+  for (size_t i = 0; i < c->n; i++)
+    if (strlen(c->name[i]) == len && memcmp(c->name[i], name, len) == 0) {
+      if (c->fam[i] != fam) {
+        print_error("%.*s is claimed by two families\n", (int)len, name);
+        c->problems++;
+      }
+      return;
+    }
+  assert_true(c->n < MAXN);
+  c->name[c->n] = strndup(name, len);
+  c->fam[c->n++] = fam;
+}
+
+static void claim_suffixed(claims *c, const char *fam, const char *suffix,
+                           int fi) {
+  char t[300];
+  int n = snprintf(t, sizeof t, "%s%s", fam, suffix);
+  claim(c, t, (size_t)n, fi);
+}
+
+static int exposition_problems(const char *text, bool om) {
+  char *keys[MAXN];
+  size_t nkeys = 0;
+  claims c = {.n = 0};
+  char fam[256] = "", type[32] = "";
+  int fi = -1;
+  for (const char *p = text, *nl; (nl = strchr(p, '\n')); p = nl + 1) {
+    size_t n = (size_t)(nl - p);
+    if (n >= 7 && memcmp(p, "# TYPE ", 7) == 0) {
+      if (sscanf(p + 7, "%255s %31s", fam, type) != 2)
+        return c.problems + 1;
+      fi++;
+      claim(&c, fam, strlen(fam), fi);
+      bool hist = strcmp(type, "histogram") == 0;
+      if (hist) {
+        claim_suffixed(&c, fam, "_bucket", fi);
+        claim_suffixed(&c, fam, "_sum", fi);
+        claim_suffixed(&c, fam, "_count", fi);
+      }
+      if (om && (hist || strcmp(type, "counter") == 0))
+        claim_suffixed(&c, fam, "_created", fi);
+      continue;
+    }
+    if (n == 0 || p[0] == '#')
+      continue;
+    /* The series key is everything before the value. */
+    size_t k = n;
+    while (k > 0 && p[k - 1] != ' ')
+      k--;
+    if (k == 0)
+      return c.problems + 1;
+    size_t name_len = strcspn(p, "{ ");
+    size_t fl = strlen(fam);
+    const char *suffix = p + fl;
+    size_t sl = name_len - fl;
+    bool ok = name_len >= fl && memcmp(p, fam, fl) == 0;
+    if (ok && strcmp(type, "histogram") == 0)
+      ok = (sl == 7 && memcmp(suffix, "_bucket", 7) == 0) ||
+           (sl == 4 && memcmp(suffix, "_sum", 4) == 0) ||
+           (sl == 6 && memcmp(suffix, "_count", 6) == 0);
+    else if (ok && om && strcmp(type, "counter") == 0)
+      ok = sl == 6 && memcmp(suffix, "_total", 6) == 0;
+    else if (ok)
+      ok = sl == 0;
+    if (!ok) {
+      print_error("sample %.*s does not belong to family %s (%s)\n",
+                  (int)name_len, p, fam, type);
+      c.problems++;
+    }
+    claim(&c, p, name_len, fi);
+    for (size_t i = 0; i < nkeys; i++)
+      if (strlen(keys[i]) == k - 1 && memcmp(keys[i], p, k - 1) == 0) {
+        print_error("series %.*s appears twice\n", (int)(k - 1), p);
+        c.problems++;
+      }
+    assert_true(nkeys < MAXN);
+    keys[nkeys++] = strndup(p, k - 1);
+  }
+  for (size_t i = 0; i < nkeys; i++)
+    free(keys[i]);
+  for (size_t i = 0; i < c.n; i++)
+    free(c.name[i]);
+  return c.problems;
+}
+
+/* Whether text names metric name as a whole word. */
+static bool names(const char *text, const char *name) {
+  size_t n = strlen(name);
+  for (const char *p = text; (p = strstr(p, name)); p++) {
+    char before = p == text ? ' ' : p[-1], after = p[n];
+    if (!isalnum((unsigned char)before) && before != '_' &&
+        !isalnum((unsigned char)after) && after != '_')
+      return true;
+  }
+  return false;
+}
+
+static int render_problems(om_registry *reg) {
+  om_buf buf = {0};
+  int problems = 0;
+  for (int om = 0; om < 2; om++) {
+    assert_int_equal(
+        om_registry_render(reg, om ? OM_FORMAT_OPENMETRICS : OM_FORMAT_TEXT,
+                           &buf),
+        OM_OK);
+    problems += exposition_problems(buf.data, om);
+  }
+  om_buf_free(&buf);
+  return problems;
+}
+
+/* Two families whose sample names would meet on the wire, in either format:
+ * the second to register is refused, whichever it is, with a message that
+ * names both, and what is rendered stays valid. */
+static void sample_name_clashes_refused(void **state) {
+  (void)state;
+  static const struct {
+    om_type ta;
+    const char *a;
+    om_type tb;
+    const char *b;
+  } clash[] = {
+      {OM_HISTOGRAM, "foo", OM_GAUGE, "foo_count"},
+      {OM_HISTOGRAM, "foo", OM_COUNTER, "foo_sum"},
+      {OM_HISTOGRAM, "foo", OM_GAUGE, "foo_bucket"},
+      {OM_HISTOGRAM, "foo", OM_GAUGE, "foo_created"},
+      {OM_HISTOGRAM, "foo", OM_HISTOGRAM, "foo_count"},
+      {OM_COUNTER, "foo", OM_GAUGE, "foo_total"},
+      {OM_COUNTER, "foo", OM_GAUGE, "foo_created"},
+      {OM_COUNTER, "foo_total", OM_GAUGE, "foo_created"},
+      {OM_COUNTER, "foo_total", OM_HISTOGRAM, "foo"},
+      {OM_COUNTER, "foo_total", OM_COUNTER, "foo"},
+  };
+  for (size_t i = 0; i < sizeof clash / sizeof clash[0]; i++) {
+    for (int order = 0; order < 2; order++) {
+      om_type t1 = order ? clash[i].tb : clash[i].ta;
+      om_type t2 = order ? clash[i].ta : clash[i].tb;
+      const char *n1 = order ? clash[i].b : clash[i].a;
+      const char *n2 = order ? clash[i].a : clash[i].b;
+      om_registry *reg = om_registry_new(NULL);
+      om_error err = {0};
+      assert_non_null(om_family_new(
+          reg, t1, &(om_family_opts){.name = n1, .help = "h"}, &err));
+      om_family *f2 = om_family_new(
+          reg, t2, &(om_family_opts){.name = n2, .help = "h"}, &err);
+      if (f2 != NULL)
+        print_error("%s after %s was registered\n", n2, n1);
+      int problems = render_problems(reg);
+      assert_null(f2);
+      assert_int_equal(err.code, OM_EEXISTS);
+      /* The message names both families. */
+      if (!names(err.text, n1) || !names(err.text, n2))
+        print_error("message: %s\n", err.text);
+      assert_true(names(err.text, n1));
+      assert_true(names(err.text, n2));
+      assert_int_equal(problems, 0);
+      om_registry_free(reg);
+    }
+  }
+  /* Near misses stay allowed: the suffixes only clash with the family types
+   * that write them. */
+  om_registry *reg = om_registry_new(NULL);
+  om_error err = {0};
+  assert_non_null(om_gauge_new(reg, "bar", "h", &err));
+  assert_non_null(om_gauge_new(reg, "bar_count", "h", &err));
+  assert_non_null(om_gauge_new(reg, "bar_total", "h", &err));
+  assert_non_null(om_histogram_new(reg, "baz", "h", NULL, 0, &err));
+  assert_non_null(om_gauge_new(reg, "baz_counts", "h", &err));
+  assert_non_null(om_gauge_new(reg, "baz_c", "h", &err));
+  assert_non_null(om_counter_new(reg, "qux_total", "h", &err));
+  assert_non_null(om_gauge_new(reg, "qux_total_x", "h", &err));
+  assert_int_equal(render_problems(reg), 0);
+  om_registry_free(reg);
+}
+
+/* A collector that reports a label set twice, or two values that are the
+ * same once cut to OM_MAX_LABEL_VALUE bytes: the first report wins, later
+ * ones are dropped, refused with OM_EEXISTS and counted, and the exposition
+ * holds each series once. */
+static int dup_rc[6];
+static void collect_dups(om_collect *out, void *user) {
+  (void)user;
+  char a[OM_MAX_LABEL_VALUE + 2], b[OM_MAX_LABEL_VALUE + 2];
+  memset(a, 'v', OM_MAX_LABEL_VALUE);
+  memcpy(b, a, OM_MAX_LABEL_VALUE);
+  a[OM_MAX_LABEL_VALUE] = 'a';
+  b[OM_MAX_LABEL_VALUE] = 'b';
+  a[OM_MAX_LABEL_VALUE + 1] = b[OM_MAX_LABEL_VALUE + 1] = '\0';
+  dup_rc[0] = om_collect_value(out, OM_LABELS("0", "x"), 1);
+  dup_rc[1] = om_collect_value(out, OM_LABELS("0", "x"), 2);
+  dup_rc[2] = om_collect_value(out, OM_LABELS("0", a), 3);
+  dup_rc[3] = om_collect_value(out, OM_LABELS("0", b), 4);
+  dup_rc[4] = om_collect_value(out, OM_LABELS("1", "x"), 5);
+  dup_rc[5] = om_collect_value(out, OM_LABELS("0", "x"), 6);
+}
+
+static int single_rc[2];
+static void collect_single_twice(om_collect *out, void *user) {
+  (void)user;
+  single_rc[0] = om_collect_value(out, NULL, 7);
+  single_rc[1] = om_collect_value(out, NULL, 8);
+}
+
+static void collector_duplicates_dropped(void **state) {
+  (void)state;
+  om_registry *reg = om_registry_new(NULL);
+  om_error err = {0};
+  assert_int_equal(
+      om_collector_new(reg, OM_GAUGE,
+                       &(om_family_opts){.name = "gpu_temp",
+                                         .help = "h",
+                                         .label_names = OM_LABELS("gpu", "n"),
+                                         .label_count = 2,
+                                         .max_series = 3},
+                       collect_dups, NULL, &err),
+      OM_OK);
+  assert_int_equal(
+      om_collector_new(reg, OM_COUNTER,
+                       &(om_family_opts){.name = "one_total", .help = "h"},
+                       collect_single_twice, NULL, &err),
+      OM_OK);
+  int problems = render_problems(reg);
+  om_buf buf = {0};
+  assert_int_equal(om_registry_render(reg, OM_FORMAT_TEXT, &buf), OM_OK);
+  assert_int_equal(problems, 0);
+  assert_int_equal(dup_rc[0], OM_OK);
+  assert_int_equal(dup_rc[1], OM_EEXISTS);
+  assert_int_equal(dup_rc[2], OM_OK);
+  assert_int_equal(dup_rc[3], OM_EEXISTS);
+  /* Duplicates do not use up the cap: the third distinct series fits. */
+  assert_int_equal(dup_rc[4], OM_OK);
+  assert_int_equal(dup_rc[5], OM_EEXISTS);
+  assert_int_equal(single_rc[0], OM_OK);
+  assert_int_equal(single_rc[1], OM_EEXISTS);
+  assert_non_null(strstr(buf.data, "\ngpu_temp{gpu=\"0\",n=\"x\"} 1\n"));
+  assert_non_null(strstr(buf.data, "\ngpu_temp{gpu=\"1\",n=\"x\"} 5\n"));
+  assert_non_null(strstr(buf.data, "\"} 3\n"));
+  assert_null(strstr(buf.data, "\"} 4\n"));
+  assert_non_null(strstr(buf.data, "\none_total 7\n"));
+  /* Three renders so far, three duplicates each in gpu_temp and one in
+   * one_total. Families render in name order: gpu_temp's duplicates of this
+   * render are counted before the counter is written, one_total's after. */
+  assert_non_null(
+      strstr(buf.data,
+             "\nmetrics_collector_duplicates_total{family=\"gpu_temp\"} 9\n"));
+  assert_non_null(
+      strstr(buf.data,
+             "\nmetrics_collector_duplicates_total{family=\"one_total\"} 2\n"));
+  assert_null(strstr(buf.data, "metrics_series_overflow_total{"));
+  om_buf_free(&buf);
+  om_registry_free(reg);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(bad_names_refused),
@@ -252,6 +524,8 @@ int main(void) {
       cmocka_unit_test(cardinality_cap),
       cmocka_unit_test(hostile_label_values),
       cmocka_unit_test(collector_cap),
+      cmocka_unit_test(sample_name_clashes_refused),
+      cmocka_unit_test(collector_duplicates_dropped),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
