@@ -51,16 +51,19 @@ typedef struct orfeas_gpu_opts {
 
 /* Registers the GPU metrics on reg and starts sampling. A missing NVML
  * library is not an error: the manager then reports no GPU. Returns NULL
- * only when out of memory or when the metrics cannot be registered (a name
- * already taken), with the reason in err (errlen bytes). The caller owns the
- * manager. Its collectors read the manager at scrape time: stop rendering
- * reg before orfeas_gpu_stop(), and stop the manager before freeing reg. */
+ * when out of memory, when the metrics cannot be registered (a name already
+ * taken) or when the sampler thread cannot start, with the reason in err
+ * (errlen bytes); a failed start is all or nothing: every family it had
+ * registered is taken back and reg renders as before the call. The caller
+ * owns the manager. Its collectors read the manager at scrape time: stop the
+ * manager before freeing reg. */
 orfeas_gpu *orfeas_gpu_start(om_registry *reg, const orfeas_gpu_opts *opts,
                              char *err, size_t errlen);
 
 /* Stops the sampler and frees the manager, waiting at most wait_s seconds
  * for a sampler that is inside an NVML call (<= 0: twice the call deadline
- * plus a second). Returns 0 when stopped and freed. Returns 1 when the
+ * plus a second). Returns 0 when stopped and freed; its families are then
+ * gone from reg (a render may run meanwhile). Returns 1 when the
  * sampler was stuck and left to finish on its own (detached): it still uses
  * the manager and still writes its metrics into reg, so neither may be
  * freed; the process exit reclaims them. */

@@ -36,8 +36,10 @@
  * a child locks its family.
  *
  * Lifetime. Families and children are never removed: a handle stays valid
- * until om_registry_free(). That is what makes lock-free updates and scrapes
- * safe. Memory is bounded by each family's series cap (see max_series).
+ * until om_registry_free(). (Collector families, which no handle points
+ * into, are the one exception: om_collector_remove.) That is what makes
+ * lock-free updates and scrapes safe. Memory is bounded by each family's series
+ * cap (see max_series).
  *
  * Errors. Functions that can fail return an om_status (0 on success, a
  * negative OM_E* code otherwise) or NULL, and fill an optional om_error with
@@ -271,6 +273,17 @@ typedef void (*om_collect_fn)(om_collect *out, void *user);
  * series fn may report per scrape. Returns an om_status. Any thread. */
 int om_collector_new(om_registry *reg, om_type type, const om_family_opts *opts,
                      om_collect_fn fn, void *user, om_error *err);
+
+/* Unregisters the collector family NAME that was registered with this user
+ * pointer, so that a caller which fails half-way through its own start-up
+ * (or is stopped) can take back every collector it added before it frees
+ * what user points to. Waits for a render in progress: once it returns, fn
+ * is not running and will not be called again. Only collectors can be
+ * removed (no handle points into them); families made with om_family_new
+ * stay until om_registry_free(). Returns OM_EINVAL when no collector of
+ * that name with that user pointer is registered. Any thread, but not from
+ * inside a collector callback. */
+int om_collector_remove(om_registry *reg, const char *name, const void *user);
 
 /* Reports one series from inside a collector callback. values as in
  * om_family_counter (cut to OM_MAX_LABEL_VALUE bytes, bad UTF-8 replaced).

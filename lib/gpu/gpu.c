@@ -37,10 +37,28 @@ static void log_adapter(void *user, const char *line) {
 }
 
 void gpu_count_error(orfeas_gpu *g, const char *call, nvmlReturn_t rc) {
-  om_counter *c =
-      om_family_counter(g->errors, OM_LABELS(call, nvml_code_name(rc)));
-  if (c)
-    om_counter_inc(c);
+  const char *error = nvml_code_name(rc);
+  pthread_mutex_lock(&g->mu);
+  unsigned i = 0;
+  while (i < g->nerrs && (strcmp(g->errs[i].call, call) != 0 ||
+                          strcmp(g->errs[i].error, error) != 0))
+    i++;
+  if (i == g->nerrs && g->nerrs < GPU_ERRS_MAX)
+    g->errs[g->nerrs++] = (struct gpu_error_count){call, error, 0};
+  if (i < g->nerrs)
+    g->errs[i].n++;
+  pthread_mutex_unlock(&g->mu);
+}
+
+/* Undoes what start did, in reverse; for a failed start and for a stop
+ * whose sampler has ended (or never started). */
+static void gpu_free(orfeas_gpu *g) {
+  gpu_metrics_unregister(g);
+  if (g->loaded)
+    nvml_close(&g->lib);
+  pthread_cond_destroy(&g->wake);
+  pthread_mutex_destroy(&g->mu);
+  free(g);
 }
 
 orfeas_gpu *orfeas_gpu_start(om_registry *reg, const orfeas_gpu_opts *opts,
@@ -57,17 +75,30 @@ orfeas_gpu *orfeas_gpu_start(om_registry *reg, const orfeas_gpu_opts *opts,
   if (g->opts.call_timeout_s <= 0)
     g->opts.call_timeout_s = 2;
   g->busy_gpu = GPU_IDLE;
-  pthread_mutex_init(&g->mu, NULL);
+  g->reg = reg;
   pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&g->wake, &ca);
-  pthread_condattr_destroy(&ca);
+  int rc = pthread_condattr_init(&ca);
+  if (rc == 0) {
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    rc = pthread_cond_init(&g->wake, &ca);
+    pthread_condattr_destroy(&ca);
+  }
+  if (rc == 0 && (rc = pthread_mutex_init(&g->mu, NULL)) != 0)
+    pthread_cond_destroy(&g->wake);
+  if (rc != 0) {
+    snprintf(err, errlen, "cannot start the GPU manager: its lock: %s",
+             strerror(rc));
+    free(g);
+    return NULL;
+  }
 
+  /* From here on a failure undoes everything with gpu_free: the metrics
+   * registered so far point into g, and a scrape after a failed start
+   * must not read it. */
   om_error oe = {0};
   if (gpu_metrics_register(g, reg, &oe) != OM_OK) {
     snprintf(err, errlen, "GPU metrics: %s", oe.text);
-    orfeas_gpu_stop(g, 0);
+    gpu_free(g);
     return NULL;
   }
   char why[300];
@@ -79,11 +110,11 @@ orfeas_gpu *orfeas_gpu_start(om_registry *reg, const orfeas_gpu_opts *opts,
   g->loaded = true;
   /* nvmlInit_v2 runs on the sampler thread: a wedged driver can hang it,
    * and start-up must not hang with it. */
-  int rc = pthread_create(&g->thread, NULL, gpu_sampler_main, g);
+  rc = pthread_create(&g->thread, NULL, gpu_sampler_main, g);
   if (rc != 0) {
     snprintf(err, errlen, "cannot start the GPU sampler thread: %s",
              strerror(rc));
-    orfeas_gpu_stop(g, 0);
+    gpu_free(g);
     return NULL;
   }
   g->thread_started = true;
@@ -116,11 +147,7 @@ int orfeas_gpu_stop(orfeas_gpu *g, double wait_s) {
   }
   if (g->initialised && g->lib.shutdown)
     g->lib.shutdown();
-  if (g->loaded)
-    nvml_close(&g->lib);
-  pthread_cond_destroy(&g->wake);
-  pthread_mutex_destroy(&g->mu);
-  free(g);
+  gpu_free(g);
   return 0;
 }
 

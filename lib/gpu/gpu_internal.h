@@ -9,8 +9,9 @@
 #include <stdbool.h>
 
 #define GPU_MAX 64
-#define GPU_IDLE (-1) /* busy_gpu: no NVML call in progress */
-#define GPU_ALL (-2)  /* busy_gpu: a call for no one GPU (init, count) */
+#define GPU_IDLE (-1)    /* busy_gpu: no NVML call in progress */
+#define GPU_ALL (-2)     /* busy_gpu: a call for no one GPU (init, count) */
+#define GPU_ERRS_MAX 512 /* orfeas_nvml_errors_total series */
 
 /* The last sample of one GPU. */
 typedef struct gpu_sample {
@@ -42,7 +43,18 @@ struct orfeas_gpu {
   double call_started; /* monotonic seconds when it began */
   double round_cost;   /* seconds the last full round took */
 
-  om_family *errors; /* orfeas_nvml_errors_total{call,error} */
+  /* orfeas_nvml_errors_total{call,error}: kept here and reported by a
+   * collector like the other families, so that every family the manager
+   * registers can be taken back (om_collector_remove). Call and error names
+   * are both from fixed sets (string literals): bounded. */
+  struct gpu_error_count {
+    const char *call, *error;
+    double n;
+  } errs[GPU_ERRS_MAX];
+  unsigned nerrs;
+
+  om_registry *reg; /* where the collectors are registered */
+  int registered;   /* how many of them, in gpu_metric_ctx order */
   struct gpu_metric_ctx {
     struct orfeas_gpu *g;
     int which;
@@ -62,8 +74,12 @@ static inline bool gpu_call_late(const orfeas_gpu *g, unsigned i, double now) {
          now - g->call_started > g->opts.call_timeout_s;
 }
 
-/* gpu_metrics.c */
+/* gpu_metrics.c: registers every family on reg, or none (what it had
+ * registered is taken back before it returns an error). */
 int gpu_metrics_register(orfeas_gpu *g, om_registry *reg, om_error *err);
+/* Takes back every family gpu_metrics_register registered; once it returns
+ * no scrape reads g. */
+void gpu_metrics_unregister(orfeas_gpu *g);
 
 /* gpu_sampler.c */
 void *gpu_sampler_main(void *arg);

@@ -16,6 +16,7 @@ enum {
   M_POWER,
   M_LAST,
   M_COST,
+  M_ERRORS,
   M_N
 };
 
@@ -52,13 +53,21 @@ static const struct {
                 "Seconds the last "
                 "sampling round of all GPUs took.",
                 0},
+    [M_ERRORS] = {"orfeas_nvml_errors_total",
+                  "NVML calls that failed or missed their "
+                  "deadline, by call and error.",
+                  2},
 };
 
 static void collect(om_collect *out, void *user) {
   struct gpu_metric_ctx *ctx = user;
   orfeas_gpu *g = ctx->g;
   pthread_mutex_lock(&g->mu);
-  if (ctx->which == M_GPUS) {
+  if (ctx->which == M_ERRORS) {
+    for (unsigned i = 0; i < g->nerrs; i++)
+      om_collect_value(out, OM_LABELS(g->errs[i].call, g->errs[i].error),
+                       g->errs[i].n);
+  } else if (ctx->which == M_GPUS) {
     om_collect_value(out, NULL, g->count);
   } else if (ctx->which == M_COST) {
     if (g->initialised)
@@ -120,27 +129,33 @@ static void collect(om_collect *out, void *user) {
 
 int gpu_metrics_register(orfeas_gpu *g, om_registry *reg, om_error *err) {
   static const char *const one[] = {"gpu_id"};
+  static const char *const two[] = {"call", "error"};
   static const char *const three[] = {"gpu_id", "name", "uuid"};
+  static const char *const *const names[] = {NULL, one, two, three};
+  g->reg = reg;
+  g->registered = 0;
   for (int m = 0; m < M_N; m++) {
     g->ctx[m] = (struct gpu_metric_ctx){g, m};
     om_family_opts o = {.name = defs[m].name,
                         .help = defs[m].help,
-                        .label_names = defs[m].labels == 3 ? three : one,
+                        .label_names = names[defs[m].labels],
                         .label_count = (size_t)defs[m].labels,
-                        .max_series = 64};
-    int rc = om_collector_new(reg, OM_GAUGE, &o, collect, &g->ctx[m], err);
-    if (rc != OM_OK)
+                        .max_series = m == M_ERRORS ? GPU_ERRS_MAX : GPU_MAX};
+    int rc = om_collector_new(reg, m == M_ERRORS ? OM_COUNTER : OM_GAUGE, &o,
+                              collect, &g->ctx[m], err);
+    if (rc != OM_OK) {
+      /* All or nothing: the ones registered so far point into g, which
+       * the caller is about to free. */
+      gpu_metrics_unregister(g);
       return rc;
+    }
+    g->registered = m + 1;
   }
-  /* Call names and error names are both from fixed sets: bounded. */
-  g->errors = om_family_new(
-      reg, OM_COUNTER,
-      &(om_family_opts){.name = "orfeas_nvml_errors_total",
-                        .help = "NVML calls that failed or missed their "
-                                "deadline, by call and error.",
-                        .label_names = OM_LABELS("call", "error"),
-                        .label_count = 2,
-                        .max_series = 512},
-      err);
-  return g->errors ? OM_OK : err->code;
+  return OM_OK;
+}
+
+void gpu_metrics_unregister(orfeas_gpu *g) {
+  for (int m = g->registered - 1; m >= 0; m--)
+    om_collector_remove(g->reg, defs[m].name, &g->ctx[m]);
+  g->registered = 0;
 }

@@ -437,6 +437,31 @@ int om_collector_new(om_registry *reg, om_type type, const om_family_opts *opts,
   return f ? OM_OK : (err ? err->code : OM_EINVAL);
 }
 
+int om_collector_remove(om_registry *reg, const char *name, const void *user) {
+  if (reg == NULL || name == NULL)
+    return OM_EINVAL;
+  om_family *gone = NULL;
+  /* reg->mu is the render lock too: once we hold it no collector runs, and
+   * after we drop it no render can find the family. */
+  pthread_mutex_lock(&reg->mu);
+  for (size_t i = 0; i < reg->nfams; i++) {
+    om_family *f = reg->fams[i];
+    if (f->collect != NULL && f->collect_user == user &&
+        strcmp(f->name, name) == 0) {
+      gone = f;
+      memmove(reg->fams + i, reg->fams + i + 1,
+              (reg->nfams - i - 1) * sizeof *reg->fams);
+      reg->nfams--;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&reg->mu);
+  if (gone == NULL)
+    return OM_EINVAL;
+  om__family_free(gone);
+  return OM_OK;
+}
+
 om_type om_family_type(const om_family *fam) { return fam->type; }
 size_t om_family_label_count(const om_family *fam) { return fam->nlabels; }
 size_t om_family_series(const om_family *fam) {

@@ -393,6 +393,42 @@ static void init_failure_is_retried_until_the_driver_answers(void **state) {
   finish(f);
 }
 
+/* A start that fails half-way, here because a name it registers is taken
+ * (in the middle of its families, then its last one), must take back every
+ * collector it registered before it frees the manager: a scrape after it
+ * read the freed manager (ASan: heap-use-after-free in collect). The error
+ * names what failed, and the registry renders as it did before. */
+static void failed_start_leaves_nothing_registered(void **state) {
+  (void)state;
+  const char *taken[] = {"orfeas_gpu_temperature_celsius",
+                         "orfeas_nvml_errors_total"};
+  for (size_t i = 0; i < sizeof taken / sizeof taken[0]; i++) {
+    write_state("gpus=1\n");
+    om_registry *reg = om_registry_new(NULL);
+    om_error oe;
+    if (i == 0)
+      assert_non_null(om_gauge_new(reg, taken[i], "Taken first.", &oe));
+    else
+      assert_non_null(om_counter_new(reg, taken[i], "Taken first.", &oe));
+    om_buf before = {0}, after = {0};
+    assert_int_equal(om_registry_render(reg, OM_FORMAT_TEXT, &before), OM_OK);
+    orfeas_gpu_opts o = {.nvml_lib = FAKE_NVML,
+                         .interval_s = 0.1,
+                         .call_timeout_s = 0.5,
+                         .log = capture};
+    char err[256] = "";
+    assert_null(orfeas_gpu_start(reg, &o, err, sizeof err));
+    if (strstr(err, taken[i]) == NULL)
+      fail_msg("the error does not name %s: \"%s\"", taken[i], err);
+    assert_int_equal(om_registry_render(reg, OM_FORMAT_TEXT, &after), OM_OK);
+    if (strcmp(before.data, after.data) != 0)
+      fail_msg("a failed start left families behind:\n%s", after.data);
+    om_buf_free(&before);
+    om_buf_free(&after);
+    om_registry_free(reg);
+  }
+}
+
 int main(void) {
   snprintf(state_path, sizeof state_path, "/tmp/orfeas-test-gpu-%d.state",
            (int)getpid());
@@ -409,6 +445,7 @@ int main(void) {
       cmocka_unit_test(failing_count_keeps_gpus_shown_down),
       cmocka_unit_test(identity_follows_the_gpu_at_an_index),
       cmocka_unit_test(init_failure_is_retried_until_the_driver_answers),
+      cmocka_unit_test(failed_start_leaves_nothing_registered),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   unlink(state_path);

@@ -514,6 +514,44 @@ static void collector_duplicates_dropped(void **state) {
   om_registry_free(reg);
 }
 
+/* A collector can be taken back (by name and user pointer, so one owner
+ * cannot remove another's), its name is free again afterwards, and a
+ * family made with om_family_new cannot be removed. */
+static int collect_calls;
+static void collect_one(om_collect *out, void *user) {
+  (void)user;
+  collect_calls++;
+  om_collect_value(out, NULL, 7);
+}
+
+static void collector_remove(void **state) {
+  (void)state;
+  om_registry *reg = om_registry_new(NULL);
+  om_error err;
+  int mine, other;
+  om_family_opts o = {.name = "taken_back", .help = "h"};
+  assert_int_equal(
+      om_collector_new(reg, OM_GAUGE, &o, collect_one, &mine, &err), OM_OK);
+  assert_non_null(om_family_new(
+      reg, OM_GAUGE, &(om_family_opts){.name = "plain", .help = "h"}, &err));
+  assert_int_equal(om_collector_remove(reg, "taken_back", &other), OM_EINVAL);
+  assert_int_equal(om_collector_remove(reg, "plain", NULL), OM_EINVAL);
+  assert_int_equal(om_collector_remove(reg, "taken_back", &mine), OM_OK);
+  assert_int_equal(om_collector_remove(reg, "taken_back", &mine), OM_EINVAL);
+  om_buf buf = {0};
+  collect_calls = 0;
+  assert_int_equal(om_registry_render(reg, OM_FORMAT_TEXT, &buf), OM_OK);
+  assert_int_equal(collect_calls, 0);
+  assert_null(strstr(buf.data, "taken_back"));
+  assert_non_null(strstr(buf.data, "# TYPE plain gauge\n"));
+  assert_int_equal(
+      om_collector_new(reg, OM_GAUGE, &o, collect_one, &other, &err), OM_OK);
+  assert_int_equal(om_registry_render(reg, OM_FORMAT_TEXT, &buf), OM_OK);
+  assert_non_null(strstr(buf.data, "taken_back 7\n"));
+  om_buf_free(&buf);
+  om_registry_free(reg);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(bad_names_refused),
@@ -526,6 +564,7 @@ int main(void) {
       cmocka_unit_test(collector_cap),
       cmocka_unit_test(sample_name_clashes_refused),
       cmocka_unit_test(collector_duplicates_dropped),
+      cmocka_unit_test(collector_remove),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
