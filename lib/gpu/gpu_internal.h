@@ -24,6 +24,9 @@ typedef struct gpu_sample {
    * NOT_SUPPORTED) is left out without marking the GPU down. */
   bool have_util, have_mem, have_temp, have_power;
   double last_ok; /* wall-clock seconds of the last good sample, 0 never */
+  /* Calls that answered NOT_SUPPORTED for this GPU once already (bits by
+   * gpu_sampler.c's call table): counted and logged the first time only. */
+  unsigned unsupported;
 } gpu_sample;
 
 struct orfeas_gpu {

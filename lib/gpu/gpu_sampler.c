@@ -20,8 +20,31 @@
 typedef struct {
   orfeas_gpu *g;
   int gpu;
-  bool late; /* some call of this round missed its deadline */
+  bool late;     /* some call of this round missed its deadline */
+  gpu_sample *s; /* the GPU's sample being filled; NULL for GPU_ALL */
 } round_ctx;
+
+/* The per-GPU calls, for gpu_sample.unsupported's bits. */
+static const char *const gpu_calls[] = {"nvmlDeviceGetHandleByIndex_v2",
+                                        "nvmlDeviceGetName",
+                                        "nvmlDeviceGetUUID",
+                                        "nvmlDeviceGetUtilizationRates",
+                                        "nvmlDeviceGetMemoryInfo_v2",
+                                        "nvmlDeviceGetMemoryInfo",
+                                        "nvmlDeviceGetTemperatureV",
+                                        "nvmlDeviceGetTemperature",
+                                        "nvmlDeviceGetPowerUsage"};
+
+/* True the first time this GPU answers NOT_SUPPORTED to this call. */
+static bool first_unsupported(round_ctx *r, const char *name) {
+  for (unsigned i = 0; i < sizeof gpu_calls / sizeof gpu_calls[0]; i++)
+    if (strcmp(gpu_calls[i], name) == 0) {
+      bool first = !(r->s->unsupported & (1u << i));
+      r->s->unsupported |= 1u << i;
+      return first;
+    }
+  return true;
+}
 
 static void call_begin(round_ctx *r) {
   pthread_mutex_lock(&r->g->mu);
@@ -51,8 +74,20 @@ static nvmlReturn_t call_end(round_ctx *r, const char *name, nvmlReturn_t rc) {
     r->late = true;
     gpu_count_error(g, name, NVML_DEADLINE_EXCEEDED);
   }
-  if (rc != NVML_SUCCESS)
-    gpu_count_error(r->g, name, rc);
+  if (rc == NVML_ERROR_NOT_SUPPORTED && r->s != NULL) {
+    /* A reading the GPU lacks (utilization with MIG on, memory on a GB10)
+     * is a property of the GPU, not an error of this round: counted and
+     * logged once per GPU and call, not every round. */
+    if (first_unsupported(r, name)) {
+      gpu_count_error(g, name, rc);
+      gpu_log(g,
+              "GPU %d: %s answers NOT_SUPPORTED: the GPU lacks that "
+              "reading, its metric is left out",
+              r->gpu, name);
+    }
+  } else if (rc != NVML_SUCCESS) {
+    gpu_count_error(g, name, rc);
+  }
   return rc;
 }
 
@@ -60,7 +95,7 @@ static nvmlReturn_t call_end(round_ctx *r, const char *name, nvmlReturn_t rc) {
 #define TRACK(r, name, call) (call_begin(r), call_end(r, name, (call)))
 
 static void sample_one(orfeas_gpu *g, unsigned i, gpu_sample *s) {
-  round_ctx r = {g, (int)i, false};
+  round_ctx r = {g, (int)i, false, s};
   nvml_lib *L = &g->lib;
   nvmlDevice_t dev;
   s->up = false;
@@ -166,7 +201,7 @@ static bool wait_next(orfeas_gpu *g, double from) {
 
 void *gpu_sampler_main(void *arg) {
   orfeas_gpu *g = arg;
-  round_ctx global = {g, GPU_ALL, false};
+  round_ctx global = {g, GPU_ALL, false, NULL};
   bool said = false;
   pthread_mutex_lock(&g->mu);
   /* nvmlInit_v2 once; retried each interval until it works (a driver can

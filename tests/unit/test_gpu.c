@@ -325,6 +325,63 @@ static void unsupported_readings_leave_the_gpu_up(void **state) {
   finish(f);
 }
 
+/* How often the fake NVML was called for a function (fake_nvml_calls). */
+static unsigned long fake_calls(const char *fn) {
+  void *h = dlopen(FAKE_NVML, RTLD_NOW | RTLD_NOLOAD);
+  assert_non_null(h);
+  unsigned long (*calls)(const char *);
+  void *sym = dlsym(h, "fake_nvml_calls");
+  assert_non_null(sym);
+  memcpy(&calls, &sym, sizeof sym);
+  unsigned long v = calls(fn);
+  dlclose(h);
+  return v;
+}
+
+/* A reading a GPU lacks is a property of the GPU, not an error that
+ * happens each round: NOT_SUPPORTED is counted once per GPU and call (and
+ * logged once), however many rounds ask. It grew by one every round, so
+ * orfeas_nvml_errors_total rose forever on a MIG-enabled GPU. */
+static void not_supported_is_counted_once_per_gpu(void **state) {
+  (void)state;
+  fixture *f = start(FAKE_NVML, "gpus=3\ngpu0.not_supported=util,memory\n"
+                                "gpu2.not_supported=util\n");
+  wait_text(f, "orfeas_gpu_up{gpu_id=\"2\"} 1\n", true, 5);
+  /* Five more rounds, each asking all three GPUs. */
+  unsigned long until = fake_calls("nvmlDeviceGetUtilizationRates") + 15;
+  double deadline = now_s() + 10;
+  while (fake_calls("nvmlDeviceGetUtilizationRates") < until) {
+    if (now_s() > deadline)
+      fail_msg("fewer than 5 rounds in 10 s");
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  render(f);
+  const char *want[] = {
+      "orfeas_nvml_errors_total{call=\"nvmlDeviceGetUtilizationRates\","
+      "error=\"NOT_SUPPORTED\"} 2\n",
+      "orfeas_nvml_errors_total{call=\"nvmlDeviceGetMemoryInfo_v2\","
+      "error=\"NOT_SUPPORTED\"} 1\n",
+      "orfeas_nvml_errors_total{call=\"nvmlDeviceGetMemoryInfo\","
+      "error=\"NOT_SUPPORTED\"} 1\n",
+      "orfeas_gpu_up{gpu_id=\"0\"} 1\n",
+  };
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+    if (strstr(f->buf.data, want[i]) != NULL)
+      continue;
+    const char *e = strstr(f->buf.data, "\norfeas_nvml_errors_total{");
+    fail_msg("missing %s; the counter reads:%.600s", want[i], e ? e : " none");
+  }
+  pthread_mutex_lock(&log_mu);
+  const char *first = strstr(logbuf, "GPU 0: nvmlDeviceGetUtilizationRates");
+  bool twice = first && strstr(first + 1, "GPU 0: nvmlDeviceGetUtilization");
+  pthread_mutex_unlock(&log_mu);
+  if (first == NULL || twice)
+    fail_msg("GPU 0's missing utilization logged %s:\n%s",
+             first ? "twice" : "never", logbuf);
+  finish(f);
+}
+
 /* nvmlDeviceGetCount_v2 failing must not make the GPUs vanish from
  * /metrics: OrfeasGPUNotResponding fires on orfeas_gpu_up == 0, and a series
  * that disappears resolves that alert instead. They stay listed, down. */
@@ -442,6 +499,7 @@ int main(void) {
       cmocka_unit_test(no_library_means_no_gpu),
       cmocka_unit_test(missing_optional_symbols_use_fallbacks),
       cmocka_unit_test(unsupported_readings_leave_the_gpu_up),
+      cmocka_unit_test(not_supported_is_counted_once_per_gpu),
       cmocka_unit_test(failing_count_keeps_gpus_shown_down),
       cmocka_unit_test(identity_follows_the_gpu_at_an_index),
       cmocka_unit_test(init_failure_is_retried_until_the_driver_answers),
