@@ -269,7 +269,14 @@ int main(int argc, char **argv) {
   od_static_free(&svc);
   /* The log last but one: the lines above may still be in its ring. */
   od_log_stop(flush);
-  if (!gpu_left)
-    od_metrics_free(&svc.m);
+  if (gpu_left) {
+    /* A sampler stuck in NVML (nvmlShutdown in a wedged driver) still runs
+     * inside libnvidia-ml: leave without exit()'s destructors, which would
+     * run the library's own teardown beside the stuck call. Everything but
+     * the metrics is freed above. */
+    fflush(NULL);
+    _exit(rc);
+  }
+  od_metrics_free(&svc.m);
   return rc;
 }

@@ -14,7 +14,9 @@
  * calls, nothing queues up behind a stuck call. NVML_ERROR_GPU_IS_LOST marks
  * the GPU down until it answers again. NVML_ERROR_NOT_SUPPORTED for one
  * reading (utilization with MIG on, memory on a unified-memory GB10) leaves
- * that metric out and the GPU up. nvmlInit_v2 is called once.
+ * that metric out and the GPU up, and is counted once per GPU and call.
+ * nvmlInit_v2 is called once, nvmlShutdown once at stop, both on the
+ * sampler thread.
  *
  * Metrics (label gpu_id = NVML index): orfeas_gpu_utilization_percent,
  * orfeas_gpu_memory_used_mb, orfeas_gpu_memory_free_mb,
@@ -61,8 +63,9 @@ orfeas_gpu *orfeas_gpu_start(om_registry *reg, const orfeas_gpu_opts *opts,
                              char *err, size_t errlen);
 
 /* Stops the sampler and frees the manager, waiting at most wait_s seconds
- * for a sampler that is inside an NVML call (<= 0: twice the call deadline
- * plus a second). Returns 0 when stopped and freed; its families are then
+ * for a sampler that is inside an NVML call, nvmlShutdown included (the
+ * sampler makes it on its way out; <= 0: twice the call deadline plus a
+ * second). Returns 0 when stopped and freed; its families are then
  * gone from reg (a render may run meanwhile). Returns 1 when the
  * sampler was stuck and left to finish on its own (detached): it still uses
  * the manager and still writes its metrics into reg, so neither may be

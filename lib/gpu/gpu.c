@@ -137,16 +137,23 @@ int orfeas_gpu_stop(orfeas_gpu *g, double wait_s) {
     until.tv_nsec = (long)((t - (double)until.tv_sec) * 1e9);
     int rc = pthread_timedjoin_np(g->thread, NULL, &until);
     if (rc == ETIMEDOUT) {
-      /* Stuck in NVML: joining could take forever. Leave the thread and the
-       * state it uses (g, the library, the registry it writes to) alive;
-       * the process exit frees them. */
-      gpu_log(g, "sampler stuck in an NVML call; leaving it behind");
+      /* Stuck in NVML (a round's call or nvmlShutdown, which the sampler
+       * makes on its way out): joining could take forever. Leave the
+       * thread and everything it uses (g, the library, the registry it is
+       * registered in) alive and untouched; the process exit ends them. */
+      pthread_mutex_lock(&g->mu);
+      const char *call = g->busy_call ? g->busy_call : "an NVML call";
+      double in =
+          g->busy_gpu != GPU_IDLE ? gpu_now_mono() - g->call_started : 0;
+      pthread_mutex_unlock(&g->mu);
+      gpu_log(g,
+              "sampler stuck in %s for %.1f s, past the %.1f s the stop "
+              "waits: leaving it behind (the process exit ends it)",
+              call, in, wait);
       pthread_detach(g->thread);
       return 1;
     }
   }
-  if (g->initialised && g->lib.shutdown)
-    g->lib.shutdown();
   gpu_free(g);
   return 0;
 }

@@ -42,9 +42,10 @@ struct orfeas_gpu {
   bool stop;
   unsigned count;
   gpu_sample gpus[GPU_MAX];
-  int busy_gpu;        /* GPU of the NVML call in progress, or GPU_* */
-  double call_started; /* monotonic seconds when it began */
-  double round_cost;   /* seconds the last full round took */
+  int busy_gpu;          /* GPU of the NVML call in progress, or GPU_* */
+  const char *busy_call; /* its name, for a stop that gives up on it */
+  double call_started;   /* monotonic seconds when it began */
+  double round_cost;     /* seconds the last full round took */
 
   /* orfeas_nvml_errors_total{call,error}: kept here and reported by a
    * collector like the other families, so that every family the manager

@@ -46,9 +46,10 @@ static bool first_unsupported(round_ctx *r, const char *name) {
   return true;
 }
 
-static void call_begin(round_ctx *r) {
+static void call_begin(round_ctx *r, const char *name) {
   pthread_mutex_lock(&r->g->mu);
   r->g->busy_gpu = r->gpu;
+  r->g->busy_call = name;
   r->g->call_started = gpu_now_mono();
   pthread_mutex_unlock(&r->g->mu);
 }
@@ -58,6 +59,7 @@ static nvmlReturn_t call_end(round_ctx *r, const char *name, nvmlReturn_t rc) {
   pthread_mutex_lock(&g->mu);
   double took = gpu_now_mono() - g->call_started;
   g->busy_gpu = GPU_IDLE;
+  g->busy_call = NULL;
   bool late = took > g->opts.call_timeout_s;
   if (late) {
     /* Down now, not at the end of the round: until then a scrape between
@@ -92,7 +94,7 @@ static nvmlReturn_t call_end(round_ctx *r, const char *name, nvmlReturn_t rc) {
 }
 
 /* Wraps one NVML call: TRACK(r, "nvmlX", g->lib.x(args)). */
-#define TRACK(r, name, call) (call_begin(r), call_end(r, name, (call)))
+#define TRACK(r, name, call) (call_begin(r, name), call_end(r, name, (call)))
 
 static void sample_one(orfeas_gpu *g, unsigned i, gpu_sample *s) {
   round_ctx r = {g, (int)i, false, s};
@@ -266,6 +268,12 @@ void *gpu_sampler_main(void *arg) {
     if (!wait_next(g, t0))
       break;
   }
+  bool initialised = g->initialised;
   pthread_mutex_unlock(&g->mu);
+  /* nvmlShutdown here, not in orfeas_gpu_stop: a driver wedged at teardown
+   * then holds up this thread, which the stop waits for with a deadline,
+   * and not the process's exit. */
+  if (initialised)
+    TRACK(&global, "nvmlShutdown", g->lib.shutdown());
   return NULL;
 }

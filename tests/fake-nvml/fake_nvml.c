@@ -20,6 +20,8 @@
  *                        MIG on and memory on a unified-memory GB10
  *   count_error=CODE     nvmlDeviceGetCount_v2 returns this NVML code
  *   init_error=CODE      nvmlInit_v2 returns this NVML code (9: no driver)
+ *   shutdown_hang_ms=M   nvmlShutdown sleeps M ms first (a driver that
+ *                        wedges at teardown; hang_ms leaves it alone)
  *
  * Like the real library, every call but nvmlInit_v2 and nvmlShutdown
  * returns NVML_ERROR_UNINITIALIZED while no nvmlInit_v2 is outstanding, so a
@@ -56,7 +58,7 @@ typedef struct {
 } fake_gpu;
 
 typedef struct {
-  int gpus, hang_ms, count_error, init_error;
+  int gpus, hang_ms, count_error, init_error, shutdown_hang_ms;
   fake_gpu g[FAKE_MAX];
 } fake_state;
 
@@ -156,6 +158,8 @@ static void load(fake_state *s) {
       s->hang_ms = (int)strtol(v, NULL, 10);
     } else if (strcmp(k, "count_error") == 0) {
       s->count_error = (int)strtol(v, NULL, 10);
+    } else if (strcmp(k, "shutdown_hang_ms") == 0) {
+      s->shutdown_hang_ms = (int)strtol(v, NULL, 10);
     } else if (strcmp(k, "init_error") == 0) {
       s->init_error = (int)strtol(v, NULL, 10);
     } else if (strncmp(k, "gpu", 3) == 0) {
@@ -192,18 +196,23 @@ static void load(fake_state *s) {
   fclose(f);
 }
 
+/* Sleeps ms, counted by fake_nvml_hanging and fake_nvml_hangs_done. */
+static void hang(int ms) {
+  if (ms <= 0)
+    return;
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  atomic_fetch_add(&hanging, 1);
+  while (nanosleep(&ts, &ts) != 0)
+    ;
+  atomic_fetch_sub(&hanging, 1);
+  atomic_fetch_add(&hangs_done, 1);
+}
+
 /* Reads the state, counts the call, sleeps hang_ms. */
 static void enter(fake_state *s, const char *name) {
   load(s);
   count(name);
-  if (s->hang_ms > 0) {
-    struct timespec ts = {s->hang_ms / 1000, (s->hang_ms % 1000) * 1000000L};
-    atomic_fetch_add(&hanging, 1);
-    while (nanosleep(&ts, &ts) != 0)
-      ;
-    atomic_fetch_sub(&hanging, 1);
-    atomic_fetch_add(&hangs_done, 1);
-  }
+  hang(s->hang_ms);
 }
 
 /* The GPU behind a handle, or an error code. Handles are index + 1. */
@@ -242,7 +251,10 @@ nvmlReturn_t nvmlInit_v2(void) {
 }
 
 nvmlReturn_t nvmlShutdown(void) {
+  fake_state s;
+  load(&s);
   count("nvmlShutdown");
+  hang(s.shutdown_hang_ms);
   /* NVML reports no error for more shutdowns than inits. */
   int n = atomic_load(&inits);
   while (n > 0 && !atomic_compare_exchange_weak(&inits, &n, n - 1))

@@ -11,6 +11,10 @@ Cases (argv[1]), each with a fresh work dir (argv[2]):
          down; cleared -> up again.
   nogpu  no NVML library: orfeas_gpus 0, one log line, /health, /ready
          and a generation all work.
+  shutdown_hang  nvmlShutdown wedges (the fake's shutdown_hang_ms, 10 min):
+         SIGTERM still ends orfeasd, exit 0, within --drain-timeout 2 plus
+         start-up slack (waited for with a 30 s deadline), and the log names
+         nvmlShutdown as the call left behind.
 """
 import json
 import os
@@ -112,5 +116,21 @@ def case_nogpu(work):
     check(rc == 0, "orfeasd exits 0 on SIGTERM (rc=%s)" % rc)
 
 
+def case_shutdown_hang(work):
+    state = os.path.join(work, "gpu.state")
+    write_state(state, "gpus=1\n")
+    s = Server(os.path.join(work, "data"), "--nvml-lib", FAKE, "--gpu-interval", "0.2",
+               "--gpu-call-timeout", "0.5", "--drain-timeout", "2", env={"FAKE_NVML_STATE": state})
+    try:
+        wait_for(lambda: exposed(s.samples(), "orfeas_gpu_up", gpu_id="0") == 1 or None, "GPU 0 up", timeout=10)
+        write_state(state, "gpus=1\nshutdown_hang_ms=600000\n")
+    finally:
+        # Before the fix orfeasd called nvmlShutdown after joining the
+        # sampler, with no deadline: it never exited.
+        rc = s.stop(timeout=30)
+    check(rc == 0, "orfeasd exits 0 on SIGTERM while nvmlShutdown hangs (rc=%s)" % rc)
+    check(s.log_has(r"gpu: .*nvmlShutdown"), "the log names nvmlShutdown as the call that did not return")
+
+
 if __name__ == "__main__":
-    main({"gpu": case_gpu, "nogpu": case_nogpu})
+    main({"gpu": case_gpu, "nogpu": case_nogpu, "shutdown_hang": case_shutdown_hang})

@@ -486,6 +486,40 @@ static void failed_start_leaves_nothing_registered(void **state) {
   }
 }
 
+/* A driver that wedges in nvmlShutdown must not hang the stop: it is
+ * bounded by wait_s like any other call, returns 1 (the manager left
+ * behind, nothing freed that the stuck call could touch), and the log names
+ * the call that did not return. Told by the fake's counters: the stop
+ * returned while nvmlShutdown was still in its sleep. Before, the stop
+ * called nvmlShutdown itself after the join, with no deadline. */
+/* Reachable (volatile: the store is kept), so LeakSanitizer does not
+ * report the manager the stop left behind. */
+static fixture *volatile left_behind;
+
+static void wedged_shutdown_does_not_hang_the_stop(void **state) {
+  (void)state;
+  fixture *f = start(FAKE_NVML, "gpus=1\n");
+  wait_text(f, "orfeas_gpu_up{gpu_id=\"0\"} 1\n", true, 5);
+  write_state("gpus=1\nshutdown_hang_ms=2000\n");
+  unsigned long done = fake_counter("fake_nvml_hangs_done");
+  int rc = orfeas_gpu_stop(f->gpu, 0.3);
+  if (rc != 1) /* 0: it waited nvmlShutdown out and closed the library */
+    fail_msg("stop returned %d, not 1 (the manager left behind)", rc);
+  if (fake_counter("fake_nvml_hangs_done") != done)
+    fail_msg("stop returned only after nvmlShutdown came back");
+  if (!log_has("nvmlShutdown"))
+    fail_msg("the log does not name the stuck call:\n%s", logbuf);
+  left_behind = f;
+  /* Let the left-behind sampler finish before the process exits. */
+  double deadline = now_s() + 10;
+  while (fake_counter("fake_nvml_hangs_done") == done) {
+    if (now_s() > deadline)
+      fail_msg("nvmlShutdown did not come back from its 2 s sleep in 10 s");
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+}
+
 int main(void) {
   snprintf(state_path, sizeof state_path, "/tmp/orfeas-test-gpu-%d.state",
            (int)getpid());
@@ -504,6 +538,8 @@ int main(void) {
       cmocka_unit_test(identity_follows_the_gpu_at_an_index),
       cmocka_unit_test(init_failure_is_retried_until_the_driver_answers),
       cmocka_unit_test(failed_start_leaves_nothing_registered),
+      /* Last: it leaves a manager behind with NVML initialised. */
+      cmocka_unit_test(wedged_shutdown_does_not_hang_the_stop),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   unlink(state_path);
