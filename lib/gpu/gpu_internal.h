@@ -27,6 +27,7 @@ typedef struct gpu_sample {
   /* Calls that answered NOT_SUPPORTED for this GPU once already (bits by
    * gpu_sampler.c's call table): counted and logged the first time only. */
   unsigned unsupported;
+  bool said_denied; /* its NO_PERMISSION logged (until it opens again) */
 } gpu_sample;
 
 struct orfeas_gpu {

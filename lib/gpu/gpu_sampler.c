@@ -14,6 +14,7 @@
 #include <math.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define NVML_DEADLINE_EXCEEDED (-1) /* our pseudo return code */
 
@@ -101,8 +102,24 @@ static void sample_one(orfeas_gpu *g, unsigned i, gpu_sample *s) {
   nvml_lib *L = &g->lib;
   nvmlDevice_t dev;
   s->up = false;
-  if (TRACK(&r, "nvmlDeviceGetHandleByIndex_v2", L->get_handle_v2(i, &dev)))
+  nvmlReturn_t rc =
+      TRACK(&r, "nvmlDeviceGetHandleByIndex_v2", L->get_handle_v2(i, &dev));
+  if (rc == NVML_ERROR_NO_PERMISSION && !s->said_denied) {
+    /* Not a GPU fault, and no retry or backoff mends it: the device file
+     * (its mode, a container's device list) needs the operator. Shown
+     * down like any GPU we cannot read, retried each round, and said once
+     * with what to check, since the page it raises points at the GPU. */
+    s->said_denied = true;
+    gpu_log(g,
+            "GPU %u: NO_PERMISSION: NVML lists it but this process (uid %u) "
+            "may not open its device file (/dev/nvidia*: mode, group, the "
+            "container's devices); shown down (orfeas_gpu_up 0) and retried "
+            "each round",
+            i, (unsigned)getuid());
+  }
+  if (rc != NVML_SUCCESS)
     return;
+  s->said_denied = false;
   if (!s->have_info) {
     if (TRACK(&r, "nvmlDeviceGetName",
               L->get_name(dev, s->name, sizeof s->name)) == NVML_SUCCESS &&
@@ -116,8 +133,7 @@ static void sample_one(orfeas_gpu *g, unsigned i, gpu_sample *s) {
    * Any other failure of these two still marks it down. */
   s->have_util = false;
   nvmlUtilization_t u;
-  nvmlReturn_t rc =
-      TRACK(&r, "nvmlDeviceGetUtilizationRates", L->get_utilization(dev, &u));
+  rc = TRACK(&r, "nvmlDeviceGetUtilizationRates", L->get_utilization(dev, &u));
   if (rc == NVML_SUCCESS) {
     s->util = u.gpu;
     s->have_util = true;

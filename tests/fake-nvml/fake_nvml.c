@@ -13,6 +13,8 @@
  *   gpuI.power_w=W       power, watts (default 50)
  *   gpuI.name=TEXT       product name (default "Fake NVIDIA GPU I")
  *   gpuI.lost=1          calls on that GPU return NVML_ERROR_GPU_IS_LOST
+ *   gpuI.no_permission=1 its handle lookup returns NVML_ERROR_NO_PERMISSION
+ *                        (a device file this process may not open)
  *   gpuI.uuid=TEXT       UUID (default GPU-fa4e0000-0000-4000-8000-00..0I)
  *   gpuI.not_supported=L readings that GPU lacks, comma-separated (util,
  *                        memory, temp, power): their calls return
@@ -54,6 +56,7 @@ typedef struct {
   double util, mem_used, mem_total, temp, power;
   char name[64], uuid[NVML_NAME_BUFFER];
   int lost;
+  int no_permission;
   int not_supported; /* NS_* bits */
 } fake_gpu;
 
@@ -182,6 +185,8 @@ static void load(fake_state *s) {
         g->power = x;
       else if (strcmp(f2, "lost") == 0)
         g->lost = x != 0;
+      else if (strcmp(f2, "no_permission") == 0)
+        g->no_permission = x != 0;
       else if (strcmp(f2, "name") == 0)
         snprintf(g->name, sizeof g->name, "%s", v);
       else if (strcmp(f2, "uuid") == 0)
@@ -284,6 +289,8 @@ nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int i, nvmlDevice_t *d) {
     return NVML_ERROR_UNINITIALIZED;
   if (i >= (unsigned)s.gpus)
     return NVML_ERROR_INVALID_ARGUMENT;
+  if (s.g[i].no_permission)
+    return NVML_ERROR_NO_PERMISSION;
   /* Like NVIDIA's mock: a lost GPU fails its handle lookup too. */
   if (s.g[i].lost)
     return NVML_ERROR_GPU_IS_LOST;

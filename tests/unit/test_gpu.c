@@ -450,6 +450,32 @@ static void init_failure_is_retried_until_the_driver_answers(void **state) {
   finish(f);
 }
 
+/* A GPU this process may not open (NVML_ERROR_NO_PERMISSION from the
+ * handle lookup: the device file's mode, a container's device list) shows
+ * down, as before, but the log says once why and what to check, so the
+ * page it raises can be acted on; it comes up once access is granted. */
+static void no_permission_is_logged_once_with_the_fix(void **state) {
+  (void)state;
+  fixture *f = start(FAKE_NVML, "gpus=2\ngpu1.no_permission=1\n");
+  wait_text(f,
+            "orfeas_nvml_errors_total{call=\"nvmlDeviceGetHandleByIndex_v2\","
+            "error=\"NO_PERMISSION\"} 3\n",
+            true, 5);
+  assert_non_null(strstr(f->buf.data, "orfeas_gpu_up{gpu_id=\"1\"} 0\n"));
+  assert_non_null(strstr(f->buf.data, "orfeas_gpu_up{gpu_id=\"0\"} 1\n"));
+  pthread_mutex_lock(&log_mu);
+  const char *first = strstr(logbuf, "GPU 1: NO_PERMISSION");
+  bool twice = first && strstr(first + 1, "GPU 1: NO_PERMISSION");
+  bool fix = first && strstr(first, "device file") != NULL;
+  pthread_mutex_unlock(&log_mu);
+  if (first == NULL || twice || !fix)
+    fail_msg("want one line \"GPU 1: NO_PERMISSION ... device file\":\n%s",
+             logbuf);
+  write_state("gpus=2\n");
+  wait_text(f, "orfeas_gpu_up{gpu_id=\"1\"} 1\n", true, 2);
+  finish(f);
+}
+
 /* A start that fails half-way, here because a name it registers is taken
  * (in the middle of its families, then its last one), must take back every
  * collector it registered before it frees the manager: a scrape after it
@@ -537,6 +563,7 @@ int main(void) {
       cmocka_unit_test(failing_count_keeps_gpus_shown_down),
       cmocka_unit_test(identity_follows_the_gpu_at_an_index),
       cmocka_unit_test(init_failure_is_retried_until_the_driver_answers),
+      cmocka_unit_test(no_permission_is_logged_once_with_the_fix),
       cmocka_unit_test(failed_start_leaves_nothing_registered),
       /* Last: it leaves a manager behind with NVML initialised. */
       cmocka_unit_test(wedged_shutdown_does_not_hang_the_stop),
