@@ -37,7 +37,12 @@
  * and never reads the store. A refresh refused, past the connection's share
  * or for a full queue, is not silent: the caller (ws.c) answers the client
  * with an error naming the job (subscribe again), and it is counted in
- * orfeas_websocket_refreshes_refused_total{reason}.
+ * orfeas_websocket_refreshes_refused_total{reason}. Nor is a read that
+ * fails (Redis slower than its command timeout, or answering an error):
+ * the refresher sends the same error to every subscriber of the job on
+ * this node, through the hub, and counts it once (reason "store"); else a
+ * subscriber to a job that had already ended would wait for its end for
+ * ever.
  *
  * Shutdown: od_fanout_quiet (the drain, or before the hub is freed) stops
  * both threads' forwarding under the lock they forward under, so neither
@@ -159,7 +164,8 @@ static void on_resync(void *u) {
   pthread_mutex_unlock(&f->mu);
 }
 
-const char *const OD_REFRESH_NAMES[OD_REFRESH_N] = {"asked", "client", "full"};
+const char *const OD_REFRESH_NAMES[OD_REFRESH_N] = {"asked", "client", "full",
+                                                    "store"};
 
 od_refresh od_jobs_refresh(od_jobs *j, const char *id, uint64_t owner,
                            int max_waiting) {
@@ -196,8 +202,23 @@ od_refresh od_jobs_refresh(od_jobs *j, const char *id, uint64_t owner,
   return r;
 }
 
+/* A read of the job's state that failed (OD_STORE_DOWN: Redis slow past
+ * its command timeout, unreachable, or answering an error): the error
+ * frame a refused refresh sends (ws.c ask_current), for every subscriber
+ * of the job here. */
+static char *store_failed(od_fanout *f, const char *id) {
+  om_counter_inc(f->j->svc->m.ws_refused[OD_REFRESH_STORE]);
+  json_t *data = json_pack(
+      "{s:s, s:s, s:f}", "message",
+      "no current state sent for this job: the job store did not answer "
+      "the read in time, or answered an error; subscribe again later",
+      "job_id", id, "timestamp", od_wall());
+  return data != NULL ? od_ws_event_json(OD_WS_ERROR, data) : NULL;
+}
+
 /* The refresher: a job's current state, read from the store, as the event
- * a subscribe sends (job_update, or its end), into the hub. */
+ * a subscribe sends (job_update, or its end), into the hub; or, when the
+ * read failed, an error saying to subscribe again. */
 static void *refresher(void *arg) {
   od_fanout *f = arg;
   pthread_setname_np(pthread_self(), "od-fanout");
@@ -212,17 +233,22 @@ static void *refresher(void *arg) {
     f->head = (f->head + 1) % REFRESH_MAX;
     f->n--;
     pthread_mutex_unlock(&f->mu);
+    /* One read: a second after a failed one (od_jobs_view, then
+     * od_jobs_gone) would wait out Redis's timeout twice. */
     od_job_view v;
-    od_ws_event ev;
+    od_ws_event ev = OD_WS_ERROR;
     json_t *data = NULL;
-    if (od_jobs_view(f->j, id, &v) ||
-        (od_jobs_gone(f->j, id, &v) && v.http_status != 503))
-      data = od_job_event_json(&v, &ev);
     char *text = NULL;
+    od_store_rc rc = od_jobs_current(f->j, id, &v);
+    if (rc == OD_STORE_OK || rc == OD_STORE_GONE) /* a removal: its error */
+      data = od_job_event_json(&v, &ev);
     if (data != NULL) {
       json_object_set_new(data, "timestamp", json_real(od_wall()));
       text = od_ws_event_json(ev, data); /* takes data */
-    }
+    } else if (rc == OD_STORE_DOWN) {
+      ev = OD_WS_ERROR;
+      text = store_failed(f, id);
+    } /* no such job: nothing to say, as on one node */
     pthread_mutex_lock(&f->mu);
     if (text != NULL) {
       forward(f, id, ev, text);

@@ -205,6 +205,18 @@ int od_jobs_gone(od_jobs *j, const char *id, od_job_view *v) {
   return 1;
 }
 
+od_store_rc od_jobs_current(od_jobs *j, const char *id, od_job_view *v) {
+  od_job_rec r;
+  od_store_rc rc = od_store_get(j->store, id, &r);
+  if (rc == OD_STORE_OK)
+    view_of(j, &r, v);
+  else if (rc == OD_STORE_GONE)
+    gone_view(&r, v);
+  else if (rc != OD_STORE_NOT_FOUND)
+    rc = OD_STORE_DOWN; /* nothing else answers a get */
+  return rc;
+}
+
 static void count_gen(od_jobs *j, orfeas_pl_format f, const char *status) {
   om_counter_inc(om_family_counter(
       j->svc->m.gen_total, OM_LABELS(orfeas_pl_format_name(f), status)));

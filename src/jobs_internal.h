@@ -121,6 +121,12 @@ void od_janitor_free(od_janitor *k);
  * store, now and then the orphan sweep. */
 void od_jobs_housekeep(od_jobs *j);
 
+/* Both in one read of the store (the cluster's refresher, fanout.c):
+ * OD_STORE_OK (*v the job) or OD_STORE_GONE (*v its removal, as
+ * od_jobs_gone), else OD_STORE_NOT_FOUND or OD_STORE_DOWN (the read
+ * failed: Redis slow past its command timeout, or answering an error). */
+od_store_rc od_jobs_current(od_jobs *j, const char *id, od_job_view *v);
+
 /* ---- orphans.c ----------------------------------------------------------- */
 
 /* A sweep of the shared data dir in progress (the janitor's). */

@@ -729,11 +729,16 @@ extern const char *const OD_WS_CLOSE_REASONS[OD_WS_CLOSE_REASONS_N];
  * it: the connection (owner) already has max_waiting refreshes waiting
  * (client), or the queue is full (full). A refusal is counted in
  * orfeas_websocket_refreshes_refused_total{reason} (OD_REFRESH_NAMES);
- * the caller tells the client (ws.c). owner 0: no connection, no share. */
+ * the caller tells the client (ws.c). owner 0: no connection, no share.
+ * OD_REFRESH_STORE is never returned: it is a read asked for that failed
+ * later, on the refresher's thread (Redis slow past its command timeout,
+ * or answering an error); fanout.c counts it and sends the job's
+ * subscribers the same "subscribe again" error through the hub. */
 typedef enum {
   OD_REFRESH_ASKED = 0,
   OD_REFRESH_CLIENT,
   OD_REFRESH_FULL,
+  OD_REFRESH_STORE,
   OD_REFRESH_N
 } od_refresh;
 extern const char *const OD_REFRESH_NAMES[OD_REFRESH_N];
@@ -830,7 +835,7 @@ typedef struct {
   om_counter *log_dropped;
   om_family *ws_closed_family; /* {reason} */
   om_counter *ws_closed[OD_WS_CLOSE_REASONS_N];
-  om_family *ws_refused_family;         /* {reason}: client, full */
+  om_family *ws_refused_family;         /* {reason}: client, full, store */
   om_counter *ws_refused[OD_REFRESH_N]; /* [OD_REFRESH_ASKED] unused */
   om_family *gen_failures_family;       /* {reason} */
   om_counter *gen_failures[OD_FAIL_REASONS];
@@ -1132,8 +1137,10 @@ char *od_sio_open(const char *sid, double ping_interval_s,
 char *od_sio_event_text(const char *name, json_t *data);
 /* The hub's event text ({"event", "data"}, as od_ws_event_json makes it)
  * as 42["job_update", {...}, "<job_id>"] (the job id is the offset a
- * reconnecting client sends back: socketio.c), or NULL for events that are
- * not about a job's progress or end. malloc'd. */
+ * reconnecting client sends back: socketio.c); an "error" naming a job (a
+ * failed read of its state, cluster mode: fanout.c) as 42["error",
+ * {"message", "job_id"}], the frame ws.c sends for a refused one; NULL for
+ * other events. malloc'd. */
 char *od_sio_job_update(const char *hub_json, size_t len);
 
 /* ---- cors.c -------------------------------------------------------------- */

@@ -35,7 +35,8 @@
  *   Server events: 42["connected",{...}], 42["job_update",{job_id, status,
  *   progress, step, stage, output_file, download_url, cached, error, ...},
  *   "<job_id>"], 42["error",{"message"}] for a message it cannot act on
- *   (before CONNECT too).
+ *   (before CONNECT too), 42["error",{"message","job_id"}] in cluster mode
+ *   when a subscribed job's current state will not come (subscribe again).
  *
  * Reconnects. Updates go to a job's subscribers only, and the original page
  * subscribes once, after generate-3d; when orfeasd restarts (or the
@@ -182,6 +183,14 @@ char *od_sio_job_update(const char *hub_json, size_t len) {
                   "failed", "progress", 0.0, "step", "failed", "stage",
                   "failed", "error",
                   json_string_value(json_object_get(d, "error")));
+  } else if (strcmp(name, od_ws_event_name(OD_WS_ERROR)) == 0) {
+    /* Not a job_update, and no offset: the job has not moved. */
+    const char *msg = json_string_value(json_object_get(d, "message"));
+    char *text =
+        od_sio_event_text("error", json_pack("{s:s, s:s}", "message",
+                                             msg ? msg : "", "job_id", id));
+    json_decref(root);
+    return text;
   }
   /* The job id is the offset (the top says why). */
   char *text = u ? event_text("job_update", u, id) : NULL;

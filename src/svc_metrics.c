@@ -275,7 +275,9 @@ static const metric_def METRICS[] = {
      "orfeas_websocket_refreshes_refused_total",
      "Cluster mode: a subscribe's read of its job's current state refused, "
      "by reason (client: the connection already had --ws-max-subscriptions "
-     "waiting; full: the node's queue of them was full).",
+     "waiting; full: the node's queue of them was full; store: the read "
+     "failed, the job store slow past its command timeout or answering an "
+     "error).",
      LABELS("reason"), NO_BUCKETS},
     {FIELD(gen_failures_family), OM_COUNTER, "orfeas_generation_failures_total",
      "Generations that ended failed, by reason (decode, pipeline, disk_full, "

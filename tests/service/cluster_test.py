@@ -46,6 +46,11 @@ Short leases (--store-lease 1) keep it fast.
              refreshes it is refused ("subscribe again", counted), and a
              late subscribe to a finished job still hears its end; with
              the refresh queue full, a subscribe is told so, not dropped.
+  storefail  a subscribe whose read of its job's current state fails
+             (Redis frozen past the 2 s command timeout, or answering an
+             error): the client is told to subscribe again (/ws and
+             Socket.IO), counted (reason="store"); subscribing again, Redis
+             back, brings the end.
   emptydir   a node started on an empty --data-dir (the mount missing)
              sees a completed job of the cluster without its model: it logs
              that once, with a count, and leaves the job completed for
@@ -689,6 +694,81 @@ def case_churn(work):
     late.close()
 
 
+def told_again(ws, jid, timeout=10):
+    """Waits on a /ws client for the end of jid or an error naming it; the
+    error's data, or a failure (the end came, or nothing did)."""
+    try:
+        evs, closed = ws.events_until(lambda ev: ev["event"] in ("error", "generation_complete", "generation_error")
+                                      and ev["data"].get("job_id") == jid, timeout=timeout)
+    except (socket.timeout, TimeoutError):
+        raise TestFailure("neither an error nor the end of job %s within %d s" % (jid, timeout))
+    check(not closed and evs[-1]["event"] == "error" and AGAIN in evs[-1]["data"].get("message", ""),
+          "job %s: told to subscribe again (%r)" % (jid, evs[-1] if evs else None))
+    return evs[-1]["data"]
+
+
+def case_storefail(work):
+    """A subscribe whose read of its job's current state fails is told so,
+    and counted. Redis frozen (SIGSTOP: the read waits out the 2 s command
+    timeout), a /ws client and a Socket.IO client subscribe to two jobs that
+    already completed: each gets an error naming its job (subscribe again),
+    counted in orfeas_websocket_refreshes_refused_total{reason="store"};
+    Redis thawed, a subscribe again brings each job's end. Then Redis
+    answering the node's scripts with an error (an ACL that denies the
+    node's user EVALSHA and EVAL): the same. (Before, the failed read was
+    dropped in silence, and a subscriber to a job that had ended waited for
+    its end for ever.)"""
+    redis = Redis(work)
+    a = node(work, redis, "a", pause=False)
+    done = [submit(a, make_image("png", 64 + 8 * i, os.path.join(work, "star%d.png" % i))) for i in range(2)]
+    for jid in done:
+        check(a.wait_job(jid, timeout=20)["status"] == "completed", "job %s completed" % jid)
+    ws = WS(a.port)
+    ws.recv_event()
+    sio = WS(a.port, path="/socket.io/?EIO=4&transport=websocket")
+    sio_until(sio, "0{")
+    sio.send_frame(1, b"40")
+    sio_until(sio, '42["connected"')
+    check(metric(a, "orfeas_websocket_refreshes_refused_total", reason="store") == 0, "none refused yet")
+
+    redis.proc.send_signal(signal.SIGSTOP)
+    try:
+        ws.send_json({"event": "subscribe", "data": {"job_id": done[0]}})
+        told_again(ws, done[0])
+        sio.send_frame(1, ('42["subscribe_job",{"job_id":"%s"}]' % done[1]).encode())
+        got = json.loads(sio_until(sio, '42["error"')[2:])[1]
+        check(got.get("job_id") == done[1] and AGAIN in got.get("message", ""),
+              "a Socket.IO client too, with its error event (%r)" % got)
+    finally:
+        redis.proc.send_signal(signal.SIGCONT)
+    check(metric(a, "orfeas_websocket_refreshes_refused_total", reason="store") == 2,
+          "each failed read counted (reason store)")
+    ws.send_json({"event": "subscribe", "data": {"job_id": done[0]}})
+    end_of(ws, done[0], 10)
+    sio.send_frame(1, ('42["subscribe_job",{"job_id":"%s"}]' % done[1]).encode())
+    got = json.loads(sio_until(sio, '42["job_update"')[2:])[1]
+    check(got.get("job_id") == done[1] and got.get("status") == "completed",
+          "the Socket.IO client's subscribe again brings its job's end (%r)" % got)
+
+    # Redis answers an error: the read fails at once, told the same way.
+    check(redis.cli("ACL", "SETUSER", "default", "-evalsha", "-eval") == "OK", "EVALSHA and EVAL denied")
+    try:
+        ws.send_json({"event": "subscribe", "data": {"job_id": done[0]}})
+        told_again(ws, done[0])
+    finally:
+        check(redis.cli("ACL", "SETUSER", "default", "+@all") == "OK", "every command allowed again")
+    check(metric(a, "orfeas_websocket_refreshes_refused_total", reason="store") == 3,
+          "the failed read counted (reason store)")
+    wait_for(lambda: a.request("GET", "/ready")[0] == 200, "/ready to answer 200 again", timeout=10)
+    ws.send_json({"event": "subscribe", "data": {"job_id": done[0]}})
+    end_of(ws, done[0], 10)
+    check(metric(a, "orfeas_websocket_refreshes_refused_total", reason="client") == 0
+          and metric(a, "orfeas_websocket_refreshes_refused_total", reason="full") == 0,
+          "none refused for another reason")
+    ws.close()
+    sio.close()
+
+
 def case_emptydir(work):
     redis = Redis(work)
     a = node(work, redis, "a", pause=False)
@@ -752,4 +832,4 @@ if __name__ == "__main__":
     main({"once": case_once, "kill9": case_kill9, "drain": case_drain, "auth": case_auth, "orphans": case_orphans, "partition": case_partition, "redis": case_redis,
           "progress": case_progress, "ratelimit": case_ratelimit, "stranded": case_stranded,
           "emptydir": case_emptydir, "lostreply": case_lostreply, "refreshes": case_refreshes,
-          "churn": case_churn})
+          "churn": case_churn, "storefail": case_storefail})

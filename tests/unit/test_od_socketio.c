@@ -305,6 +305,26 @@ static void test_job_update(void **s) {
   assert_null(od_sio_job_update(noid, strlen(noid)));
 }
 
+/* A hub "error" naming a job (cluster mode: its state could not be read,
+ * fanout.c) as the Socket.IO error event ws.c sends for a refused read:
+ * {message, job_id}, no offset, no timestamp. One without a job: nothing. */
+static void test_job_error(void **s) {
+  (void)s;
+  char *hub = od_ws_event_json(
+      OD_WS_ERROR, json_pack("{s:s, s:s, s:f}", "message",
+                             "no current state; subscribe again later",
+                             "job_id", UUID, "timestamp", 1.5));
+  char *t = od_sio_job_update(hub, strlen(hub));
+  free(hub);
+  assert_non_null(t);
+  assert_string_equal(t, "42[\"error\",{\"message\":\"no current state; "
+                         "subscribe again later\",\"job_id\":\"" UUID "\"}]");
+  free(t);
+  hub = od_ws_event_json(OD_WS_ERROR, json_pack("{s:s}", "message", "bad"));
+  assert_null(od_sio_job_update(hub, strlen(hub)));
+  free(hub);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_query),
@@ -312,6 +332,7 @@ int main(void) {
       cmocka_unit_test(test_connect_and_subscribe),
       cmocka_unit_test(test_event_text),
       cmocka_unit_test(test_job_update),
+      cmocka_unit_test(test_job_error),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
