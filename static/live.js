@@ -3,8 +3,22 @@
 // subscribed again, and the server answers each subscription with where
 // the job stands, so nothing that happened meanwhile is lost.
 //
-// Events dispatched: 'state' (detail: 'connecting' | 'open' | 'closed')
-// and 'job' (detail: {event, data} for a followed job).
+// In cluster mode the server may answer a subscription with an error
+// naming the job whose message says to "subscribe again" (its node could
+// not read where the job stands: Redis slow or failing, or too many reads
+// waiting; docs/api.md). Nothing else would bring that job's state, so the
+// job is subscribed again at once, then after 0.5, 1, 2, 4 s, at most
+// AGAIN_MAX times in a row; any news of the job (progress, its end), or a
+// new connection, starts the count again. Past that the page's own polling of job-status is what
+// is left (studio.js).
+//
+// Events dispatched: 'state' (detail: 'connecting' | 'open' | 'closed'),
+// 'job' (detail: {event, data} for a followed job) and 'resubscribe'
+// (detail: {job_id, attempt, delay_ms}, when a subscribe again is sent,
+// or {job_id, attempt, gave_up: true} once AGAIN_MAX is spent).
+
+const AGAIN_MAX = 5;
+const AGAIN_BASE_MS = 500;
 
 export class Live extends EventTarget {
   constructor(path = '/ws') {
@@ -16,6 +30,7 @@ export class Live extends EventTarget {
     this.delay = 500;
     this.timer = 0;
     this.state = 'closed';
+    this.again = new Map(); // job id -> {tries, timer}: subscribes again
   }
 
   start() {
@@ -45,6 +60,10 @@ export class Live extends EventTarget {
     this.ws = ws;
     ws.onopen = () => {
       this.delay = 500;
+      // Every followed job is subscribed below, on a new connection: the
+      // subscribes again pending are dropped, and their count starts afresh.
+      for (const a of this.again.values()) clearTimeout(a.timer);
+      this.again.clear();
       this.setState('open');
       for (const id of this.jobs) this.send({ event: 'subscribe', data: { job_id: id } });
     };
@@ -52,7 +71,13 @@ export class Live extends EventTarget {
       let msg;
       try { msg = JSON.parse(m.data); } catch { return; }
       if (!msg || typeof msg.event !== 'string' || !msg.data) return;
-      if (typeof msg.data.job_id === 'string' && this.jobs.has(msg.data.job_id)) {
+      const id = msg.data.job_id;
+      if (typeof id === 'string' && this.jobs.has(id)) {
+        if (msg.event === 'error' && /subscribe again/.test(String(msg.data.message))) {
+          this.subscribeAgain(id);
+        } else if (msg.event !== 'subscribed' && msg.event !== 'unsubscribed' && msg.event !== 'error') {
+          this.forgetAgain(id); // the job's state came: a later refusal starts afresh
+        }
         this.dispatchEvent(new CustomEvent('job', { detail: msg }));
       }
     };
@@ -69,6 +94,35 @@ export class Live extends EventTarget {
     clearTimeout(this.timer);
     this.timer = setTimeout(() => this.connect(), this.delay);
     this.delay = Math.min(this.delay * 2, 8000);
+  }
+
+  // The server could not send where the job stands: ask again, at once the
+  // first time, then with a doubling delay, AGAIN_MAX times at most until
+  // the job is heard from (see the top).
+  subscribeAgain(jobId) {
+    const a = this.again.get(jobId) || { tries: 0, timer: 0 };
+    this.again.set(jobId, a);
+    clearTimeout(a.timer);
+    if (a.tries >= AGAIN_MAX) {
+      this.dispatchEvent(new CustomEvent('resubscribe', { detail: { job_id: jobId, attempt: a.tries, gave_up: true } }));
+      return;
+    }
+    const delay = a.tries === 0 ? 0 : AGAIN_BASE_MS * 2 ** (a.tries - 1);
+    a.tries++;
+    const attempt = a.tries;
+    a.timer = setTimeout(() => {
+      if (!this.jobs.has(jobId) || !this.open) return; // a reconnect subscribes anyway
+      this.dispatchEvent(new CustomEvent('resubscribe', { detail: { job_id: jobId, attempt, delay_ms: delay } }));
+      this.send({ event: 'subscribe', data: { job_id: jobId } });
+    }, delay);
+  }
+
+  forgetAgain(jobId) {
+    const a = this.again.get(jobId);
+    if (a) {
+      clearTimeout(a.timer);
+      this.again.delete(jobId);
+    }
   }
 
   reconnectNow() {
@@ -114,6 +168,7 @@ export class Live extends EventTarget {
   }
 
   unfollow(jobId) {
+    this.forgetAgain(jobId);
     if (this.jobs.delete(jobId)) this.send({ event: 'unsubscribe', data: { job_id: jobId } });
   }
 

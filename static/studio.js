@@ -361,6 +361,17 @@ async function refreshJobs() {
 
 // ---- start --------------------------------------------------------------------------
 
+// Told to subscribe again (cluster mode, live.js): said in the console, so
+// whoever looks at a page that waits can see why.
+live.addEventListener('resubscribe', (e) => {
+  const { job_id: id, attempt, delay_ms: ms, gave_up: gaveUp } = e.detail;
+  if (gaveUp) {
+    console.info(`live: job ${id}: the server still cannot say where it stands after ${attempt} subscribes again; polling job-status instead`);
+  } else {
+    console.info(`live: job ${id}: the server could not say where it stands; subscribed again (attempt ${attempt}, after ${ms} ms)`);
+  }
+});
+
 live.addEventListener('state', (e) => {
   const s = e.detail;
   ui.live.textContent = s === 'open' ? 'live' : s === 'connecting' ? 'connecting…' : 'offline: retrying';
