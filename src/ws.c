@@ -379,7 +379,9 @@ static void send_event(client *c, od_ws_event ev, json_t *data) {
  * error naming the job: nothing else would say that its current state is
  * not coming, and a job that had already ended would never send its end.
  * The subscription stands (the job's next events still reach it); a
- * subscribe again asks again. */
+ * subscribe again asks again. A read asked for that then fails (Redis slow
+ * or answering an error) is told the same way, by the refresher through
+ * the hub (fanout.c store_failed). */
 static void ask_current(client *c, const char *id) {
   od_refresh r = od_jobs_refresh(c->hub->svc->jobs, id, c->serial, c->max_subs);
   if (r == OD_REFRESH_ASKED)

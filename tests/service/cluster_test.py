@@ -559,7 +559,10 @@ def subscribe_all(ws, ids, unsubscribe):
     """Sends a subscribe (and its unsubscribe) for each id, 50 at a time,
     then a ping, and reads the replies up to its pong before the next batch
     (a client that reads is no flood); returns the ids whose current state
-    was refused ("error" naming the job and saying to subscribe again)."""
+    was refused ("error" naming the job and saying to subscribe again).
+    A read that was made and failed (Redis frozen past the 2 s timeout:
+    reason "store", its message naming the job store) is not a refusal:
+    on a loaded machine one can reach a client still in its batches."""
     refused, other = [], []
     for at in range(0, len(ids), 50):
         batch = ids[at:at + 50]
@@ -574,6 +577,9 @@ def subscribe_all(ws, ids, unsubscribe):
                 raise TestFailure("the subscribing client was closed (%s %s)" % (ws.close_code, ws.close_reason))
             if ev["event"] == "pong":
                 break
+            if ev["event"] == "error" and AGAIN in ev["data"].get("message", "") \
+                    and "job store" in ev["data"]["message"]:
+                continue
             if ev["event"] == "error" and AGAIN in ev["data"].get("message", "") \
                     and ev["data"].get("job_id") in batch:
                 refused.append(ev["data"]["job_id"])
