@@ -190,6 +190,10 @@ static const opt_def OPTS[] = {
      OFF(gpu_call_timeout_s), 0, 0.01, 600,
      "seconds an NVML call may take "
      "before its GPU shows down (default 2)"},
+    {"gpus", "ORFEAS_GPUS", K_STR, OFF(gpus), SZ(gpus), 0, 0,
+     "the GPUs to watch: all, or a comma list of NVML indexes and UUIDs "
+     "(GPU-..., as nvidia-smi -L prints them); others are never sampled or "
+     "shown. CUDA_VISIBLE_DEVICES is not read (default all)"},
     {"static-dir", "ORFEAS_STATIC_DIR", K_STR, OFF(static_dir), SZ(static_dir),
      0, 0,
      "the Studio page's folder, served at / and /static/ (default: "
@@ -295,6 +299,7 @@ void od_config_defaults(od_config *c) {
   c->access_log = 1;
   c->gpu_interval_s = 5;
   c->gpu_call_timeout_s = 2;
+  snprintf(c->gpus, sizeof c->gpus, "all");
   c->sio_ping_interval_s = 25; /* python-socketio's and socket.io's defaults */
   c->sio_ping_timeout_s = 20;
   c->admin_connections = 16;
@@ -508,5 +513,10 @@ int od_config_parse(od_config *c, int argc, char **argv,
   }
   if (check_process(c, err, err_len) != 0)
     return -1;
+  char why[256];
+  if (orfeas_gpu_select_check(c->gpus, why, sizeof why) != 0) {
+    snprintf(err, err_len, "--gpus: %s", why);
+    return -1;
+  }
   return od_store_url_check(c->store, err, err_len);
 }

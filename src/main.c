@@ -64,7 +64,18 @@ static int start(od_service *svc, const sigset_t *set, int *sig, char *err,
                                svc->cfg.nvml_lib[0] ? svc->cfg.nvml_lib : NULL,
                            .interval_s = svc->cfg.gpu_interval_s,
                            .call_timeout_s = svc->cfg.gpu_call_timeout_s,
-                           .log = gpu_log};
+                           .log = gpu_log,
+                           .gpus = svc->cfg.gpus};
+  /* CUDA_VISIBLE_DEVICES numbers GPUs CUDA's way (fastest first unless
+   * CUDA_DEVICE_ORDER=PCI_BUS_ID), not NVML's, and is often set for some
+   * other program: following it could watch the wrong boards. Say so once
+   * where an operator might expect it to apply (docs/gpu.md). */
+  const char *cvd = getenv("CUDA_VISIBLE_DEVICES");
+  if (cvd != NULL && cvd[0] != '\0' && strcmp(svc->cfg.gpus, "all") == 0)
+    od_log("gpu: CUDA_VISIBLE_DEVICES=%.200s is set, but GPU metrics cover "
+           "every GPU NVML lists: CUDA's numbering is not NVML's; to watch "
+           "only some, give --gpus their UUIDs (nvidia-smi -L)",
+           cvd);
   if ((svc->gpu = orfeas_gpu_start(svc->m.reg, &gopts, err, err_len)) == NULL)
     return 1;
   if ((*sig = pending_signal(set)) != 0)

@@ -145,6 +145,7 @@ typedef struct {
   char nvml_lib[PATH_MAX];    /* NVML to load; "" = libnvidia-ml.so.1 */
   double gpu_interval_s;      /* GPU sampling interval */
   double gpu_call_timeout_s;  /* one NVML call's deadline */
+  char gpus[4096];            /* --gpus: "all" or NVML indexes and UUIDs */
   char static_dir[PATH_MAX];  /* the Studio page; "" = next to the binary */
   double sio_ping_interval_s; /* Engine.IO pings to Socket.IO clients */
   double sio_ping_timeout_s;  /* a pong later than this closes the client */

@@ -18,6 +18,13 @@
  * nvmlInit_v2 is called once, nvmlShutdown once at stop, both on the
  * sampler thread.
  *
+ * Which GPUs: every GPU NVML lists, or those opts.gpus names (--gpus: NVML
+ * indexes and GPU UUIDs). A GPU not named is never asked anything (no NVML
+ * call takes its index or handle) and never shown. A named GPU NVML does
+ * not list is logged once by that name and shown down (label gpu_id = the
+ * index or UUID as given) until it appears. CUDA_VISIBLE_DEVICES is not
+ * read: CUDA numbers GPUs its own way (docs/gpu.md).
+ *
  * Metrics (label gpu_id = NVML index): orfeas_gpu_utilization_percent,
  * orfeas_gpu_memory_used_mb, orfeas_gpu_memory_free_mb,
  * orfeas_gpu_memory_total_mb (MiB; used = total - free, the same meaning
@@ -49,12 +56,24 @@ typedef struct orfeas_gpu_opts {
   double call_timeout_s; /* one NVML call's deadline; <= 0 means 2 s */
   orfeas_gpu_log_fn log; /* NULL: lines go to stderr prefixed "gpu: " */
   void *log_user;
+  /* The GPUs to watch: NULL or "all" for every GPU NVML lists, else a
+   * comma list of NVML indexes and GPU UUIDs (orfeas_gpu_select_check). */
+  const char *gpus;
 } orfeas_gpu_opts;
+
+/* Checks a --gpus value: "all", or a comma list (at most 64 items, spaces
+ * around an item ignored) of NVML indexes (0..63) and GPU UUIDs
+ * ("GPU-" and 32 hex digits 8-4-4-4-12, as nvidia-smi -L prints them,
+ * any case). Returns 0, or -1 with what is wrong in err (errlen bytes):
+ * an empty list or item, "all" with others, junk, a MIG UUID, a GPU
+ * listed twice. */
+int orfeas_gpu_select_check(const char *list, char *err, size_t errlen);
 
 /* Registers the GPU metrics on reg and starts sampling. A missing NVML
  * library is not an error: the manager then reports no GPU. Returns NULL
- * when out of memory, when the metrics cannot be registered (a name already
- * taken) or when the sampler thread cannot start, with the reason in err
+ * when opts->gpus is not a valid list, when out of memory, when the
+ * metrics cannot be registered (a name already taken) or when the sampler
+ * thread cannot start, with the reason in err
  * (errlen bytes); a failed start is all or nothing: every family it had
  * registered is taken back and reg renders as before the call. The caller
  * owns the manager. Its collectors read the manager at scrape time: stop the
@@ -75,7 +94,7 @@ int orfeas_gpu_stop(orfeas_gpu *g, double wait_s);
 /* What /api/health shows. */
 typedef struct orfeas_gpu_summary {
   int nvml_loaded;    /* 1 when the library was opened and initialised */
-  unsigned count;     /* GPUs NVML reports */
+  unsigned count;     /* GPUs watched: NVML's, or those --gpus names */
   unsigned up;        /* of those, answering within their deadline */
   double util_max;    /* percent, over GPUs that are up and report it */
   double temp_max;    /* Celsius */

@@ -76,6 +76,14 @@ orfeas_gpu *orfeas_gpu_start(om_registry *reg, const orfeas_gpu_opts *opts,
     g->opts.call_timeout_s = 2;
   g->busy_gpu = GPU_IDLE;
   g->reg = reg;
+  char why_sel[256];
+  if (gpu_select_parse(g->opts.gpus, g->sel, &g->nsel, why_sel,
+                       sizeof why_sel) != 0) {
+    snprintf(err, errlen, "GPU list: %s", why_sel);
+    free(g);
+    return NULL;
+  }
+  g->opts.gpus = NULL; /* parsed into sel; the caller's string may go */
   pthread_condattr_t ca;
   int rc = pthread_condattr_init(&ca);
   if (rc == 0) {
@@ -158,17 +166,24 @@ int orfeas_gpu_stop(orfeas_gpu *g, double wait_s) {
   return 0;
 }
 
+unsigned gpu_shown(const orfeas_gpu *g) {
+  unsigned n = 0;
+  for (unsigned i = 0; i < g->count; i++)
+    n += !g->gpus[i].alias;
+  return n;
+}
+
 void orfeas_gpu_summary_get(orfeas_gpu *g, orfeas_gpu_summary *s) {
   memset(s, 0, sizeof *s);
   if (g == NULL)
     return;
   pthread_mutex_lock(&g->mu);
   s->nvml_loaded = g->loaded && g->initialised;
-  s->count = g->count;
+  s->count = gpu_shown(g);
   double now = gpu_now_mono();
   for (unsigned i = 0; i < g->count; i++) {
     const gpu_sample *x = &g->gpus[i];
-    if (!x->up || gpu_call_late(g, i, now))
+    if (x->alias || !x->up || gpu_call_late(g, i, now))
       continue;
     s->up++;
     if (x->have_util && x->util > s->util_max)

@@ -13,8 +13,18 @@
 #define GPU_ALL (-2)     /* busy_gpu: a call for no one GPU (init, count) */
 #define GPU_ERRS_MAX 512 /* orfeas_nvml_errors_total series */
 
-/* The last sample of one GPU. */
+/* One GPU --gpus names: by NVML index, or by UUID (index -1). */
+typedef struct gpu_select {
+  int index;
+  char uuid[NVML_NAME_BUFFER]; /* "GPU-" and lower-case hex, as NVML says */
+} gpu_select;
+
+/* The last sample of one GPU: the one at NVML index i (every GPU), or the
+ * one the i-th --gpus item names. */
 typedef struct gpu_sample {
+  /* Its gpu_id label: the NVML index, or the UUID as --gpus gave it while
+   * NVML lists no such GPU. */
+  char id[NVML_NAME_BUFFER];
   bool up;        /* answered every call of its last round in time */
   bool have_info; /* name and uuid read */
   char name[NVML_NAME_BUFFER], uuid[NVML_NAME_BUFFER];
@@ -27,7 +37,11 @@ typedef struct gpu_sample {
   /* Calls that answered NOT_SUPPORTED for this GPU once already (bits by
    * gpu_sampler.c's call table): counted and logged the first time only. */
   unsigned unsupported;
-  bool said_denied; /* its NO_PERMISSION logged (until it opens again) */
+  bool said_denied;  /* its NO_PERMISSION logged (until it opens again) */
+  bool said_missing; /* NVML lists no such GPU, logged (until it does) */
+  /* A --gpus UUID of a GPU listed already (by index or an earlier UUID):
+   * neither sampled nor shown, logged when it becomes one. */
+  bool alias;
 } gpu_sample;
 
 struct orfeas_gpu {
@@ -41,7 +55,11 @@ struct orfeas_gpu {
   pthread_mutex_t mu; /* guards everything below and stop */
   pthread_cond_t wake;
   bool stop;
-  unsigned count;
+  /* --gpus: nsel GPUs, immutable after start (read without mu); 0 for
+   * every GPU NVML lists. */
+  gpu_select sel[GPU_MAX];
+  unsigned nsel;
+  unsigned count; /* gpus[] in use: NVML's count, or nsel */
   gpu_sample gpus[GPU_MAX];
   int busy_gpu;          /* GPU of the NVML call in progress, or GPU_* */
   const char *busy_call; /* its name, for a stop that gives up on it */
@@ -65,6 +83,13 @@ struct orfeas_gpu {
     int which;
   } ctx[16]; /* collector user pointers, one per family */
 };
+
+/* Parses a --gpus value into sel (n = 0 for "all"); -1 with why in err. */
+int gpu_select_parse(const char *list, gpu_select *sel, unsigned *n, char *err,
+                     size_t errlen);
+
+/* GPUs shown: gpus[] in use, less aliases. mu held. */
+unsigned gpu_shown(const orfeas_gpu *g);
 
 double gpu_now_mono(void);
 double gpu_now_wall(void);

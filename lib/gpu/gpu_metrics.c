@@ -2,8 +2,6 @@
  * sample (collectors), so a scrape never waits on NVML. */
 #include "gpu_internal.h"
 
-#include <stdio.h>
-
 enum {
   M_GPUS,
   M_UP,
@@ -24,7 +22,10 @@ static const struct {
   const char *name, *help;
   int labels; /* 0: none, 1: gpu_id, 3: gpu_id name uuid */
 } defs[M_N] = {
-    [M_GPUS] = {"orfeas_gpus", "GPUs NVML reports (0 without NVML).", 0},
+    [M_GPUS] = {"orfeas_gpus",
+                "GPUs watched: every GPU NVML reports, or those --gpus "
+                "names (0 without NVML).",
+                0},
     [M_UP] = {"orfeas_gpu_up",
               "1 when the GPU answered every NVML call of "
               "its last sample within the deadline, else 0.",
@@ -68,7 +69,7 @@ static void collect(om_collect *out, void *user) {
       om_collect_value(out, OM_LABELS(g->errs[i].call, g->errs[i].error),
                        g->errs[i].n);
   } else if (ctx->which == M_GPUS) {
-    om_collect_value(out, NULL, g->count);
+    om_collect_value(out, NULL, gpu_shown(g));
   } else if (ctx->which == M_COST) {
     if (g->initialised)
       om_collect_value(out, NULL, g->round_cost);
@@ -76,8 +77,9 @@ static void collect(om_collect *out, void *user) {
     double now = gpu_now_mono();
     for (unsigned i = 0; i < g->count; i++) {
       const gpu_sample *s = &g->gpus[i];
-      char id[16];
-      snprintf(id, sizeof id, "%u", i);
+      if (s->alias) /* the GPU shows under its first listing */
+        continue;
+      const char *id = s->id;
       bool up = s->up && !gpu_call_late(g, i, now);
       const char *const *l = OM_LABELS(id);
       switch (ctx->which) {

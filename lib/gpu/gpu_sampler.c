@@ -12,6 +12,7 @@
 #include "gpu_internal.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,6 +28,8 @@ typedef struct {
 
 /* The per-GPU calls, for gpu_sample.unsupported's bits. */
 static const char *const gpu_calls[] = {"nvmlDeviceGetHandleByIndex_v2",
+                                        "nvmlDeviceGetHandleByUUID",
+                                        "nvmlDeviceGetIndex",
                                         "nvmlDeviceGetName",
                                         "nvmlDeviceGetUUID",
                                         "nvmlDeviceGetUtilizationRates",
@@ -84,9 +87,9 @@ static nvmlReturn_t call_end(round_ctx *r, const char *name, nvmlReturn_t rc) {
     if (first_unsupported(r, name)) {
       gpu_count_error(g, name, rc);
       gpu_log(g,
-              "GPU %d: %s answers NOT_SUPPORTED: the GPU lacks that "
+              "GPU %s: %s answers NOT_SUPPORTED: the GPU lacks that "
               "reading, its metric is left out",
-              r->gpu, name);
+              r->s->id, name);
     }
   } else if (rc != NVML_SUCCESS) {
     gpu_count_error(g, name, rc);
@@ -97,25 +100,111 @@ static nvmlReturn_t call_end(round_ctx *r, const char *name, nvmlReturn_t rc) {
 /* Wraps one NVML call: TRACK(r, "nvmlX", g->lib.x(args)). */
 #define TRACK(r, name, call) (call_begin(r, name), call_end(r, name, (call)))
 
-static void sample_one(orfeas_gpu *g, unsigned i, gpu_sample *s) {
-  round_ctx r = {g, (int)i, false, s};
-  nvml_lib *L = &g->lib;
-  nvmlDevice_t dev;
-  s->up = false;
+/* The handle and NVML index of the GPU in gpus[k] this round: the k-th
+ * GPU NVML lists (sel NULL) or the one sel names. NVML_ERROR_NOT_FOUND,
+ * without a call, for an index past NVML's count n. */
+static nvmlReturn_t find_gpu(round_ctx *r, const gpu_select *sel, unsigned k,
+                             unsigned n, nvmlDevice_t *dev, unsigned *index) {
+  nvml_lib *L = &r->g->lib;
+  if (sel == NULL || sel->index >= 0) {
+    *index = sel ? (unsigned)sel->index : k;
+    if (*index >= n)
+      return NVML_ERROR_NOT_FOUND;
+    return TRACK(r, "nvmlDeviceGetHandleByIndex_v2",
+                 L->get_handle_v2(*index, dev));
+  }
+  /* NVML finds the UUID itself: we name no other GPU on the way. */
+  if (L->get_handle_uuid == NULL || L->get_index == NULL)
+    return NVML_ERROR_FUNCTION_NOT_FOUND;
   nvmlReturn_t rc =
-      TRACK(&r, "nvmlDeviceGetHandleByIndex_v2", L->get_handle_v2(i, &dev));
+      TRACK(r, "nvmlDeviceGetHandleByUUID", L->get_handle_uuid(sel->uuid, dev));
+  if (rc == NVML_SUCCESS)
+    rc = TRACK(r, "nvmlDeviceGetIndex", L->get_index(*dev, index));
+  return rc;
+}
+
+/* True when another --gpus item names NVML index idx too: an index item,
+ * or an earlier UUID item found there this round (at[]). */
+static bool listed_already(const orfeas_gpu *g, unsigned k, unsigned idx,
+                           const int *at) {
+  for (unsigned j = 0; j < g->nsel; j++)
+    if (j != k && (g->sel[j].index == (int)idx || (j < k && at[j] == (int)idx)))
+      return true;
+  return false;
+}
+
+/* Samples gpus[k] into s (a copy, filled without mu). n: NVML's count;
+ * at[k]: set to the NVML index the GPU was found at, or -1. */
+static void sample_one(orfeas_gpu *g, unsigned k, gpu_sample *s, unsigned n,
+                       int *at) {
+  round_ctx r = {g, (int)k, false, s};
+  nvml_lib *L = &g->lib;
+  const gpu_select *sel = g->nsel ? &g->sel[k] : NULL;
+  nvmlDevice_t dev;
+  unsigned idx = 0;
+  s->up = false;
+  at[k] = -1;
+  nvmlReturn_t rc = find_gpu(&r, sel, k, n, &dev, &idx);
+  if (sel &&
+      (rc == NVML_ERROR_NOT_FOUND || rc == NVML_ERROR_FUNCTION_NOT_FOUND)) {
+    /* Named by the operator, not listed by NVML: a typo, a GPU gone from
+     * the bus, or another host's UUID. Shown down under the name given
+     * (so an alert on orfeas_gpu_up fires) and said once. */
+    if (sel->index < 0)
+      snprintf(s->id, sizeof s->id, "%s", sel->uuid);
+    s->have_info = false;
+    s->alias = false;
+    if (!s->said_missing) {
+      s->said_missing = true;
+      if (rc == NVML_ERROR_FUNCTION_NOT_FOUND)
+        gpu_log(g,
+                "GPU %s (--gpus): this NVML lacks nvmlDeviceGetHandleByUUID "
+                "or nvmlDeviceGetIndex, so a UUID cannot be found; give its "
+                "index instead; shown down (orfeas_gpu_up 0)",
+                s->id);
+      else
+        gpu_log(g,
+                "GPU %s (--gpus): NVML lists no such GPU (it lists %u; "
+                "nvidia-smi -L shows them); shown down (orfeas_gpu_up 0) "
+                "until it does",
+                s->id, n);
+    }
+    return;
+  }
+  if (sel && sel->index < 0 && rc == NVML_SUCCESS) {
+    snprintf(s->id, sizeof s->id, "%u", idx);
+    if (s->said_missing)
+      gpu_log(g, "GPU %s (--gpus): found, NVML index %u", sel->uuid, idx);
+    s->said_missing = false;
+    bool alias = listed_already(g, k, idx, at);
+    if (alias && !s->alias)
+      gpu_log(g,
+              "GPU %s (--gpus) is GPU %u, listed already: shown once, "
+              "under its first listing",
+              sel->uuid, idx);
+    s->alias = alias;
+    if (alias)
+      return;
+  } else if (rc == NVML_SUCCESS && s->said_missing) {
+    gpu_log(g, "GPU %s (--gpus): found", s->id);
+    s->said_missing = false;
+  }
+  if (rc == NVML_SUCCESS)
+    at[k] = (int)idx;
   if (rc == NVML_ERROR_NO_PERMISSION && !s->said_denied) {
     /* Not a GPU fault, and no retry or backoff mends it: the device file
      * (its mode, a container's device list) needs the operator. Shown
      * down like any GPU we cannot read, retried each round, and said once
-     * with what to check, since the page it raises points at the GPU. */
+     * with what to check, since the page it raises points at the GPU. A
+     * GPU that is another service's is left out with --gpus. */
     s->said_denied = true;
     gpu_log(g,
-            "GPU %u: NO_PERMISSION: NVML lists it but this process (uid %u) "
+            "GPU %s: NO_PERMISSION: NVML lists it but this process (uid %u) "
             "may not open its device file (/dev/nvidia*: mode, group, the "
             "container's devices); shown down (orfeas_gpu_up 0) and retried "
-            "each round",
-            i, (unsigned)getuid());
+            "each round; if it is not this service's, leave it out with "
+            "--gpus",
+            s->id, (unsigned)getuid());
   }
   if (rc != NVML_SUCCESS)
     return;
@@ -261,12 +350,20 @@ void *gpu_sampler_main(void *arg) {
     }
     if (n > GPU_MAX)
       n = GPU_MAX;
-    for (unsigned i = 0; i < n; i++) {
+    /* gpus[i]: the GPU at NVML index i, or the one the i-th --gpus item
+     * names. */
+    unsigned slots = g->nsel ? g->nsel : n;
+    int at[GPU_MAX];
+    for (unsigned i = 0; i < slots; i++) {
       gpu_sample s;
       pthread_mutex_lock(&g->mu);
       s = g->gpus[i]; /* keeps name, uuid and last_ok */
       pthread_mutex_unlock(&g->mu);
-      sample_one(g, i, &s);
+      if (g->nsel == 0 || g->sel[i].index >= 0)
+        snprintf(s.id, sizeof s.id, "%d", g->nsel ? g->sel[i].index : (int)i);
+      else if (s.id[0] == '\0') /* a UUID not found yet */
+        snprintf(s.id, sizeof s.id, "%s", g->sel[i].uuid);
+      sample_one(g, i, &s, n, at);
       pthread_mutex_lock(&g->mu);
       g->gpus[i] = s;
       if (i + 1 > g->count)
@@ -276,10 +373,10 @@ void *gpu_sampler_main(void *arg) {
     pthread_mutex_lock(&g->mu);
     /* Indexes past the new count are forgotten, name and UUID included:
      * if the count grows again, the GPU at that index may be another board,
-     * and it is read afresh. */
-    for (unsigned i = n; i < g->count; i++)
+     * and it is read afresh. (With --gpus the list does not change.) */
+    for (unsigned i = slots; i < g->count; i++)
       memset(&g->gpus[i], 0, sizeof g->gpus[i]);
-    g->count = n;
+    g->count = slots;
     g->round_cost = gpu_now_mono() - t0;
     if (!wait_next(g, t0))
       break;

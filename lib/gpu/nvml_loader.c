@@ -54,6 +54,8 @@ bool nvml_open(nvml_lib *lib, const char *path, nvml_log_fn log, void *user,
   LOOKUP(lib, get_temperature_v, "nvmlDeviceGetTemperatureV");
   LOOKUP(lib, get_temperature, "nvmlDeviceGetTemperature");
   LOOKUP(lib, get_power, "nvmlDeviceGetPowerUsage");
+  LOOKUP(lib, get_handle_uuid, "nvmlDeviceGetHandleByUUID");
+  LOOKUP(lib, get_index, "nvmlDeviceGetIndex");
   char line[160];
   if (lib->get_memory_v2 == NULL && log) {
     snprintf(line, sizeof line,

@@ -23,6 +23,9 @@ typedef struct nvml_lib {
   nvmlReturn_t (*get_temperature_v)(nvmlDevice_t, nvmlTemperature_v1_t *);
   nvmlReturn_t (*get_temperature)(nvmlDevice_t, int, unsigned int *);
   nvmlReturn_t (*get_power)(nvmlDevice_t, unsigned int *);
+  /* Only for GPUs --gpus names by UUID (NVML has had both for years). */
+  nvmlReturn_t (*get_handle_uuid)(const char *, nvmlDevice_t *);
+  nvmlReturn_t (*get_index)(nvmlDevice_t, unsigned int *);
 } nvml_lib;
 
 typedef void (*nvml_log_fn)(void *user, const char *line);

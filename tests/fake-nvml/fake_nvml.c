@@ -16,6 +16,8 @@
  *   gpuI.no_permission=1 its handle lookup returns NVML_ERROR_NO_PERMISSION
  *                        (a device file this process may not open)
  *   gpuI.uuid=TEXT       UUID (default GPU-fa4e0000-0000-4000-8000-00..0I)
+ *                        (nvmlDeviceGetHandleByUUID finds a GPU by it;
+ *                        nvmlDeviceGetIndex gives its index)
  *   gpuI.not_supported=L readings that GPU lacks, comma-separated (util,
  *                        memory, temp, power): their calls return
  *                        NVML_ERROR_NOT_SUPPORTED, as utilization does with
@@ -34,6 +36,10 @@
  * lacks the newer optional ones (nvmlDeviceGetMemoryInfo_v2,
  * nvmlDeviceGetTemperatureV, nvmlDeviceGetPowerUsage) to test fallbacks.
  * fake_nvml_calls(NAME) tells tests how often a function was called;
+ * fake_nvml_gpu_calls(I) how many calls named GPU I (its index for
+ * nvmlDeviceGetHandleByIndex_v2, its handle, or its UUID when
+ * nvmlDeviceGetHandleByUUID found it), so a test can tell a GPU was never
+ * sampled;
  * fake_nvml_hanging() how many calls are inside their hang_ms sleep now,
  * fake_nvml_hangs_done() how many have come out of it (so a test can tell
  * that something finished while one call was still hung, with no clock).
@@ -71,6 +77,8 @@ nvmlReturn_t nvmlShutdown(void);
 const char *nvmlErrorString(nvmlReturn_t rc);
 nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *n);
 nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int i, nvmlDevice_t *d);
+nvmlReturn_t nvmlDeviceGetHandleByUUID(const char *uuid, nvmlDevice_t *d);
+nvmlReturn_t nvmlDeviceGetIndex(nvmlDevice_t d, unsigned int *i);
 nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t d, char *name, unsigned int len);
 nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t d, char *uuid, unsigned int len);
 nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t d,
@@ -84,6 +92,7 @@ nvmlReturn_t nvmlDeviceGetTemperatureV(nvmlDevice_t d, nvmlTemperature_v1_t *t);
 nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t d, unsigned int *mw);
 #endif
 unsigned long fake_nvml_calls(const char *name);
+unsigned long fake_nvml_gpu_calls(unsigned i);
 unsigned long fake_nvml_hanging(void);
 unsigned long fake_nvml_hangs_done(void);
 
@@ -93,6 +102,8 @@ static const char *const names[] = {"nvmlInit_v2",
                                     "nvmlShutdown",
                                     "nvmlDeviceGetCount_v2",
                                     "nvmlDeviceGetHandleByIndex_v2",
+                                    "nvmlDeviceGetHandleByUUID",
+                                    "nvmlDeviceGetIndex",
                                     "nvmlDeviceGetName",
                                     "nvmlDeviceGetUUID",
                                     "nvmlDeviceGetUtilizationRates",
@@ -115,6 +126,18 @@ unsigned long fake_nvml_calls(const char *name) {
     if (strcmp(names[i], name) == 0)
       return atomic_load(&calls[i]);
   return 0;
+}
+
+/* Calls that named one GPU, by its index. */
+static _Atomic unsigned long gpu_calls[FAKE_MAX];
+
+static void count_gpu(unsigned i) {
+  if (i < FAKE_MAX)
+    atomic_fetch_add(&gpu_calls[i], 1);
+}
+
+unsigned long fake_nvml_gpu_calls(unsigned i) {
+  return i < FAKE_MAX ? atomic_load(&gpu_calls[i]) : 0;
 }
 
 static _Atomic unsigned long hanging, hangs_done;
@@ -237,6 +260,8 @@ static nvmlReturn_t gpu_of(const fake_state *s, nvmlDevice_t d,
   const fake_gpu *g;                                                           \
   unsigned idx;                                                                \
   enter(&s, name);                                                             \
+  if ((uintptr_t)d > 0)                                                        \
+    count_gpu((unsigned)((uintptr_t)d - 1));                                   \
   if (atomic_load(&inits) == 0)                                                \
     return NVML_ERROR_UNINITIALIZED;                                           \
   nvmlReturn_t rc = gpu_of(&s, d, &g, &idx);                                   \
@@ -285,6 +310,7 @@ nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *n) {
 nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int i, nvmlDevice_t *d) {
   fake_state s;
   enter(&s, "nvmlDeviceGetHandleByIndex_v2");
+  count_gpu(i);
   if (atomic_load(&inits) == 0)
     return NVML_ERROR_UNINITIALIZED;
   if (i >= (unsigned)s.gpus)
@@ -295,6 +321,35 @@ nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int i, nvmlDevice_t *d) {
   if (s.g[i].lost)
     return NVML_ERROR_GPU_IS_LOST;
   *d = (nvmlDevice_t)(uintptr_t)(i + 1);
+  return NVML_SUCCESS;
+}
+
+/* NVML searches its GPUs for the UUID itself; the caller names no other
+ * GPU, so only the one found is counted as named. */
+nvmlReturn_t nvmlDeviceGetHandleByUUID(const char *uuid, nvmlDevice_t *d) {
+  fake_state s;
+  enter(&s, "nvmlDeviceGetHandleByUUID");
+  if (atomic_load(&inits) == 0)
+    return NVML_ERROR_UNINITIALIZED;
+  if (uuid == NULL || d == NULL)
+    return NVML_ERROR_INVALID_ARGUMENT;
+  for (int i = 0; i < s.gpus; i++) {
+    if (strcmp(s.g[i].uuid, uuid) != 0)
+      continue;
+    count_gpu((unsigned)i);
+    if (s.g[i].no_permission)
+      return NVML_ERROR_NO_PERMISSION;
+    if (s.g[i].lost)
+      return NVML_ERROR_GPU_IS_LOST;
+    *d = (nvmlDevice_t)(uintptr_t)(i + 1);
+    return NVML_SUCCESS;
+  }
+  return NVML_ERROR_NOT_FOUND;
+}
+
+nvmlReturn_t nvmlDeviceGetIndex(nvmlDevice_t d, unsigned int *i) {
+  DEVICE_CALL("nvmlDeviceGetIndex");
+  *i = idx;
   return NVML_SUCCESS;
 }
 

@@ -15,14 +15,25 @@ Cases (argv[1]), each with a fresh work dir (argv[2]):
          SIGTERM still ends orfeasd, exit 0, within --drain-timeout 2 plus
          start-up slack (waited for with a 30 s deadline), and the log names
          nvmlShutdown as the call left behind.
+  gpus   --gpus (here ORFEAS_GPUS) "1,<GPU 3's UUID>,7" on 4 fake GPUs, of
+         which 0 is lost and 2 NO_PERMISSION (another service's, say):
+         only 1 and 3 are sampled and shown (no series, no NVML error for
+         0 and 2), 7 (NVML has no GPU 7) shows down and the log names it,
+         /api/health counts 3; then a GPU 7 appears and comes up. Without
+         --gpus, CUDA_VISIBLE_DEVICES is not followed (all 4 shown) and
+         the log says so.
+  gpus_bad  a bad --gpus / ORFEAS_GPUS (empty item, junk, duplicate,
+         short UUID) stops orfeasd at start-up: exit 2, naming the flag and
+         what is wrong.
 """
 import json
 import os
 import re
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from odlib import BUILD, Server, check, check_within, exposed, main, parse_metrics, value, wait_for  # noqa: E402
+from odlib import BUILD, ORFEASD, Server, check, check_within, exposed, main, parse_metrics, value, wait_for  # noqa: E402
 
 FAKE = os.path.join(BUILD, "libfake-nvml.so")
 
@@ -132,5 +143,81 @@ def case_shutdown_hang(work):
     check(s.log_has(r"gpu: .*nvmlShutdown"), "the log names nvmlShutdown as the call that did not return")
 
 
+def uuid_of(i):
+    return "GPU-fa4e0000-0000-4000-8000-%012d" % i  # the fake's default
+
+
+def case_gpus(work):
+    state = os.path.join(work, "gpu.state")
+    others = "gpu0.lost=1\ngpu2.no_permission=1\n"
+    write_state(state, "gpus=4\ngpu1.util=11\ngpu3.util=33\n" + others)
+    s = Server(os.path.join(work, "data"), "--nvml-lib", FAKE, "--gpu-interval", "0.2",
+               "--gpu-call-timeout", "0.5",
+               env={"FAKE_NVML_STATE": state, "ORFEAS_GPUS": "1,%s,7" % uuid_of(3), "CUDA_VISIBLE_DEVICES": "0"})
+    try:
+        up7 = ("orfeas_gpu_up", frozenset({("gpu_id", "7")}))
+        sm = wait_for(lambda: (lambda x: x if value(x, "orfeas_gpu_utilization_percent", gpu_id="3") == 33
+                               and x.get(up7) == 0 else None)(s.samples()),
+                      "GPUs 1 and 3 sampled, 7 shown down", timeout=10)
+        check(value(sm, "orfeas_gpus") == 3, "orfeas_gpus 3: the GPUs --gpus names")
+        check(value(sm, "orfeas_gpu_up", gpu_id="1") == 1 and value(sm, "orfeas_gpu_up", gpu_id="3") == 1,
+              "GPUs 1 and 3 up")
+        check(value(sm, "orfeas_gpu_utilization_percent", gpu_id="1") == 11, "GPU 1 utilization 11")
+        info = [dict(k[1]) for k in sm if k[0] == "orfeas_gpu_info"]
+        check(sorted(i["gpu_id"] for i in info) == ["1", "3"] and
+              any(i["uuid"] == uuid_of(3) for i in info), "orfeas_gpu_info for GPUs 1 and 3 only")
+        shown = sorted({dict(k[1]).get("gpu_id") for k in sm if k[0].startswith("orfeas_gpu_")} - {None})
+        check(shown == ["1", "3", "7"], "series only for GPUs 1, 3 and 7 (got %s)" % shown)
+        errs = {dict(k[1])["error"] for k in sm if k[0] == "orfeas_nvml_errors_total"}
+        check("GPU_IS_LOST" not in errs and "NO_PERMISSION" not in errs,
+              "GPUs 0 (lost) and 2 (NO_PERMISSION) never asked: no such NVML error (%s)" % sorted(errs))
+        check(s.log_has(r"gpu: GPU 7 \(--gpus\): NVML lists no such GPU"), "the log names GPU 7 as missing")
+        check(not s.log_has(r"gpu: GPU 2\b"), "nothing logged about GPU 2")
+        check(not s.log_has(r"CUDA_VISIBLE_DEVICES"), "no CUDA_VISIBLE_DEVICES note when --gpus is given")
+        g = json.loads(s.request("GET", "/api/health")[2])["gpu"]
+        check(g["count"] == 3 and g["up"] == 2, "/api/health gpu: count 3, up 2 (%s)" % g)
+
+        write_state(state, "gpus=8\ngpu1.util=11\ngpu3.util=33\ngpu7.util=77\n" + others)
+        sm = check_within(lambda: (lambda x: x if value(x, "orfeas_gpu_utilization_percent", gpu_id="7") == 77
+                                   else None)(s.samples()), "GPU 7 appears and is sampled", timeout=5)
+        check(value(sm, "orfeas_gpu_up", gpu_id="7") == 1 and value(sm, "orfeas_gpus") == 3,
+              "GPU 7 up, orfeas_gpus still 3")
+        check(not any(dict(k[1]).get("gpu_id") in ("4", "5", "6") for k in sm), "GPUs 4-6 not shown")
+    finally:
+        rc = s.stop()
+    check(rc == 0, "orfeasd exits 0 on SIGTERM (rc=%s)" % rc)
+
+    # No --gpus: every GPU NVML lists, CUDA_VISIBLE_DEVICES or not, and the
+    # log says why it is not followed.
+    write_state(state, "gpus=2\n")
+    s = Server(os.path.join(work, "data2"), "--nvml-lib", FAKE, "--gpu-interval", "0.2",
+               env={"FAKE_NVML_STATE": state, "CUDA_VISIBLE_DEVICES": "1"})
+    try:
+        wait_for(lambda: value(s.samples(), "orfeas_gpu_up", gpu_id="1") == 1 or None, "GPU 1 up", timeout=10)
+        check(value(s.samples(), "orfeas_gpus") == 2, "orfeas_gpus 2: CUDA_VISIBLE_DEVICES=1 not followed")
+        check(s.log_has(r"gpu: CUDA_VISIBLE_DEVICES=1 is set.*--gpus"), "the log says --gpus selects GPUs")
+    finally:
+        rc = s.stop()
+    check(rc == 0, "orfeasd exits 0 on SIGTERM (rc=%s)" % rc)
+
+
+def case_gpus_bad(work):
+    cases = [(["--gpus", "0,,1"], {}, b"item 2 is empty"),
+             (["--gpus", "1,2,1"], {}, b"\"1\" is listed twice"),
+             (["--gpus", "first"], {}, b"neither an NVML index"),
+             (["--gpus=GPU-1234"], {}, b"32 hex digits"),
+             (["--gpus", ""], {}, b"empty"),
+             ([], {"ORFEAS_GPUS": "0,all"}, b"\"all\" alone")]
+    for args, env, needle in cases:
+        e = dict(os.environ)
+        e.update(env)
+        p = subprocess.run([ORFEASD, "--listen", "127.0.0.1:0", "--data-dir", os.path.join(work, "data"),
+                            "--nvml-lib", FAKE] + args, env=e, capture_output=True, timeout=30)
+        check(p.returncode == 2 and b"--gpus" in p.stderr and needle in p.stderr,
+              "bad value %s%s: exit 2, %s" % (args, env, p.stderr.strip()))
+        check(not os.path.exists(os.path.join(work, "data")), "... before anything starts (no data dir)")
+
+
 if __name__ == "__main__":
-    main({"gpu": case_gpu, "nogpu": case_nogpu, "shutdown_hang": case_shutdown_hang})
+    main({"gpu": case_gpu, "nogpu": case_nogpu, "shutdown_hang": case_shutdown_hang, "gpus": case_gpus,
+          "gpus_bad": case_gpus_bad})

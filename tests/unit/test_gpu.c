@@ -109,7 +109,9 @@ static void wait_text(fixture *f, const char *text, bool want, double seconds) {
   }
 }
 
-static fixture *start(const char *lib, const char *state) {
+/* gpus: the --gpus list (NULL: all). */
+static fixture *start_gpus(const char *lib, const char *state,
+                           const char *gpus) {
   fixture *f = calloc(1, sizeof *f);
   write_state(state);
   logbuf[0] = '\0';
@@ -117,11 +119,17 @@ static fixture *start(const char *lib, const char *state) {
   orfeas_gpu_opts o = {.nvml_lib = lib,
                        .interval_s = 0.1,
                        .call_timeout_s = 0.5,
-                       .log = capture};
+                       .log = capture,
+                       .gpus = gpus};
   char err[256];
   f->gpu = orfeas_gpu_start(f->reg, &o, err, sizeof err);
-  assert_non_null(f->gpu);
+  if (f->gpu == NULL)
+    fail_msg("orfeas_gpu_start: %s", err);
   return f;
+}
+
+static fixture *start(const char *lib, const char *state) {
+  return start_gpus(lib, state, NULL);
 }
 
 static void finish(fixture *f) {
@@ -546,6 +554,196 @@ static void wedged_shutdown_does_not_hang_the_stop(void **state) {
   }
 }
 
+/* Calls the fake NVML got that named GPU i (fake_nvml_gpu_calls). */
+static unsigned long fake_gpu_calls(unsigned i) {
+  void *h = dlopen(FAKE_NVML, RTLD_NOW | RTLD_NOLOAD);
+  assert_non_null(h);
+  unsigned long (*calls)(unsigned);
+  void *sym = dlsym(h, "fake_nvml_gpu_calls");
+  assert_non_null(sym);
+  memcpy(&calls, &sym, sizeof sym);
+  unsigned long v = calls(i);
+  dlclose(h);
+  return v;
+}
+
+#define UUID_OF(i) "GPU-fa4e0000-0000-4000-8000-00000000000" #i
+
+/* Waits until GPU i has been named in at least n more NVML calls. */
+static void wait_gpu_calls(unsigned i, unsigned long n) {
+  unsigned long until = fake_gpu_calls(i) + n;
+  double deadline = now_s() + 10;
+  while (fake_gpu_calls(i) < until) {
+    if (now_s() > deadline)
+      fail_msg("GPU %u named in fewer than %lu NVML calls in 10 s", i, n);
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+}
+
+/* --gpus: four GPUs, two of them selected, one by index and one by UUID.
+ * The other two are another service's: never named in an NVML call (the
+ * fake counts the calls per GPU), never in /metrics, not in the summary. */
+static void only_selected_gpus_are_sampled_and_shown(void **state) {
+  (void)state;
+  /* Held open so that the counters run from here (a library unloaded by
+   * an earlier test starts again from 0, one left loaded does not). */
+  void *keep = dlopen(FAKE_NVML, RTLD_NOW);
+  assert_non_null(keep);
+  unsigned long before0 = fake_gpu_calls(0), before2 = fake_gpu_calls(2);
+  fixture *f = start_gpus(FAKE_NVML,
+                          "gpus=4\ngpu0.util=10\ngpu1.util=11\n"
+                          "gpu2.util=12\ngpu3.util=13\ngpu0.lost=1\n"
+                          "gpu2.no_permission=1\n",
+                          "1, " UUID_OF(3));
+  wait_text(f, "orfeas_gpu_utilization_percent{gpu_id=\"3\"} 13\n", true, 5);
+  wait_text(f, "orfeas_gpu_utilization_percent{gpu_id=\"1\"} 11\n", true, 2);
+  /* A few more rounds, in which the others could have been asked. */
+  wait_gpu_calls(1, 20);
+  wait_gpu_calls(3, 20);
+  render(f);
+  const char *want[] = {
+      "orfeas_gpus 2\n",
+      "orfeas_gpu_up{gpu_id=\"1\"} 1\n",
+      "orfeas_gpu_up{gpu_id=\"3\"} 1\n",
+      "orfeas_gpu_info{gpu_id=\"3\",name=\"Fake NVIDIA GPU 3\",uuid=\"" UUID_OF(
+          3) "\"} 1\n",
+  };
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+    if (strstr(f->buf.data, want[i]) == NULL)
+      fail_msg("missing %s in:\n%s", want[i], f->buf.data);
+  /* GPU 0 (lost) and GPU 2 (NO_PERMISSION) would page if they showed. */
+  const char *unwanted[] = {"gpu_id=\"0\"", "gpu_id=\"2\"", "GPU_IS_LOST",
+                            "NO_PERMISSION"};
+  for (size_t i = 0; i < sizeof unwanted / sizeof unwanted[0]; i++)
+    if (strstr(f->buf.data, unwanted[i]) != NULL)
+      fail_msg("unexpected %s in:\n%s", unwanted[i], f->buf.data);
+  assert_int_equal(fake_gpu_calls(0) - before0, 0);
+  assert_int_equal(fake_gpu_calls(2) - before2, 0);
+  assert_false(log_has("GPU 2"));
+  orfeas_gpu_summary s;
+  orfeas_gpu_summary_get(f->gpu, &s);
+  assert_int_equal(s.count, 2);
+  assert_int_equal(s.up, 2);
+  assert_true(s.util_max == 13);
+  finish(f);
+  dlclose(keep);
+}
+
+/* A GPU --gpus names that NVML does not list (an index past the count, a
+ * UUID it does not know) is logged by what the operator wrote and shown
+ * down under that name; once NVML lists it, it is sampled like the rest. */
+static void listed_gpu_nvml_lacks_shows_down_until_it_appears(void **state) {
+  (void)state;
+  void *keep = dlopen(FAKE_NVML, RTLD_NOW); /* counters from here */
+  assert_non_null(keep);
+  unsigned long before[10];
+  for (unsigned i = 0; i < 10; i++)
+    before[i] = fake_gpu_calls(i);
+  fixture *f = start_gpus(FAKE_NVML, "gpus=2\n", "0,5," UUID_OF(9));
+  wait_text(f, "orfeas_gpu_up{gpu_id=\"" UUID_OF(9) "\"} 0\n", true, 5);
+  const char *want[] = {"orfeas_gpus 3\n", "orfeas_gpu_up{gpu_id=\"0\"} 1\n",
+                        "orfeas_gpu_up{gpu_id=\"5\"} 0\n"};
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+    if (strstr(f->buf.data, want[i]) == NULL)
+      fail_msg("missing %s in:\n%s", want[i], f->buf.data);
+  assert_null(strstr(f->buf.data, "gpu_id=\"1\""));
+  if (!log_has("GPU 5 (--gpus): NVML lists no such GPU") ||
+      !log_has("GPU " UUID_OF(9) " (--gpus): NVML lists no such GPU"))
+    fail_msg("the missing GPUs not logged by name:\n%s", logbuf);
+  orfeas_gpu_summary s;
+  orfeas_gpu_summary_get(f->gpu, &s);
+  assert_int_equal(s.count, 3);
+  assert_int_equal(s.up, 1);
+  /* Said once, not every round. */
+  wait_gpu_calls(0, 20);
+  pthread_mutex_lock(&log_mu);
+  const char *first = strstr(logbuf, "GPU 5 (--gpus)");
+  bool twice = first && strstr(first + 1, "GPU 5 (--gpus)");
+  pthread_mutex_unlock(&log_mu);
+  assert_false(twice);
+  /* Ten GPUs now: 5 and the UUID's board (index 9) are found. */
+  write_state("gpus=10\ngpu5.util=55\ngpu9.util=99\n");
+  wait_text(f, "orfeas_gpu_utilization_percent{gpu_id=\"9\"} 99\n", true, 5);
+  wait_text(f, "orfeas_gpu_utilization_percent{gpu_id=\"5\"} 55\n", true, 2);
+  assert_null(strstr(f->buf.data, "gpu_id=\"" UUID_OF(9) "\""));
+  assert_non_null(strstr(f->buf.data, "orfeas_gpus 3\n"));
+  assert_true(log_has("GPU " UUID_OF(9) " (--gpus): found, NVML index 9"));
+  for (unsigned i = 1; i < 9; i++)
+    if (i != 5 && fake_gpu_calls(i) != before[i])
+      fail_msg("GPU %u, not selected, named in %lu NVML calls", i,
+               fake_gpu_calls(i) - before[i]);
+  finish(f);
+  dlclose(keep);
+}
+
+/* A UUID that turns out to be a GPU listed already (by index, or by an
+ * earlier UUID) is said once and left out: one GPU, one set of series. */
+static void uuid_of_a_gpu_listed_already_is_left_out(void **state) {
+  (void)state;
+  fixture *f = start_gpus(FAKE_NVML, "gpus=2\ngpu1.util=21\n",
+                          UUID_OF(1) ",1," UUID_OF(0));
+  wait_text(f, "orfeas_gpu_up{gpu_id=\"0\"} 1\n", true, 5);
+  wait_text(f, "orfeas_gpu_utilization_percent{gpu_id=\"1\"} 21\n", true, 2);
+  assert_non_null(strstr(f->buf.data, "orfeas_gpus 2\n"));
+  const char *up1 = strstr(f->buf.data, "orfeas_gpu_up{gpu_id=\"1\"}");
+  assert_non_null(up1);
+  assert_null(strstr(up1 + 1, "orfeas_gpu_up{gpu_id=\"1\"}"));
+  assert_true(log_has("GPU " UUID_OF(1) " (--gpus) is GPU 1, listed already"));
+  finish(f);
+}
+
+/* A bad --gpus value is refused before anything starts, with what is wrong
+ * and what a good value looks like; good ones pass. */
+static void bad_gpu_lists_are_refused(void **state) {
+  (void)state;
+  static const struct {
+    const char *list, *why;
+  } bad[] = {
+      {"", "empty"},
+      {"0,,1", "item 2 is empty"},
+      {"0,", "item 2 is empty"},
+      {" ", "item 1 is empty"},
+      {"all,0", "\"all\" alone"},
+      {"1,1", "\"1\" is listed twice"},
+      {UUID_OF(1) ",gpu-FA4E0000-0000-4000-8000-000000000001", "listed twice"},
+      {"0x1", "neither an NVML index"},
+      {"-1", "neither an NVML index"},
+      {"gpu0", "neither an NVML index"},
+      {"64", "past the 64 GPUs"},
+      {"99999999999999999999", "past the 64 GPUs"},
+      {"GPU-1234", "32 hex digits"},
+      {"GPU-fa4e0000-0000-4000-8000-00000000000z", "32 hex digits"},
+      {"MIG-fa4e0000-0000-4000-8000-000000000001", "MIG instance"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    char err[256] = "";
+    if (orfeas_gpu_select_check(bad[i].list, err, sizeof err) == 0)
+      fail_msg("\"%s\" accepted", bad[i].list);
+    if (strstr(err, bad[i].why) == NULL)
+      fail_msg("\"%s\": \"%s\" does not say %s", bad[i].list, err, bad[i].why);
+  }
+  static const char *const good[] = {
+      "all",     "0",        "0,1,63",
+      " 1 , 0 ", UUID_OF(3), "2,GPU-FA4E0000-0000-4000-8000-000000000003"};
+  for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+    char err[256] = "";
+    if (orfeas_gpu_select_check(good[i], err, sizeof err) != 0)
+      fail_msg("\"%s\" refused: %s", good[i], err);
+  }
+  /* orfeas_gpu_start refuses it too, registering nothing. */
+  om_registry *reg = om_registry_new(NULL);
+  orfeas_gpu_opts o = {.nvml_lib = FAKE_NVML, .log = capture, .gpus = "0,0"};
+  char err[256] = "";
+  assert_null(orfeas_gpu_start(reg, &o, err, sizeof err));
+  assert_non_null(strstr(err, "listed twice"));
+  om_buf b = {0};
+  assert_int_equal(om_registry_render(reg, OM_FORMAT_TEXT, &b), OM_OK);
+  assert_null(strstr(b.data ? b.data : "", "orfeas_gpu"));
+  om_buf_free(&b);
+  om_registry_free(reg);
+}
+
 int main(void) {
   snprintf(state_path, sizeof state_path, "/tmp/orfeas-test-gpu-%d.state",
            (int)getpid());
@@ -565,6 +763,10 @@ int main(void) {
       cmocka_unit_test(init_failure_is_retried_until_the_driver_answers),
       cmocka_unit_test(no_permission_is_logged_once_with_the_fix),
       cmocka_unit_test(failed_start_leaves_nothing_registered),
+      cmocka_unit_test(only_selected_gpus_are_sampled_and_shown),
+      cmocka_unit_test(listed_gpu_nvml_lacks_shows_down_until_it_appears),
+      cmocka_unit_test(uuid_of_a_gpu_listed_already_is_left_out),
+      cmocka_unit_test(bad_gpu_lists_are_refused),
       /* Last: it leaves a manager behind with NVML initialised. */
       cmocka_unit_test(wedged_shutdown_does_not_hang_the_stop),
   };
