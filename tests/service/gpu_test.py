@@ -133,7 +133,11 @@ def case_shutdown_hang(work):
     s = Server(os.path.join(work, "data"), "--nvml-lib", FAKE, "--gpu-interval", "0.2",
                "--gpu-call-timeout", "0.5", "--drain-timeout", "2", env={"FAKE_NVML_STATE": state})
     try:
-        wait_for(lambda: exposed(s.samples(), "orfeas_gpu_up", gpu_id="0") == 1 or None, "GPU 0 up", timeout=10)
+        # .get, not exposed(): the first scrape can come before the first
+        # round, when the series does not exist yet (exposed would fail at
+        # once instead of waiting).
+        up0 = ("orfeas_gpu_up", frozenset({("gpu_id", "0")}))
+        wait_for(lambda: s.samples().get(up0) == 1 or None, "GPU 0 up", timeout=10)
         write_state(state, "gpus=1\nshutdown_hang_ms=600000\n")
     finally:
         # Before the fix orfeasd called nvmlShutdown after joining the
