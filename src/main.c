@@ -260,9 +260,13 @@ int main(int argc, char **argv) {
     flush = 0.05;
   if (left > 0) {
     /* Workers still inside a stage use the jobs, the store, the cache and
-     * the metrics: exit without freeing them. */
+     * the metrics: exit without freeing them. And without exit()'s
+     * destructors: the GPU sampler was not stopped on this path and may be
+     * inside libnvidia-ml, whose own teardown would then run beside it
+     * (as for a sampler stuck at stop, below). */
     od_log_stop(flush);
-    return rc;
+    fflush(NULL);
+    _exit(rc);
   }
   od_hub_stop(svc.hub, od_now() + 1.0); /* a failed start-up */
   od_http_stop(&svc);
