@@ -759,8 +759,10 @@ def case_storefail(work):
               "a Socket.IO client too, with its error event (%r)" % got)
     finally:
         redis.proc.send_signal(signal.SIGCONT)
-    check(metric(a, "orfeas_websocket_refreshes_refused_total", reason="store") == 2,
-          "each failed read counted (reason store)")
+    # At least: a resync while Redis was frozen (the listener's connection
+    # given up and made again) would read both jobs again, and fail again.
+    stored = metric(a, "orfeas_websocket_refreshes_refused_total", reason="store")
+    check(stored >= 2, "each failed read counted (reason store: %g)" % stored)
     ws.send_json({"event": "subscribe", "data": {"job_id": done[0]}})
     end_of(ws, done[0], 10)
     sio.send_frame(1, ('42["subscribe_job",{"job_id":"%s"}]' % done[1]).encode())
@@ -775,8 +777,8 @@ def case_storefail(work):
         told_again(ws, done[0])
     finally:
         check(redis.cli("ACL", "SETUSER", "default", "+@all") == "OK", "every command allowed again")
-    check(metric(a, "orfeas_websocket_refreshes_refused_total", reason="store") == 3,
-          "the failed read counted (reason store)")
+    now = metric(a, "orfeas_websocket_refreshes_refused_total", reason="store")
+    check(now >= stored + 1, "the failed read counted (reason store: %g after %g)" % (now, stored))
     wait_for(lambda: a.request("GET", "/ready")[0] == 200, "/ready to answer 200 again", timeout=10)
     ws.send_json({"event": "subscribe", "data": {"job_id": done[0]}})
     end_of(ws, done[0], 10)
