@@ -1,12 +1,15 @@
 #!/usr/bin/python3
 """docs/metrics.md against a live orfeasd's /metrics, both ways (see
-tests/tools/metrics_doc_check.py). argv: CASE WORKDIR, like od_test.py."""
+tests/tools/metrics_doc_check.py); the monitoring's queries against it;
+docs/api.md's flag table against orfeasd --help. argv: CASE WORKDIR, like
+od_test.py."""
 import os
+import re
 import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from odlib import BUILD, Server, check, main  # noqa: E402
+from odlib import BUILD, ORFEASD, Server, check, main  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 
@@ -62,6 +65,60 @@ def case_monitoring_queries(work):
         s.stop()
 
 
+def help_flags(text):
+    """orfeasd --help: {flag: (variable, default or None)}."""
+    out = {}
+    for m in re.finditer(r"^  (--[a-z0-9-]+)\s+(\S+)\s+(.*)$", text, re.M):
+        d = re.findall(r"\bdefault:? ([^);]*)", m.group(3))
+        out[m.group(1)] = (m.group(2), d[-1].strip() if d else None)
+    return out
+
+
+def table_flags(text):
+    """docs/api.md's flag table: {flag: its default cell}. A row may name two
+    flags ("`--a N` / `--b N`" with "1 / 2" defaults)."""
+    out = {}
+    for line in text.splitlines():
+        if not line.startswith("| `--"):
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        flags = re.findall(r"`(--[a-z0-9-]+)", cells[0])
+        defaults = [d.strip() for d in cells[1].split(" / ")]
+        for i, f in enumerate(flags):
+            out[f] = defaults[i] if len(defaults) == len(flags) else cells[1]
+    return out
+
+
+def case_flags_reference(work):
+    """Every flag orfeasd --help lists has its row in docs/api.md's flag
+    table and no row names a flag orfeasd lacks; each flag's variable is
+    ORFEAS_ and its name (what api.md promises); a number --help gives as
+    the default is the table's default too."""
+    del work
+    p = subprocess.run([ORFEASD, "--help"], capture_output=True, text=True, timeout=10)
+    check(p.returncode == 0, "orfeasd --help: exit 0")
+    helped = help_flags(p.stdout)
+    check(len(helped) >= 40, "--help lists the flags (%d found: the pattern still reads it)" % len(helped))
+    with open(os.path.join(ROOT, "docs/api.md"), encoding="utf-8") as f:
+        table = table_flags(f.read())
+    missing = sorted(set(helped) - set(table))
+    check(not missing, "every flag of --help has a row in docs/api.md's table (missing: %s)" % missing)
+    extra = sorted(set(table) - set(helped))
+    check(not extra, "every flag docs/api.md's table lists exists in --help (unknown: %s)" % extra)
+    bad_var = ["%s %s" % (f, v) for f, (v, _) in sorted(helped.items())
+               if f not in ("--help", "--version") and v != "ORFEAS_" + f[2:].upper().replace("-", "_")]
+    check(not bad_var, "each flag's variable is ORFEAS_ and its name (not so: %s)" % bad_var)
+    differ = []
+    for f, (_, d) in sorted(helped.items()):
+        if d is None or not re.fullmatch(r"-?[0-9.]+", d) or f not in table:
+            continue
+        cell = table[f].replace("`", "").split()
+        if not cell or cell[0] != d:
+            differ.append("%s: --help %s, table %r" % (f, d, table[f]))
+    check(not differ, "numeric defaults agree between --help and docs/api.md (%s)" % "; ".join(differ))
+
+
 if __name__ == "__main__":
     main({"metrics_reference": case_metrics_reference,
-          "monitoring_queries": case_monitoring_queries})
+          "monitoring_queries": case_monitoring_queries,
+          "flags_reference": case_flags_reference})
