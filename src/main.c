@@ -133,8 +133,18 @@ static void announce(const od_service *svc) {
   od_log("  API       http://%s:%u/api/upload-image, /api/generate-3d, "
          "/api/job-status/ID",
          host, port);
-  od_log("  health    http://%s:%u/health  /ready  /api/health", host, port);
-  od_log("  metrics   http://%s:%u/metrics", host, port);
+  /* With --admin-listen, /health, /ready and /metrics answer there alone
+   * (404 on the public listener): name the address an operator must use. */
+  if (svc->cfg.admin_host[0]) {
+    od_log("  health    http://%s:%u/health  /ready  (and "
+           "http://%s:%u/api/health)",
+           svc->cfg.admin_host, (unsigned)svc->cfg.admin_port, host, port);
+    od_log("  metrics   http://%s:%u/metrics", svc->cfg.admin_host,
+           (unsigned)svc->cfg.admin_port);
+  } else {
+    od_log("  health    http://%s:%u/health  /ready  /api/health", host, port);
+    od_log("  metrics   http://%s:%u/metrics", host, port);
+  }
   od_log("  websocket ws://%s:%u/ws", host, port);
   if (svc->static_fd >= 0)
     od_log("  studio    http://%s:%u/  (page from %s)", host, port,

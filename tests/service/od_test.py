@@ -524,6 +524,20 @@ def case_cli(work):
     check(s.stop() == 0, "exit 0")
     check(any("req GET /api/health 200" in ln for ln in s.lines) and
           any("listening on http://127.0.0.1:" in ln for ln in s.lines), "one log line per request on stderr")
+    # The start-up banner names where each route answers: with
+    # --admin-listen, /health, /ready and /metrics are only there (404 on
+    # the public listener), /api/health stays public.
+    s = Server(os.path.join(work, "data"), "--admin-listen", "127.0.0.1:0")
+    port, aport = s.port, admin_port(s)
+    banner = wait_for(lambda: [ln.split("orfeasd: ", 1)[-1] for ln in list(s.lines)
+                               if re.search(r"orfeasd:   (health|metrics) ", ln)] or None,
+                      "the banner's health and metrics lines", timeout=10)
+    want = ["  health    http://127.0.0.1:%d/health  /ready  (and http://127.0.0.1:%d/api/health)" % (aport, port),
+            "  metrics   http://127.0.0.1:%d/metrics" % aport]
+    check(banner == want, "--admin-listen: the banner names the admin listener for /health /ready /metrics "
+          "(%r)" % banner)
+    check(s.request("GET", "/metrics")[0] == 404, "--admin-listen: /metrics on the public listener is 404")
+    check(s.stop() == 0, "exit 0")
 
 
 def raw_http(port, data, read_timeout=5):
