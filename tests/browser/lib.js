@@ -4,6 +4,7 @@
 // assertion with the seconds since the test began.
 'use strict';
 const http = require('http');
+const path = require('path');
 const { spawn } = require('child_process');
 
 const T0 = Date.now();
@@ -94,4 +95,35 @@ function request(port, method, path, body, headers = {}) {
   });
 }
 
-module.exports = { check, checkWithin, sleep, waitFor, startServer, stopServer, request, failures: () => failures };
+// A browser test's arguments (BUILD_DIR OUT_DIR, exit 2 with usage when
+// missing) and the binaries it runs: orfeasd (ORFEASD_BIN) and Debian's
+// chromium (CHROMIUM_BIN).
+function testArgs(script) {
+  const [BUILD, OUT] = process.argv.slice(2).map((p) => path.resolve(p));
+  if (!BUILD || !OUT) {
+    console.error(`usage: ${script} BUILD_DIR OUT_DIR`);
+    process.exit(2);
+  }
+  return {
+    BUILD, OUT,
+    ORFEASD: process.env.ORFEASD_BIN || path.join(BUILD, 'orfeasd'),
+    CHROMIUM: process.env.CHROMIUM_BIN || '/usr/bin/chromium',
+  };
+}
+
+// One headless Chromium (puppeteer-core: nothing downloads a browser).
+// WebGL without a GPU: ANGLE on SwiftShader, opted in explicitly.
+function launchChromium(puppeteer, executablePath) {
+  return puppeteer.launch({
+    executablePath,
+    headless: true,
+    args: ['--no-sandbox', '--use-angle=swiftshader', '--enable-unsafe-swiftshader',
+      '--disable-dev-shm-usage', '--no-first-run', '--disable-extensions'],
+    timeout: 30000,
+  });
+}
+
+module.exports = {
+  check, checkWithin, sleep, waitFor, startServer, stopServer, request, testArgs, launchChromium,
+  failures: () => failures,
+};

@@ -40,13 +40,7 @@ const { check, checkWithin, startServer, stopServer, waitFor } = lib;
 const ROOT = path.resolve(__dirname, '../..');
 const puppeteer = require(path.join(ROOT, 'node_modules', 'puppeteer-core'));
 
-const [BUILD, OUT] = process.argv.slice(2).map((p) => path.resolve(p));
-if (!BUILD || !OUT) {
-  console.error('usage: studio.test.js BUILD_DIR OUT_DIR');
-  process.exit(2);
-}
-const ORFEASD = process.env.ORFEASD_BIN || path.join(BUILD, 'orfeasd');
-const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
+const { BUILD, OUT, ORFEASD, CHROMIUM } = lib.testArgs('studio.test.js');
 
 // The original-style page and socket.io-client's browser build, served from
 // another origin than orfeasd (any path not listed is 404).
@@ -191,14 +185,7 @@ async function main() {
   try {
     const port = await srv.ready;
     const base = `http://127.0.0.1:${port}`;
-    browser = await puppeteer.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      // WebGL without a GPU: ANGLE on SwiftShader, opted in explicitly.
-      args: ['--no-sandbox', '--use-angle=swiftshader', '--enable-unsafe-swiftshader',
-        '--disable-dev-shm-usage', '--no-first-run', '--disable-extensions'],
-      timeout: 30000,
-    });
+    browser = await lib.launchChromium(puppeteer, CHROMIUM);
     console.log(`chromium up after ${Date.now() - t0} ms`);
     const page = await browser.newPage();
     console.log(`page open after ${Date.now() - t0} ms`);

@@ -34,13 +34,7 @@ const { check, checkWithin, startServer, stopServer, waitFor } = lib;
 const ROOT = path.resolve(__dirname, '../..');
 const puppeteer = require(path.join(ROOT, 'node_modules', 'puppeteer-core'));
 
-const [BUILD, OUT] = process.argv.slice(2).map((p) => path.resolve(p));
-if (!BUILD || !OUT) {
-  console.error('usage: studio_resubscribe.test.js BUILD_DIR OUT_DIR');
-  process.exit(2);
-}
-const ORFEASD = process.env.ORFEASD_BIN || path.join(BUILD, 'orfeasd');
-const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
+const { BUILD, OUT, ORFEASD, CHROMIUM } = lib.testArgs('studio_resubscribe.test.js');
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -83,13 +77,7 @@ async function main() {
   try {
     const port = await srv.ready;
     const base = `http://127.0.0.1:${port}`;
-    browser = await puppeteer.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--no-sandbox', '--use-angle=swiftshader', '--enable-unsafe-swiftshader',
-        '--disable-dev-shm-usage', '--no-first-run', '--disable-extensions'],
-      timeout: 30000,
-    });
+    browser = await lib.launchChromium(puppeteer, CHROMIUM);
     const page = await browser.newPage();
     page.setDefaultTimeout(30000);
     const problems = [], logged = [];
