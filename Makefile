@@ -34,7 +34,7 @@ bench: configure
 # A health report from the running stack's Prometheus (make run), on demand;
 # REPORT_MAIL_TO=addr[,addr] also mails it (docs/reports.md).
 report: all
-	$(BUILD_DIR)/orfeas-report --prometheus http://127.0.0.1:$${PROMETHEUS_PORT:-9090} \
+	$(BUILD_DIR)/orfeas-report --prometheus http://127.0.0.1:$${PROMETHEUS_PORT:-$$(scripts/stack port prometheus)} \
 	  --range $(REPORT_RANGE) --out $(REPORT_DIR) $(if $(REPORT_MAIL_TO),--mail-to $(REPORT_MAIL_TO))
 
 clean:
