@@ -208,12 +208,15 @@ od_refresh od_jobs_refresh(od_jobs *j, const char *id, uint64_t owner,
  * of the job here. */
 static char *store_failed(od_fanout *f, const char *id) {
   om_counter_inc(f->j->svc->m.ws_refused[OD_REFRESH_STORE]);
-  json_t *data = json_pack(
-      "{s:s, s:s, s:f}", "message",
+  json_t *data = od_ws_error_data(
+      OD_WSE_RESUBSCRIBE,
       "no current state sent for this job: the job store did not answer "
       "the read in time, or answered an error; subscribe again later",
-      "job_id", id, "timestamp", od_wall());
-  return data != NULL ? od_ws_event_json(OD_WS_ERROR, data) : NULL;
+      id);
+  if (data == NULL)
+    return NULL;
+  json_object_set_new(data, "timestamp", json_real(od_wall()));
+  return od_ws_event_json(OD_WS_ERROR, data);
 }
 
 /* The refresher: a job's current state, read from the store, as the event

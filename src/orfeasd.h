@@ -1077,10 +1077,40 @@ typedef enum {
   OD_WSMSG_BAD
 } od_wsmsg_kind;
 
+/* The codes of the "error" event, /ws and Socket.IO alike (docs/api.md
+ * lists each with what the client should do): a client matches these, never
+ * the message, which is for people and may be reworded. */
+#define OD_WS_ERR_LIST(X)                                                      \
+  X(BAD_JSON, "bad_json")                                                      \
+  X(BAD_MESSAGE, "bad_message")                                                \
+  X(UNKNOWN_EVENT, "unknown_event")                                            \
+  X(BAD_JOB_ID, "bad_job_id")                                                  \
+  X(BINARY_FRAME, "binary_frame")                                              \
+  X(BAD_PACKET, "bad_packet")                                                  \
+  X(BINARY_PACKET, "binary_packet")                                            \
+  X(NOT_CONNECTED, "not_connected")                                            \
+  X(TOO_MANY_SUBSCRIPTIONS, "too_many_subscriptions")                          \
+  X(RESUBSCRIBE, "resubscribe")
+
+typedef enum {
+#define OD_WS_ERR_ENUM(id, name) OD_WSE_##id,
+  OD_WS_ERR_LIST(OD_WS_ERR_ENUM)
+#undef OD_WS_ERR_ENUM
+      OD_WSE_COUNT
+} od_ws_err;
+
+const char *od_ws_err_name(od_ws_err e);
+/* The data of every "error" event sent to a client: {"message", "job_id"
+ * (when job_id is not NULL), "code"}, the code last so the fields clients
+ * had before it keep their place. The one builder of that object (ws.c,
+ * socketio.c, fanout.c). New reference, or NULL. */
+json_t *od_ws_error_data(od_ws_err code, const char *message,
+                         const char *job_id);
+
 /* Parses one text message from a client; job_id filled for (un)subscribe,
- * err for BAD. */
+ * err and *code (an OD_WSE_ code) for BAD. */
 od_wsmsg_kind od_wsmsg_parse(const uint8_t *msg, size_t len, char job_id[37],
-                             char *err, size_t err_len);
+                             char *err, size_t err_len, od_ws_err *code);
 /* Builds {"event": name, "data": data} (steals data). malloc'd text. */
 char *od_ws_event_json(od_ws_event ev, json_t *data);
 /* The handshake answer to a client's Sec-WebSocket-Key: out gets the
@@ -1140,8 +1170,8 @@ char *od_sio_event_text(const char *name, json_t *data);
  * as 42["job_update", {...}, "<job_id>"] (the job id is the offset a
  * reconnecting client sends back: socketio.c); an "error" naming a job (a
  * failed read of its state, cluster mode: fanout.c) as 42["error",
- * {"message", "job_id"}], the frame ws.c sends for a refused one; NULL for
- * other events. malloc'd. */
+ * {"message", "job_id", "code"}], the frame ws.c sends for a refused one;
+ * NULL for other events. malloc'd. */
 char *od_sio_job_update(const char *hub_json, size_t len);
 
 /* ---- cors.c -------------------------------------------------------------- */

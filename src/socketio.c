@@ -34,9 +34,10 @@
  *     5, 6 binary   refused: nothing here is binary
  *   Server events: 42["connected",{...}], 42["job_update",{job_id, status,
  *   progress, step, stage, output_file, download_url, cached, error, ...},
- *   "<job_id>"], 42["error",{"message"}] for a message it cannot act on
- *   (before CONNECT too), 42["error",{"message","job_id"}] in cluster mode
- *   when a subscribed job's current state will not come (subscribe again).
+ *   "<job_id>"], 42["error",{"message","code"}] for a message it cannot
+ *   act on (before CONNECT too), 42["error",{"message","job_id","code"}]
+ *   for a subscribe refused, or in cluster mode when a subscribed job's
+ *   current state will not come (code "resubscribe": subscribe again).
  *
  * Reconnects. Updates go to a job's subscribers only, and the original page
  * subscribes once, after generate-3d; when orfeasd restarts (or the
@@ -184,11 +185,12 @@ char *od_sio_job_update(const char *hub_json, size_t len) {
                   "failed", "error",
                   json_string_value(json_object_get(d, "error")));
   } else if (strcmp(name, od_ws_event_name(OD_WS_ERROR)) == 0) {
-    /* Not a job_update, and no offset: the job has not moved. */
-    const char *msg = json_string_value(json_object_get(d, "message"));
-    char *text =
-        od_sio_event_text("error", json_pack("{s:s, s:s}", "message",
-                                             msg ? msg : "", "job_id", id));
+    /* Not a job_update, and no offset: the job has not moved. The data as
+     * od_ws_error_data made it, without the hub's timestamp (Socket.IO
+     * events carry none). */
+    json_t *e = json_copy(d);
+    json_object_del(e, "timestamp");
+    char *text = od_sio_event_text("error", e);
     json_decref(root);
     return text;
   }
@@ -204,26 +206,30 @@ char *od_sio_job_update(const char *hub_json, size_t len) {
 /* Reads "subscribe_job"/"unsubscribe_job" and its job id from an EVENT's
  * JSON array; the id comes as {"job_id": ...} or as a bare string. */
 static od_sio_kind parse_event(const char *p, size_t n, char job_id[37],
-                               char *err, size_t err_len) {
+                               char *err, size_t err_len, od_ws_err *code) {
   json_error_t jerr;
   json_t *arr = json_loadb(p, n, JSON_REJECT_DUPLICATES, &jerr);
   od_sio_kind kind = OD_SIO_BAD;
   const char *name = json_string_value(json_array_get(arr, 0));
   if (arr == NULL) {
+    *code = OD_WSE_BAD_JSON;
     snprintf(err, err_len, "invalid JSON in an EVENT at column %d: %s",
              jerr.column, jerr.text);
   } else if (!json_is_array(arr) || name == NULL) {
+    *code = OD_WSE_BAD_MESSAGE;
     snprintf(err, err_len, "an EVENT is [\"name\", data...]");
   } else if (strcmp(name, "subscribe_job") == 0 ||
              strcmp(name, "unsubscribe_job") == 0) {
     json_t *a = json_array_get(arr, 1);
     json_t *id = json_is_object(a) ? json_object_get(a, "job_id") : a;
     if (!json_is_string(id) || !od_uuid_canon(json_string_value(id), job_id)) {
+      *code = OD_WSE_BAD_JOB_ID;
       snprintf(err, err_len, "%s needs {\"job_id\": UUID}", name);
     } else {
       kind = name[0] == 's' ? OD_SIO_SUBSCRIBE : OD_SIO_UNSUBSCRIBE;
     }
   } else {
+    *code = OD_WSE_UNKNOWN_EVENT;
     snprintf(err, err_len,
              "unknown event \"%.*s\" (subscribe_job, unsubscribe_job)",
              (int)od_utf8_prefix(name, 40), name);
@@ -246,10 +252,11 @@ static void reconnect_job(const char *p, size_t n, char job_id[37]) {
   json_decref(auth);
 }
 
-/* A Socket.IO packet (the bytes after Engine.IO's "4"). */
+/* A Socket.IO packet (the bytes after Engine.IO's "4"). A refusal's *code
+ * stays OD_WSE_BAD_PACKET unless set here. */
 static od_sio_kind handle_sio(od_sio_conn *c, const char *p, size_t n,
                               char job_id[37], char **reply, char *err,
-                              size_t err_len) {
+                              size_t err_len, od_ws_err *code) {
   if (n == 0 || p[0] < '0' || p[0] > '6') {
     snprintf(err, err_len, "not a Socket.IO packet (type 0-6 expected)");
     return OD_SIO_BAD;
@@ -257,6 +264,7 @@ static od_sio_kind handle_sio(od_sio_conn *c, const char *p, size_t n,
   int type = p[0] - '0';
   size_t i = 1;
   if (type == 5 || type == 6) {
+    *code = OD_WSE_BINARY_PACKET;
     snprintf(err, err_len, "binary packets are not supported: send JSON");
     return OD_SIO_BAD;
   }
@@ -306,10 +314,11 @@ static od_sio_kind handle_sio(od_sio_conn *c, const char *p, size_t n,
     return root_nsp ? OD_SIO_CLOSE : OD_SIO_NOTHING;
   case 2: { /* EVENT */
     if (!root_nsp || !c->connected) {
+      *code = OD_WSE_NOT_CONNECTED;
       snprintf(err, err_len, "an EVENT before CONNECT to namespace \"/\"");
       return OD_SIO_BAD;
     }
-    od_sio_kind k = parse_event(p + i, n - i, job_id, err, err_len);
+    od_sio_kind k = parse_event(p + i, n - i, job_id, err, err_len, code);
     if (k != OD_SIO_BAD && ack >= 0) {
       char prefix[24];
       snprintf(prefix, sizeof prefix, "43%ld", ack);
@@ -337,10 +346,11 @@ od_sio_kind od_sio_handle(od_sio_conn *c, const uint8_t *msg, size_t len,
   err[0] = '\0';
   const char *p = (const char *)msg;
   od_sio_kind k = OD_SIO_BAD;
+  od_ws_err code = OD_WSE_BAD_PACKET;
   if (len == 0) {
     snprintf(err, err_len, "empty Engine.IO packet");
   } else if (p[0] == '4') {
-    k = handle_sio(c, p + 1, len - 1, job_id, reply, err, err_len);
+    k = handle_sio(c, p + 1, len - 1, job_id, reply, err, err_len, &code);
   } else if (p[0] == '3') {
     k = OD_SIO_PONG;
   } else if (p[0] == '2') {
@@ -368,6 +378,6 @@ od_sio_kind od_sio_handle(od_sio_conn *c, const uint8_t *msg, size_t len,
    * yet (a packet before CONNECT): one reply per message, which the hub
    * bounds like every other (2 x --ws-queue, then a flood). */
   if (k == OD_SIO_BAD && *reply == NULL)
-    *reply = od_sio_event_text("error", json_pack("{s:s}", "message", err));
+    *reply = od_sio_event_text("error", od_ws_error_data(code, err, NULL));
   return k;
 }

@@ -397,7 +397,7 @@ static void ask_current(client *c, const char *id) {
     snprintf(msg, sizeof msg,
              "no current state sent for this job: this node's queue of "
              "job-state reads is full; subscribe again later");
-  json_t *data = json_pack("{s:s, s:s}", "message", msg, "job_id", id);
+  json_t *data = od_ws_error_data(OD_WSE_RESUBSCRIBE, msg, id);
   if (c->sio != NULL) {
     char *text = od_sio_event_text("error", data);
     queue_raw(c, text);
@@ -433,7 +433,7 @@ static json_t *too_many_subs(const client *c, const char *id) {
            "at most %d subscriptions per connection (--ws-max-subscriptions): "
            "unsubscribe from a job first, or wait for one to end",
            c->max_subs);
-  return json_pack("{s:s, s:s}", "message", msg, "job_id", id);
+  return od_ws_error_data(OD_WSE_TOO_MANY_SUBSCRIPTIONS, msg, id);
 }
 
 /* Adds a subscription (at most --ws-max-subscriptions); 0, or -1 when full
@@ -568,14 +568,16 @@ static void on_msg(wslay_event_context_ptr ctx,
       od_metric_error(m, "bad_message", OD_ROUTE_WS);
       od_metric_validation(m, "ws_message", "binary");
       send_event(c, OD_WS_ERROR,
-                 json_pack("{s:s}", "message",
-                           "binary frames are not used; send JSON text"));
+                 od_ws_error_data(OD_WSE_BINARY_FRAME,
+                                  "binary frames are not used; send JSON text",
+                                  NULL));
     }
     return; /* ping/pong/close: wslay answers them itself */
   }
   char id[37], err[160];
+  od_ws_err code;
   od_wsmsg_kind k =
-      od_wsmsg_parse(arg->msg, arg->msg_length, id, err, sizeof err);
+      od_wsmsg_parse(arg->msg, arg->msg_length, id, err, sizeof err, &code);
   switch (k) {
   case OD_WSMSG_PING:
     send_event(c, OD_WS_PONG, json_object());
@@ -595,7 +597,7 @@ static void on_msg(wslay_event_context_ptr ctx,
   case OD_WSMSG_BAD:
     od_metric_error(m, "bad_message", OD_ROUTE_WS);
     od_metric_validation(m, "ws_message", "invalid");
-    send_event(c, OD_WS_ERROR, json_pack("{s:s}", "message", err));
+    send_event(c, OD_WS_ERROR, od_ws_error_data(code, err, NULL));
     break;
   }
 }

@@ -30,9 +30,30 @@ const char *od_ws_event_name(od_ws_event e) {
   return (unsigned)e < OD_WS_EVENT_COUNT ? WS_NAMES[e] : "error";
 }
 
+static const char *const WS_ERR_NAMES[] = {
+#define OD_WS_ERR_STR(id, name) name,
+    OD_WS_ERR_LIST(OD_WS_ERR_STR)
+#undef OD_WS_ERR_STR
+};
+
+const char *od_ws_err_name(od_ws_err e) {
+  return (unsigned)e < OD_WSE_COUNT ? WS_ERR_NAMES[e] : "bad_message";
+}
+
+json_t *od_ws_error_data(od_ws_err code, const char *message,
+                         const char *job_id) {
+  json_t *o = json_pack("{s:s}", "message", message ? message : "");
+  if (o != NULL && job_id != NULL)
+    json_object_set_new(o, "job_id", json_string(job_id));
+  if (o != NULL)
+    json_object_set_new(o, "code", json_string(od_ws_err_name(code)));
+  return o;
+}
+
 od_wsmsg_kind od_wsmsg_parse(const uint8_t *msg, size_t len, char job_id[37],
-                             char *err, size_t err_len) {
+                             char *err, size_t err_len, od_ws_err *code) {
   job_id[0] = '\0';
+  *code = OD_WSE_BAD_MESSAGE;
   json_error_t jerr;
   json_t *root =
       json_loadb((const char *)msg, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -40,6 +61,7 @@ od_wsmsg_kind od_wsmsg_parse(const uint8_t *msg, size_t len, char job_id[37],
   json_t *ev = json_object_get(root, "event");
   const char *name = json_is_string(ev) ? json_string_value(ev) : NULL;
   if (root == NULL) {
+    *code = OD_WSE_BAD_JSON;
     snprintf(err, err_len, "invalid JSON at column %d: %s", jerr.column,
              jerr.text);
   } else if (!json_is_object(root) || name == NULL) {
@@ -53,11 +75,13 @@ od_wsmsg_kind od_wsmsg_parse(const uint8_t *msg, size_t len, char job_id[37],
     if (id == NULL)
       id = json_object_get(root, "job_id");
     if (!json_is_string(id) || !od_uuid_canon(json_string_value(id), job_id)) {
+      *code = OD_WSE_BAD_JOB_ID;
       snprintf(err, err_len, "%s needs data.job_id, a UUID", name);
     } else {
       kind = name[0] == 's' ? OD_WSMSG_SUBSCRIBE : OD_WSMSG_UNSUBSCRIBE;
     }
   } else {
+    *code = OD_WSE_UNKNOWN_EVENT;
     snprintf(err, err_len,
              "unknown event \"%.*s\" (subscribe, unsubscribe, ping)",
              (int)od_utf8_prefix(name, 40), name);

@@ -4,9 +4,9 @@
 // the job stands, so nothing that happened meanwhile is lost.
 //
 // In cluster mode the server may answer a subscription with an error
-// naming the job whose message says to "subscribe again" (its node could
-// not read where the job stands: Redis slow or failing, or too many reads
-// waiting; docs/api.md). Nothing else would bring that job's state, so the
+// naming the job whose code is "resubscribe" (its node could not read
+// where the job stands: Redis slow or failing, or too many reads waiting;
+// docs/api.md; isResubscribe below). Nothing else would bring that job's state, so the
 // job is subscribed again at once, then after 0.5, 1, 2, 4 s, at most
 // AGAIN_MAX times in a row; any news of the job (progress, its end), or a
 // new connection, starts the count again. Past that the page's own polling of job-status is what
@@ -19,6 +19,18 @@
 
 const AGAIN_MAX = 5;
 const AGAIN_BASE_MS = 500;
+
+// An error event's data that says to subscribe again: its code. The message
+// is read only when there is no code at all, from a node older than the
+// codes: in a cluster upgraded one node at a time the page can come from a
+// new node and its WebSocket land on an old one, whose message ends
+// "subscribe again later". Drop that fallback once no such node runs. A
+// coded error is never taken by its text (messages are for people).
+export function isResubscribe(data) {
+  if (!data || typeof data !== 'object') return false;
+  if ('code' in data) return data.code === 'resubscribe';
+  return /subscribe again/.test(String(data.message));
+}
 
 export class Live extends EventTarget {
   constructor(path = '/ws') {
@@ -73,7 +85,7 @@ export class Live extends EventTarget {
       if (!msg || typeof msg.event !== 'string' || !msg.data) return;
       const id = msg.data.job_id;
       if (typeof id === 'string' && this.jobs.has(id)) {
-        if (msg.event === 'error' && /subscribe again/.test(String(msg.data.message))) {
+        if (msg.event === 'error' && isResubscribe(msg.data)) {
           this.subscribeAgain(id);
         } else if (msg.event !== 'subscribed' && msg.event !== 'unsubscribed' && msg.event !== 'error') {
           this.forgetAgain(id); // the job's state came: a later refusal starts afresh

@@ -152,8 +152,9 @@ async function main() {
     'subscribing to a finished job sends its completed job_update');
     c.socket.emit('launch_rockets', {});
     await waitFor(() => c.events.find((e) => e.name === 'error'), 'an error event');
-    check(/unknown event/.test(c.events.find((e) => e.name === 'error').data.message),
-      'an unknown event is answered with an error event naming it');
+    const unknown = c.events.find((e) => e.name === 'error').data;
+    check(/unknown event/.test(unknown.message) && unknown.code === 'unknown_event',
+      `an unknown event is answered with an error event naming it, code unknown_event (${JSON.stringify(unknown)})`);
     // Ten heartbeats (3 s and more) outlast the 2 s timeout: the numbered
     // WebSocket pings beside them were echoed by the client's ws on its own
     // (a "3" alone does not keep a client: ws.c, heartbeat).

@@ -121,10 +121,11 @@ async function main() {
     // the job fails and the page is told to subscribe again.
     check(redis.cli('ACL', 'SETUSER', 'default', '-evalsha', '-eval', '+subscribe') === 'OK',
       'Redis allows SUBSCRIBE again, denies EVALSHA and EVAL');
-    const isAgain = (x) => x.f && x.f.event === 'error' && x.f.data && x.f.data.job_id === id &&
-      /subscribe again/.test(x.f.data.message || '');
+    const isAgain = (x) => x.f && x.f.event === 'error' && x.f.data && x.f.data.job_id === id;
     const firstError = await waitFor(() => got.find(isAgain), 'the "subscribe again" error to reach the page', 15000);
-    console.log(`the page got "${firstError.f.data.message}"`);
+    console.log(`the page got ${JSON.stringify(firstError.f.data)}`);
+    check(firstError.f.data.code === 'resubscribe' && /subscribe again/.test(firstError.f.data.message || ''),
+      'the error says so by its code, resubscribe, and in its message as before');
     check(redis.cli('ACL', 'SETUSER', 'default', '+@all') === 'OK', 'Redis allows every command again');
 
     await checkWithin(page.waitForSelector(`a[href*="/api/download/${id}/"]:not([hidden])`, { timeout: 30000 }),
@@ -170,6 +171,22 @@ async function main() {
     const delays = tries.filter((t) => !t.gave_up).map((t) => t.delay_ms);
     check(JSON.stringify(delays) === '[0,500,1000,2000,4000]' && tries.length === 6 && tries[5].gave_up === true,
       `a server that keeps refusing: 5 subscribes again (after ${delays.join(', ')} ms), then it gave up`);
+    // What the page takes for "subscribe again" (live.js): the code, and
+    // the message only from a node that sends no code (an older one, in a
+    // cluster being upgraded node by node). Another code is never taken
+    // for it, whatever its message says.
+    const verdicts = await page.evaluate(async (jobId) => {
+      const { isResubscribe } = await import('/static/live.js');
+      return [
+        { code: 'resubscribe', message: 'no current state sent for this job', job_id: jobId },
+        { message: 'no current state sent for this job: ...; subscribe again later', job_id: jobId },
+        { code: 'too_many_subscriptions', message: 'at most 2 ...; subscribe again later', job_id: jobId },
+        { code: 'bad_job_id', message: 'subscribe again' },
+        { message: 'at most 32 subscriptions per connection', job_id: jobId },
+      ].map(isResubscribe);
+    }, id);
+    check(JSON.stringify(verdicts) === '[true,true,false,false,false]',
+      `live.js takes the code resubscribe, or an older node's message, for a subscribe again (${verdicts})`);
     check(problems.length === 0, `no script error (${problems.join('; ') || 'none'})`);
   } finally {
     if (browser) await browser.close().catch(() => browser.process() && browser.process().kill('SIGKILL'));

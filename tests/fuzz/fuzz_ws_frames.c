@@ -72,9 +72,10 @@ static void on_msg(wslay_event_context_ptr ctx,
   free(reply);
   free(od_sio_job_update((const char *)arg->msg, arg->msg_length));
   char id[37], err[160];
+  od_ws_err code;
   od_wsmsg_kind k =
-      od_wsmsg_parse(arg->msg, arg->msg_length, id, err, sizeof err);
-  json_t *d = k == OD_WSMSG_BAD ? json_pack("{s:s}", "message", err)
+      od_wsmsg_parse(arg->msg, arg->msg_length, id, err, sizeof err, &code);
+  json_t *d = k == OD_WSMSG_BAD ? od_ws_error_data(code, err, NULL)
                                 : json_pack("{s:s}", "job_id", id);
   char *text =
       od_ws_event_json(k == OD_WSMSG_BAD ? OD_WS_ERROR : OD_WS_SUBSCRIBED, d);

@@ -550,8 +550,7 @@ def case_refreshes(work):
     seen = []
     for _ in range(3):
         evs, _ = late.events_until(lambda ev: ev["event"] == "generation_complete" or
-                                   (ev["event"] == "error" and AGAIN in ev["data"].get("message", "")
-                                    and ev["data"].get("job_id") == done), timeout=20)
+                                   (resubscribe(ev) and ev["data"].get("job_id") == done), timeout=20)
         seen += [e["event"] for e in evs]
         if not evs or evs[-1]["event"] != "error":
             break
@@ -565,6 +564,13 @@ def case_refreshes(work):
 
 
 AGAIN = "subscribe again"  # in every refusal of a job's current state
+
+
+def resubscribe(ev):
+    """An error event telling the client to subscribe again: its code
+    (docs/api.md), and the message older clients match."""
+    return ev["event"] == "error" and ev["data"].get("code") == "resubscribe" \
+        and AGAIN in ev["data"].get("message", "")
 
 
 def subscribe_all(ws, ids, unsubscribe):
@@ -589,11 +595,9 @@ def subscribe_all(ws, ids, unsubscribe):
                 raise TestFailure("the subscribing client was closed (%s %s)" % (ws.close_code, ws.close_reason))
             if ev["event"] == "pong":
                 break
-            if ev["event"] == "error" and AGAIN in ev["data"].get("message", "") \
-                    and "job store" in ev["data"]["message"]:
+            if resubscribe(ev) and "job store" in ev["data"]["message"]:
                 continue
-            if ev["event"] == "error" and AGAIN in ev["data"].get("message", "") \
-                    and ev["data"].get("job_id") in batch:
+            if resubscribe(ev) and ev["data"].get("job_id") in batch:
                 refused.append(ev["data"]["job_id"])
             elif ev["event"] not in ("subscribed", "unsubscribed"):
                 other.append(ev)
@@ -686,11 +690,11 @@ def case_churn(work):
         check(full >= 34 * 32 - 1024 - 4, "refreshes past the queue's 1024 places were refused (%d)" % full)
         late.send_json({"event": "subscribe", "data": {"job_id": done}})
         evs, _ = late.events_until(lambda ev: ev["event"] == "error", timeout=10)
-        check(evs[-1]["data"].get("job_id") == done and AGAIN in evs[-1]["data"].get("message", ""),
+        check(evs[-1]["data"].get("job_id") == done and resubscribe(evs[-1]),
               "the late subscribe to a full queue was answered: subscribe again (%r)" % evs[-1])
         sio.send_frame(1, ('42["subscribe_job",{"job_id":"%s"}]' % done).encode())
         got = json.loads(sio_until(sio, '42["error"')[2:])[1]
-        check(got.get("job_id") == done and AGAIN in got.get("message", ""),
+        check(got.get("job_id") == done and AGAIN in got.get("message", "") and got.get("code") == "resubscribe",
               "so was a Socket.IO client's, with its error event (%r)" % got)
         full += 2
     finally:
@@ -720,7 +724,7 @@ def told_again(ws, jid, timeout=10):
                                       and ev["data"].get("job_id") == jid, timeout=timeout)
     except (socket.timeout, TimeoutError):
         raise TestFailure("neither an error nor the end of job %s within %d s" % (jid, timeout))
-    check(not closed and evs[-1]["event"] == "error" and AGAIN in evs[-1]["data"].get("message", ""),
+    check(not closed and resubscribe(evs[-1]),
           "job %s: told to subscribe again (%r)" % (jid, evs[-1] if evs else None))
     return evs[-1]["data"]
 
@@ -755,7 +759,7 @@ def case_storefail(work):
         told_again(ws, done[0])
         sio.send_frame(1, ('42["subscribe_job",{"job_id":"%s"}]' % done[1]).encode())
         got = json.loads(sio_until(sio, '42["error"')[2:])[1]
-        check(got.get("job_id") == done[1] and AGAIN in got.get("message", ""),
+        check(got.get("job_id") == done[1] and AGAIN in got.get("message", "") and got.get("code") == "resubscribe",
               "a Socket.IO client too, with its error event (%r)" % got)
     finally:
         redis.proc.send_signal(signal.SIGCONT)

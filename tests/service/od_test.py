@@ -774,16 +774,20 @@ def case_badinput_ws(work):
              "a reset connection: disconnections{reason=error} = 1")
     ws = WS(s.port)
     ws.recv_event()
-    ws.send_frame(1, b"{not json")
-    ev = ws.recv_event()
-    check(ev["event"] == "error", "invalid JSON message: error event")
-    ws.send_json({"event": "subscribe", "data": {"job_id": "nope"}})
-    check(ws.recv_event()["event"] == "error", "subscribe with a bad id: error event")
-    ws.send_json({"event": "dance"})
-    check(ws.recv_event()["event"] == "error", "unknown event: error event")
-    ws.send_frame(2, b"\x00\x01")
-    check(ws.recv_event()["event"] == "error", "binary frame: error event")
-    counted.add("ws_message", "invalid", 3)
+    # Each refusal is an error event with its code (docs/api.md: the
+    # codes of the error event) beside the message, and no job_id.
+    for frame, code, what in [((1, b"{not json"), "bad_json", "invalid JSON message"),
+                              ((1, b'["subscribe"]'), "bad_message", "a message that is not an object"),
+                              ((1, b'{"event":"subscribe","data":{"job_id":"nope"}}'), "bad_job_id",
+                               "subscribe with a bad id"),
+                              ((1, b'{"event":"dance"}'), "unknown_event", "unknown event"),
+                              ((2, b"\x00\x01"), "binary_frame", "binary frame")]:
+        ws.send_frame(*frame)
+        ev = ws.recv_event()
+        d = ev.get("data", {}) if ev else {}
+        check(ev and ev["event"] == "error" and d.get("code") == code and d.get("message") and "job_id" not in d,
+              "%s: error event, code %s (%s)" % (what, code, ev))
+    counted.add("ws_message", "invalid", 4)
     counted.add("ws_message", "binary")
     ws.send_frame(1, b'{"event":"ping"}', mask=False)  # clients must mask
     ev = ws.recv_event()

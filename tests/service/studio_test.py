@@ -188,6 +188,11 @@ def sio_next(ws, timeout=5):
         ws.send_frame(1, b"3")
 
 
+def sio_error(frame):
+    """The data of a 42["error", data] frame."""
+    return json.loads(frame[2:])[1]
+
+
 def case_socketio(work):
     # Pings every 0.3 s, 2 s to answer: quick, with room for a loaded machine.
     s = Server(os.path.join(work, "data"), "--sio-ping-interval", "0.3", "--sio-ping-timeout", "2")
@@ -209,16 +214,23 @@ def case_socketio(work):
     # Before CONNECT: refused, and told so (docs/api.md).
     ws.send_frame(1, b'42["subscribe_job",{"job_id":"123e4567-e89b-42d3-a456-426614174000"}]')
     reply = sio_next(ws)
-    check(reply and reply.startswith('42["error",{"message":"an EVENT before CONNECT'),
-          "an EVENT before CONNECT: an error event (%s)" % reply)
+    check(reply and reply.startswith('42["error",{"message":"an EVENT before CONNECT')
+          and sio_error(reply).get("code") == "not_connected",
+          "an EVENT before CONNECT: an error event, code not_connected (%s)" % reply)
     ws.send_frame(1, b"40")
     got = [sio_next(ws), sio_next(ws)]
     check(got[0] == '40{"sid":"%s","pid":"%s"}' % (o["sid"], o["sid"]) and got[1].startswith('42["connected",'),
           "CONNECT to /: 40{sid, pid}, then the connected event")
-    for bad in [b'42["launch"]', b'451-["subscribe_job",{"_placeholder":true,"num":0}]', b"x", b'42["subscribe_job",{}]']:
+    # Each an error event with its code (docs/api.md) beside the message.
+    for bad, code in [(b'42["launch"]', "unknown_event"),
+                      (b'451-["subscribe_job",{"_placeholder":true,"num":0}]', "binary_packet"), (b"x", "bad_packet"),
+                      (b'42["subscribe_job",{}]', "bad_job_id"), (b'42["subscribe_job"', "bad_json"),
+                      (b'42{"subscribe_job":1}', "bad_message")]:
         ws.send_frame(1, bad)
         reply = sio_next(ws)
-        check(reply and reply.startswith('42["error"'), "%s: an error event (%s)" % (bad.decode(), reply))
+        d = sio_error(reply) if reply and reply.startswith('42["error"') else {}
+        check(d.get("code") == code and d.get("message") and "job_id" not in d,
+              "%s: an error event, code %s (%s)" % (bad.decode(), code, reply))
     ws.send_frame(2, b"\x00\x01")  # binary: counted, not answered
     # The heartbeat: a ping arrives; it is never answered, so the server
     # closes the connection within the timeout (sio_frames' deadline: 8 s
@@ -274,8 +286,8 @@ def case_socketio(work):
     sm = parse_metrics(s.metrics()[2])
     check(value(sm, "orfeas_errors_total", type="ws_timeout", endpoint="/socket.io/") == 2,
           "errors_total{ws_timeout, /socket.io/} = 2")
-    check(value(sm, "orfeas_errors_total", type="bad_message", endpoint="/socket.io/") == 6,
-          "errors_total{bad_message, /socket.io/} = 6 (5 bad packets, 1 binary frame)")
+    check(value(sm, "orfeas_errors_total", type="bad_message", endpoint="/socket.io/") == 8,
+          "errors_total{bad_message, /socket.io/} = 8 (7 bad packets, 1 binary frame)")
     for et, n in [("transport", 1), ("version", 3), ("sid", 1)]:  # version: also the bare /socket.io/
         check(value(sm, "orfeas_validation_errors_total", field="socketio", error_type=et) == n,
               "validation_errors_total{socketio, %s} = %d" % (et, n))

@@ -12,6 +12,7 @@ import os
 import socket
 import struct
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from odlib import (WS, Server, TestFailure, check, check_within, exposed, main, make_image, parse_metrics,  # noqa: E402
@@ -25,6 +26,25 @@ def abort_upgrade(port):
     s.sendall(b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
     s.close()
+
+
+def sio_reply(ws, prefixes, timeout=10):
+    """The next Socket.IO frame that starts with one of prefixes, skipping
+    others (pings answered); a failure when none came in time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            op, payload = ws.recv_frame(max(0.01, deadline - time.monotonic()))
+        except socket.timeout:
+            raise TestFailure("no Socket.IO frame %r within %d s" % (prefixes, timeout))
+        if op == 9:
+            ws.send_frame(10, payload)
+            continue
+        text = payload.decode() if op == 1 else ""
+        if text == "2":
+            ws.send_frame(1, b"3")
+        elif text.startswith(prefixes):
+            return text
 
 
 def case_slots(work):
@@ -128,7 +148,8 @@ def case_subscriptions(work):
 
 def case_subscription_limit(work):
     """--ws-max-subscriptions 2: a third job followed at once is refused
-    with an error that names the flag, and counted; unsubscribing frees the
+    with an error that names the flag (code too_many_subscriptions), on
+    /ws and on a Socket.IO connection, and counted; unsubscribing frees the
     slot. (Uploaded jobs never end, so their subscriptions stay.)"""
     img = make_image("png", 64, os.path.join(work, "small.png"))
     s = Server(os.path.join(work, "data"), "--ws-max-subscriptions", "2")
@@ -150,11 +171,29 @@ def case_subscription_limit(work):
         ev = answer("subscribe", ids[2])
         msg = ev.get("data", {}).get("message", "")
         check(ev["event"] == "error" and "at most 2 subscriptions" in msg and "--ws-max-subscriptions" in msg and
-              ev["data"].get("job_id") == ids[2],
-              "a third subscription is refused with an error naming the flag and the job: %s" % json.dumps(ev))
+              ev["data"].get("job_id") == ids[2] and ev["data"].get("code") == "too_many_subscriptions",
+              "a third subscription is refused with an error naming the flag and the job, code "
+              "too_many_subscriptions: %s" % json.dumps(ev))
+        # A Socket.IO client on the same server: the same refusal as its
+        # error event (no acknowledgement for the refused subscribe).
+        sio = WS(s.port, path="/socket.io/?EIO=4&transport=websocket")
+        try:
+            sio_reply(sio, ("0{",))
+            sio.send_frame(1, b"40")
+            sio_reply(sio, ('42["connected"',))
+            for n, job_id in enumerate(ids, 1):
+                sio.send_frame(1, ('42%d["subscribe_job",{"job_id":"%s"}]' % (n, job_id)).encode())
+                got = sio_reply(sio, ("43%d[" % n, '42["error"'))
+            d = json.loads(got[2:])[1]
+            check(got.startswith('42["error"') and d.get("code") == "too_many_subscriptions"
+                  and d.get("job_id") == ids[2] and "--ws-max-subscriptions" in d.get("message", ""),
+                  "Socket.IO: the third subscribe_job refused with an error event, code too_many_subscriptions (%s)"
+                  % got)
+        finally:
+            sio.close()
         check_within(lambda: (value(parse_metrics(s.metrics()[2]), "orfeas_validation_errors_total",
-                                    field="ws_message", error_type="too_many_subscriptions") or 0) == 1 or None,
-                     "the refusal counted in orfeas_validation_errors_total{error_type=\"too_many_subscriptions\"}",
+                                    field="ws_message", error_type="too_many_subscriptions") or 0) == 2 or None,
+                     "both refusals counted in orfeas_validation_errors_total{error_type=\"too_many_subscriptions\"}",
                      timeout=10)
         check(answer("unsubscribe", ids[0])["event"] == "unsubscribed", "unsubscribe answered")
         ev = answer("subscribe", ids[2])

@@ -92,6 +92,20 @@ static void expect(od_sio_conn *c, const char *frame, od_sio_kind want,
   free(reply);
 }
 
+/* A refusal told as an error event whose data ends with its code. */
+static void expect_code(od_sio_conn *c, const char *frame, const char *code) {
+  char *reply, id[37], err[160], tail[64];
+  assert_int_equal(run(c, frame, &reply, id, err), OD_SIO_BAD);
+  snprintf(tail, sizeof tail, ",\"code\":\"%s\"}]", code);
+  static const char head[] = "42[\"error\",{\"message\":";
+  if (reply == NULL || strncmp(reply, head, sizeof head - 1) != 0 ||
+      strlen(reply) < strlen(tail) ||
+      strcmp(reply + strlen(reply) - strlen(tail), tail) != 0)
+    fail_msg("%s: reply %s, wanted an error event with code %s", frame,
+             reply ? reply : "(none)", code);
+  free(reply);
+}
+
 static void test_connect_and_subscribe(void **s) {
   (void)s;
   od_sio_conn c = {UUID, 0};
@@ -100,6 +114,7 @@ static void test_connect_and_subscribe(void **s) {
   expect(&c, "42[\"subscribe_job\",{\"job_id\":\"" UUID "\"}]", OD_SIO_BAD,
          "42[\"error\",{\"message\":\"an EVENT before CONNECT");
   expect(&c, "x", OD_SIO_BAD, "42[\"error\",{\"message\":\"not an Engine.IO");
+  expect_code(&c, "42[\"subscribe_job\",\"" UUID "\"]", "not_connected");
   expect(&c, "40/admin,", OD_SIO_BAD, "44/admin,{\"message\":");
   assert_false(c.connected);
   /* The pid turns socket.io-client's connection state recovery on. */
@@ -153,24 +168,25 @@ static void test_connect_and_subscribe(void **s) {
   assert_null(reply);
 
   /* Refusals, each told to the (connected) client as an error event. */
-  static const char *const bad[] = {
-      "42[\"subscribe_job\",{\"job_id\":\"../../etc\"}]",
-      "42[\"subscribe_job\"]",
-      "42[\"launch\",{}]",
-      "42{\"not\":\"an array\"}",
-      "42[1,2]",
-      "42[\"subscribe_job\",{\"job_id\":\"" UUID "\"}",
-      "451-[\"subscribe_job\",{\"_placeholder\":true,\"num\":0}]",
-      "4",
-      "49",
-      "44{\"message\":\"x\"}",
-      "421234567890[\"subscribe_job\",\"" UUID "\"]",
-      "0{\"sid\":\"x\"}",
-      "x",
-      "b4AAAA",
+  static const char *const bad[][2] = {
+      {"42[\"subscribe_job\",{\"job_id\":\"../../etc\"}]", "bad_job_id"},
+      {"42[\"subscribe_job\"]", "bad_job_id"},
+      {"42[\"launch\",{}]", "unknown_event"},
+      {"42{\"not\":\"an array\"}", "bad_message"},
+      {"42[1,2]", "bad_message"},
+      {"42[\"subscribe_job\",{\"job_id\":\"" UUID "\"}", "bad_json"},
+      {"451-[\"subscribe_job\",{\"_placeholder\":true,\"num\":0}]",
+       "binary_packet"},
+      {"4", "bad_packet"},
+      {"49", "bad_packet"},
+      {"44{\"message\":\"x\"}", "bad_packet"},
+      {"421234567890[\"subscribe_job\",\"" UUID "\"]", "bad_packet"},
+      {"0{\"sid\":\"x\"}", "bad_packet"},
+      {"x", "bad_packet"},
+      {"b4AAAA", "bad_packet"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-    expect(&c, bad[i], OD_SIO_BAD, "42[\"error\",{\"message\":");
+    expect_code(&c, bad[i][0], bad[i][1]);
   /* Client text quoted in a message is cut at a character's edge, so the
    * error event still says something: an unknown event and an unknown
    * namespace, each 61 bytes of "a" + 30 x e acute. */
@@ -307,18 +323,20 @@ static void test_job_update(void **s) {
 
 /* A hub "error" naming a job (cluster mode: its state could not be read,
  * fanout.c) as the Socket.IO error event ws.c sends for a refused read:
- * {message, job_id}, no offset, no timestamp. One without a job: nothing. */
+ * {message, job_id, code}, no offset, no timestamp. One without a job:
+ * nothing. */
 static void test_job_error(void **s) {
   (void)s;
-  char *hub = od_ws_event_json(
-      OD_WS_ERROR, json_pack("{s:s, s:s, s:f}", "message",
-                             "no current state; subscribe again later",
-                             "job_id", UUID, "timestamp", 1.5));
+  json_t *d = od_ws_error_data(OD_WSE_RESUBSCRIBE,
+                               "no current state; subscribe again later", UUID);
+  json_object_set_new(d, "timestamp", json_real(1.5));
+  char *hub = od_ws_event_json(OD_WS_ERROR, d);
   char *t = od_sio_job_update(hub, strlen(hub));
   free(hub);
   assert_non_null(t);
   assert_string_equal(t, "42[\"error\",{\"message\":\"no current state; "
-                         "subscribe again later\",\"job_id\":\"" UUID "\"}]");
+                         "subscribe again later\",\"job_id\":\"" UUID
+                         "\",\"code\":\"resubscribe\"}]");
   free(t);
   hub = od_ws_event_json(OD_WS_ERROR, json_pack("{s:s}", "message", "bad"));
   assert_null(od_sio_job_update(hub, strlen(hub)));
