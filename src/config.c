@@ -192,8 +192,9 @@ static const opt_def OPTS[] = {
      "before its GPU shows down (default 2)"},
     {"gpus", "ORFEAS_GPUS", K_STR, OFF(gpus), SZ(gpus), 0, 0,
      "the GPUs to watch: all, or a comma list of NVML indexes and UUIDs "
-     "(GPU-..., as nvidia-smi -L prints them); others are never sampled or "
-     "shown. CUDA_VISIBLE_DEVICES is not read (default all)"},
+     "(GPU- and 8-4-4-4-12 hex digits, any case, as nvidia-smi -L prints "
+     "them; not MIG- instances); others are never sampled or shown. "
+     "CUDA_VISIBLE_DEVICES is not read (default all)"},
     {"static-dir", "ORFEAS_STATIC_DIR", K_STR, OFF(static_dir), SZ(static_dir),
      0, 0,
      "the Studio page's folder, served at / and /static/ (default: "

@@ -91,6 +91,10 @@ static nvmlReturn_t call_end(round_ctx *r, const char *name, nvmlReturn_t rc) {
               "reading, its metric is left out",
               r->s->id, name);
     }
+  } else if (rc == NVML_ERROR_NOT_FOUND && r->s != NULL && r->s->said_missing) {
+    /* A --gpus UUID NVML does not know, asked again this round: counted
+     * (and logged) the round it went missing, not every round after, or
+     * the counter would grow for as long as the GPU stays away. */
   } else if (rc != NVML_SUCCESS) {
     gpu_count_error(g, name, rc);
   }

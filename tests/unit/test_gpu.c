@@ -695,6 +695,15 @@ static void listed_gpu_nvml_lacks_shows_down_until_it_appears(void **state) {
   bool twice = first && strstr(first + 1, "GPU 5 (--gpus)");
   pthread_mutex_unlock(&log_mu);
   assert_false(twice);
+  /* Counted once too, the round it went missing: the UUID's lookup
+   * answered NOT_FOUND in each of the rounds just waited for, and the
+   * counter grew with every one before the fix (it read 5 here). */
+  render(f);
+  double nf = series_value(f, "orfeas_nvml_errors_total{call=\"nvmlDeviceGetH"
+                              "andleByUUID\",error=\"NOT_FOUND\"}");
+  if (nf != 1)
+    fail_msg("NOT_FOUND for the missing UUID reads %g, not 1:\n%s", nf,
+             f->buf.data);
   /* Ten GPUs now: 5 and the UUID's board (index 9) are found. */
   write_state("gpus=10\ngpu5.util=55\ngpu9.util=99\n");
   wait_text(f, "orfeas_gpu_utilization_percent{gpu_id=\"9\"} 99\n", true, 5);
