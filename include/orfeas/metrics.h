@@ -89,7 +89,9 @@ typedef struct om_error {
   char text[240]; /* e.g. "metric name \"1abc\" is invalid: ..." */
 } om_error;
 
-/* Static name of a status code ("invalid argument", ...). Any thread. */
+/* Static name of a status code ("invalid argument", ...). Any thread.
+ * OM_EEXISTS's covers both its uses (a name taken, a collected series
+ * repeated); om_error.text says which. */
 const char *om_strerror(int status);
 
 /* ------------------------------------------------------------------ */
@@ -104,7 +106,8 @@ typedef struct om_registry_opts {
   const char *overflow_name;
   /* Name of the counter that counts series a collector reported twice in
    * one scrape (see om_collect_value); NULL means
-   * "metrics_collector_duplicates_total". It has one label, family. */
+   * "metrics_collector_duplicates_total". It has one label, family. It is
+   * not rendered while the registry has no collector and it no series. */
   const char *duplicate_name;
 } om_registry_opts;
 

@@ -15,7 +15,10 @@ const char *om_strerror(int status) {
   case OM_EBADLABEL:
     return "invalid label name";
   case OM_EEXISTS:
-    return "metric already registered";
+    /* Both uses: a name taken at registration, and a collector's second
+     * report of one label set in a scrape (om_collect_value). */
+    return "metric already registered, or series reported twice in one "
+           "scrape";
   case OM_ENOMEM:
     return "out of memory";
   case OM_ETYPE:

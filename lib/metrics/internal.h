@@ -146,6 +146,9 @@ struct om_registry {
 
   om_family *overflow_fam;
   om_family *dup_fam; /* counts series a collector reported twice */
+  /* Collector families registered now: without any, dup_fam can count
+   * nothing and is not rendered while it has no series. */
+  size_t ncollectors;
   uint64_t generation;
   /* Label sets reported by the collector running now (renders hold mu):
    * an open-addressing table of seen_mask + 1 entries, grown as needed and

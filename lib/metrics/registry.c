@@ -368,6 +368,8 @@ static int family_insert(om_registry *reg, om_family *f, om_error *err) {
           (reg->nfams - pos) * sizeof *reg->fams);
   reg->fams[pos] = f;
   reg->nfams++;
+  if (f->collect != NULL)
+    reg->ncollectors++;
   return OM_OK;
 }
 
@@ -452,6 +454,7 @@ int om_collector_remove(om_registry *reg, const char *name, const void *user) {
       memmove(reg->fams + i, reg->fams + i + 1,
               (reg->nfams - i - 1) * sizeof *reg->fams);
       reg->nfams--;
+      reg->ncollectors--;
       break;
     }
   }

@@ -157,8 +157,16 @@ int om_registry_render(om_registry *reg, om_format fmt, om_buf *buf) {
    * locale (a decimal comma would corrupt the exposition). */
   locale_t old = uselocale(reg->c_locale);
   reg->generation++;
-  for (size_t i = 0; i < reg->nfams; i++)
-    render_family(&o, reg, reg->fams[i], fmt);
+  for (size_t i = 0; i < reg->nfams; i++) {
+    om_family *f = reg->fams[i];
+    /* The duplicates counter of a registry with no collector could only
+     * ever be an empty family (client_golang writes nothing for a vector
+     * without children); with collectors it is announced like any other. */
+    if (f == reg->dup_fam && reg->ncollectors == 0 &&
+        atomic_load_explicit(&f->n, memory_order_acquire) == 0)
+      continue;
+    render_family(&o, reg, f, fmt);
+  }
   if (fmt == OM_FORMAT_OPENMETRICS)
     om__put(&o, "# EOF\n", 6);
   uselocale(old);

@@ -116,7 +116,11 @@ static void duplicates_refused(void **state) {
   /* Same OpenMetrics family name ("jobs") as the counter above. */
   assert_null(om_gauge_new(reg, "jobs", "h", &err));
   assert_int_equal(err.code, OM_EEXISTS);
-  assert_string_equal(om_strerror(OM_EEXISTS), "metric already registered");
+  /* The code also answers a collector's second report of a series in one
+   * scrape (collector_duplicates_dropped): its name covers both. */
+  assert_string_equal(om_strerror(OM_EEXISTS),
+                      "metric already registered, or series reported twice "
+                      "in one scrape");
   assert_string_equal(om_strerror(12345), "unknown error");
   om_registry_free(reg);
 }
@@ -495,6 +499,9 @@ static void collector_duplicates_dropped(void **state) {
   assert_int_equal(dup_rc[5], OM_EEXISTS);
   assert_int_equal(single_rc[0], OM_OK);
   assert_int_equal(single_rc[1], OM_EEXISTS);
+  /* What a caller would print for it names this use, not only a name
+   * already registered. */
+  assert_non_null(strstr(om_strerror(dup_rc[1]), "reported twice"));
   assert_non_null(strstr(buf.data, "\ngpu_temp{gpu=\"0\",n=\"x\"} 1\n"));
   assert_non_null(strstr(buf.data, "\ngpu_temp{gpu=\"1\",n=\"x\"} 5\n"));
   assert_non_null(strstr(buf.data, "\"} 3\n"));
@@ -510,6 +517,63 @@ static void collector_duplicates_dropped(void **state) {
       strstr(buf.data,
              "\nmetrics_collector_duplicates_total{family=\"one_total\"} 2\n"));
   assert_null(strstr(buf.data, "metrics_series_overflow_total{"));
+  om_buf_free(&buf);
+  om_registry_free(reg);
+}
+
+/* The duplicates counter only counts collectors' reports: a registry with
+ * no collector cannot count one, and does not render the family at all
+ * (client_golang renders nothing for a vector without children; here a
+ * family with collectors to watch keeps its HELP and TYPE, as every other
+ * family without series does). Once counted, a series stays even when the
+ * collectors are gone. */
+static void duplicates_family_needs_a_collector(void **state) {
+  (void)state;
+  om_registry *reg = om_registry_new(NULL);
+  assert_non_null(om_counter_new(reg, "jobs_total", "h", NULL));
+  om_buf buf = {0};
+  for (int fmt = 0; fmt < 2; fmt++) {
+    assert_int_equal(
+        om_registry_render(reg, fmt ? OM_FORMAT_OPENMETRICS : OM_FORMAT_TEXT,
+                           &buf),
+        OM_OK);
+    if (strstr(buf.data, "metrics_collector_duplicates") != NULL)
+      fail_msg("no collector, yet:\n%s", buf.data);
+    /* The overflow counter concerns every family: it stays (OpenMetrics
+     * names a counter family without _total). */
+    assert_non_null(strstr(buf.data, "# TYPE metrics_series_overflow"));
+  }
+  assert_int_equal(
+      om_collector_new(reg, OM_COUNTER,
+                       &(om_family_opts){.name = "one_total", .help = "h"},
+                       collect_single_twice, NULL, NULL),
+      OM_OK);
+  /* The family renders before one_total (name order): the duplicate of the
+   * first render shows in the second. */
+  assert_int_equal(om_registry_render(reg, OM_FORMAT_TEXT, &buf), OM_OK);
+  assert_non_null(
+      strstr(buf.data, "# TYPE metrics_collector_duplicates_total counter\n"));
+  assert_int_equal(om_registry_render(reg, OM_FORMAT_TEXT, &buf), OM_OK);
+  assert_non_null(strstr(buf.data,
+                         "# TYPE metrics_collector_duplicates_total counter\n"
+                         "metrics_collector_duplicates_total{family=\"one_"
+                         "total\"} 1\n"));
+  assert_int_equal(om_collector_remove(reg, "one_total", NULL), OM_OK);
+  assert_int_equal(om_registry_render(reg, OM_FORMAT_TEXT, &buf), OM_OK);
+  assert_non_null(
+      strstr(buf.data,
+             "metrics_collector_duplicates_total{family=\"one_total\"} 2\n"));
+  om_buf_free(&buf);
+  om_registry_free(reg);
+
+  /* A collector that never repeats itself: the family is announced, with
+   * no series, like any family without one. */
+  reg = om_registry_new(NULL);
+  assert_int_equal(om_process_collector_register(reg, NULL), OM_OK);
+  assert_int_equal(om_registry_render(reg, OM_FORMAT_TEXT, &buf), OM_OK);
+  assert_non_null(
+      strstr(buf.data, "# TYPE metrics_collector_duplicates_total counter\n"));
+  assert_null(strstr(buf.data, "metrics_collector_duplicates_total{"));
   om_buf_free(&buf);
   om_registry_free(reg);
 }
@@ -564,6 +628,7 @@ int main(void) {
       cmocka_unit_test(collector_cap),
       cmocka_unit_test(sample_name_clashes_refused),
       cmocka_unit_test(collector_duplicates_dropped),
+      cmocka_unit_test(duplicates_family_needs_a_collector),
       cmocka_unit_test(collector_remove),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
