@@ -24,6 +24,10 @@
 #                      when Prometheus does not answer or rejects the query.
 #   num_cmp A OP B     true when the numbers compare (OP: < <= == >= >);
 #                      false for an empty or non-numeric A or B
+#   running PID        true while PID exists and has not exited: a zombie
+#                      (exited, not yet reaped) is not running. The stack's
+#                      processes are orphans that PID 1 reaps, on some
+#                      machines only every second or two (scripts/stack)
 work=$(mktemp -d)
 pids=()
 testlib_logs=()
@@ -39,6 +43,13 @@ testlib_cleanup() {
 trap testlib_cleanup EXIT
 
 ok() { echo "ok: $*"; }
+
+running() {
+  local s
+  { IFS= read -r s <"/proc/$1/stat"; } 2>/dev/null || return 1
+  s=${s##*) }
+  [[ ${s:0:1} != Z ]]
+}
 
 fail() {
   local f
