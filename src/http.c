@@ -61,6 +61,13 @@ int od_respond(struct MHD_Connection *conn, od_req *req, int status,
   }
   enum MHD_Result r = MHD_queue_response(conn, (unsigned)status, resp);
   MHD_destroy_response(resp);
+  /* Refused (a 101 MHD will not send, a response queued in the wrong
+   * state): nothing was answered, so req_end returns MHD_NO and MHD closes
+   * the connection. With the status kept, MHD called the handler again
+   * for an answer, which was refused again, and so on: an HTTP thread
+   * spinning on one request (an HTTP/1.0 WebSocket upgrade did that). */
+  if (r != MHD_YES)
+    req->status = 0;
   return r;
 }
 
@@ -502,7 +509,8 @@ static int upload_body(od_service *svc, od_req *req, const header_scan *h) {
  * answers given at once (refuse_early), and where its body will go. */
 static enum MHD_Result req_begin(od_service *svc, int admin,
                                  struct MHD_Connection *conn, const char *url,
-                                 const char *method, void **con_cls) {
+                                 const char *method, const char *version,
+                                 void **con_cls) {
   od_req *req = *con_cls;
   if (req == NULL) {
     if ((req = calloc(1, sizeof *req)) == NULL)
@@ -515,6 +523,7 @@ static enum MHD_Result req_begin(od_service *svc, int admin,
     req->t0 = od_ticks();
   req->method_idx = (int)od_method_index(method);
   req->method = od_method_name((od_method)req->method_idx);
+  req->http10 = version != NULL && strcmp(version, MHD_HTTP_VERSION_1_0) == 0;
   od_route_match(url, req);
   /* CORS (cors.c): decided here, applied to every answer (od_respond);
    * a POST from a page of another origin is refused (refuse_early). */
@@ -679,12 +688,11 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn,
                                  const char *url, const char *method,
                                  const char *version, const char *upload_data,
                                  size_t *upload_size, void **con_cls) {
-  (void)version;
   const struct od_listener *l = cls;
   od_service *svc = l->svc;
   od_req *req = *con_cls;
   if (req == NULL || !req->begun)
-    return req_begin(svc, l->admin, conn, url, method, con_cls);
+    return req_begin(svc, l->admin, conn, url, method, version, con_cls);
   req->calls++;
   if (*upload_size > 0)
     return req_body(svc, req, upload_data, upload_size);

@@ -1335,6 +1335,7 @@ struct od_req {
   int cross_origin; /* a POST from a page of another origin (cors.c): 403,
                        its body discarded as it comes */
   int host_refused; /* its Host is not one the listener answers (hosts.c) */
+  int http10;       /* an HTTP/1.0 request (no upgrade: RFC 6455 4.1) */
   /* offload.c: answered on a request thread, the connection suspended. */
   int offloaded;                   /* an od_offload_state */
   struct MHD_Response *deferred;   /* the answer, until MHD calls back */

@@ -684,10 +684,11 @@ static void handle_ws(od_service *svc, struct MHD_Connection *conn,
       MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Sec-WebSocket-Key");
   char accept[29];
   int key_rc = od_ws_accept_key(key, accept);
-  /* RFC 6455 4.1: the opening handshake is a GET. A HEAD (which the
-   * router lets through where GET is) would get a 101 with no body and a
-   * socket handed to the hub. */
-  if (req->method_idx != OD_METHOD_GET || up == NULL ||
+  /* RFC 6455 4.1: the opening handshake is a GET, in HTTP/1.1 at least. A
+   * HEAD (which the router lets through where GET is) would get a 101 with
+   * no body and a socket handed to the hub; MHD refuses to queue a 101 on
+   * an HTTP/1.0 request (od_respond then closes the connection unanswered). */
+  if (req->method_idx != OD_METHOD_GET || req->http10 || up == NULL ||
       strcasecmp(up, "websocket") != 0 || !header_has_token(co, "upgrade") ||
       ver == NULL || strcmp(ver, "13") != 0 || key_rc == -1) {
     validation_error(
