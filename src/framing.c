@@ -10,6 +10,11 @@
  * and its connection closed, before a byte of its body is read: whatever
  * follows on that connection is never parsed as a request.
  *
+ * Header lines that two parsers read differently are refused the same way
+ * (od_framing_field): whitespace between a name and its colon, a bare CR
+ * or a NUL inside a line, a Content-Length or Transfer-Encoding folded
+ * onto the next line, two Host headers (which site is it for?).
+ *
  * Paths: MHD decodes %XX before the access handler sees the path, so
  * "/health%00.png" would reach the router as "/health". The raw request
  * target is checked instead (od_path_has_control, from MHD's URI log
@@ -80,7 +85,56 @@ void od_framing_header(od_framing *f, const char *name, const char *value) {
   }
 }
 
+/* RFC 9110 5.6.2: tchar. */
+static int is_tchar(unsigned char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+         (c >= 'A' && c <= 'Z') || (c != '\0' && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+void od_framing_field(od_framing *f, const char *name, size_t name_len,
+                      const char *value, size_t value_len) {
+  if (name == NULL)
+    return;
+  /* A name is a token: "Transfer-Encoding : chunked" (whitespace before the
+   * colon) is a name libmicrohttpd keeps as "Transfer-Encoding " and
+   * ignores, where a lenient proxy reads Transfer-Encoding (RFC 9112 5.1:
+   * a server must refuse it). */
+  int bad = name_len == 0;
+  for (size_t i = 0; i < name_len && !bad; i++)
+    bad = !is_tchar((unsigned char)name[i]);
+  /* A value holds no NUL, CR or LF (RFC 9110 5.5): libmicrohttpd keeps
+   * "X: a\rTransfer-Encoding: chunked" as one header, where a parser that
+   * ends lines at a bare CR sees two, and a NUL cuts the value short for
+   * whoever reads it as a C string. */
+  for (size_t i = 0; value != NULL && i < value_len && !bad; i++)
+    bad = value[i] == '\0' || value[i] == '\r' || value[i] == '\n';
+  /* A folded line (obs-fold, RFC 9112 5.2): libmicrohttpd 0.9.75 appends
+   * the continuation to the header's name, not its value, so
+   * "Transfer-Encoding:" + " chunked" on the next line reaches us as a
+   * header named "Transfer-Encodingchunked" that frames nothing, where a
+   * proxy that unfolds it reads a chunked body. A name that starts with a
+   * framing header's name and goes on is taken for that. */
+  static const char *const FRAMING[] = {"Content-Length", "Transfer-Encoding"};
+  for (size_t k = 0; k < sizeof FRAMING / sizeof FRAMING[0] && !bad; k++) {
+    size_t n = strlen(FRAMING[k]);
+    bad = name_len > n && strncasecmp(name, FRAMING[k], n) == 0;
+  }
+  if (bad) {
+    f->bad_field = 1;
+    return;
+  }
+  if (strcasecmp(name, "Host") == 0)
+    f->hosts++;
+  od_framing_header(f, name, value);
+}
+
 const char *od_framing_verdict(const od_framing *f) {
+  if (f->bad_field)
+    return "a header line holds whitespace before its colon, a control "
+           "character in its name, or a NUL, CR or LF in its value, or "
+           "Content-Length or Transfer-Encoding is folded onto a second line";
+  if (f->hosts > 1)
+    return "the request has more than one Host header";
   if (f->lengths > 0 && f->codings > 0)
     return "the request has both Content-Length and Transfer-Encoding";
   if (f->bad_length)

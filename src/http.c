@@ -345,10 +345,11 @@ static void xff_append(header_scan *h, const char *value) {
 }
 
 static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind,
-                                   const char *key, const char *value) {
+                                   const char *key, size_t key_size,
+                                   const char *value, size_t value_size) {
   (void)kind;
   header_scan *h = cls;
-  od_framing_header(&h->f, key, value);
+  od_framing_field(&h->f, key, key_size, value, value_size);
   if (key != NULL && value != NULL && strcasecmp(key, "Expect") == 0 &&
       strcasecmp(value, "100-continue") == 0)
     h->expect_continue = 1;
@@ -553,7 +554,7 @@ static enum MHD_Result req_begin(od_service *svc, int admin,
                         : (size_t)svc->cfg.max_json_kb << 10;
   header_scan h;
   memset(&h, 0, sizeof h);
-  MHD_get_connection_values(conn, MHD_HEADER_KIND, scan_header, &h);
+  MHD_get_connection_values_n(conn, MHD_HEADER_KIND, scan_header, &h);
   client_of(svc, conn, req, &h);
   enum MHD_Result rc = MHD_YES;
   int has_body = (h.f.lengths > 0 && h.f.length > 0) || h.f.codings > 0;

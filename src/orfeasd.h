@@ -557,9 +557,16 @@ typedef struct {
   int bad_length; /* one is not a number, or two differ */
   int codings;    /* Transfer-Encoding headers seen */
   int bad_coding; /* one is not exactly "chunked" */
+  int bad_field;  /* a name that is not a token, a value with NUL/CR/LF */
+  int hosts;      /* Host headers seen */
 } od_framing;
 /* Feeds one request header (zero the struct first). */
 void od_framing_header(od_framing *f, const char *name, const char *value);
+/* The same for a header line as received, with its lengths (a NUL inside
+ * a name or a value is seen): the bytes are checked first (RFC 9110 5.1,
+ * 5.5; RFC 9112 5.1), and a Host header counted. */
+void od_framing_field(od_framing *f, const char *name, size_t name_len,
+                      const char *value, size_t value_len);
 /* NULL when the body's end is unambiguous, else why not (a sentence for
  * the client: the request is refused with 400 and its connection closed). */
 const char *od_framing_verdict(const od_framing *f);

@@ -310,6 +310,22 @@ SMUGGLE = [  # (what, request bytes): each followed by a hidden second request
     ("two Transfer-Encoding headers",
      b"POST /api/generate-3d HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n"
      b"Transfer-Encoding: identity\r\n\r\n0\r\n\r\n"),
+    # Header lines that two parsers split or name differently (RFC 9110
+    # 5.5, RFC 9112 5.1): libmicrohttpd took each, read it one way, and ran
+    # the hidden request.
+    ("whitespace between Transfer-Encoding and its colon",
+     b"POST /api/generate-3d HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n"
+     b"Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n"),
+    ("whitespace between Content-Length and its colon (the hidden request is its body)",
+     b"POST /api/generate-3d HTTP/1.1\r\nHost: localhost\r\nContent-Length : %d\r\n\r\n" % len(HIDDEN)),
+    ("a bare CR before Transfer-Encoding",
+     b"POST /api/generate-3d HTTP/1.1\r\nHost: localhost\r\nX-A: a\rTransfer-Encoding: chunked\r\n"
+     b"Content-Length: 5\r\n\r\n0\r\n\r\n"),
+    ("Transfer-Encoding folded onto a second line (obs-fold)",
+     b"POST /api/generate-3d HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nTransfer-Encoding:\r\n"
+     b" chunked\r\n\r\n0\r\n\r\n"),
+    ("two Host headers",
+     b"POST /api/generate-3d HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\nContent-Length: 2\r\n\r\n{}"),
 ]
 BAD_PATHS = ["/health%00.png", "/api/job-status/%0a", "/api/upload-image%7f", "/%01metrics"]
 
