@@ -760,7 +760,24 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
    * give the WebSocket slot back, or it would leak. */
   if (req->ws_reserved)
     od_hub_release(svc->hub);
-  od_req_record(svc, req, toe != MHD_REQUEST_TERMINATED_COMPLETED_OK);
+  /* A request libmicrohttpd answered itself after the handler had seen its
+   * headers (a malformed chunked body: 400; a chunk size past 64 bits:
+   * 413): counted with the status the client got, not as a client that
+   * went away (499). mhd_logger counts it in
+   * orfeas_errors_total{type="bad_request"} already. Its 500 for a chunk
+   * line past its buffer stays a 499: the client chose it, and as a 500 any
+   * client could move the 5xx ratio that pages an operator. */
+  int mhd_answered = 0;
+  if (req->begun && req->status == 0) {
+    const union MHD_ConnectionInfo *si =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_HTTP_STATUS);
+    if (si != NULL && si->http_status >= 400 && si->http_status < 500) {
+      req->status = (int)si->http_status;
+      mhd_answered = 1;
+    }
+  }
+  od_req_record(svc, req,
+                toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && !mhd_answered);
   /* A request thread's answer MHD never asked for (closed after the
    * resume, e.g. at stop). */
   if (req->deferred != NULL)
@@ -858,7 +875,11 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap) {
    * is a bad length with MHD's answer to it (its second line names the
    * header): a line for each would let a slowloris or a stream of bad
    * requests flood the log. */
-  if (bad_length || mhd_answered ||
+  /* MHD says this before its 431 (or 414) for headers past its memory: the
+   * answer's own line counts the request (above). */
+  int pool_full =
+      strncmp(msg, "Not enough memory in pool to allocate header", 44) == 0;
+  if (bad_length || mhd_answered || pool_full ||
       strncmp(msg, "Connection socket is closed", 27) == 0 ||
       strncmp(msg, "Connection was closed by remote side", 36) == 0)
     return;

@@ -894,6 +894,32 @@ def case_badinput_limits(work):
     check(resp.startswith(b"HTTP/1.1 400"), "a header line without a colon: libmicrohttpd's 400")
     wait_for(lambda: value(s.samples(), "orfeas_errors_total", type="bad_request", endpoint="other") == 1,
              "  counted in errors_total{bad_request}")
+    # Headers past its memory (5000 small ones): its 431, counted; and no
+    # line of libmicrohttpd's own per request ("Not enough memory in pool"
+    # was logged as a warning for each: one cheap request, one line).
+    resp = raw_http(s.port, b"GET /health HTTP/1.1\r\nHost: localhost\r\n" +
+                    b"".join(b"X-%d: a\r\n" % i for i in range(5000)) + b"\r\n")
+    check(resp.startswith(b"HTTP/1.1 431"), "5000 header lines: libmicrohttpd's 431")
+    # A chunked body it refuses mid-way, after the handler saw the headers
+    # (a chunk size past 64 bits: its 413; one that is not hex: its 400):
+    # counted and logged with the status the client got, not as a client
+    # that went away (499).
+    for size, code in ((b"1" + b"f" * 17, b"413"), (b"zz", b"400")):
+        resp = raw_http(s.port, b"POST /api/generate-3d HTTP/1.1\r\nHost: localhost\r\n"
+                                b"Transfer-Encoding: chunked\r\n\r\n" + size + b"\r\n{}\r\n0\r\n\r\n")
+        check(resp.startswith(b"HTTP/1.1 " + code), "chunk size %s: libmicrohttpd's %s" % (size, code))
+    wait_for(lambda: value(s.samples(), "orfeas_errors_total", type="bad_request", endpoint="other") == 4,
+             "  all three counted in errors_total{bad_request}")
+    wait_for(lambda: len([ln for ln in s.lines if "req POST /api/generate-3d" in ln]) == 2,
+             "  the two chunked requests' log lines")
+    sm = s.samples()
+    for code in ("413", "400"):
+        check(value(sm, "orfeas_http_requests_total", method="POST", endpoint="/api/generate-3d", status=code) == 1,
+              "  http_requests_total{generate-3d, %s} = 1" % code)
+    check(value(sm, "orfeas_http_requests_total", method="POST", endpoint="/api/generate-3d", status="499") == 0,
+          "  neither counted as a client that went away (499: no such series)")
+    check(not s.log_has("req POST /api/generate-3d 499"), "  nor logged as one")
+    check(not s.log_has("Not enough memory in pool"), "  no libmicrohttpd line in the log for the 431")
     # Too many WebSocket clients: 503.
     wss = [WS(s.port) for _ in range(3)]
     wait_for(lambda: value(s.samples(), "orfeas_websocket_connections_active") == 3, "3 WebSocket clients")
