@@ -147,6 +147,12 @@ static const opt_def OPTS[] = {
      "request bodies being "
      "received at once, all connections together, MB; past it 503 "
      "(default 512)"},
+    {"max-body-inflight-per-address-mb",
+     "ORFEAS_MAX_BODY_INFLIGHT_PER_ADDRESS_MB", K_INT,
+     OFF(max_body_inflight_addr_mb), 0, 0, 1 << 20,
+     "of those, what one client address may be receiving "
+     "(trusted proxies exempt), MB; past it 503; 0 = off (default: a quarter "
+     "of --max-body-inflight-mb, at least --max-upload-mb)"},
     {"body-memory-mb", "ORFEAS_BODY_MEMORY_MB", K_INT, OFF(body_memory_mb), 0,
      0, 1 << 20,
      "upload bodies received into memory instead of a file in "
@@ -308,6 +314,7 @@ void od_config_defaults(od_config *c) {
   c->body_min_rate = 1024;
   c->max_conns_per_addr = 128;
   c->max_body_inflight_mb = 512;
+  c->max_body_inflight_addr_mb = -1; /* from --max-body-inflight-mb (parse) */
   c->body_memory_mb = 32;
   c->max_json_kb = 64;
   c->drain_timeout_s = 25;
@@ -500,6 +507,16 @@ int od_config_parse(od_config *c, int argc, char **argv,
           (int)sizeof c->store) {
     snprintf(err, err_len, "--data-dir: too long for the job store's path");
     return -1;
+  }
+  /* One address may hold a quarter of the body budget, and at least one
+   * whole upload (within the budget itself). */
+  if (c->max_body_inflight_addr_mb < 0) {
+    int q = c->max_body_inflight_mb / 4;
+    if (q < c->max_upload_mb)
+      q = c->max_upload_mb;
+    if (q > c->max_body_inflight_mb)
+      q = c->max_body_inflight_mb;
+    c->max_body_inflight_addr_mb = q;
   }
   if (c->node_id[0] == '\0')
     snprintf(c->node_id, sizeof c->node_id, "%.50s:%u", c->listen_host,

@@ -40,7 +40,12 @@
  *
  * Body budget: a request reserves its declared Content-Length (a chunked
  * one, what arrives) from --max-body-inflight-mb before its body is read,
- * and gives it back when it completes; past the budget it gets 503.
+ * and gives it back when it completes; past the budget it gets 503. One
+ * address may hold --max-body-inflight-per-address-mb of it (the same
+ * table counts its reserved bytes): else a few uploads that declare the
+ * largest length and trickle just above --body-min-rate, which never cuts
+ * them, hold the whole budget, and every other client's upload gets 503
+ * for as long as they trickle (hours at the default sizes).
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -62,6 +67,7 @@ struct od_conn {
   double t_phase;              /* when the phase (or the body window) began */
   _Atomic uint64_t body_bytes; /* received in the current body window */
   int cut;                     /* the sweeper shut it down */
+  uint64_t body;               /* reserved from its address's share, under mu */
 };
 
 /* Open connections per address: open addressing with linear probing; a
@@ -70,6 +76,7 @@ struct od_conn {
 typedef struct {
   uint32_t addr;
   uint32_t count;
+  uint64_t body; /* body bytes its requests reserved */
 } addr_slot;
 
 struct od_edge {
@@ -85,6 +92,7 @@ struct od_edge {
   uint64_t body_budget;
   _Atomic uint64_t body_memory; /* upload bodies held in memory */
   uint64_t memory_budget;       /* --body-memory-mb */
+  uint64_t addr_budget; /* --max-body-inflight-per-address-mb; 0 = off */
   double header_timeout;
   double min_rate;
 };
@@ -153,6 +161,9 @@ od_edge *od_edge_new(od_service *svc, char *err, size_t err_len) {
   pthread_condattr_destroy(&ca);
   e->body_budget = (uint64_t)svc->cfg.max_body_inflight_mb << 20;
   e->memory_budget = (uint64_t)svc->cfg.body_memory_mb << 20;
+  e->addr_budget = svc->cfg.max_body_inflight_addr_mb > 0
+                       ? (uint64_t)svc->cfg.max_body_inflight_addr_mb << 20
+                       : 0;
   e->header_timeout = svc->cfg.header_timeout_s;
   e->min_rate = svc->cfg.body_min_rate;
   return e;
@@ -253,15 +264,17 @@ static uint32_t ipv4_of(const struct sockaddr *sa) {
   return ntohl(in->sin_addr.s_addr);
 }
 
-/* 1 when the address is subject to --max-conns-per-address. */
+/* 1 when the address is counted in the table (--max-conns-per-address,
+ * --max-body-inflight-per-address-mb). */
 static int limited(od_edge *e, uint32_t addr) {
-  return addr != 0 && e->svc->cfg.max_conns_per_addr > 0 &&
+  return addr != 0 &&
+         (e->svc->cfg.max_conns_per_addr > 0 || e->addr_budget > 0) &&
          !od_proxies_trusted_v4(&e->svc->proxies, addr);
 }
 
 int od_edge_admit(od_edge *e, const struct sockaddr *sa) {
   uint32_t addr = ipv4_of(sa);
-  if (!limited(e, addr))
+  if (!limited(e, addr) || e->svc->cfg.max_conns_per_addr <= 0)
     return 1;
   pthread_mutex_lock(&e->mu);
   addr_slot *s = addr_find(e, addr);
@@ -287,12 +300,15 @@ od_conn *od_edge_open(od_edge *e, int fd, const struct sockaddr *sa,
   pthread_mutex_lock(&e->mu);
   if (!admin && limited(e, addr)) {
     addr_slot *s = addr_find(e, addr);
-    if (s != NULL && s->count >= (uint32_t)e->svc->cfg.max_conns_per_addr) {
+    if (s != NULL && e->svc->cfg.max_conns_per_addr > 0 &&
+        s->count >= (uint32_t)e->svc->cfg.max_conns_per_addr) {
       /* Two threads passed od_edge_admit at once: this one is over. */
       refuse = 1;
       c->cut = 1;
       shutdown(fd, SHUT_RDWR);
     } else if (s != NULL) {
+      if (s->count == 0)
+        s->body = 0;
       s->addr = addr;
       s->count++;
       c->addr = addr;
@@ -321,8 +337,11 @@ void od_edge_close(od_edge *e, od_conn *c) {
     c->next->prev = c->prev;
   if (c->addr != 0) {
     addr_slot *s = addr_find(e, c->addr);
-    if (s != NULL && s->count > 0 && --s->count == 0)
-      addr_remove(e, s);
+    if (s != NULL && s->count > 0) {
+      s->body -= c->body < s->body ? c->body : s->body;
+      if (--s->count == 0)
+        addr_remove(e, s);
+    }
   }
   pthread_mutex_unlock(&e->mu);
   om_gauge_dec(e->svc->m.conns_open[c->admin ? 1 : 0]);
@@ -383,6 +402,34 @@ int od_edge_reserve(od_edge *e, uint64_t bytes) {
 
 void od_edge_release(od_edge *e, uint64_t bytes) {
   give(&e->body_inflight, bytes, e->svc->m.body_inflight);
+}
+
+int od_edge_reserve_addr(od_edge *e, od_conn *c, uint64_t bytes) {
+  if (c == NULL || c->addr == 0 || e->addr_budget == 0 || bytes == 0)
+    return 0;
+  pthread_mutex_lock(&e->mu);
+  addr_slot *s = addr_find(e, c->addr);
+  int ok = s != NULL && s->count > 0 && bytes <= e->addr_budget &&
+           s->body <= e->addr_budget - bytes;
+  if (ok) {
+    s->body += bytes;
+    c->body += bytes;
+  }
+  pthread_mutex_unlock(&e->mu);
+  return ok ? 0 : -1;
+}
+
+void od_edge_release_addr(od_edge *e, od_conn *c, uint64_t bytes) {
+  if (c == NULL || c->addr == 0 || bytes == 0)
+    return;
+  pthread_mutex_lock(&e->mu);
+  if (bytes > c->body)
+    bytes = c->body;
+  c->body -= bytes;
+  addr_slot *s = addr_find(e, c->addr);
+  if (s != NULL && s->count > 0)
+    s->body -= bytes < s->body ? bytes : s->body;
+  pthread_mutex_unlock(&e->mu);
 }
 
 /* An eighth of the budget at most for one body, so that one large upload

@@ -246,7 +246,22 @@ static int too_large(od_service *svc, struct MHD_Connection *conn,
   return od_respond_error(svc, conn, req, 413, "payload_too_large", msg, NULL);
 }
 
-/* 503 past --max-body-inflight-mb. */
+/* Takes a body's bytes from --max-body-inflight-mb and from its client
+ * address's share of it: 0, or -1 with nothing taken (req->over_address
+ * set when the share was the one short). */
+static int reserve_body(od_service *svc, od_req *req, uint64_t bytes) {
+  if (od_edge_reserve_addr(svc->edge, req->conn, bytes) != 0) {
+    req->over_address = 1;
+    return -1;
+  }
+  if (od_edge_reserve(svc->edge, bytes) != 0) {
+    od_edge_release_addr(svc->edge, req->conn, bytes);
+    return -1;
+  }
+  return 0;
+}
+
+/* 503 past --max-body-inflight-mb, or past the address's share of it. */
 static int over_budget(od_service *svc, struct MHD_Connection *conn,
                        od_req *req) {
   om_counter_inc(svc->m.body_rejected);
@@ -254,9 +269,14 @@ static int over_budget(od_service *svc, struct MHD_Connection *conn,
       svc, conn, req,
       &(od_error){.status = 503,
                   .type = "body_budget",
-                  .message = "The server is receiving as many request bodies "
-                             "as it allows (--max-body-inflight-mb); retry "
-                             "shortly",
+                  .message = req->over_address
+                                 ? "This client address is sending as many "
+                                   "request bodies at once as one address "
+                                   "may (--max-body-inflight-per-address-mb); "
+                                   "retry once one has finished"
+                                 : "The server is receiving as many request "
+                                   "bodies as it allows "
+                                   "(--max-body-inflight-mb); retry shortly",
                   .retry_after = 5});
 }
 
@@ -477,7 +497,7 @@ static int refuse_early(od_service *svc, struct MHD_Connection *conn,
   } else if (has_body && rate_limited_early(svc, conn, req, h)) {
     *rc = MHD_YES; /* the 429 */
   } else if (req->rate_wait == 0 && h->f.lengths > 0 && h->f.length > 0 &&
-             od_edge_reserve(svc->edge, h->f.length) != 0) {
+             reserve_body(svc, req, h->f.length) != 0) {
     *rc = (enum MHD_Result)over_budget(svc, conn, req);
   } else {
     if (h->f.lengths > 0 && req->rate_wait == 0)
@@ -620,7 +640,7 @@ static enum MHD_Result req_body(od_service *svc, od_req *req, const char *data,
       req->overflow = 1; /* counted below */
     } else if (req->b.len + n > req->b.reserved) {
       uint64_t more = req->b.len + n - req->b.reserved;
-      if (od_edge_reserve(svc->edge, more) == 0)
+      if (reserve_body(svc, req, more) == 0)
         req->b.reserved += more;
       else
         req->over_budget = 1;
@@ -783,6 +803,7 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
   if (req->deferred != NULL)
     MHD_destroy_response(req->deferred);
   od_edge_release(svc->edge, req->b.reserved);
+  od_edge_release_addr(svc->edge, req->conn, req->b.reserved);
   od_edge_release_memory(svc->edge, req->b.held);
   od_body_free(&req->b);
   /* Keep-alive: the next request's headers are due within

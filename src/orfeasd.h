@@ -154,13 +154,14 @@ typedef struct {
   /* The HTTP edge (issue #13: http.c, edge.c, body.c, proxy.c, fdlimit.c) */
   char admin_host[64]; /* --admin-listen; "" = admin routes on --listen */
   uint16_t admin_port;
-  int admin_connections;      /* connections the admin listener holds */
-  double header_timeout_s;    /* a request's headers must arrive within it */
-  int body_min_rate;          /* bytes/s a body must keep up; 0 = off */
-  int max_conns_per_addr;     /* open connections per client address; 0 = off */
-  int max_body_inflight_mb;   /* request bodies being received, all together */
-  int body_memory_mb;         /* of which upload bodies kept in memory */
-  int max_json_kb;            /* bodies of routes other than uploads */
+  int admin_connections;    /* connections the admin listener holds */
+  double header_timeout_s;  /* a request's headers must arrive within it */
+  int body_min_rate;        /* bytes/s a body must keep up; 0 = off */
+  int max_conns_per_addr;   /* open connections per client address; 0 = off */
+  int max_body_inflight_mb; /* request bodies being received, all together */
+  int max_body_inflight_addr_mb; /* of which one client address; 0 = off */
+  int body_memory_mb;            /* of which upload bodies kept in memory */
+  int max_json_kb;               /* bodies of routes other than uploads */
   char trusted_proxies[1024]; /* CIDR list whose X-Forwarded-For is believed */
   /* The process: start-up, shutdown, the log, storage health, WebSocket
    * liveness (issue #13, branch proc). */
@@ -628,6 +629,13 @@ int od_edge_conns_of(od_edge *e, const struct sockaddr *sa);
  * (nothing taken). od_edge_release gives them back. */
 int od_edge_reserve(od_edge *e, uint64_t bytes);
 void od_edge_release(od_edge *e, uint64_t bytes);
+/* Takes bytes from the connection's address's share of that budget
+ * (--max-body-inflight-per-address-mb): 0, or -1 when they do not fit
+ * (nothing taken); always 0 for an address not counted (a trusted proxy,
+ * the admin listener, the limit off). od_edge_release_addr gives them
+ * back. */
+int od_edge_reserve_addr(od_edge *e, od_conn *c, uint64_t bytes);
+void od_edge_release_addr(od_edge *e, od_conn *c, uint64_t bytes);
 /* Takes bytes from --body-memory-mb for an upload body kept in memory: 0,
  * or -1 when the body is over an eighth of it or does not fit (nothing
  * taken: the body goes to a file). od_edge_release_memory gives them back. */
@@ -1337,6 +1345,7 @@ struct od_req {
   int bad_path;     /* the raw path holds a control byte */
   int body_error;   /* errno of a failed body write, 0 = none */
   int over_budget;  /* a chunked body crossed the body budget */
+  int over_address; /* ... its client address's share of it */
   int rate_taken;   /* od_route_rate_take ran */
   int rate_wait;    /* > 0: rate limited, Retry-After seconds */
   int cross_origin; /* a POST from a page of another origin (cors.c): 403,

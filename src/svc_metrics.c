@@ -184,7 +184,8 @@ static const metric_def METRICS[] = {
     {FIELD(body_rejected), OM_COUNTER,
      "orfeas_http_request_body_rejections_total",
      "Requests answered 503 because their body did not fit in "
-     "--max-body-inflight-mb.",
+     "--max-body-inflight-mb, or in its client address's share of it "
+     "(--max-body-inflight-per-address-mb).",
      NO_LABELS, NO_BUCKETS},
     {FIELD(fd_exhausted_family), OM_COUNTER, "orfeas_fd_exhausted_total",
      "Operations that failed because the process or the system was out of "

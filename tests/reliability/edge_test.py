@@ -289,6 +289,65 @@ def case_bodies(work):
     check(not os.path.exists(stale) and s.log_has(r"removed 1 upload body file"),
           "start-up deletes the body files a previous run left (and says so)")
     check(s.stop() == 0, "exit 0")
+    if not FULL:
+        budget_hog(work)
+
+
+def trickler(atk, port, source, declared, rate, got):
+    """An upload that declares `declared` bytes and sends them at `rate`
+    bytes/s (above --body-min-rate: never cut), until stopped; what the
+    server answered (if it did) goes to got."""
+    c = atk.connect(port, source, timeout=10)
+    if c is None:
+        atk.errors.append("trickler: refused")
+        return
+    c.sendall(b"POST /api/upload-image HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\n"
+              b"Content-Type: multipart/form-data; boundary=x\r\nContent-Length: %d\r\n\r\n" % declared)
+    try:
+        first = c.recv(4096)
+    except OSError as e:
+        first = repr(e).encode()
+    if not first.startswith(b"HTTP/1.1 100"):
+        got.append(first)  # refused before its body
+        return
+    while not atk.stopping.wait(0.1):
+        c.sendall(b"t" * (rate // 10))
+
+
+def budget_hog(work):
+    """One address that trickles big uploads just above --body-min-rate
+    cannot hold the whole --max-body-inflight-mb: every declared length was
+    reserved before a byte came, so 8 of them (~10 KB/s in all) took the
+    32 MB budget and every other client's upload got 503 body_budget for as
+    long as they trickled (at the default sizes, 11 uploads at 1 KB/s: 50 MB
+    each, half a day). An address may reserve a quarter of the budget
+    (--max-body-inflight-per-address-mb; at least --max-upload-mb)."""
+    img = make_image("png", 64, os.path.join(work, "h.png"))
+    s = Server(os.path.join(work, "hog-data"), "--workers", "1", "--max-upload-mb", "4",
+               "--max-body-inflight-mb", "32", "--header-timeout", "2", "--body-min-rate", "5000")
+    atk = Attack()
+    got = []
+    declared = 3900 * 1024
+    try:
+        for i in range(8):
+            atk.spawn(trickler, atk, s.port, "127.0.0.40", declared, 12000, got)
+        # Two fit in the address's 8 MB; the other six are answered 503 at once.
+        wait_for(lambda: len(got) == 6, "6 of the 8 trickled uploads answered", timeout=10)
+        check(all(g.startswith(b"HTTP/1.1 503") and b"max-body-inflight-per-address-mb" in g for g in got),
+              "each a 503 naming --max-body-inflight-per-address-mb (%r)" % [g[:40] for g in got])
+        sm = samples(s)
+        check(value(sm, "orfeas_http_request_body_inflight_bytes") == 2 * declared,
+              "orfeas_http_request_body_inflight_bytes = the 2 admitted (%g)"
+              % value(sm, "orfeas_http_request_body_inflight_bytes"))
+        check(value(sm, "orfeas_http_request_body_rejections_total") == 6, "the 6 counted in body_rejections_total")
+        # The normal client's upload and job go through beside them, which
+        # the two still trickling leave room for.
+        normal_client(s, img)
+        check(value(samples(s), "orfeas_http_request_body_inflight_bytes") == 2 * declared,
+              "the two trickled uploads still hold their share")
+    finally:
+        atk.stop()
+    check(s.stop() == 0, "exit 0")
 
 
 # ---- protocol abuse ----------------------------------------------------------

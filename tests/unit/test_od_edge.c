@@ -211,6 +211,45 @@ static void body_budget(void **state) {
   service_free(svc);
 }
 
+/* --max-body-inflight-per-address-mb: one address's requests hold at most
+ * its share, others are not held back by it, a closed connection gives
+ * back what it held, the admin listener is not counted. */
+static void body_budget_per_address(void **state) {
+  (void)state;
+  od_service *svc = service(16, 0); /* no connection limit per address */
+  svc->cfg.max_body_inflight_mb = 4;
+  svc->cfg.max_body_inflight_addr_mb = 1;
+  char err[256];
+  od_edge *e = od_edge_new(svc, err, sizeof err);
+  assert_non_null(e);
+  struct sockaddr_in a = addr(0x0A000001), b = addr(0x0A000002);
+  od_conn *a1 = od_edge_open(e, -1, SA(a), 0);
+  od_conn *a2 = od_edge_open(e, -1, SA(a), 0);
+  od_conn *b1 = od_edge_open(e, -1, SA(b), 0);
+  od_conn *adm = od_edge_open(e, -1, SA(a), 1);
+  assert_int_equal(od_edge_reserve_addr(e, a1, 600 << 10), 0);
+  assert_int_equal(od_edge_reserve_addr(e, a2, 600 << 10), -1);
+  assert_int_equal(od_edge_reserve_addr(e, a2, 424 << 10), 0);
+  assert_int_equal(od_edge_reserve_addr(e, a2, 1), -1);
+  assert_int_equal(od_edge_reserve_addr(e, a2, UINT64_MAX), -1);
+  assert_int_equal(od_edge_reserve_addr(e, b1, 1 << 20), 0);
+  assert_int_equal(od_edge_reserve_addr(e, adm, 3 << 20), 0);
+  od_edge_release_addr(e, a1, 600 << 10);
+  assert_int_equal(od_edge_reserve_addr(e, a1, 600 << 10), 0);
+  /* Closed holding its bytes (a request freed without its release). */
+  od_edge_close(e, a2);
+  assert_int_equal(od_edge_reserve_addr(e, a1, 424 << 10), 0);
+  od_edge_close(e, a1);
+  od_edge_close(e, b1);
+  od_edge_close(e, adm);
+  /* A new connection from a: a fresh share. */
+  od_conn *a3 = od_edge_open(e, -1, SA(a), 0);
+  assert_int_equal(od_edge_reserve_addr(e, a3, 1 << 20), 0);
+  od_edge_close(e, a3);
+  od_edge_free(e);
+  service_free(svc);
+}
+
 /* --body-memory-mb: one body at most an eighth of it, all of them within
  * it; a body that does not fit takes nothing. */
 static void body_memory_budget(void **state) {
@@ -332,6 +371,7 @@ int main(void) {
       cmocka_unit_test(sweep_cuts_late_headers_and_slow_bodies),
       cmocka_unit_test(sweeper_thread_runs),
       cmocka_unit_test(body_budget),
+      cmocka_unit_test(body_budget_per_address),
       cmocka_unit_test(body_memory_budget),
       cmocka_unit_test(bodies_in_memory_and_in_files),
       cmocka_unit_test(fd_need_adds_up),
