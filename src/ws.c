@@ -108,6 +108,7 @@ typedef struct client {
   int io_gone;                   /* EOF: the client closed its end */
   int io_error;                  /* a socket error (a reset, a timeout) */
   int mid_frame;                 /* part of a frame is out, the rest not */
+  int short_close;               /* its close frame had a 1-byte body */
   od_sio_conn *sio;              /* Socket.IO state (owned); NULL for /ws */
   struct client *next;
   char subs[][37]; /* the jobs followed; allocated with the client */
@@ -258,6 +259,14 @@ static void client_recv(client *c) {
   c->in_recv = 1;
   int rv = wslay_event_recv(c->ctx);
   c->in_recv = 0;
+  if (rv == 0 && c->short_close && !c->closing && !c->dead) {
+    /* A close frame whose body is one byte (RFC 6455 5.5.1: a code is two):
+     * wslay echoes it as a close with no code, a client's own close. It
+     * is a broken frame like the others: 1002, counted. */
+    c->short_close = 0;
+    c->peer_closed = 0;
+    rv = WSLAY_ERR_CALLBACK_FAILURE;
+  }
   if (rv == 0 || c->dead)
     return;
   /* Already closing (our close queued, maybe from the fresh context
@@ -549,6 +558,8 @@ static void on_msg(wslay_event_context_ptr ctx,
   if (arg->opcode == WSLAY_CONNECTION_CLOSE && !c->closing &&
       !wslay_event_get_close_sent(ctx))
     c->peer_closed = 1;
+  if (arg->opcode == WSLAY_CONNECTION_CLOSE && arg->msg_length == 1)
+    c->short_close = 1; /* client_recv answers it, out of wslay's call */
   /* A ping's pong is already queued (wslay), a text message's reply is
    * about to be. */
   if ((arg->opcode == WSLAY_PING || arg->opcode == WSLAY_TEXT_FRAME) &&

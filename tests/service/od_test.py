@@ -819,9 +819,13 @@ def case_badinput_ws(work):
     ws.sock.close()
     # Frames wslay's parser refuses outright: 1002 all the same, counted.
     huge = b"\x81\xff" + struct.pack("!Q", 1 << 63) + os.urandom(4)  # 64-bit length, top bit set
+    # (A close frame's body is a 2-byte code and a reason or nothing, RFC
+    # 6455 5.5.1: wslay echoed a 1-byte one with no code, and it was counted
+    # as a client's normal close.)
     for what, send in [("a 64-bit length with the top bit set", lambda w: w.sock.sendall(huge)),
                        ("a ping of 126 bytes", lambda w: w.send_frame(9, b"x" * 126)),
-                       ("a fragmented ping", lambda w: w.send_frame(9, b"", fin=False))]:
+                       ("a fragmented ping", lambda w: w.send_frame(9, b"", fin=False)),
+                       ("a close frame with a 1-byte body", lambda w: w.send_frame(8, b"\x03"))]:
         ws = WS(s.port)
         ws.recv_event()
         send(ws)
@@ -831,12 +835,12 @@ def case_badinput_ws(work):
             ev = e
         check(ev is None and ws.close_code == 1002, "%s: close 1002 (got %r)" % (what, ev))
         ws.sock.close()
-    counted.add("ws_frame", "malformed", 2 + 3)
+    counted.add("ws_frame", "malformed", 2 + 4)
     counted.add("ws_frame", "too_big")
     sm = counted.check(s)
-    check(value(sm, "orfeas_errors_total", type="ws_protocol", endpoint="/ws") == 6, "errors_total{ws_protocol} = 6")
-    wait_for(lambda: value(s.samples(), "orfeas_websocket_disconnections_total", reason="protocol") == 6,
-             "the 6 broken frames: disconnections{reason=protocol} = 6")
+    check(value(sm, "orfeas_errors_total", type="ws_protocol", endpoint="/ws") == 7, "errors_total{ws_protocol} = 7")
+    wait_for(lambda: value(s.samples(), "orfeas_websocket_disconnections_total", reason="protocol") == 7,
+             "the 7 broken frames: disconnections{reason=protocol} = 7")
     check(exposed(s.samples(), "orfeas_websocket_disconnections_total", reason="client") == 3,
           "disconnections{reason=client}: only the 3 clients that closed")
     still_serves(s, img)
