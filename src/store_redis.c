@@ -647,7 +647,7 @@ static redisReply *eval(rds *d, redisContext *c, int k, int n,
     r = redisCommandArgv(c, n + 3, av, al);
   }
   if (r != NULL && r->type == REDIS_REPLY_ERROR) {
-    fprintf(stderr, "orfeasd: redis store: %s\n", r->str);
+    od_logl(OD_LOG_ERROR, "redis store: %s", r->str);
     freeReplyObject(r);
     return NULL;
   }
@@ -1015,10 +1015,9 @@ static void *heartbeat(void *arg) {
       if (code != OD_STORE_OK && unhold(d, snap[i].id, snap[i].attempt) &&
           code == OD_STORE_FENCED) {
         d->fenced++;
-        fprintf(stderr,
-                "orfeasd: job %s: attempt %d was taken over by another node "
-                "(its lease of %.1f s lapsed); this node's result will be "
-                "dropped\n",
+        od_logl(OD_LOG_WARN,
+                "job %s: attempt %d was taken over by another node (its "
+                "lease of %.1f s lapsed); this node's result will be dropped",
                 snap[i].id, snap[i].attempt, d->lease_s);
       }
       freeReplyObject(r);
@@ -1394,7 +1393,7 @@ static void fail_lost(rds *d, od_job_rec *r) {
   f.t_ended = od_wall();
   if (rd_transition(d, &f, OD_STATE_BIT(OD_JOB_PROCESSING), r->attempt, NULL) ==
       OD_STORE_OK) {
-    fprintf(stderr, "orfeasd: job %s failed: %s\n", r->id, f.error);
+    od_logl(OD_LOG_WARN, "job %s failed: %s", r->id, f.error);
     rd_publish(d, r->id, -1, ""); /* subscribers: look it up */
   }
 }
@@ -1432,9 +1431,9 @@ static od_store_rc claim_once(rds *d, redisContext *c, const char *owner,
         rc = OD_STORE_OK;
       }
       if (code != CLAIM_FRESH)
-        fprintf(stderr,
-                "orfeasd: job %s: its node stopped renewing its claim for "
-                "%.1f s; taken over as attempt %d (try %d of %d)\n",
+        od_logl(OD_LOG_WARN,
+                "job %s: its node stopped renewing its claim for %.1f s; "
+                "taken over as attempt %d (try %d of %d)",
                 out->id, d->lease_s, out->attempt, out->tries, d->max_attempts);
     }
   }

@@ -73,6 +73,9 @@ from odlib import (ORFEASD, STARTED, WS, Server, TestFailure, check, check_withi
                    make_image, parse_metrics, wait_for)
 
 LEASE = "1"
+# The start of a line of orfeasd's log (text format): every line goes
+# through the logger (its timestamp; one JSON object with --log-format json).
+LOGGED = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z orfeasd: (?:warning: )?"
 
 
 class Redis:
@@ -217,7 +220,8 @@ def case_kill9(work):
     check(len(ran) == 1 and started(a, jid) + started(c, jid) == 1,
           "exactly one surviving node ran it after b died: %s" % [s.name for s in ran])
     r = ran[0]
-    logged(lambda: r.log_has(r"job %s: .*taken over as attempt 2" % jid), "node %s took it over as attempt 2" % r.name)
+    logged(lambda: r.log_has(LOGGED + r"job %s: .*taken over as attempt 2" % jid),
+           "node %s took it over as attempt 2 (a line of its log, with its timestamp)" % r.name)
     check_within(lambda: metric(r, "orfeas_jobs_reclaimed_total", reason="lease_expired") == 1,
                  "orfeas_jobs_reclaimed_total{reason=\"lease_expired\"} is 1 on node %s" % r.name, timeout=5)
     st, _, data = a.request("GET", st["download_url"])
