@@ -389,10 +389,12 @@ od_store_rc od_memtab_check(od_memtab *t, const od_job_rec *next, unsigned from,
   const od_job_rec *cur = &t->slots[i].r;
   if (prev)
     *prev = *cur;
-  if (!(from & OD_STATE_BIT(cur->state)))
-    return OD_STORE_CONFLICT;
+  /* The attempt first: a superseded run is refused as such (FENCED) even
+   * once the newer attempt has ended, not as a busy job. */
   if (fence > 0 && cur->attempt != fence)
     return OD_STORE_FENCED;
+  if (!(from & OD_STATE_BIT(cur->state)))
+    return OD_STORE_CONFLICT;
   *w = *next;
   /* Store-owned fields stay as stored (store.h). */
   memcpy(w->id, cur->id, sizeof w->id);

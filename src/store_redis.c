@@ -176,16 +176,18 @@ static const char LUA_GET[] = LUA_COMMON
  * IDLE; a larger value would read as "now"), so the next claim of any node
  * finds it first among the lapsed ones (LUA_CLAIM) and starts it as a
  * queued job: a fresh claim, not a takeover. An entry gone meanwhile gets
- * a new one at the stream's end. */
+ * a new one at the stream's end. The attempt is checked before the state:
+ * a superseded run's end is refused as such (4, FENCED) also once the
+ * newer attempt has ended, never as a busy job (2). */
 static const char LUA_TRANSITION[] = LUA_COMMON
     "local k=jk(ARGV[1])\n"
     "if redis.call('EXISTS',k)==0 then return {1} end\n"
     "local cur=rd(k)\n"
     "local st=tonumber(cur[3])\n"
-    "if bit.band(tonumber(ARGV[2]),bit.lshift(1,st))==0 then return {2,cur} "
-    "end\n"
     "local f=tonumber(ARGV[3])\n"
     "if f>0 and tonumber(cur[4])~=f then return {4,cur} end\n"
+    "if bit.band(tonumber(ARGV[2]),bit.lshift(1,st))==0 then return {2,cur} "
+    "end\n"
     "local ns=tonumber(ARGV[5])\n"
     "local ob=tonumber(redis.call('HGET',k,'ob'))\n"
     "redis.call('HSET',k,'rec',ARGV[4],'state',ns,'tries',ARGV[6],'ts',"

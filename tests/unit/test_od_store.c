@@ -338,6 +338,9 @@ static void finish_with_a_stale_attempt_is_fenced(void **state) {
   assert_int_equal(out.state, OD_JOB_PROCESSING);
   assert_int_equal(out.attempt, 2);
   assert_int_equal(complete(s, &second, second.attempt), OD_STORE_OK);
+  /* Once the newer attempt has ended, the late one is still refused as
+   * superseded, not as a busy job: its worker logs why its result went. */
+  assert_int_equal(complete(s, &first, first.attempt), OD_STORE_FENCED);
 }
 
 /* A released claim (a drain's stop) is queued again ahead of the jobs
@@ -1271,6 +1274,7 @@ static void a_lapsed_claim_is_taken_over_by_another_node(void **state) {
   assert_int_equal(st.reclaimed, 1);
   assert_int_equal(complete(b, &first, first.attempt), OD_STORE_FENCED);
   assert_int_equal(complete(b, &second, second.attempt), OD_STORE_OK);
+  assert_int_equal(complete(b, &first, first.attempt), OD_STORE_FENCED);
   assert_int_equal(od_store_get(b, first.id, &out), OD_STORE_OK);
   assert_int_equal(out.state, OD_JOB_COMPLETED);
   assert_int_equal(out.attempt, 2);
