@@ -37,18 +37,21 @@
  * cache), so each call is atomic as store.h asks.
  *
  * Claims and leases. An idle worker runs the claim script: it first takes
- * one entry whose holder has not renewed it for the lease (XAUTOCLAIM
- * min-idle = --store-lease), else one new entry (XREADGROUP without
- * BLOCK); then, only with nothing to take, it blocks in XREADGROUP ...
- * BLOCK (at most half a lease, so lapsed leases and a closed queue are
- * seen) and starts what that delivered, if it still holds it (a node that
- * stalled past the lease in between finds it taken and starts nothing).
- * Starting a job writes processing, attempt + 1, tries + 1 and the owner.
- * A job taken from a lapsed lease is counted (stats.reclaimed); past
+ * one entry whose holder has not renewed it for the holder's lease, else
+ * one new entry (XREADGROUP without BLOCK); then, only with nothing to take, it
+ * blocks in XREADGROUP ... BLOCK (at most half a lease, so lapsed leases and a
+ * closed queue are seen) and starts what that delivered, if it still holds it
+ * (a node that stalled past the lease in between finds it taken and starts
+ * nothing). Starting a job writes processing, attempt + 1, tries + 1 and the
+ * owner. A job taken from a lapsed lease is counted (stats.reclaimed); past
  * max_attempts tries it is failed with a reason instead of run ("the node
  * running this job was lost N times"), and "look it up" is published for
- * its subscribers. The pending list is walked whole for lapsed claims
- * (XAUTOCLAIM looks at ~10 per call).
+ * its subscribers. The pending list is walked whole for lapsed claims.
+ * Each node's lease is its own --store-lease, kept by every claim script
+ * it runs in orfeas:lease (consumer -> ms): an entry is lapsed once idle
+ * for its consumer's lease, not the claimer's, so a node started with a
+ * shorter lease does not take over the jobs a node with a longer one
+ * renews (every third of its lease), which would run each twice.
  * A heartbeat thread renews this process's claims every lease/3 (XCLAIM of
  * its own entry, min-idle 0, JUSTID: idle time reset, delivery count
  * kept), inside a script that first checks the job still has the claim's
@@ -273,15 +276,28 @@ static const char LUA_CLAIM[] = LUA_COMMON
     " if tonumber(h[1])==2 and h[2]~=ARGV[2] then return {5} end\n"
     " return start(ARGV[6],ARGV[7]) or {5}\n"
     "end\n"
-    /* XAUTOCLAIM looks at ~10 pending entries per call (COUNT 1): walk
-     * the whole pending list (running jobs: bounded by the workers). */
-    "local cur='0-0'\n"
+    /* This node's lease, for the others' claims. Then the whole pending
+     * list (running jobs: bounded by the workers), idle at least 200 ms
+     * (the shortest lease): an entry idle for its holder's lease (this
+     * node's when its holder never said) is taken (XCLAIM; a deleted
+     * entry returns nothing and leaves the pending list), and the
+     * holder's lease goes back with the job for the log. */
+    "local L='orfeas:lease'\n"
+    "redis.call('HSET',L,ARGV[1],ARGV[5])\n"
+    "local from='-'\n"
     "repeat\n"
-    " local r=redis.call('XAUTOCLAIM',S,G,ARGV[1],ARGV[5],cur,'COUNT',1)\n"
-    " for _,x in ipairs(r[2]) do if x[2] then local s=start(x[1],x[2][2]) "
-    "if s then return s end end end\n"
-    " cur=r[1]\n"
-    "until cur=='0-0'\n"
+    " local p=redis.call('XPENDING',S,G,'IDLE',200,from,'+',100)\n"
+    " for _,x in ipairs(p) do\n"
+    "  local l=tonumber(redis.call('HGET',L,x[2])) or tonumber(ARGV[5])\n"
+    "  if tonumber(x[3])>=l then\n"
+    "   for _,y in ipairs(redis.call('XCLAIM',S,G,ARGV[1],l,x[1])) do\n"
+    "    if y and y[2] then local s=start(y[1],y[2][2]) "
+    "if s then s[4]=l return s end end\n"
+    "   end\n"
+    "  end\n"
+    "  from='('..x[1]\n"
+    " end\n"
+    "until #p<100\n"
     "local n=redis.call('XREADGROUP','GROUP',G,ARGV[1],'COUNT',1,'STREAMS',"
     "S,'>')\n"
     "if n then for _,x in ipairs(n[1][2]) do if x[2] then "
@@ -1380,15 +1396,16 @@ static od_store_rc rd_position(void *be, const char *id, int *position) {
 }
 
 /* A job taken past max_attempts: failed, fenced by the claim just made
- * (so a node that also took it cannot be overwritten). */
-static void fail_lost(rds *d, od_job_rec *r) {
+ * (so a node that also took it cannot be overwritten). held_s: the lease
+ * of the node that lost it. */
+static void fail_lost(rds *d, od_job_rec *r, double held_s) {
   od_job_rec f = *r;
   f.state = OD_JOB_FAILED;
   snprintf(f.error, sizeof f.error,
            "the node running this job was lost %d times (no lease renewal "
            "for %.1f s; --max-attempts %d); it is not run again: submit it "
            "again, or report the image if this repeats",
-           r->tries - 1, d->lease_s, d->max_attempts);
+           r->tries - 1, held_s, d->max_attempts);
   f.http_status = 500;
   f.output_name[0] = '\0';
   f.output_bytes = 0;
@@ -1423,10 +1440,14 @@ static od_store_rc claim_once(rds *d, redisContext *c, const char *owner,
       const redisReply *e = x->element[2];
       char ent[48];
       snprintf(ent, sizeof ent, "%.*s", (int)e->len, e->str);
+      /* The holder's lease (its node's --store-lease), which lapsed. */
+      double held_s = d->lease_s;
+      if (x->elements >= 4 && x->element[3]->type == REDIS_REPLY_INTEGER)
+        held_s = x->element[3]->integer / 1000.0;
       if (code == CLAIM_LAPSED)
         d->reclaimed++;
       if (code == CLAIM_POISON) {
-        fail_lost(d, out);
+        fail_lost(d, out, held_s);
         rc = OD_STORE_EMPTY; /* looked at: look again */
       } else {
         hold(d, out, ent);
@@ -1436,7 +1457,7 @@ static od_store_rc claim_once(rds *d, redisContext *c, const char *owner,
         od_logl(OD_LOG_WARN,
                 "job %s: its node stopped renewing its claim for %.1f s; "
                 "taken over as attempt %d (try %d of %d)",
-                out->id, d->lease_s, out->attempt, out->tries, d->max_attempts);
+                out->id, held_s, out->attempt, out->tries, d->max_attempts);
     }
   }
   freeReplyObject(x);

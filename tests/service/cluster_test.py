@@ -34,7 +34,9 @@ Short leases (--store-lease 1) keep it fast.
              answer 503 while it is down; restarted on the same folder, every
              accepted job completes.
   progress   a job running on node b, read on node a: job-status shows its
-             stage and progress while it runs (from b's events).
+             stage and progress while it runs (from b's events). b's lease
+             is 10 times shorter than a's: it never takes over the job a
+             holds and renews (a claim lapses by its holder's lease).
   ratelimit  --rate-limit is one bucket per client for the whole cluster: a
              client that spent its burst on node a gets 429 on node b.
   lostreply  a job's completion that Redis made but whose reply was lost
@@ -141,6 +143,18 @@ def logged(pred, what, timeout=10):
     job ended (under load, by a second; service.cluster_partition failed so
     once). Waits for pred with a deadline instead of reading at once."""
     return check_within(pred, what, timeout=timeout)
+
+
+def holds(pred, what, seconds):
+    """pred stays true for the whole window (a thing that must not happen,
+    which would happen within it): a failure as soon as it does not."""
+    deadline = time.monotonic() + seconds
+    while True:
+        ok = pred()
+        if not ok or time.monotonic() >= deadline:
+            check(ok, what)
+            return
+        time.sleep(0.05)
 
 
 def metric(srv, name, **labels):
@@ -484,7 +498,11 @@ def case_progress(work):
     a = node(work, redis, "a", "--store-lease", "5")  # its one worker holds a decoy job
     decoy = submit(a, make_image("png", 64, os.path.join(work, "decoy.png")))
     held_on(a, decoy)
-    b = node(work, redis, "b", "--store-lease", "5", pause=False)
+    # b has a much shorter lease (a node restarted with another
+    # --store-lease): a claim lapses by its holder's lease, so b never takes
+    # a's decoy over while a renews it (every 5/3 s; by b's own 0.5 s it
+    # would look lapsed within one of a's renewals).
+    b = node(work, redis, "b", "--store-lease", "0.5", pause=False)
     jid = submit(a, make_image("png", 3072, os.path.join(work, "big.png")))  # a few 100 ms
 
     def running_or_done():
@@ -497,6 +515,10 @@ def case_progress(work):
           "node a's job-status of the job b runs: processing, stage %r, %.1f%%" % (st["stage"], st["progress"]))
     check(b.wait_job(jid, timeout=30)["status"] == "completed", "node b ran it to the end")
     logged(lambda: started(b, jid) == 1, "node b's log has its one start")
+    holds(lambda: started(b, decoy) == 0 and a.status(decoy)["status"] == "processing",
+          "node a keeps its decoy, renewed, while node b (lease 0.5 s) is idle", 2.5)
+    check(metric(b, "orfeas_jobs_reclaimed_total", reason="lease_expired") == 0,
+          "node b took nothing over (orfeas_jobs_reclaimed_total{reason=\"lease_expired\"} 0)")
 
 
 def case_ratelimit(work):
