@@ -35,12 +35,15 @@ STATUS = "/api/job-status/00000000-0000-4000-8000-000000000000"  # rate limited,
 SITE = "studio.example"  # the public name nginx serves, in orfeasd's --allowed-hosts
 
 
-def nginx_conf(work, port, upstream):
+def nginx_conf(work, port, upstream, first=()):
     """The deploy file with its listen line and upstream port rewritten,
-    inside a main context whose files all live in `work`."""
+    inside a main context whose files all live in `work`. first: ports
+    listed before it in the upstream (cluster nodes that died, or answer
+    503)."""
     text = open(CONF).read()
     text, n1 = re.subn(r"(?m)^(\s*)listen 80;", r"\1listen 127.0.0.1:%d;" % port, text)
-    text, n2 = re.subn(r"(?m)^(\s*)server 127\.0\.0\.1:5000;", r"\1server 127.0.0.1:%d;" % upstream, text)
+    servers = "".join("server 127.0.0.1:%d;\n    " % p for p in first) + "server 127.0.0.1:%d;" % upstream
+    text, n2 = re.subn(r"(?m)^(\s*)server 127\.0\.0\.1:5000;", lambda m: m.group(1) + servers, text)
     if n1 != 1 or n2 != 1:
         raise TestFailure("deploy/nginx/orfeas.conf: expected one `listen 80;` and one upstream "
                           "`server 127.0.0.1:5000;` (found %d, %d)" % (n1, n2))
@@ -57,12 +60,12 @@ def nginx_conf(work, port, upstream):
 
 
 class Nginx:
-    def __init__(self, work, upstream):
-        self.work = os.path.join(work, "nginx")
+    def __init__(self, work, upstream, first=(), name="nginx"):
+        self.work = os.path.join(work, name)
         os.makedirs(self.work, exist_ok=True)
         os.chmod(self.work, 0o755)  # its workers run as nobody when we are root
         self.port = free_port()
-        conf = nginx_conf(self.work, self.port, upstream)
+        conf = nginx_conf(self.work, self.port, upstream, first)
         p = subprocess.run(["nginx", "-t", "-q", "-p", self.work, "-c", conf, "-e", self.work + "/error.log"],
                            capture_output=True, text=True, timeout=30)
         check(p.returncode == 0, "nginx -t accepts deploy/nginx/orfeas.conf%s" % (": " + p.stderr if p.stderr else ""))
@@ -219,6 +222,16 @@ def case_nginx(work):
         check(value(sm, "orfeas_errors_total", type="host_refused", endpoint="/api/health") == 1 and
               value(sm, "orfeas_errors_total", type="host_refused", endpoint="/ws") == 1,
               "the rebound Host's refusals counted in orfeas_errors_total{type=\"host_refused\"}")
+        # A cluster: the upstream lists every node (docs/scaling.md). A node
+        # that died (nothing listening) costs no request: nginx passes a
+        # request it could not connect with to the next node.
+        ng2 = Nginx(work, s.port, first=(free_port(),), name="nginx-cluster")
+        try:
+            got = [limited(ng2.port, "127.0.0.4") for _ in range(4)]
+            check(got == [404] * 4, "through an upstream whose first node is dead, every request is answered "
+                  "by the live one: %s" % got)
+        finally:
+            ng2.stop()
     finally:
         ng.stop()
         rc = s.stop()
