@@ -893,12 +893,14 @@ size_t od_jobs_queue_depth(od_jobs *j) {
              : 0;
 }
 
-void od_jobs_counts(od_jobs *j, int counts[OD_JOB_STATE_COUNT]) {
+int od_jobs_counts(od_jobs *j, int counts[OD_JOB_STATE_COUNT], size_t *depth) {
   od_store_stats st;
-  memset(counts, 0, OD_JOB_STATE_COUNT * sizeof *counts);
-  if (od_store_get_stats(j->store, &st) == OD_STORE_OK)
-    for (int s = 0; s < OD_JOB_STATE_COUNT; s++)
-      counts[s] = (int)st.by_state[s];
+  if (od_store_get_stats(j->store, &st) != OD_STORE_OK)
+    return -1;
+  for (int s = 0; s < OD_JOB_STATE_COUNT; s++)
+    counts[s] = (int)st.by_state[s];
+  *depth = (size_t)st.queue_depth;
+  return 0;
 }
 
 int od_jobs_open_output(od_jobs *j, const char *id, const char *name,

@@ -1024,8 +1024,10 @@ int od_jobs_workers_running(od_jobs *j);
 int od_jobs_retry_after(od_jobs *j);
 int od_jobs_busy(od_jobs *j);
 size_t od_jobs_queue_depth(od_jobs *j);
-/* Job counts by state. */
-void od_jobs_counts(od_jobs *j, int counts[OD_JOB_STATE_COUNT]);
+/* Job counts by state and the dispatch queue's depth, from one read of
+ * the store's figures: 0, or -1 when the store cannot answer (Redis down),
+ * with nothing filled. */
+int od_jobs_counts(od_jobs *j, int counts[OD_JOB_STATE_COUNT], size_t *depth);
 
 /* ---- jobjson.c ----------------------------------------------------------- */
 

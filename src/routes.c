@@ -565,28 +565,47 @@ static void handle_models_info(od_service *svc, struct MHD_Connection *conn,
 static void handle_api_health(od_service *svc, struct MHD_Connection *conn,
                               od_req *req) {
   int c[OD_JOB_STATE_COUNT];
-  od_jobs_counts(svc->jobs, c);
+  size_t depth = 0;
+  /* The job figures are the store's (the cluster's on Redis). When it
+   * cannot answer they are null and the status says degraded: zeros would
+   * tell an operator the queue is empty while jobs wait. */
+  int store_ok = od_jobs_counts(svc->jobs, c, &depth) == 0;
   json_t *o = json_pack(
-      "{s:s, s:s, s:f, s:f, s:{s:I, s:i}, s:{s:i, s:i}, s:{s:i, s:i, s:i, s:i, "
-      "s:i},"
-      " s:i, s:{s:i}, s:{s:I, s:I, s:I, s:I}}",
-      "status", svc->draining ? "draining" : "healthy", "version",
-      ORFEAS_VERSION, "timestamp", od_wall(), "uptime_seconds",
-      od_now() - svc->m.start_time, "queue", "depth",
-      (json_int_t)od_jobs_queue_depth(svc->jobs), "capacity",
-      svc->cfg.queue_size, "workers", "total",
+      "{s:s, s:s, s:s, s:f, s:f, s:{s:o, s:i}, s:{s:i, s:i}, s:{s:i}}",
+      "status",
+      svc->draining ? "draining"
+      : store_ok    ? "healthy"
+                    : "degraded",
+      "store", store_ok ? "ok" : "down", "version", ORFEAS_VERSION, "timestamp",
+      od_wall(), "uptime_seconds", od_now() - svc->m.start_time, "queue",
+      "depth", store_ok ? json_integer((json_int_t)depth) : json_null(),
+      "capacity", svc->cfg.queue_size, "workers", "total",
       od_jobs_workers_running(svc->jobs), "busy", od_jobs_busy(svc->jobs),
-      "jobs", "uploaded", c[OD_JOB_UPLOADED], "queued", c[OD_JOB_QUEUED],
-      "processing", c[OD_JOB_PROCESSING], "completed", c[OD_JOB_COMPLETED],
-      "failed", c[OD_JOB_FAILED], "active_jobs",
-      c[OD_JOB_QUEUED] + c[OD_JOB_PROCESSING], "websocket", "clients",
-      od_hub_clients(svc->hub), "cache", "memory_bytes",
-      (json_int_t)od_cache_bytes(svc->cache, OD_CACHE_MEMORY), "memory_entries",
-      (json_int_t)od_cache_entries(svc->cache, OD_CACHE_MEMORY), "disk_bytes",
-      (json_int_t)od_cache_bytes(svc->cache, OD_CACHE_DISK), "disk_entries",
-      (json_int_t)od_cache_entries(svc->cache, OD_CACHE_DISK));
-  if (o != NULL)
+      "websocket", "clients", od_hub_clients(svc->hub));
+  if (o != NULL) {
+    json_object_set_new(
+        o, "jobs",
+        store_ok ? json_pack("{s:i, s:i, s:i, s:i, s:i}", "uploaded",
+                             c[OD_JOB_UPLOADED], "queued", c[OD_JOB_QUEUED],
+                             "processing", c[OD_JOB_PROCESSING], "completed",
+                             c[OD_JOB_COMPLETED], "failed", c[OD_JOB_FAILED])
+                 : json_null());
+    json_object_set_new(
+        o, "active_jobs",
+        store_ok ? json_integer(c[OD_JOB_QUEUED] + c[OD_JOB_PROCESSING])
+                 : json_null());
+    json_object_set_new(
+        o, "cache",
+        json_pack("{s:I, s:I, s:I, s:I}", "memory_bytes",
+                  (json_int_t)od_cache_bytes(svc->cache, OD_CACHE_MEMORY),
+                  "memory_entries",
+                  (json_int_t)od_cache_entries(svc->cache, OD_CACHE_MEMORY),
+                  "disk_bytes",
+                  (json_int_t)od_cache_bytes(svc->cache, OD_CACHE_DISK),
+                  "disk_entries",
+                  (json_int_t)od_cache_entries(svc->cache, OD_CACHE_DISK)));
     json_object_set_new(o, "gpu", od_gpu_summary(svc));
+  }
   od_respond_json(conn, req, 200, o);
 }
 

@@ -31,8 +31,9 @@ Short leases (--store-lease 1) keep it fast.
              refused (orfeas_jobs_fenced_total > 0) and the newer attempt's
              result stands.
   redis      Redis kill -9 with jobs running and queued: /ready and the API
-             answer 503 while it is down; restarted on the same folder, every
-             accepted job completes.
+             answer 503 while it is down, /api/health says degraded without
+             job figures; restarted on the same folder, every accepted job
+             completes.
   progress   a job running on node b, read on node a: job-status shows its
              stage and progress while it runs (from b's events). b's lease
              is 10 times shorter than a's: it never takes over the job a
@@ -479,6 +480,13 @@ def case_redis(work):
     st, _, body = a.upload(img)
     check(st == 503, "an upload answers 503 while Redis is down (%d)" % st)
     check_within(lambda: metric(a, "orfeas_store_up") == 0, "orfeas_store_up is 0", timeout=5)
+    # /api/health cannot read the job figures: it says so, never "healthy"
+    # with an empty queue and no jobs.
+    st, _, h = a.json("GET", "/api/health")
+    check(st == 200 and h["status"] == "degraded" and h["store"] == "down" and h["jobs"] is None and
+          h["queue"]["depth"] is None and h["active_jobs"] is None,
+          "/api/health while Redis is down: degraded, store down, no job figures (%r)" %
+          {k: h.get(k) for k in ("status", "store", "jobs", "queue", "active_jobs")})
     check_within(lambda: a.log_has(r"job store: cannot connect to Redis at 127\.0\.0\.1:%d: .*the store is down"
                                    % redis.port), "the outage is logged with its reason", timeout=5)
     redis.start()  # same folder: the AOF brings every acknowledged write back
@@ -487,6 +495,9 @@ def case_redis(work):
                  "and its end", timeout=5)
     check(sum(1 for ln in list(a.lines) if "the store is down until" in ln) == 1,
           "the outage is logged once, not per retry")
+    h = a.json("GET", "/api/health")[2]
+    check(h["status"] == "healthy" and h["store"] == "ok" and h["active_jobs"] == 3 and h["jobs"]["queued"] == 2,
+          "/api/health with Redis back: healthy, the cluster's 3 active jobs (2 queued)")
     os.unlink(a.pause)
     ends = [a.wait_job(jid, timeout=30)["status"] for jid in ids]
     check(ends == ["completed"] * 3,
