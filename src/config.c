@@ -518,9 +518,26 @@ int od_config_parse(od_config *c, int argc, char **argv,
       q = c->max_body_inflight_mb;
     c->max_body_inflight_addr_mb = q;
   }
-  if (c->node_id[0] == '\0')
+  if (c->node_id[0] == '\0') {
+    /* The default, the --listen address, names a node only where that
+     * address is its own: 0.0.0.0:5000 is every machine's that listens on
+     * all addresses, and port 0 every node's that takes a free port. In a
+     * cluster two nodes of one name share a Redis consumer, the owner
+     * names of their workers and the node label of their metrics: one
+     * node's claims, takeovers and alerts are taken for the other's. */
+    if (strncmp(c->store, "redis:", 6) == 0 &&
+        (strcmp(c->listen_host, "0.0.0.0") == 0 || c->listen_port == 0)) {
+      snprintf(err, err_len,
+               "--node-id: required with a redis:// store when --listen is "
+               "%s:%u (the default node id, that address, would be the same "
+               "on every node): give each node a name of its own, e.g. its "
+               "host name",
+               c->listen_host, (unsigned)c->listen_port);
+      return -1;
+    }
     snprintf(c->node_id, sizeof c->node_id, "%.50s:%u", c->listen_host,
              (unsigned)c->listen_port);
+  }
   od_proxies proxies;
   if (od_proxies_parse(&proxies, c->trusted_proxies, err, err_len) != 0)
     return -1;

@@ -31,6 +31,7 @@
 
 #include "orfeas_build.h" /* generated: version, git revision, build type */
 #include "orfeasd.h"
+#include "store.h"
 
 static const char *env_get(const char *name) { return getenv(name); }
 
@@ -146,6 +147,12 @@ static void announce(const od_service *svc) {
     od_log("  metrics   http://%s:%u/metrics", host, port);
   }
   od_log("  websocket ws://%s:%u/ws", host, port);
+  /* Which store, and the node's name in it (--node-id: the node label of
+   * its metrics, the consumer in Redis): the first thing to check when a
+   * node does not see the cluster's jobs. */
+  char store[256];
+  od_store_url_shown(svc->cfg.store, store, sizeof store);
+  od_log("  store     %s  (node %s)", store, svc->cfg.node_id);
   if (svc->static_fd >= 0)
     od_log("  studio    http://%s:%u/  (page from %s)", host, port,
            svc->static_path);

@@ -86,10 +86,9 @@ int od_store_url_check(const char *url, char *err, size_t err_len) {
   return backend_of(url, err, err_len) ? 0 : -1;
 }
 
-/* url as messages may show it: the user part of "scheme://USER:PASS@..."
- * replaced by "***" (a password never belongs in a URL: the redis backend
- * refuses one, and says so without echoing it). */
-static void redact(const char *url, char *out, size_t size) {
+/* A password never belongs in a URL (the redis backend refuses one, and
+ * says so without echoing it): never shown either. */
+void od_store_url_shown(const char *url, char *out, size_t size) {
   const char *auth = strstr(url, "://");
   const char *at = auth ? strchr(auth + 3, '@') : NULL;
   const char *slash = auth ? strchr(auth + 3, '/') : NULL;
@@ -112,7 +111,7 @@ od_store *od_store_open(const char *url, const od_store_opts *o, char *err,
   s->ops = ops;
   const char *colon = strchr(url, ':');
   char berr[384] = "", shown[256];
-  redact(url, shown, sizeof shown);
+  od_store_url_shown(url, shown, sizeof shown);
   if (o->password_file != NULL && o->password_file[0] &&
       strcmp(ops->scheme, "redis") != 0) {
     snprintf(err, err_len,

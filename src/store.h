@@ -301,6 +301,9 @@ od_store *od_store_open(const char *url, const od_store_opts *o, char *err,
 /* 0 when url names a known backend ("scheme:..."), else -1 with a sentence
  * in err naming the known ones (config.c checks --store with it). */
 int od_store_url_check(const char *url, char *err, size_t err_len);
+/* url as logs and messages may show it: the user part of
+ * "scheme://USER:PASS@..." replaced by "***". */
+void od_store_url_shown(const char *url, char *out, size_t size);
 /* Closes the queue (if still open) and frees everything. No call may run
  * meanwhile or after. NULL is fine. */
 void od_store_close(od_store *s);

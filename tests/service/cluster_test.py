@@ -178,6 +178,10 @@ def case_once(work):
     redis = Redis(work)
     # A long lease: no takeover of a node slowed down by a loaded machine.
     nodes = [node(work, redis, n, "--store-lease", "5", pause=False) for n in ("a", "b", "c")]
+    # The start-up banner names the store and the node's name in it.
+    want = "  store     %s  (node a)" % redis.url
+    check(any(ln.endswith(want) for ln in nodes[0].lines),
+          "node a's start-up log names its store and node id (%r)" % want)
     ids = []
     for i in range(30):
         img = make_image("png", 64 + 2 * i, os.path.join(work, "img%d.png" % i))
@@ -315,7 +319,8 @@ def case_stranded(work):
 
 def start_fails(work, name, *args):
     """orfeasd that must stop at start-up: (exit status, its stderr)."""
-    r = subprocess.run([ORFEASD, "--listen", "127.0.0.1:0", "--data-dir", os.path.join(work, name)] + list(args),
+    r = subprocess.run([ORFEASD, "--listen", "127.0.0.1:0", "--node-id", name,
+                        "--data-dir", os.path.join(work, name)] + list(args),
                        capture_output=True, text=True, timeout=30)
     return r.returncode, r.stderr
 

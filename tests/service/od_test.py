@@ -509,6 +509,12 @@ def case_cli(work):
     for args, env, needle in [(["--workers", "0"], {}, b"--workers: \"0\" is not an integer in 1..256"),
                               (["--bogus"], {}, b"unknown flag \"--bogus\""),
                               (["--listen", "0.0.0.0"], {}, b"expected ADDR:PORT"),
+                              # A cluster node's default name, the --listen address,
+                              # would be every node's: 0.0.0.0 or port 0.
+                              (["--store", "redis://127.0.0.1:1", "--listen", "0.0.0.0:5000"], {},
+                               b"--node-id: required with a redis:// store when --listen is 0.0.0.0:5000"),
+                              (["--store", "redis://127.0.0.1:1", "--listen", "127.0.0.1:0"], {},
+                               b"--node-id: required with a redis:// store when --listen is 127.0.0.1:0"),
                               ([], {"ORFEAS_QUEUE_SIZE": "many"}, b"ORFEAS_QUEUE_SIZE")]:
         e = dict(os.environ)
         e.update(env)
