@@ -13,7 +13,11 @@
  * Header lines that two parsers read differently are refused the same way
  * (od_framing_field): whitespace between a name and its colon, a bare CR
  * or a NUL inside a line, a Content-Length or Transfer-Encoding folded
- * onto the next line, two Host headers (which site is it for?).
+ * onto the next line, two Host headers (which site is it for?), and an
+ * HTTP/1.1 request with none (RFC 9112 3.2 says a server must answer both
+ * with 400, in one sentence; libmicrohttpd 0.9.75 checks for a Host only
+ * with MHD_OPTION_STRICT_FOR_CLIENT, which orfeasd does not set, so until
+ * 2026-12-03 such a request was answered). HTTP/1.0 may leave Host out.
  *
  * Paths: MHD decodes %XX before the access handler sees the path, so
  * "/health%00.png" would reach the router as "/health". The raw request
@@ -135,6 +139,8 @@ const char *od_framing_verdict(const od_framing *f) {
            "Content-Length or Transfer-Encoding is folded onto a second line";
   if (f->hosts > 1)
     return "the request has more than one Host header";
+  if (f->hosts == 0 && f->need_host)
+    return "an HTTP/1.1 request must have a Host header (RFC 9112 3.2)";
   if (f->lengths > 0 && f->codings > 0)
     return "the request has both Content-Length and Transfer-Encoding";
   if (f->bad_length)

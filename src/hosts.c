@@ -30,8 +30,9 @@
  *    deployment on upgrade; operators should set the flag there (--help and
  *    docs/api.md say so).
  *  - A request with no Host header, or an empty one, passes: HTTP/1.1
- *    requires one (libmicrohttpd answers 400 without it), so only an
- *    HTTP/1.0 client can leave it out, and a browser never does.
+ *    requires one (framing.c refuses an HTTP/1.1 request without it with
+ *    400 before this is asked), so only an HTTP/1.0 client can leave it
+ *    out, and a browser never does.
  *  - A Host that does not parse (a port that is not digits, an unclosed
  *    bracket) is refused, unless the listener allows any: no browser sends
  *    one.

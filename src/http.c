@@ -574,6 +574,9 @@ static enum MHD_Result req_begin(od_service *svc, int admin,
                         : (size_t)svc->cfg.max_json_kb << 10;
   header_scan h;
   memset(&h, 0, sizeof h);
+  /* RFC 9112 3.2: an HTTP/1.1 request without Host is a 400, as one with
+   * two (framing.c); HTTP/1.0 may leave it out. */
+  h.f.need_host = !req->http10;
   MHD_get_connection_values_n(conn, MHD_HEADER_KIND, scan_header, &h);
   client_of(svc, conn, req, &h);
   enum MHD_Result rc = MHD_YES;

@@ -560,6 +560,7 @@ typedef struct {
   int bad_coding; /* one is not exactly "chunked" */
   int bad_field;  /* a name that is not a token, a value with NUL/CR/LF */
   int hosts;      /* Host headers seen */
+  int need_host;  /* set by the caller: not HTTP/1.0 (RFC 9112 3.2) */
 } od_framing;
 /* Feeds one request header (zero the struct first). */
 void od_framing_header(od_framing *f, const char *name, const char *value);

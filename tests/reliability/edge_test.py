@@ -385,6 +385,8 @@ SMUGGLE = [  # (what, request bytes): each followed by a hidden second request
      b" chunked\r\n\r\n0\r\n\r\n"),
     ("two Host headers",
      b"POST /api/generate-3d HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\nContent-Length: 2\r\n\r\n{}"),
+    ("an HTTP/1.1 request without Host (RFC 9112 3.2)",
+     b"POST /api/generate-3d HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"),
 ]
 BAD_PATHS = ["/health%00.png", "/api/job-status/%0a", "/api/upload-image%7f", "/%01metrics"]
 

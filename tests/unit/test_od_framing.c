@@ -97,6 +97,14 @@ static void header_bytes(void **state) {
   assert_null(od_framing_verdict(&f));
   od_framing_field(&f, "host", 4, "evil.example", 12);
   assert_non_null(strstr(od_framing_verdict(&f), "Host"));
+  /* None: refused when the caller says one is due (HTTP/1.1), not for
+   * HTTP/1.0; an empty one is a Host (RFC 9112 3.2 allows it). */
+  memset(&f, 0, sizeof f);
+  assert_null(od_framing_verdict(&f));
+  f.need_host = 1;
+  assert_non_null(strstr(od_framing_verdict(&f), "Host"));
+  od_framing_field(&f, "Host", 4, "", 0);
+  assert_null(od_framing_verdict(&f));
 }
 
 static void control_bytes_in_paths(void **state) {
