@@ -28,8 +28,6 @@ static void usage(FILE *out) {
           "[--out DIR]\n"
           "                     [--end UNIX_SECONDS] [--job NAME] "
           "[--no-compare]\n"
-          "                     [--mail-to ADDR[,ADDR...]] [--mail-from ADDR] "
-          "[--sendmail PATH]\n\n"
           "Queries Prometheus for the ORFEAS figures of one period and "
           "writes\nDIR/report.html, DIR/report.md and DIR/report.json; "
           "mails them with --mail-to.\n\n"
@@ -38,6 +36,10 @@ static void usage(FILE *out) {
           "  --out DIR           default . (created with its parents if "
           "missing)\n"
           "  --end SECONDS       end of the period (default: now)\n"
+          "  --timeout S         seconds all queries may take together, each "
+          "at most 30\n"
+          "                      (default 300); the rest are reported "
+          "missing\n"
           "  --job NAME          scrape job of orfeasd (default "
           "orfeas-backend)\n"
           "  --no-compare        leave out the previous period (shown beside "
@@ -74,31 +76,43 @@ static int make_dirs(const char *dir) {
   return mkdir(path, 0755) != 0 && errno != EEXIST ? -1 : 0;
 }
 
-/* "24h", "90m", "30s", "7d", or plain seconds. <= 0 when invalid. */
+/* The longest --range: a year and a day. Longer has no use (Prometheus keeps
+ * 15 days by default) and a period far beyond it has no calendar date to
+ * print. */
+#define MAX_RANGE_S (366.0 * 86400)
+/* The latest --end: the last second of the year 9999, the last that
+ * "%Y-%m-%d" can show. */
+#define MAX_END_S 253402300799.0
+
+/* "24h", "90m", "30s", "7d", or plain seconds, from 1 s to MAX_RANGE_S.
+ * -1 when invalid (NaN and infinity included). */
 static double parse_duration(const char *s) {
   char *end;
   double v = strtod(s, &end);
-  if (end == s || v <= 0)
+  if (end == s || !isfinite(v) || v <= 0)
     return -1;
-  if (*end == '\0' || strcmp(end, "s") == 0)
-    return v;
   if (strcmp(end, "m") == 0)
-    return v * 60;
-  if (strcmp(end, "h") == 0)
-    return v * 3600;
-  if (strcmp(end, "d") == 0)
-    return v * 86400;
-  return -1;
+    v *= 60;
+  else if (strcmp(end, "h") == 0)
+    v *= 3600;
+  else if (strcmp(end, "d") == 0)
+    v *= 86400;
+  else if (*end != '\0' && strcmp(end, "s") != 0)
+    return -1;
+  /* PromQL ranges are whole seconds ("[%.0fs]"): under 1 s reads as 0s. */
+  return v >= 1 && v <= MAX_RANGE_S ? v : -1;
 }
 
-static FILE *open_out(const char *dir, const char *name, char *path,
-                      size_t len) {
-  snprintf(path, len, "%s/%s", dir, name);
-  FILE *f = fopen(path, "w");
-  if (f == NULL)
-    fprintf(stderr, "orfeas-report: cannot write %s: %s\n", path,
-            strerror(errno));
-  return f;
+/* The options that take a value: an unknown one is called unknown, not
+ * "needs a value". */
+static bool takes_value(const char *a) {
+  static const char *const names[] = {
+      "--prometheus", "--out",   "--job", "--mail-to", "--mail-from",
+      "--sendmail",   "--range", "--end", "--timeout"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (strcmp(a, names[i]) == 0)
+      return true;
+  return false;
 }
 
 /* Reads argv into o. Returns -1 to go on, or the exit status (--help,
@@ -118,6 +132,11 @@ static int parse_args(report_opts *o, int argc, char **argv) {
     } else if (strcmp(a, "--no-compare") == 0) {
       o->no_compare = true;
       continue;
+    }
+    if (!takes_value(a)) {
+      fprintf(stderr, "orfeas-report: unknown option %s\n", a);
+      usage(stderr);
+      return 1;
     }
     if (val == NULL) {
       fprintf(stderr, "orfeas-report: %s needs a value\n", a);
@@ -142,43 +161,77 @@ static int parse_args(report_opts *o, int argc, char **argv) {
       if (o->range_s <= 0) {
         fprintf(stderr,
                 "orfeas-report: bad --range '%s' (use e.g. 24h, 90m, "
-                "7d)\n",
+                "7d: 1 s to 366d)\n",
                 val);
         return 1;
       }
     } else if (strcmp(a, "--end") == 0) {
       char *e;
       o->end = strtod(val, &e);
-      if (*e != '\0' || o->end <= 0) {
-        fprintf(stderr, "orfeas-report: bad --end '%s' (Unix seconds)\n", val);
+      if (e == val || *e != '\0' || !isfinite(o->end) || o->end <= 0 ||
+          o->end > MAX_END_S) {
+        fprintf(stderr,
+                "orfeas-report: bad --end '%s' (Unix seconds, e.g. "
+                "$(date +%%s), at most %.0f)\n",
+                val, MAX_END_S);
         return 1;
       }
-    } else {
-      fprintf(stderr, "orfeas-report: unknown option %s\n", a);
-      usage(stderr);
-      return 1;
+    } else if (strcmp(a, "--timeout") == 0) {
+      char *e;
+      o->timeout_s = strtod(val, &e);
+      if (e == val || *e != '\0' || !isfinite(o->timeout_s) ||
+          o->timeout_s < 1 || o->timeout_s > 86400) {
+        fprintf(stderr,
+                "orfeas-report: bad --timeout '%s' (seconds, 1 to 86400)\n",
+                val);
+        return 1;
+      }
     }
   }
   return -1;
 }
 
-/* Writes the three files. 0, or 1 when one could not be written. */
+/* Writes the three files, each first as DIR/.NAME.tmp and renamed over
+ * NAME only once all three are whole: a full disk or a write error leaves
+ * the previous report (or none) under the final names, never a cut one.
+ * 0, or 1 when one could not be written (the message names the file). */
 static int write_files(const report *r) {
-  char path[1024];
+  char tmp[3][PATH_MAX], path[PATH_MAX];
   int rc = 0;
-  FILE *f;
   bool (*writers[])(const report *, FILE *) = {
       report_write_html, report_write_md, report_write_json};
   const char *names[] = {"report.html", "report.md", "report.json"};
+  for (int i = 0; i < 3; i++)
+    snprintf(tmp[i], sizeof tmp[i], "%s/.%s.tmp", r->o.out_dir, names[i]);
+  for (int i = 0; i < 3 && rc == 0; i++) {
+    snprintf(path, sizeof path, "%s/%s", r->o.out_dir, names[i]);
+    FILE *f = fopen(tmp[i], "w");
+    if (f == NULL) {
+      fprintf(stderr, "orfeas-report: cannot write %s: %s\n", tmp[i],
+              strerror(errno));
+      rc = 1;
+      break;
+    }
+    /* fflush before fclose: its errno is the one to report (ENOSPC). */
+    bool ok = writers[i](r, f) && fflush(f) == 0;
+    int e = errno;
+    if ((fclose(f) != 0) | !ok) {
+      fprintf(stderr,
+              "orfeas-report: writing %s failed: %s (is the disk under %s "
+              "full?); %s is left as it was\n",
+              path, strerror(ok ? errno : e), r->o.out_dir, path);
+      rc = 1;
+    }
+  }
   for (int i = 0; i < 3; i++) {
-    if ((f = open_out(r->o.out_dir, names[i], path, sizeof path)) == NULL) {
-      rc = 1;
-      continue;
-    }
-    if (!writers[i](r, f) | (fclose(f) != 0)) {
-      fprintf(stderr, "orfeas-report: writing %s failed\n", path);
+    snprintf(path, sizeof path, "%s/%s", r->o.out_dir, names[i]);
+    if (rc == 0 && rename(tmp[i], path) != 0) {
+      fprintf(stderr, "orfeas-report: cannot rename %s to %s: %s\n", tmp[i],
+              path, strerror(errno));
       rc = 1;
     }
+    if (rc != 0)
+      unlink(tmp[i]);
   }
   return rc;
 }
@@ -191,6 +244,7 @@ int main(int argc, char **argv) {
   r.o.range_s = 86400;
   r.o.end = (double)time(NULL);
   r.o.sendmail = "/usr/sbin/sendmail";
+  r.o.timeout_s = 300;
   int rc = parse_args(&r.o, argc, argv);
   if (rc >= 0)
     return rc;
@@ -206,7 +260,7 @@ int main(int argc, char **argv) {
             strerror(errno));
     return 1;
   }
-  prom *p = prom_new(r.o.prometheus, 30);
+  prom *p = prom_new(r.o.prometheus, 30, r.o.timeout_s);
   if (p == NULL) {
     fprintf(stderr, "orfeas-report: out of memory\n");
     return 1;

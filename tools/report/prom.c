@@ -5,13 +5,17 @@
 
 #include <curl/curl.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct prom {
   char base[512];
-  double timeout_s;
+  double timeout_s; /* one request at most */
+  double total_s;   /* all requests together (--timeout) */
+  double deadline;  /* CLOCK_MONOTONIC seconds: total_s from prom_new */
   CURL *curl;
 };
 
@@ -41,7 +45,13 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *user) {
   return n;
 }
 
-prom *prom_new(const char *base, double timeout_s) {
+static double mono_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+prom *prom_new(const char *base, double timeout_s, double total_s) {
   static bool global_done;
   if (!global_done) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -55,6 +65,8 @@ prom *prom_new(const char *base, double timeout_s) {
   while (n > 0 && p->base[n - 1] == '/')
     p->base[--n] = '\0';
   p->timeout_s = timeout_s;
+  p->total_s = total_s;
+  p->deadline = mono_s() + total_s;
   p->curl = curl_easy_init();
   if (p->curl == NULL) {
     free(p);
@@ -70,19 +82,40 @@ void prom_free(prom *p) {
   free(p);
 }
 
-/* GET url into b; false + err unless HTTP 2xx (or 4xx/422 with a JSON
- * body, which carries Prometheus' own error text). */
+/* GET url into b; false + err when there is no answer, or no time left of
+ * the run's deadline. Any status comes back: the caller reads a 4xx/5xx
+ * body (Prometheus' JSON error, or a proxy's text). Each request gets at
+ * most timeout_s, and never more than what is left of total_s, so a slow
+ * Prometheus costs --timeout, not 30 s for each of some 50 queries. */
 static bool get(prom *p, const char *url, body *b, long *status,
                 char err[PROM_ERR]) {
+  double left = p->deadline - mono_s();
+  if (left <= 0) {
+    snprintf(err, PROM_ERR,
+             "not asked: the --timeout of %.0f s for all queries had "
+             "passed (Prometheus at %.120s is slow; raise --timeout)",
+             p->total_s, p->base);
+    return false;
+  }
   curl_easy_reset(p->curl);
   curl_easy_setopt(p->curl, CURLOPT_URL, url);
   curl_easy_setopt(p->curl, CURLOPT_WRITEFUNCTION, on_data);
   curl_easy_setopt(p->curl, CURLOPT_WRITEDATA, b);
-  curl_easy_setopt(p->curl, CURLOPT_TIMEOUT_MS, (long)(p->timeout_s * 1000));
+  curl_easy_setopt(p->curl, CURLOPT_TIMEOUT_MS,
+                   (long)(fmin(p->timeout_s, left) * 1000) + 1);
   curl_easy_setopt(p->curl, CURLOPT_NOSIGNAL, 1L);
   CURLcode rc = curl_easy_perform(p->curl);
+  if (rc == CURLE_OPERATION_TIMEDOUT && p->deadline - mono_s() <= 0) {
+    snprintf(err, PROM_ERR,
+             "no answer from Prometheus at %.120s within the --timeout of "
+             "%.0f s for all queries (raise --timeout)",
+             p->base, p->total_s);
+    return false;
+  }
   if (rc != CURLE_OK) {
-    snprintf(err, PROM_ERR, "cannot reach Prometheus at %.120s: %.100s",
+    snprintf(err, PROM_ERR,
+             "cannot reach Prometheus at %.100s: %.60s (is it running? "
+             "give its URL with --prometheus)",
              p->base, curl_easy_strerror(rc));
     return false;
   }
@@ -200,6 +233,14 @@ static bool run(prom *p, const char *path, const char *expr, const char *params,
   if (ok && b.data == NULL) {
     snprintf(err, PROM_ERR, "query %.80s: empty answer (HTTP %ld)", expr,
              status);
+    ok = false;
+  }
+  if (ok && (status < 200 || status > 299) && b.data[0] != '{') {
+    /* Not Prometheus' JSON: a proxy's or a broken server's page. Its first
+     * line says more than "bad JSON". */
+    size_t n = strcspn(b.data, "\r\n");
+    snprintf(err, PROM_ERR, "query %.80s: HTTP %ld from %.100s: %.*s", expr,
+             status, p->base, (int)(n < 80 ? n : 80), b.data);
     ok = false;
   }
   if (ok)

@@ -24,8 +24,10 @@ typedef struct prom_result {
   prom_series *s;
 } prom_result;
 
-/* base: e.g. "http://127.0.0.1:9090". Returns NULL when out of memory. */
-prom *prom_new(const char *base, double timeout_s);
+/* base: e.g. "http://127.0.0.1:9090"; timeout_s: one request at most;
+ * total_s: all requests together, from now (--timeout). Returns NULL when
+ * out of memory. */
+prom *prom_new(const char *base, double timeout_s, double total_s);
 void prom_free(prom *p);
 
 /* GET /-/ready: false (and err) when Prometheus cannot be reached. */

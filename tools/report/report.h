@@ -20,6 +20,7 @@ typedef struct {
   double range_s;      /* the period, e.g. 86400 */
   double end;          /* Unix seconds */
   bool no_compare;     /* --no-compare: no previous period */
+  double timeout_s;    /* --timeout: all queries together */
   const char *mail_to; /* comma-separated addresses, or NULL */
   const char *mail_from;
   const char *sendmail; /* the sendmail interface, e.g. /usr/sbin/sendmail */

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# orfeas-report when things go wrong, as an operator meets them: bad flag
+# values, a Prometheus that answers 500 or slowly (tests/tools/fake_http.py),
+# a full disk under --out, a sendmail that fails. Each case checks the exit
+# status, that the message names what to fix, and that no half-written file
+# is left under a report's final name. No real Prometheus: nothing here needs
+# data, only answers.
+# usage: report_failures_check.sh ORFEAS_REPORT
+set -euo pipefail
+report=$1
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/testlib.sh"
+py=/usr/bin/python3
+
+fake() { # NAME MODE [ARG]: a fake_http.py server; its port in $work/NAME
+  $py "$here/fake_http.py" "$work/$1" "${@:2}" &
+  pids+=($!)
+  wait_for "fake $2 server" "test -s $work/$1" 10
+}
+fake slow promslow 0.4
+fake fast promslow 0
+fake e500 prom500
+slow=http://127.0.0.1:$(cat "$work/slow")
+fast=http://127.0.0.1:$(cat "$work/fast")
+e500=http://127.0.0.1:$(cat "$work/e500")
+
+run() { # EXPECTED_RC NAME ARGS...: runs the report, output in $work/NAME.err
+  local want=$1 name=$2 rc=0
+  shift 2
+  "$report" "$@" >"$work/$name.out" 2>"$work/$name.err" || rc=$?
+  if [[ $rc != "$want" ]]; then
+    echo "  exit $rc, stderr:"; sed 's/^/    /' "$work/$name.err" | head -5
+    return 1
+  fi
+}
+says() { grep -q -- "$2" "$work/$1.err" || { echo "  stderr of $1:"; head -3 "$work/$1.err"; return 1; }; }
+
+# Bad values are usage errors (1) naming the flag, never a crash: a range or
+# an end outside what a calendar date can show made it segfault.
+for v in nan inf 1e30 0.5 400d; do
+  check "--range $v: exit 1" run 1 "range_$v" --prometheus "$fast" --range "$v" --out "$work/r"
+  check "--range $v: the message names --range" says "range_$v" "bad --range"
+done
+for v in nan 1e30 -5; do
+  check "--end $v: exit 1" run 1 "end_$v" --prometheus "$fast" --end "$v" --out "$work/r"
+  check "--end $v: the message names --end" says "end_$v" "bad --end"
+done
+check "an unknown option: exit 1" run 1 unknown --bogus 1
+check "an unknown option is called so" says unknown "unknown option --bogus"
+
+# Not running: exit 2, the URL and what to do.
+check "no Prometheus: exit 2" run 2 down --prometheus http://127.0.0.1:1 --out "$work/down"
+check "no Prometheus: names the URL and --prometheus" says down "http://127.0.0.1:1.*--prometheus"
+check "no Prometheus: nothing written" test ! -e "$work/down/report.html"
+
+# A Prometheus answering 500 with a plain-text body: the queries fail with
+# the status and the body, the rest of the report is written, exit 3.
+check "HTTP 500: exit 3" run 3 e500 --prometheus "$e500" --range 1h --out "$work/e500r"
+check "HTTP 500: the message says HTTP 500 and the body" says e500 "HTTP 500.*upstream broke"
+check "HTTP 500: the report is written" test -s "$work/e500r/report.json"
+
+# A slow Prometheus (0.4 s a query, some 50 queries): --timeout bounds the
+# whole run; the queries not asked in time are missing, exit 3.
+t=$(date +%s)
+check "slow Prometheus, --timeout 2: exit 3" run 3 slow --prometheus "$slow" --range 1h --timeout 2 --out "$work/slowr"
+check "slow Prometheus: done within 8 s ($(($(date +%s) - t)) s)" num_cmp "$(($(date +%s) - t))" '<=' 8
+check "slow Prometheus: the message names --timeout" says slow "timeout"
+check "--timeout 0: exit 1" run 1 timeout0 --timeout 0
+
+# A full disk (a file size limit of 1 KiB: the HTML is larger) under an
+# --out that holds yesterday's report: exit 1 naming the file, yesterday's
+# files intact, no temporary file left behind.
+mkdir -p "$work/full"
+for f in report.html report.md report.json; do echo "old $f" >"$work/full/$f"; done
+rc=0
+(trap '' XFSZ; ulimit -f 1; exec "$report" --prometheus "$fast" --range 1h --out "$work/full") \
+  >"$work/full.out" 2>"$work/full.err" || rc=$?
+check "full disk: exit 1 (got $rc)" test "$rc" = 1
+check "full disk: the message names the file" says full "report.html"
+check "full disk: the old report.html is intact" grep -qx "old report.html" "$work/full/report.html"
+check "full disk: the old report.md is intact" grep -qx "old report.md" "$work/full/report.md"
+check "full disk: no temporary file left" test -z "$(ls -A "$work/full" | grep -v '^report\.\(html\|md\|json\)$')"
+# An --out that cannot be created.
+check "unwritable --out: exit 1" run 1 noout --prometheus "$fast" --out /proc/orfeas-report
+check "unwritable --out: names the folder" says noout "/proc/orfeas-report"
+
+# A sendmail that fails: written, exit 4, the message names the program.
+printf '#!/bin/sh\ncat >/dev/null\necho "sendmail: relay refused" >&2\nexit 1\n' >"$work/sendmail"
+chmod +x "$work/sendmail"
+check "failing sendmail: exit 4" run 4 mail --prometheus "$fast" --range 1h --out "$work/mailr" \
+  --mail-to ops@example.org --sendmail "$work/sendmail"
+check "failing sendmail: names it and its status" says mail "$work/sendmail failed (exit status 1)"
+check "failing sendmail: the report is written" test -s "$work/mailr/report.html"
+finish
