@@ -12,7 +12,8 @@
  * without the tool's own upload and subscribe (docs/load.md says what each
  * figure means). Exit status: 0 no accepted job was lost; 1 some were (never
  * completed nor failed before the deadline); 2 bad usage or the target cannot
- * be reached.
+ * be reached; 128 + the signal when SIGINT or SIGTERM stopped the run (the
+ * summary is printed all the same).
  */
 #include "orfeas_build.h"
 #include "synth_png.h"
@@ -23,6 +24,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -35,6 +37,12 @@
 #define MAX_IMAGES 256
 #define NSTAGES 7
 #define GRACE_S 60 /* how long past --duration accepted jobs may finish */
+#define MAX_DURATION_S 86400.0 /* --duration: a day bounds every loop */
+
+/* SIGINT or SIGTERM: no job starts and no job is followed any more; the
+ * summary is printed as usual and the exit status is 128 + the signal. */
+static volatile sig_atomic_t interrupted;
+static void on_signal(int sig) { interrupted = sig; }
 
 static const char *const STAGES[NSTAGES] = {
     "image_loading",     "image_preprocessing", "shape_generation",
@@ -137,16 +145,25 @@ static size_t on_body(char *p, size_t sz, size_t n, void *u) {
 
 /* Performs the request prepared on c; returns the HTTP status (0 when the
  * request failed) and the body as JSON (NULL when not JSON). */
+/* Why the last perform() of this thread got no answer (curl's words). */
+static _Thread_local char perform_err[CURL_ERROR_SIZE];
+
 static long perform(CURL *c, const char *url, json_t **json) {
   buf b = {0};
+  perform_err[0] = '\0';
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, perform_err);
   curl_easy_setopt(c, CURLOPT_URL, url);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
   curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   long status = 0;
-  if (curl_easy_perform(c) == CURLE_OK)
+  CURLcode rc = curl_easy_perform(c);
+  if (rc == CURLE_OK)
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+  else if (perform_err[0] == '\0')
+    snprintf(perform_err, sizeof perform_err, "%s", curl_easy_strerror(rc));
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
   *json = b.data ? json_loads(b.data, 0, NULL) : NULL;
   free(b.data);
   return status;
@@ -265,7 +282,7 @@ static void run_job(CURL *c, int i) {
    * the loop. */
   double deadline = t_start + O.duration + GRACE_S, wait = 0.005;
   snprintf(url, sizeof url, "%s/api/job-status/%s", O.target, j->id);
-  while (now_s() < deadline) {
+  while (now_s() < deadline && !interrupted) {
     curl_easy_reset(c);
     st = perform(c, url, &r);
     double t = now_s();
@@ -287,7 +304,8 @@ static void run_job(CURL *c, int i) {
     sleep_s(wait);
     wait = fmin(wait * 2, 0.1);
   }
-  finish(j, J_LOST);
+  if (!interrupted) /* interrupted, it stays accepted: in flight */
+    finish(j, J_LOST);
 }
 
 static void *worker(void *arg) {
@@ -297,9 +315,12 @@ static void *worker(void *arg) {
     int i = atomic_fetch_add(&next_job, 1);
     if (i >= O.jobs)
       break;
-    if (O.rate > 0) /* the schedule: job i starts at t_start + i / rate */
-      sleep_s(t_start + i / O.rate - now_s());
-    if (now_s() > t_start + O.duration)
+    /* The schedule: job i starts at t_start + i / rate (in steps of at
+     * most 0.1 s, so a signal is seen soon). */
+    for (double at = t_start + (O.rate > 0 ? i / O.rate : 0);
+         !interrupted && now_s() < at;)
+      sleep_s(fmin(at - now_s(), 0.1));
+    if (interrupted || now_s() > t_start + O.duration)
       break; /* out of time: the job is not started at all */
     run_job(c, i);
   }
@@ -656,7 +677,10 @@ static void print_text(const results *r) {
   const counts *c = &r->c;
   printf("orfeas-load: %d of %d planned jobs ran against %s in %.1f s%s\n",
          c->started, O.jobs, O.target, r->elapsed,
-         c->started < O.jobs ? " (--duration stopped the rest)" : "");
+         interrupted ? " (interrupted by a signal: the jobs still in flight "
+                       "are counted as lost)"
+         : c->started < O.jobs ? " (--duration stopped the rest)"
+                               : "");
   printf("  started %d, accepted %d, completed %d, failed %d, rejected (429) "
          "%d, upload errors %d, submit errors %d, lost %d\n",
          c->started, c->accepted, c->completed, c->failed, c->rejected,
@@ -733,6 +757,8 @@ static int summary(double elapsed) {
     print_json(&r);
   else
     print_text(&r);
+  if (interrupted)
+    return 128 + interrupted;
   return r.c.lost + r.c.in_flight > 0 ? 1 : 0;
 }
 
@@ -764,7 +790,8 @@ static void usage(FILE *f) {
       "  --json            the summary as JSON on stdout (docs/load.md)\n"
       "  --version         print the version, git revision and build type\n\n"
       "Exit: 0 no job lost, 1 an accepted job never ended, 2 usage or "
-      "target unreachable.\n",
+      "target unreachable,\n130 interrupted (Ctrl-C: the summary of what "
+      "ran).\n",
       MAX_JOBS, GRACE_S);
 }
 
@@ -826,6 +853,22 @@ static int load_images(void) {
   return nimages > 0 ? 0 : -1;
 }
 
+/* A number for FLAG from LO to HI (a whole one when INTEGER), or false
+ * after saying so. */
+static bool num_arg(const char *flag, const char *v, double lo, double hi,
+                    bool integer, double *out) {
+  char *e;
+  double x = strtod(v, &e);
+  if (e == v || *e != '\0' || !isfinite(x) || x < lo || x > hi ||
+      (integer && x != floor(x))) {
+    fprintf(stderr, "orfeas-load: %s %s: give a %s from %g to %g (--help)\n",
+            flag, v, integer ? "whole number" : "number", lo, hi);
+    return false;
+  }
+  *out = x;
+  return true;
+}
+
 /* Reads argv into O and checks it. Returns -1 to go on, or the exit status
  * (--help, --version: 0; bad usage: 2). */
 static int parse_args(int argc, char **argv) {
@@ -854,31 +897,55 @@ static int parse_args(int argc, char **argv) {
       return 2;
     }
     i++;
+    double x = 0;
+    bool ok = true;
     if (!strcmp(a, "--target"))
       O.target = v;
     else if (!strcmp(a, "--images"))
       O.images_dir = v;
-    else if (!strcmp(a, "--jobs"))
-      O.jobs = (int)strtol(v, NULL, 10);
-    else if (!strcmp(a, "--rate"))
-      O.rate = strtod(v, NULL);
-    else if (!strcmp(a, "--concurrency"))
-      O.concurrency = (int)strtol(v, NULL, 10);
-    else if (!strcmp(a, "--ws-clients"))
-      O.ws_clients = (int)strtol(v, NULL, 10);
-    else if (!strcmp(a, "--duration"))
-      O.duration = strtod(v, NULL);
-    else if (!strcmp(a, "--quality"))
-      O.quality = (int)strtol(v, NULL, 10);
-    else if (!strcmp(a, "--distinct"))
-      O.distinct = (int)strtol(v, NULL, 10);
+    else if (!strcmp(a, "--jobs") &&
+             (ok = num_arg(a, v, 1, MAX_JOBS, true, &x)))
+      O.jobs = (int)x;
+    else if (!strcmp(a, "--rate") && (ok = num_arg(a, v, 0, 1e4, false, &x)))
+      O.rate = x;
+    else if (!strcmp(a, "--concurrency") &&
+             (ok = num_arg(a, v, 1, 256, true, &x)))
+      O.concurrency = (int)x;
+    else if (!strcmp(a, "--ws-clients") &&
+             (ok = num_arg(a, v, 0, 64, true, &x)))
+      O.ws_clients = (int)x;
+    else if (!strcmp(a, "--duration") &&
+             (ok = num_arg(a, v, 0.001, MAX_DURATION_S, false, &x)))
+      O.duration = x;
+    else if (!strcmp(a, "--quality") && (ok = num_arg(a, v, 1, 10, true, &x)))
+      O.quality = (int)x;
+    else if (!strcmp(a, "--distinct") &&
+             (ok = num_arg(a, v, 1, MAX_JOBS, true, &x)))
+      O.distinct = (int)x;
+    else if (!ok)
+      return 2;
     else if (!strcmp(a, "--formats")) {
+      /* Checked here: orfeasd would refuse each job with a 400. */
       O.nformats = 0;
-      char tmp[64];
-      snprintf(tmp, sizeof tmp, "%s", v);
-      for (char *save, *t = strtok_r(tmp, ",", &save); t && O.nformats < 4;
-           t = strtok_r(NULL, ",", &save))
-        snprintf(O.formats[O.nformats++], sizeof O.formats[0], "%s", t);
+      const char *p = v;
+      for (;;) {
+        size_t n = strcspn(p, ",");
+        if (O.nformats == 4 || n == 0 || n >= sizeof O.formats[0] ||
+            !(!strncmp(p, "stl", n) || !strncmp(p, "obj", n) ||
+              !strncmp(p, "ply", n) || !strncmp(p, "glb", n)) ||
+            n != 3) {
+          fprintf(stderr,
+                  "orfeas-load: --formats %s: give up to 4 of stl, obj, "
+                  "ply, glb, comma-separated\n",
+                  v);
+          return 2;
+        }
+        snprintf(O.formats[O.nformats++], sizeof O.formats[0], "%.*s", (int)n,
+                 p);
+        if (p[n] == '\0')
+          break;
+        p += n + 1;
+      }
     } else {
       fprintf(stderr, "orfeas-load: unknown option %s\n", a);
       usage(stderr);
@@ -917,10 +984,21 @@ int main(int argc, char **argv) {
   json_decref(r);
   curl_easy_cleanup(c);
   if (st != 200) {
-    fprintf(stderr, "orfeas-load: %s does not answer /health (HTTP %ld)\n",
-            O.target, st);
+    if (st == 0)
+      fprintf(stderr,
+              "orfeas-load: %s/health: no answer (%s): is orfeasd running "
+              "there? give its address with --target\n",
+              O.target, perform_err);
+    else
+      fprintf(stderr, "orfeas-load: %s/health answered HTTP %ld, not 200\n",
+              O.target, st);
     return 2;
   }
+  /* Ctrl-C: stop and print what happened so far (a second one kills). */
+  struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESETHAND};
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
   t_start = now_s();
   pthread_t ws[64], w[256];
   for (int i = 0; i < O.ws_clients; i++)

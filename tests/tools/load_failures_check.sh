@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# orfeas-load when things go wrong, as an operator meets them: bad or absurd
+# flag values, no orfeasd at the target, a run stopped with Ctrl-C (SIGINT)
+# while jobs are in flight (against tests/tools/fake_http.py, whose jobs
+# never end). Each case checks the exit status and that the message names
+# the flag or the URL; the interrupted run must still print its summary.
+# usage: load_failures_check.sh ORFEAS_LOAD
+set -euo pipefail
+load=$1
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/testlib.sh"
+py=/usr/bin/python3
+
+run() { # EXPECTED_RC NAME ARGS...: output in $work/NAME.out and .err
+  local want=$1 name=$2 rc=0
+  shift 2
+  timeout 20 "$load" "$@" >"$work/$name.out" 2>"$work/$name.err" || rc=$?
+  if [[ $rc != "$want" ]]; then
+    echo "  exit $rc, stderr:"; sed 's/^/    /' "$work/$name.err" | head -5
+    return 1
+  fi
+}
+says() { grep -q -- "$2" "$work/$1.err" || { echo "  stderr of $1:"; head -3 "$work/$1.err"; return 1; }; }
+
+# Every bad value is usage (2) before any request, and the message names the
+# flag: these were accepted (--quality 11, --formats xyz: every job a submit
+# error and exit 0; --duration inf: no deadline), or refused as "a value is
+# out of range" without saying which.
+while read -r flag value; do
+  n=bad_${flag#--}_$value
+  check "$flag $value: exit 2" run 2 "$n" --target http://127.0.0.1:1 "$flag" "$value"
+  check "$flag $value: the message names $flag" says "$n" "orfeas-load: $flag"
+done <<'EOF2'
+--concurrency 100000
+--concurrency 4x
+--jobs abc
+--jobs 20000
+--quality 11
+--formats xyz
+--formats stl,,obj,ply,glb,stl
+--duration inf
+--duration 0
+--rate nan
+--ws-clients 65
+--distinct -1
+EOF2
+
+# No orfeasd: exit 2, the URL and why, not "HTTP 0".
+check "no orfeasd: exit 2" run 2 down --target http://127.0.0.1:1 --jobs 1
+check "no orfeasd: names the URL and the connection error" says down "http://127.0.0.1:1.*[Cc]onnect"
+
+# Ctrl-C in the middle of a run: jobs in flight (the fake never ends them),
+# SIGINT: the run stops within seconds, prints its summary saying it was
+# interrupted, exit 130.
+$py "$here/fake_http.py" "$work/run" orfeasrun &
+pids+=($!)
+wait_for "fake orfeasd" "test -s $work/run" 10
+"$load" --target "http://127.0.0.1:$(cat "$work/run")" --jobs 50 --concurrency 2 --ws-clients 0 \
+  --duration 60 >"$work/int.out" 2>"$work/int.err" &
+lp=$!
+pids+=($lp)
+two_generates() { [[ $(grep -c 'POST /api/generate-3d' "$work/run.log" 2>/dev/null) -ge 2 ]]; }
+wait_for "two jobs submitted" two_generates 10
+kill -INT "$lp"
+t=$SECONDS
+stopped() { ! running "$lp"; }
+wait_for "orfeas-load to stop after SIGINT" stopped 10
+rc=0
+wait "$lp" || rc=$?
+check "SIGINT: exit 130 (got $rc)" test "$rc" = 130
+check "SIGINT: stopped within 5 s ($((SECONDS - t)) s)" num_cmp "$((SECONDS - t))" '<=' 5
+check "SIGINT: the summary is printed" grep -q "planned jobs ran against" "$work/int.out"
+check "SIGINT: the summary says it was interrupted" grep -q "interrupted" "$work/int.out"
+check "SIGINT: the jobs in flight are counted" grep -q "accepted 2," "$work/int.out"
+finish
