@@ -72,4 +72,24 @@ check "SIGINT: stopped within 5 s ($((SECONDS - t)) s)" num_cmp "$((SECONDS - t)
 check "SIGINT: the summary is printed" grep -q "planned jobs ran against" "$work/int.out"
 check "SIGINT: the summary says it was interrupted" grep -q "interrupted" "$work/int.out"
 check "SIGINT: the jobs in flight are counted" grep -q "accepted 2," "$work/int.out"
+
+# A refusal with Retry-After (the fake answers every generate-3d 429 with
+# Retry-After: 1): the worker waits that long before its next job instead
+# of hammering a full queue, and the summary says how often and how long.
+$py "$here/fake_http.py" "$work/full" orfeas429 1 &
+pids+=($!)
+wait_for "fake full orfeasd" "test -s $work/full" 10
+check "429: exit 0 (no job was accepted, none lost)" run 0 r429 \
+  --target "http://127.0.0.1:$(cat "$work/full")" --jobs 3 --concurrency 1 --ws-clients 0 --duration 10
+check "429: all 3 counted rejected" grep -q "rejected (429) 3," "$work/r429.out"
+spaced() { # the generate-3d requests at least 0.9 s apart
+  grep 'POST /api/generate-3d' "$work/full.log" | $py -c '
+import sys
+t = [float(l.split()[0]) for l in sys.stdin]
+gaps = [b - a for a, b in zip(t, t[1:])]
+print("  generate-3d gaps:", " ".join("%.2f" % g for g in gaps))
+sys.exit(0 if len(t) == 3 and min(gaps) >= 0.9 else 1)'
+}
+check "429: Retry-After obeyed between jobs" spaced
+check "429: the summary reports the waits" grep -q "Retry-After: 3 refusals, waited 2" "$work/r429.out"
 finish

@@ -69,6 +69,7 @@ typedef struct {
   double t_end;    /* job-status (or the 202 of a cache hit) said it ended */
   bool cached;
   long http;           /* the failing request's HTTP status (0: no answer) */
+  double retry_after;  /* the refusal's Retry-After, seconds (0: none) */
   char error[96];      /* a failed job's error, as job-status gives it */
   _Atomic int sub_ack; /* WebSocket client 0 confirmed the subscription */
   bool sub_late;       /* ... not within 1 s (counted as an error) */
@@ -147,6 +148,11 @@ static size_t on_body(char *p, size_t sz, size_t n, void *u) {
  * request failed) and the body as JSON (NULL when not JSON). */
 /* Why the last perform() of this thread got no answer (curl's words). */
 static _Thread_local char perform_err[CURL_ERROR_SIZE];
+/* The last perform()'s Retry-After in seconds (0: none). */
+static _Thread_local double perform_retry_after;
+/* Refusals that carried a Retry-After, and the seconds workers waited. */
+static _Atomic long retry_after_n;
+static _Atomic long retry_after_waited_ms;
 
 static long perform(CURL *c, const char *url, json_t **json) {
   buf b = {0};
@@ -159,9 +165,13 @@ static long perform(CURL *c, const char *url, json_t **json) {
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   long status = 0;
   CURLcode rc = curl_easy_perform(c);
-  if (rc == CURLE_OK)
+  curl_off_t ra = 0;
+  perform_retry_after = 0;
+  if (rc == CURLE_OK) {
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-  else if (perform_err[0] == '\0')
+    if (curl_easy_getinfo(c, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK && ra > 0)
+      perform_retry_after = (double)ra;
+  } else if (perform_err[0] == '\0')
     snprintf(perform_err, sizeof perform_err, "%s", curl_easy_strerror(rc));
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
   *json = b.data ? json_loads(b.data, 0, NULL) : NULL;
@@ -228,6 +238,7 @@ static bool upload(CURL *c, job *j, int i) {
   if (st != 200 || id == NULL) {
     json_decref(r);
     j->http = st;
+    j->retry_after = perform_retry_after;
     return false;
   }
   pthread_mutex_lock(&stage_mu); /* the WebSocket reader compares ids */
@@ -267,6 +278,7 @@ static void run_job(CURL *c, int i) {
   json_decref(r);
   if (st != 202) {
     j->http = st;
+    j->retry_after = perform_retry_after;
     finish(j, st == 429 ? J_REJECTED : J_SUBMIT_ERR);
     return;
   }
@@ -323,6 +335,20 @@ static void *worker(void *arg) {
     if (interrupted || now_s() > t_start + O.duration)
       break; /* out of time: the job is not started at all */
     run_job(c, i);
+    /* A refusal with Retry-After (429 queue full, 503 shutting down or no
+     * room): this worker waits that long before its next job, as a client
+     * should, instead of hammering a full queue. The wait ends with
+     * --duration or a signal; it is counted for the summary. */
+    double ra = jobs[i].retry_after;
+    if (ra > 0) {
+      atomic_fetch_add(&retry_after_n, 1);
+      double t0 = now_s();
+      double until = fmin(t0 + ra, t_start + O.duration);
+      if (i + 1 < O.jobs)
+        while (!interrupted && now_s() < until)
+          sleep_s(fmin(until - now_s(), 0.1));
+      atomic_fetch_add(&retry_after_waited_ms, (long)((now_s() - t0) * 1000));
+    }
   }
   curl_easy_cleanup(c);
   atomic_fetch_sub(&workers_running, 1);
@@ -702,6 +728,11 @@ static void print_text(const results *r) {
   printf("\n  errors:%s\n", r->nerrors ? "" : " none");
   for (int i = 0; i < r->nerrors; i++)
     printf("    %d %s\n", r->errors[i].n, r->errors[i].kind);
+  if (atomic_load(&retry_after_n) > 0)
+    printf("  Retry-After: %ld refusals, waited %.1f s before the next job "
+           "(summed over the workers)\n",
+           atomic_load(&retry_after_n),
+           atomic_load(&retry_after_waited_ms) / 1000.0);
   printf("  websocket: %d clients, %ld messages, %ld error events, %ld "
          "reconnects\n",
          O.ws_clients, r->ws_messages, r->ws_errors, r->ws_reconnects);
@@ -740,6 +771,12 @@ static void print_json(const results *r) {
       (json_int_t)r->ws_messages, "error_events", (json_int_t)r->ws_errors,
       "unconfirmed_subscriptions", c->sub_late, "reconnects",
       (json_int_t)r->ws_reconnects);
+  if (o != NULL)
+    json_object_set_new(
+        o, "retry_after",
+        json_pack("{s:I, s:f}", "refusals",
+                  (json_int_t)atomic_load(&retry_after_n), "waited_s",
+                  atomic_load(&retry_after_waited_ms) / 1000.0));
   char *text =
       o ? json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(6)) : NULL;
   if (text)
