@@ -61,9 +61,10 @@ check "HTTP 500: the report is written" test -s "$work/e500r/report.json"
 
 # A slow Prometheus (0.4 s a query, some 50 queries): --timeout bounds the
 # whole run; the queries not asked in time are missing, exit 3.
-t=$(date +%s)
+# (Not timed here: no timing is asserted on a client's clock. The exit 3
+# and the message say the deadline cut the run: at 0.4 s a query the ~50
+# queries take 20 s, and only --timeout ends them sooner.)
 check "slow Prometheus, --timeout 2: exit 3" run 3 slow --prometheus "$slow" --range 1h --timeout 2 --out "$work/slowr"
-check "slow Prometheus: done within 8 s ($(($(date +%s) - t)) s)" num_cmp "$(($(date +%s) - t))" '<=' 8
 check "slow Prometheus: the message names --timeout" says slow "timeout"
 check "--timeout 0: exit 1" run 1 timeout0 --timeout 0
 
