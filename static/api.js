@@ -17,12 +17,22 @@ function retryAfterOf(res, body) {
   return Number.isFinite(b) && b > 0 ? b : 0;
 }
 
+// The upload check's messages start as the original API's did ("Security
+// validation failed: image is 16x16 px; ..."): to a person whose picture is
+// too small that reads as an alarm, so the page says what it is.
+function plain(s) {
+  const m = /^Security validation failed:\s*(.+)$/s.exec(s);
+  return m ? `The image cannot be used: ${m[1]}` : s;
+}
+
 // The server's own words first; then what the status means for the user.
+// A detail that only repeats the error (a 400 names its one field's
+// message twice) is said once.
 export function describe(status, body, retryAfter) {
-  const said = body && typeof body.error === 'string' ? body.error : '';
+  const said = body && typeof body.error === 'string' ? plain(body.error) : '';
   const details = body && Array.isArray(body.details)
-    ? body.details.map((d) => d && typeof d.message === 'string' ? d.message : '')
-        .filter(Boolean).join('; ')
+    ? body.details.map((d) => d && typeof d.message === 'string' ? plain(d.message) : '')
+        .filter((m) => m && m !== said).join('; ')
     : '';
   const wait = retryAfter ? ` Try again in ${retryAfter} s.` : ' Try again later.';
   switch (status) {
@@ -38,7 +48,8 @@ export function describe(status, body, retryAfter) {
       return said || 'Not found.';
     default:
       if (details) return `${said || 'The request was refused'}: ${details}.`;
-      return said || `The server answered HTTP ${status}.`;
+      if (said) return /[.!?]$/.test(said) ? said : `${said}.`;
+      return `The server answered HTTP ${status}.`;
   }
 }
 

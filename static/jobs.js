@@ -4,7 +4,7 @@
 
 import { isJobId, safeDownloadUrl } from './api.js';
 
-const KEY = 'orfeas.studio.jobs';
+export const KEY = 'orfeas.studio.jobs';
 const MAX = 30;
 const FORMATS = new Set(['stl', 'obj', 'ply', 'glb']);
 const STATES = new Set(['uploaded', 'queued', 'processing', 'completed', 'failed']);

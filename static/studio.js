@@ -14,6 +14,7 @@ const $ = (id) => document.getElementById(id);
 
 const STAGES = {
   queued: 'Waiting for a worker',
+  starting: 'Starting',
   image_loading: 'Loading the image',
   image_preprocessing: 'Finding the shape',
   shape_generation: 'Building the mesh',
@@ -46,6 +47,8 @@ const state = {
   heard: false,     // an event of the current job has arrived
   viewer: null,     // a Promise of the Viewer (three.js loads on first use)
   maxUploadMb: 0,   // from /api/models-info when the server says
+  upload: null,     // {file, job_id}: an upload whose generate-3d was refused
+  unreachable: false, // the "cannot reach" message is showing for the job
 };
 
 const live = new Live('/ws');
@@ -59,7 +62,9 @@ function showError(text) {
 
 function setStage(stage, pct, eta) {
   ui.progress.hidden = false;
-  ui.stage.textContent = STAGES[stage] || String(stage || '');
+  // A stage this page does not know yet (a newer server) in words, not as
+  // an identifier.
+  ui.stage.textContent = STAGES[stage] || String(stage || '').replace(/_/g, ' ');
   const p = Math.max(0, Math.min(100, Number(pct) || 0));
   ui.percent.textContent = `${Math.round(p)}%`;
   ui.bar.value = p;
@@ -72,13 +77,15 @@ function choose(file) {
   if (!file) return;
   showError('');
   state.file = file;
+  state.upload = null;
   if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
   state.previewUrl = URL.createObjectURL(file);
   ui.preview.src = state.previewUrl;
   ui.preview.hidden = false;
   ui.dropText.hidden = true;
   const kb = file.size / 1024;
-  ui.fileInfo.textContent = `${file.name} · ${kb < 1024 ? `${kb.toFixed(0)} KB` : `${(kb / 1024).toFixed(1)} MB`}`;
+  const size = file.size < 1024 ? `${file.size} bytes` : kb < 1024 ? `${kb.toFixed(0)} KB` : `${(kb / 1024).toFixed(1)} MB`;
+  ui.fileInfo.textContent = `${file.name} · ${size}`;
   ui.generate.disabled = state.busy;
 }
 
@@ -166,16 +173,41 @@ async function run() {
     if (window.matchMedia('(max-width: 720px)').matches) {
       ui.progress.scrollIntoView({ behavior: 'smooth', block: 'start' });
     }
-    const up = await api.upload(state.file);
-    if (!up || !api.isJobId(up.job_id)) throw new Error('The server did not return a job id.');
-    const id = up.job_id;
-    renderJobs(jobs.put({ job_id: id, name: state.file.name, format: settings.format, status: 'uploaded', created: Date.now() }));
-    state.job = { job_id: id, format: settings.format };
-    state.heard = false;
-    // Subscribed (the server's answer awaited) before generate-3d, so no
-    // event of even a job of a few milliseconds is missed.
-    await live.follow(id);
-    const g = await api.generate({ job_id: id, ...settings });
+    // A generate refused (429, 503) left its upload on the server, which
+    // keeps it a while (docs/api.md): Generate again asks for that job, not
+    // for a second upload (one more request against a rate limit, and an
+    // orphan in the list). If the server has let it go, upload again.
+    let id = state.upload && state.upload.file === state.file ? state.upload.job_id : '';
+    let g = null;
+    for (let tries = 0; !g; tries++) {
+      if (!id) {
+        const up = await api.upload(state.file);
+        if (!up || !api.isJobId(up.job_id)) throw new Error('The server did not return a job id.');
+        id = up.job_id;
+        state.upload = { file: state.file, job_id: id };
+        renderJobs(jobs.put({ job_id: id, name: state.file.name, format: settings.format, status: 'uploaded', created: Date.now() }));
+      } else {
+        renderJobs(jobs.put({ job_id: id, format: settings.format }));
+      }
+      state.job = { job_id: id, format: settings.format };
+      state.heard = false;
+      // Subscribed (the server's answer awaited) before generate-3d, so no
+      // event of even a job of a few milliseconds is missed.
+      await live.follow(id);
+      try {
+        g = await api.generate({ job_id: id, ...settings });
+      } catch (err) {
+        live.unfollow(id);
+        state.job = null;
+        if ((err.status === 404 || err.status === 410) && tries === 0 && state.upload) {
+          state.upload = null;
+          id = '';
+          continue;
+        }
+        throw err;
+      }
+    }
+    state.upload = null;
     renderJobs(jobs.put({ job_id: id, status: g && g.status === 'completed' ? 'completed' : 'queued' }));
     if (g && g.status === 'completed') {
       // A cache hit: the model already exists.
@@ -208,11 +240,18 @@ function watch(id) {
     if (!live.open || Date.now() - state.lastEvent > 8000) {
       try {
         const s = await api.jobStatus(id);
+        reachable();
         if (state.job && state.job.job_id === id) onStatus(id, s);
       } catch (err) {
         if (err.status === 404) {
           fail(id, 'The server no longer knows this job.');
           return;
+        }
+        if (err.status === 0 && state.job && state.job.job_id === id) {
+          // Stopped, restarted, or gone: the job is kept and followed again
+          // once the server answers; meanwhile the page says so.
+          state.unreachable = true;
+          showError('Cannot reach the ORFEAS server; still trying. The job is followed again once it answers (a restarted server runs it again).');
         }
       }
     }
@@ -220,6 +259,13 @@ function watch(id) {
   };
   clearTimeout(state.pollTimer);
   state.pollTimer = setTimeout(tick, 1500);
+}
+
+// The server answers again: the "cannot reach" message goes.
+function reachable() {
+  if (!state.unreachable) return;
+  state.unreachable = false;
+  showError('');
 }
 
 function onStatus(id, s) {
@@ -325,6 +371,8 @@ function renderJobs(list) {
       show.type = 'button';
       show.className = 'link';
       show.textContent = 'View';
+      // Each list line has its View: a screen reader names which one.
+      show.setAttribute('aria-label', `View ${j.name} (${j.format.toUpperCase()})`);
       show.addEventListener('click', () => {
         showResult({ grade: j.grade }, j.download_url);
         preview(j.download_url, j.format);
@@ -344,20 +392,43 @@ function renderJobs(list) {
 
 ui.clearJobs.addEventListener('click', () => renderJobs(jobs.clear()));
 
-// Jobs left unfinished by an earlier visit: ask where they stand.
+// Jobs left unfinished by an earlier visit (a reload, another tab): ask
+// where they stand, and follow the newest one still queued or running as
+// this page's job (its progress, its end, its model), as if it had been
+// started here.
 async function refreshJobs() {
+  let resume = null;
   for (const j of jobs.load()) {
     if (j.status === 'completed' || j.status === 'failed') continue;
     try {
       const s = await api.jobStatus(j.job_id);
       const q = s.quality_metrics || {};
       jobs.put({ job_id: j.job_id, status: s.status, download_url: s.download_url, grade: q.grade, error: s.error });
+      if (!resume && (s.status === 'queued' || s.status === 'processing')) resume = { j, s };
     } catch (err) {
-      if (err.status === 404) jobs.put({ job_id: j.job_id, status: 'failed', error: 'forgotten by the server' });
+      if (err.status === 404 || err.status === 410) {
+        jobs.put({ job_id: j.job_id, status: 'failed', error: 'forgotten by the server' });
+      }
     }
   }
   renderJobs(jobs.load());
+  if (resume && !state.busy && !state.job) {
+    const { j, s } = resume;
+    state.job = { job_id: j.job_id, format: j.format };
+    state.heard = false;
+    state.busy = true;
+    ui.generate.disabled = true;
+    ui.result.hidden = true;
+    onStatus(j.job_id, s);
+    await live.follow(j.job_id);
+    if (state.job && state.job.job_id === j.job_id) watch(j.job_id);
+  }
 }
+
+// Another tab of this page changed the list: show it here too.
+window.addEventListener('storage', (e) => {
+  if (e.key === jobs.KEY || e.key === null) renderJobs(jobs.load());
+});
 
 // ---- start --------------------------------------------------------------------------
 
@@ -376,6 +447,7 @@ live.addEventListener('state', (e) => {
   const s = e.detail;
   ui.live.textContent = s === 'open' ? 'live' : s === 'connecting' ? 'connecting…' : 'offline: retrying';
   ui.live.className = `pill ${s === 'open' ? 'ok' : s === 'closed' ? 'bad' : ''}`;
+  if (s === 'open') reachable();
 });
 live.start();
 renderJobs(jobs.load());

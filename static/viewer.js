@@ -30,6 +30,9 @@ export class Viewer {
     this.scene.add(this.camera);
     this.controls = new OrbitControls(this.camera, canvas);
     this.controls.enableDamping = false;
+    // The canvas takes the focus (tabindex in index.html): arrow keys pan,
+    // Shift+arrows turn the model (OrbitControls' keys).
+    this.controls.listenToKeyEvents(canvas);
     this.controls.addEventListener('change', () => this.render());
     this.model = null;
     this.triangles = 0;

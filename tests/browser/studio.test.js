@@ -12,7 +12,11 @@
 //     frames arrive over the WebSocket and the stage label moves; the
 //     canvas shows the model (pixels painted on the transparent canvas);
 //     the a[href*="/api/download/"] link fetches a GLB the Khronos
-//     validator accepts; an oversize file shows the 413's message in words;
+//     validator accepts; an oversize file shows the 413's message in words
+//     (and no longer the last result); a 16 px image says why, once; a
+//     generate-3d answered 429 keeps its upload for Generate again; every
+//     control has an accessible name, the file picker's focus shows, the
+//     canvas takes the focus;
 //     a subscription past --ws-max-subscriptions settles Live.follow at once.
 //   phone 390x844 (touch): nothing overflows sideways; the job list
 //     survived the reload and its "View" shows the model again.
@@ -25,9 +29,10 @@
 //     preview; from an origin not allowed, the browser refuses it the API.
 //   reconnection: orfeasd restarted on the same port and data dir under the
 //     open page, with the page's job running (held past --drain-timeout, so
-//     the drain leaves it in the store): the live channel goes offline and
-//     comes back by itself, and the page shows that job finish after the
-//     restart (its download link, its model).
+//     the drain leaves it in the store): a second tab opened mid-job follows
+//     it; the live channel goes offline (the page says it cannot reach the
+//     server) and comes back by itself, and both tabs show that job finish
+//     after the restart (its download link, its model).
 // Screenshots of both go to OUT_DIR. Every wait has a deadline.
 'use strict';
 const fs = require('fs');
@@ -114,6 +119,27 @@ function paintedShare(page) {
   });
 }
 
+// What a keyboard or screen-reader user gets: every control in the
+// accessibility tree has a name, the file picker (transparent, over the drop
+// zone) shows where the focus is, and the 3D preview can take the focus
+// (its arrow keys pan, Shift+arrows turn the model).
+async function checkKeyboard(page, what) {
+  const unnamed = [];
+  const walk = (n) => {
+    if (/^(button|link|combobox|slider|spinbutton|textbox|progressbar|checkbox)$/.test(n.role) && !n.name) {
+      unnamed.push(n.role);
+    }
+    (n.children || []).forEach(walk);
+  };
+  walk(await page.accessibility.snapshot({ interestingOnly: false }));
+  check(unnamed.length === 0, `${what}: every control has an accessible name (unnamed: ${unnamed.join(', ') || 'none'})`);
+  await page.focus('#file');
+  const ring = await page.$eval('#drop', (e) => getComputedStyle(e).outlineStyle);
+  check(ring !== 'none', `${what}: the drop zone shows the focus of its file picker (outline ${ring})`);
+  check(await page.$eval('#canvas', (e) => e.tabIndex === 0 && e.getAttribute('tabindex') === '0'),
+    `${what}: the 3D preview takes the keyboard focus (tabindex 0)`);
+}
+
 async function generateOnce(page, port, image, format, frames, what) {
   const input = await page.$('input[type=file]');
   await input.uploadFile(image);
@@ -167,6 +193,8 @@ async function main() {
   fs.mkdirSync(OUT, { recursive: true });
   const star = path.join(OUT, 'star.png');
   execFileSync(path.join(BUILD, 'tests', 'od-testimg'), ['png', '96', star]);
+  const tiny = path.join(OUT, 'tiny.png');
+  execFileSync(path.join(BUILD, 'tests', 'od-testimg'), ['png', '16', tiny]);
   const big = path.join(OUT, 'big.png');
   fs.writeFileSync(big, Buffer.concat([Buffer.from('\x89PNG\r\n\x1a\n', 'latin1'), Buffer.alloc(1536 * 1024, 7)]));
 
@@ -212,6 +240,11 @@ async function main() {
     'GET /: 200 with a strict Content-Security-Policy');
     await checkWithin(page.waitForFunction(() => document.getElementById('live').textContent === 'live',
       { timeout: 15000 }), 'desktop: the WebSocket is live');
+    // Before any job there is no result: no Download link to click (its
+    // href is "#" then), whatever the panels' CSS says about display.
+    check(await page.$eval('#result', (e) => getComputedStyle(e).display === 'none'),
+      'desktop: no result (and no Download link) is shown before a job');
+    await checkKeyboard(page, 'desktop');
     const glb = await generateOnce(page, port, star, 'glb', frames, 'desktop GLB');
     const v = execFileSync('node', [path.join(ROOT, 'tests', 'pipeline', 'gltf-validate.js'), glb],
       { encoding: 'utf8' });
@@ -228,6 +261,40 @@ async function main() {
     const err = await page.$eval('#error', (e) => e.textContent);
     check(/too large/i.test(err) && /1MB/.test(err), `oversize file: the page says "${err}"`);
     await page.screenshot({ path: path.join(OUT, 'desktop-413.png') });
+    check(await page.$eval('#result', (e) => getComputedStyle(e).display === 'none'),
+      'oversize file: the previous model\'s result and Download link are no longer shown');
+    // An image under 32 px: the server's reason, once, in plain words.
+    await input.uploadFile(tiny);
+    await button.click();
+    await page.waitForFunction(() => /16x16/.test(document.getElementById('error').textContent), { timeout: 15000 });
+    const small = await page.$eval('#error', (e) => e.textContent);
+    check(small.split('16x16').length === 2 && !/Security validation/.test(small) && /32-4096 px/.test(small),
+      `16 px image: the page says why, once, in plain words ("${small}")`);
+    // A generate refused with 429 (queue full): its upload is kept, so
+    // pressing Generate again sends generate-3d for the same job, with no
+    // second upload and no orphaned "uploaded" line in the list. The 429 is
+    // made in the page (its fetch wrapped once), not by filling a queue.
+    await input.uploadFile(star);
+    await page.evaluate(() => {
+      const real = window.fetch;
+      window.fetch = (u, init) => {
+        if (!String(u).endsWith('/api/generate-3d')) return real(u, init);
+        window.fetch = real;
+        return Promise.resolve(new Response(JSON.stringify({ error: 'Queue full; retry later', status: 429 }),
+          { status: 429, headers: { 'Content-Type': 'application/json', 'Retry-After': '3' } }));
+      };
+    });
+    const uploads = () => frames.posts.filter((x) => x.url.endsWith('/api/upload-image')).length;
+    const upBefore = uploads();
+    await button.click();
+    await page.waitForFunction(() => /Queue full/.test(document.getElementById('error').textContent), { timeout: 15000 });
+    const full = await page.$eval('#error', (e) => e.textContent);
+    check(full === 'Queue full; retry later. Try again in 3 s.', `429: the page says "${full}"`);
+    await button.click();
+    await page.waitForSelector('a[href*="/api/download/"]', { visible: true, timeout: 30000 });
+    const listed = await page.$$eval('#jobs li .meta', (l) => l.map((e) => e.textContent));
+    check(uploads() - upBefore === 1 && listed.length === 2 && !listed.some((m) => /uploaded/.test(m)),
+      `429 then Generate again: one upload (${uploads() - upBefore}), the job ran, the list has no orphan (${listed.length} jobs)`);
 
     // A subscription the server refuses (one past --ws-max-subscriptions,
     // 32): the refusal names the job, so Live.follow settles false at once
@@ -254,7 +321,7 @@ async function main() {
     await page.waitForFunction(() => document.getElementById('live').textContent === 'live', { timeout: 15000 });
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     check(overflow <= 0, `phone 390x844: nothing overflows sideways (${overflow} px)`);
-    check((await page.$$('#jobs li')).length === 1, 'phone: the job list survived the reload (localStorage)');
+    check((await page.$$('#jobs li')).length === 2, 'phone: the job list survived the reload (localStorage)');
     // The finished job, shown again from the list ("View"): the viewer at
     // phone size, without a second generation.
     const [view] = await page.$$('xpath/.//li//button[normalize-space(text())="View"]');
@@ -285,11 +352,24 @@ async function main() {
     await waitFor(async () => JSON.parse((await get(port, `/api/job-status/${heldId}`)).body).status === 'processing',
       'the page\'s job to be running (held)', 10000);
     const live = () => page.$eval('#live', (e) => e.textContent);
+    // A second tab (or this one reloaded) opened mid-job finds the job in
+    // the list and follows it: its progress, then its end below.
+    const tab2 = await browser.newPage();
+    await tab2.setViewport({ width: 390, height: 844 });
+    await tab2.goto(base + '/', { waitUntil: 'load' });
+    await checkWithin(tab2.waitForFunction(() => !document.getElementById('progress').hidden &&
+      document.getElementById('generate').disabled, { timeout: 10000 }),
+    'a second tab opened mid-job shows the running job\'s progress');
+    await page.bringToFront(); // a tab in the background has its timers slowed
+    await watchStages(page);
     check(await stopServer(srv) === 0, 'orfeasd stopped with the page\'s job running (SIGTERM, exit 0)');
     check(srv.log.some((l) => l.includes(`job ${heldId}: still running at --drain-timeout`) &&
       l.includes('queued again')), 'the drain queued the job again (the log)');
     await page.waitForFunction(() => document.getElementById('live').textContent !== 'live', { timeout: 10000 });
     const down = await live();
+    await checkWithin(page.waitForFunction(() => /Cannot reach the ORFEAS server/.test(document.getElementById('error').textContent) &&
+      !document.getElementById('error').hidden, { timeout: 10000 }),
+    'server stopped mid-job: the page says it cannot reach the server');
     srv = startServer(ORFEASD, path.join(OUT, 'data'), args, port);
     await srv.ready;
     await checkWithin(page.waitForFunction(() => document.getElementById('live').textContent === 'live',
@@ -299,6 +379,12 @@ async function main() {
       'the job running at the restart finished after it, and the page shows its download link');
     await checkWithin(page.waitForFunction(() => Number(document.getElementById('canvas').dataset.triangles) > 0,
       { timeout: 30000 }), 'and its model in the viewer');
+    check(await page.$eval('#error', (e) => e.hidden), 'the "cannot reach" message went once the server answered');
+    const raw = (await page.evaluate(() => window.__stages)).filter((x) => /^[a-z_]+$/.test(x));
+    check(raw.length === 0, `the stage label never showed a raw stage name (${raw.join(', ') || 'none'})`);
+    await checkWithin(tab2.waitForSelector(`a[href*="/api/download/${heldId}/"]`, { visible: true, timeout: 30000 }),
+      'the second tab shows that job finish too (its download link)');
+    await tab2.close();
     // The original-style page below subscribes after its generate-3d, as the
     // original client did, and a small job can end before that: held again.
     fs.writeFileSync(pause, '');
