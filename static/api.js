@@ -97,16 +97,29 @@ export async function modelsInfo() {
   }
 }
 
-// The model's bytes for the viewer.
+// The model's bytes for the viewer. A 429 or 503 (--rate-limit counts the
+// download too: it comes right after the job's own requests) is waited out,
+// its Retry-After up to 10 s, twice at most, rather than left as an error.
 export async function fetchModel(url) {
-  let res;
-  try {
-    res = await fetch(url, { cache: 'no-store' });
-  } catch {
-    throw new ApiError('Cannot download the model: the server is unreachable.', 0, 0);
+  for (let tries = 0; ; tries++) {
+    let res;
+    try {
+      res = await fetch(url, { cache: 'no-store' });
+    } catch {
+      throw new ApiError('Cannot download the model: the server is unreachable.', 0, 0);
+    }
+    if (res.ok) return res.arrayBuffer();
+    let body = null;
+    if ((res.headers.get('Content-Type') || '').includes('application/json')) {
+      try { body = await res.json(); } catch { body = null; }
+    }
+    const ra = retryAfterOf(res, body);
+    if ((res.status === 429 || res.status === 503) && tries < 2) {
+      await new Promise((r) => setTimeout(r, Math.min(ra || 1, 10) * 1000));
+      continue;
+    }
+    throw new ApiError(`The preview cannot load the model: ${describe(res.status, body, ra)}`, res.status, ra, body);
   }
-  if (!res.ok) throw new ApiError(`Cannot download the model (HTTP ${res.status}).`, res.status, 0);
-  return res.arrayBuffer();
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

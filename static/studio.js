@@ -179,7 +179,8 @@ async function run() {
     // orphan in the list). If the server has let it go, upload again.
     let id = state.upload && state.upload.file === state.file ? state.upload.job_id : '';
     let g = null;
-    for (let tries = 0; !g; tries++) {
+    for (;;) {
+      const reused = !!id;
       if (!id) {
         const up = await api.upload(state.file);
         if (!up || !api.isJobId(up.job_id)) throw new Error('The server did not return a job id.');
@@ -196,10 +197,11 @@ async function run() {
       await live.follow(id);
       try {
         g = await api.generate({ job_id: id, ...settings });
+        break;
       } catch (err) {
         live.unfollow(id);
         state.job = null;
-        if ((err.status === 404 || err.status === 410) && tries === 0 && state.upload) {
+        if ((err.status === 404 || err.status === 410) && reused) {
           state.upload = null;
           id = '';
           continue;

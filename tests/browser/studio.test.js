@@ -290,8 +290,22 @@ async function main() {
     await page.waitForFunction(() => /Queue full/.test(document.getElementById('error').textContent), { timeout: 15000 });
     const full = await page.$eval('#error', (e) => e.textContent);
     check(full === 'Queue full; retry later. Try again in 3 s.', `429: the page says "${full}"`);
+    // The model's download for the preview answered 429 once too (made in
+    // the page as above): the preview waits it out and shows the model.
+    await page.evaluate(() => {
+      const real = window.fetch;
+      window.fetch = (u, init) => {
+        if (!String(u).includes('/api/download/')) return real(u, init);
+        window.fetch = real;
+        return Promise.resolve(new Response(JSON.stringify({ error: 'Rate limit exceeded', status: 429 }),
+          { status: 429, headers: { 'Content-Type': 'application/json', 'Retry-After': '1' } }));
+      };
+      document.getElementById('canvas').dataset.triangles = '0';
+    });
     await button.click();
     await page.waitForSelector('a[href*="/api/download/"]', { visible: true, timeout: 30000 });
+    await checkWithin(page.waitForFunction(() => Number(document.getElementById('canvas').dataset.triangles) > 0,
+      { timeout: 15000 }), 'a preview download answered 429: the page waited it out and shows the model');
     const listed = await page.$$eval('#jobs li .meta', (l) => l.map((e) => e.textContent));
     check(uploads() - upBefore === 1 && listed.length === 2 && !listed.some((m) => /uploaded/.test(m)),
       `429 then Generate again: one upload (${uploads() - upBefore}), the job ran, the list has no orphan (${listed.length} jobs)`);
