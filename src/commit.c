@@ -10,7 +10,10 @@
  *
  * For each end, in the order handed over:
  *   completed: room is made for the model in --max-store-mb (finished
- *              jobs changed longest ago are removed), then it is written
+ *              jobs changed longest ago are removed) and held until its
+ *              end is recorded (an upload meanwhile cannot take the same
+ *              room: the store counts the model only then), then it is
+ *              written
  *              as DATA/outputs/<output_name>; on failure (a full disk) the
  *              run ends failed with the reason.
  *              Then the result cache takes the model (memory: the bytes,
@@ -81,6 +84,17 @@ static void set_depth(od_committer *c) {
   om_gauge_set(c->j->svc->m.commit_queue, (double)(c->len + c->nbusy));
 }
 
+/* Crash-drill hook: while --pause-file holds the word "commit", a
+ * completed run waits here, room made for its model (and held) but the
+ * model not yet written (durable_test.py's budget case uploads then). */
+static void hold_before_write(od_jobs *j) {
+  while (!j->svc->draining &&
+         od_pause_file_says(j->svc->cfg.pause_file, "commit")) {
+    struct timespec ts = {0, 20 * 1000000};
+    nanosleep(&ts, NULL);
+  }
+}
+
 /* A completed run: its model made durable, then cached. On failure the
  * run ends failed with the reason. */
 static void store_model(od_committer *c, od_end *e) {
@@ -89,6 +103,7 @@ static void store_model(od_committer *c, od_end *e) {
   od_jobs_output_path(j, e->r.output_name, path, sizeof path);
   /* Room first: the data dir never holds more than --max-store-mb. */
   od_jobs_fit_budget(j, e->model_len);
+  hold_before_write(j);
   if (od_file_write_opt(path, e->model, e->model_len, j->durable) != 0) {
     int err = errno;
     od_jobs_dir_failed(j, err);
@@ -205,9 +220,12 @@ static void *committer_main(void *arg) {
     c->nbusy++;
     pthread_cond_signal(&c->nonfull);
     pthread_mutex_unlock(&c->mu);
-    if (me->cur.r.state == OD_JOB_COMPLETED)
+    /* The room made for the model is held until its record commits. */
+    uint64_t room = me->cur.r.state == OD_JOB_COMPLETED ? me->cur.model_len : 0;
+    if (room > 0)
       store_model(c, &me->cur);
     record(c, &me->cur);
+    od_jobs_budget_release(c->j, room);
     free(me->cur.model);
     pthread_mutex_lock(&c->mu);
     me->busy = 0;

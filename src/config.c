@@ -233,7 +233,9 @@ static const opt_def OPTS[] = {
      "stage (tests and alert drills); if it holds the word \"drain\", through "
      "a drain too, until --drain-timeout cancels the job; if it holds "
      "\"enqueue\", each generate-3d also waits between queuing its job and "
-     "enqueuing it (crash drills)"},
+     "enqueuing it (crash drills); if it holds \"commit\", no worker is "
+     "held but each finished run, between making room for its model and "
+     "writing it"},
     /* The process (issue #13): start-up, shutdown, log, storage, WebSocket
      * liveness. */
     {"reuse-port", "ORFEAS_REUSE_PORT", K_FLAG, OFF(reuse_port), 0, 0, 1,

@@ -183,8 +183,12 @@ void od_jobs_housekeep(od_jobs *j) {
   j->store_up = od_store_ping(j->store) == OD_STORE_OK;
   om_gauge_set(j->svc->m.store_up, j->store_up);
   probe_dir(j);
-  if (j->store_up)
+  if (j->store_up) {
     expire(j);
+    /* Within --max-store-mb again: at start-up after the flag was
+     * lowered, or a crash left more than it (docs/api.md). */
+    od_jobs_fit_budget(j, 0);
+  }
   byte_gauges(j);
   double now = od_now();
   double every = j->svc->cfg.stranded_age_s < STRANDED_PERIOD_S

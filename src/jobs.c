@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -306,7 +307,7 @@ static od_store_rc make_room(od_jobs *j, uint64_t len) {
     od_store_rc rc = od_store_get_stats(j->store, &st);
     if (rc != OD_STORE_OK)
       return rc;
-    if (st.upload_bytes + st.output_bytes + len <= j->store_cap)
+    if (st.upload_bytes + st.output_bytes + j->reserved + len <= j->store_cap)
       return OD_STORE_OK;
     od_evict_sel sel = {0};
     rc = od_jobs_remove(j, &sel, OD_RM_SPACE);
@@ -318,6 +319,13 @@ static od_store_rc make_room(od_jobs *j, uint64_t len) {
 void od_jobs_fit_budget(od_jobs *j, uint64_t extra) {
   pthread_mutex_lock(&j->admit_mu);
   make_room(j, extra);
+  j->reserved += extra;
+  pthread_mutex_unlock(&j->admit_mu);
+}
+
+void od_jobs_budget_release(od_jobs *j, uint64_t extra) {
+  pthread_mutex_lock(&j->admit_mu);
+  j->reserved -= extra < j->reserved ? extra : j->reserved;
   pthread_mutex_unlock(&j->admit_mu);
 }
 
@@ -460,6 +468,29 @@ void od_jobs_update_cache_gauges(od_jobs *j) {
                  (double)od_cache_bytes(j->svc->cache, (od_cache_tier)t));
 }
 
+/* A transition that no longer finds a job read moments before (the
+ * caller holds its gen_mu) lost a race with its removal, by retention or
+ * for --max-store-mb: 410 with the reason, as a generate coming a moment
+ * later would get, never a bare 404 (docs/api.md). Until the removal is
+ * durable the store still reads the record as it was (store_sqlite.c's
+ * shadows), so its tombstone is waited for: the removal's sync, a few ms,
+ * at most a second (then 503, retry). */
+static od_gen_result missing(od_jobs *j, const char *id) {
+  for (int k = 0; k < 1000; k++) {
+    od_job_rec r;
+    od_store_rc rc = od_store_get(j->store, id, &r);
+    if (rc == OD_STORE_GONE)
+      return OD_GEN_GONE;
+    if (rc == OD_STORE_NOT_FOUND)
+      return OD_GEN_NOT_FOUND;
+    if (rc != OD_STORE_OK)
+      return OD_GEN_UNAVAILABLE;
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+  }
+  return OD_GEN_UNAVAILABLE;
+}
+
 /* Completes the job r (idle in the store, r its next record as generate
  * would queue it) from the result cache: its model is made a link to the
  * cached one (no copy, durable: od_file_link), then the completion is
@@ -527,13 +558,14 @@ static od_gen_result complete_from_cache(od_jobs *j, const od_job_rec *cur,
   od_jobs_fit_budget(j, len); /* the linked model counts as the job's */
   od_store_rc rc =
       od_store_transition(j->store, &done, OD_STATES_IDLE, 0, &prev);
+  od_jobs_budget_release(j, len);
   if (rc != OD_STORE_OK) {
     /* Nothing points at the link: the job is gone, or no longer idle
      * (only another process can have moved it: this one holds gen_mu).
      * Over its own model, the record still points at it. */
     if (rc != OD_STORE_CONFLICT && !over_own)
       unlink(out);
-    return rc == OD_STORE_NOT_FOUND  ? OD_GEN_NOT_FOUND
+    return rc == OD_STORE_NOT_FOUND  ? missing(j, cur->id)
            : rc == OD_STORE_GONE     ? OD_GEN_GONE
            : rc == OD_STORE_CONFLICT ? OD_GEN_CONFLICT
                                      : OD_GEN_UNAVAILABLE;
@@ -628,7 +660,7 @@ static od_gen_result generate_locked(od_jobs *j, const od_generate_req *req,
    * shared store) the store's compare-and-set lets one win. */
   rc = od_store_transition(j->store, &r, OD_STATES_IDLE, 0, &prev);
   if (rc == OD_STORE_NOT_FOUND)
-    return OD_GEN_NOT_FOUND;
+    return missing(j, r.id);
   if (rc == OD_STORE_GONE)
     return OD_GEN_GONE;
   if (rc == OD_STORE_CONFLICT)

@@ -182,6 +182,11 @@ struct od_jobs {
    * hit is decided and recorded without a queued commit first). */
   pthread_mutex_t gen_mu[OD_GEN_STRIPES];
   uint64_t store_cap; /* --max-store-mb in bytes */
+  /* Room made for models not yet recorded (od_jobs_fit_budget): a model
+   * counts in the store's bytes only once its record commits, so without
+   * this an upload admitted meanwhile would take the same room. Under
+   * admit_mu. */
+  uint64_t reserved;
   /* Files are synced only for a store that survives the process: with
    * memory: nothing points at them after a restart (recover.c removes
    * them), so their syncs would buy nothing. */
@@ -214,10 +219,14 @@ typedef enum { OD_RM_EXPIRED, OD_RM_SPACE, OD_RM_COUNT } od_rm;
  * then its files; counts it. The store's rc. */
 od_store_rc od_jobs_remove(od_jobs *j, od_evict_sel *sel, od_rm why);
 /* Removes finished jobs (changed longest ago first) until uploads +
- * models + extra bytes fit in --max-store-mb: before a model is stored.
- * When only active or held jobs are left it leaves it at that (a model
- * is never refused for space it already holds in memory). */
+ * models + extra bytes fit in --max-store-mb, and holds the extra bytes
+ * for a model about to be stored until od_jobs_budget_release (after its
+ * record's commit). When only active or held jobs are left it leaves it
+ * at that (a model is never refused for space it already holds in
+ * memory). extra 0: brings the data dir back within the budget (start-up
+ * after a lowered --max-store-mb, the janitor's tick). */
 void od_jobs_fit_budget(od_jobs *j, uint64_t extra);
+void od_jobs_budget_release(od_jobs *j, uint64_t extra);
 /* Notes that a write in the data dir failed with errno e: the data dir is
  * not writable (/ready 503) until the janitor's probe succeeds again. */
 void od_jobs_dir_failed(od_jobs *j, int e);

@@ -81,7 +81,10 @@ static int paused(const od_jobs *j, const od_workers *w) {
   const char *pf = j->svc->cfg.pause_file;
   if (pf[0] == '\0' || w->cancel || access(pf, F_OK) != 0)
     return 0;
-  /* "drain": the hold outlasts a drain. */
+  /* "commit" holds the committer instead (commit.c). "drain": the hold
+   * outlasts a drain. */
+  if (od_pause_file_says(pf, "commit"))
+    return 0;
   return !j->svc->draining || od_pause_file_says(pf, "drain");
 }
 

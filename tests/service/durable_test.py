@@ -15,13 +15,17 @@ retention do to jobs that got a 2xx.
              final name, the .tmp is swept at start, the job runs again.
   budget     --max-store-mb holds over 3 kill -9/restart rounds, with
              orphan files dropped in between; jobs removed for space
-             answer 410 with the reason.
+             answer 410 with the reason. Then uploads while a model is
+             being stored (the pause file's word "commit") make room of
+             their own: the room made for the model is held.
   polite     overload: a client that obeys Retry-After loses none of its
              uploads to a flood of others that needs the room (held
              slots), and every one of its jobs completes and downloads.
   retention  --result-ttl: a finished job is removed after it (410 with
              the reason on status, download, generate and subscribe), and
-             still 410 after a restart.
+             still 410 after a restart; a generate held (at its cache
+             hit's link, ORFEAS_TEST_RENAME_PAUSE_FILE) while its job is
+             removed answers 410 too, not 404.
   badstore   a jobs.db that is not a job store, or from a newer schema:
              orfeasd exits non-zero naming the file (no fresh database).
   memo       the image memo (--image-memo-mb): a first upload's pixels
@@ -54,7 +58,9 @@ retention do to jobs that got a 2xx.
   shrink     20 uploads, then a restart with --max-jobs 16: the 4 oldest
              are removed at start-up and answer 410 with the reason, and
              still 410 (not 404) after one more restart (their tombstones
-             are stored, not only kept in memory).
+             are stored, not only kept in memory). Then 4 models (1.3 MB)
+             and a restart with --max-store-mb 1: the oldest are removed
+             at start-up until the data dir fits.
   fulldisk   a full disk (a small tmpfs): the job fails with the reason,
              uploads get 503, /ready 503; space back: service resumes, and
              a restart finds the store consistent. Skipped (with why) where
@@ -289,6 +295,33 @@ def case_budget(work):
     check(all(s.json("GET", "/api/job-status/" + j)[0] == 410 for j in removed),
           "the %d jobs removed for space still answer 410" % len(removed))
     check(s.stop() == 0, "exit 0")
+    budget_reserved(work)
+
+
+def budget_reserved(work):
+    """The room made for a model is held until its record commits: uploads
+    that come while it is being stored (held by the pause file's word
+    "commit") make room of their own. A model counts in the store's bytes
+    only once its record commits; crash_torture.py found uploads taking
+    the same room meanwhile, the data dir then over --max-store-mb (and
+    still over after a kill -9 and a restart)."""
+    data, pause = os.path.join(work, "reserved"), os.path.join(work, "pause")
+    cap = 1 << 20
+    s = Server(data, "--workers", "1", "--max-store-mb", "1", "--pause-file", pause)
+    x = s.upload(make_image("png", 128, os.path.join(work, "x.png")))[2]["job_id"]
+    with open(pause, "w") as f:
+        f.write("commit\n")
+    check(s.generate(x, "stl", quality=1)[0] == 202, "job X accepted")
+    wait_for(lambda: value(s.samples(), "orfeas_job_commit_queue_depth") == 1,
+             "X's end to hold in the committer, room made for its model")
+    big = [s.upload(noise_png(256, 10 + k))[2]["job_id"] for k in range(4)]  # ~197 KB each
+    os.unlink(pause)
+    check(s.wait_job(x)["status"] == "completed", "X completed")
+    used = sum(data_files(data).values())
+    check(used <= cap, "uploads/ + outputs/ hold %d bytes, within --max-store-mb (%d)" % (used, cap))
+    check(s.json("GET", "/api/job-status/" + big[0])[0] == 410,
+          "the oldest unused upload was removed to make that room")
+    check(s.stop() == 0, "exit 0")
 
 
 def noise_png(side, seed):
@@ -363,16 +396,30 @@ def case_polite(work):
 def case_retention(work):
     data = os.path.join(work, "data")
     img = make_image("png", 64, os.path.join(work, "star.png"))
-    s = Server(data, "--workers", "1", "--result-ttl", "2")
+    hold = os.path.join(work, "hold-rename")
+    s = Server(data, "--workers", "1", "--result-ttl", "2", env={"ORFEAS_TEST_RENAME_PAUSE_FILE": hold})
     a = s.upload(img)[2]["job_id"]
     check(s.generate(a, "stl", quality=1)[0] == 202 and s.wait_job(a)["status"] == "completed", "job A completed")
     url = s.status(a)["download_url"]
     b = s.upload(img)[2]["job_id"]
+    # B's generate (a cache hit on A's model) held at its link's rename,
+    # after it read B's record, while the janitor removes B: it must answer
+    # 410 with the reason like any generate of a removed job, not 404.
+    open(hold, "w").close()
+    held = []
+    t = threading.Thread(target=lambda: held.append(s.generate(b, "stl", quality=1)), daemon=True)
+    t.start()
+    wait_for(lambda: os.path.exists(os.path.join(data, "outputs", "model_%s.stl.tmp" % b)),
+             "B's generate to hold at its model's link")
     st, _, body = wait_for(lambda: (lambda r: r if r[0] == 410 else None)(s.json("GET", "/api/job-status/" + a)),
                            "job A to expire", timeout=10)
     check("expired" in body["error"] and "--result-ttl" in body["error"], "job-status: 410, %s" % body["error"])
     wait_for(lambda: s.json("GET", "/api/job-status/" + b)[0] == 410, "the unused upload B to expire too",
              timeout=10)
+    os.unlink(hold)
+    t.join(timeout=30)
+    check(held and held[0][0] == 410 and "expired" in held[0][2].get("error", ""),
+          "B's generate, held while B was removed: 410 with the reason (%r)" % ((held[0][0], held[0][2]) if held else None,))
     check(s.request("GET", url)[0] == 410, "download: 410")
     check(s.generate(a, "stl")[0] == 410, "generate: 410")
     ws = WS(s.port)
@@ -551,6 +598,25 @@ def case_shrink(work):
               "start %d with --max-jobs 16: 4 jobs answer 410 with the reason, 16 are kept (%s)"
               % (round, sorted(set(codes))))
         check(s.stop() == 0, "exit 0")
+    # A lowered --max-store-mb: the start removes the oldest finished jobs
+    # until the data dir fits, before the listener opens (docs/runbook.md).
+    data = os.path.join(work, "store")
+    big = make_image("png", 128, os.path.join(work, "big.png"))
+    s = Server(data, "--workers", "1")
+    ids = []
+    for k in range(4):  # ~340 KB models, each its own width (no cache hit)
+        ids.append(s.upload(big)[2]["job_id"])
+        check(s.generate(ids[-1], "stl", quality=1, dimensions={"width": 10 + k})[0] == 202 and
+              s.wait_job(ids[-1])["status"] == "completed", "job %d completed" % k)
+    check(s.stop() == 0, "exit 0")
+    before = sum(data_files(data).values())
+    s = Server(data, "--workers", "1", "--max-store-mb", "1")
+    used = sum(data_files(data).values())
+    check(before > 1 << 20 >= used, "restarted with --max-store-mb 1: %d bytes, were %d" % (used, before))
+    st, _, body = s.json("GET", "/api/job-status/" + ids[0])
+    check(st == 410 and "space" in body["error"] and s.status(ids[-1])["status"] == "completed",
+          "the oldest job answers 410 (%s), the newest is kept" % body.get("error"))
+    check(s.stop() == 0, "exit 0")
 
 
 def case_fulldisk(work):
