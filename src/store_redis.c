@@ -1402,10 +1402,10 @@ static void fail_lost(rds *d, od_job_rec *r, double held_s) {
   od_job_rec f = *r;
   f.state = OD_JOB_FAILED;
   snprintf(f.error, sizeof f.error,
-           "the node running this job was lost %d times (no lease renewal "
+           "the node running this job was lost %d time%s (no lease renewal "
            "for %.1f s; --max-attempts %d); it is not run again: submit it "
            "again, or report the image if this repeats",
-           r->tries - 1, held_s, d->max_attempts);
+           r->tries - 1, r->tries - 1 == 1 ? "" : "s", held_s, d->max_attempts);
   f.http_status = 500;
   f.output_name[0] = '\0';
   f.output_bytes = 0;

@@ -591,10 +591,10 @@ static void settle(sq *q, od_job_rec *r, double now) {
   }
   r->state = OD_JOB_FAILED;
   snprintf(r->error, sizeof r->error,
-           "orfeasd stopped %d times while this job ran (--max-attempts "
+           "orfeasd stopped %d time%s while this job ran (--max-attempts "
            "%d); it is not run again: submit it again, or report the "
            "image if this repeats",
-           r->tries, q->max_attempts);
+           r->tries, r->tries == 1 ? "" : "s", q->max_attempts);
   r->http_status = 500;
   r->output_name[0] = '\0';
   r->output_bytes = 0;

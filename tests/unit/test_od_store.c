@@ -1344,7 +1344,7 @@ static void a_job_lost_max_attempts_times_fails(void **state) {
                    OD_STORE_EMPTY);
   assert_int_equal(od_store_get(b, c.id, &out), OD_STORE_OK);
   assert_int_equal(out.state, OD_JOB_FAILED);
-  assert_non_null(strstr(out.error, "lost 1 times"));
+  assert_non_null(strstr(out.error, "lost 1 time ("));
   assert_int_equal(out.http_status, 500);
   od_store_stats st;
   assert_int_equal(od_store_get_stats(b, &st), OD_STORE_OK);
