@@ -92,4 +92,15 @@ check "failing sendmail: exit 4" run 4 mail --prometheus "$fast" --range 1h --ou
   --mail-to ops@example.org --sendmail "$work/sendmail"
 check "failing sendmail: names it and its status" says mail "$work/sendmail failed (exit status 1)"
 check "failing sendmail: the report is written" test -s "$work/mailr/report.html"
+# A sendmail that never ends (takes the message, then hangs, as one waiting
+# on an unreachable smarthost without a timeout of its own): killed past
+# --mail-timeout, exit 4 naming the flag, the report written.
+printf '#!/bin/sh\necho $$ >"%s"\ncat >/dev/null\nexec sleep 600\n' "$work/hang.pid" >"$work/hang"
+chmod +x "$work/hang"
+check "hanging sendmail, --mail-timeout 1: exit 4" run 4 hang --prometheus "$fast" --range 1h \
+  --out "$work/hangr" --mail-to ops@example.org --sendmail "$work/hang" --mail-timeout 1
+check "hanging sendmail: the message names --mail-timeout" says hang "$work/hang did not finish within 1 s (--mail-timeout)"
+check "hanging sendmail: the report is written" test -s "$work/hangr/report.html"
+check "hanging sendmail: killed, not left running" bash -c "! kill -0 \$(cat '$work/hang.pid') 2>/dev/null"
+check "--mail-timeout 0: exit 1" run 1 mailtimeout0 --mail-timeout 0
 finish

@@ -18,6 +18,21 @@
 
 #define MAX_RCPT 16
 
+/* sendmail's PID while it runs: --mail-timeout's alarm kills it. A
+ * sendmail that hangs (an unreachable smarthost without a timeout of its
+ * own) would otherwise hold the run, and the timer that starts the next
+ * one, for ever. */
+static volatile sig_atomic_t mail_child;
+static volatile sig_atomic_t mail_killed;
+
+static void on_mail_alarm(int sig) {
+  (void)sig;
+  if (mail_child > 0) {
+    kill((pid_t)mail_child, SIGKILL);
+    mail_killed = 1;
+  }
+}
+
 /* An address we put in a header and an argument: no spaces, no control
  * characters, no quotes, one '@' that is neither first nor last. */
 static bool address_ok(const char *a) {
@@ -154,6 +169,17 @@ bool report_mail(const report *r, const char *md_path, const char *html_path,
     _exit(127);
   }
   close(fds[0]);
+  /* The deadline covers the writes too: a sendmail that stops reading
+   * would block them once the pipe is full. Killed, it ends them with
+   * EPIPE (no SA_RESTART: a blocked write also returns at the alarm). */
+  mail_child = pid;
+  mail_killed = 0;
+  struct sigaction sa, old_alrm;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_mail_alarm;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGALRM, &sa, &old_alrm);
+  alarm((unsigned)r->o.mail_timeout_s);
   /* sendmail may exit early (bad config): a write then gets EPIPE, not a
    * signal, and the exit status says what happened. */
   void (*old)(int) = signal(SIGPIPE, SIG_IGN);
@@ -173,7 +199,18 @@ bool report_mail(const report *r, const char *md_path, const char *html_path,
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
     ;
+  alarm(0);
+  mail_child = 0;
+  sigaction(SIGALRM, &old_alrm, NULL);
   signal(SIGPIPE, old);
+  if (mail_killed) {
+    snprintf(err, err_len,
+             "%s did not finish within %d s (--mail-timeout): killed; the "
+             "mail may not have been sent (check its configuration and the "
+             "smarthost)",
+             r->o.sendmail, r->o.mail_timeout_s);
+    return false;
+  }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     if (ok)
       snprintf(err, err_len,

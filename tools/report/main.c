@@ -52,6 +52,9 @@ static void usage(FILE *out) {
           "  --sendmail PATH     the sendmail interface (default "
           "/usr/sbin/sendmail: Debian's\n"
           "                      msmtp-mta, configured in /etc/msmtprc)\n"
+          "  --mail-timeout S    seconds sendmail may take; past them it is "
+          "killed and the\n"
+          "                      run ends with exit 4 (default 120)\n"
           "  --version           print the version, git revision and build "
           "type\n\n"
           "Exit: 0 ok, 1 usage or write error, 2 Prometheus unreachable, "
@@ -108,7 +111,7 @@ static double parse_duration(const char *s) {
 static bool takes_value(const char *a) {
   static const char *const names[] = {
       "--prometheus", "--out",   "--job", "--mail-to", "--mail-from",
-      "--sendmail",   "--range", "--end", "--timeout"};
+      "--sendmail",   "--range", "--end", "--timeout", "--mail-timeout"};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
     if (strcmp(a, names[i]) == 0)
       return true;
@@ -176,6 +179,17 @@ static int parse_args(report_opts *o, int argc, char **argv) {
                 val, MAX_END_S);
         return 1;
       }
+    } else if (strcmp(a, "--mail-timeout") == 0) {
+      char *e;
+      long v = strtol(val, &e, 10);
+      if (e == val || *e != '\0' || v < 1 || v > 3600) {
+        fprintf(stderr,
+                "orfeas-report: bad --mail-timeout '%s' (whole seconds, 1 "
+                "to 3600)\n",
+                val);
+        return 1;
+      }
+      o->mail_timeout_s = (int)v;
     } else if (strcmp(a, "--timeout") == 0) {
       char *e;
       o->timeout_s = strtod(val, &e);
@@ -245,6 +259,7 @@ int main(int argc, char **argv) {
   r.o.end = (double)time(NULL);
   r.o.sendmail = "/usr/sbin/sendmail";
   r.o.timeout_s = 300;
+  r.o.mail_timeout_s = 120;
   int rc = parse_args(&r.o, argc, argv);
   if (rc >= 0)
     return rc;

@@ -24,6 +24,7 @@ typedef struct {
   const char *mail_to; /* comma-separated addresses, or NULL */
   const char *mail_from;
   const char *sendmail; /* the sendmail interface, e.g. /usr/sbin/sendmail */
+  int mail_timeout_s;   /* --mail-timeout: sendmail is killed past it */
 } report_opts;
 
 /* A single number. state: value, no data (the query matched nothing), or
