@@ -57,27 +57,15 @@ import subprocess
 import sys
 import threading
 import time
-import zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "service"))
-from odlib import ORFEASD, SANITIZER_RE, WS, multipart  # noqa: E402
+from odlib import ORFEASD, SANITIZER_RE, WS, multipart, noise_png  # noqa: E402
 
 FORMATS = ("stl", "glb", "ply", "obj")
 QUALITIES = (1, 1, 2, 3, 5)
 DIMS = (None, {"width": 50, "height": 70, "depth": 5})
 ATTEMPTS_RE = re.compile(r"stopped \d+ times while this job ran")
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-
-def noise_png(side, seed):
-    """A PNG of random RGB pixels (distinct bytes per seed)."""
-    rnd = random.Random(seed)
-    raw = b"".join(b"\0" + bytes(rnd.getrandbits(8) for _ in range(side * 3)) for _ in range(side))
-
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)) +
-            chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
 
 
 def sha(b):
@@ -643,7 +631,7 @@ def run(args):
     work = args.work
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
-    images = [noise_png(rnd.choice((32, 40, 48, 64)), rnd.randrange(1 << 30)) for _ in range(args.images)]
+    images = [noise_png(rnd.choice((32, 40, 48, 64)), rnd.randrange(1 << 30), 6) for _ in range(args.images)]
     images_by_sha = set(sha(i) for i in images)
     cap = args.max_store_mb << 20
     env = dict(os.environ)

@@ -79,7 +79,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from odlib import (BUILD, ORFEASD, STARTED, WS, Server, TestFailure, check, exposed, kill_started, main,  # noqa: E402
-                   make_image, value, wait_for)
+                   make_image, noise_png, value, wait_for)
 
 
 def data_files(data):
@@ -322,21 +322,6 @@ def budget_reserved(work):
     check(s.json("GET", "/api/job-status/" + big[0])[0] == 410,
           "the oldest unused upload was removed to make that room")
     check(s.stop() == 0, "exit 0")
-
-
-def noise_png(side, seed):
-    """A PNG of random RGB pixels: it does not compress, so an upload of it
-    takes its full size (side * side * 3 bytes) of the data dir."""
-    import random
-    import struct
-    import zlib
-    rnd = random.Random(seed)
-    raw = b"".join(b"\0" + bytes(rnd.getrandbits(8) for _ in range(side * 3)) for _ in range(side))
-
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)) +
-            chunk(b"IDAT", zlib.compress(raw, 0)) + chunk(b"IEND", b""))
 
 
 def case_polite(work):

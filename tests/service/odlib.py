@@ -316,6 +316,21 @@ def admin_port(srv):
     return wait_for(find, "the admin listener's start-up line", timeout=10)
 
 
+def noise_png(side, seed, level=0):
+    """A PNG of random RGB pixels, distinct bytes per seed. Random pixels do
+    not compress: at zlib level 0 an upload of it takes its full size
+    (side * side * 3 bytes) of the data dir."""
+    import random
+    import zlib
+    rnd = random.Random(seed)
+    raw = b"".join(b"\0" + bytes(rnd.getrandbits(8) for _ in range(side * 3)) for _ in range(side))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)) +
+            chunk(b"IDAT", zlib.compress(raw, level)) + chunk(b"IEND", b""))
+
+
 def make_image(kind, side, path):
     subprocess.run([TESTIMG, kind, str(side), path], check=True)
     with open(path, "rb") as f:
