@@ -102,6 +102,21 @@ async function watchStages(page) {
   });
 }
 
+// The page's next request whose URL contains `part` is answered 429 with
+// {error} and Retry-After, made in the page (its fetch wrapped once), not
+// by filling a queue or a rate limit; every other request goes through.
+function refuseOnce(page, part, error, retryAfter) {
+  return page.evaluate((part, error, retryAfter) => {
+    const real = window.fetch;
+    window.fetch = (u, init) => {
+      if (!String(u).includes(part)) return real(u, init);
+      window.fetch = real;
+      return Promise.resolve(new Response(JSON.stringify({ error, status: 429 }),
+        { status: 429, headers: { 'Content-Type': 'application/json', 'Retry-After': String(retryAfter) } }));
+    };
+  }, part, error, retryAfter);
+}
+
 // Pixels the renderer painted: the canvas is transparent where there is
 // no model.
 function paintedShare(page) {
@@ -275,15 +290,7 @@ async function main() {
     // second upload and no orphaned "uploaded" line in the list. The 429 is
     // made in the page (its fetch wrapped once), not by filling a queue.
     await input.uploadFile(star);
-    await page.evaluate(() => {
-      const real = window.fetch;
-      window.fetch = (u, init) => {
-        if (!String(u).endsWith('/api/generate-3d')) return real(u, init);
-        window.fetch = real;
-        return Promise.resolve(new Response(JSON.stringify({ error: 'Queue full; retry later', status: 429 }),
-          { status: 429, headers: { 'Content-Type': 'application/json', 'Retry-After': '3' } }));
-      };
-    });
+    await refuseOnce(page, '/api/generate-3d', 'Queue full; retry later', 3);
     const uploads = () => frames.posts.filter((x) => x.url.endsWith('/api/upload-image')).length;
     const upBefore = uploads();
     await button.click();
@@ -292,16 +299,8 @@ async function main() {
     check(full === 'Queue full; retry later. Try again in 3 s.', `429: the page says "${full}"`);
     // The model's download for the preview answered 429 once too (made in
     // the page as above): the preview waits it out and shows the model.
-    await page.evaluate(() => {
-      const real = window.fetch;
-      window.fetch = (u, init) => {
-        if (!String(u).includes('/api/download/')) return real(u, init);
-        window.fetch = real;
-        return Promise.resolve(new Response(JSON.stringify({ error: 'Rate limit exceeded', status: 429 }),
-          { status: 429, headers: { 'Content-Type': 'application/json', 'Retry-After': '1' } }));
-      };
-      document.getElementById('canvas').dataset.triangles = '0';
-    });
+    await refuseOnce(page, '/api/download/', 'Rate limit exceeded', 1);
+    await page.evaluate(() => { document.getElementById('canvas').dataset.triangles = '0'; });
     await button.click();
     await page.waitForSelector('a[href*="/api/download/"]', { visible: true, timeout: 30000 });
     await checkWithin(page.waitForFunction(() => Number(document.getElementById('canvas').dataset.triangles) > 0,
