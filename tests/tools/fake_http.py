@@ -7,6 +7,7 @@ is appended to PORTFILE.log as "UNIX_TIME METHOD PATH".
   prom500          /-/ready 200; every query 500 with a plain-text body
   promslow SECS    /-/ready 200; every query answers an empty result after SECS
   orfeas429 SECS   /health 200; uploads 200; generate-3d 429 with Retry-After SECS
+  orfeasfull       /health 200; every upload 503 (the store is full), no Retry-After
   orfeasrun        /health 200; uploads 200; generate-3d 202; job-status
                    "processing" for ever (a run only a deadline or a signal ends)
 """
@@ -50,6 +51,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             time.sleep(arg)
             return self.answer(200, {"status": "success",
                                      "data": {"resultType": "vector", "result": []}})
+        if p == "/api/upload-image" and mode == "orfeasfull":
+            return self.answer(503, {"error": "the whole --max-store-mb holds queued or running "
+                                     "jobs; retry later", "status": 503})
         if p == "/api/upload-image":
             return self.answer(200, {"job_id": "job-%d" % (time.time_ns() % 10**9)})
         if p == "/api/generate-3d":

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # orfeas-load when things go wrong, as an operator meets them: bad or absurd
 # flag values, no orfeasd at the target, a run stopped with Ctrl-C (SIGINT)
-# while jobs are in flight (against tests/tools/fake_http.py, whose jobs
-# never end). Each case checks the exit status and that the message names
-# the flag or the URL; the interrupted run must still print its summary.
+# while jobs are in flight, a target that refuses every job (429 to each
+# generate, 503 to each upload), all against tests/tools/fake_http.py. Each
+# case checks the exit status and that the message names the flag, the URL
+# or the refusal; the interrupted run must still print its summary.
 # usage: load_failures_check.sh ORFEAS_LOAD
 set -euo pipefail
 load=$1
@@ -45,6 +46,11 @@ done <<'EOF2'
 --distinct -1
 EOF2
 
+# --jobs 0 is usage too: a run with nothing to do would end as one that
+# ran (docs/load.md).
+check "--jobs 0: exit 2" run 2 jobs0 --target http://127.0.0.1:1 --jobs 0
+check "--jobs 0: the message names --jobs" says jobs0 "orfeas-load: --jobs 0"
+
 # No orfeasd: exit 2, the URL and why, not "HTTP 0".
 check "no orfeasd: exit 2" run 2 down --target http://127.0.0.1:1 --jobs 1
 check "no orfeasd: names the URL and the connection error" says down "http://127.0.0.1:1.*[Cc]onnect"
@@ -79,9 +85,13 @@ check "SIGINT: the jobs in flight are counted" grep -q "accepted 2," "$work/int.
 $py "$here/fake_http.py" "$work/full" orfeas429 1 &
 pids+=($!)
 wait_for "fake full orfeasd" "test -s $work/full" 10
-check "429: exit 0 (no job was accepted, none lost)" run 0 r429 \
+# No job accepted is exit 3, not 0 (a script read 0 as "the load ran"),
+# with a line on stderr saying so and why, the first refusal's words.
+check "429: exit 3 (no job was accepted)" run 3 r429 \
   --target "http://127.0.0.1:$(cat "$work/full")" --jobs 3 --concurrency 1 --ws-clients 0 --duration 10
 check "429: all 3 counted rejected" grep -q "rejected (429) 3," "$work/r429.out"
+check "429: stderr says nothing was accepted, the first refusal's status and reason" says r429 \
+  "orfeas-load: nothing was accepted: all 3 jobs that started were refused; the first by generate-3d: HTTP 429: queue full, retry later"
 spaced() { # the generate-3d requests at least 0.9 s apart
   grep 'POST /api/generate-3d' "$work/full.log" | $py -c '
 import sys
@@ -92,4 +102,14 @@ sys.exit(0 if len(t) == 3 and min(gaps) >= 0.9 else 1)'
 }
 check "429: Retry-After obeyed between jobs" spaced
 check "429: the summary reports the waits" grep -q "Retry-After: 3 refusals, waited 2" "$work/r429.out"
+
+# A target that answers /health but refuses every upload (503, the store
+# full): exit 3, the upload's status and reason on stderr.
+$py "$here/fake_http.py" "$work/nostore" orfeasfull &
+pids+=($!)
+wait_for "fake orfeasd refusing uploads" "test -s $work/nostore" 10
+check "uploads refused: exit 3" run 3 up503 \
+  --target "http://127.0.0.1:$(cat "$work/nostore")" --jobs 2 --concurrency 1 --ws-clients 0 --json
+check "uploads refused: stderr names the upload, HTTP 503 and the reason" says up503 \
+  "orfeas-load: nothing was accepted: all 2 jobs that started were refused; the first by upload: HTTP 503: the whole --max-store-mb"
 finish

@@ -12,8 +12,9 @@
  * without the tool's own upload and subscribe (docs/load.md says what each
  * figure means). Exit status: 0 no accepted job was lost; 1 some were (never
  * completed nor failed before the deadline); 2 bad usage or the target cannot
- * be reached; 128 + the signal when SIGINT or SIGTERM stopped the run (the
- * summary is printed all the same).
+ * be reached; 3 no job was accepted at all (each one that started was
+ * refused, or none started); 128 + the signal when SIGINT or SIGTERM stopped
+ * the run (the summary is printed all the same).
  */
 #include "orfeas_build.h"
 #include "synth_png.h"
@@ -70,7 +71,7 @@ typedef struct {
   bool cached;
   long http;           /* the failing request's HTTP status (0: no answer) */
   double retry_after;  /* the refusal's Retry-After, seconds (0: none) */
-  char error[96];      /* a failed job's error, as job-status gives it */
+  char error[96];      /* job-status' error, or the refusal's reason */
   _Atomic int sub_ack; /* WebSocket client 0 confirmed the subscription */
   bool sub_late;       /* ... not within 1 s (counted as an error) */
   double stage_t[NSTAGES + 1]; /* client 0 saw each stage first; [7] the end */
@@ -150,6 +151,9 @@ static size_t on_body(char *p, size_t sz, size_t n, void *u) {
 static _Thread_local char perform_err[CURL_ERROR_SIZE];
 /* The last perform()'s Retry-After in seconds (0: none). */
 static _Thread_local double perform_retry_after;
+/* The last perform()'s answer in words: the JSON "error" of orfeasd's
+ * refusals, else the body's first line, else why there was no answer. */
+static _Thread_local char perform_reason[96];
 /* Refusals that carried a Retry-After, and the seconds workers waited. */
 static _Atomic long retry_after_n;
 static _Atomic long retry_after_waited_ms;
@@ -175,6 +179,14 @@ static long perform(CURL *c, const char *url, json_t **json) {
     snprintf(perform_err, sizeof perform_err, "%s", curl_easy_strerror(rc));
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
   *json = b.data ? json_loads(b.data, 0, NULL) : NULL;
+  const char *e = json_string_value(json_object_get(*json, "error"));
+  if (status == 0)
+    snprintf(perform_reason, sizeof perform_reason, "%s", perform_err);
+  else if (e != NULL)
+    snprintf(perform_reason, sizeof perform_reason, "%s", e);
+  else
+    snprintf(perform_reason, sizeof perform_reason, "%.*s",
+             b.data ? (int)strcspn(b.data, "\r\n") : 0, b.data ? b.data : "");
   free(b.data);
   return status;
 }
@@ -239,6 +251,7 @@ static bool upload(CURL *c, job *j, int i) {
     json_decref(r);
     j->http = st;
     j->retry_after = perform_retry_after;
+    snprintf(j->error, sizeof j->error, "%s", perform_reason);
     return false;
   }
   pthread_mutex_lock(&stage_mu); /* the WebSocket reader compares ids */
@@ -279,6 +292,7 @@ static void run_job(CURL *c, int i) {
   if (st != 202) {
     j->http = st;
     j->retry_after = perform_retry_after;
+    snprintf(j->error, sizeof j->error, "%s", perform_reason);
     finish(j, st == 429 ? J_REJECTED : J_SUBMIT_ERR);
     return;
   }
@@ -787,6 +801,34 @@ static void print_json(const results *r) {
   json_decref(o);
 }
 
+/* No job was accepted: says so on stderr, with the first refusal's request,
+ * status and reason (every job that started was refused: uninterrupted, a
+ * job ends accepted or refused). */
+static void say_nothing_accepted(const counts *c) {
+  const job *first = NULL;
+  for (int i = 0; i < O.jobs; i++)
+    if (jobs[i].t_start > 0 &&
+        (first == NULL || jobs[i].t_start < first->t_start))
+      first = &jobs[i];
+  if (first == NULL) {
+    fprintf(stderr, "orfeas-load: nothing was accepted: no job started "
+                    "before --duration ended\n");
+    return;
+  }
+  char status[32];
+  if (first->http)
+    snprintf(status, sizeof status, "HTTP %ld", first->http);
+  else
+    snprintf(status, sizeof status, "no answer");
+  fprintf(stderr,
+          "orfeas-load: nothing was accepted: %s %d job%s that started %s "
+          "refused; the first by %s: %s: %s\n",
+          c->started > 1 ? "all" : "the", c->started, c->started > 1 ? "s" : "",
+          c->started > 1 ? "were" : "was",
+          atomic_load(&first->st) == J_UPLOAD_ERR ? "upload" : "generate-3d",
+          status, first->error[0] ? first->error : "no reason given");
+}
+
 static int summary(double elapsed) {
   static results r;
   collect(&r, elapsed);
@@ -796,6 +838,10 @@ static int summary(double elapsed) {
     print_text(&r);
   if (interrupted)
     return 128 + interrupted;
+  if (r.c.accepted == 0) {
+    say_nothing_accepted(&r.c);
+    return 3;
+  }
   return r.c.lost + r.c.in_flight > 0 ? 1 : 0;
 }
 
@@ -813,7 +859,7 @@ static void usage(FILE *f) {
       "http://127.0.0.1:5000)\n"
       "  --synthetic       generated PNG shapes (default when no --images)\n"
       "  --images DIR      the .png/.jpg files of DIR\n"
-      "  --jobs N          jobs to run (default 20, at most %d)\n"
+      "  --jobs N          jobs to run, 1 to %d (default 20)\n"
       "  --rate R          start R jobs per second (with --concurrency "
       "workers)\n"
       "  --concurrency C   jobs in flight (default 2)\n"
@@ -826,9 +872,10 @@ static void usage(FILE *f) {
       "  --distinct K      K different images, repeated (cache hits)\n"
       "  --json            the summary as JSON on stdout (docs/load.md)\n"
       "  --version         print the version, git revision and build type\n\n"
-      "Exit: 0 no job lost, 1 an accepted job never ended, 2 usage or "
-      "target unreachable,\n130 interrupted (Ctrl-C: the summary of what "
-      "ran).\n",
+      "Exit: 0 jobs accepted, none lost; 1 an accepted job never ended;\n"
+      "2 usage or target unreachable; 3 no job accepted (all refused: "
+      "stderr says\nthe first refusal); 130 interrupted (Ctrl-C: the summary "
+      "of what ran; 143\nfor SIGTERM).\n",
       MAX_JOBS, GRACE_S);
 }
 
