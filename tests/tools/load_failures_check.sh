@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # orfeas-load when things go wrong, as an operator meets them: bad or absurd
-# flag values, no orfeasd at the target, a run stopped with Ctrl-C (SIGINT)
-# while jobs are in flight, a target that refuses every job (429 to each
-# generate, 503 to each upload), all against tests/tools/fake_http.py. Each
-# case checks the exit status and that the message names the flag, the URL
-# or the refusal; the interrupted run must still print its summary.
+# flag values, no orfeasd at the target, a run stopped with Ctrl-C (SIGINT;
+# SIGTERM with --json) while jobs are in flight, a target that refuses every
+# job (429 to each generate, 503 to each upload), all against
+# tests/tools/fake_http.py. Each case checks the exit status and that the
+# message names the flag, the URL or the refusal; the interrupted run must
+# still print its summary, and its JSON say it was interrupted.
 # usage: load_failures_check.sh ORFEAS_LOAD
 set -euo pipefail
 load=$1
@@ -65,8 +66,9 @@ wait_for "fake orfeasd" "test -s $work/run" 10
   --duration 60 >"$work/int.out" 2>"$work/int.err" &
 lp=$!
 pids+=($lp)
-two_generates() { [[ $(grep -c 'POST /api/generate-3d' "$work/run.log" 2>/dev/null) -ge 2 ]]; }
-wait_for "two jobs submitted" two_generates 10
+generates() { grep -c 'POST /api/generate-3d' "$work/run.log" 2>/dev/null || true; }
+at_least() { [[ $(generates) -ge $1 ]]; }
+wait_for "two jobs submitted" "at_least 2" 10
 kill -INT "$lp"
 # Its --duration is 60 s and the fake never ends a job: only the SIGINT
 # stops it inside the 10 s deadline (no timing asserted beyond that).
@@ -78,6 +80,31 @@ check "SIGINT: exit 130 (got $rc)" test "$rc" = 130
 check "SIGINT: the summary is printed" grep -q "planned jobs ran against" "$work/int.out"
 check "SIGINT: the summary says it was interrupted" grep -q "interrupted" "$work/int.out"
 check "SIGINT: the jobs in flight are counted" grep -q "accepted 2," "$work/int.out"
+
+# The same with SIGTERM and --json: exit 143, and the JSON says the run was
+# interrupted and by which signal (the text's first line says so; the JSON
+# had no field for it).
+before=$(generates)
+"$load" --target "http://127.0.0.1:$(cat "$work/run")" --jobs 50 --concurrency 2 --ws-clients 0 \
+  --duration 60 --json >"$work/term.out" 2>"$work/term.err" &
+lp=$!
+pids+=($lp)
+wait_for "two more jobs submitted" "at_least $((before + 2))" 10
+kill -TERM "$lp"
+wait_for "orfeas-load to stop after SIGTERM" stopped 10
+rc=0
+wait "$lp" || rc=$?
+check "SIGTERM: exit 143 (got $rc)" test "$rc" = 143
+json_is() { # FILE EXPR: EXPR, Python over the JSON summary j, is true
+  $py -c 'import json, sys
+j = json.load(open(sys.argv[1]))
+ok = eval(sys.argv[2])
+if not ok:
+    print("  not", sys.argv[2], "in", {k: j.get(k) for k in ("interrupted", "signal", "jobs")})
+sys.exit(0 if ok else 1)' "$1" "$2"
+}
+check "SIGTERM --json: interrupted true, signal SIGTERM, 2 in flight" json_is "$work/term.out" \
+  'j.get("interrupted") is True and j.get("signal") == "SIGTERM" and j["jobs"]["accepted"] == 2'
 
 # A refusal with Retry-After (the fake answers every generate-3d 429 with
 # Retry-After: 1): the worker waits that long before its next job instead
@@ -112,4 +139,6 @@ check "uploads refused: exit 3" run 3 up503 \
   --target "http://127.0.0.1:$(cat "$work/nostore")" --jobs 2 --concurrency 1 --ws-clients 0 --json
 check "uploads refused: stderr names the upload, HTTP 503 and the reason" says up503 \
   "orfeas-load: nothing was accepted: all 2 jobs that started were refused; the first by upload: HTTP 503: the whole --max-store-mb"
+check "uploads refused --json: not interrupted, no signal" json_is "$work/up503.out" \
+  'j.get("interrupted") is False and j.get("signal") is None and j["jobs"]["accepted"] == 0'
 finish

@@ -768,15 +768,20 @@ static void print_json(const results *r) {
   for (int i = 0; i < r->nerrors; i++)
     json_object_set_new(errors, r->errors[i].kind,
                         json_integer(r->errors[i].n));
+  /* Interrupted: the counts are of a cut run (in flight counted lost). */
+  json_t *sig = interrupted == SIGINT    ? json_string("SIGINT")
+                : interrupted == SIGTERM ? json_string("SIGTERM")
+                                         : json_null();
   json_t *o = json_pack(
-      "{s:s, s:i, s:f, s:{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, "
-      "s:i},"
+      "{s:s, s:i, s:f, s:b, s:o,"
+      " s:{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i},"
       " s:o, s:f, s:{s:o, s:o, s:o}, s:o, s:o, s:{s:i, s:I, s:I, s:i, s:I}}",
-      "target", O.target, "planned", O.jobs, "elapsed_s", r->elapsed, "jobs",
-      "started", c->started, "uploaded", c->uploaded, "accepted", c->accepted,
-      "completed", c->completed, "generated", c->completed - c->cached,
-      "cache_hits", c->cached, "failed", c->failed, "rejected", c->rejected,
-      "upload_errors", c->upload_err, "submit_errors", c->submit_err, "lost",
+      "target", O.target, "planned", O.jobs, "elapsed_s", r->elapsed,
+      "interrupted", interrupted != 0, "signal", sig, "jobs", "started",
+      c->started, "uploaded", c->uploaded, "accepted", c->accepted, "completed",
+      c->completed, "generated", c->completed - c->cached, "cache_hits",
+      c->cached, "failed", c->failed, "rejected", c->rejected, "upload_errors",
+      c->upload_err, "submit_errors", c->submit_err, "lost",
       c->lost + c->in_flight, "throughput_per_s", num(r->throughput),
       "active_s", r->active_s, "latency_s", "completed", dist_json(&r->all),
       "generated", dist_json(&r->generated), "cache_hits",
