@@ -12,6 +12,11 @@ load=$1
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/testlib.sh"
 py=/usr/bin/python3
+# The runs against the fakes send one small PNG: --synthetic draws 30
+# (0.6 s or more before the first request), and the fakes read no image.
+mkdir "$work/img"
+cp "$here/../fuzz/seeds/image_loading/star_rgba.png" "$work/img/"
+img=(--images "$work/img")
 
 run() { # EXPECTED_RC NAME ARGS...: output in $work/NAME.out and .err
   local want=$1 name=$2 rc=0
@@ -53,7 +58,7 @@ check "--jobs 0: exit 2" run 2 jobs0 --target http://127.0.0.1:1 --jobs 0
 check "--jobs 0: the message names --jobs" says jobs0 "orfeas-load: --jobs 0"
 
 # No orfeasd: exit 2, the URL and why, not "HTTP 0".
-check "no orfeasd: exit 2" run 2 down --target http://127.0.0.1:1 --jobs 1
+check "no orfeasd: exit 2" run 2 down --target http://127.0.0.1:1 --jobs 1 "${img[@]}"
 check "no orfeasd: names the URL and the connection error" says down "http://127.0.0.1:1.*[Cc]onnect"
 
 # Ctrl-C in the middle of a run: jobs in flight (the fake never ends them),
@@ -62,7 +67,7 @@ check "no orfeasd: names the URL and the connection error" says down "http://127
 $py "$here/fake_http.py" "$work/run" orfeasrun &
 pids+=($!)
 wait_for "fake orfeasd" "test -s $work/run" 10
-"$load" --target "http://127.0.0.1:$(cat "$work/run")" --jobs 50 --concurrency 2 --ws-clients 0 \
+"$load" --target "http://127.0.0.1:$(cat "$work/run")" --jobs 50 --concurrency 2 --ws-clients 0 "${img[@]}" \
   --duration 60 >"$work/int.out" 2>"$work/int.err" &
 lp=$!
 pids+=($lp)
@@ -85,7 +90,7 @@ check "SIGINT: the jobs in flight are counted" grep -q "accepted 2," "$work/int.
 # interrupted and by which signal (the text's first line says so; the JSON
 # had no field for it).
 before=$(generates)
-"$load" --target "http://127.0.0.1:$(cat "$work/run")" --jobs 50 --concurrency 2 --ws-clients 0 \
+"$load" --target "http://127.0.0.1:$(cat "$work/run")" --jobs 50 --concurrency 2 --ws-clients 0 "${img[@]}" \
   --duration 60 --json >"$work/term.out" 2>"$work/term.err" &
 lp=$!
 pids+=($lp)
@@ -115,7 +120,7 @@ wait_for "fake full orfeasd" "test -s $work/full" 10
 # No job accepted is exit 3, not 0 (a script read 0 as "the load ran"),
 # with a line on stderr saying so and why, the first refusal's words.
 check "429: exit 3 (no job was accepted)" run 3 r429 \
-  --target "http://127.0.0.1:$(cat "$work/full")" --jobs 3 --concurrency 1 --ws-clients 0 --duration 10
+  --target "http://127.0.0.1:$(cat "$work/full")" --jobs 3 --concurrency 1 --ws-clients 0 "${img[@]}" --duration 10
 check "429: all 3 counted rejected" grep -q "rejected (429) 3," "$work/r429.out"
 check "429: stderr says nothing was accepted, the first refusal's status and reason" says r429 \
   "orfeas-load: nothing was accepted: all 3 jobs that started were refused; the first by generate-3d: HTTP 429: queue full, retry later"
@@ -136,7 +141,7 @@ $py "$here/fake_http.py" "$work/nostore" orfeasfull &
 pids+=($!)
 wait_for "fake orfeasd refusing uploads" "test -s $work/nostore" 10
 check "uploads refused: exit 3" run 3 up503 \
-  --target "http://127.0.0.1:$(cat "$work/nostore")" --jobs 2 --concurrency 1 --ws-clients 0 --json
+  --target "http://127.0.0.1:$(cat "$work/nostore")" --jobs 2 --concurrency 1 --ws-clients 0 "${img[@]}" --json
 check "uploads refused: stderr names the upload, HTTP 503 and the reason" says up503 \
   "orfeas-load: nothing was accepted: all 2 jobs that started were refused; the first by upload: HTTP 503: the whole --max-store-mb"
 check "uploads refused --json: not interrupted, no signal" json_is "$work/up503.out" \
