@@ -48,10 +48,12 @@ done
 check "an unknown option: exit 1" run 1 unknown --bogus 1
 check "an unknown option is called so" says unknown "unknown option --bogus"
 
-# Not running: exit 2, the URL and what to do.
-check "no Prometheus: exit 2" run 2 down --prometheus http://127.0.0.1:1 --out "$work/down"
+# Not running: exit 2, the URL and what to do, and no folder: a cron line
+# with --out reports/$(date +%F) left an empty dated folder (and its
+# parents) for every failed run.
+check "no Prometheus: exit 2" run 2 down --prometheus http://127.0.0.1:1 --out "$work/down/2026-12-03"
 check "no Prometheus: names the URL and --prometheus" says down "http://127.0.0.1:1.*--prometheus"
-check "no Prometheus: nothing written" test ! -e "$work/down/report.html"
+check "no Prometheus: no folder created, nor its parent" test ! -e "$work/down"
 
 # A Prometheus answering 500 with a plain-text body: the queries fail with
 # the status and the body, the rest of the report is written, exit 3.

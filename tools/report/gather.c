@@ -353,9 +353,7 @@ static void gather_charts(report *r, prom *p) {
   chart_query(r, p, "Queue depth", "jobs", "max(orfeas_queue_depth)", "", "");
 }
 
-bool report_gather(report *r, prom *p, char err[PROM_ERR]) {
-  if (!prom_ready(p, err))
-    return false;
+void report_gather(report *r, prom *p) {
   r->start = r->o.end - r->o.range_s;
   /* About 120 points per chart (a 24 h report: one every 12 min). */
   r->step = fmax(r->o.range_s / 120, 1);
@@ -363,7 +361,6 @@ bool report_gather(report *r, prom *p, char err[PROM_ERR]) {
   gather_alerts(r, p);
   gather_tables(r, p);
   gather_charts(r, p);
-  return true;
 }
 
 void report_free(report *r) {

@@ -3,12 +3,12 @@
  *   orfeas-report --prometheus URL --range 24h --out DIR [--mail-to ADDR]
  *
  * Writes DIR/report.html (self-contained, charts as inline SVG), DIR/report.md
- * and DIR/report.json (DIR and its parents are created), each figure beside
- * the previous period's, and mails the report when --mail-to is given
- * (mail.c). Exit status: 0 written (and mailed); 1 bad usage or cannot
- * write; 2 Prometheus unreachable (nothing written); 3 written, but some
- * queries failed (their sections say "missing" and why); 4 written, but the
- * mail was not sent.
+ * and DIR/report.json (DIR and its parents are created once Prometheus has
+ * answered), each figure beside the previous period's, and mails the report
+ * when --mail-to is given (mail.c). Exit status: 0 written (and mailed); 1
+ * bad usage or cannot write; 2 Prometheus unreachable (nothing written, no
+ * folder created); 3 written, but some queries failed (their sections say
+ * "missing" and why); 4 written, but the mail was not sent.
  */
 #include "orfeas_build.h"
 #include "report.h"
@@ -270,22 +270,29 @@ int main(int argc, char **argv) {
     snprintf(from, sizeof from, "orfeas-report@%s", host);
     r.o.mail_from = from;
   }
-  if (make_dirs(r.o.out_dir) != 0) {
-    fprintf(stderr, "orfeas-report: cannot create %s: %s\n", r.o.out_dir,
-            strerror(errno));
-    return 1;
-  }
   prom *p = prom_new(r.o.prometheus, 30, r.o.timeout_s);
   if (p == NULL) {
     fprintf(stderr, "orfeas-report: out of memory\n");
     return 1;
   }
+  /* Prometheus first, the folder next: an unreachable Prometheus leaves no
+   * empty folder behind (a cron line with --out reports/$(date +%F) left one
+   * for each failed day), and a folder that cannot be made is still found
+   * before the queries, one request in. Past the ready check a failed query
+   * is a missing figure (exit 3), never exit 2. */
   char err[PROM_ERR];
-  if (!report_gather(&r, p, err)) {
+  if (!prom_ready(p, err)) {
     fprintf(stderr, "orfeas-report: %s\n", err);
     prom_free(p);
     return 2;
   }
+  if (make_dirs(r.o.out_dir) != 0) {
+    fprintf(stderr, "orfeas-report: cannot create %s: %s\n", r.o.out_dir,
+            strerror(errno));
+    prom_free(p);
+    return 1;
+  }
+  report_gather(&r, p);
   prom_free(p);
   rc = write_files(&r);
   for (int i = 0; i < r.nfigs; i++)

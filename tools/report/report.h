@@ -81,8 +81,9 @@ typedef struct {
   int failures; /* queries that failed */
 } report;
 
-/* gather.c: runs every query. false only when Prometheus is unreachable. */
-bool report_gather(report *r, prom *p, char err[PROM_ERR]);
+/* gather.c: runs every query, once prom_ready() said Prometheus answers; a
+ * query that fails is a missing figure (r->failures), never the whole run. */
+void report_gather(report *r, prom *p);
 void report_free(report *r);
 
 /* write.c */
