@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # orfeas-report when things go wrong, as an operator meets them: bad flag
 # values, a Prometheus that answers 500 or slowly (tests/tools/fake_http.py),
-# a full disk under --out, a sendmail that fails. Each case checks the exit
-# status, that the message names what to fix, and that no half-written file
-# is left under a report's final name. No real Prometheus: nothing here needs
-# data, only answers.
+# a full disk under --out, an --out that cannot be made or takes no file, a
+# sendmail that fails or hangs. Each case checks the exit status, that the
+# message names what to fix, and that no half-written file (or empty
+# folder) is left behind. No real Prometheus: nothing here needs data, only
+# answers.
 # usage: report_failures_check.sh ORFEAS_REPORT
 set -euo pipefail
 report=$1
@@ -83,9 +84,22 @@ check "full disk: the message names the file" says full "report.html"
 check "full disk: the old report.html is intact" grep -qx "old report.html" "$work/full/report.html"
 check "full disk: the old report.md is intact" grep -qx "old report.md" "$work/full/report.md"
 check "full disk: no temporary file left" test -z "$(ls -A "$work/full" | grep -v '^report\.\(html\|md\|json\)$')"
-# An --out that cannot be created.
+# An --out that cannot be created, one that exists but takes no file (/proc:
+# not even root may make one there), one that is a file: exit 1 naming it,
+# found before the queries (the fake logs every request: none is asked).
+queries() { grep -c '/api/v1/query' "$work/fast.log" || true; }
+no_query() { [[ $(queries) == "$1" ]] || { echo "  $(($(queries) - $1)) queries asked"; return 1; }; }
+n=$(queries)
 check "unwritable --out: exit 1" run 1 noout --prometheus "$fast" --out /proc/orfeas-report
 check "unwritable --out: names the folder" says noout "/proc/orfeas-report"
+check "unwritable --out: found before the queries" no_query "$n"
+touch "$work/afile"
+for out in /proc "$work/afile"; do
+  n=$(queries)
+  check "--out $out: exit 1" run 1 takesnone --prometheus "$fast" --range 1h --out "$out"
+  check "--out $out: names it" says takesnone "cannot write into $out:"
+  check "--out $out: found before the queries" no_query "$n"
+done
 
 # A sendmail that fails: written, exit 4, the message names the program.
 printf '#!/bin/sh\ncat >/dev/null\necho "sendmail: relay refused" >&2\nexit 1\n' >"$work/sendmail"

@@ -14,6 +14,7 @@
 #include "report.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -77,6 +78,25 @@ static int make_dirs(const char *dir) {
     *p = '/';
   }
   return mkdir(path, 0755) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+/* Can a file be made in DIR? Tried under the first temporary name
+ * write_files uses, removed at once: a folder that takes no file (read-only,
+ * not a folder, /proc) is found before the queries, not after them. 0, or
+ * -1 with errno. */
+static int probe_dir(const char *dir) {
+  char tmp[PATH_MAX];
+  if (snprintf(tmp, sizeof tmp, "%s/.report.html.tmp", dir) >=
+      (int)sizeof tmp) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return -1;
+  close(fd);
+  unlink(tmp);
+  return 0;
 }
 
 /* The longest --range: a year and a day. Longer has no use (Prometheus keeps
@@ -277,9 +297,9 @@ int main(int argc, char **argv) {
   }
   /* Prometheus first, the folder next: an unreachable Prometheus leaves no
    * empty folder behind (a cron line with --out reports/$(date +%F) left one
-   * for each failed day), and a folder that cannot be made is still found
-   * before the queries, one request in. Past the ready check a failed query
-   * is a missing figure (exit 3), never exit 2. */
+   * for each failed day), and a folder that cannot be made or takes no
+   * file is still found before the queries, one request in. Past the ready
+   * check a failed query is a missing figure (exit 3), never exit 2. */
   char err[PROM_ERR];
   if (!prom_ready(p, err)) {
     fprintf(stderr, "orfeas-report: %s\n", err);
@@ -288,6 +308,12 @@ int main(int argc, char **argv) {
   }
   if (make_dirs(r.o.out_dir) != 0) {
     fprintf(stderr, "orfeas-report: cannot create %s: %s\n", r.o.out_dir,
+            strerror(errno));
+    prom_free(p);
+    return 1;
+  }
+  if (probe_dir(r.o.out_dir) != 0) {
+    fprintf(stderr, "orfeas-report: cannot write into %s: %s\n", r.o.out_dir,
             strerror(errno));
     prom_free(p);
     return 1;
