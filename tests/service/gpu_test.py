@@ -5,7 +5,8 @@
 Cases (argv[1]), each with a fresh work dir (argv[2]):
   gpu    state values reach /metrics and /api/health within an interval;
          2 GPUs give 2 label sets; lost=1 -> orfeas_gpu_up 0 and back;
-         hang_ms=1500 -> each scrape still served in < 100 ms by orfeasd's
+         hang_ms=1500 -> each scrape still served in < 500 ms (less than
+         one --gpu-call-timeout: it waited for no NVML call) by orfeasd's
          own measure (its request log line: a client's clock on a loaded
          machine read 0.226 s where the server took 5 ms) and the GPU shows
          down; cleared -> up again.
@@ -99,8 +100,14 @@ def case_gpu(work):
         took = lambda: [float(m.group(1)) for m in (re.search(r"req GET /metrics 200 ([0-9.]+)ms", ln)
                                                     for ln in s.lines[first:]) if m]
         wait_for(lambda: len(took()) >= scrapes[0], "the %d scrapes' request log lines" % scrapes[0], timeout=5)
-        check(max(took()) < 100, "orfeasd served each of the %d scrapes within 100 ms while NVML hung "
-              "(slowest %.1f ms, by its request log)" % (len(took()), max(took())))
+        # A scrape that waited for an NVML call would take that call's
+        # --gpu-call-timeout (0.5 s) or its hang (1.5 s); one that does not
+        # wait takes what the render takes: 5-40 ms, up to ~150 ms under
+        # TSan on a loaded 2-core machine (so 100 ms, the bound until
+        # 2026-12-03, failed there now and then).
+        check(max(took()) < 500, "orfeasd served each of the %d scrapes in less than one --gpu-call-timeout "
+              "(0.5 s) while NVML hung: none waited for NVML (slowest %.1f ms, by its request log)"
+              % (len(took()), max(took())))
         write_state(state, "gpus=2\ngpu0.util=96\ngpu1.util=13\n")
         wait_for(lambda: value(s.samples(), "orfeas_gpu_utilization_percent", gpu_id="0") == 96 or None,
                  "GPUs back after the hang", timeout=15)
