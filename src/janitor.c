@@ -117,9 +117,9 @@ static void set_bytes(od_metrics *m, int kind, uint64_t v) {
 }
 
 /* What the store reports beside the bytes: the head of the queue's age;
- * with a shared store the cluster backlog (other nodes change it) and what
- * the backend counted itself (lease takeovers, refused renewals), added
- * to the counters as it grows. */
+ * with a shared store the cluster backlog (other nodes change it), the
+ * nodes it knows, and what the backend counted itself (lease takeovers,
+ * refused renewals), added to the counters as it grows. */
 static void store_gauges(od_jobs *j, const od_store_stats *st) {
   od_metrics *m = &j->svc->m;
   om_gauge_set(m->store_oldest_queued, st->oldest_queued_s);
@@ -128,6 +128,7 @@ static void store_gauges(od_jobs *j, const od_store_stats *st) {
   om_gauge_set(m->queue_depth, (double)st->queue_depth);
   om_gauge_set(m->active_jobs, (double)(st->by_state[OD_JOB_QUEUED] +
                                         st->by_state[OD_JOB_PROCESSING]));
+  om_gauge_set(m->store_nodes, (double)st->nodes);
   if (st->reclaimed > j->seen_reclaimed)
     om_counter_add_u64(
         om_family_counter(m->jobs_reclaimed, OM_LABELS("lease_expired")),

@@ -829,6 +829,7 @@ typedef struct {
   om_family *store_bytes;       /* {kind}: od_store_bytes_kind() */
   om_gauge *tombstones;
   om_gauge *store_oldest_queued; /* issue #15 */
+  om_gauge *store_nodes;         /* redis: orfeas:lease fields */
   om_counter *jobs_fenced;
   om_counter *jobs_requeued;
   om_gauge *commit_queue;

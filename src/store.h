@@ -207,6 +207,7 @@ typedef struct {
   /* redis (issue #15), counted by this process since open; 0 elsewhere: */
   int64_t reclaimed; /* claims it took over from a lapsed lease */
   int64_t fenced;    /* lease renewals refused: another node took the job */
+  int64_t nodes;     /* redis: node ids the cluster knows (orfeas:lease) */
 } od_store_stats;
 
 /* Which job evict removes, and what it leaves behind. */

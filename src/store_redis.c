@@ -32,6 +32,11 @@
  *                      node of another build refuses to start
  *   orfeas:ev          the event bus (pub/sub channel): "<id> <ev> <json>"
  *   orfeas:rl:<addr>   a client's rate-limit bucket (expires when full)
+ *   orfeas:lease       hash: each node's --store-lease (consumer -> ms),
+ *                      written by its claims, read by the others' claims
+ *   orfeas:seen        zset: each node of orfeas:lease by when it may be
+ *                      forgotten (Redis' clock, ms: its last claim or lease
+ *                      renewal + NODE_KEEP_LEASES of its leases)
  *
  * Every change is one Lua script (EVALSHA, EVAL when Redis lost its script
  * cache), so each call is atomic as store.h asks.
@@ -52,6 +57,18 @@
  * for its consumer's lease, not the claimer's, so a node started with a
  * shorter lease does not take over the jobs a node with a longer one
  * renews (every third of its lease), which would run each twice.
+ * Nodes come and go (autoscaled, with generated or rotating --node-id):
+ * a node silent for NODE_KEEP_LEASES of its own leases (no claim, no
+ * renewal) and with no claim pending to it is forgotten by the next stats
+ * read of any node (each node's janitor reads them every second): its
+ * field of orfeas:lease, its orfeas:seen entry and its consumer in the
+ * group go, in that one script. Its field only ever decides over claims
+ * pending to it, and a node writes it (and its time) in the claim script
+ * that takes work, before anything is pending to it, so a node coming back
+ * under the same id is known again from its first claim, and a live node
+ * (which claims at least every half lease while idle, and renews every
+ * third of one while it runs a job) is never forgotten. A dead node whose
+ * claim is still pending stays until the claim was taken over.
  * A heartbeat thread renews this process's claims every lease/3 (XCLAIM of
  * its own entry, min-idle 0, JUSTID: idle time reset, delivery count
  * kept), inside a script that first checks the job still has the claim's
@@ -105,6 +122,10 @@
 #define PUBQ_MAX 4096        /* events waiting for the publisher */
 #define PUB_BATCH 256        /* events sent in one pipelined write */
 #define BUS_CHANNEL "orfeas:ev"
+/* A node silent this many of its own leases, with no claim pending to it,
+ * is forgotten (orfeas:lease); at most NODE_FORGET_BATCH a stats read. */
+#define NODE_KEEP_LEASES "10"
+#define NODE_FORGET_BATCH "100"
 
 /* The scripts return store.h's codes; the claim script adds these. */
 _Static_assert(OD_STORE_NOT_FOUND == 1 && OD_STORE_CONFLICT == 2 &&
@@ -146,7 +167,11 @@ _Static_assert(OD_JOB_UPLOADED == 0 && OD_JOB_QUEUED == 1 &&
   "local function idlt(a,b) local am,as=a:match('(%d+)-(%d+)') "               \
   "local bm,bs=b:match('(%d+)-(%d+)') am,as,bm,bs=tonumber(am),tonumber(as),"  \
   "tonumber(bm),tonumber(bs) if am~=bm then return am<bm end "                 \
-  "return as<bs end\n"
+  "return as<bs end\n"                                                         \
+  "local function now_ms() local t=redis.call('TIME') "                        \
+  "return tonumber(t[1])*1000+math.floor(tonumber(t[2])/1000) end\n"           \
+  "local function seen(c,l) redis.call('ZADD','orfeas:seen',"                  \
+  "now_ms()+" NODE_KEEP_LEASES "*tonumber(l),c) end\n"
 
 /* ARGV: id rec base upload_bytes since max_jobs score */
 static const char LUA_INSERT[] = LUA_COMMON
@@ -283,7 +308,7 @@ static const char LUA_CLAIM[] = LUA_COMMON
      * entry returns nothing and leaves the pending list), and the
      * holder's lease goes back with the job for the log. */
     "local L='orfeas:lease'\n"
-    "redis.call('HSET',L,ARGV[1],ARGV[5])\n"
+    "redis.call('HSET',L,ARGV[1],ARGV[5]) seen(ARGV[1],ARGV[5])\n"
     "local from='-'\n"
     "repeat\n"
     " local p=redis.call('XPENDING',S,G,'IDLE',200,from,'+',100)\n"
@@ -304,14 +329,16 @@ static const char LUA_CLAIM[] = LUA_COMMON
     "local s=start(x[1],x[2][2]) if s then return s end end end end\n"
     "return {5}\n";
 
-/* ARGV: id attempt consumer entry. 0 renewed, 4 another attempt holds
- * the job (fenced), 1 it ended or went (nothing to renew). */
+/* ARGV: id attempt consumer entry lease_ms. 0 renewed (and the node seen
+ * now), 4 another attempt holds the job (fenced), 1 it ended or went
+ * (nothing to renew). */
 static const char LUA_RENEW[] =
     LUA_COMMON "local h=redis.call('HMGET',jk(ARGV[1]),'state','attempt')\n"
                "if not h[1] then return 1 end\n"
                "if tonumber(h[2])~=tonumber(ARGV[2]) then return 4 end\n"
                "if tonumber(h[1])~=2 then return 1 end\n"
                "redis.call('XCLAIM',S,G,ARGV[3],0,ARGV[4],'JUSTID')\n"
+               "seen(ARGV[3],ARGV[5])\n"
                "return 0\n";
 
 /* ARGV: id ("" = the oldest idle) idle_before reason now max_jobs */
@@ -371,8 +398,30 @@ static const char LUA_RATE[] =
     "redis.call('PEXPIRE',k,math.ceil((burst/rate+1)*1000))\n"
     "return wait\n";
 
+/* Also forgets the nodes long gone (the top): the nodes of orfeas:lease
+ * whose time in orfeas:seen has passed, at most NODE_FORGET_BATCH, each
+ * unless a claim is pending to it (then it is looked at again a lease
+ * later). Fields a build without orfeas:seen wrote get their time first,
+ * counted from now. Returns {counters, depth, age, tombstones, nodes}. */
 static const char LUA_STATS[] = LUA_COMMON
     "grp()\n"
+    "local L,W='orfeas:lease','orfeas:seen'\n"
+    "local now=now_ms()\n"
+    "local function lease(c) return tonumber(redis.call('HGET',L,c)) or 0 end\n"
+    "if redis.call('HLEN',L)>redis.call('ZCARD',W) then\n"
+    " for _,c in ipairs(redis.call('HKEYS',L)) do\n"
+    "  if not redis.call('ZSCORE',W,c) then\n"
+    "   redis.call('ZADD',W,now+" NODE_KEEP_LEASES "*lease(c),c) end\n"
+    " end\n"
+    "end\n"
+    "for _,c in "
+    "ipairs(redis.call('ZRANGEBYSCORE',W,'-inf',now,'LIMIT',"
+    "0," NODE_FORGET_BATCH ")) do\n"
+    " if #redis.call('XPENDING',S,G,'-','+',1,c)==0 then\n"
+    "  redis.call('HDEL',L,c) redis.call('ZREM',W,c)\n"
+    "  redis.call('XGROUP','DELCONSUMER',S,G,c)\n"
+    " else redis.call('ZADD',W,now+lease(c),c) end\n"
+    "end\n"
     "local s=redis.call('HMGET','orfeas:stats','s0','s1','s2','s3','s4',"
     "'jobs','ub','ob')\n"
     "local d=redis.call('XLEN',S)-redis.call('XPENDING',S,G)[1]\n"
@@ -381,7 +430,8 @@ static const char LUA_STATS[] = LUA_COMMON
     "if #x>0 then local t=redis.call('TIME') "
     "age=tostring(tonumber(t[1])*1000+tonumber(t[2])/1000-"
     "tonumber(x[1][1]:match('^(%d+)'))) end\n"
-    "return {s,d,age,redis.call('ZCARD','orfeas:tombs')}\n";
+    "return {s,d,age,redis.call('ZCARD','orfeas:tombs'),redis.call('HLEN',L)}"
+    "\n";
 
 typedef struct {
   const char *body;
@@ -1018,10 +1068,11 @@ static void *heartbeat(void *arg) {
     pthread_mutex_unlock(&d->held_mu);
     redisContext *c = n > 0 ? ctx_get(d) : NULL;
     for (int i = 0; i < n && c != NULL; i++) {
-      char att[16];
+      char att[16], lease[24];
       snprintf(att, sizeof att, "%d", snap[i].attempt);
-      const char *av[4] = {snap[i].id, att, d->consumer, snap[i].entry};
-      redisReply *r = eval(d, c, S_RENEW, 4, av, NULL);
+      snprintf(lease, sizeof lease, "%lld", (long long)(d->lease_s * 1000));
+      const char *av[5] = {snap[i].id, att, d->consumer, snap[i].entry, lease};
+      redisReply *r = eval(d, c, S_RENEW, 5, av, NULL);
       if (r == NULL) {
         ctx_put(d, c, 0); /* Redis down: the next beat tries again */
         c = NULL;
@@ -1566,7 +1617,7 @@ static od_store_rc rd_stats(void *be, od_store_stats *st) {
   redisReply *x = call(d, S_STATS, 0, NULL, NULL);
   if (x == NULL)
     return OD_STORE_DOWN;
-  if (x->type != REDIS_REPLY_ARRAY || x->elements != 4 ||
+  if (x->type != REDIS_REPLY_ARRAY || x->elements != 5 ||
       x->element[0]->elements != 8) {
     freeReplyObject(x);
     return OD_STORE_DOWN;
@@ -1582,6 +1633,7 @@ static od_store_rc rd_stats(void *be, od_store_stats *st) {
   double age_ms = dbl_of(x->element[2]);
   st->oldest_queued_s = age_ms > 0 ? age_ms / 1000 : 0;
   st->tombstones = int_of(x->element[3]);
+  st->nodes = int_of(x->element[4]);
   st->reclaimed = d->reclaimed;
   st->fenced = d->fenced;
   freeReplyObject(x);

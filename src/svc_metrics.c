@@ -233,6 +233,12 @@ static const metric_def METRICS[] = {
      "How long the job at the head of the queue has waited (redis: the "
      "cluster's queue, the same on every node; aggregate with max).",
      NO_LABELS, NO_BUCKETS},
+    {FIELD(store_nodes), OM_GAUGE, "orfeas_store_nodes",
+     "Cluster mode: node ids the shared store keeps a lease for (nodes that "
+     "claimed or renewed work within 10 of their leases, and dead ones "
+     "whose claims are not yet taken over); the same on every node, "
+     "aggregate with max. 0 with a local store.",
+     NO_LABELS, NO_BUCKETS},
     {FIELD(jobs_requeued), OM_COUNTER, "orfeas_jobs_requeued_total",
      "Queued jobs found in no dispatch queue a minute after they were "
      "queued (the generate-3d request that queued one died or lost the "

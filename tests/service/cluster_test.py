@@ -5,7 +5,8 @@ folder, appendonly yes + appendfsync always), every process stopped by PID.
 Short leases (--store-lease 1) keep it fast.
 
   once       3 nodes, 30 distinct jobs submitted round-robin: each completes,
-             and each was started exactly once in the whole cluster.
+             and each was started exactly once in the whole cluster; every
+             node reports the empty backlog and the 3 nodes Redis knows.
   kill9      kill -9 of the node running a job: another node takes it over
              after the lease (attempt 2, counted as lease_expired) and
              completes it; WebSocket clients on both surviving nodes (so one
@@ -203,6 +204,8 @@ def case_once(work):
     # Each node reads the cluster's backlog from Redis once a second.
     check_within(lambda: [metric(s, "orfeas_queue_depth") for s in nodes] == [0, 0, 0],
                  "every node reports the same empty cluster backlog", timeout=5)
+    check_within(lambda: [metric(s, "orfeas_store_nodes") for s in nodes] == [3, 3, 3],
+                 "every node reports the 3 nodes Redis knows (orfeas_store_nodes)", timeout=5)
     check(redis.cli("xlen", "orfeas:jobs") == "0", "the stream holds no entry once all ended")
 
 

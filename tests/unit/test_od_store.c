@@ -1456,6 +1456,98 @@ static void the_queue_bound_is_cluster_wide(void **state) {
   od_store_close(b);
 }
 
+/* 1 when orfeas:lease has a field for node, 0 when not. */
+static int lease_kept(const char *node) {
+  redisReply *r = redisCommand(rd_admin, "HEXISTS orfeas:lease %s", node);
+  assert_non_null(r);
+  assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+  int kept = (int)r->integer;
+  freeReplyObject(r);
+  return kept;
+}
+
+/* 1 when the stream's group lists node as a consumer (Redis adds one at
+ * its first delivery). */
+static int consumer_kept(const char *node) {
+  redisReply *r = redisCommand(rd_admin, "XINFO CONSUMERS orfeas:jobs workers");
+  assert_non_null(r);
+  assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+  int kept = 0;
+  for (size_t i = 0; i < r->elements; i++) {
+    const redisReply *c = r->element[i];
+    for (size_t k = 0; k + 1 < c->elements; k += 2)
+      if (strcmp(c->element[k]->str, "name") == 0 &&
+          strcmp(c->element[k + 1]->str, node) == 0)
+        kept = 1;
+  }
+  freeReplyObject(r);
+  return kept;
+}
+
+/* Reads live's stats (what every node's janitor does each second) until
+ * node's lease field is gone, for 5 s at most; 1 when it went. */
+static int forgotten_within(od_store *live, const char *node) {
+  double until = od_now() + 5;
+  for (;;) {
+    (void)stat_field(live, offsetof(od_store_stats, nodes));
+    if (!lease_kept(node))
+      return 1;
+    if (od_now() >= until)
+      return 0;
+    struct timespec ts = {0, 20 * 1000000};
+    nanosleep(&ts, NULL);
+  }
+}
+
+/* Every node id that ever claimed had a field in orfeas:lease (and a
+ * consumer in the group) for ever: an autoscaled cluster with generated
+ * ids grew both without bound. A node silent for 10 of its leases, whose
+ * claims are all taken over, is forgotten at the next stats read of any
+ * node; a live node stays, and so does a dead one whose claim is still
+ * pending to it (its lease is what tells the others when to take it).
+ * A node that comes back under the same id is known again at its claim. */
+static void a_node_gone_long_ago_is_forgotten(void **state) {
+  od_store_close(*state);
+  /* Leases of 0.05 s: 10 of them are 0.5 s. */
+  od_store *live = open_node_lease("node-live", 3, 1.0),
+           *dead = open_node_lease("node-dead", 3, 0.05),
+           *gone = open_node_lease("node-gone", 3, 0.05);
+  *state = live;
+  assert_non_null(live);
+  assert_non_null(dead);
+  assert_non_null(gone);
+  od_job_rec c;
+  assert_int_equal(od_store_claim(live, "w0", 0, &c), OD_STORE_EMPTY);
+  enqueue_new(live, 1);
+  assert_int_equal(od_store_claim(dead, "w0", 0, &c), OD_STORE_OK);
+  od_store_close(dead); /* dies holding job 1 */
+  assert_int_equal(od_store_claim(gone, "w0", 0, &c), OD_STORE_EMPTY);
+  od_store_close(gone); /* stops with nothing held, after dead */
+  assert_int_equal(stat_field(live, offsetof(od_store_stats, nodes)), 3);
+  assert_true(forgotten_within(live, "node-gone"));
+  /* dead went silent first: it was looked at too, and stays for its
+   * pending claim; live has not been silent 10 of its leases. */
+  assert_true(lease_kept("node-dead"));
+  assert_true(consumer_kept("node-dead"));
+  assert_true(lease_kept("node-live"));
+  assert_int_equal(stat_field(live, offsetof(od_store_stats, nodes)), 2);
+  /* Its claim taken over and ended: dead goes too. */
+  assert_int_equal(od_store_claim(live, "w0", 0, &c), OD_STORE_OK);
+  assert_int_equal(c.attempt, 2);
+  assert_int_equal(complete(live, &c, c.attempt), OD_STORE_OK);
+  assert_true(forgotten_within(live, "node-dead"));
+  assert_false(consumer_kept("node-dead"));
+  assert_true(lease_kept("node-live"));
+  assert_int_equal(stat_field(live, offsetof(od_store_stats, nodes)), 1);
+  /* Back under its old id: known again from its first claim. */
+  gone = open_node_lease("node-gone", 3, 0.05);
+  assert_non_null(gone);
+  assert_int_equal(od_store_claim(gone, "w0", 0, &c), OD_STORE_EMPTY);
+  assert_true(lease_kept("node-gone"));
+  assert_int_equal(stat_field(live, offsetof(od_store_stats, nodes)), 2);
+  od_store_close(gone);
+}
+
 static void open_refuses_an_unreachable_redis(void **state) {
   (void)state;
   char err[512];
@@ -1486,7 +1578,8 @@ static void open_refuses_an_unreachable_redis(void **state) {
   X(a_stalled_delivery_steals_from_no_other_node)                              \
   X(a_stalled_delivery_steals_from_no_other_worker)                            \
   X(close_queue_leaves_waiting_jobs_to_other_nodes)                            \
-  X(the_queue_bound_is_cluster_wide)
+  X(the_queue_bound_is_cluster_wide)                                           \
+  X(a_node_gone_long_ago_is_forgotten)
 
 #define REDIS_CASE(name)                                                       \
   cmocka_unit_test_setup_teardown(name, open_redis, close_store),
