@@ -8,7 +8,9 @@
  *             write elsewhere (od_jobs_dir_failed) marks it unwritable at
  *             once; the next successful probe clears it.
  *   bytes     orfeas_store_bytes{kind}: uploads and outputs (the store's
- *             sums), database (the store's files, for sqlite:)
+ *             sums), database (the store's files, for sqlite:); with them
+ *             the other gauges read from the store (store_gauges), all
+ *             left out of /metrics while that read fails
  *   retention jobs idle past --result-ttl are removed, at most EXPIRE_BATCH
  *             a pass, each leaving a tombstone (410 with the reason)
  *   orphans   with a shared store, every quarter of --orphan-age (at most
@@ -139,6 +141,26 @@ static void store_gauges(od_jobs *j, const od_store_stats *st) {
   j->seen_fenced = st->fenced;
 }
 
+/* The store cannot be read (Redis down): the gauges read from it are left
+ * out of /metrics until it can, the Prometheus habit for a value one does
+ * not know (orfeas_store_up 0 says why). Kept at their last values, they
+ * showed a frozen, plausible backlog through an outage. The queue and
+ * active-job figures of a local store are the process's own, not read. */
+static void store_gauges_unknown(od_jobs *j) {
+  od_metrics *m = &j->svc->m;
+  om_gauge_unset(om_family_gauge(
+      m->store_bytes, OM_LABELS(od_store_bytes_kind(OD_BYTES_UPLOADS))));
+  om_gauge_unset(om_family_gauge(
+      m->store_bytes, OM_LABELS(od_store_bytes_kind(OD_BYTES_OUTPUTS))));
+  om_gauge_unset(m->tombstones);
+  om_gauge_unset(m->store_oldest_queued);
+  if (!od_store_shared(j->store))
+    return;
+  om_gauge_unset(m->queue_depth);
+  om_gauge_unset(m->active_jobs);
+  om_gauge_unset(m->store_nodes);
+}
+
 static void byte_gauges(od_jobs *j) {
   od_store_stats st;
   od_metrics *m = &j->svc->m;
@@ -147,6 +169,8 @@ static void byte_gauges(od_jobs *j) {
     set_bytes(m, OD_BYTES_OUTPUTS, st.output_bytes);
     om_gauge_set(m->tombstones, (double)st.tombstones);
     store_gauges(j, &st);
+  } else {
+    store_gauges_unknown(j);
   }
   set_bytes(m, OD_BYTES_DATABASE, database_bytes(j));
 }

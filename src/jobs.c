@@ -699,7 +699,7 @@ static od_gen_result generate_locked(od_jobs *j, const od_generate_req *req,
   drop_old_output(j, &prev, &r);
   if (j->fanout == NULL) /* cluster mode: the janitor sets it */
     om_gauge_inc(m->active_jobs);
-  om_gauge_set(m->queue_depth, (double)od_jobs_queue_depth(j));
+  od_jobs_gauge_depth(j);
   od_log("job %s queued position=%d format=%s quality=%d", req->job_id,
          *position, orfeas_pl_format_name(req->format), req->quality);
   return OD_GEN_QUEUED;
@@ -917,6 +917,14 @@ int od_jobs_workers_running(od_jobs *j) {
   return od_workers_running(j->workers);
 }
 int od_jobs_busy(od_jobs *j) { return od_workers_busy(j->workers); }
+
+void od_jobs_gauge_depth(od_jobs *j) {
+  od_store_stats st;
+  if (od_store_get_stats(j->store, &st) == OD_STORE_OK)
+    om_gauge_set(j->svc->m.queue_depth, (double)st.queue_depth);
+  else
+    om_gauge_unset(j->svc->m.queue_depth);
+}
 
 size_t od_jobs_queue_depth(od_jobs *j) {
   od_store_stats st;

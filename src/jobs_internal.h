@@ -120,6 +120,10 @@ void od_janitor_free(od_janitor *k);
  * data-dir probe, byte gauges, removal of expired jobs; with a shared
  * store, now and then the orphan sweep. */
 void od_jobs_housekeep(od_jobs *j);
+/* orfeas_queue_depth from one read of the store's figures; left out of
+ * /metrics (unset) when the store cannot answer, never a stale or made-up
+ * 0 (janitor.c). */
+void od_jobs_gauge_depth(od_jobs *j);
 
 /* Both in one read of the store (the cluster's refresher, fanout.c):
  * OD_STORE_OK (*v the job) or OD_STORE_GONE (*v its removal, as

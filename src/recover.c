@@ -183,7 +183,7 @@ int od_jobs_recover(od_jobs *j, char *err, size_t err_len) {
   od_metrics *m = &j->svc->m;
   om_gauge_set(m->active_jobs, (double)(rv.by_state[OD_JOB_QUEUED] +
                                         rv.by_state[OD_JOB_PROCESSING]));
-  om_gauge_set(m->queue_depth, (double)od_jobs_queue_depth(j));
+  od_jobs_gauge_depth(j);
   od_log(
       "start-up: the %s store kept %lld job(s): %lld uploaded, %lld "
       "queued (%d of them were running), %lld completed, %lld failed; %d "

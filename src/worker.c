@@ -196,7 +196,7 @@ static void run_job(od_workers *w, int k, od_job_rec *r) {
   if (waited < 0)
     waited = 0; /* the wall clock stepped back */
   om_histogram_observe(m->queue_wait, waited);
-  om_gauge_set(m->queue_depth, (double)od_jobs_queue_depth(j));
+  od_jobs_gauge_depth(j);
   od_log("job %s started waited=%.3fs", r->id, waited);
   set_live(w, k, r->id);
 

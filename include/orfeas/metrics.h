@@ -229,7 +229,17 @@ void om_gauge_set(om_gauge *g, double v);
 void om_gauge_add(om_gauge *g, double v);
 void om_gauge_inc(om_gauge *g);
 void om_gauge_dec(om_gauge *g);
+/* The value; NaN while the gauge is unset. */
 double om_gauge_value(const om_gauge *g);
+
+/* Marks the gauge's value as unknown: its series is left out of every
+ * render until the next om_gauge_set (the child stays, and so does its
+ * family's HELP and TYPE). The Prometheus habit for a value the process
+ * cannot read now (a figure read from a database that is down): no sample,
+ * rather than the last one looking current or a NaN. add, inc and dec
+ * leave an unset gauge unset. A gauge is set from its creation (at 0).
+ * Any thread; one atomic store. */
+void om_gauge_unset(om_gauge *g);
 
 /* ------------------------------------------------------------------ */
 /* Histograms                                                          */

@@ -52,8 +52,23 @@ struct om_counter {
 };
 
 struct om_gauge {
-  _Atomic uint64_t bits; /* the double's bits */
+  _Atomic uint64_t bits; /* the double's bits, or OM__GAUGE_UNSET */
 };
+
+/* The bits of an unset gauge (om_gauge_unset): a NaN no arithmetic makes,
+ * and om_gauge_set stores every NaN as the default quiet one. */
+#define OM__GAUGE_UNSET UINT64_C(0x7ff00000000000ff)
+#define OM__GAUGE_NAN UINT64_C(0x7ff8000000000000)
+
+/* The value in *v and 1, or 0 while the gauge is unset (render leaves its
+ * series out): one load, so a concurrent unset never reads as NaN. */
+static inline int om__gauge_read(const struct om_gauge *g, double *v) {
+  uint64_t u = atomic_load_explicit(&g->bits, memory_order_relaxed);
+  if (u == OM__GAUGE_UNSET)
+    return 0;
+  memcpy(v, &u, sizeof *v);
+  return 1;
+}
 
 struct om_histogram {
   struct om__histogram_hot hot; /* rows of 2 (nb + 1) words rounded to 8 */

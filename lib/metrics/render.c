@@ -132,9 +132,13 @@ static void render_family(om_out *o, om_registry *reg, om_family *f,
       vn = integral ? om__fmt_u64(v, ints) : om__fmt_double(v, d);
       break;
     }
-    case OM_GAUGE:
-      vn = om__fmt_double(v, om_gauge_value(&c->m.g));
+    case OM_GAUGE: {
+      double d;
+      if (!om__gauge_read(&c->m.g, &d))
+        continue; /* unknown now: no sample (om_gauge_unset) */
+      vn = om__fmt_double(v, d);
       break;
+    }
     case OM_HISTOGRAM:
       render_histogram(o, f, fmt, c);
       continue;

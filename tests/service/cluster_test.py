@@ -33,8 +33,10 @@ Short leases (--store-lease 1) keep it fast.
              result stands.
   redis      Redis kill -9 with jobs running and queued: /ready and the API
              answer 503 while it is down, /api/health says degraded without
-             job figures; restarted on the same folder, every accepted job
-             completes.
+             job figures, and /metrics has orfeas_store_up 0 and none of the
+             gauges read from the store (the backlog, active jobs, ...), not
+             their last values; restarted on the same folder, they are back,
+             and every accepted job completes.
   progress   a job running on node b, read on node a: job-status shows its
              stage and progress while it runs (from b's events). b's lease
              is 10 times shorter than a's: it never takes over the job a
@@ -475,12 +477,46 @@ def case_partition(work):
           os.path.getmtime(os.path.join(work, "shared", "outputs", st["output_file"])))
 
 
+# The gauges a node reads from the store (the janitor, every second): the
+# cluster's figures with Redis. While the read fails they are not exposed,
+# rather than frozen at their last value.
+STORE_GAUGES = [("orfeas_queue_depth", {}), ("orfeas_active_jobs", {}), ("orfeas_store_oldest_queued_seconds", {}),
+                ("orfeas_store_nodes", {}), ("orfeas_job_tombstones", {}), ("orfeas_store_bytes", {"kind": "uploads"}),
+                ("orfeas_store_bytes", {"kind": "outputs"})]
+
+
+def store_gauges_within(srv, up, want, what, timeout):
+    """Waits for a scrape of srv with orfeas_store_up == up and, of
+    STORE_GAUGES, none exposed (want None) or every one, with the values in
+    want; a failure naming what the last scrape had."""
+    seen = []
+
+    def scrape():
+        samples = parse_metrics(srv.metrics()[2])
+        got = {n + "".join("{%s=%s}" % kv for kv in ls.items()): samples[(n, frozenset(ls.items()))]
+               for n, ls in STORE_GAUGES if (n, frozenset(ls.items())) in samples}
+        seen[:] = [(exposed(samples, "orfeas_store_up"), got)]
+        if want is None:
+            return seen[0][0] == up and not got
+        return seen[0][0] == up and len(got) == len(STORE_GAUGES) and all(got[k] == v for k, v in want.items())
+    try:
+        check_within(scrape, what, timeout=timeout)
+    except TestFailure:
+        raise TestFailure("%s; the last scrape: orfeas_store_up %s, %r" % (what, seen[0][0], seen[0][1]))
+
+
 def case_redis(work):
     redis = Redis(work)
     a = node(work, redis, "a")
     ids = [submit(a, make_image("png", 100 + 4 * i, os.path.join(work, "i%d.png" % i))) for i in range(3)]
     held_on(a, ids[0])  # one held running, two queued
+    figures = {"orfeas_queue_depth": 2, "orfeas_active_jobs": 3, "orfeas_store_nodes": 1}
+    store_gauges_within(a, 1, figures, "Redis up: the gauges read from the store are exposed: backlog 2, "
+                        "3 active jobs, 1 node", 5)
     redis.kill9()
+    # A dashboard must not show the last backlog as if it were current.
+    store_gauges_within(a, 0, None, "Redis down: orfeas_store_up 0 and none of the gauges read from the store "
+                        "exposed", 10)
     check_within(lambda: a.request("GET", "/ready")[0] == 503, "/ready 503 while Redis is down", timeout=10)
     st, _, body = a.json("GET", "/api/job-status/" + ids[1])
     check(st == 503, "job-status answers 503 while Redis is down (%d %r)" % (st, body))
@@ -506,6 +542,8 @@ def case_redis(work):
     h = a.json("GET", "/api/health")[2]
     check(h["status"] == "healthy" and h["store"] == "ok" and h["active_jobs"] == 3 and h["jobs"]["queued"] == 2,
           "/api/health with Redis back: healthy, the cluster's 3 active jobs (2 queued)")
+    store_gauges_within(a, 1, figures, "Redis back: the gauges read from the store are exposed again, "
+                        "with the same figures", 5)
     os.unlink(a.pause)
     ends = [a.wait_job(jid, timeout=30)["status"] for jid in ids]
     check(ends == ["completed"] * 3,

@@ -251,6 +251,31 @@ static void le_canonical(void **state) {
   om_registry_free(reg);
 }
 
+/* An unset gauge's series is left out of both formats (its family's HELP
+ * and TYPE stay, and the other gauges' series too) until it is set again. */
+static void unset_gauge_is_left_out(void **state) {
+  (void)state;
+  om_registry *reg = om_registry_new(NULL);
+  om_gauge *depth = om_gauge_new(reg, "depth", "Depth.", NULL),
+           *other = om_gauge_new(reg, "other", "Other.", NULL);
+  om_gauge_set(depth, 2);
+  om_gauge_set(other, 3);
+  om_gauge_unset(depth);
+  om_buf buf = {0};
+  const om_format formats[] = {OM_FORMAT_TEXT, OM_FORMAT_OPENMETRICS};
+  for (size_t i = 0; i < 2; i++) {
+    assert_int_equal(om_registry_render(reg, formats[i], &buf), OM_OK);
+    assert_null(strstr(buf.data, "\ndepth "));
+    assert_non_null(strstr(buf.data, "# TYPE depth gauge\n"));
+    assert_non_null(strstr(buf.data, "\nother 3\n"));
+  }
+  om_gauge_set(depth, 0);
+  assert_int_equal(om_registry_render(reg, OM_FORMAT_TEXT, &buf), OM_OK);
+  assert_non_null(strstr(buf.data, "\ndepth 0\n"));
+  om_buf_free(&buf);
+  om_registry_free(reg);
+}
+
 /* OpenMetrics: a histogram with a negative bound MUST NOT expose a sum
  * (it is no longer a counter), and _count appears if and only if _sum
  * does. Text 0.0.4 has no such rule and keeps both. */
@@ -357,6 +382,7 @@ int main(void) {
       cmocka_unit_test(le_canonical),
       cmocka_unit_test(negotiate_locale_independent),
       cmocka_unit_test(negative_bounds_no_sum_in_openmetrics),
+      cmocka_unit_test(unset_gauge_is_left_out),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

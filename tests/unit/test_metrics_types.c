@@ -86,6 +86,32 @@ static void gauge_ops(void **state) {
   om_registry_free(reg);
 }
 
+/* An unset gauge reads NaN and stays unset through add, inc and dec (an
+ * unknown value changed is still unknown) until it is set again; a NaN set
+ * is a value, not an unset gauge. */
+static void gauge_unset_until_set(void **state) {
+  (void)state;
+  om_registry *reg = om_registry_new(NULL);
+  om_gauge *g = om_gauge_new(reg, "g", "h", NULL);
+  om_gauge_set(g, 3);
+  om_gauge_unset(g);
+  assert_true(isnan(om_gauge_value(g)));
+  om_gauge_inc(g);
+  om_gauge_add(g, 2);
+  om_gauge_dec(g);
+  assert_true(isnan(om_gauge_value(g)));
+  om_gauge_set(g, 5);
+  assert_true(om_gauge_value(g) == 5);
+  om_gauge_inc(g);
+  assert_true(om_gauge_value(g) == 6);
+  om_buf buf = {0};
+  om_gauge_set(g, NAN);
+  assert_int_equal(om_registry_render(reg, OM_FORMAT_TEXT, &buf), OM_OK);
+  assert_non_null(strstr(buf.data, "\ng NaN\n"));
+  om_buf_free(&buf);
+  om_registry_free(reg);
+}
+
 static void histogram_buckets(void **state) {
   (void)state;
   om_registry *reg = om_registry_new(NULL);
@@ -279,6 +305,7 @@ int main(void) {
       cmocka_unit_test(counter_refuses_negative_and_nan),
       cmocka_unit_test(counter_large_integers_exact),
       cmocka_unit_test(gauge_ops),
+      cmocka_unit_test(gauge_unset_until_set),
       cmocka_unit_test(histogram_buckets),
       cmocka_unit_test(histogram_nonfinite_not_summed),
       cmocka_unit_test(histogram_default_and_long_buckets),
