@@ -351,7 +351,7 @@ async function preview(url, format) {
     const [v, bytes] = await Promise.all([viewer(), api.fetchModel(url)]);
     const tris = await v.show(bytes, format);
     ui.tris.textContent = `${tris.toLocaleString()} triangles`;
-    ui.hint.textContent = 'Drag to orbit, scroll or pinch to zoom.';
+    ui.hint.textContent = 'Drag to orbit, scroll or pinch to zoom; + and - (or Page Up and Page Down) zoom.';
   } catch (err) {
     ui.hint.textContent = err && err.message ? err.message : 'The preview failed; the download still works.';
   }

@@ -1,7 +1,8 @@
 // viewer.js: the interactive 3D preview (three.js, served by orfeasd from
 // static/vendor/: nothing is fetched from the internet). One renderer for
 // the page's life; each model replaces the last. Orbit and zoom by mouse,
-// touch or keyboard (OrbitControls); it renders on demand, not in a loop.
+// touch or keyboard (OrbitControls, and the zoom keys below); it renders on
+// demand, not in a loop.
 //
 // STL, OBJ and PLY are in millimetres with Y the image's up and Z out of
 // the image; GLB is in metres with +Y up. Either way the camera is fitted
@@ -9,6 +10,9 @@
 
 import * as THREE from './vendor/three.js';
 import { OrbitControls, STLLoader, OBJLoader, PLYLoader, GLTFLoader } from './vendor/addons.js';
+
+// One zoom key press: the distance to the model times 0.8 (or divided).
+const ZOOM_STEP = 0.8;
 
 export class Viewer {
   constructor(canvas) {
@@ -33,6 +37,10 @@ export class Viewer {
     // The canvas takes the focus (tabindex in index.html): arrow keys pan,
     // Shift+arrows turn the model (OrbitControls' keys).
     this.controls.listenToKeyEvents(canvas);
+    // OrbitControls has no zoom keys: + and - (= and _ too, the same keys
+    // unshifted or shifted; the keypad's), Page Up and Page Down. Not with
+    // Ctrl, Alt or Meta: Ctrl + is the browser's own page zoom.
+    canvas.addEventListener('keydown', (e) => this.zoomKey(e));
     this.controls.addEventListener('change', () => this.render());
     this.model = null;
     this.triangles = 0;
@@ -50,6 +58,16 @@ export class Viewer {
 
   render() {
     this.renderer.render(this.scene, this.camera);
+  }
+
+  zoomKey(e) {
+    if (e.ctrlKey || e.altKey || e.metaKey || !this.controls.enableZoom) return;
+    // dollyIn(s) multiplies the distance by s (< 1: closer), within the
+    // controls' minDistance and maxDistance; dollyOut(s) divides it.
+    if (e.key === '+' || e.key === '=' || e.key === 'PageUp') this.controls.dollyIn(ZOOM_STEP);
+    else if (e.key === '-' || e.key === '_' || e.key === 'PageDown') this.controls.dollyOut(ZOOM_STEP);
+    else return;
+    e.preventDefault(); // Page Up/Down would scroll the page as well
   }
 
   clear() {

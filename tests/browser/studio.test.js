@@ -16,7 +16,8 @@
 //     (and no longer the last result); a 16 px image says why, once; a
 //     generate-3d answered 429 keeps its upload for Generate again; every
 //     control has an accessible name, the file picker's focus shows, the
-//     canvas takes the focus;
+//     canvas takes the focus; the canvas zooms from the keyboard (+ and -,
+//     Page Up and Page Down) and its accessible name says so;
 //     a subscription past --ws-max-subscriptions settles Live.follow at once.
 //   phone 390x844 (touch): nothing overflows sideways; the job list
 //     survived the reload and its "View" shows the model again.
@@ -153,6 +154,26 @@ async function checkKeyboard(page, what) {
   check(ring !== 'none', `${what}: the drop zone shows the focus of its file picker (outline ${ring})`);
   check(await page.$eval('#canvas', (e) => e.tabIndex === 0 && e.getAttribute('tabindex') === '0'),
     `${what}: the 3D preview takes the keyboard focus (tabindex 0)`);
+  // The 3D preview's accessible name says how to zoom with the keyboard.
+  const view = await page.accessibility.snapshot({ root: await page.$('#canvas'), interestingOnly: false });
+  check(view && /\+ and -/.test(view.name) && /Page Up/.test(view.name),
+    `${what}: the 3D preview's name says how to zoom from the keyboard ("${view && view.name}")`);
+}
+
+// Keyboard zoom in the 3D preview (focused): + and PageUp bring the model
+// closer (more of the canvas painted), - and PageDown take it back.
+async function checkKeyboardZoom(page, what) {
+  await page.focus('#canvas');
+  for (const [inKey, outKey] of [['+', '-'], ['PageUp', 'PageDown']]) {
+    const before = await paintedShare(page);
+    for (let i = 0; i < 2; i++) await page.keyboard.press(inKey);
+    const near = await paintedShare(page);
+    for (let i = 0; i < 2; i++) await page.keyboard.press(outKey);
+    const back = await paintedShare(page);
+    check(near > before * 1.5 && Math.abs(back - before) < before * 0.1,
+      `${what}: ${inKey} zooms in, ${outKey} out (${(before * 100).toFixed(1)}% > ${(near * 100).toFixed(1)}% > ${(back * 100).toFixed(1)}% of the canvas)`);
+  }
+  check(await page.evaluate(() => window.scrollY === 0), `${what}: PageDown in the preview did not scroll the page`);
 }
 
 async function generateOnce(page, port, image, format, frames, what) {
@@ -266,6 +287,7 @@ async function main() {
     check(/errors=0/.test(v), `desktop GLB: the Khronos glTF validator accepts it (${v.trim()})`);
     await page.screenshot({ path: path.join(OUT, 'desktop-1280x800.png') });
     check((await page.$$('#jobs li')).length === 1, 'desktop: the job is listed under "Your jobs"');
+    await checkKeyboardZoom(page, 'desktop GLB');
 
     // The error path: a file over --max-upload-mb 1.
     const input = await page.$('input[type=file]');
