@@ -17,7 +17,8 @@
 //     generate-3d answered 429 keeps its upload for Generate again; every
 //     control has an accessible name, the file picker's focus shows, the
 //     canvas takes the focus; the canvas zooms from the keyboard (+ and -,
-//     Page Up and Page Down) and its accessible name says so;
+//     Page Up and Page Down) and its accessible name says so; the file
+//     picker is a button named "Choose an image" that Space and Enter open;
 //     a subscription past --ws-max-subscriptions settles Live.follow at once.
 //   phone 390x844 (touch): nothing overflows sideways; the job list
 //     survived the reload and its "View" shows the model again.
@@ -154,10 +155,30 @@ async function checkKeyboard(page, what) {
   check(ring !== 'none', `${what}: the drop zone shows the focus of its file picker (outline ${ring})`);
   check(await page.$eval('#canvas', (e) => e.tabIndex === 0 && e.getAttribute('tabindex') === '0'),
     `${what}: the 3D preview takes the keyboard focus (tabindex 0)`);
+  // The drop zone's file picker is a button to a keyboard or screen-reader
+  // user: named for what it does (not by the zone's text, which goes once
+  // an image is chosen), the accepted types its description, and opened by
+  // Enter as by Space.
+  await checkPicker(page, what, /PNG/);
+  for (const key of ['Space', 'Enter']) {
+    await page.focus('#file');
+    const [chooser] = await Promise.all([
+      page.waitForFileChooser({ timeout: 5000 }).catch(() => null),
+      page.keyboard.press(key),
+    ]);
+    check(!!chooser, `${what}: ${key} on the drop zone opens the file chooser`);
+    if (chooser) await chooser.cancel();
+  }
   // The 3D preview's accessible name says how to zoom with the keyboard.
   const view = await page.accessibility.snapshot({ root: await page.$('#canvas'), interestingOnly: false });
   check(view && /\+ and -/.test(view.name) && /Page Up/.test(view.name),
     `${what}: the 3D preview's name says how to zoom from the keyboard ("${view && view.name}")`);
+}
+
+async function checkPicker(page, what, described) {
+  const picker = await page.accessibility.snapshot({ root: await page.$('#file'), interestingOnly: false });
+  check(picker && picker.role === 'button' && picker.name === 'Choose an image' && described.test(picker.description),
+    `${what}: the drop zone's file picker is a button named "${picker && picker.name}" (${picker && picker.role}; described "${picker && picker.description}")`);
 }
 
 // Keyboard zoom in the 3D preview (focused): + and PageUp bring the model
