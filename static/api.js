@@ -88,13 +88,11 @@ export function jobStatus(jobId) {
   return request('GET', `/api/job-status/${encodeURIComponent(jobId)}`);
 }
 
-// What this server can do (formats, limits); null when it does not say.
-export async function modelsInfo() {
-  try {
-    return await request('GET', '/api/models-info');
-  } catch {
-    return null;
-  }
+// What this server can do (formats, limits). A refusal (a 429 at page
+// load, say) is an ApiError like any other: the page says so and asks
+// again (studio.js, applyLimits).
+export function modelsInfo() {
+  return request('GET', '/api/models-info');
 }
 
 // The model's bytes for the viewer. A 429 or 503 (--rate-limit counts the

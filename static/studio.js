@@ -35,7 +35,11 @@ const ui = {
   canvas: $('canvas'), hint: $('viewer-hint'), result: $('result'), grade: $('grade'),
   printable: $('printable'), tris: $('tris'), download: $('download'),
   jobs: $('jobs'), clearJobs: $('clear-jobs'), live: $('live'), accepted: $('accepted'),
+  limitsNote: $('limits-note'),
 };
+
+// /api/models-info asked at most this many times when the page opens.
+const LIMITS_TRIES = 4;
 
 const state = {
   file: null,
@@ -130,9 +134,37 @@ function readSettings() {
   };
 }
 
-// The server's own limits, when it publishes them (/api/models-info).
-async function applyLimits() {
-  const info = await api.modelsInfo();
+// The server's own limits, when it publishes them (/api/models-info). Not
+// answered (a 429 or 503, or the server unreachable): said under the form,
+// and asked again after its Retry-After (1 to 30 s; 2, 4, 6 s without
+// one), LIMITS_TRIES times in all; the page works with its defaults
+// meanwhile, and the server checks every request anyway.
+async function loadLimits() {
+  for (let attempt = 1; ; attempt++) {
+    let info;
+    try {
+      info = await api.modelsInfo();
+    } catch (err) {
+      const status = err && Number.isInteger(err.status) ? err.status : -1;
+      const why = status === 429 ? 'too many requests'
+        : status === 503 ? 'the service is unavailable'
+          : status === 0 ? 'the server cannot be reached'
+            : status > 0 ? `HTTP ${status}` : String(err && err.message ? err.message : err);
+      const again = attempt < LIMITS_TRIES && [0, 429, 503].includes(status);
+      const wait = Math.min(Math.max((err && err.retryAfter) || 2 * attempt, 1), 30);
+      ui.limitsNote.textContent = `The server's limits could not be loaded (${why}); the page uses its defaults ` +
+        (again ? `meanwhile. Trying again in ${wait} s.` : 'and the server still checks every request. Reload the page to try again.');
+      if (!again) return;
+      await new Promise((r) => setTimeout(r, wait * 1000));
+      continue;
+    }
+    ui.limitsNote.textContent = '';
+    applyLimits(info);
+    return;
+  }
+}
+
+function applyLimits(info) {
   const lim = info && info.limits;
   if (!lim) return;
   const dims = lim.dimensions_mm || {};
@@ -453,5 +485,6 @@ live.addEventListener('state', (e) => {
 });
 live.start();
 renderJobs(jobs.load());
-refreshJobs();
-applyLimits();
+// Neither may end in an unhandled rejection: what goes wrong is said.
+refreshJobs().catch((err) => console.error('studio: the jobs list could not be brought up to date:', err));
+loadLimits().catch((err) => console.error('studio: the server\'s limits could not be applied:', err));

@@ -20,8 +20,10 @@
 //     Page Up and Page Down) and its accessible name says so; the file
 //     picker is a button named "Choose an image" that Space and Enter open;
 //     a subscription past --ws-max-subscriptions settles Live.follow at once.
-//   phone 390x844 (touch): nothing overflows sideways; the job list
-//     survived the reload and its "View" shows the model again.
+//   phone 390x844 (touch): the reload's /api/models-info answered 429 is
+//     said and asked again after its Retry-After; nothing overflows
+//     sideways; the job list survived the reload and its "View" shows the
+//     model again.
 //   the original clients' way: a page written against the original ORFEAS
 //     API (tests/browser/original-client/, with socket.io-client's browser
 //     build), served from another origin by a small server in this process:
@@ -107,16 +109,26 @@ async function watchStages(page) {
 // The page's next request whose URL contains `part` is answered 429 with
 // {error} and Retry-After, made in the page (its fetch wrapped once), not
 // by filling a queue or a rate limit; every other request goes through.
+// Runs in the page: refuseOnce (now) or refuseOnLoad (in the next document,
+// before the page's own scripts).
+function installRefusal(part, error, retryAfter) {
+  const real = window.fetch;
+  window.fetch = (u, init) => {
+    if (!String(u).includes(part)) return real(u, init);
+    window.fetch = real;
+    return Promise.resolve(new Response(JSON.stringify({ error, status: 429 }),
+      { status: 429, headers: { 'Content-Type': 'application/json', 'Retry-After': String(retryAfter) } }));
+  };
+}
+
 function refuseOnce(page, part, error, retryAfter) {
-  return page.evaluate((part, error, retryAfter) => {
-    const real = window.fetch;
-    window.fetch = (u, init) => {
-      if (!String(u).includes(part)) return real(u, init);
-      window.fetch = real;
-      return Promise.resolve(new Response(JSON.stringify({ error, status: 429 }),
-        { status: 429, headers: { 'Content-Type': 'application/json', 'Retry-After': String(retryAfter) } }));
-    };
-  }, part, error, retryAfter);
+  return page.evaluate(installRefusal, part, error, retryAfter);
+}
+
+// The same for the page's next load; resolves to what removes it
+// (page.removeScriptToEvaluateOnNewDocument's identifier).
+async function refuseOnLoad(page, part, error, retryAfter) {
+  return (await page.evaluateOnNewDocument(installRefusal, part, error, retryAfter)).identifier;
 }
 
 // Pixels the renderer painted: the canvas is transparent where there is
@@ -373,7 +385,20 @@ async function main() {
 
     // ---- phone ----
     await page.setViewport({ width: 390, height: 844, isMobile: true, hasTouch: true, deviceScaleFactor: 1 });
+    // The reloaded page's /api/models-info answered 429 (made in the page,
+    // before its scripts run): the page says so and that it will try again,
+    // and after the Retry-After it has the server's limits (their accepted
+    // types, in the server's words) and the message is gone.
+    const refusal = await refuseOnLoad(page, '/api/models-info', 'Rate limit exceeded', 1);
     await page.reload({ waitUntil: 'load' });
+    await checkWithin(page.waitForFunction(() => {
+      const n = document.getElementById('limits-note');
+      return n.getAttribute('role') === 'status' && /could not be loaded/.test(n.textContent) && /again in 1 s/.test(n.textContent);
+    }, { timeout: 5000 }), 'models-info answered 429 at load: the page says the limits could not be loaded and when it tries again');
+    await checkWithin(page.waitForFunction(() => document.getElementById('limits-note').textContent === '' &&
+      document.getElementById('accepted').textContent === 'PNG, JPEG, WEBP, GIF, BMP', { timeout: 10000 }),
+    'models-info tried again after its Retry-After: the server\'s limits apply and the message is gone');
+    await page.removeScriptToEvaluateOnNewDocument(refusal);
     await page.waitForFunction(() => document.getElementById('live').textContent === 'live', { timeout: 15000 });
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     check(overflow <= 0, `phone 390x844: nothing overflows sideways (${overflow} px)`);
