@@ -461,7 +461,7 @@ async function refreshJobs() {
 
 // Another tab of this page changed the list: show it here too.
 window.addEventListener('storage', (e) => {
-  if (e.key === jobs.KEY || e.key === null) renderJobs(jobs.load());
+  if (jobs.isKey(e.key)) renderJobs(jobs.load());
 });
 
 // ---- start --------------------------------------------------------------------------

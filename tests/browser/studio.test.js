@@ -19,7 +19,8 @@
 //     canvas takes the focus; the canvas zooms from the keyboard (+ and -,
 //     Page Up and Page Down) and its accessible name says so; the file
 //     picker is a button named "Choose an image" that Space and Enter open;
-//     a subscription past --ws-max-subscriptions settles Live.follow at once.
+//     a subscription past --ws-max-subscriptions settles Live.follow at once;
+//     jobs.js takes over an older page's list and keeps an ended job ended.
 //   phone 390x844 (touch): the reload's /api/models-info answered 429 is
 //     said and asked again after its Retry-After; nothing overflows
 //     sideways; the job list survived the reload and its "View" shows the
@@ -382,6 +383,22 @@ async function main() {
     });
     check(answers.slice(0, 32).every((a) => a === true) && answers[32] === false,
       `33 follows on one socket: 32 subscribed, the 33rd refused and settled at once (${answers.slice(30)})`);
+
+    // The list kept by an older page (one localStorage key) is taken over,
+    // and a job's end is never undone by an older state (another tab's
+    // late write): the page's own jobs.js, on a line of its own.
+    const kept = await page.evaluate(async () => {
+      const jobs = await import('/static/jobs.js');
+      const id = crypto.randomUUID();
+      localStorage.setItem('orfeas.studio.jobs',
+        JSON.stringify([{ job_id: id, name: 'old.png', format: 'stl', status: 'completed', created: 1 }]));
+      const found = jobs.load().find((j) => j.job_id === id);
+      const after = jobs.put({ job_id: id, status: 'queued' }).find((j) => j.job_id === id);
+      localStorage.removeItem(jobs.PREFIX + id);
+      return { name: found && found.name, old: localStorage.getItem('orfeas.studio.jobs'), status: after && after.status };
+    });
+    check(kept.name === 'old.png' && kept.old === null && kept.status === 'completed',
+      `jobs.js: an older page's list taken over (${kept.name}, old key ${kept.old}), an ended job stays ${kept.status}`);
 
     // ---- phone ----
     await page.setViewport({ width: 390, height: 844, isMobile: true, hasTouch: true, deviceScaleFactor: 1 });
