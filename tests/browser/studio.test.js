@@ -480,8 +480,14 @@ async function main() {
     check(await page.$eval('#error', (e) => e.hidden), 'the "cannot reach" message went once the server answered');
     const raw = (await page.evaluate(() => window.__stages)).filter((x) => /^[a-z_]+$/.test(x));
     check(raw.length === 0, `the stage label never showed a raw stage name (${raw.join(', ') || 'none'})`);
-    await checkWithin(tab2.waitForSelector(`a[href*="/api/download/${heldId}/"]`, { visible: true, timeout: 30000 }),
-      'the second tab shows that job finish too (its download link)');
+    // The second tab is in the background (hidden): no animation frames,
+    // so a wait that polls on them (waitForSelector's visible, a
+    // waitForFunction's default) would see only the page as it was when the
+    // wait began. Polled on a timer instead.
+    await checkWithin(tab2.waitForFunction((id) => {
+      const a = document.querySelector(`a[href*="/api/download/${id}/"]`);
+      return a && !a.hidden && getComputedStyle(document.getElementById('result')).display !== 'none';
+    }, { polling: 200, timeout: 30000 }, heldId), 'the second tab shows that job finish too (its download link)');
     await tab2.close();
     // The original-style page below subscribes after its generate-3d, as the
     // original client did, and a small job can end before that: held again.
