@@ -176,7 +176,7 @@ async function checkKeyboard(page, what) {
   for (const key of ['Space', 'Enter']) {
     await page.focus('#file');
     const [chooser] = await Promise.all([
-      page.waitForFileChooser({ timeout: 5000 }).catch(() => null),
+      page.waitForFileChooser({ timeout: 15000 }).catch(() => null),
       page.keyboard.press(key),
     ]);
     check(!!chooser, `${what}: ${key} on the drop zone opens the file chooser`);
