@@ -33,19 +33,38 @@ const ui = {
   width: $('width'), height: $('height'), depth: $('depth'), error: $('error'),
   progress: $('progress'), stage: $('stage'), percent: $('percent'), bar: $('bar'), eta: $('eta'),
   canvas: $('canvas'), hint: $('viewer-hint'), result: $('result'), grade: $('grade'),
-  printable: $('printable'), tris: $('tris'), download: $('download'),
+  printable: $('printable'), tris: $('tris'), download: $('download'), resultName: $('result-name'),
   jobs: $('jobs'), clearJobs: $('clear-jobs'), live: $('live'), accepted: $('accepted'),
-  limitsNote: $('limits-note'),
+  queueNote: $('queue-note'), limitsNote: $('limits-note'),
 };
 
+const HINT_EMPTY = 'Your model appears here. Drag to orbit, scroll or pinch to zoom; with the preview focused, + and - zoom.';
+const HINT_SHOWN = 'Drag to orbit, scroll or pinch to zoom; + and - (or Page Up and Page Down) zoom.';
+
+// Jobs followed in the background (for their line in "Your jobs" only) at
+// most: one more lets the oldest go (its line is brought up to date at the
+// next visit). Below the server's --ws-max-subscriptions (32), with the
+// job the model panel follows.
+const BACKGROUND_MAX = 8;
 // /api/models-info asked at most this many times when the page opens.
 const LIMITS_TRIES = 4;
 
+// The page follows one job at a time in the model panel (state.job): the
+// one Generate started, or, when the page opens, the newest one still
+// queued or running in the list. Generate is for the chosen image and is
+// refused only while its own requests are on their way or while that same
+// image's job runs: choosing another image lets the job followed go on in
+// the background (its line in the list still follows it) and the panel
+// shows nothing of it any more (docs/studio.md).
 const state = {
   file: null,
   previewUrl: null,
-  job: null,        // {job_id, format} being followed
-  busy: false,
+  job: null,        // {job_id, format, name, file}: followed in the model panel; file: the File it was made from (null: found in the list when the page opened)
+  sending: false,   // Generate's upload and generate-3d on their way
+  background: new Set(), // job ids followed for their list line only (BACKGROUND_MAX)
+  position: -1,     // the followed job's place in the queue (0: next), while queued and known
+  stage: null,      // the last setStage's arguments
+  shown: 0,         // counts what the model panel was asked to show (a preview that lost the race is dropped)
   pollTimer: 0,
   lastEvent: 0,
   heard: false,     // an event of the current job has arrived
@@ -66,9 +85,20 @@ function showError(text) {
 
 function setStage(stage, pct, eta) {
   ui.progress.hidden = false;
+  state.stage = [stage, pct, eta];
   // A stage this page does not know yet (a newer server) in words, not as
-  // an identifier.
-  ui.stage.textContent = STAGES[stage] || String(stage || '').replace(/_/g, ' ');
+  // an identifier. A queued job's place, when the server said it
+  // (generate-3d's 202, job-status; the WebSocket's events do not).
+  const queued = stage === 'queued';
+  if (!queued) state.position = -1;
+  let text = STAGES[stage] || String(stage || '').replace(/_/g, ' ');
+  if (queued && state.position >= 0) {
+    const n = state.position;
+    text += `: ${n === 0 ? 'next in line' : `${n} job${n === 1 ? '' : 's'} ahead`}`;
+  }
+  ui.stage.textContent = text;
+  // While it waits, the way on: another image's job may start meanwhile.
+  ui.queueNote.hidden = !(queued && state.job && !state.sending);
   const p = Math.max(0, Math.min(100, Number(pct) || 0));
   ui.percent.textContent = `${Math.round(p)}%`;
   ui.bar.value = p;
@@ -82,6 +112,11 @@ function choose(file) {
   showError('');
   state.file = file;
   state.upload = null;
+  // The model panel is the new image's from now on: nothing of the previous
+  // one (its model, Download link, figures, progress) can be taken for it.
+  // A job still running goes on in the background: its line in the list.
+  leaveJob();
+  clearResult();
   if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
   state.previewUrl = URL.createObjectURL(file);
   ui.preview.src = state.previewUrl;
@@ -90,7 +125,13 @@ function choose(file) {
   const kb = file.size / 1024;
   const size = file.size < 1024 ? `${file.size} bytes` : kb < 1024 ? `${kb.toFixed(0)} KB` : `${(kb / 1024).toFixed(1)} MB`;
   ui.fileInfo.textContent = `${file.name} · ${size}`;
-  ui.generate.disabled = state.busy;
+  updateGenerate();
+}
+
+// Generate: for a chosen image, not while Generate's own requests are on
+// their way, nor while that very image's job runs.
+function updateGenerate() {
+  ui.generate.disabled = !state.file || state.sending || !!(state.job && state.job.file === state.file);
 }
 
 ui.file.addEventListener('change', () => choose(ui.file.files && ui.file.files[0]));
@@ -191,13 +232,18 @@ ui.form.addEventListener('submit', (e) => {
 });
 
 async function run() {
-  if (state.busy) return;
+  if (state.sending) return;
   showError('');
-  if (!state.file) throw new Error('Choose an image first.');
+  const file = state.file;
+  if (!file) throw new Error('Choose an image first.');
+  if (state.job && state.job.file === file) return; // its job runs (Generate is disabled)
   const settings = readSettings();
-  state.busy = true;
-  ui.generate.disabled = true;
-  ui.result.hidden = true;
+  leaveJob();
+  clearResult();
+  state.sending = true;
+  state.position = -1;
+  updateGenerate();
+  let id = '';
   try {
     setStage('queued', 0);
     ui.stage.textContent = 'Uploading the image';
@@ -209,20 +255,21 @@ async function run() {
     // keeps it a while (docs/api.md): Generate again asks for that job, not
     // for a second upload (one more request against a rate limit, and an
     // orphan in the list). If the server has let it go, upload again.
-    let id = state.upload && state.upload.file === state.file ? state.upload.job_id : '';
+    id = state.upload && state.upload.file === file ? state.upload.job_id : '';
     let g = null;
     for (;;) {
       const reused = !!id;
       if (!id) {
-        const up = await api.upload(state.file);
+        const up = await api.upload(file);
         if (!up || !api.isJobId(up.job_id)) throw new Error('The server did not return a job id.');
         id = up.job_id;
-        state.upload = { file: state.file, job_id: id };
-        renderJobs(jobs.put({ job_id: id, name: state.file.name, format: settings.format, status: 'uploaded', created: Date.now() }));
+        if (state.file === file) state.upload = { file, job_id: id };
+        renderJobs(jobs.put({ job_id: id, name: file.name, format: settings.format, status: 'uploaded', created: Date.now() }));
       } else {
         renderJobs(jobs.put({ job_id: id, format: settings.format }));
       }
-      state.job = { job_id: id, format: settings.format };
+      if (state.file !== file) return; // another image chosen meanwhile: this one stays uploaded only
+      state.job = { job_id: id, format: settings.format, name: file.name, file };
       state.heard = false;
       // Subscribed (the server's answer awaited) before generate-3d, so no
       // event of even a job of a few milliseconds is missed.
@@ -231,9 +278,8 @@ async function run() {
         g = await api.generate({ job_id: id, ...settings });
         break;
       } catch (err) {
-        live.unfollow(id);
-        state.job = null;
-        if ((err.status === 404 || err.status === 410) && reused) {
+        forget(id);
+        if ((err.status === 404 || err.status === 410) && reused && state.file === file) {
           state.upload = null;
           id = '';
           continue;
@@ -242,27 +288,96 @@ async function run() {
       }
     }
     state.upload = null;
-    renderJobs(jobs.put({ job_id: id, status: g && g.status === 'completed' ? 'completed' : 'queued' }));
-    if (g && g.status === 'completed') {
+    const done = g && g.status === 'completed';
+    // Its line says queued unless its events, heard meanwhile, said more.
+    const line = jobs.load().find((x) => x.job_id === id);
+    if (done || (line && line.status === 'uploaded')) renderJobs(jobs.put({ job_id: id, status: done ? 'completed' : 'queued' }));
+    // Another image chosen meanwhile: the job goes on in the background
+    // (leaveJob), and its end comes to its line in the list.
+    if (!state.job || state.job.job_id !== id) return;
+    state.sending = false;
+    if (done) {
       // A cache hit: the model already exists.
       await finished(id, await api.jobStatus(id));
     } else {
+      if (g && Number.isInteger(g.position)) state.position = g.position;
       // Events may already have come (a short job, a fast socket): the
-      // queued label is only for a job not heard from yet.
+      // queued label is only for a job not heard from yet, or still queued.
       if (!state.heard) setStage('queued', 0);
+      else if (state.stage && state.stage[0] === 'queued') setStage(...state.stage);
       watch(id);
     }
   } catch (err) {
-    finishBusy();
-    ui.progress.hidden = true;
+    // Said only while it is about the image chosen: another chosen
+    // meanwhile has nothing to do with it.
+    if (id && state.job && state.job.job_id === id) forget(id);
+    if (state.file !== file) return;
+    if (!state.job) ui.progress.hidden = true;
     throw err;
+  } finally {
+    state.sending = false;
+    updateGenerate();
   }
 }
 
-function finishBusy() {
-  state.busy = false;
-  ui.generate.disabled = !state.file;
+// A job no longer followed at all: its generate was refused, or it ended.
+function forget(id) {
+  live.unfollow(id);
+  state.background.delete(id);
+  if (state.job && state.job.job_id === id) {
+    state.job = null;
+    clearTimeout(state.pollTimer);
+  }
+}
+
+// The job followed in the panel goes on in the background: the WebSocket
+// still follows it, for its line in the list (onBackground).
+function leaveJob() {
+  const j = state.job;
+  if (!j) return;
+  state.job = null;
   clearTimeout(state.pollTimer);
+  state.unreachable = false;
+  ui.queueNote.hidden = true;
+  background(j.job_id);
+}
+
+function background(id) {
+  state.background.add(id);
+  if (!live.jobs.has(id)) live.follow(id);
+  if (state.background.size > BACKGROUND_MAX) {
+    const oldest = state.background.values().next().value;
+    state.background.delete(oldest);
+    live.unfollow(oldest);
+  }
+}
+
+// A background job's news: its line in the list.
+function onBackground(id, event, data) {
+  if (event === 'generation_complete') {
+    const q = data.quality_metrics || {};
+    forget(id);
+    renderJobs(jobs.put({ job_id: id, status: 'completed', download_url: api.safeDownloadUrl(data.download_url), grade: q.grade }));
+  } else if (event === 'generation_error') {
+    forget(id);
+    renderJobs(jobs.put({ job_id: id, status: 'failed', error: typeof data.error === 'string' && data.error ? data.error : 'no reason given' }));
+  } else if (event === 'generation_progress') {
+    const status = data.stage === 'queued' ? 'queued' : 'processing';
+    const j = jobs.load().find((x) => x.job_id === id);
+    if (j && j.status !== status) renderJobs(jobs.put({ job_id: id, status }));
+  } else if (event === 'error' && data.code === 'too_many_subscriptions') {
+    forget(id); // not followed: its line is brought up to date at the next visit
+  }
+}
+
+// Nothing shown in the model panel: no progress, no result, no model.
+function clearResult() {
+  state.shown++;
+  ui.progress.hidden = true;
+  ui.result.hidden = true;
+  ui.tris.textContent = '';
+  ui.hint.textContent = HINT_EMPTY;
+  if (state.viewer) state.viewer.then((v) => v.clear(), () => {});
 }
 
 // Progress comes over the WebSocket; while it is down (or silent for a
@@ -289,7 +404,7 @@ function watch(id) {
         }
       }
     }
-    if (state.job && state.job.job_id === id && state.busy) state.pollTimer = setTimeout(tick, 1500);
+    if (state.job && state.job.job_id === id) state.pollTimer = setTimeout(tick, 1500);
   };
   clearTimeout(state.pollTimer);
   state.pollTimer = setTimeout(tick, 1500);
@@ -306,13 +421,20 @@ function onStatus(id, s) {
   if (!s) return;
   if (s.status === 'completed') finished(id, s);
   else if (s.status === 'failed') fail(id, s.error);
-  else setStage(s.status === 'queued' ? 'queued' : s.stage, s.progress, s.eta_seconds);
+  else if (s.status === 'queued') {
+    state.position = Number.isInteger(s.position) ? s.position : -1;
+    setStage('queued', s.progress, s.eta_seconds);
+  } else setStage(s.stage, s.progress, s.eta_seconds);
 }
 
 live.addEventListener('job', (e) => {
   const { event, data } = e.detail;
   const id = data.job_id;
-  if (!state.job || state.job.job_id !== id || !state.busy) return;
+  if (state.background.has(id)) {
+    onBackground(id, event, data);
+    return;
+  }
+  if (!state.job || state.job.job_id !== id) return;
   if (event === 'subscribed' || event === 'error') return; // Live.follow's answers
   state.lastEvent = Date.now();
   state.heard = true;
@@ -331,27 +453,30 @@ function fail(id, reason) {
   renderJobs(jobs.put({ job_id: id, status: 'failed', error: why }));
   setStage('failed', 0);
   showError(`The job failed: ${why}`);
-  live.unfollow(id);
-  state.job = null;
-  finishBusy();
+  forget(id);
+  updateGenerate();
 }
 
 async function finished(id, s) {
   if (!state.job || state.job.job_id !== id) return;
-  const format = state.job.format;
-  state.job = null;
-  live.unfollow(id);
+  const { format, name } = state.job;
+  forget(id);
   const url = api.safeDownloadUrl(s.download_url);
   const q = s.quality_metrics || {};
   renderJobs(jobs.put({ job_id: id, status: 'completed', download_url: url, grade: q.grade }));
   setStage('completed', 100);
-  finishBusy();
-  showResult(q, url);
+  updateGenerate();
+  showResult(q, url, name, format);
   if (url) await preview(url, format);
 }
 
-function showResult(q, url) {
+// The result row names the image its model was made from, and so does its
+// Download link for a screen reader.
+function showResult(q, url, name, format) {
   ui.result.hidden = false;
+  ui.resultName.textContent = name || '';
+  if (name) ui.download.setAttribute('aria-label', `Download the model of ${name} (${String(format).toUpperCase()})`);
+  else ui.download.removeAttribute('aria-label');
   ui.grade.textContent = typeof q.grade === 'string' ? q.grade : '–';
   const printable = q.printable === true;
   ui.printable.textContent = printable ? 'printable' : 'not printable';
@@ -378,14 +503,18 @@ function viewer() {
 }
 
 async function preview(url, format) {
+  const turn = ++state.shown;
+  const wanted = () => turn === state.shown; // nothing else asked for since
   ui.hint.textContent = 'Loading the model…';
   try {
     const [v, bytes] = await Promise.all([viewer(), api.fetchModel(url)]);
-    const tris = await v.show(bytes, format);
+    if (!wanted()) return;
+    const tris = await v.show(bytes, format, wanted);
+    if (tris < 0) return;
     ui.tris.textContent = `${tris.toLocaleString()} triangles`;
-    ui.hint.textContent = 'Drag to orbit, scroll or pinch to zoom; + and - (or Page Up and Page Down) zoom.';
+    ui.hint.textContent = HINT_SHOWN;
   } catch (err) {
-    ui.hint.textContent = err && err.message ? err.message : 'The preview failed; the download still works.';
+    if (wanted()) ui.hint.textContent = err && err.message ? err.message : 'The preview failed; the download still works.';
   }
 }
 
@@ -408,7 +537,7 @@ function renderJobs(list) {
       // Each list line has its View: a screen reader names which one.
       show.setAttribute('aria-label', `View ${j.name} (${j.format.toUpperCase()})`);
       show.addEventListener('click', () => {
-        showResult({ grade: j.grade }, j.download_url);
+        showResult({ grade: j.grade }, j.download_url, j.name, j.format);
         preview(j.download_url, j.format);
       });
       li.append(show);
@@ -429,16 +558,17 @@ ui.clearJobs.addEventListener('click', () => renderJobs(jobs.clear()));
 // Jobs left unfinished by an earlier visit (a reload, another tab): ask
 // where they stand, and follow the newest one still queued or running as
 // this page's job (its progress, its end, its model), as if it had been
-// started here.
+// started here, unless an image was chosen meanwhile; the others (at most
+// BACKGROUND_MAX) are followed for their line in the list.
 async function refreshJobs() {
-  let resume = null;
+  const open = [];
   for (const j of jobs.load()) {
     if (j.status === 'completed' || j.status === 'failed') continue;
     try {
       const s = await api.jobStatus(j.job_id);
       const q = s.quality_metrics || {};
       jobs.put({ job_id: j.job_id, status: s.status, download_url: s.download_url, grade: q.grade, error: s.error });
-      if (!resume && (s.status === 'queued' || s.status === 'processing')) resume = { j, s };
+      if (s.status === 'queued' || s.status === 'processing') open.push({ j, s });
     } catch (err) {
       if (err.status === 404 || err.status === 410) {
         jobs.put({ job_id: j.job_id, status: 'failed', error: 'forgotten by the server' });
@@ -446,17 +576,18 @@ async function refreshJobs() {
     }
   }
   renderJobs(jobs.load());
-  if (resume && !state.busy && !state.job) {
-    const { j, s } = resume;
-    state.job = { job_id: j.job_id, format: j.format };
+  let rest = open;
+  if (open.length && !state.sending && !state.job && !state.file) {
+    const { j, s } = open[0];
+    rest = open.slice(1);
+    state.job = { job_id: j.job_id, format: j.format, name: j.name, file: null };
     state.heard = false;
-    state.busy = true;
-    ui.generate.disabled = true;
     ui.result.hidden = true;
     onStatus(j.job_id, s);
     await live.follow(j.job_id);
     if (state.job && state.job.job_id === j.job_id) watch(j.job_id);
   }
+  for (const { j } of rest) if (!state.job || state.job.job_id !== j.job_id) background(j.job_id);
 }
 
 // Another tab of this page changed the list: show it here too.

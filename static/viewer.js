@@ -84,9 +84,12 @@ export class Viewer {
     this.render();
   }
 
-  // Shows a model from its file's bytes; returns its triangle count.
-  async show(buffer, format) {
+  // Shows a model from its file's bytes; returns its triangle count, or -1
+  // when wanted() says, once the file is read, that it is no longer to be
+  // shown (the page moved on meanwhile: a new image chosen).
+  async show(buffer, format, wanted = () => true) {
     const obj = await parse(buffer, format);
+    if (!wanted()) return -1;
     this.clear();
     let tris = 0;
     obj.traverse((o) => {

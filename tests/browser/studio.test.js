@@ -12,7 +12,8 @@
 //     frames arrive over the WebSocket and the stage label moves; the
 //     canvas shows the model (pixels painted on the transparent canvas);
 //     the a[href*="/api/download/"] link fetches a GLB the Khronos
-//     validator accepts; an oversize file shows the 413's message in words
+//     validator accepts; the next image chosen takes that model away before
+//     any Generate; an oversize file shows the 413's message in words
 //     (and no longer the last result); a 16 px image says why, once; a
 //     generate-3d answered 429 keeps its upload for Generate again; every
 //     control has an accessible name, the file picker's focus shows, the
@@ -38,6 +39,11 @@
 //     it; the live channel goes offline (the page says it cannot reach the
 //     server) and comes back by itself, and both tabs show that job finish
 //     after the restart (its download link, its model).
+//   one job at a time: with the worker held, a job queued behind another is
+//     said to wait ("next in line"), in the tab that started it and in a
+//     reloaded tab that follows it; choosing another image frees Generate
+//     there (the followed job goes on in the background), and every job's
+//     end reaches both tabs' lists.
 // Screenshots of both go to OUT_DIR. Every wait has a deadline.
 'use strict';
 const fs = require('fs');
@@ -265,6 +271,12 @@ async function main() {
   execFileSync(path.join(BUILD, 'tests', 'od-testimg'), ['png', '96', star]);
   const tiny = path.join(OUT, 'tiny.png');
   execFileSync(path.join(BUILD, 'tests', 'od-testimg'), ['png', '16', tiny]);
+  // Three more small images (each its own job, none a cache hit).
+  const [q1, q2, q3] = [48, 56, 64].map((px) => {
+    const f = path.join(OUT, `q${px}.png`);
+    execFileSync(path.join(BUILD, 'tests', 'od-testimg'), ['png', String(px), f]);
+    return f;
+  });
   const big = path.join(OUT, 'big.png');
   fs.writeFileSync(big, Buffer.concat([Buffer.from('\x89PNG\r\n\x1a\n', 'latin1'), Buffer.alloc(1536 * 1024, 7)]));
 
@@ -323,9 +335,24 @@ async function main() {
     check((await page.$$('#jobs li')).length === 1, 'desktop: the job is listed under "Your jobs"');
     await checkKeyboardZoom(page, 'desktop GLB');
 
-    // The error path: a file over --max-upload-mb 1.
+    // The error path: a file over --max-upload-mb 1. Choosing it already
+    // takes the previous image's model away: its result row, its Download
+    // link and the viewer's model are not the new image's.
     const input = await page.$('input[type=file]');
     await input.uploadFile(big);
+    await checkWithin(page.waitForFunction(() => document.getElementById('file-info').textContent.startsWith('big.png'),
+      { timeout: 5000 }), 'a new image chosen: the page names it');
+    const after = await page.evaluate(() => ({
+      result: getComputedStyle(document.getElementById('result')).display,
+      progress: document.getElementById('progress').hidden,
+      triangles: document.getElementById('canvas').dataset.triangles,
+      hint: document.getElementById('viewer-hint').textContent,
+    }));
+    await checkPicker(page, 'a new image chosen', /big\.png/);
+    const painted = await paintedShare(page);
+    check(after.result === 'none' && after.progress && after.triangles === '0' && painted === 0 &&
+      /^Your model appears here/.test(after.hint),
+    `a new image chosen: the previous model is gone before Generate (result ${after.result}, progress hidden ${after.progress}, ${after.triangles} triangles, ${(painted * 100).toFixed(1)}% painted, hint "${after.hint}")`);
     const [button] = await page.$$('xpath/.//button[normalize-space(text())="Generate"]');
     await button.click();
     await page.waitForFunction(() => !document.getElementById('error').hidden, { timeout: 15000 });
@@ -488,6 +515,56 @@ async function main() {
       const a = document.querySelector(`a[href*="/api/download/${id}/"]`);
       return a && !a.hidden && getComputedStyle(document.getElementById('result')).display !== 'none';
     }, { polling: 200, timeout: 30000 }, heldId), 'the second tab shows that job finish too (its download link)');
+
+    // A job waiting in the queue (docs/studio.md, "one job at a time"): the
+    // one worker is held by this tab's job A and its job B waits behind.
+    // Choosing another image while A runs lets A go on in the background
+    // (its line in the list) and Generate starts B at once. The second tab,
+    // reloaded, follows B, which it did not start: it says where B waits
+    // and how to start another job, and does so with an image of its own
+    // (C), B keeping its place. All three end, and both tabs' lists say so.
+    fs.writeFileSync(pause, '');
+    const newest = (p) => p.evaluate(async () => (await import('/static/jobs.js')).load()[0].job_id);
+    const generateIn = async (p, image, what) => {
+      const before = await newest(p);
+      await (await p.$('input[type=file]')).uploadFile(image);
+      await checkWithin(p.waitForFunction(() => !document.getElementById('generate').disabled, { timeout: 5000 }),
+        `${what}: Generate is available for the new image`);
+      await p.click('#generate');
+      return waitFor(async () => { const id = await newest(p); return id !== before && id; }, `${what}: its job`, 10000);
+    };
+    const queued = (p, ahead, what) => checkWithin(p.waitForFunction((ahead) => {
+      const note = document.getElementById('queue-note');
+      return !document.getElementById('progress').hidden && !note.hidden && /another image/.test(note.textContent) &&
+        document.getElementById('stage').textContent === `Waiting for a worker: ${ahead}`;
+    }, { timeout: 10000 }, ahead), `${what}: "Waiting for a worker: ${ahead}", and how to start another job meanwhile`);
+    const jobA = await generateIn(page, q1, 'job A');
+    await waitFor(async () => JSON.parse((await get(port, `/api/job-status/${jobA}`)).body).status === 'processing',
+      'job A to be running (held)', 10000);
+    const jobB = await generateIn(page, q2, 'another image while job A runs');
+    await queued(page, 'next in line', 'job B, started behind A');
+    await tab2.bringToFront();
+    await tab2.reload({ waitUntil: 'load' });
+    await queued(tab2, 'next in line', 'a reloaded tab following job B');
+    check(await tab2.$eval('#generate', (b) => b.disabled), 'the reloaded tab: Generate waits for an image of its own');
+    const jobC = await generateIn(tab2, q3, 'the tab following job B, given an image');
+    await queued(tab2, '1 job ahead', 'its job C');
+    fs.unlinkSync(pause);
+    await checkWithin(tab2.waitForSelector(`a[href*="/api/download/${jobC}/"]`, { visible: true, timeout: 30000 }),
+      'job C finished: that tab shows its download link');
+    await page.bringToFront();
+    await checkWithin(page.waitForSelector(`a[href*="/api/download/${jobB}/"]`, { visible: true, timeout: 30000 }),
+      'job B finished: the first tab shows its download link');
+    const ended = (p) => p.evaluate((ids) => ids.map((id) => {
+      const n = document.querySelector(`#jobs .name[title="${id}"]`);
+      return n ? n.parentElement.querySelector('.meta').textContent.split(' · ')[1] : 'not listed';
+    }), [jobA, jobB, jobC]);
+    let lists = [];
+    const allEnded = await waitFor(async () => {
+      lists = [...await ended(page), ...await ended(tab2)];
+      return lists.every((x) => x === 'completed');
+    }, 'every job listed completed', 10000).then(() => true, () => false);
+    check(allEnded, `jobs A, B and C are listed completed in both tabs (${lists.join(', ')})`);
     await tab2.close();
     // The original-style page below subscribes after its generate-3d, as the
     // original client did, and a small job can end before that: held again.
