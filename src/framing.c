@@ -19,6 +19,12 @@
  * with MHD_OPTION_STRICT_FOR_CLIENT, which orfeasd does not set, so until
  * 2026-12-03 such a request was answered). HTTP/1.0 may leave Host out.
  *
+ * A WebSocket upgrade (an Upgrade header naming websocket) that carries a
+ * body is refused the same way. RFC 6455 4.1 opens with a GET without
+ * one, and the bytes after its headers are a body to a parser that goes
+ * by the framing headers and the first WebSocket frames to one that goes
+ * by the upgrade: the same disagreement. (Until 2026-12-03 it got 101.)
+ *
  * Paths: MHD decodes %XX before the access handler sees the path, so
  * "/health%00.png" would reach the router as "/health". The raw request
  * target is checked instead (od_path_has_control, from MHD's URI log
@@ -65,9 +71,22 @@ static int parse_length(const char *v, unsigned long long *out) {
   return 0;
 }
 
+int od_header_has_token(const char *v, const char *tok) {
+  size_t tl = strlen(tok);
+  for (const char *p = v; p && *p; p++)
+    if (strncasecmp(p, tok, tl) == 0 &&
+        (p == v || p[-1] == ' ' || p[-1] == '\t' || p[-1] == ',') &&
+        (p[tl] == '\0' || p[tl] == ',' || p[tl] == ' ' || p[tl] == '\t'))
+      return 1;
+  return 0;
+}
+
 void od_framing_header(od_framing *f, const char *name, const char *value) {
   if (name == NULL)
     return;
+  if (strcasecmp(name, "Upgrade") == 0 &&
+      od_header_has_token(value, "websocket"))
+    f->ws_upgrade = 1;
   if (strcasecmp(name, "Content-Length") == 0) {
     unsigned long long n = 0;
     if (value == NULL || parse_length(value, &n) != 0)
@@ -150,6 +169,9 @@ const char *od_framing_verdict(const od_framing *f) {
   if (f->codings > 1 || f->bad_coding)
     return "Transfer-Encoding other than a single \"chunked\" is not "
            "supported";
+  if (f->ws_upgrade && (f->codings > 0 || (f->lengths > 0 && f->length > 0)))
+    return "a WebSocket upgrade request carries a body (RFC 6455 4.1: the "
+           "upgrade is a GET without one)";
   return NULL;
 }
 

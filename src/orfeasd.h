@@ -561,6 +561,7 @@ typedef struct {
   int bad_field;  /* a name that is not a token, a value with NUL/CR/LF */
   int hosts;      /* Host headers seen */
   int need_host;  /* set by the caller: not HTTP/1.0 (RFC 9112 3.2) */
+  int ws_upgrade; /* an Upgrade header names websocket */
 } od_framing;
 /* Feeds one request header (zero the struct first). */
 void od_framing_header(od_framing *f, const char *name, const char *value);
@@ -572,6 +573,9 @@ void od_framing_field(od_framing *f, const char *name, size_t name_len,
 /* NULL when the body's end is unambiguous, else why not (a sentence for
  * the client: the request is refused with 400 and its connection closed). */
 const char *od_framing_verdict(const od_framing *f);
+/* 1 when a header value (a comma list, such as Connection or Upgrade)
+ * holds tok, case-insensitively; 0 for a NULL value. */
+int od_header_has_token(const char *value, const char *tok);
 /* 1 when the path of a raw request target (before '?') holds a control
  * byte (0x00-0x1f, 0x7f), raw or percent-encoded. */
 int od_path_has_control(const char *raw_uri);

@@ -669,16 +669,6 @@ static void upgrade_cb(void *cls, struct MHD_Connection *conn, void *con_cls,
     od_ws_adopt(svc->hub, sock, urh, extra_in, extra_in_size);
 }
 
-static int header_has_token(const char *v, const char *tok) {
-  size_t tl = strlen(tok);
-  for (const char *p = v; p && *p; p++)
-    if (strncasecmp(p, tok, tl) == 0 &&
-        (p == v || p[-1] == ' ' || p[-1] == ',') &&
-        (p[tl] == '\0' || p[tl] == ',' || p[tl] == ' '))
-      return 1;
-  return 0;
-}
-
 /* The WebSocket handshake of /ws and /socket.io/ (upgrade_cb hands the
  * socket to the hub as the route says). */
 static void handle_ws(od_service *svc, struct MHD_Connection *conn,
@@ -708,7 +698,7 @@ static void handle_ws(od_service *svc, struct MHD_Connection *conn,
    * no body and a socket handed to the hub; MHD refuses to queue a 101 on
    * an HTTP/1.0 request (od_respond then closes the connection unanswered). */
   if (req->method_idx != OD_METHOD_GET || req->http10 || up == NULL ||
-      strcasecmp(up, "websocket") != 0 || !header_has_token(co, "upgrade") ||
+      strcasecmp(up, "websocket") != 0 || !od_header_has_token(co, "upgrade") ||
       ver == NULL || strcmp(ver, "13") != 0 || key_rc == -1) {
     validation_error(
         svc, conn, req, 400, "ws_handshake", "invalid",

@@ -788,6 +788,25 @@ def case_badinput_ws(work):
               "HTTP/1.0 upgrade of %s: 400 ws_handshake (%r)" % (path, got[:60]))
         counted.add("ws_handshake", "invalid")
     check(not s.log_has("can be used with HTTP/1.1"), "no libmicrohttpd upgrade warning in the log")
+    # An upgrade that carries a body (RFC 6455 4.1: a GET without one): the
+    # bytes after the headers are the body to one parser and the first
+    # WebSocket frames to another (a smuggling shape). It got 101; now 400
+    # bad_framing and the connection closed, as other framing is.
+    frame = b"\x81\x80\x00\x00\x00\x00"  # an empty masked text frame
+    for path in ("/ws", "/socket.io/?EIO=4&transport=websocket"):
+        for framing, body in ((b"Content-Length: %d\r\n" % len(frame), frame),
+                              (b"Transfer-Encoding: chunked\r\n", b"%x\r\n%s\r\n0\r\n\r\n" % (len(frame), frame))):
+            got, closed = raw_http_closed(
+                s.port, ("GET %s HTTP/1.1\r\nHost: localhost\r\n" % path).encode() + framing +
+                b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in up.items()) + b"\r\n" + body)
+            check(got.startswith(b"HTTP/1.1 400") and b"WebSocket upgrade" in got and closed,
+                  "upgrade of %s with %s: 400 naming the upgrade, closed (%r)"
+                  % (path, framing.split(b":")[0].decode(), got[:60]))
+    sm = s.samples()
+    check(value(sm, "orfeas_errors_total", type="bad_framing", endpoint="/ws") == 2
+          and value(sm, "orfeas_errors_total", type="bad_framing", endpoint="/socket.io/") == 2
+          and value(sm, "orfeas_http_connections_closed_total", reason="bad_framing") == 4,
+          "  errors_total{bad_framing} = 2 per route, connections_closed_total{bad_framing} = 4")
     # A client that closes first with a protocol code: wslay echoes the
     # code, and that echo is no protocol error of the client's.
     for code in (1002, 1007, 1009):

@@ -107,6 +107,32 @@ static void header_bytes(void **state) {
   assert_null(od_framing_verdict(&f));
 }
 
+/* RFC 6455 4.1: a WebSocket upgrade is a GET without a body; one with a
+ * body is refused. An empty one, or another protocol's upgrade, is not. */
+static void upgrade_with_a_body(void **state) {
+  (void)state;
+  const char *len[] = {"Upgrade", "websocket", "Content-Length", "6", NULL};
+  const char *chunked[] = {"upgrade", "WebSocket", "Transfer-Encoding",
+                           "chunked", NULL};
+  const char *listed[] = {"Upgrade", "h2c,\twebsocket", "Content-Length", "1",
+                          NULL};
+  const char *empty[] = {"Upgrade", "websocket", "Content-Length", "0", NULL};
+  const char *none[] = {"Upgrade", "websocket", NULL};
+  const char *h2c[] = {"Upgrade", "h2c", "Content-Length", "6", NULL};
+  const char *lookalike[] = {"Upgrade", "websockets", "Content-Length", "6",
+                             NULL};
+  assert_non_null(strstr(verdict(len), "WebSocket upgrade"));
+  assert_non_null(strstr(verdict(chunked), "WebSocket upgrade"));
+  assert_non_null(verdict(listed));
+  assert_null(verdict(empty));
+  assert_null(verdict(none));
+  assert_null(verdict(h2c));
+  assert_null(verdict(lookalike));
+  assert_int_equal(od_header_has_token("keep-alive, Upgrade", "upgrade"), 1);
+  assert_int_equal(od_header_has_token("Upgraded", "upgrade"), 0);
+  assert_int_equal(od_header_has_token(NULL, "upgrade"), 0);
+}
+
 static void control_bytes_in_paths(void **state) {
   (void)state;
   const char *bad[] = {
@@ -128,6 +154,7 @@ int main(void) {
       cmocka_unit_test(sound_framing),
       cmocka_unit_test(ambiguous_framing),
       cmocka_unit_test(header_bytes),
+      cmocka_unit_test(upgrade_with_a_body),
       cmocka_unit_test(control_bytes_in_paths),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
