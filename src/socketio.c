@@ -35,7 +35,8 @@
  *   Server events: 42["connected",{...}], 42["job_update",{job_id, status,
  *   progress, step, stage, output_file, download_url, cached, error, ...},
  *   "<job_id>"], 42["error",{"message","code"}] for a message it cannot
- *   act on (before CONNECT too), 42["error",{"message","job_id","code"}]
+ *   act on (before CONNECT too; a binary WebSocket frame too, ws.c),
+ *   42["error",{"message","job_id","code"}]
  *   for a subscribe refused, or in cluster mode when a subscribed job's
  *   current state will not come (code "resubscribe": subscribe again).
  *

@@ -23,11 +23,11 @@
  *
  * Hostile and dead clients (issue #13):
  *  - Flood: wslay answers every ping with a pong queued for the client, and
- *    each text message gets a reply; a client that sends them and never
- *    reads would grow its queue without end. A client message that finds
- *    the client's queue at 2 x --ws-queue (the cap of replies) is a flood:
- *    the hub stops reading from it, queues a close 1008 and closes the
- *    socket CLOSE_GRACE_S later at the latest.
+ *    each text or binary message gets a reply; a client that sends them and
+ * never reads would grow its queue without end. A client message that finds the
+ * client's queue at 2 x --ws-queue (the cap of replies) is a flood: the hub
+ * stops reading from it, queues a close 1008 and closes the socket
+ * CLOSE_GRACE_S later at the latest.
  *  - Idle: every --ws-ping-interval the hub sends a ping; a client that
  *    has not answered with a pong within --ws-ping-timeout (one that does
  *    not read, or is gone without a FIN) is closed (1001, "idle"). Each
@@ -560,31 +560,37 @@ static void on_msg(wslay_event_context_ptr ctx,
     c->peer_closed = 1;
   if (arg->opcode == WSLAY_CONNECTION_CLOSE && arg->msg_length == 1)
     c->short_close = 1; /* client_recv answers it, out of wslay's call */
-  /* A ping's pong is already queued (wslay), a text message's reply is
-   * about to be. */
-  if ((arg->opcode == WSLAY_PING || arg->opcode == WSLAY_TEXT_FRAME) &&
+  /* A ping's pong is already queued (wslay), a text or binary message's
+   * reply is about to be. */
+  if ((arg->opcode == WSLAY_PING || arg->opcode == WSLAY_TEXT_FRAME ||
+       arg->opcode == WSLAY_BINARY_FRAME) &&
       flooding(c))
     return;
-  if (c->sio != NULL) {
-    if (arg->opcode == WSLAY_TEXT_FRAME) {
-      sio_on_msg(c, arg->msg, arg->msg_length);
-    } else if (arg->opcode == WSLAY_BINARY_FRAME) {
-      od_metric_error(m, "bad_message", OD_ROUTE_SOCKETIO);
-      od_metric_validation(m, "ws_message", "binary");
+  /* A binary frame: the same error event on both protocols (Socket.IO's
+   * 42["error", ...]), as a bad message or packet is answered; the
+   * connection stays. */
+  if (arg->opcode == WSLAY_BINARY_FRAME) {
+    od_metric_error(m, "bad_message", c->sio ? OD_ROUTE_SOCKETIO : OD_ROUTE_WS);
+    od_metric_validation(m, "ws_message", "binary");
+    json_t *e =
+        od_ws_error_data(OD_WSE_BINARY_FRAME,
+                         "binary frames are not used; send JSON text", NULL);
+    if (c->sio == NULL) {
+      send_event(c, OD_WS_ERROR, e);
+    } else {
+      char *text = od_sio_event_text("error", e);
+      queue_raw(c, text);
+      free(text);
     }
     return;
   }
-  if (arg->opcode != WSLAY_TEXT_FRAME) {
-    if (arg->opcode == WSLAY_BINARY_FRAME) {
-      od_metric_error(m, "bad_message", OD_ROUTE_WS);
-      od_metric_validation(m, "ws_message", "binary");
-      send_event(c, OD_WS_ERROR,
-                 od_ws_error_data(OD_WSE_BINARY_FRAME,
-                                  "binary frames are not used; send JSON text",
-                                  NULL));
-    }
-    return; /* ping/pong/close: wslay answers them itself */
+  if (c->sio != NULL) {
+    if (arg->opcode == WSLAY_TEXT_FRAME)
+      sio_on_msg(c, arg->msg, arg->msg_length);
+    return;
   }
+  if (arg->opcode != WSLAY_TEXT_FRAME)
+    return; /* ping/pong/close: wslay answers them itself */
   char id[37], err[160];
   od_ws_err code;
   od_wsmsg_kind k =

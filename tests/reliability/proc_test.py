@@ -418,6 +418,13 @@ def case_ws_flood(work):
     sent = flood_send(text, msg, 20000)
     check(close_code(text) == 1008, "a text-message flood (%d sent, none read): close 1008 too" % sent)
     wait_for(lambda: disconnections(s, "flood") == 2, "the second flood counted", timeout=5)
+    # And binary frames on /socket.io/: each is answered an error event
+    # (binary_frame), so they are a flood as well.
+    sio = WS(s.port, rcvbuf=4096, path="/socket.io/?EIO=4&transport=websocket")
+    binary = b"\x82\x82" + mask + bytes(b ^ mask[i] for i, b in enumerate(b"\x00\x01"))
+    sent = flood_send(sio, binary, 20000)
+    check(close_code(sio) == 1008, "a binary-frame flood on /socket.io/ (%d sent, none read): close 1008" % sent)
+    wait_for(lambda: disconnections(s, "flood") == 3, "the third flood counted", timeout=5)
     check(good.closed is None, "the well-behaved client is still connected")
     good.ws.send_json({"event": "ping"})
     check_within(lambda: any(e["event"] == "pong" for e in good.events), "... and served (its ping's pong)")

@@ -231,7 +231,13 @@ def case_socketio(work):
         d = sio_error(reply) if reply and reply.startswith('42["error"') else {}
         check(d.get("code") == code and d.get("message") and "job_id" not in d,
               "%s: an error event, code %s (%s)" % (bad.decode(), code, reply))
-    ws.send_frame(2, b"\x00\x01")  # binary: counted, not answered
+    # A binary WebSocket frame: an error event with /ws's code (it was
+    # counted and never answered).
+    ws.send_frame(2, b"\x00\x01")
+    reply = sio_next(ws)
+    d = sio_error(reply) if reply and reply.startswith('42["error"') else {}
+    check(d.get("code") == "binary_frame" and d.get("message") and "job_id" not in d,
+          "a binary frame: an error event, code binary_frame (%s)" % reply)
     # The heartbeat: a ping arrives; it is never answered, so the server
     # closes the connection within the timeout (sio_frames' deadline: 8 s
     # for the ping interval 0.3 s + the timeout 2 s; no measured time).
