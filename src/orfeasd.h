@@ -1100,9 +1100,10 @@ typedef enum {
   OD_WSMSG_BAD
 } od_wsmsg_kind;
 
-/* The codes of the "error" event, /ws and Socket.IO alike (docs/api.md
- * lists each with what the client should do): a client matches these, never
- * the message, which is for people and may be reworded. */
+/* The codes of the "error" event, /ws and Socket.IO alike, and of a
+ * Socket.IO CONNECT_ERROR's data (unknown_namespace; docs/api.md lists
+ * each with what the client should do): a client matches these, never the
+ * message, which is for people and may be reworded. */
 #define OD_WS_ERR_LIST(X)                                                      \
   X(BAD_JSON, "bad_json")                                                      \
   X(BAD_MESSAGE, "bad_message")                                                \
@@ -1113,7 +1114,8 @@ typedef enum {
   X(BINARY_PACKET, "binary_packet")                                            \
   X(NOT_CONNECTED, "not_connected")                                            \
   X(TOO_MANY_SUBSCRIPTIONS, "too_many_subscriptions")                          \
-  X(RESUBSCRIBE, "resubscribe")
+  X(RESUBSCRIBE, "resubscribe")                                                \
+  X(UNKNOWN_NAMESPACE, "unknown_namespace")
 
 typedef enum {
 #define OD_WS_ERR_ENUM(id, name) OD_WSE_##id,

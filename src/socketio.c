@@ -19,7 +19,8 @@
  *   Socket.IO (after the 4): type digit, optional "/nsp,", optional ack id,
  *   optional JSON:
  *     0 CONNECT     to "/" only: answered 40{"sid","pid"}; any other
- *                   namespace gets 44/nsp,{"message"} (CONNECT_ERROR).
+ *                   namespace gets 44/nsp,{"message","data":{"message",
+ *                   "code":"unknown_namespace"}} (CONNECT_ERROR).
  *                   Its payload (the auth object) is read for one thing:
  *                   a reconnecting socket.io-client (4.6 and later, once
  *                   a CONNECT answer carried a "pid") sends {"pid",
@@ -140,10 +141,16 @@ char *od_sio_event_text(const char *name, json_t *data) {
   return event_text(name, data, NULL);
 }
 
-static char *connect_error(const char *nsp, const char *message) {
+/* CONNECT_ERROR as the official server writes one: {"message", "data"}.
+ * socket.io-client hands message and data over as the connect_error's
+ * err.message and err.data; data is the error events' {message, code}
+ * (od_ws_error_data), so the code is where a client looks for it. */
+static char *connect_error(const char *nsp, const char *message, od_ws_err code,
+                           const char *detail) {
   char prefix[80];
   snprintf(prefix, sizeof prefix, "44%s,", nsp);
-  return prefixed(prefix, json_pack("{s:s}", "message", message));
+  return prefixed(prefix, json_pack("{s:s, s:o}", "message", message, "data",
+                                    od_ws_error_data(code, detail, NULL)));
 }
 
 /* The last path component of a download URL: the model's file name. */
@@ -298,9 +305,12 @@ static od_sio_kind handle_sio(od_sio_conn *c, const char *p, size_t n,
   switch (type) {
   case 0: /* CONNECT (of its payload only a reconnect's offset is used) */
     if (!root_nsp) {
-      *reply = connect_error(nsp, "Invalid namespace");
       snprintf(err, err_len, "namespace %.*s does not exist (only \"/\")",
                (int)od_utf8_prefix(nsp, 40), nsp);
+      /* "Invalid namespace": the official server's words, which clients
+       * written against it compare. */
+      *reply = connect_error(nsp, "Invalid namespace", OD_WSE_UNKNOWN_NAMESPACE,
+                             err);
       return OD_SIO_BAD;
     }
     c->connected = 1;

@@ -155,6 +155,16 @@ async function main() {
     const unknown = c.events.find((e) => e.name === 'error').data;
     check(/unknown event/.test(unknown.message) && unknown.code === 'unknown_event',
       `an unknown event is answered with an error event naming it, code unknown_event (${JSON.stringify(unknown)})`);
+    // A namespace that does not exist (on the same connection: the client
+    // multiplexes): connect_error, the code in err.data as socket.io-client
+    // hands a CONNECT_ERROR's data over; "/" stays connected.
+    const admin = connect(`${base}/admin`, { transports: ['websocket'] });
+    clients.push(admin);
+    await waitFor(() => admin.connected || admin.error, 'the /admin namespace to answer');
+    check(!admin.connected && admin.error.message === 'Invalid namespace' && admin.error.data &&
+      admin.error.data.code === 'unknown_namespace' && c.socket.connected,
+    `an unknown namespace: connect_error "Invalid namespace", data.code unknown_namespace (${
+      JSON.stringify(admin.error && admin.error.data)}), "/" still connected`);
     // Ten heartbeats (3 s and more) outlast the 2 s timeout: the numbered
     // WebSocket pings beside them were echoed by the client's ws on its own
     // (a "3" alone does not keep a client: ws.c, heartbeat).

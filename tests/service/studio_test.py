@@ -238,6 +238,14 @@ def case_socketio(work):
     d = sio_error(reply) if reply and reply.startswith('42["error"') else {}
     check(d.get("code") == "binary_frame" and d.get("message") and "job_id" not in d,
           "a binary frame: an error event, code binary_frame (%s)" % reply)
+    # A CONNECT to a namespace that does not exist: CONNECT_ERROR as the
+    # official server writes it ({"message", "data"}), the code in data.
+    ws.send_frame(1, b"40/admin,")
+    reply = sio_next(ws)
+    e = json.loads(reply[len("44/admin,"):]) if reply and reply.startswith("44/admin,{") else {}
+    check(e.get("message") == "Invalid namespace" and e.get("data", {}).get("code") == "unknown_namespace"
+          and "/admin" in e["data"].get("message", ""),
+          "CONNECT to /admin: 44/admin,{message, data {code unknown_namespace}} (%s)" % reply)
     # The heartbeat: a ping arrives; it is never answered, so the server
     # closes the connection within the timeout (sio_frames' deadline: 8 s
     # for the ping interval 0.3 s + the timeout 2 s; no measured time).
@@ -292,8 +300,8 @@ def case_socketio(work):
     sm = parse_metrics(s.metrics()[2])
     check(value(sm, "orfeas_errors_total", type="ws_timeout", endpoint="/socket.io/") == 2,
           "errors_total{ws_timeout, /socket.io/} = 2")
-    check(value(sm, "orfeas_errors_total", type="bad_message", endpoint="/socket.io/") == 8,
-          "errors_total{bad_message, /socket.io/} = 8 (7 bad packets, 1 binary frame)")
+    check(value(sm, "orfeas_errors_total", type="bad_message", endpoint="/socket.io/") == 9,
+          "errors_total{bad_message, /socket.io/} = 9 (7 bad packets, 1 binary frame, 1 unknown namespace)")
     for et, n in [("transport", 1), ("version", 3), ("sid", 1)]:  # version: also the bare /socket.io/
         check(value(sm, "orfeas_validation_errors_total", field="socketio", error_type=et) == n,
               "validation_errors_total{socketio, %s} = %d" % (et, n))
