@@ -25,6 +25,19 @@
  * by the framing headers and the first WebSocket frames to one that goes
  * by the upgrade: the same disagreement. (Until 2026-12-03 it got 101.)
  *
+ * Query arguments (od_query_check): libmicrohttpd 0.9.75 records each in
+ * the connection's memory while it parses the request line, and when they
+ * do not fit it answers nothing at all (its 431 is lost: the connection
+ * waits for --header-timeout). The check runs in the URI callback, before
+ * that: more than OD_QUERY_MAX_ARGS is answered 414 by the access handler
+ * (MHD still calls it), and for a line whose arguments may not fit the
+ * connection's receiving side is shut down there and then (shutdown(2)
+ * SHUT_RD; the edge cuts connections with shutdown too): MHD then sees
+ * the end of the stream and closes the connection the usual way, or, when
+ * the arguments did fit after all and the headers were in, still calls
+ * the handler, which answers (414 past the limit). Nothing is written
+ * into MHD's memory.
+ *
  * Paths: MHD decodes %XX before the access handler sees the path, so
  * "/health%00.png" would reach the router as "/health". The raw request
  * target is checked instead (od_path_has_control, from MHD's URI log
@@ -33,6 +46,7 @@
  * (tests/unit/test_od_framing.c).
  */
 #include <ctype.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -173,6 +187,26 @@ const char *od_framing_verdict(const od_framing *f) {
     return "a WebSocket upgrade request carries a body (RFC 6455 4.1: the "
            "upgrade is a GET without one)";
   return NULL;
+}
+
+od_query_verdict od_query_check(const char *uri, int *args) {
+  *args = 0;
+  if (uri == NULL)
+    return OD_QUERY_OK;
+  size_t len = strlen(uri);
+  const char *q = strchr(uri, '?');
+  if (q != NULL && q[1] != '\0') {
+    *args = 1;
+    for (q++; *q; q++)
+      if (*q == '&' && *args < INT_MAX)
+        ++*args;
+  }
+  /* No argument, no record: a long path alone is MHD's 414 to give. */
+  if (*args > 0 &&
+      (unsigned long long)len + (unsigned long long)*args * OD_QUERY_ARG_COST >
+          OD_QUERY_BUDGET)
+    return OD_QUERY_PAST_MEMORY;
+  return *args > OD_QUERY_MAX_ARGS ? OD_QUERY_TOO_MANY : OD_QUERY_OK;
 }
 
 static int hexval(int c) {

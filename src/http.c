@@ -224,6 +224,12 @@ static void log_safe(const char *in, char *out, size_t len) {
 
 /* ---- MHD callbacks ------------------------------------------------------- */
 
+/* The context uri_cb gives a request whose query arguments may not fit in
+ * MHD's connection memory: its address only (a static, so nothing leaks
+ * when MHD never calls back). req_begin replaces it with a request that
+ * answers 414. */
+static char query_cut;
+
 /* The connection's entry in the edge table (edge.c). */
 static od_conn *conn_of(struct MHD_Connection *conn) {
   const union MHD_ConnectionInfo *ci =
@@ -455,6 +461,21 @@ static int refuse_early(od_service *svc, struct MHD_Connection *conn,
     *rc = (enum MHD_Result)od_respond_error(
         svc, conn, req, 400, "bad_path",
         "The request path holds a control character (such as %00)", NULL);
+  } else if (req->query_cut || req->query_args > OD_QUERY_MAX_ARGS) {
+    char msg[160];
+    if (req->query_cut) /* counted in uri_cb */
+      snprintf(msg, sizeof msg,
+               "The query is too long: the request target's length plus %d "
+               "bytes per query argument must stay within %d bytes",
+               OD_QUERY_ARG_COST, OD_QUERY_BUDGET);
+    else
+      snprintf(msg, sizeof msg,
+               "At most %d query arguments are taken; the request has %d",
+               OD_QUERY_MAX_ARGS, req->query_args);
+    if (!req->query_cut)
+      od_metric_validation(&svc->m, "query", "too_many_arguments");
+    *rc = (enum MHD_Result)od_respond_error(svc, conn, req, 414, "validation",
+                                            msg, NULL);
   } else if (framing != NULL) {
     od_edge_count_close(svc->edge, OD_CLOSE_BAD_FRAMING);
     *rc = (enum MHD_Result)od_respond_error(svc, conn, req, 400, "bad_framing",
@@ -533,10 +554,15 @@ static enum MHD_Result req_begin(od_service *svc, int admin,
                                  const char *method, const char *version,
                                  void **con_cls) {
   od_req *req = *con_cls;
-  if (req == NULL) {
+  int cut = req == (void *)&query_cut;
+  if (req == NULL || cut) {
     if ((req = calloc(1, sizeof *req)) == NULL)
       return MHD_NO;
     od_body_init(&req->b);
+    req->query_cut = cut;
+    if (cut) /* the arguments MHD recorded after all */
+      req->query_args =
+          MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, NULL, NULL);
     *con_cls = req;
   }
   req->begun = 1;
@@ -715,7 +741,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn,
   const struct od_listener *l = cls;
   od_service *svc = l->svc;
   od_req *req = *con_cls;
-  if (req == NULL || !req->begun)
+  if (req == NULL || req == (void *)&query_cut || !req->begun)
     return req_begin(svc, l->admin, conn, url, method, version, con_cls);
   req->calls++;
   if (*upload_size > 0)
@@ -727,13 +753,29 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn,
  * raw target is still there to check (MHD decodes %XX before the access
  * handler sees the path). */
 static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *conn) {
-  (void)cls;
-  (void)conn;
+  od_service *svc = ((const struct od_listener *)cls)->svc;
+  int args = 0;
+  if (od_query_check(uri, &args) == OD_QUERY_PAST_MEMORY) {
+    /* MHD may run out of connection memory recording the arguments, and
+     * then it answers nothing and never calls the handlers, the
+     * completion callback included (framing.c). The receiving side is
+     * shut now, so MHD closes the connection at once; the context is
+     * query_cut, which owns nothing (nothing to free if MHD never calls
+     * back), and a handler that is called after all (the arguments did
+     * fit) answers 414. Counted here, once, either way. */
+    const union MHD_ConnectionInfo *fi =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (fi != NULL)
+      shutdown(fi->connect_fd, SHUT_RD);
+    od_metric_validation(&svc->m, "query", "too_many_arguments");
+    return (void *)&query_cut;
+  }
   od_req *req = calloc(1, sizeof *req);
   if (req == NULL)
     return NULL; /* req_begin tries again */
   od_body_init(&req->b);
   req->bad_path = od_path_has_control(uri);
+  req->query_args = args;
   return req;
 }
 
@@ -776,9 +818,9 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
   od_service *svc = ((const struct od_listener *)cls)->svc;
   od_req *req = *con_cls;
-  if (req == NULL)
-    return;
   *con_cls = NULL;
+  if (req == NULL || req == (void *)&query_cut)
+    return;
   /* A 101 was queued but the upgrade never happened (the client left):
    * give the WebSocket slot back, or it would leak. */
   if (req->ws_reserved)
@@ -982,6 +1024,7 @@ static int start_admin(od_service *svc, char *err, size_t err_len) {
       MHD_OPTION_LISTEN_SOCKET, (MHD_socket)lfd, MHD_OPTION_CONNECTION_LIMIT,
       (unsigned)svc->cfg.admin_connections, MHD_OPTION_NOTIFY_CONNECTION,
       notify_conn_cb, l, MHD_OPTION_URI_LOG_CALLBACK, uri_cb, l,
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)OD_CONN_MEMORY,
       MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_NOTIFY_COMPLETED,
       completed_cb, l, MHD_OPTION_END);
   if (svc->admin_daemon == NULL) {
@@ -1063,6 +1106,8 @@ int od_http_start(od_service *svc, char *err, size_t err_len) {
           OD_CONN_HEADROOM,
       MHD_OPTION_NOTIFY_CONNECTION, notify_conn_cb, l,
       MHD_OPTION_URI_LOG_CALLBACK, uri_cb, l,
+      /* Its default, set here because od_query_check is sized on it. */
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)OD_CONN_MEMORY,
       /* MHD's own idle timeout (renewed by every byte): for answers a
        * client does not read. Headers and bodies have the edge's
        * deadlines (edge.c). */

@@ -576,6 +576,28 @@ const char *od_framing_verdict(const od_framing *f);
 /* 1 when a header value (a comma list, such as Connection or Upgrade)
  * holds tok, case-insensitively; 0 for a NULL value. */
 int od_header_has_token(const char *value, const char *tok);
+/* Query arguments. libmicrohttpd records each one in the connection's
+ * memory (MHD_OPTION_CONNECTION_MEMORY_LIMIT, OD_CONN_MEMORY) while it
+ * parses the request line, and when they do not fit there it answers
+ * nothing (the connection waits for --header-timeout). So a request line
+ * is judged from MHD's URI callback, before that: more than
+ * OD_QUERY_MAX_ARGS arguments is a 414 (the access handler answers it),
+ * and a target whose length plus OD_QUERY_ARG_COST bytes per argument
+ * passes 7/8 of OD_CONN_MEMORY is closed at once (MHD would not call the
+ * handler). Measured on 0.9.75: an argument takes 64 bytes, and it stops
+ * answering past about 32,400 bytes of target plus arguments. */
+#define OD_CONN_MEMORY (32 * 1024)
+#define OD_QUERY_MAX_ARGS 64
+#define OD_QUERY_ARG_COST 128
+#define OD_QUERY_BUDGET (OD_CONN_MEMORY / 8 * 7)
+typedef enum {
+  OD_QUERY_OK,
+  OD_QUERY_TOO_MANY,   /* 414 */
+  OD_QUERY_PAST_MEMORY /* closed at the request line */
+} od_query_verdict;
+/* The verdict on a raw request target; *args gets its number of query
+ * arguments (an upper bound: pieces between '&', empty ones included). */
+od_query_verdict od_query_check(const char *raw_uri, int *args);
 /* 1 when the path of a raw request target (before '?') holds a control
  * byte (0x00-0x1f, 0x7f), raw or percent-encoded. */
 int od_path_has_control(const char *raw_uri);
@@ -1353,6 +1375,9 @@ struct od_req {
   int admin;        /* came in on the --admin-listen listener */
   int begun;        /* the headers were seen (first handler call) */
   int bad_path;     /* the raw path holds a control byte */
+  int query_args;   /* query arguments, past OD_QUERY_MAX_ARGS: 414 */
+  int query_cut;    /* its arguments may not fit in MHD's memory: the
+                       connection's receiving side was shut (uri_cb), 414 */
   int body_error;   /* errno of a failed body write, 0 = none */
   int over_budget;  /* a chunked body crossed the body budget */
   int over_address; /* ... its client address's share of it */

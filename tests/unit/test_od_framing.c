@@ -133,6 +133,44 @@ static void upgrade_with_a_body(void **state) {
   assert_int_equal(od_header_has_token(NULL, "upgrade"), 0);
 }
 
+/* Query arguments: past 64, 414; past what MHD's connection memory may
+ * hold (the target's length + 128 bytes per argument over 28 KiB), cut. */
+static void query_arguments(void **state) {
+  (void)state;
+  char uri[40000];
+  int n = -1;
+  assert_int_equal(od_query_check("/health", &n), OD_QUERY_OK);
+  assert_int_equal(n, 0);
+  assert_int_equal(od_query_check("/health?", &n), OD_QUERY_OK);
+  assert_int_equal(n, 0);
+  assert_int_equal(od_query_check("/s?EIO=4&transport=websocket", &n),
+                   OD_QUERY_OK);
+  assert_int_equal(n, 2);
+  assert_int_equal(od_query_check("/a?&&", &n), OD_QUERY_OK);
+  assert_int_equal(n, 3);
+  /* 64 arguments pass, 65 are too many, 500 may not fit. */
+  for (int args = 64; args <= 65; args++) {
+    size_t o = (size_t)snprintf(uri, sizeof uri, "/h?a=1");
+    for (int i = 1; i < args; i++)
+      o += (size_t)snprintf(uri + o, sizeof uri - o, "&a=1");
+    assert_int_equal(od_query_check(uri, &n),
+                     args == 64 ? OD_QUERY_OK : OD_QUERY_TOO_MANY);
+    assert_int_equal(n, args);
+  }
+  size_t o = (size_t)snprintf(uri, sizeof uri, "/h?a");
+  for (int i = 1; i < 500; i++)
+    o += (size_t)snprintf(uri + o, sizeof uri - o, "&a");
+  assert_int_equal(od_query_check(uri, &n), OD_QUERY_PAST_MEMORY);
+  /* A long target: with a query, past the budget; without one, MHD's. */
+  memset(uri, 'x', 30000);
+  uri[30000] = '\0';
+  uri[0] = '/';
+  assert_int_equal(od_query_check(uri, &n), OD_QUERY_OK);
+  uri[10] = '?';
+  assert_int_equal(od_query_check(uri, &n), OD_QUERY_PAST_MEMORY);
+  assert_int_equal(n, 1);
+}
+
 static void control_bytes_in_paths(void **state) {
   (void)state;
   const char *bad[] = {
@@ -155,6 +193,7 @@ int main(void) {
       cmocka_unit_test(ambiguous_framing),
       cmocka_unit_test(header_bytes),
       cmocka_unit_test(upgrade_with_a_body),
+      cmocka_unit_test(query_arguments),
       cmocka_unit_test(control_bytes_in_paths),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
