@@ -24,10 +24,10 @@
  * Hostile and dead clients (issue #13):
  *  - Flood: wslay answers every ping with a pong queued for the client, and
  *    each text or binary message gets a reply; a client that sends them and
- * never reads would grow its queue without end. A client message that finds the
- * client's queue at 2 x --ws-queue (the cap of replies) is a flood: the hub
- * stops reading from it, queues a close 1008 and closes the socket
- * CLOSE_GRACE_S later at the latest.
+ *    never reads would grow its queue without end. A client message that
+ *    finds the client's queue at 2 x --ws-queue (the cap of replies) is a
+ *    flood: the hub stops reading from it, queues a close 1008 and closes
+ *    the socket CLOSE_GRACE_S later at the latest.
  *  - Idle: every --ws-ping-interval the hub sends a ping; a client that
  *    has not answered with a pong within --ws-ping-timeout (one that does
  *    not read, or is gone without a FIN) is closed (1001, "idle"). Each
