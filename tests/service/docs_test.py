@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """docs/metrics.md against a live orfeasd's /metrics, both ways (see
 tests/tools/metrics_doc_check.py); the monitoring's queries against it;
-docs/api.md's flag table against orfeasd --help. argv: CASE WORKDIR, like
+docs/api.md's flag table against orfeasd --help; api.md's error types and
+the runbook's silences against what they name. argv: CASE WORKDIR, like
 od_test.py."""
 import os
 import re
@@ -118,7 +119,70 @@ def case_flags_reference(work):
     check(not differ, "numeric defaults agree between --help and docs/api.md (%s)" % "; ".join(differ))
 
 
+def error_types(text, anchor):
+    """The backquoted words of the parenthesis that follows anchor (the
+    first `type` list after it)."""
+    i = text.index(anchor)
+    j = text.index("(", i)
+    depth, k = 0, j
+    while True:  # to the matching ")": the list holds parentheses of its own
+        depth += {"(": 1, ")": -1}.get(text[k], 0)
+        if depth == 0:
+            break
+        k += 1
+    body = re.sub(r"\([^()]*\)", "", text[j + 1:k])  # the notes beside a type
+    return re.findall(r"`([a-z_]+)`", body) or [w.strip() for w in body.split(",")]
+
+
+def alert_labels():
+    """{alert: the labels its firing alerts carry}, from the rule unit
+    tests' exp_labels (promtool checks those against the rules)."""
+    import yaml
+    with open(os.path.join(ROOT, "monitoring/prometheus/alert_rules_test.yml")) as f:
+        tests = yaml.safe_load(f)["tests"]
+    out = {}
+    for t in tests:
+        for a in t.get("alert_rule_test") or []:
+            for e in a.get("exp_alerts") or []:
+                out.setdefault(a["alertname"], set()).update(e.get("exp_labels", {}))
+    return out
+
+
+def case_cross_reference(work):
+    """What the prose names exists in the code: docs/api.md's list of
+    orfeas_errors_total types is docs/metrics.md's (which
+    docs.metrics_reference checks against the sources), and every silence
+    docs/runbook.md gives matches only labels its alert has (a matcher on a
+    label the alert lacks silences nothing: the page goes on)."""
+    del work
+    with open(os.path.join(ROOT, "docs/api.md"), encoding="utf-8") as f:
+        api = f.read()
+    with open(os.path.join(ROOT, "docs/metrics.md"), encoding="utf-8") as f:
+        metrics = f.read()
+    a = error_types(api, "orfeas_errors_total{type, endpoint}")
+    m = error_types(metrics, "| `orfeas_errors_total` | counter | `type`")
+    check(len(m) >= 20, "metrics.md's orfeas_errors_total types read (%d)" % len(m))
+    check(sorted(set(a)) == sorted(set(m)),
+          "api.md's Errors names the types metrics.md lists (only in api.md: %s; only in metrics.md: %s)"
+          % (sorted(set(a) - set(m)), sorted(set(m) - set(a))))
+    with open(os.path.join(ROOT, "docs/runbook.md"), encoding="utf-8") as f:
+        runbook = f.read().replace("\\\n", " ")
+    labels = alert_labels()
+    silences = re.findall(r"\balertname=(Orfeas[A-Za-z]+)((?:[ \t]+[a-z_]+=[^\s`]+)*)", runbook)
+    check(len(silences) >= len(labels), "the runbook's silences read (%d)" % len(silences))
+    bad = []
+    for alert, rest in silences:
+        if alert not in labels:
+            bad.append("%s: no such alert" % alert)
+            continue
+        for k in re.findall(r"([a-z_]+)=", rest):
+            if k not in labels[alert]:
+                bad.append("%s has no label %s (it has %s)" % (alert, k, sorted(labels[alert])))
+    check(not bad, "every runbook silence matches labels its alert has (%s)" % "; ".join(bad))
+
+
 if __name__ == "__main__":
     main({"metrics_reference": case_metrics_reference,
           "monitoring_queries": case_monitoring_queries,
-          "flags_reference": case_flags_reference})
+          "flags_reference": case_flags_reference,
+          "cross_reference": case_cross_reference})
