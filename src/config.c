@@ -185,7 +185,8 @@ static const opt_def OPTS[] = {
      "uploads + models kept in the data dir; past it the finished "
      "jobs changed longest ago are removed (410) (default 8192)"},
     {"http-metrics", "ORFEAS_HTTP_METRICS", K_BOOL, OFF(http_metrics), 0, 0, 1,
-     "1/0: per-request metrics (0 only for the overhead benchmark)"},
+     "1/0: per-request metrics (0 only for the overhead benchmark) "
+     "(default 1)"},
     {"access-log", "ORFEAS_ACCESS_LOG", K_BOOL, OFF(access_log), 0, 0, 1,
      "1/0: one stderr line per request (default 1)"},
     {"nvml-lib", "ORFEAS_NVML_LIB", K_STR, OFF(nvml_lib), SZ(nvml_lib), 0, 0,
@@ -203,8 +204,9 @@ static const opt_def OPTS[] = {
      "CUDA_VISIBLE_DEVICES is not read (default all)"},
     {"static-dir", "ORFEAS_STATIC_DIR", K_STR, OFF(static_dir), SZ(static_dir),
      0, 0,
-     "the Studio page's folder, served at / and /static/ (default: "
-     "static/ next to the binary, as make installs it)"},
+     "the Studio page's folder, served at /, /studio and /static/ (default: "
+     "static/ next to the binary, as make stages it, or "
+     "PREFIX/share/orfeas/static for PREFIX/bin/orfeasd)"},
     {"sio-ping-interval", "ORFEAS_SIO_PING_INTERVAL", K_DOUBLE,
      OFF(sio_ping_interval_s), 0, 0.1, 3600,
      "seconds between Engine.IO pings "
@@ -240,12 +242,13 @@ static const opt_def OPTS[] = {
      * liveness. */
     {"reuse-port", "ORFEAS_REUSE_PORT", K_FLAG, OFF(reuse_port), 0, 0, 1,
      "share the port with other processes (SO_REUSEPORT); without it a "
-     "second instance fails with \"address already in use\""},
+     "second instance exits 1 with \"Address already in use\""},
     {"drain-timeout", "ORFEAS_DRAIN_TIMEOUT", K_DOUBLE, OFF(drain_timeout_s), 0,
      1, 3600,
      "seconds from SIGTERM to exit at most; jobs still running "
-     "past it are cancelled: kept running in a durable store, they run again "
-     "after the restart (memory: they fail) (default 25)"},
+     "past it are stopped: queued again in a durable store, ahead of the "
+     "jobs queued after them, they run after the restart (memory: they "
+     "fail) (default 25)"},
     {"log-level", "ORFEAS_LOG_LEVEL", K_STR, OFF(log_level), SZ(log_level), 0,
      0,
      "debug, info, warning or error; scrapes and health checks are "
