@@ -863,7 +863,7 @@ static void usage(FILE *f) {
       "  --target URL      orfeasd, http://HOST:PORT (default "
       "http://127.0.0.1:5000)\n"
       "  --synthetic       generated PNG shapes (default when no --images)\n"
-      "  --images DIR      the .png/.jpg files of DIR\n"
+      "  --images DIR      the .png/.jpg/.jpeg files of DIR\n"
       "  --jobs N          jobs to run, 1 to %d (default 20)\n"
       "  --rate R          start R jobs per second (with --concurrency "
       "workers)\n"

@@ -27,7 +27,7 @@ static void usage(FILE *out) {
   fprintf(out,
           "usage: orfeas-report [--prometheus URL] [--range DURATION] "
           "[--out DIR]\n"
-          "                     [--end UNIX_SECONDS] [--job NAME] "
+          "                     [--end SECONDS] [--job NAME] "
           "[--no-compare]\n"
           "Queries Prometheus for the ORFEAS figures of one period and "
           "writes\nDIR/report.html, DIR/report.md and DIR/report.json; "
