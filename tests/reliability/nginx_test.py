@@ -13,7 +13,9 @@ name's requests and WebSocket refused (403 host_refused: nginx passes the
 browser's Host, and orfeasd checks it), the body limit (nginx's 413 before
 the body), /metrics not published, and the rate limit keyed by the real
 client (two clients on 127.0.0.2 and 127.0.0.3, one of them forging
-X-Forwarded-For).
+X-Forwarded-For); an upstream whose first node is dead, and one whose first
+node drains after SIGTERM (its job held): every request, uploads included,
+is answered by the other node.
 
 Usage: nginx_test.py CASE WORKDIR  (ctest: reliability.nginx)
 """
@@ -237,6 +239,39 @@ def case_nginx(work):
                   "by the live one: %s" % got)
         finally:
             ng2.stop()
+        # A node draining after SIGTERM (a rolling restart) closes each new
+        # connection unanswered; nginx passes the request on, uploads (POST)
+        # included: nothing nginx had to send is lost. Its job is held in
+        # its model's rename (the test hook) so the drain lasts.
+        pause = os.path.join(work, "pause")
+        d = Server(os.path.join(work, "draining"), "--trusted-proxies", "127.0.0.1/32", "--workers", "1",
+                   env={"ORFEAS_TEST_RENAME_PAUSE_FILE": pause})
+        ng3 = Nginx(work, s.port, first=(d.port,), name="nginx-drain")
+        try:
+            st, _, b = request(d.port, "POST", "/api/upload-image", body, {"Content-Type": ct})
+            jid = json.loads(b)["job_id"]
+            open(pause, "w").close()
+            st, _, _ = request(d.port, "POST", "/api/generate-3d", '{"job_id": "%s", "format": "stl"}' % jid,
+                               {"Content-Type": "application/json"})
+            check(st == 202, "a job on the node to drain: 202")
+            wait_for(lambda: json.loads(request(d.port, "GET", "/api/job-status/" + jid)[2])["status"] ==
+                     "processing" or None, "its job to run", timeout=10)
+            d.proc.send_signal(signal.SIGTERM)
+            wait_for(lambda: d.log_has(r"SIGTERM: draining"), "the node to drain", timeout=10)
+            got = [request(ng3.port, "POST", "/api/upload-image", body, {"Content-Type": ct})[0] for _ in range(3)]
+            check(d.proc.poll() is None, "the node is still draining (its job held)")
+            check(got == [200] * 3, "through an upstream whose first node drains, every upload is answered by "
+                  "the other: %s" % got)
+            check(re.search(r"\[error\].*upstream.*POST /api/upload-image", ng3.log()),
+                  "... after nginx tried the draining node (its error log says so)")
+        finally:
+            try:
+                os.unlink(pause)
+            except FileNotFoundError:
+                pass
+            ng3.stop()
+            rc_d = d.stop()
+        check(rc_d == 0, "the drained node exits 0 once its job is done")
     finally:
         ng.stop()
         rc = s.stop()
