@@ -43,7 +43,7 @@
  * target is checked instead (od_path_has_control, from MHD's URI log
  * callback, which sees it before decoding): a control byte in the path,
  * raw or percent-encoded, is a 400. Pure functions
- * (tests/unit/test_od_framing.c).
+ * (tests/unit/test_od_framing.c; fuzzed: tests/fuzz/fuzz_framing.c).
  */
 #include <ctype.h>
 #include <limits.h>
