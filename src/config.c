@@ -341,8 +341,13 @@ void od_config_usage(char *buf, size_t len) {
   if (n > 0)
     used = (size_t)n < len ? (size_t)n : len;
   for (size_t i = 0; i < NOPTS && used < len; i++) {
-    n = snprintf(buf + used, len - used, "  --%-17s %-24s %s\n", OPTS[i].flag,
-                 OPTS[i].env, OPTS[i].help);
+    /* A number's range as apply() checks it, so --help tells the bound
+     * before a start refuses the value. */
+    char range[48] = "";
+    if (OPTS[i].k == K_INT || OPTS[i].k == K_DOUBLE)
+      snprintf(range, sizeof range, " [%.10g..%.10g]", OPTS[i].lo, OPTS[i].hi);
+    n = snprintf(buf + used, len - used, "  --%-17s %-24s %s%s\n", OPTS[i].flag,
+                 OPTS[i].env, OPTS[i].help, range);
     if (n > 0)
       used += (size_t)n < len - used ? (size_t)n : len - used;
   }

@@ -179,6 +179,22 @@ static void test_help(void **state) {
   assert_non_null(strstr(usage, "--max-upload-mb"));
   assert_non_null(strstr(usage, "ORFEAS_MAX_UPLOAD_MB"));
   assert_non_null(strstr(usage, "ORFEAS_DRAIN_TIMEOUT"));
+  /* Each number's range, as the parser checks it: a reader of --help
+   * knows the bound before trying it. */
+  const char *line = strstr(usage, "--request-threads");
+  assert_non_null(line);
+  const char *nl = strchr(line, '\n');
+  assert_non_null(nl);
+  const char *range = strstr(line, "[0..64]");
+  assert_true(range != NULL && range < nl);
+  line = strstr(usage, "--orphan-age");
+  assert_non_null(line);
+  nl = strchr(line, '\n');
+  range = strstr(line, "[60..320000000]");
+  assert_true(range != NULL && range < nl);
+  char *bad[] = {"orfeasd", "--request-threads", "65"};
+  assert_int_equal(parse(&c, 3, bad, no_env, err), -1);
+  assert_non_null(strstr(err, "0..64"));
 }
 
 static const char *edge_env(const char *name) {
