@@ -23,7 +23,8 @@
  * as a document it would run in this origin), and Cache-Control: a year and
  * immutable under vendor/NAME-VERSION/ (three.js: a new version is a new URL),
  * a minute for the page's own files, which also carry Last-Modified
- * (If-Modified-Since gets a 304).
+ * (an equal If-Modified-Since gets a 304, unless If-None-Match is there:
+ * that alone decides, and only "*" is a 304).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -251,11 +252,18 @@ void od_static_serve(od_service *svc, struct MHD_Connection *conn, od_req *req,
   char lm[64];
   http_date(mtime, lm, sizeof lm);
   int immutable = od_static_immutable(path);
+  /* RFC 9110 13.2.2: If-None-Match, when present, decides and
+   * If-Modified-Since is ignored (13.1.3). These files have no entity tag,
+   * so only "*" (any current file) fails it: 304; a tag never matches. */
+  const char *inm =
+      MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "If-None-Match");
   const char *ims =
       MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "If-Modified-Since");
+  int not_modified =
+      inm != NULL ? strcmp(inm, "*") == 0 : ims != NULL && strcmp(ims, lm) == 0;
   struct MHD_Response *resp;
   int status = 200;
-  if (ims != NULL && strcmp(ims, lm) == 0) {
+  if (not_modified) {
     close(fd);
     status = 304;
     size = 0;

@@ -78,6 +78,15 @@ def case_static(work):
     check(st == 200 and body == b"" and hd.get("content-length") == str(len(page)), "HEAD /: headers only")
     st, hd304, body = s.request("GET", "/", headers={"If-Modified-Since": hd["last-modified"]})
     check(st == 304 and body == b"", "If-Modified-Since the same date: 304")
+    # RFC 9110 13.1.3: with If-None-Match present, If-Modified-Since is
+    # ignored. These files have no entity tag, so a tag never matches (the
+    # whole file); "*" matches any file that exists (304).
+    st, _, body = s.request("GET", "/", headers={"If-Modified-Since": hd["last-modified"],
+                                                 "If-None-Match": '"an-etag-from-elsewhere"'})
+    check(st == 200 and body == page, "If-None-Match with a tag, and an equal If-Modified-Since: 200, the page "
+          "(%d)" % st)
+    st, _, body = s.request("GET", "/", headers={"If-None-Match": "*"})
+    check(st == 304 and body == b"", "If-None-Match: *: 304 (%d)" % st)
     st, _, _ = s.request("POST", "/")
     check(st == 405, "POST /: 405")
 
