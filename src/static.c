@@ -23,8 +23,9 @@
  * as a document it would run in this origin), and Cache-Control: a year and
  * immutable under vendor/NAME-VERSION/ (three.js: a new version is a new URL),
  * a minute for the page's own files, which also carry Last-Modified
- * (an equal If-Modified-Since gets a 304, unless If-None-Match is there:
- * that alone decides, and only "*" is a 304).
+ * (the file's mtime, or now for one dated ahead of this clock; an equal
+ * If-Modified-Since gets a 304, unless If-None-Match is there: that alone
+ * decides, and only "*" is a 304).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -249,6 +250,12 @@ void od_static_serve(od_service *svc, struct MHD_Connection *conn, od_req *req,
     od_respond_error(svc, conn, req, 404, "not_found", "File not found", NULL);
     return;
   }
+  /* RFC 9110 8.8.2.1: never a Last-Modified later than the answer's Date;
+   * a file dated ahead of this clock (unpacked from a machine whose clock
+   * ran ahead) is dated now. */
+  time_t now = (time_t)od_wall();
+  if (mtime > now)
+    mtime = now;
   char lm[64];
   http_date(mtime, lm, sizeof lm);
   int immutable = od_static_immutable(path);

@@ -33,6 +33,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 import base64  # noqa: E402
+import email.utils  # noqa: E402
 import http.client  # noqa: E402
 import json  # noqa: E402
 import struct  # noqa: E402
@@ -144,8 +145,17 @@ def case_static(work):
     os.symlink(work, os.path.join(site, "up"))
     os.mkfifo(os.path.join(site, "fifo.txt"))
     s = Server(os.path.join(work, "data2"), "--static-dir", site)
-    st, _, body = s.request("GET", "/")
+    st, hd, body = s.request("GET", "/")
     check(st == 200 and b"mine" in body, "--static-dir: its index.html is the page")
+    # A file whose mtime is ahead of the server's clock (unpacked from a
+    # machine whose clock ran ahead): RFC 9110 8.8.2.1, Last-Modified is
+    # never later than the answer's Date (both the server's clock).
+    ahead = time.time() + 86400
+    os.utime(os.path.join(site, "index.html"), (ahead, ahead))
+    st, hd, body = s.request("GET", "/")
+    lm, date = email.utils.parsedate_to_datetime(hd["last-modified"]), email.utils.parsedate_to_datetime(hd["date"])
+    check(st == 200 and lm <= date, "a file dated in the future: Last-Modified %s, not after Date %s"
+          % (hd["last-modified"], hd["date"]))
     for target in ["/static/leak.txt", "/static/up/secret.txt", "/static/fifo.txt", "/static/sub"]:
         st, _, body = raw_request(s.port, target)
         check(st == 404 and b"secret-bytes" not in body, "%s (a link out, a FIFO, a folder): 404" % target)
