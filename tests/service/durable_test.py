@@ -406,6 +406,10 @@ def case_retention(work):
     check(held and held[0][0] == 410 and "expired" in held[0][2].get("error", ""),
           "B's generate, held while B was removed: 410 with the reason (%r)" % ((held[0][0], held[0][2]) if held else None,))
     check(s.request("GET", url)[0] == 410, "download: 410")
+    st, _, body = s.json("GET", url.replace("/api/download/", "/api/download-base64/"))
+    check(st == 410 and "expired" in body["error"], "download-base64: 410 with the reason (%d)" % st)
+    st, _, body = s.json("GET", "/api/preview/" + a)
+    check(st == 410 and "expired" in body["error"], "preview: 410 with the reason (%d)" % st)
     check(s.generate(a, "stl")[0] == 410, "generate: 410")
     ws = WS(s.port)
     ws.recv_event()
