@@ -943,6 +943,34 @@ int od_jobs_counts(od_jobs *j, int counts[OD_JOB_STATE_COUNT], size_t *depth) {
   return 0;
 }
 
+/* Opens a job file its record names, never through a link: the fd (and
+ * *size); -1 when it is not there (removed or replaced meanwhile: the caller
+ * asks the store why), -2 when the process is out of fds, -3 when it is
+ * there but cannot be read (a permission or disk error, a link or other
+ * non-file in the data dir): a server fault, logged here with the path and
+ * the reason, which the client is not told. */
+static int open_job_file(const char *id, const char *path, uint64_t *size) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0 && od_errno_is_fd_exhaustion(errno))
+    return -2;
+  if (fd < 0 && errno == ENOENT)
+    return -1;
+  struct stat st;
+  const char *why = NULL;
+  if (fd < 0 || fstat(fd, &st) != 0)
+    why = errno == ELOOP ? "a symbolic link (never followed)" : strerror(errno);
+  else if (!S_ISREG(st.st_mode))
+    why = "not a regular file";
+  if (why != NULL) {
+    od_log("job %s: %s cannot be read: %s", id, path, why);
+    if (fd >= 0)
+      close(fd);
+    return -3;
+  }
+  *size = (uint64_t)st.st_size;
+  return fd;
+}
+
 int od_jobs_open_output(od_jobs *j, const char *id, const char *name,
                         uint64_t *size, orfeas_pl_format *fmt) {
   od_job_rec r;
@@ -955,17 +983,7 @@ int od_jobs_open_output(od_jobs *j, const char *id, const char *name,
   char out[PATH_MAX + 128];
   od_jobs_output_path(j, r.output_name, out, sizeof out);
   *fmt = r.req.format;
-  int fd = open(out, O_RDONLY | O_CLOEXEC);
-  if (fd < 0 && od_errno_is_fd_exhaustion(errno))
-    return -2;
-  struct stat st;
-  if (fd < 0 || fstat(fd, &st) != 0) {
-    if (fd >= 0)
-      close(fd);
-    return -1;
-  }
-  *size = (uint64_t)st.st_size;
-  return fd;
+  return open_job_file(r.id, out, size);
 }
 
 int od_jobs_open_upload(od_jobs *j, const char *id, uint64_t *size,
@@ -977,16 +995,9 @@ int od_jobs_open_upload(od_jobs *j, const char *id, uint64_t *size,
   od_jobs_upload_path(j, &r, up, sizeof up);
   /* The job's own file, by the id it was stored under: no client string
    * reaches the path. */
-  int fd = open(up, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0 && od_errno_is_fd_exhaustion(errno))
-    return -2;
-  struct stat st;
-  if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    if (fd >= 0)
-      close(fd);
-    return -1;
-  }
-  *size = (uint64_t)st.st_size;
+  int fd = open_job_file(r.id, up, size);
+  if (fd < 0)
+    return fd;
   snprintf(ext, 8, "%s", r.ext);
   return fd;
 }

@@ -1029,12 +1029,14 @@ typedef struct {
 void od_jobs_health(od_jobs *j, od_health *h);
 /* Opens the job's model for reading: the fd and size, -1 when the job has
  * no such file (name must equal the job's output name), -2 when the process
- * is out of file descriptors. */
+ * is out of file descriptors, -3 when the file is there but cannot be read
+ * (logged: a permission or disk error, a link, which is never followed). */
 int od_jobs_open_output(od_jobs *j, const char *id, const char *name,
                         uint64_t *size, orfeas_pl_format *fmt);
 /* Opens the job's uploaded image (the preview): the fd, its size and its
  * stored extension ("png", "jpg", "webp", "gif", "bmp"); -1 when the job or
- * its file is gone, -2 when the process is out of file descriptors. */
+ * its file is gone, -2 when the process is out of file descriptors, -3 as
+ * od_jobs_open_output. */
 int od_jobs_open_upload(od_jobs *j, const char *id, uint64_t *size,
                         char ext[8]);
 /* Closes the store's queue (a durable store keeps waiting jobs queued for

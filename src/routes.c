@@ -266,6 +266,16 @@ static void respond_missing(od_service *svc, struct MHD_Connection *conn,
     od_respond_error(svc, conn, req, 410, "gone", v.error, NULL);
 }
 
+/* A job file its record names that is there but cannot be read (the jobs
+ * module logged the path and why): a server fault, not a missing file. */
+static void respond_unreadable(od_service *svc, struct MHD_Connection *conn,
+                               od_req *req) {
+  od_respond_error(svc, conn, req, 500, "internal",
+                   "The job's file could not be read (a server problem; the "
+                   "service log has the reason)",
+                   NULL);
+}
+
 /* ---- GET /api/job-status/{job_id} ---------------------------------------- */
 
 static void handle_status(od_service *svc, struct MHD_Connection *conn,
@@ -304,9 +314,11 @@ static int open_model(od_service *svc, struct MHD_Connection *conn, od_req *req,
     od_respond_fd_exhausted(svc, conn, req, OD_FD_DOWNLOAD);
     return -1;
   }
-  if (fd < 0)
+  if (fd == -3)
+    respond_unreadable(svc, conn, req);
+  else if (fd < 0)
     respond_missing(svc, conn, req, req->arg1, "File not found");
-  return fd;
+  return fd < 0 ? -1 : fd;
 }
 
 /* A 200 of the open file fd (taken: closed by MHD, or here on failure)
@@ -471,6 +483,10 @@ static void handle_preview(od_service *svc, struct MHD_Connection *conn,
   int fd = od_jobs_open_upload(svc->jobs, req->rest, &size, ext);
   if (fd == -2) {
     od_respond_fd_exhausted(svc, conn, req, OD_FD_DOWNLOAD);
+    return;
+  }
+  if (fd == -3) {
+    respond_unreadable(svc, conn, req);
     return;
   }
   if (fd < 0) {

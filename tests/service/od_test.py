@@ -757,8 +757,34 @@ def case_badinput_paths(work):
     check(st == 200 and len(data) > 84, "download by the upper-cased id: 200, the model (%d)" % st)
     st, _, _ = s.request("GET", "/api/preview/" + up)
     check(st == 200, "preview by the upper-cased id: 200 (%d)" % st)
+    # A job file its record names that is there but cannot be read (here a
+    # link planted in the data dir; as well a permission or disk error): a
+    # 500 with the reason in the log, the link never followed, and never a
+    # 404 telling the client the file is missing.
+    secret = os.path.join(work, "secret.txt")
+    with open(secret, "w") as f:
+        f.write("secret-bytes")
+    model = os.path.join(s.data_dir, "outputs", "model_%s.stl" % jid)
+    upload = os.path.join(s.data_dir, "uploads", jid + ".png")
+    for real in (model, upload):
+        os.rename(real, real + ".keep")
+        os.symlink(secret, real)
+    for path in ["/api/download/%s/model_%s.stl" % (jid, jid), "/api/download-base64/%s/model_%s.stl" % (jid, jid),
+                 "/api/preview/" + jid]:
+        st, _, b = s.request("GET", path)
+        check(st == 500 and b"secret-bytes" not in b and b"service log" in b,
+              "%s, a link in the data dir: 500 naming the log, not followed (%d %r)" % (path[:24], st, b[:80]))
+    check_within(lambda: s.log_has(r"job %s: .*model_%s\.stl.*cannot be read" % (jid, jid))
+                 and s.log_has(r"job %s: .*%s\.png.*cannot be read" % (jid, jid)),
+                 "the log names the job, the file and the reason", timeout=5)
+    for real in (model, upload):
+        os.unlink(real)
+        os.rename(real + ".keep", real)
     sm = counted.check(s)
     check(value(sm, "orfeas_errors_total", type="not_found", endpoint="other") == 1, "errors_total{not_found,other} = 1")
+    check(value(sm, "orfeas_errors_total", type="internal", endpoint="/api/download/{job_id}/{filename}") == 1
+          and value(sm, "orfeas_errors_total", type="internal", endpoint="/api/preview/{job_id}") == 1,
+          "errors_total{internal} counts the unreadable files")
     still_serves(s, img, jid)
 
 
