@@ -38,7 +38,9 @@ int od_respond(struct MHD_Connection *conn, od_req *req, int status,
   if (resp == NULL)
     return MHD_NO;
   req->status = status;
-  req->resp_bytes = bytes;
+  /* The body bytes sent: none for a HEAD (MHD sends its headers only,
+   * Content-Length the GET's). */
+  req->resp_bytes = req->method_idx == OD_METHOD_HEAD ? 0 : bytes;
   /* Every answer's Content-Type is the one meant (as the original API
    * said on all of them): a downloaded OBJ or PLY is text, a JSON error
    * may quote what a client sent, and neither is for a browser to guess

@@ -129,6 +129,15 @@ def case_static(work):
     sm = parse_metrics(s.metrics()[2])
     check(value(sm, "orfeas_http_requests_total", method="GET", endpoint="/static/{path}", status="200") >= 6,
           "static files are counted under endpoint /static/{path}")
+    # A HEAD sends no body: its response size is 0, in the histogram and
+    # in the access log (not the size of the GET's body).
+    check_within(lambda: s.log_has(r"req HEAD / 200 "), "the HEAD's log line", timeout=5)
+    sm = parse_metrics(s.metrics()[2])
+    check(s.log_has(r"req HEAD / 200 [0-9.]+ms in=0 out=0 ") and
+          value(sm, "orfeas_http_response_size_bytes_count", method="HEAD", endpoint="/") == 1 and
+          value(sm, "orfeas_http_response_size_bytes_sum", method="HEAD", endpoint="/") == 0,
+          "HEAD /: response size 0 (sum %g)" % value(sm, "orfeas_http_response_size_bytes_sum", method="HEAD",
+                                                      endpoint="/"))
     check(value(sm, "orfeas_http_requests_total", method="GET", endpoint="/", status="200") >= 1 and
           value(sm, "orfeas_http_requests_total", method="GET", endpoint="/studio", status="200") == 1,
           "the page is counted under endpoints / and /studio")
