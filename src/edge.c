@@ -67,6 +67,7 @@ struct od_conn {
   double t_phase;              /* when the phase (or the body window) began */
   _Atomic uint64_t body_bytes; /* received in the current body window */
   int cut;                     /* the sweeper shut it down */
+  int late;                    /* public, opened while draining */
   uint64_t body;               /* reserved from its address's share, under mu */
 };
 
@@ -293,6 +294,7 @@ od_conn *od_edge_open(od_edge *e, int fd, const struct sockaddr *sa,
     return NULL; /* not tracked: MHD's own idle timeout still applies */
   c->fd = fd;
   c->admin = admin;
+  c->late = !admin && atomic_load(&e->svc->draining);
   c->phase = OD_CONN_HEADERS;
   c->t_phase = od_now();
   uint32_t addr = ipv4_of(sa);
@@ -362,6 +364,8 @@ void od_edge_body(od_conn *c, size_t n) {
   if (c != NULL)
     atomic_fetch_add(&c->body_bytes, n);
 }
+
+int od_edge_late(const od_conn *c) { return c != NULL && c->late; }
 
 int od_edge_conns_of(od_edge *e, const struct sockaddr *sa) {
   uint32_t addr = ipv4_of(sa);

@@ -120,7 +120,21 @@ int od_respond_error_ex(od_service *svc, struct MHD_Connection *conn,
   }
   if (resp != NULL && e->allow != NULL)
     MHD_add_response_header(resp, "Allow", e->allow);
+  if (resp != NULL && e->close)
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
   return od_respond(conn, req, e->status, resp, len);
+}
+
+int od_respond_draining(od_service *svc, struct MHD_Connection *conn,
+                        od_req *req, int close) {
+  return od_respond_error_ex(
+      svc, conn, req,
+      &(od_error){.status = 503,
+                  .type = "draining",
+                  .message = "Service shutting down; retry on another "
+                             "instance",
+                  .retry_after = 10,
+                  .close = close});
 }
 
 int od_respond_error(od_service *svc, struct MHD_Connection *conn, od_req *req,
@@ -410,7 +424,8 @@ static void client_of(od_service *svc, struct MHD_Connection *conn, od_req *req,
  * stored: rate-limited, a POST from a page of another origin, or a Host
  * this listener does not answer. */
 static int discarding(const od_req *req) {
-  return req->rate_wait > 0 || req->cross_origin || req->host_refused;
+  return req->rate_wait > 0 || req->cross_origin || req->host_refused ||
+         req->late_refused;
 }
 
 /* 403 for a Host this listener does not answer (hosts.c: DNS rebinding).
@@ -451,6 +466,14 @@ static int rate_limited_early(od_service *svc, struct MHD_Connection *conn,
          od_route_rate_limited(svc, conn, req);
 }
 
+/* Late connections' requests closed unanswered (refuse_early) whose line
+ * from MHD ("Application reported internal error, closing connection.",
+ * one per MHD_NO) mhd_logger has yet to drop: a GET during a drain is not
+ * an error, and a line each would flood the log while clients poll. Only
+ * ever raised while draining, so a line MHD did not write costs at most
+ * one genuine one of the drain. */
+static atomic_int late_closes_unlogged;
+
 /* The answers given on the first call, before any body is read (MHD then
  * closes the connection: whatever the client sent after the headers is
  * never parsed as a request). 1 when one was queued (*rc set). */
@@ -482,6 +505,30 @@ static int refuse_early(od_service *svc, struct MHD_Connection *conn,
     od_edge_count_close(svc->edge, OD_CLOSE_BAD_FRAMING);
     *rc = (enum MHD_Result)od_respond_error(svc, conn, req, 400, "bad_framing",
                                             framing, NULL);
+  } else if (od_edge_late(req->conn)) {
+    /* A connection opened after SIGTERM (accept_cb): nothing new is done
+     * on it. A load balancer in front (deploy/nginx/orfeas.conf) may have
+     * written its request before the node accepted the connection, so
+     * closing it unread would reset the request under nginx: a 502 for a
+     * POST, which nginx never sends twice. So it is read and answered: a
+     * safe method (GET, HEAD, OPTIONS) is closed unanswered, which nginx
+     * passes on to the next node; any other gets 503 draining with
+     * Retry-After and Connection: close, its body discarded as it comes
+     * and the 503 answered at its end (req_end: answered now, the
+     * connection would close under the body and the client see a reset). */
+    if (req->method_idx == OD_METHOD_GET || req->method_idx == OD_METHOD_HEAD ||
+        req->method_idx == OD_METHOD_OPTIONS) {
+      req->late_closed = 1;
+      od_edge_count_close(svc->edge, OD_CLOSE_DRAINING);
+      atomic_fetch_add(&late_closes_unlogged, 1);
+      *rc = MHD_NO; /* MHD closes the connection, nothing sent */
+    } else {
+      req->late_refused = 1;
+      if (has_body && !h->expect_continue &&
+          !(h->f.lengths > 0 && h->f.length > req->body_limit))
+        return 0;
+      *rc = (enum MHD_Result)od_respond_draining(svc, conn, req, 1);
+    }
   } else if (req->host_refused || req->cross_origin) {
     /* A Host this listener does not answer, or a POST from a page of
      * another origin: refused before anything else is spent on it (a
@@ -629,7 +676,10 @@ static enum MHD_Result req_begin(od_service *svc, int admin,
 static void body_cut(od_service *svc, od_req *req) {
   const char *type = "payload_too_large";
   req->status = 413;
-  if (req->host_refused) {
+  if (req->late_refused) {
+    type = "draining";
+    req->status = 503;
+  } else if (req->host_refused) {
     type = "host_refused";
     req->status = 403;
   } else if (req->cross_origin) {
@@ -707,6 +757,8 @@ static enum MHD_Result req_end(od_service *svc, struct MHD_Connection *conn,
   if (req->offloaded == OD_OFFLOAD_ANSWERED)
     return send_deferred(conn, req);
   od_edge_phase(svc->edge, req->conn, OD_CONN_BUSY);
+  if (req->late_refused) /* its body discarded (refuse_early) */
+    return (enum MHD_Result)od_respond_draining(svc, conn, req, 1);
   if (req->host_refused) /* its body discarded (refuse_early) */
     return (enum MHD_Result)refuse_host(svc, conn, req);
   if (discarding(req)) { /* its body discarded: the 403 or 429 (or 404/405) */
@@ -785,8 +837,9 @@ void od_req_record(od_service *svc, od_req *req, int aborted) {
   if (req->recorded)
     return;
   req->recorded = 1;
-  if (!req->begun)
-    return; /* the headers never came: counted by the edge, not here */
+  if (!req->begun || req->late_closed)
+    return; /* the headers never came, or closed unanswered while draining:
+               counted by the edge, not here */
   if (!svc->cfg.http_metrics && !svc->cfg.access_log)
     return; /* the overhead benchmark's baseline: no clock read either */
   double dt = od_ticks_seconds(req->t0, od_ticks());
@@ -859,19 +912,19 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
   free(req);
 }
 
-/* MHD's accept policy, before it sets a connection up. While draining, a
- * new public connection is closed at once: the listener itself stays open
- * until MHD_stop_daemon closes it (taking it away earlier with
+/* MHD's accept policy, before it sets a connection up: the edge's
+ * per-address limit. While draining, a new public connection is still
+ * accepted (the edge marks it late) and its requests are read, then
+ * refused (refuse_early): closing it here instead resets a request a load
+ * balancer may already have written into it. The listener itself stays
+ * open until MHD_stop_daemon closes it (taking it away earlier with
  * MHD_quiesce_daemon races inside MHD 0.9.75 with a pool thread at its
  * connection limit removing it from its epoll set: a panic, "Failed to
- * remove listen FD from epoll set", seen at SIGTERM). Then the edge's
- * per-address limit. */
+ * remove listen FD from epoll set", seen at SIGTERM). */
 static enum MHD_Result accept_cb(void *cls, const struct sockaddr *addr,
                                  socklen_t addrlen) {
   (void)addrlen;
   od_service *svc = ((const struct od_listener *)cls)->svc;
-  if (atomic_load(&svc->draining))
-    return MHD_NO;
   return od_edge_admit(svc->edge, addr) ? MHD_YES : MHD_NO;
 }
 
@@ -947,7 +1000,17 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap) {
    * answer's own line counts the request (above). */
   int pool_full =
       strncmp(msg, "Not enough memory in pool to allocate header", 44) == 0;
-  if (bad_length || mhd_answered || pool_full ||
+  /* A GET on a connection opened while draining, closed unanswered
+   * (refuse_early): counted in orfeas_http_connections_closed_total. */
+  int late_close = 0;
+  if (strncmp(msg, "Application reported internal error", 35) == 0) {
+    int left = atomic_load(&late_closes_unlogged);
+    while (left > 0 && !atomic_compare_exchange_weak(&late_closes_unlogged,
+                                                     &left, left - 1))
+      ;
+    late_close = left > 0;
+  }
+  if (bad_length || mhd_answered || pool_full || late_close ||
       strncmp(msg, "Connection socket is closed", 27) == 0 ||
       strncmp(msg, "Connection was closed by remote side", 36) == 0)
     return;

@@ -11,15 +11,16 @@
  *     once workers run. Any step that fails logs the reason and main exits
  *     1 at once: what was started is stopped (threads joined) and freed.
  *  3. On a signal the process exits within --drain-timeout (D): mark
- *     draining (new connections are closed at once, /ready 503, generate
- *     503), leave queued jobs queued in a durable store (they run after the
- *     next start; the memory store fails them with a clear status) and give
- *     running ones until D minus a reserve to finish and have their ends
- *     recorded; past that, cancel them (they end failed, "service shutting
- *     down") and wait a little more. The hub
- *     then delivers the last events and closes clients (1001), HTTP stops,
- *     the log is flushed. Exit 0. A worker stuck inside a stage is not
- *     waited for: the process exits without freeing what it uses.
+ *     draining (nothing new is served on connections opened from then,
+ *     http.c's refuse_early; /ready 503, generate 503), leave queued jobs
+ *     queued in a durable store (they run after the next start; the memory
+ *     store fails them with a clear status) and give running ones until D
+ *     minus a reserve to finish and have their ends recorded; past that,
+ *     cancel them (they end failed, "service shutting down") and wait a
+ *     little more. The hub then delivers the last events and closes
+ *     clients (1001), HTTP stops, the log is flushed. Exit 0. A worker
+ *     stuck inside a stage is not waited for: the process exits without
+ *     freeing what it uses.
  */
 #include <errno.h>
 #include <malloc.h>
@@ -175,8 +176,9 @@ static int drain(od_service *svc, int sig, double t0) {
              ? "fail"
              : "stay queued for the next start",
          d - reserve);
-  /* From here new connections are closed at once (http.c's accept
-   * policy), /ready and generate-3d answer 503. */
+  /* From here nothing new is served on a connection opened after this
+   * (http.c's refuse_early: a GET closed unanswered, any other method
+   * 503), /ready and generate-3d answer 503. */
   svc->draining = 1;
   svc->ready = 0;
   int left = od_jobs_drain(svc->jobs, t0 + d - reserve, t0 + d - reserve / 2);

@@ -619,7 +619,8 @@ typedef enum {
   X(BODY_TOO_SLOW, "body_too_slow")                                            \
   X(PER_ADDRESS, "per_address_limit")                                          \
   X(BAD_FRAMING, "bad_framing")                                                \
-  X(BODY_CUT, "body_cut")
+  X(BODY_CUT, "body_cut")                                                      \
+  X(DRAINING, "draining")
 /* clang-format off */
 typedef enum {
 #define OD_CLOSE_ENUM(id, name) OD_CLOSE_##id,
@@ -646,6 +647,9 @@ int od_edge_admit(od_edge *e, const struct sockaddr *sa);
  * closed (call before its fd is closed). */
 od_conn *od_edge_open(od_edge *e, int fd, const struct sockaddr *sa, int admin);
 void od_edge_close(od_edge *e, od_conn *c);
+/* 1 when c is a public connection opened after SIGTERM (svc->draining):
+ * http.c starts nothing new on it (see refuse_early). 0 for NULL. */
+int od_edge_late(const od_conn *c);
 /* What the connection does now (restarts its clock). */
 void od_edge_phase(od_edge *e, od_conn *c, od_conn_phase phase);
 /* Body bytes received (for --body-min-rate). */
@@ -1388,6 +1392,10 @@ struct od_req {
   int cross_origin; /* a POST from a page of another origin (cors.c): 403,
                        its body discarded as it comes */
   int host_refused; /* its Host is not one the listener answers (hosts.c) */
+  int late_refused; /* on a connection opened while draining, not a safe
+                       method: its body discarded, 503 draining, closed */
+  int late_closed;  /* ... a safe method: closed unanswered, counted by the
+                       edge (reason draining), not as a request */
   int http10;       /* an HTTP/1.0 request (no upgrade: RFC 6455 4.1) */
   /* offload.c: answered on a request thread, the connection suspended. */
   int offloaded;                   /* an od_offload_state */
@@ -1457,6 +1465,7 @@ typedef struct {
   json_t *details;     /* stolen; NULL for none */
   int retry_after;     /* > 0: seconds, in Retry-After and the body */
   const char *allow;   /* the Allow header (405) */
+  int close;           /* 1: Connection: close (MHD closes after it) */
 } od_error;
 
 /* The one way an error is answered: queues the JSON answer with its headers
@@ -1471,6 +1480,10 @@ int od_respond_fd_exhausted(od_service *svc, struct MHD_Connection *conn,
 int od_respond_error(od_service *svc, struct MHD_Connection *conn, od_req *req,
                      int status, const char *type, const char *message,
                      json_t *details);
+/* 503 draining ("retry on another instance", Retry-After: 10); close: 1
+ * adds Connection: close. */
+int od_respond_draining(od_service *svc, struct MHD_Connection *conn,
+                        od_req *req, int close);
 struct MHD_Response;
 int od_respond(struct MHD_Connection *conn, od_req *req, int status,
                struct MHD_Response *resp, uint64_t bytes);

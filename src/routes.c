@@ -234,13 +234,7 @@ static void handle_generate(od_service *svc, struct MHD_Connection *conn,
                     .message = "Queue full; retry later",
                     .retry_after = od_jobs_retry_after(svc->jobs)});
   } else if (r == OD_GEN_DRAINING) {
-    od_respond_error_ex(
-        svc, conn, req,
-        &(od_error){.status = 503,
-                    .type = "draining",
-                    .message = "Service shutting down; retry on another "
-                               "instance",
-                    .retry_after = 10});
+    od_respond_draining(svc, conn, req, 0);
   } else {
     od_respond_error(svc, conn, req, 500, "internal",
                      "3D generation failed to start", NULL);

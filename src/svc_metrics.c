@@ -163,7 +163,7 @@ static const metric_def METRICS[] = {
      "orfeas_http_connections_closed_total",
      "Connections the server closed or refused because of a limit, by "
      "reason (header_timeout, body_too_slow, per_address_limit, "
-     "bad_framing).",
+     "bad_framing, body_cut, draining).",
      LABELS("reason"), NO_BUCKETS},
     {FIELD(conns_open_family), OM_GAUGE, "orfeas_http_connections_open",
      "Open HTTP connections (WebSocket ones included) by listener (public, "

@@ -13,9 +13,12 @@ name's requests and WebSocket refused (403 host_refused: nginx passes the
 browser's Host, and orfeasd checks it), the body limit (nginx's 413 before
 the body), /metrics not published, and the rate limit keyed by the real
 client (two clients on 127.0.0.2 and 127.0.0.3, one of them forging
-X-Forwarded-For); an upstream whose first node is dead, and one whose first
-node drains after SIGTERM (its job held): every request (a GET, for the
-drain) is answered by the other node.
+X-Forwarded-For); an upstream whose first node is dead (every request is
+answered by the other node), and one whose first node drains after SIGTERM
+(its job held): a GET is answered by the other node, and a POST that nginx
+had already written to the draining node before it accepted the connection
+(held there: the node stopped with SIGSTOP until the request's bytes wait
+in its backlog) gets the node's 503 with Retry-After, never a 502.
 
 Usage: nginx_test.py CASE WORKDIR  (ctest: reliability.nginx)
 """
@@ -27,9 +30,10 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 
-from rellib import (STARTED, WS, Server, TestFailure, check, check_within, free_port, main, make_image, multipart,
-                    normal_client, raw, request, samples, value, wait_for)
+from rellib import (STARTED, WS, Server, TestFailure, admin_port, check, check_within, free_port, main, make_image,
+                    multipart, normal_client, raw, request, samples, value, wait_for)
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 CONF = os.path.join(ROOT, "deploy", "nginx", "orfeas.conf")
@@ -122,6 +126,27 @@ class Via:
 
     def __init__(self, port):
         self.port = port
+
+
+def backlog_bytes(port):
+    """Bytes waiting unread in the established connections to 127.0.0.1:port
+    (/proc/net/tcp: rx_queue), those the server has not accepted yet
+    included."""
+    total = 0
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for ln in f:
+            fields = ln.split()
+            local, state, queues = fields[1], fields[3], fields[4]
+            if local == "0100007F:%04X" % port and state == "01":
+                total += int(queues.split(":")[1], 16)
+    return total
+
+
+def proc_state(pid):
+    """The state letter of /proc/PID/stat (T: stopped)."""
+    with open("/proc/%d/stat" % pid) as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
 
 
 def limited(port, source, xff=None):
@@ -239,16 +264,16 @@ def case_nginx(work):
                   "by the live one: %s" % got)
         finally:
             ng2.stop()
-        # A node draining after SIGTERM closes each new connection
-        # unanswered; nginx passes an idempotent request on to the next node.
-        # (A POST it had already sent there is answered 502 or passed on by
-        # timing: nginx never sends a POST twice; docs/scaling.md says to
-        # take a node out of the upstream before its SIGTERM.) Its job is
-        # held in its model's rename (the test hook) so the drain lasts.
+        # A node draining after SIGTERM closes a GET that comes on a new
+        # connection unanswered, and nginx passes it on to the next node; a
+        # POST there (which nginx never sends twice) gets a 503 with
+        # Retry-After and Connection: close. Its job is held in its model's
+        # rename (the test hook) so the drain lasts.
         pause = os.path.join(work, "pause")
         d = Server(os.path.join(work, "draining"), "--trusted-proxies", "127.0.0.1/32", "--workers", "1",
-                   env={"ORFEAS_TEST_RENAME_PAUSE_FILE": pause})
+                   "--admin-listen", "127.0.0.1:0", env={"ORFEAS_TEST_RENAME_PAUSE_FILE": pause})
         ng3 = Nginx(work, s.port, first=(d.port,), name="nginx-drain")
+        ng4 = Nginx(work, s.port, first=(d.port,), name="nginx-drain-post")
         try:
             st, _, b = request(d.port, "POST", "/api/upload-image", body, {"Content-Type": ct})
             jid = json.loads(b)["job_id"]
@@ -266,14 +291,68 @@ def case_nginx(work):
                   "the other: %s" % got)
             check(re.search(r"\[error\].*upstream.*GET /api/health", ng3.log()),
                   "... after nginx tried the draining node (its error log says so)")
+            # The order that made a 502 (recv() failed (104: Connection reset
+            # by peer) in nginx's log): nginx had written the POST into a new
+            # connection before the node accepted it, so the node closed it
+            # with the request unread. Made certain here: the node is stopped
+            # until the request's bytes wait in its backlog.
+            d.proc.send_signal(signal.SIGSTOP)
+            res = []
+            try:
+                wait_for(lambda: proc_state(d.proc.pid) == "T" or None, "the draining node to stop", timeout=10)
+                t = threading.Thread(target=lambda: res.append(request(ng4.port, "POST", "/api/upload-image", body,
+                                                                       {"Content-Type": ct}, timeout=30)))
+                t.start()
+                wait_for(lambda: backlog_bytes(d.port) > 0 or res or None,
+                         "nginx's POST written into a connection the draining node has not accepted", timeout=10)
+                check(not res, "nginx's POST waits in the stopped node's backlog (%r)" % res[:1])
+            finally:
+                d.proc.send_signal(signal.SIGCONT)
+            t.join(35)
+            check(res, "the POST through nginx was answered")
+            st, h, b = res[0]
+            check(st == 503 and h.get("retry-after") == "10" and
+                  json.loads(b)["error"] == "Service shutting down; retry on another instance",
+                  "a POST nginx had sent to the draining node: the node's 503 with Retry-After: 10 and what to "
+                  "do, not a 502 (%d %r %r)" % (st, h, b[:200]))
+            broken = re.search(r"\[error\].*POST /api/upload-image.*", ng4.log())
+            check(not broken, "... which nginx got as an answer, not as a broken connection%s" %
+                  (": " + broken.group(0) if broken else ""))
+            # Straight to the node (a client without a proxy): the same 503,
+            # and the connection closed after it.
+            st, h, _ = request(d.port, "POST", "/api/upload-image", body, {"Content-Type": ct})
+            check(st == 503 and h.get("connection", "").lower() == "close" and h.get("retry-after") == "10",
+                  "a POST on a new connection to the draining node: 503, Retry-After: 10, Connection: close "
+                  "(%d %r)" % (st, h))
+            # A chunked body (no length to refuse it by) is read to its end
+            # first; a GET there is closed unanswered.
+            got = raw(d.port, b"POST /api/upload-image HTTP/1.1\r\nHost: localhost\r\nContent-Type: " +
+                      ct.encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\n400\r\n" + b"x" * 1024 +
+                      b"\r\n0\r\n\r\n", timeout=5)
+            check(got.startswith(b"HTTP/1.1 503") and raw.closed and b"\r\nRetry-After: 10\r\n" in got,
+                  "a chunked POST on a new connection to the draining node: 503 after its body, then closed (%r)"
+                  % got[:80])
+            got = raw(d.port, b"GET /api/health HTTP/1.1\r\nHost: localhost\r\n\r\n", timeout=5)
+            check(got == b"" and raw.closed, "a GET on a new connection to the draining node: closed unanswered "
+                  "(%r)" % got[:80])
+            sm = samples(d, admin_port(d))  # /metrics on a new public connection: closed while draining
+            check(value(sm, "orfeas_errors_total", type="draining", endpoint="/api/upload-image") == 3,
+                  "the 503s counted in orfeas_errors_total{type=\"draining\"}")
+            check(value(sm, "orfeas_http_connections_closed_total", reason="draining") >= 2,
+                  "the GETs closed unanswered (nginx's and this one) counted in "
+                  "orfeas_http_connections_closed_total{reason=\"draining\"}")
         finally:
             try:
                 os.unlink(pause)
             except FileNotFoundError:
                 pass
+            d.proc.send_signal(signal.SIGCONT)
+            ng4.stop()
             ng3.stop()
             rc_d = d.stop()
         check(rc_d == 0, "the drained node exits 0 once its job is done")
+        check(not d.log_has(r"Application reported internal error"), "the GETs it closed unanswered are not "
+              "logged as errors (libmicrohttpd's line for each)")
     finally:
         ng.stop()
         rc = s.stop()
