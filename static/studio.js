@@ -122,10 +122,27 @@ function choose(file) {
   ui.preview.src = state.previewUrl;
   ui.preview.hidden = false;
   ui.dropText.hidden = true;
-  const kb = file.size / 1024;
-  const size = file.size < 1024 ? `${file.size} bytes` : kb < 1024 ? `${kb.toFixed(0)} KB` : `${(kb / 1024).toFixed(1)} MB`;
-  ui.fileInfo.textContent = `${file.name} · ${size}`;
+  ui.fileInfo.textContent = `${file.name} · ${sizeText(file.size)}`;
+  // Over the server's limit: said at once, not after an upload the server
+  // would refuse (413); Generate says it again (run).
+  showError(tooLarge(file));
   updateGenerate();
+}
+
+function sizeText(bytes) {
+  const kb = bytes / 1024;
+  return bytes < 1024 ? `${bytes} bytes` : kb < 1024 ? `${kb.toFixed(0)} KB` : `${(kb / 1024).toFixed(1)} MB`;
+}
+
+// The server's --max-upload-mb (/api/models-info) bounds the whole request
+// body in MiB: a file over it is refused here, before anything is sent; ''
+// when it may go. A file just under it can still be refused (the form's own
+// bytes count too): the server's 413 is said as before (api.describe).
+// Limits not loaded (yet): the server decides.
+function tooLarge(file) {
+  const mb = state.maxUploadMb;
+  if (!(mb > 0) || file.size <= mb * 1024 * 1024) return '';
+  return `The image is too large: ${file.name} is ${sizeText(file.size)}, and this server takes images up to ${mb} MB. Choose a smaller image.`;
 }
 
 // Generate: for a chosen image, not while Generate's own requests are on
@@ -237,6 +254,8 @@ async function run() {
   const file = state.file;
   if (!file) throw new Error('Choose an image first.');
   if (state.job && state.job.file === file) return; // its job runs (Generate is disabled)
+  const big = tooLarge(file);
+  if (big) throw new Error(big);
   const settings = readSettings();
   leaveJob();
   clearResult();

@@ -13,8 +13,10 @@
 //     canvas shows the model (pixels painted on the transparent canvas);
 //     the a[href*="/api/download/"] link fetches a GLB the Khronos
 //     validator accepts; the next image chosen takes that model away before
-//     any Generate; an oversize file shows the 413's message in words
-//     (and no longer the last result); a 16 px image says why, once; a
+//     any Generate; a file over the server's limit is refused as it is
+//     chosen, naming the limit, with no upload (and no longer the last
+//     result), and one the page lets go that the server refuses shows the
+//     413's message in words; a 16 px image says why, once; a
 //     generate-3d answered 429 keeps its upload for Generate again; every
 //     control has an accessible name, the file picker's focus shows, the
 //     canvas takes the focus; the canvas zooms from the keyboard (+ and -,
@@ -279,6 +281,10 @@ async function main() {
   });
   const big = path.join(OUT, 'big.png');
   fs.writeFileSync(big, Buffer.concat([Buffer.from('\x89PNG\r\n\x1a\n', 'latin1'), Buffer.alloc(1536 * 1024, 7)]));
+  // Exactly --max-upload-mb (1 MiB): the page lets it go, and the server
+  // refuses it (its limit bounds the whole body, the form's bytes too).
+  const edge = path.join(OUT, 'edge.png');
+  fs.writeFileSync(edge, Buffer.concat([Buffer.from('\x89PNG\r\n\x1a\n', 'latin1'), Buffer.alloc(1024 * 1024 - 8, 7)]));
 
   const pages = await startPageServer();
   const pagePort = pages.address().port;
@@ -353,14 +359,31 @@ async function main() {
     check(after.result === 'none' && after.progress && after.triangles === '0' && painted === 0 &&
       /^Your model appears here/.test(after.hint),
     `a new image chosen: the previous model is gone before Generate (result ${after.result}, progress hidden ${after.progress}, ${after.triangles} triangles, ${(painted * 100).toFixed(1)}% painted, hint "${after.hint}")`);
+    // Over the server's --max-upload-mb (models-info's limits.max_upload_mb):
+    // said as it is chosen, naming the limit, and Generate sends nothing.
+    const uploads = () => frames.posts.filter((x) => x.url.endsWith('/api/upload-image')).length;
+    const oversize = 'The image is too large: big.png is 1.5 MB, and this server takes images up to 1 MB. Choose a smaller image.';
+    await checkWithin(page.waitForFunction((want) => !document.getElementById('error').hidden &&
+      document.getElementById('error').textContent === want, { timeout: 5000 }, oversize),
+    `a file over the server's limit: the page says so as it is chosen ("${oversize}")`);
     const [button] = await page.$$('xpath/.//button[normalize-space(text())="Generate"]');
+    const bigUploads = uploads();
     await button.click();
-    await page.waitForFunction(() => !document.getElementById('error').hidden, { timeout: 15000 });
-    const err = await page.$eval('#error', (e) => e.textContent);
-    check(/too large/i.test(err) && /1MB/.test(err), `oversize file: the page says "${err}"`);
+    check(await page.$eval('#error', (e, want) => !e.hidden && e.textContent === want, oversize),
+      'a file over the server\'s limit: Generate says why again (and sends nothing: the uploads are counted below)');
     await page.screenshot({ path: path.join(OUT, 'desktop-413.png') });
     check(await page.$eval('#result', (e) => getComputedStyle(e).display === 'none'),
       'oversize file: the previous model\'s result and Download link are no longer shown');
+    // A file the page lets go that the server still refuses (413): the
+    // server's message, in words.
+    await input.uploadFile(edge);
+    await checkWithin(page.waitForFunction(() => document.getElementById('error').hidden, { timeout: 5000 }),
+      'a file of exactly the limit: the page has nothing against it');
+    await button.click();
+    await page.waitForFunction(() => !document.getElementById('error').hidden, { timeout: 15000 });
+    const err = await page.$eval('#error', (e) => e.textContent);
+    check(err === 'File too large (max 1MB). Choose a smaller image.' && uploads() === bigUploads + 1,
+      `a file of exactly the limit: uploaded (the one upload since the file over it: ${uploads() - bigUploads}), and the server's 413 said "${err}"`);
     // An image under 32 px: the server's reason, once, in plain words.
     await input.uploadFile(tiny);
     await button.click();
@@ -374,7 +397,6 @@ async function main() {
     // made in the page (its fetch wrapped once), not by filling a queue.
     await input.uploadFile(star);
     await refuseOnce(page, '/api/generate-3d', 'Queue full; retry later', 3);
-    const uploads = () => frames.posts.filter((x) => x.url.endsWith('/api/upload-image')).length;
     const upBefore = uploads();
     await button.click();
     await page.waitForFunction(() => /Queue full/.test(document.getElementById('error').textContent), { timeout: 15000 });
