@@ -281,13 +281,19 @@ async function run() {
       if (!id) {
         const up = await api.upload(file);
         if (!up || !api.isJobId(up.job_id)) throw new Error('The server did not return a job id.');
+        // Another image chosen while this one was on its way: the newer
+        // choice wins, and this upload's answer is ignored. Not listed (nobody
+        // asked to generate it: an "uploaded" line would be a stray the user
+        // never wanted), not kept for Generate again, nothing of it shown;
+        // the server removes an upload nobody generates by itself
+        // (--result-ttl, --max-store-mb; docs/api.md).
+        if (state.file !== file) return;
         id = up.job_id;
-        if (state.file === file) state.upload = { file, job_id: id };
+        state.upload = { file, job_id: id };
         renderJobs(jobs.put({ job_id: id, name: file.name, format: settings.format, status: 'uploaded', created: Date.now() }));
       } else {
         renderJobs(jobs.put({ job_id: id, format: settings.format }));
       }
-      if (state.file !== file) return; // another image chosen meanwhile: this one stays uploaded only
       state.job = { job_id: id, format: settings.format, name: file.name, file };
       state.heard = false;
       // Subscribed (the server's answer awaited) before generate-3d, so no

@@ -17,7 +17,9 @@
 //     chosen, naming the limit, with no upload (and no longer the last
 //     result), and one the page lets go that the server refuses shows the
 //     413's message in words; a 16 px image says why, once; a
-//     generate-3d answered 429 keeps its upload for Generate again; every
+//     generate-3d answered 429 keeps its upload for Generate again; another
+//     image chosen while an upload is on its way wins (the older upload is
+//     neither listed nor shown); every
 //     control has an accessible name, the file picker's focus shows, the
 //     canvas takes the focus; the canvas zooms from the keyboard (+ and -,
 //     Page Up and Page Down) and its accessible name says so; the file
@@ -413,6 +415,37 @@ async function main() {
     const listed = await page.$$eval('#jobs li .meta', (l) => l.map((e) => e.textContent));
     check(uploads() - upBefore === 1 && listed.length === 2 && !listed.some((m) => /uploaded/.test(m)),
       `429 then Generate again: one upload (${uploads() - upBefore}), the job ran, the list has no orphan (${listed.length} jobs)`);
+
+    // Another image chosen while the upload of the one Generate was given is
+    // on its way (its answer held in the page, its fetch wrapped once): the
+    // newer choice wins. The older upload's job is not listed, and nothing of
+    // it is shown; Generate is the new image's once that upload has answered.
+    await input.uploadFile(star);
+    await page.evaluate(() => {
+      const real = window.fetch;
+      const held = new Promise((resolve) => { window.__releaseUpload = resolve; });
+      window.fetch = (u, init) => {
+        if (!String(u).includes('/api/upload-image')) return real(u, init);
+        window.fetch = real;
+        return real(u, init).then(async (res) => { await held; return res; });
+      };
+    });
+    const heldUploads = uploads();
+    await button.click();
+    await waitFor(() => uploads() > heldUploads, 'the held upload to be sent', 10000);
+    await input.uploadFile(tiny);
+    await page.evaluate(() => window.__releaseUpload());
+    await checkWithin(page.waitForFunction(() => !document.getElementById('generate').disabled, { timeout: 10000 }),
+      'another image chosen while an upload was on its way: Generate is the new image\'s once it answered');
+    const stale = await page.evaluate(() => ({
+      info: document.getElementById('file-info').textContent,
+      progress: document.getElementById('progress').hidden,
+      error: document.getElementById('error').hidden,
+      jobs: [...document.querySelectorAll('#jobs li .meta')].map((e) => e.textContent),
+    }));
+    check(/^tiny\.png/.test(stale.info) && stale.progress && stale.error && stale.jobs.length === 2 &&
+      !stale.jobs.some((m) => /uploaded/.test(m)),
+    `an upload overtaken by a newer image: not listed, nothing of it shown (${stale.info}; ${stale.jobs.length} jobs: ${stale.jobs.join(' | ')})`);
 
     // A subscription the server refuses (one past --ws-max-subscriptions,
     // 32): the refusal names the job, so Live.follow settles false at once
