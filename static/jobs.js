@@ -28,6 +28,9 @@ function clean(j) {
     created: Number.isFinite(j.created) ? j.created : Date.now(),
     download_url: safeDownloadUrl(j.download_url),
     grade: typeof j.grade === 'string' ? j.grade.slice(0, 3) : '',
+    // The quality report's flag: false is said in the list; null: not
+    // known (a line kept by a page before 2026-12-03, or not ended).
+    printable: typeof j.printable === 'boolean' ? j.printable : null,
     error: typeof j.error === 'string' ? j.error.slice(0, 300) : '',
   };
 }

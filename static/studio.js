@@ -382,7 +382,7 @@ function onBackground(id, event, data) {
   if (event === 'generation_complete') {
     const q = data.quality_metrics || {};
     forget(id);
-    renderJobs(jobs.put({ job_id: id, status: 'completed', download_url: api.safeDownloadUrl(data.download_url), grade: q.grade }));
+    renderJobs(jobs.put({ job_id: id, status: 'completed', download_url: api.safeDownloadUrl(data.download_url), grade: q.grade, printable: q.printable }));
   } else if (event === 'generation_error') {
     forget(id);
     renderJobs(jobs.put({ job_id: id, status: 'failed', error: typeof data.error === 'string' && data.error ? data.error : 'no reason given' }));
@@ -488,7 +488,7 @@ async function finished(id, s) {
   forget(id);
   const url = api.safeDownloadUrl(s.download_url);
   const q = s.quality_metrics || {};
-  renderJobs(jobs.put({ job_id: id, status: 'completed', download_url: url, grade: q.grade }));
+  renderJobs(jobs.put({ job_id: id, status: 'completed', download_url: url, grade: q.grade, printable: q.printable }));
   setStage('completed', 100);
   updateGenerate();
   showResult(q, url, name, format);
@@ -503,7 +503,10 @@ function showResult(q, url, name, format) {
   if (name) ui.download.setAttribute('aria-label', `Download the model of ${name} (${String(format).toUpperCase()})`);
   else ui.download.removeAttribute('aria-label');
   ui.grade.textContent = typeof q.grade === 'string' ? q.grade : '–';
+  // Not known (a line kept by an older page, viewed again): not said,
+  // rather than said "not printable".
   const printable = q.printable === true;
+  ui.printable.hidden = typeof q.printable !== 'boolean';
   ui.printable.textContent = printable ? 'printable' : 'not printable';
   ui.printable.className = `pill ${printable ? 'ok' : 'bad'}`;
   if (url) {
@@ -562,7 +565,7 @@ function renderJobs(list) {
       // Each list line has its View: a screen reader names which one.
       show.setAttribute('aria-label', `View ${j.name} (${j.format.toUpperCase()})`);
       show.addEventListener('click', () => {
-        showResult({ grade: j.grade }, j.download_url, j.name, j.format);
+        showResult({ grade: j.grade, printable: j.printable }, j.download_url, j.name, j.format);
         preview(j.download_url, j.format);
       });
       li.append(show);
@@ -572,7 +575,10 @@ function renderJobs(list) {
     const meta = document.createElement('span');
     meta.className = 'meta';
     const when = new Date(j.created).toLocaleString();
-    meta.textContent = `${j.format.toUpperCase()} · ${j.status}${j.grade ? ` · ${j.grade}` : ''}${j.error ? ` · ${j.error}` : ''} · ${when}`;
+    // Not printable is said in words (the quality report's flag), not by a
+    // colour; a printable model's line says nothing more.
+    const flag = j.printable === false ? ' · not printable' : '';
+    meta.textContent = `${j.format.toUpperCase()} · ${j.status}${j.grade ? ` · ${j.grade}` : ''}${flag}${j.error ? ` · ${j.error}` : ''} · ${when}`;
     li.append(meta);
     ui.jobs.append(li);
   }
@@ -592,7 +598,7 @@ async function refreshJobs() {
     try {
       const s = await api.jobStatus(j.job_id);
       const q = s.quality_metrics || {};
-      jobs.put({ job_id: j.job_id, status: s.status, download_url: s.download_url, grade: q.grade, error: s.error });
+      jobs.put({ job_id: j.job_id, status: s.status, download_url: s.download_url, grade: q.grade, printable: q.printable, error: s.error });
       if (s.status === 'queued' || s.status === 'processing') open.push({ j, s });
     } catch (err) {
       if (err.status === 404 || err.status === 410) {

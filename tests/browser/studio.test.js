@@ -19,7 +19,8 @@
 //     413's message in words; a 16 px image says why, once; a
 //     generate-3d answered 429 keeps its upload for Generate again; another
 //     image chosen while an upload is on its way wins (the older upload is
-//     neither listed nor shown); every
+//     neither listed nor shown); a model that is not printable says so in
+//     its list line; every
 //     control has an accessible name, the file picker's focus shows, the
 //     canvas takes the focus; the canvas zooms from the keyboard (+ and -,
 //     Page Up and Page Down) and its accessible name says so; the file
@@ -447,6 +448,41 @@ async function main() {
       !stale.jobs.some((m) => /uploaded/.test(m)),
     `an upload overtaken by a newer image: not listed, nothing of it shown (${stale.info}; ${stale.jobs.length} jobs: ${stale.jobs.join(' | ')})`);
 
+    // A model that is not printable: its line in "Your jobs" says so in
+    // words (not a colour). No image tried makes one (noise, checkers,
+    // lines, dots, discs, every mode, quality 1 and 10, extreme sizes: the
+    // score stays at 0.80 or more, printable), so the quality report of a real job
+    // is changed in the page: its generation_complete frame, as the page's
+    // WebSocket handler reads it (MessageEvent's data, wrapped once), says
+    // printable false. Another quality: a job that runs (a cache hit could
+    // be shown from job-status instead).
+    await input.uploadFile(star);
+    await page.$eval('#quality', (q) => { q.value = '4'; q.dispatchEvent(new Event('input')); });
+    await page.evaluate(() => {
+      const real = Object.getOwnPropertyDescriptor(MessageEvent.prototype, 'data');
+      Object.defineProperty(MessageEvent.prototype, 'data', {
+        configurable: true,
+        get() {
+          const d = real.get.call(this);
+          if (typeof d !== 'string' || !d.includes('"generation_complete"')) return d;
+          Object.defineProperty(MessageEvent.prototype, 'data', real);
+          const m = JSON.parse(d);
+          m.data.quality_metrics.printable = false;
+          window.__notPrintable = m.data.job_id;
+          return JSON.stringify(m);
+        },
+      });
+    });
+    await button.click();
+    await checkWithin(page.waitForFunction(() => window.__notPrintable &&
+      document.getElementById('printable').textContent === 'not printable', { timeout: 15000 }),
+    'a job whose generation_complete says printable false: the result says "not printable"');
+    const line = await page.evaluate(() => {
+      const n = document.querySelector(`#jobs .name[title="${window.__notPrintable}"]`);
+      return n ? n.parentElement.querySelector('.meta').textContent : 'not listed';
+    });
+    check(/ · not printable · /.test(line), `a model that is not printable: its line in the list says so ("${line}")`);
+
     // A subscription the server refuses (one past --ws-max-subscriptions,
     // 32): the refusal names the job, so Live.follow settles false at once
     // instead of waiting out its timer (60 s here; 10 s is the page's
@@ -501,7 +537,7 @@ async function main() {
     await page.waitForFunction(() => document.getElementById('live').textContent === 'live', { timeout: 15000 });
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     check(overflow <= 0, `phone 390x844: nothing overflows sideways (${overflow} px)`);
-    check((await page.$$('#jobs li')).length === 2, 'phone: the job list survived the reload (localStorage)');
+    check((await page.$$('#jobs li')).length === 3, 'phone: the job list survived the reload (localStorage)');
     // The finished job, shown again from the list ("View"): the viewer at
     // phone size, without a second generation.
     const [view] = await page.$$('xpath/.//li//button[normalize-space(text())="View"]');
