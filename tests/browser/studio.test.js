@@ -17,7 +17,8 @@
 //     chosen, naming the limit, with no upload (and no longer the last
 //     result), and one the page lets go that the server refuses shows the
 //     413's message in words; a 16 px image says why, once; a
-//     generate-3d answered 429 keeps its upload for Generate again; another
+//     generate-3d answered 429 keeps its upload for Generate again (Enter
+//     in the depth field: the form submits); another
 //     image chosen while an upload is on its way wins (the older upload is
 //     neither listed nor shown); a model that is not printable says so in
 //     its list line; every
@@ -409,13 +410,17 @@ async function main() {
     // the page as above): the preview waits it out and shows the model.
     await refuseOnce(page, '/api/download/', 'Rate limit exceeded', 1);
     await page.evaluate(() => { document.getElementById('canvas').dataset.triangles = '0'; });
-    await button.click();
+    // Generate again from the keyboard: Enter in a field of the form
+    // submits it (the browser's implicit submission through its Generate
+    // button; the page adds no key handler of its own).
+    await page.focus('#depth');
+    await page.keyboard.press('Enter');
     await page.waitForSelector('a[href*="/api/download/"]', { visible: true, timeout: 30000 });
     await checkWithin(page.waitForFunction(() => Number(document.getElementById('canvas').dataset.triangles) > 0,
       { timeout: 15000 }), 'a preview download answered 429: the page waited it out and shows the model');
     const listed = await page.$$eval('#jobs li .meta', (l) => l.map((e) => e.textContent));
     check(uploads() - upBefore === 1 && listed.length === 2 && !listed.some((m) => /uploaded/.test(m)),
-      `429 then Generate again: one upload (${uploads() - upBefore}), the job ran, the list has no orphan (${listed.length} jobs)`);
+      `429 then Generate again (Enter in the depth field): one upload (${uploads() - upBefore}), the job ran, the list has no orphan (${listed.length} jobs)`);
 
     // Another image chosen while the upload of the one Generate was given is
     // on its way (its answer held in the page, its fetch wrapped once): the
