@@ -48,6 +48,9 @@ const HINT_SHOWN = 'Drag to orbit, scroll or pinch to zoom; + and - (or Page Up 
 const BACKGROUND_MAX = 8;
 // /api/models-info asked at most this many times when the page opens.
 const LIMITS_TRIES = 4;
+// The followed job's place in the queue asked again at most this often
+// (job-status; the rate of the page's polling while the socket is silent).
+const PLACE_MIN_MS = 1500;
 
 // The page follows one job at a time in the model panel (state.job): the
 // one Generate started, or, when the page opens, the newest one still
@@ -72,6 +75,7 @@ const state = {
   maxUploadMb: 0,   // from /api/models-info when the server says
   upload: null,     // {file, job_id}: an upload whose generate-3d was refused
   unreachable: false, // the "cannot reach" message is showing for the job
+  place: { timer: 0, busy: false, again: false, next: 0 }, // asking the queued job's place again (placeMayHaveMoved)
 };
 
 const live = new Live('/ws');
@@ -377,19 +381,25 @@ function background(id) {
   }
 }
 
-// A background job's news: its line in the list.
+// A background job's news: its line in the list. One that leaves the
+// queue or ends moves the queue: the followed job's place may have changed.
 function onBackground(id, event, data) {
   if (event === 'generation_complete') {
     const q = data.quality_metrics || {};
     forget(id);
     renderJobs(jobs.put({ job_id: id, status: 'completed', download_url: api.safeDownloadUrl(data.download_url), grade: q.grade, printable: q.printable }));
+    placeMayHaveMoved();
   } else if (event === 'generation_error') {
     forget(id);
     renderJobs(jobs.put({ job_id: id, status: 'failed', error: typeof data.error === 'string' && data.error ? data.error : 'no reason given' }));
+    placeMayHaveMoved();
   } else if (event === 'generation_progress') {
     const status = data.stage === 'queued' ? 'queued' : 'processing';
     const j = jobs.load().find((x) => x.job_id === id);
-    if (j && j.status !== status) renderJobs(jobs.put({ job_id: id, status }));
+    if (j && j.status !== status) {
+      renderJobs(jobs.put({ job_id: id, status }));
+      placeMayHaveMoved();
+    }
   } else if (event === 'error' && data.code === 'too_many_subscriptions') {
     forget(id); // not followed: its line is brought up to date at the next visit
   }
@@ -435,6 +445,59 @@ function watch(id) {
   state.pollTimer = setTimeout(tick, 1500);
 }
 
+// The followed job's place in the queue (its stage label: "N jobs ahead")
+// comes from generate-3d's 202 and job-status; the WebSocket's events do
+// not carry it. It is asked again when something says it may have moved:
+// a job this page follows in the background leaves the queue or ends
+// (onBackground), or the followed job's own queued state arrives again
+// (the 'job' listener); the 8 s poll of a silent job (watch) stays as it
+// was. Jobs of other browsers move the queue too, unseen: that is the
+// poll's.
+// One request at a time, PLACE_MIN_MS apart at least, and none before a
+// refusal's Retry-After (a 429 under --rate-limit, a 503): what asks
+// meanwhile is answered by the next one. An answer that no longer says
+// queued changes nothing (the job's events say where it went).
+function placeMayHaveMoved() {
+  const p = state.place;
+  if (!state.job || state.sending || !state.stage || state.stage[0] !== 'queued') return;
+  if (p.busy) {
+    p.again = true; // the answer on its way may predate the move
+    return;
+  }
+  if (!p.timer) p.timer = setTimeout(askPlace, Math.max(0, p.next - Date.now()));
+}
+
+async function askPlace() {
+  const p = state.place;
+  p.timer = 0;
+  const j = state.job;
+  if (!j || state.sending || !state.stage || state.stage[0] !== 'queued') return;
+  const id = j.job_id;
+  p.busy = true;
+  p.again = false;
+  p.next = Date.now() + PLACE_MIN_MS;
+  try {
+    const s = await api.jobStatus(id);
+    reachable();
+    if (state.job && state.job.job_id === id && state.stage && state.stage[0] === 'queued' &&
+        s && s.status === 'queued' && Number.isInteger(s.position)) {
+      state.position = s.position;
+      setStage(...state.stage);
+    }
+  } catch (err) {
+    const wait = err && Number.isInteger(err.retryAfter) && err.retryAfter > 0 ? Math.min(err.retryAfter, 30) : 0;
+    if (wait) p.next = Math.max(p.next, Date.now() + wait * 1000);
+    // Otherwise the label keeps the place last known; the poll of a silent
+    // job says what is wrong (watch).
+  } finally {
+    p.busy = false;
+    if (p.again) {
+      p.again = false;
+      placeMayHaveMoved();
+    }
+  }
+}
+
 // The server answers again: the "cannot reach" message goes.
 function reachable() {
   if (!state.unreachable) return;
@@ -462,9 +525,14 @@ live.addEventListener('job', (e) => {
   if (!state.job || state.job.job_id !== id) return;
   if (event === 'subscribed' || event === 'error') return; // Live.follow's answers
   state.lastEvent = Date.now();
+  const first = !state.heard;
   state.heard = true;
   if (event === 'generation_progress') {
     setStage(data.stage, data.progress, data.eta_seconds);
+    // Its queued state again (its subscription answered after a reconnect,
+    // or queued again by a server's drain): its place may have moved. The
+    // first comes with the place known (generate-3d's 202, job-status).
+    if (data.stage === 'queued' && !first) placeMayHaveMoved();
   } else if (event === 'generation_complete') {
     finished(id, data).catch((err) => showError(err.message));
   } else if (event === 'generation_error') {

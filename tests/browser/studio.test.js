@@ -47,7 +47,8 @@
 //     after the restart (its download link, its model).
 //   one job at a time: with the worker held, a job queued behind another is
 //     said to wait ("next in line"), in the tab that started it and in a
-//     reloaded tab that follows it; choosing another image frees Generate
+//     reloaded tab that follows it; the place of the job behind it moves
+//     as the one ahead leaves the queue; choosing another image frees Generate
 //     there (the followed job goes on in the background), and every job's
 //     end reaches both tabs' lists.
 // Screenshots of both go to OUT_DIR. Every wait has a deadline.
@@ -277,8 +278,9 @@ async function main() {
   execFileSync(path.join(BUILD, 'tests', 'od-testimg'), ['png', '96', star]);
   const tiny = path.join(OUT, 'tiny.png');
   execFileSync(path.join(BUILD, 'tests', 'od-testimg'), ['png', '16', tiny]);
-  // Three more small images (each its own job, none a cache hit).
-  const [q1, q2, q3] = [48, 56, 64].map((px) => {
+  // Three more images (each its own job, none a cache hit); the second,
+  // 4096 px (121 KB), is a job of a second or more (see job B).
+  const [q1, q2, q3] = [48, 4096, 64].map((px) => {
     const f = path.join(OUT, `q${px}.png`);
     execFileSync(path.join(BUILD, 'tests', 'od-testimg'), ['png', String(px), f]);
     return f;
@@ -637,6 +639,11 @@ async function main() {
     const jobA = await generateIn(page, q1, 'job A');
     await waitFor(async () => JSON.parse((await get(port, `/api/job-status/${jobA}`)).body).status === 'processing',
       'job A to be running (held)', 10000);
+    // B runs a while (4096 px at quality 1: about 1.3 s on an idle 2-core
+    // machine, longer on a loaded one; a model of 136 KB), so that the place
+    // of the job queued behind it (C, below) can be seen to move as B
+    // leaves the queue.
+    await page.$eval('#quality', (q) => { q.value = '1'; q.dispatchEvent(new Event('input')); });
     const jobB = await generateIn(page, q2, 'another image while job A runs');
     await queued(page, 'next in line', 'job B, started behind A');
     await tab2.bringToFront();
@@ -645,9 +652,17 @@ async function main() {
     check(await tab2.$eval('#generate', (b) => b.disabled), 'the reloaded tab: Generate waits for an image of its own');
     const jobC = await generateIn(tab2, q3, 'the tab following job B, given an image');
     await queued(tab2, '1 job ahead', 'its job C');
+    // Its place moves when B leaves the queue: B's events (followed in
+    // this tab's background) say so, and the tab asks job-status again
+    // rather than waiting for 8 s of C's silence. Its stage label's texts
+    // are recorded from here.
+    await watchStages(tab2);
     fs.unlinkSync(pause);
     await checkWithin(tab2.waitForSelector(`a[href*="/api/download/${jobC}/"]`, { visible: true, timeout: 30000 }),
       'job C finished: that tab shows its download link');
+    const placesC = await tab2.evaluate(() => window.__stages.filter((t) => t.startsWith('Waiting for a worker')));
+    check(placesC.includes('Waiting for a worker: next in line'),
+      `job C's place moved as B left the queue: "next in line" shown (${placesC.join(' > ') || 'no queued label'})`);
     await page.bringToFront();
     await checkWithin(page.waitForSelector(`a[href*="/api/download/${jobB}/"]`, { visible: true, timeout: 30000 }),
       'job B finished: the first tab shows its download link');
