@@ -1209,10 +1209,12 @@ typedef enum {
 } od_sio_kind;
 
 /* Handles one text frame from a client. *reply is a malloc'd text frame to
- * send back (or NULL); the caller frees it. */
+ * send back (or NULL), *reply_len bytes long: a CONNECT_ERROR names the
+ * client's namespace byte for byte, and that may hold a NUL. The caller
+ * frees it. */
 od_sio_kind od_sio_handle(od_sio_conn *c, const uint8_t *msg, size_t len,
-                          char job_id[37], char **reply, char *err,
-                          size_t err_len);
+                          char job_id[37], char **reply, size_t *reply_len,
+                          char *err, size_t err_len);
 /* "0{...}": the open packet, with the heartbeat the hub keeps (seconds;
  * --sio-ping-interval, --sio-ping-timeout). malloc'd. */
 char *od_sio_open(const char *sid, double ping_interval_s,

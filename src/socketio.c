@@ -20,7 +20,8 @@
  *   optional JSON:
  *     0 CONNECT     to "/" only: answered 40{"sid","pid"}; any other
  *                   namespace gets 44/nsp,{"message","data":{"message",
- *                   "code":"unknown_namespace"}} (CONNECT_ERROR).
+ *                   "code":"unknown_namespace"}} (CONNECT_ERROR), its
+ *                   name written back byte for byte ("/\0x" is not "/").
  *                   Its payload (the auth object) is read for one thing:
  *                   a reconnecting socket.io-client (4.6 and later, once
  *                   a CONNECT answer carried a "pid") sends {"pid",
@@ -100,22 +101,29 @@ int od_sio_query_check(const char *eio, const char *transport, const char *sid,
 /* ---- server -> client -----------------------------------------------------
  */
 
-/* Dumps o (stolen) after a prefix; malloc'd text or NULL. */
-static char *prefixed(const char *prefix, json_t *o) {
+/* Dumps o (stolen) after a prefix of pl bytes (a namespace's name may
+ * hold a NUL); malloc'd text or NULL, its length in *len (may be NULL). */
+static char *prefixed_n(const char *prefix, size_t pl, json_t *o, size_t *len) {
   if (o == NULL)
     return NULL;
   char *body = json_dumps(o, JSON_COMPACT | JSON_ENCODE_ANY);
   json_decref(o);
   if (body == NULL)
     return NULL;
-  size_t pl = strlen(prefix), bl = strlen(body);
+  size_t bl = strlen(body);
   char *out = malloc(pl + bl + 1);
   if (out != NULL) {
     memcpy(out, prefix, pl);
     memcpy(out + pl, body, bl + 1);
+    if (len != NULL)
+      *len = pl + bl;
   }
   free(body);
   return out;
+}
+
+static char *prefixed(const char *prefix, json_t *o) {
+  return prefixed_n(prefix, strlen(prefix), o, NULL);
 }
 
 char *od_sio_open(const char *sid, double ping_interval_s,
@@ -145,12 +153,16 @@ char *od_sio_event_text(const char *name, json_t *data) {
  * socket.io-client hands message and data over as the connect_error's
  * err.message and err.data; data is the error events' {message, code}
  * (od_ws_error_data), so the code is where a client looks for it. */
-static char *connect_error(const char *nsp, const char *message, od_ws_err code,
-                           const char *detail) {
-  char prefix[80];
-  snprintf(prefix, sizeof prefix, "44%s,", nsp);
-  return prefixed(prefix, json_pack("{s:s, s:o}", "message", message, "data",
-                                    od_ws_error_data(code, detail, NULL)));
+static char *connect_error(const char *nsp, size_t nsp_len, const char *message,
+                           od_ws_err code, const char *detail, size_t *len) {
+  char prefix[80]; /* "44" + a name of at most 63 bytes + "," */
+  memcpy(prefix, "44", 2);
+  memcpy(prefix + 2, nsp, nsp_len);
+  prefix[2 + nsp_len] = ',';
+  return prefixed_n(prefix, nsp_len + 3,
+                    json_pack("{s:s, s:o}", "message", message, "data",
+                              od_ws_error_data(code, detail, NULL)),
+                    len);
 }
 
 /* The last path component of a download URL: the model's file name. */
@@ -263,8 +275,8 @@ static void reconnect_job(const char *p, size_t n, char job_id[37]) {
 /* A Socket.IO packet (the bytes after Engine.IO's "4"). A refusal's *code
  * stays OD_WSE_BAD_PACKET unless set here. */
 static od_sio_kind handle_sio(od_sio_conn *c, const char *p, size_t n,
-                              char job_id[37], char **reply, char *err,
-                              size_t err_len, od_ws_err *code) {
+                              char job_id[37], char **reply, size_t *reply_len,
+                              char *err, size_t err_len, od_ws_err *code) {
   if (n == 0 || p[0] < '0' || p[0] > '6') {
     snprintf(err, err_len, "not a Socket.IO packet (type 0-6 expected)");
     return OD_SIO_BAD;
@@ -276,8 +288,11 @@ static od_sio_kind handle_sio(od_sio_conn *c, const char *p, size_t n,
     snprintf(err, err_len, "binary packets are not supported: send JSON");
     return OD_SIO_BAD;
   }
-  /* The namespace: "/name," ("/" itself is written as nothing). */
+  /* The namespace: "/name," ("/" itself is written as nothing). Its name
+   * is bytes, a NUL included: "/\0admin" is not "/" (until 2026-12-03 it
+   * was read as a C string, and a CONNECT or an EVENT to it acted on "/"). */
   char nsp[64] = "/";
+  size_t nsp_len = 1;
   if (i < n && p[i] == '/') {
     size_t s = i;
     while (i < n && p[i] != ',')
@@ -288,6 +303,7 @@ static od_sio_kind handle_sio(od_sio_conn *c, const char *p, size_t n,
     }
     memcpy(nsp, p + s, i - s);
     nsp[i - s] = '\0';
+    nsp_len = i - s;
     if (i < n)
       i++; /* the comma */
   }
@@ -301,16 +317,24 @@ static od_sio_kind handle_sio(od_sio_conn *c, const char *p, size_t n,
     }
     ack = (ack < 0 ? 0 : ack * 10) + (p[i++] - '0');
   }
-  int root_nsp = strcmp(nsp, "/") == 0;
+  int root_nsp = nsp_len == 1;
+  int control = 0; /* the name holds a control character */
+  for (size_t k = 0; k < nsp_len; k++)
+    control |= (unsigned char)nsp[k] < 0x20 || nsp[k] == 0x7f;
   switch (type) {
   case 0: /* CONNECT (of its payload only a reconnect's offset is used) */
     if (!root_nsp) {
-      snprintf(err, err_len, "namespace %.*s does not exist (only \"/\")",
-               (int)od_utf8_prefix(nsp, 40), nsp);
+      if (control)
+        snprintf(err, err_len,
+                 "a namespace name holds no control characters (only \"/\" "
+                 "exists)");
+      else
+        snprintf(err, err_len, "namespace %.*s does not exist (only \"/\")",
+                 (int)od_utf8_prefix(nsp, 40), nsp);
       /* "Invalid namespace": the official server's words, which clients
        * written against it compare. */
-      *reply = connect_error(nsp, "Invalid namespace", OD_WSE_UNKNOWN_NAMESPACE,
-                             err);
+      *reply = connect_error(nsp, nsp_len, "Invalid namespace",
+                             OD_WSE_UNKNOWN_NAMESPACE, err, reply_len);
       return OD_SIO_BAD;
     }
     c->connected = 1;
@@ -350,9 +374,10 @@ static od_sio_kind handle_sio(od_sio_conn *c, const char *p, size_t n,
 }
 
 od_sio_kind od_sio_handle(od_sio_conn *c, const uint8_t *msg, size_t len,
-                          char job_id[37], char **reply, char *err,
-                          size_t err_len) {
+                          char job_id[37], char **reply, size_t *reply_len,
+                          char *err, size_t err_len) {
   *reply = NULL;
+  size_t n = 0; /* the reply's length, where it may hold a NUL */
   job_id[0] = '\0';
   err[0] = '\0';
   const char *p = (const char *)msg;
@@ -361,7 +386,7 @@ od_sio_kind od_sio_handle(od_sio_conn *c, const uint8_t *msg, size_t len,
   if (len == 0) {
     snprintf(err, err_len, "empty Engine.IO packet");
   } else if (p[0] == '4') {
-    k = handle_sio(c, p + 1, len - 1, job_id, reply, err, err_len, &code);
+    k = handle_sio(c, p + 1, len - 1, job_id, reply, &n, err, err_len, &code);
   } else if (p[0] == '3') {
     k = OD_SIO_PONG;
   } else if (p[0] == '2') {
@@ -390,5 +415,6 @@ od_sio_kind od_sio_handle(od_sio_conn *c, const uint8_t *msg, size_t len,
    * bounds like every other (2 x --ws-queue, then a flood). */
   if (k == OD_SIO_BAD && *reply == NULL)
     *reply = od_sio_event_text("error", od_ws_error_data(code, err, NULL));
+  *reply_len = *reply == NULL ? 0 : n > 0 ? n : strlen(*reply);
   return k;
 }

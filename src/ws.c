@@ -355,8 +355,9 @@ static void queue_text(client *c, od_ws_event ev, const char *text,
 }
 
 /* A protocol frame of the client's own (Socket.IO replies, pings): queued
- * unless the client is dead or hopelessly behind (2x --ws-queue). */
-static void queue_raw(client *c, const char *text) {
+ * unless the client is dead or hopelessly behind (2x --ws-queue). len
+ * bytes (a CONNECT_ERROR may hold a NUL: od_sio_handle). */
+static void queue_raw_n(client *c, const char *text, size_t len) {
   if (text == NULL || c->dead || !wslay_event_get_write_enabled(c->ctx))
     return;
   if (wslay_event_get_queued_msg_count(c->ctx) >=
@@ -364,9 +365,13 @@ static void queue_raw(client *c, const char *text) {
     om_counter_inc(c->hub->svc->m.ws_dropped);
     return;
   }
-  struct wslay_event_msg msg = {WSLAY_TEXT_FRAME, (const uint8_t *)text,
-                                strlen(text)};
+  struct wslay_event_msg msg = {WSLAY_TEXT_FRAME, (const uint8_t *)text, len};
   wslay_event_queue_msg(c->ctx, &msg);
+}
+
+static void queue_raw(client *c, const char *text) {
+  if (text != NULL)
+    queue_raw_n(c, text, strlen(text));
 }
 
 static void send_event(client *c, od_ws_event ev, json_t *data) {
@@ -464,7 +469,9 @@ static int subscribe(client *c, const char *id, od_route r) {
 static void sio_on_msg(client *c, const uint8_t *msg, size_t len) {
   od_metrics *m = &c->hub->svc->m;
   char id[37], err[160], *reply = NULL;
-  od_sio_kind k = od_sio_handle(c->sio, msg, len, id, &reply, err, sizeof err);
+  size_t reply_len = 0;
+  od_sio_kind k =
+      od_sio_handle(c->sio, msg, len, id, &reply, &reply_len, err, sizeof err);
   switch (k) {
   case OD_SIO_PONG:
     /* Engine.IO's pong carries no payload, so it cannot say which ping it
@@ -509,6 +516,10 @@ static void sio_on_msg(client *c, const uint8_t *msg, size_t len) {
   case OD_SIO_BAD:
     od_metric_error(m, "bad_message", OD_ROUTE_SOCKETIO);
     od_metric_validation(m, "ws_message", "invalid");
+    /* As long as od_sio_handle says: a CONNECT_ERROR may hold a NUL. */
+    queue_raw_n(c, reply, reply_len);
+    free(reply);
+    reply = NULL;
     break;
   case OD_SIO_NOTHING:
     break;

@@ -67,8 +67,12 @@ static void on_msg(wslay_event_context_ptr ctx,
   if (arg->opcode != WSLAY_TEXT_FRAME)
     return;
   char sid[37], serr[160], *reply = NULL;
-  od_sio_handle(&sio, arg->msg, arg->msg_length, sid, &reply, serr,
+  size_t reply_len = 0;
+  od_sio_handle(&sio, arg->msg, arg->msg_length, sid, &reply, &reply_len, serr,
                 sizeof serr);
+  /* The hub sends reply_len bytes: they end where the text does. */
+  if (reply != NULL && (reply_len < strlen(reply) || reply[reply_len] != '\0'))
+    abort();
   free(reply);
   free(od_sio_job_update((const char *)arg->msg, arg->msg_length));
   char id[37], err[160];

@@ -268,12 +268,22 @@ def case_socketio(work):
           "a binary frame: an error event, code binary_frame (%s)" % reply)
     # A CONNECT to a namespace that does not exist: CONNECT_ERROR as the
     # official server writes it ({"message", "data"}), the code in data.
-    ws.send_frame(1, b"40/admin,")
+    # A namespace with a NUL in it is not "/" (until 2026-12-03 its name
+    # was read as a C string, "/", and a CONNECT or an EVENT to it acted on
+    # "/"): CONNECT_ERROR to it, its name written back byte for byte, as
+    # the official server does; an EVENT to it is one before its CONNECT.
+    for nsp, says in (("/admin", "/admin"), ("/\x00admin", "control character")):
+        ws.send_frame(1, b"40%s," % nsp.encode())
+        reply = sio_next(ws)
+        head = "44%s,{" % nsp
+        e = json.loads(reply[len(head) - 1:]) if reply and reply.startswith(head) else {}
+        check(e.get("message") == "Invalid namespace" and e.get("data", {}).get("code") == "unknown_namespace"
+              and says in e["data"].get("message", ""),
+              "CONNECT to %r: 44%r,{message, data {code unknown_namespace}} (%r)" % (nsp, nsp, reply))
+    ws.send_frame(1, b'42/\x00admin,7["subscribe_job",{"job_id":"123e4567-e89b-42d3-a456-426614174000"}]')
     reply = sio_next(ws)
-    e = json.loads(reply[len("44/admin,"):]) if reply and reply.startswith("44/admin,{") else {}
-    check(e.get("message") == "Invalid namespace" and e.get("data", {}).get("code") == "unknown_namespace"
-          and "/admin" in e["data"].get("message", ""),
-          "CONNECT to /admin: 44/admin,{message, data {code unknown_namespace}} (%s)" % reply)
+    check(reply and reply.startswith('42["error"') and sio_error(reply).get("code") == "not_connected",
+          "an EVENT to /\\0admin: an error event, code not_connected, no ack (%r)" % reply)
     # The heartbeat: a ping arrives; it is never answered, so the server
     # closes the connection within the timeout (sio_frames' deadline: 8 s
     # for the ping interval 0.3 s + the timeout 2 s; no measured time).
@@ -328,8 +338,9 @@ def case_socketio(work):
     sm = parse_metrics(s.metrics()[2])
     check(value(sm, "orfeas_errors_total", type="ws_timeout", endpoint="/socket.io/") == 2,
           "errors_total{ws_timeout, /socket.io/} = 2")
-    check(value(sm, "orfeas_errors_total", type="bad_message", endpoint="/socket.io/") == 9,
-          "errors_total{bad_message, /socket.io/} = 9 (7 bad packets, 1 binary frame, 1 unknown namespace)")
+    check(value(sm, "orfeas_errors_total", type="bad_message", endpoint="/socket.io/") == 11,
+          "errors_total{bad_message, /socket.io/} = 11 (7 bad packets, 1 binary frame, 2 unknown namespaces, "
+          "1 EVENT to one)")
     for et, n in [("transport", 1), ("version", 3), ("sid", 1)]:  # version: also the bare /socket.io/
         check(value(sm, "orfeas_validation_errors_total", field="socketio", error_type=et) == n,
               "validation_errors_total{socketio, %s} = %d" % (et, n))

@@ -69,8 +69,9 @@ static void test_open_packet(void **s) {
 /* Runs one frame; returns the kind, the reply in *reply (caller frees). */
 static od_sio_kind run(od_sio_conn *c, const char *frame, char **reply,
                        char id[37], char *err) {
-  return od_sio_handle(c, (const uint8_t *)frame, strlen(frame), id, reply, err,
-                       160);
+  size_t reply_len;
+  return od_sio_handle(c, (const uint8_t *)frame, strlen(frame), id, reply,
+                       &reply_len, err, 160);
 }
 
 static void expect(od_sio_conn *c, const char *frame, od_sio_kind want,
@@ -122,6 +123,40 @@ static void test_connect_and_subscribe(void **s) {
          "\"namespace /admin does not exist (only \\\"/\\\")\",\"code\":"
          "\"unknown_namespace\"}}");
   assert_false(c.connected);
+  /* A namespace's name is bytes: one with a NUL in it is not "/" (it was
+   * read as a C string, and a CONNECT or an EVENT to it acted on "/").
+   * Its CONNECT_ERROR names it byte for byte, and says why. */
+  static const char nul_nsp[] = "40/\0admin,";
+  static const char nul_err[] = "44/\0admin,{\"message\":\"Invalid namespace\"";
+  char *r, rid[37], rerr[160];
+  size_t rlen = 0;
+  assert_int_equal(od_sio_handle(&c, (const uint8_t *)nul_nsp,
+                                 sizeof nul_nsp - 1, rid, &r, &rlen, rerr,
+                                 sizeof rerr),
+                   OD_SIO_BAD);
+  assert_false(c.connected);
+  assert_non_null(r);
+  assert_true(rlen > sizeof nul_err - 1 && rlen == 10 + strlen(r + 10));
+  assert_memory_equal(r, nul_err, sizeof nul_err - 1);
+  assert_non_null(strstr(r + 10, "\"code\":\"unknown_namespace\""));
+  assert_non_null(strstr(rerr, "control character"));
+  free(r);
+  static const char nul_ev[] = "42/\0,7[\"subscribe_job\",\"" UUID "\"]";
+  od_sio_conn joined = {UUID, 1};
+  assert_int_equal(od_sio_handle(&joined, (const uint8_t *)nul_ev,
+                                 sizeof nul_ev - 1, rid, &r, &rlen, rerr,
+                                 sizeof rerr),
+                   OD_SIO_BAD);
+  assert_int_equal(rlen, strlen(r));
+  assert_non_null(strstr(r, "\"code\":\"not_connected\""));
+  free(r);
+  static const char nul_bye[] = "41/\0";
+  assert_int_equal(od_sio_handle(&joined, (const uint8_t *)nul_bye,
+                                 sizeof nul_bye - 1, rid, &r, &rlen, rerr,
+                                 sizeof rerr),
+                   OD_SIO_NOTHING);
+  assert_null(r);
+  assert_true(joined.connected);
   /* The pid turns socket.io-client's connection state recovery on. */
   expect(&c, "40", OD_SIO_CONNECTED,
          "40{\"sid\":\"" UUID "\",\"pid\":\"" UUID "\"}");
