@@ -908,14 +908,42 @@ def case_badinput_ws(work):
             ev = e
         check(ev is None and ws.close_code == 1002, "%s: close 1002 (got %r)" % (what, ev))
         ws.sock.close()
-    counted.add("ws_frame", "malformed", 2 + 4)
-    counted.add("ws_frame", "too_big")
+    # Fragments (RFC 6455 5.4): a ping between the fragments of a message
+    # is answered at once and the message still arrives whole; a
+    # continuation with nothing to continue, a new message inside one, a
+    # message whose fragments grow past 4 KiB, and text that is not UTF-8
+    # (whole, or its bad sequence split between fragments; 8.1: 1007) fail
+    # the connection, counted like the broken frames above.
+    ws = WS(s.port)
+    ws.recv_event()
+    ws.send_frame(1, b'{"event":', fin=False)
+    ws.send_frame(9, b"between")
+    ws.send_frame(0, b'"ping"}')
+    got = [ws.recv_frame(), ws.recv_frame()]
+    check(got[0] == (10, b"between") and got[1][0] == 1 and json.loads(got[1][1])["event"] == "pong",
+          "a ping between fragments: its pong, then the message's answer (%r)" % got)
+    ws.close()
+    for what, frames, code in [("a continuation that starts nothing", [(0, b"{}", True)], 1002),
+                               ("a text frame inside a fragmented message", [(1, b"{", False), (1, b"{}", True)], 1002),
+                               ("fragments past 4 KiB", [(1, b"x" * 3000, False), (0, b"x" * 3000, True)], 1009),
+                               ("text that is not UTF-8", [(1, b'{"event":"\xff"}', True)], 1007),
+                               ("a bad sequence split between fragments", [(1, b'{"event":"\xc3', False),
+                                                                           (0, b'("}', True)], 1007)]:
+        ws = WS(s.port)
+        ws.recv_event()
+        for op, payload, fin in frames:
+            ws.send_frame(op, payload, fin=fin)
+        ev = ws.recv_event()
+        check(ev is None and ws.close_code == code, "%s: close %d (got %r, %s)" % (what, code, ev, ws.close_code))
+        ws.sock.close()
+    counted.add("ws_frame", "malformed", 2 + 4 + 4)
+    counted.add("ws_frame", "too_big", 2)
     sm = counted.check(s)
-    check(value(sm, "orfeas_errors_total", type="ws_protocol", endpoint="/ws") == 7, "errors_total{ws_protocol} = 7")
-    wait_for(lambda: value(s.samples(), "orfeas_websocket_disconnections_total", reason="protocol") == 7,
-             "the 7 broken frames: disconnections{reason=protocol} = 7")
-    check(exposed(s.samples(), "orfeas_websocket_disconnections_total", reason="client") == 3,
-          "disconnections{reason=client}: only the 3 clients that closed")
+    check(value(sm, "orfeas_errors_total", type="ws_protocol", endpoint="/ws") == 12, "errors_total{ws_protocol} = 12")
+    wait_for(lambda: value(s.samples(), "orfeas_websocket_disconnections_total", reason="protocol") == 12,
+             "the 12 broken frames: disconnections{reason=protocol} = 12")
+    check(exposed(s.samples(), "orfeas_websocket_disconnections_total", reason="client") == 4,
+          "disconnections{reason=client}: only the 4 clients that closed")
     still_serves(s, img)
 
 
