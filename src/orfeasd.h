@@ -1462,12 +1462,13 @@ int od_respond_json(struct MHD_Connection *conn, od_req *req, int status,
  * "details" and "retry_after" when set. */
 typedef struct {
   int status;
-  const char *type;    /* orfeas_errors_total's type: a fixed word */
-  const char *message; /* for the user: what went wrong, what to do */
-  json_t *details;     /* stolen; NULL for none */
-  int retry_after;     /* > 0: seconds, in Retry-After and the body */
-  const char *allow;   /* the Allow header (405) */
-  int close;           /* 1: Connection: close (MHD closes after it) */
+  const char *type;       /* orfeas_errors_total's type: a fixed word */
+  const char *message;    /* for the user: what went wrong, what to do */
+  json_t *details;        /* stolen; NULL for none */
+  int retry_after;        /* > 0: seconds, in Retry-After and the body */
+  const char *allow;      /* the Allow header (405) */
+  const char *ws_version; /* the Sec-WebSocket-Version header (426) */
+  int close;              /* 1: Connection: close (MHD closes after it) */
 } od_error;
 
 /* The one way an error is answered: queues the JSON answer with its headers

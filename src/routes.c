@@ -21,14 +21,24 @@
 #include "orfeas_build.h" /* generated: version, git revision, build type */
 #include "orfeasd.h"
 
+/* A validation error's answer (counted by field and error type): e's
+ * status, message and headers, with type and details filled in here. */
+static int validation_error_ex(od_service *svc, struct MHD_Connection *conn,
+                               od_req *req, od_error e, const char *field,
+                               const char *error_type) {
+  od_metric_validation(&svc->m, field, error_type);
+  e.type = "validation";
+  e.details = json_pack("[{s:s, s:s, s:s}]", "field", field, "error_type",
+                        error_type, "message", e.message);
+  return od_respond_error_ex(svc, conn, req, &e);
+}
+
 static int validation_error(od_service *svc, struct MHD_Connection *conn,
                             od_req *req, int status, const char *field,
                             const char *error_type, const char *message) {
-  od_metric_validation(&svc->m, field, error_type);
-  return od_respond_error(svc, conn, req, status, "validation", message,
-                          json_pack("[{s:s, s:s, s:s}]", "field", field,
-                                    "error_type", error_type, "message",
-                                    message));
+  return validation_error_ex(svc, conn, req,
+                             (od_error){.status = status, .message = message},
+                             field, error_type);
 }
 
 /* ---- POST /api/upload-image ---------------------------------------------- */
@@ -707,9 +717,24 @@ static void handle_ws(od_service *svc, struct MHD_Connection *conn,
    * HEAD (which the router lets through where GET is) would get a 101 with
    * no body and a socket handed to the hub; MHD refuses to queue a 101 on
    * an HTTP/1.0 request (od_respond then closes the connection unanswered). */
-  if (req->method_idx != OD_METHOD_GET || req->http10 || up == NULL ||
-      strcasecmp(up, "websocket") != 0 || !od_header_has_token(co, "upgrade") ||
-      ver == NULL || strcmp(ver, "13") != 0 || key_rc == -1) {
+  int upgrade = req->method_idx == OD_METHOD_GET && !req->http10 &&
+                up != NULL && strcasecmp(up, "websocket") == 0 &&
+                od_header_has_token(co, "upgrade");
+  /* RFC 6455 4.2.2: a version this server does not speak is answered with
+   * the one it does (426 and Sec-WebSocket-Version), so a client that
+   * speaks that one too can try again with it. */
+  if (upgrade && ver != NULL && strcmp(ver, "13") != 0) {
+    validation_error_ex(
+        svc, conn, req,
+        (od_error){.status = 426,
+                   .message = "this server speaks WebSocket version 13 only "
+                              "(RFC 6455): upgrade with Sec-WebSocket-Version: "
+                              "13",
+                   .ws_version = "13"},
+        "ws_handshake", "invalid");
+    return;
+  }
+  if (!upgrade || ver == NULL || key_rc == -1) {
     validation_error(
         svc, conn, req, 400, "ws_handshake", "invalid",
         "a WebSocket upgrade (RFC 6455, version 13) is expected here");

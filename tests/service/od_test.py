@@ -814,6 +814,17 @@ def case_badinput_ws(work):
               "HTTP/1.0 upgrade of %s: 400 ws_handshake (%r)" % (path, got[:60]))
         counted.add("ws_handshake", "invalid")
     check(not s.log_has("can be used with HTTP/1.1"), "no libmicrohttpd upgrade warning in the log")
+    # A version other than 13 (RFC 6455 4.2.2: the server answers with the
+    # versions it speaks, and a client that speaks one retries with it): 426
+    # and Sec-WebSocket-Version: 13. It got a 400 without the header.
+    for path in ("/ws", "/socket.io/?EIO=4&transport=websocket"):
+        got = raw_http(s.port, ("GET %s HTTP/1.1\r\nHost: localhost\r\n" % path).encode() +
+                       b"".join(b"%s: %s\r\n" % (k.encode(), v.encode() if k != "Sec-WebSocket-Version" else b"8")
+                                for k, v in up.items()) + b"\r\n", read_timeout=3)
+        check(got.startswith(b"HTTP/1.1 426") and b"\r\nSec-WebSocket-Version: 13\r\n" in got
+              and b"ws_handshake" in got,
+              "version 8 at %s: 426 with Sec-WebSocket-Version: 13 (%r)" % (path, got[:60]))
+        counted.add("ws_handshake", "invalid")
     # An upgrade that carries a body (RFC 6455 4.1: a GET without one): the
     # bytes after the headers are the body to one parser and the first
     # WebSocket frames to another (a smuggling shape). It got 101; now 400
