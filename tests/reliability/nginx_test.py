@@ -32,7 +32,7 @@ import socket
 import subprocess
 import threading
 
-from rellib import (STARTED, WS, Server, TestFailure, admin_port, check, check_within, free_port, main, make_image,
+from rellib import (ORFEASD, STARTED, WS, Server, TestFailure, admin_port, check, check_within, free_port, main, make_image,
                     multipart, normal_client, raw, request, samples, value, wait_for)
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
@@ -154,9 +154,27 @@ def limited(port, source, xff=None):
     return request(port, "GET", STATUS, headers=h, source=source)[0]
 
 
+def check_keepalive_timeout():
+    """nginx, not the node, closes an idle pooled connection: the upstream's
+    keepalive_timeout is below orfeasd's default idle keep-alive wait
+    (--header-timeout, from --help). The other way round a request nginx
+    writes into a connection the node is closing that instant is reset
+    under it: a 502 for a POST (nginx never sends one twice); nginx's
+    default (60 s) is that way round."""
+    p = subprocess.run([ORFEASD, "--help"], capture_output=True, text=True, timeout=10)
+    m = re.search(r"^  --header-timeout .*\(default ([0-9.]+)\)", p.stdout, re.M)
+    check(m is not None, "orfeasd --help gives --header-timeout's default")
+    up = re.search(r"(?ms)^upstream orfeasd \{(.*?)^\}", open(CONF).read())
+    kt = re.search(r"^\s*keepalive_timeout\s+([0-9]+)s;", up.group(1), re.M) if up else None
+    check(kt is not None and float(kt.group(1)) < float(m.group(1)),
+          "deploy/nginx/orfeas.conf: the upstream's keepalive_timeout (%s) is below orfeasd's idle "
+          "keep-alive wait (--header-timeout, %s s)" % (kt.group(1) + " s" if kt else "not set: 60 s", m.group(1)))
+
+
 def case_nginx(work):
     if shutil.which("nginx") is None:
         raise TestFailure("nginx is not installed (scripts/install-deps installs nginx-light)")
+    check_keepalive_timeout()
     img = make_image("png", 64, os.path.join(work, "n.png"))
     s = Server(os.path.join(work, "data"), "--trusted-proxies", "127.0.0.1/32", "--allowed-hosts", SITE,
                "--rate-limit", "0.1", "--rate-burst", "30", "--workers", "1")
