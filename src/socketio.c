@@ -28,7 +28,9 @@
  *                   "offset"} with the offset of the last event it heard;
  *                   a job_update's offset is its job id (below), so the
  *                   client is subscribed again to that job (see
- *                   "Reconnects").
+ *                   "Reconnects"; past --ws-max-subscriptions, which
+ *                   only a CONNECT sent again can meet, the hub answers
+ *                   the refusal a subscribe_job gets).
  *     1 DISCONNECT  the client left "/": the hub closes
  *     2 EVENT       ["subscribe_job", {"job_id"}] / ["unsubscribe_job", ...]
  *                   (an ack id is answered 43<id>[{"status","job_id"}])

@@ -485,12 +485,18 @@ static void sio_on_msg(client *c, const uint8_t *msg, size_t len) {
     reply = od_sio_event_text(
         "connected", json_pack("{s:s, s:s, s:s}", "status", "connected", "mode",
                                "orfeasd", "version", ORFEAS_VERSION));
-    if (id[0] != '\0' && subscribe(c, id, OD_ROUTE_SOCKETIO) == 0) {
-      /* A reconnect: the job its last session followed (socketio.c). */
+    if (id[0] != '\0') {
+      /* A reconnect: the job its last session followed (socketio.c). A
+       * fresh connection has room for it (--ws-max-subscriptions is at
+       * least 1); a CONNECT sent again on a full one is refused as an
+       * explicit subscribe is, or the client would wait for the job. */
       queue_raw(c, reply);
       free(reply);
       reply = NULL;
-      send_current(c, id);
+      if (subscribe(c, id, OD_ROUTE_SOCKETIO) == 0)
+        send_current(c, id);
+      else
+        reply = od_sio_event_text("error", too_many_subs(c, id));
     }
     break;
   case OD_SIO_SUBSCRIBE:

@@ -149,7 +149,8 @@ def case_subscriptions(work):
 def case_subscription_limit(work):
     """--ws-max-subscriptions 2: a third job followed at once is refused
     with an error that names the flag (code too_many_subscriptions), on
-    /ws and on a Socket.IO connection, and counted; unsubscribing frees the
+    /ws and on a Socket.IO connection (an explicit subscribe_job and a
+    reconnect's CONNECT), and counted; unsubscribing frees the
     slot. (Uploaded jobs never end, so their subscriptions stay.)"""
     img = make_image("png", 64, os.path.join(work, "small.png"))
     s = Server(os.path.join(work, "data"), "--ws-max-subscriptions", "2")
@@ -189,11 +190,26 @@ def case_subscription_limit(work):
                   and d.get("job_id") == ids[2] and "--ws-max-subscriptions" in d.get("message", ""),
                   "Socket.IO: the third subscribe_job refused with an error event, code too_many_subscriptions (%s)"
                   % got)
+            # A reconnect's CONNECT (auth {"pid", "offset"}) subscribes to
+            # the offset's job by itself; sent again on this full connection
+            # it is refused the same way (until 2026-12-03 it was dropped
+            # without a word). The "2probe" after it marks the end of its
+            # answers ("3probe" comes after them).
+            sio.send_frame(1, ('40{"pid":"p","offset":"%s"}' % ids[2]).encode())
+            sio.send_frame(1, b"2probe")
+            answers = []
+            while not answers or answers[-1] != "3probe":
+                answers.append(sio_reply(sio, ("40{", '42["', "3probe")))
+            refused = [json.loads(a[2:])[1] for a in answers if a.startswith('42["error"')]
+            check(answers[0].startswith("40{") and answers[1].startswith('42["connected"') and len(refused) == 1
+                  and refused[0].get("code") == "too_many_subscriptions" and refused[0].get("job_id") == ids[2],
+                  "Socket.IO: a reconnect's subscribe past the limit refused with an error event, code "
+                  "too_many_subscriptions (%s)" % answers)
         finally:
             sio.close()
         check_within(lambda: (value(parse_metrics(s.metrics()[2]), "orfeas_validation_errors_total",
-                                    field="ws_message", error_type="too_many_subscriptions") or 0) == 2 or None,
-                     "both refusals counted in orfeas_validation_errors_total{error_type=\"too_many_subscriptions\"}",
+                                    field="ws_message", error_type="too_many_subscriptions") or 0) == 3 or None,
+                     "the three refusals counted in orfeas_validation_errors_total{error_type=\"too_many_subscriptions\"}",
                      timeout=10)
         check(answer("unsubscribe", ids[0])["event"] == "unsubscribed", "unsubscribe answered")
         ev = answer("subscribe", ids[2])
