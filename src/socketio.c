@@ -10,7 +10,8 @@
  *   Engine.IO (one text frame = one packet, first byte = type):
  *     0 open    server -> client: {"sid","upgrades":[],"pingInterval",
  *               "pingTimeout","maxPayload"}
- *     1 close   client -> server: the hub closes the connection
+ *     1 close   client -> server: the hub sends the close frame 1000,
+ *               then closes the connection
  *     2 ping    server -> client every pingInterval; a client's "2probe"
  *               is answered "3probe", any other client ping a bare "3"
  *     3 pong    client -> server: the answer the hub waits pingTimeout for

@@ -514,10 +514,12 @@ static void sio_on_msg(client *c, const uint8_t *msg, size_t len) {
     unsubscribe(c, id);
     break;
   case OD_SIO_CLOSE:
-    if (!c->closing) {
-      c->closing = 1;
-      wslay_event_queue_close(c->ctx, WSLAY_CODE_NORMAL_CLOSURE, NULL, 0);
-    }
+    /* The client leaves: 1000, and the socket closes once that frame is
+     * out (RFC 6455 5.5.1: a close frame before the TCP close), the grace
+     * period at most; until 2026-12-03 it closed on this turn, and a
+     * client whose window was full got EOF without the close frame. */
+    begin_close(c, OD_WS_CLOSE_CLIENT, WSLAY_CODE_NORMAL_CLOSURE, "",
+                od_now() + CLOSE_GRACE_S);
     break;
   case OD_SIO_BAD:
     od_metric_error(m, "bad_message", OD_ROUTE_SOCKETIO);
