@@ -706,7 +706,7 @@ async function main() {
     };
     tab2.on('response', onStatus);
     fs.unlinkSync(pause);
-    await checkWithin(tab2.waitForSelector(`a[href*="/api/download/${jobC}/"]`, { visible: true, timeout: 30000 }),
+    await checkWithin(tab2.waitForSelector(`a[href*="/api/download/${jobC}/"]`, { visible: true, timeout: 60000 }),
       'job C finished: that tab shows its download link');
     tab2.off('response', onStatus);
     const placesC = await tab2.evaluate(() => window.__stages.filter((t) => t.startsWith('Waiting for a worker')));
@@ -715,7 +715,7 @@ async function main() {
       `job C's place asked again as the jobs ahead left the queue (answers: ${askedC.join(', ') || 'none'}), ` +
       `"next in line" shown when told (${placesC.join(' > ') || 'no queued label'})`);
     await page.bringToFront();
-    await checkWithin(page.waitForSelector(`a[href*="/api/download/${jobB}/"]`, { visible: true, timeout: 30000 }),
+    await checkWithin(page.waitForSelector(`a[href*="/api/download/${jobB}/"]`, { visible: true, timeout: 60000 }),
       'job B finished: the first tab shows its download link');
     const ended = (p) => p.evaluate((ids) => ids.map((id) => {
       const n = document.querySelector(`#jobs .name[title="${id}"]`);
