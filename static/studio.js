@@ -142,11 +142,25 @@ function sizeText(bytes) {
 // body in MiB: a file over it is refused here, before anything is sent; ''
 // when it may go. A file just under it can still be refused (the form's own
 // bytes count too): the server's 413 is said as before (api.describe).
-// Limits not loaded (yet): the server decides.
+// Limits not loaded (yet): the server decides, and limits that arrive
+// after the choice say it then (limitArrived).
 function tooLarge(file) {
   const mb = state.maxUploadMb;
   if (!(mb > 0) || file.size <= mb * 1024 * 1024) return '';
   return `The image is too large: ${file.name} is ${sizeText(file.size)}, and this server takes images up to ${mb} MB. Choose a smaller image.`;
+}
+
+// The server's upload limit arrived after the image was chosen (a slow
+// link, models-info asked again: loadLimits): a file over it is said at
+// once, as choose would have said it, unless the image has been sent
+// meanwhile (Generate's upload on its way, its job or its kept upload:
+// their own answers are said) or something else is said since the choice
+// (a size Generate found out of range, say). Generate still checks (run).
+function limitArrived() {
+  const f = state.file;
+  if (!f || state.sending || (state.job && state.job.file === f) || (state.upload && state.upload.file === f)) return;
+  if (!ui.error.hidden) return;
+  showError(tooLarge(f));
 }
 
 // Generate: for a chosen image, not while Generate's own requests are on
@@ -238,7 +252,10 @@ function applyLimits(info) {
     }
   }
   if (lim.quality && Number.isFinite(lim.quality.max)) ui.quality.max = String(lim.quality.max);
-  if (Number.isFinite(lim.max_upload_mb)) state.maxUploadMb = lim.max_upload_mb;
+  if (Number.isFinite(lim.max_upload_mb)) {
+    state.maxUploadMb = lim.max_upload_mb;
+    limitArrived();
+  }
   if (Array.isArray(info.input_types) && info.input_types.length) {
     ui.accepted.textContent = info.input_types.filter((t) => typeof t === 'string')
       .map((t) => t.toUpperCase()).join(', ');

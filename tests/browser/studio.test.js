@@ -27,9 +27,12 @@
 //     Page Up and Page Down) and its accessible name says so; the file
 //     picker is a button named "Choose an image" that Space and Enter open;
 //     a subscription past --ws-max-subscriptions settles Live.follow at once;
-//     jobs.js takes over an older page's list and keeps an ended job ended.
+//     jobs.js takes over an older page's list and keeps an ended job ended;
+//     the reload's /api/models-info held (request interception) while a
+//     file over the limit is chosen: it is refused as the limits arrive.
 //   phone 390x844 (touch): the reload's /api/models-info answered 429 is
-//     said and asked again after its Retry-After; nothing overflows
+//     said and asked again after its Retry-After (held while an image under
+//     the limit is chosen: nothing is said of it); nothing overflows
 //     sideways; the job list survived the reload and its "View" shows the
 //     model again.
 //   the original clients' way: a page written against the original ORFEAS
@@ -143,6 +146,28 @@ function refuseOnce(page, part, error, retryAfter) {
 // (page.removeScriptToEvaluateOnNewDocument's identifier).
 async function refuseOnLoad(page, part, error, retryAfter) {
   return (await page.evaluateOnNewDocument(installRefusal, part, error, retryAfter)).identifier;
+}
+
+// The page's requests whose URL contains `part` are held (DevTools request
+// interception) until release() lets them go; every other request goes
+// through. off() ends the interception (it also turns the cache off).
+async function holdRequests(page, part) {
+  const held = [];
+  const onRequest = (r) => {
+    if (r.isInterceptResolutionHandled()) return;
+    if (r.url().includes(part)) held.push(r);
+    else r.continue();
+  };
+  page.on('request', onRequest);
+  await page.setRequestInterception(true);
+  return {
+    held,
+    release: () => Promise.all(held.splice(0).map((r) => r.continue())),
+    off: async () => {
+      page.off('request', onRequest);
+      await page.setRequestInterception(false);
+    },
+  };
 }
 
 // Pixels the renderer painted: the canvas is transparent where there is
@@ -562,6 +587,23 @@ async function main() {
     check(kept.name === 'old.png' && kept.old === null && kept.status === 'completed',
       `jobs.js: an older page's list taken over (${kept.name}, old key ${kept.old}), an ended job stays ${kept.status}`);
 
+    // The server's limits arriving after the image is chosen (a slow link:
+    // the reload's /api/models-info held until the test lets it go): a file
+    // over --max-upload-mb chosen meanwhile is refused as they arrive, in
+    // the words of a choice made after them.
+    const limits = await holdRequests(page, '/api/models-info');
+    await page.reload({ waitUntil: 'load' });
+    await waitFor(() => limits.held.length, 'the reloaded page to ask for its limits (held)', 10000);
+    await (await page.$('input[type=file]')).uploadFile(big);
+    await page.waitForFunction(() => document.getElementById('file-info').textContent.startsWith('big.png'),
+      { timeout: 5000 });
+    check(await page.$eval('#error', (e) => e.hidden), 'limits not loaded yet: nothing is said of big.png as it is chosen');
+    await limits.release();
+    await checkWithin(page.waitForFunction((want) => !document.getElementById('error').hidden &&
+      document.getElementById('error').textContent === want, { timeout: 5000 }, oversize),
+    'the limits arrived after a file over them was chosen: the page says so at once, naming the limit');
+    await limits.off();
+
     // ---- phone ----
     await page.setViewport({ width: 390, height: 844, isMobile: true, hasTouch: true, deviceScaleFactor: 1 });
     // The reloaded page's /api/models-info answered 429 (made in the page,
@@ -569,14 +611,25 @@ async function main() {
     // and after the Retry-After it has the server's limits (their accepted
     // types, in the server's words) and the message is gone.
     const refusal = await refuseOnLoad(page, '/api/models-info', 'Rate limit exceeded', 1);
+    const retried = await holdRequests(page, '/api/models-info'); // after setViewport's own reload
     await page.reload({ waitUntil: 'load' });
     await checkWithin(page.waitForFunction(() => {
       const n = document.getElementById('limits-note');
       return n.getAttribute('role') === 'status' && /could not be loaded/.test(n.textContent) && /again in 1 s/.test(n.textContent);
     }, { timeout: 5000 }), 'models-info answered 429 at load: the page says the limits could not be loaded and when it tries again');
+    // Its second try held (request interception, as above) while an image
+    // under the limit is chosen: the limits that arrive then say nothing of it.
+    await waitFor(() => retried.held.length, 'the page to ask for its limits again (held)', 10000);
+    await (await page.$('input[type=file]')).uploadFile(q1);
+    await page.waitForFunction(() => document.getElementById('file-info').textContent.startsWith('q48.png'),
+      { timeout: 5000 });
+    await retried.release();
     await checkWithin(page.waitForFunction(() => document.getElementById('limits-note').textContent === '' &&
       document.getElementById('accepted').textContent === 'PNG, JPEG, WEBP, GIF, BMP', { timeout: 10000 }),
     'models-info tried again after its Retry-After: the server\'s limits apply and the message is gone');
+    check(await page.$eval('#error', (e) => e.hidden && e.textContent === ''),
+      'an image under the limit chosen before the limits arrived: nothing is said of it');
+    await retried.off();
     await page.removeScriptToEvaluateOnNewDocument(refusal);
     await page.waitForFunction(() => document.getElementById('live').textContent === 'live', { timeout: 15000 });
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
