@@ -33,6 +33,7 @@
  *   wsproto.c    client-message handling shared by the hub and the fuzzer
  *   socketio.c   Engine.IO v4 / Socket.IO v5 framing for /socket.io/ (pure)
  *   static.c     the Studio page and its files from --static-dir
+ *   range.c      one byte range from a Range header, If-Range (pure)
  *   cors.c       --cors-origins: which browser origins may call the API
  *   gpu_summary.c the GPU part of /api/health, from the GPU manager
  *
@@ -732,6 +733,15 @@ typedef enum {
 /* clang-format on */
 /* Counts one (any thread). */
 void od_metric_fd_exhausted(od_service *svc, od_fd_op op);
+/* What a Range header comes to for a file of `size` bytes (range.c). */
+typedef enum {
+  OD_RANGE_NONE,          /* no Range header */
+  OD_RANGE_PARTIAL,       /* one satisfiable range: 206 of [first, last] */
+  OD_RANGE_UNSATISFIABLE, /* 416: starts at or past the end, or bytes=-0 */
+  OD_RANGE_IGNORED,       /* 200 whole: invalid, another unit, several
+                             ranges, a suffix of an empty file, If-Range */
+  OD_RANGE_KINDS
+} od_range_kind;
 
 /* ---- svc_metrics.c ------------------------------------------------------- */
 
@@ -1436,6 +1446,16 @@ void od_req_record(od_service *svc, od_req *req, int aborted);
  * static folder, already checked by nothing: od_static_path_ok runs). */
 void od_static_serve(od_service *svc, struct MHD_Connection *conn, od_req *req,
                      const char *path);
+
+/* ---- range.c, precond.c: byte ranges and conditional requests ------------ */
+
+/* od_range_kind: with the metrics, above. */
+/* Parses value (NULL: OD_RANGE_NONE); first and last set for PARTIAL. */
+od_range_kind od_range_parse(const char *value, uint64_t size, uint64_t *first,
+                             uint64_t *last);
+/* 1 when a range may apply: no If-Range (NULL), or If-Range is the current
+ * strong tag etag exactly; a date or another tag: 0. */
+int od_if_range_holds(const char *if_range, const char *etag);
 
 /* routes.c: answers a complete request (queues exactly one response). */
 void od_route_dispatch(od_service *svc, struct MHD_Connection *conn,
