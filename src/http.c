@@ -124,6 +124,8 @@ int od_respond_error_ex(od_service *svc, struct MHD_Connection *conn,
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
   if (resp != NULL && e->ws_version != NULL)
     MHD_add_response_header(resp, "Sec-WebSocket-Version", e->ws_version);
+  if (resp != NULL && e->content_range != NULL)
+    MHD_add_response_header(resp, "Content-Range", e->content_range);
   return od_respond(conn, req, e->status, resp, len);
 }
 

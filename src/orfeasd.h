@@ -34,6 +34,8 @@
  *   socketio.c   Engine.IO v4 / Socket.IO v5 framing for /socket.io/ (pure)
  *   static.c     the Studio page and its files from --static-dir
  *   range.c      one byte range from a Range header, If-Range (pure)
+ *   precond.c    entity tags, If-Match/-None-Match/-(Un)Modified-Since,
+ *                and the answer of a file: whole, a range, 304, 412, 416
  *   cors.c       --cors-origins: which browser origins may call the API
  *   gpu_summary.c the GPU part of /api/health, from the GPU manager
  *
@@ -742,6 +744,9 @@ typedef enum {
                              ranges, a suffix of an empty file, If-Range */
   OD_RANGE_KINDS
 } od_range_kind;
+/* Counts a Range evaluated on a download (orfeas_http_range_requests_total;
+ * OD_RANGE_NONE is not counted). */
+void od_metric_range(od_service *svc, od_range_kind kind);
 
 /* ---- svc_metrics.c ------------------------------------------------------- */
 
@@ -889,6 +894,8 @@ typedef struct {
   om_counter *fd_exhausted[OD_FD_OPS];
   om_family *xff_family; /* {result} */
   om_counter *xff[OD_XFF_RESULTS];
+  om_family *range_family; /* {outcome}: partial, unsatisfiable, ignored */
+  om_counter *range[OD_RANGE_KINDS]; /* by od_range_kind (NONE unused) */
   /* The process (issue #13, branch proc). */
   om_counter *log_dropped;
   om_family *ws_closed_family; /* {reason} */
@@ -1457,6 +1464,55 @@ od_range_kind od_range_parse(const char *value, uint64_t size, uint64_t *first,
  * strong tag etag exactly; a date or another tag: 0. */
 int od_if_range_holds(const char *if_range, const char *etag);
 
+/* A file's strong entity tag, quoted: inode, size, mtime in ns (precond.c
+ * says why). */
+#define OD_ETAG_MAX 64
+struct stat;
+void od_etag_of(const struct stat *st, char out[OD_ETAG_MAX]);
+/* 1 when list (If-Match / If-None-Match: "*" or entity tags, comma
+ * separated) holds etag; weak: W/ tags match by their opaque part
+ * (If-None-Match's weak comparison), else only a strong equal tag. An
+ * element that is not a tag never matches. */
+int od_etag_list_has(const char *list, const char *etag, int weak);
+/* An HTTP-date (IMF-fixdate, RFC 850 or asctime) in *out; -1 if not one. */
+int od_http_date(const char *s, time_t *out);
+typedef struct {
+  const char *if_match, *if_unmodified_since; /* NULL: absent */
+  const char *if_none_match, *if_modified_since;
+} od_cond_headers;
+/* RFC 9110 13.2.2's order for GET/HEAD of a file with this tag and time:
+ * 412, 304, or 0 to go on (to Range). */
+int od_precond_eval(const od_cond_headers *h, const char *etag,
+                    time_t last_modified);
+
+/* A file answer: what identifies the file, what the request gets. */
+typedef struct {
+  const char *etag;     /* od_etag_of */
+  time_t last_modified; /* the file's, never after now (8.8.2.1) */
+  uint64_t size;
+  int ranges; /* 1: Range is honoured here (downloads), Accept-Ranges */
+} od_file_validators;
+typedef struct {
+  int status;              /* 200, 206, 304, 412, 416 */
+  uint64_t offset, length; /* the bytes sent (200, 206) */
+} od_file_plan;
+/* v (pointing at etag) for the open file fd; -1 when fstat fails. */
+int od_file_validators_of(int fd, int ranges, char etag[OD_ETAG_MAX],
+                          od_file_validators *v);
+/* Reads the request's conditions and Range; counts a Range that was
+ * evaluated in orfeas_http_range_requests_total. */
+void od_file_plan_for(od_service *svc, struct MHD_Connection *conn,
+                      const od_file_validators *v, od_file_plan *plan);
+/* The answer to plan for the open file fd (taken): a 412 or 416 (its
+ * Content-Range names the size) is answered here and NULL returned; so is
+ * a 500. Else the response of the slice (200, 206 with Content-Range) or an
+ * empty 304, with ETag, Last-Modified and Accept-Ranges; the caller adds
+ * its headers and answers with od_respond(..., plan->length). */
+struct MHD_Response *od_file_answer(od_service *svc,
+                                    struct MHD_Connection *conn, od_req *req,
+                                    int fd, const od_file_validators *v,
+                                    const od_file_plan *plan);
+
 /* routes.c: answers a complete request (queues exactly one response). */
 void od_route_dispatch(od_service *svc, struct MHD_Connection *conn,
                        od_req *req);
@@ -1482,13 +1538,14 @@ int od_respond_json(struct MHD_Connection *conn, od_req *req, int status,
  * "details" and "retry_after" when set. */
 typedef struct {
   int status;
-  const char *type;       /* orfeas_errors_total's type: a fixed word */
-  const char *message;    /* for the user: what went wrong, what to do */
-  json_t *details;        /* stolen; NULL for none */
-  int retry_after;        /* > 0: seconds, in Retry-After and the body */
-  const char *allow;      /* the Allow header (405) */
-  const char *ws_version; /* the Sec-WebSocket-Version header (426) */
-  int close;              /* 1: Connection: close (MHD closes after it) */
+  const char *type;          /* orfeas_errors_total's type: a fixed word */
+  const char *message;       /* for the user: what went wrong, what to do */
+  json_t *details;           /* stolen; NULL for none */
+  int retry_after;           /* > 0: seconds, in Retry-After and the body */
+  const char *allow;         /* the Allow header (405) */
+  const char *ws_version;    /* the Sec-WebSocket-Version header (426) */
+  int close;                 /* 1: Connection: close (MHD closes after it) */
+  const char *content_range; /* the Content-Range header (416) */
 } od_error;
 
 /* The one way an error is answered: queues the JSON answer with its headers

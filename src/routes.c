@@ -343,6 +343,10 @@ file_response(od_service *svc, struct MHD_Connection *conn, od_req *req, int fd,
   return resp;
 }
 
+/* The model, whole or one range of it (docs/api.md): RFC 9110's
+ * preconditions and Range (precond.c, range.c) on the file as opened, so
+ * its tag, size and bytes are of one version even if the job is generated
+ * again meanwhile (a new file renamed over this one). */
 static void handle_download(od_service *svc, struct MHD_Connection *conn,
                             od_req *req) {
   uint64_t size = 0;
@@ -350,15 +354,27 @@ static void handle_download(od_service *svc, struct MHD_Connection *conn,
   int fd = open_model(svc, conn, req, &size, &fmt);
   if (fd < 0)
     return;
-  char disp[256];
-  snprintf(disp, sizeof disp, "attachment; filename=\"%s\"", req->arg2);
-  struct MHD_Response *resp =
-      file_response(svc, conn, req, fd, size, orfeas_pl_format_mime(fmt), disp);
+  char etag[OD_ETAG_MAX];
+  od_file_validators v;
+  if (od_file_validators_of(fd, 1, etag, &v) != 0) {
+    close(fd);
+    respond_unreadable(svc, conn, req);
+    return;
+  }
+  od_file_plan plan;
+  od_file_plan_for(svc, conn, &v, &plan);
+  struct MHD_Response *resp = od_file_answer(svc, conn, req, fd, &v, &plan);
   if (resp == NULL)
     return;
+  char disp[256];
+  snprintf(disp, sizeof disp, "attachment; filename=\"%s\"", req->arg2);
+  if (plan.status != 304) {
+    MHD_add_response_header(resp, "Content-Type", orfeas_pl_format_mime(fmt));
+    MHD_add_response_header(resp, "Content-Disposition", disp);
+  }
   MHD_add_response_header(resp, "Cache-Control",
                           "no-cache, no-store, must-revalidate");
-  od_respond(conn, req, 200, resp, size);
+  od_respond(conn, req, plan.status, resp, plan.length);
 }
 
 /* ---- GET /api/download-base64/{job_id}/{filename} ------------------------ */

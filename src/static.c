@@ -22,10 +22,11 @@
  * eval, no frames; an SVG gets a sandbox that runs no script, since opened
  * as a document it would run in this origin), and Cache-Control: a year and
  * immutable under vendor/NAME-VERSION/ (three.js: a new version is a new URL),
- * a minute for the page's own files, which also carry Last-Modified
- * (the file's mtime, or now for one dated ahead of this clock; an equal
- * If-Modified-Since gets a 304, unless If-None-Match is there: that alone
- * decides, and only "*" is a 304).
+ * a minute for the page's own files. Every file carries an ETag and
+ * Last-Modified (the file's mtime, or now for one dated ahead of this
+ * clock), and the conditional requests are precond.c's: If-Match and
+ * If-Unmodified-Since (412), If-None-Match (which alone decides when
+ * present) and If-Modified-Since (304). No ranges here.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -205,12 +206,6 @@ void od_static_free(od_service *svc) {
   svc->static_fd = -1;
 }
 
-static void http_date(time_t t, char *out, size_t len) {
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  strftime(out, len, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-}
-
 void od_static_headers(struct MHD_Response *resp, const char *type) {
   /* X-Content-Type-Options: nosniff is on every answer (od_respond). */
   if (type != NULL && strncmp(type, "text/html", 9) == 0) {
@@ -250,46 +245,28 @@ void od_static_serve(od_service *svc, struct MHD_Connection *conn, od_req *req,
     od_respond_error(svc, conn, req, 404, "not_found", "File not found", NULL);
     return;
   }
-  /* RFC 9110 8.8.2.1: never a Last-Modified later than the answer's Date;
-   * a file dated ahead of this clock (unpacked from a machine whose clock
-   * ran ahead) is dated now. */
-  time_t now = (time_t)od_wall();
-  if (mtime > now)
-    mtime = now;
-  char lm[64];
-  http_date(mtime, lm, sizeof lm);
-  int immutable = od_static_immutable(path);
-  /* RFC 9110 13.2.2: If-None-Match, when present, decides and
-   * If-Modified-Since is ignored (13.1.3). These files have no entity tag,
-   * so only "*" (any current file) fails it: 304; a tag never matches. */
-  const char *inm =
-      MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "If-None-Match");
-  const char *ims =
-      MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "If-Modified-Since");
-  int not_modified =
-      inm != NULL ? strcmp(inm, "*") == 0 : ims != NULL && strcmp(ims, lm) == 0;
-  struct MHD_Response *resp;
-  int status = 200;
-  if (not_modified) {
+  /* RFC 9110 13.2.2 (precond.c): If-Match and If-Unmodified-Since (412),
+   * then If-None-Match, which decides alone when present (13.1.3), else
+   * If-Modified-Since (304). No Range here: these files are small, and a
+   * Range gets the whole file. */
+  char etag[OD_ETAG_MAX];
+  od_file_validators v;
+  if (od_file_validators_of(fd, 0, etag, &v) != 0) {
     close(fd);
-    status = 304;
-    size = 0;
-    resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-  } else {
-    resp = MHD_create_response_from_fd64(size, fd);
-    if (resp == NULL)
-      close(fd);
-  }
-  if (resp == NULL) {
-    od_respond_error(svc, conn, req, 500, "internal", "cannot send the file",
-                     NULL);
+    od_respond_error(svc, conn, req, 404, "not_found", "File not found", NULL);
     return;
   }
+  int immutable = od_static_immutable(path);
+  od_file_plan plan;
+  od_file_plan_for(svc, conn, &v, &plan);
+  struct MHD_Response *resp = od_file_answer(svc, conn, req, fd, &v, &plan);
+  if (resp == NULL)
+    return;
+  int status = plan.status;
   MHD_add_response_header(resp, "Content-Type", type);
   MHD_add_response_header(resp, "Cache-Control",
                           immutable ? "public, max-age=31536000, immutable"
                                     : "public, max-age=60");
-  MHD_add_response_header(resp, "Last-Modified", lm);
   od_static_headers(resp, type);
-  od_respond(conn, req, status, resp, size);
+  od_respond(conn, req, status, resp, plan.length);
 }

@@ -196,6 +196,12 @@ static const metric_def METRICS[] = {
      "trusted proxy named the client; ignored: the peer is not a trusted "
      "proxy; malformed: a trusted proxy's header held a non-address).",
      LABELS("result"), NO_BUCKETS},
+    {FIELD(range_family), OM_COUNTER, "orfeas_http_range_requests_total",
+     "Model downloads with a Range header, by what it came to (partial: "
+     "206 of one range; unsatisfiable: 416; ignored: the whole file, for "
+     "an invalid Range, another unit, several ranges or an If-Range that "
+     "does not hold). A 304 or 412 decided first is not counted.",
+     LABELS("outcome"), NO_BUCKETS},
     {FIELD(uptime), OM_GAUGE, "orfeas_uptime_seconds",
      "Seconds since the service started (updated at each scrape).", NO_LABELS,
      NO_BUCKETS},
@@ -393,6 +399,11 @@ static void precreate_edge(od_metrics *m) {
               m->conns_closed);
   counters_of(m->fd_exhausted_family, ops, OD_FD_OPS, m->fd_exhausted);
   counters_of(m->xff_family, xff, OD_XFF_RESULTS, m->xff);
+  static const char *const outcomes[OD_RANGE_KINDS] = {
+      [OD_RANGE_PARTIAL] = "partial",
+      [OD_RANGE_UNSATISFIABLE] = "unsatisfiable",
+      [OD_RANGE_IGNORED] = "ignored"};
+  counters_of(m->range_family, outcomes, OD_RANGE_KINDS, m->range);
   static const char *const kept[2] = {"memory", "file"};
   counters_of(m->bodies_family, kept, 2, m->bodies);
   m->conns_open[0] = om_family_gauge(m->conns_open_family, OM_LABELS("public"));
@@ -533,6 +544,11 @@ const char *od_store_bytes_kind(int kind) {
   static const char *const n[OD_BYTES_KINDS] = {"uploads", "outputs",
                                                 "database"};
   return kind >= 0 && kind < OD_BYTES_KINDS ? n[kind] : "other";
+}
+
+void od_metric_range(od_service *svc, od_range_kind kind) {
+  if (kind > OD_RANGE_NONE && kind < OD_RANGE_KINDS)
+    om_counter_inc(svc->m.range[kind]);
 }
 
 void od_metric_fd_exhausted(od_service *svc, od_fd_op op) {

@@ -7,7 +7,8 @@ Usage: od_test.py CASE WORKDIR  (ctest runs each case as service.CASE)
   flow      upload -> WebSocket subscribe -> generate -> progress -> download,
             every format; cache hits (memory, then disk after a restart);
             /metrics values match what the test did; promtool; gzip and
-            OpenMetrics negotiation
+            OpenMetrics negotiation; resumable downloads (Range, If-Range,
+            If-Match, If-Unmodified-Since, HEAD, curl -C -)
   queue     the bounded queue: 409 while running, 429 with Retry-After when
             full, every accepted job ends
   ratelimit the rate limiter: 429 with Retry-After, counted; /health exempt
@@ -30,6 +31,7 @@ Usage: od_test.py CASE WORKDIR  (ctest runs each case as service.CASE)
             past what was sent, and the end counts are exact; the request
             clock's start-up line and its ORFEAS_CLOCK=monotonic fallback
 """
+import email.utils
 import gzip
 import http.client
 import json
@@ -118,6 +120,167 @@ def one_job(s, ws, img, fmt, fname="star.png", **kw):
     return jid, data
 
 
+def range_samples(s):
+    sm = s.samples()
+    return {o: value(sm, "orfeas_http_range_requests_total", outcome=o)
+            for o in ("partial", "unsatisfiable", "ignored")}
+
+
+def download_ranges(s, jid, data):  # the GLB: the smallest model
+    """Resumable downloads (RFC 9110 13-14) on a finished model: one range
+    (206), an unsatisfiable one (416), everything else the whole file;
+    If-Range, If-Match, If-Unmodified-Since and their order; HEAD; a
+    download cut short and resumed (by curl -C -, and by a ranged GET with
+    If-Range), byte-identical."""
+    url = "/api/download/%s/model_%s.glb" % (jid, jid)
+    n = len(data)
+    check(n > 1000, "the model is big enough to cut (%d bytes)" % n)
+    before = range_samples(s)
+    st, hd, body = s.request("GET", url)
+    etag, lm = hd.get("etag", ""), hd.get("last-modified", "")
+    check(st == 200 and body == data and hd.get("accept-ranges") == "bytes" and re.match(r'^"[0-9a-f-]+"$', etag)
+          and email.utils.parsedate_to_datetime(lm), "download: 200, Accept-Ranges: bytes, a strong ETag (%s), "
+          "Last-Modified (%s)" % (etag, lm))
+    st, hd2, _ = s.request("GET", url)
+    check(hd2.get("etag") == etag, "the same file: the same ETag")
+
+    def get(headers, method="GET"):
+        return s.request(method, url, headers=headers)
+
+    for rng, lo, hi in [("bytes=0-99", 0, 99), ("bytes=100-", 100, n - 1), ("bytes=-50", n - 50, n - 1),
+                        ("bytes=10-99999999999999999999999", 10, n - 1), ("Bytes=5-5", 5, 5),
+                        ("bytes=,, 7-8 ,", 7, 8)]:
+        st, hd, body = get({"Range": rng})
+        check(st == 206 and body == data[lo:hi + 1] and hd.get("content-range") == "bytes %d-%d/%d" % (lo, hi, n)
+              and hd.get("content-length") == str(hi - lo + 1) and hd.get("etag") == etag
+              and hd.get("content-type") == "model/gltf-binary",
+              "Range %s: 206, Content-Range bytes %d-%d/%d, the slice (%d %s)" % (rng, lo, hi, n, st,
+                                                                                   hd.get("content-range")))
+    for rng in ["bytes=%d-" % n, "bytes=%d-%d" % (n + 10, n + 20), "bytes=-0", "bytes=99999999999999999999999-"]:
+        st, hd, body = get({"Range": rng})
+        err = json.loads(body) if body.startswith(b"{") else {}
+        check(st == 416 and hd.get("content-range") == "bytes */%d" % n and err.get("status") == 416
+              and "range" in err.get("error", "").lower() and hd.get("content-type") == "application/json",
+              "Range %s: 416, Content-Range bytes */%d, a JSON error (%d %s)" % (rng, n, st, body[:80]))
+    many = "bytes=" + "," * 5000 + "0-0," + "," * 5000 + "1-1"
+    for rng in ["bytes=5-3", "bytes=0-1,2-3", "items=0-1", "bytes=1 -2", "bytes=abc", "bytes=",
+                "bytes=99999999999999999999999-1", many]:
+        st, hd, body = get({"Range": rng})
+        check(st == 200 and body == data and "content-range" not in hd,
+              "Range %s: ignored, 200 and the whole file (%d)" % (rng[:40], st))
+    def lines(name, values):
+        c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=10)
+        c.putrequest("GET", url)
+        for v in values:
+            c.putheader(name, v)
+        c.endheaders()
+        r = c.getresponse()
+        body = r.read()
+        c.close()
+        return r.status, body
+
+    st, body = lines("Range", ["bytes=0-0", "bytes=1-1"])
+    check(st == 200 and body == data, "two Range lines: ignored, the whole file (%d)" % st)
+
+    # If-Range: only the current strong tag lets the range apply.
+    st, _, body = get({"Range": "bytes=0-9", "If-Range": etag})
+    check(st == 206 and body == data[:10], "If-Range with the current ETag: 206 (%d)" % st)
+    for ir in ['"0-0-0"', "W/" + etag, lm]:
+        st, hd, body = get({"Range": "bytes=0-9", "If-Range": ir})
+        check(st == 200 and body == data, "If-Range %s: 200, the whole file (%d)" % (ir, st))
+    st, _, body = get({"Range": "bytes=%d-" % n, "If-Range": '"0-0-0"'})
+    check(st == 200 and body == data, "an unsatisfiable range under an If-Range that fails: 200 whole (%d)" % st)
+
+    # If-Match, If-Unmodified-Since (412), before If-None-Match (304),
+    # before Range.
+    for im, want in [(etag, 200), ("*", 200), ('"x", ' + etag, 200), ('"0-0-0"', 412), ("W/" + etag, 412),
+                     ("junk", 412)]:
+        st, hd, body = get({"If-Match": im})
+        ok = body == data if want == 200 else body.startswith(b"{") and json.loads(body).get("status") == 412
+        check(st == want and ok, "If-Match %s: %d (%d)" % (im, want, st))
+    for ius, want in [(lm, 200), ("Sun, 06 Nov 1994 08:49:37 GMT", 412), ("Sunday, 06-Nov-94 08:49:37 GMT", 412),
+                      ("not a date", 200)]:
+        st, _, body = get({"If-Unmodified-Since": ius})
+        check(st == want, "If-Unmodified-Since %s: %d (%d)" % (ius, want, st))
+    # A list may come in several lines (RFC 9110 5.3): one list.
+    st, body = lines("If-Match", ['"x"', '"y", ' + etag])
+    check(st == 200 and body == data, "If-Match in two lines, the tag in the second: 200 (%d)" % st)
+    st, _ = lines("If-Match", ['"x"', '"y"'])
+    check(st == 412, "If-Match in two lines, neither the tag: 412 (%d)" % st)
+    st, _ = lines("If-None-Match", ['"x"', etag])
+    check(st == 304, "If-None-Match in two lines, the tag in the second: 304 (%d)" % st)
+    st, _, _ = get({"If-Match": etag, "If-Unmodified-Since": "Sun, 06 Nov 1994 08:49:37 GMT"})
+    check(st == 200, "If-Match holds: If-Unmodified-Since is not looked at (%d)" % st)
+    st, _, _ = get({"If-Match": '"0-0-0"', "If-None-Match": etag})
+    check(st == 412, "If-Match fails before If-None-Match matches: 412 (%d)" % st)
+    st, _, _ = get({"If-Match": '"0-0-0"', "Range": "bytes=0-0"})
+    check(st == 412, "If-Match fails before Range: 412 (%d)" % st)
+    st, hd, body = get({"If-None-Match": etag, "Range": "bytes=0-0"})
+    check(st == 304 and body == b"" and hd.get("etag") == etag, "If-None-Match matches before Range: 304 (%d)" % st)
+    st, _, body = get({"If-Match": etag, "Range": "bytes=0-1"})
+    check(st == 206 and body == data[:2], "If-Match holds, then Range: 206 (%d)" % st)
+
+    # HEAD: the same headers, no body.
+    st, hd, body = get({}, "HEAD")
+    check(st == 200 and body == b"" and hd.get("content-length") == str(n) and hd.get("etag") == etag
+          and hd.get("accept-ranges") == "bytes", "HEAD: 200, Content-Length %d, ETag, Accept-Ranges, no body" % n)
+    st, hd, body = get({"Range": "bytes=10-19"}, "HEAD")
+    check(st == 206 and body == b"" and hd.get("content-length") == "10"
+          and hd.get("content-range") == "bytes 10-19/%d" % n, "HEAD with a Range: 206, its headers, no body")
+    st, hd, _ = get({"Range": "bytes=%d-" % n}, "HEAD")
+    check(st == 416 and hd.get("content-range") == "bytes */%d" % n, "HEAD with an unsatisfiable Range: 416")
+
+    # The bytes counted are the slice's, in the access log and the
+    # response-size histogram.
+    sm = s.samples()
+    sum0 = value(sm, "orfeas_http_response_size_bytes_sum", method="GET", endpoint="/api/download/{job_id}/{filename}")
+    st, _, _ = get({"Range": "bytes=0-122"})
+    check(st == 206, "a 123-byte range")
+    check_within(lambda: s.log_has(r"req GET /api/download/\{job_id\}/\{filename\} 206 [0-9.]+ms in=0 out=123 "),
+                 "the 206's log line counts out=123")
+    sm = s.samples()
+    sum1 = value(sm, "orfeas_http_response_size_bytes_sum", method="GET", endpoint="/api/download/{job_id}/{filename}")
+    check(sum1 - sum0 == 123, "response_size_bytes_sum grew by the slice, 123 (%g)" % (sum1 - sum0))
+
+    # Resumed downloads: curl -C - on a file cut short, and a GET cut short
+    # (the connection closed mid-body) then a ranged GET with If-Range.
+    part = os.path.join(os.path.dirname(s.data_dir), "resumed.glb")
+    with open(part, "wb") as f:
+        f.write(data[:n // 3])
+    r = subprocess.run(["curl", "-sS", "-f", "-C", "-", "-o", part, "http://127.0.0.1:%d%s" % (s.port, url)],
+                       capture_output=True, timeout=30)
+    with open(part, "rb") as f:
+        got = f.read()
+    check(r.returncode == 0 and got == data, "curl -C - resumes at %d: the file is byte-identical (rc %d, %d bytes)"
+          % (n // 3, r.returncode, len(got)))
+    c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=10)
+    c.request("GET", url)
+    r = c.getresponse()
+    got, tag = r.read(n // 2), r.getheader("ETag")
+    c.close()  # mid-body: the rest is never read
+    check(r.status == 200 and tag == etag and len(got) == n // 2, "a GET cut short after %d bytes" % len(got))
+    st, _, rest = get({"Range": "bytes=%d-" % len(got), "If-Range": tag})
+    check(st == 206 and got + rest == data, "resumed with Range and If-Range: byte-identical (%d)" % st)
+
+    after = range_samples(s)
+    delta = {o: after[o] - before[o] for o in after}
+    # partial: 6 + If-Range 1 + If-Match then Range 1 + HEAD 1 + 123 B 1 +
+    # curl 1 + resume 1; unsatisfiable: 4 + HEAD 1; ignored: 8 + the two
+    # lines 1 + If-Range 3 + the failed If-Range's 416 1. The 412 and 304
+    # before a Range are not counted.
+    check(delta == {"partial": 12, "unsatisfiable": 5, "ignored": 13},
+          "orfeas_http_range_requests_total by outcome: %s" % delta)
+
+    # The other routes that send files ignore Range, as before.
+    st, hd, body = s.request("GET", "/api/download-base64/%s/model_%s.glb" % (jid, jid), headers={"Range": "bytes=0-9"})
+    check(st == 200 and json.loads(body)["original_size"] == n and "content-range" not in hd,
+          "download-base64 with a Range: 200, the whole JSON")
+    st, hd, body = s.request("GET", "/api/preview/" + jid, headers={"Range": "bytes=0-9"})
+    check(st == 200 and body.startswith(b"\x89PNG") and "content-range" not in hd,
+          "preview with a Range: 200, the whole image")
+    return etag
+
+
 def case_flow(work):
     img = make_image("png", 256, os.path.join(work, "star.png"))
     jpg = make_image("jpeg", 256, os.path.join(work, "star.jpg"))
@@ -142,13 +305,14 @@ def case_flow(work):
     check(ev["event"] == "connection_established", "connection_established first")
     ws.send_json({"event": "ping"})
     check(ws.recv_event()["event"] == "pong", "ping -> pong")
-    files = {}
+    files, jids = {}, {}
     first = None
     for i, fmt in enumerate(FORMATS):
         jid, data = one_job(s, ws, jpg if fmt == "obj" else img, fmt,
                             "star.jpg" if fmt == "obj" else "star.png")
-        files[fmt] = data
+        files[fmt], jids[fmt] = data, jid
         first = first or jid
+    download_ranges(s, jids["glb"], files["glb"])
 
     # A repeat of the same image and parameters is a memory-cache hit.
     st, _, g = s.generate(first, "stl")
@@ -161,9 +325,22 @@ def case_flow(work):
     _, _, up = s.upload(img)
     st, _, g = s.generate(up["job_id"], "stl")
     check(g["status"] == "completed" and g["cached"], "same image, new job: cached")
+    model = "/api/download/%s/model_%s.stl" % (up["job_id"], up["job_id"])
+    st, hd, old = s.request("GET", model)
+    old_tag = hd.get("etag")
     st, _, g = s.generate(up["job_id"], "stl", dimensions={"width": 50, "height": 50, "depth": 10})
     check(g["status"] == "queued", "other dimensions: not cached (dimensions are in the key)")
     s.wait_job(up["job_id"])
+    # The model under the same name is another file now: another ETag, and
+    # a resume or a precondition naming the old one gets the new whole file
+    # or a 412, never a mix of the two.
+    st, hd, new = s.request("GET", model)
+    check(st == 200 and new != old and hd.get("etag") and hd.get("etag") != old_tag,
+          "generated again: the model's ETag changed (%s -> %s)" % (old_tag, hd.get("etag")))
+    st, _, body = s.request("GET", model, headers={"Range": "bytes=10-", "If-Range": old_tag})
+    check(st == 200 and body == new, "a resume naming the old ETag: 200, the new file whole (%d)" % st)
+    st, _, _ = s.request("GET", model, headers={"If-Match": old_tag})
+    check(st == 412, "If-Match with the old ETag: 412 (%d)" % st)
 
     sm = s.samples()
     for fmt in FORMATS:

@@ -2,7 +2,8 @@
 """The Studio's server side (issue #14), against the real orfeasd.
 argv: CASE WORKDIR, like od_test.py. Cases:
   static   the page at / and /studio and its files under /static/: types,
-           caching, CSP and nosniff, HEAD and 304; hostile paths (raw
+           caching, CSP and nosniff, HEAD, ETag, 304 and 412 (RFC 9110
+           13.2.2's order), Range ignored; hostile paths (raw
            requests, so no client normalises them), symbolic links out of
            the folder, a missing --static-dir.
   socketio /socket.io/ at the frame level: Engine.IO's 400s (polling, old
@@ -78,16 +79,38 @@ def case_static(work):
     st, hd, body = s.request("HEAD", "/")
     check(st == 200 and body == b"" and hd.get("content-length") == str(len(page)), "HEAD /: headers only")
     st, hd304, body = s.request("GET", "/", headers={"If-Modified-Since": hd["last-modified"]})
-    check(st == 304 and body == b"", "If-Modified-Since the same date: 304")
+    check(st == 304 and body == b"" and hd304.get("etag") == hd.get("etag"),
+          "If-Modified-Since the same date: 304, with the ETag")
+    etag, lm = hd.get("etag", ""), hd["last-modified"]
+    check(re.match(r'^"[0-9a-f-]+"$', etag), "the page has a strong ETag (%s)" % etag)
     # RFC 9110 13.1.3: with If-None-Match present, If-Modified-Since is
-    # ignored. These files have no entity tag, so a tag never matches (the
-    # whole file); "*" matches any file that exists (304).
-    st, _, body = s.request("GET", "/", headers={"If-Modified-Since": hd["last-modified"],
+    # ignored: another tag is the whole file, the page's own tag (or a
+    # weak one of it, or "*") a 304.
+    st, _, body = s.request("GET", "/", headers={"If-Modified-Since": lm,
                                                  "If-None-Match": '"an-etag-from-elsewhere"'})
-    check(st == 200 and body == page, "If-None-Match with a tag, and an equal If-Modified-Since: 200, the page "
-          "(%d)" % st)
-    st, _, body = s.request("GET", "/", headers={"If-None-Match": "*"})
-    check(st == 304 and body == b"", "If-None-Match: *: 304 (%d)" % st)
+    check(st == 200 and body == page, "If-None-Match with another tag, and an equal If-Modified-Since: 200, the "
+          "page (%d)" % st)
+    for inm in ["*", etag, "W/" + etag, '"x", ' + etag]:
+        st, _, body = s.request("GET", "/", headers={"If-None-Match": inm})
+        check(st == 304 and body == b"", "If-None-Match %s: 304 (%d)" % (inm, st))
+    # A later date than the file's is a 304 too (the date compared, not the
+    # string); an earlier one, or one that is no date, the page.
+    for ims, want in [("Fri, 31 Dec 9999 23:59:59 GMT", 304), ("Sun, 06 Nov 1994 08:49:37 GMT", 200),
+                      ("yesterday", 200)]:
+        st, _, _ = s.request("GET", "/", headers={"If-Modified-Since": ims})
+        check(st == want, "If-Modified-Since %s: %d (%d)" % (ims, want, st))
+    # If-Match and If-Unmodified-Since: 412 when they fail, before any 304.
+    for hdrs, want in [({"If-Match": etag}, 200), ({"If-Match": "*"}, 200), ({"If-Match": '"old"'}, 412),
+                       ({"If-Unmodified-Since": lm}, 200),
+                       ({"If-Unmodified-Since": "Sun, 06 Nov 1994 08:49:37 GMT"}, 412),
+                       ({"If-Match": '"old"', "If-None-Match": "*"}, 412),
+                       ({"If-Unmodified-Since": "Sun, 06 Nov 1994 08:49:37 GMT", "If-Modified-Since": lm}, 412)]:
+        st, _, body = s.request("GET", "/", headers=hdrs)
+        ok = body == page if want == 200 else body.startswith(b"{") and json.loads(body).get("status") == 412
+        check(st == want and ok, "%s: %d (%d)" % (hdrs, want, st))
+    # No ranges here: a Range gets the whole file.
+    st, hd, body = s.request("GET", "/", headers={"Range": "bytes=0-9"})
+    check(st == 200 and body == page and "content-range" not in hd, "a Range on the page: 200, the whole page")
     st, _, _ = s.request("POST", "/")
     check(st == 405, "POST /: 405")
 
