@@ -337,17 +337,26 @@ static void run_job(CURL *c, int i) {
 static void *worker(void *arg) {
   (void)arg;
   CURL *c = curl_easy_init();
+  double free_at = t_start; /* when this worker can start its next job */
   for (;;) {
     int i = atomic_fetch_add(&next_job, 1);
     if (i >= O.jobs)
       break;
-    /* The schedule: job i starts at t_start + i / rate (in steps of at
-     * most 0.1 s, so a signal is seen soon). */
-    for (double at = t_start + (O.rate > 0 ? i / O.rate : 0);
-         !interrupted && now_s() < at;)
+    /* The schedule: job i is due at t_start + i / rate, or once this worker
+     * is free if that is later. A job due at or after --duration is not
+     * started at all. The due time, not the clock after the thread got to
+     * it, decides: job 0 is due at the start (so is each worker's first
+     * without --rate), so a run always starts one, however short --duration
+     * (it once raced the threads' start-up: 1 job or none for one command,
+     * exit 0 or 3). */
+    double at = t_start + (O.rate > 0 ? i / O.rate : 0);
+    if (interrupted || fmax(at, free_at) >= t_start + O.duration)
+      break;
+    /* In steps of at most 0.1 s, so a signal is seen soon. */
+    while (!interrupted && now_s() < at)
       sleep_s(fmin(at - now_s(), 0.1));
-    if (interrupted || now_s() > t_start + O.duration)
-      break; /* out of time: the job is not started at all */
+    if (interrupted)
+      break;
     run_job(c, i);
     /* A refusal with Retry-After (429 queue full, 503 shutting down or no
      * room): this worker waits that long before its next job, as a client
@@ -363,6 +372,7 @@ static void *worker(void *arg) {
           sleep_s(fmin(until - now_s(), 0.1));
       atomic_fetch_add(&retry_after_waited_ms, (long)((now_s() - t0) * 1000));
     }
+    free_at = now_s();
   }
   curl_easy_cleanup(c);
   atomic_fetch_sub(&workers_running, 1);
@@ -808,16 +818,15 @@ static void print_json(const results *r) {
 
 /* No job was accepted: says so on stderr, with the first refusal's request,
  * status and reason (every job that started was refused: uninterrupted, a
- * job ends accepted or refused). */
+ * job ends accepted or refused; and job 0 always starts, see worker). */
 static void say_nothing_accepted(const counts *c) {
   const job *first = NULL;
   for (int i = 0; i < O.jobs; i++)
     if (jobs[i].t_start > 0 &&
         (first == NULL || jobs[i].t_start < first->t_start))
       first = &jobs[i];
-  if (first == NULL) {
-    fprintf(stderr, "orfeas-load: nothing was accepted: no job started "
-                    "before --duration ended\n");
+  if (first == NULL) { /* not reached: job 0 always starts */
+    fprintf(stderr, "orfeas-load: nothing was accepted: no job started\n");
     return;
   }
   char status[32];
@@ -871,8 +880,9 @@ static void usage(FILE *f) {
       "  --formats LIST    formats, used in turn (default stl)\n"
       "  --ws-clients W    WebSocket clients subscribed to every job "
       "(default 1)\n"
-      "  --duration S      stop starting jobs after S s; accepted jobs get "
-      "%d s more\n"
+      "  --duration S      start no job due after S s (the first always "
+      "starts);\n"
+      "                    accepted jobs get %d s more\n"
       "  --quality Q       1-10 (default 3)\n"
       "  --distinct K      K different images, repeated (cache hits)\n"
       "  --json            the summary as JSON on stdout (docs/load.md)\n"
