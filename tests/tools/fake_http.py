@@ -23,6 +23,10 @@ log = open(port_file + ".log", "a", buffering=1)
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # TCP_NODELAY: the headers and the body go out in two writes; with
+    # Nagle the body waited for the client's delayed ACK of the headers,
+    # 40 ms an answer (an orfeas-report run of ~50 queries took 2.4 s).
+    disable_nagle_algorithm = True
 
     def answer(self, status, body, ctype="application/json", headers=()):
         data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
