@@ -6,6 +6,11 @@ Binds a free port, writes it to PORTFILE, serves until killed. Every request
 is appended to PORTFILE.log as "UNIX_TIME METHOD PATH".
   prom500          /-/ready 200; every query 500 with a plain-text body
   promslow SECS    /-/ready 200; every query answers an empty result after SECS
+  promlockstep N   /-/ready 200; every query answers an empty result once N
+                   clients have asked one (a barrier): N reports run at once
+                   go through their queries in step, and end (write their
+                   files) at the same moment. A wait past 10 s (a client
+                   short) ends the steps: every query is answered at once
   orfeas429 SECS   /health 200; uploads 200; generate-3d 429 with Retry-After SECS
   orfeasfull       /health 200; every upload 503 (the store is full), no Retry-After
   orfeasrun        /health 200; uploads 200; generate-3d 202; job-status
@@ -14,11 +19,24 @@ is appended to PORTFILE.log as "UNIX_TIME METHOD PATH".
 import http.server
 import json
 import sys
+import threading
 import time
 
 port_file, mode = sys.argv[1:3]
 arg = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
 log = open(port_file + ".log", "a", buffering=1)
+step = threading.Barrier(int(arg)) if mode == "promlockstep" else None
+
+
+def lockstep():
+    """Waits until every client has asked (promlockstep)."""
+    global step
+    barrier = step
+    try:
+        if barrier is not None:
+            barrier.wait(10)
+    except threading.BrokenBarrierError:
+        step = None  # a client short (it failed): no more steps
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -51,8 +69,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.answer(200, {"status": "healthy"})
         if mode == "prom500":
             return self.answer(500, "upstream broke\n", "text/plain")
-        if mode == "promslow":
-            time.sleep(arg)
+        if mode in ("promslow", "promlockstep"):
+            if mode == "promlockstep":
+                lockstep()
+            else:
+                time.sleep(arg)
             return self.answer(200, {"status": "success",
                                      "data": {"resultType": "vector", "result": []}})
         if p == "/api/upload-image" and mode == "orfeasfull":

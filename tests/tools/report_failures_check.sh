@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # orfeas-report when things go wrong, as an operator meets them: bad flag
 # values, a Prometheus that answers 500 or slowly (tests/tools/fake_http.py),
-# a full disk under --out, an --out that cannot be made or takes no file, a
-# sendmail that fails or hangs. Each case checks the exit status, that the
+# a full disk under --out, an --out that cannot be made or takes no file,
+# reports run at once into one folder, a sendmail that fails or hangs. Each case checks the exit status, that the
 # message names what to fix, and that no half-written file (or empty
 # folder) is left behind. No real Prometheus: nothing here needs data, only
 # answers.
@@ -99,6 +99,35 @@ for out in /proc "$work/afile"; do
   check "--out $out: exit 1" run 1 takesnone --prometheus "$fast" --range 1h --out "$out"
   check "--out $out: names it" says takesnone "cannot write into $out:"
   check "--out $out: found before the queries" no_query "$n"
+done
+
+# Reports run at once into one folder (a cron job and an operator): each
+# exits 0, and each of the three files is whole. They shared fixed temporary
+# names: one's probe truncated and removed the file another was writing, or
+# renamed it away ("cannot rename DIR/.report.html.tmp ...: No such file").
+# The fake answers each query once all 4 have asked it, so they reach their
+# probes together and write their files at the same moment; 3 rounds.
+fake step promlockstep 4
+step=http://127.0.0.1:$(cat "$work/step")
+whole() { # DIR: report.json parses, report.html and report.md end as written
+  $py -c 'import json, sys; json.load(open(sys.argv[1] + "/report.json"))' "$1" &&
+    [[ $(tail -n 1 "$1/report.html") == "</body></html>" ]] &&
+    [[ $(tail -n 1 "$1/report.md") == "Charts are in report.html." ]]
+}
+for round in 1 2 3; do
+  at_once=()
+  for k in 1 2 3 4; do
+    "$report" --prometheus "$step" --range 1h --out "$work/shared" >"$work/once$k.out" 2>"$work/once$k.err" &
+    at_once+=($!)
+    pids+=($!)
+  done
+  for k in 1 2 3 4; do
+    rc=0
+    wait "${at_once[k - 1]}" || rc=$?
+    check "round $round, report $k of 4 at once: exit 0 (got $rc: $(head -c 200 "$work/once$k.err"))" test "$rc" = 0
+  done
+  check "round $round: the three files are whole" whole "$work/shared"
+  check "round $round: no temporary file left" test -z "$(ls -A "$work/shared" | grep -v '^report\.\(html\|md\|json\)$')"
 done
 
 # A sendmail that fails: written, exit 4, the message names the program.

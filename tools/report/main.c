@@ -80,18 +80,33 @@ static int make_dirs(const char *dir) {
   return mkdir(path, 0755) != 0 && errno != EEXIST ? -1 : 0;
 }
 
-/* Can a file be made in DIR? Tried under the first temporary name
- * write_files uses, removed at once: a folder that takes no file (read-only,
- * not a folder, /proc) is found before the queries, not after them. 0, or
- * -1 with errno. */
+/* Creates DIR/.NAME.PID-N.tmp for writing, a name no other run uses: two
+ * reports into one folder at once (a cron job and an operator) shared one
+ * fixed name, and one's probe truncated and removed the file the other was
+ * writing. O_EXCL; N counts on past a file left by a run killed while
+ * writing. Mode 0666 less the umask, as fopen makes a file. The fd and its
+ * path in TMP, or -1 with errno. */
+static int open_tmp(const char *dir, const char *name, char *tmp, size_t size) {
+  for (int n = 0; n < 100; n++) {
+    if (snprintf(tmp, size, "%s/.%s.%ld-%d.tmp", dir, name, (long)getpid(),
+                 n) >= (int)size) {
+      errno = ENAMETOOLONG;
+      return -1;
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd >= 0 || errno != EEXIST)
+      return fd;
+  }
+  return -1; /* errno is EEXIST */
+}
+
+/* Can a file be made in DIR? Tried under a temporary name of this run's
+ * own, removed at once: a folder that takes no file (read-only, not a
+ * folder, /proc) is found before the queries, not after them. 0, or -1
+ * with errno. */
 static int probe_dir(const char *dir) {
   char tmp[PATH_MAX];
-  if (snprintf(tmp, sizeof tmp, "%s/.report.html.tmp", dir) >=
-      (int)sizeof tmp) {
-    errno = ENAMETOOLONG;
-    return -1;
-  }
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int fd = open_tmp(dir, "report.html", tmp, sizeof tmp);
   if (fd < 0)
     return -1;
   close(fd);
@@ -225,29 +240,36 @@ static int parse_args(report_opts *o, int argc, char **argv) {
   return -1;
 }
 
-/* Writes the three files, each first as DIR/.NAME.tmp and renamed over
- * NAME only once all three are whole: a full disk or a write error leaves
- * the previous report (or none) under the final names, never a cut one.
- * 0, or 1 when one could not be written (the message names the file). */
+/* Writes the three files, each first under a temporary name of this run's
+ * own (open_tmp), flushed to the disk (fsync) and renamed over NAME only
+ * once all three are whole: a full disk or a write error leaves the previous
+ * report (or none) under the final names, never a cut one, and a report
+ * written at the same time into the same folder keeps its own files. 0, or
+ * 1 when one could not be written (the message names the file). */
 static int write_files(const report *r) {
-  char tmp[3][PATH_MAX], path[PATH_MAX];
+  char tmp[3][PATH_MAX] = {"", "", ""}, path[PATH_MAX];
   int rc = 0;
   bool (*writers[])(const report *, FILE *) = {
       report_write_html, report_write_md, report_write_json};
   const char *names[] = {"report.html", "report.md", "report.json"};
-  for (int i = 0; i < 3; i++)
-    snprintf(tmp[i], sizeof tmp[i], "%s/.%s.tmp", r->o.out_dir, names[i]);
   for (int i = 0; i < 3 && rc == 0; i++) {
     snprintf(path, sizeof path, "%s/%s", r->o.out_dir, names[i]);
-    FILE *f = fopen(tmp[i], "w");
+    int fd = open_tmp(r->o.out_dir, names[i], tmp[i], sizeof tmp[i]);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
     if (f == NULL) {
       fprintf(stderr, "orfeas-report: cannot write %s: %s\n", tmp[i],
               strerror(errno));
+      if (fd >= 0)
+        close(fd);
+      else
+        tmp[i][0] = '\0'; /* not made: nothing to remove */
       rc = 1;
       break;
     }
-    /* fflush before fclose: its errno is the one to report (ENOSPC). */
-    bool ok = writers[i](r, f) && fflush(f) == 0;
+    /* fflush and fsync before fclose: their errno is the one to report
+     * (ENOSPC). fsync: the rename must not reach the disk before the data
+     * (a crash would leave an empty report under the final name). */
+    bool ok = writers[i](r, f) && fflush(f) == 0 && fsync(fd) == 0;
     int e = errno;
     if ((fclose(f) != 0) | !ok) {
       fprintf(stderr,
@@ -264,7 +286,7 @@ static int write_files(const report *r) {
               path, strerror(errno));
       rc = 1;
     }
-    if (rc != 0)
+    if (rc != 0 && tmp[i][0] != '\0')
       unlink(tmp[i]);
   }
   return rc;
