@@ -2,17 +2,17 @@
  * a file, If-Match, If-Unmodified-Since, If-None-Match, If-Modified-Since,
  * and then Range (range.c), for the model downloads and the Studio's files.
  *
- * The entity tag is strong and names one version of one file: its inode,
- * size and modification time in nanoseconds. A model under its final name
- * is replaced when its job is generated again (other settings, same name),
- * and every write is a new file renamed over the old one (fileio.c): a new
- * inode and a new time, so a new tag whenever the bytes can differ, and the
- * same tag for as long as that file is there (across restarts, and on every
- * node of a cluster, which see the same shared file). A digest of the
- * bytes would be the same across copies too, but the job record holds
- * none of the model (its cache key digests the inputs, and one input gives
- * other bytes after a pipeline change), and reading a 40 MB file to answer
- * a conditional GET is the cost the tag is there to save.
+ * The entity tag is strong and names one version of one file: a digest of
+ * its inode, size and modification time in nanoseconds (od_etag_of). A model
+ * under its final name is replaced when its job is generated again (other
+ * settings, same name), and every write is a new file renamed over the old one
+ * (fileio.c): a new inode and a new time, so a new tag whenever the bytes can
+ * differ, and the same tag for as long as that file is there (across restarts,
+ * and on every node of a cluster, which see the same shared file). A digest of
+ * the bytes would be the same across copies too, but the job record holds none
+ * of the model (its cache key digests the inputs, and one input gives other
+ * bytes after a pipeline change), and reading a 40 MB file to answer a
+ * conditional GET is the cost the tag is there to save.
  *
  * The order is 13.2.2's: If-Match (412), else If-Unmodified-Since (412);
  * then If-None-Match (304), else If-Modified-Since (304); then Range, with
@@ -32,14 +32,34 @@
 #include <unistd.h>
 
 #include <microhttpd.h>
+#include <openssl/evp.h>
 
 #include "orfeasd.h"
 
+/* The tag is a digest of (inode, size, time), not the numbers themselves:
+ * an inode number in a tag is a finding every web scanner reports (the
+ * server's file-system layout, CVE-2003-1418), and the time's nanoseconds
+ * (not in Last-Modified) make the digest impossible to search back. 128
+ * bits of SHA-256 keep two versions from sharing a tag. If the digest
+ * fails (libcrypto out of memory), the numbers are hashed by a plain
+ * mixer instead: a tag is still needed, and it still names the version. */
 void od_etag_of(const struct stat *st, char out[OD_ETAG_MAX]) {
-  uint64_t ns = (uint64_t)st->st_mtim.tv_sec * 1000000000u +
-                (uint64_t)st->st_mtim.tv_nsec;
-  snprintf(out, OD_ETAG_MAX, "\"%" PRIx64 "-%" PRIx64 "-%" PRIx64 "\"",
-           (uint64_t)st->st_ino, (uint64_t)st->st_size, ns);
+  uint64_t in[3] = {(uint64_t)st->st_ino, (uint64_t)st->st_size,
+                    (uint64_t)st->st_mtim.tv_sec * 1000000000u +
+                        (uint64_t)st->st_mtim.tv_nsec};
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int md_len = 0;
+  uint64_t h[2] = {0, 0};
+  if (EVP_Digest(in, sizeof in, md, &md_len, EVP_sha256(), NULL) == 1 &&
+      md_len >= 16) {
+    memcpy(h, md, 16);
+  } else {
+    for (int i = 0; i < 3; i++) { /* a multiply-xor mix, two lanes */
+      h[0] = (h[0] ^ in[i]) * 0x100000001b3u + 0xcbf29ce484222325u;
+      h[1] = (h[1] ^ in[i]) * 0x9e3779b97f4a7c15u + 0x84222325cbf29ce4u;
+    }
+  }
+  snprintf(out, OD_ETAG_MAX, "\"%016" PRIx64 "%016" PRIx64 "\"", h[0], h[1]);
 }
 
 static int ows(char c) { return c == ' ' || c == '\t'; }
