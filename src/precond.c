@@ -184,10 +184,10 @@ int od_file_validators_of(int fd, int ranges, char etag[OD_ETAG_MAX],
 
 /* ---- over MHD ------------------------------------------------------------ */
 
-/* A header's lines joined with ", " (a list field may come in several
- * lines, 5.3): the value MHD holds when there is one line, else a copy in
- * *owned (malloc'd; the caller frees it); NULL when absent. Bounded by what
- * MHD accepted of the request's header. */
+/* A header's lines joined with ", " (a field may come in several lines,
+ * 5.3): the value MHD holds when there is one line, else a copy in *owned
+ * (malloc'd; the caller frees it); NULL when absent. Bounded by what MHD
+ * accepted of the request's header. */
 typedef struct {
   const char *name;
   int lines;
@@ -251,18 +251,23 @@ void od_file_plan_for(od_service *svc, struct MHD_Connection *conn,
   plan->status = 200;
   plan->offset = 0;
   plan->length = v->size;
-  char *im_owned, *inm_owned;
+  /* Every field read as all its lines joined (5.3), the lists and the
+   * one-value fields alike: a date or an If-Range sent in two lines is one
+   * value with a comma in it, which is no date (ignored, 13.1.3-4: more
+   * than one member) and no entity tag (the If-Range fails: the whole
+   * file), whichever line comes first; with the first line alone, the
+   * answer would depend on the order a proxy kept. */
+  char *owned[4];
   od_cond_headers h = {
-      .if_match = header_list(conn, "If-Match", &im_owned),
-      .if_none_match = header_list(conn, "If-None-Match", &inm_owned),
-      .if_unmodified_since = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                         "If-Unmodified-Since"),
-      .if_modified_since = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                       "If-Modified-Since"),
+      .if_match = header_list(conn, "If-Match", &owned[0]),
+      .if_none_match = header_list(conn, "If-None-Match", &owned[1]),
+      .if_unmodified_since =
+          header_list(conn, "If-Unmodified-Since", &owned[2]),
+      .if_modified_since = header_list(conn, "If-Modified-Since", &owned[3]),
   };
   int st = od_precond_eval(&h, v->etag, v->last_modified);
-  free(im_owned);
-  free(inm_owned);
+  for (int i = 0; i < 4; i++)
+    free(owned[i]);
   if (st != 0) {
     plan->status = st;
     plan->length = 0;
@@ -282,11 +287,13 @@ void od_file_plan_for(od_service *svc, struct MHD_Connection *conn,
                                          v->size, &first, &last);
   /* If-Range decides only whether a range applies (13.1.5): one that does
    * not hold sends the whole file, even for a range that would be a 416. */
-  if (k != OD_RANGE_IGNORED &&
-      !od_if_range_holds(
-          MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "If-Range"),
-          v->etag))
-    k = OD_RANGE_IGNORED;
+  if (k != OD_RANGE_IGNORED) {
+    char *ir_owned;
+    const char *ir = header_list(conn, "If-Range", &ir_owned);
+    if (!od_if_range_holds(ir, v->etag))
+      k = OD_RANGE_IGNORED;
+    free(ir_owned);
+  }
   od_metric_range(svc, k);
   if (k == OD_RANGE_PARTIAL) {
     plan->status = 206;
