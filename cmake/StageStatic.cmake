@@ -29,9 +29,16 @@ endif()
 file(READ ${three}/package.json pkg)
 string(JSON version GET "${pkg}" version)
 
-# Start clean: a file removed from static/ must not stay served.
-file(REMOVE_RECURSE ${OUT})
+# Start clean: a file removed from static/ must not stay served. The folder
+# itself stays (its contents go): a running orfeasd holds it open (static.c
+# resolves it once, at start-up), and a folder removed and made again is
+# another one, which left that orfeasd answering 404 for every Studio file
+# until restarted (make while make run serves the page).
 file(MAKE_DIRECTORY ${OUT})
+file(GLOB old LIST_DIRECTORIES true ${OUT}/* ${OUT}/.*)
+if(old)
+  file(REMOVE_RECURSE ${old})
+endif()
 file(COPY ${SRC}/ DESTINATION ${OUT})
 
 set(dest ${OUT}/vendor/three-${version})

@@ -5,7 +5,8 @@ argv: CASE WORKDIR, like od_test.py. Cases:
            caching, CSP and nosniff, HEAD, ETag, 304 and 412 (RFC 9110
            13.2.2's order), Range ignored; hostile paths (raw
            requests, so no client normalises them), symbolic links out of
-           the folder, a missing --static-dir.
+           the folder, the page staged again while served (the build's
+           StageStatic.cmake), a missing --static-dir.
   socketio /socket.io/ at the frame level: Engine.IO's 400s (polling, old
            EIO, a sid, no upgrade), the open packet, CONNECT, bad packets
            (error events, counted), the heartbeat closing a client that
@@ -191,6 +192,23 @@ def case_static(work):
     for target in ["/static/leak.txt", "/static/up/secret.txt", "/static/fifo.txt", "/static/sub"]:
         st, _, body = raw_request(s.port, target)
         check(st == 404 and b"secret-bytes" not in body, "%s (a link out, a FIFO, a folder): 404" % target)
+    # The build stages the page again (make while make run serves it) into
+    # the folder this orfeasd holds open: it must go on serving the new
+    # files, not answer 404 for all of them until restarted (a folder
+    # removed and made again is another folder). Its links are removed,
+    # never followed.
+    repo = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+    r = subprocess.run(["cmake", "-DSRC=" + os.path.join(repo, "static"),
+                        "-DNODE_MODULES=" + os.path.join(repo, "node_modules"), "-DOUT=" + site,
+                        "-P", os.path.join(repo, "cmake", "StageStatic.cmake")], capture_output=True, timeout=60)
+    check(r.returncode == 0, "StageStatic.cmake into the served folder (rc %d %r)" % (r.returncode, r.stderr[-200:]))
+    st, _, body = s.request("GET", "/")
+    st2, _, _ = s.request("GET", "/static/vendor/three.js")
+    check(st == 200 and b"mine" not in body and b"ORFEAS Studio" in body and st2 == 200,
+          "staged again while serving: the new page and its files, 200 (%d, %d)" % (st, st2))
+    check(not any(os.path.lexists(os.path.join(site, n)) for n in ("sub", "leak.txt", "up", "fifo.txt"))
+          and os.path.exists(os.path.join(work, "secret.txt")),
+          "staged again: what the build did not put there is gone, the links' targets kept")
     check(s.stop() == 0, "exit 0")
 
     r = subprocess.run([ORFEASD, "--listen", "127.0.0.1:0", "--data-dir", os.path.join(work, "d3"),
