@@ -354,6 +354,19 @@ def case_flow(work):
     check(st == 200 and body == new, "a resume naming the old ETag: 200, the new file whole (%d)" % st)
     st, _, _ = s.request("GET", model, headers={"If-Match": old_tag})
     check(st == 412, "If-Match with the old ETag: 412 (%d)" % st)
+    # docs/api.md's curl recipe: curl -C - sends no If-Range of its own;
+    # given the old tag, it refuses the new whole file (exit 33) and leaves
+    # the part it has, never appending the new tail to the old head.
+    part = os.path.join(os.path.dirname(s.data_dir), "stale.stl")
+    with open(part, "wb") as f:
+        f.write(old[:len(old) // 2])
+    r = subprocess.run(["curl", "-sS", "-C", "-", "-H", "If-Range: " + old_tag, "-o", part,
+                        "http://127.0.0.1:%d%s" % (s.port, model)], capture_output=True, timeout=30)
+    with open(part, "rb") as f:
+        got = f.read()
+    check(r.returncode == 33 and got == old[:len(old) // 2],
+          "curl -C - with the old tag in If-Range: exit 33, the part left alone (rc %d, %d bytes)"
+          % (r.returncode, len(got)))
 
     sm = s.samples()
     for fmt in FORMATS:
