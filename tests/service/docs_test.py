@@ -119,6 +119,67 @@ def case_flags_reference(work):
     check(not differ, "numeric defaults agree between --help and docs/api.md (%s)" % "; ".join(differ))
 
 
+def tool_help_options(text):
+    """A tool's --help: {option: its text, continuation lines joined}."""
+    out, cur = {}, None
+    for line in text.splitlines():
+        m = re.match(r"^  (--[a-z-]+)(?: [A-Z]+)?\s+(.*)$", line)
+        if m:
+            cur = m.group(1)
+            out[cur] = m.group(2)
+        elif cur and re.match(r"^ {5,}\S", line):
+            out[cur] += " " + line.strip()
+        else:
+            cur = None
+    return out
+
+
+def option_table(text):
+    """The first "| option | default | meaning |" table of a docs page:
+    {option: (default cell, meaning cell)}, backquotes dropped."""
+    out, inside = {}, False
+    for line in text.splitlines():
+        if line.startswith("| option | default | meaning |"):
+            inside = True
+        elif inside and line.startswith("| `--"):
+            cells = [c.strip().replace("`", "") for c in line.strip().strip("|").split("|")]
+            out[cells[0].split()[0]] = (cells[1], cells[2])
+        elif inside and not line.startswith("|"):
+            break
+    return out
+
+
+def case_tools_reference(work):
+    """orfeas-report's and orfeas-load's --help against the option tables
+    of docs/reports.md and docs/load.md, both ways: every option in both;
+    a "(default X)" of --help is the table's default; a range "A to B" of
+    --help is in the table's row too (the bounds the tool refuses past)."""
+    del work
+    for tool, page in (("orfeas-report", "docs/reports.md"), ("orfeas-load", "docs/load.md")):
+        p = subprocess.run([os.path.join(BUILD, tool), "--help"], capture_output=True, text=True, timeout=10)
+        check(p.returncode == 0, "%s --help: exit 0" % tool)
+        helped = tool_help_options(p.stdout)
+        check(len(helped) >= 10, "%s --help lists its options (%d found)" % (tool, len(helped)))
+        with open(os.path.join(ROOT, page), encoding="utf-8") as f:
+            table = option_table(f.read())
+        check(not sorted(set(helped) - set(table)),
+              "every option of %s --help has a row in %s (missing: %s)"
+              % (tool, page, sorted(set(helped) - set(table))))
+        check(not sorted(set(table) - set(helped)),
+              "every option %s lists is in %s --help (unknown: %s)" % (page, tool, sorted(set(table) - set(helped))))
+        differ = []
+        for opt, h in sorted(helped.items()):
+            if opt not in table:
+                continue
+            d = re.search(r"\(default ([^()]+)\)", h)
+            if d and table[opt][0].split()[:1] != [d.group(1)]:
+                differ.append("%s: default %s in --help, %r in %s" % (opt, d.group(1), table[opt][0], page))
+            for lo, hi in re.findall(r"\b([0-9][0-9.]*[a-z]*) to ([0-9][0-9.]*[a-z]*)\b", h):
+                if "%s to %s" % (lo, hi) not in table[opt][1]:
+                    differ.append("%s: %s to %s in --help, not in %s's row" % (opt, lo, hi, page))
+        check(not differ, "%s --help and %s agree on defaults and ranges (%s)" % (tool, page, "; ".join(differ)))
+
+
 def error_types(text, anchor):
     """The backquoted words of the parenthesis that follows anchor (the
     first `type` list after it)."""
@@ -185,4 +246,5 @@ if __name__ == "__main__":
     main({"metrics_reference": case_metrics_reference,
           "monitoring_queries": case_monitoring_queries,
           "flags_reference": case_flags_reference,
+          "tools_reference": case_tools_reference,
           "cross_reference": case_cross_reference})

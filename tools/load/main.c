@@ -39,6 +39,7 @@
 #define NSTAGES 7
 #define GRACE_S 60 /* how long past --duration accepted jobs may finish */
 #define MAX_DURATION_S 86400.0 /* --duration: a day bounds every loop */
+#define DEFAULT_DURATION_S 120.0
 
 /* SIGINT or SIGTERM: no job starts and no job is followed any more; the
  * summary is printed as usual and the exit status is 128 + the signal. */
@@ -92,7 +93,7 @@ static struct {
        .concurrency = 2,
        .ws_clients = 1,
        .quality = 3,
-       .duration = 120};
+       .duration = DEFAULT_DURATION_S};
 
 static job jobs[MAX_JOBS];
 static _Atomic int next_job, watch_n, unwatch_n;
@@ -871,27 +872,33 @@ static void usage(FILE *f) {
       "                   [--json]\n\n"
       "  --target URL      orfeasd, http://HOST:PORT (default "
       "http://127.0.0.1:5000)\n"
-      "  --synthetic       generated PNG shapes (default when no --images)\n"
+      "  --synthetic       generated PNG shapes, the default without "
+      "--images\n"
       "  --images DIR      the .png/.jpg/.jpeg files of DIR\n"
       "  --jobs N          jobs to run, 1 to %d (default 20)\n"
       "  --rate R          start R jobs per second (with --concurrency "
-      "workers)\n"
-      "  --concurrency C   jobs in flight (default 2)\n"
-      "  --formats LIST    formats, used in turn (default stl)\n"
-      "  --ws-clients W    WebSocket clients subscribed to every job "
+      "workers); 0 to\n"
+      "                    10000, 0 = off (default 0)\n"
+      "  --concurrency C   jobs in flight, 1 to 256 (default 2)\n"
+      "  --formats LIST    up to 4 of stl,obj,ply,glb, used in turn (default "
+      "stl)\n"
+      "  --ws-clients W    WebSocket clients subscribed to every job, 0 to 64 "
       "(default 1)\n"
       "  --duration S      start no job due after S s (the first always "
       "starts);\n"
-      "                    accepted jobs get %d s more\n"
-      "  --quality Q       1-10 (default 3)\n"
-      "  --distinct K      K different images, repeated (cache hits)\n"
+      "                    accepted jobs get %d s more; 0.001 to %.0f "
+      "(default %.0f)\n"
+      "  --quality Q       1 to 10 (default 3)\n"
+      "  --distinct K      K different images, repeated (cache hits); 1 to "
+      "%d\n"
       "  --json            the summary as JSON on stdout (docs/load.md)\n"
+      "  --help            print this\n"
       "  --version         print the version, git revision and build type\n\n"
       "Exit: 0 jobs accepted, none lost; 1 an accepted job never ended;\n"
       "2 usage or target unreachable; 3 no job accepted (all refused: "
       "stderr says\nthe first refusal); 130 interrupted (Ctrl-C: the summary "
       "of what ran; 143\nfor SIGTERM).\n",
-      MAX_JOBS, GRACE_S);
+      MAX_JOBS, GRACE_S, MAX_DURATION_S, DEFAULT_DURATION_S, MAX_JOBS);
 }
 
 static int parse_target(void) {
