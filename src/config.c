@@ -563,5 +563,5 @@ int od_config_parse(od_config *c, int argc, char **argv,
     snprintf(err, err_len, "--gpus: %s", why);
     return -1;
   }
-  return od_store_url_check(c->store, err, err_len);
+  return od_store_url_check(c->store, c->store_password_file, err, err_len);
 }

@@ -82,8 +82,28 @@ static const od_store_ops *backend_of(const char *url, char *err,
   return NULL;
 }
 
-int od_store_url_check(const char *url, char *err, size_t err_len) {
-  return backend_of(url, err, err_len) ? 0 : -1;
+int od_store_url_check(const char *url, const char *password_file, char *err,
+                       size_t err_len) {
+  const od_store_ops *ops = backend_of(url, err, err_len);
+  if (ops == NULL)
+    return -1;
+  char shown[256];
+  od_store_url_shown(url, shown, sizeof shown);
+  if (password_file != NULL && password_file[0] &&
+      strcmp(ops->scheme, "redis") != 0) {
+    snprintf(err, err_len,
+             "--store-password-file is for a redis:// store, not %s", shown);
+    return -1;
+  }
+  const char *colon = strchr(url, ':');
+  char berr[384] = "";
+  if (ops->check_url != NULL &&
+      ops->check_url(colon ? colon + 1 : "", berr, sizeof berr) != 0) {
+    snprintf(err, err_len, "--store %s: %s", shown,
+             berr[0] ? berr : "malformed");
+    return -1;
+  }
+  return 0;
 }
 
 /* A password never belongs in a URL (the redis backend refuses one, and
@@ -112,10 +132,7 @@ od_store *od_store_open(const char *url, const od_store_opts *o, char *err,
   const char *colon = strchr(url, ':');
   char berr[384] = "", shown[256];
   od_store_url_shown(url, shown, sizeof shown);
-  if (o->password_file != NULL && o->password_file[0] &&
-      strcmp(ops->scheme, "redis") != 0) {
-    snprintf(err, err_len,
-             "--store-password-file is for a redis:// store, not %s", shown);
+  if (od_store_url_check(url, o->password_file, err, err_len) != 0) {
     free(s);
     return NULL;
   }

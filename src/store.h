@@ -259,6 +259,10 @@ typedef struct od_store_ops {
   /* rest: the URL after "scheme:". */
   od_store_rc (*open)(const char *rest, const od_store_opts *o, void **be,
                       char *err, size_t err_len);
+  /* Optional: 0 when rest is well formed, else -1 with a sentence in err;
+   * no connection, nothing opened (config.c refuses a bad --store with it
+   * before anything starts: exit 2). */
+  int (*check_url)(const char *rest, char *err, size_t err_len);
   void (*close)(void *be);
   od_store_rc (*recover)(void *be,
                          void (*each)(const od_job_rec *r, od_job_state was,
@@ -299,9 +303,13 @@ extern const od_store_ops od_store_redis_ops;
  * cannot start. */
 od_store *od_store_open(const char *url, const od_store_opts *o, char *err,
                         size_t err_len);
-/* 0 when url names a known backend ("scheme:..."), else -1 with a sentence
- * in err naming the known ones (config.c checks --store with it). */
-int od_store_url_check(const char *url, char *err, size_t err_len);
+/* 0 when url names a known backend ("scheme:...") in a form it takes (a
+ * redis:// URL without a password), and password_file (NULL or "" for none)
+ * is for a backend that takes one; else -1 with a sentence in err (naming
+ * the known backends for an unknown scheme). config.c checks --store and
+ * --store-password-file with it; od_store_open checks the same again. */
+int od_store_url_check(const char *url, const char *password_file, char *err,
+                       size_t err_len);
 /* url as logs and messages may show it: the user part of
  * "scheme://USER:PASS@..." replaced by "***". */
 void od_store_url_shown(const char *url, char *out, size_t size);

@@ -868,6 +868,19 @@ bad:
   return -1;
 }
 
+/* The URL's form alone (od_store_ops.check_url): parse_url into a record
+ * that is then dropped; it allocates nothing. */
+static int rd_check_url(const char *rest, char *err, size_t err_len) {
+  rds *d = calloc(1, sizeof *d);
+  if (d == NULL) {
+    snprintf(err, err_len, "out of memory");
+    return -1;
+  }
+  int rc = parse_url(d, rest, err, err_len);
+  free(d);
+  return rc;
+}
+
 /* The layout key: refuses a Redis whose jobs another build wrote. */
 static int check_layout(rds *d, redisContext *c, char *err, size_t err_len) {
   char want[48];
@@ -1680,6 +1693,7 @@ const od_store_ops od_store_redis_ops = {
     .durable = 1,
     .shared = 1,
     .open = rd_open,
+    .check_url = rd_check_url,
     .close = rd_close,
     .recover = rd_recover,
     .insert = rd_insert,

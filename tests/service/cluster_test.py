@@ -377,19 +377,22 @@ def case_auth(work):
     bad = os.path.join(work, "bad.pw")
     with open(bad, "w") as f:
         f.write("not-the-password\n")
+    # What Redis or the file answers stops start-up (exit 1); a flag's value
+    # that is wrong in itself is refused before anything starts (exit 2).
     cases = [
-        ("no password", ("--store", redis.url), "requires a password"),
-        ("a wrong password", ("--store", redis.url, "--store-password-file", bad), "refused the password"),
-        ("the password in the URL", ("--store", "redis://:%s@127.0.0.1:%d" % (secret, redis.port)),
+        ("no password", ("--store", redis.url), 1, "requires a password"),
+        ("a wrong password", ("--store", redis.url, "--store-password-file", bad), 1, "refused the password"),
+        ("the password in the URL", ("--store", "redis://:%s@127.0.0.1:%d" % (secret, redis.port)), 2,
          "--store-password-file"),
         ("a missing password file", ("--store", redis.url, "--store-password-file", os.path.join(work, "none")),
-         "No such file"),
-        ("a password file for sqlite", ("--store-password-file", pw), "is for a redis:// store"),
+         1, "No such file"),
+        ("a password file for sqlite", ("--store-password-file", pw), 2, "is for a redis:// store"),
     ]
-    for what, args, says in cases:
+    for what, args, want, says in cases:
         rc, err = start_fails(work, "bad", *args)
         log += err
-        check(rc == 1 and says in err, "%s: start-up stops (exit %d) saying %r: %s" % (what, rc, says, err.strip()[-200:]))
+        check(rc == want and says in err,
+              "%s: start-up stops (exit %d, want %d) saying %r: %s" % (what, rc, want, says, err.strip()[-200:]))
     check(secret not in log and "user-pw" not in log, "no password ever written to the log")
 
 

@@ -728,11 +728,21 @@ def case_cli(work):
                                b"--node-id: required with a redis:// store when --listen is 0.0.0.0:5000"),
                               (["--store", "redis://127.0.0.1:1", "--listen", "127.0.0.1:0"], {},
                                b"--node-id: required with a redis:// store when --listen is 127.0.0.1:0"),
+                              # A malformed --store URL, a password in it (not
+                              # echoed) or a password file for another store: a
+                              # flag's value, refused before anything starts.
+                              (["--store", "redis://nohost", "--node-id", "a"], {},
+                               b"--store redis://nohost: expected redis://[USER@]HOST:PORT[/DB]"),
+                              (["--store", "redis://:cli-secret@127.0.0.1:1", "--node-id", "a"], {},
+                               b"--store redis://***@127.0.0.1:1: a password in the URL"),
+                              (["--store-password-file", os.path.join(work, "pw")], {},
+                               b"--store-password-file is for a redis:// store"),
                               ([], {"ORFEAS_QUEUE_SIZE": "many"}, b"ORFEAS_QUEUE_SIZE")]:
         e = dict(os.environ)
         e.update(env)
         p = subprocess.run([ORFEASD] + args, capture_output=True, timeout=10, env=e)
-        check(p.returncode == 2 and needle in p.stderr, "bad value %s%s: exit 2, %s" % (args, env, p.stderr.strip()))
+        check(p.returncode == 2 and needle in p.stderr and b"cli-secret" not in p.stderr,
+              "bad value %s%s: exit 2, %s" % (args, env, p.stderr.strip()))
     s = Server(os.path.join(work, "data"), env={"ORFEAS_WORKERS": "3", "ORFEAS_QUEUE_SIZE": "7"})
     h = s.json("GET", "/api/health")[2]
     check(h["workers"]["total"] == 3 and h["queue"]["capacity"] == 7, "ORFEAS_WORKERS / ORFEAS_QUEUE_SIZE apply")
