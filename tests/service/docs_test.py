@@ -195,6 +195,42 @@ def error_types(text, anchor):
     return re.findall(r"`([a-z_]+)`", body) or [w.strip() for w in body.split(",")]
 
 
+def error_table(text):
+    """docs/api.md's table of error types: {type: the statuses of its row}."""
+    out, inside = {}, False
+    for line in text.splitlines():
+        if line.startswith("| type | status | when |"):
+            inside = True
+        elif inside and line.startswith("| `"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            out[cells[0].strip("`")] = set(re.findall(r"\b[1-5][0-9][0-9]\b", cells[1]))
+        elif inside and not line.startswith("|"):
+            break
+    return out
+
+
+def source_statuses():
+    """{type: the HTTP statuses orfeasd's sources answer it with}: the
+    status and type of od_respond_error, of an od_error literal, and of a
+    validation error (type validation)."""
+    import glob
+    out = {}
+    for path in sorted(glob.glob(os.path.join(ROOT, "src", "*.c"))):
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        for m in re.finditer(r'od_respond_error\(\s*\w+,\s*\w+,\s*\w+,\s*(\d+),\s*"(\w+)"', text):
+            out.setdefault(m.group(2), set()).add(m.group(1))
+        for m in re.finditer(r'\.status\s*=\s*(\d+),\s*\.type\s*=\s*(?:[^;,{}]*\?\s*)?"(\w+)"'
+                             r'(?:\s*:\s*"(\w+)")?', text):
+            for t in m.groups()[1:]:
+                if t:
+                    out.setdefault(t, set()).add(m.group(1))
+        for m in re.finditer(r'\bvalidation_error(?:_ex)?\(\s*\w+,\s*\w+,\s*\w+,\s*'
+                             r'(?:\(od_error\)\{\.status\s*=\s*)?([^,]+),', text):
+            out.setdefault("validation", set()).update(re.findall(r"\b[1-5][0-9][0-9]\b", m.group(1)))
+    return out
+
+
 def alert_labels():
     """{alert: the labels its firing alerts carry}, from the rule unit
     tests' exp_labels (promtool checks those against the rules)."""
@@ -210,9 +246,10 @@ def alert_labels():
 
 
 def case_cross_reference(work):
-    """What the prose names exists in the code: docs/api.md's list of
-    orfeas_errors_total types is docs/metrics.md's (which
-    docs.metrics_reference checks against the sources), and every silence
+    """What the prose names exists in the code: docs/api.md's table of
+    orfeas_errors_total types is docs/metrics.md's list (which
+    docs.metrics_reference checks against the sources), each status the
+    sources answer a type with is in that type's row, and every silence
     docs/runbook.md gives matches only labels its alert has (a matcher on a
     label the alert lacks silences nothing: the page goes on)."""
     del work
@@ -220,12 +257,18 @@ def case_cross_reference(work):
         api = f.read()
     with open(os.path.join(ROOT, "docs/metrics.md"), encoding="utf-8") as f:
         metrics = f.read()
-    a = error_types(api, "orfeas_errors_total{type, endpoint}")
+    table = error_table(api)
+    a = list(table)
     m = error_types(metrics, "| `orfeas_errors_total` | counter | `type`")
     check(len(m) >= 20, "metrics.md's orfeas_errors_total types read (%d)" % len(m))
     check(sorted(set(a)) == sorted(set(m)),
-          "api.md's Errors names the types metrics.md lists (only in api.md: %s; only in metrics.md: %s)"
+          "api.md's table of errors names the types metrics.md lists (only in api.md: %s; only in metrics.md: %s)"
           % (sorted(set(a) - set(m)), sorted(set(m) - set(a))))
+    src = source_statuses()
+    check(sum(len(v) for v in src.values()) >= 25, "the statuses of the sources' errors read (%s)" % src)
+    missing = ["%s %s" % (t, st) for t, sts in sorted(src.items()) for st in sorted(sts - table.get(t, set()))]
+    check(not missing, "every status the sources answer a type with is in api.md's row of it (missing: %s)"
+          % "; ".join(missing))
     with open(os.path.join(ROOT, "docs/runbook.md"), encoding="utf-8") as f:
         runbook = f.read().replace("\\\n", " ")
     labels = alert_labels()
