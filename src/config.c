@@ -289,7 +289,9 @@ void od_config_defaults(od_config *c) {
   c->stranded_age_s = 60;
   c->refused_hold_s = 60;
   long n = sysconf(_SC_NPROCESSORS_ONLN);
-  c->workers = n > 0 && n <= 256 ? (int)n : 2;
+  /* The cores, at most the flag's 256 (a larger machine gets 256 workers,
+   * not the 2 of an unknown count). */
+  c->workers = n > 256 ? 256 : n > 0 ? (int)n : 2;
   c->queue_size = 100;
   c->worker_nice = 10;
   c->max_upload_mb = 50;
